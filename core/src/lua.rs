@@ -1,0 +1,1 @@
+//! Lua twin generator.

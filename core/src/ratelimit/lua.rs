@@ -1,0 +1,1 @@
+//! The Lua twin of the rate-limiting family.

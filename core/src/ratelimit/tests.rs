@@ -1,0 +1,405 @@
+//! Table-driven tests with an injected clock: one line per behaviour.
+
+use super::*;
+
+/// Runs a history against a string limiter, keeping the state as Redis would (expired keys
+/// vanish), and checks each step's reply.
+struct Harness<L: StringLimiter> {
+    limiter: L,
+    state: Option<StringWrite>,
+}
+
+/// (case, now_ms, cost, allowed, remaining, retry_after_ms, reset_after_ms)
+type Case = (u32, i64, i64, bool, i64, i64, i64);
+
+impl<L: StringLimiter> Harness<L> {
+    fn new(limiter: L) -> Self {
+        Self {
+            limiter,
+            state: None,
+        }
+    }
+
+    fn step(&mut self, now_ms: i64, cost: i64) -> RateReply {
+        if self
+            .state
+            .as_ref()
+            .is_some_and(|s| s.expire_at_ms <= now_ms)
+        {
+            self.state = None;
+        }
+        let stored = self.state.as_ref().map(|s| Stored {
+            value: s.value.as_bytes(),
+            expire_at_ms: Some(s.expire_at_ms),
+        });
+        let outcome = self.limiter.decide(stored, now_ms, cost).unwrap();
+        assert_eq!(
+            outcome.write.is_some(),
+            outcome.reply.allowed && cost > 0,
+            "writes exactly when a positive cost is admitted"
+        );
+        if let Some(w) = outcome.write {
+            assert!(
+                w.expire_at_ms > now_ms,
+                "every write carries a future expiry"
+            );
+            self.state = Some(w);
+        }
+        outcome.reply
+    }
+
+    fn run(&mut self, limit: i64, cases: &[Case]) {
+        for &(case, now, cost, allowed, remaining, retry, reset) in cases {
+            let want = RateReply {
+                allowed,
+                limit,
+                remaining,
+                retry_after_ms: retry,
+                reset_after_ms: reset,
+            };
+            assert_eq!(self.step(now, cost), want, "case {case}");
+        }
+    }
+}
+
+const T0: i64 = 1_700_000_000_000;
+
+#[test]
+fn token_bucket_matches_redis_cell_documented_cases() {
+    // redis-cell's own table: max_burst 4 (limit 5), 1 per second.
+    let mut h = Harness::new(TokenBucket::from_cell(4, 1, 1).unwrap());
+    h.run(
+        5,
+        &[
+            (0, T0, 6, false, 5, -1, 0), // never fits
+            (1, T0, 1, true, 4, -1, 1000),
+            (2, T0, 1, true, 3, -1, 2000),
+            (3, T0, 1, true, 2, -1, 3000),
+            (4, T0, 1, true, 1, -1, 4000),
+            (5, T0, 1, true, 0, -1, 5000),
+            (6, T0, 1, false, 0, 1000, 5000),
+            (7, T0 + 3000, 1, true, 2, -1, 3000),
+            (8, T0 + 3100, 1, true, 1, -1, 3900),
+            (9, T0 + 4000, 1, true, 1, -1, 4000),
+            (10, T0 + 8000, 1, true, 4, -1, 1000),
+            (11, T0 + 9500, 1, true, 4, -1, 1000),
+            (12, T0 + 9500, 0, true, 4, -1, 1000), // peek
+            (13, T0 + 9500, 2, true, 2, -1, 3000),
+            (14, T0 + 9500, 5, false, 2, 3000, 3000),
+        ],
+    );
+}
+
+#[test]
+fn cell_reply_matches_redis_cell_readme() {
+    // `CL.THROTTLE user123 15 30 60 1` on a fresh key → 0 16 15 -1 2.
+    let b = TokenBucket::from_cell(15, 30, 60).unwrap();
+    let out = b.decide(None, T0, 1).unwrap();
+    assert_eq!(out.reply.to_cell_array(), [0, 16, 15, -1, 2]);
+    // Seconds round up: 3900 ms → 4 s; a denial's retry rounds up too.
+    let r = RateReply {
+        allowed: false,
+        limit: 5,
+        remaining: 0,
+        retry_after_ms: 1,
+        reset_after_ms: 3900,
+    };
+    assert_eq!(r.to_cell_array(), [1, 5, 0, 1, 4]);
+}
+
+#[test]
+fn token_bucket_fractional_emission_is_exact() {
+    // 3 tokens per 1000 ms: T = 333⅓ ms. Three admissions cost exactly 1000 ms, no drift.
+    let b = TokenBucket::new(3, 3, 1000).unwrap();
+    let mut h = Harness::new(b);
+    h.run(
+        3,
+        &[
+            (0, T0, 1, true, 2, -1, 334),
+            (1, T0, 1, true, 1, -1, 667),
+            (2, T0, 1, true, 0, -1, 1000),
+            (3, T0, 1, false, 0, 334, 1000),
+            (4, T0 + 333, 1, false, 0, 1, 667),
+            (5, T0 + 334, 1, true, 0, -1, 1000),
+        ],
+    );
+    assert_eq!(
+        h.state.as_ref().unwrap().value,
+        format!("{}+1/3", T0 + 1333)
+    );
+    let s = h.limiter.decide(None, T0, 2).unwrap().write.unwrap();
+    assert_eq!(s.value, format!("{}+2/3", T0 + 666));
+    assert_eq!(s.expire_at_ms, T0 + 667);
+}
+
+#[test]
+fn token_bucket_state_round_trips_and_rejects_garbage() {
+    let b = TokenBucket::new(10, 3, 1000).unwrap();
+    let read = |v: &str| {
+        b.decide(
+            Some(Stored {
+                value: v.as_bytes(),
+                expire_at_ms: None,
+            }),
+            T0,
+            0,
+        )
+    };
+    // Debt of 1000⅔ ms = 3 tokens spent (1000 ms) plus ⅔ ms: 6 tokens left, not 7.
+    assert_eq!(
+        read(&format!("{}+2/3", T0 + 1000)).unwrap().reply.remaining,
+        6
+    );
+    // A fraction stored for another rate rounds the TAT up to the next ms.
+    assert_eq!(
+        read(&format!("{}+1/7", T0 + 999))
+            .unwrap()
+            .reply
+            .reset_after_ms,
+        1000
+    );
+    for bad in [
+        "", "x", "-5", "12+", "12+1", "12+0/3", "12+3/3", "12+1/0", "1+2/3/4", "01",
+    ] {
+        assert_eq!(
+            read(bad).unwrap_err(),
+            CmdError::BadState(NOT_LIMITER_STATE),
+            "{bad:?}"
+        );
+    }
+    // A redis-cell key (TAT in ns) counts as an empty bucket, not a ban for ages.
+    let ns = (T0 + 5000) * 1_000_000;
+    let r = read(&ns.to_string()).unwrap().reply;
+    assert_eq!((r.remaining, r.reset_after_ms), (0, 3334));
+}
+
+#[test]
+fn token_bucket_extremes_do_not_overflow() {
+    let max = i64::MAX;
+    // Capacity near i64::MAX refilled as fast: τ = 1 ms.
+    let b = TokenBucket::new(max, max, 1).unwrap();
+    let out = b.decide(None, T0, max).unwrap();
+    assert_eq!(out.reply.remaining, 0);
+    assert_eq!(out.reply.reset_after_ms, 1);
+    let out = b.decide(None, T0, max - 1).unwrap();
+    assert_eq!(out.reply.remaining, 1);
+    // Huge cost on a small bucket never fits.
+    let small = TokenBucket::new(1, 1, 1).unwrap();
+    assert_eq!(
+        small.decide(None, T0, max).unwrap().reply.retry_after_ms,
+        -1
+    );
+    // Spans past 2^52 ms are refused with a clear error.
+    assert_eq!(
+        TokenBucket::new(max, 1, 1).unwrap_err().to_string(),
+        "ERR the limiter's time span is too long (over 2^52 ms)"
+    );
+    assert!(TokenBucket::new(1, 1, MAX_SPAN_MS).is_ok());
+    assert!(TokenBucket::new(1, 1, MAX_SPAN_MS + 1).is_err());
+    assert_eq!(
+        TokenBucket::from_cell(max, 1, 1).unwrap_err().to_string(),
+        "ERR max_burst is too large"
+    );
+    assert!(TokenBucket::from_cell(1, 1, max / 999).is_err());
+}
+
+#[test]
+fn fixed_window_counts_per_aligned_window() {
+    let start = 1_700_000_040_000; // a multiple of 10_000
+    let mut h = Harness::new(FixedWindow::new(3, 10_000).unwrap());
+    h.run(
+        3,
+        &[
+            (0, start + 1000, 0, true, 3, -1, 0), // peek on an empty key
+            (1, start + 1000, 2, true, 1, -1, 9000),
+            (2, start + 2000, 2, false, 1, 8000, 8000), // denied consumes nothing
+            (3, start + 2000, 1, true, 0, -1, 8000),
+            (4, start + 9999, 1, false, 0, 1, 1),
+            (5, start + 10_000, 1, true, 2, -1, 10_000), // new window
+            (6, start + 10_000, 4, false, 2, -1, 10_000), // can never fit
+        ],
+    );
+}
+
+#[test]
+fn fixed_window_ignores_state_from_other_parameters() {
+    let w = FixedWindow::new(5, 1000).unwrap();
+    let now = 1_700_000_000_500;
+    let stored = |expire_at_ms| Stored {
+        value: b"4",
+        expire_at_ms,
+    };
+    let remaining = |s| w.decide(Some(s), now, 0).unwrap().reply.remaining;
+    assert_eq!(remaining(stored(Some(now + 500))), 1); // this window's counter
+    assert_eq!(remaining(stored(Some(now + 501))), 5); // outlives this window: not ours
+    assert_eq!(remaining(stored(None)), 5); // no TTL: not ours
+    assert!(w.decide(Some(stored(Some(now + 1))), now, i64::MAX).is_ok());
+    let bad = Stored {
+        value: b"-1",
+        expire_at_ms: Some(now + 1),
+    };
+    assert!(w.decide(Some(bad), now, 1).is_err());
+    assert!(FixedWindow::new(1, MAX_SPAN_MS + 1).is_err());
+}
+
+#[test]
+fn sliding_window_weights_the_previous_window() {
+    let start = 1_700_000_040_000;
+    let mut h = Harness::new(SlidingWindow::new(10, 10_000).unwrap());
+    h.run(
+        10,
+        &[
+            (0, start, 6, true, 4, -1, 20_000),
+            (1, start + 5000, 4, true, 0, -1, 15_000),
+            (2, start + 5000, 1, false, 0, 6000, 15_000),
+            // Next window, 25% in: previous 10 weigh 7.5, so 2 more fit.
+            (3, start + 12_500, 2, true, 0, -1, 17_500),
+            // 7.5 + 3 > 10: wait until prev·(W−e) <= 7·W, at e = 3000.
+            (4, start + 12_500, 1, false, 0, 500, 17_500),
+            // Two windows later everything is forgotten.
+            (5, start + 30_000, 10, true, 0, -1, 20_000),
+        ],
+    );
+    assert_eq!(
+        h.state.as_ref().unwrap().value,
+        format!("{}:0:10", start + 30_000)
+    );
+}
+
+#[test]
+fn sliding_window_retry_is_the_least_wait() {
+    // Check retry_after against brute force: the first ms at which the cost fits.
+    let w = SlidingWindow::new(7, 100).unwrap();
+    let start = 1_700_000_000_000;
+    for prev in 0..=8 {
+        for curr in 0..=8 {
+            for elapsed in [0, 1, 37, 99] {
+                for cost in 1..=7 {
+                    let value = format!("{start}:{prev}:{curr}");
+                    let now = start + elapsed;
+                    let stored = Stored {
+                        value: value.as_bytes(),
+                        expire_at_ms: None,
+                    };
+                    let reply = w.decide(Some(stored), now, cost).unwrap().reply;
+                    if reply.allowed {
+                        continue;
+                    }
+                    let fits_at = (1..=300)
+                        .find(|&t| {
+                            let stored = Stored {
+                                value: value.as_bytes(),
+                                expire_at_ms: None,
+                            };
+                            w.decide(Some(stored), now + t, cost).unwrap().reply.allowed
+                        })
+                        .unwrap();
+                    assert_eq!(
+                        reply.retry_after_ms, fits_at,
+                        "{prev} {curr} {elapsed} {cost}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// An in-memory admission log, as a sorted list of (time, seq).
+#[derive(Default)]
+struct MemLog(Vec<(i64, i64)>);
+
+impl AdmissionLog for MemLog {
+    fn count_after(&mut self, after_ms: i64) -> Result<i64, CmdError> {
+        Ok(self.0.iter().filter(|e| e.0 > after_ms).count() as i64)
+    }
+    fn time_at(&mut self, after_ms: i64, index: i64) -> Result<i64, CmdError> {
+        Ok(self
+            .0
+            .iter()
+            .filter(|e| e.0 > after_ms)
+            .nth(index as usize)
+            .unwrap()
+            .0)
+    }
+    fn newest(&mut self) -> Result<Option<i64>, CmdError> {
+        Ok(self.0.last().map(|e| e.0))
+    }
+    fn count_at(&mut self, at_ms: i64) -> Result<i64, CmdError> {
+        Ok(self.0.iter().filter(|e| e.0 == at_ms).count() as i64)
+    }
+}
+
+impl MemLog {
+    fn apply(&mut self, w: &LogWrite) {
+        self.0.retain(|e| e.0 > w.prune_through_ms);
+        for seq in w.first_seq..w.first_seq + w.count {
+            assert!(!self.0.contains(&(w.at_ms, seq)), "members are unique");
+            self.0.push((w.at_ms, seq));
+        }
+    }
+}
+
+#[test]
+fn sliding_exact_is_a_true_log() {
+    let w = SlidingWindow::new(3, 1000).unwrap();
+    let mut log = MemLog::default();
+    // (now, cost, allowed, remaining, retry, reset)
+    let cases: &[(i64, i64, bool, i64, i64, i64)] = &[
+        (T0, 0, true, 3, -1, 0),
+        (T0, 1, true, 2, -1, 1000),
+        (T0 + 400, 2, true, 0, -1, 1000),
+        (T0 + 500, 1, false, 0, 500, 900),
+        (T0 + 500, 4, false, 0, -1, 900),
+        (T0 + 500, 3, false, 0, 900, 900),
+        (T0 + 1000, 1, true, 0, -1, 1000), // the first entry left at T0 + 1000
+        (T0 + 1000, 1, false, 0, 400, 1000),
+        (T0 + 5000, 3, true, 0, -1, 1000),
+    ];
+    for (i, &(now, cost, allowed, remaining, retry, reset)) in cases.iter().enumerate() {
+        let (reply, write) = w.decide_exact(&mut log, now, cost).unwrap();
+        let want = RateReply {
+            allowed,
+            limit: 3,
+            remaining,
+            retry_after_ms: retry,
+            reset_after_ms: reset,
+        };
+        assert_eq!(reply, want, "case {i}");
+        if let Some(write) = write {
+            log.apply(&write);
+        }
+    }
+    assert_eq!(log.0, vec![(T0 + 5000, 0), (T0 + 5000, 1), (T0 + 5000, 2)]);
+}
+
+#[test]
+fn definitions_parse_their_arguments() {
+    let args = |s: &str| -> Vec<Vec<u8>> { s.split(' ').map(|a| a.as_bytes().to_vec()).collect() };
+    let parse = |def: &CommandDef, s: &str| {
+        let owned = args(s);
+        let raw: Vec<&[u8]> = owned.iter().map(Vec::as_slice).collect();
+        def.parse(&raw)
+    };
+    assert_eq!(parse(&TOKENBUCKET, "10 1 1000").unwrap().options[0], 1);
+    assert_eq!(
+        parse(&TOKENBUCKET, "10 1 1000 cost 0").unwrap().options[0],
+        0
+    );
+    assert_eq!(
+        parse(&TOKENBUCKET, "10 0 1000").unwrap_err().to_string(),
+        "ERR rate must be a positive integer"
+    );
+    assert_eq!(
+        parse(&TOKENBUCKET, "10 1 1000 COST -1")
+            .unwrap_err()
+            .to_string(),
+        "ERR COST must be a non-negative integer"
+    );
+    assert_eq!(parse(&SLIDINGWINDOW, "5 100 EXACT").unwrap().options[1], 1);
+    assert_eq!(parse(&THROTTLE, "0 1 1").unwrap().positionals[3], 1);
+    assert_eq!(parse(&THROTTLE, "0 1 1 0").unwrap().positionals[3], 0);
+    assert_eq!(parse(&THROTTLE, "0 1 1 1 1").unwrap_err(), CmdError::Syntax);
+    assert_eq!(TOKENBUCKET.arity(), -5);
+    assert_eq!(THROTTLE.arity(), -5);
+    assert_eq!(FIXEDWINDOW.arity(), -4);
+}

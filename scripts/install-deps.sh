@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Installs the system packages the project needs on a Debian machine (run as root).
+# Idempotent: does nothing when everything is already present.
+#   redis-server, redis-tools  Debian's Redis 7.0 (server, redis-cli, redis-benchmark)
+#   valkey-server, valkey-tools Valkey 8.0 from the distribution's backports suite
+#   libclang-dev               bindgen (redis-module's build) needs it
+#   python3-matplotlib         the benchmark's chart
+set -euo pipefail
+
+need=()
+command -v redis-server >/dev/null || need+=(redis-server)
+command -v redis-cli >/dev/null || need+=(redis-tools)
+command -v redis-benchmark >/dev/null || need+=(redis-tools)
+command -v valkey-server >/dev/null || need+=(valkey-server)
+command -v valkey-cli >/dev/null || need+=(valkey-tools)
+dpkg -s libclang-dev >/dev/null 2>&1 || need+=(libclang-dev)
+[ "${WITH_BENCH:-0}" = 1 ] && ! python3 -c 'import matplotlib' 2>/dev/null && need+=(python3-matplotlib)
+[ ${#need[@]} -eq 0 ] && exit 0
+
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO=sudo
+
+# Valkey 8 lives in <codename>-backports. Add that suite by copying the machine's own Debian
+# entry with only the suite changed (no registry host is written here).
+add_backports() {
+  local codename
+  codename=$(. /etc/os-release && echo "$VERSION_CODENAME")
+  if grep -rqs -- "${codename}-backports" /etc/apt/sources.list /etc/apt/sources.list.d/; then
+    return
+  fi
+  if [ -f /etc/apt/sources.list.d/debian.sources ]; then
+    # deb822: take the stanza whose Suites start with the codename, change only the Suites line.
+    awk -v c="$codename" 'BEGIN{RS="";ORS="\n\n"} $0 ~ ("Suites: " c "( |\n|$)") {
+        n=split($0, l, "\n"); out="";
+        for (i=1;i<=n;i++) { if (l[i] ~ /^Suites:/) l[i]="Suites: " c "-backports"; out=out l[i] "\n" }
+        printf "%s", out; exit }' /etc/apt/sources.list.d/debian.sources \
+      | $SUDO tee /etc/apt/sources.list.d/patterns-backports.sources >/dev/null
+  else
+    grep -E "^deb .* ${codename} " /etc/apt/sources.list | head -n1 \
+      | sed -E "s/ ${codename} / ${codename}-backports /" \
+      | $SUDO tee /etc/apt/sources.list.d/patterns-backports.list >/dev/null
+  fi
+}
+
+case " ${need[*]} " in *" valkey-"*) add_backports ;; esac
+$SUDO apt-get update -qq
+others=()
+valkey=()
+for p in "${need[@]}"; do
+  case "$p" in valkey-*) valkey+=("$p") ;; *) others+=("$p") ;; esac
+done
+export DEBIAN_FRONTEND=noninteractive
+[ ${#others[@]} -gt 0 ] && $SUDO apt-get install -y -qq --no-install-recommends "${others[@]}"
+if [ ${#valkey[@]} -gt 0 ]; then
+  codename=$(. /etc/os-release && echo "$VERSION_CODENAME")
+  $SUDO apt-get install -y -qq --no-install-recommends -t "${codename}-backports" "${valkey[@]}"
+fi
+# Debian's packages start system services; the project runs its own servers.
+for svc in redis-server valkey-server; do
+  if command -v systemctl >/dev/null && systemctl is-active --quiet "$svc" 2>/dev/null; then
+    $SUDO systemctl stop "$svc" || true
+  fi
+done
+exit 0
