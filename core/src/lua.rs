@@ -1,1 +1,314 @@
-//! Lua twin generator.
+//! The Lua twin: a Redis Functions library (`FUNCTION LOAD`) and one plain script per command
+//! (`EVAL`/`EVALSHA`), generated from the same [`CommandDef`]s the module registers.
+//!
+//! What is generated: every command's argument table (names, order, defaults, minimums, option
+//! tokens) and every error text, straight from the Rust definitions and `CmdError`'s Display;
+//! the glue that parses and dispatches. What is written per target: the algorithm bodies of
+//! each family (`<family>::lua`), guarded by the differential tests.
+//!
+//! Lua 5.1 numbers are doubles, exact only up to 2^53. The twin refuses (with its own error)
+//! any integer argument above 2^53 and any limiter whose intermediate products could pass it,
+//! instead of answering inexactly.
+
+use crate::command::{CmdError, CommandDef, IntArg, LUA_EXACT_MAX};
+
+/// The Functions library's name (`#!lua name=patterns`).
+pub const LIBRARY: &str = "patterns";
+
+/// A family's contribution to the twin.
+pub struct Family {
+    /// Lua constants the bodies use: (name, value as a Lua expression).
+    pub constants: Vec<(&'static str, String)>,
+    /// The algorithm bodies: Lua source defining local functions.
+    pub source: &'static str,
+    /// Each command with the Lua call that runs it; in scope are `key` (KEYS[1]), `p` (the
+    /// positionals) and `o` (the options), as parsed from the definition.
+    pub commands: Vec<(&'static CommandDef, &'static str)>,
+}
+
+/// Every family's twin, in registration order.
+pub fn families() -> Vec<Family> {
+    vec![crate::ratelimit::lua::family()]
+}
+
+/// The error a twin gives for an integer argument it cannot hold exactly.
+pub fn beyond_lua(arg: &IntArg) -> String {
+    format!(
+        "ERR {} exceeds the Lua twin's exact integer range (2^53)",
+        arg.name
+    )
+}
+
+/// A Lua string literal.
+pub fn lua_str(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('\'');
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\'' => out.push_str("\\'"),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out.push('\'');
+    out
+}
+
+/// An error reply constant, as the module would send it.
+pub fn lua_error(err: &CmdError) -> String {
+    lua_str(&err.to_string())
+}
+
+/// Helpers every family uses: the clock, Redis's integer syntax, exact integer division,
+/// the generic argument parser that reads the generated definition tables.
+const PRELUDE: &str = r#"
+local EXACT_MAX = __EXACT_MAX__
+local SYNTAX_ERROR = __SYNTAX_ERROR__
+
+local function err(msg)
+  return redis.error_reply(msg)
+end
+
+-- The server's clock in ms, read once per command.
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- Redis's integer syntax (string2ll). Returns the value; or nil when it is not an integer
+-- within i64; or (sign, true) when it is one but lies beyond 2^53.
+local function parse_int(s)
+  local sign, digits = string.match(s, '^(%-?)(%d+)$')
+  if not digits then return nil end
+  if digits == '0' then
+    if sign == '-' then return nil end
+    return 0
+  end
+  if string.sub(digits, 1, 1) == '0' or #digits > 19 then return nil end
+  if #digits == 19 then
+    local bound = (sign == '-') and '9223372036854775808' or '9223372036854775807'
+    if digits > bound then return nil end
+  end
+  local n = tonumber(digits)
+  if n > EXACT_MAX then return (sign == '-') and -1 or 1, true end
+  if sign == '-' then n = -n end
+  return n
+end
+
+-- A non-negative integer kept in a state value (approximate beyond 2^53), or nil.
+local function state_int(s)
+  if s == nil then return nil end
+  local n, big = parse_int(s)
+  if big then
+    if n < 0 then return nil end
+    n = tonumber(s)
+  end
+  if n == nil or n < 0 then return nil end
+  return n
+end
+
+-- Exact floor division and remainder of non-negative integers below 2^53 (fmod is exact).
+local function divmod(a, b)
+  local r = math.fmod(a, b)
+  return (a - r) / b, r
+end
+
+local function ceil_div(a, b)
+  local q, r = divmod(a, b)
+  if r > 0 then q = q + 1 end
+  return q
+end
+
+local function int(n)
+  return string.format('%d', n)
+end
+
+-- A value stored at key as a string, nil when absent; a WRONGTYPE error as the second result.
+local function get_string(key)
+  local v = redis.pcall('GET', key)
+  if type(v) == 'table' then return nil, v end
+  if v == false then return nil end
+  return v
+end
+
+local function parse_value(raw, spec)
+  local v, big = parse_int(raw)
+  if big then
+    if v < 0 then return nil, err(spec.error) end
+    return nil, err(spec.beyond)
+  end
+  if v == nil or v < spec.min then return nil, err(spec.error) end
+  return v
+end
+
+-- Parses arguments against a generated definition table, as CommandDef::parse does.
+local function parse(def, keys, argv)
+  if #keys ~= 1 then return nil, err(def.arity_error) end
+  local a = {pos = {}, opt = {}}
+  local i = 1
+  for n, spec in ipairs(def.pos) do
+    local raw = argv[i]
+    if raw == nil then
+      if spec.default == nil then return nil, err(def.arity_error) end
+      a.pos[n] = spec.default
+    else
+      local v, e = parse_value(raw, spec)
+      if e then return nil, e end
+      a.pos[n] = v
+      i = i + 1
+    end
+  end
+  for n, spec in ipairs(def.opts) do a.opt[n] = spec.default end
+  while argv[i] ~= nil do
+    local n = def.tokens[string.upper(argv[i])]
+    if n == nil then return nil, err(SYNTAX_ERROR) end
+    local spec = def.opts[n]
+    i = i + 1
+    if spec.flag then
+      a.opt[n] = 1
+    else
+      if argv[i] == nil then return nil, err(SYNTAX_ERROR) end
+      local v, e = parse_value(argv[i], spec)
+      if e then return nil, e end
+      a.opt[n] = v
+      i = i + 1
+    end
+  end
+  return a
+end
+"#;
+
+fn int_spec(arg: &IntArg, default: Option<i64>) -> String {
+    let default = default.map_or(String::new(), |d| format!(", default = {d}"));
+    format!(
+        "{{min = {}, error = {}, beyond = {}{default}}}",
+        arg.kind.min(),
+        lua_error(&CmdError::BadInt(*arg)),
+        lua_str(&beyond_lua(arg)),
+    )
+}
+
+/// The definition table the Lua parser reads, generated from the CommandDef.
+fn def_table(def: &CommandDef) -> String {
+    let pos: Vec<String> = def
+        .positionals
+        .iter()
+        .map(|p| format!("    {},\n", int_spec(&p.arg, p.default)))
+        .collect();
+    let opts: Vec<String> = def
+        .options
+        .iter()
+        .map(|o| match &o.value {
+            Some(arg) => format!("    {},\n", int_spec(arg, Some(o.default))),
+            None => format!("    {{flag = true, default = {}}},\n", o.default),
+        })
+        .collect();
+    let tokens: Vec<String> = def
+        .options
+        .iter()
+        .enumerate()
+        .map(|(i, o)| format!("{} = {}", o.token.to_ascii_uppercase(), i + 1))
+        .collect();
+    format!(
+        "local DEF_{name} = {{\n  arity_error = {arity},\n  pos = {{\n{pos}  }},\n  opts = {{\n{opts}  }},\n  tokens = {{{tokens}}},\n}}\n",
+        name = def.lua_name(),
+        arity = lua_error(&CmdError::WrongArity(def.name)),
+        pos = pos.concat(),
+        opts = opts.concat(),
+        tokens = tokens.join(", "),
+    )
+}
+
+fn command_glue(def: &CommandDef, call: &str) -> String {
+    let name = def.lua_name();
+    format!(
+        "-- {} {}\nlocal function {name}(keys, argv)\n  local a, e = parse(DEF_{name}, keys, argv)\n  if e then return e end\n  local key, p, o = keys[1], a.pos, a.opt\n  return {call}\nend\n",
+        def.name, def.syntax
+    )
+}
+
+fn prelude() -> String {
+    PRELUDE
+        .replace("__EXACT_MAX__", &LUA_EXACT_MAX.to_string())
+        .replace("__SYNTAX_ERROR__", &lua_error(&CmdError::Syntax))
+}
+
+/// One family's code: constants, bodies, definition tables and glue, for the named commands.
+fn family_code(family: &Family, only: Option<&CommandDef>) -> String {
+    let mut out = String::new();
+    for (name, value) in &family.constants {
+        out.push_str(&format!("local {name} = {value}\n"));
+    }
+    out.push_str(family.source);
+    for (def, call) in &family.commands {
+        if only.is_none_or(|d| std::ptr::eq(d, *def)) {
+            out.push('\n');
+            out.push_str(&def_table(def));
+            out.push_str(&command_glue(def, call));
+        }
+    }
+    out
+}
+
+const HEADER: &str =
+    "-- Generated by patterns-lua from redis-patterns' command definitions. Do not edit.\n";
+
+/// The Functions library: `FUNCTION LOAD REPLACE "$(cat dist/patterns.lua)"`.
+pub fn library() -> String {
+    let mut out = format!("#!lua name={LIBRARY}\n{HEADER}{}", prelude());
+    let families = families();
+    for family in &families {
+        out.push_str(&family_code(family, None));
+    }
+    out.push('\n');
+    for family in &families {
+        for (def, _) in &family.commands {
+            let name = def.lua_name();
+            out.push_str(&format!("redis.register_function('{name}', {name})\n"));
+        }
+    }
+    out
+}
+
+/// One `EVAL` script per command: (function name, source).
+pub fn scripts() -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for family in families() {
+        for (def, _) in &family.commands {
+            let name = def.lua_name();
+            let source = format!(
+                "{HEADER}-- EVAL/EVALSHA form of {}: KEYS[1] = key, ARGV = the arguments after it.\n{}{}\nreturn {name}(KEYS, ARGV)\n",
+                def.name,
+                prelude(),
+                family_code(&family, Some(def)),
+            );
+            out.push((name, source));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn library_registers_every_command() {
+        let lib = library();
+        assert!(lib.starts_with("#!lua name=patterns\n"));
+        for family in families() {
+            for (def, _) in &family.commands {
+                let name = def.lua_name();
+                assert!(lib.contains(&format!("redis.register_function('{name}', {name})")));
+                assert!(lib.contains(&lua_error(&CmdError::WrongArity(def.name))));
+            }
+        }
+        assert_eq!(scripts().len(), 4);
+    }
+
+    #[test]
+    fn strings_are_escaped() {
+        assert_eq!(lua_str("it's a \\ test"), "'it\\'s a \\\\ test'");
+    }
+}
