@@ -1,0 +1,52 @@
+# redis-patterns: `make run` starts a server with the module, `make test` is everything CI runs.
+SHELL := /bin/bash
+MODULE := $(CURDIR)/target/release/libredis_patterns.so
+export PATTERNS_MODULE := $(MODULE)
+
+.PHONY: all deps build lua run test unit integration lint wasm bench clean
+
+all: build
+
+# System packages (Redis 7.0, Valkey 8.0, libclang for bindgen): installed when missing.
+deps:
+	@bash scripts/install-deps.sh
+
+build: deps
+	cargo build --release
+
+# The Lua twin: dist/patterns.lua (FUNCTION LOAD) and dist/scripts/*.lua (EVAL/EVALSHA).
+lua:
+	cargo run --release -q -p patterns-core --bin patterns-lua -- dist
+
+# Builds, then runs redis-server on 127.0.0.1:6379 in the foreground with redis.conf
+# (which loads the module from ./target/release and keeps its data in ./data).
+run: build
+	@mkdir -p data
+	redis-server redis.conf
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --release --workspace --all-targets -- -D warnings
+
+unit:
+	cargo test --release -p patterns-core
+
+integration: build lua
+	cargo test --release -p redis-patterns
+
+# core/ must build without Redis for wasm32-unknown-unknown; checked when the target installs.
+wasm:
+	@if rustup target list --installed 2>/dev/null | grep -q wasm32-unknown-unknown \
+	    || rustup target add wasm32-unknown-unknown >/dev/null 2>&1; then \
+	  cargo build -q -p patterns-core --lib --target wasm32-unknown-unknown && echo "wasm32 build: ok"; \
+	else echo "wasm32-unknown-unknown cannot be installed here: wasm check skipped"; fi
+
+test: deps lint unit integration wasm
+
+bench: build lua
+	@WITH_BENCH=1 bash scripts/install-deps.sh
+	python3 bench/bench.py
+
+clean:
+	cargo clean
+	rm -rf dist data

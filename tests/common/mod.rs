@@ -1,0 +1,994 @@
+//! Shared integration-test harness: spawns real `redis-server` / `valkey-server` processes with the
+//! `patterns` module loaded (standalone, primary/replica pair, 3-node cluster) and compares
+//! keyspaces byte for byte.
+//!
+//! Include it from a test file with `mod common; use common::*;`.
+//!
+//! Every server runs in the foreground as a child process in its own fresh temp dir and is shut
+//! down (SHUTDOWN NOSAVE, then SIGKILL) and its dir removed when the owning value is dropped, also
+//! when the test panics. Set `KEEP_TEST_DIRS=1` to keep the dirs (logs, RDB/AOF files) for
+//! inspection; set `PATTERNS_MODULE=/path/to/lib.so` to test another build of the module.
+#![allow(dead_code)]
+
+use std::collections::hash_map::RandomState;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::fmt::Write as _;
+use std::fs;
+use std::hash::{BuildHasher, Hasher};
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+/// How long a server may take to answer PING after being spawned.
+const START_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a restarted server may take to finish loading its RDB/AOF.
+const LOAD_TIMEOUT: Duration = Duration::from_secs(30);
+/// Read timeout of connections handed out by [`Server::conn`], so a hung server fails the test
+/// instead of hanging `cargo test` forever. Blocking commands must use a shorter timeout.
+const CONN_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Highest port usable for a server: the cluster bus listens on `port + 10000`.
+const MAX_PORT: u16 = 55535;
+/// Offset of the cluster bus port.
+const BUS_OFFSET: u16 = 10000;
+
+// ---------------------------------------------------------------------------------------------
+// Module and binaries
+// ---------------------------------------------------------------------------------------------
+
+/// The module under test: `$PATTERNS_MODULE` if set, else
+/// `<workspace>/target/release/libredis_patterns.so`. Panics if the file does not exist.
+pub fn module_path() -> PathBuf {
+    let path = match std::env::var_os("PATTERNS_MODULE") {
+        Some(p) if !p.is_empty() => PathBuf::from(p),
+        _ => Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/libredis_patterns.so"),
+    };
+    if !path.is_file() {
+        panic!(
+            "module not found at {}: run `make build` first (or `cargo build --release`), \
+             or point PATTERNS_MODULE at the built .so",
+            path.display()
+        );
+    }
+    // The server resolves relative paths against its own cwd/--dir, so always pass an absolute one.
+    fs::canonicalize(&path).unwrap_or(path)
+}
+
+/// Which server implementation to test against. Every integration test loops over [`flavors`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Flavor {
+    Redis,
+    Valkey,
+}
+
+impl Flavor {
+    pub fn server_bin(self) -> &'static str {
+        match self {
+            Flavor::Redis => "redis-server",
+            Flavor::Valkey => "valkey-server",
+        }
+    }
+
+    pub fn cli_bin(self) -> &'static str {
+        match self {
+            Flavor::Redis => "redis-cli",
+            Flavor::Valkey => "valkey-cli",
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Flavor::Redis => "redis",
+            Flavor::Valkey => "valkey",
+        }
+    }
+}
+
+/// Both flavors, Redis first.
+pub fn flavors() -> [Flavor; 2] {
+    [Flavor::Redis, Flavor::Valkey]
+}
+
+// ---------------------------------------------------------------------------------------------
+// Ports and temp dirs
+// ---------------------------------------------------------------------------------------------
+
+static HANDED_OUT: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+fn random_u64() -> u64 {
+    let mut h = RandomState::new().build_hasher();
+    h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    h.write_u32(std::process::id());
+    h.finish()
+}
+
+fn can_bind(port: u16) -> bool {
+    TcpListener::bind(("127.0.0.1", port)).is_ok()
+}
+
+/// Lowest port of the kernel's ephemeral range (used for outgoing connections).
+fn ephemeral_low() -> u16 {
+    fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32768)
+}
+
+/// A free loopback port `p <= 55535` whose cluster bus port `p + 10000` is free too, never handed
+/// out before by this process (tests run in parallel threads).
+///
+/// Candidates are drawn at random below the kernel's ephemeral range when possible (so that the
+/// port cannot be taken by the local end of some outgoing connection between this check and the
+/// server's bind), falling back to ports the kernel picks with `bind(127.0.0.1:0)`. The port is
+/// only probed, not held: [`Server`] retries on a new port if its bind still fails.
+pub fn free_port() -> u16 {
+    let mut guard = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
+    let used = guard.get_or_insert_with(HashSet::new);
+    let mut accept = |p: u16| -> bool {
+        // Both the port and its bus port count as handed out, so no later port (or bus port)
+        // lands on either of them while the first server is still starting.
+        if (1024..=MAX_PORT).contains(&p)
+            && !used.contains(&p)
+            && !used.contains(&(p + BUS_OFFSET))
+            && can_bind(p)
+            && can_bind(p + BUS_OFFSET)
+        {
+            used.insert(p);
+            used.insert(p + BUS_OFFSET);
+            true
+        } else {
+            false
+        }
+    };
+    // Ports whose bus port is also below the ephemeral range.
+    let high = ephemeral_low().saturating_sub(BUS_OFFSET).min(MAX_PORT);
+    if high > 12000 {
+        let low = 10000u16;
+        for _ in 0..500 {
+            let p = low + (random_u64() % u64::from(high - low)) as u16;
+            if accept(p) {
+                return p;
+            }
+        }
+    }
+    for _ in 0..1000 {
+        let p = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .unwrap_or(0);
+        if accept(p) {
+            return p;
+        }
+    }
+    panic!("free_port: could not find a free loopback port <= {MAX_PORT} (with port+10000 free)");
+}
+
+fn fresh_dir(port: u16) -> PathBuf {
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!(
+        "patterns-test-{}-{}-{}",
+        std::process::id(),
+        n,
+        port
+    ));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir)
+        .unwrap_or_else(|e| panic!("cannot create test dir {}: {e}", dir.display()));
+    dir
+}
+
+fn keep_dirs() -> bool {
+    std::env::var_os("KEEP_TEST_DIRS").is_some_and(|v| !v.is_empty())
+}
+
+/// Last `n` lines of a text file (lossy UTF-8), or a note that it could not be read.
+fn file_tail(path: &Path, n: usize) -> String {
+    match fs::read(path) {
+        Ok(bytes) => {
+            let text = String::from_utf8_lossy(&bytes);
+            let lines: Vec<&str> = text.lines().collect();
+            lines[lines.len().saturating_sub(n)..].join("\n")
+        }
+        Err(e) => format!("<cannot read {}: {e}>", path.display()),
+    }
+}
+
+/// Parses `field:value` lines of an INFO reply.
+pub fn info_field(info: &str, field: &str) -> Option<String> {
+    info.lines().find_map(|line| {
+        let (k, v) = line.trim_end().split_once(':')?;
+        (k == field).then(|| v.to_string())
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Server
+// ---------------------------------------------------------------------------------------------
+
+enum StartError {
+    /// The port was taken between `free_port` and the server's bind: retry on another port.
+    AddrInUse,
+    Other(String),
+}
+
+/// One server process (child of the test), with its own port and temp dir.
+pub struct Server {
+    flavor: Flavor,
+    port: u16,
+    dir: PathBuf,
+    /// Full argument list passed to the server binary (reused by `restart`).
+    args: Vec<String>,
+    child: Option<Child>,
+    with_module: bool,
+}
+
+impl Server {
+    /// A server with the module loaded and the default config.
+    pub fn start(flavor: Flavor) -> Server {
+        Self::start_with(flavor, &[])
+    }
+
+    /// A server with the module loaded and extra config args, e.g. `&["--appendonly", "yes"]`.
+    /// Extra args naming an option the harness sets by default (`--save`,
+    /// `--repl-diskless-sync-delay`, `--enable-module-command`) replace that default.
+    pub fn start_with(flavor: Flavor, extra: &[&str]) -> Server {
+        Self::launch(flavor, extra, true)
+    }
+
+    /// A plain server without the module (for Lua-only baselines).
+    pub fn start_without_module(flavor: Flavor, extra: &[&str]) -> Server {
+        Self::launch(flavor, extra, false)
+    }
+
+    fn launch(flavor: Flavor, extra: &[&str], with_module: bool) -> Server {
+        let module = with_module.then(module_path);
+        let mut last_err = String::new();
+        for _attempt in 0..5 {
+            let port = free_port();
+            let dir = fresh_dir(port);
+            let args = build_args(port, &dir, module.as_deref(), extra);
+            let mut server = Server {
+                flavor,
+                port,
+                dir,
+                args,
+                child: None,
+                with_module,
+            };
+            match server.spawn_and_wait(START_TIMEOUT) {
+                Ok(()) => return server,
+                Err(StartError::AddrInUse) => {
+                    last_err = format!("port {port} already in use");
+                    // Dropping `server` reaps the dead child and removes its dir.
+                }
+                Err(StartError::Other(msg)) => {
+                    drop(server); // msg already holds the log tail
+                    panic!("{msg}");
+                }
+            }
+        }
+        panic!(
+            "{} failed to start after 5 attempts: {last_err}",
+            flavor.server_bin()
+        );
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.join("server.log")
+    }
+
+    /// Last `n` lines of the server log plus anything the process wrote to stdout/stderr.
+    pub fn log_tail(&self, n: usize) -> String {
+        format!(
+            "--- {} (port {}) {} ---\n{}\n--- stdout/stderr ---\n{}",
+            self.flavor.server_bin(),
+            self.port,
+            self.log_path().display(),
+            file_tail(&self.log_path(), n),
+            file_tail(&self.dir.join("stdout.log"), n)
+        )
+    }
+
+    /// The crash report (assertion, signal, panic) the server logged, if any.
+    pub fn crash_report(&self) -> Option<String> {
+        let log = fs::read(self.log_path()).ok()?;
+        let log = String::from_utf8_lossy(&log);
+        const MARKERS: [&str; 3] = ["crashed by signal", "ASSERTION FAILED", "Guru Meditation"];
+        let start = log
+            .lines()
+            .position(|l| MARKERS.iter().any(|m| l.contains(m)))?;
+        let lines: Vec<&str> = log.lines().skip(start.saturating_sub(5)).take(80).collect();
+        Some(lines.join("\n"))
+    }
+
+    fn spawn(&mut self) -> Result<(), String> {
+        let out = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("stdout.log"))
+            .map_err(|e| format!("cannot create stdout.log: {e}"))?;
+        let err = out.try_clone().map_err(|e| e.to_string())?;
+        let child = Command::new(self.flavor.server_bin())
+            .args(&self.args)
+            .current_dir(&self.dir)
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .map_err(|e| {
+                format!(
+                    "cannot run {}: {e} (is it installed? see scripts/install-deps.sh)",
+                    self.flavor.server_bin()
+                )
+            })?;
+        self.child = Some(child);
+        Ok(())
+    }
+
+    fn spawn_and_wait(&mut self, timeout: Duration) -> Result<(), StartError> {
+        self.spawn().map_err(StartError::Other)?;
+        self.wait_ready(timeout)
+    }
+
+    /// Waits until the server answers PING and is not loading.
+    fn wait_ready(&mut self, timeout: Duration) -> Result<(), StartError> {
+        let deadline = Instant::now() + timeout;
+        let mut last;
+        loop {
+            if let Some(child) = self.child.as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    self.child = None;
+                    let log = fs::read_to_string(self.log_path()).unwrap_or_default();
+                    if log.contains("Address already in use") {
+                        return Err(StartError::AddrInUse);
+                    }
+                    return Err(StartError::Other(format!(
+                        "{} exited during startup ({status}); args: {:?}\n{}",
+                        self.flavor.server_bin(),
+                        self.args,
+                        self.log_tail(40)
+                    )));
+                }
+            }
+            match self.try_ready() {
+                Ok(true) => return Ok(()),
+                Ok(false) => last = "still loading".into(),
+                Err(e) => last = e.to_string(),
+            }
+            if Instant::now() > deadline {
+                return Err(StartError::Other(format!(
+                    "{} on port {} not ready after {:?} (last: {last}); args: {:?}\n{}",
+                    self.flavor.server_bin(),
+                    self.port,
+                    timeout,
+                    self.args,
+                    self.log_tail(40)
+                )));
+            }
+            sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn try_ready(&self) -> redis::RedisResult<bool> {
+        let client = redis::Client::open(self.url())?;
+        let mut c = client.get_connection_with_timeout(Duration::from_millis(500))?;
+        c.set_read_timeout(Some(Duration::from_secs(2)))?;
+        let pong: String = redis::cmd("PING").query(&mut c)?;
+        if pong != "PONG" {
+            return Ok(false);
+        }
+        let info: String = redis::cmd("INFO").arg("persistence").query(&mut c)?;
+        Ok(info_field(&info, "loading").as_deref() == Some("0"))
+    }
+
+    pub fn flavor(&self) -> Flavor {
+        self.flavor
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `127.0.0.1:<port>`
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// `redis://127.0.0.1:<port>/`
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Whether the module was loaded (false for `start_without_module`).
+    pub fn has_module(&self) -> bool {
+        self.with_module
+    }
+
+    /// The argument list the server binary was started with.
+    pub fn args(&self) -> &[String] {
+        &self.args
+    }
+
+    pub fn client(&self) -> redis::Client {
+        redis::Client::open(self.url()).expect("valid url")
+    }
+
+    /// A new connection (30 s read timeout).
+    pub fn conn(&self) -> redis::Connection {
+        let c = self
+            .client()
+            .get_connection_with_timeout(Duration::from_secs(5))
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot connect to {} on port {}: {e}\n{}",
+                    self.flavor.server_bin(),
+                    self.port,
+                    self.log_tail(40)
+                )
+            });
+        c.set_read_timeout(Some(CONN_READ_TIMEOUT)).unwrap();
+        c
+    }
+
+    /// `INFO <section>` as text.
+    pub fn info(&self, section: &str) -> String {
+        redis::cmd("INFO")
+            .arg(section)
+            .query(&mut self.conn())
+            .unwrap_or_else(|e| panic!("INFO {section} on port {}: {e}", self.port))
+    }
+
+    /// One `field:value` of `INFO <section>`.
+    pub fn info_value(&self, section: &str, field: &str) -> Option<String> {
+        info_field(&self.info(section), field)
+    }
+
+    /// Stops the server with SHUTDOWN (saving an RDB if `--save` points were configured; the AOF
+    /// is fsynced when enabled) and starts it again on the same port and dir with the same args,
+    /// waiting until it has finished loading.
+    pub fn restart(&mut self) {
+        self.stop(false);
+        if let Some(report) = self.crash_report() {
+            panic!(
+                "{} crashed before/while shutting down:\n{report}",
+                self.flavor.server_bin()
+            );
+        }
+        match self.spawn_and_wait(LOAD_TIMEOUT) {
+            Ok(()) => {}
+            Err(StartError::AddrInUse) => panic!(
+                "restart: port {} was taken by another process\n{}",
+                self.port,
+                self.log_tail(40)
+            ),
+            Err(StartError::Other(msg)) => panic!("restart: {msg}"),
+        }
+    }
+
+    /// Stops the process: SHUTDOWN (NOSAVE NOW if `nosave`), then SIGKILL after 10 s / 3 s.
+    /// Never panics (used from Drop).
+    fn stop(&mut self, nosave: bool) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        if let Ok(None) = child.try_wait() {
+            if let Ok(client) = redis::Client::open(self.url()) {
+                if let Ok(mut c) = client.get_connection_with_timeout(Duration::from_secs(1)) {
+                    let _ = c.set_read_timeout(Some(Duration::from_secs(10)));
+                    let mut cmd = redis::cmd("SHUTDOWN");
+                    if nosave {
+                        cmd.arg("NOSAVE").arg("NOW");
+                    }
+                    // Success closes the connection, so the reply is normally an I/O error.
+                    let _ = cmd.query::<redis::Value>(&mut c);
+                }
+            }
+            let deadline = Instant::now() + Duration::from_secs(if nosave { 3 } else { 10 });
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    break;
+                }
+                sleep(Duration::from_millis(10));
+            }
+        }
+        if let Ok(None) = child.try_wait() {
+            let _ = child.kill();
+        }
+        let _ = child.wait();
+    }
+}
+
+fn build_args(port: u16, dir: &Path, module: Option<&Path>, extra: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = Vec::new();
+    let mut push = |xs: &[&str]| args.extend(xs.iter().map(|s| s.to_string()));
+    let p = port.to_string();
+    let d = dir.to_string_lossy().into_owned();
+    let log = dir.join("server.log").to_string_lossy().into_owned();
+    push(&["--port", &p, "--bind", "127.0.0.1", "--dir", &d]);
+    push(&["--daemonize", "no", "--logfile", &log]);
+    push(&["--enable-debug-command", "yes"]);
+    // Overridable defaults.
+    let defaults: [(&str, &[&str]); 3] = [
+        ("--save", &[""]),
+        // Replicas sync right away instead of after the default 5 s diskless delay.
+        ("--repl-diskless-sync-delay", &["0"]),
+        ("--enable-module-command", &["yes"]),
+    ];
+    for (name, values) in defaults {
+        if !extra.iter().any(|a| a.eq_ignore_ascii_case(name)) {
+            push(&[name]);
+            push(values);
+        }
+    }
+    if let Some(m) = module {
+        push(&["--loadmodule", &m.to_string_lossy()]);
+    }
+    push(extra);
+    args
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let was_running = matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)));
+        self.stop(true);
+        let crash = self.crash_report();
+        let panicking = std::thread::panicking();
+        if panicking {
+            eprintln!(
+                "[harness] test panicked; {} {} log tail:\n{}",
+                self.flavor.name(),
+                self.addr(),
+                self.log_tail(30)
+            );
+        }
+        if keep_dirs() {
+            eprintln!("[harness] kept test dir {}", self.dir.display());
+        } else {
+            let _ = fs::remove_dir_all(&self.dir);
+        }
+        if let Some(report) = crash {
+            let msg = format!(
+                "{} on port {} crashed (running at drop: {was_running}):\n{report}\n\
+                 --- stdout/stderr ---\n{}",
+                self.flavor.server_bin(),
+                self.port,
+                file_tail(&self.dir.join("stdout.log"), 20)
+            );
+            if panicking {
+                eprintln!("[harness] {msg}");
+            } else {
+                panic!("{msg}");
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Primary / replica pair
+// ---------------------------------------------------------------------------------------------
+
+/// A primary and one replica (`--replicaof`), both with the module loaded.
+pub struct Pair {
+    pub primary: Server,
+    pub replica: Server,
+}
+
+impl Pair {
+    pub fn start(flavor: Flavor) -> Pair {
+        Self::start_with(flavor, &[])
+    }
+
+    /// Both servers get `extra` config args.
+    pub fn start_with(flavor: Flavor, extra: &[&str]) -> Pair {
+        let primary = Server::start_with(flavor, extra);
+        let port = primary.port().to_string();
+        let mut replica_args: Vec<&str> = extra.to_vec();
+        replica_args.extend(["--replicaof", "127.0.0.1", &port]);
+        let replica = Server::start_with(flavor, &replica_args);
+        let pair = Pair { primary, replica };
+        pair.wait_link_up(Duration::from_secs(20));
+        pair.sync();
+        pair
+    }
+
+    /// Waits until the replica reports `master_link_status:up` and no sync in progress
+    /// (e.g. after restarting one of the two).
+    pub fn wait_link_up(&self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let info = self.replica.info("replication");
+            if info_field(&info, "master_link_status").as_deref() == Some("up")
+                && info_field(&info, "master_sync_in_progress").as_deref() == Some("0")
+            {
+                return;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "replica never got in sync with its primary within {timeout:?}:\n{info}\n{}\n{}",
+                    self.primary.log_tail(20),
+                    self.replica.log_tail(20)
+                );
+            }
+            sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits until the replica has processed everything the primary has sent so far:
+    /// `WAIT 1 5000` on the primary, then polls until the replica's offset (same replication id)
+    /// reaches the primary's `master_repl_offset`.
+    pub fn sync(&self) {
+        let mut p = self.primary.conn();
+        let acked: i64 = redis::cmd("WAIT")
+            .arg(1)
+            .arg(5000)
+            .query(&mut p)
+            .expect("WAIT on primary");
+        let pinfo: String = redis::cmd("INFO").arg("replication").query(&mut p).unwrap();
+        let target: i64 = info_field(&pinfo, "master_repl_offset")
+            .and_then(|v| v.parse().ok())
+            .expect("primary master_repl_offset");
+        let replid = info_field(&pinfo, "master_replid");
+        let mut r = self.replica.conn();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let rinfo: String = redis::cmd("INFO").arg("replication").query(&mut r).unwrap();
+            // The replica's processed offset. Its master_repl_offset is the same number; a
+            // replica that is not yet (or no longer) connected reports slave_repl_offset as 1/-1.
+            let offset: i64 = info_field(&rinfo, "slave_repl_offset")
+                .or_else(|| info_field(&rinfo, "master_repl_offset"))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(-1);
+            let same_history = info_field(&rinfo, "master_replid") == replid;
+            let link_up = info_field(&rinfo, "master_link_status").as_deref() == Some("up");
+            if link_up && same_history && offset >= target {
+                return;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "replica did not reach primary offset {target} (WAIT acked by {acked}); \
+                     replica INFO replication:\n{rinfo}\nprimary:\n{pinfo}\n{}\n{}",
+                    self.primary.log_tail(20),
+                    self.replica.log_tail(20)
+                );
+            }
+            sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Cluster
+// ---------------------------------------------------------------------------------------------
+
+/// Three cluster masters (no replicas), all slots assigned, module loaded on each.
+pub struct Cluster {
+    pub nodes: Vec<Server>,
+}
+
+impl Cluster {
+    pub fn start(flavor: Flavor) -> Cluster {
+        Self::start_with(flavor, &[])
+    }
+
+    /// Every node gets `extra` config args besides the cluster ones.
+    pub fn start_with(flavor: Flavor, extra: &[&str]) -> Cluster {
+        let mut args: Vec<&str> = vec![
+            "--cluster-enabled",
+            "yes",
+            "--cluster-config-file",
+            "nodes.conf",
+            "--cluster-node-timeout",
+            "5000",
+        ];
+        args.extend_from_slice(extra);
+        let nodes: Vec<Server> = (0..3).map(|_| Server::start_with(flavor, &args)).collect();
+        let cluster = Cluster { nodes };
+        cluster.create();
+        cluster.wait_ok(Duration::from_secs(30));
+        cluster
+    }
+
+    fn create(&self) {
+        let mut cmd = Command::new(self.nodes[0].flavor().cli_bin());
+        cmd.arg("--cluster").arg("create");
+        for n in &self.nodes {
+            cmd.arg(n.addr());
+        }
+        cmd.args(["--cluster-replicas", "0", "--cluster-yes"]);
+        let out_path = self.nodes[0].dir().join("cluster-create.log");
+        let out = fs::File::create(&out_path).expect("cluster-create.log");
+        let err = out.try_clone().unwrap();
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {:?}: {e}", cmd.get_program()));
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "`--cluster create` timed out:\n{}",
+                    file_tail(&out_path, 40)
+                );
+            }
+            sleep(Duration::from_millis(20));
+        };
+        if !status.success() {
+            panic!(
+                "`{} --cluster create` failed ({status}):\n{}",
+                self.nodes[0].flavor().cli_bin(),
+                file_tail(&out_path, 40)
+            );
+        }
+    }
+
+    /// Waits until every node reports `cluster_state:ok`, all 16384 slots assigned and ok, and
+    /// knows all nodes.
+    pub fn wait_ok(&self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        let want_nodes = self.nodes.len().to_string();
+        for node in &self.nodes {
+            loop {
+                let info: String = redis::cmd("CLUSTER")
+                    .arg("INFO")
+                    .query(&mut node.conn())
+                    .expect("CLUSTER INFO");
+                let ok = info_field(&info, "cluster_state").as_deref() == Some("ok")
+                    && info_field(&info, "cluster_slots_assigned").as_deref() == Some("16384")
+                    && info_field(&info, "cluster_slots_ok").as_deref() == Some("16384")
+                    && info_field(&info, "cluster_known_nodes").as_deref()
+                        == Some(want_nodes.as_str());
+                if ok {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    panic!(
+                        "cluster node {} not ok after {timeout:?}:\n{info}\n{}",
+                        node.addr(),
+                        node.log_tail(30)
+                    );
+                }
+                sleep(Duration::from_millis(50));
+            }
+        }
+    }
+
+    pub fn urls(&self) -> Vec<String> {
+        self.nodes.iter().map(Server::url).collect()
+    }
+
+    /// A cluster-aware connection (redis-rs `ClusterClient` over the three node URLs).
+    pub fn client(&self) -> redis::cluster::ClusterConnection {
+        redis::cluster::ClusterClientBuilder::new(self.urls())
+            .connection_timeout(Duration::from_secs(5))
+            .response_timeout(CONN_READ_TIMEOUT)
+            .build()
+            .expect("ClusterClient")
+            .get_connection()
+            .expect("cluster connection")
+    }
+
+    /// The node serving `key`'s slot (for node-local commands such as SCAN, INFO, DEBUG).
+    pub fn node_for_key(&self, key: &[u8]) -> &Server {
+        let slot: i64 = redis::cmd("CLUSTER")
+            .arg("KEYSLOT")
+            .arg(key)
+            .query(&mut self.nodes[0].conn())
+            .expect("CLUSTER KEYSLOT");
+        for node in &self.nodes {
+            let slots: Vec<redis::Value> = redis::cmd("CLUSTER")
+                .arg("SLOTS")
+                .query(&mut node.conn())
+                .expect("CLUSTER SLOTS");
+            let mine = slots.iter().any(|range| {
+                let redis::Value::Array(items) = range else {
+                    return false;
+                };
+                let (Some(redis::Value::Int(lo)), Some(redis::Value::Int(hi))) =
+                    (items.first(), items.get(1))
+                else {
+                    return false;
+                };
+                let port = match items.get(2) {
+                    Some(redis::Value::Array(m)) => match m.get(1) {
+                        Some(redis::Value::Int(p)) => *p,
+                        _ => -1,
+                    },
+                    _ => -1,
+                };
+                (*lo..=*hi).contains(&slot) && port == i64::from(node.port())
+            });
+            if mine {
+                return node;
+            }
+        }
+        panic!("no node serves slot {slot}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Keyspace snapshots
+// ---------------------------------------------------------------------------------------------
+
+/// What `snapshot` records per key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyState {
+    /// `TYPE` reply (module types report their 9-character type name).
+    pub kind: String,
+    /// `DUMP` payload (includes RDB version and checksum, so only compare the same flavor).
+    pub dump: Vec<u8>,
+    /// `PTTL` in ms, -1 without expiry.
+    pub pttl: i64,
+}
+
+/// All keys of the connection's current DB (found with SCAN, never KEYS) with TYPE, DUMP and
+/// PTTL read atomically per batch (MULTI/EXEC). Keys that expire while scanning are skipped.
+pub fn snapshot(conn: &mut redis::Connection) -> BTreeMap<Vec<u8>, KeyState> {
+    let mut keys: BTreeSet<Vec<u8>> = BTreeSet::new();
+    let mut cursor: u64 = 0;
+    loop {
+        let (next, batch): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("COUNT")
+            .arg(1000)
+            .query(conn)
+            .expect("SCAN");
+        keys.extend(batch);
+        cursor = next;
+        if cursor == 0 {
+            break;
+        }
+    }
+    let keys: Vec<Vec<u8>> = keys.into_iter().collect();
+    let mut out = BTreeMap::new();
+    for chunk in keys.chunks(500) {
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        for k in chunk {
+            pipe.cmd("TYPE")
+                .arg(k)
+                .cmd("DUMP")
+                .arg(k)
+                .cmd("PTTL")
+                .arg(k);
+        }
+        let values: Vec<redis::Value> = pipe.query(conn).expect("TYPE/DUMP/PTTL pipeline");
+        assert_eq!(values.len(), chunk.len() * 3, "pipeline reply length");
+        for (k, v) in chunk.iter().zip(values.chunks(3)) {
+            let kind: String = redis::from_redis_value(&v[0]).expect("TYPE reply");
+            let dump: Option<Vec<u8>> = redis::from_redis_value(&v[1]).expect("DUMP reply");
+            let pttl: i64 = redis::from_redis_value(&v[2]).expect("PTTL reply");
+            match dump {
+                Some(dump) if kind != "none" && pttl != -2 => {
+                    out.insert(k.clone(), KeyState { kind, dump, pttl });
+                }
+                _ => {} // expired between SCAN and the pipeline
+            }
+        }
+    }
+    out
+}
+
+fn show_bytes(b: &[u8], max: usize) -> String {
+    let shown: String = b[..b.len().min(max)]
+        .iter()
+        .flat_map(|&c| std::ascii::escape_default(c))
+        .map(char::from)
+        .collect();
+    if b.len() > max {
+        format!("\"{shown}\"... ({} bytes)", b.len())
+    } else {
+        format!("\"{shown}\"")
+    }
+}
+
+/// Asserts that two snapshots hold the same keys with equal TYPE, byte-identical DUMP and PTTL
+/// within `pttl_tolerance_ms` (both -1, or both >= 0 and close). A key present on one side only
+/// is accepted if its PTTL there is in `0..=pttl_tolerance_ms` (it may have expired on the other
+/// side in between). Panics with a per-key diff.
+pub fn assert_same_state(
+    a: &BTreeMap<Vec<u8>, KeyState>,
+    b: &BTreeMap<Vec<u8>, KeyState>,
+    pttl_tolerance_ms: i64,
+) {
+    let mut problems: Vec<String> = Vec::new();
+    let about_to_expire = |s: &KeyState| (0..=pttl_tolerance_ms).contains(&s.pttl);
+    let all: BTreeSet<&Vec<u8>> = a.keys().chain(b.keys()).collect();
+    for key in all {
+        let name = show_bytes(key, 120);
+        match (a.get(key), b.get(key)) {
+            (Some(x), None) if !about_to_expire(x) => problems.push(format!(
+                "{name}: only in left ({}, pttl {})",
+                x.kind, x.pttl
+            )),
+            (None, Some(y)) if !about_to_expire(y) => problems.push(format!(
+                "{name}: only in right ({}, pttl {})",
+                y.kind, y.pttl
+            )),
+            (Some(x), Some(y)) => {
+                if x.kind != y.kind {
+                    problems.push(format!("{name}: TYPE {} vs {}", x.kind, y.kind));
+                } else if x.dump != y.dump {
+                    problems.push(format!(
+                        "{name}: DUMP differs ({})\n    left:  {}\n    right: {}",
+                        x.kind,
+                        show_bytes(&x.dump, 300),
+                        show_bytes(&y.dump, 300)
+                    ));
+                }
+                let ttl_ok = match (x.pttl, y.pttl) {
+                    (-1, -1) => true,
+                    (p, q) if p >= 0 && q >= 0 => (p - q).abs() <= pttl_tolerance_ms,
+                    _ => false,
+                };
+                if !ttl_ok {
+                    problems.push(format!(
+                        "{name}: PTTL {} vs {} (tolerance {pttl_tolerance_ms} ms)",
+                        x.pttl, y.pttl
+                    ));
+                }
+            }
+            _ => {}
+        }
+    }
+    if !problems.is_empty() {
+        let mut msg = format!(
+            "keyspaces differ: {} problem(s) (left {} keys, right {} keys)\n",
+            problems.len(),
+            a.len(),
+            b.len()
+        );
+        for p in problems.iter().take(50) {
+            let _ = writeln!(msg, "  {p}");
+        }
+        if problems.len() > 50 {
+            let _ = writeln!(msg, "  ... and {} more", problems.len() - 50);
+        }
+        panic!("{msg}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Misc helpers
+// ---------------------------------------------------------------------------------------------
+
+/// Polls `f` every 10 ms until it returns true or `timeout` passes; returns whether it did.
+pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if f() {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        sleep(Duration::from_millis(10));
+    }
+}
+
+/// Lines of a file containing `needle` (e.g. to grep a server log).
+pub fn grep_file(path: &Path, needle: &str) -> Vec<String> {
+    match fs::File::open(path) {
+        Ok(f) => BufReader::new(f)
+            .lines()
+            .map_while(Result::ok)
+            .filter(|l| l.contains(needle))
+            .collect(),
+        Err(_) => Vec::new(),
+    }
+}

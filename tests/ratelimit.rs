@@ -1,0 +1,617 @@
+//! The rate-limiting family on real servers: Redis 7.0 and Valkey 8.0, a primary and replica,
+//! an AOF-enabled server, and a 3-master cluster.
+
+mod common;
+
+use common::*;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use redis::{Connection, Value};
+use std::thread::sleep;
+use std::time::Duration;
+
+fn ints(conn: &mut Connection, args: &[&str]) -> Vec<i64> {
+    let mut cmd = redis::cmd(args[0]);
+    for a in &args[1..] {
+        cmd.arg(*a);
+    }
+    cmd.query(conn)
+        .unwrap_or_else(|e| panic!("{args:?} failed: {e}"))
+}
+
+fn error_of(conn: &mut Connection, args: &[&str]) -> String {
+    let mut cmd = redis::cmd(args[0]);
+    for a in &args[1..] {
+        cmd.arg(*a);
+    }
+    match cmd.query::<Value>(conn) {
+        Ok(v) => panic!("{args:?} should fail, got {v:?}"),
+        Err(e) => {
+            // redis-rs splits "CODE message"; put the wire text back together.
+            let code = e.code().unwrap_or("").to_string();
+            let detail = e.detail().unwrap_or("").to_string();
+            if detail.is_empty() {
+                code
+            } else {
+                format!("{code} {detail}")
+            }
+        }
+    }
+}
+
+fn pexpiretime(conn: &mut Connection, key: &str) -> i64 {
+    redis::cmd("PEXPIRETIME").arg(key).query(conn).unwrap()
+}
+
+fn server_ms(conn: &mut Connection) -> i64 {
+    let (s, us): (i64, i64) = redis::cmd("TIME").query(conn).unwrap();
+    s * 1000 + us / 1000
+}
+
+#[test]
+fn documented_examples_and_state_layout() {
+    for flavor in flavors() {
+        let server = Server::start(flavor);
+        let mut c = server.conn();
+        // redis-cell's README example, reply for reply.
+        assert_eq!(
+            ints(&mut c, &["CL.THROTTLE", "user123", "15", "30", "60", "1"]),
+            [0, 16, 15, -1, 2]
+        );
+        // 3 tokens per second: the TAT is kept exactly, fractions included.
+        let before = server_ms(&mut c);
+        let r = ints(&mut c, &["RL.TOKENBUCKET", "tb", "3", "3", "1000"]);
+        assert_eq!(&r[..4], &[1, 3, 2, -1]);
+        assert_eq!(r[4], 334);
+        let value: String = redis::cmd("GET").arg("tb").query(&mut c).unwrap();
+        let (ms, frac) = value.split_once('+').expect("a fractional TAT");
+        assert_eq!(frac, "1/3");
+        let tat: i64 = ms.parse().unwrap();
+        assert!(
+            tat >= before + 333 && tat <= server_ms(&mut c) + 333,
+            "{value}"
+        );
+        assert_eq!(pexpiretime(&mut c, "tb"), tat + 1);
+
+        let r = ints(&mut c, &["RL.FIXEDWINDOW", "fw", "2", "60000", "COST", "2"]);
+        assert_eq!(&r[..4], &[1, 2, 0, -1]);
+        let r = ints(&mut c, &["RL.FIXEDWINDOW", "fw", "2", "60000"]);
+        assert_eq!(&r[..3], &[0, 2, 0]);
+        assert!(r[3] > 0 && r[3] == r[4]);
+        let count: String = redis::cmd("GET").arg("fw").query(&mut c).unwrap();
+        assert_eq!(count, "2");
+        assert_eq!(
+            pexpiretime(&mut c, "fw") % 60000,
+            0,
+            "expires at the window's end"
+        );
+
+        let r = ints(&mut c, &["RL.SLIDINGWINDOW", "sw", "5", "60000"]);
+        assert_eq!(&r[..4], &[1, 5, 4, -1]);
+        let state: String = redis::cmd("GET").arg("sw").query(&mut c).unwrap();
+        let parts: Vec<i64> = state.split(':').map(|p| p.parse().unwrap()).collect();
+        assert_eq!((parts[0] % 60000, parts[1], parts[2]), (0, 0, 1));
+        assert_eq!(pexpiretime(&mut c, "sw"), parts[0] + 120_000);
+
+        let r = ints(
+            &mut c,
+            &["RL.SLIDINGWINDOW", "ex", "5", "60000", "EXACT", "COST", "3"],
+        );
+        assert_eq!(&r[..5], &[1, 5, 2, -1, 60000]);
+        let log: Vec<(String, i64)> = redis::cmd("ZRANGE")
+            .arg("ex")
+            .arg(0)
+            .arg(-1)
+            .arg("WITHSCORES")
+            .query(&mut c)
+            .unwrap();
+        assert_eq!(log.len(), 3);
+        for (seq, (member, score)) in log.iter().enumerate() {
+            assert_eq!(member, &format!("{score}:{seq}"));
+        }
+        let r = ints(
+            &mut c,
+            &["RL.SLIDINGWINDOW", "ex", "5", "60000", "EXACT", "COST", "3"],
+        );
+        assert_eq!(&r[..3], &[0, 5, 2]);
+        assert!(
+            r[3] > 59_000 && r[3] <= 60_000,
+            "waits for the oldest entry: {r:?}"
+        );
+
+        // Every key the family writes has a TTL.
+        for key in ["user123", "tb", "fw", "sw", "ex"] {
+            let ttl: i64 = redis::cmd("PTTL").arg(key).query(&mut c).unwrap();
+            assert!(ttl > 0, "{key} has no TTL on {}", flavor.name());
+        }
+    }
+}
+
+#[test]
+fn peeks_and_denials_write_nothing() {
+    for flavor in flavors() {
+        let pair = Pair::start(flavor);
+        let mut c = pair.primary.conn();
+        let peeks: [&[&str]; 5] = [
+            &["RL.TOKENBUCKET", "p1", "5", "1", "1000", "COST", "0"],
+            &["RL.FIXEDWINDOW", "p2", "5", "1000", "COST", "0"],
+            &["RL.SLIDINGWINDOW", "p3", "5", "1000", "COST", "0"],
+            &["RL.SLIDINGWINDOW", "p4", "5", "1000", "COST", "0", "EXACT"],
+            &["CL.THROTTLE", "p5", "4", "1", "1", "0"],
+        ];
+        pair.sync();
+        let offset = pair.primary.info_value("replication", "master_repl_offset");
+        for args in peeks {
+            let r = ints(&mut c, args);
+            assert_eq!(r[2], 5, "a peek sees a full limiter: {args:?}");
+        }
+        let keys: i64 = redis::cmd("DBSIZE").query(&mut c).unwrap();
+        assert_eq!(keys, 0, "a peek on an absent key leaves it absent");
+        // Fill each limiter, then deny and peek: state, TTL and replication stream unchanged.
+        let fills: [&[&str]; 5] = [
+            &["RL.TOKENBUCKET", "p1", "5", "1", "100000", "COST", "5"],
+            &["RL.FIXEDWINDOW", "p2", "5", "100000", "COST", "5"],
+            &["RL.SLIDINGWINDOW", "p3", "5", "100000", "COST", "5"],
+            &[
+                "RL.SLIDINGWINDOW",
+                "p4",
+                "5",
+                "100000",
+                "COST",
+                "5",
+                "EXACT",
+            ],
+            &["CL.THROTTLE", "p5", "4", "1", "100", "5"],
+        ];
+        for args in fills {
+            assert_eq!(ints(&mut c, args)[2], 0, "{args:?}");
+        }
+        pair.sync();
+        let before = snapshot(&mut c);
+        let expiries: Vec<i64> = ["p1", "p2", "p3", "p4", "p5"]
+            .iter()
+            .map(|k| pexpiretime(&mut c, k))
+            .collect();
+        let offset_after_fills = pair.primary.info_value("replication", "master_repl_offset");
+        assert_ne!(offset, offset_after_fills, "admissions replicate");
+        sleep(Duration::from_millis(5));
+        for args in fills {
+            let mut denied: Vec<&str> = args.to_vec();
+            let r = ints(&mut c, &denied);
+            assert_eq!(
+                r[0],
+                i64::from(args[0] == "CL.THROTTLE"),
+                "denied: {args:?}"
+            );
+            // The same call as a peek.
+            if let Some(i) = denied.iter().position(|a| *a == "COST") {
+                denied[i + 1] = "0";
+            } else {
+                *denied.last_mut().unwrap() = "0";
+            }
+            ints(&mut c, &denied);
+        }
+        let after = snapshot(&mut c);
+        for (k, state) in &before {
+            assert_eq!(after[k].dump, state.dump, "{}", String::from_utf8_lossy(k));
+        }
+        let expiries_after: Vec<i64> = ["p1", "p2", "p3", "p4", "p5"]
+            .iter()
+            .map(|k| pexpiretime(&mut c, k))
+            .collect();
+        assert_eq!(expiries, expiries_after, "no TTL touched");
+        assert_eq!(
+            offset_after_fills,
+            pair.primary.info_value("replication", "master_repl_offset"),
+            "denials and peeks replicate nothing"
+        );
+    }
+}
+
+#[test]
+fn bad_input_gets_a_clear_error_and_writes_nothing() {
+    const SPAN: &str = "ERR the limiter's time span is too long (over 2^52 ms)";
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["RL.TOKENBUCKET", "k", "1", "1"],
+            "ERR wrong number of arguments for 'rl.tokenbucket' command",
+        ),
+        (
+            &["RL.TOKENBUCKET"],
+            "ERR wrong number of arguments for 'rl.tokenbucket' command",
+        ),
+        (
+            &["RL.TOKENBUCKET", "k", "0", "1", "1"],
+            "ERR capacity must be a positive integer",
+        ),
+        (
+            &["RL.TOKENBUCKET", "k", "-3", "1", "1"],
+            "ERR capacity must be a positive integer",
+        ),
+        (
+            &["RL.TOKENBUCKET", "k", "1.5", "1", "1"],
+            "ERR capacity must be a positive integer",
+        ),
+        (
+            &["RL.TOKENBUCKET", "k", "abc", "1", "1"],
+            "ERR capacity must be a positive integer",
+        ),
+        (
+            &["RL.TOKENBUCKET", "k", "99999999999999999999", "1", "1"],
+            "ERR capacity must be a positive integer",
+        ),
+        (
+            &["RL.TOKENBUCKET", "k", "1", "0", "1"],
+            "ERR rate must be a positive integer",
+        ),
+        (
+            &["RL.TOKENBUCKET", "k", "1", "1", "0"],
+            "ERR period_ms must be a positive integer",
+        ),
+        (
+            &["RL.TOKENBUCKET", "k", "1", "1", "1", "COST", "-1"],
+            "ERR COST must be a non-negative integer",
+        ),
+        (
+            &["RL.TOKENBUCKET", "k", "1", "1", "1", "COST"],
+            "ERR syntax error",
+        ),
+        (
+            &["RL.TOKENBUCKET", "k", "1", "1", "1", "BURST", "2"],
+            "ERR syntax error",
+        ),
+        (
+            &["RL.TOKENBUCKET", "k", "9223372036854775807", "1", "1"],
+            SPAN,
+        ),
+        (
+            &["RL.FIXEDWINDOW", "k", "1"],
+            "ERR wrong number of arguments for 'rl.fixedwindow' command",
+        ),
+        (
+            &["RL.FIXEDWINDOW", "k", "0", "1000"],
+            "ERR limit must be a positive integer",
+        ),
+        (
+            &["RL.FIXEDWINDOW", "k", "5", "-1000"],
+            "ERR window_ms must be a positive integer",
+        ),
+        (&["RL.FIXEDWINDOW", "k", "5", "9223372036854775807"], SPAN),
+        (
+            &["RL.FIXEDWINDOW", "k", "5", "1000", "EXACT"],
+            "ERR syntax error",
+        ),
+        (
+            &["RL.SLIDINGWINDOW", "k", "5", "0"],
+            "ERR window_ms must be a positive integer",
+        ),
+        (
+            &["RL.SLIDINGWINDOW", "k", "5", "1000", "EXACT", "COST", "x"],
+            "ERR COST must be a non-negative integer",
+        ),
+        (
+            &["RL.SLIDINGWINDOW", "k", "5", "4503599627370497", "EXACT"],
+            SPAN,
+        ),
+        (
+            &["CL.THROTTLE", "k", "-1", "1", "1"],
+            "ERR max_burst must be a non-negative integer",
+        ),
+        (
+            &["CL.THROTTLE", "k", "1", "0", "1"],
+            "ERR count_per_period must be a positive integer",
+        ),
+        (
+            &["CL.THROTTLE", "k", "1", "1", "0"],
+            "ERR period_s must be a positive integer",
+        ),
+        (
+            &["CL.THROTTLE", "k", "1", "1", "1", "-1"],
+            "ERR quantity must be a non-negative integer",
+        ),
+        (
+            &["CL.THROTTLE", "k", "1", "1", "1", "1", "1"],
+            "ERR syntax error",
+        ),
+        (
+            &["CL.THROTTLE", "k", "9223372036854775807", "1", "1"],
+            "ERR max_burst is too large",
+        ),
+        (&["CL.THROTTLE", "k", "1", "1", "9223372036854775807"], SPAN),
+        (
+            &["RL.TOKENBUCKET", "hash", "1", "1", "1"],
+            "WRONGTYPE Operation against a key holding the wrong kind of value",
+        ),
+        (
+            &["RL.FIXEDWINDOW", "hash", "1", "1"],
+            "WRONGTYPE Operation against a key holding the wrong kind of value",
+        ),
+        (
+            &["RL.SLIDINGWINDOW", "hash", "1", "1", "EXACT"],
+            "WRONGTYPE Operation against a key holding the wrong kind of value",
+        ),
+        (
+            &["RL.SLIDINGWINDOW", "text", "1", "1", "EXACT"],
+            "WRONGTYPE Operation against a key holding the wrong kind of value",
+        ),
+        (
+            &["RL.TOKENBUCKET", "text", "1", "1", "1"],
+            "ERR key does not hold rate limiter state",
+        ),
+        (
+            &["RL.FIXEDWINDOW", "text", "1", "1"],
+            "ERR key does not hold rate limiter state",
+        ),
+        (
+            &["RL.SLIDINGWINDOW", "text", "1", "1"],
+            "ERR key does not hold rate limiter state",
+        ),
+        (
+            &["CL.THROTTLE", "text", "1", "1", "1"],
+            "ERR key does not hold rate limiter state",
+        ),
+    ];
+    for flavor in flavors() {
+        let server = Server::start(flavor);
+        let mut c = server.conn();
+        let _: () = redis::cmd("HSET")
+            .arg("hash")
+            .arg("f")
+            .arg("v")
+            .query(&mut c)
+            .unwrap();
+        let _: () = redis::cmd("SET")
+            .arg("text")
+            .arg("hello")
+            .query(&mut c)
+            .unwrap();
+        let before = snapshot(&mut c);
+        for (args, want) in cases {
+            assert_eq!(
+                &error_of(&mut c, args),
+                want,
+                "{args:?} on {}",
+                flavor.name()
+            );
+        }
+        assert_eq!(snapshot(&mut c), before, "errors wrote something");
+        // The server is still serving.
+        let pong: String = redis::cmd("PING").query(&mut c).unwrap();
+        assert_eq!(pong, "PONG");
+    }
+}
+
+#[test]
+fn extreme_arguments_are_exact() {
+    for flavor in flavors() {
+        let server = Server::start(flavor);
+        let mut c = server.conn();
+        let max = i64::MAX.to_string();
+        // Capacity near i64::MAX with a 1 ms period.
+        let r = ints(
+            &mut c,
+            &["RL.TOKENBUCKET", "big", &max, &max, "1", "COST", &max],
+        );
+        assert_eq!(r, [1, i64::MAX, 0, -1, 1]);
+        let r = ints(&mut c, &["RL.TOKENBUCKET", "big2", &max, &max, "1"]);
+        assert_eq!(r, [1, i64::MAX, i64::MAX - 1, -1, 1]);
+        let r = ints(
+            &mut c,
+            &["RL.FIXEDWINDOW", "fw", &max, "1000", "COST", &max],
+        );
+        assert_eq!(&r[..3], &[1, i64::MAX, 0]);
+        let r = ints(
+            &mut c,
+            &["RL.FIXEDWINDOW", "fw", &max, "1000", "COST", &max],
+        );
+        assert_eq!(&r[..3], &[0, i64::MAX, 0]);
+        let r = ints(
+            &mut c,
+            &[
+                "RL.SLIDINGWINDOW",
+                "sw",
+                &max,
+                "4503599627370496",
+                "COST",
+                &max,
+            ],
+        );
+        assert_eq!(&r[..3], &[1, i64::MAX, 0]);
+        let r = ints(
+            &mut c,
+            &["CL.THROTTLE", "cl", "9223372036854775806", &max, "1", &max],
+        );
+        assert_eq!(r, [0, i64::MAX, 0, -1, 1]);
+    }
+}
+
+/// A random, time-spread workload over all commands, some keys shared between commands.
+fn random_workload(conn: &mut Connection, rng: &mut StdRng, steps: usize, long: bool) {
+    let scale = if long { 100 } else { 1 };
+    for _ in 0..steps {
+        let key = format!("k{}", rng.gen_range(0..12));
+        let cost = ["0", "1", "1", "1", "2", "5", "50"][rng.gen_range(0..7)];
+        let period = (rng.gen_range(1..=4) * 50 * scale).to_string();
+        let args: Vec<String> = match rng.gen_range(0..5) {
+            0 => vec!["RL.TOKENBUCKET", &key, "10", "3", &period, "COST", cost]
+                .into_iter()
+                .map(String::from)
+                .collect(),
+            1 => ["RL.FIXEDWINDOW", &key, "10", &period, "COST", cost]
+                .map(String::from)
+                .to_vec(),
+            2 => ["RL.SLIDINGWINDOW", &key, "10", &period, "COST", cost]
+                .map(String::from)
+                .to_vec(),
+            3 => [
+                "RL.SLIDINGWINDOW",
+                &format!("z{key}"),
+                "10",
+                &period,
+                "COST",
+                cost,
+                "EXACT",
+            ]
+            .map(String::from)
+            .to_vec(),
+            _ => ["CL.THROTTLE", &key, "9", "3", "1", cost]
+                .map(String::from)
+                .to_vec(),
+        };
+        let mut cmd = redis::cmd(&args[0]);
+        for a in &args[1..] {
+            cmd.arg(a);
+        }
+        // Errors (a key holding another command's state) are part of the workload.
+        let _ = cmd.query::<Value>(conn);
+        if rng.gen_bool(0.1) {
+            sleep(Duration::from_millis(rng.gen_range(0..40)));
+        }
+    }
+}
+
+/// Expiry times of every key, as PEXPIRETIME.
+fn expiries(conn: &mut Connection) -> Vec<(Vec<u8>, i64)> {
+    snapshot(conn)
+        .into_keys()
+        .map(|k| {
+            let t: i64 = redis::cmd("PEXPIRETIME").arg(&k).query(conn).unwrap();
+            (k, t)
+        })
+        .collect()
+}
+
+fn assert_expiries_close(a: &[(Vec<u8>, i64)], b: &[(Vec<u8>, i64)], tolerance_ms: i64) {
+    let b: std::collections::BTreeMap<_, _> = b.iter().cloned().collect();
+    for (k, t) in a {
+        if let Some(u) = b.get(k) {
+            assert!(
+                (t - u).abs() <= tolerance_ms,
+                "{}: {t} vs {u}",
+                String::from_utf8_lossy(k)
+            );
+        }
+    }
+}
+
+#[test]
+fn replica_holds_the_primarys_bytes() {
+    for flavor in flavors() {
+        let pair = Pair::start(flavor);
+        let mut c = pair.primary.conn();
+        let mut rng = StdRng::seed_from_u64(7);
+        for round in 0..3 {
+            random_workload(&mut c, &mut rng, 400, round % 2 == 0);
+            pair.sync();
+            let mut r = pair.replica.conn();
+            let primary = snapshot(&mut c);
+            let replica = snapshot(&mut r);
+            assert!(!primary.is_empty());
+            assert_same_state(&primary, &replica, 20);
+            // Absolute expiries: the primary's time travels in the effect (SET ... PXAT).
+            assert_expiries_close(&expiries(&mut c), &expiries(&mut r), 2);
+        }
+    }
+}
+
+#[test]
+fn aof_replay_rebuilds_the_same_bytes() {
+    for flavor in flavors() {
+        let mut server =
+            Server::start_with(flavor, &["--appendonly", "yes", "--appendfsync", "always"]);
+        let mut c = server.conn();
+        let mut rng = StdRng::seed_from_u64(11);
+        // Long periods, so nothing expires across the restart.
+        random_workload(&mut c, &mut rng, 600, true);
+        let before = snapshot(&mut c);
+        let before_expiries = expiries(&mut c);
+        drop(c);
+        server.restart();
+        let mut c = server.conn();
+        let after = snapshot(&mut c);
+        assert!(!before.is_empty());
+        // PTTLs moved on by the restart's duration: bytes are compared here, and the absolute
+        // expiries (PEXPIRETIME) below, to the ms.
+        assert_same_state(&before, &after, 10_000);
+        assert_expiries_close(&before_expiries, &expiries(&mut c), 2);
+        // The limiter carries on from the reloaded state.
+        let r = ints(&mut c, &["CL.THROTTLE", "fresh", "9", "3", "1"]);
+        assert_eq!(r[0], 0);
+    }
+}
+
+#[test]
+fn cluster_routes_by_the_declared_key() {
+    for flavor in flavors() {
+        let cluster = Cluster::start(flavor);
+        let mut c = cluster.client();
+        for i in 0..30 {
+            let key = format!("user:{i}");
+            let r: Vec<i64> = redis::cmd("RL.TOKENBUCKET")
+                .arg(&key)
+                .arg(5)
+                .arg(1)
+                .arg(1000)
+                .query(&mut c)
+                .unwrap();
+            assert_eq!(&r[..3], &[1, 5, 4]);
+            let r: Vec<i64> = redis::cmd("CL.THROTTLE")
+                .arg(format!("cl:{i}"))
+                .arg(1)
+                .arg(1)
+                .arg(60)
+                .query(&mut c)
+                .unwrap();
+            assert_eq!(&r[..3], &[0, 2, 1]);
+            let r: Vec<i64> = redis::cmd("RL.SLIDINGWINDOW")
+                .arg(format!("{{user:{i}}}:log"))
+                .arg(3)
+                .arg(1000)
+                .arg("EXACT")
+                .query(&mut c)
+                .unwrap();
+            assert_eq!(&r[..3], &[1, 3, 2]);
+            // The key landed on the node that owns its slot.
+            let mut owner = cluster.node_for_key(key.as_bytes()).conn();
+            let exists: i64 = redis::cmd("EXISTS").arg(&key).query(&mut owner).unwrap();
+            assert_eq!(exists, 1);
+        }
+        // Key positions are declared: COMMAND GETKEYS finds the key.
+        let mut node = cluster.nodes[0].conn();
+        for args in [
+            vec!["RL.TOKENBUCKET", "a", "1", "1", "1"],
+            vec!["RL.FIXEDWINDOW", "a", "1", "1"],
+            vec!["RL.SLIDINGWINDOW", "a", "1", "1", "EXACT"],
+            vec!["CL.THROTTLE", "a", "1", "1", "1"],
+        ] {
+            let keys: Vec<String> = redis::cmd("COMMAND")
+                .arg("GETKEYS")
+                .arg(&args)
+                .query(&mut node)
+                .unwrap();
+            assert_eq!(keys, ["a"]);
+        }
+    }
+}
+
+#[test]
+fn acl_key_patterns_apply() {
+    for flavor in flavors() {
+        let server = Server::start(flavor);
+        let mut admin = server.conn();
+        let _: () = redis::cmd("ACL")
+            .arg(&["SETUSER", "limited", "on", ">pw", "~rl:*", "+@all"][..])
+            .query(&mut admin)
+            .unwrap();
+        let mut c = server.conn();
+        let _: () = redis::cmd("AUTH")
+            .arg("limited")
+            .arg("pw")
+            .query(&mut c)
+            .unwrap();
+        let r = ints(&mut c, &["RL.FIXEDWINDOW", "rl:ok", "5", "1000"]);
+        assert_eq!(r[0], 1);
+        let e = error_of(&mut c, &["RL.FIXEDWINDOW", "other", "5", "1000"]);
+        assert!(e.starts_with("NOPERM"), "{e}");
+    }
+}
