@@ -34,7 +34,7 @@ pub fn families() -> Vec<Family> {
 /// The error a twin gives for an integer argument it cannot hold exactly.
 pub fn beyond_lua(arg: &IntArg) -> String {
     format!(
-        "ERR {} exceeds the Lua twin's exact integer range (2^53)",
+        "ERR {} exceeds the Lua twin's exact integer range (below 2^53)",
         arg.name
     )
 }
@@ -77,7 +77,8 @@ local function now_ms()
 end
 
 -- Redis's integer syntax (string2ll). Returns the value; or nil when it is not an integer
--- within i64; or (sign, true) when it is one but lies beyond 2^53.
+-- within i64; or (sign, true) when it is one but lies at or beyond 2^53 (where doubles stop
+-- telling neighbours apart).
 local function parse_int(s)
   local sign, digits = string.match(s, '^(%-?)(%d+)$')
   if not digits then return nil end
@@ -91,7 +92,7 @@ local function parse_int(s)
     if digits > bound then return nil end
   end
   local n = tonumber(digits)
-  if n > EXACT_MAX then return (sign == '-') and -1 or 1, true end
+  if n >= EXACT_MAX then return (sign == '-') and -1 or 1, true end
   if sign == '-' then n = -n end
   return n
 end

@@ -15,7 +15,8 @@ local function now_ms()
 end
 
 -- Redis's integer syntax (string2ll). Returns the value; or nil when it is not an integer
--- within i64; or (sign, true) when it is one but lies beyond 2^53.
+-- within i64; or (sign, true) when it is one but lies at or beyond 2^53 (where doubles stop
+-- telling neighbours apart).
 local function parse_int(s)
   local sign, digits = string.match(s, '^(%-?)(%d+)$')
   if not digits then return nil end
@@ -29,7 +30,7 @@ local function parse_int(s)
     if digits > bound then return nil end
   end
   local n = tonumber(digits)
-  if n > EXACT_MAX then return (sign == '-') and -1 or 1, true end
+  if n >= EXACT_MAX then return (sign == '-') and -1 or 1, true end
   if sign == '-' then n = -n end
   return n
 end
@@ -300,10 +301,10 @@ end
 local DEF_cl_throttle = {
   arity_error = 'ERR wrong number of arguments for \'cl.throttle\' command',
   pos = {
-    {min = 0, error = 'ERR max_burst must be a non-negative integer', beyond = 'ERR max_burst exceeds the Lua twin\'s exact integer range (2^53)'},
-    {min = 1, error = 'ERR count_per_period must be a positive integer', beyond = 'ERR count_per_period exceeds the Lua twin\'s exact integer range (2^53)'},
-    {min = 1, error = 'ERR period_s must be a positive integer', beyond = 'ERR period_s exceeds the Lua twin\'s exact integer range (2^53)'},
-    {min = 0, error = 'ERR quantity must be a non-negative integer', beyond = 'ERR quantity exceeds the Lua twin\'s exact integer range (2^53)', default = 1},
+    {min = 0, error = 'ERR max_burst must be a non-negative integer', beyond = 'ERR max_burst exceeds the Lua twin\'s exact integer range (below 2^53)'},
+    {min = 1, error = 'ERR count_per_period must be a positive integer', beyond = 'ERR count_per_period exceeds the Lua twin\'s exact integer range (below 2^53)'},
+    {min = 1, error = 'ERR period_s must be a positive integer', beyond = 'ERR period_s exceeds the Lua twin\'s exact integer range (below 2^53)'},
+    {min = 0, error = 'ERR quantity must be a non-negative integer', beyond = 'ERR quantity exceeds the Lua twin\'s exact integer range (below 2^53)', default = 1},
   },
   opts = {
   },

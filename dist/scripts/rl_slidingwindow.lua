@@ -15,7 +15,8 @@ local function now_ms()
 end
 
 -- Redis's integer syntax (string2ll). Returns the value; or nil when it is not an integer
--- within i64; or (sign, true) when it is one but lies beyond 2^53.
+-- within i64; or (sign, true) when it is one but lies at or beyond 2^53 (where doubles stop
+-- telling neighbours apart).
 local function parse_int(s)
   local sign, digits = string.match(s, '^(%-?)(%d+)$')
   if not digits then return nil end
@@ -29,7 +30,7 @@ local function parse_int(s)
     if digits > bound then return nil end
   end
   local n = tonumber(digits)
-  if n > EXACT_MAX then return (sign == '-') and -1 or 1, true end
+  if n >= EXACT_MAX then return (sign == '-') and -1 or 1, true end
   if sign == '-' then n = -n end
   return n
 end
@@ -300,11 +301,11 @@ end
 local DEF_rl_slidingwindow = {
   arity_error = 'ERR wrong number of arguments for \'rl.slidingwindow\' command',
   pos = {
-    {min = 1, error = 'ERR limit must be a positive integer', beyond = 'ERR limit exceeds the Lua twin\'s exact integer range (2^53)'},
-    {min = 1, error = 'ERR window_ms must be a positive integer', beyond = 'ERR window_ms exceeds the Lua twin\'s exact integer range (2^53)'},
+    {min = 1, error = 'ERR limit must be a positive integer', beyond = 'ERR limit exceeds the Lua twin\'s exact integer range (below 2^53)'},
+    {min = 1, error = 'ERR window_ms must be a positive integer', beyond = 'ERR window_ms exceeds the Lua twin\'s exact integer range (below 2^53)'},
   },
   opts = {
-    {min = 0, error = 'ERR COST must be a non-negative integer', beyond = 'ERR COST exceeds the Lua twin\'s exact integer range (2^53)', default = 1},
+    {min = 0, error = 'ERR COST must be a non-negative integer', beyond = 'ERR COST exceeds the Lua twin\'s exact integer range (below 2^53)', default = 1},
     {flag = true, default = 0},
   },
   tokens = {COST = 1, EXACT = 2},
