@@ -146,6 +146,18 @@ impl CommandDef {
     }
 }
 
+/// A family's command table for README, generated so it cannot drift from the definitions.
+pub fn markdown_table(defs: &[&CommandDef]) -> String {
+    let mut out = String::from("| Command | Reply | Complexity | Keys |\n|---|---|---|---|\n");
+    for def in defs {
+        out.push_str(&format!(
+            "| `{} {}`<br>{} | {} | {} | {} |\n",
+            def.name, def.syntax, def.summary, def.reply, def.complexity, def.keys
+        ));
+    }
+    out
+}
+
 /// Parsed integer values, indexed like the definition's positionals and options.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Parsed {

@@ -1,11 +1,19 @@
 //! Writes the Lua twin: `dist/patterns.lua` (a Functions library) and `dist/scripts/<function>.lua`
-//! (one EVAL script per command). Usage: `patterns-lua [OUT_DIR]` (default `dist`).
+//! (one EVAL script per command). Usage: `patterns-lua [OUT_DIR]` (default `dist`);
+//! `patterns-lua --readme` prints README's command tables instead.
 
 use std::path::PathBuf;
 use std::{env, fs, io};
 
+use patterns_core::command::markdown_table;
+
 fn main() -> io::Result<()> {
-    let out = PathBuf::from(env::args().nth(1).unwrap_or_else(|| "dist".into()));
+    let arg = env::args().nth(1);
+    if arg.as_deref() == Some("--readme") {
+        print!("{}", markdown_table(&patterns_core::ratelimit::COMMANDS));
+        return Ok(());
+    }
+    let out = PathBuf::from(arg.unwrap_or_else(|| "dist".into()));
     let scripts = out.join("scripts");
     fs::create_dir_all(&scripts)?;
     fs::write(out.join("patterns.lua"), patterns_core::lua::library())?;

@@ -48,7 +48,7 @@ const EXACT: OptionDef = OptionDef {
     default: 0,
 };
 
-const RL_REPLY: &str = "Array of 5 integers: allowed (1|0), limit, remaining, \
+const RL_REPLY: &str = "Array of 5 integers: allowed (1 or 0), limit, remaining, \
      retry_after_ms (-1 when allowed or when the cost can never fit), reset_after_ms";
 const WRITE_FLAGS: &str = "write deny-oom";
 
@@ -86,10 +86,10 @@ pub static SLIDINGWINDOW: CommandDef = CommandDef {
     name: "RL.SLIDINGWINDOW",
     syntax: "key limit window_ms [COST n] [EXACT]",
     summary: "Sliding window: the previous window's count weighted by its overlap, or with EXACT a log of every admission.",
-    complexity: "O(1); with EXACT O(log N + COST)",
+    complexity: "O(1); with EXACT O(log N + COST + M), M the entries pruned",
     reply: RL_REPLY,
     keys: "key: string `<window_start_ms>:<previous_count>:<current_count>`, expires two windows \
-           after its window starts; with EXACT a sorted set, one member `<ms>:<seq>` scored <ms> \
+           after its window starts; with EXACT a sorted set, one member `<ms>:<seq>` scored `<ms>` \
            per admitted unit of cost, expires a window after the newest",
     flags: WRITE_FLAGS,
     positionals: &[positive("limit"), positive("window_ms")],
@@ -101,7 +101,7 @@ pub static THROTTLE: CommandDef = CommandDef {
     syntax: "key max_burst count_per_period period_s [quantity]",
     summary: "redis-cell compatible GCRA: the same arguments and reply, seconds rounded up.",
     complexity: "O(1)",
-    reply: "Array of 5 integers: limited (0|1), limit (max_burst + 1), remaining, \
+    reply: "Array of 5 integers: limited (0 or 1), limit (max_burst + 1), remaining, \
             retry_after_s (-1 when allowed), reset_after_s",
     keys: "key: the same string as RL.TOKENBUCKET (capacity = max_burst + 1, \
            rate = count_per_period, period_ms = period_s * 1000)",
