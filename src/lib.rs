@@ -2,11 +2,23 @@
 //! hand-write around Redis) as native, atomic commands. This file only registers commands;
 //! each family's binding lives in the module of the same name as its core module.
 
+mod docs;
 mod ratelimit;
 mod shared;
 
 use patterns_core::ratelimit as rl;
-use redis_module::redis_module;
+use redis_module::{redis_module, Context, RedisString, Status};
+
+/// Gives every command its COMMAND DOCS entry and arity, from its definition.
+fn init(ctx: &Context, _args: &[RedisString]) -> Status {
+    for def in rl::COMMANDS {
+        if let Err(e) = docs::describe(ctx, def) {
+            ctx.log_warning(&e);
+            return Status::Err;
+        }
+    }
+    Status::Ok
+}
 
 // Every command's one key is its first argument (first = last = step = 1), so ACL key patterns
 // and Cluster routing apply. Default features and `redis_module!` keep Redis 7.0 loading us.
@@ -15,6 +27,7 @@ redis_module! {
     version: 1,
     allocator: (redis_module::alloc::RedisAlloc, redis_module::alloc::RedisAlloc),
     data_types: [],
+    init: init,
     commands: [
         [rl::TOKENBUCKET.name.to_ascii_lowercase(), ratelimit::tokenbucket, rl::TOKENBUCKET.flags, 1, 1, 1, ""],
         [rl::FIXEDWINDOW.name.to_ascii_lowercase(), ratelimit::fixedwindow, rl::FIXEDWINDOW.flags, 1, 1, 1, ""],
