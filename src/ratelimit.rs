@@ -79,11 +79,11 @@ fn run_string(
     let key = Key::open(ctx, inv.key);
     let stored = key.string()?.map(|value| Stored {
         value,
-        expire_at_ms: key.expire_at_ms(now),
+        expire_at_ms: key.expire_at_ms(),
     });
     let outcome = limiter.decide(stored, now, cost)?;
     if let Some(write) = outcome.write {
-        key.set_string(inv.key, &write.value, write.expire_at_ms, now);
+        key.set_string(inv.key, &write.value, write.expire_at_ms);
     }
     Ok(outcome.reply)
 }

@@ -97,17 +97,37 @@ impl Key {
     }
 
     /// The absolute expiry in ms, None when the key has none.
-    pub fn expire_at_ms(&self, now_ms: i64) -> Option<i64> {
-        let ttl = unsafe { raw::RedisModule_GetExpire.unwrap()(self.inner) };
-        (ttl >= 0).then(|| now_ms + ttl)
+    pub fn expire_at_ms(&self) -> Option<i64> {
+        let at = unsafe {
+            match raw::RedisModule_GetAbsExpire {
+                Some(get_abs) => get_abs(self.inner),
+                // Redis 7.0 answers relative to its clock now: read ours at the same moment.
+                None => match raw::RedisModule_GetExpire.unwrap()(self.inner) {
+                    ttl if ttl >= 0 => now_ms() + ttl,
+                    none => none,
+                },
+            }
+        };
+        (at >= 0).then_some(at)
+    }
+
+    /// Sets the expiry to the absolute `at_ms`: exactly where the server has an absolute API
+    /// (Redis 7.2+, Valkey), else relative to the clock read just before (Redis 7.0).
+    fn set_expire_at(&self, at_ms: i64) {
+        unsafe {
+            match raw::RedisModule_SetAbsExpire {
+                Some(set_abs) => set_abs(self.inner, at_ms),
+                None => raw::RedisModule_SetExpire.unwrap()(self.inner, (at_ms - now_ms()).max(1)),
+            };
+        }
     }
 
     /// Stores a string that expires at `expire_at_ms`, and replicates it as
     /// `SET key value PXAT expire_at_ms`: the primary's clock travels in the effect.
-    pub fn set_string(&self, name: &RedisString, value: &str, expire_at_ms: i64, now_ms: i64) {
+    pub fn set_string(&self, name: &RedisString, value: &str, expire_at_ms: i64) {
         let value = RedisString::create(NonNull::new(self.ctx), value);
         raw::string_set(self.inner, value.inner);
-        raw::set_expire(self.inner, expire_at_ms - now_ms);
+        self.set_expire_at(expire_at_ms);
         unsafe {
             raw::RedisModule_Replicate.unwrap()(
                 self.ctx,
