@@ -1,0 +1,936 @@
+#!/usr/bin/env python3
+"""Benchmark of redis-patterns: native module commands against their Lua twin and INCR.
+
+Run it with `make bench` (builds the module and the Lua twin first), or directly:
+
+    python3 bench/bench.py
+
+What it does, in one run (about 3-5 minutes on 2 cores):
+
+1. Starts its own redis-server on a free loopback port (`--save "" --appendonly no`) with the
+   module from $PATTERNS_MODULE (default target/release/libredis_patterns.so), loads
+   dist/patterns.lua with `redis-cli FUNCTION LOAD REPLACE` and `SCRIPT LOAD`s every
+   dist/scripts/*.lua plus bench/handwritten_tokenbucket.lua (a typical hand-written Lua token
+   bucket: hash {tokens, ts}, HMGET/compute/HSET/PEXPIRE). The server is stopped at the end,
+   on errors and on SIGINT/SIGTERM too (and gets SIGTERM if this process dies).
+2. Memory: for each command (native and Lua twin) and the hand-written script, writes 1000 keys
+   with one request each on an empty database and reads MEMORY USAGE (first key, average over
+   all keys) and the used_memory growth per key; for EXACT also with a full log (100 entries).
+3. Throughput: `redis-benchmark -c 50 -n N -r 10000 -P {16,1} --csv <command>`, keys containing
+   __rand_int__ (10,000 keys per row), for INCR (the ceiling), each command natively, via FCALL
+   and via EVALSHA, and the hand-written script (arguments: see COMMANDS below; every request is
+   admitted and keys stay alive). Each run starts on an emptied database (FLUSHALL SYNC, outside
+   the timing). N is sized from a short calibration run so a
+   measurement takes about BENCH_SECONDS; every measurement is repeated BENCH_REPEATS times,
+   interleaved round-robin, and the median run (by ops/s) is reported. Per run it also records
+   the server's commandstats (usec_per_call), the server process's CPU time per op, the
+   client's CPU use and the error replies (which must be zero).
+4. Writes BENCHMARKS.md at the repository's root, bench/throughput.png (the chart it embeds) and
+   bench/results.json (every raw run).
+
+Environment:
+  PATTERNS_MODULE   module path (default target/release/libredis_patterns.so)
+  BENCH_SECONDS     target duration of one measurement (default 2)
+  BENCH_REPEATS     repetitions of each measurement (default 3)
+  BENCH_BUDGET      seconds allowed for all throughput measurements (default 420); N shrinks
+                    to fit when the calibration says they would take longer
+  BENCH_OUT         report path (default BENCHMARKS.md at the repository's root)
+
+Needs python3 (stdlib) and matplotlib, redis-server, redis-cli and redis-benchmark on PATH.
+"""
+
+import csv
+import ctypes
+import datetime
+import hashlib
+import json
+import os
+import platform
+import resource
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+try:
+    import matplotlib
+except ImportError:  # Debian's python3-matplotlib serves /usr/bin/python3, maybe not this one.
+    system_python = "/usr/bin/python3"
+    if os.path.realpath(sys.executable) != os.path.realpath(system_python) and os.path.exists(
+        system_python
+    ) and subprocess.run([system_python, "-c", "import matplotlib"],
+                         capture_output=True).returncode == 0:
+        os.execv(system_python, [system_python, os.path.abspath(__file__), *sys.argv[1:]])
+    sys.exit("bench.py needs matplotlib: run `WITH_BENCH=1 bash scripts/install-deps.sh`")
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH_DIR = ROOT / "bench"
+DIST = ROOT / "dist"
+MODULE = Path(os.environ.get("PATTERNS_MODULE") or ROOT / "target/release/libredis_patterns.so")
+HANDWRITTEN = BENCH_DIR / "handwritten_tokenbucket.lua"
+OUT = Path(os.environ.get("BENCH_OUT") or ROOT / "BENCHMARKS.md")
+CHART = BENCH_DIR / "throughput.png"
+RESULTS = BENCH_DIR / "results.json"
+
+SECONDS = float(os.environ.get("BENCH_SECONDS", "2"))
+REPEATS = int(os.environ.get("BENCH_REPEATS", "3"))
+BUDGET = float(os.environ.get("BENCH_BUDGET", "420"))
+
+CLIENTS = 50
+KEYSPACE = 10000
+PIPELINES = (16, 1)
+CALIBRATION_N = {16: 50000, 1: 10000}
+MEMORY_KEYS = 1000
+EXACT_FULL_LOG = 100  # requests per key for the "full log" EXACT memory row (= its limit)
+MEMORY_PASSES = 3  # the used_memory growth is the median over passes (allocator noise, Lua GC)
+
+# Targets (pipelined): native >= 0.75x INCR, native >= 4x its Lua twin (FCALL and EVALSHA).
+TARGET_VS_INCR = 0.75
+TARGET_VS_LUA = 4.0
+
+# id, command as shown, Lua function, throughput arguments, memory arguments.
+# Throughput: generous limits, so every request is admitted and writes its state, and keys stay
+# alive between requests (the steady state of a limiter in use). The token buckets refill 1 per
+# second with a capacity of 10^6: a faster refill (say 10^6 per second) refills a key completely
+# between two of its requests (one every ~20 ms here), so it would expire 1 ms after each write
+# and the run would measure key creation plus active expiry instead. The fixed window is 10^6
+# per 1000 ms (keys expire at each window's end); EXACT uses a realistic 100 per 1000 ms, so the
+# log stays small. Memory: hour-scale limits, so the keys outlive the measurement.
+COMMANDS = [
+    ("tokenbucket", "RL.TOKENBUCKET", "rl_tokenbucket",
+     ["1000000", "1", "1000"], ["100", "100", "3600000"]),
+    ("fixedwindow", "RL.FIXEDWINDOW", "rl_fixedwindow",
+     ["1000000", "1000"], ["100", "86400000"]),
+    ("slidingwindow", "RL.SLIDINGWINDOW", "rl_slidingwindow",
+     ["1000000", "1000"], ["100", "3600000"]),
+    ("slidingwindow_exact", "RL.SLIDINGWINDOW EXACT", "rl_slidingwindow",
+     ["100", "1000", "EXACT"], ["100", "3600000", "EXACT"]),
+    ("throttle", "CL.THROTTLE", "cl_throttle",
+     ["1000000", "1", "1"], ["100", "100", "3600"]),
+]
+HANDWRITTEN_BENCH_ARGS = ["1000000", "1", "1000"]
+HANDWRITTEN_MEMORY_ARGS = ["100", "100", "3600000"]
+PATHS = ("native", "FCALL", "EVALSHA")
+
+
+def log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# A minimal RESP2 client (stdlib only)
+
+
+class ReplyError(Exception):
+    pass
+
+
+class Redis:
+    def __init__(self, port, timeout=60):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.reader = self.sock.makefile("rb")
+
+    @staticmethod
+    def encode(args):
+        out = [b"*%d\r\n" % len(args)]
+        for a in args:
+            if not isinstance(a, bytes):
+                a = str(a).encode()
+            out.append(b"$%d\r\n%s\r\n" % (len(a), a))
+        return b"".join(out)
+
+    def read(self):
+        line = self.reader.readline()
+        if not line:
+            raise ConnectionError("server closed the connection")
+        kind, rest = line[:1], line[1:-2]
+        if kind == b"+":
+            return rest.decode()
+        if kind == b"-":
+            return ReplyError(rest.decode())
+        if kind == b":":
+            return int(rest)
+        if kind == b"$":
+            n = int(rest)
+            return None if n < 0 else self.reader.read(n + 2)[:-2]
+        if kind == b"*":
+            n = int(rest)
+            return None if n < 0 else [self.read() for _ in range(n)]
+        raise ConnectionError(f"unexpected reply line {line!r}")
+
+    def pipeline(self, commands, chunk=500):
+        """Replies in order; errors are returned as ReplyError values, not raised."""
+        replies = []
+        for i in range(0, len(commands), chunk):
+            part = commands[i:i + chunk]
+            self.sock.sendall(b"".join(self.encode(c) for c in part))
+            replies.extend(self.read() for _ in part)
+        return replies
+
+    def call(self, *args):
+        reply = self.pipeline([args])[0]
+        if isinstance(reply, ReplyError):
+            raise reply
+        return reply
+
+    def info(self, section):
+        text = self.call("INFO", section).decode()
+        out = {}
+        for line in text.splitlines():
+            if ":" in line and not line.startswith("#"):
+                k, v = line.split(":", 1)
+                out[k] = v
+        return out
+
+    def close(self):
+        try:
+            self.reader.close()
+            self.sock.close()
+        except OSError:
+            pass
+
+
+def commandstats(r):
+    stats = {}
+    for k, v in r.info("commandstats").items():
+        if k.startswith("cmdstat_"):
+            stats[k[len("cmdstat_"):]] = dict(
+                (a, float(b)) for a, b in (kv.split("=") for kv in v.split(",")))
+    return stats
+
+
+# ---------------------------------------------------------------------------------------------
+# The server
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def die_with_parent():
+    """Runs in the child before exec: SIGTERM it when this process dies (Linux prctl)."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+class Server:
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix="patterns-bench-")
+        self.proc = None
+        self.port = None
+
+    def start(self):
+        for _ in range(5):
+            self.port = free_port()
+            self.argv = [
+                "redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
+                "--save", "", "--appendonly", "no", "--loadmodule", str(MODULE),
+                "--dir", self.dir, "--logfile", os.path.join(self.dir, "redis.log"),
+                "--daemonize", "no",
+            ]
+            self.proc = subprocess.Popen(self.argv, stdout=subprocess.DEVNULL,
+                                         stderr=subprocess.DEVNULL, preexec_fn=die_with_parent)
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and self.proc.poll() is None:
+                try:
+                    r = Redis(self.port, timeout=2)
+                    if r.call("PING") == "PONG":
+                        return r
+                except (OSError, ReplyError):
+                    time.sleep(0.05)
+            self.stop()
+            if "already in use" not in self.log_tail():  # only a port race is worth a retry
+                break
+        raise RuntimeError("redis-server did not start; its log:\n" + self.log_tail())
+
+    def log_tail(self):
+        try:
+            return Path(self.dir, "redis.log").read_text()[-3000:]
+        except OSError:
+            return "(no log)"
+
+    def cpu_seconds(self):
+        """utime + stime of the server process (all its threads)."""
+        with open(f"/proc/{self.proc.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def cleanup(self):
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def redis_cli(port, *args, stdin_file=None):
+    cmd = ["redis-cli", "-h", "127.0.0.1", "-p", str(port)]
+    if stdin_file is not None:
+        cmd.append("-x")
+    cmd.extend(args)
+    with open(stdin_file, "rb") if stdin_file else open(os.devnull, "rb") as stdin:
+        p = subprocess.run(cmd, stdin=stdin, capture_output=True, text=True, timeout=60)
+    out = p.stdout.strip()
+    if p.returncode != 0 or out.startswith("(error)") or out.startswith("ERR"):
+        raise RuntimeError(f"{' '.join(cmd[:6])}... failed: {out} {p.stderr.strip()}")
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Cases: one row of the throughput tables each
+
+
+def build_cases(shas):
+    cases = [dict(id="incr", path="INCR", command="INCR", family="ceiling",
+                  argv=["INCR", "bench:incr:__rand_int__"], stat="incr", admit=None,
+                  kind="int")]
+    for cid, name, fn, args, _ in COMMANDS:
+        native = name.split()[0]
+        exact = "EXACT" in args
+        cases.append(dict(id=f"{cid}:native", path="native", command=name, family=cid,
+                          argv=[native, f"bench:n:{cid}:__rand_int__", *args],
+                          stat=native.lower(), admit="zadd" if exact else None, kind="rl"))
+        cases.append(dict(id=f"{cid}:fcall", path="FCALL", command=name, family=cid,
+                          argv=["FCALL", fn, "1", f"bench:f:{cid}:__rand_int__", *args],
+                          stat="fcall", admit="zadd" if exact else "set", kind="rl"))
+        cases.append(dict(id=f"{cid}:evalsha", path="EVALSHA", command=name, family=cid,
+                          argv=["EVALSHA", shas[fn], "1", f"bench:e:{cid}:__rand_int__", *args],
+                          stat="evalsha", admit="zadd" if exact else "set", kind="rl"))
+    cases.append(dict(id="handwritten", path="hand-written Lua (EVALSHA)",
+                      command="token bucket (hash)", family="handwritten",
+                      argv=["EVALSHA", shas["handwritten"], "1", "bench:h:__rand_int__",
+                            *HANDWRITTEN_BENCH_ARGS],
+                      stat="evalsha", admit=None, kind="rl"))
+    return cases
+
+
+def check_reply(case, reply):
+    if case["kind"] == "int":
+        ok = isinstance(reply, int)
+    else:
+        ok = isinstance(reply, list) and len(reply) == 5 and all(isinstance(x, int) for x in reply)
+    if not ok:
+        raise RuntimeError(f"{case['id']}: unexpected reply {reply!r} to {case['argv']}")
+
+
+def validate(r, cases):
+    for case in cases:
+        argv = [a.replace("__rand_int__", "check") for a in case["argv"]]
+        check_reply(case, r.pipeline([argv])[0])
+
+
+def shown(case):
+    """The command line as redis-benchmark gets it, with the SHA shortened."""
+    argv = list(case["argv"])
+    if argv[0] == "EVALSHA":
+        argv[1] = argv[1][:10] + "…"
+    return " ".join(argv)
+
+
+# ---------------------------------------------------------------------------------------------
+# Throughput
+
+
+def bench_cmd(port, n, pipeline, argv):
+    return ["redis-benchmark", "-h", "127.0.0.1", "-p", str(port), "-c", str(CLIENTS),
+            "-n", str(n), "-r", str(KEYSPACE), "-P", str(pipeline), "--csv", *argv]
+
+
+def run_benchmark(server, r, case, n, pipeline):
+    # Every run starts on an empty database: no other row's keys expire (and cost CPU) during
+    # it, and the expired_keys counter below belongs to this row alone.
+    r.call("FLUSHALL", "SYNC")
+    r.call("CONFIG", "RESETSTAT")
+    stats0 = r.info("stats")
+    rusage0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu0 = server.cpu_seconds()
+    t0 = time.monotonic()
+    p = subprocess.run(bench_cmd(server.port, n, pipeline, case["argv"]),
+                       capture_output=True, text=True, timeout=600)
+    wall = time.monotonic() - t0
+    cpu1 = server.cpu_seconds()
+    rusage1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if p.returncode != 0:
+        raise RuntimeError(f"redis-benchmark failed for {case['id']}: {p.stderr.strip()}")
+    rows = [row for row in csv.reader(p.stdout.splitlines()) if row]
+    header, values = rows[0], rows[-1]
+    if "rps" not in header:
+        raise RuntimeError(f"unexpected redis-benchmark output: {p.stdout!r}")
+    data = dict(zip(header, values))
+    stats = commandstats(r)
+    stats1 = r.info("stats")
+
+    def delta(name):
+        return int(stats1.get(name, 0)) - int(stats0.get(name, 0))
+    result = dict(
+        n=n, pipeline=pipeline, rps=float(data["rps"]), wall_s=wall,
+        latency_ms={k.replace("_latency_ms", ""): float(v) for k, v in data.items()
+                    if k.endswith("_latency_ms")},
+        server_cpu_us_per_op=(cpu1 - cpu0) * 1e6 / n,
+        server_cpu_share=(cpu1 - cpu0) / wall,
+        client_cpu_share=((rusage1.ru_utime + rusage1.ru_stime)
+                          - (rusage0.ru_utime + rusage0.ru_stime)) / wall,
+        usec_per_call=stats.get(case["stat"], {}).get("usec_per_call"),
+        calls=stats.get(case["stat"], {}).get("calls"),
+        error_replies=delta("total_error_replies"),
+        expired_per_op=(delta("expired_keys") + delta("evicted_keys")) / n,
+    )
+    if case["admit"]:
+        result["admitted"] = stats.get(case["admit"], {}).get("calls", 0.0) / n
+    return result
+
+
+def sized(n):
+    """n rounded to two significant digits."""
+    digits = len(str(int(n))) - 2
+    return max(int(round(n / 10 ** digits) * 10 ** digits), 10000) if digits > 0 else 10000
+
+
+def measure_throughput(server, r, cases):
+    log(f"calibrating {len(cases)} rows x {len(PIPELINES)} modes ...")
+    plan = {}
+    for pipeline in PIPELINES:
+        for case in cases:
+            res = run_benchmark(server, r, case, CALIBRATION_N[pipeline], pipeline)
+            plan[(case["id"], pipeline)] = res["rps"]
+    expected = REPEATS * len(plan) * SECONDS
+    scale = min(1.0, BUDGET / expected)
+    sizes = {k: sized(rps * SECONDS * scale) for k, rps in plan.items()}
+    est = REPEATS * sum(sizes[k] / plan[k] for k in plan)
+    log(f"plan: {len(plan)} measurements x {REPEATS} repeats, about {est:.0f} s "
+        f"(scale {scale:.2f})")
+
+    runs = {k: [] for k in plan}
+    for rep in range(REPEATS):
+        for pipeline in PIPELINES:
+            shift = rep % len(cases)  # rotate the order so no row always runs at the same point
+            for case in cases[shift:] + cases[:shift]:
+                key = (case["id"], pipeline)
+                res = run_benchmark(server, r, case, sizes[key], pipeline)
+                if res["error_replies"]:
+                    raise RuntimeError(f"{case['id']}: {res['error_replies']} error replies")
+                runs[key].append(res)
+                log(f"  [{rep + 1}/{REPEATS}] -P {pipeline:<2} {case['path']:<8} "
+                    f"{case['command']:<24} {res['rps']:>12,.0f} ops/s  {res['wall_s']:.1f} s")
+    return runs
+
+
+def summarize(runs):
+    out = {}
+    for key, rs in runs.items():
+        ordered = sorted(rs, key=lambda x: x["rps"])
+        med = ordered[(len(ordered) - 1) // 2] if len(ordered) % 2 else None
+        rps = statistics.median(x["rps"] for x in rs)
+        if med is None:  # even count: the run closest to the median
+            med = min(rs, key=lambda x: abs(x["rps"] - rps))
+        out[key] = dict(
+            rps=rps, min=ordered[0]["rps"], max=ordered[-1]["rps"],
+            p50=med["latency_ms"].get("p50"), p99=med["latency_ms"].get("p99"),
+            usec_per_call=statistics.median(x["usec_per_call"] or 0 for x in rs),
+            cpu_us=statistics.median(x["server_cpu_us_per_op"] for x in rs),
+            client_cpu=statistics.median(x["client_cpu_share"] for x in rs),
+            server_cpu=statistics.median(x["server_cpu_share"] for x in rs),
+            admitted=(statistics.median(x["admitted"] for x in rs)
+                      if "admitted" in rs[0] else None),
+            expired_per_op=statistics.median(x["expired_per_op"] for x in rs),
+            n=rs[0]["n"],
+        )
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Memory
+
+
+def memory_stats_clients(r):
+    reply = r.call("MEMORY", "STATS")
+    stats = dict(zip(reply[0::2], reply[1::2]))
+    return stats.get(b"clients.normal", 0)
+
+
+def measure_memory_row(r, label, make_command, requests_per_key=1, check=None):
+    """Writes MEMORY_KEYS keys (requests_per_key requests each) on an empty database, in
+    MEMORY_PASSES passes; MEMORY USAGE is read in the last one."""
+    keys = [f"mem:{i:06d}" for i in range(MEMORY_KEYS)]
+    commands = [make_command(k) for k in keys for _ in range(requests_per_key)]
+    deltas = []
+    for _ in range(MEMORY_PASSES):
+        r.call("FLUSHALL", "SYNC")
+        used0 = int(r.info("memory")["used_memory"]) - memory_stats_clients(r)
+        replies = r.pipeline(commands)
+        used1 = int(r.info("memory")["used_memory"]) - memory_stats_clients(r)
+        deltas.append((used1 - used0) / len(keys))
+        for c, reply in zip(commands, replies):
+            if isinstance(reply, ReplyError) or not isinstance(reply, list) or len(reply) != 5:
+                raise RuntimeError(f"memory: {label}: {c} -> {reply!r}")
+    # CL.THROTTLE replies "limited" (0 = allowed); the RL commands "allowed" (1).
+    admitted = sum(1 for c, reply in zip(commands, replies)
+                   if reply[0] == (0 if "cl_throttle" in c or "CL.THROTTLE" in c else 1))
+    usage = r.pipeline([("MEMORY", "USAGE", k, "SAMPLES", "0") for k in keys])
+    present = [u for u in usage if isinstance(u, int)]
+    if len(present) != len(keys) or r.call("DBSIZE") != len(keys):
+        raise RuntimeError(f"memory: {label}: only {len(present)} of {len(keys)} keys exist")
+    info = dict(
+        label=label, first=usage[0], avg=sum(present) / len(present),
+        delta_per_key=statistics.median(deltas), delta_passes=deltas,
+        type=r.call("TYPE", keys[0]),
+        encoding=r.call("OBJECT", "ENCODING", keys[0]).decode(),
+        admitted=admitted / len(commands),
+        requests_per_key=requests_per_key,
+    )
+    if check:
+        check(r, keys, info)
+    r.call("FLUSHALL", "SYNC")
+    return info
+
+
+def measure_memory(r, shas):
+    rows = []
+    for cid, name, fn, _, args in COMMANDS:
+        native = name.split()[0]
+        for path in ("native", "FCALL"):
+            if path == "native":
+                def make(k, native=native, args=args):
+                    return (native, k, *args)
+            else:
+                def make(k, fn=fn, args=args):
+                    return ("FCALL", fn, "1", k, *args)
+            row = measure_memory_row(r, f"{name} {' '.join(a for a in args if a != 'EXACT')}",
+                                     make)
+            row.update(family=cid, path=path, command=name, args=args)
+            rows.append(row)
+            log(f"  memory {path:<7} {name:<24} {row['first']} B "
+                f"(avg {row['avg']:.1f}, keyspace {row['delta_per_key']:.1f})")
+        if "EXACT" in args:
+            for path in ("native", "FCALL"):
+                if path == "native":
+                    def make(k, native=native, args=args):
+                        return (native, k, *args)
+                else:
+                    def make(k, fn=fn, args=args):
+                        return ("FCALL", fn, "1", k, *args)
+
+                def check(r, keys, info):
+                    info["log_entries"] = r.call("ZCARD", keys[0])
+                row = measure_memory_row(r, f"{name} (full log)", make,
+                                         requests_per_key=EXACT_FULL_LOG, check=check)
+                row.update(family=cid + "_full", path=path, command=name + " (full log)",
+                           args=args)
+                rows.append(row)
+                log(f"  memory {path:<7} {name + ' full':<24} {row['first']} B "
+                    f"({row['log_entries']} entries)")
+
+    def make_hw(k):
+        return ("EVALSHA", shas["handwritten"], "1", k, *HANDWRITTEN_MEMORY_ARGS)
+    row = measure_memory_row(r, "hand-written token bucket", make_hw)
+    row.update(family="handwritten", path="hand-written Lua", command="token bucket (hash)",
+               args=HANDWRITTEN_MEMORY_ARGS)
+    rows.append(row)
+    log(f"  memory hand-written token bucket {row['first']} B")
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------
+# Report
+
+
+def machine_info():
+    model = "unknown"
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.lower().startswith(("model name", "hardware", "cpu model")):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem_kb = 0
+    try:
+        for line in open("/proc/meminfo"):
+            if line.startswith("MemTotal:"):
+                mem_kb = int(line.split()[1])
+    except OSError:
+        pass
+    return dict(nproc=os.cpu_count(), cpu=model, mem_gib=mem_kb / 1024 / 1024,
+                kernel=platform.release(), arch=platform.machine())
+
+
+def loadavg():
+    try:
+        return open("/proc/loadavg").read().split()[:3]
+    except OSError:
+        return ["?"] * 3
+
+
+def git_describe():
+    try:
+        head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+                              capture_output=True, text=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--",
+                                "src", "core", "Cargo.toml", "Cargo.lock"],
+                               capture_output=True, text=True).stdout.strip()
+        return (head or "no commit") + (" (with uncommitted changes in src/core)" if dirty else "")
+    except OSError:
+        return "unknown"
+
+
+def fmt_rps(x):
+    return f"{x:,.0f}"
+
+
+def pct_range(values):
+    lo, hi = min(values) * 100, max(values) * 100
+    return f"{lo:.1f}%" if f"{lo:.1f}" == f"{hi:.1f}" else f"{lo:.1f}–{hi:.1f}%"
+
+
+def fmt_ratio(x):
+    return "n/a" if x is None else f"{x:.2f}x"
+
+
+def chart(summary, cases):
+    fams = [(cid, name) for cid, name, *_ in COMMANDS]
+    colors = {"native": "#2a7ab0", "FCALL": "#e08a2c", "EVALSHA": "#c44e52"}
+    fig, axes = plt.subplots(2, 1, figsize=(11, 9.5))
+    for ax, pipeline in zip(axes, PIPELINES):
+        width = 0.26
+        for i, path in enumerate(PATHS):
+            xs, ys, lo, hi = [], [], [], []
+            for j, (cid, _) in enumerate(fams):
+                s = summary[(f"{cid}:{path.lower()}", pipeline)]
+                xs.append(j + (i - 1) * width)
+                ys.append(s["rps"] / 1000)
+                lo.append((s["rps"] - s["min"]) / 1000)
+                hi.append((s["max"] - s["rps"]) / 1000)
+            bars = ax.bar(xs, ys, width, label=path, color=colors[path],
+                          yerr=[lo, hi], capsize=3, error_kw=dict(lw=0.8, ecolor="#333"))
+            for b, y, h in zip(bars, ys, hi):
+                ax.annotate(f"{y:,.0f}", (b.get_x() + b.get_width() / 2, y + h), xytext=(0, 2),
+                            textcoords="offset points", ha="center", va="bottom", fontsize=7)
+        incr = summary[("incr", pipeline)]["rps"] / 1000
+        hw = summary[("handwritten", pipeline)]["rps"] / 1000
+        ax.axhline(incr, color="#333", ls="--", lw=1, label=f"INCR (ceiling) {incr:,.0f}k")
+        if pipeline == 16:
+            ax.axhline(incr * TARGET_VS_INCR, color="#666", ls=":", lw=1,
+                       label=f"target {TARGET_VS_INCR}x INCR")
+        ax.axhline(hw, color="#6a3d9a", ls="-.", lw=1,
+                   label=f"hand-written Lua token bucket {hw:,.0f}k")
+        ax.set_xticks(range(len(fams)))
+        ax.set_xticklabels([n for _, n in fams])
+        ax.set_ylabel("thousand ops/s")
+        mode = "pipelined, -P 16" if pipeline > 1 else "unpipelined, -P 1"
+        ax.set_title(f"Throughput ({mode}; -c {CLIENTS}, {KEYSPACE:,} keys; "
+                     f"median of {REPEATS}, bars: min-max)", fontsize=10)
+        ax.set_ylim(0, max(incr, max(summary[(c["id"], pipeline)]["max"]
+                                     for c in cases if c["id"] != "incr") / 1000) * 1.3)
+        ax.legend(fontsize=8, loc="upper center", ncol=3, framealpha=0.95)
+        ax.grid(axis="y", alpha=0.3)
+    fig.suptitle("redis-patterns: native module vs its Lua twin (FCALL / EVALSHA)")
+    fig.tight_layout()
+    fig.savefig(CHART, dpi=110)
+    plt.close(fig)
+
+
+def write_report(ctx):
+    s = ctx["summary"]
+    cases = ctx["cases"]
+    m = ctx["machine"]
+    lines = []
+    add = lines.append
+    add("# Benchmarks")
+    add("")
+    add(f"Generated by `make bench` (`bench/bench.py`) on {ctx['date']}; every number here comes "
+        f"from that run (total {ctx['runtime_s'] / 60:.1f} min). Rerun `make bench` to refresh.")
+    add("")
+    add("## Setup")
+    add("")
+    add(f"- Machine: {m['nproc']} CPUs ({m['cpu']}), {m['mem_gib']:.1f} GiB RAM, "
+        f"Linux {m['kernel']} {m['arch']}. Load average (1/5/15 min) at start "
+        f"{' / '.join(ctx['load_start'])}, at end {' / '.join(ctx['load_end'])}. "
+        "The machine is shared: server, client and neighbours compete for the same cores.")
+    add(f"- Server: redis-server {ctx['server_version']} started by bench.py: "
+        f"`redis-server --port <free port> --bind 127.0.0.1 --save \"\" --appendonly no "
+        f"--loadmodule {ctx['module_rel']}` (module sha256 {ctx['module_sha']}, "
+        f"source {ctx['git']}).")
+    add("- Lua twin: `dist/patterns.lua` loaded with `redis-cli FUNCTION LOAD REPLACE` (FCALL); "
+        "`dist/scripts/<function>.lua` loaded with `SCRIPT LOAD` (EVALSHA). Hand-written "
+        "reference: `bench/handwritten_tokenbucket.lua` (hash `tokens`/`ts`, "
+        "HMGET → compute → HSET → PEXPIRE), via EVALSHA.")
+    add(f"- Client: {ctx['bench_version']}, on the same machine, one process: "
+        f"`redis-benchmark -h 127.0.0.1 -p <port> -c {CLIENTS} -n <N> -r {KEYSPACE} "
+        f"-P <16|1> --csv <command>`. Keys contain `__rand_int__`, so each row spreads over "
+        f"{KEYSPACE:,} keys (and rows use different key prefixes). N is sized from a "
+        f"calibration run so one measurement takes about {SECONDS:g} s (scale "
+        f"{ctx['scale']:.2f}); each measurement ran {REPEATS} times, interleaved round-robin "
+        "over all rows, and the tables show the median run (by ops/s), its p50/p99 latency, "
+        "and the min–max spread of ops/s. Every run was checked for error replies (none).")
+    add("")
+    add("Arguments: limits generous enough that every request is admitted and writes state "
+        "(EXACT: a realistic 100 per 1000 ms). The token buckets (and CL.THROTTLE) get a "
+        "capacity of 10^6 and a refill of 1 per second: with a fast refill, such as 10^6 per "
+        "second, a key is full again long before its next request (each key gets one every "
+        "~20 ms here) and expires 1 ms after each write, so the run would measure key creation "
+        "and active expiry rather than the update of a live limiter.")
+    add("")
+    add("Commands as sent (the EVALSHA SHA shortened here):")
+    add("")
+    add("| Path | Command line | N (-P 16) | N (-P 1) |")
+    add("|---|---|---:|---:|")
+    for c in cases:
+        add(f"| {c['path']} | `{shown(c)}` | {s[(c['id'], 16)]['n']:,} | "
+            f"{s[(c['id'], 1)]['n']:,} |")
+    add("")
+
+    # Targets
+    add("## Targets")
+    add("")
+    add(f"Pipelined (-P 16), where round trips are amortised and the server's work per "
+        f"command dominates: native ≥ "
+        f"{TARGET_VS_INCR}x INCR, and native ≥ {TARGET_VS_LUA:g}x its Lua twin (checked "
+        "against both FCALL and EVALSHA).")
+    add("")
+    add(f"| Command | native / INCR | ≥ {TARGET_VS_INCR}x | native / FCALL | "
+        f"≥ {TARGET_VS_LUA:g}x | native / EVALSHA | ≥ {TARGET_VS_LUA:g}x |")
+    add("|---|---:|:---:|---:|:---:|---:|:---:|")
+    met_all = True
+    for cid, name, *_ in COMMANDS:
+        r = ctx["ratios"][(cid, 16)]
+        ok1 = r["incr"] >= TARGET_VS_INCR
+        ok2 = r["fcall"] >= TARGET_VS_LUA
+        ok3 = r["evalsha"] >= TARGET_VS_LUA
+        met_all &= ok1 and ok2 and ok3
+        add(f"| {name} | {fmt_ratio(r['incr'])} | {'met' if ok1 else '**missed**'} | "
+            f"{fmt_ratio(r['fcall'])} | {'met' if ok2 else '**missed**'} | "
+            f"{fmt_ratio(r['evalsha'])} | {'met' if ok3 else '**missed**'} |")
+    add("")
+    add("All targets met." if met_all else "Not all targets are met (see **missed**).")
+    add("")
+
+    # Throughput tables
+    for pipeline in PIPELINES:
+        mode = "pipelined (-P 16)" if pipeline > 1 else "unpipelined (-P 1)"
+        add(f"## Throughput, {mode}")
+        add("")
+        if pipeline == 16:
+            add("![Throughput per command and path](bench/throughput.png)")
+            add("")
+        add("| Path | Command | ops/s (median) | min–max | p50 ms | p99 ms | "
+            "server µs/call | server CPU µs/op |")
+        add("|---|---|---:|---:|---:|---:|---:|---:|")
+        for c in cases:
+            x = s[(c["id"], pipeline)]
+            add(f"| {c['path']} | {c['command']} | {fmt_rps(x['rps'])} | "
+                f"{fmt_rps(x['min'])}–{fmt_rps(x['max'])} | {x['p50']:.3f} | {x['p99']:.3f} | "
+                f"{x['usec_per_call']:.2f} | {x['cpu_us']:.2f} |")
+        add("")
+    add("*server µs/call*: the command's `usec_per_call` in `INFO commandstats` (time inside the "
+        "command; for FCALL/EVALSHA the whole script). *server CPU µs/op*: the redis-server "
+        "process's user+system CPU time over the run divided by N (includes parsing, networking "
+        "and the event loop).")
+    add("")
+
+    # Ratios
+    add("## Ratios")
+    add("")
+    add("Native throughput divided by the other path's throughput (ops/s, medians). The last "
+        "column compares server CPU per op instead (INCR's CPU µs/op ÷ the command's), which "
+        "does not depend on whether the client or the server saturates first.")
+    add("")
+    add("| Command | Mode | native / INCR | native / FCALL | native / EVALSHA | "
+        "native / hand-written | server-CPU efficiency vs INCR |")
+    add("|---|---|---:|---:|---:|---:|---:|")
+    for cid, name, *_ in COMMANDS:
+        for pipeline in PIPELINES:
+            r = ctx["ratios"][(cid, pipeline)]
+            hw = fmt_ratio(r["handwritten"]) if cid == "tokenbucket" else ""
+            add(f"| {name} | -P {pipeline} | {fmt_ratio(r['incr'])} | {fmt_ratio(r['fcall'])} | "
+                f"{fmt_ratio(r['evalsha'])} | {hw} | {fmt_ratio(r['cpu_vs_incr'])} |")
+    add("")
+
+    # Memory
+    add("## Memory per idle limiter key")
+    add("")
+    add(f"On an emptied database, {MEMORY_KEYS:,} keys written with one request each "
+        "(the full-log rows: as many requests as the limit, all admitted). `MEMORY USAGE key "
+        "SAMPLES 0` of the first key and its average over all keys; *keyspace cost* is the "
+        f"growth of `used_memory` (minus client buffers) divided by {MEMORY_KEYS:,} (median of "
+        f"{MEMORY_PASSES} passes), which adds the main and expires dictionary entries and the "
+        "hash table's buckets. Hour-scale limits are used here so the keys outlive the "
+        "measurement.")
+    add("")
+    add("| State | Path | Arguments | Type / encoding | MEMORY USAGE (first) | "
+        "MEMORY USAGE (avg) | keyspace cost / key |")
+    add("|---|---|---|---|---:|---:|---:|")
+    for row in ctx["memory"]:
+        extra = f", {row['log_entries']} entries" if "log_entries" in row else ""
+        add(f"| {row['command']} | {row['path']} | `{' '.join(row['args'])}` | "
+            f"{row['type']} / {row['encoding']}{extra} | {row['first']} B | {row['avg']:.1f} B | "
+            f"{row['delta_per_key']:.1f} B |")
+    add("")
+
+    # Notes
+    add("## Notes")
+    add("")
+    adm = [(c, p, s[(c["id"], p)]["admitted"]) for c in cases for p in PIPELINES
+           if s[(c["id"], p)]["admitted"] is not None]
+    exact = [x for x in adm if x[0]["family"] == "slidingwindow_exact"]
+    lua = [x for x in adm if x[0]["family"] != "slidingwindow_exact"]
+    add("- Admission. The throughput limits are generous, so the non-EXACT rows admit every "
+        "request and write state each time: the server counts the Lua twins' SET calls, and "
+        f"they admitted {pct_range([x[2] for x in lua])} of requests (the native commands write through the key API, which commandstats does "
+        "not count; their arguments are the same). EXACT (100 per 1000 ms; a request is "
+        "admitted when it adds a ZADD): "
+        + ", ".join(f"{c['path']} -P {p} {a * 100:.1f}%" for c, p, a in exact)
+        + ". Each row spreads its rate over "
+        f"{KEYSPACE:,} keys, so a key sees about ops/s ÷ {KEYSPACE:,} requests per second "
+        "and the log's length (the cost of its sorted-set operations) grows with the row's "
+        "own throughput.")
+    churn = [(c, p, s[(c["id"], p)]["expired_per_op"]) for c in cases for p in PIPELINES]
+    add("- Key churn (keys expired during a run per request, from `INFO stats`): "
+        + ", ".join(f"{c['path']} {c['command']} -P {p}: {e:.4f}" for c, p, e in churn
+                    if e >= 0.0005)
+        + "; every other row below 0.0005. RL.FIXEDWINDOW's keys end with their window, so "
+        "each is recreated once a second; the others stay alive while they are used."
+        if any(e >= 0.0005 for *_, e in churn) else
+        "- Key churn: fewer than 0.0005 keys expired per request in every row (`INFO stats`), "
+        "so the runs measure updates of live keys.")
+    add(f"- Each run starts on an empty database (`FLUSHALL SYNC`, outside the timing), so its "
+        f"first {KEYSPACE:,} or so requests create their keys; the smallest N is "
+        f"{min(x['n'] for x in s.values()) / KEYSPACE:.0f}x that.")
+    for p in PIPELINES:
+        srv = [s[(c["id"], p)]["server_cpu"] for c in cases]
+        cli = [s[(c["id"], p)]["client_cpu"] for c in cases]
+        add(f"- CPU, -P {p}: the server process used {min(srv) * 100:.0f}–{max(srv) * 100:.0f}% "
+            f"of a core during the runs (CPU time ÷ wall time, medians per row), redis-benchmark "
+            f"{min(cli) * 100:.0f}–{max(cli) * 100:.0f}%.")
+    bound = [f"{c['path']} {c['command']} -P {p} ({s[(c['id'], p)]['client_cpu'] * 100:.0f}%)"
+             for p in PIPELINES for c in cases if s[(c["id"], p)]["client_cpu"] > 0.9]
+    if bound:
+        add("  Client-bound (redis-benchmark above 90% of a core), so the client rather than the "
+            "server set the pace: " + ", ".join(bound) + ".")
+    add("  Where neither is near 100%, the rest went to round trips or to other processes on the "
+        "shared machine, so ops/s are what this machine gave at the time; the server CPU µs/op "
+        "column (and the server-CPU ratio) is the steadier basis for comparing commands.")
+    noisy = [(c, p, (s[(c["id"], p)]["max"] - s[(c["id"], p)]["min"]) / s[(c["id"], p)]["rps"])
+             for c in cases for p in PIPELINES]
+    worst = max(noisy, key=lambda x: x[2])
+    add(f"- Noise: the widest min–max spread is {worst[2] * 100:.0f}% of the median "
+        f"({worst[0]['path']} {worst[0]['command']} -P {worst[1]}); the median of the "
+        f"spreads is {statistics.median(x[2] for x in noisy) * 100:.0f}%.")
+    add("- Unpipelined, each request costs a network round trip through the kernel and the "
+        "client and server share two cores, so all rows converge; the pipelined table is the "
+        "one that shows the commands' own cost.")
+    add("- Raw runs (every repetition, all latency columns): `bench/results.json`.")
+    add("")
+    OUT.write_text("\n".join(lines))
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def main():
+    started = time.monotonic()
+    date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    load_start = loadavg()
+    for tool in ("redis-server", "redis-cli", "redis-benchmark"):
+        if not shutil.which(tool):
+            sys.exit(f"{tool} not found on PATH (run `make deps`)")
+    if not MODULE.exists():
+        sys.exit(f"module {MODULE} not found: run `make build`")
+    scripts = sorted((DIST / "scripts").glob("*.lua"))
+    if not (DIST / "patterns.lua").exists() or not scripts:
+        sys.exit("dist/patterns.lua or dist/scripts/*.lua missing: run `make lua`")
+
+    server = Server()
+
+    def on_signal(signum, _frame):
+        raise SystemExit(128 + signum)
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGHUP, on_signal)
+    try:
+        r = server.start()
+        port = server.port
+        log(f"redis-server pid {server.proc.pid} on 127.0.0.1:{port}")
+        name = redis_cli(port, "FUNCTION", "LOAD", "REPLACE", stdin_file=DIST / "patterns.lua")
+        log(f"FUNCTION LOAD REPLACE -> {name}")
+        shas = {}
+        for path in scripts + [HANDWRITTEN]:
+            sha = redis_cli(port, "SCRIPT", "LOAD", stdin_file=path)
+            if sha != hashlib.sha1(path.read_bytes()).hexdigest():
+                raise RuntimeError(f"SCRIPT LOAD {path}: unexpected SHA {sha}")
+            shas["handwritten" if path == HANDWRITTEN else path.stem] = sha
+        cases = build_cases(shas)
+        validate(r, cases)
+        r.call("FLUSHALL", "SYNC")
+
+        log("memory ...")
+        memory = measure_memory(r, shas)
+
+        log("throughput ...")
+        runs = measure_throughput(server, r, cases)
+        summary = summarize(runs)
+        server_version = r.info("server")["redis_version"]
+        r.close()
+    finally:
+        server.cleanup()
+
+    ratios = {}
+    for cid, *_ in COMMANDS:
+        for p in PIPELINES:
+            nat = summary[(f"{cid}:native", p)]
+            ratios[(cid, p)] = dict(
+                incr=nat["rps"] / summary[("incr", p)]["rps"],
+                fcall=nat["rps"] / summary[(f"{cid}:fcall", p)]["rps"],
+                evalsha=nat["rps"] / summary[(f"{cid}:evalsha", p)]["rps"],
+                handwritten=nat["rps"] / summary[("handwritten", p)]["rps"],
+                cpu_vs_incr=(summary[("incr", p)]["cpu_us"] / nat["cpu_us"]
+                             if nat["cpu_us"] else None),
+            )
+    bench_version = subprocess.run(["redis-benchmark", "--version"], capture_output=True,
+                                   text=True).stdout.strip() or "redis-benchmark"
+    try:
+        module_rel = str(MODULE.resolve().relative_to(ROOT))
+    except ValueError:
+        module_rel = str(MODULE)
+    ctx = dict(
+        date=date, machine=machine_info(), load_start=load_start, load_end=loadavg(),
+        server_version=server_version, bench_version=bench_version, git=git_describe(),
+        module_rel=module_rel,
+        module_sha=hashlib.sha256(MODULE.read_bytes()).hexdigest()[:12],
+        cases=cases, summary=summary, ratios=ratios, memory=memory,
+        scale=min(1.0, BUDGET / (REPEATS * len(runs) * SECONDS)),
+        runtime_s=time.monotonic() - started,
+    )
+    chart(summary, cases)
+    write_report(ctx)
+    RESULTS.write_text(json.dumps(dict(
+        date=date, machine=ctx["machine"], server_version=server_version,
+        clients=CLIENTS, keyspace=KEYSPACE, repeats=REPEATS,
+        cases=[{k: v for k, v in c.items()} for c in cases],
+        runs={f"{k[0]}@P{k[1]}": v for k, v in runs.items()},
+        summary={f"{k[0]}@P{k[1]}": v for k, v in summary.items()},
+        ratios={f"{k[0]}@P{k[1]}": v for k, v in ratios.items()},
+        memory=memory, runtime_s=ctx["runtime_s"],
+    ), indent=1, default=str))
+    log(f"wrote {OUT}, {CHART} and {RESULTS} in {ctx['runtime_s']:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
