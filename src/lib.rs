@@ -6,13 +6,32 @@ mod docs;
 mod ratelimit;
 mod shared;
 
+use patterns_core::command::CommandDef;
 use patterns_core::ratelimit as rl;
-use redis_module::{redis_module, Context, RedisString, Status};
+use redis_module::{raw, redis_module, Context, RedisString, Status};
 
-/// Gives every command its COMMAND DOCS entry and arity, from its definition.
+/// Every command with its C entry point.
+const COMMANDS: [(&CommandDef, shared::Handler); 4] = [
+    (&rl::TOKENBUCKET, ratelimit::tokenbucket),
+    (&rl::FIXEDWINDOW, ratelimit::fixedwindow),
+    (&rl::SLIDINGWINDOW, ratelimit::slidingwindow),
+    (&rl::THROTTLE, ratelimit::throttle),
+];
+
+/// Registers every command (its one key at position 1, so ACL key patterns and Cluster
+/// routing apply) with its COMMAND DOCS entry and arity. Modified-key signals are sent
+/// explicitly, only after real writes.
 fn init(ctx: &Context, _args: &[RedisString]) -> Status {
-    for def in rl::COMMANDS {
-        if let Err(e) = docs::describe(ctx, def) {
+    unsafe {
+        raw::RedisModule_SetModuleOptions.unwrap()(
+            ctx.get_raw(),
+            raw::REDISMODULE_OPTION_NO_IMPLICIT_SIGNAL_MODIFIED as i32,
+        )
+    };
+    for (def, handler) in COMMANDS {
+        if let Err(e) =
+            shared::register(ctx.get_raw(), def, handler).and_then(|()| docs::describe(ctx, def))
+        {
             ctx.log_warning(&e);
             return Status::Err;
         }
@@ -20,18 +39,13 @@ fn init(ctx: &Context, _args: &[RedisString]) -> Status {
     Status::Ok
 }
 
-// Every command's one key is its first argument (first = last = step = 1), so ACL key patterns
-// and Cluster routing apply. Default features and `redis_module!` keep Redis 7.0 loading us.
+// Default features, `redis_module!` for the module itself and raw RedisModule_CreateCommand
+// (which Redis 7.0 has) for the commands keep Redis 7.0 loading us.
 redis_module! {
     name: "patterns",
     version: 1,
     allocator: (redis_module::alloc::RedisAlloc, redis_module::alloc::RedisAlloc),
     data_types: [],
     init: init,
-    commands: [
-        [rl::TOKENBUCKET.name.to_ascii_lowercase(), ratelimit::tokenbucket, rl::TOKENBUCKET.flags, 1, 1, 1, ""],
-        [rl::FIXEDWINDOW.name.to_ascii_lowercase(), ratelimit::fixedwindow, rl::FIXEDWINDOW.flags, 1, 1, 1, ""],
-        [rl::SLIDINGWINDOW.name.to_ascii_lowercase(), ratelimit::slidingwindow, rl::SLIDINGWINDOW.flags, 1, 1, 1, ""],
-        [rl::THROTTLE.name.to_ascii_lowercase(), ratelimit::throttle, rl::THROTTLE.flags, 1, 1, 1, ""],
-    ],
+    commands: [],
 }

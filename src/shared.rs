@@ -1,45 +1,155 @@
-//! What every family's binding shares: the command boundary (argument split, panic guard,
-//! error replies), the clock, key access and effect replication.
+//! What every family's binding shares: the command boundary (registration, argument split,
+//! panic guard, replies and error replies), the clock, key access, keyspace signals and effect
+//! replication.
+//!
+//! Commands are called through `redis_module::raw` directly: the hot path allocates nothing
+//! but what Redis itself needs (see BENCHMARKS.md for why that matters).
 
-use std::os::raw::c_longlong;
+use std::ffi::{c_char, c_int, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::ptr::NonNull;
+use std::{ptr, slice};
 
 use patterns_core::command::{CmdError, CommandDef};
-use redis_module::raw::{self, KeyType, RedisModuleKey};
-use redis_module::{Context, RedisError, RedisResult, RedisString, RedisValue};
+use redis_module::raw::{self, KeyType, RedisModuleCtx, RedisModuleKey, RedisModuleString};
 
-/// A command's arguments, split at the key: `args[0]` is the name, `args[1]` the key.
-pub struct Invocation<'a> {
-    pub key: &'a RedisString,
-    /// The arguments after the key, as bytes.
-    pub rest: Vec<&'a [u8]>,
+/// A command's C entry point.
+pub type Handler = extern "C" fn(*mut RedisModuleCtx, *mut *mut RedisModuleString, c_int) -> c_int;
+
+/// Defines a command's C entry point: `command!(name, DEF, body)` runs `body` through
+/// [`dispatch`] with DEF's arity check.
+#[macro_export]
+macro_rules! command {
+    ($name:ident, $def:expr, $body:expr) => {
+        pub extern "C" fn $name(
+            ctx: *mut redis_module::raw::RedisModuleCtx,
+            argv: *mut *mut redis_module::raw::RedisModuleString,
+            argc: std::ffi::c_int,
+        ) -> std::ffi::c_int {
+            $crate::shared::dispatch(ctx, argv, argc, &$def, $body)
+        }
+    };
 }
 
-impl<'a> Invocation<'a> {
-    pub fn new(def: &CommandDef, args: &'a [RedisString]) -> Result<Self, CmdError> {
-        match args {
-            [_, key, rest @ ..] => Ok(Self {
-                key,
-                rest: rest.iter().map(RedisString::as_slice).collect(),
-            }),
-            _ => Err(CmdError::WrongArity(def.name)),
+/// Registers a command under its definition's name (lower case), its one key at position 1.
+pub fn register(
+    ctx: *mut RedisModuleCtx,
+    def: &CommandDef,
+    handler: Handler,
+) -> Result<(), String> {
+    let name = CString::new(def.name.to_ascii_lowercase()).map_err(|e| e.to_string())?;
+    let flags = CString::new(def.flags).map_err(|e| e.to_string())?;
+    let status = unsafe {
+        raw::RedisModule_CreateCommand.unwrap()(
+            ctx,
+            name.as_ptr(),
+            Some(handler),
+            flags.as_ptr(),
+            1,
+            1,
+            1,
+        )
+    };
+    if status == raw::REDISMODULE_OK as c_int {
+        Ok(())
+    } else {
+        Err(format!("could not register {}", def.name))
+    }
+}
+
+/// A successful reply.
+pub enum Reply {
+    Ints([i64; 5]),
+}
+
+/// One invocation: the context, the key and the arguments after it.
+pub struct Call<'a> {
+    pub ctx: *mut RedisModuleCtx,
+    pub key: *mut RedisModuleString,
+    rest: Args<'a>,
+}
+
+/// Most commands have few arguments: keep them on the stack.
+const INLINE_ARGS: usize = 12;
+
+enum Args<'a> {
+    Inline([&'a [u8]; INLINE_ARGS], usize),
+    Heap(Vec<&'a [u8]>),
+}
+
+impl<'a> Call<'a> {
+    fn new(
+        ctx: *mut RedisModuleCtx,
+        def: &CommandDef,
+        argv: &'a [*mut RedisModuleString],
+    ) -> Result<Self, CmdError> {
+        let [_, key, rest @ ..] = argv else {
+            return Err(CmdError::WrongArity(def.name));
+        };
+        let rest = if rest.len() <= INLINE_ARGS {
+            let mut inline: [&[u8]; INLINE_ARGS] = [&[]; INLINE_ARGS];
+            for (slot, arg) in inline.iter_mut().zip(rest) {
+                *slot = bytes(*arg);
+            }
+            Args::Inline(inline, rest.len())
+        } else {
+            Args::Heap(rest.iter().map(|a| bytes(*a)).collect())
+        };
+        Ok(Self {
+            ctx,
+            key: *key,
+            rest,
+        })
+    }
+
+    /// The arguments after the key.
+    pub fn rest(&self) -> &[&'a [u8]] {
+        match &self.rest {
+            Args::Inline(args, len) => &args[..*len],
+            Args::Heap(args) => args,
         }
     }
 }
 
-/// Runs a command body with panics caught: a bug replies with an error instead of taking the
-/// server down. Bodies compute everything before they write, so an unwind leaves no half-write.
-pub fn guarded(
-    ctx: &Context,
-    args: Vec<RedisString>,
-    body: fn(&Context, &[RedisString]) -> Result<RedisValue, CmdError>,
-) -> RedisResult {
-    match catch_unwind(AssertUnwindSafe(|| body(ctx, &args))) {
-        Ok(Ok(value)) => Ok(value),
-        Ok(Err(err)) => Err(RedisError::String(err.to_string())),
-        Err(_) => Err(RedisError::String(CmdError::Internal.to_string())),
+/// A RedisModuleString's bytes, valid while the string lives.
+pub fn bytes<'a>(s: *const RedisModuleString) -> &'a [u8] {
+    let mut len = 0;
+    let ptr = unsafe { raw::RedisModule_StringPtrLen.unwrap()(s, &mut len) };
+    unsafe { slice::from_raw_parts(ptr.cast::<u8>(), len) }
+}
+
+/// The command boundary: parses nothing itself, runs `body` with panics caught (a bug
+/// replies with an error instead of taking the server down; bodies compute everything before
+/// they write, so an unwind leaves no half-write), and replies.
+pub fn dispatch(
+    ctx: *mut RedisModuleCtx,
+    argv: *mut *mut RedisModuleString,
+    argc: c_int,
+    def: &'static CommandDef,
+    body: fn(&Call) -> Result<Reply, CmdError>,
+) -> c_int {
+    let result = catch_unwind(AssertUnwindSafe(|| {
+        let argv = match argv.is_null() {
+            true => &[][..],
+            false => unsafe { slice::from_raw_parts(argv, argc as usize) },
+        };
+        body(&Call::new(ctx, def, argv)?)
+    }))
+    .unwrap_or(Err(CmdError::Internal));
+    unsafe {
+        match result {
+            Ok(Reply::Ints(values)) => {
+                raw::RedisModule_ReplyWithArray.unwrap()(ctx, values.len() as _);
+                for v in values {
+                    raw::RedisModule_ReplyWithLongLong.unwrap()(ctx, v);
+                }
+            }
+            Err(err) => {
+                let text = CString::new(err.to_string()).unwrap_or_default();
+                raw::RedisModule_ReplyWithError.unwrap()(ctx, text.as_ptr());
+            }
+        }
     }
+    raw::REDISMODULE_OK as c_int
 }
 
 /// The server's clock in ms: read once per command.
@@ -47,23 +157,20 @@ pub fn now_ms() -> i64 {
     unsafe { raw::RedisModule_Milliseconds.unwrap()() }
 }
 
-/// An integer array reply.
-pub fn int_array(values: [i64; 5]) -> RedisValue {
-    RedisValue::Array(values.into_iter().map(RedisValue::Integer).collect())
-}
-
-/// A key opened for reading and writing, closed on drop.
-pub struct Key {
-    ctx: *mut raw::RedisModuleCtx,
+/// A key opened for reading and writing, closed on drop. The module runs with implicit
+/// modified-key signals off, so opening for write signals nothing: only [`Key::modified`]
+/// does, after a real write. A peek or a denial leaves WATCH and client tracking alone.
+pub struct Key<'a> {
+    call: &'a Call<'a>,
     inner: *mut RedisModuleKey,
 }
 
-impl Key {
-    pub fn open(ctx: &Context, name: &RedisString) -> Self {
-        let mode = raw::KeyMode::READ | raw::KeyMode::WRITE;
+impl<'a> Key<'a> {
+    pub fn open(call: &'a Call<'a>) -> Self {
+        let mode = (raw::REDISMODULE_READ | raw::REDISMODULE_WRITE) as c_int;
         Self {
-            ctx: ctx.get_raw(),
-            inner: raw::open_key(ctx.get_raw(), name.inner, mode),
+            call,
+            inner: unsafe { raw::RedisModule_OpenKey.unwrap()(call.ctx, call.key, mode) },
         }
     }
 
@@ -72,28 +179,56 @@ impl Key {
     }
 
     /// Fails with WRONGTYPE unless the key is absent or of type `kind`.
-    pub fn expect(&self, kind: KeyType) -> Result<&Self, CmdError> {
+    pub fn expect(&self, kind: KeyType) -> Result<(), CmdError> {
         match self.kind() {
-            KeyType::Empty => Ok(self),
-            k if k == kind => Ok(self),
+            KeyType::Empty => Ok(()),
+            k if k == kind => Ok(()),
             _ => Err(CmdError::WrongType),
         }
     }
 
-    /// The string value (read-only access: the stored encoding is left alone), None when
-    /// absent; WRONGTYPE for another type.
+    pub fn raw(&self) -> *mut RedisModuleKey {
+        self.inner
+    }
+
+    pub fn ctx(&self) -> *mut RedisModuleCtx {
+        self.call.ctx
+    }
+
+    /// The string value, None when absent; WRONGTYPE for another type.
     pub fn string(&self) -> Result<Option<&[u8]>, CmdError> {
-        if self.expect(KeyType::String)?.kind() == KeyType::Empty {
+        self.expect(KeyType::String)?;
+        if self.kind() == KeyType::Empty {
             return Ok(None);
         }
         let mut len = 0;
-        let ptr = raw::string_dma(self.inner, &mut len, raw::KeyMode::READ);
+        let ptr = unsafe {
+            raw::RedisModule_StringDMA.unwrap()(
+                self.inner,
+                &mut len,
+                raw::REDISMODULE_READ as c_int,
+            )
+        };
         if ptr.is_null() {
             return Err(CmdError::WrongType);
         }
         Ok(Some(unsafe {
-            std::slice::from_raw_parts(ptr.cast::<u8>(), len)
+            slice::from_raw_parts(ptr.cast::<u8>(), len)
         }))
+    }
+
+    /// Replaces the string value in place (no new object when the key already holds one).
+    pub fn write_string(&self, value: &[u8]) {
+        unsafe {
+            raw::RedisModule_StringTruncate.unwrap()(self.inner, value.len());
+            let mut len = 0;
+            let dma = raw::RedisModule_StringDMA.unwrap()(
+                self.inner,
+                &mut len,
+                raw::REDISMODULE_WRITE as c_int,
+            );
+            ptr::copy_nonoverlapping(value.as_ptr(), dma.cast::<u8>(), value.len().min(len));
+        }
     }
 
     /// The absolute expiry in ms, None when the key has none.
@@ -113,7 +248,7 @@ impl Key {
 
     /// Sets the expiry to the absolute `at_ms`: exactly where the server has an absolute API
     /// (Redis 7.2+, Valkey), else relative to the clock read just before (Redis 7.0).
-    fn set_expire_at(&self, at_ms: i64) {
+    pub fn set_expire_at(&self, at_ms: i64) {
         unsafe {
             match raw::RedisModule_SetAbsExpire {
                 Some(set_abs) => set_abs(self.inner, at_ms),
@@ -122,34 +257,106 @@ impl Key {
         }
     }
 
-    /// Stores a string that expires at `expire_at_ms`, and replicates it as
-    /// `SET key value PXAT expire_at_ms`: the primary's clock travels in the effect.
-    pub fn set_string(&self, name: &RedisString, value: &str, expire_at_ms: i64) {
-        let value = RedisString::create(NonNull::new(self.ctx), value);
-        raw::string_set(self.inner, value.inner);
-        self.set_expire_at(expire_at_ms);
+    /// Signals a real modification (WATCH, client tracking) and fires keyspace events, as
+    /// Redis's own commands do: `events` are (class, event name) pairs.
+    pub fn modified(&self, events: &[(c_int, &std::ffi::CStr)]) {
         unsafe {
-            raw::RedisModule_Replicate.unwrap()(
-                self.ctx,
-                c"SET".as_ptr(),
-                c"sscl".as_ptr(),
-                name.inner,
-                value.inner,
-                c"PXAT".as_ptr(),
-                expire_at_ms as c_longlong,
-            );
+            raw::RedisModule_SignalModifiedKey.unwrap()(self.call.ctx, self.call.key);
+            for (class, event) in events {
+                raw::RedisModule_NotifyKeyspaceEvent.unwrap()(
+                    self.call.ctx,
+                    *class,
+                    event.as_ptr(),
+                    self.call.key,
+                );
+            }
         }
     }
 }
 
-impl Drop for Key {
+impl Drop for Key<'_> {
     fn drop(&mut self) {
-        raw::close_key(self.inner);
+        unsafe { raw::RedisModule_CloseKey.unwrap()(self.inner) };
     }
 }
 
-/// Replicates a command to replicas and the AOF as an effect (never the caller's verbatim
-/// command).
-pub fn replicate_effect(ctx: &Context, command: &str, args: &[&[u8]]) {
-    ctx.replicate(command, args);
+/// Replicates `SET key value PXAT at_ms` to replicas and the AOF: the primary's time travels in
+/// the effect, never the caller's command.
+pub fn replicate_set_pxat(call: &Call, value: &[u8], at_ms: i64) {
+    unsafe {
+        raw::RedisModule_Replicate.unwrap()(
+            call.ctx,
+            c"SET".as_ptr(),
+            c"sbcl".as_ptr(),
+            call.key,
+            value.as_ptr().cast::<c_char>(),
+            value.len(),
+            c"PXAT".as_ptr(),
+            at_ms as std::ffi::c_longlong,
+        );
+    }
+}
+
+/// Replicates a command whose arguments are the key and then `args`.
+pub fn replicate_with_key(call: &Call, command: &std::ffi::CStr, args: &[*mut RedisModuleString]) {
+    unsafe {
+        raw::RedisModule_Replicate.unwrap()(
+            call.ctx,
+            command.as_ptr(),
+            c"sv".as_ptr(),
+            call.key,
+            args.as_ptr(),
+            args.len(),
+        );
+    }
+}
+
+/// A module-owned string, freed on drop.
+pub struct OwnedString {
+    ctx: *mut RedisModuleCtx,
+    pub inner: *mut RedisModuleString,
+}
+
+impl OwnedString {
+    /// Takes ownership of a string Redis handed us (to be freed with this context).
+    pub fn adopt(ctx: *mut RedisModuleCtx, inner: *mut RedisModuleString) -> Self {
+        Self { ctx, inner }
+    }
+
+    pub fn new(ctx: *mut RedisModuleCtx, bytes: &[u8]) -> Self {
+        let inner = unsafe {
+            raw::RedisModule_CreateString.unwrap()(ctx, bytes.as_ptr().cast(), bytes.len())
+        };
+        Self { ctx, inner }
+    }
+}
+
+impl Drop for OwnedString {
+    fn drop(&mut self) {
+        unsafe { raw::RedisModule_FreeString.unwrap()(self.ctx, self.inner) };
+    }
+}
+
+/// Formats into a stack buffer (state values are short), for writes without allocation.
+pub struct StackText {
+    buf: [u8; 96],
+    len: usize,
+}
+
+impl StackText {
+    pub fn of(value: impl std::fmt::Display) -> Self {
+        use std::io::Write;
+        let mut text = Self {
+            buf: [0; 96],
+            len: 0,
+        };
+        let mut cursor = std::io::Cursor::new(&mut text.buf[..]);
+        write!(cursor, "{value}").expect("state values fit in 96 bytes");
+        text.len = cursor.position() as usize;
+        text
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
 }

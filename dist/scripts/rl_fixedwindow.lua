@@ -117,6 +117,7 @@ local function parse(def, keys, argv)
   return a
 end
 local MAX_SPAN = 4503599627370496
+local PRUNE_BATCH = 8
 local TWIN_MAX = 4503599627370496
 local SPAN_TOO_LONG = 'ERR the limiter\'s time span is too long (over 2^52 ms)'
 local NOT_LIMITER_STATE = 'ERR key does not hold rate limiter state'
@@ -233,7 +234,12 @@ local function rl_slidingwindow_exact(key, limit, window, cost)
   local reset = 0
   if allowed and cost > 0 then
     local seq = redis.call('ZCOUNT', key, int(now), int(now))
-    redis.call('ZREMRANGEBYSCORE', key, '-inf', int(cutoff))
+    -- Stale entries are pruned in batches (see ratelimit/mod.rs).
+    local stale = redis.call('ZCARD', key) - count
+    local batch = math.min(math.max(math.floor(limit / 4), 1), PRUNE_BATCH)
+    if stale >= batch then
+      redis.call('ZREMRANGEBYSCORE', key, '-inf', int(cutoff))
+    end
     local at, args = int(now), {}
     for i = 0, cost - 1 do
       args[#args + 1] = at

@@ -7,8 +7,8 @@
 //! such bound.
 
 use super::{
-    FIXEDWINDOW, MAX_SPAN_MS, NOT_LIMITER_STATE, SLIDINGWINDOW, SPAN_TOO_LONG, THROTTLE,
-    TOKENBUCKET,
+    FIXEDWINDOW, MAX_SPAN_MS, NOT_LIMITER_STATE, PRUNE_BATCH, SLIDINGWINDOW, SPAN_TOO_LONG,
+    THROTTLE, TOKENBUCKET,
 };
 use crate::command::CmdError;
 use crate::lua::{lua_error, lua_str, Family};
@@ -129,7 +129,12 @@ local function rl_slidingwindow_exact(key, limit, window, cost)
   local reset = 0
   if allowed and cost > 0 then
     local seq = redis.call('ZCOUNT', key, int(now), int(now))
-    redis.call('ZREMRANGEBYSCORE', key, '-inf', int(cutoff))
+    -- Stale entries are pruned in batches (see ratelimit/mod.rs).
+    local stale = redis.call('ZCARD', key) - count
+    local batch = math.min(math.max(math.floor(limit / 4), 1), PRUNE_BATCH)
+    if stale >= batch then
+      redis.call('ZREMRANGEBYSCORE', key, '-inf', int(cutoff))
+    end
     local at, args = int(now), {}
     for i = 0, cost - 1 do
       args[#args + 1] = at
@@ -199,6 +204,7 @@ pub fn family() -> Family {
     Family {
         constants: vec![
             ("MAX_SPAN", MAX_SPAN_MS.to_string()),
+            ("PRUNE_BATCH", PRUNE_BATCH.to_string()),
             ("TWIN_MAX", MAX_SPAN_MS.to_string()),
             (
                 "SPAN_TOO_LONG",

@@ -183,10 +183,32 @@ pub struct Stored<'a> {
     pub expire_at_ms: Option<i64>,
 }
 
+/// A string state value; formatted by the binding straight into the key, without allocating.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StateValue {
+    /// Token bucket: `<tat_ms>`, or `<tat_ms>+<num>/<den>` when the TAT has a fraction.
+    Tat { ms: i64, num: i64, den: i64 },
+    /// Fixed window: `<count>`.
+    Count(i64),
+    /// Sliding window: `<window_start_ms>:<previous_count>:<current_count>`.
+    Windows { start: i64, prev: i64, curr: i64 },
+}
+
+impl std::fmt::Display for StateValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {
+            StateValue::Tat { ms, num: 0, .. } => write!(f, "{ms}"),
+            StateValue::Tat { ms, num, den } => write!(f, "{ms}+{num}/{den}"),
+            StateValue::Count(n) => write!(f, "{n}"),
+            StateValue::Windows { start, prev, curr } => write!(f, "{start}:{prev}:{curr}"),
+        }
+    }
+}
+
 /// The new string value to store, with its absolute expiry.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StringWrite {
-    pub value: String,
+    pub value: StateValue,
     pub expire_at_ms: i64,
 }
 
@@ -199,6 +221,9 @@ pub struct Outcome {
 
 /// A limiter whose whole state is one string.
 pub trait StringLimiter {
+    /// Whether `decide` looks at the stored expiry (so the binding reads it only then).
+    const READS_EXPIRY: bool = false;
+
     fn decide(
         &self,
         stored: Option<Stored<'_>>,
@@ -321,7 +346,11 @@ impl StringLimiter for TokenBucket {
             let tat_ms = i128::from(now_ms) + new_debt / rate;
             let num = new_debt % rate;
             StringWrite {
-                value: format_tat(tat_ms as i64, num as i64, self.rate),
+                value: StateValue::Tat {
+                    ms: tat_ms as i64,
+                    num: num as i64,
+                    den: self.rate,
+                },
                 expire_at_ms: now_ms + reset_after_ms,
             }
         });
@@ -358,14 +387,6 @@ fn parse_tat(raw: &[u8]) -> Result<(i64, i64, i64), CmdError> {
     Ok((state_int(ms)?, num, den))
 }
 
-fn format_tat(tat_ms: i64, num: i64, den: i64) -> String {
-    if num == 0 {
-        tat_ms.to_string()
-    } else {
-        format!("{tat_ms}+{num}/{den}")
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // Fixed window: a counter per window of window_ms, windows aligned to the Unix epoch. The key
 // expires at its window's end, so an existing key always belongs to the current window; one
@@ -396,6 +417,8 @@ impl FixedWindow {
 }
 
 impl StringLimiter for FixedWindow {
+    const READS_EXPIRY: bool = true;
+
     fn decide(
         &self,
         stored: Option<Stored<'_>>,
@@ -428,8 +451,8 @@ impl StringLimiter for FixedWindow {
                 },
                 reset_after_ms: if new_count > 0 { end - now_ms } else { 0 },
             },
-            write: (allowed && cost > 0).then(|| StringWrite {
-                value: new_count.to_string(),
+            write: (allowed && cost > 0).then_some(StringWrite {
+                value: StateValue::Count(new_count),
                 expire_at_ms: end,
             }),
         })
@@ -525,8 +548,12 @@ impl StringLimiter for SlidingWindow {
                 },
                 reset_after_ms,
             },
-            write: (allowed && cost > 0).then(|| StringWrite {
-                value: format!("{start}:{prev}:{new_curr}"),
+            write: (allowed && cost > 0).then_some(StringWrite {
+                value: StateValue::Windows {
+                    start,
+                    prev,
+                    curr: new_curr,
+                },
                 expire_at_ms: start + 2 * self.window_ms,
             }),
         })
@@ -535,11 +562,19 @@ impl StringLimiter for SlidingWindow {
 
 // ---------------------------------------------------------------------------------------------
 // Sliding window, exact: a sorted set holding one member per admitted unit of cost, scored by
-// its admission time. Entries older than the window are pruned whenever a request is admitted
-// (and ignored until then), so the set never holds more than `limit` live entries.
+// its admission time. Entries older than the window are ignored, and pruned in batches: an
+// admission prunes once PRUNE_BATCH of them (or a quarter of the limit, if fewer; at least one)
+// have gathered, so the set holds at most limit + PRUNE_BATCH entries while most admissions
+// write (and replicate) only the new ones. Small batches keep the stale entries that each
+// call has to step over few.
+
+/// Stale log entries that trigger a prune (fewer for small limits).
+pub const PRUNE_BATCH: i64 = 8;
 
 /// Read access to the admission log, so the decision can be tested without a server.
 pub trait AdmissionLog {
+    /// All entries, stale ones included.
+    fn len(&mut self) -> Result<i64, CmdError>;
     /// Entries admitted strictly after `after_ms`.
     fn count_after(&mut self, after_ms: i64) -> Result<i64, CmdError>;
     /// Admission time of the `index`-th oldest entry admitted strictly after `after_ms`.
@@ -553,8 +588,8 @@ pub trait AdmissionLog {
 /// What an admission writes to the log.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LogWrite {
-    /// Remove entries scored up to and including this time.
-    pub prune_through_ms: i64,
+    /// Remove entries scored up to and including this time, when it is pruning's turn.
+    pub prune_through_ms: Option<i64>,
     /// Members `<at_ms>:<seq>` for seq in first_seq..first_seq + count, scored at_ms.
     pub at_ms: i64,
     pub first_seq: i64,
@@ -587,8 +622,10 @@ impl SlidingWindow {
             oldest_needed + self.window_ms - now_ms
         };
         let write = if allowed && cost > 0 {
+            let stale = log.len()? - count;
             Some(LogWrite {
-                prune_through_ms: cutoff,
+                prune_through_ms: (stale >= (self.limit / 4).clamp(1, PRUNE_BATCH))
+                    .then_some(cutoff),
                 at_ms: now_ms,
                 first_seq: log.count_at(now_ms)?,
                 count: cost,

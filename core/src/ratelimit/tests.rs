@@ -28,10 +28,15 @@ impl<L: StringLimiter> Harness<L> {
         {
             self.state = None;
         }
-        let stored = self.state.as_ref().map(|s| Stored {
-            value: s.value.as_bytes(),
-            expire_at_ms: Some(s.expire_at_ms),
-        });
+        let text = self.state.as_ref().map(|s| s.value.to_string());
+        let stored = self
+            .state
+            .as_ref()
+            .zip(text.as_ref())
+            .map(|(s, text)| Stored {
+                value: text.as_bytes(),
+                expire_at_ms: Some(s.expire_at_ms),
+            });
         let outcome = self.limiter.decide(stored, now_ms, cost).unwrap();
         assert_eq!(
             outcome.write.is_some(),
@@ -124,11 +129,11 @@ fn token_bucket_fractional_emission_is_exact() {
         ],
     );
     assert_eq!(
-        h.state.as_ref().unwrap().value,
+        h.state.as_ref().unwrap().value.to_string(),
         format!("{}+1/3", T0 + 1333)
     );
     let s = h.limiter.decide(None, T0, 2).unwrap().write.unwrap();
-    assert_eq!(s.value, format!("{}+2/3", T0 + 666));
+    assert_eq!(s.value.to_string(), format!("{}+2/3", T0 + 666));
     assert_eq!(s.expire_at_ms, T0 + 667);
 }
 
@@ -261,7 +266,7 @@ fn sliding_window_weights_the_previous_window() {
         ],
     );
     assert_eq!(
-        h.state.as_ref().unwrap().value,
+        h.state.as_ref().unwrap().value.to_string(),
         format!("{}:0:10", start + 30_000)
     );
 }
@@ -309,6 +314,9 @@ fn sliding_window_retry_is_the_least_wait() {
 struct MemLog(Vec<(i64, i64)>);
 
 impl AdmissionLog for MemLog {
+    fn len(&mut self) -> Result<i64, CmdError> {
+        Ok(self.0.len() as i64)
+    }
     fn count_after(&mut self, after_ms: i64) -> Result<i64, CmdError> {
         Ok(self.0.iter().filter(|e| e.0 > after_ms).count() as i64)
     }
@@ -331,7 +339,9 @@ impl AdmissionLog for MemLog {
 
 impl MemLog {
     fn apply(&mut self, w: &LogWrite) {
-        self.0.retain(|e| e.0 > w.prune_through_ms);
+        if let Some(through) = w.prune_through_ms {
+            self.0.retain(|e| e.0 > through);
+        }
         for seq in w.first_seq..w.first_seq + w.count {
             assert!(!self.0.contains(&(w.at_ms, seq)), "members are unique");
             self.0.push((w.at_ms, seq));
@@ -370,6 +380,28 @@ fn sliding_exact_is_a_true_log() {
         }
     }
     assert_eq!(log.0, vec![(T0 + 5000, 0), (T0 + 5000, 1), (T0 + 5000, 2)]);
+}
+
+#[test]
+fn sliding_exact_prunes_in_batches_and_stays_bounded() {
+    let w = SlidingWindow::new(100, 1000).unwrap();
+    let mut log = MemLog::default();
+    let mut prunes = 0;
+    for i in 0..5000 {
+        let now = T0 + i * 7; // about 143 requests per window: some are denied
+        let (_, write) = w.decide_exact(&mut log, now, 1).unwrap();
+        if let Some(write) = write {
+            prunes += usize::from(write.prune_through_ms.is_some());
+            log.apply(&write);
+        }
+        assert!(
+            log.0.len() as i64 <= 100 + PRUNE_BATCH,
+            "log grew to {}",
+            log.0.len()
+        );
+    }
+    // About one prune per PRUNE_BATCH admissions, not one per admission.
+    assert!(prunes > 0 && prunes < 5000 / 6, "{prunes} prunes");
 }
 
 #[test]
