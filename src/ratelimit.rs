@@ -244,13 +244,13 @@ impl ZsetLog<'_> {
 }
 
 impl AdmissionLog for ZsetLog<'_> {
-    fn len(&mut self) -> Result<i64, CmdError> {
+    fn entries(&mut self) -> Result<i64, CmdError> {
         Ok(unsafe { raw::RedisModule_ValueLength.unwrap()(self.key.raw()) } as i64)
     }
 
     fn count_after(&mut self, after_ms: i64) -> Result<i64, CmdError> {
         // Live entries are most of the set: count the stale ones instead.
-        Ok(self.len()? - self.count(Range::through(after_ms)))
+        Ok(self.entries()? - self.count(Range::through(after_ms)))
     }
 
     fn time_at(&mut self, after_ms: i64, index: i64) -> Result<i64, CmdError> {

@@ -574,7 +574,7 @@ pub const PRUNE_BATCH: i64 = 8;
 /// Read access to the admission log, so the decision can be tested without a server.
 pub trait AdmissionLog {
     /// All entries, stale ones included.
-    fn len(&mut self) -> Result<i64, CmdError>;
+    fn entries(&mut self) -> Result<i64, CmdError>;
     /// Entries admitted strictly after `after_ms`.
     fn count_after(&mut self, after_ms: i64) -> Result<i64, CmdError>;
     /// Admission time of the `index`-th oldest entry admitted strictly after `after_ms`.
@@ -622,7 +622,7 @@ impl SlidingWindow {
             oldest_needed + self.window_ms - now_ms
         };
         let write = if allowed && cost > 0 {
-            let stale = log.len()? - count;
+            let stale = log.entries()? - count;
             Some(LogWrite {
                 prune_through_ms: (stale >= (self.limit / 4).clamp(1, PRUNE_BATCH))
                     .then_some(cutoff),

@@ -314,7 +314,7 @@ fn sliding_window_retry_is_the_least_wait() {
 struct MemLog(Vec<(i64, i64)>);
 
 impl AdmissionLog for MemLog {
-    fn len(&mut self) -> Result<i64, CmdError> {
+    fn entries(&mut self) -> Result<i64, CmdError> {
         Ok(self.0.len() as i64)
     }
     fn count_after(&mut self, after_ms: i64) -> Result<i64, CmdError> {
