@@ -19,9 +19,8 @@ lua:
 	cargo run --release -q -p patterns-core --bin patterns-lua -- dist
 
 # Builds, then runs redis-server on 127.0.0.1:6379 in the foreground with redis.conf
-# (which loads the module from ./target/release and keeps its data in ./data).
+# (which loads the module from ./target/release; RDB and AOF go to the working directory).
 run: build
-	@mkdir -p data
 	redis-server redis.conf
 
 lint:
@@ -51,4 +50,4 @@ bench: build lua
 
 clean:
 	cargo clean
-	rm -rf dist data
+	rm -rf appendonlydir dump.rdb
