@@ -435,3 +435,105 @@ fn definitions_parse_their_arguments() {
     assert_eq!(THROTTLE.arity(), -5);
     assert_eq!(FIXEDWINDOW.arity(), -4);
 }
+
+/// A small deterministic generator, so property tests need no dependency.
+struct Lcg(u64);
+
+impl Lcg {
+    fn below(&mut self, n: i64) -> i64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((self.0 >> 33) % n as u64) as i64
+    }
+}
+
+/// The first ms from `now` (inclusive) at which `cost` fits, by trying every ms.
+fn first_fit(limiter: &impl StringLimiter, state: &StringWrite, now: i64, cost: i64) -> i64 {
+    let text = state.value.to_string();
+    (0..)
+        .find(|t| {
+            let stored = (state.expire_at_ms > now + t).then_some(Stored {
+                value: text.as_bytes(),
+                expire_at_ms: Some(state.expire_at_ms),
+            });
+            limiter.decide(stored, now + t, cost).unwrap().reply.allowed
+        })
+        .unwrap()
+}
+
+#[test]
+fn token_bucket_replies_agree_with_brute_force() {
+    let mut rng = Lcg(42);
+    for _ in 0..300 {
+        let b = TokenBucket::new(1 + rng.below(8), 1 + rng.below(7), 1 + rng.below(300)).unwrap();
+        let mut h = Harness::new(b);
+        let mut now = T0 + rng.below(1000);
+        for _ in 0..30 {
+            now += rng.below(80);
+            let cost = rng.below(b.capacity + 2);
+            let before = h.state.clone();
+            let reply = h.step(now, cost);
+            // `remaining` more unit requests fit right now, and not one more.
+            if let Some(state) = &h.state {
+                let left = (0..=reply.remaining + 1)
+                    .take_while(|&n| {
+                        let text = state.value.to_string();
+                        let stored = (state.expire_at_ms > now).then_some(Stored {
+                            value: text.as_bytes(),
+                            expire_at_ms: Some(state.expire_at_ms),
+                        });
+                        b.decide(stored, now, n).unwrap().reply.allowed
+                    })
+                    .count() as i64
+                    - 1;
+                assert_eq!(left, reply.remaining, "{b:?} at {now}");
+                // reset_after_ms is when the bucket is full again.
+                assert_eq!(first_fit(&b, state, now, b.capacity), reply.reset_after_ms);
+            }
+            if !reply.allowed && cost <= b.capacity {
+                let state = before.expect("a denial needs state");
+                assert_eq!(
+                    first_fit(&b, &state, now, cost),
+                    reply.retry_after_ms,
+                    "{b:?}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn sliding_exact_agrees_with_a_naive_log() {
+    let mut rng = Lcg(7);
+    for _ in 0..200 {
+        let w = SlidingWindow::new(1 + rng.below(6), 1 + rng.below(200)).unwrap();
+        let mut log = MemLog::default();
+        let mut naive: Vec<i64> = Vec::new(); // every admitted unit, forever
+        let mut now = T0;
+        for _ in 0..40 {
+            now += rng.below(60);
+            let cost = rng.below(w.limit + 2);
+            let (reply, write) = w.decide_exact(&mut log, now, cost).unwrap();
+            let live = naive.iter().filter(|&&t| t > now - w.window_ms).count() as i64;
+            assert_eq!(reply.allowed, live + cost <= w.limit, "{w:?} at {now}");
+            if let Some(write) = write {
+                log.apply(&write);
+                naive.extend(std::iter::repeat_n(now, cost as usize));
+            }
+            let live_after = naive.iter().filter(|&&t| t > now - w.window_ms).count() as i64;
+            assert_eq!(reply.remaining, (w.limit - live_after).max(0));
+            if !reply.allowed && cost <= w.limit {
+                // The least wait: once enough of the oldest live units have left the window.
+                let wait = (1..)
+                    .find(|t| {
+                        let n = naive.iter().filter(|&&u| u > now + t - w.window_ms).count() as i64;
+                        n + cost <= w.limit
+                    })
+                    .unwrap();
+                assert_eq!(reply.retry_after_ms, wait);
+            }
+        }
+    }
+}
