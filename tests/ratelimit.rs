@@ -641,3 +641,43 @@ fn command_docs_come_from_the_definitions() {
         }
     }
 }
+
+/// Called from a script or inside MULTI/EXEC, a command still replicates its effect, and the
+/// replica ends up with the primary's bytes.
+#[test]
+fn scripts_and_transactions_replicate_effects() {
+    for flavor in flavors() {
+        let pair = Pair::start(flavor);
+        let mut c = pair.primary.conn();
+        for i in 0..20 {
+            let r: Vec<i64> = redis::cmd("EVAL")
+                .arg("return redis.call('RL.TOKENBUCKET', KEYS[1], 5, 3, 1000)")
+                .arg(1)
+                .arg(format!("script:{}", i % 3))
+                .query(&mut c)
+                .unwrap();
+            assert_eq!(r[1], 5);
+            let (a, b): (Vec<i64>, Vec<i64>) = redis::pipe()
+                .atomic()
+                .cmd("RL.SLIDINGWINDOW")
+                .arg(format!("multi:{}", i % 3))
+                .arg(4)
+                .arg(60_000)
+                .arg("EXACT")
+                .cmd("CL.THROTTLE")
+                .arg(format!("multi:cl:{}", i % 3))
+                .arg(3)
+                .arg(1)
+                .arg(60)
+                .query(&mut c)
+                .unwrap();
+            assert_eq!((a[1], b[1]), (4, 4));
+        }
+        pair.sync();
+        let mut r = pair.replica.conn();
+        let primary = snapshot(&mut c);
+        assert_eq!(primary.len(), 9);
+        assert_same_state(&primary, &snapshot(&mut r), 20);
+        assert_expiries_close(&expiries(&mut c), &expiries(&mut r), 2);
+    }
+}
