@@ -84,8 +84,13 @@ end
 -- Parses arguments against a generated definition table, as CommandDef::parse does.
 local function parse(def, keys, argv)
   if #keys ~= 1 then return nil, err(def.arity_error) end
-  local a = {pos = {}, opt = {}}
+  local a = {pos = {}, opt = {}, lead = {}, rest = {}}
   local i = 1
+  for n = 1, def.lead or 0 do
+    if argv[i] == nil then return nil, err(def.arity_error) end
+    a.lead[n] = argv[i]
+    i = i + 1
+  end
   for n, spec in ipairs(def.pos) do
     local raw = argv[i]
     if raw == nil then
@@ -97,6 +102,14 @@ local function parse(def, keys, argv)
       a.pos[n] = v
       i = i + 1
     end
+  end
+  if def.group then
+    local left = #argv - i + 1
+    if math.fmod(left, def.group) ~= 0 or left < def.group_min * def.group then
+      return nil, err(def.arity_error)
+    end
+    for j = i, #argv do a.rest[#a.rest + 1] = argv[j] end
+    return a
   end
   for n, spec in ipairs(def.opts) do a.opt[n] = spec.default end
   while argv[i] ~= nil do
@@ -382,8 +395,357 @@ local function cl_throttle(keys, argv)
   local key, p, o = keys[1], a.pos, a.opt
   return cl_throttle_run(key, p[1], p[2], p[3], p[4])
 end
+local MAX_MS = 4503599627370496
+local RESERVED_PREFIX = '__'
+local IDLE_FIELD = '__idle_ms'
+local ABSOLUTE_FIELD = '__absolute_at'
+local INDEX_FIELD = '__index'
+local WRONGTYPE = 'WRONGTYPE Operation against a key holding the wrong kind of value'
+local NOPERM = 'NOPERM this user has no permissions to access one of the keys used as arguments'
+local TOO_LONG = 'ERR idle_ms and absolute_ms must be at most 2^52'
+local ABSOLUTE_BELOW_IDLE = 'ERR absolute_ms must be at least idle_ms'
+local RESERVED = 'ERR field names starting with __ are reserved'
+local BAD_INDEX = 'ERR index name cannot carry a session key in its slot'
+local NOT_SESSION = 'ERR key does not hold a session'
+local BAD_ID = 'ERR id must be 22 characters of base64url'
+local ID_TAKEN = 'ERR session id already in use'
+
+local function sess_type(key)
+  return redis.call('TYPE', key)['ok']
+end
+
+local function sess_is_id(id)
+  return #id == 22 and string.find(id, '^[A-Za-z0-9_%-]+$') ~= nil
+end
+
+-- Redis's hashtag: between the first '{' and the first '}' after it, when not empty.
+local function sess_hashtag(k)
+  local open = string.find(k, '{', 1, true)
+  if not open then return nil end
+  local close = string.find(k, '}', open + 1, true)
+  if not close or close == open + 1 then return nil end
+  return string.sub(k, open + 1, close - 1)
+end
+
+local function sess_key(index, id)
+  if sess_hashtag(index) then return index .. ':' .. id end
+  if index == '' or string.find(index, '[{}]') then return nil end
+  return '{' .. index .. '}:' .. id
+end
+
+local function sess_allowed(key)
+  return redis.acl_check_cmd('HSET', key, 'f', 'v') and redis.acl_check_cmd('HGET', key, 'f')
+end
+
+local function sess_reserved(fields)
+  for i = 1, #fields, 2 do
+    if string.sub(fields[i], 1, 2) == RESERVED_PREFIX then return true end
+  end
+  return false
+end
+
+local function sess_expect_index(index)
+  local t = sess_type(index)
+  if t ~= 'none' and t ~= 'zset' then return err(WRONGTYPE) end
+end
+
+local function sess_prune(index, now)
+  redis.call('ZREMRANGEBYSCORE', index, '-inf', '(' .. int(now))
+end
+
+-- The index expires with its last session: its TTL is its highest score.
+local function sess_fix(index)
+  local top = redis.call('ZRANGE', index, -1, -1, 'WITHSCORES')
+  if top[2] == nil then return end
+  local at = tonumber(top[2])
+  if redis.call('PEXPIRETIME', index) ~= at then
+    redis.call('PEXPIREAT', index, int(at))
+  end
+end
+
+-- The session at key: nil when absent; an error unless a session whose index may be used.
+local function sess_load(key)
+  local t = sess_type(key)
+  if t == 'none' then return nil end
+  if t ~= 'hash' then return nil, err(WRONGTYPE) end
+  local flat = redis.call('HGETALL', key)
+  local s = {flat = flat}
+  for i = 1, #flat, 2 do
+    local f = flat[i]
+    if f == IDLE_FIELD then s.idle = state_int(flat[i + 1])
+    elseif f == ABSOLUTE_FIELD then s.abs = state_int(flat[i + 1])
+    elseif f == INDEX_FIELD then s.index = flat[i + 1] end
+  end
+  if s.idle == nil or s.abs == nil or s.index == nil then return nil, err(NOT_SESSION) end
+  if not sess_allowed(s.index) then return nil, err(NOPERM) end
+  local e = sess_expect_index(s.index)
+  if e then return nil, e end
+  return s
+end
+
+local function sess_touch(key, index, idle, abs, now)
+  local at = int(math.min(now + idle, abs))
+  redis.call('PEXPIREAT', key, at)
+  sess_prune(index, now)
+  redis.call('ZADD', index, at, key)
+  sess_fix(index)
+end
+
+local function session_create_run(index, id, idle, absolute, fields)
+  if not sess_is_id(id) then return err(BAD_ID) end
+  if idle > MAX_MS or absolute > MAX_MS then return err(TOO_LONG) end
+  if absolute < idle then return err(ABSOLUTE_BELOW_IDLE) end
+  if sess_reserved(fields) then return err(RESERVED) end
+  local key = sess_key(index, id)
+  if key == nil then return err(BAD_INDEX) end
+  if not sess_allowed(key) then return err(NOPERM) end
+  local e = sess_expect_index(index)
+  if e then return e end
+  if sess_type(key) ~= 'none' then return err(ID_TAKEN) end
+  local now = now_ms()
+  local abs = now + absolute
+  redis.call('HSET', key, IDLE_FIELD, int(idle), ABSOLUTE_FIELD, int(abs), INDEX_FIELD, index,
+    unpack(fields))
+  sess_touch(key, index, idle, abs, now)
+  return key
+end
+
+local function session_get_run(key)
+  local s, e = sess_load(key)
+  if e then return e end
+  if s == nil then return false end
+  sess_touch(key, s.index, s.idle, s.abs, now_ms())
+  local out = {}
+  for i = 1, #s.flat, 2 do
+    if string.sub(s.flat[i], 1, 2) ~= RESERVED_PREFIX then
+      out[#out + 1] = s.flat[i]
+      out[#out + 1] = s.flat[i + 1]
+    end
+  end
+  return out
+end
+
+local function session_set_run(key, fields)
+  if sess_reserved(fields) then return err(RESERVED) end
+  local s, e = sess_load(key)
+  if e then return e end
+  if s == nil then return false end
+  local added = redis.call('HSET', key, unpack(fields))
+  sess_touch(key, s.index, s.idle, s.abs, now_ms())
+  return added
+end
+
+local function session_rotate_run(key, id)
+  if not sess_is_id(id) then return err(BAD_ID) end
+  local s, e = sess_load(key)
+  if e then return e end
+  if s == nil then return false end
+  local new = sess_key(s.index, id)
+  if new == nil then return err(BAD_INDEX) end
+  if not sess_allowed(new) then return err(NOPERM) end
+  if sess_type(new) ~= 'none' then return err(ID_TAKEN) end
+  local now = now_ms()
+  local at = redis.call('PEXPIRETIME', key)
+  redis.call('RENAME', key, new)
+  sess_prune(s.index, now)
+  redis.call('ZREM', s.index, key)
+  redis.call('ZADD', s.index, int(at), new)
+  sess_fix(s.index)
+  return new
+end
+
+local function session_destroy_run(key)
+  local s, e = sess_load(key)
+  if e then return e end
+  if s == nil then return 0 end
+  redis.call('DEL', key)
+  sess_prune(s.index, now_ms())
+  redis.call('ZREM', s.index, key)
+  sess_fix(s.index)
+  return 1
+end
+
+local function sess_live(index)
+  local e = sess_expect_index(index)
+  if e then return nil, e end
+  sess_prune(index, now_ms())
+  sess_fix(index)
+  return redis.call('ZRANGE', index, 0, -1)
+end
+
+local function session_destroyall_run(index)
+  local e = sess_expect_index(index)
+  if e then return e end
+  for _, m in ipairs(redis.call('ZRANGE', index, 0, -1)) do
+    if not sess_allowed(m) then return err(NOPERM) end
+  end
+  local members, e2 = sess_live(index)
+  if e2 then return e2 end
+  local destroyed = 0
+  for _, m in ipairs(members) do destroyed = destroyed + redis.call('DEL', m) end
+  redis.call('DEL', index)
+  return destroyed
+end
+
+local function session_list_run(index)
+  local members, e = sess_live(index)
+  if e then return e end
+  return members
+end
+
+local function session_count_run(index)
+  local e = sess_expect_index(index)
+  if e then return e end
+  sess_prune(index, now_ms())
+  sess_fix(index)
+  return redis.call('ZCARD', index)
+end
+
+local DEF_session_create = {
+  arity_error = 'ERR wrong number of arguments for \'session.create\' command',
+  lead = 1,
+  group = 2,
+  group_min = 0,
+  pos = {
+    {min = 1, error = 'ERR idle_ms must be a positive integer', beyond = 'ERR idle_ms exceeds the Lua twin\'s exact integer range (below 2^53)'},
+    {min = 1, error = 'ERR absolute_ms must be a positive integer', beyond = 'ERR absolute_ms exceeds the Lua twin\'s exact integer range (below 2^53)'},
+  },
+  opts = {
+  },
+  tokens = {},
+}
+-- SESSION.CREATE index id idle_ms absolute_ms [field value ...]
+local function session_create(keys, argv)
+  local a, e = parse(DEF_session_create, keys, argv)
+  if e then return e end
+  local key, p, o, x, r = keys[1], a.pos, a.opt, a.lead, a.rest
+  return session_create_run(key, x[1], p[1], p[2], r)
+end
+
+local DEF_session_get = {
+  arity_error = 'ERR wrong number of arguments for \'session.get\' command',
+  pos = {
+  },
+  opts = {
+  },
+  tokens = {},
+}
+-- SESSION.GET session
+local function session_get(keys, argv)
+  local a, e = parse(DEF_session_get, keys, argv)
+  if e then return e end
+  local key, p, o = keys[1], a.pos, a.opt
+  return session_get_run(key)
+end
+
+local DEF_session_set = {
+  arity_error = 'ERR wrong number of arguments for \'session.set\' command',
+  group = 2,
+  group_min = 1,
+  pos = {
+  },
+  opts = {
+  },
+  tokens = {},
+}
+-- SESSION.SET session field value [field value ...]
+local function session_set(keys, argv)
+  local a, e = parse(DEF_session_set, keys, argv)
+  if e then return e end
+  local key, p, o, x, r = keys[1], a.pos, a.opt, a.lead, a.rest
+  return session_set_run(key, r)
+end
+
+local DEF_session_rotate = {
+  arity_error = 'ERR wrong number of arguments for \'session.rotate\' command',
+  lead = 1,
+  pos = {
+  },
+  opts = {
+  },
+  tokens = {},
+}
+-- SESSION.ROTATE session
+local function session_rotate(keys, argv)
+  local a, e = parse(DEF_session_rotate, keys, argv)
+  if e then return e end
+  local key, p, o, x, r = keys[1], a.pos, a.opt, a.lead, a.rest
+  return session_rotate_run(key, x[1])
+end
+
+local DEF_session_destroy = {
+  arity_error = 'ERR wrong number of arguments for \'session.destroy\' command',
+  pos = {
+  },
+  opts = {
+  },
+  tokens = {},
+}
+-- SESSION.DESTROY session
+local function session_destroy(keys, argv)
+  local a, e = parse(DEF_session_destroy, keys, argv)
+  if e then return e end
+  local key, p, o = keys[1], a.pos, a.opt
+  return session_destroy_run(key)
+end
+
+local DEF_session_destroyall = {
+  arity_error = 'ERR wrong number of arguments for \'session.destroyall\' command',
+  pos = {
+  },
+  opts = {
+  },
+  tokens = {},
+}
+-- SESSION.DESTROYALL index
+local function session_destroyall(keys, argv)
+  local a, e = parse(DEF_session_destroyall, keys, argv)
+  if e then return e end
+  local key, p, o = keys[1], a.pos, a.opt
+  return session_destroyall_run(key)
+end
+
+local DEF_session_list = {
+  arity_error = 'ERR wrong number of arguments for \'session.list\' command',
+  pos = {
+  },
+  opts = {
+  },
+  tokens = {},
+}
+-- SESSION.LIST index
+local function session_list(keys, argv)
+  local a, e = parse(DEF_session_list, keys, argv)
+  if e then return e end
+  local key, p, o = keys[1], a.pos, a.opt
+  return session_list_run(key)
+end
+
+local DEF_session_count = {
+  arity_error = 'ERR wrong number of arguments for \'session.count\' command',
+  pos = {
+  },
+  opts = {
+  },
+  tokens = {},
+}
+-- SESSION.COUNT index
+local function session_count(keys, argv)
+  local a, e = parse(DEF_session_count, keys, argv)
+  if e then return e end
+  local key, p, o = keys[1], a.pos, a.opt
+  return session_count_run(key)
+end
 
 redis.register_function('rl_tokenbucket', rl_tokenbucket)
 redis.register_function('rl_fixedwindow', rl_fixedwindow)
 redis.register_function('rl_slidingwindow', rl_slidingwindow)
 redis.register_function('cl_throttle', cl_throttle)
+redis.register_function('session_create', session_create)
+redis.register_function('session_get', session_get)
+redis.register_function('session_set', session_set)
+redis.register_function('session_rotate', session_rotate)
+redis.register_function('session_destroy', session_destroy)
+redis.register_function('session_destroyall', session_destroyall)
+redis.register_function('session_list', session_list)
+redis.register_function('session_count', session_count)

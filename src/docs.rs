@@ -72,9 +72,10 @@ pub fn describe(ctx: &Context, def: &CommandDef) -> Result<(), String> {
         return Err(format!("{} is not registered", def.name));
     }
     let integer = raw::RedisModuleCommandArgType_REDISMODULE_ARG_TYPE_INTEGER;
+    let key_name = def.syntax.split_whitespace().next().unwrap_or("key");
     let mut args = vec![arg(
         &mut strings,
-        "key",
+        key_name,
         raw::RedisModuleCommandArgType_REDISMODULE_ARG_TYPE_KEY,
         None,
         false,
@@ -106,6 +107,22 @@ pub fn describe(ctx: &Context, def: &CommandDef) -> Result<(), String> {
                 true,
             ),
         });
+    }
+    // A trailing variadic group (`[field value ...]`): one repeated block of string arguments.
+    let mut group: Vec<raw::RedisModuleCommandArg>;
+    if let Some(t) = def.trailing {
+        let string = raw::RedisModuleCommandArgType_REDISMODULE_ARG_TYPE_STRING;
+        group = t
+            .names
+            .iter()
+            .map(|n| arg(&mut strings, n, string, None, false))
+            .collect();
+        group.push(unsafe { std::mem::zeroed() });
+        let block = raw::RedisModuleCommandArgType_REDISMODULE_ARG_TYPE_BLOCK;
+        let mut a = arg(&mut strings, &t.names.join("_"), block, None, t.min == 0);
+        a.flags |= raw::REDISMODULE_CMD_ARG_MULTIPLE as i32;
+        a.subargs = group.as_mut_ptr();
+        args.push(a);
     }
     args.push(unsafe { std::mem::zeroed() });
     let mut key_specs = [key_spec(), unsafe { std::mem::zeroed() }];

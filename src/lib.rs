@@ -4,18 +4,28 @@
 
 mod docs;
 mod ratelimit;
+mod session;
 mod shared;
 
 use patterns_core::command::CommandDef;
 use patterns_core::ratelimit as rl;
+use patterns_core::session as sess;
 use redis_module::{raw, redis_module, Context, RedisString, Status};
 
 /// Every command with its C entry point.
-const COMMANDS: [(&CommandDef, shared::Handler); 4] = [
+const COMMANDS: [(&CommandDef, shared::Handler); 12] = [
     (&rl::TOKENBUCKET, ratelimit::tokenbucket),
     (&rl::FIXEDWINDOW, ratelimit::fixedwindow),
     (&rl::SLIDINGWINDOW, ratelimit::slidingwindow),
     (&rl::THROTTLE, ratelimit::throttle),
+    (&sess::CREATE, session::create),
+    (&sess::GET, session::get),
+    (&sess::SET, session::set),
+    (&sess::ROTATE, session::rotate),
+    (&sess::DESTROY, session::destroy),
+    (&sess::DESTROYALL, session::destroyall),
+    (&sess::LIST, session::list),
+    (&sess::COUNT, session::count),
 ];
 
 /// Registers every command (its one key at position 1, so ACL key patterns and Cluster

@@ -59,6 +59,10 @@ pub fn register(
 /// A successful reply.
 pub enum Reply {
     Ints([i64; 5]),
+    Null,
+    Integer(i64),
+    Bulk(Vec<u8>),
+    Bulks(Vec<Vec<u8>>),
 }
 
 /// One invocation: the context, the key and the arguments after it.
@@ -141,6 +145,25 @@ pub fn dispatch(
                 raw::RedisModule_ReplyWithArray.unwrap()(ctx, values.len() as _);
                 for v in values {
                     raw::RedisModule_ReplyWithLongLong.unwrap()(ctx, v);
+                }
+            }
+            Ok(Reply::Null) => {
+                raw::RedisModule_ReplyWithNull.unwrap()(ctx);
+            }
+            Ok(Reply::Integer(n)) => {
+                raw::RedisModule_ReplyWithLongLong.unwrap()(ctx, n);
+            }
+            Ok(Reply::Bulk(b)) => {
+                raw::RedisModule_ReplyWithStringBuffer.unwrap()(ctx, b.as_ptr().cast(), b.len());
+            }
+            Ok(Reply::Bulks(items)) => {
+                raw::RedisModule_ReplyWithArray.unwrap()(ctx, items.len() as _);
+                for b in items {
+                    raw::RedisModule_ReplyWithStringBuffer.unwrap()(
+                        ctx,
+                        b.as_ptr().cast(),
+                        b.len(),
+                    );
                 }
             }
             Err(err) => {
@@ -359,4 +382,122 @@ impl StackText {
     pub fn as_bytes(&self) -> &[u8] {
         &self.buf[..self.len]
     }
+}
+
+/// The type of the key named `name` (Empty when absent or expired).
+pub fn key_type(ctx: *mut RedisModuleCtx, name: &[u8]) -> KeyType {
+    let name = OwnedString::new(ctx, name);
+    unsafe {
+        let key =
+            raw::RedisModule_OpenKey.unwrap()(ctx, name.inner, raw::REDISMODULE_READ as c_int);
+        let kind = raw::RedisModule_KeyType.unwrap()(key).into();
+        raw::RedisModule_CloseKey.unwrap()(key);
+        kind
+    }
+}
+
+/// Fails with NOPERM unless the current user may read and write the key `name` (a key the
+/// command derives, so Redis did not check it). Without a current user (AOF loading,
+/// replication, a module's own context) there is nothing to check.
+pub fn check_key_access(ctx: *mut RedisModuleCtx, name: &[u8]) -> Result<(), CmdError> {
+    unsafe {
+        let user_name = raw::RedisModule_GetCurrentUserName.unwrap()(ctx);
+        if user_name.is_null() {
+            return Ok(());
+        }
+        let user_name = OwnedString::adopt(ctx, user_name);
+        let user = raw::RedisModule_GetModuleUserFromUserName.unwrap()(user_name.inner);
+        if user.is_null() {
+            return Ok(());
+        }
+        let key = OwnedString::new(ctx, name);
+        let flags = raw::REDISMODULE_CMD_KEY_ACCESS
+            | raw::REDISMODULE_CMD_KEY_INSERT
+            | raw::REDISMODULE_CMD_KEY_DELETE
+            | raw::REDISMODULE_CMD_KEY_UPDATE;
+        let status =
+            raw::RedisModule_ACLCheckKeyPermissions.unwrap()(user, key.inner, flags as c_int);
+        raw::RedisModule_FreeModuleUser.unwrap()(user);
+        if status == raw::REDISMODULE_OK as c_int {
+            Ok(())
+        } else {
+            Err(CmdError::NoPerm)
+        }
+    }
+}
+
+/// A reply of a command run through `RedisModule_Call`, freed on drop.
+pub struct CallReply(*mut raw::RedisModuleCallReply);
+
+impl CallReply {
+    fn kind(&self) -> i32 {
+        if self.0.is_null() {
+            return raw::REDISMODULE_REPLY_UNKNOWN as i32;
+        }
+        unsafe { raw::RedisModule_CallReplyType.unwrap()(self.0) }
+    }
+
+    /// The integer reply (0 for anything else, e.g. when the call failed).
+    pub fn integer(&self) -> i64 {
+        if self.0.is_null() {
+            return 0;
+        }
+        unsafe { raw::RedisModule_CallReplyInteger.unwrap()(self.0) }
+    }
+
+    /// The bulk strings of an array reply (or of a single string reply); none when the call
+    /// failed.
+    pub fn strings(&self) -> Vec<Vec<u8>> {
+        if self.0.is_null() {
+            return Vec::new();
+        }
+        let one = |r: *mut raw::RedisModuleCallReply| -> Vec<u8> {
+            let mut len = 0;
+            let p = unsafe { raw::RedisModule_CallReplyStringPtr.unwrap()(r, &mut len) };
+            if p.is_null() {
+                Vec::new()
+            } else {
+                unsafe { slice::from_raw_parts(p.cast::<u8>(), len) }.to_vec()
+            }
+        };
+        if self.kind() != raw::REDISMODULE_REPLY_ARRAY as i32 {
+            return vec![one(self.0)];
+        }
+        let n = unsafe { raw::RedisModule_CallReplyLength.unwrap()(self.0) };
+        (0..n)
+            .map(|i| one(unsafe { raw::RedisModule_CallReplyArrayElement.unwrap()(self.0, i) }))
+            .collect()
+    }
+}
+
+impl Drop for CallReply {
+    fn drop(&mut self) {
+        if !self.0.is_null() {
+            unsafe { raw::RedisModule_FreeCallReply.unwrap()(self.0) };
+        }
+    }
+}
+
+/// Runs a Redis command from the module. With `replicate`, the command is a write whose exact
+/// arguments (absolute times, generated keys) replicate and reach the AOF as the effect, wrapped
+/// with the command's other effects in one MULTI/EXEC; a command that changes nothing replicates
+/// nothing.
+pub fn redis_call(
+    ctx: *mut RedisModuleCtx,
+    command: &std::ffi::CStr,
+    args: &[&[u8]],
+    replicate: bool,
+) -> CallReply {
+    let strings: Vec<OwnedString> = args.iter().map(|a| OwnedString::new(ctx, a)).collect();
+    let mut ptrs: Vec<*mut RedisModuleString> = strings.iter().map(|s| s.inner).collect();
+    let fmt = if replicate { c"!v" } else { c"v" };
+    CallReply(unsafe {
+        raw::RedisModule_Call.unwrap()(
+            ctx,
+            command.as_ptr(),
+            fmt.as_ptr(),
+            ptrs.as_mut_ptr(),
+            ptrs.len(),
+        )
+    })
 }

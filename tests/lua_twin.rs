@@ -10,11 +10,10 @@
 mod common;
 
 use common::*;
-use patterns_core::ratelimit::COMMANDS;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
-use redis::{Connection, ConnectionLike, Value};
+use redis::{Connection, Value};
 use std::collections::BTreeMap;
 use std::thread::sleep;
 use std::time::Duration;
@@ -112,56 +111,10 @@ fn reply_of(v: &Value) -> Reply {
     }
 }
 
-fn ms_of(v: &Value) -> i64 {
-    let (s, us): (i64, i64) = redis::from_redis_value(v).expect("TIME");
-    s * 1000 + us / 1000
-}
-
-/// Runs commands back to back in one pipeline and returns their replies, errors included.
-/// Not MULTI: Valkey 8 freezes TIME inside a transaction, and the brackets must read the clock.
-fn pipeline(c: &mut Connection, cmds: &[redis::Cmd]) -> Vec<Value> {
-    let mut pipe = redis::pipe();
-    for cmd in cmds {
-        pipe.add_command(cmd.clone());
-    }
-    c.req_packed_commands(&pipe.get_packed_pipeline(), 0, cmds.len())
-        .expect("pipeline")
-}
-
 /// Runs `cmd` between two TIME readings: (first ms, reply, last ms).
-fn timed(c: &mut Connection, cmd: &redis::Cmd) -> (i64, Reply, i64) {
-    let values = pipeline(c, &[redis::cmd("TIME"), cmd.clone(), redis::cmd("TIME")]);
-    (ms_of(&values[0]), reply_of(&values[1]), ms_of(&values[2]))
-}
-
-/// A key's state: TYPE, DUMP and absolute expiry.
-fn key_state(c: &mut Connection, key: &str) -> (String, Option<Vec<u8>>, i64) {
-    let (kind, dump, at): (String, Option<Vec<u8>>, i64) = redis::pipe()
-        .atomic()
-        .cmd("TYPE")
-        .arg(key)
-        .cmd("DUMP")
-        .arg(key)
-        .cmd("PEXPIRETIME")
-        .arg(key)
-        .query(c)
-        .unwrap();
-    (kind, dump, at)
-}
-
-/// Copies a key's state from one server to another (after a step that was not compared).
-fn copy_key(from: &mut Connection, to: &mut Connection, key: &str) {
-    let (_, dump, at) = key_state(from, key);
-    let _: () = redis::cmd("DEL").arg(key).query(to).unwrap();
-    if let Some(dump) = dump {
-        let mut restore = redis::cmd("RESTORE");
-        if at >= 0 {
-            restore.arg(key).arg(at).arg(dump).arg("ABSTTL");
-        } else {
-            restore.arg(key).arg(0).arg(dump);
-        }
-        let _: Value = restore.query(to).unwrap();
-    }
+fn timed_reply(c: &mut Connection, cmd: &redis::Cmd) -> (i64, Reply, i64) {
+    let (t0, reply, t1) = timed(c, cmd);
+    (t0, reply_of(&reply), t1)
 }
 
 fn assert_same_key(a: &mut Connection, b: &mut Connection, key: &str, context: &str) {
@@ -320,8 +273,8 @@ fn differential(flavor: Flavor, path: Path, seed: u64, steps: usize) {
     let mut kinds = BTreeMap::new();
     for step in 0..steps {
         let args = random_call(&mut rng);
-        let (a0, native, a1) = timed(&mut a, &native_cmd(&args));
-        let (b0, twin_reply, b1) = timed(&mut b, &twin_cmd(&args, path, &twin.shas));
+        let (a0, native, a1) = timed_reply(&mut a, &native_cmd(&args));
+        let (b0, twin_reply, b1) = timed_reply(&mut b, &twin_cmd(&args, path, &twin.shas));
         let key = args.get(1).cloned().unwrap_or_default();
         let context = format!("step {step}: {args:?} on {} via {path:?}", flavor.name());
         if a0 == a1 && a1 == b0 && b0 == b1 {
@@ -451,10 +404,10 @@ fn twin_refuses_what_it_cannot_compute_exactly() {
     let args: Vec<String> = ["RL.FIXEDWINDOW", "k", big, "1000"]
         .map(String::from)
         .to_vec();
-    let native = timed(&mut a, &native_cmd(&args)).1.ints();
+    let native = timed_reply(&mut a, &native_cmd(&args)).1.ints();
     assert_eq!(&native[..4], &[1, 9007199254740993, 9007199254740992, -1]);
     assert_eq!(
-        timed(&mut b, &twin_cmd(&args, Path::Fcall, &twin.shas)).1,
+        timed_reply(&mut b, &twin_cmd(&args, Path::Fcall, &twin.shas)).1,
         Reply::Error("ERR limit exceeds the Lua twin's exact integer range (below 2^53)".into())
     );
     // capacity · period_ms above 2^52: fine natively (τ is 1 ms), refused by the twin.
@@ -467,9 +420,9 @@ fn twin_refuses_what_it_cannot_compute_exactly() {
     ]
     .map(String::from)
     .to_vec();
-    assert!(matches!(timed(&mut a, &native_cmd(&args)).1, Reply::Ints(ref r) if r[0] == 1));
+    assert!(matches!(timed_reply(&mut a, &native_cmd(&args)).1, Reply::Ints(ref r) if r[0] == 1));
     assert_eq!(
-        timed(&mut b, &twin_cmd(&args, Path::Evalsha, &twin.shas)).1,
+        timed_reply(&mut b, &twin_cmd(&args, Path::Evalsha, &twin.shas)).1,
         Reply::Error(patterns_core::ratelimit::lua::TWIN_RANGE.into())
     );
 }
@@ -493,7 +446,11 @@ fn committed_dist_is_current() {
             "run `make lua`"
         );
     }
-    assert_eq!(patterns_core::lua::scripts().len(), COMMANDS.len());
+    let commands = patterns_core::lua::families()
+        .iter()
+        .map(|f| f.commands.len())
+        .sum::<usize>();
+    assert_eq!(patterns_core::lua::scripts().len(), commands);
 }
 
 impl Reply {

@@ -78,21 +78,48 @@ pub struct CommandDef {
     /// The one key is the first argument (first = last = 1, step 1) for every command so far.
     pub positionals: &'static [Positional],
     pub options: &'static [OptionDef],
+    /// A trailing list of string groups, after the positionals (no options then).
+    pub trailing: Option<Trailing>,
 }
 
 /// Most positionals or options any command has; parsed values live in fixed arrays.
 pub const MAX_ARGS: usize = 6;
 
+/// A required positive integer argument.
+pub const fn positive(name: &'static str) -> Positional {
+    Positional {
+        arg: IntArg {
+            name,
+            kind: IntKind::Positive,
+        },
+        default: None,
+    }
+}
+
+/// A trailing variadic list of string groups, e.g. `[field value ...]`: `names` are the words
+/// of one group, `min` how many groups are required (1 for `field value [field value ...]`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Trailing {
+    pub names: &'static [&'static str],
+    pub min: usize,
+}
+
 impl CommandDef {
     /// Redis arity: negative (a minimum) when anything is optional.
     pub fn arity(&self) -> i32 {
-        let required = 2 + self
-            .positionals
-            .iter()
-            .filter(|p| p.default.is_none())
-            .count() as i32;
-        let has_optional =
-            !self.options.is_empty() || self.positionals.iter().any(|p| p.default.is_some());
+        let trailing = self.trailing;
+        let required = 2
+            + self
+                .positionals
+                .iter()
+                .filter(|p| p.default.is_none())
+                .count() as i32
+            + trailing
+                .as_ref()
+                .map_or(0, |t| (t.min * t.names.len()) as i32);
+        let has_optional = !self.options.is_empty()
+            || trailing.is_some()
+            || self.positionals.iter().any(|p| p.default.is_some());
         if has_optional {
             -required
         } else {
@@ -110,6 +137,7 @@ impl CommandDef {
         let mut parsed = Parsed {
             positionals: [0; MAX_ARGS],
             options: [0; MAX_ARGS],
+            trailing_at: args.len(),
         };
         let mut rest = args;
         for (i, p) in self.positionals.iter().enumerate() {
@@ -121,6 +149,14 @@ impl CommandDef {
                 (None, Some(default)) => parsed.positionals[i] = default,
                 (None, None) => return Err(CmdError::WrongArity(self.name)),
             }
+        }
+        if let Some(t) = self.trailing {
+            let group = t.names.len().max(1);
+            if rest.len() % group != 0 || rest.len() < t.min * group {
+                return Err(CmdError::WrongArity(self.name));
+            }
+            parsed.trailing_at = args.len() - rest.len();
+            return Ok(parsed);
         }
         for (i, o) in self.options.iter().enumerate() {
             parsed.options[i] = o.default;
@@ -163,6 +199,8 @@ pub fn markdown_table(defs: &[&CommandDef]) -> String {
 pub struct Parsed {
     pub positionals: [i64; MAX_ARGS],
     pub options: [i64; MAX_ARGS],
+    /// Where the trailing variadic group starts in the arguments (their length when none).
+    pub trailing_at: usize,
 }
 
 /// Every error a command can reply with. The texts are public API (README lists them).
@@ -180,6 +218,8 @@ pub enum CmdError {
     WrongType,
     /// The key holds a value of the right type that is not this family's state.
     BadState(&'static str),
+    /// `NOPERM ...`: the user may not access a key the command derives (Redis's own text).
+    NoPerm,
     /// A panic was caught at the command boundary.
     Internal,
 }
@@ -199,6 +239,9 @@ impl fmt::Display for CmdError {
                 f.write_str("WRONGTYPE Operation against a key holding the wrong kind of value")
             }
             CmdError::BadState(what) => write!(f, "ERR {what}"),
+            CmdError::NoPerm => f.write_str(
+                "NOPERM this user has no permissions to access one of the keys used as arguments",
+            ),
             CmdError::Internal => f.write_str("ERR internal error in the patterns module"),
         }
     }
@@ -282,6 +325,7 @@ mod tests {
                 default: 0,
             },
         ],
+        trailing: None,
     };
 
     fn parse(args: &[&str]) -> Result<Parsed, CmdError> {
@@ -349,6 +393,35 @@ mod tests {
             parse(&[]).unwrap_err().to_string(),
             "ERR wrong number of arguments for 't.cmd' command"
         );
+    }
+
+    #[test]
+    fn trailing_groups() {
+        const PAIRS: Trailing = Trailing {
+            names: &["field", "value"],
+            min: 0,
+        };
+        const N: [Positional; 1] = [positive("n")];
+        let mut def = CommandDef {
+            name: "T.PAIRS",
+            syntax: "key n [field value ...]",
+            positionals: &N,
+            options: &[],
+            trailing: Some(PAIRS),
+            ..DEF
+        };
+        assert_eq!(def.arity(), -3);
+        let raw = |a: &[&'static str]| a.iter().map(|s| s.as_bytes()).collect::<Vec<_>>();
+        assert_eq!(def.parse(&raw(&["1", "f", "v"])).unwrap().trailing_at, 1);
+        assert_eq!(def.parse(&raw(&["1"])).unwrap().trailing_at, 1);
+        assert_eq!(
+            def.parse(&raw(&["1", "f"])).unwrap_err(),
+            CmdError::WrongArity("T.PAIRS")
+        );
+        def.trailing = Some(Trailing { min: 1, ..PAIRS });
+        assert_eq!(def.arity(), -5);
+        assert!(def.parse(&raw(&["1"])).is_err());
+        assert_eq!(DEF.parse(&raw(&["1"])).unwrap().trailing_at, 1);
     }
 
     #[test]

@@ -5,3 +5,4 @@
 pub mod command;
 pub mod lua;
 pub mod ratelimit;
+pub mod session;

@@ -21,14 +21,36 @@ pub struct Family {
     pub constants: Vec<(&'static str, String)>,
     /// The algorithm bodies: Lua source defining local functions.
     pub source: &'static str,
-    /// Each command with the Lua call that runs it; in scope are `key` (KEYS[1]), `p` (the
-    /// positionals) and `o` (the options), as parsed from the definition.
-    pub commands: Vec<(&'static CommandDef, &'static str)>,
+    pub commands: Vec<TwinCommand>,
+}
+
+/// One command of the twin.
+pub struct TwinCommand {
+    pub def: &'static CommandDef,
+    /// The Lua call that runs it; in scope are `key` (KEYS[1]), `p` (the positionals) and `o`
+    /// (the options), as parsed from the definition, and for commands with twin-only leading
+    /// arguments or a trailing variadic group, also `x` and `r` (their lists).
+    pub call: &'static str,
+    /// Arguments only the twin takes, between the key and the positionals: what Lua cannot
+    /// produce itself (a random id), which the caller passes.
+    pub leading: &'static [&'static str],
+}
+
+/// A twin command that takes exactly the module command's arguments.
+pub fn twin(def: &'static CommandDef, call: &'static str) -> TwinCommand {
+    TwinCommand {
+        def,
+        call,
+        leading: &[],
+    }
 }
 
 /// Every family's twin, in registration order.
 pub fn families() -> Vec<Family> {
-    vec![crate::ratelimit::lua::family()]
+    vec![
+        crate::ratelimit::lua::family(),
+        crate::session::lua::family(),
+    ]
 }
 
 /// The error a twin gives for an integer argument it cannot hold exactly.
@@ -146,8 +168,13 @@ end
 -- Parses arguments against a generated definition table, as CommandDef::parse does.
 local function parse(def, keys, argv)
   if #keys ~= 1 then return nil, err(def.arity_error) end
-  local a = {pos = {}, opt = {}}
+  local a = {pos = {}, opt = {}, lead = {}, rest = {}}
   local i = 1
+  for n = 1, def.lead or 0 do
+    if argv[i] == nil then return nil, err(def.arity_error) end
+    a.lead[n] = argv[i]
+    i = i + 1
+  end
   for n, spec in ipairs(def.pos) do
     local raw = argv[i]
     if raw == nil then
@@ -159,6 +186,14 @@ local function parse(def, keys, argv)
       a.pos[n] = v
       i = i + 1
     end
+  end
+  if def.group then
+    local left = #argv - i + 1
+    if math.fmod(left, def.group) ~= 0 or left < def.group_min * def.group then
+      return nil, err(def.arity_error)
+    end
+    for j = i, #argv do a.rest[#a.rest + 1] = argv[j] end
+    return a
   end
   for n, spec in ipairs(def.opts) do a.opt[n] = spec.default end
   while argv[i] ~= nil do
@@ -191,7 +226,8 @@ fn int_spec(arg: &IntArg, default: Option<i64>) -> String {
 }
 
 /// The definition table the Lua parser reads, generated from the CommandDef.
-fn def_table(def: &CommandDef) -> String {
+fn def_table(cmd: &TwinCommand) -> String {
+    let def = cmd.def;
     let pos: Vec<String> = def
         .positionals
         .iter()
@@ -211,8 +247,19 @@ fn def_table(def: &CommandDef) -> String {
         .enumerate()
         .map(|(i, o)| format!("{} = {}", o.token.to_ascii_uppercase(), i + 1))
         .collect();
+    let mut extra = String::new();
+    if !cmd.leading.is_empty() {
+        extra.push_str(&format!("  lead = {},\n", cmd.leading.len()));
+    }
+    if let Some(t) = def.trailing {
+        extra.push_str(&format!(
+            "  group = {},\n  group_min = {},\n",
+            t.names.len(),
+            t.min
+        ));
+    }
     format!(
-        "local DEF_{name} = {{\n  arity_error = {arity},\n  pos = {{\n{pos}  }},\n  opts = {{\n{opts}  }},\n  tokens = {{{tokens}}},\n}}\n",
+        "local DEF_{name} = {{\n  arity_error = {arity},\n{extra}  pos = {{\n{pos}  }},\n  opts = {{\n{opts}  }},\n  tokens = {{{tokens}}},\n}}\n",
         name = def.lua_name(),
         arity = lua_error(&CmdError::WrongArity(def.name)),
         pos = pos.concat(),
@@ -221,11 +268,23 @@ fn def_table(def: &CommandDef) -> String {
     )
 }
 
-fn command_glue(def: &CommandDef, call: &str) -> String {
+fn command_glue(cmd: &TwinCommand) -> String {
+    let (def, call) = (cmd.def, cmd.call);
     let name = def.lua_name();
+    // `x`: the twin-only leading arguments; `r`: the trailing variadic arguments.
+    let scope = if cmd.leading.is_empty() && def.trailing.is_none() {
+        "local key, p, o = keys[1], a.pos, a.opt"
+    } else {
+        "local key, p, o, x, r = keys[1], a.pos, a.opt, a.lead, a.rest"
+    };
+    let leading: String = cmd.leading.iter().map(|a| format!(" {a}")).collect();
+    let syntax = match def.syntax.split_once(' ') {
+        Some((key, rest)) if !leading.is_empty() => format!("{key}{leading} {rest}"),
+        _ => def.syntax.to_string(),
+    };
     format!(
-        "-- {} {}\nlocal function {name}(keys, argv)\n  local a, e = parse(DEF_{name}, keys, argv)\n  if e then return e end\n  local key, p, o = keys[1], a.pos, a.opt\n  return {call}\nend\n",
-        def.name, def.syntax
+        "-- {} {syntax}\nlocal function {name}(keys, argv)\n  local a, e = parse(DEF_{name}, keys, argv)\n  if e then return e end\n  {scope}\n  return {call}\nend\n",
+        def.name
     )
 }
 
@@ -242,11 +301,11 @@ fn family_code(family: &Family, only: Option<&CommandDef>) -> String {
         out.push_str(&format!("local {name} = {value}\n"));
     }
     out.push_str(family.source);
-    for (def, call) in &family.commands {
-        if only.is_none_or(|d| std::ptr::eq(d, *def)) {
+    for cmd in &family.commands {
+        if only.is_none_or(|d| std::ptr::eq(d, cmd.def)) {
             out.push('\n');
-            out.push_str(&def_table(def));
-            out.push_str(&command_glue(def, call));
+            out.push_str(&def_table(cmd));
+            out.push_str(&command_glue(cmd));
         }
     }
     out
@@ -264,7 +323,7 @@ pub fn library() -> String {
     }
     out.push('\n');
     for family in &families {
-        for (def, _) in &family.commands {
+        for TwinCommand { def, .. } in &family.commands {
             let name = def.lua_name();
             out.push_str(&format!("redis.register_function('{name}', {name})\n"));
         }
@@ -276,10 +335,10 @@ pub fn library() -> String {
 pub fn scripts() -> Vec<(String, String)> {
     let mut out = Vec::new();
     for family in families() {
-        for (def, _) in &family.commands {
+        for TwinCommand { def, .. } in &family.commands {
             let name = def.lua_name();
             let source = format!(
-                "{HEADER}-- EVAL/EVALSHA form of {}: KEYS[1] = key, ARGV = the arguments after it.\n{}{}\nreturn {name}(KEYS, ARGV)\n",
+                "{HEADER}-- EVAL/EVALSHA form of {}: KEYS[1] = key, ARGV = the arguments after it (and any twin-only ones before them).\n{}{}\nreturn {name}(KEYS, ARGV)\n",
                 def.name,
                 prelude(),
                 family_code(&family, Some(def)),
@@ -299,13 +358,14 @@ mod tests {
         let lib = library();
         assert!(lib.starts_with("#!lua name=patterns\n"));
         for family in families() {
-            for (def, _) in &family.commands {
+            for TwinCommand { def, .. } in &family.commands {
                 let name = def.lua_name();
                 assert!(lib.contains(&format!("redis.register_function('{name}', {name})")));
                 assert!(lib.contains(&lua_error(&CmdError::WrongArity(def.name))));
             }
         }
-        assert_eq!(scripts().len(), 4);
+        let commands = families().iter().map(|f| f.commands.len()).sum::<usize>();
+        assert_eq!(scripts().len(), commands);
     }
 
     #[test]

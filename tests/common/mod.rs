@@ -992,3 +992,62 @@ pub fn grep_file(path: &Path, needle: &str) -> Vec<String> {
         Err(_) => Vec::new(),
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Comparing the module with its Lua twin: both servers read the same machine clock, so a call
+// pipelined between two TIME readings on each server ran at the same `now` on both when all
+// four readings share one millisecond.
+// ---------------------------------------------------------------------------------------------
+
+/// A TIME reply in ms.
+pub fn ms_of(v: &redis::Value) -> i64 {
+    let (s, us): (i64, i64) = redis::from_redis_value(v).expect("TIME");
+    s * 1000 + us / 1000
+}
+
+/// Runs commands back to back in one pipeline and returns their replies, errors included.
+/// Not MULTI: Valkey 8 freezes TIME inside a transaction, and the brackets must read the clock.
+pub fn pipeline(c: &mut redis::Connection, cmds: &[redis::Cmd]) -> Vec<redis::Value> {
+    use redis::ConnectionLike;
+    let mut pipe = redis::pipe();
+    for cmd in cmds {
+        pipe.add_command(cmd.clone());
+    }
+    c.req_packed_commands(&pipe.get_packed_pipeline(), 0, cmds.len())
+        .expect("pipeline")
+}
+
+/// Runs `cmd` between two TIME readings: (first ms, reply, last ms).
+pub fn timed(c: &mut redis::Connection, cmd: &redis::Cmd) -> (i64, redis::Value, i64) {
+    let values = pipeline(c, &[redis::cmd("TIME"), cmd.clone(), redis::cmd("TIME")]);
+    (ms_of(&values[0]), values[1].clone(), ms_of(&values[2]))
+}
+
+/// A key's state: TYPE, DUMP and absolute expiry (PEXPIRETIME).
+pub fn key_state(c: &mut redis::Connection, key: &str) -> (String, Option<Vec<u8>>, i64) {
+    redis::pipe()
+        .atomic()
+        .cmd("TYPE")
+        .arg(key)
+        .cmd("DUMP")
+        .arg(key)
+        .cmd("PEXPIRETIME")
+        .arg(key)
+        .query(c)
+        .unwrap()
+}
+
+/// Copies a key's state from one server to another (after a step that was not compared).
+pub fn copy_key(from: &mut redis::Connection, to: &mut redis::Connection, key: &str) {
+    let (_, dump, at) = key_state(from, key);
+    let _: () = redis::cmd("DEL").arg(key).query(to).unwrap();
+    if let Some(dump) = dump {
+        let mut restore = redis::cmd("RESTORE");
+        if at >= 0 {
+            restore.arg(key).arg(at).arg(dump).arg("ABSTTL");
+        } else {
+            restore.arg(key).arg(0).arg(dump);
+        }
+        let _: redis::Value = restore.query(to).unwrap();
+    }
+}

@@ -1,6 +1,6 @@
 //! Writes the Lua twin: `dist/patterns.lua` (a Functions library) and `dist/scripts/<function>.lua`
 //! (one EVAL script per command). Usage: `patterns-lua [OUT_DIR]` (default `dist`);
-//! `patterns-lua --readme` prints README's command tables instead.
+//! `patterns-lua --readme` prints README's command tables instead (rate limiting, then sessions).
 
 use std::path::PathBuf;
 use std::{env, fs, io};
@@ -11,6 +11,8 @@ fn main() -> io::Result<()> {
     let arg = env::args().nth(1);
     if arg.as_deref() == Some("--readme") {
         print!("{}", markdown_table(&patterns_core::ratelimit::COMMANDS));
+        println!();
+        print!("{}", markdown_table(&patterns_core::session::COMMANDS));
         return Ok(());
     }
     let out = PathBuf::from(arg.unwrap_or_else(|| "dist".into()));

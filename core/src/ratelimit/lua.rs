@@ -11,7 +11,7 @@ use super::{
     THROTTLE, TOKENBUCKET,
 };
 use crate::command::CmdError;
-use crate::lua::{lua_error, lua_str, Family};
+use crate::lua::{lua_error, lua_str, twin, Family};
 
 /// The twin's own error for limiters whose products it cannot compute exactly.
 pub const TWIN_RANGE: &str =
@@ -218,16 +218,16 @@ pub fn family() -> Family {
         ],
         source: SOURCE,
         commands: vec![
-            (
+            twin(
                 &TOKENBUCKET,
                 "rl_tokenbucket_run(key, p[1], p[2], p[3], o[1])",
             ),
-            (&FIXEDWINDOW, "rl_fixedwindow_run(key, p[1], p[2], o[1])"),
-            (
+            twin(&FIXEDWINDOW, "rl_fixedwindow_run(key, p[1], p[2], o[1])"),
+            twin(
                 &SLIDINGWINDOW,
                 "rl_slidingwindow_run(key, p[1], p[2], o[1], o[2])",
             ),
-            (&THROTTLE, "cl_throttle_run(key, p[1], p[2], p[3], p[4])"),
+            twin(&THROTTLE, "cl_throttle_run(key, p[1], p[2], p[3], p[4])"),
         ],
     }
 }

@@ -11,7 +11,7 @@
 
 pub mod lua;
 
-use crate::command::{CmdError, CommandDef, IntArg, IntKind, OptionDef, Positional};
+use crate::command::{positive, CmdError, CommandDef, IntArg, IntKind, OptionDef, Positional};
 
 /// The longest time span a limiter may cover (refill time, window): 2^52 ms.
 pub const MAX_SPAN_MS: i64 = 1 << 52;
@@ -22,16 +22,6 @@ pub const NOT_LIMITER_STATE: &str = "key does not hold rate limiter state";
 
 // ---------------------------------------------------------------------------------------------
 // Definitions
-
-const fn positive(name: &'static str) -> Positional {
-    Positional {
-        arg: IntArg {
-            name,
-            kind: IntKind::Positive,
-        },
-        default: None,
-    }
-}
 
 const COST: OptionDef = OptionDef {
     token: "COST",
@@ -68,6 +58,7 @@ pub static TOKENBUCKET: CommandDef = CommandDef {
         positive("period_ms"),
     ],
     options: &[COST],
+    trailing: None,
 };
 
 pub static FIXEDWINDOW: CommandDef = CommandDef {
@@ -80,6 +71,7 @@ pub static FIXEDWINDOW: CommandDef = CommandDef {
     flags: WRITE_FLAGS,
     positionals: &[positive("limit"), positive("window_ms")],
     options: &[COST],
+    trailing: None,
 };
 
 pub static SLIDINGWINDOW: CommandDef = CommandDef {
@@ -94,6 +86,7 @@ pub static SLIDINGWINDOW: CommandDef = CommandDef {
     flags: WRITE_FLAGS,
     positionals: &[positive("limit"), positive("window_ms")],
     options: &[COST, EXACT],
+    trailing: None,
 };
 
 pub static THROTTLE: CommandDef = CommandDef {
@@ -125,6 +118,7 @@ pub static THROTTLE: CommandDef = CommandDef {
         },
     ],
     options: &[],
+    trailing: None,
 };
 
 /// The family's commands, in README order.

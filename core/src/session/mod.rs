@@ -1,0 +1,332 @@
+//! Sessions: secure ids, a sliding idle timeout capped by an absolute deadline, a per-index
+//! sorted set that never leaks, and atomic rotation.
+//!
+//! Everything here is pure: key derivation (the session key shares its index's Cluster slot),
+//! the id encoding, argument validation and the expiry arithmetic (`now_ms` in, deadlines out).
+//! The binding (`src/session.rs`) and the Lua twin (`lua.rs`) run the same steps on Redis.
+//!
+//! State: the session is a hash holding the caller's fields plus the reserved `__idle_ms`,
+//! `__absolute_at` (unix ms) and `__index`; its TTL is `min(now + idle_ms, absolute_at)`.
+//! The index is a sorted set, member = session key, score = that session's expiry; members
+//! scored before `now` are pruned whenever the index is touched, and its TTL is its highest score.
+
+pub mod lua;
+#[cfg(test)]
+mod tests;
+
+use crate::command::{positive, CmdError, CommandDef, Trailing};
+
+/// The longest idle or absolute timeout: 2^52 ms (doubles, i.e. sorted set scores and Lua
+/// numbers, hold every expiry up to there exactly).
+pub const MAX_MS: i64 = 1 << 52;
+/// Bytes of CSPRNG output per id.
+pub const ID_BYTES: usize = 16;
+/// Characters of an encoded id (base64url, no padding).
+pub const ID_LEN: usize = 22;
+/// The id alphabet: base64url.
+pub const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+pub const IDLE_FIELD: &str = "__idle_ms";
+pub const ABSOLUTE_FIELD: &str = "__absolute_at";
+pub const INDEX_FIELD: &str = "__index";
+pub const RESERVED_PREFIX: &str = "__";
+
+pub const ABSOLUTE_BELOW_IDLE: &str = "absolute_ms must be at least idle_ms";
+pub const TOO_LONG: &str = "idle_ms and absolute_ms must be at most 2^52";
+pub const RESERVED: &str = "field names starting with __ are reserved";
+pub const BAD_INDEX: &str = "index name cannot carry a session key in its slot";
+pub const NOT_SESSION: &str = "key does not hold a session";
+
+// ---------------------------------------------------------------------------------------------
+// Definitions
+
+const WRITE: &str = "write deny-oom";
+const FIELD_VALUES: Trailing = Trailing {
+    names: &["field", "value"],
+    min: 0,
+};
+const SESSION_KEYS: &str = "key: the session hash (its fields plus `__idle_ms`, `__absolute_at`, \
+     `__index`), expiring at `min(last use + idle_ms, absolute deadline)`; its index (from \
+     `__index`): a sorted set of session keys scored by expiry";
+
+pub static CREATE: CommandDef = CommandDef {
+    name: "SESSION.CREATE",
+    syntax: "index idle_ms absolute_ms [field value ...]",
+    summary: "Creates a session in index's slot with a 128-bit CSPRNG id; it expires after idle_ms without use, and absolute_ms after creation at the latest.",
+    complexity: "O(N + M), N the fields, M the expired sessions pruned from the index",
+    reply: "Bulk string: the new session's key",
+    keys: "index: a sorted set, member = session key, score = its expiry (ms), expires with its \
+           last session; writes the new session `<index>:<id>` (or `{<index>}:<id>`)",
+    flags: WRITE,
+    positionals: &[positive("idle_ms"), positive("absolute_ms")],
+    options: &[],
+    trailing: Some(FIELD_VALUES),
+};
+
+pub static GET: CommandDef = CommandDef {
+    name: "SESSION.GET",
+    syntax: "session",
+    summary: "The session's fields, sliding its idle timeout (never past its absolute deadline).",
+    complexity: "O(N + M), N the fields, M the expired sessions pruned from the index",
+    reply: "Array of field/value pairs (reserved fields excluded), nil when the session is gone",
+    keys: SESSION_KEYS,
+    flags: WRITE,
+    positionals: &[],
+    options: &[],
+    trailing: None,
+};
+
+pub static SET: CommandDef = CommandDef {
+    name: "SESSION.SET",
+    syntax: "session field value [field value ...]",
+    summary: "Sets fields of a live session and slides its idle timeout.",
+    complexity: "O(N + M), N the fields, M the expired sessions pruned from the index",
+    reply: "Integer: the number of new fields; nil when the session is gone",
+    keys: SESSION_KEYS,
+    flags: WRITE,
+    positionals: &[],
+    options: &[],
+    trailing: Some(Trailing {
+        min: 1,
+        ..FIELD_VALUES
+    }),
+};
+
+pub static ROTATE: CommandDef = CommandDef {
+    name: "SESSION.ROTATE",
+    syntax: "session",
+    summary: "Moves the session to a new id (same fields and deadlines) in one atomic step.",
+    complexity: "O(log S + M), S the index's sessions, M the expired ones pruned",
+    reply: "Bulk string: the new session key; nil when the session is gone",
+    keys: SESSION_KEYS,
+    flags: WRITE,
+    positionals: &[],
+    options: &[],
+    trailing: None,
+};
+
+pub static DESTROY: CommandDef = CommandDef {
+    name: "SESSION.DESTROY",
+    syntax: "session",
+    summary: "Deletes the session and removes it from its index.",
+    complexity: "O(log S + M), S the index's sessions, M the expired ones pruned",
+    reply: "Integer: 1 when a live session was destroyed, else 0",
+    keys: SESSION_KEYS,
+    flags: WRITE,
+    positionals: &[],
+    options: &[],
+    trailing: None,
+};
+
+pub static DESTROYALL: CommandDef = CommandDef {
+    name: "SESSION.DESTROYALL",
+    syntax: "index",
+    summary: "Deletes every session of the index, and the index.",
+    complexity: "O(S), S the index's sessions",
+    reply: "Integer: the number of live sessions destroyed",
+    keys: "index: the sorted set; deletes it and every session key it lists",
+    flags: WRITE,
+    positionals: &[],
+    options: &[],
+    trailing: None,
+};
+
+pub static LIST: CommandDef = CommandDef {
+    name: "SESSION.LIST",
+    syntax: "index",
+    summary: "The index's live session keys, soonest to expire first.",
+    complexity: "O(S + M), S the live sessions, M the expired ones pruned",
+    reply: "Array of session keys",
+    keys: "index: the sorted set (expired members pruned)",
+    flags: "write",
+    positionals: &[],
+    options: &[],
+    trailing: None,
+};
+
+pub static COUNT: CommandDef = CommandDef {
+    name: "SESSION.COUNT",
+    syntax: "index",
+    summary: "The number of live sessions of the index: exact, without scanning the keyspace.",
+    complexity: "O(log S + M), M the expired sessions pruned",
+    reply: "Integer",
+    keys: "index: the sorted set (expired members pruned)",
+    flags: "write",
+    positionals: &[],
+    options: &[],
+    trailing: None,
+};
+
+/// The family's commands, in README order.
+pub static COMMANDS: [&CommandDef; 8] = [
+    &CREATE,
+    &GET,
+    &SET,
+    &ROTATE,
+    &DESTROY,
+    &DESTROYALL,
+    &LIST,
+    &COUNT,
+];
+
+// ---------------------------------------------------------------------------------------------
+// Keys and slots
+
+/// CRC16-CCITT (XMODEM), the checksum Redis Cluster hashes keys with.
+pub fn crc16(data: &[u8]) -> u16 {
+    let mut crc: u16 = 0;
+    for &b in data {
+        crc ^= u16::from(b) << 8;
+        for _ in 0..8 {
+            crc = if crc & 0x8000 != 0 {
+                (crc << 1) ^ 0x1021
+            } else {
+                crc << 1
+            };
+        }
+    }
+    crc
+}
+
+/// The hashtag Redis hashes instead of the whole key: the bytes between the first `{` and the
+/// first `}` after it, when there are any.
+pub fn hashtag(key: &[u8]) -> Option<&[u8]> {
+    let open = key.iter().position(|&b| b == b'{')?;
+    let close = key[open + 1..].iter().position(|&b| b == b'}')?;
+    (close > 0).then(|| &key[open + 1..open + 1 + close])
+}
+
+/// Redis's `keyHashSlot`.
+pub fn slot(key: &[u8]) -> u16 {
+    crc16(hashtag(key).unwrap_or(key)) & 16383
+}
+
+/// The key of session `id` of `index`, in the index's slot: `<index>:<id>` when the index has a
+/// hashtag, else `{<index>}:<id>`. An index name with braces but no hashtag (or an empty one)
+/// has no such key.
+pub fn session_key(index: &[u8], id: &[u8]) -> Result<Vec<u8>, CmdError> {
+    let mut key = Vec::with_capacity(index.len() + id.len() + 3);
+    if hashtag(index).is_some() {
+        key.extend_from_slice(index);
+    } else if index.is_empty() || index.iter().any(|&b| b == b'{' || b == b'}') {
+        return Err(CmdError::BadState(BAD_INDEX));
+    } else {
+        key.push(b'{');
+        key.extend_from_slice(index);
+        key.push(b'}');
+    }
+    key.push(b':');
+    key.extend_from_slice(id);
+    Ok(key)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Ids
+
+/// Encodes 16 random bytes as 22 base64url characters (no padding).
+pub fn encode_id(bytes: &[u8; ID_BYTES]) -> [u8; ID_LEN] {
+    let mut out = [0u8; ID_LEN];
+    let n = u128::from_be_bytes(*bytes);
+    // 21 full sextets from the top, then the last 2 bits padded with 4 zero bits.
+    for (i, c) in out.iter_mut().take(ID_LEN - 1).enumerate() {
+        *c = ALPHABET[((n >> (122 - 6 * i)) & 63) as usize];
+    }
+    out[ID_LEN - 1] = ALPHABET[((n & 3) << 4) as usize];
+    out
+}
+
+/// Whether `id` is an encoded id: 22 characters of the base64url alphabet.
+pub fn is_id(id: &[u8]) -> bool {
+    id.len() == ID_LEN && id.iter().all(|b| ALPHABET.contains(b))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Validation and deadlines
+
+/// A new session's timeouts, validated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timeouts {
+    pub idle_ms: i64,
+    pub absolute_ms: i64,
+}
+
+impl Timeouts {
+    pub fn new(idle_ms: i64, absolute_ms: i64) -> Result<Self, CmdError> {
+        if idle_ms > MAX_MS || absolute_ms > MAX_MS {
+            return Err(CmdError::OutOfRange(TOO_LONG));
+        }
+        if absolute_ms < idle_ms {
+            return Err(CmdError::OutOfRange(ABSOLUTE_BELOW_IDLE));
+        }
+        Ok(Self {
+            idle_ms,
+            absolute_ms,
+        })
+    }
+
+    /// The session created at `now_ms`.
+    pub fn start(self, now_ms: i64) -> Deadlines {
+        Deadlines {
+            idle_ms: self.idle_ms,
+            absolute_at: now_ms + self.absolute_ms,
+        }
+    }
+}
+
+/// A session's stored timeouts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Deadlines {
+    pub idle_ms: i64,
+    pub absolute_at: i64,
+}
+
+impl Deadlines {
+    /// The expiry after a use at `now_ms`: idle_ms later, never past the absolute deadline.
+    pub fn expiry(self, now_ms: i64) -> i64 {
+        now_ms.saturating_add(self.idle_ms).min(self.absolute_at)
+    }
+}
+
+/// Fails unless every field name (every other argument, from the first) is a caller's field.
+pub fn check_fields(pairs: &[&[u8]]) -> Result<(), CmdError> {
+    if pairs
+        .iter()
+        .step_by(2)
+        .any(|f| f.starts_with(RESERVED_PREFIX.as_bytes()))
+    {
+        return Err(CmdError::BadState(RESERVED));
+    }
+    Ok(())
+}
+
+/// A stored session's reserved fields, from its hash's field/value pairs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Meta<'a> {
+    pub deadlines: Deadlines,
+    pub index: &'a [u8],
+}
+
+impl<'a> Meta<'a> {
+    /// Reads the reserved fields; `BadState` when a hash lacks them (not a session).
+    pub fn parse(pairs: &[(&'a [u8], &'a [u8])]) -> Result<Self, CmdError> {
+        let find = |name: &str| {
+            pairs
+                .iter()
+                .find(|(f, _)| *f == name.as_bytes())
+                .map(|(_, v)| *v)
+                .ok_or(CmdError::BadState(NOT_SESSION))
+        };
+        let int = |name: &str| -> Result<i64, CmdError> {
+            crate::command::parse_i64(find(name)?)
+                .filter(|v| *v >= 0)
+                .ok_or(CmdError::BadState(NOT_SESSION))
+        };
+        Ok(Self {
+            deadlines: Deadlines {
+                idle_ms: int(IDLE_FIELD)?,
+                absolute_at: int(ABSOLUTE_FIELD)?,
+            },
+            index: find(INDEX_FIELD)?,
+        })
+    }
+}

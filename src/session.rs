@@ -1,0 +1,274 @@
+//! Binds the session family (`patterns_core::session`) to Redis. Every write runs as a Redis
+//! command through `RedisModule_Call` with explicit absolute times and the generated key, so
+//! replicas and the AOF receive the effects (never the command: its id is random), the
+//! keyspace events are Redis's own, and the Lua twin runs the very same steps.
+//!
+//! Each command validates everything (arguments, types, ACL of the keys it derives) before its
+//! first write: an error writes nothing.
+
+use patterns_core::command::CmdError;
+use patterns_core::session::{
+    self as s, check_fields, session_key, Deadlines, Meta, Timeouts, ID_BYTES,
+};
+use redis_module::raw::{KeyType, RedisModuleCtx};
+
+use crate::command;
+use crate::shared::{bytes, check_key_access, key_type, now_ms, redis_call, Reply};
+
+type Ctx = *mut RedisModuleCtx;
+
+/// A fresh id: 128 bits from getrandom(2), base64url.
+fn new_id() -> Result<[u8; s::ID_LEN], CmdError> {
+    let mut raw = [0u8; ID_BYTES];
+    let mut filled = 0;
+    while filled < ID_BYTES {
+        let n = unsafe { libc::getrandom(raw[filled..].as_mut_ptr().cast(), ID_BYTES - filled, 0) };
+        if n <= 0 {
+            if n < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(CmdError::Internal);
+        }
+        filled += n as usize;
+    }
+    Ok(s::encode_id(&raw))
+}
+
+fn text(n: i64) -> Vec<u8> {
+    n.to_string().into_bytes()
+}
+
+fn expect_index(ctx: Ctx, index: &[u8]) -> Result<(), CmdError> {
+    match key_type(ctx, index) {
+        KeyType::Empty | KeyType::ZSet => Ok(()),
+        _ => Err(CmdError::WrongType),
+    }
+}
+
+/// Drops the index's members that expired before `now`.
+fn prune(ctx: Ctx, index: &[u8], now: i64) {
+    let bound = format!("({now}");
+    redis_call(
+        ctx,
+        c"ZREMRANGEBYSCORE",
+        &[index, b"-inf", bound.as_bytes()],
+        true,
+    );
+}
+
+/// The index expires with its last session: its TTL is its highest score.
+fn fix_index_ttl(ctx: Ctx, index: &[u8]) {
+    let top = redis_call(ctx, c"ZRANGE", &[index, b"-1", b"-1", b"WITHSCORES"], false).strings();
+    let Some(score) = top.get(1) else { return };
+    let Some(at) = std::str::from_utf8(score)
+        .ok()
+        .and_then(|s| s.parse::<f64>().ok())
+    else {
+        return;
+    };
+    let at = at as i64;
+    if redis_call(ctx, c"PEXPIRETIME", &[index], false).integer() != at {
+        redis_call(ctx, c"PEXPIREAT", &[index, &text(at)], true);
+    }
+}
+
+/// A live session: its hash's pairs, with the reserved fields read.
+struct Loaded {
+    pairs: Vec<Vec<u8>>,
+}
+
+impl Loaded {
+    fn meta(&self) -> Result<Meta<'_>, CmdError> {
+        let pairs: Vec<(&[u8], &[u8])> = self
+            .pairs
+            .chunks(2)
+            .map(|p| (p[0].as_slice(), p[1].as_slice()))
+            .collect();
+        Meta::parse(&pairs)
+    }
+
+    /// The caller's fields, reserved ones excluded.
+    fn user_pairs(&self) -> Vec<Vec<u8>> {
+        self.pairs
+            .chunks(2)
+            .filter(|p| !p[0].starts_with(s::RESERVED_PREFIX.as_bytes()))
+            .flat_map(|p| p.iter().cloned())
+            .collect()
+    }
+}
+
+/// Reads the session at `key`: None when absent; WRONGTYPE unless a hash; BadState unless it
+/// holds the reserved fields. Checks the index's type and the user's access to it.
+fn load(ctx: Ctx, key: &[u8]) -> Result<Option<Loaded>, CmdError> {
+    match key_type(ctx, key) {
+        KeyType::Empty => return Ok(None),
+        KeyType::Hash => {}
+        _ => return Err(CmdError::WrongType),
+    }
+    let loaded = Loaded {
+        pairs: redis_call(ctx, c"HGETALL", &[key], false).strings(),
+    };
+    let index = loaded.meta()?.index.to_vec();
+    check_key_access(ctx, &index)?;
+    expect_index(ctx, &index)?;
+    Ok(Some(loaded))
+}
+
+/// Slides the session's expiry after a use at `now` and records it in the index.
+fn touch(ctx: Ctx, key: &[u8], index: &[u8], d: Deadlines, now: i64) {
+    let at = text(d.expiry(now));
+    redis_call(ctx, c"PEXPIREAT", &[key, &at], true);
+    prune(ctx, index, now);
+    redis_call(ctx, c"ZADD", &[index, &at, key], true);
+    fix_index_ttl(ctx, index);
+}
+
+// SESSION.CREATE index idle_ms absolute_ms [field value ...]
+command!(create, s::CREATE, |call| {
+    let args = call.rest();
+    let p = s::CREATE.parse(args)?;
+    let [idle, absolute, ..] = p.positionals;
+    let timeouts = Timeouts::new(idle, absolute)?;
+    let fields = &args[p.trailing_at..];
+    check_fields(fields)?;
+    let ctx = call.ctx;
+    let index = bytes(call.key);
+    let key = session_key(index, &new_id()?)?;
+    check_key_access(ctx, &key)?;
+    expect_index(ctx, index)?;
+    if key_type(ctx, &key) != KeyType::Empty {
+        return Err(CmdError::Internal); // a 128-bit collision: never
+    }
+    let now = now_ms();
+    let d = timeouts.start(now);
+    let (idle, absolute_at) = (text(d.idle_ms), text(d.absolute_at));
+    let mut hset: Vec<&[u8]> = vec![
+        &key,
+        s::IDLE_FIELD.as_bytes(),
+        &idle,
+        s::ABSOLUTE_FIELD.as_bytes(),
+        &absolute_at,
+        s::INDEX_FIELD.as_bytes(),
+        index,
+    ];
+    hset.extend_from_slice(fields);
+    redis_call(ctx, c"HSET", &hset, true);
+    touch(ctx, &key, index, d, now);
+    Ok(Reply::Bulk(key))
+});
+
+// SESSION.GET session
+command!(get, s::GET, |call| {
+    s::GET.parse(call.rest())?;
+    let key = bytes(call.key);
+    let Some(loaded) = load(call.ctx, key)? else {
+        return Ok(Reply::Null);
+    };
+    let meta = loaded.meta()?;
+    touch(call.ctx, key, meta.index, meta.deadlines, now_ms());
+    Ok(Reply::Bulks(loaded.user_pairs()))
+});
+
+// SESSION.SET session field value [field value ...]
+command!(set, s::SET, |call| {
+    let args = call.rest();
+    let p = s::SET.parse(args)?;
+    let fields = &args[p.trailing_at..];
+    check_fields(fields)?;
+    let key = bytes(call.key);
+    let Some(loaded) = load(call.ctx, key)? else {
+        return Ok(Reply::Null);
+    };
+    let meta = loaded.meta()?;
+    let mut hset: Vec<&[u8]> = vec![key];
+    hset.extend_from_slice(fields);
+    let added = redis_call(call.ctx, c"HSET", &hset, true).integer();
+    touch(call.ctx, key, meta.index, meta.deadlines, now_ms());
+    Ok(Reply::Integer(added))
+});
+
+// SESSION.ROTATE session
+command!(rotate, s::ROTATE, |call| {
+    s::ROTATE.parse(call.rest())?;
+    let ctx = call.ctx;
+    let old = bytes(call.key);
+    let Some(loaded) = load(ctx, old)? else {
+        return Ok(Reply::Null);
+    };
+    let meta = loaded.meta()?;
+    let new = session_key(meta.index, &new_id()?)?;
+    check_key_access(ctx, &new)?;
+    if key_type(ctx, &new) != KeyType::Empty {
+        return Err(CmdError::Internal);
+    }
+    let now = now_ms();
+    let at = redis_call(ctx, c"PEXPIRETIME", &[old], false).integer();
+    redis_call(ctx, c"RENAME", &[old, &new], true);
+    prune(ctx, meta.index, now);
+    redis_call(ctx, c"ZREM", &[meta.index, old], true);
+    redis_call(ctx, c"ZADD", &[meta.index, &text(at), &new], true);
+    fix_index_ttl(ctx, meta.index);
+    Ok(Reply::Bulk(new))
+});
+
+// SESSION.DESTROY session
+command!(destroy, s::DESTROY, |call| {
+    s::DESTROY.parse(call.rest())?;
+    let ctx = call.ctx;
+    let key = bytes(call.key);
+    let Some(loaded) = load(ctx, key)? else {
+        return Ok(Reply::Integer(0));
+    };
+    let meta = loaded.meta()?;
+    redis_call(ctx, c"DEL", &[key], true);
+    prune(ctx, meta.index, now_ms());
+    redis_call(ctx, c"ZREM", &[meta.index, key], true);
+    fix_index_ttl(ctx, meta.index);
+    Ok(Reply::Integer(1))
+});
+
+/// The index's live session keys, after pruning the expired ones.
+fn live(ctx: Ctx, index: &[u8]) -> Result<Vec<Vec<u8>>, CmdError> {
+    expect_index(ctx, index)?;
+    prune(ctx, index, now_ms());
+    fix_index_ttl(ctx, index);
+    Ok(redis_call(ctx, c"ZRANGE", &[index, b"0", b"-1"], false).strings())
+}
+
+// SESSION.DESTROYALL index
+command!(destroyall, s::DESTROYALL, |call| {
+    s::DESTROYALL.parse(call.rest())?;
+    let ctx = call.ctx;
+    let index = bytes(call.key);
+    expect_index(ctx, index)?;
+    let members = redis_call(ctx, c"ZRANGE", &[index, b"0", b"-1"], false).strings();
+    for m in &members {
+        check_key_access(ctx, m)?;
+    }
+    let members = live(ctx, index)?;
+    let mut destroyed = 0;
+    for m in &members {
+        destroyed += redis_call(ctx, c"DEL", &[m], true).integer();
+    }
+    redis_call(ctx, c"DEL", &[index], true);
+    Ok(Reply::Integer(destroyed))
+});
+
+// SESSION.LIST index
+command!(list, s::LIST, |call| {
+    s::LIST.parse(call.rest())?;
+    Ok(Reply::Bulks(live(call.ctx, bytes(call.key))?))
+});
+
+// SESSION.COUNT index
+command!(count, s::COUNT, |call| {
+    s::COUNT.parse(call.rest())?;
+    let ctx = call.ctx;
+    let index = bytes(call.key);
+    expect_index(ctx, index)?;
+    prune(ctx, index, now_ms());
+    fix_index_ttl(ctx, index);
+    Ok(Reply::Integer(
+        redis_call(ctx, c"ZCARD", &[index], false).integer(),
+    ))
+});
