@@ -5,7 +5,7 @@ Run it with `make bench` (builds the module and the Lua twin first), or directly
 
     python3 bench/bench.py
 
-What it does, in one run (about 3-5 minutes on 2 cores):
+What it does, in one run (about 6-8 minutes on 2 cores):
 
 1. Starts its own redis-server on a free loopback port (`--save "" --appendonly no`) with the
    module from $PATTERNS_MODULE (default target/release/libredis_patterns.so), loads
@@ -25,12 +25,18 @@ What it does, in one run (about 3-5 minutes on 2 cores):
    interleaved round-robin, and the median run (by ops/s) is reported. Per run it also records
    the server's commandstats (usec_per_call), the server process's CPU time per op, the
    client's CPU use and the error replies (which must be zero).
-4. Writes BENCHMARKS.md at the repository's root, bench/throughput.png (the chart it embeds) and
+4. Sessions (SESSION.*), in the same run and with the same method (see build_session_cases and
+   the "Sessions" section it writes): GET, SET, COUNT and CREATE natively, via FCALL and via
+   EVALSHA, plus HGETALL of a plain hash as a baseline; GET and SET on one live session per row
+   (created with the others before each run, outside the timing), COUNT over 100 indexes
+   (-r 100), CREATE on random indexes; MEMORY USAGE of a session and of its index.
+5. Writes BENCHMARKS.md at the repository's root, bench/throughput.png (the chart it embeds) and
    bench/results.json (every raw run).
 
 Environment:
   PATTERNS_MODULE   module path (default target/release/libredis_patterns.so)
   BENCH_SECONDS     target duration of one measurement (default 2)
+  BENCH_SESSION_SECONDS  the same for the session rows (default 1.5)
   BENCH_REPEATS     repetitions of each measurement (default 3)
   BENCH_BUDGET      seconds allowed for all throughput measurements (default 420); N shrinks
                     to fit when the calibration says they would take longer
@@ -39,6 +45,7 @@ Environment:
 Needs python3 (stdlib) and matplotlib, redis-server, redis-cli and redis-benchmark on PATH.
 """
 
+import base64
 import csv
 import ctypes
 import datetime
@@ -116,6 +123,32 @@ COMMANDS = [
      ["1000000", "1", "1"], ["100", "100", "3600"]),
 ]
 HANDWRITTEN_BENCH_ARGS = ["1000000", "1", "1000"]
+
+# Sessions (SESSION.*), measured in the same run, on the same server, with the same method.
+# Before every session run (after its FLUSHALL, outside the timing) SESSIONS sessions are created
+# natively over SESSION_INDEXES indexes sessions:{u<i>} and as many through the twin (FCALL,
+# ids from os.urandom) over sessions:{t<i>}; <i> is 12 digits, as redis-benchmark writes
+# __rand_int__. redis-benchmark cannot pick among existing random session keys, so the GET and
+# SET rows hit one live session each (all clients on that key: the first session of index 0,
+# which holds SESSIONS / SESSION_INDEXES sessions); the COUNT rows pick the index with
+# __rand_int__ and -r SESSION_INDEXES.
+SESSION_SECONDS = float(os.environ.get("BENCH_SESSION_SECONDS", "1.5"))
+SESSIONS = 1000
+SESSION_INDEXES = 100
+SESSION_IDLE_MS = "3600000"
+SESSION_ABSOLUTE_MS = "7200000"
+SESSION_FIELDS = ["user", "{i}", "role", "admin", "theme", "dark"]  # {i}: the session's number
+CREATE_KEYSPACE = 10000
+# The twin's SESSION.CREATE takes the id from the caller: 22 base64url characters. redis-benchmark
+# can make them unique with a fixed 10-character prefix and __rand_int__ (12 digits) drawn from
+# 0..2^31-2; the index name carries its own __rand_int__, so a repeated key needs both draws to
+# collide (about N^2 / 2^63: none in practice; a collision would be an error reply, and runs
+# with any fail). Each of these sessions then gets a fresh index.
+CREATE_FRESH_KEYSPACE = 2**31 - 1
+TWIN_ID_PREFIX = "benchBENCH"
+NATIVE_SESSION = "<native session>"  # replaced by the live session's key before each run
+TWIN_SESSION = "<twin session>"
+SESSION_MEMORY_INDEX_SIZES = (1, 10, 1000)
 HANDWRITTEN_MEMORY_ARGS = ["100", "100", "3600000"]
 PATHS = ("native", "FCALL", "EVALSHA")
 
@@ -323,9 +356,81 @@ def build_cases(shas):
     return cases
 
 
+def twin_id():
+    return base64.urlsafe_b64encode(os.urandom(16)).rstrip(b"=").decode()
+
+
+def session_index(prefix, i):
+    return f"sessions:{{{prefix}{i:012d}}}"
+
+
+def build_session_cases(shas):
+    """Rows of the Sessions section; `setup` rows get fresh sessions before each run."""
+    base = dict(section="sessions", admit=None, seconds=SESSION_SECONDS, keyspace=KEYSPACE)
+    cases = []
+
+    def add(cid, path, command, argv, stat, kind, **kw):
+        cases.append(dict(base, id=cid, path=path, command=command, family=cid.split(":")[0],
+                          argv=argv, stat=stat, kind=kind, **kw))
+    add("s_hgetall", "plain Redis", "HGETALL (3-field hash)",
+        ["HGETALL", "bench:hash"], "hgetall", "pairs", setup=True)
+    for fam, name, fn, args, kind, extra in (
+            ("s_get", "SESSION.GET", "session_get", [], "pairs", {}),
+            ("s_set", "SESSION.SET", "session_set", ["role", "admin"], "int", {}),
+            ("s_count", "SESSION.COUNT", "session_count", [], "int",
+             dict(keyspace=SESSION_INDEXES))):
+        random_index = fam == "s_count"
+        nkey = session_index("u", 0).replace("0" * 12, "__rand_int__") if random_index \
+            else NATIVE_SESSION
+        tkey = session_index("t", 0).replace("0" * 12, "__rand_int__") if random_index \
+            else TWIN_SESSION
+        add(f"{fam}:native", "native", name, [name, nkey, *args], name.lower(), kind,
+            setup=True, **extra)
+        add(f"{fam}:fcall", "FCALL", name, ["FCALL", fn, "1", tkey, *args], "fcall", kind,
+            setup=True, **extra)
+        add(f"{fam}:evalsha", "EVALSHA", name, ["EVALSHA", shas[fn], "1", tkey, *args],
+            "evalsha", kind, setup=True, **extra)
+    timeouts = [SESSION_IDLE_MS, SESSION_ABSOLUTE_MS, "user", "1"]
+    add("s_create10k:native", "native", "SESSION.CREATE (10k indexes)",
+        ["SESSION.CREATE", "sessions:{b__rand_int__}", *timeouts], "session.create", "bulk",
+        keyspace=CREATE_KEYSPACE)
+    fresh = "sessions:{c__rand_int__}"
+    twin_args = [fresh, TWIN_ID_PREFIX + "__rand_int__", *timeouts]
+    add("s_create:native", "native", "SESSION.CREATE", ["SESSION.CREATE", fresh, *timeouts],
+        "session.create", "bulk", keyspace=CREATE_FRESH_KEYSPACE)
+    add("s_create:fcall", "FCALL", "SESSION.CREATE",
+        ["FCALL", "session_create", "1", *twin_args], "fcall", "bulk",
+        keyspace=CREATE_FRESH_KEYSPACE)
+    add("s_create:evalsha", "EVALSHA", "SESSION.CREATE",
+        ["EVALSHA", shas["session_create"], "1", *twin_args], "evalsha", "bulk",
+        keyspace=CREATE_FRESH_KEYSPACE)
+    return cases
+
+
+def setup_sessions(r):
+    """On an empty database: SESSIONS native sessions over SESSION_INDEXES indexes, as many
+    twin ones (FCALL), and the plain hash of the HGETALL row. Returns the placeholders' keys."""
+    def fields(i):
+        return [f.format(i=i) for f in SESSION_FIELDS]
+    native = [("SESSION.CREATE", session_index("u", i % SESSION_INDEXES), SESSION_IDLE_MS,
+               SESSION_ABSOLUTE_MS, *fields(i)) for i in range(SESSIONS)]
+    twin = [("FCALL", "session_create", "1", session_index("t", i % SESSION_INDEXES), twin_id(),
+             SESSION_IDLE_MS, SESSION_ABSOLUTE_MS, *fields(i)) for i in range(SESSIONS)]
+    replies = r.pipeline(native + twin + [("HSET", "bench:hash", *fields(0))])
+    for c, reply in zip(native + twin, replies):
+        if not isinstance(reply, bytes):
+            raise RuntimeError(f"session setup: {c} -> {reply!r}")
+    return {NATIVE_SESSION: replies[0].decode(), TWIN_SESSION: replies[SESSIONS].decode()}
+
+
 def check_reply(case, reply):
     if case["kind"] == "int":
         ok = isinstance(reply, int)
+    elif case["kind"] == "bulk":
+        ok = isinstance(reply, bytes)
+    elif case["kind"] == "pairs":
+        ok = isinstance(reply, list) and len(reply) == len(SESSION_FIELDS) and all(
+            isinstance(x, bytes) for x in reply)
     else:
         ok = isinstance(reply, list) and len(reply) == 5 and all(isinstance(x, int) for x in reply)
     if not ok:
@@ -334,8 +439,32 @@ def check_reply(case, reply):
 
 def validate(r, cases):
     for case in cases:
+        if case.get("section") == "sessions":
+            continue
         argv = [a.replace("__rand_int__", "check") for a in case["argv"]]
         check_reply(case, r.pipeline([argv])[0])
+
+
+def validate_sessions(r, cases):
+    """Each session row once, on freshly set-up sessions, __rand_int__ = 0: COUNT must see the
+    index's sessions, GET the session's 3 fields, CREATE a key in the index's slot."""
+    for case in cases:
+        r.call("FLUSHALL", "SYNC")
+        hot = setup_sessions(r)
+        argv = [hot.get(a, a).replace("__rand_int__", "0" * 12) for a in case["argv"]]
+        reply = r.pipeline([argv])[0]
+        check_reply(case, reply)
+        fam = case["family"]
+        if fam == "s_count" and reply != SESSIONS // SESSION_INDEXES:
+            raise RuntimeError(f"{case['id']}: {argv} -> {reply!r}, expected "
+                               f"{SESSIONS // SESSION_INDEXES}")
+        if fam.startswith("s_create"):
+            index = next(a for a in argv if a.startswith("sessions:{"))
+            if not reply.startswith(index.encode() + b":"):
+                raise RuntimeError(f"{case['id']}: {argv} -> {reply!r}")
+        if fam in ("s_get", "s_set") and r.call("SESSION.COUNT", session_index(
+                "u" if case["path"] == "native" else "t", 0)) != SESSIONS // SESSION_INDEXES:
+            raise RuntimeError(f"{case['id']}: the index lost sessions")
 
 
 def shown(case):
@@ -350,21 +479,26 @@ def shown(case):
 # Throughput
 
 
-def bench_cmd(port, n, pipeline, argv):
+def bench_cmd(port, n, pipeline, argv, keyspace=KEYSPACE):
     return ["redis-benchmark", "-h", "127.0.0.1", "-p", str(port), "-c", str(CLIENTS),
-            "-n", str(n), "-r", str(KEYSPACE), "-P", str(pipeline), "--csv", *argv]
+            "-n", str(n), "-r", str(keyspace), "-P", str(pipeline), "--csv", *argv]
 
 
 def run_benchmark(server, r, case, n, pipeline):
     # Every run starts on an empty database: no other row's keys expire (and cost CPU) during
     # it, and the expired_keys counter below belongs to this row alone.
     r.call("FLUSHALL", "SYNC")
+    argv = case["argv"]
+    if case.get("setup"):  # the session rows' live sessions, created outside the timing
+        hot = setup_sessions(r)
+        argv = [hot.get(a, a) for a in argv]
     r.call("CONFIG", "RESETSTAT")
     stats0 = r.info("stats")
     rusage0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu0 = server.cpu_seconds()
     t0 = time.monotonic()
-    p = subprocess.run(bench_cmd(server.port, n, pipeline, case["argv"]),
+    p = subprocess.run(bench_cmd(server.port, n, pipeline, argv,
+                                 case.get("keyspace", KEYSPACE)),
                        capture_output=True, text=True, timeout=600)
     wall = time.monotonic() - t0
     cpu1 = server.cpu_seconds()
@@ -412,9 +546,10 @@ def measure_throughput(server, r, cases):
         for case in cases:
             res = run_benchmark(server, r, case, CALIBRATION_N[pipeline], pipeline)
             plan[(case["id"], pipeline)] = res["rps"]
-    expected = REPEATS * len(plan) * SECONDS
+    seconds = {c["id"]: c.get("seconds", SECONDS) for c in cases}
+    expected = REPEATS * sum(seconds[k[0]] for k in plan)
     scale = min(1.0, BUDGET / expected)
-    sizes = {k: sized(rps * SECONDS * scale) for k, rps in plan.items()}
+    sizes = {k: sized(rps * seconds[k[0]] * scale) for k, rps in plan.items()}
     est = REPEATS * sum(sizes[k] / plan[k] for k in plan)
     log(f"plan: {len(plan)} measurements x {REPEATS} repeats, about {est:.0f} s "
         f"(scale {scale:.2f})")
@@ -430,7 +565,7 @@ def measure_throughput(server, r, cases):
                     raise RuntimeError(f"{case['id']}: {res['error_replies']} error replies")
                 runs[key].append(res)
                 log(f"  [{rep + 1}/{REPEATS}] -P {pipeline:<2} {case['path']:<8} "
-                    f"{case['command']:<24} {res['rps']:>12,.0f} ops/s  {res['wall_s']:.1f} s")
+                    f"{case['command']:<28} {res['rps']:>12,.0f} ops/s  {res['wall_s']:.1f} s")
     return runs
 
 
@@ -546,6 +681,68 @@ def measure_memory(r, shas):
     return rows
 
 
+def measure_session_memory(r):
+    """MEMORY USAGE of a session hash (3 user fields) made natively and through the twin, a
+    plain hash with the same 3 fields, the keyspace cost per session (session + its share of the
+    index), and the index's cost per member at several sizes."""
+    out = dict(sessions=[], indexes=[])
+
+    def fields(i):
+        return [f.format(i=i) for f in SESSION_FIELDS]
+    for path in ("native", "FCALL"):
+        deltas = []
+        for _ in range(MEMORY_PASSES):
+            r.call("FLUSHALL", "SYNC")
+            used0 = int(r.info("memory")["used_memory"]) - memory_stats_clients(r)
+            if path == "native":
+                cmds = [("SESSION.CREATE", session_index("m", i % SESSION_INDEXES),
+                         SESSION_IDLE_MS, SESSION_ABSOLUTE_MS, *fields(i))
+                        for i in range(SESSIONS)]
+            else:
+                cmds = [("FCALL", "session_create", "1", session_index("m", i % SESSION_INDEXES),
+                         twin_id(), SESSION_IDLE_MS, SESSION_ABSOLUTE_MS, *fields(i))
+                        for i in range(SESSIONS)]
+            keys = r.pipeline(cmds)
+            used1 = int(r.info("memory")["used_memory"]) - memory_stats_clients(r)
+            if not all(isinstance(k, bytes) for k in keys):
+                raise RuntimeError(f"session memory: {path}: {keys[:3]!r}")
+            deltas.append((used1 - used0) / SESSIONS)
+        usage = r.pipeline([("MEMORY", "USAGE", k, "SAMPLES", "0") for k in keys])
+        idx = r.pipeline([("MEMORY", "USAGE", session_index("m", i), "SAMPLES", "0")
+                          for i in range(SESSION_INDEXES)])
+        out["sessions"].append(dict(
+            path=path, first=usage[0], avg=sum(usage) / len(usage),
+            hlen=r.call("HLEN", keys[0]), encoding=r.call("OBJECT", "ENCODING", keys[0]).decode(),
+            key_len=len(keys[0]), delta_per_session=statistics.median(deltas),
+            delta_passes=deltas, index_avg=sum(idx) / len(idx),
+            index_members=SESSIONS // SESSION_INDEXES))
+        log(f"  memory session {path:<7} {usage[0]} B, keyspace {statistics.median(deltas):.1f} "
+            f"B/session")
+    r.call("FLUSHALL", "SYNC")
+    out["zset_max_listpack"] = int(r.call("CONFIG", "GET", "zset-max-listpack-entries")[1])
+    r.call("HSET", "bench:hash", *fields(0))
+    out["plain_hash"] = dict(usage=r.call("MEMORY", "USAGE", "bench:hash", "SAMPLES", "0"),
+                             encoding=r.call("OBJECT", "ENCODING", "bench:hash").decode())
+    for size in SESSION_MEMORY_INDEX_SIZES:
+        index = session_index("z", size)
+        r.pipeline([("SESSION.CREATE", index, SESSION_IDLE_MS, SESSION_ABSOLUTE_MS, *fields(i))
+                    for i in range(size)])
+        members = r.call("ZCARD", index)
+        if members != size:
+            raise RuntimeError(f"session memory: index of {size}: {members} members")
+        out["indexes"].append(dict(
+            members=size, usage=r.call("MEMORY", "USAGE", index, "SAMPLES", "0"),
+            encoding=r.call("OBJECT", "ENCODING", index).decode()))
+    one = out["indexes"][0]["usage"]
+    for row in out["indexes"]:
+        row["per_member"] = row["usage"] / row["members"]
+        row["marginal"] = (row["usage"] - one) / (row["members"] - 1) if row["members"] > 1 \
+            else None
+        log(f"  memory index of {row['members']}: {row['usage']} B ({row['encoding']})")
+    r.call("FLUSHALL", "SYNC")
+    return out
+
+
 # ---------------------------------------------------------------------------------------------
 # Report
 
@@ -602,10 +799,16 @@ def fmt_ratio(x):
     return "n/a" if x is None else f"{x:.2f}x"
 
 
-def chart(summary, cases):
+SESSION_FAMILIES = [("s_get", "SESSION.GET"), ("s_set", "SESSION.SET"),
+                    ("s_count", "SESSION.COUNT"), ("s_create", "SESSION.CREATE")]
+
+
+def chart(summary, cases, session_cases):
     fams = [(cid, name) for cid, name, *_ in COMMANDS]
     colors = {"native": "#2a7ab0", "FCALL": "#e08a2c", "EVALSHA": "#c44e52"}
-    fig, axes = plt.subplots(2, 1, figsize=(11, 9.5))
+    fig, grid = plt.subplots(2, 2, figsize=(18, 9.5), gridspec_kw=dict(width_ratios=[11, 8]))
+    chart_sessions(summary, grid[:, 1], colors)
+    axes = grid[:, 0]
     for ax, pipeline in zip(axes, PIPELINES):
         width = 0.26
         for i, path in enumerate(PATHS):
@@ -639,10 +842,45 @@ def chart(summary, cases):
                                      for c in cases if c["id"] != "incr") / 1000) * 1.3)
         ax.legend(fontsize=8, loc="upper center", ncol=3, framealpha=0.95)
         ax.grid(axis="y", alpha=0.3)
-    fig.suptitle("redis-patterns: native module vs its Lua twin (FCALL / EVALSHA)")
+    fig.suptitle("redis-patterns: native module vs its Lua twin (FCALL / EVALSHA); "
+                 "left: rate limiting, right: sessions")
     fig.tight_layout()
     fig.savefig(CHART, dpi=110)
     plt.close(fig)
+
+
+def chart_sessions(summary, axes, colors):
+    for ax, pipeline in zip(axes, PIPELINES):
+        width = 0.26
+        top = 0
+        for i, path in enumerate(PATHS):
+            xs, ys, lo, hi = [], [], [], []
+            for j, (fam, _) in enumerate(SESSION_FAMILIES):
+                s = summary[(f"{fam}:{path.lower()}", pipeline)]
+                xs.append(j + (i - 1) * width)
+                ys.append(s["rps"] / 1000)
+                lo.append((s["rps"] - s["min"]) / 1000)
+                hi.append((s["max"] - s["rps"]) / 1000)
+                top = max(top, s["max"] / 1000)
+            bars = ax.bar(xs, ys, width, label=path, color=colors[path],
+                          yerr=[lo, hi], capsize=3, error_kw=dict(lw=0.8, ecolor="#333"))
+            for b, y, h in zip(bars, ys, hi):
+                ax.annotate(f"{y:,.0f}", (b.get_x() + b.get_width() / 2, y + h), xytext=(0, 2),
+                            textcoords="offset points", ha="center", va="bottom", fontsize=7)
+        hg = summary[("s_hgetall", pipeline)]["rps"] / 1000
+        c10 = summary[("s_create10k:native", pipeline)]["rps"] / 1000
+        ax.axhline(hg, color="#333", ls="--", lw=1, label=f"HGETALL of a 3-field hash {hg:,.0f}k")
+        ax.axhline(c10, color="#2a7ab0", ls=":", lw=1,
+                   label=f"native CREATE, 10k indexes {c10:,.0f}k")
+        ax.set_xticks(range(len(SESSION_FAMILIES)))
+        ax.set_xticklabels([n for _, n in SESSION_FAMILIES])
+        ax.set_ylabel("thousand ops/s")
+        mode = "-P 16" if pipeline > 1 else "-P 1"
+        ax.set_title(f"Sessions ({mode}; -c {CLIENTS}; GET/SET: one live session, COUNT: "
+                     f"{SESSION_INDEXES} indexes, CREATE: a fresh index each)", fontsize=9)
+        ax.set_ylim(0, max(hg, top) * 1.3)
+        ax.legend(fontsize=8, loc="upper right", ncol=2, framealpha=0.95)
+        ax.grid(axis="y", alpha=0.3)
 
 
 # Not measured by this script: a profile taken with callgrind (instructions, repeatable) on
@@ -670,6 +908,148 @@ its effect; what the module itself spends was cut from about 14,200 instructions
 version, through the redis-module crate's wrappers) to the table above. The same holds for
 `EXACT`, which also pays for sorted-set inserts and replicates two commands (`ZADD`,
 `PEXPIREAT`) per admission."""
+
+
+def write_sessions(ctx, add):
+    s = ctx["summary"]
+    cases = ctx["session_cases"]
+    sr = ctx["session_ratios"]
+    mem = ctx["session_memory"]
+    per_index = SESSIONS // SESSION_INDEXES
+    add("## Sessions")
+    add("")
+    add(f"The `SESSION.*` family, measured in the same run on the same server with the same "
+        f"method: `redis-benchmark -c {CLIENTS} -P <16|1>`, N sized for about "
+        f"{SESSION_SECONDS:g} s per measurement, {REPEATS} runs interleaved round-robin with the "
+        "rate-limiting rows, median shown, error replies checked (none). Before every session "
+        "run, after its `FLUSHALL` and outside the timing, bench.py creates "
+        f"{SESSIONS:,} sessions natively (`SESSION.CREATE sessions:{{u<i>}} {SESSION_IDLE_MS} "
+        f"{SESSION_ABSOLUTE_MS} user <n> role admin theme dark`, {SESSION_INDEXES} indexes, "
+        f"{per_index} sessions each) and {SESSIONS:,} through the twin (`FCALL session_create 1 "
+        "sessions:{t<i>} <id> ...`, ids of 22 base64url characters from `os.urandom(16)`) for "
+        "the FCALL/EVALSHA rows; `<i>` is written with 12 digits, as redis-benchmark writes "
+        "`__rand_int__`.")
+    add("")
+    add("How the rows pick their keys (redis-benchmark can only substitute `__rand_int__`, "
+        "never pick among existing random session keys):")
+    add("")
+    add(f"- **GET, SET**: one live session per row (the first session of index 0, whose index "
+        f"holds {per_index} sessions); all {CLIENTS} clients hit that one key, so its hash and "
+        "its index stay hot in the CPU caches. That is the best case for the key lookups; the "
+        "per-command work (reading the hash, sliding the TTL, pruning and updating the index, "
+        "fixing the index's TTL) is done in full every time. SET writes an existing field "
+        "(`role admin`, reply 0), so the hash keeps its size.")
+    add(f"- **COUNT**: `__rand_int__` picks the index, `-r {SESSION_INDEXES}`: every request "
+        f"counts one of the {SESSION_INDEXES} indexes ({per_index} live sessions each).")
+    add(f"- **CREATE**: the native row `SESSION.CREATE sessions:{{b__rand_int__}} ...` with "
+        f"`-r {CREATE_KEYSPACE}` spreads the new sessions over {CREATE_KEYSPACE:,} indexes, "
+        "which grow during the run. The twin takes the id from the caller (22 base64url "
+        "characters, unique), which redis-benchmark cannot draw at random; it can make one "
+        f"from a fixed 10-character prefix and `__rand_int__` (12 digits): "
+        f"`FCALL session_create 1 sessions:{{c__rand_int__}} {TWIN_ID_PREFIX}__rand_int__ ...` "
+        f"with `-r {CREATE_FRESH_KEYSPACE}`. Each `__rand_int__` is drawn separately, so a key "
+        "repeats only when both the index's and the id's draws repeat (none in practice; a "
+        "repeat would be an `ERR session id already in use` error reply and fail the run), and "
+        "every session gets a fresh index. These ids are not secret (they carry 31 random bits, "
+        "not 128) and are only good for measuring; the twin's cost does not depend on them. "
+        "The CREATE row of the ratios compares the three paths on that same shape, with the "
+        "native command on `sessions:{c__rand_int__}` and the same `-r`.")
+    add("- **Baseline**: `HGETALL` of a plain hash with the same 3 fields (what a client "
+        "would send without the module, minus sliding the TTL and the index).")
+    add("")
+    add("The session binding writes through `RedisModule_Call` (each write runs as a Redis "
+        "command: HSET, PEXPIREAT, ZREMRANGEBYSCORE, ZADD, ZRANGE, PEXPIRETIME, with explicit "
+        "times, so replicas and the AOF get the effects), which is slower than the "
+        "rate-limiting family's direct key API; the Lua twin runs the very same steps through "
+        "`redis.call`. So the native/Lua ratios here are expected to be lower than the "
+        "rate-limiting ones, and the rate-limit targets above do not apply to this family.")
+    add("")
+    add("Chart: the right half of `bench/throughput.png` (above).")
+    add("")
+    add("| Path | Command line | -r | N (-P 16) | N (-P 1) |")
+    add("|---|---|---:|---:|---:|")
+    for c in cases:
+        keyspace = f"{c['keyspace']:,}" if any("__rand_int__" in a for a in c["argv"]) else "—"
+        add(f"| {c['path']} | `{shown(c)}` | {keyspace} | {s[(c['id'], 16)]['n']:,} | "
+            f"{s[(c['id'], 1)]['n']:,} |")
+    add("")
+    for pipeline in PIPELINES:
+        mode = "pipelined (-P 16)" if pipeline > 1 else "unpipelined (-P 1)"
+        add(f"### Sessions, {mode}")
+        add("")
+        add("| Path | Command | ops/s (median) | min–max | p50 ms | p99 ms | "
+            "server µs/call | server CPU µs/op |")
+        add("|---|---|---:|---:|---:|---:|---:|---:|")
+        for c in cases:
+            x = s[(c["id"], pipeline)]
+            add(f"| {c['path']} | {c['command']} | {fmt_rps(x['rps'])} | "
+                f"{fmt_rps(x['min'])}–{fmt_rps(x['max'])} | {x['p50']:.3f} | {x['p99']:.3f} | "
+                f"{x['usec_per_call']:.2f} | {x['cpu_us']:.2f} |")
+        add("")
+    for p in PIPELINES:
+        srv = [s[(c["id"], p)]["server_cpu"] for c in cases]
+        cli = [s[(c["id"], p)]["client_cpu"] for c in cases]
+        spread = [(s[(c["id"], p)]["max"] - s[(c["id"], p)]["min"]) / s[(c["id"], p)]["rps"]
+                  for c in cases]
+        add(f"- -P {p}: the server process used {min(srv) * 100:.0f}–{max(srv) * 100:.0f}% of a "
+            f"core during these runs, redis-benchmark {min(cli) * 100:.0f}–"
+            f"{max(cli) * 100:.0f}%; min–max spreads {min(spread) * 100:.0f}–"
+            f"{max(spread) * 100:.0f}% of the median.")
+    churn = max(s[(c["id"], p)]["expired_per_op"] for c in cases for p in PIPELINES)
+    add(f"- Keys expired during a session run: at most {churn:.4f} per request (sessions live "
+        "for an hour).")
+    add("")
+    add("### Sessions, ratios")
+    add("")
+    add("Native ops/s divided by the Lua twin's (medians); the server-CPU columns divide the "
+        "twin's server CPU µs/op by the native command's (higher: native is cheaper), which "
+        "does not depend on whether client or server saturates first. Last column: native "
+        "ops/s ÷ the `HGETALL` baseline's.")
+    add("")
+    add("| Command | Mode | native / FCALL | native / EVALSHA | server CPU, FCALL / native | "
+        "server CPU, EVALSHA / native | native / HGETALL |")
+    add("|---|---|---:|---:|---:|---:|---:|")
+    for fam, name in SESSION_FAMILIES:
+        for pipeline in PIPELINES:
+            x = sr[(fam, pipeline)]
+            add(f"| {name} | -P {pipeline} | {fmt_ratio(x['fcall'])} | "
+                f"{fmt_ratio(x['evalsha'])} | {fmt_ratio(x['cpu_fcall'])} | "
+                f"{fmt_ratio(x['cpu_evalsha'])} | {fmt_ratio(x['hgetall'])} |")
+    add("")
+    add("### Sessions, memory")
+    add("")
+    add(f"A session hash holds its 3 user fields (`user <n> role admin theme dark`) plus the 3 "
+        "reserved ones (`__idle_ms`, `__absolute_at`, `__index`). `MEMORY USAGE key SAMPLES 0`; "
+        f"*keyspace cost / session* is the growth of `used_memory` (minus client buffers) over "
+        f"{SESSIONS:,} sessions in {SESSION_INDEXES} indexes divided by {SESSIONS:,} (median of "
+        f"{MEMORY_PASSES} passes): the hash, its key, its main and expires dictionary entries, "
+        f"and its share of the index ({per_index} members per index here).")
+    add("")
+    add("| Session made by | Key length | Fields (HLEN) | Encoding | MEMORY USAGE (first) | "
+        "MEMORY USAGE (avg) | index MEMORY USAGE (avg) | keyspace cost / session |")
+    add("|---|---:|---:|---|---:|---:|---:|---:|")
+    for row in mem["sessions"]:
+        add(f"| {row['path']} | {row['key_len']} B | {row['hlen']} | {row['encoding']} | "
+            f"{row['first']} B | {row['avg']:.1f} B | {row['index_avg']:.1f} B "
+            f"({row['index_members']} members) | {row['delta_per_session']:.1f} B |")
+    ph = mem["plain_hash"]
+    add(f"| plain hash, same 3 fields (`bench:hash`) | 10 B | 3 | {ph['encoding']} | "
+        f"{ph['usage']} B | | | |")
+    add("")
+    add("The index (a sorted set of session keys scored by expiry) per member, from "
+        "`MEMORY USAGE` of one index with 1, 10 and 1,000 sessions (keys like "
+        f"`sessions:{{z000000000010}}:<22-character id>`, {len(session_index('z', 0)) + 23} B); "
+        "*marginal* is (usage − usage with 1 member) ÷ (members − 1). Past "
+        f"`zset-max-listpack-entries` ({mem['zset_max_listpack']}) members the index turns from "
+        "a listpack into a skiplist plus dictionary, and each member costs about twice as much:")
+    add("")
+    add("| Members | Encoding | MEMORY USAGE | per member | marginal per member |")
+    add("|---:|---|---:|---:|---:|")
+    for row in mem["indexes"]:
+        marg = "" if row["marginal"] is None else f"{row['marginal']:.1f} B"
+        add(f"| {row['members']:,} | {row['encoding']} | {row['usage']:,} B | "
+            f"{row['per_member']:.1f} B | {marg} |")
+    add("")
 
 
 def write_report(ctx):
@@ -704,7 +1084,9 @@ def write_report(ctx):
         f"calibration run so one measurement takes about {SECONDS:g} s (scale "
         f"{ctx['scale']:.2f}); each measurement ran {REPEATS} times, interleaved round-robin "
         "over all rows, and the tables show the median run (by ops/s), its p50/p99 latency, "
-        "and the min–max spread of ops/s. Every run was checked for error replies (none).")
+        "and the min–max spread of ops/s. Every run was checked for error replies (none). "
+        "This describes the rate-limiting rows; the session rows (section Sessions) run in the "
+        "same rounds, with their own keys and measurement length.")
     add("")
     add("Arguments: limits generous enough that every request is admitted and writes state "
         "(EXACT: a realistic 100 per 1000 ms). The token buckets (and CL.THROTTLE) get a "
@@ -811,6 +1193,8 @@ def write_report(ctx):
             f"{row['delta_per_key']:.1f} B |")
     add("")
 
+    write_sessions(ctx, add)
+
     # Notes
     add("## Notes")
     add("")
@@ -903,14 +1287,17 @@ def main():
                 raise RuntimeError(f"SCRIPT LOAD {path}: unexpected SHA {sha}")
             shas["handwritten" if path == HANDWRITTEN else path.stem] = sha
         cases = build_cases(shas)
+        session_cases = build_session_cases(shas)
         validate(r, cases)
+        validate_sessions(r, session_cases)
         r.call("FLUSHALL", "SYNC")
 
         log("memory ...")
         memory = measure_memory(r, shas)
+        session_memory = measure_session_memory(r)
 
         log("throughput ...")
-        runs = measure_throughput(server, r, cases)
+        runs = measure_throughput(server, r, cases + session_cases)
         summary = summarize(runs)
         server_version = r.info("server")["redis_version"]
         r.close()
@@ -929,6 +1316,17 @@ def main():
                 cpu_vs_incr=(summary[("incr", p)]["cpu_us"] / nat["cpu_us"]
                              if nat["cpu_us"] else None),
             )
+    session_ratios = {}
+    for fam in ("s_get", "s_set", "s_count", "s_create"):
+        for p in PIPELINES:
+            nat = summary[(f"{fam}:native", p)]
+            fc, ev = summary[(f"{fam}:fcall", p)], summary[(f"{fam}:evalsha", p)]
+            session_ratios[(fam, p)] = dict(
+                fcall=nat["rps"] / fc["rps"], evalsha=nat["rps"] / ev["rps"],
+                cpu_fcall=fc["cpu_us"] / nat["cpu_us"] if nat["cpu_us"] else None,
+                cpu_evalsha=ev["cpu_us"] / nat["cpu_us"] if nat["cpu_us"] else None,
+                hgetall=nat["rps"] / summary[("s_hgetall", p)]["rps"],
+            )
     bench_version = subprocess.run(["redis-benchmark", "--version"], capture_output=True,
                                    text=True).stdout.strip() or "redis-benchmark"
     try:
@@ -941,19 +1339,24 @@ def main():
         module_rel=module_rel,
         module_sha=hashlib.sha256(MODULE.read_bytes()).hexdigest()[:12],
         cases=cases, summary=summary, ratios=ratios, memory=memory,
-        scale=min(1.0, BUDGET / (REPEATS * len(runs) * SECONDS)),
+        session_cases=session_cases, session_ratios=session_ratios,
+        session_memory=session_memory,
+        scale=min(1.0, BUDGET / (REPEATS * sum(c.get("seconds", SECONDS)
+                                               for c in cases + session_cases
+                                               for _ in PIPELINES))),
         runtime_s=time.monotonic() - started,
     )
-    chart(summary, cases)
+    chart(summary, cases, session_cases)
     write_report(ctx)
     RESULTS.write_text(json.dumps(dict(
         date=date, machine=ctx["machine"], server_version=server_version,
         clients=CLIENTS, keyspace=KEYSPACE, repeats=REPEATS,
-        cases=[{k: v for k, v in c.items()} for c in cases],
+        cases=[{k: v for k, v in c.items()} for c in cases + session_cases],
         runs={f"{k[0]}@P{k[1]}": v for k, v in runs.items()},
         summary={f"{k[0]}@P{k[1]}": v for k, v in summary.items()},
         ratios={f"{k[0]}@P{k[1]}": v for k, v in ratios.items()},
-        memory=memory, runtime_s=ctx["runtime_s"],
+        session_ratios={f"{k[0]}@P{k[1]}": v for k, v in session_ratios.items()},
+        memory=memory, session_memory=session_memory, runtime_s=ctx["runtime_s"],
     ), indent=1, default=str))
     log(f"wrote {OUT}, {CHART} and {RESULTS} in {ctx['runtime_s']:.0f} s")
 
