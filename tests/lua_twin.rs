@@ -396,35 +396,40 @@ fn interleaved_native_and_lua_calls_are_one_limiter() {
 /// cannot compute exactly, where the module answers.
 #[test]
 fn twin_refuses_what_it_cannot_compute_exactly() {
-    let flavor = flavors()[0];
-    let module = Server::start(flavor);
-    let twin = Twin::start(flavor);
-    let (mut a, mut b) = (module.conn(), twin.server.conn());
-    let big = "9007199254740993"; // 2^53 + 1
-    let args: Vec<String> = ["RL.FIXEDWINDOW", "k", big, "1000"]
+    for flavor in flavors() {
+        let module = Server::start(flavor);
+        let twin = Twin::start(flavor);
+        let (mut a, mut b) = (module.conn(), twin.server.conn());
+        let big = "9007199254740993"; // 2^53 + 1
+        let args: Vec<String> = ["RL.FIXEDWINDOW", "k", big, "1000"]
+            .map(String::from)
+            .to_vec();
+        let native = timed_reply(&mut a, &native_cmd(&args)).1.ints();
+        assert_eq!(&native[..4], &[1, 9007199254740993, 9007199254740992, -1]);
+        assert_eq!(
+            timed_reply(&mut b, &twin_cmd(&args, Path::Fcall, &twin.shas)).1,
+            Reply::Error(
+                "ERR limit exceeds the Lua twin's exact integer range (below 2^53)".into()
+            )
+        );
+        // capacity · period_ms above 2^52: fine natively (τ is 1 ms), refused by the twin.
+        let args: Vec<String> = [
+            "RL.TOKENBUCKET",
+            "t",
+            "4503599627370497",
+            "4503599627370497",
+            "1",
+        ]
         .map(String::from)
         .to_vec();
-    let native = timed_reply(&mut a, &native_cmd(&args)).1.ints();
-    assert_eq!(&native[..4], &[1, 9007199254740993, 9007199254740992, -1]);
-    assert_eq!(
-        timed_reply(&mut b, &twin_cmd(&args, Path::Fcall, &twin.shas)).1,
-        Reply::Error("ERR limit exceeds the Lua twin's exact integer range (below 2^53)".into())
-    );
-    // capacity · period_ms above 2^52: fine natively (τ is 1 ms), refused by the twin.
-    let args: Vec<String> = [
-        "RL.TOKENBUCKET",
-        "t",
-        "4503599627370497",
-        "4503599627370497",
-        "1",
-    ]
-    .map(String::from)
-    .to_vec();
-    assert!(matches!(timed_reply(&mut a, &native_cmd(&args)).1, Reply::Ints(ref r) if r[0] == 1));
-    assert_eq!(
-        timed_reply(&mut b, &twin_cmd(&args, Path::Evalsha, &twin.shas)).1,
-        Reply::Error(patterns_core::ratelimit::lua::TWIN_RANGE.into())
-    );
+        assert!(
+            matches!(timed_reply(&mut a, &native_cmd(&args)).1, Reply::Ints(ref r) if r[0] == 1)
+        );
+        assert_eq!(
+            timed_reply(&mut b, &twin_cmd(&args, Path::Evalsha, &twin.shas)).1,
+            Reply::Error(patterns_core::ratelimit::lua::TWIN_RANGE.into())
+        );
+    }
 }
 
 /// dist/ is generated: it must be what the generator writes today.
