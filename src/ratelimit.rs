@@ -12,7 +12,8 @@ use redis_module::raw::{self, KeyType};
 
 use crate::command;
 use crate::shared::{
-    now_ms, replicate_set_pxat, replicate_with_key, Call, Key, OwnedString, Reply, StackText,
+    now_ms, replicate_set_pxat, replicate_with_key, Call, Key, OwnedString, Reply, ScoreRange,
+    StackText,
 };
 
 // RL.TOKENBUCKET key capacity rate period_ms [COST n]
@@ -110,180 +111,64 @@ struct ZsetLog<'a> {
     key: &'a Key<'a>,
 }
 
-/// A score range: bounds and whether each is exclusive.
-#[derive(Clone, Copy)]
-struct Range {
-    min: f64,
-    max: f64,
-    min_exclusive: bool,
-    max_exclusive: bool,
-}
-
-impl Range {
-    fn through(max_ms: i64) -> Self {
-        Self {
-            min: f64::NEG_INFINITY,
-            max: max_ms as f64,
-            min_exclusive: false,
-            max_exclusive: false,
-        }
-    }
-
-    fn after(min_ms: i64) -> Self {
-        Self {
-            min: min_ms as f64,
-            max: f64::INFINITY,
-            min_exclusive: true,
-            max_exclusive: false,
-        }
-    }
-
-    fn at(ms: i64) -> Self {
-        Self {
-            min: ms as f64,
-            max: ms as f64,
-            min_exclusive: false,
-            max_exclusive: false,
-        }
-    }
-}
-
 impl ZsetLog<'_> {
-    /// Starts a range iteration; false when the range is empty.
-    fn start(&self, r: Range) -> bool {
-        let k = self.key.raw();
-        unsafe {
-            raw::RedisModule_ZsetFirstInScoreRange.unwrap()(
-                k,
-                r.min,
-                r.max,
-                c_int::from(r.min_exclusive),
-                c_int::from(r.max_exclusive),
-            ) == raw::REDISMODULE_OK as c_int
-                && raw::RedisModule_ZsetRangeEndReached.unwrap()(k) == 0
-        }
-    }
-
-    fn stop(&self) {
-        unsafe { raw::RedisModule_ZsetRangeStop.unwrap()(self.key.raw()) };
-    }
-
-    fn next(&self) -> bool {
-        unsafe { raw::RedisModule_ZsetRangeNext.unwrap()(self.key.raw()) != 0 }
-    }
-
-    /// The element under the iterator and its score.
-    fn current(&self) -> (OwnedString, f64) {
-        let mut score = 0.0;
-        let inner = unsafe {
-            raw::RedisModule_ZsetRangeCurrentElement.unwrap()(self.key.raw(), &mut score)
-        };
-        (OwnedString::adopt(self.key.ctx(), inner), score)
-    }
-
-    fn count(&self, r: Range) -> i64 {
-        let mut n = 0;
-        if self.start(r) {
-            n = 1;
-            while self.next() {
-                n += 1;
-            }
-        }
-        self.stop();
-        n
-    }
-
     /// Prunes, adds and sets the expiry, replicating each step as the command Redis would run.
     fn apply(&self, call: &Call, w: &LogWrite) {
-        let k = self.key.raw();
-        let mut stale = Vec::new();
+        let key = self.key;
+        let mut events = vec![(raw::REDISMODULE_NOTIFY_ZSET, c"zadd")];
         if let Some(through) = w.prune_through_ms {
-            if self.start(Range::through(through)) {
-                loop {
-                    stale.push(self.current().0);
-                    if !self.next() {
-                        break;
-                    }
-                }
-            }
-            self.stop();
-            for member in &stale {
-                unsafe { raw::RedisModule_ZsetRem.unwrap()(k, member.inner, std::ptr::null_mut()) };
-            }
+            key.zset_remove(&key.zset_members(ScoreRange::through(through)));
             let bound = OwnedString::new(call.ctx, StackText::of(through).as_bytes());
             let neg_inf = OwnedString::new(call.ctx, b"-inf");
             replicate_with_key(call, c"ZREMRANGEBYSCORE", &[neg_inf.inner, bound.inner]);
+            events.push((raw::REDISMODULE_NOTIFY_ZSET, c"zremrangebyscore"));
         }
         let score = OwnedString::new(call.ctx, StackText::of(w.at_ms).as_bytes());
         let members: Vec<OwnedString> = (w.first_seq..w.first_seq + w.count)
             .map(|seq| {
-                OwnedString::new(
-                    call.ctx,
-                    StackText::of(format_args!("{}:{seq}", w.at_ms)).as_bytes(),
-                )
+                let member = StackText::of(format_args!("{}:{seq}", w.at_ms));
+                OwnedString::new(call.ctx, member.as_bytes())
             })
             .collect();
         let mut zadd = Vec::with_capacity(members.len() * 2);
         for m in &members {
-            let mut flags: c_int = 0;
-            unsafe { raw::RedisModule_ZsetAdd.unwrap()(k, w.at_ms as f64, m.inner, &mut flags) };
+            key.zset_add(w.at_ms as f64, m.inner);
             zadd.push(score.inner);
             zadd.push(m.inner);
         }
         replicate_with_key(call, c"ZADD", &zadd);
-        self.key.set_expire_at(w.expire_at_ms);
+        key.set_expire_at(w.expire_at_ms);
         let at = OwnedString::new(call.ctx, StackText::of(w.expire_at_ms).as_bytes());
         replicate_with_key(call, c"PEXPIREAT", &[at.inner]);
-        let mut events = vec![(raw::REDISMODULE_NOTIFY_ZSET, c"zadd")];
-        if !stale.is_empty() {
-            events.push((raw::REDISMODULE_NOTIFY_ZSET, c"zremrangebyscore"));
-        }
         events.push((raw::REDISMODULE_NOTIFY_GENERIC, c"expire"));
-        self.key.modified(&events);
+        key.modified(&events);
     }
 }
 
 impl AdmissionLog for ZsetLog<'_> {
     fn entries(&mut self) -> Result<i64, CmdError> {
-        Ok(unsafe { raw::RedisModule_ValueLength.unwrap()(self.key.raw()) } as i64)
+        Ok(self.key.len())
     }
 
     fn count_after(&mut self, after_ms: i64) -> Result<i64, CmdError> {
         // Live entries are most of the set: count the stale ones instead.
-        Ok(self.entries()? - self.count(Range::through(after_ms)))
+        Ok(self.key.len() - self.key.zset_count(ScoreRange::through(after_ms)))
     }
 
     fn time_at(&mut self, after_ms: i64, index: i64) -> Result<i64, CmdError> {
-        if !self.start(Range::after(after_ms)) {
-            self.stop();
-            return Err(CmdError::Internal);
-        }
-        for _ in 0..index {
-            self.next();
-        }
-        let (_, score) = self.current();
-        self.stop();
-        Ok(score.floor() as i64)
+        let key = self.key;
+        let found = key.zset_start(ScoreRange::after(after_ms), false)
+            && (0..index).all(|_| key.zset_next());
+        let score = found.then(|| key.zset_current().1);
+        key.zset_stop();
+        score.map(|s| s.floor() as i64).ok_or(CmdError::Internal)
     }
 
     fn newest(&mut self) -> Result<Option<i64>, CmdError> {
-        let k = self.key.raw();
-        let found = unsafe {
-            raw::RedisModule_ZsetLastInScoreRange.unwrap()(
-                k,
-                f64::NEG_INFINITY,
-                f64::INFINITY,
-                0,
-                0,
-            ) == raw::REDISMODULE_OK as c_int
-                && raw::RedisModule_ZsetRangeEndReached.unwrap()(k) == 0
-        };
-        let newest = found.then(|| self.current().1.floor() as i64);
-        self.stop();
-        Ok(newest)
+        Ok(self.key.zset_top_score().map(|s| s.floor() as i64))
     }
 
     fn count_at(&mut self, at_ms: i64) -> Result<i64, CmdError> {
-        Ok(self.count(Range::at(at_ms)))
+        Ok(self.key.zset_count(ScoreRange::at(at_ms)))
     }
 }

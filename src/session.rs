@@ -1,7 +1,9 @@
-//! Binds the session family (`patterns_core::session`) to Redis. Every write runs as a Redis
-//! command through `RedisModule_Call` with explicit absolute times and the generated key, so
-//! replicas and the AOF receive the effects (never the command: its id is random), the
-//! keyspace events are Redis's own, and the Lua twin runs the very same steps.
+//! Binds the session family (`patterns_core::session`) to Redis. The hot path (sliding a
+//! session's expiry, pruning its index, fixing the index's TTL) uses the key API and replicates
+//! each change as the command that makes it; the rarer writes (HSET, RENAME, DEL, ZREM) run as
+//! Redis commands through `RedisModule_Call`. Either way replicas and the AOF receive effects
+//! with explicit absolute times and the generated key (never the command: its id is random),
+//! and the Lua twin runs the very same steps.
 //!
 //! Each command validates everything (arguments, types, ACL of the keys it derives) before its
 //! first write: an error writes nothing.
@@ -10,10 +12,15 @@ use patterns_core::command::CmdError;
 use patterns_core::session::{
     self as s, check_fields, session_key, Deadlines, Meta, Timeouts, ID_BYTES,
 };
-use redis_module::raw::{KeyType, RedisModuleCtx};
+use std::ffi::c_int;
+
+use redis_module::raw::{self, KeyType, RedisModuleCtx};
 
 use crate::command;
-use crate::shared::{bytes, check_key_access, key_type, now_ms, redis_call, Reply};
+use crate::shared::{
+    bytes, check_key_access, key_type, now_ms, redis_call, replicate_on, Key, OwnedString, Reply,
+    ScoreRange, StackText,
+};
 
 type Ctx = *mut RedisModuleCtx;
 
@@ -45,31 +52,45 @@ fn expect_index(ctx: Ctx, index: &[u8]) -> Result<(), CmdError> {
     }
 }
 
-/// Drops the index's members that expired before `now`.
-fn prune(ctx: Ctx, index: &[u8], now: i64) {
-    let bound = format!("({now}");
-    redis_call(
-        ctx,
-        c"ZREMRANGEBYSCORE",
-        &[index, b"-inf", bound.as_bytes()],
-        true,
-    );
+const ZSET: c_int = raw::REDISMODULE_NOTIFY_ZSET;
+const GENERIC: c_int = raw::REDISMODULE_NOTIFY_GENERIC;
+
+/// Drops the index's members that expired before `now`, replicated as `ZREMRANGEBYSCORE` when
+/// there were any (as Redis replicates a command only when it changed something).
+fn prune(ctx: Ctx, index: &Key, now: i64) {
+    if index.zset_remove(&index.zset_members(ScoreRange::below(now))) > 0 {
+        let neg_inf = OwnedString::new(ctx, b"-inf");
+        let bound = OwnedString::new(ctx, StackText::of(format_args!("({now}")).as_bytes());
+        replicate_on(
+            ctx,
+            c"ZREMRANGEBYSCORE",
+            index.name(),
+            &[neg_inf.inner, bound.inner],
+        );
+        index.modified(&[(ZSET, c"zremrangebyscore")]);
+    }
 }
 
 /// The index expires with its last session: its TTL is its highest score.
-fn fix_index_ttl(ctx: Ctx, index: &[u8]) {
-    let top = redis_call(ctx, c"ZRANGE", &[index, b"-1", b"-1", b"WITHSCORES"], false).strings();
-    let Some(score) = top.get(1) else { return };
-    let Some(at) = std::str::from_utf8(score)
-        .ok()
-        .and_then(|s| s.parse::<f64>().ok())
-    else {
+fn fix_index_ttl(ctx: Ctx, index: &Key) {
+    let Some(top) = index.zset_top_score() else {
         return;
     };
-    let at = at as i64;
-    if redis_call(ctx, c"PEXPIRETIME", &[index], false).integer() != at {
-        redis_call(ctx, c"PEXPIREAT", &[index, &text(at)], true);
+    let at = top as i64;
+    if index.expire_at_ms() != Some(at) {
+        index.set_expire_at(at);
+        let at = OwnedString::new(ctx, StackText::of(at).as_bytes());
+        replicate_on(ctx, c"PEXPIREAT", index.name(), &[at.inner]);
+        index.modified(&[(GENERIC, c"expire")]);
     }
+}
+
+/// Prunes the index and fixes its TTL.
+fn tidy_index(ctx: Ctx, index: &[u8], now: i64) {
+    let name = OwnedString::new(ctx, index);
+    let index = Key::open_named(ctx, &name);
+    prune(ctx, &index, now);
+    fix_index_ttl(ctx, &index);
 }
 
 /// A live session: its hash's pairs, with the reserved fields read.
@@ -114,13 +135,23 @@ fn load(ctx: Ctx, key: &[u8]) -> Result<Option<Loaded>, CmdError> {
     Ok(Some(loaded))
 }
 
-/// Slides the session's expiry after a use at `now` and records it in the index.
+/// Slides the session's expiry after a use at `now` and records it in the index, through the
+/// key API, replicating each change as the command that makes it.
 fn touch(ctx: Ctx, key: &[u8], index: &[u8], d: Deadlines, now: i64) {
-    let at = text(d.expiry(now));
-    redis_call(ctx, c"PEXPIREAT", &[key, &at], true);
-    prune(ctx, index, now);
-    redis_call(ctx, c"ZADD", &[index, &at, key], true);
-    fix_index_ttl(ctx, index);
+    let at = d.expiry(now);
+    let (key, index_name) = (OwnedString::new(ctx, key), OwnedString::new(ctx, index));
+    let at_text = OwnedString::new(ctx, StackText::of(at).as_bytes());
+    let session = Key::open_named(ctx, &key);
+    session.set_expire_at(at);
+    session.modified(&[(GENERIC, c"expire")]);
+    replicate_on(ctx, c"PEXPIREAT", key.inner, &[at_text.inner]);
+    let index = Key::open_named(ctx, &index_name);
+    prune(ctx, &index, now);
+    if index.zset_add(at as f64, key.inner) {
+        replicate_on(ctx, c"ZADD", index_name.inner, &[at_text.inner, key.inner]);
+        index.modified(&[(ZSET, c"zadd")]);
+    }
+    fix_index_ttl(ctx, &index);
 }
 
 // SESSION.CREATE index idle_ms absolute_ms [field value ...]
@@ -204,10 +235,14 @@ command!(rotate, s::ROTATE, |call| {
     let now = now_ms();
     let at = redis_call(ctx, c"PEXPIRETIME", &[old], false).integer();
     redis_call(ctx, c"RENAME", &[old, &new], true);
-    prune(ctx, meta.index, now);
+    let index_name = OwnedString::new(ctx, meta.index);
+    {
+        let index = Key::open_named(ctx, &index_name);
+        prune(ctx, &index, now);
+    }
     redis_call(ctx, c"ZREM", &[meta.index, old], true);
     redis_call(ctx, c"ZADD", &[meta.index, &text(at), &new], true);
-    fix_index_ttl(ctx, meta.index);
+    fix_index_ttl(ctx, &Key::open_named(ctx, &index_name));
     Ok(Reply::Bulk(new))
 });
 
@@ -221,17 +256,20 @@ command!(destroy, s::DESTROY, |call| {
     };
     let meta = loaded.meta()?;
     redis_call(ctx, c"DEL", &[key], true);
-    prune(ctx, meta.index, now_ms());
+    let index_name = OwnedString::new(ctx, meta.index);
+    {
+        let index = Key::open_named(ctx, &index_name);
+        prune(ctx, &index, now_ms());
+    }
     redis_call(ctx, c"ZREM", &[meta.index, key], true);
-    fix_index_ttl(ctx, meta.index);
+    fix_index_ttl(ctx, &Key::open_named(ctx, &index_name));
     Ok(Reply::Integer(1))
 });
 
 /// The index's live session keys, after pruning the expired ones.
 fn live(ctx: Ctx, index: &[u8]) -> Result<Vec<Vec<u8>>, CmdError> {
     expect_index(ctx, index)?;
-    prune(ctx, index, now_ms());
-    fix_index_ttl(ctx, index);
+    tidy_index(ctx, index, now_ms());
     Ok(redis_call(ctx, c"ZRANGE", &[index, b"0", b"-1"], false).strings())
 }
 
@@ -266,8 +304,7 @@ command!(count, s::COUNT, |call| {
     let ctx = call.ctx;
     let index = bytes(call.key);
     expect_index(ctx, index)?;
-    prune(ctx, index, now_ms());
-    fix_index_ttl(ctx, index);
+    tidy_index(ctx, index, now_ms());
     Ok(Reply::Integer(
         redis_call(ctx, c"ZCARD", &[index], false).integer(),
     ))

@@ -184,17 +184,36 @@ pub fn now_ms() -> i64 {
 /// modified-key signals off, so opening for write signals nothing: only [`Key::modified`]
 /// does, after a real write. A peek or a denial leaves WATCH and client tracking alone.
 pub struct Key<'a> {
-    call: &'a Call<'a>,
+    ctx: *mut RedisModuleCtx,
+    name: *mut RedisModuleString,
     inner: *mut RedisModuleKey,
+    /// The name must outlive the key.
+    _name: std::marker::PhantomData<&'a ()>,
 }
 
 impl<'a> Key<'a> {
+    /// The command's declared key.
     pub fn open(call: &'a Call<'a>) -> Self {
+        Self::open_raw(call.ctx, call.key)
+    }
+
+    /// A key the command derives (its name held by the caller).
+    pub fn open_named(ctx: *mut RedisModuleCtx, name: &'a OwnedString) -> Self {
+        Self::open_raw(ctx, name.inner)
+    }
+
+    fn open_raw(ctx: *mut RedisModuleCtx, name: *mut RedisModuleString) -> Self {
         let mode = (raw::REDISMODULE_READ | raw::REDISMODULE_WRITE) as c_int;
         Self {
-            call,
-            inner: unsafe { raw::RedisModule_OpenKey.unwrap()(call.ctx, call.key, mode) },
+            ctx,
+            name,
+            inner: unsafe { raw::RedisModule_OpenKey.unwrap()(ctx, name, mode) },
+            _name: std::marker::PhantomData,
         }
+    }
+
+    pub fn name(&self) -> *mut RedisModuleString {
+        self.name
     }
 
     pub fn kind(&self) -> KeyType {
@@ -208,14 +227,6 @@ impl<'a> Key<'a> {
             k if k == kind => Ok(()),
             _ => Err(CmdError::WrongType),
         }
-    }
-
-    pub fn raw(&self) -> *mut RedisModuleKey {
-        self.inner
-    }
-
-    pub fn ctx(&self) -> *mut RedisModuleCtx {
-        self.call.ctx
     }
 
     /// The string value, None when absent; WRONGTYPE for another type.
@@ -284,16 +295,160 @@ impl<'a> Key<'a> {
     /// Redis's own commands do: `events` are (class, event name) pairs.
     pub fn modified(&self, events: &[(c_int, &std::ffi::CStr)]) {
         unsafe {
-            raw::RedisModule_SignalModifiedKey.unwrap()(self.call.ctx, self.call.key);
+            raw::RedisModule_SignalModifiedKey.unwrap()(self.ctx, self.name);
             for (class, event) in events {
                 raw::RedisModule_NotifyKeyspaceEvent.unwrap()(
-                    self.call.ctx,
+                    self.ctx,
                     *class,
                     event.as_ptr(),
-                    self.call.key,
+                    self.name,
                 );
             }
         }
+    }
+}
+
+/// A score range of a sorted set: bounds and whether each is exclusive.
+#[derive(Clone, Copy)]
+pub struct ScoreRange {
+    pub min: f64,
+    pub max: f64,
+    pub min_exclusive: bool,
+    pub max_exclusive: bool,
+}
+
+impl ScoreRange {
+    /// Scores up to and including `max`.
+    pub fn through(max: i64) -> Self {
+        Self::new(f64::NEG_INFINITY, max as f64, false, false)
+    }
+
+    /// Scores strictly below `max`.
+    pub fn below(max: i64) -> Self {
+        Self::new(f64::NEG_INFINITY, max as f64, false, true)
+    }
+
+    /// Scores strictly above `min`.
+    pub fn after(min: i64) -> Self {
+        Self::new(min as f64, f64::INFINITY, true, false)
+    }
+
+    pub fn at(score: i64) -> Self {
+        Self::new(score as f64, score as f64, false, false)
+    }
+
+    pub fn all() -> Self {
+        Self::new(f64::NEG_INFINITY, f64::INFINITY, false, false)
+    }
+
+    fn new(min: f64, max: f64, min_exclusive: bool, max_exclusive: bool) -> Self {
+        Self {
+            min,
+            max,
+            min_exclusive,
+            max_exclusive,
+        }
+    }
+}
+
+/// Sorted-set access through the module's zset API (no command lookups, no reply parsing).
+impl Key<'_> {
+    /// Starts iterating a range (from its low end, or its high end with `from_top`); false when
+    /// the range is empty. Always pair with [`Key::zset_stop`].
+    pub fn zset_start(&self, r: ScoreRange, from_top: bool) -> bool {
+        unsafe {
+            let start = if from_top {
+                raw::RedisModule_ZsetLastInScoreRange
+            } else {
+                raw::RedisModule_ZsetFirstInScoreRange
+            };
+            start.unwrap()(
+                self.inner,
+                r.min,
+                r.max,
+                c_int::from(r.min_exclusive),
+                c_int::from(r.max_exclusive),
+            ) == raw::REDISMODULE_OK as c_int
+                && raw::RedisModule_ZsetRangeEndReached.unwrap()(self.inner) == 0
+        }
+    }
+
+    pub fn zset_stop(&self) {
+        unsafe { raw::RedisModule_ZsetRangeStop.unwrap()(self.inner) };
+    }
+
+    /// Moves to the next element in the range; false at its end.
+    pub fn zset_next(&self) -> bool {
+        unsafe { raw::RedisModule_ZsetRangeNext.unwrap()(self.inner) != 0 }
+    }
+
+    /// The element under the iterator and its score.
+    pub fn zset_current(&self) -> (OwnedString, f64) {
+        let mut score = 0.0;
+        let inner =
+            unsafe { raw::RedisModule_ZsetRangeCurrentElement.unwrap()(self.inner, &mut score) };
+        (OwnedString::adopt(self.ctx, inner), score)
+    }
+
+    /// Elements in the range.
+    pub fn zset_count(&self, r: ScoreRange) -> i64 {
+        let mut n = 0;
+        if self.zset_start(r, false) {
+            n = 1;
+            while self.zset_next() {
+                n += 1;
+            }
+        }
+        self.zset_stop();
+        n
+    }
+
+    /// The members in the range.
+    pub fn zset_members(&self, r: ScoreRange) -> Vec<OwnedString> {
+        let mut members = Vec::new();
+        if self.zset_start(r, false) {
+            loop {
+                members.push(self.zset_current().0);
+                if !self.zset_next() {
+                    break;
+                }
+            }
+        }
+        self.zset_stop();
+        members
+    }
+
+    /// The highest score, None when the set is empty.
+    pub fn zset_top_score(&self) -> Option<f64> {
+        let top = self
+            .zset_start(ScoreRange::all(), true)
+            .then(|| self.zset_current().1);
+        self.zset_stop();
+        top
+    }
+
+    /// Entries in the set.
+    pub fn len(&self) -> i64 {
+        unsafe { raw::RedisModule_ValueLength.unwrap()(self.inner) as i64 }
+    }
+
+    /// Removes members; how many were there.
+    pub fn zset_remove(&self, members: &[OwnedString]) -> usize {
+        members
+            .iter()
+            .filter(|m| {
+                let mut deleted: c_int = 0;
+                unsafe { raw::RedisModule_ZsetRem.unwrap()(self.inner, m.inner, &mut deleted) };
+                deleted != 0
+            })
+            .count()
+    }
+
+    /// Adds or updates a member; whether the set changed.
+    pub fn zset_add(&self, score: f64, member: *mut RedisModuleString) -> bool {
+        let mut flags: c_int = 0;
+        unsafe { raw::RedisModule_ZsetAdd.unwrap()(self.inner, score, member, &mut flags) };
+        flags & (raw::REDISMODULE_ZADD_ADDED | raw::REDISMODULE_ZADD_UPDATED) as c_int != 0
     }
 }
 
@@ -320,14 +475,24 @@ pub fn replicate_set_pxat(call: &Call, value: &[u8], at_ms: i64) {
     }
 }
 
-/// Replicates a command whose arguments are the key and then `args`.
+/// Replicates a command whose arguments are the command's key and then `args`.
 pub fn replicate_with_key(call: &Call, command: &std::ffi::CStr, args: &[*mut RedisModuleString]) {
+    replicate_on(call.ctx, command, call.key, args);
+}
+
+/// Replicates a command whose arguments are `key` and then `args`.
+pub fn replicate_on(
+    ctx: *mut RedisModuleCtx,
+    command: &std::ffi::CStr,
+    key: *mut RedisModuleString,
+    args: &[*mut RedisModuleString],
+) {
     unsafe {
         raw::RedisModule_Replicate.unwrap()(
-            call.ctx,
+            ctx,
             command.as_ptr(),
             c"sv".as_ptr(),
-            call.key,
+            key,
             args.as_ptr(),
             args.len(),
         );
