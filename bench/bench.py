@@ -957,12 +957,12 @@ def write_sessions(ctx, add):
     add("- **Baseline**: `HGETALL` of a plain hash with the same 3 fields (what a client "
         "would send without the module, minus sliding the TTL and the index).")
     add("")
-    add("The session binding writes through `RedisModule_Call` (each write runs as a Redis "
-        "command: HSET, PEXPIREAT, ZREMRANGEBYSCORE, ZADD, ZRANGE, PEXPIRETIME, with explicit "
-        "times, so replicas and the AOF get the effects), which is slower than the "
-        "rate-limiting family's direct key API; the Lua twin runs the very same steps through "
-        "`redis.call`. So the native/Lua ratios here are expected to be lower than the "
-        "rate-limiting ones, and the rate-limit targets above do not apply to this family.")
+    add("The session binding slides a session's TTL, prunes its index and fixes the index's "
+        "TTL through the module's key API, replicating each change as the command that makes "
+        "it; HGETALL, HSET, RENAME, DEL and ZREM still run as Redis commands through "
+        "`RedisModule_Call`, which is slower than the rate-limiting family's direct key API. "
+        "The Lua twin runs the same steps through `redis.call`. The rate-limit targets above "
+        "do not apply to this family.")
     add("")
     add("Chart: the right half of `bench/throughput.png` (above).")
     add("")

@@ -682,3 +682,37 @@ fn scripts_and_transactions_replicate_effects() {
         assert_expiries_close(&expiries(&mut c), &expiries(&mut r), 2);
     }
 }
+
+/// An admission invalidates WATCH like a write; a peek or a denial does not.
+#[test]
+fn watch_sees_admissions_only() {
+    for flavor in flavors() {
+        let server = Server::start(flavor);
+        let (mut watcher, mut other) = (server.conn(), server.conn());
+        ints(
+            &mut other,
+            &["RL.FIXEDWINDOW", "w", "2", "60000", "COST", "2"],
+        );
+        // Run `call` on another connection between WATCH and EXEC: did EXEC go through?
+        let mut exec_survives = |call: &[&str]| -> bool {
+            let _: () = redis::cmd("WATCH").arg("w").query(&mut watcher).unwrap();
+            ints(&mut other, call);
+            let _: () = redis::cmd("MULTI").query(&mut watcher).unwrap();
+            let _: () = redis::cmd("PING").query(&mut watcher).unwrap_or(());
+            let exec: Value = redis::cmd("EXEC").query(&mut watcher).unwrap();
+            exec != Value::Nil
+        };
+        assert!(
+            exec_survives(&["RL.FIXEDWINDOW", "w", "2", "60000", "COST", "0"]),
+            "peek"
+        );
+        assert!(
+            exec_survives(&["RL.FIXEDWINDOW", "w", "2", "60000"]),
+            "denial"
+        );
+        assert!(
+            !exec_survives(&["RL.FIXEDWINDOW", "w", "3", "60000"]),
+            "admission"
+        );
+    }
+}
