@@ -977,14 +977,7 @@ def write_sessions(ctx, add):
         mode = "pipelined (-P 16)" if pipeline > 1 else "unpipelined (-P 1)"
         add(f"### Sessions, {mode}")
         add("")
-        add("| Path | Command | ops/s (median) | min–max | p50 ms | p99 ms | "
-            "server µs/call | server CPU µs/op |")
-        add("|---|---|---:|---:|---:|---:|---:|---:|")
-        for c in cases:
-            x = s[(c["id"], pipeline)]
-            add(f"| {c['path']} | {c['command']} | {fmt_rps(x['rps'])} | "
-                f"{fmt_rps(x['min'])}–{fmt_rps(x['max'])} | {x['p50']:.3f} | {x['p99']:.3f} | "
-                f"{x['usec_per_call']:.2f} | {x['cpu_us']:.2f} |")
+        add_throughput_table(add, cases, s, pipeline)
         add("")
     for p in PIPELINES:
         srv = [s[(c["id"], p)]["server_cpu"] for c in cases]
@@ -1050,6 +1043,18 @@ def write_sessions(ctx, add):
         add(f"| {row['members']:,} | {row['encoding']} | {row['usage']:,} B | "
             f"{row['per_member']:.1f} B | {marg} |")
     add("")
+
+
+def add_throughput_table(add, cases, s, pipeline):
+    """The table of ops/s, latency and server time per row, for one pipelining mode."""
+    add("| Path | Command | ops/s (median) | min–max | p50 ms | p99 ms | "
+        "server µs/call | server CPU µs/op |")
+    add("|---|---|---:|---:|---:|---:|---:|---:|")
+    for c in cases:
+        x = s[(c["id"], pipeline)]
+        add(f"| {c['path']} | {c['command']} | {fmt_rps(x['rps'])} | "
+            f"{fmt_rps(x['min'])}–{fmt_rps(x['max'])} | {x['p50']:.3f} | {x['p99']:.3f} | "
+            f"{x['usec_per_call']:.2f} | {x['cpu_us']:.2f} |")
 
 
 def write_report(ctx):
@@ -1139,14 +1144,7 @@ def write_report(ctx):
         if pipeline == 16:
             add("![Throughput per command and path](bench/throughput.png)")
             add("")
-        add("| Path | Command | ops/s (median) | min–max | p50 ms | p99 ms | "
-            "server µs/call | server CPU µs/op |")
-        add("|---|---|---:|---:|---:|---:|---:|---:|")
-        for c in cases:
-            x = s[(c["id"], pipeline)]
-            add(f"| {c['path']} | {c['command']} | {fmt_rps(x['rps'])} | "
-                f"{fmt_rps(x['min'])}–{fmt_rps(x['max'])} | {x['p50']:.3f} | {x['p99']:.3f} | "
-                f"{x['usec_per_call']:.2f} | {x['cpu_us']:.2f} |")
+        add_throughput_table(add, cases, s, pipeline)
         add("")
     add("*server µs/call*: the command's `usec_per_call` in `INFO commandstats` (time inside the "
         "command; for FCALL/EVALSHA the whole script). *server CPU µs/op*: the redis-server "

@@ -621,25 +621,7 @@ fn acl_key_patterns_apply() {
 fn command_docs_come_from_the_definitions() {
     for flavor in flavors() {
         let server = Server::start(flavor);
-        let mut c = server.conn();
-        for def in patterns_core::ratelimit::COMMANDS {
-            let name = def.name.to_ascii_lowercase();
-            let info: Vec<Vec<Value>> = redis::cmd("COMMAND")
-                .arg("INFO")
-                .arg(&name)
-                .query(&mut c)
-                .unwrap();
-            let arity: i64 = redis::from_redis_value(&info[0][1]).unwrap();
-            assert_eq!(arity, i64::from(def.arity()), "{name}");
-            let docs: Value = redis::cmd("COMMAND")
-                .arg("DOCS")
-                .arg(&name)
-                .query(&mut c)
-                .unwrap();
-            let text = format!("{docs:?}");
-            assert!(text.contains(def.summary), "{name}: {text}");
-            assert!(text.contains(def.complexity), "{name}: {text}");
-        }
+        assert_command_docs(&mut server.conn(), &patterns_core::ratelimit::COMMANDS);
     }
 }
 

@@ -586,16 +586,7 @@ fn command_docs_describe_the_pairs() {
     for flavor in flavors() {
         let server = Server::start(flavor);
         let mut c = server.conn();
-        for def in s::COMMANDS {
-            let name = def.name.to_ascii_lowercase();
-            let info: Vec<Vec<Value>> = redis::cmd("COMMAND")
-                .arg("INFO")
-                .arg(&name)
-                .query(&mut c)
-                .unwrap();
-            let arity: i64 = redis::from_redis_value(&info[0][1]).unwrap();
-            assert_eq!(arity, i64::from(def.arity()), "{name}");
-        }
+        assert_command_docs(&mut c, &s::COMMANDS);
         let docs: Value = redis::cmd("COMMAND")
             .arg("DOCS")
             .arg("session.create")

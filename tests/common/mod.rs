@@ -1051,3 +1051,29 @@ pub fn copy_key(from: &mut redis::Connection, to: &mut redis::Connection, key: &
         let _: redis::Value = restore.query(to).unwrap();
     }
 }
+
+/// COMMAND INFO and COMMAND DOCS of every command come from its definition: arity, summary,
+/// complexity.
+pub fn assert_command_docs(
+    c: &mut redis::Connection,
+    defs: &[&patterns_core::command::CommandDef],
+) {
+    for def in defs {
+        let name = def.name.to_ascii_lowercase();
+        let info: Vec<Vec<redis::Value>> = redis::cmd("COMMAND")
+            .arg("INFO")
+            .arg(&name)
+            .query(c)
+            .unwrap();
+        let arity: i64 = redis::from_redis_value(&info[0][1]).unwrap();
+        assert_eq!(arity, i64::from(def.arity()), "{name}");
+        let docs: redis::Value = redis::cmd("COMMAND")
+            .arg("DOCS")
+            .arg(&name)
+            .query(c)
+            .unwrap();
+        let text = format!("{docs:?}");
+        assert!(text.contains(def.summary), "{name}: {text}");
+        assert!(text.contains(def.complexity), "{name}: {text}");
+    }
+}
