@@ -85,11 +85,34 @@ fn fix_index_ttl(ctx: Ctx, index: &Key) {
     }
 }
 
-/// Prunes the index and fixes its TTL.
-fn tidy_index(ctx: Ctx, index: &[u8], now: i64) {
+/// One update of an index, in the order the Lua twin runs it: prune the expired members,
+/// remove `remove`, add `add` (score, member), then fix the index's TTL. Each change replicates
+/// as the command that makes it, and only when it changed something, as Redis does.
+fn update_index(
+    ctx: Ctx,
+    index: &[u8],
+    now: i64,
+    remove: Option<&[u8]>,
+    add: Option<(i64, &[u8])>,
+) {
     let name = OwnedString::new(ctx, index);
     let index = Key::open_named(ctx, &name);
     prune(ctx, &index, now);
+    if let Some(member) = remove {
+        let member = [OwnedString::new(ctx, member)];
+        if index.zset_remove(&member) > 0 {
+            replicate_on(ctx, c"ZREM", name.inner, &[member[0].inner]);
+            index.modified(&[(ZSET, c"zrem")]);
+        }
+    }
+    if let Some((score, member)) = add {
+        let member = OwnedString::new(ctx, member);
+        if index.zset_add(score as f64, member.inner) {
+            let score = OwnedString::new(ctx, StackText::of(score).as_bytes());
+            replicate_on(ctx, c"ZADD", name.inner, &[score.inner, member.inner]);
+            index.modified(&[(ZSET, c"zadd")]);
+        }
+    }
     fix_index_ttl(ctx, &index);
 }
 
@@ -139,19 +162,13 @@ fn load(ctx: Ctx, key: &[u8]) -> Result<Option<Loaded>, CmdError> {
 /// key API, replicating each change as the command that makes it.
 fn touch(ctx: Ctx, key: &[u8], index: &[u8], d: Deadlines, now: i64) {
     let at = d.expiry(now);
-    let (key, index_name) = (OwnedString::new(ctx, key), OwnedString::new(ctx, index));
-    let at_text = OwnedString::new(ctx, StackText::of(at).as_bytes());
-    let session = Key::open_named(ctx, &key);
+    let name = OwnedString::new(ctx, key);
+    let session = Key::open_named(ctx, &name);
     session.set_expire_at(at);
     session.modified(&[(GENERIC, c"expire")]);
-    replicate_on(ctx, c"PEXPIREAT", key.inner, &[at_text.inner]);
-    let index = Key::open_named(ctx, &index_name);
-    prune(ctx, &index, now);
-    if index.zset_add(at as f64, key.inner) {
-        replicate_on(ctx, c"ZADD", index_name.inner, &[at_text.inner, key.inner]);
-        index.modified(&[(ZSET, c"zadd")]);
-    }
-    fix_index_ttl(ctx, &index);
+    let at_text = OwnedString::new(ctx, StackText::of(at).as_bytes());
+    replicate_on(ctx, c"PEXPIREAT", name.inner, &[at_text.inner]);
+    update_index(ctx, index, now, None, Some((at, key)));
 }
 
 // SESSION.CREATE index idle_ms absolute_ms [field value ...]
@@ -235,14 +252,7 @@ command!(rotate, s::ROTATE, |call| {
     let now = now_ms();
     let at = redis_call(ctx, c"PEXPIRETIME", &[old], false).integer();
     redis_call(ctx, c"RENAME", &[old, &new], true);
-    let index_name = OwnedString::new(ctx, meta.index);
-    {
-        let index = Key::open_named(ctx, &index_name);
-        prune(ctx, &index, now);
-    }
-    redis_call(ctx, c"ZREM", &[meta.index, old], true);
-    redis_call(ctx, c"ZADD", &[meta.index, &text(at), &new], true);
-    fix_index_ttl(ctx, &Key::open_named(ctx, &index_name));
+    update_index(ctx, meta.index, now, Some(old), Some((at, &new)));
     Ok(Reply::Bulk(new))
 });
 
@@ -256,20 +266,14 @@ command!(destroy, s::DESTROY, |call| {
     };
     let meta = loaded.meta()?;
     redis_call(ctx, c"DEL", &[key], true);
-    let index_name = OwnedString::new(ctx, meta.index);
-    {
-        let index = Key::open_named(ctx, &index_name);
-        prune(ctx, &index, now_ms());
-    }
-    redis_call(ctx, c"ZREM", &[meta.index, key], true);
-    fix_index_ttl(ctx, &Key::open_named(ctx, &index_name));
+    update_index(ctx, meta.index, now_ms(), Some(key), None);
     Ok(Reply::Integer(1))
 });
 
 /// The index's live session keys, after pruning the expired ones.
 fn live(ctx: Ctx, index: &[u8]) -> Result<Vec<Vec<u8>>, CmdError> {
     expect_index(ctx, index)?;
-    tidy_index(ctx, index, now_ms());
+    update_index(ctx, index, now_ms(), None, None);
     Ok(redis_call(ctx, c"ZRANGE", &[index, b"0", b"-1"], false).strings())
 }
 
@@ -304,7 +308,7 @@ command!(count, s::COUNT, |call| {
     let ctx = call.ctx;
     let index = bytes(call.key);
     expect_index(ctx, index)?;
-    tidy_index(ctx, index, now_ms());
+    update_index(ctx, index, now_ms(), None, None);
     Ok(Reply::Integer(
         redis_call(ctx, c"ZCARD", &[index], false).integer(),
     ))

@@ -231,9 +231,10 @@ impl<'a> Key<'a> {
 
     /// The string value, None when absent; WRONGTYPE for another type.
     pub fn string(&self) -> Result<Option<&[u8]>, CmdError> {
-        self.expect(KeyType::String)?;
-        if self.kind() == KeyType::Empty {
-            return Ok(None);
+        match self.kind() {
+            KeyType::Empty => return Ok(None),
+            KeyType::String => {}
+            _ => return Err(CmdError::WrongType),
         }
         let mut len = 0;
         let ptr = unsafe {
