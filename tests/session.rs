@@ -755,8 +755,7 @@ fn lua_twin_matches_the_module() {
             if a0 == a1 && a1 == b0 && b0 == b1 {
                 assert_eq!(shown(&native), shown(&twin_reply), "{context}");
                 for key in &tracked {
-                    let (ka, kb) = (key_state(&mut a, key), key_state(&mut b, key));
-                    assert_eq!(ka, kb, "{key} after {context}");
+                    assert_same_key(&mut a, &mut b, key, 0, &context);
                 }
                 compared += 1;
                 let kind = match &native {

@@ -1037,6 +1037,36 @@ pub fn key_state(c: &mut redis::Connection, key: &str) -> (String, Option<Vec<u8
         .unwrap()
 }
 
+/// The server's clock in milliseconds.
+pub fn server_ms(c: &mut redis::Connection) -> i64 {
+    ms_of(&redis::cmd("TIME").query(c).expect("TIME"))
+}
+
+/// Asserts that `key` has the same TYPE, DUMP and absolute expiry (within `tolerance_ms`) on
+/// both servers. The two reads are a moment apart: a key whose expiry falls between them is
+/// alive in the first and gone in the second, which is still the same state.
+pub fn assert_same_key(
+    a: &mut redis::Connection,
+    b: &mut redis::Connection,
+    key: &str,
+    tolerance_ms: i64,
+    context: &str,
+) {
+    let start = server_ms(a);
+    let (kind_a, dump_a, at_a) = key_state(a, key);
+    let (kind_b, dump_b, at_b) = key_state(b, key);
+    let end = server_ms(b);
+    if kind_a != "none" && kind_b == "none" && (start..=end + tolerance_ms).contains(&at_a) {
+        return;
+    }
+    assert_eq!(kind_a, kind_b, "TYPE of {key} after {context}");
+    assert_eq!(dump_a, dump_b, "DUMP of {key} after {context}");
+    assert!(
+        (at_a - at_b).abs() <= tolerance_ms,
+        "PEXPIRETIME of {key}: {at_a} vs {at_b} after {context}"
+    );
+}
+
 /// Copies a key's state from one server to another (after a step that was not compared).
 pub fn copy_key(from: &mut redis::Connection, to: &mut redis::Connection, key: &str) {
     let (_, dump, at) = key_state(from, key);
