@@ -313,6 +313,11 @@ impl<'a> Key<'a> {
         }
     }
 
+    /// Deletes the key (its events and replication are the caller's).
+    pub fn delete(&self) {
+        unsafe { raw::RedisModule_DeleteKey.unwrap()(self.inner) };
+    }
+
     /// Signals a real modification (WATCH, client tracking) and fires keyspace events, as
     /// Redis's own commands do: `events` are (class, event name) pairs.
     pub fn modified(&self, events: &[(c_int, &std::ffi::CStr)]) {

@@ -71,6 +71,54 @@ local function get_string(key)
   return v
 end
 
+local function key_type(key)
+  return redis.call('TYPE', key)['ok']
+end
+
+-- Whether the current user may read and write a key the command derives.
+local function key_allowed(key)
+  return redis.acl_check_cmd('HSET', key, 'f', 'v') and redis.acl_check_cmd('HGET', key, 'f')
+end
+
+-- Redis's hashtag: between the first '{' and the first '}' after it, when not empty.
+local function hashtag(k)
+  local open = string.find(k, '{', 1, true)
+  if not open then return nil end
+  local close = string.find(k, '}', open + 1, true)
+  if not close or close == open + 1 then return nil end
+  return string.sub(k, open + 1, close - 1)
+end
+
+-- A key in name's slot (session::derived_key): nil when there is none.
+local function derived_key(name, suffix)
+  if hashtag(name) then return name .. ':' .. suffix end
+  if name == '' or string.find(name, '[{}]') then return nil end
+  return '{' .. name .. '}:' .. suffix
+end
+
+-- Whether a field name among field/value pairs starts with the reserved `__`.
+local function reserved_fields(pairs)
+  for i = 1, #pairs, 2 do
+    if string.sub(pairs[i], 1, 2) == '__' then return true end
+  end
+  return false
+end
+
+-- Drops the members of a sorted set of expiries scored before now.
+local function zset_prune(key, now)
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', '(' .. int(now))
+end
+
+-- A sorted set of expiries expires with its last member: its TTL is its highest score.
+local function zset_fix_ttl(key)
+  local top = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')
+  if top[2] == nil then return end
+  local at = tonumber(top[2])
+  if redis.call('PEXPIRETIME', key) ~= at then
+    redis.call('PEXPIREAT', key, int(at))
+  end
+end
+
 -- A number as a sorted-set score is written (command::parse_f64's rules), or nil.
 local function parse_float(s)
   local unsigned = string.lower(string.match(s, '^[+-]?(.*)$'))

@@ -27,7 +27,9 @@ mod tests;
 
 use std::collections::VecDeque;
 
-use crate::command::{parse_i64, CmdError};
+use crate::command::{
+    parse_i64, positive, text, Arg, ArgKind, CmdError, CommandDef, OptValue, OptionDef, Trailing,
+};
 use crate::session::derived_key;
 
 /// The longest lease or permit: 2^52 ms (sorted-set scores and Lua numbers hold every expiry
@@ -49,6 +51,147 @@ pub const NOT_FENCE: &str = "the fencing counter is not a non-negative integer";
 pub const NOT_FENCED: &str = "the resource's __fence is not a positive integer";
 pub const TOKENS_EXHAUSTED: &str = "the fencing counter is exhausted";
 pub const HOLDS_EXHAUSTED: &str = "the lock's hold count is exhausted";
+
+// ---------------------------------------------------------------------------------------------
+// Definitions
+
+const WRITE: &str = "write deny-oom";
+/// `WAIT timeout_ms`: absent is -1 (one try), 0 waits without a deadline.
+const WAIT: OptionDef = OptionDef {
+    token: "WAIT",
+    value: OptValue::Arg(Arg {
+        name: "timeout_ms",
+        kind: ArgKind::NonNegative,
+    }),
+    default: NO_WAIT,
+};
+/// The `WAIT` slot when the option is absent.
+pub const NO_WAIT: i64 = -1;
+const LOCK_KEYS: &str = "key: a hash `owner`, `token`, `holds`, expiring when the lease ends \
+     (absent when free)";
+const SEM_KEYS: &str = "key: a sorted set, member = owner, score = when its permit expires \
+     (ms); expires with its last permit";
+
+pub static ACQUIRE: CommandDef = CommandDef {
+    name: "LOCK.ACQUIRE",
+    syntax: "key owner ttl_ms [WAIT timeout_ms]",
+    summary: "Takes the lock for owner for ttl_ms, or one more hold of it if owner has it already (same token, fresh TTL); with WAIT, queues on the server (FIFO) until granted or timeout_ms passes (0: no limit).",
+    complexity: "O(1) (O(N) to queue behind N waiters)",
+    reply: "Integer: the fencing token (larger than every token granted for key before) when granted; nil when not",
+    keys: "key: a hash `owner`, `token`, `holds`, expiring when the lease ends; its fencing \
+           counter `{key}:fence` (or `key:fence` when key has a hashtag): a string, the last \
+           token granted, never expiring",
+    flags: WRITE,
+    positionals: &[text("owner"), positive("ttl_ms")],
+    options: &[WAIT],
+    trailing: None,
+};
+
+pub static RELEASE: CommandDef = CommandDef {
+    name: "LOCK.RELEASE",
+    syntax: "key owner",
+    summary: "Drops one of owner's holds; the lock is free when none remain, and goes to the next waiter.",
+    complexity: "O(1)",
+    reply: "Integer: 1 when a hold was dropped, 0 when owner holds nothing",
+    keys: LOCK_KEYS,
+    flags: "write",
+    positionals: &[text("owner")],
+    options: &[],
+    trailing: None,
+};
+
+pub static EXTEND: CommandDef = CommandDef {
+    name: "LOCK.EXTEND",
+    syntax: "key owner ttl_ms",
+    summary: "Sets the lease of owner's lock to end ttl_ms from now.",
+    complexity: "O(1)",
+    reply: "Integer: 1 when owner holds the lock, else 0",
+    keys: LOCK_KEYS,
+    flags: WRITE,
+    positionals: &[text("owner"), positive("ttl_ms")],
+    options: &[],
+    trailing: None,
+};
+
+pub static INFO: CommandDef = CommandDef {
+    name: "LOCK.INFO",
+    syntax: "key",
+    summary: "Who holds the lock, with which token, for how long, how many holds and how many clients wait.",
+    complexity: "O(1)",
+    reply: "Array `owner`, owner, `token`, integer, `ttl` (ms left, -1 without expiry), integer, `holds`, integer, `waiters`, integer; nil when free",
+    keys: LOCK_KEYS,
+    flags: "readonly",
+    positionals: &[],
+    options: &[],
+    trailing: None,
+};
+
+pub static FENCEDHSET: CommandDef = CommandDef {
+    name: "LOCK.FENCEDHSET",
+    syntax: "resource token field value [field value ...]",
+    summary: "Sets fields of the resource hash only when token is not older than the newest token the resource has accepted (the storage-side fencing check).",
+    complexity: "O(N), N the fields",
+    reply: "Integer: 1 when written, 0 when token is older (nothing written)",
+    keys: "resource: a hash of your fields plus `__fence`, the newest token it accepted",
+    flags: WRITE,
+    positionals: &[positive("token")],
+    options: &[],
+    trailing: Some(Trailing {
+        names: &["field", "value"],
+        min: 1,
+    }),
+};
+
+pub static SEM_ACQUIRE: CommandDef = CommandDef {
+    name: "SEM.ACQUIRE",
+    syntax: "key owner limit ttl_ms [WAIT timeout_ms]",
+    summary: "Grants owner one of limit permits for ttl_ms (refreshing the one it has); with WAIT, queues on the server (FIFO) until granted or timeout_ms passes (0: no limit).",
+    complexity: "O(log N + M), N the permits, M the expired ones pruned",
+    reply: "Integer: 1 when owner holds a permit, 0 when all are taken",
+    keys: SEM_KEYS,
+    flags: WRITE,
+    positionals: &[text("owner"), positive("limit"), positive("ttl_ms")],
+    options: &[WAIT],
+    trailing: None,
+};
+
+pub static SEM_RELEASE: CommandDef = CommandDef {
+    name: "SEM.RELEASE",
+    syntax: "key owner",
+    summary: "Returns owner's permit; the next waiter gets it.",
+    complexity: "O(log N + M), M the expired permits pruned",
+    reply: "Integer: 1 when owner held a live permit, else 0",
+    keys: SEM_KEYS,
+    flags: "write",
+    positionals: &[text("owner")],
+    options: &[],
+    trailing: None,
+};
+
+pub static SEM_COUNT: CommandDef = CommandDef {
+    name: "SEM.COUNT",
+    syntax: "key",
+    summary: "The number of permits in use (expired ones pruned).",
+    complexity: "O(log N + M), M the expired permits pruned",
+    reply: "Integer",
+    keys: SEM_KEYS,
+    flags: "write",
+    positionals: &[],
+    options: &[],
+    trailing: None,
+};
+
+/// The family's commands, in README order.
+pub static COMMANDS: [&CommandDef; 8] = [
+    &ACQUIRE,
+    &RELEASE,
+    &EXTEND,
+    &INFO,
+    &FENCEDHSET,
+    &SEM_ACQUIRE,
+    &SEM_RELEASE,
+    &SEM_COUNT,
+];
 
 // ---------------------------------------------------------------------------------------------
 // Keys and validation
@@ -257,14 +400,9 @@ impl<W> WaitQueue<W> {
         self.waiters.remove(at)
     }
 
-    /// The next waiter, when `grantable` says it can have what it waits for now. Only the head
-    /// is asked: a waiter never overtakes an earlier one.
-    pub fn next_grantable(&mut self, grantable: impl FnOnce(&W) -> bool) -> Option<W> {
-        if grantable(self.waiters.front()?) {
-            self.waiters.pop_front()
-        } else {
-            None
-        }
+    /// The waiter to serve next: the first to come.
+    pub fn peek(&self) -> Option<&W> {
+        self.waiters.front()
     }
 
     /// Every waiter, emptying the queue (the server stopped being a primary).

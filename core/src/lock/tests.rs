@@ -11,7 +11,12 @@ fn lease(owner: &'static str, token: i64, holds: i64) -> Lease<'static> {
 #[test]
 fn acquire_grants_new_tokens_and_reenters() {
     // (held, fence, owner, now) -> (token, holds, fence written) or busy
-    type Case = (Option<Lease<'static>>, i64, &'static str, Option<(i64, i64, Option<i64>)>);
+    type Case = (
+        Option<Lease<'static>>,
+        i64,
+        &'static str,
+        Option<(i64, i64, Option<i64>)>,
+    );
     let table: [Case; 6] = [
         (None, 0, "a", Some((1, 1, Some(1)))),
         (None, 41, "a", Some((42, 1, Some(42)))),
@@ -32,7 +37,11 @@ fn acquire_grants_new_tokens_and_reenters() {
                 Some((token, holds, wrote)),
             ) => {
                 assert_eq!(lease.owner, owner.as_bytes(), "case {i}");
-                assert_eq!((lease.token, lease.holds, fence), (token, holds, wrote), "case {i}");
+                assert_eq!(
+                    (lease.token, lease.holds, fence),
+                    (token, holds, wrote),
+                    "case {i}"
+                );
                 assert_eq!(expire_at_ms, 10_500, "case {i}: the TTL is reset");
             }
             (Acquire::Busy, None) => {}
@@ -48,7 +57,9 @@ fn tokens_strictly_increase_grant_after_grant() {
     let mut last = 0;
     for round in 0..1000 {
         let owner: &[u8] = if round % 3 == 0 { b"x" } else { b"y" };
-        let Acquire::Granted { lease, fence: f, .. } = acquire(None, fence, owner, 10, round).unwrap()
+        let Acquire::Granted {
+            lease, fence: f, ..
+        } = acquire(None, fence, owner, 10, round).unwrap()
         else {
             panic!("a free lock is granted");
         };
@@ -101,7 +112,12 @@ fn extend_needs_the_owner() {
 fn state_parsing() {
     let l = Lease::parse(Some(b"me"), Some(b"12"), Some(b"2")).unwrap();
     assert_eq!(l, lease("me", 12, 2));
-    let bad: [(Option<&[u8]>, Option<&[u8]>, Option<&[u8]>); 5] = [
+    type Fields = (
+        Option<&'static [u8]>,
+        Option<&'static [u8]>,
+        Option<&'static [u8]>,
+    );
+    let bad: [Fields; 5] = [
         (None, Some(b"1"), Some(b"1")),
         (Some(b"me"), None, Some(b"1")),
         (Some(b"me"), Some(b"0"), Some(b"1")),
@@ -132,7 +148,10 @@ fn state_parsing() {
 fn fence_keys_share_the_lock_slot() {
     use crate::session::slot;
     assert_eq!(fence_key(b"orders").unwrap(), b"{orders}:fence".to_vec());
-    assert_eq!(fence_key(b"lock:{o1}").unwrap(), b"lock:{o1}:fence".to_vec());
+    assert_eq!(
+        fence_key(b"lock:{o1}").unwrap(),
+        b"lock:{o1}:fence".to_vec()
+    );
     for name in [&b"orders"[..], b"lock:{o1}", b"x{y}z"] {
         assert_eq!(slot(&fence_key(name).unwrap()), slot(name));
     }
@@ -156,7 +175,11 @@ fn semaphore_permits() {
         (5, true, 3, true),
     ];
     for (live, holds, limit, want) in table {
-        assert_eq!(permit_granted(live, holds, limit), want, "{live} {holds} {limit}");
+        assert_eq!(
+            permit_granted(live, holds, limit),
+            want,
+            "{live} {holds} {limit}"
+        );
     }
 }
 
@@ -174,15 +197,18 @@ fn waiters_are_served_first_come_first_served() {
     for (i, owner) in ["a", "b", "c", "b"].into_iter().enumerate() {
         q.push((i as u32, owner));
     }
-    // The head decides: a later waiter that could be served never overtakes it.
-    assert_eq!(q.next_grantable(|w| w.1 == "b"), None);
-    assert_eq!(q.next_grantable(|_| true), Some((0, "a")));
-    // One that timed out leaves the queue wherever it stands.
+    assert_eq!(q.peek(), Some(&(0, "a")));
+    assert_eq!(q.remove(|w| w.0 == 0), Some((0, "a")));
+    // One that timed out leaves the queue wherever it stands; the others keep their order.
     assert_eq!(q.remove(|w| w.0 == 2), Some((2, "c")));
     assert_eq!(q.remove(|w| w.0 == 2), None);
     assert_eq!(q.len(), 2);
-    assert_eq!(q.next_grantable(|_| true), Some((1, "b")));
-    assert_eq!(q.drain().collect::<Vec<_>>(), vec![(3, "b")]);
+    assert_eq!(q.peek(), Some(&(1, "b")));
+    q.push((4, "d"));
+    assert_eq!(
+        q.drain().collect::<Vec<_>>(),
+        vec![(1, "b"), (3, "b"), (4, "d")]
+    );
     assert!(q.is_empty());
-    assert_eq!(q.next_grantable(|_| true), None);
+    assert_eq!(q.peek(), None);
 }
