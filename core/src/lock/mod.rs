@@ -76,7 +76,7 @@ pub static ACQUIRE: CommandDef = CommandDef {
     name: "LOCK.ACQUIRE",
     syntax: "key owner ttl_ms [WAIT timeout_ms]",
     summary: "Takes the lock for owner for ttl_ms, or one more hold of it if owner has it already (same token, fresh TTL); with WAIT, queues on the server (FIFO) until granted or timeout_ms passes (0: no limit).",
-    complexity: "O(1) (O(N) to queue behind N waiters)",
+    complexity: "O(1)",
     reply: "Integer: the fencing token (larger than every token granted for key before) when granted; nil when not",
     keys: "key: a hash `owner`, `token`, `holds`, expiring when the lease ends; its fencing \
            counter `{key}:fence` (or `key:fence` when key has a hashtag): a string, the last \
