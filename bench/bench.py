@@ -30,13 +30,18 @@ What it does, in one run (about 6-8 minutes on 2 cores):
    EVALSHA, plus HGETALL of a plain hash as a baseline; GET and SET on one live session per row
    (created with the others before each run, outside the timing), COUNT over 100 indexes
    (-r 100), CREATE on random indexes; MEMORY USAGE of a session and of its index.
-5. Writes BENCHMARKS.md at the repository's root, bench/throughput.png (the chart it embeds) and
+5. Locks (LOCK.*), in the same run and with the same method (see build_lock_cases and the
+   "Locks" section it writes): LOCK.ACQUIRE of a free lock (a grant with a new fencing token),
+   LOCK.ACQUIRE re-entering a held lock, and LOCK.RELEASE of one hold, natively, via FCALL and
+   via EVALSHA; an ACQUIRE+RELEASE cycle is reported as a grant plus a release.
+6. Writes BENCHMARKS.md at the repository's root, bench/throughput.png (the chart it embeds) and
    bench/results.json (every raw run).
 
 Environment:
   PATTERNS_MODULE   module path (default target/release/libredis_patterns.so)
   BENCH_SECONDS     target duration of one measurement (default 2)
   BENCH_SESSION_SECONDS  the same for the session rows (default 1.5)
+  BENCH_LOCK_SECONDS     the same for the lock rows (default 1.5)
   BENCH_REPEATS     repetitions of each measurement (default 3)
   BENCH_BUDGET      seconds allowed for all throughput measurements (default 420); N shrinks
                     to fit when the calibration says they would take longer
@@ -151,6 +156,24 @@ TWIN_SESSION = "<twin session>"
 SESSION_MEMORY_INDEX_SIZES = (1, 10, 1000)
 HANDWRITTEN_MEMORY_ARGS = ["100", "100", "3600000"]
 PATHS = ("native", "FCALL", "EVALSHA")
+
+# Locks (LOCK.*), measured in the same run, on the same server, with the same method.
+# redis-benchmark sends one command per request, so an ACQUIRE+RELEASE cycle is measured as its
+# two halves in their steady states, and reported as their sum (time per cycle = time per grant
+# + time per release):
+# - grant: LOCK.ACQUIRE of a free lock, `lock:{g__rand_int__}` with -r 2^31-1, so (nearly) every
+#   request takes a fresh lock: it writes the fencing counter, the lease hash and its expiry;
+# - release: LOCK.RELEASE of one hold of LOCKS_HELD locks set up before each run (outside the
+#   timing) with LOCK_HOLDS holds each, so every request drops a hold and writes;
+# - re-entry: LOCK.ACQUIRE by the holder of those locks (one more hold, a fresh TTL).
+# A release that frees the lock (DEL, then serving waiters) is not measured separately.
+LOCK_SECONDS = float(os.environ.get("BENCH_LOCK_SECONDS", "1.5"))
+LOCKS_HELD = 10000
+LOCK_HOLDS = 10**9
+LOCK_OWNER = "worker"
+LOCK_TTL_MS = "60000"
+LOCK_FAMILIES = [("l_grant", "LOCK.ACQUIRE (free lock)"), ("l_release", "LOCK.RELEASE"),
+                 ("l_reenter", "LOCK.ACQUIRE (re-entry)")]
 
 
 def log(msg):
@@ -439,7 +462,7 @@ def check_reply(case, reply):
 
 def validate(r, cases):
     for case in cases:
-        if case.get("section") == "sessions":
+        if case.get("section") in ("sessions", "locks"):
             continue
         argv = [a.replace("__rand_int__", "check") for a in case["argv"]]
         check_reply(case, r.pipeline([argv])[0])
@@ -467,6 +490,60 @@ def validate_sessions(r, cases):
             raise RuntimeError(f"{case['id']}: the index lost sessions")
 
 
+def build_lock_cases(shas):
+    """Rows of the Locks section; `setup="locks"` rows get the held locks before each run."""
+    base = dict(section="locks", admit=None, seconds=LOCK_SECONDS, kind="int")
+    cases = []
+    rows = (
+        ("l_grant", "LOCK.ACQUIRE", "lock_acquire", "lock:{g__rand_int__}", [LOCK_TTL_MS],
+         dict(keyspace=CREATE_FRESH_KEYSPACE)),
+        ("l_release", "LOCK.RELEASE", "lock_release", "lock:{__rand_int__}", [],
+         dict(keyspace=LOCKS_HELD, setup="locks")),
+        ("l_reenter", "LOCK.ACQUIRE", "lock_acquire", "lock:{__rand_int__}", [LOCK_TTL_MS],
+         dict(keyspace=LOCKS_HELD, setup="locks")),
+    )
+    for fam, name, fn, key, args, extra in rows:
+        command = dict(LOCK_FAMILIES)[fam]
+        for cid, path, argv, stat in (
+                ("native", "native", [name, key, LOCK_OWNER, *args], name.lower()),
+                ("fcall", "FCALL", ["FCALL", fn, "1", key, LOCK_OWNER, *args], "fcall"),
+                ("evalsha", "EVALSHA", ["EVALSHA", shas[fn], "1", key, LOCK_OWNER, *args],
+                 "evalsha")):
+            cases.append(dict(base, id=f"{fam}:{cid}", path=path, command=command, family=fam,
+                              argv=argv, stat=stat, **extra))
+    return cases
+
+
+def lock_key(i):
+    return f"lock:{{{i:012d}}}"
+
+
+def setup_locks(r):
+    """On an empty database: LOCKS_HELD locks held by LOCK_OWNER with LOCK_HOLDS holds each
+    (token 1), in the module's layout, for the re-entry and release rows."""
+    commands = []
+    for i in range(LOCKS_HELD):
+        commands.append(("HSET", lock_key(i), "owner", LOCK_OWNER, "token", "1",
+                         "holds", str(LOCK_HOLDS)))
+        commands.append(("PEXPIRE", lock_key(i), "3600000"))
+    for c, reply in zip(commands, r.pipeline(commands)):
+        if isinstance(reply, ReplyError):
+            raise RuntimeError(f"lock setup: {c} -> {reply!r}")
+
+
+def validate_locks(r, cases):
+    """Each lock row once, __rand_int__ = 0: a grant returns token 1, a re-entry the held lock's
+    token 1, a release 1 (a hold dropped)."""
+    for case in cases:
+        r.call("FLUSHALL", "SYNC")
+        if case.get("setup") == "locks":
+            setup_locks(r)
+        argv = [a.replace("__rand_int__", "0" * 12) for a in case["argv"]]
+        reply = r.pipeline([argv])[0]
+        if reply != 1:
+            raise RuntimeError(f"{case['id']}: {argv} -> {reply!r}, expected 1")
+
+
 def shown(case):
     """The command line as redis-benchmark gets it, with the SHA shortened."""
     argv = list(case["argv"])
@@ -489,7 +566,9 @@ def run_benchmark(server, r, case, n, pipeline):
     # it, and the expired_keys counter below belongs to this row alone.
     r.call("FLUSHALL", "SYNC")
     argv = case["argv"]
-    if case.get("setup"):  # the session rows' live sessions, created outside the timing
+    if case.get("setup") == "locks":  # the lock rows' held locks, outside the timing
+        setup_locks(r)
+    elif case.get("setup"):  # the session rows' live sessions, created outside the timing
         hot = setup_sessions(r)
         argv = [hot.get(a, a) for a in argv]
     r.call("CONFIG", "RESETSTAT")
@@ -1045,6 +1124,89 @@ def write_sessions(ctx, add):
     add("")
 
 
+def lock_ratios_of(summary):
+    """Per lock row and mode: native vs the twin, and the ACQUIRE+RELEASE cycle (a grant plus a
+    release: cycles/s = 1 / (1/grants/s + 1/releases/s)) per path."""
+    out = {}
+    for fam, _ in LOCK_FAMILIES:
+        for p in PIPELINES:
+            nat = summary[(f"{fam}:native", p)]
+            fc, ev = summary[(f"{fam}:fcall", p)], summary[(f"{fam}:evalsha", p)]
+            out[(fam, p)] = dict(
+                fcall=nat["rps"] / fc["rps"], evalsha=nat["rps"] / ev["rps"],
+                cpu_fcall=fc["cpu_us"] / nat["cpu_us"] if nat["cpu_us"] else None,
+                cpu_evalsha=ev["cpu_us"] / nat["cpu_us"] if nat["cpu_us"] else None,
+            )
+    for p in PIPELINES:
+        out[("cycle", p)] = {
+            path: 1 / (1 / summary[(f"l_grant:{path}", p)]["rps"]
+                       + 1 / summary[(f"l_release:{path}", p)]["rps"])
+            for path in ("native", "fcall", "evalsha")}
+    return out
+
+
+def write_locks(ctx, add):
+    s = ctx["summary"]
+    cases = ctx["lock_cases"]
+    lr = ctx["lock_ratios"]
+    add("## Locks")
+    add("")
+    add(f"The `LOCK.*` family, measured in the same run on the same server with the same "
+        f"method: `redis-benchmark -c {CLIENTS} -P <16|1>`, N sized for about "
+        f"{LOCK_SECONDS:g} s per measurement, {REPEATS} runs interleaved round-robin with the "
+        "other rows, median shown, error replies checked (none). redis-benchmark sends one "
+        "command per request, so an acquire+release cycle is measured as its two halves:")
+    add("")
+    add(f"- **Grant** (`LOCK.ACQUIRE` of a free lock): `lock:{{g__rand_int__}}` with "
+        f"`-r {CREATE_FRESH_KEYSPACE}`, so nearly every request takes a fresh lock and writes its "
+        "fencing counter, its lease hash and the lease's expiry.")
+    add(f"- **Release** (`LOCK.RELEASE`): before each run, after its `FLUSHALL` and outside the "
+        f"timing, bench.py sets up {LOCKS_HELD:,} locks `lock:{{<i>}}` held by `{LOCK_OWNER}` "
+        f"with {LOCK_HOLDS:,} holds each (`<i>` with 12 digits, as redis-benchmark writes "
+        f"`__rand_int__`); every request drops one hold (`-r {LOCKS_HELD}`). A release that "
+        "frees the lock (`DEL`, then serving any waiters) is not measured on its own.")
+    add("- **Re-entry** (`LOCK.ACQUIRE` by the holder of those locks): one more hold and a fresh "
+        "TTL per request.")
+    add("- **Cycle**: a grant plus a release, cycles/s = 1 / (1 / grants/s + 1 / releases/s), "
+        "derived from the medians (not measured as one command). Waiting (`WAIT`) is not "
+        "benchmarked: a blocked client's time is the holder's.")
+    add("")
+    add("| Path | Command line | -r | N (-P 16) | N (-P 1) |")
+    add("|---|---|---:|---:|---:|")
+    for c in cases:
+        add(f"| {c['path']} | `{shown(c)}` | {c['keyspace']:,} | {s[(c['id'], 16)]['n']:,} | "
+            f"{s[(c['id'], 1)]['n']:,} |")
+    add("")
+    for pipeline in PIPELINES:
+        mode = "pipelined (-P 16)" if pipeline > 1 else "unpipelined (-P 1)"
+        add(f"### Locks, {mode}")
+        add("")
+        add_throughput_table(add, cases, s, pipeline)
+        add("")
+    add("### Locks, the acquire+release cycle and ratios")
+    add("")
+    add("| Mode | cycles/s native | cycles/s FCALL | cycles/s EVALSHA |")
+    add("|---|---:|---:|---:|")
+    for p in PIPELINES:
+        x = lr[("cycle", p)]
+        add(f"| -P {p} | {fmt_rps(x['native'])} | {fmt_rps(x['fcall'])} | "
+            f"{fmt_rps(x['evalsha'])} |")
+    add("")
+    add("Native ops/s divided by the Lua twin's (medians), and the twin's server CPU µs/op "
+        "divided by the native command's:")
+    add("")
+    add("| Command | Mode | native / FCALL | native / EVALSHA | server CPU, FCALL / native | "
+        "server CPU, EVALSHA / native |")
+    add("|---|---|---:|---:|---:|---:|")
+    for fam, name in LOCK_FAMILIES:
+        for pipeline in PIPELINES:
+            x = lr[(fam, pipeline)]
+            add(f"| {name} | -P {pipeline} | {fmt_ratio(x['fcall'])} | "
+                f"{fmt_ratio(x['evalsha'])} | {fmt_ratio(x['cpu_fcall'])} | "
+                f"{fmt_ratio(x['cpu_evalsha'])} |")
+    add("")
+
+
 def add_throughput_table(add, cases, s, pipeline):
     """The table of ops/s, latency and server time per row, for one pipelining mode."""
     add("| Path | Command | ops/s (median) | min–max | p50 ms | p99 ms | "
@@ -1192,6 +1354,7 @@ def write_report(ctx):
     add("")
 
     write_sessions(ctx, add)
+    write_locks(ctx, add)
 
     # Notes
     add("## Notes")
@@ -1286,8 +1449,10 @@ def main():
             shas["handwritten" if path == HANDWRITTEN else path.stem] = sha
         cases = build_cases(shas)
         session_cases = build_session_cases(shas)
+        lock_cases = build_lock_cases(shas)
         validate(r, cases)
         validate_sessions(r, session_cases)
+        validate_locks(r, lock_cases)
         r.call("FLUSHALL", "SYNC")
 
         log("memory ...")
@@ -1295,7 +1460,7 @@ def main():
         session_memory = measure_session_memory(r)
 
         log("throughput ...")
-        runs = measure_throughput(server, r, cases + session_cases)
+        runs = measure_throughput(server, r, cases + session_cases + lock_cases)
         summary = summarize(runs)
         server_version = r.info("server")["redis_version"]
         r.close()
@@ -1325,6 +1490,7 @@ def main():
                 cpu_evalsha=ev["cpu_us"] / nat["cpu_us"] if nat["cpu_us"] else None,
                 hgetall=nat["rps"] / summary[("s_hgetall", p)]["rps"],
             )
+    lock_ratios = lock_ratios_of(summary)
     bench_version = subprocess.run(["redis-benchmark", "--version"], capture_output=True,
                                    text=True).stdout.strip() or "redis-benchmark"
     try:
@@ -1338,9 +1504,9 @@ def main():
         module_sha=hashlib.sha256(MODULE.read_bytes()).hexdigest()[:12],
         cases=cases, summary=summary, ratios=ratios, memory=memory,
         session_cases=session_cases, session_ratios=session_ratios,
-        session_memory=session_memory,
+        session_memory=session_memory, lock_cases=lock_cases, lock_ratios=lock_ratios,
         scale=min(1.0, BUDGET / (REPEATS * sum(c.get("seconds", SECONDS)
-                                               for c in cases + session_cases
+                                               for c in cases + session_cases + lock_cases
                                                for _ in PIPELINES))),
         runtime_s=time.monotonic() - started,
     )
@@ -1349,11 +1515,12 @@ def main():
     RESULTS.write_text(json.dumps(dict(
         date=date, machine=ctx["machine"], server_version=server_version,
         clients=CLIENTS, keyspace=KEYSPACE, repeats=REPEATS,
-        cases=[{k: v for k, v in c.items()} for c in cases + session_cases],
+        cases=[{k: v for k, v in c.items()} for c in cases + session_cases + lock_cases],
         runs={f"{k[0]}@P{k[1]}": v for k, v in runs.items()},
         summary={f"{k[0]}@P{k[1]}": v for k, v in summary.items()},
         ratios={f"{k[0]}@P{k[1]}": v for k, v in ratios.items()},
         session_ratios={f"{k[0]}@P{k[1]}": v for k, v in session_ratios.items()},
+        lock_ratios={f"{k[0]}@P{k[1]}": v for k, v in lock_ratios.items()},
         memory=memory, session_memory=session_memory, runtime_s=ctx["runtime_s"],
     ), indent=1, default=str))
     log(f"wrote {OUT}, {CHART} and {RESULTS} in {ctx['runtime_s']:.0f} s")
