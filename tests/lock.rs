@@ -1031,14 +1031,7 @@ fn bad_input_is_refused_and_writes_nothing() {
 
 #[test]
 fn readme_lock_table_matches_the_definitions() {
-    let readme =
-        std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
-            .unwrap();
-    let table = patterns_core::command::markdown_table(&l::COMMANDS);
-    assert!(
-        readme.contains(&table),
-        "README's lock table is stale; `cargo run -p patterns-core --bin patterns-lua -- --readme` prints it:\n{table}"
-    );
+    assert_readme_has_table(&l::COMMANDS, "lock");
 }
 
 #[test]

@@ -16,25 +16,6 @@ use std::sync::Arc;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-fn query<T: redis::FromRedisValue>(c: &mut Connection, args: &[&str]) -> T {
-    redis::cmd(args[0])
-        .arg(&args[1..])
-        .query(c)
-        .unwrap_or_else(|e| panic!("{args:?}: {e}"))
-}
-
-fn error_of(c: &mut Connection, args: &[&str]) -> String {
-    let mut cmd = redis::cmd(args[0]);
-    cmd.arg(&args[1..]);
-    match pipeline(c, &[cmd]).remove(0) {
-        Value::ServerError(e) => match e.details() {
-            Some(d) => format!("{} {d}", e.code()),
-            None => e.code().to_string(),
-        },
-        other => panic!("{args:?}: expected an error, got {other:?}"),
-    }
-}
-
 fn create(c: &mut Connection, index: &str, idle: i64, abs: i64, fields: &[&str]) -> String {
     let mut cmd = redis::cmd("SESSION.CREATE");
     cmd.arg(index).arg(idle).arg(abs).arg(fields);
@@ -380,20 +361,6 @@ fn cluster_keeps_sessions_in_their_index_slot() {
     }
 }
 
-fn login(server: &Server, user: &str, patterns: &[&str]) -> Connection {
-    let mut admin = server.conn();
-    let mut args = vec!["SETUSER", user, "on", ">pw", "+@all"];
-    args.extend_from_slice(patterns);
-    let _: () = redis::cmd("ACL").arg(&args).query(&mut admin).unwrap();
-    let mut c = server.conn();
-    let _: () = redis::cmd("AUTH")
-        .arg(user)
-        .arg("pw")
-        .query(&mut c)
-        .unwrap();
-    c
-}
-
 #[test]
 fn acl_checks_the_derived_keys() {
     for flavor in flavors() {
@@ -571,14 +538,7 @@ fn bad_input_is_refused_and_writes_nothing() {
 
 #[test]
 fn readme_session_table_matches_the_definitions() {
-    let readme =
-        std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
-            .unwrap();
-    let table = patterns_core::command::markdown_table(&s::COMMANDS);
-    assert!(
-        readme.contains(&table),
-        "README's session table is stale; `cargo run -p patterns-core --bin patterns-lua -- --readme` prints it:\n{table}"
-    );
+    assert_readme_has_table(&s::COMMANDS, "session");
 }
 
 #[test]
@@ -602,17 +562,6 @@ fn command_docs_describe_the_pairs() {
 
 // ---------------------------------------------------------------------------------------------
 // The Lua twin (the comparison helpers live in tests/common)
-
-/// A reply in comparable form (errors as their wire text).
-fn shown(v: &Value) -> String {
-    match v {
-        Value::ServerError(e) => match e.details() {
-            Some(d) => format!("error: {} {d}", e.code()),
-            None => format!("error: {}", e.code()),
-        },
-        other => format!("{other:?}"),
-    }
-}
 
 /// A random call on the module, valid most of the time.
 fn random_session_call(rng: &mut StdRng, sessions: &[String]) -> Vec<String> {

@@ -33,7 +33,7 @@ use super::{deadline, try_grant, Ctx};
 use crate::shared::{bytes, now_ms, send, send_error, Reply};
 
 /// What a queue waits for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Kind {
     Lock,
     Sem,
@@ -86,13 +86,16 @@ struct Timer {
 }
 
 struct Queue {
-    kind: Kind,
     waiters: WaitQueue<Waiter>,
     timer: Option<Timer>,
 }
 
-/// A key: its database and name.
-type Name = (c_int, Vec<u8>);
+/// A queue's key: the database, what its clients wait for, and the key's name.
+type Name = (c_int, Kind, Vec<u8>);
+
+fn name_of(ctx: Ctx, kind: Kind, name: &[u8]) -> Name {
+    (selected_db(ctx), kind, name.to_vec())
+}
 
 struct Queues(BTreeMap<Name, Queue>);
 
@@ -118,9 +121,9 @@ pub fn can_block(ctx: Ctx) -> bool {
     flags & deny == 0
 }
 
-/// How many clients wait on `name` (in the context's database).
+/// How many clients wait for lock `name` (in the context's database).
 pub fn waiters(ctx: Ctx, name: &[u8]) -> usize {
-    let key = (selected_db(ctx), name.to_vec());
+    let key = name_of(ctx, Kind::Lock, name);
     queues().0.get(&key).map_or(0, |q| q.waiters.len())
 }
 
@@ -137,12 +140,10 @@ pub fn block(ctx: Ctx, kind: Kind, name: &[u8], wanted: Wanted, timeout_ms: i64)
         raw::RedisModule_SetDisconnectCallback.unwrap()(client, Some(on_disconnect));
         client
     };
-    let key = (selected_db(ctx), name.to_vec());
     queues()
         .0
-        .entry(key)
+        .entry(name_of(ctx, kind, name))
         .or_insert_with(|| Queue {
-            kind,
             waiters: WaitQueue::default(),
             timer: None,
         })
@@ -158,12 +159,11 @@ pub fn serve(ctx: Ctx, kind: Kind, name: &[u8]) {
     if queues().0.is_empty() {
         return;
     }
-    let key = (selected_db(ctx), name.to_vec());
+    let key = name_of(ctx, kind, name);
     loop {
         let head = queues()
             .0
             .get(&key)
-            .filter(|q| q.kind == kind)
             .and_then(|q| q.waiters.peek().map(|w| (w.client, w.wanted.clone())));
         let Some((client, wanted)) = head else {
             return;
@@ -191,7 +191,7 @@ fn arm(ctx: Ctx, kind: Kind, name: &[u8]) {
     let Some(at_ms) = deadline(ctx, kind, name) else {
         return;
     };
-    let key = (selected_db(ctx), name.to_vec());
+    let key = name_of(ctx, kind, name);
     if let Some(queue) = queues().0.get_mut(&key) {
         // Redis keeps a key until its expiry time has passed: serve 1 ms after it.
         set_timer(ctx, queue, &key, at_ms.saturating_add(1));
@@ -230,13 +230,12 @@ fn take_waiter(ctx: Ctx, is_it: impl Fn(&Waiter) -> bool) -> Option<Kind> {
         .0
         .iter_mut()
         .find_map(|(key, q)| q.waiters.remove(&is_it).map(|_| (key.clone(), q)))?;
-    let kind = queue.kind;
     if queue.waiters.is_empty() {
         let timer = queues.0.remove(&key).and_then(|q| q.timer);
         drop(queues);
         stop_timer(ctx, timer);
     }
-    Some(kind)
+    Some(key.1)
 }
 
 /// Drops a queue and its timer, handing back its waiters.
@@ -325,15 +324,15 @@ unsafe extern "C" fn on_disconnect(
 unsafe extern "C" fn on_timer(ctx: *mut RedisModuleCtx, data: *mut c_void) {
     let key = unsafe { Box::from_raw(data.cast::<Name>()) };
     guarded(|| {
-        let kind = queues().0.get_mut(&*key).map(|queue| {
+        let queued = queues().0.get_mut(&*key).map(|queue| {
             if queue.timer.is_some_and(|t| t.data == data.cast::<Name>()) {
                 queue.timer = None;
             }
-            queue.kind
         });
-        if let Some(kind) = kind {
-            unsafe { raw::RedisModule_SelectDb.unwrap()(ctx, key.0) };
-            serve(ctx, kind, &key.1);
+        if queued.is_some() {
+            let (db, kind, name) = &*key;
+            unsafe { raw::RedisModule_SelectDb.unwrap()(ctx, *db) };
+            serve(ctx, *kind, name);
         }
     });
 }
@@ -371,9 +370,11 @@ unsafe extern "C" fn on_keyspace_event(
         if !FREEING_EVENTS.contains(&event) {
             return;
         }
-        let key = (selected_db(ctx), bytes(name).to_vec());
-        if let Some(queue) = queues.0.get_mut(&key) {
-            set_timer(ctx, queue, &key, now_ms());
+        for kind in [Kind::Lock, Kind::Sem] {
+            let key = name_of(ctx, kind, bytes(name));
+            if let Some(queue) = queues.0.get_mut(&key) {
+                set_timer(ctx, queue, &key, now_ms());
+            }
         }
     });
     raw::REDISMODULE_OK as c_int

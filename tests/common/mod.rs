@@ -1160,3 +1160,14 @@ pub fn login(server: &Server, user: &str, patterns: &[&str]) -> redis::Connectio
         .unwrap();
     c
 }
+
+/// README holds the family's command table exactly as the definitions generate it.
+pub fn assert_readme_has_table(defs: &[&patterns_core::command::CommandDef], family: &str) {
+    let readme = fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+        .expect("README.md");
+    let table = patterns_core::command::markdown_table(defs);
+    assert!(
+        readme.contains(&table),
+        "README's {family} table is stale; `cargo run -p patterns-core --bin patterns-lua -- --readme` prints it:\n{table}"
+    );
+}
