@@ -241,7 +241,8 @@ command!(acquire, l::ACQUIRE, |call| {
     };
     let name = bytes(call.key);
     checked_fence_key(call.ctx, name)?;
-    read_lease(&Key::open(call))?;
+    // A key no lock can be taken on fails the waiters (if any) and this call alike: serving
+    // them first writes nothing before this call's error.
     grant_or_wait(
         call.ctx,
         Kind::Lock,

@@ -270,6 +270,14 @@ fn a_waiter_that_times_out_or_is_unblocked_leaves_the_queue() {
         );
         assert_eq!(h.join().unwrap(), None);
         assert_eq!(waiters(&mut c, "t"), 0);
+        // CLIENT UNBLOCK ... ERROR: the server's error, and the waiter leaves the queue too.
+        let mut w = server.conn();
+        let id: i64 = query(&mut w, &["CLIENT", "ID"]);
+        let h = spawn(move || error_of(&mut w, &["LOCK.ACQUIRE", "t", "w", "1000", "WAIT", "0"]));
+        await_blocked(&server, 1);
+        let _: i64 = query(&mut c, &["CLIENT", "UNBLOCK", &id.to_string(), "ERROR"]);
+        assert!(h.join().unwrap().starts_with("UNBLOCKED"));
+        assert_eq!(waiters(&mut c, "t"), 0);
         // A semaphore's waiter times out with 0.
         assert_eq!(
             query::<i64>(&mut c, &["SEM.ACQUIRE", "s", "a", "1", "60000"]),
