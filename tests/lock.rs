@@ -440,6 +440,43 @@ fn waiters_are_cancelled_when_the_server_becomes_a_replica() {
     }
 }
 
+/// Queues are per database: a release in one database serves that database's waiters only.
+#[test]
+fn queues_are_per_database() {
+    for flavor in flavors() {
+        let server = Server::start(flavor);
+        let select = |c: &mut Connection, db: &str| {
+            let _: () = query(c, &["SELECT", db]);
+        };
+        let mut c0 = server.conn();
+        let mut c2 = server.conn();
+        select(&mut c2, "2");
+        acquire(&mut c0, "same", "holder", 60_000).unwrap();
+        acquire(&mut c2, "same", "holder", 60_000).unwrap();
+        let mut w = server.conn();
+        select(&mut w, "2");
+        let h = spawn(move || {
+            let r: Option<i64> = query(
+                &mut w,
+                &["LOCK.ACQUIRE", "same", "w2", "60000", "WAIT", "20000"],
+            );
+            r
+        });
+        assert!(wait_until(Duration::from_secs(10), || waiters(
+            &mut c2, "same"
+        ) == 1));
+        assert_eq!(waiters(&mut c0, "same"), 0);
+        // Releasing in database 0 leaves database 2's waiter waiting.
+        assert_eq!(release(&mut c0, "same", "holder"), 1);
+        assert_eq!(info(&mut c0, "same"), None);
+        assert_eq!(waiters(&mut c2, "same"), 1);
+        assert_eq!(release(&mut c2, "same", "holder"), 1);
+        assert_eq!(h.join().unwrap(), Some(2));
+        assert_eq!(info(&mut c2, "same").unwrap()["owner"], "w2");
+        assert_eq!(info(&mut c0, "same"), None);
+    }
+}
+
 #[test]
 fn wait_is_a_single_try_inside_multi_and_scripts() {
     for flavor in flavors() {
