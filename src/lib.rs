@@ -56,8 +56,7 @@ fn init(ctx: &Context, _args: &[RedisString]) -> Status {
             return Status::Err;
         }
     }
-    // Lock and semaphore waiters are served when their key is freed behind the module's back,
-    // and released when the server becomes a replica.
+    // Lock and semaphore waiters are released when the server becomes a replica.
     if let Err(e) = lock::subscribe(ctx.get_raw()) {
         ctx.log_warning(&e);
         return Status::Err;

@@ -8,7 +8,8 @@
 //!   grant replicates with the release;
 //! - by a timer set for the moment the lease (or the first permit) ends: no sweep, no polling;
 //! - by a timer set for right away when the key is deleted, expires, is evicted, renamed or
-//!   overwritten behind the module's back (keyspace events, which must not write themselves);
+//!   overwritten behind the module's back (keyspace events, which must not write themselves;
+//!   watched from the first wait on, see [`watch_keyspace`]);
 //! - by the next acquisition on the key, before it tries for itself, so nobody overtakes a
 //!   waiter.
 //!
@@ -21,6 +22,7 @@ use std::collections::BTreeMap;
 use std::ffi::{c_char, c_int, c_void, CStr};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard, TryLockError};
 
 use patterns_core::lock::WaitQueue;
@@ -140,6 +142,7 @@ pub fn block(ctx: Ctx, kind: Kind, name: &[u8], wanted: Wanted, timeout_ms: i64)
         raw::RedisModule_SetDisconnectCallback.unwrap()(client, Some(on_disconnect));
         client
     };
+    watch_keyspace(ctx);
     queues()
         .0
         .entry(name_of(ctx, kind, name))
@@ -400,31 +403,40 @@ unsafe extern "C" fn on_role_change(
     });
 }
 
-/// Subscribes to the events waiters depend on (at module load).
+/// Subscribes to the role changes waiters depend on (at module load).
 pub fn subscribe(ctx: Ctx) -> Result<(), String> {
-    let classes = raw::REDISMODULE_NOTIFY_GENERIC
-        | raw::REDISMODULE_NOTIFY_EXPIRED
-        | raw::REDISMODULE_NOTIFY_EVICTED
-        | raw::REDISMODULE_NOTIFY_STRING;
     let role_changed = RedisModuleEvent {
         id: raw::REDISMODULE_EVENT_REPLICATION_ROLE_CHANGED,
         dataver: 1,
     };
-    let ok = raw::REDISMODULE_OK as c_int;
+    let status = unsafe {
+        raw::RedisModule_SubscribeToServerEvent.unwrap()(ctx, role_changed, Some(on_role_change))
+    };
+    if status != raw::REDISMODULE_OK as c_int {
+        return Err("could not subscribe to role changes".into());
+    }
+    Ok(())
+}
+
+/// Whether the module watches keyspace events.
+static WATCHING: AtomicBool = AtomicBool::new(false);
+
+/// Watches the keyspace events that may free a key, from the first wait on: every such event
+/// then costs the server a call into the module (Redis 7.0 and Valkey 8.0 cannot unsubscribe),
+/// so a server that never waits never pays it.
+fn watch_keyspace(ctx: Ctx) {
+    if WATCHING.swap(true, Ordering::Relaxed) {
+        return;
+    }
+    let classes = raw::REDISMODULE_NOTIFY_GENERIC
+        | raw::REDISMODULE_NOTIFY_EXPIRED
+        | raw::REDISMODULE_NOTIFY_EVICTED
+        | raw::REDISMODULE_NOTIFY_STRING;
     unsafe {
-        if raw::RedisModule_SubscribeToKeyspaceEvents.unwrap()(
+        raw::RedisModule_SubscribeToKeyspaceEvents.unwrap()(
             ctx,
             classes as c_int,
             Some(on_keyspace_event),
-        ) != ok
-            || raw::RedisModule_SubscribeToServerEvent.unwrap()(
-                ctx,
-                role_changed,
-                Some(on_role_change),
-            ) != ok
-        {
-            return Err("could not subscribe to keyspace and role events".into());
-        }
-    }
-    Ok(())
+        )
+    };
 }
