@@ -194,28 +194,53 @@ fn waiters_are_served_in_fifo_order_on_release() {
             let order = order.clone();
             let mut w = server.conn();
             threads.push(spawn(move || {
-                let owner = format!("w{i}");
                 let token: Option<i64> = query(
                     &mut w,
-                    &["LOCK.ACQUIRE", key, &owner, "60000", "WAIT", "20000"],
+                    &[
+                        "LOCK.ACQUIRE",
+                        key,
+                        &format!("w{i}"),
+                        "60000",
+                        "WAIT",
+                        "20000",
+                    ],
                 );
                 order.lock().unwrap().push((i, token.unwrap()));
-                assert_eq!(release(&mut w, key, &owner), 1);
             }));
             // Each waiter is queued before the next one comes.
             assert!(wait_until(Duration::from_secs(10), || waiters(&mut c, key) == i + 1));
         }
         // Queued clients do not let a newcomer in, with or without WAIT.
         assert_eq!(acquire(&mut c, key, "newcomer", 1000), None);
-        assert_eq!(release(&mut c, key, "holder"), 1);
+        // Each release hands the lock to exactly the next waiter: one grant, the rest wait.
+        let mut owner = "holder".to_string();
+        for granted in 1..=6 {
+            assert_eq!(release(&mut c, key, &owner), 1);
+            assert!(wait_until(Duration::from_secs(10), || order
+                .lock()
+                .unwrap()
+                .len()
+                == granted as usize));
+            sleep(Duration::from_millis(30));
+            assert_eq!(
+                order.lock().unwrap().len(),
+                granted as usize,
+                "one grant per release"
+            );
+            assert_eq!(waiters(&mut c, key), 6 - granted);
+            let (i, token) = *order.lock().unwrap().last().unwrap();
+            assert_eq!(
+                (i, token),
+                (granted - 1, first + granted),
+                "FIFO, tokens in order"
+            );
+            owner = format!("w{i}");
+            assert_eq!(info(&mut c, key).unwrap()["owner"], owner);
+        }
         for t in threads {
             t.join().unwrap();
         }
-        let order = order.lock().unwrap().clone();
-        let who: Vec<i64> = order.iter().map(|(i, _)| *i).collect();
-        assert_eq!(who, (0..6).collect::<Vec<_>>(), "FIFO");
-        let tokens: Vec<i64> = order.iter().map(|(_, t)| *t).collect();
-        assert_eq!(tokens, (first + 1..=first + 6).collect::<Vec<_>>());
+        assert_eq!(release(&mut c, key, &owner), 1);
         assert_eq!(info(&mut c, key), None);
     }
 }
