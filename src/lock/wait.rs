@@ -15,7 +15,9 @@
 //!
 //! A grant writes the waiter's lease (or permit) at once, then unblocks the client with its
 //! token; the reply is sent by `on_reply`. A waiter that times out or disconnects leaves its
-//! queue. When the server becomes a replica, every waiter is unblocked with a READONLY error.
+//! queue. When the server becomes a replica, every waiter is unblocked with an error: Redis
+//! and Valkey do it themselves (`UNBLOCKED ...`, which reaches `on_disconnect`), and the module
+//! cancels whatever is left with a READONLY error.
 //! All of this runs on Redis's main thread; the mutex only makes the statics sound.
 
 use std::collections::BTreeMap;
@@ -61,6 +63,7 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// The reply to a grant (a cancelled wait's error is sent by `on_reply`).
     pub fn reply(&self) -> Reply {
         match self {
             Outcome::Token(token) => Reply::Integer(*token),
