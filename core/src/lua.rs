@@ -50,6 +50,7 @@ pub fn families() -> Vec<Family> {
     vec![
         crate::ratelimit::lua::family(),
         crate::session::lua::family(),
+        crate::leaderboard::lua::family(),
     ]
 }
 
