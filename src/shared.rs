@@ -63,6 +63,36 @@ pub enum Reply {
     Integer(i64),
     Bulk(Vec<u8>),
     Bulks(Vec<Vec<u8>>),
+    /// Any shape: nested arrays of integers, strings, doubles and nils.
+    Value(Value),
+}
+
+/// One element of a [`Reply::Value`].
+pub enum Value {
+    Int(i64),
+    Bulk(Vec<u8>),
+    /// A double, formatted by the server as its own replies are.
+    Double(f64),
+    Array(Vec<Value>),
+}
+
+fn reply_value(ctx: *mut RedisModuleCtx, value: &Value) {
+    unsafe {
+        match value {
+            Value::Int(n) => raw::RedisModule_ReplyWithLongLong.unwrap()(ctx, *n),
+            Value::Bulk(b) => {
+                raw::RedisModule_ReplyWithStringBuffer.unwrap()(ctx, b.as_ptr().cast(), b.len())
+            }
+            Value::Double(d) => raw::RedisModule_ReplyWithDouble.unwrap()(ctx, *d),
+            Value::Array(items) => {
+                raw::RedisModule_ReplyWithArray.unwrap()(ctx, items.len() as _);
+                for item in items {
+                    reply_value(ctx, item);
+                }
+                raw::REDISMODULE_OK as c_int
+            }
+        };
+    }
 }
 
 /// One invocation: the context, the key and the arguments after it.
@@ -166,6 +196,7 @@ pub fn dispatch(
                     );
                 }
             }
+            Ok(Reply::Value(v)) => reply_value(ctx, &v),
             Err(err) => {
                 let text = CString::new(err.to_string()).unwrap_or_default();
                 raw::RedisModule_ReplyWithError.unwrap()(ctx, text.as_ptr());
@@ -601,6 +632,12 @@ impl CallReply {
             return raw::REDISMODULE_REPLY_UNKNOWN as i32;
         }
         unsafe { raw::RedisModule_CallReplyType.unwrap()(self.0) }
+    }
+
+    /// Whether the reply is nil (or the call failed).
+    pub fn is_null(&self) -> bool {
+        let kind = self.kind();
+        kind == raw::REDISMODULE_REPLY_NULL as i32 || kind == raw::REDISMODULE_REPLY_UNKNOWN as i32
     }
 
     /// The integer reply (0 for anything else, e.g. when the call failed).
