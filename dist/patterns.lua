@@ -808,17 +808,19 @@ local function lb_companion(board, suffix)
 end
 
 -- The board and its tie-break keys (nil when the board's name cannot carry them); an error
--- when the user may not use one of them.
-local function lb_keys(board)
+-- when the user may not read them (or, to `write`, write them).
+local function lb_keys(board, write)
   local k = {board = board, order = lb_companion(board, ORDER_SUFFIX),
     stamps = lb_companion(board, STAMPS_SUFFIX), scores = lb_companion(board, SCORES_SUFFIX)}
   if k.order then
     for _, z in ipairs({k.order, k.scores}) do
-      if not (redis.acl_check_cmd('ZADD', z, '0', 'm') and redis.acl_check_cmd('ZSCORE', z, 'm')) then
+      if not redis.acl_check_cmd('ZSCORE', z, 'm')
+          or (write and not redis.acl_check_cmd('ZADD', z, '0', 'm')) then
         return nil, err(NOPERM)
       end
     end
-    if not (redis.acl_check_cmd('HSET', k.stamps, 'f', 'v') and redis.acl_check_cmd('HGET', k.stamps, 'f')) then
+    if not redis.acl_check_cmd('HGET', k.stamps, 'f')
+        or (write and not redis.acl_check_cmd('HSET', k.stamps, 'f', 'v')) then
       return nil, err(NOPERM)
     end
   end
@@ -876,7 +878,7 @@ end
 -- Reads ---------------------------------------------------------------------------------------
 
 local function lb_open(board, order)
-  local k, e = lb_keys(board)
+  local k, e = lb_keys(board, false)
   if e then return nil, e end
   e = lb_check_types(k)
   if e then return nil, e end
@@ -1130,7 +1132,7 @@ local function lb_write_one(k, now, member, value, raw, by)
 end
 
 local function lb_write_keys(board)
-  local k, e = lb_keys(board)
+  local k, e = lb_keys(board, true)
   if e then return nil, e end
   if k.order == nil then return nil, err(BAD_BOARD) end
   e = lb_check_types(k)
@@ -1170,7 +1172,7 @@ local function lb_incr_run(board, by, member)
 end
 
 local function lb_rem_run(board, members)
-  local k, e = lb_keys(board)
+  local k, e = lb_keys(board, true)
   if e then return e end
   e = lb_check_types(k)
   if e then return e end
@@ -1362,8 +1364,8 @@ redis.register_function('session_count', session_count)
 redis.register_function('lb_add', lb_add)
 redis.register_function('lb_incr', lb_incr)
 redis.register_function('lb_rem', lb_rem)
-redis.register_function('lb_rank', lb_rank)
-redis.register_function('lb_around', lb_around)
-redis.register_function('lb_top', lb_top)
-redis.register_function('lb_page', lb_page)
-redis.register_function('lb_percentile', lb_percentile)
+redis.register_function{function_name = 'lb_rank', callback = lb_rank, flags = {'no-writes'}}
+redis.register_function{function_name = 'lb_around', callback = lb_around, flags = {'no-writes'}}
+redis.register_function{function_name = 'lb_top', callback = lb_top, flags = {'no-writes'}}
+redis.register_function{function_name = 'lb_page', callback = lb_page, flags = {'no-writes'}}
+redis.register_function{function_name = 'lb_percentile', callback = lb_percentile, flags = {'no-writes'}}

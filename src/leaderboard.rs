@@ -14,7 +14,9 @@ use patterns_core::leaderboard::{
 use redis_module::raw::{KeyType, RedisModuleCtx};
 
 use crate::command;
-use crate::shared::{bytes, check_key_access, key_type, now_ms, redis_call, Call, Reply, Value};
+use crate::shared::{
+    bytes, check_key_access, check_key_read, key_type, now_ms, redis_call, Call, Reply, Value,
+};
 
 /// The board and its tie-break keys (None when the board's name cannot carry them), served by
 /// Redis commands; writes replicate as themselves.
@@ -25,8 +27,9 @@ struct RedisStore {
 }
 
 impl RedisStore {
-    /// The store of the call's board, after checking the user may use its tie-break keys.
-    fn open(call: &Call) -> Result<Self, CmdError> {
+    /// The store of the call's board, after checking the user may read (and, to `write`,
+    /// write) its tie-break keys.
+    fn open(call: &Call, write: bool) -> Result<Self, CmdError> {
         let board = bytes(call.key).to_vec();
         let names = [lb::ORDER_SUFFIX, lb::STAMPS_SUFFIX, lb::SCORES_SUFFIX]
             .map(|suffix| companion(&board, suffix));
@@ -34,8 +37,13 @@ impl RedisStore {
             [Some(order), Some(stamps), Some(scores)] => Some([order, stamps, scores]),
             _ => None,
         };
+        let check = if write {
+            check_key_access
+        } else {
+            check_key_read
+        };
         for name in companions.iter().flatten() {
-            check_key_access(call.ctx, name)?;
+            check(call.ctx, name)?;
         }
         Ok(Self {
             ctx: call.ctx,
@@ -219,7 +227,7 @@ fn with_board(
     order: Order,
     f: impl FnOnce(&mut Board<RedisStore>) -> Result<Reply, CmdError>,
 ) -> Result<Reply, CmdError> {
-    let mut store = RedisStore::open(call)?;
+    let mut store = RedisStore::open(call, false)?;
     let mut board = Board::open(&mut store, order)?;
     f(&mut board)
 }
@@ -321,7 +329,7 @@ command!(percentile, lb::PERCENTILE, |call| {
 
 /// The store for a write: the board's name must be able to carry its tie-break keys.
 fn write_store(call: &Call) -> Result<RedisStore, CmdError> {
-    let store = RedisStore::open(call)?;
+    let store = RedisStore::open(call, true)?;
     if store.companions.is_none() {
         return Err(CmdError::BadState(lb::BAD_BOARD));
     }
@@ -362,6 +370,6 @@ command!(incr, lb::INCR, |call| {
 command!(rem, lb::REM, |call| {
     let args = call.rest();
     let p = lb::REM.parse(args)?;
-    let mut store = RedisStore::open(call)?;
+    let mut store = RedisStore::open(call, true)?;
     Ok(Reply::Integer(remove(&mut store, &args[p.trailing_at..])?))
 });

@@ -597,6 +597,23 @@ pub fn key_type(ctx: *mut RedisModuleCtx, name: &[u8]) -> KeyType {
 /// command derives, so Redis did not check it). Without a current user (AOF loading,
 /// replication, a module's own context) there is nothing to check.
 pub fn check_key_access(ctx: *mut RedisModuleCtx, name: &[u8]) -> Result<(), CmdError> {
+    let flags = raw::REDISMODULE_CMD_KEY_ACCESS
+        | raw::REDISMODULE_CMD_KEY_INSERT
+        | raw::REDISMODULE_CMD_KEY_DELETE
+        | raw::REDISMODULE_CMD_KEY_UPDATE;
+    check_key_permissions(ctx, name, flags)
+}
+
+/// Like [`check_key_access`], for a derived key the command only reads.
+pub fn check_key_read(ctx: *mut RedisModuleCtx, name: &[u8]) -> Result<(), CmdError> {
+    check_key_permissions(ctx, name, raw::REDISMODULE_CMD_KEY_ACCESS)
+}
+
+fn check_key_permissions(
+    ctx: *mut RedisModuleCtx,
+    name: &[u8],
+    flags: u32,
+) -> Result<(), CmdError> {
     unsafe {
         let user_name = raw::RedisModule_GetCurrentUserName.unwrap()(ctx);
         if user_name.is_null() {
@@ -608,10 +625,6 @@ pub fn check_key_access(ctx: *mut RedisModuleCtx, name: &[u8]) -> Result<(), Cmd
             return Ok(());
         }
         let key = OwnedString::new(ctx, name);
-        let flags = raw::REDISMODULE_CMD_KEY_ACCESS
-            | raw::REDISMODULE_CMD_KEY_INSERT
-            | raw::REDISMODULE_CMD_KEY_DELETE
-            | raw::REDISMODULE_CMD_KEY_UPDATE;
         let status =
             raw::RedisModule_ACLCheckKeyPermissions.unwrap()(user, key.inner, flags as c_int);
         raw::RedisModule_FreeModuleUser.unwrap()(user);

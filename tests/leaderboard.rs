@@ -494,6 +494,8 @@ fn a_board_written_behind_the_familys_back_is_refused_until_its_tie_break_is_dro
 
 fn random_workload(c: &mut Connection, rng: &mut StdRng, steps: usize) {
     let boards = ["lb:{a}", "weekly", "lb:{c}"];
+    // A plain board, adopted by its first LB.* write.
+    let _: i64 = query(c, &["ZADD", "weekly", "1", "p1", "1", "p0", "4", "p2"]);
     for _ in 0..steps {
         let board = *boards.choose(rng).unwrap();
         let m = format!("u{}", rng.gen_range(0..40));
@@ -642,11 +644,32 @@ fn acl_checks_the_tie_break_keys() {
     for flavor in flavors() {
         let server = Server::start(flavor);
         let mut admin = server.conn();
+        // The twin on the same server: its checks must agree with the module's.
+        let _: String = redis::cmd("FUNCTION")
+            .arg("LOAD")
+            .arg(patterns_core::lua::library())
+            .query(&mut admin)
+            .unwrap();
         let nope =
             "NOPERM this user has no permissions to access one of the keys used as arguments";
         let _: i64 = query(&mut admin, &["LB.ADD", "scores", "1", "x"]);
         let _: i64 = query(&mut admin, &["LB.ADD", "lb:{g}", "1", "x"]);
         let before = snapshot(&mut admin);
+        let both = |c: &mut Connection, cmd: &[&str]| -> [String; 2] {
+            let function = cmd[0].to_ascii_lowercase().replace('.', "_");
+            let mut fcall = vec!["FCALL", &function, "1"];
+            fcall.extend_from_slice(&cmd[1..]);
+            let show = |v: Value| match v {
+                Value::ServerError(e) => format!("{} {}", e.code(), e.details().unwrap_or("")),
+                other => format!("{other:?}"),
+            };
+            let mut native = redis::cmd(cmd[0]);
+            native.arg(&cmd[1..]);
+            let mut twin = redis::cmd("FCALL");
+            twin.arg(&fcall[1..]);
+            let replies = pipeline(c, &[native, twin]);
+            [show(replies[0].clone()), show(replies[1].clone())]
+        };
         // `~scores` covers the board but not `{scores}:lb-*`.
         let mut exact = login(&server, "exact", &["~scores"]);
         for cmd in [
@@ -656,13 +679,25 @@ fn acl_checks_the_tie_break_keys() {
             &["LB.TOP", "scores", "3"],
             &["LB.RANK", "scores", "x"],
         ] {
-            assert_eq!(error_of(&mut exact, cmd), nope, "{cmd:?}");
+            assert_eq!(both(&mut exact, cmd), [nope, nope], "{cmd:?}");
         }
         // The percentile reads the board only.
-        assert_eq!(
-            query::<String>(&mut exact, &["LB.PERCENTILE", "scores", "x"]),
-            "0"
-        );
+        let [native, twin] = both(&mut exact, &["LB.PERCENTILE", "scores", "x"]);
+        assert_eq!(native, twin);
+        assert!(native.contains('0'), "{native}");
+        // A read-only user reads boards and their tie-break keys (the twin's read functions
+        // are `no-writes`: through FCALL_RO), and writes nothing.
+        let mut reader = login(&server, "reader", &["%R~*"]);
+        let top = ["LB.TOP", "lb:{g}", "3"];
+        let native: Vec<(i64, String, String)> = query(&mut reader, &top);
+        let twin: Vec<(i64, String, String)> =
+            query(&mut reader, &["FCALL_RO", "lb_top", "1", "lb:{g}", "3"]);
+        assert_eq!(native, twin);
+        assert_eq!(native[0].1, "x");
+        // The server refuses the declared key itself, in its own words (Valkey's differ).
+        let [native, twin] = both(&mut reader, &["LB.ADD", "lb:{g}", "2", "y"]);
+        assert_eq!(native, twin);
+        assert!(native.starts_with("NOPERM"), "{native}");
         assert_same_state(&before, &snapshot(&mut admin), 0);
         // `~lb:*` covers a hashtagged board's tie-break keys.
         let mut wide = login(&server, "wide", &["~lb:*"]);

@@ -189,6 +189,11 @@ impl CommandDef {
         }
     }
 
+    /// Whether the command only reads (its flags include `readonly`).
+    pub fn is_readonly(&self) -> bool {
+        self.flags.split_whitespace().any(|f| f == "readonly")
+    }
+
     /// The function name of the Lua twin: `RL.TOKENBUCKET` → `rl_tokenbucket`.
     pub fn lua_name(&self) -> String {
         self.name.to_ascii_lowercase().replace('.', "_")

@@ -34,17 +34,19 @@ local function lb_companion(board, suffix)
 end
 
 -- The board and its tie-break keys (nil when the board's name cannot carry them); an error
--- when the user may not use one of them.
-local function lb_keys(board)
+-- when the user may not read them (or, to `write`, write them).
+local function lb_keys(board, write)
   local k = {board = board, order = lb_companion(board, ORDER_SUFFIX),
     stamps = lb_companion(board, STAMPS_SUFFIX), scores = lb_companion(board, SCORES_SUFFIX)}
   if k.order then
     for _, z in ipairs({k.order, k.scores}) do
-      if not (redis.acl_check_cmd('ZADD', z, '0', 'm') and redis.acl_check_cmd('ZSCORE', z, 'm')) then
+      if not redis.acl_check_cmd('ZSCORE', z, 'm')
+          or (write and not redis.acl_check_cmd('ZADD', z, '0', 'm')) then
         return nil, err(NOPERM)
       end
     end
-    if not (redis.acl_check_cmd('HSET', k.stamps, 'f', 'v') and redis.acl_check_cmd('HGET', k.stamps, 'f')) then
+    if not redis.acl_check_cmd('HGET', k.stamps, 'f')
+        or (write and not redis.acl_check_cmd('HSET', k.stamps, 'f', 'v')) then
       return nil, err(NOPERM)
     end
   end
@@ -102,7 +104,7 @@ end
 -- Reads ---------------------------------------------------------------------------------------
 
 local function lb_open(board, order)
-  local k, e = lb_keys(board)
+  local k, e = lb_keys(board, false)
   if e then return nil, e end
   e = lb_check_types(k)
   if e then return nil, e end
@@ -356,7 +358,7 @@ local function lb_write_one(k, now, member, value, raw, by)
 end
 
 local function lb_write_keys(board)
-  local k, e = lb_keys(board)
+  local k, e = lb_keys(board, true)
   if e then return nil, e end
   if k.order == nil then return nil, err(BAD_BOARD) end
   e = lb_check_types(k)
@@ -396,7 +398,7 @@ local function lb_incr_run(board, by, member)
 end
 
 local function lb_rem_run(board, members)
-  local k, e = lb_keys(board)
+  local k, e = lb_keys(board, true)
   if e then return e end
   e = lb_check_types(k)
   if e then return e end
