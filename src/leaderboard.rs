@@ -8,8 +8,8 @@
 
 use patterns_core::command::{parse_f64, CmdError};
 use patterns_core::leaderboard::{
-    self as lb, check_write, companion, remove, write, Board, Change, Key, Kind, Order, Ranking,
-    Scored, Store, Window,
+    self as lb, check_write, companion, percentile_of, remove, write, Board, Change, Key, Kind,
+    Order, Ranking, Scored, Store, Window,
 };
 use redis_module::raw::{KeyType, RedisModuleCtx};
 
@@ -50,6 +50,15 @@ impl RedisStore {
             board,
             companions,
         })
+    }
+
+    /// The store of the call's board alone (no tie-break keys: LB.PERCENTILE).
+    fn board_only(call: &Call) -> Self {
+        Self {
+            ctx: call.ctx,
+            board: bytes(call.key).to_vec(),
+            companions: None,
+        }
     }
 
     fn name(&self, key: Key) -> Option<&[u8]> {
@@ -306,25 +315,13 @@ command!(percentile, lb::PERCENTILE, |call| {
     let args = call.rest();
     let p = lb::PERCENTILE.parse(args)?;
     let member = args[p.positionals[0] as usize];
-    let ctx = call.ctx;
-    let board = bytes(call.key);
-    match key_type(ctx, board) {
-        KeyType::Empty | KeyType::ZSet => {}
-        _ => return Err(CmdError::WrongType),
-    }
-    let score = redis_call(ctx, c"ZSCORE", &[board, member], false);
-    if score.is_null() {
-        return Ok(Reply::Null);
-    }
-    let text = score.strings().pop().unwrap_or_default();
-    let excluded = [b"(".as_slice(), &text].concat();
-    let (min, max): (&[u8], &[u8]) = match Order::from_slot(p.options[0]) {
-        Order::Desc => (b"-inf", &excluded),
-        Order::Asc => (&excluded, b"+inf"),
-    };
-    let below = redis_call(ctx, c"ZCOUNT", &[board, min, max], false).integer();
-    let total = redis_call(ctx, c"ZCARD", &[board], false).integer();
-    Ok(Reply::Value(Value::Double(lb::percentile(below, total))))
+    let mut store = RedisStore::board_only(call);
+    Ok(
+        match percentile_of(&mut store, member, Order::from_slot(p.options[0]))? {
+            Some(share) => Reply::Value(Value::Double(share)),
+            None => Reply::Null,
+        },
+    )
 });
 
 /// The store for a write: the board's name must be able to carry its tie-break keys.

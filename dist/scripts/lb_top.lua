@@ -442,7 +442,8 @@ local function lb_page_run(board, page, size, order, ranking)
 end
 
 local function lb_percentile_run(board, member, order)
-  if lb_type(board) ~= 'none' and lb_type(board) ~= 'zset' then return err(WRONGTYPE) end
+  local t = lb_type(board)
+  if t ~= 'none' and t ~= 'zset' then return err(WRONGTYPE) end
   local x = lb_score(board, member)
   if not x then return false end
   local below

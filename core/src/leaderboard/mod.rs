@@ -578,15 +578,6 @@ impl<'a, S: Store> Board<'a, S> {
         self.store.count(key, &min, &max)
     }
 
-    /// Members scored strictly worse than `text`.
-    pub fn count_worse(&mut self, text: &[u8]) -> i64 {
-        let (min, max) = match self.order {
-            Order::Desc => (MINUS_INF.to_vec(), exclusive(text)),
-            Order::Asc => (exclusive(text), PLUS_INF.to_vec()),
-        };
-        self.store.count(Key::Board, &min, &max)
-    }
-
     /// The member's 0-based place in this order.
     pub fn position(&mut self, scored: &Scored) -> Result<i64, CmdError> {
         let rev = self.order == Order::Desc;
@@ -711,6 +702,26 @@ impl<'a, S: Store> Board<'a, S> {
             })
             .collect()
     }
+}
+
+/// LB.PERCENTILE: the share of the board's members with a strictly worse score than
+/// `member`'s, in percent; None when it is absent. Reads the board only.
+pub fn percentile_of<S: Store>(
+    s: &mut S,
+    member: &[u8],
+    order: Order,
+) -> Result<Option<f64>, CmdError> {
+    if !matches!(s.kind(Key::Board), Kind::Empty | Kind::ZSet) {
+        return Err(CmdError::WrongType);
+    }
+    let Some(scored) = s.score(member) else {
+        return Ok(None);
+    };
+    let worse = match order {
+        Order::Desc => s.count(Key::Board, MINUS_INF, &exclusive(&scored.text)),
+        Order::Asc => s.count(Key::Board, &exclusive(&scored.text), PLUS_INF),
+    };
+    Ok(Some(percentile(worse, s.card(Key::Board))))
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -477,7 +477,24 @@ fn check_against_model(mem: &mut Mem, model: &Model, rng: &mut XorShift) {
                 assert_eq!(&want[p as usize].0, m);
             }
         }
+        // The percentile: members with a strictly worse score.
+        for (m, score, _) in model.ranks(order, Ranking::Ordinal).iter().take(20) {
+            let worse = model
+                .members
+                .values()
+                .filter(|(o, _)| {
+                    if order == Order::Desc {
+                        o < score
+                    } else {
+                        o > score
+                    }
+                })
+                .count() as i64;
+            let got = percentile_of(mem, m, order).unwrap();
+            assert_eq!(got, Some(percentile(worse, total)), "{m:?} {order:?}");
+        }
     }
+    assert_eq!(percentile_of(mem, b"nobody", Order::Desc).unwrap(), None);
 }
 
 #[test]
