@@ -15,7 +15,8 @@ use redis_module::raw::{KeyType, RedisModuleCtx};
 
 use crate::command;
 use crate::shared::{
-    bytes, check_key_access, check_key_read, key_type, now_ms, redis_call, Call, Reply, Value,
+    bytes, check_key_access, check_key_read, key_len, key_type, now_ms, redis_call, Call, Reply,
+    Value,
 };
 
 /// The board and its tie-break keys (None when the board's name cannot carry them), served by
@@ -109,15 +110,7 @@ impl Store for RedisStore {
     }
 
     fn card(&mut self, key: Key) -> i64 {
-        let Some(name) = self.name(key) else {
-            return 0;
-        };
-        let cmd = if key == Key::Stamps {
-            c"HLEN"
-        } else {
-            c"ZCARD"
-        };
-        self.read(cmd, &[name]).integer()
+        self.name(key).map_or(0, |name| key_len(self.ctx, name))
     }
 
     fn score(&mut self, member: &[u8]) -> Option<Scored> {

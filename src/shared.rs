@@ -583,13 +583,33 @@ impl StackText {
 
 /// The type of the key named `name` (Empty when absent or expired).
 pub fn key_type(ctx: *mut RedisModuleCtx, name: &[u8]) -> KeyType {
+    read_key(ctx, name, |key| {
+        unsafe { raw::RedisModule_KeyType.unwrap()(key) }.into()
+    })
+}
+
+/// The length of the value at `name` (members of a sorted set, fields of a hash; 0 when absent).
+pub fn key_len(ctx: *mut RedisModuleCtx, name: &[u8]) -> i64 {
+    read_key(
+        ctx,
+        name,
+        |key| unsafe { raw::RedisModule_ValueLength.unwrap()(key) } as i64,
+    )
+}
+
+/// Runs `f` on the key named `name`, opened for reading.
+fn read_key<T>(
+    ctx: *mut RedisModuleCtx,
+    name: &[u8],
+    f: impl FnOnce(*mut RedisModuleKey) -> T,
+) -> T {
     let name = OwnedString::new(ctx, name);
     unsafe {
         let key =
             raw::RedisModule_OpenKey.unwrap()(ctx, name.inner, raw::REDISMODULE_READ as c_int);
-        let kind = raw::RedisModule_KeyType.unwrap()(key).into();
+        let out = f(key);
         raw::RedisModule_CloseKey.unwrap()(key);
-        kind
+        out
     }
 }
 
