@@ -859,6 +859,88 @@ fn bad_input_is_refused_and_writes_nothing() {
     }
 }
 
+/// LB.ADD and LB.INCR take exactly the numbers ZADD and ZINCRBY take (a score ZADD refused after
+/// the family had started writing would leave a half-done write), and store the same double.
+#[test]
+fn scores_are_read_as_zadd_reads_them() {
+    let inputs = [
+        "0",
+        "-0",
+        "1.5",
+        "+2",
+        ".5",
+        "5.",
+        "1e3",
+        "1E-3",
+        "-0e15",
+        "9007199254740993",
+        "inf",
+        "+Inf",
+        "-infinity",
+        "nan",
+        "",
+        ".",
+        "e5",
+        "1e",
+        "1.2.3",
+        "0x10",
+        " 1",
+        "1 ",
+        "1e400",
+        "-1e400",
+        "1e-400",
+        "1e308",
+        "4.9e-324",
+        "2.5e-310",
+        "00012",
+        "1_000",
+        "١",
+    ];
+    for flavor in flavors() {
+        let server = Server::start(flavor);
+        let mut c = server.conn();
+        for (i, input) in inputs.iter().enumerate() {
+            let member = format!("m{i}");
+            let mut zadd = redis::cmd("ZADD");
+            zadd.arg("plain").arg(input).arg(&member);
+            let mut add = redis::cmd("LB.ADD");
+            add.arg("lb:{x}").arg(input).arg(&member);
+            let mut zincr = redis::cmd("ZINCRBY");
+            zincr.arg("plain2").arg(input).arg(&member);
+            let mut incr = redis::cmd("LB.INCR");
+            incr.arg("lb:{y}").arg(input).arg(&member);
+            let replies = pipeline(&mut c, &[zadd, add, zincr, incr]);
+            let ok = |v: &Value| !matches!(v, Value::ServerError(_));
+            // The module may refuse what ZADD takes (never the reverse): hex is such a case.
+            if ok(&replies[1]) {
+                assert!(ok(&replies[0]), "{input:?}: LB.ADD took what ZADD refused");
+            }
+            if ok(&replies[3]) {
+                assert!(
+                    ok(&replies[2]),
+                    "{input:?}: LB.INCR took what ZINCRBY refused"
+                );
+            }
+            let refused_by_both = !ok(&replies[0]) && !ok(&replies[1]);
+            assert!(
+                refused_by_both || ok(&replies[1]) || *input == "0x10",
+                "{input:?}: ZADD took it, LB.ADD did not: {:?}",
+                replies[1]
+            );
+            if ok(&replies[1]) {
+                let a: Option<String> = query(&mut c, &["ZSCORE", "plain", &member]);
+                let b: Option<String> = query(&mut c, &["ZSCORE", "lb:{x}", &member]);
+                assert_eq!(a, b, "{input:?}");
+            }
+        }
+        let n: i64 = query(&mut c, &["ZCARD", "lb:{x}"]);
+        assert!(n >= 15, "{n}");
+        // Nothing half-written: the tie-break keys hold exactly the board's members.
+        assert_eq!(query::<i64>(&mut c, &["ZCARD", "lb:{x}:lb-order"]), n);
+        assert_eq!(query::<i64>(&mut c, &["HLEN", "lb:{x}:lb-stamps"]), n);
+    }
+}
+
 #[test]
 fn readme_leaderboard_table_matches_the_definitions() {
     let readme =
