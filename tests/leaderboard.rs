@@ -1133,3 +1133,86 @@ fn lua_twin_matches_the_module() {
         }
     }
 }
+
+/// Reads depend on no clock: on a copy of a large board with big tie groups (and on a plain
+/// board), the twin's replies are the module's, reply for reply.
+#[test]
+fn lua_twin_reads_a_large_board_as_the_module_does() {
+    for flavor in flavors() {
+        let module = Server::start(flavor);
+        let twin = Server::start_without_module(flavor, &[]);
+        let (mut a, mut b) = (module.conn(), twin.conn());
+        let _: String = redis::cmd("FUNCTION")
+            .arg("LOAD")
+            .arg(patterns_core::lua::library())
+            .query(&mut b)
+            .unwrap();
+        let mut rng = StdRng::seed_from_u64(44);
+        let mut model = Model::default();
+        build_board(&mut a, "big:{1}", 5_000, &mut rng, &mut model);
+        let mut pipe = redis::pipe();
+        for i in 0..3_000 {
+            let score = rng.gen_range(0..40);
+            pipe.cmd("ZADD")
+                .arg("plainbig")
+                .arg(score)
+                .arg(format!("p{i}"))
+                .ignore();
+        }
+        let () = pipe.query(&mut a).unwrap();
+        let keys = [
+            "big:{1}",
+            "big:{1}:lb-order",
+            "big:{1}:lb-stamps",
+            "big:{1}:lb-scores",
+            "plainbig",
+        ];
+        for key in keys {
+            copy_key(&mut a, &mut b, key);
+        }
+        let members: Vec<String> = model.members.keys().cloned().collect();
+        for step in 0..300 {
+            let (board, member) = if step % 3 == 0 {
+                ("plainbig", format!("p{}", rng.gen_range(0..3_000)))
+            } else {
+                ("big:{1}", members.choose(&mut rng).unwrap().clone())
+            };
+            let count = rng.gen_range(1..60).to_string();
+            let order = ORDERS[rng.gen_range(0..2)];
+            let ranking = RANKINGS[rng.gen_range(0..4)];
+            let offset = rng.gen_range(0..5_100).to_string();
+            let page = rng.gen_range(1..120).to_string();
+            let call = match step % 5 {
+                0 => args(&["LB.RANK", board, &member, order, "RANKING", ranking]),
+                1 => args(&[
+                    "LB.AROUND",
+                    board,
+                    &member,
+                    &count,
+                    order,
+                    "RANKING",
+                    ranking,
+                ]),
+                2 => args(&[
+                    "LB.TOP", board, &count, "OFFSET", &offset, order, "RANKING", ranking,
+                ]),
+                3 => args(&["LB.PAGE", board, &page, &count, order, "RANKING", ranking]),
+                _ => args(&["LB.PERCENTILE", board, &member, order]),
+            };
+            let mut native = redis::cmd(&call[0]);
+            native.arg(&call[1..]);
+            let reply_a = pipeline(&mut a, &[native]).remove(0);
+            let reply_b = pipeline(&mut b, &[twin_call(&call, None)]).remove(0);
+            assert_eq!(
+                shown(&reply_a),
+                shown(&reply_b),
+                "{call:?} on {}",
+                flavor.name()
+            );
+            assert!(
+                !matches!(reply_a, Value::ServerError(_)),
+                "{call:?}: {reply_a:?}"
+            );
+        }
+    }
+}
