@@ -63,7 +63,7 @@ pub enum Reply {
     Integer(i64),
     Bulk(Vec<u8>),
     Bulks(Vec<Vec<u8>>),
-    /// Any shape: nested arrays of integers, strings, doubles and nils.
+    /// Any shape: nested arrays of integers, strings and doubles.
     Value(Value),
 }
 
