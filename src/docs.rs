@@ -107,14 +107,17 @@ fn option_arg(
     }
 }
 
-/// The single key is the first argument: read and updated in place.
-fn key_spec() -> raw::RedisModuleCommandKeySpec {
+/// The single key is the first argument: read and updated in place, or only read by a
+/// `readonly` command (so ACL read-only key patterns admit it).
+fn key_spec(def: &CommandDef) -> raw::RedisModuleCommandKeySpec {
     let mut spec: raw::RedisModuleCommandKeySpec = unsafe { std::mem::zeroed() };
-    spec.flags = u64::from(
+    spec.flags = u64::from(if def.is_readonly() {
+        raw::REDISMODULE_CMD_KEY_RO | raw::REDISMODULE_CMD_KEY_ACCESS
+    } else {
         raw::REDISMODULE_CMD_KEY_RW
             | raw::REDISMODULE_CMD_KEY_ACCESS
-            | raw::REDISMODULE_CMD_KEY_UPDATE,
-    );
+            | raw::REDISMODULE_CMD_KEY_UPDATE
+    });
     spec.begin_search_type = raw::RedisModuleKeySpecBeginSearchType_REDISMODULE_KSPEC_BS_INDEX;
     spec.bs.index.pos = 1;
     spec.find_keys_type = raw::RedisModuleKeySpecFindKeysType_REDISMODULE_KSPEC_FK_RANGE;
@@ -172,7 +175,7 @@ pub fn describe(ctx: &Context, def: &CommandDef) -> Result<(), String> {
         args.push(a);
     }
     args.push(unsafe { std::mem::zeroed() });
-    let mut key_specs = [key_spec(), unsafe { std::mem::zeroed() }];
+    let mut key_specs = [key_spec(def), unsafe { std::mem::zeroed() }];
     let version = raw::RedisModuleCommandInfoVersion {
         version: 1,
         sizeof_historyentry: std::mem::size_of::<raw::RedisModuleCommandHistoryEntry>(),

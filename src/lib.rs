@@ -3,19 +3,21 @@
 //! each family's binding lives in the module of the same name as its core module.
 
 mod docs;
+mod leaderboard;
 mod lock;
 mod ratelimit;
 mod session;
 mod shared;
 
 use patterns_core::command::CommandDef;
+use patterns_core::leaderboard as lb;
 use patterns_core::lock as lk;
 use patterns_core::ratelimit as rl;
 use patterns_core::session as sess;
 use redis_module::{raw, redis_module, Context, RedisString, Status};
 
 /// Every command with its C entry point.
-const COMMANDS: [(&CommandDef, shared::Handler); 20] = [
+const COMMANDS: [(&CommandDef, shared::Handler); 28] = [
     (&rl::TOKENBUCKET, ratelimit::tokenbucket),
     (&rl::FIXEDWINDOW, ratelimit::fixedwindow),
     (&rl::SLIDINGWINDOW, ratelimit::slidingwindow),
@@ -28,6 +30,14 @@ const COMMANDS: [(&CommandDef, shared::Handler); 20] = [
     (&sess::DESTROYALL, session::destroyall),
     (&sess::LIST, session::list),
     (&sess::COUNT, session::count),
+    (&lb::ADD, leaderboard::add),
+    (&lb::INCR, leaderboard::incr),
+    (&lb::REM, leaderboard::rem),
+    (&lb::RANK, leaderboard::rank),
+    (&lb::AROUND, leaderboard::around),
+    (&lb::TOP, leaderboard::top),
+    (&lb::PAGE, leaderboard::page),
+    (&lb::PERCENTILE, leaderboard::percentile),
     (&lk::ACQUIRE, lock::acquire),
     (&lk::RELEASE, lock::release),
     (&lk::EXTEND, lock::extend),

@@ -22,6 +22,7 @@ use crate::command;
 use crate::session::update_index;
 use crate::shared::{
     bytes, check_key_access, now_ms, redis_call, Key, OwnedString, Reply, ScoreRange, StackText,
+    Value,
 };
 pub use wait::subscribe;
 use wait::{Kind, Outcome, Wanted};
@@ -329,19 +330,19 @@ command!(info, l::INFO, |call| {
     };
     let ttl = key.expire_at_ms().map_or(-1, |at| (at - now_ms()).max(0));
     let waiters = wait::waiters(call.ctx, bytes(call.key)) as i64;
-    let field = |name: &str| Reply::Bulk(name.as_bytes().to_vec());
-    Ok(Reply::Array(vec![
+    let field = |name: &str| Value::Bulk(name.as_bytes().to_vec());
+    Ok(Reply::Value(Value::Array(vec![
         field(l::OWNER_FIELD),
-        Reply::Bulk(bytes(stored.owner.inner).to_vec()),
+        Value::Bulk(bytes(stored.owner.inner).to_vec()),
         field(l::TOKEN_FIELD),
-        Reply::Integer(stored.token),
+        Value::Int(stored.token),
         field("ttl"),
-        Reply::Integer(ttl),
+        Value::Int(ttl),
         field(l::HOLDS_FIELD),
-        Reply::Integer(stored.holds),
+        Value::Int(stored.holds),
         field("waiters"),
-        Reply::Integer(waiters),
-    ]))
+        Value::Int(waiters),
+    ])))
 });
 
 // LOCK.FENCEDHSET resource token field value [field value ...]
