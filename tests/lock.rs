@@ -374,6 +374,19 @@ fn deleting_the_key_hands_the_lock_on_and_overwriting_it_fails_the_waiters() {
         let (reply, waited) = w.join().unwrap();
         assert_eq!(token_of(&reply), first + 1);
         assert!(waited < Duration::from_secs(5), "{waited:?}");
+        // A semaphore deleted behind the module's back frees its permits for its waiters.
+        let _: i64 = query(&mut c, &["SEM.ACQUIRE", "pool", "a", "1", "60000"]);
+        let w = waiter(
+            &server,
+            &["SEM.ACQUIRE", "pool", "b", "1", "60000", "WAIT", "20000"],
+        );
+        await_blocked(&server, 1);
+        let _: i64 = query(&mut c, &["DEL", "pool"]);
+        let (reply, waited) = w.join().unwrap();
+        assert_eq!(reply, Value::Int(1));
+        assert!(waited < Duration::from_secs(5), "{waited:?}");
+        let holders: Vec<String> = query(&mut c, &["ZRANGE", "pool", "0", "-1"]);
+        assert_eq!(holders, vec!["b".to_string()]);
         // A key overwritten with another type fails its waiters with the error they would get.
         let w = waiter(
             &server,
