@@ -1266,6 +1266,7 @@ fn lua_twin_matches_the_module() {
                 c
             };
             call.arg(1).arg(&args[1..]);
+            at_ms_start(&mut a);
             let (a0, native_reply, a1) = timed(&mut a, &native);
             let (b0, twin_reply, b1) = timed(&mut b, &call);
             let context = format!(
