@@ -5,7 +5,7 @@
 use std::ffi::{c_char, CString};
 use std::ptr;
 
-use patterns_core::command::CommandDef;
+use patterns_core::command::{CommandDef, Keys};
 use redis_module::raw;
 use redis_module::Context;
 
@@ -46,21 +46,51 @@ fn arg(
     a
 }
 
-/// The single key is the first argument: read and updated in place.
-fn key_spec() -> raw::RedisModuleCommandKeySpec {
+/// A key spec: keys from a begin search to `lastkey` (0: that one key; -1: every argument
+/// after it), read and updated in place (and deleted, for tags).
+fn key_spec(
+    begin: raw::RedisModuleKeySpecBeginSearchType,
+    lastkey: i32,
+    delete: bool,
+) -> raw::RedisModuleCommandKeySpec {
     let mut spec: raw::RedisModuleCommandKeySpec = unsafe { std::mem::zeroed() };
-    spec.flags = u64::from(
-        raw::REDISMODULE_CMD_KEY_RW
-            | raw::REDISMODULE_CMD_KEY_ACCESS
-            | raw::REDISMODULE_CMD_KEY_UPDATE,
-    );
-    spec.begin_search_type = raw::RedisModuleKeySpecBeginSearchType_REDISMODULE_KSPEC_BS_INDEX;
-    spec.bs.index.pos = 1;
+    let mut flags = raw::REDISMODULE_CMD_KEY_RW
+        | raw::REDISMODULE_CMD_KEY_ACCESS
+        | raw::REDISMODULE_CMD_KEY_UPDATE;
+    if delete {
+        flags |= raw::REDISMODULE_CMD_KEY_DELETE;
+    }
+    spec.flags = u64::from(flags);
+    spec.begin_search_type = begin;
     spec.find_keys_type = raw::RedisModuleKeySpecFindKeysType_REDISMODULE_KSPEC_FK_RANGE;
-    spec.fk.range.lastkey = 0;
+    spec.fk.range.lastkey = lastkey;
     spec.fk.range.keystep = 1;
     spec.fk.range.limit = 0;
     spec
+}
+
+/// The key specs of `def.key_positions` (zero-terminated): the first argument, then for keys
+/// after an option token, every argument after that token.
+fn key_specs(def: &CommandDef, strings: &mut Strings) -> Vec<raw::RedisModuleCommandKeySpec> {
+    let index = raw::RedisModuleKeySpecBeginSearchType_REDISMODULE_KSPEC_BS_INDEX;
+    let first = |lastkey| {
+        let mut spec = key_spec(index, lastkey, lastkey != 0);
+        spec.bs.index.pos = 1;
+        spec
+    };
+    let mut specs = match def.key_positions {
+        Keys::First => vec![first(0)],
+        Keys::All => vec![first(-1)],
+        Keys::FirstAndAfter { token, from } => {
+            let keyword = raw::RedisModuleKeySpecBeginSearchType_REDISMODULE_KSPEC_BS_KEYWORD;
+            let mut after = key_spec(keyword, -1, false);
+            after.bs.keyword.keyword = strings.add(token);
+            after.bs.keyword.startfrom = from;
+            vec![first(0), after]
+        }
+    };
+    specs.push(unsafe { std::mem::zeroed() });
+    specs
 }
 
 /// Describes one registered command to Redis.
@@ -111,7 +141,11 @@ pub fn describe(ctx: &Context, def: &CommandDef) -> Result<(), String> {
     // A trailing variadic group (`[field value ...]`): one repeated block of string arguments.
     let mut group: Vec<raw::RedisModuleCommandArg>;
     if let Some(t) = def.trailing {
-        let string = raw::RedisModuleCommandArgType_REDISMODULE_ARG_TYPE_STRING;
+        // With every argument a key (`tag [tag ...]`), the group's items are keys too.
+        let string = match def.key_positions {
+            Keys::All => raw::RedisModuleCommandArgType_REDISMODULE_ARG_TYPE_KEY,
+            _ => raw::RedisModuleCommandArgType_REDISMODULE_ARG_TYPE_STRING,
+        };
         group = t
             .names
             .iter()
@@ -125,7 +159,7 @@ pub fn describe(ctx: &Context, def: &CommandDef) -> Result<(), String> {
         args.push(a);
     }
     args.push(unsafe { std::mem::zeroed() });
-    let mut key_specs = [key_spec(), unsafe { std::mem::zeroed() }];
+    let mut key_specs = key_specs(def, &mut strings);
     let version = raw::RedisModuleCommandInfoVersion {
         version: 1,
         sizeof_historyentry: std::mem::size_of::<raw::RedisModuleCommandHistoryEntry>(),

@@ -12,14 +12,13 @@ use patterns_core::command::CmdError;
 use patterns_core::session::{
     self as s, check_fields, session_key, Deadlines, Meta, Timeouts, ID_BYTES,
 };
-use std::ffi::c_int;
 
-use redis_module::raw::{self, KeyType, RedisModuleCtx};
+use redis_module::raw::{KeyType, RedisModuleCtx};
 
 use crate::command;
 use crate::shared::{
-    bytes, check_key_access, key_type, now_ms, redis_call, replicate_on, Key, OwnedString, Reply,
-    ScoreRange, StackText,
+    bytes, check_key_access, fill_random, key_type, now_ms, redis_call, replicate_on, update_index,
+    Key, OwnedString, Reply, StackText, GENERIC,
 };
 
 type Ctx = *mut RedisModuleCtx;
@@ -27,17 +26,7 @@ type Ctx = *mut RedisModuleCtx;
 /// A fresh id: 128 bits from getrandom(2), base64url.
 fn new_id() -> Result<[u8; s::ID_LEN], CmdError> {
     let mut raw = [0u8; ID_BYTES];
-    let mut filled = 0;
-    while filled < ID_BYTES {
-        let n = unsafe { libc::getrandom(raw[filled..].as_mut_ptr().cast(), ID_BYTES - filled, 0) };
-        if n <= 0 {
-            if n < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(CmdError::Internal);
-        }
-        filled += n as usize;
-    }
+    fill_random(&mut raw)?;
     Ok(s::encode_id(&raw))
 }
 
@@ -50,70 +39,6 @@ fn expect_index(ctx: Ctx, index: &[u8]) -> Result<(), CmdError> {
         KeyType::Empty | KeyType::ZSet => Ok(()),
         _ => Err(CmdError::WrongType),
     }
-}
-
-const ZSET: c_int = raw::REDISMODULE_NOTIFY_ZSET;
-const GENERIC: c_int = raw::REDISMODULE_NOTIFY_GENERIC;
-
-/// Drops the index's members that expired before `now`, replicated as `ZREMRANGEBYSCORE` when
-/// there were any (as Redis replicates a command only when it changed something).
-fn prune(ctx: Ctx, index: &Key, now: i64) {
-    if index.zset_remove(&index.zset_members(ScoreRange::below(now))) > 0 {
-        let neg_inf = OwnedString::new(ctx, b"-inf");
-        let bound = OwnedString::new(ctx, StackText::of(format_args!("({now}")).as_bytes());
-        replicate_on(
-            ctx,
-            c"ZREMRANGEBYSCORE",
-            index.name(),
-            &[neg_inf.inner, bound.inner],
-        );
-        index.modified(&[(ZSET, c"zremrangebyscore")]);
-    }
-}
-
-/// The index expires with its last session: its TTL is its highest score.
-fn fix_index_ttl(ctx: Ctx, index: &Key) {
-    let Some(top) = index.zset_top_score() else {
-        return;
-    };
-    let at = top as i64;
-    if index.expire_at_ms() != Some(at) {
-        index.set_expire_at(at);
-        let at = OwnedString::new(ctx, StackText::of(at).as_bytes());
-        replicate_on(ctx, c"PEXPIREAT", index.name(), &[at.inner]);
-        index.modified(&[(GENERIC, c"expire")]);
-    }
-}
-
-/// One update of an index, in the order the Lua twin runs it: prune the expired members,
-/// remove `remove`, add `add` (score, member), then fix the index's TTL. Each change replicates
-/// as the command that makes it, and only when it changed something, as Redis does.
-fn update_index(
-    ctx: Ctx,
-    index: &[u8],
-    now: i64,
-    remove: Option<&[u8]>,
-    add: Option<(i64, &[u8])>,
-) {
-    let name = OwnedString::new(ctx, index);
-    let index = Key::open_named(ctx, &name);
-    prune(ctx, &index, now);
-    if let Some(member) = remove {
-        let member = [OwnedString::new(ctx, member)];
-        if index.zset_remove(&member) > 0 {
-            replicate_on(ctx, c"ZREM", name.inner, &[member[0].inner]);
-            index.modified(&[(ZSET, c"zrem")]);
-        }
-    }
-    if let Some((score, member)) = add {
-        let member = OwnedString::new(ctx, member);
-        if index.zset_add(score as f64, member.inner) {
-            let score = OwnedString::new(ctx, StackText::of(score).as_bytes());
-            replicate_on(ctx, c"ZADD", name.inner, &[score.inner, member.inner]);
-            index.modified(&[(ZSET, c"zadd")]);
-        }
-    }
-    fix_index_ttl(ctx, &index);
 }
 
 /// A live session: its hash's pairs, with the reserved fields read.

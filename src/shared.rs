@@ -9,7 +9,7 @@ use std::ffi::{c_char, c_int, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::{ptr, slice};
 
-use patterns_core::command::{CmdError, CommandDef};
+use patterns_core::command::{CmdError, CommandDef, Keys};
 use redis_module::raw::{self, KeyType, RedisModuleCtx, RedisModuleKey, RedisModuleString};
 
 /// A command's C entry point.
@@ -30,7 +30,9 @@ macro_rules! command {
     };
 }
 
-/// Registers a command under its definition's name (lower case), its one key at position 1.
+/// Registers a command under its definition's name (lower case) with its key positions (for
+/// keys after an option token, the range covers the first key; `docs::describe`'s key specs
+/// then give Redis the rest).
 pub fn register(
     ctx: *mut RedisModuleCtx,
     def: &CommandDef,
@@ -38,6 +40,10 @@ pub fn register(
 ) -> Result<(), String> {
     let name = CString::new(def.name.to_ascii_lowercase()).map_err(|e| e.to_string())?;
     let flags = CString::new(def.flags).map_err(|e| e.to_string())?;
+    let last = match def.key_positions {
+        Keys::All => -1,
+        Keys::First | Keys::FirstAndAfter { .. } => 1,
+    };
     let status = unsafe {
         raw::RedisModule_CreateCommand.unwrap()(
             ctx,
@@ -45,7 +51,7 @@ pub fn register(
             Some(handler),
             flags.as_ptr(),
             1,
-            1,
+            last,
             1,
         )
     };
@@ -63,6 +69,15 @@ pub enum Reply {
     Integer(i64),
     Bulk(Vec<u8>),
     Bulks(Vec<Vec<u8>>),
+    /// An array mixing bulk strings, nils and integers.
+    Items(Vec<Item>),
+}
+
+/// One element of [`Reply::Items`].
+pub enum Item {
+    Bulk(Vec<u8>),
+    Null,
+    Integer(i64),
 }
 
 /// One invocation: the context, the key and the arguments after it.
@@ -164,6 +179,20 @@ pub fn dispatch(
                         b.as_ptr().cast(),
                         b.len(),
                     );
+                }
+            }
+            Ok(Reply::Items(items)) => {
+                raw::RedisModule_ReplyWithArray.unwrap()(ctx, items.len() as _);
+                for item in items {
+                    match item {
+                        Item::Bulk(b) => raw::RedisModule_ReplyWithStringBuffer.unwrap()(
+                            ctx,
+                            b.as_ptr().cast(),
+                            b.len(),
+                        ),
+                        Item::Null => raw::RedisModule_ReplyWithNull.unwrap()(ctx),
+                        Item::Integer(n) => raw::RedisModule_ReplyWithLongLong.unwrap()(ctx, n),
+                    };
                 }
             }
             Err(err) => {
@@ -457,6 +486,98 @@ impl Drop for Key<'_> {
     fn drop(&mut self) {
         unsafe { raw::RedisModule_CloseKey.unwrap()(self.inner) };
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// An index that never leaks: a sorted set of keys scored by their expiry (sessions of a user,
+// cache entries of a tag), pruned as it is touched and expiring with its last member.
+
+pub const ZSET: c_int = raw::REDISMODULE_NOTIFY_ZSET;
+pub const GENERIC: c_int = raw::REDISMODULE_NOTIFY_GENERIC;
+
+/// Drops the index's members that expired before `now`, replicated as `ZREMRANGEBYSCORE` when
+/// there were any (as Redis replicates a command only when it changed something).
+fn prune(ctx: *mut RedisModuleCtx, index: &Key, now: i64) {
+    if index.zset_remove(&index.zset_members(ScoreRange::below(now))) > 0 {
+        let neg_inf = OwnedString::new(ctx, b"-inf");
+        let bound = OwnedString::new(ctx, StackText::of(format_args!("({now}")).as_bytes());
+        replicate_on(
+            ctx,
+            c"ZREMRANGEBYSCORE",
+            index.name(),
+            &[neg_inf.inner, bound.inner],
+        );
+        index.modified(&[(ZSET, c"zremrangebyscore")]);
+    }
+}
+
+/// The index expires with its last session: its TTL is its highest score.
+fn fix_index_ttl(ctx: *mut RedisModuleCtx, index: &Key) {
+    let Some(top) = index.zset_top_score() else {
+        return;
+    };
+    let at = top as i64;
+    if index.expire_at_ms() != Some(at) {
+        index.set_expire_at(at);
+        let at = OwnedString::new(ctx, StackText::of(at).as_bytes());
+        replicate_on(ctx, c"PEXPIREAT", index.name(), &[at.inner]);
+        index.modified(&[(GENERIC, c"expire")]);
+    }
+}
+
+/// One update of an index, in the order the Lua twin runs it: prune the expired members,
+/// remove `remove`, add `add` (score, member), then fix the index's TTL. Each change replicates
+/// as the command that makes it, and only when it changed something, as Redis does.
+pub fn update_index(
+    ctx: *mut RedisModuleCtx,
+    index: &[u8],
+    now: i64,
+    remove: Option<&[u8]>,
+    add: Option<(i64, &[u8])>,
+) {
+    let name = OwnedString::new(ctx, index);
+    let index = Key::open_named(ctx, &name);
+    prune(ctx, &index, now);
+    if let Some(member) = remove {
+        let member = [OwnedString::new(ctx, member)];
+        if index.zset_remove(&member) > 0 {
+            replicate_on(ctx, c"ZREM", name.inner, &[member[0].inner]);
+            index.modified(&[(ZSET, c"zrem")]);
+        }
+    }
+    if let Some((score, member)) = add {
+        let member = OwnedString::new(ctx, member);
+        if index.zset_add(score as f64, member.inner) {
+            let score = OwnedString::new(ctx, StackText::of(score).as_bytes());
+            replicate_on(ctx, c"ZADD", name.inner, &[score.inner, member.inner]);
+            index.modified(&[(ZSET, c"zadd")]);
+        }
+    }
+    fix_index_ttl(ctx, &index);
+}
+
+/// Fills `buf` from getrandom(2), the operating system's CSPRNG.
+pub fn fill_random(buf: &mut [u8]) -> Result<(), CmdError> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        let n =
+            unsafe { libc::getrandom(buf[filled..].as_mut_ptr().cast(), buf.len() - filled, 0) };
+        if n <= 0 {
+            if n < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(CmdError::Internal);
+        }
+        filled += n as usize;
+    }
+    Ok(())
+}
+
+/// Publishes `message` on `channel` (as PUBLISH does; in Cluster, to every node).
+pub fn publish(ctx: *mut RedisModuleCtx, channel: &[u8], message: &[u8]) {
+    let channel = OwnedString::new(ctx, channel);
+    let message = OwnedString::new(ctx, message);
+    unsafe { raw::RedisModule_PublishMessage.unwrap()(ctx, channel.inner, message.inner) };
 }
 
 /// Replicates `SET key value PXAT at_ms` to replicas and the AOF: the primary's time travels in

@@ -234,7 +234,9 @@ pub fn decide(now_ms: i64, entry: Option<&Entry>, beta: f64, draw: u64) -> Outco
         Some(_) if leased => Outcome::Stale,
         Some(_) => Outcome::Refresh,
         None if leased => {
-            let until = entry.and_then(|e| e.lease.as_ref()).map_or(now_ms, |l| l.until);
+            let until = entry
+                .and_then(|e| e.lease.as_ref())
+                .map_or(now_ms, |l| l.until);
             Outcome::Wait {
                 retry_ms: (until - now_ms).min(WAIT_RETRY_MS),
             }

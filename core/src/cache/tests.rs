@@ -78,7 +78,10 @@ fn xfetch_refreshes_with_the_papers_probability() {
         let got = hits as f64 / n as f64;
         // Four standard deviations of a binomial proportion.
         let sd = (want * (1.0 - want) / n as f64).sqrt();
-        assert!((got - want).abs() <= 4.0 * sd + 1e-9, "{now} {beta}: {got} vs {want}");
+        assert!(
+            (got - want).abs() <= 4.0 * sd + 1e-9,
+            "{now} {beta}: {got} vs {want}"
+        );
     }
     assert_eq!(early_probability(9_000, t, 0.0), 0.0);
     // The threshold is exact at the boundary draw.
@@ -141,7 +144,12 @@ fn entries_parse_strictly() {
         &full[1..4],
         &full[4..5],
         &full[5..],
-        &[(b"value", b"v"), (b"fresh_until", b"x"), (b"stale_until", b"1"), (b"delta_ms", b"1")],
+        &[
+            (b"value", b"v"),
+            (b"fresh_until", b"x"),
+            (b"stale_until", b"1"),
+            (b"delta_ms", b"1"),
+        ],
         &[(b"lease", b"t"), (b"lease_until", b"-1")],
         &[(b"lease", b"t"), (b"lease_until", b"1"), (b"other", b"1")],
     ];

@@ -11,7 +11,9 @@
 
 pub mod lua;
 
-use crate::command::{positive, CmdError, CommandDef, IntArg, IntKind, OptionDef, Positional};
+use crate::command::{
+    positive, CmdError, CommandDef, IntArg, IntKind, Keys, OptionDef, Positional,
+};
 
 /// The longest time span a limiter may cover (refill time, window): 2^52 ms.
 pub const MAX_SPAN_MS: i64 = 1 << 52;
@@ -59,6 +61,7 @@ pub static TOKENBUCKET: CommandDef = CommandDef {
     ],
     options: &[COST],
     trailing: None,
+    key_positions: Keys::First,
 };
 
 pub static FIXEDWINDOW: CommandDef = CommandDef {
@@ -72,6 +75,7 @@ pub static FIXEDWINDOW: CommandDef = CommandDef {
     positionals: &[positive("limit"), positive("window_ms")],
     options: &[COST],
     trailing: None,
+    key_positions: Keys::First,
 };
 
 pub static SLIDINGWINDOW: CommandDef = CommandDef {
@@ -87,6 +91,7 @@ pub static SLIDINGWINDOW: CommandDef = CommandDef {
     positionals: &[positive("limit"), positive("window_ms")],
     options: &[COST, EXACT],
     trailing: None,
+    key_positions: Keys::First,
 };
 
 pub static THROTTLE: CommandDef = CommandDef {
@@ -119,6 +124,7 @@ pub static THROTTLE: CommandDef = CommandDef {
     ],
     options: &[],
     trailing: None,
+    key_positions: Keys::First,
 };
 
 /// The family's commands, in README order.
