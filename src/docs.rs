@@ -108,20 +108,17 @@ fn option_arg(
 }
 
 /// A key spec: keys from a begin search to `lastkey` (0: that one key; -1: every argument
-/// after it), read and updated in place (and deleted, for tags).
+/// after it), read and updated in place.
 fn key_spec(
     begin: raw::RedisModuleKeySpecBeginSearchType,
     lastkey: i32,
-    delete: bool,
 ) -> raw::RedisModuleCommandKeySpec {
     let mut spec: raw::RedisModuleCommandKeySpec = unsafe { std::mem::zeroed() };
-    let mut flags = raw::REDISMODULE_CMD_KEY_RW
-        | raw::REDISMODULE_CMD_KEY_ACCESS
-        | raw::REDISMODULE_CMD_KEY_UPDATE;
-    if delete {
-        flags |= raw::REDISMODULE_CMD_KEY_DELETE;
-    }
-    spec.flags = u64::from(flags);
+    spec.flags = u64::from(
+        raw::REDISMODULE_CMD_KEY_RW
+            | raw::REDISMODULE_CMD_KEY_ACCESS
+            | raw::REDISMODULE_CMD_KEY_UPDATE,
+    );
     spec.begin_search_type = begin;
     spec.find_keys_type = raw::RedisModuleKeySpecFindKeysType_REDISMODULE_KSPEC_FK_RANGE;
     spec.fk.range.lastkey = lastkey;
@@ -135,7 +132,7 @@ fn key_spec(
 fn key_specs(def: &CommandDef, strings: &mut Strings) -> Vec<raw::RedisModuleCommandKeySpec> {
     let index = raw::RedisModuleKeySpecBeginSearchType_REDISMODULE_KSPEC_BS_INDEX;
     let first = |lastkey| {
-        let mut spec = key_spec(index, lastkey, lastkey != 0);
+        let mut spec = key_spec(index, lastkey);
         spec.bs.index.pos = 1;
         spec
     };
@@ -144,7 +141,7 @@ fn key_specs(def: &CommandDef, strings: &mut Strings) -> Vec<raw::RedisModuleCom
         Keys::All => vec![first(-1)],
         Keys::FirstAndAfter { token, from } => {
             let keyword = raw::RedisModuleKeySpecBeginSearchType_REDISMODULE_KSPEC_BS_KEYWORD;
-            let mut after = key_spec(keyword, -1, true);
+            let mut after = key_spec(keyword, -1);
             after.bs.keyword.keyword = strings.add(token);
             after.bs.keyword.startfrom = from;
             vec![first(0), after]

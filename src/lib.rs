@@ -2,18 +2,20 @@
 //! hand-write around Redis) as native, atomic commands. This file only registers commands;
 //! each family's binding lives in the module of the same name as its core module.
 
+mod cache;
 mod docs;
 mod ratelimit;
 mod session;
 mod shared;
 
+use patterns_core::cache as ch;
 use patterns_core::command::CommandDef;
 use patterns_core::ratelimit as rl;
 use patterns_core::session as sess;
 use redis_module::{raw, redis_module, Context, RedisString, Status};
 
 /// Every command with its C entry point.
-const COMMANDS: [(&CommandDef, shared::Handler); 12] = [
+const COMMANDS: [(&CommandDef, shared::Handler); 17] = [
     (&rl::TOKENBUCKET, ratelimit::tokenbucket),
     (&rl::FIXEDWINDOW, ratelimit::fixedwindow),
     (&rl::SLIDINGWINDOW, ratelimit::slidingwindow),
@@ -26,11 +28,16 @@ const COMMANDS: [(&CommandDef, shared::Handler); 12] = [
     (&sess::DESTROYALL, session::destroyall),
     (&sess::LIST, session::list),
     (&sess::COUNT, session::count),
+    (&ch::SET, cache::set),
+    (&ch::GET, cache::get),
+    (&ch::FILL, cache::fill),
+    (&ch::TAG, cache::tag),
+    (&ch::INVALIDATE, cache::invalidate),
 ];
 
-/// Registers every command (its one key at position 1, so ACL key patterns and Cluster
-/// routing apply) with its COMMAND DOCS entry and arity. Modified-key signals are sent
-/// explicitly, only after real writes.
+/// Registers every command (its declared keys, so ACL key patterns and Cluster routing apply)
+/// with its COMMAND DOCS entry and arity. Modified-key signals are sent explicitly, only after
+/// real writes.
 fn init(ctx: &Context, _args: &[RedisString]) -> Status {
     unsafe {
         raw::RedisModule_SetModuleOptions.unwrap()(

@@ -69,6 +69,8 @@ pub enum Reply {
     Integer(i64),
     Bulk(Vec<u8>),
     Bulks(Vec<Vec<u8>>),
+    /// A simple string such as `OK`.
+    Simple(&'static std::ffi::CStr),
     /// An array mixing bulk strings, nils and integers.
     Items(Vec<Item>),
 }
@@ -180,6 +182,9 @@ pub fn dispatch(
                         b.len(),
                     );
                 }
+            }
+            Ok(Reply::Simple(text)) => {
+                raw::RedisModule_ReplyWithSimpleString.unwrap()(ctx, text.as_ptr());
             }
             Ok(Reply::Items(items)) => {
                 raw::RedisModule_ReplyWithArray.unwrap()(ctx, items.len() as _);
@@ -474,6 +479,13 @@ impl Key<'_> {
             .count()
     }
 
+    /// A member's score, None when it is not in the set.
+    pub fn zset_score(&self, member: *mut RedisModuleString) -> Option<f64> {
+        let mut score = 0.0;
+        let status = unsafe { raw::RedisModule_ZsetScore.unwrap()(self.inner, member, &mut score) };
+        (status == raw::REDISMODULE_OK as c_int).then_some(score)
+    }
+
     /// Adds or updates a member; whether the set changed.
     pub fn zset_add(&self, score: f64, member: *mut RedisModuleString) -> bool {
         let mut flags: c_int = 0;
@@ -527,14 +539,16 @@ fn fix_index_ttl(ctx: *mut RedisModuleCtx, index: &Key) {
 
 /// One update of an index, in the order the Lua twin runs it: prune the expired members,
 /// remove `remove`, add `add` (score, member), then fix the index's TTL. Each change replicates
-/// as the command that makes it, and only when it changed something, as Redis does.
+/// as the command that makes it, and only when it changed something, as Redis does. Returns
+/// whether `add` was a new member.
 pub fn update_index(
     ctx: *mut RedisModuleCtx,
     index: &[u8],
     now: i64,
     remove: Option<&[u8]>,
     add: Option<(i64, &[u8])>,
-) {
+) -> bool {
+    let mut added = false;
     let name = OwnedString::new(ctx, index);
     let index = Key::open_named(ctx, &name);
     prune(ctx, &index, now);
@@ -547,6 +561,7 @@ pub fn update_index(
     }
     if let Some((score, member)) = add {
         let member = OwnedString::new(ctx, member);
+        added = index.zset_score(member.inner).is_none();
         if index.zset_add(score as f64, member.inner) {
             let score = OwnedString::new(ctx, StackText::of(score).as_bytes());
             replicate_on(ctx, c"ZADD", name.inner, &[score.inner, member.inner]);
@@ -554,6 +569,7 @@ pub fn update_index(
         }
     }
     fix_index_ttl(ctx, &index);
+    added
 }
 
 /// Fills `buf` from getrandom(2), the operating system's CSPRNG.

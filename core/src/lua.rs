@@ -10,7 +10,9 @@
 //! any integer argument above 2^53 and any limiter whose intermediate products could pass it,
 //! instead of answering inexactly.
 
-use crate::command::{Arg, ArgKind, CmdError, CommandDef, OptValue, OptionDef, LUA_EXACT_MAX};
+use crate::command::{
+    Arg, ArgKind, CmdError, CommandDef, Keys, OptValue, OptionDef, LUA_EXACT_MAX,
+};
 
 /// The Functions library's name (`#!lua name=patterns`).
 pub const LIBRARY: &str = "patterns";
@@ -50,6 +52,7 @@ pub fn families() -> Vec<Family> {
     vec![
         crate::ratelimit::lua::family(),
         crate::session::lua::family(),
+        crate::cache::lua::family(),
     ]
 }
 
@@ -155,6 +158,22 @@ local function get_string(key)
   return v
 end
 
+-- An index that never leaks (sessions of a user, entries of a tag): a sorted set of keys
+-- scored by their expiry. Drops the members that expired before now.
+local function index_prune(index, now)
+  redis.call('ZREMRANGEBYSCORE', index, '-inf', '(' .. int(now))
+end
+
+-- The index expires with its last member: its TTL is its highest score.
+local function index_fix(index)
+  local top = redis.call('ZRANGE', index, -1, -1, 'WITHSCORES')
+  if top[2] == nil then return end
+  local at = tonumber(top[2])
+  if redis.call('PEXPIRETIME', index) ~= at then
+    redis.call('PEXPIREAT', index, int(at))
+  end
+end
+
 -- A number as a sorted-set score is written (command::parse_f64's rules), or nil.
 local function parse_float(s)
   local unsigned = string.lower(string.match(s, '^[+-]?(.*)$'))
@@ -210,7 +229,11 @@ end
 
 -- Parses arguments against a generated definition table, as CommandDef::parse does.
 local function parse(def, keys, argv)
-  if #keys ~= 1 then return nil, err(def.arity_error) end
+  -- KEYS: the one key; or with min_keys, keys only (tag [tag ...]); or with key_rest, the key
+  -- and then the items of the option numbered key_rest (key [tag ...] for TAGS tag ...).
+  if #keys < (def.min_keys or 1) or (#keys > 1 and not def.min_keys and not def.key_rest) then
+    return nil, err(def.arity_error)
+  end
   local a = {pos = {}, opt = {}, lead = {}, rest = {}}
   local i = 1
   for n = 1, def.lead or 0 do
@@ -250,13 +273,20 @@ local function parse(def, keys, argv)
     a.opt[n] = v
     i = next_i
   end
+  if def.key_rest and #keys > 1 then
+    a.opt[def.key_rest] = {unpack(keys, 2)}
+  end
   return a
 end
 "#;
 
 /// The Lua parser's table for one argument.
 fn arg_spec(arg: &Arg, default: Option<i64>) -> String {
-    let default = default.map_or(String::new(), |d| format!(", default = {d}"));
+    let default = default.map_or(String::new(), |d| match arg.kind {
+        // A float's default is kept as its bits: Lua gets the number.
+        ArgKind::Float => format!(", default = {:?}", crate::command::float(d)),
+        _ => format!(", default = {d}"),
+    });
     let error = lua_error(&CmdError::BadArg(*arg));
     match arg.kind {
         ArgKind::Text => format!("{{kind = 'text'{default}}}"),
@@ -305,10 +335,16 @@ fn def_table(cmd: &TwinCommand) -> String {
         .iter()
         .map(|o| format!("    {},\n", option_spec(o)))
         .collect();
+    // Keys after a token come in KEYS, never after the token in ARGV.
+    let keys_token = match def.key_positions {
+        Keys::FirstAndAfter { token, .. } => Some(token),
+        _ => None,
+    };
     let tokens: Vec<String> = def
         .options
         .iter()
         .enumerate()
+        .filter(|(_, o)| Some(o.token) != keys_token)
         .flat_map(|(i, o)| {
             let words = match o.value {
                 OptValue::Word(words) => words.to_vec(),
@@ -323,12 +359,21 @@ fn def_table(cmd: &TwinCommand) -> String {
     if !cmd.leading.is_empty() {
         extra.push_str(&format!("  lead = {},\n", cmd.leading.len()));
     }
-    if let Some(t) = def.trailing {
-        extra.push_str(&format!(
+    match (def.key_positions, def.trailing) {
+        (Keys::All, t) => {
+            let min = 1 + t.map_or(0, |t| t.min * t.names.len());
+            extra.push_str(&format!("  min_keys = {min},\n"));
+        }
+        (Keys::FirstAndAfter { token, .. }, _) => {
+            let n = def.options.iter().position(|o| o.token == token);
+            extra.push_str(&format!("  key_rest = {},\n", n.map_or(0, |n| n + 1)));
+        }
+        (Keys::First, Some(t)) => extra.push_str(&format!(
             "  group = {},\n  group_min = {},\n",
             t.names.len(),
             t.min
-        ));
+        )),
+        (Keys::First, None) => {}
     }
     format!(
         "local DEF_{name} = {{\n  arity_error = {arity},\n{extra}  pos = {{\n{pos}  }},\n  opts = {{\n{opts}  }},\n  tokens = {{{tokens}}},\n}}\n",

@@ -1,6 +1,6 @@
 //! Writes the Lua twin: `dist/patterns.lua` (a Functions library) and `dist/scripts/<function>.lua`
 //! (one EVAL script per command). Usage: `patterns-lua [OUT_DIR]` (default `dist`);
-//! `patterns-lua --readme` prints README's command tables instead (rate limiting, then sessions).
+//! `patterns-lua --readme` prints README's command tables instead (rate limiting, sessions, caching).
 
 use std::path::PathBuf;
 use std::{env, fs, io};
@@ -13,6 +13,8 @@ fn main() -> io::Result<()> {
         print!("{}", markdown_table(&patterns_core::ratelimit::COMMANDS));
         println!();
         print!("{}", markdown_table(&patterns_core::session::COMMANDS));
+        println!();
+        print!("{}", markdown_table(&patterns_core::cache::COMMANDS));
         return Ok(());
     }
     let out = PathBuf::from(arg.unwrap_or_else(|| "dist".into()));

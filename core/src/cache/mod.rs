@@ -23,7 +23,9 @@ pub mod lua;
 #[cfg(test)]
 mod tests;
 
-use crate::command::CmdError;
+use crate::command::{
+    positive, text, Arg, ArgKind, CmdError, CommandDef, Keys, OptValue, OptionDef, Trailing,
+};
 
 /// The longest `ttl_ms + GRACE`, `DELTA` or `LEASE`: 2^52 ms (doubles, i.e. sorted set scores
 /// and Lua numbers, hold every expiry up to there exactly).
@@ -48,6 +50,145 @@ pub const TOO_LONG: &str = "ttl_ms + GRACE, DELTA and LEASE must be at most 2^52
 pub const BAD_BETA: &str = "BETA must be a finite non-negative number";
 pub const NOT_CACHE: &str = "key does not hold a cache entry";
 pub const NO_VALUE: &str = "no cached value at key";
+pub const TAG_IS_KEY: &str = "a key cannot be its own tag";
+
+// ---------------------------------------------------------------------------------------------
+// Definitions
+
+const WRITE: &str = "write deny-oom";
+const ENTRY_KEYS: &str = "key: a hash (`value`, `fresh_until`, `stale_until`, `delta_ms`; \
+     `lease`, `lease_until` while leased), expiring at the later of `stale_until` and \
+     `lease_until`; each tag: a sorted set of keys scored by `stale_until`, expiring with its last";
+
+const fn ms_option(
+    token: &'static str,
+    name: &'static str,
+    kind: ArgKind,
+    default: i64,
+) -> OptionDef {
+    OptionDef {
+        token,
+        value: OptValue::Arg(Arg { name, kind }),
+        default,
+    }
+}
+
+/// `[DELTA delta_ms] [GRACE grace_ms] [TAGS tag [tag ...]]`, shared by SET and FILL.
+const STORE_OPTIONS: [OptionDef; 3] = [
+    ms_option("DELTA", "delta_ms", ArgKind::NonNegative, 0),
+    ms_option("GRACE", "grace_ms", ArgKind::NonNegative, 0),
+    OptionDef {
+        token: "TAGS",
+        value: OptValue::Rest { min: 1 },
+        default: NO_TAGS,
+    },
+];
+/// The TAGS slot when there are none.
+pub const NO_TAGS: i64 = -1;
+/// Where each option sits in the parsed values of SET and FILL.
+pub const DELTA_OPT: usize = 0;
+pub const GRACE_OPT: usize = 1;
+pub const TAGS_OPT: usize = 2;
+
+pub static SET: CommandDef = CommandDef {
+    name: "CACHE.SET",
+    syntax: "key value ttl_ms [DELTA delta_ms] [GRACE grace_ms] [TAGS tag [tag ...]]",
+    summary: "Caches value for ttl_ms (then serves it stale for grace_ms while one caller recomputes), records its recompute time delta_ms for XFetch, and lists key under each tag, atomically. Voids any lease on key.",
+    complexity: "O(N + T log M), N the value's size, T the tags, M their entries (plus those pruned)",
+    reply: "Simple string: OK",
+    keys: ENTRY_KEYS,
+    flags: WRITE,
+    positionals: &[text("value"), positive("ttl_ms")],
+    options: &STORE_OPTIONS,
+    trailing: None,
+    key_positions: Keys::FirstAndAfter {
+        token: "TAGS",
+        from: 4,
+    },
+};
+
+pub static FILL: CommandDef = CommandDef {
+    name: "CACHE.FILL",
+    syntax: "key lease value ttl_ms [DELTA delta_ms] [GRACE grace_ms] [TAGS tag [tag ...]]",
+    summary: "CACHE.SET for the holder of key's lease (from CACHE.GET): refused when the lease was voided (by a write or an invalidation) or expired.",
+    complexity: "O(N + T log M), N the value's size, T the tags, M their entries (plus those pruned)",
+    reply: "Simple string: OK; nil when the lease is not the key's live lease (nothing written)",
+    keys: ENTRY_KEYS,
+    flags: WRITE,
+    positionals: &[text("lease"), text("value"), positive("ttl_ms")],
+    options: &STORE_OPTIONS,
+    trailing: None,
+    key_positions: Keys::FirstAndAfter {
+        token: "TAGS",
+        from: 5,
+    },
+};
+
+pub static TAG: CommandDef = CommandDef {
+    name: "CACHE.TAG",
+    syntax: "key tag [tag ...]",
+    summary: "Lists a cached key under more tags, until its value expires.",
+    complexity: "O(T log M), T the tags, M their entries (plus those pruned)",
+    reply: "Integer: the number of tags newly attached",
+    keys: ENTRY_KEYS,
+    flags: WRITE,
+    positionals: &[],
+    options: &[],
+    trailing: Some(Trailing {
+        names: &["tag"],
+        min: 1,
+    }),
+    key_positions: Keys::All,
+};
+
+pub static INVALIDATE: CommandDef = CommandDef {
+    name: "CACHE.INVALIDATE",
+    syntax: "tag [tag ...]",
+    summary: "Deletes every live key listed under the tags (voiding their leases) and the tags, then publishes each tag on patterns:invalidate.",
+    complexity: "O(K + T), K the keys deleted, T the tags",
+    reply: "Integer: the number of keys deleted",
+    keys: "each tag: a sorted set of keys, deleted with the keys it lists (in its slot)",
+    flags: "write",
+    positionals: &[],
+    options: &[],
+    trailing: Some(Trailing {
+        names: &["tag"],
+        min: 0,
+    }),
+    key_positions: Keys::All,
+};
+
+pub static GET: CommandDef = CommandDef {
+    name: "CACHE.GET",
+    syntax: "key [BETA beta] [LEASE lease_ms]",
+    summary: "The cached value, with stampede protection: XFetch picks readers to refresh early, one caller at a time holds the lease to recompute, the others get the stale value or wait.",
+    complexity: "O(N), N the value's size",
+    reply: "Array [state, value, extra]: `HIT value nil`, `REFRESH value lease`, `MISS nil lease`, `STALE value nil`, `WAIT nil retry_ms`",
+    keys: ENTRY_KEYS,
+    flags: "write",
+    positionals: &[],
+    options: &[
+        OptionDef {
+            token: "BETA",
+            value: OptValue::Arg(Arg {
+                name: "BETA",
+                kind: ArgKind::Float,
+            }),
+            default: 1.0f64.to_bits() as i64,
+        },
+        ms_option("LEASE", "lease_ms", ArgKind::Positive, DEFAULT_LEASE_MS),
+    ],
+    trailing: None,
+    key_positions: Keys::First,
+};
+
+/// The family's commands, in README order.
+pub static COMMANDS: [&CommandDef; 5] = [&SET, &GET, &FILL, &TAG, &INVALIDATE];
+
+/// The tags of a parsed SET or FILL: the arguments from the TAGS slot on.
+pub fn tags<'a, 'b>(args: &'b [&'a [u8]], slot: i64) -> &'b [&'a [u8]] {
+    usize::try_from(slot).map_or(&[], |at| &args[at.min(args.len())..])
+}
 
 // ---------------------------------------------------------------------------------------------
 // Entries

@@ -59,20 +59,6 @@ local function sess_expect_index(index)
   if t ~= 'none' and t ~= 'zset' then return err(WRONGTYPE) end
 end
 
-local function sess_prune(index, now)
-  redis.call('ZREMRANGEBYSCORE', index, '-inf', '(' .. int(now))
-end
-
--- The index expires with its last session: its TTL is its highest score.
-local function sess_fix(index)
-  local top = redis.call('ZRANGE', index, -1, -1, 'WITHSCORES')
-  if top[2] == nil then return end
-  local at = tonumber(top[2])
-  if redis.call('PEXPIRETIME', index) ~= at then
-    redis.call('PEXPIREAT', index, int(at))
-  end
-end
-
 -- The session at key: nil when absent; an error unless a session whose index may be used.
 local function sess_load(key)
   local t = sess_type(key)
@@ -96,9 +82,9 @@ end
 local function sess_touch(key, index, idle, abs, now)
   local at = int(math.min(now + idle, abs))
   redis.call('PEXPIREAT', key, at)
-  sess_prune(index, now)
+  index_prune(index, now)
   redis.call('ZADD', index, at, key)
-  sess_fix(index)
+  index_fix(index)
 end
 
 local function session_create_run(index, id, idle, absolute, fields)
@@ -157,10 +143,10 @@ local function session_rotate_run(key, id)
   local now = now_ms()
   local at = redis.call('PEXPIRETIME', key)
   redis.call('RENAME', key, new)
-  sess_prune(s.index, now)
+  index_prune(s.index, now)
   redis.call('ZREM', s.index, key)
   redis.call('ZADD', s.index, int(at), new)
-  sess_fix(s.index)
+  index_fix(s.index)
   return new
 end
 
@@ -169,17 +155,17 @@ local function session_destroy_run(key)
   if e then return e end
   if s == nil then return 0 end
   redis.call('DEL', key)
-  sess_prune(s.index, now_ms())
+  index_prune(s.index, now_ms())
   redis.call('ZREM', s.index, key)
-  sess_fix(s.index)
+  index_fix(s.index)
   return 1
 end
 
 local function sess_live(index)
   local e = sess_expect_index(index)
   if e then return nil, e end
-  sess_prune(index, now_ms())
-  sess_fix(index)
+  index_prune(index, now_ms())
+  index_fix(index)
   return redis.call('ZRANGE', index, 0, -1)
 end
 
@@ -206,8 +192,8 @@ end
 local function session_count_run(index)
   local e = sess_expect_index(index)
   if e then return e end
-  sess_prune(index, now_ms())
-  sess_fix(index)
+  index_prune(index, now_ms())
+  index_fix(index)
   return redis.call('ZCARD', index)
 end
 "#;
