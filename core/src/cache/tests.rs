@@ -24,7 +24,8 @@ const SOONEST: u64 = 1;
 fn decisions_follow_the_entry_and_the_lease() {
     use Outcome::*;
     // (now, value stored, lease until, beta, draw, outcome)
-    let table: &[(i64, bool, Option<i64>, f64, u64, Outcome)] = &[
+    type Case = (i64, bool, Option<i64>, f64, u64, Outcome);
+    let table: &[Case] = &[
         // absent: the first caller gets the lease, the others wait (at most 50 ms at a time)
         (900, false, None, 1.0, NEVER, Miss),
         (900, false, Some(2_000), 1.0, NEVER, Wait { retry_ms: 50 }),
