@@ -39,7 +39,13 @@ pub fn register(
     handler: Handler,
 ) -> Result<(), String> {
     let name = CString::new(def.name.to_ascii_lowercase()).map_err(|e| e.to_string())?;
-    let flags = CString::new(def.flags).map_err(|e| e.to_string())?;
+    // Keys after a token: Redis 7.0's Cluster routing reads only the legacy key range, so the
+    // command also answers key-position requests (see `dispatch`).
+    let flags = match def.key_positions {
+        Keys::FirstAndAfter { .. } => format!("{} getkeys-api", def.flags),
+        _ => def.flags.to_string(),
+    };
+    let flags = CString::new(flags).map_err(|e| e.to_string())?;
     let last = match def.key_positions {
         Keys::All => -1,
         Keys::First | Keys::FirstAndAfter { .. } => 1,
@@ -148,6 +154,12 @@ pub fn dispatch(
     def: &'static CommandDef,
     body: fn(&Call) -> Result<Reply, CmdError>,
 ) -> c_int {
+    if let Keys::FirstAndAfter { token, from } = def.key_positions {
+        if unsafe { raw::RedisModule_IsKeysPositionRequest.unwrap()(ctx) } != 0 {
+            report_keys(ctx, argv, argc, token, from);
+            return raw::REDISMODULE_OK as c_int;
+        }
+    }
     let result = catch_unwind(AssertUnwindSafe(|| {
         let argv = match argv.is_null() {
             true => &[][..],
@@ -207,6 +219,34 @@ pub fn dispatch(
         }
     }
     raw::REDISMODULE_OK as c_int
+}
+
+/// Answers a key-position request as the key specs read the arguments: the first argument,
+/// and every argument after the first `token` found from position `from` on.
+fn report_keys(
+    ctx: *mut RedisModuleCtx,
+    argv: *mut *mut RedisModuleString,
+    argc: c_int,
+    token: &str,
+    from: i32,
+) {
+    let argv = match argv.is_null() {
+        true => &[][..],
+        false => unsafe { slice::from_raw_parts(argv, argc as usize) },
+    };
+    let key_at = |pos: usize| unsafe { raw::RedisModule_KeyAtPos.unwrap()(ctx, pos as c_int) };
+    if argv.len() > 1 {
+        key_at(1);
+    }
+    let from = usize::try_from(from).unwrap_or(0).max(2);
+    let found = argv
+        .iter()
+        .enumerate()
+        .skip(from)
+        .find(|(_, a)| bytes(**a).eq_ignore_ascii_case(token.as_bytes()));
+    if let Some((at, _)) = found {
+        (at + 1..argv.len()).for_each(key_at);
+    }
 }
 
 /// The server's clock in ms: read once per command.

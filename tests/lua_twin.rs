@@ -467,9 +467,33 @@ fn twin_reads_floats_as_the_module_does() {
         patterns_core::lua::prelude()
     );
     let mut inputs: Vec<String> = [
-        "0", "-0", "1.5", "+2", ".5", "5.", "1e3", "1E-3", "-0e15", "9007199254740993", "inf",
-        "+Inf", "-infinity", "nan", "", ".", "e5", "1e", "1.2.3", "0x10", " 1", "1 ", "1e400",
-        "1e-400", "1e308", "4.9e-324", "123456789012345678901234567890",
+        "0",
+        "-0",
+        "1.5",
+        "+2",
+        ".5",
+        "5.",
+        "1e3",
+        "1E-3",
+        "-0e15",
+        "9007199254740993",
+        "inf",
+        "+Inf",
+        "-infinity",
+        "nan",
+        "",
+        ".",
+        "e5",
+        "1e",
+        "1.2.3",
+        "0x10",
+        " 1",
+        "1 ",
+        "1e400",
+        "1e-400",
+        "1e308",
+        "4.9e-324",
+        "123456789012345678901234567890",
     ]
     .iter()
     .map(|s| s.to_string())
@@ -478,7 +502,11 @@ fn twin_reads_floats_as_the_module_does() {
     let alphabet: Vec<char> = "0123456789.eE+-infINF".chars().collect();
     for _ in 0..2000 {
         let len = rng.gen_range(1..8);
-        inputs.push((0..len).map(|_| *alphabet.choose(&mut rng).unwrap()).collect());
+        inputs.push(
+            (0..len)
+                .map(|_| *alphabet.choose(&mut rng).unwrap())
+                .collect(),
+        );
     }
     for input in inputs {
         let twin: Option<String> = redis::cmd("EVAL")
