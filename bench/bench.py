@@ -30,13 +30,18 @@ What it does, in one run (about 6-8 minutes on 2 cores):
    EVALSHA, plus HGETALL of a plain hash as a baseline; GET and SET on one live session per row
    (created with the others before each run, outside the timing), COUNT over 100 indexes
    (-r 100), CREATE on random indexes; MEMORY USAGE of a session and of its index.
-5. Writes BENCHMARKS.md at the repository's root, bench/throughput.png (the chart it embeds) and
+5. Caching (CACHE.*), same method (see build_cache_cases and the "Caching" section): CACHE.GET
+   on a hit (10,000 entries set before each run, outside the timing; `BETA 0`, so every reply
+   is a HIT) and CACHE.SET with one tag, natively, via FCALL and via EVALSHA, plus HGET and
+   SET ... PX as baselines.
+6. Writes BENCHMARKS.md at the repository's root, bench/throughput.png (the chart it embeds) and
    bench/results.json (every raw run).
 
 Environment:
   PATTERNS_MODULE   module path (default target/release/libredis_patterns.so)
   BENCH_SECONDS     target duration of one measurement (default 2)
   BENCH_SESSION_SECONDS  the same for the session rows (default 1.5)
+  BENCH_CACHE_SECONDS  the same for the cache rows (default 1.5)
   BENCH_REPEATS     repetitions of each measurement (default 3)
   BENCH_BUDGET      seconds allowed for all throughput measurements (default 420); N shrinks
                     to fit when the calibration says they would take longer
@@ -406,6 +411,111 @@ def build_session_cases(shas):
         keyspace=CREATE_FRESH_KEYSPACE)
     return cases
 
+# Caching (CACHE.*), same method. Before every GET row (after its FLUSHALL, outside the timing)
+# CACHE_ENTRIES entries cache:{<i>} (i as redis-benchmark writes __rand_int__: 12 digits) are
+# set natively with an hour's TTL; BETA 0 turns XFetch off, so every GET is a HIT. The twin reads
+# the very same entries (the twin's draw and lease arguments are then unused). SET rows write
+# 100-byte values with one tag each; redis-benchmark draws each __rand_int__ independently, so
+# keys and tags spread over 10,000 names each.
+CACHE_SECONDS = float(os.environ.get("BENCH_CACHE_SECONDS", "1.5"))
+CACHE_ENTRIES = KEYSPACE
+CACHE_TTL_MS = "3600000"
+CACHE_VALUE = "v" * 100
+CACHE_TWIN_DRAW = "1"
+CACHE_TWIN_LEASE = "A" * 22
+
+
+def cache_key(i):
+    return f"cache:{{{i:012d}}}"
+
+
+def build_cache_cases(shas):
+    """Rows of the Caching section; `prepare` rows get the entries before each run."""
+    base = dict(section="cache", admit=None, seconds=CACHE_SECONDS, keyspace=CACHE_ENTRIES)
+    cases = []
+
+    def add(cid, path, command, argv, stat, kind, **kw):
+        cases.append(dict(base, id=cid, path=path, command=command, family=cid.split(":")[0],
+                          argv=argv, stat=stat, kind=kind, **kw))
+    key = "cache:{__rand_int__}"
+    add("c_hget", "plain Redis", "HGET (the entry's value)", ["HGET", key, "value"], "hget",
+        "bulk", prepare="cache")
+    get_args = ["BETA", "0"]
+    add("c_get:native", "native", "CACHE.GET (hit)", ["CACHE.GET", key, *get_args],
+        "cache.get", "cache_hit", prepare="cache")
+    twin_get = [key, CACHE_TWIN_DRAW, CACHE_TWIN_LEASE, *get_args]
+    add("c_get:fcall", "FCALL", "CACHE.GET (hit)", ["FCALL", "cache_get", "1", *twin_get],
+        "fcall", "cache_hit", prepare="cache")
+    add("c_get:evalsha", "EVALSHA", "CACHE.GET (hit)",
+        ["EVALSHA", shas["cache_get"], "1", *twin_get], "evalsha", "cache_hit", prepare="cache")
+    tag = "tag:{__rand_int__}"
+    add("c_plainset", "plain Redis", "SET ... PX", ["SET", key, CACHE_VALUE, "PX", CACHE_TTL_MS],
+        "set", "ok")
+    add("c_set:native", "native", "CACHE.SET (1 tag)",
+        ["CACHE.SET", key, CACHE_VALUE, CACHE_TTL_MS, "DELTA", "100", "TAGS", tag],
+        "cache.set", "ok")
+    twin_set = [key, tag, CACHE_VALUE, CACHE_TTL_MS, "DELTA", "100"]
+    add("c_set:fcall", "FCALL", "CACHE.SET (1 tag)", ["FCALL", "cache_set", "2", *twin_set],
+        "fcall", "ok")
+    add("c_set:evalsha", "EVALSHA", "CACHE.SET (1 tag)",
+        ["EVALSHA", shas["cache_set"], "2", *twin_set], "evalsha", "ok")
+    return cases
+
+
+def setup_cache(r):
+    """On an empty database: CACHE_ENTRIES entries, set natively."""
+    cmds = [("CACHE.SET", cache_key(i), CACHE_VALUE, CACHE_TTL_MS, "DELTA", "100")
+            for i in range(CACHE_ENTRIES)]
+    for c, reply in zip(cmds, r.pipeline(cmds)):
+        if reply != "OK":
+            raise RuntimeError(f"cache setup: {c} -> {reply!r}")
+
+
+def validate_cache(r, cases):
+    """Each cache row once, on freshly set entries, __rand_int__ = 0."""
+    for case in cases:
+        r.call("FLUSHALL", "SYNC")
+        if case.get("prepare") == "cache":
+            setup_cache(r)
+        argv = [a.replace("__rand_int__", "0" * 12) for a in case["argv"]]
+        check_reply(case, r.pipeline([argv])[0])
+
+
+def write_cache(ctx, add):
+    """The Caching section: what the rows run, their throughput, native ÷ twin ratios."""
+    s = ctx["summary"]
+    cases = ctx["cache_cases"]
+    add("## Caching")
+    add("")
+    add(f"Same method as the rate-limiting rows. Before every GET row, {CACHE_ENTRIES:,} entries "
+        f"`cache:{{<i>}}` ({len(CACHE_VALUE)}-byte values, TTL {CACHE_TTL_MS} ms) are set "
+        "natively, outside the timing; `BETA 0` turns XFetch off so every reply is a HIT, and "
+        "the twin reads the same entries. SET rows write one tag per entry.")
+    add("")
+    add("| Path | Command line | -r |")
+    add("|---|---|---:|")
+    for c in cases:
+        add(f"| {c['path']} | `{shown(c)}` | {c['keyspace']:,} |")
+    add("")
+    for pipeline in PIPELINES:
+        mode = "pipelined (-P 16)" if pipeline > 1 else "unpipelined (-P 1)"
+        add(f"### Caching, {mode}")
+        add("")
+        add_throughput_table(add, cases, s, pipeline)
+        add("")
+    add("Native ops/s ÷ the twin's and ÷ the plain-Redis baseline's (HGET for GET, SET ... PX "
+        "for SET):")
+    add("")
+    add("| Command | -P | ÷ FCALL | ÷ EVALSHA | ÷ baseline |")
+    add("|---|---:|---:|---:|---:|")
+    for fam, baseline in (("c_get", "c_hget"), ("c_set", "c_plainset")):
+        for p in PIPELINES:
+            nat = s[(f"{fam}:native", p)]["rps"]
+            add(f"| {fam[2:].upper()} | {p} | {nat / s[(f'{fam}:fcall', p)]['rps']:.2f}x | "
+                f"{nat / s[(f'{fam}:evalsha', p)]['rps']:.2f}x | "
+                f"{nat / s[(baseline, p)]['rps']:.2f}x |")
+    add("")
+
 
 def setup_sessions(r):
     """On an empty database: SESSIONS native sessions over SESSION_INDEXES indexes, as many
@@ -428,6 +538,10 @@ def check_reply(case, reply):
         ok = isinstance(reply, int)
     elif case["kind"] == "bulk":
         ok = isinstance(reply, bytes)
+    elif case["kind"] == "ok":
+        ok = reply == "OK"
+    elif case["kind"] == "cache_hit":
+        ok = isinstance(reply, list) and len(reply) == 3 and reply[0] == b"HIT"
     elif case["kind"] == "pairs":
         ok = isinstance(reply, list) and len(reply) == len(SESSION_FIELDS) and all(
             isinstance(x, bytes) for x in reply)
@@ -439,7 +553,7 @@ def check_reply(case, reply):
 
 def validate(r, cases):
     for case in cases:
-        if case.get("section") == "sessions":
+        if case.get("section") in ("sessions", "cache"):
             continue
         argv = [a.replace("__rand_int__", "check") for a in case["argv"]]
         check_reply(case, r.pipeline([argv])[0])
@@ -492,6 +606,8 @@ def run_benchmark(server, r, case, n, pipeline):
     if case.get("setup"):  # the session rows' live sessions, created outside the timing
         hot = setup_sessions(r)
         argv = [hot.get(a, a) for a in argv]
+    if case.get("prepare") == "cache":  # the cache GET rows' entries, set outside the timing
+        setup_cache(r)
     r.call("CONFIG", "RESETSTAT")
     stats0 = r.info("stats")
     rusage0 = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -1192,6 +1308,7 @@ def write_report(ctx):
     add("")
 
     write_sessions(ctx, add)
+    write_cache(ctx, add)
 
     # Notes
     add("## Notes")
@@ -1286,8 +1403,10 @@ def main():
             shas["handwritten" if path == HANDWRITTEN else path.stem] = sha
         cases = build_cases(shas)
         session_cases = build_session_cases(shas)
+        cache_cases = build_cache_cases(shas)
         validate(r, cases)
         validate_sessions(r, session_cases)
+        validate_cache(r, cache_cases)
         r.call("FLUSHALL", "SYNC")
 
         log("memory ...")
@@ -1295,7 +1414,7 @@ def main():
         session_memory = measure_session_memory(r)
 
         log("throughput ...")
-        runs = measure_throughput(server, r, cases + session_cases)
+        runs = measure_throughput(server, r, cases + session_cases + cache_cases)
         summary = summarize(runs)
         server_version = r.info("server")["redis_version"]
         r.close()
@@ -1338,9 +1457,9 @@ def main():
         module_sha=hashlib.sha256(MODULE.read_bytes()).hexdigest()[:12],
         cases=cases, summary=summary, ratios=ratios, memory=memory,
         session_cases=session_cases, session_ratios=session_ratios,
-        session_memory=session_memory,
+        session_memory=session_memory, cache_cases=cache_cases,
         scale=min(1.0, BUDGET / (REPEATS * sum(c.get("seconds", SECONDS)
-                                               for c in cases + session_cases
+                                               for c in cases + session_cases + cache_cases
                                                for _ in PIPELINES))),
         runtime_s=time.monotonic() - started,
     )
@@ -1349,7 +1468,7 @@ def main():
     RESULTS.write_text(json.dumps(dict(
         date=date, machine=ctx["machine"], server_version=server_version,
         clients=CLIENTS, keyspace=KEYSPACE, repeats=REPEATS,
-        cases=[{k: v for k, v in c.items()} for c in cases + session_cases],
+        cases=[{k: v for k, v in c.items()} for c in cases + session_cases + cache_cases],
         runs={f"{k[0]}@P{k[1]}": v for k, v in runs.items()},
         summary={f"{k[0]}@P{k[1]}": v for k, v in summary.items()},
         ratios={f"{k[0]}@P{k[1]}": v for k, v in ratios.items()},
