@@ -8,8 +8,8 @@
 //! first write: an error writes nothing.
 
 use patterns_core::cache::{
-    self as c, check_beta, decide, key_expiry, lease_until, tags, Entry, Outcome, Times, DELTA_OPT,
-    GRACE_OPT, TAGS_OPT,
+    self as c, check_beta, decide, key_expiry, lease_until, marker_score, tags, voids, Entry,
+    Outcome, Times, DELTA_OPT, GRACE_OPT, TAGS_OPT,
 };
 use patterns_core::command::{float, CmdError, Parsed};
 use patterns_core::session::{encode_id, ID_BYTES};
@@ -153,12 +153,22 @@ command!(fill, c::FILL, |call| {
     let Some(stored) = Stored::load(ctx, key)? else {
         return Ok(Reply::Null);
     };
-    if !stored.entry()?.holds(lease, now) {
+    let entry = stored.entry()?;
+    if !entry.holds(lease, now) || invalidated_since(ctx, store.tags, entry.leased_at()) {
         return Ok(Reply::Null);
     }
     store.write(ctx, key, true, now);
     Ok(Reply::Simple(c"OK"))
 });
+
+/// Whether any of `tags` was invalidated at or after `leased_at` (its marker says so).
+fn invalidated_since(ctx: Ctx, tags: &[&[u8]], leased_at: i64) -> bool {
+    tags.iter().any(|tag| {
+        let name = OwnedString::new(ctx, tag);
+        let score = Key::open_named(ctx, &name).zset_score(name.inner);
+        score.is_some_and(|s| voids(s as i64, leased_at))
+    })
+}
 
 /// A fresh lease token: 128 bits from the CSPRNG, base64url (22 characters).
 fn new_lease() -> Result<Vec<u8>, CmdError> {
@@ -174,9 +184,16 @@ fn new_draw() -> Result<u64, CmdError> {
     Ok((u64::from_le_bytes(raw) >> 11) + 1)
 }
 
-/// Grants the lease `token` until `until`: a miss first drops whatever is left of the entry;
-/// the key then lives until the later of its value's end and the lease's.
-fn grant(ctx: Ctx, key: &[u8], entry: Option<&Entry>, outcome: Outcome, token: &[u8], until: i64) {
+/// Grants the lease `token` from `now` until `until`: a miss first drops whatever is left of
+/// the entry; the key then lives until the later of its value's end and the lease's.
+fn grant(
+    ctx: Ctx,
+    key: &[u8],
+    entry: Option<&Entry>,
+    outcome: Outcome,
+    token: &[u8],
+    (now, until): (i64, i64),
+) {
     let value = match outcome {
         Outcome::Miss => {
             if entry.is_some() {
@@ -186,7 +203,7 @@ fn grant(ctx: Ctx, key: &[u8], entry: Option<&Entry>, outcome: Outcome, token: &
         }
         _ => entry.and_then(|e| e.value).map(|(_, t)| t),
     };
-    let until_text = text(until);
+    let (until_text, now_text) = (text(until), text(now));
     redis_call(
         ctx,
         c"HSET",
@@ -196,6 +213,8 @@ fn grant(ctx: Ctx, key: &[u8], entry: Option<&Entry>, outcome: Outcome, token: &
             token,
             c::LEASE_UNTIL_FIELD.as_bytes(),
             until_text.as_bytes(),
+            c::LEASED_AT_FIELD.as_bytes(),
+            now_text.as_bytes(),
         ],
         true,
     );
@@ -219,7 +238,7 @@ command!(get, c::GET, |call| {
     let word = Item::Bulk(outcome.word().as_bytes().to_vec());
     let lease = if outcome.grants_lease() {
         let token = new_lease()?;
-        grant(ctx, key, entry.as_ref(), outcome, &token, until);
+        grant(ctx, key, entry.as_ref(), outcome, &token, (now, until));
         Item::Bulk(token)
     } else {
         Item::Null
@@ -266,7 +285,10 @@ command!(invalidate, c::INVALIDATE, |call| {
         if !matches!(key_type(ctx, tag), KeyType::Empty | KeyType::ZSet) {
             return Err(CmdError::WrongType);
         }
-        listed.push(live_members(ctx, tag, now));
+        // The tag's own name is the marker of an earlier invalidation, not a key.
+        let mut members = live_members(ctx, tag, now);
+        members.retain(|m| m != tag);
+        listed.push(members);
     }
     for key in listed.iter().flatten() {
         check_key_access(ctx, key)?;
@@ -277,6 +299,7 @@ command!(invalidate, c::INVALIDATE, |call| {
             deleted += redis_call(ctx, c"DEL", &[key], true).integer();
         }
         redis_call(ctx, c"DEL", &[tag], true);
+        update_index(ctx, tag, now, None, Some((marker_score(now), tag)));
         publish(ctx, c::CHANNEL.as_bytes(), tag);
     }
     Ok(Reply::Integer(deleted))

@@ -141,7 +141,8 @@ fn invalidation_under_concurrent_writers_leaves_no_key_behind() {
         );
         // At rest: every live key is listed, and one invalidation empties everything.
         let live: Vec<String> = query(&mut c, &["KEYS", "k:{inv}:*"]);
-        let listed: Vec<String> = query(&mut c, &["ZRANGE", tag, "0", "-1"]);
+        let mut listed: Vec<String> = query(&mut c, &["ZRANGE", tag, "0", "-1"]);
+        listed.retain(|m| m != tag); // the last invalidation's marker
         assert_eq!(
             live.iter().collect::<BTreeSet<_>>(),
             listed.iter().collect::<BTreeSet<_>>()
@@ -150,7 +151,10 @@ fn invalidation_under_concurrent_writers_leaves_no_key_behind() {
             query::<i64>(&mut c, &["CACHE.INVALIDATE", tag]),
             live.len() as i64
         );
-        assert_eq!(query::<i64>(&mut c, &["DBSIZE"]), 0);
+        // Only the tag's marker is left, expiring once no lease from before it can fill.
+        assert_eq!(query::<i64>(&mut c, &["DBSIZE"]), 1);
+        let pttl: i64 = query(&mut c, &["PTTL", tag]);
+        assert!((59_000..=60_000).contains(&pttl), "{pttl}");
     }
 }
 
@@ -186,15 +190,31 @@ fn invalidation_publishes_each_tag_and_spares_other_tags() {
         }
         let left: Vec<String> = query(&mut c, &["KEYS", "*"]);
         let left: BTreeSet<String> = left.into_iter().collect();
-        let want: BTreeSet<String> = ["p:{x}:3", "t:{x}:c", "t:{x}:d"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+        // The invalidated tags hold only their markers now.
+        let want: BTreeSet<String> = [
+            "p:{x}:3",
+            "t:{x}:a",
+            "t:{x}:b",
+            "t:{x}:c",
+            "t:{x}:d",
+            "t:{x}:none",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
         assert_eq!(left, want);
-        // A key deleted behind the module's back: nothing to delete, the tag goes anyway.
+        for tag in ["t:{x}:a", "t:{x}:b", "t:{x}:none"] {
+            let members: Vec<String> = query(&mut c, &["ZRANGE", tag, "0", "-1"]);
+            assert_eq!(members, vec![tag.to_string()]);
+        }
+        // A key deleted behind the module's back: nothing to delete, the tag is emptied anyway.
         let _: i64 = query(&mut c, &["DEL", "p:{x}:3"]);
         assert_eq!(query::<i64>(&mut c, &["CACHE.INVALIDATE", "t:{x}:c"]), 0);
-        assert_eq!(query::<i64>(&mut c, &["EXISTS", "t:{x}:c"]), 0);
+        let members: Vec<String> = query(&mut c, &["ZRANGE", "t:{x}:c", "0", "-1"]);
+        assert_eq!(members, vec!["t:{x}:c".to_string()]);
+        // Invalidating again replaces the marker; the marker is never counted as a key.
+        assert_eq!(query::<i64>(&mut c, &["CACHE.INVALIDATE", "t:{x}:c"]), 0);
+        assert_eq!(query::<i64>(&mut c, &["ZCARD", "t:{x}:c"]), 1);
     }
 }
 
@@ -289,6 +309,52 @@ fn voided_and_expired_leases_cannot_fill() {
             None
         );
         assert_eq!(query::<i64>(&mut c, &["EXISTS", "v:{2}"]), 0);
+        // An invalidation voids the leases granted before it on keys a fill would tag with it,
+        // though they were not listed under the tag yet.
+        let (_, _, lease) = get(&mut c, &["v:{5}"]);
+        let lease = lease.unwrap();
+        assert_eq!(query::<i64>(&mut c, &["CACHE.INVALIDATE", "t:{5}"]), 0);
+        assert_eq!(
+            fill(&mut c, "v:{5}", &lease, "old", &["60000", "TAGS", "t:{5}"]),
+            None
+        );
+        assert_eq!(
+            fill(
+                &mut c,
+                "v:{5}",
+                &lease,
+                "old",
+                &["60000", "TAGS", "t:{5}:other", "t:{5}"]
+            ),
+            None
+        );
+        assert_eq!(query::<i64>(&mut c, &["HEXISTS", "v:{5}", "value"]), 0);
+        assert_eq!(
+            fill(
+                &mut c,
+                "v:{5}",
+                &lease,
+                "ok",
+                &["60000", "TAGS", "t:{5}:other"]
+            )
+            .as_deref(),
+            Some("OK")
+        );
+        // A lease granted after the invalidation fills under that tag.
+        sleep(Duration::from_millis(2));
+        let (_, _, lease) = get(&mut c, &["v:{5}:b"]);
+        assert_eq!(
+            fill(
+                &mut c,
+                "v:{5}:b",
+                &lease.unwrap(),
+                "new",
+                &["60000", "TAGS", "t:{5}"]
+            )
+            .as_deref(),
+            Some("OK")
+        );
+        assert_eq!(query::<i64>(&mut c, &["ZCARD", "t:{5}"]), 2);
         // A lease expires on its own: the next reader gets a new one, the old cannot fill.
         let (_, _, first) = get(&mut c, &["v:3", "LEASE", "30"]);
         assert_eq!(get(&mut c, &["v:3"]).0, "WAIT");
@@ -605,7 +671,7 @@ fn aof_replay_rebuilds_the_same_bytes() {
                 &[key, &format!("final{i}"), "600000", "TAGS", TAGS[i % 3]],
             );
         }
-        let _ = get(&mut c, &["e:{a}:lease", "LEASE", "600000"]);
+        let _ = get(&mut c, &["e:{a}:lease", "LEASE", "60000"]);
         let before = snapshot(&mut c);
         drop(c);
         let aof_dir = server.dir().join("appendonlydir");
@@ -812,7 +878,8 @@ fn bad_input_is_refused_and_writes_nothing() {
         let (_, _, lease) = get(&mut c, &["leased"]);
         let lease = lease.unwrap();
         let wrongtype = "WRONGTYPE Operation against a key holding the wrong kind of value";
-        let too_long = "ERR ttl_ms + GRACE, DELTA and LEASE must be at most 2^52";
+        let too_long = "ERR ttl_ms + GRACE and DELTA must be at most 2^52";
+        let lease_too_long = "ERR lease_ms must be at most 60000";
         let not_cache = "ERR key does not hold a cache entry";
         let arity = |name: &str| format!("ERR wrong number of arguments for '{name}' command");
         let cases: Vec<(Vec<&str>, String)> = vec![
@@ -905,8 +972,12 @@ fn bad_input_is_refused_and_writes_nothing() {
                 "ERR lease_ms must be a positive integer".into(),
             ),
             (
+                vec!["CACHE.GET", "k", "LEASE", "60001"],
+                lease_too_long.into(),
+            ),
+            (
                 vec!["CACHE.GET", "k", "LEASE", "4503599627370497"],
-                too_long.into(),
+                lease_too_long.into(),
             ),
             (vec!["CACHE.GET", "k", "extra"], "ERR syntax error".into()),
             (vec!["CACHE.GET", "text"], wrongtype.into()),

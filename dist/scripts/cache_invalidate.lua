@@ -202,9 +202,12 @@ local STALE_FIELD = 'stale_until'
 local DELTA_FIELD = 'delta_ms'
 local LEASE_FIELD = 'lease'
 local LEASE_UNTIL_FIELD = 'lease_until'
+local LEASED_AT_FIELD = 'leased_at'
+local MAX_LEASE_MS = 60000
 local WRONGTYPE = 'WRONGTYPE Operation against a key holding the wrong kind of value'
 local NOPERM = 'NOPERM this user has no permissions to access one of the keys used as arguments'
-local TOO_LONG = 'ERR ttl_ms + GRACE, DELTA and LEASE must be at most 2^52'
+local TOO_LONG = 'ERR ttl_ms + GRACE and DELTA must be at most 2^52'
+local LEASE_TOO_LONG = 'ERR lease_ms must be at most 60000'
 local BAD_BETA = 'ERR BETA must be a finite non-negative number'
 local NOT_CACHE = 'ERR key does not hold a cache entry'
 local NO_VALUE = 'ERR no cached value at key'
@@ -212,7 +215,7 @@ local TAG_IS_KEY = 'ERR a key cannot be its own tag'
 local BAD_DRAW = 'ERR draw must be an integer from 1 to 2^53'
 
 local CACHE_FIELDS = {[VALUE_FIELD] = 1, [FRESH_FIELD] = 2, [STALE_FIELD] = 3,
-  [DELTA_FIELD] = 4, [LEASE_FIELD] = 5, [LEASE_UNTIL_FIELD] = 6}
+  [DELTA_FIELD] = 4, [LEASE_FIELD] = 5, [LEASE_UNTIL_FIELD] = 6, [LEASED_AT_FIELD] = 7}
 
 local function cache_type(key)
   return redis.call('TYPE', key)['ok']
@@ -237,10 +240,10 @@ local function cache_load(key)
   elseif f[1] or f[2] or f[3] or f[4] then
     return nil, err(NOT_CACHE)
   end
-  local lease_until = state_int(f[6])
-  if f[5] and lease_until then
-    e.lease, e.lease_until = f[5], lease_until
-  elseif f[5] or f[6] then
+  local lease_until, leased_at = state_int(f[6]), state_int(f[7])
+  if f[5] and lease_until and leased_at then
+    e.lease, e.lease_until, e.leased_at = f[5], lease_until, leased_at
+  elseif f[5] or f[6] or f[7] then
     return nil, err(NOT_CACHE)
   end
   if e.value == nil and e.lease == nil then return nil, err(NOT_CACHE) end
@@ -304,6 +307,15 @@ local function cache_index_add(tag, now, score, key)
   return added == 1
 end
 
+-- Whether any of tags was invalidated at or after leased_at (its marker, cache::voids).
+local function cache_invalidated_since(tags, leased_at)
+  for _, tag in ipairs(tags) do
+    local score = redis.call('ZSCORE', tag, tag)
+    if score and tonumber(score) - MAX_LEASE_MS >= leased_at then return true end
+  end
+  return false
+end
+
 -- Validates a SET or FILL: its times, then its tags.
 local function cache_store_check(key, now, ttl, delta, grace, tags)
   if ttl + grace > MAX_MS or delta > MAX_MS then return nil, err(TOO_LONG) end
@@ -337,6 +349,7 @@ local function cache_fill_run(key, lease, value, ttl, delta, grace, tags)
   local entry, e2 = cache_load(key)
   if e2 then return e2 end
   if not cache_leased(entry, now) or entry.lease ~= lease then return false end
+  if cache_invalidated_since(tags, entry.leased_at) then return false end
   cache_write(key, value, t, tags, true, now)
   return redis.status_reply('OK')
 end
@@ -346,7 +359,7 @@ local function cache_get_run(key, draw_text, token, beta, lease_ms)
   if draw == nil then return err(BAD_DRAW) end
   if beta < 0 or beta == math.huge then return err(BAD_BETA) end
   local now = now_ms()
-  if lease_ms > MAX_MS then return err(TOO_LONG) end
+  if lease_ms > MAX_LEASE_MS then return err(LEASE_TOO_LONG) end
   local lease_until = now + lease_ms
   local e, er = cache_load(key)
   if er then return er end
@@ -359,7 +372,8 @@ local function cache_get_run(key, draw_text, token, beta, lease_ms)
   elseif e.value ~= nil then
     stale = e.stale
   end
-  redis.call('HSET', key, LEASE_FIELD, token, LEASE_UNTIL_FIELD, int(lease_until))
+  redis.call('HSET', key, LEASE_FIELD, token, LEASE_UNTIL_FIELD, int(lease_until),
+    LEASED_AT_FIELD, int(now))
   redis.call('PEXPIREAT', key, int(math.max(stale, lease_until)))
   if state == 'MISS' then return {state, false, token} end
   return {state, e.value, token}
@@ -387,7 +401,11 @@ local function cache_invalidate_run(tags)
   for n, tag in ipairs(tags) do
     local t = cache_type(tag)
     if t ~= 'none' and t ~= 'zset' then return err(WRONGTYPE) end
-    listed[n] = redis.call('ZRANGE', tag, int(now), '+inf', 'BYSCORE')
+    -- The tag's own name is the marker of an earlier invalidation, not a key.
+    listed[n] = {}
+    for _, key in ipairs(redis.call('ZRANGE', tag, int(now), '+inf', 'BYSCORE')) do
+      if key ~= tag then listed[n][#listed[n] + 1] = key end
+    end
   end
   for _, keys in ipairs(listed) do
     for _, key in ipairs(keys) do
@@ -398,6 +416,7 @@ local function cache_invalidate_run(tags)
   for n, tag in ipairs(tags) do
     for _, key in ipairs(listed[n]) do deleted = deleted + redis.call('DEL', key) end
     redis.call('DEL', tag)
+    cache_index_add(tag, now, now + MAX_LEASE_MS, tag)
     redis.call('PUBLISH', CHANNEL, tag)
   end
   return deleted

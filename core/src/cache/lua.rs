@@ -8,9 +8,9 @@
 //! `redis.acl_check_cmd`.
 
 use super::{
-    BAD_BETA, CHANNEL, DELTA_FIELD, DRAW_MAX, FILL, FRESH_FIELD, GET, INVALIDATE, LEASE_FIELD,
-    LEASE_UNTIL_FIELD, MAX_MS, NOT_CACHE, NO_VALUE, SET, STALE_FIELD, TAG, TAG_IS_KEY, TOO_LONG,
-    VALUE_FIELD, WAIT_RETRY_MS,
+    BAD_BETA, CHANNEL, DELTA_FIELD, DRAW_MAX, FILL, FRESH_FIELD, GET, INVALIDATE, LEASED_AT_FIELD,
+    LEASE_FIELD, LEASE_TOO_LONG, LEASE_UNTIL_FIELD, MAX_LEASE_MS, MAX_MS, NOT_CACHE, NO_VALUE, SET,
+    STALE_FIELD, TAG, TAG_IS_KEY, TOO_LONG, VALUE_FIELD, WAIT_RETRY_MS,
 };
 use crate::command::CmdError;
 use crate::lua::{lua_error, lua_str, twin, Family, TwinCommand};
@@ -20,7 +20,7 @@ pub const BAD_DRAW: &str = "ERR draw must be an integer from 1 to 2^53";
 
 const SOURCE: &str = r#"
 local CACHE_FIELDS = {[VALUE_FIELD] = 1, [FRESH_FIELD] = 2, [STALE_FIELD] = 3,
-  [DELTA_FIELD] = 4, [LEASE_FIELD] = 5, [LEASE_UNTIL_FIELD] = 6}
+  [DELTA_FIELD] = 4, [LEASE_FIELD] = 5, [LEASE_UNTIL_FIELD] = 6, [LEASED_AT_FIELD] = 7}
 
 local function cache_type(key)
   return redis.call('TYPE', key)['ok']
@@ -45,10 +45,10 @@ local function cache_load(key)
   elseif f[1] or f[2] or f[3] or f[4] then
     return nil, err(NOT_CACHE)
   end
-  local lease_until = state_int(f[6])
-  if f[5] and lease_until then
-    e.lease, e.lease_until = f[5], lease_until
-  elseif f[5] or f[6] then
+  local lease_until, leased_at = state_int(f[6]), state_int(f[7])
+  if f[5] and lease_until and leased_at then
+    e.lease, e.lease_until, e.leased_at = f[5], lease_until, leased_at
+  elseif f[5] or f[6] or f[7] then
     return nil, err(NOT_CACHE)
   end
   if e.value == nil and e.lease == nil then return nil, err(NOT_CACHE) end
@@ -112,6 +112,15 @@ local function cache_index_add(tag, now, score, key)
   return added == 1
 end
 
+-- Whether any of tags was invalidated at or after leased_at (its marker, cache::voids).
+local function cache_invalidated_since(tags, leased_at)
+  for _, tag in ipairs(tags) do
+    local score = redis.call('ZSCORE', tag, tag)
+    if score and tonumber(score) - MAX_LEASE_MS >= leased_at then return true end
+  end
+  return false
+end
+
 -- Validates a SET or FILL: its times, then its tags.
 local function cache_store_check(key, now, ttl, delta, grace, tags)
   if ttl + grace > MAX_MS or delta > MAX_MS then return nil, err(TOO_LONG) end
@@ -145,6 +154,7 @@ local function cache_fill_run(key, lease, value, ttl, delta, grace, tags)
   local entry, e2 = cache_load(key)
   if e2 then return e2 end
   if not cache_leased(entry, now) or entry.lease ~= lease then return false end
+  if cache_invalidated_since(tags, entry.leased_at) then return false end
   cache_write(key, value, t, tags, true, now)
   return redis.status_reply('OK')
 end
@@ -154,7 +164,7 @@ local function cache_get_run(key, draw_text, token, beta, lease_ms)
   if draw == nil then return err(BAD_DRAW) end
   if beta < 0 or beta == math.huge then return err(BAD_BETA) end
   local now = now_ms()
-  if lease_ms > MAX_MS then return err(TOO_LONG) end
+  if lease_ms > MAX_LEASE_MS then return err(LEASE_TOO_LONG) end
   local lease_until = now + lease_ms
   local e, er = cache_load(key)
   if er then return er end
@@ -167,7 +177,8 @@ local function cache_get_run(key, draw_text, token, beta, lease_ms)
   elseif e.value ~= nil then
     stale = e.stale
   end
-  redis.call('HSET', key, LEASE_FIELD, token, LEASE_UNTIL_FIELD, int(lease_until))
+  redis.call('HSET', key, LEASE_FIELD, token, LEASE_UNTIL_FIELD, int(lease_until),
+    LEASED_AT_FIELD, int(now))
   redis.call('PEXPIREAT', key, int(math.max(stale, lease_until)))
   if state == 'MISS' then return {state, false, token} end
   return {state, e.value, token}
@@ -195,7 +206,11 @@ local function cache_invalidate_run(tags)
   for n, tag in ipairs(tags) do
     local t = cache_type(tag)
     if t ~= 'none' and t ~= 'zset' then return err(WRONGTYPE) end
-    listed[n] = redis.call('ZRANGE', tag, int(now), '+inf', 'BYSCORE')
+    -- The tag's own name is the marker of an earlier invalidation, not a key.
+    listed[n] = {}
+    for _, key in ipairs(redis.call('ZRANGE', tag, int(now), '+inf', 'BYSCORE')) do
+      if key ~= tag then listed[n][#listed[n] + 1] = key end
+    end
   end
   for _, keys in ipairs(listed) do
     for _, key in ipairs(keys) do
@@ -206,6 +221,7 @@ local function cache_invalidate_run(tags)
   for n, tag in ipairs(tags) do
     for _, key in ipairs(listed[n]) do deleted = deleted + redis.call('DEL', key) end
     redis.call('DEL', tag)
+    cache_index_add(tag, now, now + MAX_LEASE_MS, tag)
     redis.call('PUBLISH', CHANNEL, tag)
   end
   return deleted
@@ -226,9 +242,15 @@ pub fn family() -> Family {
             ("DELTA_FIELD", lua_str(DELTA_FIELD)),
             ("LEASE_FIELD", lua_str(LEASE_FIELD)),
             ("LEASE_UNTIL_FIELD", lua_str(LEASE_UNTIL_FIELD)),
+            ("LEASED_AT_FIELD", lua_str(LEASED_AT_FIELD)),
+            ("MAX_LEASE_MS", MAX_LEASE_MS.to_string()),
             ("WRONGTYPE", lua_error(&CmdError::WrongType)),
             ("NOPERM", lua_error(&CmdError::NoPerm)),
             ("TOO_LONG", lua_error(&CmdError::OutOfRange(TOO_LONG))),
+            (
+                "LEASE_TOO_LONG",
+                lua_error(&CmdError::OutOfRange(LEASE_TOO_LONG)),
+            ),
             ("BAD_BETA", lua_error(&CmdError::OutOfRange(BAD_BETA))),
             ("NOT_CACHE", lua_error(&CmdError::BadState(NOT_CACHE))),
             ("NO_VALUE", lua_error(&CmdError::BadState(NO_VALUE))),

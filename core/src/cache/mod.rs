@@ -7,11 +7,17 @@
 //!
 //! State: an entry is a hash at its key with the fields `value`, `fresh_until`, `stale_until`
 //! (unix ms) and `delta_ms` (the value's recompute time, for XFetch), and, while a caller holds
-//! its lease, `lease` (the token) and `lease_until`. A lease on an absent value leaves a hash
-//! with the lease fields only. The key expires at the later of `stale_until` and `lease_until`.
-//! A tag is the name of a sorted set: member = a key tagged with it, score = that entry's
-//! `stale_until`; members scored before `now` are pruned whenever the tag is written, and the
-//! tag's own TTL is its highest score, so it expires with its last entry.
+//! its lease, `lease` (the token), `lease_until` and `leased_at`. A lease on an absent value
+//! leaves a hash with the lease fields only. The key expires at the later of `stale_until` and
+//! `lease_until`. A tag is the name of a sorted set: member = a key tagged with it, score = that
+//! entry's `stale_until`; members scored before `now` are pruned whenever the tag is written,
+//! and the tag's own TTL is its highest score, so it expires with its last entry.
+//!
+//! An invalidation leaves a marker in the tag: the tag's own name as a member (a key is never
+//! its own tag), scored `invalidated_at + MAX_LEASE_MS`. A fill naming the tag is refused when
+//! its lease was granted at or before that invalidation: the key was not listed under the tag
+//! yet, so the invalidation could not void the lease by deleting the key. Leases last at most
+//! `MAX_LEASE_MS`, so the marker outlives every lease it must void, and then expires.
 //!
 //! XFetch (Vattani, Chierichetti and Lowenstein, VLDB 2015): a reader of a fresh value
 //! recomputes early when `now - delta * beta * ln(rand) >= fresh_until`. The closer the expiry
@@ -45,8 +51,12 @@ pub const STALE_FIELD: &str = "stale_until";
 pub const DELTA_FIELD: &str = "delta_ms";
 pub const LEASE_FIELD: &str = "lease";
 pub const LEASE_UNTIL_FIELD: &str = "lease_until";
+pub const LEASED_AT_FIELD: &str = "leased_at";
+/// The longest lease, and how long an invalidation's marker stays in its tag.
+pub const MAX_LEASE_MS: i64 = 60_000;
 
-pub const TOO_LONG: &str = "ttl_ms + GRACE, DELTA and LEASE must be at most 2^52";
+pub const TOO_LONG: &str = "ttl_ms + GRACE and DELTA must be at most 2^52";
+pub const LEASE_TOO_LONG: &str = "lease_ms must be at most 60000";
 pub const BAD_BETA: &str = "BETA must be a finite non-negative number";
 pub const NOT_CACHE: &str = "key does not hold a cache entry";
 pub const NO_VALUE: &str = "no cached value at key";
@@ -57,8 +67,9 @@ pub const TAG_IS_KEY: &str = "a key cannot be its own tag";
 
 const WRITE: &str = "write deny-oom";
 const ENTRY_KEYS: &str = "key: a hash (`value`, `fresh_until`, `stale_until`, `delta_ms`; \
-     `lease`, `lease_until` while leased), expiring at the later of `stale_until` and \
-     `lease_until`; each tag: a sorted set of keys scored by `stale_until`, expiring with its last";
+     `lease`, `lease_until`, `leased_at` while leased), expiring at the later of `stale_until` \
+     and `lease_until`; each tag: a sorted set of keys scored by `stale_until`, expiring with its \
+     last";
 
 const fn ms_option(
     token: &'static str,
@@ -144,10 +155,10 @@ pub static TAG: CommandDef = CommandDef {
 pub static INVALIDATE: CommandDef = CommandDef {
     name: "CACHE.INVALIDATE",
     syntax: "tag [tag ...]",
-    summary: "Deletes every live key listed under the tags (voiding their leases) and the tags, then publishes each tag on patterns:invalidate.",
-    complexity: "O(K + T), K the keys deleted, T the tags",
+    summary: "Deletes every live key listed under the tags and empties the tags (voiding the leases granted before, also on keys not listed yet), then publishes each tag on patterns:invalidate.",
+    complexity: "O(K + T log M), K the keys deleted, T the tags",
     reply: "Integer: the number of keys deleted",
-    keys: "each tag: a sorted set of keys, deleted with the keys it lists (in its slot)",
+    keys: "each tag: a sorted set of keys, emptied (the keys it lists are deleted) but for a marker, the tag's own name, that expires after 60 s",
     flags: "write",
     positionals: &[],
     options: &[],
@@ -218,11 +229,12 @@ impl Times {
     }
 }
 
-/// A lease: who may fill, until when.
+/// A lease: who may fill, since and until when.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Lease<'a> {
     pub token: &'a [u8],
     pub until: i64,
+    pub since: i64,
 }
 
 /// An entry as stored, read from its hash's field/value pairs.
@@ -238,7 +250,7 @@ impl<'a> Entry<'a> {
     /// fields come all together, the lease's too, and the times are integers.
     pub fn parse(pairs: &[(&'a [u8], &'a [u8])]) -> Result<Self, CmdError> {
         let bad = CmdError::BadState(NOT_CACHE);
-        let mut f: [Option<&[u8]>; 6] = [None; 6];
+        let mut f: [Option<&[u8]>; 7] = [None; 7];
         let names = [
             VALUE_FIELD,
             FRESH_FIELD,
@@ -246,6 +258,7 @@ impl<'a> Entry<'a> {
             DELTA_FIELD,
             LEASE_FIELD,
             LEASE_UNTIL_FIELD,
+            LEASED_AT_FIELD,
         ];
         for (name, value) in pairs {
             let i = names
@@ -267,9 +280,13 @@ impl<'a> Entry<'a> {
             (None, None, None, None) if f[1..4].iter().all(Option::is_none) => None,
             _ => return Err(bad),
         };
-        let lease = match (f[4], int(f[5])) {
-            (Some(token), Some(until)) => Some(Lease { token, until }),
-            (None, None) if f[5].is_none() => None,
+        let lease = match (f[4], int(f[5]), int(f[6])) {
+            (Some(token), Some(until), Some(since)) => Some(Lease {
+                token,
+                until,
+                since,
+            }),
+            (None, None, None) if f[5].is_none() && f[6].is_none() => None,
             _ => return Err(bad),
         };
         if value.is_none() && lease.is_none() {
@@ -291,6 +308,11 @@ impl<'a> Entry<'a> {
     /// Whether `token` is the live lease.
     pub fn holds(&self, token: &[u8], now_ms: i64) -> bool {
         self.leased(now_ms) && self.lease.as_ref().is_some_and(|l| l.token == token)
+    }
+
+    /// When the lease was granted (0 without one).
+    pub fn leased_at(&self) -> i64 {
+        self.lease.as_ref().map_or(0, |l| l.since)
     }
 }
 
@@ -398,8 +420,19 @@ pub fn key_expiry(value: Option<Times>, lease_until: Option<i64>) -> i64 {
 
 /// The lease's end for a lease of `lease_ms` granted at `now_ms`.
 pub fn lease_until(now_ms: i64, lease_ms: i64) -> Result<i64, CmdError> {
-    if lease_ms > MAX_MS {
-        return Err(CmdError::OutOfRange(TOO_LONG));
+    if lease_ms > MAX_LEASE_MS {
+        return Err(CmdError::OutOfRange(LEASE_TOO_LONG));
     }
     Ok(now_ms + lease_ms)
+}
+
+/// The score of the marker an invalidation at `now_ms` leaves in its tag.
+pub fn marker_score(now_ms: i64) -> i64 {
+    now_ms + MAX_LEASE_MS
+}
+
+/// Whether a tag's invalidation marker (its score) voids a lease granted at `leased_at`: the
+/// invalidation came at or after the grant.
+pub fn voids(marker_score: i64, leased_at: i64) -> bool {
+    marker_score - MAX_LEASE_MS >= leased_at
 }

@@ -12,6 +12,7 @@ fn entry(value: bool, lease_until: Option<i64>) -> Entry<'static> {
         lease: lease_until.map(|until| Lease {
             token: b"tok",
             until,
+            since: 700,
         }),
     }
 }
@@ -107,11 +108,15 @@ fn times_are_bounded_and_exact() {
     for (ttl, grace, delta) in [(MAX_MS, 1, 0), (1, 0, MAX_MS + 1), (i64::MAX, i64::MAX, 0)] {
         assert_eq!(
             Times::new(0, ttl, grace, delta).unwrap_err().to_string(),
-            "ERR ttl_ms + GRACE, DELTA and LEASE must be at most 2^52"
+            "ERR ttl_ms + GRACE and DELTA must be at most 2^52"
         );
     }
     assert_eq!(lease_until(10, 5).unwrap(), 15);
-    assert!(lease_until(10, MAX_MS + 1).is_err());
+    assert_eq!(lease_until(10, MAX_LEASE_MS).unwrap(), 10 + MAX_LEASE_MS);
+    assert_eq!(
+        lease_until(10, MAX_LEASE_MS + 1).unwrap_err().to_string(),
+        "ERR lease_ms must be at most 60000"
+    );
     assert_eq!(check_beta(0.0).unwrap(), 0.0);
     for bad in [-1.0, f64::INFINITY, f64::NAN] {
         assert_eq!(
@@ -133,6 +138,7 @@ fn entries_parse_strictly() {
         (b"delta_ms", b"100"),
         (b"lease", b"tok"),
         (b"lease_until", b"2000"),
+        (b"leased_at", b"700"),
     ];
     assert_eq!(Entry::parse(&full).unwrap(), entry(true, Some(2_000)));
     assert_eq!(Entry::parse(&full[..4]).unwrap(), entry(true, None));
@@ -145,14 +151,24 @@ fn entries_parse_strictly() {
         &full[1..4],
         &full[4..5],
         &full[5..],
+        &full[4..6],
         &[
             (b"value", b"v"),
             (b"fresh_until", b"x"),
             (b"stale_until", b"1"),
             (b"delta_ms", b"1"),
         ],
-        &[(b"lease", b"t"), (b"lease_until", b"-1")],
-        &[(b"lease", b"t"), (b"lease_until", b"1"), (b"other", b"1")],
+        &[
+            (b"lease", b"t"),
+            (b"lease_until", b"-1"),
+            (b"leased_at", b"0"),
+        ],
+        &[
+            (b"lease", b"t"),
+            (b"lease_until", b"1"),
+            (b"leased_at", b"0"),
+            (b"other", b"1"),
+        ],
     ];
     for pairs in broken {
         assert_eq!(
@@ -161,4 +177,20 @@ fn entries_parse_strictly() {
             "{pairs:?}"
         );
     }
+}
+
+#[test]
+fn an_invalidation_voids_the_leases_granted_before_it() {
+    // (lease granted at, invalidated at, voided)
+    let table = [
+        (1_000, 999, false),
+        (1_000, 1_000, true),
+        (1_000, 1_001, true),
+    ];
+    for (since, at, voided) in table {
+        assert_eq!(voids(marker_score(at), since), voided, "{since} {at}");
+    }
+    // The marker outlives every lease granted before its invalidation.
+    let (granted, invalidated) = (5_000, 5_000 + MAX_LEASE_MS - 1);
+    assert!(lease_until(granted, MAX_LEASE_MS).unwrap() <= marker_score(invalidated));
 }
