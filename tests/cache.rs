@@ -1218,9 +1218,19 @@ fn lua_twin_matches_the_module() {
             compared * 10 >= steps * 6,
             "only {compared}/{steps} steps compared"
         );
-        for kind in ["error", "nil", "other", "HIT", "MISS", "REFRESH", "WAIT"] {
+        // STALE needs a stale value and a lease within a few ms: rarer.
+        for (kind, least) in [
+            ("error", 10),
+            ("nil", 10),
+            ("other", 10),
+            ("HIT", 10),
+            ("MISS", 10),
+            ("REFRESH", 5),
+            ("WAIT", 10),
+            ("STALE", 1),
+        ] {
             assert!(
-                kinds.get(kind).copied().unwrap_or(0) >= 3,
+                kinds.get(kind).copied().unwrap_or(0) >= least,
                 "too few {kind}: {kinds:?}"
             );
         }

@@ -472,6 +472,22 @@ mod tests {
     use super::*;
 
     #[test]
+    fn keys_after_a_token_and_all_keys_come_in_keys() {
+        // CACHE.SET's tags: KEYS[2..] fill the TAGS option, whose token ARGV may not carry.
+        let set = def_table(&twin(&crate::cache::SET, "x"));
+        assert!(set.contains("  key_rest = 3,\n"), "{set}");
+        assert!(!set.contains("'TAGS'"), "{set}");
+        // Every argument a key: no ARGV group, a least number of KEYS instead.
+        let invalidate = def_table(&twin(&crate::cache::INVALIDATE, "x"));
+        assert!(invalidate.contains("  min_keys = 1,\n") && !invalidate.contains("group"));
+        let tag = def_table(&twin(&crate::cache::TAG, "x"));
+        assert!(tag.contains("  min_keys = 2,\n"), "{tag}");
+        // One key: neither.
+        let get = def_table(&twin(&crate::cache::GET, "x"));
+        assert!(!get.contains("min_keys") && !get.contains("key_rest"));
+    }
+
+    #[test]
     fn library_registers_every_command() {
         let lib = library();
         assert!(lib.starts_with("#!lua name=patterns\n"));
