@@ -1,7 +1,7 @@
-//! Binds the cache family (`patterns_core::cache`) to Redis. An entry's writes run as Redis
-//! commands through `RedisModule_Call` (`DEL`, `HSET`, `PEXPIREAT`: replicated as they are, with
-//! absolute times and the lease token the primary drew), tag indexes through the shared
-//! expiring index. Random draws (XFetch's, lease tokens) happen here on the primary only: a
+//! Binds the cache family (`patterns_core::cache`) to Redis. An entry is read through the key
+//! API (the hot path: a hit writes nothing); its writes run as Redis commands through
+//! `RedisModule_Call` (`DEL`, `HSET`, `PEXPIREAT`: replicated as they are, with absolute times and
+//! the lease token the primary drew), tag indexes through the shared expiring index. Random draws (XFetch's, lease tokens) happen here on the primary only: a
 //! replica or an AOF replay receives the effects, never the command.
 //!
 //! Each command validates everything (arguments, types, ACL of the keys it derives) before its
@@ -9,41 +9,54 @@
 
 use patterns_core::cache::{
     self as c, check_beta, decide, key_expiry, lease_until, marker_score, tags, voids, Entry,
-    Outcome, Times, DELTA_OPT, GRACE_OPT, TAGS_OPT,
+    Outcome, Times, DELTA_OPT, DRAW_MAX, GRACE_OPT, TAGS_OPT,
 };
 use patterns_core::command::{float, CmdError, Parsed};
 use patterns_core::session::{encode_id, ID_BYTES};
 use redis_module::raw::{KeyType, RedisModuleCtx};
+use std::ffi::CString;
+use std::sync::OnceLock;
 
 use crate::command;
 use crate::shared::{
     bytes, check_key_access, fill_random, key_type, now_ms, publish, redis_call, update_index,
-    Item, Key, OwnedString, Reply, ScoreRange, StackText,
+    Call, Item, Key, OwnedString, Reply, ScoreRange, StackText,
 };
 
 type Ctx = *mut RedisModuleCtx;
 
-/// An entry's hash as stored (field/value pairs), None when the key is absent.
-struct Stored(Vec<Vec<u8>>);
+/// An entry's hash as stored: its fields, in `c::FIELDS` order, read through the key API.
+struct Stored([Option<OwnedString>; c::FIELDS.len()]);
+
+/// `c::FIELDS` as C strings, for `RedisModule_HashGet`.
+fn field_names() -> &'static [CString; c::FIELDS.len()] {
+    static NAMES: OnceLock<[CString; c::FIELDS.len()]> = OnceLock::new();
+    NAMES.get_or_init(|| c::FIELDS.map(|f| CString::new(f).expect("no NUL")))
+}
 
 impl Stored {
-    fn load(ctx: Ctx, key: &[u8]) -> Result<Option<Self>, CmdError> {
-        match key_type(ctx, key) {
-            KeyType::Empty => Ok(None),
-            KeyType::Hash => {
-                let stored = Self(redis_call(ctx, c"HGETALL", &[key], false).strings());
-                stored.entry()?;
-                Ok(Some(stored))
-            }
-            _ => Err(CmdError::WrongType),
+    /// The hash at the command's key: None when absent; WRONGTYPE unless a hash, BadState when
+    /// it holds a field an entry has not (`entry` checks the rest). The key is closed on return.
+    fn load(call: &Call) -> Result<Option<Self>, CmdError> {
+        let key = Key::open(call);
+        match key.kind() {
+            KeyType::Empty => return Ok(None),
+            KeyType::Hash => {}
+            _ => return Err(CmdError::WrongType),
         }
+        let stored = Self(field_names().each_ref().map(|f| key.hash_field(f)));
+        let found = stored.0.iter().flatten().count() as i64;
+        if found != key.len() {
+            return Err(CmdError::BadState(c::NOT_CACHE));
+        }
+        Ok(Some(stored))
     }
 
     fn entry(&self) -> Result<Entry<'_>, CmdError> {
-        let pairs: Vec<(&[u8], &[u8])> = self
-            .0
-            .chunks(2)
-            .map(|p| (p[0].as_slice(), p[1].as_slice()))
+        let pairs: Vec<(&[u8], &[u8])> = c::FIELDS
+            .iter()
+            .zip(&self.0)
+            .filter_map(|(name, v)| Some((name.as_bytes(), bytes(v.as_ref()?.inner))))
             .collect();
         Entry::parse(&pairs)
     }
@@ -137,7 +150,8 @@ command!(set, c::SET, |call| {
     let (ctx, key) = (call.ctx, bytes(call.key));
     let now = now_ms();
     let store = Store::parse(ctx, key, args, &p, (0, 1), now)?;
-    let existed = Stored::load(ctx, key)?.is_some();
+    let stored = Stored::load(call)?;
+    let existed = stored.as_ref().map(Stored::entry).transpose()?.is_some();
     store.write(ctx, key, existed, now);
     Ok(Reply::Simple(c"OK"))
 });
@@ -150,7 +164,7 @@ command!(fill, c::FILL, |call| {
     let now = now_ms();
     let store = Store::parse(ctx, key, args, &p, (1, 2), now)?;
     let lease = args[p.positionals[0] as usize];
-    let Some(stored) = Stored::load(ctx, key)? else {
+    let Some(stored) = Stored::load(call)? else {
         return Ok(Reply::Null);
     };
     let entry = stored.entry()?;
@@ -228,9 +242,14 @@ command!(get, c::GET, |call| {
     let (ctx, key) = (call.ctx, bytes(call.key));
     let now = now_ms();
     let until = lease_until(now, p.options[1])?;
-    let stored = Stored::load(ctx, key)?;
+    let stored = Stored::load(call)?;
     let entry = stored.as_ref().map(Stored::entry).transpose()?;
-    let outcome = decide(now, entry.as_ref(), beta, new_draw()?);
+    // The draw comes from the CSPRNG only when it can decide anything.
+    let draw = match c::draw_matters(now, entry.as_ref(), beta) {
+        true => new_draw()?,
+        false => DRAW_MAX,
+    };
+    let outcome = decide(now, entry.as_ref(), beta, draw);
     let value = || match entry.as_ref().and_then(|e| e.value) {
         Some((v, _)) => Item::Bulk(v.to_vec()),
         None => Item::Null,
@@ -259,7 +278,7 @@ command!(tag, c::TAG, |call| {
     let tags = &args[p.trailing_at..];
     check_tags(ctx, key, tags)?;
     let now = now_ms();
-    let stored = Stored::load(ctx, key)?;
+    let stored = Stored::load(call)?;
     let entry = stored.as_ref().map(Stored::entry).transpose()?;
     let Some((_, t)) = entry.and_then(|e| e.live_value(now)) else {
         return Err(CmdError::BadState(c::NO_VALUE));

@@ -519,6 +519,21 @@ impl Key<'_> {
             .count()
     }
 
+    /// A hash field's value, None when the field (or the hash) is absent.
+    pub fn hash_field(&self, field: &std::ffi::CStr) -> Option<OwnedString> {
+        let mut value: *mut RedisModuleString = ptr::null_mut();
+        unsafe {
+            raw::RedisModule_HashGet.unwrap()(
+                self.inner,
+                raw::REDISMODULE_HASH_CFIELDS as c_int,
+                field.as_ptr(),
+                &mut value,
+                ptr::null::<c_char>(),
+            )
+        };
+        (!value.is_null()).then(|| OwnedString::adopt(self.ctx, value))
+    }
+
     /// A member's score, None when it is not in the set.
     pub fn zset_score(&self, member: *mut RedisModuleString) -> Option<f64> {
         let mut score = 0.0;

@@ -52,6 +52,16 @@ pub const DELTA_FIELD: &str = "delta_ms";
 pub const LEASE_FIELD: &str = "lease";
 pub const LEASE_UNTIL_FIELD: &str = "lease_until";
 pub const LEASED_AT_FIELD: &str = "leased_at";
+/// Every field an entry's hash may hold.
+pub const FIELDS: [&str; 7] = [
+    VALUE_FIELD,
+    FRESH_FIELD,
+    STALE_FIELD,
+    DELTA_FIELD,
+    LEASE_FIELD,
+    LEASE_UNTIL_FIELD,
+    LEASED_AT_FIELD,
+];
 /// The longest lease, and how long an invalidation's marker stays in its tag.
 pub const MAX_LEASE_MS: i64 = 60_000;
 
@@ -251,17 +261,8 @@ impl<'a> Entry<'a> {
     pub fn parse(pairs: &[(&'a [u8], &'a [u8])]) -> Result<Self, CmdError> {
         let bad = CmdError::BadState(NOT_CACHE);
         let mut f: [Option<&[u8]>; 7] = [None; 7];
-        let names = [
-            VALUE_FIELD,
-            FRESH_FIELD,
-            STALE_FIELD,
-            DELTA_FIELD,
-            LEASE_FIELD,
-            LEASE_UNTIL_FIELD,
-            LEASED_AT_FIELD,
-        ];
         for (name, value) in pairs {
-            let i = names
+            let i = FIELDS
                 .iter()
                 .position(|n| n.as_bytes() == *name)
                 .ok_or(bad.clone())?;
@@ -380,6 +381,15 @@ pub fn early_probability(now_ms: i64, t: Times, beta: f64) -> f64 {
         return 0.0;
     }
     (-((t.fresh_until - now_ms) as f64) / scale).exp().min(1.0)
+}
+
+/// Whether [`decide`] reads its draw: a fresh value, no lease held, and early refresh possible
+/// (the caller may skip drawing otherwise).
+pub fn draw_matters(now_ms: i64, entry: Option<&Entry>, beta: f64) -> bool {
+    let fresh = entry
+        .and_then(|e| e.live_value(now_ms))
+        .is_some_and(|(_, t)| now_ms < t.fresh_until && t.delta_ms > 0);
+    fresh && beta > 0.0 && !entry.is_some_and(|e| e.leased(now_ms))
 }
 
 /// `CACHE.GET`'s decision at `now_ms` on `entry` (None when the key is absent), with the

@@ -194,3 +194,36 @@ fn an_invalidation_voids_the_leases_granted_before_it() {
     let (granted, invalidated) = (5_000, 5_000 + MAX_LEASE_MS - 1);
     assert!(lease_until(granted, MAX_LEASE_MS).unwrap() <= marker_score(invalidated));
 }
+
+#[test]
+fn the_draw_matters_only_for_a_fresh_unleased_value_with_a_delta() {
+    // (now, value stored, lease until, beta, matters)
+    let table = [
+        (900, true, None, 1.0, true),
+        (900, true, None, 0.0, false),
+        (900, true, Some(950), 1.0, false),
+        (1_000, true, None, 1.0, false), // stale
+        (900, false, None, 1.0, false),
+    ];
+    for (now, value, lease, beta, matters) in table {
+        let e = entry(value, lease);
+        assert_eq!(
+            draw_matters(now, Some(&e), beta),
+            matters,
+            "{now} {value} {lease:?}"
+        );
+        // Where it does not matter, every draw decides alike.
+        if !matters {
+            assert_eq!(
+                decide(now, Some(&e), beta, 1),
+                decide(now, Some(&e), beta, DRAW_MAX)
+            );
+        }
+    }
+    let no_delta = Entry {
+        value: Some((b"v", Times { delta_ms: 0, ..T })),
+        lease: None,
+    };
+    assert!(!draw_matters(900, Some(&no_delta), 1.0));
+    assert!(!draw_matters(0, None, 1.0));
+}
