@@ -393,6 +393,51 @@ fn voided_and_expired_leases_cannot_fill() {
     }
 }
 
+/// HIT, STALE and WAIT replies, and refused fills, change nothing: no write, no replication,
+/// no WATCH invalidation.
+#[test]
+fn reads_without_a_lease_write_and_replicate_nothing() {
+    for flavor in flavors() {
+        // The primary's periodic PING to its replica also moves the offset: keep it out.
+        let pair = Pair::start_with(flavor, &["--repl-ping-replica-period", "3600"]);
+        let mut c = pair.primary.conn();
+        set(&mut c, &["r:hit", "v", "60000", "DELTA", "10"]);
+        set(&mut c, &["r:stale", "v", "20", "GRACE", "60000"]);
+        sleep(Duration::from_millis(30));
+        assert_eq!(get(&mut c, &["r:stale"]).0, "REFRESH");
+        assert_eq!(get(&mut c, &["r:wait"]).0, "MISS");
+        pair.sync();
+        let before = snapshot(&mut c);
+        let expiries = |c: &mut Connection| -> Vec<i64> {
+            ["r:hit", "r:stale", "r:wait"]
+                .iter()
+                .map(|k| query(c, &["PEXPIRETIME", k]))
+                .collect()
+        };
+        let expiries_before = expiries(&mut c);
+        let offset = pair.primary.info_value("replication", "master_repl_offset");
+        let _: () = query(&mut c, &["WATCH", "r:hit", "r:stale", "r:wait"]);
+        for _ in 0..50 {
+            assert_eq!(get(&mut c, &["r:hit"]).0, "HIT");
+            assert_eq!(get(&mut c, &["r:stale"]).0, "STALE");
+            assert_eq!(get(&mut c, &["r:wait"]).0, "WAIT");
+            assert_eq!(
+                fill(&mut c, "r:wait", "not-the-lease", "v", &["1000"]),
+                None
+            );
+        }
+        let exec: Option<Vec<String>> = redis::pipe().atomic().cmd("PING").query(&mut c).unwrap();
+        assert_eq!(exec, Some(vec!["PONG".to_string()]), "WATCH saw no change");
+        assert_same_state(&before, &snapshot(&mut c), 100);
+        assert_eq!(expiries_before, expiries(&mut c), "no TTL touched");
+        assert_eq!(
+            offset,
+            pair.primary.info_value("replication", "master_repl_offset"),
+            "reads replicate nothing"
+        );
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // XFetch
 
