@@ -30,17 +30,22 @@ What it does, in one run (about 6-8 minutes on 2 cores):
    EVALSHA, plus HGETALL of a plain hash as a baseline; GET and SET on one live session per row
    (created with the others before each run, outside the timing), COUNT over 100 indexes
    (-r 100), CREATE on random indexes; MEMORY USAGE of a session and of its index.
-5. Caching (CACHE.*), same method (see build_cache_cases and the "Caching" section): CACHE.GET
+5. Leaderboards (LB.*), in the same run and with the same method (see build_leaderboard_cases):
+   LB.AROUND (10 entries, DESC, ordinal) and LB.ADD natively, via FCALL and via EVALSHA, plus
+   ZREVRANK and ZADD as baselines, on boards of 10,000 members (10 per score) set up before each
+   run, outside the timing.
+6. Caching (CACHE.*), same method (see build_cache_cases and the "Caching" section): CACHE.GET
    on a hit (10,000 entries set before each run, outside the timing; `BETA 0`, so every reply
    is a HIT) and CACHE.SET with one tag, natively, via FCALL and via EVALSHA, plus HGET and
    SET ... PX as baselines.
-6. Writes BENCHMARKS.md at the repository's root, bench/throughput.png (the chart it embeds) and
+7. Writes BENCHMARKS.md at the repository's root, bench/throughput.png (the chart it embeds) and
    bench/results.json (every raw run).
 
 Environment:
   PATTERNS_MODULE   module path (default target/release/libredis_patterns.so)
   BENCH_SECONDS     target duration of one measurement (default 2)
   BENCH_SESSION_SECONDS  the same for the session rows (default 1.5)
+  BENCH_LB_SECONDS  the same for the leaderboard rows (default 1.5)
   BENCH_CACHE_SECONDS  the same for the cache rows (default 1.5)
   BENCH_REPEATS     repetitions of each measurement (default 3)
   BENCH_BUDGET      seconds allowed for all throughput measurements (default 420); N shrinks
@@ -154,6 +159,18 @@ TWIN_ID_PREFIX = "benchBENCH"
 NATIVE_SESSION = "<native session>"  # replaced by the live session's key before each run
 TWIN_SESSION = "<twin session>"
 SESSION_MEMORY_INDEX_SIZES = (1, 10, 1000)
+
+# Leaderboards (LB.*), measured in the same run, on the same server, with the same method. Before
+# every leaderboard run (after its FLUSHALL, outside the timing) one board per path is written
+# with LB_MEMBERS members player:<i> (<i> 12 digits, as redis-benchmark writes __rand_int__),
+# LB_TIES members per score: natively (LB.ADD), through the twin (FCALL lb_add) and with plain
+# ZADD for the baselines. Reads pick a member with __rand_int__ (-r LB_MEMBERS: always present);
+# LB.ADD gives a random member a random score (a new stamp nearly every time).
+LB_SECONDS = float(os.environ.get("BENCH_LB_SECONDS", "1.5"))
+LB_MEMBERS = 10000
+LB_TIES = 10
+LB_BOARDS = {"native": "bench:lb:{n}", "FCALL": "bench:lb:{f}", "EVALSHA": "bench:lb:{e}",
+             "plain Redis": "bench:lb:{z}"}
 HANDWRITTEN_MEMORY_ARGS = ["100", "100", "3600000"]
 PATHS = ("native", "FCALL", "EVALSHA")
 
@@ -430,7 +447,7 @@ def cache_key(i):
 
 
 def build_cache_cases(shas):
-    """Rows of the Caching section; `prepare` rows get the entries before each run."""
+    """Rows of the Caching section; `setup` rows get the entries before each run."""
     base = dict(section="cache", admit=None, seconds=CACHE_SECONDS, keyspace=CACHE_ENTRIES)
     cases = []
 
@@ -439,15 +456,16 @@ def build_cache_cases(shas):
                           argv=argv, stat=stat, kind=kind, **kw))
     key = "cache:{__rand_int__}"
     add("c_hget", "plain Redis", "HGET (the entry's value)", ["HGET", key, "value"], "hget",
-        "bulk", prepare="cache")
+        "bulk", setup=True, setup_fn=setup_cache)
     get_args = ["BETA", "0"]
     add("c_get:native", "native", "CACHE.GET (hit)", ["CACHE.GET", key, *get_args],
-        "cache.get", "cache_hit", prepare="cache")
+        "cache.get", "cache_hit", setup=True, setup_fn=setup_cache)
     twin_get = [key, CACHE_TWIN_DRAW, CACHE_TWIN_LEASE, *get_args]
     add("c_get:fcall", "FCALL", "CACHE.GET (hit)", ["FCALL", "cache_get", "1", *twin_get],
-        "fcall", "cache_hit", prepare="cache")
+        "fcall", "cache_hit", setup=True, setup_fn=setup_cache)
     add("c_get:evalsha", "EVALSHA", "CACHE.GET (hit)",
-        ["EVALSHA", shas["cache_get"], "1", *twin_get], "evalsha", "cache_hit", prepare="cache")
+        ["EVALSHA", shas["cache_get"], "1", *twin_get], "evalsha", "cache_hit", setup=True,
+        setup_fn=setup_cache)
     tag = "tag:{__rand_int__}"
     add("c_plainset", "plain Redis", "SET ... PX", ["SET", key, CACHE_VALUE, "PX", CACHE_TTL_MS],
         "set", "ok")
@@ -463,19 +481,20 @@ def build_cache_cases(shas):
 
 
 def setup_cache(r):
-    """On an empty database: CACHE_ENTRIES entries, set natively."""
+    """On an empty database: CACHE_ENTRIES entries, set natively (no placeholders to fill)."""
     cmds = [("CACHE.SET", cache_key(i), CACHE_VALUE, CACHE_TTL_MS, "DELTA", "100")
             for i in range(CACHE_ENTRIES)]
     for c, reply in zip(cmds, r.pipeline(cmds)):
         if reply != "OK":
             raise RuntimeError(f"cache setup: {c} -> {reply!r}")
+    return {}
 
 
 def validate_cache(r, cases):
     """Each cache row once, on freshly set entries, __rand_int__ = 0."""
     for case in cases:
         r.call("FLUSHALL", "SYNC")
-        if case.get("prepare") == "cache":
+        if case.get("setup"):
             setup_cache(r)
         argv = [a.replace("__rand_int__", "0" * 12) for a in case["argv"]]
         check_reply(case, r.pipeline([argv])[0])
@@ -533,6 +552,65 @@ def setup_sessions(r):
     return {NATIVE_SESSION: replies[0].decode(), TWIN_SESSION: replies[SESSIONS].decode()}
 
 
+def lb_player(i):
+    return f"player:{i:012d}"
+
+
+def build_leaderboard_cases(shas):
+    """Rows of the Leaderboards section; every row gets fresh boards before each run."""
+    base = dict(section="leaderboards", admit=None, seconds=LB_SECONDS, keyspace=LB_MEMBERS,
+                setup=True, setup_fn=setup_leaderboards)
+    cases = []
+
+    def add(cid, path, command, argv, stat, kind):
+        cases.append(dict(base, id=cid, path=path, command=command, family=cid.split(":")[0],
+                          argv=argv, stat=stat, kind=kind))
+    player = "player:__rand_int__"
+    add("lb_zrevrank", "plain Redis", "ZREVRANK",
+        ["ZREVRANK", LB_BOARDS["plain Redis"], player], "zrevrank", "int")
+    add("lb_zadd", "plain Redis", "ZADD",
+        ["ZADD", LB_BOARDS["plain Redis"], "__rand_int__", player], "zadd", "int")
+    for fam, name, fn, args, kind in (
+            ("lb_around", "LB.AROUND", "lb_around", [player, "10"], "entries"),
+            ("lb_add", "LB.ADD", "lb_add", ["__rand_int__", player], "int")):
+        for path, argv0, stat in (("native", [name], name.lower()),
+                                  ("FCALL", ["FCALL", fn, "1"], "fcall"),
+                                  ("EVALSHA", ["EVALSHA", shas[fn], "1"], "evalsha")):
+            add(f"{fam}:{path.lower()}", path, name, [*argv0, LB_BOARDS[path], *args], stat, kind)
+    return cases
+
+
+def setup_leaderboards(r):
+    """On an empty database: one board of LB_MEMBERS members per path (LB_TIES per score)."""
+    def score(i):
+        return i // LB_TIES
+    cmds = []
+    for i in range(LB_MEMBERS):
+        cmds.append(("LB.ADD", LB_BOARDS["native"], score(i), lb_player(i)))
+        for path in ("FCALL", "EVALSHA"):
+            cmds.append(("FCALL", "lb_add", "1", LB_BOARDS[path], score(i), lb_player(i)))
+        cmds.append(("ZADD", LB_BOARDS["plain Redis"], score(i), lb_player(i)))
+    for c, reply in zip(cmds, r.pipeline(cmds)):
+        if reply != 1:
+            raise RuntimeError(f"leaderboard setup: {c} -> {reply!r}")
+    return {}
+
+
+def validate_leaderboards(r, cases):
+    """Each leaderboard row once on fresh boards, __rand_int__ = 0: LB.AROUND must return 10
+    entries, player 0 among them; LB.ADD (and ZADD) of player 0's own score adds nothing."""
+    for case in cases:
+        r.call("FLUSHALL", "SYNC")
+        setup_leaderboards(r)
+        argv = [a.replace("__rand_int__", "0" * 12) for a in case["argv"]]
+        reply = r.pipeline([argv])[0]
+        check_reply(case, reply)
+        if case["family"] == "lb_around" and lb_player(0).encode() not in [e[1] for e in reply]:
+            raise RuntimeError(f"{case['id']}: {argv} -> {reply!r}")
+        if case["family"] in ("lb_add", "lb_zadd") and reply != 0:
+            raise RuntimeError(f"{case['id']}: {argv} -> {reply!r}")
+
+
 def check_reply(case, reply):
     if case["kind"] == "int":
         ok = isinstance(reply, int)
@@ -542,6 +620,9 @@ def check_reply(case, reply):
         ok = reply == "OK"
     elif case["kind"] == "cache_hit":
         ok = isinstance(reply, list) and len(reply) == 3 and reply[0] == b"HIT"
+    elif case["kind"] == "entries":
+        ok = isinstance(reply, list) and len(reply) == 10 and all(
+            isinstance(e, list) and len(e) == 3 and isinstance(e[0], int) for e in reply)
     elif case["kind"] == "pairs":
         ok = isinstance(reply, list) and len(reply) == len(SESSION_FIELDS) and all(
             isinstance(x, bytes) for x in reply)
@@ -553,7 +634,7 @@ def check_reply(case, reply):
 
 def validate(r, cases):
     for case in cases:
-        if case.get("section") in ("sessions", "cache"):
+        if case.get("section") in ("sessions", "leaderboards", "cache"):
             continue
         argv = [a.replace("__rand_int__", "check") for a in case["argv"]]
         check_reply(case, r.pipeline([argv])[0])
@@ -603,11 +684,9 @@ def run_benchmark(server, r, case, n, pipeline):
     # it, and the expired_keys counter below belongs to this row alone.
     r.call("FLUSHALL", "SYNC")
     argv = case["argv"]
-    if case.get("setup"):  # the session rows' live sessions, created outside the timing
-        hot = setup_sessions(r)
+    if case.get("setup"):  # live sessions or boards, created outside the timing
+        hot = case.get("setup_fn", setup_sessions)(r)
         argv = [hot.get(a, a) for a in argv]
-    if case.get("prepare") == "cache":  # the cache GET rows' entries, set outside the timing
-        setup_cache(r)
     r.call("CONFIG", "RESETSTAT")
     stats0 = r.info("stats")
     rusage0 = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -1161,6 +1240,29 @@ def write_sessions(ctx, add):
     add("")
 
 
+def write_leaderboards(ctx, add):
+    s = ctx["summary"]
+    add("## Leaderboards")
+    add("")
+    add(f"The `LB.*` family, measured in the same run on the same server with the same method "
+        f"({CLIENTS} clients, {LB_SECONDS:g} s per measurement, {REPEATS} runs interleaved "
+        "round-robin, median shown, error replies checked: none). Before every leaderboard run "
+        f"(after its FLUSHALL, outside the timing) each path gets its own board of "
+        f"{LB_MEMBERS:,} members `player:<i>` with {LB_TIES} members per score, written by "
+        "`LB.ADD` (natively, or `FCALL lb_add` for the twin's rows) or by `ZADD` for the "
+        "baselines. `LB.AROUND <board> player:__rand_int__ 10` reads 10 ranked entries around "
+        f"a random member (DESC, ORDINAL: the tie-break's order key, reversed, with the score "
+        f"groups cut by the window's edges re-read); `LB.ADD <board> __rand_int__ "
+        f"player:__rand_int__` moves a random member to a random score (new stamp, old and "
+        f"new score groups updated). `-r {LB_MEMBERS}`.")
+    add("")
+    for p in PIPELINES:
+        add(f"### Leaderboards, -P {p}")
+        add("")
+        add_throughput_table(add, ctx["lb_cases"], s, p)
+        add("")
+
+
 def add_throughput_table(add, cases, s, pipeline):
     """The table of ops/s, latency and server time per row, for one pipelining mode."""
     add("| Path | Command | ops/s (median) | min–max | p50 ms | p99 ms | "
@@ -1308,6 +1410,7 @@ def write_report(ctx):
     add("")
 
     write_sessions(ctx, add)
+    write_leaderboards(ctx, add)
     write_cache(ctx, add)
 
     # Notes
@@ -1406,6 +1509,8 @@ def main():
         cache_cases = build_cache_cases(shas)
         validate(r, cases)
         validate_sessions(r, session_cases)
+        lb_cases = build_leaderboard_cases(shas)
+        validate_leaderboards(r, lb_cases)
         validate_cache(r, cache_cases)
         r.call("FLUSHALL", "SYNC")
 
@@ -1414,7 +1519,7 @@ def main():
         session_memory = measure_session_memory(r)
 
         log("throughput ...")
-        runs = measure_throughput(server, r, cases + session_cases + cache_cases)
+        runs = measure_throughput(server, r, cases + session_cases + lb_cases + cache_cases)
         summary = summarize(runs)
         server_version = r.info("server")["redis_version"]
         r.close()
@@ -1457,9 +1562,9 @@ def main():
         module_sha=hashlib.sha256(MODULE.read_bytes()).hexdigest()[:12],
         cases=cases, summary=summary, ratios=ratios, memory=memory,
         session_cases=session_cases, session_ratios=session_ratios,
-        session_memory=session_memory, cache_cases=cache_cases,
+        session_memory=session_memory, lb_cases=lb_cases, cache_cases=cache_cases,
         scale=min(1.0, BUDGET / (REPEATS * sum(c.get("seconds", SECONDS)
-                                               for c in cases + session_cases + cache_cases
+                                               for c in cases + session_cases + lb_cases + cache_cases
                                                for _ in PIPELINES))),
         runtime_s=time.monotonic() - started,
     )
@@ -1468,7 +1573,8 @@ def main():
     RESULTS.write_text(json.dumps(dict(
         date=date, machine=ctx["machine"], server_version=server_version,
         clients=CLIENTS, keyspace=KEYSPACE, repeats=REPEATS,
-        cases=[{k: v for k, v in c.items()} for c in cases + session_cases + cache_cases],
+        cases=[{k: v for k, v in c.items()}
+               for c in cases + session_cases + lb_cases + cache_cases],
         runs={f"{k[0]}@P{k[1]}": v for k, v in runs.items()},
         summary={f"{k[0]}@P{k[1]}": v for k, v in summary.items()},
         ratios={f"{k[0]}@P{k[1]}": v for k, v in ratios.items()},

@@ -20,7 +20,7 @@ use std::sync::OnceLock;
 use crate::command;
 use crate::shared::{
     bytes, check_key_access, fill_random, key_type, now_ms, publish, redis_call, update_index,
-    Call, Item, Key, OwnedString, Reply, ScoreRange, StackText,
+    Call, Key, OwnedString, Reply, ScoreRange, StackText, Value,
 };
 
 type Ctx = *mut RedisModuleCtx;
@@ -251,23 +251,23 @@ command!(get, c::GET, |call| {
     };
     let outcome = decide(now, entry.as_ref(), beta, draw);
     let value = || match entry.as_ref().and_then(|e| e.value) {
-        Some((v, _)) => Item::Bulk(v.to_vec()),
-        None => Item::Null,
+        Some((v, _)) => Value::Bulk(v.to_vec()),
+        None => Value::Null,
     };
-    let word = Item::Bulk(outcome.word().as_bytes().to_vec());
+    let word = Value::Bulk(outcome.word().as_bytes().to_vec());
     let lease = if outcome.grants_lease() {
         let token = new_lease()?;
         grant(ctx, key, entry.as_ref(), outcome, &token, (now, until));
-        Item::Bulk(token)
+        Value::Bulk(token)
     } else {
-        Item::Null
+        Value::Null
     };
-    Ok(Reply::Items(match outcome {
-        Outcome::Hit | Outcome::Stale => vec![word, value(), Item::Null],
+    Ok(Reply::Value(Value::Array(match outcome {
+        Outcome::Hit | Outcome::Stale => vec![word, value(), Value::Null],
         Outcome::Refresh => vec![word, value(), lease],
-        Outcome::Miss => vec![word, Item::Null, lease],
-        Outcome::Wait { retry_ms } => vec![word, Item::Null, Item::Integer(retry_ms)],
-    }))
+        Outcome::Miss => vec![word, Value::Null, lease],
+        Outcome::Wait { retry_ms } => vec![word, Value::Null, Value::Int(retry_ms)],
+    })))
 });
 
 // CACHE.TAG key tag [tag ...]

@@ -108,17 +108,21 @@ fn option_arg(
 }
 
 /// A key spec: keys from a begin search to `lastkey` (0: that one key; -1: every argument
-/// after it), read and updated in place.
+/// after it), read and updated in place, or only read by a `readonly` command (so ACL
+/// read-only key patterns admit it).
 fn key_spec(
+    def: &CommandDef,
     begin: raw::RedisModuleKeySpecBeginSearchType,
     lastkey: i32,
 ) -> raw::RedisModuleCommandKeySpec {
     let mut spec: raw::RedisModuleCommandKeySpec = unsafe { std::mem::zeroed() };
-    spec.flags = u64::from(
+    spec.flags = u64::from(if def.is_readonly() {
+        raw::REDISMODULE_CMD_KEY_RO | raw::REDISMODULE_CMD_KEY_ACCESS
+    } else {
         raw::REDISMODULE_CMD_KEY_RW
             | raw::REDISMODULE_CMD_KEY_ACCESS
-            | raw::REDISMODULE_CMD_KEY_UPDATE,
-    );
+            | raw::REDISMODULE_CMD_KEY_UPDATE
+    });
     spec.begin_search_type = begin;
     spec.find_keys_type = raw::RedisModuleKeySpecFindKeysType_REDISMODULE_KSPEC_FK_RANGE;
     spec.fk.range.lastkey = lastkey;
@@ -132,7 +136,7 @@ fn key_spec(
 fn key_specs(def: &CommandDef, strings: &mut Strings) -> Vec<raw::RedisModuleCommandKeySpec> {
     let index = raw::RedisModuleKeySpecBeginSearchType_REDISMODULE_KSPEC_BS_INDEX;
     let first = |lastkey| {
-        let mut spec = key_spec(index, lastkey);
+        let mut spec = key_spec(def, index, lastkey);
         spec.bs.index.pos = 1;
         spec
     };
@@ -141,7 +145,7 @@ fn key_specs(def: &CommandDef, strings: &mut Strings) -> Vec<raw::RedisModuleCom
         Keys::All => vec![first(-1)],
         Keys::FirstAndAfter { token, from } => {
             let keyword = raw::RedisModuleKeySpecBeginSearchType_REDISMODULE_KSPEC_BS_KEYWORD;
-            let mut after = key_spec(keyword, -1);
+            let mut after = key_spec(def, keyword, -1);
             after.bs.keyword.keyword = strings.add(token);
             after.bs.keyword.startfrom = from;
             vec![first(0), after]

@@ -4,18 +4,20 @@
 
 mod cache;
 mod docs;
+mod leaderboard;
 mod ratelimit;
 mod session;
 mod shared;
 
 use patterns_core::cache as ch;
 use patterns_core::command::CommandDef;
+use patterns_core::leaderboard as lb;
 use patterns_core::ratelimit as rl;
 use patterns_core::session as sess;
 use redis_module::{raw, redis_module, Context, RedisString, Status};
 
 /// Every command with its C entry point.
-const COMMANDS: [(&CommandDef, shared::Handler); 17] = [
+const COMMANDS: [(&CommandDef, shared::Handler); 25] = [
     (&rl::TOKENBUCKET, ratelimit::tokenbucket),
     (&rl::FIXEDWINDOW, ratelimit::fixedwindow),
     (&rl::SLIDINGWINDOW, ratelimit::slidingwindow),
@@ -28,6 +30,14 @@ const COMMANDS: [(&CommandDef, shared::Handler); 17] = [
     (&sess::DESTROYALL, session::destroyall),
     (&sess::LIST, session::list),
     (&sess::COUNT, session::count),
+    (&lb::ADD, leaderboard::add),
+    (&lb::INCR, leaderboard::incr),
+    (&lb::REM, leaderboard::rem),
+    (&lb::RANK, leaderboard::rank),
+    (&lb::AROUND, leaderboard::around),
+    (&lb::TOP, leaderboard::top),
+    (&lb::PAGE, leaderboard::page),
+    (&lb::PERCENTILE, leaderboard::percentile),
     (&ch::SET, cache::set),
     (&ch::GET, cache::get),
     (&ch::FILL, cache::fill),

@@ -75,17 +75,40 @@ pub enum Reply {
     Integer(i64),
     Bulk(Vec<u8>),
     Bulks(Vec<Vec<u8>>),
+    /// Any shape: nested arrays of integers, strings, doubles and nils.
+    Value(Value),
     /// A simple string such as `OK`.
     Simple(&'static std::ffi::CStr),
-    /// An array mixing bulk strings, nils and integers.
-    Items(Vec<Item>),
 }
 
-/// One element of [`Reply::Items`].
-pub enum Item {
+/// One element of a [`Reply::Value`].
+pub enum Value {
+    Int(i64),
     Bulk(Vec<u8>),
+    /// A double, formatted by the server as its own replies are.
+    Double(f64),
+    Array(Vec<Value>),
     Null,
-    Integer(i64),
+}
+
+fn reply_value(ctx: *mut RedisModuleCtx, value: &Value) {
+    unsafe {
+        match value {
+            Value::Int(n) => raw::RedisModule_ReplyWithLongLong.unwrap()(ctx, *n),
+            Value::Bulk(b) => {
+                raw::RedisModule_ReplyWithStringBuffer.unwrap()(ctx, b.as_ptr().cast(), b.len())
+            }
+            Value::Double(d) => raw::RedisModule_ReplyWithDouble.unwrap()(ctx, *d),
+            Value::Null => raw::RedisModule_ReplyWithNull.unwrap()(ctx),
+            Value::Array(items) => {
+                raw::RedisModule_ReplyWithArray.unwrap()(ctx, items.len() as _);
+                for item in items {
+                    reply_value(ctx, item);
+                }
+                raw::REDISMODULE_OK as c_int
+            }
+        };
+    }
 }
 
 /// One invocation: the context, the key and the arguments after it.
@@ -195,22 +218,9 @@ pub fn dispatch(
                     );
                 }
             }
+            Ok(Reply::Value(v)) => reply_value(ctx, &v),
             Ok(Reply::Simple(text)) => {
                 raw::RedisModule_ReplyWithSimpleString.unwrap()(ctx, text.as_ptr());
-            }
-            Ok(Reply::Items(items)) => {
-                raw::RedisModule_ReplyWithArray.unwrap()(ctx, items.len() as _);
-                for item in items {
-                    match item {
-                        Item::Bulk(b) => raw::RedisModule_ReplyWithStringBuffer.unwrap()(
-                            ctx,
-                            b.as_ptr().cast(),
-                            b.len(),
-                        ),
-                        Item::Null => raw::RedisModule_ReplyWithNull.unwrap()(ctx),
-                        Item::Integer(n) => raw::RedisModule_ReplyWithLongLong.unwrap()(ctx, n),
-                    };
-                }
             }
             Err(err) => {
                 let text = CString::new(err.to_string()).unwrap_or_default();
@@ -744,13 +754,33 @@ impl StackText {
 
 /// The type of the key named `name` (Empty when absent or expired).
 pub fn key_type(ctx: *mut RedisModuleCtx, name: &[u8]) -> KeyType {
+    read_key(ctx, name, |key| {
+        unsafe { raw::RedisModule_KeyType.unwrap()(key) }.into()
+    })
+}
+
+/// The length of the value at `name` (members of a sorted set, fields of a hash; 0 when absent).
+pub fn key_len(ctx: *mut RedisModuleCtx, name: &[u8]) -> i64 {
+    read_key(
+        ctx,
+        name,
+        |key| unsafe { raw::RedisModule_ValueLength.unwrap()(key) } as i64,
+    )
+}
+
+/// Runs `f` on the key named `name`, opened for reading.
+fn read_key<T>(
+    ctx: *mut RedisModuleCtx,
+    name: &[u8],
+    f: impl FnOnce(*mut RedisModuleKey) -> T,
+) -> T {
     let name = OwnedString::new(ctx, name);
     unsafe {
         let key =
             raw::RedisModule_OpenKey.unwrap()(ctx, name.inner, raw::REDISMODULE_READ as c_int);
-        let kind = raw::RedisModule_KeyType.unwrap()(key).into();
+        let out = f(key);
         raw::RedisModule_CloseKey.unwrap()(key);
-        kind
+        out
     }
 }
 
@@ -758,6 +788,23 @@ pub fn key_type(ctx: *mut RedisModuleCtx, name: &[u8]) -> KeyType {
 /// command derives, so Redis did not check it). Without a current user (AOF loading,
 /// replication, a module's own context) there is nothing to check.
 pub fn check_key_access(ctx: *mut RedisModuleCtx, name: &[u8]) -> Result<(), CmdError> {
+    let flags = raw::REDISMODULE_CMD_KEY_ACCESS
+        | raw::REDISMODULE_CMD_KEY_INSERT
+        | raw::REDISMODULE_CMD_KEY_DELETE
+        | raw::REDISMODULE_CMD_KEY_UPDATE;
+    check_key_permissions(ctx, name, flags)
+}
+
+/// Like [`check_key_access`], for a derived key the command only reads.
+pub fn check_key_read(ctx: *mut RedisModuleCtx, name: &[u8]) -> Result<(), CmdError> {
+    check_key_permissions(ctx, name, raw::REDISMODULE_CMD_KEY_ACCESS)
+}
+
+fn check_key_permissions(
+    ctx: *mut RedisModuleCtx,
+    name: &[u8],
+    flags: u32,
+) -> Result<(), CmdError> {
     unsafe {
         let user_name = raw::RedisModule_GetCurrentUserName.unwrap()(ctx);
         if user_name.is_null() {
@@ -769,10 +816,6 @@ pub fn check_key_access(ctx: *mut RedisModuleCtx, name: &[u8]) -> Result<(), Cmd
             return Ok(());
         }
         let key = OwnedString::new(ctx, name);
-        let flags = raw::REDISMODULE_CMD_KEY_ACCESS
-            | raw::REDISMODULE_CMD_KEY_INSERT
-            | raw::REDISMODULE_CMD_KEY_DELETE
-            | raw::REDISMODULE_CMD_KEY_UPDATE;
         let status =
             raw::RedisModule_ACLCheckKeyPermissions.unwrap()(user, key.inner, flags as c_int);
         raw::RedisModule_FreeModuleUser.unwrap()(user);
@@ -793,6 +836,12 @@ impl CallReply {
             return raw::REDISMODULE_REPLY_UNKNOWN as i32;
         }
         unsafe { raw::RedisModule_CallReplyType.unwrap()(self.0) }
+    }
+
+    /// Whether the reply is nil (or the call failed).
+    pub fn is_null(&self) -> bool {
+        let kind = self.kind();
+        kind == raw::REDISMODULE_REPLY_NULL as i32 || kind == raw::REDISMODULE_REPLY_UNKNOWN as i32
     }
 
     /// The integer reply (0 for anything else, e.g. when the call failed).

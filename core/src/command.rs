@@ -205,6 +205,11 @@ impl CommandDef {
         }
     }
 
+    /// Whether the command only reads (its flags include `readonly`).
+    pub fn is_readonly(&self) -> bool {
+        self.flags.split_whitespace().any(|f| f == "readonly")
+    }
+
     /// The function name of the Lua twin: `RL.TOKENBUCKET` → `rl_tokenbucket`.
     pub fn lua_name(&self) -> String {
         self.name.to_ascii_lowercase().replace('.', "_")
@@ -277,10 +282,17 @@ impl CommandDef {
 /// A family's command table for README, generated so it cannot drift from the definitions.
 pub fn markdown_table(defs: &[&CommandDef]) -> String {
     let mut out = String::from("| Command | Reply | Complexity | Keys |\n|---|---|---|---|\n");
+    // A `|` inside a cell (`[ASC|DESC]`) would end it, even in a code span.
+    let cell = |s: &str| s.replace('|', "\\|");
     for def in defs {
         out.push_str(&format!(
             "| `{} {}`<br>{} | {} | {} | {} |\n",
-            def.name, def.syntax, def.summary, def.reply, def.complexity, def.keys
+            def.name,
+            cell(def.syntax),
+            cell(def.summary),
+            cell(def.reply),
+            cell(def.complexity),
+            cell(def.keys)
         ));
     }
     out

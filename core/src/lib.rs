@@ -4,6 +4,7 @@
 
 pub mod cache;
 pub mod command;
+pub mod leaderboard;
 pub mod lua;
 pub mod ratelimit;
 pub mod session;

@@ -52,6 +52,7 @@ pub fn families() -> Vec<Family> {
     vec![
         crate::ratelimit::lua::family(),
         crate::session::lua::family(),
+        crate::leaderboard::lua::family(),
         crate::cache::lua::family(),
     ]
 }
@@ -442,11 +443,23 @@ pub fn library() -> String {
     out.push('\n');
     for family in &families {
         for TwinCommand { def, .. } in &family.commands {
-            let name = def.lua_name();
-            out.push_str(&format!("redis.register_function('{name}', {name})\n"));
+            out.push_str(&registration(def));
         }
     }
     out
+}
+
+/// Registers a command's function; a read-only command's with `no-writes`, so `FCALL_RO`,
+/// read-only ACL users and replicas may call it.
+fn registration(def: &CommandDef) -> String {
+    let name = def.lua_name();
+    if def.is_readonly() {
+        format!(
+            "redis.register_function{{function_name = '{name}', callback = {name}, flags = {{'no-writes'}}}}\n"
+        )
+    } else {
+        format!("redis.register_function('{name}', {name})\n")
+    }
 }
 
 /// One `EVAL` script per command: (function name, source).
@@ -493,8 +506,7 @@ mod tests {
         assert!(lib.starts_with("#!lua name=patterns\n"));
         for family in families() {
             for TwinCommand { def, .. } in &family.commands {
-                let name = def.lua_name();
-                assert!(lib.contains(&format!("redis.register_function('{name}', {name})")));
+                assert!(lib.contains(&registration(def)));
                 assert!(lib.contains(&lua_error(&CmdError::WrongArity(def.name))));
             }
         }

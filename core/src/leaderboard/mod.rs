@@ -1,0 +1,892 @@
+//! Leaderboards: ranks with ties (ordinal, dense, competition, modified), around-me windows,
+//! pages and percentiles over any sorted set, and an exact "who got there first" tie-break.
+//!
+//! The board is an ordinary sorted set: member → its true score. Reads work on any board,
+//! including one written with plain ZADD; among equal scores they then follow Redis's member
+//! order (by name, reversed for DESC, as ZREVRANGE does).
+//!
+//! The tie-break. A sorted set cannot order equal scores by time without packing the time into
+//! the score (a double is exact only to 2^53, so that loses either precision or time). LB.ADD
+//! and LB.INCR keep the true score and record, next to the board and in its Cluster slot:
+//! - the **order** key, a sorted set scored like the board whose members are
+//!   `<stamp><member>`, the stamp being 16 zero-padded digits: the time (ms) the member reached
+//!   its current score. Equal scores compare by member bytes, so among equal scores the order
+//!   key sorts by stamp, i.e. by arrival. A stamp is `max(now, last stamp at that score + 1)`,
+//!   so two arrivals at one score in the same millisecond still keep their order.
+//! - the **stamps** key, a hash member → its stamp, to find a member's entry in the order key;
+//! - the **scores** key, a sorted set of the board's distinct scores, for dense ranks.
+//!
+//! Every read then costs O(log N + count) whatever the ties: ranks come from ZCOUNT and ZRANK,
+//! windows from ZRANGE by index. In DESC order the earlier achiever still ranks first, while
+//! the order key sorts equal scores by ascending stamp only in ascending score order: a DESC
+//! window is read reversed, and the (at most two) score groups cut by its edges are re-read in
+//! ascending stamp order (`desc_slice`).
+//!
+//! Everything is written against [`Store`], a narrow interface of sorted-set and hash commands:
+//! the module implements it with `RedisModule_Call` (`src/leaderboard.rs`), the unit tests with
+//! a model in memory, and the Lua twin (`lua.rs`) runs the same steps with `redis.call`.
+
+pub mod lua;
+#[cfg(test)]
+mod tests;
+
+use crate::command::{
+    positive, Arg, ArgKind, CmdError, CommandDef, Keys, OptValue, OptionDef, Positional, Trailing,
+};
+
+/// Digits of a stamp: zero-padded, so byte order is numeric order.
+pub const STAMP_DIGITS: usize = 16;
+/// The stamp of members a board had before its first LB.ADD or LB.INCR.
+pub const ADOPTED_STAMP: i64 = 0;
+/// Companion key suffixes (after the board's name, or `{<board>}` when it has no hashtag).
+pub const ORDER_SUFFIX: &str = ":lb-order";
+pub const STAMPS_SUFFIX: &str = ":lb-stamps";
+pub const SCORES_SUFFIX: &str = ":lb-scores";
+/// Members per command when a board is adopted or a dense rank is counted by scanning.
+pub const BATCH: i64 = 1000;
+
+pub const OUT_OF_STEP: &str =
+    "the board's tie-break keys are out of step with it (written with ZADD or ZREM?)";
+pub const BAD_BOARD: &str = "board name cannot carry its tie-break keys in its slot";
+pub const NAN_SCORE: &str = "resulting score is not a number (NaN)";
+/// The scores of LB.ADD, read as ZADD reads them.
+pub const SCORE_ARG: Arg = Arg {
+    name: "score",
+    kind: ArgKind::Float,
+};
+
+// ---------------------------------------------------------------------------------------------
+// Definitions
+
+const READ: &str = "readonly";
+const WRITE: &str = "write deny-oom";
+
+const ORDER: OptionDef = OptionDef {
+    token: "ASC|DESC",
+    value: OptValue::Word(&["ASC", "DESC"]),
+    default: Order::Desc as i64,
+};
+const RANKING: OptionDef = OptionDef {
+    token: "RANKING",
+    value: OptValue::Choice(&["ORDINAL", "DENSE", "COMPETITION", "MODIFIED"]),
+    default: Ranking::Ordinal as i64,
+};
+const MEMBER: Positional = Positional {
+    arg: Arg {
+        name: "member",
+        kind: ArgKind::Text,
+    },
+    default: None,
+};
+const READ_KEYS: &str = "key: the board (any sorted set); its tie-break keys `<key>:lb-order` \
+     and `<key>:lb-stamps` (`{<key>}:...` without a hashtag) when LB.ADD or LB.INCR wrote it, \
+     and `:lb-scores` for DENSE";
+const WRITE_KEYS: &str = "key: the board; writes its tie-break keys in its slot: `:lb-order` \
+     (sorted set, `<stamp><member>` scored like the board), `:lb-stamps` (hash member → \
+     stamp), `:lb-scores` (sorted set of distinct scores)";
+const ENTRIES: &str = "Array of entries `[rank, member, score]`";
+
+pub static AROUND: CommandDef = CommandDef {
+    name: "LB.AROUND",
+    syntax: "key member count [ASC|DESC] [RANKING ORDINAL|DENSE|COMPETITION|MODIFIED]",
+    summary: "The count entries around member, member as close to the middle as the board's ends allow.",
+    complexity: "O(log N + count); DENSE on a board without tie-break keys O(N) (scans the members above the window)",
+    reply: "Array of entries `[rank, member, score]`, nil when member is absent",
+    keys: READ_KEYS,
+    flags: READ,
+    positionals: &[MEMBER, positive("count")],
+    options: &[ORDER, RANKING],
+    trailing: None,
+    key_positions: Keys::First,
+};
+
+pub static RANK: CommandDef = CommandDef {
+    name: "LB.RANK",
+    syntax: "key member [ASC|DESC] [RANKING ORDINAL|DENSE|COMPETITION|MODIFIED]",
+    summary: "The member's rank and score, and the board's size.",
+    complexity: "O(log N); DENSE on a board without tie-break keys O(N)",
+    reply: "Array `[rank, score, total_members]`, nil when member is absent",
+    keys: READ_KEYS,
+    flags: READ,
+    positionals: &[MEMBER],
+    options: &[ORDER, RANKING],
+    trailing: None,
+    key_positions: Keys::First,
+};
+
+pub static TOP: CommandDef = CommandDef {
+    name: "LB.TOP",
+    syntax: "key count [OFFSET n] [ASC|DESC] [RANKING ORDINAL|DENSE|COMPETITION|MODIFIED]",
+    summary: "The count best entries, after skipping n.",
+    complexity: "O(log N + count); DENSE on a board without tie-break keys O(n + count)",
+    reply: ENTRIES,
+    keys: READ_KEYS,
+    flags: READ,
+    positionals: &[positive("count")],
+    options: &[
+        OptionDef {
+            token: "OFFSET",
+            value: OptValue::Arg(Arg {
+                name: "n",
+                kind: ArgKind::NonNegative,
+            }),
+            default: 0,
+        },
+        ORDER,
+        RANKING,
+    ],
+    trailing: None,
+    key_positions: Keys::First,
+};
+
+pub static PAGE: CommandDef = CommandDef {
+    name: "LB.PAGE",
+    syntax: "key page page_size [ASC|DESC] [RANKING ORDINAL|DENSE|COMPETITION|MODIFIED]",
+    summary: "One page of entries (pages are 1-based) and the number of pages.",
+    complexity: "O(log N + page_size); DENSE on a board without tie-break keys O(N)",
+    reply: "Array `[total_pages, [entry, ...]]`; no entries past the last page",
+    keys: READ_KEYS,
+    flags: READ,
+    positionals: &[positive("page"), positive("page_size")],
+    options: &[ORDER, RANKING],
+    trailing: None,
+    key_positions: Keys::First,
+};
+
+pub static PERCENTILE: CommandDef = CommandDef {
+    name: "LB.PERCENTILE",
+    syntax: "key member [ASC|DESC]",
+    summary: "The share of members with a strictly worse score than member's, in percent.",
+    complexity: "O(log N)",
+    reply: "Double in [0, 100], nil when member is absent",
+    keys: "key: the board (any sorted set)",
+    flags: READ,
+    positionals: &[MEMBER],
+    options: &[ORDER],
+    trailing: None,
+    key_positions: Keys::First,
+};
+
+pub static ADD: CommandDef = CommandDef {
+    name: "LB.ADD",
+    syntax: "key score member [score member ...]",
+    summary: "Sets scores like ZADD and records when each member reached its score: among equal scores, the earlier achiever ranks first.",
+    complexity: "O(M log N) for M members; the first write to a board that has members O(N) (they are recorded as tied since time 0)",
+    reply: "Integer: the number of members added",
+    keys: WRITE_KEYS,
+    flags: WRITE,
+    positionals: &[],
+    options: &[],
+    trailing: Some(Trailing {
+        names: &["score", "member"],
+        min: 1,
+    }),
+    key_positions: Keys::First,
+};
+
+pub static INCR: CommandDef = CommandDef {
+    name: "LB.INCR",
+    syntax: "key increment member",
+    summary: "Adds to a member's score like ZINCRBY and records when it reached the new score.",
+    complexity: "O(log N); the first write to a board that has members O(N)",
+    reply: "Bulk string: the new score",
+    keys: WRITE_KEYS,
+    flags: WRITE,
+    positionals: &[
+        Positional {
+            arg: Arg {
+                name: "increment",
+                kind: ArgKind::Float,
+            },
+            default: None,
+        },
+        MEMBER,
+    ],
+    options: &[],
+    trailing: None,
+    key_positions: Keys::First,
+};
+
+pub static REM: CommandDef = CommandDef {
+    name: "LB.REM",
+    syntax: "key member [member ...]",
+    summary: "Removes members from the board and from its tie-break keys.",
+    complexity: "O(M log N) for M members",
+    reply: "Integer: the number of members removed",
+    keys: WRITE_KEYS,
+    flags: WRITE,
+    positionals: &[],
+    options: &[],
+    trailing: Some(Trailing {
+        names: &["member"],
+        min: 1,
+    }),
+    key_positions: Keys::First,
+};
+
+/// The family's commands, in README order.
+pub static COMMANDS: [&CommandDef; 8] =
+    [&ADD, &INCR, &REM, &RANK, &AROUND, &TOP, &PAGE, &PERCENTILE];
+
+// ---------------------------------------------------------------------------------------------
+// Options
+
+/// Which end ranks first: DESC (the default) puts the highest score at rank 1.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Order {
+    Asc = 0,
+    Desc = 1,
+}
+
+impl Order {
+    pub fn from_slot(slot: i64) -> Self {
+        if slot == 0 {
+            Order::Asc
+        } else {
+            Order::Desc
+        }
+    }
+}
+
+/// How equal scores share ranks: ORDINAL "1234" (unique, in the board's order), DENSE "1223",
+/// COMPETITION "1224", MODIFIED "1334".
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ranking {
+    Ordinal = 0,
+    Dense = 1,
+    Competition = 2,
+    Modified = 3,
+}
+
+impl Ranking {
+    pub fn from_slot(slot: i64) -> Self {
+        match slot {
+            1 => Ranking::Dense,
+            2 => Ranking::Competition,
+            3 => Ranking::Modified,
+            _ => Ranking::Ordinal,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Keys
+
+/// The Cluster hashtag of a key (the bytes between the first `{` and the next `}`, if any).
+pub use crate::session::hashtag;
+
+/// The board's tie-break keys, in its slot: `<board><suffix>` when the board's name has a
+/// hashtag, else `{<board>}<suffix>`; None for a name with braces but no hashtag (or empty),
+/// which no key of its slot can be derived from.
+pub fn companion(board: &[u8], suffix: &str) -> Option<Vec<u8>> {
+    let mut key = Vec::with_capacity(board.len() + suffix.len() + 2);
+    if hashtag(board).is_some() {
+        key.extend_from_slice(board);
+    } else if board.is_empty() || board.iter().any(|&b| b == b'{' || b == b'}') {
+        return None;
+    } else {
+        key.push(b'{');
+        key.extend_from_slice(board);
+        key.push(b'}');
+    }
+    key.extend_from_slice(suffix.as_bytes());
+    Some(key)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Stamps
+
+/// A stamp as stored: 16 zero-padded digits.
+pub fn stamp_text(stamp: i64) -> Vec<u8> {
+    format!("{stamp:0width$}", width = STAMP_DIGITS).into_bytes()
+}
+
+/// The stamp that starts an order-key member (or a stamps-hash value).
+pub fn stamp_of(text: &[u8]) -> Option<i64> {
+    let digits = text.get(..STAMP_DIGITS)?;
+    if !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(digits).ok()?.parse().ok()
+}
+
+/// The stamp of an arrival at a score at `now_ms`, after the last one there: the time, or
+/// one past the last stamp when the clock has not moved on (or went back).
+pub fn next_stamp(now_ms: i64, last_at_score: Option<i64>) -> i64 {
+    match last_at_score {
+        Some(last) => now_ms.max(last + 1),
+        None => now_ms,
+    }
+}
+
+/// The order key's member: stamp then member.
+pub fn order_member(stamp: &[u8], member: &[u8]) -> Vec<u8> {
+    [stamp, member].concat()
+}
+
+/// The member of a scores-key entry: the score as the server writes it, `0` for -0 (the two
+/// are one score).
+pub fn distinct_member(score: &Scored) -> Vec<u8> {
+    if score.score == 0.0 {
+        b"0".to_vec()
+    } else {
+        score.text.clone()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Windows: positions are 0-based places in the chosen order, `[start, end)`.
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Window {
+    pub start: i64,
+    pub end: i64,
+}
+
+impl Window {
+    fn clamped(start: i64, end: i64, total: i64) -> Self {
+        let start = start.clamp(0, total);
+        Self {
+            start,
+            end: end.clamp(start, total),
+        }
+    }
+
+    /// `count` places around `position`: count/2 above it when the board allows, shifted to
+    /// stay full at either end.
+    pub fn around(position: i64, count: i64, total: i64) -> Self {
+        let count = count.min(total);
+        let start = (position - count / 2).clamp(0, total - count);
+        Self::clamped(start, start + count, total)
+    }
+
+    /// `count` places after the first `offset`.
+    pub fn top(offset: i64, count: i64, total: i64) -> Self {
+        Self::clamped(offset, offset.saturating_add(count), total)
+    }
+
+    /// Page `page` (1-based) of `size` places, and the number of pages.
+    pub fn page(page: i64, size: i64, total: i64) -> (i64, Self) {
+        let pages = total / size + i64::from(total % size != 0);
+        if page > pages {
+            return (pages, Self::clamped(total, total, total));
+        }
+        let start = (page - 1) * size;
+        (pages, Self::clamped(start, start + size, total))
+    }
+}
+
+/// Ranks of a window's entries, given their scores in order and `edge`, the one count the
+/// ranking needs beyond the window: COMPETITION, the members strictly better than the first
+/// entry; DENSE, the distinct scores strictly better than the first entry's; MODIFIED, the
+/// members better than or equal to the last entry; ORDINAL, none.
+pub fn ranks(ranking: Ranking, start: i64, scores: &[f64], edge: i64) -> Vec<i64> {
+    let n = scores.len();
+    let new_group = |k: usize| k == 0 || scores[k] != scores[k - 1];
+    let mut out = Vec::with_capacity(n);
+    let mut rank = 0;
+    match ranking {
+        Ranking::Ordinal => out.extend((0..n as i64).map(|k| start + k + 1)),
+        Ranking::Competition => {
+            for k in 0..n {
+                if new_group(k) {
+                    rank = if k == 0 {
+                        edge + 1
+                    } else {
+                        start + k as i64 + 1
+                    };
+                }
+                out.push(rank);
+            }
+        }
+        Ranking::Dense => {
+            for k in 0..n {
+                if new_group(k) {
+                    rank = if k == 0 { edge + 1 } else { rank + 1 };
+                }
+                out.push(rank);
+            }
+        }
+        Ranking::Modified => {
+            out.resize(n, 0);
+            for k in (0..n).rev() {
+                if k == n - 1 {
+                    rank = edge;
+                } else if new_group(k + 1) {
+                    rank = start + k as i64 + 1;
+                }
+                out[k] = rank;
+            }
+        }
+    }
+    out
+}
+
+/// A DESC window over the order key, whose equal scores sort by ascending stamp only in
+/// ascending order. For a score group of the window, with `greater` members scored above it and
+/// `less` below, DESC places `lo..=hi` of that group are the order key's ascending indexes
+/// returned here: the group starts at DESC place `greater` and at ascending index `less`.
+pub fn desc_slice(lo: i64, hi: i64, greater: i64, less: i64) -> (i64, i64) {
+    (less + lo - greater, less + hi - greater)
+}
+
+/// The share of members strictly below `below` of `total`, in percent.
+pub fn percentile(below: i64, total: i64) -> f64 {
+    100.0 * below as f64 / total as f64
+}
+
+// ---------------------------------------------------------------------------------------------
+// The store
+
+/// The keys a command reads or writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Key {
+    Board,
+    Order,
+    Stamps,
+    Scores,
+}
+
+/// What a key holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Empty,
+    ZSet,
+    Hash,
+    Other,
+}
+
+/// A member and its score, as the server reports it (`text` is its own formatting).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Scored {
+    pub member: Vec<u8>,
+    pub score: f64,
+    pub text: Vec<u8>,
+}
+
+/// The sorted-set and hash commands the family runs. Writes reach replicas and the AOF as
+/// these very commands: every argument is explicit (stamps included), so they replay exactly.
+pub trait Store {
+    /// TYPE.
+    fn kind(&mut self, key: Key) -> Kind;
+    /// ZCARD, or HLEN for the stamps.
+    fn card(&mut self, key: Key) -> i64;
+    /// ZSCORE on the board.
+    fn score(&mut self, member: &[u8]) -> Option<Scored>;
+    /// ZCOUNT key min max, bounds in Redis's syntax (`(1.5`, `-inf`).
+    fn count(&mut self, key: Key, min: &[u8], max: &[u8]) -> i64;
+    /// ZRANGE key start stop [REV] WITHSCORES.
+    fn range(&mut self, key: Key, start: i64, stop: i64, rev: bool) -> Vec<Scored>;
+    /// ZRANK, or ZREVRANK with `rev`.
+    fn rank(&mut self, key: Key, member: &[u8], rev: bool) -> Option<i64>;
+    /// The last order-key member at a score: ZRANGE order s s BYSCORE REV LIMIT 0 1.
+    fn last_at(&mut self, score: &[u8]) -> Option<Vec<u8>>;
+    /// HGET on the stamps.
+    fn stamp(&mut self, member: &[u8]) -> Option<Vec<u8>>;
+    /// ZADD key score member [score member ...]: how many were added.
+    fn zadd(&mut self, key: Key, pairs: &[(&[u8], &[u8])]) -> i64;
+    /// ZINCRBY on the board: the new score.
+    fn zincrby(&mut self, increment: &[u8], member: &[u8]) -> Scored;
+    /// ZREM key member: whether it was there.
+    fn zrem(&mut self, key: Key, member: &[u8]) -> bool;
+    /// HSET on the stamps.
+    fn hset(&mut self, pairs: &[(&[u8], &[u8])]);
+    /// HDEL on the stamps.
+    fn hdel(&mut self, member: &[u8]);
+    /// DEL.
+    fn del(&mut self, key: Key);
+}
+
+fn exclusive(text: &[u8]) -> Vec<u8> {
+    [b"(", text].concat()
+}
+
+const PLUS_INF: &[u8] = b"+inf";
+const MINUS_INF: &[u8] = b"-inf";
+
+/// Fails with WRONGTYPE unless the board and its tie-break keys have the family's types.
+fn check_types<S: Store>(s: &mut S) -> Result<(), CmdError> {
+    let expected = [
+        (Key::Board, Kind::ZSet),
+        (Key::Order, Kind::ZSet),
+        (Key::Stamps, Kind::Hash),
+        (Key::Scores, Kind::ZSet),
+    ];
+    for (key, want) in expected {
+        let kind = s.kind(key);
+        if kind != Kind::Empty && kind != want {
+            return Err(CmdError::WrongType);
+        }
+    }
+    Ok(())
+}
+
+/// Whether the board has a recorded tie-break (checked to be in step with it).
+fn recorded<S: Store>(s: &mut S, total: i64) -> Result<bool, CmdError> {
+    if total == 0 || s.kind(Key::Order) == Kind::Empty {
+        return Ok(false);
+    }
+    if s.card(Key::Order) != total || s.card(Key::Stamps) != total {
+        return Err(CmdError::BadState(OUT_OF_STEP));
+    }
+    Ok(true)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reads
+
+/// One entry of a reply.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Entry {
+    pub rank: i64,
+    pub member: Vec<u8>,
+    pub score: Vec<u8>,
+}
+
+/// A board opened for reading in one order.
+pub struct Board<'a, S: Store> {
+    store: &'a mut S,
+    order: Order,
+    pub total: i64,
+    recorded: bool,
+}
+
+impl<'a, S: Store> Board<'a, S> {
+    pub fn open(store: &'a mut S, order: Order) -> Result<Self, CmdError> {
+        check_types(store)?;
+        let total = store.card(Key::Board);
+        let recorded = recorded(store, total)?;
+        Ok(Self {
+            store,
+            order,
+            total,
+            recorded,
+        })
+    }
+
+    pub fn score(&mut self, member: &[u8]) -> Option<Scored> {
+        self.store.score(member)
+    }
+
+    /// Bounds of the scores strictly better than `text` in this order.
+    fn better(&self, text: &[u8]) -> (Vec<u8>, Vec<u8>) {
+        match self.order {
+            Order::Desc => (exclusive(text), PLUS_INF.to_vec()),
+            Order::Asc => (MINUS_INF.to_vec(), exclusive(text)),
+        }
+    }
+
+    /// Members scored strictly better than `text` (`or_equal`: better or equal).
+    fn count_better(&mut self, key: Key, text: &[u8], or_equal: bool) -> i64 {
+        let (min, max) = match (self.order, or_equal) {
+            (_, false) => self.better(text),
+            (Order::Desc, true) => (text.to_vec(), PLUS_INF.to_vec()),
+            (Order::Asc, true) => (MINUS_INF.to_vec(), text.to_vec()),
+        };
+        self.store.count(key, &min, &max)
+    }
+
+    /// The member's 0-based place in this order.
+    pub fn position(&mut self, scored: &Scored) -> Result<i64, CmdError> {
+        let rev = self.order == Order::Desc;
+        if !self.recorded {
+            return self
+                .store
+                .rank(Key::Board, &scored.member, rev)
+                .ok_or(CmdError::BadState(OUT_OF_STEP));
+        }
+        let stamp = self
+            .store
+            .stamp(&scored.member)
+            .ok_or(CmdError::BadState(OUT_OF_STEP))?;
+        let asc = self
+            .store
+            .rank(Key::Order, &order_member(&stamp, &scored.member), false)
+            .ok_or(CmdError::BadState(OUT_OF_STEP))?;
+        if !rev {
+            return Ok(asc);
+        }
+        let greater = self
+            .store
+            .count(Key::Order, &exclusive(&scored.text), PLUS_INF);
+        let less = self
+            .store
+            .count(Key::Order, MINUS_INF, &exclusive(&scored.text));
+        Ok(greater + asc - less)
+    }
+
+    /// The members at places `window`, in this order.
+    fn members(&mut self, w: Window) -> Vec<Scored> {
+        if w.end <= w.start {
+            return Vec::new();
+        }
+        let rev = self.order == Order::Desc;
+        if !self.recorded {
+            return self.store.range(Key::Board, w.start, w.end - 1, rev);
+        }
+        let raw = self.store.range(Key::Order, w.start, w.end - 1, rev);
+        let mut out = if rev {
+            self.desc_fix(w.start, raw)
+        } else {
+            raw
+        };
+        for e in &mut out {
+            e.member.drain(..STAMP_DIGITS.min(e.member.len()));
+        }
+        out
+    }
+
+    /// Reorders a reversed order-key window into DESC order: whole score groups are reversed,
+    /// the first and last (maybe cut by the window) are re-read in ascending stamp order.
+    fn desc_fix(&mut self, start: i64, raw: Vec<Scored>) -> Vec<Scored> {
+        let mut groups: Vec<(usize, usize)> = Vec::new();
+        for k in 0..raw.len() {
+            if k == 0 || raw[k].score != raw[k - 1].score {
+                groups.push((k, k + 1));
+            } else if let Some(g) = groups.last_mut() {
+                g.1 = k + 1;
+            }
+        }
+        let last = groups.len() - 1;
+        let mut out = Vec::with_capacity(raw.len());
+        for (i, &(from, to)) in groups.iter().enumerate() {
+            if i == 0 || i == last {
+                let text = &raw[from].text;
+                let greater = self.store.count(Key::Order, &exclusive(text), PLUS_INF);
+                let less = self.store.count(Key::Order, MINUS_INF, &exclusive(text));
+                let (lo, hi) = (start + from as i64, start + to as i64 - 1);
+                let (a, b) = desc_slice(lo, hi, greater, less);
+                out.extend(self.store.range(Key::Order, a, b, false));
+            } else {
+                out.extend(raw[from..to].iter().rev().cloned());
+            }
+        }
+        out
+    }
+
+    /// The distinct scores strictly better than `text`: from the scores key when recorded,
+    /// else by scanning the members above (the cost of DENSE on a plain board).
+    fn distinct_better(&mut self, text: &[u8]) -> i64 {
+        if self.recorded && self.store.kind(Key::Scores) != Kind::Empty {
+            return self.count_better(Key::Scores, text, false);
+        }
+        let above = self.count_better(Key::Board, text, false);
+        let rev = self.order == Order::Desc;
+        let (mut distinct, mut previous) = (0, None);
+        let mut at = 0;
+        while at < above {
+            let stop = (at + BATCH).min(above) - 1;
+            for e in self.store.range(Key::Board, at, stop, rev) {
+                if previous != Some(e.score) {
+                    distinct += 1;
+                    previous = Some(e.score);
+                }
+            }
+            at = stop + 1;
+        }
+        distinct
+    }
+
+    /// The entries at places `window`, ranked.
+    pub fn entries(&mut self, w: Window, ranking: Ranking) -> Vec<Entry> {
+        let members = self.members(w);
+        let (Some(first), Some(last)) = (members.first(), members.last()) else {
+            return Vec::new();
+        };
+        let edge = match ranking {
+            Ranking::Ordinal => 0,
+            Ranking::Competition => self.count_better(Key::Board, &first.text.clone(), false),
+            Ranking::Modified => self.count_better(Key::Board, &last.text.clone(), true),
+            Ranking::Dense => self.distinct_better(&first.text.clone()),
+        };
+        let scores: Vec<f64> = members.iter().map(|e| e.score).collect();
+        ranks(ranking, w.start, &scores, edge)
+            .into_iter()
+            .zip(members)
+            .map(|(rank, e)| Entry {
+                rank,
+                member: e.member,
+                score: e.text,
+            })
+            .collect()
+    }
+}
+
+/// LB.PERCENTILE: the share of the board's members with a strictly worse score than
+/// `member`'s, in percent; None when it is absent. Reads the board only.
+pub fn percentile_of<S: Store>(
+    s: &mut S,
+    member: &[u8],
+    order: Order,
+) -> Result<Option<f64>, CmdError> {
+    if !matches!(s.kind(Key::Board), Kind::Empty | Kind::ZSet) {
+        return Err(CmdError::WrongType);
+    }
+    let Some(scored) = s.score(member) else {
+        return Ok(None);
+    };
+    let worse = match order {
+        Order::Desc => s.count(Key::Board, MINUS_INF, &exclusive(&scored.text)),
+        Order::Asc => s.count(Key::Board, &exclusive(&scored.text), PLUS_INF),
+    };
+    Ok(Some(percentile(worse, s.card(Key::Board))))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Writes
+
+/// What a write does to a member's score.
+#[derive(Clone, Copy, Debug)]
+pub enum Change<'a> {
+    /// LB.ADD: set it (the value and the argument as given).
+    Set(f64, &'a [u8]),
+    /// LB.INCR: add to it (0 when absent).
+    Add(f64, &'a [u8]),
+}
+
+/// Checks a write before anything is written: types, the tie-break in step, and for an
+/// increment a resulting NaN (`inf` + `-inf`).
+pub fn check_write<S: Store>(s: &mut S, changes: &[(Change, &[u8])]) -> Result<(), CmdError> {
+    check_types(s)?;
+    let total = s.card(Key::Board);
+    recorded(s, total)?;
+    for (change, member) in changes {
+        if let Change::Add(by, _) = change {
+            let old = s.score(member).map_or(0.0, |o| o.score);
+            if (old + by).is_nan() {
+                return Err(CmdError::BadState(NAN_SCORE));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// (score, member) pairs: each entry's score with the matching new member.
+fn scored_pairs<'a>(entries: &'a [Scored], members: &'a [Vec<u8>]) -> Vec<(&'a [u8], &'a [u8])> {
+    entries
+        .iter()
+        .zip(members)
+        .map(|(e, m)| (e.text.as_slice(), m.as_slice()))
+        .collect()
+}
+
+/// Makes the tie-break keys ready for a write: drops them when the board is gone (they
+/// outlived it, e.g. it expired), and records a board written without them as tied since
+/// time 0, in member order.
+fn prepare<S: Store>(s: &mut S) {
+    let total = s.card(Key::Board);
+    if total == 0 {
+        for key in [Key::Order, Key::Stamps, Key::Scores] {
+            if s.kind(key) != Kind::Empty {
+                s.del(key);
+            }
+        }
+        return;
+    }
+    if s.kind(Key::Order) != Kind::Empty {
+        return;
+    }
+    for key in [Key::Stamps, Key::Scores] {
+        if s.kind(key) != Kind::Empty {
+            s.del(key);
+        }
+    }
+    let stamp = stamp_text(ADOPTED_STAMP);
+    let mut at = 0;
+    while at < total {
+        let batch = s.range(Key::Board, at, at + BATCH - 1, false);
+        let order: Vec<Vec<u8>> = batch
+            .iter()
+            .map(|e| order_member(&stamp, &e.member))
+            .collect();
+        let distinct: Vec<Vec<u8>> = batch.iter().map(distinct_member).collect();
+        s.zadd(Key::Order, &scored_pairs(&batch, &order));
+        s.zadd(Key::Scores, &scored_pairs(&batch, &distinct));
+        let stamps: Vec<(&[u8], &[u8])> = batch
+            .iter()
+            .map(|e| (e.member.as_slice(), stamp.as_slice()))
+            .collect();
+        s.hset(&stamps);
+        at += BATCH;
+    }
+}
+
+/// Applies checked changes in order at `now_ms`: each member whose score changes gets a new
+/// stamp. Returns, per change, whether the member was new and its score afterwards.
+pub fn write<S: Store>(
+    s: &mut S,
+    now_ms: i64,
+    changes: &[(Change, &[u8])],
+) -> Vec<(bool, Vec<u8>)> {
+    prepare(s);
+    changes
+        .iter()
+        .map(|(change, member)| write_one(s, now_ms, *change, member))
+        .collect()
+}
+
+fn write_one<S: Store>(s: &mut S, now_ms: i64, change: Change, member: &[u8]) -> (bool, Vec<u8>) {
+    let old = s.score(member);
+    let new_score = match (change, &old) {
+        (Change::Set(v, _), _) => v,
+        (Change::Add(by, _), Some(o)) => o.score + by,
+        (Change::Add(by, _), None) => by,
+    };
+    if let Some(o) = &old {
+        if o.score == new_score {
+            return (false, o.text.clone());
+        }
+        if let Some(stamp) = s.stamp(member) {
+            s.zrem(Key::Order, &order_member(&stamp, member));
+        }
+    }
+    let new = match change {
+        Change::Set(_, raw) => {
+            s.zadd(Key::Board, &[(raw, member)]);
+            s.score(member).expect("just added")
+        }
+        Change::Add(_, raw) => s.zincrby(raw, member),
+    };
+    let last = s.last_at(&new.text).and_then(|m| stamp_of(&m));
+    let stamp = stamp_text(next_stamp(now_ms, last));
+    s.zadd(Key::Order, &[(&new.text, &order_member(&stamp, member))]);
+    s.hset(&[(member, &stamp)]);
+    s.zadd(Key::Scores, &[(&new.text, &distinct_member(&new))]);
+    if let Some(o) = &old {
+        forget_score_if_gone(s, o);
+    }
+    (old.is_none(), new.text)
+}
+
+/// Drops a score from the scores key once no member has it.
+fn forget_score_if_gone<S: Store>(s: &mut S, old: &Scored) {
+    if s.count(Key::Board, &old.text, &old.text) == 0 {
+        s.zrem(Key::Scores, &distinct_member(old));
+    }
+}
+
+/// LB.REM: removes members from the board and its tie-break keys; how many were there.
+pub fn remove<S: Store>(s: &mut S, members: &[&[u8]]) -> Result<i64, CmdError> {
+    check_types(s)?;
+    let total = s.card(Key::Board);
+    let recorded = recorded(s, total)?;
+    let mut removed = 0;
+    for member in members {
+        let Some(old) = s.score(member) else {
+            continue;
+        };
+        s.zrem(Key::Board, member);
+        removed += 1;
+        if recorded {
+            if let Some(stamp) = s.stamp(member) {
+                s.zrem(Key::Order, &order_member(&stamp, member));
+                s.hdel(member);
+            }
+            forget_score_if_gone(s, &old);
+        }
+    }
+    if removed > 0 && s.card(Key::Board) == 0 {
+        prepare(s);
+    }
+    Ok(removed)
+}

@@ -1,0 +1,637 @@
+use super::*;
+use std::cmp::Ordering;
+use std::collections::{BTreeSet, HashMap};
+
+// ---------------------------------------------------------------------------------------------
+// The pure parts
+
+#[test]
+fn windows_stay_full_at_both_ends() {
+    // (position, count, total, start, end)
+    let around = [
+        (0, 5, 10, 0, 5),
+        (1, 5, 10, 0, 5),
+        (2, 5, 10, 0, 5),
+        (3, 5, 10, 1, 6),
+        (5, 4, 10, 3, 7),
+        (8, 5, 10, 5, 10),
+        (9, 5, 10, 5, 10),
+        (9, 1, 10, 9, 10),
+        (0, 1, 1, 0, 1),
+        (2, 100, 3, 0, 3),
+        (4, i64::MAX, 10, 0, 10),
+    ];
+    for (position, count, total, start, end) in around {
+        assert_eq!(
+            Window::around(position, count, total),
+            Window { start, end },
+            "around({position}, {count}, {total})"
+        );
+    }
+    // (offset, count, total, start, end)
+    let top = [
+        (0, 3, 10, 0, 3),
+        (8, 3, 10, 8, 10),
+        (10, 3, 10, 10, 10),
+        (20, 3, 10, 10, 10),
+        (i64::MAX, i64::MAX, 10, 10, 10),
+        (2, i64::MAX, 10, 2, 10),
+        (0, 5, 0, 0, 0),
+    ];
+    for (offset, count, total, start, end) in top {
+        assert_eq!(
+            Window::top(offset, count, total),
+            Window { start, end },
+            "top({offset}, {count}, {total})"
+        );
+    }
+    // (page, size, total, pages, start, end)
+    let pages = [
+        (1, 3, 10, 4, 0, 3),
+        (4, 3, 10, 4, 9, 10),
+        (5, 3, 10, 4, 10, 10),
+        (1, 5, 10, 2, 0, 5),
+        (2, 5, 10, 2, 5, 10),
+        (1, 5, 0, 0, 0, 0),
+        (i64::MAX, i64::MAX, 10, 1, 10, 10),
+        (1, i64::MAX, 10, 1, 0, 10),
+        (2, 1, 1, 1, 1, 1),
+    ];
+    for (page, size, total, want_pages, start, end) in pages {
+        assert_eq!(
+            Window::page(page, size, total),
+            (want_pages, Window { start, end }),
+            "page({page}, {size}, {total})"
+        );
+    }
+}
+
+#[test]
+fn rankings_share_ranks_among_equal_scores() {
+    let scores = [9.0, 7.0, 7.0, 5.0];
+    // A whole board: no members outside the window.
+    assert_eq!(ranks(Ranking::Ordinal, 0, &scores, 0), [1, 2, 3, 4]);
+    assert_eq!(ranks(Ranking::Dense, 0, &scores, 0), [1, 2, 2, 3]);
+    assert_eq!(ranks(Ranking::Competition, 0, &scores, 0), [1, 2, 2, 4]);
+    assert_eq!(ranks(Ranking::Modified, 0, &scores, 4), [1, 3, 3, 4]);
+    // A window from place 10 of a board 9 9 9 ... whose first entry ties with 2 above it and
+    // whose last ties with 1 below it.
+    let scores = [9.0, 8.0, 8.0, 7.0];
+    assert_eq!(ranks(Ranking::Ordinal, 10, &scores, 0), [11, 12, 13, 14]);
+    assert_eq!(ranks(Ranking::Competition, 10, &scores, 8), [9, 12, 12, 14]);
+    assert_eq!(ranks(Ranking::Dense, 10, &scores, 4), [5, 6, 6, 7]);
+    assert_eq!(ranks(Ranking::Modified, 10, &scores, 15), [11, 13, 13, 15]);
+    assert!(ranks(Ranking::Modified, 0, &[], 0).is_empty());
+}
+
+#[test]
+fn stamps_sort_as_numbers_and_break_same_millisecond_ties() {
+    assert_eq!(stamp_text(0), b"0000000000000000");
+    assert_eq!(stamp_text(1_764_000_000_123), b"0001764000000123");
+    assert_eq!(stamp_of(b"0001764000000123alice"), Some(1_764_000_000_123));
+    assert_eq!(stamp_of(b"000176400000012"), None);
+    assert_eq!(stamp_of(b"00017640000001x3alice"), None);
+    assert!(stamp_text(99) < stamp_text(100));
+    // (now, last stamp at the score, new stamp)
+    let table = [
+        (1000, None, 1000),
+        (1000, Some(999), 1000),
+        (1000, Some(1000), 1001),
+        (1000, Some(1005), 1006),
+        (500, Some(1000), 1001),
+    ];
+    for (now, last, want) in table {
+        assert_eq!(next_stamp(now, last), want, "{now} {last:?}");
+    }
+}
+
+#[test]
+fn companions_share_the_board_slot() {
+    use crate::session::slot;
+    let cases: [(&[u8], Option<&[u8]>); 5] = [
+        (b"lb:{game1}", Some(b"lb:{game1}:lb-order")),
+        (b"weekly", Some(b"{weekly}:lb-order")),
+        (b"a{b", None),
+        (b"a{}b", None),
+        (b"", None),
+    ];
+    for (board, want) in cases {
+        let key = companion(board, ORDER_SUFFIX);
+        assert_eq!(key.as_deref(), want, "{board:?}");
+        if let Some(key) = key {
+            assert_eq!(slot(&key), slot(board));
+        }
+    }
+}
+
+#[test]
+fn desc_places_map_into_the_ascending_group() {
+    // Board of 10: 3 above the group, 4 in it (DESC places 3..=6), 3 below (ascending 3..=6).
+    assert_eq!(desc_slice(3, 6, 3, 3), (3, 6));
+    assert_eq!(desc_slice(5, 6, 3, 3), (5, 6));
+    // 1 above, group of 5 (DESC 1..=5), 4 below (ascending 4..=8).
+    assert_eq!(desc_slice(1, 2, 1, 4), (4, 5));
+    assert_eq!(desc_slice(4, 5, 1, 4), (7, 8));
+}
+
+#[test]
+fn percentile_is_the_share_strictly_below() {
+    assert_eq!(percentile(0, 1), 0.0);
+    assert_eq!(percentile(1, 2), 50.0);
+    assert_eq!(percentile(3, 4), 75.0);
+    assert_eq!(percentile(1, 3), 100.0 / 3.0);
+}
+
+#[test]
+fn definitions_parse_their_options() {
+    let raw = |a: &[&'static str]| a.iter().map(|s| s.as_bytes()).collect::<Vec<_>>();
+    let p = AROUND
+        .parse(&raw(&["m", "5", "asc", "ranking", "dense"]))
+        .unwrap();
+    assert_eq!(p.positionals[1], 5);
+    assert_eq!(Order::from_slot(p.options[0]), Order::Asc);
+    assert_eq!(Ranking::from_slot(p.options[1]), Ranking::Dense);
+    let p = TOP.parse(&raw(&["3"])).unwrap();
+    assert_eq!(
+        p.options[..3],
+        [0, Order::Desc as i64, Ranking::Ordinal as i64]
+    );
+    for (args, want) in [
+        (&["m", "0"][..], "ERR count must be a positive integer"),
+        (&["m", "-1"], "ERR count must be a positive integer"),
+        (&["m", "x"], "ERR count must be a positive integer"),
+        (&["m", "3", "RANKING", "bogus"], "ERR syntax error"),
+        (&["m", "3", "RANKING"], "ERR syntax error"),
+        (&["m", "3", "UP"], "ERR syntax error"),
+    ] {
+        assert_eq!(AROUND.parse(&raw(args)).unwrap_err().to_string(), want);
+    }
+    assert_eq!(
+        INCR.parse(&raw(&["nan", "m"])).unwrap_err().to_string(),
+        "ERR increment must be a number"
+    );
+    assert_eq!(ADD.arity(), -4);
+    assert_eq!(INCR.arity(), 4);
+    assert_eq!(PERCENTILE.arity(), -3);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The algorithms on a store in memory, against a brute-force model
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Score(f64);
+impl Eq for Score {}
+impl PartialOrd for Score {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Score {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.0.partial_cmp(&other.0).expect("no NaN")
+    }
+}
+
+#[derive(Default)]
+struct ZSet {
+    scores: HashMap<Vec<u8>, f64>,
+    sorted: BTreeSet<(Score, Vec<u8>)>,
+}
+
+impl ZSet {
+    fn add(&mut self, score: f64, member: &[u8]) -> bool {
+        let score = if score == 0.0 { 0.0 } else { score };
+        let old = self.scores.insert(member.to_vec(), score);
+        if let Some(old) = old {
+            self.sorted.remove(&(Score(old), member.to_vec()));
+        }
+        self.sorted.insert((Score(score), member.to_vec()));
+        old.is_none()
+    }
+
+    fn rem(&mut self, member: &[u8]) -> bool {
+        match self.scores.remove(member) {
+            Some(old) => self.sorted.remove(&(Score(old), member.to_vec())),
+            None => false,
+        }
+    }
+}
+
+fn text(v: f64) -> Vec<u8> {
+    format!("{v}").into_bytes()
+}
+
+fn bound(raw: &[u8]) -> (f64, bool) {
+    let s = std::str::from_utf8(raw).unwrap();
+    match s.strip_prefix('(') {
+        Some(v) => (v.parse().unwrap(), true),
+        None => (s.parse().unwrap(), false),
+    }
+}
+
+#[derive(Default)]
+struct Mem {
+    sets: [ZSet; 3],
+    stamps: HashMap<Vec<u8>, Vec<u8>>,
+}
+
+impl Mem {
+    fn set(&mut self, key: Key) -> &mut ZSet {
+        match key {
+            Key::Board => &mut self.sets[0],
+            Key::Order => &mut self.sets[1],
+            Key::Scores => &mut self.sets[2],
+            Key::Stamps => panic!("the stamps are a hash"),
+        }
+    }
+}
+
+fn scored(score: f64, member: &[u8]) -> Scored {
+    Scored {
+        member: member.to_vec(),
+        score,
+        text: text(score),
+    }
+}
+
+impl Store for Mem {
+    fn kind(&mut self, key: Key) -> Kind {
+        let empty = match key {
+            Key::Stamps => self.stamps.is_empty(),
+            k => self.set(k).scores.is_empty(),
+        };
+        match (empty, key) {
+            (true, _) => Kind::Empty,
+            (false, Key::Stamps) => Kind::Hash,
+            _ => Kind::ZSet,
+        }
+    }
+    fn card(&mut self, key: Key) -> i64 {
+        match key {
+            Key::Stamps => self.stamps.len() as i64,
+            k => self.set(k).scores.len() as i64,
+        }
+    }
+    fn score(&mut self, member: &[u8]) -> Option<Scored> {
+        let v = *self.set(Key::Board).scores.get(member)?;
+        Some(scored(v, member))
+    }
+    fn count(&mut self, key: Key, min: &[u8], max: &[u8]) -> i64 {
+        let ((lo, lo_ex), (hi, hi_ex)) = (bound(min), bound(max));
+        self.set(key)
+            .sorted
+            .iter()
+            .filter(|(s, _)| {
+                (if lo_ex { s.0 > lo } else { s.0 >= lo })
+                    && (if hi_ex { s.0 < hi } else { s.0 <= hi })
+            })
+            .count() as i64
+    }
+    fn range(&mut self, key: Key, start: i64, stop: i64, rev: bool) -> Vec<Scored> {
+        let set = self.set(key);
+        let all: Vec<&(Score, Vec<u8>)> = if rev {
+            set.sorted.iter().rev().collect()
+        } else {
+            set.sorted.iter().collect()
+        };
+        all.iter()
+            .skip(start as usize)
+            .take((stop - start + 1).max(0) as usize)
+            .map(|(s, m)| scored(s.0, m))
+            .collect()
+    }
+    fn rank(&mut self, key: Key, member: &[u8], rev: bool) -> Option<i64> {
+        let set = self.set(key);
+        let at = set
+            .sorted
+            .iter()
+            .position(|(_, m)| m.as_slice() == member)?;
+        Some(if rev { set.sorted.len() - 1 - at } else { at } as i64)
+    }
+    fn last_at(&mut self, score: &[u8]) -> Option<Vec<u8>> {
+        let (v, _) = bound(score);
+        self.set(Key::Order)
+            .sorted
+            .iter()
+            .rev()
+            .find(|(s, _)| s.0 == v)
+            .map(|(_, m)| m.clone())
+    }
+    fn stamp(&mut self, member: &[u8]) -> Option<Vec<u8>> {
+        self.stamps.get(member).cloned()
+    }
+    fn zadd(&mut self, key: Key, pairs: &[(&[u8], &[u8])]) -> i64 {
+        let set = self.set(key);
+        pairs.iter().filter(|(s, m)| set.add(bound(s).0, m)).count() as i64
+    }
+    fn zincrby(&mut self, increment: &[u8], member: &[u8]) -> Scored {
+        let set = self.set(Key::Board);
+        let v = set.scores.get(member).copied().unwrap_or(0.0) + bound(increment).0;
+        set.add(v, member);
+        scored(v, member)
+    }
+    fn zrem(&mut self, key: Key, member: &[u8]) -> bool {
+        self.set(key).rem(member)
+    }
+    fn hset(&mut self, pairs: &[(&[u8], &[u8])]) {
+        for (m, v) in pairs {
+            self.stamps.insert(m.to_vec(), v.to_vec());
+        }
+    }
+    fn hdel(&mut self, member: &[u8]) {
+        self.stamps.remove(member);
+    }
+    fn del(&mut self, key: Key) {
+        match key {
+            Key::Stamps => self.stamps.clear(),
+            k => *self.set(k) = ZSet::default(),
+        }
+    }
+}
+
+/// A small deterministic generator (core has no dependencies).
+struct XorShift(u64);
+
+impl XorShift {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn below(&mut self, n: u64) -> i64 {
+        (self.next() % n) as i64
+    }
+}
+
+/// The model: each member's score and the arrival number of its current score.
+#[derive(Default)]
+struct Model {
+    members: HashMap<Vec<u8>, (f64, u64)>,
+    arrivals: u64,
+}
+
+impl Model {
+    fn set(&mut self, member: &[u8], score: f64) {
+        match self.members.get(member) {
+            Some((old, _)) if *old == score => {}
+            _ => {
+                self.arrivals += 1;
+                self.members.insert(member.to_vec(), (score, self.arrivals));
+            }
+        }
+    }
+
+    /// (member, score) in the order, earlier arrival first among equal scores.
+    fn sorted(&self, order: Order) -> Vec<(Vec<u8>, f64)> {
+        let mut all: Vec<(&Vec<u8>, &(f64, u64))> = self.members.iter().collect();
+        all.sort_by(|a, b| {
+            let by_score = a.1 .0.partial_cmp(&b.1 .0).unwrap();
+            let by_score = if order == Order::Desc {
+                by_score.reverse()
+            } else {
+                by_score
+            };
+            by_score.then(a.1 .1.cmp(&b.1 .1))
+        });
+        all.into_iter().map(|(m, (s, _))| (m.clone(), *s)).collect()
+    }
+
+    /// Every member's rank, by brute force.
+    fn ranks(&self, order: Order, ranking: Ranking) -> Vec<(Vec<u8>, f64, i64)> {
+        let sorted = self.sorted(order);
+        sorted
+            .iter()
+            .enumerate()
+            .map(|(i, (m, s))| {
+                let strictly_better = sorted
+                    .iter()
+                    .filter(|(_, o)| if order == Order::Desc { o > s } else { o < s })
+                    .count() as i64;
+                let equal = sorted.iter().filter(|(_, o)| o == s).count() as i64;
+                let mut distinct: Vec<f64> = sorted
+                    .iter()
+                    .map(|(_, o)| *o)
+                    .filter(|o| if order == Order::Desc { o > s } else { o < s })
+                    .collect();
+                distinct.dedup();
+                let rank = match ranking {
+                    Ranking::Ordinal => i as i64 + 1,
+                    Ranking::Competition => strictly_better + 1,
+                    Ranking::Modified => strictly_better + equal,
+                    Ranking::Dense => distinct.len() as i64 + 1,
+                };
+                (m.clone(), *s, rank)
+            })
+            .collect()
+    }
+}
+
+const ORDERS: [Order; 2] = [Order::Asc, Order::Desc];
+const RANKINGS: [Ranking; 4] = [
+    Ranking::Ordinal,
+    Ranking::Dense,
+    Ranking::Competition,
+    Ranking::Modified,
+];
+
+fn check_against_model(mem: &mut Mem, model: &Model, rng: &mut XorShift) {
+    let total = model.members.len() as i64;
+    for order in ORDERS {
+        for ranking in RANKINGS {
+            let want = model.ranks(order, ranking);
+            let mut board = Board::open(mem, order).unwrap();
+            assert_eq!(board.total, total);
+            let all = board.entries(Window::top(0, total.max(1), total), ranking);
+            let got: Vec<(Vec<u8>, f64, i64)> = all
+                .iter()
+                .map(|e| {
+                    let s: f64 = std::str::from_utf8(&e.score).unwrap().parse().unwrap();
+                    (e.member.clone(), s, e.rank)
+                })
+                .collect();
+            assert_eq!(got, want, "{order:?} {ranking:?}");
+            // Windows at random places, both edges included.
+            for _ in 0..6 {
+                if total == 0 {
+                    break;
+                }
+                let count = 1 + rng.below(7);
+                let offset = match rng.below(3) {
+                    0 => 0,
+                    1 => (total - count).max(0),
+                    _ => rng.below(total as u64),
+                };
+                let w = Window::top(offset, count, total);
+                let entries = board.entries(w, ranking);
+                let expected = &want[w.start as usize..w.end as usize];
+                let got: Vec<(Vec<u8>, i64)> =
+                    entries.iter().map(|e| (e.member.clone(), e.rank)).collect();
+                let expected: Vec<(Vec<u8>, i64)> =
+                    expected.iter().map(|(m, _, r)| (m.clone(), *r)).collect();
+                assert_eq!(got, expected, "{order:?} {ranking:?} {w:?}");
+                let (m, _, _) = &want[rng.below(total as u64) as usize];
+                let s = board.score(m).unwrap();
+                let p = board.position(&s).unwrap();
+                assert_eq!(&want[p as usize].0, m);
+            }
+        }
+        // The percentile: members with a strictly worse score.
+        for (m, score, _) in model.ranks(order, Ranking::Ordinal).iter().take(20) {
+            let worse = model
+                .members
+                .values()
+                .filter(|(o, _)| {
+                    if order == Order::Desc {
+                        o < score
+                    } else {
+                        o > score
+                    }
+                })
+                .count() as i64;
+            let got = percentile_of(mem, m, order).unwrap();
+            assert_eq!(got, Some(percentile(worse, total)), "{m:?} {order:?}");
+        }
+    }
+    assert_eq!(percentile_of(mem, b"nobody", Order::Desc).unwrap(), None);
+}
+
+#[test]
+fn reads_and_writes_match_a_brute_force_model() {
+    let mut rng = XorShift(0x2545_F491_4F6C_DD1D);
+    for round in 0..6 {
+        let (mut mem, mut model) = (Mem::default(), Model::default());
+        // A plain board first (ZADD): adopted at the first write, tied since time 0 in member
+        // order.
+        let plain = rng.below(30);
+        for i in 0..plain {
+            let m = format!("p{i:03}").into_bytes();
+            let v = rng.below(5) as f64;
+            mem.sets[0].add(v, &m);
+        }
+        let mut adopted: Vec<(Vec<u8>, f64)> = mem.sets[0]
+            .sorted
+            .iter()
+            .map(|(s, m)| (m.clone(), s.0))
+            .collect();
+        adopted.sort_by(|a, b| a.0.cmp(&b.0));
+        for (m, s) in adopted {
+            model.set(&m, s);
+        }
+        let mut now = 1_000;
+        for step in 0..400 {
+            now += rng.below(3); // several writes per millisecond
+            let m = format!("m{:02}", rng.below(60)).into_bytes();
+            let scores = [-2.5, 0.0, 1.0, 3.0, 9_007_199_254_740_992.0, f64::INFINITY];
+            let v = scores[rng.below(scores.len() as u64) as usize];
+            match if step == 0 { 0 } else { rng.below(10) } {
+                0..=5 => {
+                    let raw = text(v);
+                    let change = [(Change::Set(v, &raw), m.as_slice())];
+                    check_write(&mut mem, &change).unwrap();
+                    write(&mut mem, now, &change);
+                    model.set(&m, v);
+                }
+                6..=8 => {
+                    let by = [-1.0, 0.0, 2.0][rng.below(3) as usize];
+                    let raw = text(by);
+                    let change = [(Change::Add(by, &raw), m.as_slice())];
+                    check_write(&mut mem, &change).unwrap();
+                    let (_, new) = write(&mut mem, now, &change).remove(0);
+                    let old = model.members.get(&m).map_or(0.0, |e| e.0);
+                    model.set(&m, old + by);
+                    assert_eq!(new, text(old + by));
+                }
+                _ => {
+                    let removed = remove(&mut mem, &[&m]).unwrap();
+                    assert_eq!(removed, i64::from(model.members.remove(&m).is_some()));
+                }
+            }
+            if step % 50 == 0 {
+                check_against_model(&mut mem, &model, &mut rng);
+            }
+        }
+        check_against_model(&mut mem, &model, &mut rng);
+        // The scores key holds exactly the distinct scores.
+        let mut distinct: Vec<f64> = model.members.values().map(|e| e.0).collect();
+        distinct.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        distinct.dedup();
+        assert_eq!(mem.sets[2].scores.len(), distinct.len(), "round {round}");
+    }
+}
+
+#[test]
+fn equal_scores_rank_by_arrival_up_to_2_pow_53_and_below_zero() {
+    for v in [9_007_199_254_740_992.0, -7.0, 0.5] {
+        let mut mem = Mem::default();
+        let raw = text(v);
+        let mut now = 50;
+        // z arrives first, a last: arrival order, not name order, in both directions.
+        for m in [&b"z"[..], b"m", b"a"] {
+            let change = [(Change::Set(v, &raw), m)];
+            check_write(&mut mem, &change).unwrap();
+            write(&mut mem, now, &change);
+            now += 1;
+        }
+        for order in ORDERS {
+            let mut b = Board::open(&mut mem, order).unwrap();
+            let names: Vec<Vec<u8>> = b
+                .entries(Window::top(0, 3, 3), Ranking::Ordinal)
+                .into_iter()
+                .map(|e| e.member)
+                .collect();
+            assert_eq!(names, [b"z".to_vec(), b"m".to_vec(), b"a".to_vec()]);
+        }
+        // z improves, then falls back: it arrived at v again last.
+        for w in [v + 1.0, v] {
+            let raw = text(w);
+            let change = [(Change::Set(w, &raw), &b"z"[..])];
+            write(&mut mem, now, &change);
+        }
+        let mut b = Board::open(&mut mem, Order::Desc).unwrap();
+        let names: Vec<Vec<u8>> = b
+            .entries(Window::top(0, 3, 3), Ranking::Ordinal)
+            .into_iter()
+            .map(|e| e.member)
+            .collect();
+        if v + 1.0 != v {
+            assert_eq!(names, [b"m".to_vec(), b"a".to_vec(), b"z".to_vec()]);
+        }
+    }
+}
+
+#[test]
+fn a_nan_increment_and_a_stale_tie_break_are_refused() {
+    let mut mem = Mem::default();
+    let inf = text(f64::INFINITY);
+    write(
+        &mut mem,
+        1,
+        &[(Change::Set(f64::INFINITY, &inf), &b"a"[..])],
+    );
+    let minus = text(f64::NEG_INFINITY);
+    assert_eq!(
+        check_write(
+            &mut mem,
+            &[(Change::Add(f64::NEG_INFINITY, &minus), &b"a"[..])]
+        )
+        .unwrap_err()
+        .to_string(),
+        "ERR resulting score is not a number (NaN)"
+    );
+    // A plain ZADD behind the family's back.
+    mem.sets[0].add(1.0, b"b");
+    assert!(Board::open(&mut mem, Order::Desc).is_err());
+    assert_eq!(
+        check_write(&mut mem, &[]).unwrap_err().to_string(),
+        format!("ERR {OUT_OF_STEP}")
+    );
+    // Tie-break keys that outlived their board are dropped at the next write.
+    let mut mem = Mem::default();
+    write(&mut mem, 1, &[(Change::Set(1.0, b"1"), &b"a"[..])]);
+    mem.sets[0] = ZSet::default();
+    write(&mut mem, 2, &[(Change::Set(2.0, b"2"), &b"b"[..])]);
+    assert_eq!(mem.stamps.len(), 1);
+    assert_eq!(mem.sets[1].scores.len(), 1);
+}

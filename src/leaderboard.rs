@@ -1,0 +1,365 @@
+//! Binds the leaderboard family (`patterns_core::leaderboard`) to Redis: the core's `Store` is
+//! a handful of sorted-set and hash commands run through `RedisModule_Call`, the very commands
+//! the Lua twin runs. Writes replicate as those commands, with explicit stamps (the server's
+//! clock never reaches a replica or the AOF as such); reads replicate nothing.
+//!
+//! Each command validates everything (arguments, ACL of the tie-break keys, types, the
+//! tie-break in step with the board, a NaN increment) before its first write.
+
+use patterns_core::command::{parse_f64, CmdError};
+use patterns_core::leaderboard::{
+    self as lb, check_write, companion, percentile_of, remove, write, Board, Change, Key, Kind,
+    Order, Ranking, Scored, Store, Window,
+};
+use redis_module::raw::{KeyType, RedisModuleCtx};
+
+use crate::command;
+use crate::shared::{
+    bytes, check_key_access, check_key_read, key_len, key_type, now_ms, redis_call, Call, Reply,
+    Value,
+};
+
+/// The board and its tie-break keys (None when the board's name cannot carry them), served by
+/// Redis commands; writes replicate as themselves.
+struct RedisStore {
+    ctx: *mut RedisModuleCtx,
+    board: Vec<u8>,
+    companions: Option<[Vec<u8>; 3]>,
+}
+
+impl RedisStore {
+    /// The store of the call's board, after checking the user may read (and, to `write`,
+    /// write) its tie-break keys.
+    fn open(call: &Call, write: bool) -> Result<Self, CmdError> {
+        let board = bytes(call.key).to_vec();
+        let names = [lb::ORDER_SUFFIX, lb::STAMPS_SUFFIX, lb::SCORES_SUFFIX]
+            .map(|suffix| companion(&board, suffix));
+        let companions = match names {
+            [Some(order), Some(stamps), Some(scores)] => Some([order, stamps, scores]),
+            _ => None,
+        };
+        let check = if write {
+            check_key_access
+        } else {
+            check_key_read
+        };
+        for name in companions.iter().flatten() {
+            check(call.ctx, name)?;
+        }
+        Ok(Self {
+            ctx: call.ctx,
+            board,
+            companions,
+        })
+    }
+
+    /// The store of the call's board alone (no tie-break keys: LB.PERCENTILE).
+    fn board_only(call: &Call) -> Self {
+        Self {
+            ctx: call.ctx,
+            board: bytes(call.key).to_vec(),
+            companions: None,
+        }
+    }
+
+    fn name(&self, key: Key) -> Option<&[u8]> {
+        let companion = |i: usize| self.companions.as_ref().map(|c| c[i].as_slice());
+        match key {
+            Key::Board => Some(&self.board),
+            Key::Order => companion(0),
+            Key::Stamps => companion(1),
+            Key::Scores => companion(2),
+        }
+    }
+
+    /// A key the store only touches when the board has tie-break keys.
+    fn must(&self, key: Key) -> &[u8] {
+        self.name(key)
+            .expect("tie-break keys exist when they are used")
+    }
+
+    fn read(&self, cmd: &std::ffi::CStr, args: &[&[u8]]) -> crate::shared::CallReply {
+        redis_call(self.ctx, cmd, args, false)
+    }
+
+    fn write(&self, cmd: &std::ffi::CStr, args: &[&[u8]]) -> crate::shared::CallReply {
+        redis_call(self.ctx, cmd, args, true)
+    }
+}
+
+fn scored(member: Vec<u8>, text: Vec<u8>) -> Scored {
+    Scored {
+        member,
+        score: parse_f64(&text).unwrap_or(f64::NAN),
+        text,
+    }
+}
+
+fn text(n: i64) -> Vec<u8> {
+    n.to_string().into_bytes()
+}
+
+impl Store for RedisStore {
+    fn kind(&mut self, key: Key) -> Kind {
+        match self.name(key).map(|n| key_type(self.ctx, n)) {
+            None | Some(KeyType::Empty) => Kind::Empty,
+            Some(KeyType::ZSet) => Kind::ZSet,
+            Some(KeyType::Hash) => Kind::Hash,
+            Some(_) => Kind::Other,
+        }
+    }
+
+    fn card(&mut self, key: Key) -> i64 {
+        self.name(key).map_or(0, |name| key_len(self.ctx, name))
+    }
+
+    fn score(&mut self, member: &[u8]) -> Option<Scored> {
+        let reply = self.read(c"ZSCORE", &[&self.board, member]);
+        if reply.is_null() {
+            return None;
+        }
+        let text = reply.strings().pop()?;
+        Some(scored(member.to_vec(), text))
+    }
+
+    fn count(&mut self, key: Key, min: &[u8], max: &[u8]) -> i64 {
+        self.read(c"ZCOUNT", &[self.must(key), min, max]).integer()
+    }
+
+    fn range(&mut self, key: Key, start: i64, stop: i64, rev: bool) -> Vec<Scored> {
+        let (start, stop) = (text(start), text(stop));
+        let mut args: Vec<&[u8]> = vec![self.must(key), &start, &stop];
+        if rev {
+            args.push(b"REV");
+        }
+        args.push(b"WITHSCORES");
+        let mut flat = self.read(c"ZRANGE", &args).strings().into_iter();
+        let mut out = Vec::new();
+        while let (Some(member), Some(score)) = (flat.next(), flat.next()) {
+            out.push(scored(member, score));
+        }
+        out
+    }
+
+    fn rank(&mut self, key: Key, member: &[u8], rev: bool) -> Option<i64> {
+        let cmd = if rev { c"ZREVRANK" } else { c"ZRANK" };
+        let reply = self.read(cmd, &[self.must(key), member]);
+        (!reply.is_null()).then(|| reply.integer())
+    }
+
+    fn last_at(&mut self, score: &[u8]) -> Option<Vec<u8>> {
+        let args: [&[u8]; 8] = [
+            self.must(Key::Order),
+            score,
+            score,
+            b"BYSCORE",
+            b"REV",
+            b"LIMIT",
+            b"0",
+            b"1",
+        ];
+        self.read(c"ZRANGE", &args).strings().pop()
+    }
+
+    fn stamp(&mut self, member: &[u8]) -> Option<Vec<u8>> {
+        let reply = self.read(c"HGET", &[self.must(Key::Stamps), member]);
+        if reply.is_null() {
+            return None;
+        }
+        reply.strings().pop()
+    }
+
+    fn zadd(&mut self, key: Key, pairs: &[(&[u8], &[u8])]) -> i64 {
+        let mut args: Vec<&[u8]> = vec![self.must(key)];
+        for (score, member) in pairs {
+            args.extend([*score, *member]);
+        }
+        self.write(c"ZADD", &args).integer()
+    }
+
+    fn zincrby(&mut self, increment: &[u8], member: &[u8]) -> Scored {
+        let reply = self.write(c"ZINCRBY", &[&self.board, increment, member]);
+        scored(member.to_vec(), reply.strings().pop().unwrap_or_default())
+    }
+
+    fn zrem(&mut self, key: Key, member: &[u8]) -> bool {
+        self.write(c"ZREM", &[self.must(key), member]).integer() > 0
+    }
+
+    fn hset(&mut self, pairs: &[(&[u8], &[u8])]) {
+        let mut args: Vec<&[u8]> = vec![self.must(Key::Stamps)];
+        for (field, value) in pairs {
+            args.extend([*field, *value]);
+        }
+        self.write(c"HSET", &args);
+    }
+
+    fn hdel(&mut self, member: &[u8]) {
+        self.write(c"HDEL", &[self.must(Key::Stamps), member]);
+    }
+
+    fn del(&mut self, key: Key) {
+        self.write(c"DEL", &[self.must(key)]);
+    }
+}
+
+fn entries_value(entries: Vec<lb::Entry>) -> Value {
+    Value::Array(
+        entries
+            .into_iter()
+            .map(|e| {
+                Value::Array(vec![
+                    Value::Int(e.rank),
+                    Value::Bulk(e.member),
+                    Value::Bulk(e.score),
+                ])
+            })
+            .collect(),
+    )
+}
+
+/// The options every ranked read takes, from their parsed slots.
+fn order_and_ranking(order: i64, ranking: i64) -> (Order, Ranking) {
+    (Order::from_slot(order), Ranking::from_slot(ranking))
+}
+
+/// Runs `f` on the call's board, opened for reading in `order`.
+fn with_board(
+    call: &Call,
+    order: Order,
+    f: impl FnOnce(&mut Board<RedisStore>) -> Result<Reply, CmdError>,
+) -> Result<Reply, CmdError> {
+    let mut store = RedisStore::open(call, false)?;
+    let mut board = Board::open(&mut store, order)?;
+    f(&mut board)
+}
+
+/// The member's score and place, None when absent.
+fn find(board: &mut Board<RedisStore>, member: &[u8]) -> Result<Option<(Scored, i64)>, CmdError> {
+    let Some(scored) = board.score(member) else {
+        return Ok(None);
+    };
+    let position = board.position(&scored)?;
+    Ok(Some((scored, position)))
+}
+
+// LB.RANK key member [ASC|DESC] [RANKING ORDINAL|DENSE|COMPETITION|MODIFIED]
+command!(rank, lb::RANK, |call| {
+    let args = call.rest();
+    let p = lb::RANK.parse(args)?;
+    let member = args[p.positionals[0] as usize];
+    let (order, ranking) = order_and_ranking(p.options[0], p.options[1]);
+    with_board(call, order, |board| {
+        let Some((scored, position)) = find(board, member)? else {
+            return Ok(Reply::Null);
+        };
+        let window = Window::top(position, 1, board.total);
+        let entry = board.entries(window, ranking).into_iter().next();
+        let entry = entry.ok_or(CmdError::BadState(lb::OUT_OF_STEP))?;
+        Ok(Reply::Value(Value::Array(vec![
+            Value::Int(entry.rank),
+            Value::Bulk(scored.text),
+            Value::Int(board.total),
+        ])))
+    })
+});
+
+// LB.AROUND key member count [ASC|DESC] [RANKING ORDINAL|DENSE|COMPETITION|MODIFIED]
+command!(around, lb::AROUND, |call| {
+    let args = call.rest();
+    let p = lb::AROUND.parse(args)?;
+    let member = args[p.positionals[0] as usize];
+    let count = p.positionals[1];
+    let (order, ranking) = order_and_ranking(p.options[0], p.options[1]);
+    with_board(call, order, |board| {
+        let Some((_, position)) = find(board, member)? else {
+            return Ok(Reply::Null);
+        };
+        let window = Window::around(position, count, board.total);
+        Ok(Reply::Value(entries_value(board.entries(window, ranking))))
+    })
+});
+
+// LB.TOP key count [OFFSET n] [ASC|DESC] [RANKING ORDINAL|DENSE|COMPETITION|MODIFIED]
+command!(top, lb::TOP, |call| {
+    let p = lb::TOP.parse(call.rest())?;
+    let [offset, order, ranking, ..] = p.options;
+    let (order, ranking) = order_and_ranking(order, ranking);
+    with_board(call, order, |board| {
+        let window = Window::top(offset, p.positionals[0], board.total);
+        Ok(Reply::Value(entries_value(board.entries(window, ranking))))
+    })
+});
+
+// LB.PAGE key page page_size [ASC|DESC] [RANKING ORDINAL|DENSE|COMPETITION|MODIFIED]
+command!(page, lb::PAGE, |call| {
+    let p = lb::PAGE.parse(call.rest())?;
+    let [page, size, ..] = p.positionals;
+    let (order, ranking) = order_and_ranking(p.options[0], p.options[1]);
+    with_board(call, order, |board| {
+        let (pages, window) = Window::page(page, size, board.total);
+        let entries = entries_value(board.entries(window, ranking));
+        Ok(Reply::Value(Value::Array(vec![Value::Int(pages), entries])))
+    })
+});
+
+// LB.PERCENTILE key member [ASC|DESC]
+command!(percentile, lb::PERCENTILE, |call| {
+    let args = call.rest();
+    let p = lb::PERCENTILE.parse(args)?;
+    let member = args[p.positionals[0] as usize];
+    let mut store = RedisStore::board_only(call);
+    Ok(
+        match percentile_of(&mut store, member, Order::from_slot(p.options[0]))? {
+            Some(share) => Reply::Value(Value::Double(share)),
+            None => Reply::Null,
+        },
+    )
+});
+
+/// The store for a write: the board's name must be able to carry its tie-break keys.
+fn write_store(call: &Call) -> Result<RedisStore, CmdError> {
+    let store = RedisStore::open(call, true)?;
+    if store.companions.is_none() {
+        return Err(CmdError::BadState(lb::BAD_BOARD));
+    }
+    Ok(store)
+}
+
+// LB.ADD key score member [score member ...]
+command!(add, lb::ADD, |call| {
+    let args = call.rest();
+    let p = lb::ADD.parse(args)?;
+    let pairs = &args[p.trailing_at..];
+    let mut changes = Vec::with_capacity(pairs.len() / 2);
+    for pair in pairs.chunks(2) {
+        let score = parse_f64(pair[0]).ok_or(CmdError::BadArg(lb::SCORE_ARG))?;
+        changes.push((Change::Set(score, pair[0]), pair[1]));
+    }
+    let mut store = write_store(call)?;
+    check_write(&mut store, &changes)?;
+    let written = write(&mut store, now_ms(), &changes);
+    Ok(Reply::Integer(
+        written.iter().filter(|(added, _)| *added).count() as i64,
+    ))
+});
+
+// LB.INCR key increment member
+command!(incr, lb::INCR, |call| {
+    let args = call.rest();
+    let p = lb::INCR.parse(args)?;
+    let by = patterns_core::command::float(p.positionals[0]);
+    let changes = [(Change::Add(by, args[0]), args[p.positionals[1] as usize])];
+    let mut store = write_store(call)?;
+    check_write(&mut store, &changes)?;
+    let (_, score) = write(&mut store, now_ms(), &changes).remove(0);
+    Ok(Reply::Bulk(score))
+});
+
+// LB.REM key member [member ...]
+command!(rem, lb::REM, |call| {
+    let args = call.rest();
+    let p = lb::REM.parse(args)?;
+    let mut store = RedisStore::open(call, true)?;
+    Ok(Reply::Integer(remove(&mut store, &args[p.trailing_at..])?))
+});

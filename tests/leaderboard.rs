@@ -1,0 +1,1218 @@
+//! The leaderboard family on real servers (Redis 7.0 and Valkey 8.0): every read against a
+//! brute-force model on boards up to 100k members with many ties, the exact time tie-break,
+//! plain ZADD boards, replication and AOF, Cluster, ACL, bad input, and the Lua twin against
+//! the module.
+
+mod common;
+
+use common::*;
+use patterns_core::leaderboard as lb;
+use patterns_core::session::slot;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use redis::{Connection, Value};
+use std::collections::{BTreeMap, HashMap};
+use std::thread::sleep;
+use std::time::Duration;
+
+fn query<T: redis::FromRedisValue>(c: &mut Connection, args: &[&str]) -> T {
+    redis::cmd(args[0])
+        .arg(&args[1..])
+        .query(c)
+        .unwrap_or_else(|e| panic!("{args:?}: {e}"))
+}
+
+fn error_of(c: &mut Connection, args: &[&str]) -> String {
+    let mut cmd = redis::cmd(args[0]);
+    cmd.arg(&args[1..]);
+    match pipeline(c, &[cmd]).remove(0) {
+        Value::ServerError(e) => match e.details() {
+            Some(d) => format!("{} {d}", e.code()),
+            None => e.code().to_string(),
+        },
+        other => panic!("{args:?}: expected an error, got {other:?}"),
+    }
+}
+
+/// An entry as replied: (rank, member, score).
+type Entry = (i64, String, f64);
+
+fn entries(c: &mut Connection, args: &[String]) -> Vec<Entry> {
+    let raw: Vec<(i64, String, String)> = redis::cmd(&args[0])
+        .arg(&args[1..])
+        .query(c)
+        .unwrap_or_else(|e| panic!("{args:?}: {e}"));
+    raw.into_iter()
+        .map(|(r, m, s)| (r, m, s.parse().unwrap()))
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// The brute-force model
+
+const ORDERS: [&str; 2] = ["ASC", "DESC"];
+const RANKINGS: [&str; 4] = ["ORDINAL", "DENSE", "COMPETITION", "MODIFIED"];
+
+/// The board as the model knows it: member → (score, arrival of that score), where `None`
+/// means "no time recorded" (a plain ZADD board: ties in member order, reversed for DESC).
+#[derive(Default)]
+struct Model {
+    members: HashMap<String, (f64, Option<u64>)>,
+    arrivals: u64,
+}
+
+/// One order of the model, every rank precomputed: entries by place.
+struct Ranked {
+    entries: Vec<(String, f64)>,
+    /// Per place: ORDINAL, DENSE, COMPETITION, MODIFIED.
+    ranks: Vec<[i64; 4]>,
+    place: HashMap<String, usize>,
+}
+
+impl Model {
+    fn set(&mut self, member: &str, score: f64) {
+        if self.members.get(member).map(|e| e.0) != Some(score) {
+            self.arrivals += 1;
+            self.members
+                .insert(member.to_string(), (score, Some(self.arrivals)));
+        }
+    }
+
+    fn ranked(&self, desc: bool) -> Ranked {
+        let mut all: Vec<(&String, &(f64, Option<u64>))> = self.members.iter().collect();
+        all.sort_by(|a, b| {
+            let mut by_score = a.1 .0.partial_cmp(&b.1 .0).unwrap();
+            if desc {
+                by_score = by_score.reverse();
+            }
+            let by_time = match (a.1 .1, b.1 .1) {
+                (Some(x), Some(y)) => x.cmp(&y),
+                _ if desc => b.0.cmp(a.0),
+                _ => a.0.cmp(b.0),
+            };
+            by_score.then(by_time)
+        });
+        let entries: Vec<(String, f64)> = all.iter().map(|(m, e)| ((*m).clone(), e.0)).collect();
+        let n = entries.len();
+        let mut ranks = vec![[0i64; 4]; n];
+        let mut dense = 0;
+        let mut group_start = 0;
+        for i in 0..n {
+            if i == 0 || entries[i].1 != entries[i - 1].1 {
+                dense += 1;
+                group_start = i;
+            }
+            ranks[i][0] = i as i64 + 1;
+            ranks[i][1] = dense;
+            ranks[i][2] = group_start as i64 + 1;
+        }
+        let mut group_end = n;
+        for i in (0..n).rev() {
+            if i + 1 < n && entries[i].1 != entries[i + 1].1 {
+                group_end = i + 1;
+            }
+            ranks[i][3] = group_end as i64;
+        }
+        let place = entries
+            .iter()
+            .enumerate()
+            .map(|(i, (m, _))| (m.clone(), i))
+            .collect();
+        Ranked {
+            entries,
+            ranks,
+            place,
+        }
+    }
+}
+
+impl Ranked {
+    fn window(&self, start: usize, end: usize, ranking: usize) -> Vec<Entry> {
+        (start..end.min(self.entries.len()))
+            .map(|i| {
+                let (m, s) = &self.entries[i];
+                (self.ranks[i][ranking], m.clone(), *s)
+            })
+            .collect()
+    }
+}
+
+fn args(parts: &[&str]) -> Vec<String> {
+    parts.iter().map(|s| s.to_string()).collect()
+}
+
+/// Random reads of every kind against the model; `dense_reads` bounds the DENSE ones (on a
+/// plain board they scan the members above the window).
+fn check_reads(
+    c: &mut Connection,
+    board: &str,
+    model: &Model,
+    rng: &mut StdRng,
+    reads: usize,
+    dense_reads: usize,
+) {
+    let total = model.members.len();
+    let mut dense_done = 0;
+    for (o, order) in ORDERS.iter().enumerate() {
+        let ranked = model.ranked(o == 1);
+        let members: Vec<&String> = ranked.entries.iter().map(|(m, _)| m).collect();
+        for _ in 0..reads {
+            let mut r = rng.gen_range(0..RANKINGS.len());
+            if r == 1 {
+                if dense_done >= dense_reads {
+                    r = 2;
+                } else {
+                    dense_done += 1;
+                }
+            }
+            let ranking = RANKINGS[r];
+            let count = *[1usize, 2, 5, 10, 25].choose(rng).unwrap();
+            // A member near either end, or anywhere.
+            let at = match rng.gen_range(0..4) {
+                0 => rng.gen_range(0..total.min(3)),
+                1 => total - 1 - rng.gen_range(0..total.min(3)),
+                _ => rng.gen_range(0..total),
+            };
+            let member = members[at].as_str();
+            let place = ranked.place[member];
+            // LB.RANK
+            let got: (i64, String, i64) =
+                query(c, &["LB.RANK", board, member, order, "RANKING", ranking]);
+            assert_eq!(
+                (got.0, got.1.parse::<f64>().unwrap(), got.2),
+                (
+                    ranked.ranks[place][r],
+                    ranked.entries[place].1,
+                    total as i64
+                ),
+                "LB.RANK {member} {order} {ranking}"
+            );
+            // LB.AROUND: count/2 above when possible, full at either end.
+            let n = count.min(total);
+            let start = place.saturating_sub(count / 2).min(total - n);
+            let cmd = args(&[
+                "LB.AROUND",
+                board,
+                member,
+                &count.to_string(),
+                order,
+                "RANKING",
+                ranking,
+            ]);
+            assert_eq!(
+                entries(c, &cmd),
+                ranked.window(start, start + n, r),
+                "{cmd:?}"
+            );
+            // LB.TOP with an offset, at the ends and past them.
+            let offset = match rng.gen_range(0..3) {
+                0 => 0,
+                1 => total.saturating_sub(rng.gen_range(0..count + 2)),
+                _ => rng.gen_range(0..total + 3),
+            };
+            let cmd = args(&[
+                "LB.TOP",
+                board,
+                &count.to_string(),
+                "OFFSET",
+                &offset.to_string(),
+                order,
+                "RANKING",
+                ranking,
+            ]);
+            assert_eq!(
+                entries(c, &cmd),
+                ranked.window(offset, offset + count, r),
+                "{cmd:?}"
+            );
+            // LB.PAGE, pages past the end included.
+            let pages = total.div_ceil(count);
+            let page = rng.gen_range(1..pages + 3);
+            let got: (i64, Vec<(i64, String, String)>) = query(
+                c,
+                &[
+                    "LB.PAGE",
+                    board,
+                    &page.to_string(),
+                    &count.to_string(),
+                    order,
+                    "RANKING",
+                    ranking,
+                ],
+            );
+            assert_eq!(got.0, pages as i64);
+            let got: Vec<Entry> = got
+                .1
+                .into_iter()
+                .map(|(a, m, s)| (a, m, s.parse().unwrap()))
+                .collect();
+            assert_eq!(
+                got,
+                ranked.window((page - 1) * count, page * count, r),
+                "LB.PAGE {page} {count} {order} {ranking}"
+            );
+            // LB.PERCENTILE: the share with a strictly worse score.
+            let score = ranked.entries[place].1;
+            let worse = ranked
+                .entries
+                .iter()
+                .filter(|(_, s)| if o == 1 { *s < score } else { *s > score })
+                .count();
+            let got: f64 = query::<String>(c, &["LB.PERCENTILE", board, member, order])
+                .parse()
+                .unwrap();
+            assert_eq!(
+                got,
+                100.0 * worse as f64 / total as f64,
+                "LB.PERCENTILE {member} {order}"
+            );
+        }
+    }
+}
+
+/// Writes a board of `n` members through LB.ADD and LB.INCR (pipelined, many per millisecond,
+/// scores from a small set: many ties), tracking arrivals in the model.
+fn build_board(c: &mut Connection, board: &str, n: usize, rng: &mut StdRng, model: &mut Model) {
+    let scores = [-3.5, 0.0, 1.0, 2.0, 7.0, 1e15, 9_007_199_254_740_992.0];
+    let mut done = 0;
+    while done < n {
+        let mut pipe = redis::pipe();
+        for _ in 0..1000.min(n - done) {
+            let member = format!("m{}", rng.gen_range(0..n * 6 / 5));
+            if rng.gen_bool(0.8) {
+                let score = *scores.choose(rng).unwrap();
+                pipe.cmd("LB.ADD")
+                    .arg(board)
+                    .arg(score.to_string())
+                    .arg(&member)
+                    .ignore();
+                model.set(&member, score);
+            } else {
+                let by = *[1.0, -1.0, 0.0].choose(rng).unwrap();
+                pipe.cmd("LB.INCR")
+                    .arg(board)
+                    .arg(by.to_string())
+                    .arg(&member)
+                    .ignore();
+                let old = model.members.get(&member).map_or(0.0, |e| e.0);
+                model.set(&member, old + by);
+            }
+            done += 1;
+        }
+        let () = pipe.query(c).unwrap();
+    }
+}
+
+#[test]
+fn reads_match_a_brute_force_model_up_to_100k_members() {
+    for flavor in flavors() {
+        let server = Server::start(flavor);
+        let mut c = server.conn();
+        let mut rng = StdRng::seed_from_u64(61);
+        for (size, reads) in [(1, 4), (7, 10), (300, 25), (100_000, 12)] {
+            let board = format!("board:{{{size}}}");
+            let mut model = Model::default();
+            build_board(&mut c, &board, size, &mut rng, &mut model);
+            assert_eq!(
+                query::<i64>(&mut c, &["ZCARD", &board]),
+                model.members.len() as i64
+            );
+            check_reads(&mut c, &board, &model, &mut rng, reads, reads);
+            // The scores key holds the distinct scores.
+            let mut distinct: Vec<f64> = model.members.values().map(|e| e.0).collect();
+            distinct.sort_by(|a, b| a.partial_cmp(b).unwrap());
+            distinct.dedup();
+            let scores_key = format!("{board}:lb-scores");
+            assert_eq!(
+                query::<usize>(&mut c, &["ZCARD", &scores_key]),
+                distinct.len()
+            );
+        }
+    }
+}
+
+#[test]
+fn plain_zadd_boards_rank_in_redis_member_order() {
+    for flavor in flavors() {
+        let server = Server::start(flavor);
+        let mut c = server.conn();
+        let mut rng = StdRng::seed_from_u64(62);
+        for size in [5i32, 2_000, 100_000] {
+            let board = format!("plain{size}");
+            let mut model = Model::default();
+            let mut pipe = redis::pipe();
+            for i in 0..size {
+                let member = format!("p{}", rng.gen_range(0..size * 2));
+                let score = f64::from(rng.gen_range(-5..(size / 50).max(3)));
+                pipe.cmd("ZADD")
+                    .arg(&board)
+                    .arg(score)
+                    .arg(&member)
+                    .ignore();
+                model.members.insert(member, (score, None));
+                if i % 5000 == 4999 {
+                    let () = pipe.query(&mut c).unwrap();
+                    pipe = redis::pipe();
+                }
+            }
+            let () = pipe.query(&mut c).unwrap();
+            // DENSE scans the members above on a plain board: a few reads are enough.
+            check_reads(&mut c, &board, &model, &mut rng, 10, 3);
+            assert_eq!(
+                query::<i64>(&mut c, &["EXISTS", &format!("{{{board}}}:lb-order")]),
+                0
+            );
+        }
+        // The first LB.ADD records the members it finds as tied since time 0, in name order.
+        let mut model = Model::default();
+        for (m, s) in [("b", 1.0), ("a", 1.0), ("c", 1.0), ("d", 2.0)] {
+            let _: i64 = query(&mut c, &["ZADD", "adopt", &s.to_string(), m]);
+            model.members.insert(m.to_string(), (s, None));
+        }
+        let _: i64 = query(&mut c, &["LB.ADD", "adopt", "1", "e"]);
+        let desc = entries(&mut c, &args(&["LB.TOP", "adopt", "10"]));
+        let names: Vec<&str> = desc.iter().map(|e| e.1.as_str()).collect();
+        assert_eq!(names, ["d", "a", "b", "c", "e"]);
+        assert_eq!(query::<i64>(&mut c, &["HLEN", "{adopt}:lb-stamps"]), 5);
+    }
+}
+
+#[test]
+fn equal_scores_rank_by_who_got_there_first() {
+    for flavor in flavors() {
+        let server = Server::start(flavor);
+        let mut c = server.conn();
+        for score in ["9007199254740992", "-1e300", "-0.5", "0", "inf"] {
+            let board = format!("ties:{{{score}}}");
+            // zed first, then amy, then mia: arrival order, not name order.
+            for m in ["zed", "amy", "mia"] {
+                let _: i64 = query(&mut c, &["LB.ADD", &board, score, m]);
+            }
+            for order in ORDERS {
+                let top = entries(&mut c, &args(&["LB.TOP", &board, "3", order]));
+                let names: Vec<&str> = top.iter().map(|e| e.1.as_str()).collect();
+                assert_eq!(names, ["zed", "amy", "mia"], "{score} {order}");
+            }
+            // zed improves (the others are now behind it in DESC), then falls back: it reached
+            // the score again last, so it ranks last among the three.
+            let up = if score == "inf" { "-inf" } else { "1e301" };
+            let _: i64 = query(&mut c, &["LB.ADD", &board, up, "zed"]);
+            let top = entries(
+                &mut c,
+                &args(&[
+                    "LB.TOP",
+                    &board,
+                    "3",
+                    if score == "inf" { "ASC" } else { "DESC" },
+                ]),
+            );
+            assert_eq!(top[0].1, "zed");
+            let _: i64 = query(&mut c, &["LB.ADD", &board, score, "zed"]);
+            for order in ORDERS {
+                let top = entries(
+                    &mut c,
+                    &args(&["LB.TOP", &board, "3", order, "RANKING", "COMPETITION"]),
+                );
+                let names: Vec<&str> = top.iter().map(|e| e.1.as_str()).collect();
+                assert_eq!(names, ["amy", "mia", "zed"], "{score} {order}");
+                assert!(top.iter().all(|e| e.0 == 1));
+            }
+            // Re-adding the same score keeps the time it was reached.
+            let _: i64 = query(&mut c, &["LB.ADD", &board, score, "amy"]);
+            let rank: (i64, String, i64) = query(&mut c, &["LB.RANK", &board, "amy"]);
+            assert_eq!(rank.0, 1);
+            // The true score stays in the board.
+            let zscore: String = query(&mut c, &["ZSCORE", &board, "amy"]);
+            assert_eq!(
+                zscore.parse::<f64>().unwrap(),
+                score.parse::<f64>().unwrap()
+            );
+        }
+        // 2^53 and 2^53 + 2 differ; a time packed into the score would have lost that.
+        let _: i64 = query(
+            &mut c,
+            &[
+                "LB.ADD",
+                "big",
+                "9007199254740994",
+                "b",
+                "9007199254740992",
+                "a",
+            ],
+        );
+        let top = entries(&mut c, &args(&["LB.TOP", "big", "2"]));
+        assert_eq!((top[0].1.as_str(), top[1].1.as_str()), ("b", "a"));
+        // LB.INCR returns the new score as ZINCRBY does.
+        assert_eq!(
+            query::<String>(&mut c, &["LB.INCR", "big", "2", "a"]),
+            query::<String>(&mut c, &["ZSCORE", "big", "a"])
+        );
+        let top = entries(&mut c, &args(&["LB.TOP", "big", "2"]));
+        assert_eq!(
+            (top[0].1.as_str(), top[1].1.as_str()),
+            ("b", "a"),
+            "a reached b's score later"
+        );
+    }
+}
+
+#[test]
+fn a_board_written_behind_the_familys_back_is_refused_until_its_tie_break_is_dropped() {
+    for flavor in flavors() {
+        let server = Server::start(flavor);
+        let mut c = server.conn();
+        let _: i64 = query(&mut c, &["LB.ADD", "b", "1", "x", "2", "y"]);
+        let _: i64 = query(&mut c, &["ZADD", "b", "3", "z"]);
+        let stale = format!("ERR {}", lb::OUT_OF_STEP);
+        assert_eq!(error_of(&mut c, &["LB.TOP", "b", "3"]), stale);
+        assert_eq!(error_of(&mut c, &["LB.ADD", "b", "4", "w"]), stale);
+        let _: i64 = query(
+            &mut c,
+            &["DEL", "{b}:lb-order", "{b}:lb-stamps", "{b}:lb-scores"],
+        );
+        assert_eq!(entries(&mut c, &args(&["LB.TOP", "b", "3"])).len(), 3);
+        // LB.REM keeps them in step; removing the last member drops them.
+        let _: i64 = query(&mut c, &["LB.ADD", "b", "4", "w"]);
+        assert_eq!(
+            query::<i64>(&mut c, &["LB.REM", "b", "w", "x", "nobody"]),
+            2
+        );
+        assert_eq!(entries(&mut c, &args(&["LB.TOP", "b", "5"])).len(), 2);
+        assert_eq!(query::<i64>(&mut c, &["LB.REM", "b", "y", "z"]), 2);
+        assert_eq!(query::<i64>(&mut c, &["DBSIZE"]), 0);
+        // Tie-break keys that outlived their board (it expired) are dropped at the next write.
+        let _: i64 = query(&mut c, &["LB.ADD", "e", "1", "x"]);
+        let _: i64 = query(&mut c, &["DEL", "e"]);
+        let _: i64 = query(&mut c, &["LB.ADD", "e", "2", "y"]);
+        assert_eq!(query::<i64>(&mut c, &["HLEN", "{e}:lb-stamps"]), 1);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Replication and AOF
+
+fn random_workload(c: &mut Connection, rng: &mut StdRng, steps: usize) {
+    let boards = ["lb:{a}", "weekly", "lb:{c}"];
+    // A plain board, adopted by its first LB.* write.
+    let _: i64 = query(c, &["ZADD", "weekly", "1", "p1", "1", "p0", "4", "p2"]);
+    for _ in 0..steps {
+        let board = *boards.choose(rng).unwrap();
+        let m = format!("u{}", rng.gen_range(0..40));
+        match rng.gen_range(0..10) {
+            0..=4 => {
+                let s = rng.gen_range(-3..6).to_string();
+                let _: i64 = query(c, &["LB.ADD", board, &s, &m, "5", "u0"]);
+            }
+            5 | 6 => {
+                let _: String = query(c, &["LB.INCR", board, "1.5", &m]);
+            }
+            7 => {
+                let _: i64 = query(c, &["LB.REM", board, &m]);
+            }
+            _ => {
+                let _: Value = query(c, &["LB.AROUND", board, &m, "3", "RANKING", "DENSE"]);
+            }
+        }
+        if rng.gen_bool(0.05) {
+            sleep(Duration::from_millis(rng.gen_range(1..5)));
+        }
+    }
+}
+
+#[test]
+fn replica_holds_the_primarys_bytes() {
+    for flavor in flavors() {
+        let pair = Pair::start(flavor);
+        let mut c = pair.primary.conn();
+        random_workload(&mut c, &mut StdRng::seed_from_u64(7), 600);
+        // Inside MULTI and from a script the effects replicate too.
+        let _: Value = redis::pipe()
+            .atomic()
+            .cmd("LB.ADD")
+            .arg("lb:{a}")
+            .arg(9)
+            .arg("tx")
+            .cmd("LB.INCR")
+            .arg("lb:{a}")
+            .arg(1)
+            .arg("tx")
+            .query(&mut c)
+            .unwrap();
+        let _: Value = redis::cmd("EVAL")
+            .arg("return redis.call('LB.ADD', KEYS[1], 3, 'script')")
+            .arg(1)
+            .arg("weekly")
+            .query(&mut c)
+            .unwrap();
+        pair.sync();
+        let primary = snapshot(&mut c);
+        assert!(primary.len() >= 9, "{}", primary.len());
+        assert_same_state(&primary, &snapshot(&mut pair.replica.conn()), 0);
+    }
+}
+
+#[test]
+fn aof_replay_rebuilds_the_same_bytes() {
+    for flavor in flavors() {
+        let mut server =
+            Server::start_with(flavor, &["--appendonly", "yes", "--appendfsync", "always"]);
+        let mut c = server.conn();
+        random_workload(&mut c, &mut StdRng::seed_from_u64(8), 600);
+        let before = snapshot(&mut c);
+        drop(c);
+        // Effects only: the AOF never holds an LB.* command (its stamps come from the clock).
+        for entry in std::fs::read_dir(server.dir().join("appendonlydir")).unwrap() {
+            let path = entry.unwrap().path();
+            let text = String::from_utf8_lossy(&std::fs::read(&path).unwrap()).to_ascii_uppercase();
+            assert!(
+                !text.contains("LB.ADD") && !text.contains("LB.INCR"),
+                "{}",
+                path.display()
+            );
+        }
+        server.restart();
+        let after = snapshot(&mut server.conn());
+        assert!(before.len() >= 9);
+        assert_same_state(&before, &after, 0);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Cluster and ACL
+
+#[test]
+fn cluster_keeps_the_tie_break_in_the_boards_slot() {
+    for flavor in flavors() {
+        let cluster = Cluster::start(flavor);
+        let mut c = cluster.client();
+        for i in 0..12 {
+            for board in [format!("lb:{{game{i}}}"), format!("plain{i}")] {
+                for (s, m) in [("5", "a"), ("5", "b"), ("7", "c")] {
+                    let _: i64 = redis::cmd("LB.ADD")
+                        .arg(&board)
+                        .arg(s)
+                        .arg(m)
+                        .query(&mut c)
+                        .unwrap();
+                }
+                let rank: (i64, String, i64) = redis::cmd("LB.RANK")
+                    .arg(&board)
+                    .arg("b")
+                    .query(&mut c)
+                    .unwrap();
+                assert_eq!(rank, (3, "5".to_string(), 3));
+                let around: Vec<(i64, String, String)> = redis::cmd("LB.AROUND")
+                    .arg(&board)
+                    .arg("a")
+                    .arg(2)
+                    .arg("ASC")
+                    .query(&mut c)
+                    .unwrap();
+                assert_eq!(around[0].1, "a");
+                let node = cluster.node_for_key(board.as_bytes());
+                for k in ["lb-order", "lb-stamps", "lb-scores"] {
+                    let name = lb::companion(board.as_bytes(), &format!(":{k}")).unwrap();
+                    assert_eq!(slot(&name), slot(board.as_bytes()));
+                    let n: i64 = query(
+                        &mut node.conn(),
+                        &["EXISTS", std::str::from_utf8(&name).unwrap()],
+                    );
+                    assert_eq!(n, 1, "{board} {k}");
+                }
+            }
+        }
+    }
+}
+
+fn login(server: &Server, user: &str, patterns: &[&str]) -> Connection {
+    let mut admin = server.conn();
+    let mut acl = vec!["SETUSER", user, "on", ">pw", "+@all"];
+    acl.extend_from_slice(patterns);
+    let _: () = redis::cmd("ACL").arg(&acl).query(&mut admin).unwrap();
+    let mut c = server.conn();
+    let _: () = redis::cmd("AUTH")
+        .arg(user)
+        .arg("pw")
+        .query(&mut c)
+        .unwrap();
+    c
+}
+
+#[test]
+fn acl_checks_the_tie_break_keys() {
+    for flavor in flavors() {
+        let server = Server::start(flavor);
+        let mut admin = server.conn();
+        // The twin on the same server: its checks must agree with the module's.
+        let _: String = redis::cmd("FUNCTION")
+            .arg("LOAD")
+            .arg(patterns_core::lua::library())
+            .query(&mut admin)
+            .unwrap();
+        let nope =
+            "NOPERM this user has no permissions to access one of the keys used as arguments";
+        let _: i64 = query(&mut admin, &["LB.ADD", "scores", "1", "x"]);
+        let _: i64 = query(&mut admin, &["LB.ADD", "lb:{g}", "1", "x"]);
+        let before = snapshot(&mut admin);
+        let both = |c: &mut Connection, cmd: &[&str]| -> [String; 2] {
+            let function = cmd[0].to_ascii_lowercase().replace('.', "_");
+            let mut fcall = vec!["FCALL", &function, "1"];
+            fcall.extend_from_slice(&cmd[1..]);
+            let show = |v: Value| match v {
+                Value::ServerError(e) => format!("{} {}", e.code(), e.details().unwrap_or("")),
+                other => format!("{other:?}"),
+            };
+            let mut native = redis::cmd(cmd[0]);
+            native.arg(&cmd[1..]);
+            let mut twin = redis::cmd("FCALL");
+            twin.arg(&fcall[1..]);
+            let replies = pipeline(c, &[native, twin]);
+            [show(replies[0].clone()), show(replies[1].clone())]
+        };
+        // `~scores` covers the board but not `{scores}:lb-*`.
+        let mut exact = login(&server, "exact", &["~scores"]);
+        for cmd in [
+            &["LB.ADD", "scores", "2", "y"][..],
+            &["LB.INCR", "scores", "2", "x"],
+            &["LB.REM", "scores", "x"],
+            &["LB.TOP", "scores", "3"],
+            &["LB.RANK", "scores", "x"],
+        ] {
+            assert_eq!(both(&mut exact, cmd), [nope, nope], "{cmd:?}");
+        }
+        // The percentile reads the board only.
+        let [native, twin] = both(&mut exact, &["LB.PERCENTILE", "scores", "x"]);
+        assert_eq!(native, twin);
+        assert!(native.contains('0'), "{native}");
+        // A read-only user reads boards and their tie-break keys (the twin's read functions
+        // are `no-writes`: through FCALL_RO), and writes nothing.
+        let mut reader = login(&server, "reader", &["%R~*"]);
+        let top = ["LB.TOP", "lb:{g}", "3"];
+        let native: Vec<(i64, String, String)> = query(&mut reader, &top);
+        let twin: Vec<(i64, String, String)> =
+            query(&mut reader, &["FCALL_RO", "lb_top", "1", "lb:{g}", "3"]);
+        assert_eq!(native, twin);
+        assert_eq!(native[0].1, "x");
+        // The server refuses the declared key itself, in its own words (Valkey's differ).
+        let [native, twin] = both(&mut reader, &["LB.ADD", "lb:{g}", "2", "y"]);
+        assert_eq!(native, twin);
+        assert!(native.starts_with("NOPERM"), "{native}");
+        assert_same_state(&before, &snapshot(&mut admin), 0);
+        // `~lb:*` covers a hashtagged board's tie-break keys.
+        let mut wide = login(&server, "wide", &["~lb:*"]);
+        assert_eq!(query::<i64>(&mut wide, &["LB.ADD", "lb:{g}", "2", "y"]), 1);
+        assert_eq!(
+            entries(&mut wide, &args(&["LB.TOP", "lb:{g}", "3"])).len(),
+            2
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Bad input
+
+#[test]
+fn bad_input_is_refused_and_writes_nothing() {
+    for flavor in flavors() {
+        let server = Server::start(flavor);
+        let mut c = server.conn();
+        let _: i64 = query(&mut c, &["LB.ADD", "b", "1", "x", "inf", "top"]);
+        let _: () = query(&mut c, &["SET", "text", "v"]);
+        let _: () = query(&mut c, &["SET", "{typed}:lb-order", "v"]);
+        let _: i64 = query(&mut c, &["ZADD", "typed", "1", "x"]);
+        let wrongtype = "WRONGTYPE Operation against a key holding the wrong kind of value";
+        let arity = |name: &str| format!("ERR wrong number of arguments for '{name}' command");
+        let cases: Vec<(Vec<&str>, String)> = vec![
+            (vec!["LB.ADD", "b", "1"], arity("lb.add")),
+            (vec!["LB.ADD", "b", "1", "x", "2"], arity("lb.add")),
+            (
+                vec!["LB.ADD", "b", "abc", "x"],
+                "ERR score must be a number".into(),
+            ),
+            (
+                vec!["LB.ADD", "b", "nan", "x"],
+                "ERR score must be a number".into(),
+            ),
+            (
+                vec!["LB.ADD", "b", "1", "x", "1e", "y"],
+                "ERR score must be a number".into(),
+            ),
+            (
+                vec!["LB.ADD", "b", "", "x"],
+                "ERR score must be a number".into(),
+            ),
+            (vec!["LB.ADD", "text", "1", "x"], wrongtype.into()),
+            (vec!["LB.ADD", "typed", "1", "x"], wrongtype.into()),
+            (
+                vec!["LB.ADD", "a{b", "1", "x"],
+                format!("ERR {}", lb::BAD_BOARD),
+            ),
+            (
+                vec!["LB.INCR", "b", "x", "m"],
+                "ERR increment must be a number".into(),
+            ),
+            (
+                vec!["LB.INCR", "b", "NaN", "m"],
+                "ERR increment must be a number".into(),
+            ),
+            (
+                vec!["LB.INCR", "b", "-inf", "top"],
+                format!("ERR {}", lb::NAN_SCORE),
+            ),
+            (vec!["LB.INCR", "b", "1"], arity("lb.incr")),
+            (vec!["LB.REM", "b"], arity("lb.rem")),
+            (vec!["LB.REM", "text", "x"], wrongtype.into()),
+            (
+                vec!["LB.TOP", "b", "0"],
+                "ERR count must be a positive integer".into(),
+            ),
+            (
+                vec!["LB.TOP", "b", "-1"],
+                "ERR count must be a positive integer".into(),
+            ),
+            (
+                vec!["LB.TOP", "b", "1.5"],
+                "ERR count must be a positive integer".into(),
+            ),
+            (
+                vec!["LB.TOP", "b", "3", "OFFSET", "-1"],
+                "ERR n must be a non-negative integer".into(),
+            ),
+            (
+                vec!["LB.TOP", "b", "3", "OFFSET"],
+                "ERR syntax error".into(),
+            ),
+            (
+                vec!["LB.TOP", "b", "3", "RANKING", "BEST"],
+                "ERR syntax error".into(),
+            ),
+            (
+                vec!["LB.TOP", "b", "3", "SIDEWAYS"],
+                "ERR syntax error".into(),
+            ),
+            (vec!["LB.TOP", "text", "3"], wrongtype.into()),
+            (vec!["LB.TOP", "typed", "3"], wrongtype.into()),
+            (
+                vec!["LB.PAGE", "b", "0", "10"],
+                "ERR page must be a positive integer".into(),
+            ),
+            (
+                vec!["LB.PAGE", "b", "1", "0"],
+                "ERR page_size must be a positive integer".into(),
+            ),
+            (vec!["LB.PAGE", "b", "1"], arity("lb.page")),
+            (
+                vec!["LB.AROUND", "b", "x", "0"],
+                "ERR count must be a positive integer".into(),
+            ),
+            (
+                vec!["LB.AROUND", "b", "x", "inf"],
+                "ERR count must be a positive integer".into(),
+            ),
+            (vec!["LB.RANK", "b"], arity("lb.rank")),
+            (vec!["LB.RANK", "text", "x"], wrongtype.into()),
+            (vec!["LB.PERCENTILE", "text", "x"], wrongtype.into()),
+            (
+                vec!["LB.PERCENTILE", "b", "x", "RANKING", "DENSE"],
+                "ERR syntax error".into(),
+            ),
+        ];
+        let before = snapshot(&mut c);
+        for (args, want) in &cases {
+            assert_eq!(&error_of(&mut c, args), want, "{args:?}");
+        }
+        assert_same_state(&before, &snapshot(&mut c), 0);
+        // Absent members and boards: nil, or nothing.
+        assert_eq!(
+            query::<Option<Vec<i64>>>(&mut c, &["LB.RANK", "b", "nobody"]),
+            None
+        );
+        assert_eq!(
+            query::<Option<Vec<i64>>>(&mut c, &["LB.AROUND", "b", "nobody", "3"]),
+            None
+        );
+        assert_eq!(
+            query::<Option<String>>(&mut c, &["LB.PERCENTILE", "nope", "x"]),
+            None
+        );
+        assert!(entries(&mut c, &args(&["LB.TOP", "nope", "3"])).is_empty());
+        let page: (i64, Vec<Value>) = query(&mut c, &["LB.PAGE", "nope", "1", "3"]);
+        assert_eq!(page, (0, vec![]));
+        assert_eq!(query::<i64>(&mut c, &["LB.REM", "nope", "x"]), 0);
+        assert_eq!(
+            query::<i64>(&mut c, &["EXISTS", "nope", "{nope}:lb-order"]),
+            0
+        );
+        // Huge counts and offsets are fine.
+        let max = i64::MAX.to_string();
+        assert_eq!(
+            entries(&mut c, &args(&["LB.TOP", "b", &max, "OFFSET", &max])).len(),
+            0
+        );
+        assert_eq!(
+            entries(&mut c, &args(&["LB.AROUND", "b", "x", &max])).len(),
+            2
+        );
+        let page: (i64, Vec<Value>) = query(&mut c, &["LB.PAGE", "b", &max, &max]);
+        assert_eq!(page, (1, vec![]));
+    }
+}
+
+/// LB.ADD and LB.INCR take exactly the numbers ZADD and ZINCRBY take (a score ZADD refused after
+/// the family had started writing would leave a half-done write), and store the same double.
+#[test]
+fn scores_are_read_as_zadd_reads_them() {
+    let inputs = [
+        "0",
+        "-0",
+        "1.5",
+        "+2",
+        ".5",
+        "5.",
+        "1e3",
+        "1E-3",
+        "-0e15",
+        "9007199254740993",
+        "inf",
+        "+Inf",
+        "-infinity",
+        "nan",
+        "",
+        ".",
+        "e5",
+        "1e",
+        "1.2.3",
+        "0x10",
+        " 1",
+        "1 ",
+        "1e400",
+        "-1e400",
+        "1e-400",
+        "1e308",
+        "4.9e-324",
+        "2.5e-310",
+        "00012",
+        "1_000",
+        "١",
+    ];
+    for flavor in flavors() {
+        let server = Server::start(flavor);
+        let mut c = server.conn();
+        for (i, input) in inputs.iter().enumerate() {
+            let member = format!("m{i}");
+            let mut zadd = redis::cmd("ZADD");
+            zadd.arg("plain").arg(input).arg(&member);
+            let mut add = redis::cmd("LB.ADD");
+            add.arg("lb:{x}").arg(input).arg(&member);
+            let mut zincr = redis::cmd("ZINCRBY");
+            zincr.arg("plain2").arg(input).arg(&member);
+            let mut incr = redis::cmd("LB.INCR");
+            incr.arg("lb:{y}").arg(input).arg(&member);
+            let replies = pipeline(&mut c, &[zadd, add, zincr, incr]);
+            let ok = |v: &Value| !matches!(v, Value::ServerError(_));
+            // The module may refuse what ZADD takes (never the reverse): hex is such a case.
+            if ok(&replies[1]) {
+                assert!(ok(&replies[0]), "{input:?}: LB.ADD took what ZADD refused");
+            }
+            if ok(&replies[3]) {
+                assert!(
+                    ok(&replies[2]),
+                    "{input:?}: LB.INCR took what ZINCRBY refused"
+                );
+            }
+            let refused_by_both = !ok(&replies[0]) && !ok(&replies[1]);
+            assert!(
+                refused_by_both || ok(&replies[1]) || *input == "0x10",
+                "{input:?}: ZADD took it, LB.ADD did not: {:?}",
+                replies[1]
+            );
+            if ok(&replies[1]) {
+                let a: Option<String> = query(&mut c, &["ZSCORE", "plain", &member]);
+                let b: Option<String> = query(&mut c, &["ZSCORE", "lb:{x}", &member]);
+                assert_eq!(a, b, "{input:?}");
+            }
+        }
+        let n: i64 = query(&mut c, &["ZCARD", "lb:{x}"]);
+        assert!(n >= 15, "{n}");
+        // Nothing half-written: the tie-break keys hold exactly the board's members.
+        assert_eq!(query::<i64>(&mut c, &["ZCARD", "lb:{x}:lb-order"]), n);
+        assert_eq!(query::<i64>(&mut c, &["HLEN", "lb:{x}:lb-stamps"]), n);
+    }
+}
+
+#[test]
+fn readme_leaderboard_table_matches_the_definitions() {
+    let readme =
+        std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+            .unwrap();
+    let table = patterns_core::command::markdown_table(&lb::COMMANDS);
+    assert!(
+        readme.contains(&table),
+        "README's leaderboard table is stale; `cargo run -p patterns-core --bin patterns-lua -- --readme` prints it:\n{table}"
+    );
+}
+
+#[test]
+fn command_docs_describe_the_commands() {
+    for flavor in flavors() {
+        let server = Server::start(flavor);
+        assert_command_docs(&mut server.conn(), &lb::COMMANDS);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The Lua twin
+
+fn shown(v: &Value) -> String {
+    match v {
+        Value::ServerError(e) => match e.details() {
+            Some(d) => format!("error: {} {d}", e.code()),
+            None => format!("error: {}", e.code()),
+        },
+        other => format!("{other:?}"),
+    }
+}
+
+/// A random call, valid most of the time.
+fn random_call(rng: &mut StdRng) -> Vec<String> {
+    let boards = ["lb:{a}", "weekly", "text", "a{b"];
+    let board = boards[if rng.gen_bool(0.92) {
+        rng.gen_range(0..2)
+    } else {
+        rng.gen_range(2..4)
+    }];
+    let member = format!("u{}", rng.gen_range(0..12));
+    let score = [
+        "1",
+        "2",
+        "2",
+        "-0.5",
+        "1e300",
+        "inf",
+        "0.1",
+        "x",
+        "9007199254740993",
+    ][rng.gen_range(0..9)];
+    let order = ["", "ASC", "DESC"][rng.gen_range(0..3)];
+    let ranking = ["", "ORDINAL", "DENSE", "COMPETITION", "MODIFIED", "BOGUS"][rng.gen_range(0..6)];
+    let count = ["1", "2", "3", "5", "0"][rng.gen_range(0..5)];
+    let mut v: Vec<String> = match rng.gen_range(0..16) {
+        0..=4 => args(&["LB.ADD", board, score, &member]),
+        5 => args(&["LB.ADD", board, score, &member, "2", "u1"]),
+        6 | 7 => args(&[
+            "LB.INCR",
+            board,
+            ["1", "-1", "0", "2.5", "-inf"][rng.gen_range(0..5)],
+            &member,
+        ]),
+        8 => args(&["LB.REM", board, &member]),
+        9 => args(&["LB.RANK", board, &member]),
+        10 | 11 => args(&["LB.AROUND", board, &member, count]),
+        12 => args(&[
+            "LB.TOP",
+            board,
+            count,
+            "OFFSET",
+            &rng.gen_range(0..8).to_string(),
+        ]),
+        13 | 14 => args(&["LB.PAGE", board, &rng.gen_range(1..5).to_string(), count]),
+        _ => args(&["LB.PERCENTILE", board, &member]),
+    };
+    let name = v[0].clone();
+    if !order.is_empty() && name != "LB.ADD" && name != "LB.INCR" && name != "LB.REM" {
+        v.push(order.into());
+    }
+    if !ranking.is_empty()
+        && !["LB.ADD", "LB.INCR", "LB.REM", "LB.PERCENTILE"].contains(&name.as_str())
+    {
+        v.extend(args(&["RANKING", ranking]));
+    }
+    v
+}
+
+fn twin_call(args: &[String], shas: Option<&BTreeMap<String, String>>) -> redis::Cmd {
+    let function = args[0].to_ascii_lowercase().replace('.', "_");
+    let mut cmd = match shas {
+        None => {
+            let mut c = redis::cmd("FCALL");
+            c.arg(&function);
+            c
+        }
+        Some(shas) => {
+            let mut c = redis::cmd("EVALSHA");
+            c.arg(&shas[&function]);
+            c
+        }
+    };
+    cmd.arg(1).arg(&args[1..]);
+    cmd
+}
+
+#[test]
+fn lua_twin_matches_the_module() {
+    for (flavor, evalsha) in flavors().into_iter().flat_map(|f| [(f, false), (f, true)]) {
+        let module = Server::start(flavor);
+        let twin = Server::start_without_module(flavor, &[]);
+        let (mut a, mut b) = (module.conn(), twin.conn());
+        let _: String = redis::cmd("FUNCTION")
+            .arg("LOAD")
+            .arg("REPLACE")
+            .arg(patterns_core::lua::library())
+            .query(&mut b)
+            .unwrap();
+        let shas: BTreeMap<String, String> = patterns_core::lua::scripts()
+            .into_iter()
+            .map(|(function, source)| {
+                let sha: String = redis::cmd("SCRIPT")
+                    .arg("LOAD")
+                    .arg(source)
+                    .query(&mut b)
+                    .unwrap();
+                (function, sha)
+            })
+            .collect();
+        let shas = evalsha.then_some(&shas);
+        for conn in [&mut a, &mut b] {
+            let _: () = query(conn, &["SET", "text", "v"]);
+            // A plain board, adopted by the first write.
+            let _: i64 = query(conn, &["ZADD", "weekly", "2", "u3", "2", "u1", "5", "u9"]);
+        }
+        let tracked = [
+            "lb:{a}",
+            "lb:{a}:lb-order",
+            "lb:{a}:lb-stamps",
+            "lb:{a}:lb-scores",
+            "weekly",
+            "{weekly}:lb-order",
+            "{weekly}:lb-stamps",
+            "{weekly}:lb-scores",
+            "text",
+        ];
+        let mut rng = StdRng::seed_from_u64(43);
+        let (mut compared, steps) = (0, 500);
+        let mut kinds: BTreeMap<&str, usize> = BTreeMap::new();
+        for step in 0..steps {
+            let call = random_call(&mut rng);
+            let mut native = redis::cmd(&call[0]);
+            native.arg(&call[1..]);
+            let (a0, reply_a, a1) = timed(&mut a, &native);
+            let (b0, reply_b, b1) = timed(&mut b, &twin_call(&call, shas));
+            let context = format!(
+                "step {step}: {call:?} on {} (EVALSHA: {evalsha})",
+                flavor.name()
+            );
+            if a0 == a1 && a1 == b0 && b0 == b1 {
+                assert_eq!(shown(&reply_a), shown(&reply_b), "{context}");
+                for key in tracked {
+                    assert_same_key(&mut a, &mut b, key, 0, &context);
+                }
+                compared += 1;
+                let kind = match &reply_a {
+                    Value::ServerError(_) => "error",
+                    Value::Nil => "nil",
+                    Value::Array(items) if !items.is_empty() => "entries",
+                    _ => "other",
+                };
+                *kinds.entry(kind).or_insert(0) += 1;
+            } else {
+                for key in tracked {
+                    copy_key(&mut a, &mut b, key);
+                }
+            }
+        }
+        assert!(
+            compared * 10 >= steps * 6,
+            "only {compared}/{steps} steps compared"
+        );
+        for kind in ["error", "nil", "entries", "other"] {
+            assert!(
+                kinds.get(kind).copied().unwrap_or(0) >= 10,
+                "too few {kind}: {kinds:?}"
+            );
+        }
+    }
+}
+
+/// Reads depend on no clock: on a copy of a large board with big tie groups (and on a plain
+/// board), the twin's replies are the module's, reply for reply.
+#[test]
+fn lua_twin_reads_a_large_board_as_the_module_does() {
+    for flavor in flavors() {
+        let module = Server::start(flavor);
+        let twin = Server::start_without_module(flavor, &[]);
+        let (mut a, mut b) = (module.conn(), twin.conn());
+        let _: String = redis::cmd("FUNCTION")
+            .arg("LOAD")
+            .arg(patterns_core::lua::library())
+            .query(&mut b)
+            .unwrap();
+        let mut rng = StdRng::seed_from_u64(44);
+        let mut model = Model::default();
+        build_board(&mut a, "big:{1}", 5_000, &mut rng, &mut model);
+        let mut pipe = redis::pipe();
+        for i in 0..3_000 {
+            let score = rng.gen_range(0..40);
+            pipe.cmd("ZADD")
+                .arg("plainbig")
+                .arg(score)
+                .arg(format!("p{i}"))
+                .ignore();
+        }
+        let () = pipe.query(&mut a).unwrap();
+        let keys = [
+            "big:{1}",
+            "big:{1}:lb-order",
+            "big:{1}:lb-stamps",
+            "big:{1}:lb-scores",
+            "plainbig",
+        ];
+        for key in keys {
+            copy_key(&mut a, &mut b, key);
+        }
+        let members: Vec<String> = model.members.keys().cloned().collect();
+        for step in 0..300 {
+            let (board, member) = if step % 3 == 0 {
+                ("plainbig", format!("p{}", rng.gen_range(0..3_000)))
+            } else {
+                ("big:{1}", members.choose(&mut rng).unwrap().clone())
+            };
+            let count = rng.gen_range(1..60).to_string();
+            let order = ORDERS[rng.gen_range(0..2)];
+            let ranking = RANKINGS[rng.gen_range(0..4)];
+            let offset = rng.gen_range(0..5_100).to_string();
+            let page = rng.gen_range(1..120).to_string();
+            let call = match step % 5 {
+                0 => args(&["LB.RANK", board, &member, order, "RANKING", ranking]),
+                1 => args(&[
+                    "LB.AROUND",
+                    board,
+                    &member,
+                    &count,
+                    order,
+                    "RANKING",
+                    ranking,
+                ]),
+                2 => args(&[
+                    "LB.TOP", board, &count, "OFFSET", &offset, order, "RANKING", ranking,
+                ]),
+                3 => args(&["LB.PAGE", board, &page, &count, order, "RANKING", ranking]),
+                _ => args(&["LB.PERCENTILE", board, &member, order]),
+            };
+            let mut native = redis::cmd(&call[0]);
+            native.arg(&call[1..]);
+            let reply_a = pipeline(&mut a, &[native]).remove(0);
+            let reply_b = pipeline(&mut b, &[twin_call(&call, None)]).remove(0);
+            assert_eq!(
+                shown(&reply_a),
+                shown(&reply_b),
+                "{call:?} on {}",
+                flavor.name()
+            );
+            assert!(
+                !matches!(reply_a, Value::ServerError(_)),
+                "{call:?}: {reply_a:?}"
+            );
+        }
+    }
+}
