@@ -191,6 +191,8 @@ local function parse(def, keys, argv)
   end
   return a
 end
+
+do
 local MAX_SPAN = 4503599627370496
 local PRUNE_BATCH = 8
 local TWIN_MAX = 4503599627370496
@@ -457,6 +459,14 @@ local function cl_throttle(keys, argv)
   local key, p, o = keys[1], a.pos, a.opt
   return cl_throttle_run(key, p[1], p[2], p[3], p[4])
 end
+
+redis.register_function('rl_tokenbucket', rl_tokenbucket)
+redis.register_function('rl_fixedwindow', rl_fixedwindow)
+redis.register_function('rl_slidingwindow', rl_slidingwindow)
+redis.register_function('cl_throttle', cl_throttle)
+end
+
+do
 local MAX_MS = 4503599627370496
 local RESERVED_PREFIX = '__'
 local IDLE_FIELD = '__idle_ms'
@@ -784,6 +794,18 @@ local function session_count(keys, argv)
   local key, p, o = keys[1], a.pos, a.opt
   return session_count_run(key)
 end
+
+redis.register_function('session_create', session_create)
+redis.register_function('session_get', session_get)
+redis.register_function('session_set', session_set)
+redis.register_function('session_rotate', session_rotate)
+redis.register_function('session_destroy', session_destroy)
+redis.register_function('session_destroyall', session_destroyall)
+redis.register_function('session_list', session_list)
+redis.register_function('session_count', session_count)
+end
+
+do
 local STAMP_DIGITS = 16
 local ADOPTED_STAMP = 0
 local BATCH = 1000
@@ -1358,6 +1380,18 @@ local function lb_percentile(keys, argv)
   local key, p, o = keys[1], a.pos, a.opt
   return lb_percentile_run(key, p[1], o[1])
 end
+
+redis.register_function('lb_add', lb_add)
+redis.register_function('lb_incr', lb_incr)
+redis.register_function('lb_rem', lb_rem)
+redis.register_function{function_name = 'lb_rank', callback = lb_rank, flags = {'no-writes'}}
+redis.register_function{function_name = 'lb_around', callback = lb_around, flags = {'no-writes'}}
+redis.register_function{function_name = 'lb_top', callback = lb_top, flags = {'no-writes'}}
+redis.register_function{function_name = 'lb_page', callback = lb_page, flags = {'no-writes'}}
+redis.register_function{function_name = 'lb_percentile', callback = lb_percentile, flags = {'no-writes'}}
+end
+
+do
 local MAX_MS = 4503599627370496
 local DRAW_MAX = 9007199254740992
 local DRAW_MAX_TEXT = '9007199254740992'
@@ -1687,28 +1721,9 @@ local function cache_invalidate(keys, argv)
   return cache_invalidate_run(keys)
 end
 
-redis.register_function('rl_tokenbucket', rl_tokenbucket)
-redis.register_function('rl_fixedwindow', rl_fixedwindow)
-redis.register_function('rl_slidingwindow', rl_slidingwindow)
-redis.register_function('cl_throttle', cl_throttle)
-redis.register_function('session_create', session_create)
-redis.register_function('session_get', session_get)
-redis.register_function('session_set', session_set)
-redis.register_function('session_rotate', session_rotate)
-redis.register_function('session_destroy', session_destroy)
-redis.register_function('session_destroyall', session_destroyall)
-redis.register_function('session_list', session_list)
-redis.register_function('session_count', session_count)
-redis.register_function('lb_add', lb_add)
-redis.register_function('lb_incr', lb_incr)
-redis.register_function('lb_rem', lb_rem)
-redis.register_function{function_name = 'lb_rank', callback = lb_rank, flags = {'no-writes'}}
-redis.register_function{function_name = 'lb_around', callback = lb_around, flags = {'no-writes'}}
-redis.register_function{function_name = 'lb_top', callback = lb_top, flags = {'no-writes'}}
-redis.register_function{function_name = 'lb_page', callback = lb_page, flags = {'no-writes'}}
-redis.register_function{function_name = 'lb_percentile', callback = lb_percentile, flags = {'no-writes'}}
 redis.register_function('cache_set', cache_set)
 redis.register_function('cache_get', cache_get)
 redis.register_function('cache_fill', cache_fill)
 redis.register_function('cache_tag', cache_tag)
 redis.register_function('cache_invalidate', cache_invalidate)
+end
