@@ -33,7 +33,7 @@ use crate::command::{
     positive, text, Arg, ArgKind, CmdError, CommandDef, Keys, OptValue, OptionDef, Trailing,
 };
 
-/// The longest `ttl_ms + GRACE`, `DELTA` or `LEASE`: 2^52 ms (doubles, i.e. sorted set scores
+/// The longest `ttl_ms + GRACE` or `DELTA`: 2^52 ms (doubles, i.e. sorted set scores
 /// and Lua numbers, hold every expiry up to there exactly).
 pub const MAX_MS: i64 = 1 << 52;
 /// Draws are integers in `1..=DRAW_MAX`; `rand = draw / DRAW_MAX` lies in (0, 1], exactly.
