@@ -523,7 +523,10 @@ fn tag_index_memory_stays_bounded_under_churn() {
         let start = Instant::now();
         let (mut written, mut peak_card, mut peak_bytes) = (0usize, 0i64, 0i64);
         let mut samples = Vec::new();
-        while start.elapsed() < Duration::from_secs(3) {
+        // At least 3 s and 20,000 writes (a loaded machine writes slower), at most 30 s.
+        while (start.elapsed() < Duration::from_secs(3) || written < 20_000)
+            && start.elapsed() < Duration::from_secs(30)
+        {
             let mut pipe = redis::pipe();
             for _ in 0..200 {
                 written += 1;
@@ -544,7 +547,7 @@ fn tag_index_memory_stays_bounded_under_churn() {
             peak_bytes = peak_bytes.max(bytes);
             samples.push(bytes);
         }
-        assert!(written > 20_000, "{written} writes");
+        assert!(written >= 20_000, "{written} writes");
         // Only entries alive within the last 30 ms are listed: a few thousand at most, while
         // an index that never pruned would list every one of the writes.
         assert!(peak_card < written as i64 / 5, "{peak_card} of {written}");
