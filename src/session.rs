@@ -17,8 +17,8 @@ use redis_module::raw::{KeyType, RedisModuleCtx};
 
 use crate::command;
 use crate::shared::{
-    bytes, check_key_access, fill_random, key_type, now_ms, redis_call, replicate_on, update_index,
-    Key, OwnedString, Reply, StackText, GENERIC,
+    bytes, check_key_access, fill_random, key_type, live_key_type, now_ms, redis_call,
+    replicate_on, update_index, Key, OwnedString, Reply, StackText, GENERIC,
 };
 
 type Ctx = *mut RedisModuleCtx;
@@ -66,10 +66,10 @@ impl Loaded {
     }
 }
 
-/// Reads the session at `key`: None when absent; WRONGTYPE unless a hash; BadState unless it
+/// Reads the session at `key` as of `now`: None when absent (or expired by `now`); WRONGTYPE unless a hash; BadState unless it
 /// holds the reserved fields. Checks the index's type and the user's access to it.
-fn load(ctx: Ctx, key: &[u8]) -> Result<Option<Loaded>, CmdError> {
-    match key_type(ctx, key) {
+fn load(ctx: Ctx, key: &[u8], now: i64) -> Result<Option<Loaded>, CmdError> {
+    match live_key_type(ctx, key, now) {
         KeyType::Empty => return Ok(None),
         KeyType::Hash => {}
         _ => return Err(CmdError::WrongType),
@@ -134,11 +134,12 @@ command!(create, s::CREATE, |call| {
 command!(get, s::GET, |call| {
     s::GET.parse(call.rest())?;
     let key = bytes(call.key);
-    let Some(loaded) = load(call.ctx, key)? else {
+    let now = now_ms();
+    let Some(loaded) = load(call.ctx, key, now)? else {
         return Ok(Reply::Null);
     };
     let meta = loaded.meta()?;
-    touch(call.ctx, key, meta.index, meta.deadlines, now_ms());
+    touch(call.ctx, key, meta.index, meta.deadlines, now);
     Ok(Reply::Bulks(loaded.user_pairs()))
 });
 
@@ -149,14 +150,15 @@ command!(set, s::SET, |call| {
     let fields = &args[p.trailing_at..];
     check_fields(fields)?;
     let key = bytes(call.key);
-    let Some(loaded) = load(call.ctx, key)? else {
+    let now = now_ms();
+    let Some(loaded) = load(call.ctx, key, now)? else {
         return Ok(Reply::Null);
     };
     let meta = loaded.meta()?;
     let mut hset: Vec<&[u8]> = vec![key];
     hset.extend_from_slice(fields);
     let added = redis_call(call.ctx, c"HSET", &hset, true).integer();
-    touch(call.ctx, key, meta.index, meta.deadlines, now_ms());
+    touch(call.ctx, key, meta.index, meta.deadlines, now);
     Ok(Reply::Integer(added))
 });
 
@@ -165,7 +167,8 @@ command!(rotate, s::ROTATE, |call| {
     s::ROTATE.parse(call.rest())?;
     let ctx = call.ctx;
     let old = bytes(call.key);
-    let Some(loaded) = load(ctx, old)? else {
+    let now = now_ms();
+    let Some(loaded) = load(ctx, old, now)? else {
         return Ok(Reply::Null);
     };
     let meta = loaded.meta()?;
@@ -174,7 +177,6 @@ command!(rotate, s::ROTATE, |call| {
     if key_type(ctx, &new) != KeyType::Empty {
         return Err(CmdError::Internal);
     }
-    let now = now_ms();
     let at = redis_call(ctx, c"PEXPIRETIME", &[old], false).integer();
     redis_call(ctx, c"RENAME", &[old, &new], true);
     update_index(ctx, meta.index, now, Some(old), Some((at, &new)));
@@ -186,12 +188,13 @@ command!(destroy, s::DESTROY, |call| {
     s::DESTROY.parse(call.rest())?;
     let ctx = call.ctx;
     let key = bytes(call.key);
-    let Some(loaded) = load(ctx, key)? else {
+    let now = now_ms();
+    let Some(loaded) = load(ctx, key, now)? else {
         return Ok(Reply::Integer(0));
     };
     let meta = loaded.meta()?;
     redis_call(ctx, c"DEL", &[key], true);
-    update_index(ctx, meta.index, now_ms(), Some(key), None);
+    update_index(ctx, meta.index, now, Some(key), None);
     Ok(Reply::Integer(1))
 });
 

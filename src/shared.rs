@@ -352,17 +352,7 @@ impl<'a> Key<'a> {
 
     /// The absolute expiry in ms, None when the key has none.
     pub fn expire_at_ms(&self) -> Option<i64> {
-        let at = unsafe {
-            match raw::RedisModule_GetAbsExpire {
-                Some(get_abs) => get_abs(self.inner),
-                // Redis 7.0 answers relative to its clock now: read ours at the same moment.
-                None => match raw::RedisModule_GetExpire.unwrap()(self.inner) {
-                    ttl if ttl >= 0 => now_ms() + ttl,
-                    none => none,
-                },
-            }
-        };
-        (at >= 0).then_some(at)
+        abs_expire(self.inner)
     }
 
     /// Sets the expiry to the absolute `at_ms`: exactly where the server has an absolute API
@@ -757,6 +747,34 @@ pub fn key_type(ctx: *mut RedisModuleCtx, name: &[u8]) -> KeyType {
     read_key(ctx, name, |key| {
         unsafe { raw::RedisModule_KeyType.unwrap()(key) }.into()
     })
+}
+
+/// The type of the key at `name` as of `now`: a key whose expiry passed before `now` is absent.
+/// Redis expires keys on access by a clock it caches per event-loop turn, which can lag the
+/// command's own `now`; a session or lease dead by `now` must not be revived.
+pub fn live_key_type(ctx: *mut RedisModuleCtx, name: &[u8], now: i64) -> KeyType {
+    read_key(ctx, name, |key| {
+        match KeyType::from(unsafe { raw::RedisModule_KeyType.unwrap()(key) }) {
+            KeyType::Empty => KeyType::Empty,
+            _ if abs_expire(key).is_some_and(|at| at < now) => KeyType::Empty,
+            kind => kind,
+        }
+    })
+}
+
+/// A key's absolute expiry in ms, None when it has none: exact where the server has an absolute
+/// API (Redis 7.2+, Valkey), else relative to the clock read at the same moment (Redis 7.0).
+fn abs_expire(key: *mut RedisModuleKey) -> Option<i64> {
+    let at = unsafe {
+        match raw::RedisModule_GetAbsExpire {
+            Some(get_abs) => get_abs(key),
+            None => match raw::RedisModule_GetExpire.unwrap()(key) {
+                ttl if ttl >= 0 => now_ms() + ttl,
+                none => none,
+            },
+        }
+    };
+    (at >= 0).then_some(at)
 }
 
 /// The length of the value at `name` (members of a sorted set, fields of a hash; 0 when absent).
