@@ -34,11 +34,15 @@ What it does, in one run (about 6-8 minutes on 2 cores):
    LB.AROUND (10 entries, DESC, ordinal) and LB.ADD natively, via FCALL and via EVALSHA, plus
    ZREVRANK and ZADD as baselines, on boards of 10,000 members (10 per score) set up before each
    run, outside the timing.
-6. Locks (LOCK.*), in the same run and with the same method (see build_lock_cases and the
+6. Caching (CACHE.*), same method (see build_cache_cases and the "Caching" section): CACHE.GET
+   on a hit (10,000 entries set before each run, outside the timing; `BETA 0`, so every reply
+   is a HIT) and CACHE.SET with one tag, natively, via FCALL and via EVALSHA, plus HGET and
+   SET ... PX as baselines.
+7. Locks (LOCK.*), in the same run and with the same method (see build_lock_cases and the
    "Locks" section it writes): LOCK.ACQUIRE of a free lock (a grant with a new fencing token),
    LOCK.ACQUIRE re-entering a held lock, and LOCK.RELEASE of one hold, natively, via FCALL and
    via EVALSHA; an ACQUIRE+RELEASE cycle is reported as a grant plus a release.
-7. Writes BENCHMARKS.md at the repository's root, bench/throughput.png (the chart it embeds) and
+8. Writes BENCHMARKS.md at the repository's root, bench/throughput.png (the chart it embeds) and
    bench/results.json (every raw run).
 
 Environment:
@@ -46,6 +50,7 @@ Environment:
   BENCH_SECONDS     target duration of one measurement (default 2)
   BENCH_SESSION_SECONDS  the same for the session rows (default 1.5)
   BENCH_LB_SECONDS  the same for the leaderboard rows (default 1.5)
+  BENCH_CACHE_SECONDS  the same for the cache rows (default 1.5)
   BENCH_LOCK_SECONDS  the same for the lock rows (default 1.5)
   BENCH_REPEATS     repetitions of each measurement (default 3)
   BENCH_BUDGET      seconds allowed for all throughput measurements (default 420); N shrinks
@@ -446,6 +451,113 @@ def build_session_cases(shas):
         keyspace=CREATE_FRESH_KEYSPACE)
     return cases
 
+# Caching (CACHE.*), same method. Before every GET row (after its FLUSHALL, outside the timing)
+# CACHE_ENTRIES entries cache:{<i>} (i as redis-benchmark writes __rand_int__: 12 digits) are
+# set natively with an hour's TTL; BETA 0 turns XFetch off, so every GET is a HIT. The twin reads
+# the very same entries (the twin's draw and lease arguments are then unused). SET rows write
+# 100-byte values with one tag each; redis-benchmark draws each __rand_int__ independently, so
+# keys and tags spread over 10,000 names each.
+CACHE_SECONDS = float(os.environ.get("BENCH_CACHE_SECONDS", "1.5"))
+CACHE_ENTRIES = KEYSPACE
+CACHE_TTL_MS = "3600000"
+CACHE_VALUE = "v" * 100
+CACHE_TWIN_DRAW = "1"
+CACHE_TWIN_LEASE = "A" * 22
+
+
+def cache_key(i):
+    return f"cache:{{{i:012d}}}"
+
+
+def build_cache_cases(shas):
+    """Rows of the Caching section; `setup` rows get the entries before each run."""
+    base = dict(section="cache", admit=None, seconds=CACHE_SECONDS, keyspace=CACHE_ENTRIES)
+    cases = []
+
+    def add(cid, path, command, argv, stat, kind, **kw):
+        cases.append(dict(base, id=cid, path=path, command=command, family=cid.split(":")[0],
+                          argv=argv, stat=stat, kind=kind, **kw))
+    key = "cache:{__rand_int__}"
+    add("c_hget", "plain Redis", "HGET (the entry's value)", ["HGET", key, "value"], "hget",
+        "bulk", setup=True, setup_fn=setup_cache)
+    get_args = ["BETA", "0"]
+    add("c_get:native", "native", "CACHE.GET (hit)", ["CACHE.GET", key, *get_args],
+        "cache.get", "cache_hit", setup=True, setup_fn=setup_cache)
+    twin_get = [key, CACHE_TWIN_DRAW, CACHE_TWIN_LEASE, *get_args]
+    add("c_get:fcall", "FCALL", "CACHE.GET (hit)", ["FCALL", "cache_get", "1", *twin_get],
+        "fcall", "cache_hit", setup=True, setup_fn=setup_cache)
+    add("c_get:evalsha", "EVALSHA", "CACHE.GET (hit)",
+        ["EVALSHA", shas["cache_get"], "1", *twin_get], "evalsha", "cache_hit", setup=True,
+        setup_fn=setup_cache)
+    tag = "tag:{__rand_int__}"
+    add("c_plainset", "plain Redis", "SET ... PX", ["SET", key, CACHE_VALUE, "PX", CACHE_TTL_MS],
+        "set", "ok")
+    add("c_set:native", "native", "CACHE.SET (1 tag)",
+        ["CACHE.SET", key, CACHE_VALUE, CACHE_TTL_MS, "DELTA", "100", "TAGS", tag],
+        "cache.set", "ok")
+    twin_set = [key, tag, CACHE_VALUE, CACHE_TTL_MS, "DELTA", "100"]
+    add("c_set:fcall", "FCALL", "CACHE.SET (1 tag)", ["FCALL", "cache_set", "2", *twin_set],
+        "fcall", "ok")
+    add("c_set:evalsha", "EVALSHA", "CACHE.SET (1 tag)",
+        ["EVALSHA", shas["cache_set"], "2", *twin_set], "evalsha", "ok")
+    return cases
+
+
+def setup_cache(r):
+    """On an empty database: CACHE_ENTRIES entries, set natively (no placeholders to fill)."""
+    cmds = [("CACHE.SET", cache_key(i), CACHE_VALUE, CACHE_TTL_MS, "DELTA", "100")
+            for i in range(CACHE_ENTRIES)]
+    for c, reply in zip(cmds, r.pipeline(cmds)):
+        if reply != "OK":
+            raise RuntimeError(f"cache setup: {c} -> {reply!r}")
+    return {}
+
+
+def validate_cache(r, cases):
+    """Each cache row once, on freshly set entries, __rand_int__ = 0."""
+    for case in cases:
+        r.call("FLUSHALL", "SYNC")
+        if case.get("setup"):
+            setup_cache(r)
+        argv = [a.replace("__rand_int__", "0" * 12) for a in case["argv"]]
+        check_reply(case, r.pipeline([argv])[0])
+
+
+def write_cache(ctx, add):
+    """The Caching section: what the rows run, their throughput, native ÷ twin ratios."""
+    s = ctx["summary"]
+    cases = ctx["cache_cases"]
+    add("## Caching")
+    add("")
+    add(f"Same method as the rate-limiting rows. Before every GET row, {CACHE_ENTRIES:,} entries "
+        f"`cache:{{<i>}}` ({len(CACHE_VALUE)}-byte values, TTL {CACHE_TTL_MS} ms) are set "
+        "natively, outside the timing; `BETA 0` turns XFetch off so every reply is a HIT, and "
+        "the twin reads the same entries. SET rows write one tag per entry.")
+    add("")
+    add("| Path | Command line | -r |")
+    add("|---|---|---:|")
+    for c in cases:
+        add(f"| {c['path']} | `{shown(c)}` | {c['keyspace']:,} |")
+    add("")
+    for pipeline in PIPELINES:
+        mode = "pipelined (-P 16)" if pipeline > 1 else "unpipelined (-P 1)"
+        add(f"### Caching, {mode}")
+        add("")
+        add_throughput_table(add, cases, s, pipeline)
+        add("")
+    add("Native ops/s ÷ the twin's and ÷ the plain-Redis baseline's (HGET for GET, SET ... PX "
+        "for SET):")
+    add("")
+    add("| Command | -P | ÷ FCALL | ÷ EVALSHA | ÷ baseline |")
+    add("|---|---:|---:|---:|---:|")
+    for fam, baseline in (("c_get", "c_hget"), ("c_set", "c_plainset")):
+        for p in PIPELINES:
+            nat = s[(f"{fam}:native", p)]["rps"]
+            add(f"| {fam[2:].upper()} | {p} | {nat / s[(f'{fam}:fcall', p)]['rps']:.2f}x | "
+                f"{nat / s[(f'{fam}:evalsha', p)]['rps']:.2f}x | "
+                f"{nat / s[(baseline, p)]['rps']:.2f}x |")
+    add("")
+
 
 def setup_sessions(r):
     """On an empty database: SESSIONS native sessions over SESSION_INDEXES indexes, as many
@@ -527,6 +639,10 @@ def check_reply(case, reply):
         ok = isinstance(reply, int)
     elif case["kind"] == "bulk":
         ok = isinstance(reply, bytes)
+    elif case["kind"] == "ok":
+        ok = reply == "OK"
+    elif case["kind"] == "cache_hit":
+        ok = isinstance(reply, list) and len(reply) == 3 and reply[0] == b"HIT"
     elif case["kind"] == "entries":
         ok = isinstance(reply, list) and len(reply) == 10 and all(
             isinstance(e, list) and len(e) == 3 and isinstance(e[0], int) for e in reply)
@@ -541,7 +657,7 @@ def check_reply(case, reply):
 
 def validate(r, cases):
     for case in cases:
-        if case.get("section") in ("sessions", "leaderboards", "locks"):
+        if case.get("section") in ("sessions", "leaderboards", "cache", "locks"):
             continue
         argv = [a.replace("__rand_int__", "check") for a in case["argv"]]
         check_reply(case, r.pipeline([argv])[0])
@@ -1456,6 +1572,7 @@ def write_report(ctx):
 
     write_sessions(ctx, add)
     write_leaderboards(ctx, add)
+    write_cache(ctx, add)
     write_locks(ctx, add)
 
     # Notes
@@ -1551,11 +1668,13 @@ def main():
             shas["handwritten" if path == HANDWRITTEN else path.stem] = sha
         cases = build_cases(shas)
         session_cases = build_session_cases(shas)
+        cache_cases = build_cache_cases(shas)
         lock_cases = build_lock_cases(shas)
         validate(r, cases)
         validate_sessions(r, session_cases)
         lb_cases = build_leaderboard_cases(shas)
         validate_leaderboards(r, lb_cases)
+        validate_cache(r, cache_cases)
         validate_locks(r, lock_cases)
         r.call("FLUSHALL", "SYNC")
 
@@ -1564,7 +1683,8 @@ def main():
         session_memory = measure_session_memory(r)
 
         log("throughput ...")
-        runs = measure_throughput(server, r, cases + session_cases + lb_cases + lock_cases)
+        runs = measure_throughput(server, r, cases + session_cases + lb_cases + cache_cases
+                                  + lock_cases)
         summary = summarize(runs)
         server_version = r.info("server")["redis_version"]
         r.close()
@@ -1608,11 +1728,11 @@ def main():
         module_sha=hashlib.sha256(MODULE.read_bytes()).hexdigest()[:12],
         cases=cases, summary=summary, ratios=ratios, memory=memory,
         session_cases=session_cases, session_ratios=session_ratios,
-        session_memory=session_memory, lb_cases=lb_cases, lock_cases=lock_cases,
-        lock_ratios=lock_ratios,
+        session_memory=session_memory, lb_cases=lb_cases, cache_cases=cache_cases,
+        lock_cases=lock_cases, lock_ratios=lock_ratios,
         scale=min(1.0, BUDGET / (REPEATS * sum(c.get("seconds", SECONDS)
                                                for c in cases + session_cases + lb_cases
-                                               + lock_cases
+                                               + cache_cases + lock_cases
                                                for _ in PIPELINES))),
         runtime_s=time.monotonic() - started,
     )
@@ -1622,7 +1742,7 @@ def main():
         date=date, machine=ctx["machine"], server_version=server_version,
         clients=CLIENTS, keyspace=KEYSPACE, repeats=REPEATS,
         cases=[{k: v for k, v in c.items()}
-               for c in cases + session_cases + lb_cases + lock_cases],
+               for c in cases + session_cases + lb_cases + cache_cases + lock_cases],
         runs={f"{k[0]}@P{k[1]}": v for k, v in runs.items()},
         summary={f"{k[0]}@P{k[1]}": v for k, v in summary.items()},
         ratios={f"{k[0]}@P{k[1]}": v for k, v in ratios.items()},

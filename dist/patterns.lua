@@ -104,18 +104,19 @@ local function reserved_fields(pairs)
   return false
 end
 
--- Drops the members of a sorted set of expiries scored before now.
-local function zset_prune(key, now)
-  redis.call('ZREMRANGEBYSCORE', key, '-inf', '(' .. int(now))
+-- An index that never leaks (sessions of a user, entries of a tag): a sorted set of keys
+-- scored by their expiry. Drops the members that expired before now.
+local function index_prune(index, now)
+  redis.call('ZREMRANGEBYSCORE', index, '-inf', '(' .. int(now))
 end
 
--- A sorted set of expiries expires with its last member: its TTL is its highest score.
-local function zset_fix_ttl(key)
-  local top = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')
+-- The index expires with its last member: its TTL is its highest score.
+local function index_fix(index)
+  local top = redis.call('ZRANGE', index, -1, -1, 'WITHSCORES')
   if top[2] == nil then return end
   local at = tonumber(top[2])
-  if redis.call('PEXPIRETIME', key) ~= at then
-    redis.call('PEXPIREAT', key, int(at))
+  if redis.call('PEXPIRETIME', index) ~= at then
+    redis.call('PEXPIREAT', index, int(at))
   end
 end
 
@@ -174,7 +175,11 @@ end
 
 -- Parses arguments against a generated definition table, as CommandDef::parse does.
 local function parse(def, keys, argv)
-  if #keys ~= 1 then return nil, err(def.arity_error) end
+  -- KEYS: the one key; or with min_keys, keys only (tag [tag ...]); or with key_rest, the key
+  -- and then the items of the option numbered key_rest (key [tag ...] for TAGS tag ...).
+  if #keys < (def.min_keys or 1) or (#keys > 1 and not def.min_keys and not def.key_rest) then
+    return nil, err(def.arity_error)
+  end
   local a = {pos = {}, opt = {}, lead = {}, rest = {}}
   local i = 1
   for n = 1, def.lead or 0 do
@@ -213,6 +218,9 @@ local function parse(def, keys, argv)
     if e then return nil, e end
     a.opt[n] = v
     i = next_i
+  end
+  if def.key_rest and #keys > 1 then
+    a.opt[def.key_rest] = {unpack(keys, 2)}
   end
   return a
 end
@@ -516,10 +524,13 @@ local function sess_expect_index(index)
   if t ~= 'none' and t ~= 'zset' then return err(WRONGTYPE) end
 end
 
--- The session at key: nil when absent; an error unless a session whose index may be used.
-local function sess_load(key)
+-- The session at key as of now: nil when absent (or expired by now, as the module sees it);
+-- an error unless a session whose index may be used.
+local function sess_load(key, now)
   local t = key_type(key)
   if t == 'none' then return nil end
+  local at = redis.call('PEXPIRETIME', key)
+  if at >= 0 and at < now then return nil end
   if t ~= 'hash' then return nil, err(WRONGTYPE) end
   local flat = redis.call('HGETALL', key)
   local s = {flat = flat}
@@ -539,9 +550,9 @@ end
 local function sess_touch(key, index, idle, abs, now)
   local at = int(math.min(now + idle, abs))
   redis.call('PEXPIREAT', key, at)
-  zset_prune(index, now)
+  index_prune(index, now)
   redis.call('ZADD', index, at, key)
-  zset_fix_ttl(index)
+  index_fix(index)
 end
 
 local function session_create_run(index, id, idle, absolute, fields)
@@ -564,10 +575,11 @@ local function session_create_run(index, id, idle, absolute, fields)
 end
 
 local function session_get_run(key)
-  local s, e = sess_load(key)
+  local now = now_ms()
+  local s, e = sess_load(key, now)
   if e then return e end
   if s == nil then return false end
-  sess_touch(key, s.index, s.idle, s.abs, now_ms())
+  sess_touch(key, s.index, s.idle, s.abs, now)
   local out = {}
   for i = 1, #s.flat, 2 do
     if string.sub(s.flat[i], 1, 2) ~= RESERVED_PREFIX then
@@ -580,49 +592,51 @@ end
 
 local function session_set_run(key, fields)
   if reserved_fields(fields) then return err(RESERVED) end
-  local s, e = sess_load(key)
+  local now = now_ms()
+  local s, e = sess_load(key, now)
   if e then return e end
   if s == nil then return false end
   local added = redis.call('HSET', key, unpack(fields))
-  sess_touch(key, s.index, s.idle, s.abs, now_ms())
+  sess_touch(key, s.index, s.idle, s.abs, now)
   return added
 end
 
 local function session_rotate_run(key, id)
   if not sess_is_id(id) then return err(BAD_ID) end
-  local s, e = sess_load(key)
+  local now = now_ms()
+  local s, e = sess_load(key, now)
   if e then return e end
   if s == nil then return false end
   local new = derived_key(s.index, id)
   if new == nil then return err(BAD_INDEX) end
   if not key_allowed(new) then return err(NOPERM) end
   if key_type(new) ~= 'none' then return err(ID_TAKEN) end
-  local now = now_ms()
   local at = redis.call('PEXPIRETIME', key)
   redis.call('RENAME', key, new)
-  zset_prune(s.index, now)
+  index_prune(s.index, now)
   redis.call('ZREM', s.index, key)
   redis.call('ZADD', s.index, int(at), new)
-  zset_fix_ttl(s.index)
+  index_fix(s.index)
   return new
 end
 
 local function session_destroy_run(key)
-  local s, e = sess_load(key)
+  local now = now_ms()
+  local s, e = sess_load(key, now)
   if e then return e end
   if s == nil then return 0 end
   redis.call('DEL', key)
-  zset_prune(s.index, now_ms())
+  index_prune(s.index, now)
   redis.call('ZREM', s.index, key)
-  zset_fix_ttl(s.index)
+  index_fix(s.index)
   return 1
 end
 
 local function sess_live(index)
   local e = sess_expect_index(index)
   if e then return nil, e end
-  zset_prune(index, now_ms())
-  zset_fix_ttl(index)
+  index_prune(index, now_ms())
+  index_fix(index)
   return redis.call('ZRANGE', index, 0, -1)
 end
 
@@ -649,8 +663,8 @@ end
 local function session_count_run(index)
   local e = sess_expect_index(index)
   if e then return e end
-  zset_prune(index, now_ms())
-  zset_fix_ttl(index)
+  index_prune(index, now_ms())
+  index_fix(index)
   return redis.call('ZCARD', index)
 end
 
@@ -1387,6 +1401,343 @@ redis.register_function{function_name = 'lb_percentile', callback = lb_percentil
 end
 
 do
+local MAX_MS = 4503599627370496
+local DRAW_MAX = 9007199254740992
+local DRAW_MAX_TEXT = '9007199254740992'
+local WAIT_RETRY_MS = 50
+local CHANNEL = 'patterns:invalidate'
+local VALUE_FIELD = 'value'
+local FRESH_FIELD = 'fresh_until'
+local STALE_FIELD = 'stale_until'
+local DELTA_FIELD = 'delta_ms'
+local LEASE_FIELD = 'lease'
+local LEASE_UNTIL_FIELD = 'lease_until'
+local LEASED_AT_FIELD = 'leased_at'
+local MAX_LEASE_MS = 60000
+local WRONGTYPE = 'WRONGTYPE Operation against a key holding the wrong kind of value'
+local NOPERM = 'NOPERM this user has no permissions to access one of the keys used as arguments'
+local TOO_LONG = 'ERR ttl_ms + GRACE and DELTA must be at most 2^52'
+local LEASE_TOO_LONG = 'ERR lease_ms must be at most 60000'
+local BAD_BETA = 'ERR BETA must be a finite non-negative number'
+local NOT_CACHE = 'ERR key does not hold a cache entry'
+local NO_VALUE = 'ERR no cached value at key'
+local TAG_IS_KEY = 'ERR a key cannot be its own tag'
+local BAD_DRAW = 'ERR draw must be an integer from 1 to 2^53'
+
+local CACHE_FIELDS = {[VALUE_FIELD] = 1, [FRESH_FIELD] = 2, [STALE_FIELD] = 3,
+  [DELTA_FIELD] = 4, [LEASE_FIELD] = 5, [LEASE_UNTIL_FIELD] = 6, [LEASED_AT_FIELD] = 7}
+
+local function cache_type(key)
+  return redis.call('TYPE', key)['ok']
+end
+
+-- The entry at key (Entry::parse): nil when absent; an error unless a cache entry's hash.
+local function cache_load(key)
+  local t = cache_type(key)
+  if t == 'none' then return nil end
+  if t ~= 'hash' then return nil, err(WRONGTYPE) end
+  local flat = redis.call('HGETALL', key)
+  local f = {}
+  for i = 1, #flat, 2 do
+    local n = CACHE_FIELDS[flat[i]]
+    if n == nil then return nil, err(NOT_CACHE) end
+    f[n] = flat[i + 1]
+  end
+  local e = {}
+  local fresh, stale, delta = state_int(f[2]), state_int(f[3]), state_int(f[4])
+  if f[1] and fresh and stale and delta then
+    e.value, e.fresh, e.stale, e.delta = f[1], fresh, stale, delta
+  elseif f[1] or f[2] or f[3] or f[4] then
+    return nil, err(NOT_CACHE)
+  end
+  local lease_until, leased_at = state_int(f[6]), state_int(f[7])
+  if f[5] and lease_until and leased_at then
+    e.lease, e.lease_until, e.leased_at = f[5], lease_until, leased_at
+  elseif f[5] or f[6] or f[7] then
+    return nil, err(NOT_CACHE)
+  end
+  if e.value == nil and e.lease == nil then return nil, err(NOT_CACHE) end
+  return e
+end
+
+local function cache_live(e, now)
+  return e ~= nil and e.value ~= nil and now < e.stale
+end
+
+local function cache_leased(e, now)
+  return e ~= nil and e.lease ~= nil and now < e.lease_until
+end
+
+-- XFetch, with the float operations of cache::early.
+local function cache_early(now, e, beta, draw)
+  local rand = draw / DRAW_MAX
+  local gap = -e.delta * beta * math.log(rand)
+  return gap >= e.fresh - now
+end
+
+-- cache::decide: the state word, and for WAIT the retry time.
+local function cache_decide(now, e, beta, draw)
+  local leased = cache_leased(e, now)
+  if cache_live(e, now) then
+    if now < e.fresh then
+      if not leased and cache_early(now, e, beta, draw) then return 'REFRESH' end
+      return 'HIT'
+    end
+    if leased then return 'STALE' end
+    return 'REFRESH'
+  end
+  if leased then return 'WAIT', math.min(e.lease_until - now, WAIT_RETRY_MS) end
+  return 'MISS'
+end
+
+local function cache_draw(s)
+  if s == DRAW_MAX_TEXT then return DRAW_MAX end
+  local d, big = parse_int(s)
+  if big or d == nil or d < 1 then return nil end
+  return d
+end
+
+local function cache_allowed(key)
+  return redis.acl_check_cmd('HSET', key, 'f', 'v') and redis.acl_check_cmd('HGET', key, 'f')
+end
+
+local function cache_check_tags(key, tags)
+  for _, tag in ipairs(tags) do
+    if tag == key then return err(TAG_IS_KEY) end
+    local t = cache_type(tag)
+    if t ~= 'none' and t ~= 'zset' then return err(WRONGTYPE) end
+  end
+end
+
+-- Lists key under tag until score; whether it is new there (update_index in the module).
+local function cache_index_add(tag, now, score, key)
+  index_prune(tag, now)
+  local added = redis.call('ZADD', tag, int(score), key)
+  index_fix(tag)
+  return added == 1
+end
+
+-- Whether any of tags was invalidated at or after leased_at (its marker, cache::voids).
+local function cache_invalidated_since(tags, leased_at)
+  for _, tag in ipairs(tags) do
+    local score = redis.call('ZSCORE', tag, tag)
+    if score and tonumber(score) - MAX_LEASE_MS >= leased_at then return true end
+  end
+  return false
+end
+
+-- Validates a SET or FILL: its times, then its tags.
+local function cache_store_check(key, now, ttl, delta, grace, tags)
+  if ttl + grace > MAX_MS or delta > MAX_MS then return nil, err(TOO_LONG) end
+  local e = cache_check_tags(key, tags)
+  if e then return nil, e end
+  return {fresh = now + ttl, stale = now + ttl + grace, delta = delta}
+end
+
+local function cache_write(key, value, t, tags, existed, now)
+  if existed then redis.call('DEL', key) end
+  redis.call('HSET', key, VALUE_FIELD, value, FRESH_FIELD, int(t.fresh), STALE_FIELD,
+    int(t.stale), DELTA_FIELD, int(t.delta))
+  redis.call('PEXPIREAT', key, int(t.stale))
+  for _, tag in ipairs(tags) do cache_index_add(tag, now, t.stale, key) end
+end
+
+local function cache_set_run(key, value, ttl, delta, grace, tags)
+  local now = now_ms()
+  local t, e = cache_store_check(key, now, ttl, delta, grace, tags)
+  if e then return e end
+  local entry, e2 = cache_load(key)
+  if e2 then return e2 end
+  cache_write(key, value, t, tags, entry ~= nil, now)
+  return redis.status_reply('OK')
+end
+
+local function cache_fill_run(key, lease, value, ttl, delta, grace, tags)
+  local now = now_ms()
+  local t, e = cache_store_check(key, now, ttl, delta, grace, tags)
+  if e then return e end
+  local entry, e2 = cache_load(key)
+  if e2 then return e2 end
+  if not cache_leased(entry, now) or entry.lease ~= lease then return false end
+  if cache_invalidated_since(tags, entry.leased_at) then return false end
+  cache_write(key, value, t, tags, true, now)
+  return redis.status_reply('OK')
+end
+
+local function cache_get_run(key, draw_text, token, beta, lease_ms)
+  local draw = cache_draw(draw_text)
+  if draw == nil then return err(BAD_DRAW) end
+  if beta < 0 or beta == math.huge then return err(BAD_BETA) end
+  local now = now_ms()
+  if lease_ms > MAX_LEASE_MS then return err(LEASE_TOO_LONG) end
+  local lease_until = now + lease_ms
+  local e, er = cache_load(key)
+  if er then return er end
+  local state, retry = cache_decide(now, e, beta, draw)
+  if state == 'HIT' or state == 'STALE' then return {state, e.value, false} end
+  if state == 'WAIT' then return {state, false, retry} end
+  local stale = 0
+  if state == 'MISS' then
+    if e ~= nil then redis.call('DEL', key) end
+  elseif e.value ~= nil then
+    stale = e.stale
+  end
+  redis.call('HSET', key, LEASE_FIELD, token, LEASE_UNTIL_FIELD, int(lease_until),
+    LEASED_AT_FIELD, int(now))
+  redis.call('PEXPIREAT', key, int(math.max(stale, lease_until)))
+  if state == 'MISS' then return {state, false, token} end
+  return {state, e.value, token}
+end
+
+local function cache_tag_run(keys)
+  local key = keys[1]
+  local tags = {unpack(keys, 2)}
+  local e = cache_check_tags(key, tags)
+  if e then return e end
+  local now = now_ms()
+  local entry, e2 = cache_load(key)
+  if e2 then return e2 end
+  if not cache_live(entry, now) then return err(NO_VALUE) end
+  local attached = 0
+  for _, tag in ipairs(tags) do
+    if cache_index_add(tag, now, entry.stale, key) then attached = attached + 1 end
+  end
+  return attached
+end
+
+local function cache_invalidate_run(tags)
+  local now = now_ms()
+  local listed = {}
+  for n, tag in ipairs(tags) do
+    local t = cache_type(tag)
+    if t ~= 'none' and t ~= 'zset' then return err(WRONGTYPE) end
+    -- The tag's own name is the marker of an earlier invalidation, not a key.
+    listed[n] = {}
+    for _, key in ipairs(redis.call('ZRANGE', tag, int(now), '+inf', 'BYSCORE')) do
+      if key ~= tag then listed[n][#listed[n] + 1] = key end
+    end
+  end
+  for _, keys in ipairs(listed) do
+    for _, key in ipairs(keys) do
+      if not cache_allowed(key) then return err(NOPERM) end
+    end
+  end
+  local deleted = 0
+  for n, tag in ipairs(tags) do
+    for _, key in ipairs(listed[n]) do deleted = deleted + redis.call('DEL', key) end
+    redis.call('DEL', tag)
+    cache_index_add(tag, now, now + MAX_LEASE_MS, tag)
+    redis.call('PUBLISH', CHANNEL, tag)
+  end
+  return deleted
+end
+
+local DEF_cache_set = {
+  arity_error = 'ERR wrong number of arguments for \'cache.set\' command',
+  key_rest = 3,
+  pos = {
+    {kind = 'text'},
+    {kind = 'int', min = 1, error = 'ERR ttl_ms must be a positive integer', beyond = 'ERR ttl_ms exceeds the Lua twin\'s exact integer range (below 2^53)'},
+  },
+  opts = {
+    {kind = 'int', min = 0, error = 'ERR delta_ms must be a non-negative integer', beyond = 'ERR delta_ms exceeds the Lua twin\'s exact integer range (below 2^53)', default = 0},
+    {kind = 'int', min = 0, error = 'ERR grace_ms must be a non-negative integer', beyond = 'ERR grace_ms exceeds the Lua twin\'s exact integer range (below 2^53)', default = 0},
+    {rest = 1},
+  },
+  tokens = {['DELTA'] = 1, ['GRACE'] = 2},
+}
+-- CACHE.SET key value ttl_ms [DELTA delta_ms] [GRACE grace_ms] [TAGS tag [tag ...]]
+local function cache_set(keys, argv)
+  local a, e = parse(DEF_cache_set, keys, argv)
+  if e then return e end
+  local key, p, o = keys[1], a.pos, a.opt
+  return cache_set_run(key, p[1], p[2], o[1], o[2], o[3])
+end
+
+local DEF_cache_get = {
+  arity_error = 'ERR wrong number of arguments for \'cache.get\' command',
+  lead = 2,
+  pos = {
+  },
+  opts = {
+    {kind = 'float', error = 'ERR BETA must be a number', default = 1.0},
+    {kind = 'int', min = 1, error = 'ERR lease_ms must be a positive integer', beyond = 'ERR lease_ms exceeds the Lua twin\'s exact integer range (below 2^53)', default = 10000},
+  },
+  tokens = {['BETA'] = 1, ['LEASE'] = 2},
+}
+-- CACHE.GET key draw lease [BETA beta] [LEASE lease_ms]
+local function cache_get(keys, argv)
+  local a, e = parse(DEF_cache_get, keys, argv)
+  if e then return e end
+  local key, p, o, x, r = keys[1], a.pos, a.opt, a.lead, a.rest
+  return cache_get_run(key, x[1], x[2], o[1], o[2])
+end
+
+local DEF_cache_fill = {
+  arity_error = 'ERR wrong number of arguments for \'cache.fill\' command',
+  key_rest = 3,
+  pos = {
+    {kind = 'text'},
+    {kind = 'text'},
+    {kind = 'int', min = 1, error = 'ERR ttl_ms must be a positive integer', beyond = 'ERR ttl_ms exceeds the Lua twin\'s exact integer range (below 2^53)'},
+  },
+  opts = {
+    {kind = 'int', min = 0, error = 'ERR delta_ms must be a non-negative integer', beyond = 'ERR delta_ms exceeds the Lua twin\'s exact integer range (below 2^53)', default = 0},
+    {kind = 'int', min = 0, error = 'ERR grace_ms must be a non-negative integer', beyond = 'ERR grace_ms exceeds the Lua twin\'s exact integer range (below 2^53)', default = 0},
+    {rest = 1},
+  },
+  tokens = {['DELTA'] = 1, ['GRACE'] = 2},
+}
+-- CACHE.FILL key lease value ttl_ms [DELTA delta_ms] [GRACE grace_ms] [TAGS tag [tag ...]]
+local function cache_fill(keys, argv)
+  local a, e = parse(DEF_cache_fill, keys, argv)
+  if e then return e end
+  local key, p, o = keys[1], a.pos, a.opt
+  return cache_fill_run(key, p[1], p[2], p[3], o[1], o[2], o[3])
+end
+
+local DEF_cache_tag = {
+  arity_error = 'ERR wrong number of arguments for \'cache.tag\' command',
+  min_keys = 2,
+  pos = {
+  },
+  opts = {
+  },
+  tokens = {},
+}
+-- CACHE.TAG key tag [tag ...]
+local function cache_tag(keys, argv)
+  local a, e = parse(DEF_cache_tag, keys, argv)
+  if e then return e end
+  local key, p, o, x, r = keys[1], a.pos, a.opt, a.lead, a.rest
+  return cache_tag_run(keys)
+end
+
+local DEF_cache_invalidate = {
+  arity_error = 'ERR wrong number of arguments for \'cache.invalidate\' command',
+  min_keys = 1,
+  pos = {
+  },
+  opts = {
+  },
+  tokens = {},
+}
+-- CACHE.INVALIDATE tag [tag ...]
+local function cache_invalidate(keys, argv)
+  local a, e = parse(DEF_cache_invalidate, keys, argv)
+  if e then return e end
+  local key, p, o, x, r = keys[1], a.pos, a.opt, a.lead, a.rest
+  return cache_invalidate_run(keys)
+end
+
+redis.register_function('cache_set', cache_set)
+redis.register_function('cache_get', cache_get)
+redis.register_function('cache_fill', cache_fill)
+redis.register_function('cache_tag', cache_tag)
+redis.register_function('cache_invalidate', cache_invalidate)
+end
+
+do
 local MAX_TTL = 4503599627370496
 local NO_WAIT = -1
 local FENCE_SUFFIX = 'fence'
@@ -1502,8 +1853,8 @@ end
 local function sem_live(key, now)
   local t = key_type(key)
   if t ~= 'none' and t ~= 'zset' then return err(WRONGTYPE) end
-  zset_prune(key, now)
-  zset_fix_ttl(key)
+  index_prune(key, now)
+  index_fix(key)
 end
 
 local function sem_acquire_run(key, owner, limit, ttl, wait)
@@ -1515,7 +1866,7 @@ local function sem_acquire_run(key, owner, limit, ttl, wait)
   local held = redis.call('ZSCORE', key, owner)
   if not held and redis.call('ZCARD', key) >= limit then return 0 end
   redis.call('ZADD', key, int(now + ttl), owner)
-  zset_fix_ttl(key)
+  index_fix(key)
   return 1
 end
 
@@ -1523,7 +1874,7 @@ local function sem_release_run(key, owner)
   local e = sem_live(key, now_ms())
   if e then return e end
   if redis.call('ZREM', key, owner) == 0 then return 0 end
-  zset_fix_ttl(key)
+  index_fix(key)
   return 1
 end
 

@@ -5,7 +5,7 @@
 use std::ffi::{c_char, CString};
 use std::ptr;
 
-use patterns_core::command::{ArgKind, CommandDef, OptValue, OptionDef};
+use patterns_core::command::{ArgKind, CommandDef, Keys, OptValue, OptionDef};
 use redis_module::raw;
 use redis_module::Context;
 
@@ -107,9 +107,14 @@ fn option_arg(
     }
 }
 
-/// The single key is the first argument: read and updated in place, or only read by a
-/// `readonly` command (so ACL read-only key patterns admit it).
-fn key_spec(def: &CommandDef) -> raw::RedisModuleCommandKeySpec {
+/// A key spec: keys from a begin search to `lastkey` (0: that one key; -1: every argument
+/// after it), read and updated in place, or only read by a `readonly` command (so ACL
+/// read-only key patterns admit it).
+fn key_spec(
+    def: &CommandDef,
+    begin: raw::RedisModuleKeySpecBeginSearchType,
+    lastkey: i32,
+) -> raw::RedisModuleCommandKeySpec {
     let mut spec: raw::RedisModuleCommandKeySpec = unsafe { std::mem::zeroed() };
     spec.flags = u64::from(if def.is_readonly() {
         raw::REDISMODULE_CMD_KEY_RO | raw::REDISMODULE_CMD_KEY_ACCESS
@@ -118,13 +123,36 @@ fn key_spec(def: &CommandDef) -> raw::RedisModuleCommandKeySpec {
             | raw::REDISMODULE_CMD_KEY_ACCESS
             | raw::REDISMODULE_CMD_KEY_UPDATE
     });
-    spec.begin_search_type = raw::RedisModuleKeySpecBeginSearchType_REDISMODULE_KSPEC_BS_INDEX;
-    spec.bs.index.pos = 1;
+    spec.begin_search_type = begin;
     spec.find_keys_type = raw::RedisModuleKeySpecFindKeysType_REDISMODULE_KSPEC_FK_RANGE;
-    spec.fk.range.lastkey = 0;
+    spec.fk.range.lastkey = lastkey;
     spec.fk.range.keystep = 1;
     spec.fk.range.limit = 0;
     spec
+}
+
+/// The key specs of `def.key_positions` (zero-terminated): the first argument, then for keys
+/// after an option token, every argument after that token.
+fn key_specs(def: &CommandDef, strings: &mut Strings) -> Vec<raw::RedisModuleCommandKeySpec> {
+    let index = raw::RedisModuleKeySpecBeginSearchType_REDISMODULE_KSPEC_BS_INDEX;
+    let first = |lastkey| {
+        let mut spec = key_spec(def, index, lastkey);
+        spec.bs.index.pos = 1;
+        spec
+    };
+    let mut specs = match def.key_positions {
+        Keys::First => vec![first(0)],
+        Keys::All => vec![first(-1)],
+        Keys::FirstAndAfter { token, from } => {
+            let keyword = raw::RedisModuleKeySpecBeginSearchType_REDISMODULE_KSPEC_BS_KEYWORD;
+            let mut after = key_spec(def, keyword, -1);
+            after.bs.keyword.keyword = strings.add(token);
+            after.bs.keyword.startfrom = from;
+            vec![first(0), after]
+        }
+    };
+    specs.push(unsafe { std::mem::zeroed() });
+    specs
 }
 
 /// Describes one registered command to Redis.
@@ -156,12 +184,22 @@ pub fn describe(ctx: &Context, def: &CommandDef) -> Result<(), String> {
     // The `oneof` blocks' words, kept alive until SetCommandInfo has copied them.
     let mut word_lists: Vec<Vec<raw::RedisModuleCommandArg>> = Vec::new();
     for o in def.options {
-        args.push(option_arg(&mut strings, &mut word_lists, o));
+        let mut a = option_arg(&mut strings, &mut word_lists, o);
+        // `TAGS tag [tag ...]`: the items are the keys of the second key spec.
+        if matches!(def.key_positions, Keys::FirstAndAfter { token, .. } if token == o.token) {
+            a.type_ = raw::RedisModuleCommandArgType_REDISMODULE_ARG_TYPE_KEY;
+            a.key_spec_index = 1;
+        }
+        args.push(a);
     }
     // A trailing variadic group (`[field value ...]`): one repeated block of string arguments.
     let mut group: Vec<raw::RedisModuleCommandArg>;
     if let Some(t) = def.trailing {
-        let string = raw::RedisModuleCommandArgType_REDISMODULE_ARG_TYPE_STRING;
+        // With every argument a key (`tag [tag ...]`), the group's items are keys too.
+        let string = match def.key_positions {
+            Keys::All => raw::RedisModuleCommandArgType_REDISMODULE_ARG_TYPE_KEY,
+            _ => raw::RedisModuleCommandArgType_REDISMODULE_ARG_TYPE_STRING,
+        };
         group = t
             .names
             .iter()
@@ -175,7 +213,7 @@ pub fn describe(ctx: &Context, def: &CommandDef) -> Result<(), String> {
         args.push(a);
     }
     args.push(unsafe { std::mem::zeroed() });
-    let mut key_specs = [key_spec(def), unsafe { std::mem::zeroed() }];
+    let mut key_specs = key_specs(def, &mut strings);
     let version = raw::RedisModuleCommandInfoVersion {
         version: 1,
         sizeof_historyentry: std::mem::size_of::<raw::RedisModuleCommandHistoryEntry>(),

@@ -2,6 +2,7 @@
 //! hand-write around Redis) as native, atomic commands. This file only registers commands;
 //! each family's binding lives in the module of the same name as its core module.
 
+mod cache;
 mod docs;
 mod leaderboard;
 mod lock;
@@ -9,6 +10,7 @@ mod ratelimit;
 mod session;
 mod shared;
 
+use patterns_core::cache as ch;
 use patterns_core::command::CommandDef;
 use patterns_core::leaderboard as lb;
 use patterns_core::lock as lk;
@@ -17,7 +19,7 @@ use patterns_core::session as sess;
 use redis_module::{raw, redis_module, Context, RedisString, Status};
 
 /// Every command with its C entry point.
-const COMMANDS: [(&CommandDef, shared::Handler); 28] = [
+const COMMANDS: [(&CommandDef, shared::Handler); 33] = [
     (&rl::TOKENBUCKET, ratelimit::tokenbucket),
     (&rl::FIXEDWINDOW, ratelimit::fixedwindow),
     (&rl::SLIDINGWINDOW, ratelimit::slidingwindow),
@@ -38,6 +40,11 @@ const COMMANDS: [(&CommandDef, shared::Handler); 28] = [
     (&lb::TOP, leaderboard::top),
     (&lb::PAGE, leaderboard::page),
     (&lb::PERCENTILE, leaderboard::percentile),
+    (&ch::SET, cache::set),
+    (&ch::GET, cache::get),
+    (&ch::FILL, cache::fill),
+    (&ch::TAG, cache::tag),
+    (&ch::INVALIDATE, cache::invalidate),
     (&lk::ACQUIRE, lock::acquire),
     (&lk::RELEASE, lock::release),
     (&lk::EXTEND, lock::extend),
@@ -48,9 +55,9 @@ const COMMANDS: [(&CommandDef, shared::Handler); 28] = [
     (&lk::SEM_COUNT, lock::sem_count),
 ];
 
-/// Registers every command (its one key at position 1, so ACL key patterns and Cluster
-/// routing apply) with its COMMAND DOCS entry and arity. Modified-key signals are sent
-/// explicitly, only after real writes.
+/// Registers every command (its declared keys, so ACL key patterns and Cluster routing apply)
+/// with its COMMAND DOCS entry and arity. Modified-key signals are sent explicitly, only after
+/// real writes.
 fn init(ctx: &Context, _args: &[RedisString]) -> Status {
     unsafe {
         raw::RedisModule_SetModuleOptions.unwrap()(

@@ -19,10 +19,9 @@ use patterns_core::session::check_fields;
 use redis_module::raw::{self, KeyType, RedisModuleCtx};
 
 use crate::command;
-use crate::session::update_index;
 use crate::shared::{
-    bytes, check_key_access, now_ms, redis_call, Key, OwnedString, Reply, ScoreRange, StackText,
-    Value,
+    bytes, check_key_access, now_ms, redis_call, update_index, Key, OwnedString, Reply, ScoreRange,
+    StackText, Value,
 };
 pub use wait::subscribe;
 use wait::{Kind, Outcome, Wanted};
@@ -162,7 +161,8 @@ fn try_permit(ctx: Ctx, name: &[u8], wanted: &Wanted) -> Result<bool, CmdError> 
     update_index(ctx, name, now, None, None);
     let (live, holds_one) = {
         let key = Key::open_named(ctx, &key_name);
-        (key.len(), key.zset_score(&wanted.owner).is_some())
+        let owner = OwnedString::new(ctx, &wanted.owner);
+        (key.len(), key.zset_score(owner.inner).is_some())
     };
     if !l::permit_granted(live, holds_one, wanted.limit) {
         return Ok(false);
@@ -403,7 +403,10 @@ command!(sem_release, l::SEM_RELEASE, |call| {
     Key::open(call).expect(KeyType::ZSet)?;
     let now = now_ms();
     update_index(ctx, name, now, None, None);
-    if Key::open(call).zset_score(owner).is_none() {
+    if Key::open(call)
+        .zset_score(OwnedString::new(ctx, owner).inner)
+        .is_none()
+    {
         return Ok(Reply::Integer(0));
     }
     update_index(ctx, name, now, Some(owner), None);

@@ -12,14 +12,13 @@ use patterns_core::command::CmdError;
 use patterns_core::session::{
     self as s, check_fields, session_key, Deadlines, Meta, Timeouts, ID_BYTES,
 };
-use std::ffi::c_int;
 
-use redis_module::raw::{self, KeyType, RedisModuleCtx};
+use redis_module::raw::{KeyType, RedisModuleCtx};
 
 use crate::command;
 use crate::shared::{
-    bytes, check_key_access, key_type, now_ms, redis_call, replicate_on, Key, OwnedString, Reply,
-    ScoreRange, StackText,
+    bytes, check_key_access, fill_random, key_type, live_key_type, now_ms, redis_call,
+    replicate_on, update_index, Key, OwnedString, Reply, StackText, GENERIC,
 };
 
 type Ctx = *mut RedisModuleCtx;
@@ -27,17 +26,7 @@ type Ctx = *mut RedisModuleCtx;
 /// A fresh id: 128 bits from getrandom(2), base64url.
 fn new_id() -> Result<[u8; s::ID_LEN], CmdError> {
     let mut raw = [0u8; ID_BYTES];
-    let mut filled = 0;
-    while filled < ID_BYTES {
-        let n = unsafe { libc::getrandom(raw[filled..].as_mut_ptr().cast(), ID_BYTES - filled, 0) };
-        if n <= 0 {
-            if n < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(CmdError::Internal);
-        }
-        filled += n as usize;
-    }
+    fill_random(&mut raw)?;
     Ok(s::encode_id(&raw))
 }
 
@@ -50,70 +39,6 @@ fn expect_index(ctx: Ctx, index: &[u8]) -> Result<(), CmdError> {
         KeyType::Empty | KeyType::ZSet => Ok(()),
         _ => Err(CmdError::WrongType),
     }
-}
-
-const ZSET: c_int = raw::REDISMODULE_NOTIFY_ZSET;
-const GENERIC: c_int = raw::REDISMODULE_NOTIFY_GENERIC;
-
-/// Drops the index's members that expired before `now`, replicated as `ZREMRANGEBYSCORE` when
-/// there were any (as Redis replicates a command only when it changed something).
-fn prune(ctx: Ctx, index: &Key, now: i64) {
-    if index.zset_remove(&index.zset_members(ScoreRange::below(now))) > 0 {
-        let neg_inf = OwnedString::new(ctx, b"-inf");
-        let bound = OwnedString::new(ctx, StackText::of(format_args!("({now}")).as_bytes());
-        replicate_on(
-            ctx,
-            c"ZREMRANGEBYSCORE",
-            index.name(),
-            &[neg_inf.inner, bound.inner],
-        );
-        index.modified(&[(ZSET, c"zremrangebyscore")]);
-    }
-}
-
-/// The index expires with its last session: its TTL is its highest score.
-fn fix_index_ttl(ctx: Ctx, index: &Key) {
-    let Some(top) = index.zset_top_score() else {
-        return;
-    };
-    let at = top as i64;
-    if index.expire_at_ms() != Some(at) {
-        index.set_expire_at(at);
-        let at = OwnedString::new(ctx, StackText::of(at).as_bytes());
-        replicate_on(ctx, c"PEXPIREAT", index.name(), &[at.inner]);
-        index.modified(&[(GENERIC, c"expire")]);
-    }
-}
-
-/// One update of an index, in the order the Lua twin runs it: prune the expired members,
-/// remove `remove`, add `add` (score, member), then fix the index's TTL. Each change replicates
-/// as the command that makes it, and only when it changed something, as Redis does.
-pub(crate) fn update_index(
-    ctx: Ctx,
-    index: &[u8],
-    now: i64,
-    remove: Option<&[u8]>,
-    add: Option<(i64, &[u8])>,
-) {
-    let name = OwnedString::new(ctx, index);
-    let index = Key::open_named(ctx, &name);
-    prune(ctx, &index, now);
-    if let Some(member) = remove {
-        let member = [OwnedString::new(ctx, member)];
-        if index.zset_remove(&member) > 0 {
-            replicate_on(ctx, c"ZREM", name.inner, &[member[0].inner]);
-            index.modified(&[(ZSET, c"zrem")]);
-        }
-    }
-    if let Some((score, member)) = add {
-        let member = OwnedString::new(ctx, member);
-        if index.zset_add(score as f64, member.inner) {
-            let score = OwnedString::new(ctx, StackText::of(score).as_bytes());
-            replicate_on(ctx, c"ZADD", name.inner, &[score.inner, member.inner]);
-            index.modified(&[(ZSET, c"zadd")]);
-        }
-    }
-    fix_index_ttl(ctx, &index);
 }
 
 /// A live session: its hash's pairs, with the reserved fields read.
@@ -141,10 +66,10 @@ impl Loaded {
     }
 }
 
-/// Reads the session at `key`: None when absent; WRONGTYPE unless a hash; BadState unless it
+/// Reads the session at `key` as of `now`: None when absent (or expired by `now`); WRONGTYPE unless a hash; BadState unless it
 /// holds the reserved fields. Checks the index's type and the user's access to it.
-fn load(ctx: Ctx, key: &[u8]) -> Result<Option<Loaded>, CmdError> {
-    match key_type(ctx, key) {
+fn load(ctx: Ctx, key: &[u8], now: i64) -> Result<Option<Loaded>, CmdError> {
+    match live_key_type(ctx, key, now) {
         KeyType::Empty => return Ok(None),
         KeyType::Hash => {}
         _ => return Err(CmdError::WrongType),
@@ -209,11 +134,12 @@ command!(create, s::CREATE, |call| {
 command!(get, s::GET, |call| {
     s::GET.parse(call.rest())?;
     let key = bytes(call.key);
-    let Some(loaded) = load(call.ctx, key)? else {
+    let now = now_ms();
+    let Some(loaded) = load(call.ctx, key, now)? else {
         return Ok(Reply::Null);
     };
     let meta = loaded.meta()?;
-    touch(call.ctx, key, meta.index, meta.deadlines, now_ms());
+    touch(call.ctx, key, meta.index, meta.deadlines, now);
     Ok(Reply::Bulks(loaded.user_pairs()))
 });
 
@@ -224,14 +150,15 @@ command!(set, s::SET, |call| {
     let fields = &args[p.trailing_at..];
     check_fields(fields)?;
     let key = bytes(call.key);
-    let Some(loaded) = load(call.ctx, key)? else {
+    let now = now_ms();
+    let Some(loaded) = load(call.ctx, key, now)? else {
         return Ok(Reply::Null);
     };
     let meta = loaded.meta()?;
     let mut hset: Vec<&[u8]> = vec![key];
     hset.extend_from_slice(fields);
     let added = redis_call(call.ctx, c"HSET", &hset, true).integer();
-    touch(call.ctx, key, meta.index, meta.deadlines, now_ms());
+    touch(call.ctx, key, meta.index, meta.deadlines, now);
     Ok(Reply::Integer(added))
 });
 
@@ -240,7 +167,8 @@ command!(rotate, s::ROTATE, |call| {
     s::ROTATE.parse(call.rest())?;
     let ctx = call.ctx;
     let old = bytes(call.key);
-    let Some(loaded) = load(ctx, old)? else {
+    let now = now_ms();
+    let Some(loaded) = load(ctx, old, now)? else {
         return Ok(Reply::Null);
     };
     let meta = loaded.meta()?;
@@ -249,7 +177,6 @@ command!(rotate, s::ROTATE, |call| {
     if key_type(ctx, &new) != KeyType::Empty {
         return Err(CmdError::Internal);
     }
-    let now = now_ms();
     let at = redis_call(ctx, c"PEXPIRETIME", &[old], false).integer();
     redis_call(ctx, c"RENAME", &[old, &new], true);
     update_index(ctx, meta.index, now, Some(old), Some((at, &new)));
@@ -261,12 +188,13 @@ command!(destroy, s::DESTROY, |call| {
     s::DESTROY.parse(call.rest())?;
     let ctx = call.ctx;
     let key = bytes(call.key);
-    let Some(loaded) = load(ctx, key)? else {
+    let now = now_ms();
+    let Some(loaded) = load(ctx, key, now)? else {
         return Ok(Reply::Integer(0));
     };
     let meta = loaded.meta()?;
     redis_call(ctx, c"DEL", &[key], true);
-    update_index(ctx, meta.index, now_ms(), Some(key), None);
+    update_index(ctx, meta.index, now, Some(key), None);
     Ok(Reply::Integer(1))
 });
 

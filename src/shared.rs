@@ -9,7 +9,7 @@ use std::ffi::{c_char, c_int, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::{ptr, slice};
 
-use patterns_core::command::{CmdError, CommandDef};
+use patterns_core::command::{CmdError, CommandDef, Keys};
 use redis_module::raw::{self, KeyType, RedisModuleCtx, RedisModuleKey, RedisModuleString};
 
 /// A command's C entry point.
@@ -30,14 +30,26 @@ macro_rules! command {
     };
 }
 
-/// Registers a command under its definition's name (lower case), its one key at position 1.
+/// Registers a command under its definition's name (lower case) with its key positions (for
+/// keys after an option token, the range covers the first key; `docs::describe`'s key specs
+/// then give Redis the rest).
 pub fn register(
     ctx: *mut RedisModuleCtx,
     def: &CommandDef,
     handler: Handler,
 ) -> Result<(), String> {
     let name = CString::new(def.name.to_ascii_lowercase()).map_err(|e| e.to_string())?;
-    let flags = CString::new(def.flags).map_err(|e| e.to_string())?;
+    // Keys after a token: Redis 7.0's Cluster routing reads only the legacy key range, so the
+    // command also answers key-position requests (see `dispatch`).
+    let flags = match def.key_positions {
+        Keys::FirstAndAfter { .. } => format!("{} getkeys-api", def.flags),
+        _ => def.flags.to_string(),
+    };
+    let flags = CString::new(flags).map_err(|e| e.to_string())?;
+    let last = match def.key_positions {
+        Keys::All => -1,
+        Keys::First | Keys::FirstAndAfter { .. } => 1,
+    };
     let status = unsafe {
         raw::RedisModule_CreateCommand.unwrap()(
             ctx,
@@ -45,7 +57,7 @@ pub fn register(
             Some(handler),
             flags.as_ptr(),
             1,
-            1,
+            last,
             1,
         )
     };
@@ -63,8 +75,10 @@ pub enum Reply {
     Integer(i64),
     Bulk(Vec<u8>),
     Bulks(Vec<Vec<u8>>),
-    /// Any shape: nested arrays of integers, strings and doubles.
+    /// Any shape: nested arrays of integers, strings, doubles and nils.
     Value(Value),
+    /// A simple string such as `OK`.
+    Simple(&'static std::ffi::CStr),
     /// No reply now: the client is blocked and a callback replies later.
     Blocked,
 }
@@ -76,6 +90,7 @@ pub enum Value {
     /// A double, formatted by the server as its own replies are.
     Double(f64),
     Array(Vec<Value>),
+    Null,
 }
 
 fn reply_value(ctx: *mut RedisModuleCtx, value: &Value) {
@@ -86,6 +101,7 @@ fn reply_value(ctx: *mut RedisModuleCtx, value: &Value) {
                 raw::RedisModule_ReplyWithStringBuffer.unwrap()(ctx, b.as_ptr().cast(), b.len())
             }
             Value::Double(d) => raw::RedisModule_ReplyWithDouble.unwrap()(ctx, *d),
+            Value::Null => raw::RedisModule_ReplyWithNull.unwrap()(ctx),
             Value::Array(items) => {
                 raw::RedisModule_ReplyWithArray.unwrap()(ctx, items.len() as _);
                 for item in items {
@@ -163,6 +179,12 @@ pub fn dispatch(
     def: &'static CommandDef,
     body: fn(&Call) -> Result<Reply, CmdError>,
 ) -> c_int {
+    if let Keys::FirstAndAfter { token, from } = def.key_positions {
+        if unsafe { raw::RedisModule_IsKeysPositionRequest.unwrap()(ctx) } != 0 {
+            report_keys(ctx, argv, argc, token, from);
+            return raw::REDISMODULE_OK as c_int;
+        }
+    }
     let result = catch_unwind(AssertUnwindSafe(|| {
         let argv = match argv.is_null() {
             true => &[][..],
@@ -210,6 +232,9 @@ pub fn send(ctx: *mut RedisModuleCtx, reply: Reply) {
             Reply::Value(v) => {
                 reply_value(ctx, &v);
             }
+            Reply::Simple(text) => {
+                raw::RedisModule_ReplyWithSimpleString.unwrap()(ctx, text.as_ptr());
+            }
             Reply::Blocked => {}
         }
     }
@@ -219,6 +244,34 @@ pub fn send(ctx: *mut RedisModuleCtx, reply: Reply) {
 pub fn send_error(ctx: *mut RedisModuleCtx, text: &str) {
     let text = CString::new(text).unwrap_or_default();
     unsafe { raw::RedisModule_ReplyWithError.unwrap()(ctx, text.as_ptr()) };
+}
+
+/// Answers a key-position request as the key specs read the arguments: the first argument,
+/// and every argument after the first `token` found from position `from` on.
+fn report_keys(
+    ctx: *mut RedisModuleCtx,
+    argv: *mut *mut RedisModuleString,
+    argc: c_int,
+    token: &str,
+    from: i32,
+) {
+    let argv = match argv.is_null() {
+        true => &[][..],
+        false => unsafe { slice::from_raw_parts(argv, argc as usize) },
+    };
+    let key_at = |pos: usize| unsafe { raw::RedisModule_KeyAtPos.unwrap()(ctx, pos as c_int) };
+    if argv.len() > 1 {
+        key_at(1);
+    }
+    let from = usize::try_from(from).unwrap_or(0).max(2);
+    let found = argv
+        .iter()
+        .enumerate()
+        .skip(from)
+        .find(|(_, a)| bytes(**a).eq_ignore_ascii_case(token.as_bytes()));
+    if let Some((at, _)) = found {
+        (at + 1..argv.len()).for_each(key_at);
+    }
 }
 
 /// The server's clock in ms: read once per command.
@@ -314,17 +367,7 @@ impl<'a> Key<'a> {
 
     /// The absolute expiry in ms, None when the key has none.
     pub fn expire_at_ms(&self) -> Option<i64> {
-        let at = unsafe {
-            match raw::RedisModule_GetAbsExpire {
-                Some(get_abs) => get_abs(self.inner),
-                // Redis 7.0 answers relative to its clock now: read ours at the same moment.
-                None => match raw::RedisModule_GetExpire.unwrap()(self.inner) {
-                    ttl if ttl >= 0 => now_ms() + ttl,
-                    none => none,
-                },
-            }
-        };
-        (at >= 0).then_some(at)
+        abs_expire(self.inner)
     }
 
     /// Sets the expiry to the absolute `at_ms`: exactly where the server has an absolute API
@@ -496,6 +539,28 @@ impl Key<'_> {
             .count()
     }
 
+    /// A hash field's value, None when the field (or the hash) is absent.
+    pub fn hash_field(&self, field: &std::ffi::CStr) -> Option<OwnedString> {
+        let mut value: *mut RedisModuleString = ptr::null_mut();
+        unsafe {
+            raw::RedisModule_HashGet.unwrap()(
+                self.inner,
+                raw::REDISMODULE_HASH_CFIELDS as c_int,
+                field.as_ptr(),
+                &mut value,
+                ptr::null::<c_char>(),
+            )
+        };
+        (!value.is_null()).then(|| OwnedString::adopt(self.ctx, value))
+    }
+
+    /// A member's score, None when it is not in the set.
+    pub fn zset_score(&self, member: *mut RedisModuleString) -> Option<f64> {
+        let mut score = 0.0;
+        let status = unsafe { raw::RedisModule_ZsetScore.unwrap()(self.inner, member, &mut score) };
+        (status == raw::REDISMODULE_OK as c_int).then_some(score)
+    }
+
     /// Adds or updates a member; whether the set changed.
     pub fn zset_add(&self, score: f64, member: *mut RedisModuleString) -> bool {
         let mut flags: c_int = 0;
@@ -534,21 +599,108 @@ impl Key<'_> {
             );
         }
     }
-
-    /// A member's score, None when it is not in the set.
-    pub fn zset_score(&self, member: &[u8]) -> Option<f64> {
-        let member = OwnedString::new(self.ctx, member);
-        let mut score = 0.0;
-        let status =
-            unsafe { raw::RedisModule_ZsetScore.unwrap()(self.inner, member.inner, &mut score) };
-        (status == raw::REDISMODULE_OK as c_int).then_some(score)
-    }
 }
 
 impl Drop for Key<'_> {
     fn drop(&mut self) {
         unsafe { raw::RedisModule_CloseKey.unwrap()(self.inner) };
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// An index that never leaks: a sorted set of keys scored by their expiry (sessions of a user,
+// cache entries of a tag), pruned as it is touched and expiring with its last member.
+
+pub const ZSET: c_int = raw::REDISMODULE_NOTIFY_ZSET;
+pub const GENERIC: c_int = raw::REDISMODULE_NOTIFY_GENERIC;
+
+/// Drops the index's members that expired before `now`, replicated as `ZREMRANGEBYSCORE` when
+/// there were any (as Redis replicates a command only when it changed something).
+fn prune(ctx: *mut RedisModuleCtx, index: &Key, now: i64) {
+    if index.zset_remove(&index.zset_members(ScoreRange::below(now))) > 0 {
+        let neg_inf = OwnedString::new(ctx, b"-inf");
+        let bound = OwnedString::new(ctx, StackText::of(format_args!("({now}")).as_bytes());
+        replicate_on(
+            ctx,
+            c"ZREMRANGEBYSCORE",
+            index.name(),
+            &[neg_inf.inner, bound.inner],
+        );
+        index.modified(&[(ZSET, c"zremrangebyscore")]);
+    }
+}
+
+/// The index expires with its last session: its TTL is its highest score.
+fn fix_index_ttl(ctx: *mut RedisModuleCtx, index: &Key) {
+    let Some(top) = index.zset_top_score() else {
+        return;
+    };
+    let at = top as i64;
+    if index.expire_at_ms() != Some(at) {
+        index.set_expire_at(at);
+        let at = OwnedString::new(ctx, StackText::of(at).as_bytes());
+        replicate_on(ctx, c"PEXPIREAT", index.name(), &[at.inner]);
+        index.modified(&[(GENERIC, c"expire")]);
+    }
+}
+
+/// One update of an index, in the order the Lua twin runs it: prune the expired members,
+/// remove `remove`, add `add` (score, member), then fix the index's TTL. Each change replicates
+/// as the command that makes it, and only when it changed something, as Redis does. Returns
+/// whether `add` was a new member.
+pub fn update_index(
+    ctx: *mut RedisModuleCtx,
+    index: &[u8],
+    now: i64,
+    remove: Option<&[u8]>,
+    add: Option<(i64, &[u8])>,
+) -> bool {
+    let mut added = false;
+    let name = OwnedString::new(ctx, index);
+    let index = Key::open_named(ctx, &name);
+    prune(ctx, &index, now);
+    if let Some(member) = remove {
+        let member = [OwnedString::new(ctx, member)];
+        if index.zset_remove(&member) > 0 {
+            replicate_on(ctx, c"ZREM", name.inner, &[member[0].inner]);
+            index.modified(&[(ZSET, c"zrem")]);
+        }
+    }
+    if let Some((score, member)) = add {
+        let member = OwnedString::new(ctx, member);
+        added = index.zset_score(member.inner).is_none();
+        if index.zset_add(score as f64, member.inner) {
+            let score = OwnedString::new(ctx, StackText::of(score).as_bytes());
+            replicate_on(ctx, c"ZADD", name.inner, &[score.inner, member.inner]);
+            index.modified(&[(ZSET, c"zadd")]);
+        }
+    }
+    fix_index_ttl(ctx, &index);
+    added
+}
+
+/// Fills `buf` from getrandom(2), the operating system's CSPRNG.
+pub fn fill_random(buf: &mut [u8]) -> Result<(), CmdError> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        let n =
+            unsafe { libc::getrandom(buf[filled..].as_mut_ptr().cast(), buf.len() - filled, 0) };
+        if n <= 0 {
+            if n < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(CmdError::Internal);
+        }
+        filled += n as usize;
+    }
+    Ok(())
+}
+
+/// Publishes `message` on `channel` (as PUBLISH does; in Cluster, to every node).
+pub fn publish(ctx: *mut RedisModuleCtx, channel: &[u8], message: &[u8]) {
+    let channel = OwnedString::new(ctx, channel);
+    let message = OwnedString::new(ctx, message);
+    unsafe { raw::RedisModule_PublishMessage.unwrap()(ctx, channel.inner, message.inner) };
 }
 
 /// Replicates `SET key value PXAT at_ms` to replicas and the AOF: the primary's time travels in
@@ -647,6 +799,34 @@ pub fn key_type(ctx: *mut RedisModuleCtx, name: &[u8]) -> KeyType {
     read_key(ctx, name, |key| {
         unsafe { raw::RedisModule_KeyType.unwrap()(key) }.into()
     })
+}
+
+/// The type of the key at `name` as of `now`: a key whose expiry passed before `now` is absent.
+/// Redis expires keys on access by a clock it caches per event-loop turn, which can lag the
+/// command's own `now`; a session or lease dead by `now` must not be revived.
+pub fn live_key_type(ctx: *mut RedisModuleCtx, name: &[u8], now: i64) -> KeyType {
+    read_key(ctx, name, |key| {
+        match KeyType::from(unsafe { raw::RedisModule_KeyType.unwrap()(key) }) {
+            KeyType::Empty => KeyType::Empty,
+            _ if abs_expire(key).is_some_and(|at| at < now) => KeyType::Empty,
+            kind => kind,
+        }
+    })
+}
+
+/// A key's absolute expiry in ms, None when it has none: exact where the server has an absolute
+/// API (Redis 7.2+, Valkey), else relative to the clock read at the same moment (Redis 7.0).
+fn abs_expire(key: *mut RedisModuleKey) -> Option<i64> {
+    let at = unsafe {
+        match raw::RedisModule_GetAbsExpire {
+            Some(get_abs) => get_abs(key),
+            None => match raw::RedisModule_GetExpire.unwrap()(key) {
+                ttl if ttl >= 0 => now_ms() + ttl,
+                none => none,
+            },
+        }
+    };
+    (at >= 0).then_some(at)
 }
 
 /// The length of the value at `name` (members of a sorted set, fields of a hash; 0 when absent).

@@ -135,6 +135,22 @@ pub struct CommandDef {
     pub options: &'static [OptionDef],
     /// A trailing list of string groups, after the positionals (no options then).
     pub trailing: Option<Trailing>,
+    /// Which arguments are keys.
+    pub key_positions: Keys,
+}
+
+/// Which arguments of a command are keys: Redis checks them against ACL key patterns and
+/// routes by them in Cluster (CROSSSLOT when they differ in slot); the Lua twin takes them in
+/// `KEYS`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Keys {
+    /// The first argument only (first = last = step = 1).
+    First,
+    /// Every argument (first = 1, last = -1, step = 1): `CACHE.INVALIDATE tag [tag ...]`.
+    All,
+    /// The first argument, and every argument after the option `token`, searched for from
+    /// argument `from` on (past any argument that may be free text): `... [TAGS tag ...]`.
+    FirstAndAfter { token: &'static str, from: i32 },
 }
 
 /// Most positionals or options any command has; parsed values live in fixed arrays.
@@ -450,6 +466,7 @@ mod tests {
             },
         ],
         trailing: None,
+        key_positions: Keys::First,
     };
 
     fn parse(args: &[&str]) -> Result<Parsed, CmdError> {

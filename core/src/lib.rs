@@ -2,6 +2,7 @@
 //! and new state out), the command definitions, and the Lua twin generated from them.
 //! No Redis dependency: this crate also builds for `wasm32-unknown-unknown`.
 
+pub mod cache;
 pub mod command;
 pub mod leaderboard;
 pub mod lock;

@@ -10,7 +10,9 @@
 //! any integer argument above 2^53 and any limiter whose intermediate products could pass it,
 //! instead of answering inexactly.
 
-use crate::command::{Arg, ArgKind, CmdError, CommandDef, OptValue, OptionDef, LUA_EXACT_MAX};
+use crate::command::{
+    Arg, ArgKind, CmdError, CommandDef, Keys, OptValue, OptionDef, LUA_EXACT_MAX,
+};
 
 /// The Functions library's name (`#!lua name=patterns`).
 pub const LIBRARY: &str = "patterns";
@@ -51,6 +53,7 @@ pub fn families() -> Vec<Family> {
         crate::ratelimit::lua::family(),
         crate::session::lua::family(),
         crate::leaderboard::lua::family(),
+        crate::cache::lua::family(),
         crate::lock::lua::family(),
     ]
 }
@@ -190,18 +193,19 @@ local function reserved_fields(pairs)
   return false
 end
 
--- Drops the members of a sorted set of expiries scored before now.
-local function zset_prune(key, now)
-  redis.call('ZREMRANGEBYSCORE', key, '-inf', '(' .. int(now))
+-- An index that never leaks (sessions of a user, entries of a tag): a sorted set of keys
+-- scored by their expiry. Drops the members that expired before now.
+local function index_prune(index, now)
+  redis.call('ZREMRANGEBYSCORE', index, '-inf', '(' .. int(now))
 end
 
--- A sorted set of expiries expires with its last member: its TTL is its highest score.
-local function zset_fix_ttl(key)
-  local top = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')
+-- The index expires with its last member: its TTL is its highest score.
+local function index_fix(index)
+  local top = redis.call('ZRANGE', index, -1, -1, 'WITHSCORES')
   if top[2] == nil then return end
   local at = tonumber(top[2])
-  if redis.call('PEXPIRETIME', key) ~= at then
-    redis.call('PEXPIREAT', key, int(at))
+  if redis.call('PEXPIRETIME', index) ~= at then
+    redis.call('PEXPIREAT', index, int(at))
   end
 end
 
@@ -260,7 +264,11 @@ end
 
 -- Parses arguments against a generated definition table, as CommandDef::parse does.
 local function parse(def, keys, argv)
-  if #keys ~= 1 then return nil, err(def.arity_error) end
+  -- KEYS: the one key; or with min_keys, keys only (tag [tag ...]); or with key_rest, the key
+  -- and then the items of the option numbered key_rest (key [tag ...] for TAGS tag ...).
+  if #keys < (def.min_keys or 1) or (#keys > 1 and not def.min_keys and not def.key_rest) then
+    return nil, err(def.arity_error)
+  end
   local a = {pos = {}, opt = {}, lead = {}, rest = {}}
   local i = 1
   for n = 1, def.lead or 0 do
@@ -300,13 +308,20 @@ local function parse(def, keys, argv)
     a.opt[n] = v
     i = next_i
   end
+  if def.key_rest and #keys > 1 then
+    a.opt[def.key_rest] = {unpack(keys, 2)}
+  end
   return a
 end
 "#;
 
 /// The Lua parser's table for one argument.
 fn arg_spec(arg: &Arg, default: Option<i64>) -> String {
-    let default = default.map_or(String::new(), |d| format!(", default = {d}"));
+    let default = default.map_or(String::new(), |d| match arg.kind {
+        // A float's default is kept as its bits: Lua gets the number.
+        ArgKind::Float => format!(", default = {:?}", crate::command::float(d)),
+        _ => format!(", default = {d}"),
+    });
     let error = lua_error(&CmdError::BadArg(*arg));
     match arg.kind {
         ArgKind::Text => format!("{{kind = 'text'{default}}}"),
@@ -355,10 +370,16 @@ fn def_table(cmd: &TwinCommand) -> String {
         .iter()
         .map(|o| format!("    {},\n", option_spec(o)))
         .collect();
+    // Keys after a token come in KEYS, never after the token in ARGV.
+    let keys_token = match def.key_positions {
+        Keys::FirstAndAfter { token, .. } => Some(token),
+        _ => None,
+    };
     let tokens: Vec<String> = def
         .options
         .iter()
         .enumerate()
+        .filter(|(_, o)| Some(o.token) != keys_token)
         .flat_map(|(i, o)| {
             let words = match o.value {
                 OptValue::Word(words) => words.to_vec(),
@@ -373,12 +394,21 @@ fn def_table(cmd: &TwinCommand) -> String {
     if !cmd.leading.is_empty() {
         extra.push_str(&format!("  lead = {},\n", cmd.leading.len()));
     }
-    if let Some(t) = def.trailing {
-        extra.push_str(&format!(
+    match (def.key_positions, def.trailing) {
+        (Keys::All, t) => {
+            let min = 1 + t.map_or(0, |t| t.min * t.names.len());
+            extra.push_str(&format!("  min_keys = {min},\n"));
+        }
+        (Keys::FirstAndAfter { token, .. }, _) => {
+            let n = def.options.iter().position(|o| o.token == token);
+            extra.push_str(&format!("  key_rest = {},\n", n.map_or(0, |n| n + 1)));
+        }
+        (Keys::First, Some(t)) => extra.push_str(&format!(
             "  group = {},\n  group_min = {},\n",
             t.names.len(),
             t.min
-        ));
+        )),
+        (Keys::First, None) => {}
     }
     format!(
         "local DEF_{name} = {{\n  arity_error = {arity},\n{extra}  pos = {{\n{pos}  }},\n  opts = {{\n{opts}  }},\n  tokens = {{{tokens}}},\n}}\n",
@@ -441,11 +471,9 @@ fn family_code(family: &Family, only: Option<&CommandDef>) -> String {
 const HEADER: &str =
     "-- Generated by patterns-lua from redis-patterns' command definitions. Do not edit.\n";
 
-/// The Functions library: `FUNCTION LOAD REPLACE "$(cat dist/patterns.lua)"`.
-///
-/// Each family's code sits in its own `do ... end` block, with its registrations: Lua 5.1 allows
-/// 200 locals in scope at once in a chunk, which the families' constants and functions together
-/// would pass; in blocks, only the prelude's and one family's are.
+/// The Functions library: `FUNCTION LOAD REPLACE "$(cat dist/patterns.lua)"`. Each family's
+/// code and registrations sit in a `do ... end` block: Lua allows 200 local variables per
+/// function, the library's main chunk included, and a block's locals end with it.
 pub fn library() -> String {
     let mut out = format!("#!lua name={LIBRARY}\n{HEADER}{}", prelude());
     for family in &families() {
@@ -494,6 +522,32 @@ pub fn scripts() -> Vec<(String, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_block_of_the_library_stays_under_luas_200_locals() {
+        let top_level = |code: &str| code.lines().filter(|l| l.starts_with("local ")).count();
+        let shared = top_level(&prelude());
+        for family in families() {
+            let n = shared + top_level(&family_code(&family, None));
+            assert!(n < 200, "{n} locals in one block");
+        }
+    }
+
+    #[test]
+    fn keys_after_a_token_and_all_keys_come_in_keys() {
+        // CACHE.SET's tags: KEYS[2..] fill the TAGS option, whose token ARGV may not carry.
+        let set = def_table(&twin(&crate::cache::SET, "x"));
+        assert!(set.contains("  key_rest = 3,\n"), "{set}");
+        assert!(!set.contains("'TAGS'"), "{set}");
+        // Every argument a key: no ARGV group, a least number of KEYS instead.
+        let invalidate = def_table(&twin(&crate::cache::INVALIDATE, "x"));
+        assert!(invalidate.contains("  min_keys = 1,\n") && !invalidate.contains("group"));
+        let tag = def_table(&twin(&crate::cache::TAG, "x"));
+        assert!(tag.contains("  min_keys = 2,\n"), "{tag}");
+        // One key: neither.
+        let get = def_table(&twin(&crate::cache::GET, "x"));
+        assert!(!get.contains("min_keys") && !get.contains("key_rest"));
+    }
 
     #[test]
     fn library_registers_every_command() {

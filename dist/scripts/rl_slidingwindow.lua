@@ -104,18 +104,19 @@ local function reserved_fields(pairs)
   return false
 end
 
--- Drops the members of a sorted set of expiries scored before now.
-local function zset_prune(key, now)
-  redis.call('ZREMRANGEBYSCORE', key, '-inf', '(' .. int(now))
+-- An index that never leaks (sessions of a user, entries of a tag): a sorted set of keys
+-- scored by their expiry. Drops the members that expired before now.
+local function index_prune(index, now)
+  redis.call('ZREMRANGEBYSCORE', index, '-inf', '(' .. int(now))
 end
 
--- A sorted set of expiries expires with its last member: its TTL is its highest score.
-local function zset_fix_ttl(key)
-  local top = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')
+-- The index expires with its last member: its TTL is its highest score.
+local function index_fix(index)
+  local top = redis.call('ZRANGE', index, -1, -1, 'WITHSCORES')
   if top[2] == nil then return end
   local at = tonumber(top[2])
-  if redis.call('PEXPIRETIME', key) ~= at then
-    redis.call('PEXPIREAT', key, int(at))
+  if redis.call('PEXPIRETIME', index) ~= at then
+    redis.call('PEXPIREAT', index, int(at))
   end
 end
 
@@ -174,7 +175,11 @@ end
 
 -- Parses arguments against a generated definition table, as CommandDef::parse does.
 local function parse(def, keys, argv)
-  if #keys ~= 1 then return nil, err(def.arity_error) end
+  -- KEYS: the one key; or with min_keys, keys only (tag [tag ...]); or with key_rest, the key
+  -- and then the items of the option numbered key_rest (key [tag ...] for TAGS tag ...).
+  if #keys < (def.min_keys or 1) or (#keys > 1 and not def.min_keys and not def.key_rest) then
+    return nil, err(def.arity_error)
+  end
   local a = {pos = {}, opt = {}, lead = {}, rest = {}}
   local i = 1
   for n = 1, def.lead or 0 do
@@ -213,6 +218,9 @@ local function parse(def, keys, argv)
     if e then return nil, e end
     a.opt[n] = v
     i = next_i
+  end
+  if def.key_rest and #keys > 1 then
+    a.opt[def.key_rest] = {unpack(keys, 2)}
   end
   return a
 end

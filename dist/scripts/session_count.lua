@@ -104,18 +104,19 @@ local function reserved_fields(pairs)
   return false
 end
 
--- Drops the members of a sorted set of expiries scored before now.
-local function zset_prune(key, now)
-  redis.call('ZREMRANGEBYSCORE', key, '-inf', '(' .. int(now))
+-- An index that never leaks (sessions of a user, entries of a tag): a sorted set of keys
+-- scored by their expiry. Drops the members that expired before now.
+local function index_prune(index, now)
+  redis.call('ZREMRANGEBYSCORE', index, '-inf', '(' .. int(now))
 end
 
--- A sorted set of expiries expires with its last member: its TTL is its highest score.
-local function zset_fix_ttl(key)
-  local top = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')
+-- The index expires with its last member: its TTL is its highest score.
+local function index_fix(index)
+  local top = redis.call('ZRANGE', index, -1, -1, 'WITHSCORES')
   if top[2] == nil then return end
   local at = tonumber(top[2])
-  if redis.call('PEXPIRETIME', key) ~= at then
-    redis.call('PEXPIREAT', key, int(at))
+  if redis.call('PEXPIRETIME', index) ~= at then
+    redis.call('PEXPIREAT', index, int(at))
   end
 end
 
@@ -174,7 +175,11 @@ end
 
 -- Parses arguments against a generated definition table, as CommandDef::parse does.
 local function parse(def, keys, argv)
-  if #keys ~= 1 then return nil, err(def.arity_error) end
+  -- KEYS: the one key; or with min_keys, keys only (tag [tag ...]); or with key_rest, the key
+  -- and then the items of the option numbered key_rest (key [tag ...] for TAGS tag ...).
+  if #keys < (def.min_keys or 1) or (#keys > 1 and not def.min_keys and not def.key_rest) then
+    return nil, err(def.arity_error)
+  end
   local a = {pos = {}, opt = {}, lead = {}, rest = {}}
   local i = 1
   for n = 1, def.lead or 0 do
@@ -214,6 +219,9 @@ local function parse(def, keys, argv)
     a.opt[n] = v
     i = next_i
   end
+  if def.key_rest and #keys > 1 then
+    a.opt[def.key_rest] = {unpack(keys, 2)}
+  end
   return a
 end
 local MAX_MS = 4503599627370496
@@ -240,10 +248,13 @@ local function sess_expect_index(index)
   if t ~= 'none' and t ~= 'zset' then return err(WRONGTYPE) end
 end
 
--- The session at key: nil when absent; an error unless a session whose index may be used.
-local function sess_load(key)
+-- The session at key as of now: nil when absent (or expired by now, as the module sees it);
+-- an error unless a session whose index may be used.
+local function sess_load(key, now)
   local t = key_type(key)
   if t == 'none' then return nil end
+  local at = redis.call('PEXPIRETIME', key)
+  if at >= 0 and at < now then return nil end
   if t ~= 'hash' then return nil, err(WRONGTYPE) end
   local flat = redis.call('HGETALL', key)
   local s = {flat = flat}
@@ -263,9 +274,9 @@ end
 local function sess_touch(key, index, idle, abs, now)
   local at = int(math.min(now + idle, abs))
   redis.call('PEXPIREAT', key, at)
-  zset_prune(index, now)
+  index_prune(index, now)
   redis.call('ZADD', index, at, key)
-  zset_fix_ttl(index)
+  index_fix(index)
 end
 
 local function session_create_run(index, id, idle, absolute, fields)
@@ -288,10 +299,11 @@ local function session_create_run(index, id, idle, absolute, fields)
 end
 
 local function session_get_run(key)
-  local s, e = sess_load(key)
+  local now = now_ms()
+  local s, e = sess_load(key, now)
   if e then return e end
   if s == nil then return false end
-  sess_touch(key, s.index, s.idle, s.abs, now_ms())
+  sess_touch(key, s.index, s.idle, s.abs, now)
   local out = {}
   for i = 1, #s.flat, 2 do
     if string.sub(s.flat[i], 1, 2) ~= RESERVED_PREFIX then
@@ -304,49 +316,51 @@ end
 
 local function session_set_run(key, fields)
   if reserved_fields(fields) then return err(RESERVED) end
-  local s, e = sess_load(key)
+  local now = now_ms()
+  local s, e = sess_load(key, now)
   if e then return e end
   if s == nil then return false end
   local added = redis.call('HSET', key, unpack(fields))
-  sess_touch(key, s.index, s.idle, s.abs, now_ms())
+  sess_touch(key, s.index, s.idle, s.abs, now)
   return added
 end
 
 local function session_rotate_run(key, id)
   if not sess_is_id(id) then return err(BAD_ID) end
-  local s, e = sess_load(key)
+  local now = now_ms()
+  local s, e = sess_load(key, now)
   if e then return e end
   if s == nil then return false end
   local new = derived_key(s.index, id)
   if new == nil then return err(BAD_INDEX) end
   if not key_allowed(new) then return err(NOPERM) end
   if key_type(new) ~= 'none' then return err(ID_TAKEN) end
-  local now = now_ms()
   local at = redis.call('PEXPIRETIME', key)
   redis.call('RENAME', key, new)
-  zset_prune(s.index, now)
+  index_prune(s.index, now)
   redis.call('ZREM', s.index, key)
   redis.call('ZADD', s.index, int(at), new)
-  zset_fix_ttl(s.index)
+  index_fix(s.index)
   return new
 end
 
 local function session_destroy_run(key)
-  local s, e = sess_load(key)
+  local now = now_ms()
+  local s, e = sess_load(key, now)
   if e then return e end
   if s == nil then return 0 end
   redis.call('DEL', key)
-  zset_prune(s.index, now_ms())
+  index_prune(s.index, now)
   redis.call('ZREM', s.index, key)
-  zset_fix_ttl(s.index)
+  index_fix(s.index)
   return 1
 end
 
 local function sess_live(index)
   local e = sess_expect_index(index)
   if e then return nil, e end
-  zset_prune(index, now_ms())
-  zset_fix_ttl(index)
+  index_prune(index, now_ms())
+  index_fix(index)
   return redis.call('ZRANGE', index, 0, -1)
 end
 
@@ -373,8 +387,8 @@ end
 local function session_count_run(index)
   local e = sess_expect_index(index)
   if e then return e end
-  zset_prune(index, now_ms())
-  zset_fix_ttl(index)
+  index_prune(index, now_ms())
+  index_fix(index)
   return redis.call('ZCARD', index)
 end
 

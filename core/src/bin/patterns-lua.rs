@@ -1,7 +1,7 @@
 //! Writes the Lua twin: `dist/patterns.lua` (a Functions library) and `dist/scripts/<function>.lua`
 //! (one EVAL script per command). Usage: `patterns-lua [OUT_DIR]` (default `dist`);
 //! `patterns-lua --readme` prints README's command tables instead (rate limiting, sessions,
-//! leaderboards, locks).
+//! leaderboards, caching, locks).
 
 use std::path::PathBuf;
 use std::{env, fs, io};
@@ -16,6 +16,8 @@ fn main() -> io::Result<()> {
         print!("{}", markdown_table(&patterns_core::session::COMMANDS));
         println!();
         print!("{}", markdown_table(&patterns_core::leaderboard::COMMANDS));
+        println!();
+        print!("{}", markdown_table(&patterns_core::cache::COMMANDS));
         println!();
         print!("{}", markdown_table(&patterns_core::lock::COMMANDS));
         return Ok(());

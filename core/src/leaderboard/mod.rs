@@ -31,7 +31,7 @@ pub mod lua;
 mod tests;
 
 use crate::command::{
-    positive, Arg, ArgKind, CmdError, CommandDef, OptValue, OptionDef, Positional, Trailing,
+    positive, Arg, ArgKind, CmdError, CommandDef, Keys, OptValue, OptionDef, Positional, Trailing,
 };
 
 /// Digits of a stamp: zero-padded, so byte order is numeric order.
@@ -97,6 +97,7 @@ pub static AROUND: CommandDef = CommandDef {
     positionals: &[MEMBER, positive("count")],
     options: &[ORDER, RANKING],
     trailing: None,
+    key_positions: Keys::First,
 };
 
 pub static RANK: CommandDef = CommandDef {
@@ -110,6 +111,7 @@ pub static RANK: CommandDef = CommandDef {
     positionals: &[MEMBER],
     options: &[ORDER, RANKING],
     trailing: None,
+    key_positions: Keys::First,
 };
 
 pub static TOP: CommandDef = CommandDef {
@@ -134,6 +136,7 @@ pub static TOP: CommandDef = CommandDef {
         RANKING,
     ],
     trailing: None,
+    key_positions: Keys::First,
 };
 
 pub static PAGE: CommandDef = CommandDef {
@@ -147,6 +150,7 @@ pub static PAGE: CommandDef = CommandDef {
     positionals: &[positive("page"), positive("page_size")],
     options: &[ORDER, RANKING],
     trailing: None,
+    key_positions: Keys::First,
 };
 
 pub static PERCENTILE: CommandDef = CommandDef {
@@ -160,6 +164,7 @@ pub static PERCENTILE: CommandDef = CommandDef {
     positionals: &[MEMBER],
     options: &[ORDER],
     trailing: None,
+    key_positions: Keys::First,
 };
 
 pub static ADD: CommandDef = CommandDef {
@@ -176,6 +181,7 @@ pub static ADD: CommandDef = CommandDef {
         names: &["score", "member"],
         min: 1,
     }),
+    key_positions: Keys::First,
 };
 
 pub static INCR: CommandDef = CommandDef {
@@ -198,6 +204,7 @@ pub static INCR: CommandDef = CommandDef {
     ],
     options: &[],
     trailing: None,
+    key_positions: Keys::First,
 };
 
 pub static REM: CommandDef = CommandDef {
@@ -214,6 +221,7 @@ pub static REM: CommandDef = CommandDef {
         names: &["member"],
         min: 1,
     }),
+    key_positions: Keys::First,
 };
 
 /// The family's commands, in README order.

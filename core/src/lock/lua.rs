@@ -119,8 +119,8 @@ end
 local function sem_live(key, now)
   local t = key_type(key)
   if t ~= 'none' and t ~= 'zset' then return err(WRONGTYPE) end
-  zset_prune(key, now)
-  zset_fix_ttl(key)
+  index_prune(key, now)
+  index_fix(key)
 end
 
 local function sem_acquire_run(key, owner, limit, ttl, wait)
@@ -132,7 +132,7 @@ local function sem_acquire_run(key, owner, limit, ttl, wait)
   local held = redis.call('ZSCORE', key, owner)
   if not held and redis.call('ZCARD', key) >= limit then return 0 end
   redis.call('ZADD', key, int(now + ttl), owner)
-  zset_fix_ttl(key)
+  index_fix(key)
   return 1
 end
 
@@ -140,7 +140,7 @@ local function sem_release_run(key, owner)
   local e = sem_live(key, now_ms())
   if e then return e end
   if redis.call('ZREM', key, owner) == 0 then return 0 end
-  zset_fix_ttl(key)
+  index_fix(key)
   return 1
 end
 

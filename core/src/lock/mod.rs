@@ -28,7 +28,8 @@ mod tests;
 use std::collections::VecDeque;
 
 use crate::command::{
-    parse_i64, positive, text, Arg, ArgKind, CmdError, CommandDef, OptValue, OptionDef, Trailing,
+    parse_i64, positive, text, Arg, ArgKind, CmdError, CommandDef, Keys, OptValue, OptionDef,
+    Trailing,
 };
 use crate::session::derived_key;
 
@@ -85,6 +86,7 @@ pub static ACQUIRE: CommandDef = CommandDef {
     positionals: &[text("owner"), positive("ttl_ms")],
     options: &[WAIT],
     trailing: None,
+    key_positions: Keys::First,
 };
 
 pub static RELEASE: CommandDef = CommandDef {
@@ -98,6 +100,7 @@ pub static RELEASE: CommandDef = CommandDef {
     positionals: &[text("owner")],
     options: &[],
     trailing: None,
+    key_positions: Keys::First,
 };
 
 pub static EXTEND: CommandDef = CommandDef {
@@ -111,6 +114,7 @@ pub static EXTEND: CommandDef = CommandDef {
     positionals: &[text("owner"), positive("ttl_ms")],
     options: &[],
     trailing: None,
+    key_positions: Keys::First,
 };
 
 pub static INFO: CommandDef = CommandDef {
@@ -124,6 +128,7 @@ pub static INFO: CommandDef = CommandDef {
     positionals: &[],
     options: &[],
     trailing: None,
+    key_positions: Keys::First,
 };
 
 pub static FENCEDHSET: CommandDef = CommandDef {
@@ -140,6 +145,7 @@ pub static FENCEDHSET: CommandDef = CommandDef {
         names: &["field", "value"],
         min: 1,
     }),
+    key_positions: Keys::First,
 };
 
 pub static SEM_ACQUIRE: CommandDef = CommandDef {
@@ -153,6 +159,7 @@ pub static SEM_ACQUIRE: CommandDef = CommandDef {
     positionals: &[text("owner"), positive("limit"), positive("ttl_ms")],
     options: &[WAIT],
     trailing: None,
+    key_positions: Keys::First,
 };
 
 pub static SEM_RELEASE: CommandDef = CommandDef {
@@ -166,6 +173,7 @@ pub static SEM_RELEASE: CommandDef = CommandDef {
     positionals: &[text("owner")],
     options: &[],
     trailing: None,
+    key_positions: Keys::First,
 };
 
 pub static SEM_COUNT: CommandDef = CommandDef {
@@ -179,6 +187,7 @@ pub static SEM_COUNT: CommandDef = CommandDef {
     positionals: &[],
     options: &[],
     trailing: None,
+    key_positions: Keys::First,
 };
 
 /// The family's commands, in README order.

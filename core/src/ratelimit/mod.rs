@@ -12,7 +12,7 @@
 pub mod lua;
 
 use crate::command::{
-    positive, Arg, ArgKind, CmdError, CommandDef, OptValue, OptionDef, Positional,
+    positive, Arg, ArgKind, CmdError, CommandDef, Keys, OptValue, OptionDef, Positional,
 };
 
 /// The longest time span a limiter may cover (refill time, window): 2^52 ms.
@@ -61,6 +61,7 @@ pub static TOKENBUCKET: CommandDef = CommandDef {
     ],
     options: &[COST],
     trailing: None,
+    key_positions: Keys::First,
 };
 
 pub static FIXEDWINDOW: CommandDef = CommandDef {
@@ -74,6 +75,7 @@ pub static FIXEDWINDOW: CommandDef = CommandDef {
     positionals: &[positive("limit"), positive("window_ms")],
     options: &[COST],
     trailing: None,
+    key_positions: Keys::First,
 };
 
 pub static SLIDINGWINDOW: CommandDef = CommandDef {
@@ -89,6 +91,7 @@ pub static SLIDINGWINDOW: CommandDef = CommandDef {
     positionals: &[positive("limit"), positive("window_ms")],
     options: &[COST, EXACT],
     trailing: None,
+    key_positions: Keys::First,
 };
 
 pub static THROTTLE: CommandDef = CommandDef {
@@ -121,6 +124,7 @@ pub static THROTTLE: CommandDef = CommandDef {
     ],
     options: &[],
     trailing: None,
+    key_positions: Keys::First,
 };
 
 /// The family's commands, in README order.

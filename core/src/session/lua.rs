@@ -29,10 +29,13 @@ local function sess_expect_index(index)
   if t ~= 'none' and t ~= 'zset' then return err(WRONGTYPE) end
 end
 
--- The session at key: nil when absent; an error unless a session whose index may be used.
-local function sess_load(key)
+-- The session at key as of now: nil when absent (or expired by now, as the module sees it);
+-- an error unless a session whose index may be used.
+local function sess_load(key, now)
   local t = key_type(key)
   if t == 'none' then return nil end
+  local at = redis.call('PEXPIRETIME', key)
+  if at >= 0 and at < now then return nil end
   if t ~= 'hash' then return nil, err(WRONGTYPE) end
   local flat = redis.call('HGETALL', key)
   local s = {flat = flat}
@@ -52,9 +55,9 @@ end
 local function sess_touch(key, index, idle, abs, now)
   local at = int(math.min(now + idle, abs))
   redis.call('PEXPIREAT', key, at)
-  zset_prune(index, now)
+  index_prune(index, now)
   redis.call('ZADD', index, at, key)
-  zset_fix_ttl(index)
+  index_fix(index)
 end
 
 local function session_create_run(index, id, idle, absolute, fields)
@@ -77,10 +80,11 @@ local function session_create_run(index, id, idle, absolute, fields)
 end
 
 local function session_get_run(key)
-  local s, e = sess_load(key)
+  local now = now_ms()
+  local s, e = sess_load(key, now)
   if e then return e end
   if s == nil then return false end
-  sess_touch(key, s.index, s.idle, s.abs, now_ms())
+  sess_touch(key, s.index, s.idle, s.abs, now)
   local out = {}
   for i = 1, #s.flat, 2 do
     if string.sub(s.flat[i], 1, 2) ~= RESERVED_PREFIX then
@@ -93,49 +97,51 @@ end
 
 local function session_set_run(key, fields)
   if reserved_fields(fields) then return err(RESERVED) end
-  local s, e = sess_load(key)
+  local now = now_ms()
+  local s, e = sess_load(key, now)
   if e then return e end
   if s == nil then return false end
   local added = redis.call('HSET', key, unpack(fields))
-  sess_touch(key, s.index, s.idle, s.abs, now_ms())
+  sess_touch(key, s.index, s.idle, s.abs, now)
   return added
 end
 
 local function session_rotate_run(key, id)
   if not sess_is_id(id) then return err(BAD_ID) end
-  local s, e = sess_load(key)
+  local now = now_ms()
+  local s, e = sess_load(key, now)
   if e then return e end
   if s == nil then return false end
   local new = derived_key(s.index, id)
   if new == nil then return err(BAD_INDEX) end
   if not key_allowed(new) then return err(NOPERM) end
   if key_type(new) ~= 'none' then return err(ID_TAKEN) end
-  local now = now_ms()
   local at = redis.call('PEXPIRETIME', key)
   redis.call('RENAME', key, new)
-  zset_prune(s.index, now)
+  index_prune(s.index, now)
   redis.call('ZREM', s.index, key)
   redis.call('ZADD', s.index, int(at), new)
-  zset_fix_ttl(s.index)
+  index_fix(s.index)
   return new
 end
 
 local function session_destroy_run(key)
-  local s, e = sess_load(key)
+  local now = now_ms()
+  local s, e = sess_load(key, now)
   if e then return e end
   if s == nil then return 0 end
   redis.call('DEL', key)
-  zset_prune(s.index, now_ms())
+  index_prune(s.index, now)
   redis.call('ZREM', s.index, key)
-  zset_fix_ttl(s.index)
+  index_fix(s.index)
   return 1
 end
 
 local function sess_live(index)
   local e = sess_expect_index(index)
   if e then return nil, e end
-  zset_prune(index, now_ms())
-  zset_fix_ttl(index)
+  index_prune(index, now_ms())
+  index_fix(index)
   return redis.call('ZRANGE', index, 0, -1)
 end
 
@@ -162,8 +168,8 @@ end
 local function session_count_run(index)
   local e = sess_expect_index(index)
   if e then return e end
-  zset_prune(index, now_ms())
-  zset_fix_ttl(index)
+  index_prune(index, now_ms())
+  index_fix(index)
   return redis.call('ZCARD', index)
 end
 "#;

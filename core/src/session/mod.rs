@@ -14,7 +14,7 @@ pub mod lua;
 #[cfg(test)]
 mod tests;
 
-use crate::command::{positive, CmdError, CommandDef, Trailing};
+use crate::command::{positive, CmdError, CommandDef, Keys, Trailing};
 
 /// The longest idle or absolute timeout: 2^52 ms (doubles, i.e. sorted set scores and Lua
 /// numbers, hold every expiry up to there exactly).
@@ -61,6 +61,7 @@ pub static CREATE: CommandDef = CommandDef {
     positionals: &[positive("idle_ms"), positive("absolute_ms")],
     options: &[],
     trailing: Some(FIELD_VALUES),
+    key_positions: Keys::First,
 };
 
 pub static GET: CommandDef = CommandDef {
@@ -74,6 +75,7 @@ pub static GET: CommandDef = CommandDef {
     positionals: &[],
     options: &[],
     trailing: None,
+    key_positions: Keys::First,
 };
 
 pub static SET: CommandDef = CommandDef {
@@ -90,6 +92,7 @@ pub static SET: CommandDef = CommandDef {
         min: 1,
         ..FIELD_VALUES
     }),
+    key_positions: Keys::First,
 };
 
 pub static ROTATE: CommandDef = CommandDef {
@@ -103,6 +106,7 @@ pub static ROTATE: CommandDef = CommandDef {
     positionals: &[],
     options: &[],
     trailing: None,
+    key_positions: Keys::First,
 };
 
 pub static DESTROY: CommandDef = CommandDef {
@@ -116,6 +120,7 @@ pub static DESTROY: CommandDef = CommandDef {
     positionals: &[],
     options: &[],
     trailing: None,
+    key_positions: Keys::First,
 };
 
 pub static DESTROYALL: CommandDef = CommandDef {
@@ -129,6 +134,7 @@ pub static DESTROYALL: CommandDef = CommandDef {
     positionals: &[],
     options: &[],
     trailing: None,
+    key_positions: Keys::First,
 };
 
 pub static LIST: CommandDef = CommandDef {
@@ -142,6 +148,7 @@ pub static LIST: CommandDef = CommandDef {
     positionals: &[],
     options: &[],
     trailing: None,
+    key_positions: Keys::First,
 };
 
 pub static COUNT: CommandDef = CommandDef {
@@ -155,6 +162,7 @@ pub static COUNT: CommandDef = CommandDef {
     positionals: &[],
     options: &[],
     trailing: None,
+    key_positions: Keys::First,
 };
 
 /// The family's commands, in README order.

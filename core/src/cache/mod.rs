@@ -1,0 +1,448 @@
+//! Caching: tagged entries whose tag indexes never leak, atomic invalidation by tag, and
+//! stampede protection (XFetch early refresh, leases, stale-while-revalidate).
+//!
+//! Everything here is pure: the entry's stored form, argument validation, and the one decision
+//! `CACHE.GET` makes (`now_ms`, the entry and a random draw in, the reply's state out). The
+//! binding (`src/cache.rs`) and the Lua twin (`lua.rs`) run the same steps on Redis.
+//!
+//! State: an entry is a hash at its key with the fields `value`, `fresh_until`, `stale_until`
+//! (unix ms) and `delta_ms` (the value's recompute time, for XFetch), and, while a caller holds
+//! its lease, `lease` (the token), `lease_until` and `leased_at`. A lease on an absent value
+//! leaves a hash with the lease fields only. The key expires at the later of `stale_until` and
+//! `lease_until`. A tag is the name of a sorted set: member = a key tagged with it, score = that
+//! entry's `stale_until`; members scored before `now` are pruned whenever the tag is written,
+//! and the tag's own TTL is its highest score, so it expires with its last entry.
+//!
+//! An invalidation leaves a marker in the tag: the tag's own name as a member (a key is never
+//! its own tag), scored `invalidated_at + MAX_LEASE_MS`. A fill naming the tag is refused when
+//! its lease was granted at or before that invalidation: the key was not listed under the tag
+//! yet, so the invalidation could not void the lease by deleting the key. Leases last at most
+//! `MAX_LEASE_MS`, so the marker outlives every lease it must void, and then expires.
+//!
+//! XFetch (Vattani, Chierichetti and Lowenstein, VLDB 2015): a reader of a fresh value
+//! recomputes early when `now - delta * beta * ln(rand) >= fresh_until`. The closer the expiry
+//! and the longer the recompute, the likelier; `ln(rand)` is negative, so the draw decides how
+//! far ahead of the expiry a given reader looks. One reader at a time gets to recompute: it
+//! gets the lease, and the others keep reading the value.
+
+pub mod lua;
+#[cfg(test)]
+mod tests;
+
+use crate::command::{
+    positive, text, Arg, ArgKind, CmdError, CommandDef, Keys, OptValue, OptionDef, Trailing,
+};
+
+/// The longest `ttl_ms + GRACE` or `DELTA`: 2^52 ms (doubles, i.e. sorted set scores
+/// and Lua numbers, hold every expiry up to there exactly).
+pub const MAX_MS: i64 = 1 << 52;
+/// Draws are integers in `1..=DRAW_MAX`; `rand = draw / DRAW_MAX` lies in (0, 1], exactly.
+pub const DRAW_MAX: u64 = 1 << 53;
+/// The longest a `WAIT` reply asks a caller to wait before asking again.
+pub const WAIT_RETRY_MS: i64 = 50;
+/// How long a lease lasts when `CACHE.GET` names no `LEASE`.
+pub const DEFAULT_LEASE_MS: i64 = 10_000;
+/// The channel `CACHE.INVALIDATE` publishes each tag on.
+pub const CHANNEL: &str = "patterns:invalidate";
+
+pub const VALUE_FIELD: &str = "value";
+pub const FRESH_FIELD: &str = "fresh_until";
+pub const STALE_FIELD: &str = "stale_until";
+pub const DELTA_FIELD: &str = "delta_ms";
+pub const LEASE_FIELD: &str = "lease";
+pub const LEASE_UNTIL_FIELD: &str = "lease_until";
+pub const LEASED_AT_FIELD: &str = "leased_at";
+/// Every field an entry's hash may hold.
+pub const FIELDS: [&str; 7] = [
+    VALUE_FIELD,
+    FRESH_FIELD,
+    STALE_FIELD,
+    DELTA_FIELD,
+    LEASE_FIELD,
+    LEASE_UNTIL_FIELD,
+    LEASED_AT_FIELD,
+];
+/// The longest lease, and how long an invalidation's marker stays in its tag.
+pub const MAX_LEASE_MS: i64 = 60_000;
+
+pub const TOO_LONG: &str = "ttl_ms + GRACE and DELTA must be at most 2^52";
+pub const LEASE_TOO_LONG: &str = "lease_ms must be at most 60000";
+pub const BAD_BETA: &str = "BETA must be a finite non-negative number";
+pub const NOT_CACHE: &str = "key does not hold a cache entry";
+pub const NO_VALUE: &str = "no cached value at key";
+pub const TAG_IS_KEY: &str = "a key cannot be its own tag";
+
+// ---------------------------------------------------------------------------------------------
+// Definitions
+
+const WRITE: &str = "write deny-oom";
+const ENTRY_KEYS: &str = "key: a hash (`value`, `fresh_until`, `stale_until`, `delta_ms`; \
+     `lease`, `lease_until`, `leased_at` while leased), expiring at the later of `stale_until` \
+     and `lease_until`; each tag: a sorted set of keys scored by `stale_until`, expiring with its \
+     last";
+
+const fn ms_option(
+    token: &'static str,
+    name: &'static str,
+    kind: ArgKind,
+    default: i64,
+) -> OptionDef {
+    OptionDef {
+        token,
+        value: OptValue::Arg(Arg { name, kind }),
+        default,
+    }
+}
+
+/// `[DELTA delta_ms] [GRACE grace_ms] [TAGS tag [tag ...]]`, shared by SET and FILL.
+const STORE_OPTIONS: [OptionDef; 3] = [
+    ms_option("DELTA", "delta_ms", ArgKind::NonNegative, 0),
+    ms_option("GRACE", "grace_ms", ArgKind::NonNegative, 0),
+    OptionDef {
+        token: "TAGS",
+        value: OptValue::Rest { min: 1 },
+        default: NO_TAGS,
+    },
+];
+/// The TAGS slot when there are none.
+pub const NO_TAGS: i64 = -1;
+/// Where each option sits in the parsed values of SET and FILL.
+pub const DELTA_OPT: usize = 0;
+pub const GRACE_OPT: usize = 1;
+pub const TAGS_OPT: usize = 2;
+
+pub static SET: CommandDef = CommandDef {
+    name: "CACHE.SET",
+    syntax: "key value ttl_ms [DELTA delta_ms] [GRACE grace_ms] [TAGS tag [tag ...]]",
+    summary: "Caches value for ttl_ms (then serves it stale for grace_ms while one caller recomputes), records its recompute time delta_ms for XFetch, and lists key under each tag, atomically. Voids any lease on key.",
+    complexity: "O(N + T log M), N the value's size, T the tags, M their entries (plus those pruned)",
+    reply: "Simple string: OK",
+    keys: ENTRY_KEYS,
+    flags: WRITE,
+    positionals: &[text("value"), positive("ttl_ms")],
+    options: &STORE_OPTIONS,
+    trailing: None,
+    key_positions: Keys::FirstAndAfter {
+        token: "TAGS",
+        from: 4,
+    },
+};
+
+pub static FILL: CommandDef = CommandDef {
+    name: "CACHE.FILL",
+    syntax: "key lease value ttl_ms [DELTA delta_ms] [GRACE grace_ms] [TAGS tag [tag ...]]",
+    summary: "CACHE.SET for the holder of key's lease (from CACHE.GET): refused when the lease was voided (by a write or an invalidation) or expired.",
+    complexity: "O(N + T log M), N the value's size, T the tags, M their entries (plus those pruned)",
+    reply: "Simple string: OK; nil when the lease is not the key's live lease (nothing written)",
+    keys: ENTRY_KEYS,
+    flags: WRITE,
+    positionals: &[text("lease"), text("value"), positive("ttl_ms")],
+    options: &STORE_OPTIONS,
+    trailing: None,
+    key_positions: Keys::FirstAndAfter {
+        token: "TAGS",
+        from: 5,
+    },
+};
+
+pub static TAG: CommandDef = CommandDef {
+    name: "CACHE.TAG",
+    syntax: "key tag [tag ...]",
+    summary: "Lists a cached key under more tags, until its value expires.",
+    complexity: "O(T log M), T the tags, M their entries (plus those pruned)",
+    reply: "Integer: the number of tags newly attached",
+    keys: ENTRY_KEYS,
+    flags: WRITE,
+    positionals: &[],
+    options: &[],
+    trailing: Some(Trailing {
+        names: &["tag"],
+        min: 1,
+    }),
+    key_positions: Keys::All,
+};
+
+pub static INVALIDATE: CommandDef = CommandDef {
+    name: "CACHE.INVALIDATE",
+    syntax: "tag [tag ...]",
+    summary: "Deletes every live key listed under the tags and empties the tags (voiding the leases granted before, also on keys not listed yet), then publishes each tag on patterns:invalidate.",
+    complexity: "O(K + T log M), K the keys deleted, T the tags",
+    reply: "Integer: the number of keys deleted",
+    keys: "each tag: a sorted set of keys, emptied (the keys it lists are deleted) but for a marker, the tag's own name, that expires after 60 s",
+    flags: "write",
+    positionals: &[],
+    options: &[],
+    trailing: Some(Trailing {
+        names: &["tag"],
+        min: 0,
+    }),
+    key_positions: Keys::All,
+};
+
+pub static GET: CommandDef = CommandDef {
+    name: "CACHE.GET",
+    syntax: "key [BETA beta] [LEASE lease_ms]",
+    summary: "The cached value, with stampede protection: XFetch picks readers to refresh early, one caller at a time holds the lease to recompute, the others get the stale value or wait.",
+    complexity: "O(N), N the value's size",
+    reply: "Array [state, value, extra]: `HIT value nil`, `REFRESH value lease`, `MISS nil lease`, `STALE value nil`, `WAIT nil retry_ms`",
+    keys: ENTRY_KEYS,
+    flags: "write",
+    positionals: &[],
+    options: &[
+        OptionDef {
+            token: "BETA",
+            value: OptValue::Arg(Arg {
+                name: "BETA",
+                kind: ArgKind::Float,
+            }),
+            default: 1.0f64.to_bits() as i64,
+        },
+        ms_option("LEASE", "lease_ms", ArgKind::Positive, DEFAULT_LEASE_MS),
+    ],
+    trailing: None,
+    key_positions: Keys::First,
+};
+
+/// The family's commands, in README order.
+pub static COMMANDS: [&CommandDef; 5] = [&SET, &GET, &FILL, &TAG, &INVALIDATE];
+
+/// The tags of a parsed SET or FILL: the arguments from the TAGS slot on.
+pub fn tags<'a, 'b>(args: &'b [&'a [u8]], slot: i64) -> &'b [&'a [u8]] {
+    usize::try_from(slot).map_or(&[], |at| &args[at.min(args.len())..])
+}
+
+// ---------------------------------------------------------------------------------------------
+// Entries
+
+/// A cached value's times.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Times {
+    pub fresh_until: i64,
+    pub stale_until: i64,
+    pub delta_ms: i64,
+}
+
+impl Times {
+    /// A value written at `now_ms`, fresh for `ttl_ms`, then served stale for `grace_ms`.
+    pub fn new(now_ms: i64, ttl_ms: i64, grace_ms: i64, delta_ms: i64) -> Result<Self, CmdError> {
+        let life = ttl_ms.checked_add(grace_ms).filter(|l| *l <= MAX_MS);
+        match life {
+            Some(life) if delta_ms <= MAX_MS && ttl_ms > 0 && grace_ms >= 0 && delta_ms >= 0 => {
+                Ok(Self {
+                    fresh_until: now_ms + ttl_ms,
+                    stale_until: now_ms + life,
+                    delta_ms,
+                })
+            }
+            _ => Err(CmdError::OutOfRange(TOO_LONG)),
+        }
+    }
+}
+
+/// A lease: who may fill, since and until when.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Lease<'a> {
+    pub token: &'a [u8],
+    pub until: i64,
+    pub since: i64,
+}
+
+/// An entry as stored, read from its hash's field/value pairs.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Entry<'a> {
+    /// The value and its times; None when only a lease is stored.
+    pub value: Option<(&'a [u8], Times)>,
+    pub lease: Option<Lease<'a>>,
+}
+
+impl<'a> Entry<'a> {
+    /// Reads an entry's hash; `BadState` unless every field is one of the entry's, the value's
+    /// fields come all together, the lease's too, and the times are integers.
+    pub fn parse(pairs: &[(&'a [u8], &'a [u8])]) -> Result<Self, CmdError> {
+        let bad = CmdError::BadState(NOT_CACHE);
+        let mut f: [Option<&[u8]>; 7] = [None; 7];
+        for (name, value) in pairs {
+            let i = FIELDS
+                .iter()
+                .position(|n| n.as_bytes() == *name)
+                .ok_or(bad.clone())?;
+            f[i] = Some(value);
+        }
+        let int = |v: Option<&[u8]>| v.and_then(crate::command::parse_i64).filter(|n| *n >= 0);
+        let value = match (f[0], int(f[1]), int(f[2]), int(f[3])) {
+            (Some(v), Some(fresh_until), Some(stale_until), Some(delta_ms)) => Some((
+                v,
+                Times {
+                    fresh_until,
+                    stale_until,
+                    delta_ms,
+                },
+            )),
+            (None, None, None, None) if f[1..4].iter().all(Option::is_none) => None,
+            _ => return Err(bad),
+        };
+        let lease = match (f[4], int(f[5]), int(f[6])) {
+            (Some(token), Some(until), Some(since)) => Some(Lease {
+                token,
+                until,
+                since,
+            }),
+            (None, None, None) if f[5].is_none() && f[6].is_none() => None,
+            _ => return Err(bad),
+        };
+        if value.is_none() && lease.is_none() {
+            return Err(bad);
+        }
+        Ok(Self { value, lease })
+    }
+
+    /// The value, while it may still be served (fresh or within its grace).
+    pub fn live_value(&self, now_ms: i64) -> Option<(&'a [u8], Times)> {
+        self.value.filter(|(_, t)| now_ms < t.stale_until)
+    }
+
+    /// Whether a caller holds a lease that has not expired.
+    pub fn leased(&self, now_ms: i64) -> bool {
+        self.lease.as_ref().is_some_and(|l| now_ms < l.until)
+    }
+
+    /// Whether `token` is the live lease.
+    pub fn holds(&self, token: &[u8], now_ms: i64) -> bool {
+        self.leased(now_ms) && self.lease.as_ref().is_some_and(|l| l.token == token)
+    }
+
+    /// When the lease was granted (0 without one).
+    pub fn leased_at(&self) -> i64 {
+        self.lease.as_ref().map_or(0, |l| l.since)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// CACHE.GET's decision
+
+/// What `CACHE.GET` answers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Fresh: `HIT value nil`.
+    Hit,
+    /// Served, and this caller gets the lease to recompute: `REFRESH value lease`. XFetch chose
+    /// it while the value is fresh, or the value is stale (within its grace) and nobody holds
+    /// the lease.
+    Refresh,
+    /// Absent, and this caller gets the lease: `MISS nil lease`.
+    Miss,
+    /// Stale (within its grace) while another caller holds the lease: `STALE value nil`.
+    Stale,
+    /// Absent while another caller holds the lease: `WAIT nil retry_ms`.
+    Wait { retry_ms: i64 },
+}
+
+impl Outcome {
+    pub fn word(self) -> &'static str {
+        match self {
+            Outcome::Hit => "HIT",
+            Outcome::Refresh => "REFRESH",
+            Outcome::Miss => "MISS",
+            Outcome::Stale => "STALE",
+            Outcome::Wait { .. } => "WAIT",
+        }
+    }
+
+    /// Whether this caller is granted the lease.
+    pub fn grants_lease(self) -> bool {
+        matches!(self, Outcome::Refresh | Outcome::Miss)
+    }
+}
+
+/// `BETA`, validated: finite and non-negative (0 turns early refresh off).
+pub fn check_beta(beta: f64) -> Result<f64, CmdError> {
+    if beta.is_finite() && beta >= 0.0 {
+        Ok(beta)
+    } else {
+        Err(CmdError::OutOfRange(BAD_BETA))
+    }
+}
+
+/// XFetch: whether a reader at `now_ms` of a value fresh until `t.fresh_until` recomputes
+/// early, with `rand = draw / 2^53`: `now - delta * beta * ln(rand) >= fresh_until`. Computed
+/// as `-delta * beta * ln(rand) >= fresh_until - now`, the very float operations the Lua twin
+/// runs, so both decide alike on every draw.
+pub fn early(now_ms: i64, t: Times, beta: f64, draw: u64) -> bool {
+    let rand = draw as f64 / DRAW_MAX as f64;
+    let gap = -(t.delta_ms as f64) * beta * rand.ln();
+    gap >= (t.fresh_until - now_ms) as f64
+}
+
+/// The probability that [`early`] holds for a uniform draw: `exp(-(fresh_until - now) /
+/// (delta * beta))` (for statistics tests).
+pub fn early_probability(now_ms: i64, t: Times, beta: f64) -> f64 {
+    let scale = t.delta_ms as f64 * beta;
+    if scale == 0.0 {
+        return 0.0;
+    }
+    (-((t.fresh_until - now_ms) as f64) / scale).exp().min(1.0)
+}
+
+/// Whether [`decide`] reads its draw: a fresh value, no lease held, and early refresh possible
+/// (the caller may skip drawing otherwise).
+pub fn draw_matters(now_ms: i64, entry: Option<&Entry>, beta: f64) -> bool {
+    let fresh = entry
+        .and_then(|e| e.live_value(now_ms))
+        .is_some_and(|(_, t)| now_ms < t.fresh_until && t.delta_ms > 0);
+    fresh && beta > 0.0 && !entry.is_some_and(|e| e.leased(now_ms))
+}
+
+/// `CACHE.GET`'s decision at `now_ms` on `entry` (None when the key is absent), with the
+/// random draw in `1..=2^53`.
+pub fn decide(now_ms: i64, entry: Option<&Entry>, beta: f64, draw: u64) -> Outcome {
+    let leased = entry.is_some_and(|e| e.leased(now_ms));
+    match entry.and_then(|e| e.live_value(now_ms)) {
+        Some((_, t)) if now_ms < t.fresh_until => {
+            if !leased && early(now_ms, t, beta, draw) {
+                Outcome::Refresh
+            } else {
+                Outcome::Hit
+            }
+        }
+        Some(_) if leased => Outcome::Stale,
+        Some(_) => Outcome::Refresh,
+        None if leased => {
+            let until = entry
+                .and_then(|e| e.lease.as_ref())
+                .map_or(now_ms, |l| l.until);
+            Outcome::Wait {
+                retry_ms: (until - now_ms).min(WAIT_RETRY_MS),
+            }
+        }
+        None => Outcome::Miss,
+    }
+}
+
+/// The key's expiry once it holds `value` (its times) and `lease_until`: the later end.
+pub fn key_expiry(value: Option<Times>, lease_until: Option<i64>) -> i64 {
+    value
+        .map(|t| t.stale_until)
+        .into_iter()
+        .chain(lease_until)
+        .max()
+        .unwrap_or(0)
+}
+
+/// The lease's end for a lease of `lease_ms` granted at `now_ms`.
+pub fn lease_until(now_ms: i64, lease_ms: i64) -> Result<i64, CmdError> {
+    if lease_ms > MAX_LEASE_MS {
+        return Err(CmdError::OutOfRange(LEASE_TOO_LONG));
+    }
+    Ok(now_ms + lease_ms)
+}
+
+/// The score of the marker an invalidation at `now_ms` leaves in its tag.
+pub fn marker_score(now_ms: i64) -> i64 {
+    now_ms + MAX_LEASE_MS
+}
+
+/// Whether a tag's invalidation marker (its score) voids a lease granted at `leased_at`: the
+/// invalidation came at or after the grant.
+pub fn voids(marker_score: i64, leased_at: i64) -> bool {
+    marker_score - MAX_LEASE_MS >= leased_at
+}

@@ -1,0 +1,229 @@
+use super::*;
+
+const T: Times = Times {
+    fresh_until: 1_000,
+    stale_until: 1_500,
+    delta_ms: 100,
+};
+
+fn entry(value: bool, lease_until: Option<i64>) -> Entry<'static> {
+    Entry {
+        value: value.then_some((&b"v"[..], T)),
+        lease: lease_until.map(|until| Lease {
+            token: b"tok",
+            until,
+            since: 700,
+        }),
+    }
+}
+
+/// Draws: `rand = 1` never refreshes early; `rand = 2^-53` looks `36.7 * delta * beta` ahead.
+const NEVER: u64 = DRAW_MAX;
+const SOONEST: u64 = 1;
+
+#[test]
+fn decisions_follow_the_entry_and_the_lease() {
+    use Outcome::*;
+    // (now, value stored, lease until, beta, draw, outcome)
+    type Case = (i64, bool, Option<i64>, f64, u64, Outcome);
+    let table: &[Case] = &[
+        // absent: the first caller gets the lease, the others wait (at most 50 ms at a time)
+        (900, false, None, 1.0, NEVER, Miss),
+        (900, false, Some(2_000), 1.0, NEVER, Wait { retry_ms: 50 }),
+        (900, false, Some(920), 1.0, NEVER, Wait { retry_ms: 20 }),
+        (900, false, Some(900), 1.0, NEVER, Miss), // the lease expired
+        // fresh
+        (900, true, None, 1.0, NEVER, Hit),
+        (900, true, None, 1.0, SOONEST, Refresh), // 36.7 * 100 ms ahead of 1000
+        (900, true, None, 0.0, SOONEST, Hit),     // BETA 0: no early refresh
+        (900, true, Some(950), 1.0, SOONEST, Hit), // someone else is refreshing
+        (999, true, None, 1.0, NEVER / 2, Refresh), // ln(1/2) * 100 = -69 ms: 1 ms to go
+        (900, true, None, 1.0, NEVER / 2, Hit),   // 100 ms to go > 69
+        // stale, within the grace
+        (1_000, true, None, 1.0, NEVER, Refresh),
+        (1_499, true, None, 0.0, NEVER, Refresh),
+        (1_000, true, Some(1_200), 1.0, NEVER, Stale),
+        (1_200, true, Some(1_200), 1.0, NEVER, Refresh), // the lease just expired
+        // past the grace: absent
+        (1_500, true, None, 1.0, NEVER, Miss),
+        (1_500, true, Some(1_600), 1.0, NEVER, Wait { retry_ms: 50 }),
+    ];
+    for (i, &(now, value, lease, beta, draw, want)) in table.iter().enumerate() {
+        let e = entry(value, lease);
+        assert_eq!(decide(now, Some(&e), beta, draw), want, "case {i}");
+    }
+    assert_eq!(decide(0, None, 1.0, SOONEST), Outcome::Miss);
+    assert!(Outcome::Miss.grants_lease() && Outcome::Refresh.grants_lease());
+    assert!(!Outcome::Stale.grants_lease() && !Outcome::Hit.grants_lease());
+}
+
+#[test]
+fn xfetch_refreshes_with_the_papers_probability() {
+    // P(early) = P(-delta*beta*ln(rand) >= gap) = P(rand <= exp(-gap/(delta*beta))).
+    let t = Times {
+        fresh_until: 10_000,
+        stale_until: 10_000,
+        delta_ms: 200,
+    };
+    let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+    for (now, beta) in [(9_900, 1.0), (9_700, 1.0), (9_500, 2.0), (9_990, 0.5)] {
+        let want = early_probability(now, t, beta);
+        let n = 200_000;
+        let hits = (0..n)
+            .filter(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                early(now, t, beta, (x >> 11) + 1)
+            })
+            .count();
+        let got = hits as f64 / n as f64;
+        // Four standard deviations of a binomial proportion.
+        let sd = (want * (1.0 - want) / n as f64).sqrt();
+        assert!(
+            (got - want).abs() <= 4.0 * sd + 1e-9,
+            "{now} {beta}: {got} vs {want}"
+        );
+    }
+    assert_eq!(early_probability(9_000, t, 0.0), 0.0);
+    // The threshold is exact at the boundary draw.
+    let at = |draw| early(9_999, t, 1.0, draw);
+    let boundary = ((-1.0f64 / 200.0).exp() * DRAW_MAX as f64) as u64;
+    assert!(at(boundary - 1));
+    assert!(!at(boundary + 2));
+}
+
+#[test]
+fn times_are_bounded_and_exact() {
+    let t = Times::new(1_000, 500, 200, 30).unwrap();
+    assert_eq!(
+        t,
+        Times {
+            fresh_until: 1_500,
+            stale_until: 1_700,
+            delta_ms: 30
+        }
+    );
+    assert!(Times::new(0, MAX_MS, 0, MAX_MS).is_ok());
+    for (ttl, grace, delta) in [(MAX_MS, 1, 0), (1, 0, MAX_MS + 1), (i64::MAX, i64::MAX, 0)] {
+        assert_eq!(
+            Times::new(0, ttl, grace, delta).unwrap_err().to_string(),
+            "ERR ttl_ms + GRACE and DELTA must be at most 2^52"
+        );
+    }
+    assert_eq!(lease_until(10, 5).unwrap(), 15);
+    assert_eq!(lease_until(10, MAX_LEASE_MS).unwrap(), 10 + MAX_LEASE_MS);
+    assert_eq!(
+        lease_until(10, MAX_LEASE_MS + 1).unwrap_err().to_string(),
+        "ERR lease_ms must be at most 60000"
+    );
+    assert_eq!(check_beta(0.0).unwrap(), 0.0);
+    for bad in [-1.0, f64::INFINITY, f64::NAN] {
+        assert_eq!(
+            check_beta(bad).unwrap_err().to_string(),
+            "ERR BETA must be a finite non-negative number"
+        );
+    }
+    assert_eq!(key_expiry(Some(T), Some(1_200)), 1_500);
+    assert_eq!(key_expiry(Some(T), Some(2_000)), 2_000);
+    assert_eq!(key_expiry(None, Some(2_000)), 2_000);
+}
+
+#[test]
+fn entries_parse_strictly() {
+    let full: Vec<(&[u8], &[u8])> = vec![
+        (b"value", b"v"),
+        (b"fresh_until", b"1000"),
+        (b"stale_until", b"1500"),
+        (b"delta_ms", b"100"),
+        (b"lease", b"tok"),
+        (b"lease_until", b"2000"),
+        (b"leased_at", b"700"),
+    ];
+    assert_eq!(Entry::parse(&full).unwrap(), entry(true, Some(2_000)));
+    assert_eq!(Entry::parse(&full[..4]).unwrap(), entry(true, None));
+    assert_eq!(Entry::parse(&full[4..]).unwrap(), entry(false, Some(2_000)));
+    let e = entry(false, Some(2_000));
+    assert!(e.holds(b"tok", 1_999) && !e.holds(b"tok", 2_000) && !e.holds(b"x", 0));
+    let broken: &[&[(&[u8], &[u8])]] = &[
+        &[],
+        &full[..3],
+        &full[1..4],
+        &full[4..5],
+        &full[5..],
+        &full[4..6],
+        &[
+            (b"value", b"v"),
+            (b"fresh_until", b"x"),
+            (b"stale_until", b"1"),
+            (b"delta_ms", b"1"),
+        ],
+        &[
+            (b"lease", b"t"),
+            (b"lease_until", b"-1"),
+            (b"leased_at", b"0"),
+        ],
+        &[
+            (b"lease", b"t"),
+            (b"lease_until", b"1"),
+            (b"leased_at", b"0"),
+            (b"other", b"1"),
+        ],
+    ];
+    for pairs in broken {
+        assert_eq!(
+            Entry::parse(pairs).unwrap_err().to_string(),
+            "ERR key does not hold a cache entry",
+            "{pairs:?}"
+        );
+    }
+}
+
+#[test]
+fn an_invalidation_voids_the_leases_granted_before_it() {
+    // (lease granted at, invalidated at, voided)
+    let table = [
+        (1_000, 999, false),
+        (1_000, 1_000, true),
+        (1_000, 1_001, true),
+    ];
+    for (since, at, voided) in table {
+        assert_eq!(voids(marker_score(at), since), voided, "{since} {at}");
+    }
+    // The marker outlives every lease granted before its invalidation.
+    let (granted, invalidated) = (5_000, 5_000 + MAX_LEASE_MS - 1);
+    assert!(lease_until(granted, MAX_LEASE_MS).unwrap() <= marker_score(invalidated));
+}
+
+#[test]
+fn the_draw_matters_only_for_a_fresh_unleased_value_with_a_delta() {
+    // (now, value stored, lease until, beta, matters)
+    let table = [
+        (900, true, None, 1.0, true),
+        (900, true, None, 0.0, false),
+        (900, true, Some(950), 1.0, false),
+        (1_000, true, None, 1.0, false), // stale
+        (900, false, None, 1.0, false),
+    ];
+    for (now, value, lease, beta, matters) in table {
+        let e = entry(value, lease);
+        assert_eq!(
+            draw_matters(now, Some(&e), beta),
+            matters,
+            "{now} {value} {lease:?}"
+        );
+        // Where it does not matter, every draw decides alike.
+        if !matters {
+            assert_eq!(
+                decide(now, Some(&e), beta, 1),
+                decide(now, Some(&e), beta, DRAW_MAX)
+            );
+        }
+    }
+    let no_delta = Entry {
+        value: Some((b"v", Times { delta_ms: 0, ..T })),
+        lease: None,
+    };
+    assert!(!draw_matters(900, Some(&no_delta), 1.0));
+    assert!(!draw_matters(0, None, 1.0));
+}

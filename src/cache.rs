@@ -1,0 +1,336 @@
+//! Binds the cache family (`patterns_core::cache`) to Redis. An entry is read through the key
+//! API (the hot path: a hit writes nothing); its writes run as Redis commands through
+//! `RedisModule_Call` (`DEL`, `HSET`, `PEXPIREAT`: replicated as they are, with absolute times and
+//! the lease token the primary drew), tag indexes through the shared expiring index. Random draws (XFetch's, lease tokens) happen here on the primary only: a
+//! replica or an AOF replay receives the effects, never the command.
+//!
+//! Each command validates everything (arguments, types, ACL of the keys it derives) before its
+//! first write: an error writes nothing.
+
+use patterns_core::cache::{
+    self as c, check_beta, decide, key_expiry, lease_until, marker_score, tags, voids, Entry,
+    Outcome, Times, DELTA_OPT, DRAW_MAX, GRACE_OPT, TAGS_OPT,
+};
+use patterns_core::command::{float, CmdError, Parsed};
+use patterns_core::session::{encode_id, ID_BYTES};
+use redis_module::raw::{KeyType, RedisModuleCtx};
+use std::ffi::CString;
+use std::sync::OnceLock;
+
+use crate::command;
+use crate::shared::{
+    bytes, check_key_access, fill_random, key_type, now_ms, publish, redis_call, update_index,
+    Call, Key, OwnedString, Reply, ScoreRange, StackText, Value,
+};
+
+type Ctx = *mut RedisModuleCtx;
+
+/// An entry's hash as stored: its fields, in `c::FIELDS` order, read through the key API.
+struct Stored([Option<OwnedString>; c::FIELDS.len()]);
+
+/// `c::FIELDS` as C strings, for `RedisModule_HashGet`.
+fn field_names() -> &'static [CString; c::FIELDS.len()] {
+    static NAMES: OnceLock<[CString; c::FIELDS.len()]> = OnceLock::new();
+    NAMES.get_or_init(|| c::FIELDS.map(|f| CString::new(f).expect("no NUL")))
+}
+
+impl Stored {
+    /// The hash at the command's key: None when absent; WRONGTYPE unless a hash, BadState when
+    /// it holds a field an entry has not (`entry` checks the rest). The key is closed on return.
+    fn load(call: &Call) -> Result<Option<Self>, CmdError> {
+        let key = Key::open(call);
+        match key.kind() {
+            KeyType::Empty => return Ok(None),
+            KeyType::Hash => {}
+            _ => return Err(CmdError::WrongType),
+        }
+        let stored = Self(field_names().each_ref().map(|f| key.hash_field(f)));
+        let found = stored.0.iter().flatten().count() as i64;
+        if found != key.len() {
+            return Err(CmdError::BadState(c::NOT_CACHE));
+        }
+        Ok(Some(stored))
+    }
+
+    fn entry(&self) -> Result<Entry<'_>, CmdError> {
+        let pairs: Vec<(&[u8], &[u8])> = c::FIELDS
+            .iter()
+            .zip(&self.0)
+            .filter_map(|(name, v)| Some((name.as_bytes(), bytes(v.as_ref()?.inner))))
+            .collect();
+        Entry::parse(&pairs)
+    }
+}
+
+/// Fails unless every tag may be an index: absent or a sorted set, and not the key itself.
+fn check_tags(ctx: Ctx, key: &[u8], tags: &[&[u8]]) -> Result<(), CmdError> {
+    for tag in tags {
+        if *tag == key {
+            return Err(CmdError::BadState(c::TAG_IS_KEY));
+        }
+        if !matches!(key_type(ctx, tag), KeyType::Empty | KeyType::ZSet) {
+            return Err(CmdError::WrongType);
+        }
+    }
+    Ok(())
+}
+
+fn text(n: i64) -> StackText {
+    StackText::of(n)
+}
+
+/// Sets the key's expiry, replicated as `PEXPIREAT` with the absolute time.
+fn expire_at(ctx: Ctx, key: &[u8], at: i64) {
+    redis_call(ctx, c"PEXPIREAT", &[key, text(at).as_bytes()], true);
+}
+
+/// A validated SET or FILL: the value, its times and its tags.
+struct Store<'a> {
+    value: &'a [u8],
+    times: Times,
+    tags: &'a [&'a [u8]],
+}
+
+impl<'a> Store<'a> {
+    /// Reads the value (at `value_at`), ttl_ms (at `ttl_at`) and the options; checks the tags.
+    fn parse(
+        ctx: Ctx,
+        key: &[u8],
+        args: &'a [&'a [u8]],
+        p: &Parsed,
+        (value_at, ttl_at): (usize, usize),
+        now: i64,
+    ) -> Result<Self, CmdError> {
+        let (delta, grace) = (p.options[DELTA_OPT], p.options[GRACE_OPT]);
+        let times = Times::new(now, p.positionals[ttl_at], grace, delta)?;
+        let tags = tags(args, p.options[TAGS_OPT]);
+        check_tags(ctx, key, tags)?;
+        Ok(Self {
+            value: args[p.positionals[value_at] as usize],
+            times,
+            tags,
+        })
+    }
+
+    /// Replaces the entry (voiding any lease: the old hash goes) and lists it under its tags,
+    /// each write in the order the Lua twin makes it.
+    fn write(&self, ctx: Ctx, key: &[u8], existed: bool, now: i64) {
+        if existed {
+            redis_call(ctx, c"DEL", &[key], true);
+        }
+        let t = self.times;
+        let (fresh, stale, delta) = (text(t.fresh_until), text(t.stale_until), text(t.delta_ms));
+        redis_call(
+            ctx,
+            c"HSET",
+            &[
+                key,
+                c::VALUE_FIELD.as_bytes(),
+                self.value,
+                c::FRESH_FIELD.as_bytes(),
+                fresh.as_bytes(),
+                c::STALE_FIELD.as_bytes(),
+                stale.as_bytes(),
+                c::DELTA_FIELD.as_bytes(),
+                delta.as_bytes(),
+            ],
+            true,
+        );
+        expire_at(ctx, key, t.stale_until);
+        for tag in self.tags {
+            update_index(ctx, tag, now, None, Some((t.stale_until, key)));
+        }
+    }
+}
+
+// CACHE.SET key value ttl_ms [DELTA delta_ms] [GRACE grace_ms] [TAGS tag [tag ...]]
+command!(set, c::SET, |call| {
+    let args = call.rest();
+    let p = c::SET.parse(args)?;
+    let (ctx, key) = (call.ctx, bytes(call.key));
+    let now = now_ms();
+    let store = Store::parse(ctx, key, args, &p, (0, 1), now)?;
+    let stored = Stored::load(call)?;
+    let existed = stored.as_ref().map(Stored::entry).transpose()?.is_some();
+    store.write(ctx, key, existed, now);
+    Ok(Reply::Simple(c"OK"))
+});
+
+// CACHE.FILL key lease value ttl_ms [DELTA delta_ms] [GRACE grace_ms] [TAGS tag [tag ...]]
+command!(fill, c::FILL, |call| {
+    let args = call.rest();
+    let p = c::FILL.parse(args)?;
+    let (ctx, key) = (call.ctx, bytes(call.key));
+    let now = now_ms();
+    let store = Store::parse(ctx, key, args, &p, (1, 2), now)?;
+    let lease = args[p.positionals[0] as usize];
+    let Some(stored) = Stored::load(call)? else {
+        return Ok(Reply::Null);
+    };
+    let entry = stored.entry()?;
+    if !entry.holds(lease, now) || invalidated_since(ctx, store.tags, entry.leased_at()) {
+        return Ok(Reply::Null);
+    }
+    store.write(ctx, key, true, now);
+    Ok(Reply::Simple(c"OK"))
+});
+
+/// Whether any of `tags` was invalidated at or after `leased_at` (its marker says so).
+fn invalidated_since(ctx: Ctx, tags: &[&[u8]], leased_at: i64) -> bool {
+    tags.iter().any(|tag| {
+        let name = OwnedString::new(ctx, tag);
+        let score = Key::open_named(ctx, &name).zset_score(name.inner);
+        score.is_some_and(|s| voids(s as i64, leased_at))
+    })
+}
+
+/// A fresh lease token: 128 bits from the CSPRNG, base64url (22 characters).
+fn new_lease() -> Result<Vec<u8>, CmdError> {
+    let mut raw = [0u8; ID_BYTES];
+    fill_random(&mut raw)?;
+    Ok(encode_id(&raw).to_vec())
+}
+
+/// XFetch's draw: uniform in `1..=2^53`.
+fn new_draw() -> Result<u64, CmdError> {
+    let mut raw = [0u8; 8];
+    fill_random(&mut raw)?;
+    Ok((u64::from_le_bytes(raw) >> 11) + 1)
+}
+
+/// Grants the lease `token` from `now` until `until`: a miss first drops whatever is left of
+/// the entry; the key then lives until the later of its value's end and the lease's.
+fn grant(
+    ctx: Ctx,
+    key: &[u8],
+    entry: Option<&Entry>,
+    outcome: Outcome,
+    token: &[u8],
+    (now, until): (i64, i64),
+) {
+    let value = match outcome {
+        Outcome::Miss => {
+            if entry.is_some() {
+                redis_call(ctx, c"DEL", &[key], true);
+            }
+            None
+        }
+        _ => entry.and_then(|e| e.value).map(|(_, t)| t),
+    };
+    let (until_text, now_text) = (text(until), text(now));
+    redis_call(
+        ctx,
+        c"HSET",
+        &[
+            key,
+            c::LEASE_FIELD.as_bytes(),
+            token,
+            c::LEASE_UNTIL_FIELD.as_bytes(),
+            until_text.as_bytes(),
+            c::LEASED_AT_FIELD.as_bytes(),
+            now_text.as_bytes(),
+        ],
+        true,
+    );
+    expire_at(ctx, key, key_expiry(value, Some(until)));
+}
+
+// CACHE.GET key [BETA beta] [LEASE lease_ms]
+command!(get, c::GET, |call| {
+    let p = c::GET.parse(call.rest())?;
+    let beta = check_beta(float(p.options[0]))?;
+    let (ctx, key) = (call.ctx, bytes(call.key));
+    let now = now_ms();
+    let until = lease_until(now, p.options[1])?;
+    let stored = Stored::load(call)?;
+    let entry = stored.as_ref().map(Stored::entry).transpose()?;
+    // The draw comes from the CSPRNG only when it can decide anything.
+    let draw = match c::draw_matters(now, entry.as_ref(), beta) {
+        true => new_draw()?,
+        false => DRAW_MAX,
+    };
+    let outcome = decide(now, entry.as_ref(), beta, draw);
+    let value = || match entry.as_ref().and_then(|e| e.value) {
+        Some((v, _)) => Value::Bulk(v.to_vec()),
+        None => Value::Null,
+    };
+    let word = Value::Bulk(outcome.word().as_bytes().to_vec());
+    let lease = if outcome.grants_lease() {
+        let token = new_lease()?;
+        grant(ctx, key, entry.as_ref(), outcome, &token, (now, until));
+        Value::Bulk(token)
+    } else {
+        Value::Null
+    };
+    Ok(Reply::Value(Value::Array(match outcome {
+        Outcome::Hit | Outcome::Stale => vec![word, value(), Value::Null],
+        Outcome::Refresh => vec![word, value(), lease],
+        Outcome::Miss => vec![word, Value::Null, lease],
+        Outcome::Wait { retry_ms } => vec![word, Value::Null, Value::Int(retry_ms)],
+    })))
+});
+
+// CACHE.TAG key tag [tag ...]
+command!(tag, c::TAG, |call| {
+    let args = call.rest();
+    let p = c::TAG.parse(args)?;
+    let (ctx, key) = (call.ctx, bytes(call.key));
+    let tags = &args[p.trailing_at..];
+    check_tags(ctx, key, tags)?;
+    let now = now_ms();
+    let stored = Stored::load(call)?;
+    let entry = stored.as_ref().map(Stored::entry).transpose()?;
+    let Some((_, t)) = entry.and_then(|e| e.live_value(now)) else {
+        return Err(CmdError::BadState(c::NO_VALUE));
+    };
+    let attached = tags
+        .iter()
+        .filter(|tag| update_index(ctx, tag, now, None, Some((t.stale_until, key))))
+        .count();
+    Ok(Reply::Integer(attached as i64))
+});
+
+// CACHE.INVALIDATE tag [tag ...]
+command!(invalidate, c::INVALIDATE, |call| {
+    let args = call.rest();
+    c::INVALIDATE.parse(args)?;
+    let ctx = call.ctx;
+    let tags: Vec<&[u8]> = std::iter::once(bytes(call.key))
+        .chain(args.iter().copied())
+        .collect();
+    let now = now_ms();
+    let mut listed: Vec<Vec<Vec<u8>>> = Vec::with_capacity(tags.len());
+    for tag in &tags {
+        if !matches!(key_type(ctx, tag), KeyType::Empty | KeyType::ZSet) {
+            return Err(CmdError::WrongType);
+        }
+        // The tag's own name is the marker of an earlier invalidation, not a key.
+        let mut members = live_members(ctx, tag, now);
+        members.retain(|m| m != tag);
+        listed.push(members);
+    }
+    for key in listed.iter().flatten() {
+        check_key_access(ctx, key)?;
+    }
+    let mut deleted = 0;
+    for (tag, keys) in tags.iter().zip(&listed) {
+        for key in keys {
+            deleted += redis_call(ctx, c"DEL", &[key], true).integer();
+        }
+        redis_call(ctx, c"DEL", &[tag], true);
+        update_index(ctx, tag, now, None, Some((marker_score(now), tag)));
+        publish(ctx, c::CHANNEL.as_bytes(), tag);
+    }
+    Ok(Reply::Integer(deleted))
+});
+
+/// The keys a tag lists whose entries have not expired (scored `now` or later).
+fn live_members(ctx: Ctx, tag: &[u8], now: i64) -> Vec<Vec<u8>> {
+    let name = OwnedString::new(ctx, tag);
+    let index = Key::open_named(ctx, &name);
+    index
+        .zset_members(ScoreRange::after(now - 1))
+        .iter()
+        .map(|m| bytes(m.inner).to_vec())
+        .collect()
+}

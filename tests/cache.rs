@@ -1,0 +1,1348 @@
+//! The cache family on real servers (Redis 7.0 and Valkey 8.0): invalidation under concurrent
+//! writers, single-flight leases, XFetch's statistics, tag indexes that never leak, replication
+//! and AOF, Cluster, ACL, pub/sub, bad input, COMMAND DOCS, and the Lua twin against the module.
+
+mod common;
+
+use common::*;
+use patterns_core::cache::{self as c, early, early_probability, Times, DRAW_MAX};
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use redis::{Connection, Value};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Barrier};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+fn query<T: redis::FromRedisValue>(c: &mut Connection, args: &[&str]) -> T {
+    redis::cmd(args[0])
+        .arg(&args[1..])
+        .query(c)
+        .unwrap_or_else(|e| panic!("{args:?}: {e}"))
+}
+
+fn error_of(c: &mut Connection, args: &[&str]) -> String {
+    let mut cmd = redis::cmd(args[0]);
+    cmd.arg(&args[1..]);
+    match pipeline(c, &[cmd]).remove(0) {
+        Value::ServerError(e) => match e.details() {
+            Some(d) => format!("{} {d}", e.code()),
+            None => e.code().to_string(),
+        },
+        other => panic!("{args:?}: expected an error, got {other:?}"),
+    }
+}
+
+fn text(v: &Value) -> Option<String> {
+    match v {
+        Value::BulkString(b) => Some(String::from_utf8_lossy(b).into_owned()),
+        Value::SimpleString(s) => Some(s.clone()),
+        _ => None,
+    }
+}
+
+/// A CACHE.GET reply: (state, value, lease token or retry_ms as text).
+fn parts(v: &Value) -> (String, Option<String>, Option<String>) {
+    let Value::Array(items) = v else {
+        panic!("not a CACHE.GET reply: {v:?}")
+    };
+    let extra = match &items[2] {
+        Value::Int(n) => Some(n.to_string()),
+        other => text(other),
+    };
+    (text(&items[0]).unwrap(), text(&items[1]), extra)
+}
+
+fn get(c: &mut Connection, args: &[&str]) -> (String, Option<String>, Option<String>) {
+    let mut cmd = redis::cmd("CACHE.GET");
+    cmd.arg(args);
+    parts(&cmd.query::<Value>(c).unwrap())
+}
+
+fn set(c: &mut Connection, args: &[&str]) {
+    let ok: String = redis::cmd("CACHE.SET").arg(args).query(c).unwrap();
+    assert_eq!(ok, "OK");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Invalidation
+
+/// Writers keep rewriting their keys under one tag while an invalidator runs: no key written
+/// before an invalidation began survives it, and every live key is listed under its tag.
+#[test]
+fn invalidation_under_concurrent_writers_leaves_no_key_behind() {
+    for flavor in flavors() {
+        let server = Server::start(flavor);
+        let tag = "tag:{inv}";
+        let writers = 4;
+        let keys_per_writer = 5;
+        // done[w]: the last sequence number writer w's CACHE.SET has returned for.
+        let done: Arc<Vec<AtomicI64>> = Arc::new((0..writers).map(|_| AtomicI64::new(0)).collect());
+        let stop = Arc::new(AtomicBool::new(false));
+        let threads: Vec<_> = (0..writers)
+            .map(|w| {
+                let (done, stop) = (done.clone(), stop.clone());
+                let mut c = server.conn();
+                std::thread::spawn(move || {
+                    let mut seq = 0i64;
+                    while !stop.load(Ordering::Relaxed) {
+                        seq += 1;
+                        let key = format!("k:{{inv}}:{w}:{}", seq % keys_per_writer);
+                        let value = seq.to_string();
+                        set(&mut c, &[&key, &value, "60000", "TAGS", tag]);
+                        done[w].store(seq, Ordering::SeqCst);
+                    }
+                })
+            })
+            .collect();
+        let mut c = server.conn();
+        let (mut rounds, mut deleted_total) = (0, 0);
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_millis(1500) {
+            let before: Vec<i64> = done.iter().map(|d| d.load(Ordering::SeqCst)).collect();
+            deleted_total += query::<i64>(&mut c, &["CACHE.INVALIDATE", tag]);
+            for (w, &written) in before.iter().enumerate() {
+                for k in 0..keys_per_writer {
+                    let key = format!("k:{{inv}}:{w}:{k}");
+                    // One atomic look: the key's value, and whether its tag lists it.
+                    let (value, score): (Option<i64>, Option<f64>) = redis::pipe()
+                        .atomic()
+                        .cmd("HGET")
+                        .arg(&key)
+                        .arg("value")
+                        .cmd("ZSCORE")
+                        .arg(tag)
+                        .arg(&key)
+                        .query(&mut c)
+                        .unwrap();
+                    if let Some(v) = value {
+                        assert!(
+                            v > written,
+                            "{key} = {v} survived an invalidation begun after write {written}"
+                        );
+                        assert!(
+                            score.is_some(),
+                            "{key} is live but not listed under its tag"
+                        );
+                    }
+                }
+            }
+            rounds += 1;
+        }
+        stop.store(true, Ordering::Relaxed);
+        for t in threads {
+            t.join().expect("writer");
+        }
+        assert!(
+            rounds > 20 && deleted_total > 20,
+            "{rounds} rounds, {deleted_total} deleted"
+        );
+        // At rest: every live key is listed, and one invalidation empties everything.
+        let live: Vec<String> = query(&mut c, &["KEYS", "k:{inv}:*"]);
+        let mut listed: Vec<String> = query(&mut c, &["ZRANGE", tag, "0", "-1"]);
+        listed.retain(|m| m != tag); // the last invalidation's marker
+        assert_eq!(
+            live.iter().collect::<BTreeSet<_>>(),
+            listed.iter().collect::<BTreeSet<_>>()
+        );
+        assert_eq!(
+            query::<i64>(&mut c, &["CACHE.INVALIDATE", tag]),
+            live.len() as i64
+        );
+        // Only the tag's marker is left, expiring once no lease from before it can fill.
+        assert_eq!(query::<i64>(&mut c, &["DBSIZE"]), 1);
+        let pttl: i64 = query(&mut c, &["PTTL", tag]);
+        assert!((59_000..=60_000).contains(&pttl), "{pttl}");
+    }
+}
+
+#[test]
+fn invalidation_publishes_each_tag_and_spares_other_tags() {
+    for flavor in flavors() {
+        let server = Server::start(flavor);
+        let mut c = server.conn();
+        let mut sub = server.conn();
+        let mut sub = sub.as_pubsub();
+        sub.subscribe("patterns:invalidate").unwrap();
+        set(
+            &mut c,
+            &["p:{x}:1", "a", "60000", "TAGS", "t:{x}:a", "t:{x}:b"],
+        );
+        set(&mut c, &["p:{x}:2", "b", "60000", "TAGS", "t:{x}:b"]);
+        set(&mut c, &["p:{x}:3", "c", "60000", "TAGS", "t:{x}:c"]);
+        assert_eq!(
+            query::<i64>(&mut c, &["CACHE.TAG", "p:{x}:3", "t:{x}:c", "t:{x}:d"]),
+            1
+        );
+        assert_eq!(
+            query::<i64>(
+                &mut c,
+                &["CACHE.INVALIDATE", "t:{x}:a", "t:{x}:b", "t:{x}:none"]
+            ),
+            2
+        );
+        for tag in ["t:{x}:a", "t:{x}:b", "t:{x}:none"] {
+            let msg = sub.get_message().unwrap();
+            assert_eq!(msg.get_channel_name(), "patterns:invalidate");
+            assert_eq!(msg.get_payload::<String>().unwrap(), tag);
+        }
+        let left: Vec<String> = query(&mut c, &["KEYS", "*"]);
+        let left: BTreeSet<String> = left.into_iter().collect();
+        // The invalidated tags hold only their markers now.
+        let want: BTreeSet<String> = [
+            "p:{x}:3",
+            "t:{x}:a",
+            "t:{x}:b",
+            "t:{x}:c",
+            "t:{x}:d",
+            "t:{x}:none",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        assert_eq!(left, want);
+        for tag in ["t:{x}:a", "t:{x}:b", "t:{x}:none"] {
+            let members: Vec<String> = query(&mut c, &["ZRANGE", tag, "0", "-1"]);
+            assert_eq!(members, vec![tag.to_string()]);
+        }
+        // A key deleted behind the module's back: nothing to delete, the tag is emptied anyway.
+        let _: i64 = query(&mut c, &["DEL", "p:{x}:3"]);
+        assert_eq!(query::<i64>(&mut c, &["CACHE.INVALIDATE", "t:{x}:c"]), 0);
+        let members: Vec<String> = query(&mut c, &["ZRANGE", "t:{x}:c", "0", "-1"]);
+        assert_eq!(members, vec!["t:{x}:c".to_string()]);
+        // Invalidating again replaces the marker; the marker is never counted as a key.
+        assert_eq!(query::<i64>(&mut c, &["CACHE.INVALIDATE", "t:{x}:c"]), 0);
+        assert_eq!(query::<i64>(&mut c, &["ZCARD", "t:{x}:c"]), 1);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Leases
+
+#[test]
+fn concurrent_misses_give_exactly_one_lease() {
+    for flavor in flavors() {
+        let server = Server::start(flavor);
+        for round in 0..5 {
+            let key = format!("miss:{round}");
+            let n = 16;
+            let barrier = Arc::new(Barrier::new(n));
+            let threads: Vec<_> = (0..n)
+                .map(|_| {
+                    let (barrier, key) = (barrier.clone(), key.clone());
+                    let mut c = server.conn();
+                    std::thread::spawn(move || {
+                        barrier.wait();
+                        get(&mut c, &[&key])
+                    })
+                })
+                .collect();
+            let replies: Vec<_> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+            let misses: Vec<_> = replies.iter().filter(|r| r.0 == "MISS").collect();
+            assert_eq!(misses.len(), 1, "{replies:?}");
+            assert_eq!(misses[0].2.as_ref().map(String::len), Some(22));
+            for r in replies.iter().filter(|r| r.0 != "MISS") {
+                assert_eq!(r.0, "WAIT", "{r:?}");
+                let retry: i64 = r.2.as_ref().unwrap().parse().unwrap();
+                assert!((1..=50).contains(&retry), "{retry}");
+            }
+            let lease = misses[0].2.clone().unwrap();
+            let mut c = server.conn();
+            let filled: Option<String> = redis::cmd("CACHE.FILL")
+                .arg(&key)
+                .arg(&lease)
+                .arg("computed")
+                .arg(60_000)
+                .query(&mut c)
+                .unwrap();
+            assert_eq!(filled.as_deref(), Some("OK"));
+            assert_eq!(
+                get(&mut c, &[&key]),
+                ("HIT".into(), Some("computed".into()), None)
+            );
+        }
+    }
+}
+
+fn fill(c: &mut Connection, key: &str, lease: &str, value: &str, rest: &[&str]) -> Option<String> {
+    redis::cmd("CACHE.FILL")
+        .arg(key)
+        .arg(lease)
+        .arg(value)
+        .arg(rest)
+        .query(c)
+        .unwrap()
+}
+
+#[test]
+fn voided_and_expired_leases_cannot_fill() {
+    for flavor in flavors() {
+        let server = Server::start(flavor);
+        let mut c = server.conn();
+        // A write voids the lease: the stale fill is rejected, the fresh value stays.
+        let (state, _, lease) = get(&mut c, &["v:1"]);
+        assert_eq!(state, "MISS");
+        set(&mut c, &["v:1", "fresh", "60000"]);
+        assert_eq!(
+            fill(&mut c, "v:1", &lease.unwrap(), "stale", &["60000"]),
+            None
+        );
+        assert_eq!(get(&mut c, &["v:1"]).1.as_deref(), Some("fresh"));
+        // An invalidation voids a refresh lease.
+        set(
+            &mut c,
+            &["v:{2}", "old", "30", "GRACE", "60000", "TAGS", "t:{2}"],
+        );
+        sleep(Duration::from_millis(40));
+        let (state, value, lease) = get(&mut c, &["v:{2}"]);
+        assert_eq!((state.as_str(), value.as_deref()), ("REFRESH", Some("old")));
+        // Meanwhile others read the stale value.
+        assert_eq!(
+            get(&mut c, &["v:{2}"]),
+            ("STALE".into(), Some("old".into()), None)
+        );
+        assert_eq!(query::<i64>(&mut c, &["CACHE.INVALIDATE", "t:{2}"]), 1);
+        assert_eq!(
+            fill(&mut c, "v:{2}", &lease.unwrap(), "new", &["60000"]),
+            None
+        );
+        assert_eq!(query::<i64>(&mut c, &["EXISTS", "v:{2}"]), 0);
+        // An invalidation voids the leases granted before it on keys a fill would tag with it,
+        // though they were not listed under the tag yet.
+        let (_, _, lease) = get(&mut c, &["v:{5}"]);
+        let lease = lease.unwrap();
+        assert_eq!(query::<i64>(&mut c, &["CACHE.INVALIDATE", "t:{5}"]), 0);
+        assert_eq!(
+            fill(&mut c, "v:{5}", &lease, "old", &["60000", "TAGS", "t:{5}"]),
+            None
+        );
+        assert_eq!(
+            fill(
+                &mut c,
+                "v:{5}",
+                &lease,
+                "old",
+                &["60000", "TAGS", "t:{5}:other", "t:{5}"]
+            ),
+            None
+        );
+        assert_eq!(query::<i64>(&mut c, &["HEXISTS", "v:{5}", "value"]), 0);
+        assert_eq!(
+            fill(
+                &mut c,
+                "v:{5}",
+                &lease,
+                "ok",
+                &["60000", "TAGS", "t:{5}:other"]
+            )
+            .as_deref(),
+            Some("OK")
+        );
+        // A lease granted after the invalidation fills under that tag.
+        sleep(Duration::from_millis(2));
+        let (_, _, lease) = get(&mut c, &["v:{5}:b"]);
+        assert_eq!(
+            fill(
+                &mut c,
+                "v:{5}:b",
+                &lease.unwrap(),
+                "new",
+                &["60000", "TAGS", "t:{5}"]
+            )
+            .as_deref(),
+            Some("OK")
+        );
+        assert_eq!(query::<i64>(&mut c, &["ZCARD", "t:{5}"]), 2);
+        // A lease expires on its own: the next reader gets a new one, the old cannot fill.
+        let (_, _, first) = get(&mut c, &["v:3", "LEASE", "30"]);
+        assert_eq!(get(&mut c, &["v:3"]).0, "WAIT");
+        sleep(Duration::from_millis(40));
+        let (state, _, second) = get(&mut c, &["v:3"]);
+        assert_eq!(state, "MISS");
+        assert_ne!(first, second);
+        assert_eq!(
+            fill(&mut c, "v:3", &first.unwrap(), "late", &["60000"]),
+            None
+        );
+        assert_eq!(
+            fill(
+                &mut c,
+                "v:3",
+                &second.clone().unwrap(),
+                "ok",
+                &["60000", "TAGS", "t3"]
+            )
+            .as_deref(),
+            Some("OK")
+        );
+        // The fill consumed the lease.
+        assert_eq!(
+            fill(&mut c, "v:3", &second.unwrap(), "again", &["60000"]),
+            None
+        );
+        assert_eq!(get(&mut c, &["v:3"]).1.as_deref(), Some("ok"));
+        assert_eq!(query::<i64>(&mut c, &["ZCARD", "t3"]), 1);
+        // Past the grace the value is gone; the lease holder's key lives as long as its lease.
+        set(&mut c, &["v:4", "x", "20", "GRACE", "20"]);
+        sleep(Duration::from_millis(50));
+        assert_eq!(get(&mut c, &["v:4", "LEASE", "5000"]).0, "MISS");
+        let pttl: i64 = query(&mut c, &["PTTL", "v:4"]);
+        assert!((4000..=5000).contains(&pttl), "{pttl}");
+    }
+}
+
+/// HIT, STALE and WAIT replies, and refused fills, change nothing: no write, no replication,
+/// no WATCH invalidation.
+#[test]
+fn reads_without_a_lease_write_and_replicate_nothing() {
+    for flavor in flavors() {
+        // The primary's periodic PING to its replica also moves the offset: keep it out.
+        let pair = Pair::start_with(flavor, &["--repl-ping-replica-period", "3600"]);
+        let mut c = pair.primary.conn();
+        set(&mut c, &["r:hit", "v", "60000", "DELTA", "10"]);
+        set(&mut c, &["r:stale", "v", "20", "GRACE", "60000"]);
+        sleep(Duration::from_millis(30));
+        assert_eq!(get(&mut c, &["r:stale"]).0, "REFRESH");
+        assert_eq!(get(&mut c, &["r:wait"]).0, "MISS");
+        pair.sync();
+        let before = snapshot(&mut c);
+        let expiries = |c: &mut Connection| -> Vec<i64> {
+            ["r:hit", "r:stale", "r:wait"]
+                .iter()
+                .map(|k| query(c, &["PEXPIRETIME", k]))
+                .collect()
+        };
+        let expiries_before = expiries(&mut c);
+        let offset = pair.primary.info_value("replication", "master_repl_offset");
+        let _: () = query(&mut c, &["WATCH", "r:hit", "r:stale", "r:wait"]);
+        for _ in 0..50 {
+            assert_eq!(get(&mut c, &["r:hit"]).0, "HIT");
+            assert_eq!(get(&mut c, &["r:stale"]).0, "STALE");
+            assert_eq!(get(&mut c, &["r:wait"]).0, "WAIT");
+            assert_eq!(
+                fill(&mut c, "r:wait", "not-the-lease", "v", &["1000"]),
+                None
+            );
+        }
+        let exec: Option<Vec<String>> = redis::pipe().atomic().cmd("PING").query(&mut c).unwrap();
+        assert_eq!(exec, Some(vec!["PONG".to_string()]), "WATCH saw no change");
+        assert_same_state(&before, &snapshot(&mut c), 100);
+        assert_eq!(expiries_before, expiries(&mut c), "no TTL touched");
+        assert_eq!(
+            offset,
+            pair.primary.info_value("replication", "master_repl_offset"),
+            "reads replicate nothing"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// XFetch
+
+/// Early refreshes happen with XFetch's probability `exp(-(fresh_until - now) / (delta*beta))`:
+/// each trial sets a fresh key and reads it at a known `now`; the count of REFRESH replies must
+/// lie within 4 standard deviations of the sum of the trials' probabilities.
+#[test]
+fn xfetch_refreshes_early_with_the_papers_probability() {
+    for flavor in flavors() {
+        let server = Server::start(flavor);
+        let mut c = server.conn();
+        for (ttl, delta, beta) in [
+            (100, 100, "1"),
+            (100, 50, "2"),
+            (300, 100, "1"),
+            (60, 200, "0.5"),
+            (50, 1000, "0"),
+        ] {
+            let (mut expected, mut variance, mut refreshed, mut trials) = (0.0, 0.0, 0, 0);
+            for batch in 0..30 {
+                let mut cmds = Vec::new();
+                for i in 0..100 {
+                    let key = format!("x:{ttl}:{delta}:{beta}:{batch}:{i}");
+                    cmds.push(redis::cmd("TIME"));
+                    let mut s = redis::cmd("CACHE.SET");
+                    s.arg(&key).arg("v").arg(ttl).arg("DELTA").arg(delta);
+                    cmds.push(s);
+                    let mut g = redis::cmd("CACHE.GET");
+                    g.arg(&key).arg("BETA").arg(beta);
+                    cmds.push(g);
+                    cmds.push(redis::cmd("TIME"));
+                    let mut h = redis::cmd("HGET");
+                    h.arg(&key).arg("fresh_until");
+                    cmds.push(h);
+                }
+                let replies = pipeline(&mut c, &cmds);
+                for r in replies.chunks(5) {
+                    let (t0, t1) = (ms_of(&r[0]), ms_of(&r[3]));
+                    if t0 != t1 {
+                        continue; // `now` unknown
+                    }
+                    let fresh_until: i64 = text(&r[4]).unwrap().parse().unwrap();
+                    let times = Times {
+                        fresh_until,
+                        stale_until: fresh_until,
+                        delta_ms: delta,
+                    };
+                    let p = early_probability(t0, times, beta.parse().unwrap());
+                    expected += p;
+                    variance += p * (1.0 - p);
+                    trials += 1;
+                    if parts(&r[2]).0 == "REFRESH" {
+                        refreshed += 1;
+                    }
+                }
+            }
+            assert!(trials > 1000, "{trials}");
+            let sd = variance.sqrt();
+            assert!(
+                (refreshed as f64 - expected).abs() <= 4.0 * sd + 1e-9,
+                "ttl {ttl} delta {delta} beta {beta}: {refreshed} refreshes in {trials}, expected {expected:.1} ± {sd:.1}"
+            );
+            if beta == "0" {
+                assert_eq!(refreshed, 0);
+            } else {
+                assert!(refreshed > 0);
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tag indexes never leak
+
+/// Keys cycle through short TTLs under one tag: the tag's index is pruned as it is written, so
+/// its size and MEMORY USAGE stay bounded; once the writes stop, it expires by itself.
+#[test]
+fn tag_index_memory_stays_bounded_under_churn() {
+    for flavor in flavors() {
+        let server = Server::start(flavor);
+        let mut c = server.conn();
+        let tag = "tag:{soak}";
+        let start = Instant::now();
+        let (mut written, mut peak_card, mut peak_bytes) = (0usize, 0i64, 0i64);
+        let mut samples = Vec::new();
+        // At least 3 s and 20,000 writes (a loaded machine writes slower), at most 30 s.
+        while (start.elapsed() < Duration::from_secs(3) || written < 20_000)
+            && start.elapsed() < Duration::from_secs(30)
+        {
+            let mut pipe = redis::pipe();
+            for _ in 0..200 {
+                written += 1;
+                pipe.cmd("CACHE.SET")
+                    .arg(format!("soak:{{soak}}:{written}"))
+                    .arg("v".repeat(100))
+                    .arg(20)
+                    .arg("GRACE")
+                    .arg(10)
+                    .arg("TAGS")
+                    .arg(tag)
+                    .ignore();
+            }
+            let _: () = pipe.query(&mut c).unwrap();
+            let card: i64 = query(&mut c, &["ZCARD", tag]);
+            let bytes: i64 = query(&mut c, &["MEMORY", "USAGE", tag]);
+            peak_card = peak_card.max(card);
+            peak_bytes = peak_bytes.max(bytes);
+            samples.push(bytes);
+        }
+        assert!(written >= 20_000, "{written} writes");
+        // Only entries alive within the last 30 ms are listed: a few thousand at most, while
+        // an index that never pruned would list every one of the writes.
+        assert!(peak_card < written as i64 / 5, "{peak_card} of {written}");
+        assert!(peak_bytes < 1_000_000, "{peak_bytes} bytes");
+        // No growth: the second half's peak is not above twice the first half's.
+        let (first, second) = samples.split_at(samples.len() / 2);
+        let (p1, p2) = (first.iter().max().unwrap(), second.iter().max().unwrap());
+        assert!(p2 <= &(2 * p1), "{p1} then {p2}");
+        // No cron: the index and its keys expire by themselves.
+        assert!(wait_until(Duration::from_secs(3), || {
+            query::<i64>(&mut c, &["EXISTS", tag]) == 0
+        }));
+        assert!(wait_until(Duration::from_secs(5), || {
+            query::<i64>(&mut c, &["DBSIZE"]) == 0
+        }));
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Replication and AOF
+
+const KEYS: [&str; 5] = ["e:{a}:1", "e:{a}:2", "e:{a}:3", "e:{a}:4", "text{a}"];
+const TAGS: [&str; 4] = ["t:{a}:1", "t:{a}:2", "t:{a}:3", "text{a}"];
+
+/// One of `pool`, mostly from its first `common` items.
+fn pick(rng: &mut StdRng, pool: &[&str], common: usize, p_common: f64) -> String {
+    let n = if rng.gen_bool(p_common) {
+        common
+    } else {
+        pool.len()
+    };
+    pool[rng.gen_range(0..n)].to_string()
+}
+
+fn random_tags(rng: &mut StdRng) -> Vec<String> {
+    let n = rng.gen_range(1..=2);
+    (0..n).map(|_| pick(rng, &TAGS, 3, 0.97)).collect()
+}
+
+/// `value ttl_ms [DELTA d] [GRACE g] [TAGS tag ...]`, appended to `args`.
+fn random_store(rng: &mut StdRng, args: &mut Vec<String>) {
+    args.push(format!("val{}", rng.gen_range(0..1000)));
+    let ttl = match rng.gen_range(0..10) {
+        0..=4 => rng.gen_range(10..80),
+        5..=8 => 60_000,
+        _ => 0,
+    };
+    args.push(ttl.to_string());
+    if rng.gen_bool(0.5) {
+        args.extend(["DELTA".to_string(), rng.gen_range(0..200).to_string()]);
+    }
+    if rng.gen_bool(0.5) {
+        args.extend(["GRACE".to_string(), rng.gen_range(0..100).to_string()]);
+    }
+    if rng.gen_bool(0.7) {
+        args.push("TAGS".into());
+        args.extend(random_tags(rng));
+    }
+}
+
+/// A random call on the module, valid most of the time. `leases` holds tokens granted so far.
+fn random_cache_call(rng: &mut StdRng, leases: &[String]) -> Vec<String> {
+    let key = pick(rng, &KEYS, 4, 0.95);
+    let mut args = match rng.gen_range(0..20) {
+        0..=5 => {
+            let mut args = vec!["CACHE.SET".to_string(), key];
+            random_store(rng, &mut args);
+            return args;
+        }
+        6..=12 => vec!["CACHE.GET".to_string(), key],
+        13..=15 => {
+            let lease = match leases.choose(rng) {
+                Some(l) if rng.gen_bool(0.8) => l.clone(),
+                _ => "A".repeat(22),
+            };
+            let mut args = vec!["CACHE.FILL".to_string(), key, lease];
+            random_store(rng, &mut args);
+            return args;
+        }
+        16 | 17 => vec!["CACHE.TAG".to_string(), key],
+        _ => vec!["CACHE.INVALIDATE".to_string()],
+    };
+    if args[0] == "CACHE.GET" {
+        if rng.gen_bool(0.5) {
+            let beta = ["0", "1", "2.5", "40"][rng.gen_range(0..4)];
+            args.extend(["BETA".to_string(), beta.to_string()]);
+        }
+        if rng.gen_bool(0.5) {
+            args.extend(["LEASE".to_string(), rng.gen_range(10..100).to_string()]);
+        }
+    } else {
+        args.extend(random_tags(rng));
+    }
+    args
+}
+
+/// The lease token a CACHE.GET reply granted, if any.
+fn granted(v: &Value) -> Option<String> {
+    match v {
+        Value::Array(items) if matches!(text(&items[0]).as_deref(), Some("MISS" | "REFRESH")) => {
+            text(&items[2])
+        }
+        _ => None,
+    }
+}
+
+fn seed_wrong_types(c: &mut Connection) {
+    let _: () = query(c, &["SET", "text{a}", "x"]);
+}
+
+fn random_workload(c: &mut Connection, rng: &mut StdRng, steps: usize) {
+    seed_wrong_types(c);
+    let mut leases = Vec::new();
+    for _ in 0..steps {
+        let args = random_cache_call(rng, &leases);
+        let mut cmd = redis::cmd(&args[0]);
+        cmd.arg(&args[1..]);
+        let reply = pipeline(c, &[cmd]).remove(0);
+        leases.extend(granted(&reply));
+        if rng.gen_bool(0.05) {
+            sleep(Duration::from_millis(rng.gen_range(1..40)));
+        }
+    }
+}
+
+#[test]
+fn replica_holds_the_primarys_bytes() {
+    for flavor in flavors() {
+        let pair = Pair::start(flavor);
+        let mut c = pair.primary.conn();
+        random_workload(&mut c, &mut StdRng::seed_from_u64(7), 800);
+        // Also inside MULTI and from a script: effects replicate once.
+        let _: Value = redis::pipe()
+            .atomic()
+            .cmd("CACHE.GET")
+            .arg("e:{a}:9")
+            .cmd("CACHE.SET")
+            .arg("e:{a}:8")
+            .arg("v")
+            .arg(60_000)
+            .arg("TAGS")
+            .arg("t:{a}:9")
+            .query(&mut c)
+            .unwrap();
+        let _: Value = redis::cmd("EVAL")
+            .arg("return redis.call('CACHE.GET', KEYS[1])")
+            .arg(1)
+            .arg("e:{a}:7")
+            .query(&mut c)
+            .unwrap();
+        pair.sync();
+        let primary = snapshot(&mut c);
+        assert!(primary.len() >= 5, "{}", primary.len());
+        assert_same_state(&primary, &snapshot(&mut pair.replica.conn()), 50);
+    }
+}
+
+#[test]
+fn aof_replay_rebuilds_the_same_bytes() {
+    for flavor in flavors() {
+        let mut server =
+            Server::start_with(flavor, &["--appendonly", "yes", "--appendfsync", "always"]);
+        let mut c = server.conn();
+        random_workload(&mut c, &mut StdRng::seed_from_u64(8), 800);
+        // Long-lived entries so that something survives the restart.
+        for (i, key) in KEYS[..4].iter().enumerate() {
+            set(
+                &mut c,
+                &[key, &format!("final{i}"), "600000", "TAGS", TAGS[i % 3]],
+            );
+        }
+        let _ = get(&mut c, &["e:{a}:lease", "LEASE", "60000"]);
+        let before = snapshot(&mut c);
+        drop(c);
+        let aof_dir = server.dir().join("appendonlydir");
+        for entry in std::fs::read_dir(&aof_dir).unwrap() {
+            let path = entry.unwrap().path();
+            let text = String::from_utf8_lossy(&std::fs::read(&path).unwrap()).into_owned();
+            assert!(
+                !text.to_ascii_uppercase().contains("CACHE."),
+                "{}",
+                path.display()
+            );
+        }
+        server.restart();
+        let after = snapshot(&mut server.conn());
+        assert!(before.len() >= 6);
+        assert_same_state(&before, &after, 10_000);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Cluster and ACL
+
+#[test]
+fn cluster_refuses_a_key_and_tags_in_different_slots() {
+    for flavor in flavors() {
+        let cluster = Cluster::start(flavor);
+        let mut c = cluster.client();
+        let crossslot = |r: &redis::RedisResult<Value>| match r {
+            Err(e) => e.to_string().to_ascii_uppercase().contains("CROSSSLOT"),
+            Ok(_) => false,
+        };
+        let ok: String = redis::cmd("CACHE.SET")
+            .arg("p:{u1}")
+            .arg("v")
+            .arg(60_000)
+            .arg("TAGS")
+            .arg("t:{u1}:a")
+            .arg("t:{u1}:b")
+            .query(&mut c)
+            .unwrap();
+        assert_eq!(ok, "OK");
+        let mut node = cluster.node_for_key(b"p:{u1}").conn();
+        let cases: [Vec<&str>; 5] = [
+            vec![
+                "CACHE.SET",
+                "p:{u1}",
+                "v",
+                "60000",
+                "TAGS",
+                "t:{u1}:a",
+                "t:{u2}",
+            ],
+            vec![
+                "CACHE.SET",
+                "p:{u1}",
+                "v",
+                "60000",
+                "DELTA",
+                "5",
+                "TAGS",
+                "t:{u2}",
+            ],
+            vec![
+                "CACHE.FILL",
+                "p:{u1}",
+                "lease",
+                "v",
+                "60000",
+                "TAGS",
+                "t:{u2}",
+            ],
+            vec!["CACHE.TAG", "p:{u1}", "t:{u2}"],
+            vec!["CACHE.INVALIDATE", "t:{u1}:a", "t:{u2}"],
+        ];
+        for args in &cases {
+            let mut cmd = redis::cmd(args[0]);
+            cmd.arg(&args[1..]);
+            let reply = cmd.query(&mut node);
+            assert!(crossslot(&reply), "{args:?}: {reply:?}");
+        }
+        let n: i64 = redis::cmd("CACHE.TAG")
+            .arg("p:{u1}")
+            .arg("t:{u1}:c")
+            .query(&mut c)
+            .unwrap();
+        assert_eq!(n, 1);
+        let n: i64 = redis::cmd("CACHE.INVALIDATE")
+            .arg("t:{u1}:a")
+            .arg("t:{u1}:c")
+            .query(&mut c)
+            .unwrap();
+        assert_eq!(n, 1);
+        // The server itself reports the keys: the key and every tag.
+        let keys: Vec<String> = query(
+            &mut node,
+            &[
+                "COMMAND",
+                "GETKEYS",
+                "CACHE.SET",
+                "k",
+                "TAGS",
+                "9",
+                "GRACE",
+                "1",
+                "TAGS",
+                "a",
+                "b",
+            ],
+        );
+        assert_eq!(keys, vec!["k", "a", "b"]);
+        let keys: Vec<String> = query(
+            &mut node,
+            &[
+                "COMMAND",
+                "GETKEYS",
+                "CACHE.FILL",
+                "k",
+                "TAGS",
+                "TAGS",
+                "9",
+                "TAGS",
+                "a",
+            ],
+        );
+        assert_eq!(keys, vec!["k", "a"]);
+    }
+}
+
+fn login(server: &Server, user: &str, patterns: &[&str]) -> Connection {
+    let mut admin = server.conn();
+    let mut args = vec!["SETUSER", user, "on", ">pw", "+@all"];
+    args.extend_from_slice(patterns);
+    let _: () = redis::cmd("ACL").arg(&args).query(&mut admin).unwrap();
+    let mut c = server.conn();
+    let _: () = redis::cmd("AUTH")
+        .arg(user)
+        .arg("pw")
+        .query(&mut c)
+        .unwrap();
+    c
+}
+
+#[test]
+fn acl_key_patterns_apply_to_tags_and_listed_keys() {
+    for flavor in flavors() {
+        let server = Server::start(flavor);
+        let mut admin = server.conn();
+        set(
+            &mut admin,
+            &["cache:1", "v", "60000", "TAGS", "tag:a", "tag:b"],
+        );
+        set(&mut admin, &["other:1", "v", "60000", "TAGS", "tag:a"]);
+        let mut user = login(&server, "u", &["~cache:*", "~tag:a"]);
+        let before = snapshot(&mut admin);
+        // tag:b is outside the user's patterns: Redis refuses by the declared keys.
+        for args in [
+            vec!["CACHE.INVALIDATE", "tag:b"],
+            vec!["CACHE.INVALIDATE", "tag:a", "tag:b"],
+            vec!["CACHE.SET", "cache:2", "v", "100", "TAGS", "tag:b"],
+            vec!["CACHE.TAG", "cache:1", "tag:b"],
+            vec![
+                "CACHE.FILL",
+                "cache:1",
+                "x",
+                "v",
+                "100",
+                "TAGS",
+                "tag:a",
+                "tag:b",
+            ],
+        ] {
+            let e = error_of(&mut user, &args);
+            assert!(e.starts_with("NOPERM"), "{args:?}: {e}");
+        }
+        // tag:a is the user's, but it lists other:1, which is not: nothing is deleted.
+        assert_eq!(
+            error_of(&mut user, &["CACHE.INVALIDATE", "tag:a"]),
+            "NOPERM this user has no permissions to access one of the keys used as arguments"
+        );
+        assert_same_state(&before, &snapshot(&mut admin), 100);
+        // Within the patterns, everything works.
+        set(&mut user, &["cache:2", "v", "60000", "TAGS", "tag:a"]);
+        assert_eq!(get(&mut user, &["cache:2"]).0, "HIT");
+        let _: i64 = query(&mut admin, &["ZREM", "tag:a", "other:1"]);
+        assert_eq!(query::<i64>(&mut user, &["CACHE.INVALIDATE", "tag:a"]), 2);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Bad input
+
+#[test]
+fn bad_input_is_refused_and_writes_nothing() {
+    for flavor in flavors() {
+        let server = Server::start(flavor);
+        let mut c = server.conn();
+        set(&mut c, &["ok", "v", "60000", "TAGS", "tag"]);
+        let _: () = query(&mut c, &["SET", "text", "x"]);
+        let _: () = query(&mut c, &["HSET", "plainhash", "a", "1"]);
+        let _: () = query(
+            &mut c,
+            &["HSET", "halfentry", "value", "v", "fresh_until", "1"],
+        );
+        let (_, _, lease) = get(&mut c, &["leased"]);
+        let lease = lease.unwrap();
+        let wrongtype = "WRONGTYPE Operation against a key holding the wrong kind of value";
+        let too_long = "ERR ttl_ms + GRACE and DELTA must be at most 2^52";
+        let lease_too_long = "ERR lease_ms must be at most 60000";
+        let not_cache = "ERR key does not hold a cache entry";
+        let arity = |name: &str| format!("ERR wrong number of arguments for '{name}' command");
+        let cases: Vec<(Vec<&str>, String)> = vec![
+            (vec!["CACHE.SET", "k", "v"], arity("cache.set")),
+            (
+                vec!["CACHE.SET", "k", "v", "0"],
+                "ERR ttl_ms must be a positive integer".into(),
+            ),
+            (
+                vec!["CACHE.SET", "k", "v", "-1"],
+                "ERR ttl_ms must be a positive integer".into(),
+            ),
+            (
+                vec!["CACHE.SET", "k", "v", "1.5"],
+                "ERR ttl_ms must be a positive integer".into(),
+            ),
+            (
+                vec!["CACHE.SET", "k", "v", "10", "DELTA", "-1"],
+                "ERR delta_ms must be a non-negative integer".into(),
+            ),
+            (
+                vec!["CACHE.SET", "k", "v", "10", "GRACE", "x"],
+                "ERR grace_ms must be a non-negative integer".into(),
+            ),
+            (
+                vec!["CACHE.SET", "k", "v", "10", "GRACE"],
+                "ERR syntax error".into(),
+            ),
+            (
+                vec!["CACHE.SET", "k", "v", "10", "TAGS"],
+                "ERR syntax error".into(),
+            ),
+            (
+                vec!["CACHE.SET", "k", "v", "10", "BOGUS"],
+                "ERR syntax error".into(),
+            ),
+            (
+                vec!["CACHE.SET", "k", "v", "4503599627370496", "GRACE", "1"],
+                too_long.into(),
+            ),
+            (
+                vec![
+                    "CACHE.SET",
+                    "k",
+                    "v",
+                    "9223372036854775807",
+                    "GRACE",
+                    "9223372036854775807",
+                ],
+                too_long.into(),
+            ),
+            (
+                vec!["CACHE.SET", "k", "v", "10", "DELTA", "4503599627370497"],
+                too_long.into(),
+            ),
+            (
+                vec!["CACHE.SET", "k", "v", "10", "TAGS", "k"],
+                "ERR a key cannot be its own tag".into(),
+            ),
+            (
+                vec!["CACHE.SET", "k", "v", "10", "TAGS", "tag", "text"],
+                wrongtype.into(),
+            ),
+            (vec!["CACHE.SET", "text", "v", "10"], wrongtype.into()),
+            (vec!["CACHE.SET", "plainhash", "v", "10"], not_cache.into()),
+            (vec!["CACHE.SET", "halfentry", "v", "10"], not_cache.into()),
+            (
+                vec!["CACHE.SET", "k", "v", "10", "TAGS", "ok"],
+                wrongtype.into(),
+            ),
+            (vec!["CACHE.GET"], arity("cache.get")),
+            (
+                vec!["CACHE.GET", "k", "BETA", "x"],
+                "ERR BETA must be a number".into(),
+            ),
+            (
+                vec!["CACHE.GET", "k", "BETA", "nan"],
+                "ERR BETA must be a number".into(),
+            ),
+            (
+                vec!["CACHE.GET", "k", "BETA", "-1"],
+                "ERR BETA must be a finite non-negative number".into(),
+            ),
+            (
+                vec!["CACHE.GET", "k", "BETA", "inf"],
+                "ERR BETA must be a finite non-negative number".into(),
+            ),
+            (
+                vec!["CACHE.GET", "k", "LEASE", "0"],
+                "ERR lease_ms must be a positive integer".into(),
+            ),
+            (
+                vec!["CACHE.GET", "k", "LEASE", "60001"],
+                lease_too_long.into(),
+            ),
+            (
+                vec!["CACHE.GET", "k", "LEASE", "4503599627370497"],
+                lease_too_long.into(),
+            ),
+            (vec!["CACHE.GET", "k", "extra"], "ERR syntax error".into()),
+            (vec!["CACHE.GET", "text"], wrongtype.into()),
+            (vec!["CACHE.GET", "plainhash"], not_cache.into()),
+            (vec!["CACHE.FILL", "k", "lease", "v"], arity("cache.fill")),
+            (
+                vec!["CACHE.FILL", "leased", &lease, "v", "0"],
+                "ERR ttl_ms must be a positive integer".into(),
+            ),
+            (
+                vec!["CACHE.FILL", "leased", &lease, "v", "10", "TAGS", "text"],
+                wrongtype.into(),
+            ),
+            (
+                vec!["CACHE.FILL", "text", "lease", "v", "10"],
+                wrongtype.into(),
+            ),
+            (vec!["CACHE.TAG", "ok"], arity("cache.tag")),
+            (
+                vec!["CACHE.TAG", "nope", "tag"],
+                "ERR no cached value at key".into(),
+            ),
+            (
+                vec!["CACHE.TAG", "leased", "tag"],
+                "ERR no cached value at key".into(),
+            ),
+            (vec!["CACHE.TAG", "ok", "text"], wrongtype.into()),
+            (
+                vec!["CACHE.TAG", "ok", "ok"],
+                "ERR a key cannot be its own tag".into(),
+            ),
+            (vec!["CACHE.TAG", "text", "tag"], wrongtype.into()),
+            (vec!["CACHE.INVALIDATE"], arity("cache.invalidate")),
+            (vec!["CACHE.INVALIDATE", "tag", "text"], wrongtype.into()),
+        ];
+        let before = snapshot(&mut c);
+        for (args, want) in &cases {
+            assert_eq!(&error_of(&mut c, args), want, "{args:?}");
+        }
+        assert_same_state(&before, &snapshot(&mut c), 100);
+        // A fill without the lease answers nil and writes nothing.
+        assert_eq!(fill(&mut c, "ok", "nope", "v", &["10"]), None);
+        assert_eq!(fill(&mut c, "absent", "nope", "v", &["10"]), None);
+        assert_eq!(query::<i64>(&mut c, &["EXISTS", "absent"]), 0);
+        assert_same_state(&before, &snapshot(&mut c), 100);
+    }
+}
+
+#[test]
+fn readme_cache_table_matches_the_definitions() {
+    let readme =
+        std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+            .unwrap();
+    let table = patterns_core::command::markdown_table(&c::COMMANDS);
+    assert!(
+        readme.contains(&table),
+        "README's cache table is stale; `cargo run -p patterns-core --bin patterns-lua -- --readme` prints it:\n{table}"
+    );
+}
+
+#[test]
+fn command_docs_describe_keys_and_tags() {
+    for flavor in flavors() {
+        let server = Server::start(flavor);
+        let mut c = server.conn();
+        assert_command_docs(&mut c, &c::COMMANDS);
+        let info: Value = query(
+            &mut c,
+            &["COMMAND", "INFO", "cache.set", "cache.invalidate"],
+        );
+        let text = format!("{info:?}");
+        assert!(text.contains("keyword") && text.contains("TAGS"), "{text}");
+        let keys: Vec<String> = query(
+            &mut c,
+            &["COMMAND", "GETKEYS", "CACHE.INVALIDATE", "a", "b", "c"],
+        );
+        assert_eq!(keys, vec!["a", "b", "c"]);
+        let keys: Vec<String> = query(&mut c, &["COMMAND", "GETKEYS", "CACHE.TAG", "k", "a"]);
+        assert_eq!(keys, vec!["k", "a"]);
+        let keys: Vec<String> = query(
+            &mut c,
+            &["COMMAND", "GETKEYS", "CACHE.GET", "k", "BETA", "1"],
+        );
+        assert_eq!(keys, vec!["k"]);
+        let docs: Value = query(&mut c, &["COMMAND", "DOCS", "cache.set"]);
+        let text = format!("{docs:?}");
+        assert!(
+            text.contains("key_spec_index") && text.contains("multiple"),
+            "{text}"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The Lua twin
+
+fn shown(v: &Value) -> String {
+    match v {
+        Value::ServerError(e) => match e.details() {
+            Some(d) => format!("error: {} {d}", e.code()),
+            None => format!("error: {}", e.code()),
+        },
+        Value::SimpleString(s) if s == "OK" => "OK".into(),
+        Value::Okay => "OK".into(),
+        other => format!("{other:?}"),
+    }
+}
+
+fn twin_base(function: &str, shas: Option<&BTreeMap<String, String>>) -> redis::Cmd {
+    match shas {
+        None => {
+            let mut c = redis::cmd("FCALL");
+            c.arg(function);
+            c
+        }
+        Some(shas) => {
+            let mut c = redis::cmd("EVALSHA");
+            c.arg(&shas[function]);
+            c
+        }
+    }
+}
+
+/// The module call as the twin takes it: keys in KEYS (the key, then the tags; no TAGS token),
+/// and for CACHE.GET the draw and the lease token: the module's token when it granted one, and
+/// a draw that decides as the module's did (rand = 2^-53 where it refreshed early, rand = 1
+/// where it did not; any rand where the draw did not matter).
+fn twin_call(
+    args: &[String],
+    native: &Value,
+    shas: Option<&BTreeMap<String, String>>,
+) -> redis::Cmd {
+    let function = args[0].to_ascii_lowercase().replace('.', "_");
+    let mut cmd = twin_base(&function, shas);
+    match function.as_str() {
+        "cache_set" | "cache_fill" => {
+            let at = args.iter().position(|a| a == "TAGS").unwrap_or(args.len());
+            let tags = args.get(at + 1..).unwrap_or(&[]);
+            cmd.arg(1 + tags.len())
+                .arg(&args[1])
+                .arg(tags)
+                .arg(&args[2..at]);
+        }
+        "cache_get" => {
+            let (draw, lease) = match native {
+                Value::Array(items) if text(&items[0]).as_deref() == Some("REFRESH") => {
+                    (1, text(&items[2]).unwrap())
+                }
+                Value::Array(items) if text(&items[0]).as_deref() == Some("MISS") => {
+                    (DRAW_MAX, text(&items[2]).unwrap())
+                }
+                _ => (DRAW_MAX, "A".repeat(22)),
+            };
+            cmd.arg(1)
+                .arg(&args[1])
+                .arg(draw)
+                .arg(lease)
+                .arg(&args[2..]);
+        }
+        _ => {
+            cmd.arg(args.len() - 1).arg(&args[1..]);
+        }
+    }
+    cmd
+}
+
+fn load_twin(b: &mut Connection) -> BTreeMap<String, String> {
+    let _: String = redis::cmd("FUNCTION")
+        .arg("LOAD")
+        .arg("REPLACE")
+        .arg(patterns_core::lua::library())
+        .query(b)
+        .unwrap();
+    patterns_core::lua::scripts()
+        .into_iter()
+        .map(|(function, source)| {
+            let sha: String = redis::cmd("SCRIPT")
+                .arg("LOAD")
+                .arg(source)
+                .query(b)
+                .unwrap();
+            (function, sha)
+        })
+        .collect()
+}
+
+#[test]
+fn lua_twin_matches_the_module() {
+    for (flavor, evalsha) in flavors().into_iter().flat_map(|f| [(f, false), (f, true)]) {
+        let module = Server::start(flavor);
+        let twin = Server::start_without_module(flavor, &[]);
+        let (mut a, mut b) = (module.conn(), twin.conn());
+        let shas = load_twin(&mut b);
+        let shas = evalsha.then_some(&shas);
+        seed_wrong_types(&mut a);
+        seed_wrong_types(&mut b);
+        let mut rng = StdRng::seed_from_u64(17);
+        let mut leases: Vec<String> = Vec::new();
+        let tracked: BTreeSet<&str> = KEYS.iter().chain(TAGS.iter()).copied().collect();
+        let (mut compared, steps) = (0, 600);
+        let mut kinds: BTreeMap<String, usize> = BTreeMap::new();
+        for step in 0..steps {
+            let args = random_cache_call(&mut rng, &leases);
+            let (a0, native, a1) = timed(&mut a, &{
+                let mut c = redis::cmd(&args[0]);
+                c.arg(&args[1..]);
+                c
+            });
+            let (b0, twin_reply, b1) = timed(&mut b, &twin_call(&args, &native, shas));
+            leases.extend(granted(&native));
+            let context = format!(
+                "step {step}: {args:?} on {} (EVALSHA: {evalsha})",
+                flavor.name()
+            );
+            if a0 == a1 && a1 == b0 && b0 == b1 {
+                assert_eq!(shown(&native), shown(&twin_reply), "{context}");
+                for key in &tracked {
+                    assert_same_key(&mut a, &mut b, key, 0, &context);
+                }
+                compared += 1;
+                let kind = match &native {
+                    Value::ServerError(_) => "error".to_string(),
+                    Value::Array(items) => text(&items[0]).unwrap_or_default(),
+                    Value::Nil => "nil".into(),
+                    _ => "other".into(),
+                };
+                *kinds.entry(kind).or_insert(0) += 1;
+            } else {
+                for key in &tracked {
+                    copy_key(&mut a, &mut b, key);
+                }
+            }
+            if rng.gen_bool(0.1) {
+                sleep(Duration::from_millis(rng.gen_range(1..50)));
+            }
+        }
+        assert!(
+            compared * 10 >= steps * 6,
+            "only {compared}/{steps} steps compared"
+        );
+        // STALE needs a stale value and a lease within a few ms: rarer.
+        for (kind, least) in [
+            ("error", 10),
+            ("nil", 10),
+            ("other", 10),
+            ("HIT", 10),
+            ("MISS", 10),
+            ("REFRESH", 5),
+            ("WAIT", 10),
+            ("STALE", 1),
+        ] {
+            assert!(
+                kinds.get(kind).copied().unwrap_or(0) >= least,
+                "too few {kind}: {kinds:?}"
+            );
+        }
+    }
+}
+
+/// The twin's XFetch decides as `patterns_core::cache::early` (the module's function) on every
+/// draw: random draws against a fresh value at a known `now`.
+#[test]
+fn twin_xfetch_matches_the_core_on_explicit_draws() {
+    for flavor in flavors() {
+        let twin = Server::start_without_module(flavor, &[]);
+        let mut b = twin.conn();
+        load_twin(&mut b);
+        let mut rng = StdRng::seed_from_u64(3);
+        let (mut compared, mut refreshed) = (0, 0);
+        for i in 0..3000 {
+            let key = format!("xf:{i}");
+            let delta = rng.gen_range(1..400);
+            let beta = ["0.5", "1", "1.7", "3"][rng.gen_range(0..4)];
+            let draw: u64 = rng.gen_range(1..=DRAW_MAX);
+            let mut s = redis::cmd("FCALL");
+            s.arg("cache_set")
+                .arg(1)
+                .arg(&key)
+                .arg("v")
+                .arg(100)
+                .arg("DELTA")
+                .arg(delta);
+            let mut g = redis::cmd("FCALL");
+            g.arg("cache_get")
+                .arg(1)
+                .arg(&key)
+                .arg(draw)
+                .arg("A".repeat(22))
+                .arg("BETA")
+                .arg(beta);
+            let mut h = redis::cmd("HGET");
+            h.arg(&key).arg("fresh_until");
+            let r = pipeline(&mut b, &[redis::cmd("TIME"), s, g, redis::cmd("TIME"), h]);
+            let (t0, t1) = (ms_of(&r[0]), ms_of(&r[3]));
+            if t0 != t1 {
+                continue;
+            }
+            let fresh_until: i64 = text(&r[4]).unwrap().parse().unwrap();
+            let times = Times {
+                fresh_until,
+                stale_until: fresh_until,
+                delta_ms: delta,
+            };
+            let want = early(t0, times, beta.parse().unwrap(), draw);
+            let got = parts(&r[2]).0 == "REFRESH";
+            assert_eq!(
+                got,
+                want,
+                "draw {draw}, delta {delta}, beta {beta}, {} ms left",
+                fresh_until - t0
+            );
+            compared += 1;
+            refreshed += usize::from(got);
+        }
+        assert!(
+            compared > 1500 && refreshed > 50 && refreshed < compared,
+            "{compared} {refreshed}"
+        );
+    }
+}
