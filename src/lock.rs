@@ -57,9 +57,9 @@ fn read_lease(key: &Key) -> Result<Option<Stored>, CmdError> {
         KeyType::Hash => {}
         _ => return Err(CmdError::WrongType),
     }
-    let owner = key.hash_get(c"owner");
-    let token = key.hash_get(c"token");
-    let holds = key.hash_get(c"holds");
+    let owner = key.hash_field(c"owner");
+    let token = key.hash_field(c"token");
+    let holds = key.hash_field(c"holds");
     let text = |s: &Option<OwnedString>| s.as_ref().map(|s| bytes(s.inner));
     let lease = Lease::parse(text(&owner), text(&token), text(&holds))?;
     let (token, holds) = (lease.token, lease.holds);
@@ -355,7 +355,7 @@ command!(fencedhset, l::FENCEDHSET, |call| {
     {
         let key = Key::open(call);
         key.expect(KeyType::Hash)?;
-        let newest = key.hash_get(c"__fence");
+        let newest = key.hash_field(c"__fence");
         let newest = l::parse_resource_fence(newest.as_ref().map(|s| bytes(s.inner)))?;
         if !l::fence_admits(newest, token) {
             return Ok(Reply::Integer(0));

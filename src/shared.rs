@@ -569,23 +569,8 @@ impl Key<'_> {
     }
 }
 
-/// Hash fields through the module's hash API.
+/// Hash writes through the module's hash API.
 impl Key<'_> {
-    /// A field's value, None when the field (or the key) is absent.
-    pub fn hash_get(&self, field: &std::ffi::CStr) -> Option<OwnedString> {
-        let mut value: *mut RedisModuleString = ptr::null_mut();
-        unsafe {
-            raw::RedisModule_HashGet.unwrap()(
-                self.inner,
-                raw::REDISMODULE_HASH_CFIELDS as c_int,
-                field.as_ptr(),
-                &mut value as *mut *mut RedisModuleString,
-                ptr::null::<c_char>(),
-            );
-        }
-        (!value.is_null()).then(|| OwnedString::adopt(self.ctx, value))
-    }
-
     /// Sets a field (creating the hash when the key is empty).
     pub fn hash_set(&self, field: &std::ffi::CStr, value: &[u8]) {
         let value = OwnedString::new(self.ctx, value);
