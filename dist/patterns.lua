@@ -71,7 +71,77 @@ local function get_string(key)
   return v
 end
 
+local function key_type(key)
+  return redis.call('TYPE', key)['ok']
+end
+
+-- Whether the current user may read and write a key the command derives.
+local function key_allowed(key)
+  return redis.acl_check_cmd('HSET', key, 'f', 'v') and redis.acl_check_cmd('HGET', key, 'f')
+end
+
+-- Redis's hashtag: between the first '{' and the first '}' after it, when not empty.
+local function hashtag(k)
+  local open = string.find(k, '{', 1, true)
+  if not open then return nil end
+  local close = string.find(k, '}', open + 1, true)
+  if not close or close == open + 1 then return nil end
+  return string.sub(k, open + 1, close - 1)
+end
+
+-- A key in name's slot (session::derived_key): nil when there is none.
+local function derived_key(name, suffix)
+  if hashtag(name) then return name .. ':' .. suffix end
+  if name == '' or string.find(name, '[{}]') then return nil end
+  return '{' .. name .. '}:' .. suffix
+end
+
+-- Whether a field name among field/value pairs starts with the reserved `__`.
+local function reserved_fields(pairs)
+  for i = 1, #pairs, 2 do
+    if string.sub(pairs[i], 1, 2) == '__' then return true end
+  end
+  return false
+end
+
+-- Drops the members of a sorted set of expiries scored before now.
+local function zset_prune(key, now)
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', '(' .. int(now))
+end
+
+-- A sorted set of expiries expires with its last member: its TTL is its highest score.
+local function zset_fix_ttl(key)
+  local top = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')
+  if top[2] == nil then return end
+  local at = tonumber(top[2])
+  if redis.call('PEXPIRETIME', key) ~= at then
+    redis.call('PEXPIREAT', key, int(at))
+  end
+end
+
+-- A number as a sorted-set score is written (command::parse_f64's rules), or nil.
+local function parse_float(s)
+  local unsigned = string.lower(string.match(s, '^[+-]?(.*)$'))
+  if unsigned == 'inf' or unsigned == 'infinity' then
+    if string.sub(s, 1, 1) == '-' then return -math.huge end
+    return math.huge
+  end
+  local whole, fraction, exponent = string.match(unsigned, '^(%d*)%.?(%d*)(.*)$')
+  if whole == nil or (whole == '' and fraction == '') then return nil end
+  if exponent ~= '' and not string.match(exponent, '^[eE][+-]?%d+$') then return nil end
+  local v = tonumber(s)
+  if v == nil or v ~= v or v == math.huge or v == -math.huge then return nil end
+  if v == 0 and string.match(whole .. fraction, '[1-9]') then return nil end
+  return v
+end
+
 local function parse_value(raw, spec)
+  if spec.kind == 'text' then return raw end
+  if spec.kind == 'float' then
+    local v = parse_float(raw)
+    if v == nil then return nil, err(spec.error) end
+    return v
+  end
   local v, big = parse_int(raw)
   if big then
     if v < 0 then return nil, err(spec.error) end
@@ -79,6 +149,27 @@ local function parse_value(raw, spec)
   end
   if v == nil or v < spec.min then return nil, err(spec.error) end
   return v
+end
+
+-- One option after its token (argv[i] onwards): its value and the next index; or an error.
+local function parse_option(spec, word, argv, i)
+  if spec.flag then return 1, i end
+  if spec.word then return spec.word[word], i end
+  if spec.rest then
+    if #argv - i + 1 < spec.rest then return nil, nil, err(SYNTAX_ERROR) end
+    local list = {}
+    for j = i, #argv do list[#list + 1] = argv[j] end
+    return list, #argv + 1
+  end
+  if argv[i] == nil then return nil, nil, err(SYNTAX_ERROR) end
+  if spec.choice then
+    local c = spec.choice[string.upper(argv[i])]
+    if c == nil then return nil, nil, err(SYNTAX_ERROR) end
+    return c, i + 1
+  end
+  local v, e = parse_value(argv[i], spec)
+  if e then return nil, nil, e end
+  return v, i + 1
 end
 
 -- Parses arguments against a generated definition table, as CommandDef::parse does.
@@ -111,21 +202,17 @@ local function parse(def, keys, argv)
     for j = i, #argv do a.rest[#a.rest + 1] = argv[j] end
     return a
   end
-  for n, spec in ipairs(def.opts) do a.opt[n] = spec.default end
+  for n, spec in ipairs(def.opts) do
+    if spec.rest then a.opt[n] = {} else a.opt[n] = spec.default end
+  end
   while argv[i] ~= nil do
-    local n = def.tokens[string.upper(argv[i])]
+    local word = string.upper(argv[i])
+    local n = def.tokens[word]
     if n == nil then return nil, err(SYNTAX_ERROR) end
-    local spec = def.opts[n]
-    i = i + 1
-    if spec.flag then
-      a.opt[n] = 1
-    else
-      if argv[i] == nil then return nil, err(SYNTAX_ERROR) end
-      local v, e = parse_value(argv[i], spec)
-      if e then return nil, e end
-      a.opt[n] = v
-      i = i + 1
-    end
+    local v, next_i, e = parse_option(def.opts[n], word, argv, i + 1)
+    if e then return nil, e end
+    a.opt[n] = v
+    i = next_i
   end
   return a
 end
@@ -320,14 +407,14 @@ end
 local DEF_rl_tokenbucket = {
   arity_error = 'ERR wrong number of arguments for \'rl.tokenbucket\' command',
   pos = {
-    {min = 1, error = 'ERR capacity must be a positive integer', beyond = 'ERR capacity exceeds the Lua twin\'s exact integer range (below 2^53)'},
-    {min = 1, error = 'ERR rate must be a positive integer', beyond = 'ERR rate exceeds the Lua twin\'s exact integer range (below 2^53)'},
-    {min = 1, error = 'ERR period_ms must be a positive integer', beyond = 'ERR period_ms exceeds the Lua twin\'s exact integer range (below 2^53)'},
+    {kind = 'int', min = 1, error = 'ERR capacity must be a positive integer', beyond = 'ERR capacity exceeds the Lua twin\'s exact integer range (below 2^53)'},
+    {kind = 'int', min = 1, error = 'ERR rate must be a positive integer', beyond = 'ERR rate exceeds the Lua twin\'s exact integer range (below 2^53)'},
+    {kind = 'int', min = 1, error = 'ERR period_ms must be a positive integer', beyond = 'ERR period_ms exceeds the Lua twin\'s exact integer range (below 2^53)'},
   },
   opts = {
-    {min = 0, error = 'ERR COST must be a non-negative integer', beyond = 'ERR COST exceeds the Lua twin\'s exact integer range (below 2^53)', default = 1},
+    {kind = 'int', min = 0, error = 'ERR COST must be a non-negative integer', beyond = 'ERR COST exceeds the Lua twin\'s exact integer range (below 2^53)', default = 1},
   },
-  tokens = {COST = 1},
+  tokens = {['COST'] = 1},
 }
 -- RL.TOKENBUCKET key capacity rate period_ms [COST n]
 local function rl_tokenbucket(keys, argv)
@@ -340,13 +427,13 @@ end
 local DEF_rl_fixedwindow = {
   arity_error = 'ERR wrong number of arguments for \'rl.fixedwindow\' command',
   pos = {
-    {min = 1, error = 'ERR limit must be a positive integer', beyond = 'ERR limit exceeds the Lua twin\'s exact integer range (below 2^53)'},
-    {min = 1, error = 'ERR window_ms must be a positive integer', beyond = 'ERR window_ms exceeds the Lua twin\'s exact integer range (below 2^53)'},
+    {kind = 'int', min = 1, error = 'ERR limit must be a positive integer', beyond = 'ERR limit exceeds the Lua twin\'s exact integer range (below 2^53)'},
+    {kind = 'int', min = 1, error = 'ERR window_ms must be a positive integer', beyond = 'ERR window_ms exceeds the Lua twin\'s exact integer range (below 2^53)'},
   },
   opts = {
-    {min = 0, error = 'ERR COST must be a non-negative integer', beyond = 'ERR COST exceeds the Lua twin\'s exact integer range (below 2^53)', default = 1},
+    {kind = 'int', min = 0, error = 'ERR COST must be a non-negative integer', beyond = 'ERR COST exceeds the Lua twin\'s exact integer range (below 2^53)', default = 1},
   },
-  tokens = {COST = 1},
+  tokens = {['COST'] = 1},
 }
 -- RL.FIXEDWINDOW key limit window_ms [COST n]
 local function rl_fixedwindow(keys, argv)
@@ -359,14 +446,14 @@ end
 local DEF_rl_slidingwindow = {
   arity_error = 'ERR wrong number of arguments for \'rl.slidingwindow\' command',
   pos = {
-    {min = 1, error = 'ERR limit must be a positive integer', beyond = 'ERR limit exceeds the Lua twin\'s exact integer range (below 2^53)'},
-    {min = 1, error = 'ERR window_ms must be a positive integer', beyond = 'ERR window_ms exceeds the Lua twin\'s exact integer range (below 2^53)'},
+    {kind = 'int', min = 1, error = 'ERR limit must be a positive integer', beyond = 'ERR limit exceeds the Lua twin\'s exact integer range (below 2^53)'},
+    {kind = 'int', min = 1, error = 'ERR window_ms must be a positive integer', beyond = 'ERR window_ms exceeds the Lua twin\'s exact integer range (below 2^53)'},
   },
   opts = {
-    {min = 0, error = 'ERR COST must be a non-negative integer', beyond = 'ERR COST exceeds the Lua twin\'s exact integer range (below 2^53)', default = 1},
+    {kind = 'int', min = 0, error = 'ERR COST must be a non-negative integer', beyond = 'ERR COST exceeds the Lua twin\'s exact integer range (below 2^53)', default = 1},
     {flag = true, default = 0},
   },
-  tokens = {COST = 1, EXACT = 2},
+  tokens = {['COST'] = 1, ['EXACT'] = 2},
 }
 -- RL.SLIDINGWINDOW key limit window_ms [COST n] [EXACT]
 local function rl_slidingwindow(keys, argv)
@@ -379,10 +466,10 @@ end
 local DEF_cl_throttle = {
   arity_error = 'ERR wrong number of arguments for \'cl.throttle\' command',
   pos = {
-    {min = 0, error = 'ERR max_burst must be a non-negative integer', beyond = 'ERR max_burst exceeds the Lua twin\'s exact integer range (below 2^53)'},
-    {min = 1, error = 'ERR count_per_period must be a positive integer', beyond = 'ERR count_per_period exceeds the Lua twin\'s exact integer range (below 2^53)'},
-    {min = 1, error = 'ERR period_s must be a positive integer', beyond = 'ERR period_s exceeds the Lua twin\'s exact integer range (below 2^53)'},
-    {min = 0, error = 'ERR quantity must be a non-negative integer', beyond = 'ERR quantity exceeds the Lua twin\'s exact integer range (below 2^53)', default = 1},
+    {kind = 'int', min = 0, error = 'ERR max_burst must be a non-negative integer', beyond = 'ERR max_burst exceeds the Lua twin\'s exact integer range (below 2^53)'},
+    {kind = 'int', min = 1, error = 'ERR count_per_period must be a positive integer', beyond = 'ERR count_per_period exceeds the Lua twin\'s exact integer range (below 2^53)'},
+    {kind = 'int', min = 1, error = 'ERR period_s must be a positive integer', beyond = 'ERR period_s exceeds the Lua twin\'s exact integer range (below 2^53)'},
+    {kind = 'int', min = 0, error = 'ERR quantity must be a non-negative integer', beyond = 'ERR quantity exceeds the Lua twin\'s exact integer range (below 2^53)', default = 1},
   },
   opts = {
   },
@@ -410,62 +497,18 @@ local NOT_SESSION = 'ERR key does not hold a session'
 local BAD_ID = 'ERR id must be 22 characters of base64url'
 local ID_TAKEN = 'ERR session id already in use'
 
-local function sess_type(key)
-  return redis.call('TYPE', key)['ok']
-end
-
 local function sess_is_id(id)
   return #id == 22 and string.find(id, '^[A-Za-z0-9_%-]+$') ~= nil
 end
 
--- Redis's hashtag: between the first '{' and the first '}' after it, when not empty.
-local function sess_hashtag(k)
-  local open = string.find(k, '{', 1, true)
-  if not open then return nil end
-  local close = string.find(k, '}', open + 1, true)
-  if not close or close == open + 1 then return nil end
-  return string.sub(k, open + 1, close - 1)
-end
-
-local function sess_key(index, id)
-  if sess_hashtag(index) then return index .. ':' .. id end
-  if index == '' or string.find(index, '[{}]') then return nil end
-  return '{' .. index .. '}:' .. id
-end
-
-local function sess_allowed(key)
-  return redis.acl_check_cmd('HSET', key, 'f', 'v') and redis.acl_check_cmd('HGET', key, 'f')
-end
-
-local function sess_reserved(fields)
-  for i = 1, #fields, 2 do
-    if string.sub(fields[i], 1, 2) == RESERVED_PREFIX then return true end
-  end
-  return false
-end
-
 local function sess_expect_index(index)
-  local t = sess_type(index)
+  local t = key_type(index)
   if t ~= 'none' and t ~= 'zset' then return err(WRONGTYPE) end
-end
-
-local function sess_prune(index, now)
-  redis.call('ZREMRANGEBYSCORE', index, '-inf', '(' .. int(now))
-end
-
--- The index expires with its last session: its TTL is its highest score.
-local function sess_fix(index)
-  local top = redis.call('ZRANGE', index, -1, -1, 'WITHSCORES')
-  if top[2] == nil then return end
-  local at = tonumber(top[2])
-  if redis.call('PEXPIRETIME', index) ~= at then
-    redis.call('PEXPIREAT', index, int(at))
-  end
 end
 
 -- The session at key: nil when absent; an error unless a session whose index may be used.
 local function sess_load(key)
-  local t = sess_type(key)
+  local t = key_type(key)
   if t == 'none' then return nil end
   if t ~= 'hash' then return nil, err(WRONGTYPE) end
   local flat = redis.call('HGETALL', key)
@@ -477,7 +520,7 @@ local function sess_load(key)
     elseif f == INDEX_FIELD then s.index = flat[i + 1] end
   end
   if s.idle == nil or s.abs == nil or s.index == nil then return nil, err(NOT_SESSION) end
-  if not sess_allowed(s.index) then return nil, err(NOPERM) end
+  if not key_allowed(s.index) then return nil, err(NOPERM) end
   local e = sess_expect_index(s.index)
   if e then return nil, e end
   return s
@@ -486,22 +529,22 @@ end
 local function sess_touch(key, index, idle, abs, now)
   local at = int(math.min(now + idle, abs))
   redis.call('PEXPIREAT', key, at)
-  sess_prune(index, now)
+  zset_prune(index, now)
   redis.call('ZADD', index, at, key)
-  sess_fix(index)
+  zset_fix_ttl(index)
 end
 
 local function session_create_run(index, id, idle, absolute, fields)
   if not sess_is_id(id) then return err(BAD_ID) end
   if idle > MAX_MS or absolute > MAX_MS then return err(TOO_LONG) end
   if absolute < idle then return err(ABSOLUTE_BELOW_IDLE) end
-  if sess_reserved(fields) then return err(RESERVED) end
-  local key = sess_key(index, id)
+  if reserved_fields(fields) then return err(RESERVED) end
+  local key = derived_key(index, id)
   if key == nil then return err(BAD_INDEX) end
-  if not sess_allowed(key) then return err(NOPERM) end
+  if not key_allowed(key) then return err(NOPERM) end
   local e = sess_expect_index(index)
   if e then return e end
-  if sess_type(key) ~= 'none' then return err(ID_TAKEN) end
+  if key_type(key) ~= 'none' then return err(ID_TAKEN) end
   local now = now_ms()
   local abs = now + absolute
   redis.call('HSET', key, IDLE_FIELD, int(idle), ABSOLUTE_FIELD, int(abs), INDEX_FIELD, index,
@@ -526,7 +569,7 @@ local function session_get_run(key)
 end
 
 local function session_set_run(key, fields)
-  if sess_reserved(fields) then return err(RESERVED) end
+  if reserved_fields(fields) then return err(RESERVED) end
   local s, e = sess_load(key)
   if e then return e end
   if s == nil then return false end
@@ -540,17 +583,17 @@ local function session_rotate_run(key, id)
   local s, e = sess_load(key)
   if e then return e end
   if s == nil then return false end
-  local new = sess_key(s.index, id)
+  local new = derived_key(s.index, id)
   if new == nil then return err(BAD_INDEX) end
-  if not sess_allowed(new) then return err(NOPERM) end
-  if sess_type(new) ~= 'none' then return err(ID_TAKEN) end
+  if not key_allowed(new) then return err(NOPERM) end
+  if key_type(new) ~= 'none' then return err(ID_TAKEN) end
   local now = now_ms()
   local at = redis.call('PEXPIRETIME', key)
   redis.call('RENAME', key, new)
-  sess_prune(s.index, now)
+  zset_prune(s.index, now)
   redis.call('ZREM', s.index, key)
   redis.call('ZADD', s.index, int(at), new)
-  sess_fix(s.index)
+  zset_fix_ttl(s.index)
   return new
 end
 
@@ -559,17 +602,17 @@ local function session_destroy_run(key)
   if e then return e end
   if s == nil then return 0 end
   redis.call('DEL', key)
-  sess_prune(s.index, now_ms())
+  zset_prune(s.index, now_ms())
   redis.call('ZREM', s.index, key)
-  sess_fix(s.index)
+  zset_fix_ttl(s.index)
   return 1
 end
 
 local function sess_live(index)
   local e = sess_expect_index(index)
   if e then return nil, e end
-  sess_prune(index, now_ms())
-  sess_fix(index)
+  zset_prune(index, now_ms())
+  zset_fix_ttl(index)
   return redis.call('ZRANGE', index, 0, -1)
 end
 
@@ -577,7 +620,7 @@ local function session_destroyall_run(index)
   local e = sess_expect_index(index)
   if e then return e end
   for _, m in ipairs(redis.call('ZRANGE', index, 0, -1)) do
-    if not sess_allowed(m) then return err(NOPERM) end
+    if not key_allowed(m) then return err(NOPERM) end
   end
   local members, e2 = sess_live(index)
   if e2 then return e2 end
@@ -596,8 +639,8 @@ end
 local function session_count_run(index)
   local e = sess_expect_index(index)
   if e then return e end
-  sess_prune(index, now_ms())
-  sess_fix(index)
+  zset_prune(index, now_ms())
+  zset_fix_ttl(index)
   return redis.call('ZCARD', index)
 end
 
@@ -607,8 +650,8 @@ local DEF_session_create = {
   group = 2,
   group_min = 0,
   pos = {
-    {min = 1, error = 'ERR idle_ms must be a positive integer', beyond = 'ERR idle_ms exceeds the Lua twin\'s exact integer range (below 2^53)'},
-    {min = 1, error = 'ERR absolute_ms must be a positive integer', beyond = 'ERR absolute_ms exceeds the Lua twin\'s exact integer range (below 2^53)'},
+    {kind = 'int', min = 1, error = 'ERR idle_ms must be a positive integer', beyond = 'ERR idle_ms exceeds the Lua twin\'s exact integer range (below 2^53)'},
+    {kind = 'int', min = 1, error = 'ERR absolute_ms must be a positive integer', beyond = 'ERR absolute_ms exceeds the Lua twin\'s exact integer range (below 2^53)'},
   },
   opts = {
   },
@@ -736,6 +779,293 @@ local function session_count(keys, argv)
   local key, p, o = keys[1], a.pos, a.opt
   return session_count_run(key)
 end
+local MAX_TTL = 4503599627370496
+local NO_WAIT = -1
+local FENCE_SUFFIX = 'fence'
+local RESOURCE_FENCE = '__fence'
+local WRONGTYPE = 'WRONGTYPE Operation against a key holding the wrong kind of value'
+local NOPERM = 'NOPERM this user has no permissions to access one of the keys used as arguments'
+local RESERVED = 'ERR field names starting with __ are reserved'
+local TTL_TOO_LONG = 'ERR ttl_ms must be at most 2^52'
+local BAD_NAME = 'ERR lock name cannot carry its fencing counter in its slot'
+local NOT_LOCK = 'ERR key does not hold a lock'
+local NOT_FENCE = 'ERR the fencing counter is not a non-negative integer'
+local NOT_FENCED = 'ERR the resource\'s __fence is not a positive integer'
+local TOKENS_EXHAUSTED = 'ERR the fencing counter is exhausted'
+local HOLDS_EXHAUSTED = 'ERR the lock\'s hold count is exhausted'
+local NO_WAIT_IN_TWIN = 'ERR WAIT needs the redis-patterns module: the Lua twin cannot block (omit WAIT to try once)'
+
+-- The lease held on key: nil when free; an error unless a lock's hash.
+local function lock_load(key)
+  local t = key_type(key)
+  if t == 'none' then return nil end
+  if t ~= 'hash' then return nil, err(WRONGTYPE) end
+  local v = redis.call('HMGET', key, 'owner', 'token', 'holds')
+  local token, holds = state_int(v[2] or ''), state_int(v[3] or '')
+  if v[1] == false or token == nil or token < 1 or holds == nil or holds < 1 then
+    return nil, err(NOT_LOCK)
+  end
+  return {owner = v[1], token = token, holds = holds}
+end
+
+local function lock_write(key, lease, at)
+  redis.call('HSET', key, 'owner', lease.owner, 'token', int(lease.token), 'holds', int(lease.holds))
+  redis.call('PEXPIREAT', key, int(at))
+end
+
+local function lock_check_ttl(ttl, wait)
+  if wait ~= NO_WAIT then return err(NO_WAIT_IN_TWIN) end
+  if ttl > MAX_TTL then return err(TTL_TOO_LONG) end
+end
+
+local function lock_acquire_run(key, owner, ttl, wait)
+  local e = lock_check_ttl(ttl, wait)
+  if e then return e end
+  local fence = derived_key(key, FENCE_SUFFIX)
+  if fence == nil then return err(BAD_NAME) end
+  if not key_allowed(fence) then return err(NOPERM) end
+  local lease, e2 = lock_load(key)
+  if e2 then return e2 end
+  local last, e3 = get_string(fence)
+  if e3 then return e3 end
+  last = state_int(last or '0')
+  if last == nil then return err(NOT_FENCE) end
+  local now = now_ms()
+  if lease then
+    if lease.owner ~= owner then return false end
+    if lease.holds + 1 >= EXACT_MAX then return err(HOLDS_EXHAUSTED) end
+    lease.holds = lease.holds + 1
+  else
+    if last + 1 >= EXACT_MAX then return err(TOKENS_EXHAUSTED) end
+    lease = {owner = owner, token = last + 1, holds = 1}
+    redis.call('SET', fence, int(lease.token))
+  end
+  lock_write(key, lease, now + ttl)
+  return lease.token
+end
+
+local function lock_release_run(key, owner)
+  local lease, e = lock_load(key)
+  if e then return e end
+  if lease == nil or lease.owner ~= owner then return 0 end
+  if lease.holds > 1 then
+    redis.call('HSET', key, 'holds', int(lease.holds - 1))
+  else
+    redis.call('DEL', key)
+  end
+  return 1
+end
+
+local function lock_extend_run(key, owner, ttl)
+  if ttl > MAX_TTL then return err(TTL_TOO_LONG) end
+  local lease, e = lock_load(key)
+  if e then return e end
+  if lease == nil or lease.owner ~= owner then return 0 end
+  redis.call('PEXPIREAT', key, int(now_ms() + ttl))
+  return 1
+end
+
+local function lock_info_run(key)
+  local lease, e = lock_load(key)
+  if e then return e end
+  if lease == nil then return false end
+  local at = redis.call('PEXPIRETIME', key)
+  local ttl = -1
+  if at >= 0 then ttl = math.max(at - now_ms(), 0) end
+  return {'owner', lease.owner, 'token', lease.token, 'ttl', ttl, 'holds', lease.holds,
+    'waiters', 0}
+end
+
+local function lock_fencedhset_run(key, token, pairs)
+  if reserved_fields(pairs) then return err(RESERVED) end
+  local t = key_type(key)
+  if t ~= 'none' and t ~= 'hash' then return err(WRONGTYPE) end
+  local newest = redis.call('HGET', key, RESOURCE_FENCE)
+  if newest then
+    newest = state_int(newest)
+    if newest == nil or newest < 1 then return err(NOT_FENCED) end
+    if token < newest then return 0 end
+  end
+  redis.call('HSET', key, RESOURCE_FENCE, int(token), unpack(pairs))
+  return 1
+end
+
+-- A semaphore's permits, expired ones pruned: nil, or an error unless a sorted set.
+local function sem_live(key, now)
+  local t = key_type(key)
+  if t ~= 'none' and t ~= 'zset' then return err(WRONGTYPE) end
+  zset_prune(key, now)
+  zset_fix_ttl(key)
+end
+
+local function sem_acquire_run(key, owner, limit, ttl, wait)
+  local e = lock_check_ttl(ttl, wait)
+  if e then return e end
+  local now = now_ms()
+  e = sem_live(key, now)
+  if e then return e end
+  local held = redis.call('ZSCORE', key, owner)
+  if not held and redis.call('ZCARD', key) >= limit then return 0 end
+  redis.call('ZADD', key, int(now + ttl), owner)
+  zset_fix_ttl(key)
+  return 1
+end
+
+local function sem_release_run(key, owner)
+  local e = sem_live(key, now_ms())
+  if e then return e end
+  if redis.call('ZREM', key, owner) == 0 then return 0 end
+  zset_fix_ttl(key)
+  return 1
+end
+
+local function sem_count_run(key)
+  local e = sem_live(key, now_ms())
+  if e then return e end
+  return redis.call('ZCARD', key)
+end
+
+local DEF_lock_acquire = {
+  arity_error = 'ERR wrong number of arguments for \'lock.acquire\' command',
+  pos = {
+    {kind = 'text'},
+    {kind = 'int', min = 1, error = 'ERR ttl_ms must be a positive integer', beyond = 'ERR ttl_ms exceeds the Lua twin\'s exact integer range (below 2^53)'},
+  },
+  opts = {
+    {kind = 'int', min = 0, error = 'ERR timeout_ms must be a non-negative integer', beyond = 'ERR timeout_ms exceeds the Lua twin\'s exact integer range (below 2^53)', default = -1},
+  },
+  tokens = {['WAIT'] = 1},
+}
+-- LOCK.ACQUIRE key owner ttl_ms [WAIT timeout_ms]
+local function lock_acquire(keys, argv)
+  local a, e = parse(DEF_lock_acquire, keys, argv)
+  if e then return e end
+  local key, p, o = keys[1], a.pos, a.opt
+  return lock_acquire_run(key, p[1], p[2], o[1])
+end
+
+local DEF_lock_release = {
+  arity_error = 'ERR wrong number of arguments for \'lock.release\' command',
+  pos = {
+    {kind = 'text'},
+  },
+  opts = {
+  },
+  tokens = {},
+}
+-- LOCK.RELEASE key owner
+local function lock_release(keys, argv)
+  local a, e = parse(DEF_lock_release, keys, argv)
+  if e then return e end
+  local key, p, o = keys[1], a.pos, a.opt
+  return lock_release_run(key, p[1])
+end
+
+local DEF_lock_extend = {
+  arity_error = 'ERR wrong number of arguments for \'lock.extend\' command',
+  pos = {
+    {kind = 'text'},
+    {kind = 'int', min = 1, error = 'ERR ttl_ms must be a positive integer', beyond = 'ERR ttl_ms exceeds the Lua twin\'s exact integer range (below 2^53)'},
+  },
+  opts = {
+  },
+  tokens = {},
+}
+-- LOCK.EXTEND key owner ttl_ms
+local function lock_extend(keys, argv)
+  local a, e = parse(DEF_lock_extend, keys, argv)
+  if e then return e end
+  local key, p, o = keys[1], a.pos, a.opt
+  return lock_extend_run(key, p[1], p[2])
+end
+
+local DEF_lock_info = {
+  arity_error = 'ERR wrong number of arguments for \'lock.info\' command',
+  pos = {
+  },
+  opts = {
+  },
+  tokens = {},
+}
+-- LOCK.INFO key
+local function lock_info(keys, argv)
+  local a, e = parse(DEF_lock_info, keys, argv)
+  if e then return e end
+  local key, p, o = keys[1], a.pos, a.opt
+  return lock_info_run(key)
+end
+
+local DEF_lock_fencedhset = {
+  arity_error = 'ERR wrong number of arguments for \'lock.fencedhset\' command',
+  group = 2,
+  group_min = 1,
+  pos = {
+    {kind = 'int', min = 1, error = 'ERR token must be a positive integer', beyond = 'ERR token exceeds the Lua twin\'s exact integer range (below 2^53)'},
+  },
+  opts = {
+  },
+  tokens = {},
+}
+-- LOCK.FENCEDHSET resource token field value [field value ...]
+local function lock_fencedhset(keys, argv)
+  local a, e = parse(DEF_lock_fencedhset, keys, argv)
+  if e then return e end
+  local key, p, o, x, r = keys[1], a.pos, a.opt, a.lead, a.rest
+  return lock_fencedhset_run(key, p[1], r)
+end
+
+local DEF_sem_acquire = {
+  arity_error = 'ERR wrong number of arguments for \'sem.acquire\' command',
+  pos = {
+    {kind = 'text'},
+    {kind = 'int', min = 1, error = 'ERR limit must be a positive integer', beyond = 'ERR limit exceeds the Lua twin\'s exact integer range (below 2^53)'},
+    {kind = 'int', min = 1, error = 'ERR ttl_ms must be a positive integer', beyond = 'ERR ttl_ms exceeds the Lua twin\'s exact integer range (below 2^53)'},
+  },
+  opts = {
+    {kind = 'int', min = 0, error = 'ERR timeout_ms must be a non-negative integer', beyond = 'ERR timeout_ms exceeds the Lua twin\'s exact integer range (below 2^53)', default = -1},
+  },
+  tokens = {['WAIT'] = 1},
+}
+-- SEM.ACQUIRE key owner limit ttl_ms [WAIT timeout_ms]
+local function sem_acquire(keys, argv)
+  local a, e = parse(DEF_sem_acquire, keys, argv)
+  if e then return e end
+  local key, p, o = keys[1], a.pos, a.opt
+  return sem_acquire_run(key, p[1], p[2], p[3], o[1])
+end
+
+local DEF_sem_release = {
+  arity_error = 'ERR wrong number of arguments for \'sem.release\' command',
+  pos = {
+    {kind = 'text'},
+  },
+  opts = {
+  },
+  tokens = {},
+}
+-- SEM.RELEASE key owner
+local function sem_release(keys, argv)
+  local a, e = parse(DEF_sem_release, keys, argv)
+  if e then return e end
+  local key, p, o = keys[1], a.pos, a.opt
+  return sem_release_run(key, p[1])
+end
+
+local DEF_sem_count = {
+  arity_error = 'ERR wrong number of arguments for \'sem.count\' command',
+  pos = {
+  },
+  opts = {
+  },
+  tokens = {},
+}
+-- SEM.COUNT key
+local function sem_count(keys, argv)
+  local a, e = parse(DEF_sem_count, keys, argv)
+  if e then return e end
+  local key, p, o = keys[1], a.pos, a.opt
+  return sem_count_run(key)
+end
 
 redis.register_function('rl_tokenbucket', rl_tokenbucket)
 redis.register_function('rl_fixedwindow', rl_fixedwindow)
@@ -749,3 +1079,11 @@ redis.register_function('session_destroy', session_destroy)
 redis.register_function('session_destroyall', session_destroyall)
 redis.register_function('session_list', session_list)
 redis.register_function('session_count', session_count)
+redis.register_function('lock_acquire', lock_acquire)
+redis.register_function('lock_release', lock_release)
+redis.register_function('lock_extend', lock_extend)
+redis.register_function('lock_info', lock_info)
+redis.register_function('lock_fencedhset', lock_fencedhset)
+redis.register_function('sem_acquire', sem_acquire)
+redis.register_function('sem_release', sem_release)
+redis.register_function('sem_count', sem_count)

@@ -5,7 +5,7 @@
 use std::ffi::{c_char, CString};
 use std::ptr;
 
-use patterns_core::command::CommandDef;
+use patterns_core::command::{ArgKind, CommandDef, OptValue, OptionDef};
 use redis_module::raw;
 use redis_module::Context;
 
@@ -46,6 +46,67 @@ fn arg(
     a
 }
 
+fn arg_type(kind: ArgKind) -> raw::RedisModuleCommandArgType {
+    match kind {
+        ArgKind::Text => raw::RedisModuleCommandArgType_REDISMODULE_ARG_TYPE_STRING,
+        ArgKind::Float => raw::RedisModuleCommandArgType_REDISMODULE_ARG_TYPE_DOUBLE,
+        _ => raw::RedisModuleCommandArgType_REDISMODULE_ARG_TYPE_INTEGER,
+    }
+}
+
+/// A `oneof` block of pure tokens (`ASC|DESC`), its list pushed to `lists` to stay alive.
+fn one_of(
+    strings: &mut Strings,
+    lists: &mut Vec<Vec<raw::RedisModuleCommandArg>>,
+    name: &str,
+    token: Option<&str>,
+    words: &[&str],
+) -> raw::RedisModuleCommandArg {
+    let pure = raw::RedisModuleCommandArgType_REDISMODULE_ARG_TYPE_PURE_TOKEN;
+    let mut list: Vec<raw::RedisModuleCommandArg> = words
+        .iter()
+        .map(|w| arg(strings, &w.to_ascii_lowercase(), pure, Some(w), false))
+        .collect();
+    list.push(unsafe { std::mem::zeroed() });
+    let oneof = raw::RedisModuleCommandArgType_REDISMODULE_ARG_TYPE_ONEOF;
+    let mut a = arg(strings, name, oneof, token, true);
+    a.subargs = list.as_mut_ptr();
+    lists.push(list);
+    a
+}
+
+fn option_arg(
+    strings: &mut Strings,
+    lists: &mut Vec<Vec<raw::RedisModuleCommandArg>>,
+    o: &OptionDef,
+) -> raw::RedisModuleCommandArg {
+    let name = o.token.to_ascii_lowercase();
+    match o.value {
+        OptValue::Flag => {
+            let pure = raw::RedisModuleCommandArgType_REDISMODULE_ARG_TYPE_PURE_TOKEN;
+            arg(strings, &name, pure, Some(o.token), true)
+        }
+        OptValue::Arg(v) => {
+            let name = v.name.to_ascii_lowercase();
+            arg(strings, &name, arg_type(v.kind), Some(o.token), true)
+        }
+        OptValue::Choice(words) => one_of(strings, lists, &name, Some(o.token), words),
+        OptValue::Word(words) => one_of(
+            strings,
+            lists,
+            &words.join("_").to_ascii_lowercase(),
+            None,
+            words,
+        ),
+        OptValue::Rest { .. } => {
+            let string = raw::RedisModuleCommandArgType_REDISMODULE_ARG_TYPE_STRING;
+            let mut a = arg(strings, &name, string, Some(o.token), true);
+            a.flags |= raw::REDISMODULE_CMD_ARG_MULTIPLE as i32;
+            a
+        }
+    }
+}
+
 /// The single key is the first argument: read and updated in place.
 fn key_spec() -> raw::RedisModuleCommandKeySpec {
     let mut spec: raw::RedisModuleCommandKeySpec = unsafe { std::mem::zeroed() };
@@ -71,7 +132,6 @@ pub fn describe(ctx: &Context, def: &CommandDef) -> Result<(), String> {
     if command.is_null() {
         return Err(format!("{} is not registered", def.name));
     }
-    let integer = raw::RedisModuleCommandArgType_REDISMODULE_ARG_TYPE_INTEGER;
     let key_name = def.syntax.split_whitespace().next().unwrap_or("key");
     let mut args = vec![arg(
         &mut strings,
@@ -81,32 +141,19 @@ pub fn describe(ctx: &Context, def: &CommandDef) -> Result<(), String> {
         false,
     )];
     for p in def.positionals {
+        let kind = arg_type(p.arg.kind);
         args.push(arg(
             &mut strings,
             p.arg.name,
-            integer,
+            kind,
             None,
             p.default.is_some(),
         ));
     }
+    // The `oneof` blocks' words, kept alive until SetCommandInfo has copied them.
+    let mut word_lists: Vec<Vec<raw::RedisModuleCommandArg>> = Vec::new();
     for o in def.options {
-        let lower = o.token.to_ascii_lowercase();
-        args.push(match o.value {
-            Some(v) => arg(
-                &mut strings,
-                &v.name.to_ascii_lowercase(),
-                integer,
-                Some(o.token),
-                true,
-            ),
-            None => arg(
-                &mut strings,
-                &lower,
-                raw::RedisModuleCommandArgType_REDISMODULE_ARG_TYPE_PURE_TOKEN,
-                Some(o.token),
-                true,
-            ),
-        });
+        args.push(option_arg(&mut strings, &mut word_lists, o));
     }
     // A trailing variadic group (`[field value ...]`): one repeated block of string arguments.
     let mut group: Vec<raw::RedisModuleCommandArg>;

@@ -3,17 +3,19 @@
 //! each family's binding lives in the module of the same name as its core module.
 
 mod docs;
+mod lock;
 mod ratelimit;
 mod session;
 mod shared;
 
 use patterns_core::command::CommandDef;
+use patterns_core::lock as lk;
 use patterns_core::ratelimit as rl;
 use patterns_core::session as sess;
 use redis_module::{raw, redis_module, Context, RedisString, Status};
 
 /// Every command with its C entry point.
-const COMMANDS: [(&CommandDef, shared::Handler); 12] = [
+const COMMANDS: [(&CommandDef, shared::Handler); 20] = [
     (&rl::TOKENBUCKET, ratelimit::tokenbucket),
     (&rl::FIXEDWINDOW, ratelimit::fixedwindow),
     (&rl::SLIDINGWINDOW, ratelimit::slidingwindow),
@@ -26,6 +28,14 @@ const COMMANDS: [(&CommandDef, shared::Handler); 12] = [
     (&sess::DESTROYALL, session::destroyall),
     (&sess::LIST, session::list),
     (&sess::COUNT, session::count),
+    (&lk::ACQUIRE, lock::acquire),
+    (&lk::RELEASE, lock::release),
+    (&lk::EXTEND, lock::extend),
+    (&lk::INFO, lock::info),
+    (&lk::FENCEDHSET, lock::fencedhset),
+    (&lk::SEM_ACQUIRE, lock::sem_acquire),
+    (&lk::SEM_RELEASE, lock::sem_release),
+    (&lk::SEM_COUNT, lock::sem_count),
 ];
 
 /// Registers every command (its one key at position 1, so ACL key patterns and Cluster
@@ -45,6 +55,12 @@ fn init(ctx: &Context, _args: &[RedisString]) -> Status {
             ctx.log_warning(&e);
             return Status::Err;
         }
+    }
+    // Lock and semaphore waiters are served when their key is freed behind the module's back,
+    // and released when the server becomes a replica.
+    if let Err(e) = lock::subscribe(ctx.get_raw()) {
+        ctx.log_warning(&e);
+        return Status::Err;
     }
     Status::Ok
 }

@@ -88,7 +88,7 @@ fn fix_index_ttl(ctx: Ctx, index: &Key) {
 /// One update of an index, in the order the Lua twin runs it: prune the expired members,
 /// remove `remove`, add `add` (score, member), then fix the index's TTL. Each change replicates
 /// as the command that makes it, and only when it changed something, as Redis does.
-fn update_index(
+pub(crate) fn update_index(
     ctx: Ctx,
     index: &[u8],
     now: i64,

@@ -63,6 +63,10 @@ pub enum Reply {
     Integer(i64),
     Bulk(Vec<u8>),
     Bulks(Vec<Vec<u8>>),
+    /// An array of replies of any kind.
+    Array(Vec<Reply>),
+    /// No reply now: the client is blocked and a callback replies later.
+    Blocked,
 }
 
 /// One invocation: the context, the key and the arguments after it.
@@ -139,24 +143,33 @@ pub fn dispatch(
         body(&Call::new(ctx, def, argv)?)
     }))
     .unwrap_or(Err(CmdError::Internal));
+    match result {
+        Ok(reply) => send(ctx, reply),
+        Err(err) => send_error(ctx, &err.to_string()),
+    }
+    raw::REDISMODULE_OK as c_int
+}
+
+/// Sends a reply to the current client.
+pub fn send(ctx: *mut RedisModuleCtx, reply: Reply) {
     unsafe {
-        match result {
-            Ok(Reply::Ints(values)) => {
+        match reply {
+            Reply::Ints(values) => {
                 raw::RedisModule_ReplyWithArray.unwrap()(ctx, values.len() as _);
                 for v in values {
                     raw::RedisModule_ReplyWithLongLong.unwrap()(ctx, v);
                 }
             }
-            Ok(Reply::Null) => {
+            Reply::Null => {
                 raw::RedisModule_ReplyWithNull.unwrap()(ctx);
             }
-            Ok(Reply::Integer(n)) => {
+            Reply::Integer(n) => {
                 raw::RedisModule_ReplyWithLongLong.unwrap()(ctx, n);
             }
-            Ok(Reply::Bulk(b)) => {
+            Reply::Bulk(b) => {
                 raw::RedisModule_ReplyWithStringBuffer.unwrap()(ctx, b.as_ptr().cast(), b.len());
             }
-            Ok(Reply::Bulks(items)) => {
+            Reply::Bulks(items) => {
                 raw::RedisModule_ReplyWithArray.unwrap()(ctx, items.len() as _);
                 for b in items {
                     raw::RedisModule_ReplyWithStringBuffer.unwrap()(
@@ -166,13 +179,21 @@ pub fn dispatch(
                     );
                 }
             }
-            Err(err) => {
-                let text = CString::new(err.to_string()).unwrap_or_default();
-                raw::RedisModule_ReplyWithError.unwrap()(ctx, text.as_ptr());
+            Reply::Array(items) => {
+                raw::RedisModule_ReplyWithArray.unwrap()(ctx, items.len() as _);
+                for item in items {
+                    send(ctx, item);
+                }
             }
+            Reply::Blocked => {}
         }
     }
-    raw::REDISMODULE_OK as c_int
+}
+
+/// Sends an error reply (`text` starts with its code, e.g. `ERR ...`).
+pub fn send_error(ctx: *mut RedisModuleCtx, text: &str) {
+    let text = CString::new(text).unwrap_or_default();
+    unsafe { raw::RedisModule_ReplyWithError.unwrap()(ctx, text.as_ptr()) };
 }
 
 /// The server's clock in ms: read once per command.
@@ -290,6 +311,11 @@ impl<'a> Key<'a> {
                 None => raw::RedisModule_SetExpire.unwrap()(self.inner, (at_ms - now_ms()).max(1)),
             };
         }
+    }
+
+    /// Deletes the key (its events and replication are the caller's).
+    pub fn delete(&self) {
+        unsafe { raw::RedisModule_DeleteKey.unwrap()(self.inner) };
     }
 
     /// Signals a real modification (WATCH, client tracking) and fires keyspace events, as
@@ -450,6 +476,47 @@ impl Key<'_> {
         let mut flags: c_int = 0;
         unsafe { raw::RedisModule_ZsetAdd.unwrap()(self.inner, score, member, &mut flags) };
         flags & (raw::REDISMODULE_ZADD_ADDED | raw::REDISMODULE_ZADD_UPDATED) as c_int != 0
+    }
+}
+
+/// Hash fields through the module's hash API.
+impl Key<'_> {
+    /// A field's value, None when the field (or the key) is absent.
+    pub fn hash_get(&self, field: &std::ffi::CStr) -> Option<OwnedString> {
+        let mut value: *mut RedisModuleString = ptr::null_mut();
+        unsafe {
+            raw::RedisModule_HashGet.unwrap()(
+                self.inner,
+                raw::REDISMODULE_HASH_CFIELDS as c_int,
+                field.as_ptr(),
+                &mut value as *mut *mut RedisModuleString,
+                ptr::null::<c_char>(),
+            );
+        }
+        (!value.is_null()).then(|| OwnedString::adopt(self.ctx, value))
+    }
+
+    /// Sets a field (creating the hash when the key is empty).
+    pub fn hash_set(&self, field: &std::ffi::CStr, value: &[u8]) {
+        let value = OwnedString::new(self.ctx, value);
+        unsafe {
+            raw::RedisModule_HashSet.unwrap()(
+                self.inner,
+                raw::REDISMODULE_HASH_CFIELDS as c_int,
+                field.as_ptr(),
+                value.inner,
+                ptr::null::<c_char>(),
+            );
+        }
+    }
+
+    /// A member's score, None when it is not in the set.
+    pub fn zset_score(&self, member: &[u8]) -> Option<f64> {
+        let member = OwnedString::new(self.ctx, member);
+        let mut score = 0.0;
+        let status =
+            unsafe { raw::RedisModule_ZsetScore.unwrap()(self.inner, member.inner, &mut score) };
+        (status == raw::REDISMODULE_OK as c_int).then_some(score)
     }
 }
 

@@ -455,3 +455,68 @@ impl Reply {
         }
     }
 }
+
+/// The twin reads numbers (scores, BETA) by `command::parse_f64`'s rules: same acceptance, same
+/// value, on hand-picked edge cases and random strings over the characters numbers use.
+#[test]
+fn twin_reads_floats_as_the_module_does() {
+    let server = Server::start_without_module(Flavor::Redis, &[]);
+    let mut c = server.conn();
+    let script = format!(
+        "{}\nlocal v = parse_float(ARGV[1])\nif v == nil then return false end\nreturn string.format('%.17g', v)",
+        patterns_core::lua::prelude()
+    );
+    let mut inputs: Vec<String> = [
+        "0",
+        "-0",
+        "1.5",
+        "+2",
+        ".5",
+        "5.",
+        "1e3",
+        "1E-3",
+        "-0e15",
+        "9007199254740993",
+        "inf",
+        "+Inf",
+        "-infinity",
+        "nan",
+        "",
+        ".",
+        "e5",
+        "1e",
+        "1.2.3",
+        "0x10",
+        " 1",
+        "1 ",
+        "1e400",
+        "1e-400",
+        "1e308",
+        "4.9e-324",
+        "123456789012345678901234567890",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let mut rng = StdRng::seed_from_u64(7);
+    let alphabet: Vec<char> = "0123456789.eE+-infINF".chars().collect();
+    for _ in 0..2000 {
+        let len = rng.gen_range(1..8);
+        inputs.push(
+            (0..len)
+                .map(|_| *alphabet.choose(&mut rng).unwrap())
+                .collect(),
+        );
+    }
+    for input in inputs {
+        let twin: Option<String> = redis::cmd("EVAL")
+            .arg(&script)
+            .arg(0)
+            .arg(&input)
+            .query(&mut c)
+            .unwrap();
+        let twin = twin.map(|s| s.parse::<f64>().unwrap().to_bits());
+        let module = patterns_core::command::parse_f64(input.as_bytes()).map(f64::to_bits);
+        assert_eq!(twin, module, "input {input:?}");
+    }
+}

@@ -10,54 +10,109 @@ use std::fmt;
 /// Largest integer a Lua 5.1 number (a double) holds exactly: the Lua twin's bound.
 pub const LUA_EXACT_MAX: i64 = 1 << 53;
 
-/// How a numeric argument is validated.
+/// How an argument is validated, and what its parsed slot holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum IntKind {
+pub enum ArgKind {
     /// An integer >= 1.
     Positive,
     /// An integer >= 0.
     NonNegative,
+    /// Any integer within i64.
+    Integer,
+    /// Any bytes; the slot holds the argument's index in the parsed arguments.
+    Text,
+    /// A decimal number or ±inf ([`parse_f64`]); the slot holds its bits ([`float`]).
+    Float,
 }
 
-impl IntKind {
+impl ArgKind {
+    /// The smallest accepted value of an integer kind.
     pub fn min(self) -> i64 {
         match self {
-            IntKind::Positive => 1,
-            IntKind::NonNegative => 0,
+            ArgKind::Positive => 1,
+            ArgKind::NonNegative => 0,
+            ArgKind::Integer | ArgKind::Text | ArgKind::Float => i64::MIN,
         }
     }
 
     pub fn describe(self) -> &'static str {
         match self {
-            IntKind::Positive => "a positive integer",
-            IntKind::NonNegative => "a non-negative integer",
+            ArgKind::Positive => "a positive integer",
+            ArgKind::NonNegative => "a non-negative integer",
+            ArgKind::Integer => "an integer",
+            ArgKind::Text => "a string",
+            ArgKind::Float => "a number",
         }
+    }
+
+    pub fn is_integer(self) -> bool {
+        matches!(
+            self,
+            ArgKind::Positive | ArgKind::NonNegative | ArgKind::Integer
+        )
     }
 }
 
-/// A named integer argument (positional, or the value of an option).
+/// A named argument (positional, or the value of an option).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct IntArg {
+pub struct Arg {
     pub name: &'static str,
-    pub kind: IntKind,
+    pub kind: ArgKind,
 }
 
 /// A positional argument after the key. Optional ones come last and may be omitted.
 #[derive(Clone, Copy, Debug)]
 pub struct Positional {
-    pub arg: IntArg,
+    pub arg: Arg,
     /// `Some(default)` when the argument may be omitted.
     pub default: Option<i64>,
 }
 
-/// A trailing option, in any order after the positionals: `TOKEN value` or a bare flag.
+/// What follows an option's token, and what its parsed slot holds.
+#[derive(Clone, Copy, Debug)]
+pub enum OptValue {
+    /// A bare token such as `EXACT`: 1 when present.
+    Flag,
+    /// `TOKEN value`: the value, as its [`ArgKind`] parses it.
+    Arg(Arg),
+    /// `TOKEN word`, one of these words (any case): the word's index.
+    Choice(&'static [&'static str]),
+    /// One of these bare words (any case), such as `ASC|DESC`: the word's index. The option's
+    /// `token` is its documented form.
+    Word(&'static [&'static str]),
+    /// `TOKEN item [item ...]`, at least `min` items, running to the end of the arguments:
+    /// the index of the first item.
+    Rest { min: usize },
+}
+
+/// A trailing option, in any order after the positionals.
 #[derive(Clone, Copy, Debug)]
 pub struct OptionDef {
     pub token: &'static str,
-    /// `None` for a flag such as `EXACT`.
-    pub value: Option<IntArg>,
-    /// The value when the option is absent (flags: 0 absent, 1 present).
+    pub value: OptValue,
+    /// The slot's value when the option is absent (flags: 0).
     pub default: i64,
+}
+
+impl OptionDef {
+    /// Whether `word` introduces this option.
+    fn matches(&self, word: &[u8]) -> bool {
+        match self.value {
+            OptValue::Word(words) => index_of(words, word).is_some(),
+            _ => self.token.as_bytes().eq_ignore_ascii_case(word),
+        }
+    }
+}
+
+fn index_of(words: &[&str], word: &[u8]) -> Option<usize> {
+    words
+        .iter()
+        .position(|w| w.as_bytes().eq_ignore_ascii_case(word))
+}
+
+/// A float argument's value, from its parsed slot.
+pub fn float(slot: i64) -> f64 {
+    f64::from_bits(slot as u64)
 }
 
 /// One command, described once.
@@ -75,7 +130,7 @@ pub struct CommandDef {
     pub keys: &'static str,
     /// Redis command flags, e.g. `write deny-oom`.
     pub flags: &'static str,
-    /// The one key is the first argument (first = last = 1, step 1) for every command so far.
+    /// After the key (the first argument, first = last = 1, step 1 for every command so far).
     pub positionals: &'static [Positional],
     pub options: &'static [OptionDef],
     /// A trailing list of string groups, after the positionals (no options then).
@@ -85,15 +140,22 @@ pub struct CommandDef {
 /// Most positionals or options any command has; parsed values live in fixed arrays.
 pub const MAX_ARGS: usize = 6;
 
-/// A required positive integer argument.
-pub const fn positive(name: &'static str) -> Positional {
+/// A required positional argument.
+pub const fn required(name: &'static str, kind: ArgKind) -> Positional {
     Positional {
-        arg: IntArg {
-            name,
-            kind: IntKind::Positive,
-        },
+        arg: Arg { name, kind },
         default: None,
     }
+}
+
+/// A required positive integer argument.
+pub const fn positive(name: &'static str) -> Positional {
+    required(name, ArgKind::Positive)
+}
+
+/// A required string argument.
+pub const fn text(name: &'static str) -> Positional {
+    required(name, ArgKind::Text)
 }
 
 /// A trailing variadic list of string groups, e.g. `[field value ...]`: `names` are the words
@@ -143,7 +205,7 @@ impl CommandDef {
         for (i, p) in self.positionals.iter().enumerate() {
             match (rest.split_first(), p.default) {
                 (Some((raw, tail)), _) => {
-                    parsed.positionals[i] = parse_int_arg(raw, p.arg)?;
+                    parsed.positionals[i] = parse_arg(raw, p.arg, args.len() - rest.len())?;
                     rest = tail;
                 }
                 (None, Some(default)) => parsed.positionals[i] = default,
@@ -161,20 +223,34 @@ impl CommandDef {
         for (i, o) in self.options.iter().enumerate() {
             parsed.options[i] = o.default;
         }
-        while let Some((token, tail)) = rest.split_first() {
+        while let Some((word, tail)) = rest.split_first() {
             let (i, opt) = self
                 .options
                 .iter()
                 .enumerate()
-                .find(|(_, o)| o.token.as_bytes().eq_ignore_ascii_case(token))
+                .find(|(_, o)| o.matches(word))
                 .ok_or(CmdError::Syntax)?;
+            let at = args.len() - tail.len();
             rest = tail;
             parsed.options[i] = match opt.value {
-                None => 1,
-                Some(arg) => {
+                OptValue::Flag => 1,
+                OptValue::Word(words) => index_of(words, word).unwrap_or(0) as i64,
+                OptValue::Arg(arg) => {
                     let (raw, tail) = rest.split_first().ok_or(CmdError::Syntax)?;
                     rest = tail;
-                    parse_int_arg(raw, arg)?
+                    parse_arg(raw, arg, at)?
+                }
+                OptValue::Choice(words) => {
+                    let (raw, tail) = rest.split_first().ok_or(CmdError::Syntax)?;
+                    rest = tail;
+                    index_of(words, raw).ok_or(CmdError::Syntax)? as i64
+                }
+                OptValue::Rest { min } => {
+                    if rest.len() < min.max(1) {
+                        return Err(CmdError::Syntax);
+                    }
+                    rest = &[];
+                    at as i64
                 }
             };
         }
@@ -194,7 +270,8 @@ pub fn markdown_table(defs: &[&CommandDef]) -> String {
     out
 }
 
-/// Parsed integer values, indexed like the definition's positionals and options.
+/// Parsed values, indexed like the definition's positionals and options (integers as they
+/// are, text as its argument index, floats as their bits).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Parsed {
     pub positionals: [i64; MAX_ARGS],
@@ -210,8 +287,8 @@ pub enum CmdError {
     WrongArity(&'static str),
     /// `ERR syntax error` (an unknown option, or an option without its value).
     Syntax,
-    /// `ERR capacity must be a positive integer`.
-    BadInt(IntArg),
+    /// `ERR capacity must be a positive integer`, `ERR score must be a number`.
+    BadArg(Arg),
     /// `ERR the limiter's time span is too long (over 2^52 ms)` and similar range errors.
     OutOfRange(&'static str),
     /// `WRONGTYPE Operation against a key holding the wrong kind of value`.
@@ -233,7 +310,7 @@ impl fmt::Display for CmdError {
                 name.to_ascii_lowercase()
             ),
             CmdError::Syntax => f.write_str("ERR syntax error"),
-            CmdError::BadInt(arg) => write!(f, "ERR {} must be {}", arg.name, arg.kind.describe()),
+            CmdError::BadArg(arg) => write!(f, "ERR {} must be {}", arg.name, arg.kind.describe()),
             CmdError::OutOfRange(what) => write!(f, "ERR {what}"),
             CmdError::WrongType => {
                 f.write_str("WRONGTYPE Operation against a key holding the wrong kind of value")
@@ -276,10 +353,45 @@ pub fn parse_i64(raw: &[u8]) -> Option<i64> {
     }
 }
 
-fn parse_int_arg(raw: &[u8], arg: IntArg) -> Result<i64, CmdError> {
-    match parse_i64(raw) {
-        Some(v) if v >= arg.kind.min() => Ok(v),
-        _ => Err(CmdError::BadInt(arg)),
+/// Parses a number as a sorted-set score is written: an optional sign, decimal digits with an
+/// optional fraction and exponent, or `inf`/`infinity` (any case). NaN, hex, spaces, and
+/// values that overflow to infinity or underflow to zero are refused. The Lua twin applies the
+/// same rules.
+pub fn parse_f64(raw: &[u8]) -> Option<f64> {
+    let text = std::str::from_utf8(raw).ok()?;
+    let unsigned = text.strip_prefix(['+', '-']).unwrap_or(text);
+    if unsigned.eq_ignore_ascii_case("inf") || unsigned.eq_ignore_ascii_case("infinity") {
+        return Some(if text.starts_with('-') {
+            f64::NEG_INFINITY
+        } else {
+            f64::INFINITY
+        });
+    }
+    let (mantissa, exponent) = match unsigned.find(['e', 'E']) {
+        Some(at) => (&unsigned[..at], Some(&unsigned[at + 1..])),
+        None => (unsigned, None),
+    };
+    let (whole, fraction) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    let exponent_ok = exponent.is_none_or(|e| {
+        let e = e.strip_prefix(['+', '-']).unwrap_or(e);
+        !e.is_empty() && digits(e)
+    });
+    if (whole.is_empty() && fraction.is_empty()) || !digits(whole) || !digits(fraction) {
+        return None;
+    }
+    let value: f64 = text.parse().ok().filter(|_| exponent_ok)?;
+    let underflow = value == 0.0 && mantissa.bytes().any(|b| (b'1'..=b'9').contains(&b));
+    (value.is_finite() && !underflow).then_some(value)
+}
+
+/// One argument's slot value, `at` being its index in the parsed arguments.
+fn parse_arg(raw: &[u8], arg: Arg, at: usize) -> Result<i64, CmdError> {
+    let bad = CmdError::BadArg(arg);
+    match arg.kind {
+        ArgKind::Text => Ok(at as i64),
+        ArgKind::Float => parse_f64(raw).map(|v| v.to_bits() as i64).ok_or(bad),
+        kind => parse_i64(raw).filter(|&v| v >= kind.min()).ok_or(bad),
     }
 }
 
@@ -287,13 +399,13 @@ fn parse_int_arg(raw: &[u8], arg: IntArg) -> Result<i64, CmdError> {
 mod tests {
     use super::*;
 
-    const CAP: IntArg = IntArg {
+    const CAP: Arg = Arg {
         name: "capacity",
-        kind: IntKind::Positive,
+        kind: ArgKind::Positive,
     };
-    const COST: IntArg = IntArg {
+    const COST: Arg = Arg {
         name: "n",
-        kind: IntKind::NonNegative,
+        kind: ArgKind::NonNegative,
     };
     const DEF: CommandDef = CommandDef {
         name: "T.CMD",
@@ -316,12 +428,12 @@ mod tests {
         options: &[
             OptionDef {
                 token: "COST",
-                value: Some(COST),
+                value: OptValue::Arg(COST),
                 default: 1,
             },
             OptionDef {
                 token: "EXACT",
-                value: None,
+                value: OptValue::Flag,
                 default: 0,
             },
         ],
@@ -422,6 +534,116 @@ mod tests {
         assert_eq!(def.arity(), -5);
         assert!(def.parse(&raw(&["1"])).is_err());
         assert_eq!(DEF.parse(&raw(&["1"])).unwrap().trailing_at, 1);
+    }
+
+    #[test]
+    fn floats_follow_score_rules() {
+        let cases: &[(&str, Option<f64>)] = &[
+            ("0", Some(0.0)),
+            ("1.5", Some(1.5)),
+            ("-1.5", Some(-1.5)),
+            ("+2", Some(2.0)),
+            (".5", Some(0.5)),
+            ("5.", Some(5.0)),
+            ("1e3", Some(1000.0)),
+            ("1E-3", Some(0.001)),
+            ("-0e15", Some(-0.0)),
+            ("9007199254740993", Some(9007199254740992.0)),
+            ("inf", Some(f64::INFINITY)),
+            ("+Inf", Some(f64::INFINITY)),
+            ("-infinity", Some(f64::NEG_INFINITY)),
+            ("nan", None),
+            ("", None),
+            (".", None),
+            ("-", None),
+            ("e5", None),
+            ("1e", None),
+            ("1e+", None),
+            ("1.2.3", None),
+            ("0x10", None),
+            (" 1", None),
+            ("1 ", None),
+            ("1e400", None),
+            ("1e-400", None),
+            ("infinite", None),
+        ];
+        for (raw, want) in cases {
+            let got = parse_f64(raw.as_bytes());
+            assert_eq!(
+                got.map(f64::to_bits),
+                want.map(f64::to_bits),
+                "input {raw:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn text_float_word_choice_and_rest() {
+        const ORDER: OptionDef = OptionDef {
+            token: "ASC|DESC",
+            value: OptValue::Word(&["DESC", "ASC"]),
+            default: 0,
+        };
+        const RANKING: OptionDef = OptionDef {
+            token: "RANKING",
+            value: OptValue::Choice(&["ORDINAL", "DENSE"]),
+            default: 0,
+        };
+        const BETA: OptionDef = OptionDef {
+            token: "BETA",
+            value: OptValue::Arg(Arg {
+                name: "beta",
+                kind: ArgKind::Float,
+            }),
+            default: 0,
+        };
+        const TAGS: OptionDef = OptionDef {
+            token: "TAGS",
+            value: OptValue::Rest { min: 1 },
+            default: -1,
+        };
+        const OWNER: [Positional; 2] = [text("owner"), required("delta", ArgKind::Integer)];
+        let def = CommandDef {
+            name: "T.MIXED",
+            syntax: "key owner delta [ASC|DESC] [RANKING ORDINAL|DENSE] [BETA b] [TAGS tag ...]",
+            positionals: &OWNER,
+            options: &[ORDER, RANKING, BETA, TAGS],
+            ..DEF
+        };
+        let raw = |a: &[&'static str]| a.iter().map(|s| s.as_bytes()).collect::<Vec<_>>();
+        let p = def.parse(&raw(&["me", "-5"])).unwrap();
+        assert_eq!(&p.positionals[..2], &[0, -5]);
+        assert_eq!(&p.options[..4], &[0, 0, 0, -1]);
+        let args = raw(&[
+            "me", "7", "asc", "ranking", "dense", "BETA", "0.5", "TAGS", "t1", "asc",
+        ]);
+        let p = def.parse(&args).unwrap();
+        assert_eq!(&p.options[..2], &[1, 1]);
+        assert_eq!(float(p.options[2]), 0.5);
+        assert_eq!(&args[p.options[3] as usize..], &raw(&["t1", "asc"])[..]);
+        assert_eq!(def.parse(&raw(&["me", "1", "DESC"])).unwrap().options[0], 0);
+        for bad in [
+            &["me", "1", "RANKING", "FANCY"][..],
+            &["me", "1", "RANKING"],
+            &["me", "1", "TAGS"],
+            &["me", "1", "BETA"],
+        ] {
+            assert_eq!(
+                def.parse(&raw(bad)).unwrap_err(),
+                CmdError::Syntax,
+                "{bad:?}"
+            );
+        }
+        assert_eq!(
+            def.parse(&raw(&["me", "1", "BETA", "nan"]))
+                .unwrap_err()
+                .to_string(),
+            "ERR beta must be a number"
+        );
+        assert_eq!(
+            def.parse(&raw(&["me", "1.5"])).unwrap_err().to_string(),
+            "ERR delta must be an integer"
+        );
     }
 
     #[test]

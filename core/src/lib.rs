@@ -3,6 +3,7 @@
 //! No Redis dependency: this crate also builds for `wasm32-unknown-unknown`.
 
 pub mod command;
+pub mod lock;
 pub mod lua;
 pub mod ratelimit;
 pub mod session;

@@ -10,7 +10,7 @@
 //! any integer argument above 2^53 and any limiter whose intermediate products could pass it,
 //! instead of answering inexactly.
 
-use crate::command::{CmdError, CommandDef, IntArg, LUA_EXACT_MAX};
+use crate::command::{Arg, ArgKind, CmdError, CommandDef, OptValue, OptionDef, LUA_EXACT_MAX};
 
 /// The Functions library's name (`#!lua name=patterns`).
 pub const LIBRARY: &str = "patterns";
@@ -50,11 +50,12 @@ pub fn families() -> Vec<Family> {
     vec![
         crate::ratelimit::lua::family(),
         crate::session::lua::family(),
+        crate::lock::lua::family(),
     ]
 }
 
 /// The error a twin gives for an integer argument it cannot hold exactly.
-pub fn beyond_lua(arg: &IntArg) -> String {
+pub fn beyond_lua(arg: &Arg) -> String {
     format!(
         "ERR {} exceeds the Lua twin's exact integer range (below 2^53)",
         arg.name
@@ -155,7 +156,77 @@ local function get_string(key)
   return v
 end
 
+local function key_type(key)
+  return redis.call('TYPE', key)['ok']
+end
+
+-- Whether the current user may read and write a key the command derives.
+local function key_allowed(key)
+  return redis.acl_check_cmd('HSET', key, 'f', 'v') and redis.acl_check_cmd('HGET', key, 'f')
+end
+
+-- Redis's hashtag: between the first '{' and the first '}' after it, when not empty.
+local function hashtag(k)
+  local open = string.find(k, '{', 1, true)
+  if not open then return nil end
+  local close = string.find(k, '}', open + 1, true)
+  if not close or close == open + 1 then return nil end
+  return string.sub(k, open + 1, close - 1)
+end
+
+-- A key in name's slot (session::derived_key): nil when there is none.
+local function derived_key(name, suffix)
+  if hashtag(name) then return name .. ':' .. suffix end
+  if name == '' or string.find(name, '[{}]') then return nil end
+  return '{' .. name .. '}:' .. suffix
+end
+
+-- Whether a field name among field/value pairs starts with the reserved `__`.
+local function reserved_fields(pairs)
+  for i = 1, #pairs, 2 do
+    if string.sub(pairs[i], 1, 2) == __RESERVED_PREFIX__ then return true end
+  end
+  return false
+end
+
+-- Drops the members of a sorted set of expiries scored before now.
+local function zset_prune(key, now)
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', '(' .. int(now))
+end
+
+-- A sorted set of expiries expires with its last member: its TTL is its highest score.
+local function zset_fix_ttl(key)
+  local top = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')
+  if top[2] == nil then return end
+  local at = tonumber(top[2])
+  if redis.call('PEXPIRETIME', key) ~= at then
+    redis.call('PEXPIREAT', key, int(at))
+  end
+end
+
+-- A number as a sorted-set score is written (command::parse_f64's rules), or nil.
+local function parse_float(s)
+  local unsigned = string.lower(string.match(s, '^[+-]?(.*)$'))
+  if unsigned == 'inf' or unsigned == 'infinity' then
+    if string.sub(s, 1, 1) == '-' then return -math.huge end
+    return math.huge
+  end
+  local whole, fraction, exponent = string.match(unsigned, '^(%d*)%.?(%d*)(.*)$')
+  if whole == nil or (whole == '' and fraction == '') then return nil end
+  if exponent ~= '' and not string.match(exponent, '^[eE][+-]?%d+$') then return nil end
+  local v = tonumber(s)
+  if v == nil or v ~= v or v == math.huge or v == -math.huge then return nil end
+  if v == 0 and string.match(whole .. fraction, '[1-9]') then return nil end
+  return v
+end
+
 local function parse_value(raw, spec)
+  if spec.kind == 'text' then return raw end
+  if spec.kind == 'float' then
+    local v = parse_float(raw)
+    if v == nil then return nil, err(spec.error) end
+    return v
+  end
   local v, big = parse_int(raw)
   if big then
     if v < 0 then return nil, err(spec.error) end
@@ -163,6 +234,27 @@ local function parse_value(raw, spec)
   end
   if v == nil or v < spec.min then return nil, err(spec.error) end
   return v
+end
+
+-- One option after its token (argv[i] onwards): its value and the next index; or an error.
+local function parse_option(spec, word, argv, i)
+  if spec.flag then return 1, i end
+  if spec.word then return spec.word[word], i end
+  if spec.rest then
+    if #argv - i + 1 < spec.rest then return nil, nil, err(SYNTAX_ERROR) end
+    local list = {}
+    for j = i, #argv do list[#list + 1] = argv[j] end
+    return list, #argv + 1
+  end
+  if argv[i] == nil then return nil, nil, err(SYNTAX_ERROR) end
+  if spec.choice then
+    local c = spec.choice[string.upper(argv[i])]
+    if c == nil then return nil, nil, err(SYNTAX_ERROR) end
+    return c, i + 1
+  end
+  local v, e = parse_value(argv[i], spec)
+  if e then return nil, nil, e end
+  return v, i + 1
 end
 
 -- Parses arguments against a generated definition table, as CommandDef::parse does.
@@ -195,34 +287,58 @@ local function parse(def, keys, argv)
     for j = i, #argv do a.rest[#a.rest + 1] = argv[j] end
     return a
   end
-  for n, spec in ipairs(def.opts) do a.opt[n] = spec.default end
+  for n, spec in ipairs(def.opts) do
+    if spec.rest then a.opt[n] = {} else a.opt[n] = spec.default end
+  end
   while argv[i] ~= nil do
-    local n = def.tokens[string.upper(argv[i])]
+    local word = string.upper(argv[i])
+    local n = def.tokens[word]
     if n == nil then return nil, err(SYNTAX_ERROR) end
-    local spec = def.opts[n]
-    i = i + 1
-    if spec.flag then
-      a.opt[n] = 1
-    else
-      if argv[i] == nil then return nil, err(SYNTAX_ERROR) end
-      local v, e = parse_value(argv[i], spec)
-      if e then return nil, e end
-      a.opt[n] = v
-      i = i + 1
-    end
+    local v, next_i, e = parse_option(def.opts[n], word, argv, i + 1)
+    if e then return nil, e end
+    a.opt[n] = v
+    i = next_i
   end
   return a
 end
 "#;
 
-fn int_spec(arg: &IntArg, default: Option<i64>) -> String {
+/// The Lua parser's table for one argument.
+fn arg_spec(arg: &Arg, default: Option<i64>) -> String {
     let default = default.map_or(String::new(), |d| format!(", default = {d}"));
-    format!(
-        "{{min = {}, error = {}, beyond = {}{default}}}",
-        arg.kind.min(),
-        lua_error(&CmdError::BadInt(*arg)),
-        lua_str(&beyond_lua(arg)),
-    )
+    let error = lua_error(&CmdError::BadArg(*arg));
+    match arg.kind {
+        ArgKind::Text => format!("{{kind = 'text'{default}}}"),
+        ArgKind::Float => format!("{{kind = 'float', error = {error}{default}}}"),
+        kind => format!(
+            "{{kind = 'int', min = {}, error = {error}, beyond = {}{default}}}",
+            kind.min(),
+            lua_str(&beyond_lua(arg)),
+        ),
+    }
+}
+
+/// `{['WORD'] = index, ...}`: 0-based, as the module's parser numbers them.
+fn word_table(words: &[&str]) -> String {
+    let entries: Vec<String> = words
+        .iter()
+        .enumerate()
+        .map(|(i, w)| format!("[{}] = {i}", lua_str(&w.to_ascii_uppercase())))
+        .collect();
+    format!("{{{}}}", entries.join(", "))
+}
+
+fn option_spec(o: &OptionDef) -> String {
+    let default = o.default;
+    match o.value {
+        OptValue::Flag => format!("{{flag = true, default = {default}}}"),
+        OptValue::Arg(arg) => arg_spec(&arg, Some(default)),
+        OptValue::Choice(words) => {
+            format!("{{choice = {}, default = {default}}}", word_table(words))
+        }
+        OptValue::Word(words) => format!("{{word = {}, default = {default}}}", word_table(words)),
+        OptValue::Rest { min } => format!("{{rest = {}}}", min.max(1)),
+    }
 }
 
 /// The definition table the Lua parser reads, generated from the CommandDef.
@@ -231,21 +347,26 @@ fn def_table(cmd: &TwinCommand) -> String {
     let pos: Vec<String> = def
         .positionals
         .iter()
-        .map(|p| format!("    {},\n", int_spec(&p.arg, p.default)))
+        .map(|p| format!("    {},\n", arg_spec(&p.arg, p.default)))
         .collect();
     let opts: Vec<String> = def
         .options
         .iter()
-        .map(|o| match &o.value {
-            Some(arg) => format!("    {},\n", int_spec(arg, Some(o.default))),
-            None => format!("    {{flag = true, default = {}}},\n", o.default),
-        })
+        .map(|o| format!("    {},\n", option_spec(o)))
         .collect();
     let tokens: Vec<String> = def
         .options
         .iter()
         .enumerate()
-        .map(|(i, o)| format!("{} = {}", o.token.to_ascii_uppercase(), i + 1))
+        .flat_map(|(i, o)| {
+            let words = match o.value {
+                OptValue::Word(words) => words.to_vec(),
+                _ => vec![o.token],
+            };
+            words
+                .into_iter()
+                .map(move |w| format!("[{}] = {}", lua_str(&w.to_ascii_uppercase()), i + 1))
+        })
         .collect();
     let mut extra = String::new();
     if !cmd.leading.is_empty() {
@@ -288,10 +409,15 @@ fn command_glue(cmd: &TwinCommand) -> String {
     )
 }
 
-fn prelude() -> String {
+/// The helpers every twin script starts with (clock, integer and float syntax, argument parser).
+pub fn prelude() -> String {
     PRELUDE
         .replace("__EXACT_MAX__", &LUA_EXACT_MAX.to_string())
         .replace("__SYNTAX_ERROR__", &lua_error(&CmdError::Syntax))
+        .replace(
+            "__RESERVED_PREFIX__",
+            &lua_str(crate::session::RESERVED_PREFIX),
+        )
 }
 
 /// One family's code: constants, bodies, definition tables and glue, for the named commands.

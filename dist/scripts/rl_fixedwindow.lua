@@ -71,7 +71,77 @@ local function get_string(key)
   return v
 end
 
+local function key_type(key)
+  return redis.call('TYPE', key)['ok']
+end
+
+-- Whether the current user may read and write a key the command derives.
+local function key_allowed(key)
+  return redis.acl_check_cmd('HSET', key, 'f', 'v') and redis.acl_check_cmd('HGET', key, 'f')
+end
+
+-- Redis's hashtag: between the first '{' and the first '}' after it, when not empty.
+local function hashtag(k)
+  local open = string.find(k, '{', 1, true)
+  if not open then return nil end
+  local close = string.find(k, '}', open + 1, true)
+  if not close or close == open + 1 then return nil end
+  return string.sub(k, open + 1, close - 1)
+end
+
+-- A key in name's slot (session::derived_key): nil when there is none.
+local function derived_key(name, suffix)
+  if hashtag(name) then return name .. ':' .. suffix end
+  if name == '' or string.find(name, '[{}]') then return nil end
+  return '{' .. name .. '}:' .. suffix
+end
+
+-- Whether a field name among field/value pairs starts with the reserved `__`.
+local function reserved_fields(pairs)
+  for i = 1, #pairs, 2 do
+    if string.sub(pairs[i], 1, 2) == '__' then return true end
+  end
+  return false
+end
+
+-- Drops the members of a sorted set of expiries scored before now.
+local function zset_prune(key, now)
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', '(' .. int(now))
+end
+
+-- A sorted set of expiries expires with its last member: its TTL is its highest score.
+local function zset_fix_ttl(key)
+  local top = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')
+  if top[2] == nil then return end
+  local at = tonumber(top[2])
+  if redis.call('PEXPIRETIME', key) ~= at then
+    redis.call('PEXPIREAT', key, int(at))
+  end
+end
+
+-- A number as a sorted-set score is written (command::parse_f64's rules), or nil.
+local function parse_float(s)
+  local unsigned = string.lower(string.match(s, '^[+-]?(.*)$'))
+  if unsigned == 'inf' or unsigned == 'infinity' then
+    if string.sub(s, 1, 1) == '-' then return -math.huge end
+    return math.huge
+  end
+  local whole, fraction, exponent = string.match(unsigned, '^(%d*)%.?(%d*)(.*)$')
+  if whole == nil or (whole == '' and fraction == '') then return nil end
+  if exponent ~= '' and not string.match(exponent, '^[eE][+-]?%d+$') then return nil end
+  local v = tonumber(s)
+  if v == nil or v ~= v or v == math.huge or v == -math.huge then return nil end
+  if v == 0 and string.match(whole .. fraction, '[1-9]') then return nil end
+  return v
+end
+
 local function parse_value(raw, spec)
+  if spec.kind == 'text' then return raw end
+  if spec.kind == 'float' then
+    local v = parse_float(raw)
+    if v == nil then return nil, err(spec.error) end
+    return v
+  end
   local v, big = parse_int(raw)
   if big then
     if v < 0 then return nil, err(spec.error) end
@@ -79,6 +149,27 @@ local function parse_value(raw, spec)
   end
   if v == nil or v < spec.min then return nil, err(spec.error) end
   return v
+end
+
+-- One option after its token (argv[i] onwards): its value and the next index; or an error.
+local function parse_option(spec, word, argv, i)
+  if spec.flag then return 1, i end
+  if spec.word then return spec.word[word], i end
+  if spec.rest then
+    if #argv - i + 1 < spec.rest then return nil, nil, err(SYNTAX_ERROR) end
+    local list = {}
+    for j = i, #argv do list[#list + 1] = argv[j] end
+    return list, #argv + 1
+  end
+  if argv[i] == nil then return nil, nil, err(SYNTAX_ERROR) end
+  if spec.choice then
+    local c = spec.choice[string.upper(argv[i])]
+    if c == nil then return nil, nil, err(SYNTAX_ERROR) end
+    return c, i + 1
+  end
+  local v, e = parse_value(argv[i], spec)
+  if e then return nil, nil, e end
+  return v, i + 1
 end
 
 -- Parses arguments against a generated definition table, as CommandDef::parse does.
@@ -111,21 +202,17 @@ local function parse(def, keys, argv)
     for j = i, #argv do a.rest[#a.rest + 1] = argv[j] end
     return a
   end
-  for n, spec in ipairs(def.opts) do a.opt[n] = spec.default end
+  for n, spec in ipairs(def.opts) do
+    if spec.rest then a.opt[n] = {} else a.opt[n] = spec.default end
+  end
   while argv[i] ~= nil do
-    local n = def.tokens[string.upper(argv[i])]
+    local word = string.upper(argv[i])
+    local n = def.tokens[word]
     if n == nil then return nil, err(SYNTAX_ERROR) end
-    local spec = def.opts[n]
-    i = i + 1
-    if spec.flag then
-      a.opt[n] = 1
-    else
-      if argv[i] == nil then return nil, err(SYNTAX_ERROR) end
-      local v, e = parse_value(argv[i], spec)
-      if e then return nil, e end
-      a.opt[n] = v
-      i = i + 1
-    end
+    local v, next_i, e = parse_option(def.opts[n], word, argv, i + 1)
+    if e then return nil, e end
+    a.opt[n] = v
+    i = next_i
   end
   return a
 end
@@ -320,13 +407,13 @@ end
 local DEF_rl_fixedwindow = {
   arity_error = 'ERR wrong number of arguments for \'rl.fixedwindow\' command',
   pos = {
-    {min = 1, error = 'ERR limit must be a positive integer', beyond = 'ERR limit exceeds the Lua twin\'s exact integer range (below 2^53)'},
-    {min = 1, error = 'ERR window_ms must be a positive integer', beyond = 'ERR window_ms exceeds the Lua twin\'s exact integer range (below 2^53)'},
+    {kind = 'int', min = 1, error = 'ERR limit must be a positive integer', beyond = 'ERR limit exceeds the Lua twin\'s exact integer range (below 2^53)'},
+    {kind = 'int', min = 1, error = 'ERR window_ms must be a positive integer', beyond = 'ERR window_ms exceeds the Lua twin\'s exact integer range (below 2^53)'},
   },
   opts = {
-    {min = 0, error = 'ERR COST must be a non-negative integer', beyond = 'ERR COST exceeds the Lua twin\'s exact integer range (below 2^53)', default = 1},
+    {kind = 'int', min = 0, error = 'ERR COST must be a non-negative integer', beyond = 'ERR COST exceeds the Lua twin\'s exact integer range (below 2^53)', default = 1},
   },
-  tokens = {COST = 1},
+  tokens = {['COST'] = 1},
 }
 -- RL.FIXEDWINDOW key limit window_ms [COST n]
 local function rl_fixedwindow(keys, argv)

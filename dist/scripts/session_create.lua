@@ -71,7 +71,77 @@ local function get_string(key)
   return v
 end
 
+local function key_type(key)
+  return redis.call('TYPE', key)['ok']
+end
+
+-- Whether the current user may read and write a key the command derives.
+local function key_allowed(key)
+  return redis.acl_check_cmd('HSET', key, 'f', 'v') and redis.acl_check_cmd('HGET', key, 'f')
+end
+
+-- Redis's hashtag: between the first '{' and the first '}' after it, when not empty.
+local function hashtag(k)
+  local open = string.find(k, '{', 1, true)
+  if not open then return nil end
+  local close = string.find(k, '}', open + 1, true)
+  if not close or close == open + 1 then return nil end
+  return string.sub(k, open + 1, close - 1)
+end
+
+-- A key in name's slot (session::derived_key): nil when there is none.
+local function derived_key(name, suffix)
+  if hashtag(name) then return name .. ':' .. suffix end
+  if name == '' or string.find(name, '[{}]') then return nil end
+  return '{' .. name .. '}:' .. suffix
+end
+
+-- Whether a field name among field/value pairs starts with the reserved `__`.
+local function reserved_fields(pairs)
+  for i = 1, #pairs, 2 do
+    if string.sub(pairs[i], 1, 2) == '__' then return true end
+  end
+  return false
+end
+
+-- Drops the members of a sorted set of expiries scored before now.
+local function zset_prune(key, now)
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', '(' .. int(now))
+end
+
+-- A sorted set of expiries expires with its last member: its TTL is its highest score.
+local function zset_fix_ttl(key)
+  local top = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')
+  if top[2] == nil then return end
+  local at = tonumber(top[2])
+  if redis.call('PEXPIRETIME', key) ~= at then
+    redis.call('PEXPIREAT', key, int(at))
+  end
+end
+
+-- A number as a sorted-set score is written (command::parse_f64's rules), or nil.
+local function parse_float(s)
+  local unsigned = string.lower(string.match(s, '^[+-]?(.*)$'))
+  if unsigned == 'inf' or unsigned == 'infinity' then
+    if string.sub(s, 1, 1) == '-' then return -math.huge end
+    return math.huge
+  end
+  local whole, fraction, exponent = string.match(unsigned, '^(%d*)%.?(%d*)(.*)$')
+  if whole == nil or (whole == '' and fraction == '') then return nil end
+  if exponent ~= '' and not string.match(exponent, '^[eE][+-]?%d+$') then return nil end
+  local v = tonumber(s)
+  if v == nil or v ~= v or v == math.huge or v == -math.huge then return nil end
+  if v == 0 and string.match(whole .. fraction, '[1-9]') then return nil end
+  return v
+end
+
 local function parse_value(raw, spec)
+  if spec.kind == 'text' then return raw end
+  if spec.kind == 'float' then
+    local v = parse_float(raw)
+    if v == nil then return nil, err(spec.error) end
+    return v
+  end
   local v, big = parse_int(raw)
   if big then
     if v < 0 then return nil, err(spec.error) end
@@ -79,6 +149,27 @@ local function parse_value(raw, spec)
   end
   if v == nil or v < spec.min then return nil, err(spec.error) end
   return v
+end
+
+-- One option after its token (argv[i] onwards): its value and the next index; or an error.
+local function parse_option(spec, word, argv, i)
+  if spec.flag then return 1, i end
+  if spec.word then return spec.word[word], i end
+  if spec.rest then
+    if #argv - i + 1 < spec.rest then return nil, nil, err(SYNTAX_ERROR) end
+    local list = {}
+    for j = i, #argv do list[#list + 1] = argv[j] end
+    return list, #argv + 1
+  end
+  if argv[i] == nil then return nil, nil, err(SYNTAX_ERROR) end
+  if spec.choice then
+    local c = spec.choice[string.upper(argv[i])]
+    if c == nil then return nil, nil, err(SYNTAX_ERROR) end
+    return c, i + 1
+  end
+  local v, e = parse_value(argv[i], spec)
+  if e then return nil, nil, e end
+  return v, i + 1
 end
 
 -- Parses arguments against a generated definition table, as CommandDef::parse does.
@@ -111,21 +202,17 @@ local function parse(def, keys, argv)
     for j = i, #argv do a.rest[#a.rest + 1] = argv[j] end
     return a
   end
-  for n, spec in ipairs(def.opts) do a.opt[n] = spec.default end
+  for n, spec in ipairs(def.opts) do
+    if spec.rest then a.opt[n] = {} else a.opt[n] = spec.default end
+  end
   while argv[i] ~= nil do
-    local n = def.tokens[string.upper(argv[i])]
+    local word = string.upper(argv[i])
+    local n = def.tokens[word]
     if n == nil then return nil, err(SYNTAX_ERROR) end
-    local spec = def.opts[n]
-    i = i + 1
-    if spec.flag then
-      a.opt[n] = 1
-    else
-      if argv[i] == nil then return nil, err(SYNTAX_ERROR) end
-      local v, e = parse_value(argv[i], spec)
-      if e then return nil, e end
-      a.opt[n] = v
-      i = i + 1
-    end
+    local v, next_i, e = parse_option(def.opts[n], word, argv, i + 1)
+    if e then return nil, e end
+    a.opt[n] = v
+    i = next_i
   end
   return a
 end
@@ -144,62 +231,18 @@ local NOT_SESSION = 'ERR key does not hold a session'
 local BAD_ID = 'ERR id must be 22 characters of base64url'
 local ID_TAKEN = 'ERR session id already in use'
 
-local function sess_type(key)
-  return redis.call('TYPE', key)['ok']
-end
-
 local function sess_is_id(id)
   return #id == 22 and string.find(id, '^[A-Za-z0-9_%-]+$') ~= nil
 end
 
--- Redis's hashtag: between the first '{' and the first '}' after it, when not empty.
-local function sess_hashtag(k)
-  local open = string.find(k, '{', 1, true)
-  if not open then return nil end
-  local close = string.find(k, '}', open + 1, true)
-  if not close or close == open + 1 then return nil end
-  return string.sub(k, open + 1, close - 1)
-end
-
-local function sess_key(index, id)
-  if sess_hashtag(index) then return index .. ':' .. id end
-  if index == '' or string.find(index, '[{}]') then return nil end
-  return '{' .. index .. '}:' .. id
-end
-
-local function sess_allowed(key)
-  return redis.acl_check_cmd('HSET', key, 'f', 'v') and redis.acl_check_cmd('HGET', key, 'f')
-end
-
-local function sess_reserved(fields)
-  for i = 1, #fields, 2 do
-    if string.sub(fields[i], 1, 2) == RESERVED_PREFIX then return true end
-  end
-  return false
-end
-
 local function sess_expect_index(index)
-  local t = sess_type(index)
+  local t = key_type(index)
   if t ~= 'none' and t ~= 'zset' then return err(WRONGTYPE) end
-end
-
-local function sess_prune(index, now)
-  redis.call('ZREMRANGEBYSCORE', index, '-inf', '(' .. int(now))
-end
-
--- The index expires with its last session: its TTL is its highest score.
-local function sess_fix(index)
-  local top = redis.call('ZRANGE', index, -1, -1, 'WITHSCORES')
-  if top[2] == nil then return end
-  local at = tonumber(top[2])
-  if redis.call('PEXPIRETIME', index) ~= at then
-    redis.call('PEXPIREAT', index, int(at))
-  end
 end
 
 -- The session at key: nil when absent; an error unless a session whose index may be used.
 local function sess_load(key)
-  local t = sess_type(key)
+  local t = key_type(key)
   if t == 'none' then return nil end
   if t ~= 'hash' then return nil, err(WRONGTYPE) end
   local flat = redis.call('HGETALL', key)
@@ -211,7 +254,7 @@ local function sess_load(key)
     elseif f == INDEX_FIELD then s.index = flat[i + 1] end
   end
   if s.idle == nil or s.abs == nil or s.index == nil then return nil, err(NOT_SESSION) end
-  if not sess_allowed(s.index) then return nil, err(NOPERM) end
+  if not key_allowed(s.index) then return nil, err(NOPERM) end
   local e = sess_expect_index(s.index)
   if e then return nil, e end
   return s
@@ -220,22 +263,22 @@ end
 local function sess_touch(key, index, idle, abs, now)
   local at = int(math.min(now + idle, abs))
   redis.call('PEXPIREAT', key, at)
-  sess_prune(index, now)
+  zset_prune(index, now)
   redis.call('ZADD', index, at, key)
-  sess_fix(index)
+  zset_fix_ttl(index)
 end
 
 local function session_create_run(index, id, idle, absolute, fields)
   if not sess_is_id(id) then return err(BAD_ID) end
   if idle > MAX_MS or absolute > MAX_MS then return err(TOO_LONG) end
   if absolute < idle then return err(ABSOLUTE_BELOW_IDLE) end
-  if sess_reserved(fields) then return err(RESERVED) end
-  local key = sess_key(index, id)
+  if reserved_fields(fields) then return err(RESERVED) end
+  local key = derived_key(index, id)
   if key == nil then return err(BAD_INDEX) end
-  if not sess_allowed(key) then return err(NOPERM) end
+  if not key_allowed(key) then return err(NOPERM) end
   local e = sess_expect_index(index)
   if e then return e end
-  if sess_type(key) ~= 'none' then return err(ID_TAKEN) end
+  if key_type(key) ~= 'none' then return err(ID_TAKEN) end
   local now = now_ms()
   local abs = now + absolute
   redis.call('HSET', key, IDLE_FIELD, int(idle), ABSOLUTE_FIELD, int(abs), INDEX_FIELD, index,
@@ -260,7 +303,7 @@ local function session_get_run(key)
 end
 
 local function session_set_run(key, fields)
-  if sess_reserved(fields) then return err(RESERVED) end
+  if reserved_fields(fields) then return err(RESERVED) end
   local s, e = sess_load(key)
   if e then return e end
   if s == nil then return false end
@@ -274,17 +317,17 @@ local function session_rotate_run(key, id)
   local s, e = sess_load(key)
   if e then return e end
   if s == nil then return false end
-  local new = sess_key(s.index, id)
+  local new = derived_key(s.index, id)
   if new == nil then return err(BAD_INDEX) end
-  if not sess_allowed(new) then return err(NOPERM) end
-  if sess_type(new) ~= 'none' then return err(ID_TAKEN) end
+  if not key_allowed(new) then return err(NOPERM) end
+  if key_type(new) ~= 'none' then return err(ID_TAKEN) end
   local now = now_ms()
   local at = redis.call('PEXPIRETIME', key)
   redis.call('RENAME', key, new)
-  sess_prune(s.index, now)
+  zset_prune(s.index, now)
   redis.call('ZREM', s.index, key)
   redis.call('ZADD', s.index, int(at), new)
-  sess_fix(s.index)
+  zset_fix_ttl(s.index)
   return new
 end
 
@@ -293,17 +336,17 @@ local function session_destroy_run(key)
   if e then return e end
   if s == nil then return 0 end
   redis.call('DEL', key)
-  sess_prune(s.index, now_ms())
+  zset_prune(s.index, now_ms())
   redis.call('ZREM', s.index, key)
-  sess_fix(s.index)
+  zset_fix_ttl(s.index)
   return 1
 end
 
 local function sess_live(index)
   local e = sess_expect_index(index)
   if e then return nil, e end
-  sess_prune(index, now_ms())
-  sess_fix(index)
+  zset_prune(index, now_ms())
+  zset_fix_ttl(index)
   return redis.call('ZRANGE', index, 0, -1)
 end
 
@@ -311,7 +354,7 @@ local function session_destroyall_run(index)
   local e = sess_expect_index(index)
   if e then return e end
   for _, m in ipairs(redis.call('ZRANGE', index, 0, -1)) do
-    if not sess_allowed(m) then return err(NOPERM) end
+    if not key_allowed(m) then return err(NOPERM) end
   end
   local members, e2 = sess_live(index)
   if e2 then return e2 end
@@ -330,8 +373,8 @@ end
 local function session_count_run(index)
   local e = sess_expect_index(index)
   if e then return e end
-  sess_prune(index, now_ms())
-  sess_fix(index)
+  zset_prune(index, now_ms())
+  zset_fix_ttl(index)
   return redis.call('ZCARD', index)
 end
 
@@ -341,8 +384,8 @@ local DEF_session_create = {
   group = 2,
   group_min = 0,
   pos = {
-    {min = 1, error = 'ERR idle_ms must be a positive integer', beyond = 'ERR idle_ms exceeds the Lua twin\'s exact integer range (below 2^53)'},
-    {min = 1, error = 'ERR absolute_ms must be a positive integer', beyond = 'ERR absolute_ms exceeds the Lua twin\'s exact integer range (below 2^53)'},
+    {kind = 'int', min = 1, error = 'ERR idle_ms must be a positive integer', beyond = 'ERR idle_ms exceeds the Lua twin\'s exact integer range (below 2^53)'},
+    {kind = 'int', min = 1, error = 'ERR absolute_ms must be a positive integer', beyond = 'ERR absolute_ms exceeds the Lua twin\'s exact integer range (below 2^53)'},
   },
   opts = {
   },

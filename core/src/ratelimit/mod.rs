@@ -11,7 +11,9 @@
 
 pub mod lua;
 
-use crate::command::{positive, CmdError, CommandDef, IntArg, IntKind, OptionDef, Positional};
+use crate::command::{
+    positive, Arg, ArgKind, CmdError, CommandDef, OptValue, OptionDef, Positional,
+};
 
 /// The longest time span a limiter may cover (refill time, window): 2^52 ms.
 pub const MAX_SPAN_MS: i64 = 1 << 52;
@@ -25,16 +27,16 @@ pub const NOT_LIMITER_STATE: &str = "key does not hold rate limiter state";
 
 const COST: OptionDef = OptionDef {
     token: "COST",
-    value: Some(IntArg {
+    value: OptValue::Arg(Arg {
         name: "COST",
-        kind: IntKind::NonNegative,
+        kind: ArgKind::NonNegative,
     }),
     default: 1,
 };
 
 const EXACT: OptionDef = OptionDef {
     token: "EXACT",
-    value: None,
+    value: OptValue::Flag,
     default: 0,
 };
 
@@ -101,18 +103,18 @@ pub static THROTTLE: CommandDef = CommandDef {
     flags: WRITE_FLAGS,
     positionals: &[
         Positional {
-            arg: IntArg {
+            arg: Arg {
                 name: "max_burst",
-                kind: IntKind::NonNegative,
+                kind: ArgKind::NonNegative,
             },
             default: None,
         },
         positive("count_per_period"),
         positive("period_s"),
         Positional {
-            arg: IntArg {
+            arg: Arg {
                 name: "quantity",
-                kind: IntKind::NonNegative,
+                kind: ArgKind::NonNegative,
             },
             default: Some(1),
         },

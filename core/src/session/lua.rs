@@ -20,62 +20,18 @@ pub const BAD_ID: &str = "ERR id must be 22 characters of base64url";
 pub const ID_TAKEN: &str = "ERR session id already in use";
 
 const SOURCE: &str = r#"
-local function sess_type(key)
-  return redis.call('TYPE', key)['ok']
-end
-
 local function sess_is_id(id)
   return #id == 22 and string.find(id, '^[A-Za-z0-9_%-]+$') ~= nil
 end
 
--- Redis's hashtag: between the first '{' and the first '}' after it, when not empty.
-local function sess_hashtag(k)
-  local open = string.find(k, '{', 1, true)
-  if not open then return nil end
-  local close = string.find(k, '}', open + 1, true)
-  if not close or close == open + 1 then return nil end
-  return string.sub(k, open + 1, close - 1)
-end
-
-local function sess_key(index, id)
-  if sess_hashtag(index) then return index .. ':' .. id end
-  if index == '' or string.find(index, '[{}]') then return nil end
-  return '{' .. index .. '}:' .. id
-end
-
-local function sess_allowed(key)
-  return redis.acl_check_cmd('HSET', key, 'f', 'v') and redis.acl_check_cmd('HGET', key, 'f')
-end
-
-local function sess_reserved(fields)
-  for i = 1, #fields, 2 do
-    if string.sub(fields[i], 1, 2) == RESERVED_PREFIX then return true end
-  end
-  return false
-end
-
 local function sess_expect_index(index)
-  local t = sess_type(index)
+  local t = key_type(index)
   if t ~= 'none' and t ~= 'zset' then return err(WRONGTYPE) end
-end
-
-local function sess_prune(index, now)
-  redis.call('ZREMRANGEBYSCORE', index, '-inf', '(' .. int(now))
-end
-
--- The index expires with its last session: its TTL is its highest score.
-local function sess_fix(index)
-  local top = redis.call('ZRANGE', index, -1, -1, 'WITHSCORES')
-  if top[2] == nil then return end
-  local at = tonumber(top[2])
-  if redis.call('PEXPIRETIME', index) ~= at then
-    redis.call('PEXPIREAT', index, int(at))
-  end
 end
 
 -- The session at key: nil when absent; an error unless a session whose index may be used.
 local function sess_load(key)
-  local t = sess_type(key)
+  local t = key_type(key)
   if t == 'none' then return nil end
   if t ~= 'hash' then return nil, err(WRONGTYPE) end
   local flat = redis.call('HGETALL', key)
@@ -87,7 +43,7 @@ local function sess_load(key)
     elseif f == INDEX_FIELD then s.index = flat[i + 1] end
   end
   if s.idle == nil or s.abs == nil or s.index == nil then return nil, err(NOT_SESSION) end
-  if not sess_allowed(s.index) then return nil, err(NOPERM) end
+  if not key_allowed(s.index) then return nil, err(NOPERM) end
   local e = sess_expect_index(s.index)
   if e then return nil, e end
   return s
@@ -96,22 +52,22 @@ end
 local function sess_touch(key, index, idle, abs, now)
   local at = int(math.min(now + idle, abs))
   redis.call('PEXPIREAT', key, at)
-  sess_prune(index, now)
+  zset_prune(index, now)
   redis.call('ZADD', index, at, key)
-  sess_fix(index)
+  zset_fix_ttl(index)
 end
 
 local function session_create_run(index, id, idle, absolute, fields)
   if not sess_is_id(id) then return err(BAD_ID) end
   if idle > MAX_MS or absolute > MAX_MS then return err(TOO_LONG) end
   if absolute < idle then return err(ABSOLUTE_BELOW_IDLE) end
-  if sess_reserved(fields) then return err(RESERVED) end
-  local key = sess_key(index, id)
+  if reserved_fields(fields) then return err(RESERVED) end
+  local key = derived_key(index, id)
   if key == nil then return err(BAD_INDEX) end
-  if not sess_allowed(key) then return err(NOPERM) end
+  if not key_allowed(key) then return err(NOPERM) end
   local e = sess_expect_index(index)
   if e then return e end
-  if sess_type(key) ~= 'none' then return err(ID_TAKEN) end
+  if key_type(key) ~= 'none' then return err(ID_TAKEN) end
   local now = now_ms()
   local abs = now + absolute
   redis.call('HSET', key, IDLE_FIELD, int(idle), ABSOLUTE_FIELD, int(abs), INDEX_FIELD, index,
@@ -136,7 +92,7 @@ local function session_get_run(key)
 end
 
 local function session_set_run(key, fields)
-  if sess_reserved(fields) then return err(RESERVED) end
+  if reserved_fields(fields) then return err(RESERVED) end
   local s, e = sess_load(key)
   if e then return e end
   if s == nil then return false end
@@ -150,17 +106,17 @@ local function session_rotate_run(key, id)
   local s, e = sess_load(key)
   if e then return e end
   if s == nil then return false end
-  local new = sess_key(s.index, id)
+  local new = derived_key(s.index, id)
   if new == nil then return err(BAD_INDEX) end
-  if not sess_allowed(new) then return err(NOPERM) end
-  if sess_type(new) ~= 'none' then return err(ID_TAKEN) end
+  if not key_allowed(new) then return err(NOPERM) end
+  if key_type(new) ~= 'none' then return err(ID_TAKEN) end
   local now = now_ms()
   local at = redis.call('PEXPIRETIME', key)
   redis.call('RENAME', key, new)
-  sess_prune(s.index, now)
+  zset_prune(s.index, now)
   redis.call('ZREM', s.index, key)
   redis.call('ZADD', s.index, int(at), new)
-  sess_fix(s.index)
+  zset_fix_ttl(s.index)
   return new
 end
 
@@ -169,17 +125,17 @@ local function session_destroy_run(key)
   if e then return e end
   if s == nil then return 0 end
   redis.call('DEL', key)
-  sess_prune(s.index, now_ms())
+  zset_prune(s.index, now_ms())
   redis.call('ZREM', s.index, key)
-  sess_fix(s.index)
+  zset_fix_ttl(s.index)
   return 1
 end
 
 local function sess_live(index)
   local e = sess_expect_index(index)
   if e then return nil, e end
-  sess_prune(index, now_ms())
-  sess_fix(index)
+  zset_prune(index, now_ms())
+  zset_fix_ttl(index)
   return redis.call('ZRANGE', index, 0, -1)
 end
 
@@ -187,7 +143,7 @@ local function session_destroyall_run(index)
   local e = sess_expect_index(index)
   if e then return e end
   for _, m in ipairs(redis.call('ZRANGE', index, 0, -1)) do
-    if not sess_allowed(m) then return err(NOPERM) end
+    if not key_allowed(m) then return err(NOPERM) end
   end
   local members, e2 = sess_live(index)
   if e2 then return e2 end
@@ -206,8 +162,8 @@ end
 local function session_count_run(index)
   local e = sess_expect_index(index)
   if e then return e end
-  sess_prune(index, now_ms())
-  sess_fix(index)
+  zset_prune(index, now_ms())
+  zset_fix_ttl(index)
   return redis.call('ZCARD', index)
 end
 "#;

@@ -201,23 +201,27 @@ pub fn slot(key: &[u8]) -> u16 {
     crc16(hashtag(key).unwrap_or(key)) & 16383
 }
 
-/// The key of session `id` of `index`, in the index's slot: `<index>:<id>` when the index has a
-/// hashtag, else `{<index>}:<id>`. An index name with braces but no hashtag (or an empty one)
-/// has no such key.
+/// The key of session `id` of `index`, in the index's slot (see [`derived_key`]).
 pub fn session_key(index: &[u8], id: &[u8]) -> Result<Vec<u8>, CmdError> {
-    let mut key = Vec::with_capacity(index.len() + id.len() + 3);
-    if hashtag(index).is_some() {
-        key.extend_from_slice(index);
-    } else if index.is_empty() || index.iter().any(|&b| b == b'{' || b == b'}') {
-        return Err(CmdError::BadState(BAD_INDEX));
+    derived_key(index, id).ok_or(CmdError::BadState(BAD_INDEX))
+}
+
+/// A key in `name`'s Cluster slot: `<name>:<suffix>` when the name has a hashtag, else
+/// `{<name>}:<suffix>`. A name with braces but no hashtag (or the empty name) has none.
+pub fn derived_key(name: &[u8], suffix: &[u8]) -> Option<Vec<u8>> {
+    let mut key = Vec::with_capacity(name.len() + suffix.len() + 3);
+    if hashtag(name).is_some() {
+        key.extend_from_slice(name);
+    } else if name.is_empty() || name.iter().any(|&b| b == b'{' || b == b'}') {
+        return None;
     } else {
         key.push(b'{');
-        key.extend_from_slice(index);
+        key.extend_from_slice(name);
         key.push(b'}');
     }
     key.push(b':');
-    key.extend_from_slice(id);
-    Ok(key)
+    key.extend_from_slice(suffix);
+    Some(key)
 }
 
 // ---------------------------------------------------------------------------------------------

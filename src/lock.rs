@@ -1,0 +1,418 @@
+//! Binds the lock family (`patterns_core::lock`) to Redis: locks with fencing tokens, the
+//! storage-side fencing check, and semaphores. Clients that wait (`WAIT timeout_ms`) are
+//! blocked on the server and queued in `wait`.
+//!
+//! Every write goes through the key API (the rarer `LOCK.FENCEDHSET` through
+//! `RedisModule_Call`) and replicates as the Redis command that makes it, with absolute times:
+//! `SET` of the fencing counter, `HSET` and `PEXPIREAT` of the lease, `DEL`, and for semaphores
+//! `ZREMRANGEBYSCORE`, `ZADD`, `ZREM` and `PEXPIREAT`. A grant to a waiter is written and
+//! replicated by the context that makes it: the release, the timer at the lease's end, or the
+//! next command on the key. Each command validates everything before its first write.
+
+mod wait;
+
+use std::ffi::{c_char, c_int, c_longlong};
+
+use patterns_core::command::CmdError;
+use patterns_core::lock::{self as l, Acquire, Lease, Release, NO_WAIT};
+use patterns_core::session::check_fields;
+use redis_module::raw::{self, KeyType, RedisModuleCtx};
+
+use crate::command;
+use crate::session::update_index;
+use crate::shared::{
+    bytes, check_key_access, now_ms, redis_call, Key, OwnedString, Reply, ScoreRange, StackText,
+};
+pub use wait::subscribe;
+use wait::{Kind, Outcome, Wanted};
+
+type Ctx = *mut RedisModuleCtx;
+
+const HASH: c_int = raw::REDISMODULE_NOTIFY_HASH;
+const GENERIC: c_int = raw::REDISMODULE_NOTIFY_GENERIC;
+const STRING: c_int = raw::REDISMODULE_NOTIFY_STRING;
+
+/// A lock's hash, as read.
+struct Stored {
+    owner: OwnedString,
+    token: i64,
+    holds: i64,
+}
+
+impl Stored {
+    fn lease(&self) -> Lease<'_> {
+        Lease {
+            owner: bytes(self.owner.inner),
+            token: self.token,
+            holds: self.holds,
+        }
+    }
+}
+
+/// The lease held on `key`: None when the lock is free; WRONGTYPE unless a hash; BadState
+/// unless a lock's hash.
+fn read_lease(key: &Key) -> Result<Option<Stored>, CmdError> {
+    match key.kind() {
+        KeyType::Empty => return Ok(None),
+        KeyType::Hash => {}
+        _ => return Err(CmdError::WrongType),
+    }
+    let owner = key.hash_get(c"owner");
+    let token = key.hash_get(c"token");
+    let holds = key.hash_get(c"holds");
+    let text = |s: &Option<OwnedString>| s.as_ref().map(|s| bytes(s.inner));
+    let lease = Lease::parse(text(&owner), text(&token), text(&holds))?;
+    let (token, holds) = (lease.token, lease.holds);
+    Ok(owner.map(|owner| Stored {
+        owner,
+        token,
+        holds,
+    }))
+}
+
+/// Writes the lease (`HSET key owner o token t holds h`) and its end (`PEXPIREAT`).
+fn write_lease(ctx: Ctx, key: &Key, lease: &Lease, expire_at_ms: i64) {
+    key.hash_set(c"owner", lease.owner);
+    key.hash_set(c"token", StackText::of(lease.token).as_bytes());
+    key.hash_set(c"holds", StackText::of(lease.holds).as_bytes());
+    key.set_expire_at(expire_at_ms);
+    key.modified(&[(HASH, c"hset"), (GENERIC, c"expire")]);
+    unsafe {
+        raw::RedisModule_Replicate.unwrap()(
+            ctx,
+            c"HSET".as_ptr(),
+            c"scbclcl".as_ptr(),
+            key.name(),
+            c"owner".as_ptr(),
+            lease.owner.as_ptr().cast::<c_char>(),
+            lease.owner.len(),
+            c"token".as_ptr(),
+            lease.token as c_longlong,
+            c"holds".as_ptr(),
+            lease.holds as c_longlong,
+        );
+    }
+    replicate_pexpireat(ctx, key, expire_at_ms);
+}
+
+fn replicate_pexpireat(ctx: Ctx, key: &Key, at_ms: i64) {
+    unsafe {
+        raw::RedisModule_Replicate.unwrap()(
+            ctx,
+            c"PEXPIREAT".as_ptr(),
+            c"sl".as_ptr(),
+            key.name(),
+            at_ms as c_longlong,
+        );
+    }
+}
+
+/// The fencing counter's key, after checking the name and the current user's access to it.
+fn checked_fence_key(ctx: Ctx, name: &[u8]) -> Result<Vec<u8>, CmdError> {
+    let fence = l::fence_key(name)?;
+    check_key_access(ctx, &fence)?;
+    Ok(fence)
+}
+
+/// Acquires lock `name` for the owner now: the token when granted, None when another owner
+/// holds it. The caller has checked the user's access to the fencing counter.
+fn try_lock(ctx: Ctx, name: &[u8], wanted: &Wanted) -> Result<Option<i64>, CmdError> {
+    let name = OwnedString::new(ctx, name);
+    let key = Key::open_named(ctx, &name);
+    let stored = read_lease(&key)?;
+    let fence_name = OwnedString::new(ctx, &l::fence_key(bytes(name.inner))?);
+    let fence_key = Key::open_named(ctx, &fence_name);
+    let fence = l::parse_fence(fence_key.string()?)?;
+    let now = now_ms();
+    let held = stored.as_ref().map(Stored::lease);
+    match l::acquire(held, fence, &wanted.owner, wanted.ttl_ms, now)? {
+        Acquire::Busy => Ok(None),
+        Acquire::Granted {
+            lease,
+            expire_at_ms,
+            fence,
+        } => {
+            if let Some(token) = fence {
+                let text = StackText::of(token);
+                fence_key.write_string(text.as_bytes());
+                fence_key.modified(&[(STRING, c"set")]);
+                unsafe {
+                    raw::RedisModule_Replicate.unwrap()(
+                        ctx,
+                        c"SET".as_ptr(),
+                        c"sl".as_ptr(),
+                        fence_name.inner,
+                        token as c_longlong,
+                    );
+                }
+            }
+            write_lease(ctx, &key, &lease, expire_at_ms);
+            Ok(Some(lease.token))
+        }
+    }
+}
+
+/// Grants semaphore `name`'s permit to the owner now, when one is free or the owner has one
+/// (which is refreshed). Prunes expired permits first, as the Lua twin does.
+fn try_permit(ctx: Ctx, name: &[u8], wanted: &Wanted) -> Result<bool, CmdError> {
+    let now = now_ms();
+    let key_name = OwnedString::new(ctx, name);
+    Key::open_named(ctx, &key_name).expect(KeyType::ZSet)?;
+    update_index(ctx, name, now, None, None);
+    let (live, holds_one) = {
+        let key = Key::open_named(ctx, &key_name);
+        (key.len(), key.zset_score(&wanted.owner).is_some())
+    };
+    if !l::permit_granted(live, holds_one, wanted.limit) {
+        return Ok(false);
+    }
+    update_index(
+        ctx,
+        name,
+        now,
+        None,
+        Some((now + wanted.ttl_ms, &wanted.owner)),
+    );
+    Ok(true)
+}
+
+/// Grants what a waiter waits for, if it can be had now (for `wait`).
+fn try_grant(
+    ctx: Ctx,
+    kind: Kind,
+    name: &[u8],
+    wanted: &Wanted,
+) -> Result<Option<Outcome>, CmdError> {
+    Ok(match kind {
+        Kind::Lock => try_lock(ctx, name, wanted)?.map(Outcome::Token),
+        Kind::Sem => try_permit(ctx, name, wanted)?.then_some(Outcome::Permit),
+    })
+}
+
+/// When what blocks the key's waiters ends: the lease's end, or the first permit's expiry.
+fn deadline(ctx: Ctx, kind: Kind, name: &[u8]) -> Option<i64> {
+    let name = OwnedString::new(ctx, name);
+    let key = Key::open_named(ctx, &name);
+    match (kind, key.kind()) {
+        (Kind::Lock, KeyType::Hash) => key.expire_at_ms(),
+        (Kind::Sem, KeyType::ZSet) => {
+            let first = key
+                .zset_start(ScoreRange::all(), false)
+                .then(|| key.zset_current().1 as i64);
+            key.zset_stop();
+            first
+        }
+        _ => None,
+    }
+}
+
+/// Replies now when granted; else blocks the client when it asked to wait and may be blocked
+/// (not inside MULTI or a script), or replies `denied`.
+fn grant_or_wait(
+    ctx: Ctx,
+    kind: Kind,
+    name: &[u8],
+    wanted: Wanted,
+    timeout_ms: i64,
+    denied: Reply,
+) -> Result<Reply, CmdError> {
+    wait::serve(ctx, kind, name);
+    if let Some(outcome) = try_grant(ctx, kind, name, &wanted)? {
+        // The waiters' timer follows the new lease's end.
+        wait::serve(ctx, kind, name);
+        return Ok(outcome.reply());
+    }
+    if timeout_ms != NO_WAIT && wait::can_block(ctx) {
+        wait::block(ctx, kind, name, wanted, timeout_ms);
+        return Ok(Reply::Blocked);
+    }
+    Ok(denied)
+}
+
+// LOCK.ACQUIRE key owner ttl_ms [WAIT timeout_ms]
+command!(acquire, l::ACQUIRE, |call| {
+    let args = call.rest();
+    let p = l::ACQUIRE.parse(args)?;
+    let [owner, ttl_ms, ..] = p.positionals;
+    let wanted = Wanted {
+        owner: args[owner as usize].to_vec(),
+        ttl_ms: l::check_ttl(ttl_ms)?,
+        limit: 1,
+    };
+    let name = bytes(call.key);
+    checked_fence_key(call.ctx, name)?;
+    read_lease(&Key::open(call))?;
+    grant_or_wait(
+        call.ctx,
+        Kind::Lock,
+        name,
+        wanted,
+        p.options[0],
+        Reply::Null,
+    )
+});
+
+// LOCK.RELEASE key owner
+command!(release, l::RELEASE, |call| {
+    let args = call.rest();
+    let p = l::RELEASE.parse(args)?;
+    let owner = args[p.positionals[0] as usize];
+    let ctx = call.ctx;
+    {
+        let key = Key::open(call);
+        let stored = read_lease(&key)?;
+        match l::release(stored.as_ref().map(Stored::lease), owner) {
+            Release::NotHeld => return Ok(Reply::Integer(0)),
+            Release::Kept(lease) => {
+                let holds = StackText::of(lease.holds);
+                key.hash_set(c"holds", holds.as_bytes());
+                key.modified(&[(HASH, c"hset")]);
+                unsafe {
+                    raw::RedisModule_Replicate.unwrap()(
+                        ctx,
+                        c"HSET".as_ptr(),
+                        c"scl".as_ptr(),
+                        key.name(),
+                        c"holds".as_ptr(),
+                        lease.holds as c_longlong,
+                    );
+                }
+                return Ok(Reply::Integer(1));
+            }
+            Release::Freed => {
+                key.delete();
+                key.modified(&[(GENERIC, c"del")]);
+                unsafe {
+                    raw::RedisModule_Replicate.unwrap()(
+                        ctx,
+                        c"DEL".as_ptr(),
+                        c"s".as_ptr(),
+                        key.name(),
+                    );
+                }
+            }
+        }
+    }
+    wait::serve(ctx, Kind::Lock, bytes(call.key));
+    Ok(Reply::Integer(1))
+});
+
+// LOCK.EXTEND key owner ttl_ms
+command!(extend, l::EXTEND, |call| {
+    let args = call.rest();
+    let p = l::EXTEND.parse(args)?;
+    let [owner, ttl_ms, ..] = p.positionals;
+    let ttl_ms = l::check_ttl(ttl_ms)?;
+    {
+        let key = Key::open(call);
+        let stored = read_lease(&key)?;
+        let held = stored.as_ref().map(Stored::lease);
+        let Some(at) = l::extend(held.as_ref(), args[owner as usize], ttl_ms, now_ms()) else {
+            return Ok(Reply::Integer(0));
+        };
+        key.set_expire_at(at);
+        key.modified(&[(GENERIC, c"expire")]);
+        replicate_pexpireat(call.ctx, &key, at);
+    }
+    // The waiters' timer follows the lease's new end.
+    wait::serve(call.ctx, Kind::Lock, bytes(call.key));
+    Ok(Reply::Integer(1))
+});
+
+// LOCK.INFO key
+command!(info, l::INFO, |call| {
+    l::INFO.parse(call.rest())?;
+    let key = Key::open(call);
+    let Some(stored) = read_lease(&key)? else {
+        return Ok(Reply::Null);
+    };
+    let ttl = key.expire_at_ms().map_or(-1, |at| (at - now_ms()).max(0));
+    let waiters = wait::waiters(call.ctx, bytes(call.key)) as i64;
+    let field = |name: &str| Reply::Bulk(name.as_bytes().to_vec());
+    Ok(Reply::Array(vec![
+        field(l::OWNER_FIELD),
+        Reply::Bulk(bytes(stored.owner.inner).to_vec()),
+        field(l::TOKEN_FIELD),
+        Reply::Integer(stored.token),
+        field("ttl"),
+        Reply::Integer(ttl),
+        field(l::HOLDS_FIELD),
+        Reply::Integer(stored.holds),
+        field("waiters"),
+        Reply::Integer(waiters),
+    ]))
+});
+
+// LOCK.FENCEDHSET resource token field value [field value ...]
+command!(fencedhset, l::FENCEDHSET, |call| {
+    let args = call.rest();
+    let p = l::FENCEDHSET.parse(args)?;
+    let token = p.positionals[0];
+    let pairs = &args[p.trailing_at..];
+    check_fields(pairs)?;
+    {
+        let key = Key::open(call);
+        key.expect(KeyType::Hash)?;
+        let newest = key.hash_get(c"__fence");
+        let newest = l::parse_resource_fence(newest.as_ref().map(|s| bytes(s.inner)))?;
+        if !l::fence_admits(newest, token) {
+            return Ok(Reply::Integer(0));
+        }
+    }
+    let token = StackText::of(token);
+    let mut hset: Vec<&[u8]> = vec![
+        bytes(call.key),
+        l::RESOURCE_FENCE_FIELD.as_bytes(),
+        token.as_bytes(),
+    ];
+    hset.extend_from_slice(pairs);
+    redis_call(call.ctx, c"HSET", &hset, true);
+    Ok(Reply::Integer(1))
+});
+
+// SEM.ACQUIRE key owner limit ttl_ms [WAIT timeout_ms]
+command!(sem_acquire, l::SEM_ACQUIRE, |call| {
+    let args = call.rest();
+    let p = l::SEM_ACQUIRE.parse(args)?;
+    let [owner, limit, ttl_ms, ..] = p.positionals;
+    let wanted = Wanted {
+        owner: args[owner as usize].to_vec(),
+        ttl_ms: l::check_ttl(ttl_ms)?,
+        limit,
+    };
+    Key::open(call).expect(KeyType::ZSet)?;
+    let name = bytes(call.key);
+    grant_or_wait(
+        call.ctx,
+        Kind::Sem,
+        name,
+        wanted,
+        p.options[0],
+        Reply::Integer(0),
+    )
+});
+
+// SEM.RELEASE key owner
+command!(sem_release, l::SEM_RELEASE, |call| {
+    let args = call.rest();
+    let p = l::SEM_RELEASE.parse(args)?;
+    let owner = args[p.positionals[0] as usize];
+    let (ctx, name) = (call.ctx, bytes(call.key));
+    Key::open(call).expect(KeyType::ZSet)?;
+    let now = now_ms();
+    update_index(ctx, name, now, None, None);
+    if Key::open(call).zset_score(owner).is_none() {
+        return Ok(Reply::Integer(0));
+    }
+    update_index(ctx, name, now, Some(owner), None);
+    wait::serve(ctx, Kind::Sem, name);
+    Ok(Reply::Integer(1))
+});
+
+// SEM.COUNT key
+command!(sem_count, l::SEM_COUNT, |call| {
+    l::SEM_COUNT.parse(call.rest())?;
+    Key::open(call).expect(KeyType::ZSet)?;
+    update_index(call.ctx, bytes(call.key), now_ms(), None, None);
+    Ok(Reply::Integer(Key::open(call).len()))
+});
