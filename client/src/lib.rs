@@ -61,8 +61,10 @@
 //! always caught. The largest token alone is **not** a safe fence: counters of different
 //! instances are unrelated, so a stale holder can carry a larger number than the current one.
 //!
-//! For data kept on one Redis server, the module's own storage-side fencing check applies the
-//! same rule with a single token; with Redlock, the resource must compare the whole token set.
+//! The module's own storage-side check, `LOCK.FENCEDHSET resource token field value ...`, keeps
+//! one newest token per resource: it fits a lock taken on one server, not Redlock, whose tokens
+//! from different instances must not be compared with each other. With Redlock the resource
+//! compares the whole token set.
 
 mod clock;
 mod error;

@@ -218,6 +218,15 @@ fn config() -> Config {
     }
 }
 
+/// [`config`] with retries, still without jitter.
+fn retrying(retry_count: u32, retry_delay_ms: u64) -> Config {
+    Config {
+        retry_count,
+        retry_delay_ms,
+        ..config()
+    }
+}
+
 impl World {
     fn new(n: usize) -> World {
         World {
@@ -465,11 +474,7 @@ fn validity_counts_from_the_successful_attempt_not_the_first() {
     let world = World::new(5);
     world.set_latency(10);
     world.held_elsewhere(&[0, 1, 2], 500);
-    let mut redlock = world.client(Config {
-        retry_count: 5,
-        retry_delay_ms: 300,
-        ..config()
-    });
+    let mut redlock = world.client(retrying(5, 300));
     let lock = redlock.acquire(KEY, 1000).unwrap();
     // Attempts at 0 and 330 meet three refusals (30 ms each); the one at 660 succeeds.
     assert_eq!(*world.clock.sleeps_ms.borrow(), vec![300, 300]);
@@ -641,11 +646,7 @@ fn extend_without_a_quorum_fails_and_caps_the_validity() {
 #[test]
 fn extend_retries_while_the_lock_is_valid() {
     let world = World::new(5);
-    let mut redlock = world.client(Config {
-        retry_count: 10,
-        retry_delay_ms: 300,
-        ..config()
-    });
+    let mut redlock = world.client(retrying(10, 300));
     let mut lock = redlock.acquire(KEY, 1000).unwrap();
     world.set_health(&[0, 1, 2], Health::Down);
     // Each attempt: 3 timeouts (150 ms), then 300 ms of delay. Attempts start at 5, 455 and 905;
@@ -661,11 +662,7 @@ fn extend_retries_while_the_lock_is_valid() {
 
     // The servers come back during the retries: the extension goes through.
     let world = World::new(5);
-    let mut redlock = world.client(Config {
-        retry_count: 10,
-        retry_delay_ms: 300,
-        ..config()
-    });
+    let mut redlock = world.client(retrying(10, 300));
     let mut lock = redlock.acquire(KEY, 10_000).unwrap();
     for i in 0..3 {
         world.servers[i].borrow_mut().fail_next = 1;
