@@ -16,8 +16,9 @@
 //! # The algorithm
 //!
 //! `acquire(resource, ttl_ms)` sends `LOCK.ACQUIRE resource owner ttl_ms` (a fresh 128-bit random
-//! owner per attempt) to each instance in turn, each call bounded by the instance's timeout. The
-//! lock is held when a quorum, floor(N/2)+1 instances, granted it and some validity is left:
+//! owner per attempt) to each instance in turn (not in parallel), each call bounded by the
+//! instance's timeout. The lock is held when a quorum, floor(N/2)+1 instances, granted it and
+//! some validity is left:
 //! `validity = ttl - elapsed - drift`, with `elapsed` from the start of the successful attempt
 //! to the moment the quorum was reached and `drift = ttl * drift_ppm / 10^6 + 2 ms`. Otherwise
 //! the attempt releases every instance that granted it or did not answer, waits
