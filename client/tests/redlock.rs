@@ -259,3 +259,46 @@ fn a_server_that_never_answers_costs_only_its_timeout() {
         assert_eq!((tally.succeeded, tally.failed.len()), (4, 1), "{tally}");
     }
 }
+
+#[test]
+fn extend_and_release_need_a_quorum_of_live_holders() {
+    for flavor in flavors() {
+        let mut servers = start(flavor, 5);
+        let urls = urls(&servers);
+        let mut client = redlock(&urls, no_retries());
+        let mut lock = client.acquire(RESOURCE, 10_000).unwrap();
+        assert_held(&servers, &lock);
+
+        // Two holders stop: three still extend it.
+        stop(&mut servers, &[0, 2]);
+        client.extend(&mut lock, 20_000).unwrap();
+        for (i, server) in live(&servers) {
+            let ttl: u64 = info(server).unwrap()["ttl"].parse().unwrap();
+            assert!(ttl > 10_000, "{flavor:?}: instance {i}: ttl {ttl}");
+        }
+
+        // A third stops: no quorum. The two left were set to a shorter TTL, which caps the lock.
+        stop(&mut servers, &[4]);
+        let before_ms = client.remaining_ms(&lock);
+        match client.extend(&mut lock, 5_000) {
+            Err(ExtendError::NotExtended { attempts: 1, last }) => {
+                assert_eq!((last.succeeded, last.failed.len()), (2, 3), "{last}");
+            }
+            other => panic!("{flavor:?}: {other:?}"),
+        }
+        let after_ms = client.remaining_ms(&lock);
+        assert!(
+            after_ms < 5_000 && after_ms < before_ms,
+            "{before_ms} -> {after_ms}"
+        );
+
+        // Release frees the two it reaches, and says the quorum is unconfirmed.
+        match client.release(&lock) {
+            Err(ReleaseError::Unreachable { tally }) => {
+                assert_eq!((tally.succeeded, tally.failed.len()), (2, 3), "{tally}");
+            }
+            other => panic!("{flavor:?}: {other:?}"),
+        }
+        assert_free(&servers);
+    }
+}
