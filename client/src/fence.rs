@@ -12,6 +12,9 @@
 //! copy expired or was released). So the resource remembers, per instance, the newest token it
 //! has accepted, and refuses a writer whose tokens are older on any instance they have in
 //! common. It also refuses token sets smaller than a quorum, which could miss the overlap.
+//!
+//! Unlike the lease, this check assumes nothing about clocks or pauses: only that any two quorums
+//! overlap and that no instance's counter ever goes back.
 
 use crate::redlock::Token;
 use std::collections::BTreeMap;

@@ -40,7 +40,9 @@
 //!   (a server whose clock jumps forward, by an operator or NTP step, expires keys early);
 //! * the servers keep their locks across restarts (AOF with `appendfsync always`), or a crashed
 //!   server stays down for at least the longest TTL before rejoining; otherwise a restart forgets
-//!   a grant and a second client can assemble a quorum;
+//!   a grant and a second client can assemble a quorum. The same holds for a failover to an
+//!   asynchronous replica that had not yet received the latest grant: the instances should be
+//!   independent primaries;
 //! * the client itself is not paused, nor its messages delayed, for longer than the remaining
 //!   validity between checking it and using the resource.
 //!
@@ -53,8 +55,8 @@
 //!
 //! # Fencing tokens across instances
 //!
-//! Each instance issues its own strictly increasing token per key (it survives expiry, restarts
-//! with persistence and failover of that instance). [`Lock::tokens`] returns the token of every
+//! Each instance issues its own strictly increasing token per key (its counter survives expiry
+//! and restarts with persistence; a grant lost to a crash or failover is lost with its token). [`Lock::tokens`] returns the token of every
 //! instance that granted the lock, tagged with the instance's index: at least a quorum of them.
 //! The resource keeps, per instance, the newest token it accepted, and refuses a writer that is
 //! older on any instance they share ([`Fence`] implements the check). Two quorums always share
