@@ -37,6 +37,8 @@ pub enum InstanceError {
     Unreachable(String),
     /// The server answered with an error or an unexpected reply (e.g. the module is not loaded).
     Server(String),
+    /// The instance cannot be used as given: a malformed URL or a zero timeout.
+    Config(String),
 }
 
 impl fmt::Display for InstanceError {
@@ -45,6 +47,7 @@ impl fmt::Display for InstanceError {
             InstanceError::Timeout => f.write_str("timed out"),
             InstanceError::Unreachable(e) => write!(f, "unreachable: {e}"),
             InstanceError::Server(e) => write!(f, "server error: {e}"),
+            InstanceError::Config(e) => write!(f, "invalid instance: {e}"),
         }
     }
 }
@@ -76,9 +79,10 @@ impl RedisInstance {
     /// positive and small next to the locks' TTLs: each of the N instances may take that long.
     pub fn open(url: &str, timeout: Duration) -> Result<Self, InstanceError> {
         if timeout.is_zero() {
-            return Err(InstanceError::Server("timeout must be positive".into()));
+            return Err(InstanceError::Config("timeout must be positive".into()));
         }
-        let client = redis::Client::open(url).map_err(InstanceError::from)?;
+        let client =
+            redis::Client::open(url).map_err(|e| InstanceError::Config(format!("{url}: {e}")))?;
         Ok(Self {
             client,
             timeout,

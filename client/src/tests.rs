@@ -4,12 +4,13 @@
 
 use crate::random::{owner_id, Jitter};
 use crate::{
-    AcquireError, Clock, Config, ExtendError, Fence, Instance, InstanceError, Lock, Redlock,
-    ReleaseError, Token,
+    AcquireError, Clock, Config, ExtendError, Fence, Instance, InstanceError, Lock, RedisInstance,
+    Redlock, ReleaseError, Token,
 };
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeSet, HashMap};
 use std::rc::Rc;
+use std::time::Duration;
 
 // ---------------------------------------------------------------------------------------------
 // Fakes
@@ -805,4 +806,23 @@ fn jitter_stays_within_its_bound() {
         assert!(jitter.up_to(7) <= 7);
     }
     let _ = jitter.up_to(u64::MAX);
+}
+
+#[test]
+fn a_malformed_url_or_a_zero_timeout_is_refused_up_front() {
+    let second = Duration::from_secs(1);
+    for (url, timeout) in [
+        ("not a url", second),
+        ("redis://127.0.0.1:1/", Duration::ZERO),
+    ] {
+        match Redlock::connect(&[url], timeout, Config::default()) {
+            Err(InstanceError::Config(_)) => {}
+            Err(e) => panic!("{url} {timeout:?}: {e}"),
+            Ok(_) => panic!("{url} {timeout:?}: accepted"),
+        }
+    }
+    assert!(
+        RedisInstance::open("redis://127.0.0.1:1/", second).is_ok(),
+        "connects lazily"
+    );
 }
