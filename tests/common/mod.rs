@@ -1107,3 +1107,56 @@ pub fn assert_command_docs(
         assert!(text.contains(def.complexity), "{name}: {text}");
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Calling commands
+// ---------------------------------------------------------------------------------------------
+
+/// Runs `args` (the command first) and converts the reply; panics on an error reply.
+pub fn query<T: redis::FromRedisValue>(c: &mut redis::Connection, args: &[&str]) -> T {
+    redis::cmd(args[0])
+        .arg(&args[1..])
+        .query(c)
+        .unwrap_or_else(|e| panic!("{args:?}: {e}"))
+}
+
+/// The error reply `args` get, as its wire text (`ERR ...`); panics on any other reply.
+pub fn error_of(c: &mut redis::Connection, args: &[&str]) -> String {
+    let mut cmd = redis::cmd(args[0]);
+    cmd.arg(&args[1..]);
+    match pipeline(c, &[cmd]).remove(0) {
+        redis::Value::ServerError(e) => match e.details() {
+            Some(d) => format!("{} {d}", e.code()),
+            None => e.code().to_string(),
+        },
+        other => panic!("{args:?}: expected an error, got {other:?}"),
+    }
+}
+
+/// A reply in comparable form (errors as their wire text).
+pub fn shown(v: &redis::Value) -> String {
+    match v {
+        redis::Value::ServerError(e) => match e.details() {
+            Some(d) => format!("error: {} {d}", e.code()),
+            None => format!("error: {}", e.code()),
+        },
+        other => format!("{other:?}"),
+    }
+}
+
+/// A connection logged in as a new user with every command and the given key patterns.
+pub fn login(server: &Server, user: &str, patterns: &[&str]) -> redis::Connection {
+    let mut args = vec!["SETUSER", user, "on", ">pw", "+@all"];
+    args.extend_from_slice(patterns);
+    let _: () = redis::cmd("ACL")
+        .arg(&args)
+        .query(&mut server.conn())
+        .unwrap();
+    let mut c = server.conn();
+    let _: () = redis::cmd("AUTH")
+        .arg(user)
+        .arg("pw")
+        .query(&mut c)
+        .unwrap();
+    c
+}

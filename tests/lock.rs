@@ -1,0 +1,1233 @@
+//! The lock family on real servers (Redis 7.0 and Valkey 8.0): mutual exclusion under
+//! contention, FIFO waiting on the server and its hand-offs, waiters when the key is deleted,
+//! the client leaves, the holder re-acquires or the server becomes a replica; fencing tokens
+//! across expiry, DEBUG RELOAD, AOF restarts and failover; the storage-side fencing check;
+//! semaphores; replication and AOF; Cluster, ACL, bad input, COMMAND DOCS, README; and the Lua
+//! twin against the module.
+
+mod common;
+
+use common::*;
+use patterns_core::lock as l;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use redis::{Connection, Value};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::{sleep, spawn, JoinHandle};
+use std::time::{Duration, Instant};
+
+fn acquire(c: &mut Connection, key: &str, owner: &str, ttl_ms: i64) -> Option<i64> {
+    query(c, &["LOCK.ACQUIRE", key, owner, &ttl_ms.to_string()])
+}
+
+fn release(c: &mut Connection, key: &str, owner: &str) -> i64 {
+    query(c, &["LOCK.RELEASE", key, owner])
+}
+
+/// LOCK.INFO as a map (integers as text).
+fn info(c: &mut Connection, key: &str) -> Option<BTreeMap<String, String>> {
+    let v: Value = query(c, &["LOCK.INFO", key]);
+    let Value::Array(items) = v else {
+        assert_eq!(v, Value::Nil);
+        return None;
+    };
+    let text = |v: &Value| match v {
+        Value::BulkString(b) => String::from_utf8(b.clone()).unwrap(),
+        Value::Int(n) => n.to_string(),
+        other => panic!("{other:?}"),
+    };
+    Some(
+        items
+            .chunks(2)
+            .map(|p| (text(&p[0]), text(&p[1])))
+            .collect(),
+    )
+}
+
+fn waiters(c: &mut Connection, key: &str) -> i64 {
+    info(c, key).map_or(0, |i| i["waiters"].parse().unwrap())
+}
+
+fn blocked_clients(server: &Server) -> i64 {
+    server
+        .info_value("clients", "blocked_clients")
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// Waits until `n` clients are blocked on the server.
+fn await_blocked(server: &Server, n: i64) {
+    assert!(
+        wait_until(Duration::from_secs(10), || blocked_clients(server) == n),
+        "expected {n} blocked clients, have {}",
+        blocked_clients(server)
+    );
+}
+
+/// A client in its own thread that runs `args` once and hands back the reply and how long it
+/// took.
+fn waiter(server: &Server, args: &[&str]) -> JoinHandle<(Value, Duration)> {
+    let mut c = server.conn();
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    spawn(move || {
+        let start = Instant::now();
+        let mut cmd = redis::cmd(&args[0]);
+        cmd.arg(&args[1..]);
+        let reply = pipeline(&mut c, &[cmd]).remove(0);
+        (reply, start.elapsed())
+    })
+}
+
+fn token_of(v: &Value) -> i64 {
+    match v {
+        Value::Int(n) => *n,
+        other => panic!("expected a token, got {other:?}"),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Mutual exclusion and FIFO
+
+#[test]
+fn contention_never_sees_two_holders() {
+    for flavor in flavors() {
+        let server = Server::start(flavor);
+        let key = "lock:{contended}";
+        let inside = Arc::new(AtomicI64::new(0));
+        let grants = Arc::new(Mutex::new(Vec::new()));
+        let clients: Vec<JoinHandle<()>> = (0..12)
+            .map(|i| {
+                let (inside, grants) = (inside.clone(), grants.clone());
+                let mut c = server.conn();
+                spawn(move || {
+                    let owner = format!("client-{i}");
+                    let mut rng = StdRng::seed_from_u64(i);
+                    let mut held = 0;
+                    while held < 15 {
+                        // Most wait on the server; some try once and come back.
+                        let token: Option<i64> = if i % 3 == 0 {
+                            acquire(&mut c, key, &owner, 10_000)
+                        } else {
+                            query(
+                                &mut c,
+                                &["LOCK.ACQUIRE", key, &owner, "10000", "WAIT", "20000"],
+                            )
+                        };
+                        let Some(token) = token else {
+                            sleep(Duration::from_micros(rng.gen_range(100..2000)));
+                            continue;
+                        };
+                        assert_eq!(inside.fetch_add(1, Ordering::SeqCst), 0, "two holders");
+                        // The storage-side check accepts every holder's write in turn.
+                        let written: i64 = query(
+                            &mut c,
+                            &[
+                                "LOCK.FENCEDHSET",
+                                "res:{contended}",
+                                &token.to_string(),
+                                "by",
+                                &owner,
+                            ],
+                        );
+                        assert_eq!(written, 1);
+                        grants.lock().unwrap().push(token);
+                        sleep(Duration::from_micros(rng.gen_range(0..1500)));
+                        inside.fetch_sub(1, Ordering::SeqCst);
+                        assert_eq!(release(&mut c, key, &owner), 1);
+                        held += 1;
+                    }
+                })
+            })
+            .collect();
+        for c in clients {
+            c.join().expect("a client saw two holders");
+        }
+        let grants = grants.lock().unwrap().clone();
+        assert_eq!(grants.len(), 12 * 15);
+        // Tokens rise grant after grant, with no gaps: one per grant.
+        assert_eq!(grants, (1..=180).collect::<Vec<i64>>(), "{flavor:?}");
+        let mut c = server.conn();
+        assert_eq!(info(&mut c, key), None);
+        assert_eq!(
+            query::<i64>(&mut c, &["GET", "lock:{contended}:fence"]),
+            180
+        );
+    }
+}
+
+/// The lock's hash and its fencing counter, as README documents them.
+#[test]
+fn fence_key_layout() {
+    for flavor in flavors() {
+        let server = Server::start(flavor);
+        let mut c = server.conn();
+        assert_eq!(acquire(&mut c, "lock:{x}", "a", 10_000), Some(1));
+        assert_eq!(acquire(&mut c, "plain", "a", 10_000), Some(1));
+        assert_eq!(query::<i64>(&mut c, &["GET", "lock:{x}:fence"]), 1);
+        assert_eq!(query::<i64>(&mut c, &["GET", "{plain}:fence"]), 1);
+        assert_eq!(query::<i64>(&mut c, &["PTTL", "{plain}:fence"]), -1);
+        let fields: BTreeMap<String, String> = query(&mut c, &["HGETALL", "plain"]);
+        let want: BTreeMap<String, String> = [("owner", "a"), ("token", "1"), ("holds", "1")]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        assert_eq!(fields, want);
+        let pttl: i64 = query(&mut c, &["PTTL", "plain"]);
+        assert!((9_000..=10_000).contains(&pttl), "{pttl}");
+    }
+}
+
+#[test]
+fn waiters_are_served_in_fifo_order_on_release() {
+    for flavor in flavors() {
+        let server = Server::start(flavor);
+        let mut c = server.conn();
+        let key = "fifo";
+        let first = acquire(&mut c, key, "holder", 60_000).unwrap();
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let mut threads = Vec::new();
+        for i in 0..6 {
+            let order = order.clone();
+            let mut w = server.conn();
+            threads.push(spawn(move || {
+                let owner = format!("w{i}");
+                let token: Option<i64> = query(
+                    &mut w,
+                    &["LOCK.ACQUIRE", key, &owner, "60000", "WAIT", "20000"],
+                );
+                order.lock().unwrap().push((i, token.unwrap()));
+                assert_eq!(release(&mut w, key, &owner), 1);
+            }));
+            // Each waiter is queued before the next one comes.
+            assert!(wait_until(Duration::from_secs(10), || waiters(&mut c, key) == i + 1));
+        }
+        // Queued clients do not let a newcomer in, with or without WAIT.
+        assert_eq!(acquire(&mut c, key, "newcomer", 1000), None);
+        assert_eq!(release(&mut c, key, "holder"), 1);
+        for t in threads {
+            t.join().unwrap();
+        }
+        let order = order.lock().unwrap().clone();
+        let who: Vec<i64> = order.iter().map(|(i, _)| *i).collect();
+        assert_eq!(who, (0..6).collect::<Vec<_>>(), "FIFO");
+        let tokens: Vec<i64> = order.iter().map(|(_, t)| *t).collect();
+        assert_eq!(tokens, (first + 1..=first + 6).collect::<Vec<_>>());
+        assert_eq!(info(&mut c, key), None);
+    }
+}
+
+#[test]
+fn expiry_hands_off_to_the_next_waiter_promptly() {
+    for flavor in flavors() {
+        let server = Server::start(flavor);
+        let mut c = server.conn();
+        let first = acquire(&mut c, "exp", "holder", 400).unwrap();
+        let w = waiter(
+            &server,
+            &["LOCK.ACQUIRE", "exp", "next", "5000", "WAIT", "10000"],
+        );
+        let (reply, waited) = w.join().unwrap();
+        assert_eq!(token_of(&reply), first + 1);
+        // Granted when the lease ended (a timer, not a sweep or a poll): not before, and well
+        // within the 10 s the waiter would have waited.
+        assert!(waited >= Duration::from_millis(300), "{waited:?}");
+        assert!(waited < Duration::from_millis(2500), "{waited:?}");
+        let i = info(&mut c, "exp").unwrap();
+        assert_eq!(i["owner"], "next");
+        // The holder's release after its lease ended changes nothing.
+        assert_eq!(release(&mut c, "exp", "holder"), 0);
+        assert_eq!(info(&mut c, "exp").unwrap()["owner"], "next");
+    }
+}
+
+#[test]
+fn a_waiter_that_times_out_or_is_unblocked_leaves_the_queue() {
+    for flavor in flavors() {
+        let server = Server::start(flavor);
+        let mut c = server.conn();
+        acquire(&mut c, "t", "holder", 60_000).unwrap();
+        let (reply, waited) = waiter(&server, &["LOCK.ACQUIRE", "t", "w", "1000", "WAIT", "200"])
+            .join()
+            .unwrap();
+        assert_eq!(reply, Value::Nil);
+        assert!(waited >= Duration::from_millis(190), "{waited:?}");
+        assert_eq!(waiters(&mut c, "t"), 0);
+        // CLIENT UNBLOCK ends the wait as a timeout does.
+        let mut w = server.conn();
+        let id: i64 = query(&mut w, &["CLIENT", "ID"]);
+        let h = spawn(move || {
+            let r: Option<i64> = query(&mut w, &["LOCK.ACQUIRE", "t", "w", "1000", "WAIT", "0"]);
+            r
+        });
+        await_blocked(&server, 1);
+        assert_eq!(
+            query::<i64>(&mut c, &["CLIENT", "UNBLOCK", &id.to_string()]),
+            1
+        );
+        assert_eq!(h.join().unwrap(), None);
+        assert_eq!(waiters(&mut c, "t"), 0);
+        // A semaphore's waiter times out with 0.
+        assert_eq!(
+            query::<i64>(&mut c, &["SEM.ACQUIRE", "s", "a", "1", "60000"]),
+            1
+        );
+        let (reply, _) = waiter(
+            &server,
+            &["SEM.ACQUIRE", "s", "b", "1", "1000", "WAIT", "100"],
+        )
+        .join()
+        .unwrap();
+        assert_eq!(reply, Value::Int(0));
+        await_blocked(&server, 0);
+        // Nobody was granted anything on the way.
+        assert_eq!(info(&mut c, "t").unwrap()["owner"], "holder");
+        assert_eq!(query::<i64>(&mut c, &["SEM.COUNT", "s"]), 1);
+    }
+}
+
+#[test]
+fn a_disconnected_waiter_leaves_the_queue() {
+    for flavor in flavors() {
+        let server = Server::start(flavor);
+        let mut c = server.conn();
+        acquire(&mut c, "d", "holder", 60_000).unwrap();
+        let mut gone = server.conn();
+        let id: i64 = query(&mut gone, &["CLIENT", "ID"]);
+        let h = spawn(move || {
+            let mut cmd = redis::cmd("LOCK.ACQUIRE");
+            cmd.arg("d").arg("gone").arg(60_000).arg("WAIT").arg(0);
+            cmd.query::<Option<i64>>(&mut gone).is_err()
+        });
+        assert!(wait_until(Duration::from_secs(10), || waiters(&mut c, "d") == 1));
+        let behind = waiter(
+            &server,
+            &["LOCK.ACQUIRE", "d", "behind", "60000", "WAIT", "20000"],
+        );
+        assert!(wait_until(Duration::from_secs(10), || waiters(&mut c, "d") == 2));
+        let _: i64 = query(&mut c, &["CLIENT", "KILL", "ID", &id.to_string()]);
+        assert!(
+            h.join().unwrap(),
+            "the killed client saw its connection drop"
+        );
+        assert!(wait_until(Duration::from_secs(10), || waiters(&mut c, "d") == 1));
+        // The release skips the departed waiter and goes to the one behind it.
+        assert_eq!(release(&mut c, "d", "holder"), 1);
+        let (reply, _) = behind.join().unwrap();
+        assert_eq!(token_of(&reply), 2);
+        assert_eq!(info(&mut c, "d").unwrap()["owner"], "behind");
+        assert_eq!(waiters(&mut c, "d"), 0);
+    }
+}
+
+#[test]
+fn deleting_the_key_hands_the_lock_on_and_overwriting_it_fails_the_waiters() {
+    for flavor in flavors() {
+        let server = Server::start(flavor);
+        let mut c = server.conn();
+        let first = acquire(&mut c, "del", "holder", 60_000).unwrap();
+        let w = waiter(
+            &server,
+            &["LOCK.ACQUIRE", "del", "next", "60000", "WAIT", "20000"],
+        );
+        assert!(wait_until(Duration::from_secs(10), || waiters(
+            &mut c, "del"
+        ) == 1));
+        // DEL is a forced unlock: the next waiter gets the lock, with a newer token.
+        let _: i64 = query(&mut c, &["DEL", "del"]);
+        let (reply, waited) = w.join().unwrap();
+        assert_eq!(token_of(&reply), first + 1);
+        assert!(waited < Duration::from_secs(5), "{waited:?}");
+        // A key overwritten with another type fails its waiters with the error they would get.
+        let w = waiter(
+            &server,
+            &["LOCK.ACQUIRE", "del", "third", "60000", "WAIT", "20000"],
+        );
+        assert!(wait_until(Duration::from_secs(10), || waiters(
+            &mut c, "del"
+        ) == 1));
+        let _: () = query(&mut c, &["SET", "del", "text"]);
+        let (reply, _) = w.join().unwrap();
+        assert_eq!(
+            shown(&reply),
+            "error: WRONGTYPE Operation against a key holding the wrong kind of value"
+        );
+        await_blocked(&server, 0);
+    }
+}
+
+#[test]
+fn the_holder_reacquiring_keeps_the_waiters_waiting() {
+    for flavor in flavors() {
+        let server = Server::start(flavor);
+        let mut c = server.conn();
+        let token = acquire(&mut c, "re", "holder", 1000).unwrap();
+        let w = waiter(
+            &server,
+            &["LOCK.ACQUIRE", "re", "next", "60000", "WAIT", "20000"],
+        );
+        assert!(wait_until(Duration::from_secs(10), || waiters(
+            &mut c, "re"
+        ) == 1));
+        // Re-entry: same token, one more hold, a fresh TTL; the waiter stays queued.
+        assert_eq!(acquire(&mut c, "re", "holder", 60_000), Some(token));
+        let i = info(&mut c, "re").unwrap();
+        assert_eq!((i["holds"].as_str(), i["waiters"].as_str()), ("2", "1"));
+        assert!(i["ttl"].parse::<i64>().unwrap() > 50_000);
+        // Past the first lease's end, the timer follows the extended lease: still held.
+        sleep(Duration::from_millis(1300));
+        assert_eq!(waiters(&mut c, "re"), 1);
+        assert_eq!(release(&mut c, "re", "holder"), 1);
+        assert_eq!(waiters(&mut c, "re"), 1);
+        // EXTEND may shorten the lease: the waiter gets the lock when the shorter one ends.
+        assert_eq!(
+            query::<i64>(&mut c, &["LOCK.EXTEND", "re", "holder", "300"]),
+            1
+        );
+        let (reply, waited) = w.join().unwrap();
+        assert_eq!(token_of(&reply), token + 1);
+        assert!(waited > Duration::from_millis(1300), "{waited:?}");
+        assert_eq!(info(&mut c, "re").unwrap()["owner"], "next");
+    }
+}
+
+#[test]
+fn waiters_are_cancelled_when_the_server_becomes_a_replica() {
+    for flavor in flavors() {
+        let server = Server::start(flavor);
+        let other = Server::start(flavor);
+        let mut c = server.conn();
+        acquire(&mut c, "role", "holder", 60_000).unwrap();
+        let lock_waiter = waiter(
+            &server,
+            &["LOCK.ACQUIRE", "role", "w", "60000", "WAIT", "0"],
+        );
+        let sem_waiter = {
+            let _: i64 = query(&mut c, &["SEM.ACQUIRE", "sem", "a", "1", "60000"]);
+            waiter(
+                &server,
+                &["SEM.ACQUIRE", "sem", "b", "1", "60000", "WAIT", "0"],
+            )
+        };
+        await_blocked(&server, 2);
+        let _: () = query(
+            &mut c,
+            &["REPLICAOF", "127.0.0.1", &other.port().to_string()],
+        );
+        for w in [lock_waiter, sem_waiter] {
+            let (reply, waited) = w.join().unwrap();
+            // The server's own unblocking (UNBLOCKED ... master -> replica?) or the module's
+            // (READONLY ...): either way an error, and the client is out of the queue.
+            let text = shown(&reply);
+            assert!(
+                text.starts_with("error: ") && text.contains("replica"),
+                "{text}"
+            );
+            assert!(waited < Duration::from_secs(10));
+        }
+        await_blocked(&server, 0);
+    }
+}
+
+#[test]
+fn wait_is_a_single_try_inside_multi_and_scripts() {
+    for flavor in flavors() {
+        let server = Server::start(flavor);
+        let mut c = server.conn();
+        acquire(&mut c, "tx", "holder", 60_000).unwrap();
+        let _: i64 = query(&mut c, &["SEM.ACQUIRE", "sem", "a", "1", "60000"]);
+        let start = Instant::now();
+        let (lock, sem): (Option<i64>, i64) = redis::pipe()
+            .atomic()
+            .cmd("LOCK.ACQUIRE")
+            .arg("tx")
+            .arg("other")
+            .arg(1000)
+            .arg("WAIT")
+            .arg(5000)
+            .cmd("SEM.ACQUIRE")
+            .arg("sem")
+            .arg("b")
+            .arg(1)
+            .arg(1000)
+            .arg("WAIT")
+            .arg(5000)
+            .query(&mut c)
+            .unwrap();
+        assert_eq!((lock, sem), (None, 0));
+        let scripted: Option<i64> = redis::cmd("EVAL")
+            .arg("return redis.call('LOCK.ACQUIRE', KEYS[1], 'other', 1000, 'WAIT', 5000)")
+            .arg(1)
+            .arg("tx")
+            .query(&mut c)
+            .unwrap();
+        assert_eq!(scripted, None);
+        assert!(start.elapsed() < Duration::from_secs(3));
+        // A free lock is granted there all the same.
+        let granted: Option<i64> = redis::cmd("EVAL")
+            .arg("return redis.call('LOCK.ACQUIRE', KEYS[1], 'me', 1000, 'WAIT', 5000)")
+            .arg(1)
+            .arg("free")
+            .query(&mut c)
+            .unwrap();
+        assert_eq!(granted, Some(1));
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Semaphores
+
+#[test]
+fn semaphores_grant_limit_permits_and_queue_the_rest_in_order() {
+    for flavor in flavors() {
+        let server = Server::start(flavor);
+        let mut c = server.conn();
+        let sem = |c: &mut Connection, owner: &str, ttl: &str| -> i64 {
+            query(c, &["SEM.ACQUIRE", "pool", owner, "2", ttl])
+        };
+        assert_eq!(sem(&mut c, "a", "60000"), 1);
+        assert_eq!(sem(&mut c, "b", "500"), 1);
+        assert_eq!(sem(&mut c, "c", "60000"), 0);
+        // A holder asking again keeps its one permit (refreshed).
+        assert_eq!(sem(&mut c, "a", "60000"), 1);
+        assert_eq!(query::<i64>(&mut c, &["SEM.COUNT", "pool"]), 2);
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let mut threads = Vec::new();
+        for i in 0..3 {
+            let order = order.clone();
+            let mut w = server.conn();
+            threads.push(spawn(move || {
+                let owner = format!("w{i}");
+                let got: i64 = query(
+                    &mut w,
+                    &["SEM.ACQUIRE", "pool", &owner, "2", "60000", "WAIT", "20000"],
+                );
+                assert_eq!(got, 1);
+                order.lock().unwrap().push(i);
+            }));
+            await_blocked(&server, i + 1);
+        }
+        // b's permit expires: w0 gets it (the timer at the first permit's end).
+        assert!(wait_until(Duration::from_secs(5), || order
+            .lock()
+            .unwrap()
+            .len()
+            == 1));
+        // a releases: w1 gets it; w2 waits on.
+        assert_eq!(query::<i64>(&mut c, &["SEM.RELEASE", "pool", "a"]), 1);
+        assert!(wait_until(Duration::from_secs(5), || order
+            .lock()
+            .unwrap()
+            .len()
+            == 2));
+        assert_eq!(blocked_clients(&server), 1);
+        assert_eq!(query::<i64>(&mut c, &["SEM.RELEASE", "pool", "a"]), 0);
+        assert_eq!(query::<i64>(&mut c, &["SEM.RELEASE", "pool", "w0"]), 1);
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(*order.lock().unwrap(), vec![0, 1, 2]);
+        let holders: BTreeSet<String> = query(&mut c, &["ZRANGE", "pool", "0", "-1"]);
+        assert_eq!(
+            holders,
+            BTreeSet::from(["w1".to_string(), "w2".to_string()])
+        );
+        // The set expires with its last permit.
+        let top: i64 = query(&mut c, &["PEXPIRETIME", "pool"]);
+        let scores: Vec<(String, i64)> =
+            query(&mut c, &["ZRANGE", "pool", "0", "-1", "WITHSCORES"]);
+        assert_eq!(top, scores.iter().map(|(_, s)| *s).max().unwrap());
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fencing
+
+#[test]
+fn a_paused_former_holder_cannot_overwrite_newer_work() {
+    for flavor in flavors() {
+        let server = Server::start(flavor);
+        let mut c = server.conn();
+        let old = acquire(&mut c, "job", "paused", 100).unwrap();
+        sleep(Duration::from_millis(200)); // a GC pause outlives the lease
+        let new = acquire(&mut c, "job", "fresh", 10_000).unwrap();
+        assert!(new > old);
+        let fenced = |c: &mut Connection, token: i64, value: &str| -> i64 {
+            query(
+                c,
+                &[
+                    "LOCK.FENCEDHSET",
+                    "report",
+                    &token.to_string(),
+                    "state",
+                    value,
+                ],
+            )
+        };
+        assert_eq!(fenced(&mut c, new, "fresh work"), 1);
+        assert_eq!(fenced(&mut c, old, "stale work"), 0);
+        assert_eq!(fenced(&mut c, new, "more fresh work"), 1);
+        let state: String = query(&mut c, &["HGET", "report", "state"]);
+        assert_eq!(state, "more fresh work");
+        assert_eq!(query::<i64>(&mut c, &["HGET", "report", "__fence"]), new);
+    }
+}
+
+/// Tokens granted so far on `key` and a few more, across expiry and a forced unlock.
+fn grant_some(c: &mut Connection, key: &str) -> i64 {
+    let mut last = 0;
+    for i in 0..5 {
+        let t = acquire(c, key, &format!("o{i}"), 60_000).unwrap();
+        assert!(t > last);
+        last = t;
+        match i % 3 {
+            0 => assert_eq!(release(c, key, &format!("o{i}")), 1),
+            1 => {
+                let _: i64 = query(c, &["DEL", key]);
+            }
+            _ => {
+                let _: i64 = query(c, &["PEXPIRE", key, "1"]);
+                sleep(Duration::from_millis(5));
+            }
+        }
+    }
+    last
+}
+
+#[test]
+fn fencing_tokens_grow_across_debug_reload_and_aof_restart() {
+    for flavor in flavors() {
+        let mut server = Server::start_with(
+            flavor,
+            &[
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+                "--save",
+                "3600 1",
+            ],
+        );
+        let mut c = server.conn();
+        let mut last = grant_some(&mut c, "f:{a}");
+        let _: () = query(&mut c, &["DEBUG", "RELOAD"]);
+        let t = acquire(&mut c, "f:{a}", "after-reload", 100).unwrap();
+        assert!(t > last, "{t} after {last}");
+        last = t;
+        sleep(Duration::from_millis(150));
+        drop(c);
+        server.restart();
+        let mut c = server.conn();
+        let t = acquire(&mut c, "f:{a}", "after-restart", 100).unwrap();
+        assert!(t > last, "{t} after {last}");
+    }
+}
+
+#[test]
+fn fencing_tokens_grow_on_a_promoted_replica() {
+    for flavor in flavors() {
+        let pair = Pair::start(flavor);
+        let mut p = pair.primary.conn();
+        let last = grant_some(&mut p, "fail:{over}");
+        // The last lease is still held when the primary is lost.
+        let held = acquire(&mut p, "fail:{over}", "holder", 1000).unwrap();
+        assert!(held > last);
+        pair.sync();
+        let mut r = pair.replica.conn();
+        let _: () = query(&mut r, &["REPLICAOF", "NO", "ONE"]);
+        sleep(Duration::from_millis(1100));
+        let t = acquire(&mut r, "fail:{over}", "new-primary", 1000).unwrap();
+        assert!(t > held, "{t} after {held}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Replication and AOF
+
+/// A randomized workload over a few locks, semaphores and fenced resources, with clients that
+/// wait and are handed the lock by releases and by expiry timers.
+fn random_workload(server: &Server, rng: &mut StdRng, steps: usize) {
+    let mut c = server.conn();
+    let locks = ["lk:{a}", "lk:b"];
+    let owners = ["o1", "o2", "o3"];
+    let mut waiting: Vec<JoinHandle<(Value, Duration)>> = Vec::new();
+    for step in 0..steps {
+        let key = *locks.choose(rng).unwrap();
+        let owner = *owners.choose(rng).unwrap();
+        let ttl = if rng.gen_bool(0.3) { "40" } else { "60000" };
+        match rng.gen_range(0..12) {
+            0..=2 => {
+                let _: Option<i64> = query(&mut c, &["LOCK.ACQUIRE", key, owner, ttl]);
+            }
+            3 | 4 => {
+                let _: i64 = query(&mut c, &["LOCK.RELEASE", key, owner]);
+            }
+            5 => {
+                let _: i64 = query(&mut c, &["LOCK.EXTEND", key, owner, ttl]);
+            }
+            6 if waiting.len() < 4 => {
+                let w = format!("w{step}");
+                waiting.push(waiter(
+                    server,
+                    &["LOCK.ACQUIRE", key, &w, "30", "WAIT", "300"],
+                ));
+            }
+            7 | 8 => {
+                let limit = rng.gen_range(1..4).to_string();
+                let _: i64 = query(&mut c, &["SEM.ACQUIRE", "sem:{s}", owner, &limit, ttl]);
+            }
+            9 => {
+                let _: i64 = query(&mut c, &["SEM.RELEASE", "sem:{s}", owner]);
+            }
+            10 => {
+                let token = rng.gen_range(1..20).to_string();
+                let _: i64 = query(&mut c, &["LOCK.FENCEDHSET", "res", &token, "v", &token]);
+            }
+            _ => {
+                let _: i64 = query(&mut c, &["SEM.COUNT", "sem:{s}"]);
+            }
+        }
+        if rng.gen_bool(0.05) {
+            sleep(Duration::from_millis(rng.gen_range(1..50)));
+        }
+    }
+    for w in waiting {
+        w.join().unwrap();
+    }
+    sleep(Duration::from_millis(100));
+    let _: i64 = query(&mut c, &["SEM.COUNT", "sem:{s}"]);
+}
+
+#[test]
+fn replica_holds_the_primarys_bytes() {
+    for flavor in flavors() {
+        let pair = Pair::start(flavor);
+        random_workload(&pair.primary, &mut StdRng::seed_from_u64(7), 600);
+        pair.sync();
+        let primary = snapshot(&mut pair.primary.conn());
+        let replica = snapshot(&mut pair.replica.conn());
+        assert!(primary.len() >= 3, "{primary:?}");
+        assert_same_state(&primary, &replica, 50);
+    }
+}
+
+/// A grant made by the expiry timer (no command running) replicates too.
+#[test]
+fn timer_grants_replicate() {
+    for flavor in flavors() {
+        let pair = Pair::start(flavor);
+        let mut p = pair.primary.conn();
+        acquire(&mut p, "hand", "first", 200).unwrap();
+        let (reply, _) = waiter(
+            &pair.primary,
+            &["LOCK.ACQUIRE", "hand", "second", "60000", "WAIT", "5000"],
+        )
+        .join()
+        .unwrap();
+        assert_eq!(token_of(&reply), 2);
+        pair.sync();
+        let mut r = pair.replica.conn();
+        assert_same_key(&mut p, &mut r, "hand", 50, "the timer's grant");
+        assert_same_key(&mut p, &mut r, "{hand}:fence", 0, "the timer's grant");
+        let owner: String = query(&mut r, &["HGET", "hand", "owner"]);
+        assert_eq!(owner, "second");
+    }
+}
+
+#[test]
+fn transactions_and_scripts_replicate_effects() {
+    for flavor in flavors() {
+        let pair = Pair::start(flavor);
+        let mut c = pair.primary.conn();
+        let _: (i64, i64, i64) = redis::pipe()
+            .atomic()
+            .cmd("LOCK.ACQUIRE")
+            .arg("tx:{a}")
+            .arg("me")
+            .arg(60_000)
+            .cmd("SEM.ACQUIRE")
+            .arg("tx:{s}")
+            .arg("me")
+            .arg(3)
+            .arg(60_000)
+            .cmd("LOCK.FENCEDHSET")
+            .arg("tx:{r}")
+            .arg(1)
+            .arg("f")
+            .arg("v")
+            .query(&mut c)
+            .unwrap();
+        let _: i64 = redis::cmd("EVAL")
+            .arg("redis.call('LOCK.ACQUIRE', KEYS[1], 'me', 60000); return redis.call('LOCK.RELEASE', KEYS[1], 'me')")
+            .arg(1)
+            .arg("tx:{a}")
+            .query(&mut c)
+            .unwrap();
+        pair.sync();
+        let primary = snapshot(&mut c);
+        assert_eq!(primary.len(), 4, "{:?}", primary.keys());
+        assert_same_state(&primary, &snapshot(&mut pair.replica.conn()), 50);
+    }
+}
+
+#[test]
+fn aof_replay_rebuilds_the_same_bytes() {
+    for flavor in flavors() {
+        let mut server =
+            Server::start_with(flavor, &["--appendonly", "yes", "--appendfsync", "always"]);
+        random_workload(&server, &mut StdRng::seed_from_u64(8), 600);
+        let before = snapshot(&mut server.conn());
+        // Effects only: no LOCK.* or SEM.* command reaches the AOF.
+        let aof_dir = server.dir().join("appendonlydir");
+        let mut aof_bytes = 0;
+        for entry in std::fs::read_dir(&aof_dir).unwrap() {
+            let path = entry.unwrap().path();
+            let text = String::from_utf8_lossy(&std::fs::read(&path).unwrap()).to_ascii_uppercase();
+            aof_bytes += text.len();
+            assert!(
+                !text.contains("LOCK.") && !text.contains("SEM."),
+                "{}",
+                path.display()
+            );
+        }
+        assert!(aof_bytes > 1000);
+        server.restart();
+        let after = snapshot(&mut server.conn());
+        assert!(before.len() >= 3);
+        assert_same_state(&before, &after, 10_000);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Cluster and ACL
+
+#[test]
+fn cluster_keeps_the_fencing_counter_in_the_lock_slot() {
+    for flavor in flavors() {
+        let cluster = Cluster::start(flavor);
+        let mut c = cluster.client();
+        for i in 0..20 {
+            for key in [format!("lock:{{job{i}}}"), format!("plain{i}")] {
+                let token: Option<i64> = redis::cmd("LOCK.ACQUIRE")
+                    .arg(&key)
+                    .arg("me")
+                    .arg(60_000)
+                    .query(&mut c)
+                    .unwrap();
+                assert_eq!(token, Some(1));
+                let fence = String::from_utf8(l::fence_key(key.as_bytes()).unwrap()).unwrap();
+                let mut node = cluster.node_for_key(key.as_bytes()).conn();
+                assert_eq!(query::<i64>(&mut node, &["GET", &fence]), 1, "{fence}");
+                let slot: i64 = query(&mut node, &["CLUSTER", "KEYSLOT", &fence]);
+                let key_slot: i64 = query(&mut node, &["CLUSTER", "KEYSLOT", &key]);
+                assert_eq!(slot, key_slot);
+                let released: i64 = redis::cmd("LOCK.RELEASE")
+                    .arg(&key)
+                    .arg("me")
+                    .query(&mut c)
+                    .unwrap();
+                assert_eq!(released, 1);
+                let n: i64 = redis::cmd("SEM.ACQUIRE")
+                    .arg(&key)
+                    .arg("me")
+                    .arg(1)
+                    .arg(1000)
+                    .query(&mut c)
+                    .unwrap();
+                assert_eq!(n, 1);
+            }
+        }
+    }
+}
+
+#[test]
+fn acl_checks_the_fencing_counter() {
+    for flavor in flavors() {
+        let server = Server::start(flavor);
+        let mut admin = server.conn();
+        let nope =
+            "NOPERM this user has no permissions to access one of the keys used as arguments";
+        let mut user = login(&server, "locker", &["~lock:*"]);
+        let before = snapshot(&mut admin);
+        // `{lock:x}:fence` is outside `lock:*`.
+        assert_eq!(
+            error_of(&mut user, &["LOCK.ACQUIRE", "lock:x", "me", "1000"]),
+            nope
+        );
+        assert_same_state(&before, &snapshot(&mut admin), 100);
+        // `lock:{x}:fence` is inside.
+        assert_eq!(acquire(&mut user, "lock:{x}", "me", 1000), Some(1));
+        assert_eq!(release(&mut user, "lock:{x}", "me"), 1);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Bad input
+
+#[test]
+fn bad_input_is_refused_and_writes_nothing() {
+    for flavor in flavors() {
+        let server = Server::start(flavor);
+        let mut c = server.conn();
+        acquire(&mut c, "held", "me", 60_000).unwrap();
+        let _: () = query(&mut c, &["SET", "text", "x"]);
+        let _: () = query(&mut c, &["HSET", "plainhash", "a", "1"]);
+        let _: () = query(
+            &mut c,
+            &["HSET", "badtoken", "owner", "x", "token", "0", "holds", "1"],
+        );
+        let _: () = query(&mut c, &["SET", "{badfence}:fence", "-3"]);
+        let _: () = query(&mut c, &["HSET", "fencedbad", "__fence", "x"]);
+        let _: () = query(&mut c, &["HSET", "{hashfence}:fence", "a", "1"]);
+        let wrongtype = "WRONGTYPE Operation against a key holding the wrong kind of value";
+        let arity = |name: &str| format!("ERR wrong number of arguments for '{name}' command");
+        let cases: Vec<(Vec<&str>, String)> = vec![
+            (vec!["LOCK.ACQUIRE", "k", "me"], arity("lock.acquire")),
+            (vec!["LOCK.ACQUIRE", "k"], arity("lock.acquire")),
+            (
+                vec!["LOCK.ACQUIRE", "k", "me", "0"],
+                "ERR ttl_ms must be a positive integer".into(),
+            ),
+            (
+                vec!["LOCK.ACQUIRE", "k", "me", "-1"],
+                "ERR ttl_ms must be a positive integer".into(),
+            ),
+            (
+                vec!["LOCK.ACQUIRE", "k", "me", "1.5"],
+                "ERR ttl_ms must be a positive integer".into(),
+            ),
+            (
+                vec!["LOCK.ACQUIRE", "k", "me", "9223372036854775808"],
+                "ERR ttl_ms must be a positive integer".into(),
+            ),
+            (
+                vec!["LOCK.ACQUIRE", "k", "me", "4503599627370497"],
+                "ERR ttl_ms must be at most 2^52".into(),
+            ),
+            (
+                vec!["LOCK.ACQUIRE", "k", "me", "10", "WAIT"],
+                "ERR syntax error".into(),
+            ),
+            (
+                vec!["LOCK.ACQUIRE", "k", "me", "10", "WAIT", "-1"],
+                "ERR timeout_ms must be a non-negative integer".into(),
+            ),
+            (
+                vec!["LOCK.ACQUIRE", "k", "me", "10", "NOWAIT"],
+                "ERR syntax error".into(),
+            ),
+            (
+                vec!["LOCK.ACQUIRE", "a{b", "me", "10"],
+                "ERR lock name cannot carry its fencing counter in its slot".into(),
+            ),
+            (vec!["LOCK.ACQUIRE", "text", "me", "10"], wrongtype.into()),
+            (
+                vec!["LOCK.ACQUIRE", "plainhash", "me", "10"],
+                "ERR key does not hold a lock".into(),
+            ),
+            (
+                vec!["LOCK.ACQUIRE", "badtoken", "me", "10"],
+                "ERR key does not hold a lock".into(),
+            ),
+            (
+                vec!["LOCK.ACQUIRE", "badfence", "me", "10"],
+                "ERR the fencing counter is not a non-negative integer".into(),
+            ),
+            (
+                vec!["LOCK.ACQUIRE", "hashfence", "me", "10"],
+                wrongtype.into(),
+            ),
+            (vec!["LOCK.RELEASE", "k"], arity("lock.release")),
+            (vec!["LOCK.RELEASE", "k", "me", "x"], arity("lock.release")),
+            (vec!["LOCK.RELEASE", "text", "me"], wrongtype.into()),
+            (
+                vec!["LOCK.RELEASE", "plainhash", "me"],
+                "ERR key does not hold a lock".into(),
+            ),
+            (
+                vec!["LOCK.EXTEND", "held", "me", "0"],
+                "ERR ttl_ms must be a positive integer".into(),
+            ),
+            (
+                vec!["LOCK.EXTEND", "held", "me", "4503599627370497"],
+                "ERR ttl_ms must be at most 2^52".into(),
+            ),
+            (vec!["LOCK.EXTEND", "text", "me", "10"], wrongtype.into()),
+            (vec!["LOCK.INFO", "text"], wrongtype.into()),
+            (vec!["LOCK.INFO", "k", "x"], arity("lock.info")),
+            (
+                vec!["LOCK.FENCEDHSET", "r", "1", "f"],
+                arity("lock.fencedhset"),
+            ),
+            (vec!["LOCK.FENCEDHSET", "r", "1"], arity("lock.fencedhset")),
+            (
+                vec!["LOCK.FENCEDHSET", "r", "0", "f", "v"],
+                "ERR token must be a positive integer".into(),
+            ),
+            (
+                vec!["LOCK.FENCEDHSET", "r", "1", "__fence", "9"],
+                "ERR field names starting with __ are reserved".into(),
+            ),
+            (
+                vec!["LOCK.FENCEDHSET", "text", "1", "f", "v"],
+                wrongtype.into(),
+            ),
+            (
+                vec!["LOCK.FENCEDHSET", "fencedbad", "1", "f", "v"],
+                "ERR the resource's __fence is not a positive integer".into(),
+            ),
+            (vec!["SEM.ACQUIRE", "s", "me", "1"], arity("sem.acquire")),
+            (
+                vec!["SEM.ACQUIRE", "s", "me", "0", "10"],
+                "ERR limit must be a positive integer".into(),
+            ),
+            (
+                vec!["SEM.ACQUIRE", "s", "me", "1", "x"],
+                "ERR ttl_ms must be a positive integer".into(),
+            ),
+            (
+                vec!["SEM.ACQUIRE", "s", "me", "1", "4503599627370497"],
+                "ERR ttl_ms must be at most 2^52".into(),
+            ),
+            (
+                vec!["SEM.ACQUIRE", "s", "me", "1", "10", "WAIT", "x"],
+                "ERR timeout_ms must be a non-negative integer".into(),
+            ),
+            (
+                vec!["SEM.ACQUIRE", "text", "me", "1", "10"],
+                wrongtype.into(),
+            ),
+            (vec!["SEM.RELEASE", "plainhash", "me"], wrongtype.into()),
+            (vec!["SEM.COUNT", "text"], wrongtype.into()),
+            (vec!["SEM.COUNT", "s", "x"], arity("sem.count")),
+        ];
+        let before = snapshot(&mut c);
+        for (args, want) in &cases {
+            assert_eq!(&error_of(&mut c, args), want, "{args:?}");
+        }
+        assert_same_state(&before, &snapshot(&mut c), 100);
+        // Absent keys: nil and 0, nothing created.
+        assert_eq!(release(&mut c, "nope", "me"), 0);
+        assert_eq!(
+            query::<i64>(&mut c, &["LOCK.EXTEND", "nope", "me", "10"]),
+            0
+        );
+        assert_eq!(info(&mut c, "nope"), None);
+        assert_eq!(query::<i64>(&mut c, &["SEM.RELEASE", "nope", "me"]), 0);
+        assert_eq!(query::<i64>(&mut c, &["SEM.COUNT", "nope"]), 0);
+        assert_eq!(query::<i64>(&mut c, &["EXISTS", "nope", "{nope}:fence"]), 0);
+        // Another owner's lock: nothing released or extended.
+        assert_eq!(release(&mut c, "held", "intruder"), 0);
+        assert_eq!(
+            query::<i64>(&mut c, &["LOCK.EXTEND", "held", "intruder", "10"]),
+            0
+        );
+        assert_same_state(&before, &snapshot(&mut c), 100);
+    }
+}
+
+#[test]
+fn readme_lock_table_matches_the_definitions() {
+    let readme =
+        std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+            .unwrap();
+    let table = patterns_core::command::markdown_table(&l::COMMANDS);
+    assert!(
+        readme.contains(&table),
+        "README's lock table is stale; `cargo run -p patterns-core --bin patterns-lua -- --readme` prints it:\n{table}"
+    );
+}
+
+#[test]
+fn command_docs_describe_the_commands() {
+    for flavor in flavors() {
+        let server = Server::start(flavor);
+        let mut c = server.conn();
+        assert_command_docs(&mut c, &l::COMMANDS);
+        let docs: Value = query(&mut c, &["COMMAND", "DOCS", "lock.acquire"]);
+        let text = format!("{docs:?}");
+        assert!(
+            text.contains("WAIT") && text.contains("timeout_ms") && text.contains("owner"),
+            "{text}"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The Lua twin
+
+#[test]
+fn the_twin_refuses_wait() {
+    for flavor in flavors() {
+        let twin = Server::start_without_module(flavor, &[]);
+        let mut c = twin.conn();
+        let _: String = query(
+            &mut c,
+            &["FUNCTION", "LOAD", &patterns_core::lua::library()],
+        );
+        for args in [
+            vec![
+                "FCALL",
+                "lock_acquire",
+                "1",
+                "k",
+                "me",
+                "1000",
+                "WAIT",
+                "10",
+            ],
+            vec![
+                "FCALL",
+                "sem_acquire",
+                "1",
+                "k",
+                "me",
+                "1",
+                "1000",
+                "WAIT",
+                "0",
+            ],
+        ] {
+            assert_eq!(error_of(&mut c, &args), l::lua::NO_WAIT_IN_TWIN);
+        }
+        assert_eq!(query::<i64>(&mut c, &["EXISTS", "k"]), 0);
+    }
+}
+
+/// A random non-blocking call, valid most of the time.
+fn random_lock_call(rng: &mut StdRng) -> Vec<String> {
+    let locks = ["lk:{a}", "lk:b", "text", "plainhash", "a{b"];
+    let key = locks[if rng.gen_bool(0.9) {
+        rng.gen_range(0..2)
+    } else {
+        rng.gen_range(2..5)
+    }];
+    let owner = ["o1", "o2", "o3"][rng.gen_range(0..3)];
+    let ttl = match rng.gen_range(0..10) {
+        0..=3 => "40",
+        4..=8 => "100000",
+        _ => ["0", "x", "4503599627370497"][rng.gen_range(0..3)],
+    };
+    let sem = if rng.gen_bool(0.95) {
+        "sem:{s}"
+    } else {
+        "text"
+    };
+    let v = |args: &[&str]| args.iter().map(|a| a.to_string()).collect::<Vec<_>>();
+    match rng.gen_range(0..14) {
+        0..=3 => v(&["LOCK.ACQUIRE", key, owner, ttl]),
+        4 | 5 => v(&["LOCK.RELEASE", key, owner]),
+        6 => v(&["LOCK.EXTEND", key, owner, ttl]),
+        7 => v(&["LOCK.INFO", key]),
+        8 => {
+            let token = rng.gen_range(0..12).to_string();
+            let field = if rng.gen_bool(0.9) { "f" } else { "__f" };
+            v(&["LOCK.FENCEDHSET", "res:{r}", &token, field, owner])
+        }
+        9 | 10 => {
+            let limit = rng.gen_range(0..4).to_string();
+            v(&["SEM.ACQUIRE", sem, owner, &limit, ttl])
+        }
+        11 | 12 => v(&["SEM.RELEASE", sem, owner]),
+        _ => v(&["SEM.COUNT", sem]),
+    }
+}
+
+fn seed_wrong_types(c: &mut Connection) {
+    let _: () = query(c, &["SET", "text", "x"]);
+    let _: () = query(c, &["HSET", "plainhash", "a", "1"]);
+}
+
+#[test]
+fn lua_twin_matches_the_module() {
+    for (flavor, evalsha) in flavors().into_iter().flat_map(|f| [(f, false), (f, true)]) {
+        let module = Server::start(flavor);
+        let twin = Server::start_without_module(flavor, &[]);
+        let (mut a, mut b) = (module.conn(), twin.conn());
+        let _: String = query(
+            &mut b,
+            &[
+                "FUNCTION",
+                "LOAD",
+                "REPLACE",
+                &patterns_core::lua::library(),
+            ],
+        );
+        let shas: BTreeMap<String, String> = patterns_core::lua::scripts()
+            .into_iter()
+            .map(|(function, source)| (function, query(&mut b, &["SCRIPT", "LOAD", &source])))
+            .collect();
+        seed_wrong_types(&mut a);
+        seed_wrong_types(&mut b);
+        let tracked = [
+            "lk:{a}",
+            "lk:{a}:fence",
+            "lk:b",
+            "{lk:b}:fence",
+            "sem:{s}",
+            "res:{r}",
+            "text",
+            "plainhash",
+        ];
+        let mut rng = StdRng::seed_from_u64(11);
+        let (mut compared, steps) = (0, 500);
+        let mut kinds: BTreeMap<&str, usize> = BTreeMap::new();
+        for step in 0..steps {
+            let args = random_lock_call(&mut rng);
+            let mut native = redis::cmd(&args[0]);
+            native.arg(&args[1..]);
+            let function = args[0].to_ascii_lowercase().replace('.', "_");
+            let mut call = if evalsha {
+                let mut c = redis::cmd("EVALSHA");
+                c.arg(&shas[&function]);
+                c
+            } else {
+                let mut c = redis::cmd("FCALL");
+                c.arg(&function);
+                c
+            };
+            call.arg(1).arg(&args[1..]);
+            let (a0, native_reply, a1) = timed(&mut a, &native);
+            let (b0, twin_reply, b1) = timed(&mut b, &call);
+            let context = format!(
+                "step {step}: {args:?} on {} (EVALSHA: {evalsha})",
+                flavor.name()
+            );
+            if a0 == a1 && a1 == b0 && b0 == b1 {
+                assert_eq!(shown(&native_reply), shown(&twin_reply), "{context}");
+                for key in tracked {
+                    assert_same_key(&mut a, &mut b, key, 0, &context);
+                }
+                compared += 1;
+                let kind = match &native_reply {
+                    Value::ServerError(_) => "error",
+                    Value::Nil => "nil",
+                    Value::Int(0) => "zero",
+                    Value::Int(_) => "integer",
+                    _ => "other",
+                };
+                *kinds.entry(kind).or_insert(0) += 1;
+            } else {
+                for key in tracked {
+                    copy_key(&mut a, &mut b, key);
+                }
+            }
+            if rng.gen_bool(0.1) {
+                sleep(Duration::from_millis(rng.gen_range(1..60)));
+            }
+        }
+        assert!(
+            compared * 10 >= steps * 6,
+            "only {compared}/{steps} steps compared"
+        );
+        for kind in ["error", "nil", "zero", "integer", "other"] {
+            assert!(
+                kinds.get(kind).copied().unwrap_or(0) >= 5,
+                "too few {kind}: {kinds:?}"
+            );
+        }
+    }
+}
