@@ -66,10 +66,7 @@ fn stop(servers: &mut [Option<Server>], indices: &[usize]) {
 
 /// `LOCK.INFO` as field -> value, `None` when the lock is free.
 fn info(server: &Server) -> Option<HashMap<String, String>> {
-    redis::cmd("LOCK.INFO")
-        .arg(RESOURCE)
-        .query(&mut server.conn())
-        .unwrap_or_else(|e| panic!("LOCK.INFO on {}: {e}", server.addr()))
+    query(&mut server.conn(), &["LOCK.INFO", RESOURCE])
 }
 
 fn live(servers: &[Option<Server>]) -> impl Iterator<Item = (usize, &Server)> {
@@ -176,12 +173,10 @@ fn three_stopped_acquire_fails_and_leaves_nothing_on_the_live_ones() {
         assert_free(&servers);
         // They did grant it (token 1) before releasing it: the next grant there is token 2.
         for (i, server) in live(&servers) {
-            let token: Option<u64> = redis::cmd("LOCK.ACQUIRE")
-                .arg(RESOURCE)
-                .arg("probe")
-                .arg(1000)
-                .query(&mut server.conn())
-                .unwrap();
+            let token: Option<u64> = query(
+                &mut server.conn(),
+                &["LOCK.ACQUIRE", RESOURCE, "probe", "1000"],
+            );
             assert_eq!(token, Some(2), "{flavor:?}: instance {i}");
         }
 
@@ -196,11 +191,8 @@ fn three_stopped_acquire_fails_and_leaves_nothing_on_the_live_ones() {
             },
         );
         for (_, server) in live(&servers) {
-            let _: i64 = redis::cmd("LOCK.RELEASE")
-                .arg(RESOURCE)
-                .arg("probe")
-                .query(&mut server.conn())
-                .unwrap();
+            let released: i64 = query(&mut server.conn(), &["LOCK.RELEASE", RESOURCE, "probe"]);
+            assert_eq!(released, 1);
         }
         match retrying.acquire(RESOURCE, 10_000) {
             Err(AcquireError::NotAcquired { attempts: 3, .. }) => {}
