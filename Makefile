@@ -29,9 +29,12 @@ lint:
 
 unit:
 	cargo test --release -p patterns-core
+	cargo test --release -p patterns-redlock --lib
+	cargo test --release -p patterns-redlock --doc
 
 integration: build lua
 	cargo test --release -p redis-patterns
+	cargo test --release -p patterns-redlock --test redlock
 
 # core/ must build without Redis for wasm32-unknown-unknown; checked when the target installs.
 wasm:
