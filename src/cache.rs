@@ -324,12 +324,12 @@ command!(invalidate, c::INVALIDATE, |call| {
     Ok(Reply::Integer(deleted))
 });
 
-/// The keys a tag lists whose entries have not expired (scored `now` or later).
+/// The keys a tag lists whose entries have not expired (scored after `now`).
 fn live_members(ctx: Ctx, tag: &[u8], now: i64) -> Vec<Vec<u8>> {
     let name = OwnedString::new(ctx, tag);
     let index = Key::open_named(ctx, &name);
     index
-        .zset_members(ScoreRange::after(now - 1))
+        .zset_members(ScoreRange::after(now))
         .iter()
         .map(|m| bytes(m.inner).to_vec())
         .collect()

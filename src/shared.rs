@@ -418,11 +418,6 @@ impl ScoreRange {
         Self::new(f64::NEG_INFINITY, max as f64, false, false)
     }
 
-    /// Scores strictly below `max`.
-    pub fn below(max: i64) -> Self {
-        Self::new(f64::NEG_INFINITY, max as f64, false, true)
-    }
-
     /// Scores strictly above `min`.
     pub fn after(min: i64) -> Self {
         Self::new(min as f64, f64::INFINITY, true, false)
@@ -599,12 +594,14 @@ impl Drop for Key<'_> {
 pub const ZSET: c_int = raw::REDISMODULE_NOTIFY_ZSET;
 pub const GENERIC: c_int = raw::REDISMODULE_NOTIFY_GENERIC;
 
-/// Drops the index's members that expired before `now`, replicated as `ZREMRANGEBYSCORE` when
-/// there were any (as Redis replicates a command only when it changed something).
+/// Drops the index's members that expired by `now` (scored `now` or lower: an expiry is the
+/// first millisecond a member is dead), replicated as `ZREMRANGEBYSCORE` when there were any
+/// (as Redis replicates a command only when it changed something). What is left scores above
+/// `now`, so the index's new expiry is in the future (a PEXPIREAT at `now` would delete it).
 fn prune(ctx: *mut RedisModuleCtx, index: &Key, now: i64) {
-    if index.zset_remove(&index.zset_members(ScoreRange::below(now))) > 0 {
+    if index.zset_remove(&index.zset_members(ScoreRange::through(now))) > 0 {
         let neg_inf = OwnedString::new(ctx, b"-inf");
-        let bound = OwnedString::new(ctx, StackText::of(format_args!("({now}")).as_bytes());
+        let bound = OwnedString::new(ctx, StackText::of(now).as_bytes());
         replicate_on(
             ctx,
             c"ZREMRANGEBYSCORE",
@@ -786,14 +783,16 @@ pub fn key_type(ctx: *mut RedisModuleCtx, name: &[u8]) -> KeyType {
     })
 }
 
-/// The type of the key at `name` as of `now`: a key whose expiry passed before `now` is absent.
-/// Redis expires keys on access by a clock it caches per event-loop turn, which can lag the
-/// command's own `now`; a session or lease dead by `now` must not be revived.
+/// The type of the key at `name` as of `now`: a key whose expiry is `now` or earlier is absent
+/// (an expiry is the first millisecond of death, as for the indexes). Redis expires keys on
+/// access by the time cached when the command started, which can lag the command's own `now`,
+/// and keeps a key alive through its expiry's millisecond; a session dead by `now` must not be
+/// revived, and the module and its twin must agree.
 pub fn live_key_type(ctx: *mut RedisModuleCtx, name: &[u8], now: i64) -> KeyType {
     read_key(ctx, name, |key| {
         match KeyType::from(unsafe { raw::RedisModule_KeyType.unwrap()(key) }) {
             KeyType::Empty => KeyType::Empty,
-            _ if abs_expire(key).is_some_and(|at| at < now) => KeyType::Empty,
+            _ if abs_expire(key).is_some_and(|at| at <= now) => KeyType::Empty,
             kind => kind,
         }
     })

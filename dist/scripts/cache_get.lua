@@ -107,7 +107,7 @@ end
 -- An index that never leaks (sessions of a user, entries of a tag): a sorted set of keys
 -- scored by their expiry. Drops the members that expired before now.
 local function index_prune(index, now)
-  redis.call('ZREMRANGEBYSCORE', index, '-inf', '(' .. int(now))
+  redis.call('ZREMRANGEBYSCORE', index, '-inf', int(now))
 end
 
 -- The index expires with its last member: its TTL is its highest score.
@@ -436,7 +436,7 @@ local function cache_invalidate_run(tags)
     if t ~= 'none' and t ~= 'zset' then return err(WRONGTYPE) end
     -- The tag's own name is the marker of an earlier invalidation, not a key.
     listed[n] = {}
-    for _, key in ipairs(redis.call('ZRANGE', tag, int(now), '+inf', 'BYSCORE')) do
+    for _, key in ipairs(redis.call('ZRANGE', tag, '(' .. int(now), '+inf', 'BYSCORE')) do
       if key ~= tag then listed[n][#listed[n] + 1] = key end
     end
   end

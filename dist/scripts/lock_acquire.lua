@@ -107,7 +107,7 @@ end
 -- An index that never leaks (sessions of a user, entries of a tag): a sorted set of keys
 -- scored by their expiry. Drops the members that expired before now.
 local function index_prune(index, now)
-  redis.call('ZREMRANGEBYSCORE', index, '-inf', '(' .. int(now))
+  redis.call('ZREMRANGEBYSCORE', index, '-inf', int(now))
 end
 
 -- The index expires with its last member: its TTL is its highest score.

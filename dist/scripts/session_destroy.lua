@@ -107,7 +107,7 @@ end
 -- An index that never leaks (sessions of a user, entries of a tag): a sorted set of keys
 -- scored by their expiry. Drops the members that expired before now.
 local function index_prune(index, now)
-  redis.call('ZREMRANGEBYSCORE', index, '-inf', '(' .. int(now))
+  redis.call('ZREMRANGEBYSCORE', index, '-inf', int(now))
 end
 
 -- The index expires with its last member: its TTL is its highest score.
@@ -254,7 +254,7 @@ local function sess_load(key, now)
   local t = key_type(key)
   if t == 'none' then return nil end
   local at = redis.call('PEXPIRETIME', key)
-  if at >= 0 and at < now then return nil end
+  if at >= 0 and at <= now then return nil end
   if t ~= 'hash' then return nil, err(WRONGTYPE) end
   local flat = redis.call('HGETALL', key)
   local s = {flat = flat}

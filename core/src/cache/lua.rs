@@ -208,7 +208,7 @@ local function cache_invalidate_run(tags)
     if t ~= 'none' and t ~= 'zset' then return err(WRONGTYPE) end
     -- The tag's own name is the marker of an earlier invalidation, not a key.
     listed[n] = {}
-    for _, key in ipairs(redis.call('ZRANGE', tag, int(now), '+inf', 'BYSCORE')) do
+    for _, key in ipairs(redis.call('ZRANGE', tag, '(' .. int(now), '+inf', 'BYSCORE')) do
       if key ~= tag then listed[n][#listed[n] + 1] = key end
     end
   end

@@ -10,7 +10,7 @@
 //! its lease, `lease` (the token), `lease_until` and `leased_at`. A lease on an absent value
 //! leaves a hash with the lease fields only. The key expires at the later of `stale_until` and
 //! `lease_until`. A tag is the name of a sorted set: member = a key tagged with it, score = that
-//! entry's `stale_until`; members scored before `now` are pruned whenever the tag is written,
+//! entry's `stale_until`; members scored `now` or lower (expired) are pruned whenever the tag is written,
 //! and the tag's own TTL is its highest score, so it expires with its last entry.
 //!
 //! An invalidation leaves a marker in the tag: the tag's own name as a member (a key is never

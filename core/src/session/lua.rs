@@ -35,7 +35,7 @@ local function sess_load(key, now)
   local t = key_type(key)
   if t == 'none' then return nil end
   local at = redis.call('PEXPIRETIME', key)
-  if at >= 0 and at < now then return nil end
+  if at >= 0 and at <= now then return nil end
   if t ~= 'hash' then return nil, err(WRONGTYPE) end
   local flat = redis.call('HGETALL', key)
   local s = {flat = flat}

@@ -8,7 +8,7 @@
 //! State: the session is a hash holding the caller's fields plus the reserved `__idle_ms`,
 //! `__absolute_at` (unix ms) and `__index`; its TTL is `min(now + idle_ms, absolute_at)`.
 //! The index is a sorted set, member = session key, score = that session's expiry; members
-//! scored before `now` are pruned whenever the index is touched, and its TTL is its highest score.
+//! scored `now` or lower are pruned whenever the index is touched, and its TTL is its highest score.
 
 pub mod lua;
 #[cfg(test)]
