@@ -848,20 +848,6 @@ fn cluster_refuses_a_key_and_tags_in_different_slots() {
     }
 }
 
-fn login(server: &Server, user: &str, patterns: &[&str]) -> Connection {
-    let mut admin = server.conn();
-    let mut args = vec!["SETUSER", user, "on", ">pw", "+@all"];
-    args.extend_from_slice(patterns);
-    let _: () = redis::cmd("ACL").arg(&args).query(&mut admin).unwrap();
-    let mut c = server.conn();
-    let _: () = redis::cmd("AUTH")
-        .arg(user)
-        .arg("pw")
-        .query(&mut c)
-        .unwrap();
-    c
-}
-
 #[test]
 fn acl_key_patterns_apply_to_tags_and_listed_keys() {
     for flavor in flavors() {
@@ -1190,26 +1176,6 @@ fn twin_call(
         }
     }
     cmd
-}
-
-fn load_twin(b: &mut Connection) -> BTreeMap<String, String> {
-    let _: String = redis::cmd("FUNCTION")
-        .arg("LOAD")
-        .arg("REPLACE")
-        .arg(patterns_core::lua::library())
-        .query(b)
-        .unwrap();
-    patterns_core::lua::scripts()
-        .into_iter()
-        .map(|(function, source)| {
-            let sha: String = redis::cmd("SCRIPT")
-                .arg("LOAD")
-                .arg(source)
-                .query(b)
-                .unwrap();
-            (function, sha)
-        })
-        .collect()
 }
 
 #[test]

@@ -625,31 +625,13 @@ fn cluster_keeps_the_tie_break_in_the_boards_slot() {
     }
 }
 
-fn login(server: &Server, user: &str, patterns: &[&str]) -> Connection {
-    let mut admin = server.conn();
-    let mut acl = vec!["SETUSER", user, "on", ">pw", "+@all"];
-    acl.extend_from_slice(patterns);
-    let _: () = redis::cmd("ACL").arg(&acl).query(&mut admin).unwrap();
-    let mut c = server.conn();
-    let _: () = redis::cmd("AUTH")
-        .arg(user)
-        .arg("pw")
-        .query(&mut c)
-        .unwrap();
-    c
-}
-
 #[test]
 fn acl_checks_the_tie_break_keys() {
     for flavor in flavors() {
         let server = Server::start(flavor);
         let mut admin = server.conn();
         // The twin on the same server: its checks must agree with the module's.
-        let _: String = redis::cmd("FUNCTION")
-            .arg("LOAD")
-            .arg(patterns_core::lua::library())
-            .query(&mut admin)
-            .unwrap();
+        load_twin(&mut admin);
         let nope =
             "NOPERM this user has no permissions to access one of the keys used as arguments";
         let _: i64 = query(&mut admin, &["LB.ADD", "scores", "1", "x"]);
@@ -1055,23 +1037,7 @@ fn lua_twin_matches_the_module() {
         let module = Server::start(flavor);
         let twin = Server::start_without_module(flavor, &[]);
         let (mut a, mut b) = (module.conn(), twin.conn());
-        let _: String = redis::cmd("FUNCTION")
-            .arg("LOAD")
-            .arg("REPLACE")
-            .arg(patterns_core::lua::library())
-            .query(&mut b)
-            .unwrap();
-        let shas: BTreeMap<String, String> = patterns_core::lua::scripts()
-            .into_iter()
-            .map(|(function, source)| {
-                let sha: String = redis::cmd("SCRIPT")
-                    .arg("LOAD")
-                    .arg(source)
-                    .query(&mut b)
-                    .unwrap();
-                (function, sha)
-            })
-            .collect();
+        let shas = load_twin(&mut b);
         let shas = evalsha.then_some(&shas);
         for conn in [&mut a, &mut b] {
             let _: () = query(conn, &["SET", "text", "v"]);
@@ -1142,11 +1108,7 @@ fn lua_twin_reads_a_large_board_as_the_module_does() {
         let module = Server::start(flavor);
         let twin = Server::start_without_module(flavor, &[]);
         let (mut a, mut b) = (module.conn(), twin.conn());
-        let _: String = redis::cmd("FUNCTION")
-            .arg("LOAD")
-            .arg(patterns_core::lua::library())
-            .query(&mut b)
-            .unwrap();
+        load_twin(&mut b);
         let mut rng = StdRng::seed_from_u64(44);
         let mut model = Model::default();
         build_board(&mut a, "big:{1}", 5_000, &mut rng, &mut model);

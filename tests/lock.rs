@@ -1140,10 +1140,7 @@ fn the_twin_refuses_wait() {
     for flavor in flavors() {
         let twin = Server::start_without_module(flavor, &[]);
         let mut c = twin.conn();
-        let _: String = query(
-            &mut c,
-            &["FUNCTION", "LOAD", &patterns_core::lua::library()],
-        );
+        load_twin(&mut c);
         for args in [
             vec![
                 "FCALL",
@@ -1223,19 +1220,7 @@ fn lua_twin_matches_the_module() {
         let module = Server::start(flavor);
         let twin = Server::start_without_module(flavor, &[]);
         let (mut a, mut b) = (module.conn(), twin.conn());
-        let _: String = query(
-            &mut b,
-            &[
-                "FUNCTION",
-                "LOAD",
-                "REPLACE",
-                &patterns_core::lua::library(),
-            ],
-        );
-        let shas: BTreeMap<String, String> = patterns_core::lua::scripts()
-            .into_iter()
-            .map(|(function, source)| (function, query(&mut b, &["SCRIPT", "LOAD", &source])))
-            .collect();
+        let shas = load_twin(&mut b);
         seed_wrong_types(&mut a);
         seed_wrong_types(&mut b);
         let tracked = [

@@ -39,27 +39,6 @@ impl Twin {
     }
 }
 
-fn load_twin(c: &mut Connection) -> BTreeMap<String, String> {
-    let name: String = redis::cmd("FUNCTION")
-        .arg("LOAD")
-        .arg("REPLACE")
-        .arg(patterns_core::lua::library())
-        .query(c)
-        .expect("FUNCTION LOAD");
-    assert_eq!(name, "patterns");
-    patterns_core::lua::scripts()
-        .into_iter()
-        .map(|(function, source)| {
-            let sha: String = redis::cmd("SCRIPT")
-                .arg("LOAD")
-                .arg(source)
-                .query(c)
-                .unwrap();
-            (function, sha)
-        })
-        .collect()
-}
-
 /// The same call as the module command, an FCALL, or an EVALSHA.
 fn twin_cmd(args: &[String], path: Path, shas: &BTreeMap<String, String>) -> redis::Cmd {
     let function = args[0].to_ascii_lowercase().replace('.', "_");

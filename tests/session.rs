@@ -656,23 +656,7 @@ fn lua_twin_matches_the_module() {
         let module = Server::start(flavor);
         let twin = Server::start_without_module(flavor, &[]);
         let (mut a, mut b) = (module.conn(), twin.conn());
-        let _: String = redis::cmd("FUNCTION")
-            .arg("LOAD")
-            .arg("REPLACE")
-            .arg(patterns_core::lua::library())
-            .query(&mut b)
-            .unwrap();
-        let shas: BTreeMap<String, String> = patterns_core::lua::scripts()
-            .into_iter()
-            .map(|(function, source)| {
-                let sha: String = redis::cmd("SCRIPT")
-                    .arg("LOAD")
-                    .arg(source)
-                    .query(&mut b)
-                    .unwrap();
-                (function, sha)
-            })
-            .collect();
+        let shas = load_twin(&mut b);
         let shas = evalsha.then_some(&shas);
         seed_wrong_types(&mut a);
         seed_wrong_types(&mut b);

@@ -1048,6 +1048,29 @@ pub fn key_state(c: &mut redis::Connection, key: &str) -> (String, Option<Vec<u8
         .unwrap()
 }
 
+/// Loads the Lua twin into a server: the Functions library (FCALL) and every command's script
+/// (EVALSHA). Returns each function's script SHA.
+pub fn load_twin(c: &mut redis::Connection) -> BTreeMap<String, String> {
+    let name: String = redis::cmd("FUNCTION")
+        .arg("LOAD")
+        .arg("REPLACE")
+        .arg(patterns_core::lua::library())
+        .query(c)
+        .expect("FUNCTION LOAD");
+    assert_eq!(name, patterns_core::lua::LIBRARY);
+    patterns_core::lua::scripts()
+        .into_iter()
+        .map(|(function, source)| {
+            let sha: String = redis::cmd("SCRIPT")
+                .arg("LOAD")
+                .arg(source)
+                .query(c)
+                .expect("SCRIPT LOAD");
+            (function, sha)
+        })
+        .collect()
+}
+
 /// The server's clock in milliseconds.
 pub fn server_ms(c: &mut redis::Connection) -> i64 {
     ms_of(&redis::cmd("TIME").query(c).expect("TIME"))
