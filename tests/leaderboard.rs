@@ -16,25 +16,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::thread::sleep;
 use std::time::Duration;
 
-fn query<T: redis::FromRedisValue>(c: &mut Connection, args: &[&str]) -> T {
-    redis::cmd(args[0])
-        .arg(&args[1..])
-        .query(c)
-        .unwrap_or_else(|e| panic!("{args:?}: {e}"))
-}
-
-fn error_of(c: &mut Connection, args: &[&str]) -> String {
-    let mut cmd = redis::cmd(args[0]);
-    cmd.arg(&args[1..]);
-    match pipeline(c, &[cmd]).remove(0) {
-        Value::ServerError(e) => match e.details() {
-            Some(d) => format!("{} {d}", e.code()),
-            None => e.code().to_string(),
-        },
-        other => panic!("{args:?}: expected an error, got {other:?}"),
-    }
-}
-
 /// An entry as replied: (rank, member, score).
 type Entry = (i64, String, f64);
 
@@ -946,16 +927,6 @@ fn command_docs_describe_the_commands() {
 // ---------------------------------------------------------------------------------------------
 // The Lua twin
 
-fn shown(v: &Value) -> String {
-    match v {
-        Value::ServerError(e) => match e.details() {
-            Some(d) => format!("error: {} {d}", e.code()),
-            None => format!("error: {}", e.code()),
-        },
-        other => format!("{other:?}"),
-    }
-}
-
 /// A random call, valid most of the time.
 fn random_call(rng: &mut StdRng) -> Vec<String> {
     let boards = ["lb:{a}", "weekly", "text", "a{b"];
@@ -1062,6 +1033,7 @@ fn lua_twin_matches_the_module() {
             let call = random_call(&mut rng);
             let mut native = redis::cmd(&call[0]);
             native.arg(&call[1..]);
+            at_ms_start(&mut a);
             let (a0, reply_a, a1) = timed(&mut a, &native);
             let (b0, reply_b, b1) = timed(&mut b, &twin_call(&call, shas));
             let context = format!(

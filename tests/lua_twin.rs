@@ -240,6 +240,7 @@ fn differential(flavor: Flavor, path: Path, seed: u64, steps: usize) {
     let mut kinds = BTreeMap::new();
     for step in 0..steps {
         let args = random_call(&mut rng);
+        at_ms_start(&mut a);
         let (a0, native, a1) = timed_reply(&mut a, &native_cmd(&args));
         let (b0, twin_reply, b1) = timed_reply(&mut b, &twin_cmd(&args, path, &twin.shas));
         let key = args.get(1).cloned().unwrap_or_default();

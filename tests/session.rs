@@ -670,6 +670,7 @@ fn lua_twin_matches_the_module() {
         let mut kinds: BTreeMap<&str, usize> = BTreeMap::new();
         for step in 0..steps {
             let args = random_session_call(&mut rng, &sessions);
+            at_ms_start(&mut a);
             let (a0, native, a1) = timed(&mut a, &{
                 let mut c = redis::cmd(&args[0]);
                 c.arg(&args[1..]);

@@ -1167,13 +1167,15 @@ pub fn error_of(c: &mut redis::Connection, args: &[&str]) -> String {
     }
 }
 
-/// A reply in comparable form (errors as their wire text).
+/// A reply in comparable form (errors as their wire text; `+OK` however the client typed it).
 pub fn shown(v: &redis::Value) -> String {
     match v {
         redis::Value::ServerError(e) => match e.details() {
             Some(d) => format!("error: {} {d}", e.code()),
             None => format!("error: {}", e.code()),
         },
+        redis::Value::SimpleString(s) if s == "OK" => "OK".into(),
+        redis::Value::Okay => "OK".into(),
         other => format!("{other:?}"),
     }
 }
