@@ -593,7 +593,7 @@ fn cluster_keeps_the_tie_break_in_the_boards_slot() {
                 assert_eq!(around[0].1, "a");
                 let node = cluster.node_for_key(board.as_bytes());
                 for k in ["lb-order", "lb-stamps", "lb-scores"] {
-                    let name = lb::companion(board.as_bytes(), &format!(":{k}")).unwrap();
+                    let name = lb::companion(board.as_bytes(), k).unwrap();
                     assert_eq!(slot(&name), slot(board.as_bytes()));
                     let n: i64 = query(
                         &mut node.conn(),

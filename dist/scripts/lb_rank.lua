@@ -227,9 +227,9 @@ end
 local STAMP_DIGITS = 16
 local ADOPTED_STAMP = 0
 local BATCH = 1000
-local ORDER_SUFFIX = ':lb-order'
-local STAMPS_SUFFIX = ':lb-stamps'
-local SCORES_SUFFIX = ':lb-scores'
+local ORDER_SUFFIX = 'lb-order'
+local STAMPS_SUFFIX = 'lb-stamps'
+local SCORES_SUFFIX = 'lb-scores'
 local WRONGTYPE = 'WRONGTYPE Operation against a key holding the wrong kind of value'
 local NOPERM = 'NOPERM this user has no permissions to access one of the keys used as arguments'
 local OUT_OF_STEP = 'ERR the board\'s tie-break keys are out of step with it (written with ZADD or ZREM?)'
@@ -242,25 +242,11 @@ local function lb_type(key)
   return redis.call('TYPE', key)['ok']
 end
 
-local function lb_hashtag(k)
-  local open = string.find(k, '{', 1, true)
-  if not open then return nil end
-  local close = string.find(k, '}', open + 1, true)
-  if not close or close == open + 1 then return nil end
-  return string.sub(k, open + 1, close - 1)
-end
-
-local function lb_companion(board, suffix)
-  if lb_hashtag(board) then return board .. suffix end
-  if board == '' or string.find(board, '[{}]') then return nil end
-  return '{' .. board .. '}' .. suffix
-end
-
 -- The board and its tie-break keys (nil when the board's name cannot carry them); an error
 -- when the user may not read them (or, to `write`, write them).
 local function lb_keys(board, write)
-  local k = {board = board, order = lb_companion(board, ORDER_SUFFIX),
-    stamps = lb_companion(board, STAMPS_SUFFIX), scores = lb_companion(board, SCORES_SUFFIX)}
+  local k = {board = board, order = derived_key(board, ORDER_SUFFIX),
+    stamps = derived_key(board, STAMPS_SUFFIX), scores = derived_key(board, SCORES_SUFFIX)}
   if k.order then
     for _, z in ipairs({k.order, k.scores}) do
       if not redis.acl_check_cmd('ZSCORE', z, 'm')

@@ -39,9 +39,9 @@ pub const STAMP_DIGITS: usize = 16;
 /// The stamp of members a board had before its first LB.ADD or LB.INCR.
 pub const ADOPTED_STAMP: i64 = 0;
 /// Companion key suffixes (after the board's name, or `{<board>}` when it has no hashtag).
-pub const ORDER_SUFFIX: &str = ":lb-order";
-pub const STAMPS_SUFFIX: &str = ":lb-stamps";
-pub const SCORES_SUFFIX: &str = ":lb-scores";
+pub const ORDER_SUFFIX: &str = "lb-order";
+pub const STAMPS_SUFFIX: &str = "lb-stamps";
+pub const SCORES_SUFFIX: &str = "lb-scores";
 /// Members per command when a board is adopted or a dense rank is counted by scanning.
 pub const BATCH: i64 = 1000;
 
@@ -275,22 +275,11 @@ impl Ranking {
 /// The Cluster hashtag of a key (the bytes between the first `{` and the next `}`, if any).
 pub use crate::session::hashtag;
 
-/// The board's tie-break keys, in its slot: `<board><suffix>` when the board's name has a
-/// hashtag, else `{<board>}<suffix>`; None for a name with braces but no hashtag (or empty),
-/// which no key of its slot can be derived from.
+/// The board's tie-break keys, in its slot (`derived_key`): `<board>:<suffix>` when the board's
+/// name has a hashtag, else `{<board>}:<suffix>`; None for a name with braces but no hashtag
+/// (or empty), which no key of its slot can be derived from.
 pub fn companion(board: &[u8], suffix: &str) -> Option<Vec<u8>> {
-    let mut key = Vec::with_capacity(board.len() + suffix.len() + 2);
-    if hashtag(board).is_some() {
-        key.extend_from_slice(board);
-    } else if board.is_empty() || board.iter().any(|&b| b == b'{' || b == b'}') {
-        return None;
-    } else {
-        key.push(b'{');
-        key.extend_from_slice(board);
-        key.push(b'}');
-    }
-    key.extend_from_slice(suffix.as_bytes());
-    Some(key)
+    crate::session::derived_key(board, suffix.as_bytes())
 }
 
 // ---------------------------------------------------------------------------------------------
