@@ -408,6 +408,16 @@ impl Server {
         &self.dir
     }
 
+    /// Every AOF file's text, concatenated, upper-cased (as commands are matched).
+    pub fn aof_text(&self) -> String {
+        let mut text = String::new();
+        for entry in fs::read_dir(self.dir.join("appendonlydir")).expect("appendonlydir") {
+            let bytes = fs::read(entry.expect("AOF file").path()).expect("AOF read");
+            text.push_str(&String::from_utf8_lossy(&bytes).to_ascii_uppercase());
+        }
+        text
+    }
+
     /// Whether the module was loaded (false for `start_without_module`).
     pub fn has_module(&self) -> bool {
         self.with_module
@@ -1070,6 +1080,51 @@ pub fn load_twin(c: &mut redis::Connection) -> BTreeMap<String, String> {
         })
         .collect()
 }
+
+/// Effects replication: the AOF holds no command starting with one of `prefixes` (e.g.
+/// `SESSION.`), only the writes they made. Returns the AOF's size in bytes.
+pub fn assert_aof_holds_only_effects(server: &Server, prefixes: &[&str]) -> usize {
+    let text = server.aof_text();
+    for prefix in prefixes {
+        assert!(!text.contains(prefix), "the AOF holds a {prefix} command");
+    }
+    text.len()
+}
+
+/// Strings on both sides of every rule a score argument is read by (`command::parse_f64`).
+pub const FLOAT_EDGE_CASES: &[&str] = &[
+    "0",
+    "-0",
+    "1.5",
+    "+2",
+    ".5",
+    "5.",
+    "1e3",
+    "1E-3",
+    "-0e15",
+    "9007199254740993",
+    "inf",
+    "+Inf",
+    "-infinity",
+    "nan",
+    "",
+    ".",
+    "e5",
+    "1e",
+    "1.2.3",
+    "0x10",
+    " 1",
+    "1 ",
+    "1e400",
+    "-1e400",
+    "1e-400",
+    "1e308",
+    "4.9e-324",
+    "2.5e-310",
+    "00012",
+    "1_000",
+    "١",
+];
 
 /// The server's clock in milliseconds.
 pub fn server_ms(c: &mut redis::Connection) -> i64 {
