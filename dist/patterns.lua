@@ -3,6 +3,8 @@
 
 local EXACT_MAX = 9007199254740992
 local SYNTAX_ERROR = 'ERR syntax error'
+local WRONGTYPE = 'WRONGTYPE Operation against a key holding the wrong kind of value'
+local NOPERM = 'NOPERM this user has no permissions to access one of the keys used as arguments'
 
 local function err(msg)
   return redis.error_reply(msg)
@@ -505,8 +507,6 @@ local RESERVED_PREFIX = '__'
 local IDLE_FIELD = '__idle_ms'
 local ABSOLUTE_FIELD = '__absolute_at'
 local INDEX_FIELD = '__index'
-local WRONGTYPE = 'WRONGTYPE Operation against a key holding the wrong kind of value'
-local NOPERM = 'NOPERM this user has no permissions to access one of the keys used as arguments'
 local TOO_LONG = 'ERR idle_ms and absolute_ms must be at most 2^52'
 local ABSOLUTE_BELOW_IDLE = 'ERR absolute_ms must be at least idle_ms'
 local RESERVED = 'ERR field names starting with __ are reserved'
@@ -821,8 +821,6 @@ local BATCH = 1000
 local ORDER_SUFFIX = 'lb-order'
 local STAMPS_SUFFIX = 'lb-stamps'
 local SCORES_SUFFIX = 'lb-scores'
-local WRONGTYPE = 'WRONGTYPE Operation against a key holding the wrong kind of value'
-local NOPERM = 'NOPERM this user has no permissions to access one of the keys used as arguments'
 local OUT_OF_STEP = 'ERR the board\'s tie-break keys are out of step with it (written with ZADD or ZREM?)'
 local BAD_BOARD = 'ERR board name cannot carry its tie-break keys in its slot'
 local NAN_SCORE = 'ERR resulting score is not a number (NaN)'
@@ -1400,8 +1398,6 @@ local LEASE_FIELD = 'lease'
 local LEASE_UNTIL_FIELD = 'lease_until'
 local LEASED_AT_FIELD = 'leased_at'
 local MAX_LEASE_MS = 60000
-local WRONGTYPE = 'WRONGTYPE Operation against a key holding the wrong kind of value'
-local NOPERM = 'NOPERM this user has no permissions to access one of the keys used as arguments'
 local TOO_LONG = 'ERR ttl_ms + GRACE and DELTA must be at most 2^52'
 local LEASE_TOO_LONG = 'ERR lease_ms must be at most 60000'
 local BAD_BETA = 'ERR BETA must be a finite non-negative number'
@@ -1728,8 +1724,6 @@ local MAX_TTL = 4503599627370496
 local NO_WAIT = -1
 local FENCE_SUFFIX = 'fence'
 local RESOURCE_FENCE = '__fence'
-local WRONGTYPE = 'WRONGTYPE Operation against a key holding the wrong kind of value'
-local NOPERM = 'NOPERM this user has no permissions to access one of the keys used as arguments'
 local RESERVED = 'ERR field names starting with __ are reserved'
 local TTL_TOO_LONG = 'ERR ttl_ms must be at most 2^52'
 local BAD_NAME = 'ERR lock name cannot carry its fencing counter in its slot'

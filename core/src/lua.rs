@@ -92,6 +92,8 @@ pub fn lua_error(err: &CmdError) -> String {
 const PRELUDE: &str = r#"
 local EXACT_MAX = __EXACT_MAX__
 local SYNTAX_ERROR = __SYNTAX_ERROR__
+local WRONGTYPE = __WRONGTYPE__
+local NOPERM = __NOPERM__
 
 local function err(msg)
   return redis.error_reply(msg)
@@ -445,6 +447,8 @@ pub fn prelude() -> String {
     PRELUDE
         .replace("__EXACT_MAX__", &LUA_EXACT_MAX.to_string())
         .replace("__SYNTAX_ERROR__", &lua_error(&CmdError::Syntax))
+        .replace("__WRONGTYPE__", &lua_error(&CmdError::WrongType))
+        .replace("__NOPERM__", &lua_error(&CmdError::NoPerm))
         .replace(
             "__RESERVED_PREFIX__",
             &lua_str(crate::session::RESERVED_PREFIX),

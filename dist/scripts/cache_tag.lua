@@ -3,6 +3,8 @@
 
 local EXACT_MAX = 9007199254740992
 local SYNTAX_ERROR = 'ERR syntax error'
+local WRONGTYPE = 'WRONGTYPE Operation against a key holding the wrong kind of value'
+local NOPERM = 'NOPERM this user has no permissions to access one of the keys used as arguments'
 
 local function err(msg)
   return redis.error_reply(msg)
@@ -237,8 +239,6 @@ local LEASE_FIELD = 'lease'
 local LEASE_UNTIL_FIELD = 'lease_until'
 local LEASED_AT_FIELD = 'leased_at'
 local MAX_LEASE_MS = 60000
-local WRONGTYPE = 'WRONGTYPE Operation against a key holding the wrong kind of value'
-local NOPERM = 'NOPERM this user has no permissions to access one of the keys used as arguments'
 local TOO_LONG = 'ERR ttl_ms + GRACE and DELTA must be at most 2^52'
 local LEASE_TOO_LONG = 'ERR lease_ms must be at most 60000'
 local BAD_BETA = 'ERR BETA must be a finite non-negative number'

@@ -3,6 +3,8 @@
 
 local EXACT_MAX = 9007199254740992
 local SYNTAX_ERROR = 'ERR syntax error'
+local WRONGTYPE = 'WRONGTYPE Operation against a key holding the wrong kind of value'
+local NOPERM = 'NOPERM this user has no permissions to access one of the keys used as arguments'
 
 local function err(msg)
   return redis.error_reply(msg)
@@ -230,8 +232,6 @@ local BATCH = 1000
 local ORDER_SUFFIX = 'lb-order'
 local STAMPS_SUFFIX = 'lb-stamps'
 local SCORES_SUFFIX = 'lb-scores'
-local WRONGTYPE = 'WRONGTYPE Operation against a key holding the wrong kind of value'
-local NOPERM = 'NOPERM this user has no permissions to access one of the keys used as arguments'
 local OUT_OF_STEP = 'ERR the board\'s tie-break keys are out of step with it (written with ZADD or ZREM?)'
 local BAD_BOARD = 'ERR board name cannot carry its tie-break keys in its slot'
 local NAN_SCORE = 'ERR resulting score is not a number (NaN)'

@@ -3,6 +3,8 @@
 
 local EXACT_MAX = 9007199254740992
 local SYNTAX_ERROR = 'ERR syntax error'
+local WRONGTYPE = 'WRONGTYPE Operation against a key holding the wrong kind of value'
+local NOPERM = 'NOPERM this user has no permissions to access one of the keys used as arguments'
 
 local function err(msg)
   return redis.error_reply(msg)
@@ -228,8 +230,6 @@ local MAX_TTL = 4503599627370496
 local NO_WAIT = -1
 local FENCE_SUFFIX = 'fence'
 local RESOURCE_FENCE = '__fence'
-local WRONGTYPE = 'WRONGTYPE Operation against a key holding the wrong kind of value'
-local NOPERM = 'NOPERM this user has no permissions to access one of the keys used as arguments'
 local RESERVED = 'ERR field names starting with __ are reserved'
 local TTL_TOO_LONG = 'ERR ttl_ms must be at most 2^52'
 local BAD_NAME = 'ERR lock name cannot carry its fencing counter in its slot'

@@ -3,6 +3,8 @@
 
 local EXACT_MAX = 9007199254740992
 local SYNTAX_ERROR = 'ERR syntax error'
+local WRONGTYPE = 'WRONGTYPE Operation against a key holding the wrong kind of value'
+local NOPERM = 'NOPERM this user has no permissions to access one of the keys used as arguments'
 
 local function err(msg)
   return redis.error_reply(msg)
@@ -229,8 +231,6 @@ local RESERVED_PREFIX = '__'
 local IDLE_FIELD = '__idle_ms'
 local ABSOLUTE_FIELD = '__absolute_at'
 local INDEX_FIELD = '__index'
-local WRONGTYPE = 'WRONGTYPE Operation against a key holding the wrong kind of value'
-local NOPERM = 'NOPERM this user has no permissions to access one of the keys used as arguments'
 local TOO_LONG = 'ERR idle_ms and absolute_ms must be at most 2^52'
 local ABSOLUTE_BELOW_IDLE = 'ERR absolute_ms must be at least idle_ms'
 local RESERVED = 'ERR field names starting with __ are reserved'

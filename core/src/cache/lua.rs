@@ -244,8 +244,6 @@ pub fn family() -> Family {
             ("LEASE_UNTIL_FIELD", lua_str(LEASE_UNTIL_FIELD)),
             ("LEASED_AT_FIELD", lua_str(LEASED_AT_FIELD)),
             ("MAX_LEASE_MS", MAX_LEASE_MS.to_string()),
-            ("WRONGTYPE", lua_error(&CmdError::WrongType)),
-            ("NOPERM", lua_error(&CmdError::NoPerm)),
             ("TOO_LONG", lua_error(&CmdError::OutOfRange(TOO_LONG))),
             (
                 "LEASE_TOO_LONG",

@@ -421,8 +421,6 @@ pub fn family() -> Family {
             ("ORDER_SUFFIX", lua_str(ORDER_SUFFIX)),
             ("STAMPS_SUFFIX", lua_str(STAMPS_SUFFIX)),
             ("SCORES_SUFFIX", lua_str(SCORES_SUFFIX)),
-            ("WRONGTYPE", lua_error(&CmdError::WrongType)),
-            ("NOPERM", lua_error(&CmdError::NoPerm)),
             ("OUT_OF_STEP", lua_error(&CmdError::BadState(OUT_OF_STEP))),
             ("BAD_BOARD", lua_error(&CmdError::BadState(BAD_BOARD))),
             ("NAN_SCORE", lua_error(&CmdError::BadState(NAN_SCORE))),

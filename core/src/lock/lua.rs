@@ -158,8 +158,6 @@ pub fn family() -> Family {
             ("NO_WAIT", NO_WAIT.to_string()),
             ("FENCE_SUFFIX", lua_str(FENCE_SUFFIX)),
             ("RESOURCE_FENCE", lua_str(RESOURCE_FENCE_FIELD)),
-            ("WRONGTYPE", lua_error(&CmdError::WrongType)),
-            ("NOPERM", lua_error(&CmdError::NoPerm)),
             ("RESERVED", lua_error(&CmdError::BadState(RESERVED))),
             (
                 "TTL_TOO_LONG",

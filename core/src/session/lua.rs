@@ -182,8 +182,6 @@ pub fn family() -> Family {
             ("IDLE_FIELD", lua_str(IDLE_FIELD)),
             ("ABSOLUTE_FIELD", lua_str(ABSOLUTE_FIELD)),
             ("INDEX_FIELD", lua_str(INDEX_FIELD)),
-            ("WRONGTYPE", lua_error(&CmdError::WrongType)),
-            ("NOPERM", lua_error(&CmdError::NoPerm)),
             ("TOO_LONG", lua_error(&CmdError::OutOfRange(TOO_LONG))),
             (
                 "ABSOLUTE_BELOW_IDLE",
