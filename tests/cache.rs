@@ -533,7 +533,14 @@ fn tag_index_memory_stays_bounded_under_churn() {
         // Only entries alive within the last 30 ms are listed: a few thousand at most, while
         // an index that never pruned would list every one of the writes.
         assert!(peak_card < written as i64 / 5, "{peak_card} of {written}");
-        assert!(peak_bytes < 1_000_000, "{peak_bytes} bytes");
+        // Memory follows the listed members (no hidden growth): at its peak a member with a key
+        // this long costs about 130 bytes, the hash table it shrinks from adds a little. (A fixed
+        // byte bound failed on a faster machine, which writes more per 30 ms and so lists more
+        // live entries at once.)
+        assert!(
+            peak_bytes <= 256 * peak_card + 131_072,
+            "{peak_bytes} bytes for {peak_card} members"
+        );
         // No growth: the second half's peak is not above twice the first half's.
         let (first, second) = samples.split_at(samples.len() / 2);
         let (p1, p2) = (first.iter().max().unwrap(), second.iter().max().unwrap());
