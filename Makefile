@@ -3,7 +3,7 @@ SHELL := /bin/bash
 MODULE := $(CURDIR)/target/release/libredis_patterns.so
 export PATTERNS_MODULE := $(MODULE)
 
-.PHONY: all deps build lua run test unit integration lint wasm bench clean
+.PHONY: all deps build lua run test unit integration lint wasm bench fuzz clean
 
 all: build
 
@@ -32,6 +32,7 @@ unit:
 	cargo test --release -p patterns-redlock --lib
 	cargo test --release -p patterns-redlock --doc
 
+# Includes tests/fuzz.rs's short run (20 s per flavor) and tests/sentinel.rs (failover).
 integration: build lua
 	cargo test --release -p redis-patterns
 	cargo test --release -p patterns-redlock --test redlock
@@ -44,6 +45,11 @@ wasm:
 	else echo "wasm32-unknown-unknown cannot be installed here: wasm check skipped"; fi
 
 test: deps lint unit integration wasm
+
+# The fuzzer, long: FUZZ_SECS per flavor (default 600), flavors in parallel. It prints its seed;
+# FUZZ_SEED=<seed> replays the same calls (FUZZ_ROUNDS=<n> stops at the same round).
+fuzz: build lua
+	FUZZ_SECS=$${FUZZ_SECS:-600} cargo test --release -p redis-patterns --test fuzz -- --nocapture
 
 # bench/bench.py needs matplotlib: Debian's python3-matplotlib serves /usr/bin/python3, which
 # may not be the python3 first on PATH (pyenv, venvs), so both steps use the system interpreter.
