@@ -52,8 +52,10 @@ const HUGE_ONE_IN: u32 = 400;
 const NAMES: &[&[u8]] = &[b"k", b"k2", b"{t}a", b"{t}b", b"a{b", b"{}", b"", b"n\0l"];
 /// Suffixes of the keys the families derive from a name (`session::derived_key`).
 const SUFFIXES: &[&str] = &["fence", "lb-order", "lb-stamps", "lb-scores"];
-/// Session ids (22 base64url characters): the twin's ids, and suffixes of session keys.
+/// Session ids (22 base64url characters), suffixes of session keys in the pool.
 const IDS: &[&str] = &["AAAAAAAAAAAAAAAAAAAAAA", "fuzz-fuzz-fuzz-fuzz-__"];
+/// The alphabet of session ids.
+const ID_CHARS: &[u8] = patterns_core::session::ALPHABET;
 /// Hash fields the families read.
 const FIELDS: &[&str] = &[
     "owner",
@@ -260,7 +262,7 @@ impl Gen<'_> {
 
     /// A value for an argument of `kind`: usually a plausible one, else anything.
     fn value(&mut self, kind: ArgKind) -> Vec<u8> {
-        if self.rng.gen_ratio(1, 4) {
+        if self.rng.gen_ratio(1, 8) {
             return self.anything();
         }
         match kind {
@@ -376,7 +378,7 @@ impl Gen<'_> {
     fn call(&mut self, def: &CommandDef) -> Argv {
         match self.rng.gen_range(0..10) {
             0 => self.random_arity(def),
-            1..=4 => self.well_formed(def),
+            1..=5 => self.well_formed(def),
             _ => {
                 let mut argv = self.well_formed(def);
                 for _ in 0..self.rng.gen_range(1..=3) {
@@ -431,7 +433,8 @@ impl Gen<'_> {
         names
             .iter()
             .map(|name| match *name {
-                "id" => self.pick(IDS).as_bytes().to_vec(),
+                // A fresh id, as the module draws one (a pool id may be in use).
+                "id" => (0..22).map(|_| self.pick(ID_CHARS)).collect(),
                 "draw" => self.rng.gen_range(1..=1i64 << 53).to_string().into_bytes(),
                 "lease" => format!("{:032x}", self.rng.gen::<u128>()).into_bytes(),
                 other => panic!("the fuzzer has no value for the twin's leading argument {other}"),
@@ -611,6 +614,8 @@ struct Stats {
     errors: u64,
     compared: u64,
     compared_errors: u64,
+    /// `used_memory` after FLUSHALL at the start, and at the last check.
+    memory: (i64, i64),
 }
 
 struct Fuzz<'a> {
@@ -792,6 +797,7 @@ impl Fuzz<'_> {
 
     fn check_memory(&mut self) {
         let used = self.memory_after_flush();
+        self.stats.memory = (self.memory_start, used);
         assert!(
             used <= self.memory_start + MEMORY_SLACK,
             "fuzz {} (FUZZ_SEED={}): used_memory after FLUSHALL is {used}, was {} at the start",
@@ -919,13 +925,16 @@ fn fuzz_every_command_on_every_flavor() {
         match run.join() {
             Ok(s) => {
                 eprintln!(
-                    "fuzz {}: {} rounds, {} calls, {} error replies; {} compared with the twin ({} of them errors)",
+                    "fuzz {}: {} rounds, {} calls, {} error replies; {} compared with the twin \
+                     ({} of them errors); used_memory after FLUSHALL {} -> {} bytes",
                     flavor.name(),
                     s.rounds,
                     s.steps,
                     s.errors,
                     s.compared,
-                    s.compared_errors
+                    s.compared_errors,
+                    s.memory.0,
+                    s.memory.1
                 );
                 assert!(
                     s.steps > 0 && s.errors > 0 && s.compared_errors > 0,

@@ -328,6 +328,8 @@ fn failover_keeps_acknowledged_state_and_answers_waiters() {
     drop(frozen);
 
     // The old primary rejoins as a replica: every waiter gets an error, none a grant or a hang.
+    // Sentinel's reconfiguration ends with CLIENT KILL TYPE normal, which may close a waiter's
+    // connection before its error reply is written: that is an error too, a timeout is not.
     for w in waiters {
         match w.join().expect("waiter thread") {
             Ok(Value::ServerError(e)) => {
@@ -337,6 +339,7 @@ fn failover_keeps_acknowledged_state_and_answers_waiters() {
                     "waiter error {e:?}"
                 );
             }
+            Err(e) if e.is_connection_dropped() || (e.is_io_error() && !e.is_timeout()) => {}
             other => panic!("a waiter on the old primary got {other:?}, not an error"),
         }
     }
