@@ -58,15 +58,13 @@ impl<const N: usize> From<[i64; N]> for Ints {
 /// Sends a reply to the current client.
 pub(super) fn send(ctx: Ctx, reply: Reply) {
     let ctx = ctx.as_ptr();
-    // SAFETY (every block below): `ctx` is the live context of the command or callback that
-    // replies, and every buffer passed lives until the call returns (the server copies it).
     match reply {
         Reply::Ints(ints) => {
             let values = ints.as_slice();
-            // SAFETY: see above.
+            // SAFETY: `ctx` is the live context of the call that replies.
             unsafe { raw::RedisModule_ReplyWithArray.unwrap()(ctx, values.len() as _) };
             for v in values {
-                // SAFETY: see above.
+                // SAFETY: `ctx` is the live context of the call that replies.
                 unsafe { raw::RedisModule_ReplyWithLongLong.unwrap()(ctx, *v) };
             }
         }
@@ -74,7 +72,7 @@ pub(super) fn send(ctx: Ctx, reply: Reply) {
         Reply::Integer(n) => reply_value(ctx, &Value::Int(n)),
         Reply::Bulk(b) => reply_bulk(ctx, &b),
         Reply::Bulks(items) => {
-            // SAFETY: see above.
+            // SAFETY: `ctx` is the live context of the call that replies.
             unsafe { raw::RedisModule_ReplyWithArray.unwrap()(ctx, items.len() as _) };
             for b in &items {
                 reply_bulk(ctx, b);
@@ -82,7 +80,7 @@ pub(super) fn send(ctx: Ctx, reply: Reply) {
         }
         Reply::Value(v) => reply_value(ctx, &v),
         Reply::Simple(text) => {
-            // SAFETY: see above.
+            // SAFETY: `ctx` is the live context of the call that replies.
             unsafe { raw::RedisModule_ReplyWithSimpleString.unwrap()(ctx, text.as_ptr()) };
         }
         Reply::Blocked => {}
@@ -95,23 +93,22 @@ fn reply_bulk(ctx: *mut raw::RedisModuleCtx, b: &[u8]) {
 }
 
 fn reply_value(ctx: *mut raw::RedisModuleCtx, value: &Value) {
-    // SAFETY (each arm): `ctx` is the replying call's live context.
     match value {
         Value::Int(n) => {
-            // SAFETY: see above.
+            // SAFETY: `ctx` is the live context of the call that replies.
             unsafe { raw::RedisModule_ReplyWithLongLong.unwrap()(ctx, *n) };
         }
         Value::Bulk(b) => reply_bulk(ctx, b),
         Value::Double(d) => {
-            // SAFETY: see above.
+            // SAFETY: `ctx` is the live context of the call that replies.
             unsafe { raw::RedisModule_ReplyWithDouble.unwrap()(ctx, *d) };
         }
         Value::Null => {
-            // SAFETY: see above.
+            // SAFETY: `ctx` is the live context of the call that replies.
             unsafe { raw::RedisModule_ReplyWithNull.unwrap()(ctx) };
         }
         Value::Array(items) => {
-            // SAFETY: see above.
+            // SAFETY: `ctx` is the live context of the call that replies.
             unsafe { raw::RedisModule_ReplyWithArray.unwrap()(ctx, items.len() as _) };
             for item in items {
                 reply_value(ctx, item);
