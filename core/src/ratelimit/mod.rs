@@ -12,7 +12,7 @@
 pub mod lua;
 
 use crate::command::{
-    positive, Arg, ArgKind, CmdError, CommandDef, Keys, OptValue, OptionDef, Positional,
+    positive, Arg, ArgKind, CmdError, CommandDef, Flags, Keys, OptValue, OptionDef, Positional,
 };
 
 /// The longest time span a limiter may cover (refill time, window): 2^52 ms.
@@ -46,7 +46,7 @@ const EXACT: OptionDef = OptionDef {
 
 const RL_REPLY: &str = "Array of 5 integers: allowed (1 or 0), limit, remaining, \
      retry_after_ms (-1 when allowed or when the cost can never fit), reset_after_ms";
-const WRITE_FLAGS: &str = "write deny-oom";
+const WRITE_FLAGS: Flags = Flags::WRITE.and(Flags::DENY_OOM);
 
 pub static TOKENBUCKET: CommandDef = CommandDef {
     name: "RL.TOKENBUCKET",
