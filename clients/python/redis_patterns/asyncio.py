@@ -173,7 +173,7 @@ class _Driver(ops.Context):
         (never one the caller may hold), read however long the client's socket timeout."""
         assert isinstance(self.client, Redis)
         pool = self.client.connection_pool
-        conn = await pool.get_connection(str(call.module[0]))
+        conn = await pool.get_connection()
         try:
             await conn.send_command(*call.module)
             wait = call.wait_ms or 0
