@@ -110,9 +110,8 @@ class _Driver(ops.Context):
         """A command that may block on the server: on a connection of its own from the key's
         pool (never one the caller may hold), read when the server answers, however long the
         client's socket timeout."""
-        if self.cluster:
-            node = self.as_cluster().get_node_from_key(call.keys[0])
-            pool = node.redis_connection.connection_pool
+        if isinstance(self.client, RedisCluster):
+            pool = self.client.get_node_from_key(call.keys[0]).redis_connection.connection_pool
         else:
             pool = self.client.connection_pool
         try:
