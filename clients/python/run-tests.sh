@@ -20,7 +20,11 @@ VPY=.venv/bin/python
 
 "$VPY" -m ruff check .
 "$VPY" -m ruff format --check .
-"$VPY" -m mypy
+if "$VPY" -c 'import mypy' 2>/dev/null; then
+  "$VPY" -m mypy
+else
+  echo "run-tests.sh: mypy (pinned, Python >= 3.10) is not installed for this Python: typing not checked"
+fi
 
 # The wheel must carry the twin and the typing marker.
 rm -rf build/wheel

@@ -54,9 +54,11 @@ def test_sync_cluster(cluster: Cluster) -> None:
     # A wait on the key's own node, from a connection of that node's pool.
     holder = p.lock("lock:{c}", ttl_ms=5000, auto_extend=False)
     assert holder.acquire()
-    threading.Timer(0.1, holder.release).start()
+    releasing = threading.Timer(0.1, holder.release)
+    releasing.start()
     waiter = p.lock("lock:{c}", ttl_ms=5000, wait_ms=5000, auto_extend=False)
     assert waiter.acquire() and waiter.token == holder.token + 1
+    releasing.join()
     waiter.release()
     rc.close()
 

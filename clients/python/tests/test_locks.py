@@ -6,7 +6,11 @@ import time
 from typing import Any, List, Tuple
 
 import pytest
+import redis.asyncio
+from redis import Redis
 
+import redis_patterns
+import redis_patterns.asyncio
 from redis_patterns import LockNotAcquired, LockNotOwned
 
 from .conftest import Api, v
@@ -63,10 +67,12 @@ async def test_lock_waits_until_released(api: Api) -> None:
         await holder.release()
         assert await task is True
     else:
-        threading.Timer(0.2, holder.release).start()
+        releasing = threading.Timer(0.2, holder.release)
+        releasing.start()
         started = time.monotonic()
         assert waiter.acquire() is True
         assert time.monotonic() - started >= 0.15
+        releasing.join()
     assert waiter.token == 2
     # A wait that runs out: not granted.
     late = p.lock("lock:w", ttl_ms=1000, wait_ms=100, auto_extend=False)
@@ -76,11 +82,12 @@ async def test_lock_waits_until_released(api: Api) -> None:
 
 async def test_auto_extend_keeps_a_slow_holder_and_marks_loss(api: Api) -> None:
     p = api.p
-    slow = p.lock("lock:slow", ttl_ms=300)
+    # Renewed every 333 ms: a loaded machine may delay a renewal by up to 667 ms.
+    slow = p.lock("lock:slow", ttl_ms=1000)
     await enter(api, slow)
-    other = p.lock("lock:slow", ttl_ms=300, auto_extend=False)
-    for _ in range(5):  # 1 s, more than three leases
-        await asyncio.sleep(0.2) if api.is_async else time.sleep(0.2)
+    other = p.lock("lock:slow", ttl_ms=1000, auto_extend=False)
+    for _ in range(5):  # 2.5 s, two and a half leases
+        await asyncio.sleep(0.5) if api.is_async else time.sleep(0.5)
         assert await v(other.acquire()) is False
     assert slow.lost is False
     assert (await v(p.lock_info("lock:slow"))).token == slow.token
@@ -189,3 +196,34 @@ async def test_lock_contended_by_threads_and_tasks(api: Api) -> None:
         for t in threads:
             t.join()
     check_grants(api, grants, spans)
+
+
+async def test_wait_outlasts_the_clients_socket_timeout(api: Api) -> None:
+    """A wait longer than the client's socket timeout: the blocked call is read on its own
+    connection, whatever that timeout. (The waiter's lock is released through the test's own
+    client: redis-py may retry a command that timed out, and a retried release finds nothing.)"""
+    port = api.server.port
+    holder = api.p.lock("lock:t", ttl_ms=10000, auto_extend=False)
+    await enter(api, holder)
+    if api.is_async:
+        client = redis.asyncio.Redis(port=port, socket_timeout=0.2)
+        waiter = redis_patterns.asyncio.Patterns(client).lock(
+            "lock:t", wait_ms=5000, auto_extend=False
+        )
+        task = asyncio.create_task(waiter.acquire())
+        await asyncio.sleep(0.6)
+        await holder.release()
+        assert await task is True
+        await api.p.lock("lock:t", owner=waiter.owner).release()
+        await client.aclose()
+    else:
+        client = Redis(port=port, socket_timeout=0.2)
+        sync_waiter = redis_patterns.Patterns(client).lock(
+            "lock:t", wait_ms=5000, auto_extend=False
+        )
+        releasing = threading.Timer(0.6, holder.release)
+        releasing.start()
+        assert sync_waiter.acquire() is True
+        releasing.join()
+        api.p.lock("lock:t", owner=sync_waiter.owner).release()
+        client.close()

@@ -25,11 +25,11 @@ async def test_session_lifecycle(api: Api) -> None:
     assert await v(s.set(key, {"a": 1})) is False
     assert await v(s.rotate(key)) is None
     assert await v(s.list(INDEX)) == [rotated]
-    other = await v(s.create(INDEX, 1000, 1000, {}))
+    other = await v(s.create(INDEX, 60000, 60000, {}))
     assert await v(s.list(INDEX)) == [other, rotated]  # soonest to expire first
     assert await v(s.destroy(other)) is True
     assert await v(s.destroy(other)) is False
-    await v(s.create(INDEX, 1000, 2000, {"x": "y"}))
+    await v(s.create(INDEX, 60000, 120000, {"x": "y"}))
     assert await v(s.destroy_all(INDEX)) == 2
     assert await v(s.count(INDEX)) == 0
     assert await v(s.list(INDEX)) == []
