@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from typing import Iterator
+import time
+from typing import Iterator, List
 
 import pytest
 import redis.asyncio.cluster
@@ -47,7 +48,17 @@ def test_sync_cluster(cluster: Cluster) -> None:
     s = p.sessions.create("sessions:{u1}", 60000, 120000, {"user": 1})
     assert p.sessions.get(s) == {"user": "1"}
     assert p.cache.get_or_set("product:{9}", lambda: [1, 2], 60000, tags=["tag:{9}"]) == [1, 2]
+    got: List[str] = []
+    worker = p.cache.on_invalidate(got.append)
+    time.sleep(0.3)
     assert p.cache.invalidate("tag:{9}") == 1
+    for _ in range(100):
+        if got:
+            break
+        time.sleep(0.02)
+    worker.stop()
+    worker.join(5)
+    assert got == ["tag:{9}"]
     lb = p.leaderboard("game:{c}")
     lb.add({"a": 1, "b": 2})
     assert lb.rank("a").rank == 2
@@ -70,7 +81,7 @@ async def test_async_cluster(cluster: Cluster) -> None:
     for i in range(20):
         assert (await p.fixed_window(f"login:{i}", 5, 60000)).remaining == 4
     assert await p.cache.get_or_set("report:{3}", lambda: "r", 60000, tags=["tag:{3}"]) == "r"
-    got = []
+    got: List[str] = []
     task = p.cache.on_invalidate(got.append)
     await asyncio.sleep(0.3)
     assert await p.cache.invalidate("tag:{3}") == 1
