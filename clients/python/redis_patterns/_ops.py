@@ -74,7 +74,7 @@ class Raw:
 
 @dataclass(frozen=True)
 class Primaries:
-    """Asks the driver for a handle per primary (one, ``None``, when not on a Cluster)."""
+    """Asks the driver for a client per primary (the client itself when not on a Cluster)."""
 
 
 @dataclass(frozen=True)
@@ -102,6 +102,11 @@ class Context:
 def command(name: str, key: Key, *args: Arg, wait_ms: Optional[int] = None) -> Call:
     """A command whose twin takes the same arguments, the one key in ``KEYS``."""
     return Call((name, key, *args), function_name(name), (key,), args, wait_ms)
+
+
+def twin_only(function: str, keys: Tuple[Key, ...], args: Tuple[Arg, ...]) -> Call:
+    """A call built for the twin alone (it takes ids, leases or draws the module makes)."""
+    return Call((), function, keys, args)
 
 
 def function_name(name: str) -> str:
@@ -257,7 +262,7 @@ def session_create(
 ) -> Op[str]:
     fields = flatten(data)
     if ctx.twin:
-        call = Call((), "session_create", (index,), (new_id(), idle_ms, absolute_ms, *fields))
+        call = twin_only("session_create", (index,), (new_id(), idle_ms, absolute_ms, *fields))
     else:
         call = command("SESSION.CREATE", index, idle_ms, absolute_ms, *fields)
     return text((yield call))
@@ -275,7 +280,7 @@ def session_set(ctx: Context, session: Key, mapping: Mapping[str, Any]) -> Op[bo
 
 def session_rotate(ctx: Context, session: Key) -> Op[Optional[str]]:
     if ctx.twin:
-        call = Call((), "session_rotate", (session,), (new_id(),))
+        call = twin_only("session_rotate", (session,), (new_id(),))
     else:
         call = command("SESSION.ROTATE", session)
     return optional_text((yield call))
@@ -400,7 +405,7 @@ def cache_get_call(ctx: Context, key: Key, beta: float, lease_ms: Optional[int])
         options += ("LEASE", lease_ms)
     if ctx.twin:
         draw = random.randrange(DRAW_RANGE) + 1
-        return Call((), "cache_get", (key,), (draw, new_id(), *options))
+        return twin_only("cache_get", (key,), (draw, new_id(), *options))
     return command("CACHE.GET", key, *options)
 
 
