@@ -13,6 +13,9 @@ from redis_patterns._ops import library_code, twin_code
 from .conftest import Api, v
 from .servers import REPO, Server
 
+# Runs a test on the server without the module only.
+TWIN_ONLY = pytest.mark.parametrize("server", ["redis-twin"], indirect=True)
+
 
 def test_bundled_twin_is_dist() -> None:
     bundled = Path(redis_patterns.__file__).with_name("patterns.lua").read_text()
@@ -48,9 +51,8 @@ async def test_detection_without_module_list(api: Api) -> None:
     client.close()
 
 
+@TWIN_ONLY
 async def test_twin_is_reloaded_when_it_differs_and_when_flushed(api: Api) -> None:
-    if api.backend != "twin":
-        pytest.skip("the module needs no twin")
     old = "#!lua name=patterns\nredis.register_function('rl_tokenbucket', function() return 0 end)"
     api.raw.execute_command("FUNCTION", "LOAD", "REPLACE", old)
     if api.is_async:
@@ -76,17 +78,22 @@ async def test_forced_backends(api: Api) -> None:
     client.close()
 
 
+@TWIN_ONLY
 async def test_twin_not_loadable(api: Api) -> None:
-    if api.backend != "twin":
-        pytest.skip("the module needs no twin")
     with api.server.client() as r:
         r.execute_command(
             "ACL", "SETUSER", "limited", "on", ">pw", "~*", "&*", "+@all", "-function"
         )
-    client = api.server.client(username="limited", password="pw")
-    with pytest.raises(BackendError, match="Lua twin cannot be loaded"):
-        _ = redis_patterns.Patterns(client).backend
-    client.close()
+    if api.is_async:
+        aclient = redis.asyncio.Redis(port=api.server.port, username="limited", password="pw")
+        with pytest.raises(BackendError, match="Lua twin cannot be loaded"):
+            await redis_patterns.asyncio.Patterns(aclient).token_bucket("k", 1, 1, 1000)
+        await aclient.aclose()
+    else:
+        client = api.server.client(username="limited", password="pw")
+        with pytest.raises(BackendError, match="Lua twin cannot be loaded"):
+            _ = redis_patterns.Patterns(client).backend
+        client.close()
 
 
 async def test_noperm_keeps_its_code(api: Api) -> None:
