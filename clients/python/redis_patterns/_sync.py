@@ -116,7 +116,7 @@ class _Driver(ops.Context):
             pool = self.client.connection_pool
         try:
             conn = pool.get_connection()
-        except TypeError:  # redis-py 5 wants a command name
+        except TypeError:  # redis-py before 5.3 wants a command name
             conn = pool.get_connection(str(call.module[0]))
         try:
             conn.send_command(*call.module)

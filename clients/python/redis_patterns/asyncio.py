@@ -173,7 +173,10 @@ class _Driver(ops.Context):
         (never one the caller may hold), read however long the client's socket timeout."""
         assert isinstance(self.client, Redis)
         pool = self.client.connection_pool
-        conn = await pool.get_connection()
+        try:
+            conn = await pool.get_connection()
+        except TypeError:  # redis-py before 5.3 wants a command name
+            conn = await pool.get_connection(str(call.module[0]))
         try:
             await conn.send_command(*call.module)
             wait = call.wait_ms or 0
