@@ -163,7 +163,8 @@ class _Driver(ops.Context):
                 )
             if call.wait_ms is not None and not self.cluster:
                 return await self.blocking(call)
-            # A Cluster client sends each concurrent command on a connection of its own.
+            # A Cluster client sends each concurrent command on a connection of its own, read
+            # within its socket_timeout (it has no public way to lend one out).
             return await self.client.execute_command(*call.module)
         except ResponseError as e:
             raise from_response(e) from e
