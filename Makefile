@@ -3,7 +3,7 @@ SHELL := /bin/bash
 MODULE := $(CURDIR)/target/release/libredis_patterns.so
 export PATTERNS_MODULE := $(MODULE)
 
-.PHONY: all deps build lua run test unit integration lint wasm bench fuzz clean
+.PHONY: all deps build lua run test unit integration clients-python lint wasm bench fuzz clean
 
 all: build
 
@@ -14,9 +14,11 @@ deps:
 build: deps
 	cargo build --release
 
-# The Lua twin: dist/patterns.lua (FUNCTION LOAD) and dist/scripts/*.lua (EVAL/EVALSHA).
+# The Lua twin: dist/patterns.lua (FUNCTION LOAD) and dist/scripts/*.lua (EVAL/EVALSHA);
+# the Python client bundles a copy of dist/patterns.lua.
 lua:
 	cargo run --release -q -p patterns-core --bin patterns-lua -- dist
+	cp dist/patterns.lua clients/python/redis_patterns/patterns.lua
 
 # Builds, then runs redis-server on 127.0.0.1:6379 in the foreground with redis.conf
 # (which loads the module from ./target/release; RDB and AOF go to the working directory).
@@ -37,6 +39,10 @@ integration: build lua
 	cargo test --release -p redis-patterns
 	cargo test --release -p patterns-redlock --test redlock
 
+# The Python client (clients/python): lint, typing and its tests on real servers, in its own venv.
+clients-python: build lua
+	bash clients/python/run-tests.sh
+
 # core/ must build without Redis for wasm32-unknown-unknown; checked when the target installs.
 wasm:
 	@if rustup target list --installed 2>/dev/null | grep -q wasm32-unknown-unknown \
@@ -44,7 +50,7 @@ wasm:
 	  cargo build -q -p patterns-core --lib --target wasm32-unknown-unknown && echo "wasm32 build: ok"; \
 	else echo "wasm32-unknown-unknown cannot be installed here: wasm check skipped"; fi
 
-test: deps lint unit integration wasm
+test: deps lint unit integration clients-python wasm
 
 # The fuzzer, long: FUZZ_SECS per flavor (default 600), flavors in parallel. It prints its seed;
 # FUZZ_SEED=<seed> replays the same calls (FUZZ_ROUNDS=<n> stops at the same round).

@@ -5,6 +5,7 @@
 #   valkey-server, valkey-tools Valkey 8.0 from the distribution's backports suite
 #   redis-sentinel             Redis Sentinel (tests/sentinel.rs: failover with the module)
 #   libclang-dev               bindgen (redis-module's build) needs it
+#   python3-venv               the Python client's tests make a venv (Debian's python3 lacks ensurepip)
 #   python3-matplotlib         the benchmark's chart
 set -euo pipefail
 
@@ -16,6 +17,8 @@ command -v redis-sentinel >/dev/null || need+=(redis-sentinel)
 command -v valkey-server >/dev/null || need+=(valkey-server)
 command -v valkey-cli >/dev/null || need+=(valkey-tools)
 dpkg -s libclang-dev >/dev/null 2>&1 || need+=(libclang-dev)
+command -v python3 >/dev/null || need+=(python3)
+python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)
 [ "${WITH_BENCH:-0}" = 1 ] && ! python3 -c 'import matplotlib' 2>/dev/null && need+=(python3-matplotlib)
 [ ${#need[@]} -eq 0 ] && exit 0
 
