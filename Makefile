@@ -3,7 +3,7 @@ SHELL := /bin/bash
 MODULE := $(CURDIR)/target/release/libredis_patterns.so
 export PATTERNS_MODULE := $(MODULE)
 
-.PHONY: all deps build lua run test unit integration lint wasm bench clean
+.PHONY: all deps build lua run test unit integration clients-node lint wasm bench clean
 
 all: build
 
@@ -14,9 +14,11 @@ deps:
 build: deps
 	cargo build --release
 
-# The Lua twin: dist/patterns.lua (FUNCTION LOAD) and dist/scripts/*.lua (EVAL/EVALSHA).
+# The Lua twin: dist/patterns.lua (FUNCTION LOAD) and dist/scripts/*.lua (EVAL/EVALSHA), and
+# the copy the Node client ships (clients/node/lua/patterns.lua).
 lua:
 	cargo run --release -q -p patterns-core --bin patterns-lua -- dist
+	cp dist/patterns.lua clients/node/lua/patterns.lua
 
 # Builds, then runs redis-server on 127.0.0.1:6379 in the foreground with redis.conf
 # (which loads the module from ./target/release; RDB and AOF go to the working directory).
@@ -36,6 +38,11 @@ integration: build lua
 	cargo test --release -p redis-patterns
 	cargo test --release -p patterns-redlock --test redlock
 
+# The Node client: npm ci, build, lint (tsc strict, ESLint), and its tests against servers with
+# the module and without it (the twin).
+clients-node: build lua
+	bash clients/node/run-tests.sh
+
 # core/ must build without Redis for wasm32-unknown-unknown; checked when the target installs.
 wasm:
 	@if rustup target list --installed 2>/dev/null | grep -q wasm32-unknown-unknown \
@@ -43,7 +50,7 @@ wasm:
 	  cargo build -q -p patterns-core --lib --target wasm32-unknown-unknown && echo "wasm32 build: ok"; \
 	else echo "wasm32-unknown-unknown cannot be installed here: wasm check skipped"; fi
 
-test: deps lint unit integration wasm
+test: deps lint unit integration clients-node wasm
 
 # bench/bench.py needs matplotlib: Debian's python3-matplotlib serves /usr/bin/python3, which
 # may not be the python3 first on PATH (pyenv, venvs), so both steps use the system interpreter.

@@ -4,6 +4,7 @@
 #   redis-server, redis-tools  Debian's Redis 7.0 (server, redis-cli, redis-benchmark)
 #   valkey-server, valkey-tools Valkey 8.0 from the distribution's backports suite
 #   libclang-dev               bindgen (redis-module's build) needs it
+#   nodejs, npm                the Node client's build and tests (when no node is installed)
 #   python3-matplotlib         the benchmark's chart
 set -euo pipefail
 
@@ -14,6 +15,8 @@ command -v redis-benchmark >/dev/null || need+=(redis-tools)
 command -v valkey-server >/dev/null || need+=(valkey-server)
 command -v valkey-cli >/dev/null || need+=(valkey-tools)
 dpkg -s libclang-dev >/dev/null 2>&1 || need+=(libclang-dev)
+command -v node >/dev/null || need+=(nodejs)
+command -v npm >/dev/null || need+=(npm)
 [ "${WITH_BENCH:-0}" = 1 ] && ! python3 -c 'import matplotlib' 2>/dev/null && need+=(python3-matplotlib)
 [ ${#need[@]} -eq 0 ] && exit 0
 

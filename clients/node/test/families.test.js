@@ -5,7 +5,7 @@
 const test = require("node:test");
 const assert = require("node:assert/strict");
 const { startTargets, everyCombination, raw } = require("./servers");
-const { PatternsError, LockNotAcquiredError } = require("..");
+const { PatternsError } = require("..");
 
 let env;
 test.before(async () => { env = await startTargets(); });

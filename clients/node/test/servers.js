@@ -66,7 +66,7 @@ async function startServer({ bin, withModule }) {
       child.kill("SIGKILL");
       fs.rmSync(dir, { recursive: true, force: true });
       if (attempt < 3 && /Address already in use/.test(log)) continue; // lost the port to someone else
-      throw new Error(`${err.message}\n${log}`);
+      throw new Error(`${err.message}\n${log}`, { cause: err });
     }
     return {
       port,
