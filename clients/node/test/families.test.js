@@ -1,10 +1,10 @@
-// Every method of every family, with ioredis and node-redis, on the module (Redis 7, Valkey 8)
-// and on the Lua twin (both servers): each combination must give the expected results, and all
-// of them the same transcript.
+// Every method of every family, with ioredis (6, and 5) and node-redis (6, and 4), on the module
+// (Redis 7, Valkey 8) and on the Lua twin (both servers): each combination must give the
+// expected results, and all of them the same transcript.
 "use strict";
 const test = require("node:test");
 const assert = require("node:assert/strict");
-const { startTargets, everyCombination, raw } = require("./servers");
+const { startTargets, everyCombination, raw, CLIENTS, OLDER_CLIENTS } = require("./servers");
 const { PatternsError } = require("..");
 
 let env;
@@ -13,9 +13,10 @@ test.after(() => env?.stopAll());
 
 /** Runs scenario on every combination, checks each with expect, and that all transcripts agree. */
 async function sameEverywhere(scenario, expected) {
-  const results = await everyCombination(env.targets, async (ctx) => unprefix(await scenario(ctx), ctx.prefix));
+  const clients = { ...CLIENTS, ...OLDER_CLIENTS };
+  const results = await everyCombination(env.targets, async (ctx) => unprefix(await scenario(ctx), ctx.prefix), clients);
   for (const [label, transcript] of results) assert.deepEqual(transcript, expected, label);
-  assert.equal(results.length, 8);
+  assert.equal(results.length, env.targets.length * Object.keys(clients).length);
 }
 
 /** The transcript with the client's key prefix taken out of every string. */

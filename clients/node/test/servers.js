@@ -104,6 +104,23 @@ const CLIENTS = {
   },
 };
 
+/** Older majors still in use (Node 18 users): ioredis 5 and node-redis 4, for the family tests. */
+const OLDER_CLIENTS = {
+  "ioredis@5": {
+    async connect(url) { return new (require("ioredis-v5"))(url, { maxRetriesPerRequest: 1 }); },
+    async close(client) { client.disconnect(); },
+  },
+  "node-redis@4": {
+    async connect(url) {
+      const client = require("redis-v4").createClient({ url });
+      client.on("error", () => {});
+      await client.connect();
+      return client;
+    },
+    async close(client) { await client.disconnect(); },
+  },
+};
+
 /** Starts every target; returns them with a stopAll(). */
 async function startTargets(targets = TARGETS) {
   const started = [];
@@ -112,11 +129,11 @@ async function startTargets(targets = TARGETS) {
 }
 
 /** Runs fn(ctx) for every target and client with a fresh Patterns; returns [label, result] pairs. */
-async function everyCombination(targets, fn) {
+async function everyCombination(targets, fn, clients = CLIENTS) {
   const { createPatterns } = require("..");
   const results = [];
   for (const target of targets) {
-    for (const [clientName, factory] of Object.entries(CLIENTS)) {
+    for (const [clientName, factory] of Object.entries(clients)) {
       const client = await factory.connect(target.server.url);
       const p = await createPatterns(client);
       try {
@@ -136,4 +153,4 @@ function raw(client, args) {
   return typeof client.call === "function" ? client.call(...args) : client.sendCommand(args);
 }
 
-module.exports = { raw, REPO, TARGETS, CLIENTS, startServer, startTargets, everyCombination, modulePath };
+module.exports = { raw, REPO, TARGETS, CLIENTS, OLDER_CLIENTS, startServer, startTargets, everyCombination, modulePath };
