@@ -25,6 +25,7 @@ export interface IoredisLike {
   disconnect(): void;
   status?: string;
   connect?(): Promise<void>;
+  options?: { keyPrefix?: string };
 }
 
 /** The part of node-redis's client (v4 and later) the adapter uses. */
@@ -118,7 +119,14 @@ class NodeRedisConnection implements Connection {
 
 /** Wraps an ioredis or node-redis client. */
 export function connectionFor(client: RedisClient): Connection {
-  if (isIoredis(client)) return new IoredisConnection(client);
+  if (isIoredis(client)) {
+    // ioredis adds keyPrefix to the keys of commands it knows (FCALL's) but not to the module's,
+    // and keys the server returns (sessions) would be prefixed twice: one rule cannot hold.
+    if (client.options?.keyPrefix) {
+      throw new TypeError("redis-patterns cannot use an ioredis client with keyPrefix: put the prefix in the keys you pass");
+    }
+    return new IoredisConnection(client);
+  }
   if (isNodeRedis(client)) return new NodeRedisConnection(client);
   throw new TypeError("redis-patterns needs an ioredis client or a connected node-redis client");
 }

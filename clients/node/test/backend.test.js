@@ -104,3 +104,10 @@ test("server errors reject with PatternsError keeping the server's message; othe
   }
   await assert.rejects(createPatterns({}), TypeError);
 });
+
+test("an ioredis client with keyPrefix is refused (ioredis would prefix the twin's keys only)", async () => {
+  const Redis = require("ioredis");
+  const client = new Redis(env.targets[0].server.url, { keyPrefix: "app:", lazyConnect: true });
+  await assert.rejects(createPatterns(client), /keyPrefix/);
+  client.disconnect();
+});
