@@ -128,24 +128,33 @@ async function startTargets(targets = TARGETS) {
   return { targets: started, stopAll: () => started.forEach((t) => t.server.stop()) };
 }
 
-/** Runs fn(ctx) for every target and client with a fresh Patterns; returns [label, result] pairs. */
-async function everyCombination(targets, fn, clients = CLIENTS) {
+/** Runs fn(ctx) with a fresh Patterns on one target and client; resolves to [label, result]. */
+async function runOn(target, clientName, factory, fn) {
   const { createPatterns } = require("..");
+  const client = await factory.connect(target.server.url);
+  const p = await createPatterns(client);
+  try {
+    const prefix = `${clientName}:`;
+    return [`${target.name} / ${clientName}`, await fn({ p, client, clientName, target, prefix })];
+  } finally {
+    await p.close();
+    await factory.close(client);
+  }
+}
+
+/** Runs fn(ctx) for every target and client, one after the other; returns [label, result] pairs. */
+async function everyCombination(targets, fn, clients = CLIENTS) {
   const results = [];
   for (const target of targets) {
-    for (const [clientName, factory] of Object.entries(clients)) {
-      const client = await factory.connect(target.server.url);
-      const p = await createPatterns(client);
-      try {
-        const prefix = `${clientName}:`;
-        results.push([`${target.name} / ${clientName}`, await fn({ p, client, clientName, target, prefix })]);
-      } finally {
-        await p.close();
-        await factory.close(client);
-      }
-    }
+    for (const [clientName, factory] of Object.entries(clients)) results.push(await runOn(target, clientName, factory, fn));
   }
   return results;
+}
+
+/** The same, all at once (for scenarios that mostly sleep; their keys differ per client and server). */
+function everyCombinationAtOnce(targets, fn, clients = CLIENTS) {
+  return Promise.all(targets.flatMap((target) =>
+    Object.entries(clients).map(([clientName, factory]) => runOn(target, clientName, factory, fn))));
 }
 
 /** A raw command on either client (for setting up and inspecting keys). */
@@ -153,4 +162,4 @@ function raw(client, args) {
   return typeof client.call === "function" ? client.call(...args) : client.sendCommand(args);
 }
 
-module.exports = { raw, REPO, TARGETS, CLIENTS, OLDER_CLIENTS, startServer, startTargets, everyCombination, modulePath };
+module.exports = { raw, REPO, TARGETS, CLIENTS, OLDER_CLIENTS, startServer, startTargets, everyCombination, everyCombinationAtOnce, modulePath };
