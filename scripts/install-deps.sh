@@ -6,6 +6,7 @@
 #   redis-sentinel             Redis Sentinel (tests/sentinel.rs: failover with the module)
 #   libclang-dev               bindgen (redis-module's build) needs it
 #   python3-venv               the Python client's tests make a venv (Debian's python3 lacks ensurepip)
+#   nodejs, npm                the Node client's build and tests (when no node is installed)
 #   python3-matplotlib         the benchmark's chart
 set -euo pipefail
 
@@ -19,6 +20,8 @@ command -v valkey-cli >/dev/null || need+=(valkey-tools)
 dpkg -s libclang-dev >/dev/null 2>&1 || need+=(libclang-dev)
 command -v python3 >/dev/null || need+=(python3)
 python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)
+command -v node >/dev/null || need+=(nodejs)
+command -v npm >/dev/null || need+=(npm)
 [ "${WITH_BENCH:-0}" = 1 ] && ! python3 -c 'import matplotlib' 2>/dev/null && need+=(python3-matplotlib)
 [ ${#need[@]} -eq 0 ] && exit 0
 
