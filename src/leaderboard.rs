@@ -360,6 +360,6 @@ command!(incr, lb::INCR, |call| {
 command!(rem, lb::REM, |call| {
     let args = call.rest();
     let p = lb::REM.parse(args)?;
-    let mut store = RedisStore::open(call, true)?;
+    let mut store = write_store(call)?;
     Ok(Reply::Integer(remove(&mut store, &args[p.trailing_at..])?))
 });
