@@ -8,6 +8,7 @@
 #   python3-venv               the Python client's tests make a venv (Debian's python3 lacks ensurepip)
 #   nodejs, npm                the Node client's build and tests (when no node is installed)
 #   python3-matplotlib         the benchmark's chart
+#   gcc-aarch64-linux-gnu, libc6-dev-arm64-cross  `make dist-aarch64`'s cross linker and headers
 set -euo pipefail
 
 need=()
@@ -23,6 +24,10 @@ python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)
 command -v node >/dev/null || need+=(nodejs)
 command -v npm >/dev/null || need+=(npm)
 [ "${WITH_BENCH:-0}" = 1 ] && ! python3 -c 'import matplotlib' 2>/dev/null && need+=(python3-matplotlib)
+if [ "${WITH_CROSS:-0}" = 1 ]; then
+  command -v aarch64-linux-gnu-gcc >/dev/null || need+=(gcc-aarch64-linux-gnu)
+  dpkg -s libc6-dev-arm64-cross >/dev/null 2>&1 || need+=(libc6-dev-arm64-cross)
+fi
 [ ${#need[@]} -eq 0 ] && exit 0
 
 SUDO=""

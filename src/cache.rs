@@ -16,11 +16,13 @@ use patterns_core::command::{float, CmdError, Parsed};
 use patterns_core::session::{encode_id, ID_BYTES};
 
 use crate::command;
+use crate::config;
 use crate::ffi::{
-    check_key_access, fill_random, key_type, now_ms, precise_now_us, redis_call, Call, Command, Ctx, Key, KeyType,
-    OwnedString, Reply, ScoreRange, Value,
+    check_key_access, fill_random, key_type, now_ms, precise_now_us, redis_call, Call, Command,
+    Ctx, Key, KeyType, OwnedString, Reply, ScoreRange, Value,
 };
 use crate::index::update_index;
+use crate::stats::{self, Stat};
 use crate::text::StackText;
 
 /// The family's commands, as registered.
@@ -166,17 +168,21 @@ fn fill(call: &Call) -> Result<Reply, CmdError> {
     let store = Store::parse(ctx, key, args, &p, (1, 2), now)?;
     let lease = args[p.positionals[0] as usize];
     let Some(stored) = Stored::load(call)? else {
+        stats::bump(Stat::CacheFillsRefused);
         return Ok(Reply::Null);
     };
     let entry = stored.entry()?;
     if !entry.holds(lease, now) {
+        stats::bump(Stat::CacheFillsRefused);
         return Ok(Reply::Null);
     }
     if invalidated_since(ctx, store.tags, entry.leased_at()) {
+        stats::bump(Stat::CacheFillsRefused);
         give_up_lease(ctx, key, &entry, now);
         return Ok(Reply::Null);
     }
     store.write(ctx, key, true, now);
+    stats::bump(Stat::CacheFillsAccepted);
     Ok(Reply::Simple(c"OK"))
 }
 
@@ -252,13 +258,32 @@ fn grant(ctx: Ctx, key: &[u8], entry: Option<&Entry>, outcome: Outcome, token: &
     expire_at(ctx, key, key_expiry(value, Some(until)));
 }
 
+/// `CACHE.GET`'s lease: its `LEASE`, else `patterns.cache-lease-ms`. (Its arguments are
+/// options only and `BETA`'s value is a number, so a `LEASE` word is the option.)
+fn lease_ms(args: &[&[u8]], parsed: i64) -> i64 {
+    match args.iter().any(|a| a.eq_ignore_ascii_case(b"LEASE")) {
+        true => parsed,
+        false => config::CACHE_LEASE_MS.get(),
+    }
+}
+
+/// How long a `WAIT` reply tells the client to wait: until the lease ends, at most
+/// `patterns.cache-wait-hint-ms`.
+fn wait_hint(entry: &Option<Entry>, now: i64) -> i64 {
+    let until = entry
+        .as_ref()
+        .and_then(|e| e.lease.as_ref())
+        .map_or(now, |l| l.until);
+    (until - now).min(config::CACHE_WAIT_HINT_MS.get())
+}
+
 // CACHE.GET key [BETA beta] [LEASE lease_ms]
 fn get(call: &Call) -> Result<Reply, CmdError> {
     let p = c::GET.parse(call.rest())?;
     let beta = check_beta(float(p.options[0]))?;
     let (ctx, key) = (call.ctx(), call.key_name());
     let now = now_ms();
-    let until = lease_until(now, p.options[1])?;
+    let until = lease_until(now, lease_ms(call.rest(), p.options[1]))?;
     let stored = Stored::load(call)?;
     let entry = stored.as_ref().map(Stored::entry).transpose()?;
     // The draw comes from the CSPRNG only when it can decide anything.
@@ -279,11 +304,18 @@ fn get(call: &Call) -> Result<Reply, CmdError> {
     } else {
         Value::Null
     };
+    stats::bump(match outcome {
+        Outcome::Hit => Stat::CacheHit,
+        Outcome::Refresh => Stat::CacheRefresh,
+        Outcome::Miss => Stat::CacheMiss,
+        Outcome::Stale => Stat::CacheStale,
+        Outcome::Wait { .. } => Stat::CacheWait,
+    });
     Ok(Reply::Value(Value::Array(match outcome {
         Outcome::Hit | Outcome::Stale => vec![word, value(), Value::Null],
         Outcome::Refresh => vec![word, value(), lease],
         Outcome::Miss => vec![word, Value::Null, lease],
-        Outcome::Wait { retry_ms } => vec![word, Value::Null, Value::Int(retry_ms)],
+        Outcome::Wait { .. } => vec![word, Value::Null, Value::Int(wait_hint(&entry, now))],
     })))
 }
 
@@ -331,14 +363,17 @@ fn invalidate(call: &Call) -> Result<Reply, CmdError> {
         check_key_access(ctx, key)?;
     }
     let mut deleted = 0;
+    let channel = config::CACHE_CHANNEL.get();
     for (tag, keys) in tags.iter().zip(&listed) {
         for key in keys {
             deleted += redis_call(ctx, c"DEL", &[key], true).integer();
         }
         redis_call(ctx, c"DEL", &[tag], true);
         put_marker(ctx, tag, now_us);
-        ctx.publish(c::CHANNEL.as_bytes(), tag);
+        ctx.publish(&channel, tag);
     }
+    stats::add(Stat::CacheInvalidations, tags.len() as u64);
+    stats::add(Stat::CacheKeysInvalidated, deleted as u64);
     Ok(Reply::Integer(deleted))
 }
 

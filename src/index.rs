@@ -3,7 +3,8 @@
 //! last member. Each change replicates as the command that makes it, and only when it changed
 //! something, as Redis does.
 
-use crate::ffi::{Arg, Ctx, Key, Notify, OwnedString, ScoreRange};
+use crate::ffi::{redis_call, Arg, Ctx, Key, Notify, OwnedString, ScoreRange};
+use crate::text::StackText;
 
 /// Drops the index's members that expired by `now` (scored `now` or lower: an expiry is the
 /// first millisecond a member is dead), replicated as `ZREMRANGEBYSCORE` when there were any.
@@ -70,4 +71,11 @@ pub fn update_index(
     }
     fix_index_ttl(ctx, &mut index);
     added
+}
+
+/// The index's members alive at `now` (scored above it), counted without pruning: a read, so
+/// it runs on replicas and under read-only ACL users. `ZCOUNT` is O(log N).
+pub fn live_count(ctx: Ctx, index: &[u8], now: i64) -> i64 {
+    let after = StackText::of(format_args!("({now}"));
+    redis_call(ctx, c"ZCOUNT", &[index, after.as_bytes(), b"+inf"], false).integer()
 }

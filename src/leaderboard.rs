@@ -18,6 +18,7 @@ use crate::ffi::{
     check_key_access, check_key_read, key_len, key_type, now_ms, redis_call, Call, CallReply,
     Command, Ctx, KeyType, Reply, Value,
 };
+use crate::stats::{self, Stat};
 
 /// The family's commands, as registered.
 pub const COMMANDS: &[Command] = &[
@@ -223,7 +224,7 @@ fn entries_value(entries: Vec<lb::Entry>) -> Value {
                 Value::Array(vec![
                     Value::Int(e.rank),
                     Value::Bulk(e.member),
-                    Value::Bulk(e.score),
+                    Value::Score(e.score),
                 ])
             })
             .collect(),
@@ -270,7 +271,7 @@ fn rank(call: &Call) -> Result<Reply, CmdError> {
         let entry = entry.ok_or(CmdError::BadState(lb::OUT_OF_STEP))?;
         Ok(Reply::Value(Value::Array(vec![
             Value::Int(entry.rank),
-            Value::Bulk(scored.text),
+            Value::Score(scored.text),
             Value::Int(board.total),
         ])))
     })
@@ -351,6 +352,7 @@ fn add(call: &Call) -> Result<Reply, CmdError> {
     let mut store = write_store(call)?;
     check_write(&mut store, &changes)?;
     let written = write(&mut store, now_ms(), &changes);
+    stats::add(Stat::LeaderboardWrites, written.len() as u64);
     Ok(Reply::Integer(
         written.iter().filter(|(added, _)| *added).count() as i64,
     ))
@@ -365,7 +367,8 @@ fn incr(call: &Call) -> Result<Reply, CmdError> {
     let mut store = write_store(call)?;
     check_write(&mut store, &changes)?;
     let (_, score) = write(&mut store, now_ms(), &changes).remove(0);
-    Ok(Reply::Bulk(score))
+    stats::bump(Stat::LeaderboardWrites);
+    Ok(Reply::Value(Value::Score(score)))
 }
 
 // LB.REM key member [member ...]
@@ -373,5 +376,7 @@ fn rem(call: &Call) -> Result<Reply, CmdError> {
     let args = call.rest();
     let p = lb::REM.parse(args)?;
     let mut store = write_store(call)?;
-    Ok(Reply::Integer(remove(&mut store, &args[p.trailing_at..])?))
+    let removed = remove(&mut store, &args[p.trailing_at..])?;
+    stats::add(Stat::LeaderboardWrites, removed as u64);
+    Ok(Reply::Integer(removed))
 }

@@ -22,12 +22,13 @@ use patterns_core::session::check_fields;
 
 use crate::command;
 use crate::ffi::{
-    check_key_access, now_ms, redis_call, Arg, Call, Command, Ctx, Key, KeyType, Notify,
+    check_key_access, key_type, now_ms, redis_call, Arg, Call, Command, Ctx, Key, KeyType, Notify,
     OwnedString, Reply, ScoreRange, Value,
 };
-use crate::index::update_index;
+use crate::index::{live_count, update_index};
+use crate::stats::{self, Stat};
 use crate::text::StackText;
-pub use wait::subscribe;
+pub use wait::{subscribe, waiting};
 use wait::{Kind, Outcome, Wanted};
 
 /// The family's commands, as registered.
@@ -175,10 +176,17 @@ fn try_grant(
     name: &[u8],
     wanted: &Wanted,
 ) -> Result<Option<Outcome>, CmdError> {
-    Ok(match kind {
+    let outcome = match kind {
         Kind::Lock => try_lock(ctx, name, wanted)?.map(Outcome::Token),
         Kind::Sem => try_permit(ctx, name, wanted)?.then_some(Outcome::Permit),
-    })
+    };
+    if outcome.is_some() {
+        stats::bump(match kind {
+            Kind::Lock => Stat::LockGrants,
+            Kind::Sem => Stat::SemGrants,
+        });
+    }
+    Ok(outcome)
 }
 
 /// When what blocks the key's waiters ends: the lease's end, or the first permit's expiry.
@@ -251,6 +259,7 @@ fn release(call: &Call) -> Result<Reply, CmdError> {
         match l::release(stored.as_ref().map(Stored::lease), owner) {
             Release::NotHeld => return Ok(Reply::Integer(0)),
             Release::Kept(lease) => {
+                stats::bump(Stat::LockReleases);
                 let holds = StackText::of(lease.holds);
                 key.hash_set(HOLDS_FIELD, holds.as_bytes());
                 key.modified(&[(Notify::HASH, c"hset")]);
@@ -263,6 +272,7 @@ fn release(call: &Call) -> Result<Reply, CmdError> {
                 return Ok(Reply::Integer(1));
             }
             Release::Freed => {
+                stats::bump(Stat::LockReleases);
                 key.delete();
                 key.modified(&[(Notify::GENERIC, c"del")]);
                 ctx.replicate(c"DEL", &[Arg::Str(key.name())]);
@@ -305,17 +315,15 @@ fn info(call: &Call) -> Result<Reply, CmdError> {
     let ttl = key.expire_at_ms().map_or(-1, |at| (at - now_ms()).max(0));
     let waiters = wait::waiters(call.ctx(), call.key_name()) as i64;
     let field = |name: &str| Value::Bulk(name.as_bytes().to_vec());
-    Ok(Reply::Value(Value::Array(vec![
-        field(OWNER_FIELD),
-        Value::Bulk(stored.owner.bytes().to_vec()),
-        field(TOKEN_FIELD),
-        Value::Int(stored.token),
-        field("ttl"),
-        Value::Int(ttl),
-        field(HOLDS_FIELD),
-        Value::Int(stored.holds),
-        field("waiters"),
-        Value::Int(waiters),
+    Ok(Reply::Value(Value::Map(vec![
+        (
+            field(OWNER_FIELD),
+            Value::Bulk(stored.owner.bytes().to_vec()),
+        ),
+        (field(TOKEN_FIELD), Value::Int(stored.token)),
+        (field("ttl"), Value::Int(ttl)),
+        (field(HOLDS_FIELD), Value::Int(stored.holds)),
+        (field("waiters"), Value::Int(waiters)),
     ])))
 }
 
@@ -384,6 +392,7 @@ fn sem_release(call: &Call) -> Result<Reply, CmdError> {
         return Ok(Reply::Integer(0));
     }
     update_index(ctx, name, now, Some(owner), None);
+    stats::bump(Stat::SemReleases);
     wait::serve(ctx, Kind::Sem, name);
     Ok(Reply::Integer(1))
 }
@@ -391,7 +400,12 @@ fn sem_release(call: &Call) -> Result<Reply, CmdError> {
 // SEM.COUNT key
 fn sem_count(call: &Call) -> Result<Reply, CmdError> {
     l::SEM_COUNT.parse(call.rest())?;
-    Key::open(call).expect(KeyType::ZSet)?;
-    update_index(call.ctx(), call.key_name(), now_ms(), None, None);
-    Ok(Reply::Integer(Key::open(call).len()))
+    let ctx = call.ctx();
+    if !matches!(
+        key_type(ctx, call.key_name()),
+        KeyType::Empty | KeyType::ZSet
+    ) {
+        return Err(CmdError::WrongType);
+    }
+    Ok(Reply::Integer(live_count(ctx, call.key_name(), now_ms())))
 }

@@ -12,6 +12,7 @@ use crate::command;
 use crate::ffi::{
     now_ms, Arg, Call, Command, Key, KeyType, Notify, OwnedString, Reply, ScoreRange,
 };
+use crate::stats::{self, Stat};
 use crate::text::StackText;
 
 /// The family's commands, as registered.
@@ -27,9 +28,13 @@ fn tokenbucket(call: &Call) -> Result<Reply, CmdError> {
     let p = rl::TOKENBUCKET.parse(call.rest())?;
     let [capacity, rate, period_ms, ..] = p.positionals;
     let bucket = TokenBucket::new(capacity, rate, period_ms)?;
-    Ok(Reply::Ints(
-        run_string(call, &bucket, p.options[0])?.to_array().into(),
-    ))
+    let reply = run_string(call, &bucket, p.options[0])?;
+    stats::admission(
+        Stat::TokenbucketAllowed,
+        Stat::TokenbucketDenied,
+        reply.allowed,
+    );
+    Ok(Reply::Ints(reply.to_array().into()))
 }
 
 // RL.FIXEDWINDOW key limit window_ms [COST n]
@@ -37,9 +42,13 @@ fn fixedwindow(call: &Call) -> Result<Reply, CmdError> {
     let p = rl::FIXEDWINDOW.parse(call.rest())?;
     let [limit, window_ms, ..] = p.positionals;
     let window = rl::FixedWindow::new(limit, window_ms)?;
-    Ok(Reply::Ints(
-        run_string(call, &window, p.options[0])?.to_array().into(),
-    ))
+    let reply = run_string(call, &window, p.options[0])?;
+    stats::admission(
+        Stat::FixedwindowAllowed,
+        Stat::FixedwindowDenied,
+        reply.allowed,
+    );
+    Ok(Reply::Ints(reply.to_array().into()))
 }
 
 // RL.SLIDINGWINDOW key limit window_ms [COST n] [EXACT]
@@ -53,6 +62,11 @@ fn slidingwindow(call: &Call) -> Result<Reply, CmdError> {
     } else {
         run_string(call, &window, cost)?
     };
+    stats::admission(
+        Stat::SlidingwindowAllowed,
+        Stat::SlidingwindowDenied,
+        reply.allowed,
+    );
     Ok(Reply::Ints(reply.to_array().into()))
 }
 
@@ -61,9 +75,9 @@ fn throttle(call: &Call) -> Result<Reply, CmdError> {
     let p = rl::THROTTLE.parse(call.rest())?;
     let [max_burst, count_per_period, period_s, quantity, ..] = p.positionals;
     let bucket = TokenBucket::from_cell(max_burst, count_per_period, period_s)?;
-    Ok(Reply::Ints(
-        run_string(call, &bucket, quantity)?.to_cell_array().into(),
-    ))
+    let reply = run_string(call, &bucket, quantity)?;
+    stats::admission(Stat::ThrottleAllowed, Stat::ThrottleDenied, reply.allowed);
+    Ok(Reply::Ints(reply.to_cell_array().into()))
 }
 
 const STRING_EVENTS: [(Notify, &std::ffi::CStr); 2] =

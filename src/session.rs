@@ -17,9 +17,10 @@ use patterns_core::session::{
 use crate::command;
 use crate::ffi::{
     check_key_access, fill_random, key_type, live_key_type, now_ms, redis_call, Arg, Call, Command,
-    Ctx, Key, KeyType, Notify, OwnedString, Reply,
+    Ctx, Key, KeyType, Notify, OwnedString, Reply, Value,
 };
-use crate::index::update_index;
+use crate::index::{live_count, update_index};
+use crate::stats::{self, Stat};
 
 /// The family's commands, as registered.
 pub const COMMANDS: &[Command] = &[
@@ -67,12 +68,14 @@ impl Loaded {
     }
 
     /// The caller's fields, reserved ones excluded.
-    fn user_pairs(&self) -> Vec<Vec<u8>> {
-        self.pairs
-            .chunks(2)
-            .filter(|p| !p[0].starts_with(s::RESERVED_PREFIX.as_bytes()))
-            .flat_map(|p| p.iter().cloned())
-            .collect()
+    /// The caller's fields, as a record (a map under RESP3, `field, value, ...` under RESP2).
+    fn user_fields(&self) -> Value {
+        let pairs = self.pairs.chunks(2);
+        let user = pairs.filter(|p| !p[0].starts_with(s::RESERVED_PREFIX.as_bytes()));
+        Value::Map(
+            user.map(|p| (Value::Bulk(p[0].clone()), Value::Bulk(p[1].clone())))
+                .collect(),
+        )
     }
 }
 
@@ -136,6 +139,7 @@ fn create(call: &Call) -> Result<Reply, CmdError> {
     hset.extend_from_slice(fields);
     redis_call(ctx, c"HSET", &hset, true);
     touch(ctx, &key, index, d, now);
+    stats::bump(Stat::SessionsCreated);
     Ok(Reply::Bulk(key))
 }
 
@@ -149,7 +153,7 @@ fn get(call: &Call) -> Result<Reply, CmdError> {
     };
     let meta = loaded.meta()?;
     touch(call.ctx(), key, meta.index, meta.deadlines, now);
-    Ok(Reply::Bulks(loaded.user_pairs()))
+    Ok(Reply::Value(loaded.user_fields()))
 }
 
 // SESSION.SET session field value [field value ...]
@@ -189,6 +193,7 @@ fn rotate(call: &Call) -> Result<Reply, CmdError> {
     let at = redis_call(ctx, c"PEXPIRETIME", &[old], false).integer();
     redis_call(ctx, c"RENAME", &[old, &new], true);
     update_index(ctx, meta.index, now, Some(old), Some((at, &new)));
+    stats::bump(Stat::SessionsRotated);
     Ok(Reply::Bulk(new))
 }
 
@@ -204,6 +209,7 @@ fn destroy(call: &Call) -> Result<Reply, CmdError> {
     let meta = loaded.meta()?;
     redis_call(ctx, c"DEL", &[key], true);
     update_index(ctx, meta.index, now, Some(key), None);
+    stats::bump(Stat::SessionsDestroyed);
     Ok(Reply::Integer(1))
 }
 
@@ -230,6 +236,7 @@ fn destroyall(call: &Call) -> Result<Reply, CmdError> {
         destroyed += redis_call(ctx, c"DEL", &[m], true).integer();
     }
     redis_call(ctx, c"DEL", &[index], true);
+    stats::add(Stat::SessionsDestroyed, destroyed as u64);
     Ok(Reply::Integer(destroyed))
 }
 
@@ -245,8 +252,5 @@ fn count(call: &Call) -> Result<Reply, CmdError> {
     let ctx = call.ctx();
     let index = call.key_name();
     expect_index(ctx, index)?;
-    update_index(ctx, index, now_ms(), None, None);
-    Ok(Reply::Integer(
-        redis_call(ctx, c"ZCARD", &[index], false).integer(),
-    ))
+    Ok(Reply::Integer(live_count(ctx, index, now_ms())))
 }

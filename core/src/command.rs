@@ -150,11 +150,17 @@ impl Flags {
     pub const DENY_OOM: Self = Self(1 << 2);
     /// The command answers key-position requests itself.
     pub const GETKEYS_API: Self = Self(1 << 3);
+    /// O(1) or O(log N), never waits: the server's `fast` (ACL category `@fast`, else `@slow`).
+    pub const FAST: Self = Self(1 << 4);
+    /// May block the client (`WAIT`): the server's `blocking` (ACL category `@blocking`).
+    pub const BLOCKING: Self = Self(1 << 5);
     /// Each flag's word, in the order the flag string lists them.
-    const WORDS: [(Self, &'static str); 4] = [
+    const WORDS: [(Self, &'static str); 6] = [
         (Self::WRITE, "write"),
         (Self::READONLY, "readonly"),
         (Self::DENY_OOM, "deny-oom"),
+        (Self::FAST, "fast"),
+        (Self::BLOCKING, "blocking"),
         (Self::GETKEYS_API, "getkeys-api"),
     ];
 
@@ -250,6 +256,25 @@ impl CommandDef {
         self.flags.contains(Flags::READONLY)
     }
 
+    /// The command's ACL categories: `@read` or `@write`, `@fast` or `@slow`, `@blocking` when
+    /// it can wait, and the module's own `@patterns` when `with_module` (servers that let a
+    /// module add a category).
+    pub fn acl_categories(&self, with_module: bool) -> String {
+        let mut out = String::from(if self.is_readonly() { "read" } else { "write" });
+        out.push_str(if self.flags.contains(Flags::FAST) {
+            " fast"
+        } else {
+            " slow"
+        });
+        if self.flags.contains(Flags::BLOCKING) {
+            out.push_str(" blocking");
+        }
+        if with_module {
+            out.push_str(" patterns");
+        }
+        out
+    }
+
     /// The function name of the Lua twin: `RL.TOKENBUCKET` → `rl_tokenbucket`.
     pub fn lua_name(&self) -> String {
         self.name.to_ascii_lowercase().replace('.', "_")
@@ -336,6 +361,16 @@ pub fn markdown_table(defs: &[&CommandDef]) -> String {
         ));
     }
     out
+}
+
+/// An ACL rule granting exactly these commands (`+rl.tokenbucket +lb.top ...`): for servers
+/// without module ACL categories (Redis 7.0), where `+@read +@write` does not reach them.
+pub fn acl_rule<'a>(defs: impl IntoIterator<Item = &'a CommandDef>) -> String {
+    let grants: Vec<String> = defs
+        .into_iter()
+        .map(|def| format!("+{}", def.name.to_ascii_lowercase()))
+        .collect();
+    grants.join(" ")
 }
 
 /// Parsed values, indexed like the definition's positionals and options (integers as they
@@ -478,6 +513,36 @@ mod tests {
         assert_eq!(Flags::READONLY.to_string(), "readonly");
         assert!(!write.contains(Flags::READONLY));
         assert!(write.contains(Flags::DENY_OOM));
+    }
+
+    #[test]
+    fn acl_categories_follow_the_flags() {
+        let categories = |name: &str, own| {
+            let def = crate::all_commands().find(|d| d.name == name).unwrap();
+            def.acl_categories(own)
+        };
+        assert_eq!(categories("SEM.COUNT", true), "read fast patterns");
+        assert_eq!(categories("LOCK.ACQUIRE", false), "write slow blocking");
+        assert_eq!(categories("LB.TOP", false), "read slow");
+        assert_eq!(categories("RL.TOKENBUCKET", false), "write fast");
+        // A command that can wait is never fast; a read is never a write.
+        for def in crate::all_commands() {
+            assert!(!(def.flags.contains(Flags::FAST) && def.flags.contains(Flags::BLOCKING)));
+            assert_ne!(
+                def.is_readonly(),
+                def.flags.contains(Flags::WRITE),
+                "{}",
+                def.name
+            );
+        }
+    }
+
+    #[test]
+    fn the_acl_rule_grants_every_command_by_name() {
+        let rule = acl_rule(crate::all_commands());
+        assert!(rule.starts_with("+rl.tokenbucket +rl.fixedwindow "));
+        assert!(rule.ends_with(" +sem.count"));
+        assert_eq!(rule.split(' ').count(), crate::all_commands().count());
     }
 
     const CAP: Arg = Arg {

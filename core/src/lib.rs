@@ -10,3 +10,17 @@ pub mod lock;
 pub mod lua;
 pub mod ratelimit;
 pub mod session;
+
+/// Every command of every family, in README order.
+pub fn all_commands() -> impl Iterator<Item = &'static command::CommandDef> {
+    [
+        &ratelimit::COMMANDS[..],
+        &session::COMMANDS[..],
+        &leaderboard::COMMANDS[..],
+        &cache::COMMANDS[..],
+        &lock::COMMANDS[..],
+    ]
+    .into_iter()
+    .flatten()
+    .copied()
+}

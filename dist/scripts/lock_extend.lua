@@ -374,9 +374,9 @@ local function sem_release_run(key, owner)
 end
 
 local function sem_count_run(key)
-  local e = sem_live(key, now_ms())
-  if e then return e end
-  return redis.call('ZCARD', key)
+  local t = key_type(key)
+  if t ~= 'none' and t ~= 'zset' then return err(WRONGTYPE) end
+  return redis.call('ZCOUNT', key, '(' .. int(now_ms()), '+inf')
 end
 
 local DEF_lock_extend = {

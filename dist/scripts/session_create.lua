@@ -396,9 +396,7 @@ end
 local function session_count_run(index)
   local e = sess_expect_index(index)
   if e then return e end
-  index_prune(index, now_ms())
-  index_fix(index)
-  return redis.call('ZCARD', index)
+  return redis.call('ZCOUNT', index, '(' .. int(now_ms()), '+inf')
 end
 
 local DEF_session_create = {

@@ -1,7 +1,7 @@
 //! The command boundary: registration, the C entry point of every command, the panic guard,
 //! key-position requests, and [`Call`] (one invocation's context, key and arguments).
 
-use std::ffi::{c_int, CString};
+use std::ffi::{c_int, CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::slice;
 
@@ -48,8 +48,9 @@ pub fn guard<T>(fallback: T, body: impl FnOnce() -> T) -> T {
 
 /// Registers a command under its definition's name (lower case) with its flags and key
 /// positions (for keys after an option token, the range covers the first key; the key specs
-/// of `docs::describe` then give Redis the rest).
-pub(super) fn register(ctx: Ctx, command: &Command) -> Result<(), String> {
+/// of `docs::describe` then give Redis the rest), and its ACL categories where the server
+/// takes them (`@patterns` too when `own_category`).
+pub(super) fn register(ctx: Ctx, command: &Command, own_category: bool) -> Result<(), String> {
     let def = command.def;
     let name = CString::new(def.name.to_ascii_lowercase()).map_err(|e| e.to_string())?;
     // Keys after a token: Redis 7.0's Cluster routing reads only the legacy key range, so the
@@ -75,10 +76,49 @@ pub(super) fn register(ctx: Ctx, command: &Command) -> Result<(), String> {
             1,
         )
     };
-    if status == OK {
-        Ok(())
-    } else {
-        Err(format!("could not register {}", def.name))
+    if status != OK {
+        return Err(format!("could not register {}", def.name));
+    }
+    set_categories(ctx, def, &name, own_category)
+}
+
+/// Puts the command in its ACL categories; a server without
+/// `RedisModule_SetCommandACLCategories` (Redis 7.0) has only the categories of its flags.
+fn set_categories(
+    ctx: Ctx,
+    def: &CommandDef,
+    name: &CString,
+    own_category: bool,
+) -> Result<(), String> {
+    // SAFETY: the field is a function pointer the module API filled in at load.
+    let Some(set) = (unsafe { raw::RedisModule_SetCommandACLCategories }) else {
+        return Ok(());
+    };
+    let categories = CString::new(def.acl_categories(own_category)).map_err(|e| e.to_string())?;
+    // SAFETY: the load context is live; the name is a C string the call only reads.
+    let command = unsafe { raw::RedisModule_GetCommand.unwrap()(ctx.as_ptr(), name.as_ptr()) };
+    // SAFETY: `command` is registered (checked non-null); the server copies the categories.
+    if command.is_null() || unsafe { set(command, categories.as_ptr()) } != OK {
+        return Err(format!("could not set the ACL categories of {}", def.name));
+    }
+    Ok(())
+}
+
+/// Adds the module's own ACL category (`@patterns`) where the server lets a module add one
+/// (`RedisModule_AddACLCategory`, only during OnLoad); whether the category exists. A category
+/// outlives `MODULE UNLOAD`, so a module loaded again finds it there (`EBUSY`).
+pub(super) fn add_own_category(ctx: Ctx, name: &CStr) -> Result<bool, String> {
+    // SAFETY: the field is a function pointer the module API filled in at load.
+    let Some(add) = (unsafe { raw::RedisModule_AddACLCategory }) else {
+        return Ok(false);
+    };
+    // SAFETY: the load context is live (we are in OnLoad); the server copies the name.
+    if unsafe { add(ctx.as_ptr(), name.as_ptr()) } == OK {
+        return Ok(true);
+    }
+    match std::io::Error::last_os_error().raw_os_error() {
+        Some(libc::EBUSY) => Ok(true),
+        _ => Err(format!("could not add the ACL category {name:?}")),
     }
 }
 

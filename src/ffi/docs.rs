@@ -10,6 +10,8 @@ use redis_module::raw;
 
 use super::ctx::Ctx;
 
+/// The release every command so far first appeared in (`MODULE LIST` shows the crate's
+/// version, encoded; they agree while the crate is 0.1.0, and tests check it).
 const SINCE: &str = "0.1.0";
 
 /// Keeps the C strings alive until `SetCommandInfo` has copied them.

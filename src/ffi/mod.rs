@@ -11,9 +11,11 @@ mod acl;
 mod block;
 mod call;
 mod command;
+mod config;
 mod ctx;
 mod docs;
 mod event;
+mod info;
 mod key;
 mod random;
 mod replicate;
@@ -25,8 +27,10 @@ pub use acl::{check_key_access, check_key_read};
 pub use block::{block, BlockedClient, ClientId, Waits};
 pub use call::{redis_call, CallReply};
 pub use command::{dispatch, Call, Command};
+pub use config::{apply_module_args, register_configs, Config, Numeric, Text};
 pub use ctx::{now_ms, precise_now_us, Ctx};
 pub use event::{watch_keyspace, watch_role, KeyspaceWatch, RoleWatch};
+pub use info::{register_info, InfoSection};
 pub use key::{key_len, key_type, live_key_type, Key, Notify, ScoreRange};
 pub use random::fill_random;
 pub use redis_module::raw::{KeyType, RedisModuleCtx as RawCtx, RedisModuleString as RawString};
@@ -37,6 +41,9 @@ pub use timer::{Fires, Timer, TimerToken};
 
 use command::guard;
 use redis_module::{raw, Context, Status};
+
+/// The module's own ACL category, where the server lets a module add one.
+const ACL_CATEGORY: &std::ffi::CStr = c"patterns";
 
 /// Loads the module: turns implicit modified-key signals off (they are sent explicitly, only
 /// after real writes), registers every command with its COMMAND DOCS entry, then runs `setup`;
@@ -56,8 +63,10 @@ pub fn load(
                 raw::REDISMODULE_OPTION_NO_IMPLICIT_SIGNAL_MODIFIED as i32,
             )
         };
+        let own_category = command::add_own_category(ctx, ACL_CATEGORY)?;
         for command in commands {
-            command::register(ctx, command).and_then(|()| docs::describe(ctx, command.def))?;
+            command::register(ctx, command, own_category)
+                .and_then(|()| docs::describe(ctx, command.def))?;
         }
         setup(ctx)
     });

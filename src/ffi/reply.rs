@@ -2,6 +2,7 @@
 
 use std::ffi::{c_int, CStr, CString};
 
+use patterns_core::command::parse_f64;
 use redis_module::raw;
 
 use super::ctx::Ctx;
@@ -28,7 +29,11 @@ pub enum Value {
     Bulk(Vec<u8>),
     /// A double, formatted by the server as its own replies are.
     Double(f64),
+    /// A score kept as text: a double under RESP3, this text under RESP2 (as `ZSCORE`).
+    Score(Vec<u8>),
     Array(Vec<Value>),
+    /// A record: a map under RESP3, a flat array `key, value, ...` under RESP2.
+    Map(Vec<(Value, Value)>),
     Null,
 }
 
@@ -107,6 +112,10 @@ fn reply_value(ctx: *mut raw::RedisModuleCtx, value: &Value) {
             // SAFETY: `ctx` is the live context of the call that replies.
             unsafe { raw::RedisModule_ReplyWithNull.unwrap()(ctx) };
         }
+        Value::Score(text) => match (resp3(ctx), parse_f64(text)) {
+            (true, Some(d)) => reply_value(ctx, &Value::Double(d)),
+            _ => reply_bulk(ctx, text),
+        },
         Value::Array(items) => {
             // SAFETY: `ctx` is the live context of the call that replies.
             unsafe { raw::RedisModule_ReplyWithArray.unwrap()(ctx, items.len() as _) };
@@ -114,7 +123,23 @@ fn reply_value(ctx: *mut raw::RedisModuleCtx, value: &Value) {
                 reply_value(ctx, item);
             }
         }
+        Value::Map(pairs) => {
+            // SAFETY: `ctx` is the live context of the call that replies; under RESP2 the
+            // server sends an array of twice the length.
+            unsafe { raw::RedisModule_ReplyWithMap.unwrap()(ctx, pairs.len() as _) };
+            for (key, value) in pairs {
+                reply_value(ctx, key);
+                reply_value(ctx, value);
+            }
+        }
     }
+}
+
+/// Whether the client being answered speaks RESP3.
+fn resp3(ctx: *mut raw::RedisModuleCtx) -> bool {
+    // SAFETY: `ctx` is the live context of the call that replies.
+    let flags = unsafe { raw::RedisModule_GetContextFlags.unwrap()(ctx) };
+    flags as u32 & raw::REDISMODULE_CTX_FLAGS_RESP3 != 0
 }
 
 /// Sends an error reply (`text` starts with its code, e.g. `ERR ...`).

@@ -43,6 +43,7 @@ use crate::ffi::{
     self, now_ms, BlockedClient, ClientId, Ctx, Fires, KeyspaceWatch, Notify, Reply, RoleWatch,
     Timer, TimerToken, Waits,
 };
+use crate::stats::{self, Stat};
 
 /// What a queue waits for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -133,11 +134,25 @@ pub fn waiters(ctx: Ctx, name: &[u8]) -> usize {
     queues().0.get(&key).map_or(0, |q| q.waiters.len())
 }
 
+/// How many clients wait now: (for locks, for semaphores).
+pub fn waiting() -> (u64, u64) {
+    let queues = queues();
+    let count = |kind: Kind| {
+        let of_kind = queues.0.iter().filter(|((_, k, _), _)| *k == kind);
+        of_kind.map(|(_, q)| q.waiters.len() as u64).sum()
+    };
+    (count(Kind::Lock), count(Kind::Sem))
+}
+
 /// Blocks the calling client until `wanted` is granted or `timeout_ms` passes (0: no limit).
 /// The deadline is the module's, not the server's (see the module's documentation).
 pub fn block(ctx: Ctx, kind: Kind, name: &[u8], wanted: Wanted, timeout_ms: i64) {
     let deadline_ms = (timeout_ms > 0).then(|| now_ms().saturating_add(timeout_ms));
     let client = ffi::block::<Waiting>(ctx, 0);
+    stats::bump(match kind {
+        Kind::Lock => Stat::LockWaits,
+        Kind::Sem => Stat::SemWaits,
+    });
     watch_keyspace(ctx);
     queues()
         .0
@@ -200,6 +215,11 @@ fn expire(key: &Name) {
         Some(queue) => std::iter::from_fn(|| queue.waiters.remove(|w| w.expired(now))).collect(),
         None => return,
     };
+    let timeouts = match key.1 {
+        Kind::Lock => Stat::LockWaitTimeouts,
+        Kind::Sem => Stat::SemWaitTimeouts,
+    };
+    stats::add(timeouts, expired.len() as u64);
     for w in expired {
         w.client.unblock(Outcome::Expired(key.1));
     }

@@ -124,8 +124,15 @@ def optional_text(value: Any) -> Optional[str]:
     return None if value is None else text(value)
 
 
-def pairs(flat: Sequence[Any]) -> Dict[str, str]:
-    return {text(flat[i]): text(flat[i + 1]) for i in range(0, len(flat), 2)}
+def record(reply: Any) -> Dict[str, Any]:
+    """A record reply as a dict: RESP2 gives a flat [k, v, ...] array, RESP3 a map."""
+    if isinstance(reply, dict):
+        return {text(k): v for k, v in reply.items()}
+    return {text(reply[i]): reply[i + 1] for i in range(0, len(reply), 2)}
+
+
+def pairs(reply: Any) -> Dict[str, str]:
+    return {k: text(v) for k, v in record(reply).items()}
 
 
 def flatten(mapping: Mapping[str, Any]) -> Tuple[Arg, ...]:
@@ -554,7 +561,7 @@ def lock_info(ctx: Context, key: Key) -> Op[Optional[LockInfo]]:
     reply = yield command("LOCK.INFO", key)
     if reply is None:
         return None
-    f = {text(reply[i]): reply[i + 1] for i in range(0, len(reply), 2)}
+    f = record(reply)
     return LockInfo(
         text(f["owner"]), int(f["token"]), int(f["ttl"]), int(f["holds"]), int(f["waiters"])
     )

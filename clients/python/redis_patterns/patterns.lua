@@ -679,9 +679,7 @@ end
 local function session_count_run(index)
   local e = sess_expect_index(index)
   if e then return e end
-  index_prune(index, now_ms())
-  index_fix(index)
-  return redis.call('ZCARD', index)
+  return redis.call('ZCOUNT', index, '(' .. int(now_ms()), '+inf')
 end
 
 local DEF_session_create = {
@@ -835,7 +833,7 @@ redis.register_function('session_rotate', session_rotate)
 redis.register_function('session_destroy', session_destroy)
 redis.register_function('session_destroyall', session_destroyall)
 redis.register_function('session_list', session_list)
-redis.register_function('session_count', session_count)
+redis.register_function{function_name = 'session_count', callback = session_count, flags = {'no-writes'}}
 end
 
 do
@@ -1926,9 +1924,9 @@ local function sem_release_run(key, owner)
 end
 
 local function sem_count_run(key)
-  local e = sem_live(key, now_ms())
-  if e then return e end
-  return redis.call('ZCARD', key)
+  local t = key_type(key)
+  if t ~= 'none' and t ~= 'zset' then return err(WRONGTYPE) end
+  return redis.call('ZCOUNT', key, '(' .. int(now_ms()), '+inf')
 end
 
 local DEF_lock_acquire = {
@@ -2088,5 +2086,5 @@ redis.register_function{function_name = 'lock_info', callback = lock_info, flags
 redis.register_function('lock_fencedhset', lock_fencedhset)
 redis.register_function('sem_acquire', sem_acquire)
 redis.register_function('sem_release', sem_release)
-redis.register_function('sem_count', sem_count)
+redis.register_function{function_name = 'sem_count', callback = sem_count, flags = {'no-writes'}}
 end

@@ -1,12 +1,12 @@
 //! Writes the Lua twin: `dist/patterns.lua` (a Functions library) and `dist/scripts/<function>.lua`
 //! (one EVAL script per command). Usage: `patterns-lua [OUT_DIR]` (default `dist`);
 //! `patterns-lua --readme` prints README's command tables instead (rate limiting, sessions,
-//! leaderboards, caching, locks).
+//! leaderboards, caching, locks); `patterns-lua --acl` the ACL rule granting every command.
 
 use std::path::PathBuf;
 use std::{env, fs, io};
 
-use patterns_core::command::markdown_table;
+use patterns_core::command::{acl_rule, markdown_table};
 
 fn main() -> io::Result<()> {
     let arg = env::args().nth(1);
@@ -20,6 +20,10 @@ fn main() -> io::Result<()> {
         print!("{}", markdown_table(&patterns_core::cache::COMMANDS));
         println!();
         print!("{}", markdown_table(&patterns_core::lock::COMMANDS));
+        return Ok(());
+    }
+    if arg.as_deref() == Some("--acl") {
+        println!("{}", acl_rule(patterns_core::all_commands()));
         return Ok(());
     }
     let out = PathBuf::from(arg.unwrap_or_else(|| "dist".into()));

@@ -193,7 +193,7 @@ pub static GET: CommandDef = CommandDef {
     complexity: "O(N), N the value's size",
     reply: "Array [state, value, extra]: `HIT value nil`, `REFRESH value lease`, `MISS nil lease`, `STALE value nil`, `WAIT nil retry_ms`",
     keys: ENTRY_KEYS,
-    flags: Flags::WRITE,
+    flags: Flags::WRITE.and(Flags::FAST),
     positionals: &[],
     options: &[
         OptionDef {

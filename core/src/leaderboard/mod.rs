@@ -161,7 +161,7 @@ pub static PERCENTILE: CommandDef = CommandDef {
     complexity: "O(log N)",
     reply: "Double in [0, 100], nil when member is absent",
     keys: "key: the board (any sorted set)",
-    flags: READ,
+    flags: READ.and(Flags::FAST),
     positionals: &[MEMBER],
     options: &[ORDER],
     trailing: None,
@@ -190,7 +190,7 @@ pub static INCR: CommandDef = CommandDef {
     syntax: "key increment member",
     summary: "Adds to a member's score like ZINCRBY and records when it reached the new score.",
     complexity: "O(log N); the first write to a board that has members O(N)",
-    reply: "Bulk string: the new score",
+    reply: "The new score: a double (RESP2: a bulk string)",
     keys: WRITE_KEYS,
     flags: WRITE,
     positionals: &[

@@ -57,7 +57,7 @@ pub static TOKENBUCKET: CommandDef = CommandDef {
     reply: RL_REPLY,
     keys: "key: string `<tat_ms>` or `<tat_ms>+<num>/<rate>` (the theoretical arrival time, \
            exact to a fraction of a ms); expires when the bucket is full again",
-    flags: WRITE_FLAGS,
+    flags: WRITE_FLAGS.and(Flags::FAST),
     positionals: &[
         positive("capacity"),
         positive("rate"),
@@ -75,7 +75,7 @@ pub static FIXEDWINDOW: CommandDef = CommandDef {
     complexity: "O(1)",
     reply: RL_REPLY,
     keys: "key: string `<count>`; expires at the end of its window",
-    flags: WRITE_FLAGS,
+    flags: WRITE_FLAGS.and(Flags::FAST),
     positionals: &[positive("limit"), positive("window_ms")],
     options: &[COST],
     trailing: None,
@@ -107,7 +107,7 @@ pub static THROTTLE: CommandDef = CommandDef {
             retry_after_s (-1 when allowed), reset_after_s",
     keys: "key: the same string as RL.TOKENBUCKET (capacity = max_burst + 1, \
            rate = count_per_period, period_ms = period_s * 1000)",
-    flags: WRITE_FLAGS,
+    flags: WRITE_FLAGS.and(Flags::FAST),
     positionals: &[
         Positional {
             arg: Arg {
