@@ -179,6 +179,14 @@ end
 local function parse(def, keys, argv)
   -- KEYS: the one key; or with min_keys, keys only (tag [tag ...]); or with key_rest, the key
   -- and then the items of the option numbered key_rest (key [tag ...] for TAGS tag ...).
+  -- Redis checks a module command's arity before the command parses anything: the same
+  -- check, on the module's argument count (the twin's leading arguments out, a TAGS-like
+  -- token back in).
+  local argc = 1 + #keys + #argv - (def.lead or 0)
+  if def.key_rest and #keys > 1 then argc = argc + 1 end
+  if (def.arity > 0 and argc ~= def.arity) or argc < -def.arity then
+    return nil, err(def.arity_error)
+  end
   if #keys < (def.min_keys or 1) or (#keys > 1 and not def.min_keys and not def.key_rest) then
     return nil, err(def.arity_error)
   end
@@ -230,6 +238,8 @@ end
 do
 local MAX_SPAN = 4503599627370496
 local PRUNE_BATCH = 8
+local MAX_EXACT_COST = 10000
+local EXACT_COST_TOO_HIGH = 'ERR COST must be at most 10000 with EXACT'
 local TWIN_MAX = 4503599627370496
 local SPAN_TOO_LONG = 'ERR the limiter\'s time span is too long (over 2^52 ms)'
 local NOT_LIMITER_STATE = 'ERR key does not hold rate limiter state'
@@ -335,6 +345,7 @@ local function rl_slidingwindow_exact(key, limit, window, cost)
   local cutoff = now - window
   local count = redis.pcall('ZCOUNT', key, '(' .. int(cutoff), '+inf')
   if type(count) == 'table' then return count end
+  if cost > MAX_EXACT_COST then return err(EXACT_COST_TOO_HIGH) end
   local allowed = cost <= limit - count
   local new_count = allowed and count + cost or count
   local retry = -1
@@ -417,6 +428,7 @@ local function rl_slidingwindow_run(key, limit, window, cost, exact)
 end
 
 local DEF_rl_tokenbucket = {
+  arity = -5,
   arity_error = 'ERR wrong number of arguments for \'rl.tokenbucket\' command',
   pos = {
     {kind = 'int', min = 1, error = 'ERR capacity must be a positive integer', beyond = 'ERR capacity exceeds the Lua twin\'s exact integer range (below 2^53)'},
@@ -437,6 +449,7 @@ local function rl_tokenbucket(keys, argv)
 end
 
 local DEF_rl_fixedwindow = {
+  arity = -4,
   arity_error = 'ERR wrong number of arguments for \'rl.fixedwindow\' command',
   pos = {
     {kind = 'int', min = 1, error = 'ERR limit must be a positive integer', beyond = 'ERR limit exceeds the Lua twin\'s exact integer range (below 2^53)'},
@@ -456,6 +469,7 @@ local function rl_fixedwindow(keys, argv)
 end
 
 local DEF_rl_slidingwindow = {
+  arity = -4,
   arity_error = 'ERR wrong number of arguments for \'rl.slidingwindow\' command',
   pos = {
     {kind = 'int', min = 1, error = 'ERR limit must be a positive integer', beyond = 'ERR limit exceeds the Lua twin\'s exact integer range (below 2^53)'},
@@ -476,6 +490,7 @@ local function rl_slidingwindow(keys, argv)
 end
 
 local DEF_cl_throttle = {
+  arity = -5,
   arity_error = 'ERR wrong number of arguments for \'cl.throttle\' command',
   pos = {
     {kind = 'int', min = 0, error = 'ERR max_burst must be a non-negative integer', beyond = 'ERR max_burst exceeds the Lua twin\'s exact integer range (below 2^53)'},
@@ -669,6 +684,7 @@ local function session_count_run(index)
 end
 
 local DEF_session_create = {
+  arity = -4,
   arity_error = 'ERR wrong number of arguments for \'session.create\' command',
   lead = 1,
   group = 2,
@@ -690,6 +706,7 @@ local function session_create(keys, argv)
 end
 
 local DEF_session_get = {
+  arity = 2,
   arity_error = 'ERR wrong number of arguments for \'session.get\' command',
   pos = {
   },
@@ -706,6 +723,7 @@ local function session_get(keys, argv)
 end
 
 local DEF_session_set = {
+  arity = -4,
   arity_error = 'ERR wrong number of arguments for \'session.set\' command',
   group = 2,
   group_min = 1,
@@ -724,6 +742,7 @@ local function session_set(keys, argv)
 end
 
 local DEF_session_rotate = {
+  arity = 2,
   arity_error = 'ERR wrong number of arguments for \'session.rotate\' command',
   lead = 1,
   pos = {
@@ -741,6 +760,7 @@ local function session_rotate(keys, argv)
 end
 
 local DEF_session_destroy = {
+  arity = 2,
   arity_error = 'ERR wrong number of arguments for \'session.destroy\' command',
   pos = {
   },
@@ -757,6 +777,7 @@ local function session_destroy(keys, argv)
 end
 
 local DEF_session_destroyall = {
+  arity = 2,
   arity_error = 'ERR wrong number of arguments for \'session.destroyall\' command',
   pos = {
   },
@@ -773,6 +794,7 @@ local function session_destroyall(keys, argv)
 end
 
 local DEF_session_list = {
+  arity = 2,
   arity_error = 'ERR wrong number of arguments for \'session.list\' command',
   pos = {
   },
@@ -789,6 +811,7 @@ local function session_list(keys, argv)
 end
 
 local DEF_session_count = {
+  arity = 2,
   arity_error = 'ERR wrong number of arguments for \'session.count\' command',
   pos = {
   },
@@ -1224,6 +1247,7 @@ local function lb_rem_run(board, members)
 end
 
 local DEF_lb_add = {
+  arity = -4,
   arity_error = 'ERR wrong number of arguments for \'lb.add\' command',
   group = 2,
   group_min = 1,
@@ -1242,6 +1266,7 @@ local function lb_add(keys, argv)
 end
 
 local DEF_lb_incr = {
+  arity = 4,
   arity_error = 'ERR wrong number of arguments for \'lb.incr\' command',
   pos = {
     {kind = 'float', error = 'ERR increment must be a number'},
@@ -1260,6 +1285,7 @@ local function lb_incr(keys, argv)
 end
 
 local DEF_lb_rem = {
+  arity = -3,
   arity_error = 'ERR wrong number of arguments for \'lb.rem\' command',
   group = 1,
   group_min = 1,
@@ -1278,6 +1304,7 @@ local function lb_rem(keys, argv)
 end
 
 local DEF_lb_rank = {
+  arity = -3,
   arity_error = 'ERR wrong number of arguments for \'lb.rank\' command',
   pos = {
     {kind = 'text'},
@@ -1297,6 +1324,7 @@ local function lb_rank(keys, argv)
 end
 
 local DEF_lb_around = {
+  arity = -4,
   arity_error = 'ERR wrong number of arguments for \'lb.around\' command',
   pos = {
     {kind = 'text'},
@@ -1317,6 +1345,7 @@ local function lb_around(keys, argv)
 end
 
 local DEF_lb_top = {
+  arity = -3,
   arity_error = 'ERR wrong number of arguments for \'lb.top\' command',
   pos = {
     {kind = 'int', min = 1, error = 'ERR count must be a positive integer', beyond = 'ERR count exceeds the Lua twin\'s exact integer range (below 2^53)'},
@@ -1337,6 +1366,7 @@ local function lb_top(keys, argv)
 end
 
 local DEF_lb_page = {
+  arity = -4,
   arity_error = 'ERR wrong number of arguments for \'lb.page\' command',
   pos = {
     {kind = 'int', min = 1, error = 'ERR page must be a positive integer', beyond = 'ERR page exceeds the Lua twin\'s exact integer range (below 2^53)'},
@@ -1357,6 +1387,7 @@ local function lb_page(keys, argv)
 end
 
 local DEF_lb_percentile = {
+  arity = -3,
   arity_error = 'ERR wrong number of arguments for \'lb.percentile\' command',
   pos = {
     {kind = 'text'},
@@ -1615,6 +1646,7 @@ local function cache_invalidate_run(tags)
 end
 
 local DEF_cache_set = {
+  arity = -4,
   arity_error = 'ERR wrong number of arguments for \'cache.set\' command',
   key_rest = 3,
   pos = {
@@ -1637,6 +1669,7 @@ local function cache_set(keys, argv)
 end
 
 local DEF_cache_get = {
+  arity = -2,
   arity_error = 'ERR wrong number of arguments for \'cache.get\' command',
   lead = 2,
   pos = {
@@ -1656,6 +1689,7 @@ local function cache_get(keys, argv)
 end
 
 local DEF_cache_fill = {
+  arity = -5,
   arity_error = 'ERR wrong number of arguments for \'cache.fill\' command',
   key_rest = 3,
   pos = {
@@ -1679,6 +1713,7 @@ local function cache_fill(keys, argv)
 end
 
 local DEF_cache_tag = {
+  arity = -3,
   arity_error = 'ERR wrong number of arguments for \'cache.tag\' command',
   min_keys = 2,
   pos = {
@@ -1696,6 +1731,7 @@ local function cache_tag(keys, argv)
 end
 
 local DEF_cache_invalidate = {
+  arity = -2,
   arity_error = 'ERR wrong number of arguments for \'cache.invalidate\' command',
   min_keys = 1,
   pos = {
@@ -1865,6 +1901,7 @@ local function sem_count_run(key)
 end
 
 local DEF_lock_acquire = {
+  arity = -4,
   arity_error = 'ERR wrong number of arguments for \'lock.acquire\' command',
   pos = {
     {kind = 'text'},
@@ -1884,6 +1921,7 @@ local function lock_acquire(keys, argv)
 end
 
 local DEF_lock_release = {
+  arity = 3,
   arity_error = 'ERR wrong number of arguments for \'lock.release\' command',
   pos = {
     {kind = 'text'},
@@ -1901,6 +1939,7 @@ local function lock_release(keys, argv)
 end
 
 local DEF_lock_extend = {
+  arity = 4,
   arity_error = 'ERR wrong number of arguments for \'lock.extend\' command',
   pos = {
     {kind = 'text'},
@@ -1919,6 +1958,7 @@ local function lock_extend(keys, argv)
 end
 
 local DEF_lock_info = {
+  arity = 2,
   arity_error = 'ERR wrong number of arguments for \'lock.info\' command',
   pos = {
   },
@@ -1935,6 +1975,7 @@ local function lock_info(keys, argv)
 end
 
 local DEF_lock_fencedhset = {
+  arity = -5,
   arity_error = 'ERR wrong number of arguments for \'lock.fencedhset\' command',
   group = 2,
   group_min = 1,
@@ -1954,6 +1995,7 @@ local function lock_fencedhset(keys, argv)
 end
 
 local DEF_sem_acquire = {
+  arity = -5,
   arity_error = 'ERR wrong number of arguments for \'sem.acquire\' command',
   pos = {
     {kind = 'text'},
@@ -1974,6 +2016,7 @@ local function sem_acquire(keys, argv)
 end
 
 local DEF_sem_release = {
+  arity = 3,
   arity_error = 'ERR wrong number of arguments for \'sem.release\' command',
   pos = {
     {kind = 'text'},
@@ -1991,6 +2034,7 @@ local function sem_release(keys, argv)
 end
 
 local DEF_sem_count = {
+  arity = 2,
   arity_error = 'ERR wrong number of arguments for \'sem.count\' command',
   pos = {
   },
