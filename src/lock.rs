@@ -14,8 +14,8 @@ mod wait;
 use std::ffi::{c_char, c_int, c_longlong};
 
 use patterns_core::command::CmdError;
+use patterns_core::keys::check_fields;
 use patterns_core::lock::{self as l, Acquire, Lease, Release, NO_WAIT};
-use patterns_core::session::check_fields;
 use redis_module::raw::{self, KeyType, RedisModuleCtx};
 
 use crate::command;
@@ -234,10 +234,9 @@ fn grant_or_wait(
 command!(acquire, l::ACQUIRE, |call| {
     let args = call.rest();
     let p = l::ACQUIRE.parse(args)?;
-    let [owner, ttl_ms, ..] = p.positionals;
     let wanted = Wanted {
-        owner: args[owner as usize].to_vec(),
-        ttl_ms: l::check_ttl(ttl_ms)?,
+        owner: p.text("owner").to_vec(),
+        ttl_ms: l::check_ttl(p.int("ttl_ms"))?,
         limit: 1,
     };
     let name = bytes(call.key);
@@ -249,7 +248,7 @@ command!(acquire, l::ACQUIRE, |call| {
         Kind::Lock,
         name,
         wanted,
-        p.options[0],
+        p.int("WAIT"),
         Reply::Null,
     )
 });
@@ -258,7 +257,7 @@ command!(acquire, l::ACQUIRE, |call| {
 command!(release, l::RELEASE, |call| {
     let args = call.rest();
     let p = l::RELEASE.parse(args)?;
-    let owner = args[p.positionals[0] as usize];
+    let owner = p.text("owner");
     let ctx = call.ctx;
     {
         let key = Key::open(call);
@@ -303,13 +302,12 @@ command!(release, l::RELEASE, |call| {
 command!(extend, l::EXTEND, |call| {
     let args = call.rest();
     let p = l::EXTEND.parse(args)?;
-    let [owner, ttl_ms, ..] = p.positionals;
-    let ttl_ms = l::check_ttl(ttl_ms)?;
+    let (owner, ttl_ms) = (p.text("owner"), l::check_ttl(p.int("ttl_ms"))?);
     {
         let key = Key::open(call);
         let stored = read_lease(&key)?;
         let held = stored.as_ref().map(Stored::lease);
-        let Some(at) = l::extend(held.as_ref(), args[owner as usize], ttl_ms, now_ms()) else {
+        let Some(at) = l::extend(held.as_ref(), owner, ttl_ms, now_ms()) else {
             return Ok(Reply::Integer(0));
         };
         key.set_expire_at(at);
@@ -349,8 +347,8 @@ command!(info, l::INFO, |call| {
 command!(fencedhset, l::FENCEDHSET, |call| {
     let args = call.rest();
     let p = l::FENCEDHSET.parse(args)?;
-    let token = p.positionals[0];
-    let pairs = &args[p.trailing_at..];
+    let token = p.int("token");
+    let pairs = p.trailing();
     check_fields(pairs)?;
     {
         let key = Key::open(call);
@@ -376,11 +374,10 @@ command!(fencedhset, l::FENCEDHSET, |call| {
 command!(sem_acquire, l::SEM_ACQUIRE, |call| {
     let args = call.rest();
     let p = l::SEM_ACQUIRE.parse(args)?;
-    let [owner, limit, ttl_ms, ..] = p.positionals;
     let wanted = Wanted {
-        owner: args[owner as usize].to_vec(),
-        ttl_ms: l::check_ttl(ttl_ms)?,
-        limit,
+        owner: p.text("owner").to_vec(),
+        ttl_ms: l::check_ttl(p.int("ttl_ms"))?,
+        limit: p.int("limit"),
     };
     Key::open(call).expect(KeyType::ZSet)?;
     let name = bytes(call.key);
@@ -389,7 +386,7 @@ command!(sem_acquire, l::SEM_ACQUIRE, |call| {
         Kind::Sem,
         name,
         wanted,
-        p.options[0],
+        p.int("WAIT"),
         Reply::Integer(0),
     )
 });
@@ -398,7 +395,7 @@ command!(sem_acquire, l::SEM_ACQUIRE, |call| {
 command!(sem_release, l::SEM_RELEASE, |call| {
     let args = call.rest();
     let p = l::SEM_RELEASE.parse(args)?;
-    let owner = args[p.positionals[0] as usize];
+    let owner = p.text("owner");
     let (ctx, name) = (call.ctx, bytes(call.key));
     Key::open(call).expect(KeyType::ZSet)?;
     let now = now_ms();

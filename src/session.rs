@@ -9,9 +9,8 @@
 //! first write: an error writes nothing.
 
 use patterns_core::command::CmdError;
-use patterns_core::session::{
-    self as s, check_fields, session_key, Deadlines, Meta, Timeouts, ID_BYTES,
-};
+use patterns_core::keys::{self, check_fields, ID_BYTES};
+use patterns_core::session::{self as s, session_key, Deadlines, Meta, Timeouts};
 
 use redis_module::raw::{KeyType, RedisModuleCtx};
 
@@ -24,10 +23,10 @@ use crate::shared::{
 type Ctx = *mut RedisModuleCtx;
 
 /// A fresh id: 128 bits from getrandom(2), base64url.
-fn new_id() -> Result<[u8; s::ID_LEN], CmdError> {
+fn new_id() -> Result<[u8; keys::ID_LEN], CmdError> {
     let mut raw = [0u8; ID_BYTES];
     fill_random(&mut raw)?;
-    Ok(s::encode_id(&raw))
+    Ok(keys::encode_id(&raw))
 }
 
 fn text(n: i64) -> Vec<u8> {
@@ -60,7 +59,7 @@ impl Loaded {
     fn user_pairs(&self) -> Vec<Vec<u8>> {
         self.pairs
             .chunks(2)
-            .filter(|p| !p[0].starts_with(s::RESERVED_PREFIX.as_bytes()))
+            .filter(|p| !p[0].starts_with(keys::RESERVED_PREFIX.as_bytes()))
             .flat_map(|p| p.iter().cloned())
             .collect()
     }
@@ -100,9 +99,8 @@ fn touch(ctx: Ctx, key: &[u8], index: &[u8], d: Deadlines, now: i64) {
 command!(create, s::CREATE, |call| {
     let args = call.rest();
     let p = s::CREATE.parse(args)?;
-    let [idle, absolute, ..] = p.positionals;
-    let timeouts = Timeouts::new(idle, absolute)?;
-    let fields = &args[p.trailing_at..];
+    let timeouts = Timeouts::new(p.int("idle_ms"), p.int("absolute_ms"))?;
+    let fields = p.trailing();
     check_fields(fields)?;
     let ctx = call.ctx;
     let index = bytes(call.key);
@@ -147,7 +145,7 @@ command!(get, s::GET, |call| {
 command!(set, s::SET, |call| {
     let args = call.rest();
     let p = s::SET.parse(args)?;
-    let fields = &args[p.trailing_at..];
+    let fields = p.trailing();
     check_fields(fields)?;
     let key = bytes(call.key);
     let now = now_ms();

@@ -4,6 +4,7 @@
 
 pub mod cache;
 pub mod command;
+pub mod keys;
 pub mod leaderboard;
 pub mod lock;
 pub mod lua;

@@ -7,16 +7,14 @@
 //!
 //! Arithmetic is exact integer arithmetic in i128, so no argument in i64's range can overflow.
 //! The only limit is on time spans: anything that would schedule an expiry more than
-//! [`MAX_SPAN_MS`] (2^52 ms, about 142,000 years) ahead is refused.
+//! [`MAX_MS`] (2^52 ms, about 142,000 years) ahead is refused.
 
 pub mod lua;
 
 use crate::command::{
     positive, Arg, ArgKind, CmdError, CommandDef, Keys, OptValue, OptionDef, Positional,
 };
-
-/// The longest time span a limiter may cover (refill time, window): 2^52 ms.
-pub const MAX_SPAN_MS: i64 = 1 << 52;
+use crate::keys::MAX_MS;
 
 pub const SPAN_TOO_LONG: &str = "the limiter's time span is too long (over 2^52 ms)";
 pub const MAX_BURST_TOO_LARGE: &str = "max_burst is too large";
@@ -271,9 +269,8 @@ pub struct TokenBucket {
 
 impl TokenBucket {
     pub fn new(capacity: i64, rate: i64, period_ms: i64) -> Result<Self, CmdError> {
-        // τ = capacity·period_ms / rate must stay within MAX_SPAN_MS.
-        if i128::from(capacity) * i128::from(period_ms) > i128::from(MAX_SPAN_MS) * i128::from(rate)
-        {
+        // τ = capacity·period_ms / rate must stay within MAX_MS.
+        if i128::from(capacity) * i128::from(period_ms) > i128::from(MAX_MS) * i128::from(rate) {
             return Err(CmdError::OutOfRange(SPAN_TOO_LONG));
         }
         Ok(Self {
@@ -399,7 +396,7 @@ pub struct FixedWindow {
 }
 
 fn check_window(window_ms: i64) -> Result<(), CmdError> {
-    if window_ms > MAX_SPAN_MS {
+    if window_ms > MAX_MS {
         return Err(CmdError::OutOfRange(SPAN_TOO_LONG));
     }
     Ok(())
