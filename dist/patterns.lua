@@ -1361,7 +1361,9 @@ end
 do
 local DRAW_MAX = 9007199254740992
 local WAIT_RETRY_MS = 50
+local MAX_LEASE_MS = 60000
 local CHANNEL = 'patterns:invalidate'
+local BAD_DRAW = 'ERR draw must be an integer from 1 to 2^53'
 local VALUE_FIELD = 'value'
 local FRESH_FIELD = 'fresh_until'
 local STALE_FIELD = 'stale_until'
@@ -1369,8 +1371,6 @@ local DELTA_FIELD = 'delta_ms'
 local LEASE_FIELD = 'lease'
 local LEASE_UNTIL_FIELD = 'lease_until'
 local LEASED_AT_FIELD = 'leased_at'
-local MAX_LEASE_MS = 60000
-local BAD_DRAW = 'ERR draw must be an integer from 1 to 2^53'
 local TOO_LONG = 'ERR ttl_ms + GRACE and DELTA must be at most 2^52'
 local LEASE_TOO_LONG = 'ERR lease_ms must be at most 60000'
 local BAD_BETA = 'ERR BETA must be a finite non-negative number'
@@ -1688,12 +1688,12 @@ end
 
 do
 local NO_WAIT = -1
+local NO_WAIT_IN_TWIN = 'ERR WAIT needs the redis-patterns module: the Lua twin cannot block (omit WAIT to try once)'
 local OWNER_FIELD = 'owner'
 local TOKEN_FIELD = 'token'
 local HOLDS_FIELD = 'holds'
 local FENCE_SUFFIX = 'fence'
 local RESOURCE_FENCE_FIELD = '__fence'
-local NO_WAIT_IN_TWIN = 'ERR WAIT needs the redis-patterns module: the Lua twin cannot block (omit WAIT to try once)'
 local TTL_TOO_LONG = 'ERR ttl_ms must be at most 2^52'
 local BAD_NAME = 'ERR lock name cannot carry its fencing counter in its slot'
 local NOT_LOCK = 'ERR key does not hold a lock'

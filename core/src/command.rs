@@ -363,19 +363,14 @@ impl<'a> Args<'a> {
     pub fn float(&self, name: &str) -> f64 {
         let bits = match self.slot(name) {
             Slot::Positional(i, ArgKind::Float) => self.positionals[i],
-            Slot::Option(
-                i,
-                OptValue::Arg(Arg {
-                    kind: ArgKind::Float,
-                    ..
-                }),
-            ) => self.options[i],
+            Slot::Option(i, OptValue::Arg(arg)) if arg.kind == ArgKind::Float => self.options[i],
             _ => self.wrong_kind(name, "a number"),
         };
         f64::from_bits(bits as u64)
     }
 
-    /// A required positional as given, whatever its kind (a number's own text).
+    /// A required positional as given, whatever its kind (a number's own text). Positionals
+    /// come first, so the `i`-th is argument `i`.
     #[track_caller]
     pub fn raw(&self, name: &str) -> &'a [u8] {
         match self.slot(name) {

@@ -9,6 +9,15 @@ use crate::command::CmdError;
 /// exactly.
 pub const MAX_MS: i64 = 1 << 52;
 
+/// What a key holds, as the families' stores report it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Empty,
+    ZSet,
+    Hash,
+    Other,
+}
+
 // ---------------------------------------------------------------------------------------------
 // Hashtags and slots
 
@@ -109,25 +118,7 @@ pub fn check_fields(pairs: &[&[u8]]) -> Result<(), CmdError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A small deterministic generator (core has no dependencies).
-    struct XorShift(u64);
-
-    impl XorShift {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-
-        fn name(&mut self, alphabet: &[u8]) -> Vec<u8> {
-            let len = 1 + self.next() as usize % 24;
-            (0..len)
-                .map(|_| alphabet[self.next() as usize % alphabet.len()])
-                .collect()
-        }
-    }
+    use crate::testing::XorShift;
 
     #[test]
     fn slots_match_redis() {

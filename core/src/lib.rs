@@ -10,3 +10,5 @@ pub mod lock;
 pub mod lua;
 pub mod ratelimit;
 pub mod session;
+#[cfg(test)]
+mod testing;

@@ -171,6 +171,7 @@ local function parse(def, keys, argv)
   end
   return a
 end
+local MAX_LEASE_MS = 60000
 local VALUE_FIELD = 'value'
 local FRESH_FIELD = 'fresh_until'
 local STALE_FIELD = 'stale_until'
@@ -178,7 +179,6 @@ local DELTA_FIELD = 'delta_ms'
 local LEASE_FIELD = 'lease'
 local LEASE_UNTIL_FIELD = 'lease_until'
 local LEASED_AT_FIELD = 'leased_at'
-local MAX_LEASE_MS = 60000
 local TOO_LONG = 'ERR ttl_ms + GRACE and DELTA must be at most 2^52'
 local NOT_CACHE = 'ERR key does not hold a cache entry'
 local TAG_IS_KEY = 'ERR a key cannot be its own tag'

@@ -156,6 +156,8 @@ local function parse(def, keys, argv)
 end
 local DRAW_MAX = 9007199254740992
 local WAIT_RETRY_MS = 50
+local MAX_LEASE_MS = 60000
+local BAD_DRAW = 'ERR draw must be an integer from 1 to 2^53'
 local VALUE_FIELD = 'value'
 local FRESH_FIELD = 'fresh_until'
 local STALE_FIELD = 'stale_until'
@@ -163,8 +165,6 @@ local DELTA_FIELD = 'delta_ms'
 local LEASE_FIELD = 'lease'
 local LEASE_UNTIL_FIELD = 'lease_until'
 local LEASED_AT_FIELD = 'leased_at'
-local MAX_LEASE_MS = 60000
-local BAD_DRAW = 'ERR draw must be an integer from 1 to 2^53'
 local LEASE_TOO_LONG = 'ERR lease_ms must be at most 60000'
 local BAD_BETA = 'ERR BETA must be a finite non-negative number'
 local NOT_CACHE = 'ERR key does not hold a cache entry'

@@ -159,8 +159,8 @@ local function parse(def, keys, argv)
   end
   return a
 end
-local CHANNEL = 'patterns:invalidate'
 local MAX_LEASE_MS = 60000
+local CHANNEL = 'patterns:invalidate'
 local function cache_type(key)
   return redis.call('TYPE', key)['ok']
 end

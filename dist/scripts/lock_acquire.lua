@@ -190,11 +190,11 @@ local function parse(def, keys, argv)
   return a
 end
 local NO_WAIT = -1
+local NO_WAIT_IN_TWIN = 'ERR WAIT needs the redis-patterns module: the Lua twin cannot block (omit WAIT to try once)'
 local OWNER_FIELD = 'owner'
 local TOKEN_FIELD = 'token'
 local HOLDS_FIELD = 'holds'
 local FENCE_SUFFIX = 'fence'
-local NO_WAIT_IN_TWIN = 'ERR WAIT needs the redis-patterns module: the Lua twin cannot block (omit WAIT to try once)'
 local TTL_TOO_LONG = 'ERR ttl_ms must be at most 2^52'
 local BAD_NAME = 'ERR lock name cannot carry its fencing counter in its slot'
 local NOT_LOCK = 'ERR key does not hold a lock'

@@ -22,18 +22,9 @@ const SOURCE: &str = include_str!("../lua/cache.lua");
 pub fn family() -> Family {
     let mut constants = lua_constants! {
         values: [
-            DRAW_MAX,
-            WAIT_RETRY_MS,
-            CHANNEL,
-            VALUE_FIELD,
-            FRESH_FIELD,
-            STALE_FIELD,
-            DELTA_FIELD,
-            LEASE_FIELD,
-            LEASE_UNTIL_FIELD,
-            LEASED_AT_FIELD,
-            MAX_LEASE_MS,
-            BAD_DRAW,
+            DRAW_MAX, WAIT_RETRY_MS, MAX_LEASE_MS, CHANNEL, BAD_DRAW,
+            VALUE_FIELD, FRESH_FIELD, STALE_FIELD, DELTA_FIELD,
+            LEASE_FIELD, LEASE_UNTIL_FIELD, LEASED_AT_FIELD,
         ],
         errors: [TOO_LONG, LEASE_TOO_LONG, BAD_BETA, NOT_CACHE, NO_VALUE, TAG_IS_KEY],
     };

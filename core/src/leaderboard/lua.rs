@@ -18,12 +18,7 @@ pub fn family() -> Family {
     Family {
         constants: lua_constants! {
             values: [
-                STAMP_DIGITS,
-                ADOPTED_STAMP,
-                BATCH,
-                ORDER_SUFFIX,
-                STAMPS_SUFFIX,
-                SCORES_SUFFIX,
+                STAMP_DIGITS, ADOPTED_STAMP, BATCH, ORDER_SUFFIX, STAMPS_SUFFIX, SCORES_SUFFIX,
                 SCORE_ARG,
             ],
             errors: [OUT_OF_STEP, BAD_BOARD, NAN_SCORE],

@@ -436,14 +436,7 @@ pub enum Key {
     Scores,
 }
 
-/// What a key holds.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Kind {
-    Empty,
-    ZSet,
-    Hash,
-    Other,
-}
+pub use crate::keys::Kind;
 
 /// A member and its score, as the server reports it (`text` is its own formatting).
 #[derive(Clone, Debug, PartialEq)]

@@ -1,4 +1,5 @@
 use super::*;
+use crate::testing::XorShift;
 use std::cmp::Ordering;
 use std::collections::{BTreeSet, HashMap};
 
@@ -346,22 +347,6 @@ impl Store for Mem {
             Key::Stamps => self.stamps.clear(),
             k => *self.set(k) = ZSet::default(),
         }
-    }
-}
-
-/// A small deterministic generator (core has no dependencies).
-struct XorShift(u64);
-
-impl XorShift {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, n: u64) -> i64 {
-        (self.next() % n) as i64
     }
 }
 

@@ -23,21 +23,11 @@ pub fn family() -> Family {
     Family {
         constants: lua_constants! {
             values: [
-                NO_WAIT,
-                OWNER_FIELD,
-                TOKEN_FIELD,
-                HOLDS_FIELD,
-                FENCE_SUFFIX,
+                NO_WAIT, NO_WAIT_IN_TWIN, OWNER_FIELD, TOKEN_FIELD, HOLDS_FIELD, FENCE_SUFFIX,
                 RESOURCE_FENCE_FIELD,
-                NO_WAIT_IN_TWIN,
             ],
             errors: [
-                TTL_TOO_LONG,
-                BAD_NAME,
-                NOT_LOCK,
-                NOT_FENCE,
-                NOT_FENCED,
-                TOKENS_EXHAUSTED,
+                TTL_TOO_LONG, BAD_NAME, NOT_LOCK, NOT_FENCE, NOT_FENCED, TOKENS_EXHAUSTED,
                 HOLDS_EXHAUSTED,
             ],
         },

@@ -1,3 +1,7 @@
+-- Tagged caching's Lua twin (see cache/mod.rs for the decisions and src/cache.rs for the same
+-- writes in the module): each command runs as <command>_run, its parameters bound by name from
+-- the definition; names in capitals are constants generated from the Rust ones.
+
 local CACHE_FIELDS = {[VALUE_FIELD] = 1, [FRESH_FIELD] = 2, [STALE_FIELD] = 3,
   [DELTA_FIELD] = 4, [LEASE_FIELD] = 5, [LEASE_UNTIL_FIELD] = 6, [LEASED_AT_FIELD] = 7}
 

@@ -1,3 +1,7 @@
+-- Leaderboards' Lua twin (see leaderboard/mod.rs: Board, write and remove, with redis.call
+-- as the store): each command runs as <command>_run, its parameters bound by name from the
+-- definition; names in capitals are constants generated from the Rust ones.
+
 local function lb_type(key)
   if key == nil then return 'none' end
   return redis.call('TYPE', key)['ok']

@@ -1,3 +1,7 @@
+-- Locks' and semaphores' Lua twin (see lock/mod.rs and src/lock.rs; no WAIT): each command
+-- runs as <command>_run, its parameters bound by name from the definition; names in capitals
+-- are constants generated from the Rust ones.
+
 -- The lease held on key: nil when free; an error unless a lock's hash.
 local function lock_load(key)
   local t = key_type(key)

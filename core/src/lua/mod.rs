@@ -646,53 +646,40 @@ mod tests {
 
     #[test]
     fn glue_binds_run_parameters_by_name() {
-        let glue = |def: &'static CommandDef, leading, source| {
-            command_glue(&twins(&[def], &[(def, leading)])[0], source)
-        };
-        let bucket = glue(
-            &crate::ratelimit::TOKENBUCKET,
-            &[],
-            "local function rl_tokenbucket_run(key, cost, period_ms, capacity, rate)",
-        );
-        assert!(
-            bucket.contains(
-                "return rl_tokenbucket_run(keys[1], a.opt[1], a.pos[3], a.pos[1], a.pos[2])"
+        use crate::{cache, leaderboard as lb, ratelimit as rl};
+        // (definition, twin-only arguments, the `_run` function's parameters, its call)
+        let cases: [(&'static CommandDef, &'static [&'static str], &str, &str); 6] = [
+            (
+                &rl::TOKENBUCKET,
+                &[],
+                "key, cost, period_ms, capacity, rate",
+                "keys[1], a.opt[1], a.pos[3], a.pos[1], a.pos[2]",
             ),
-            "{bucket}"
-        );
-        let get = glue(
-            &crate::cache::GET,
-            &["draw", "lease"],
-            "local function cache_get_run(key, lease_ms, lease, beta, draw)",
-        );
-        assert!(
-            get.contains("cache_get_run(keys[1], a.opt[2], a.lead[2], a.opt[1], a.lead[1])"),
-            "{get}"
-        );
-        let rank = glue(
-            &crate::leaderboard::RANK,
-            &[],
-            "local function lb_rank_run(board, member, asc_desc, ranking)",
-        );
-        assert!(rank.contains("lb_rank_run(keys[1], a.pos[1], a.opt[1], a.opt[2])"));
-        let add = glue(
-            &crate::leaderboard::ADD,
-            &[],
-            "local function lb_add_run(board, pairs)",
-        );
-        assert!(add.contains("lb_add_run(keys[1], a.rest)"));
-        let rem = glue(
-            &crate::leaderboard::REM,
-            &[],
-            "local function lb_rem_run(board, members)",
-        );
-        assert!(rem.contains("lb_rem_run(keys[1], a.rest)"));
-        let tag = glue(
-            &crate::cache::TAG,
-            &[],
-            "local function cache_tag_run(keys)",
-        );
-        assert!(tag.contains("cache_tag_run(keys)"));
+            (
+                &cache::GET,
+                &["draw", "lease"],
+                "key, lease_ms, lease, beta, draw",
+                "keys[1], a.opt[2], a.lead[2], a.opt[1], a.lead[1]",
+            ),
+            (
+                &lb::RANK,
+                &[],
+                "board, member, asc_desc, ranking",
+                "keys[1], a.pos[1], a.opt[1], a.opt[2]",
+            ),
+            (&lb::ADD, &[], "board, pairs", "keys[1], a.rest"),
+            (&lb::REM, &[], "board, members", "keys[1], a.rest"),
+            (&cache::TAG, &[], "keys", "keys"),
+        ];
+        for (def, leading, params, call) in cases {
+            let name = def.lua_name();
+            let source = format!("local function {name}_run({params})");
+            let glue = command_glue(&twins(&[def], &[(def, leading)])[0], &source);
+            assert!(
+                glue.contains(&format!("return {name}_run({call})")),
+                "{glue}"
+            );
+        }
     }
 
     #[test]

@@ -1,3 +1,7 @@
+-- Rate limiting's Lua twin (see ratelimit/mod.rs for the algorithms and ratelimit/lua.rs for
+-- the twin's range): each command runs as <command>_run, its parameters bound by name from the
+-- definition; names in capitals are constants generated from the Rust ones.
+
 local function rl_reply(allowed, limit, remaining, retry, reset)
   return {allowed and 1 or 0, limit, remaining, retry, reset}
 end

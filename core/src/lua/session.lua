@@ -1,3 +1,7 @@
+-- Sessions' Lua twin (see session/mod.rs and src/session.rs for the same steps in the module):
+-- each command runs as <command>_run, its parameters bound by name from the definition; names
+-- in capitals are constants generated from the Rust ones.
+
 local function sess_is_id(id)
   return #id == 22 and string.find(id, '^[A-Za-z0-9_%-]+$') ~= nil
 end

@@ -11,6 +11,7 @@
 //! scored `now` or lower are pruned whenever the index is touched, and its TTL is its highest score.
 
 pub mod lua;
+pub mod ops;
 #[cfg(test)]
 mod tests;
 
