@@ -216,7 +216,10 @@ impl CommandDef {
     }
 
     /// Parses the arguments after the key (`args` excludes the command name and the key), for
-    /// the caller to read by name.
+    /// the caller to read by name. Inlined, like the readers of [`Args`], so that each
+    /// command's parse and reads by name fold to its definition's constants: a read by name
+    /// costs what a read by position did.
+    #[inline(always)]
     pub fn parse<'a>(&'a self, args: &'a [&'a [u8]]) -> Result<Args<'a>, CmdError> {
         let mut parsed = Args {
             def: self,
@@ -282,6 +285,7 @@ impl CommandDef {
     }
 
     /// The value a name reads: a positional's name, or an option's token (`COST`, `ASC|DESC`).
+    #[inline(always)]
     pub fn find(&self, name: &str) -> Option<Slot> {
         if let Some(i) = self.positionals.iter().position(|p| p.arg.name == name) {
             return Some(Slot::Positional(i, self.positionals[i].arg.kind));
@@ -335,6 +339,7 @@ pub struct Args<'a> {
 }
 
 impl<'a> Args<'a> {
+    #[inline(always)]
     #[track_caller]
     fn slot(&self, name: &str) -> Slot {
         match self.def.find(name) {
@@ -343,12 +348,14 @@ impl<'a> Args<'a> {
         }
     }
 
+    #[cold]
     #[track_caller]
     fn wrong_kind(&self, name: &str, wanted: &str) -> ! {
         panic!("{}'s argument {name:?} is not {wanted}", self.def.name)
     }
 
     /// An integer argument (a positional, or an option's value; its default when absent).
+    #[inline(always)]
     #[track_caller]
     pub fn int(&self, name: &str) -> i64 {
         match self.slot(name) {
@@ -359,6 +366,7 @@ impl<'a> Args<'a> {
     }
 
     /// A number argument ([`parse_f64`]).
+    #[inline(always)]
     #[track_caller]
     pub fn float(&self, name: &str) -> f64 {
         let bits = match self.slot(name) {
@@ -371,6 +379,7 @@ impl<'a> Args<'a> {
 
     /// A required positional as given, whatever its kind (a number's own text). Positionals
     /// come first, so the `i`-th is argument `i`.
+    #[inline(always)]
     #[track_caller]
     pub fn raw(&self, name: &str) -> &'a [u8] {
         match self.slot(name) {
@@ -380,6 +389,7 @@ impl<'a> Args<'a> {
     }
 
     /// A string argument, as given.
+    #[inline(always)]
     #[track_caller]
     pub fn text(&self, name: &str) -> &'a [u8] {
         match self.slot(name) {
@@ -389,6 +399,7 @@ impl<'a> Args<'a> {
     }
 
     /// Whether a bare token (`EXACT`) was given.
+    #[inline(always)]
     #[track_caller]
     pub fn flag(&self, name: &str) -> bool {
         match self.slot(name) {
@@ -399,6 +410,7 @@ impl<'a> Args<'a> {
 
     /// Which of an option's words was given (`ASC|DESC`, `RANKING ORDINAL|DENSE`): its index
     /// in the definition's list, or the option's default when absent.
+    #[inline(always)]
     #[track_caller]
     pub fn choice(&self, name: &str) -> i64 {
         match self.slot(name) {
@@ -408,6 +420,7 @@ impl<'a> Args<'a> {
     }
 
     /// The items after a list option's token (`TAGS tag [tag ...]`); none when it is absent.
+    #[inline(always)]
     #[track_caller]
     pub fn list(&self, name: &str) -> &'a [&'a [u8]] {
         match self.slot(name) {
@@ -420,6 +433,7 @@ impl<'a> Args<'a> {
 
     /// The trailing variadic groups (`[field value ...]`), flat; none when the definition has
     /// no trailing group.
+    #[inline(always)]
     pub fn trailing(&self) -> &'a [&'a [u8]] {
         &self.argv[self.trailing_at..]
     }
