@@ -181,6 +181,14 @@ end
 local function parse(def, keys, argv)
   -- KEYS: the one key; or with min_keys, keys only (tag [tag ...]); or with key_rest, the key
   -- and then the items of the option numbered key_rest (key [tag ...] for TAGS tag ...).
+  -- Redis checks a module command's arity before the command parses anything: the same
+  -- check, on the module's argument count (the twin's leading arguments out, a TAGS-like
+  -- token back in).
+  local argc = 1 + #keys + #argv - (def.lead or 0)
+  if def.key_rest and #keys > 1 then argc = argc + 1 end
+  if (def.arity > 0 and argc ~= def.arity) or argc < -def.arity then
+    return nil, err(def.arity_error)
+  end
   if #keys < (def.min_keys or 1) or (#keys > 1 and not def.min_keys and not def.key_rest) then
     return nil, err(def.arity_error)
   end
@@ -231,9 +239,11 @@ end
 
 do
 local PRUNE_BATCH = 8
+local MAX_EXACT_COST = 10000
 local TWIN_RANGE = 'ERR the limiter\'s arguments exceed the Lua twin\'s exact integer range (2^52)'
 local SPAN_TOO_LONG = 'ERR the limiter\'s time span is too long (over 2^52 ms)'
 local NOT_LIMITER_STATE = 'ERR key does not hold rate limiter state'
+local EXACT_COST_TOO_HIGH = 'ERR COST must be at most 10000 with EXACT'
 local function rl_reply(allowed, limit, remaining, retry, reset)
   return {allowed and 1 or 0, limit, remaining, retry, reset}
 end
@@ -334,6 +344,7 @@ local function rl_slidingwindow_exact(key, limit, window, cost)
   local cutoff = now - window
   local count = redis.pcall('ZCOUNT', key, '(' .. int(cutoff), '+inf')
   if type(count) == 'table' then return count end
+  if cost > MAX_EXACT_COST then return err(EXACT_COST_TOO_HIGH) end
   local allowed = cost <= limit - count
   local new_count = allowed and count + cost or count
   local retry = -1
@@ -416,6 +427,7 @@ local function rl_slidingwindow_run(key, limit, window_ms, cost, exact)
 end
 
 local DEF_rl_tokenbucket = {
+  arity = -5,
   arity_error = 'ERR wrong number of arguments for \'rl.tokenbucket\' command',
   pos = {
     {kind = 'int', min = 1, error = 'ERR capacity must be a positive integer', beyond = 'ERR capacity exceeds the Lua twin\'s exact integer range (below 2^53)'},
@@ -435,6 +447,7 @@ local function rl_tokenbucket(keys, argv)
 end
 
 local DEF_rl_fixedwindow = {
+  arity = -4,
   arity_error = 'ERR wrong number of arguments for \'rl.fixedwindow\' command',
   pos = {
     {kind = 'int', min = 1, error = 'ERR limit must be a positive integer', beyond = 'ERR limit exceeds the Lua twin\'s exact integer range (below 2^53)'},
@@ -453,6 +466,7 @@ local function rl_fixedwindow(keys, argv)
 end
 
 local DEF_rl_slidingwindow = {
+  arity = -4,
   arity_error = 'ERR wrong number of arguments for \'rl.slidingwindow\' command',
   pos = {
     {kind = 'int', min = 1, error = 'ERR limit must be a positive integer', beyond = 'ERR limit exceeds the Lua twin\'s exact integer range (below 2^53)'},
@@ -472,6 +486,7 @@ local function rl_slidingwindow(keys, argv)
 end
 
 local DEF_cl_throttle = {
+  arity = -5,
   arity_error = 'ERR wrong number of arguments for \'cl.throttle\' command',
   pos = {
     {kind = 'int', min = 0, error = 'ERR max_burst must be a non-negative integer', beyond = 'ERR max_burst exceeds the Lua twin\'s exact integer range (below 2^53)'},
@@ -660,6 +675,7 @@ local function session_count_run(index)
 end
 
 local DEF_session_create = {
+  arity = -4,
   arity_error = 'ERR wrong number of arguments for \'session.create\' command',
   lead = 1,
   group = 2,
@@ -680,6 +696,7 @@ local function session_create(keys, argv)
 end
 
 local DEF_session_get = {
+  arity = 2,
   arity_error = 'ERR wrong number of arguments for \'session.get\' command',
   pos = {
   },
@@ -695,6 +712,7 @@ local function session_get(keys, argv)
 end
 
 local DEF_session_set = {
+  arity = -4,
   arity_error = 'ERR wrong number of arguments for \'session.set\' command',
   group = 2,
   group_min = 1,
@@ -712,6 +730,7 @@ local function session_set(keys, argv)
 end
 
 local DEF_session_rotate = {
+  arity = 2,
   arity_error = 'ERR wrong number of arguments for \'session.rotate\' command',
   lead = 1,
   pos = {
@@ -728,6 +747,7 @@ local function session_rotate(keys, argv)
 end
 
 local DEF_session_destroy = {
+  arity = 2,
   arity_error = 'ERR wrong number of arguments for \'session.destroy\' command',
   pos = {
   },
@@ -743,6 +763,7 @@ local function session_destroy(keys, argv)
 end
 
 local DEF_session_destroyall = {
+  arity = 2,
   arity_error = 'ERR wrong number of arguments for \'session.destroyall\' command',
   pos = {
   },
@@ -758,6 +779,7 @@ local function session_destroyall(keys, argv)
 end
 
 local DEF_session_list = {
+  arity = 2,
   arity_error = 'ERR wrong number of arguments for \'session.list\' command',
   pos = {
   },
@@ -773,6 +795,7 @@ local function session_list(keys, argv)
 end
 
 local DEF_session_count = {
+  arity = 2,
   arity_error = 'ERR wrong number of arguments for \'session.count\' command',
   pos = {
   },
@@ -1206,6 +1229,7 @@ local function lb_rem_run(board, members)
 end
 
 local DEF_lb_add = {
+  arity = -4,
   arity_error = 'ERR wrong number of arguments for \'lb.add\' command',
   group = 2,
   group_min = 1,
@@ -1223,6 +1247,7 @@ local function lb_add(keys, argv)
 end
 
 local DEF_lb_incr = {
+  arity = 4,
   arity_error = 'ERR wrong number of arguments for \'lb.incr\' command',
   pos = {
     {kind = 'float', error = 'ERR increment must be a number'},
@@ -1240,6 +1265,7 @@ local function lb_incr(keys, argv)
 end
 
 local DEF_lb_rem = {
+  arity = -3,
   arity_error = 'ERR wrong number of arguments for \'lb.rem\' command',
   group = 1,
   group_min = 1,
@@ -1257,6 +1283,7 @@ local function lb_rem(keys, argv)
 end
 
 local DEF_lb_rank = {
+  arity = -3,
   arity_error = 'ERR wrong number of arguments for \'lb.rank\' command',
   pos = {
     {kind = 'text'},
@@ -1275,6 +1302,7 @@ local function lb_rank(keys, argv)
 end
 
 local DEF_lb_around = {
+  arity = -4,
   arity_error = 'ERR wrong number of arguments for \'lb.around\' command',
   pos = {
     {kind = 'text'},
@@ -1294,6 +1322,7 @@ local function lb_around(keys, argv)
 end
 
 local DEF_lb_top = {
+  arity = -3,
   arity_error = 'ERR wrong number of arguments for \'lb.top\' command',
   pos = {
     {kind = 'int', min = 1, error = 'ERR count must be a positive integer', beyond = 'ERR count exceeds the Lua twin\'s exact integer range (below 2^53)'},
@@ -1313,6 +1342,7 @@ local function lb_top(keys, argv)
 end
 
 local DEF_lb_page = {
+  arity = -4,
   arity_error = 'ERR wrong number of arguments for \'lb.page\' command',
   pos = {
     {kind = 'int', min = 1, error = 'ERR page must be a positive integer', beyond = 'ERR page exceeds the Lua twin\'s exact integer range (below 2^53)'},
@@ -1332,6 +1362,7 @@ local function lb_page(keys, argv)
 end
 
 local DEF_lb_percentile = {
+  arity = -3,
   arity_error = 'ERR wrong number of arguments for \'lb.percentile\' command',
   pos = {
     {kind = 'text'},
@@ -1587,6 +1618,7 @@ local function cache_invalidate_run(keys)
 end
 
 local DEF_cache_set = {
+  arity = -4,
   arity_error = 'ERR wrong number of arguments for \'cache.set\' command',
   key_rest = 3,
   pos = {
@@ -1608,6 +1640,7 @@ local function cache_set(keys, argv)
 end
 
 local DEF_cache_get = {
+  arity = -2,
   arity_error = 'ERR wrong number of arguments for \'cache.get\' command',
   lead = 2,
   pos = {
@@ -1626,6 +1659,7 @@ local function cache_get(keys, argv)
 end
 
 local DEF_cache_fill = {
+  arity = -5,
   arity_error = 'ERR wrong number of arguments for \'cache.fill\' command',
   key_rest = 3,
   pos = {
@@ -1648,6 +1682,7 @@ local function cache_fill(keys, argv)
 end
 
 local DEF_cache_tag = {
+  arity = -3,
   arity_error = 'ERR wrong number of arguments for \'cache.tag\' command',
   min_keys = 2,
   pos = {
@@ -1664,6 +1699,7 @@ local function cache_tag(keys, argv)
 end
 
 local DEF_cache_invalidate = {
+  arity = -2,
   arity_error = 'ERR wrong number of arguments for \'cache.invalidate\' command',
   min_keys = 1,
   pos = {
@@ -1833,6 +1869,7 @@ local function sem_count_run(key)
 end
 
 local DEF_lock_acquire = {
+  arity = -4,
   arity_error = 'ERR wrong number of arguments for \'lock.acquire\' command',
   pos = {
     {kind = 'text'},
@@ -1851,6 +1888,7 @@ local function lock_acquire(keys, argv)
 end
 
 local DEF_lock_release = {
+  arity = 3,
   arity_error = 'ERR wrong number of arguments for \'lock.release\' command',
   pos = {
     {kind = 'text'},
@@ -1867,6 +1905,7 @@ local function lock_release(keys, argv)
 end
 
 local DEF_lock_extend = {
+  arity = 4,
   arity_error = 'ERR wrong number of arguments for \'lock.extend\' command',
   pos = {
     {kind = 'text'},
@@ -1884,6 +1923,7 @@ local function lock_extend(keys, argv)
 end
 
 local DEF_lock_info = {
+  arity = 2,
   arity_error = 'ERR wrong number of arguments for \'lock.info\' command',
   pos = {
   },
@@ -1899,6 +1939,7 @@ local function lock_info(keys, argv)
 end
 
 local DEF_lock_fencedhset = {
+  arity = -5,
   arity_error = 'ERR wrong number of arguments for \'lock.fencedhset\' command',
   group = 2,
   group_min = 1,
@@ -1917,6 +1958,7 @@ local function lock_fencedhset(keys, argv)
 end
 
 local DEF_sem_acquire = {
+  arity = -5,
   arity_error = 'ERR wrong number of arguments for \'sem.acquire\' command',
   pos = {
     {kind = 'text'},
@@ -1936,6 +1978,7 @@ local function sem_acquire(keys, argv)
 end
 
 local DEF_sem_release = {
+  arity = 3,
   arity_error = 'ERR wrong number of arguments for \'sem.release\' command',
   pos = {
     {kind = 'text'},
@@ -1952,6 +1995,7 @@ local function sem_release(keys, argv)
 end
 
 local DEF_sem_count = {
+  arity = 2,
   arity_error = 'ERR wrong number of arguments for \'sem.count\' command',
   pos = {
   },

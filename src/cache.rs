@@ -6,6 +6,7 @@
 //!
 //! Each command validates everything (arguments, types, ACL of the keys it derives) before its
 //! first write: an error writes nothing.
+#![deny(unsafe_code)]
 
 use patterns_core::cache::{
     self as c, check_beta, decide, key_expiry, lease_until, marker_score, voids, Entry, Outcome,
@@ -13,26 +14,26 @@ use patterns_core::cache::{
 };
 use patterns_core::command::{Args, CmdError};
 use patterns_core::keys::{encode_id, ID_BYTES};
-use redis_module::raw::{KeyType, RedisModuleCtx};
-use std::ffi::CString;
-use std::sync::OnceLock;
 
 use crate::command;
-use crate::shared::{
-    bytes, check_key_access, fill_random, key_type, now_ms, publish, redis_call, update_index,
-    Call, Key, OwnedString, Reply, ScoreRange, StackText, Value,
+use crate::ffi::{
+    check_key_access, fill_random, key_type, now_ms, redis_call, Call, Command, Ctx, Key, KeyType,
+    OwnedString, Reply, ScoreRange, Value,
 };
+use crate::index::update_index;
+use crate::text::StackText;
 
-type Ctx = *mut RedisModuleCtx;
+/// The family's commands, as registered.
+pub const COMMANDS: &[Command] = &[
+    command!(c::SET, set),
+    command!(c::GET, get),
+    command!(c::FILL, fill),
+    command!(c::TAG, tag),
+    command!(c::INVALIDATE, invalidate),
+];
 
 /// An entry's hash as stored: its fields, in `c::FIELDS` order, read through the key API.
 struct Stored([Option<OwnedString>; c::FIELDS.len()]);
-
-/// `c::FIELDS` as C strings, for `RedisModule_HashGet`.
-fn field_names() -> &'static [CString; c::FIELDS.len()] {
-    static NAMES: OnceLock<[CString; c::FIELDS.len()]> = OnceLock::new();
-    NAMES.get_or_init(|| c::FIELDS.map(|f| CString::new(f).expect("no NUL")))
-}
 
 impl Stored {
     /// The hash at the command's key: None when absent; WRONGTYPE unless a hash, BadState when
@@ -44,7 +45,7 @@ impl Stored {
             KeyType::Hash => {}
             _ => return Err(CmdError::WrongType),
         }
-        let stored = Self(field_names().each_ref().map(|f| key.hash_field(f)));
+        let stored = Self(c::FIELDS.map(|f| key.hash_field(f)));
         let found = stored.0.iter().flatten().count() as i64;
         if found != key.len() {
             return Err(CmdError::BadState(c::NOT_CACHE));
@@ -56,7 +57,7 @@ impl Stored {
         let pairs: Vec<(&[u8], &[u8])> = c::FIELDS
             .iter()
             .zip(&self.0)
-            .filter_map(|(name, v)| Some((name.as_bytes(), bytes(v.as_ref()?.inner))))
+            .filter_map(|(name, v)| Some((name.as_bytes(), v.as_ref()?.bytes())))
             .collect();
         Entry::parse(&pairs)
     }
@@ -137,23 +138,23 @@ impl<'a> Store<'a> {
 }
 
 // CACHE.SET key value ttl_ms [DELTA delta_ms] [GRACE grace_ms] [TAGS tag [tag ...]]
-command!(set, c::SET, |call| {
+fn set(call: &Call) -> Result<Reply, CmdError> {
     let args = call.rest();
     let p = c::SET.parse(args)?;
-    let (ctx, key) = (call.ctx, bytes(call.key));
+    let (ctx, key) = (call.ctx(), call.key_name());
     let now = now_ms();
     let store = Store::parse(ctx, key, &p, now)?;
     let stored = Stored::load(call)?;
     let existed = stored.as_ref().map(Stored::entry).transpose()?.is_some();
     store.write(ctx, key, existed, now);
     Ok(Reply::Simple(c"OK"))
-});
+}
 
 // CACHE.FILL key lease value ttl_ms [DELTA delta_ms] [GRACE grace_ms] [TAGS tag [tag ...]]
-command!(fill, c::FILL, |call| {
+fn fill(call: &Call) -> Result<Reply, CmdError> {
     let args = call.rest();
     let p = c::FILL.parse(args)?;
-    let (ctx, key) = (call.ctx, bytes(call.key));
+    let (ctx, key) = (call.ctx(), call.key_name());
     let now = now_ms();
     let store = Store::parse(ctx, key, &p, now)?;
     let lease = p.text("lease");
@@ -166,13 +167,13 @@ command!(fill, c::FILL, |call| {
     }
     store.write(ctx, key, true, now);
     Ok(Reply::Simple(c"OK"))
-});
+}
 
 /// Whether any of `tags` was invalidated at or after `leased_at` (its marker says so).
 fn invalidated_since(ctx: Ctx, tags: &[&[u8]], leased_at: i64) -> bool {
     tags.iter().any(|tag| {
         let name = OwnedString::new(ctx, tag);
-        let score = Key::open_named(ctx, &name).zset_score(name.inner);
+        let score = Key::open_named(ctx, &name).zset_score(name.as_str());
         score.is_some_and(|s| voids(s as i64, leased_at))
     })
 }
@@ -229,10 +230,10 @@ fn grant(
 }
 
 // CACHE.GET key [BETA beta] [LEASE lease_ms]
-command!(get, c::GET, |call| {
+fn get(call: &Call) -> Result<Reply, CmdError> {
     let p = c::GET.parse(call.rest())?;
     let beta = check_beta(p.float("BETA"))?;
-    let (ctx, key) = (call.ctx, bytes(call.key));
+    let (ctx, key) = (call.ctx(), call.key_name());
     let now = now_ms();
     let until = lease_until(now, p.int("LEASE"))?;
     let stored = Stored::load(call)?;
@@ -261,13 +262,13 @@ command!(get, c::GET, |call| {
         Outcome::Miss => vec![word, Value::Null, lease],
         Outcome::Wait { retry_ms } => vec![word, Value::Null, Value::Int(retry_ms)],
     })))
-});
+}
 
 // CACHE.TAG key tag [tag ...]
-command!(tag, c::TAG, |call| {
+fn tag(call: &Call) -> Result<Reply, CmdError> {
     let args = call.rest();
     let p = c::TAG.parse(args)?;
-    let (ctx, key) = (call.ctx, bytes(call.key));
+    let (ctx, key) = (call.ctx(), call.key_name());
     let tags = p.trailing();
     check_tags(ctx, key, tags)?;
     let now = now_ms();
@@ -281,14 +282,14 @@ command!(tag, c::TAG, |call| {
         .filter(|tag| update_index(ctx, tag, now, None, Some((t.stale_until, key))))
         .count();
     Ok(Reply::Integer(attached as i64))
-});
+}
 
 // CACHE.INVALIDATE tag [tag ...]
-command!(invalidate, c::INVALIDATE, |call| {
+fn invalidate(call: &Call) -> Result<Reply, CmdError> {
     let args = call.rest();
     c::INVALIDATE.parse(args)?;
-    let ctx = call.ctx;
-    let tags: Vec<&[u8]> = std::iter::once(bytes(call.key))
+    let ctx = call.ctx();
+    let tags: Vec<&[u8]> = std::iter::once(call.key_name())
         .chain(args.iter().copied())
         .collect();
     let now = now_ms();
@@ -312,10 +313,10 @@ command!(invalidate, c::INVALIDATE, |call| {
         }
         redis_call(ctx, c"DEL", &[tag], true);
         update_index(ctx, tag, now, None, Some((marker_score(now), tag)));
-        publish(ctx, c::CHANNEL.as_bytes(), tag);
+        ctx.publish(c::CHANNEL.as_bytes(), tag);
     }
     Ok(Reply::Integer(deleted))
-});
+}
 
 /// The keys a tag lists whose entries have not expired (scored after `now`).
 fn live_members(ctx: Ctx, tag: &[u8], now: i64) -> Vec<Vec<u8>> {
@@ -324,6 +325,6 @@ fn live_members(ctx: Ctx, tag: &[u8], now: i64) -> Vec<Vec<u8>> {
     index
         .zset_members(ScoreRange::after(now))
         .iter()
-        .map(|m| bytes(m.inner).to_vec())
+        .map(|m| m.bytes().to_vec())
         .collect()
 }

@@ -9,23 +9,35 @@
 //!
 //! Each command validates everything (arguments, types, ACL of the keys it derives) before its
 //! first write: an error writes nothing.
+#![deny(unsafe_code)]
 
 use patterns_core::command::CmdError;
 use patterns_core::keys::{self, Kind, ID_BYTES};
 use patterns_core::session::ops::{self, IndexChange, Store};
 use patterns_core::session::{self as s, Timeouts};
 
-use redis_module::raw::{KeyType, RedisModuleCtx};
-
 use crate::command;
-use crate::shared::{
-    bytes, check_key_access, fill_random, key_type, live_key_type, now_ms, redis_call,
-    replicate_on, update_index, Key, OwnedString, Reply, StackText, GENERIC,
+use crate::ffi::{
+    check_key_access, fill_random, key_type, live_key_type, now_ms, redis_call, Arg, Call, Command,
+    Ctx, Key, KeyType, Notify, OwnedString, Reply,
 };
+use crate::index::update_index;
 
-/// The session commands' store: Redis, through the module's key API and `RedisModule_Call`,
-/// every write replicated as the command that makes it.
-struct Redis(*mut RedisModuleCtx);
+/// The family's commands, as registered.
+pub const COMMANDS: &[Command] = &[
+    command!(s::CREATE, create),
+    command!(s::GET, get),
+    command!(s::SET, set),
+    command!(s::ROTATE, rotate),
+    command!(s::DESTROY, destroy),
+    command!(s::DESTROYALL, destroyall),
+    command!(s::LIST, list),
+    command!(s::COUNT, count),
+];
+
+/// The session commands' store: Redis, through the key API and `RedisModule_Call`, every write
+/// replicated as the command that makes it.
+struct Redis<'a>(Ctx<'a>);
 
 fn kind(t: KeyType) -> Kind {
     match t {
@@ -36,7 +48,7 @@ fn kind(t: KeyType) -> Kind {
     }
 }
 
-impl Store for Redis {
+impl Store for Redis<'_> {
     fn kind(&mut self, key: &[u8]) -> Kind {
         kind(key_type(self.0, key))
     }
@@ -81,11 +93,11 @@ impl Store for Redis {
     /// Through the key API (the hot path), replicated as PEXPIREAT.
     fn expire_at(&mut self, key: &[u8], at_ms: i64) {
         let name = OwnedString::new(self.0, key);
-        let session = Key::open_named(self.0, &name);
+        let mut session = Key::open_named(self.0, &name);
         session.set_expire_at(at_ms);
-        session.modified(&[(GENERIC, c"expire")]);
-        let at = OwnedString::new(self.0, StackText::of(at_ms).as_bytes());
-        replicate_on(self.0, c"PEXPIREAT", name.inner, &[at.inner]);
+        session.modified(&[(Notify::GENERIC, c"expire")]);
+        let args = [Arg::Str(name.as_str()), Arg::Int(at_ms)];
+        self.0.replicate(c"PEXPIREAT", &args);
     }
 
     fn rename(&mut self, from: &[u8], to: &[u8]) {
@@ -106,64 +118,64 @@ fn nullable<T>(value: Option<T>, reply: impl FnOnce(T) -> Reply) -> Reply {
 }
 
 // SESSION.CREATE index idle_ms absolute_ms [field value ...]
-command!(create, s::CREATE, |call| {
+fn create(call: &Call) -> Result<Reply, CmdError> {
     let p = s::CREATE.parse(call.rest())?;
     let timeouts = Timeouts::new(p.int("idle_ms"), p.int("absolute_ms"))?;
-    let (mut store, index) = (Redis(call.ctx), bytes(call.key));
+    let (mut store, index) = (Redis(call.ctx()), call.key_name());
     let key = ops::create(&mut store, index, timeouts, p.trailing(), now_ms())?;
     Ok(Reply::Bulk(key))
-});
+}
 
 // SESSION.GET session
-command!(get, s::GET, |call| {
+fn get(call: &Call) -> Result<Reply, CmdError> {
     s::GET.parse(call.rest())?;
-    let fields = ops::get(&mut Redis(call.ctx), bytes(call.key), now_ms())?;
+    let fields = ops::get(&mut Redis(call.ctx()), call.key_name(), now_ms())?;
     Ok(nullable(fields, Reply::Bulks))
-});
+}
 
 // SESSION.SET session field value [field value ...]
-command!(set, s::SET, |call| {
+fn set(call: &Call) -> Result<Reply, CmdError> {
     let p = s::SET.parse(call.rest())?;
     let added = ops::set(
-        &mut Redis(call.ctx),
-        bytes(call.key),
+        &mut Redis(call.ctx()),
+        call.key_name(),
         p.trailing(),
         now_ms(),
     )?;
     Ok(nullable(added, Reply::Integer))
-});
+}
 
 // SESSION.ROTATE session
-command!(rotate, s::ROTATE, |call| {
+fn rotate(call: &Call) -> Result<Reply, CmdError> {
     s::ROTATE.parse(call.rest())?;
-    let new = ops::rotate(&mut Redis(call.ctx), bytes(call.key), now_ms())?;
+    let new = ops::rotate(&mut Redis(call.ctx()), call.key_name(), now_ms())?;
     Ok(nullable(new, Reply::Bulk))
-});
+}
 
 // SESSION.DESTROY session
-command!(destroy, s::DESTROY, |call| {
+fn destroy(call: &Call) -> Result<Reply, CmdError> {
     s::DESTROY.parse(call.rest())?;
-    let destroyed = ops::destroy(&mut Redis(call.ctx), bytes(call.key), now_ms())?;
+    let destroyed = ops::destroy(&mut Redis(call.ctx()), call.key_name(), now_ms())?;
     Ok(Reply::Integer(i64::from(destroyed)))
-});
+}
 
 // SESSION.DESTROYALL index
-command!(destroyall, s::DESTROYALL, |call| {
+fn destroyall(call: &Call) -> Result<Reply, CmdError> {
     s::DESTROYALL.parse(call.rest())?;
-    let destroyed = ops::destroy_all(&mut Redis(call.ctx), bytes(call.key), now_ms())?;
+    let destroyed = ops::destroy_all(&mut Redis(call.ctx()), call.key_name(), now_ms())?;
     Ok(Reply::Integer(destroyed))
-});
+}
 
 // SESSION.LIST index
-command!(list, s::LIST, |call| {
+fn list(call: &Call) -> Result<Reply, CmdError> {
     s::LIST.parse(call.rest())?;
-    let live = ops::list(&mut Redis(call.ctx), bytes(call.key), now_ms())?;
+    let live = ops::list(&mut Redis(call.ctx()), call.key_name(), now_ms())?;
     Ok(Reply::Bulks(live))
-});
+}
 
 // SESSION.COUNT index
-command!(count, s::COUNT, |call| {
+fn count(call: &Call) -> Result<Reply, CmdError> {
     s::COUNT.parse(call.rest())?;
-    let live = ops::count(&mut Redis(call.ctx), bytes(call.key), now_ms())?;
+    let live = ops::count(&mut Redis(call.ctx()), call.key_name(), now_ms())?;
     Ok(Reply::Integer(live))
-});
+}

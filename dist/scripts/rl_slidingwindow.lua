@@ -121,6 +121,14 @@ end
 local function parse(def, keys, argv)
   -- KEYS: the one key; or with min_keys, keys only (tag [tag ...]); or with key_rest, the key
   -- and then the items of the option numbered key_rest (key [tag ...] for TAGS tag ...).
+  -- Redis checks a module command's arity before the command parses anything: the same
+  -- check, on the module's argument count (the twin's leading arguments out, a TAGS-like
+  -- token back in).
+  local argc = 1 + #keys + #argv - (def.lead or 0)
+  if def.key_rest and #keys > 1 then argc = argc + 1 end
+  if (def.arity > 0 and argc ~= def.arity) or argc < -def.arity then
+    return nil, err(def.arity_error)
+  end
   if #keys < (def.min_keys or 1) or (#keys > 1 and not def.min_keys and not def.key_rest) then
     return nil, err(def.arity_error)
   end
@@ -169,9 +177,11 @@ local function parse(def, keys, argv)
   return a
 end
 local PRUNE_BATCH = 8
+local MAX_EXACT_COST = 10000
 local TWIN_RANGE = 'ERR the limiter\'s arguments exceed the Lua twin\'s exact integer range (2^52)'
 local SPAN_TOO_LONG = 'ERR the limiter\'s time span is too long (over 2^52 ms)'
 local NOT_LIMITER_STATE = 'ERR key does not hold rate limiter state'
+local EXACT_COST_TOO_HIGH = 'ERR COST must be at most 10000 with EXACT'
 local function rl_reply(allowed, limit, remaining, retry, reset)
   return {allowed and 1 or 0, limit, remaining, retry, reset}
 end
@@ -185,6 +195,7 @@ local function rl_slidingwindow_exact(key, limit, window, cost)
   local cutoff = now - window
   local count = redis.pcall('ZCOUNT', key, '(' .. int(cutoff), '+inf')
   if type(count) == 'table' then return count end
+  if cost > MAX_EXACT_COST then return err(EXACT_COST_TOO_HIGH) end
   local allowed = cost <= limit - count
   local new_count = allowed and count + cost or count
   local retry = -1
@@ -267,6 +278,7 @@ local function rl_slidingwindow_run(key, limit, window_ms, cost, exact)
 end
 
 local DEF_rl_slidingwindow = {
+  arity = -4,
   arity_error = 'ERR wrong number of arguments for \'rl.slidingwindow\' command',
   pos = {
     {kind = 'int', min = 1, error = 'ERR limit must be a positive integer', beyond = 'ERR limit exceeds the Lua twin\'s exact integer range (below 2^53)'},

@@ -30,7 +30,7 @@ pub mod lua;
 mod tests;
 
 use crate::command::{
-    positive, text, Arg, ArgKind, CmdError, CommandDef, Keys, OptValue, OptionDef, Trailing,
+    positive, text, Arg, ArgKind, CmdError, CommandDef, Flags, Keys, OptValue, OptionDef, Trailing,
 };
 use crate::keys::MAX_MS;
 
@@ -73,7 +73,7 @@ pub const TAG_IS_KEY: &str = "a key cannot be its own tag";
 // ---------------------------------------------------------------------------------------------
 // Definitions
 
-const WRITE: &str = "write deny-oom";
+const WRITE: Flags = Flags::WRITE.and(Flags::DENY_OOM);
 const ENTRY_KEYS: &str = "key: a hash (`value`, `fresh_until`, `stale_until`, `delta_ms`; \
      `lease`, `lease_until`, `leased_at` while leased), expiring at the later of `stale_until` \
      and `lease_until`; each tag: a sorted set of keys scored by `stale_until`, expiring with its \
@@ -161,7 +161,7 @@ pub static INVALIDATE: CommandDef = CommandDef {
     complexity: "O(K + T log M), K the keys deleted, T the tags",
     reply: "Integer: the number of keys deleted",
     keys: "each tag: a sorted set of keys, emptied (the keys it lists are deleted) but for a marker, the tag's own name, that expires after 60 s",
-    flags: "write",
+    flags: Flags::WRITE,
     positionals: &[],
     options: &[],
     trailing: Some(Trailing {
@@ -178,7 +178,7 @@ pub static GET: CommandDef = CommandDef {
     complexity: "O(N), N the value's size",
     reply: "Array [state, value, extra]: `HIT value nil`, `REFRESH value lease`, `MISS nil lease`, `STALE value nil`, `WAIT nil retry_ms`",
     keys: ENTRY_KEYS,
-    flags: "write",
+    flags: Flags::WRITE,
     positionals: &[],
     options: &[
         OptionDef {

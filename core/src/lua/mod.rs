@@ -281,8 +281,9 @@ fn def_table(cmd: &TwinCommand) -> String {
         (Keys::First, None) => {}
     }
     format!(
-        "local DEF_{name} = {{\n  arity_error = {arity},\n{extra}  pos = {{\n{pos}  }},\n  opts = {{\n{opts}  }},\n  tokens = {{{tokens}}},\n}}\n",
+        "local DEF_{name} = {{\n  arity = {redis_arity},\n  arity_error = {arity},\n{extra}  pos = {{\n{pos}  }},\n  opts = {{\n{opts}  }},\n  tokens = {{{tokens}}},\n}}\n",
         name = def.lua_name(),
+        redis_arity = def.arity(),
         arity = lua_error(&CmdError::WrongArity(def.name)),
         pos = pos.concat(),
         opts = opts.concat(),
@@ -628,6 +629,16 @@ mod tests {
         // One key: neither.
         let get = table(&crate::cache::GET);
         assert!(!get.contains("min_keys") && !get.contains("key_rest"));
+    }
+
+    #[test]
+    fn the_parser_knows_the_arity_redis_checks_first() {
+        // Redis refuses `LOCK.INFO k extra` or `CL.THROTTLE k 1` for their arity before the
+        // module parses anything; the twin checks the same number.
+        let info = def_table(&twins(&[&crate::lock::INFO], &[])[0]);
+        assert!(info.contains("  arity = 2,\n"), "{info}");
+        let throttle = def_table(&twins(&[&crate::ratelimit::THROTTLE], &[])[0]);
+        assert!(throttle.contains("  arity = -5,\n"), "{throttle}");
     }
 
     #[test]

@@ -6,7 +6,9 @@
 //! limiters beyond that with `TWIN_RANGE`; the module itself computes in i128 and has no
 //! such bound.
 
-use super::{COMMANDS, NOT_LIMITER_STATE, PRUNE_BATCH, SPAN_TOO_LONG};
+use super::{
+    COMMANDS, EXACT_COST_TOO_HIGH, MAX_EXACT_COST, NOT_LIMITER_STATE, PRUNE_BATCH, SPAN_TOO_LONG,
+};
 use crate::lua::{lua_constants, twins, Family};
 
 /// The twin's own error for limiters whose products it cannot compute exactly.
@@ -18,8 +20,8 @@ const SOURCE: &str = include_str!("../lua/ratelimit.lua");
 pub fn family() -> Family {
     Family {
         constants: lua_constants! {
-            values: [PRUNE_BATCH, TWIN_RANGE],
-            errors: [SPAN_TOO_LONG, NOT_LIMITER_STATE],
+            values: [PRUNE_BATCH, MAX_EXACT_COST, TWIN_RANGE],
+            errors: [SPAN_TOO_LONG, NOT_LIMITER_STATE, EXACT_COST_TOO_HIGH],
         },
         source: SOURCE,
         commands: twins(&COMMANDS, &[]),

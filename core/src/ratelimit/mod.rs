@@ -12,13 +12,17 @@
 pub mod lua;
 
 use crate::command::{
-    positive, Arg, ArgKind, CmdError, CommandDef, Keys, OptValue, OptionDef, Positional,
+    positive, Arg, ArgKind, CmdError, CommandDef, Flags, Keys, OptValue, OptionDef, Positional,
 };
 use crate::keys::MAX_MS;
 
 pub const SPAN_TOO_LONG: &str = "the limiter's time span is too long (over 2^52 ms)";
 pub const MAX_BURST_TOO_LARGE: &str = "max_burst is too large";
 pub const NOT_LIMITER_STATE: &str = "key does not hold rate limiter state";
+/// The largest `COST` with `EXACT`: each unit is a member written (and replicated) by the call,
+/// so an unbounded cost would let one call block the server or exhaust its memory.
+pub const MAX_EXACT_COST: i64 = 10_000;
+pub const EXACT_COST_TOO_HIGH: &str = "COST must be at most 10000 with EXACT";
 
 // ---------------------------------------------------------------------------------------------
 // Definitions
@@ -40,7 +44,7 @@ const EXACT: OptionDef = OptionDef {
 
 const RL_REPLY: &str = "Array of 5 integers: allowed (1 or 0), limit, remaining, \
      retry_after_ms (-1 when allowed or when the cost can never fit), reset_after_ms";
-const WRITE_FLAGS: &str = "write deny-oom";
+const WRITE_FLAGS: Flags = Flags::WRITE.and(Flags::DENY_OOM);
 
 pub static TOKENBUCKET: CommandDef = CommandDef {
     name: "RL.TOKENBUCKET",
@@ -607,6 +611,9 @@ impl SlidingWindow {
         now_ms: i64,
         cost: i64,
     ) -> Result<(RateReply, Option<LogWrite>), CmdError> {
+        if cost > MAX_EXACT_COST {
+            return Err(CmdError::OutOfRange(EXACT_COST_TOO_HIGH));
+        }
         let cutoff = now_ms - self.window_ms;
         let count = log.count_after(cutoff)?;
         let allowed = cost <= self.limit - count;

@@ -384,6 +384,19 @@ fn sliding_exact_is_a_true_log() {
 }
 
 #[test]
+fn sliding_exact_refuses_a_cost_it_cannot_write_in_one_call() {
+    // One member per unit of cost: COST 2^52 once asked the allocator for 72 PB and aborted
+    // the server.
+    let w = SlidingWindow::new(i64::MAX, 1000).unwrap();
+    let mut log = MemLog::default();
+    let (_, write) = w.decide_exact(&mut log, T0, MAX_EXACT_COST).unwrap();
+    assert_eq!(write.map(|w| w.count), Some(MAX_EXACT_COST));
+    let err = w.decide_exact(&mut log, T0, 1 << 52).unwrap_err();
+    assert_eq!(err.to_string(), format!("ERR {EXACT_COST_TOO_HIGH}"));
+    assert!(w.decide_exact(&mut log, T0, MAX_EXACT_COST + 1).is_err());
+}
+
+#[test]
 fn sliding_exact_prunes_in_batches_and_stays_bounded() {
     let w = SlidingWindow::new(100, 1000).unwrap();
     let mut log = MemLog::default();

@@ -15,7 +15,7 @@ pub mod ops;
 #[cfg(test)]
 mod tests;
 
-use crate::command::{positive, CmdError, CommandDef, Keys, Trailing};
+use crate::command::{positive, CmdError, CommandDef, Flags, Keys, Trailing};
 use crate::keys::{derived_key, MAX_MS};
 
 pub const IDLE_FIELD: &str = "__idle_ms";
@@ -30,7 +30,7 @@ pub const NOT_SESSION: &str = "key does not hold a session";
 // ---------------------------------------------------------------------------------------------
 // Definitions
 
-const WRITE: &str = "write deny-oom";
+const WRITE: Flags = Flags::WRITE.and(Flags::DENY_OOM);
 const FIELD_VALUES: Trailing = Trailing {
     names: &["field", "value"],
     min: 0,
@@ -134,7 +134,7 @@ pub static LIST: CommandDef = CommandDef {
     complexity: "O(S + M), S the live sessions, M the expired ones pruned",
     reply: "Array of session keys",
     keys: "index: the sorted set (expired members pruned)",
-    flags: "write",
+    flags: Flags::WRITE,
     positionals: &[],
     options: &[],
     trailing: None,
@@ -148,7 +148,7 @@ pub static COUNT: CommandDef = CommandDef {
     complexity: "O(log S + M), M the expired sessions pruned",
     reply: "Integer",
     keys: "index: the sorted set (expired members pruned)",
-    flags: "write",
+    flags: Flags::WRITE,
     positionals: &[],
     options: &[],
     trailing: None,
