@@ -25,8 +25,8 @@ mod common;
 
 use common::*;
 use patterns_core::command::{ArgKind, CommandDef, Keys, OptValue};
-use patterns_core::lua::{families, TwinCommand};
 use patterns_core::keys::derived_key;
+use patterns_core::lua::{families, TwinCommand};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
