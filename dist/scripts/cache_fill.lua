@@ -61,7 +61,8 @@ end
 local function index_fix(index)
   local top = redis.call('ZRANGE', index, -1, -1, 'WITHSCORES')
   if top[2] == nil then return end
-  local at = tonumber(top[2])
+  -- A score may have decimals (a cache tag's marker): the expiry is its whole milliseconds.
+  local at = math.floor(tonumber(top[2]))
   if redis.call('PEXPIRETIME', index) ~= at then
     redis.call('PEXPIREAT', index, int(at))
   end
@@ -226,6 +227,10 @@ local function cache_load(key)
   return e
 end
 
+local function cache_live(e, now)
+  return e ~= nil and e.value ~= nil and now < e.stale
+end
+
 local function cache_leased(e, now)
   return e ~= nil and e.lease ~= nil and now < e.lease_until
 end
@@ -246,13 +251,28 @@ local function cache_index_add(tag, now, score, key)
   return added == 1
 end
 
--- Whether any of tags was invalidated at or after leased_at (its marker, cache::voids).
-local function cache_invalidated_since(tags, leased_at)
+-- Whether any of tags was invalidated at or after leased_us (its marker, cache::voids and
+-- cache::invalidated_at_us).
+local function cache_invalidated_since(tags, leased_us)
   for _, tag in ipairs(tags) do
     local score = redis.call('ZSCORE', tag, tag)
-    if score and tonumber(score) - MAX_LEASE_MS >= leased_at then return true end
+    if score then
+      local at = math.floor(tonumber(score) * 1000 + 0.5) - MAX_LEASE_MS * 1000
+      if at >= leased_us then return true end
+    end
   end
   return false
+end
+
+-- A refused fill gives up its lease (cache::after_giving_up): the lease's fields go and the
+-- key expires with its live value, or the key goes.
+local function cache_give_up(key, e, now)
+  if cache_live(e, now) then
+    redis.call('HDEL', key, LEASE_FIELD, LEASE_UNTIL_FIELD, LEASED_AT_FIELD)
+    redis.call('PEXPIREAT', key, int(e.stale))
+  else
+    redis.call('DEL', key)
+  end
 end
 
 -- Validates a SET or FILL: its times, then its tags.
@@ -278,7 +298,10 @@ local function cache_fill_run(key, lease, value, ttl_ms, delta, grace, tags)
   local entry, e2 = cache_load(key)
   if e2 then return e2 end
   if not cache_leased(entry, now) or entry.lease ~= lease then return false end
-  if cache_invalidated_since(tags, entry.leased_at) then return false end
+  if cache_invalidated_since(tags, entry.leased_at) then
+    cache_give_up(key, entry, now)
+    return false
+  end
   cache_write(key, value, t, tags, true, now)
   return redis.status_reply('OK')
 end

@@ -7,12 +7,6 @@ local function err(msg)
   return redis.error_reply(msg)
 end
 
--- The server's clock in ms, read once per command.
-local function now_ms()
-  local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
-
 -- Redis's integer syntax (string2ll). Returns the value; or nil when it is not an integer
 -- within i64; or (sign, true) when it is one but lies at or beyond 2^53 (where doubles stop
 -- telling neighbours apart).
@@ -250,11 +244,18 @@ local function cache_draw(s)
   return d
 end
 
+-- The server's clock in µs (cache::precise_now_us), ordering leases against invalidations.
+local function cache_now_us()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000000 + tonumber(t[2])
+end
+
 local function cache_get_run(key, draw, lease, beta, lease_ms)
   draw = cache_draw(draw)
   if draw == nil then return err(BAD_DRAW) end
   if beta < 0 or beta == math.huge then return err(BAD_BETA) end
-  local now = now_ms()
+  local now_us = cache_now_us()
+  local now = math.floor(now_us / 1000)
   if lease_ms > MAX_LEASE_MS then return err(LEASE_TOO_LONG) end
   local lease_until = now + lease_ms
   local e, er = cache_load(key)
@@ -269,7 +270,7 @@ local function cache_get_run(key, draw, lease, beta, lease_ms)
     stale = e.stale
   end
   redis.call('HSET', key, LEASE_FIELD, lease, LEASE_UNTIL_FIELD, int(lease_until),
-    LEASED_AT_FIELD, int(now))
+    LEASED_AT_FIELD, int(now_us))
   redis.call('PEXPIREAT', key, int(math.max(stale, lease_until)))
   if state == 'MISS' then return {state, false, lease} end
   return {state, e.value, lease}

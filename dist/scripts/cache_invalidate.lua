@@ -8,12 +8,6 @@ local function err(msg)
   return redis.error_reply(msg)
 end
 
--- The server's clock in ms, read once per command.
-local function now_ms()
-  local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
-
 -- Redis's integer syntax (string2ll). Returns the value; or nil when it is not an integer
 -- within i64; or (sign, true) when it is one but lies at or beyond 2^53 (where doubles stop
 -- telling neighbours apart).
@@ -35,24 +29,14 @@ local function parse_int(s)
   return n
 end
 
+-- Exact floor division and remainder of non-negative integers below 2^53 (fmod is exact).
+local function divmod(a, b)
+  local r = math.fmod(a, b)
+  return (a - r) / b, r
+end
+
 local function int(n)
   return string.format('%d', n)
-end
-
--- An index that never leaks (sessions of a user, entries of a tag): a sorted set of keys
--- scored by their expiry. Drops the members that expired before now.
-local function index_prune(index, now)
-  redis.call('ZREMRANGEBYSCORE', index, '-inf', int(now))
-end
-
--- The index expires with its last member: its TTL is its highest score.
-local function index_fix(index)
-  local top = redis.call('ZRANGE', index, -1, -1, 'WITHSCORES')
-  if top[2] == nil then return end
-  local at = tonumber(top[2])
-  if redis.call('PEXPIRETIME', index) ~= at then
-    redis.call('PEXPIREAT', index, int(at))
-  end
 end
 
 -- A number as a sorted-set score is written (command::parse_f64's rules), or nil.
@@ -177,16 +161,15 @@ local function cache_allowed(key)
   return redis.acl_check_cmd('HSET', key, 'f', 'v') and redis.acl_check_cmd('HGET', key, 'f')
 end
 
--- Lists key under tag until score; whether it is new there (update_index in the module).
-local function cache_index_add(tag, now, score, key)
-  index_prune(tag, now)
-  local added = redis.call('ZADD', tag, int(score), key)
-  index_fix(tag)
-  return added == 1
+-- The server's clock in µs (cache::precise_now_us), ordering leases against invalidations.
+local function cache_now_us()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000000 + tonumber(t[2])
 end
 
 local function cache_invalidate_run(keys)
-  local now = now_ms()
+  local now_us = cache_now_us()
+  local now = math.floor(now_us / 1000)
   local listed = {}
   for n, tag in ipairs(keys) do
     local t = cache_type(tag)
@@ -206,7 +189,10 @@ local function cache_invalidate_run(keys)
   for n, tag in ipairs(keys) do
     for _, key in ipairs(listed[n]) do deleted = deleted + redis.call('DEL', key) end
     redis.call('DEL', tag)
-    cache_index_add(tag, now, now + MAX_LEASE_MS, tag)
+    -- The marker (cache::marker_score): ms, then the microseconds as three decimals.
+    local ms, us = divmod(now_us, 1000)
+    redis.call('ZADD', tag, string.format('%d.%03d', ms + MAX_LEASE_MS, us), tag)
+    redis.call('PEXPIREAT', tag, int(ms + MAX_LEASE_MS))
     redis.call('PUBLISH', CHANNEL, tag)
   end
   return deleted

@@ -164,6 +164,7 @@ local ORDER_SUFFIX = 'lb-order'
 local STAMPS_SUFFIX = 'lb-stamps'
 local SCORES_SUFFIX = 'lb-scores'
 local OUT_OF_STEP = 'ERR the board\'s tie-break keys are out of step with it (written with ZADD or ZREM?)'
+local BAD_BOARD = 'ERR board name cannot carry its tie-break keys in its slot'
 local function lb_type(key)
   if key == nil then return 'none' end
   return redis.call('TYPE', key)['ok']
@@ -277,6 +278,7 @@ end
 local function lb_rem_run(board, members)
   local k, e = lb_keys(board, true)
   if e then return e end
+  if k.order == nil then return err(BAD_BOARD) end
   e = lb_check_types(k)
   if e then return e end
   local rec, e2 = lb_recorded(k, redis.call('ZCARD', board))
