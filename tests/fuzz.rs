@@ -25,8 +25,8 @@ mod common;
 
 use common::*;
 use patterns_core::command::{ArgKind, CommandDef, Keys, OptValue};
+use patterns_core::keys::derived_key;
 use patterns_core::lua::{families, TwinCommand};
-use patterns_core::session::derived_key;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -52,12 +52,12 @@ const HUGE_ONE_IN: u32 = 400;
 
 /// Base key names: plain, hashtagged, braces without a hashtag, empty, binary.
 const NAMES: &[&[u8]] = &[b"k", b"k2", b"{t}a", b"{t}b", b"a{b", b"{}", b"", b"n\0l"];
-/// Suffixes of the keys the families derive from a name (`session::derived_key`).
+/// Suffixes of the keys the families derive from a name (`keys::derived_key`).
 const SUFFIXES: &[&str] = &["fence", "lb-order", "lb-stamps", "lb-scores"];
 /// Session ids (22 base64url characters), suffixes of session keys in the pool.
 const IDS: &[&str] = &["AAAAAAAAAAAAAAAAAAAAAA", "fuzz-fuzz-fuzz-fuzz-__"];
 /// The alphabet of session ids.
-const ID_CHARS: &[u8] = patterns_core::session::ALPHABET;
+const ID_CHARS: &[u8] = patterns_core::keys::ALPHABET;
 /// Hash fields the families read.
 const FIELDS: &[&str] = &[
     "owner",
