@@ -10,10 +10,10 @@
 
 use patterns_core::cache::{
     self as c, after_giving_up, check_beta, decide, invalidated_at_us, key_expiry, lease_until,
-    marker_score, tags, voids, Entry, Outcome, Times, DELTA_OPT, DRAW_MAX, GRACE_OPT, TAGS_OPT,
+    marker_score, voids, Entry, Outcome, Times, DRAW_MAX,
 };
-use patterns_core::command::{float, CmdError, Parsed};
-use patterns_core::session::{encode_id, ID_BYTES};
+use patterns_core::command::{Args, CmdError};
+use patterns_core::keys::{encode_id, ID_BYTES};
 
 use crate::command;
 use crate::config;
@@ -95,21 +95,14 @@ struct Store<'a> {
 }
 
 impl<'a> Store<'a> {
-    /// Reads the value (at `value_at`), ttl_ms (at `ttl_at`) and the options; checks the tags.
-    fn parse(
-        ctx: Ctx,
-        key: &[u8],
-        args: &'a [&'a [u8]],
-        p: &Parsed,
-        (value_at, ttl_at): (usize, usize),
-        now: i64,
-    ) -> Result<Self, CmdError> {
-        let (delta, grace) = (p.options[DELTA_OPT], p.options[GRACE_OPT]);
-        let times = Times::new(now, p.positionals[ttl_at], grace, delta)?;
-        let tags = tags(args, p.options[TAGS_OPT]);
+    /// Reads the value, ttl_ms and the options; checks the tags.
+    fn parse(ctx: Ctx, key: &[u8], p: &Args<'a>, now: i64) -> Result<Self, CmdError> {
+        let (delta, grace) = (p.int("DELTA"), p.int("GRACE"));
+        let times = Times::new(now, p.int("ttl_ms"), grace, delta)?;
+        let tags = p.list("TAGS");
         check_tags(ctx, key, tags)?;
         Ok(Self {
-            value: args[p.positionals[value_at] as usize],
+            value: p.text("value"),
             times,
             tags,
         })
@@ -152,7 +145,7 @@ fn set(call: &Call) -> Result<Reply, CmdError> {
     let p = c::SET.parse(args)?;
     let (ctx, key) = (call.ctx(), call.key_name());
     let now = now_ms();
-    let store = Store::parse(ctx, key, args, &p, (0, 1), now)?;
+    let store = Store::parse(ctx, key, &p, now)?;
     let stored = Stored::load(call)?;
     let existed = stored.as_ref().map(Stored::entry).transpose()?.is_some();
     store.write(ctx, key, existed, now);
@@ -165,8 +158,8 @@ fn fill(call: &Call) -> Result<Reply, CmdError> {
     let p = c::FILL.parse(args)?;
     let (ctx, key) = (call.ctx(), call.key_name());
     let now = now_ms();
-    let store = Store::parse(ctx, key, args, &p, (1, 2), now)?;
-    let lease = args[p.positionals[0] as usize];
+    let store = Store::parse(ctx, key, &p, now)?;
+    let lease = p.text("lease");
     let Some(stored) = Stored::load(call)? else {
         stats::bump(Stat::CacheFillsRefused);
         return Ok(Reply::Null);
@@ -280,10 +273,10 @@ fn wait_hint(entry: &Option<Entry>, now: i64) -> i64 {
 // CACHE.GET key [BETA beta] [LEASE lease_ms]
 fn get(call: &Call) -> Result<Reply, CmdError> {
     let p = c::GET.parse(call.rest())?;
-    let beta = check_beta(float(p.options[0]))?;
+    let beta = check_beta(p.float("BETA"))?;
     let (ctx, key) = (call.ctx(), call.key_name());
     let now = now_ms();
-    let until = lease_until(now, lease_ms(call.rest(), p.options[1]))?;
+    let until = lease_until(now, lease_ms(call.rest(), p.int("LEASE")))?;
     let stored = Stored::load(call)?;
     let entry = stored.as_ref().map(Stored::entry).transpose()?;
     // The draw comes from the CSPRNG only when it can decide anything.
@@ -324,7 +317,7 @@ fn tag(call: &Call) -> Result<Reply, CmdError> {
     let args = call.rest();
     let p = c::TAG.parse(args)?;
     let (ctx, key) = (call.ctx(), call.key_name());
-    let tags = &args[p.trailing_at..];
+    let tags = p.trailing();
     check_tags(ctx, key, tags)?;
     let now = now_ms();
     let stored = Stored::load(call)?;

@@ -5,11 +5,14 @@
 
 pub mod cache;
 pub mod command;
+pub mod keys;
 pub mod leaderboard;
 pub mod lock;
 pub mod lua;
 pub mod ratelimit;
 pub mod session;
+#[cfg(test)]
+mod testing;
 
 /// Every command of every family, in README order.
 pub fn all_commands() -> impl Iterator<Item = &'static command::CommandDef> {
