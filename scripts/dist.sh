@@ -9,7 +9,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n1)
-out=target/dist
+target_dir=${CARGO_TARGET_DIR:-target}
+out=$target_dir/dist
 mkdir -p "$out"
 
 # One tarball: $1 the architecture's name, $2 the built module.
@@ -34,7 +35,7 @@ pack() {
 
 cargo build --release -p redis-patterns
 cargo run --release -q -p patterns-core --bin patterns-lua -- dist >/dev/null
-pack "$(uname -m)" target/release/libredis_patterns.so
+pack "$(uname -m)" "$target_dir/release/libredis_patterns.so"
 
 if [ "${WITH_AARCH64:-0}" = 1 ]; then
   target=aarch64-unknown-linux-gnu
@@ -48,7 +49,7 @@ if [ "${WITH_AARCH64:-0}" = 1 ]; then
   CC_aarch64_unknown_linux_gnu=aarch64-linux-gnu-gcc \
   BINDGEN_EXTRA_CLANG_ARGS_aarch64_unknown_linux_gnu="--target=aarch64-linux-gnu --sysroot=/usr/aarch64-linux-gnu" \
     cargo build --release -p redis-patterns --target "$target"
-  module="target/$target/release/libredis_patterns.so"
+  module="$target_dir/$target/release/libredis_patterns.so"
   machine=$(readelf -h "$module" | sed -n 's/^ *Machine: *//p')
   [ "$machine" = "AArch64" ] || { echo "aarch64: readelf says $machine" >&2; exit 1; }
   pack aarch64 "$module"
