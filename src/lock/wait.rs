@@ -254,6 +254,10 @@ fn arm(ctx: Ctx, kind: Kind, name: &[u8]) {
     }
 }
 
+/// The longest period a timer is set for: RM_CreateTimer computes its end in µs, which a period
+/// near i64's end (`WAIT 9223372036854775807`) would overflow. A timer cut short re-arms.
+const MAX_TIMER_MS: i64 = 1 << 40;
+
 /// Makes sure the queue's timer fires by `at_ms`.
 fn set_timer(ctx: Ctx, queue: &mut Queue, key: &Name, at_ms: i64) {
     if queue.timer.is_some_and(|t| t.at_ms <= at_ms) {
@@ -261,7 +265,7 @@ fn set_timer(ctx: Ctx, queue: &mut Queue, key: &Name, at_ms: i64) {
     }
     stop_timer(ctx, queue.timer.take());
     let data = Box::into_raw(Box::new(key.clone()));
-    let period = at_ms.saturating_sub(now_ms()).max(0);
+    let period = at_ms.saturating_sub(now_ms()).clamp(0, MAX_TIMER_MS);
     let id = unsafe {
         raw::RedisModule_CreateTimer.unwrap()(ctx, period, Some(on_timer), data.cast::<c_void>())
     };
