@@ -3,7 +3,7 @@ SHELL := /bin/bash
 MODULE := $(CURDIR)/target/release/libredis_patterns.so
 export PATTERNS_MODULE := $(MODULE)
 
-.PHONY: all deps build lua run test unit integration clients clients-python clients-node lint wasm bench fuzz dist dist-aarch64 clean
+.PHONY: all deps build lua run test unit integration clients clients-python clients-node lint wasm bench fuzz dist clean
 
 all: build
 
@@ -77,12 +77,6 @@ bench: build lua
 # named with the version and the machine's architecture.
 dist: deps
 	bash scripts/dist.sh
-
-# The same plus an aarch64 tarball, cross-built with Debian's gcc-aarch64-linux-gnu.
-dist-aarch64:
-	@WITH_CROSS=1 bash scripts/install-deps.sh
-	rustup target add aarch64-unknown-linux-gnu
-	WITH_AARCH64=1 bash scripts/dist.sh
 
 clean:
 	cargo clean

@@ -2,9 +2,7 @@
 # Builds the release tarball: target/dist/redis-patterns-<version>-<arch>-linux.tar.gz holding
 # the module (full-LTO release build), the Lua twin (dist/patterns.lua, dist/scripts/),
 # redis.conf (its loadmodule line pointing at the tarball's module), README.md and
-# SHA256SUMS; one tarball per architecture. WITH_AARCH64=1 (`make dist-aarch64`) also
-# cross-builds an aarch64 module when the Rust target and Debian's cross toolchain are
-# installed (WITH_CROSS=1 scripts/install-deps.sh installs them), and checks it with readelf.
+# SHA256SUMS, for the machine's architecture. (No aarch64 build yet: see README, Operations.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -37,20 +35,3 @@ cargo build --release -p redis-patterns
 cargo run --release -q -p patterns-core --bin patterns-lua -- dist >/dev/null
 pack "$(uname -m)" "$target_dir/release/libredis_patterns.so"
 
-if [ "${WITH_AARCH64:-0}" = 1 ]; then
-  target=aarch64-unknown-linux-gnu
-  if ! rustup target list --installed | grep -qx "$target" \
-     || ! command -v aarch64-linux-gnu-gcc >/dev/null; then
-    echo "aarch64: the Rust target or aarch64-linux-gnu-gcc is missing" \
-         "(WITH_CROSS=1 bash scripts/install-deps.sh, then rustup target add $target)" >&2
-    exit 1
-  fi
-  CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc \
-  CC_aarch64_unknown_linux_gnu=aarch64-linux-gnu-gcc \
-  BINDGEN_EXTRA_CLANG_ARGS_aarch64_unknown_linux_gnu="--target=aarch64-linux-gnu --sysroot=/usr/aarch64-linux-gnu" \
-    cargo build --release -p redis-patterns --target "$target"
-  module="$target_dir/$target/release/libredis_patterns.so"
-  machine=$(readelf -h "$module" | sed -n 's/^ *Machine: *//p')
-  [ "$machine" = "AArch64" ] || { echo "aarch64: readelf says $machine" >&2; exit 1; }
-  pack aarch64 "$module"
-fi

