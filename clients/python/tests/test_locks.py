@@ -12,6 +12,7 @@ from redis import Redis
 import redis_patterns
 import redis_patterns.asyncio
 from redis_patterns import LockNotAcquired, LockNotOwned
+from redis_patterns._ops import record
 
 from .conftest import Api, v
 
@@ -134,7 +135,7 @@ async def queue_in_order(api: Api, key: str, waiters: int) -> None:
         await asyncio.sleep(0.02)
         return
     for _ in range(500):
-        if api.raw.execute_command("LOCK.INFO", key)[9] == waiters:
+        if record(api.raw.execute_command("LOCK.INFO", key))["waiters"] == waiters:
             return
         await asyncio.sleep(0.01)
     raise AssertionError("waiter did not queue")
