@@ -1,0 +1,267 @@
+//! Leaderboards in the shared scenarios: a board's tie-break keys live in its slot,
+//! `{board}:lb-order`, `lb-stamps` and `lb-scores` (or `board:lb-...` with a hash tag).
+
+use crate::*;
+use patterns_core::leaderboard::COMMANDS;
+use rand::seq::SliceRandom;
+use std::thread::sleep;
+use std::time::Duration;
+
+/// c (7) first, then a and b (5, in arrival order).
+fn board(c: &mut dyn ConnectionLike, key: &str) {
+    assert_eq!(
+        run::<i64>(c, &["LB.ADD", key, "5", "a", "5", "b", "7", "c"]),
+        3
+    );
+}
+
+fn tie_break_keys(board: &str) -> Vec<String> {
+    ["lb-order", "lb-stamps", "lb-scores"]
+        .iter()
+        .map(|s| derived(board, s))
+        .collect()
+}
+
+/// A read of the row's board.
+fn read(argv: &[&str]) -> Call {
+    Call::new(argv, &[argv[1]], &tie_break_keys(argv[1]))
+}
+
+/// Entries as replied: (rank, member, score).
+fn entries(v: &Value) -> Vec<(i64, String, String)> {
+    redis::from_redis_value(v).unwrap_or_else(|e| panic!("{e}: {v:?}"))
+}
+
+fn entry(rank: i64, member: &str, score: &str) -> (i64, String, String) {
+    (rank, member.into(), score.into())
+}
+
+pub fn family() -> Family {
+    Family {
+        name: "leaderboard",
+        commands: &COMMANDS,
+        rows: vec![
+            Row {
+                def: COMMANDS[0],
+                call: |_, k| {
+                    let argv = ["LB.ADD", k, "5", "a", "5", "b", "7", "c"];
+                    Call::new(&argv, &[k], &tie_break_keys(k))
+                },
+                check: |c, call, v| {
+                    assert_eq!(v, &Value::Int(3));
+                    for key in &call.derived {
+                        assert_eq!(run::<i64>(c, &["EXISTS", key]), 1, "{key}");
+                    }
+                    Vec::new()
+                },
+            },
+            Row {
+                def: COMMANDS[1],
+                call: |c, k| {
+                    board(c, k);
+                    read(&["LB.INCR", k, "2", "a"])
+                },
+                check: |c, call, v| {
+                    assert_eq!(text(v).as_deref(), Some("7"));
+                    let top: Value = run(c, &["LB.TOP", &call.keys[0], "1"]);
+                    assert_eq!(entries(&top), [entry(1, "c", "7")], "c reached 7 first");
+                    Vec::new()
+                },
+            },
+            Row {
+                def: COMMANDS[2],
+                call: |c, k| {
+                    board(c, k);
+                    read(&["LB.REM", k, "a"])
+                },
+                check: |c, call, v| {
+                    assert_eq!(v, &Value::Int(1));
+                    assert_eq!(run::<i64>(c, &["ZCARD", &call.keys[0]]), 2);
+                    Vec::new()
+                },
+            },
+            Row {
+                def: COMMANDS[3],
+                call: |c, k| {
+                    board(c, k);
+                    read(&["LB.TOP", k, "3"])
+                },
+                check: |_, _, v| {
+                    let want = [entry(1, "c", "7"), entry(2, "a", "5"), entry(3, "b", "5")];
+                    assert_eq!(entries(v), want);
+                    Vec::new()
+                },
+            },
+            Row {
+                def: COMMANDS[4],
+                call: |c, k| {
+                    board(c, k);
+                    read(&["LB.RANK", k, "b"])
+                },
+                check: |_, _, v| {
+                    let rank: (i64, String, i64) = redis::from_redis_value(v).unwrap();
+                    assert_eq!(rank, (3, "5".into(), 3));
+                    Vec::new()
+                },
+            },
+            Row {
+                def: COMMANDS[5],
+                call: |c, k| {
+                    board(c, k);
+                    read(&["LB.AROUND", k, "a", "2", "ASC"])
+                },
+                check: |_, _, v| {
+                    assert_eq!(entries(v), [entry(1, "a", "5"), entry(2, "b", "5")]);
+                    Vec::new()
+                },
+            },
+            Row {
+                def: COMMANDS[6],
+                call: |c, k| {
+                    board(c, k);
+                    read(&["LB.PAGE", k, "1", "2"])
+                },
+                check: |_, _, v| {
+                    let (pages, page): (i64, Value) = redis::from_redis_value(v).unwrap();
+                    assert_eq!(pages, 2);
+                    assert_eq!(entries(&page), [entry(1, "c", "7"), entry(2, "a", "5")]);
+                    Vec::new()
+                },
+            },
+            Row {
+                def: COMMANDS[7],
+                // The percentile reads the board only.
+                call: |c, k| {
+                    board(c, k);
+                    Call::new(&["LB.PERCENTILE", k, "c"], &[k], &[])
+                },
+                check: |_, _, v| {
+                    let share: f64 = text(v).unwrap().parse().unwrap();
+                    assert!((share - 200.0 / 3.0).abs() < 1e-9, "{share}");
+                    Vec::new()
+                },
+            },
+        ],
+        workload,
+        seed: 7,
+        min_keys: 9,
+        pttl_tolerance_ms: 0,
+        twin: Twin {
+            random_call,
+            args: one_key,
+            seed: |c| {
+                let _: () = run(c, &["SET", "text", "v"]);
+                // A plain board, adopted by the first write.
+                let _: i64 = run(c, &["ZADD", "weekly", "2", "u3", "2", "u1", "5", "u9"]);
+            },
+            tracked: |_, _| {
+                let mut keys = strings(&["lb:{a}", "weekly", "text"]);
+                keys.extend(tie_break_keys("lb:{a}"));
+                keys.extend(tie_break_keys("weekly"));
+                keys
+            },
+            tolerance_ms: 0,
+            kind: |v| {
+                match v {
+                    Value::ServerError(_) => "error",
+                    Value::Nil => "nil",
+                    Value::Array(items) if !items.is_empty() => "entries",
+                    _ => "other",
+                }
+                .into()
+            },
+            least: &[("error", 10), ("nil", 10), ("entries", 10), ("other", 10)],
+            seeds: [[43, 43], [43, 43]],
+            steps: 500,
+            pause: (0.0, 2),
+        },
+    }
+}
+
+/// LB.ADD, LB.INCR, LB.REM and reads over a few boards, one of them a plain board adopted by
+/// its first LB.* write.
+fn workload(server: &Server, rng: &mut StdRng) {
+    let mut c = server.conn();
+    let c = &mut c;
+    let boards = ["lb:{a}", "weekly", "lb:{c}"];
+    let _: i64 = run(c, &["ZADD", "weekly", "1", "p1", "1", "p0", "4", "p2"]);
+    for _ in 0..600 {
+        let board = *boards.choose(rng).unwrap();
+        let m = format!("u{}", rng.gen_range(0..40));
+        match rng.gen_range(0..10) {
+            0..=4 => {
+                let s = rng.gen_range(-3..6).to_string();
+                let _: i64 = run(c, &["LB.ADD", board, &s, &m, "5", "u0"]);
+            }
+            5 | 6 => {
+                let _: String = run(c, &["LB.INCR", board, "1.5", &m]);
+            }
+            7 => {
+                let _: i64 = run(c, &["LB.REM", board, &m]);
+            }
+            _ => {
+                let _: Value = run(c, &["LB.AROUND", board, &m, "3", "RANKING", "DENSE"]);
+            }
+        }
+        if rng.gen_bool(0.05) {
+            sleep(Duration::from_millis(rng.gen_range(1..5)));
+        }
+    }
+}
+
+/// A random call, valid most of the time.
+fn random_call(rng: &mut StdRng, _: &[Value]) -> Vec<String> {
+    let boards = ["lb:{a}", "weekly", "text", "a{b"];
+    let board = boards[if rng.gen_bool(0.92) {
+        rng.gen_range(0..2)
+    } else {
+        rng.gen_range(2..4)
+    }];
+    let member = format!("u{}", rng.gen_range(0..12));
+    let score = [
+        "1",
+        "2",
+        "2",
+        "-0.5",
+        "1e300",
+        "inf",
+        "0.1",
+        "x",
+        "9007199254740993",
+    ][rng.gen_range(0..9)];
+    let order = ["", "ASC", "DESC"][rng.gen_range(0..3)];
+    let ranking = ["", "ORDINAL", "DENSE", "COMPETITION", "MODIFIED", "BOGUS"][rng.gen_range(0..6)];
+    let count = ["1", "2", "3", "5", "0"][rng.gen_range(0..5)];
+    let mut v: Vec<String> = match rng.gen_range(0..16) {
+        0..=4 => strings(&["LB.ADD", board, score, &member]),
+        5 => strings(&["LB.ADD", board, score, &member, "2", "u1"]),
+        6 | 7 => strings(&[
+            "LB.INCR",
+            board,
+            ["1", "-1", "0", "2.5", "-inf"][rng.gen_range(0..5)],
+            &member,
+        ]),
+        8 => strings(&["LB.REM", board, &member]),
+        9 => strings(&["LB.RANK", board, &member]),
+        10 | 11 => strings(&["LB.AROUND", board, &member, count]),
+        12 => strings(&[
+            "LB.TOP",
+            board,
+            count,
+            "OFFSET",
+            &rng.gen_range(0..8).to_string(),
+        ]),
+        13 | 14 => strings(&["LB.PAGE", board, &rng.gen_range(1..5).to_string(), count]),
+        _ => strings(&["LB.PERCENTILE", board, &member]),
+    };
+    let name = v[0].clone();
+    if !order.is_empty() && name != "LB.ADD" && name != "LB.INCR" && name != "LB.REM" {
+        v.push(order.into());
+    }
+    if !ranking.is_empty()
+        && !["LB.ADD", "LB.INCR", "LB.REM", "LB.PERCENTILE"].contains(&name.as_str())
+    {
+        v.extend(strings(&["RANKING", ranking]));
+    }
+    v
+}
