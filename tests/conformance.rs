@@ -563,6 +563,12 @@ fn the_aof_holds_only_effects_and_replays_to_the_same_bytes() {
         // expiries below.
         assert_same_state(&before, &snapshot(&mut c), 10_000);
         assert_expiries_close(&before_expiries, &expiries(&mut c));
+        // And carries on from the reloaded state.
+        for (i, row) in rows().iter().enumerate() {
+            for base in bases("reloaded", i) {
+                call_and_check(&mut c, row, &base);
+            }
+        }
     }
 }
 
