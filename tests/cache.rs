@@ -17,14 +17,6 @@ use std::sync::{Arc, Barrier};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-fn text(v: &Value) -> Option<String> {
-    match v {
-        Value::BulkString(b) => Some(String::from_utf8_lossy(b).into_owned()),
-        Value::SimpleString(s) => Some(s.clone()),
-        _ => None,
-    }
-}
-
 /// A CACHE.GET reply: (state, value, lease token or retry_ms as text).
 fn parts(v: &Value) -> (String, Option<String>, Option<String>) {
     let Value::Array(items) = v else {

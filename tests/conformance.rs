@@ -109,13 +109,6 @@ pub struct Twin {
     pub pause: (f64, u64),
 }
 
-/// The twin's usual arguments: the call's key, then the rest.
-pub fn one_key(argv: &[String], _: &Value) -> Vec<String> {
-    let mut args = vec!["1".to_string()];
-    args.extend(argv[1..].iter().cloned());
-    args
-}
-
 pub fn families() -> Vec<Family> {
     vec![
         conformance::ratelimit::family(),
@@ -160,25 +153,9 @@ pub fn send(c: &mut dyn ConnectionLike, args: &[String]) -> Result<Value, String
     })
 }
 
-/// Runs `args` and converts the reply; panics on an error.
-pub fn run<T: redis::FromRedisValue>(c: &mut dyn ConnectionLike, args: &[&str]) -> T {
-    let reply = send(c, &strings(args)).unwrap_or_else(|e| panic!("{args:?}: {e}"));
-    redis::from_redis_value(&reply).unwrap_or_else(|e| panic!("{args:?}: {e}: {reply:?}"))
-}
-
 /// Integers of an array reply.
 pub fn ints(v: &Value) -> Vec<i64> {
     redis::from_redis_value(v).unwrap_or_else(|e| panic!("{e}: {v:?}"))
-}
-
-/// Text of a bulk or status reply.
-pub fn text(v: &Value) -> Option<String> {
-    match v {
-        Value::BulkString(b) => Some(String::from_utf8_lossy(b).into_owned()),
-        Value::SimpleString(s) => Some(s.clone()),
-        Value::Okay => Some("OK".into()),
-        _ => None,
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -276,7 +253,7 @@ fn command_info_docs_and_keys_come_from_the_definitions() {
         for (i, row) in rows().iter().enumerate() {
             let def = row.def;
             let name = def.name.to_ascii_lowercase();
-            let info: Value = run(&mut c, &["COMMAND", "INFO", &name]);
+            let info: Value = query(&mut c, &["COMMAND", "INFO", &name]);
             let Value::Array(info) = info else {
                 panic!("{name}: {info:?}")
             };
@@ -292,7 +269,7 @@ fn command_info_docs_and_keys_come_from_the_definitions() {
                     "{name}: the key spec searches for {token}: {info_text}"
                 );
             }
-            let docs: Value = run(&mut c, &["COMMAND", "DOCS", &name]);
+            let docs: Value = query(&mut c, &["COMMAND", "DOCS", &name]);
             let docs = format!("{docs:?}");
             for word in [def.summary, def.complexity, "key_spec_index"]
                 .into_iter()
@@ -321,14 +298,14 @@ fn command_info_docs_and_keys_come_from_the_definitions() {
 
 /// The server's slot for `key`.
 fn keyslot(node: &mut redis::Connection, key: &str) -> i64 {
-    run(node, &["CLUSTER", "KEYSLOT", key])
+    query(node, &["CLUSTER", "KEYSLOT", key])
 }
 
 /// Every key on any node, with the port of the node holding it.
 fn cluster_keys(cluster: &Cluster) -> BTreeMap<String, u16> {
     let mut keys = BTreeMap::new();
     for node in &cluster.nodes {
-        let found: Vec<String> = run(&mut node.conn(), &["KEYS", "*"]);
+        let found: Vec<String> = query(&mut node.conn(), &["KEYS", "*"]);
         keys.extend(found.into_iter().map(|k| (k, node.port())));
     }
     keys
@@ -533,7 +510,7 @@ fn a_replica_holds_the_primarys_bytes_after_random_workloads() {
                 assert_same_state(&primary, &snapshot(&mut r), family.pttl_tolerance_ms);
                 assert_expiries_close(&expiries(&mut p), &expiries(&mut r));
             }
-            let _: () = run(&mut p, &["FLUSHALL"]);
+            let _: () = query(&mut p, &["FLUSHALL"]);
         }
     }
 }
@@ -578,34 +555,8 @@ fn the_aof_holds_only_effects_and_replays_to_the_same_bytes() {
 // ran at the same `now` on both servers and must match exactly. A step that straddles a
 // millisecond is not compared; the twin's keys are then re-synced from the module's.
 
-/// How the twin is called.
-#[derive(Clone, Copy, Debug)]
-enum Path {
-    Fcall,
-    Evalsha,
-}
-
-fn twin_cmd(
-    path: Path,
-    shas: &BTreeMap<String, String>,
-    argv: &[String],
-    args: Vec<String>,
-) -> redis::Cmd {
-    let function = argv[0].to_ascii_lowercase().replace('.', "_");
-    let mut cmd = match path {
-        Path::Fcall => redis::cmd("FCALL"),
-        Path::Evalsha => redis::cmd("EVALSHA"),
-    };
-    match path {
-        Path::Fcall => cmd.arg(&function),
-        Path::Evalsha => cmd.arg(&shas[&function]),
-    };
-    cmd.arg(args);
-    cmd
-}
-
 /// Runs a random history on the module and on the twin, comparing replies and keys.
-fn differential(flavor: Flavor, path: Path, family: &Family, seed: u64) {
+fn differential(flavor: Flavor, path: TwinPath, family: &Family, seed: u64) {
     let twin = &family.twin;
     let module = Server::start(flavor);
     let plain = Server::start_without_module(flavor, &[]);
@@ -623,7 +574,7 @@ fn differential(flavor: Flavor, path: Path, family: &Family, seed: u64) {
         native.arg(&argv[1..]);
         at_ms_start(&mut a);
         let (a0, reply, a1) = timed(&mut a, &native);
-        let call = twin_cmd(path, &shas, &argv, (twin.args)(&argv, &reply));
+        let call = twin_cmd(path, &shas, &argv, &(twin.args)(&argv, &reply));
         let (b0, twin_reply, b1) = timed(&mut b, &call);
         replies.push(reply.clone());
         let tracked = (twin.tracked)(&argv, &replies);
@@ -666,7 +617,7 @@ fn differential(flavor: Flavor, path: Path, family: &Family, seed: u64) {
 fn the_functions_library_matches_the_module() {
     for family in families() {
         for (flavor, seed) in flavors().into_iter().zip(family.twin.seeds[0]) {
-            differential(flavor, Path::Fcall, &family, seed);
+            differential(flavor, TwinPath::Fcall, &family, seed);
         }
     }
 }
@@ -675,7 +626,7 @@ fn the_functions_library_matches_the_module() {
 fn the_evalsha_scripts_match_the_module() {
     for family in families() {
         for (flavor, seed) in flavors().into_iter().zip(family.twin.seeds[1]) {
-            differential(flavor, Path::Evalsha, &family, seed);
+            differential(flavor, TwinPath::Evalsha, &family, seed);
         }
     }
 }

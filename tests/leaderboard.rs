@@ -741,24 +741,6 @@ fn scores_are_read_as_zadd_reads_them() {
 // ---------------------------------------------------------------------------------------------
 // The Lua twin
 
-fn twin_call(args: &[String], shas: Option<&BTreeMap<String, String>>) -> redis::Cmd {
-    let function = args[0].to_ascii_lowercase().replace('.', "_");
-    let mut cmd = match shas {
-        None => {
-            let mut c = redis::cmd("FCALL");
-            c.arg(&function);
-            c
-        }
-        Some(shas) => {
-            let mut c = redis::cmd("EVALSHA");
-            c.arg(&shas[&function]);
-            c
-        }
-    };
-    cmd.arg(1).arg(&args[1..]);
-    cmd
-}
-
 /// Reads depend on no clock: on a copy of a large board with big tie groups (and on a plain
 /// board), the twin's replies are the module's, reply for reply.
 #[test]
@@ -823,7 +805,16 @@ fn lua_twin_reads_a_large_board_as_the_module_does() {
             let mut native = redis::cmd(&call[0]);
             native.arg(&call[1..]);
             let reply_a = pipeline(&mut a, &[native]).remove(0);
-            let reply_b = pipeline(&mut b, &[twin_call(&call, None)]).remove(0);
+            let reply_b = pipeline(
+                &mut b,
+                &[twin_cmd(
+                    TwinPath::Fcall,
+                    &BTreeMap::new(),
+                    &call,
+                    &one_key(&call),
+                )],
+            )
+            .remove(0);
             assert_eq!(
                 shown(&reply_a),
                 shown(&reply_b),

@@ -13,13 +13,6 @@ use std::collections::BTreeMap;
 use std::thread::sleep;
 use std::time::Duration;
 
-/// How the twin is called.
-#[derive(Clone, Copy, Debug)]
-enum Path {
-    Fcall,
-    Evalsha,
-}
-
 /// A plain server (no module) with the twin loaded both ways.
 struct Twin {
     server: Server,
@@ -32,25 +25,6 @@ impl Twin {
         let shas = load_twin(&mut server.conn());
         Twin { server, shas }
     }
-}
-
-/// The same call as the module command, an FCALL, or an EVALSHA.
-fn twin_cmd(args: &[String], path: Path, shas: &BTreeMap<String, String>) -> redis::Cmd {
-    let function = args[0].to_ascii_lowercase().replace('.', "_");
-    let mut cmd = match path {
-        Path::Fcall => {
-            let mut c = redis::cmd("FCALL");
-            c.arg(&function);
-            c
-        }
-        Path::Evalsha => {
-            let mut c = redis::cmd("EVALSHA");
-            c.arg(&shas[&function]);
-            c
-        }
-    };
-    cmd.arg(1).arg(&args[1..]);
-    cmd
 }
 
 fn native_cmd(args: &[String]) -> redis::Cmd {
@@ -118,11 +92,10 @@ fn interleaved_native_and_lua_calls_are_one_limiter() {
                 let mixed = if rng.gen_bool(0.5) {
                     native_cmd(&call("mixed"))
                 } else {
-                    twin_cmd(
-                        &call("mixed"),
-                        *[Path::Fcall, Path::Evalsha].choose(&mut rng).unwrap(),
-                        &shas,
-                    )
+                    let path = *[TwinPath::Fcall, TwinPath::Evalsha]
+                        .choose(&mut rng)
+                        .unwrap();
+                    twin_cmd(path, &shas, &call("mixed"), &one_key(&call("mixed")))
                 };
                 let v = pipeline(
                     &mut c,
@@ -174,7 +147,11 @@ fn twin_refuses_what_it_cannot_compute_exactly() {
         let native = timed_reply(&mut a, &native_cmd(&args)).1.ints();
         assert_eq!(&native[..4], &[1, 9007199254740993, 9007199254740992, -1]);
         assert_eq!(
-            timed_reply(&mut b, &twin_cmd(&args, Path::Fcall, &twin.shas)).1,
+            timed_reply(
+                &mut b,
+                &twin_cmd(TwinPath::Fcall, &twin.shas, &args, &one_key(&args))
+            )
+            .1,
             Reply::Error(
                 "ERR limit exceeds the Lua twin's exact integer range (below 2^53)".into()
             )
@@ -193,7 +170,11 @@ fn twin_refuses_what_it_cannot_compute_exactly() {
             matches!(timed_reply(&mut a, &native_cmd(&args)).1, Reply::Ints(ref r) if r[0] == 1)
         );
         assert_eq!(
-            timed_reply(&mut b, &twin_cmd(&args, Path::Evalsha, &twin.shas)).1,
+            timed_reply(
+                &mut b,
+                &twin_cmd(TwinPath::Evalsha, &twin.shas, &args, &one_key(&args))
+            )
+            .1,
             Reply::Error(patterns_core::ratelimit::lua::TWIN_RANGE.into())
         );
     }

@@ -10,19 +10,19 @@ use std::time::Duration;
 fn set(c: &mut dyn ConnectionLike, args: &[&str]) {
     let mut argv = vec!["CACHE.SET"];
     argv.extend_from_slice(args);
-    assert_eq!(run::<String>(c, &argv), "OK");
+    assert_eq!(query::<String>(c, &argv), "OK");
 }
 
 /// `key` holds `value`, listed under `tag` when one is given.
 fn assert_cached(c: &mut dyn ConnectionLike, key: &str, tag: Option<&String>) {
-    let reply: Value = run(c, &["CACHE.GET", key]);
+    let reply: Value = query(c, &["CACHE.GET", key]);
     let Value::Array(items) = reply else {
         panic!("{reply:?}")
     };
     assert_eq!(text(&items[0]).as_deref(), Some("HIT"), "{key}");
     assert_eq!(text(&items[1]).as_deref(), Some("v"), "{key}");
     if let Some(tag) = tag {
-        let listed: Option<f64> = run(c, &["ZSCORE", tag, key]);
+        let listed: Option<f64> = query(c, &["ZSCORE", tag, key]);
         assert!(listed.is_some(), "{key} is not listed under {tag}");
     }
 }
@@ -67,7 +67,7 @@ pub fn family() -> Family {
                 def: COMMANDS[2],
                 call: |c, k| {
                     let (state, _, lease): (String, Option<String>, String) =
-                        run(c, &["CACHE.GET", k]);
+                        query(c, &["CACHE.GET", k]);
                     assert_eq!(state, "MISS");
                     let t1 = derived(k, "t1");
                     Call::new(
@@ -107,7 +107,7 @@ pub fn family() -> Family {
                 check: |c, call, v| {
                     assert_eq!(v, &Value::Int(2));
                     for key in &call.derived {
-                        assert_eq!(run::<i64>(c, &["EXISTS", key]), 0, "{key}");
+                        assert_eq!(query::<i64>(c, &["EXISTS", key]), 0, "{key}");
                     }
                     Vec::new()
                 },
@@ -280,7 +280,7 @@ fn twin_args(argv: &[String], reply: &Value) -> Vec<String> {
 }
 
 fn seed_wrong_types(c: &mut redis::Connection) {
-    let _: () = run(c, &["SET", "text{a}", "x"]);
+    let _: () = query(c, &["SET", "text{a}", "x"]);
 }
 
 /// Random calls, then long-lived entries and a lease, so that something survives a restart.
@@ -301,5 +301,5 @@ fn workload(server: &Server, rng: &mut StdRng) {
             &[key, &format!("final{i}"), "600000", "TAGS", TAGS[i % 3]],
         );
     }
-    let _: Value = run(&mut c, &["CACHE.GET", "e:{a}:lease", "LEASE", "60000"]);
+    let _: Value = query(&mut c, &["CACHE.GET", "e:{a}:lease", "LEASE", "60000"]);
 }

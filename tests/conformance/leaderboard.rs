@@ -10,7 +10,7 @@ use std::time::Duration;
 /// c (7) first, then a and b (5, in arrival order).
 fn board(c: &mut dyn ConnectionLike, key: &str) {
     assert_eq!(
-        run::<i64>(c, &["LB.ADD", key, "5", "a", "5", "b", "7", "c"]),
+        query::<i64>(c, &["LB.ADD", key, "5", "a", "5", "b", "7", "c"]),
         3
     );
 }
@@ -50,7 +50,7 @@ pub fn family() -> Family {
                 check: |c, call, v| {
                     assert_eq!(v, &Value::Int(3));
                     for key in &call.derived {
-                        assert_eq!(run::<i64>(c, &["EXISTS", key]), 1, "{key}");
+                        assert_eq!(query::<i64>(c, &["EXISTS", key]), 1, "{key}");
                     }
                     Vec::new()
                 },
@@ -63,7 +63,7 @@ pub fn family() -> Family {
                 },
                 check: |c, call, v| {
                     assert_eq!(text(v).as_deref(), Some("7"));
-                    let top: Value = run(c, &["LB.TOP", &call.keys[0], "1"]);
+                    let top: Value = query(c, &["LB.TOP", &call.keys[0], "1"]);
                     assert_eq!(entries(&top), [entry(1, "c", "7")], "c reached 7 first");
                     Vec::new()
                 },
@@ -76,7 +76,7 @@ pub fn family() -> Family {
                 },
                 check: |c, call, v| {
                     assert_eq!(v, &Value::Int(1));
-                    assert_eq!(run::<i64>(c, &["ZCARD", &call.keys[0]]), 2);
+                    assert_eq!(query::<i64>(c, &["ZCARD", &call.keys[0]]), 2);
                     Vec::new()
                 },
             },
@@ -148,11 +148,11 @@ pub fn family() -> Family {
         pttl_tolerance_ms: 0,
         twin: Twin {
             random_call,
-            args: one_key,
+            args: |argv, _| one_key(argv),
             seed: |c| {
-                let _: () = run(c, &["SET", "text", "v"]);
+                let _: () = query(c, &["SET", "text", "v"]);
                 // A plain board, adopted by the first write.
-                let _: i64 = run(c, &["ZADD", "weekly", "2", "u3", "2", "u1", "5", "u9"]);
+                let _: i64 = query(c, &["ZADD", "weekly", "2", "u3", "2", "u1", "5", "u9"]);
             },
             tracked: |_, _| {
                 let mut keys = strings(&["lb:{a}", "weekly", "text"]);
@@ -184,23 +184,23 @@ fn workload(server: &Server, rng: &mut StdRng) {
     let mut c = server.conn();
     let c = &mut c;
     let boards = ["lb:{a}", "weekly", "lb:{c}"];
-    let _: i64 = run(c, &["ZADD", "weekly", "1", "p1", "1", "p0", "4", "p2"]);
+    let _: i64 = query(c, &["ZADD", "weekly", "1", "p1", "1", "p0", "4", "p2"]);
     for _ in 0..600 {
         let board = *boards.choose(rng).unwrap();
         let m = format!("u{}", rng.gen_range(0..40));
         match rng.gen_range(0..10) {
             0..=4 => {
                 let s = rng.gen_range(-3..6).to_string();
-                let _: i64 = run(c, &["LB.ADD", board, &s, &m, "5", "u0"]);
+                let _: i64 = query(c, &["LB.ADD", board, &s, &m, "5", "u0"]);
             }
             5 | 6 => {
-                let _: String = run(c, &["LB.INCR", board, "1.5", &m]);
+                let _: String = query(c, &["LB.INCR", board, "1.5", &m]);
             }
             7 => {
-                let _: i64 = run(c, &["LB.REM", board, &m]);
+                let _: i64 = query(c, &["LB.REM", board, &m]);
             }
             _ => {
-                let _: Value = run(c, &["LB.AROUND", board, &m, "3", "RANKING", "DENSE"]);
+                let _: Value = query(c, &["LB.AROUND", board, &m, "3", "RANKING", "DENSE"]);
             }
         }
         if rng.gen_bool(0.05) {

@@ -8,11 +8,14 @@ use std::thread::{sleep, spawn, JoinHandle};
 use std::time::Duration;
 
 fn acquire(c: &mut dyn ConnectionLike, key: &str) {
-    assert_eq!(run::<i64>(c, &["LOCK.ACQUIRE", key, "me", "60000"]), 1);
+    assert_eq!(query::<i64>(c, &["LOCK.ACQUIRE", key, "me", "60000"]), 1);
 }
 
 fn acquire_permit(c: &mut dyn ConnectionLike, key: &str) {
-    assert_eq!(run::<i64>(c, &["SEM.ACQUIRE", key, "me", "1", "60000"]), 1);
+    assert_eq!(
+        query::<i64>(c, &["SEM.ACQUIRE", key, "me", "1", "60000"]),
+        1
+    );
 }
 
 fn one(v: &Value) -> Vec<String> {
@@ -35,8 +38,8 @@ pub fn family() -> Family {
                     )
                 },
                 check: |c, call, v| {
-                    assert_eq!(run::<i64>(c, &["GET", &call.derived[0]]), 1);
-                    assert_eq!(run::<String>(c, &["HGET", &call.keys[0], "owner"]), "me");
+                    assert_eq!(query::<i64>(c, &["GET", &call.derived[0]]), 1);
+                    assert_eq!(query::<String>(c, &["HGET", &call.keys[0], "owner"]), "me");
                     one(v)
                 },
             },
@@ -47,7 +50,7 @@ pub fn family() -> Family {
                     Call::new(&["LOCK.RELEASE", k, "me"], &[k], &[])
                 },
                 check: |c, call, v| {
-                    assert_eq!(run::<i64>(c, &["EXISTS", &call.keys[0]]), 0);
+                    assert_eq!(query::<i64>(c, &["EXISTS", &call.keys[0]]), 0);
                     one(v)
                 },
             },
@@ -58,7 +61,7 @@ pub fn family() -> Family {
                     Call::new(&["LOCK.EXTEND", k, "me", "90000"], &[k], &[])
                 },
                 check: |c, call, v| {
-                    assert!(run::<i64>(c, &["PTTL", &call.keys[0]]) > 60_000);
+                    assert!(query::<i64>(c, &["PTTL", &call.keys[0]]) > 60_000);
                     one(v)
                 },
             },
@@ -79,7 +82,7 @@ pub fn family() -> Family {
                 def: COMMANDS[4],
                 call: |_, k| Call::new(&["LOCK.FENCEDHSET", k, "1", "f", "v"], &[k], &[]),
                 check: |c, call, v| {
-                    assert_eq!(run::<String>(c, &["HGET", &call.keys[0], "f"]), "v");
+                    assert_eq!(query::<String>(c, &["HGET", &call.keys[0], "f"]), "v");
                     one(v)
                 },
             },
@@ -87,7 +90,7 @@ pub fn family() -> Family {
                 def: COMMANDS[5],
                 call: |_, k| Call::new(&["SEM.ACQUIRE", k, "me", "1", "60000"], &[k], &[]),
                 check: |c, call, v| {
-                    assert_eq!(run::<i64>(c, &["SEM.COUNT", &call.keys[0]]), 1);
+                    assert_eq!(query::<i64>(c, &["SEM.COUNT", &call.keys[0]]), 1);
                     one(v)
                 },
             },
@@ -98,7 +101,7 @@ pub fn family() -> Family {
                     Call::new(&["SEM.RELEASE", k, "me"], &[k], &[])
                 },
                 check: |c, call, v| {
-                    assert_eq!(run::<i64>(c, &["EXISTS", &call.keys[0]]), 0);
+                    assert_eq!(query::<i64>(c, &["EXISTS", &call.keys[0]]), 0);
                     one(v)
                 },
             },
@@ -117,7 +120,7 @@ pub fn family() -> Family {
         pttl_tolerance_ms: 50,
         twin: Twin {
             random_call,
-            args: one_key,
+            args: |argv, _| one_key(argv),
             seed: seed_wrong_types,
             tracked: |_, _| {
                 strings(&[
@@ -181,13 +184,13 @@ fn workload(server: &Server, rng: &mut StdRng) {
         let ttl = if rng.gen_bool(0.3) { "40" } else { "60000" };
         match rng.gen_range(0..12) {
             0..=2 => {
-                let _: Option<i64> = run(c, &["LOCK.ACQUIRE", key, owner, ttl]);
+                let _: Option<i64> = query(c, &["LOCK.ACQUIRE", key, owner, ttl]);
             }
             3 | 4 => {
-                let _: i64 = run(c, &["LOCK.RELEASE", key, owner]);
+                let _: i64 = query(c, &["LOCK.RELEASE", key, owner]);
             }
             5 => {
-                let _: i64 = run(c, &["LOCK.EXTEND", key, owner, ttl]);
+                let _: i64 = query(c, &["LOCK.EXTEND", key, owner, ttl]);
             }
             6 if waiting.len() < 4 => {
                 let w = format!("w{step}");
@@ -198,17 +201,17 @@ fn workload(server: &Server, rng: &mut StdRng) {
             }
             7 | 8 => {
                 let limit = rng.gen_range(1..4).to_string();
-                let _: i64 = run(c, &["SEM.ACQUIRE", "sem:{s}", owner, &limit, ttl]);
+                let _: i64 = query(c, &["SEM.ACQUIRE", "sem:{s}", owner, &limit, ttl]);
             }
             9 => {
-                let _: i64 = run(c, &["SEM.RELEASE", "sem:{s}", owner]);
+                let _: i64 = query(c, &["SEM.RELEASE", "sem:{s}", owner]);
             }
             10 => {
                 let token = rng.gen_range(1..20).to_string();
-                let _: i64 = run(c, &["LOCK.FENCEDHSET", "res", &token, "v", &token]);
+                let _: i64 = query(c, &["LOCK.FENCEDHSET", "res", &token, "v", &token]);
             }
             _ => {
-                let _: i64 = run(c, &["SEM.COUNT", "sem:{s}"]);
+                let _: i64 = query(c, &["SEM.COUNT", "sem:{s}"]);
             }
         }
         if rng.gen_bool(0.05) {
@@ -219,7 +222,7 @@ fn workload(server: &Server, rng: &mut StdRng) {
         w.join().unwrap();
     }
     sleep(Duration::from_millis(100));
-    let _: i64 = run(c, &["SEM.COUNT", "sem:{s}"]);
+    let _: i64 = query(c, &["SEM.COUNT", "sem:{s}"]);
 }
 
 /// A random non-blocking call, valid most of the time.
@@ -261,6 +264,6 @@ fn random_call(rng: &mut StdRng, _: &[Value]) -> Vec<String> {
 }
 
 fn seed_wrong_types(c: &mut redis::Connection) {
-    let _: () = run(c, &["SET", "text", "x"]);
-    let _: () = run(c, &["HSET", "plainhash", "a", "1"]);
+    let _: () = query(c, &["SET", "text", "x"]);
+    let _: () = query(c, &["HSET", "plainhash", "a", "1"]);
 }

@@ -38,7 +38,7 @@ pub fn family() -> Family {
         pttl_tolerance_ms: 20,
         twin: Twin {
             random_call,
-            args: one_key,
+            args: |argv, _| one_key(argv),
             seed: seed_wrong_types,
             tracked: |argv, _| vec![argv[1].clone()],
             tolerance_ms: 1,
@@ -54,7 +54,7 @@ pub fn family() -> Family {
 /// An admission on a fresh key: the reply starts with `head`, and the key exists.
 fn admitted(c: &mut dyn ConnectionLike, call: &Call, v: &Value, head: &[i64]) -> Vec<String> {
     assert_eq!(&ints(v)[..3], head, "{:?}", call.argv);
-    assert_eq!(run::<i64>(c, &["EXISTS", &call.keys[0]]), 1);
+    assert_eq!(query::<i64>(c, &["EXISTS", &call.keys[0]]), 1);
     Vec::new()
 }
 
@@ -195,11 +195,11 @@ fn malform(rng: &mut StdRng, args: &mut Vec<String>) {
 }
 
 fn seed_wrong_types(c: &mut redis::Connection) {
-    let _: () = run(c, &["FLUSHALL"]);
-    let _: () = run(c, &["HSET", "hash", "f", "v"]);
-    let _: () = run(c, &["SET", "text", "hello"]);
-    let _: () = run(c, &["HSET", "zhash", "f", "v"]);
-    let _: () = run(c, &["SET", "ztext", "hello"]);
+    let _: () = query(c, &["FLUSHALL"]);
+    let _: () = query(c, &["HSET", "hash", "f", "v"]);
+    let _: () = query(c, &["SET", "text", "hello"]);
+    let _: () = query(c, &["HSET", "zhash", "f", "v"]);
+    let _: () = query(c, &["SET", "ztext", "hello"]);
 }
 
 /// Every compared reply is a decision (allowed or denied) or an error.

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 /// A session of `index` with one field, made by the admin.
 fn create(c: &mut dyn ConnectionLike, index: &str) -> String {
-    run(c, &["SESSION.CREATE", index, "60000", "120000", "n", "1"])
+    query(c, &["SESSION.CREATE", index, "60000", "120000", "n", "1"])
 }
 
 /// The index a session key of the row's base belongs to: the call's derived key.
@@ -23,7 +23,7 @@ fn assert_session(c: &mut dyn ConnectionLike, index: &str, key: &str) {
         .strip_prefix(&derived(index, ""))
         .unwrap_or_else(|| panic!("{key} is not a session key of {index}"));
     assert_eq!(id.len(), ID_LEN, "{key}");
-    let fields: Vec<String> = run(c, &["SESSION.GET", key]);
+    let fields: Vec<String> = query(c, &["SESSION.GET", key]);
     assert_eq!(fields, ["n", "1"]);
 }
 
@@ -45,7 +45,7 @@ pub fn family() -> Family {
                 check: |c, call, v| {
                     let key = text(v).expect("a session key");
                     assert_session(c, &call.keys[0], &key);
-                    assert_eq!(run::<i64>(c, &["SESSION.COUNT", &call.keys[0]]), 1);
+                    assert_eq!(query::<i64>(c, &["SESSION.COUNT", &call.keys[0]]), 1);
                     vec![key]
                 },
             },
@@ -73,7 +73,7 @@ pub fn family() -> Family {
                 },
                 check: |c, call, v| {
                     assert_eq!(v, &Value::Int(1));
-                    assert_eq!(run::<String>(c, &["HGET", &call.keys[0], "f"]), "v");
+                    assert_eq!(query::<String>(c, &["HGET", &call.keys[0], "f"]), "v");
                     Vec::new()
                 },
             },
@@ -91,7 +91,7 @@ pub fn family() -> Family {
                 check: |c, call, v| {
                     let new = text(v).expect("the new key");
                     assert_ne!(new, call.keys[0]);
-                    assert_eq!(run::<i64>(c, &["EXISTS", &call.keys[0]]), 0);
+                    assert_eq!(query::<i64>(c, &["EXISTS", &call.keys[0]]), 0);
                     assert_session(c, index_of(call), &new);
                     vec![new]
                 },
@@ -104,7 +104,7 @@ pub fn family() -> Family {
                 },
                 check: |c, call, v| {
                     assert_eq!(v, &Value::Int(1));
-                    assert_eq!(run::<i64>(c, &["EXISTS", &call.keys[0]]), 0);
+                    assert_eq!(query::<i64>(c, &["EXISTS", &call.keys[0]]), 0);
                     Vec::new()
                 },
             },
@@ -120,7 +120,7 @@ pub fn family() -> Family {
                 },
                 check: |c, call, v| {
                     assert_eq!(v, &Value::Int(1));
-                    assert_eq!(run::<i64>(c, &["SESSION.COUNT", &call.keys[0]]), 0);
+                    assert_eq!(query::<i64>(c, &["SESSION.COUNT", &call.keys[0]]), 0);
                     Vec::new()
                 },
             },
@@ -206,33 +206,33 @@ fn workload(server: &Server, rng: &mut StdRng) {
                     ("600000", "900000")
                 };
                 let f = format!("v{}", rng.gen_range(0..100));
-                live.push(run(c, &["SESSION.CREATE", index, idle, abs, "user", &f]));
+                live.push(query(c, &["SESSION.CREATE", index, idle, abs, "user", &f]));
             }
             3 | 4 if !live.is_empty() => {
                 let k = live.choose(rng).unwrap().clone();
-                let _: Option<Vec<String>> = run(c, &["SESSION.GET", &k]);
+                let _: Option<Vec<String>> = query(c, &["SESSION.GET", &k]);
             }
             5 if !live.is_empty() => {
                 let k = live.choose(rng).unwrap().clone();
                 let f = format!("f{}", rng.gen_range(0..5));
-                let _: Option<i64> = run(c, &["SESSION.SET", &k, &f, "x"]);
+                let _: Option<i64> = query(c, &["SESSION.SET", &k, &f, "x"]);
             }
             6 if !live.is_empty() => {
                 let i = rng.gen_range(0..live.len());
-                if let Some(new) = run::<Option<String>>(c, &["SESSION.ROTATE", &live[i]]) {
+                if let Some(new) = query::<Option<String>>(c, &["SESSION.ROTATE", &live[i]]) {
                     live[i] = new;
                 }
             }
             7 if !live.is_empty() => {
                 let i = rng.gen_range(0..live.len());
-                let _: i64 = run(c, &["SESSION.DESTROY", &live.swap_remove(i)]);
+                let _: i64 = query(c, &["SESSION.DESTROY", &live.swap_remove(i)]);
             }
             8 if rng.gen_bool(0.1) => {
-                let _: i64 = run(c, &["SESSION.DESTROYALL", index]);
+                let _: i64 = query(c, &["SESSION.DESTROYALL", index]);
             }
             _ => {
-                let _: Vec<String> = run(c, &["SESSION.LIST", index]);
-                let _: i64 = run(c, &["SESSION.COUNT", index]);
+                let _: Vec<String> = query(c, &["SESSION.LIST", index]);
+                let _: i64 = query(c, &["SESSION.COUNT", index]);
             }
         }
         if rng.gen_bool(0.05) {
@@ -241,7 +241,7 @@ fn workload(server: &Server, rng: &mut StdRng) {
     }
     sleep(Duration::from_millis(60));
     for index in indexes {
-        let _: i64 = run(c, &["SESSION.COUNT", index]);
+        let _: i64 = query(c, &["SESSION.COUNT", index]);
     }
 }
 
@@ -309,6 +309,6 @@ fn twin_args(argv: &[String], reply: &Value) -> Vec<String> {
 }
 
 fn seed_wrong_types(c: &mut redis::Connection) {
-    let _: () = run(c, &["SET", "text", "x"]);
-    let _: () = run(c, &["HSET", "plainhash", "a", "1"]);
+    let _: () = query(c, &["SET", "text", "x"]);
+    let _: () = query(c, &["HSET", "plainhash", "a", "1"]);
 }
