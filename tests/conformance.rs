@@ -59,9 +59,9 @@ pub struct Row {
     pub def: &'static CommandDef,
     /// Writes what the call needs (as the admin, on names built from `base`) and returns it.
     pub call: fn(&mut dyn ConnectionLike, &str) -> Call,
-    /// Asserts the reply to the call on a fresh `base` and the state it leaves; returns the
-    /// keys the reply names (a session key CREATE or ROTATE made), which must be in its slot.
-    pub check: fn(&mut dyn ConnectionLike, &Call, &Value) -> Vec<String>,
+    /// Asserts the reply to the call on a fresh `base` and the state it leaves (touching only
+    /// the call's keys: it also runs as a user limited to them).
+    pub check: fn(&mut dyn ConnectionLike, &Call, &Value),
 }
 
 /// A valid call and the keys it touches.
@@ -71,8 +71,17 @@ pub struct Call {
     /// The keys it declares (Cluster routes and ACL checks by them), in argument order.
     pub keys: Vec<String>,
     /// The other keys it reads or writes (in its first key's slot): a glob pattern where the
-    /// name is drawn at random (`{index}:*`).
+    /// name is drawn at random (`{index}:*`), and the reply names the key it made.
     pub derived: Vec<String>,
+}
+
+impl Call {
+    /// The key a reply names when the call made one its derived patterns cover.
+    fn named(&self, reply: &Value) -> Option<String> {
+        let key = text(reply)?;
+        let patterns = self.derived.iter().filter(|p| p.ends_with('*'));
+        patterns.clone().any(|p| covers(p, &key)).then_some(key)
+    }
 }
 
 impl Call {
@@ -170,12 +179,13 @@ fn bases(scenario: &str, i: usize) -> [String; 2] {
     ]
 }
 
-/// Sets up and makes `row`'s call on `base`, checks it, and returns it with the keys its reply
+/// Sets up and makes `row`'s call on `base`, checks it, and returns it with the key its reply
 /// names.
-fn call_and_check(c: &mut dyn ConnectionLike, row: &Row, base: &str) -> (Call, Vec<String>) {
+fn call_and_check(c: &mut dyn ConnectionLike, row: &Row, base: &str) -> (Call, Option<String>) {
     let call = (row.call)(c, base);
     let reply = send(c, &call.argv).unwrap_or_else(|e| panic!("{:?}: {e}", call.argv));
-    let named = (row.check)(c, &call, &reply);
+    (row.check)(c, &call, &reply);
+    let named = call.named(&reply);
     (call, named)
 }
 

@@ -52,7 +52,6 @@ pub fn family() -> Family {
                     for key in &call.derived {
                         assert_eq!(query::<i64>(c, &["EXISTS", key]), 1, "{key}");
                     }
-                    Vec::new()
                 },
             },
             Row {
@@ -65,7 +64,6 @@ pub fn family() -> Family {
                     assert_eq!(text(v).as_deref(), Some("7"));
                     let top: Value = query(c, &["LB.TOP", &call.keys[0], "1"]);
                     assert_eq!(entries(&top), [entry(1, "c", "7")], "c reached 7 first");
-                    Vec::new()
                 },
             },
             Row {
@@ -77,7 +75,6 @@ pub fn family() -> Family {
                 check: |c, call, v| {
                     assert_eq!(v, &Value::Int(1));
                     assert_eq!(query::<i64>(c, &["ZCARD", &call.keys[0]]), 2);
-                    Vec::new()
                 },
             },
             Row {
@@ -89,7 +86,6 @@ pub fn family() -> Family {
                 check: |_, _, v| {
                     let want = [entry(1, "c", "7"), entry(2, "a", "5"), entry(3, "b", "5")];
                     assert_eq!(entries(v), want);
-                    Vec::new()
                 },
             },
             Row {
@@ -101,7 +97,6 @@ pub fn family() -> Family {
                 check: |_, _, v| {
                     let rank: (i64, String, i64) = redis::from_redis_value(v).unwrap();
                     assert_eq!(rank, (3, "5".into(), 3));
-                    Vec::new()
                 },
             },
             Row {
@@ -112,7 +107,6 @@ pub fn family() -> Family {
                 },
                 check: |_, _, v| {
                     assert_eq!(entries(v), [entry(1, "a", "5"), entry(2, "b", "5")]);
-                    Vec::new()
                 },
             },
             Row {
@@ -125,7 +119,6 @@ pub fn family() -> Family {
                     let (pages, page): (i64, Value) = redis::from_redis_value(v).unwrap();
                     assert_eq!(pages, 2);
                     assert_eq!(entries(&page), [entry(1, "c", "7"), entry(2, "a", "5")]);
-                    Vec::new()
                 },
             },
             Row {
@@ -138,7 +131,6 @@ pub fn family() -> Family {
                 check: |_, _, v| {
                     let share: f64 = text(v).unwrap().parse().unwrap();
                     assert!((share - 200.0 / 3.0).abs() < 1e-9, "{share}");
-                    Vec::new()
                 },
             },
         ],
