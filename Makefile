@@ -3,7 +3,7 @@ SHELL := /bin/bash
 MODULE := $(CURDIR)/target/release/libredis_patterns.so
 export PATTERNS_MODULE := $(MODULE)
 
-.PHONY: all deps build lua run test unit integration lint wasm bench clean
+.PHONY: all deps build lua run test unit integration clients clients-python clients-node lint wasm bench fuzz clean
 
 all: build
 
@@ -14,9 +14,12 @@ deps:
 build: deps
 	cargo build --release
 
-# The Lua twin: dist/patterns.lua (FUNCTION LOAD) and dist/scripts/*.lua (EVAL/EVALSHA).
+# The Lua twin: dist/patterns.lua (FUNCTION LOAD) and dist/scripts/*.lua (EVAL/EVALSHA), and
+# the copies the clients ship (clients/python/redis_patterns/, clients/node/lua/).
 lua:
 	cargo run --release -q -p patterns-core --bin patterns-lua -- dist
+	cp dist/patterns.lua clients/python/redis_patterns/patterns.lua
+	cp dist/patterns.lua clients/node/lua/patterns.lua
 
 # Builds, then runs redis-server on 127.0.0.1:6379 in the foreground with redis.conf
 # (which loads the module from ./target/release; RDB and AOF go to the working directory).
@@ -32,9 +35,22 @@ unit:
 	cargo test --release -p patterns-redlock --lib
 	cargo test --release -p patterns-redlock --doc
 
+# Includes tests/fuzz.rs's short run (20 s per flavor) and tests/sentinel.rs (failover).
 integration: build lua
 	cargo test --release -p redis-patterns
 	cargo test --release -p patterns-redlock --test redlock
+
+# Both clients' lint and tests (Python, then Node).
+clients: clients-python clients-node
+
+# The Python client (clients/python): lint, typing and its tests on real servers, in its own venv.
+clients-python: build lua
+	bash clients/python/run-tests.sh
+
+# The Node client: npm ci, build, lint (tsc strict, ESLint), and its tests against servers with
+# the module and without it (the twin).
+clients-node: build lua
+	bash clients/node/run-tests.sh
 
 # core/ must build without Redis for wasm32-unknown-unknown; checked when the target installs.
 wasm:
@@ -43,7 +59,12 @@ wasm:
 	  cargo build -q -p patterns-core --lib --target wasm32-unknown-unknown && echo "wasm32 build: ok"; \
 	else echo "wasm32-unknown-unknown cannot be installed here: wasm check skipped"; fi
 
-test: deps lint unit integration wasm
+test: deps lint unit integration clients wasm
+
+# The fuzzer, long: FUZZ_SECS per flavor (default 600), flavors in parallel. It prints its seed;
+# FUZZ_SEED=<seed> replays the same calls (FUZZ_ROUNDS=<n> stops at the same round).
+fuzz: build lua
+	FUZZ_SECS=$${FUZZ_SECS:-600} cargo test --release -p redis-patterns --test fuzz -- --nocapture
 
 # bench/run.py needs matplotlib: Debian's python3-matplotlib serves /usr/bin/python3, which
 # may not be the python3 first on PATH (pyenv, venvs), so both steps use the system interpreter.

@@ -3,7 +3,10 @@
 # Idempotent: does nothing when everything is already present.
 #   redis-server, redis-tools  Debian's Redis 7.0 (server, redis-cli, redis-benchmark)
 #   valkey-server, valkey-tools Valkey 8.0 from the distribution's backports suite
+#   redis-sentinel             Redis Sentinel (tests/sentinel.rs: failover with the module)
 #   libclang-dev               bindgen (redis-module's build) needs it
+#   python3-venv               the Python client's tests make a venv (Debian's python3 lacks ensurepip)
+#   nodejs, npm                the Node client's build and tests (when no node is installed)
 #   python3-matplotlib         the benchmark's chart
 set -euo pipefail
 
@@ -11,9 +14,14 @@ need=()
 command -v redis-server >/dev/null || need+=(redis-server)
 command -v redis-cli >/dev/null || need+=(redis-tools)
 command -v redis-benchmark >/dev/null || need+=(redis-tools)
+command -v redis-sentinel >/dev/null || need+=(redis-sentinel)
 command -v valkey-server >/dev/null || need+=(valkey-server)
 command -v valkey-cli >/dev/null || need+=(valkey-tools)
 dpkg -s libclang-dev >/dev/null 2>&1 || need+=(libclang-dev)
+command -v python3 >/dev/null || need+=(python3)
+python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)
+command -v node >/dev/null || need+=(nodejs)
+command -v npm >/dev/null || need+=(npm)
 [ "${WITH_BENCH:-0}" = 1 ] && ! python3 -c 'import matplotlib' 2>/dev/null && need+=(python3-matplotlib)
 [ ${#need[@]} -eq 0 ] && exit 0
 
@@ -56,7 +64,7 @@ if [ ${#valkey[@]} -gt 0 ]; then
   $SUDO apt-get install -y -qq --no-install-recommends -t "${codename}-backports" "${valkey[@]}"
 fi
 # Debian's packages start system services; the project runs its own servers.
-for svc in redis-server valkey-server; do
+for svc in redis-server redis-sentinel valkey-server; do
   if command -v systemctl >/dev/null && systemctl is-active --quiet "$svc" 2>/dev/null; then
     $SUDO systemctl stop "$svc" || true
   fi

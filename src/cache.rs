@@ -6,33 +6,34 @@
 //!
 //! Each command validates everything (arguments, types, ACL of the keys it derives) before its
 //! first write: an error writes nothing.
+#![deny(unsafe_code)]
 
 use patterns_core::cache::{
-    self as c, check_beta, decide, key_expiry, lease_until, marker_score, tags, voids, Entry,
-    Outcome, Times, DELTA_OPT, DRAW_MAX, GRACE_OPT, TAGS_OPT,
+    self as c, after_giving_up, check_beta, decide, invalidated_at_us, key_expiry, lease_until,
+    marker_score, tags, voids, Entry, Outcome, Times, DELTA_OPT, DRAW_MAX, GRACE_OPT, TAGS_OPT,
 };
 use patterns_core::command::{float, CmdError, Parsed};
 use patterns_core::session::{encode_id, ID_BYTES};
-use redis_module::raw::{KeyType, RedisModuleCtx};
-use std::ffi::CString;
-use std::sync::OnceLock;
 
 use crate::command;
-use crate::shared::{
-    bytes, check_key_access, fill_random, key_type, now_ms, publish, redis_call, update_index,
-    Call, Key, OwnedString, Reply, ScoreRange, StackText, Value,
+use crate::ffi::{
+    check_key_access, fill_random, key_type, now_ms, precise_now_us, redis_call, Call, Command, Ctx, Key, KeyType,
+    OwnedString, Reply, ScoreRange, Value,
 };
+use crate::index::update_index;
+use crate::text::StackText;
 
-type Ctx = *mut RedisModuleCtx;
+/// The family's commands, as registered.
+pub const COMMANDS: &[Command] = &[
+    command!(c::SET, set),
+    command!(c::GET, get),
+    command!(c::FILL, fill),
+    command!(c::TAG, tag),
+    command!(c::INVALIDATE, invalidate),
+];
 
 /// An entry's hash as stored: its fields, in `c::FIELDS` order, read through the key API.
 struct Stored([Option<OwnedString>; c::FIELDS.len()]);
-
-/// `c::FIELDS` as C strings, for `RedisModule_HashGet`.
-fn field_names() -> &'static [CString; c::FIELDS.len()] {
-    static NAMES: OnceLock<[CString; c::FIELDS.len()]> = OnceLock::new();
-    NAMES.get_or_init(|| c::FIELDS.map(|f| CString::new(f).expect("no NUL")))
-}
 
 impl Stored {
     /// The hash at the command's key: None when absent; WRONGTYPE unless a hash, BadState when
@@ -44,7 +45,7 @@ impl Stored {
             KeyType::Hash => {}
             _ => return Err(CmdError::WrongType),
         }
-        let stored = Self(field_names().each_ref().map(|f| key.hash_field(f)));
+        let stored = Self(c::FIELDS.map(|f| key.hash_field(f)));
         let found = stored.0.iter().flatten().count() as i64;
         if found != key.len() {
             return Err(CmdError::BadState(c::NOT_CACHE));
@@ -56,7 +57,7 @@ impl Stored {
         let pairs: Vec<(&[u8], &[u8])> = c::FIELDS
             .iter()
             .zip(&self.0)
-            .filter_map(|(name, v)| Some((name.as_bytes(), bytes(v.as_ref()?.inner))))
+            .filter_map(|(name, v)| Some((name.as_bytes(), v.as_ref()?.bytes())))
             .collect();
         Entry::parse(&pairs)
     }
@@ -144,23 +145,23 @@ impl<'a> Store<'a> {
 }
 
 // CACHE.SET key value ttl_ms [DELTA delta_ms] [GRACE grace_ms] [TAGS tag [tag ...]]
-command!(set, c::SET, |call| {
+fn set(call: &Call) -> Result<Reply, CmdError> {
     let args = call.rest();
     let p = c::SET.parse(args)?;
-    let (ctx, key) = (call.ctx, bytes(call.key));
+    let (ctx, key) = (call.ctx(), call.key_name());
     let now = now_ms();
     let store = Store::parse(ctx, key, args, &p, (0, 1), now)?;
     let stored = Stored::load(call)?;
     let existed = stored.as_ref().map(Stored::entry).transpose()?.is_some();
     store.write(ctx, key, existed, now);
     Ok(Reply::Simple(c"OK"))
-});
+}
 
 // CACHE.FILL key lease value ttl_ms [DELTA delta_ms] [GRACE grace_ms] [TAGS tag [tag ...]]
-command!(fill, c::FILL, |call| {
+fn fill(call: &Call) -> Result<Reply, CmdError> {
     let args = call.rest();
     let p = c::FILL.parse(args)?;
-    let (ctx, key) = (call.ctx, bytes(call.key));
+    let (ctx, key) = (call.ctx(), call.key_name());
     let now = now_ms();
     let store = Store::parse(ctx, key, args, &p, (1, 2), now)?;
     let lease = args[p.positionals[0] as usize];
@@ -168,20 +169,42 @@ command!(fill, c::FILL, |call| {
         return Ok(Reply::Null);
     };
     let entry = stored.entry()?;
-    if !entry.holds(lease, now) || invalidated_since(ctx, store.tags, entry.leased_at()) {
+    if !entry.holds(lease, now) {
+        return Ok(Reply::Null);
+    }
+    if invalidated_since(ctx, store.tags, entry.leased_at()) {
+        give_up_lease(ctx, key, &entry, now);
         return Ok(Reply::Null);
     }
     store.write(ctx, key, true, now);
     Ok(Reply::Simple(c"OK"))
-});
+}
 
-/// Whether any of `tags` was invalidated at or after `leased_at` (its marker says so).
-fn invalidated_since(ctx: Ctx, tags: &[&[u8]], leased_at: i64) -> bool {
+/// Whether any of `tags` was invalidated at or after `leased_us` (its marker says so).
+fn invalidated_since(ctx: Ctx, tags: &[&[u8]], leased_us: i64) -> bool {
     tags.iter().any(|tag| {
         let name = OwnedString::new(ctx, tag);
-        let score = Key::open_named(ctx, &name).zset_score(name.inner);
-        score.is_some_and(|s| voids(s as i64, leased_at))
+        let score = Key::open_named(ctx, &name).zset_score(name.as_str());
+        score.is_some_and(|s| voids(invalidated_at_us(s), leased_us))
     })
+}
+
+/// Drops a lease that can no longer fill, so readers get a new one instead of waiting on it:
+/// the lease's fields go (the key then expires with its value), or the key when no live value
+/// stays.
+fn give_up_lease(ctx: Ctx, key: &[u8], entry: &Entry, now: i64) {
+    match after_giving_up(entry, now) {
+        Some(stale_until) => {
+            let fields = [c::LEASE_FIELD, c::LEASE_UNTIL_FIELD, c::LEASED_AT_FIELD];
+            let mut args = vec![key];
+            args.extend(fields.iter().map(|f| f.as_bytes()));
+            redis_call(ctx, c"HDEL", &args, true);
+            expire_at(ctx, key, stale_until);
+        }
+        None => {
+            redis_call(ctx, c"DEL", &[key], true);
+        }
+    }
 }
 
 /// A fresh lease token: 128 bits from the CSPRNG, base64url (22 characters).
@@ -198,16 +221,10 @@ fn new_draw() -> Result<u64, CmdError> {
     Ok((u64::from_le_bytes(raw) >> 11) + 1)
 }
 
-/// Grants the lease `token` from `now` until `until`: a miss first drops whatever is left of
-/// the entry; the key then lives until the later of its value's end and the lease's.
-fn grant(
-    ctx: Ctx,
-    key: &[u8],
-    entry: Option<&Entry>,
-    outcome: Outcome,
-    token: &[u8],
-    (now, until): (i64, i64),
-) {
+/// Grants the lease `token` from now (recorded in µs) until `until`: a miss first drops
+/// whatever is left of the entry; the key then lives until the later of its value's end and
+/// the lease's.
+fn grant(ctx: Ctx, key: &[u8], entry: Option<&Entry>, outcome: Outcome, token: &[u8], until: i64) {
     let value = match outcome {
         Outcome::Miss => {
             if entry.is_some() {
@@ -217,7 +234,7 @@ fn grant(
         }
         _ => entry.and_then(|e| e.value).map(|(_, t)| t),
     };
-    let (until_text, now_text) = (text(until), text(now));
+    let (until_text, leased_text) = (text(until), text(precise_now_us()));
     redis_call(
         ctx,
         c"HSET",
@@ -228,7 +245,7 @@ fn grant(
             c::LEASE_UNTIL_FIELD.as_bytes(),
             until_text.as_bytes(),
             c::LEASED_AT_FIELD.as_bytes(),
-            now_text.as_bytes(),
+            leased_text.as_bytes(),
         ],
         true,
     );
@@ -236,10 +253,10 @@ fn grant(
 }
 
 // CACHE.GET key [BETA beta] [LEASE lease_ms]
-command!(get, c::GET, |call| {
+fn get(call: &Call) -> Result<Reply, CmdError> {
     let p = c::GET.parse(call.rest())?;
     let beta = check_beta(float(p.options[0]))?;
-    let (ctx, key) = (call.ctx, bytes(call.key));
+    let (ctx, key) = (call.ctx(), call.key_name());
     let now = now_ms();
     let until = lease_until(now, p.options[1])?;
     let stored = Stored::load(call)?;
@@ -257,7 +274,7 @@ command!(get, c::GET, |call| {
     let word = Value::Bulk(outcome.word().as_bytes().to_vec());
     let lease = if outcome.grants_lease() {
         let token = new_lease()?;
-        grant(ctx, key, entry.as_ref(), outcome, &token, (now, until));
+        grant(ctx, key, entry.as_ref(), outcome, &token, until);
         Value::Bulk(token)
     } else {
         Value::Null
@@ -268,13 +285,13 @@ command!(get, c::GET, |call| {
         Outcome::Miss => vec![word, Value::Null, lease],
         Outcome::Wait { retry_ms } => vec![word, Value::Null, Value::Int(retry_ms)],
     })))
-});
+}
 
 // CACHE.TAG key tag [tag ...]
-command!(tag, c::TAG, |call| {
+fn tag(call: &Call) -> Result<Reply, CmdError> {
     let args = call.rest();
     let p = c::TAG.parse(args)?;
-    let (ctx, key) = (call.ctx, bytes(call.key));
+    let (ctx, key) = (call.ctx(), call.key_name());
     let tags = &args[p.trailing_at..];
     check_tags(ctx, key, tags)?;
     let now = now_ms();
@@ -288,17 +305,18 @@ command!(tag, c::TAG, |call| {
         .filter(|tag| update_index(ctx, tag, now, None, Some((t.stale_until, key))))
         .count();
     Ok(Reply::Integer(attached as i64))
-});
+}
 
 // CACHE.INVALIDATE tag [tag ...]
-command!(invalidate, c::INVALIDATE, |call| {
+fn invalidate(call: &Call) -> Result<Reply, CmdError> {
     let args = call.rest();
     c::INVALIDATE.parse(args)?;
-    let ctx = call.ctx;
-    let tags: Vec<&[u8]> = std::iter::once(bytes(call.key))
+    let ctx = call.ctx();
+    let tags: Vec<&[u8]> = std::iter::once(call.key_name())
         .chain(args.iter().copied())
         .collect();
     let now = now_ms();
+    let now_us = precise_now_us();
     let mut listed: Vec<Vec<Vec<u8>>> = Vec::with_capacity(tags.len());
     for tag in &tags {
         if !matches!(key_type(ctx, tag), KeyType::Empty | KeyType::ZSet) {
@@ -318,11 +336,24 @@ command!(invalidate, c::INVALIDATE, |call| {
             deleted += redis_call(ctx, c"DEL", &[key], true).integer();
         }
         redis_call(ctx, c"DEL", &[tag], true);
-        update_index(ctx, tag, now, None, Some((marker_score(now), tag)));
-        publish(ctx, c::CHANNEL.as_bytes(), tag);
+        put_marker(ctx, tag, now_us);
+        ctx.publish(c::CHANNEL.as_bytes(), tag);
     }
     Ok(Reply::Integer(deleted))
-});
+}
+
+/// Leaves the invalidation's marker in the (emptied) tag: its own name, expiring with its score.
+fn put_marker(ctx: Ctx, tag: &[u8], now_us: i64) {
+    let score = marker_score(now_us);
+    redis_call(ctx, c"ZADD", &[tag, score.as_bytes(), tag], true);
+    let name = OwnedString::new(ctx, tag);
+    let expiry = Key::open_named(ctx, &name)
+        .zset_top_score()
+        .map(|s| s as i64);
+    if let Some(at) = expiry {
+        expire_at(ctx, tag, at);
+    }
+}
 
 /// The keys a tag lists whose entries have not expired (scored after `now`).
 fn live_members(ctx: Ctx, tag: &[u8], now: i64) -> Vec<Vec<u8>> {
@@ -331,6 +362,6 @@ fn live_members(ctx: Ctx, tag: &[u8], now: i64) -> Vec<Vec<u8>> {
     index
         .zset_members(ScoreRange::after(now))
         .iter()
-        .map(|m| bytes(m.inner).to_vec())
+        .map(|m| m.bytes().to_vec())
         .collect()
 }

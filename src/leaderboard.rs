@@ -5,33 +5,45 @@
 //!
 //! Each command validates everything (arguments, ACL of the tie-break keys, types, the
 //! tie-break in step with the board, a NaN increment) before its first write.
+#![deny(unsafe_code)]
 
 use patterns_core::command::{parse_f64, CmdError};
 use patterns_core::leaderboard::{
     self as lb, check_write, companion, percentile_of, remove, write, Board, Change, Key, Kind,
     Order, Ranking, Scored, Store, Window,
 };
-use redis_module::raw::{KeyType, RedisModuleCtx};
 
 use crate::command;
-use crate::shared::{
-    bytes, check_key_access, check_key_read, key_len, key_type, now_ms, redis_call, Call, Reply,
-    Value,
+use crate::ffi::{
+    check_key_access, check_key_read, key_len, key_type, now_ms, redis_call, Call, CallReply,
+    Command, Ctx, KeyType, Reply, Value,
 };
+
+/// The family's commands, as registered.
+pub const COMMANDS: &[Command] = &[
+    command!(lb::ADD, add),
+    command!(lb::INCR, incr),
+    command!(lb::REM, rem),
+    command!(lb::RANK, rank),
+    command!(lb::AROUND, around),
+    command!(lb::TOP, top),
+    command!(lb::PAGE, page),
+    command!(lb::PERCENTILE, percentile),
+];
 
 /// The board and its tie-break keys (None when the board's name cannot carry them), served by
 /// Redis commands; writes replicate as themselves.
-struct RedisStore {
-    ctx: *mut RedisModuleCtx,
+struct RedisStore<'a> {
+    ctx: Ctx<'a>,
     board: Vec<u8>,
     companions: Option<[Vec<u8>; 3]>,
 }
 
-impl RedisStore {
+impl<'a> RedisStore<'a> {
     /// The store of the call's board, after checking the user may read (and, to `write`,
     /// write) its tie-break keys.
-    fn open(call: &Call, write: bool) -> Result<Self, CmdError> {
-        let board = bytes(call.key).to_vec();
+    fn open(call: &Call<'a>, write: bool) -> Result<Self, CmdError> {
+        let board = call.key_name().to_vec();
         let names = [lb::ORDER_SUFFIX, lb::STAMPS_SUFFIX, lb::SCORES_SUFFIX]
             .map(|suffix| companion(&board, suffix));
         let companions = match names {
@@ -44,20 +56,20 @@ impl RedisStore {
             check_key_read
         };
         for name in companions.iter().flatten() {
-            check(call.ctx, name)?;
+            check(call.ctx(), name)?;
         }
         Ok(Self {
-            ctx: call.ctx,
+            ctx: call.ctx(),
             board,
             companions,
         })
     }
 
     /// The store of the call's board alone (no tie-break keys: LB.PERCENTILE).
-    fn board_only(call: &Call) -> Self {
+    fn board_only(call: &Call<'a>) -> Self {
         Self {
-            ctx: call.ctx,
-            board: bytes(call.key).to_vec(),
+            ctx: call.ctx(),
+            board: call.key_name().to_vec(),
             companions: None,
         }
     }
@@ -78,11 +90,11 @@ impl RedisStore {
             .expect("tie-break keys exist when they are used")
     }
 
-    fn read(&self, cmd: &std::ffi::CStr, args: &[&[u8]]) -> crate::shared::CallReply {
+    fn read(&self, cmd: &std::ffi::CStr, args: &[&[u8]]) -> CallReply {
         redis_call(self.ctx, cmd, args, false)
     }
 
-    fn write(&self, cmd: &std::ffi::CStr, args: &[&[u8]]) -> crate::shared::CallReply {
+    fn write(&self, cmd: &std::ffi::CStr, args: &[&[u8]]) -> CallReply {
         redis_call(self.ctx, cmd, args, true)
     }
 }
@@ -99,7 +111,7 @@ fn text(n: i64) -> Vec<u8> {
     n.to_string().into_bytes()
 }
 
-impl Store for RedisStore {
+impl Store for RedisStore<'_> {
     fn kind(&mut self, key: Key) -> Kind {
         match self.name(key).map(|n| key_type(self.ctx, n)) {
             None | Some(KeyType::Empty) => Kind::Empty,
@@ -244,7 +256,7 @@ fn find(board: &mut Board<RedisStore>, member: &[u8]) -> Result<Option<(Scored, 
 }
 
 // LB.RANK key member [ASC|DESC] [RANKING ORDINAL|DENSE|COMPETITION|MODIFIED]
-command!(rank, lb::RANK, |call| {
+fn rank(call: &Call) -> Result<Reply, CmdError> {
     let args = call.rest();
     let p = lb::RANK.parse(args)?;
     let member = args[p.positionals[0] as usize];
@@ -262,10 +274,10 @@ command!(rank, lb::RANK, |call| {
             Value::Int(board.total),
         ])))
     })
-});
+}
 
 // LB.AROUND key member count [ASC|DESC] [RANKING ORDINAL|DENSE|COMPETITION|MODIFIED]
-command!(around, lb::AROUND, |call| {
+fn around(call: &Call) -> Result<Reply, CmdError> {
     let args = call.rest();
     let p = lb::AROUND.parse(args)?;
     let member = args[p.positionals[0] as usize];
@@ -278,10 +290,10 @@ command!(around, lb::AROUND, |call| {
         let window = Window::around(position, count, board.total);
         Ok(Reply::Value(entries_value(board.entries(window, ranking))))
     })
-});
+}
 
 // LB.TOP key count [OFFSET n] [ASC|DESC] [RANKING ORDINAL|DENSE|COMPETITION|MODIFIED]
-command!(top, lb::TOP, |call| {
+fn top(call: &Call) -> Result<Reply, CmdError> {
     let p = lb::TOP.parse(call.rest())?;
     let [offset, order, ranking, ..] = p.options;
     let (order, ranking) = order_and_ranking(order, ranking);
@@ -289,10 +301,10 @@ command!(top, lb::TOP, |call| {
         let window = Window::top(offset, p.positionals[0], board.total);
         Ok(Reply::Value(entries_value(board.entries(window, ranking))))
     })
-});
+}
 
 // LB.PAGE key page page_size [ASC|DESC] [RANKING ORDINAL|DENSE|COMPETITION|MODIFIED]
-command!(page, lb::PAGE, |call| {
+fn page(call: &Call) -> Result<Reply, CmdError> {
     let p = lb::PAGE.parse(call.rest())?;
     let [page, size, ..] = p.positionals;
     let (order, ranking) = order_and_ranking(p.options[0], p.options[1]);
@@ -301,10 +313,10 @@ command!(page, lb::PAGE, |call| {
         let entries = entries_value(board.entries(window, ranking));
         Ok(Reply::Value(Value::Array(vec![Value::Int(pages), entries])))
     })
-});
+}
 
 // LB.PERCENTILE key member [ASC|DESC]
-command!(percentile, lb::PERCENTILE, |call| {
+fn percentile(call: &Call) -> Result<Reply, CmdError> {
     let args = call.rest();
     let p = lb::PERCENTILE.parse(args)?;
     let member = args[p.positionals[0] as usize];
@@ -315,10 +327,10 @@ command!(percentile, lb::PERCENTILE, |call| {
             None => Reply::Null,
         },
     )
-});
+}
 
 /// The store for a write: the board's name must be able to carry its tie-break keys.
-fn write_store(call: &Call) -> Result<RedisStore, CmdError> {
+fn write_store<'a>(call: &Call<'a>) -> Result<RedisStore<'a>, CmdError> {
     let store = RedisStore::open(call, true)?;
     if store.companions.is_none() {
         return Err(CmdError::BadState(lb::BAD_BOARD));
@@ -327,7 +339,7 @@ fn write_store(call: &Call) -> Result<RedisStore, CmdError> {
 }
 
 // LB.ADD key score member [score member ...]
-command!(add, lb::ADD, |call| {
+fn add(call: &Call) -> Result<Reply, CmdError> {
     let args = call.rest();
     let p = lb::ADD.parse(args)?;
     let pairs = &args[p.trailing_at..];
@@ -342,10 +354,10 @@ command!(add, lb::ADD, |call| {
     Ok(Reply::Integer(
         written.iter().filter(|(added, _)| *added).count() as i64,
     ))
-});
+}
 
 // LB.INCR key increment member
-command!(incr, lb::INCR, |call| {
+fn incr(call: &Call) -> Result<Reply, CmdError> {
     let args = call.rest();
     let p = lb::INCR.parse(args)?;
     let by = patterns_core::command::float(p.positionals[0]);
@@ -354,12 +366,12 @@ command!(incr, lb::INCR, |call| {
     check_write(&mut store, &changes)?;
     let (_, score) = write(&mut store, now_ms(), &changes).remove(0);
     Ok(Reply::Bulk(score))
-});
+}
 
 // LB.REM key member [member ...]
-command!(rem, lb::REM, |call| {
+fn rem(call: &Call) -> Result<Reply, CmdError> {
     let args = call.rest();
     let p = lb::REM.parse(args)?;
-    let mut store = RedisStore::open(call, true)?;
+    let mut store = write_store(call)?;
     Ok(Reply::Integer(remove(&mut store, &args[p.trailing_at..])?))
-});
+}

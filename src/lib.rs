@@ -1,84 +1,33 @@
-//! redis-patterns: rate limiting (and, family by family, the other patterns backend teams
-//! hand-write around Redis) as native, atomic commands. This file only registers commands;
-//! each family's binding lives in the module of the same name as its core module.
+//! redis-patterns: rate limiting, sessions, leaderboards, tagged caching and locks as native,
+//! atomic commands. This file only registers each family's list of commands; each family's
+//! binding lives in the module of the same name as its core module, and every call into the
+//! server goes through `ffi`, the one door to the C API (see ARCHITECTURE.md).
 
 mod cache;
-mod docs;
+mod ffi;
+mod index;
 mod leaderboard;
 mod lock;
 mod ratelimit;
 mod session;
-mod shared;
+mod text;
 
-use patterns_core::cache as ch;
-use patterns_core::command::CommandDef;
-use patterns_core::leaderboard as lb;
-use patterns_core::lock as lk;
-use patterns_core::ratelimit as rl;
-use patterns_core::session as sess;
-use redis_module::{raw, redis_module, Context, RedisString, Status};
+use redis_module::{redis_module, Context, RedisString, Status};
 
-/// Every command with its C entry point.
-const COMMANDS: [(&CommandDef, shared::Handler); 33] = [
-    (&rl::TOKENBUCKET, ratelimit::tokenbucket),
-    (&rl::FIXEDWINDOW, ratelimit::fixedwindow),
-    (&rl::SLIDINGWINDOW, ratelimit::slidingwindow),
-    (&rl::THROTTLE, ratelimit::throttle),
-    (&sess::CREATE, session::create),
-    (&sess::GET, session::get),
-    (&sess::SET, session::set),
-    (&sess::ROTATE, session::rotate),
-    (&sess::DESTROY, session::destroy),
-    (&sess::DESTROYALL, session::destroyall),
-    (&sess::LIST, session::list),
-    (&sess::COUNT, session::count),
-    (&lb::ADD, leaderboard::add),
-    (&lb::INCR, leaderboard::incr),
-    (&lb::REM, leaderboard::rem),
-    (&lb::RANK, leaderboard::rank),
-    (&lb::AROUND, leaderboard::around),
-    (&lb::TOP, leaderboard::top),
-    (&lb::PAGE, leaderboard::page),
-    (&lb::PERCENTILE, leaderboard::percentile),
-    (&ch::SET, cache::set),
-    (&ch::GET, cache::get),
-    (&ch::FILL, cache::fill),
-    (&ch::TAG, cache::tag),
-    (&ch::INVALIDATE, cache::invalidate),
-    (&lk::ACQUIRE, lock::acquire),
-    (&lk::RELEASE, lock::release),
-    (&lk::EXTEND, lock::extend),
-    (&lk::INFO, lock::info),
-    (&lk::FENCEDHSET, lock::fencedhset),
-    (&lk::SEM_ACQUIRE, lock::sem_acquire),
-    (&lk::SEM_RELEASE, lock::sem_release),
-    (&lk::SEM_COUNT, lock::sem_count),
+/// Every family's commands.
+const FAMILIES: &[&[ffi::Command]] = &[
+    ratelimit::COMMANDS,
+    session::COMMANDS,
+    leaderboard::COMMANDS,
+    cache::COMMANDS,
+    lock::COMMANDS,
 ];
 
 /// Registers every command (its declared keys, so ACL key patterns and Cluster routing apply)
-/// with its COMMAND DOCS entry and arity. Modified-key signals are sent explicitly, only after
-/// real writes.
+/// with its COMMAND DOCS entry and arity; lock and semaphore waiters are released when the
+/// server becomes a replica.
 fn init(ctx: &Context, _args: &[RedisString]) -> Status {
-    unsafe {
-        raw::RedisModule_SetModuleOptions.unwrap()(
-            ctx.get_raw(),
-            raw::REDISMODULE_OPTION_NO_IMPLICIT_SIGNAL_MODIFIED as i32,
-        )
-    };
-    for (def, handler) in COMMANDS {
-        if let Err(e) =
-            shared::register(ctx.get_raw(), def, handler).and_then(|()| docs::describe(ctx, def))
-        {
-            ctx.log_warning(&e);
-            return Status::Err;
-        }
-    }
-    // Lock and semaphore waiters are released when the server becomes a replica.
-    if let Err(e) = lock::subscribe(ctx.get_raw()) {
-        ctx.log_warning(&e);
-        return Status::Err;
-    }
-    Status::Ok
+    ffi::load(ctx, FAMILIES.iter().copied().flatten(), lock::subscribe)
 }
 
 // Default features, `redis_module!` for the module itself and raw RedisModule_CreateCommand

@@ -9,28 +9,38 @@
 //! replicated by the context that makes it: the release, the timer at the lease's end, or the
 //! next command on the key. Each command validates everything before its first write.
 
+#![deny(unsafe_code)]
+
 mod wait;
 
-use std::ffi::{c_char, c_int, c_longlong};
-
 use patterns_core::command::CmdError;
-use patterns_core::lock::{self as l, Acquire, Lease, Release, NO_WAIT};
+use patterns_core::lock::{
+    self as l, Acquire, Lease, Release, HOLDS_FIELD, NO_WAIT, OWNER_FIELD, RESOURCE_FENCE_FIELD,
+    TOKEN_FIELD,
+};
 use patterns_core::session::check_fields;
-use redis_module::raw::{self, KeyType, RedisModuleCtx};
 
 use crate::command;
-use crate::shared::{
-    bytes, check_key_access, now_ms, redis_call, update_index, Key, OwnedString, Reply, ScoreRange,
-    StackText, Value,
+use crate::ffi::{
+    check_key_access, now_ms, redis_call, Arg, Call, Command, Ctx, Key, KeyType, Notify,
+    OwnedString, Reply, ScoreRange, Value,
 };
+use crate::index::update_index;
+use crate::text::StackText;
 pub use wait::subscribe;
 use wait::{Kind, Outcome, Wanted};
 
-type Ctx = *mut RedisModuleCtx;
-
-const HASH: c_int = raw::REDISMODULE_NOTIFY_HASH;
-const GENERIC: c_int = raw::REDISMODULE_NOTIFY_GENERIC;
-const STRING: c_int = raw::REDISMODULE_NOTIFY_STRING;
+/// The family's commands, as registered.
+pub const COMMANDS: &[Command] = &[
+    command!(l::ACQUIRE, acquire),
+    command!(l::RELEASE, release),
+    command!(l::EXTEND, extend),
+    command!(l::INFO, info),
+    command!(l::FENCEDHSET, fencedhset),
+    command!(l::SEM_ACQUIRE, sem_acquire),
+    command!(l::SEM_RELEASE, sem_release),
+    command!(l::SEM_COUNT, sem_count),
+];
 
 /// A lock's hash, as read.
 struct Stored {
@@ -42,7 +52,7 @@ struct Stored {
 impl Stored {
     fn lease(&self) -> Lease<'_> {
         Lease {
-            owner: bytes(self.owner.inner),
+            owner: self.owner.bytes(),
             token: self.token,
             holds: self.holds,
         }
@@ -57,10 +67,12 @@ fn read_lease(key: &Key) -> Result<Option<Stored>, CmdError> {
         KeyType::Hash => {}
         _ => return Err(CmdError::WrongType),
     }
-    let owner = key.hash_field(c"owner");
-    let token = key.hash_field(c"token");
-    let holds = key.hash_field(c"holds");
-    let text = |s: &Option<OwnedString>| s.as_ref().map(|s| bytes(s.inner));
+    let owner = key.hash_field(OWNER_FIELD);
+    let token = key.hash_field(TOKEN_FIELD);
+    let holds = key.hash_field(HOLDS_FIELD);
+    fn text(s: &Option<OwnedString>) -> Option<&[u8]> {
+        s.as_ref().map(OwnedString::bytes)
+    }
     let lease = Lease::parse(text(&owner), text(&token), text(&holds))?;
     let (token, holds) = (lease.token, lease.holds);
     Ok(owner.map(|owner| Stored {
@@ -71,40 +83,27 @@ fn read_lease(key: &Key) -> Result<Option<Stored>, CmdError> {
 }
 
 /// Writes the lease (`HSET key owner o token t holds h`) and its end (`PEXPIREAT`).
-fn write_lease(ctx: Ctx, key: &Key, lease: &Lease, expire_at_ms: i64) {
-    key.hash_set(c"owner", lease.owner);
-    key.hash_set(c"token", StackText::of(lease.token).as_bytes());
-    key.hash_set(c"holds", StackText::of(lease.holds).as_bytes());
+fn write_lease(ctx: Ctx, key: &mut Key, lease: &Lease, expire_at_ms: i64) {
+    key.hash_set(OWNER_FIELD, lease.owner);
+    key.hash_set(TOKEN_FIELD, StackText::of(lease.token).as_bytes());
+    key.hash_set(HOLDS_FIELD, StackText::of(lease.holds).as_bytes());
     key.set_expire_at(expire_at_ms);
-    key.modified(&[(HASH, c"hset"), (GENERIC, c"expire")]);
-    unsafe {
-        raw::RedisModule_Replicate.unwrap()(
-            ctx,
-            c"HSET".as_ptr(),
-            c"scbclcl".as_ptr(),
-            key.name(),
-            c"owner".as_ptr(),
-            lease.owner.as_ptr().cast::<c_char>(),
-            lease.owner.len(),
-            c"token".as_ptr(),
-            lease.token as c_longlong,
-            c"holds".as_ptr(),
-            lease.holds as c_longlong,
-        );
-    }
+    key.modified(&[(Notify::HASH, c"hset"), (Notify::GENERIC, c"expire")]);
+    let hset = [
+        Arg::Str(key.name()),
+        Arg::Bytes(OWNER_FIELD.as_bytes()),
+        Arg::Bytes(lease.owner),
+        Arg::Bytes(TOKEN_FIELD.as_bytes()),
+        Arg::Int(lease.token),
+        Arg::Bytes(HOLDS_FIELD.as_bytes()),
+        Arg::Int(lease.holds),
+    ];
+    ctx.replicate(c"HSET", &hset);
     replicate_pexpireat(ctx, key, expire_at_ms);
 }
 
 fn replicate_pexpireat(ctx: Ctx, key: &Key, at_ms: i64) {
-    unsafe {
-        raw::RedisModule_Replicate.unwrap()(
-            ctx,
-            c"PEXPIREAT".as_ptr(),
-            c"sl".as_ptr(),
-            key.name(),
-            at_ms as c_longlong,
-        );
-    }
+    ctx.replicate(c"PEXPIREAT", &[Arg::Str(key.name()), Arg::Int(at_ms)]);
 }
 
 /// The fencing counter's key, after checking the name and the current user's access to it.
@@ -118,10 +117,10 @@ fn checked_fence_key(ctx: Ctx, name: &[u8]) -> Result<Vec<u8>, CmdError> {
 /// holds it. The caller has checked the user's access to the fencing counter.
 fn try_lock(ctx: Ctx, name: &[u8], wanted: &Wanted) -> Result<Option<i64>, CmdError> {
     let name = OwnedString::new(ctx, name);
-    let key = Key::open_named(ctx, &name);
+    let mut key = Key::open_named(ctx, &name);
     let stored = read_lease(&key)?;
-    let fence_name = OwnedString::new(ctx, &l::fence_key(bytes(name.inner))?);
-    let fence_key = Key::open_named(ctx, &fence_name);
+    let fence_name = OwnedString::new(ctx, &l::fence_key(name.bytes())?);
+    let mut fence_key = Key::open_named(ctx, &fence_name);
     let fence = l::parse_fence(fence_key.string()?)?;
     let now = now_ms();
     let held = stored.as_ref().map(Stored::lease);
@@ -135,18 +134,10 @@ fn try_lock(ctx: Ctx, name: &[u8], wanted: &Wanted) -> Result<Option<i64>, CmdEr
             if let Some(token) = fence {
                 let text = StackText::of(token);
                 fence_key.write_string(text.as_bytes());
-                fence_key.modified(&[(STRING, c"set")]);
-                unsafe {
-                    raw::RedisModule_Replicate.unwrap()(
-                        ctx,
-                        c"SET".as_ptr(),
-                        c"sl".as_ptr(),
-                        fence_name.inner,
-                        token as c_longlong,
-                    );
-                }
+                fence_key.modified(&[(Notify::STRING, c"set")]);
+                ctx.replicate(c"SET", &[Arg::Str(fence_name.as_str()), Arg::Int(token)]);
             }
-            write_lease(ctx, &key, &lease, expire_at_ms);
+            write_lease(ctx, &mut key, &lease, expire_at_ms);
             Ok(Some(lease.token))
         }
     }
@@ -162,7 +153,7 @@ fn try_permit(ctx: Ctx, name: &[u8], wanted: &Wanted) -> Result<bool, CmdError> 
     let (live, holds_one) = {
         let key = Key::open_named(ctx, &key_name);
         let owner = OwnedString::new(ctx, &wanted.owner);
-        (key.len(), key.zset_score(owner.inner).is_some())
+        (key.len(), key.zset_score(owner.as_str()).is_some())
     };
     if !l::permit_granted(live, holds_one, wanted.limit) {
         return Ok(false);
@@ -196,13 +187,7 @@ fn deadline(ctx: Ctx, kind: Kind, name: &[u8]) -> Option<i64> {
     let key = Key::open_named(ctx, &name);
     match (kind, key.kind()) {
         (Kind::Lock, KeyType::Hash) => key.expire_at_ms(),
-        (Kind::Sem, KeyType::ZSet) => {
-            let first = key
-                .zset_start(ScoreRange::all(), false)
-                .then(|| key.zset_current().1 as i64);
-            key.zset_stop();
-            first
-        }
+        (Kind::Sem, KeyType::ZSet) => key.zset_nth_score(ScoreRange::all(), 0).map(|s| s as i64),
         _ => None,
     }
 }
@@ -223,7 +208,7 @@ fn grant_or_wait(
         wait::serve(ctx, kind, name);
         return Ok(outcome.reply());
     }
-    if timeout_ms != NO_WAIT && wait::can_block(ctx) {
+    if timeout_ms != NO_WAIT && ctx.can_block() {
         wait::block(ctx, kind, name, wanted, timeout_ms);
         return Ok(Reply::Blocked);
     }
@@ -231,7 +216,7 @@ fn grant_or_wait(
 }
 
 // LOCK.ACQUIRE key owner ttl_ms [WAIT timeout_ms]
-command!(acquire, l::ACQUIRE, |call| {
+fn acquire(call: &Call) -> Result<Reply, CmdError> {
     let args = call.rest();
     let p = l::ACQUIRE.parse(args)?;
     let [owner, ttl_ms, ..] = p.positionals;
@@ -240,113 +225,102 @@ command!(acquire, l::ACQUIRE, |call| {
         ttl_ms: l::check_ttl(ttl_ms)?,
         limit: 1,
     };
-    let name = bytes(call.key);
-    checked_fence_key(call.ctx, name)?;
+    let name = call.key_name();
+    checked_fence_key(call.ctx(), name)?;
     // A key no lock can be taken on fails the waiters (if any) and this call alike: serving
     // them first writes nothing before this call's error.
     grant_or_wait(
-        call.ctx,
+        call.ctx(),
         Kind::Lock,
         name,
         wanted,
         p.options[0],
         Reply::Null,
     )
-});
+}
 
 // LOCK.RELEASE key owner
-command!(release, l::RELEASE, |call| {
+fn release(call: &Call) -> Result<Reply, CmdError> {
     let args = call.rest();
     let p = l::RELEASE.parse(args)?;
     let owner = args[p.positionals[0] as usize];
-    let ctx = call.ctx;
+    let ctx = call.ctx();
     {
-        let key = Key::open(call);
+        let mut key = Key::open(call);
         let stored = read_lease(&key)?;
         match l::release(stored.as_ref().map(Stored::lease), owner) {
             Release::NotHeld => return Ok(Reply::Integer(0)),
             Release::Kept(lease) => {
                 let holds = StackText::of(lease.holds);
-                key.hash_set(c"holds", holds.as_bytes());
-                key.modified(&[(HASH, c"hset")]);
-                unsafe {
-                    raw::RedisModule_Replicate.unwrap()(
-                        ctx,
-                        c"HSET".as_ptr(),
-                        c"scl".as_ptr(),
-                        key.name(),
-                        c"holds".as_ptr(),
-                        lease.holds as c_longlong,
-                    );
-                }
+                key.hash_set(HOLDS_FIELD, holds.as_bytes());
+                key.modified(&[(Notify::HASH, c"hset")]);
+                let hset = [
+                    Arg::Str(key.name()),
+                    Arg::Bytes(HOLDS_FIELD.as_bytes()),
+                    Arg::Int(lease.holds),
+                ];
+                ctx.replicate(c"HSET", &hset);
                 return Ok(Reply::Integer(1));
             }
             Release::Freed => {
                 key.delete();
-                key.modified(&[(GENERIC, c"del")]);
-                unsafe {
-                    raw::RedisModule_Replicate.unwrap()(
-                        ctx,
-                        c"DEL".as_ptr(),
-                        c"s".as_ptr(),
-                        key.name(),
-                    );
-                }
+                key.modified(&[(Notify::GENERIC, c"del")]);
+                ctx.replicate(c"DEL", &[Arg::Str(key.name())]);
             }
         }
     }
-    wait::serve(ctx, Kind::Lock, bytes(call.key));
+    wait::serve(ctx, Kind::Lock, call.key_name());
     Ok(Reply::Integer(1))
-});
+}
 
 // LOCK.EXTEND key owner ttl_ms
-command!(extend, l::EXTEND, |call| {
+fn extend(call: &Call) -> Result<Reply, CmdError> {
     let args = call.rest();
     let p = l::EXTEND.parse(args)?;
     let [owner, ttl_ms, ..] = p.positionals;
     let ttl_ms = l::check_ttl(ttl_ms)?;
     {
-        let key = Key::open(call);
+        let mut key = Key::open(call);
         let stored = read_lease(&key)?;
         let held = stored.as_ref().map(Stored::lease);
         let Some(at) = l::extend(held.as_ref(), args[owner as usize], ttl_ms, now_ms()) else {
             return Ok(Reply::Integer(0));
         };
         key.set_expire_at(at);
-        key.modified(&[(GENERIC, c"expire")]);
-        replicate_pexpireat(call.ctx, &key, at);
+        key.modified(&[(Notify::GENERIC, c"expire")]);
+        replicate_pexpireat(call.ctx(), &key, at);
     }
     // The waiters' timer follows the lease's new end.
-    wait::serve(call.ctx, Kind::Lock, bytes(call.key));
+    wait::serve(call.ctx(), Kind::Lock, call.key_name());
     Ok(Reply::Integer(1))
-});
+}
 
 // LOCK.INFO key
-command!(info, l::INFO, |call| {
+fn info(call: &Call) -> Result<Reply, CmdError> {
     l::INFO.parse(call.rest())?;
     let key = Key::open(call);
     let Some(stored) = read_lease(&key)? else {
         return Ok(Reply::Null);
     };
     let ttl = key.expire_at_ms().map_or(-1, |at| (at - now_ms()).max(0));
-    let waiters = wait::waiters(call.ctx, bytes(call.key)) as i64;
+    let waiters = wait::waiters(call.ctx(), call.key_name()) as i64;
     let field = |name: &str| Value::Bulk(name.as_bytes().to_vec());
     Ok(Reply::Value(Value::Array(vec![
-        field(l::OWNER_FIELD),
-        Value::Bulk(bytes(stored.owner.inner).to_vec()),
-        field(l::TOKEN_FIELD),
+        field(OWNER_FIELD),
+        Value::Bulk(stored.owner.bytes().to_vec()),
+        field(TOKEN_FIELD),
         Value::Int(stored.token),
         field("ttl"),
         Value::Int(ttl),
-        field(l::HOLDS_FIELD),
+        field(HOLDS_FIELD),
         Value::Int(stored.holds),
         field("waiters"),
         Value::Int(waiters),
     ])))
-});
+}
 
 // LOCK.FENCEDHSET resource token field value [field value ...]
-command!(fencedhset, l::FENCEDHSET, |call| {
+fn fencedhset(call: &Call) -> Result<Reply, CmdError> {
     let args = call.rest();
     let p = l::FENCEDHSET.parse(args)?;
     let token = p.positionals[0];
@@ -355,25 +329,25 @@ command!(fencedhset, l::FENCEDHSET, |call| {
     {
         let key = Key::open(call);
         key.expect(KeyType::Hash)?;
-        let newest = key.hash_field(c"__fence");
-        let newest = l::parse_resource_fence(newest.as_ref().map(|s| bytes(s.inner)))?;
+        let newest = key.hash_field(RESOURCE_FENCE_FIELD);
+        let newest = l::parse_resource_fence(newest.as_ref().map(OwnedString::bytes))?;
         if !l::fence_admits(newest, token) {
             return Ok(Reply::Integer(0));
         }
     }
     let token = StackText::of(token);
     let mut hset: Vec<&[u8]> = vec![
-        bytes(call.key),
-        l::RESOURCE_FENCE_FIELD.as_bytes(),
+        call.key_name(),
+        RESOURCE_FENCE_FIELD.as_bytes(),
         token.as_bytes(),
     ];
     hset.extend_from_slice(pairs);
-    redis_call(call.ctx, c"HSET", &hset, true);
+    redis_call(call.ctx(), c"HSET", &hset, true);
     Ok(Reply::Integer(1))
-});
+}
 
 // SEM.ACQUIRE key owner limit ttl_ms [WAIT timeout_ms]
-command!(sem_acquire, l::SEM_ACQUIRE, |call| {
+fn sem_acquire(call: &Call) -> Result<Reply, CmdError> {
     let args = call.rest();
     let p = l::SEM_ACQUIRE.parse(args)?;
     let [owner, limit, ttl_ms, ..] = p.positionals;
@@ -383,28 +357,28 @@ command!(sem_acquire, l::SEM_ACQUIRE, |call| {
         limit,
     };
     Key::open(call).expect(KeyType::ZSet)?;
-    let name = bytes(call.key);
+    let name = call.key_name();
     grant_or_wait(
-        call.ctx,
+        call.ctx(),
         Kind::Sem,
         name,
         wanted,
         p.options[0],
         Reply::Integer(0),
     )
-});
+}
 
 // SEM.RELEASE key owner
-command!(sem_release, l::SEM_RELEASE, |call| {
+fn sem_release(call: &Call) -> Result<Reply, CmdError> {
     let args = call.rest();
     let p = l::SEM_RELEASE.parse(args)?;
     let owner = args[p.positionals[0] as usize];
-    let (ctx, name) = (call.ctx, bytes(call.key));
+    let (ctx, name) = (call.ctx(), call.key_name());
     Key::open(call).expect(KeyType::ZSet)?;
     let now = now_ms();
     update_index(ctx, name, now, None, None);
     if Key::open(call)
-        .zset_score(OwnedString::new(ctx, owner).inner)
+        .zset_score(OwnedString::new(ctx, owner).as_str())
         .is_none()
     {
         return Ok(Reply::Integer(0));
@@ -412,12 +386,12 @@ command!(sem_release, l::SEM_RELEASE, |call| {
     update_index(ctx, name, now, Some(owner), None);
     wait::serve(ctx, Kind::Sem, name);
     Ok(Reply::Integer(1))
-});
+}
 
 // SEM.COUNT key
-command!(sem_count, l::SEM_COUNT, |call| {
+fn sem_count(call: &Call) -> Result<Reply, CmdError> {
     l::SEM_COUNT.parse(call.rest())?;
     Key::open(call).expect(KeyType::ZSet)?;
-    update_index(call.ctx, bytes(call.key), now_ms(), None, None);
+    update_index(call.ctx(), call.key_name(), now_ms(), None, None);
     Ok(Reply::Integer(Key::open(call).len()))
-});
+}

@@ -1,43 +1,49 @@
 //! Binds the rate-limiting family (`patterns_core::ratelimit`) to Redis:
 //! parse → decide → write state → replicate the effect → reply.
-
-use std::ffi::c_int;
+#![deny(unsafe_code)]
 
 use patterns_core::command::CmdError;
 use patterns_core::ratelimit::{
     self as rl, AdmissionLog, LogWrite, RateReply, SlidingWindow, Stored, StringLimiter,
     TokenBucket,
 };
-use redis_module::raw::{self, KeyType};
 
 use crate::command;
-use crate::shared::{
-    now_ms, replicate_set_pxat, replicate_with_key, Call, Key, OwnedString, Reply, ScoreRange,
-    StackText,
+use crate::ffi::{
+    now_ms, Arg, Call, Command, Key, KeyType, Notify, OwnedString, Reply, ScoreRange,
 };
+use crate::text::StackText;
+
+/// The family's commands, as registered.
+pub const COMMANDS: &[Command] = &[
+    command!(rl::TOKENBUCKET, tokenbucket),
+    command!(rl::FIXEDWINDOW, fixedwindow),
+    command!(rl::SLIDINGWINDOW, slidingwindow),
+    command!(rl::THROTTLE, throttle),
+];
 
 // RL.TOKENBUCKET key capacity rate period_ms [COST n]
-command!(tokenbucket, rl::TOKENBUCKET, |call| {
+fn tokenbucket(call: &Call) -> Result<Reply, CmdError> {
     let p = rl::TOKENBUCKET.parse(call.rest())?;
     let [capacity, rate, period_ms, ..] = p.positionals;
     let bucket = TokenBucket::new(capacity, rate, period_ms)?;
     Ok(Reply::Ints(
-        run_string(call, &bucket, p.options[0])?.to_array(),
+        run_string(call, &bucket, p.options[0])?.to_array().into(),
     ))
-});
+}
 
 // RL.FIXEDWINDOW key limit window_ms [COST n]
-command!(fixedwindow, rl::FIXEDWINDOW, |call| {
+fn fixedwindow(call: &Call) -> Result<Reply, CmdError> {
     let p = rl::FIXEDWINDOW.parse(call.rest())?;
     let [limit, window_ms, ..] = p.positionals;
     let window = rl::FixedWindow::new(limit, window_ms)?;
     Ok(Reply::Ints(
-        run_string(call, &window, p.options[0])?.to_array(),
+        run_string(call, &window, p.options[0])?.to_array().into(),
     ))
-});
+}
 
 // RL.SLIDINGWINDOW key limit window_ms [COST n] [EXACT]
-command!(slidingwindow, rl::SLIDINGWINDOW, |call| {
+fn slidingwindow(call: &Call) -> Result<Reply, CmdError> {
     let p = rl::SLIDINGWINDOW.parse(call.rest())?;
     let [limit, window_ms, ..] = p.positionals;
     let [cost, exact, ..] = p.options;
@@ -47,23 +53,21 @@ command!(slidingwindow, rl::SLIDINGWINDOW, |call| {
     } else {
         run_string(call, &window, cost)?
     };
-    Ok(Reply::Ints(reply.to_array()))
-});
+    Ok(Reply::Ints(reply.to_array().into()))
+}
 
 // CL.THROTTLE key max_burst count_per_period period_s [quantity]
-command!(throttle, rl::THROTTLE, |call| {
+fn throttle(call: &Call) -> Result<Reply, CmdError> {
     let p = rl::THROTTLE.parse(call.rest())?;
     let [max_burst, count_per_period, period_s, quantity, ..] = p.positionals;
     let bucket = TokenBucket::from_cell(max_burst, count_per_period, period_s)?;
     Ok(Reply::Ints(
-        run_string(call, &bucket, quantity)?.to_cell_array(),
+        run_string(call, &bucket, quantity)?.to_cell_array().into(),
     ))
-});
+}
 
-const STRING_EVENTS: [(c_int, &std::ffi::CStr); 2] = [
-    (raw::REDISMODULE_NOTIFY_STRING, c"set"),
-    (raw::REDISMODULE_NOTIFY_GENERIC, c"expire"),
-];
+const STRING_EVENTS: [(Notify, &std::ffi::CStr); 2] =
+    [(Notify::STRING, c"set"), (Notify::GENERIC, c"expire")];
 
 /// Runs a limiter whose state is one string: read it, decide, and when something was
 /// admitted write the new value with its absolute expiry and replicate `SET ... PXAT`.
@@ -73,7 +77,7 @@ fn run_string<L: StringLimiter>(
     cost: i64,
 ) -> Result<RateReply, CmdError> {
     let now = now_ms();
-    let key = Key::open(call);
+    let mut key = Key::open(call);
     let stored = key.string()?.map(|value| Stored {
         value,
         expire_at_ms: if L::READS_EXPIRY {
@@ -88,7 +92,16 @@ fn run_string<L: StringLimiter>(
         key.write_string(value.as_bytes());
         key.set_expire_at(write.expire_at_ms);
         key.modified(&STRING_EVENTS);
-        replicate_set_pxat(call, value.as_bytes(), write.expire_at_ms);
+        // The primary's time travels in the effect, never the caller's command.
+        call.ctx().replicate(
+            c"SET",
+            &[
+                Arg::Str(call.key()),
+                Arg::Bytes(value.as_bytes()),
+                Arg::Bytes(b"PXAT"),
+                Arg::Int(write.expire_at_ms),
+            ],
+        );
     }
     Ok(outcome.reply)
 }
@@ -96,9 +109,9 @@ fn run_string<L: StringLimiter>(
 /// The exact sliding window, on the sorted set through the module's zset API.
 fn run_exact(call: &Call, window: &SlidingWindow, cost: i64) -> Result<RateReply, CmdError> {
     let now = now_ms();
-    let key = Key::open(call);
+    let mut key = Key::open(call);
     key.expect(KeyType::ZSet)?;
-    let mut log = ZsetLog { key: &key };
+    let mut log = ZsetLog { key: &mut key };
     let (reply, write) = window.decide_exact(&mut log, now, cost)?;
     if let Some(write) = write {
         log.apply(call, &write);
@@ -107,45 +120,47 @@ fn run_exact(call: &Call, window: &SlidingWindow, cost: i64) -> Result<RateReply
 }
 
 /// The admission log as a sorted set: members `<ms>:<seq>` scored by admission time.
-struct ZsetLog<'a> {
-    key: &'a Key<'a>,
+struct ZsetLog<'k, 'a> {
+    key: &'k mut Key<'a>,
 }
 
-impl ZsetLog<'_> {
+impl ZsetLog<'_, '_> {
     /// Prunes, adds and sets the expiry, replicating each step as the command Redis would run.
-    fn apply(&self, call: &Call, w: &LogWrite) {
-        let key = self.key;
-        let mut events = vec![(raw::REDISMODULE_NOTIFY_ZSET, c"zadd")];
+    fn apply(&mut self, call: &Call, w: &LogWrite) {
+        let (ctx, key) = (call.ctx(), &mut *self.key);
+        let mut events = vec![(Notify::ZSET, c"zadd")];
         if let Some(through) = w.prune_through_ms {
-            key.zset_remove(&key.zset_members(ScoreRange::through(through)));
-            let bound = OwnedString::new(call.ctx, StackText::of(through).as_bytes());
-            let neg_inf = OwnedString::new(call.ctx, b"-inf");
-            replicate_with_key(call, c"ZREMRANGEBYSCORE", &[neg_inf.inner, bound.inner]);
-            events.push((raw::REDISMODULE_NOTIFY_ZSET, c"zremrangebyscore"));
+            let stale = key.zset_members(ScoreRange::through(through));
+            key.zset_remove(&stale);
+            let args = [Arg::Str(call.key()), Arg::Bytes(b"-inf"), Arg::Int(through)];
+            ctx.replicate(c"ZREMRANGEBYSCORE", &args);
+            events.push((Notify::ZSET, c"zremrangebyscore"));
         }
-        let score = OwnedString::new(call.ctx, StackText::of(w.at_ms).as_bytes());
+        let score = OwnedString::from_i64(ctx, w.at_ms);
         let members: Vec<OwnedString> = (w.first_seq..w.first_seq + w.count)
             .map(|seq| {
                 let member = StackText::of(format_args!("{}:{seq}", w.at_ms));
-                OwnedString::new(call.ctx, member.as_bytes())
+                OwnedString::new(ctx, member.as_bytes())
             })
             .collect();
-        let mut zadd = Vec::with_capacity(members.len() * 2);
+        let mut zadd = Vec::with_capacity(1 + members.len() * 2);
+        zadd.push(Arg::Str(call.key()));
         for m in &members {
-            key.zset_add(w.at_ms as f64, m.inner);
-            zadd.push(score.inner);
-            zadd.push(m.inner);
+            key.zset_add(w.at_ms as f64, m.as_str());
+            zadd.extend([Arg::Str(score.as_str()), Arg::Str(m.as_str())]);
         }
-        replicate_with_key(call, c"ZADD", &zadd);
+        ctx.replicate(c"ZADD", &zadd);
         key.set_expire_at(w.expire_at_ms);
-        let at = OwnedString::new(call.ctx, StackText::of(w.expire_at_ms).as_bytes());
-        replicate_with_key(call, c"PEXPIREAT", &[at.inner]);
-        events.push((raw::REDISMODULE_NOTIFY_GENERIC, c"expire"));
+        ctx.replicate(
+            c"PEXPIREAT",
+            &[Arg::Str(call.key()), Arg::Int(w.expire_at_ms)],
+        );
+        events.push((Notify::GENERIC, c"expire"));
         key.modified(&events);
     }
 }
 
-impl AdmissionLog for ZsetLog<'_> {
+impl AdmissionLog for ZsetLog<'_, '_> {
     fn entries(&mut self) -> Result<i64, CmdError> {
         Ok(self.key.len())
     }
@@ -156,11 +171,7 @@ impl AdmissionLog for ZsetLog<'_> {
     }
 
     fn time_at(&mut self, after_ms: i64, index: i64) -> Result<i64, CmdError> {
-        let key = self.key;
-        let found = key.zset_start(ScoreRange::after(after_ms), false)
-            && (0..index).all(|_| key.zset_next());
-        let score = found.then(|| key.zset_current().1);
-        key.zset_stop();
+        let score = self.key.zset_nth_score(ScoreRange::after(after_ms), index);
         score.map(|s| s.floor() as i64).ok_or(CmdError::Internal)
     }
 

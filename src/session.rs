@@ -7,21 +7,31 @@
 //!
 //! Each command validates everything (arguments, types, ACL of the keys it derives) before its
 //! first write: an error writes nothing.
+#![deny(unsafe_code)]
 
 use patterns_core::command::CmdError;
 use patterns_core::session::{
     self as s, check_fields, session_key, Deadlines, Meta, Timeouts, ID_BYTES,
 };
 
-use redis_module::raw::{KeyType, RedisModuleCtx};
-
 use crate::command;
-use crate::shared::{
-    bytes, check_key_access, fill_random, key_type, live_key_type, now_ms, redis_call,
-    replicate_on, update_index, Key, OwnedString, Reply, StackText, GENERIC,
+use crate::ffi::{
+    check_key_access, fill_random, key_type, live_key_type, now_ms, redis_call, Arg, Call, Command,
+    Ctx, Key, KeyType, Notify, OwnedString, Reply,
 };
+use crate::index::update_index;
 
-type Ctx = *mut RedisModuleCtx;
+/// The family's commands, as registered.
+pub const COMMANDS: &[Command] = &[
+    command!(s::CREATE, create),
+    command!(s::GET, get),
+    command!(s::SET, set),
+    command!(s::ROTATE, rotate),
+    command!(s::DESTROY, destroy),
+    command!(s::DESTROYALL, destroyall),
+    command!(s::LIST, list),
+    command!(s::COUNT, count),
+];
 
 /// A fresh id: 128 bits from getrandom(2), base64url.
 fn new_id() -> Result<[u8; s::ID_LEN], CmdError> {
@@ -88,24 +98,23 @@ fn load(ctx: Ctx, key: &[u8], now: i64) -> Result<Option<Loaded>, CmdError> {
 fn touch(ctx: Ctx, key: &[u8], index: &[u8], d: Deadlines, now: i64) {
     let at = d.expiry(now);
     let name = OwnedString::new(ctx, key);
-    let session = Key::open_named(ctx, &name);
+    let mut session = Key::open_named(ctx, &name);
     session.set_expire_at(at);
-    session.modified(&[(GENERIC, c"expire")]);
-    let at_text = OwnedString::new(ctx, StackText::of(at).as_bytes());
-    replicate_on(ctx, c"PEXPIREAT", name.inner, &[at_text.inner]);
+    session.modified(&[(Notify::GENERIC, c"expire")]);
+    ctx.replicate(c"PEXPIREAT", &[Arg::Str(name.as_str()), Arg::Int(at)]);
     update_index(ctx, index, now, None, Some((at, key)));
 }
 
 // SESSION.CREATE index idle_ms absolute_ms [field value ...]
-command!(create, s::CREATE, |call| {
+fn create(call: &Call) -> Result<Reply, CmdError> {
     let args = call.rest();
     let p = s::CREATE.parse(args)?;
     let [idle, absolute, ..] = p.positionals;
     let timeouts = Timeouts::new(idle, absolute)?;
     let fields = &args[p.trailing_at..];
     check_fields(fields)?;
-    let ctx = call.ctx;
-    let index = bytes(call.key);
+    let ctx = call.ctx();
+    let index = call.key_name();
     let key = session_key(index, &new_id()?)?;
     check_key_access(ctx, &key)?;
     expect_index(ctx, index)?;
@@ -128,45 +137,45 @@ command!(create, s::CREATE, |call| {
     redis_call(ctx, c"HSET", &hset, true);
     touch(ctx, &key, index, d, now);
     Ok(Reply::Bulk(key))
-});
+}
 
 // SESSION.GET session
-command!(get, s::GET, |call| {
+fn get(call: &Call) -> Result<Reply, CmdError> {
     s::GET.parse(call.rest())?;
-    let key = bytes(call.key);
+    let key = call.key_name();
     let now = now_ms();
-    let Some(loaded) = load(call.ctx, key, now)? else {
+    let Some(loaded) = load(call.ctx(), key, now)? else {
         return Ok(Reply::Null);
     };
     let meta = loaded.meta()?;
-    touch(call.ctx, key, meta.index, meta.deadlines, now);
+    touch(call.ctx(), key, meta.index, meta.deadlines, now);
     Ok(Reply::Bulks(loaded.user_pairs()))
-});
+}
 
 // SESSION.SET session field value [field value ...]
-command!(set, s::SET, |call| {
+fn set(call: &Call) -> Result<Reply, CmdError> {
     let args = call.rest();
     let p = s::SET.parse(args)?;
     let fields = &args[p.trailing_at..];
     check_fields(fields)?;
-    let key = bytes(call.key);
+    let key = call.key_name();
     let now = now_ms();
-    let Some(loaded) = load(call.ctx, key, now)? else {
+    let Some(loaded) = load(call.ctx(), key, now)? else {
         return Ok(Reply::Null);
     };
     let meta = loaded.meta()?;
     let mut hset: Vec<&[u8]> = vec![key];
     hset.extend_from_slice(fields);
-    let added = redis_call(call.ctx, c"HSET", &hset, true).integer();
-    touch(call.ctx, key, meta.index, meta.deadlines, now);
+    let added = redis_call(call.ctx(), c"HSET", &hset, true).integer();
+    touch(call.ctx(), key, meta.index, meta.deadlines, now);
     Ok(Reply::Integer(added))
-});
+}
 
 // SESSION.ROTATE session
-command!(rotate, s::ROTATE, |call| {
+fn rotate(call: &Call) -> Result<Reply, CmdError> {
     s::ROTATE.parse(call.rest())?;
-    let ctx = call.ctx;
-    let old = bytes(call.key);
+    let ctx = call.ctx();
+    let old = call.key_name();
     let now = now_ms();
     let Some(loaded) = load(ctx, old, now)? else {
         return Ok(Reply::Null);
@@ -181,13 +190,13 @@ command!(rotate, s::ROTATE, |call| {
     redis_call(ctx, c"RENAME", &[old, &new], true);
     update_index(ctx, meta.index, now, Some(old), Some((at, &new)));
     Ok(Reply::Bulk(new))
-});
+}
 
 // SESSION.DESTROY session
-command!(destroy, s::DESTROY, |call| {
+fn destroy(call: &Call) -> Result<Reply, CmdError> {
     s::DESTROY.parse(call.rest())?;
-    let ctx = call.ctx;
-    let key = bytes(call.key);
+    let ctx = call.ctx();
+    let key = call.key_name();
     let now = now_ms();
     let Some(loaded) = load(ctx, key, now)? else {
         return Ok(Reply::Integer(0));
@@ -196,7 +205,7 @@ command!(destroy, s::DESTROY, |call| {
     redis_call(ctx, c"DEL", &[key], true);
     update_index(ctx, meta.index, now, Some(key), None);
     Ok(Reply::Integer(1))
-});
+}
 
 /// The index's live session keys, after pruning the expired ones.
 fn live(ctx: Ctx, index: &[u8]) -> Result<Vec<Vec<u8>>, CmdError> {
@@ -206,10 +215,10 @@ fn live(ctx: Ctx, index: &[u8]) -> Result<Vec<Vec<u8>>, CmdError> {
 }
 
 // SESSION.DESTROYALL index
-command!(destroyall, s::DESTROYALL, |call| {
+fn destroyall(call: &Call) -> Result<Reply, CmdError> {
     s::DESTROYALL.parse(call.rest())?;
-    let ctx = call.ctx;
-    let index = bytes(call.key);
+    let ctx = call.ctx();
+    let index = call.key_name();
     expect_index(ctx, index)?;
     let members = redis_call(ctx, c"ZRANGE", &[index, b"0", b"-1"], false).strings();
     for m in &members {
@@ -222,22 +231,22 @@ command!(destroyall, s::DESTROYALL, |call| {
     }
     redis_call(ctx, c"DEL", &[index], true);
     Ok(Reply::Integer(destroyed))
-});
+}
 
 // SESSION.LIST index
-command!(list, s::LIST, |call| {
+fn list(call: &Call) -> Result<Reply, CmdError> {
     s::LIST.parse(call.rest())?;
-    Ok(Reply::Bulks(live(call.ctx, bytes(call.key))?))
-});
+    Ok(Reply::Bulks(live(call.ctx(), call.key_name())?))
+}
 
 // SESSION.COUNT index
-command!(count, s::COUNT, |call| {
+fn count(call: &Call) -> Result<Reply, CmdError> {
     s::COUNT.parse(call.rest())?;
-    let ctx = call.ctx;
-    let index = bytes(call.key);
+    let ctx = call.ctx();
+    let index = call.key_name();
     expect_index(ctx, index)?;
     update_index(ctx, index, now_ms(), None, None);
     Ok(Reply::Integer(
         redis_call(ctx, c"ZCARD", &[index], false).integer(),
     ))
-});
+}

@@ -68,6 +68,7 @@
 //! one newest token per resource: it fits a lock taken on one server, not Redlock, whose tokens
 //! from different instances must not be compared with each other. With Redlock the resource
 //! compares the whole token set.
+#![forbid(unsafe_code)]
 
 mod clock;
 mod error;

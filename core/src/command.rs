@@ -129,7 +129,7 @@ pub struct CommandDef {
     /// What the command reads and writes, as documented in README's key layout.
     pub keys: &'static str,
     /// Redis command flags, e.g. `write deny-oom`.
-    pub flags: &'static str,
+    pub flags: Flags,
     /// After the key (the first argument, first = last = 1, step 1 for every command so far).
     pub positionals: &'static [Positional],
     pub options: &'static [OptionDef],
@@ -137,6 +137,46 @@ pub struct CommandDef {
     pub trailing: Option<Trailing>,
     /// Which arguments are keys.
     pub key_positions: Keys,
+}
+
+/// A command's flags as typed values; registration renders them as the server's flag string
+/// (`Flags::WRITE.and(Flags::DENY_OOM)` is `write deny-oom`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Flags(u8);
+
+impl Flags {
+    pub const WRITE: Self = Self(1);
+    pub const READONLY: Self = Self(1 << 1);
+    pub const DENY_OOM: Self = Self(1 << 2);
+    /// The command answers key-position requests itself.
+    pub const GETKEYS_API: Self = Self(1 << 3);
+    /// Each flag's word, in the order the flag string lists them.
+    const WORDS: [(Self, &'static str); 4] = [
+        (Self::WRITE, "write"),
+        (Self::READONLY, "readonly"),
+        (Self::DENY_OOM, "deny-oom"),
+        (Self::GETKEYS_API, "getkeys-api"),
+    ];
+
+    /// These flags and `other`'s.
+    pub const fn and(self, other: Self) -> Self {
+        Self(self.0 | other.0)
+    }
+
+    pub const fn contains(self, other: Self) -> bool {
+        self.0 & other.0 == other.0
+    }
+}
+
+impl fmt::Display for Flags {
+    /// The server's flag string: the words, space-separated.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut words = Self::WORDS.iter().filter(|(flag, _)| self.contains(*flag));
+        if let Some((_, first)) = words.next() {
+            f.write_str(first)?;
+        }
+        words.try_for_each(|(_, word)| write!(f, " {word}"))
+    }
 }
 
 /// Which arguments of a command are keys: Redis checks them against ACL key patterns and
@@ -207,7 +247,7 @@ impl CommandDef {
 
     /// Whether the command only reads (its flags include `readonly`).
     pub fn is_readonly(&self) -> bool {
-        self.flags.split_whitespace().any(|f| f == "readonly")
+        self.flags.contains(Flags::READONLY)
     }
 
     /// The function name of the Lua twin: `RL.TOKENBUCKET` → `rl_tokenbucket`.
@@ -427,6 +467,19 @@ fn parse_arg(raw: &[u8], arg: Arg, at: usize) -> Result<i64, CmdError> {
 mod tests {
     use super::*;
 
+    #[test]
+    fn flags_render_as_the_servers_flag_string() {
+        let write = Flags::WRITE.and(Flags::DENY_OOM);
+        assert_eq!(write.to_string(), "write deny-oom");
+        assert_eq!(
+            write.and(Flags::GETKEYS_API).to_string(),
+            "write deny-oom getkeys-api"
+        );
+        assert_eq!(Flags::READONLY.to_string(), "readonly");
+        assert!(!write.contains(Flags::READONLY));
+        assert!(write.contains(Flags::DENY_OOM));
+    }
+
     const CAP: Arg = Arg {
         name: "capacity",
         kind: ArgKind::Positive,
@@ -442,7 +495,7 @@ mod tests {
         complexity: "",
         reply: "",
         keys: "",
-        flags: "write",
+        flags: Flags::WRITE,
         positionals: &[
             Positional {
                 arg: CAP,

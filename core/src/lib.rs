@@ -1,6 +1,7 @@
 //! redis-patterns' core: per pattern family, the pure algorithms (state and `now` in, decision
 //! and new state out), the command definitions, and the Lua twin generated from them.
 //! No Redis dependency: this crate also builds for `wasm32-unknown-unknown`.
+#![forbid(unsafe_code)]
 
 pub mod cache;
 pub mod command;

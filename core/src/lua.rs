@@ -205,7 +205,8 @@ end
 local function index_fix(index)
   local top = redis.call('ZRANGE', index, -1, -1, 'WITHSCORES')
   if top[2] == nil then return end
-  local at = tonumber(top[2])
+  -- A score may have decimals (a cache tag's marker): the expiry is its whole milliseconds.
+  local at = math.floor(tonumber(top[2]))
   if redis.call('PEXPIRETIME', index) ~= at then
     redis.call('PEXPIREAT', index, int(at))
   end
@@ -268,6 +269,14 @@ end
 local function parse(def, keys, argv)
   -- KEYS: the one key; or with min_keys, keys only (tag [tag ...]); or with key_rest, the key
   -- and then the items of the option numbered key_rest (key [tag ...] for TAGS tag ...).
+  -- Redis checks a module command's arity before the command parses anything: the same
+  -- check, on the module's argument count (the twin's leading arguments out, a TAGS-like
+  -- token back in).
+  local argc = 1 + #keys + #argv - (def.lead or 0)
+  if def.key_rest and #keys > 1 then argc = argc + 1 end
+  if (def.arity > 0 and argc ~= def.arity) or argc < -def.arity then
+    return nil, err(def.arity_error)
+  end
   if #keys < (def.min_keys or 1) or (#keys > 1 and not def.min_keys and not def.key_rest) then
     return nil, err(def.arity_error)
   end
@@ -413,8 +422,9 @@ fn def_table(cmd: &TwinCommand) -> String {
         (Keys::First, None) => {}
     }
     format!(
-        "local DEF_{name} = {{\n  arity_error = {arity},\n{extra}  pos = {{\n{pos}  }},\n  opts = {{\n{opts}  }},\n  tokens = {{{tokens}}},\n}}\n",
+        "local DEF_{name} = {{\n  arity = {redis_arity},\n  arity_error = {arity},\n{extra}  pos = {{\n{pos}  }},\n  opts = {{\n{opts}  }},\n  tokens = {{{tokens}}},\n}}\n",
         name = def.lua_name(),
+        redis_arity = def.arity(),
         arity = lua_error(&CmdError::WrongArity(def.name)),
         pos = pos.concat(),
         opts = opts.concat(),
@@ -551,6 +561,16 @@ mod tests {
         // One key: neither.
         let get = def_table(&twin(&crate::cache::GET, "x"));
         assert!(!get.contains("min_keys") && !get.contains("key_rest"));
+    }
+
+    #[test]
+    fn the_parser_knows_the_arity_redis_checks_first() {
+        // Redis refuses `LOCK.INFO k extra` or `CL.THROTTLE k 1` for their arity before the
+        // module parses anything; the twin checks the same number.
+        let info = def_table(&twin(&crate::lock::INFO, "x"));
+        assert!(info.contains("  arity = 2,\n"), "{info}");
+        let throttle = def_table(&twin(&crate::ratelimit::THROTTLE, "x"));
+        assert!(throttle.contains("  arity = -5,\n"), "{throttle}");
     }
 
     #[test]

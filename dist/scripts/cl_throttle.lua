@@ -116,7 +116,8 @@ end
 local function index_fix(index)
   local top = redis.call('ZRANGE', index, -1, -1, 'WITHSCORES')
   if top[2] == nil then return end
-  local at = tonumber(top[2])
+  -- A score may have decimals (a cache tag's marker): the expiry is its whole milliseconds.
+  local at = math.floor(tonumber(top[2]))
   if redis.call('PEXPIRETIME', index) ~= at then
     redis.call('PEXPIREAT', index, int(at))
   end
@@ -179,6 +180,14 @@ end
 local function parse(def, keys, argv)
   -- KEYS: the one key; or with min_keys, keys only (tag [tag ...]); or with key_rest, the key
   -- and then the items of the option numbered key_rest (key [tag ...] for TAGS tag ...).
+  -- Redis checks a module command's arity before the command parses anything: the same
+  -- check, on the module's argument count (the twin's leading arguments out, a TAGS-like
+  -- token back in).
+  local argc = 1 + #keys + #argv - (def.lead or 0)
+  if def.key_rest and #keys > 1 then argc = argc + 1 end
+  if (def.arity > 0 and argc ~= def.arity) or argc < -def.arity then
+    return nil, err(def.arity_error)
+  end
   if #keys < (def.min_keys or 1) or (#keys > 1 and not def.min_keys and not def.key_rest) then
     return nil, err(def.arity_error)
   end
@@ -228,6 +237,8 @@ local function parse(def, keys, argv)
 end
 local MAX_SPAN = 4503599627370496
 local PRUNE_BATCH = 8
+local MAX_EXACT_COST = 10000
+local EXACT_COST_TOO_HIGH = 'ERR COST must be at most 10000 with EXACT'
 local TWIN_MAX = 4503599627370496
 local SPAN_TOO_LONG = 'ERR the limiter\'s time span is too long (over 2^52 ms)'
 local NOT_LIMITER_STATE = 'ERR key does not hold rate limiter state'
@@ -333,6 +344,7 @@ local function rl_slidingwindow_exact(key, limit, window, cost)
   local cutoff = now - window
   local count = redis.pcall('ZCOUNT', key, '(' .. int(cutoff), '+inf')
   if type(count) == 'table' then return count end
+  if cost > MAX_EXACT_COST then return err(EXACT_COST_TOO_HIGH) end
   local allowed = cost <= limit - count
   local new_count = allowed and count + cost or count
   local retry = -1
@@ -415,6 +427,7 @@ local function rl_slidingwindow_run(key, limit, window, cost, exact)
 end
 
 local DEF_cl_throttle = {
+  arity = -5,
   arity_error = 'ERR wrong number of arguments for \'cl.throttle\' command',
   pos = {
     {kind = 'int', min = 0, error = 'ERR max_burst must be a non-negative integer', beyond = 'ERR max_burst exceeds the Lua twin\'s exact integer range (below 2^53)'},

@@ -116,7 +116,8 @@ end
 local function index_fix(index)
   local top = redis.call('ZRANGE', index, -1, -1, 'WITHSCORES')
   if top[2] == nil then return end
-  local at = tonumber(top[2])
+  -- A score may have decimals (a cache tag's marker): the expiry is its whole milliseconds.
+  local at = math.floor(tonumber(top[2]))
   if redis.call('PEXPIRETIME', index) ~= at then
     redis.call('PEXPIREAT', index, int(at))
   end
@@ -179,6 +180,14 @@ end
 local function parse(def, keys, argv)
   -- KEYS: the one key; or with min_keys, keys only (tag [tag ...]); or with key_rest, the key
   -- and then the items of the option numbered key_rest (key [tag ...] for TAGS tag ...).
+  -- Redis checks a module command's arity before the command parses anything: the same
+  -- check, on the module's argument count (the twin's leading arguments out, a TAGS-like
+  -- token back in).
+  local argc = 1 + #keys + #argv - (def.lead or 0)
+  if def.key_rest and #keys > 1 then argc = argc + 1 end
+  if (def.arity > 0 and argc ~= def.arity) or argc < -def.arity then
+    return nil, err(def.arity_error)
+  end
   if #keys < (def.min_keys or 1) or (#keys > 1 and not def.min_keys and not def.key_rest) then
     return nil, err(def.arity_error)
   end
@@ -610,6 +619,7 @@ end
 local function lb_rem_run(board, members)
   local k, e = lb_keys(board, true)
   if e then return e end
+  if k.order == nil then return err(BAD_BOARD) end
   e = lb_check_types(k)
   if e then return e end
   local rec, e2 = lb_recorded(k, redis.call('ZCARD', board))
@@ -635,6 +645,7 @@ local function lb_rem_run(board, members)
 end
 
 local DEF_lb_top = {
+  arity = -3,
   arity_error = 'ERR wrong number of arguments for \'lb.top\' command',
   pos = {
     {kind = 'int', min = 1, error = 'ERR count must be a positive integer', beyond = 'ERR count exceeds the Lua twin\'s exact integer range (below 2^53)'},

@@ -116,7 +116,8 @@ end
 local function index_fix(index)
   local top = redis.call('ZRANGE', index, -1, -1, 'WITHSCORES')
   if top[2] == nil then return end
-  local at = tonumber(top[2])
+  -- A score may have decimals (a cache tag's marker): the expiry is its whole milliseconds.
+  local at = math.floor(tonumber(top[2]))
   if redis.call('PEXPIRETIME', index) ~= at then
     redis.call('PEXPIREAT', index, int(at))
   end
@@ -179,6 +180,14 @@ end
 local function parse(def, keys, argv)
   -- KEYS: the one key; or with min_keys, keys only (tag [tag ...]); or with key_rest, the key
   -- and then the items of the option numbered key_rest (key [tag ...] for TAGS tag ...).
+  -- Redis checks a module command's arity before the command parses anything: the same
+  -- check, on the module's argument count (the twin's leading arguments out, a TAGS-like
+  -- token back in).
+  local argc = 1 + #keys + #argv - (def.lead or 0)
+  if def.key_rest and #keys > 1 then argc = argc + 1 end
+  if (def.arity > 0 and argc ~= def.arity) or argc < -def.arity then
+    return nil, err(def.arity_error)
+  end
   if #keys < (def.min_keys or 1) or (#keys > 1 and not def.min_keys and not def.key_rest) then
     return nil, err(def.arity_error)
   end
@@ -371,6 +380,7 @@ local function sem_count_run(key)
 end
 
 local DEF_sem_count = {
+  arity = 2,
   arity_error = 'ERR wrong number of arguments for \'sem.count\' command',
   pos = {
   },

@@ -14,27 +14,35 @@
 //!   waiter.
 //!
 //! A grant writes the waiter's lease (or permit) at once, then unblocks the client with its
-//! token; the reply is sent by `on_reply`. A waiter that times out or disconnects leaves its
-//! queue. When the server becomes a replica, every waiter is unblocked with an error: Redis
-//! and Valkey do it themselves (`UNBLOCKED ...`, which reaches `on_disconnect`), and the module
-//! cancels whatever is left with a READONLY error.
+//! token; the reply is sent by `Waiting::reply`. A waiter that disconnects leaves its queue.
+//!
+//! The module keeps each waiter's deadline itself (its absolute time in ms on the server's
+//! clock) and blocks the client with no server timeout: a queue is served only with its expired
+//! waiters taken out first (replied nil, or 0 for a semaphore, with nothing written), and its
+//! timer also fires at the earliest deadline. Left to the server, the timeout raced the grant:
+//! Redis 7.0 handles blocking timeouts in `beforeSleep` up to 100 ms late and before the
+//! replies of clients the module unblocked, so a waiter granted after its deadline but before
+//! its timeout was handled lost its reply (the timeout skips a client already unblocked, then
+//! detaches it, and its reply callback never runs) and hung while holding the lock.
+//!
+//! When the server becomes a replica, every waiter is unblocked with an error: Redis and
+//! Valkey do it themselves (`UNBLOCKED ...`, which reaches `Waiting::disconnected`), and the
+//! module cancels whatever is left with a READONLY error.
 //! All of this runs on Redis's main thread; the mutex only makes the statics sound.
+#![deny(unsafe_code)]
 
 use std::collections::BTreeMap;
-use std::ffi::{c_char, c_int, c_void, CStr};
-use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::ptr;
+use std::ffi::{c_int, CStr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard, TryLockError};
 
 use patterns_core::lock::WaitQueue;
-use redis_module::raw::{
-    self, RedisModuleBlockedClient, RedisModuleCtx, RedisModuleEvent, RedisModuleString,
-    RedisModuleTimerID,
-};
 
-use super::{deadline, try_grant, Ctx};
-use crate::shared::{bytes, now_ms, send, send_error, Reply};
+use super::{deadline, try_grant};
+use crate::ffi::{
+    self, now_ms, BlockedClient, ClientId, Ctx, Fires, KeyspaceWatch, Notify, Reply, RoleWatch,
+    Timer, TimerToken, Waits,
+};
 
 /// What a queue waits for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -60,15 +68,18 @@ pub enum Outcome {
     Permit,
     /// The wait was cancelled.
     Error(String),
+    /// The deadline passed first: nil for a lock, 0 for a semaphore.
+    Expired(Kind),
 }
 
 impl Outcome {
-    /// The reply to a grant (a cancelled wait's error is sent by `on_reply`).
+    /// The reply to a grant (a cancelled wait's error is sent by `Waiting::reply`).
     pub fn reply(&self) -> Reply {
         match self {
             Outcome::Token(token) => Reply::Integer(*token),
             Outcome::Permit => Reply::Integer(1),
-            Outcome::Error(_) => Reply::Null,
+            Outcome::Error(_) | Outcome::Expired(Kind::Lock) => Reply::Null,
+            Outcome::Expired(Kind::Sem) => Reply::Integer(0),
         }
     }
 }
@@ -78,52 +89,42 @@ const NOW_REPLICA: &str =
     "READONLY the server became a replica while the client waited; the wait is cancelled";
 
 struct Waiter {
-    client: *mut RedisModuleBlockedClient,
+    client: BlockedClient<Outcome>,
     wanted: Wanted,
+    /// When the wait ends unserved (ms, server clock); None for `WAIT 0`.
+    deadline_ms: Option<i64>,
 }
 
-/// A timer set to serve a queue at `at_ms`; `data` is its boxed [`Name`].
-#[derive(Clone, Copy)]
-struct Timer {
-    id: RedisModuleTimerID,
+impl Waiter {
+    fn expired(&self, now_ms: i64) -> bool {
+        self.deadline_ms.is_some_and(|at| now_ms >= at)
+    }
+}
+
+/// A timer set to serve a queue at `at_ms`.
+struct Armed {
+    timer: Timer<Name>,
     at_ms: i64,
-    data: *mut Name,
 }
 
 struct Queue {
     waiters: WaitQueue<Waiter>,
-    timer: Option<Timer>,
+    timer: Option<Armed>,
 }
 
 /// A queue's key: the database, what its clients wait for, and the key's name.
 type Name = (c_int, Kind, Vec<u8>);
 
 fn name_of(ctx: Ctx, kind: Kind, name: &[u8]) -> Name {
-    (selected_db(ctx), kind, name.to_vec())
+    (ctx.selected_db(), kind, name.to_vec())
 }
 
 struct Queues(BTreeMap<Name, Queue>);
-
-// Raw pointers to blocked clients and timer data: only Redis's main thread touches them.
-unsafe impl Send for Queues {}
 
 static QUEUES: Mutex<Queues> = Mutex::new(Queues(BTreeMap::new()));
 
 fn queues() -> MutexGuard<'static, Queues> {
     QUEUES.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn selected_db(ctx: Ctx) -> c_int {
-    unsafe { raw::RedisModule_GetSelectedDb.unwrap()(ctx) }
-}
-
-/// Whether the client may be blocked: not inside MULTI/EXEC, a script, or a module's call.
-pub fn can_block(ctx: Ctx) -> bool {
-    let flags = unsafe { raw::RedisModule_GetContextFlags.unwrap()(ctx) } as u32;
-    let deny = raw::REDISMODULE_CTX_FLAGS_MULTI
-        | raw::REDISMODULE_CTX_FLAGS_LUA
-        | raw::REDISMODULE_CTX_FLAGS_DENY_BLOCKING;
-    flags & deny == 0
 }
 
 /// How many clients wait for lock `name` (in the context's database).
@@ -133,18 +134,10 @@ pub fn waiters(ctx: Ctx, name: &[u8]) -> usize {
 }
 
 /// Blocks the calling client until `wanted` is granted or `timeout_ms` passes (0: no limit).
+/// The deadline is the module's, not the server's (see the module's documentation).
 pub fn block(ctx: Ctx, kind: Kind, name: &[u8], wanted: Wanted, timeout_ms: i64) {
-    let client = unsafe {
-        let client = raw::RedisModule_BlockClient.unwrap()(
-            ctx,
-            Some(on_reply),
-            Some(on_timeout),
-            Some(free_outcome),
-            timeout_ms,
-        );
-        raw::RedisModule_SetDisconnectCallback.unwrap()(client, Some(on_disconnect));
-        client
-    };
+    let deadline_ms = (timeout_ms > 0).then(|| now_ms().saturating_add(timeout_ms));
+    let client = ffi::block::<Waiting>(ctx, 0);
     watch_keyspace(ctx);
     queues()
         .0
@@ -154,36 +147,43 @@ pub fn block(ctx: Ctx, kind: Kind, name: &[u8], wanted: Wanted, timeout_ms: i64)
             timer: None,
         })
         .waiters
-        .push(Waiter { client, wanted });
+        .push(Waiter {
+            client,
+            wanted,
+            deadline_ms,
+        });
     arm(ctx, kind, name);
 }
 
 /// Grants the key's waiters what they wait for, in order, while the head can have it; then
-/// sets the timer for when it can next. A key left in a state no waiter can use (another type)
-/// fails them all with the error they would get.
+/// sets the timer for when it can next. Waiters whose deadline has passed leave first, granted
+/// nothing. A key left in a state no waiter can use (another type) fails them all with the
+/// error they would get.
 pub fn serve(ctx: Ctx, kind: Kind, name: &[u8]) {
     if queues().0.is_empty() {
         return;
     }
     let key = name_of(ctx, kind, name);
+    expire(&key);
     loop {
         let head = queues()
             .0
             .get(&key)
-            .and_then(|q| q.waiters.peek().map(|w| (w.client, w.wanted.clone())));
+            .and_then(|q| q.waiters.peek().map(|w| (w.client.id(), w.wanted.clone())));
         let Some((client, wanted)) = head else {
-            return;
+            break;
         };
         match try_grant(ctx, kind, name, &wanted) {
             Ok(Some(outcome)) => {
-                take_waiter(ctx, |w| w.client == client);
-                unblock(client, outcome);
+                if let Some((_, waiter)) = take_waiter(ctx, client) {
+                    waiter.client.unblock(outcome);
+                }
             }
             Ok(None) => break,
             Err(err) => {
                 let waiting = remove_queue(ctx, &key);
                 for w in waiting {
-                    unblock(w.client, Outcome::Error(err.to_string()));
+                    w.client.unblock(Outcome::Error(err.to_string()));
                 }
                 return;
             }
@@ -192,56 +192,72 @@ pub fn serve(ctx: Ctx, kind: Kind, name: &[u8]) {
     arm(ctx, kind, name);
 }
 
-/// Sets the queue's timer for the moment the key's lease (or first permit) ends.
+/// Ends the wait of the queue's waiters whose deadline has passed: nil (0 for a semaphore),
+/// nothing written. The queue stays, even empty, for the caller to serve and arm.
+fn expire(key: &Name) {
+    let now = now_ms();
+    let expired: Vec<Waiter> = match queues().0.get_mut(key) {
+        Some(queue) => std::iter::from_fn(|| queue.waiters.remove(|w| w.expired(now))).collect(),
+        None => return,
+    };
+    for w in expired {
+        w.client.unblock(Outcome::Expired(key.1));
+    }
+}
+
+/// Sets the queue's timer for the moment the key's lease (or first permit) ends or the first
+/// waiter's deadline passes, whichever comes first; drops the queue when it is empty.
 fn arm(ctx: Ctx, kind: Kind, name: &[u8]) {
-    let Some(at_ms) = deadline(ctx, kind, name) else {
+    // Redis keeps a key until its expiry time has passed: serve 1 ms after it.
+    let lease_end = deadline(ctx, kind, name).map(|at| at.saturating_add(1));
+    let key = name_of(ctx, kind, name);
+    let mut queues = queues();
+    let Some(queue) = queues.0.get_mut(&key) else {
         return;
     };
-    let key = name_of(ctx, kind, name);
-    if let Some(queue) = queues().0.get_mut(&key) {
-        // Redis keeps a key until its expiry time has passed: serve 1 ms after it.
-        set_timer(ctx, queue, &key, at_ms.saturating_add(1));
+    if queue.waiters.is_empty() {
+        let timer = queues.0.remove(&key).and_then(|q| q.timer);
+        drop(queues);
+        stop_timer(ctx, timer);
+        return;
+    }
+    let first_deadline = queue.waiters.iter().filter_map(|w| w.deadline_ms).min();
+    if let Some(at_ms) = lease_end.into_iter().chain(first_deadline).min() {
+        set_timer(ctx, queue, &key, at_ms);
     }
 }
 
 /// Makes sure the queue's timer fires by `at_ms`.
 fn set_timer(ctx: Ctx, queue: &mut Queue, key: &Name, at_ms: i64) {
-    if queue.timer.is_some_and(|t| t.at_ms <= at_ms) {
+    if queue.timer.as_ref().is_some_and(|t| t.at_ms <= at_ms) {
         return;
     }
     stop_timer(ctx, queue.timer.take());
-    let data = Box::into_raw(Box::new(key.clone()));
     let period = at_ms.saturating_sub(now_ms()).max(0);
-    let id = unsafe {
-        raw::RedisModule_CreateTimer.unwrap()(ctx, period, Some(on_timer), data.cast::<c_void>())
-    };
-    queue.timer = Some(Timer { id, at_ms, data });
+    let timer = Timer::start(ctx, period, key.clone());
+    queue.timer = Some(Armed { timer, at_ms });
 }
 
-fn stop_timer(ctx: Ctx, timer: Option<Timer>) {
-    if let Some(t) = timer {
-        let mut data: *mut c_void = ptr::null_mut();
-        let stopped = unsafe { raw::RedisModule_StopTimer.unwrap()(ctx, t.id, &mut data) };
-        if stopped == raw::REDISMODULE_OK as c_int {
-            drop(unsafe { Box::from_raw(t.data) });
-        }
+fn stop_timer(ctx: Ctx, armed: Option<Armed>) {
+    if let Some(armed) = armed {
+        armed.timer.stop(ctx);
     }
 }
 
-/// Takes the first waiter matching `is_it` out of its queue (dropping the queue, and its
-/// timer, when it empties): the queue's kind, or None when no queue holds it.
-fn take_waiter(ctx: Ctx, is_it: impl Fn(&Waiter) -> bool) -> Option<Kind> {
+/// Takes the waiter `client` out of its queue (dropping the queue, and its timer, when it
+/// empties), with the queue's kind; None when no queue holds it.
+fn take_waiter(ctx: Ctx, client: ClientId) -> Option<(Kind, Waiter)> {
     let mut queues = queues();
-    let (key, queue) = queues
-        .0
-        .iter_mut()
-        .find_map(|(key, q)| q.waiters.remove(&is_it).map(|_| (key.clone(), q)))?;
+    let (key, queue, waiter) = queues.0.iter_mut().find_map(|(key, q)| {
+        let waiter = q.waiters.remove(|w: &Waiter| w.client.id() == client)?;
+        Some((key.clone(), q, waiter))
+    })?;
     if queue.waiters.is_empty() {
         let timer = queues.0.remove(&key).and_then(|q| q.timer);
         drop(queues);
         stop_timer(ctx, timer);
     }
-    Some(key.1)
+    Some((key.1, waiter))
 }
 
 /// Drops a queue and its timer, handing back its waiters.
@@ -253,94 +269,60 @@ fn remove_queue(ctx: Ctx, key: &Name) -> Vec<Waiter> {
     queue.waiters.drain().collect()
 }
 
-fn unblock(client: *mut RedisModuleBlockedClient, outcome: Outcome) {
-    let data = Box::into_raw(Box::new(outcome));
-    unsafe { raw::RedisModule_UnblockClient.unwrap()(client, data.cast::<c_void>()) };
-}
-
-/// Runs a callback body with panics caught: Redis must never see an unwind.
-fn guarded(body: impl FnOnce()) {
-    let _ = catch_unwind(AssertUnwindSafe(body));
-}
-
 // ---------------------------------------------------------------------------------------------
-// Callbacks
+// What the server calls back
 
-/// Replies to a client whose wait ended with a grant or an error.
-unsafe extern "C" fn on_reply(
-    ctx: *mut RedisModuleCtx,
-    _argv: *mut *mut RedisModuleString,
-    _argc: c_int,
-) -> c_int {
-    guarded(|| {
-        let outcome = unsafe { raw::RedisModule_GetBlockedClientPrivateData.unwrap()(ctx) };
-        match unsafe { outcome.cast::<Outcome>().as_ref() } {
-            Some(Outcome::Error(text)) => send_error(ctx, text),
-            Some(outcome) => send(ctx, outcome.reply()),
-            None => send(ctx, Reply::Null),
+/// The lock family's waits, as the server calls back about them.
+struct Waiting;
+
+impl Waits for Waiting {
+    type Outcome = Outcome;
+
+    /// A grant's reply, or the error that cancelled the wait.
+    fn reply(outcome: Option<&Outcome>) -> Result<Reply, String> {
+        match outcome {
+            Some(Outcome::Error(text)) => Err(text.clone()),
+            Some(outcome) => Ok(outcome.reply()),
+            None => Ok(Reply::Null),
         }
-    });
-    raw::REDISMODULE_OK as c_int
-}
+    }
 
-unsafe extern "C" fn free_outcome(_ctx: *mut RedisModuleCtx, data: *mut c_void) {
-    if !data.is_null() {
-        drop(unsafe { Box::from_raw(data.cast::<Outcome>()) });
+    /// CLIENT UNBLOCK (the only server timeout: the module keeps the deadlines): leave the
+    /// queue and reply nil (a lock) or 0 (a semaphore).
+    fn timed_out(ctx: Ctx, client: ClientId) -> (Reply, Option<BlockedClient<Outcome>>) {
+        let taken = take_waiter(ctx, client);
+        let reply = match taken {
+            Some((Kind::Sem, _)) => Reply::Integer(0),
+            _ => Reply::Null,
+        };
+        (reply, taken.map(|(_, w)| w.client))
+    }
+
+    /// Leave the queue. (A client already granted is no longer queued: its grant stands until
+    /// its lease ends.)
+    fn disconnected(ctx: Ctx, client: ClientId) -> Option<BlockedClient<Outcome>> {
+        take_waiter(ctx, client).map(|(_, w)| w.client)
     }
 }
 
-/// The wait timed out (or CLIENT UNBLOCK): leave the queue, reply nil (a lock) or 0 (a
-/// semaphore), and release the handle.
-unsafe extern "C" fn on_timeout(
-    ctx: *mut RedisModuleCtx,
-    _argv: *mut *mut RedisModuleString,
-    _argc: c_int,
-) -> c_int {
-    guarded(|| {
-        let client = unsafe { raw::RedisModule_GetBlockedClientHandle.unwrap()(ctx) };
-        let kind = take_waiter(ctx, |w| w.client == client);
-        send(
-            ctx,
-            match kind {
-                Some(Kind::Sem) => Reply::Integer(0),
-                _ => Reply::Null,
-            },
-        );
-        if kind.is_some() {
-            unsafe { raw::RedisModule_UnblockClient.unwrap()(client, ptr::null_mut()) };
-        }
-    });
-    raw::REDISMODULE_OK as c_int
-}
-
-/// The client went away while waiting: leave the queue and release the handle. (A client
-/// already granted is no longer queued: its grant stands until its lease ends.)
-unsafe extern "C" fn on_disconnect(
-    ctx: *mut RedisModuleCtx,
-    client: *mut RedisModuleBlockedClient,
-) {
-    guarded(|| {
-        if take_waiter(ctx, |w| w.client == client).is_some() {
-            unsafe { raw::RedisModule_UnblockClient.unwrap()(client, ptr::null_mut()) };
-        }
-    });
-}
-
 /// A queue's timer fired: serve it.
-unsafe extern "C" fn on_timer(ctx: *mut RedisModuleCtx, data: *mut c_void) {
-    let key = unsafe { Box::from_raw(data.cast::<Name>()) };
-    guarded(|| {
-        let queued = queues().0.get_mut(&*key).map(|queue| {
-            if queue.timer.is_some_and(|t| t.data == data.cast::<Name>()) {
+impl Fires for Name {
+    fn fired(self, ctx: Ctx, timer: TimerToken) {
+        let queued = queues().0.get_mut(&self).map(|queue| {
+            if queue
+                .timer
+                .as_ref()
+                .is_some_and(|t| t.timer.token() == timer)
+            {
                 queue.timer = None;
             }
         });
         if queued.is_some() {
-            let (db, kind, name) = &*key;
-            unsafe { raw::RedisModule_SelectDb.unwrap()(ctx, *db) };
+            let (db, kind, name) = &self;
+            ctx.select_db(*db);
             serve(ctx, *kind, name);
         }
-    });
+    }
 }
 
 /// Keyspace events that may free a key behind the module's back.
@@ -354,71 +336,43 @@ const FREEING_EVENTS: [&CStr; 7] = [
     c"move_from",
 ];
 
-/// A key may have been freed: when clients wait on it, serve them right after this event
-/// (a keyspace callback must not write).
-unsafe extern "C" fn on_keyspace_event(
-    ctx: *mut RedisModuleCtx,
-    _class: c_int,
-    event: *const c_char,
-    name: *mut RedisModuleString,
-) -> c_int {
-    guarded(|| {
+impl KeyspaceWatch for Waiting {
+    /// A key may have been freed: when clients wait on it, serve them right after this event
+    /// (a keyspace callback must not write).
+    fn event(ctx: Ctx, event: &CStr, name: &[u8]) {
         // Held only when this event comes from the module's own write: it serves by itself.
         let mut queues = match QUEUES.try_lock() {
             Ok(queues) => queues,
             Err(TryLockError::Poisoned(e)) => e.into_inner(),
             Err(TryLockError::WouldBlock) => return,
         };
-        if queues.0.is_empty() {
-            return;
-        }
-        let event = unsafe { CStr::from_ptr(event) };
-        if !FREEING_EVENTS.contains(&event) {
+        if queues.0.is_empty() || !FREEING_EVENTS.contains(&event) {
             return;
         }
         for kind in [Kind::Lock, Kind::Sem] {
-            let key = name_of(ctx, kind, bytes(name));
+            let key = name_of(ctx, kind, name);
             if let Some(queue) = queues.0.get_mut(&key) {
                 set_timer(ctx, queue, &key, now_ms());
             }
         }
-    });
-    raw::REDISMODULE_OK as c_int
+    }
 }
 
-/// The server became a replica: no grant can be written here any more.
-unsafe extern "C" fn on_role_change(
-    ctx: *mut RedisModuleCtx,
-    _event: RedisModuleEvent,
-    subevent: u64,
-    _data: *mut c_void,
-) {
-    if subevent != raw::REDISMODULE_EVENT_REPLROLECHANGED_NOW_REPLICA {
-        return;
-    }
-    guarded(|| {
+impl RoleWatch for Waiting {
+    /// The server became a replica: no grant can be written here any more.
+    fn became_replica(ctx: Ctx) {
         let keys: Vec<Name> = queues().0.keys().cloned().collect();
         for key in keys {
             for w in remove_queue(ctx, &key) {
-                unblock(w.client, Outcome::Error(NOW_REPLICA.into()));
+                w.client.unblock(Outcome::Error(NOW_REPLICA.into()));
             }
         }
-    });
+    }
 }
 
 /// Subscribes to the role changes waiters depend on (at module load).
 pub fn subscribe(ctx: Ctx) -> Result<(), String> {
-    let role_changed = RedisModuleEvent {
-        id: raw::REDISMODULE_EVENT_REPLICATION_ROLE_CHANGED,
-        dataver: 1,
-    };
-    let status = unsafe {
-        raw::RedisModule_SubscribeToServerEvent.unwrap()(ctx, role_changed, Some(on_role_change))
-    };
-    if status != raw::REDISMODULE_OK as c_int {
-        return Err("could not subscribe to role changes".into());
-    }
-    Ok(())
+    ffi::watch_role::<Waiting>(ctx)
 }
 
 /// Whether the module watches keyspace events.
@@ -431,15 +385,9 @@ fn watch_keyspace(ctx: Ctx) {
     if WATCHING.swap(true, Ordering::Relaxed) {
         return;
     }
-    let classes = raw::REDISMODULE_NOTIFY_GENERIC
-        | raw::REDISMODULE_NOTIFY_EXPIRED
-        | raw::REDISMODULE_NOTIFY_EVICTED
-        | raw::REDISMODULE_NOTIFY_STRING;
-    unsafe {
-        raw::RedisModule_SubscribeToKeyspaceEvents.unwrap()(
-            ctx,
-            classes as c_int,
-            Some(on_keyspace_event),
-        )
-    };
+    let classes = Notify::GENERIC
+        .and(Notify::EXPIRED)
+        .and(Notify::EVICTED)
+        .and(Notify::STRING);
+    ffi::watch_keyspace::<Waiting>(ctx, classes);
 }

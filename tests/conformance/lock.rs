@@ -133,6 +133,7 @@ pub fn family() -> Family {
                 ])
             },
             tolerance_ms: 0,
+            align: |_, _, _| {},
             kind: |v| {
                 match v {
                     Value::ServerError(_) => "error",

@@ -42,6 +42,7 @@ pub fn family() -> Family {
             seed: seed_wrong_types,
             tracked: |argv, _| vec![argv[1].clone()],
             tolerance_ms: 1,
+            align: |_, _, _| {},
             kind,
             least: &[("allowed", 10), ("denied", 10), ("error", 10)],
             seeds: [[100, 101], [200, 201]],

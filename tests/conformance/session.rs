@@ -155,6 +155,7 @@ pub fn family() -> Family {
                 keys
             },
             tolerance_ms: 0,
+            align: |_, _, _| {},
             kind: |v| {
                 match v {
                     Value::ServerError(_) => "error",

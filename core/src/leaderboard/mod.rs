@@ -31,7 +31,8 @@ pub mod lua;
 mod tests;
 
 use crate::command::{
-    positive, Arg, ArgKind, CmdError, CommandDef, Keys, OptValue, OptionDef, Positional, Trailing,
+    positive, Arg, ArgKind, CmdError, CommandDef, Flags, Keys, OptValue, OptionDef, Positional,
+    Trailing,
 };
 
 /// Digits of a stamp: zero-padded, so byte order is numeric order.
@@ -58,8 +59,8 @@ pub const SCORE_ARG: Arg = Arg {
 // ---------------------------------------------------------------------------------------------
 // Definitions
 
-const READ: &str = "readonly";
-const WRITE: &str = "write deny-oom";
+const READ: Flags = Flags::READONLY;
+const WRITE: Flags = Flags::WRITE.and(Flags::DENY_OOM);
 
 const ORDER: OptionDef = OptionDef {
     token: "ASC|DESC",

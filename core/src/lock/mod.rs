@@ -28,8 +28,8 @@ mod tests;
 use std::collections::VecDeque;
 
 use crate::command::{
-    parse_i64, positive, text, Arg, ArgKind, CmdError, CommandDef, Keys, OptValue, OptionDef,
-    Trailing,
+    parse_i64, positive, text, Arg, ArgKind, CmdError, CommandDef, Flags, Keys, OptValue,
+    OptionDef, Trailing,
 };
 use crate::session::derived_key;
 
@@ -56,7 +56,7 @@ pub const HOLDS_EXHAUSTED: &str = "the lock's hold count is exhausted";
 // ---------------------------------------------------------------------------------------------
 // Definitions
 
-const WRITE: &str = "write deny-oom";
+const WRITE: Flags = Flags::WRITE.and(Flags::DENY_OOM);
 /// `WAIT timeout_ms`: absent is -1 (one try), 0 waits without a deadline.
 const WAIT: OptionDef = OptionDef {
     token: "WAIT",
@@ -96,7 +96,7 @@ pub static RELEASE: CommandDef = CommandDef {
     complexity: "O(1)",
     reply: "Integer: 1 when a hold was dropped, 0 when owner holds nothing",
     keys: LOCK_KEYS,
-    flags: "write",
+    flags: Flags::WRITE,
     positionals: &[text("owner")],
     options: &[],
     trailing: None,
@@ -124,7 +124,7 @@ pub static INFO: CommandDef = CommandDef {
     complexity: "O(1)",
     reply: "Array `owner`, owner, `token`, integer, `ttl` (ms left, -1 without expiry), integer, `holds`, integer, `waiters`, integer; nil when free",
     keys: LOCK_KEYS,
-    flags: "readonly",
+    flags: Flags::READONLY,
     positionals: &[],
     options: &[],
     trailing: None,
@@ -169,7 +169,7 @@ pub static SEM_RELEASE: CommandDef = CommandDef {
     complexity: "O(log N + M), M the expired permits pruned",
     reply: "Integer: 1 when owner held a live permit, else 0",
     keys: SEM_KEYS,
-    flags: "write",
+    flags: Flags::WRITE,
     positionals: &[text("owner")],
     options: &[],
     trailing: None,
@@ -183,7 +183,7 @@ pub static SEM_COUNT: CommandDef = CommandDef {
     complexity: "O(log N + M), M the expired permits pruned",
     reply: "Integer",
     keys: SEM_KEYS,
-    flags: "write",
+    flags: Flags::WRITE,
     positionals: &[],
     options: &[],
     trailing: None,
@@ -407,6 +407,11 @@ impl<W> WaitQueue<W> {
     pub fn remove(&mut self, is_it: impl Fn(&W) -> bool) -> Option<W> {
         let at = self.waiters.iter().position(is_it)?;
         self.waiters.remove(at)
+    }
+
+    /// Every waiter, first come first.
+    pub fn iter(&self) -> impl Iterator<Item = &W> {
+        self.waiters.iter()
     }
 
     /// The waiter to serve next: the first to come.

@@ -7,8 +7,8 @@
 //! such bound.
 
 use super::{
-    FIXEDWINDOW, MAX_SPAN_MS, NOT_LIMITER_STATE, PRUNE_BATCH, SLIDINGWINDOW, SPAN_TOO_LONG,
-    THROTTLE, TOKENBUCKET,
+    EXACT_COST_TOO_HIGH, FIXEDWINDOW, MAX_EXACT_COST, MAX_SPAN_MS, NOT_LIMITER_STATE, PRUNE_BATCH,
+    SLIDINGWINDOW, SPAN_TOO_LONG, THROTTLE, TOKENBUCKET,
 };
 use crate::command::CmdError;
 use crate::lua::{lua_error, lua_str, twin, Family};
@@ -118,6 +118,7 @@ local function rl_slidingwindow_exact(key, limit, window, cost)
   local cutoff = now - window
   local count = redis.pcall('ZCOUNT', key, '(' .. int(cutoff), '+inf')
   if type(count) == 'table' then return count end
+  if cost > MAX_EXACT_COST then return err(EXACT_COST_TOO_HIGH) end
   local allowed = cost <= limit - count
   local new_count = allowed and count + cost or count
   local retry = -1
@@ -205,6 +206,11 @@ pub fn family() -> Family {
         constants: vec![
             ("MAX_SPAN", MAX_SPAN_MS.to_string()),
             ("PRUNE_BATCH", PRUNE_BATCH.to_string()),
+            ("MAX_EXACT_COST", MAX_EXACT_COST.to_string()),
+            (
+                "EXACT_COST_TOO_HIGH",
+                lua_error(&CmdError::OutOfRange(EXACT_COST_TOO_HIGH)),
+            ),
             ("TWIN_MAX", MAX_SPAN_MS.to_string()),
             (
                 "SPAN_TOO_LONG",

@@ -14,7 +14,7 @@ pub mod lua;
 #[cfg(test)]
 mod tests;
 
-use crate::command::{positive, CmdError, CommandDef, Keys, Trailing};
+use crate::command::{positive, CmdError, CommandDef, Flags, Keys, Trailing};
 
 /// The longest idle or absolute timeout: 2^52 ms (doubles, i.e. sorted set scores and Lua
 /// numbers, hold every expiry up to there exactly).
@@ -40,7 +40,7 @@ pub const NOT_SESSION: &str = "key does not hold a session";
 // ---------------------------------------------------------------------------------------------
 // Definitions
 
-const WRITE: &str = "write deny-oom";
+const WRITE: Flags = Flags::WRITE.and(Flags::DENY_OOM);
 const FIELD_VALUES: Trailing = Trailing {
     names: &["field", "value"],
     min: 0,
@@ -144,7 +144,7 @@ pub static LIST: CommandDef = CommandDef {
     complexity: "O(S + M), S the live sessions, M the expired ones pruned",
     reply: "Array of session keys",
     keys: "index: the sorted set (expired members pruned)",
-    flags: "write",
+    flags: Flags::WRITE,
     positionals: &[],
     options: &[],
     trailing: None,
@@ -158,7 +158,7 @@ pub static COUNT: CommandDef = CommandDef {
     complexity: "O(log S + M), M the expired sessions pruned",
     reply: "Integer",
     keys: "index: the sorted set (expired members pruned)",
-    flags: "write",
+    flags: Flags::WRITE,
     positionals: &[],
     options: &[],
     trailing: None,

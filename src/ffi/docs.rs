@@ -7,7 +7,8 @@ use std::ptr;
 
 use patterns_core::command::{ArgKind, CommandDef, Keys, OptValue, OptionDef};
 use redis_module::raw;
-use redis_module::Context;
+
+use super::ctx::Ctx;
 
 const SINCE: &str = "0.1.0";
 
@@ -31,7 +32,7 @@ fn arg(
     token: Option<&str>,
     optional: bool,
 ) -> raw::RedisModuleCommandArg {
-    let mut a: raw::RedisModuleCommandArg = unsafe { std::mem::zeroed() };
+    let mut a = zeroed_arg();
     a.name = strings.add(name);
     a.type_ = kind;
     a.key_spec_index = if kind == raw::RedisModuleCommandArgType_REDISMODULE_ARG_TYPE_KEY {
@@ -44,6 +45,19 @@ fn arg(
         a.flags = raw::REDISMODULE_CMD_ARG_OPTIONAL as i32;
     }
     a
+}
+
+/// An argument with every field empty: also the list terminator.
+fn zeroed_arg() -> raw::RedisModuleCommandArg {
+    // SAFETY: a C struct of pointers, integers and flags, for which all zeros means empty.
+    unsafe { std::mem::zeroed() }
+}
+
+/// A key spec with every field empty: also the list terminator.
+fn zeroed_spec() -> raw::RedisModuleCommandKeySpec {
+    // SAFETY: a C struct of pointers, integers, flags and unions of them, for which all zeros
+    // means empty.
+    unsafe { std::mem::zeroed() }
 }
 
 fn arg_type(kind: ArgKind) -> raw::RedisModuleCommandArgType {
@@ -67,7 +81,7 @@ fn one_of(
         .iter()
         .map(|w| arg(strings, &w.to_ascii_lowercase(), pure, Some(w), false))
         .collect();
-    list.push(unsafe { std::mem::zeroed() });
+    list.push(zeroed_arg());
     let oneof = raw::RedisModuleCommandArgType_REDISMODULE_ARG_TYPE_ONEOF;
     let mut a = arg(strings, name, oneof, token, true);
     a.subargs = list.as_mut_ptr();
@@ -115,7 +129,7 @@ fn key_spec(
     begin: raw::RedisModuleKeySpecBeginSearchType,
     lastkey: i32,
 ) -> raw::RedisModuleCommandKeySpec {
-    let mut spec: raw::RedisModuleCommandKeySpec = unsafe { std::mem::zeroed() };
+    let mut spec = zeroed_spec();
     spec.flags = u64::from(if def.is_readonly() {
         raw::REDISMODULE_CMD_KEY_RO | raw::REDISMODULE_CMD_KEY_ACCESS
     } else {
@@ -151,15 +165,16 @@ fn key_specs(def: &CommandDef, strings: &mut Strings) -> Vec<raw::RedisModuleCom
             vec![first(0), after]
         }
     };
-    specs.push(unsafe { std::mem::zeroed() });
+    specs.push(zeroed_spec());
     specs
 }
 
 /// Describes one registered command to Redis.
-pub fn describe(ctx: &Context, def: &CommandDef) -> Result<(), String> {
+pub(super) fn describe(ctx: Ctx, def: &CommandDef) -> Result<(), String> {
     let mut strings = Strings::default();
     let name = strings.add(&def.name.to_ascii_lowercase());
-    let command = unsafe { raw::RedisModule_GetCommand.unwrap()(ctx.get_raw(), name) };
+    // SAFETY: the load context is live and `name` a C string kept in `strings`.
+    let command = unsafe { raw::RedisModule_GetCommand.unwrap()(ctx.as_ptr(), name) };
     if command.is_null() {
         return Err(format!("{} is not registered", def.name));
     }
@@ -205,14 +220,14 @@ pub fn describe(ctx: &Context, def: &CommandDef) -> Result<(), String> {
             .iter()
             .map(|n| arg(&mut strings, n, string, None, false))
             .collect();
-        group.push(unsafe { std::mem::zeroed() });
+        group.push(zeroed_arg());
         let block = raw::RedisModuleCommandArgType_REDISMODULE_ARG_TYPE_BLOCK;
         let mut a = arg(&mut strings, &t.names.join("_"), block, None, t.min == 0);
         a.flags |= raw::REDISMODULE_CMD_ARG_MULTIPLE as i32;
         a.subargs = group.as_mut_ptr();
         args.push(a);
     }
-    args.push(unsafe { std::mem::zeroed() });
+    args.push(zeroed_arg());
     let mut key_specs = key_specs(def, &mut strings);
     let version = raw::RedisModuleCommandInfoVersion {
         version: 1,
@@ -231,6 +246,8 @@ pub fn describe(ctx: &Context, def: &CommandDef) -> Result<(), String> {
         key_specs: key_specs.as_mut_ptr(),
         args: args.as_mut_ptr(),
     };
+    // SAFETY: `command` is registered; every pointer in `info` (strings, argument and key spec
+    // lists, each zero-terminated) lives until the call returns, and the server copies them.
     let status = unsafe { raw::RedisModule_SetCommandInfo.unwrap()(command, &info) };
     if status == raw::Status::Ok as i32 {
         Ok(())

@@ -1,0 +1,193 @@
+import { connectionFor, type Connection, type RedisClient } from "./adapter";
+import { argsFor, ensureTwin, hasModule, type Backend, type Call } from "./backend";
+import { Cache, jsonSerializer, type Serializer } from "./cache";
+import { PatternsError } from "./errors";
+import { Leaderboard } from "./leaderboard";
+import { fencedHset, Lock, lockInfo, Semaphore, withLock, type LockInfo, type LockOptions, type SemaphoreOptions } from "./lock";
+import {
+  fixedWindowArgs,
+  fromRl,
+  fromThrottle,
+  slidingWindowArgs,
+  throttleArgs,
+  tokenBucketArgs,
+  type FixedWindowOptions,
+  type RateLimitResult,
+  type SlidingWindowOptions,
+  type ThrottleOptions,
+  type TokenBucketOptions,
+} from "./ratelimit";
+import type { Runner } from "./runner";
+import { Sessions } from "./sessions";
+
+export { PatternsError, LockNotAcquiredError } from "./errors";
+export { expressRateLimit, fastifyRateLimit, type RateLimitMiddlewareOptions } from "./middleware";
+export { jsonSerializer, INVALIDATE_CHANNEL, type Cache, type Serializer, type CacheSetOptions, type GetOrSetOptions } from "./cache";
+export type { Leaderboard, Entry, Order, Ranking, RankOptions, TopOptions } from "./leaderboard";
+export type { Lock, Semaphore, LockInfo, LockOptions, SemaphoreOptions } from "./lock";
+export type { Sessions, SessionData, CreateSessionOptions } from "./sessions";
+export type { RateLimitResult, TokenBucketOptions, FixedWindowOptions, SlidingWindowOptions, ThrottleOptions } from "./ratelimit";
+export type { Backend } from "./backend";
+export type { RedisClient, IoredisLike, NodeRedisLike } from "./adapter";
+export { TWIN_PATH } from "./backend";
+
+export interface PatternsOptions {
+  /** "auto" (default) uses the module when the server has it, else loads the Lua twin. */
+  backend?: "auto" | Backend;
+  /** How the cache stores values; default JSON. */
+  serializer?: Serializer;
+  /** Called when a background cache refresh fails; default: a process warning. */
+  onRefreshError?: (err: unknown) => void;
+}
+
+/** redis-patterns over one ioredis or node-redis client. Create it with `createPatterns`. */
+export class Patterns implements Runner {
+  readonly cache: Cache;
+  readonly sessions: Sessions;
+  private readonly idle: Connection[] = [];
+  private readonly opened = new Set<Connection>();
+  private readonly subscriptions = new Set<() => Promise<void>>();
+  private readonly background = new Set<Promise<unknown>>();
+
+  constructor(
+    private readonly conn: Connection,
+    /** "module" or "twin": what the commands run on. */
+    readonly backend: Backend,
+    options: PatternsOptions = {},
+  ) {
+    const onRefreshError = options.onRefreshError ?? ((err: unknown) => process.emitWarning(err as Error));
+    this.cache = new Cache(this, options.serializer ?? jsonSerializer, onRefreshError);
+    this.sessions = new Sessions(this);
+  }
+
+  /** @internal */
+  run(call: Call): Promise<unknown> {
+    return this.conn.send(argsFor(this.backend, call));
+  }
+
+  /** @internal Dedicated connections are pooled: one per concurrent blocking call. */
+  async blocking<T>(fn: (conn: Connection) => Promise<T>): Promise<T> {
+    const conn = this.idle.pop() ?? (await this.open());
+    let healthy = true;
+    try {
+      return await fn(conn);
+    } catch (err) {
+      healthy = err instanceof PatternsError;
+      throw err;
+    } finally {
+      if (healthy) this.idle.push(conn);
+      else await this.discard(conn);
+    }
+  }
+
+  /** @internal */
+  async subscribe(channel: string, onMessage: (message: string) => void): Promise<() => Promise<void>> {
+    const close = await this.conn.subscribe(channel, onMessage);
+    const unsubscribe = async () => {
+      if (this.subscriptions.delete(unsubscribe)) await close();
+    };
+    this.subscriptions.add(unsubscribe);
+    return unsubscribe;
+  }
+
+  /** @internal */
+  track(work: Promise<unknown>): void {
+    const settled = work.finally(() => this.background.delete(settled));
+    this.background.add(settled);
+  }
+
+  // Rate limiting
+
+  /** Token bucket (GCRA): capacity tokens, refilled at rate per periodMs. */
+  async tokenBucket(key: string, options: TokenBucketOptions): Promise<RateLimitResult> {
+    return fromRl(await this.run({ command: "RL.TOKENBUCKET", keys: [key], args: tokenBucketArgs(options) }));
+  }
+
+  /** Fixed window: at most limit per windowMs, windows aligned to the Unix epoch. */
+  async fixedWindow(key: string, options: FixedWindowOptions): Promise<RateLimitResult> {
+    return fromRl(await this.run({ command: "RL.FIXEDWINDOW", keys: [key], args: fixedWindowArgs(options) }));
+  }
+
+  /** Sliding window: weighted two-window estimate, or with `exact` a log of admissions. */
+  async slidingWindow(key: string, options: SlidingWindowOptions): Promise<RateLimitResult> {
+    return fromRl(await this.run({ command: "RL.SLIDINGWINDOW", keys: [key], args: slidingWindowArgs(options) }));
+  }
+
+  /** redis-cell's CL.THROTTLE (times are whole seconds, reported here in ms). */
+  async throttle(key: string, options: ThrottleOptions): Promise<RateLimitResult> {
+    return fromThrottle(await this.run({ command: "CL.THROTTLE", keys: [key], args: throttleArgs(options) }));
+  }
+
+  // Locks and semaphores
+
+  /** A lock object: `acquire()`, `release()`, `extend()`, `token`, `lost`. */
+  lock(key: string, options: LockOptions = {}): Lock {
+    return new Lock(this, key, options);
+  }
+
+  /** Runs fn holding the lock and releases it in `finally`; rejects with LockNotAcquiredError when not granted. */
+  withLock<T>(key: string, options: LockOptions, fn: (lock: Lock) => Promise<T> | T): Promise<T> {
+    return withLock(this, key, options, fn);
+  }
+
+  /** Who holds the lock, or null when it is free. */
+  lockInfo(key: string): Promise<LockInfo | null> {
+    return lockInfo(this, key);
+  }
+
+  /** A counting semaphore of `limit` permits. */
+  semaphore(key: string, options: SemaphoreOptions): Semaphore {
+    return new Semaphore(this, key, options);
+  }
+
+  /** Sets fields of the resource hash unless a newer token wrote it. Resolves to whether it wrote. */
+  fencedHset(resource: string, token: number, fields: Record<string, string | number>): Promise<boolean> {
+    return fencedHset(this, resource, token, fields);
+  }
+
+  // Leaderboards
+
+  leaderboard(key: string): Leaderboard {
+    return new Leaderboard(this, key);
+  }
+
+  /**
+   * Waits for background cache refreshes, then closes the connections this object opened
+   * (blocking waits, subscriptions). The client passed to createPatterns stays open.
+   */
+  async close(): Promise<void> {
+    await Promise.allSettled([...this.background]);
+    await Promise.all([...this.subscriptions].map((unsubscribe) => unsubscribe()));
+    await Promise.all([...this.opened].map((conn) => this.discard(conn)));
+    this.idle.length = 0;
+  }
+
+  private async open(): Promise<Connection> {
+    const conn = await this.conn.duplicate();
+    this.opened.add(conn);
+    return conn;
+  }
+
+  private async discard(conn: Connection): Promise<void> {
+    this.opened.delete(conn);
+    await conn.close();
+  }
+}
+
+/**
+ * Wraps an ioredis client or a connected node-redis client. With backend "auto" it uses the
+ * module when the server has it, else loads the bundled Lua twin (FUNCTION LOAD, replaced
+ * when the server's copy differs) and calls it with FCALL.
+ */
+export async function createPatterns(client: RedisClient, options: PatternsOptions = {}): Promise<Patterns> {
+  const conn = connectionFor(client);
+  const wanted = options.backend ?? "auto";
+  let backend: Backend;
+  if (wanted === "auto") backend = (await hasModule(conn)) ? "module" : "twin";
+  else backend = wanted;
+  if (backend === "twin") await ensureTwin(conn);
+  else if (wanted === "module" && !(await hasModule(conn))) {
+    throw new Error("the redis-patterns module is not loaded on this server (backend: \"module\")");
+  }
+  return new Patterns(conn, backend, options);
+}

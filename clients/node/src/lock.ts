@@ -1,0 +1,237 @@
+import { LockNotAcquiredError } from "./errors";
+import { asRecord, type Call } from "./backend";
+import { randomId, send, sleep, type Runner } from "./runner";
+
+export interface LockOptions {
+  /** The lease, default 30000 ms. */
+  ttlMs?: number;
+  /** How long acquire() waits for the lock: 0 (default) tries once, Infinity waits without limit. */
+  waitMs?: number;
+  /** Extends the lease every ttlMs / 3 while held; a failed extension stops it and sets `lost`. */
+  autoExtend?: boolean;
+  /** Who holds the lock; default 128 random bits. Only the owner can release or extend it. */
+  owner?: string;
+  /** Called once when auto-extension fails (the lock may now belong to someone else). */
+  onLost?: (err?: unknown) => void;
+}
+
+export interface SemaphoreOptions {
+  limit: number;
+  /** How long a permit lasts, default 30000 ms. */
+  ttlMs?: number;
+  /** As for locks: 0 tries once, Infinity waits without limit. */
+  waitMs?: number;
+  owner?: string;
+}
+
+/** The lock info `LOCK.INFO` reports. */
+export interface LockInfo {
+  owner: string;
+  token: number;
+  ttlMs: number;
+  holds: number;
+  waiters: number;
+}
+
+// The twin cannot block: it polls, with a backoff doubling from 5 ms to 100 ms (jittered).
+const POLL_FIRST_MS = 5;
+const POLL_MAX_MS = 100;
+
+/**
+ * Tries `attempt` until it grants or waitMs passes. On the module, one blocking call on a
+ * dedicated connection (FIFO on the server); on the twin, polling with backoff.
+ */
+async function acquireWithin(
+  runner: Runner,
+  call: Call,
+  waitMs: number,
+  granted: (reply: unknown) => boolean,
+): Promise<unknown> {
+  if (waitMs <= 0) return runner.run(call);
+  if (runner.backend === "module") {
+    const wait = Number.isFinite(waitMs) ? String(Math.ceil(waitMs)) : "0";
+    const blocking: Call = { ...call, args: [...(call.args ?? []), "WAIT", wait] };
+    return runner.blocking((conn) => send(conn, "module", blocking));
+  }
+  const deadline = Date.now() + waitMs;
+  let delay = POLL_FIRST_MS;
+  for (;;) {
+    const reply = await runner.run(call);
+    const left = deadline - Date.now();
+    if (granted(reply) || left <= 0) return reply;
+    await sleep(Math.min(left, delay / 2 + Math.random() * (delay / 2)));
+    delay = Math.min(delay * 2, POLL_MAX_MS);
+  }
+}
+
+/** A lock on one key with a fencing token. Reentrant for its owner. */
+export class Lock {
+  readonly key: string;
+  readonly owner: string;
+  /** The fencing token of the current grant: send it with every write to the protected resource. */
+  token: number | undefined;
+  /** Set when auto-extension failed: the lease may have ended and another owner got the lock. */
+  lost = false;
+  private holds = 0;
+  private timer: NodeJS.Timeout | undefined;
+  private readonly ttlMs: number;
+  private readonly waitMs: number;
+
+  constructor(
+    private readonly runner: Runner,
+    key: string,
+    private readonly options: LockOptions = {},
+  ) {
+    this.key = key;
+    this.owner = options.owner ?? randomId();
+    this.ttlMs = options.ttlMs ?? 30000;
+    this.waitMs = options.waitMs ?? 0;
+  }
+
+  /** Whether this object holds the lock (as far as it knows: see `lost`). */
+  get held(): boolean {
+    return this.holds > 0 && !this.lost;
+  }
+
+  /** Takes the lock (or one more hold of it), waiting up to waitMs. Resolves to whether it was granted. */
+  async acquire(): Promise<boolean> {
+    const call: Call = { command: "LOCK.ACQUIRE", keys: [this.key], args: [this.owner, String(this.ttlMs)] };
+    const reply = await acquireWithin(this.runner, call, this.waitMs, (r) => r !== null);
+    if (reply === null) return false;
+    this.token = Number(reply);
+    this.holds += 1;
+    this.lost = false;
+    if (this.options.autoExtend && !this.timer) this.scheduleExtension();
+    return true;
+  }
+
+  /** Drops one hold; the lock is free when none remain. Resolves to whether a hold was dropped. */
+  async release(): Promise<boolean> {
+    if (this.holds > 0) this.holds -= 1;
+    if (this.holds === 0) this.stopExtending();
+    const reply = await this.runner.run({ command: "LOCK.RELEASE", keys: [this.key], args: [this.owner] });
+    return Number(reply) === 1;
+  }
+
+  /** Sets the lease to end ttlMs from now. Resolves to whether this owner still holds the lock. */
+  async extend(ttlMs: number = this.ttlMs): Promise<boolean> {
+    const reply = await this.runner.run({ command: "LOCK.EXTEND", keys: [this.key], args: [this.owner, String(ttlMs)] });
+    return Number(reply) === 1;
+  }
+
+  /** Who holds the lock now, or null when it is free. */
+  async info(): Promise<LockInfo | null> {
+    return lockInfo(this.runner, this.key);
+  }
+
+  private scheduleExtension(): void {
+    this.timer = setTimeout(() => void this.extendOnTimer(), Math.max(1, Math.floor(this.ttlMs / 3)));
+    this.timer.unref();
+  }
+
+  private async extendOnTimer(): Promise<void> {
+    let failure: unknown;
+    try {
+      if (await this.extend()) {
+        if (this.timer) this.scheduleExtension();
+        return;
+      }
+    } catch (err) {
+      failure = err;
+    }
+    if (!this.timer) return; // released meanwhile
+    this.stopExtending();
+    this.lost = true;
+    this.options.onLost?.(failure);
+  }
+
+  private stopExtending(): void {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+  }
+}
+
+export async function lockInfo(runner: Runner, key: string): Promise<LockInfo | null> {
+  const reply = await runner.run({ command: "LOCK.INFO", keys: [key] });
+  if (reply === null) return null;
+  const info = asRecord(reply);
+  return {
+    owner: String(info["owner"]),
+    token: Number(info["token"]),
+    ttlMs: Number(info["ttl"]),
+    holds: Number(info["holds"]),
+    waiters: Number(info["waiters"]),
+  };
+}
+
+/** Runs fn while holding the lock, releasing it in `finally`; LockNotAcquiredError when not granted. */
+export async function withLock<T>(runner: Runner, key: string, options: LockOptions, fn: (lock: Lock) => Promise<T> | T): Promise<T> {
+  const lock = new Lock(runner, key, options);
+  if (!(await lock.acquire())) throw new LockNotAcquiredError(key, options.waitMs ?? 0);
+  try {
+    return await fn(lock);
+  } finally {
+    await lock.release();
+  }
+}
+
+/** A counting semaphore: at most `limit` owners hold a permit, each for ttlMs. */
+export class Semaphore {
+  readonly key: string;
+  readonly owner: string;
+  private readonly ttlMs: number;
+  private readonly waitMs: number;
+
+  constructor(
+    private readonly runner: Runner,
+    key: string,
+    private readonly options: SemaphoreOptions,
+  ) {
+    this.key = key;
+    this.owner = options.owner ?? randomId();
+    this.ttlMs = options.ttlMs ?? 30000;
+    this.waitMs = options.waitMs ?? 0;
+  }
+
+  /** Takes a permit (or refreshes this owner's), waiting up to waitMs. */
+  async acquire(): Promise<boolean> {
+    const call: Call = {
+      command: "SEM.ACQUIRE",
+      keys: [this.key],
+      args: [this.owner, String(this.options.limit), String(this.ttlMs)],
+    };
+    return Number(await acquireWithin(this.runner, call, this.waitMs, (r) => Number(r) === 1)) === 1;
+  }
+
+  /** Returns the permit. Resolves to whether this owner held a live one. */
+  async release(): Promise<boolean> {
+    return Number(await this.runner.run({ command: "SEM.RELEASE", keys: [this.key], args: [this.owner] })) === 1;
+  }
+
+  /** The permits in use. */
+  async count(): Promise<number> {
+    return Number(await this.runner.run({ command: "SEM.COUNT", keys: [this.key] }));
+  }
+
+  /** Runs fn holding a permit, returning it in `finally`; LockNotAcquiredError when none is free. */
+  async withPermit<T>(fn: () => Promise<T> | T): Promise<T> {
+    if (!(await this.acquire())) throw new LockNotAcquiredError(this.key, this.waitMs);
+    try {
+      return await fn();
+    } finally {
+      await this.release();
+    }
+  }
+}
+
+/** Writes fields to the resource hash unless a newer token has written it: the storage-side fence. */
+export async function fencedHset(
+  runner: Runner,
+  resource: string,
+  token: number,
+  fields: Record<string, string | number>,
+): Promise<boolean> {
+  const pairs = Object.entries(fields).flatMap(([field, value]) => [field, String(value)]);
+  const reply = await runner.run({ command: "LOCK.FENCEDHSET", keys: [resource], args: [String(token), ...pairs] });
+  return Number(reply) === 1;
+}

@@ -1,0 +1,165 @@
+// Test harness: real redis-server (7.0) and valkey-server (8.0) processes on free loopback
+// ports, with the module ($PATTERNS_MODULE, else the workspace's release build) or without it
+// (where the client loads the Lua twin). Each server runs in its own temp dir and is killed
+// when the test file ends.
+"use strict";
+const { spawn } = require("node:child_process");
+const fs = require("node:fs");
+const net = require("node:net");
+const os = require("node:os");
+const path = require("node:path");
+const Redis = require("ioredis");
+const { createClient } = require("redis");
+
+const REPO = path.resolve(__dirname, "..", "..", "..");
+
+function modulePath() {
+  const file = process.env.PATTERNS_MODULE || path.join(REPO, "target", "release", "libredis_patterns.so");
+  if (!fs.existsSync(file)) {
+    throw new Error(`module not found at ${file}: run \`make build\` or set PATTERNS_MODULE`);
+  }
+  return path.resolve(file);
+}
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.unref();
+    srv.on("error", reject);
+    srv.listen(0, "127.0.0.1", () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+async function waitForPing(port, child) {
+  const deadline = Date.now() + 10000;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`server on port ${port} exited with ${child.exitCode}`);
+    const ok = await new Promise((resolve) => {
+      const sock = net.connect(port, "127.0.0.1");
+      sock.once("connect", () => sock.write("PING\r\n"));
+      sock.once("data", (d) => { sock.destroy(); resolve(d.toString().startsWith("+PONG")); });
+      sock.once("error", () => { sock.destroy(); resolve(false); });
+    });
+    if (ok) return;
+    if (Date.now() > deadline) throw new Error(`server on port ${port} did not answer PING`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/** Starts a server: bin "redis-server" or "valkey-server"; withModule loads the module. */
+async function startServer({ bin, withModule }) {
+  for (let attempt = 0; ; attempt++) {
+    const port = await freePort();
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "patterns-node-"));
+    const args = ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir];
+    if (withModule) args.push("--loadmodule", modulePath());
+    const child = spawn(bin, args, { stdio: ["ignore", "pipe", "pipe"] });
+    let log = "";
+    child.stdout.on("data", (d) => { log += d; });
+    child.stderr.on("data", (d) => { log += d; });
+    try {
+      await waitForPing(port, child);
+    } catch (err) {
+      child.kill("SIGKILL");
+      fs.rmSync(dir, { recursive: true, force: true });
+      if (attempt < 3 && /Address already in use/.test(log)) continue; // lost the port to someone else
+      throw new Error(`${err.message}\n${log}`, { cause: err });
+    }
+    return {
+      port,
+      url: `redis://127.0.0.1:${port}`,
+      stop() {
+        child.kill("SIGKILL");
+        fs.rmSync(dir, { recursive: true, force: true });
+      },
+    };
+  }
+}
+
+/** Every server the client is tested against: the module on Redis 7 and Valkey 8, and the twin on both. */
+const TARGETS = [
+  { name: "redis-7 module", bin: "redis-server", withModule: true, backend: "module" },
+  { name: "valkey-8 module", bin: "valkey-server", withModule: true, backend: "module" },
+  { name: "redis-7 twin", bin: "redis-server", withModule: false, backend: "twin" },
+  { name: "valkey-8 twin", bin: "valkey-server", withModule: false, backend: "twin" },
+];
+
+/** The two clients, each as a factory of a connected client and a way to close it. */
+const CLIENTS = {
+  ioredis: {
+    async connect(url) { return new Redis(url, { maxRetriesPerRequest: 1 }); },
+    async close(client) { client.disconnect(); },
+  },
+  "node-redis": {
+    async connect(url) {
+      const client = createClient({ url });
+      client.on("error", () => {});
+      await client.connect();
+      return client;
+    },
+    async close(client) { client.destroy(); },
+  },
+};
+
+/** Older majors still in use (Node 18 users): ioredis 5 and node-redis 4, for the family tests. */
+const OLDER_CLIENTS = {
+  "ioredis@5": {
+    async connect(url) { return new (require("ioredis-v5"))(url, { maxRetriesPerRequest: 1 }); },
+    async close(client) { client.disconnect(); },
+  },
+  "node-redis@4": {
+    async connect(url) {
+      const client = require("redis-v4").createClient({ url });
+      client.on("error", () => {});
+      await client.connect();
+      return client;
+    },
+    async close(client) { await client.disconnect(); },
+  },
+};
+
+/** Starts every target; returns them with a stopAll(). */
+async function startTargets(targets = TARGETS) {
+  const started = [];
+  for (const target of targets) started.push({ ...target, server: await startServer(target) });
+  return { targets: started, stopAll: () => started.forEach((t) => t.server.stop()) };
+}
+
+/** Runs fn(ctx) with a fresh Patterns on one target and client; resolves to [label, result]. */
+async function runOn(target, clientName, factory, fn) {
+  const { createPatterns } = require("..");
+  const client = await factory.connect(target.server.url);
+  const p = await createPatterns(client);
+  try {
+    const prefix = `${clientName}:`;
+    return [`${target.name} / ${clientName}`, await fn({ p, client, clientName, target, prefix })];
+  } finally {
+    await p.close();
+    await factory.close(client);
+  }
+}
+
+/** Runs fn(ctx) for every target and client, one after the other; returns [label, result] pairs. */
+async function everyCombination(targets, fn, clients = CLIENTS) {
+  const results = [];
+  for (const target of targets) {
+    for (const [clientName, factory] of Object.entries(clients)) results.push(await runOn(target, clientName, factory, fn));
+  }
+  return results;
+}
+
+/** The same, all at once (for scenarios that mostly sleep; their keys differ per client and server). */
+function everyCombinationAtOnce(targets, fn, clients = CLIENTS) {
+  return Promise.all(targets.flatMap((target) =>
+    Object.entries(clients).map(([clientName, factory]) => runOn(target, clientName, factory, fn))));
+}
+
+/** A raw command on either client (for setting up and inspecting keys). */
+function raw(client, args) {
+  return typeof client.call === "function" ? client.call(...args) : client.sendCommand(args);
+}
+
+module.exports = { raw, REPO, TARGETS, CLIENTS, OLDER_CLIENTS, startServer, startTargets, everyCombination, everyCombinationAtOnce, modulePath };

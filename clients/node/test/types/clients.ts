@@ -1,0 +1,21 @@
+// Type-checked by `npm run lint` (never run): both clients' own types are accepted by
+// createPatterns without casts, and the results carry the documented types.
+import Redis from "ioredis";
+import { createClient } from "redis";
+import { createPatterns, PatternsError, type Entry, type RateLimitResult } from "redis-patterns";
+
+export async function typed(): Promise<void> {
+  const io = await createPatterns(new Redis());
+  const client = createClient();
+  await client.connect();
+  const nr = await createPatterns(client, { backend: "auto" });
+  const backend: "module" | "twin" = nr.backend;
+  const r: RateLimitResult = await io.tokenBucket("k", { capacity: 1, rate: 1 });
+  const top: Entry[] = await io.leaderboard("b").top(3, { ranking: "dense", order: "asc" });
+  const token: number | undefined = io.lock("l").token;
+  const value: { n: number } = await nr.cache.getOrSet("c", async () => ({ n: 1 }), { ttlMs: 1000, tags: ["t"] });
+  const data: Record<string, string> | null = await nr.sessions.get("s");
+  const n: number = await io.withLock("l", { ttlMs: 1000 }, (lock) => lock.token ?? 0);
+  const e: PatternsError = new PatternsError("ERR x");
+  void [backend, r.headers(), top, token, value, data, n, e.code];
+}

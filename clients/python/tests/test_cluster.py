@@ -1,0 +1,100 @@
+"""Smoke test on a 3-master Cluster, with the module on every node and without it (the twin,
+loaded on every primary), through RedisCluster and its asyncio version."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from typing import Iterator, List
+
+import pytest
+import redis.asyncio.cluster
+from redis.cluster import RedisCluster
+
+import redis_patterns
+import redis_patterns.asyncio
+from redis_patterns._ops import library_code, twin_code
+
+from .servers import Cluster
+
+
+@pytest.fixture(scope="module", params=["module", "twin"])
+def cluster(request: pytest.FixtureRequest) -> Iterator[Cluster]:
+    c = Cluster(module=request.param == "module")
+    yield c
+    c.stop()
+
+
+def expected(cluster: Cluster) -> str:
+    return "module" if cluster.nodes[0].module else "twin"
+
+
+def assert_twin_on_every_primary(cluster: Cluster) -> None:
+    for node in cluster.nodes:
+        with node.client() as r:
+            listed = r.execute_command("FUNCTION", "LIST", "LIBRARYNAME", "patterns", "WITHCODE")
+        assert (library_code(listed) == twin_code()) is (expected(cluster) == "twin")
+
+
+def test_sync_cluster(cluster: Cluster) -> None:
+    rc = RedisCluster(host="127.0.0.1", port=cluster.port)
+    p = redis_patterns.Patterns(rc)
+    assert p.backend == expected(cluster)
+    assert_twin_on_every_primary(cluster)
+    # Keys in many slots.
+    for i in range(20):
+        assert p.token_bucket(f"api:{i}", 10, 5, 1000).remaining == 9
+    s = p.sessions.create("sessions:{u1}", 60000, 120000, {"user": 1})
+    assert p.sessions.get(s) == {"user": "1"}
+    assert p.cache.get_or_set("product:{9}", lambda: [1, 2], 60000, tags=["tag:{9}"]) == [1, 2]
+    got: List[str] = []
+    worker = p.cache.on_invalidate(got.append)
+    time.sleep(0.3)
+    assert p.cache.invalidate("tag:{9}") == 1
+    for _ in range(100):
+        if got:
+            break
+        time.sleep(0.02)
+    worker.stop()
+    worker.join(5)
+    assert got == ["tag:{9}"]
+    lb = p.leaderboard("game:{c}")
+    lb.add({"a": 1, "b": 2})
+    assert lb.rank("a").rank == 2
+    # A wait on the key's own node, from a connection of that node's pool.
+    holder = p.lock("lock:{c}", ttl_ms=5000, auto_extend=False)
+    assert holder.acquire()
+    releasing = threading.Timer(0.1, holder.release)
+    releasing.start()
+    waiter = p.lock("lock:{c}", ttl_ms=5000, wait_ms=5000, auto_extend=False)
+    assert waiter.acquire() and waiter.token == holder.token + 1
+    releasing.join()
+    waiter.release()
+    rc.close()
+
+
+async def test_async_cluster(cluster: Cluster) -> None:
+    rc = redis.asyncio.cluster.RedisCluster(host="127.0.0.1", port=cluster.port)
+    p = redis_patterns.asyncio.Patterns(rc)
+    assert await p.detect_backend() == expected(cluster)
+    for i in range(20):
+        assert (await p.fixed_window(f"login:{i}", 5, 60000)).remaining == 4
+    assert await p.cache.get_or_set("report:{3}", lambda: "r", 60000, tags=["tag:{3}"]) == "r"
+    got: List[str] = []
+    task = p.cache.on_invalidate(got.append)
+    await asyncio.sleep(0.3)
+    assert await p.cache.invalidate("tag:{3}") == 1
+    for _ in range(100):
+        if got:
+            break
+        await asyncio.sleep(0.02)
+    task.cancel()
+    assert got == ["tag:{3}"]
+    holder = p.lock("lock:{a}", ttl_ms=5000, auto_extend=False)
+    assert await holder.acquire()
+    waiting = asyncio.create_task(p.lock("lock:{a}", wait_ms=5000, auto_extend=False).acquire())
+    await asyncio.sleep(0.1)
+    await holder.release()
+    assert await waiting is True
+    await rc.aclose()

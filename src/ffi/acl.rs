@@ -1,0 +1,56 @@
+//! ACL checks of keys a command derives (Redis checks only the keys it declares).
+
+use std::ffi::c_int;
+
+use patterns_core::command::CmdError;
+use redis_module::raw;
+
+use super::ctx::Ctx;
+use super::string::OwnedString;
+
+/// Fails with NOPERM unless the current user may read and write the key `name` (a key the
+/// command derives, so Redis did not check it). Without a current user (AOF loading,
+/// replication, a module's own context) there is nothing to check.
+pub fn check_key_access(ctx: Ctx, name: &[u8]) -> Result<(), CmdError> {
+    let flags = raw::REDISMODULE_CMD_KEY_ACCESS
+        | raw::REDISMODULE_CMD_KEY_INSERT
+        | raw::REDISMODULE_CMD_KEY_DELETE
+        | raw::REDISMODULE_CMD_KEY_UPDATE;
+    check_key_permissions(ctx, name, flags)
+}
+
+/// Like [`check_key_access`], for a derived key the command only reads.
+pub fn check_key_read(ctx: Ctx, name: &[u8]) -> Result<(), CmdError> {
+    check_key_permissions(ctx, name, raw::REDISMODULE_CMD_KEY_ACCESS)
+}
+
+fn check_key_permissions(ctx: Ctx, name: &[u8], flags: u32) -> Result<(), CmdError> {
+    // SAFETY: the context is live; the server hands over a new string (or null).
+    let user_name = unsafe { raw::RedisModule_GetCurrentUserName.unwrap()(ctx.as_ptr()) };
+    // SAFETY: `user_name` is null or ours to free.
+    let Some(user_name) = (unsafe { OwnedString::adopt(user_name) }) else {
+        return Ok(());
+    };
+    // SAFETY: the name is live for the call; the server hands over a user (or null).
+    let user =
+        unsafe { raw::RedisModule_GetModuleUserFromUserName.unwrap()(user_name.as_str().as_ptr()) };
+    if user.is_null() {
+        return Ok(());
+    }
+    let key = OwnedString::new(ctx, name);
+    // SAFETY: the user and the key's name are live; the user is freed once, right after.
+    let status = unsafe {
+        let status = raw::RedisModule_ACLCheckKeyPermissions.unwrap()(
+            user,
+            key.as_str().as_ptr(),
+            flags as c_int,
+        );
+        raw::RedisModule_FreeModuleUser.unwrap()(user);
+        status
+    };
+    if status == raw::REDISMODULE_OK as c_int {
+        Ok(())
+    } else {
+        Err(CmdError::NoPerm)
+    }
+}

@@ -1,0 +1,103 @@
+//! Running a Redis command from the module (`RedisModule_Call`), its reply freed on drop.
+
+use std::ffi::CStr;
+use std::ptr::NonNull;
+use std::slice;
+
+use redis_module::raw::{self, RedisModuleCallReply, RedisModuleString};
+
+use super::ctx::Ctx;
+use super::string::OwnedString;
+
+/// A reply of a command run through `RedisModule_Call`, freed on drop; no reply when the
+/// call failed.
+pub struct CallReply(Option<NonNull<RedisModuleCallReply>>);
+
+impl CallReply {
+    fn kind(&self) -> i32 {
+        match self.0 {
+            // SAFETY: the reply is live until drop.
+            Some(reply) => unsafe { raw::RedisModule_CallReplyType.unwrap()(reply.as_ptr()) },
+            None => raw::REDISMODULE_REPLY_UNKNOWN as i32,
+        }
+    }
+
+    /// Whether the reply is nil (or the call failed).
+    pub fn is_null(&self) -> bool {
+        let kind = self.kind();
+        kind == raw::REDISMODULE_REPLY_NULL as i32 || kind == raw::REDISMODULE_REPLY_UNKNOWN as i32
+    }
+
+    /// The integer reply (0 for anything else, e.g. when the call failed).
+    pub fn integer(&self) -> i64 {
+        // SAFETY: the reply is live until drop; a non-integer reads as 0.
+        self.0.map_or(0, |reply| unsafe {
+            raw::RedisModule_CallReplyInteger.unwrap()(reply.as_ptr())
+        })
+    }
+
+    /// The bulk strings of an array reply (or of a single string reply); none when the call
+    /// failed.
+    pub fn strings(&self) -> Vec<Vec<u8>> {
+        let Some(reply) = self.0 else {
+            return Vec::new();
+        };
+        if self.kind() != raw::REDISMODULE_REPLY_ARRAY as i32 {
+            return vec![string_of(reply.as_ptr())];
+        }
+        // SAFETY: the reply is a live array.
+        let n = unsafe { raw::RedisModule_CallReplyLength.unwrap()(reply.as_ptr()) };
+        let element = |i| {
+            // SAFETY: `i` is within the live array, whose elements live as long as it does.
+            unsafe { raw::RedisModule_CallReplyArrayElement.unwrap()(reply.as_ptr(), i) }
+        };
+        (0..n).map(|i| string_of(element(i))).collect()
+    }
+}
+
+/// A string reply's bytes, copied (empty for anything else).
+fn string_of(reply: *mut RedisModuleCallReply) -> Vec<u8> {
+    if reply.is_null() {
+        return Vec::new();
+    }
+    let mut len = 0;
+    // SAFETY: the reply is live (its owner is borrowed by the caller).
+    let p = unsafe { raw::RedisModule_CallReplyStringPtr.unwrap()(reply, &mut len) };
+    if p.is_null() {
+        return Vec::new();
+    }
+    // SAFETY: `p` is the reply's `len` bytes, live while the reply is; copied at once.
+    unsafe { slice::from_raw_parts(p.cast::<u8>(), len) }.to_vec()
+}
+
+impl Drop for CallReply {
+    fn drop(&mut self) {
+        if let Some(reply) = self.0 {
+            // SAFETY: we own the reply, freed only here.
+            unsafe { raw::RedisModule_FreeCallReply.unwrap()(reply.as_ptr()) };
+        }
+    }
+}
+
+/// Runs a Redis command from the module. With `replicate`, the command is a write whose exact
+/// arguments (absolute times, generated keys) replicate and reach the AOF as the effect, wrapped
+/// with the command's other effects in one MULTI/EXEC; a command that changes nothing replicates
+/// nothing.
+pub fn redis_call(ctx: Ctx, command: &CStr, args: &[&[u8]], replicate: bool) -> CallReply {
+    let strings: Vec<OwnedString> = args.iter().map(|a| OwnedString::new(ctx, a)).collect();
+    let mut argv: Vec<*mut RedisModuleString> =
+        strings.iter().map(|s| s.as_str().as_ptr()).collect();
+    let fmt = if replicate { c"!v" } else { c"v" };
+    // SAFETY: the context is live; "v" takes a vector of `argv.len()` strings, live (held in
+    // `strings`) until the call returns.
+    let reply = unsafe {
+        raw::RedisModule_Call.unwrap()(
+            ctx.as_ptr(),
+            command.as_ptr(),
+            fmt.as_ptr(),
+            argv.as_mut_ptr(),
+            argv.len(),
+        )
+    };
+    CallReply(NonNull::new(reply))
+}

@@ -1,0 +1,203 @@
+//! The command boundary: registration, the C entry point of every command, the panic guard,
+//! key-position requests, and [`Call`] (one invocation's context, key and arguments).
+
+use std::ffi::{c_int, CString};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::slice;
+
+use patterns_core::command::{CmdError, CommandDef, Flags, Keys};
+use redis_module::raw::{self, RedisModuleCtx, RedisModuleString};
+
+use super::ctx::Ctx;
+use super::reply::{send, send_error, Reply, OK};
+use super::string::Str;
+
+/// A command's C entry point (made by [`command!`](crate::command)).
+pub type Entry = extern "C" fn(*mut RedisModuleCtx, *mut *mut RedisModuleString, c_int) -> c_int;
+
+/// A command's body: the invocation in, the reply (or error) out.
+pub type Body = fn(&Call) -> Result<Reply, CmdError>;
+
+/// One command of a family's list: its definition and its entry point.
+pub struct Command {
+    pub def: &'static CommandDef,
+    pub entry: Entry,
+}
+
+/// One entry of a family's command list: `command!(DEF, body)` pairs the definition with an
+/// entry point that runs `body` through [`dispatch`].
+#[macro_export]
+macro_rules! command {
+    ($def:path, $body:expr) => {{
+        extern "C" fn entry(
+            ctx: *mut $crate::ffi::RawCtx,
+            argv: *mut *mut $crate::ffi::RawString,
+            argc: std::ffi::c_int,
+        ) -> std::ffi::c_int {
+            $crate::ffi::dispatch(ctx, argv, argc, &$def, $body)
+        }
+        $crate::ffi::Command { def: &$def, entry }
+    }};
+}
+
+/// Runs `body` with panics caught: the server must never see an unwind. A panic is logged
+/// nowhere and leaves `fallback`.
+pub fn guard<T>(fallback: T, body: impl FnOnce() -> T) -> T {
+    catch_unwind(AssertUnwindSafe(body)).unwrap_or(fallback)
+}
+
+/// Registers a command under its definition's name (lower case) with its flags and key
+/// positions (for keys after an option token, the range covers the first key; the key specs
+/// of `docs::describe` then give Redis the rest).
+pub(super) fn register(ctx: Ctx, command: &Command) -> Result<(), String> {
+    let def = command.def;
+    let name = CString::new(def.name.to_ascii_lowercase()).map_err(|e| e.to_string())?;
+    // Keys after a token: Redis 7.0's Cluster routing reads only the legacy key range, so the
+    // command also answers key-position requests (see `dispatch`).
+    let flags = match def.key_positions {
+        Keys::FirstAndAfter { .. } => def.flags.and(Flags::GETKEYS_API),
+        _ => def.flags,
+    };
+    let flags = CString::new(flags.to_string()).map_err(|e| e.to_string())?;
+    let last = match def.key_positions {
+        Keys::All => -1,
+        Keys::First | Keys::FirstAndAfter { .. } => 1,
+    };
+    // SAFETY: the load context is live; the server copies the name and the flags.
+    let status = unsafe {
+        raw::RedisModule_CreateCommand.unwrap()(
+            ctx.as_ptr(),
+            name.as_ptr(),
+            Some(command.entry),
+            flags.as_ptr(),
+            1,
+            last,
+            1,
+        )
+    };
+    if status == OK {
+        Ok(())
+    } else {
+        Err(format!("could not register {}", def.name))
+    }
+}
+
+/// The command boundary: parses nothing itself, runs `body` with panics caught (a bug
+/// replies with an error instead of taking the server down; bodies compute everything before
+/// they write, so an unwind leaves no half-write), and replies. Key-position requests and the
+/// reply itself run under the guard too.
+pub fn dispatch(
+    ctx: *mut RedisModuleCtx,
+    argv: *mut *mut RedisModuleString,
+    argc: c_int,
+    def: &'static CommandDef,
+    body: Body,
+) -> c_int {
+    guard((), || {
+        // SAFETY: the server calls a command with its live context, for this call only.
+        let ctx = unsafe { Ctx::from_raw(ctx) };
+        let argv: &[*mut RedisModuleString] = match argv.is_null() {
+            true => &[],
+            // SAFETY: the server passes `argc` live arguments, alive for the whole call.
+            false => unsafe { slice::from_raw_parts(argv, argc as usize) },
+        };
+        // SAFETY: as above, each argument is a live string for the whole call.
+        let args = || argv.iter().map(|a| unsafe { Str::from_raw(*a) });
+        if let Keys::FirstAndAfter { token, from } = def.key_positions {
+            // SAFETY: the context is live.
+            if unsafe { raw::RedisModule_IsKeysPositionRequest.unwrap()(ctx.as_ptr()) } != 0 {
+                report_keys(ctx, args(), token, from);
+                return;
+            }
+        }
+        let result = guard(Err(CmdError::Internal), || {
+            body(&Call::new(ctx, def, args())?)
+        });
+        match result {
+            Ok(reply) => send(ctx, reply),
+            Err(err) => send_error(ctx, &err.to_string()),
+        }
+    });
+    OK
+}
+
+/// Answers a key-position request as the key specs read the arguments: the first argument,
+/// and every argument after the first `token` found from position `from` on.
+fn report_keys<'a>(ctx: Ctx, args: impl Iterator<Item = Str<'a>>, token: &str, from: i32) {
+    let args: Vec<Str> = args.collect();
+    // SAFETY: the context is live and answering a key-position request.
+    let key_at =
+        |pos: usize| unsafe { raw::RedisModule_KeyAtPos.unwrap()(ctx.as_ptr(), pos as c_int) };
+    if args.len() > 1 {
+        key_at(1);
+    }
+    let from = usize::try_from(from).unwrap_or(0).max(2);
+    let found = args
+        .iter()
+        .enumerate()
+        .skip(from)
+        .find(|(_, a)| a.bytes().eq_ignore_ascii_case(token.as_bytes()));
+    if let Some((at, _)) = found {
+        (at + 1..args.len()).for_each(key_at);
+    }
+}
+
+/// Most commands have few arguments: keep them on the stack.
+const INLINE_ARGS: usize = 12;
+
+/// One invocation: the context, the key and the arguments after it, all alive for `'a`.
+pub struct Call<'a> {
+    ctx: Ctx<'a>,
+    key: Str<'a>,
+    rest: Args<'a>,
+}
+
+enum Args<'a> {
+    Inline([&'a [u8]; INLINE_ARGS], usize),
+    Heap(Vec<&'a [u8]>),
+}
+
+impl<'a> Call<'a> {
+    fn new(
+        ctx: Ctx<'a>,
+        def: &CommandDef,
+        mut args: impl ExactSizeIterator<Item = Str<'a>>,
+    ) -> Result<Self, CmdError> {
+        let (Some(_name), Some(key)) = (args.next(), args.next()) else {
+            return Err(CmdError::WrongArity(def.name));
+        };
+        let rest = if args.len() <= INLINE_ARGS {
+            let mut inline: [&[u8]; INLINE_ARGS] = [&[]; INLINE_ARGS];
+            let len = args.len();
+            for (slot, arg) in inline.iter_mut().zip(args) {
+                *slot = arg.bytes();
+            }
+            Args::Inline(inline, len)
+        } else {
+            Args::Heap(args.map(Str::bytes).collect())
+        };
+        Ok(Self { ctx, key, rest })
+    }
+
+    pub fn ctx(&self) -> Ctx<'a> {
+        self.ctx
+    }
+
+    /// The command's key (its first argument).
+    pub fn key(&self) -> Str<'a> {
+        self.key
+    }
+
+    /// The key's name.
+    pub fn key_name(&self) -> &'a [u8] {
+        self.key.bytes()
+    }
+
+    /// The arguments after the key.
+    pub fn rest(&self) -> &[&'a [u8]] {
+        match &self.rest {
+            Args::Inline(args, len) => &args[..*len],
+            Args::Heap(args) => args,
+        }
+    }
+}

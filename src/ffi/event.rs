@@ -1,0 +1,86 @@
+//! Subscriptions to keyspace events and server events; their callbacks run under the panic
+//! guard.
+
+use std::ffi::{c_char, c_int, c_void, CStr};
+
+use redis_module::raw::{self, RedisModuleCtx, RedisModuleEvent, RedisModuleString};
+
+use super::command::guard;
+use super::ctx::Ctx;
+use super::key::Notify;
+use super::reply::OK;
+use super::string::Str;
+
+/// Reacts to keyspace events (a callback that must not write).
+pub trait KeyspaceWatch: 'static {
+    fn event(ctx: Ctx, event: &CStr, key: &[u8]);
+}
+
+/// Calls `W::event` for every keyspace event of `classes` from now on.
+pub fn watch_keyspace<W: KeyspaceWatch>(ctx: Ctx, classes: Notify) {
+    // SAFETY: the context is live and the callback matches the server's signature.
+    unsafe {
+        raw::RedisModule_SubscribeToKeyspaceEvents.unwrap()(
+            ctx.as_ptr(),
+            classes.bits(),
+            Some(on_keyspace_event::<W>),
+        )
+    };
+}
+
+extern "C" fn on_keyspace_event<W: KeyspaceWatch>(
+    ctx: *mut RedisModuleCtx,
+    _class: c_int,
+    event: *const c_char,
+    key: *mut RedisModuleString,
+) -> c_int {
+    guard((), || {
+        // SAFETY: the server calls back with a live context, for this call only.
+        let ctx = unsafe { Ctx::from_raw(ctx) };
+        // SAFETY: the event's name is a C string and the key's name a string, both live for
+        // the callback.
+        let (event, key) = unsafe { (CStr::from_ptr(event), Str::from_raw(key)) };
+        W::event(ctx, event, key.bytes());
+    });
+    OK
+}
+
+/// Reacts to the server becoming a replica.
+pub trait RoleWatch: 'static {
+    fn became_replica(ctx: Ctx);
+}
+
+/// Calls `W::became_replica` whenever the server becomes a replica.
+pub fn watch_role<W: RoleWatch>(ctx: Ctx) -> Result<(), String> {
+    let role_changed = RedisModuleEvent {
+        id: raw::REDISMODULE_EVENT_REPLICATION_ROLE_CHANGED,
+        dataver: 1,
+    };
+    // SAFETY: the context is live and the callback matches the server's signature.
+    let status = unsafe {
+        raw::RedisModule_SubscribeToServerEvent.unwrap()(
+            ctx.as_ptr(),
+            role_changed,
+            Some(on_role_change::<W>),
+        )
+    };
+    if status != OK {
+        return Err("could not subscribe to role changes".into());
+    }
+    Ok(())
+}
+
+extern "C" fn on_role_change<W: RoleWatch>(
+    ctx: *mut RedisModuleCtx,
+    _event: RedisModuleEvent,
+    subevent: u64,
+    _data: *mut c_void,
+) {
+    if subevent != raw::REDISMODULE_EVENT_REPLROLECHANGED_NOW_REPLICA {
+        return;
+    }
+    guard((), || {
+        // SAFETY: the server calls back with a live context, for this call only.
+        W::became_replica(unsafe { Ctx::from_raw(ctx) });
+    });
+}

@@ -1,0 +1,484 @@
+//! Keys: [`Key`] (opened for reading and writing, closed on drop), its string, hash and
+//! sorted-set access, the zset iteration guard, and one-shot reads of a key by name.
+
+use std::ffi::{c_char, c_int, CStr, CString};
+use std::ptr::{self, NonNull};
+use std::slice;
+
+use patterns_core::command::CmdError;
+use redis_module::raw::{self, KeyType, RedisModuleKey};
+
+use super::command::Call;
+use super::ctx::{now_ms, Ctx};
+use super::string::{OwnedString, Str};
+
+/// A keyspace event's class (`RedisModule_NotifyKeyspaceEvent`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Notify(c_int);
+
+impl Notify {
+    pub const GENERIC: Self = Self(raw::REDISMODULE_NOTIFY_GENERIC);
+    pub const STRING: Self = Self(raw::REDISMODULE_NOTIFY_STRING);
+    pub const HASH: Self = Self(raw::REDISMODULE_NOTIFY_HASH);
+    pub const ZSET: Self = Self(raw::REDISMODULE_NOTIFY_ZSET);
+    pub const EXPIRED: Self = Self(raw::REDISMODULE_NOTIFY_EXPIRED);
+    pub const EVICTED: Self = Self(raw::REDISMODULE_NOTIFY_EVICTED);
+
+    /// These classes and `other`'s.
+    pub const fn and(self, other: Self) -> Self {
+        Self(self.0 | other.0)
+    }
+
+    pub(super) fn bits(self) -> c_int {
+        self.0
+    }
+}
+
+/// A key opened for reading and writing, closed on drop. The module runs with implicit
+/// modified-key signals off, so opening for write signals nothing: only [`Key::modified`]
+/// does, after a real write. A peek or a denial leaves WATCH and client tracking alone.
+///
+/// Reads borrow the key (`&self`) and writes borrow it exclusively (`&mut self`): a value read
+/// in place ([`Key::string`]) cannot be alive across a write.
+pub struct Key<'a> {
+    ctx: Ctx<'a>,
+    name: Str<'a>,
+    raw: NonNull<RedisModuleKey>,
+}
+
+impl<'a> Key<'a> {
+    /// The command's declared key.
+    pub fn open(call: &Call<'a>) -> Self {
+        Self::open_str(call.ctx(), call.key())
+    }
+
+    /// A key the command derives (its name held by the caller).
+    pub fn open_named(ctx: Ctx<'a>, name: &'a OwnedString) -> Self {
+        Self::open_str(ctx, name.as_str())
+    }
+
+    fn open_str(ctx: Ctx<'a>, name: Str<'a>) -> Self {
+        let mode = (raw::REDISMODULE_READ | raw::REDISMODULE_WRITE) as c_int;
+        // SAFETY: the context and the name are live for 'a, which the key does not outlive.
+        let raw = unsafe { raw::RedisModule_OpenKey.unwrap()(ctx.as_ptr(), name.as_ptr(), mode) };
+        Self {
+            ctx,
+            name,
+            // Opened for writing, a key exists even when its value does not.
+            raw: NonNull::new(raw.cast()).expect("a key opened for writing exists"),
+        }
+    }
+
+    pub fn name(&self) -> Str<'a> {
+        self.name
+    }
+
+    fn as_ptr(&self) -> *mut RedisModuleKey {
+        self.raw.as_ptr()
+    }
+
+    pub fn kind(&self) -> KeyType {
+        // SAFETY: the key is open until drop.
+        unsafe { raw::RedisModule_KeyType.unwrap()(self.as_ptr()) }.into()
+    }
+
+    /// Fails with WRONGTYPE unless the key is absent or of type `kind`.
+    pub fn expect(&self, kind: KeyType) -> Result<(), CmdError> {
+        match self.kind() {
+            KeyType::Empty => Ok(()),
+            k if k == kind => Ok(()),
+            _ => Err(CmdError::WrongType),
+        }
+    }
+
+    /// The string value read in place, None when absent; WRONGTYPE for another type. The
+    /// slice borrows the key, so no write can happen while it lives.
+    pub fn string(&self) -> Result<Option<&[u8]>, CmdError> {
+        match self.kind() {
+            KeyType::Empty => return Ok(None),
+            KeyType::String => {}
+            _ => return Err(CmdError::WrongType),
+        }
+        let mut len = 0;
+        let mode = raw::REDISMODULE_READ as c_int;
+        // SAFETY: the key is open and holds a string.
+        let ptr = unsafe { raw::RedisModule_StringDMA.unwrap()(self.as_ptr(), &mut len, mode) };
+        if ptr.is_null() {
+            return Err(CmdError::WrongType);
+        }
+        // SAFETY: `ptr` is the value's `len` bytes; they stay put while the key is open and
+        // unwritten, which the borrow of `self` guarantees.
+        Ok(Some(unsafe {
+            slice::from_raw_parts(ptr.cast::<u8>(), len)
+        }))
+    }
+
+    /// Replaces the string value in place (no new object when the key already holds one).
+    pub fn write_string(&mut self, value: &[u8]) {
+        // SAFETY: the key is open for writing; truncating an empty key makes it a string.
+        unsafe { raw::RedisModule_StringTruncate.unwrap()(self.as_ptr(), value.len()) };
+        let mut len = 0;
+        let mode = raw::REDISMODULE_WRITE as c_int;
+        // SAFETY: the key is open for writing and now holds a string.
+        let dma = unsafe { raw::RedisModule_StringDMA.unwrap()(self.as_ptr(), &mut len, mode) };
+        if dma.is_null() {
+            return;
+        }
+        // SAFETY: `dma` is the value's `len` writable bytes, no other borrow of them exists
+        // (`&mut self`), and at most `len` bytes are copied.
+        unsafe { ptr::copy_nonoverlapping(value.as_ptr(), dma.cast::<u8>(), value.len().min(len)) };
+    }
+
+    /// The absolute expiry in ms, None when the key has none.
+    pub fn expire_at_ms(&self) -> Option<i64> {
+        abs_expire(self.raw)
+    }
+
+    /// Sets the expiry to the absolute `at_ms`: exactly where the server has an absolute API
+    /// (Redis 7.2+, Valkey), else relative to the clock read just before (Redis 7.0).
+    pub fn set_expire_at(&mut self, at_ms: i64) {
+        // SAFETY: the key is open for writing.
+        unsafe {
+            match raw::RedisModule_SetAbsExpire {
+                Some(set_abs) => set_abs(self.as_ptr(), at_ms),
+                None => {
+                    raw::RedisModule_SetExpire.unwrap()(self.as_ptr(), (at_ms - now_ms()).max(1))
+                }
+            }
+        };
+    }
+
+    /// Deletes the key (its events and replication are the caller's).
+    pub fn delete(&mut self) {
+        // SAFETY: the key is open for writing.
+        unsafe { raw::RedisModule_DeleteKey.unwrap()(self.as_ptr()) };
+    }
+
+    /// Signals a real modification (WATCH, client tracking) and fires keyspace events, as
+    /// Redis's own commands do: `events` are (class, event name) pairs.
+    pub fn modified(&self, events: &[(Notify, &CStr)]) {
+        let (ctx, name) = (self.ctx.as_ptr(), self.name.as_ptr());
+        // SAFETY: the context and the key's name are live for 'a.
+        unsafe { raw::RedisModule_SignalModifiedKey.unwrap()(ctx, name) };
+        for (class, event) in events {
+            // SAFETY: as above; the event name is a C string the server copies.
+            unsafe {
+                raw::RedisModule_NotifyKeyspaceEvent.unwrap()(ctx, class.0, event.as_ptr(), name)
+            };
+        }
+    }
+
+    /// Entries in the value (members of a sorted set, fields of a hash).
+    pub fn len(&self) -> i64 {
+        // SAFETY: the key is open.
+        unsafe { raw::RedisModule_ValueLength.unwrap()(self.as_ptr()) as i64 }
+    }
+}
+
+/// A score range of a sorted set: bounds and whether each is exclusive.
+#[derive(Clone, Copy)]
+pub struct ScoreRange {
+    min: f64,
+    max: f64,
+    min_exclusive: bool,
+    max_exclusive: bool,
+}
+
+impl ScoreRange {
+    /// Scores up to and including `max`.
+    pub fn through(max: i64) -> Self {
+        Self::new(f64::NEG_INFINITY, max as f64, false, false)
+    }
+
+    /// Scores strictly above `min`.
+    pub fn after(min: i64) -> Self {
+        Self::new(min as f64, f64::INFINITY, true, false)
+    }
+
+    pub fn at(score: i64) -> Self {
+        Self::new(score as f64, score as f64, false, false)
+    }
+
+    pub fn all() -> Self {
+        Self::new(f64::NEG_INFINITY, f64::INFINITY, false, false)
+    }
+
+    fn new(min: f64, max: f64, min_exclusive: bool, max_exclusive: bool) -> Self {
+        Self {
+            min,
+            max,
+            min_exclusive,
+            max_exclusive,
+        }
+    }
+}
+
+/// An iteration over a score range of a sorted set, stopped on drop. It borrows the key, so
+/// the set cannot change under it.
+struct ZsetCursor<'k, 'a> {
+    key: &'k Key<'a>,
+    /// Whether the cursor is on an element.
+    on: bool,
+}
+
+impl<'k, 'a> ZsetCursor<'k, 'a> {
+    /// Starts at the range's low end, or its high end with `from_top`.
+    fn start(key: &'k Key<'a>, r: ScoreRange, from_top: bool) -> Self {
+        // SAFETY: the key is open; iterating a key that is not a sorted set fails cleanly.
+        let on = unsafe {
+            let start = if from_top {
+                raw::RedisModule_ZsetLastInScoreRange
+            } else {
+                raw::RedisModule_ZsetFirstInScoreRange
+            };
+            start.unwrap()(
+                key.as_ptr(),
+                r.min,
+                r.max,
+                c_int::from(r.min_exclusive),
+                c_int::from(r.max_exclusive),
+            ) == raw::REDISMODULE_OK as c_int
+                && raw::RedisModule_ZsetRangeEndReached.unwrap()(key.as_ptr()) == 0
+        };
+        Self { key, on }
+    }
+
+    /// Moves on (up, or down from the top); false past the range's end.
+    fn advance(&mut self) -> bool {
+        // SAFETY: the key is open and its iteration started (`on`).
+        self.on =
+            self.on && unsafe { raw::RedisModule_ZsetRangeNext.unwrap()(self.key.as_ptr()) } != 0;
+        self.on
+    }
+
+    /// The element under the cursor and its score.
+    fn current(&self) -> Option<(OwnedString, f64)> {
+        if !self.on {
+            return None;
+        }
+        let mut score = 0.0;
+        // SAFETY: the iteration is on an element; the server hands us a new string to free.
+        let member = unsafe {
+            let raw =
+                raw::RedisModule_ZsetRangeCurrentElement.unwrap()(self.key.as_ptr(), &mut score);
+            OwnedString::adopt(raw)
+        };
+        member.map(|m| (m, score))
+    }
+}
+
+impl Drop for ZsetCursor<'_, '_> {
+    fn drop(&mut self) {
+        // SAFETY: the key is open; stopping an iteration that failed to start is a no-op.
+        unsafe { raw::RedisModule_ZsetRangeStop.unwrap()(self.key.as_ptr()) };
+    }
+}
+
+/// Sorted-set access through the module's zset API (no command lookups, no reply parsing).
+impl Key<'_> {
+    /// Elements in the range.
+    pub fn zset_count(&self, r: ScoreRange) -> i64 {
+        let mut cursor = ZsetCursor::start(self, r, false);
+        let mut n = i64::from(cursor.on);
+        while cursor.advance() {
+            n += 1;
+        }
+        n
+    }
+
+    /// The members in the range.
+    pub fn zset_members(&self, r: ScoreRange) -> Vec<OwnedString> {
+        let mut cursor = ZsetCursor::start(self, r, false);
+        let mut members = Vec::new();
+        while let Some((member, _)) = cursor.current() {
+            members.push(member);
+            cursor.advance();
+        }
+        members
+    }
+
+    /// The score of the range's `n`th element from its low end (0: the first), None when the
+    /// range holds fewer.
+    pub fn zset_nth_score(&self, r: ScoreRange, n: i64) -> Option<f64> {
+        let mut cursor = ZsetCursor::start(self, r, false);
+        let found = (0..n).all(|_| cursor.advance());
+        found.then(|| cursor.current().map(|(_, s)| s)).flatten()
+    }
+
+    /// The highest score, None when the set is empty.
+    pub fn zset_top_score(&self) -> Option<f64> {
+        ZsetCursor::start(self, ScoreRange::all(), true)
+            .current()
+            .map(|(_, s)| s)
+    }
+
+    /// A member's score, None when it is not in the set.
+    pub fn zset_score(&self, member: Str) -> Option<f64> {
+        let mut score = 0.0;
+        // SAFETY: the key is open and the member live for the call.
+        let status = unsafe {
+            raw::RedisModule_ZsetScore.unwrap()(self.as_ptr(), member.as_ptr(), &mut score)
+        };
+        (status == raw::REDISMODULE_OK as c_int).then_some(score)
+    }
+
+    /// Adds or updates a member; whether the set changed.
+    pub fn zset_add(&mut self, score: f64, member: Str) -> bool {
+        let mut flags: c_int = 0;
+        // SAFETY: the key is open for writing and the member live for the call.
+        unsafe {
+            raw::RedisModule_ZsetAdd.unwrap()(self.as_ptr(), score, member.as_ptr(), &mut flags)
+        };
+        flags & (raw::REDISMODULE_ZADD_ADDED | raw::REDISMODULE_ZADD_UPDATED) as c_int != 0
+    }
+
+    /// Removes members; how many were there.
+    pub fn zset_remove(&mut self, members: &[OwnedString]) -> usize {
+        let key = self.as_ptr();
+        members
+            .iter()
+            .filter(|m| {
+                let mut deleted: c_int = 0;
+                // SAFETY: the key is open for writing and the member live for the call.
+                unsafe {
+                    raw::RedisModule_ZsetRem.unwrap()(key, m.as_str().as_ptr(), &mut deleted)
+                };
+                deleted != 0
+            })
+            .count()
+    }
+}
+
+/// A field name as a C string: on the stack when short (field names are), so the hot path
+/// allocates nothing.
+fn with_field<T>(field: &str, f: impl FnOnce(&CStr) -> T) -> T {
+    let mut buf = [0u8; 64];
+    if field.len() < buf.len() {
+        buf[..field.len()].copy_from_slice(field.as_bytes());
+        if let Ok(c) = CStr::from_bytes_with_nul(&buf[..=field.len()]) {
+            return f(c);
+        }
+    }
+    f(&CString::new(field).expect("field names hold no NUL"))
+}
+
+/// Hash access through the module's hash API.
+impl Key<'_> {
+    /// A hash field's value, None when the field (or the hash) is absent.
+    pub fn hash_field(&self, field: &str) -> Option<OwnedString> {
+        let mut value: *mut raw::RedisModuleString = ptr::null_mut();
+        with_field(field, |field| {
+            // SAFETY: the key is open; CFIELDS takes C-string field names, the list ends with
+            // a null, and the server stores a new string (ours to free) in `value`.
+            unsafe {
+                raw::RedisModule_HashGet.unwrap()(
+                    self.as_ptr(),
+                    raw::REDISMODULE_HASH_CFIELDS as c_int,
+                    field.as_ptr(),
+                    &mut value,
+                    ptr::null::<c_char>(),
+                )
+            }
+        });
+        // SAFETY: `value` is null or a string the server handed over.
+        unsafe { OwnedString::adopt(value) }
+    }
+
+    /// Sets a field (creating the hash when the key is empty).
+    pub fn hash_set(&mut self, field: &str, value: &[u8]) {
+        let value = OwnedString::new(self.ctx, value);
+        with_field(field, |field| {
+            // SAFETY: the key is open for writing; CFIELDS takes C-string field names and the
+            // list ends with a null; the server takes its own reference to the value.
+            unsafe {
+                raw::RedisModule_HashSet.unwrap()(
+                    self.as_ptr(),
+                    raw::REDISMODULE_HASH_CFIELDS as c_int,
+                    field.as_ptr(),
+                    value.as_str().as_ptr(),
+                    ptr::null::<c_char>(),
+                )
+            }
+        });
+    }
+}
+
+impl Drop for Key<'_> {
+    fn drop(&mut self) {
+        // SAFETY: the key is open, and closed only here.
+        unsafe { raw::RedisModule_CloseKey.unwrap()(self.as_ptr()) };
+    }
+}
+
+/// A key's absolute expiry in ms, None when it has none: exact where the server has an
+/// absolute API (Redis 7.2+, Valkey), else relative to the clock read at the same moment
+/// (Redis 7.0).
+fn abs_expire(key: NonNull<RedisModuleKey>) -> Option<i64> {
+    let key = key.as_ptr();
+    // SAFETY: the key is open (callers hold it open); neither call writes.
+    let at = unsafe {
+        match raw::RedisModule_GetAbsExpire {
+            Some(get_abs) => get_abs(key),
+            None => match raw::RedisModule_GetExpire.unwrap()(key) {
+                ttl if ttl >= 0 => now_ms() + ttl,
+                none => none,
+            },
+        }
+    };
+    (at >= 0).then_some(at)
+}
+
+/// The type of the key named `name` (Empty when absent or expired).
+pub fn key_type(ctx: Ctx, name: &[u8]) -> KeyType {
+    read_key(ctx, name, |key| key.map_or(KeyType::Empty, type_of))
+}
+
+/// The type of the key at `name` as of `now`: a key whose expiry is `now` or earlier is absent
+/// (an expiry is the first millisecond of death, as for the indexes). Redis expires keys on
+/// access by the time cached when the command started, which can lag the command's own `now`,
+/// and keeps a key alive through its expiry's millisecond; a session dead by `now` must not be
+/// revived, and the module and its twin must agree.
+pub fn live_key_type(ctx: Ctx, name: &[u8], now: i64) -> KeyType {
+    read_key(ctx, name, |key| {
+        let Some(key) = key else {
+            return KeyType::Empty;
+        };
+        match type_of(key) {
+            KeyType::Empty => KeyType::Empty,
+            _ if abs_expire(key).is_some_and(|at| at <= now) => KeyType::Empty,
+            kind => kind,
+        }
+    })
+}
+
+/// The length of the value at `name` (members of a sorted set, fields of a hash; 0 when absent).
+pub fn key_len(ctx: Ctx, name: &[u8]) -> i64 {
+    read_key(ctx, name, |key| {
+        // SAFETY: the key is open for the closure's run.
+        key.map_or(
+            0,
+            |key| unsafe { raw::RedisModule_ValueLength.unwrap()(key.as_ptr()) } as i64,
+        )
+    })
+}
+
+fn type_of(key: NonNull<RedisModuleKey>) -> KeyType {
+    // SAFETY: the key is open for the caller's closure run.
+    unsafe { raw::RedisModule_KeyType.unwrap()(key.as_ptr()) }.into()
+}
+
+/// Runs `f` on the key named `name`, opened for reading (None when it does not exist).
+fn read_key<T>(ctx: Ctx, name: &[u8], f: impl FnOnce(Option<NonNull<RedisModuleKey>>) -> T) -> T {
+    let name = OwnedString::new(ctx, name);
+    let mode = raw::REDISMODULE_READ as c_int;
+    // SAFETY: the context and the name are live; reading opens no value.
+    let key =
+        unsafe { raw::RedisModule_OpenKey.unwrap()(ctx.as_ptr(), name.as_str().as_ptr(), mode) };
+    let key = NonNull::new(key.cast::<RedisModuleKey>());
+    let out = f(key);
+    if let Some(key) = key {
+        // SAFETY: the key was opened above and is closed once.
+        unsafe { raw::RedisModule_CloseKey.unwrap()(key.as_ptr()) };
+    }
+    out
+}

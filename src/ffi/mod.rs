@@ -1,0 +1,71 @@
+//! The crate's one door to the server's C API, and the only place with `unsafe`: each raw
+//! resource has a safe wrapper here (a context, a string, a key and its zset iteration, a
+//! reply, a replicated command, a blocked client, a timer, an event subscription), and every
+//! entry point the server calls runs under the panic guard. Family bindings use these wrappers
+//! and never see a raw pointer.
+//!
+//! Commands are called through `redis_module::raw` directly: the hot path allocates nothing
+//! but what Redis itself needs (see BENCHMARKS.md for why that matters).
+
+mod acl;
+mod block;
+mod call;
+mod command;
+mod ctx;
+mod docs;
+mod event;
+mod key;
+mod random;
+mod replicate;
+mod reply;
+mod string;
+mod timer;
+
+pub use acl::{check_key_access, check_key_read};
+pub use block::{block, BlockedClient, ClientId, Waits};
+pub use call::{redis_call, CallReply};
+pub use command::{dispatch, Call, Command};
+pub use ctx::{now_ms, precise_now_us, Ctx};
+pub use event::{watch_keyspace, watch_role, KeyspaceWatch, RoleWatch};
+pub use key::{key_len, key_type, live_key_type, Key, Notify, ScoreRange};
+pub use random::fill_random;
+pub use redis_module::raw::{KeyType, RedisModuleCtx as RawCtx, RedisModuleString as RawString};
+pub use replicate::Arg;
+pub use reply::{Reply, Value};
+pub use string::OwnedString;
+pub use timer::{Fires, Timer, TimerToken};
+
+use command::guard;
+use redis_module::{raw, Context, Status};
+
+/// Loads the module: turns implicit modified-key signals off (they are sent explicitly, only
+/// after real writes), registers every command with its COMMAND DOCS entry, then runs `setup`;
+/// a failure (or a panic) is logged and refuses the load.
+pub fn load(
+    context: &Context,
+    commands: impl Iterator<Item = &'static Command>,
+    setup: impl FnOnce(Ctx) -> Result<(), String>,
+) -> Status {
+    // SAFETY: the server passes the load context, live while the module loads.
+    let ctx = unsafe { Ctx::from_raw(context.get_raw()) };
+    let loaded = guard(Err("a panic while loading".to_string()), || {
+        // SAFETY: the load context is live; the option is a flag set.
+        unsafe {
+            raw::RedisModule_SetModuleOptions.unwrap()(
+                ctx.as_ptr(),
+                raw::REDISMODULE_OPTION_NO_IMPLICIT_SIGNAL_MODIFIED as i32,
+            )
+        };
+        for command in commands {
+            command::register(ctx, command).and_then(|()| docs::describe(ctx, command.def))?;
+        }
+        setup(ctx)
+    });
+    match loaded {
+        Ok(()) => Status::Ok,
+        Err(e) => {
+            context.log_warning(&e);
+            Status::Err
+        }
+    }
+}

@@ -1,0 +1,128 @@
+//! Replies: what a command answers, and sending it to the client.
+
+use std::ffi::{c_int, CStr, CString};
+
+use redis_module::raw;
+
+use super::ctx::Ctx;
+
+/// A successful reply.
+pub enum Reply {
+    /// A short array of integers, kept on the stack.
+    Ints(Ints),
+    Null,
+    Integer(i64),
+    Bulk(Vec<u8>),
+    Bulks(Vec<Vec<u8>>),
+    /// Any shape: nested arrays of integers, strings, doubles and nils.
+    Value(Value),
+    /// A simple string such as `OK`.
+    Simple(&'static CStr),
+    /// No reply now: the client is blocked and a callback replies later.
+    Blocked,
+}
+
+/// One element of a [`Reply::Value`].
+pub enum Value {
+    Int(i64),
+    Bulk(Vec<u8>),
+    /// A double, formatted by the server as its own replies are.
+    Double(f64),
+    Array(Vec<Value>),
+    Null,
+}
+
+/// Up to [`Ints::MAX`] integers, inline (a hot path's reply allocates nothing).
+pub struct Ints {
+    values: [i64; Ints::MAX],
+    len: usize,
+}
+
+impl Ints {
+    pub const MAX: usize = 8;
+
+    pub fn as_slice(&self) -> &[i64] {
+        &self.values[..self.len]
+    }
+}
+
+impl<const N: usize> From<[i64; N]> for Ints {
+    fn from(array: [i64; N]) -> Self {
+        const { assert!(N <= Ints::MAX) };
+        let mut values = [0; Ints::MAX];
+        values[..N].copy_from_slice(&array);
+        Self { values, len: N }
+    }
+}
+
+/// Sends a reply to the current client.
+pub(super) fn send(ctx: Ctx, reply: Reply) {
+    let ctx = ctx.as_ptr();
+    match reply {
+        Reply::Ints(ints) => {
+            let values = ints.as_slice();
+            // SAFETY: `ctx` is the live context of the call that replies.
+            unsafe { raw::RedisModule_ReplyWithArray.unwrap()(ctx, values.len() as _) };
+            for v in values {
+                // SAFETY: `ctx` is the live context of the call that replies.
+                unsafe { raw::RedisModule_ReplyWithLongLong.unwrap()(ctx, *v) };
+            }
+        }
+        Reply::Null => reply_value(ctx, &Value::Null),
+        Reply::Integer(n) => reply_value(ctx, &Value::Int(n)),
+        Reply::Bulk(b) => reply_bulk(ctx, &b),
+        Reply::Bulks(items) => {
+            // SAFETY: `ctx` is the live context of the call that replies.
+            unsafe { raw::RedisModule_ReplyWithArray.unwrap()(ctx, items.len() as _) };
+            for b in &items {
+                reply_bulk(ctx, b);
+            }
+        }
+        Reply::Value(v) => reply_value(ctx, &v),
+        Reply::Simple(text) => {
+            // SAFETY: `ctx` is the live context of the call that replies.
+            unsafe { raw::RedisModule_ReplyWithSimpleString.unwrap()(ctx, text.as_ptr()) };
+        }
+        Reply::Blocked => {}
+    }
+}
+
+fn reply_bulk(ctx: *mut raw::RedisModuleCtx, b: &[u8]) {
+    // SAFETY: `ctx` is the replying call's live context; the server copies the buffer.
+    unsafe { raw::RedisModule_ReplyWithStringBuffer.unwrap()(ctx, b.as_ptr().cast(), b.len()) };
+}
+
+fn reply_value(ctx: *mut raw::RedisModuleCtx, value: &Value) {
+    match value {
+        Value::Int(n) => {
+            // SAFETY: `ctx` is the live context of the call that replies.
+            unsafe { raw::RedisModule_ReplyWithLongLong.unwrap()(ctx, *n) };
+        }
+        Value::Bulk(b) => reply_bulk(ctx, b),
+        Value::Double(d) => {
+            // SAFETY: `ctx` is the live context of the call that replies.
+            unsafe { raw::RedisModule_ReplyWithDouble.unwrap()(ctx, *d) };
+        }
+        Value::Null => {
+            // SAFETY: `ctx` is the live context of the call that replies.
+            unsafe { raw::RedisModule_ReplyWithNull.unwrap()(ctx) };
+        }
+        Value::Array(items) => {
+            // SAFETY: `ctx` is the live context of the call that replies.
+            unsafe { raw::RedisModule_ReplyWithArray.unwrap()(ctx, items.len() as _) };
+            for item in items {
+                reply_value(ctx, item);
+            }
+        }
+    }
+}
+
+/// Sends an error reply (`text` starts with its code, e.g. `ERR ...`).
+pub(super) fn send_error(ctx: Ctx, text: &str) {
+    let text = CString::new(text).unwrap_or_default();
+    // SAFETY: the context is live and the server copies the text.
+    unsafe { raw::RedisModule_ReplyWithError.unwrap()(ctx.as_ptr(), text.as_ptr()) };
+}
+
+/// The status a callback returns to the server.
+pub(super) const OK: c_int = raw::REDISMODULE_OK as c_int;

@@ -1,0 +1,94 @@
+//! Server strings: borrowed ([`Str`]) and owned ([`OwnedString`]), their bytes lent for no
+//! longer than the string lives.
+
+use std::marker::PhantomData;
+use std::ptr::{self, NonNull};
+use std::slice;
+
+use redis_module::raw::{self, RedisModuleString};
+
+use super::ctx::Ctx;
+
+/// A server string borrowed for `'a`: an argument of the running command, a key's name, an
+/// [`OwnedString`]. The module never modifies a string it borrows.
+#[derive(Clone, Copy)]
+pub struct Str<'a> {
+    raw: NonNull<RedisModuleString>,
+    _life: PhantomData<&'a RedisModuleString>,
+}
+
+impl<'a> Str<'a> {
+    /// # Safety
+    /// `raw` is a live string that stays alive and unmodified for `'a`.
+    pub(super) unsafe fn from_raw(raw: *mut RedisModuleString) -> Self {
+        Self {
+            raw: NonNull::new(raw).expect("the server passes strings"),
+            _life: PhantomData,
+        }
+    }
+
+    pub(super) fn as_ptr(self) -> *mut RedisModuleString {
+        self.raw.as_ptr()
+    }
+
+    /// The string's bytes, for as long as the string is borrowed.
+    pub fn bytes(self) -> &'a [u8] {
+        let mut len = 0;
+        // SAFETY: the string is live for 'a (the type's invariant).
+        let ptr = unsafe { raw::RedisModule_StringPtrLen.unwrap()(self.as_ptr(), &mut len) };
+        if ptr.is_null() {
+            return &[];
+        }
+        // SAFETY: `ptr` points at the string's `len` bytes, which live unmodified for 'a.
+        unsafe { slice::from_raw_parts(ptr.cast::<u8>(), len) }
+    }
+}
+
+/// A string the module owns, freed on drop. The module never enables automatic memory
+/// management, so a string is not tied to the context that made it.
+pub struct OwnedString {
+    raw: NonNull<RedisModuleString>,
+}
+
+impl OwnedString {
+    pub fn new(ctx: Ctx, bytes: &[u8]) -> Self {
+        // SAFETY: the context is live; the server copies `bytes`.
+        let raw = unsafe {
+            raw::RedisModule_CreateString.unwrap()(ctx.as_ptr(), bytes.as_ptr().cast(), bytes.len())
+        };
+        // SAFETY: the server made the string for us to own.
+        unsafe { Self::adopt(raw) }.expect("the server allocates strings")
+    }
+
+    pub fn from_i64(ctx: Ctx, n: i64) -> Self {
+        // SAFETY: the context is live.
+        let raw = unsafe { raw::RedisModule_CreateStringFromLongLong.unwrap()(ctx.as_ptr(), n) };
+        // SAFETY: the server made the string for us to own.
+        unsafe { Self::adopt(raw) }.expect("the server allocates strings")
+    }
+
+    /// Takes ownership of a string the server handed over (None for no string).
+    ///
+    /// # Safety
+    /// `raw` is null or a string the caller owns (one reference to free).
+    pub(super) unsafe fn adopt(raw: *mut RedisModuleString) -> Option<Self> {
+        NonNull::new(raw).map(|raw| Self { raw })
+    }
+
+    pub fn as_str(&self) -> Str<'_> {
+        // SAFETY: the string lives as long as `self`, and no one modifies it.
+        unsafe { Str::from_raw(self.raw.as_ptr()) }
+    }
+
+    pub fn bytes(&self) -> &[u8] {
+        self.as_str().bytes()
+    }
+}
+
+impl Drop for OwnedString {
+    fn drop(&mut self) {
+        // SAFETY: we own one reference; a null context is allowed for a string outside
+        // automatic memory management.
+        unsafe { raw::RedisModule_FreeString.unwrap()(ptr::null_mut(), self.raw.as_ptr()) };
+    }
+}
