@@ -6,7 +6,7 @@
 mod common;
 
 use common::*;
-use patterns_core::session::{ALPHABET, ID_LEN};
+use patterns_core::keys::{ALPHABET, ID_LEN};
 use redis::Connection;
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

@@ -2,7 +2,8 @@
 //! (or `index:<id>` when the index has a hash tag).
 
 use crate::*;
-use patterns_core::session::{COMMANDS, ID_LEN};
+use patterns_core::keys::ID_LEN;
+use patterns_core::session::COMMANDS;
 use rand::seq::SliceRandom;
 use std::thread::sleep;
 use std::time::Duration;
