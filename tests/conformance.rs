@@ -25,6 +25,7 @@ mod conformance {
     pub mod leaderboard;
     pub mod lock;
     pub mod ratelimit;
+    pub mod rows;
     pub mod session;
 }
 

@@ -1,114 +1,18 @@
-//! Tagged caching in the shared scenarios: tags are declared keys (the row's tags share its
-//! key's slot), and CACHE.INVALIDATE also deletes the keys its tags list.
+//! Tagged caching in the shared scenarios: a random workload and the Lua twin's calling
+//! convention (its rows are in rows.rs).
 
+use super::rows::{self, set};
 use crate::*;
 use patterns_core::cache::{COMMANDS, DRAW_MAX};
 use rand::seq::SliceRandom;
 use std::thread::sleep;
 use std::time::Duration;
 
-fn set(c: &mut dyn ConnectionLike, args: &[&str]) {
-    let mut argv = vec!["CACHE.SET"];
-    argv.extend_from_slice(args);
-    assert_eq!(query::<String>(c, &argv), "OK");
-}
-
-/// `key` holds `value`, listed under `tag` when one is given.
-fn assert_cached(c: &mut dyn ConnectionLike, key: &str, tag: Option<&String>) {
-    let reply: Value = query(c, &["CACHE.GET", key]);
-    let Value::Array(items) = reply else {
-        panic!("{reply:?}")
-    };
-    assert_eq!(text(&items[0]).as_deref(), Some("HIT"), "{key}");
-    assert_eq!(text(&items[1]).as_deref(), Some("v"), "{key}");
-    if let Some(tag) = tag {
-        let listed: Option<f64> = query(c, &["ZSCORE", tag, key]);
-        assert!(listed.is_some(), "{key} is not listed under {tag}");
-    }
-}
-
-fn ok(c: &mut dyn ConnectionLike, call: &Call, v: &Value) {
-    assert_eq!(text(v).as_deref(), Some("OK"), "{:?}", call.argv);
-    assert_cached(c, &call.keys[0], call.keys.get(1));
-}
-
 pub fn family() -> Family {
     Family {
         name: "cache",
         commands: &COMMANDS,
-        rows: vec![
-            Row {
-                def: COMMANDS[0],
-                call: |_, k| {
-                    let (t1, t2) = (derived(k, "t1"), derived(k, "t2"));
-                    Call::new(
-                        &["CACHE.SET", k, "v", "60000", "TAGS", &t1, &t2],
-                        &[k, &t1, &t2],
-                        &[],
-                    )
-                },
-                check: ok,
-            },
-            Row {
-                def: COMMANDS[1],
-                call: |c, k| {
-                    set(c, &[k, "v", "60000"]);
-                    Call::new(&["CACHE.GET", k], &[k], &[])
-                },
-                check: |_, _, v| {
-                    let (state, value, extra): (String, String, Option<String>) =
-                        redis::from_redis_value(v).unwrap();
-                    assert_eq!((state.as_str(), value.as_str(), extra), ("HIT", "v", None));
-                },
-            },
-            Row {
-                def: COMMANDS[2],
-                call: |c, k| {
-                    let (state, _, lease): (String, Option<String>, String) =
-                        query(c, &["CACHE.GET", k]);
-                    assert_eq!(state, "MISS");
-                    let t1 = derived(k, "t1");
-                    Call::new(
-                        &["CACHE.FILL", k, &lease, "v", "60000", "TAGS", &t1],
-                        &[k, &t1],
-                        &[],
-                    )
-                },
-                check: ok,
-            },
-            Row {
-                def: COMMANDS[3],
-                call: |c, k| {
-                    set(c, &[k, "v", "60000"]);
-                    let t1 = derived(k, "t1");
-                    Call::new(&["CACHE.TAG", k, &t1], &[k, &t1], &[])
-                },
-                check: |c, call, v| {
-                    assert_eq!(v, &Value::Int(1));
-                    assert_cached(c, &call.keys[0], Some(&call.keys[1]));
-                },
-            },
-            Row {
-                def: COMMANDS[4],
-                // The tags' listed keys are touched too.
-                call: |c, k| {
-                    let (t1, t2, other) = (derived(k, "t1"), derived(k, "t2"), derived(k, "e2"));
-                    set(c, &[k, "v", "60000", "TAGS", &t1]);
-                    set(c, &[&other, "v", "60000", "TAGS", &t2]);
-                    Call::new(
-                        &["CACHE.INVALIDATE", &t1, &t2],
-                        &[&t1, &t2],
-                        &[k.into(), other],
-                    )
-                },
-                check: |c, call, v| {
-                    assert_eq!(v, &Value::Int(2));
-                    for key in &call.derived {
-                        assert_eq!(query::<i64>(c, &["EXISTS", key]), 0, "{key}");
-                    }
-                },
-            },
-        ],
+        rows: rows::cache(),
         workload,
         seed: 7,
         min_keys: 6,

@@ -1,139 +1,18 @@
-//! Leaderboards in the shared scenarios: a board's tie-break keys live in its slot,
-//! `{board}:lb-order`, `lb-stamps` and `lb-scores` (or `board:lb-...` with a hash tag).
+//! Leaderboards in the shared scenarios: a random workload and the Lua twin's calling
+//! convention (its rows are in rows.rs).
 
+use super::rows::{self, tie_break_keys};
 use crate::*;
 use patterns_core::leaderboard::COMMANDS;
 use rand::seq::SliceRandom;
 use std::thread::sleep;
 use std::time::Duration;
 
-/// c (7) first, then a and b (5, in arrival order).
-fn board(c: &mut dyn ConnectionLike, key: &str) {
-    assert_eq!(
-        query::<i64>(c, &["LB.ADD", key, "5", "a", "5", "b", "7", "c"]),
-        3
-    );
-}
-
-fn tie_break_keys(board: &str) -> Vec<String> {
-    ["lb-order", "lb-stamps", "lb-scores"]
-        .iter()
-        .map(|s| derived(board, s))
-        .collect()
-}
-
-/// A read of the row's board.
-fn read(argv: &[&str]) -> Call {
-    Call::new(argv, &[argv[1]], &tie_break_keys(argv[1]))
-}
-
-/// Entries as replied: (rank, member, score).
-fn entries(v: &Value) -> Vec<(i64, String, String)> {
-    redis::from_redis_value(v).unwrap_or_else(|e| panic!("{e}: {v:?}"))
-}
-
-fn entry(rank: i64, member: &str, score: &str) -> (i64, String, String) {
-    (rank, member.into(), score.into())
-}
-
 pub fn family() -> Family {
     Family {
         name: "leaderboard",
         commands: &COMMANDS,
-        rows: vec![
-            Row {
-                def: COMMANDS[0],
-                call: |_, k| {
-                    let argv = ["LB.ADD", k, "5", "a", "5", "b", "7", "c"];
-                    Call::new(&argv, &[k], &tie_break_keys(k))
-                },
-                check: |c, call, v| {
-                    assert_eq!(v, &Value::Int(3));
-                    for key in &call.derived {
-                        assert_eq!(query::<i64>(c, &["EXISTS", key]), 1, "{key}");
-                    }
-                },
-            },
-            Row {
-                def: COMMANDS[1],
-                call: |c, k| {
-                    board(c, k);
-                    read(&["LB.INCR", k, "2", "a"])
-                },
-                check: |c, call, v| {
-                    assert_eq!(text(v).as_deref(), Some("7"));
-                    let top: Value = query(c, &["LB.TOP", &call.keys[0], "1"]);
-                    assert_eq!(entries(&top), [entry(1, "c", "7")], "c reached 7 first");
-                },
-            },
-            Row {
-                def: COMMANDS[2],
-                call: |c, k| {
-                    board(c, k);
-                    read(&["LB.REM", k, "a"])
-                },
-                check: |c, call, v| {
-                    assert_eq!(v, &Value::Int(1));
-                    assert_eq!(query::<i64>(c, &["ZCARD", &call.keys[0]]), 2);
-                },
-            },
-            Row {
-                def: COMMANDS[3],
-                call: |c, k| {
-                    board(c, k);
-                    read(&["LB.TOP", k, "3"])
-                },
-                check: |_, _, v| {
-                    let want = [entry(1, "c", "7"), entry(2, "a", "5"), entry(3, "b", "5")];
-                    assert_eq!(entries(v), want);
-                },
-            },
-            Row {
-                def: COMMANDS[4],
-                call: |c, k| {
-                    board(c, k);
-                    read(&["LB.RANK", k, "b"])
-                },
-                check: |_, _, v| {
-                    let rank: (i64, String, i64) = redis::from_redis_value(v).unwrap();
-                    assert_eq!(rank, (3, "5".into(), 3));
-                },
-            },
-            Row {
-                def: COMMANDS[5],
-                call: |c, k| {
-                    board(c, k);
-                    read(&["LB.AROUND", k, "a", "2", "ASC"])
-                },
-                check: |_, _, v| {
-                    assert_eq!(entries(v), [entry(1, "a", "5"), entry(2, "b", "5")]);
-                },
-            },
-            Row {
-                def: COMMANDS[6],
-                call: |c, k| {
-                    board(c, k);
-                    read(&["LB.PAGE", k, "1", "2"])
-                },
-                check: |_, _, v| {
-                    let (pages, page): (i64, Value) = redis::from_redis_value(v).unwrap();
-                    assert_eq!(pages, 2);
-                    assert_eq!(entries(&page), [entry(1, "c", "7"), entry(2, "a", "5")]);
-                },
-            },
-            Row {
-                def: COMMANDS[7],
-                // The percentile reads the board only.
-                call: |c, k| {
-                    board(c, k);
-                    Call::new(&["LB.PERCENTILE", k, "c"], &[k], &[])
-                },
-                check: |_, _, v| {
-                    let share: f64 = text(v).unwrap().parse().unwrap();
-                    assert!((share - 200.0 / 3.0).abs() < 1e-9, "{share}");
-                },
-            },
-        ],
+        rows: rows::leaderboard(),
         workload,
         seed: 7,
         min_keys: 9,

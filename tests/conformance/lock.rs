@@ -1,117 +1,18 @@
-//! Locks and semaphores in the shared scenarios: a lock's fencing counter lives in its slot,
-//! `{lock}:fence` (or `lock:fence` when the name has a hash tag).
+//! Locks and semaphores in the shared scenarios: a random workload and the Lua twin's calling
+//! convention (its rows are in rows.rs).
 
+use super::rows;
 use crate::*;
 use patterns_core::lock::COMMANDS;
 use rand::seq::SliceRandom;
 use std::thread::{sleep, spawn, JoinHandle};
 use std::time::Duration;
 
-fn acquire(c: &mut dyn ConnectionLike, key: &str) {
-    assert_eq!(query::<i64>(c, &["LOCK.ACQUIRE", key, "me", "60000"]), 1);
-}
-
-fn acquire_permit(c: &mut dyn ConnectionLike, key: &str) {
-    assert_eq!(
-        query::<i64>(c, &["SEM.ACQUIRE", key, "me", "1", "60000"]),
-        1
-    );
-}
-
-fn one(v: &Value) {
-    assert_eq!(v, &Value::Int(1));
-}
-
 pub fn family() -> Family {
     Family {
         name: "lock",
         commands: &COMMANDS,
-        rows: vec![
-            Row {
-                def: COMMANDS[0],
-                call: |_, k| {
-                    Call::new(
-                        &["LOCK.ACQUIRE", k, "me", "60000"],
-                        &[k],
-                        &[derived(k, "fence")],
-                    )
-                },
-                check: |c, call, v| {
-                    assert_eq!(query::<i64>(c, &["GET", &call.derived[0]]), 1);
-                    assert_eq!(query::<String>(c, &["HGET", &call.keys[0], "owner"]), "me");
-                    one(v)
-                },
-            },
-            Row {
-                def: COMMANDS[1],
-                call: |c, k| {
-                    acquire(c, k);
-                    Call::new(&["LOCK.RELEASE", k, "me"], &[k], &[])
-                },
-                check: |c, call, v| {
-                    assert_eq!(query::<i64>(c, &["EXISTS", &call.keys[0]]), 0);
-                    one(v)
-                },
-            },
-            Row {
-                def: COMMANDS[2],
-                call: |c, k| {
-                    acquire(c, k);
-                    Call::new(&["LOCK.EXTEND", k, "me", "90000"], &[k], &[])
-                },
-                check: |c, call, v| {
-                    assert!(query::<i64>(c, &["PTTL", &call.keys[0]]) > 60_000);
-                    one(v)
-                },
-            },
-            Row {
-                def: COMMANDS[3],
-                call: |c, k| {
-                    acquire(c, k);
-                    Call::new(&["LOCK.INFO", k], &[k], &[])
-                },
-                check: |_, _, v| {
-                    let info: Vec<Value> = redis::from_redis_value(v).unwrap();
-                    assert_eq!(text(&info[0]).as_deref(), Some("owner"));
-                    assert_eq!(text(&info[1]).as_deref(), Some("me"));
-                },
-            },
-            Row {
-                def: COMMANDS[4],
-                call: |_, k| Call::new(&["LOCK.FENCEDHSET", k, "1", "f", "v"], &[k], &[]),
-                check: |c, call, v| {
-                    assert_eq!(query::<String>(c, &["HGET", &call.keys[0], "f"]), "v");
-                    one(v)
-                },
-            },
-            Row {
-                def: COMMANDS[5],
-                call: |_, k| Call::new(&["SEM.ACQUIRE", k, "me", "1", "60000"], &[k], &[]),
-                check: |c, call, v| {
-                    assert_eq!(query::<i64>(c, &["SEM.COUNT", &call.keys[0]]), 1);
-                    one(v)
-                },
-            },
-            Row {
-                def: COMMANDS[6],
-                call: |c, k| {
-                    acquire_permit(c, k);
-                    Call::new(&["SEM.RELEASE", k, "me"], &[k], &[])
-                },
-                check: |c, call, v| {
-                    assert_eq!(query::<i64>(c, &["EXISTS", &call.keys[0]]), 0);
-                    one(v)
-                },
-            },
-            Row {
-                def: COMMANDS[7],
-                call: |c, k| {
-                    acquire_permit(c, k);
-                    Call::new(&["SEM.COUNT", k], &[k], &[])
-                },
-                check: |_, _, v| one(v),
-            },
-        ],
+        rows: rows::lock(),
         workload,
         seed: 7,
         min_keys: 3,

@@ -1,5 +1,7 @@
-//! Rate limiting in the shared scenarios.
+//! Rate limiting in the shared scenarios: a random workload and the Lua twin's calling
+//! convention (its rows are in rows.rs).
 
+use super::rows;
 use crate::*;
 use patterns_core::ratelimit::COMMANDS;
 use rand::seq::SliceRandom;
@@ -10,28 +12,7 @@ pub fn family() -> Family {
     Family {
         name: "rate-limit",
         commands: &COMMANDS,
-        rows: vec![
-            Row {
-                def: COMMANDS[0],
-                call: |_, k| Call::new(&["RL.TOKENBUCKET", k, "5", "1", "1000"], &[k], &[]),
-                check: |c, call, v| admitted(c, call, v, &[1, 5, 4]),
-            },
-            Row {
-                def: COMMANDS[1],
-                call: |_, k| Call::new(&["RL.FIXEDWINDOW", k, "5", "1000"], &[k], &[]),
-                check: |c, call, v| admitted(c, call, v, &[1, 5, 4]),
-            },
-            Row {
-                def: COMMANDS[2],
-                call: |_, k| Call::new(&["RL.SLIDINGWINDOW", k, "3", "1000", "EXACT"], &[k], &[]),
-                check: |c, call, v| admitted(c, call, v, &[1, 3, 2]),
-            },
-            Row {
-                def: COMMANDS[3],
-                call: |_, k| Call::new(&["CL.THROTTLE", k, "1", "1", "60"], &[k], &[]),
-                check: |c, call, v| admitted(c, call, v, &[0, 2, 1]),
-            },
-        ],
+        rows: rows::ratelimit(),
         workload,
         seed: 7,
         min_keys: 1,
@@ -50,12 +31,6 @@ pub fn family() -> Family {
             pause: (0.15, 60),
         },
     }
-}
-
-/// An admission on a fresh key: the reply starts with `head`, and the key exists.
-fn admitted(c: &mut dyn ConnectionLike, call: &Call, v: &Value, head: &[i64]) {
-    assert_eq!(&ints(v)[..3], head, "{:?}", call.argv);
-    assert_eq!(query::<i64>(c, &["EXISTS", &call.keys[0]]), 1);
 }
 
 /// A random, time-spread workload over all commands, some keys shared between commands

@@ -1,6 +1,7 @@
-//! Sessions in the shared scenarios: a session key lives in its index's slot, `{index}:<id>`
-//! (or `index:<id>` when the index has a hash tag).
+//! Sessions in the shared scenarios: a random workload and the Lua twin's calling
+//! convention (its rows are in rows.rs).
 
+use super::rows;
 use crate::*;
 use patterns_core::keys::ID_LEN;
 use patterns_core::session::COMMANDS;
@@ -8,140 +9,11 @@ use rand::seq::SliceRandom;
 use std::thread::sleep;
 use std::time::Duration;
 
-/// A session of `index` with one field, made by the admin.
-fn create(c: &mut dyn ConnectionLike, index: &str) -> String {
-    query(c, &["SESSION.CREATE", index, "60000", "120000", "n", "1"])
-}
-
-/// The index a session key of the row's base belongs to: the call's derived key.
-fn index_of(call: &Call) -> &str {
-    &call.derived[0]
-}
-
-/// `key` is a session of `index`, holding the row's field.
-fn assert_session(c: &mut dyn ConnectionLike, index: &str, key: &str) {
-    let id = key
-        .strip_prefix(&derived(index, ""))
-        .unwrap_or_else(|| panic!("{key} is not a session key of {index}"));
-    assert_eq!(id.len(), ID_LEN, "{key}");
-    let fields: Vec<String> = query(c, &["SESSION.GET", key]);
-    assert_eq!(fields, ["n", "1"]);
-}
-
 pub fn family() -> Family {
     Family {
         name: "session",
         commands: &COMMANDS,
-        rows: vec![
-            Row {
-                def: COMMANDS[0],
-                call: |_, index| {
-                    let sessions = derived(index, "*");
-                    Call::new(
-                        &["SESSION.CREATE", index, "60000", "120000", "n", "1"],
-                        &[index],
-                        &[sessions],
-                    )
-                },
-                check: |c, call, v| {
-                    let key = text(v).expect("a session key");
-                    assert_session(c, &call.keys[0], &key);
-                    assert_eq!(query::<i64>(c, &["SESSION.COUNT", &call.keys[0]]), 1);
-                },
-            },
-            Row {
-                def: COMMANDS[1],
-                call: |c, index| {
-                    let key = create(c, index);
-                    Call::new(&["SESSION.GET", &key], &[&key], &[index.to_string()])
-                },
-                check: |_, _, v| {
-                    let fields: Vec<String> = redis::from_redis_value(v).unwrap();
-                    assert_eq!(fields, ["n", "1"]);
-                },
-            },
-            Row {
-                def: COMMANDS[2],
-                call: |c, index| {
-                    let key = create(c, index);
-                    Call::new(
-                        &["SESSION.SET", &key, "f", "v"],
-                        &[&key],
-                        &[index.to_string()],
-                    )
-                },
-                check: |c, call, v| {
-                    assert_eq!(v, &Value::Int(1));
-                    assert_eq!(query::<String>(c, &["HGET", &call.keys[0], "f"]), "v");
-                },
-            },
-            Row {
-                def: COMMANDS[3],
-                call: |c, index| {
-                    let key = create(c, index);
-                    let sessions = derived(index, "*");
-                    Call::new(
-                        &["SESSION.ROTATE", &key],
-                        &[&key],
-                        &[index.to_string(), sessions],
-                    )
-                },
-                check: |c, call, v| {
-                    let new = text(v).expect("the new key");
-                    assert_ne!(new, call.keys[0]);
-                    assert_eq!(query::<i64>(c, &["EXISTS", &call.keys[0]]), 0);
-                    assert_session(c, index_of(call), &new);
-                },
-            },
-            Row {
-                def: COMMANDS[4],
-                call: |c, index| {
-                    let key = create(c, index);
-                    Call::new(&["SESSION.DESTROY", &key], &[&key], &[index.to_string()])
-                },
-                check: |c, call, v| {
-                    assert_eq!(v, &Value::Int(1));
-                    assert_eq!(query::<i64>(c, &["EXISTS", &call.keys[0]]), 0);
-                },
-            },
-            Row {
-                def: COMMANDS[5],
-                call: |c, index| {
-                    create(c, index);
-                    Call::new(
-                        &["SESSION.DESTROYALL", index],
-                        &[index],
-                        &[derived(index, "*")],
-                    )
-                },
-                check: |c, call, v| {
-                    assert_eq!(v, &Value::Int(1));
-                    assert_eq!(query::<i64>(c, &["SESSION.COUNT", &call.keys[0]]), 0);
-                },
-            },
-            Row {
-                def: COMMANDS[6],
-                call: |c, index| {
-                    create(c, index);
-                    Call::new(&["SESSION.LIST", index], &[index], &[])
-                },
-                check: |_, call, v| {
-                    let keys: Vec<String> = redis::from_redis_value(v).unwrap();
-                    assert_eq!(keys.len(), 1, "{keys:?}");
-                    assert!(keys[0].starts_with(&derived(&call.keys[0], "")), "{keys:?}");
-                },
-            },
-            Row {
-                def: COMMANDS[7],
-                call: |c, index| {
-                    create(c, index);
-                    Call::new(&["SESSION.COUNT", index], &[index], &[])
-                },
-                check: |_, _, v| {
-                    assert_eq!(v, &Value::Int(1));
-                },
-            },
-        ],
+        rows: rows::session(),
         workload,
         seed: 5,
         min_keys: 11,
