@@ -381,19 +381,25 @@ def write_leaderboards(ctx, add):
         add("")
 
 
+def path_ratios(summary, fam, p):
+    """How much faster native is than each twin path, and how much more server CPU per op each
+    twin path takes, for one family's rows at pipeline `p`."""
+    nat = summary[(f"{fam}:native", p)]
+    fc, ev = summary[(f"{fam}:fcall", p)], summary[(f"{fam}:evalsha", p)]
+    return dict(
+        fcall=nat["rps"] / fc["rps"], evalsha=nat["rps"] / ev["rps"],
+        cpu_fcall=fc["cpu_us"] / nat["cpu_us"] if nat["cpu_us"] else None,
+        cpu_evalsha=ev["cpu_us"] / nat["cpu_us"] if nat["cpu_us"] else None,
+    )
+
+
 def lock_ratios_of(summary):
     """Per lock row and mode: native vs the twin, and the ACQUIRE+RELEASE cycle (a grant plus a
     release: cycles/s = 1 / (1/grants/s + 1/releases/s)) per path."""
     out = {}
     for fam, _ in LOCK_FAMILIES:
         for p in PIPELINES:
-            nat = summary[(f"{fam}:native", p)]
-            fc, ev = summary[(f"{fam}:fcall", p)], summary[(f"{fam}:evalsha", p)]
-            out[(fam, p)] = dict(
-                fcall=nat["rps"] / fc["rps"], evalsha=nat["rps"] / ev["rps"],
-                cpu_fcall=fc["cpu_us"] / nat["cpu_us"] if nat["cpu_us"] else None,
-                cpu_evalsha=ev["cpu_us"] / nat["cpu_us"] if nat["cpu_us"] else None,
-            )
+            out[(fam, p)] = path_ratios(summary, fam, p)
     for p in PIPELINES:
         out[("cycle", p)] = {
             path: 1 / (1 / summary[(f"l_grant:{path}", p)]["rps"]

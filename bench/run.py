@@ -100,7 +100,7 @@ from measure import (  # noqa: E402
     measure_memory, measure_session_memory, measure_throughput, summarize,
 )
 from report import (  # noqa: E402
-    chart, git_describe, loadavg, lock_ratios_of, machine_info, write_report,
+    chart, git_describe, loadavg, lock_ratios_of, machine_info, path_ratios, write_report,
 )
 
 
@@ -175,13 +175,10 @@ def main():
     session_ratios = {}
     for fam in ("s_get", "s_set", "s_count", "s_create"):
         for p in PIPELINES:
-            nat = summary[(f"{fam}:native", p)]
-            fc, ev = summary[(f"{fam}:fcall", p)], summary[(f"{fam}:evalsha", p)]
+            native_rps = summary[(f"{fam}:native", p)]["rps"]
             session_ratios[(fam, p)] = dict(
-                fcall=nat["rps"] / fc["rps"], evalsha=nat["rps"] / ev["rps"],
-                cpu_fcall=fc["cpu_us"] / nat["cpu_us"] if nat["cpu_us"] else None,
-                cpu_evalsha=ev["cpu_us"] / nat["cpu_us"] if nat["cpu_us"] else None,
-                hgetall=nat["rps"] / summary[("s_hgetall", p)]["rps"],
+                path_ratios(summary, fam, p),
+                hgetall=native_rps / summary[("s_hgetall", p)]["rps"],
             )
     lock_ratios = lock_ratios_of(summary)
     bench_version = subprocess.run(["redis-benchmark", "--version"], capture_output=True,

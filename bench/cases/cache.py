@@ -5,7 +5,7 @@ twin, HGET and SET ... PX as baselines.
 import os
 
 from config import KEYSPACE
-from cases.common import check_reply
+from cases.common import check_reply, row_adder
 
 
 # Caching (CACHE.*), same method. Before every GET row (after its FLUSHALL, outside the timing)
@@ -30,10 +30,7 @@ def build_cache_cases(shas):
     """Rows of the Caching section; `setup` rows get the entries before each run."""
     base = dict(section="cache", admit=None, seconds=CACHE_SECONDS, keyspace=CACHE_ENTRIES)
     cases = []
-
-    def add(cid, path, command, argv, stat, kind, **kw):
-        cases.append(dict(base, id=cid, path=path, command=command, family=cid.split(":")[0],
-                          argv=argv, stat=stat, kind=kind, **kw))
+    add = row_adder(cases, base)
     key = "cache:{__rand_int__}"
     add("c_hget", "plain Redis", "HGET (the entry's value)", ["HGET", key, "value"], "hget",
         "bulk", setup=True, setup_fn=setup_cache)

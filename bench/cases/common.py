@@ -3,6 +3,14 @@ measured, and a row's command line as shown in the report.
 """
 
 
+def row_adder(cases, base):
+    """A function that appends a row to `cases`: `base`'s fields, then the row's own."""
+    def add(cid, path, command, argv, stat, kind, **kw):
+        cases.append(dict(base, id=cid, path=path, command=command, family=cid.split(":")[0],
+                          argv=argv, stat=stat, kind=kind, **kw))
+    return add
+
+
 def check_reply(case, reply):
     if case["kind"] == "int":
         ok = isinstance(reply, int)

@@ -4,7 +4,7 @@ ZADD as baselines, on boards set up before each run.
 
 import os
 
-from cases.common import check_reply
+from cases.common import check_reply, row_adder
 
 
 # Leaderboards (LB.*), measured in the same run, on the same server, with the same method. Before
@@ -29,10 +29,7 @@ def build_leaderboard_cases(shas):
     base = dict(section="leaderboards", admit=None, seconds=LB_SECONDS, keyspace=LB_MEMBERS,
                 setup=True, setup_fn=setup_leaderboards)
     cases = []
-
-    def add(cid, path, command, argv, stat, kind):
-        cases.append(dict(base, id=cid, path=path, command=command, family=cid.split(":")[0],
-                          argv=argv, stat=stat, kind=kind))
+    add = row_adder(cases, base)
     player = "player:__rand_int__"
     add("lb_zrevrank", "plain Redis", "ZREVRANK",
         ["ZREVRANK", LB_BOARDS["plain Redis"], player], "zrevrank", "int")

@@ -6,7 +6,7 @@ import base64
 import os
 
 from config import KEYSPACE
-from cases.common import check_reply
+from cases.common import check_reply, row_adder
 
 
 # Sessions (SESSION.*), measured in the same run, on the same server, with the same method.
@@ -49,10 +49,7 @@ def build_session_cases(shas):
     """Rows of the Sessions section; `setup` rows get fresh sessions before each run."""
     base = dict(section="sessions", admit=None, seconds=SESSION_SECONDS, keyspace=KEYSPACE)
     cases = []
-
-    def add(cid, path, command, argv, stat, kind, **kw):
-        cases.append(dict(base, id=cid, path=path, command=command, family=cid.split(":")[0],
-                          argv=argv, stat=stat, kind=kind, **kw))
+    add = row_adder(cases, base)
     add("s_hgetall", "plain Redis", "HGETALL (3-field hash)",
         ["HGETALL", "bench:hash"], "hgetall", "pairs", setup=True)
     for fam, name, fn, args, kind, extra in (
