@@ -122,6 +122,16 @@ pub struct Twin {
     pub pause: (f64, u64),
 }
 
+/// A reply's kind for the twin's tally: an error, nil, or what `rest` calls it.
+pub fn error_nil_or(v: &Value, rest: fn(&Value) -> &'static str) -> String {
+    match v {
+        Value::ServerError(_) => "error",
+        Value::Nil => "nil",
+        other => rest(other),
+    }
+    .into()
+}
+
 pub fn families() -> Vec<Family> {
     vec![
         conformance::ratelimit::family(),

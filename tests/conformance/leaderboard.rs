@@ -33,21 +33,17 @@ pub fn family() -> Family {
             },
             tolerance_ms: 0,
             align: |_, _, _| {},
-            kind: |v| {
-                match v {
-                    Value::ServerError(_) => "error",
-                    Value::Nil => "nil",
-                    Value::Array(items) if !items.is_empty() => "entries",
-                    _ => "other",
-                }
-                .into()
-            },
+            kind: |v| error_nil_or(v, |v| ["other", "entries"][usize::from(has_entries(v))]),
             least: &[("error", 10), ("nil", 10), ("entries", 10), ("other", 10)],
             seeds: [[43, 43], [43, 43]],
             steps: 500,
             pause: (0.0, 2),
         },
     }
+}
+
+fn has_entries(v: &Value) -> bool {
+    matches!(v, Value::Array(items) if !items.is_empty())
 }
 
 /// LB.ADD, LB.INCR, LB.REM and reads over a few boards, one of them a plain board adopted by

@@ -35,16 +35,7 @@ pub fn family() -> Family {
             },
             tolerance_ms: 0,
             align: |_, _, _| {},
-            kind: |v| {
-                match v {
-                    Value::ServerError(_) => "error",
-                    Value::Nil => "nil",
-                    Value::Int(0) => "zero",
-                    Value::Int(_) => "integer",
-                    _ => "other",
-                }
-                .into()
-            },
+            kind: |v| error_nil_or(v, integer_kind),
             least: &[
                 ("error", 5),
                 ("nil", 5),
@@ -56,6 +47,14 @@ pub fn family() -> Family {
             steps: 500,
             pause: (0.1, 60),
         },
+    }
+}
+
+fn integer_kind(v: &Value) -> &'static str {
+    match v {
+        Value::Int(0) => "zero",
+        Value::Int(_) => "integer",
+        _ => "other",
     }
 }
 

@@ -29,15 +29,7 @@ pub fn family() -> Family {
             },
             tolerance_ms: 0,
             align: |_, _, _| {},
-            kind: |v| {
-                match v {
-                    Value::ServerError(_) => "error",
-                    Value::Nil => "nil",
-                    Value::BulkString(_) => "key",
-                    _ => "other",
-                }
-                .into()
-            },
+            kind: |v| error_nil_or(v, |v| ["other", "key"][usize::from(is_bulk(v))]),
             least: &[("error", 10), ("nil", 10), ("key", 10), ("other", 10)],
             seeds: [[42, 42], [42, 42]],
             steps: 400,
@@ -46,11 +38,15 @@ pub fn family() -> Family {
     }
 }
 
+fn is_bulk(v: &Value) -> bool {
+    matches!(v, Value::BulkString(_))
+}
+
 /// The session keys among the module's replies (CREATE and ROTATE answer one).
 fn sessions(replies: &[Value]) -> Vec<String> {
     replies
         .iter()
-        .filter(|v| matches!(v, Value::BulkString(_)))
+        .filter(|v| is_bulk(v))
         .filter_map(text)
         .collect()
 }
