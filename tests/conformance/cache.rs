@@ -47,7 +47,7 @@ pub fn family() -> Family {
                 ("WAIT", 10),
                 ("STALE", 1),
             ],
-            seeds: [[17, 17], [17, 17]],
+            seeds: [17, 17],
             steps: 600,
             pause: (0.1, 50),
         },

@@ -35,7 +35,7 @@ pub fn family() -> Family {
             align: |_, _, _| {},
             kind: |v| error_nil_or(v, |v| ["other", "entries"][usize::from(has_entries(v))]),
             least: &[("error", 10), ("nil", 10), ("entries", 10), ("other", 10)],
-            seeds: [[43, 43], [43, 43]],
+            seeds: [43, 43],
             steps: 500,
             pause: (0.0, 2),
         },

@@ -43,7 +43,7 @@ pub fn family() -> Family {
                 ("integer", 5),
                 ("other", 5),
             ],
-            seeds: [[11, 11], [11, 11]],
+            seeds: [11, 11],
             steps: 500,
             pause: (0.1, 60),
         },

@@ -26,7 +26,7 @@ pub fn family() -> Family {
             align: |_, _, _| {},
             kind,
             least: &[("allowed", 10), ("denied", 10), ("error", 10)],
-            seeds: [[100, 101], [200, 201]],
+            seeds: [100, 200],
             steps: 500,
             pause: (0.15, 60),
         },

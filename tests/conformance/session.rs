@@ -31,7 +31,7 @@ pub fn family() -> Family {
             align: |_, _, _| {},
             kind: |v| error_nil_or(v, |v| ["other", "key"][usize::from(is_bulk(v))]),
             least: &[("error", 10), ("nil", 10), ("key", 10), ("other", 10)],
-            seeds: [[42, 42], [42, 42]],
+            seeds: [42, 42],
             steps: 400,
             pause: (0.1, 60),
         },
