@@ -16,8 +16,8 @@ use patterns_core::session::{
 
 use crate::command;
 use crate::ffi::{
-    check_key_access, fill_random, key_type, live_key_type, now_ms, redis_call, Arg, Call, Command,
-    Ctx, Key, KeyType, Notify, OwnedString, Reply,
+    check_key_access, fill_random, key_type, live_key_type, now_ms, redis_call, Call, Command, Ctx,
+    Key, KeyType, Notify, OwnedString, Reply,
 };
 use crate::index::update_index;
 
@@ -101,7 +101,7 @@ fn touch(ctx: Ctx, key: &[u8], index: &[u8], d: Deadlines, now: i64) {
     let mut session = Key::open_named(ctx, &name);
     session.set_expire_at(at);
     session.modified(&[(Notify::GENERIC, c"expire")]);
-    ctx.replicate(c"PEXPIREAT", &[Arg::Str(name.as_str()), Arg::Int(at)]);
+    ctx.replicate(c"PEXPIREAT", (name.as_str(), at));
     update_index(ctx, index, now, None, Some((at, key)));
 }
 
