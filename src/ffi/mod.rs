@@ -35,7 +35,6 @@ pub use info::{register_info, InfoSection};
 pub use key::{key_len, key_type, live_key_type, Key, Notify, ScoreRange};
 pub use random::fill_random;
 pub use redis_module::raw::{KeyType, RedisModuleCtx as RawCtx, RedisModuleString as RawString};
-pub use replicate::Arg;
 pub use reply::{Reply, Value};
 pub use string::OwnedString;
 pub use timer::{Fires, Timer, TimerToken};
