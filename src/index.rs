@@ -3,8 +3,7 @@
 //! last member. Each change replicates as the command that makes it, and only when it changed
 //! something, as Redis does.
 
-use crate::ffi::{redis_call, Ctx, Key, Notify, OwnedString, ScoreRange};
-use crate::text::StackText;
+use crate::ffi::{Ctx, Key, Notify, OwnedString, ScoreRange};
 
 /// Drops the index's members that expired by `now` (scored `now` or lower: an expiry is the
 /// first millisecond a member is dead), replicated as `ZREMRANGEBYSCORE` when there were any.
@@ -65,8 +64,10 @@ pub fn update_index(
 }
 
 /// The index's members alive at `now` (scored above it), counted without pruning: a read, so
-/// it runs on replicas and under read-only ACL users. `ZCOUNT` is O(log N).
+/// it runs on replicas and under read-only ACL users. Through the key API (no command lookup):
+/// its length less the expired members still listed, O(log N + M).
 pub fn live_count(ctx: Ctx, index: &[u8], now: i64) -> i64 {
-    let after = StackText::of(format_args!("({now}"));
-    redis_call(ctx, c"ZCOUNT", &[index, after.as_bytes(), b"+inf"], false).integer()
+    let name = OwnedString::new(ctx, index);
+    let index = Key::open_named(ctx, &name);
+    index.len() - index.zset_count(ScoreRange::through(now))
 }

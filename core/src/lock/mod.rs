@@ -176,7 +176,7 @@ pub static SEM_COUNT: CommandDef = CommandDef {
     name: "SEM.COUNT",
     syntax: "key",
     summary: "The number of permits in use (expired ones not counted; read only, so it runs on replicas).",
-    complexity: "O(log N)",
+    complexity: "O(log N + M), M the expired permits not yet pruned",
     reply: "Integer",
     keys: SEM_KEYS,
     flags: Flags::READONLY.and(Flags::FAST),

@@ -145,7 +145,7 @@ pub static COUNT: CommandDef = CommandDef {
     name: "SESSION.COUNT",
     syntax: "index",
     summary: "The number of live sessions of the index: exact, without scanning the keyspace.",
-    complexity: "O(log S)",
+    complexity: "O(log S + M), M the expired sessions not yet pruned",
     reply: "Integer",
     keys: "index: the sorted set, read only (expired members are not counted, and left for the next write to prune)",
     flags: Flags::READONLY.and(Flags::FAST),
