@@ -8,6 +8,7 @@
 #   python3-venv               the Python client's tests make a venv (Debian's python3 lacks ensurepip)
 #   nodejs, npm                the Node client's build and tests (when no node is installed)
 #   python3-matplotlib         the benchmark's chart
+#   valgrind                   the benchmark's instruction counts (callgrind), bench only
 set -euo pipefail
 
 need=()
@@ -23,6 +24,7 @@ python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)
 command -v node >/dev/null || need+=(nodejs)
 command -v npm >/dev/null || need+=(npm)
 [ "${WITH_BENCH:-0}" = 1 ] && ! python3 -c 'import matplotlib' 2>/dev/null && need+=(python3-matplotlib)
+[ "${WITH_BENCH:-0}" = 1 ] && ! command -v valgrind >/dev/null && need+=(valgrind)
 [ ${#need[@]} -eq 0 ] && exit 0
 
 SUDO=""

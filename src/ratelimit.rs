@@ -4,13 +4,13 @@
 
 use patterns_core::command::CmdError;
 use patterns_core::ratelimit::{
-    self as rl, AdmissionLog, LogWrite, RateReply, SlidingWindow, Stored, StringLimiter,
-    TokenBucket,
+    self as rl, AdmissionLog, LogWrite, RateReply, SlidingWindow, StateValue, Stored,
+    StringLimiter, TokenBucket,
 };
 
 use crate::command;
 use crate::ffi::{
-    now_ms, Arg, Call, Command, Key, KeyType, Notify, OwnedString, Reply, ScoreRange,
+    now_ms, Arg, Call, Command, Key, KeyType, Notify, OwnedString, Reply, Retained, ScoreRange,
 };
 use crate::text::StackText;
 
@@ -66,6 +66,9 @@ fn throttle(call: &Call) -> Result<Reply, CmdError> {
     ))
 }
 
+static PXAT: Retained = Retained::new(b"PXAT");
+static NEG_INF: Retained = Retained::new(b"-inf");
+
 const STRING_EVENTS: [(Notify, &std::ffi::CStr); 2] =
     [(Notify::STRING, c"set"), (Notify::GENERIC, c"expire")];
 
@@ -88,7 +91,7 @@ fn run_string<L: StringLimiter>(
     });
     let outcome = limiter.decide(stored, now, cost)?;
     if let Some(write) = outcome.write {
-        let value = StackText::of(write.value);
+        let value = state_text(write.value);
         key.write_string(value.as_bytes());
         key.set_expire_at(write.expire_at_ms);
         key.modified(&STRING_EVENTS);
@@ -98,12 +101,21 @@ fn run_string<L: StringLimiter>(
             &[
                 Arg::Str(call.key()),
                 Arg::Bytes(value.as_bytes()),
-                Arg::Bytes(b"PXAT"),
+                Arg::Retained(&PXAT),
                 Arg::Int(write.expire_at_ms),
             ],
         );
     }
     Ok(outcome.reply)
+}
+
+/// A state's text: a whole-ms TAT or a count is one integer, formatted without `fmt`.
+fn state_text(value: StateValue) -> StackText {
+    match value {
+        StateValue::Tat { ms, num: 0, .. } => StackText::int(ms),
+        StateValue::Count(n) => StackText::int(n),
+        other => StackText::of(other),
+    }
 }
 
 /// The exact sliding window, on the sorted set through the module's zset API.
@@ -132,7 +144,11 @@ impl ZsetLog<'_, '_> {
         if let Some(through) = w.prune_through_ms {
             let stale = key.zset_members(ScoreRange::through(through));
             key.zset_remove(&stale);
-            let args = [Arg::Str(call.key()), Arg::Bytes(b"-inf"), Arg::Int(through)];
+            let args = [
+                Arg::Str(call.key()),
+                Arg::Retained(&NEG_INF),
+                Arg::Int(through),
+            ];
             ctx.replicate(c"ZREMRANGEBYSCORE", &args);
             events.push((Notify::ZSET, c"zremrangebyscore"));
         }

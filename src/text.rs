@@ -19,7 +19,46 @@ impl StackText {
         text
     }
 
+    /// An integer's decimal text, without the formatting machinery (a hot path's value).
+    pub fn int(value: i64) -> Self {
+        let mut text = Self {
+            buf: [0; 96],
+            len: 0,
+        };
+        let mut digits = [0u8; 20];
+        let mut n = value.unsigned_abs();
+        let mut at = digits.len();
+        loop {
+            at -= 1;
+            digits[at] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        if value < 0 {
+            text.buf[0] = b'-';
+            text.len = 1;
+        }
+        let tail = &digits[at..];
+        text.buf[text.len..text.len + tail.len()].copy_from_slice(tail);
+        text.len += tail.len();
+        text
+    }
+
     pub fn as_bytes(&self) -> &[u8] {
         &self.buf[..self.len]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::StackText;
+
+    #[test]
+    fn int_matches_display() {
+        for n in [0, 7, -7, 10, 1_764_000_000_123, i64::MAX, i64::MIN, -1] {
+            assert_eq!(StackText::int(n).as_bytes(), n.to_string().as_bytes());
+        }
     }
 }

@@ -4,6 +4,7 @@
 
 use std::ffi::CStr;
 use std::ptr;
+use std::sync::atomic::{AtomicPtr, Ordering};
 
 use redis_module::raw::{self, RedisModuleString};
 
@@ -17,6 +18,53 @@ pub enum Arg<'a> {
     Str(Str<'a>),
     Bytes(&'a [u8]),
     Int(i64),
+    /// A token that never changes (`PXAT`, ...): one server string made once and kept.
+    Retained(&'static Retained),
+}
+
+/// A string that never changes, made on first use and kept for the module's life: passing it
+/// costs a reference count, where a fresh string costs an allocation, a copy and a free.
+pub struct Retained {
+    bytes: &'static [u8],
+    raw: AtomicPtr<RedisModuleString>,
+}
+
+impl Retained {
+    pub const fn new(bytes: &'static [u8]) -> Self {
+        Self {
+            bytes,
+            raw: AtomicPtr::new(ptr::null_mut()),
+        }
+    }
+
+    fn as_ptr(&self) -> *mut RedisModuleString {
+        let made = self.raw.load(Ordering::Acquire);
+        if !made.is_null() {
+            return made;
+        }
+        // SAFETY: a null context makes a string outside automatic memory management, owned
+        // here; the server copies the bytes.
+        let raw = unsafe {
+            raw::RedisModule_CreateString.unwrap()(
+                ptr::null_mut(),
+                self.bytes.as_ptr().cast(),
+                self.bytes.len(),
+            )
+        };
+        // Commands run on the main thread, so no other one can be racing here; still, a
+        // loser of the exchange frees its copy and uses the winner's.
+        match self
+            .raw
+            .compare_exchange(ptr::null_mut(), raw, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => raw,
+            Err(winner) => {
+                // SAFETY: `raw` is ours, never shared.
+                unsafe { raw::RedisModule_FreeString.unwrap()(ptr::null_mut(), raw) };
+                winner
+            }
+        }
+    }
 }
 
 /// Most replicated commands are short: their argument vector stays on the stack.
@@ -50,6 +98,8 @@ impl Ctx<'_> {
         for ((arg, slot), hold) in args.iter().zip(argv).zip(held) {
             *slot = match *arg {
                 Arg::Str(s) => s.as_ptr(),
+                // The server takes its own reference; the string is never modified.
+                Arg::Retained(r) => r.as_ptr(),
                 Arg::Bytes(b) => hold.insert(OwnedString::new(self, b)).as_str().as_ptr(),
                 Arg::Int(n) => hold
                     .insert(OwnedString::from_i64(self, n))
