@@ -372,6 +372,6 @@ fn incr(call: &Call) -> Result<Reply, CmdError> {
 fn rem(call: &Call) -> Result<Reply, CmdError> {
     let args = call.rest();
     let p = lb::REM.parse(args)?;
-    let mut store = RedisStore::open(call, true)?;
+    let mut store = write_store(call)?;
     Ok(Reply::Integer(remove(&mut store, &args[p.trailing_at..])?))
 }

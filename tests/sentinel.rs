@@ -126,6 +126,7 @@ impl Frozen {
             .info_value("server", "process_id")
             .and_then(|p| p.parse().ok())
             .expect("process_id");
+        // SAFETY: kill(2) takes plain integers and touches no memory of ours.
         assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0, "SIGSTOP");
         Frozen(pid)
     }
@@ -133,6 +134,7 @@ impl Frozen {
 
 impl Drop for Frozen {
     fn drop(&mut self) {
+        // SAFETY: kill(2) takes plain integers and touches no memory of ours.
         unsafe { libc::kill(self.0, libc::SIGCONT) };
     }
 }

@@ -116,7 +116,8 @@ end
 local function index_fix(index)
   local top = redis.call('ZRANGE', index, -1, -1, 'WITHSCORES')
   if top[2] == nil then return end
-  local at = tonumber(top[2])
+  -- A score may have decimals (a cache tag's marker): the expiry is its whole milliseconds.
+  local at = math.floor(tonumber(top[2]))
   if redis.call('PEXPIRETIME', index) ~= at then
     redis.call('PEXPIREAT', index, int(at))
   end
@@ -348,13 +349,34 @@ local function cache_index_add(tag, now, score, key)
   return added == 1
 end
 
--- Whether any of tags was invalidated at or after leased_at (its marker, cache::voids).
-local function cache_invalidated_since(tags, leased_at)
+-- The server's clock in µs (cache::precise_now_us), ordering leases against invalidations.
+local function cache_now_us()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000000 + tonumber(t[2])
+end
+
+-- Whether any of tags was invalidated at or after leased_us (its marker, cache::voids and
+-- cache::invalidated_at_us).
+local function cache_invalidated_since(tags, leased_us)
   for _, tag in ipairs(tags) do
     local score = redis.call('ZSCORE', tag, tag)
-    if score and tonumber(score) - MAX_LEASE_MS >= leased_at then return true end
+    if score then
+      local at = math.floor(tonumber(score) * 1000 + 0.5) - MAX_LEASE_MS * 1000
+      if at >= leased_us then return true end
+    end
   end
   return false
+end
+
+-- A refused fill gives up its lease (cache::after_giving_up): the lease's fields go and the
+-- key expires with its live value, or the key goes.
+local function cache_give_up(key, e, now)
+  if cache_live(e, now) then
+    redis.call('HDEL', key, LEASE_FIELD, LEASE_UNTIL_FIELD, LEASED_AT_FIELD)
+    redis.call('PEXPIREAT', key, int(e.stale))
+  else
+    redis.call('DEL', key)
+  end
 end
 
 -- Validates a SET or FILL: its times, then its tags.
@@ -390,7 +412,10 @@ local function cache_fill_run(key, lease, value, ttl, delta, grace, tags)
   local entry, e2 = cache_load(key)
   if e2 then return e2 end
   if not cache_leased(entry, now) or entry.lease ~= lease then return false end
-  if cache_invalidated_since(tags, entry.leased_at) then return false end
+  if cache_invalidated_since(tags, entry.leased_at) then
+    cache_give_up(key, entry, now)
+    return false
+  end
   cache_write(key, value, t, tags, true, now)
   return redis.status_reply('OK')
 end
@@ -399,7 +424,8 @@ local function cache_get_run(key, draw_text, token, beta, lease_ms)
   local draw = cache_draw(draw_text)
   if draw == nil then return err(BAD_DRAW) end
   if beta < 0 or beta == math.huge then return err(BAD_BETA) end
-  local now = now_ms()
+  local now_us = cache_now_us()
+  local now = math.floor(now_us / 1000)
   if lease_ms > MAX_LEASE_MS then return err(LEASE_TOO_LONG) end
   local lease_until = now + lease_ms
   local e, er = cache_load(key)
@@ -414,7 +440,7 @@ local function cache_get_run(key, draw_text, token, beta, lease_ms)
     stale = e.stale
   end
   redis.call('HSET', key, LEASE_FIELD, token, LEASE_UNTIL_FIELD, int(lease_until),
-    LEASED_AT_FIELD, int(now))
+    LEASED_AT_FIELD, int(now_us))
   redis.call('PEXPIREAT', key, int(math.max(stale, lease_until)))
   if state == 'MISS' then return {state, false, token} end
   return {state, e.value, token}
@@ -437,7 +463,8 @@ local function cache_tag_run(keys)
 end
 
 local function cache_invalidate_run(tags)
-  local now = now_ms()
+  local now_us = cache_now_us()
+  local now = math.floor(now_us / 1000)
   local listed = {}
   for n, tag in ipairs(tags) do
     local t = cache_type(tag)
@@ -457,7 +484,10 @@ local function cache_invalidate_run(tags)
   for n, tag in ipairs(tags) do
     for _, key in ipairs(listed[n]) do deleted = deleted + redis.call('DEL', key) end
     redis.call('DEL', tag)
-    cache_index_add(tag, now, now + MAX_LEASE_MS, tag)
+    -- The marker (cache::marker_score): ms, then the microseconds as three decimals.
+    local ms, us = divmod(now_us, 1000)
+    redis.call('ZADD', tag, string.format('%d.%03d', ms + MAX_LEASE_MS, us), tag)
+    redis.call('PEXPIREAT', tag, int(ms + MAX_LEASE_MS))
     redis.call('PUBLISH', CHANNEL, tag)
   end
   return deleted

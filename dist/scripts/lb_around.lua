@@ -116,7 +116,8 @@ end
 local function index_fix(index)
   local top = redis.call('ZRANGE', index, -1, -1, 'WITHSCORES')
   if top[2] == nil then return end
-  local at = tonumber(top[2])
+  -- A score may have decimals (a cache tag's marker): the expiry is its whole milliseconds.
+  local at = math.floor(tonumber(top[2]))
   if redis.call('PEXPIRETIME', index) ~= at then
     redis.call('PEXPIREAT', index, int(at))
   end
@@ -618,6 +619,7 @@ end
 local function lb_rem_run(board, members)
   local k, e = lb_keys(board, true)
   if e then return e end
+  if k.order == nil then return err(BAD_BOARD) end
   e = lb_check_types(k)
   if e then return e end
   local rec, e2 = lb_recorded(k, redis.call('ZCARD', board))

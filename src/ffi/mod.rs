@@ -25,7 +25,7 @@ pub use acl::{check_key_access, check_key_read};
 pub use block::{block, BlockedClient, ClientId, Waits};
 pub use call::{redis_call, CallReply};
 pub use command::{dispatch, Call, Command};
-pub use ctx::{now_ms, Ctx};
+pub use ctx::{now_ms, precise_now_us, Ctx};
 pub use event::{watch_keyspace, watch_role, KeyspaceWatch, RoleWatch};
 pub use key::{key_len, key_type, live_key_type, Key, Notify, ScoreRange};
 pub use random::fill_random;

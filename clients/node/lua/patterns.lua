@@ -116,7 +116,8 @@ end
 local function index_fix(index)
   local top = redis.call('ZRANGE', index, -1, -1, 'WITHSCORES')
   if top[2] == nil then return end
-  local at = tonumber(top[2])
+  -- A score may have decimals (a cache tag's marker): the expiry is its whole milliseconds.
+  local at = math.floor(tonumber(top[2]))
   if redis.call('PEXPIRETIME', index) ~= at then
     redis.call('PEXPIREAT', index, int(at))
   end
@@ -179,6 +180,14 @@ end
 local function parse(def, keys, argv)
   -- KEYS: the one key; or with min_keys, keys only (tag [tag ...]); or with key_rest, the key
   -- and then the items of the option numbered key_rest (key [tag ...] for TAGS tag ...).
+  -- Redis checks a module command's arity before the command parses anything: the same
+  -- check, on the module's argument count (the twin's leading arguments out, a TAGS-like
+  -- token back in).
+  local argc = 1 + #keys + #argv - (def.lead or 0)
+  if def.key_rest and #keys > 1 then argc = argc + 1 end
+  if (def.arity > 0 and argc ~= def.arity) or argc < -def.arity then
+    return nil, err(def.arity_error)
+  end
   if #keys < (def.min_keys or 1) or (#keys > 1 and not def.min_keys and not def.key_rest) then
     return nil, err(def.arity_error)
   end
@@ -230,6 +239,8 @@ end
 do
 local MAX_SPAN = 4503599627370496
 local PRUNE_BATCH = 8
+local MAX_EXACT_COST = 10000
+local EXACT_COST_TOO_HIGH = 'ERR COST must be at most 10000 with EXACT'
 local TWIN_MAX = 4503599627370496
 local SPAN_TOO_LONG = 'ERR the limiter\'s time span is too long (over 2^52 ms)'
 local NOT_LIMITER_STATE = 'ERR key does not hold rate limiter state'
@@ -335,6 +346,7 @@ local function rl_slidingwindow_exact(key, limit, window, cost)
   local cutoff = now - window
   local count = redis.pcall('ZCOUNT', key, '(' .. int(cutoff), '+inf')
   if type(count) == 'table' then return count end
+  if cost > MAX_EXACT_COST then return err(EXACT_COST_TOO_HIGH) end
   local allowed = cost <= limit - count
   local new_count = allowed and count + cost or count
   local retry = -1
@@ -417,6 +429,7 @@ local function rl_slidingwindow_run(key, limit, window, cost, exact)
 end
 
 local DEF_rl_tokenbucket = {
+  arity = -5,
   arity_error = 'ERR wrong number of arguments for \'rl.tokenbucket\' command',
   pos = {
     {kind = 'int', min = 1, error = 'ERR capacity must be a positive integer', beyond = 'ERR capacity exceeds the Lua twin\'s exact integer range (below 2^53)'},
@@ -437,6 +450,7 @@ local function rl_tokenbucket(keys, argv)
 end
 
 local DEF_rl_fixedwindow = {
+  arity = -4,
   arity_error = 'ERR wrong number of arguments for \'rl.fixedwindow\' command',
   pos = {
     {kind = 'int', min = 1, error = 'ERR limit must be a positive integer', beyond = 'ERR limit exceeds the Lua twin\'s exact integer range (below 2^53)'},
@@ -456,6 +470,7 @@ local function rl_fixedwindow(keys, argv)
 end
 
 local DEF_rl_slidingwindow = {
+  arity = -4,
   arity_error = 'ERR wrong number of arguments for \'rl.slidingwindow\' command',
   pos = {
     {kind = 'int', min = 1, error = 'ERR limit must be a positive integer', beyond = 'ERR limit exceeds the Lua twin\'s exact integer range (below 2^53)'},
@@ -476,6 +491,7 @@ local function rl_slidingwindow(keys, argv)
 end
 
 local DEF_cl_throttle = {
+  arity = -5,
   arity_error = 'ERR wrong number of arguments for \'cl.throttle\' command',
   pos = {
     {kind = 'int', min = 0, error = 'ERR max_burst must be a non-negative integer', beyond = 'ERR max_burst exceeds the Lua twin\'s exact integer range (below 2^53)'},
@@ -669,6 +685,7 @@ local function session_count_run(index)
 end
 
 local DEF_session_create = {
+  arity = -4,
   arity_error = 'ERR wrong number of arguments for \'session.create\' command',
   lead = 1,
   group = 2,
@@ -690,6 +707,7 @@ local function session_create(keys, argv)
 end
 
 local DEF_session_get = {
+  arity = 2,
   arity_error = 'ERR wrong number of arguments for \'session.get\' command',
   pos = {
   },
@@ -706,6 +724,7 @@ local function session_get(keys, argv)
 end
 
 local DEF_session_set = {
+  arity = -4,
   arity_error = 'ERR wrong number of arguments for \'session.set\' command',
   group = 2,
   group_min = 1,
@@ -724,6 +743,7 @@ local function session_set(keys, argv)
 end
 
 local DEF_session_rotate = {
+  arity = 2,
   arity_error = 'ERR wrong number of arguments for \'session.rotate\' command',
   lead = 1,
   pos = {
@@ -741,6 +761,7 @@ local function session_rotate(keys, argv)
 end
 
 local DEF_session_destroy = {
+  arity = 2,
   arity_error = 'ERR wrong number of arguments for \'session.destroy\' command',
   pos = {
   },
@@ -757,6 +778,7 @@ local function session_destroy(keys, argv)
 end
 
 local DEF_session_destroyall = {
+  arity = 2,
   arity_error = 'ERR wrong number of arguments for \'session.destroyall\' command',
   pos = {
   },
@@ -773,6 +795,7 @@ local function session_destroyall(keys, argv)
 end
 
 local DEF_session_list = {
+  arity = 2,
   arity_error = 'ERR wrong number of arguments for \'session.list\' command',
   pos = {
   },
@@ -789,6 +812,7 @@ local function session_list(keys, argv)
 end
 
 local DEF_session_count = {
+  arity = 2,
   arity_error = 'ERR wrong number of arguments for \'session.count\' command',
   pos = {
   },
@@ -1199,6 +1223,7 @@ end
 local function lb_rem_run(board, members)
   local k, e = lb_keys(board, true)
   if e then return e end
+  if k.order == nil then return err(BAD_BOARD) end
   e = lb_check_types(k)
   if e then return e end
   local rec, e2 = lb_recorded(k, redis.call('ZCARD', board))
@@ -1224,6 +1249,7 @@ local function lb_rem_run(board, members)
 end
 
 local DEF_lb_add = {
+  arity = -4,
   arity_error = 'ERR wrong number of arguments for \'lb.add\' command',
   group = 2,
   group_min = 1,
@@ -1242,6 +1268,7 @@ local function lb_add(keys, argv)
 end
 
 local DEF_lb_incr = {
+  arity = 4,
   arity_error = 'ERR wrong number of arguments for \'lb.incr\' command',
   pos = {
     {kind = 'float', error = 'ERR increment must be a number'},
@@ -1260,6 +1287,7 @@ local function lb_incr(keys, argv)
 end
 
 local DEF_lb_rem = {
+  arity = -3,
   arity_error = 'ERR wrong number of arguments for \'lb.rem\' command',
   group = 1,
   group_min = 1,
@@ -1278,6 +1306,7 @@ local function lb_rem(keys, argv)
 end
 
 local DEF_lb_rank = {
+  arity = -3,
   arity_error = 'ERR wrong number of arguments for \'lb.rank\' command',
   pos = {
     {kind = 'text'},
@@ -1297,6 +1326,7 @@ local function lb_rank(keys, argv)
 end
 
 local DEF_lb_around = {
+  arity = -4,
   arity_error = 'ERR wrong number of arguments for \'lb.around\' command',
   pos = {
     {kind = 'text'},
@@ -1317,6 +1347,7 @@ local function lb_around(keys, argv)
 end
 
 local DEF_lb_top = {
+  arity = -3,
   arity_error = 'ERR wrong number of arguments for \'lb.top\' command',
   pos = {
     {kind = 'int', min = 1, error = 'ERR count must be a positive integer', beyond = 'ERR count exceeds the Lua twin\'s exact integer range (below 2^53)'},
@@ -1337,6 +1368,7 @@ local function lb_top(keys, argv)
 end
 
 local DEF_lb_page = {
+  arity = -4,
   arity_error = 'ERR wrong number of arguments for \'lb.page\' command',
   pos = {
     {kind = 'int', min = 1, error = 'ERR page must be a positive integer', beyond = 'ERR page exceeds the Lua twin\'s exact integer range (below 2^53)'},
@@ -1357,6 +1389,7 @@ local function lb_page(keys, argv)
 end
 
 local DEF_lb_percentile = {
+  arity = -3,
   arity_error = 'ERR wrong number of arguments for \'lb.percentile\' command',
   pos = {
     {kind = 'text'},
@@ -1499,13 +1532,34 @@ local function cache_index_add(tag, now, score, key)
   return added == 1
 end
 
--- Whether any of tags was invalidated at or after leased_at (its marker, cache::voids).
-local function cache_invalidated_since(tags, leased_at)
+-- The server's clock in µs (cache::precise_now_us), ordering leases against invalidations.
+local function cache_now_us()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000000 + tonumber(t[2])
+end
+
+-- Whether any of tags was invalidated at or after leased_us (its marker, cache::voids and
+-- cache::invalidated_at_us).
+local function cache_invalidated_since(tags, leased_us)
   for _, tag in ipairs(tags) do
     local score = redis.call('ZSCORE', tag, tag)
-    if score and tonumber(score) - MAX_LEASE_MS >= leased_at then return true end
+    if score then
+      local at = math.floor(tonumber(score) * 1000 + 0.5) - MAX_LEASE_MS * 1000
+      if at >= leased_us then return true end
+    end
   end
   return false
+end
+
+-- A refused fill gives up its lease (cache::after_giving_up): the lease's fields go and the
+-- key expires with its live value, or the key goes.
+local function cache_give_up(key, e, now)
+  if cache_live(e, now) then
+    redis.call('HDEL', key, LEASE_FIELD, LEASE_UNTIL_FIELD, LEASED_AT_FIELD)
+    redis.call('PEXPIREAT', key, int(e.stale))
+  else
+    redis.call('DEL', key)
+  end
 end
 
 -- Validates a SET or FILL: its times, then its tags.
@@ -1541,7 +1595,10 @@ local function cache_fill_run(key, lease, value, ttl, delta, grace, tags)
   local entry, e2 = cache_load(key)
   if e2 then return e2 end
   if not cache_leased(entry, now) or entry.lease ~= lease then return false end
-  if cache_invalidated_since(tags, entry.leased_at) then return false end
+  if cache_invalidated_since(tags, entry.leased_at) then
+    cache_give_up(key, entry, now)
+    return false
+  end
   cache_write(key, value, t, tags, true, now)
   return redis.status_reply('OK')
 end
@@ -1550,7 +1607,8 @@ local function cache_get_run(key, draw_text, token, beta, lease_ms)
   local draw = cache_draw(draw_text)
   if draw == nil then return err(BAD_DRAW) end
   if beta < 0 or beta == math.huge then return err(BAD_BETA) end
-  local now = now_ms()
+  local now_us = cache_now_us()
+  local now = math.floor(now_us / 1000)
   if lease_ms > MAX_LEASE_MS then return err(LEASE_TOO_LONG) end
   local lease_until = now + lease_ms
   local e, er = cache_load(key)
@@ -1565,7 +1623,7 @@ local function cache_get_run(key, draw_text, token, beta, lease_ms)
     stale = e.stale
   end
   redis.call('HSET', key, LEASE_FIELD, token, LEASE_UNTIL_FIELD, int(lease_until),
-    LEASED_AT_FIELD, int(now))
+    LEASED_AT_FIELD, int(now_us))
   redis.call('PEXPIREAT', key, int(math.max(stale, lease_until)))
   if state == 'MISS' then return {state, false, token} end
   return {state, e.value, token}
@@ -1588,7 +1646,8 @@ local function cache_tag_run(keys)
 end
 
 local function cache_invalidate_run(tags)
-  local now = now_ms()
+  local now_us = cache_now_us()
+  local now = math.floor(now_us / 1000)
   local listed = {}
   for n, tag in ipairs(tags) do
     local t = cache_type(tag)
@@ -1608,13 +1667,17 @@ local function cache_invalidate_run(tags)
   for n, tag in ipairs(tags) do
     for _, key in ipairs(listed[n]) do deleted = deleted + redis.call('DEL', key) end
     redis.call('DEL', tag)
-    cache_index_add(tag, now, now + MAX_LEASE_MS, tag)
+    -- The marker (cache::marker_score): ms, then the microseconds as three decimals.
+    local ms, us = divmod(now_us, 1000)
+    redis.call('ZADD', tag, string.format('%d.%03d', ms + MAX_LEASE_MS, us), tag)
+    redis.call('PEXPIREAT', tag, int(ms + MAX_LEASE_MS))
     redis.call('PUBLISH', CHANNEL, tag)
   end
   return deleted
 end
 
 local DEF_cache_set = {
+  arity = -4,
   arity_error = 'ERR wrong number of arguments for \'cache.set\' command',
   key_rest = 3,
   pos = {
@@ -1637,6 +1700,7 @@ local function cache_set(keys, argv)
 end
 
 local DEF_cache_get = {
+  arity = -2,
   arity_error = 'ERR wrong number of arguments for \'cache.get\' command',
   lead = 2,
   pos = {
@@ -1656,6 +1720,7 @@ local function cache_get(keys, argv)
 end
 
 local DEF_cache_fill = {
+  arity = -5,
   arity_error = 'ERR wrong number of arguments for \'cache.fill\' command',
   key_rest = 3,
   pos = {
@@ -1679,6 +1744,7 @@ local function cache_fill(keys, argv)
 end
 
 local DEF_cache_tag = {
+  arity = -3,
   arity_error = 'ERR wrong number of arguments for \'cache.tag\' command',
   min_keys = 2,
   pos = {
@@ -1696,6 +1762,7 @@ local function cache_tag(keys, argv)
 end
 
 local DEF_cache_invalidate = {
+  arity = -2,
   arity_error = 'ERR wrong number of arguments for \'cache.invalidate\' command',
   min_keys = 1,
   pos = {
@@ -1865,6 +1932,7 @@ local function sem_count_run(key)
 end
 
 local DEF_lock_acquire = {
+  arity = -4,
   arity_error = 'ERR wrong number of arguments for \'lock.acquire\' command',
   pos = {
     {kind = 'text'},
@@ -1884,6 +1952,7 @@ local function lock_acquire(keys, argv)
 end
 
 local DEF_lock_release = {
+  arity = 3,
   arity_error = 'ERR wrong number of arguments for \'lock.release\' command',
   pos = {
     {kind = 'text'},
@@ -1901,6 +1970,7 @@ local function lock_release(keys, argv)
 end
 
 local DEF_lock_extend = {
+  arity = 4,
   arity_error = 'ERR wrong number of arguments for \'lock.extend\' command',
   pos = {
     {kind = 'text'},
@@ -1919,6 +1989,7 @@ local function lock_extend(keys, argv)
 end
 
 local DEF_lock_info = {
+  arity = 2,
   arity_error = 'ERR wrong number of arguments for \'lock.info\' command',
   pos = {
   },
@@ -1935,6 +2006,7 @@ local function lock_info(keys, argv)
 end
 
 local DEF_lock_fencedhset = {
+  arity = -5,
   arity_error = 'ERR wrong number of arguments for \'lock.fencedhset\' command',
   group = 2,
   group_min = 1,
@@ -1954,6 +2026,7 @@ local function lock_fencedhset(keys, argv)
 end
 
 local DEF_sem_acquire = {
+  arity = -5,
   arity_error = 'ERR wrong number of arguments for \'sem.acquire\' command',
   pos = {
     {kind = 'text'},
@@ -1974,6 +2047,7 @@ local function sem_acquire(keys, argv)
 end
 
 local DEF_sem_release = {
+  arity = 3,
   arity_error = 'ERR wrong number of arguments for \'sem.release\' command',
   pos = {
     {kind = 'text'},
@@ -1991,6 +2065,7 @@ local function sem_release(keys, argv)
 end
 
 local DEF_sem_count = {
+  arity = 2,
   arity_error = 'ERR wrong number of arguments for \'sem.count\' command',
   pos = {
   },

@@ -387,6 +387,7 @@ end
 local function lb_rem_run(board, members)
   local k, e = lb_keys(board, true)
   if e then return e end
+  if k.order == nil then return err(BAD_BOARD) end
   e = lb_check_types(k)
   if e then return e end
   local rec, e2 = lb_recorded(k, redis.call('ZCARD', board))

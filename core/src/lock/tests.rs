@@ -203,6 +203,7 @@ fn waiters_are_served_first_come_first_served() {
     assert_eq!(q.remove(|w| w.0 == 2), Some((2, "c")));
     assert_eq!(q.remove(|w| w.0 == 2), None);
     assert_eq!(q.len(), 2);
+    assert_eq!(q.iter().collect::<Vec<_>>(), vec![&(1, "b"), &(3, "b")]);
     assert_eq!(q.peek(), Some(&(1, "b")));
     q.push((4, "d"));
     assert_eq!(

@@ -208,6 +208,57 @@ fn token_bucket_extremes_do_not_overflow() {
     assert!(TokenBucket::from_cell(1, 1, max / 999).is_err());
 }
 
+/// Issue 11, defect 4: `period_s * 1000` passes i64, yet the refill time is short.
+#[test]
+fn cl_throttle_periods_past_i64_in_ms_work() {
+    let max = i64::MAX;
+    // CL.THROTTLE e3 1 9223372036854775807 4611686018427387904: τ = 2·2^62 s / (2^63 − 1),
+    // about 1 s.
+    let b = TokenBucket::from_cell(1, max, 1 << 62).unwrap();
+    assert_eq!(b.period_ms, (1i128 << 62) * 1000);
+    let mut h = Harness::new(b);
+    h.run(
+        2,
+        &[
+            (1, T0, 1, true, 1, -1, 501),
+            (2, T0, 1, true, 0, -1, 1001),
+            (3, T0, 1, false, 0, 501, 1001),
+            (4, T0 + 501, 1, true, 0, -1, 1000),
+        ],
+    );
+    // Every i64 period_s: refused only for a refill time past 2^52 ms, never an overflow.
+    for period_s in [1, 1 << 32, 1 << 62, max - 1, max] {
+        for (max_burst, count) in [(0, 1), (0, max), (1, max), (max - 1, max), (max - 1, 1)] {
+            // capacity·period_ms <= 2^52·count, the product taken in f64 (far from the bound).
+            let refill_ms = (max_burst as f64 + 1.0) * period_s as f64 * 1000.0 / count as f64;
+            let got = TokenBucket::from_cell(max_burst, count, period_s);
+            assert_eq!(
+                got.is_ok(),
+                refill_ms <= MAX_SPAN_MS as f64,
+                "{max_burst} {count} {period_s}: {got:?}"
+            );
+            if let Ok(b) = got {
+                for cost in [0, 1, max_burst, max] {
+                    let out = b.decide(None, T0, cost).unwrap();
+                    assert_eq!(out.reply.allowed, cost <= max_burst + 1, "{cost}");
+                    assert!(out.reply.reset_after_ms <= MAX_SPAN_MS);
+                }
+            }
+        }
+    }
+    // The largest product: capacity and period both at i64's end, past i128 in ms.
+    assert_eq!(
+        TokenBucket::from_cell(max - 1, 1, max)
+            .unwrap_err()
+            .to_string(),
+        "ERR the limiter's time span is too long (over 2^52 ms)"
+    );
+    // A bucket of one token refilled every period, with a cost far past it: denied for good.
+    let b = TokenBucket::from_cell(0, max, max).unwrap();
+    let out = b.decide(None, T0, max).unwrap();
+    assert_eq!((out.reply.allowed, out.reply.retry_after_ms), (false, -1));
+}
+
 #[test]
 fn fixed_window_counts_per_aligned_window() {
     let start = 1_700_000_040_000; // a multiple of 10_000
