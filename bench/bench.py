@@ -42,7 +42,11 @@ What it does, in one run (about 6-8 minutes on 2 cores):
    "Locks" section it writes): LOCK.ACQUIRE of a free lock (a grant with a new fencing token),
    LOCK.ACQUIRE re-entering a held lock, and LOCK.RELEASE of one hold, natively, via FCALL and
    via EVALSHA; an ACQUIRE+RELEASE cycle is reported as a grant plus a release.
-8. Writes BENCHMARKS.md at the repository's root, bench/throughput.png (the chart it embeds) and
+8. The peer and the production configuration (bench/peer.py, its own servers): redis-cell
+   0.5.0 built from ../shared/peers/ when present (skipped, and said so, otherwise), its
+   CL.THROTTLE against INCR, the native commands and the twin, bare and with AOF everysec plus
+   one replica, -P 16 and -P 1, rounds interleaved; memory per limiter key; bench/peer.png.
+9. Writes BENCHMARKS.md at the repository's root, bench/throughput.png (the chart it embeds) and
    bench/results.json (every raw run).
 
 Environment:
@@ -99,6 +103,7 @@ MODULE = Path(os.environ.get("PATTERNS_MODULE") or ROOT / "target/release/libred
 HANDWRITTEN = BENCH_DIR / "handwritten_tokenbucket.lua"
 OUT = Path(os.environ.get("BENCH_OUT") or ROOT / "BENCHMARKS.md")
 CHART = BENCH_DIR / "throughput.png"
+PEER_CHART = BENCH_DIR / "peer.png"
 RESULTS = BENCH_DIR / "results.json"
 
 SECONDS = float(os.environ.get("BENCH_SECONDS", "2"))
@@ -1576,6 +1581,8 @@ def write_report(ctx):
     write_locks(ctx, add)
 
     # Notes
+    import peer
+    peer.section(ctx["peer"], add, PEER_CHART.relative_to(ROOT))
     add("## Notes")
     add("")
     adm = [(c, p, s[(c["id"], p)]["admitted"]) for c in cases for p in PIPELINES
@@ -1715,6 +1722,10 @@ def main():
                 hgetall=nat["rps"] / summary[("s_hgetall", p)]["rps"],
             )
     lock_ratios = lock_ratios_of(summary)
+    log("peer and production configuration ...")
+    import peer  # bench/peer.py, which imports this file: loaded once this one is
+    peer_data = peer.measure(MODULE)
+    peer.chart(peer_data, PEER_CHART)
     bench_version = subprocess.run(["redis-benchmark", "--version"], capture_output=True,
                                    text=True).stdout.strip() or "redis-benchmark"
     try:
@@ -1729,7 +1740,7 @@ def main():
         cases=cases, summary=summary, ratios=ratios, memory=memory,
         session_cases=session_cases, session_ratios=session_ratios,
         session_memory=session_memory, lb_cases=lb_cases, cache_cases=cache_cases,
-        lock_cases=lock_cases, lock_ratios=lock_ratios,
+        lock_cases=lock_cases, lock_ratios=lock_ratios, peer=peer_data,
         scale=min(1.0, BUDGET / (REPEATS * sum(c.get("seconds", SECONDS)
                                                for c in cases + session_cases + lb_cases
                                                + cache_cases + lock_cases
@@ -1749,6 +1760,8 @@ def main():
         session_ratios={f"{k[0]}@P{k[1]}": v for k, v in session_ratios.items()},
         lock_ratios={f"{k[0]}@P{k[1]}": v for k, v in lock_ratios.items()},
         memory=memory, session_memory=session_memory, runtime_s=ctx["runtime_s"],
+        peer=dict(skipped=peer_data["skipped"], memory=peer_data["memory"],
+                  runs={f"{k[0]}:{k[1]}@P{k[2]}": v for k, v in peer_data["runs"].items()}),
     ), indent=1, default=str))
     log(f"wrote {OUT}, {CHART} and {RESULTS} in {ctx['runtime_s']:.0f} s")
 

@@ -51,14 +51,3 @@ impl StackText {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::StackText;
-
-    #[test]
-    fn int_matches_display() {
-        for n in [0, 7, -7, 10, 1_764_000_000_123, i64::MAX, i64::MIN, -1] {
-            assert_eq!(StackText::int(n).as_bytes(), n.to_string().as_bytes());
-        }
-    }
-}
