@@ -10,15 +10,15 @@
 
 use patterns_core::cache::{
     self as c, after_giving_up, check_beta, decide, invalidated_at_us, key_expiry, lease_until,
-    marker_score, tags, voids, Entry, Outcome, Times, DELTA_OPT, DRAW_MAX, GRACE_OPT, TAGS_OPT,
+    marker_score, voids, Entry, Outcome, Times, DRAW_MAX,
 };
-use patterns_core::command::{float, CmdError, Parsed};
-use patterns_core::session::{encode_id, ID_BYTES};
+use patterns_core::command::{Args, CmdError};
+use patterns_core::keys::{encode_id, ID_BYTES};
 
 use crate::command;
 use crate::ffi::{
-    check_key_access, fill_random, key_type, now_ms, precise_now_us, redis_call, Call, Command, Ctx, Key, KeyType,
-    OwnedString, Reply, ScoreRange, Value,
+    check_key_access, fill_random, key_type, now_ms, precise_now_us, redis_call, Call, Command,
+    Ctx, Key, KeyType, OwnedString, Reply, ScoreRange, Value,
 };
 use crate::index::update_index;
 use crate::text::StackText;
@@ -93,21 +93,14 @@ struct Store<'a> {
 }
 
 impl<'a> Store<'a> {
-    /// Reads the value (at `value_at`), ttl_ms (at `ttl_at`) and the options; checks the tags.
-    fn parse(
-        ctx: Ctx,
-        key: &[u8],
-        args: &'a [&'a [u8]],
-        p: &Parsed,
-        (value_at, ttl_at): (usize, usize),
-        now: i64,
-    ) -> Result<Self, CmdError> {
-        let (delta, grace) = (p.options[DELTA_OPT], p.options[GRACE_OPT]);
-        let times = Times::new(now, p.positionals[ttl_at], grace, delta)?;
-        let tags = tags(args, p.options[TAGS_OPT]);
+    /// Reads the value, ttl_ms and the options; checks the tags.
+    fn parse(ctx: Ctx, key: &[u8], p: &Args<'a>, now: i64) -> Result<Self, CmdError> {
+        let (delta, grace) = (p.int("DELTA"), p.int("GRACE"));
+        let times = Times::new(now, p.int("ttl_ms"), grace, delta)?;
+        let tags = p.list("TAGS");
         check_tags(ctx, key, tags)?;
         Ok(Self {
-            value: args[p.positionals[value_at] as usize],
+            value: p.text("value"),
             times,
             tags,
         })
@@ -150,7 +143,7 @@ fn set(call: &Call) -> Result<Reply, CmdError> {
     let p = c::SET.parse(args)?;
     let (ctx, key) = (call.ctx(), call.key_name());
     let now = now_ms();
-    let store = Store::parse(ctx, key, args, &p, (0, 1), now)?;
+    let store = Store::parse(ctx, key, &p, now)?;
     let stored = Stored::load(call)?;
     let existed = stored.as_ref().map(Stored::entry).transpose()?.is_some();
     store.write(ctx, key, existed, now);
@@ -163,8 +156,8 @@ fn fill(call: &Call) -> Result<Reply, CmdError> {
     let p = c::FILL.parse(args)?;
     let (ctx, key) = (call.ctx(), call.key_name());
     let now = now_ms();
-    let store = Store::parse(ctx, key, args, &p, (1, 2), now)?;
-    let lease = args[p.positionals[0] as usize];
+    let store = Store::parse(ctx, key, &p, now)?;
+    let lease = p.text("lease");
     let Some(stored) = Stored::load(call)? else {
         return Ok(Reply::Null);
     };
@@ -255,10 +248,10 @@ fn grant(ctx: Ctx, key: &[u8], entry: Option<&Entry>, outcome: Outcome, token: &
 // CACHE.GET key [BETA beta] [LEASE lease_ms]
 fn get(call: &Call) -> Result<Reply, CmdError> {
     let p = c::GET.parse(call.rest())?;
-    let beta = check_beta(float(p.options[0]))?;
+    let beta = check_beta(p.float("BETA"))?;
     let (ctx, key) = (call.ctx(), call.key_name());
     let now = now_ms();
-    let until = lease_until(now, p.options[1])?;
+    let until = lease_until(now, p.int("LEASE"))?;
     let stored = Stored::load(call)?;
     let entry = stored.as_ref().map(Stored::entry).transpose()?;
     // The draw comes from the CSPRNG only when it can decide anything.
@@ -292,7 +285,7 @@ fn tag(call: &Call) -> Result<Reply, CmdError> {
     let args = call.rest();
     let p = c::TAG.parse(args)?;
     let (ctx, key) = (call.ctx(), call.key_name());
-    let tags = &args[p.trailing_at..];
+    let tags = p.trailing();
     check_tags(ctx, key, tags)?;
     let now = now_ms();
     let stored = Stored::load(call)?;

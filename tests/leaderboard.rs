@@ -6,8 +6,8 @@
 mod common;
 
 use common::*;
+use patterns_core::keys::slot;
 use patterns_core::leaderboard as lb;
-use patterns_core::session::slot;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};

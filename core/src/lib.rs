@@ -5,8 +5,11 @@
 
 pub mod cache;
 pub mod command;
+pub mod keys;
 pub mod leaderboard;
 pub mod lock;
 pub mod lua;
 pub mod ratelimit;
 pub mod session;
+#[cfg(test)]
+mod testing;

@@ -6,6 +6,7 @@
 //!
 //! Commands are called through `redis_module::raw` directly: the hot path allocates nothing
 //! but what Redis itself needs (see BENCHMARKS.md for why that matters).
+#![warn(clippy::undocumented_unsafe_blocks)]
 
 mod acl;
 mod block;

@@ -39,10 +39,8 @@ mod tests;
 use crate::command::{
     positive, text, Arg, ArgKind, CmdError, CommandDef, Flags, Keys, OptValue, OptionDef, Trailing,
 };
+use crate::keys::MAX_MS;
 
-/// The longest `ttl_ms + GRACE` or `DELTA`: 2^52 ms (doubles, i.e. sorted set scores
-/// and Lua numbers, hold every expiry up to there exactly).
-pub const MAX_MS: i64 = 1 << 52;
 /// Draws are integers in `1..=DRAW_MAX`; `rand = draw / DRAW_MAX` lies in (0, 1], exactly.
 pub const DRAW_MAX: u64 = 1 << 53;
 /// The longest a `WAIT` reply asks a caller to wait before asking again.
@@ -108,15 +106,9 @@ const STORE_OPTIONS: [OptionDef; 3] = [
     OptionDef {
         token: "TAGS",
         value: OptValue::Rest { min: 1 },
-        default: NO_TAGS,
+        default: -1,
     },
 ];
-/// The TAGS slot when there are none.
-pub const NO_TAGS: i64 = -1;
-/// Where each option sits in the parsed values of SET and FILL.
-pub const DELTA_OPT: usize = 0;
-pub const GRACE_OPT: usize = 1;
-pub const TAGS_OPT: usize = 2;
 
 pub static SET: CommandDef = CommandDef {
     name: "CACHE.SET",
@@ -212,11 +204,6 @@ pub static GET: CommandDef = CommandDef {
 
 /// The family's commands, in README order.
 pub static COMMANDS: [&CommandDef; 5] = [&SET, &GET, &FILL, &TAG, &INVALIDATE];
-
-/// The tags of a parsed SET or FILL: the arguments from the TAGS slot on.
-pub fn tags<'a, 'b>(args: &'b [&'a [u8]], slot: i64) -> &'b [&'a [u8]] {
-    usize::try_from(slot).map_or(&[], |at| &args[at.min(args.len())..])
-}
 
 // ---------------------------------------------------------------------------------------------
 // Entries

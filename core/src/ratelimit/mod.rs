@@ -7,16 +7,14 @@
 //!
 //! Arithmetic is exact integer arithmetic in i128, so no argument in i64's range can overflow.
 //! The only limit is on time spans: anything that would schedule an expiry more than
-//! [`MAX_SPAN_MS`] (2^52 ms, about 142,000 years) ahead is refused.
+//! [`MAX_MS`] (2^52 ms, about 142,000 years) ahead is refused.
 
 pub mod lua;
 
 use crate::command::{
     positive, Arg, ArgKind, CmdError, CommandDef, Flags, Keys, OptValue, OptionDef, Positional,
 };
-
-/// The longest time span a limiter may cover (refill time, window): 2^52 ms.
-pub const MAX_SPAN_MS: i64 = 1 << 52;
+use crate::keys::MAX_MS;
 
 pub const SPAN_TOO_LONG: &str = "the limiter's time span is too long (over 2^52 ms)";
 pub const MAX_BURST_TOO_LARGE: &str = "max_burst is too large";
@@ -279,11 +277,11 @@ impl TokenBucket {
         Self::with_period(capacity, rate, i128::from(period_ms))
     }
 
-    /// The bucket, unless its refill time τ = capacity·period_ms / rate passes MAX_SPAN_MS. A
+    /// The bucket, unless its refill time τ = capacity·period_ms / rate passes MAX_MS. A
     /// product past i128 (capacity and period both near their ends) is such a span too.
     fn with_period(capacity: i64, rate: i64, period_ms: i128) -> Result<Self, CmdError> {
         let tau = i128::from(capacity).checked_mul(period_ms);
-        if tau.is_none_or(|tau| tau > i128::from(MAX_SPAN_MS) * i128::from(rate)) {
+        if tau.is_none_or(|tau| tau > i128::from(MAX_MS) * i128::from(rate)) {
             return Err(CmdError::OutOfRange(SPAN_TOO_LONG));
         }
         Ok(Self {
@@ -403,7 +401,7 @@ pub struct FixedWindow {
 }
 
 fn check_window(window_ms: i64) -> Result<(), CmdError> {
-    if window_ms > MAX_SPAN_MS {
+    if window_ms > MAX_MS {
         return Err(CmdError::OutOfRange(SPAN_TOO_LONG));
     }
     Ok(())

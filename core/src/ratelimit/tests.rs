@@ -1,6 +1,7 @@
 //! Table-driven tests with an injected clock: one line per behaviour.
 
 use super::*;
+use crate::command::Args;
 
 /// Runs a history against a string limiter, keeping the state as Redis would (expired keys
 /// vanish), and checks each step's reply.
@@ -199,8 +200,8 @@ fn token_bucket_extremes_do_not_overflow() {
         TokenBucket::new(max, 1, 1).unwrap_err().to_string(),
         "ERR the limiter's time span is too long (over 2^52 ms)"
     );
-    assert!(TokenBucket::new(1, 1, MAX_SPAN_MS).is_ok());
-    assert!(TokenBucket::new(1, 1, MAX_SPAN_MS + 1).is_err());
+    assert!(TokenBucket::new(1, 1, MAX_MS).is_ok());
+    assert!(TokenBucket::new(1, 1, MAX_MS + 1).is_err());
     assert_eq!(
         TokenBucket::from_cell(max, 1, 1).unwrap_err().to_string(),
         "ERR max_burst is too large"
@@ -234,14 +235,14 @@ fn cl_throttle_periods_past_i64_in_ms_work() {
             let got = TokenBucket::from_cell(max_burst, count, period_s);
             assert_eq!(
                 got.is_ok(),
-                refill_ms <= MAX_SPAN_MS as f64,
+                refill_ms <= MAX_MS as f64,
                 "{max_burst} {count} {period_s}: {got:?}"
             );
             if let Ok(b) = got {
                 for cost in [0, 1, max_burst, max] {
                     let out = b.decide(None, T0, cost).unwrap();
                     assert_eq!(out.reply.allowed, cost <= max_burst + 1, "{cost}");
-                    assert!(out.reply.reset_after_ms <= MAX_SPAN_MS);
+                    assert!(out.reply.reset_after_ms <= MAX_MS);
                 }
             }
         }
@@ -295,7 +296,7 @@ fn fixed_window_ignores_state_from_other_parameters() {
         expire_at_ms: Some(now + 1),
     };
     assert!(w.decide(Some(bad), now, 1).is_err());
-    assert!(FixedWindow::new(1, MAX_SPAN_MS + 1).is_err());
+    assert!(FixedWindow::new(1, MAX_MS + 1).is_err());
 }
 
 #[test]
@@ -471,16 +472,16 @@ fn sliding_exact_prunes_in_batches_and_stays_bounded() {
 #[test]
 fn definitions_parse_their_arguments() {
     let args = |s: &str| -> Vec<Vec<u8>> { s.split(' ').map(|a| a.as_bytes().to_vec()).collect() };
-    let parse = |def: &CommandDef, s: &str| {
+    // The value `read` takes from the parsed arguments, or the error.
+    let read = |def: &CommandDef, s: &str, read: fn(&Args) -> i64| {
         let owned = args(s);
         let raw: Vec<&[u8]> = owned.iter().map(Vec::as_slice).collect();
-        def.parse(&raw)
+        def.parse(&raw).map(|a| read(&a))
     };
-    assert_eq!(parse(&TOKENBUCKET, "10 1 1000").unwrap().options[0], 1);
-    assert_eq!(
-        parse(&TOKENBUCKET, "10 1 1000 cost 0").unwrap().options[0],
-        0
-    );
+    let parse = |def: &CommandDef, s: &str| read(def, s, |_| 0);
+    let cost = |a: &Args| a.int("COST");
+    assert_eq!(read(&TOKENBUCKET, "10 1 1000", cost), Ok(1));
+    assert_eq!(read(&TOKENBUCKET, "10 1 1000 cost 0", cost), Ok(0));
     assert_eq!(
         parse(&TOKENBUCKET, "10 0 1000").unwrap_err().to_string(),
         "ERR rate must be a positive integer"
@@ -491,9 +492,11 @@ fn definitions_parse_their_arguments() {
             .to_string(),
         "ERR COST must be a non-negative integer"
     );
-    assert_eq!(parse(&SLIDINGWINDOW, "5 100 EXACT").unwrap().options[1], 1);
-    assert_eq!(parse(&THROTTLE, "0 1 1").unwrap().positionals[3], 1);
-    assert_eq!(parse(&THROTTLE, "0 1 1 0").unwrap().positionals[3], 0);
+    let exact = |a: &Args| i64::from(a.flag("EXACT"));
+    assert_eq!(read(&SLIDINGWINDOW, "5 100 EXACT", exact), Ok(1));
+    let quantity = |a: &Args| a.int("quantity");
+    assert_eq!(read(&THROTTLE, "0 1 1", quantity), Ok(1));
+    assert_eq!(read(&THROTTLE, "0 1 1 0", quantity), Ok(0));
     assert_eq!(parse(&THROTTLE, "0 1 1 1 1").unwrap_err(), CmdError::Syntax);
     assert_eq!(TOKENBUCKET.arity(), -5);
     assert_eq!(THROTTLE.arity(), -5);
