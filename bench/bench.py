@@ -60,6 +60,9 @@ Environment:
   BENCH_BUDGET      seconds allowed for all throughput measurements (default 420); N shrinks
                     to fit when the calibration says they would take longer
   BENCH_OUT         report path (default BENCHMARKS.md at the repository's root)
+  BENCH_PEER_SECONDS  target duration of one peer/production measurement (default 1.5)
+  PEER_TARBALL      redis-cell's source (default ../shared/peers/redis-cell-0.5.0.tar.gz)
+  PROFILE_N         requests counted under callgrind per command (default 20000)
 
 Needs python3 (stdlib) and matplotlib, redis-server, redis-cli and redis-benchmark on PATH.
 """
@@ -95,6 +98,8 @@ except ImportError:  # Debian's python3-matplotlib serves /usr/bin/python3, mayb
     sys.exit("bench.py needs matplotlib: run `WITH_BENCH=1 bash scripts/install-deps.sh`")
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+
+import callgrind  # noqa: E402  (bench/callgrind.py: instructions per request)
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH_DIR = ROOT / "bench"
@@ -1161,31 +1166,44 @@ def chart_sessions(summary, axes, colors):
         ax.grid(axis="y", alpha=0.3)
 
 
-# Not measured by this script: a profile taken with callgrind (instructions, repeatable) on
-# 2026-11-26 at commit 2c2bb6d, kept here so the report explains the INCR ratio. Retake it when
-# the hot path changes: `valgrind --tool=callgrind redis-server --loadmodule ...`, then
-# redis-benchmark against it and `callgrind_annotate --inclusive=yes`.
-WHERE_THE_TIME_GOES = """### Where the time goes
+def where_the_time_goes(ctx, add):
+    """The callgrind breakdown (bench/callgrind.py), or why it is missing."""
+    add("### Where the time goes")
+    add("")
+    figures = ctx["callgrind"]
+    if not figures:
+        add("(Skipped: valgrind is not installed; `WITH_BENCH=1 bash scripts/install-deps.sh` "
+            "installs it.)")
+        return
+    n = next(iter(figures.values()))["n"]
+    add("Instructions per request under callgrind (bench/callgrind.py, run by this script: "
+        "redis-server 7.0 under `valgrind --tool=callgrind`, the keys warmed up first, then "
+        f"{n:,} requests of `redis-benchmark -c 50 -P 16 -r 10000` counted; each part is the "
+        "inclusive count of the server functions named, divided by the requests; parts "
+        "overlap, as nested calls do). Columns: INCR, the native commands, and redis-cell's "
+        "CL.THROTTLE when it was built.")
+    add("")
+    for line in callgrind.table(figures):
+        add(line)
+    add("")
+    add("""Reading it:
 
-A callgrind profile (instructions per request, redis-server 7.0 with the module, pipelined
-`RL.TOKENBUCKET`; taken by hand on 2026-11-26, not by this script) explains the INCR ratio:
-
-| Part of one request | instructions |
-|---|---:|
-| whole request (INCR: about 3,800) | about 14,900 |
-| `RM_Replicate` of `SET key value PXAT t`: command lookup by name (about 1,300), argument objects (about 1,450), propagation | about 3,550 |
-| reading the 6 arguments into objects (INCR has 2) and 5 integer replies (INCR has 1) | about 2,500 |
-| opening the key, reading and rewriting the value in place, setting the expiry | about 2,400 |
-| the module's own work: argument parsing, the GCRA decision in i128, formatting the state | about 1,000 |
-
-Effect replication is the price of correctness here (replicas and AOF replays must not redo
-the decision with their own clock), and Redis 7.0's module API only offers it through
-`RM_Replicate`, which looks the command up by name on every call. That cost alone is almost
-INCR's whole request, so 0.75x INCR is out of reach for a command that writes and replicates
-its effect; what the module itself spends was cut from about 14,200 instructions (the first
-version, through the redis-module crate's wrappers) to the table above. The same holds for
-`EXACT`, which also pays for sorted-set inserts and replicates two commands (`ZADD`,
-`PEXPIREAT`) per admission."""
+- Effect replication is the price of exactness (a replica or an AOF replay must never redo the
+  decision with its own clock): `RM_Replicate` of `SET key value PXAT t` looks the command up
+  by name on every call (Redis 7.0 splits the name for subcommands and hashes it), then makes
+  the argument vector. The module passes the key as the caller's own string and `PXAT` as a
+  string made once and retained (a reference count instead of an allocation, a copy and a
+  free); only the value and the time are new strings.
+- Other ways to replicate, measured the same way and rejected: `RM_Call("SET", "!...")`, which
+  writes, int-encodes the value and replicates in one call, costs about 6,000 more
+  instructions per request than the key API plus `RM_Replicate` (SET's own parsing, its
+  argument rewrite for propagation, the call machinery; and the next read of an int-encoded
+  value through `RM_StringDMA` first converts it to a raw string); `RM_ReplicateVerbatim`,
+  what redis-cell does, is not exact: the replica runs CL.THROTTLE again with its own clock.
+- The reply (an array of 5 integers) goes through one module API call per element.
+- INCR's request is a third of the module's: the gap is the key API (open, read in place,
+  write in place, expiry), the replication and the five-integer reply, each a few hundred to a
+  few thousand instructions, not the limiter's own arithmetic.""")
 
 
 def write_sessions(ctx, add):
@@ -1517,7 +1535,7 @@ def write_report(ctx):
     add("")
     add("All targets met." if met_all else "Not all targets are met (see **missed**).")
     add("")
-    add(WHERE_THE_TIME_GOES)
+    where_the_time_goes(ctx, add)
     add("")
 
     # Throughput tables
@@ -1643,6 +1661,7 @@ def write_report(ctx):
 
 
 def main():
+    import peer  # bench/peer.py imports this file, so it is loaded once this one is
     started = time.monotonic()
     date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     load_start = loadavg()
@@ -1723,9 +1742,14 @@ def main():
             )
     lock_ratios = lock_ratios_of(summary)
     log("peer and production configuration ...")
-    import peer  # bench/peer.py, which imports this file: loaded once this one is
     peer_data = peer.measure(MODULE)
     peer.chart(peer_data, PEER_CHART)
+    if shutil.which("valgrind") and shutil.which("callgrind_annotate"):
+        log("callgrind ...")
+        profiled = callgrind.measure(["incr", "tokenbucket", "throttle", "cell"],
+                                     peer_data["cell"], log)
+    else:
+        profiled = None
     bench_version = subprocess.run(["redis-benchmark", "--version"], capture_output=True,
                                    text=True).stdout.strip() or "redis-benchmark"
     try:
@@ -1740,7 +1764,7 @@ def main():
         cases=cases, summary=summary, ratios=ratios, memory=memory,
         session_cases=session_cases, session_ratios=session_ratios,
         session_memory=session_memory, lb_cases=lb_cases, cache_cases=cache_cases,
-        lock_cases=lock_cases, lock_ratios=lock_ratios, peer=peer_data,
+        lock_cases=lock_cases, lock_ratios=lock_ratios, peer=peer_data, callgrind=profiled,
         scale=min(1.0, BUDGET / (REPEATS * sum(c.get("seconds", SECONDS)
                                                for c in cases + session_cases + lb_cases
                                                + cache_cases + lock_cases

@@ -395,6 +395,25 @@ def section(peer, add, chart_rel):
         add(f"| {m['path']} | {m['encoding']} | `{m['value']}` | {m['first']} B | "
             f"{m['avg']:.1f} B | {m['growth']:.1f} B |")
     add("")
+    by_path = {m["path"]: m for m in peer["memory"]}
+    native, twin = by_path["native"]["avg"], by_path["FCALL"]["avg"]
+    verdict = "met" if native <= twin else f"**missed** (+{native - twin:.0f} B per key)"
+    add(f"Target, no limiter key larger than the twin's: {verdict}. A whole-millisecond state "
+        "is one integer: the twin's `SET` stores it int-encoded (the value inside the object "
+        "header), while the module writes through the key API (`RM_StringTruncate` and "
+        "`RM_StringDMA`, in place), which on Redis 7.0 and Valkey 8.0 only ever makes a raw "
+        "string (a header plus a 16-byte allocation). No module API call int-encodes a "
+        "value; the one way is to run `SET` itself through `RM_Call`, measured with a "
+        "prototype (by hand, 2026-12-02, callgrind as below) at about 6,000 more "
+        "instructions per CL.THROTTLE (+42%), which would also have missed the throughput "
+        "target: the module keeps the raw string.")
+    add("")
+    add("Target, every family against the seeds' hand-written pattern (locks: `SET NX PX` + "
+        "Lua compare-and-delete; leaderboards: `ZADD` + `ZREVRANK` + `ZREVRANGE`; cache-aside: "
+        "`GET` + `SETEX` + tag sets; sessions: `HGETALL` + `EXPIRE`): **not measured yet**; "
+        "the family sections compare with single-command baselines only (HGETALL, ZREVRANK, "
+        "ZADD, HGET, SET ... PX).")
+    add("")
 
 
 if __name__ == "__main__":  # this section alone: python3 bench/peer.py

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Instructions per request, by part, under callgrind (valgrind): where a command's time goes.
 
-    python3 bench/profile.py [COMMAND-ID ...]      (default: every command below)
+    python3 bench/callgrind.py [COMMAND-ID ...]      (default: every command below)
 
 For each command: starts redis-server (the same configuration as bench.py: no AOF, no RDB)
 under `valgrind --tool=callgrind --instr-atstart=no` with the module loaded, warms the keys up
@@ -125,20 +125,15 @@ def annotate(path):
     return total, inclusive
 
 
-def main():
-    args = [a for a in sys.argv[1:] if not a.startswith("--")]
-    json_out = sys.argv[sys.argv.index("--json") + 1] if "--json" in sys.argv else None
-    if json_out in args:
-        args.remove(json_out)
-    ids = args or list(COMMANDS)
+def measure(ids, cell=None, log=lambda msg: print(msg, file=sys.stderr)):
+    """{id: {command, n, total, parts}} for the commands `ids` (the peer's with `cell`)."""
     figures = {}
     for cid in ids:
         module, line = COMMANDS[cid]
         if module == "CELL":
-            if not CELL:
-                print(f"{cid}: skipped (CELL_MODULE unset)", file=sys.stderr)
+            if not cell:
                 continue
-            module = CELL
+            module = cell
         total, inclusive = profile(module, line)
         parts = {}
         for label, pattern in PARTS:
@@ -147,15 +142,34 @@ def main():
             if hits:
                 parts[label] = round(sum(hits) / N)
         figures[cid] = {"command": line, "n": N, "total": round(total / N), "parts": parts}
-        print(f"{cid}: {round(total / N)} instructions per request", file=sys.stderr)
-    labels = [label for label, _ in PARTS]
-    print("| Part of one request | " + " | ".join(ids) + " |")
-    print("|---|" + "---:|" * len(ids))
-    print("| whole request | " + " | ".join(str(figures[i]["total"]) for i in ids if i in figures) + " |")
-    for label in labels:
-        row = [figures[i]["parts"].get(label, "") for i in ids if i in figures]
-        if any(v != "" for v in row):
-            print(f"| {label} | " + " | ".join(str(v) for v in row) + " |")
+        log(f"callgrind: {cid}: {round(total / N)} instructions per request")
+    return figures
+
+
+def table(figures):
+    """The figures as a Markdown table, a column per command."""
+    ids = list(figures)
+    lines = ["| Part of one request | " + " | ".join(f"`{figures[i]['command'].split()[0]}`"
+                                                   + (" (redis-cell)" if i == "cell" else "")
+                                                   for i in ids) + " |",
+             "|---|" + "---:|" * len(ids),
+             "| **whole request** | " + " | ".join(f"**{figures[i]['total']:,}**" for i in ids)
+             + " |"]
+    for label, _ in PARTS:
+        row = [figures[i]["parts"].get(label) for i in ids]
+        if any(v is not None for v in row):
+            lines.append(f"| {label} | " + " | ".join("" if v is None else f"{v:,}" for v in row)
+                         + " |")
+    return lines
+
+
+def main():
+    args = [a for a in sys.argv[1:] if not a.startswith("--")]
+    json_out = sys.argv[sys.argv.index("--json") + 1] if "--json" in sys.argv else None
+    if json_out in args:
+        args.remove(json_out)
+    figures = measure(args or list(COMMANDS), CELL)
+    print("\n".join(table(figures)))
     if json_out:
         Path(json_out).write_text(json.dumps(figures, indent=1))
 
