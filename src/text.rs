@@ -50,4 +50,3 @@ impl StackText {
         &self.buf[..self.len]
     }
 }
-
