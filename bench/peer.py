@@ -1,6 +1,6 @@
 """The peer, redis-cell 0.5.0, side by side with the module: bare and in production configuration.
 
-bench.py calls `measure()` and adds `section()` to BENCHMARKS.md. redis-cell's source comes from
+bench/run.py calls `measure()`, and bench/report.py adds `section()` to BENCHMARKS.md. redis-cell's source comes from
 `../shared/peers/redis-cell-0.5.0.tar.gz` (beside the repository); without it the peer's rows
 are skipped and the report says so, the production rows of the module still run.
 
@@ -28,7 +28,15 @@ import tempfile
 import time
 from pathlib import Path
 
-import bench as B
+from types import SimpleNamespace
+
+import config
+import measure
+import report
+import server
+
+# The bench's pieces under one name (config, server, measure, report).
+B = SimpleNamespace(**{**vars(config), **vars(server), **vars(measure), **vars(report)})
 
 PEER = "redis-cell 0.5.0"
 TARBALL = Path(os.environ.get("PEER_TARBALL")

