@@ -8,5 +8,6 @@ pub mod command;
 pub mod leaderboard;
 pub mod lock;
 pub mod lua;
+pub mod queue;
 pub mod ratelimit;
 pub mod session;

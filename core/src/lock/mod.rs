@@ -409,6 +409,11 @@ impl<W> WaitQueue<W> {
         self.waiters.remove(at)
     }
 
+    /// The waiters, first come first.
+    pub fn iter(&self) -> impl Iterator<Item = &W> {
+        self.waiters.iter()
+    }
+
     /// The waiter to serve next: the first to come.
     pub fn peek(&self) -> Option<&W> {
         self.waiters.front()

@@ -1,0 +1,1 @@
+//! The queue family's Lua twin (filled below).
