@@ -17,7 +17,7 @@ use patterns_core::command::CmdError;
 use patterns_core::queue::{
     self as q, check_ms, fresh, job_id, parse_due, parse_pop, parse_push, queue_key, redeliver,
     trim_bound, Fresh, GroupView, Pop, Redelivery, StreamId, DEAD_SUFFIX, DEDUPE_SUFFIX,
-    DUE_FIELD, GROUP_FIELD, LEASES_SUFFIX, PARKED, PAYLOAD_FIELD,
+    DUE_FIELD, GROUP_FIELD, LEASES_SUFFIX, PARKED, PAYLOAD_FIELD, STREAM_FULL,
 };
 
 use crate::command;
@@ -38,9 +38,6 @@ pub const COMMANDS: &[Command] = &[
     command!(q::STATS, stats),
 ];
 
-/// The refusal when the stream cannot take an entry (its last id is the largest there is).
-const STREAM_FULL: &str = "the queue's stream takes no more entries";
-
 /// A read (not replicated).
 fn read(ctx: Ctx, command: &std::ffi::CStr, args: &[&[u8]]) -> CallValue {
     redis_call(ctx, command, args, false).value()
@@ -51,7 +48,7 @@ fn write(ctx: Ctx, command: &std::ffi::CStr, args: &[&[u8]]) -> CallValue {
     redis_call(ctx, command, args, true).value()
 }
 
-/// Fails unless `name` is absent or of `kind` (WRONGTYPE), after checking the user may use it.
+/// Whether `name` exists; WRONGTYPE unless it is absent or of `kind`.
 fn expect_type(ctx: Ctx, name: &[u8], kind: KeyType) -> Result<bool, CmdError> {
     match key_type(ctx, name) {
         KeyType::Empty => Ok(false),
@@ -68,12 +65,20 @@ struct Keys {
     dead: Vec<u8>,
 }
 
+/// The queue's keys, after checking the current user may use the derived ones.
 fn keys(ctx: Ctx, queue: &[u8], group: &[u8]) -> Result<Keys, CmdError> {
+    let keys = layout(ctx, queue, group)?;
+    check_key_access(ctx, &keys.leases)?;
+    check_key_access(ctx, &keys.dead)?;
+    Ok(keys)
+}
+
+/// The queue's keys, their types checked (no user: a timer serving waiters, whose access was
+/// checked when they called).
+fn layout(ctx: Ctx, queue: &[u8], group: &[u8]) -> Result<Keys, CmdError> {
     let exists = expect_type(ctx, queue, KeyType::Stream)?;
     let leases = queue_key(queue, LEASES_SUFFIX, group)?;
     let dead = queue_key(queue, DEAD_SUFFIX, b"")?;
-    check_key_access(ctx, &leases)?;
-    check_key_access(ctx, &dead)?;
     expect_type(ctx, &leases, KeyType::ZSet)?;
     expect_type(ctx, &dead, KeyType::Stream)?;
     Ok(Keys {
@@ -118,6 +123,8 @@ fn push(call: &Call) -> Result<Reply, CmdError> {
     let args = parse_push(call.rest())?;
     let (ctx, queue) = (call.ctx(), call.key_name());
     expect_type(ctx, queue, KeyType::Stream)?;
+    // A queue its consumers could not use is refused from the first push.
+    queue_key(queue, DEAD_SUFFIX, b"")?;
     let now = now_ms();
     let dedupe = match args.dedupe {
         Some((id, ttl_ms)) => {
@@ -171,7 +178,7 @@ fn pop(call: &Call) -> Result<Reply, CmdError> {
 /// that fell due (oldest first; one past its deliveries goes to the dead letters), then new
 /// ones. None (nothing written) when the queue does not exist.
 fn try_pop(ctx: Ctx, queue: &[u8], args: &Pop) -> Result<Vec<Value>, CmdError> {
-    let keys = keys(ctx, queue, &args.group)?;
+    let keys = layout(ctx, queue, &args.group)?;
     if !keys.exists {
         return Ok(Vec::new());
     }

@@ -50,6 +50,8 @@ pub const BAD_JOB_ID: &str = "job_id must be a stream id (ms-seq)";
 pub const TOO_LONG: &str = "delay_ms, lease_ms and ttl_ms must be at most 2^52";
 pub const RESERVED_CONSUMER: &str = "the consumer name (delayed) is reserved";
 pub const BAD_TTL: &str = "ttl_ms must be a positive integer";
+/// The refusal when the stream takes no more entries (its last id is the largest there is).
+pub const STREAM_FULL: &str = "the queue's stream takes no more entries";
 
 const WRITE: Flags = Flags::WRITE.and(Flags::DENY_OOM);
 const QUEUE_KEYS: &str = "key: a stream, one entry per job (`payload`, and `due` when \
