@@ -16,14 +16,14 @@ mod wait;
 use patterns_core::command::CmdError;
 use patterns_core::queue::{
     self as q, check_ms, fresh, job_id, parse_due, parse_pop, parse_push, queue_key, redeliver,
-    trim_bound, Fresh, GroupView, Pop, Redelivery, StreamId, DEAD_SUFFIX, DEDUPE_SUFFIX,
-    DUE_FIELD, GROUP_FIELD, LEASES_SUFFIX, PARKED, PAYLOAD_FIELD, STREAM_FULL,
+    trim_bound, Fresh, GroupView, Pop, Redelivery, StreamId, DEAD_SUFFIX, DEDUPE_SUFFIX, DUE_FIELD,
+    GROUP_FIELD, LEASES_SUFFIX, PARKED, PAYLOAD_FIELD, STREAM_FULL,
 };
 
 use crate::command;
 use crate::ffi::{
-    check_key_access, key_type, now_ms, redis_call, Call, CallValue, Command, Ctx, KeyType,
-    Reply, Value,
+    check_key_access, key_type, now_ms, redis_call, Call, CallValue, Command, Ctx, KeyType, Reply,
+    Value,
 };
 use crate::text::StackText;
 
@@ -238,7 +238,11 @@ fn redeliver_due(
                 completed = true;
             }
             Redelivery::Deliver(n) => {
-                let claimed = write(ctx, c"XCLAIM", &[queue, &args.group, &args.consumer, b"0", id]);
+                let claimed = write(
+                    ctx,
+                    c"XCLAIM",
+                    &[queue, &args.group, &args.consumer, b"0", id],
+                );
                 let Some(entry) = claimed.items().first().filter(|e| e.items().len() == 2) else {
                     // Deleted from the stream (XCLAIM dropped it from the pending list).
                     write(ctx, c"ZREM", &[&keys.leases, id]);
@@ -439,7 +443,10 @@ fn ack(call: &Call) -> Result<Reply, CmdError> {
 fn nack(call: &Call) -> Result<Reply, CmdError> {
     let args = call.rest();
     let p = q::NACK.parse(args)?;
-    let (group, id) = (args[p.positionals[0] as usize], args[p.positionals[1] as usize]);
+    let (group, id) = (
+        args[p.positionals[0] as usize],
+        args[p.positionals[1] as usize],
+    );
     job_id(id)?;
     let delay_ms = check_ms(p.options[0])?;
     let (ctx, queue) = (call.ctx(), call.key_name());
@@ -492,7 +499,10 @@ fn dead_letters(ctx: Ctx, dead: &[u8], group: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> 
             let fields = e.items().get(1)?;
             (field(fields, GROUP_FIELD) == Some(group)).then(|| {
                 let payload = field(fields, PAYLOAD_FIELD).unwrap_or_default();
-                (e.items()[0].bytes().unwrap_or_default().to_vec(), payload.to_vec())
+                (
+                    e.items()[0].bytes().unwrap_or_default().to_vec(),
+                    payload.to_vec(),
+                )
             })
         })
         .collect()
@@ -539,7 +549,9 @@ fn stats(call: &Call) -> Result<Reply, CmdError> {
     let keys = keys(ctx, queue, group)?;
     let now = now_ms();
     let (mut ready, mut delayed, mut pending, mut consumers) = (0, 0, 0, 0);
-    let info = groups(ctx, queue).into_iter().find(|(name, ..)| name == group);
+    let info = groups(ctx, queue)
+        .into_iter()
+        .find(|(name, ..)| name == group);
     let from = match &info {
         Some((_, _, last)) => {
             let last = last.map_or_else(|| "0-0".to_string(), StreamId::text);

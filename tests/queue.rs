@@ -109,8 +109,10 @@ fn a_crashed_workers_job_goes_to_another_after_the_lease() {
         assert_eq!(first, vec![(id.clone(), "resize".into(), 1)]);
         // w1 "crashes": never acks. Nobody else gets the job while its lease runs.
         assert!(pop(&mut c, &["jobs", "g", "w2"]).is_empty());
-        let leases: Vec<(String, f64)> =
-            query(&mut c, &["ZRANGE", "{jobs}:leases:g", "0", "-1", "WITHSCORES"]);
+        let leases: Vec<(String, f64)> = query(
+            &mut c,
+            &["ZRANGE", "{jobs}:leases:g", "0", "-1", "WITHSCORES"],
+        );
         assert_eq!(leases.len(), 1);
         sleep(Duration::from_millis(250));
         let again = pop(&mut c, &["jobs", "g", "w2"]);
@@ -183,13 +185,19 @@ fn a_job_failing_every_time_is_dead_after_exactly_max_deliveries() {
         // A lease that ends counts as a delivery too.
         push(&mut c, "crashy", "x");
         for n in 1..=2 {
-            let got = pop(&mut c, &["crashy", "g", "w", "LEASE", "50", "MAXDELIVERIES", "2"]);
+            let got = pop(
+                &mut c,
+                &["crashy", "g", "w", "LEASE", "50", "MAXDELIVERIES", "2"],
+            );
             assert_eq!(got[0].2, n);
             sleep(Duration::from_millis(80));
         }
         assert!(pop(&mut c, &["crashy", "g", "w", "MAXDELIVERIES", "2"]).is_empty());
         let dead = dead_letters(&mut c, "{crashy}:dead");
-        assert_eq!((dead[0]["deliveries"].as_str(), dead[0]["consumer"].as_str()), ("2", "w"));
+        assert_eq!(
+            (dead[0]["deliveries"].as_str(), dead[0]["consumer"].as_str()),
+            ("2", "w")
+        );
     }
 }
 
@@ -205,7 +213,10 @@ fn delays_dedupe_and_stats() {
         let got = pop(&mut c, &["d", "g", "w", "COUNT", "10"]);
         assert_eq!(got, vec![(now, "now".into(), 1)]);
         let s = stats(&mut c, "d", "g");
-        assert_eq!((s["ready"], s["delayed"], s["pending"], s["consumers"]), (0, 1, 1, 1));
+        assert_eq!(
+            (s["ready"], s["delayed"], s["pending"], s["consumers"]),
+            (0, 1, 1, 1)
+        );
         sleep(Duration::from_millis(320));
         let got = pop(&mut c, &["d", "g", "w", "COUNT", "10"]);
         assert_eq!(got, vec![(later.clone(), "later".into(), 1)]);
@@ -215,17 +226,29 @@ fn delays_dedupe_and_stats() {
         assert!(pop(&mut c, &["d", "g", "w"]).is_empty());
         assert_eq!(stats(&mut c, "d", "g")["delayed"], 1);
         sleep(Duration::from_millis(220));
-        assert_eq!(pop(&mut c, &["d", "g", "w"]), vec![(later, "later".into(), 2)]);
+        assert_eq!(
+            pop(&mut c, &["d", "g", "w"]),
+            vec![(later, "later".into(), 2)]
+        );
 
-        let a: String = query(&mut c, &["QUEUE.PUSH", "dd", "p1", "DEDUPE", "order-7", "200"]);
-        let b: String = query(&mut c, &["QUEUE.PUSH", "dd", "p2", "DEDUPE", "order-7", "200"]);
+        let a: String = query(
+            &mut c,
+            &["QUEUE.PUSH", "dd", "p1", "DEDUPE", "order-7", "200"],
+        );
+        let b: String = query(
+            &mut c,
+            &["QUEUE.PUSH", "dd", "p2", "DEDUPE", "order-7", "200"],
+        );
         assert_eq!(a, b);
         let len: i64 = query(&mut c, &["XLEN", "dd"]);
         assert_eq!(len, 1);
         let pttl: i64 = query(&mut c, &["PTTL", "{dd}:dedupe:order-7"]);
         assert!((1..=200).contains(&pttl), "{pttl}");
         sleep(Duration::from_millis(220));
-        let c2: String = query(&mut c, &["QUEUE.PUSH", "dd", "p3", "DEDUPE", "order-7", "200"]);
+        let c2: String = query(
+            &mut c,
+            &["QUEUE.PUSH", "dd", "p3", "DEDUPE", "order-7", "200"],
+        );
         assert_ne!(a, c2);
     }
 }
@@ -235,12 +258,17 @@ fn groups_read_independently_and_jobs_done_by_all_are_trimmed() {
     for flavor in flavors() {
         let server = Server::start(flavor);
         let mut c = server.conn();
-        let ids: Vec<String> = (0..3).map(|i| push(&mut c, "{t}q", &format!("j{i}"))).collect();
+        let ids: Vec<String> = (0..3)
+            .map(|i| push(&mut c, "{t}q", &format!("j{i}")))
+            .collect();
         let a = pop(&mut c, &["{t}q", "billing", "b1", "COUNT", "10"]);
         let b = pop(&mut c, &["{t}q", "email", "e1", "COUNT", "2"]);
         assert_eq!(a.len(), 3);
         assert_eq!(b.len(), 2);
-        let acked: i64 = query(&mut c, &["QUEUE.ACK", "{t}q", "billing", &ids[0], &ids[1], &ids[2]]);
+        let acked: i64 = query(
+            &mut c,
+            &["QUEUE.ACK", "{t}q", "billing", &ids[0], &ids[1], &ids[2]],
+        );
         assert_eq!(acked, 3);
         let len: i64 = query(&mut c, &["XLEN", "{t}q"]);
         assert_eq!(len, 3, "email has not completed them");
@@ -269,7 +297,19 @@ fn blocking_consumers_are_woken_by_push_nack_and_due_times() {
         // First come, first served: one push wakes the first waiter only.
         let w1 = waiter(&server, &["QUEUE.POP", "b", "g", "w1", "BLOCK", "5000"]);
         await_blocked(&server, 1);
-        let w2 = waiter(&server, &["QUEUE.POP", "b", "g", "w2", "BLOCK", "5000", "LEASE", "60000"]);
+        let w2 = waiter(
+            &server,
+            &[
+                "QUEUE.POP",
+                "b",
+                "g",
+                "w2",
+                "BLOCK",
+                "5000",
+                "LEASE",
+                "60000",
+            ],
+        );
         await_blocked(&server, 2);
         let id = push(&mut c, "b", "first");
         let (reply, _) = w1.join().unwrap();
@@ -355,7 +395,10 @@ fn a_waiter_past_its_deadline_is_never_given_a_job() {
                 query(&mut c, &["XPENDING", &q, "g", "-", "+", "10"]);
             if got.is_empty() {
                 // Not given to the late waiter: still the holder's, or reclaimable.
-                assert_ne!(pending[0].1, "late", "trial {trial}: given to a waiter told nil");
+                assert_ne!(
+                    pending[0].1, "late",
+                    "trial {trial}: given to a waiter told nil"
+                );
             } else {
                 assert_eq!(pending[0].1, "late");
             }
@@ -381,21 +424,48 @@ fn bad_input_gets_an_error_and_writes_nothing() {
         let before = dirty(&mut c);
         let cases: &[(&[&str], &str)] = &[
             (&["QUEUE.PUSH", "str", "x"], "WRONGTYPE"),
-            (&["QUEUE.PUSH", "q", "x", "DELAY", "-1"], "ERR delay_ms must be a non-negative integer"),
-            (&["QUEUE.PUSH", "q", "x", "DELAY", "4503599627370497"], "ERR delay_ms, lease_ms and ttl_ms must be at most 2^52"),
+            (
+                &["QUEUE.PUSH", "q", "x", "DELAY", "-1"],
+                "ERR delay_ms must be a non-negative integer",
+            ),
+            (
+                &["QUEUE.PUSH", "q", "x", "DELAY", "4503599627370497"],
+                "ERR delay_ms, lease_ms and ttl_ms must be at most 2^52",
+            ),
             (&["QUEUE.PUSH", "q", "x", "DEDUPE", "d"], "ERR syntax error"),
-            (&["QUEUE.PUSH", "q", "x", "DEDUPE", "d", "0"], "ERR ttl_ms must be a positive integer"),
+            (
+                &["QUEUE.PUSH", "q", "x", "DEDUPE", "d", "0"],
+                "ERR ttl_ms must be a positive integer",
+            ),
             (&["QUEUE.PUSH", "a{b", "x"], "ERR queue name"),
-            (&["QUEUE.POP", "q", "g", "(delayed)"], "ERR the consumer name (delayed) is reserved"),
-            (&["QUEUE.POP", "q", "g", "w", "COUNT", "0"], "ERR n must be a positive integer"),
+            (
+                &["QUEUE.POP", "q", "g", "(delayed)"],
+                "ERR the consumer name (delayed) is reserved",
+            ),
+            (
+                &["QUEUE.POP", "q", "g", "w", "COUNT", "0"],
+                "ERR n must be a positive integer",
+            ),
             (&["QUEUE.POP", "q", "g", "w", "BOGUS"], "ERR syntax error"),
             (&["QUEUE.POP", "str", "g", "w"], "WRONGTYPE"),
             (&["QUEUE.POP", "zq", "g", "w"], "WRONGTYPE"),
-            (&["QUEUE.ACK", "q", "g", "nope"], "ERR job_id must be a stream id (ms-seq)"),
+            (
+                &["QUEUE.ACK", "q", "g", "nope"],
+                "ERR job_id must be a stream id (ms-seq)",
+            ),
             (&["QUEUE.ACK", "q", "g"], "ERR wrong number of arguments"),
-            (&["QUEUE.NACK", "q", "g", "1-1", "DELAY", "x"], "ERR delay_ms must be a non-negative integer"),
-            (&["QUEUE.EXTEND", "q", "g", "w", "1-1", "0"], "ERR lease_ms must be a positive integer"),
-            (&["QUEUE.REDRIVE", "q", "g", "COUNT", "0"], "ERR n must be a positive integer"),
+            (
+                &["QUEUE.NACK", "q", "g", "1-1", "DELAY", "x"],
+                "ERR delay_ms must be a non-negative integer",
+            ),
+            (
+                &["QUEUE.EXTEND", "q", "g", "w", "1-1", "0"],
+                "ERR lease_ms must be a positive integer",
+            ),
+            (
+                &["QUEUE.REDRIVE", "q", "g", "COUNT", "0"],
+                "ERR n must be a positive integer",
+            ),
             (&["QUEUE.STATS", "str", "g"], "WRONGTYPE"),
         ];
         for (args, want) in cases {
@@ -416,7 +486,8 @@ fn queue_state(c: &mut Connection, q: &str) -> Vec<String> {
     let mut out = Vec::new();
     let entries: Vec<(String, Vec<String>)> = query(c, &["XRANGE", q, "-", "+"]);
     out.push(format!("entries {entries:?}"));
-    let dead: Vec<(String, Vec<String>)> = query(c, &["XRANGE", &format!("{{{q}}}:dead"), "-", "+"]);
+    let dead: Vec<(String, Vec<String>)> =
+        query(c, &["XRANGE", &format!("{{{q}}}:dead"), "-", "+"]);
     out.push(format!("dead {dead:?}"));
     let groups: Vec<Vec<Value>> = match query::<Value>(c, &["XINFO", "GROUPS", q]) {
         Value::Array(g) => g
@@ -430,19 +501,33 @@ fn queue_state(c: &mut Connection, q: &str) -> Vec<String> {
     };
     for g in groups {
         let field = |name: &str| {
-            let at = g.iter().position(|v| matches!(v, Value::BulkString(b) if b == name.as_bytes()));
+            let at = g
+                .iter()
+                .position(|v| matches!(v, Value::BulkString(b) if b == name.as_bytes()));
             at.map(|i| text(&g[i + 1])).unwrap_or_default()
         };
         let name = field("name");
-        out.push(format!("group {} last {}", field("name"), field("last-delivered-id")));
+        out.push(format!(
+            "group {} last {}",
+            field("name"),
+            field("last-delivered-id")
+        ));
         let pending: Vec<(String, String, i64, i64)> =
             query(c, &["XPENDING", q, &name, "-", "+", "100000"]);
-        let pending: Vec<(String, String, i64)> =
-            pending.into_iter().map(|(id, who, _, n)| (id, who, n)).collect();
+        let pending: Vec<(String, String, i64)> = pending
+            .into_iter()
+            .map(|(id, who, _, n)| (id, who, n))
+            .collect();
         out.push(format!("pending {pending:?}"));
         let leases: Vec<(String, String)> = query(
             c,
-            &["ZRANGE", &format!("{{{q}}}:leases:{name}"), "0", "-1", "WITHSCORES"],
+            &[
+                "ZRANGE",
+                &format!("{{{q}}}:leases:{name}"),
+                "0",
+                "-1",
+                "WITHSCORES",
+            ],
         );
         out.push(format!("leases {leases:?}"));
     }
@@ -475,7 +560,20 @@ fn random_workload(server: &Server, rng: &mut StdRng, steps: usize) {
             3 | 4 => {
                 let who = format!("w{}", rng.gen_range(0..3));
                 let lease = rng.gen_range(20..200).to_string();
-                for (id, ..) in pop(&mut c, &[q, g, &who, "COUNT", "3", "LEASE", &lease, "MAXDELIVERIES", "3"]) {
+                for (id, ..) in pop(
+                    &mut c,
+                    &[
+                        q,
+                        g,
+                        &who,
+                        "COUNT",
+                        "3",
+                        "LEASE",
+                        &lease,
+                        "MAXDELIVERIES",
+                        "3",
+                    ],
+                ) {
                     held.push((q.into(), g.into(), id));
                 }
             }
@@ -496,7 +594,10 @@ fn random_workload(server: &Server, rng: &mut StdRng, steps: usize) {
             }
             _ if waiting.len() < 3 => {
                 let who = format!("b{step}");
-                waiting.push(waiter(server, &["QUEUE.POP", q, g, &who, "BLOCK", "150", "LEASE", "50"]));
+                waiting.push(waiter(
+                    server,
+                    &["QUEUE.POP", q, g, &who, "BLOCK", "150", "LEASE", "50"],
+                ));
             }
             _ => {}
         }
@@ -525,12 +626,18 @@ fn replica_and_aof_hold_the_primarys_queue() {
             assert!(primary.len() > 2, "{primary:?}");
             assert_eq!(primary, queue_state(&mut r, q), "replica of {q}");
         }
-        let before: Vec<Vec<String>> = ["rq", "{x}rq"].iter().map(|q| queue_state(&mut p, q)).collect();
+        let before: Vec<Vec<String>> = ["rq", "{x}rq"]
+            .iter()
+            .map(|q| queue_state(&mut p, q))
+            .collect();
         drop(p);
         let mut primary = pair.primary;
         primary.restart();
         let mut p = primary.conn();
-        let after: Vec<Vec<String>> = ["rq", "{x}rq"].iter().map(|q| queue_state(&mut p, q)).collect();
+        let after: Vec<Vec<String>> = ["rq", "{x}rq"]
+            .iter()
+            .map(|q| queue_state(&mut p, q))
+            .collect();
         assert_eq!(before, after, "the AOF replays the same queues");
         // The module replicated effects, never its own commands.
         assert_aof_holds_only_effects(&primary, &["QUEUE."]);
@@ -548,7 +655,9 @@ fn ten_thousand_jobs_none_lost_none_completed_twice() {
         for chunk in 0..(JOBS / 500) {
             let mut pipe = redis::pipe();
             for i in 0..500 {
-                pipe.cmd("QUEUE.PUSH").arg("big").arg(format!("job{}", chunk * 500 + i));
+                pipe.cmd("QUEUE.PUSH")
+                    .arg("big")
+                    .arg(format!("job{}", chunk * 500 + i));
             }
             let ids: Vec<String> = pipe.query(&mut c).unwrap();
             pushed.extend(ids);
@@ -566,7 +675,22 @@ fn ten_thousand_jobs_none_lost_none_completed_twice() {
                     let mut incarnation = 0;
                     while !stop.load(Ordering::Relaxed) {
                         let me = format!("w{w}.{incarnation}");
-                        let jobs = pop(&mut c, &["big", "g", &me, "COUNT", "20", "BLOCK", "100", "LEASE", "300", "MAXDELIVERIES", "1000"]);
+                        let jobs = pop(
+                            &mut c,
+                            &[
+                                "big",
+                                "g",
+                                &me,
+                                "COUNT",
+                                "20",
+                                "BLOCK",
+                                "100",
+                                "LEASE",
+                                "300",
+                                "MAXDELIVERIES",
+                                "1000",
+                            ],
+                        );
                         if !jobs.is_empty() && rng.gen_bool(0.02) {
                             // A crash: the jobs are dropped unacked; the worker comes back as
                             // someone else.
@@ -602,9 +726,227 @@ fn ten_thousand_jobs_none_lost_none_completed_twice() {
         let done = done.lock().unwrap();
         let unique: BTreeSet<String> = done.iter().cloned().collect();
         assert_eq!(unique.len(), done.len(), "a job was completed twice");
-        assert_eq!(unique, pushed, "jobs lost ({} of {JOBS} done)", unique.len());
+        assert_eq!(
+            unique,
+            pushed,
+            "jobs lost ({} of {JOBS} done)",
+            unique.len()
+        );
         let len: i64 = query(&mut c, &["XLEN", "big"]);
         assert_eq!(len, 0, "completed jobs are trimmed");
-        eprintln!("{}: {JOBS} jobs through {WORKERS} crashing workers in {:?}", flavor.name(), start.elapsed());
+        eprintln!(
+            "{}: {JOBS} jobs through {WORKERS} crashing workers in {:?}",
+            flavor.name(),
+            start.elapsed()
+        );
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The Lua twin
+
+/// Replies and queue states with job ids replaced by their order of appearance per queue
+/// (the module and the twin run on two servers, whose stream ids differ by when each call ran;
+/// two queues may hold the same id).
+#[derive(Default)]
+struct Ids(BTreeMap<(String, String), usize>);
+
+impl Ids {
+    fn name(&mut self, queue: &str, text: &str) -> String {
+        let is_id = text.split_once('-').is_some_and(|(a, b)| {
+            a.len() >= 12 && a.bytes().chain(b.bytes()).all(|c| c.is_ascii_digit())
+        });
+        if !is_id {
+            return text.to_string();
+        }
+        let n = self.0.len();
+        let key = (queue.to_string(), text.to_string());
+        format!("#{}", self.0.entry(key).or_insert(n))
+    }
+
+    /// The id named `name` (`#n`) on this side; other arguments as they are.
+    fn raw(&self, name: &str) -> String {
+        let found = self.0.iter().find(|(_, n)| format!("#{n}") == name);
+        found.map_or_else(|| name.to_string(), |((_, id), _)| id.clone())
+    }
+
+    fn reply(&mut self, queue: &str, v: &Value) -> String {
+        match v {
+            Value::Array(items) => {
+                let inner: Vec<String> = items.iter().map(|i| self.reply(queue, i)).collect();
+                format!("[{}]", inner.join(", "))
+            }
+            Value::BulkString(b) => self.name(queue, &String::from_utf8_lossy(b)),
+            other => shown(other),
+        }
+    }
+}
+
+/// A random call for the differential test: no step depends on time (leases and dedupe
+/// windows outlast the test, delays never fall due, NACK without a delay is due at once).
+fn random_queue_call(rng: &mut StdRng, held: &[(String, String)]) -> Vec<String> {
+    let q = ["dq", "{t}dq", "text"][rng.gen_range(0..3)].to_string();
+    let g = ["g1", "g2"][rng.gen_range(0..2)].to_string();
+    // A job of this queue (ids are per queue).
+    let mine: Vec<&String> = held
+        .iter()
+        .filter(|(hq, _)| *hq == q)
+        .map(|(_, id)| id)
+        .collect();
+    let id = if mine.is_empty() || rng.gen_bool(0.1) {
+        "1-1".to_string()
+    } else {
+        mine[rng.gen_range(0..mine.len())].clone()
+    };
+    let s = |v: &[&str]| v.iter().map(|a| a.to_string()).collect::<Vec<_>>();
+    let mut args = match rng.gen_range(0..12) {
+        0..=2 => {
+            let mut a = s(&["QUEUE.PUSH", &q, &format!("p{}", rng.gen_range(0..100))]);
+            if rng.gen_bool(0.2) {
+                a.extend(s(&["DELAY", "600000"]));
+            }
+            if rng.gen_bool(0.2) {
+                a.extend(s(&[
+                    "DEDUPE",
+                    &format!("d{}", rng.gen_range(0..4)),
+                    "600000",
+                ]));
+            }
+            a
+        }
+        3..=5 => s(&[
+            "QUEUE.POP",
+            &q,
+            &g,
+            &format!("w{}", rng.gen_range(0..3)),
+            "COUNT",
+            &rng.gen_range(1..4).to_string(),
+            "MAXDELIVERIES",
+            "3",
+        ]),
+        6 => s(&["QUEUE.ACK", &q, &g, &id]),
+        7 | 8 => s(&["QUEUE.NACK", &q, &g, &id]),
+        9 => s(&[
+            "QUEUE.EXTEND",
+            &q,
+            &g,
+            &format!("w{}", rng.gen_range(0..3)),
+            &id,
+            "600000",
+        ]),
+        10 => s(&["QUEUE.REDRIVE", &q, &g, "COUNT", "2"]),
+        _ => s(&["QUEUE.STATS", &q, &g]),
+    };
+    if rng.gen_bool(0.08) {
+        let bad = ["0", "-1", "x", "", "DELAY", "1-x", "(delayed)"][rng.gen_range(0..7)];
+        let at = rng.gen_range(2..=args.len());
+        if at == args.len() {
+            args.push(bad.to_string());
+        } else {
+            args[at] = bad.to_string();
+        }
+    }
+    args
+}
+
+/// The module and the twin (FCALL on a server without the module) run the same random
+/// history: every reply and the final queues are equal (ids named by order of appearance).
+#[test]
+fn lua_twin_matches_the_module() {
+    for flavor in flavors() {
+        let module = Server::start(flavor);
+        let twin = Server::start_without_module(flavor, &[]);
+        let (mut a, mut b) = (module.conn(), twin.conn());
+        load_twin(&mut b);
+        for c in [&mut a, &mut b] {
+            let _: () = query(c, &["SET", "text", "v"]);
+        }
+        let (mut ids_a, mut ids_b) = (Ids::default(), Ids::default());
+        let mut rng = StdRng::seed_from_u64(5);
+        let mut held: Vec<(String, String)> = Vec::new();
+        let mut kinds = BTreeMap::new();
+        for step in 0..600 {
+            let args = random_queue_call(&mut rng, &held);
+            // Held jobs are named by order of appearance: each side gets its own id.
+            let args_a: Vec<String> = args.iter().map(|x| ids_a.raw(x)).collect();
+            let args_b: Vec<String> = args.iter().map(|x| ids_b.raw(x)).collect();
+            let mut native = redis::cmd(&args[0]);
+            native.arg(&args_a[1..]);
+            let mut fcall = redis::cmd("FCALL");
+            fcall
+                .arg(args[0].to_ascii_lowercase().replace('.', "_"))
+                .arg(1)
+                .arg(&args_b[1..]);
+            let ra = pipeline(&mut a, &[native]).remove(0);
+            let rb = pipeline(&mut b, &[fcall]).remove(0);
+            let q = &args[1];
+            let (sa, sb) = (ids_a.reply(q, &ra), ids_b.reply(q, &rb));
+            assert_eq!(sa, sb, "step {step}: {args:?} on {}", flavor.name());
+            let kind = match &ra {
+                Value::ServerError(_) => "error",
+                Value::Nil => "nil",
+                _ => "value",
+            };
+            *kinds.entry(kind).or_insert(0) += 1;
+            if args[0] == "QUEUE.POP" && kind == "value" {
+                for (id, ..) in jobs_of(&ra).into_iter() {
+                    held.push((q.clone(), ids_a.name(q, &id)));
+                }
+            }
+        }
+        for q in ["dq", "{t}dq"] {
+            let named = |ids: &mut Ids, state: Vec<String>| -> Vec<String> {
+                state
+                    .iter()
+                    .map(|line| {
+                        line.split(|c: char| {
+                            c == '"' || c == '(' || c == ')' || c == ',' || c == ' '
+                        })
+                        .map(|w| ids.name(q, w))
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                    })
+                    .collect()
+            };
+            let sa = named(&mut ids_a, queue_state(&mut a, q));
+            let sb = named(&mut ids_b, queue_state(&mut b, q));
+            // Lease scores are times: compare the members only.
+            let strip = |v: Vec<String>| -> Vec<String> {
+                v.into_iter()
+                    .map(|l| {
+                        if l.starts_with("leases") {
+                            l.split(' ')
+                                .filter(|w| w.starts_with('#'))
+                                .collect::<Vec<_>>()
+                                .join(" ")
+                        } else if l.starts_with("dead") {
+                            l.split(' ')
+                                .filter(|w| !w.chars().all(|c| c.is_ascii_digit()) || w.len() < 12)
+                                .collect::<Vec<_>>()
+                                .join(" ")
+                        } else {
+                            l
+                        }
+                    })
+                    .collect()
+            };
+            assert_eq!(strip(sa), strip(sb), "queue {q} on {}", flavor.name());
+        }
+        for kind in ["error", "nil", "value"] {
+            assert!(kinds.get(kind).copied().unwrap_or(0) >= 10, "{kinds:?}");
+        }
+        // The twin cannot block: BLOCK tries once.
+        let v: Value = query(
+            &mut b,
+            &["FCALL", "queue_pop", "1", "none", "g", "w", "BLOCK", "0"],
+        );
+        assert_eq!(v, Value::Nil);
+    }
+}
+
+#[test]
+fn readme_has_the_queue_table() {
+    let defs: Vec<&patterns_core::command::CommandDef> =
+        patterns_core::queue::COMMANDS.iter().copied().collect();
+    assert_readme_has_table(&defs, "queues");
 }

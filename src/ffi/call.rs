@@ -44,7 +44,8 @@ impl CallReply {
 
     /// The whole reply as a tree (nested arrays of integers, strings and nils).
     pub fn value(&self) -> CallValue {
-        self.0.map_or(CallValue::Null, |reply| value_of(reply.as_ptr()))
+        self.0
+            .map_or(CallValue::Null, |reply| value_of(reply.as_ptr()))
     }
 
     /// The bulk strings of an array reply (or of a single string reply); none when the call

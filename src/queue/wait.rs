@@ -139,7 +139,12 @@ fn arm(ctx: Ctx, name: &Name) {
         return;
     };
     let first = read(ctx, c"ZRANGE", &[&leases, b"0", b"0", b"WITHSCORES"]);
-    let Some(at_ms) = first.items().get(1).and_then(CallValue::bytes).and_then(score) else {
+    let Some(at_ms) = first
+        .items()
+        .get(1)
+        .and_then(CallValue::bytes)
+        .and_then(score)
+    else {
         return;
     };
     let mut groups = groups();
@@ -161,7 +166,11 @@ fn arm(ctx: Ctx, name: &Name) {
 
 /// A score as ZRANGE writes it (an integer number of ms here).
 fn score(raw: &[u8]) -> Option<i64> {
-    std::str::from_utf8(raw).ok()?.parse::<f64>().ok().map(|s| s as i64)
+    std::str::from_utf8(raw)
+        .ok()?
+        .parse::<f64>()
+        .ok()
+        .map(|s| s as i64)
 }
 
 /// Takes the waiter `client` out of its group (dropping the group, and its timer, when it

@@ -16,8 +16,7 @@
 //! end, how far the stream may be trimmed); `src/queue.rs` runs them with the stream commands.
 
 use crate::command::{
-    positive, text, Arg, ArgKind, CmdError, CommandDef, Flags, Keys, OptValue, OptionDef,
-    Trailing,
+    positive, text, Arg, ArgKind, CmdError, CommandDef, Flags, Keys, OptValue, OptionDef, Trailing,
 };
 use crate::session::derived_key;
 
@@ -157,7 +156,8 @@ pub static ACK: CommandDef = CommandDef {
 pub static NACK: CommandDef = CommandDef {
     name: "QUEUE.NACK",
     syntax: "key group job_id [DELAY delay_ms]",
-    summary: "Gives a pending job back, to be delivered again after delay_ms (counted as a delivery).",
+    summary:
+        "Gives a pending job back, to be delivered again after delay_ms (counted as a delivery).",
     complexity: "O(log N)",
     reply: "Integer: 1 when the job was pending in the group, else 0",
     keys: QUEUE_KEYS,

@@ -16,7 +16,11 @@ fn push_reads_delay_and_a_trailing_dedupe() {
         &["job", "DEDUPE", "d1", "5", "DELAY", "1"],
         &["job", "DEDUPE"],
     ] {
-        assert_eq!(parse_push(&raw(bad)).unwrap_err(), CmdError::Syntax, "{bad:?}");
+        assert_eq!(
+            parse_push(&raw(bad)).unwrap_err(),
+            CmdError::Syntax,
+            "{bad:?}"
+        );
     }
     let e = parse_push(&raw(&["job", "DEDUPE", "d1", "0"])).unwrap_err();
     assert_eq!(e.to_string(), "ERR ttl_ms must be a positive integer");
@@ -45,12 +49,27 @@ fn stream_ids_parse_and_step() {
     assert_eq!(StreamId::parse(b"5-3"), Some(StreamId { ms: 5, seq: 3 }));
     assert_eq!(
         StreamId::parse(b"18446744073709551615-0"),
-        Some(StreamId { ms: u64::MAX, seq: 0 })
+        Some(StreamId {
+            ms: u64::MAX,
+            seq: 0
+        })
     );
-    for bad in ["5", "-3", "5-", "a-1", "18446744073709551616-0", "1-2-3", "+1-2", ""] {
+    for bad in [
+        "5",
+        "-3",
+        "5-",
+        "a-1",
+        "18446744073709551616-0",
+        "1-2-3",
+        "+1-2",
+        "",
+    ] {
         assert_eq!(StreamId::parse(bad.as_bytes()), None, "{bad}");
     }
-    let id = StreamId { ms: 7, seq: u64::MAX };
+    let id = StreamId {
+        ms: 7,
+        seq: u64::MAX,
+    };
     assert_eq!(id.next(), Some(StreamId { ms: 8, seq: 0 }));
     let last = StreamId {
         ms: u64::MAX,
@@ -115,7 +134,10 @@ fn the_trim_keeps_what_any_group_still_needs() {
 
 #[test]
 fn derived_keys_share_the_slot() {
-    assert_eq!(queue_key(b"q", LEASES_SUFFIX, b"g").unwrap(), b"{q}:leases:g");
+    assert_eq!(
+        queue_key(b"q", LEASES_SUFFIX, b"g").unwrap(),
+        b"{q}:leases:g"
+    );
     assert_eq!(queue_key(b"{t}q", DEAD_SUFFIX, b"").unwrap(), b"{t}q:dead");
     assert_eq!(
         queue_key(b"a{b", DEAD_SUFFIX, b"").unwrap_err(),
