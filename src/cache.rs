@@ -9,16 +9,16 @@
 #![deny(unsafe_code)]
 
 use patterns_core::cache::{
-    self as c, check_beta, decide, key_expiry, lease_until, marker_score, tags, voids, Entry,
-    Outcome, Times, DELTA_OPT, DRAW_MAX, GRACE_OPT, TAGS_OPT,
+    self as c, after_giving_up, check_beta, decide, invalidated_at_us, key_expiry, lease_until,
+    marker_score, voids, Entry, Outcome, Times, DRAW_MAX,
 };
-use patterns_core::command::{float, CmdError, Parsed};
-use patterns_core::session::{encode_id, ID_BYTES};
+use patterns_core::command::{Args, CmdError};
+use patterns_core::keys::{encode_id, ID_BYTES};
 
 use crate::command;
 use crate::ffi::{
-    check_key_access, fill_random, key_type, now_ms, redis_call, Call, Command, Ctx, Key, KeyType,
-    OwnedString, Reply, ScoreRange, Value,
+    check_key_access, fill_random, key_type, now_ms, precise_now_us, redis_call, Call, Command,
+    Ctx, Key, KeyType, OwnedString, Reply, ScoreRange, Value,
 };
 use crate::index::update_index;
 use crate::text::StackText;
@@ -93,21 +93,14 @@ struct Store<'a> {
 }
 
 impl<'a> Store<'a> {
-    /// Reads the value (at `value_at`), ttl_ms (at `ttl_at`) and the options; checks the tags.
-    fn parse(
-        ctx: Ctx,
-        key: &[u8],
-        args: &'a [&'a [u8]],
-        p: &Parsed,
-        (value_at, ttl_at): (usize, usize),
-        now: i64,
-    ) -> Result<Self, CmdError> {
-        let (delta, grace) = (p.options[DELTA_OPT], p.options[GRACE_OPT]);
-        let times = Times::new(now, p.positionals[ttl_at], grace, delta)?;
-        let tags = tags(args, p.options[TAGS_OPT]);
+    /// Reads the value, ttl_ms and the options; checks the tags.
+    fn parse(ctx: Ctx, key: &[u8], p: &Args<'a>, now: i64) -> Result<Self, CmdError> {
+        let (delta, grace) = (p.int("DELTA"), p.int("GRACE"));
+        let times = Times::new(now, p.int("ttl_ms"), grace, delta)?;
+        let tags = p.list("TAGS");
         check_tags(ctx, key, tags)?;
         Ok(Self {
-            value: args[p.positionals[value_at] as usize],
+            value: p.text("value"),
             times,
             tags,
         })
@@ -150,7 +143,7 @@ fn set(call: &Call) -> Result<Reply, CmdError> {
     let p = c::SET.parse(args)?;
     let (ctx, key) = (call.ctx(), call.key_name());
     let now = now_ms();
-    let store = Store::parse(ctx, key, args, &p, (0, 1), now)?;
+    let store = Store::parse(ctx, key, &p, now)?;
     let stored = Stored::load(call)?;
     let existed = stored.as_ref().map(Stored::entry).transpose()?.is_some();
     store.write(ctx, key, existed, now);
@@ -163,26 +156,48 @@ fn fill(call: &Call) -> Result<Reply, CmdError> {
     let p = c::FILL.parse(args)?;
     let (ctx, key) = (call.ctx(), call.key_name());
     let now = now_ms();
-    let store = Store::parse(ctx, key, args, &p, (1, 2), now)?;
-    let lease = args[p.positionals[0] as usize];
+    let store = Store::parse(ctx, key, &p, now)?;
+    let lease = p.text("lease");
     let Some(stored) = Stored::load(call)? else {
         return Ok(Reply::Null);
     };
     let entry = stored.entry()?;
-    if !entry.holds(lease, now) || invalidated_since(ctx, store.tags, entry.leased_at()) {
+    if !entry.holds(lease, now) {
+        return Ok(Reply::Null);
+    }
+    if invalidated_since(ctx, store.tags, entry.leased_at()) {
+        give_up_lease(ctx, key, &entry, now);
         return Ok(Reply::Null);
     }
     store.write(ctx, key, true, now);
     Ok(Reply::Simple(c"OK"))
 }
 
-/// Whether any of `tags` was invalidated at or after `leased_at` (its marker says so).
-fn invalidated_since(ctx: Ctx, tags: &[&[u8]], leased_at: i64) -> bool {
+/// Whether any of `tags` was invalidated at or after `leased_us` (its marker says so).
+fn invalidated_since(ctx: Ctx, tags: &[&[u8]], leased_us: i64) -> bool {
     tags.iter().any(|tag| {
         let name = OwnedString::new(ctx, tag);
         let score = Key::open_named(ctx, &name).zset_score(name.as_str());
-        score.is_some_and(|s| voids(s as i64, leased_at))
+        score.is_some_and(|s| voids(invalidated_at_us(s), leased_us))
     })
+}
+
+/// Drops a lease that can no longer fill, so readers get a new one instead of waiting on it:
+/// the lease's fields go (the key then expires with its value), or the key when no live value
+/// stays.
+fn give_up_lease(ctx: Ctx, key: &[u8], entry: &Entry, now: i64) {
+    match after_giving_up(entry, now) {
+        Some(stale_until) => {
+            let fields = [c::LEASE_FIELD, c::LEASE_UNTIL_FIELD, c::LEASED_AT_FIELD];
+            let mut args = vec![key];
+            args.extend(fields.iter().map(|f| f.as_bytes()));
+            redis_call(ctx, c"HDEL", &args, true);
+            expire_at(ctx, key, stale_until);
+        }
+        None => {
+            redis_call(ctx, c"DEL", &[key], true);
+        }
+    }
 }
 
 /// A fresh lease token: 128 bits from the CSPRNG, base64url (22 characters).
@@ -199,16 +214,10 @@ fn new_draw() -> Result<u64, CmdError> {
     Ok((u64::from_le_bytes(raw) >> 11) + 1)
 }
 
-/// Grants the lease `token` from `now` until `until`: a miss first drops whatever is left of
-/// the entry; the key then lives until the later of its value's end and the lease's.
-fn grant(
-    ctx: Ctx,
-    key: &[u8],
-    entry: Option<&Entry>,
-    outcome: Outcome,
-    token: &[u8],
-    (now, until): (i64, i64),
-) {
+/// Grants the lease `token` from now (recorded in µs) until `until`: a miss first drops
+/// whatever is left of the entry; the key then lives until the later of its value's end and
+/// the lease's.
+fn grant(ctx: Ctx, key: &[u8], entry: Option<&Entry>, outcome: Outcome, token: &[u8], until: i64) {
     let value = match outcome {
         Outcome::Miss => {
             if entry.is_some() {
@@ -218,7 +227,7 @@ fn grant(
         }
         _ => entry.and_then(|e| e.value).map(|(_, t)| t),
     };
-    let (until_text, now_text) = (text(until), text(now));
+    let (until_text, leased_text) = (text(until), text(precise_now_us()));
     redis_call(
         ctx,
         c"HSET",
@@ -229,7 +238,7 @@ fn grant(
             c::LEASE_UNTIL_FIELD.as_bytes(),
             until_text.as_bytes(),
             c::LEASED_AT_FIELD.as_bytes(),
-            now_text.as_bytes(),
+            leased_text.as_bytes(),
         ],
         true,
     );
@@ -239,10 +248,10 @@ fn grant(
 // CACHE.GET key [BETA beta] [LEASE lease_ms]
 fn get(call: &Call) -> Result<Reply, CmdError> {
     let p = c::GET.parse(call.rest())?;
-    let beta = check_beta(float(p.options[0]))?;
+    let beta = check_beta(p.float("BETA"))?;
     let (ctx, key) = (call.ctx(), call.key_name());
     let now = now_ms();
-    let until = lease_until(now, p.options[1])?;
+    let until = lease_until(now, p.int("LEASE"))?;
     let stored = Stored::load(call)?;
     let entry = stored.as_ref().map(Stored::entry).transpose()?;
     // The draw comes from the CSPRNG only when it can decide anything.
@@ -258,7 +267,7 @@ fn get(call: &Call) -> Result<Reply, CmdError> {
     let word = Value::Bulk(outcome.word().as_bytes().to_vec());
     let lease = if outcome.grants_lease() {
         let token = new_lease()?;
-        grant(ctx, key, entry.as_ref(), outcome, &token, (now, until));
+        grant(ctx, key, entry.as_ref(), outcome, &token, until);
         Value::Bulk(token)
     } else {
         Value::Null
@@ -276,7 +285,7 @@ fn tag(call: &Call) -> Result<Reply, CmdError> {
     let args = call.rest();
     let p = c::TAG.parse(args)?;
     let (ctx, key) = (call.ctx(), call.key_name());
-    let tags = &args[p.trailing_at..];
+    let tags = p.trailing();
     check_tags(ctx, key, tags)?;
     let now = now_ms();
     let stored = Stored::load(call)?;
@@ -300,6 +309,7 @@ fn invalidate(call: &Call) -> Result<Reply, CmdError> {
         .chain(args.iter().copied())
         .collect();
     let now = now_ms();
+    let now_us = precise_now_us();
     let mut listed: Vec<Vec<Vec<u8>>> = Vec::with_capacity(tags.len());
     for tag in &tags {
         if !matches!(key_type(ctx, tag), KeyType::Empty | KeyType::ZSet) {
@@ -319,10 +329,23 @@ fn invalidate(call: &Call) -> Result<Reply, CmdError> {
             deleted += redis_call(ctx, c"DEL", &[key], true).integer();
         }
         redis_call(ctx, c"DEL", &[tag], true);
-        update_index(ctx, tag, now, None, Some((marker_score(now), tag)));
+        put_marker(ctx, tag, now_us);
         ctx.publish(c::CHANNEL.as_bytes(), tag);
     }
     Ok(Reply::Integer(deleted))
+}
+
+/// Leaves the invalidation's marker in the (emptied) tag: its own name, expiring with its score.
+fn put_marker(ctx: Ctx, tag: &[u8], now_us: i64) {
+    let score = marker_score(now_us);
+    redis_call(ctx, c"ZADD", &[tag, score.as_bytes(), tag], true);
+    let name = OwnedString::new(ctx, tag);
+    let expiry = Key::open_named(ctx, &name)
+        .zset_top_score()
+        .map(|s| s as i64);
+    if let Some(at) = expiry {
+        expire_at(ctx, tag, at);
+    }
 }
 
 /// The keys a tag lists whose entries have not expired (scored after `now`).

@@ -259,8 +259,8 @@ fn find(board: &mut Board<RedisStore>, member: &[u8]) -> Result<Option<(Scored, 
 fn rank(call: &Call) -> Result<Reply, CmdError> {
     let args = call.rest();
     let p = lb::RANK.parse(args)?;
-    let member = args[p.positionals[0] as usize];
-    let (order, ranking) = order_and_ranking(p.options[0], p.options[1]);
+    let member = p.text("member");
+    let (order, ranking) = order_and_ranking(p.choice("ASC|DESC"), p.choice("RANKING"));
     with_board(call, order, |board| {
         let Some((scored, position)) = find(board, member)? else {
             return Ok(Reply::Null);
@@ -280,9 +280,8 @@ fn rank(call: &Call) -> Result<Reply, CmdError> {
 fn around(call: &Call) -> Result<Reply, CmdError> {
     let args = call.rest();
     let p = lb::AROUND.parse(args)?;
-    let member = args[p.positionals[0] as usize];
-    let count = p.positionals[1];
-    let (order, ranking) = order_and_ranking(p.options[0], p.options[1]);
+    let (member, count) = (p.text("member"), p.int("count"));
+    let (order, ranking) = order_and_ranking(p.choice("ASC|DESC"), p.choice("RANKING"));
     with_board(call, order, |board| {
         let Some((_, position)) = find(board, member)? else {
             return Ok(Reply::Null);
@@ -295,10 +294,9 @@ fn around(call: &Call) -> Result<Reply, CmdError> {
 // LB.TOP key count [OFFSET n] [ASC|DESC] [RANKING ORDINAL|DENSE|COMPETITION|MODIFIED]
 fn top(call: &Call) -> Result<Reply, CmdError> {
     let p = lb::TOP.parse(call.rest())?;
-    let [offset, order, ranking, ..] = p.options;
-    let (order, ranking) = order_and_ranking(order, ranking);
+    let (order, ranking) = order_and_ranking(p.choice("ASC|DESC"), p.choice("RANKING"));
     with_board(call, order, |board| {
-        let window = Window::top(offset, p.positionals[0], board.total);
+        let window = Window::top(p.int("OFFSET"), p.int("count"), board.total);
         Ok(Reply::Value(entries_value(board.entries(window, ranking))))
     })
 }
@@ -306,8 +304,8 @@ fn top(call: &Call) -> Result<Reply, CmdError> {
 // LB.PAGE key page page_size [ASC|DESC] [RANKING ORDINAL|DENSE|COMPETITION|MODIFIED]
 fn page(call: &Call) -> Result<Reply, CmdError> {
     let p = lb::PAGE.parse(call.rest())?;
-    let [page, size, ..] = p.positionals;
-    let (order, ranking) = order_and_ranking(p.options[0], p.options[1]);
+    let (page, size) = (p.int("page"), p.int("page_size"));
+    let (order, ranking) = order_and_ranking(p.choice("ASC|DESC"), p.choice("RANKING"));
     with_board(call, order, |board| {
         let (pages, window) = Window::page(page, size, board.total);
         let entries = entries_value(board.entries(window, ranking));
@@ -319,10 +317,10 @@ fn page(call: &Call) -> Result<Reply, CmdError> {
 fn percentile(call: &Call) -> Result<Reply, CmdError> {
     let args = call.rest();
     let p = lb::PERCENTILE.parse(args)?;
-    let member = args[p.positionals[0] as usize];
+    let member = p.text("member");
     let mut store = RedisStore::board_only(call);
     Ok(
-        match percentile_of(&mut store, member, Order::from_slot(p.options[0]))? {
+        match percentile_of(&mut store, member, Order::from_slot(p.choice("ASC|DESC")))? {
             Some(share) => Reply::Value(Value::Double(share)),
             None => Reply::Null,
         },
@@ -342,7 +340,7 @@ fn write_store<'a>(call: &Call<'a>) -> Result<RedisStore<'a>, CmdError> {
 fn add(call: &Call) -> Result<Reply, CmdError> {
     let args = call.rest();
     let p = lb::ADD.parse(args)?;
-    let pairs = &args[p.trailing_at..];
+    let pairs = p.trailing();
     let mut changes = Vec::with_capacity(pairs.len() / 2);
     for pair in pairs.chunks(2) {
         let score = parse_f64(pair[0]).ok_or(CmdError::BadArg(lb::SCORE_ARG))?;
@@ -360,8 +358,8 @@ fn add(call: &Call) -> Result<Reply, CmdError> {
 fn incr(call: &Call) -> Result<Reply, CmdError> {
     let args = call.rest();
     let p = lb::INCR.parse(args)?;
-    let by = patterns_core::command::float(p.positionals[0]);
-    let changes = [(Change::Add(by, args[0]), args[p.positionals[1] as usize])];
+    let (by, member) = (p.float("increment"), p.text("member"));
+    let changes = [(Change::Add(by, p.raw("increment")), member)];
     let mut store = write_store(call)?;
     check_write(&mut store, &changes)?;
     let (_, score) = write(&mut store, now_ms(), &changes).remove(0);
@@ -372,6 +370,6 @@ fn incr(call: &Call) -> Result<Reply, CmdError> {
 fn rem(call: &Call) -> Result<Reply, CmdError> {
     let args = call.rest();
     let p = lb::REM.parse(args)?;
-    let mut store = RedisStore::open(call, true)?;
-    Ok(Reply::Integer(remove(&mut store, &args[p.trailing_at..])?))
+    let mut store = write_store(call)?;
+    Ok(Reply::Integer(remove(&mut store, p.trailing())?))
 }

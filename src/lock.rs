@@ -14,11 +14,11 @@
 mod wait;
 
 use patterns_core::command::CmdError;
+use patterns_core::keys::check_fields;
 use patterns_core::lock::{
     self as l, Acquire, Lease, Release, HOLDS_FIELD, NO_WAIT, OWNER_FIELD, RESOURCE_FENCE_FIELD,
     TOKEN_FIELD,
 };
-use patterns_core::session::check_fields;
 
 use crate::command;
 use crate::ffi::{
@@ -219,10 +219,9 @@ fn grant_or_wait(
 fn acquire(call: &Call) -> Result<Reply, CmdError> {
     let args = call.rest();
     let p = l::ACQUIRE.parse(args)?;
-    let [owner, ttl_ms, ..] = p.positionals;
     let wanted = Wanted {
-        owner: args[owner as usize].to_vec(),
-        ttl_ms: l::check_ttl(ttl_ms)?,
+        owner: p.text("owner").to_vec(),
+        ttl_ms: l::check_ttl(p.int("ttl_ms"))?,
         limit: 1,
     };
     let name = call.key_name();
@@ -234,7 +233,7 @@ fn acquire(call: &Call) -> Result<Reply, CmdError> {
         Kind::Lock,
         name,
         wanted,
-        p.options[0],
+        p.int("WAIT"),
         Reply::Null,
     )
 }
@@ -243,7 +242,7 @@ fn acquire(call: &Call) -> Result<Reply, CmdError> {
 fn release(call: &Call) -> Result<Reply, CmdError> {
     let args = call.rest();
     let p = l::RELEASE.parse(args)?;
-    let owner = args[p.positionals[0] as usize];
+    let owner = p.text("owner");
     let ctx = call.ctx();
     {
         let mut key = Key::open(call);
@@ -277,13 +276,12 @@ fn release(call: &Call) -> Result<Reply, CmdError> {
 fn extend(call: &Call) -> Result<Reply, CmdError> {
     let args = call.rest();
     let p = l::EXTEND.parse(args)?;
-    let [owner, ttl_ms, ..] = p.positionals;
-    let ttl_ms = l::check_ttl(ttl_ms)?;
+    let (owner, ttl_ms) = (p.text("owner"), l::check_ttl(p.int("ttl_ms"))?);
     {
         let mut key = Key::open(call);
         let stored = read_lease(&key)?;
         let held = stored.as_ref().map(Stored::lease);
-        let Some(at) = l::extend(held.as_ref(), args[owner as usize], ttl_ms, now_ms()) else {
+        let Some(at) = l::extend(held.as_ref(), owner, ttl_ms, now_ms()) else {
             return Ok(Reply::Integer(0));
         };
         key.set_expire_at(at);
@@ -323,8 +321,8 @@ fn info(call: &Call) -> Result<Reply, CmdError> {
 fn fencedhset(call: &Call) -> Result<Reply, CmdError> {
     let args = call.rest();
     let p = l::FENCEDHSET.parse(args)?;
-    let token = p.positionals[0];
-    let pairs = &args[p.trailing_at..];
+    let token = p.int("token");
+    let pairs = p.trailing();
     check_fields(pairs)?;
     {
         let key = Key::open(call);
@@ -350,11 +348,10 @@ fn fencedhset(call: &Call) -> Result<Reply, CmdError> {
 fn sem_acquire(call: &Call) -> Result<Reply, CmdError> {
     let args = call.rest();
     let p = l::SEM_ACQUIRE.parse(args)?;
-    let [owner, limit, ttl_ms, ..] = p.positionals;
     let wanted = Wanted {
-        owner: args[owner as usize].to_vec(),
-        ttl_ms: l::check_ttl(ttl_ms)?,
-        limit,
+        owner: p.text("owner").to_vec(),
+        ttl_ms: l::check_ttl(p.int("ttl_ms"))?,
+        limit: p.int("limit"),
     };
     Key::open(call).expect(KeyType::ZSet)?;
     let name = call.key_name();
@@ -363,7 +360,7 @@ fn sem_acquire(call: &Call) -> Result<Reply, CmdError> {
         Kind::Sem,
         name,
         wanted,
-        p.options[0],
+        p.int("WAIT"),
         Reply::Integer(0),
     )
 }
@@ -372,7 +369,7 @@ fn sem_acquire(call: &Call) -> Result<Reply, CmdError> {
 fn sem_release(call: &Call) -> Result<Reply, CmdError> {
     let args = call.rest();
     let p = l::SEM_RELEASE.parse(args)?;
-    let owner = args[p.positionals[0] as usize];
+    let owner = p.text("owner");
     let (ctx, name) = (call.ctx(), call.key_name());
     Key::open(call).expect(KeyType::ZSet)?;
     let now = now_ms();

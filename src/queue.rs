@@ -417,8 +417,7 @@ fn has_group(ctx: Ctx, queue: &[u8], group: &[u8]) -> bool {
 fn ack(call: &Call) -> Result<Reply, CmdError> {
     let args = call.rest();
     let p = q::ACK.parse(args)?;
-    let group = args[p.positionals[0] as usize];
-    let ids = &args[p.trailing_at..];
+    let (group, ids) = (p.text("group"), p.trailing());
     for id in ids {
         job_id(id)?;
     }
@@ -443,12 +442,9 @@ fn ack(call: &Call) -> Result<Reply, CmdError> {
 fn nack(call: &Call) -> Result<Reply, CmdError> {
     let args = call.rest();
     let p = q::NACK.parse(args)?;
-    let (group, id) = (
-        args[p.positionals[0] as usize],
-        args[p.positionals[1] as usize],
-    );
+    let (group, id) = (p.text("group"), p.text("job_id"));
     job_id(id)?;
-    let delay_ms = check_ms(p.options[0])?;
+    let delay_ms = check_ms(p.int("DELAY"))?;
     let (ctx, queue) = (call.ctx(), call.key_name());
     let keys = keys(ctx, queue, group)?;
     if !keys.exists || !has_group(ctx, queue, group) {
@@ -468,14 +464,9 @@ fn nack(call: &Call) -> Result<Reply, CmdError> {
 fn extend(call: &Call) -> Result<Reply, CmdError> {
     let args = call.rest();
     let p = q::EXTEND.parse(args)?;
-    let [group, consumer, id, lease_ms, ..] = p.positionals;
-    let (group, consumer, id) = (
-        args[group as usize],
-        args[consumer as usize],
-        args[id as usize],
-    );
+    let (group, consumer, id) = (p.text("group"), p.text("consumer"), p.text("job_id"));
     job_id(id)?;
-    let lease_ms = check_ms(lease_ms)?;
+    let lease_ms = check_ms(p.int("lease_ms"))?;
     let (ctx, queue) = (call.ctx(), call.key_name());
     let keys = keys(ctx, queue, group)?;
     if !keys.exists || !has_group(ctx, queue, group) {
@@ -512,12 +503,12 @@ fn dead_letters(ctx: Ctx, dead: &[u8], group: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> 
 fn redrive(call: &Call) -> Result<Reply, CmdError> {
     let args = call.rest();
     let p = q::REDRIVE.parse(args)?;
-    let group = args[p.positionals[0] as usize];
+    let (group, count) = (p.text("group"), p.int("COUNT"));
     let (ctx, queue) = (call.ctx(), call.key_name());
     let keys = keys(ctx, queue, group)?;
     let mut moved = 0;
     for (dead_id, payload) in dead_letters(ctx, &keys.dead, group) {
-        if moved == p.options[0] {
+        if moved == count {
             break;
         }
         let xadd: [&[u8]; 6] = [
@@ -543,8 +534,7 @@ fn redrive(call: &Call) -> Result<Reply, CmdError> {
 // QUEUE.STATS key group
 fn stats(call: &Call) -> Result<Reply, CmdError> {
     let args = call.rest();
-    let p = q::STATS.parse(args)?;
-    let group = args[p.positionals[0] as usize];
+    let group = q::STATS.parse(args)?.text("group");
     let (ctx, queue) = (call.ctx(), call.key_name());
     let keys = keys(ctx, queue, group)?;
     let now = now_ms();

@@ -24,31 +24,28 @@ pub const COMMANDS: &[Command] = &[
 
 // RL.TOKENBUCKET key capacity rate period_ms [COST n]
 fn tokenbucket(call: &Call) -> Result<Reply, CmdError> {
-    let p = rl::TOKENBUCKET.parse(call.rest())?;
-    let [capacity, rate, period_ms, ..] = p.positionals;
-    let bucket = TokenBucket::new(capacity, rate, period_ms)?;
+    let a = rl::TOKENBUCKET.parse(call.rest())?;
+    let bucket = TokenBucket::new(a.int("capacity"), a.int("rate"), a.int("period_ms"))?;
     Ok(Reply::Ints(
-        run_string(call, &bucket, p.options[0])?.to_array().into(),
+        run_string(call, &bucket, a.int("COST"))?.to_array().into(),
     ))
 }
 
 // RL.FIXEDWINDOW key limit window_ms [COST n]
 fn fixedwindow(call: &Call) -> Result<Reply, CmdError> {
-    let p = rl::FIXEDWINDOW.parse(call.rest())?;
-    let [limit, window_ms, ..] = p.positionals;
-    let window = rl::FixedWindow::new(limit, window_ms)?;
+    let a = rl::FIXEDWINDOW.parse(call.rest())?;
+    let window = rl::FixedWindow::new(a.int("limit"), a.int("window_ms"))?;
     Ok(Reply::Ints(
-        run_string(call, &window, p.options[0])?.to_array().into(),
+        run_string(call, &window, a.int("COST"))?.to_array().into(),
     ))
 }
 
 // RL.SLIDINGWINDOW key limit window_ms [COST n] [EXACT]
 fn slidingwindow(call: &Call) -> Result<Reply, CmdError> {
-    let p = rl::SLIDINGWINDOW.parse(call.rest())?;
-    let [limit, window_ms, ..] = p.positionals;
-    let [cost, exact, ..] = p.options;
-    let window = SlidingWindow::new(limit, window_ms)?;
-    let reply = if exact == 1 {
+    let a = rl::SLIDINGWINDOW.parse(call.rest())?;
+    let window = SlidingWindow::new(a.int("limit"), a.int("window_ms"))?;
+    let cost = a.int("COST");
+    let reply = if a.flag("EXACT") {
         run_exact(call, &window, cost)?
     } else {
         run_string(call, &window, cost)?
@@ -58,11 +55,13 @@ fn slidingwindow(call: &Call) -> Result<Reply, CmdError> {
 
 // CL.THROTTLE key max_burst count_per_period period_s [quantity]
 fn throttle(call: &Call) -> Result<Reply, CmdError> {
-    let p = rl::THROTTLE.parse(call.rest())?;
-    let [max_burst, count_per_period, period_s, quantity, ..] = p.positionals;
-    let bucket = TokenBucket::from_cell(max_burst, count_per_period, period_s)?;
+    let a = rl::THROTTLE.parse(call.rest())?;
+    let (max_burst, period_s) = (a.int("max_burst"), a.int("period_s"));
+    let bucket = TokenBucket::from_cell(max_burst, a.int("count_per_period"), period_s)?;
     Ok(Reply::Ints(
-        run_string(call, &bucket, quantity)?.to_cell_array().into(),
+        run_string(call, &bucket, a.int("quantity"))?
+            .to_cell_array()
+            .into(),
     ))
 }
 

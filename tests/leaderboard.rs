@@ -6,8 +6,8 @@
 mod common;
 
 use common::*;
+use patterns_core::keys::slot;
 use patterns_core::leaderboard as lb;
-use patterns_core::session::slot;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -667,6 +667,64 @@ fn acl_checks_the_tie_break_keys() {
 // ---------------------------------------------------------------------------------------------
 // Bad input
 
+/// Issue 11, defect 3: one rule for every LB command on a board named with braces but no
+/// hashtag (`a{b`): every write (LB.ADD, LB.INCR, LB.REM) is refused and writes nothing, in
+/// the module and the twin alike; every read serves the plain board in Redis's order.
+#[test]
+fn a_board_that_cannot_carry_its_tie_break_keys_is_read_but_never_written() {
+    for flavor in flavors() {
+        let server = Server::start(flavor);
+        let twin = Server::start_without_module(flavor, &[]);
+        let (mut c, mut t) = (server.conn(), twin.conn());
+        load_twin(&mut t);
+        for board in ["a{b", "x}{y", ""] {
+            for conn in [&mut c, &mut t] {
+                let _: i64 = query(conn, &["ZADD", board, "1", "x", "2", "y"]);
+            }
+            let bad_board = format!("ERR {}", lb::BAD_BOARD);
+            let writes: [&[&str]; 4] = [
+                &["LB.ADD", board, "3", "z"],
+                &["LB.INCR", board, "1", "x"],
+                &["LB.REM", board, "x"],
+                &["LB.REM", board, "nobody"],
+            ];
+            for write in writes {
+                let before = snapshot(&mut c);
+                assert_eq!(error_of(&mut c, write), bad_board, "{write:?}");
+                assert_same_state(&before, &snapshot(&mut c), 0);
+                let fcall = twin_fcall(write);
+                assert_eq!(error_of(&mut t, &fcall), bad_board, "twin {write:?}");
+            }
+            assert_eq!(
+                query::<Vec<String>>(&mut c, &["ZRANGE", board, "0", "-1"]),
+                ["x", "y"]
+            );
+            let rank: Vec<Value> = query(&mut c, &["LB.RANK", board, "y"]);
+            assert_eq!(rank[0], Value::Int(1), "{rank:?}");
+            assert_eq!(entries(&mut c, &args(&["LB.TOP", board, "2"])).len(), 2);
+            let page: (i64, Vec<Value>) = query(&mut c, &["LB.PAGE", board, "1", "10"]);
+            assert_eq!(page.0, 1);
+            let around: Vec<Value> = query(&mut c, &["LB.AROUND", board, "x", "3"]);
+            assert_eq!(around.len(), 2);
+            let share: Option<String> = query(&mut c, &["LB.PERCENTILE", board, "y"]);
+            assert!(share.is_some());
+        }
+    }
+}
+
+/// `FCALL` of the twin's function for a keyed LB command.
+fn twin_fcall<'a>(args: &[&'a str]) -> Vec<&'a str> {
+    let function = match args[0] {
+        "LB.ADD" => "lb_add",
+        "LB.INCR" => "lb_incr",
+        "LB.REM" => "lb_rem",
+        other => panic!("{other}"),
+    };
+    let mut fcall = vec!["FCALL", function, "1"];
+    fcall.extend_from_slice(&args[1..]);
+    fcall
+}
+
 #[test]
 fn bad_input_is_refused_and_writes_nothing() {
     for flavor in flavors() {
@@ -676,6 +734,8 @@ fn bad_input_is_refused_and_writes_nothing() {
         let _: () = query(&mut c, &["SET", "text", "v"]);
         let _: () = query(&mut c, &["SET", "{typed}:lb-order", "v"]);
         let _: i64 = query(&mut c, &["ZADD", "typed", "1", "x"]);
+        // A plain board whose name cannot carry tie-break keys: writes are refused.
+        let _: i64 = query(&mut c, &["ZADD", "a{b", "1", "x"]);
         let wrongtype = "WRONGTYPE Operation against a key holding the wrong kind of value";
         let arity = |name: &str| format!("ERR wrong number of arguments for '{name}' command");
         let cases: Vec<(Vec<&str>, String)> = vec![
@@ -718,6 +778,11 @@ fn bad_input_is_refused_and_writes_nothing() {
             (vec!["LB.INCR", "b", "1"], arity("lb.incr")),
             (vec!["LB.REM", "b"], arity("lb.rem")),
             (vec!["LB.REM", "text", "x"], wrongtype.into()),
+            (vec!["LB.REM", "a{b", "x"], format!("ERR {}", lb::BAD_BOARD)),
+            (
+                vec!["LB.INCR", "a{b", "1", "x"],
+                format!("ERR {}", lb::BAD_BOARD),
+            ),
             (
                 vec!["LB.TOP", "b", "0"],
                 "ERR count must be a positive integer".into(),

@@ -322,6 +322,130 @@ fn a_waiter_that_times_out_or_is_unblocked_leaves_the_queue() {
     }
 }
 
+/// Issue 11, defect 1: the holder's lease ends after the waiter's deadline but before the
+/// server handled the waiter's timeout (Redis 7.0 handles blocking timeouts up to 100 ms late).
+/// The waiter must get its reply (no hang), and a grant only while its deadline has not passed:
+/// one that ended with nil (0) holds nothing.
+#[test]
+fn a_lease_ending_after_the_waiters_deadline_grants_nothing_and_never_hangs() {
+    const TRIALS: usize = 15;
+    for flavor in flavors() {
+        let server = Server::start(flavor);
+        let mut c = server.conn();
+        let mut w = server.conn();
+        // A lost reply fails the trial instead of hanging the suite.
+        w.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        for trial in 0..TRIALS {
+            for kind in ["LOCK", "SEM"] {
+                let key = format!("{kind}{trial}");
+                let (hold, wait, owner_of) = if kind == "LOCK" {
+                    (
+                        cmd(&["LOCK.ACQUIRE", &key, "o1", "30"]),
+                        cmd(&["LOCK.ACQUIRE", &key, "o3", "5000", "WAIT", "20"]),
+                        lock_holder as fn(&mut Connection, &str) -> Option<String>,
+                    )
+                } else {
+                    (
+                        cmd(&["SEM.ACQUIRE", &key, "o1", "1", "30"]),
+                        cmd(&["SEM.ACQUIRE", &key, "o3", "1", "5000", "WAIT", "20"]),
+                        sem_holder as fn(&mut Connection, &str) -> Option<String>,
+                    )
+                };
+                let held = pipeline(&mut c, &[hold, lease_end_cmd(kind, &key)]);
+                let lease_end = ms_of_int(&held[1]);
+                let replies =
+                    wait_replies(&mut w, &[redis::cmd("TIME"), wait]).unwrap_or_else(|e| {
+                        panic!(
+                            "{} {kind} trial {trial}: the waiter got no reply: {e}",
+                            flavor.name()
+                        )
+                    });
+                let deadline = ms_of(&replies[0]) + 20;
+                let granted = matches!(replies[1], Value::Int(n) if n >= 1);
+                // The lease ends (1 ms later, the key is gone) after the deadline: too late.
+                if lease_end >= deadline {
+                    assert!(
+                        !granted,
+                        "{} {kind} trial {trial}: granted after its deadline ({:?}, lease end {lease_end}, deadline {deadline})",
+                        flavor.name(),
+                        replies[1]
+                    );
+                }
+                let holder = owner_of(&mut c, &key);
+                if granted {
+                    assert_eq!(holder.as_deref(), Some("o3"), "{} {kind}", flavor.name());
+                } else {
+                    assert_ne!(
+                        holder.as_deref(),
+                        Some("o3"),
+                        "{} {kind}: nil, yet o3 holds it",
+                        flavor.name()
+                    );
+                }
+            }
+        }
+        // Nobody is left waiting or blocked.
+        await_blocked(&server, 0);
+        // A deadline at i64's end waits like WAIT 0 (a lease without an end leaves only the
+        // waiter's deadline for the timer, whose period is capped).
+        acquire(&mut c, "far", "holder", 60_000).unwrap();
+        let _: i64 = query(&mut c, &["PERSIST", "far"]);
+        let max = i64::MAX.to_string();
+        let h = waiter(&server, &["LOCK.ACQUIRE", "far", "w", "1000", "WAIT", &max]);
+        await_blocked(&server, 1);
+        sleep(Duration::from_millis(300));
+        assert_eq!(waiters(&mut c, "far"), 1);
+        assert_eq!(release(&mut c, "far", "holder"), 1);
+        assert!(token_of(&h.join().unwrap().0) > 0);
+    }
+}
+
+fn cmd(args: &[&str]) -> redis::Cmd {
+    let mut cmd = redis::cmd(args[0]);
+    cmd.arg(&args[1..]);
+    cmd
+}
+
+/// When what blocks the waiter ends: the lock's PEXPIRETIME, or the first permit's expiry.
+fn lease_end_cmd(kind: &str, key: &str) -> redis::Cmd {
+    if kind == "LOCK" {
+        cmd(&["PEXPIRETIME", key])
+    } else {
+        cmd(&["ZRANGE", key, "0", "0", "WITHSCORES"])
+    }
+}
+
+fn ms_of_int(v: &Value) -> i64 {
+    match v {
+        Value::Int(n) => *n,
+        Value::Array(items) => {
+            let score: String = redis::from_redis_value(&items[1]).unwrap();
+            score.parse().unwrap()
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+/// A pipeline's replies, or the read error (a reply that never came).
+fn wait_replies(c: &mut Connection, cmds: &[redis::Cmd]) -> redis::RedisResult<Vec<Value>> {
+    use redis::ConnectionLike;
+    let mut pipe = redis::pipe();
+    for cmd in cmds {
+        pipe.add_command(cmd.clone());
+    }
+    c.req_packed_commands(&pipe.get_packed_pipeline(), 0, cmds.len())
+}
+
+fn lock_holder(c: &mut Connection, key: &str) -> Option<String> {
+    info(c, key).map(|i| i["owner"].clone())
+}
+
+/// The semaphore's holder when o3 holds a permit ("o3"), else another holder or none.
+fn sem_holder(c: &mut Connection, key: &str) -> Option<String> {
+    let score: Option<i64> = query(c, &["ZSCORE", key, "o3"]);
+    score.map(|_| "o3".to_string())
+}
+
 #[test]
 fn a_disconnected_waiter_leaves_the_queue() {
     for flavor in flavors() {

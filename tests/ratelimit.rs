@@ -423,6 +423,22 @@ fn extreme_arguments_are_exact() {
             &["CL.THROTTLE", "cl", "9223372036854775806", &max, "1", &max],
         );
         assert_eq!(r, [0, i64::MAX, 0, -1, 1]);
+        // Issue 11, defect 4: period_s * 1000 passes i64, the refill time is about 1 s.
+        let e3 = ["CL.THROTTLE", "e3", "1", &max, "4611686018427387904"];
+        assert_eq!(ints(&mut c, &e3), [0, 2, 1, -1, 1]);
+        // Full after 1001 ms less the time passed since (2 s, or 1 s once a ms has passed).
+        let r = ints(&mut c, &e3);
+        assert!(r[..4] == [0, 2, 0, -1] && (1..=2).contains(&r[4]), "{r:?}");
+        let r = ints(&mut c, &e3);
+        assert!(r[..4] == [1, 2, 0, 1] && (1..=2).contains(&r[4]), "{r:?}");
+        // The same period with a refill time past 2^52 ms: the documented span error.
+        assert_eq!(
+            error_of(
+                &mut c,
+                &["CL.THROTTLE", "e4", "1", "1", "4611686018427387904"]
+            ),
+            "ERR the limiter's time span is too long (over 2^52 ms)"
+        );
     }
 }
 

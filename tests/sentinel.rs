@@ -1,5 +1,5 @@
 //! Failover under Redis Sentinel (Debian's `redis-sentinel`): a primary, two replicas and three
-//! sentinels on loopback ports, all servers with the module. In the middle of a mixed workload
+//! sentinels on loopback ports, all servers with the module, for every flavor of server. In the middle of a mixed workload
 //! the primary freezes (SIGSTOP: to the sentinels, a dead machine); once a replica is promoted
 //! it resumes, and the sentinels turn it into a replica of the new primary.
 //!
@@ -126,6 +126,7 @@ impl Frozen {
             .info_value("server", "process_id")
             .and_then(|p| p.parse().ok())
             .expect("process_id");
+        // SAFETY: kill(2) takes plain integers and touches no memory of ours.
         assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0, "SIGSTOP");
         Frozen(pid)
     }
@@ -133,6 +134,7 @@ impl Frozen {
 
 impl Drop for Frozen {
     fn drop(&mut self) {
+        // SAFETY: kill(2) takes plain integers and touches no memory of ours.
         unsafe { libc::kill(self.0, libc::SIGCONT) };
     }
 }
@@ -234,9 +236,15 @@ fn strings(args: &[&str]) -> Vec<String> {
     args.iter().map(|s| s.to_string()).collect()
 }
 
+/// Every flavor's servers, watched by Debian's `redis-sentinel`, one after the other.
 #[test]
 fn failover_keeps_acknowledged_state_and_answers_waiters() {
-    let flavor = Flavor::Redis;
+    for flavor in flavors() {
+        failover(flavor);
+    }
+}
+
+fn failover(flavor: Flavor) {
     let old = Server::start(flavor);
     let replica_of = ["--replicaof", "127.0.0.1", &old.port().to_string()].map(String::from);
     let replica_args: Vec<&str> = replica_of.iter().map(String::as_str).collect();
@@ -298,15 +306,12 @@ fn failover_keeps_acknowledged_state_and_answers_waiters() {
         })
     };
     assert!(
-        wait_until(Duration::from_secs(20), || acked
-            .lock()
-            .unwrap()
-            .tokens
-            .len()
-            == 4),
+        wait_until(Duration::from_secs(30), || {
+            let a = acked.lock().unwrap();
+            a.tokens.len() == 4 && a.sessions.len() >= 30
+        }),
         "the workload made no progress"
     );
-    thread::sleep(Duration::from_millis(300));
 
     let frozen = Frozen::freeze(&old);
     let promoted = wait_until(SENTINEL_TIMEOUT, || {
@@ -381,7 +386,8 @@ fn failover_keeps_acknowledged_state_and_answers_waiters() {
         assert_eq!(reply[1].as_deref(), Some(value.as_str()), "{key}");
     }
     eprintln!(
-        "failover: {} workload rounds, {} acknowledged; {} locks, new primary {}",
+        "failover on {}: {} workload rounds, {} acknowledged; {} locks, new primary {}",
+        flavor.name(),
         acked.calls,
         acked.sessions.len(),
         acked.tokens.len(),

@@ -5,7 +5,8 @@
 mod common;
 
 use common::*;
-use patterns_core::session::{self as s, slot, ALPHABET, ID_LEN};
+use patterns_core::keys::{slot, ALPHABET, ID_LEN};
+use patterns_core::session as s;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};

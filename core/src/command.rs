@@ -81,7 +81,7 @@ pub enum OptValue {
     /// `token` is its documented form.
     Word(&'static [&'static str]),
     /// `TOKEN item [item ...]`, at least `min` items, running to the end of the arguments:
-    /// the index of the first item.
+    /// the index of the first item (the default, when absent, must be negative).
     Rest { min: usize },
 }
 
@@ -255,9 +255,15 @@ impl CommandDef {
         self.name.to_ascii_lowercase().replace('.', "_")
     }
 
-    /// Parses the arguments after the key. `args` excludes the command name and the key.
-    pub fn parse(&self, args: &[&[u8]]) -> Result<Parsed, CmdError> {
-        let mut parsed = Parsed {
+    /// Parses the arguments after the key (`args` excludes the command name and the key), for
+    /// the caller to read by name. Inlined, like the readers of [`Args`], so that each
+    /// command's parse and reads by name fold to its definition's constants: a read by name
+    /// costs what a read by position did.
+    #[inline(always)]
+    pub fn parse<'a>(&'a self, args: &'a [&'a [u8]]) -> Result<Args<'a>, CmdError> {
+        let mut parsed = Args {
+            def: self,
+            argv: args,
             positionals: [0; MAX_ARGS],
             options: [0; MAX_ARGS],
             trailing_at: args.len(),
@@ -317,6 +323,23 @@ impl CommandDef {
         }
         Ok(parsed)
     }
+
+    /// The value a name reads: a positional's name, or an option's token (`COST`, `ASC|DESC`).
+    #[inline(always)]
+    pub fn find(&self, name: &str) -> Option<Slot> {
+        if let Some(i) = self.positionals.iter().position(|p| p.arg.name == name) {
+            return Some(Slot::Positional(i, self.positionals[i].arg.kind));
+        }
+        let i = self.options.iter().position(|o| o.token == name)?;
+        Some(Slot::Option(i, self.options[i].value))
+    }
+}
+
+/// Where a named argument's parsed value lives, and what it is.
+#[derive(Clone, Copy, Debug)]
+pub enum Slot {
+    Positional(usize, ArgKind),
+    Option(usize, OptValue),
 }
 
 /// A family's command table for README, generated so it cannot drift from the definitions.
@@ -338,14 +361,122 @@ pub fn markdown_table(defs: &[&CommandDef]) -> String {
     out
 }
 
-/// Parsed values, indexed like the definition's positionals and options (integers as they
-/// are, text as its argument index, floats as their bits).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Parsed {
-    pub positionals: [i64; MAX_ARGS],
-    pub options: [i64; MAX_ARGS],
+/// A command's parsed arguments, read by name: `args.int("capacity")`, `args.text("owner")`,
+/// `args.flag("EXACT")`. Parsing allocates nothing: integers are kept as they are, text as its
+/// index in the arguments, floats as their bits.
+///
+/// Reading a name the definition lacks, or reading it as another kind, is a bug in the caller,
+/// not bad input: it panics, so the first test of that command fails (the module's panic guard
+/// answers it with an internal error).
+#[derive(Clone, Copy, Debug)]
+pub struct Args<'a> {
+    def: &'a CommandDef,
+    argv: &'a [&'a [u8]],
+    positionals: [i64; MAX_ARGS],
+    options: [i64; MAX_ARGS],
     /// Where the trailing variadic group starts in the arguments (their length when none).
-    pub trailing_at: usize,
+    trailing_at: usize,
+}
+
+impl<'a> Args<'a> {
+    #[inline(always)]
+    #[track_caller]
+    fn slot(&self, name: &str) -> Slot {
+        match self.def.find(name) {
+            Some(slot) => slot,
+            None => panic!("{} has no argument named {name:?}", self.def.name),
+        }
+    }
+
+    #[cold]
+    #[track_caller]
+    fn wrong_kind(&self, name: &str, wanted: &str) -> ! {
+        panic!("{}'s argument {name:?} is not {wanted}", self.def.name)
+    }
+
+    /// An integer argument (a positional, or an option's value; its default when absent).
+    #[inline(always)]
+    #[track_caller]
+    pub fn int(&self, name: &str) -> i64 {
+        match self.slot(name) {
+            Slot::Positional(i, kind) if kind.is_integer() => self.positionals[i],
+            Slot::Option(i, OptValue::Arg(arg)) if arg.kind.is_integer() => self.options[i],
+            _ => self.wrong_kind(name, "an integer"),
+        }
+    }
+
+    /// A number argument ([`parse_f64`]).
+    #[inline(always)]
+    #[track_caller]
+    pub fn float(&self, name: &str) -> f64 {
+        let bits = match self.slot(name) {
+            Slot::Positional(i, ArgKind::Float) => self.positionals[i],
+            Slot::Option(i, OptValue::Arg(arg)) if arg.kind == ArgKind::Float => self.options[i],
+            _ => self.wrong_kind(name, "a number"),
+        };
+        f64::from_bits(bits as u64)
+    }
+
+    /// A required positional as given, whatever its kind (a number's own text). Positionals
+    /// come first, so the `i`-th is argument `i`.
+    #[inline(always)]
+    #[track_caller]
+    pub fn raw(&self, name: &str) -> &'a [u8] {
+        match self.slot(name) {
+            Slot::Positional(i, _) if self.def.positionals[i].default.is_none() => self.argv[i],
+            _ => self.wrong_kind(name, "a required positional"),
+        }
+    }
+
+    /// A string argument, as given.
+    #[inline(always)]
+    #[track_caller]
+    pub fn text(&self, name: &str) -> &'a [u8] {
+        match self.slot(name) {
+            Slot::Positional(i, ArgKind::Text) => self.argv[self.positionals[i] as usize],
+            _ => self.wrong_kind(name, "a string"),
+        }
+    }
+
+    /// Whether a bare token (`EXACT`) was given.
+    #[inline(always)]
+    #[track_caller]
+    pub fn flag(&self, name: &str) -> bool {
+        match self.slot(name) {
+            Slot::Option(i, OptValue::Flag) => self.options[i] == 1,
+            _ => self.wrong_kind(name, "a flag"),
+        }
+    }
+
+    /// Which of an option's words was given (`ASC|DESC`, `RANKING ORDINAL|DENSE`): its index
+    /// in the definition's list, or the option's default when absent.
+    #[inline(always)]
+    #[track_caller]
+    pub fn choice(&self, name: &str) -> i64 {
+        match self.slot(name) {
+            Slot::Option(i, OptValue::Choice(_) | OptValue::Word(_)) => self.options[i],
+            _ => self.wrong_kind(name, "a choice"),
+        }
+    }
+
+    /// The items after a list option's token (`TAGS tag [tag ...]`); none when it is absent.
+    #[inline(always)]
+    #[track_caller]
+    pub fn list(&self, name: &str) -> &'a [&'a [u8]] {
+        match self.slot(name) {
+            // The slot holds the first item's index, or a negative default when absent.
+            Slot::Option(i, OptValue::Rest { .. }) => usize::try_from(self.options[i])
+                .map_or(&[], |at| &self.argv[at.min(self.argv.len())..]),
+            _ => self.wrong_kind(name, "a list"),
+        }
+    }
+
+    /// The trailing variadic groups (`[field value ...]`), flat; none when the definition has
+    /// no trailing group.
+    #[inline(always)]
+    pub fn trailing(&self) -> &'a [&'a [u8]] {
+        &self.argv[self.trailing_at..]
+    }
 }
 
 /// Every error a command can reply with. The texts are public API (README lists them).
@@ -522,9 +653,16 @@ mod tests {
         key_positions: Keys::First,
     };
 
-    fn parse(args: &[&str]) -> Result<Parsed, CmdError> {
+    /// (capacity, n, COST, EXACT) as parsed, or the error.
+    fn parse(args: &[&str]) -> Result<(i64, i64, i64, bool), CmdError> {
         let raw: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
-        DEF.parse(&raw)
+        let a = DEF.parse(&raw)?;
+        Ok((
+            a.int("capacity"),
+            a.int("n"),
+            a.int("COST"),
+            a.flag("EXACT"),
+        ))
     }
 
     #[test]
@@ -556,15 +694,16 @@ mod tests {
 
     #[test]
     fn positionals_options_and_defaults() {
-        let p = parse(&["10"]).unwrap();
-        assert_eq!(&p.positionals[..2], &[10, 7]);
-        assert_eq!(&p.options[..2], &[1, 0]);
-        let p = parse(&["10", "3", "exact", "cost", "0"]).unwrap();
-        assert_eq!(&p.positionals[..2], &[10, 3]);
-        assert_eq!(&p.options[..2], &[0, 1]);
+        assert_eq!(parse(&["10"]), Ok((10, 7, 1, false)));
+        assert_eq!(
+            parse(&["10", "3", "exact", "cost", "0"]),
+            Ok((10, 3, 0, true))
+        );
         // The last repeat of an option wins, as in Redis.
-        let p = parse(&["10", "3", "COST", "4", "COST", "5"]).unwrap();
-        assert_eq!(p.options[0], 5);
+        assert_eq!(
+            parse(&["10", "3", "COST", "4", "COST", "5"]),
+            Ok((10, 3, 5, false))
+        );
     }
 
     #[test]
@@ -606,8 +745,9 @@ mod tests {
         };
         assert_eq!(def.arity(), -3);
         let raw = |a: &[&'static str]| a.iter().map(|s| s.as_bytes()).collect::<Vec<_>>();
-        assert_eq!(def.parse(&raw(&["1", "f", "v"])).unwrap().trailing_at, 1);
-        assert_eq!(def.parse(&raw(&["1"])).unwrap().trailing_at, 1);
+        let args = raw(&["1", "f", "v"]);
+        assert_eq!(def.parse(&args).unwrap().trailing(), &raw(&["f", "v"])[..]);
+        assert!(def.parse(&raw(&["1"])).unwrap().trailing().is_empty());
         assert_eq!(
             def.parse(&raw(&["1", "f"])).unwrap_err(),
             CmdError::WrongArity("T.PAIRS")
@@ -615,7 +755,7 @@ mod tests {
         def.trailing = Some(Trailing { min: 1, ..PAIRS });
         assert_eq!(def.arity(), -5);
         assert!(def.parse(&raw(&["1"])).is_err());
-        assert_eq!(DEF.parse(&raw(&["1"])).unwrap().trailing_at, 1);
+        assert!(DEF.parse(&raw(&["1"])).unwrap().trailing().is_empty());
     }
 
     #[test]
@@ -693,17 +833,21 @@ mod tests {
             ..DEF
         };
         let raw = |a: &[&'static str]| a.iter().map(|s| s.as_bytes()).collect::<Vec<_>>();
-        let p = def.parse(&raw(&["me", "-5"])).unwrap();
-        assert_eq!(&p.positionals[..2], &[0, -5]);
-        assert_eq!(&p.options[..4], &[0, 0, 0, -1]);
+        let args = raw(&["me", "-5"]);
+        let p = def.parse(&args).unwrap();
+        assert_eq!((p.text("owner"), p.int("delta")), (&b"me"[..], -5));
+        assert_eq!((p.choice("ASC|DESC"), p.choice("RANKING")), (0, 0));
+        assert_eq!(p.float("BETA"), 0.0);
+        assert!(p.list("TAGS").is_empty());
         let args = raw(&[
             "me", "7", "asc", "ranking", "dense", "BETA", "0.5", "TAGS", "t1", "asc",
         ]);
         let p = def.parse(&args).unwrap();
-        assert_eq!(&p.options[..2], &[1, 1]);
-        assert_eq!(float(p.options[2]), 0.5);
-        assert_eq!(&args[p.options[3] as usize..], &raw(&["t1", "asc"])[..]);
-        assert_eq!(def.parse(&raw(&["me", "1", "DESC"])).unwrap().options[0], 0);
+        assert_eq!((p.choice("ASC|DESC"), p.choice("RANKING")), (1, 1));
+        assert_eq!(p.float("BETA"), 0.5);
+        assert_eq!(p.list("TAGS"), &raw(&["t1", "asc"])[..]);
+        let args = raw(&["me", "1", "DESC"]);
+        assert_eq!(def.parse(&args).unwrap().choice("ASC|DESC"), 0);
         for bad in [
             &["me", "1", "RANKING", "FANCY"][..],
             &["me", "1", "RANKING"],
@@ -726,6 +870,20 @@ mod tests {
             def.parse(&raw(&["me", "1.5"])).unwrap_err().to_string(),
             "ERR delta must be an integer"
         );
+    }
+
+    #[test]
+    #[should_panic(expected = "T.CMD has no argument named \"capacty\"")]
+    fn a_misspelled_name_panics() {
+        let args: [&[u8]; 1] = [b"1"];
+        DEF.parse(&args).unwrap().int("capacty");
+    }
+
+    #[test]
+    #[should_panic(expected = "T.CMD's argument \"EXACT\" is not an integer")]
+    fn a_name_read_as_another_kind_panics() {
+        let args: [&[u8]; 1] = [b"1"];
+        DEF.parse(&args).unwrap().int("EXACT");
     }
 
     #[test]

@@ -5,9 +5,12 @@
 
 pub mod cache;
 pub mod command;
+pub mod keys;
 pub mod leaderboard;
 pub mod lock;
 pub mod lua;
 pub mod queue;
 pub mod ratelimit;
 pub mod session;
+#[cfg(test)]
+mod testing;

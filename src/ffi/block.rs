@@ -7,7 +7,7 @@ use std::ptr::{self, NonNull};
 
 use redis_module::raw::{self, RedisModuleBlockedClient, RedisModuleCtx, RedisModuleString};
 
-use super::command::guard;
+use super::command::{callback, guard};
 use super::ctx::Ctx;
 use super::reply::{send, send_error, Reply, OK};
 
@@ -96,9 +96,7 @@ extern "C" fn on_reply<W: Waits>(
     _argv: *mut *mut RedisModuleString,
     _argc: c_int,
 ) -> c_int {
-    guard((), || {
-        // SAFETY: the server calls back with a live context, for this call only.
-        let ctx = unsafe { Ctx::from_raw(ctx) };
+    callback(ctx, |ctx| {
         // SAFETY: the context is the reply callback's; its data is what `unblock` passed.
         let data = unsafe { raw::RedisModule_GetBlockedClientPrivateData.unwrap()(ctx.as_ptr()) };
         // SAFETY: `data` is null or a live `W::Outcome` from `unblock`, freed only after this.
@@ -122,9 +120,7 @@ extern "C" fn on_timeout<W: Waits>(
     _argv: *mut *mut RedisModuleString,
     _argc: c_int,
 ) -> c_int {
-    guard((), || {
-        // SAFETY: the server calls back with a live context, for this call only.
-        let ctx = unsafe { Ctx::from_raw(ctx) };
+    callback(ctx, |ctx| {
         // SAFETY: the context is the timeout callback's.
         let client = unsafe { raw::RedisModule_GetBlockedClientHandle.unwrap()(ctx.as_ptr()) };
         let (reply, handle) = W::timed_out(ctx, ClientId(client as usize));
@@ -140,9 +136,7 @@ extern "C" fn on_disconnect<W: Waits>(
     ctx: *mut RedisModuleCtx,
     client: *mut RedisModuleBlockedClient,
 ) {
-    guard((), || {
-        // SAFETY: the server calls back with a live context, for this call only.
-        let ctx = unsafe { Ctx::from_raw(ctx) };
+    callback(ctx, |ctx| {
         if let Some(handle) = W::disconnected(ctx, ClientId(client as usize)) {
             handle.release();
         }

@@ -46,6 +46,15 @@ pub fn guard<T>(fallback: T, body: impl FnOnce() -> T) -> T {
     catch_unwind(AssertUnwindSafe(body)).unwrap_or(fallback)
 }
 
+/// Runs a server callback's body with the callback's context, under the panic guard.
+pub(super) fn callback(ctx: *mut RedisModuleCtx, body: impl FnOnce(Ctx)) {
+    guard((), || {
+        // SAFETY: the server calls back with a live context, valid for this call only; the body
+        // cannot keep it (it takes a context of any lifetime, so none it could store).
+        body(unsafe { Ctx::from_raw(ctx) })
+    })
+}
+
 /// Registers a command under its definition's name (lower case) with its flags and key
 /// positions (for keys after an option token, the range covers the first key; the key specs
 /// of `docs::describe` then give Redis the rest).

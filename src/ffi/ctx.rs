@@ -3,6 +3,7 @@
 use std::ffi::c_int;
 use std::marker::PhantomData;
 use std::ptr::NonNull;
+use std::sync::atomic::{AtomicI64, Ordering};
 
 use redis_module::raw::{self, RedisModuleCtx};
 
@@ -79,4 +80,20 @@ impl Ctx<'_> {
 pub fn now_ms() -> i64 {
     // SAFETY: takes no argument; the module API is initialised before any command runs.
     unsafe { raw::RedisModule_Milliseconds.unwrap()() }
+}
+
+/// The server's clock in µs for ordering cache leases against invalidations: never the same
+/// value twice in this process (the next microsecond when the clock has not moved on).
+pub fn precise_now_us() -> i64 {
+    static LAST: AtomicI64 = AtomicI64::new(0);
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec for the duration of the call.
+    unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts) };
+    let clock = ts.tv_sec * 1_000_000 + ts.tv_nsec / 1000;
+    let now = clock.max(LAST.load(Ordering::Relaxed) + 1);
+    LAST.store(now, Ordering::Relaxed);
+    now
 }

@@ -5,7 +5,7 @@ use std::ffi::{c_char, c_int, c_void, CStr};
 
 use redis_module::raw::{self, RedisModuleCtx, RedisModuleEvent, RedisModuleString};
 
-use super::command::guard;
+use super::command::callback;
 use super::ctx::Ctx;
 use super::key::Notify;
 use super::reply::OK;
@@ -34,9 +34,7 @@ extern "C" fn on_keyspace_event<W: KeyspaceWatch>(
     event: *const c_char,
     key: *mut RedisModuleString,
 ) -> c_int {
-    guard((), || {
-        // SAFETY: the server calls back with a live context, for this call only.
-        let ctx = unsafe { Ctx::from_raw(ctx) };
+    callback(ctx, |ctx| {
         // SAFETY: the event's name is a C string and the key's name a string, both live for
         // the callback.
         let (event, key) = unsafe { (CStr::from_ptr(event), Str::from_raw(key)) };
@@ -79,8 +77,5 @@ extern "C" fn on_role_change<W: RoleWatch>(
     if subevent != raw::REDISMODULE_EVENT_REPLROLECHANGED_NOW_REPLICA {
         return;
     }
-    guard((), || {
-        // SAFETY: the server calls back with a live context, for this call only.
-        W::became_replica(unsafe { Ctx::from_raw(ctx) });
-    });
+    callback(ctx, W::became_replica);
 }

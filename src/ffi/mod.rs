@@ -6,6 +6,7 @@
 //!
 //! Commands are called through `redis_module::raw` directly: the hot path allocates nothing
 //! but what Redis itself needs (see BENCHMARKS.md for why that matters).
+#![warn(clippy::undocumented_unsafe_blocks)]
 
 mod acl;
 mod block;
@@ -25,7 +26,7 @@ pub use acl::{check_key_access, check_key_read};
 pub use block::{block, BlockedClient, ClientId, Waits};
 pub use call::{redis_call, CallReply, CallValue};
 pub use command::{dispatch, Call, Command};
-pub use ctx::{now_ms, Ctx};
+pub use ctx::{now_ms, precise_now_us, Ctx};
 pub use event::{watch_keyspace, watch_role, KeyspaceWatch, RoleWatch};
 pub use key::{key_len, key_type, live_key_type, Key, Notify, ScoreRange};
 pub use random::fill_random;

@@ -6,7 +6,7 @@ use std::ptr::{self, NonNull};
 
 use redis_module::raw::{self, RedisModuleCtx, RedisModuleTimerID};
 
-use super::command::guard;
+use super::command::callback;
 use super::ctx::Ctx;
 use super::reply::OK;
 
@@ -68,9 +68,5 @@ extern "C" fn on_timer<D: Fires>(ctx: *mut RedisModuleCtx, data: *mut c_void) {
     // SAFETY: `data` is the box `Timer::start` leaked; a fired timer cannot be stopped, so it
     // is taken back once.
     let data = unsafe { Box::from_raw(data.cast::<D>()) };
-    guard((), || {
-        // SAFETY: the server calls back with a live context, for this call only.
-        let ctx = unsafe { Ctx::from_raw(ctx) };
-        data.fired(ctx, token);
-    });
+    callback(ctx, |ctx| data.fired(ctx, token));
 }

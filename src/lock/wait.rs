@@ -14,10 +14,20 @@
 //!   waiter.
 //!
 //! A grant writes the waiter's lease (or permit) at once, then unblocks the client with its
-//! token; the reply is sent by `on_reply`. A waiter that times out or disconnects leaves its
-//! queue. When the server becomes a replica, every waiter is unblocked with an error: Redis
-//! and Valkey do it themselves (`UNBLOCKED ...`, which reaches `on_disconnect`), and the module
-//! cancels whatever is left with a READONLY error.
+//! token; the reply is sent by `Waiting::reply`. A waiter that disconnects leaves its queue.
+//!
+//! The module keeps each waiter's deadline itself (its absolute time in ms on the server's
+//! clock) and blocks the client with no server timeout: a queue is served only with its expired
+//! waiters taken out first (replied nil, or 0 for a semaphore, with nothing written), and its
+//! timer also fires at the earliest deadline. Left to the server, the timeout raced the grant:
+//! Redis 7.0 handles blocking timeouts in `beforeSleep` up to 100 ms late and before the
+//! replies of clients the module unblocked, so a waiter granted after its deadline but before
+//! its timeout was handled lost its reply (the timeout skips a client already unblocked, then
+//! detaches it, and its reply callback never runs) and hung while holding the lock.
+//!
+//! When the server becomes a replica, every waiter is unblocked with an error: Redis and
+//! Valkey do it themselves (`UNBLOCKED ...`, which reaches `Waiting::disconnected`), and the
+//! module cancels whatever is left with a READONLY error.
 //! All of this runs on Redis's main thread; the mutex only makes the statics sound.
 #![deny(unsafe_code)]
 
@@ -58,6 +68,8 @@ pub enum Outcome {
     Permit,
     /// The wait was cancelled.
     Error(String),
+    /// The deadline passed first: nil for a lock, 0 for a semaphore.
+    Expired(Kind),
 }
 
 impl Outcome {
@@ -66,7 +78,8 @@ impl Outcome {
         match self {
             Outcome::Token(token) => Reply::Integer(*token),
             Outcome::Permit => Reply::Integer(1),
-            Outcome::Error(_) => Reply::Null,
+            Outcome::Error(_) | Outcome::Expired(Kind::Lock) => Reply::Null,
+            Outcome::Expired(Kind::Sem) => Reply::Integer(0),
         }
     }
 }
@@ -78,6 +91,14 @@ const NOW_REPLICA: &str =
 struct Waiter {
     client: BlockedClient<Outcome>,
     wanted: Wanted,
+    /// When the wait ends unserved (ms, server clock); None for `WAIT 0`.
+    deadline_ms: Option<i64>,
+}
+
+impl Waiter {
+    fn expired(&self, now_ms: i64) -> bool {
+        self.deadline_ms.is_some_and(|at| now_ms >= at)
+    }
 }
 
 /// A timer set to serve a queue at `at_ms`.
@@ -113,8 +134,10 @@ pub fn waiters(ctx: Ctx, name: &[u8]) -> usize {
 }
 
 /// Blocks the calling client until `wanted` is granted or `timeout_ms` passes (0: no limit).
+/// The deadline is the module's, not the server's (see the module's documentation).
 pub fn block(ctx: Ctx, kind: Kind, name: &[u8], wanted: Wanted, timeout_ms: i64) {
-    let client = ffi::block::<Waiting>(ctx, timeout_ms);
+    let deadline_ms = (timeout_ms > 0).then(|| now_ms().saturating_add(timeout_ms));
+    let client = ffi::block::<Waiting>(ctx, 0);
     watch_keyspace(ctx);
     queues()
         .0
@@ -124,25 +147,31 @@ pub fn block(ctx: Ctx, kind: Kind, name: &[u8], wanted: Wanted, timeout_ms: i64)
             timer: None,
         })
         .waiters
-        .push(Waiter { client, wanted });
+        .push(Waiter {
+            client,
+            wanted,
+            deadline_ms,
+        });
     arm(ctx, kind, name);
 }
 
 /// Grants the key's waiters what they wait for, in order, while the head can have it; then
-/// sets the timer for when it can next. A key left in a state no waiter can use (another type)
-/// fails them all with the error they would get.
+/// sets the timer for when it can next. Waiters whose deadline has passed leave first, granted
+/// nothing. A key left in a state no waiter can use (another type) fails them all with the
+/// error they would get.
 pub fn serve(ctx: Ctx, kind: Kind, name: &[u8]) {
     if queues().0.is_empty() {
         return;
     }
     let key = name_of(ctx, kind, name);
+    expire(&key);
     loop {
         let head = queues()
             .0
             .get(&key)
             .and_then(|q| q.waiters.peek().map(|w| (w.client.id(), w.wanted.clone())));
         let Some((client, wanted)) = head else {
-            return;
+            break;
         };
         match try_grant(ctx, kind, name, &wanted) {
             Ok(Some(outcome)) => {
@@ -163,17 +192,44 @@ pub fn serve(ctx: Ctx, kind: Kind, name: &[u8]) {
     arm(ctx, kind, name);
 }
 
-/// Sets the queue's timer for the moment the key's lease (or first permit) ends.
-fn arm(ctx: Ctx, kind: Kind, name: &[u8]) {
-    let Some(at_ms) = deadline(ctx, kind, name) else {
-        return;
+/// Ends the wait of the queue's waiters whose deadline has passed: nil (0 for a semaphore),
+/// nothing written. The queue stays, even empty, for the caller to serve and arm.
+fn expire(key: &Name) {
+    let now = now_ms();
+    let expired: Vec<Waiter> = match queues().0.get_mut(key) {
+        Some(queue) => std::iter::from_fn(|| queue.waiters.remove(|w| w.expired(now))).collect(),
+        None => return,
     };
-    let key = name_of(ctx, kind, name);
-    if let Some(queue) = queues().0.get_mut(&key) {
-        // Redis keeps a key until its expiry time has passed: serve 1 ms after it.
-        set_timer(ctx, queue, &key, at_ms.saturating_add(1));
+    for w in expired {
+        w.client.unblock(Outcome::Expired(key.1));
     }
 }
+
+/// Sets the queue's timer for the moment the key's lease (or first permit) ends or the first
+/// waiter's deadline passes, whichever comes first; drops the queue when it is empty.
+fn arm(ctx: Ctx, kind: Kind, name: &[u8]) {
+    // Redis keeps a key until its expiry time has passed: serve 1 ms after it.
+    let lease_end = deadline(ctx, kind, name).map(|at| at.saturating_add(1));
+    let key = name_of(ctx, kind, name);
+    let mut queues = queues();
+    let Some(queue) = queues.0.get_mut(&key) else {
+        return;
+    };
+    if queue.waiters.is_empty() {
+        let timer = queues.0.remove(&key).and_then(|q| q.timer);
+        drop(queues);
+        stop_timer(ctx, timer);
+        return;
+    }
+    let first_deadline = queue.waiters.iter().filter_map(|w| w.deadline_ms).min();
+    if let Some(at_ms) = lease_end.into_iter().chain(first_deadline).min() {
+        set_timer(ctx, queue, &key, at_ms);
+    }
+}
+
+/// The longest period a timer is set for: RM_CreateTimer computes its end in µs, which a period
+/// near i64's end (`WAIT 9223372036854775807`) would overflow. A timer cut short re-arms.
+const MAX_TIMER_MS: i64 = 1 << 40;
 
 /// Makes sure the queue's timer fires by `at_ms`.
 fn set_timer(ctx: Ctx, queue: &mut Queue, key: &Name, at_ms: i64) {
@@ -181,7 +237,7 @@ fn set_timer(ctx: Ctx, queue: &mut Queue, key: &Name, at_ms: i64) {
         return;
     }
     stop_timer(ctx, queue.timer.take());
-    let period = at_ms.saturating_sub(now_ms()).max(0);
+    let period = at_ms.saturating_sub(now_ms()).clamp(0, MAX_TIMER_MS);
     let timer = Timer::start(ctx, period, key.clone());
     queue.timer = Some(Armed { timer, at_ms });
 }
@@ -235,7 +291,8 @@ impl Waits for Waiting {
         }
     }
 
-    /// Leave the queue and reply nil (a lock) or 0 (a semaphore).
+    /// CLIENT UNBLOCK (the only server timeout: the module keeps the deadlines): leave the
+    /// queue and reply nil (a lock) or 0 (a semaphore).
     fn timed_out(ctx: Ctx, client: ClientId) -> (Reply, Option<BlockedClient<Outcome>>) {
         let taken = take_waiter(ctx, client);
         let reply = match taken {

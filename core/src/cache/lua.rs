@@ -8,266 +8,31 @@
 //! `redis.acl_check_cmd`.
 
 use super::{
-    BAD_BETA, CHANNEL, DELTA_FIELD, DRAW_MAX, FILL, FRESH_FIELD, GET, INVALIDATE, LEASED_AT_FIELD,
-    LEASE_FIELD, LEASE_TOO_LONG, LEASE_UNTIL_FIELD, MAX_LEASE_MS, MAX_MS, NOT_CACHE, NO_VALUE, SET,
-    STALE_FIELD, TAG, TAG_IS_KEY, TOO_LONG, VALUE_FIELD, WAIT_RETRY_MS,
+    BAD_BETA, CHANNEL, COMMANDS, DELTA_FIELD, DRAW_MAX, FRESH_FIELD, GET, LEASED_AT_FIELD,
+    LEASE_FIELD, LEASE_TOO_LONG, LEASE_UNTIL_FIELD, MAX_LEASE_MS, NOT_CACHE, NO_VALUE, STALE_FIELD,
+    TAG_IS_KEY, TOO_LONG, VALUE_FIELD, WAIT_RETRY_MS,
 };
-use crate::command::CmdError;
-use crate::lua::{lua_error, lua_str, twin, Family, TwinCommand};
+use crate::lua::{lua_constants, lua_str, twins, Family};
 
 /// The twin's error for a draw argument that is not one.
 pub const BAD_DRAW: &str = "ERR draw must be an integer from 1 to 2^53";
 
-const SOURCE: &str = r#"
-local CACHE_FIELDS = {[VALUE_FIELD] = 1, [FRESH_FIELD] = 2, [STALE_FIELD] = 3,
-  [DELTA_FIELD] = 4, [LEASE_FIELD] = 5, [LEASE_UNTIL_FIELD] = 6, [LEASED_AT_FIELD] = 7}
-
-local function cache_type(key)
-  return redis.call('TYPE', key)['ok']
-end
-
--- The entry at key (Entry::parse): nil when absent; an error unless a cache entry's hash.
-local function cache_load(key)
-  local t = cache_type(key)
-  if t == 'none' then return nil end
-  if t ~= 'hash' then return nil, err(WRONGTYPE) end
-  local flat = redis.call('HGETALL', key)
-  local f = {}
-  for i = 1, #flat, 2 do
-    local n = CACHE_FIELDS[flat[i]]
-    if n == nil then return nil, err(NOT_CACHE) end
-    f[n] = flat[i + 1]
-  end
-  local e = {}
-  local fresh, stale, delta = state_int(f[2]), state_int(f[3]), state_int(f[4])
-  if f[1] and fresh and stale and delta then
-    e.value, e.fresh, e.stale, e.delta = f[1], fresh, stale, delta
-  elseif f[1] or f[2] or f[3] or f[4] then
-    return nil, err(NOT_CACHE)
-  end
-  local lease_until, leased_at = state_int(f[6]), state_int(f[7])
-  if f[5] and lease_until and leased_at then
-    e.lease, e.lease_until, e.leased_at = f[5], lease_until, leased_at
-  elseif f[5] or f[6] or f[7] then
-    return nil, err(NOT_CACHE)
-  end
-  if e.value == nil and e.lease == nil then return nil, err(NOT_CACHE) end
-  return e
-end
-
-local function cache_live(e, now)
-  return e ~= nil and e.value ~= nil and now < e.stale
-end
-
-local function cache_leased(e, now)
-  return e ~= nil and e.lease ~= nil and now < e.lease_until
-end
-
--- XFetch, with the float operations of cache::early.
-local function cache_early(now, e, beta, draw)
-  local rand = draw / DRAW_MAX
-  local gap = -e.delta * beta * math.log(rand)
-  return gap >= e.fresh - now
-end
-
--- cache::decide: the state word, and for WAIT the retry time.
-local function cache_decide(now, e, beta, draw)
-  local leased = cache_leased(e, now)
-  if cache_live(e, now) then
-    if now < e.fresh then
-      if not leased and cache_early(now, e, beta, draw) then return 'REFRESH' end
-      return 'HIT'
-    end
-    if leased then return 'STALE' end
-    return 'REFRESH'
-  end
-  if leased then return 'WAIT', math.min(e.lease_until - now, WAIT_RETRY_MS) end
-  return 'MISS'
-end
-
-local function cache_draw(s)
-  if s == DRAW_MAX_TEXT then return DRAW_MAX end
-  local d, big = parse_int(s)
-  if big or d == nil or d < 1 then return nil end
-  return d
-end
-
-local function cache_allowed(key)
-  return redis.acl_check_cmd('HSET', key, 'f', 'v') and redis.acl_check_cmd('HGET', key, 'f')
-end
-
-local function cache_check_tags(key, tags)
-  for _, tag in ipairs(tags) do
-    if tag == key then return err(TAG_IS_KEY) end
-    local t = cache_type(tag)
-    if t ~= 'none' and t ~= 'zset' then return err(WRONGTYPE) end
-  end
-end
-
--- Lists key under tag until score; whether it is new there (update_index in the module).
-local function cache_index_add(tag, now, score, key)
-  index_prune(tag, now)
-  local added = redis.call('ZADD', tag, int(score), key)
-  index_fix(tag)
-  return added == 1
-end
-
--- Whether any of tags was invalidated at or after leased_at (its marker, cache::voids).
-local function cache_invalidated_since(tags, leased_at)
-  for _, tag in ipairs(tags) do
-    local score = redis.call('ZSCORE', tag, tag)
-    if score and tonumber(score) - MAX_LEASE_MS >= leased_at then return true end
-  end
-  return false
-end
-
--- Validates a SET or FILL: its times, then its tags.
-local function cache_store_check(key, now, ttl, delta, grace, tags)
-  if ttl + grace > MAX_MS or delta > MAX_MS then return nil, err(TOO_LONG) end
-  local e = cache_check_tags(key, tags)
-  if e then return nil, e end
-  return {fresh = now + ttl, stale = now + ttl + grace, delta = delta}
-end
-
-local function cache_write(key, value, t, tags, existed, now)
-  if existed then redis.call('DEL', key) end
-  redis.call('HSET', key, VALUE_FIELD, value, FRESH_FIELD, int(t.fresh), STALE_FIELD,
-    int(t.stale), DELTA_FIELD, int(t.delta))
-  redis.call('PEXPIREAT', key, int(t.stale))
-  for _, tag in ipairs(tags) do cache_index_add(tag, now, t.stale, key) end
-end
-
-local function cache_set_run(key, value, ttl, delta, grace, tags)
-  local now = now_ms()
-  local t, e = cache_store_check(key, now, ttl, delta, grace, tags)
-  if e then return e end
-  local entry, e2 = cache_load(key)
-  if e2 then return e2 end
-  cache_write(key, value, t, tags, entry ~= nil, now)
-  return redis.status_reply('OK')
-end
-
-local function cache_fill_run(key, lease, value, ttl, delta, grace, tags)
-  local now = now_ms()
-  local t, e = cache_store_check(key, now, ttl, delta, grace, tags)
-  if e then return e end
-  local entry, e2 = cache_load(key)
-  if e2 then return e2 end
-  if not cache_leased(entry, now) or entry.lease ~= lease then return false end
-  if cache_invalidated_since(tags, entry.leased_at) then return false end
-  cache_write(key, value, t, tags, true, now)
-  return redis.status_reply('OK')
-end
-
-local function cache_get_run(key, draw_text, token, beta, lease_ms)
-  local draw = cache_draw(draw_text)
-  if draw == nil then return err(BAD_DRAW) end
-  if beta < 0 or beta == math.huge then return err(BAD_BETA) end
-  local now = now_ms()
-  if lease_ms > MAX_LEASE_MS then return err(LEASE_TOO_LONG) end
-  local lease_until = now + lease_ms
-  local e, er = cache_load(key)
-  if er then return er end
-  local state, retry = cache_decide(now, e, beta, draw)
-  if state == 'HIT' or state == 'STALE' then return {state, e.value, false} end
-  if state == 'WAIT' then return {state, false, retry} end
-  local stale = 0
-  if state == 'MISS' then
-    if e ~= nil then redis.call('DEL', key) end
-  elseif e.value ~= nil then
-    stale = e.stale
-  end
-  redis.call('HSET', key, LEASE_FIELD, token, LEASE_UNTIL_FIELD, int(lease_until),
-    LEASED_AT_FIELD, int(now))
-  redis.call('PEXPIREAT', key, int(math.max(stale, lease_until)))
-  if state == 'MISS' then return {state, false, token} end
-  return {state, e.value, token}
-end
-
-local function cache_tag_run(keys)
-  local key = keys[1]
-  local tags = {unpack(keys, 2)}
-  local e = cache_check_tags(key, tags)
-  if e then return e end
-  local now = now_ms()
-  local entry, e2 = cache_load(key)
-  if e2 then return e2 end
-  if not cache_live(entry, now) then return err(NO_VALUE) end
-  local attached = 0
-  for _, tag in ipairs(tags) do
-    if cache_index_add(tag, now, entry.stale, key) then attached = attached + 1 end
-  end
-  return attached
-end
-
-local function cache_invalidate_run(tags)
-  local now = now_ms()
-  local listed = {}
-  for n, tag in ipairs(tags) do
-    local t = cache_type(tag)
-    if t ~= 'none' and t ~= 'zset' then return err(WRONGTYPE) end
-    -- The tag's own name is the marker of an earlier invalidation, not a key.
-    listed[n] = {}
-    for _, key in ipairs(redis.call('ZRANGE', tag, '(' .. int(now), '+inf', 'BYSCORE')) do
-      if key ~= tag then listed[n][#listed[n] + 1] = key end
-    end
-  end
-  for _, keys in ipairs(listed) do
-    for _, key in ipairs(keys) do
-      if not cache_allowed(key) then return err(NOPERM) end
-    end
-  end
-  local deleted = 0
-  for n, tag in ipairs(tags) do
-    for _, key in ipairs(listed[n]) do deleted = deleted + redis.call('DEL', key) end
-    redis.call('DEL', tag)
-    cache_index_add(tag, now, now + MAX_LEASE_MS, tag)
-    redis.call('PUBLISH', CHANNEL, tag)
-  end
-  return deleted
-end
-"#;
+const SOURCE: &str = include_str!("../lua/cache.lua");
 
 pub fn family() -> Family {
+    let mut constants = lua_constants! {
+        values: [
+            DRAW_MAX, WAIT_RETRY_MS, MAX_LEASE_MS, CHANNEL, BAD_DRAW,
+            VALUE_FIELD, FRESH_FIELD, STALE_FIELD, DELTA_FIELD,
+            LEASE_FIELD, LEASE_UNTIL_FIELD, LEASED_AT_FIELD,
+        ],
+        errors: [TOO_LONG, LEASE_TOO_LONG, BAD_BETA, NOT_CACHE, NO_VALUE, TAG_IS_KEY],
+    };
+    // 2^53 itself, as its argument is written (Lua's integer reader stops below it).
+    constants.push(("DRAW_MAX_TEXT", lua_str(&DRAW_MAX.to_string())));
     Family {
-        constants: vec![
-            ("MAX_MS", MAX_MS.to_string()),
-            ("DRAW_MAX", DRAW_MAX.to_string()),
-            ("DRAW_MAX_TEXT", lua_str(&DRAW_MAX.to_string())),
-            ("WAIT_RETRY_MS", WAIT_RETRY_MS.to_string()),
-            ("CHANNEL", lua_str(CHANNEL)),
-            ("VALUE_FIELD", lua_str(VALUE_FIELD)),
-            ("FRESH_FIELD", lua_str(FRESH_FIELD)),
-            ("STALE_FIELD", lua_str(STALE_FIELD)),
-            ("DELTA_FIELD", lua_str(DELTA_FIELD)),
-            ("LEASE_FIELD", lua_str(LEASE_FIELD)),
-            ("LEASE_UNTIL_FIELD", lua_str(LEASE_UNTIL_FIELD)),
-            ("LEASED_AT_FIELD", lua_str(LEASED_AT_FIELD)),
-            ("MAX_LEASE_MS", MAX_LEASE_MS.to_string()),
-            ("TOO_LONG", lua_error(&CmdError::OutOfRange(TOO_LONG))),
-            (
-                "LEASE_TOO_LONG",
-                lua_error(&CmdError::OutOfRange(LEASE_TOO_LONG)),
-            ),
-            ("BAD_BETA", lua_error(&CmdError::OutOfRange(BAD_BETA))),
-            ("NOT_CACHE", lua_error(&CmdError::BadState(NOT_CACHE))),
-            ("NO_VALUE", lua_error(&CmdError::BadState(NO_VALUE))),
-            ("TAG_IS_KEY", lua_error(&CmdError::BadState(TAG_IS_KEY))),
-            ("BAD_DRAW", lua_str(BAD_DRAW)),
-        ],
+        constants,
         source: SOURCE,
-        commands: vec![
-            twin(&SET, "cache_set_run(key, p[1], p[2], o[1], o[2], o[3])"),
-            TwinCommand {
-                leading: &["draw", "lease"],
-                ..twin(&GET, "cache_get_run(key, x[1], x[2], o[1], o[2])")
-            },
-            twin(
-                &FILL,
-                "cache_fill_run(key, p[1], p[2], p[3], o[1], o[2], o[3])",
-            ),
-            twin(&TAG, "cache_tag_run(keys)"),
-            twin(&INVALIDATE, "cache_invalidate_run(keys)"),
-        ],
+        commands: twins(&COMMANDS, &[(&GET, &["draw", "lease"])]),
     }
 }

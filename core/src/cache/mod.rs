@@ -7,17 +7,24 @@
 //!
 //! State: an entry is a hash at its key with the fields `value`, `fresh_until`, `stale_until`
 //! (unix ms) and `delta_ms` (the value's recompute time, for XFetch), and, while a caller holds
-//! its lease, `lease` (the token), `lease_until` and `leased_at`. A lease on an absent value
+//! its lease, `lease` (the token), `lease_until` (unix ms) and `leased_at` (the grant, in unix
+//! **µs**: see invalidation below). A lease on an absent value
 //! leaves a hash with the lease fields only. The key expires at the later of `stale_until` and
 //! `lease_until`. A tag is the name of a sorted set: member = a key tagged with it, score = that
 //! entry's `stale_until`; members scored `now` or lower (expired) are pruned whenever the tag is written,
 //! and the tag's own TTL is its highest score, so it expires with its last entry.
 //!
 //! An invalidation leaves a marker in the tag: the tag's own name as a member (a key is never
-//! its own tag), scored `invalidated_at + MAX_LEASE_MS`. A fill naming the tag is refused when
+//! its own tag), scored `invalidated_at + MAX_LEASE_MS` in ms with the invalidation's
+//! microseconds as three decimals (`1733000060000.123`). A fill naming the tag is refused when
 //! its lease was granted at or before that invalidation: the key was not listed under the tag
-//! yet, so the invalidation could not void the lease by deleting the key. Leases last at most
-//! `MAX_LEASE_MS`, so the marker outlives every lease it must void, and then expires.
+//! yet, so the invalidation could not void the lease by deleting the key. Leases and
+//! invalidations are ordered by their microsecond (two commands on one server do not share
+//! one: each takes longer, and the module's clock never repeats a value; a tie counts as
+//! invalidated), not by their millisecond, so a lease granted just after an invalidation, in
+//! the same millisecond, fills. A refused fill gives up its lease: nobody waits on a lease that
+//! can no longer fill. Leases last at most `MAX_LEASE_MS`, so the marker outlives every lease
+//! it must void, and then expires.
 //!
 //! XFetch (Vattani, Chierichetti and Lowenstein, VLDB 2015): a reader of a fresh value
 //! recomputes early when `now - delta * beta * ln(rand) >= fresh_until`. The closer the expiry
@@ -32,10 +39,8 @@ mod tests;
 use crate::command::{
     positive, text, Arg, ArgKind, CmdError, CommandDef, Flags, Keys, OptValue, OptionDef, Trailing,
 };
+use crate::keys::MAX_MS;
 
-/// The longest `ttl_ms + GRACE` or `DELTA`: 2^52 ms (doubles, i.e. sorted set scores
-/// and Lua numbers, hold every expiry up to there exactly).
-pub const MAX_MS: i64 = 1 << 52;
 /// Draws are integers in `1..=DRAW_MAX`; `rand = draw / DRAW_MAX` lies in (0, 1], exactly.
 pub const DRAW_MAX: u64 = 1 << 53;
 /// The longest a `WAIT` reply asks a caller to wait before asking again.
@@ -101,15 +106,9 @@ const STORE_OPTIONS: [OptionDef; 3] = [
     OptionDef {
         token: "TAGS",
         value: OptValue::Rest { min: 1 },
-        default: NO_TAGS,
+        default: -1,
     },
 ];
-/// The TAGS slot when there are none.
-pub const NO_TAGS: i64 = -1;
-/// Where each option sits in the parsed values of SET and FILL.
-pub const DELTA_OPT: usize = 0;
-pub const GRACE_OPT: usize = 1;
-pub const TAGS_OPT: usize = 2;
 
 pub static SET: CommandDef = CommandDef {
     name: "CACHE.SET",
@@ -131,9 +130,9 @@ pub static SET: CommandDef = CommandDef {
 pub static FILL: CommandDef = CommandDef {
     name: "CACHE.FILL",
     syntax: "key lease value ttl_ms [DELTA delta_ms] [GRACE grace_ms] [TAGS tag [tag ...]]",
-    summary: "CACHE.SET for the holder of key's lease (from CACHE.GET): refused when the lease was voided (by a write or an invalidation) or expired.",
+    summary: "CACHE.SET for the holder of key's lease (from CACHE.GET): refused when the lease was voided (by a write or an invalidation) or expired; a lease an invalidation of one of tags voided is given up.",
     complexity: "O(N + T log M), N the value's size, T the tags, M their entries (plus those pruned)",
-    reply: "Simple string: OK; nil when the lease is not the key's live lease (nothing written)",
+    reply: "Simple string: OK; nil when the lease is not the key's live lease (nothing written), or one of tags was invalidated after the lease was granted (the lease is dropped)",
     keys: ENTRY_KEYS,
     flags: WRITE,
     positionals: &[text("lease"), text("value"), positive("ttl_ms")],
@@ -205,11 +204,6 @@ pub static GET: CommandDef = CommandDef {
 
 /// The family's commands, in README order.
 pub static COMMANDS: [&CommandDef; 5] = [&SET, &GET, &FILL, &TAG, &INVALIDATE];
-
-/// The tags of a parsed SET or FILL: the arguments from the TAGS slot on.
-pub fn tags<'a, 'b>(args: &'b [&'a [u8]], slot: i64) -> &'b [&'a [u8]] {
-    usize::try_from(slot).map_or(&[], |at| &args[at.min(args.len())..])
-}
 
 // ---------------------------------------------------------------------------------------------
 // Entries
@@ -311,7 +305,7 @@ impl<'a> Entry<'a> {
         self.leased(now_ms) && self.lease.as_ref().is_some_and(|l| l.token == token)
     }
 
-    /// When the lease was granted (0 without one).
+    /// When the lease was granted, in unix µs (0 without one).
     pub fn leased_at(&self) -> i64 {
         self.lease.as_ref().map_or(0, |l| l.since)
     }
@@ -436,13 +430,27 @@ pub fn lease_until(now_ms: i64, lease_ms: i64) -> Result<i64, CmdError> {
     Ok(now_ms + lease_ms)
 }
 
-/// The score of the marker an invalidation at `now_ms` leaves in its tag.
-pub fn marker_score(now_ms: i64) -> i64 {
-    now_ms + MAX_LEASE_MS
+/// The score of the marker an invalidation at `now_us` (unix µs) leaves in its tag, as the
+/// text ZADD is given: `invalidated_at + MAX_LEASE_MS` in ms, the microseconds as decimals.
+pub fn marker_score(now_us: i64) -> String {
+    let (ms, us) = (now_us.div_euclid(1000), now_us.rem_euclid(1000));
+    format!("{}.{us:03}", ms + MAX_LEASE_MS)
 }
 
-/// Whether a tag's invalidation marker (its score) voids a lease granted at `leased_at`: the
-/// invalidation came at or after the grant.
-pub fn voids(marker_score: i64, leased_at: i64) -> bool {
-    marker_score - MAX_LEASE_MS >= leased_at
+/// When (unix µs) the invalidation whose marker is scored `score` happened. Until 2109 (2^42
+/// ms) a score's double has a 2^-12 ms step or finer, so the microseconds round back exactly.
+pub fn invalidated_at_us(score: f64) -> i64 {
+    (score * 1000.0).round() as i64 - MAX_LEASE_MS * 1000
+}
+
+/// Whether an invalidation at `invalidated_us` voids a lease granted at `leased_us` (both unix
+/// µs): the invalidation came at or after the grant.
+pub fn voids(invalidated_us: i64, leased_us: i64) -> bool {
+    invalidated_us >= leased_us
+}
+
+/// What a refused fill leaves of an entry whose lease it gives up: the value's `stale_until`
+/// when a live value stays (the key then expires with it), None when the key goes.
+pub fn after_giving_up(entry: &Entry, now_ms: i64) -> Option<i64> {
+    entry.live_value(now_ms).map(|(_, t)| t.stale_until)
 }

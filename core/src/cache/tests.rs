@@ -181,18 +181,42 @@ fn entries_parse_strictly() {
 
 #[test]
 fn an_invalidation_voids_the_leases_granted_before_it() {
-    // (lease granted at, invalidated at, voided)
+    // (lease granted at, invalidated at, voided), in µs: one microsecond orders them.
+    let now_us = 1_733_000_000_123_456;
     let table = [
+        (now_us, now_us - 1, false),
+        (now_us, now_us, true),
+        (now_us, now_us + 1, true),
         (1_000, 999, false),
-        (1_000, 1_000, true),
-        (1_000, 1_001, true),
     ];
     for (since, at, voided) in table {
-        assert_eq!(voids(marker_score(at), since), voided, "{since} {at}");
+        let score: f64 = marker_score(at).parse().unwrap();
+        assert_eq!(invalidated_at_us(score), at, "{}", marker_score(at));
+        assert_eq!(
+            voids(invalidated_at_us(score), since),
+            voided,
+            "{since} {at}"
+        );
+    }
+    assert_eq!(marker_score(now_us), "1733000060123.456");
+    assert_eq!(marker_score(5_000_007), "65000.007");
+    // Every microsecond of a day round-trips through the double score.
+    for at in (now_us..now_us + 86_400_000_000).step_by(999_983) {
+        let score: f64 = marker_score(at).parse().unwrap();
+        assert_eq!(invalidated_at_us(score), at);
     }
     // The marker outlives every lease granted before its invalidation.
-    let (granted, invalidated) = (5_000, 5_000 + MAX_LEASE_MS - 1);
-    assert!(lease_until(granted, MAX_LEASE_MS).unwrap() <= marker_score(invalidated));
+    let (granted_ms, invalidated_us) = (5_000, (5_000 + MAX_LEASE_MS - 1) * 1000);
+    let marker: f64 = marker_score(invalidated_us).parse().unwrap();
+    assert!(lease_until(granted_ms, MAX_LEASE_MS).unwrap() as f64 <= marker);
+}
+
+#[test]
+fn a_refused_fill_keeps_only_a_live_value() {
+    let leased_value = entry(true, Some(2_000));
+    assert_eq!(after_giving_up(&leased_value, 1_000), Some(T.stale_until));
+    assert_eq!(after_giving_up(&leased_value, T.stale_until), None);
+    assert_eq!(after_giving_up(&entry(false, Some(2_000)), 1_000), None);
 }
 
 #[test]

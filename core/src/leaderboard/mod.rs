@@ -274,13 +274,13 @@ impl Ranking {
 // Keys
 
 /// The Cluster hashtag of a key (the bytes between the first `{` and the next `}`, if any).
-pub use crate::session::hashtag;
+pub use crate::keys::hashtag;
 
 /// The board's tie-break keys, in its slot (`derived_key`): `<board>:<suffix>` when the board's
 /// name has a hashtag, else `{<board>}:<suffix>`; None for a name with braces but no hashtag
 /// (or empty), which no key of its slot can be derived from.
 pub fn companion(board: &[u8], suffix: &str) -> Option<Vec<u8>> {
-    crate::session::derived_key(board, suffix.as_bytes())
+    crate::keys::derived_key(board, suffix.as_bytes())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -437,14 +437,7 @@ pub enum Key {
     Scores,
 }
 
-/// What a key holds.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Kind {
-    Empty,
-    ZSet,
-    Hash,
-    Other,
-}
+pub use crate::keys::Kind;
 
 /// A member and its score, as the server reports it (`text` is its own formatting).
 #[derive(Clone, Debug, PartialEq)]

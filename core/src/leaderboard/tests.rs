@@ -1,4 +1,5 @@
 use super::*;
+use crate::testing::XorShift;
 use std::cmp::Ordering;
 use std::collections::{BTreeSet, HashMap};
 
@@ -107,7 +108,7 @@ fn stamps_sort_as_numbers_and_break_same_millisecond_ties() {
 
 #[test]
 fn companions_share_the_board_slot() {
-    use crate::session::slot;
+    use crate::keys::slot;
     let cases: [(&[u8], Option<&[u8]>); 5] = [
         (b"lb:{game1}", Some(b"lb:{game1}:lb-order")),
         (b"weekly", Some(b"{weekly}:lb-order")),
@@ -145,15 +146,15 @@ fn percentile_is_the_share_strictly_below() {
 #[test]
 fn definitions_parse_their_options() {
     let raw = |a: &[&'static str]| a.iter().map(|s| s.as_bytes()).collect::<Vec<_>>();
-    let p = AROUND
-        .parse(&raw(&["m", "5", "asc", "ranking", "dense"]))
-        .unwrap();
-    assert_eq!(p.positionals[1], 5);
-    assert_eq!(Order::from_slot(p.options[0]), Order::Asc);
-    assert_eq!(Ranking::from_slot(p.options[1]), Ranking::Dense);
-    let p = TOP.parse(&raw(&["3"])).unwrap();
+    let args = raw(&["m", "5", "asc", "ranking", "dense"]);
+    let p = AROUND.parse(&args).unwrap();
+    assert_eq!(p.int("count"), 5);
+    assert_eq!(Order::from_slot(p.choice("ASC|DESC")), Order::Asc);
+    assert_eq!(Ranking::from_slot(p.choice("RANKING")), Ranking::Dense);
+    let args = raw(&["3"]);
+    let p = TOP.parse(&args).unwrap();
     assert_eq!(
-        p.options[..3],
+        [p.int("OFFSET"), p.choice("ASC|DESC"), p.choice("RANKING")],
         [0, Order::Desc as i64, Ranking::Ordinal as i64]
     );
     for (args, want) in [
@@ -346,22 +347,6 @@ impl Store for Mem {
             Key::Stamps => self.stamps.clear(),
             k => *self.set(k) = ZSet::default(),
         }
-    }
-}
-
-/// A small deterministic generator (core has no dependencies).
-struct XorShift(u64);
-
-impl XorShift {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, n: u64) -> i64 {
-        (self.next() % n) as i64
     }
 }
 

@@ -31,11 +31,7 @@ use crate::command::{
     parse_i64, positive, text, Arg, ArgKind, CmdError, CommandDef, Flags, Keys, OptValue,
     OptionDef, Trailing,
 };
-use crate::session::derived_key;
-
-/// The longest lease or permit: 2^52 ms (sorted-set scores and Lua numbers hold every expiry
-/// up to there exactly).
-pub const MAX_TTL_MS: i64 = 1 << 52;
+use crate::keys::{derived_key, MAX_MS};
 
 pub const OWNER_FIELD: &str = "owner";
 pub const TOKEN_FIELD: &str = "token";
@@ -210,9 +206,9 @@ pub fn fence_key(lock: &[u8]) -> Result<Vec<u8>, CmdError> {
     derived_key(lock, FENCE_SUFFIX.as_bytes()).ok_or(CmdError::BadState(BAD_NAME))
 }
 
-/// Fails unless `ttl_ms` (already >= 1) is at most [`MAX_TTL_MS`].
+/// Fails unless `ttl_ms` (already >= 1) is at most [`MAX_MS`].
 pub fn check_ttl(ttl_ms: i64) -> Result<i64, CmdError> {
-    if ttl_ms > MAX_TTL_MS {
+    if ttl_ms > MAX_MS {
         return Err(CmdError::OutOfRange(TTL_TOO_LONG));
     }
     Ok(ttl_ms)
@@ -409,7 +405,7 @@ impl<W> WaitQueue<W> {
         self.waiters.remove(at)
     }
 
-    /// The waiters, first come first.
+    /// Every waiter, first come first.
     pub fn iter(&self) -> impl Iterator<Item = &W> {
         self.waiters.iter()
     }

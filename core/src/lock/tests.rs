@@ -82,9 +82,9 @@ fn counters_never_overflow() {
             .to_string(),
         "ERR the lock's hold count is exhausted"
     );
-    assert_eq!(check_ttl(MAX_TTL_MS), Ok(MAX_TTL_MS));
+    assert_eq!(check_ttl(MAX_MS), Ok(MAX_MS));
     assert_eq!(
-        check_ttl(MAX_TTL_MS + 1).unwrap_err().to_string(),
+        check_ttl(MAX_MS + 1).unwrap_err().to_string(),
         "ERR ttl_ms must be at most 2^52"
     );
 }
@@ -146,7 +146,7 @@ fn state_parsing() {
 
 #[test]
 fn fence_keys_share_the_lock_slot() {
-    use crate::session::slot;
+    use crate::keys::slot;
     assert_eq!(fence_key(b"orders").unwrap(), b"{orders}:fence".to_vec());
     assert_eq!(
         fence_key(b"lock:{o1}").unwrap(),
@@ -203,6 +203,7 @@ fn waiters_are_served_first_come_first_served() {
     assert_eq!(q.remove(|w| w.0 == 2), Some((2, "c")));
     assert_eq!(q.remove(|w| w.0 == 2), None);
     assert_eq!(q.len(), 2);
+    assert_eq!(q.iter().collect::<Vec<_>>(), vec![&(1, "b"), &(3, "b")]);
     assert_eq!(q.peek(), Some(&(1, "b")));
     q.push((4, "d"));
     assert_eq!(

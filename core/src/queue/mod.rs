@@ -18,7 +18,7 @@
 use crate::command::{
     positive, text, Arg, ArgKind, CmdError, CommandDef, Flags, Keys, OptValue, OptionDef, Trailing,
 };
-use crate::session::derived_key;
+use crate::keys::derived_key;
 
 pub mod lua;
 #[cfg(test)]
@@ -237,23 +237,21 @@ pub struct Push<'a> {
     pub dedupe: Option<(&'a [u8], i64)>,
 }
 
-pub fn parse_push<'a>(args: &[&'a [u8]]) -> Result<Push<'a>, CmdError> {
+pub fn parse_push<'a>(args: &'a [&'a [u8]]) -> Result<Push<'a>, CmdError> {
     let p = PUSH.parse(args)?;
-    let dedupe = match usize::try_from(p.options[1]) {
-        Ok(at) => {
-            let [id, ttl] = args[at..] else {
-                return Err(CmdError::Syntax);
-            };
+    let dedupe = match p.list("DEDUPE") {
+        [] => None,
+        [id, ttl] => {
             let ttl = crate::command::parse_i64(ttl)
                 .filter(|&t| t >= 1)
                 .ok_or(CmdError::BadState(BAD_TTL))?;
-            Some((id, check_ms(ttl)?))
+            Some((*id, check_ms(ttl)?))
         }
-        Err(_) => None,
+        _ => return Err(CmdError::Syntax),
     };
     Ok(Push {
-        payload: args[p.positionals[0] as usize],
-        delay_ms: check_ms(p.options[0])?,
+        payload: p.text("payload"),
+        delay_ms: check_ms(p.int("DELAY"))?,
         dedupe,
     })
 }
@@ -272,18 +270,17 @@ pub struct Pop {
 
 pub fn parse_pop(args: &[&[u8]]) -> Result<Pop, CmdError> {
     let p = POP.parse(args)?;
-    let consumer = args[p.positionals[1] as usize];
+    let consumer = p.text("consumer");
     if consumer == PARKED.as_bytes() {
         return Err(CmdError::BadState(RESERVED_CONSUMER));
     }
-    let [count, block_ms, lease_ms, max_deliveries, ..] = p.options;
     Ok(Pop {
-        group: args[p.positionals[0] as usize].to_vec(),
+        group: p.text("group").to_vec(),
         consumer: consumer.to_vec(),
-        count,
-        block_ms,
-        lease_ms: check_ms(lease_ms)?,
-        max_deliveries,
+        count: p.int("COUNT"),
+        block_ms: p.int("BLOCK"),
+        lease_ms: check_ms(p.int("LEASE"))?,
+        max_deliveries: p.int("MAXDELIVERIES"),
     })
 }
 

@@ -6,9 +6,11 @@ fn raw(args: &[&'static str]) -> Vec<&'static [u8]> {
 
 #[test]
 fn push_reads_delay_and_a_trailing_dedupe() {
-    let p = parse_push(&raw(&["job"])).unwrap();
+    let args = raw(&["job"]);
+    let p = parse_push(&args).unwrap();
     assert_eq!((p.payload, p.delay_ms, p.dedupe), (&b"job"[..], 0, None));
-    let p = parse_push(&raw(&["job", "DELAY", "50", "DEDUPE", "d1", "1000"])).unwrap();
+    let args = raw(&["job", "DELAY", "50", "DEDUPE", "d1", "1000"]);
+    let p = parse_push(&args).unwrap();
     assert_eq!(p.delay_ms, 50);
     assert_eq!(p.dedupe, Some((&b"d1"[..], 1000)));
     for bad in [

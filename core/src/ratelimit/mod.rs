@@ -7,16 +7,14 @@
 //!
 //! Arithmetic is exact integer arithmetic in i128, so no argument in i64's range can overflow.
 //! The only limit is on time spans: anything that would schedule an expiry more than
-//! [`MAX_SPAN_MS`] (2^52 ms, about 142,000 years) ahead is refused.
+//! [`MAX_MS`] (2^52 ms, about 142,000 years) ahead is refused.
 
 pub mod lua;
 
 use crate::command::{
     positive, Arg, ArgKind, CmdError, CommandDef, Flags, Keys, OptValue, OptionDef, Positional,
 };
-
-/// The longest time span a limiter may cover (refill time, window): 2^52 ms.
-pub const MAX_SPAN_MS: i64 = 1 << 52;
+use crate::keys::MAX_MS;
 
 pub const SPAN_TOO_LONG: &str = "the limiter's time span is too long (over 2^52 ms)";
 pub const MAX_BURST_TOO_LARGE: &str = "max_burst is too large";
@@ -270,14 +268,20 @@ fn state_int(raw: &[u8]) -> Result<i64, CmdError> {
 pub struct TokenBucket {
     pub capacity: i64,
     pub rate: i64,
-    pub period_ms: i64,
+    /// In i128: `CL.THROTTLE`'s `period_s * 1000` passes i64 (up to about 2^73).
+    pub period_ms: i128,
 }
 
 impl TokenBucket {
     pub fn new(capacity: i64, rate: i64, period_ms: i64) -> Result<Self, CmdError> {
-        // τ = capacity·period_ms / rate must stay within MAX_SPAN_MS.
-        if i128::from(capacity) * i128::from(period_ms) > i128::from(MAX_SPAN_MS) * i128::from(rate)
-        {
+        Self::with_period(capacity, rate, i128::from(period_ms))
+    }
+
+    /// The bucket, unless its refill time τ = capacity·period_ms / rate passes MAX_MS. A
+    /// product past i128 (capacity and period both near their ends) is such a span too.
+    fn with_period(capacity: i64, rate: i64, period_ms: i128) -> Result<Self, CmdError> {
+        let tau = i128::from(capacity).checked_mul(period_ms);
+        if tau.is_none_or(|tau| tau > i128::from(MAX_MS) * i128::from(rate)) {
             return Err(CmdError::OutOfRange(SPAN_TOO_LONG));
         }
         Ok(Self {
@@ -296,15 +300,12 @@ impl TokenBucket {
         let capacity = max_burst
             .checked_add(1)
             .ok_or(CmdError::OutOfRange(MAX_BURST_TOO_LARGE))?;
-        let period_ms = period_s
-            .checked_mul(1000)
-            .ok_or(CmdError::OutOfRange(SPAN_TOO_LONG))?;
-        Self::new(capacity, count_per_period, period_ms)
+        Self::with_period(capacity, count_per_period, i128::from(period_s) * 1000)
     }
 
-    /// τ in units of 1/rate ms.
+    /// τ in units of 1/rate ms: at most 2^52·rate < 2^115 (checked by `with_period`).
     fn tau(&self) -> i128 {
-        i128::from(self.capacity) * i128::from(self.period_ms)
+        i128::from(self.capacity) * self.period_ms
     }
 
     /// The debt (TAT − now) in units of 1/rate ms, within [0, τ].
@@ -332,13 +333,10 @@ impl StringLimiter for TokenBucket {
         cost: i64,
     ) -> Result<Outcome, CmdError> {
         let debt = self.debt(stored, now_ms)?;
-        let (tau, rate, period) = (
-            self.tau(),
-            i128::from(self.rate),
-            i128::from(self.period_ms),
-        );
-        let needed = i128::from(cost) * period;
-        let allowed = debt + needed <= tau;
+        let (tau, rate, period) = (self.tau(), i128::from(self.rate), self.period_ms);
+        // Past i128 only when cost > capacity (capacity·period fits): it never fits then.
+        let needed = i128::from(cost).checked_mul(period).unwrap_or(i128::MAX);
+        let allowed = cost <= self.capacity && debt + needed <= tau;
         let new_debt = if allowed { debt + needed } else { debt };
         let retry_after_ms = if allowed || cost > self.capacity {
             -1
@@ -403,7 +401,7 @@ pub struct FixedWindow {
 }
 
 fn check_window(window_ms: i64) -> Result<(), CmdError> {
-    if window_ms > MAX_SPAN_MS {
+    if window_ms > MAX_MS {
         return Err(CmdError::OutOfRange(SPAN_TOO_LONG));
     }
     Ok(())

@@ -1,6 +1,7 @@
 //! Table-driven tests with an injected clock: one line per behaviour.
 
 use super::*;
+use crate::command::Args;
 
 /// Runs a history against a string limiter, keeping the state as Redis would (expired keys
 /// vanish), and checks each step's reply.
@@ -199,13 +200,64 @@ fn token_bucket_extremes_do_not_overflow() {
         TokenBucket::new(max, 1, 1).unwrap_err().to_string(),
         "ERR the limiter's time span is too long (over 2^52 ms)"
     );
-    assert!(TokenBucket::new(1, 1, MAX_SPAN_MS).is_ok());
-    assert!(TokenBucket::new(1, 1, MAX_SPAN_MS + 1).is_err());
+    assert!(TokenBucket::new(1, 1, MAX_MS).is_ok());
+    assert!(TokenBucket::new(1, 1, MAX_MS + 1).is_err());
     assert_eq!(
         TokenBucket::from_cell(max, 1, 1).unwrap_err().to_string(),
         "ERR max_burst is too large"
     );
     assert!(TokenBucket::from_cell(1, 1, max / 999).is_err());
+}
+
+/// Issue 11, defect 4: `period_s * 1000` passes i64, yet the refill time is short.
+#[test]
+fn cl_throttle_periods_past_i64_in_ms_work() {
+    let max = i64::MAX;
+    // CL.THROTTLE e3 1 9223372036854775807 4611686018427387904: τ = 2·2^62 s / (2^63 − 1),
+    // about 1 s.
+    let b = TokenBucket::from_cell(1, max, 1 << 62).unwrap();
+    assert_eq!(b.period_ms, (1i128 << 62) * 1000);
+    let mut h = Harness::new(b);
+    h.run(
+        2,
+        &[
+            (1, T0, 1, true, 1, -1, 501),
+            (2, T0, 1, true, 0, -1, 1001),
+            (3, T0, 1, false, 0, 501, 1001),
+            (4, T0 + 501, 1, true, 0, -1, 1000),
+        ],
+    );
+    // Every i64 period_s: refused only for a refill time past 2^52 ms, never an overflow.
+    for period_s in [1, 1 << 32, 1 << 62, max - 1, max] {
+        for (max_burst, count) in [(0, 1), (0, max), (1, max), (max - 1, max), (max - 1, 1)] {
+            // capacity·period_ms <= 2^52·count, the product taken in f64 (far from the bound).
+            let refill_ms = (max_burst as f64 + 1.0) * period_s as f64 * 1000.0 / count as f64;
+            let got = TokenBucket::from_cell(max_burst, count, period_s);
+            assert_eq!(
+                got.is_ok(),
+                refill_ms <= MAX_MS as f64,
+                "{max_burst} {count} {period_s}: {got:?}"
+            );
+            if let Ok(b) = got {
+                for cost in [0, 1, max_burst, max] {
+                    let out = b.decide(None, T0, cost).unwrap();
+                    assert_eq!(out.reply.allowed, cost <= max_burst + 1, "{cost}");
+                    assert!(out.reply.reset_after_ms <= MAX_MS);
+                }
+            }
+        }
+    }
+    // The largest product: capacity and period both at i64's end, past i128 in ms.
+    assert_eq!(
+        TokenBucket::from_cell(max - 1, 1, max)
+            .unwrap_err()
+            .to_string(),
+        "ERR the limiter's time span is too long (over 2^52 ms)"
+    );
+    // A bucket of one token refilled every period, with a cost far past it: denied for good.
+    let b = TokenBucket::from_cell(0, max, max).unwrap();
+    let out = b.decide(None, T0, max).unwrap();
+    assert_eq!((out.reply.allowed, out.reply.retry_after_ms), (false, -1));
 }
 
 #[test]
@@ -244,7 +296,7 @@ fn fixed_window_ignores_state_from_other_parameters() {
         expire_at_ms: Some(now + 1),
     };
     assert!(w.decide(Some(bad), now, 1).is_err());
-    assert!(FixedWindow::new(1, MAX_SPAN_MS + 1).is_err());
+    assert!(FixedWindow::new(1, MAX_MS + 1).is_err());
 }
 
 #[test]
@@ -420,16 +472,16 @@ fn sliding_exact_prunes_in_batches_and_stays_bounded() {
 #[test]
 fn definitions_parse_their_arguments() {
     let args = |s: &str| -> Vec<Vec<u8>> { s.split(' ').map(|a| a.as_bytes().to_vec()).collect() };
-    let parse = |def: &CommandDef, s: &str| {
+    // The value `read` takes from the parsed arguments, or the error.
+    let read = |def: &CommandDef, s: &str, read: fn(&Args) -> i64| {
         let owned = args(s);
         let raw: Vec<&[u8]> = owned.iter().map(Vec::as_slice).collect();
-        def.parse(&raw)
+        def.parse(&raw).map(|a| read(&a))
     };
-    assert_eq!(parse(&TOKENBUCKET, "10 1 1000").unwrap().options[0], 1);
-    assert_eq!(
-        parse(&TOKENBUCKET, "10 1 1000 cost 0").unwrap().options[0],
-        0
-    );
+    let parse = |def: &CommandDef, s: &str| read(def, s, |_| 0);
+    let cost = |a: &Args| a.int("COST");
+    assert_eq!(read(&TOKENBUCKET, "10 1 1000", cost), Ok(1));
+    assert_eq!(read(&TOKENBUCKET, "10 1 1000 cost 0", cost), Ok(0));
     assert_eq!(
         parse(&TOKENBUCKET, "10 0 1000").unwrap_err().to_string(),
         "ERR rate must be a positive integer"
@@ -440,9 +492,11 @@ fn definitions_parse_their_arguments() {
             .to_string(),
         "ERR COST must be a non-negative integer"
     );
-    assert_eq!(parse(&SLIDINGWINDOW, "5 100 EXACT").unwrap().options[1], 1);
-    assert_eq!(parse(&THROTTLE, "0 1 1").unwrap().positionals[3], 1);
-    assert_eq!(parse(&THROTTLE, "0 1 1 0").unwrap().positionals[3], 0);
+    let exact = |a: &Args| i64::from(a.flag("EXACT"));
+    assert_eq!(read(&SLIDINGWINDOW, "5 100 EXACT", exact), Ok(1));
+    let quantity = |a: &Args| a.int("quantity");
+    assert_eq!(read(&THROTTLE, "0 1 1", quantity), Ok(1));
+    assert_eq!(read(&THROTTLE, "0 1 1 0", quantity), Ok(0));
     assert_eq!(parse(&THROTTLE, "0 1 1 1 1").unwrap_err(), CmdError::Syntax);
     assert_eq!(TOKENBUCKET.arity(), -5);
     assert_eq!(THROTTLE.arity(), -5);

@@ -11,29 +11,19 @@
 //! scored `now` or lower are pruned whenever the index is touched, and its TTL is its highest score.
 
 pub mod lua;
+pub mod ops;
 #[cfg(test)]
 mod tests;
 
 use crate::command::{positive, CmdError, CommandDef, Flags, Keys, Trailing};
-
-/// The longest idle or absolute timeout: 2^52 ms (doubles, i.e. sorted set scores and Lua
-/// numbers, hold every expiry up to there exactly).
-pub const MAX_MS: i64 = 1 << 52;
-/// Bytes of CSPRNG output per id.
-pub const ID_BYTES: usize = 16;
-/// Characters of an encoded id (base64url, no padding).
-pub const ID_LEN: usize = 22;
-/// The id alphabet: base64url.
-pub const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+use crate::keys::{derived_key, MAX_MS};
 
 pub const IDLE_FIELD: &str = "__idle_ms";
 pub const ABSOLUTE_FIELD: &str = "__absolute_at";
 pub const INDEX_FIELD: &str = "__index";
-pub const RESERVED_PREFIX: &str = "__";
 
 pub const ABSOLUTE_BELOW_IDLE: &str = "absolute_ms must be at least idle_ms";
 pub const TOO_LONG: &str = "idle_ms and absolute_ms must be at most 2^52";
-pub const RESERVED: &str = "field names starting with __ are reserved";
 pub const BAD_INDEX: &str = "index name cannot carry a session key in its slot";
 pub const NOT_SESSION: &str = "key does not hold a session";
 
@@ -178,78 +168,11 @@ pub static COMMANDS: [&CommandDef; 8] = [
 ];
 
 // ---------------------------------------------------------------------------------------------
-// Keys and slots
-
-/// CRC16-CCITT (XMODEM), the checksum Redis Cluster hashes keys with.
-pub fn crc16(data: &[u8]) -> u16 {
-    let mut crc: u16 = 0;
-    for &b in data {
-        crc ^= u16::from(b) << 8;
-        for _ in 0..8 {
-            crc = if crc & 0x8000 != 0 {
-                (crc << 1) ^ 0x1021
-            } else {
-                crc << 1
-            };
-        }
-    }
-    crc
-}
-
-/// The hashtag Redis hashes instead of the whole key: the bytes between the first `{` and the
-/// first `}` after it, when there are any.
-pub fn hashtag(key: &[u8]) -> Option<&[u8]> {
-    let open = key.iter().position(|&b| b == b'{')?;
-    let close = key[open + 1..].iter().position(|&b| b == b'}')?;
-    (close > 0).then(|| &key[open + 1..open + 1 + close])
-}
-
-/// Redis's `keyHashSlot`.
-pub fn slot(key: &[u8]) -> u16 {
-    crc16(hashtag(key).unwrap_or(key)) & 16383
-}
+// Keys
 
 /// The key of session `id` of `index`, in the index's slot (see [`derived_key`]).
 pub fn session_key(index: &[u8], id: &[u8]) -> Result<Vec<u8>, CmdError> {
     derived_key(index, id).ok_or(CmdError::BadState(BAD_INDEX))
-}
-
-/// A key in `name`'s Cluster slot: `<name>:<suffix>` when the name has a hashtag, else
-/// `{<name>}:<suffix>`. A name with braces but no hashtag (or the empty name) has none.
-pub fn derived_key(name: &[u8], suffix: &[u8]) -> Option<Vec<u8>> {
-    let mut key = Vec::with_capacity(name.len() + suffix.len() + 3);
-    if hashtag(name).is_some() {
-        key.extend_from_slice(name);
-    } else if name.is_empty() || name.iter().any(|&b| b == b'{' || b == b'}') {
-        return None;
-    } else {
-        key.push(b'{');
-        key.extend_from_slice(name);
-        key.push(b'}');
-    }
-    key.push(b':');
-    key.extend_from_slice(suffix);
-    Some(key)
-}
-
-// ---------------------------------------------------------------------------------------------
-// Ids
-
-/// Encodes 16 random bytes as 22 base64url characters (no padding).
-pub fn encode_id(bytes: &[u8; ID_BYTES]) -> [u8; ID_LEN] {
-    let mut out = [0u8; ID_LEN];
-    let n = u128::from_be_bytes(*bytes);
-    // 21 full sextets from the top, then the last 2 bits padded with 4 zero bits.
-    for (i, c) in out.iter_mut().take(ID_LEN - 1).enumerate() {
-        *c = ALPHABET[((n >> (122 - 6 * i)) & 63) as usize];
-    }
-    out[ID_LEN - 1] = ALPHABET[((n & 3) << 4) as usize];
-    out
-}
-
-/// Whether `id` is an encoded id: 22 characters of the base64url alphabet.
-pub fn is_id(id: &[u8]) -> bool {
-    id.len() == ID_LEN && id.iter().all(|b| ALPHABET.contains(b))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -297,18 +220,6 @@ impl Deadlines {
     pub fn expiry(self, now_ms: i64) -> i64 {
         now_ms.saturating_add(self.idle_ms).min(self.absolute_at)
     }
-}
-
-/// Fails unless every field name (every other argument, from the first) is a caller's field.
-pub fn check_fields(pairs: &[&[u8]]) -> Result<(), CmdError> {
-    if pairs
-        .iter()
-        .step_by(2)
-        .any(|f| f.starts_with(RESERVED_PREFIX.as_bytes()))
-    {
-        return Err(CmdError::BadState(RESERVED));
-    }
-    Ok(())
 }
 
 /// A stored session's reserved fields, from its hash's field/value pairs.

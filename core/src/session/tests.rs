@@ -1,38 +1,5 @@
 use super::*;
-
-/// A small deterministic generator (core has no dependencies).
-struct XorShift(u64);
-
-impl XorShift {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn name(&mut self, alphabet: &[u8]) -> Vec<u8> {
-        let len = 1 + self.next() as usize % 24;
-        (0..len)
-            .map(|_| alphabet[self.next() as usize % alphabet.len()])
-            .collect()
-    }
-}
-
-#[test]
-fn slots_match_redis() {
-    assert_eq!(crc16(b"123456789"), 0x31C3);
-    // CLUSTER KEYSLOT on a real server.
-    assert_eq!(slot(b"foo"), 12182);
-    assert_eq!(slot(b"bar"), 5061);
-    assert_eq!(slot(b"{user1000}.following"), slot(b"user1000"));
-    assert_eq!(slot(b"foo{}{bar}"), crc16(b"foo{}{bar}") & 16383);
-    assert_eq!(slot(b"foo{{bar}}zap"), slot(b"{bar"));
-    assert_eq!(slot(b"foo{bar}{zap}"), slot(b"bar"));
-    assert_eq!(hashtag(b"a{b"), None);
-    assert_eq!(hashtag(b"a{}b"), None);
-    assert_eq!(hashtag(b"}{x}"), Some(&b"x"[..]));
-}
+use crate::keys::MAX_MS;
 
 #[test]
 fn session_keys_share_the_index_slot() {
@@ -52,41 +19,7 @@ fn session_keys_share_the_index_slot() {
             "{bad:?}"
         );
     }
-    let mut rng = XorShift(0x9E37_79B9_7F4A_7C15);
-    let mut derived = 0;
-    for _ in 0..20_000 {
-        let index = rng.name(b"ab:{}x_");
-        let mut raw = [0u8; ID_BYTES];
-        for b in raw.iter_mut() {
-            *b = rng.next() as u8;
-        }
-        let id = encode_id(&raw);
-        match session_key(&index, &id) {
-            Ok(key) => {
-                assert_eq!(slot(&key), slot(&index), "{index:?}");
-                derived += 1;
-            }
-            Err(_) => assert!(hashtag(&index).is_none()),
-        }
-    }
-    assert!(derived > 5_000, "{derived}");
-}
-
-#[test]
-fn ids_are_base64url_without_padding() {
-    let mut counting = [0u8; ID_BYTES];
-    for (i, b) in counting.iter_mut().enumerate() {
-        *b = i as u8;
-    }
-    // base64 of 00 01 .. 0f is "AAECAwQFBgcICQoLDA0ODw==".
-    assert_eq!(&encode_id(&counting), b"AAECAwQFBgcICQoLDA0ODw");
-    assert_eq!(&encode_id(&[0xff; ID_BYTES]), b"_____________________w");
-    assert_eq!(&encode_id(&[0xfb; ID_BYTES]), b"-_v7-_v7-_v7-_v7-_v7-w");
-    assert_eq!(&encode_id(&[0; ID_BYTES]), b"AAAAAAAAAAAAAAAAAAAAAA");
-    assert!(is_id(b"AAECAwQFBgcICQoLDA0ODw"));
-    assert!(!is_id(b"AAECAwQFBgcICQoLDA0OD"));
-    assert!(!is_id(b"AAECAwQFBgcICQoLDA0OD="));
-    assert!(!is_id(b"AAECAwQFBgcICQoLDA0OD+"));
+    // That they share its slot is keys::derived_key's property (tested there).
 }
 
 #[test]
@@ -122,12 +55,6 @@ fn bad_timeouts_and_fields_are_refused() {
         "ERR idle_ms and absolute_ms must be at most 2^52"
     );
     assert!(Timeouts::new(MAX_MS, MAX_MS).is_ok());
-    assert_eq!(
-        check_fields(&[b"__x", b"1"]).unwrap_err().to_string(),
-        "ERR field names starting with __ are reserved"
-    );
-    // Values may start with __; only names are reserved.
-    assert!(check_fields(&[b"a", b"__x", b"_b", b"2"]).is_ok());
     let raw: Vec<&[u8]> = vec![b"1", b"2", b"f"];
     assert_eq!(
         CREATE.parse(&raw).unwrap_err().to_string(),
@@ -159,4 +86,366 @@ fn meta_reads_the_reserved_fields() {
         Meta::parse(&pairs[1..]).unwrap_err().to_string(),
         "ERR key does not hold a session"
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Write plans, on a store in memory
+
+mod plans {
+    use super::super::ops::{self, IndexChange, Store};
+    use super::super::{Timeouts, BAD_INDEX};
+    use crate::command::CmdError;
+    use crate::keys::{Kind, ID_LEN, RESERVED};
+    use std::collections::{BTreeMap, BTreeSet};
+
+    /// A hash's field/value pairs, in insertion order.
+    type Hash = Vec<(Vec<u8>, Vec<u8>)>;
+
+    /// Redis as the session commands see it: hashes, sorted sets (the indexes), other keys,
+    /// expiries; and every write, in order, as the command that makes it.
+    #[derive(Default)]
+    struct Mem {
+        hashes: BTreeMap<Vec<u8>, Hash>,
+        zsets: BTreeMap<Vec<u8>, BTreeMap<Vec<u8>, i64>>,
+        others: BTreeSet<Vec<u8>>,
+        expiry: BTreeMap<Vec<u8>, i64>,
+        denied: BTreeSet<Vec<u8>>,
+        ids: Vec<[u8; ID_LEN]>,
+        writes: Vec<String>,
+    }
+
+    fn show(b: &[u8]) -> String {
+        String::from_utf8_lossy(b).into_owned()
+    }
+
+    impl Mem {
+        fn with_ids(ids: &[&str]) -> Self {
+            let ids = ids
+                .iter()
+                .rev()
+                .map(|id| id.as_bytes().try_into().unwrap())
+                .collect();
+            Mem {
+                ids,
+                ..Mem::default()
+            }
+        }
+
+        fn log(&mut self, words: &[&[u8]]) {
+            let words: Vec<String> = words.iter().map(|w| show(w)).collect();
+            self.writes.push(words.join(" "));
+        }
+
+        /// The writes since the last call.
+        fn take(&mut self) -> Vec<String> {
+            std::mem::take(&mut self.writes)
+        }
+    }
+
+    impl Store for Mem {
+        fn kind(&mut self, key: &[u8]) -> Kind {
+            if self.hashes.contains_key(key) {
+                Kind::Hash
+            } else if self.zsets.contains_key(key) {
+                Kind::ZSet
+            } else if self.others.contains(key) {
+                Kind::Other
+            } else {
+                Kind::Empty
+            }
+        }
+
+        fn live_kind(&mut self, key: &[u8], now_ms: i64) -> Kind {
+            match self.expiry.get(key) {
+                Some(&at) if at <= now_ms => Kind::Empty,
+                _ => self.kind(key),
+            }
+        }
+
+        fn may_access(&mut self, key: &[u8]) -> bool {
+            !self.denied.contains(key)
+        }
+
+        fn new_id(&mut self) -> Result<[u8; ID_LEN], CmdError> {
+            self.ids.pop().ok_or(CmdError::Internal)
+        }
+
+        fn fields(&mut self, key: &[u8]) -> Vec<Vec<u8>> {
+            let pairs = self.hashes.get(key).cloned().unwrap_or_default();
+            pairs.into_iter().flat_map(|(f, v)| [f, v]).collect()
+        }
+
+        fn expire_time(&mut self, key: &[u8]) -> i64 {
+            self.expiry.get(key).copied().unwrap_or(-1)
+        }
+
+        fn members(&mut self, index: &[u8]) -> Vec<Vec<u8>> {
+            let mut members: Vec<(i64, Vec<u8>)> = self
+                .zsets
+                .get(index)
+                .map(|z| z.iter().map(|(m, s)| (*s, m.clone())).collect())
+                .unwrap_or_default();
+            members.sort();
+            members.into_iter().map(|(_, m)| m).collect()
+        }
+
+        fn len(&mut self, index: &[u8]) -> i64 {
+            self.zsets.get(index).map_or(0, |z| z.len() as i64)
+        }
+
+        fn hset(&mut self, key: &[u8], pairs: &[&[u8]]) -> i64 {
+            self.log(&[&[b"HSET" as &[u8], key][..], pairs].concat());
+            let hash = self.hashes.entry(key.to_vec()).or_default();
+            let mut added = 0;
+            for pair in pairs.chunks(2) {
+                match hash.iter_mut().find(|(f, _)| f == pair[0]) {
+                    Some((_, v)) => *v = pair[1].to_vec(),
+                    None => {
+                        hash.push((pair[0].to_vec(), pair[1].to_vec()));
+                        added += 1;
+                    }
+                }
+            }
+            added
+        }
+
+        fn expire_at(&mut self, key: &[u8], at_ms: i64) {
+            self.log(&[b"PEXPIREAT", key, at_ms.to_string().as_bytes()]);
+            self.expiry.insert(key.to_vec(), at_ms);
+        }
+
+        fn rename(&mut self, from: &[u8], to: &[u8]) {
+            self.log(&[b"RENAME", from, to]);
+            let hash = self.hashes.remove(from).expect("a session");
+            self.hashes.insert(to.to_vec(), hash);
+            if let Some(at) = self.expiry.remove(from) {
+                self.expiry.insert(to.to_vec(), at);
+            }
+        }
+
+        fn del(&mut self, key: &[u8]) -> i64 {
+            self.log(&[b"DEL", key]);
+            self.expiry.remove(key);
+            let gone = self.hashes.remove(key).is_some() || self.zsets.remove(key).is_some();
+            i64::from(gone)
+        }
+
+        fn update_index(&mut self, index: &[u8], now_ms: i64, change: IndexChange<'_>) {
+            let (remove, add) = (change.removed(), change.added());
+            let mut words: Vec<Vec<u8>> = vec![b"INDEX".to_vec(), index.to_vec()];
+            words.push(format!("prune<={now_ms}").into_bytes());
+            words.extend(remove.map(|m| [b"-", m].concat()));
+            words.extend(add.map(|(at, m)| [format!("+{at}:").as_bytes(), m].concat()));
+            let words: Vec<&[u8]> = words.iter().map(Vec::as_slice).collect();
+            self.log(&words);
+            let zset = self.zsets.entry(index.to_vec()).or_default();
+            zset.retain(|_, score| *score > now_ms);
+            if let Some(m) = remove {
+                zset.remove(m);
+            }
+            if let Some((at, m)) = add {
+                zset.insert(m.to_vec(), at);
+            }
+            match zset.values().max().copied() {
+                Some(top) => {
+                    self.expiry.insert(index.to_vec(), top);
+                }
+                None => {
+                    self.zsets.remove(index);
+                    self.expiry.remove(index);
+                }
+            }
+        }
+    }
+
+    const ID1: &str = "AAAAAAAAAAAAAAAAAAAAAA";
+    const ID2: &str = "BBBBBBBBBBBBBBBBBBBBBB";
+    const KEY1: &[u8] = b"{idx}:AAAAAAAAAAAAAAAAAAAAAA";
+    const KEY2: &[u8] = b"{idx}:BBBBBBBBBBBBBBBBBBBBBB";
+
+    /// A store holding one session of `idx`, created at 0 with idle 100 and absolute 250.
+    fn one_session() -> Mem {
+        let mut s = Mem::with_ids(&[ID1, ID2]);
+        let t = Timeouts::new(100, 250).unwrap();
+        let key = ops::create(&mut s, b"idx", t, &[b"user", b"42"], 0).unwrap();
+        assert_eq!(key, KEY1);
+        s.take();
+        s
+    }
+
+    #[test]
+    fn create_writes_the_hash_then_its_expiry_then_the_index() {
+        let mut s = one_session();
+        s.ids.push(ID2.as_bytes().try_into().unwrap());
+        let t = Timeouts::new(100, 250).unwrap();
+        let key = ops::create(&mut s, b"idx", t, &[], 10).unwrap();
+        assert_eq!(key, KEY2);
+        assert_eq!(
+            s.take(),
+            [
+                "HSET {idx}:BBBBBBBBBBBBBBBBBBBBBB __idle_ms 100 __absolute_at 260 __index idx",
+                "PEXPIREAT {idx}:BBBBBBBBBBBBBBBBBBBBBB 110",
+                "INDEX idx prune<=10 +110:{idx}:BBBBBBBBBBBBBBBBBBBBBB",
+            ]
+        );
+        assert_eq!(ops::count(&mut s, b"idx", 10), Ok(2));
+    }
+
+    #[test]
+    fn a_refused_command_writes_nothing() {
+        let t = Timeouts::new(100, 250).unwrap();
+        let fields: &[&[u8]] = &[b"__index", b"x"];
+        // (case, index, fields, store setup, error)
+        type Case<'a> = (&'a str, &'a [u8], &'a [&'a [u8]], fn(&mut Mem), CmdError);
+        let cases: [Case; 4] = [
+            (
+                "reserved field",
+                b"idx",
+                fields,
+                |_| {},
+                CmdError::BadState(RESERVED),
+            ),
+            (
+                "no slot",
+                b"a{b",
+                &[],
+                |_| {},
+                CmdError::BadState(BAD_INDEX),
+            ),
+            (
+                "index of another type",
+                b"idx",
+                &[],
+                |s| {
+                    s.others.insert(b"idx".to_vec());
+                },
+                CmdError::WrongType,
+            ),
+            (
+                "derived key denied",
+                b"idx",
+                &[],
+                |s| {
+                    s.denied.insert(KEY1.to_vec());
+                },
+                CmdError::NoPerm,
+            ),
+        ];
+        for (case, index, fields, setup, error) in cases {
+            let mut s = Mem::with_ids(&[ID1]);
+            setup(&mut s);
+            assert_eq!(
+                ops::create(&mut s, index, t, fields, 0),
+                Err(error),
+                "{case}"
+            );
+            assert!(s.take().is_empty(), "{case}");
+        }
+        let mut s = one_session();
+        assert_eq!(
+            ops::set(&mut s, KEY1, &[b"__x", b"1"], 5),
+            Err(CmdError::BadState(RESERVED))
+        );
+        s.denied.insert(b"idx".to_vec());
+        assert_eq!(ops::get(&mut s, KEY1, 5), Err(CmdError::NoPerm));
+        s.denied.clear();
+        s.denied.insert(KEY2.to_vec());
+        assert_eq!(ops::rotate(&mut s, KEY1, 5), Err(CmdError::NoPerm));
+        s.denied.insert(KEY1.to_vec());
+        assert_eq!(ops::destroy_all(&mut s, b"idx", 5), Err(CmdError::NoPerm));
+        assert!(s.take().is_empty());
+    }
+
+    #[test]
+    fn each_use_slides_the_expiry_up_to_the_absolute_deadline() {
+        let mut s = one_session();
+        // (now, expiry written by GET; None when the session is gone)
+        let table = [
+            (50, Some(150)),
+            (149, Some(249)),
+            (200, Some(250)),
+            (250, None),
+        ];
+        for (now, expiry) in table {
+            let got = ops::get(&mut s, KEY1, now).unwrap();
+            let writes = s.take();
+            match expiry {
+                Some(at) => {
+                    assert_eq!(got, Some(vec![b"user".to_vec(), b"42".to_vec()]), "{now}");
+                    assert_eq!(
+                        writes,
+                        [
+                            format!("PEXPIREAT {} {at}", show(KEY1)),
+                            format!("INDEX idx prune<={now} +{at}:{}", show(KEY1)),
+                        ],
+                        "{now}"
+                    );
+                }
+                None => assert_eq!((got, writes.len()), (None, 0), "{now}"),
+            }
+        }
+    }
+
+    #[test]
+    fn set_writes_the_fields_then_slides() {
+        let mut s = one_session();
+        assert_eq!(
+            ops::set(&mut s, KEY1, &[b"user", b"7", b"role", b"admin"], 20),
+            Ok(Some(1))
+        );
+        assert_eq!(
+            s.take(),
+            [
+                format!("HSET {} user 7 role admin", show(KEY1)),
+                format!("PEXPIREAT {} 120", show(KEY1)),
+                format!("INDEX idx prune<=20 +120:{}", show(KEY1)),
+            ]
+        );
+        assert_eq!(ops::set(&mut s, b"{idx}:gone", &[b"a", b"b"], 20), Ok(None));
+    }
+
+    #[test]
+    fn rotate_moves_the_session_and_keeps_its_expiry() {
+        let mut s = one_session();
+        assert_eq!(ops::rotate(&mut s, KEY1, 30), Ok(Some(KEY2.to_vec())));
+        assert_eq!(
+            s.take(),
+            [
+                format!("RENAME {} {}", show(KEY1), show(KEY2)),
+                format!("INDEX idx prune<=30 -{} +100:{}", show(KEY1), show(KEY2)),
+            ]
+        );
+        assert_eq!(ops::list(&mut s, b"idx", 30), Ok(vec![KEY2.to_vec()]));
+        assert_eq!(ops::get(&mut s, KEY1, 30), Ok(None));
+    }
+
+    #[test]
+    fn destroy_and_destroy_all_count_live_sessions_only() {
+        let mut s = one_session();
+        s.ids.push(ID2.as_bytes().try_into().unwrap());
+        let short = Timeouts::new(10, 10).unwrap();
+        ops::create(&mut s, b"idx", short, &[], 0).unwrap();
+        s.take();
+        // At 20 the second session has expired: pruned, not counted.
+        assert_eq!(ops::destroy_all(&mut s, b"idx", 20), Ok(1));
+        assert_eq!(
+            s.take(),
+            [
+                "INDEX idx prune<=20".to_string(),
+                format!("DEL {}", show(KEY1)),
+                "DEL idx".to_string(),
+            ]
+        );
+        let mut s = one_session();
+        assert_eq!(ops::destroy(&mut s, KEY1, 40), Ok(true));
+        assert_eq!(
+            s.take(),
+            [
+                format!("DEL {}", show(KEY1)),
+                format!("INDEX idx prune<=40 -{}", show(KEY1)),
+            ]
+        );
+        assert_eq!(ops::destroy(&mut s, KEY1, 40), Ok(false));
+        assert_eq!(ops::count(&mut s, b"idx", 40), Ok(0));
+    }
 }

@@ -1,0 +1,401 @@
+-- Leaderboards' Lua twin (see leaderboard/mod.rs: Board, write and remove, with redis.call
+-- as the store): each command runs as <command>_run, its parameters bound by name from the
+-- definition; names in capitals are constants generated from the Rust ones.
+
+local function lb_type(key)
+  if key == nil then return 'none' end
+  return redis.call('TYPE', key)['ok']
+end
+
+-- The board and its tie-break keys (nil when the board's name cannot carry them); an error
+-- when the user may not read them (or, to `write`, write them).
+local function lb_keys(board, write)
+  local k = {board = board, order = derived_key(board, ORDER_SUFFIX),
+    stamps = derived_key(board, STAMPS_SUFFIX), scores = derived_key(board, SCORES_SUFFIX)}
+  if k.order then
+    for _, z in ipairs({k.order, k.scores}) do
+      if not redis.acl_check_cmd('ZSCORE', z, 'm')
+          or (write and not redis.acl_check_cmd('ZADD', z, '0', 'm')) then
+        return nil, err(NOPERM)
+      end
+    end
+    if not redis.acl_check_cmd('HGET', k.stamps, 'f')
+        or (write and not redis.acl_check_cmd('HSET', k.stamps, 'f', 'v')) then
+      return nil, err(NOPERM)
+    end
+  end
+  return k
+end
+
+local function lb_check_types(k)
+  local expected = {{k.board, 'zset'}, {k.order, 'zset'}, {k.stamps, 'hash'}, {k.scores, 'zset'}}
+  for _, e in ipairs(expected) do
+    local t = lb_type(e[1])
+    if t ~= 'none' and t ~= e[2] then return err(WRONGTYPE) end
+  end
+end
+
+local function lb_recorded(k, total)
+  if total == 0 or lb_type(k.order) == 'none' then return false end
+  if redis.call('ZCARD', k.order) ~= total or redis.call('HLEN', k.stamps) ~= total then
+    return nil, err(OUT_OF_STEP)
+  end
+  return true
+end
+
+local function lb_scored(flat)
+  local out = {}
+  for i = 1, #flat, 2 do out[#out + 1] = {m = flat[i], v = tonumber(flat[i + 1]), t = flat[i + 1]} end
+  return out
+end
+
+local function lb_range(key, a, b, rev)
+  if rev then return lb_scored(redis.call('ZRANGE', key, a, b, 'REV', 'WITHSCORES')) end
+  return lb_scored(redis.call('ZRANGE', key, a, b, 'WITHSCORES'))
+end
+
+local function lb_score(board, m)
+  local t = redis.call('ZSCORE', board, m)
+  if not t then return nil end
+  return {m = m, v = tonumber(t), t = t}
+end
+
+local function lb_stamp_text(n)
+  return string.format('%0' .. STAMP_DIGITS .. 'd', n)
+end
+
+local function lb_stamp_of(s)
+  local digits = string.sub(s, 1, STAMP_DIGITS)
+  if #digits ~= STAMP_DIGITS or not string.find(digits, '^%d+$') then return nil end
+  return tonumber(digits)
+end
+
+local function lb_distinct(x)
+  if x.v == 0 then return '0' end
+  return x.t
+end
+
+-- Reads ---------------------------------------------------------------------------------------
+
+local function lb_open(board, order)
+  local k, e = lb_keys(board, false)
+  if e then return nil, e end
+  e = lb_check_types(k)
+  if e then return nil, e end
+  local total = redis.call('ZCARD', board)
+  local rec, e2 = lb_recorded(k, total)
+  if e2 then return nil, e2 end
+  return {k = k, desc = order == 1, total = total, rec = rec}
+end
+
+local function lb_count_better(b, key, t, or_equal)
+  local bound = or_equal and t or '(' .. t
+  if b.desc then return redis.call('ZCOUNT', key, bound, '+inf') end
+  return redis.call('ZCOUNT', key, '-inf', bound)
+end
+
+local function lb_group_bounds(b, t)
+  return redis.call('ZCOUNT', b.k.order, '(' .. t, '+inf'),
+    redis.call('ZCOUNT', b.k.order, '-inf', '(' .. t)
+end
+
+local function lb_position(b, x)
+  if not b.rec then
+    local p
+    if b.desc then p = redis.call('ZREVRANK', b.k.board, x.m)
+    else p = redis.call('ZRANK', b.k.board, x.m) end
+    if not p then return nil, err(OUT_OF_STEP) end
+    return p
+  end
+  local stamp = redis.call('HGET', b.k.stamps, x.m)
+  if not stamp then return nil, err(OUT_OF_STEP) end
+  local asc = redis.call('ZRANK', b.k.order, stamp .. x.m)
+  if not asc then return nil, err(OUT_OF_STEP) end
+  if not b.desc then return asc end
+  local greater, less = lb_group_bounds(b, x.t)
+  return greater + asc - less
+end
+
+local function lb_desc_fix(b, start, raw)
+  local groups = {}
+  for i = 1, #raw do
+    if i == 1 or raw[i].v ~= raw[i - 1].v then groups[#groups + 1] = {i, i}
+    else groups[#groups][2] = i end
+  end
+  local out = {}
+  for gi, g in ipairs(groups) do
+    if gi == 1 or gi == #groups then
+      local greater, less = lb_group_bounds(b, raw[g[1]].t)
+      local lo, hi = start + g[1] - 1, start + g[2] - 1
+      for _, x in ipairs(lb_range(b.k.order, less + lo - greater, less + hi - greater, false)) do
+        out[#out + 1] = x
+      end
+    else
+      for i = g[2], g[1], -1 do out[#out + 1] = raw[i] end
+    end
+  end
+  return out
+end
+
+local function lb_members(b, s, e)
+  if e <= s then return {} end
+  if not b.rec then return lb_range(b.k.board, s, e - 1, b.desc) end
+  local raw = lb_range(b.k.order, s, e - 1, b.desc)
+  if b.desc then raw = lb_desc_fix(b, s, raw) end
+  for _, x in ipairs(raw) do x.m = string.sub(x.m, STAMP_DIGITS + 1) end
+  return raw
+end
+
+local function lb_distinct_better(b, t)
+  if b.rec and lb_type(b.k.scores) ~= 'none' then return lb_count_better(b, b.k.scores, t, false) end
+  local above = lb_count_better(b, b.k.board, t, false)
+  local distinct, previous, at = 0, nil, 0
+  while at < above do
+    local stop = math.min(at + BATCH, above) - 1
+    for _, x in ipairs(lb_range(b.k.board, at, stop, b.desc)) do
+      if previous ~= x.v then
+        distinct = distinct + 1
+        previous = x.v
+      end
+    end
+    at = stop + 1
+  end
+  return distinct
+end
+
+local function lb_ranks(ranking, start, xs, edge)
+  local n, out, rank = #xs, {}, 0
+  local function new_group(k) return k == 1 or xs[k].v ~= xs[k - 1].v end
+  if ranking == 0 then
+    for k = 1, n do out[k] = start + k end
+  elseif ranking == 2 then
+    for k = 1, n do
+      if new_group(k) then
+        if k == 1 then rank = edge + 1 else rank = start + k end
+      end
+      out[k] = rank
+    end
+  elseif ranking == 1 then
+    for k = 1, n do
+      if new_group(k) then
+        if k == 1 then rank = edge + 1 else rank = rank + 1 end
+      end
+      out[k] = rank
+    end
+  else
+    for k = n, 1, -1 do
+      if k == n then rank = edge elseif new_group(k + 1) then rank = start + k end
+      out[k] = rank
+    end
+  end
+  return out
+end
+
+local function lb_entries(b, s, e, ranking)
+  local xs = lb_members(b, s, e)
+  if #xs == 0 then return {} end
+  local edge = 0
+  if ranking == 2 then edge = lb_count_better(b, b.k.board, xs[1].t, false)
+  elseif ranking == 3 then edge = lb_count_better(b, b.k.board, xs[#xs].t, true)
+  elseif ranking == 1 then edge = lb_distinct_better(b, xs[1].t) end
+  local ranks = lb_ranks(ranking, s, xs, edge)
+  local out = {}
+  for k, x in ipairs(xs) do out[k] = {ranks[k], x.m, x.t} end
+  return out
+end
+
+local function lb_window_top(offset, count, total)
+  local s = math.min(offset, total)
+  return s, math.max(s, math.min(offset + count, total))
+end
+
+local function lb_rank_run(board, member, asc_desc, ranking)
+  local b, e = lb_open(board, asc_desc)
+  if e then return e end
+  local x = lb_score(board, member)
+  if not x then return false end
+  local p, e2 = lb_position(b, x)
+  if e2 then return e2 end
+  local entry = lb_entries(b, p, p + 1, ranking)[1]
+  return {entry[1], x.t, b.total}
+end
+
+local function lb_around_run(board, member, count, asc_desc, ranking)
+  local b, e = lb_open(board, asc_desc)
+  if e then return e end
+  local x = lb_score(board, member)
+  if not x then return false end
+  local p, e2 = lb_position(b, x)
+  if e2 then return e2 end
+  count = math.min(count, b.total)
+  local s = math.max(0, math.min(p - math.floor(count / 2), b.total - count))
+  return lb_entries(b, s, s + count, ranking)
+end
+
+local function lb_top_run(board, count, offset, asc_desc, ranking)
+  local b, e = lb_open(board, asc_desc)
+  if e then return e end
+  local s, stop = lb_window_top(offset, count, b.total)
+  return lb_entries(b, s, stop, ranking)
+end
+
+local function lb_page_run(board, page, page_size, asc_desc, ranking)
+  local b, e = lb_open(board, asc_desc)
+  if e then return e end
+  local pages = ceil_div(b.total, page_size)
+  if page > pages then return {pages, {}} end
+  local s = (page - 1) * page_size
+  return {pages, lb_entries(b, s, math.min(s + page_size, b.total), ranking)}
+end
+
+local function lb_percentile_run(board, member, asc_desc)
+  local t = lb_type(board)
+  if t ~= 'none' and t ~= 'zset' then return err(WRONGTYPE) end
+  local x = lb_score(board, member)
+  if not x then return false end
+  local below
+  if asc_desc == 1 then below = redis.call('ZCOUNT', board, '-inf', '(' .. x.t)
+  else below = redis.call('ZCOUNT', board, '(' .. x.t, '+inf') end
+  return {double = 100 * below / redis.call('ZCARD', board)}
+end
+
+-- Writes --------------------------------------------------------------------------------------
+
+local function lb_del_if_present(key)
+  if lb_type(key) ~= 'none' then redis.call('DEL', key) end
+end
+
+local function lb_prepare(k)
+  local total = redis.call('ZCARD', k.board)
+  if total == 0 then
+    lb_del_if_present(k.order)
+    lb_del_if_present(k.stamps)
+    lb_del_if_present(k.scores)
+    return
+  end
+  if lb_type(k.order) ~= 'none' then return end
+  lb_del_if_present(k.stamps)
+  lb_del_if_present(k.scores)
+  local stamp = lb_stamp_text(ADOPTED_STAMP)
+  local at = 0
+  while at < total do
+    local batch = lb_range(k.board, at, at + BATCH - 1, false)
+    local order, distinct, stamps = {}, {}, {}
+    for _, x in ipairs(batch) do
+      order[#order + 1] = x.t
+      order[#order + 1] = stamp .. x.m
+      distinct[#distinct + 1] = x.t
+      distinct[#distinct + 1] = lb_distinct(x)
+      stamps[#stamps + 1] = x.m
+      stamps[#stamps + 1] = stamp
+    end
+    redis.call('ZADD', k.order, unpack(order))
+    redis.call('ZADD', k.scores, unpack(distinct))
+    redis.call('HSET', k.stamps, unpack(stamps))
+    at = at + BATCH
+  end
+end
+
+local function lb_forget_score_if_gone(k, old)
+  if redis.call('ZCOUNT', k.board, old.t, old.t) == 0 then
+    redis.call('ZREM', k.scores, lb_distinct(old))
+  end
+end
+
+-- One change at `now`: `by` adds to the score (LB.INCR), else `value`/`raw` set it (LB.ADD).
+local function lb_write_one(k, now, member, value, raw, by)
+  local old = lb_score(k.board, member)
+  local new_value = value
+  if by then new_value = (old and old.v or 0) + by end
+  if old then
+    if old.v == new_value then return false, old.t end
+    local stamp = redis.call('HGET', k.stamps, member)
+    if stamp then redis.call('ZREM', k.order, stamp .. member) end
+  end
+  local t
+  if by then
+    t = redis.call('ZINCRBY', k.board, by, member)
+  else
+    redis.call('ZADD', k.board, raw, member)
+    t = redis.call('ZSCORE', k.board, member)
+  end
+  local new = {m = member, v = tonumber(t), t = t}
+  local last = redis.call('ZRANGE', k.order, t, t, 'BYSCORE', 'REV', 'LIMIT', 0, 1)[1]
+  local last_stamp = last and lb_stamp_of(last)
+  local n = now
+  if last_stamp then n = math.max(now, last_stamp + 1) end
+  local stamp = lb_stamp_text(n)
+  redis.call('ZADD', k.order, t, stamp .. member)
+  redis.call('HSET', k.stamps, member, stamp)
+  redis.call('ZADD', k.scores, t, lb_distinct(new))
+  if old then lb_forget_score_if_gone(k, old) end
+  return old == nil, t
+end
+
+local function lb_write_keys(board)
+  local k, e = lb_keys(board, true)
+  if e then return nil, e end
+  if k.order == nil then return nil, err(BAD_BOARD) end
+  e = lb_check_types(k)
+  if e then return nil, e end
+  local _, e2 = lb_recorded(k, redis.call('ZCARD', board))
+  if e2 then return nil, e2 end
+  return k
+end
+
+local function lb_add_run(board, pairs)
+  local values = {}
+  for i = 1, #pairs, 2 do
+    values[i] = parse_float(pairs[i])
+    if values[i] == nil then return err(SCORE_ARG) end
+  end
+  local k, e = lb_write_keys(board)
+  if e then return e end
+  local now = now_ms()
+  lb_prepare(k)
+  local added = 0
+  for i = 1, #pairs, 2 do
+    if lb_write_one(k, now, pairs[i + 1], values[i], pairs[i], nil) then added = added + 1 end
+  end
+  return added
+end
+
+local function lb_incr_run(board, increment, member)
+  local k, e = lb_write_keys(board)
+  if e then return e end
+  local old = lb_score(board, member)
+  local sum = (old and old.v or 0) + increment
+  if sum ~= sum then return err(NAN_SCORE) end
+  local now = now_ms()
+  lb_prepare(k)
+  local _, t = lb_write_one(k, now, member, nil, nil, increment)
+  return t
+end
+
+local function lb_rem_run(board, members)
+  local k, e = lb_keys(board, true)
+  if e then return e end
+  if k.order == nil then return err(BAD_BOARD) end
+  e = lb_check_types(k)
+  if e then return e end
+  local rec, e2 = lb_recorded(k, redis.call('ZCARD', board))
+  if e2 then return e2 end
+  local removed = 0
+  for _, m in ipairs(members) do
+    local old = lb_score(board, m)
+    if old then
+      redis.call('ZREM', board, m)
+      removed = removed + 1
+      if rec then
+        local stamp = redis.call('HGET', k.stamps, m)
+        if stamp then
+          redis.call('ZREM', k.order, stamp .. m)
+          redis.call('HDEL', k.stamps, m)
+        end
+        lb_forget_score_if_gone(k, old)
+      end
+    end
+  end
+  if removed > 0 and k.order and redis.call('ZCARD', board) == 0 then lb_prepare(k) end
+  return removed
+end

@@ -1,0 +1,787 @@
+//! The Lua twin: a Redis Functions library (`FUNCTION LOAD`) and one plain script per command
+//! (`EVAL`/`EVALSHA`), generated from the same [`CommandDef`]s the module registers.
+//!
+//! The Lua is written as Lua: `prelude.lua` (helpers and the argument parser every family
+//! uses) and one `<family>.lua` per family, each running its commands as `<command>_run`
+//! functions. What is generated around them, from the Rust definitions:
+//! - the constants the Lua names in capitals, from the Rust constants of the same name
+//!   ([`lua_constants!`]) and `CmdError`'s texts;
+//! - every command's argument table (names, order, defaults, minimums, option tokens);
+//! - the glue that parses a command's arguments and calls its `_run` function, binding each of
+//!   that function's parameters by name ([`Family`] lists the rules), so reordering a
+//!   definition cannot silently break the twin;
+//! - per EVAL script, only the definitions its command reaches (functions and constants,
+//!   followed transitively).
+//!
+//! Lua 5.1 numbers are doubles, exact only up to 2^53. The twin refuses (with its own error)
+//! any integer argument above 2^53 and any limiter whose intermediate products could pass it,
+//! instead of answering inexactly.
+
+use std::collections::BTreeSet;
+
+use crate::command::{
+    Arg, ArgKind, CmdError, CommandDef, Keys, OptValue, OptionDef, LUA_EXACT_MAX,
+};
+use crate::keys::{MAX_MS, RESERVED, RESERVED_PREFIX};
+
+/// The Functions library's name (`#!lua name=patterns`).
+pub const LIBRARY: &str = "patterns";
+
+/// A family's contribution to the twin.
+///
+/// Each command runs as `<lua_name>_run` in `source`; the glue binds that function's
+/// parameters by name:
+/// - `keys`: every key (`KEYS`); otherwise the first parameter is the key (`KEYS[1]`);
+/// - a twin-only leading argument (`TwinCommand::leading`), by its name;
+/// - a positional, by its name (`capacity`, `ttl_ms`);
+/// - an option, by its token in lower case with `|` as `_` (`cost`, `exact`, `asc_desc`,
+///   `tags`), or by its value's name (`lease_ms`);
+/// - the trailing group: `pairs` for a group of two (`field value`), else its word plus `s`
+///   (`members`).
+pub struct Family {
+    /// Lua constants the code uses: (name, value as a Lua expression).
+    pub constants: Vec<(&'static str, String)>,
+    /// The family's Lua: local functions (and tables), among them one `_run` per command.
+    pub source: &'static str,
+    pub commands: Vec<TwinCommand>,
+}
+
+/// One command of the twin.
+pub struct TwinCommand {
+    pub def: &'static CommandDef,
+    /// Arguments only the twin takes, between the key and the positionals: what Lua cannot
+    /// produce itself (a random id), which the caller passes.
+    pub leading: &'static [&'static str],
+}
+
+/// The twins of a family's commands: each takes exactly the module command's arguments,
+/// except those listed in `leading` with the twin-only arguments they take first.
+pub fn twins(
+    defs: &[&'static CommandDef],
+    leading: &[(&'static CommandDef, &'static [&'static str])],
+) -> Vec<TwinCommand> {
+    defs.iter()
+        .map(|&def| TwinCommand {
+            def,
+            leading: leading
+                .iter()
+                .find(|(d, _)| std::ptr::eq(*d, def))
+                .map_or(&[], |(_, l)| l),
+        })
+        .collect()
+}
+
+/// A Rust constant's value as a Lua expression.
+pub trait LuaValue {
+    fn lua(&self) -> String;
+}
+
+impl LuaValue for i64 {
+    fn lua(&self) -> String {
+        self.to_string()
+    }
+}
+
+impl LuaValue for u64 {
+    fn lua(&self) -> String {
+        self.to_string()
+    }
+}
+
+impl LuaValue for usize {
+    fn lua(&self) -> String {
+        self.to_string()
+    }
+}
+
+impl LuaValue for &str {
+    fn lua(&self) -> String {
+        lua_str(self)
+    }
+}
+
+/// An argument: the error a bad value of it gets.
+impl LuaValue for Arg {
+    fn lua(&self) -> String {
+        lua_error(&CmdError::BadArg(*self))
+    }
+}
+
+impl LuaValue for CmdError {
+    fn lua(&self) -> String {
+        lua_error(self)
+    }
+}
+
+/// Lua constants named as the Rust constants they come from: `values` as they are (numbers,
+/// strings; an [`Arg`] as its error), `errors` as the error reply of a message (`ERR ...`).
+macro_rules! lua_constants {
+    (values: [$($value:ident),* $(,)?], errors: [$($error:ident),* $(,)?] $(,)?) => {
+        vec![
+            $((stringify!($value), $crate::lua::LuaValue::lua(&$value)),)*
+            $((
+                stringify!($error),
+                $crate::lua::LuaValue::lua(&$crate::command::CmdError::BadState($error)),
+            ),)*
+        ]
+    };
+}
+pub(crate) use lua_constants;
+
+/// Every family's twin, in registration order.
+pub fn families() -> Vec<Family> {
+    vec![
+        crate::ratelimit::lua::family(),
+        crate::session::lua::family(),
+        crate::leaderboard::lua::family(),
+        crate::cache::lua::family(),
+        crate::lock::lua::family(),
+        crate::queue::lua::family(),
+    ]
+}
+
+/// The error a twin gives for an integer argument it cannot hold exactly.
+pub fn beyond_lua(arg: &Arg) -> String {
+    format!(
+        "ERR {} exceeds the Lua twin's exact integer range (below 2^53)",
+        arg.name
+    )
+}
+
+/// A Lua string literal.
+pub fn lua_str(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('\'');
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\'' => out.push_str("\\'"),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out.push('\'');
+    out
+}
+
+/// An error reply constant, as the module would send it.
+pub fn lua_error(err: &CmdError) -> String {
+    lua_str(&err.to_string())
+}
+
+/// Helpers every family uses, and the argument parser that reads the generated definitions.
+const PRELUDE: &str = include_str!("prelude.lua");
+
+/// The prelude's constants.
+fn prelude_constants() -> Vec<(&'static str, String)> {
+    let mut constants = lua_constants! {
+        values: [LUA_EXACT_MAX, MAX_MS, RESERVED_PREFIX],
+        errors: [RESERVED],
+    };
+    constants.extend([
+        ("SYNTAX_ERROR", CmdError::Syntax.lua()),
+        ("WRONGTYPE", CmdError::WrongType.lua()),
+        ("NOPERM", CmdError::NoPerm.lua()),
+    ]);
+    constants
+}
+
+/// The Lua parser's table for one argument.
+fn arg_spec(arg: &Arg, default: Option<i64>) -> String {
+    let default = default.map_or(String::new(), |d| match arg.kind {
+        // A float's default is kept as its bits: Lua gets the number.
+        ArgKind::Float => format!(", default = {:?}", crate::command::float(d)),
+        _ => format!(", default = {d}"),
+    });
+    let error = lua_error(&CmdError::BadArg(*arg));
+    match arg.kind {
+        ArgKind::Text => format!("{{kind = 'text'{default}}}"),
+        ArgKind::Float => format!("{{kind = 'float', error = {error}{default}}}"),
+        kind => format!(
+            "{{kind = 'int', min = {}, error = {error}, beyond = {}{default}}}",
+            kind.min(),
+            lua_str(&beyond_lua(arg)),
+        ),
+    }
+}
+
+/// `{['WORD'] = index, ...}`: 0-based, as the module's parser numbers them.
+fn word_table(words: &[&str]) -> String {
+    let entries: Vec<String> = words
+        .iter()
+        .enumerate()
+        .map(|(i, w)| format!("[{}] = {i}", lua_str(&w.to_ascii_uppercase())))
+        .collect();
+    format!("{{{}}}", entries.join(", "))
+}
+
+fn option_spec(o: &OptionDef) -> String {
+    let default = o.default;
+    match o.value {
+        OptValue::Flag => format!("{{flag = true, default = {default}}}"),
+        OptValue::Arg(arg) => arg_spec(&arg, Some(default)),
+        OptValue::Choice(words) => {
+            format!("{{choice = {}, default = {default}}}", word_table(words))
+        }
+        OptValue::Word(words) => format!("{{word = {}, default = {default}}}", word_table(words)),
+        OptValue::Rest { min } => format!("{{rest = {}}}", min.max(1)),
+    }
+}
+
+/// The definition table the Lua parser reads, generated from the CommandDef.
+fn def_table(cmd: &TwinCommand) -> String {
+    let def = cmd.def;
+    let pos: Vec<String> = def
+        .positionals
+        .iter()
+        .map(|p| format!("    {},\n", arg_spec(&p.arg, p.default)))
+        .collect();
+    let opts: Vec<String> = def
+        .options
+        .iter()
+        .map(|o| format!("    {},\n", option_spec(o)))
+        .collect();
+    // Keys after a token come in KEYS, never after the token in ARGV.
+    let keys_token = match def.key_positions {
+        Keys::FirstAndAfter { token, .. } => Some(token),
+        _ => None,
+    };
+    let tokens: Vec<String> = def
+        .options
+        .iter()
+        .enumerate()
+        .filter(|(_, o)| Some(o.token) != keys_token)
+        .flat_map(|(i, o)| {
+            let words = match o.value {
+                OptValue::Word(words) => words.to_vec(),
+                _ => vec![o.token],
+            };
+            words
+                .into_iter()
+                .map(move |w| format!("[{}] = {}", lua_str(&w.to_ascii_uppercase()), i + 1))
+        })
+        .collect();
+    let mut extra = String::new();
+    if !cmd.leading.is_empty() {
+        extra.push_str(&format!("  lead = {},\n", cmd.leading.len()));
+    }
+    match (def.key_positions, def.trailing) {
+        (Keys::All, t) => {
+            let min = 1 + t.map_or(0, |t| t.min * t.names.len());
+            extra.push_str(&format!("  min_keys = {min},\n"));
+        }
+        (Keys::FirstAndAfter { token, .. }, _) => {
+            let n = def.options.iter().position(|o| o.token == token);
+            extra.push_str(&format!("  key_rest = {},\n", n.map_or(0, |n| n + 1)));
+        }
+        (Keys::First, Some(t)) => extra.push_str(&format!(
+            "  group = {},\n  group_min = {},\n",
+            t.names.len(),
+            t.min
+        )),
+        (Keys::First, None) => {}
+    }
+    format!(
+        "local DEF_{name} = {{\n  arity = {redis_arity},\n  arity_error = {arity},\n{extra}  pos = {{\n{pos}  }},\n  opts = {{\n{opts}  }},\n  tokens = {{{tokens}}},\n}}\n",
+        name = def.lua_name(),
+        redis_arity = def.arity(),
+        arity = lua_error(&CmdError::WrongArity(def.name)),
+        pos = pos.concat(),
+        opts = opts.concat(),
+        tokens = tokens.join(", "),
+    )
+}
+
+/// What the glue passes for one parameter of a command's `_run` function (see [`Family`]).
+fn bind(cmd: &TwinCommand, param: &str, first: bool) -> String {
+    let def = cmd.def;
+    if param == "keys" {
+        return "keys".into();
+    }
+    if first {
+        return "keys[1]".into();
+    }
+    if let Some(i) = cmd.leading.iter().position(|&l| l == param) {
+        return format!("a.lead[{}]", i + 1);
+    }
+    if let Some(i) = def.positionals.iter().position(|p| p.arg.name == param) {
+        return format!("a.pos[{}]", i + 1);
+    }
+    let option_named = |o: &OptionDef| {
+        o.token.to_ascii_lowercase().replace('|', "_") == param
+            || matches!(o.value, OptValue::Arg(arg) if arg.name.eq_ignore_ascii_case(param))
+    };
+    if let Some(i) = def.options.iter().position(option_named) {
+        return format!("a.opt[{}]", i + 1);
+    }
+    let trailing = def.trailing.map(|t| match t.names {
+        [_, _] => "pairs".to_string(),
+        names => format!("{}s", names.join("_")),
+    });
+    if trailing.as_deref() == Some(param) {
+        return "a.rest".into();
+    }
+    panic!(
+        "{}: the twin's {}_run takes `{param}`, which names no argument of the definition",
+        def.name,
+        def.lua_name()
+    )
+}
+
+/// The parameters of `local function <name>(...)` in `source`.
+fn params<'s>(source: &'s str, name: &str) -> Vec<&'s str> {
+    let head = format!("local function {name}(");
+    let at = source
+        .find(&head)
+        .unwrap_or_else(|| panic!("the twin has no `{head}...)`"))
+        + head.len();
+    let list = &source[at..at + source[at..].find(')').expect("a parameter list")];
+    list.split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .collect()
+}
+
+/// The command's Lua function: parses its arguments, then calls its `_run` function.
+fn command_glue(cmd: &TwinCommand, source: &str) -> String {
+    let def = cmd.def;
+    let name = def.lua_name();
+    let run = format!("{name}_run");
+    let args: Vec<String> = params(source, &run)
+        .iter()
+        .enumerate()
+        .map(|(i, p)| bind(cmd, p, i == 0))
+        .collect();
+    let leading: String = cmd.leading.iter().map(|a| format!(" {a}")).collect();
+    let syntax = match def.syntax.split_once(' ') {
+        Some((key, rest)) if !leading.is_empty() => format!("{key}{leading} {rest}"),
+        _ => def.syntax.to_string(),
+    };
+    format!(
+        "-- {} {syntax}\nlocal function {name}(keys, argv)\n  local a, e = parse(DEF_{name}, keys, argv)\n  if e then return e end\n  return {run}({})\nend\n",
+        def.name,
+        args.join(", ")
+    )
+}
+
+// ---------------------------------------------------------------------------------------------
+// Pieces of Lua, and which of them a script needs
+
+/// One top-level definition of the generated Lua: a constant, a local function or table (with
+/// the comment above it), a command's definition table or glue.
+#[derive(Clone, Debug)]
+struct Piece {
+    /// The local it defines.
+    name: String,
+    text: String,
+}
+
+impl Piece {
+    fn constant((name, value): &(&str, String)) -> Self {
+        Piece {
+            name: name.to_string(),
+            text: format!("local {name} = {value}\n"),
+        }
+    }
+}
+
+/// The definitions of a Lua source, each with the comment lines right above it; the file's
+/// own header comment (before the first definition's) is left out. Every top-level statement
+/// starts with `local` at the line's start.
+fn pieces(source: &str) -> Vec<Piece> {
+    let lines: Vec<&str> = source.split_inclusive('\n').collect();
+    let mut starts = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        if line.starts_with("local ") {
+            let mut start = i;
+            while start > 0 && lines[start - 1].starts_with("--") {
+                start -= 1;
+            }
+            starts.push(start);
+        }
+    }
+    starts
+        .iter()
+        .enumerate()
+        .map(|(n, &start)| {
+            let end = starts.get(n + 1).copied().unwrap_or(lines.len());
+            let text = lines[start..end].concat();
+            let line = text
+                .lines()
+                .find(|l| l.starts_with("local "))
+                .expect("a definition");
+            let rest = line
+                .trim_start_matches("local ")
+                .trim_start_matches("function ");
+            let name = rest
+                .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .next()
+                .unwrap_or_default();
+            Piece {
+                name: name.to_string(),
+                text,
+            }
+        })
+        .collect()
+}
+
+/// The names a piece of Lua uses: identifiers outside comments and strings, not after a `.`
+/// or `:` (a field or method).
+fn names_used(code: &str) -> BTreeSet<&str> {
+    let bytes = code.as_bytes();
+    let mut used = BTreeSet::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'-' if bytes.get(i + 1) == Some(&b'-') => {
+                while i < bytes.len() && bytes[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            quote @ (b'\'' | b'"') => {
+                i += 1;
+                while i < bytes.len() && bytes[i] != quote {
+                    i += if bytes[i] == b'\\' { 2 } else { 1 };
+                }
+                i += 1;
+            }
+            b if b.is_ascii_alphabetic() || b == b'_' => {
+                let start = i;
+                while i < bytes.len() && (bytes[i].is_ascii_alphanumeric() || bytes[i] == b'_') {
+                    i += 1;
+                }
+                let field = match &bytes[..start] {
+                    [.., b'.', b'.'] => false,
+                    [.., b'.' | b':'] => true,
+                    _ => false,
+                };
+                if !field {
+                    used.insert(&code[start..i]);
+                }
+            }
+            _ => i += 1,
+        }
+    }
+    used
+}
+
+/// The names of `pieces` that `roots` reach, following every name each piece uses.
+fn reached(pieces: &[&Piece], roots: &[String]) -> BTreeSet<String> {
+    let mut kept = BTreeSet::new();
+    let mut todo: Vec<String> = roots.to_vec();
+    while let Some(name) = todo.pop() {
+        let Some(piece) = pieces.iter().find(|p| p.name == name) else {
+            continue;
+        };
+        if kept.insert(name) {
+            todo.extend(names_used(&piece.text).into_iter().map(String::from));
+        }
+    }
+    kept
+}
+
+/// The text of the pieces kept, in their order.
+fn render(pieces: &[Piece], kept: &BTreeSet<String>) -> String {
+    pieces
+        .iter()
+        .filter(|p| kept.contains(&p.name))
+        .map(|p| p.text.as_str())
+        .collect()
+}
+
+/// The prelude's pieces: its constants, then its definitions.
+fn prelude_pieces() -> Vec<Piece> {
+    let constants = prelude_constants();
+    constants
+        .iter()
+        .map(Piece::constant)
+        .chain(pieces(PRELUDE))
+        .collect()
+}
+
+/// A family's pieces: its constants, its definitions, then each command's definition table
+/// and glue.
+fn family_pieces(family: &Family) -> Vec<Piece> {
+    let mut out: Vec<Piece> = family.constants.iter().map(Piece::constant).collect();
+    out.extend(pieces(family.source));
+    for cmd in &family.commands {
+        let name = cmd.def.lua_name();
+        out.push(Piece {
+            name: format!("DEF_{name}"),
+            text: format!("\n{}", def_table(cmd)),
+        });
+        out.push(Piece {
+            text: command_glue(cmd, family.source),
+            name,
+        });
+    }
+    out
+}
+
+/// The whole prelude, with its constants: what a family's code may call.
+pub fn prelude() -> String {
+    let pieces = prelude_pieces();
+    pieces.iter().map(|p| p.text.as_str()).collect()
+}
+
+const HEADER: &str =
+    "-- Generated by patterns-lua from redis-patterns' command definitions. Do not edit.\n";
+
+/// The Functions library: `FUNCTION LOAD REPLACE "$(cat dist/patterns.lua)"`. Each family's
+/// code and registrations sit in a `do ... end` block: Lua allows 200 local variables per
+/// function, the library's main chunk included, and a block's locals end with it. Only what
+/// some command reaches is kept.
+pub fn library() -> String {
+    let prelude = prelude_pieces();
+    let mut prelude_kept = BTreeSet::new();
+    let mut blocks = String::new();
+    for family in families() {
+        let pieces = family_pieces(&family);
+        let every: Vec<&Piece> = prelude.iter().chain(&pieces).collect();
+        let roots: Vec<String> = family.commands.iter().map(|c| c.def.lua_name()).collect();
+        let kept = reached(&every, &roots);
+        blocks.push_str("\ndo\n");
+        blocks.push_str(&render(&pieces, &kept));
+        blocks.push('\n');
+        for TwinCommand { def, .. } in &family.commands {
+            blocks.push_str(&registration(def));
+        }
+        blocks.push_str("end\n");
+        prelude_kept.extend(kept);
+    }
+    format!(
+        "#!lua name={LIBRARY}\n{HEADER}{}{blocks}",
+        render(&prelude, &prelude_kept)
+    )
+}
+
+/// Registers a command's function; a read-only command's with `no-writes`, so `FCALL_RO`,
+/// read-only ACL users and replicas may call it.
+fn registration(def: &CommandDef) -> String {
+    let name = def.lua_name();
+    if def.is_readonly() {
+        format!(
+            "redis.register_function{{function_name = '{name}', callback = {name}, flags = {{'no-writes'}}}}\n"
+        )
+    } else {
+        format!("redis.register_function('{name}', {name})\n")
+    }
+}
+
+/// One `EVAL` script per command: (function name, source), carrying only what the command
+/// reaches.
+pub fn scripts() -> Vec<(String, String)> {
+    let prelude = prelude_pieces();
+    let mut out = Vec::new();
+    for family in families() {
+        let pieces = family_pieces(&family);
+        let every: Vec<&Piece> = prelude.iter().chain(&pieces).collect();
+        for TwinCommand { def, .. } in &family.commands {
+            let name = def.lua_name();
+            let kept = reached(&every, std::slice::from_ref(&name));
+            let source = format!(
+                "{HEADER}-- EVAL/EVALSHA form of {}: KEYS[1] = key, ARGV = the arguments after it (and any twin-only ones before them).\n{}{}\nreturn {name}(KEYS, ARGV)\n",
+                def.name,
+                render(&prelude, &kept),
+                render(&pieces, &kept),
+            );
+            out.push((name, source));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Top-level locals of a piece of generated Lua.
+    fn locals(code: &str) -> usize {
+        code.lines().filter(|l| l.starts_with("local ")).count()
+    }
+
+    #[test]
+    fn locals_in_scope_stay_under_lua_s_limit() {
+        // Lua 5.1 refuses a chunk with more than 200 locals in scope: the prelude's plus one
+        // family's (each family is a block of its own).
+        for family in families() {
+            let code: String = family_pieces(&family)
+                .iter()
+                .map(|p| p.text.as_str())
+                .collect();
+            let in_scope = locals(&prelude()) + locals(&code);
+            assert!(in_scope < 200, "{in_scope} locals in scope");
+        }
+        assert_eq!(library().matches("\ndo\n").count(), families().len());
+    }
+
+    #[test]
+    fn keys_after_a_token_and_all_keys_come_in_keys() {
+        let table = |def| def_table(&twins(&[def], &[])[0]);
+        // CACHE.SET's tags: KEYS[2..] fill the TAGS option, whose token ARGV may not carry.
+        let set = table(&crate::cache::SET);
+        assert!(set.contains("  key_rest = 3,\n"), "{set}");
+        assert!(!set.contains("'TAGS'"), "{set}");
+        // Every argument a key: no ARGV group, a least number of KEYS instead.
+        let invalidate = table(&crate::cache::INVALIDATE);
+        assert!(invalidate.contains("  min_keys = 1,\n") && !invalidate.contains("group"));
+        let tag = table(&crate::cache::TAG);
+        assert!(tag.contains("  min_keys = 2,\n"), "{tag}");
+        // One key: neither.
+        let get = table(&crate::cache::GET);
+        assert!(!get.contains("min_keys") && !get.contains("key_rest"));
+    }
+
+    #[test]
+    fn the_parser_knows_the_arity_redis_checks_first() {
+        // Redis refuses `LOCK.INFO k extra` or `CL.THROTTLE k 1` for their arity before the
+        // module parses anything; the twin checks the same number.
+        let info = def_table(&twins(&[&crate::lock::INFO], &[])[0]);
+        assert!(info.contains("  arity = 2,\n"), "{info}");
+        let throttle = def_table(&twins(&[&crate::ratelimit::THROTTLE], &[])[0]);
+        assert!(throttle.contains("  arity = -5,\n"), "{throttle}");
+    }
+
+    #[test]
+    fn library_registers_every_command() {
+        let lib = library();
+        assert!(lib.starts_with("#!lua name=patterns\n"));
+        for family in families() {
+            for TwinCommand { def, .. } in &family.commands {
+                assert!(lib.contains(&registration(def)));
+                assert!(lib.contains(&lua_error(&CmdError::WrongArity(def.name))));
+            }
+        }
+        let commands = families().iter().map(|f| f.commands.len()).sum::<usize>();
+        assert_eq!(scripts().len(), commands);
+    }
+
+    #[test]
+    fn glue_binds_run_parameters_by_name() {
+        use crate::{cache, leaderboard as lb, ratelimit as rl};
+        // (definition, twin-only arguments, the `_run` function's parameters, its call)
+        let cases: [(&'static CommandDef, &'static [&'static str], &str, &str); 6] = [
+            (
+                &rl::TOKENBUCKET,
+                &[],
+                "key, cost, period_ms, capacity, rate",
+                "keys[1], a.opt[1], a.pos[3], a.pos[1], a.pos[2]",
+            ),
+            (
+                &cache::GET,
+                &["draw", "lease"],
+                "key, lease_ms, lease, beta, draw",
+                "keys[1], a.opt[2], a.lead[2], a.opt[1], a.lead[1]",
+            ),
+            (
+                &lb::RANK,
+                &[],
+                "board, member, asc_desc, ranking",
+                "keys[1], a.pos[1], a.opt[1], a.opt[2]",
+            ),
+            (&lb::ADD, &[], "board, pairs", "keys[1], a.rest"),
+            (&lb::REM, &[], "board, members", "keys[1], a.rest"),
+            (&cache::TAG, &[], "keys", "keys"),
+        ];
+        for (def, leading, params, call) in cases {
+            let name = def.lua_name();
+            let source = format!("local function {name}_run({params})");
+            let glue = command_glue(&twins(&[def], &[(def, leading)])[0], &source);
+            assert!(
+                glue.contains(&format!("return {name}_run({call})")),
+                "{glue}"
+            );
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "RL.TOKENBUCKET: the twin's rl_tokenbucket_run takes `period`")]
+    fn a_parameter_naming_no_argument_fails_generation() {
+        let cmd = &twins(&[&crate::ratelimit::TOKENBUCKET], &[])[0];
+        command_glue(
+            cmd,
+            "local function rl_tokenbucket_run(key, capacity, rate, period, cost)",
+        );
+    }
+
+    #[test]
+    fn names_are_read_outside_comments_strings_and_fields() {
+        let used = names_used("x = a.b .. c:d('e f') -- g\nreturn h['i'] .. \"j\\\"k\" .. l");
+        assert_eq!(
+            used.into_iter().collect::<Vec<_>>(),
+            ["a", "c", "h", "l", "return", "x"]
+        );
+    }
+
+    #[test]
+    fn pieces_carry_their_comments_and_scripts_only_what_they_reach() {
+        let source = "-- header\n\n-- doc of f\nlocal function f()\n  return g()\nend\n\nlocal function g()\nend\n\nlocal T = {1,\n  2}\n";
+        let p = pieces(source);
+        let names: Vec<&str> = p.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["f", "g", "T"]);
+        assert_eq!(
+            p[0].text,
+            "-- doc of f\nlocal function f()\n  return g()\nend\n\n"
+        );
+        assert_eq!(p[2].text, "local T = {1,\n  2}\n");
+        let refs: Vec<&Piece> = p.iter().collect();
+        let kept = reached(&refs, &["f".to_string()]);
+        assert_eq!(
+            render(&p, &kept),
+            [p[0].text.as_str(), p[1].text.as_str()].concat()
+        );
+        // A script carries its own command's functions, not its neighbours'.
+        let scripts = scripts();
+        let (_, fixed) = scripts.iter().find(|(n, _)| n == "rl_fixedwindow").unwrap();
+        assert!(fixed.contains("local function rl_fixedwindow_run("));
+        assert!(!fixed.contains("token_bucket"));
+        assert!(!fixed.contains("local function index_fix("));
+        assert!(!fixed.contains("local function derived_key("));
+    }
+
+    #[test]
+    fn prelude_and_families_define_each_name_once() {
+        let mut seen = BTreeSet::new();
+        for piece in prelude_pieces() {
+            assert!(seen.insert(piece.name.clone()), "{} twice", piece.name);
+        }
+        for family in families() {
+            let mut own = seen.clone();
+            for piece in family_pieces(&family) {
+                assert!(own.insert(piece.name.clone()), "{} twice", piece.name);
+            }
+        }
+    }
+
+    #[test]
+    fn every_constant_the_lua_names_is_generated() {
+        let constant = |n: &str| {
+            n.bytes().any(|b| b.is_ascii_uppercase())
+                && n.bytes()
+                    .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+        };
+        let prelude = prelude_pieces();
+        for family in families() {
+            let pieces = family_pieces(&family);
+            let defined: BTreeSet<&str> = prelude
+                .iter()
+                .chain(&pieces)
+                .map(|p| p.name.as_str())
+                .collect();
+            for piece in prelude.iter().chain(&pieces) {
+                for name in names_used(&piece.text).into_iter().filter(|n| constant(n)) {
+                    assert!(
+                        defined.contains(name),
+                        "{name} (in {}) is not defined",
+                        piece.name
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn strings_are_escaped() {
+        assert_eq!(lua_str("it's a \\ test"), "'it\\'s a \\\\ test'");
+    }
+}

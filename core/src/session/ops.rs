@@ -1,0 +1,257 @@
+//! Each session command as a write plan over a small [`Store`]: what it checks, in which order,
+//! and which writes it makes, in the order the module replicates them and the Lua twin makes
+//! them. Every check comes before the first write, so an error writes nothing. The module
+//! implements the store over Redis (`src/session.rs`); the tests run it on one in memory.
+
+use super::{session_key, Deadlines, Meta, Timeouts, ABSOLUTE_FIELD, IDLE_FIELD, INDEX_FIELD};
+use crate::command::CmdError;
+use crate::keys::{check_fields, Kind, ID_LEN, RESERVED_PREFIX};
+
+/// What the session commands need from Redis. Writes replicate as the commands named.
+pub trait Store {
+    /// TYPE.
+    fn kind(&mut self, key: &[u8]) -> Kind;
+    /// TYPE as of `now_ms`: a key whose expiry is `now_ms` or earlier is empty.
+    fn live_kind(&mut self, key: &[u8], now_ms: i64) -> Kind;
+    /// Whether the user may read and write `key` (a key the command derives).
+    fn may_access(&mut self, key: &[u8]) -> bool;
+    /// A fresh random id.
+    fn new_id(&mut self) -> Result<[u8; ID_LEN], CmdError>;
+    /// HGETALL, flat.
+    fn fields(&mut self, key: &[u8]) -> Vec<Vec<u8>>;
+    /// PEXPIRETIME.
+    fn expire_time(&mut self, key: &[u8]) -> i64;
+    /// ZRANGE index 0 -1.
+    fn members(&mut self, index: &[u8]) -> Vec<Vec<u8>>;
+    /// ZCARD.
+    fn len(&mut self, index: &[u8]) -> i64;
+    /// HSET key field value [field value ...]: how many fields are new.
+    fn hset(&mut self, key: &[u8], pairs: &[&[u8]]) -> i64;
+    /// PEXPIREAT.
+    fn expire_at(&mut self, key: &[u8], at_ms: i64);
+    /// RENAME.
+    fn rename(&mut self, from: &[u8], to: &[u8]);
+    /// DEL: how many keys went.
+    fn del(&mut self, key: &[u8]) -> i64;
+    /// The expiring index (sessions scored by expiry): prune what expired by `now_ms`, make
+    /// the change, and let the index expire with its last member.
+    fn update_index(&mut self, index: &[u8], now_ms: i64, change: IndexChange<'_>);
+}
+
+/// What a command changes in its index, besides pruning it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IndexChange<'a> {
+    None,
+    /// A session's new expiry (ZADD).
+    Set(i64, &'a [u8]),
+    /// A session gone (ZREM).
+    Remove(&'a [u8]),
+    /// A session moved to a new key with the expiry given (ZREM, ZADD).
+    Move(&'a [u8], i64, &'a [u8]),
+}
+
+impl<'a> IndexChange<'a> {
+    /// The member to remove.
+    pub fn removed(self) -> Option<&'a [u8]> {
+        match self {
+            IndexChange::Remove(key) | IndexChange::Move(key, ..) => Some(key),
+            IndexChange::None | IndexChange::Set(..) => None,
+        }
+    }
+
+    /// The member to add, at its score.
+    pub fn added(self) -> Option<(i64, &'a [u8])> {
+        match self {
+            IndexChange::Set(at, key) | IndexChange::Move(_, at, key) => Some((at, key)),
+            IndexChange::None | IndexChange::Remove(_) => None,
+        }
+    }
+}
+
+/// Fails with WRONGTYPE unless `index` is empty or a sorted set.
+fn expect_index(s: &mut impl Store, index: &[u8]) -> Result<(), CmdError> {
+    match s.kind(index) {
+        Kind::Empty | Kind::ZSet => Ok(()),
+        _ => Err(CmdError::WrongType),
+    }
+}
+
+fn check_access(s: &mut impl Store, key: &[u8]) -> Result<(), CmdError> {
+    if s.may_access(key) {
+        Ok(())
+    } else {
+        Err(CmdError::NoPerm)
+    }
+}
+
+/// A new session's key in `index`'s slot, which the user must be allowed to write.
+fn new_key(s: &mut impl Store, index: &[u8]) -> Result<Vec<u8>, CmdError> {
+    let key = session_key(index, &s.new_id()?)?;
+    check_access(s, &key)?;
+    Ok(key)
+}
+
+fn expect_free(s: &mut impl Store, key: &[u8]) -> Result<(), CmdError> {
+    match s.kind(key) {
+        Kind::Empty => Ok(()),
+        _ => Err(CmdError::Internal), // a 128-bit collision: never
+    }
+}
+
+/// A live session: its hash's pairs, flat.
+struct Loaded {
+    pairs: Vec<Vec<u8>>,
+}
+
+impl Loaded {
+    fn meta(&self) -> Result<Meta<'_>, CmdError> {
+        let pairs: Vec<(&[u8], &[u8])> = self
+            .pairs
+            .chunks(2)
+            .map(|p| (p[0].as_slice(), p[1].as_slice()))
+            .collect();
+        Meta::parse(&pairs)
+    }
+
+    /// The caller's fields, reserved ones excluded.
+    fn user_pairs(self) -> Vec<Vec<u8>> {
+        self.pairs
+            .chunks(2)
+            .filter(|p| !p[0].starts_with(RESERVED_PREFIX.as_bytes()))
+            .flat_map(|p| p.iter().cloned())
+            .collect()
+    }
+}
+
+/// The session at `key` as of `now_ms` and its index: None when absent (or expired by now);
+/// WRONGTYPE unless a hash, BadState unless it holds the reserved fields; checks the index's
+/// type and the user's access to it.
+fn load(
+    s: &mut impl Store,
+    key: &[u8],
+    now_ms: i64,
+) -> Result<Option<(Loaded, Deadlines, Vec<u8>)>, CmdError> {
+    match s.live_kind(key, now_ms) {
+        Kind::Empty => return Ok(None),
+        Kind::Hash => {}
+        _ => return Err(CmdError::WrongType),
+    }
+    let loaded = Loaded {
+        pairs: s.fields(key),
+    };
+    let meta = loaded.meta()?;
+    let (deadlines, index) = (meta.deadlines, meta.index.to_vec());
+    check_access(s, &index)?;
+    expect_index(s, &index)?;
+    Ok(Some((loaded, deadlines, index)))
+}
+
+/// Slides the session's expiry after a use at `now_ms` and records it in the index.
+fn touch(s: &mut impl Store, key: &[u8], index: &[u8], d: Deadlines, now_ms: i64) {
+    let at = d.expiry(now_ms);
+    s.expire_at(key, at);
+    s.update_index(index, now_ms, IndexChange::Set(at, key));
+}
+
+/// SESSION.CREATE: the new session's key.
+pub fn create(
+    s: &mut impl Store,
+    index: &[u8],
+    timeouts: Timeouts,
+    fields: &[&[u8]],
+    now_ms: i64,
+) -> Result<Vec<u8>, CmdError> {
+    check_fields(fields)?;
+    let key = new_key(s, index)?;
+    expect_index(s, index)?;
+    expect_free(s, &key)?;
+    let d = timeouts.start(now_ms);
+    let (idle, absolute_at) = (d.idle_ms.to_string(), d.absolute_at.to_string());
+    let mut hset: Vec<&[u8]> = vec![
+        IDLE_FIELD.as_bytes(),
+        idle.as_bytes(),
+        ABSOLUTE_FIELD.as_bytes(),
+        absolute_at.as_bytes(),
+        INDEX_FIELD.as_bytes(),
+        index,
+    ];
+    hset.extend_from_slice(fields);
+    s.hset(&key, &hset);
+    touch(s, &key, index, d, now_ms);
+    Ok(key)
+}
+
+/// SESSION.GET: the caller's fields; None when the session is gone.
+pub fn get(s: &mut impl Store, key: &[u8], now_ms: i64) -> Result<Option<Vec<Vec<u8>>>, CmdError> {
+    let Some((loaded, d, index)) = load(s, key, now_ms)? else {
+        return Ok(None);
+    };
+    touch(s, key, &index, d, now_ms);
+    Ok(Some(loaded.user_pairs()))
+}
+
+/// SESSION.SET: how many fields are new; None when the session is gone.
+pub fn set(
+    s: &mut impl Store,
+    key: &[u8],
+    fields: &[&[u8]],
+    now_ms: i64,
+) -> Result<Option<i64>, CmdError> {
+    check_fields(fields)?;
+    let Some((_, d, index)) = load(s, key, now_ms)? else {
+        return Ok(None);
+    };
+    let added = s.hset(key, fields);
+    touch(s, key, &index, d, now_ms);
+    Ok(Some(added))
+}
+
+/// SESSION.ROTATE: the session's new key (same fields, same expiry); None when it is gone.
+pub fn rotate(s: &mut impl Store, old: &[u8], now_ms: i64) -> Result<Option<Vec<u8>>, CmdError> {
+    let Some((_, _, index)) = load(s, old, now_ms)? else {
+        return Ok(None);
+    };
+    let new = new_key(s, &index)?;
+    expect_free(s, &new)?;
+    let at = s.expire_time(old);
+    s.rename(old, &new);
+    s.update_index(&index, now_ms, IndexChange::Move(old, at, &new));
+    Ok(Some(new))
+}
+
+/// SESSION.DESTROY: whether a live session went.
+pub fn destroy(s: &mut impl Store, key: &[u8], now_ms: i64) -> Result<bool, CmdError> {
+    let Some((_, _, index)) = load(s, key, now_ms)? else {
+        return Ok(false);
+    };
+    s.del(key);
+    s.update_index(&index, now_ms, IndexChange::Remove(key));
+    Ok(true)
+}
+
+/// SESSION.LIST: the index's live session keys, soonest to expire first.
+pub fn list(s: &mut impl Store, index: &[u8], now_ms: i64) -> Result<Vec<Vec<u8>>, CmdError> {
+    expect_index(s, index)?;
+    s.update_index(index, now_ms, IndexChange::None);
+    Ok(s.members(index))
+}
+
+/// SESSION.DESTROYALL: how many live sessions went (the index goes too). Every listed key
+/// must be accessible, expired or not, before anything is deleted.
+pub fn destroy_all(s: &mut impl Store, index: &[u8], now_ms: i64) -> Result<i64, CmdError> {
+    expect_index(s, index)?;
+    for member in s.members(index) {
+        check_access(s, &member)?;
+    }
+    let live = list(s, index, now_ms)?;
+    let destroyed = live.iter().map(|m| s.del(m)).sum();
+    s.del(index);
+    Ok(destroyed)
+}
+
+/// SESSION.COUNT: the index's live sessions.
+pub fn count(s: &mut impl Store, index: &[u8], now_ms: i64) -> Result<i64, CmdError> {
+    expect_index(s, index)?;
+    s.update_index(index, now_ms, IndexChange::None);
+    Ok(s.len(index))
+}
