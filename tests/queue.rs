@@ -953,7 +953,5 @@ fn lua_twin_matches_the_module() {
 
 #[test]
 fn readme_has_the_queue_table() {
-    let defs: Vec<&patterns_core::command::CommandDef> =
-        patterns_core::queue::COMMANDS.iter().copied().collect();
-    assert_readme_has_table(&defs, "queues");
+    assert_readme_has_table(&patterns_core::queue::COMMANDS, "queues");
 }
