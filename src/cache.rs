@@ -17,6 +17,9 @@ use patterns_core::cache::{
 use patterns_core::command::{Args, CmdError};
 use patterns_core::keys::{encode_id, ID_BYTES};
 
+use std::ffi::CString;
+use std::sync::OnceLock;
+
 use crate::command;
 use crate::ffi::{
     check_key_access, fill_random, key_type, now_ms, precise_now_us, redis_call, Arg, Call,
@@ -37,6 +40,12 @@ pub const COMMANDS: &[Command] = &[
 /// An entry's hash as stored: its fields, in `c::FIELDS` order, read through the key API.
 struct Stored([Option<OwnedString>; c::FIELDS.len()]);
 
+/// `c::FIELDS` as C strings, for the hot path's hash reads.
+fn field_names() -> &'static [CString; c::FIELDS.len()] {
+    static NAMES: OnceLock<[CString; c::FIELDS.len()]> = OnceLock::new();
+    NAMES.get_or_init(|| c::FIELDS.map(|f| CString::new(f).expect("no NUL")))
+}
+
 impl Stored {
     /// The hash at the command's key: None when absent; WRONGTYPE unless a hash, BadState when
     /// it holds a field an entry has not (`entry` checks the rest). The key is closed on return.
@@ -52,11 +61,11 @@ impl Stored {
         let len = key.len();
         let mut found = 0;
         let mut stored = Self(Default::default());
-        for (slot, field) in stored.0.iter_mut().zip(c::FIELDS) {
+        for (slot, field) in stored.0.iter_mut().zip(field_names()) {
             if found == len {
                 break;
             }
-            *slot = key.hash_field(field);
+            *slot = key.hash_field(field.as_c_str());
             found += i64::from(slot.is_some());
         }
         if found != len {
@@ -130,15 +139,16 @@ impl<'a> Store<'a> {
         }
         let t = self.times;
         let (fresh, stale, delta) = (text(t.fresh_until), text(t.stale_until), text(t.delta_ms));
-        let fields = [
-            (c::VALUE_FIELD, self.value),
-            (c::FRESH_FIELD, fresh.as_bytes()),
-            (c::STALE_FIELD, stale.as_bytes()),
-            (c::DELTA_FIELD, delta.as_bytes()),
+        // The value's fields lead `c::FIELDS`, in this order.
+        let values = [
+            self.value,
+            fresh.as_bytes(),
+            stale.as_bytes(),
+            delta.as_bytes(),
         ];
         let mut hset = vec![Arg::Str(name.as_str())];
-        for (field, value) in fields {
-            entry.hash_set(field, value);
+        for (field, value) in field_names().iter().zip(values) {
+            entry.hash_set(field.as_c_str(), value);
             hset.extend([Arg::Bytes(field.as_bytes()), Arg::Bytes(value)]);
         }
         ctx.replicate(c"HSET", &hset);
