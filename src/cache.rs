@@ -22,8 +22,8 @@ use std::sync::OnceLock;
 
 use crate::command;
 use crate::ffi::{
-    check_key_access, fill_random, key_type, now_ms, precise_now_us, redis_call, Arg, Call,
-    Command, Ctx, Key, KeyType, Notify, OwnedString, Reply, ScoreRange, Value,
+    check_key_access, fill_random, key_type, now_ms, precise_now_us, redis_call, Call, Command,
+    Ctx, Key, KeyType, Notify, OwnedString, Reply, ScoreRange, Value,
 };
 use crate::index::update_index;
 use crate::text::StackText;
@@ -134,27 +134,27 @@ impl<'a> Store<'a> {
         let mut entry = Key::open_named(ctx, &name);
         if existed {
             entry.delete();
-            ctx.replicate(c"DEL", &[Arg::Str(name.as_str())]);
+            ctx.replicate(c"DEL", (name.as_str(),));
             entry.modified(&[(Notify::GENERIC, c"del")]);
         }
         let t = self.times;
         let (fresh, stale, delta) = (text(t.fresh_until), text(t.stale_until), text(t.delta_ms));
         // The value's fields lead `c::FIELDS`, in this order.
+        let [f0, f1, f2, f3, ..] = field_names().each_ref().map(|f| f.as_c_str());
         let values = [
             self.value,
             fresh.as_bytes(),
             stale.as_bytes(),
             delta.as_bytes(),
         ];
-        let mut hset = vec![Arg::Str(name.as_str())];
-        for (field, value) in field_names().iter().zip(values) {
-            entry.hash_set(field.as_c_str(), value);
-            hset.extend([Arg::Bytes(field.as_bytes()), Arg::Bytes(value)]);
+        for (field, value) in [f0, f1, f2, f3].into_iter().zip(values) {
+            entry.hash_set(field, value);
         }
-        ctx.replicate(c"HSET", &hset);
+        let [v0, v1, v2, v3] = values;
+        let name = name.as_str();
+        ctx.replicate(c"HSET", (name, f0, v0, f1, v1, f2, v2, f3, v3));
         entry.set_expire_at(t.stale_until);
-        let at = Arg::Int(t.stale_until);
-        ctx.replicate(c"PEXPIREAT", &[Arg::Str(name.as_str()), at]);
+        ctx.replicate(c"PEXPIREAT", (name, t.stale_until));
         entry.modified(&[(Notify::HASH, c"hset"), (Notify::GENERIC, c"expire")]);
         drop(entry);
         for tag in self.tags {
