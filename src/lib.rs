@@ -9,6 +9,7 @@ mod ffi;
 mod index;
 mod leaderboard;
 mod lock;
+mod queue;
 mod ratelimit;
 mod session;
 mod stats;
@@ -23,6 +24,7 @@ const FAMILIES: &[&[ffi::Command]] = &[
     leaderboard::COMMANDS,
     cache::COMMANDS,
     lock::COMMANDS,
+    queue::COMMANDS,
 ];
 
 /// Registers every command (its declared keys, so ACL key patterns and Cluster routing apply)

@@ -9,6 +9,7 @@ pub mod keys;
 pub mod leaderboard;
 pub mod lock;
 pub mod lua;
+pub mod queue;
 pub mod ratelimit;
 pub mod session;
 #[cfg(test)]
@@ -22,6 +23,7 @@ pub fn all_commands() -> impl Iterator<Item = &'static command::CommandDef> {
         &leaderboard::COMMANDS[..],
         &cache::COMMANDS[..],
         &lock::COMMANDS[..],
+        &queue::COMMANDS[..],
     ]
     .into_iter()
     .flatten()

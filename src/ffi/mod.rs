@@ -26,7 +26,7 @@ mod timer;
 
 pub use acl::{check_key_access, check_key_read};
 pub use block::{block, BlockedClient, ClientId, Waits};
-pub use call::{redis_call, CallReply};
+pub use call::{redis_call, CallReply, CallValue};
 pub use command::{dispatch, Call, Command};
 pub use config::{apply_module_args, register_configs, Config, Numeric, Text};
 pub use ctx::{now_ms, precise_now_us, Ctx};
