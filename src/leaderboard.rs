@@ -43,8 +43,8 @@ struct RedisStore<'a> {
     ctx: Ctx<'a>,
     board: Vec<u8>,
     companions: Option<[Vec<u8>; 3]>,
-    /// The board opened through the key API, for reads only: a write run as a command could
-    /// delete the value under an open handle.
+    /// The board opened for reading through the key API (None when it does not exist, and
+    /// for writes: a write run as a command could delete the value under an open handle).
     reader: Option<KeyHandle<'a>>,
 }
 
@@ -71,7 +71,7 @@ impl<'a> RedisStore<'a> {
             ctx: call.ctx(),
             board,
             companions,
-            reader: (!write).then(|| KeyHandle::open(call)),
+            reader: if write { None } else { KeyHandle::open_read(call) },
         })
     }
 
@@ -81,7 +81,7 @@ impl<'a> RedisStore<'a> {
             ctx: call.ctx(),
             board: call.key_name().to_vec(),
             companions: None,
-            reader: Some(KeyHandle::open(call)),
+            reader: KeyHandle::open_read(call),
         }
     }
 

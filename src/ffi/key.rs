@@ -57,6 +57,17 @@ impl<'a> Key<'a> {
         Self::open_str(ctx, name.as_str())
     }
 
+    /// The command's declared key opened for reading only (as a read command's lookup sees
+    /// it, expiry included), None when it does not exist. Writes through it fail cleanly.
+    pub fn open_read(call: &Call<'a>) -> Option<Self> {
+        let (ctx, name) = (call.ctx(), call.key());
+        let mode = raw::REDISMODULE_READ as c_int;
+        // SAFETY: the context and the name are live for 'a, which the key does not outlive.
+        let raw = unsafe { raw::RedisModule_OpenKey.unwrap()(ctx.as_ptr(), name.as_ptr(), mode) };
+        let raw = NonNull::new(raw.cast())?;
+        Some(Self { ctx, name, raw })
+    }
+
     fn open_str(ctx: Ctx<'a>, name: Str<'a>) -> Self {
         let mode = (raw::REDISMODULE_READ | raw::REDISMODULE_WRITE) as c_int;
         // SAFETY: the context and the name are live for 'a, which the key does not outlive.
