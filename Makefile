@@ -67,11 +67,11 @@ test: deps lint unit integration clients wasm
 fuzz: build lua
 	FUZZ_SECS=$${FUZZ_SECS:-600} cargo test --release -p redis-patterns --test fuzz -- --nocapture
 
-# bench/bench.py needs matplotlib: Debian's python3-matplotlib serves /usr/bin/python3, which
+# bench/run.py needs matplotlib: Debian's python3-matplotlib serves /usr/bin/python3, which
 # may not be the python3 first on PATH (pyenv, venvs), so both steps use the system interpreter.
 bench: build lua
 	@PATH=/usr/bin:$$PATH WITH_BENCH=1 bash scripts/install-deps.sh
-	PATH=/usr/bin:$$PATH python3 bench/bench.py
+	PATH=/usr/bin:$$PATH python3 bench/run.py
 
 clean:
 	cargo clean

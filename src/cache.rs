@@ -15,6 +15,9 @@ use patterns_core::cache::{
 use patterns_core::command::{Args, CmdError};
 use patterns_core::keys::{encode_id, ID_BYTES};
 
+use std::ffi::CString;
+use std::sync::OnceLock;
+
 use crate::command;
 use crate::ffi::{
     check_key_access, fill_random, key_type, now_ms, precise_now_us, redis_call, Call, Command,
@@ -35,6 +38,12 @@ pub const COMMANDS: &[Command] = &[
 /// An entry's hash as stored: its fields, in `c::FIELDS` order, read through the key API.
 struct Stored([Option<OwnedString>; c::FIELDS.len()]);
 
+/// `c::FIELDS` as C strings, for the hot path's hash reads.
+fn field_names() -> &'static [CString; c::FIELDS.len()] {
+    static NAMES: OnceLock<[CString; c::FIELDS.len()]> = OnceLock::new();
+    NAMES.get_or_init(|| c::FIELDS.map(|f| CString::new(f).expect("no NUL")))
+}
+
 impl Stored {
     /// The hash at the command's key: None when absent; WRONGTYPE unless a hash, BadState when
     /// it holds a field an entry has not (`entry` checks the rest). The key is closed on return.
@@ -45,7 +54,11 @@ impl Stored {
             KeyType::Hash => {}
             _ => return Err(CmdError::WrongType),
         }
-        let stored = Self(c::FIELDS.map(|f| key.hash_field(f)));
+        let stored = Self(
+            field_names()
+                .each_ref()
+                .map(|f| key.hash_field(f.as_c_str())),
+        );
         let found = stored.0.iter().flatten().count() as i64;
         if found != key.len() {
             return Err(CmdError::BadState(c::NOT_CACHE));

@@ -3,7 +3,7 @@
 //! last member. Each change replicates as the command that makes it, and only when it changed
 //! something, as Redis does.
 
-use crate::ffi::{Arg, Ctx, Key, Notify, OwnedString, ScoreRange};
+use crate::ffi::{Ctx, Key, Notify, OwnedString, ScoreRange};
 
 /// Drops the index's members that expired by `now` (scored `now` or lower: an expiry is the
 /// first millisecond a member is dead), replicated as `ZREMRANGEBYSCORE` when there were any.
@@ -12,8 +12,7 @@ use crate::ffi::{Arg, Ctx, Key, Notify, OwnedString, ScoreRange};
 fn prune(ctx: Ctx, index: &mut Key, now: i64) {
     let expired = index.zset_members(ScoreRange::through(now));
     if index.zset_remove(&expired) > 0 {
-        let args = [Arg::Str(index.name()), Arg::Bytes(b"-inf"), Arg::Int(now)];
-        ctx.replicate(c"ZREMRANGEBYSCORE", &args);
+        ctx.replicate(c"ZREMRANGEBYSCORE", (index.name(), c"-inf", now));
         index.modified(&[(Notify::ZSET, c"zremrangebyscore")]);
     }
 }
@@ -26,7 +25,7 @@ fn fix_index_ttl(ctx: Ctx, index: &mut Key) {
     let at = top as i64;
     if index.expire_at_ms() != Some(at) {
         index.set_expire_at(at);
-        ctx.replicate(c"PEXPIREAT", &[Arg::Str(index.name()), Arg::Int(at)]);
+        ctx.replicate(c"PEXPIREAT", (index.name(), at));
         index.modified(&[(Notify::GENERIC, c"expire")]);
     }
 }
@@ -48,10 +47,7 @@ pub fn update_index(
     if let Some(member) = remove {
         let member = [OwnedString::new(ctx, member)];
         if index.zset_remove(&member) > 0 {
-            ctx.replicate(
-                c"ZREM",
-                &[Arg::Str(name.as_str()), Arg::Str(member[0].as_str())],
-            );
+            ctx.replicate(c"ZREM", (name.as_str(), member[0].as_str()));
             index.modified(&[(Notify::ZSET, c"zrem")]);
         }
     }
@@ -59,12 +55,7 @@ pub fn update_index(
         let member = OwnedString::new(ctx, member);
         added = index.zset_score(member.as_str()).is_none();
         if index.zset_add(score as f64, member.as_str()) {
-            let args = [
-                Arg::Str(name.as_str()),
-                Arg::Int(score),
-                Arg::Str(member.as_str()),
-            ];
-            ctx.replicate(c"ZADD", &args);
+            ctx.replicate(c"ZADD", (name.as_str(), score, member.as_str()));
             index.modified(&[(Notify::ZSET, c"zadd")]);
         }
     }

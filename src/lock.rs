@@ -22,8 +22,8 @@ use patterns_core::lock::{
 
 use crate::command;
 use crate::ffi::{
-    check_key_access, now_ms, redis_call, Arg, Call, Command, Ctx, Key, KeyType, Notify,
-    OwnedString, Reply, ScoreRange, Value,
+    check_key_access, now_ms, redis_call, Call, Command, Ctx, Key, KeyType, Notify, OwnedString,
+    Reply, ScoreRange, Value,
 };
 use crate::index::update_index;
 use crate::text::StackText;
@@ -89,21 +89,21 @@ fn write_lease(ctx: Ctx, key: &mut Key, lease: &Lease, expire_at_ms: i64) {
     key.hash_set(HOLDS_FIELD, StackText::of(lease.holds).as_bytes());
     key.set_expire_at(expire_at_ms);
     key.modified(&[(Notify::HASH, c"hset"), (Notify::GENERIC, c"expire")]);
-    let hset = [
-        Arg::Str(key.name()),
-        Arg::Bytes(OWNER_FIELD.as_bytes()),
-        Arg::Bytes(lease.owner),
-        Arg::Bytes(TOKEN_FIELD.as_bytes()),
-        Arg::Int(lease.token),
-        Arg::Bytes(HOLDS_FIELD.as_bytes()),
-        Arg::Int(lease.holds),
-    ];
-    ctx.replicate(c"HSET", &hset);
+    let hset = (
+        key.name(),
+        OWNER_FIELD.as_bytes(),
+        lease.owner,
+        TOKEN_FIELD.as_bytes(),
+        lease.token,
+        HOLDS_FIELD.as_bytes(),
+        lease.holds,
+    );
+    ctx.replicate(c"HSET", hset);
     replicate_pexpireat(ctx, key, expire_at_ms);
 }
 
 fn replicate_pexpireat(ctx: Ctx, key: &Key, at_ms: i64) {
-    ctx.replicate(c"PEXPIREAT", &[Arg::Str(key.name()), Arg::Int(at_ms)]);
+    ctx.replicate(c"PEXPIREAT", (key.name(), at_ms));
 }
 
 /// The fencing counter's key, after checking the name and the current user's access to it.
@@ -135,7 +135,7 @@ fn try_lock(ctx: Ctx, name: &[u8], wanted: &Wanted) -> Result<Option<i64>, CmdEr
                 let text = StackText::of(token);
                 fence_key.write_string(text.as_bytes());
                 fence_key.modified(&[(Notify::STRING, c"set")]);
-                ctx.replicate(c"SET", &[Arg::Str(fence_name.as_str()), Arg::Int(token)]);
+                ctx.replicate(c"SET", (fence_name.as_str(), token));
             }
             write_lease(ctx, &mut key, &lease, expire_at_ms);
             Ok(Some(lease.token))
@@ -253,18 +253,14 @@ fn release(call: &Call) -> Result<Reply, CmdError> {
                 let holds = StackText::of(lease.holds);
                 key.hash_set(HOLDS_FIELD, holds.as_bytes());
                 key.modified(&[(Notify::HASH, c"hset")]);
-                let hset = [
-                    Arg::Str(key.name()),
-                    Arg::Bytes(HOLDS_FIELD.as_bytes()),
-                    Arg::Int(lease.holds),
-                ];
-                ctx.replicate(c"HSET", &hset);
+                let hset = (key.name(), HOLDS_FIELD.as_bytes(), lease.holds);
+                ctx.replicate(c"HSET", hset);
                 return Ok(Reply::Integer(1));
             }
             Release::Freed => {
                 key.delete();
                 key.modified(&[(Notify::GENERIC, c"del")]);
-                ctx.replicate(c"DEL", &[Arg::Str(key.name())]);
+                ctx.replicate(c"DEL", (key.name(),));
             }
         }
     }

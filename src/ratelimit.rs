@@ -9,9 +9,7 @@ use patterns_core::ratelimit::{
 };
 
 use crate::command;
-use crate::ffi::{
-    now_ms, Arg, Call, Command, Key, KeyType, Notify, OwnedString, Reply, ScoreRange,
-};
+use crate::ffi::{now_ms, Call, Command, Key, KeyType, Notify, OwnedString, Reply, ScoreRange};
 use crate::text::StackText;
 
 /// The family's commands, as registered.
@@ -92,15 +90,8 @@ fn run_string<L: StringLimiter>(
         key.set_expire_at(write.expire_at_ms);
         key.modified(&STRING_EVENTS);
         // The primary's time travels in the effect, never the caller's command.
-        call.ctx().replicate(
-            c"SET",
-            &[
-                Arg::Str(call.key()),
-                Arg::Bytes(value.as_bytes()),
-                Arg::Bytes(b"PXAT"),
-                Arg::Int(write.expire_at_ms),
-            ],
-        );
+        let set = (call.key(), value.as_c_str(), c"PXAT", write.expire_at_ms);
+        call.ctx().replicate(c"SET", set);
     }
     Ok(outcome.reply)
 }
@@ -131,8 +122,7 @@ impl ZsetLog<'_, '_> {
         if let Some(through) = w.prune_through_ms {
             let stale = key.zset_members(ScoreRange::through(through));
             key.zset_remove(&stale);
-            let args = [Arg::Str(call.key()), Arg::Bytes(b"-inf"), Arg::Int(through)];
-            ctx.replicate(c"ZREMRANGEBYSCORE", &args);
+            ctx.replicate(c"ZREMRANGEBYSCORE", (call.key(), c"-inf", through));
             events.push((Notify::ZSET, c"zremrangebyscore"));
         }
         let score = OwnedString::from_i64(ctx, w.at_ms);
@@ -143,17 +133,14 @@ impl ZsetLog<'_, '_> {
             })
             .collect();
         let mut zadd = Vec::with_capacity(1 + members.len() * 2);
-        zadd.push(Arg::Str(call.key()));
+        zadd.push(call.key());
         for m in &members {
             key.zset_add(w.at_ms as f64, m.as_str());
-            zadd.extend([Arg::Str(score.as_str()), Arg::Str(m.as_str())]);
+            zadd.extend([score.as_str(), m.as_str()]);
         }
-        ctx.replicate(c"ZADD", &zadd);
+        ctx.replicate_list(c"ZADD", &zadd);
         key.set_expire_at(w.expire_at_ms);
-        ctx.replicate(
-            c"PEXPIREAT",
-            &[Arg::Str(call.key()), Arg::Int(w.expire_at_ms)],
-        );
+        ctx.replicate(c"PEXPIREAT", (call.key(), w.expire_at_ms));
         events.push((Notify::GENERIC, c"expire"));
         key.modified(&events);
     }

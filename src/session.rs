@@ -18,8 +18,8 @@ use patterns_core::session::{self as s, Timeouts};
 
 use crate::command;
 use crate::ffi::{
-    check_key_access, fill_random, key_type, live_key_type, now_ms, redis_call, Arg, Call, Command,
-    Ctx, Key, KeyType, Notify, OwnedString, Reply,
+    check_key_access, fill_random, key_type, live_key_type, now_ms, redis_call, Call, Command, Ctx,
+    Key, KeyType, Notify, OwnedString, Reply,
 };
 use crate::index::update_index;
 
@@ -96,8 +96,7 @@ impl Store for Redis<'_> {
         let mut session = Key::open_named(self.0, &name);
         session.set_expire_at(at_ms);
         session.modified(&[(Notify::GENERIC, c"expire")]);
-        let args = [Arg::Str(name.as_str()), Arg::Int(at_ms)];
-        self.0.replicate(c"PEXPIREAT", &args);
+        self.0.replicate(c"PEXPIREAT", (name.as_str(), at_ms));
     }
 
     fn rename(&mut self, from: &[u8], to: &[u8]) {

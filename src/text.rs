@@ -1,6 +1,9 @@
 //! Numbers as text without allocation.
 
-/// Formats into a stack buffer (state values are short), for writes without allocation.
+use std::ffi::CStr;
+
+/// Formats into a stack buffer (state values are short), for writes without allocation; the
+/// text is followed by a NUL, so it also reads as a C string.
 pub struct StackText {
     buf: [u8; 96],
     len: usize,
@@ -16,10 +19,19 @@ impl StackText {
         let mut cursor = std::io::Cursor::new(&mut text.buf[..]);
         write!(cursor, "{value}").expect("state values fit in 96 bytes");
         text.len = cursor.position() as usize;
+        assert!(
+            text.len < text.buf.len(),
+            "state values fit in 95 bytes and a NUL"
+        );
         text
     }
 
     pub fn as_bytes(&self) -> &[u8] {
         &self.buf[..self.len]
+    }
+
+    /// The text as a C string (state values hold no NUL).
+    pub fn as_c_str(&self) -> &CStr {
+        CStr::from_bytes_until_nul(&self.buf[..=self.len]).expect("a NUL follows the text")
     }
 }

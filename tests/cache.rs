@@ -1,28 +1,21 @@
-//! The cache family on real servers (Redis 7.0 and Valkey 8.0): invalidation under concurrent
-//! writers, single-flight leases, XFetch's statistics, tag indexes that never leak, replication
-//! and AOF, Cluster, ACL, pub/sub, bad input, COMMAND DOCS, and the Lua twin against the module.
+//! The cache family's own semantics on Redis 7.0 and Valkey 8.0: invalidation under concurrent
+//! writers, single-flight leases, XFetch's statistics (module and twin), tag indexes that never
+//! leak, pub/sub, the key specs that find tags, and bad input.
+//! What every command shares (COMMAND DOCS, README, Cluster, ACL, effects replication,
+//! AOF, the twin differential) is in tests/conformance.rs.
 
 mod common;
 
 use common::*;
-use patterns_core::cache::{self as c, early, early_probability, Times, DRAW_MAX};
+use patterns_core::cache::{early, early_probability, Times, DRAW_MAX};
 use rand::rngs::StdRng;
-use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use redis::{Connection, Value};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Barrier};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
-
-fn text(v: &Value) -> Option<String> {
-    match v {
-        Value::BulkString(b) => Some(String::from_utf8_lossy(b).into_owned()),
-        Value::SimpleString(s) => Some(s.clone()),
-        _ => None,
-    }
-}
 
 /// A CACHE.GET reply: (state, value, lease token or retry_ms as text).
 fn parts(v: &Value) -> (String, Option<String>, Option<String>) {
@@ -651,325 +644,6 @@ fn tag_index_memory_stays_bounded_under_churn() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Replication and AOF
-
-const KEYS: [&str; 5] = ["e:{a}:1", "e:{a}:2", "e:{a}:3", "e:{a}:4", "text{a}"];
-const TAGS: [&str; 4] = ["t:{a}:1", "t:{a}:2", "t:{a}:3", "text{a}"];
-
-/// One of `pool`, mostly from its first `common` items.
-fn pick(rng: &mut StdRng, pool: &[&str], common: usize, p_common: f64) -> String {
-    let n = if rng.gen_bool(p_common) {
-        common
-    } else {
-        pool.len()
-    };
-    pool[rng.gen_range(0..n)].to_string()
-}
-
-fn random_tags(rng: &mut StdRng) -> Vec<String> {
-    let n = rng.gen_range(1..=2);
-    (0..n).map(|_| pick(rng, &TAGS, 3, 0.97)).collect()
-}
-
-/// `value ttl_ms [DELTA d] [GRACE g] [TAGS tag ...]`, appended to `args`.
-fn random_store(rng: &mut StdRng, args: &mut Vec<String>) {
-    args.push(format!("val{}", rng.gen_range(0..1000)));
-    let ttl = match rng.gen_range(0..10) {
-        0..=4 => rng.gen_range(10..80),
-        5..=8 => 60_000,
-        _ => 0,
-    };
-    args.push(ttl.to_string());
-    if rng.gen_bool(0.5) {
-        args.extend(["DELTA".to_string(), rng.gen_range(0..200).to_string()]);
-    }
-    if rng.gen_bool(0.5) {
-        args.extend(["GRACE".to_string(), rng.gen_range(0..100).to_string()]);
-    }
-    if rng.gen_bool(0.7) {
-        args.push("TAGS".into());
-        args.extend(random_tags(rng));
-    }
-}
-
-/// A random call on the module, valid most of the time. `leases` holds tokens granted so far.
-fn random_cache_call(rng: &mut StdRng, leases: &[String]) -> Vec<String> {
-    let key = pick(rng, &KEYS, 4, 0.95);
-    let mut args = match rng.gen_range(0..20) {
-        0..=5 => {
-            let mut args = vec!["CACHE.SET".to_string(), key];
-            random_store(rng, &mut args);
-            return args;
-        }
-        6..=12 => vec!["CACHE.GET".to_string(), key],
-        13..=15 => {
-            let lease = match leases.choose(rng) {
-                Some(l) if rng.gen_bool(0.8) => l.clone(),
-                _ => "A".repeat(22),
-            };
-            let mut args = vec!["CACHE.FILL".to_string(), key, lease];
-            random_store(rng, &mut args);
-            return args;
-        }
-        16 | 17 => vec!["CACHE.TAG".to_string(), key],
-        _ => vec!["CACHE.INVALIDATE".to_string()],
-    };
-    if args[0] == "CACHE.GET" {
-        if rng.gen_bool(0.5) {
-            let beta = ["0", "1", "2.5", "40"][rng.gen_range(0..4)];
-            args.extend(["BETA".to_string(), beta.to_string()]);
-        }
-        if rng.gen_bool(0.5) {
-            args.extend(["LEASE".to_string(), rng.gen_range(10..100).to_string()]);
-        }
-    } else {
-        args.extend(random_tags(rng));
-    }
-    args
-}
-
-/// The lease token a CACHE.GET reply granted, if any.
-fn granted(v: &Value) -> Option<String> {
-    match v {
-        Value::Array(items) if matches!(text(&items[0]).as_deref(), Some("MISS" | "REFRESH")) => {
-            text(&items[2])
-        }
-        _ => None,
-    }
-}
-
-fn seed_wrong_types(c: &mut Connection) {
-    let _: () = query(c, &["SET", "text{a}", "x"]);
-}
-
-fn random_workload(c: &mut Connection, rng: &mut StdRng, steps: usize) {
-    seed_wrong_types(c);
-    let mut leases = Vec::new();
-    for _ in 0..steps {
-        let args = random_cache_call(rng, &leases);
-        let mut cmd = redis::cmd(&args[0]);
-        cmd.arg(&args[1..]);
-        let reply = pipeline(c, &[cmd]).remove(0);
-        leases.extend(granted(&reply));
-        if rng.gen_bool(0.05) {
-            sleep(Duration::from_millis(rng.gen_range(1..40)));
-        }
-    }
-}
-
-#[test]
-fn replica_holds_the_primarys_bytes() {
-    for flavor in flavors() {
-        let pair = Pair::start(flavor);
-        let mut c = pair.primary.conn();
-        random_workload(&mut c, &mut StdRng::seed_from_u64(7), 800);
-        // Also inside MULTI and from a script: effects replicate once.
-        let _: Value = redis::pipe()
-            .atomic()
-            .cmd("CACHE.GET")
-            .arg("e:{a}:9")
-            .cmd("CACHE.SET")
-            .arg("e:{a}:8")
-            .arg("v")
-            .arg(60_000)
-            .arg("TAGS")
-            .arg("t:{a}:9")
-            .query(&mut c)
-            .unwrap();
-        let _: Value = redis::cmd("EVAL")
-            .arg("return redis.call('CACHE.GET', KEYS[1])")
-            .arg(1)
-            .arg("e:{a}:7")
-            .query(&mut c)
-            .unwrap();
-        pair.sync();
-        let primary = snapshot(&mut c);
-        assert!(primary.len() >= 5, "{}", primary.len());
-        assert_same_state(&primary, &snapshot(&mut pair.replica.conn()), 50);
-    }
-}
-
-#[test]
-fn aof_replay_rebuilds_the_same_bytes() {
-    for flavor in flavors() {
-        let mut server =
-            Server::start_with(flavor, &["--appendonly", "yes", "--appendfsync", "always"]);
-        let mut c = server.conn();
-        random_workload(&mut c, &mut StdRng::seed_from_u64(8), 800);
-        // Long-lived entries so that something survives the restart.
-        for (i, key) in KEYS[..4].iter().enumerate() {
-            set(
-                &mut c,
-                &[key, &format!("final{i}"), "600000", "TAGS", TAGS[i % 3]],
-            );
-        }
-        let _ = get(&mut c, &["e:{a}:lease", "LEASE", "60000"]);
-        let before = snapshot(&mut c);
-        drop(c);
-        assert_aof_holds_only_effects(&server, &["CACHE."]);
-        server.restart();
-        let after = snapshot(&mut server.conn());
-        assert!(before.len() >= 6);
-        assert_same_state(&before, &after, 10_000);
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Cluster and ACL
-
-#[test]
-fn cluster_refuses_a_key_and_tags_in_different_slots() {
-    for flavor in flavors() {
-        let cluster = Cluster::start(flavor);
-        let mut c = cluster.client();
-        let crossslot = |r: &redis::RedisResult<Value>| match r {
-            Err(e) => e.to_string().to_ascii_uppercase().contains("CROSSSLOT"),
-            Ok(_) => false,
-        };
-        let ok: String = redis::cmd("CACHE.SET")
-            .arg("p:{u1}")
-            .arg("v")
-            .arg(60_000)
-            .arg("TAGS")
-            .arg("t:{u1}:a")
-            .arg("t:{u1}:b")
-            .query(&mut c)
-            .unwrap();
-        assert_eq!(ok, "OK");
-        let mut node = cluster.node_for_key(b"p:{u1}").conn();
-        let cases: [Vec<&str>; 5] = [
-            vec![
-                "CACHE.SET",
-                "p:{u1}",
-                "v",
-                "60000",
-                "TAGS",
-                "t:{u1}:a",
-                "t:{u2}",
-            ],
-            vec![
-                "CACHE.SET",
-                "p:{u1}",
-                "v",
-                "60000",
-                "DELTA",
-                "5",
-                "TAGS",
-                "t:{u2}",
-            ],
-            vec![
-                "CACHE.FILL",
-                "p:{u1}",
-                "lease",
-                "v",
-                "60000",
-                "TAGS",
-                "t:{u2}",
-            ],
-            vec!["CACHE.TAG", "p:{u1}", "t:{u2}"],
-            vec!["CACHE.INVALIDATE", "t:{u1}:a", "t:{u2}"],
-        ];
-        for args in &cases {
-            let mut cmd = redis::cmd(args[0]);
-            cmd.arg(&args[1..]);
-            let reply = cmd.query(&mut node);
-            assert!(crossslot(&reply), "{args:?}: {reply:?}");
-        }
-        let n: i64 = redis::cmd("CACHE.TAG")
-            .arg("p:{u1}")
-            .arg("t:{u1}:c")
-            .query(&mut c)
-            .unwrap();
-        assert_eq!(n, 1);
-        let n: i64 = redis::cmd("CACHE.INVALIDATE")
-            .arg("t:{u1}:a")
-            .arg("t:{u1}:c")
-            .query(&mut c)
-            .unwrap();
-        assert_eq!(n, 1);
-        // The server itself reports the keys: the key and every tag.
-        let keys: Vec<String> = query(
-            &mut node,
-            &[
-                "COMMAND",
-                "GETKEYS",
-                "CACHE.SET",
-                "k",
-                "TAGS",
-                "9",
-                "GRACE",
-                "1",
-                "TAGS",
-                "a",
-                "b",
-            ],
-        );
-        assert_eq!(keys, vec!["k", "a", "b"]);
-        let keys: Vec<String> = query(
-            &mut node,
-            &[
-                "COMMAND",
-                "GETKEYS",
-                "CACHE.FILL",
-                "k",
-                "TAGS",
-                "TAGS",
-                "9",
-                "TAGS",
-                "a",
-            ],
-        );
-        assert_eq!(keys, vec!["k", "a"]);
-    }
-}
-
-#[test]
-fn acl_key_patterns_apply_to_tags_and_listed_keys() {
-    for flavor in flavors() {
-        let server = Server::start(flavor);
-        let mut admin = server.conn();
-        set(
-            &mut admin,
-            &["cache:1", "v", "60000", "TAGS", "tag:a", "tag:b"],
-        );
-        set(&mut admin, &["other:1", "v", "60000", "TAGS", "tag:a"]);
-        let mut user = login(&server, "u", &["~cache:*", "~tag:a"]);
-        let before = snapshot(&mut admin);
-        // tag:b is outside the user's patterns: Redis refuses by the declared keys.
-        for args in [
-            vec!["CACHE.INVALIDATE", "tag:b"],
-            vec!["CACHE.INVALIDATE", "tag:a", "tag:b"],
-            vec!["CACHE.SET", "cache:2", "v", "100", "TAGS", "tag:b"],
-            vec!["CACHE.TAG", "cache:1", "tag:b"],
-            vec![
-                "CACHE.FILL",
-                "cache:1",
-                "x",
-                "v",
-                "100",
-                "TAGS",
-                "tag:a",
-                "tag:b",
-            ],
-        ] {
-            let e = error_of(&mut user, &args);
-            assert!(e.starts_with("NOPERM"), "{args:?}: {e}");
-        }
-        // tag:a is the user's, but it lists other:1, which is not: nothing is deleted.
-        assert_eq!(
-            error_of(&mut user, &["CACHE.INVALIDATE", "tag:a"]),
-            "NOPERM this user has no permissions to access one of the keys used as arguments"
-        );
-        assert_same_state(&before, &snapshot(&mut admin), 100);
-        // Within the patterns, everything works.
-        set(&mut user, &["cache:2", "v", "60000", "TAGS", "tag:a"]);
-        assert_eq!(get(&mut user, &["cache:2"]).0, "HIT");
-        let _: i64 = query(&mut admin, &["ZREM", "tag:a", "other:1"]);
-        assert_eq!(query::<i64>(&mut user, &["CACHE.INVALIDATE", "tag:a"]), 2);
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
 // Bad input
 
 #[test]
@@ -1135,213 +809,8 @@ fn bad_input_is_refused_and_writes_nothing() {
     }
 }
 
-#[test]
-fn readme_cache_table_matches_the_definitions() {
-    let readme =
-        std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
-            .unwrap();
-    let table = patterns_core::command::markdown_table(&c::COMMANDS);
-    assert!(
-        readme.contains(&table),
-        "README's cache table is stale; `cargo run -p patterns-core --bin patterns-lua -- --readme` prints it:\n{table}"
-    );
-}
-
-#[test]
-fn command_docs_describe_keys_and_tags() {
-    for flavor in flavors() {
-        let server = Server::start(flavor);
-        let mut c = server.conn();
-        assert_command_docs(&mut c, &c::COMMANDS);
-        let info: Value = query(
-            &mut c,
-            &["COMMAND", "INFO", "cache.set", "cache.invalidate"],
-        );
-        let text = format!("{info:?}");
-        assert!(text.contains("keyword") && text.contains("TAGS"), "{text}");
-        let keys: Vec<String> = query(
-            &mut c,
-            &["COMMAND", "GETKEYS", "CACHE.INVALIDATE", "a", "b", "c"],
-        );
-        assert_eq!(keys, vec!["a", "b", "c"]);
-        let keys: Vec<String> = query(&mut c, &["COMMAND", "GETKEYS", "CACHE.TAG", "k", "a"]);
-        assert_eq!(keys, vec!["k", "a"]);
-        let keys: Vec<String> = query(
-            &mut c,
-            &["COMMAND", "GETKEYS", "CACHE.GET", "k", "BETA", "1"],
-        );
-        assert_eq!(keys, vec!["k"]);
-        let docs: Value = query(&mut c, &["COMMAND", "DOCS", "cache.set"]);
-        let text = format!("{docs:?}");
-        assert!(
-            text.contains("key_spec_index") && text.contains("multiple"),
-            "{text}"
-        );
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // The Lua twin
-
-fn twin_base(function: &str, shas: Option<&BTreeMap<String, String>>) -> redis::Cmd {
-    match shas {
-        None => {
-            let mut c = redis::cmd("FCALL");
-            c.arg(function);
-            c
-        }
-        Some(shas) => {
-            let mut c = redis::cmd("EVALSHA");
-            c.arg(&shas[function]);
-            c
-        }
-    }
-}
-
-/// The module call as the twin takes it: keys in KEYS (the key, then the tags; no TAGS token),
-/// and for CACHE.GET the draw and the lease token: the module's token when it granted one, and
-/// a draw that decides as the module's did (rand = 2^-53 where it refreshed early, rand = 1
-/// where it did not; any rand where the draw did not matter).
-fn twin_call(
-    args: &[String],
-    native: &Value,
-    shas: Option<&BTreeMap<String, String>>,
-) -> redis::Cmd {
-    let function = args[0].to_ascii_lowercase().replace('.', "_");
-    let mut cmd = twin_base(&function, shas);
-    match function.as_str() {
-        "cache_set" | "cache_fill" => {
-            let at = args.iter().position(|a| a == "TAGS").unwrap_or(args.len());
-            let tags = args.get(at + 1..).unwrap_or(&[]);
-            cmd.arg(1 + tags.len())
-                .arg(&args[1])
-                .arg(tags)
-                .arg(&args[2..at]);
-        }
-        "cache_get" => {
-            let (draw, lease) = match native {
-                Value::Array(items) if text(&items[0]).as_deref() == Some("REFRESH") => {
-                    (1, text(&items[2]).unwrap())
-                }
-                Value::Array(items) if text(&items[0]).as_deref() == Some("MISS") => {
-                    (DRAW_MAX, text(&items[2]).unwrap())
-                }
-                _ => (DRAW_MAX, "A".repeat(22)),
-            };
-            cmd.arg(1)
-                .arg(&args[1])
-                .arg(draw)
-                .arg(lease)
-                .arg(&args[2..]);
-        }
-        _ => {
-            cmd.arg(args.len() - 1).arg(&args[1..]);
-        }
-    }
-    cmd
-}
-
-/// Leases and invalidation markers carry the microsecond each server read from its own clock:
-/// equal to the millisecond (the step ran in one on both), they are made equal on the twin's
-/// server before the keys are compared byte for byte; a different millisecond stays and fails.
-fn align_microseconds(a: &mut Connection, b: &mut Connection, key: &str) {
-    let leased = |c: &mut Connection| -> Option<i64> { query(c, &["HGET", key, "leased_at"]) };
-    let kind: String = query(a, &["TYPE", key]);
-    if kind == "hash" {
-        if let (Some(x), Some(y)) = (leased(a), leased(b)) {
-            if x / 1000 == y / 1000 {
-                // Only onto the field still there: a key that expired meanwhile stays gone.
-                let only_if_there = "if redis.call('HEXISTS', KEYS[1], 'leased_at') == 1 then \
-                     redis.call('HSET', KEYS[1], 'leased_at', ARGV[1]) end";
-                let _: () = query(b, &["EVAL", only_if_there, "1", key, &x.to_string()]);
-            }
-        }
-    } else if kind == "zset" {
-        let marker = |c: &mut Connection| -> Option<String> { query(c, &["ZSCORE", key, key]) };
-        if let (Some(x), Some(y)) = (marker(a), marker(b)) {
-            let ms = |s: &str| s.parse::<f64>().unwrap().floor();
-            if ms(&x) == ms(&y) {
-                // XX: onto the marker still there.
-                let _: i64 = query(b, &["ZADD", key, "XX", &x, key]);
-            }
-        }
-    }
-}
-
-#[test]
-fn lua_twin_matches_the_module() {
-    for (flavor, evalsha) in flavors().into_iter().flat_map(|f| [(f, false), (f, true)]) {
-        let module = Server::start(flavor);
-        let twin = Server::start_without_module(flavor, &[]);
-        let (mut a, mut b) = (module.conn(), twin.conn());
-        let shas = load_twin(&mut b);
-        let shas = evalsha.then_some(&shas);
-        seed_wrong_types(&mut a);
-        seed_wrong_types(&mut b);
-        let mut rng = StdRng::seed_from_u64(17);
-        let mut leases: Vec<String> = Vec::new();
-        let tracked: BTreeSet<&str> = KEYS.iter().chain(TAGS.iter()).copied().collect();
-        let (mut compared, steps) = (0, 600);
-        let mut kinds: BTreeMap<String, usize> = BTreeMap::new();
-        for step in 0..steps {
-            let args = random_cache_call(&mut rng, &leases);
-            at_ms_start(&mut a);
-            let (a0, native, a1) = timed(&mut a, &{
-                let mut c = redis::cmd(&args[0]);
-                c.arg(&args[1..]);
-                c
-            });
-            let (b0, twin_reply, b1) = timed(&mut b, &twin_call(&args, &native, shas));
-            leases.extend(granted(&native));
-            let context = format!(
-                "step {step}: {args:?} on {} (EVALSHA: {evalsha})",
-                flavor.name()
-            );
-            if a0 == a1 && a1 == b0 && b0 == b1 {
-                assert_eq!(shown(&native), shown(&twin_reply), "{context}");
-                for key in &tracked {
-                    align_microseconds(&mut a, &mut b, key);
-                    assert_same_key(&mut a, &mut b, key, 0, &context);
-                }
-                compared += 1;
-                let kind = match &native {
-                    Value::ServerError(_) => "error".to_string(),
-                    Value::Array(items) => text(&items[0]).unwrap_or_default(),
-                    Value::Nil => "nil".into(),
-                    _ => "other".into(),
-                };
-                *kinds.entry(kind).or_insert(0) += 1;
-            } else {
-                for key in &tracked {
-                    copy_key(&mut a, &mut b, key);
-                }
-            }
-            if rng.gen_bool(0.1) {
-                sleep(Duration::from_millis(rng.gen_range(1..50)));
-            }
-        }
-        assert!(
-            compared * 10 >= steps * 6,
-            "only {compared}/{steps} steps compared"
-        );
-        // STALE needs a stale value and a lease within a few ms: rarer.
-        for (kind, least) in [
-            ("error", 10),
-            ("nil", 10),
-            ("other", 10),
-            ("HIT", 10),
-            ("MISS", 10),
-            ("REFRESH", 5),
-            ("WAIT", 10),
-            ("STALE", 1),
-        ] {
-            assert!(
-                kinds.get(kind).copied().unwrap_or(0) >= least,
-                "too few {kind}: {kinds:?}"
-            );
-        }
-    }
-}
 
 /// The twin's XFetch decides as `patterns_core::cache::early` (the module's function) on every
 /// draw: random draws against a fresh value at a known `now`.
@@ -1402,5 +871,35 @@ fn twin_xfetch_matches_the_core_on_explicit_draws() {
             compared > 1500 && refreshed > 50 && refreshed < compared,
             "{compared} {refreshed}"
         );
+    }
+}
+
+/// The key specs find the key and every tag after the last `TAGS` token, past values that
+/// look like it, and no tag in other options.
+#[test]
+fn key_specs_find_the_tags_after_the_token() {
+    for flavor in flavors() {
+        let server = Server::start(flavor);
+        let mut c = server.conn();
+        let getkeys = |c: &mut Connection, args: &[&str]| -> Vec<String> {
+            let mut argv = vec!["COMMAND", "GETKEYS"];
+            argv.extend_from_slice(args);
+            query(c, &argv)
+        };
+        let set = [
+            "CACHE.SET",
+            "k",
+            "TAGS",
+            "9",
+            "GRACE",
+            "1",
+            "TAGS",
+            "a",
+            "b",
+        ];
+        assert_eq!(getkeys(&mut c, &set), ["k", "a", "b"]);
+        let fill = ["CACHE.FILL", "k", "TAGS", "TAGS", "9", "TAGS", "a"];
+        assert_eq!(getkeys(&mut c, &fill), ["k", "a"]);
+        assert_eq!(getkeys(&mut c, &["CACHE.GET", "k", "BETA", "1"]), ["k"]);
     }
 }

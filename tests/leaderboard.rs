@@ -1,20 +1,19 @@
-//! The leaderboard family on real servers (Redis 7.0 and Valkey 8.0): every read against a
+//! The leaderboard family's own semantics on Redis 7.0 and Valkey 8.0: every read against a
 //! brute-force model on boards up to 100k members with many ties, the exact time tie-break,
-//! plain ZADD boards, replication and AOF, Cluster, ACL, bad input, and the Lua twin against
-//! the module.
+//! plain ZADD boards, ACL checks the twin makes as the module does, bad input, scores read as
+//! ZADD reads them, and the twin's reads of a large board.
+//! What every command shares (COMMAND DOCS, README, Cluster, ACL, effects replication,
+//! AOF, the twin differential) is in tests/conformance.rs.
 
 mod common;
 
 use common::*;
-use patterns_core::keys::slot;
 use patterns_core::leaderboard as lb;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use redis::{Connection, Value};
 use std::collections::{BTreeMap, HashMap};
-use std::thread::sleep;
-use std::time::Duration;
 
 /// An entry as replied: (rank, member, score).
 type Entry = (i64, String, f64);
@@ -471,132 +470,7 @@ fn a_board_written_behind_the_familys_back_is_refused_until_its_tie_break_is_dro
 }
 
 // ---------------------------------------------------------------------------------------------
-// Replication and AOF
-
-fn random_workload(c: &mut Connection, rng: &mut StdRng, steps: usize) {
-    let boards = ["lb:{a}", "weekly", "lb:{c}"];
-    // A plain board, adopted by its first LB.* write.
-    let _: i64 = query(c, &["ZADD", "weekly", "1", "p1", "1", "p0", "4", "p2"]);
-    for _ in 0..steps {
-        let board = *boards.choose(rng).unwrap();
-        let m = format!("u{}", rng.gen_range(0..40));
-        match rng.gen_range(0..10) {
-            0..=4 => {
-                let s = rng.gen_range(-3..6).to_string();
-                let _: i64 = query(c, &["LB.ADD", board, &s, &m, "5", "u0"]);
-            }
-            5 | 6 => {
-                let _: String = query(c, &["LB.INCR", board, "1.5", &m]);
-            }
-            7 => {
-                let _: i64 = query(c, &["LB.REM", board, &m]);
-            }
-            _ => {
-                let _: Value = query(c, &["LB.AROUND", board, &m, "3", "RANKING", "DENSE"]);
-            }
-        }
-        if rng.gen_bool(0.05) {
-            sleep(Duration::from_millis(rng.gen_range(1..5)));
-        }
-    }
-}
-
-#[test]
-fn replica_holds_the_primarys_bytes() {
-    for flavor in flavors() {
-        let pair = Pair::start(flavor);
-        let mut c = pair.primary.conn();
-        random_workload(&mut c, &mut StdRng::seed_from_u64(7), 600);
-        // Inside MULTI and from a script the effects replicate too.
-        let _: Value = redis::pipe()
-            .atomic()
-            .cmd("LB.ADD")
-            .arg("lb:{a}")
-            .arg(9)
-            .arg("tx")
-            .cmd("LB.INCR")
-            .arg("lb:{a}")
-            .arg(1)
-            .arg("tx")
-            .query(&mut c)
-            .unwrap();
-        let _: Value = redis::cmd("EVAL")
-            .arg("return redis.call('LB.ADD', KEYS[1], 3, 'script')")
-            .arg(1)
-            .arg("weekly")
-            .query(&mut c)
-            .unwrap();
-        pair.sync();
-        let primary = snapshot(&mut c);
-        assert!(primary.len() >= 9, "{}", primary.len());
-        assert_same_state(&primary, &snapshot(&mut pair.replica.conn()), 0);
-    }
-}
-
-#[test]
-fn aof_replay_rebuilds_the_same_bytes() {
-    for flavor in flavors() {
-        let mut server =
-            Server::start_with(flavor, &["--appendonly", "yes", "--appendfsync", "always"]);
-        let mut c = server.conn();
-        random_workload(&mut c, &mut StdRng::seed_from_u64(8), 600);
-        let before = snapshot(&mut c);
-        drop(c);
-        // Effects only: the AOF never holds an LB.* command (its stamps come from the clock).
-        assert_aof_holds_only_effects(&server, &["LB.ADD", "LB.INCR"]);
-        server.restart();
-        let after = snapshot(&mut server.conn());
-        assert!(before.len() >= 9);
-        assert_same_state(&before, &after, 0);
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Cluster and ACL
-
-#[test]
-fn cluster_keeps_the_tie_break_in_the_boards_slot() {
-    for flavor in flavors() {
-        let cluster = Cluster::start(flavor);
-        let mut c = cluster.client();
-        for i in 0..12 {
-            for board in [format!("lb:{{game{i}}}"), format!("plain{i}")] {
-                for (s, m) in [("5", "a"), ("5", "b"), ("7", "c")] {
-                    let _: i64 = redis::cmd("LB.ADD")
-                        .arg(&board)
-                        .arg(s)
-                        .arg(m)
-                        .query(&mut c)
-                        .unwrap();
-                }
-                let rank: (i64, String, i64) = redis::cmd("LB.RANK")
-                    .arg(&board)
-                    .arg("b")
-                    .query(&mut c)
-                    .unwrap();
-                assert_eq!(rank, (3, "5".to_string(), 3));
-                let around: Vec<(i64, String, String)> = redis::cmd("LB.AROUND")
-                    .arg(&board)
-                    .arg("a")
-                    .arg(2)
-                    .arg("ASC")
-                    .query(&mut c)
-                    .unwrap();
-                assert_eq!(around[0].1, "a");
-                let node = cluster.node_for_key(board.as_bytes());
-                for k in ["lb-order", "lb-stamps", "lb-scores"] {
-                    let name = lb::companion(board.as_bytes(), k).unwrap();
-                    assert_eq!(slot(&name), slot(board.as_bytes()));
-                    let n: i64 = query(
-                        &mut node.conn(),
-                        &["EXISTS", std::str::from_utf8(&name).unwrap()],
-                    );
-                    assert_eq!(n, 1, "{board} {k}");
-                }
-            }
-        }
-    }
-}
+// ACL: the twin checks as the module does
 
 #[test]
 fn acl_checks_the_tie_break_keys() {
@@ -929,173 +803,8 @@ fn scores_are_read_as_zadd_reads_them() {
     }
 }
 
-#[test]
-fn readme_leaderboard_table_matches_the_definitions() {
-    let readme =
-        std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
-            .unwrap();
-    let table = patterns_core::command::markdown_table(&lb::COMMANDS);
-    assert!(
-        readme.contains(&table),
-        "README's leaderboard table is stale; `cargo run -p patterns-core --bin patterns-lua -- --readme` prints it:\n{table}"
-    );
-}
-
-#[test]
-fn command_docs_describe_the_commands() {
-    for flavor in flavors() {
-        let server = Server::start(flavor);
-        assert_command_docs(&mut server.conn(), &lb::COMMANDS);
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // The Lua twin
-
-/// A random call, valid most of the time.
-fn random_call(rng: &mut StdRng) -> Vec<String> {
-    let boards = ["lb:{a}", "weekly", "text", "a{b"];
-    let board = boards[if rng.gen_bool(0.92) {
-        rng.gen_range(0..2)
-    } else {
-        rng.gen_range(2..4)
-    }];
-    let member = format!("u{}", rng.gen_range(0..12));
-    let score = [
-        "1",
-        "2",
-        "2",
-        "-0.5",
-        "1e300",
-        "inf",
-        "0.1",
-        "x",
-        "9007199254740993",
-    ][rng.gen_range(0..9)];
-    let order = ["", "ASC", "DESC"][rng.gen_range(0..3)];
-    let ranking = ["", "ORDINAL", "DENSE", "COMPETITION", "MODIFIED", "BOGUS"][rng.gen_range(0..6)];
-    let count = ["1", "2", "3", "5", "0"][rng.gen_range(0..5)];
-    let mut v: Vec<String> = match rng.gen_range(0..16) {
-        0..=4 => args(&["LB.ADD", board, score, &member]),
-        5 => args(&["LB.ADD", board, score, &member, "2", "u1"]),
-        6 | 7 => args(&[
-            "LB.INCR",
-            board,
-            ["1", "-1", "0", "2.5", "-inf"][rng.gen_range(0..5)],
-            &member,
-        ]),
-        8 => args(&["LB.REM", board, &member]),
-        9 => args(&["LB.RANK", board, &member]),
-        10 | 11 => args(&["LB.AROUND", board, &member, count]),
-        12 => args(&[
-            "LB.TOP",
-            board,
-            count,
-            "OFFSET",
-            &rng.gen_range(0..8).to_string(),
-        ]),
-        13 | 14 => args(&["LB.PAGE", board, &rng.gen_range(1..5).to_string(), count]),
-        _ => args(&["LB.PERCENTILE", board, &member]),
-    };
-    let name = v[0].clone();
-    if !order.is_empty() && name != "LB.ADD" && name != "LB.INCR" && name != "LB.REM" {
-        v.push(order.into());
-    }
-    if !ranking.is_empty()
-        && !["LB.ADD", "LB.INCR", "LB.REM", "LB.PERCENTILE"].contains(&name.as_str())
-    {
-        v.extend(args(&["RANKING", ranking]));
-    }
-    v
-}
-
-fn twin_call(args: &[String], shas: Option<&BTreeMap<String, String>>) -> redis::Cmd {
-    let function = args[0].to_ascii_lowercase().replace('.', "_");
-    let mut cmd = match shas {
-        None => {
-            let mut c = redis::cmd("FCALL");
-            c.arg(&function);
-            c
-        }
-        Some(shas) => {
-            let mut c = redis::cmd("EVALSHA");
-            c.arg(&shas[&function]);
-            c
-        }
-    };
-    cmd.arg(1).arg(&args[1..]);
-    cmd
-}
-
-#[test]
-fn lua_twin_matches_the_module() {
-    for (flavor, evalsha) in flavors().into_iter().flat_map(|f| [(f, false), (f, true)]) {
-        let module = Server::start(flavor);
-        let twin = Server::start_without_module(flavor, &[]);
-        let (mut a, mut b) = (module.conn(), twin.conn());
-        let shas = load_twin(&mut b);
-        let shas = evalsha.then_some(&shas);
-        for conn in [&mut a, &mut b] {
-            let _: () = query(conn, &["SET", "text", "v"]);
-            // A plain board, adopted by the first write.
-            let _: i64 = query(conn, &["ZADD", "weekly", "2", "u3", "2", "u1", "5", "u9"]);
-        }
-        let tracked = [
-            "lb:{a}",
-            "lb:{a}:lb-order",
-            "lb:{a}:lb-stamps",
-            "lb:{a}:lb-scores",
-            "weekly",
-            "{weekly}:lb-order",
-            "{weekly}:lb-stamps",
-            "{weekly}:lb-scores",
-            "text",
-        ];
-        let mut rng = StdRng::seed_from_u64(43);
-        let (mut compared, steps) = (0, 500);
-        let mut kinds: BTreeMap<&str, usize> = BTreeMap::new();
-        for step in 0..steps {
-            let call = random_call(&mut rng);
-            let mut native = redis::cmd(&call[0]);
-            native.arg(&call[1..]);
-            at_ms_start(&mut a);
-            let (a0, reply_a, a1) = timed(&mut a, &native);
-            let (b0, reply_b, b1) = timed(&mut b, &twin_call(&call, shas));
-            let context = format!(
-                "step {step}: {call:?} on {} (EVALSHA: {evalsha})",
-                flavor.name()
-            );
-            if a0 == a1 && a1 == b0 && b0 == b1 {
-                assert_eq!(shown(&reply_a), shown(&reply_b), "{context}");
-                for key in tracked {
-                    assert_same_key(&mut a, &mut b, key, 0, &context);
-                }
-                compared += 1;
-                let kind = match &reply_a {
-                    Value::ServerError(_) => "error",
-                    Value::Nil => "nil",
-                    Value::Array(items) if !items.is_empty() => "entries",
-                    _ => "other",
-                };
-                *kinds.entry(kind).or_insert(0) += 1;
-            } else {
-                for key in tracked {
-                    copy_key(&mut a, &mut b, key);
-                }
-            }
-        }
-        assert!(
-            compared * 10 >= steps * 6,
-            "only {compared}/{steps} steps compared"
-        );
-        for kind in ["error", "nil", "entries", "other"] {
-            assert!(
-                kinds.get(kind).copied().unwrap_or(0) >= 10,
-                "too few {kind}: {kinds:?}"
-            );
-        }
-    }
-}
 
 /// Reads depend on no clock: on a copy of a large board with big tie groups (and on a plain
 /// board), the twin's replies are the module's, reply for reply.
@@ -1161,7 +870,16 @@ fn lua_twin_reads_a_large_board_as_the_module_does() {
             let mut native = redis::cmd(&call[0]);
             native.arg(&call[1..]);
             let reply_a = pipeline(&mut a, &[native]).remove(0);
-            let reply_b = pipeline(&mut b, &[twin_call(&call, None)]).remove(0);
+            let reply_b = pipeline(
+                &mut b,
+                &[twin_cmd(
+                    TwinPath::Fcall,
+                    &BTreeMap::new(),
+                    &call,
+                    &one_key(&call),
+                )],
+            )
+            .remove(0);
             assert_eq!(
                 shown(&reply_a),
                 shown(&reply_b),

@@ -1,16 +1,16 @@
-//! The lock family on real servers (Redis 7.0 and Valkey 8.0): mutual exclusion under
+//! The lock family's own semantics on Redis 7.0 and Valkey 8.0: mutual exclusion under
 //! contention, FIFO waiting on the server and its hand-offs, waiters when the key is deleted,
 //! the client leaves, the holder re-acquires or the server becomes a replica; fencing tokens
 //! across expiry, DEBUG RELOAD, AOF restarts and failover; the storage-side fencing check;
-//! semaphores; replication and AOF; Cluster, ACL, bad input, COMMAND DOCS, README; and the Lua
-//! twin against the module.
+//! semaphores; grants by the expiry timer replicate; bad input; the twin refuses WAIT.
+//! What every command shares (COMMAND DOCS, README, Cluster, ACL, effects replication,
+//! AOF, the twin differential) is in tests/conformance.rs.
 
 mod common;
 
 use common::*;
 use patterns_core::lock as l;
 use rand::rngs::StdRng;
-use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use redis::{Connection, Value};
 use std::collections::{BTreeMap, BTreeSet};
@@ -854,73 +854,6 @@ fn fencing_tokens_grow_on_a_promoted_replica() {
 // ---------------------------------------------------------------------------------------------
 // Replication and AOF
 
-/// A randomized workload over a few locks, semaphores and fenced resources, with clients that
-/// wait and are handed the lock by releases and by expiry timers.
-fn random_workload(server: &Server, rng: &mut StdRng, steps: usize) {
-    let mut c = server.conn();
-    let locks = ["lk:{a}", "lk:b"];
-    let owners = ["o1", "o2", "o3"];
-    let mut waiting: Vec<JoinHandle<(Value, Duration)>> = Vec::new();
-    for step in 0..steps {
-        let key = *locks.choose(rng).unwrap();
-        let owner = *owners.choose(rng).unwrap();
-        let ttl = if rng.gen_bool(0.3) { "40" } else { "60000" };
-        match rng.gen_range(0..12) {
-            0..=2 => {
-                let _: Option<i64> = query(&mut c, &["LOCK.ACQUIRE", key, owner, ttl]);
-            }
-            3 | 4 => {
-                let _: i64 = query(&mut c, &["LOCK.RELEASE", key, owner]);
-            }
-            5 => {
-                let _: i64 = query(&mut c, &["LOCK.EXTEND", key, owner, ttl]);
-            }
-            6 if waiting.len() < 4 => {
-                let w = format!("w{step}");
-                waiting.push(waiter(
-                    server,
-                    &["LOCK.ACQUIRE", key, &w, "30", "WAIT", "300"],
-                ));
-            }
-            7 | 8 => {
-                let limit = rng.gen_range(1..4).to_string();
-                let _: i64 = query(&mut c, &["SEM.ACQUIRE", "sem:{s}", owner, &limit, ttl]);
-            }
-            9 => {
-                let _: i64 = query(&mut c, &["SEM.RELEASE", "sem:{s}", owner]);
-            }
-            10 => {
-                let token = rng.gen_range(1..20).to_string();
-                let _: i64 = query(&mut c, &["LOCK.FENCEDHSET", "res", &token, "v", &token]);
-            }
-            _ => {
-                let _: i64 = query(&mut c, &["SEM.COUNT", "sem:{s}"]);
-            }
-        }
-        if rng.gen_bool(0.05) {
-            sleep(Duration::from_millis(rng.gen_range(1..50)));
-        }
-    }
-    for w in waiting {
-        w.join().unwrap();
-    }
-    sleep(Duration::from_millis(100));
-    let _: i64 = query(&mut c, &["SEM.COUNT", "sem:{s}"]);
-}
-
-#[test]
-fn replica_holds_the_primarys_bytes() {
-    for flavor in flavors() {
-        let pair = Pair::start(flavor);
-        random_workload(&pair.primary, &mut StdRng::seed_from_u64(7), 600);
-        pair.sync();
-        let primary = snapshot(&mut pair.primary.conn());
-        let replica = snapshot(&mut pair.replica.conn());
-        assert!(primary.len() >= 3, "{primary:?}");
-        assert_same_state(&primary, &replica, 50);
-    }
-}
-
 /// A grant made by the expiry timer (no command running) replicates too.
 #[test]
 fn timer_grants_replicate() {
@@ -941,121 +874,6 @@ fn timer_grants_replicate() {
         assert_same_key(&mut p, &mut r, "{hand}:fence", 0, "the timer's grant");
         let owner: String = query(&mut r, &["HGET", "hand", "owner"]);
         assert_eq!(owner, "second");
-    }
-}
-
-#[test]
-fn transactions_and_scripts_replicate_effects() {
-    for flavor in flavors() {
-        let pair = Pair::start(flavor);
-        let mut c = pair.primary.conn();
-        let _: (i64, i64, i64) = redis::pipe()
-            .atomic()
-            .cmd("LOCK.ACQUIRE")
-            .arg("tx:{a}")
-            .arg("me")
-            .arg(60_000)
-            .cmd("SEM.ACQUIRE")
-            .arg("tx:{s}")
-            .arg("me")
-            .arg(3)
-            .arg(60_000)
-            .cmd("LOCK.FENCEDHSET")
-            .arg("tx:{r}")
-            .arg(1)
-            .arg("f")
-            .arg("v")
-            .query(&mut c)
-            .unwrap();
-        let _: i64 = redis::cmd("EVAL")
-            .arg("redis.call('LOCK.ACQUIRE', KEYS[1], 'me', 60000); return redis.call('LOCK.RELEASE', KEYS[1], 'me')")
-            .arg(1)
-            .arg("tx:{a}")
-            .query(&mut c)
-            .unwrap();
-        pair.sync();
-        let primary = snapshot(&mut c);
-        assert_eq!(primary.len(), 4, "{:?}", primary.keys());
-        assert_same_state(&primary, &snapshot(&mut pair.replica.conn()), 50);
-    }
-}
-
-#[test]
-fn aof_replay_rebuilds_the_same_bytes() {
-    for flavor in flavors() {
-        let mut server =
-            Server::start_with(flavor, &["--appendonly", "yes", "--appendfsync", "always"]);
-        random_workload(&server, &mut StdRng::seed_from_u64(8), 600);
-        let before = snapshot(&mut server.conn());
-        // Effects only: no LOCK.* or SEM.* command reaches the AOF.
-        assert!(assert_aof_holds_only_effects(&server, &["LOCK.", "SEM."]) > 1000);
-        server.restart();
-        let after = snapshot(&mut server.conn());
-        assert!(before.len() >= 3);
-        assert_same_state(&before, &after, 10_000);
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Cluster and ACL
-
-#[test]
-fn cluster_keeps_the_fencing_counter_in_the_lock_slot() {
-    for flavor in flavors() {
-        let cluster = Cluster::start(flavor);
-        let mut c = cluster.client();
-        for i in 0..20 {
-            for key in [format!("lock:{{job{i}}}"), format!("plain{i}")] {
-                let token: Option<i64> = redis::cmd("LOCK.ACQUIRE")
-                    .arg(&key)
-                    .arg("me")
-                    .arg(60_000)
-                    .query(&mut c)
-                    .unwrap();
-                assert_eq!(token, Some(1));
-                let fence = String::from_utf8(l::fence_key(key.as_bytes()).unwrap()).unwrap();
-                let mut node = cluster.node_for_key(key.as_bytes()).conn();
-                assert_eq!(query::<i64>(&mut node, &["GET", &fence]), 1, "{fence}");
-                let slot: i64 = query(&mut node, &["CLUSTER", "KEYSLOT", &fence]);
-                let key_slot: i64 = query(&mut node, &["CLUSTER", "KEYSLOT", &key]);
-                assert_eq!(slot, key_slot);
-                let released: i64 = redis::cmd("LOCK.RELEASE")
-                    .arg(&key)
-                    .arg("me")
-                    .query(&mut c)
-                    .unwrap();
-                assert_eq!(released, 1);
-                let n: i64 = redis::cmd("SEM.ACQUIRE")
-                    .arg(&key)
-                    .arg("me")
-                    .arg(1)
-                    .arg(1000)
-                    .query(&mut c)
-                    .unwrap();
-                assert_eq!(n, 1);
-            }
-        }
-    }
-}
-
-#[test]
-fn acl_checks_the_fencing_counter() {
-    for flavor in flavors() {
-        let server = Server::start(flavor);
-        let mut admin = server.conn();
-        let nope =
-            "NOPERM this user has no permissions to access one of the keys used as arguments";
-        let mut user = login(&server, "locker", &["~lock:*"]);
-        let before = snapshot(&mut admin);
-        // `{lock:x}:fence` is outside `lock:*`.
-        assert_eq!(
-            error_of(&mut user, &["LOCK.ACQUIRE", "lock:x", "me", "1000"]),
-            nope
-        );
-        assert_same_state(&before, &snapshot(&mut admin), 100);
-        // `lock:{x}:fence` is inside.
-        assert_eq!(acquire(&mut user, "lock:{x}", "me", 1000), Some(1));
-        assert_eq!(release(&mut user, "lock:{x}", "me"), 1);
     }
 }
 
@@ -1224,26 +1042,6 @@ fn bad_input_is_refused_and_writes_nothing() {
     }
 }
 
-#[test]
-fn readme_lock_table_matches_the_definitions() {
-    assert_readme_has_table(&l::COMMANDS, "lock");
-}
-
-#[test]
-fn command_docs_describe_the_commands() {
-    for flavor in flavors() {
-        let server = Server::start(flavor);
-        let mut c = server.conn();
-        assert_command_docs(&mut c, &l::COMMANDS);
-        let docs: Value = query(&mut c, &["COMMAND", "DOCS", "lock.acquire"]);
-        let text = format!("{docs:?}");
-        assert!(
-            text.contains("WAIT") && text.contains("timeout_ms") && text.contains("owner"),
-            "{text}"
-        );
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // The Lua twin
 
@@ -1279,129 +1077,5 @@ fn the_twin_refuses_wait() {
             assert_eq!(error_of(&mut c, &args), l::lua::NO_WAIT_IN_TWIN);
         }
         assert_eq!(query::<i64>(&mut c, &["EXISTS", "k"]), 0);
-    }
-}
-
-/// A random non-blocking call, valid most of the time.
-fn random_lock_call(rng: &mut StdRng) -> Vec<String> {
-    let locks = ["lk:{a}", "lk:b", "text", "plainhash", "a{b"];
-    let key = locks[if rng.gen_bool(0.9) {
-        rng.gen_range(0..2)
-    } else {
-        rng.gen_range(2..5)
-    }];
-    let owner = ["o1", "o2", "o3"][rng.gen_range(0..3)];
-    let ttl = match rng.gen_range(0..10) {
-        0..=3 => "40",
-        4..=8 => "100000",
-        _ => ["0", "x", "4503599627370497"][rng.gen_range(0..3)],
-    };
-    let sem = if rng.gen_bool(0.95) {
-        "sem:{s}"
-    } else {
-        "text"
-    };
-    let v = |args: &[&str]| args.iter().map(|a| a.to_string()).collect::<Vec<_>>();
-    match rng.gen_range(0..14) {
-        0..=3 => v(&["LOCK.ACQUIRE", key, owner, ttl]),
-        4 | 5 => v(&["LOCK.RELEASE", key, owner]),
-        6 => v(&["LOCK.EXTEND", key, owner, ttl]),
-        7 => v(&["LOCK.INFO", key]),
-        8 => {
-            let token = rng.gen_range(0..12).to_string();
-            let field = if rng.gen_bool(0.9) { "f" } else { "__f" };
-            v(&["LOCK.FENCEDHSET", "res:{r}", &token, field, owner])
-        }
-        9 | 10 => {
-            let limit = rng.gen_range(0..4).to_string();
-            v(&["SEM.ACQUIRE", sem, owner, &limit, ttl])
-        }
-        11 | 12 => v(&["SEM.RELEASE", sem, owner]),
-        _ => v(&["SEM.COUNT", sem]),
-    }
-}
-
-fn seed_wrong_types(c: &mut Connection) {
-    let _: () = query(c, &["SET", "text", "x"]);
-    let _: () = query(c, &["HSET", "plainhash", "a", "1"]);
-}
-
-#[test]
-fn lua_twin_matches_the_module() {
-    for (flavor, evalsha) in flavors().into_iter().flat_map(|f| [(f, false), (f, true)]) {
-        let module = Server::start(flavor);
-        let twin = Server::start_without_module(flavor, &[]);
-        let (mut a, mut b) = (module.conn(), twin.conn());
-        let shas = load_twin(&mut b);
-        seed_wrong_types(&mut a);
-        seed_wrong_types(&mut b);
-        let tracked = [
-            "lk:{a}",
-            "lk:{a}:fence",
-            "lk:b",
-            "{lk:b}:fence",
-            "sem:{s}",
-            "res:{r}",
-            "text",
-            "plainhash",
-        ];
-        let mut rng = StdRng::seed_from_u64(11);
-        let (mut compared, steps) = (0, 500);
-        let mut kinds: BTreeMap<&str, usize> = BTreeMap::new();
-        for step in 0..steps {
-            let args = random_lock_call(&mut rng);
-            let mut native = redis::cmd(&args[0]);
-            native.arg(&args[1..]);
-            let function = args[0].to_ascii_lowercase().replace('.', "_");
-            let mut call = if evalsha {
-                let mut c = redis::cmd("EVALSHA");
-                c.arg(&shas[&function]);
-                c
-            } else {
-                let mut c = redis::cmd("FCALL");
-                c.arg(&function);
-                c
-            };
-            call.arg(1).arg(&args[1..]);
-            at_ms_start(&mut a);
-            let (a0, native_reply, a1) = timed(&mut a, &native);
-            let (b0, twin_reply, b1) = timed(&mut b, &call);
-            let context = format!(
-                "step {step}: {args:?} on {} (EVALSHA: {evalsha})",
-                flavor.name()
-            );
-            if a0 == a1 && a1 == b0 && b0 == b1 {
-                assert_eq!(shown(&native_reply), shown(&twin_reply), "{context}");
-                for key in tracked {
-                    assert_same_key(&mut a, &mut b, key, 0, &context);
-                }
-                compared += 1;
-                let kind = match &native_reply {
-                    Value::ServerError(_) => "error",
-                    Value::Nil => "nil",
-                    Value::Int(0) => "zero",
-                    Value::Int(_) => "integer",
-                    _ => "other",
-                };
-                *kinds.entry(kind).or_insert(0) += 1;
-            } else {
-                for key in tracked {
-                    copy_key(&mut a, &mut b, key);
-                }
-            }
-            if rng.gen_bool(0.1) {
-                sleep(Duration::from_millis(rng.gen_range(1..60)));
-            }
-        }
-        assert!(
-            compared * 10 >= steps * 6,
-            "only {compared}/{steps} steps compared"
-        );
-        for kind in ["error", "nil", "zero", "integer", "other"] {
-            assert!(
-                kinds.get(kind).copied().unwrap_or(0) >= 5,
-                "too few {kind}: {kinds:?}"
-            );
-        }
     }
 }

@@ -105,12 +105,3 @@ fn lua_twin_shell_lines_run() {
         }
     }
 }
-
-#[test]
-fn command_tables_match_the_definitions() {
-    let table = patterns_core::command::markdown_table(&patterns_core::ratelimit::COMMANDS);
-    assert!(
-        readme().contains(&table),
-        "README's rate-limit table is stale; `cargo run -p patterns-core --bin patterns-lua -- --readme` prints it:\n{table}"
-    );
-}

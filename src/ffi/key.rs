@@ -388,25 +388,37 @@ impl Key<'_> {
     }
 }
 
-/// A field name as a C string: on the stack when short (field names are), so the hot path
-/// allocates nothing.
-fn with_field<T>(field: &str, f: impl FnOnce(&CStr) -> T) -> T {
-    let mut buf = [0u8; 64];
-    if field.len() < buf.len() {
-        buf[..field.len()].copy_from_slice(field.as_bytes());
-        if let Ok(c) = CStr::from_bytes_with_nul(&buf[..=field.len()]) {
-            return f(c);
-        }
+/// A hash field's name: a C string as it is, or text made one (on the stack when short, so a
+/// name allocates nothing).
+pub trait FieldName {
+    fn with_c_str<T>(&self, f: impl FnOnce(&CStr) -> T) -> T;
+}
+
+impl FieldName for CStr {
+    fn with_c_str<T>(&self, f: impl FnOnce(&CStr) -> T) -> T {
+        f(self)
     }
-    f(&CString::new(field).expect("field names hold no NUL"))
+}
+
+impl FieldName for str {
+    fn with_c_str<T>(&self, f: impl FnOnce(&CStr) -> T) -> T {
+        let mut buf = [0u8; 32];
+        if let Some(name) = buf.get_mut(..self.len()) {
+            name.copy_from_slice(self.as_bytes());
+            if let Ok(c) = CStr::from_bytes_with_nul(&buf[..=self.len()]) {
+                return f(c);
+            }
+        }
+        f(&CString::new(self).expect("field names hold no NUL"))
+    }
 }
 
 /// Hash access through the module's hash API.
 impl Key<'_> {
     /// A hash field's value, None when the field (or the hash) is absent.
-    pub fn hash_field(&self, field: &str) -> Option<OwnedString> {
+    pub fn hash_field(&self, field: &(impl FieldName + ?Sized)) -> Option<OwnedString> {
         let mut value: *mut raw::RedisModuleString = ptr::null_mut();
-        with_field(field, |field| {
+        field.with_c_str(|field| {
             // SAFETY: the key is open; CFIELDS takes C-string field names, the list ends with
             // a null, and the server stores a new string (ours to free) in `value`.
             unsafe {
@@ -424,9 +436,9 @@ impl Key<'_> {
     }
 
     /// Sets a field (creating the hash when the key is empty).
-    pub fn hash_set(&mut self, field: &str, value: &[u8]) {
+    pub fn hash_set(&mut self, field: &(impl FieldName + ?Sized), value: &[u8]) {
         let value = OwnedString::new(self.ctx, value);
-        with_field(field, |field| {
+        field.with_c_str(|field| {
             // SAFETY: the key is open for writing; CFIELDS takes C-string field names and the
             // list ends with a null; the server takes its own reference to the value.
             unsafe {

@@ -31,7 +31,6 @@ pub use event::{watch_keyspace, watch_role, KeyspaceWatch, RoleWatch};
 pub use key::{key_len, key_type, live_key_type, Key, Notify, ScoreRange};
 pub use random::fill_random;
 pub use redis_module::raw::{KeyType, RedisModuleCtx as RawCtx, RedisModuleString as RawString};
-pub use replicate::Arg;
 pub use reply::{Reply, Value};
 pub use string::OwnedString;
 pub use timer::{Fires, Timer, TimerToken};

@@ -1132,6 +1132,42 @@ pub fn load_twin(c: &mut redis::Connection) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// How the Lua twin is called: as a function of the library, or as its command's script.
+#[derive(Clone, Copy, Debug)]
+pub enum TwinPath {
+    Fcall,
+    Evalsha,
+}
+
+/// The twin's call for a module command (`argv`, the command first): `args` are what follows
+/// the function (numkeys, keys, arguments); `shas` maps functions to scripts (for EVALSHA).
+pub fn twin_cmd(
+    path: TwinPath,
+    shas: &BTreeMap<String, String>,
+    argv: &[String],
+    args: &[String],
+) -> redis::Cmd {
+    let function = argv[0].to_ascii_lowercase().replace('.', "_");
+    let mut cmd = match path {
+        TwinPath::Fcall => redis::cmd("FCALL"),
+        TwinPath::Evalsha => redis::cmd("EVALSHA"),
+    };
+    match path {
+        TwinPath::Fcall => cmd.arg(&function),
+        TwinPath::Evalsha => cmd.arg(&shas[&function]),
+    };
+    cmd.arg(args);
+    cmd
+}
+
+/// The twin's arguments for a command whose only key comes first: numkeys 1, then `argv`'s
+/// arguments.
+pub fn one_key(argv: &[String]) -> Vec<String> {
+    let mut args = vec!["1".to_string()];
+    args.extend(argv[1..].iter().cloned());
+    args
+}
+
 /// Effects replication: the AOF holds no command starting with one of `prefixes` (e.g.
 /// `SESSION.`), only the writes they made. Returns the AOF's size in bytes.
 pub fn assert_aof_holds_only_effects(server: &Server, prefixes: &[&str]) -> usize {
@@ -1253,7 +1289,7 @@ pub fn assert_command_docs(
 // ---------------------------------------------------------------------------------------------
 
 /// Runs `args` (the command first) and converts the reply; panics on an error reply.
-pub fn query<T: redis::FromRedisValue>(c: &mut redis::Connection, args: &[&str]) -> T {
+pub fn query<T: redis::FromRedisValue>(c: &mut dyn redis::ConnectionLike, args: &[&str]) -> T {
     redis::cmd(args[0])
         .arg(&args[1..])
         .query(c)
@@ -1270,6 +1306,16 @@ pub fn error_of(c: &mut redis::Connection, args: &[&str]) -> String {
             None => e.code().to_string(),
         },
         other => panic!("{args:?}: expected an error, got {other:?}"),
+    }
+}
+
+/// Text of a bulk or status reply.
+pub fn text(v: &redis::Value) -> Option<String> {
+    match v {
+        redis::Value::BulkString(b) => Some(String::from_utf8_lossy(b).into_owned()),
+        redis::Value::SimpleString(s) => Some(s.clone()),
+        redis::Value::Okay => Some("OK".into()),
+        _ => None,
     }
 }
 

@@ -1,0 +1,1 @@
+"""The rows of the bench, one module per family (and what they share, in common.py)."""

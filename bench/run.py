@@ -1,0 +1,223 @@
+#!/usr/bin/env python3
+"""Benchmark of redis-patterns: native module commands against their Lua twin and INCR.
+
+Run it with `make bench` (builds the module and the Lua twin first), or directly:
+
+    python3 bench/run.py
+
+What it does, in one run (about 6-8 minutes on 2 cores):
+
+1. Starts its own redis-server on a free loopback port (`--save "" --appendonly no`) with the
+   module from $PATTERNS_MODULE (default target/release/libredis_patterns.so), loads
+   dist/patterns.lua with `redis-cli FUNCTION LOAD REPLACE` and `SCRIPT LOAD`s every
+   dist/scripts/*.lua plus bench/handwritten_tokenbucket.lua (a typical hand-written Lua token
+   bucket: hash {tokens, ts}, HMGET/compute/HSET/PEXPIRE). The server is stopped at the end,
+   on errors and on SIGINT/SIGTERM too (and gets SIGTERM if this process dies).
+2. Memory: for each command (native and Lua twin) and the hand-written script, writes 1000 keys
+   with one request each on an empty database and reads MEMORY USAGE (first key, average over
+   all keys) and the used_memory growth per key; for EXACT also with a full log (100 entries).
+3. Throughput: `redis-benchmark -c 50 -n N -r 10000 -P {16,1} --csv <command>`, keys containing
+   __rand_int__ (10,000 keys per row), for INCR (the ceiling), each command natively, via FCALL
+   and via EVALSHA, and the hand-written script (arguments: see COMMANDS below; every request is
+   admitted and keys stay alive). Each run starts on an emptied database (FLUSHALL SYNC, outside
+   the timing). N is sized from a short calibration run so a
+   measurement takes about BENCH_SECONDS; every measurement is repeated BENCH_REPEATS times,
+   interleaved round-robin, and the median run (by ops/s) is reported. Per run it also records
+   the server's commandstats (usec_per_call), the server process's CPU time per op, the
+   client's CPU use and the error replies (which must be zero).
+4. Sessions (SESSION.*), in the same run and with the same method (see build_session_cases and
+   the "Sessions" section it writes): GET, SET, COUNT and CREATE natively, via FCALL and via
+   EVALSHA, plus HGETALL of a plain hash as a baseline; GET and SET on one live session per row
+   (created with the others before each run, outside the timing), COUNT over 100 indexes
+   (-r 100), CREATE on random indexes; MEMORY USAGE of a session and of its index.
+5. Leaderboards (LB.*), in the same run and with the same method (see build_leaderboard_cases):
+   LB.AROUND (10 entries, DESC, ordinal) and LB.ADD natively, via FCALL and via EVALSHA, plus
+   ZREVRANK and ZADD as baselines, on boards of 10,000 members (10 per score) set up before each
+   run, outside the timing.
+6. Caching (CACHE.*), same method (see build_cache_cases and the "Caching" section): CACHE.GET
+   on a hit (10,000 entries set before each run, outside the timing; `BETA 0`, so every reply
+   is a HIT) and CACHE.SET with one tag, natively, via FCALL and via EVALSHA, plus HGET and
+   SET ... PX as baselines.
+7. Locks (LOCK.*), in the same run and with the same method (see build_lock_cases and the
+   "Locks" section it writes): LOCK.ACQUIRE of a free lock (a grant with a new fencing token),
+   LOCK.ACQUIRE re-entering a held lock, and LOCK.RELEASE of one hold, natively, via FCALL and
+   via EVALSHA; an ACQUIRE+RELEASE cycle is reported as a grant plus a release.
+8. Writes BENCHMARKS.md at the repository's root, bench/throughput.png (the chart it embeds) and
+   bench/results.json (every raw run).
+
+Environment:
+  PATTERNS_MODULE   module path (default target/release/libredis_patterns.so)
+  BENCH_SECONDS     target duration of one measurement (default 2)
+  BENCH_SESSION_SECONDS  the same for the session rows (default 1.5)
+  BENCH_LB_SECONDS  the same for the leaderboard rows (default 1.5)
+  BENCH_CACHE_SECONDS  the same for the cache rows (default 1.5)
+  BENCH_LOCK_SECONDS  the same for the lock rows (default 1.5)
+  BENCH_REPEATS     repetitions of each measurement (default 3)
+  BENCH_BUDGET      seconds allowed for all throughput measurements (default 420); N shrinks
+                    to fit when the calibration says they would take longer
+  BENCH_OUT         report path (default BENCHMARKS.md at the repository's root)
+
+Layout: run.py (this runner), config.py (paths, durations, sizes), server.py (the server and
+a RESP2 client), cases/<family>.py (each family's rows, their setup and validation),
+measure.py (throughput and memory), report.py (BENCHMARKS.md and the chart).
+
+Needs python3 (stdlib) and matplotlib, redis-server, redis-cli and redis-benchmark on PATH.
+"""
+
+import datetime
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+try:
+    import matplotlib  # noqa: F401 (report.py draws the chart with it)
+except ImportError:  # Debian's python3-matplotlib serves /usr/bin/python3, maybe not this one.
+    system_python = "/usr/bin/python3"
+    if os.path.realpath(sys.executable) != os.path.realpath(system_python) and os.path.exists(
+        system_python
+    ) and subprocess.run([system_python, "-c", "import matplotlib"],
+                         capture_output=True).returncode == 0:
+        os.execv(system_python, [system_python, os.path.abspath(__file__), *sys.argv[1:]])
+    sys.exit("bench/run.py needs matplotlib: run `WITH_BENCH=1 bash scripts/install-deps.sh`")
+
+from config import (  # noqa: E402
+    BUDGET, CHART, CLIENTS, DIST, HANDWRITTEN, KEYSPACE, MODULE, OUT, PIPELINES, REPEATS, RESULTS,
+    ROOT, SECONDS, log,
+)
+from server import Server, redis_cli  # noqa: E402
+from cases.common import validate  # noqa: E402
+from cases.ratelimit import COMMANDS, build_cases  # noqa: E402
+from cases.session import build_session_cases, validate_sessions  # noqa: E402
+from cases.leaderboard import build_leaderboard_cases, validate_leaderboards  # noqa: E402
+from cases.cache import build_cache_cases, validate_cache  # noqa: E402
+from cases.lock import build_lock_cases, validate_locks  # noqa: E402
+from measure import (  # noqa: E402
+    measure_memory, measure_session_memory, measure_throughput, summarize,
+)
+from report import (  # noqa: E402
+    chart, git_describe, loadavg, lock_ratios_of, machine_info, path_ratios, write_report,
+)
+
+
+def main():
+    started = time.monotonic()
+    date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    load_start = loadavg()
+    for tool in ("redis-server", "redis-cli", "redis-benchmark"):
+        if not shutil.which(tool):
+            sys.exit(f"{tool} not found on PATH (run `make deps`)")
+    if not MODULE.exists():
+        sys.exit(f"module {MODULE} not found: run `make build`")
+    scripts = sorted((DIST / "scripts").glob("*.lua"))
+    if not (DIST / "patterns.lua").exists() or not scripts:
+        sys.exit("dist/patterns.lua or dist/scripts/*.lua missing: run `make lua`")
+
+    server = Server()
+
+    def on_signal(signum, _frame):
+        raise SystemExit(128 + signum)
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGHUP, on_signal)
+    try:
+        r = server.start()
+        port = server.port
+        log(f"redis-server pid {server.proc.pid} on 127.0.0.1:{port}")
+        name = redis_cli(port, "FUNCTION", "LOAD", "REPLACE", stdin_file=DIST / "patterns.lua")
+        log(f"FUNCTION LOAD REPLACE -> {name}")
+        shas = {}
+        for path in scripts + [HANDWRITTEN]:
+            sha = redis_cli(port, "SCRIPT", "LOAD", stdin_file=path)
+            if sha != hashlib.sha1(path.read_bytes()).hexdigest():
+                raise RuntimeError(f"SCRIPT LOAD {path}: unexpected SHA {sha}")
+            shas["handwritten" if path == HANDWRITTEN else path.stem] = sha
+        cases = build_cases(shas)
+        session_cases = build_session_cases(shas)
+        cache_cases = build_cache_cases(shas)
+        lock_cases = build_lock_cases(shas)
+        validate(r, cases)
+        validate_sessions(r, session_cases)
+        lb_cases = build_leaderboard_cases(shas)
+        validate_leaderboards(r, lb_cases)
+        validate_cache(r, cache_cases)
+        validate_locks(r, lock_cases)
+        r.call("FLUSHALL", "SYNC")
+
+        log("memory ...")
+        memory = measure_memory(r, shas)
+        session_memory = measure_session_memory(r)
+
+        log("throughput ...")
+        runs = measure_throughput(server, r, cases + session_cases + lb_cases + cache_cases
+                                  + lock_cases)
+        summary = summarize(runs)
+        server_version = r.info("server")["redis_version"]
+        r.close()
+    finally:
+        server.cleanup()
+
+    ratios = {}
+    for cid, *_ in COMMANDS:
+        for p in PIPELINES:
+            nat = summary[(f"{cid}:native", p)]
+            ratios[(cid, p)] = dict(
+                incr=nat["rps"] / summary[("incr", p)]["rps"],
+                fcall=nat["rps"] / summary[(f"{cid}:fcall", p)]["rps"],
+                evalsha=nat["rps"] / summary[(f"{cid}:evalsha", p)]["rps"],
+                handwritten=nat["rps"] / summary[("handwritten", p)]["rps"],
+                cpu_vs_incr=(summary[("incr", p)]["cpu_us"] / nat["cpu_us"]
+                             if nat["cpu_us"] else None),
+            )
+    session_ratios = {}
+    for fam in ("s_get", "s_set", "s_count", "s_create"):
+        for p in PIPELINES:
+            native_rps = summary[(f"{fam}:native", p)]["rps"]
+            session_ratios[(fam, p)] = dict(
+                path_ratios(summary, fam, p),
+                hgetall=native_rps / summary[("s_hgetall", p)]["rps"],
+            )
+    lock_ratios = lock_ratios_of(summary)
+    bench_version = subprocess.run(["redis-benchmark", "--version"], capture_output=True,
+                                   text=True).stdout.strip() or "redis-benchmark"
+    try:
+        module_rel = str(MODULE.resolve().relative_to(ROOT))
+    except ValueError:
+        module_rel = str(MODULE)
+    ctx = dict(
+        date=date, machine=machine_info(), load_start=load_start, load_end=loadavg(),
+        server_version=server_version, bench_version=bench_version, git=git_describe(),
+        module_rel=module_rel,
+        module_sha=hashlib.sha256(MODULE.read_bytes()).hexdigest()[:12],
+        cases=cases, summary=summary, ratios=ratios, memory=memory,
+        session_cases=session_cases, session_ratios=session_ratios,
+        session_memory=session_memory, lb_cases=lb_cases, cache_cases=cache_cases,
+        lock_cases=lock_cases, lock_ratios=lock_ratios,
+        scale=min(1.0, BUDGET / (REPEATS * sum(c.get("seconds", SECONDS)
+                                               for c in cases + session_cases + lb_cases
+                                               + cache_cases + lock_cases
+                                               for _ in PIPELINES))),
+        runtime_s=time.monotonic() - started,
+    )
+    chart(summary, cases, session_cases)
+    write_report(ctx)
+    RESULTS.write_text(json.dumps(dict(
+        date=date, machine=ctx["machine"], server_version=server_version,
+        clients=CLIENTS, keyspace=KEYSPACE, repeats=REPEATS,
+        cases=[{k: v for k, v in c.items()}
+               for c in cases + session_cases + lb_cases + cache_cases + lock_cases],
+        runs={f"{k[0]}@P{k[1]}": v for k, v in runs.items()},
+        summary={f"{k[0]}@P{k[1]}": v for k, v in summary.items()},
+        ratios={f"{k[0]}@P{k[1]}": v for k, v in ratios.items()},
+        session_ratios={f"{k[0]}@P{k[1]}": v for k, v in session_ratios.items()},
+        lock_ratios={f"{k[0]}@P{k[1]}": v for k, v in lock_ratios.items()},
+        memory=memory, session_memory=session_memory, runtime_s=ctx["runtime_s"],
+    ), indent=1, default=str))
+    log(f"wrote {OUT}, {CHART} and {RESULTS} in {ctx['runtime_s']:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
