@@ -334,9 +334,24 @@ fn pipelined_short_waits_on_held_keys_are_all_answered() {
         for i in 0..PAIRS {
             let (lock, sem) = (format!("w{i}"), format!("s{i}"));
             pipe.cmd("LOCK.ACQUIRE").arg(&lock).arg("a").arg(100_000);
-            pipe.cmd("LOCK.ACQUIRE").arg(&lock).arg("b").arg(10_000).arg("WAIT").arg(1);
-            pipe.cmd("SEM.ACQUIRE").arg(&sem).arg("a").arg(1).arg(100_000);
-            pipe.cmd("SEM.ACQUIRE").arg(&sem).arg("b").arg(1).arg(10_000).arg("WAIT").arg(1);
+            pipe.cmd("LOCK.ACQUIRE")
+                .arg(&lock)
+                .arg("b")
+                .arg(10_000)
+                .arg("WAIT")
+                .arg(1);
+            pipe.cmd("SEM.ACQUIRE")
+                .arg(&sem)
+                .arg("a")
+                .arg(1)
+                .arg(100_000);
+            pipe.cmd("SEM.ACQUIRE")
+                .arg(&sem)
+                .arg("b")
+                .arg(1)
+                .arg(10_000)
+                .arg("WAIT")
+                .arg(1);
         }
         let replies: Vec<Value> = pipe
             .query(&mut c)
