@@ -71,7 +71,11 @@ impl<'a> RedisStore<'a> {
             ctx: call.ctx(),
             board,
             companions,
-            reader: if write { None } else { KeyHandle::open_read(call) },
+            reader: if write {
+                None
+            } else {
+                KeyHandle::open_read(call)
+            },
         })
     }
 
