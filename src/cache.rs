@@ -1,7 +1,9 @@
 //! Binds the cache family (`patterns_core::cache`) to Redis. An entry is read through the key
-//! API (the hot path: a hit writes nothing); its writes run as Redis commands through
-//! `RedisModule_Call` (`DEL`, `HSET`, `PEXPIREAT`: replicated as they are, with absolute times and
-//! the lease token the primary drew), tag indexes through the shared expiring index. Random draws (XFetch's, lease tokens) happen here on the primary only: a
+//! API (the hot path: a hit writes nothing); SET and FILL write it through the key API too,
+//! replicating `DEL`, `HSET`, `PEXPIREAT` with absolute times; the rarer writes (leases, giving
+//! one up, invalidation) run as Redis commands through `RedisModule_Call`, replicated as they
+//! are with the lease token the primary drew; tag indexes go through the shared expiring index.
+//! Random draws (XFetch's, lease tokens) happen here on the primary only: a
 //! replica or an AOF replay receives the effects, never the command.
 //!
 //! Each command validates everything (arguments, types, ACL of the keys it derives) before its
@@ -21,7 +23,7 @@ use std::sync::OnceLock;
 use crate::command;
 use crate::ffi::{
     check_key_access, fill_random, key_type, now_ms, precise_now_us, redis_call, Call, Command,
-    Ctx, Key, KeyType, OwnedString, Reply, ScoreRange, Value,
+    Ctx, Key, KeyType, Notify, OwnedString, Reply, ScoreRange, Value,
 };
 use crate::index::update_index;
 use crate::text::StackText;
@@ -54,13 +56,19 @@ impl Stored {
             KeyType::Hash => {}
             _ => return Err(CmdError::WrongType),
         }
-        let stored = Self(
-            field_names()
-                .each_ref()
-                .map(|f| key.hash_field(f.as_c_str())),
-        );
-        let found = stored.0.iter().flatten().count() as i64;
-        if found != key.len() {
+        // Field lookups stop once every field of the hash is found: an entry without a lease
+        // (its value's fields come first) costs four lookups, not seven.
+        let len = key.len();
+        let mut found = 0;
+        let mut stored = Self(Default::default());
+        for (slot, field) in stored.0.iter_mut().zip(field_names()) {
+            if found == len {
+                break;
+            }
+            *slot = key.hash_field(field.as_c_str());
+            found += i64::from(slot.is_some());
+        }
+        if found != len {
             return Err(CmdError::BadState(c::NOT_CACHE));
         }
         Ok(Some(stored))
@@ -119,31 +127,36 @@ impl<'a> Store<'a> {
         })
     }
 
-    /// Replaces the entry (voiding any lease: the old hash goes) and lists it under its tags,
-    /// each write in the order the Lua twin makes it.
+    /// Replaces the entry (voiding any lease: the old hash goes) through the key API and lists
+    /// it under its tags, each write replicated as the command the Lua twin makes, in its order.
     fn write(&self, ctx: Ctx, key: &[u8], existed: bool, now: i64) {
+        let name = OwnedString::new(ctx, key);
+        let mut entry = Key::open_named(ctx, &name);
         if existed {
-            redis_call(ctx, c"DEL", &[key], true);
+            entry.delete();
+            ctx.replicate(c"DEL", (name.as_str(),));
+            entry.modified(&[(Notify::GENERIC, c"del")]);
         }
         let t = self.times;
         let (fresh, stale, delta) = (text(t.fresh_until), text(t.stale_until), text(t.delta_ms));
-        redis_call(
-            ctx,
-            c"HSET",
-            &[
-                key,
-                c::VALUE_FIELD.as_bytes(),
-                self.value,
-                c::FRESH_FIELD.as_bytes(),
-                fresh.as_bytes(),
-                c::STALE_FIELD.as_bytes(),
-                stale.as_bytes(),
-                c::DELTA_FIELD.as_bytes(),
-                delta.as_bytes(),
-            ],
-            true,
-        );
-        expire_at(ctx, key, t.stale_until);
+        // The value's fields lead `c::FIELDS`, in this order.
+        let [f0, f1, f2, f3, ..] = field_names().each_ref().map(|f| f.as_c_str());
+        let values = [
+            self.value,
+            fresh.as_bytes(),
+            stale.as_bytes(),
+            delta.as_bytes(),
+        ];
+        for (field, value) in [f0, f1, f2, f3].into_iter().zip(values) {
+            entry.hash_set(field, value);
+        }
+        let [v0, v1, v2, v3] = values;
+        let name = name.as_str();
+        ctx.replicate(c"HSET", (name, f0, v0, f1, v1, f2, v2, f3, v3));
+        entry.set_expire_at(t.stale_until);
+        ctx.replicate(c"PEXPIREAT", (name, t.stale_until));
+        entry.modified(&[(Notify::HASH, c"hset"), (Notify::GENERIC, c"expire")]);
+        drop(entry);
         for tag in self.tags {
             update_index(ctx, tag, now, None, Some((t.stale_until, key)));
         }

@@ -8,6 +8,7 @@ mod ffi;
 mod index;
 mod leaderboard;
 mod lock;
+mod queue;
 mod ratelimit;
 mod session;
 mod text;
@@ -21,6 +22,7 @@ const FAMILIES: &[&[ffi::Command]] = &[
     leaderboard::COMMANDS,
     cache::COMMANDS,
     lock::COMMANDS,
+    queue::COMMANDS,
 ];
 
 /// Registers every command (its declared keys, so ACL key patterns and Cluster routing apply)

@@ -9,6 +9,7 @@ pub mod keys;
 pub mod leaderboard;
 pub mod lock;
 pub mod lua;
+pub mod queue;
 pub mod ratelimit;
 pub mod session;
 #[cfg(test)]

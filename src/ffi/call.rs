@@ -36,6 +36,18 @@ impl CallReply {
         })
     }
 
+    /// Whether the call failed or replied with an error.
+    pub fn is_error(&self) -> bool {
+        let kind = self.kind();
+        kind == raw::REDISMODULE_REPLY_ERROR as i32 || kind == raw::REDISMODULE_REPLY_UNKNOWN as i32
+    }
+
+    /// The whole reply as a tree (nested arrays of integers, strings and nils).
+    pub fn value(&self) -> CallValue {
+        self.0
+            .map_or(CallValue::Null, |reply| value_of(reply.as_ptr()))
+    }
+
     /// The bulk strings of an array reply (or of a single string reply); none when the call
     /// failed.
     pub fn strings(&self) -> Vec<Vec<u8>> {
@@ -52,6 +64,64 @@ impl CallReply {
             unsafe { raw::RedisModule_CallReplyArrayElement.unwrap()(reply.as_ptr(), i) }
         };
         (0..n).map(|i| string_of(element(i))).collect()
+    }
+}
+
+/// A reply of `RedisModule_Call`, copied out: what the family bindings read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CallValue {
+    Int(i64),
+    /// A bulk, simple or error string.
+    Bulk(Vec<u8>),
+    Array(Vec<CallValue>),
+    Null,
+}
+
+impl CallValue {
+    pub fn bytes(&self) -> Option<&[u8]> {
+        match self {
+            CallValue::Bulk(b) => Some(b),
+            _ => None,
+        }
+    }
+
+    pub fn items(&self) -> &[CallValue] {
+        match self {
+            CallValue::Array(items) => items,
+            _ => &[],
+        }
+    }
+
+    pub fn int(&self) -> Option<i64> {
+        match self {
+            CallValue::Int(n) => Some(*n),
+            _ => None,
+        }
+    }
+}
+
+fn value_of(reply: *mut RedisModuleCallReply) -> CallValue {
+    if reply.is_null() {
+        return CallValue::Null;
+    }
+    // SAFETY: the reply is live (its owner is borrowed by the caller).
+    let kind = unsafe { raw::RedisModule_CallReplyType.unwrap()(reply) };
+    let is = |k: isize| kind == k as i32;
+    if is(raw::REDISMODULE_REPLY_INTEGER) {
+        // SAFETY: as above; the reply is an integer.
+        CallValue::Int(unsafe { raw::RedisModule_CallReplyInteger.unwrap()(reply) })
+    } else if is(raw::REDISMODULE_REPLY_ARRAY) {
+        // SAFETY: as above; the reply is an array.
+        let n = unsafe { raw::RedisModule_CallReplyLength.unwrap()(reply) };
+        let element = |i| {
+            // SAFETY: `i` is within the live array, whose elements live as long as it does.
+            unsafe { raw::RedisModule_CallReplyArrayElement.unwrap()(reply, i) }
+        };
+        CallValue::Array((0..n).map(|i| value_of(element(i))).collect())
+    } else if is(raw::REDISMODULE_REPLY_STRING) || is(raw::REDISMODULE_REPLY_ERROR) {
+        CallValue::Bulk(string_of(reply))
+    } else {
+        CallValue::Null
     }
 }
 

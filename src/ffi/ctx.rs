@@ -54,6 +54,13 @@ impl Ctx<'_> {
         flags & deny == 0
     }
 
+    /// Whether the server is a primary (a replica must not write on its own).
+    pub fn is_primary(self) -> bool {
+        // SAFETY: the context is live.
+        let flags = unsafe { raw::RedisModule_GetContextFlags.unwrap()(self.as_ptr()) } as u32;
+        flags & raw::REDISMODULE_CTX_FLAGS_MASTER != 0
+    }
+
     /// Publishes `message` on `channel` (as PUBLISH does; in Cluster, to every node).
     pub fn publish(self, channel: &[u8], message: &[u8]) {
         let channel = OwnedString::new(self, channel);

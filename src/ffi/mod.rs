@@ -24,7 +24,7 @@ mod timer;
 
 pub use acl::{check_key_access, check_key_read};
 pub use block::{block, BlockedClient, ClientId, Waits};
-pub use call::{redis_call, CallReply};
+pub use call::{redis_call, CallReply, CallValue};
 pub use command::{dispatch, Call, Command};
 pub use ctx::{now_ms, precise_now_us, Ctx};
 pub use event::{watch_keyspace, watch_role, KeyspaceWatch, RoleWatch};

@@ -114,6 +114,8 @@ repl_args!(A a ha, B b hb, C c hc, D d hd);
 repl_args!(A a ha, B b hb, C c hc, D d hd, E e he);
 repl_args!(A a ha, B b hb, C c hc, D d hd, E e he, F f hf);
 repl_args!(A a ha, B b hb, C c hc, D d hd, E e he, F f hf, G g hg);
+repl_args!(A a ha, B b hb, C c hc, D d hd, E e he, F f hf, G g hg, H h hh);
+repl_args!(A a ha, B b hb, C c hc, D d hd, E e he, F f hf, G g hg, H h hh, I i hi);
 
 impl Ctx<'_> {
     /// Replicates `command args...` to replicas and the AOF (wrapped with the command's other

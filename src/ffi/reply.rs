@@ -23,6 +23,7 @@ pub enum Reply {
 }
 
 /// One element of a [`Reply::Value`].
+#[derive(Clone)]
 pub enum Value {
     Int(i64),
     Bulk(Vec<u8>),

@@ -2050,3 +2050,518 @@ redis.register_function('sem_acquire', sem_acquire)
 redis.register_function('sem_release', sem_release)
 redis.register_function('sem_count', sem_count)
 end
+
+do
+local Q_MAX_MS = 4503599627370496
+local Q_PARKED = '(delayed)'
+local Q_LEASES_SUFFIX = 'leases:'
+local Q_DEAD_SUFFIX = 'dead'
+local Q_DEDUPE_SUFFIX = 'dedupe:'
+local Q_PAYLOAD_FIELD = 'payload'
+local Q_DUE_FIELD = 'due'
+local Q_GROUP_FIELD = 'group'
+local Q_BAD_NAME = 'ERR queue name cannot carry its derived keys in its slot'
+local Q_BAD_JOB_ID = 'ERR job_id must be a stream id (ms-seq)'
+local Q_BAD_TTL = 'ERR ttl_ms must be a positive integer'
+local Q_TOO_LONG = 'ERR delay_ms, lease_ms and ttl_ms must be at most 2^52'
+local Q_RESERVED_CONSUMER = 'ERR the consumer name (delayed) is reserved'
+local Q_STREAM_FULL = 'ERR the queue\'s stream takes no more entries'
+-- The queue family's twin (core/src/queue/lua.rs): the same stream commands in the same
+-- order as the module (src/queue.rs). `block` is read and ignored: a script cannot block.
+local U64_MAX = '18446744073709551615'
+
+-- A decimal within u64 (leading zeros allowed), without its leading zeros; or nil.
+local function queue_u64(s)
+  if s == nil or not string.match(s, '^%d+$') then return nil end
+  s = string.gsub(s, '^0+', '')
+  if s == '' then s = '0' end
+  if #s > 20 or (#s == 20 and s > U64_MAX) then return nil end
+  return s
+end
+
+-- A stream id `ms-seq` as {ms, seq} (decimal strings), or nil.
+local function queue_id(s)
+  local ms, seq = string.match(s, '^(%d+)%-(%d+)$')
+  ms, seq = queue_u64(ms), queue_u64(seq)
+  if ms == nil or seq == nil then return nil end
+  return {ms, seq}
+end
+
+local function queue_numcmp(a, b)
+  if #a ~= #b then return #a < #b and -1 or 1 end
+  if a == b then return 0 end
+  return a < b and -1 or 1
+end
+
+local function queue_idless(a, b)
+  local c = queue_numcmp(a[1], b[1])
+  if c ~= 0 then return c < 0 end
+  return queue_numcmp(a[2], b[2]) < 0
+end
+
+-- A decimal string plus one.
+local function queue_incr(s)
+  local digits, i = {}, #s
+  for j = 1, #s do digits[j] = string.byte(s, j) - 48 end
+  while i >= 1 do
+    if digits[i] < 9 then digits[i] = digits[i] + 1; break end
+    digits[i] = 0
+    i = i - 1
+  end
+  local out = {}
+  if i < 1 then out[1] = '1' end
+  for j = 1, #s do out[#out + 1] = tostring(digits[j]) end
+  return table.concat(out)
+end
+
+-- The id after this one, or nil past the last.
+local function queue_next(id)
+  if id[2] ~= U64_MAX then return {id[1], queue_incr(id[2])} end
+  if id[1] ~= U64_MAX then return {queue_incr(id[1]), '0'} end
+  return nil
+end
+
+local function queue_check_ms(ms)
+  if ms > Q_MAX_MS then return err(Q_TOO_LONG) end
+end
+
+-- Whether key exists; a WRONGTYPE error unless it is absent or of type `kind`.
+local function queue_expect(key, kind)
+  local t = key_type(key)
+  if t == 'none' then return false end
+  if t ~= kind then return nil, err(WRONGTYPE) end
+  return true
+end
+
+-- The queue's keys (exists, leases, dead), checked as the module checks them.
+local function queue_keys(key, group)
+  local exists, e = queue_expect(key, 'stream')
+  if e then return nil, e end
+  local leases = derived_key(key, Q_LEASES_SUFFIX .. group)
+  local dead = derived_key(key, Q_DEAD_SUFFIX)
+  if leases == nil or dead == nil then return nil, err(Q_BAD_NAME) end
+  local _, e2 = queue_expect(leases, 'zset')
+  if e2 then return nil, e2 end
+  local _, e3 = queue_expect(dead, 'stream')
+  if e3 then return nil, e3 end
+  if not key_allowed(leases) or not key_allowed(dead) then return nil, err(NOPERM) end
+  return {exists = exists, leases = leases, dead = dead}
+end
+
+local function queue_field(fields, name)
+  for i = 1, #fields, 2 do
+    if fields[i] == name then return fields[i + 1] end
+  end
+  return nil
+end
+
+-- (consumer, deliveries) of a job pending in the group, or nil.
+local function queue_pending(key, group, id)
+  local r = redis.call('XPENDING', key, group, id, id, 1)
+  if r[1] == nil then return nil end
+  return r[1][2], r[1][4]
+end
+
+local function queue_fresh(fields, group, now)
+  local for_group = queue_field(fields, Q_GROUP_FIELD)
+  if for_group ~= nil and for_group ~= group then return 'skip' end
+  local due = queue_field(fields, Q_DUE_FIELD)
+  due = due and parse_int(due)
+  if due ~= nil and due > now then return 'park', due end
+  return 'deliver'
+end
+
+local function queue_park(key, group, id, deliveries)
+  if deliveries then
+    redis.call('XCLAIM', key, group, Q_PARKED, 0, id, 'RETRYCOUNT', deliveries, 'JUSTID')
+  else
+    redis.call('XCLAIM', key, group, Q_PARKED, 0, id, 'JUSTID')
+  end
+end
+
+-- Each group: {name, pending, last id}.
+local function queue_groups(key)
+  local out = {}
+  for _, g in ipairs(redis.call('XINFO', 'GROUPS', key)) do
+    local name = queue_field(g, 'name')
+    out[#out + 1] = {name, queue_field(g, 'pending'), queue_field(g, 'last-delivered-id')}
+  end
+  return out
+end
+
+local function queue_has_group(key, group)
+  for _, g in ipairs(queue_groups(key)) do
+    if g[1] == group then return true end
+  end
+  return false
+end
+
+-- Trims the jobs every group has completed (XTRIM MINID the lowest id a group still needs).
+local function queue_trim(key)
+  local bound, any, none = nil, false, false
+  for _, g in ipairs(queue_groups(key)) do
+    local last = queue_id(g[3] or '')
+    if last == nil then return end
+    local need
+    if g[2] > 0 then
+      need = queue_id(redis.call('XPENDING', key, g[1])[2] or '')
+      if need == nil then return end
+    else
+      need = queue_next(last)
+      if need == nil then none = true end
+    end
+    if need and (bound == nil or queue_idless(need, bound)) then bound = need end
+    any = true
+  end
+  if any and not none and bound then
+    redis.call('XTRIM', key, 'MINID', bound[1] .. '-' .. bound[2])
+  end
+end
+
+local function queue_dead_letter(key, group, keys, id, holder, deliveries, now)
+  local entry = redis.call('XRANGE', key, id, id)[1]
+  if entry then
+    local payload = queue_field(entry[2], Q_PAYLOAD_FIELD) or ''
+    redis.call('XADD', keys.dead, '*', 'job', id, Q_PAYLOAD_FIELD, payload, 'deliveries',
+      int(deliveries), Q_GROUP_FIELD, group, 'consumer', holder, 'time', int(now))
+  end
+  redis.call('XACK', key, group, id)
+  redis.call('ZREM', keys.leases, id)
+end
+
+local function queue_try_pop(key, group, consumer, count, lease, max, keys, now)
+  if not keys.exists then return {} end
+  redis.pcall('XGROUP', 'CREATE', key, group, '0')
+  local jobs, completed = {}, false
+  local due = redis.call('ZRANGE', keys.leases, '-inf', int(now), 'BYSCORE', 'LIMIT', 0, count)
+  for _, id in ipairs(due) do
+    local holder, deliveries = queue_pending(key, group, id)
+    if holder == nil then
+      redis.call('ZREM', keys.leases, id)
+    elseif deliveries >= max then
+      queue_dead_letter(key, group, keys, id, holder, deliveries, now)
+      completed = true
+    else
+      local claimed = redis.call('XCLAIM', key, group, consumer, 0, id)[1]
+      if type(claimed) ~= 'table' or claimed[2] == nil then
+        redis.call('ZREM', keys.leases, id)
+      else
+        redis.call('ZADD', keys.leases, int(now + lease), id)
+        jobs[#jobs + 1] = {id, queue_field(claimed[2], Q_PAYLOAD_FIELD) or '', deliveries + 1}
+      end
+    end
+  end
+  while #jobs < count do
+    local r = redis.call('XREADGROUP', 'GROUP', group, consumer, 'COUNT', count - #jobs,
+      'STREAMS', key, '>')
+    local entries = (r and r[1] and r[1][2]) or {}
+    if #entries == 0 then break end
+    for _, e in ipairs(entries) do
+      local id, fields = e[1], e[2]
+      local fate, at = queue_fresh(fields, group, now)
+      if fate == 'deliver' then
+        redis.call('ZADD', keys.leases, int(now + lease), id)
+        jobs[#jobs + 1] = {id, queue_field(fields, Q_PAYLOAD_FIELD) or '', 1}
+      elseif fate == 'park' then
+        queue_park(key, group, id, 0)
+        redis.call('ZADD', keys.leases, int(at), id)
+      else
+        redis.call('XACK', key, group, id)
+        completed = true
+      end
+    end
+  end
+  if completed then queue_trim(key) end
+  return jobs
+end
+
+local function queue_push_run(key, payload, delay, dedupe)
+  local ttl
+  if #dedupe > 0 then
+    if #dedupe ~= 2 then return err(SYNTAX_ERROR) end
+    local big
+    ttl, big = parse_int(dedupe[2])
+    if big and ttl > 0 then return err(Q_TOO_LONG) end
+    if ttl == nil or big or ttl < 1 then return err(Q_BAD_TTL) end
+    local e = queue_check_ms(ttl)
+    if e then return e end
+  end
+  local e = queue_check_ms(delay)
+  if e then return e end
+  local _, e2 = queue_expect(key, 'stream')
+  if e2 then return e2 end
+  if derived_key(key, Q_DEAD_SUFFIX) == nil then return err(Q_BAD_NAME) end
+  local now = now_ms()
+  local dkey
+  if ttl then
+    dkey = derived_key(key, Q_DEDUPE_SUFFIX .. dedupe[1])
+    if not key_allowed(dkey) then return err(NOPERM) end
+    local first, e3 = get_string(dkey)
+    if e3 then return e3 end
+    if first then return first end
+  end
+  local added
+  if delay > 0 then
+    added = redis.pcall('XADD', key, '*', Q_PAYLOAD_FIELD, payload, Q_DUE_FIELD, int(now + delay))
+  else
+    added = redis.pcall('XADD', key, '*', Q_PAYLOAD_FIELD, payload)
+  end
+  if type(added) == 'table' then return err(Q_STREAM_FULL) end
+  if dkey then redis.call('SET', dkey, added, 'PXAT', int(now + ttl)) end
+  return added
+end
+
+local function queue_pop_run(key, group, consumer, count, block, lease, maxdeliveries)
+  local max = maxdeliveries
+  if consumer == Q_PARKED then return err(Q_RESERVED_CONSUMER) end
+  local e = queue_check_ms(lease)
+  if e then return e end
+  local keys, e2 = queue_keys(key, group)
+  if e2 then return e2 end
+  local jobs = queue_try_pop(key, group, consumer, count, lease, max, keys, now_ms())
+  if #jobs == 0 then return false end
+  return jobs
+end
+
+local function queue_ack_run(key, group, job_ids)
+  local ids = job_ids
+  for _, id in ipairs(ids) do
+    if queue_id(id) == nil then return err(Q_BAD_JOB_ID) end
+  end
+  local keys, e = queue_keys(key, group)
+  if e then return e end
+  if not keys.exists or not queue_has_group(key, group) then return 0 end
+  local acked = redis.call('XACK', key, group, unpack(ids))
+  redis.call('ZREM', keys.leases, unpack(ids))
+  if acked > 0 then queue_trim(key) end
+  return acked
+end
+
+local function queue_nack_run(key, group, job_id, delay)
+  local id = job_id
+  if queue_id(id) == nil then return err(Q_BAD_JOB_ID) end
+  local e = queue_check_ms(delay)
+  if e then return e end
+  local keys, e2 = queue_keys(key, group)
+  if e2 then return e2 end
+  if not keys.exists or not queue_has_group(key, group) then return 0 end
+  local holder = queue_pending(key, group, id)
+  if holder == nil or holder == Q_PARKED then return 0 end
+  queue_park(key, group, id, nil)
+  redis.call('ZADD', keys.leases, int(now_ms() + delay), id)
+  return 1
+end
+
+local function queue_extend_run(key, group, consumer, job_id, lease_ms)
+  local id, lease = job_id, lease_ms
+  if queue_id(id) == nil then return err(Q_BAD_JOB_ID) end
+  local e = queue_check_ms(lease)
+  if e then return e end
+  local keys, e2 = queue_keys(key, group)
+  if e2 then return e2 end
+  if not keys.exists or not queue_has_group(key, group) then return 0 end
+  if queue_pending(key, group, id) ~= consumer then return 0 end
+  redis.call('ZADD', keys.leases, int(now_ms() + lease), id)
+  return 1
+end
+
+-- The group's dead letters, oldest first: {dead letter id, payload}.
+local function queue_dead_letters(dead, group)
+  local out = {}
+  for _, e in ipairs(redis.call('XRANGE', dead, '-', '+')) do
+    if queue_field(e[2], Q_GROUP_FIELD) == group then
+      out[#out + 1] = {e[1], queue_field(e[2], Q_PAYLOAD_FIELD) or ''}
+    end
+  end
+  return out
+end
+
+local function queue_redrive_run(key, group, count)
+  local keys, e = queue_keys(key, group)
+  if e then return e end
+  local moved = 0
+  for _, d in ipairs(queue_dead_letters(keys.dead, group)) do
+    if moved == count then break end
+    local added = redis.pcall('XADD', key, '*', Q_PAYLOAD_FIELD, d[2], Q_GROUP_FIELD, group)
+    if type(added) == 'table' then break end
+    redis.call('XDEL', keys.dead, d[1])
+    moved = moved + 1
+  end
+  return moved
+end
+
+local function queue_stats_run(key, group)
+  local keys, e = queue_keys(key, group)
+  if e then return e end
+  local now = now_ms()
+  local ready, delayed, pending, consumers = 0, 0, 0, 0
+  local info
+  if keys.exists then
+    for _, g in ipairs(queue_groups(key)) do
+      if g[1] == group then info = g end
+    end
+    local from = '-'
+    if info then from = '(' .. (info[3] or '0-0') end
+    for _, entry in ipairs(redis.call('XRANGE', key, from, '+')) do
+      local fate = queue_fresh(entry[2], group, now)
+      if fate == 'deliver' then ready = ready + 1
+      elseif fate == 'park' then delayed = delayed + 1 end
+    end
+  end
+  if info then
+    for _, c in ipairs(redis.call('XINFO', 'CONSUMERS', key, group)) do
+      if c[2] == Q_PARKED then
+        delayed = delayed + c[4]
+      else
+        consumers = consumers + 1
+        pending = pending + c[4]
+      end
+    end
+  end
+  local dead = #queue_dead_letters(keys.dead, group)
+  return {'ready', ready, 'delayed', delayed, 'pending', pending, 'dead', dead,
+    'consumers', consumers}
+end
+
+local DEF_queue_push = {
+  arity = -3,
+  arity_error = 'ERR wrong number of arguments for \'queue.push\' command',
+  pos = {
+    {kind = 'text'},
+  },
+  opts = {
+    {kind = 'int', min = 0, error = 'ERR delay_ms must be a non-negative integer', beyond = 'ERR delay_ms exceeds the Lua twin\'s exact integer range (below 2^53)', default = 0},
+    {rest = 2},
+  },
+  tokens = {['DELAY'] = 1, ['DEDUPE'] = 2},
+}
+-- QUEUE.PUSH key payload [DELAY delay_ms] [DEDUPE dedupe_id ttl_ms]
+local function queue_push(keys, argv)
+  local a, e = parse(DEF_queue_push, keys, argv)
+  if e then return e end
+  return queue_push_run(keys[1], a.pos[1], a.opt[1], a.opt[2])
+end
+
+local DEF_queue_pop = {
+  arity = -4,
+  arity_error = 'ERR wrong number of arguments for \'queue.pop\' command',
+  pos = {
+    {kind = 'text'},
+    {kind = 'text'},
+  },
+  opts = {
+    {kind = 'int', min = 1, error = 'ERR n must be a positive integer', beyond = 'ERR n exceeds the Lua twin\'s exact integer range (below 2^53)', default = 1},
+    {kind = 'int', min = 0, error = 'ERR timeout_ms must be a non-negative integer', beyond = 'ERR timeout_ms exceeds the Lua twin\'s exact integer range (below 2^53)', default = -1},
+    {kind = 'int', min = 1, error = 'ERR lease_ms must be a positive integer', beyond = 'ERR lease_ms exceeds the Lua twin\'s exact integer range (below 2^53)', default = 30000},
+    {kind = 'int', min = 1, error = 'ERR max_deliveries must be a positive integer', beyond = 'ERR max_deliveries exceeds the Lua twin\'s exact integer range (below 2^53)', default = 10},
+  },
+  tokens = {['COUNT'] = 1, ['BLOCK'] = 2, ['LEASE'] = 3, ['MAXDELIVERIES'] = 4},
+}
+-- QUEUE.POP key group consumer [COUNT n] [BLOCK timeout_ms] [LEASE lease_ms] [MAXDELIVERIES n]
+local function queue_pop(keys, argv)
+  local a, e = parse(DEF_queue_pop, keys, argv)
+  if e then return e end
+  return queue_pop_run(keys[1], a.pos[1], a.pos[2], a.opt[1], a.opt[2], a.opt[3], a.opt[4])
+end
+
+local DEF_queue_ack = {
+  arity = -4,
+  arity_error = 'ERR wrong number of arguments for \'queue.ack\' command',
+  group = 1,
+  group_min = 1,
+  pos = {
+    {kind = 'text'},
+  },
+  opts = {
+  },
+  tokens = {},
+}
+-- QUEUE.ACK key group job_id [job_id ...]
+local function queue_ack(keys, argv)
+  local a, e = parse(DEF_queue_ack, keys, argv)
+  if e then return e end
+  return queue_ack_run(keys[1], a.pos[1], a.rest)
+end
+
+local DEF_queue_nack = {
+  arity = -4,
+  arity_error = 'ERR wrong number of arguments for \'queue.nack\' command',
+  pos = {
+    {kind = 'text'},
+    {kind = 'text'},
+  },
+  opts = {
+    {kind = 'int', min = 0, error = 'ERR delay_ms must be a non-negative integer', beyond = 'ERR delay_ms exceeds the Lua twin\'s exact integer range (below 2^53)', default = 0},
+  },
+  tokens = {['DELAY'] = 1},
+}
+-- QUEUE.NACK key group job_id [DELAY delay_ms]
+local function queue_nack(keys, argv)
+  local a, e = parse(DEF_queue_nack, keys, argv)
+  if e then return e end
+  return queue_nack_run(keys[1], a.pos[1], a.pos[2], a.opt[1])
+end
+
+local DEF_queue_extend = {
+  arity = 6,
+  arity_error = 'ERR wrong number of arguments for \'queue.extend\' command',
+  pos = {
+    {kind = 'text'},
+    {kind = 'text'},
+    {kind = 'text'},
+    {kind = 'int', min = 1, error = 'ERR lease_ms must be a positive integer', beyond = 'ERR lease_ms exceeds the Lua twin\'s exact integer range (below 2^53)'},
+  },
+  opts = {
+  },
+  tokens = {},
+}
+-- QUEUE.EXTEND key group consumer job_id lease_ms
+local function queue_extend(keys, argv)
+  local a, e = parse(DEF_queue_extend, keys, argv)
+  if e then return e end
+  return queue_extend_run(keys[1], a.pos[1], a.pos[2], a.pos[3], a.pos[4])
+end
+
+local DEF_queue_redrive = {
+  arity = -3,
+  arity_error = 'ERR wrong number of arguments for \'queue.redrive\' command',
+  pos = {
+    {kind = 'text'},
+  },
+  opts = {
+    {kind = 'int', min = 1, error = 'ERR n must be a positive integer', beyond = 'ERR n exceeds the Lua twin\'s exact integer range (below 2^53)', default = 100},
+  },
+  tokens = {['COUNT'] = 1},
+}
+-- QUEUE.REDRIVE key group [COUNT n]
+local function queue_redrive(keys, argv)
+  local a, e = parse(DEF_queue_redrive, keys, argv)
+  if e then return e end
+  return queue_redrive_run(keys[1], a.pos[1], a.opt[1])
+end
+
+local DEF_queue_stats = {
+  arity = 3,
+  arity_error = 'ERR wrong number of arguments for \'queue.stats\' command',
+  pos = {
+    {kind = 'text'},
+  },
+  opts = {
+  },
+  tokens = {},
+}
+-- QUEUE.STATS key group
+local function queue_stats(keys, argv)
+  local a, e = parse(DEF_queue_stats, keys, argv)
+  if e then return e end
+  return queue_stats_run(keys[1], a.pos[1])
+end
+
+redis.register_function('queue_push', queue_push)
+redis.register_function('queue_pop', queue_pop)
+redis.register_function('queue_ack', queue_ack)
+redis.register_function('queue_nack', queue_nack)
+redis.register_function('queue_extend', queue_extend)
+redis.register_function('queue_redrive', queue_redrive)
+redis.register_function{function_name = 'queue_stats', callback = queue_stats, flags = {'no-writes'}}
+end

@@ -1,7 +1,7 @@
 //! Writes the Lua twin: `dist/patterns.lua` (a Functions library) and `dist/scripts/<function>.lua`
 //! (one EVAL script per command). Usage: `patterns-lua [OUT_DIR]` (default `dist`);
 //! `patterns-lua --readme` prints README's command tables instead (rate limiting, sessions,
-//! leaderboards, caching, locks).
+//! leaderboards, caching, locks, queues).
 
 use std::path::PathBuf;
 use std::{env, fs, io};
@@ -20,6 +20,8 @@ fn main() -> io::Result<()> {
         print!("{}", markdown_table(&patterns_core::cache::COMMANDS));
         println!();
         print!("{}", markdown_table(&patterns_core::lock::COMMANDS));
+        println!();
+        print!("{}", markdown_table(&patterns_core::queue::COMMANDS));
         return Ok(());
     }
     let out = PathBuf::from(arg.unwrap_or_else(|| "dist".into()));

@@ -136,6 +136,7 @@ pub fn families() -> Vec<Family> {
         crate::leaderboard::lua::family(),
         crate::cache::lua::family(),
         crate::lock::lua::family(),
+        crate::queue::lua::family(),
     ]
 }
 

@@ -1,0 +1,594 @@
+//! Binds the queue family (`patterns_core::queue`) to Redis: jobs in a real stream, read by
+//! real consumer groups, with leases, delays, retries, dead letters and dedupe kept in keys of
+//! the queue's slot (see the core module for the layout). Consumers that wait
+//! (`BLOCK timeout_ms`) are blocked on the server and queued in `wait`.
+//!
+//! Every write is a stream, sorted-set or string command run through `RedisModule_Call` and
+//! replicated as itself, with what makes it deterministic spelled out: `XADD` with the id it
+//! chose (Redis rewrites `*`), `XREADGROUP` and `XCLAIM` as `XCLAIM ... TIME ... RETRYCOUNT`
+//! (Redis's own propagation), `ZADD` with absolute due times, `SET ... PXAT`, `XACK`, `XTRIM
+//! MINID`, `XDEL`. Each command validates everything before its first write.
+
+#![deny(unsafe_code)]
+
+mod wait;
+
+use patterns_core::command::CmdError;
+use patterns_core::queue::{
+    self as q, check_ms, fresh, job_id, parse_due, parse_pop, parse_push, queue_key, redeliver,
+    trim_bound, Fresh, GroupView, Pop, Redelivery, StreamId, DEAD_SUFFIX, DEDUPE_SUFFIX, DUE_FIELD,
+    GROUP_FIELD, LEASES_SUFFIX, PARKED, PAYLOAD_FIELD, STREAM_FULL,
+};
+
+use crate::command;
+use crate::ffi::{
+    check_key_access, key_type, now_ms, redis_call, Call, CallValue, Command, Ctx, KeyType, Reply,
+    Value,
+};
+use crate::text::StackText;
+
+/// The family's commands, as registered.
+pub const COMMANDS: &[Command] = &[
+    command!(q::PUSH, push),
+    command!(q::POP, pop),
+    command!(q::ACK, ack),
+    command!(q::NACK, nack),
+    command!(q::EXTEND, extend),
+    command!(q::REDRIVE, redrive),
+    command!(q::STATS, stats),
+];
+
+/// A read (not replicated).
+fn read(ctx: Ctx, command: &std::ffi::CStr, args: &[&[u8]]) -> CallValue {
+    redis_call(ctx, command, args, false).value()
+}
+
+/// A write, replicated as itself.
+fn write(ctx: Ctx, command: &std::ffi::CStr, args: &[&[u8]]) -> CallValue {
+    redis_call(ctx, command, args, true).value()
+}
+
+/// Whether `name` exists; WRONGTYPE unless it is absent or of `kind`.
+fn expect_type(ctx: Ctx, name: &[u8], kind: KeyType) -> Result<bool, CmdError> {
+    match key_type(ctx, name) {
+        KeyType::Empty => Ok(false),
+        k if k == kind => Ok(true),
+        _ => Err(CmdError::WrongType),
+    }
+}
+
+/// A queue's keys, checked: the stream (whether it exists), its group's leases, its dead
+/// letters.
+struct Keys {
+    exists: bool,
+    leases: Vec<u8>,
+    dead: Vec<u8>,
+}
+
+/// The queue's keys, after checking the current user may use the derived ones.
+fn keys(ctx: Ctx, queue: &[u8], group: &[u8]) -> Result<Keys, CmdError> {
+    let keys = layout(ctx, queue, group)?;
+    check_key_access(ctx, &keys.leases)?;
+    check_key_access(ctx, &keys.dead)?;
+    Ok(keys)
+}
+
+/// The queue's keys, their types checked (no user: a timer serving waiters, whose access was
+/// checked when they called).
+fn layout(ctx: Ctx, queue: &[u8], group: &[u8]) -> Result<Keys, CmdError> {
+    let exists = expect_type(ctx, queue, KeyType::Stream)?;
+    let leases = queue_key(queue, LEASES_SUFFIX, group)?;
+    let dead = queue_key(queue, DEAD_SUFFIX, b"")?;
+    expect_type(ctx, &leases, KeyType::ZSet)?;
+    expect_type(ctx, &dead, KeyType::Stream)?;
+    Ok(Keys {
+        exists,
+        leases,
+        dead,
+    })
+}
+
+/// A stream entry's field, from its flat field/value list.
+fn field<'v>(fields: &'v CallValue, name: &str) -> Option<&'v [u8]> {
+    fields
+        .items()
+        .chunks(2)
+        .find(|kv| kv[0].bytes() == Some(name.as_bytes()))
+        .and_then(|kv| kv.get(1)?.bytes())
+}
+
+/// The (consumer, deliveries) of a job pending in the group, None when it is not.
+fn pending(ctx: Ctx, queue: &[u8], group: &[u8], id: &[u8]) -> Option<(Vec<u8>, i64)> {
+    let reply = read(ctx, c"XPENDING", &[queue, group, id, id, b"1"]);
+    let entry = reply.items().first()?.items();
+    let consumer = entry.get(1)?.bytes()?.to_vec();
+    Some((consumer, entry.get(3)?.int()?))
+}
+
+fn zadd(ctx: Ctx, key: &[u8], at_ms: i64, id: &[u8]) {
+    write(ctx, c"ZADD", &[key, StackText::of(at_ms).as_bytes(), id]);
+}
+
+/// A delivered job: `[job_id, payload, deliveries]`.
+fn job(id: &[u8], payload: &[u8], deliveries: i64) -> Value {
+    Value::Array(vec![
+        Value::Bulk(id.to_vec()),
+        Value::Bulk(payload.to_vec()),
+        Value::Int(deliveries),
+    ])
+}
+
+// QUEUE.PUSH key payload [DELAY delay_ms] [DEDUPE dedupe_id ttl_ms]
+fn push(call: &Call) -> Result<Reply, CmdError> {
+    let args = parse_push(call.rest())?;
+    let (ctx, queue) = (call.ctx(), call.key_name());
+    expect_type(ctx, queue, KeyType::Stream)?;
+    // A queue its consumers could not use is refused from the first push.
+    queue_key(queue, DEAD_SUFFIX, b"")?;
+    let now = now_ms();
+    let dedupe = match args.dedupe {
+        Some((id, ttl_ms)) => {
+            let key = queue_key(queue, DEDUPE_SUFFIX, id)?;
+            check_key_access(ctx, &key)?;
+            if expect_type(ctx, &key, KeyType::String)? {
+                let first = read(ctx, c"GET", &[&key]);
+                return Ok(Reply::Bulk(first.bytes().unwrap_or_default().to_vec()));
+            }
+            Some((key, now + ttl_ms))
+        }
+        None => None,
+    };
+    let due = StackText::of(now + args.delay_ms);
+    let mut xadd: Vec<&[u8]> = vec![queue, b"*", PAYLOAD_FIELD.as_bytes(), args.payload];
+    if args.delay_ms > 0 {
+        xadd.extend([DUE_FIELD.as_bytes(), due.as_bytes()]);
+    }
+    let added = redis_call(ctx, c"XADD", &xadd, true);
+    if added.is_error() {
+        return Err(CmdError::BadState(STREAM_FULL));
+    }
+    let id = added.value().bytes().unwrap_or_default().to_vec();
+    if let Some((key, at)) = dedupe {
+        let at = StackText::of(at);
+        write(ctx, c"SET", &[&key, &id, b"PXAT", at.as_bytes()]);
+    }
+    wait::wake(ctx, queue, None);
+    Ok(Reply::Bulk(id))
+}
+
+// QUEUE.POP key group consumer [COUNT n] [BLOCK timeout_ms] [LEASE lease_ms] [MAXDELIVERIES n]
+fn pop(call: &Call) -> Result<Reply, CmdError> {
+    let args = parse_pop(call.rest())?;
+    let (ctx, queue) = (call.ctx(), call.key_name());
+    keys(ctx, queue, &args.group)?;
+    // Waiters come first: serving them before this call's try keeps the group's FIFO.
+    wait::wake(ctx, queue, Some(&args.group));
+    let jobs = try_pop(ctx, queue, &args)?;
+    if !jobs.is_empty() {
+        return Ok(Reply::Value(Value::Array(jobs)));
+    }
+    if args.block_ms != q::NO_BLOCK && ctx.can_block() {
+        wait::block(ctx, queue, args);
+        return Ok(Reply::Blocked);
+    }
+    Ok(Reply::Null)
+}
+
+/// Delivers up to `args.count` jobs to the consumer now: first the jobs whose lease ended or
+/// that fell due (oldest first; one past its deliveries goes to the dead letters), then new
+/// ones. None (nothing written) when the queue does not exist.
+fn try_pop(ctx: Ctx, queue: &[u8], args: &Pop) -> Result<Vec<Value>, CmdError> {
+    let keys = layout(ctx, queue, &args.group)?;
+    if !keys.exists {
+        return Ok(Vec::new());
+    }
+    let now = now_ms();
+    // Created by the first POP, from the oldest job (BUSYGROUP when it exists: nothing done).
+    redis_call(ctx, c"XGROUP", &[b"CREATE", queue, &args.group, b"0"], true);
+    let mut jobs = Vec::new();
+    let mut completed = redeliver_due(ctx, queue, args, &keys, now, &mut jobs);
+    while (jobs.len() as i64) < args.count {
+        let (read, done) = read_new(ctx, queue, args, &keys, now, &mut jobs);
+        completed |= done;
+        if !read {
+            break;
+        }
+    }
+    if completed {
+        trim(ctx, queue);
+    }
+    Ok(jobs)
+}
+
+/// Redelivers (or dead-letters) the group's jobs whose lease ended or that fell due; whether
+/// any job was completed (dead-lettered).
+fn redeliver_due(
+    ctx: Ctx,
+    queue: &[u8],
+    args: &Pop,
+    keys: &Keys,
+    now: i64,
+    jobs: &mut Vec<Value>,
+) -> bool {
+    let now_text = StackText::of(now);
+    let limit = StackText::of(args.count);
+    let due = read(
+        ctx,
+        c"ZRANGE",
+        &[
+            &keys.leases,
+            b"-inf",
+            now_text.as_bytes(),
+            b"BYSCORE",
+            b"LIMIT",
+            b"0",
+            limit.as_bytes(),
+        ],
+    );
+    let lease_end = now + args.lease_ms;
+    let mut completed = false;
+    for id in due.items().iter().filter_map(CallValue::bytes) {
+        let Some((holder, deliveries)) = pending(ctx, queue, &args.group, id) else {
+            write(ctx, c"ZREM", &[&keys.leases, id]);
+            continue;
+        };
+        match redeliver(deliveries, args.max_deliveries) {
+            Redelivery::Dead(deliveries) => {
+                dead_letter(ctx, queue, args, keys, (id, &holder, deliveries), now);
+                completed = true;
+            }
+            Redelivery::Deliver(n) => {
+                let claimed = write(
+                    ctx,
+                    c"XCLAIM",
+                    &[queue, &args.group, &args.consumer, b"0", id],
+                );
+                let Some(entry) = claimed.items().first().filter(|e| e.items().len() == 2) else {
+                    // Deleted from the stream (XCLAIM dropped it from the pending list).
+                    write(ctx, c"ZREM", &[&keys.leases, id]);
+                    continue;
+                };
+                let payload = field(&entry.items()[1], PAYLOAD_FIELD).unwrap_or_default();
+                zadd(ctx, &keys.leases, lease_end, id);
+                jobs.push(job(id, payload, n));
+            }
+        }
+    }
+    completed
+}
+
+/// Moves a job to the dead letters (`job`, `payload`, `deliveries`, `group`, `consumer`,
+/// `time`) and completes it in the group.
+fn dead_letter(
+    ctx: Ctx,
+    queue: &[u8],
+    args: &Pop,
+    keys: &Keys,
+    (id, holder, deliveries): (&[u8], &[u8], i64),
+    now: i64,
+) {
+    let entry = read(ctx, c"XRANGE", &[queue, id, id]);
+    if let Some(entry) = entry.items().first() {
+        let payload = field(&entry.items()[1], PAYLOAD_FIELD).unwrap_or_default();
+        let (deliveries, now) = (StackText::of(deliveries), StackText::of(now));
+        let xadd: [&[u8]; 14] = [
+            &keys.dead,
+            b"*",
+            b"job",
+            id,
+            PAYLOAD_FIELD.as_bytes(),
+            payload,
+            b"deliveries",
+            deliveries.as_bytes(),
+            GROUP_FIELD.as_bytes(),
+            &args.group,
+            b"consumer",
+            holder,
+            b"time",
+            now.as_bytes(),
+        ];
+        write(ctx, c"XADD", &xadd);
+    }
+    write(ctx, c"XACK", &[queue, &args.group, id]);
+    write(ctx, c"ZREM", &[&keys.leases, id]);
+}
+
+/// Reads the group's next new jobs: delivers the ready ones, parks the delayed ones, completes
+/// the ones redriven for another group. (whether any were read, whether any were completed)
+fn read_new(
+    ctx: Ctx,
+    queue: &[u8],
+    args: &Pop,
+    keys: &Keys,
+    now: i64,
+    jobs: &mut Vec<Value>,
+) -> (bool, bool) {
+    let want = StackText::of(args.count - jobs.len() as i64);
+    let reply = write(
+        ctx,
+        c"XREADGROUP",
+        &[
+            b"GROUP",
+            &args.group,
+            &args.consumer,
+            b"COUNT",
+            want.as_bytes(),
+            b"STREAMS",
+            queue,
+            b">",
+        ],
+    );
+    let entries = reply
+        .items()
+        .first()
+        .and_then(|stream| stream.items().get(1))
+        .map(CallValue::items)
+        .unwrap_or_default();
+    let lease_end = now + args.lease_ms;
+    let mut completed = false;
+    for entry in entries {
+        let (Some(id), Some(fields)) = (entry.items()[0].bytes(), entry.items().get(1)) else {
+            continue;
+        };
+        let due = parse_due(field(fields, DUE_FIELD));
+        match fresh(due, field(fields, GROUP_FIELD), &args.group, now) {
+            Fresh::Deliver => {
+                zadd(ctx, &keys.leases, lease_end, id);
+                let payload = field(fields, PAYLOAD_FIELD).unwrap_or_default();
+                jobs.push(job(id, payload, 1));
+            }
+            Fresh::Park(at) => {
+                park(ctx, queue, &args.group, id, Some(0));
+                zadd(ctx, &keys.leases, at, id);
+            }
+            Fresh::Skip => {
+                write(ctx, c"XACK", &[queue, &args.group, id]);
+                completed = true;
+            }
+        }
+    }
+    (!entries.is_empty(), completed)
+}
+
+/// Hands a pending job to [`PARKED`] (no worker holds it until it falls due), its deliveries
+/// set to `deliveries` or kept.
+fn park(ctx: Ctx, queue: &[u8], group: &[u8], id: &[u8], deliveries: Option<i64>) {
+    let mut xclaim: Vec<&[u8]> = vec![queue, group, PARKED.as_bytes(), b"0", id];
+    let count = deliveries.map(StackText::of);
+    if let Some(count) = &count {
+        xclaim.extend([&b"RETRYCOUNT"[..], count.as_bytes()]);
+    }
+    xclaim.push(b"JUSTID");
+    write(ctx, c"XCLAIM", &xclaim);
+}
+
+/// The queue's consumer groups: (name, pending count, last id read).
+fn groups(ctx: Ctx, queue: &[u8]) -> Vec<(Vec<u8>, i64, Option<StreamId>)> {
+    let reply = read(ctx, c"XINFO", &[b"GROUPS", queue]);
+    reply
+        .items()
+        .iter()
+        .filter_map(|g| {
+            let info = g.items();
+            let get = |name: &str| {
+                info.chunks(2)
+                    .find(|kv| kv[0].bytes() == Some(name.as_bytes()))
+                    .and_then(|kv| kv.get(1))
+            };
+            let name = get("name")?.bytes()?.to_vec();
+            let pending = get("pending")?.int()?;
+            let last = get("last-delivered-id")?.bytes().and_then(StreamId::parse);
+            Some((name, pending, last))
+        })
+        .collect()
+}
+
+/// Trims the jobs every group has completed.
+fn trim(ctx: Ctx, queue: &[u8]) {
+    let mut views = Vec::new();
+    for (name, pending, last) in groups(ctx, queue) {
+        let Some(last_read) = last else { return };
+        let oldest_pending = if pending > 0 {
+            let summary = read(ctx, c"XPENDING", &[queue, &name]);
+            let oldest = summary.items().get(1).and_then(CallValue::bytes);
+            let Some(oldest) = oldest.and_then(StreamId::parse) else {
+                return;
+            };
+            Some(oldest)
+        } else {
+            None
+        };
+        views.push(GroupView {
+            last_read,
+            oldest_pending,
+        });
+    }
+    if let Some(bound) = trim_bound(&views) {
+        write(ctx, c"XTRIM", &[queue, b"MINID", bound.text().as_bytes()]);
+    }
+}
+
+/// Whether the group exists on the queue.
+fn has_group(ctx: Ctx, queue: &[u8], group: &[u8]) -> bool {
+    groups(ctx, queue).iter().any(|(name, ..)| name == group)
+}
+
+// QUEUE.ACK key group job_id [job_id ...]
+fn ack(call: &Call) -> Result<Reply, CmdError> {
+    let args = call.rest();
+    let p = q::ACK.parse(args)?;
+    let (group, ids) = (p.text("group"), p.trailing());
+    for id in ids {
+        job_id(id)?;
+    }
+    let (ctx, queue) = (call.ctx(), call.key_name());
+    let keys = keys(ctx, queue, group)?;
+    if !keys.exists || !has_group(ctx, queue, group) {
+        return Ok(Reply::Integer(0));
+    }
+    let mut xack: Vec<&[u8]> = vec![queue, group];
+    xack.extend_from_slice(ids);
+    let acked = write(ctx, c"XACK", &xack).int().unwrap_or(0);
+    let mut zrem: Vec<&[u8]> = vec![&keys.leases];
+    zrem.extend_from_slice(ids);
+    write(ctx, c"ZREM", &zrem);
+    if acked > 0 {
+        trim(ctx, queue);
+    }
+    Ok(Reply::Integer(acked))
+}
+
+// QUEUE.NACK key group job_id [DELAY delay_ms]
+fn nack(call: &Call) -> Result<Reply, CmdError> {
+    let args = call.rest();
+    let p = q::NACK.parse(args)?;
+    let (group, id) = (p.text("group"), p.text("job_id"));
+    job_id(id)?;
+    let delay_ms = check_ms(p.int("DELAY"))?;
+    let (ctx, queue) = (call.ctx(), call.key_name());
+    let keys = keys(ctx, queue, group)?;
+    if !keys.exists || !has_group(ctx, queue, group) {
+        return Ok(Reply::Integer(0));
+    }
+    match pending(ctx, queue, group, id) {
+        Some((holder, _)) if holder != PARKED.as_bytes() => {}
+        _ => return Ok(Reply::Integer(0)),
+    }
+    park(ctx, queue, group, id, None);
+    zadd(ctx, &keys.leases, now_ms() + delay_ms, id);
+    wait::wake(ctx, queue, Some(group));
+    Ok(Reply::Integer(1))
+}
+
+// QUEUE.EXTEND key group consumer job_id lease_ms
+fn extend(call: &Call) -> Result<Reply, CmdError> {
+    let args = call.rest();
+    let p = q::EXTEND.parse(args)?;
+    let (group, consumer, id) = (p.text("group"), p.text("consumer"), p.text("job_id"));
+    job_id(id)?;
+    let lease_ms = check_ms(p.int("lease_ms"))?;
+    let (ctx, queue) = (call.ctx(), call.key_name());
+    let keys = keys(ctx, queue, group)?;
+    if !keys.exists || !has_group(ctx, queue, group) {
+        return Ok(Reply::Integer(0));
+    }
+    match pending(ctx, queue, group, id) {
+        Some((holder, _)) if holder == consumer => {}
+        _ => return Ok(Reply::Integer(0)),
+    }
+    zadd(ctx, &keys.leases, now_ms() + lease_ms, id);
+    Ok(Reply::Integer(1))
+}
+
+/// The group's dead letters, oldest first: (dead letter id, payload).
+fn dead_letters(ctx: Ctx, dead: &[u8], group: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let reply = read(ctx, c"XRANGE", &[dead, b"-", b"+"]);
+    reply
+        .items()
+        .iter()
+        .filter_map(|e| {
+            let fields = e.items().get(1)?;
+            (field(fields, GROUP_FIELD) == Some(group)).then(|| {
+                let payload = field(fields, PAYLOAD_FIELD).unwrap_or_default();
+                (
+                    e.items()[0].bytes().unwrap_or_default().to_vec(),
+                    payload.to_vec(),
+                )
+            })
+        })
+        .collect()
+}
+
+// QUEUE.REDRIVE key group [COUNT n]
+fn redrive(call: &Call) -> Result<Reply, CmdError> {
+    let args = call.rest();
+    let p = q::REDRIVE.parse(args)?;
+    let (group, count) = (p.text("group"), p.int("COUNT"));
+    let (ctx, queue) = (call.ctx(), call.key_name());
+    let keys = keys(ctx, queue, group)?;
+    let mut moved = 0;
+    for (dead_id, payload) in dead_letters(ctx, &keys.dead, group) {
+        if moved == count {
+            break;
+        }
+        let xadd: [&[u8]; 6] = [
+            queue,
+            b"*",
+            PAYLOAD_FIELD.as_bytes(),
+            &payload,
+            GROUP_FIELD.as_bytes(),
+            group,
+        ];
+        if redis_call(ctx, c"XADD", &xadd, true).is_error() {
+            break;
+        }
+        write(ctx, c"XDEL", &[&keys.dead, &dead_id]);
+        moved += 1;
+    }
+    if moved > 0 {
+        wait::wake(ctx, queue, Some(group));
+    }
+    Ok(Reply::Integer(moved))
+}
+
+// QUEUE.STATS key group
+fn stats(call: &Call) -> Result<Reply, CmdError> {
+    let args = call.rest();
+    let group = q::STATS.parse(args)?.text("group");
+    let (ctx, queue) = (call.ctx(), call.key_name());
+    let keys = keys(ctx, queue, group)?;
+    let now = now_ms();
+    let (mut ready, mut delayed, mut pending, mut consumers) = (0, 0, 0, 0);
+    let info = groups(ctx, queue)
+        .into_iter()
+        .find(|(name, ..)| name == group);
+    let from = match &info {
+        Some((_, _, last)) => {
+            let last = last.map_or_else(|| "0-0".to_string(), StreamId::text);
+            format!("({last}")
+        }
+        None => "-".to_string(),
+    };
+    if keys.exists {
+        let unread = read(ctx, c"XRANGE", &[queue, from.as_bytes(), b"+"]);
+        for entry in unread.items() {
+            let Some(fields) = entry.items().get(1) else {
+                continue;
+            };
+            let due = parse_due(field(fields, DUE_FIELD));
+            match fresh(due, field(fields, GROUP_FIELD), group, now) {
+                Fresh::Deliver => ready += 1,
+                Fresh::Park(_) => delayed += 1,
+                Fresh::Skip => {}
+            }
+        }
+    }
+    if info.is_some() {
+        let list = read(ctx, c"XINFO", &[b"CONSUMERS", queue, group]);
+        for c in list.items() {
+            let c = c.items();
+            let name = c.get(1).and_then(CallValue::bytes);
+            let held = c.get(3).and_then(CallValue::int).unwrap_or(0);
+            if name == Some(PARKED.as_bytes()) {
+                delayed += held;
+            } else {
+                consumers += 1;
+                pending += held;
+            }
+        }
+    }
+    let dead = dead_letters(ctx, &keys.dead, group).len() as i64;
+    let pair = |name: &str, n: i64| [Value::Bulk(name.as_bytes().to_vec()), Value::Int(n)];
+    Ok(Reply::Value(Value::Array(
+        [
+            pair("ready", ready),
+            pair("delayed", delayed),
+            pair("pending", pending),
+            pair("dead", dead),
+            pair("consumers", consumers),
+        ]
+        .into_iter()
+        .flatten()
+        .collect(),
+    )))
+}

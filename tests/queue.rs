@@ -1,0 +1,957 @@
+//! The queue family on real servers (every flavor): leases and redelivery after a worker
+//! crashes, dead letters after exactly MAXDELIVERIES, delays, dedupe, groups, trimming,
+//! blocking consumers woken by push, NACK and due times, 10,000 jobs through crashing workers
+//! and a DEBUG RELOAD with none lost or completed twice, replica and AOF equal to the primary,
+//! and bad input that writes nothing.
+
+mod common;
+
+use common::*;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use redis::{Connection, Value};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::{sleep, spawn, JoinHandle};
+use std::time::{Duration, Instant};
+
+/// A delivered job: (id, payload, deliveries).
+type Job = (String, String, i64);
+
+fn text(v: &Value) -> String {
+    match v {
+        Value::BulkString(b) => String::from_utf8(b.clone()).unwrap(),
+        Value::SimpleString(s) => s.clone(),
+        Value::Int(n) => n.to_string(),
+        other => panic!("not text: {other:?}"),
+    }
+}
+
+fn jobs_of(v: &Value) -> Vec<Job> {
+    match v {
+        Value::Nil => Vec::new(),
+        Value::Array(jobs) => jobs
+            .iter()
+            .map(|j| match j {
+                Value::Array(f) if f.len() == 3 => {
+                    (text(&f[0]), text(&f[1]), text(&f[2]).parse().unwrap())
+                }
+                other => panic!("not a job: {other:?}"),
+            })
+            .collect(),
+        other => panic!("not a POP reply: {other:?}"),
+    }
+}
+
+fn pop(c: &mut Connection, args: &[&str]) -> Vec<Job> {
+    let mut all = vec!["QUEUE.POP"];
+    all.extend_from_slice(args);
+    jobs_of(&query::<Value>(c, &all))
+}
+
+fn push(c: &mut Connection, q: &str, payload: &str) -> String {
+    query(c, &["QUEUE.PUSH", q, payload])
+}
+
+fn stats(c: &mut Connection, q: &str, g: &str) -> BTreeMap<String, i64> {
+    let v: Vec<Value> = query(c, &["QUEUE.STATS", q, g]);
+    v.chunks(2)
+        .map(|p| (text(&p[0]), text(&p[1]).parse().unwrap()))
+        .collect()
+}
+
+fn blocked_clients(server: &Server) -> i64 {
+    let n = server.info_value("clients", "blocked_clients").unwrap();
+    n.parse().unwrap()
+}
+
+fn await_blocked(server: &Server, n: i64) {
+    assert!(
+        wait_until(Duration::from_secs(10), || blocked_clients(server) == n),
+        "expected {n} blocked clients, have {}",
+        blocked_clients(server)
+    );
+}
+
+/// A client in its own thread running `args` once: its reply and how long it took.
+fn waiter(server: &Server, args: &[&str]) -> JoinHandle<(Value, Duration)> {
+    let mut c = server.conn();
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    spawn(move || {
+        let start = Instant::now();
+        let mut cmd = redis::cmd(&args[0]);
+        cmd.arg(&args[1..]);
+        let reply = pipeline(&mut c, &[cmd]).remove(0);
+        (reply, start.elapsed())
+    })
+}
+
+/// The dead letters, each as a field map.
+fn dead_letters(c: &mut Connection, dead: &str) -> Vec<BTreeMap<String, String>> {
+    let entries: Vec<(String, Vec<String>)> = query(c, &["XRANGE", dead, "-", "+"]);
+    entries
+        .into_iter()
+        .map(|(_, f)| f.chunks(2).map(|p| (p[0].clone(), p[1].clone())).collect())
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Leases, dead letters, delays, dedupe, groups
+
+#[test]
+fn a_crashed_workers_job_goes_to_another_after_the_lease() {
+    for flavor in flavors() {
+        let server = Server::start(flavor);
+        let mut c = server.conn();
+        let id = push(&mut c, "jobs", "resize");
+        let first = pop(&mut c, &["jobs", "g", "w1", "LEASE", "200"]);
+        assert_eq!(first, vec![(id.clone(), "resize".into(), 1)]);
+        // w1 "crashes": never acks. Nobody else gets the job while its lease runs.
+        assert!(pop(&mut c, &["jobs", "g", "w2"]).is_empty());
+        let leases: Vec<(String, f64)> = query(
+            &mut c,
+            &["ZRANGE", "{jobs}:leases:g", "0", "-1", "WITHSCORES"],
+        );
+        assert_eq!(leases.len(), 1);
+        sleep(Duration::from_millis(250));
+        let again = pop(&mut c, &["jobs", "g", "w2"]);
+        assert_eq!(again, vec![(id.clone(), "resize".into(), 2)]);
+        // w1 no longer holds it: it can neither extend nor steal it back.
+        let ext: i64 = query(&mut c, &["QUEUE.EXTEND", "jobs", "g", "w1", &id, "1000"]);
+        assert_eq!(ext, 0);
+        let ext: i64 = query(&mut c, &["QUEUE.EXTEND", "jobs", "g", "w2", &id, "1000"]);
+        assert_eq!(ext, 1);
+        // XPENDING (a real consumer group) agrees.
+        let pending: Vec<(String, String, i64, i64)> =
+            query(&mut c, &["XPENDING", "jobs", "g", "-", "+", "10"]);
+        assert_eq!(pending[0].0, id);
+        assert_eq!(pending[0].1, "w2");
+        assert_eq!(pending[0].3, 2);
+        let acked: i64 = query(&mut c, &["QUEUE.ACK", "jobs", "g", &id]);
+        assert_eq!(acked, 1);
+        let acked: i64 = query(&mut c, &["QUEUE.ACK", "jobs", "g", &id]);
+        assert_eq!(acked, 0);
+        // Completed by every group: trimmed.
+        let len: i64 = query(&mut c, &["XLEN", "jobs"]);
+        assert_eq!(len, 0);
+        let leases: i64 = query(&mut c, &["EXISTS", "{jobs}:leases:g"]);
+        assert_eq!(leases, 0);
+    }
+}
+
+#[test]
+fn a_job_failing_every_time_is_dead_after_exactly_max_deliveries() {
+    for flavor in flavors() {
+        let server = Server::start(flavor);
+        let mut c = server.conn();
+        for max in [1_i64, 3, 5] {
+            let q = format!("poison{max}");
+            let id = push(&mut c, &q, "bad");
+            let m = max.to_string();
+            let mut deliveries = Vec::new();
+            loop {
+                let got = pop(&mut c, &[&q, "g", "w", "MAXDELIVERIES", &m]);
+                let Some((job, _, n)) = got.into_iter().next() else {
+                    break;
+                };
+                assert_eq!(job, id);
+                deliveries.push(n);
+                let nacked: i64 = query(&mut c, &["QUEUE.NACK", &q, "g", &job]);
+                assert_eq!(nacked, 1);
+            }
+            assert_eq!(deliveries, (1..=max).collect::<Vec<_>>());
+            let dead = dead_letters(&mut c, &format!("{{{q}}}:dead"));
+            assert_eq!(dead.len(), 1);
+            let d = &dead[0];
+            assert_eq!(d["job"], id);
+            assert_eq!(d["payload"], "bad");
+            assert_eq!(d["deliveries"], m);
+            assert_eq!(d["group"], "g");
+            assert!(d["time"].parse::<i64>().unwrap() > 0);
+            let len: i64 = query(&mut c, &["XLEN", &q]);
+            assert_eq!(len, 0, "the dead job was trimmed from the queue");
+            let s = stats(&mut c, &q, "g");
+            assert_eq!((s["dead"], s["pending"], s["ready"]), (1, 0, 0));
+            // Redriven: delivered again from the start, to this group only.
+            let moved: i64 = query(&mut c, &["QUEUE.REDRIVE", &q, "g"]);
+            assert_eq!(moved, 1);
+            let got = pop(&mut c, &[&q, "g", "w"]);
+            assert_eq!(got.len(), 1);
+            assert_eq!((got[0].1.as_str(), got[0].2), ("bad", 1));
+            assert!(pop(&mut c, &[&q, "other", "w"]).is_empty());
+            assert!(dead_letters(&mut c, &format!("{{{q}}}:dead")).is_empty());
+        }
+        // A lease that ends counts as a delivery too.
+        push(&mut c, "crashy", "x");
+        for n in 1..=2 {
+            let got = pop(
+                &mut c,
+                &["crashy", "g", "w", "LEASE", "50", "MAXDELIVERIES", "2"],
+            );
+            assert_eq!(got[0].2, n);
+            sleep(Duration::from_millis(80));
+        }
+        assert!(pop(&mut c, &["crashy", "g", "w", "MAXDELIVERIES", "2"]).is_empty());
+        let dead = dead_letters(&mut c, "{crashy}:dead");
+        assert_eq!(
+            (dead[0]["deliveries"].as_str(), dead[0]["consumer"].as_str()),
+            ("2", "w")
+        );
+    }
+}
+
+#[test]
+fn delays_dedupe_and_stats() {
+    for flavor in flavors() {
+        let server = Server::start(flavor);
+        let mut c = server.conn();
+        let later: String = query(&mut c, &["QUEUE.PUSH", "d", "later", "DELAY", "300"]);
+        let now = push(&mut c, "d", "now");
+        let s = stats(&mut c, "d", "g");
+        assert_eq!((s["ready"], s["delayed"], s["consumers"]), (1, 1, 0));
+        let got = pop(&mut c, &["d", "g", "w", "COUNT", "10"]);
+        assert_eq!(got, vec![(now, "now".into(), 1)]);
+        let s = stats(&mut c, "d", "g");
+        assert_eq!(
+            (s["ready"], s["delayed"], s["pending"], s["consumers"]),
+            (0, 1, 1, 1)
+        );
+        sleep(Duration::from_millis(320));
+        let got = pop(&mut c, &["d", "g", "w", "COUNT", "10"]);
+        assert_eq!(got, vec![(later.clone(), "later".into(), 1)]);
+        // A NACK with a delay holds the job back that long.
+        let n: i64 = query(&mut c, &["QUEUE.NACK", "d", "g", &later, "DELAY", "200"]);
+        assert_eq!(n, 1);
+        assert!(pop(&mut c, &["d", "g", "w"]).is_empty());
+        assert_eq!(stats(&mut c, "d", "g")["delayed"], 1);
+        sleep(Duration::from_millis(220));
+        assert_eq!(
+            pop(&mut c, &["d", "g", "w"]),
+            vec![(later, "later".into(), 2)]
+        );
+
+        let a: String = query(
+            &mut c,
+            &["QUEUE.PUSH", "dd", "p1", "DEDUPE", "order-7", "200"],
+        );
+        let b: String = query(
+            &mut c,
+            &["QUEUE.PUSH", "dd", "p2", "DEDUPE", "order-7", "200"],
+        );
+        assert_eq!(a, b);
+        let len: i64 = query(&mut c, &["XLEN", "dd"]);
+        assert_eq!(len, 1);
+        let pttl: i64 = query(&mut c, &["PTTL", "{dd}:dedupe:order-7"]);
+        assert!((1..=200).contains(&pttl), "{pttl}");
+        sleep(Duration::from_millis(220));
+        let c2: String = query(
+            &mut c,
+            &["QUEUE.PUSH", "dd", "p3", "DEDUPE", "order-7", "200"],
+        );
+        assert_ne!(a, c2);
+    }
+}
+
+#[test]
+fn groups_read_independently_and_jobs_done_by_all_are_trimmed() {
+    for flavor in flavors() {
+        let server = Server::start(flavor);
+        let mut c = server.conn();
+        let ids: Vec<String> = (0..3)
+            .map(|i| push(&mut c, "{t}q", &format!("j{i}")))
+            .collect();
+        let a = pop(&mut c, &["{t}q", "billing", "b1", "COUNT", "10"]);
+        let b = pop(&mut c, &["{t}q", "email", "e1", "COUNT", "2"]);
+        assert_eq!(a.len(), 3);
+        assert_eq!(b.len(), 2);
+        let acked: i64 = query(
+            &mut c,
+            &["QUEUE.ACK", "{t}q", "billing", &ids[0], &ids[1], &ids[2]],
+        );
+        assert_eq!(acked, 3);
+        let len: i64 = query(&mut c, &["XLEN", "{t}q"]);
+        assert_eq!(len, 3, "email has not completed them");
+        let acked: i64 = query(&mut c, &["QUEUE.ACK", "{t}q", "email", &ids[0]]);
+        assert_eq!(acked, 1);
+        let left: Vec<(String, Vec<String>)> = query(&mut c, &["XRANGE", "{t}q", "-", "+"]);
+        let left: Vec<String> = left.into_iter().map(|e| e.0).collect();
+        assert_eq!(left, ids[1..].to_vec());
+        // The derived keys share the queue's slot.
+        let leases: i64 = query(&mut c, &["EXISTS", "{t}q:leases:email"]);
+        assert_eq!(leases, 1);
+        // XINFO sees real groups and consumers.
+        let groups: Vec<Value> = query(&mut c, &["XINFO", "GROUPS", "{t}q"]);
+        assert_eq!(groups.len(), 2);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Blocking
+
+#[test]
+fn blocking_consumers_are_woken_by_push_nack_and_due_times() {
+    for flavor in flavors() {
+        let server = Server::start(flavor);
+        let mut c = server.conn();
+        // First come, first served: one push wakes the first waiter only.
+        let w1 = waiter(&server, &["QUEUE.POP", "b", "g", "w1", "BLOCK", "5000"]);
+        await_blocked(&server, 1);
+        let w2 = waiter(
+            &server,
+            &[
+                "QUEUE.POP",
+                "b",
+                "g",
+                "w2",
+                "BLOCK",
+                "5000",
+                "LEASE",
+                "60000",
+            ],
+        );
+        await_blocked(&server, 2);
+        let id = push(&mut c, "b", "first");
+        let (reply, _) = w1.join().unwrap();
+        assert_eq!(jobs_of(&reply), vec![(id.clone(), "first".into(), 1)]);
+        await_blocked(&server, 1);
+        // A NACK wakes the next waiter with the same job.
+        let n: i64 = query(&mut c, &["QUEUE.NACK", "b", "g", &id]);
+        assert_eq!(n, 1);
+        let (reply, _) = w2.join().unwrap();
+        assert_eq!(jobs_of(&reply), vec![(id.clone(), "first".into(), 2)]);
+        // A delayed job wakes its waiter when due (a timer, not a poll).
+        let w3 = waiter(&server, &["QUEUE.POP", "b", "g", "w3", "BLOCK", "5000"]);
+        await_blocked(&server, 1);
+        let later: String = query(&mut c, &["QUEUE.PUSH", "b", "later", "DELAY", "200"]);
+        let (reply, waited) = w3.join().unwrap();
+        assert_eq!(jobs_of(&reply), vec![(later, "later".into(), 1)]);
+        assert!(waited >= Duration::from_millis(150), "{waited:?}");
+        // A lease ending wakes a waiter too.
+        let short = push(&mut c, "b2", "x");
+        pop(&mut c, &["b2", "g", "crasher", "LEASE", "200"]);
+        let w4 = waiter(&server, &["QUEUE.POP", "b2", "g", "w4", "BLOCK", "5000"]);
+        let (reply, _) = w4.join().unwrap();
+        assert_eq!(jobs_of(&reply), vec![(short, "x".into(), 2)]);
+        // A timeout answers nil; BLOCK 0 waits without limit.
+        let (reply, waited) = waiter(&server, &["QUEUE.POP", "empty", "g", "w", "BLOCK", "100"])
+            .join()
+            .unwrap();
+        assert_eq!(reply, Value::Nil);
+        assert!(waited >= Duration::from_millis(90));
+        push(&mut c, "empty", "seed");
+        pop(&mut c, &["empty", "g", "w"]);
+        let forever = waiter(&server, &["QUEUE.POP", "empty", "g", "w", "BLOCK", "0"]);
+        await_blocked(&server, 1);
+        sleep(Duration::from_millis(200));
+        assert_eq!(blocked_clients(&server), 1);
+        push(&mut c, "empty", "finally");
+        assert_eq!(jobs_of(&forever.join().unwrap().0).len(), 1);
+        await_blocked(&server, 0);
+    }
+}
+
+#[test]
+fn block_is_a_single_try_inside_multi_and_scripts() {
+    for flavor in flavors() {
+        let server = Server::start(flavor);
+        let mut c = server.conn();
+        let replies: Vec<Value> = redis::pipe()
+            .atomic()
+            .cmd("QUEUE.POP")
+            .arg(&["m", "g", "w", "BLOCK", "0"])
+            .query(&mut c)
+            .unwrap();
+        assert_eq!(replies, vec![Value::Nil]);
+        push(&mut c, "m", "x");
+        let v: Value = redis::cmd("EVAL")
+            .arg("return redis.call('QUEUE.POP', KEYS[1], 'g', 'w', 'BLOCK', '0')")
+            .arg(1)
+            .arg("m")
+            .query(&mut c)
+            .unwrap();
+        assert_eq!(jobs_of(&v).len(), 1);
+    }
+}
+
+/// A waiter whose deadline passed is never given a job (Redis 7.0 fires blocking timeouts up
+/// to ~100 ms late): it answers nil and the job stays for the next consumer.
+#[test]
+fn a_waiter_past_its_deadline_is_never_given_a_job() {
+    for flavor in flavors() {
+        let server = Server::start(flavor);
+        let mut c = server.conn();
+        for trial in 0..20 {
+            let q = format!("late{trial}");
+            push(&mut c, &q, "x");
+            pop(&mut c, &[&q, "g", "holder", "LEASE", "40"]);
+            // The lease ends 40 ms from now; the waiter's deadline is at 20-40 ms.
+            let timeout = (20 + trial).to_string();
+            let (reply, _) = waiter(&server, &["QUEUE.POP", &q, "g", "late", "BLOCK", &timeout])
+                .join()
+                .unwrap();
+            let got = jobs_of(&reply);
+            let pending: Vec<(String, String, i64, i64)> =
+                query(&mut c, &["XPENDING", &q, "g", "-", "+", "10"]);
+            if got.is_empty() {
+                // Not given to the late waiter: still the holder's, or reclaimable.
+                assert_ne!(
+                    pending[0].1, "late",
+                    "trial {trial}: given to a waiter told nil"
+                );
+            } else {
+                assert_eq!(pending[0].1, "late");
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Bad input
+
+#[test]
+fn bad_input_gets_an_error_and_writes_nothing() {
+    for flavor in flavors() {
+        let server = Server::start(flavor);
+        let mut c = server.conn();
+        push(&mut c, "q", "x");
+        let _: () = query(&mut c, &["SET", "str", "v"]);
+        let _: () = query(&mut c, &["SET", "{zq}:leases:g", "v"]);
+        let dirty = |c: &mut Connection| -> String {
+            let info: String = redis::cmd("INFO").arg("persistence").query(c).unwrap();
+            info_field(&info, "rdb_changes_since_last_save").unwrap()
+        };
+        let before = dirty(&mut c);
+        let cases: &[(&[&str], &str)] = &[
+            (&["QUEUE.PUSH", "str", "x"], "WRONGTYPE"),
+            (
+                &["QUEUE.PUSH", "q", "x", "DELAY", "-1"],
+                "ERR delay_ms must be a non-negative integer",
+            ),
+            (
+                &["QUEUE.PUSH", "q", "x", "DELAY", "4503599627370497"],
+                "ERR delay_ms, lease_ms and ttl_ms must be at most 2^52",
+            ),
+            (&["QUEUE.PUSH", "q", "x", "DEDUPE", "d"], "ERR syntax error"),
+            (
+                &["QUEUE.PUSH", "q", "x", "DEDUPE", "d", "0"],
+                "ERR ttl_ms must be a positive integer",
+            ),
+            (&["QUEUE.PUSH", "a{b", "x"], "ERR queue name"),
+            (
+                &["QUEUE.POP", "q", "g", "(delayed)"],
+                "ERR the consumer name (delayed) is reserved",
+            ),
+            (
+                &["QUEUE.POP", "q", "g", "w", "COUNT", "0"],
+                "ERR n must be a positive integer",
+            ),
+            (&["QUEUE.POP", "q", "g", "w", "BOGUS"], "ERR syntax error"),
+            (&["QUEUE.POP", "str", "g", "w"], "WRONGTYPE"),
+            (&["QUEUE.POP", "zq", "g", "w"], "WRONGTYPE"),
+            (
+                &["QUEUE.ACK", "q", "g", "nope"],
+                "ERR job_id must be a stream id (ms-seq)",
+            ),
+            (&["QUEUE.ACK", "q", "g"], "ERR wrong number of arguments"),
+            (
+                &["QUEUE.NACK", "q", "g", "1-1", "DELAY", "x"],
+                "ERR delay_ms must be a non-negative integer",
+            ),
+            (
+                &["QUEUE.EXTEND", "q", "g", "w", "1-1", "0"],
+                "ERR lease_ms must be a positive integer",
+            ),
+            (
+                &["QUEUE.REDRIVE", "q", "g", "COUNT", "0"],
+                "ERR n must be a positive integer",
+            ),
+            (&["QUEUE.STATS", "str", "g"], "WRONGTYPE"),
+        ];
+        for (args, want) in cases {
+            let got = error_of(&mut c, args);
+            assert!(got.starts_with(want), "{args:?}: {got}");
+        }
+        assert_eq!(dirty(&mut c), before, "an error wrote");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Replication, AOF, DEBUG RELOAD
+
+/// What a queue holds, logically: its entries, each group's read position and pending jobs
+/// (id, consumer, deliveries), the lease scores, the dead letters. (DUMP cannot be compared:
+/// a stream's RDB form carries each consumer's last-seen time, which a replica sets itself.)
+fn queue_state(c: &mut Connection, q: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let entries: Vec<(String, Vec<String>)> = query(c, &["XRANGE", q, "-", "+"]);
+    out.push(format!("entries {entries:?}"));
+    let dead: Vec<(String, Vec<String>)> =
+        query(c, &["XRANGE", &format!("{{{q}}}:dead"), "-", "+"]);
+    out.push(format!("dead {dead:?}"));
+    let groups: Vec<Vec<Value>> = match query::<Value>(c, &["XINFO", "GROUPS", q]) {
+        Value::Array(g) => g
+            .into_iter()
+            .map(|g| match g {
+                Value::Array(f) => f,
+                other => panic!("{other:?}"),
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    for g in groups {
+        let field = |name: &str| {
+            let at = g
+                .iter()
+                .position(|v| matches!(v, Value::BulkString(b) if b == name.as_bytes()));
+            at.map(|i| text(&g[i + 1])).unwrap_or_default()
+        };
+        let name = field("name");
+        out.push(format!(
+            "group {} last {}",
+            field("name"),
+            field("last-delivered-id")
+        ));
+        let pending: Vec<(String, String, i64, i64)> =
+            query(c, &["XPENDING", q, &name, "-", "+", "100000"]);
+        let pending: Vec<(String, String, i64)> = pending
+            .into_iter()
+            .map(|(id, who, _, n)| (id, who, n))
+            .collect();
+        out.push(format!("pending {pending:?}"));
+        let leases: Vec<(String, String)> = query(
+            c,
+            &[
+                "ZRANGE",
+                &format!("{{{q}}}:leases:{name}"),
+                "0",
+                "-1",
+                "WITHSCORES",
+            ],
+        );
+        out.push(format!("leases {leases:?}"));
+    }
+    out
+}
+
+/// A randomized workload: pushes (some delayed, some deduped), pops by several consumers with
+/// short leases, acks, nacks, extends, redrives, and blocked consumers served by timers.
+fn random_workload(server: &Server, rng: &mut StdRng, steps: usize) {
+    let mut c = server.conn();
+    let mut held: Vec<(String, String, String)> = Vec::new();
+    let mut waiting = Vec::new();
+    for step in 0..steps {
+        let q = if rng.gen_bool(0.7) { "rq" } else { "{x}rq" };
+        let g = if rng.gen_bool(0.7) { "g1" } else { "g2" };
+        match rng.gen_range(0..10) {
+            0..=2 => {
+                let payload = format!("p{step}");
+                let mut args = vec!["QUEUE.PUSH", q, &payload];
+                let delay = rng.gen_range(1..100).to_string();
+                if rng.gen_bool(0.2) {
+                    args.extend(["DELAY", &delay]);
+                }
+                let dd = format!("d{}", rng.gen_range(0..5));
+                if rng.gen_bool(0.2) {
+                    args.extend(["DEDUPE", &dd, "50"]);
+                }
+                let _: String = query(&mut c, &args);
+            }
+            3 | 4 => {
+                let who = format!("w{}", rng.gen_range(0..3));
+                let lease = rng.gen_range(20..200).to_string();
+                for (id, ..) in pop(
+                    &mut c,
+                    &[
+                        q,
+                        g,
+                        &who,
+                        "COUNT",
+                        "3",
+                        "LEASE",
+                        &lease,
+                        "MAXDELIVERIES",
+                        "3",
+                    ],
+                ) {
+                    held.push((q.into(), g.into(), id));
+                }
+            }
+            5 | 6 if !held.is_empty() => {
+                let (q, g, id) = held.swap_remove(rng.gen_range(0..held.len()));
+                let _: i64 = query(&mut c, &["QUEUE.ACK", &q, &g, &id]);
+            }
+            7 if !held.is_empty() => {
+                let (q, g, id) = held.swap_remove(rng.gen_range(0..held.len()));
+                let _: i64 = query(&mut c, &["QUEUE.NACK", &q, &g, &id, "DELAY", "30"]);
+            }
+            8 if !held.is_empty() => {
+                let (q, g, id) = &held[rng.gen_range(0..held.len())];
+                let _: i64 = query(&mut c, &["QUEUE.EXTEND", q, g, "w0", id, "100"]);
+            }
+            8 => {
+                let _: i64 = query(&mut c, &["QUEUE.REDRIVE", q, g, "COUNT", "2"]);
+            }
+            _ if waiting.len() < 3 => {
+                let who = format!("b{step}");
+                waiting.push(waiter(
+                    server,
+                    &["QUEUE.POP", q, g, &who, "BLOCK", "150", "LEASE", "50"],
+                ));
+            }
+            _ => {}
+        }
+        if rng.gen_bool(0.05) {
+            sleep(Duration::from_millis(rng.gen_range(1..40)));
+        }
+        waiting.retain(|w| !w.is_finished());
+    }
+    for w in waiting {
+        w.join().unwrap();
+    }
+    sleep(Duration::from_millis(250));
+}
+
+#[test]
+fn replica_and_aof_hold_the_primarys_queue() {
+    for flavor in flavors() {
+        let pair = Pair::start_with(flavor, &["--appendonly", "yes", "--appendfsync", "always"]);
+        random_workload(&pair.primary, &mut StdRng::seed_from_u64(11), 500);
+        // Settle what the timers may still deliver: nobody waits now.
+        pair.sync();
+        let mut p = pair.primary.conn();
+        let mut r = pair.replica.conn();
+        for q in ["rq", "{x}rq"] {
+            let primary = queue_state(&mut p, q);
+            assert!(primary.len() > 2, "{primary:?}");
+            assert_eq!(primary, queue_state(&mut r, q), "replica of {q}");
+        }
+        let before: Vec<Vec<String>> = ["rq", "{x}rq"]
+            .iter()
+            .map(|q| queue_state(&mut p, q))
+            .collect();
+        drop(p);
+        let mut primary = pair.primary;
+        primary.restart();
+        let mut p = primary.conn();
+        let after: Vec<Vec<String>> = ["rq", "{x}rq"]
+            .iter()
+            .map(|q| queue_state(&mut p, q))
+            .collect();
+        assert_eq!(before, after, "the AOF replays the same queues");
+        // The module replicated effects, never its own commands.
+        assert_aof_holds_only_effects(&primary, &["QUEUE."]);
+    }
+}
+
+#[test]
+fn ten_thousand_jobs_none_lost_none_completed_twice() {
+    const JOBS: usize = 10_000;
+    const WORKERS: usize = 8;
+    for flavor in flavors() {
+        let server = Server::start_with(flavor, &["--save", ""]);
+        let mut c = server.conn();
+        let mut pushed = BTreeSet::new();
+        for chunk in 0..(JOBS / 500) {
+            let mut pipe = redis::pipe();
+            for i in 0..500 {
+                pipe.cmd("QUEUE.PUSH")
+                    .arg("big")
+                    .arg(format!("job{}", chunk * 500 + i));
+            }
+            let ids: Vec<String> = pipe.query(&mut c).unwrap();
+            pushed.extend(ids);
+        }
+        assert_eq!(pushed.len(), JOBS);
+        let done: Arc<Mutex<Vec<String>>> = Arc::default();
+        let stop = Arc::new(AtomicBool::new(false));
+        let reloaded = Arc::new(AtomicBool::new(false));
+        let workers: Vec<_> = (0..WORKERS)
+            .map(|w| {
+                let (done, stop) = (done.clone(), stop.clone());
+                let mut c = server.conn();
+                spawn(move || {
+                    let mut rng = StdRng::seed_from_u64(w as u64);
+                    let mut incarnation = 0;
+                    while !stop.load(Ordering::Relaxed) {
+                        let me = format!("w{w}.{incarnation}");
+                        let jobs = pop(
+                            &mut c,
+                            &[
+                                "big",
+                                "g",
+                                &me,
+                                "COUNT",
+                                "20",
+                                "BLOCK",
+                                "100",
+                                "LEASE",
+                                "300",
+                                "MAXDELIVERIES",
+                                "1000",
+                            ],
+                        );
+                        if !jobs.is_empty() && rng.gen_bool(0.02) {
+                            // A crash: the jobs are dropped unacked; the worker comes back as
+                            // someone else.
+                            incarnation += 1;
+                            continue;
+                        }
+                        for (id, ..) in jobs {
+                            let acked: i64 = query(&mut c, &["QUEUE.ACK", "big", "g", &id]);
+                            if acked == 1 {
+                                done.lock().unwrap().push(id);
+                            }
+                        }
+                    }
+                })
+            })
+            .collect();
+        let start = Instant::now();
+        loop {
+            let n = done.lock().unwrap().len();
+            if n >= JOBS / 2 && !reloaded.swap(true, Ordering::Relaxed) {
+                let _: () = query(&mut c, &["DEBUG", "RELOAD"]);
+            }
+            if n >= JOBS || start.elapsed() > Duration::from_secs(60) {
+                break;
+            }
+            sleep(Duration::from_millis(20));
+        }
+        stop.store(true, Ordering::Relaxed);
+        for w in workers {
+            w.join().unwrap();
+        }
+        assert!(reloaded.load(Ordering::Relaxed));
+        let done = done.lock().unwrap();
+        let unique: BTreeSet<String> = done.iter().cloned().collect();
+        assert_eq!(unique.len(), done.len(), "a job was completed twice");
+        assert_eq!(
+            unique,
+            pushed,
+            "jobs lost ({} of {JOBS} done)",
+            unique.len()
+        );
+        let len: i64 = query(&mut c, &["XLEN", "big"]);
+        assert_eq!(len, 0, "completed jobs are trimmed");
+        eprintln!(
+            "{}: {JOBS} jobs through {WORKERS} crashing workers in {:?}",
+            flavor.name(),
+            start.elapsed()
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The Lua twin
+
+/// Replies and queue states with job ids replaced by their order of appearance per queue
+/// (the module and the twin run on two servers, whose stream ids differ by when each call ran;
+/// two queues may hold the same id).
+#[derive(Default)]
+struct Ids(BTreeMap<(String, String), usize>);
+
+impl Ids {
+    fn name(&mut self, queue: &str, text: &str) -> String {
+        let is_id = text.split_once('-').is_some_and(|(a, b)| {
+            a.len() >= 12 && a.bytes().chain(b.bytes()).all(|c| c.is_ascii_digit())
+        });
+        if !is_id {
+            return text.to_string();
+        }
+        let n = self.0.len();
+        let key = (queue.to_string(), text.to_string());
+        format!("#{}", self.0.entry(key).or_insert(n))
+    }
+
+    /// The id named `name` (`#n`) on this side; other arguments as they are.
+    fn raw(&self, name: &str) -> String {
+        let found = self.0.iter().find(|(_, n)| format!("#{n}") == name);
+        found.map_or_else(|| name.to_string(), |((_, id), _)| id.clone())
+    }
+
+    fn reply(&mut self, queue: &str, v: &Value) -> String {
+        match v {
+            Value::Array(items) => {
+                let inner: Vec<String> = items.iter().map(|i| self.reply(queue, i)).collect();
+                format!("[{}]", inner.join(", "))
+            }
+            Value::BulkString(b) => self.name(queue, &String::from_utf8_lossy(b)),
+            other => shown(other),
+        }
+    }
+}
+
+/// A random call for the differential test: no step depends on time (leases and dedupe
+/// windows outlast the test, delays never fall due, NACK without a delay is due at once).
+fn random_queue_call(rng: &mut StdRng, held: &[(String, String)]) -> Vec<String> {
+    let q = ["dq", "{t}dq", "text"][rng.gen_range(0..3)].to_string();
+    let g = ["g1", "g2"][rng.gen_range(0..2)].to_string();
+    // A job of this queue (ids are per queue).
+    let mine: Vec<&String> = held
+        .iter()
+        .filter(|(hq, _)| *hq == q)
+        .map(|(_, id)| id)
+        .collect();
+    let id = if mine.is_empty() || rng.gen_bool(0.1) {
+        "1-1".to_string()
+    } else {
+        mine[rng.gen_range(0..mine.len())].clone()
+    };
+    let s = |v: &[&str]| v.iter().map(|a| a.to_string()).collect::<Vec<_>>();
+    let mut args = match rng.gen_range(0..12) {
+        0..=2 => {
+            let mut a = s(&["QUEUE.PUSH", &q, &format!("p{}", rng.gen_range(0..100))]);
+            if rng.gen_bool(0.2) {
+                a.extend(s(&["DELAY", "600000"]));
+            }
+            if rng.gen_bool(0.2) {
+                a.extend(s(&[
+                    "DEDUPE",
+                    &format!("d{}", rng.gen_range(0..4)),
+                    "600000",
+                ]));
+            }
+            a
+        }
+        3..=5 => s(&[
+            "QUEUE.POP",
+            &q,
+            &g,
+            &format!("w{}", rng.gen_range(0..3)),
+            "COUNT",
+            &rng.gen_range(1..4).to_string(),
+            "MAXDELIVERIES",
+            "3",
+        ]),
+        6 => s(&["QUEUE.ACK", &q, &g, &id]),
+        7 | 8 => s(&["QUEUE.NACK", &q, &g, &id]),
+        9 => s(&[
+            "QUEUE.EXTEND",
+            &q,
+            &g,
+            &format!("w{}", rng.gen_range(0..3)),
+            &id,
+            "600000",
+        ]),
+        10 => s(&["QUEUE.REDRIVE", &q, &g, "COUNT", "2"]),
+        _ => s(&["QUEUE.STATS", &q, &g]),
+    };
+    if rng.gen_bool(0.08) {
+        let bad = ["0", "-1", "x", "", "DELAY", "1-x", "(delayed)"][rng.gen_range(0..7)];
+        let at = rng.gen_range(2..=args.len());
+        if at == args.len() {
+            args.push(bad.to_string());
+        } else {
+            args[at] = bad.to_string();
+        }
+    }
+    args
+}
+
+/// The module and the twin (FCALL on a server without the module) run the same random
+/// history: every reply and the final queues are equal (ids named by order of appearance).
+#[test]
+fn lua_twin_matches_the_module() {
+    for flavor in flavors() {
+        let module = Server::start(flavor);
+        let twin = Server::start_without_module(flavor, &[]);
+        let (mut a, mut b) = (module.conn(), twin.conn());
+        load_twin(&mut b);
+        for c in [&mut a, &mut b] {
+            let _: () = query(c, &["SET", "text", "v"]);
+        }
+        let (mut ids_a, mut ids_b) = (Ids::default(), Ids::default());
+        let mut rng = StdRng::seed_from_u64(5);
+        let mut held: Vec<(String, String)> = Vec::new();
+        let mut kinds = BTreeMap::new();
+        for step in 0..600 {
+            let args = random_queue_call(&mut rng, &held);
+            // Held jobs are named by order of appearance: each side gets its own id.
+            let args_a: Vec<String> = args.iter().map(|x| ids_a.raw(x)).collect();
+            let args_b: Vec<String> = args.iter().map(|x| ids_b.raw(x)).collect();
+            let mut native = redis::cmd(&args[0]);
+            native.arg(&args_a[1..]);
+            let mut fcall = redis::cmd("FCALL");
+            fcall
+                .arg(args[0].to_ascii_lowercase().replace('.', "_"))
+                .arg(1)
+                .arg(&args_b[1..]);
+            let ra = pipeline(&mut a, &[native]).remove(0);
+            let rb = pipeline(&mut b, &[fcall]).remove(0);
+            let q = &args[1];
+            let (sa, sb) = (ids_a.reply(q, &ra), ids_b.reply(q, &rb));
+            assert_eq!(sa, sb, "step {step}: {args:?} on {}", flavor.name());
+            let kind = match &ra {
+                Value::ServerError(_) => "error",
+                Value::Nil => "nil",
+                _ => "value",
+            };
+            *kinds.entry(kind).or_insert(0) += 1;
+            if args[0] == "QUEUE.POP" && kind == "value" {
+                for (id, ..) in jobs_of(&ra).into_iter() {
+                    held.push((q.clone(), ids_a.name(q, &id)));
+                }
+            }
+        }
+        for q in ["dq", "{t}dq"] {
+            let named = |ids: &mut Ids, state: Vec<String>| -> Vec<String> {
+                state
+                    .iter()
+                    .map(|line| {
+                        line.split(|c: char| {
+                            c == '"' || c == '(' || c == ')' || c == ',' || c == ' '
+                        })
+                        .map(|w| {
+                            // Absolute times (a delayed job's `due`) are each server's own.
+                            if w.len() >= 12 && w.bytes().all(|c| c.is_ascii_digit()) {
+                                "<ms>".to_string()
+                            } else {
+                                ids.name(q, w)
+                            }
+                        })
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                    })
+                    .collect()
+            };
+            let sa = named(&mut ids_a, queue_state(&mut a, q));
+            let sb = named(&mut ids_b, queue_state(&mut b, q));
+            // Lease scores are times: compare the members only.
+            let strip = |v: Vec<String>| -> Vec<String> {
+                v.into_iter()
+                    .map(|l| {
+                        if l.starts_with("leases") {
+                            l.split(' ')
+                                .filter(|w| w.starts_with('#'))
+                                .collect::<Vec<_>>()
+                                .join(" ")
+                        } else if l.starts_with("dead") {
+                            l.split(' ')
+                                .filter(|w| !w.chars().all(|c| c.is_ascii_digit()) || w.len() < 12)
+                                .collect::<Vec<_>>()
+                                .join(" ")
+                        } else {
+                            l
+                        }
+                    })
+                    .collect()
+            };
+            assert_eq!(strip(sa), strip(sb), "queue {q} on {}", flavor.name());
+        }
+        for kind in ["error", "nil", "value"] {
+            assert!(kinds.get(kind).copied().unwrap_or(0) >= 10, "{kinds:?}");
+        }
+        // The twin cannot block: BLOCK tries once.
+        let v: Value = query(
+            &mut b,
+            &["FCALL", "queue_pop", "1", "none", "g", "w", "BLOCK", "0"],
+        );
+        assert_eq!(v, Value::Nil);
+    }
+}
+
+#[test]
+fn readme_has_the_queue_table() {
+    assert_readme_has_table(&patterns_core::queue::COMMANDS, "queues");
+}
