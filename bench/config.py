@@ -14,6 +14,7 @@ MODULE = Path(os.environ.get("PATTERNS_MODULE") or ROOT / "target/release/libred
 HANDWRITTEN = BENCH_DIR / "handwritten_tokenbucket.lua"
 OUT = Path(os.environ.get("BENCH_OUT") or ROOT / "BENCHMARKS.md")
 CHART = BENCH_DIR / "throughput.png"
+PEER_CHART = BENCH_DIR / "peer.png"
 RESULTS = BENCH_DIR / "results.json"
 SECONDS = float(os.environ.get("BENCH_SECONDS", "2"))
 REPEATS = int(os.environ.get("BENCH_REPEATS", "3"))

@@ -11,9 +11,11 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+import callgrind  # noqa: E402  (bench/callgrind.py: instructions per request)
+
 from config import (  # noqa: E402
-    CHART, CLIENTS, KEYSPACE, MEMORY_KEYS, MEMORY_PASSES, OUT, PATHS, PIPELINES, REPEATS, ROOT,
-    SECONDS, TARGET_VS_INCR, TARGET_VS_LUA,
+    CHART, CLIENTS, KEYSPACE, MEMORY_KEYS, MEMORY_PASSES, OUT, PATHS, PEER_CHART, PIPELINES,
+    REPEATS, ROOT, SECONDS, TARGET_VS_INCR, TARGET_VS_LUA,
 )
 from cases.common import shown  # noqa: E402
 from cases.ratelimit import COMMANDS  # noqa: E402
@@ -196,31 +198,43 @@ def chart_sessions(summary, axes, colors):
         ax.grid(axis="y", alpha=0.3)
 
 
-# Not measured by this script: a profile taken with callgrind (instructions, repeatable) on
-# 2026-11-26 at commit 2c2bb6d, kept here so the report explains the INCR ratio. Retake it when
-# the hot path changes: `valgrind --tool=callgrind redis-server --loadmodule ...`, then
-# redis-benchmark against it and `callgrind_annotate --inclusive=yes`.
-WHERE_THE_TIME_GOES = """### Where the time goes
+def where_the_time_goes(ctx, add):
+    """The callgrind breakdown (bench/callgrind.py), or why it is missing."""
+    add("### Where the time goes")
+    add("")
+    figures = ctx["callgrind"]
+    if not figures:
+        add("(Skipped: valgrind is not installed; `WITH_BENCH=1 bash scripts/install-deps.sh` "
+            "installs it.)")
+        return
+    n = next(iter(figures.values()))["n"]
+    add("Instructions per request under callgrind (bench/callgrind.py, run by this script: "
+        "redis-server 7.0 under `valgrind --tool=callgrind`, the keys warmed up first, then "
+        f"{n:,} requests of `redis-benchmark -c 50 -P 16 -r 10000` counted; each part is the "
+        "inclusive count of the server functions named, divided by the requests; parts "
+        "overlap, as nested calls do). Columns: INCR, the native commands, and redis-cell's "
+        "CL.THROTTLE when it was built.")
+    add("")
+    for line in callgrind.table(figures):
+        add(line)
+    add("")
+    add("""Reading it:
 
-A callgrind profile (instructions per request, redis-server 7.0 with the module, pipelined
-`RL.TOKENBUCKET`; taken by hand on 2026-11-26, not by this script) explains the INCR ratio:
-
-| Part of one request | instructions |
-|---|---:|
-| whole request (INCR: about 3,800) | about 14,900 |
-| `RM_Replicate` of `SET key value PXAT t`: command lookup by name (about 1,300), argument objects (about 1,450), propagation | about 3,550 |
-| reading the 6 arguments into objects (INCR has 2) and 5 integer replies (INCR has 1) | about 2,500 |
-| opening the key, reading and rewriting the value in place, setting the expiry | about 2,400 |
-| the module's own work: argument parsing, the GCRA decision in i128, formatting the state | about 1,000 |
-
-Effect replication is the price of correctness here (replicas and AOF replays must not redo
-the decision with their own clock), and Redis 7.0's module API only offers it through
-`RM_Replicate`, which looks the command up by name on every call. That cost alone is almost
-INCR's whole request, so 0.75x INCR is out of reach for a command that writes and replicates
-its effect; what the module itself spends was cut from about 14,200 instructions (the first
-version, through the redis-module crate's wrappers) to the table above. The same holds for
-`EXACT`, which also pays for sorted-set inserts and replicates two commands (`ZADD`,
-`PEXPIREAT`) per admission."""
+- Effect replication is the price of exactness (a replica or an AOF replay must never redo the
+  decision with its own clock): `RM_Replicate` of `SET key value PXAT t` looks the command up
+  by name on every call (Redis 7.0 splits the name for subcommands and hashes it), then makes
+  the argument vector. The module passes each argument in the form the server reads (the key
+  as the caller's own string, `PXAT` as a C string, the time as a long long).
+- Other ways to replicate, measured the same way and rejected: `RM_Call("SET", "!...")`, which
+  writes, int-encodes the value and replicates in one call, costs about 6,000 more
+  instructions per request than the key API plus `RM_Replicate` (SET's own parsing, its
+  argument rewrite for propagation, the call machinery; and the next read of an int-encoded
+  value through `RM_StringDMA` first converts it to a raw string); `RM_ReplicateVerbatim`,
+  what redis-cell does, is not exact: the replica runs CL.THROTTLE again with its own clock.
+- The reply (an array of 5 integers) goes through one module API call per element.
+- INCR's request is a third of the module's: the gap is the key API (open, read in place,
+  write in place, expiry), the replication and the five-integer reply, each a few hundred to a
+  few thousand instructions, not the limiter's own arithmetic.""")
 
 
 def write_sessions(ctx, add):
@@ -560,7 +574,7 @@ def write_report(ctx):
     add("")
     add("All targets met." if met_all else "Not all targets are met (see **missed**).")
     add("")
-    add(WHERE_THE_TIME_GOES)
+    where_the_time_goes(ctx, add)
     add("")
 
     # Throughput tables
@@ -624,6 +638,8 @@ def write_report(ctx):
     write_locks(ctx, add)
 
     # Notes
+    import peer  # bench/peer.py imports this file: loaded once this one is
+    peer.section(ctx["peer"], add, PEER_CHART.relative_to(ROOT))
     add("## Notes")
     add("")
     adm = [(c, p, s[(c["id"], p)]["admitted"]) for c in cases for p in PIPELINES

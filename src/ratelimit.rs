@@ -4,8 +4,8 @@
 
 use patterns_core::command::CmdError;
 use patterns_core::ratelimit::{
-    self as rl, AdmissionLog, LogWrite, RateReply, SlidingWindow, Stored, StringLimiter,
-    TokenBucket,
+    self as rl, AdmissionLog, LogWrite, RateReply, SlidingWindow, StateValue, Stored,
+    StringLimiter, TokenBucket,
 };
 
 use crate::command;
@@ -85,7 +85,7 @@ fn run_string<L: StringLimiter>(
     });
     let outcome = limiter.decide(stored, now, cost)?;
     if let Some(write) = outcome.write {
-        let value = StackText::of(write.value);
+        let value = state_text(write.value);
         key.write_string(value.as_bytes());
         key.set_expire_at(write.expire_at_ms);
         key.modified(&STRING_EVENTS);
@@ -94,6 +94,15 @@ fn run_string<L: StringLimiter>(
         call.ctx().replicate(c"SET", set);
     }
     Ok(outcome.reply)
+}
+
+/// A state's text: a whole-ms TAT or a count is one integer, formatted without `fmt`.
+fn state_text(value: StateValue) -> StackText {
+    match value {
+        StateValue::Tat { ms, num: 0, .. } => StackText::int(ms),
+        StateValue::Count(n) => StackText::int(n),
+        other => StackText::of(other),
+    }
 }
 
 /// The exact sliding window, on the sorted set through the module's zset API.

@@ -1,0 +1,178 @@
+#!/usr/bin/env python3
+"""Instructions per request, by part, under callgrind (valgrind): where a command's time goes.
+
+    python3 bench/callgrind.py [COMMAND-ID ...]      (default: every command below)
+
+For each command: starts redis-server (the same configuration as bench.py: no AOF, no RDB)
+under `valgrind --tool=callgrind --instr-atstart=no` with the module loaded, warms the keys up
+(N_WARM requests, uninstrumented), turns collection on, sends N requests with
+`redis-benchmark -c 50 -P 16 -r 10000`, turns it off and dumps. The report divides the
+instructions of the whole process, and the inclusive instructions of the functions listed in
+PARTS, by N. Needs valgrind (callgrind_control, callgrind_annotate), redis-server and
+redis-benchmark. Prints a Markdown table; `--json FILE` also writes the figures.
+"""
+
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+MODULE = Path(os.environ.get("PATTERNS_MODULE") or ROOT / "target/release/libredis_patterns.so")
+CELL = os.environ.get("CELL_MODULE")  # redis-cell's module, for the CL.THROTTLE peer row
+N = int(os.environ.get("PROFILE_N", "20000"))
+N_WARM = 20000
+
+# id -> (module to load or None, command line for redis-benchmark). Under valgrind the server
+# runs ~50x slower, so the limiters refill slowly (100 s per token): every key stays alive
+# between its requests, as in bench.py, and the profile measures the update of a live limiter.
+COMMANDS = {
+    "incr": (None, "INCR p:incr:__rand_int__"),
+    "set": (None, "SET p:set:__rand_int__ 1764000000000 PXAT 4102444800000"),
+    "tokenbucket": (MODULE, "RL.TOKENBUCKET p:tb:__rand_int__ 1000000 1 100000"),
+    "fixedwindow": (MODULE, "RL.FIXEDWINDOW p:fw:__rand_int__ 1000000 100000"),
+    "slidingwindow": (MODULE, "RL.SLIDINGWINDOW p:sw:__rand_int__ 1000000 100000"),
+    "throttle": (MODULE, "CL.THROTTLE p:cl:__rand_int__ 1000000 1 100"),
+    "cell": ("CELL", "CL.THROTTLE p:cell:__rand_int__ 1000000 1 100"),
+}
+
+# (label, function-name regex): inclusive instructions of each, per request.
+PARTS = [
+    ("read and parse the request", r"^processInputBuffer$"),
+    ("command call (call())", r"^call$"),
+    ("the command's body", r"^(RedisModuleCommandDispatcher|incrCommand|setCommand)$"),
+    ("  RM_Replicate", r"^RM_Replicate$"),
+    ("    command lookup by name", r"^lookupCommandByCString$"),
+    ("    argument objects", r"^moduleCreateArgvFromUserFormat$"),
+    ("  RM_Call", r"^RM_Call$"),
+    ("  RM_OpenKey", r"^RM_OpenKey$"),
+    ("  RM_StringDMA", r"^RM_StringDMA$"),
+    ("  RM_StringTruncate", r"^RM_StringTruncate$"),
+    ("  RM_StringSet", r"^RM_StringSet$"),
+    ("  RM_SetExpire / RM_SetAbsExpire", r"^RM_Set(Abs)?Expire$"),
+    ("  RM_CreateString*", r"^RM_CreateString(FromLongLong)?$"),
+    ("  RM_FreeString", r"^RM_FreeString$"),
+    ("  RM_CloseKey", r"^RM_CloseKey$"),
+    ("  RM_SignalModifiedKey", r"^RM_SignalModifiedKey$"),
+    ("  RM_NotifyKeyspaceEvent", r"^RM_NotifyKeyspaceEvent$"),
+    ("  RM_ReplyWith*", r"^RM_ReplyWith"),
+    ("  RM_Milliseconds", r"^RM_Milliseconds$"),
+    ("propagation after the command", r"^(afterCommand|propagatePendingCommands)$"),
+    ("writing replies to the socket", r"^(handleClientsWithPendingWrites|writeToClient)$"),
+]
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def cli(port, *args):
+    out = subprocess.run(["redis-cli", "-p", str(port), *args], capture_output=True, text=True)
+    return out.stdout.strip()
+
+
+def bench(port, line, n):
+    cmd = ["redis-benchmark", "-p", str(port), "-c", "50", "-P", "16", "-r", "10000",
+           "-n", str(n), "--csv", *line.split()]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    if "error" in out.lower():
+        raise SystemExit(f"error replies: {out}")
+
+
+def profile(module, line):
+    port = free_port()
+    workdir = Path(tempfile.mkdtemp(prefix="profile-"))
+    out = workdir / "callgrind.out"
+    server = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+              "--appendonly", "no", "--dir", str(workdir)]
+    if module:
+        server += ["--loadmodule", str(module)]
+    proc = subprocess.Popen(["valgrind", "--tool=callgrind", "--instr-atstart=no",
+                             f"--callgrind-out-file={out}", *server],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(600):
+            if cli(port, "PING") == "PONG":
+                break
+            time.sleep(0.1)
+        bench(port, line, N_WARM)
+        subprocess.run(["callgrind_control", "-i", "on", str(proc.pid)], capture_output=True)
+        bench(port, line, N)
+        subprocess.run(["callgrind_control", "-i", "off", str(proc.pid)], capture_output=True)
+    finally:
+        cli(port, "SHUTDOWN", "NOSAVE")
+        proc.wait(timeout=120)
+    return annotate(out)
+
+
+def annotate(path):
+    """(total instructions, {function: inclusive instructions})."""
+    text = subprocess.run(["callgrind_annotate", "--inclusive=yes", "--threshold=100",
+                           str(path)], capture_output=True, text=True, check=True).stdout
+    total = int(re.search(r"^([\d,]+).*PROGRAM TOTALS", text, re.M).group(1).replace(",", ""))
+    inclusive = {}
+    for m in re.finditer(r"^\s*([\d,]+)\s+(?:\([^)]*\)\s+)?\S*?:?([A-Za-z_][\w]*)\s", text, re.M):
+        inclusive.setdefault(m.group(2), int(m.group(1).replace(",", "")))
+    for m in re.finditer(r"^\s*([\d,]+)\s+\([^)]*\)\s+\*\s+\S+:(\w+)", text, re.M):
+        inclusive.setdefault(m.group(2), int(m.group(1).replace(",", "")))
+    return total, inclusive
+
+
+def measure(ids, cell=None, log=lambda msg: print(msg, file=sys.stderr)):
+    """{id: {command, n, total, parts}} for the commands `ids` (the peer's with `cell`)."""
+    figures = {}
+    for cid in ids:
+        module, line = COMMANDS[cid]
+        if module == "CELL":
+            if not cell:
+                continue
+            module = cell
+        total, inclusive = profile(module, line)
+        parts = {}
+        for label, pattern in PARTS:
+            rx = re.compile(pattern)
+            hits = [v for k, v in inclusive.items() if rx.search(k)]
+            if hits:
+                parts[label] = round(sum(hits) / N)
+        figures[cid] = {"command": line, "n": N, "total": round(total / N), "parts": parts}
+        log(f"callgrind: {cid}: {round(total / N)} instructions per request")
+    return figures
+
+
+def table(figures):
+    """The figures as a Markdown table, a column per command."""
+    ids = list(figures)
+    lines = ["| Part of one request | " + " | ".join(f"`{figures[i]['command'].split()[0]}`"
+                                                   + (" (redis-cell)" if i == "cell" else "")
+                                                   for i in ids) + " |",
+             "|---|" + "---:|" * len(ids),
+             "| **whole request** | " + " | ".join(f"**{figures[i]['total']:,}**" for i in ids)
+             + " |"]
+    for label, _ in PARTS:
+        row = [figures[i]["parts"].get(label) for i in ids]
+        if any(v is not None for v in row):
+            lines.append(f"| {label} | " + " | ".join("" if v is None else f"{v:,}" for v in row)
+                         + " |")
+    return lines
+
+
+def main():
+    args = [a for a in sys.argv[1:] if not a.startswith("--")]
+    json_out = sys.argv[sys.argv.index("--json") + 1] if "--json" in sys.argv else None
+    if json_out in args:
+        args.remove(json_out)
+    figures = measure(args or list(COMMANDS), CELL)
+    print("\n".join(table(figures)))
+    if json_out:
+        Path(json_out).write_text(json.dumps(figures, indent=1))
+
+
+if __name__ == "__main__":
+    main()
