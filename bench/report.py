@@ -386,7 +386,9 @@ def write_leaderboards(ctx, add):
         f"a random member (DESC, ORDINAL: the tie-break's order key, reversed, with the score "
         f"groups cut by the window's edges re-read); `LB.ADD <board> __rand_int__ "
         f"player:__rand_int__` moves a random member to a random score (new stamp, old and "
-        f"new score groups updated). `-r {LB_MEMBERS}`.")
+        f"new score groups updated). `LB.RANK` and `LB.TOP 10` on the plain `ZADD` board "
+        f"(\"native, plain board\") compare with `ZREVRANK` and `ZREVRANGE 0 9 WITHSCORES` on "
+        f"the same board (issue 20's goal: at least 0.5x). `-r {LB_MEMBERS}`.")
     add("")
     for p in PIPELINES:
         add(f"### Leaderboards, -P {p}")

@@ -1,6 +1,8 @@
 //! Binds the leaderboard family (`patterns_core::leaderboard`) to Redis: the core's `Store` is
 //! a handful of sorted-set and hash commands run through `RedisModule_Call`, the very commands
-//! the Lua twin runs. Writes replicate as those commands, with explicit stamps (the server's
+//! the Lua twin runs. Reads answer through the key API where it can (a member's score, a
+//! window near either end of the board) and fall back to those commands where only a command
+//! can (ranks, counts, deep windows), or where a score's text might differ from the server's. Writes replicate as those commands, with explicit stamps (the server's
 //! clock never reaches a replica or the AOF as such); reads replicate nothing.
 //!
 //! Each command validates everything (arguments, ACL of the tie-break keys, types, the
@@ -16,7 +18,7 @@ use patterns_core::leaderboard::{
 use crate::command;
 use crate::ffi::{
     check_key_access, check_key_read, key_len, key_type, now_ms, redis_call, Call, CallReply,
-    Command, Ctx, KeyType, Reply, Value,
+    Command, Ctx, Key as KeyHandle, KeyType, OwnedString, Reply, Value,
 };
 use crate::stats::{self, Stat};
 
@@ -32,12 +34,19 @@ pub const COMMANDS: &[Command] = &[
     command!(lb::PERCENTILE, percentile),
 ];
 
+/// Windows starting at most this far from either end of the board are walked with the key
+/// API (O(start + count)); deeper ones are one ZRANGE (O(log N + count)).
+const WALK_LIMIT: i64 = 64;
+
 /// The board and its tie-break keys (None when the board's name cannot carry them), served by
 /// Redis commands; writes replicate as themselves.
 struct RedisStore<'a> {
     ctx: Ctx<'a>,
     board: Vec<u8>,
     companions: Option<[Vec<u8>; 3]>,
+    /// The board opened for reading through the key API (None when it does not exist, and
+    /// for writes: a write run as a command could delete the value under an open handle).
+    reader: Option<KeyHandle<'a>>,
 }
 
 impl<'a> RedisStore<'a> {
@@ -63,6 +72,11 @@ impl<'a> RedisStore<'a> {
             ctx: call.ctx(),
             board,
             companions,
+            reader: if write {
+                None
+            } else {
+                KeyHandle::open_read(call)
+            },
         })
     }
 
@@ -72,6 +86,7 @@ impl<'a> RedisStore<'a> {
             ctx: call.ctx(),
             board: call.key_name().to_vec(),
             companions: None,
+            reader: KeyHandle::open_read(call),
         }
     }
 
@@ -89,6 +104,28 @@ impl<'a> RedisStore<'a> {
     fn must(&self, key: Key) -> &[u8] {
         self.name(key)
             .expect("tie-break keys exist when they are used")
+    }
+
+    /// A window of the board near either end, through the key API; None to ask ZRANGE.
+    fn walk(&self, key: Key, start: i64, stop: i64, rev: bool) -> Option<Vec<Scored>> {
+        let reader = self.reader.as_ref().filter(|_| key == Key::Board)?;
+        let total = reader.len();
+        let stop = stop.min(total - 1);
+        if start < 0 || stop < start {
+            return None;
+        }
+        let count = stop - start + 1;
+        if start <= WALK_LIMIT {
+            return walked(reader.zset_walk(rev, start, count));
+        }
+        // Near the far end: walk in from there and turn the window round.
+        let from_far = total - 1 - stop;
+        if from_far > WALK_LIMIT {
+            return None;
+        }
+        let mut elements = walked(reader.zset_walk(!rev, from_far, count))?;
+        elements.reverse();
+        Some(elements)
     }
 
     fn read(&self, cmd: &std::ffi::CStr, args: &[&[u8]]) -> CallReply {
@@ -112,6 +149,28 @@ fn text(n: i64) -> Vec<u8> {
     n.to_string().into_bytes()
 }
 
+/// A score as the server replies it, when that text is certain: whole numbers below 10^15
+/// print as plain digits under Redis 7.0's `%.17g` and Valkey's shortest form alike (other
+/// scores, e.g. 0.1, print differently between them, so their text comes from the server).
+fn score_text(score: f64) -> Option<Vec<u8>> {
+    let whole = score.fract() == 0.0 && score.abs() < 1e15;
+    (whole && !(score == 0.0 && score.is_sign_negative())).then(|| text(score as i64))
+}
+
+/// Elements read through the key API, when every score's text is certain.
+fn walked(elements: Vec<(OwnedString, f64)>) -> Option<Vec<Scored>> {
+    elements
+        .into_iter()
+        .map(|(member, score)| {
+            Some(Scored {
+                member: member.bytes().to_vec(),
+                score,
+                text: score_text(score)?,
+            })
+        })
+        .collect()
+}
+
 impl Store for RedisStore<'_> {
     fn kind(&mut self, key: Key) -> Kind {
         match self.name(key).map(|n| key_type(self.ctx, n)) {
@@ -127,6 +186,16 @@ impl Store for RedisStore<'_> {
     }
 
     fn score(&mut self, member: &[u8]) -> Option<Scored> {
+        if let Some(reader) = &self.reader {
+            let score = reader.zset_score(OwnedString::new(self.ctx, member).as_str())?;
+            if let Some(text) = score_text(score) {
+                return Some(Scored {
+                    member: member.to_vec(),
+                    score,
+                    text,
+                });
+            }
+        }
         let reply = self.read(c"ZSCORE", &[&self.board, member]);
         if reply.is_null() {
             return None;
@@ -140,6 +209,9 @@ impl Store for RedisStore<'_> {
     }
 
     fn range(&mut self, key: Key, start: i64, stop: i64, rev: bool) -> Vec<Scored> {
+        if let Some(elements) = self.walk(key, start, stop, rev) {
+            return elements;
+        }
         let (start, stop) = (text(start), text(stop));
         let mut args: Vec<&[u8]> = vec![self.must(key), &start, &stop];
         if rev {
@@ -266,11 +338,12 @@ fn rank(call: &Call) -> Result<Reply, CmdError> {
         let Some((scored, position)) = find(board, member)? else {
             return Ok(Reply::Null);
         };
-        let window = Window::top(position, 1, board.total);
-        let entry = board.entries(window, ranking).into_iter().next();
-        let entry = entry.ok_or(CmdError::BadState(lb::OUT_OF_STEP))?;
+        if position >= board.total {
+            return Err(CmdError::BadState(lb::OUT_OF_STEP));
+        }
+        let rank = board.rank_of(&scored, position, ranking);
         Ok(Reply::Value(Value::Array(vec![
-            Value::Int(entry.rank),
+            Value::Int(rank),
             Value::Score(scored.text),
             Value::Int(board.total),
         ])))

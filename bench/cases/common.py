@@ -23,6 +23,11 @@ def check_reply(case, reply):
     elif case["kind"] == "entries":
         ok = isinstance(reply, list) and len(reply) == 10 and all(
             isinstance(e, list) and len(e) == 3 and isinstance(e[0], int) for e in reply)
+    elif case["kind"] == "flat20":
+        ok = isinstance(reply, list) and len(reply) == 20 and all(
+            isinstance(x, bytes) for x in reply)
+    elif case["kind"] == "rank":
+        ok = isinstance(reply, list) and len(reply) == 3 and isinstance(reply[0], int)
     elif case["kind"] == "pairs":
         from cases.session import SESSION_FIELDS  # cases.session imports this module
         ok = isinstance(reply, list) and len(reply) == len(SESSION_FIELDS) and all(

@@ -35,6 +35,13 @@ def build_leaderboard_cases(shas):
         ["ZREVRANK", LB_BOARDS["plain Redis"], player], "zrevrank", "int")
     add("lb_zadd", "plain Redis", "ZADD",
         ["ZADD", LB_BOARDS["plain Redis"], "__rand_int__", player], "zadd", "int")
+    # Reads on the plain board against the sorted-set commands they replace (issue 20).
+    add("lb_zrevrange", "plain Redis", "ZREVRANGE 0 9 WITHSCORES",
+        ["ZREVRANGE", LB_BOARDS["plain Redis"], "0", "9", "WITHSCORES"], "zrevrange", "flat20")
+    add("lb_rank_plain", "native, plain board", "LB.RANK",
+        ["LB.RANK", LB_BOARDS["plain Redis"], player], "lb.rank", "rank")
+    add("lb_top_plain", "native, plain board", "LB.TOP 10",
+        ["LB.TOP", LB_BOARDS["plain Redis"], "10"], "lb.top", "entries")
     for fam, name, fn, args, kind in (
             ("lb_around", "LB.AROUND", "lb_around", [player, "10"], "entries"),
             ("lb_add", "LB.ADD", "lb_add", ["__rand_int__", player], "int")):

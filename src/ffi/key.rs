@@ -57,6 +57,17 @@ impl<'a> Key<'a> {
         Self::open_str(ctx, name.as_str())
     }
 
+    /// The command's declared key opened for reading only (as a read command's lookup sees
+    /// it, expiry included), None when it does not exist. Writes through it fail cleanly.
+    pub fn open_read(call: &Call<'a>) -> Option<Self> {
+        let (ctx, name) = (call.ctx(), call.key());
+        let mode = raw::REDISMODULE_READ as c_int;
+        // SAFETY: the context and the name are live for 'a, which the key does not outlive.
+        let raw = unsafe { raw::RedisModule_OpenKey.unwrap()(ctx.as_ptr(), name.as_ptr(), mode) };
+        let raw = NonNull::new(raw.cast())?;
+        Some(Self { ctx, name, raw })
+    }
+
     fn open_str(ctx: Ctx<'a>, name: Str<'a>) -> Self {
         let mode = (raw::REDISMODULE_READ | raw::REDISMODULE_WRITE) as c_int;
         // SAFETY: the context and the name are live for 'a, which the key does not outlive.
@@ -219,6 +230,8 @@ struct ZsetCursor<'k, 'a> {
     key: &'k Key<'a>,
     /// Whether the cursor is on an element.
     on: bool,
+    /// Whether it walks down from the top.
+    from_top: bool,
 }
 
 impl<'k, 'a> ZsetCursor<'k, 'a> {
@@ -240,14 +253,22 @@ impl<'k, 'a> ZsetCursor<'k, 'a> {
             ) == raw::REDISMODULE_OK as c_int
                 && raw::RedisModule_ZsetRangeEndReached.unwrap()(key.as_ptr()) == 0
         };
-        Self { key, on }
+        Self { key, on, from_top }
     }
 
     /// Moves on (up, or down from the top); false past the range's end.
     fn advance(&mut self) -> bool {
-        // SAFETY: the key is open and its iteration started (`on`).
-        self.on =
-            self.on && unsafe { raw::RedisModule_ZsetRangeNext.unwrap()(self.key.as_ptr()) } != 0;
+        // SAFETY: the key is open and its iteration started (`on`); the API's function
+        // pointers are set once when the module loads.
+        self.on = self.on
+            && unsafe {
+                let step = if self.from_top {
+                    raw::RedisModule_ZsetRangePrev
+                } else {
+                    raw::RedisModule_ZsetRangeNext
+                };
+                step.unwrap()(self.key.as_ptr())
+            } != 0;
         self.on
     }
 
@@ -303,6 +324,24 @@ impl Key<'_> {
         let mut cursor = ZsetCursor::start(self, r, false);
         let found = (0..n).all(|_| cursor.advance());
         found.then(|| cursor.current().map(|(_, s)| s)).flatten()
+    }
+
+    /// Up to `take` elements after skipping `skip`, walking from the lowest score up, or from
+    /// the highest down with `from_top` (ZRANGE's and ZREVRANGE's order): O(skip + take).
+    pub fn zset_walk(&self, from_top: bool, skip: i64, take: i64) -> Vec<(OwnedString, f64)> {
+        let mut cursor = ZsetCursor::start(self, ScoreRange::all(), from_top);
+        if !(0..skip).all(|_| cursor.advance()) {
+            return Vec::new();
+        }
+        let mut out = Vec::new();
+        while out.len() < take.max(0) as usize {
+            let Some(element) = cursor.current() else {
+                break;
+            };
+            out.push(element);
+            cursor.advance();
+        }
+        out
     }
 
     /// The highest score, None when the set is empty.

@@ -671,17 +671,30 @@ impl<'a, S: Store> Board<'a, S> {
     }
 
     /// The entries at places `window`, ranked.
+    /// What the window's ranks start from: members better than its first entry (distinct
+    /// scores for DENSE), or, for MODIFIED, members at least as good as its last.
+    fn edge(&mut self, ranking: Ranking, first: &[u8], last: &[u8]) -> i64 {
+        match ranking {
+            Ranking::Ordinal => 0,
+            Ranking::Competition => self.count_better(Key::Board, first, false),
+            Ranking::Modified => self.count_better(Key::Board, last, true),
+            Ranking::Dense => self.distinct_better(first),
+        }
+    }
+
+    /// The rank of a member found at `position`: the entry a one-member window there holds,
+    /// without reading that window back.
+    pub fn rank_of(&mut self, scored: &Scored, position: i64, ranking: Ranking) -> i64 {
+        let edge = self.edge(ranking, &scored.text, &scored.text);
+        ranks(ranking, position, &[scored.score], edge)[0]
+    }
+
     pub fn entries(&mut self, w: Window, ranking: Ranking) -> Vec<Entry> {
         let members = self.members(w);
         let (Some(first), Some(last)) = (members.first(), members.last()) else {
             return Vec::new();
         };
-        let edge = match ranking {
-            Ranking::Ordinal => 0,
-            Ranking::Competition => self.count_better(Key::Board, &first.text.clone(), false),
-            Ranking::Modified => self.count_better(Key::Board, &last.text.clone(), true),
-            Ranking::Dense => self.distinct_better(&first.text.clone()),
-        };
+        let edge = self.edge(ranking, &first.text.clone(), &last.text.clone());
         let scores: Vec<f64> = members.iter().map(|e| e.score).collect();
         ranks(ranking, w.start, &scores, edge)
             .into_iter()

@@ -460,6 +460,11 @@ fn check_against_model(mem: &mut Mem, model: &Model, rng: &mut XorShift) {
                 let s = board.score(m).unwrap();
                 let p = board.position(&s).unwrap();
                 assert_eq!(&want[p as usize].0, m);
+                let rank = board.rank_of(&s, p, ranking);
+                assert_eq!(
+                    rank, want[p as usize].2,
+                    "{order:?} {ranking:?} rank of {m:?}"
+                );
             }
         }
         // The percentile: members with a strictly worse score.
