@@ -4,6 +4,7 @@
 
 use crate::*;
 use patterns_core::keys::ID_LEN;
+use patterns_core::queue::PARKED;
 
 // ---------------------------------------------------------------------------------------------
 // Rate limiting
@@ -638,8 +639,6 @@ pub fn queue() -> Vec<Row> {
         },
     ]
 }
-
-use patterns_core::queue::PARKED;
 
 fn push_job(c: &mut dyn ConnectionLike, q: &str) -> String {
     query(c, &["QUEUE.PUSH", q, "p"])
