@@ -1228,23 +1228,6 @@ pub fn assert_same_key(
     tolerance_ms: i64,
     context: &str,
 ) {
-    assert_same_key_by(a, b, key, tolerance_ms, context, |_, _, _| None);
-}
-
-/// A key's logical state where DUMP bytes cannot be compared (`normalize(conn, key, type)`),
-/// or None to compare its DUMP bytes.
-pub type Normalize = fn(&mut redis::Connection, &str, &str) -> Option<Vec<u8>>;
-
-/// As `assert_same_key`, comparing what `normalize` makes of a key instead of its DUMP bytes
-/// when it makes something.
-pub fn assert_same_key_by(
-    a: &mut redis::Connection,
-    b: &mut redis::Connection,
-    key: &str,
-    tolerance_ms: i64,
-    context: &str,
-    normalize: Normalize,
-) {
     let start = server_ms(a);
     let (kind_a, dump_a, at_a) = key_state(a, key);
     let (kind_b, dump_b, at_b) = key_state(b, key);
@@ -1253,14 +1236,7 @@ pub fn assert_same_key_by(
         return;
     }
     assert_eq!(kind_a, kind_b, "TYPE of {key} after {context}");
-    match (normalize(a, key, &kind_a), normalize(b, key, &kind_b)) {
-        (Some(x), Some(y)) => assert_eq!(
-            String::from_utf8_lossy(&x),
-            String::from_utf8_lossy(&y),
-            "state of {key} after {context}"
-        ),
-        _ => assert_eq!(dump_a, dump_b, "DUMP of {key} after {context}"),
-    }
+    assert_eq!(dump_a, dump_b, "DUMP of {key} after {context}");
     assert!(
         (at_a - at_b).abs() <= tolerance_ms,
         "PEXPIRETIME of {key}: {at_a} vs {at_b} after {context}"
@@ -1383,6 +1359,10 @@ pub fn assert_readme_has_table(defs: &[&patterns_core::command::CommandDef], fam
         "README's {family} table is stale; `cargo run -p patterns-core --bin patterns-lua -- --readme` prints it:\n{table}"
     );
 }
+
+/// A key's logical state where DUMP bytes cannot be compared (`normalize(conn, key, type)`),
+/// or None to compare its DUMP bytes.
+pub type Normalize = fn(&mut redis::Connection, &str, &str) -> Option<Vec<u8>>;
 
 // ---------------------------------------------------------------------------------------------
 // Queues, logically (a stream's DUMP carries each consumer's seen/active times, which each

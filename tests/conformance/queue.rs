@@ -6,10 +6,10 @@
 //! when a replica applies an XREADGROUP/XCLAIM effect or an AOF replays it, so streams are
 //! compared logically (`common::stream_state`: entries, groups' read positions, pending jobs
 //! with consumer and deliveries). Lease sets, dead letters without groups and dedupe ids keep
-//! byte equality (their scores, ids and expiries travel in the effects). The twin's ids need no
-//! renaming here: the differential compares a step only when both servers ran it in the same
-//! millisecond (so `XADD *` draws the same id from the same stream) and re-syncs the keys
-//! otherwise.
+//! byte equality (their scores, ids and expiries travel in the effects). The twin differential
+//! keeps byte equality for streams too, ids unrenamed: it compares a step only when both
+//! servers ran it in the same millisecond (so `XADD *` draws the same id from the same stream
+//! and consumers' times agree) and re-syncs the keys otherwise.
 
 use super::rows;
 use crate::*;
