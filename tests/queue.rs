@@ -479,61 +479,6 @@ fn bad_input_gets_an_error_and_writes_nothing() {
 // ---------------------------------------------------------------------------------------------
 // Replication, AOF, DEBUG RELOAD
 
-/// What a queue holds, logically: its entries, each group's read position and pending jobs
-/// (id, consumer, deliveries), the lease scores, the dead letters. (DUMP cannot be compared:
-/// a stream's RDB form carries each consumer's last-seen time, which a replica sets itself.)
-fn queue_state(c: &mut Connection, q: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let entries: Vec<(String, Vec<String>)> = query(c, &["XRANGE", q, "-", "+"]);
-    out.push(format!("entries {entries:?}"));
-    let dead: Vec<(String, Vec<String>)> =
-        query(c, &["XRANGE", &format!("{{{q}}}:dead"), "-", "+"]);
-    out.push(format!("dead {dead:?}"));
-    let groups: Vec<Vec<Value>> = match query::<Value>(c, &["XINFO", "GROUPS", q]) {
-        Value::Array(g) => g
-            .into_iter()
-            .map(|g| match g {
-                Value::Array(f) => f,
-                other => panic!("{other:?}"),
-            })
-            .collect(),
-        _ => Vec::new(),
-    };
-    for g in groups {
-        let field = |name: &str| {
-            let at = g
-                .iter()
-                .position(|v| matches!(v, Value::BulkString(b) if b == name.as_bytes()));
-            at.map(|i| text(&g[i + 1])).unwrap_or_default()
-        };
-        let name = field("name");
-        out.push(format!(
-            "group {} last {}",
-            field("name"),
-            field("last-delivered-id")
-        ));
-        let pending: Vec<(String, String, i64, i64)> =
-            query(c, &["XPENDING", q, &name, "-", "+", "100000"]);
-        let pending: Vec<(String, String, i64)> = pending
-            .into_iter()
-            .map(|(id, who, _, n)| (id, who, n))
-            .collect();
-        out.push(format!("pending {pending:?}"));
-        let leases: Vec<(String, String)> = query(
-            c,
-            &[
-                "ZRANGE",
-                &format!("{{{q}}}:leases:{name}"),
-                "0",
-                "-1",
-                "WITHSCORES",
-            ],
-        );
-        out.push(format!("leases {leases:?}"));
-    }
-    out
-}
-
 /// A randomized workload: pushes (some delayed, some deduped), pops by several consumers with
 /// short leases, acks, nacks, extends, redrives, and blocked consumers served by timers.
 fn random_workload(server: &Server, rng: &mut StdRng, steps: usize) {

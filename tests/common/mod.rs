@@ -1359,3 +1359,85 @@ pub fn assert_readme_has_table(defs: &[&patterns_core::command::CommandDef], fam
         "README's {family} table is stale; `cargo run -p patterns-core --bin patterns-lua -- --readme` prints it:\n{table}"
     );
 }
+
+/// A key's logical state where DUMP bytes cannot be compared (`normalize(conn, key, type)`),
+/// or None to compare its DUMP bytes.
+pub type Normalize = fn(&mut redis::Connection, &str, &str) -> Option<Vec<u8>>;
+
+// ---------------------------------------------------------------------------------------------
+// Queues, logically (a stream's DUMP carries each consumer's seen/active times, which each
+// server sets from its own clock: a replica, an AOF reload and the twin differ there)
+
+/// A stream as its readers see it: its entries (id, fields), then each group's name and last
+/// delivered id, and its pending entries (id, consumer, deliveries; not their
+/// idle times).
+pub fn stream_state(c: &mut redis::Connection, key: &str) -> Vec<String> {
+    let entries: Vec<(String, Vec<String>)> = query(c, &["XRANGE", key, "-", "+"]);
+    let mut out = vec![format!("entries {entries:?}")];
+    let groups: Vec<Vec<redis::Value>> = match query::<redis::Value>(c, &["XINFO", "GROUPS", key]) {
+        redis::Value::Array(g) => g
+            .into_iter()
+            .map(|g| match g {
+                redis::Value::Array(f) => f,
+                redis::Value::Map(f) => f.into_iter().flat_map(|(k, v)| [k, v]).collect(),
+                other => panic!("{other:?}"),
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    for g in groups {
+        let field = |name: &str| {
+            let at = g
+                .iter()
+                .position(|v| matches!(v, redis::Value::BulkString(b) if b == name.as_bytes()));
+            at.map(|i| text(&g[i + 1]).unwrap_or_else(|| shown(&g[i + 1])))
+                .unwrap_or_default()
+        };
+        let name = field("name");
+        // Not `entries-read`, a lag estimate and no job's state: a Redis 7.0 replica of a
+        // module's XREADGROUP effects leaves it unknown (nil) where the primary counts.
+        out.push(format!("group {name} last {}", field("last-delivered-id")));
+        let pending: Vec<(String, String, i64, i64)> =
+            query(c, &["XPENDING", key, &name, "-", "+", "100000"]);
+        let pending: Vec<(String, String, i64)> = pending
+            .into_iter()
+            .map(|(id, who, _, n)| (id, who, n))
+            .collect();
+        out.push(format!("pending {pending:?}"));
+    }
+    out
+}
+
+/// A queue's derived key, as `patterns_core` names it.
+pub fn queue_key(q: &str, suffix: &str, name: &str) -> String {
+    let key = patterns_core::queue::queue_key(q.as_bytes(), suffix, name.as_bytes()).unwrap();
+    String::from_utf8(key).unwrap()
+}
+
+/// What a queue holds, logically: its stream (`stream_state`), its dead letters (entries),
+/// and each group's lease scores.
+pub fn queue_state(c: &mut redis::Connection, q: &str) -> Vec<String> {
+    use patterns_core::queue::{DEAD_SUFFIX, LEASES_SUFFIX};
+    let mut out = stream_state(c, q);
+    let dead: Vec<(String, Vec<String>)> =
+        query(c, &["XRANGE", &queue_key(q, DEAD_SUFFIX, ""), "-", "+"]);
+    out.push(format!("dead {dead:?}"));
+    let groups: Vec<String> = out
+        .iter()
+        .filter_map(|l| Some(l.strip_prefix("group ")?.split(' ').next()?.to_string()))
+        .collect();
+    for name in groups {
+        let leases: Vec<(String, String)> = query(
+            c,
+            &[
+                "ZRANGE",
+                &queue_key(q, LEASES_SUFFIX, &name),
+                "0",
+                "-1",
+                "WITHSCORES",
+            ],
+        );
+        out.push(format!("leases {name} {leases:?}"));
+    }
+    out
+}

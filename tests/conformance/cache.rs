@@ -17,6 +17,7 @@ pub fn family() -> Family {
         seed: 7,
         min_keys: 6,
         pttl_tolerance_ms: 50,
+        state: by_dump,
         twin: Twin {
             random_call,
             args: twin_args,

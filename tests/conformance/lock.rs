@@ -17,6 +17,7 @@ pub fn family() -> Family {
         seed: 7,
         min_keys: 3,
         pttl_tolerance_ms: 50,
+        state: by_dump,
         twin: Twin {
             random_call,
             args: |argv, _| one_key(argv),

@@ -4,6 +4,7 @@
 
 use crate::*;
 use patterns_core::keys::ID_LEN;
+use patterns_core::queue::PARKED;
 
 // ---------------------------------------------------------------------------------------------
 // Rate limiting
@@ -522,4 +523,164 @@ fn acquire_permit(c: &mut dyn ConnectionLike, key: &str) {
 
 fn one(v: &Value) {
     assert_eq!(v, &Value::Int(1));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Queues: a queue's group leases, dead letters and dedupe ids live in its slot,
+// `{queue}:leases:<group>`, `{queue}:dead`, `{queue}:dedupe:<id>` (or `queue:...` with a hash
+// tag). Every group command checks the user may use the group's leases and the dead letters.
+
+pub fn queue() -> Vec<Row> {
+    use patterns_core::queue::COMMANDS;
+    vec![
+        Row {
+            def: COMMANDS[0],
+            call: |_, q| {
+                let argv = ["QUEUE.PUSH", q, "p", "DEDUPE", "d", "60000"];
+                Call::new(&argv, &[q], &[derived(q, "dedupe:d")])
+            },
+            check: |c, call, v| {
+                let id = text(v).expect("a job id");
+                let entries: Vec<(String, Vec<String>)> =
+                    query(c, &["XRANGE", &call.keys[0], "-", "+"]);
+                assert_eq!(entries, [(id.clone(), strings(&["payload", "p"]))]);
+                assert_eq!(query::<String>(c, &["GET", &call.derived[0]]), id);
+            },
+        },
+        Row {
+            def: COMMANDS[1],
+            call: |c, q| {
+                push_job(c, q);
+                group_call(&["QUEUE.POP", q, "g", "w", "LEASE", "60000"])
+            },
+            check: |c, call, v| {
+                let jobs: Vec<(String, String, i64)> = redis::from_redis_value(v).unwrap();
+                let [(id, payload, deliveries)] = &jobs[..] else {
+                    panic!("{jobs:?}")
+                };
+                assert_eq!((payload.as_str(), *deliveries), ("p", 1));
+                assert_eq!(pending_of(c, call), [(id.clone(), "w".to_string(), 1)]);
+                let lease_end: i64 = query(c, &["ZSCORE", &call.derived[0], id]);
+                assert!(lease_end > now_ms(c) + 50_000, "{lease_end}");
+            },
+        },
+        Row {
+            def: COMMANDS[2],
+            call: |c, q| {
+                let id = pop_job(c, q, "60000");
+                group_call(&["QUEUE.ACK", q, "g", &id])
+            },
+            check: |c, call, v| {
+                one(v);
+                assert!(pending_of(c, call).is_empty());
+                // Done by its only group: trimmed, its lease gone.
+                assert_eq!(query::<i64>(c, &["XLEN", &call.keys[0]]), 0);
+                assert_eq!(query::<i64>(c, &["EXISTS", &call.derived[0]]), 0);
+            },
+        },
+        Row {
+            def: COMMANDS[3],
+            call: |c, q| {
+                let id = pop_job(c, q, "60000");
+                group_call(&["QUEUE.NACK", q, "g", &id, "DELAY", "60000"])
+            },
+            check: |c, call, v| {
+                one(v);
+                let [(id, who, deliveries)] = &pending_of(c, call)[..] else {
+                    panic!("one pending job")
+                };
+                assert_eq!((who.as_str(), *deliveries), (PARKED, 1));
+                let due: i64 = query(c, &["ZSCORE", &call.derived[0], id]);
+                assert!(due > now_ms(c) + 50_000, "{due}");
+            },
+        },
+        Row {
+            def: COMMANDS[4],
+            call: |c, q| {
+                let id = pop_job(c, q, "1000");
+                group_call(&["QUEUE.EXTEND", q, "g", "w", &id, "90000"])
+            },
+            check: |c, call, v| {
+                one(v);
+                let lease_end: i64 = query(c, &["ZSCORE", &call.derived[0], &call.argv[4]]);
+                assert!(lease_end > now_ms(c) + 80_000, "{lease_end}");
+            },
+        },
+        Row {
+            def: COMMANDS[5],
+            call: |c, q| {
+                // Nacked once, the job is past MAXDELIVERIES 1 at the next POP: dead.
+                let id = pop_job(c, q, "60000");
+                assert_eq!(query::<i64>(c, &["QUEUE.NACK", q, "g", &id]), 1);
+                let none: Value = query(c, &["QUEUE.POP", q, "g", "w", "MAXDELIVERIES", "1"]);
+                assert_eq!(none, Value::Nil);
+                group_call(&["QUEUE.REDRIVE", q, "g"])
+            },
+            check: |c, call, v| {
+                one(v);
+                assert_eq!(query::<i64>(c, &["XLEN", &call.derived[1]]), 0);
+                let stats: Vec<Value> = query(c, &["QUEUE.STATS", &call.keys[0], "g"]);
+                assert_eq!(counts(&stats), [1, 0, 0, 0, 1], "ready again");
+            },
+        },
+        Row {
+            def: COMMANDS[6],
+            call: |c, q| {
+                pop_job(c, q, "60000");
+                push_job(c, q);
+                group_call(&["QUEUE.STATS", q, "g"])
+            },
+            check: |_, _, v| {
+                let stats: Vec<Value> = redis::from_redis_value(v).unwrap();
+                let names: Vec<String> = stats.iter().step_by(2).filter_map(text).collect();
+                assert_eq!(names, ["ready", "delayed", "pending", "dead", "consumers"]);
+                assert_eq!(counts(&stats), [1, 0, 1, 0, 1]);
+            },
+        },
+    ]
+}
+
+fn push_job(c: &mut dyn ConnectionLike, q: &str) -> String {
+    query(c, &["QUEUE.PUSH", q, "p"])
+}
+
+/// A job pushed and delivered to `w` of group `g` for `lease_ms`: its id.
+fn pop_job(c: &mut dyn ConnectionLike, q: &str, lease_ms: &str) -> String {
+    let id = push_job(c, q);
+    let jobs: Vec<(String, String, i64)> = query(c, &["QUEUE.POP", q, "g", "w", "LEASE", lease_ms]);
+    assert_eq!(jobs[0].0, id, "{jobs:?}");
+    id
+}
+
+/// A call on group `g` of `argv[1]`: it touches the group's leases and the dead letters.
+fn group_call(argv: &[&str]) -> Call {
+    let q = argv[1];
+    let derived = [derived(q, "leases:g"), derived(q, "dead")];
+    Call::new(argv, &[q], &derived)
+}
+
+/// The group's pending jobs: (id, consumer, deliveries).
+fn pending_of(c: &mut dyn ConnectionLike, call: &Call) -> Vec<(String, String, i64)> {
+    let pending: Vec<(String, String, i64, i64)> =
+        query(c, &["XPENDING", &call.keys[0], "g", "-", "+", "10"]);
+    pending
+        .into_iter()
+        .map(|(id, w, _, n)| (id, w, n))
+        .collect()
+}
+
+/// The counts of a QUEUE.STATS reply.
+fn counts(stats: &[Value]) -> Vec<i64> {
+    stats
+        .iter()
+        .skip(1)
+        .step_by(2)
+        .map(|v| redis::from_redis_value(v).unwrap())
+        .collect()
+}
+
+/// The server's clock in ms.
+fn now_ms(c: &mut dyn ConnectionLike) -> i64 {
+    let (s, us): (i64, i64) = query(c, &["TIME"]);
+    s * 1000 + us / 1000
 }

@@ -18,6 +18,7 @@ pub fn family() -> Family {
         seed: 5,
         min_keys: 11,
         pttl_tolerance_ms: 50,
+        state: by_dump,
         twin: Twin {
             random_call,
             args: twin_args,
