@@ -1,10 +1,11 @@
-//! Binds the cache family (`patterns_core::cache`) to Redis. An entry is read through the key
-//! API (the hot path: a hit writes nothing); SET and FILL write it through the key API too,
-//! replicating `DEL`, `HSET`, `PEXPIREAT` with absolute times; the rarer writes (leases, giving
-//! one up, invalidation) run as Redis commands through `RedisModule_Call`, replicated as they
-//! are with the lease token the primary drew; tag indexes go through the shared expiring index.
-//! Random draws (XFetch's, lease tokens) happen here on the primary only: a
-//! replica or an AOF replay receives the effects, never the command.
+//! Binds the cache family (`patterns_core::cache`) to Redis. An entry is one string read in
+//! place through the key API (the hot path: one key open, no copy until the reply, and a hit
+//! writes nothing); every write of an entry (SET, FILL, a lease's grant or release) writes the
+//! whole string through the key API, replicated as `SET key bytes PXAT stale_until` with
+//! absolute times, as the Lua twin writes it; tag indexes go through the shared expiring index.
+//! Entries of the layout before (hashes) are read too, and written in the compact layout
+//! whenever the entry is written. Random draws (XFetch's, lease tokens) happen here on the
+//! primary only: a replica or an AOF replay receives the effects, never the command.
 //!
 //! Each command validates everything (arguments, types, ACL of the keys it derives) before its
 //! first write: an error writes nothing.
@@ -12,7 +13,7 @@
 
 use patterns_core::cache::{
     self as c, after_giving_up, check_beta, decide, invalidated_at_us, key_expiry, lease_until,
-    marker_score, voids, Entry, Outcome, Times, DRAW_MAX,
+    voids, Entry, Lease, Outcome, Times, DRAW_MAX,
 };
 use patterns_core::command::{Args, CmdError};
 use patterns_core::keys::{encode_id, ID_BYTES};
@@ -24,7 +25,7 @@ use crate::command;
 use crate::config;
 use crate::ffi::{
     check_key_access, fill_random, key_type, now_ms, precise_now_us, redis_call, Call, Command,
-    Ctx, Key, KeyType, Notify, OwnedString, Reply, ScoreRange, Value,
+    Ctx, Key, KeyType, Notify, OwnedString, Reply, ScoreRange, Str, Value,
 };
 use crate::index::update_index;
 use crate::stats::{self, Stat};
@@ -39,31 +40,38 @@ pub const COMMANDS: &[Command] = &[
     command!(c::INVALIDATE, invalidate),
 ];
 
-/// An entry's hash as stored: its fields, in `c::FIELDS` order, read through the key API.
-struct Stored([Option<OwnedString>; c::FIELDS.len()]);
+/// An entry as stored: the compact layout's string, read in place (it borrows the open key),
+/// or an old-layout hash's fields, in `c::FIELDS` order.
+enum Stored<'k> {
+    Compact(&'k [u8]),
+    Hash([Option<OwnedString>; c::FIELDS.len()]),
+}
 
-/// `c::FIELDS` as C strings, for the hot path's hash reads.
+/// `c::FIELDS` as C strings, for reading old-layout entries.
 fn field_names() -> &'static [CString; c::FIELDS.len()] {
     static NAMES: OnceLock<[CString; c::FIELDS.len()]> = OnceLock::new();
     NAMES.get_or_init(|| c::FIELDS.map(|f| CString::new(f).expect("no NUL")))
 }
 
-impl Stored {
-    /// The hash at the command's key: None when absent; WRONGTYPE unless a hash, BadState when
-    /// it holds a field an entry has not (`entry` checks the rest). The key is closed on return.
-    fn load(call: &Call) -> Result<Option<Self>, CmdError> {
-        let key = Key::open(call);
+impl<'k> Stored<'k> {
+    /// What the open key holds: None when absent; WRONGTYPE unless a string or a hash,
+    /// BadState for a hash holding a field an entry has not (`entry` checks the rest).
+    fn read(key: &'k Key) -> Result<Option<Self>, CmdError> {
         match key.kind() {
-            KeyType::Empty => return Ok(None),
-            KeyType::Hash => {}
-            _ => return Err(CmdError::WrongType),
+            KeyType::Empty => Ok(None),
+            KeyType::String => Ok(key.string()?.map(Self::Compact)),
+            KeyType::Hash => Self::read_hash(key).map(Some),
+            _ => Err(CmdError::WrongType),
         }
-        // Field lookups stop once every field of the hash is found: an entry without a lease
-        // (its value's fields come first) costs four lookups, not seven.
+    }
+
+    /// An old-layout entry's fields. Lookups stop once every field of the hash is found: an
+    /// entry without a lease (its value's fields come first) costs four lookups, not seven.
+    fn read_hash(key: &Key) -> Result<Self, CmdError> {
         let len = key.len();
         let mut found = 0;
-        let mut stored = Self(Default::default());
-        for (slot, field) in stored.0.iter_mut().zip(field_names()) {
+        let mut fields: [Option<OwnedString>; c::FIELDS.len()] = Default::default();
+        for (slot, field) in fields.iter_mut().zip(field_names()) {
             if found == len {
                 break;
             }
@@ -73,17 +81,52 @@ impl Stored {
         if found != len {
             return Err(CmdError::BadState(c::NOT_CACHE));
         }
-        Ok(Some(stored))
+        Ok(Self::Hash(fields))
     }
 
+    /// The entry: WRONGTYPE for a string that is not one, BadState for such a hash.
     fn entry(&self) -> Result<Entry<'_>, CmdError> {
-        let pairs: Vec<(&[u8], &[u8])> = c::FIELDS
-            .iter()
-            .zip(&self.0)
-            .filter_map(|(name, v)| Some((name.as_bytes(), v.as_ref()?.bytes())))
-            .collect();
-        Entry::parse(&pairs)
+        match self {
+            Self::Compact(bytes) => Entry::decode(bytes).ok_or(CmdError::WrongType),
+            Self::Hash(fields) => {
+                let pairs: Vec<(&[u8], &[u8])> = c::FIELDS
+                    .iter()
+                    .zip(fields)
+                    .filter_map(|(name, v)| Some((name.as_bytes(), v.as_ref()?.bytes())))
+                    .collect();
+                Entry::parse(&pairs)
+            }
+        }
     }
+}
+
+/// Fails unless the open key is absent or holds an entry.
+fn check_entry(key: &Key) -> Result<(), CmdError> {
+    match Stored::read(key)? {
+        Some(stored) => stored.entry().map(drop),
+        None => Ok(()),
+    }
+}
+
+/// Replaces whatever the key holds (an old-layout entry too) with the entry's `bytes`,
+/// expiring at `at`: through the key API, replicated as `SET key bytes PXAT at`, firing the
+/// events that command fires (the twin's write).
+fn write_entry(ctx: Ctx, key: &mut Key, bytes: &[u8], at: i64) {
+    // A fresh string is allocated to size; one grown in place would keep spare room.
+    if key.kind() != KeyType::Empty {
+        key.delete();
+    }
+    key.write_string(bytes);
+    key.set_expire_at(at);
+    ctx.replicate(c"SET", (key.name(), bytes, c"PXAT", at));
+    key.modified(&[(Notify::STRING, c"set"), (Notify::GENERIC, c"expire")]);
+}
+
+/// Deletes the key, replicated as `DEL` with its event.
+fn delete_entry(ctx: Ctx, key: &mut Key) {
+    key.delete();
+    ctx.replicate(c"DEL", (key.name(),));
+    key.modified(&[(Notify::GENERIC, c"del")]);
 }
 
 /// Fails unless every tag may be an index: absent or a sorted set, and not the key itself.
@@ -97,15 +140,6 @@ fn check_tags(ctx: Ctx, key: &[u8], tags: &[&[u8]]) -> Result<(), CmdError> {
         }
     }
     Ok(())
-}
-
-fn text(n: i64) -> StackText {
-    StackText::of(n)
-}
-
-/// Sets the key's expiry, replicated as `PEXPIREAT` with the absolute time.
-fn expire_at(ctx: Ctx, key: &[u8], at: i64) {
-    redis_call(ctx, c"PEXPIREAT", &[key, text(at).as_bytes()], true);
 }
 
 /// A validated SET or FILL: the value, its times and its tags.
@@ -129,38 +163,23 @@ impl<'a> Store<'a> {
         })
     }
 
-    /// Replaces the entry (voiding any lease: the old hash goes) through the key API and lists
-    /// it under its tags, each write replicated as the command the Lua twin makes, in its order.
-    fn write(&self, ctx: Ctx, key: &[u8], existed: bool, now: i64) {
-        let name = OwnedString::new(ctx, key);
-        let mut entry = Key::open_named(ctx, &name);
-        if existed {
-            entry.delete();
-            ctx.replicate(c"DEL", (name.as_str(),));
-            entry.modified(&[(Notify::GENERIC, c"del")]);
-        }
+    /// Replaces the entry (voiding any lease) and lists it under its tags, each write
+    /// replicated as the command the Lua twin makes, in its order.
+    fn write(&self, ctx: Ctx, key: &mut Key, now: i64) {
         let t = self.times;
-        let (fresh, stale, delta) = (text(t.fresh_until), text(t.stale_until), text(t.delta_ms));
-        // The value's fields lead `c::FIELDS`, in this order.
-        let [f0, f1, f2, f3, ..] = field_names().each_ref().map(|f| f.as_c_str());
-        let values = [
-            self.value,
-            fresh.as_bytes(),
-            stale.as_bytes(),
-            delta.as_bytes(),
-        ];
-        for (field, value) in [f0, f1, f2, f3].into_iter().zip(values) {
-            entry.hash_set(field, value);
-        }
-        let [v0, v1, v2, v3] = values;
-        let name = name.as_str();
-        ctx.replicate(c"HSET", (name, f0, v0, f1, v1, f2, v2, f3, v3));
-        entry.set_expire_at(t.stale_until);
-        ctx.replicate(c"PEXPIREAT", (name, t.stale_until));
-        entry.modified(&[(Notify::HASH, c"hset"), (Notify::GENERIC, c"expire")]);
-        drop(entry);
+        let entry = Entry {
+            value: Some((self.value, t)),
+            lease: None,
+        };
+        write_entry(ctx, key, &entry.encode(), t.stale_until);
         for tag in self.tags {
-            update_index(ctx, tag, now, None, Some((t.stale_until, key)));
+            update_index(
+                ctx,
+                tag,
+                now,
+                None,
+                Some((t.stale_until, key.name().bytes())),
+            );
         }
     }
 }
@@ -172,10 +191,19 @@ fn set(call: &Call) -> Result<Reply, CmdError> {
     let (ctx, key) = (call.ctx(), call.key_name());
     let now = now_ms();
     let store = Store::parse(ctx, key, &p, now)?;
-    let stored = Stored::load(call)?;
-    let existed = stored.as_ref().map(Stored::entry).transpose()?.is_some();
-    store.write(ctx, key, existed, now);
+    let mut entry = Key::open(call);
+    check_entry(&entry)?;
+    store.write(ctx, &mut entry, now);
     Ok(Reply::Simple(c"OK"))
+}
+
+/// What a FILL does once its lease is checked.
+enum Filled {
+    Refused,
+    /// The lease can no longer fill: the entry's bytes without it (expiring at the value's
+    /// end), or None when the key goes.
+    GiveUp(Option<(Vec<u8>, i64)>),
+    Write,
 }
 
 // CACHE.FILL key lease value ttl_ms [DELTA delta_ms] [GRACE grace_ms] [TAGS tag [tag ...]]
@@ -186,23 +214,32 @@ fn fill(call: &Call) -> Result<Reply, CmdError> {
     let now = now_ms();
     let store = Store::parse(ctx, key, &p, now)?;
     let lease = p.text("lease");
-    let Some(stored) = Stored::load(call)? else {
-        stats::bump(Stat::CacheFillsRefused);
-        return Ok(Reply::Null);
+    let mut entry = Key::open(call);
+    let filled = match Stored::read(&entry)? {
+        None => Filled::Refused,
+        Some(stored) => {
+            let e = stored.entry()?;
+            if !e.holds(lease, now) {
+                Filled::Refused
+            } else if invalidated_since(ctx, store.tags, e.leased_at()) {
+                Filled::GiveUp(without_lease(&e, now))
+            } else {
+                Filled::Write
+            }
+        }
     };
-    let entry = stored.entry()?;
-    if !entry.holds(lease, now) {
-        stats::bump(Stat::CacheFillsRefused);
-        return Ok(Reply::Null);
+    match filled {
+        Filled::Write => {
+            store.write(ctx, &mut entry, now);
+            stats::bump(Stat::CacheFillsAccepted);
+            return Ok(Reply::Simple(c"OK"));
+        }
+        Filled::GiveUp(Some((bytes, at))) => write_entry(ctx, &mut entry, &bytes, at),
+        Filled::GiveUp(None) => delete_entry(ctx, &mut entry),
+        Filled::Refused => {}
     }
-    if invalidated_since(ctx, store.tags, entry.leased_at()) {
-        stats::bump(Stat::CacheFillsRefused);
-        give_up_lease(ctx, key, &entry, now);
-        return Ok(Reply::Null);
-    }
-    store.write(ctx, key, true, now);
-    stats::bump(Stat::CacheFillsAccepted);
-    Ok(Reply::Simple(c"OK"))
+    stats::bump(Stat::CacheFillsRefused);
+    Ok(Reply::Null)
 }
 
 /// Whether any of `tags` was invalidated at or after `leased_us` (its marker says so).
@@ -214,22 +251,15 @@ fn invalidated_since(ctx: Ctx, tags: &[&[u8]], leased_us: i64) -> bool {
     })
 }
 
-/// Drops a lease that can no longer fill, so readers get a new one instead of waiting on it:
-/// the lease's fields go (the key then expires with its value), or the key when no live value
-/// stays.
-fn give_up_lease(ctx: Ctx, key: &[u8], entry: &Entry, now: i64) {
-    match after_giving_up(entry, now) {
-        Some(stale_until) => {
-            let fields = [c::LEASE_FIELD, c::LEASE_UNTIL_FIELD, c::LEASED_AT_FIELD];
-            let mut args = vec![key];
-            args.extend(fields.iter().map(|f| f.as_bytes()));
-            redis_call(ctx, c"HDEL", &args, true);
-            expire_at(ctx, key, stale_until);
-        }
-        None => {
-            redis_call(ctx, c"DEL", &[key], true);
-        }
-    }
+/// A lease that can no longer fill is dropped, so readers get a new one instead of waiting on
+/// it: the entry keeps its live value (and then expires with it), or the key goes (None).
+fn without_lease(entry: &Entry, now: i64) -> Option<(Vec<u8>, i64)> {
+    let stale_until = after_giving_up(entry, now)?;
+    let kept = Entry {
+        value: entry.value,
+        lease: None,
+    };
+    Some((kept.encode(), stale_until))
 }
 
 /// A fresh lease token: 128 bits from the CSPRNG, base64url (22 characters).
@@ -246,35 +276,26 @@ fn new_draw() -> Result<u64, CmdError> {
     Ok((u64::from_le_bytes(raw) >> 11) + 1)
 }
 
-/// Grants the lease `token` from now (recorded in µs) until `until`: a miss first drops
-/// whatever is left of the entry; the key then lives until the later of its value's end and
-/// the lease's.
-fn grant(ctx: Ctx, key: &[u8], entry: Option<&Entry>, outcome: Outcome, token: &[u8], until: i64) {
+/// The entry once the lease `token` is granted from now (recorded in µs) until `until`, and
+/// when its key then expires: a miss drops whatever is left of the value; the key lives until
+/// the later of its value's end and the lease's.
+fn granted(entry: Option<&Entry>, outcome: Outcome, token: &[u8], until: i64) -> (Vec<u8>, i64) {
     let value = match outcome {
-        Outcome::Miss => {
-            if entry.is_some() {
-                redis_call(ctx, c"DEL", &[key], true);
-            }
-            None
-        }
-        _ => entry.and_then(|e| e.value).map(|(_, t)| t),
+        Outcome::Miss => None,
+        _ => entry.and_then(|e| e.value),
     };
-    let (until_text, leased_text) = (text(until), text(precise_now_us()));
-    redis_call(
-        ctx,
-        c"HSET",
-        &[
-            key,
-            c::LEASE_FIELD.as_bytes(),
-            token,
-            c::LEASE_UNTIL_FIELD.as_bytes(),
-            until_text.as_bytes(),
-            c::LEASED_AT_FIELD.as_bytes(),
-            leased_text.as_bytes(),
-        ],
-        true,
-    );
-    expire_at(ctx, key, key_expiry(value, Some(until)));
+    let lease = Lease {
+        token,
+        until,
+        since: precise_now_us(),
+    };
+    let at = key_expiry(value.map(|(_, t)| t), Some(until));
+    let bytes = Entry {
+        value,
+        lease: Some(lease),
+    }
+    .encode();
+    (bytes, at)
 }
 
 /// `CACHE.GET`'s lease: its `LEASE`, else `patterns.cache-lease-ms`. (Its arguments are
@@ -300,10 +321,11 @@ fn wait_hint(entry: &Option<Entry>, now: i64) -> i64 {
 fn get(call: &Call) -> Result<Reply, CmdError> {
     let p = c::GET.parse(call.rest())?;
     let beta = check_beta(p.float("BETA"))?;
-    let (ctx, key) = (call.ctx(), call.key_name());
+    let ctx = call.ctx();
     let now = now_ms();
     let until = lease_until(now, lease_ms(call.rest(), p.int("LEASE")))?;
-    let stored = Stored::load(call)?;
+    let mut key = Key::open(call);
+    let stored = Stored::read(&key)?;
     let entry = stored.as_ref().map(Stored::entry).transpose()?;
     // The draw comes from the CSPRNG only when it can decide anything.
     let draw = match c::draw_matters(now, entry.as_ref(), beta) {
@@ -311,17 +333,22 @@ fn get(call: &Call) -> Result<Reply, CmdError> {
         false => DRAW_MAX,
     };
     let outcome = decide(now, entry.as_ref(), beta, draw);
-    let value = || match entry.as_ref().and_then(|e| e.value) {
-        Some((v, _)) => Value::Bulk(v.to_vec()),
-        None => Value::Null,
+    let value = match entry.as_ref().and_then(|e| e.value) {
+        Some((v, _)) if !matches!(outcome, Outcome::Miss | Outcome::Wait { .. }) => {
+            Value::Bulk(v.to_vec())
+        }
+        _ => Value::Null,
     };
-    let word = Value::Bulk(outcome.word().as_bytes().to_vec());
-    let lease = if outcome.grants_lease() {
-        let token = new_lease()?;
-        grant(ctx, key, entry.as_ref(), outcome, &token, until);
-        Value::Bulk(token)
-    } else {
-        Value::Null
+    let extra = match outcome {
+        Outcome::Hit | Outcome::Stale => Value::Null,
+        Outcome::Wait { .. } => Value::Int(wait_hint(&entry, now)),
+        Outcome::Refresh | Outcome::Miss => {
+            let token = new_lease()?;
+            let (bytes, at) = granted(entry.as_ref(), outcome, &token, until);
+            drop(stored);
+            write_entry(ctx, &mut key, &bytes, at);
+            Value::Bulk(token)
+        }
     };
     stats::bump(match outcome {
         Outcome::Hit => Stat::CacheHit,
@@ -330,12 +357,8 @@ fn get(call: &Call) -> Result<Reply, CmdError> {
         Outcome::Stale => Stat::CacheStale,
         Outcome::Wait { .. } => Stat::CacheWait,
     });
-    Ok(Reply::Value(Value::Array(match outcome {
-        Outcome::Hit | Outcome::Stale => vec![word, value(), Value::Null],
-        Outcome::Refresh => vec![word, value(), lease],
-        Outcome::Miss => vec![word, Value::Null, lease],
-        Outcome::Wait { .. } => vec![word, Value::Null, Value::Int(wait_hint(&entry, now))],
-    })))
+    let word = Value::Bulk(outcome.word().as_bytes().to_vec());
+    Ok(Reply::Value(Value::Array(vec![word, value, extra])))
 }
 
 // CACHE.TAG key tag [tag ...]
@@ -346,9 +369,10 @@ fn tag(call: &Call) -> Result<Reply, CmdError> {
     let tags = p.trailing();
     check_tags(ctx, key, tags)?;
     let now = now_ms();
-    let stored = Stored::load(call)?;
-    let entry = stored.as_ref().map(Stored::entry).transpose()?;
-    let Some((_, t)) = entry.and_then(|e| e.live_value(now)) else {
+    let entry = Key::open(call);
+    let stored = Stored::read(&entry)?;
+    let live = stored.as_ref().map(Stored::entry).transpose()?;
+    let Some((_, t)) = live.and_then(|e| e.live_value(now)) else {
         return Err(CmdError::BadState(c::NO_VALUE));
     };
     let attached = tags
@@ -368,25 +392,23 @@ fn invalidate(call: &Call) -> Result<Reply, CmdError> {
         .collect();
     let now = now_ms();
     let now_us = precise_now_us();
-    let mut listed: Vec<Vec<Vec<u8>>> = Vec::with_capacity(tags.len());
+    let mut listed: Vec<Vec<OwnedString>> = Vec::with_capacity(tags.len());
     for tag in &tags {
         if !matches!(key_type(ctx, tag), KeyType::Empty | KeyType::ZSet) {
             return Err(CmdError::WrongType);
         }
         // The tag's own name is the marker of an earlier invalidation, not a key.
         let mut members = live_members(ctx, tag, now);
-        members.retain(|m| m != tag);
+        members.retain(|m| m.bytes() != *tag);
         listed.push(members);
     }
     for key in listed.iter().flatten() {
-        check_key_access(ctx, key)?;
+        check_key_access(ctx, key.bytes())?;
     }
     let mut deleted = 0;
     let channel = config::CACHE_CHANNEL.get();
     for (tag, keys) in tags.iter().zip(&listed) {
-        for key in keys {
-            deleted += redis_call(ctx, c"DEL", &[key], true).integer();
-        }
+        deleted += delete_listed(ctx, keys);
         redis_call(ctx, c"DEL", &[tag], true);
         put_marker(ctx, tag, now_us);
         ctx.publish(&channel, tag);
@@ -396,26 +418,57 @@ fn invalidate(call: &Call) -> Result<Reply, CmdError> {
     Ok(Reply::Integer(deleted))
 }
 
+/// Deletes the keys that exist among `keys` through the key API (no command per key), each
+/// with its `del` event, replicated as `DEL`s of up to `DEL_BATCH` keys; how many there were.
+fn delete_listed(ctx: Ctx, keys: &[OwnedString]) -> i64 {
+    const DEL_BATCH: usize = 1024;
+    let mut gone = Vec::with_capacity(keys.len().min(DEL_BATCH));
+    let mut deleted = 0;
+    for name in keys {
+        let mut key = Key::open_named(ctx, name);
+        if key.kind() != KeyType::Empty {
+            key.delete();
+            key.modified(&[(Notify::GENERIC, c"del")]);
+            gone.push(name.as_str());
+        }
+        if gone.len() == DEL_BATCH {
+            deleted += flush_deletes(ctx, &mut gone);
+        }
+    }
+    deleted + flush_deletes(ctx, &mut gone)
+}
+
+/// Replicates one `DEL` of the keys deleted so far; how many.
+fn flush_deletes(ctx: Ctx, gone: &mut Vec<Str>) -> i64 {
+    if !gone.is_empty() {
+        ctx.replicate_list(c"DEL", gone);
+    }
+    let n = gone.len() as i64;
+    gone.clear();
+    n
+}
+
 /// Leaves the invalidation's marker in the (emptied) tag: its own name, expiring with its score.
 fn put_marker(ctx: Ctx, tag: &[u8], now_us: i64) {
-    let score = marker_score(now_us);
+    let score = c::marker_score(now_us);
     redis_call(ctx, c"ZADD", &[tag, score.as_bytes(), tag], true);
     let name = OwnedString::new(ctx, tag);
     let expiry = Key::open_named(ctx, &name)
         .zset_top_score()
         .map(|s| s as i64);
     if let Some(at) = expiry {
-        expire_at(ctx, tag, at);
+        redis_call(
+            ctx,
+            c"PEXPIREAT",
+            &[tag, StackText::of(at).as_bytes()],
+            true,
+        );
     }
 }
 
 /// The keys a tag lists whose entries have not expired (scored after `now`).
-fn live_members(ctx: Ctx, tag: &[u8], now: i64) -> Vec<Vec<u8>> {
+fn live_members(ctx: Ctx, tag: &[u8], now: i64) -> Vec<OwnedString> {
     let name = OwnedString::new(ctx, tag);
     let index = Key::open_named(ctx, &name);
-    index
-        .zset_members(ScoreRange::after(now))
-        .iter()
-        .map(|m| m.bytes().to_vec())
-        .collect()
+    index.zset_members(ScoreRange::after(now))
 }

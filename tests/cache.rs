@@ -7,7 +7,7 @@
 mod common;
 
 use common::*;
-use patterns_core::cache::{early, early_probability, Times, DRAW_MAX};
+use patterns_core::cache::{early, early_probability, Entry, Times, DRAW_MAX};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use redis::{Connection, Value};
@@ -33,6 +33,17 @@ fn get(c: &mut Connection, args: &[&str]) -> (String, Option<String>, Option<Str
     let mut cmd = redis::cmd("CACHE.GET");
     cmd.arg(args);
     parts(&cmd.query::<Value>(c).unwrap())
+}
+
+/// The entry a string at a key holds (the compact layout), from its bytes.
+fn decoded(bytes: &[u8]) -> Entry<'_> {
+    Entry::decode(bytes).unwrap_or_else(|| panic!("not an entry: {bytes:?}"))
+}
+
+/// The times of the value stored at `key`.
+fn stored_times(c: &mut Connection, key: &str) -> Times {
+    let bytes: Vec<u8> = query(c, &["GET", key]);
+    decoded(&bytes).value.expect("a value").1
 }
 
 fn set(c: &mut Connection, args: &[&str]) {
@@ -81,17 +92,18 @@ fn invalidation_under_concurrent_writers_leaves_no_key_behind() {
                 for k in 0..keys_per_writer {
                     let key = format!("k:{{inv}}:{w}:{k}");
                     // One atomic look: the key's value, and whether its tag lists it.
-                    let (value, score): (Option<i64>, Option<f64>) = redis::pipe()
+                    let (stored, score): (Option<Vec<u8>>, Option<f64>) = redis::pipe()
                         .atomic()
-                        .cmd("HGET")
+                        .cmd("GET")
                         .arg(&key)
-                        .arg("value")
                         .cmd("ZSCORE")
                         .arg(tag)
                         .arg(&key)
                         .query(&mut c)
                         .unwrap();
-                    if let Some(v) = value {
+                    let value = stored.as_deref().map(decoded).and_then(|e| e.value);
+                    if let Some((v, _)) = value {
+                        let v: i64 = String::from_utf8_lossy(v).parse().unwrap();
                         assert!(
                             v > written,
                             "{key} = {v} survived an invalidation begun after write {written}"
@@ -329,7 +341,7 @@ fn voided_and_expired_leases_cannot_fill() {
         sleep(Duration::from_millis(40));
         let (state, _, lease) = get(&mut c, &["v:{6}"]);
         assert_eq!(state, "REFRESH");
-        let expiry: i64 = query(&mut c, &["HGET", "v:{6}", "stale_until"]);
+        let expiry = stored_times(&mut c, "v:{6}").stale_until;
         assert_eq!(query::<i64>(&mut c, &["CACHE.INVALIDATE", "t:{6}"]), 0);
         assert_eq!(
             fill(
@@ -341,7 +353,8 @@ fn voided_and_expired_leases_cannot_fill() {
             ),
             None
         );
-        assert_eq!(query::<i64>(&mut c, &["HEXISTS", "v:{6}", "lease"]), 0);
+        let kept: Vec<u8> = query(&mut c, &["GET", "v:{6}"]);
+        assert_eq!(decoded(&kept).lease, None);
         assert_eq!(query::<i64>(&mut c, &["PEXPIRETIME", "v:{6}"]), expiry);
         assert_eq!(get(&mut c, &["v:{6}"]).0, "REFRESH");
         // A lease granted after the invalidation fills under that tag.
@@ -538,8 +551,8 @@ fn xfetch_refreshes_early_with_the_papers_probability() {
                     g.arg(&key).arg("BETA").arg(beta);
                     cmds.push(g);
                     cmds.push(redis::cmd("TIME"));
-                    let mut h = redis::cmd("HGET");
-                    h.arg(&key).arg("fresh_until");
+                    let mut h = redis::cmd("GET");
+                    h.arg(&key);
                     cmds.push(h);
                 }
                 let replies = pipeline(&mut c, &cmds);
@@ -548,7 +561,10 @@ fn xfetch_refreshes_early_with_the_papers_probability() {
                     if t0 != t1 {
                         continue; // `now` unknown
                     }
-                    let fresh_until: i64 = text(&r[4]).unwrap().parse().unwrap();
+                    let Value::BulkString(bytes) = &r[4] else {
+                        panic!("{:?}", r[4])
+                    };
+                    let fresh_until = decoded(bytes).value.unwrap().1.fresh_until;
                     let times = Times {
                         fresh_until,
                         stale_until: fresh_until,
@@ -658,6 +674,17 @@ fn bad_input_is_refused_and_writes_nothing() {
             &mut c,
             &["HSET", "halfentry", "value", "v", "fresh_until", "1"],
         );
+        // A string that starts as an entry but is cut short.
+        let cut = Entry {
+            value: Some((b"v", Times::new(1, 10, 0, 0).unwrap())),
+            lease: None,
+        }
+        .encode();
+        let _: () = redis::cmd("SET")
+            .arg("cut")
+            .arg(&cut[..cut.len() - 3])
+            .query(&mut c)
+            .unwrap();
         let (_, _, lease) = get(&mut c, &["leased"]);
         let lease = lease.unwrap();
         let wrongtype = "WRONGTYPE Operation against a key holding the wrong kind of value";
@@ -764,6 +791,8 @@ fn bad_input_is_refused_and_writes_nothing() {
             ),
             (vec!["CACHE.GET", "k", "extra"], "ERR syntax error".into()),
             (vec!["CACHE.GET", "text"], wrongtype.into()),
+            (vec!["CACHE.GET", "cut"], wrongtype.into()),
+            (vec!["CACHE.SET", "cut", "v", "10"], wrongtype.into()),
             (vec!["CACHE.GET", "plainhash"], not_cache.into()),
             (vec!["CACHE.FILL", "k", "lease", "v"], arity("cache.fill")),
             (
@@ -810,6 +839,156 @@ fn bad_input_is_refused_and_writes_nothing() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// The layout before the compact one
+
+/// Runs a CACHE command on a server (natively, or as the twin's call).
+type Runner<'a> = dyn Fn(&mut Connection, &[&str]) -> Value + 'a;
+
+/// An entry as read back: its value and times, its lease's token and end.
+type Stored = (Option<(Vec<u8>, Times)>, Option<(Vec<u8>, i64)>);
+
+/// Writes an entry in the layout before the compact one, by hand: a hash of decimal fields.
+fn write_old_entry(c: &mut Connection, key: &str, fields: &[(&str, String)], expire_at: i64) {
+    let mut hset = redis::cmd("HSET");
+    hset.arg(key);
+    for (name, value) in fields {
+        hset.arg(*name).arg(value);
+    }
+    let _: () = hset.query(c).unwrap();
+    let _: () = query(c, &["PEXPIREAT", key, &expire_at.to_string()]);
+}
+
+/// Old-layout entries (hashes written before the compact layout) read as before, on the module
+/// and on its twin alike, and every write of such an entry (a SET, a FILL, a lease's grant)
+/// writes the compact layout, the same bytes on both.
+#[test]
+fn old_layout_entries_are_read_and_migrated_on_write() {
+    for flavor in flavors() {
+        let module = Server::start(flavor);
+        let twin = Server::start_without_module(flavor, &[]);
+        let mut t = twin.conn();
+        load_twin(&mut t);
+        let token = "A".repeat(22);
+        // On the twin, a command goes as FCALL with CACHE.GET's draw and token.
+        let on_twin = |c: &mut Connection, argv: &[&str]| -> Value {
+            let function = argv[0].to_ascii_lowercase().replace('.', "_");
+            let mut cmd = redis::cmd("FCALL");
+            cmd.arg(function).arg(1).arg(argv[1]);
+            if argv[0] == "CACHE.GET" {
+                cmd.arg(DRAW_MAX).arg(&token);
+            }
+            cmd.arg(&argv[2..]).query(c).unwrap()
+        };
+        let on_module = |c: &mut Connection, argv: &[&str]| -> Value { query(c, argv) };
+        let now: i64 = {
+            let (s, us): (i64, i64) = query(&mut t, &["TIME"]);
+            s * 1000 + us / 1000
+        };
+        let ms = |d: i64| (now + d).to_string();
+        let value = |v: &str, fresh: i64, stale: i64| {
+            vec![
+                ("value", v.to_string()),
+                ("fresh_until", ms(fresh)),
+                ("stale_until", ms(stale)),
+                ("delta_ms", "0".to_string()),
+            ]
+        };
+        let lease = |until: i64| {
+            vec![
+                ("lease", "held".to_string()),
+                ("lease_until", ms(until)),
+                ("leased_at", (now * 1000).to_string()),
+            ]
+        };
+        let mut results = Vec::new();
+        let servers: [(&Server, &Runner); 2] = [(&module, &on_module), (&twin, &on_twin)];
+        for (server, run) in servers {
+            let mut c = server.conn();
+            write_old_entry(
+                &mut c,
+                "fresh",
+                &value("v1", 60_000, 120_000),
+                now + 120_000,
+            );
+            let stale_leased = [value("v2", -1_000, 60_000), lease(60_000)].concat();
+            write_old_entry(&mut c, "stale", &stale_leased, now + 60_000);
+            write_old_entry(&mut c, "leased", &lease(60_000), now + 60_000);
+            write_old_entry(
+                &mut c,
+                "refresh",
+                &value("v4", -1_000, 60_000),
+                now + 60_000,
+            );
+            let mut replies = vec![
+                run(&mut c, &["CACHE.GET", "fresh"]),
+                run(&mut c, &["CACHE.GET", "stale"]),
+                run(&mut c, &["CACHE.GET", "leased"]),
+                run(&mut c, &["CACHE.FILL", "leased", "wrong", "x", "60000"]),
+            ];
+            // Reads write nothing: every entry is still a hash.
+            for key in ["fresh", "stale", "leased", "refresh"] {
+                assert_eq!(query::<String>(&mut c, &["TYPE", key]), "hash", "{key}");
+            }
+            replies.extend([
+                run(&mut c, &["CACHE.FILL", "leased", "held", "filled", "60000"]),
+                run(&mut c, &["CACHE.GET", "refresh"]),
+                run(&mut c, &["CACHE.SET", "fresh", "v1b", "60000"]),
+            ]);
+            let mut entries: Vec<Stored> = Vec::new();
+            for key in ["fresh", "leased", "refresh"] {
+                assert_eq!(query::<String>(&mut c, &["TYPE", key]), "string", "{key}");
+                let bytes: Vec<u8> = query(&mut c, &["GET", key]);
+                let e = decoded(&bytes);
+                let lease = e.lease.map(|l| (l.token.to_vec(), l.until));
+                entries.push((e.value.map(|(v, t)| (v.to_vec(), t)), lease));
+            }
+            replies.push(run(&mut c, &["CACHE.GET", "leased"]));
+            results.push((replies, entries));
+        }
+        let (replies, entries) = &results[0];
+        let state = |i: usize| parts(&replies[i]);
+        assert_eq!(state(0), ("HIT".into(), Some("v1".into()), None));
+        assert_eq!(state(1), ("STALE".into(), Some("v2".into()), None));
+        assert_eq!(state(2).0, "WAIT");
+        assert_eq!(replies[3], Value::Nil);
+        assert_eq!(text(&replies[4]).as_deref(), Some("OK"));
+        assert_eq!(state(5).0, "REFRESH");
+        assert_eq!(state(7), ("HIT".into(), Some("filled".into()), None));
+        // The refresh kept the value and its times, with the new lease.
+        let (kept, lease) = &entries[2];
+        let kept = kept.as_ref().unwrap();
+        assert_eq!(
+            (kept.0.as_slice(), kept.1.stale_until),
+            (&b"v4"[..], now + 60_000)
+        );
+        assert_eq!(lease.as_ref().unwrap().0, state(5).2.unwrap().into_bytes());
+        // The twin answered and wrote the same (but for the module's random lease token).
+        let (twin_replies, twin_entries) = &results[1];
+        let same = |i: usize| i != 5;
+        for (i, (a, b)) in replies.iter().zip(twin_replies).enumerate() {
+            if same(i) {
+                assert_eq!(a, b, "reply {i}");
+            }
+        }
+        // The rewritten entries' times come from each server's clock: their values and shapes
+        // compare; the refreshed one kept its times.
+        let shape = |(value, lease): &Stored| {
+            let (v, t) = value.clone().unwrap();
+            (
+                v,
+                t.stale_until - t.fresh_until,
+                t.delta_ms,
+                lease.is_some(),
+            )
+        };
+        for (a, b) in entries[..2].iter().zip(&twin_entries[..2]) {
+            assert_eq!(shape(a), shape(b));
+        }
+        assert_eq!(entries[2].0, twin_entries[2].0);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // The Lua twin
 
 /// The twin's XFetch decides as `patterns_core::cache::early` (the module's function) on every
@@ -843,14 +1022,17 @@ fn twin_xfetch_matches_the_core_on_explicit_draws() {
                 .arg("A".repeat(22))
                 .arg("BETA")
                 .arg(beta);
-            let mut h = redis::cmd("HGET");
-            h.arg(&key).arg("fresh_until");
+            let mut h = redis::cmd("GET");
+            h.arg(&key);
             let r = pipeline(&mut b, &[redis::cmd("TIME"), s, g, redis::cmd("TIME"), h]);
             let (t0, t1) = (ms_of(&r[0]), ms_of(&r[3]));
             if t0 != t1 {
                 continue;
             }
-            let fresh_until: i64 = text(&r[4]).unwrap().parse().unwrap();
+            let Value::BulkString(bytes) = &r[4] else {
+                panic!("{:?}", r[4])
+            };
+            let fresh_until = decoded(bytes).value.unwrap().1.fresh_until;
             let times = Times {
                 fresh_until,
                 stale_until: fresh_until,

@@ -179,6 +179,10 @@ local function parse(def, keys, argv)
   end
   return a
 end
+local FORMAT = 192
+local HAS_VALUE = 1
+local HAS_LEASE = 2
+local HEADER_LEN = 22
 local VALUE_FIELD = 'value'
 local FRESH_FIELD = 'fresh_until'
 local STALE_FIELD = 'stale_until'
@@ -196,11 +200,8 @@ local function cache_type(key)
   return redis.call('TYPE', key)['ok']
 end
 
--- The entry at key (Entry::parse): nil when absent; an error unless a cache entry's hash.
-local function cache_load(key)
-  local t = cache_type(key)
-  if t == 'none' then return nil end
-  if t ~= 'hash' then return nil, err(WRONGTYPE) end
+-- An old-layout entry's hash (Entry::parse): nil and an error unless an entry.
+local function cache_parse_hash(key)
   local flat = redis.call('HGETALL', key)
   local f = {}
   for i = 1, #flat, 2 do
@@ -222,6 +223,52 @@ local function cache_load(key)
     return nil, err(NOT_CACHE)
   end
   if e.value == nil and e.lease == nil then return nil, err(NOT_CACHE) end
+  return e
+end
+
+-- The compact layout (Entry::decode and Entry::encode): the format byte and the value's times,
+-- then the lease, then the value; integers big-endian, times in 7 bytes.
+local CACHE_HEADER = '>Bi7i7i7'
+local CACHE_LEASE = '>i7i7I4'
+
+local function cache_time(n)
+  return n >= 0 and n < LUA_EXACT_MAX
+end
+
+-- The entry an entry's string holds, nil unless one.
+local function cache_decode(s)
+  if #s < HEADER_LEN then return nil end
+  local format, fresh, stale, delta, pos = struct.unpack(CACHE_HEADER, s)
+  local flags = format - FORMAT
+  if flags < 1 or flags > HAS_VALUE + HAS_LEASE then return nil end
+  if not (cache_time(fresh) and cache_time(stale) and cache_time(delta)) then return nil end
+  local e = {}
+  if flags >= HAS_LEASE then
+    if #s < pos + 17 then return nil end
+    local lease_until, leased_at, len, at = struct.unpack(CACHE_LEASE, s, pos)
+    if not (cache_time(lease_until) and cache_time(leased_at)) or #s < at + len - 1 then
+      return nil
+    end
+    e.lease, e.lease_until, e.leased_at = string.sub(s, at, at + len - 1), lease_until, leased_at
+    pos = at + len
+  end
+  if flags ~= HAS_LEASE then
+    e.value, e.fresh, e.stale, e.delta = string.sub(s, pos), fresh, stale, delta
+  elseif pos <= #s or fresh ~= 0 or stale ~= 0 or delta ~= 0 then
+    return nil
+  end
+  return e
+end
+
+-- The entry at key: nil when absent; an error unless a string holding one (WRONGTYPE) or an
+-- old-layout hash holding one (NOT_CACHE).
+local function cache_load(key)
+  local t = cache_type(key)
+  if t == 'none' then return nil end
+  if t == 'hash' then return cache_parse_hash(key) end
+  if t ~= 'string' then return nil, err(WRONGTYPE) end
+  local e = cache_decode(redis.call('GET', key))
+  if e == nil then return nil, err(WRONGTYPE) end
   return e
 end
 

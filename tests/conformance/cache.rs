@@ -3,7 +3,7 @@
 
 use super::rows::{self, set};
 use crate::*;
-use patterns_core::cache::{COMMANDS, DRAW_MAX};
+use patterns_core::cache::{Entry, COMMANDS, DRAW_MAX, LEASED_AT_OFFSET, TIME_BYTES};
 use rand::seq::SliceRandom;
 use std::thread::sleep;
 use std::time::Duration;
@@ -185,16 +185,26 @@ fn twin_args(argv: &[String], reply: &Value) -> Vec<String> {
 /// equal to the millisecond (the step ran in one on both), they are made equal on the twin's
 /// server before the keys are compared byte for byte; a different millisecond stays and fails.
 fn align_microseconds(a: &mut redis::Connection, b: &mut redis::Connection, key: &str) {
-    let leased =
-        |c: &mut redis::Connection| -> Option<i64> { query(c, &["HGET", key, "leased_at"]) };
+    let leased = |c: &mut redis::Connection| -> Option<i64> {
+        let bytes: Option<Vec<u8>> = query(c, &["GET", key]);
+        Entry::decode(&bytes?)?.lease.map(|l| l.since)
+    };
     let kind: String = query(a, &["TYPE", key]);
-    if kind == "hash" {
+    if kind == "string" {
         if let (Some(x), Some(y)) = (leased(a), leased(b)) {
             if x / 1000 == y / 1000 {
-                // Only onto the field still there: a key that expired meanwhile stays gone.
-                let only_if_there = "if redis.call('HEXISTS', KEYS[1], 'leased_at') == 1 then \
-                     redis.call('HSET', KEYS[1], 'leased_at', ARGV[1]) end";
-                let _: () = query(b, &["EVAL", only_if_there, "1", key, &x.to_string()]);
+                // Only onto the entry still there: a key that expired meanwhile stays gone.
+                let only_if_there = "if redis.call('EXISTS', KEYS[1]) == 1 then \
+                     redis.call('SETRANGE', KEYS[1], ARGV[1], ARGV[2]) end";
+                let at = LEASED_AT_OFFSET.to_string();
+                let _: () = redis::cmd("EVAL")
+                    .arg(only_if_there)
+                    .arg(1)
+                    .arg(key)
+                    .arg(at)
+                    .arg(&x.to_be_bytes()[8 - TIME_BYTES..])
+                    .query(b)
+                    .unwrap();
             }
         }
     } else if kind == "zset" {

@@ -5,12 +5,17 @@
 //! `CACHE.GET` makes (`now_ms`, the entry and a random draw in, the reply's state out). The
 //! binding (`src/cache.rs`) and the Lua twin (`lua.rs`) run the same steps on Redis.
 //!
-//! State: an entry is a hash at its key with the fields `value`, `fresh_until`, `stale_until`
-//! (unix ms) and `delta_ms` (the value's recompute time, for XFetch), and, while a caller holds
-//! its lease, `lease` (the token), `lease_until` (unix ms) and `leased_at` (the grant, in unix
-//! **µs**: see invalidation below). A lease on an absent value
-//! leaves a hash with the lease fields only. The key expires at the later of `stale_until` and
-//! `lease_until`. A tag is the name of a sorted set: member = a key tagged with it, score = that
+//! State: an entry is a string at its key: a 22-byte header, then, while a caller holds its
+//! lease, the lease, then the value (see [`Entry::encode`] for the bytes). The header holds
+//! the format byte ([`FORMAT`], with what the entry holds: [`HAS_VALUE`], [`HAS_LEASE`]) and
+//! the value's times, `fresh_until`, `stale_until` (unix ms) and `delta_ms` (the value's recompute
+//! time, for XFetch); the lease its end `lease_until` (unix ms), its grant `leased_at` (unix
+//! **µs**: see invalidation below) and its token. A lease on an absent value leaves an entry
+//! holding the lease only. The key expires at the later of `stale_until` and `lease_until`.
+//! Entries written before this layout are hashes (fields `value`, `fresh_until`,
+//! `stale_until`, `delta_ms`, `lease`, `lease_until`, `leased_at`, the times in decimal): they
+//! are still read ([`Entry::parse`]), and any write of the entry writes the string instead.
+//! A tag is the name of a sorted set: member = a key tagged with it, score = that
 //! entry's `stale_until`; members scored `now` or lower (expired) are pruned whenever the tag is written,
 //! and the tag's own TTL is its highest score, so it expires with its last entry.
 //!
@@ -38,6 +43,7 @@ mod tests;
 
 use crate::command::{
     positive, text, Arg, ArgKind, CmdError, CommandDef, Flags, Keys, OptValue, OptionDef, Trailing,
+    LUA_EXACT_MAX,
 };
 use crate::keys::MAX_MS;
 
@@ -50,6 +56,21 @@ pub const DEFAULT_LEASE_MS: i64 = 10_000;
 /// The channel `CACHE.INVALIDATE` publishes each tag on.
 pub const CHANNEL: &str = "patterns:invalidate";
 
+/// An entry's first byte, the format byte: the compact layout (version 1) in the high bits,
+/// what the entry holds in the low ones, a value, a lease, or both.
+pub const FORMAT: u8 = 0xC0;
+pub const HAS_VALUE: u8 = 1;
+pub const HAS_LEASE: u8 = 2;
+/// A time's bytes: a big-endian integer below 2^53 (what a Lua number holds exactly).
+pub const TIME_BYTES: usize = 7;
+/// The header: the format byte, `fresh_until`, `stale_until`, `delta_ms`.
+pub const HEADER_LEN: usize = 1 + 3 * TIME_BYTES;
+/// Where `leased_at` sits in an entry holding a lease (after the header and `lease_until`).
+pub const LEASED_AT_OFFSET: usize = HEADER_LEN + TIME_BYTES;
+/// The lease's bytes before its token: `lease_until`, `leased_at`, the token's length (u32).
+const LEASE_FIXED: usize = 2 * TIME_BYTES + 4;
+
+// The layout before the compact one: a hash with these fields.
 pub const VALUE_FIELD: &str = "value";
 pub const FRESH_FIELD: &str = "fresh_until";
 pub const STALE_FIELD: &str = "stale_until";
@@ -57,7 +78,7 @@ pub const DELTA_FIELD: &str = "delta_ms";
 pub const LEASE_FIELD: &str = "lease";
 pub const LEASE_UNTIL_FIELD: &str = "lease_until";
 pub const LEASED_AT_FIELD: &str = "leased_at";
-/// Every field an entry's hash may hold.
+/// Every field an old-layout entry's hash may hold.
 pub const FIELDS: [&str; 7] = [
     VALUE_FIELD,
     FRESH_FIELD,
@@ -81,10 +102,10 @@ pub const TAG_IS_KEY: &str = "a key cannot be its own tag";
 // Definitions
 
 const WRITE: Flags = Flags::WRITE.and(Flags::DENY_OOM);
-const ENTRY_KEYS: &str = "key: a hash (`value`, `fresh_until`, `stale_until`, `delta_ms`; \
-     `lease`, `lease_until`, `leased_at` while leased), expiring at the later of `stale_until` \
-     and `lease_until`; each tag: a sorted set of keys scored by `stale_until`, expiring with its \
-     last";
+const ENTRY_KEYS: &str = "key: a string, a 22-byte header (the times `fresh_until`, \
+     `stale_until`, `delta_ms`), the lease while leased, then the value, expiring at the later of \
+     `stale_until` and `lease_until`; each tag: a sorted set of keys scored by `stale_until`, \
+     expiring with its last";
 
 const fn ms_option(
     token: &'static str,
@@ -217,6 +238,13 @@ pub struct Times {
 }
 
 impl Times {
+    /// The header's times when the entry holds no value.
+    pub const NONE: Self = Self {
+        fresh_until: 0,
+        stale_until: 0,
+        delta_ms: 0,
+    };
+
     /// A value written at `now_ms`, fresh for `ttl_ms`, then served stale for `grace_ms`.
     pub fn new(now_ms: i64, ttl_ms: i64, grace_ms: i64, delta_ms: i64) -> Result<Self, CmdError> {
         let life = ttl_ms.checked_add(grace_ms).filter(|l| *l <= MAX_MS);
@@ -250,7 +278,7 @@ pub struct Entry<'a> {
 }
 
 impl<'a> Entry<'a> {
-    /// Reads an entry's hash; `BadState` unless every field is one of the entry's, the value's
+    /// Reads an old-layout entry's hash; `BadState` unless every field is one of the entry's, the value's
     /// fields come all together, the lease's too, and the times are integers.
     pub fn parse(pairs: &[(&'a [u8], &'a [u8])]) -> Result<Self, CmdError> {
         let bad = CmdError::BadState(NOT_CACHE);
@@ -290,6 +318,74 @@ impl<'a> Entry<'a> {
         Ok(Self { value, lease })
     }
 
+    /// Reads an entry in the compact layout; None unless `bytes` are one: the format byte
+    /// naming a value or a lease, times below 2^53 (all zero without a value), a lease that
+    /// fits, and no value bytes without a value.
+    pub fn decode(bytes: &'a [u8]) -> Option<Self> {
+        let (&format, rest) = bytes.split_first()?;
+        let flags = format ^ FORMAT;
+        if !(1..=HAS_VALUE | HAS_LEASE).contains(&flags) {
+            return None;
+        }
+        let mut r = Reader(rest);
+        let (fresh_until, stale_until, delta_ms) = (r.time()?, r.time()?, r.time()?);
+        let lease = match flags & HAS_LEASE {
+            0 => None,
+            _ => {
+                let (until, since) = (r.time()?, r.time()?);
+                let len = u32::from_be_bytes(*r.take::<4>()?) as usize;
+                let token = r.0.get(..len)?;
+                r.0 = &r.0[len..];
+                Some(Lease {
+                    token,
+                    until,
+                    since,
+                })
+            }
+        };
+        let times = Times {
+            fresh_until,
+            stale_until,
+            delta_ms,
+        };
+        let value = match flags & HAS_VALUE {
+            0 if r.0.is_empty() && times == Times::NONE => None,
+            0 => return None,
+            _ => Some((r.0, times)),
+        };
+        Some(Self { value, lease })
+    }
+
+    /// The entry's bytes in the compact layout: the format byte, `fresh_until`, `stale_until`,
+    /// `delta_ms` (0 without a value), then with a lease `lease_until`, `leased_at` and the
+    /// token's length (u32) and bytes, then the value. Integers are big-endian, times 7 bytes
+    /// (the twin's `struct.pack('>Bi7i7i7')`).
+    pub fn encode(&self) -> Vec<u8> {
+        let (value, t) = self.value.unwrap_or((&[], Times::NONE));
+        let lease_len = self
+            .lease
+            .as_ref()
+            .map_or(0, |l| LEASE_FIXED + l.token.len());
+        let mut out = Vec::with_capacity(HEADER_LEN + lease_len + value.len());
+        let flags = match (&self.value, &self.lease) {
+            (Some(_), Some(_)) => HAS_VALUE | HAS_LEASE,
+            (None, Some(_)) => HAS_LEASE,
+            _ => HAS_VALUE,
+        };
+        out.push(FORMAT | flags);
+        for n in [t.fresh_until, t.stale_until, t.delta_ms] {
+            put_time(&mut out, n);
+        }
+        if let Some(l) = &self.lease {
+            put_time(&mut out, l.until);
+            put_time(&mut out, l.since);
+            out.extend_from_slice(&(l.token.len() as u32).to_be_bytes());
+            out.extend_from_slice(l.token);
+        }
+        out.extend_from_slice(value);
+        out
+    }
+
     /// The value, while it may still be served (fresh or within its grace).
     pub fn live_value(&self, now_ms: i64) -> Option<(&'a [u8], Times)> {
         self.value.filter(|(_, t)| now_ms < t.stale_until)
@@ -309,6 +405,30 @@ impl<'a> Entry<'a> {
     pub fn leased_at(&self) -> i64 {
         self.lease.as_ref().map_or(0, |l| l.since)
     }
+}
+
+/// Reads an entry's fields off the front of its bytes.
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take<const N: usize>(&mut self) -> Option<&'a [u8; N]> {
+        let (head, rest) = self.0.split_first_chunk::<N>()?;
+        self.0 = rest;
+        Some(head)
+    }
+
+    /// A time: [`TIME_BYTES`] big-endian, below 2^53 (the twin reads them as a signed
+    /// integer: one with the top bit set is negative there, and refused on both sides).
+    fn time(&mut self) -> Option<i64> {
+        let mut be = [0u8; 8];
+        be[8 - TIME_BYTES..].copy_from_slice(self.take::<TIME_BYTES>()?);
+        Some(i64::from_be_bytes(be)).filter(|n| *n < LUA_EXACT_MAX)
+    }
+}
+
+/// Appends a time (below 2^53) as [`TIME_BYTES`] big-endian.
+fn put_time(out: &mut Vec<u8>, n: i64) {
+    out.extend_from_slice(&n.to_be_bytes()[8 - TIME_BYTES..]);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -180,6 +180,71 @@ fn entries_parse_strictly() {
 }
 
 #[test]
+fn compact_entries_round_trip_byte_for_byte() {
+    for e in [
+        entry(true, None),
+        entry(true, Some(2_000)),
+        entry(false, Some(2_000)),
+    ] {
+        let bytes = e.encode();
+        assert_eq!(Entry::decode(&bytes), Some(e.clone()));
+        assert_eq!(bytes[0] & !3, FORMAT);
+        assert_eq!(bytes[0] & HAS_VALUE != 0, e.value.is_some());
+        let lease = e.lease.as_ref().map_or(0, |l| 18 + l.token.len());
+        assert_eq!(
+            bytes.len(),
+            HEADER_LEN + lease + usize::from(e.value.is_some())
+        );
+    }
+    // The exact bytes the twin's struct.pack('>Bi7i7i7', ...) and '>i7i7I4' make.
+    let mut want = vec![FORMAT | HAS_VALUE | HAS_LEASE];
+    for n in [1_000i64, 1_500, 100, 2_000, 700] {
+        want.extend_from_slice(&n.to_be_bytes()[1..]);
+    }
+    want.extend_from_slice(&[0, 0, 0, 3]);
+    want.extend_from_slice(b"tokv");
+    assert_eq!(entry(true, Some(2_000)).encode(), want);
+    assert_eq!(
+        want[LEASED_AT_OFFSET..LEASED_AT_OFFSET + 7],
+        700i64.to_be_bytes()[1..]
+    );
+    // An empty value is a value.
+    let empty = Entry {
+        value: Some((b"", T)),
+        lease: None,
+    };
+    assert_eq!(Entry::decode(&empty.encode()), Some(empty));
+}
+
+#[test]
+fn compact_entries_decode_strictly() {
+    let good = entry(true, Some(2_000)).encode();
+    let lease_only = entry(false, Some(2_000)).encode();
+    let with = |at: usize, byte: u8, bytes: &[u8]| {
+        let mut b = bytes.to_vec();
+        b[at] = byte;
+        b
+    };
+    let broken: Vec<Vec<u8>> = vec![
+        vec![],
+        b"plain text value of thirty bytes".to_vec(),
+        good[..HEADER_LEN - 1].to_vec(),
+        with(0, FORMAT, &good),
+        with(0, FORMAT | 4, &good),
+        with(0, 0xCF, &good),
+        with(1, 0x80, &good),                   // a negative time
+        with(1, 0x20, &good),                   // fresh_until beyond 2^53
+        good[..LEASED_AT_OFFSET + 4].to_vec(),  // a lease cut short
+        good[..good.len() - 2].to_vec(),        // a token cut short
+        [lease_only.as_slice(), b"x"].concat(), // value bytes without a value
+        with(7, 1, &lease_only),                // times without a value
+    ];
+    for bytes in &broken {
+        assert_eq!(Entry::decode(bytes), None, "{bytes:?}");
+    }
+}
+
+#[test]
 fn an_invalidation_voids_the_leases_granted_before_it() {
     // (lease granted at, invalidated at, voided), in µs: one microsecond orders them.
     let now_us = 1_733_000_000_123_456;

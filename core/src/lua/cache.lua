@@ -9,11 +9,8 @@ local function cache_type(key)
   return redis.call('TYPE', key)['ok']
 end
 
--- The entry at key (Entry::parse): nil when absent; an error unless a cache entry's hash.
-local function cache_load(key)
-  local t = cache_type(key)
-  if t == 'none' then return nil end
-  if t ~= 'hash' then return nil, err(WRONGTYPE) end
+-- An old-layout entry's hash (Entry::parse): nil and an error unless an entry.
+local function cache_parse_hash(key)
   local flat = redis.call('HGETALL', key)
   local f = {}
   for i = 1, #flat, 2 do
@@ -35,6 +32,68 @@ local function cache_load(key)
     return nil, err(NOT_CACHE)
   end
   if e.value == nil and e.lease == nil then return nil, err(NOT_CACHE) end
+  return e
+end
+
+-- The compact layout (Entry::decode and Entry::encode): the format byte and the value's times,
+-- then the lease, then the value; integers big-endian, times in 7 bytes.
+local CACHE_HEADER = '>Bi7i7i7'
+local CACHE_LEASE = '>i7i7I4'
+
+local function cache_time(n)
+  return n >= 0 and n < LUA_EXACT_MAX
+end
+
+-- The entry an entry's string holds, nil unless one.
+local function cache_decode(s)
+  if #s < HEADER_LEN then return nil end
+  local format, fresh, stale, delta, pos = struct.unpack(CACHE_HEADER, s)
+  local flags = format - FORMAT
+  if flags < 1 or flags > HAS_VALUE + HAS_LEASE then return nil end
+  if not (cache_time(fresh) and cache_time(stale) and cache_time(delta)) then return nil end
+  local e = {}
+  if flags >= HAS_LEASE then
+    if #s < pos + 17 then return nil end
+    local lease_until, leased_at, len, at = struct.unpack(CACHE_LEASE, s, pos)
+    if not (cache_time(lease_until) and cache_time(leased_at)) or #s < at + len - 1 then
+      return nil
+    end
+    e.lease, e.lease_until, e.leased_at = string.sub(s, at, at + len - 1), lease_until, leased_at
+    pos = at + len
+  end
+  if flags ~= HAS_LEASE then
+    e.value, e.fresh, e.stale, e.delta = string.sub(s, pos), fresh, stale, delta
+  elseif pos <= #s or fresh ~= 0 or stale ~= 0 or delta ~= 0 then
+    return nil
+  end
+  return e
+end
+
+local function cache_encode(e)
+  local flags, fresh, stale, delta = 0, 0, 0, 0
+  if e.value then flags, fresh, stale, delta = HAS_VALUE, e.fresh, e.stale, e.delta end
+  local lease = ''
+  if e.lease then
+    flags = flags + HAS_LEASE
+    lease = struct.pack(CACHE_LEASE, e.lease_until, e.leased_at, #e.lease) .. e.lease
+  end
+  return struct.pack(CACHE_HEADER, FORMAT + flags, fresh, stale, delta) .. lease .. (e.value or '')
+end
+
+-- Replaces whatever key holds (an old-layout hash too) with the entry, expiring at `at`.
+local function cache_put(key, e, at)
+  redis.call('SET', key, cache_encode(e), 'PXAT', int(at))
+end
+
+-- The entry at key: nil when absent; an error unless a string holding one (WRONGTYPE) or an
+-- old-layout hash holding one (NOT_CACHE).
+local function cache_load(key)
+  local t = cache_type(key)
+  if t == 'none' then return nil end
+  if t == 'hash' then return cache_parse_hash(key) end
+  if t ~= 'string' then return nil, err(WRONGTYPE) end
+  local e = cache_decode(redis.call('GET', key))
+  if e == nil then return nil, err(WRONGTYPE) end
   return e
 end
 
@@ -114,12 +173,11 @@ local function cache_invalidated_since(tags, leased_us)
   return false
 end
 
--- A refused fill gives up its lease (cache::after_giving_up): the lease's fields go and the
--- key expires with its live value, or the key goes.
+-- A refused fill gives up its lease (cache::after_giving_up): the entry keeps its live value
+-- and expires with it, or the key goes.
 local function cache_give_up(key, e, now)
   if cache_live(e, now) then
-    redis.call('HDEL', key, LEASE_FIELD, LEASE_UNTIL_FIELD, LEASED_AT_FIELD)
-    redis.call('PEXPIREAT', key, int(e.stale))
+    cache_put(key, {value = e.value, fresh = e.fresh, stale = e.stale, delta = e.delta}, e.stale)
   else
     redis.call('DEL', key)
   end
@@ -133,11 +191,8 @@ local function cache_store_check(key, now, ttl, delta, grace, tags)
   return {fresh = now + ttl, stale = now + ttl + grace, delta = delta}
 end
 
-local function cache_write(key, value, t, tags, existed, now)
-  if existed then redis.call('DEL', key) end
-  redis.call('HSET', key, VALUE_FIELD, value, FRESH_FIELD, int(t.fresh), STALE_FIELD,
-    int(t.stale), DELTA_FIELD, int(t.delta))
-  redis.call('PEXPIREAT', key, int(t.stale))
+local function cache_write(key, value, t, tags, now)
+  cache_put(key, {value = value, fresh = t.fresh, stale = t.stale, delta = t.delta}, t.stale)
   for _, tag in ipairs(tags) do cache_index_add(tag, now, t.stale, key) end
 end
 
@@ -145,9 +200,9 @@ local function cache_set_run(key, value, ttl_ms, delta, grace, tags)
   local now = now_ms()
   local t, e = cache_store_check(key, now, ttl_ms, delta, grace, tags)
   if e then return e end
-  local entry, e2 = cache_load(key)
+  local _, e2 = cache_load(key)
   if e2 then return e2 end
-  cache_write(key, value, t, tags, entry ~= nil, now)
+  cache_write(key, value, t, tags, now)
   return redis.status_reply('OK')
 end
 
@@ -162,7 +217,7 @@ local function cache_fill_run(key, lease, value, ttl_ms, delta, grace, tags)
     cache_give_up(key, entry, now)
     return false
   end
-  cache_write(key, value, t, tags, true, now)
+  cache_write(key, value, t, tags, now)
   return redis.status_reply('OK')
 end
 
@@ -179,15 +234,11 @@ local function cache_get_run(key, draw, lease, beta, lease_ms)
   local state, retry = cache_decide(now, e, beta, draw)
   if state == 'HIT' or state == 'STALE' then return {state, e.value, false} end
   if state == 'WAIT' then return {state, false, retry} end
-  local stale = 0
-  if state == 'MISS' then
-    if e ~= nil then redis.call('DEL', key) end
-  elseif e.value ~= nil then
-    stale = e.stale
+  local g = {lease = lease, lease_until = lease_until, leased_at = now_us}
+  if state ~= 'MISS' and e.value ~= nil then
+    g.value, g.fresh, g.stale, g.delta = e.value, e.fresh, e.stale, e.delta
   end
-  redis.call('HSET', key, LEASE_FIELD, lease, LEASE_UNTIL_FIELD, int(lease_until),
-    LEASED_AT_FIELD, int(now_us))
-  redis.call('PEXPIREAT', key, int(math.max(stale, lease_until)))
+  cache_put(key, g, math.max(g.stale or 0, lease_until))
   if state == 'MISS' then return {state, false, lease} end
   return {state, e.value, lease}
 end

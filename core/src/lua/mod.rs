@@ -82,6 +82,12 @@ impl LuaValue for i64 {
     }
 }
 
+impl LuaValue for u8 {
+    fn lua(&self) -> String {
+        self.to_string()
+    }
+}
+
 impl LuaValue for u64 {
     fn lua(&self) -> String {
         self.to_string()
