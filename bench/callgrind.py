@@ -39,13 +39,28 @@ COMMANDS = {
     "slidingwindow": (MODULE, "RL.SLIDINGWINDOW p:sw:__rand_int__ 1000000 100000"),
     "throttle": (MODULE, "CL.THROTTLE p:cl:__rand_int__ 1000000 1 100"),
     "cell": ("CELL", "CL.THROTTLE p:cell:__rand_int__ 1000000 1 100"),
+    # The cache against plain strings: GET of a 100-byte value, SET ... PX of one; CACHE.GET of
+    # an entry holding one (set without DELTA: no early refresh, every reply a HIT), CACHE.SET
+    # of one without tags. SETUP writes every key first, so the warm-up and the profile read
+    # live values.
+    "get": (None, "GET p:get:{__rand_int__}"),
+    "cache_get": (MODULE, "CACHE.GET p:cg:{__rand_int__}"),
+    "set_px": (None, f"SET p:setpx:{{__rand_int__}} {'v' * 100} PX 3600000"),
+    "cache_set": (MODULE, f"CACHE.SET p:cs:{{__rand_int__}} {'v' * 100} 3600000"),
+}
+
+# id -> the command that writes key i (as redis-benchmark writes __rand_int__) before the run.
+SETUP = {
+    "get": lambda i: ["SET", f"p:get:{{{i:012d}}}", "v" * 100, "PX", "3600000"],
+    "cache_get": lambda i: ["CACHE.SET", f"p:cg:{{{i:012d}}}", "v" * 100, "3600000"],
 }
 
 # (label, function-name regex): inclusive instructions of each, per request.
 PARTS = [
     ("read and parse the request", r"^processInputBuffer$"),
     ("command call (call())", r"^call$"),
-    ("the command's body", r"^(RedisModuleCommandDispatcher|incrCommand|setCommand)$"),
+    ("the command's body",
+     r"^(RedisModuleCommandDispatcher|incrCommand|setCommand|getCommand)$"),
     ("  RM_Replicate", r"^RM_Replicate$"),
     ("    command lookup by name", r"^lookupCommandByCString$"),
     ("    argument objects", r"^moduleCreateArgvFromUserFormat$"),
@@ -86,7 +101,17 @@ def bench(port, line, n):
         raise SystemExit(f"error replies: {out}")
 
 
-def profile(module, line):
+def setup(port, command):
+    """Writes keys 0..10000 with `command(i)` (through redis-cli --pipe), uninstrumented."""
+    lines = []
+    for i in range(10000):
+        argv = command(i)
+        lines.append(f"*{len(argv)}\r\n" + "".join(f"${len(a)}\r\n{a}\r\n" for a in argv))
+    subprocess.run(["redis-cli", "-p", str(port), "--pipe"], input="".join(lines),
+                   capture_output=True, text=True, check=True)
+
+
+def profile(cid, module, line):
     port = free_port()
     workdir = Path(tempfile.mkdtemp(prefix="profile-"))
     out = workdir / "callgrind.out"
@@ -102,6 +127,8 @@ def profile(module, line):
             if cli(port, "PING") == "PONG":
                 break
             time.sleep(0.1)
+        if cid in SETUP:
+            setup(port, SETUP[cid])
         bench(port, line, N_WARM)
         subprocess.run(["callgrind_control", "-i", "on", str(proc.pid)], capture_output=True)
         bench(port, line, N)
@@ -134,7 +161,7 @@ def measure(ids, cell=None, log=lambda msg: print(msg, file=sys.stderr)):
             if not cell:
                 continue
             module = cell
-        total, inclusive = profile(module, line)
+        total, inclusive = profile(cid, module, line)
         parts = {}
         for label, pattern in PARTS:
             rx = re.compile(pattern)

@@ -94,7 +94,9 @@ from cases.common import validate  # noqa: E402
 from cases.ratelimit import COMMANDS, build_cases  # noqa: E402
 from cases.session import build_session_cases, validate_sessions  # noqa: E402
 from cases.leaderboard import build_leaderboard_cases, validate_leaderboards  # noqa: E402
-from cases.cache import build_cache_cases, validate_cache  # noqa: E402
+from cases.cache import (  # noqa: E402
+    build_cache_cases, measure_cache_memory, measure_invalidate, validate_cache,
+)
 from cases.lock import build_lock_cases, validate_locks  # noqa: E402
 from measure import (  # noqa: E402
     measure_memory, measure_session_memory, measure_throughput, summarize,
@@ -152,6 +154,8 @@ def main():
         log("memory ...")
         memory = measure_memory(r, shas)
         session_memory = measure_session_memory(r)
+        cache_memory = measure_cache_memory(r)
+        cache_invalidate = measure_invalidate(r)
 
         log("throughput ...")
         runs = measure_throughput(server, r, cases + session_cases + lb_cases + cache_cases
@@ -188,7 +192,8 @@ def main():
     peer.chart(peer_data, PEER_CHART)
     if shutil.which("valgrind") and shutil.which("callgrind_annotate"):
         log("callgrind ...")
-        profiled = callgrind.measure(["incr", "tokenbucket", "throttle", "cell"],
+        profiled = callgrind.measure(["incr", "tokenbucket", "throttle", "cell", "get",
+                                      "cache_get", "set_px", "cache_set"],
                                      peer_data["cell"], log)
     else:
         profiled = None
@@ -206,6 +211,7 @@ def main():
         cases=cases, summary=summary, ratios=ratios, memory=memory,
         session_cases=session_cases, session_ratios=session_ratios,
         session_memory=session_memory, lb_cases=lb_cases, cache_cases=cache_cases,
+        cache_memory=cache_memory, cache_invalidate=cache_invalidate,
         lock_cases=lock_cases, lock_ratios=lock_ratios, peer=peer_data, callgrind=profiled,
         scale=min(1.0, BUDGET / (REPEATS * sum(c.get("seconds", SECONDS)
                                                for c in cases + session_cases + lb_cases

@@ -357,8 +357,8 @@ fn get(call: &Call) -> Result<Reply, CmdError> {
         Outcome::Stale => Stat::CacheStale,
         Outcome::Wait { .. } => Stat::CacheWait,
     });
-    let word = Value::Bulk(outcome.word().as_bytes().to_vec());
-    Ok(Reply::Value(Value::Array(vec![word, value, extra])))
+    let word = Value::Static(outcome.word().as_bytes());
+    Ok(Reply::Three([word, value, extra]))
 }
 
 // CACHE.TAG key tag [tag ...]

@@ -1,5 +1,5 @@
 """Cache rows (CACHE.*): CACHE.GET on a hit and CACHE.SET with one tag, natively and through the
-twin, HGET and SET ... PX as baselines.
+twin, GET and SET ... PX of the same values as baselines, and CACHE.INVALIDATE's worst case.
 """
 
 import os
@@ -10,8 +10,9 @@ from cases.common import check_reply, row_adder
 
 # Caching (CACHE.*), same method. Before every GET row (after its FLUSHALL, outside the timing)
 # CACHE_ENTRIES entries cache:{<i>} (i as redis-benchmark writes __rand_int__: 12 digits) are
-# set natively with an hour's TTL; BETA 0 turns XFetch off, so every GET is a HIT. The twin reads
-# the very same entries (the twin's draw and lease arguments are then unused). SET rows write
+# set natively with an hour's TTL, and as many plain strings plain:{<i>} with the same values and
+# TTL (SET ... PX, for the GET baseline); BETA 0 turns XFetch off, so every GET is a HIT. The twin
+# reads the very same entries (the twin's draw and lease arguments are then unused). SET rows write
 # 100-byte values with one tag each; redis-benchmark draws each __rand_int__ independently, so
 # keys and tags spread over 10,000 names each.
 CACHE_SECONDS = float(os.environ.get("BENCH_CACHE_SECONDS", "1.5"))
@@ -32,8 +33,8 @@ def build_cache_cases(shas):
     cases = []
     add = row_adder(cases, base)
     key = "cache:{__rand_int__}"
-    add("c_hget", "plain Redis", "HGET (the entry's value)", ["HGET", key, "value"], "hget",
-        "bulk", setup=True, setup_fn=setup_cache)
+    add("c_plainget", "plain Redis", "GET (a SET ... PX value)", ["GET", "plain:{__rand_int__}"],
+        "get", "bulk", setup=True, setup_fn=setup_cache)
     get_args = ["BETA", "0"]
     add("c_get:native", "native", "CACHE.GET (hit)", ["CACHE.GET", key, *get_args],
         "cache.get", "cache_hit", setup=True, setup_fn=setup_cache)
@@ -58,9 +59,12 @@ def build_cache_cases(shas):
 
 
 def setup_cache(r):
-    """On an empty database: CACHE_ENTRIES entries, set natively (no placeholders to fill)."""
+    """On an empty database: CACHE_ENTRIES entries, set natively (no placeholders to fill), and
+    as many plain strings holding the same values."""
     cmds = [("CACHE.SET", cache_key(i), CACHE_VALUE, CACHE_TTL_MS, "DELTA", "100")
             for i in range(CACHE_ENTRIES)]
+    cmds += [("SET", f"plain:{{{i:012d}}}", CACHE_VALUE, "PX", CACHE_TTL_MS)
+             for i in range(CACHE_ENTRIES)]
     for c, reply in zip(cmds, r.pipeline(cmds)):
         if reply != "OK":
             raise RuntimeError(f"cache setup: {c} -> {reply!r}")
@@ -75,3 +79,45 @@ def validate_cache(r, cases):
             setup_cache(r)
         argv = [a.replace("__rand_int__", "0" * 12) for a in case["argv"]]
         check_reply(case, r.pipeline([argv])[0])
+
+
+# Memory per entry against SET ... PX of the same value (issue 19's goal: at most 1.3x), and
+# CACHE.INVALIDATE's worst case: one call on a tag listing INVALIDATE_KEYS entries, timed by the
+# server (INFO commandstats' usec for the command, so the client's reading of the reply is out).
+MEMORY_VALUES = (100, 1024)
+MEMORY_GOAL = 1.3
+INVALIDATE_KEYS = (10_000, 100_000)
+
+
+def measure_cache_memory(r):
+    """{value size: (SET ... PX bytes, CACHE.SET bytes)}: MEMORY USAGE of one key each."""
+    out = {}
+    for size in MEMORY_VALUES:
+        r.call("FLUSHALL", "SYNC")
+        value = "v" * size
+        r.call("SET", "plain:{m}", value, "PX", CACHE_TTL_MS)
+        r.call("CACHE.SET", "cache:{m}", value, CACHE_TTL_MS)
+        out[size] = (r.call("MEMORY", "USAGE", "plain:{m}"),
+                     r.call("MEMORY", "USAGE", "cache:{m}"))
+    r.call("FLUSHALL", "SYNC")
+    return out
+
+
+def measure_invalidate(r):
+    """{keys: ms}: the server's time for one CACHE.INVALIDATE of a tag listing `keys` entries."""
+    out = {}
+    for n in INVALIDATE_KEYS:
+        r.call("FLUSHALL", "SYNC")
+        cmds = [("CACHE.SET", f"inv:{{t}}:{i}", CACHE_VALUE, CACHE_TTL_MS, "TAGS", "tag:{t}")
+                for i in range(n)]
+        for c, reply in zip(cmds, r.pipeline(cmds)):
+            if reply != "OK":
+                raise RuntimeError(f"invalidate setup: {c} -> {reply!r}")
+        r.call("CONFIG", "RESETSTAT")
+        deleted = r.call("CACHE.INVALIDATE", "tag:{t}")
+        if deleted != n:
+            raise RuntimeError(f"CACHE.INVALIDATE deleted {deleted} of {n}")
+        stats = r.info("commandstats")["cmdstat_cache.invalidate"]
+        out[n] = int(dict(kv.split("=") for kv in stats.split(","))["usec"]) / 1000
+    r.call("FLUSHALL", "SYNC")
+    return out

@@ -17,6 +17,8 @@ pub enum Reply {
     Bulks(Vec<Vec<u8>>),
     /// Any shape: nested arrays of integers, strings, doubles and nils.
     Value(Value),
+    /// An array of three values, kept inline (a hot path's reply allocates no array).
+    Three([Value; 3]),
     /// A simple string such as `OK`.
     Simple(&'static CStr),
     /// No reply now: the client is blocked and a callback replies later.
@@ -28,6 +30,8 @@ pub enum Reply {
 pub enum Value {
     Int(i64),
     Bulk(Vec<u8>),
+    /// A bulk string of static bytes (allocates nothing).
+    Static(&'static [u8]),
     /// A double, formatted by the server as its own replies are.
     Double(f64),
     /// A score kept as text: a double under RESP3, this text under RESP2 (as `ZSCORE`).
@@ -85,6 +89,7 @@ pub(super) fn send(ctx: Ctx, reply: Reply) {
             }
         }
         Reply::Value(v) => reply_value(ctx, &v),
+        Reply::Three(values) => reply_array(ctx, &values),
         Reply::Simple(text) => {
             // SAFETY: `ctx` is the live context of the call that replies.
             unsafe { raw::RedisModule_ReplyWithSimpleString.unwrap()(ctx, text.as_ptr()) };
@@ -105,6 +110,7 @@ fn reply_value(ctx: *mut raw::RedisModuleCtx, value: &Value) {
             unsafe { raw::RedisModule_ReplyWithLongLong.unwrap()(ctx, *n) };
         }
         Value::Bulk(b) => reply_bulk(ctx, b),
+        Value::Static(b) => reply_bulk(ctx, b),
         Value::Double(d) => {
             // SAFETY: `ctx` is the live context of the call that replies.
             unsafe { raw::RedisModule_ReplyWithDouble.unwrap()(ctx, *d) };
@@ -117,13 +123,7 @@ fn reply_value(ctx: *mut raw::RedisModuleCtx, value: &Value) {
             (true, Some(d)) => reply_value(ctx, &Value::Double(d)),
             _ => reply_bulk(ctx, text),
         },
-        Value::Array(items) => {
-            // SAFETY: `ctx` is the live context of the call that replies.
-            unsafe { raw::RedisModule_ReplyWithArray.unwrap()(ctx, items.len() as _) };
-            for item in items {
-                reply_value(ctx, item);
-            }
-        }
+        Value::Array(items) => reply_array(ctx, items),
         Value::Map(pairs) => {
             // SAFETY: `ctx` is the live context of the call that replies; under RESP2 the
             // server sends an array of twice the length.
@@ -133,6 +133,14 @@ fn reply_value(ctx: *mut raw::RedisModuleCtx, value: &Value) {
                 reply_value(ctx, value);
             }
         }
+    }
+}
+
+fn reply_array(ctx: *mut raw::RedisModuleCtx, items: &[Value]) {
+    // SAFETY: `ctx` is the live context of the call that replies.
+    unsafe { raw::RedisModule_ReplyWithArray.unwrap()(ctx, items.len() as _) };
+    for item in items {
+        reply_value(ctx, item);
     }
 }
 
