@@ -409,7 +409,8 @@ fn invalidate(call: &Call) -> Result<Reply, CmdError> {
     let channel = config::CACHE_CHANNEL.get();
     for (tag, keys) in tags.iter().zip(&listed) {
         deleted += delete_listed(ctx, keys);
-        redis_call(ctx, c"DEL", &[tag], true);
+        // A tag can list many keys: UNLINK frees its members off the main thread.
+        redis_call(ctx, c"UNLINK", &[tag], true);
         put_marker(ctx, tag, now_us);
         ctx.publish(&channel, tag);
     }

@@ -1691,7 +1691,7 @@ local function cache_invalidate_run(keys)
   local deleted = 0
   for n, tag in ipairs(keys) do
     for _, key in ipairs(listed[n]) do deleted = deleted + redis.call('DEL', key) end
-    redis.call('DEL', tag)
+    redis.call('UNLINK', tag)
     -- The marker (cache::marker_score): ms, then the microseconds as three decimals.
     local ms, us = divmod(now_us, 1000)
     redis.call('ZADD', tag, string.format('%d.%03d', ms + MAX_LEASE_MS, us), tag)

