@@ -24,6 +24,7 @@
 mod common;
 
 use common::*;
+use patterns_core::cache::{Entry, Lease, Times};
 use patterns_core::command::{ArgKind, CommandDef, Keys, OptValue};
 use patterns_core::keys::derived_key;
 use patterns_core::lua::{families, TwinCommand};
@@ -396,8 +397,9 @@ impl Gen<'_> {
     fn wrong_type(&mut self, key: &[u8]) -> Argv {
         let word = |w: &str| w.as_bytes().to_vec();
         let mut argv;
-        match self.rng.gen_range(0..6) {
+        match self.rng.gen_range(0..7) {
             0 => argv = vec![word("SET"), key.to_vec(), self.anything()],
+            6 => argv = vec![word("SET"), key.to_vec(), self.cache_entry()],
             1 => {
                 argv = vec![word("HSET"), key.to_vec()];
                 for _ in 0..self.rng.gen_range(1..4) {
@@ -425,6 +427,38 @@ impl Gen<'_> {
             }
         }
         argv
+    }
+
+    /// A cache entry's bytes (the compact layout) with random times, a lease or not, as written
+    /// or cut short or with one byte changed.
+    fn cache_entry(&mut self) -> Vec<u8> {
+        let mut time = || match self.rng.gen_range(0..4) {
+            0 => 0,
+            1 => (1 << 53) - 1,
+            _ => self.rng.gen_range(0..1i64 << 53),
+        };
+        let times = Times {
+            fresh_until: time(),
+            stale_until: time(),
+            delta_ms: time(),
+        };
+        let (until, since) = (time(), time());
+        let value = self.rng.gen_bool(0.7).then_some((&b"cached"[..], times));
+        let lease = (value.is_none() || self.rng.gen_bool(0.3)).then_some(Lease {
+            token: b"fuzz-lease",
+            until,
+            since,
+        });
+        let mut bytes = Entry { value, lease }.encode();
+        match self.rng.gen_range(0..4) {
+            0 => bytes.truncate(self.rng.gen_range(0..bytes.len())),
+            1 => {
+                let at = self.rng.gen_range(0..bytes.len());
+                bytes[at] = self.rng.gen();
+            }
+            _ => {}
+        }
+        bytes
     }
 
     /// Values for the twin's own leading arguments (what Lua cannot draw itself).
