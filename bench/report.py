@@ -28,6 +28,7 @@ from cases.cache import CACHE_ENTRIES, CACHE_TTL_MS, CACHE_VALUE  # noqa: E402
 from cases.lock import (  # noqa: E402
     LOCKS_HELD, LOCK_FAMILIES, LOCK_HOLDS, LOCK_OWNER, LOCK_SECONDS,
 )
+from cases import queue as queue_bench  # noqa: E402
 
 
 def write_cache(ctx, add):
@@ -636,6 +637,7 @@ def write_report(ctx):
     write_leaderboards(ctx, add)
     write_cache(ctx, add)
     write_locks(ctx, add)
+    queue_bench.section(ctx["queue"], add)
 
     # Notes
     import peer  # bench/peer.py imports this file: loaded once this one is
