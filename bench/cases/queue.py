@@ -23,7 +23,7 @@ own: `cd bench && python3 -m cases.queue` prints the section.
   The twin cannot block: its consumers poll with the clients' backoff (5 ms doubling to
   200 ms, jittered, reset by a job).
 - Memory: MEMORY_JOBS waiting jobs pushed on an emptied database; the growth of used_memory
-  (minus client buffers) per job, and the stream's MEMORY USAGE per job.
+  (minus client buffers) per job, and MEMORY USAGE per job of the queue's keys.
 """
 
 import glob
@@ -36,10 +36,10 @@ import subprocess
 import threading
 import time
 
-from config import DIST, ROOT, log
-from server import ReplyError, Redis, Server, commandstats, redis_cli
+from config import DIST, MEMORY_PASSES, ROOT, log
+from server import ReplyError, Redis, Server, redis_cli
 
-JOBS = int(os.environ.get("BENCH_QUEUE_JOBS", "20000"))
+JOBS = int(os.environ.get("BENCH_QUEUE_JOBS", "10000"))
 ROUNDS = int(os.environ.get("BENCH_QUEUE_ROUNDS", "3"))
 BATCH = 100
 CONSUMERS = 4
@@ -120,24 +120,22 @@ def cpu_ns(server):
     return total
 
 
-def start_counters(server, r):
-    r.call("CONFIG", "RESETSTAT")
+def start_counters(server):
     return cpu_ns(server), time.monotonic()
 
 
-def counters(server, r, started, jobs):
-    """jobs/s, and per job the server's CPU time and the time inside commands (the sum of
-    every command's `usec` in INFO commandstats), in µs."""
+def counters(server, started, jobs):
+    """jobs/s, and the server's CPU time per job in µs. (Not commandstats: it counts the
+    commands a module or a script calls as well as the call itself.)"""
     cpu0, t0 = started
     wall, cpu = time.monotonic() - t0, cpu_ns(server) - cpu0
-    inside = sum(stat["usec"] for stat in commandstats(r).values() if "usec" in stat)
-    return dict(jobs_s=jobs / wall, cpu_us=cpu / 1e3 / jobs, command_us=inside / jobs)
+    return dict(jobs_s=jobs / wall, cpu_us=cpu / 1e3 / jobs)
 
 
 def cycle(server, r, path, mode):
     """Pushes JOBS jobs, then pops and acks them all (see counters)."""
     prepare(r, path)
-    started = start_counters(server, r)
+    started = start_counters(server)
     for start in range(0, JOBS, BATCH):
         checked(path, r.pipeline([push(path)] * min(BATCH, JOBS - start)))
     done = 0
@@ -155,7 +153,7 @@ def cycle(server, r, path, mode):
         if acked != len(ids):
             raise RuntimeError(f"queue bench, {path}: {acked} of {len(ids)} jobs acked")
         done += len(ids)
-    return counters(server, r, started, JOBS)
+    return counters(server, started, JOBS)
 
 
 def consume(port, path, name, latencies, stop):
@@ -216,12 +214,16 @@ def grown(r):
 
 
 def memory(r, path):
-    r.call("FLUSHALL", "SYNC")
-    before = grown(r)
-    checked(path, r.pipeline([push(path)] * MEMORY_JOBS))
-    after = grown(r)
+    """used_memory's growth per job (the median of MEMORY_PASSES passes: allocator noise),
+    and the stream's MEMORY USAGE per job."""
+    growth = []
+    for _ in range(MEMORY_PASSES):
+        r.call("FLUSHALL", "SYNC")
+        before = grown(r)
+        checked(path, r.pipeline([push(path)] * MEMORY_JOBS))
+        growth.append((grown(r) - before) / MEMORY_JOBS)
     usage = r.call("MEMORY", "USAGE", KEY, "SAMPLES", "0")
-    return dict(growth=(after - before) / MEMORY_JOBS, usage=usage / MEMORY_JOBS)
+    return dict(growth=statistics.median(growth), usage=usage / MEMORY_JOBS)
 
 
 def keys_usage(r, pattern):
@@ -258,11 +260,11 @@ def bullmq(server, r, mode, jobs, payload=PAYLOAD):
     try:
         if proc.stdout.readline().strip() != "ready":
             raise RuntimeError(f"bench/node/bullmq.js {mode}: {proc.stderr.read()[-2000:]}")
-        memory0, started = grown(r), start_counters(server, r)
+        memory0, started = grown(r), start_counters(server)
         proc.stdin.write("go\n")
         proc.stdin.flush()
         line = proc.stdout.readline()
-        measured, memory1 = counters(server, r, started, jobs), grown(r)
+        measured, memory1 = counters(server, started, jobs), grown(r)
         if proc.wait(60) != 0 or not line:
             raise RuntimeError(f"bench/node/bullmq.js {mode}: {proc.stderr.read()[-2000:]}")
     finally:
@@ -275,8 +277,7 @@ def bullmq(server, r, mode, jobs, payload=PAYLOAD):
 def bullmq_cycle(server, r):
     """BullMQ's jobs/s as its script timed them, the server's counters around the script."""
     res = bullmq(server, r, "throughput", JOBS)
-    return dict(jobs_s=res["jobs"] / res["seconds"], cpu_us=res["cpu_us"],
-                command_us=res["command_us"])
+    return dict(jobs_s=res["jobs"] / res["seconds"], cpu_us=res["cpu_us"])
 
 
 # --- The section ----------------------------------------------------------------------------
@@ -300,8 +301,7 @@ def measure():
                        else cycle(server, r, path, mode))
                 runs[(path, mode)].append(res)
                 log(f"  queue [{rnd + 1}/{ROUNDS}] {path:<7} {mode:<24} "
-                    f"{res['jobs_s']:>10,.0f} jobs/s {res['cpu_us']:>7.1f} server CPU µs/job "
-                    f"{res['command_us']:>7.1f} µs in commands/job")
+                    f"{res['jobs_s']:>10,.0f} jobs/s {res['cpu_us']:>7.1f} server CPU µs/job")
         latencies = {path: latency(server.port, r, path) for path in PATHS}
         mem = {path: memory(r, path) for path in PATHS}
         if not skipped:
@@ -339,19 +339,17 @@ def section(data, add):
     add("One client; pushes pipelined 100 per round trip. *per job*: one job per pop (100 "
         "pops pipelined, then their acks); *batched*: 100 jobs per pop, one ack for them. "
         f"Median of {ROUNDS} interleaved runs (min–max). *server CPU µs/job*: the server "
-        "process's CPU time over the run (schedstat, all threads) per job; *µs in commands / "
-        "job*: the sum of every command's `usec` in `INFO commandstats` per job. Both count "
-        "the server's work whichever client is faster, and vary less with the machine's load "
-        "than jobs/s.")
+        "process's CPU time over the run (schedstat, all threads) per job: the server's work, "
+        "whichever client is faster, and steadier than jobs/s on a loaded machine.")
     add("")
-    add("| Path | Mode | jobs/s | min–max | server CPU µs/job | µs in commands / job |")
-    add("|---|---|---:|---:|---:|---:|")
+    add("| Path | Mode | jobs/s | min–max | server CPU µs/job |")
+    add("|---|---|---:|---:|---:|")
     for path, mode in data["rows"]:
         s = data["summary"][(path, mode)]
         add(f"| {PATH_TEXT[path] or path} | {mode} | {s['jobs_s']:,.0f} | "
-            f"{s['min']:,.0f}–{s['max']:,.0f} | {s['cpu_us']:.1f} | {s['command_us']:.1f} |")
+            f"{s['min']:,.0f}–{s['max']:,.0f} | {s['cpu_us']:.1f} |")
     add("")
-    add(f"The seeds' loop never trims its stream (`XACK` leaves the entry), never reclaims a "
+    add("The seeds' loop never trims its stream (`XACK` leaves the entry), never reclaims a "
         "crashed worker's job and has no dead letters, delays or dedupe: it does less per job "
         "than the module. The module trims what every group has completed after each ack.")
     add("")
@@ -370,7 +368,8 @@ def section(data, add):
     add("### Memory per waiting job")
     add("")
     add(f"{MEMORY_JOBS:,} jobs pushed on an emptied database, none popped: growth of "
-        "`used_memory` (minus client buffers) per job, and `MEMORY USAGE` per job of the "
+        f"`used_memory` (minus client buffers) per job (median of {MEMORY_PASSES} passes; "
+        f"{BULLMQ}: one), and `MEMORY USAGE` per job of the "
         f"queue's stream ({BULLMQ}: of all its keys, `bull:<queue>:*`: a hash per job, the "
         "wait list, its events stream and metadata). A module job is a plain stream entry "
         "(`payload`), so it costs what `XADD key * payload <payload>` does.")
