@@ -51,7 +51,7 @@ export interface WorkerOptions {
   retryMs?: number;
   /** Default 60000. */
   maxRetryMs?: number;
-  /** Called with a handler's error and its job, or with a failed pop, ack, nack or renewal; default: a process warning. */
+  /** Called with a handler's error or a lost lease and the job, or with a failed pop, ack, nack or renewal; default: a process warning. */
   onError?: (err: unknown, job?: Job) => void;
 }
 
@@ -146,7 +146,7 @@ export class Worker {
   /** Jobs acked, and jobs nacked after their handler failed. */
   processed = 0;
   failed = 0;
-  private readonly held = new Set<string>();
+  private readonly held = new Map<string, Job>();
   private loops: Promise<void>[] = [];
   private renewal: NodeJS.Timeout | undefined;
   private stopping = false;
@@ -196,7 +196,7 @@ export class Worker {
   }
 
   private async handle(job: Job): Promise<void> {
-    this.held.add(job.id);
+    this.held.set(job.id, job);
     let done = true;
     try {
       await this.handler(job);
@@ -222,9 +222,11 @@ export class Worker {
   }
 
   private async renew(): Promise<void> {
-    for (const id of [...this.held]) {
+    for (const [id, job] of [...this.held]) {
       try {
-        await this.queue.extend(this.group, this.consumer, id, this.leaseMs);
+        const kept = await this.queue.extend(this.group, this.consumer, id, this.leaseMs);
+        // Still being handled, but no longer this consumer's: it may be handled twice.
+        if (!kept && this.held.has(id)) this.onError(new Error(`the lease of job ${id} was lost while it was handled`), job);
       } catch (err) {
         this.onError(err);
       }

@@ -145,3 +145,21 @@ test("worker: renews the lease of a slow job, and a stopped worker pops nothing"
     assert.equal((await q.stats("g")).ready, 1);
   });
 });
+
+test("worker: a lease lost while the handler runs is reported", async () => {
+  await everyCombinationAtOnce(env.targets, async ({ p, client, prefix }) => {
+    const key = `${prefix}jobs:{stolen}`;
+    const q = p.queue(key);
+    const id = await q.push("stolen");
+    const errors = [];
+    const worker = q.worker("g", "slow", () => sleep(800), { leaseMs: 150, pollMs: 100, onError: (err, job) => errors.push([err.message, job?.id]) }).start();
+    await waitUntil(async () => {
+      const pending = await raw(client, ["XPENDING", key, "g", "-", "+", "10"]).catch(() => []);
+      return pending.some(([job, consumer]) => job === id && consumer === "slow");
+    }, "the worker to hold the job");
+    await raw(client, ["XCLAIM", key, "g", "thief", "0", id]); // taken behind its back
+    await waitUntil(async () => errors.length > 0, "the loss to be reported");
+    await worker.stop();
+    assert.deepEqual(errors[0], [`the lease of job ${id} was lost while it was handled`, id]);
+  });
+});

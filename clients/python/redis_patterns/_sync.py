@@ -633,8 +633,9 @@ class Worker:
     it dead-letters after ``max_deliveries``. Use ``with queue.worker(...):`` or ``start()`` and
     ``stop()``: stopping lets the jobs in hand finish (and be acked or nacked), and takes at
     most ``poll_ms`` more (a blocked pop's timeout). A pop, ack or nack that fails (the server
-    unreachable) is logged and retried after ``poll_ms``; ``processed`` and ``failed`` count
-    the jobs handled."""
+    unreachable) is logged and retried after ``poll_ms``; a lease lost while its handler runs
+    (the job may then be handled twice) is logged too. ``processed`` and ``failed`` count the
+    jobs handled."""
 
     def __init__(
         self,
@@ -729,6 +730,13 @@ class Worker:
                 held = list(self._held)
             for job_id in held:
                 try:
-                    self.queue.extend(self.group, self.consumer, job_id, self.options.lease_ms)
+                    kept = self.queue.extend(
+                        self.group, self.consumer, job_id, self.options.lease_ms
+                    )
                 except Exception:
                     log.exception("renewing the lease of job %s", job_id)
+                    continue
+                with self._guard:
+                    lost = not kept and job_id in self._held
+                if lost:  # still handled here, but no longer ours: it may run twice
+                    log.warning("job %s: its lease was lost while it was handled", job_id)

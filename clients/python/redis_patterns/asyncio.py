@@ -724,8 +724,11 @@ class Worker:
             await asyncio.sleep(self.options.extend_every_s)
             for job_id in list(self._held):
                 try:
-                    await self.queue.extend(
+                    kept = await self.queue.extend(
                         self.group, self.consumer, job_id, self.options.lease_ms
                     )
                 except Exception:
                     log.exception("renewing the lease of job %s", job_id)
+                    continue
+                if not kept and job_id in self._held:  # it may run twice
+                    log.warning("job %s: its lease was lost while it was handled", job_id)

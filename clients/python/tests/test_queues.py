@@ -185,3 +185,20 @@ async def test_worker_extends_the_lease_of_a_slow_job_and_stops_cleanly(api: Api
     await v(q.push("after"))
     await sleep(api, 0.3)
     assert (await v(q.stats("g"))).ready == 1  # a stopped worker pops nothing
+
+
+async def test_worker_reports_a_lost_lease(api: Api, caplog: pytest.LogCaptureFixture) -> None:
+    q = api.p.queue(Q)
+    job = await v(q.push("stolen"))
+
+    def work(job: Job) -> None:
+        time.sleep(0.8)
+
+    worker = q.worker("g", "slow", handler_for(api, work), lease_ms=150, poll_ms=100)
+    with caplog.at_level("WARNING", logger="redis_patterns"):
+        await start(api, worker)
+        await wait_for(api, lambda: holder(api, job) == "slow")
+        api.raw.xclaim(Q, "g", "thief", 0, [job])  # another consumer took it behind its back
+        await wait_for(api, lambda: "its lease was lost" in caplog.text)
+        await stop(api, worker)
+    assert f"job {job}: its lease was lost while it was handled" in caplog.text
