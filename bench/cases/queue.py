@@ -33,6 +33,7 @@ import random
 import shutil
 import statistics
 import subprocess
+import tempfile
 import threading
 import time
 
@@ -250,33 +251,39 @@ def bullmq_missing():
     return None
 
 
-def bullmq(server, r, mode, jobs, payload=PAYLOAD):
+def bullmq(server, r, mode, jobs, concurrency=1):
     """Runs bench/node/bullmq.js in `mode`; its JSON result, with the server's counters and
     memory growth per job over the measured part."""
     r.call("FLUSHALL", "SYNC")
-    proc = subprocess.Popen(["node", str(NODE_DIR / "bullmq.js"), str(server.port), mode,
-                             str(jobs), payload], cwd=NODE_DIR, stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        if proc.stdout.readline().strip() != "ready":
-            raise RuntimeError(f"bench/node/bullmq.js {mode}: {proc.stderr.read()[-2000:]}")
-        memory0, started = grown(r), start_counters(server)
-        proc.stdin.write("go\n")
-        proc.stdin.flush()
-        line = proc.stdout.readline()
-        measured, memory1 = counters(server, started, jobs), grown(r)
-        if proc.wait(60) != 0 or not line:
-            raise RuntimeError(f"bench/node/bullmq.js {mode}: {proc.stderr.read()[-2000:]}")
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    argv = ["node", str(NODE_DIR / "bullmq.js"), str(server.port), mode, str(jobs), PAYLOAD,
+            str(concurrency)]
+    with tempfile.TemporaryFile("w+") as errors:
+        proc = subprocess.Popen(argv, cwd=NODE_DIR, stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=errors, text=True)
+
+        def failed():
+            errors.seek(0)
+            return RuntimeError(f"bench/node/bullmq.js {mode}: {errors.read()[-2000:]}")
+        try:
+            if proc.stdout.readline().strip() != "ready":
+                raise failed()
+            memory0, started = grown(r), start_counters(server)
+            proc.stdin.write("go\n")
+            proc.stdin.flush()
+            line = proc.stdout.readline()
+            measured, memory1 = counters(server, started, jobs), grown(r)
+            if proc.wait(60) != 0 or not line:
+                raise failed()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
     return dict(json.loads(line), **measured, growth=(memory1 - memory0) / jobs)
 
 
 def bullmq_cycle(server, r):
     """BullMQ's jobs/s as its script timed them, the server's counters around the script."""
-    res = bullmq(server, r, "throughput", JOBS)
+    res = bullmq(server, r, "throughput", JOBS, BATCH)
     return dict(jobs_s=res["jobs"] / res["seconds"], cpu_us=res["cpu_us"])
 
 
@@ -293,7 +300,7 @@ def measure():
         redis_cli(server.port, "FUNCTION", "LOAD", "REPLACE", stdin_file=DIST / "patterns.lua")
         rows = [(path, mode) for path in PATHS for mode in ("per job", "batched")]
         if not skipped:
-            rows.append((BULLMQ, "Worker, concurrency 100"))
+            rows.append((BULLMQ, f"Worker, concurrency {BATCH}"))
         runs = {row: [] for row in rows}
         for rnd in range(ROUNDS):
             for path, mode in rows[rnd % len(rows):] + rows[:rnd % len(rows)]:
@@ -305,7 +312,7 @@ def measure():
         latencies = {path: latency(server.port, r, path) for path in PATHS}
         mem = {path: memory(r, path) for path in PATHS}
         if not skipped:
-            res = bullmq(server, r, "latency", LATENCY_JOBS)
+            res = bullmq(server, r, "latency", LATENCY_JOBS, CONSUMERS)
             latencies[BULLMQ] = latency_stats(res["latencies_ms"])
             growth = bullmq(server, r, "memory", MEMORY_JOBS)["growth"]
             mem[BULLMQ] = dict(growth=growth, usage=keys_usage(r, "bull:bench-memory:*"))

@@ -1,18 +1,19 @@
 // BullMQ's side of the queue bench (bench/cases/queue.py drives it): one mode per process,
-//   node bullmq.js <port> <mode> <jobs> <payload>
+//   node bullmq.js <port> <mode> <jobs> <payload> <concurrency>
 // It connects, sets up outside the timing, prints "ready", waits for a line on stdin (the
 // driver reads the server's counters then), runs, and prints one JSON line of results.
-// - throughput: adds <jobs> jobs (addBulk, batches of 100), then one Worker (concurrency 100,
+// - throughput: adds <jobs> jobs (addBulk, batches of 100), then one Worker (of <concurrency>,
 //   an empty processor, completed jobs removed) drains them; jobs/s over both phases.
-// - latency: a Worker waits (idle, blocked on the server); <jobs> jobs are added 2 ms apart,
-//   each carrying its send time; push-to-processor latency in ms.
+// - latency: a Worker (of <concurrency>) waits, idle, blocked on the server; <jobs> jobs are
+//   added 2 ms apart, each carrying its send time; push-to-processor latency in ms.
 // - memory: adds <jobs> waiting jobs (the driver measures the server's memory around it).
 "use strict";
 const readline = require("node:readline");
 const { Queue, Worker } = require("bullmq");
 
-const [port, mode, jobsArg, payload] = process.argv.slice(2);
+const [port, mode, jobsArg, payload, concurrencyArg] = process.argv.slice(2);
 const jobs = Number(jobsArg);
+const concurrency = Number(concurrencyArg);
 const connection = { host: "127.0.0.1", port: Number(port), maxRetriesPerRequest: null };
 const BATCH = 100;
 
@@ -42,7 +43,7 @@ async function throughput(queue) {
   await go();
   const started = process.hrtime.bigint();
   await addAll(queue);
-  const worker = new Worker(queue.name, async () => undefined, { connection, concurrency: 100 });
+  const worker = new Worker(queue.name, async () => undefined, { connection, concurrency });
   await drained(worker, jobs);
   const seconds = Number(process.hrtime.bigint() - started) / 1e9;
   await worker.close();
@@ -53,7 +54,7 @@ async function latency(queue) {
   const latencies = [];
   const worker = new Worker(queue.name, async (job) => {
     latencies.push(Number(process.hrtime.bigint() - BigInt(job.data.sent)) / 1e6);
-  }, { connection, concurrency: 1 });
+  }, { connection, concurrency });
   await worker.waitUntilReady();
   await new Promise((r) => setTimeout(r, 200)); // the worker is blocked, waiting
   await go();
