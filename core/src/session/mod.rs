@@ -131,7 +131,8 @@ pub static DESTROYALL: CommandDef = CommandDef {
     summary: "Deletes every session of the index, and the index.",
     complexity: "O(S), S the index's sessions",
     reply: "Integer: the number of live sessions destroyed",
-    keys: "index: the sorted set; deletes it and every session key it lists",
+    keys: "index: the sorted set; deletes every live session key it lists, then unlinks it \
+           (a large index is freed in the background)",
     flags: WRITE,
     positionals: &[],
     options: &[],
