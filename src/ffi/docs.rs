@@ -201,12 +201,12 @@ pub(super) fn describe(ctx: Ctx, def: &CommandDef) -> Result<(), String> {
     // The `oneof` blocks' words, kept alive until SetCommandInfo has copied them.
     let mut word_lists: Vec<Vec<raw::RedisModuleCommandArg>> = Vec::new();
     // Before a trailing group, the options come right after the key (`CommandDef::options`).
-    let mut at = if def.trailing.is_some() {
+    let first = if def.trailing.is_some() {
         1
     } else {
         args.len()
     };
-    for o in def.options {
+    for (at, o) in (first..).zip(def.options) {
         let mut a = option_arg(&mut strings, &mut word_lists, o);
         // `TAGS tag [tag ...]`: the items are the keys of the second key spec.
         if matches!(def.key_positions, Keys::FirstAndAfter { token, .. } if token == o.token) {
@@ -214,7 +214,6 @@ pub(super) fn describe(ctx: Ctx, def: &CommandDef) -> Result<(), String> {
             a.key_spec_index = 1;
         }
         args.insert(at, a);
-        at += 1;
     }
     // A trailing variadic group (`[field value ...]`): one repeated block of string arguments.
     let mut group: Vec<raw::RedisModuleCommandArg>;
