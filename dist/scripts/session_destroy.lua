@@ -238,14 +238,12 @@ local function sess_load(key, now)
   return s
 end
 
--- Deletes a session and takes it out of its index (SESSION.DESTROY's writes): 1 when its key
--- existed, else 0.
+-- Deletes a session and takes it out of its index (SESSION.DESTROY's writes).
 local function sess_remove(index, key, now)
-  local n = redis.call('DEL', key)
+  redis.call('DEL', key)
   index_prune(index, now)
   redis.call('ZREM', index, key)
   index_fix(index)
-  return n
 end
 
 local function session_destroy_run(key)

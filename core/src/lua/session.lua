@@ -42,14 +42,12 @@ local function sess_touch(key, index, idle, abs, now)
   index_fix(index)
 end
 
--- Deletes a session and takes it out of its index (SESSION.DESTROY's writes): 1 when its key
--- existed, else 0.
+-- Deletes a session and takes it out of its index (SESSION.DESTROY's writes).
 local function sess_remove(index, key, now)
-  local n = redis.call('DEL', key)
+  redis.call('DEL', key)
   index_prune(index, now)
   redis.call('ZREM', index, key)
   index_fix(index)
-  return n
 end
 
 -- The lowest score of an index's members alive at now (scores above now), for a BYSCORE range.
