@@ -98,7 +98,8 @@ from config import (  # noqa: E402
 from server import Server, redis_cli  # noqa: E402
 from cases.common import validate  # noqa: E402
 from cases.ratelimit import COMMANDS, build_cases  # noqa: E402
-from cases.session import build_session_cases, validate_sessions  # noqa: E402
+from cases.session import (  # noqa: E402
+    build_session_cases, measure_destroyall, validate_sessions)
 from cases.leaderboard import build_leaderboard_cases, validate_leaderboards  # noqa: E402
 from cases.cache import build_cache_cases, validate_cache  # noqa: E402
 from cases.lock import build_lock_cases, validate_locks  # noqa: E402
@@ -159,6 +160,7 @@ def main():
         log("memory ...")
         memory = measure_memory(r, shas)
         session_memory = measure_session_memory(r)
+        session_memory["destroyall"] = measure_destroyall(r)
 
         log("throughput ...")
         runs = measure_throughput(server, r, cases + session_cases + lb_cases + cache_cases
@@ -185,9 +187,13 @@ def main():
     for fam in ("s_get", "s_set", "s_count", "s_create"):
         for p in PIPELINES:
             native_rps = summary[(f"{fam}:native", p)]["rps"]
+            # The seeds' read of a session: HGETALL, then PEXPIRE (two calls per request).
+            seeds_read = 1 / (1 / summary[("s_hgetall", p)]["rps"]
+                              + 1 / summary[("s_pexpire", p)]["rps"])
             session_ratios[(fam, p)] = dict(
                 path_ratios(summary, fam, p),
                 hgetall=native_rps / summary[("s_hgetall", p)]["rps"],
+                seeds_read=native_rps / seeds_read,
             )
     lock_ratios = lock_ratios_of(summary)
     log("peer and production configuration ...")
@@ -199,8 +205,9 @@ def main():
         log("callgrind ...")
         profiled = callgrind.measure(["incr", "tokenbucket", "throttle", "cell"],
                                      peer_data["cell"], log)
+        session_profiled = callgrind.measure(["hgetall", "pexpire", "session_get"], None, log)
     else:
-        profiled = None
+        profiled = session_profiled = None
     bench_version = subprocess.run(["redis-benchmark", "--version"], capture_output=True,
                                    text=True).stdout.strip() or "redis-benchmark"
     try:
@@ -216,7 +223,7 @@ def main():
         session_cases=session_cases, session_ratios=session_ratios,
         session_memory=session_memory, lb_cases=lb_cases, cache_cases=cache_cases,
         lock_cases=lock_cases, lock_ratios=lock_ratios, peer=peer_data, callgrind=profiled,
-        queue=queue_data,
+        queue=queue_data, session_callgrind=session_profiled,
         scale=min(1.0, BUDGET / (REPEATS * sum(c.get("seconds", SECONDS)
                                                for c in cases + session_cases + lb_cases
                                                + cache_cases + lock_cases

@@ -132,8 +132,10 @@ pub struct CommandDef {
     pub flags: Flags,
     /// After the key (the first argument, first = last = 1, step 1 for every command so far).
     pub positionals: &'static [Positional],
+    /// Options: after the positionals; with a trailing group, before them (right after the
+    /// key, as XADD's), where no field of the group can be taken for a token.
     pub options: &'static [OptionDef],
-    /// A trailing list of string groups, after the positionals (no options then).
+    /// A trailing list of string groups, after the positionals.
     pub trailing: Option<Trailing>,
     /// Which arguments are keys.
     pub key_positions: Keys,
@@ -293,7 +295,13 @@ impl CommandDef {
             options: [0; MAX_ARGS],
             trailing_at: args.len(),
         };
+        for (i, o) in self.options.iter().enumerate() {
+            parsed.options[i] = o.default;
+        }
         let mut rest = args;
+        if self.trailing.is_some() {
+            rest = self.parse_options(&mut parsed, rest, true)?;
+        }
         for (i, p) in self.positionals.iter().enumerate() {
             match (rest.split_first(), p.default) {
                 (Some((raw, tail)), _) => {
@@ -312,16 +320,33 @@ impl CommandDef {
             parsed.trailing_at = args.len() - rest.len();
             return Ok(parsed);
         }
-        for (i, o) in self.options.iter().enumerate() {
-            parsed.options[i] = o.default;
-        }
+        self.parse_options(&mut parsed, rest, false)?;
+        Ok(parsed)
+    }
+
+    /// Parses the options at the head of `rest` into `parsed`: all of it, a word that is no
+    /// option's token being a syntax error; or with `leading`, up to the first such word.
+    /// Returns what follows them.
+    #[inline(always)]
+    fn parse_options<'a>(
+        &'a self,
+        parsed: &mut Args<'a>,
+        mut rest: &'a [&'a [u8]],
+        leading: bool,
+    ) -> Result<&'a [&'a [u8]], CmdError> {
+        let args = parsed.argv;
         while let Some((word, tail)) = rest.split_first() {
-            let (i, opt) = self
+            let Some((i, opt)) = self
                 .options
                 .iter()
                 .enumerate()
                 .find(|(_, o)| o.matches(word))
-                .ok_or(CmdError::Syntax)?;
+            else {
+                if leading {
+                    break;
+                }
+                return Err(CmdError::Syntax);
+            };
             let at = args.len() - tail.len();
             rest = tail;
             parsed.options[i] = match opt.value {
@@ -346,7 +371,7 @@ impl CommandDef {
                 }
             };
         }
-        Ok(parsed)
+        Ok(rest)
     }
 
     /// The value a name reads: a positional's name, or an option's token (`COST`, `ASC|DESC`).
@@ -822,6 +847,54 @@ mod tests {
         assert_eq!(def.arity(), -5);
         assert!(def.parse(&raw(&["1"])).is_err());
         assert!(DEF.parse(&raw(&["1"])).unwrap().trailing().is_empty());
+    }
+
+    #[test]
+    fn options_lead_a_trailing_group() {
+        const N: [Positional; 1] = [positive("n")];
+        const CAP: [OptionDef; 1] = [OptionDef {
+            token: "CAP",
+            value: OptValue::Arg(Arg {
+                name: "cap",
+                kind: ArgKind::Positive,
+            }),
+            default: 0,
+        }];
+        let def = CommandDef {
+            name: "T.PAIRS",
+            syntax: "key [CAP cap] n [field value ...]",
+            positionals: &N,
+            options: &CAP,
+            trailing: Some(Trailing {
+                names: &["field", "value"],
+                min: 0,
+            }),
+            ..DEF
+        };
+        let raw = |a: &[&'static str]| a.iter().map(|s| s.as_bytes()).collect::<Vec<_>>();
+        // (arguments, cap, n, trailing)
+        let table: [(&[&str], i64, i64, &[&str]); 4] = [
+            (&["cap", "3", "1", "f", "v"], 3, 1, &["f", "v"]),
+            (&["1", "CAP", "3"], 0, 1, &["CAP", "3"]),
+            (&["CAP", "3", "CAP", "4", "2"], 4, 2, &[]),
+            (&["2"], 0, 2, &[]),
+        ];
+        for (args, cap, n, trailing) in table {
+            let args = raw(args);
+            let p = def.parse(&args).unwrap();
+            assert_eq!((p.int("CAP"), p.int("n")), (cap, n), "{args:?}");
+            assert_eq!(p.trailing(), &raw(trailing)[..], "{args:?}");
+        }
+        let err = |a: &[&'static str]| def.parse(&raw(a)).unwrap_err().to_string();
+        assert_eq!(
+            err(&["CAP", "0", "1"]),
+            "ERR cap must be a positive integer"
+        );
+        assert_eq!(err(&["CAP"]), "ERR syntax error");
+        assert_eq!(
+            err(&["CAP", "2"]),
+            "ERR wrong number of arguments for 't.pairs' command"
+        );
     }
 
     #[test]
