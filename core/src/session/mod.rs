@@ -15,7 +15,7 @@ pub mod ops;
 #[cfg(test)]
 mod tests;
 
-use crate::command::{positive, CmdError, CommandDef, Flags, Keys, Trailing};
+use crate::command::{positive, CmdError, CommandDef, Flags, Keys, Trailing, WRITE};
 use crate::keys::{derived_key, MAX_MS};
 
 pub const IDLE_FIELD: &str = "__idle_ms";
@@ -30,7 +30,6 @@ pub const NOT_SESSION: &str = "key does not hold a session";
 // ---------------------------------------------------------------------------------------------
 // Definitions
 
-const WRITE: Flags = Flags::WRITE.and(Flags::DENY_OOM);
 const FIELD_VALUES: Trailing = Trailing {
     names: &["field", "value"],
     min: 0,
