@@ -116,21 +116,22 @@ pub fn flavors() -> Vec<Flavor> {
 
 /// Runs `test` once per flavor with a fresh server of that flavor (module loaded) and a
 /// connection to it; the server stops when `test` returns.
-pub fn for_each_server(test: impl Fn(&Server, redis::Connection)) {
+pub fn for_each_server(test: impl Fn(Server, redis::Connection)) {
     for flavor in flavors() {
         let server = Server::start(flavor);
-        test(&server, server.conn());
+        let c = server.conn();
+        test(server, c);
     }
 }
 
 /// Runs `test` once per flavor with a fresh server of that flavor without the module, the
 /// Lua twin loaded ([`load_twin`]), and a connection to it.
-pub fn for_each_twin(test: impl Fn(&Server, redis::Connection)) {
+pub fn for_each_twin(test: impl Fn(Server, redis::Connection)) {
     for flavor in flavors() {
         let twin = Server::start_without_module(flavor, &[]);
         let mut c = twin.conn();
         load_twin(&mut c);
-        test(&twin, c);
+        test(twin, c);
     }
 }
 
