@@ -515,23 +515,7 @@ fn documented_difference(twin_reply: &Value) -> bool {
 /// Whether a key expires within [`EXPIRY_MARGIN_MS`]: the twin's call runs a moment after the
 /// module's, and a script sees a key past its expiry as absent without counting an expiry.
 fn expiring_soon(c: &mut Connection) -> bool {
-    let keys: Vec<Vec<u8>> = {
-        let mut keys = Vec::new();
-        let mut cursor = 0u64;
-        loop {
-            let (next, batch): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("COUNT")
-                .arg(1000)
-                .query(c)
-                .expect("SCAN");
-            keys.extend(batch);
-            cursor = next;
-            if cursor == 0 {
-                break keys;
-            }
-        }
-    };
+    let keys = key_names(c);
     let cmds: Vec<redis::Cmd> = keys
         .iter()
         .map(|k| {

@@ -29,9 +29,7 @@ fn get(c: &mut Connection, key: &str) -> Option<Vec<String>> {
 
 #[test]
 fn touched_sessions_live_to_the_absolute_cap_untouched_ones_die_idle() {
-    for flavor in flavors() {
-        let server = Server::start(flavor);
-        let mut c = server.conn();
+    for_each_server(|_, mut c| {
         let index = "sessions:{exp}";
         let start = Instant::now();
         // Generous margins: a loaded CI machine may oversleep by a few hundred ms.
@@ -76,7 +74,7 @@ fn touched_sessions_live_to_the_absolute_cap_untouched_ones_die_idle() {
             query::<i64>(&mut c, &["EXISTS", other]) == 0
         }));
         assert_eq!(query::<i64>(&mut c, &["EXISTS", index]), 0);
-    }
+    });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -84,9 +82,7 @@ fn touched_sessions_live_to_the_absolute_cap_untouched_ones_die_idle() {
 
 #[test]
 fn rotation_never_shows_both_keys_or_neither() {
-    for flavor in flavors() {
-        let server = Server::start(flavor);
-        let mut c = server.conn();
+    for_each_server(|server, mut c| {
         let index = "sessions:{rot}";
         let mut key = create(&mut c, index, 60_000, 120_000, &["user", "7"]);
         let stop = Arc::new(AtomicBool::new(false));
@@ -146,7 +142,7 @@ fn rotation_never_shows_both_keys_or_neither() {
             .query(&mut c)
             .unwrap();
         assert_eq!(keys.len(), 2);
-    }
+    });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -154,9 +150,7 @@ fn rotation_never_shows_both_keys_or_neither() {
 
 #[test]
 fn ids_are_distinct_and_url_safe() {
-    for flavor in flavors() {
-        let server = Server::start(flavor);
-        let mut c = server.conn();
+    for_each_server(|_, mut c| {
         let mut ids = BTreeSet::new();
         for batch in 0..10 {
             let mut pipe = redis::pipe();
@@ -177,7 +171,7 @@ fn ids_are_distinct_and_url_safe() {
         }
         assert_eq!(ids.len(), 10_000);
         assert_eq!(query::<i64>(&mut c, &["SESSION.COUNT", "ids:3"]), 1000);
-    }
+    });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -185,9 +179,7 @@ fn ids_are_distinct_and_url_safe() {
 
 #[test]
 fn bad_input_is_refused_and_writes_nothing() {
-    for flavor in flavors() {
-        let server = Server::start(flavor);
-        let mut c = server.conn();
+    for_each_server(|_, mut c| {
         let session = create(&mut c, "sessions:{bad}", 60_000, 60_000, &["a", "1"]);
         let _: () = query(&mut c, &["SET", "text", "x"]);
         let _: () = query(&mut c, &["HSET", "plainhash", "a", "1"]);
@@ -301,7 +293,7 @@ fn bad_input_is_refused_and_writes_nothing() {
         assert_eq!(query::<i64>(&mut c, &["SESSION.DESTROY", "nope"]), 0);
         assert_eq!(query::<i64>(&mut c, &["SESSION.DESTROYALL", "nope"]), 0);
         assert_eq!(query::<i64>(&mut c, &["EXISTS", "nope"]), 0);
-    }
+    });
 }
 
 // ---------------------------------------------------------------------------------------------

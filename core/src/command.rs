@@ -176,6 +176,10 @@ impl Flags {
     }
 }
 
+/// A command that writes and may grow memory (`write deny-oom`): refused under OOM, as the
+/// server's own writes are. Most of every family's commands.
+pub const WRITE: Flags = Flags::WRITE.and(Flags::DENY_OOM);
+
 impl fmt::Display for Flags {
     /// The server's flag string: the words, space-separated.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -220,6 +224,20 @@ pub const fn positive(name: &'static str) -> Positional {
 /// A required string argument.
 pub const fn text(name: &'static str) -> Positional {
     required(name, ArgKind::Text)
+}
+
+/// A `TOKEN value` option whose value is an argument of this kind, `default` when absent.
+pub const fn arg_option(
+    token: &'static str,
+    name: &'static str,
+    kind: ArgKind,
+    default: i64,
+) -> OptionDef {
+    OptionDef {
+        token,
+        value: OptValue::Arg(Arg { name, kind }),
+        default,
+    }
 }
 
 /// A trailing variadic list of string groups, e.g. `[field value ...]`: `names` are the words
@@ -950,14 +968,7 @@ mod tests {
             value: OptValue::Choice(&["ORDINAL", "DENSE"]),
             default: 0,
         };
-        const BETA: OptionDef = OptionDef {
-            token: "BETA",
-            value: OptValue::Arg(Arg {
-                name: "beta",
-                kind: ArgKind::Float,
-            }),
-            default: 0,
-        };
+        const BETA: OptionDef = arg_option("BETA", "beta", ArgKind::Float, 0);
         const TAGS: OptionDef = OptionDef {
             token: "TAGS",
             value: OptValue::Rest { min: 1 },

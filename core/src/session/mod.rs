@@ -16,7 +16,7 @@ pub mod ops;
 mod tests;
 
 use crate::command::{
-    positive, Arg, ArgKind, CmdError, CommandDef, Flags, Keys, OptValue, OptionDef, Trailing,
+    arg_option, positive, ArgKind, CmdError, CommandDef, Flags, Keys, OptionDef, Trailing, WRITE,
 };
 use crate::keys::{derived_key, MAX_MS};
 
@@ -32,7 +32,6 @@ pub const NOT_SESSION: &str = "key does not hold a session";
 // ---------------------------------------------------------------------------------------------
 // Definitions
 
-const WRITE: Flags = Flags::WRITE.and(Flags::DENY_OOM);
 const FIELD_VALUES: Trailing = Trailing {
     names: &["field", "value"],
     min: 0,
@@ -42,14 +41,7 @@ const SESSION_KEYS: &str = "key: the session hash (its fields plus `__idle_ms`, 
      `__index`): a sorted set of session keys scored by expiry";
 
 /// `MAX n`: at most n live sessions in the index once the new one is in (absent: no cap).
-const MAX: OptionDef = OptionDef {
-    token: "MAX",
-    value: OptValue::Arg(Arg {
-        name: "MAX",
-        kind: ArgKind::Positive,
-    }),
-    default: 0,
-};
+const MAX: OptionDef = arg_option("MAX", "MAX", ArgKind::Positive, 0);
 
 pub static CREATE: CommandDef = CommandDef {
     name: "SESSION.CREATE",
