@@ -28,6 +28,27 @@ CELL = os.environ.get("CELL_MODULE")  # redis-cell's module, for the CL.THROTTLE
 N = int(os.environ.get("PROFILE_N", "20000"))
 N_WARM = 20000
 
+SESSION_INDEX = "p:sessions:{u}"
+SESSION = SESSION_INDEX + ":" + "A" * 22
+SESSION_HASH = ["HSET", SESSION, "__idle_ms", "3600000", "__absolute_at", "4102444800000",
+                "__index", SESSION_INDEX, "user", "1", "role", "admin", "theme", "dark"]
+# Commands run (through redis-cli) before the warm-up of the rows named.
+SETUP = {cid: [SESSION_HASH, ["ZADD", SESSION_INDEX, "4102444800000", SESSION]]
+         for cid in ("hgetall", "pexpire", "session_get")}
+
+
+def every_key(command):
+    """One command writing keys 0..10000 as redis-benchmark writes __rand_int__ (12 digits):
+    `command` is a Lua call on `key` and the value ARGV[1] (100 bytes)."""
+    script = f"for i = 0, 9999 do local key = string.format(KEYS[1], i); {command} end"
+    return ["EVAL", script, "1", "p:{%012d}", "v" * 100]
+
+
+# The cache against plain strings: every key written first, so the warm-up and the profile
+# read live values (100 bytes; the entries without DELTA: no early refresh, every reply a HIT).
+SETUP["get"] = [every_key("redis.call('SET', key, ARGV[1], 'PX', 3600000)")]
+SETUP["cache_get"] = [every_key("redis.call('CACHE.SET', key, ARGV[1], 3600000)")]
+
 # id -> (module to load or None, command line for redis-benchmark). Under valgrind the server
 # runs ~50x slower, so the limiters refill slowly (100 s per token): every key stays alive
 # between its requests, as in bench.py, and the profile measures the update of a live limiter.
@@ -39,20 +60,17 @@ COMMANDS = {
     "slidingwindow": (MODULE, "RL.SLIDINGWINDOW p:sw:__rand_int__ 1000000 100000"),
     "throttle": (MODULE, "CL.THROTTLE p:cl:__rand_int__ 1000000 1 100"),
     "cell": ("CELL", "CL.THROTTLE p:cell:__rand_int__ 1000000 1 100"),
-    # The cache against plain strings: GET of a 100-byte value, SET ... PX of one; CACHE.GET of
-    # an entry holding one (set without DELTA: no early refresh, every reply a HIT), CACHE.SET
-    # of one without tags. SETUP writes every key first, so the warm-up and the profile read
-    # live values.
-    "get": (None, "GET p:get:{__rand_int__}"),
-    "cache_get": (MODULE, "CACHE.GET p:cg:{__rand_int__}"),
+    # Sessions: the seeds' two-call read (HGETALL, then PEXPIRE) and SESSION.GET, on one
+    # 3-field session (SETUP writes it in the module's documented layout, so its key is known).
+    "hgetall": (None, f"HGETALL {SESSION}"),
+    "pexpire": (None, f"PEXPIRE {SESSION} 3600000"),
+    "session_get": (MODULE, f"SESSION.GET {SESSION}"),
+    # The cache against plain strings: GET and CACHE.GET (HIT) of a 100-byte value, SET ... PX
+    # and CACHE.SET (no tag) of one.
+    "get": (None, "GET p:{__rand_int__}"),
+    "cache_get": (MODULE, "CACHE.GET p:{__rand_int__}"),
     "set_px": (None, f"SET p:setpx:{{__rand_int__}} {'v' * 100} PX 3600000"),
     "cache_set": (MODULE, f"CACHE.SET p:cs:{{__rand_int__}} {'v' * 100} 3600000"),
-}
-
-# id -> the command that writes key i (as redis-benchmark writes __rand_int__) before the run.
-SETUP = {
-    "get": lambda i: ["SET", f"p:get:{{{i:012d}}}", "v" * 100, "PX", "3600000"],
-    "cache_get": lambda i: ["CACHE.SET", f"p:cg:{{{i:012d}}}", "v" * 100, "3600000"],
 }
 
 # (label, function-name regex): inclusive instructions of each, per request.
@@ -60,13 +78,16 @@ PARTS = [
     ("read and parse the request", r"^processInputBuffer$"),
     ("command call (call())", r"^call$"),
     ("the command's body",
-     r"^(RedisModuleCommandDispatcher|incrCommand|setCommand|getCommand)$"),
+     r"^(RedisModuleCommandDispatcher|incrCommand|setCommand|getCommand|hgetallCommand"
+     r"|pexpireCommand)$"),
     ("  RM_Replicate", r"^RM_Replicate$"),
     ("    command lookup by name", r"^lookupCommandByCString$"),
     ("    argument objects", r"^moduleCreateArgvFromUserFormat$"),
     ("  RM_Call", r"^RM_Call$"),
     ("  RM_OpenKey", r"^RM_OpenKey$"),
     ("  RM_StringDMA", r"^RM_StringDMA$"),
+    ("  RM_ScanKey", r"^RM_ScanKey$"),
+    ("  RM_Zset*", r"^RM_Zset"),
     ("  RM_StringTruncate", r"^RM_StringTruncate$"),
     ("  RM_StringSet", r"^RM_StringSet$"),
     ("  RM_SetExpire / RM_SetAbsExpire", r"^RM_Set(Abs)?Expire$"),
@@ -77,6 +98,9 @@ PARTS = [
     ("  RM_NotifyKeyspaceEvent", r"^RM_NotifyKeyspaceEvent$"),
     ("  RM_ReplyWith*", r"^RM_ReplyWith"),
     ("  RM_Milliseconds", r"^RM_Milliseconds$"),
+    ("  ACL check of a derived key", r"^(RM_GetCurrentUserName|RM_GetModuleUserFromUserName|"
+     r"RM_ACLCheckKeyPermissions|RM_FreeModuleUser)$"),
+    ("  malloc / free", r"^(malloc|free|je_malloc|je_free|zmalloc|zfree)$"),
     ("propagation after the command", r"^(afterCommand|propagatePendingCommands)$"),
     ("writing replies to the socket", r"^(handleClientsWithPendingWrites|writeToClient)$"),
 ]
@@ -101,17 +125,7 @@ def bench(port, line, n):
         raise SystemExit(f"error replies: {out}")
 
 
-def setup(port, command):
-    """Writes keys 0..10000 with `command(i)` (through redis-cli --pipe), uninstrumented."""
-    lines = []
-    for i in range(10000):
-        argv = command(i)
-        lines.append(f"*{len(argv)}\r\n" + "".join(f"${len(a)}\r\n{a}\r\n" for a in argv))
-    subprocess.run(["redis-cli", "-p", str(port), "--pipe"], input="".join(lines),
-                   capture_output=True, text=True, check=True)
-
-
-def profile(cid, module, line):
+def profile(module, line, setup=()):
     port = free_port()
     workdir = Path(tempfile.mkdtemp(prefix="profile-"))
     out = workdir / "callgrind.out"
@@ -127,8 +141,8 @@ def profile(cid, module, line):
             if cli(port, "PING") == "PONG":
                 break
             time.sleep(0.1)
-        if cid in SETUP:
-            setup(port, SETUP[cid])
+        for command in setup:
+            cli(port, *command)
         bench(port, line, N_WARM)
         subprocess.run(["callgrind_control", "-i", "on", str(proc.pid)], capture_output=True)
         bench(port, line, N)
@@ -161,7 +175,7 @@ def measure(ids, cell=None, log=lambda msg: print(msg, file=sys.stderr)):
             if not cell:
                 continue
             module = cell
-        total, inclusive = profile(cid, module, line)
+        total, inclusive = profile(module, line, SETUP.get(cid, ()))
         parts = {}
         for label, pattern in PARTS:
             rx = re.compile(pattern)
