@@ -4,7 +4,7 @@
 "use strict";
 const test = require("node:test");
 const assert = require("node:assert/strict");
-const { startTargets, everyCombination, CLIENTS, raw } = require("./servers");
+const { startTargets, everyCombination, CLIENTS, cacheEntry } = require("./servers");
 const { createPatterns } = require("..");
 
 let env;
@@ -26,7 +26,7 @@ test("getOrSet: 50 concurrent callers on 5 connections compute once and all get 
       assert.equal(computed, 1);
       for (const v of values) assert.deepEqual(v, { report: 7, rows: [1, 2, 3] });
       // The fill recorded the measured computation time as XFetch's delta.
-      assert.ok(Number(await raw(clients[0], ["HGET", `${prefix}report:{7}`, "delta_ms"])) >= 90);
+      assert.ok((await cacheEntry(clients[0], `${prefix}report:{7}`)).deltaMs >= 90);
     } finally {
       for (const q of all.slice(1)) await q.close();
       for (const c of clients) await factory.close(c);
@@ -92,7 +92,7 @@ test("a pluggable serializer decides what the cache stores", async () => {
     try {
       const when = new Date(Date.UTC(2024, 0, 2, 3, 4, 5));
       await p.cache.set(`${prefix}when:{1}`, when, { ttlMs: 60000 });
-      assert.equal(await raw(client, ["HGET", `${prefix}when:{1}`, "value"]), "date:2024-01-02T03:04:05.000Z");
+      assert.equal((await cacheEntry(client, `${prefix}when:{1}`)).value, "date:2024-01-02T03:04:05.000Z");
       assert.deepEqual(await p.cache.get(`${prefix}when:{1}`), when);
       assert.deepEqual(await p.cache.getOrSet(`${prefix}when:{2}`, () => when, { ttlMs: 60000 }), when);
     } finally {

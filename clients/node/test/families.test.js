@@ -4,7 +4,7 @@
 "use strict";
 const test = require("node:test");
 const assert = require("node:assert/strict");
-const { startTargets, everyCombination, raw, CLIENTS, OLDER_CLIENTS } = require("./servers");
+const { startTargets, everyCombination, raw, cacheEntry, CLIENTS, OLDER_CLIENTS } = require("./servers");
 const { PatternsError } = require("..");
 
 let env;
@@ -192,7 +192,7 @@ test("cache: set, get, tag, invalidate, onInvalidate, getOrSet, serializer", asy
     const compute = async () => { computed += 1; return ["report", computed]; };
     const opts = { ttlMs: 60000, graceMs: 10000, tags: [`${prefix}tag:{7}`] };
     t.push(["getOrSet", await p.cache.getOrSet(`${prefix}report:{7}`, compute, opts), await p.cache.getOrSet(`${prefix}report:{7}`, compute, opts), computed]);
-    t.push(["entry", (await raw(client, ["HGET", `${prefix}report:{7}`, "value"])), Number(await raw(client, ["ZCARD", `${prefix}tag:{7}`]))]);
+    t.push(["entry", (await cacheEntry(client, `${prefix}report:{7}`)).value, Number(await raw(client, ["ZCARD", `${prefix}tag:{7}`]))]);
     t.push(["invalidate", await p.cache.invalidate(`${prefix}tag:{7}`, `${prefix}tag:{none}`)]);
     t.push(["again", await p.cache.getOrSet(`${prefix}report:{7}`, compute, opts), computed]);
     await waitFor(() => heard.length >= 3);

@@ -162,4 +162,19 @@ function raw(client, args) {
   return typeof client.call === "function" ? client.call(...args) : client.sendCommand(args);
 }
 
-module.exports = { raw, REPO, TARGETS, CLIENTS, OLDER_CLIENTS, startServer, startTargets, everyCombination, everyCombinationAtOnce, modulePath };
+// A cache entry's value and delta_ms, read from its layout (README, Caching: key layout): a
+// format byte and three 7-byte times, then the lease while one is held, then the value.
+const ENTRY = `local s = redis.call('GET', KEYS[1])
+local format, fresh, stale, delta, at = struct.unpack('>Bi7i7i7', s)
+if format >= 0xC2 then
+  local _, _, len, token = struct.unpack('>i7i7I4', s, at)
+  at = token + len
+end
+return {string.sub(s, at), delta}`;
+
+async function cacheEntry(client, key) {
+  const [value, deltaMs] = await raw(client, ["EVAL", ENTRY, "1", key]);
+  return { value, deltaMs: Number(deltaMs) };
+}
+
+module.exports = { raw, cacheEntry, REPO, TARGETS, CLIENTS, OLDER_CLIENTS, startServer, startTargets, everyCombination, everyCombinationAtOnce, modulePath };

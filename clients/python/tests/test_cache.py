@@ -15,6 +15,21 @@ from redis_patterns import CommandError
 
 from .conftest import Api, v
 
+# A cache entry's value and delta_ms, read from its layout (README, Caching: key layout): a
+# format byte and three 7-byte times, then the lease while one is held, then the value.
+ENTRY = """local s = redis.call('GET', KEYS[1])
+local format, fresh, stale, delta, at = struct.unpack('>Bi7i7i7', s)
+if format >= 0xC2 then
+  local _, _, len, token = struct.unpack('>i7i7I4', s, at)
+  at = token + len
+end
+return {string.sub(s, at), delta}"""
+
+
+def stored(api: Api, key: str) -> Any:
+    """[value, delta_ms] of the entry at key."""
+    return api.raw.eval(ENTRY, 1, key)
+
 
 async def test_set_get_tag_invalidate(api: Api) -> None:
     c = api.p.cache
@@ -22,7 +37,7 @@ async def test_set_get_tag_invalidate(api: Api) -> None:
     assert await v(c.get("product:{42}", default="none")) == "none"
     await v(c.set("product:{42}", {"name": "lamp"}, 600000, tags=["tag:{42}:catalog"]))
     assert await v(c.get("product:{42}")) == {"name": "lamp"}
-    assert api.raw.hget("product:{42}", "value") == '{"name":"lamp"}'
+    assert stored(api, "product:{42}")[0] == '{"name":"lamp"}'
     assert await v(c.tag("product:{42}", "tag:{42}:lamps", "tag:{42}:catalog")) == 1
     assert await v(c.invalidate("tag:{42}:lamps")) == 1
     assert await v(c.get("product:{42}")) is None
@@ -45,11 +60,11 @@ async def test_get_or_set_miss_then_hit(api: Api) -> None:
     assert await v(c.get_or_set("report:{7}", compute, 60000, tags=["tag:{7}"])) == {"n": 1}
     assert len(calls) == 1
     # The measured compute time is stored as XFetch's delta; the tag lists the key.
-    assert api.raw.hget("report:{7}", "delta_ms") is not None
+    assert stored(api, "report:{7}")[1] >= 0
     assert api.raw.zscore("tag:{7}", "report:{7}") is not None
     assert await v(c.invalidate("tag:{7}")) == 1
     assert await v(c.get_or_set("report:{7}", compute, 60000, delta_ms=5)) == {"n": 2}
-    assert api.raw.hget("report:{7}", "delta_ms") == "5"
+    assert stored(api, "report:{7}")[1] == 5
 
 
 async def test_get_or_set_refresh_and_stale(api: Api) -> None:
