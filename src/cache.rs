@@ -110,15 +110,13 @@ fn check_entry(key: &Key) -> Result<(), CmdError> {
 
 /// Replaces whatever the key holds (an old-layout entry too) with the entry's `bytes`,
 /// expiring at `at`: through the key API, replicated as `SET key bytes PXAT at`, firing the
-/// events that command fires (the twin's write).
+/// events that command fires (the twin's write). The key and the replicated command share one
+/// string, made to size.
 fn write_entry(ctx: Ctx, key: &mut Key, bytes: &[u8], at: i64) {
-    // A fresh string is allocated to size; one grown in place would keep spare room.
-    if key.kind() != KeyType::Empty {
-        key.delete();
-    }
-    key.write_string(bytes);
+    let value = OwnedString::new(ctx, bytes);
+    key.set_string(&value);
     key.set_expire_at(at);
-    ctx.replicate(c"SET", (key.name(), bytes, c"PXAT", at));
+    ctx.replicate(c"SET", (key.name(), value.as_str(), c"PXAT", at));
     key.modified(&[(Notify::STRING, c"set"), (Notify::GENERIC, c"expire")]);
 }
 

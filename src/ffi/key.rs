@@ -140,6 +140,14 @@ impl<'a> Key<'a> {
         unsafe { ptr::copy_nonoverlapping(value.as_ptr(), dma.cast::<u8>(), value.len().min(len)) };
     }
 
+    /// Replaces the value with `value`, which the key then shares (no copy of its bytes):
+    /// whatever the key held (any type) goes first.
+    pub fn set_string(&mut self, value: &OwnedString) {
+        // SAFETY: the key is open for writing and the string live for the call; the server
+        // takes its own reference to it.
+        unsafe { raw::RedisModule_StringSet.unwrap()(self.as_ptr(), value.as_str().as_ptr()) };
+    }
+
     /// The absolute expiry in ms, None when the key has none.
     pub fn expire_at_ms(&self) -> Option<i64> {
         abs_expire(self.raw)
