@@ -93,7 +93,9 @@ from server import Server, redis_cli  # noqa: E402
 from cases.common import validate  # noqa: E402
 from cases.ratelimit import COMMANDS, build_cases  # noqa: E402
 from cases.session import build_session_cases, validate_sessions  # noqa: E402
-from cases.leaderboard import build_leaderboard_cases, validate_leaderboards  # noqa: E402
+from cases.leaderboard import (  # noqa: E402
+    build_leaderboard_cases, measure_lb_worst_cases, validate_leaderboards,
+)
 from cases.cache import build_cache_cases, validate_cache  # noqa: E402
 from cases.lock import build_lock_cases, validate_locks  # noqa: E402
 from measure import (  # noqa: E402
@@ -148,6 +150,7 @@ def main():
         validate_cache(r, cache_cases)
         validate_locks(r, lock_cases)
         r.call("FLUSHALL", "SYNC")
+        lb_worst = measure_lb_worst_cases(r, log)
 
         log("memory ...")
         memory = measure_memory(r, shas)
@@ -207,6 +210,7 @@ def main():
         session_cases=session_cases, session_ratios=session_ratios,
         session_memory=session_memory, lb_cases=lb_cases, cache_cases=cache_cases,
         lock_cases=lock_cases, lock_ratios=lock_ratios, peer=peer_data, callgrind=profiled,
+        lb_worst=lb_worst,
         scale=min(1.0, BUDGET / (REPEATS * sum(c.get("seconds", SECONDS)
                                                for c in cases + session_cases + lb_cases
                                                + cache_cases + lock_cases
@@ -225,7 +229,8 @@ def main():
         ratios={f"{k[0]}@P{k[1]}": v for k, v in ratios.items()},
         session_ratios={f"{k[0]}@P{k[1]}": v for k, v in session_ratios.items()},
         lock_ratios={f"{k[0]}@P{k[1]}": v for k, v in lock_ratios.items()},
-        memory=memory, session_memory=session_memory, runtime_s=ctx["runtime_s"],
+        memory=memory, session_memory=session_memory, lb_worst=lb_worst,
+        runtime_s=ctx["runtime_s"],
         peer=dict(skipped=peer_data["skipped"], memory=peer_data["memory"],
                   runs={f"{k[0]}:{k[1]}@P{k[2]}": v for k, v in peer_data["runs"].items()}),
     ), indent=1, default=str))

@@ -43,7 +43,7 @@ const WALK_LIMIT: i64 = 64;
 struct RedisStore<'a> {
     ctx: Ctx<'a>,
     board: Vec<u8>,
-    companions: Option<[Vec<u8>; 3]>,
+    companions: Option<[Vec<u8>; 4]>,
     /// The board opened for reading through the key API (None when it does not exist, and
     /// for writes: a write run as a command could delete the value under an open handle).
     reader: Option<KeyHandle<'a>>,
@@ -54,10 +54,17 @@ impl<'a> RedisStore<'a> {
     /// write) its tie-break keys.
     fn open(call: &Call<'a>, write: bool) -> Result<Self, CmdError> {
         let board = call.key_name().to_vec();
-        let names = [lb::ORDER_SUFFIX, lb::STAMPS_SUFFIX, lb::SCORES_SUFFIX]
-            .map(|suffix| companion(&board, suffix));
+        let names = [
+            lb::ORDER_SUFFIX,
+            lb::STAMPS_SUFFIX,
+            lb::SCORES_SUFFIX,
+            lb::NAMES_SUFFIX,
+        ]
+        .map(|suffix| companion(&board, suffix));
         let companions = match names {
-            [Some(order), Some(stamps), Some(scores)] => Some([order, stamps, scores]),
+            [Some(order), Some(stamps), Some(scores), Some(names)] => {
+                Some([order, stamps, scores, names])
+            }
             _ => None,
         };
         let check = if write {
@@ -97,6 +104,7 @@ impl<'a> RedisStore<'a> {
             Key::Order => companion(0),
             Key::Stamps => companion(1),
             Key::Scores => companion(2),
+            Key::Names => companion(3),
         }
     }
 
@@ -206,6 +214,11 @@ impl Store for RedisStore<'_> {
 
     fn count(&mut self, key: Key, min: &[u8], max: &[u8]) -> i64 {
         self.read(c"ZCOUNT", &[self.must(key), min, max]).integer()
+    }
+
+    fn lexcount(&mut self, min: &[u8], max: &[u8]) -> i64 {
+        self.read(c"ZLEXCOUNT", &[self.must(Key::Names), min, max])
+            .integer()
     }
 
     fn range(&mut self, key: Key, start: i64, stop: i64, rev: bool) -> Vec<Scored> {

@@ -344,7 +344,8 @@ fn plain_zadd_boards_rank_in_redis_member_order() {
                 0
             );
         }
-        // The first LB.ADD records the members it finds as tied since time 0, in name order.
+        // The first LB.ADD records nothing for the members it finds: they rank as if tied
+        // since time 0, in name order.
         let mut model = Model::default();
         for (m, s) in [("b", 1.0), ("a", 1.0), ("c", 1.0), ("d", 2.0)] {
             let _: i64 = query(&mut c, &["ZADD", "adopt", &s.to_string(), m]);
@@ -354,7 +355,113 @@ fn plain_zadd_boards_rank_in_redis_member_order() {
         let desc = entries(&mut c, &args(&["LB.TOP", "adopt", "10"]));
         let names: Vec<&str> = desc.iter().map(|e| e.1.as_str()).collect();
         assert_eq!(names, ["d", "a", "b", "c", "e"]);
-        assert_eq!(query::<i64>(&mut c, &["HLEN", "{adopt}:lb-stamps"]), 5);
+        assert_eq!(query::<i64>(&mut c, &["HLEN", "{adopt}:lb-stamps"]), 1);
+        assert_eq!(query::<i64>(&mut c, &["ZCARD", "{adopt}:lb-names"]), 1);
+        assert_eq!(query::<i64>(&mut c, &["EXISTS", "{adopt}:lb-scores"]), 0);
+    }
+}
+
+/// A ZADD board of `n` members `p<i>` with scores in 0..`scores` (many ties), pipelined.
+fn zadd_board(c: &mut Connection, board: &str, n: usize, scores: i32, rng: &mut StdRng) {
+    let mut pipe = redis::pipe();
+    for i in 0..n {
+        let member = format!("p{}", rng.gen_range(0..n * 2));
+        pipe.cmd("ZADD")
+            .arg(board)
+            .arg(rng.gen_range(0..scores))
+            .arg(member)
+            .ignore();
+        if i % 5000 == 4999 {
+            let () = pipe.query(c).unwrap();
+            pipe = redis::pipe();
+        }
+    }
+    let () = pipe.query(c).unwrap();
+}
+
+/// Writes `n` random LB.ADD/LB.INCR to a board made by `zadd_board` (members old and new,
+/// names interleaved with the old ones), tracking arrivals in the model.
+fn write_legacy_board(
+    c: &mut Connection,
+    board: &str,
+    n: usize,
+    rng: &mut StdRng,
+    model: &mut Model,
+) {
+    let mut pipe = redis::pipe();
+    for _ in 0..n {
+        let member = format!("p{}", rng.gen_range(0..model.members.len() * 2));
+        if rng.gen_bool(0.7) {
+            let score = rng.gen_range(0..20);
+            pipe.cmd("LB.ADD")
+                .arg(board)
+                .arg(score)
+                .arg(&member)
+                .ignore();
+            model.set(&member, f64::from(score));
+        } else {
+            pipe.cmd("LB.INCR").arg(board).arg(1).arg(&member).ignore();
+            let old = model.members.get(&member).map_or(0.0, |e| e.0);
+            model.set(&member, old + 1.0);
+        }
+    }
+    let () = pipe.query(c).unwrap();
+}
+
+/// The model of a ZADD board once written by LB.*: its members arrived first, in name order.
+fn legacy_model(c: &mut Connection, board: &str) -> Model {
+    let flat: Vec<(String, f64)> = query(c, &["ZRANGE", board, "0", "-1", "WITHSCORES"]);
+    let mut by_name = flat;
+    by_name.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut model = Model::default();
+    for (m, s) in by_name {
+        model.set(&m, s);
+    }
+    model
+}
+
+#[test]
+fn the_first_write_to_a_big_zadd_board_converts_nothing() {
+    for flavor in flavors() {
+        let server = Server::start(flavor);
+        let mut c = server.conn();
+        let mut rng = StdRng::seed_from_u64(63);
+        let board = "legacy:{1}";
+        zadd_board(&mut c, board, 20_000, 20, &mut rng);
+        let mut model = legacy_model(&mut c, board);
+        let legacy = model.arrivals;
+        // One write: one stamp, one order entry, one name; nothing else is recorded.
+        let _: i64 = query(&mut c, &["LB.ADD", board, "3", "p7"]);
+        model.set("p7", 3.0);
+        for key in ["legacy:{1}:lb-order", "legacy:{1}:lb-names"] {
+            assert_eq!(query::<i64>(&mut c, &["ZCARD", key]), 1, "{key}");
+        }
+        assert_eq!(query::<i64>(&mut c, &["HLEN", "legacy:{1}:lb-stamps"]), 1);
+        assert_eq!(query::<i64>(&mut c, &["EXISTS", "legacy:{1}:lb-scores"]), 0);
+        check_reads(&mut c, board, &model, &mut rng, 10, 2);
+        // Many writes, old members and new, interleaved by name within each score.
+        write_legacy_board(&mut c, board, 3_000, &mut rng, &mut model);
+        check_reads(&mut c, board, &model, &mut rng, 25, 3);
+        let stamped: i64 = query(&mut c, &["HLEN", "legacy:{1}:lb-stamps"]);
+        assert_eq!(
+            query::<i64>(&mut c, &["ZCARD", "legacy:{1}:lb-names"]),
+            stamped
+        );
+        assert!(stamped < model.members.len() as i64);
+        // A member added with ZADD behind the family's back is one more legacy member.
+        let _: i64 = query(&mut c, &["ZADD", board, "5", "p"]);
+        let mut fresh = Model::default();
+        let mut all: Vec<(String, (f64, Option<u64>))> = model.members.into_iter().collect();
+        all.push(("p".to_string(), (5.0, Some(0))));
+        // Legacy members (arrived with the ZADD board, or since by ZADD) first, by name.
+        all.sort_by_key(|(m, (_, arrival))| {
+            let stamped = arrival.filter(|a| *a > legacy);
+            (stamped.is_some(), stamped, m.clone())
+        });
+        for (m, (s, _)) in all {
+            fresh.set(&m, s);
+        }
+        check_reads(&mut c, board, &fresh, &mut rng, 8, 1);
     }
 }
 
@@ -828,22 +935,30 @@ fn lua_twin_reads_a_large_board_as_the_module_does() {
                 .ignore();
         }
         let () = pipe.query(&mut a).unwrap();
+        zadd_board(&mut a, "mix:{2}", 3_000, 30, &mut rng);
+        let mut mix = legacy_model(&mut a, "mix:{2}");
+        write_legacy_board(&mut a, "mix:{2}", 600, &mut rng, &mut mix);
         let keys = [
             "big:{1}",
             "big:{1}:lb-order",
             "big:{1}:lb-stamps",
             "big:{1}:lb-scores",
             "plainbig",
+            "mix:{2}",
+            "mix:{2}:lb-order",
+            "mix:{2}:lb-stamps",
+            "mix:{2}:lb-names",
         ];
         for key in keys {
             copy_key(&mut a, &mut b, key);
         }
         let members: Vec<String> = model.members.keys().cloned().collect();
-        for step in 0..300 {
-            let (board, member) = if step % 3 == 0 {
-                ("plainbig", format!("p{}", rng.gen_range(0..3_000)))
-            } else {
-                ("big:{1}", members.choose(&mut rng).unwrap().clone())
+        let mixed: Vec<String> = mix.members.keys().cloned().collect();
+        for step in 0..400 {
+            let (board, member) = match step % 4 {
+                0 => ("plainbig", format!("p{}", rng.gen_range(0..3_000))),
+                1 => ("mix:{2}", mixed.choose(&mut rng).unwrap().clone()),
+                _ => ("big:{1}", members.choose(&mut rng).unwrap().clone()),
             };
             let count = rng.gen_range(1..60).to_string();
             let order = ORDERS[rng.gen_range(0..2)];

@@ -23,7 +23,7 @@ pub fn family() -> Family {
             args: |argv, _| one_key(argv),
             seed: |c| {
                 let _: () = query(c, &["SET", "text", "v"]);
-                // A plain board, adopted by the first write.
+                // A plain board: its members keep no stamp after the first write.
                 let _: i64 = query(c, &["ZADD", "weekly", "2", "u3", "2", "u1", "5", "u9"]);
             },
             tracked: |_, _| {
@@ -47,8 +47,8 @@ fn has_entries(v: &Value) -> bool {
     matches!(v, Value::Array(items) if !items.is_empty())
 }
 
-/// LB.ADD, LB.INCR, LB.REM and reads over a few boards, one of them a plain board adopted by
-/// its first LB.* write.
+/// LB.ADD, LB.INCR, LB.REM and reads over a few boards, one of them a plain board written by
+/// LB.* after ZADD (legacy members).
 fn workload(server: &Server, rng: &mut StdRng) {
     let mut c = server.conn();
     let c = &mut c;

@@ -7,7 +7,7 @@
 //! which the server formats as the module's `RedisModule_ReplyWithDouble` is.
 
 use super::{
-    ADOPTED_STAMP, BAD_BOARD, BATCH, COMMANDS, NAN_SCORE, ORDER_SUFFIX, OUT_OF_STEP, SCORES_SUFFIX,
+    BAD_BOARD, BATCH, COMMANDS, NAMES_SUFFIX, NAN_SCORE, ORDER_SUFFIX, OUT_OF_STEP, SCORES_SUFFIX,
     SCORE_ARG, STAMPS_SUFFIX, STAMP_DIGITS,
 };
 use crate::lua::{lua_constants, twins, Family};
@@ -18,7 +18,7 @@ pub fn family() -> Family {
     Family {
         constants: lua_constants! {
             values: [
-                STAMP_DIGITS, ADOPTED_STAMP, BATCH, ORDER_SUFFIX, STAMPS_SUFFIX, SCORES_SUFFIX,
+                STAMP_DIGITS, BATCH, ORDER_SUFFIX, STAMPS_SUFFIX, SCORES_SUFFIX, NAMES_SUFFIX,
                 SCORE_ARG,
             ],
             errors: [OUT_OF_STEP, BAD_BOARD, NAN_SCORE],

@@ -11,9 +11,10 @@ end
 -- when the user may not read them (or, to `write`, write them).
 local function lb_keys(board, write)
   local k = {board = board, order = derived_key(board, ORDER_SUFFIX),
-    stamps = derived_key(board, STAMPS_SUFFIX), scores = derived_key(board, SCORES_SUFFIX)}
+    stamps = derived_key(board, STAMPS_SUFFIX), scores = derived_key(board, SCORES_SUFFIX),
+    names = derived_key(board, NAMES_SUFFIX)}
   if k.order then
-    for _, z in ipairs({k.order, k.scores}) do
+    for _, z in ipairs({k.order, k.scores, k.names}) do
       if not redis.acl_check_cmd('ZSCORE', z, 'm')
           or (write and not redis.acl_check_cmd('ZADD', z, '0', 'm')) then
         return nil, err(NOPERM)
@@ -28,19 +29,25 @@ local function lb_keys(board, write)
 end
 
 local function lb_check_types(k)
-  local expected = {{k.board, 'zset'}, {k.order, 'zset'}, {k.stamps, 'hash'}, {k.scores, 'zset'}}
+  local expected = {{k.board, 'zset'}, {k.order, 'zset'}, {k.stamps, 'hash'}, {k.scores, 'zset'},
+    {k.names, 'zset'}}
   for _, e in ipairs(expected) do
     local t = lb_type(e[1])
     if t ~= 'none' and t ~= e[2] then return err(WRONGTYPE) end
   end
 end
 
-local function lb_recorded(k, total)
-  if total == 0 or lb_type(k.order) == 'none' then return false end
-  if redis.call('ZCARD', k.order) ~= total or redis.call('HLEN', k.stamps) ~= total then
-    return nil, err(OUT_OF_STEP)
+-- 'plain', 'native' or 'legacy' (and the number of members without a stamp), checked in step.
+local function lb_layout(k, total)
+  if total == 0 or lb_type(k.order) == 'none' then return 'plain', 0 end
+  local stamped = redis.call('ZCARD', k.order)
+  if redis.call('HLEN', k.stamps) ~= stamped or stamped > total then return nil, 0, err(OUT_OF_STEP) end
+  if lb_type(k.names) == 'none' then
+    if stamped ~= total then return nil, 0, err(OUT_OF_STEP) end
+    return 'native', 0
   end
-  return true
+  if redis.call('ZCARD', k.names) ~= stamped then return nil, 0, err(OUT_OF_STEP) end
+  return 'legacy', total - stamped
 end
 
 local function lb_scored(flat)
@@ -75,6 +82,16 @@ local function lb_distinct(x)
   return x.t
 end
 
+local function lb_name_entry(x, m)
+  return lb_distinct(x) .. ':' .. m
+end
+
+-- ZLEXCOUNT of the names of x's score sorting before m.
+local function lb_names_before(k, x, m)
+  local prefix = lb_name_entry(x, '')
+  return redis.call('ZLEXCOUNT', k.names, '[' .. prefix, '(' .. prefix .. m)
+end
+
 -- Reads ---------------------------------------------------------------------------------------
 
 local function lb_open(board, order)
@@ -83,9 +100,9 @@ local function lb_open(board, order)
   e = lb_check_types(k)
   if e then return nil, e end
   local total = redis.call('ZCARD', board)
-  local rec, e2 = lb_recorded(k, total)
+  local layout, legacy, e2 = lb_layout(k, total)
   if e2 then return nil, e2 end
-  return {k = k, desc = order == 1, total = total, rec = rec}
+  return {k = k, desc = order == 1, total = total, layout = layout, mixed = legacy > 0}
 end
 
 local function lb_count_better(b, key, t, or_equal)
@@ -99,8 +116,28 @@ local function lb_group_bounds(b, t)
     redis.call('ZCOUNT', b.k.order, '-inf', '(' .. t)
 end
 
+local function lb_group_offset(b, x)
+  local k, t = b.k, x.t
+  local stamp = redis.call('HGET', k.stamps, x.m)
+  if stamp then
+    local at = redis.call('ZRANK', k.order, stamp .. x.m)
+    if not at then return nil, err(OUT_OF_STEP) end
+    local legacy = redis.call('ZCOUNT', k.board, t, t) - redis.call('ZCOUNT', k.order, t, t)
+    return legacy + at - redis.call('ZCOUNT', k.order, '-inf', '(' .. t)
+  end
+  local at = redis.call('ZRANK', k.board, x.m)
+  if not at then return nil, err(OUT_OF_STEP) end
+  local below = redis.call('ZCOUNT', k.board, '-inf', '(' .. t)
+  return at - below - lb_names_before(k, x, x.m)
+end
+
 local function lb_position(b, x)
-  if not b.rec then
+  if b.mixed then
+    local offset, e = lb_group_offset(b, x)
+    if e then return nil, e end
+    return lb_count_better(b, b.k.board, x.t, false) + offset
+  end
+  if b.layout == 'plain' then
     local p
     if b.desc then p = redis.call('ZREVRANK', b.k.board, x.m)
     else p = redis.call('ZRANK', b.k.board, x.m) end
@@ -137,9 +174,63 @@ local function lb_desc_fix(b, start, raw)
   return out
 end
 
+local function lb_nth_legacy(b, x, below, members, stamped, n)
+  local lo, hi = n + 1, math.min(n + 1 + stamped, members)
+  while lo < hi do
+    local mid = lo + math.floor((hi - lo) / 2)
+    local at = lb_range(b.k.board, below + mid, below + mid, false)[1]
+    if not at then return nil end
+    if mid - lb_names_before(b.k, x, at.m) > n then hi = mid else lo = mid + 1 end
+  end
+  return lb_range(b.k.board, below + lo - 1, below + lo - 1, false)[1]
+end
+
+local function lb_group_slice(b, x, from, to)
+  local k, t = b.k, x.t
+  local members = redis.call('ZCOUNT', k.board, t, t)
+  local stamped = redis.call('ZCOUNT', k.order, t, t)
+  local legacy = members - stamped
+  local below = redis.call('ZCOUNT', k.board, '-inf', '(' .. t)
+  local out = {}
+  local legacy_to = math.min(to, legacy)
+  if stamped == 0 and from < legacy_to then
+    out = lb_range(k.board, below + from, below + legacy_to - 1, false)
+  else
+    for n = from, legacy_to - 1 do
+      local y = lb_nth_legacy(b, x, below, members, stamped, n)
+      if y then out[#out + 1] = y end
+    end
+  end
+  local stamped_from, stamped_to = math.max(from, legacy) - legacy, to - legacy
+  if stamped_from < stamped_to then
+    local base = redis.call('ZCOUNT', k.order, '-inf', '(' .. t)
+    for _, y in ipairs(lb_range(k.order, base + stamped_from, base + stamped_to - 1, false)) do
+      y.m = string.sub(y.m, STAMP_DIGITS + 1)
+      out[#out + 1] = y
+    end
+  end
+  return out
+end
+
+local function lb_mixed_members(b, s, e)
+  local raw = lb_range(b.k.board, s, e - 1, b.desc)
+  local out, from = {}, 1
+  while raw[from] do
+    local first, to = raw[from], from
+    while raw[to + 1] and raw[to + 1].v == first.v do to = to + 1 end
+    local offset = s + from - 1 - lb_count_better(b, b.k.board, first.t, false)
+    for _, y in ipairs(lb_group_slice(b, first, offset, offset + to - from + 1)) do
+      out[#out + 1] = y
+    end
+    from = to + 1
+  end
+  return out
+end
+
 local function lb_members(b, s, e)
   if e <= s then return {} end
-  if not b.rec then return lb_range(b.k.board, s, e - 1, b.desc) end
+  if b.layout == 'plain' then return lb_range(b.k.board, s, e - 1, b.desc) end
+  if b.mixed then return lb_mixed_members(b, s, e) end
   local raw = lb_range(b.k.order, s, e - 1, b.desc)
   if b.desc then raw = lb_desc_fix(b, s, raw) end
   for _, x in ipairs(raw) do x.m = string.sub(x.m, STAMP_DIGITS + 1) end
@@ -147,7 +238,7 @@ local function lb_members(b, s, e)
 end
 
 local function lb_distinct_better(b, t)
-  if b.rec and lb_type(b.k.scores) ~= 'none' then return lb_count_better(b, b.k.scores, t, false) end
+  if b.layout ~= 'plain' and lb_type(b.k.scores) ~= 'none' then return lb_count_better(b, b.k.scores, t, false) end
   local above = lb_count_better(b, b.k.board, t, false)
   local distinct, previous, at = 0, nil, 0
   while at < above do
@@ -265,35 +356,18 @@ local function lb_del_if_present(key)
   if lb_type(key) ~= 'none' then redis.call('DEL', key) end
 end
 
+-- Drops tie-break keys left over by a board that is gone or has no order key; returns whether
+-- stamped members are listed in the names key (a board born from ZADD). Converts nothing.
 local function lb_prepare(k)
   local total = redis.call('ZCARD', k.board)
-  if total == 0 then
+  if total == 0 or lb_type(k.order) == 'none' then
     lb_del_if_present(k.order)
     lb_del_if_present(k.stamps)
     lb_del_if_present(k.scores)
-    return
+    lb_del_if_present(k.names)
+    return total > 0
   end
-  if lb_type(k.order) ~= 'none' then return end
-  lb_del_if_present(k.stamps)
-  lb_del_if_present(k.scores)
-  local stamp = lb_stamp_text(ADOPTED_STAMP)
-  local at = 0
-  while at < total do
-    local batch = lb_range(k.board, at, at + BATCH - 1, false)
-    local order, distinct, stamps = {}, {}, {}
-    for _, x in ipairs(batch) do
-      order[#order + 1] = x.t
-      order[#order + 1] = stamp .. x.m
-      distinct[#distinct + 1] = x.t
-      distinct[#distinct + 1] = lb_distinct(x)
-      stamps[#stamps + 1] = x.m
-      stamps[#stamps + 1] = stamp
-    end
-    redis.call('ZADD', k.order, unpack(order))
-    redis.call('ZADD', k.scores, unpack(distinct))
-    redis.call('HSET', k.stamps, unpack(stamps))
-    at = at + BATCH
-  end
+  return lb_type(k.names) ~= 'none'
 end
 
 local function lb_forget_score_if_gone(k, old)
@@ -303,14 +377,17 @@ local function lb_forget_score_if_gone(k, old)
 end
 
 -- One change at `now`: `by` adds to the score (LB.INCR), else `value`/`raw` set it (LB.ADD).
-local function lb_write_one(k, now, member, value, raw, by)
+local function lb_write_one(k, now, member, value, raw, by, names)
   local old = lb_score(k.board, member)
   local new_value = value
   if by then new_value = (old and old.v or 0) + by end
   if old then
     if old.v == new_value then return false, old.t end
     local stamp = redis.call('HGET', k.stamps, member)
-    if stamp then redis.call('ZREM', k.order, stamp .. member) end
+    if stamp then
+      redis.call('ZREM', k.order, stamp .. member)
+      if names then redis.call('ZREM', k.names, lb_name_entry(old, member)) end
+    end
   end
   local t
   if by then
@@ -327,8 +404,12 @@ local function lb_write_one(k, now, member, value, raw, by)
   local stamp = lb_stamp_text(n)
   redis.call('ZADD', k.order, t, stamp .. member)
   redis.call('HSET', k.stamps, member, stamp)
-  redis.call('ZADD', k.scores, t, lb_distinct(new))
-  if old then lb_forget_score_if_gone(k, old) end
+  if names then
+    redis.call('ZADD', k.names, 0, lb_name_entry(new, member))
+  else
+    redis.call('ZADD', k.scores, t, lb_distinct(new))
+    if old then lb_forget_score_if_gone(k, old) end
+  end
   return old == nil, t
 end
 
@@ -338,7 +419,7 @@ local function lb_write_keys(board)
   if k.order == nil then return nil, err(BAD_BOARD) end
   e = lb_check_types(k)
   if e then return nil, e end
-  local _, e2 = lb_recorded(k, redis.call('ZCARD', board))
+  local _, _, e2 = lb_layout(k, redis.call('ZCARD', board))
   if e2 then return nil, e2 end
   return k
 end
@@ -352,10 +433,10 @@ local function lb_add_run(board, pairs)
   local k, e = lb_write_keys(board)
   if e then return e end
   local now = now_ms()
-  lb_prepare(k)
+  local names = lb_prepare(k)
   local added = 0
   for i = 1, #pairs, 2 do
-    if lb_write_one(k, now, pairs[i + 1], values[i], pairs[i], nil) then added = added + 1 end
+    if lb_write_one(k, now, pairs[i + 1], values[i], pairs[i], nil, names) then added = added + 1 end
   end
   return added
 end
@@ -367,8 +448,8 @@ local function lb_incr_run(board, increment, member)
   local sum = (old and old.v or 0) + increment
   if sum ~= sum then return err(NAN_SCORE) end
   local now = now_ms()
-  lb_prepare(k)
-  local _, t = lb_write_one(k, now, member, nil, nil, increment)
+  local names = lb_prepare(k)
+  local _, t = lb_write_one(k, now, member, nil, nil, increment, names)
   return t
 end
 
@@ -378,21 +459,23 @@ local function lb_rem_run(board, members)
   if k.order == nil then return err(BAD_BOARD) end
   e = lb_check_types(k)
   if e then return e end
-  local rec, e2 = lb_recorded(k, redis.call('ZCARD', board))
+  local layout, _, e2 = lb_layout(k, redis.call('ZCARD', board))
   if e2 then return e2 end
+  local names = layout == 'legacy'
   local removed = 0
   for _, m in ipairs(members) do
     local old = lb_score(board, m)
     if old then
       redis.call('ZREM', board, m)
       removed = removed + 1
-      if rec then
+      if layout ~= 'plain' then
         local stamp = redis.call('HGET', k.stamps, m)
         if stamp then
           redis.call('ZREM', k.order, stamp .. m)
           redis.call('HDEL', k.stamps, m)
+          if names then redis.call('ZREM', k.names, lb_name_entry(old, m)) end
         end
-        lb_forget_score_if_gone(k, old)
+        if not names then lb_forget_score_if_gone(k, old) end
       end
     end
   end
