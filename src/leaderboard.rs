@@ -11,16 +11,16 @@
 
 use patterns_core::command::{parse_f64, CmdError};
 use patterns_core::leaderboard::{
-    self as lb, check_write, companion, percentile_of, remove, write, Board, Change, Key, Kind,
-    Order, Ranking, Scored, Store, Window,
+    self as lb, check_dense_rank, check_write, companion, percentile_of, remove, write, Board,
+    Change, Key, Kind, Order, Ranking, Scored, Store, Window,
 };
 
-use crate::command;
 use crate::ffi::{
     check_key_access, check_key_read, key_len, key_type, now_ms, redis_call, Call, CallReply,
     Command, Ctx, Key as KeyHandle, KeyType, OwnedString, Reply, Value,
 };
 use crate::stats::{self, Stat};
+use crate::{command, config};
 
 /// The family's commands, as registered.
 pub const COMMANDS: &[Command] = &[
@@ -328,7 +328,7 @@ fn with_board(
     f: impl FnOnce(&mut Board<RedisStore>) -> Result<Reply, CmdError>,
 ) -> Result<Reply, CmdError> {
     let mut store = RedisStore::open(call, false)?;
-    let mut board = Board::open(&mut store, order)?;
+    let mut board = Board::open(&mut store, order)?.with_dense_max(config::LB_DENSE_MAX.get());
     f(&mut board)
 }
 
@@ -341,6 +341,26 @@ fn find(board: &mut Board<RedisStore>, member: &[u8]) -> Result<Option<(Scored, 
     Ok(Some((scored, position)))
 }
 
+/// LB.RANK's reply for `member`: `[rank, score, total_members]`, None when absent.
+fn ranked(
+    board: &mut Board<RedisStore>,
+    member: &[u8],
+    ranking: Ranking,
+) -> Result<Option<Value>, CmdError> {
+    let Some((scored, position)) = find(board, member)? else {
+        return Ok(None);
+    };
+    if position >= board.total {
+        return Err(CmdError::BadState(lb::OUT_OF_STEP));
+    }
+    let rank = board.rank_of(&scored, position, ranking)?;
+    Ok(Some(Value::Array(vec![
+        Value::Int(rank),
+        Value::Score(scored.text),
+        Value::Int(board.total),
+    ])))
+}
+
 // LB.RANK key member [ASC|DESC] [RANKING ORDINAL|DENSE|COMPETITION|MODIFIED]
 fn rank(call: &Call) -> Result<Reply, CmdError> {
     let args = call.rest();
@@ -348,18 +368,7 @@ fn rank(call: &Call) -> Result<Reply, CmdError> {
     let member = p.text("member");
     let (order, ranking) = order_and_ranking(p.choice("ASC|DESC"), p.choice("RANKING"));
     with_board(call, order, |board| {
-        let Some((scored, position)) = find(board, member)? else {
-            return Ok(Reply::Null);
-        };
-        if position >= board.total {
-            return Err(CmdError::BadState(lb::OUT_OF_STEP));
-        }
-        let rank = board.rank_of(&scored, position, ranking);
-        Ok(Reply::Value(Value::Array(vec![
-            Value::Int(rank),
-            Value::Score(scored.text),
-            Value::Int(board.total),
-        ])))
+        Ok(ranked(board, member, ranking)?.map_or(Reply::Null, Reply::Value))
     })
 }
 
@@ -374,7 +383,7 @@ fn around(call: &Call) -> Result<Reply, CmdError> {
             return Ok(Reply::Null);
         };
         let window = Window::around(position, count, board.total);
-        Ok(Reply::Value(entries_value(board.entries(window, ranking))))
+        Ok(Reply::Value(entries_value(board.entries(window, ranking)?)))
     })
 }
 
@@ -384,7 +393,7 @@ fn top(call: &Call) -> Result<Reply, CmdError> {
     let (order, ranking) = order_and_ranking(p.choice("ASC|DESC"), p.choice("RANKING"));
     with_board(call, order, |board| {
         let window = Window::top(p.int("OFFSET"), p.int("count"), board.total);
-        Ok(Reply::Value(entries_value(board.entries(window, ranking))))
+        Ok(Reply::Value(entries_value(board.entries(window, ranking)?)))
     })
 }
 
@@ -395,7 +404,7 @@ fn page(call: &Call) -> Result<Reply, CmdError> {
     let (order, ranking) = order_and_ranking(p.choice("ASC|DESC"), p.choice("RANKING"));
     with_board(call, order, |board| {
         let (pages, window) = Window::page(page, size, board.total);
-        let entries = entries_value(board.entries(window, ranking));
+        let entries = entries_value(board.entries(window, ranking)?);
         Ok(Reply::Value(Value::Array(vec![Value::Int(pages), entries])))
     })
 }
@@ -442,17 +451,60 @@ fn add(call: &Call) -> Result<Reply, CmdError> {
     ))
 }
 
-// LB.INCR key increment member
+/// WITHRANK's order and ranking, when asked for.
+type RankWith = Option<(Order, Ranking)>;
+
+/// Checks that a write's WITHRANK rank can be answered (a DENSE scan within its limit), before
+/// the write.
+fn check_rank_with(
+    store: &mut RedisStore,
+    changes: &[(Change, &[u8])],
+    with: RankWith,
+) -> Result<(), CmdError> {
+    match with {
+        Some((order, Ranking::Dense)) => {
+            check_dense_rank(store, changes, order, config::LB_DENSE_MAX.get())
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The ranks WITHRANK answers after a write, one per member (the DENSE limit was checked
+/// before the write, so nothing here refuses).
+fn ranks_after_write(
+    call: &Call,
+    members: &[&[u8]],
+    (order, ranking): (Order, Ranking),
+) -> Result<Vec<Value>, CmdError> {
+    let mut store = RedisStore::open(call, false)?;
+    let mut board = Board::open(&mut store, order)?.with_dense_max(i64::MAX);
+    members
+        .iter()
+        .map(|m| Ok(ranked(&mut board, m, ranking)?.unwrap_or(Value::Null)))
+        .collect()
+}
+
+// LB.INCR key increment member [WITHRANK] [ASC|DESC] [RANKING ORDINAL|DENSE|COMPETITION|MODIFIED]
 fn incr(call: &Call) -> Result<Reply, CmdError> {
     let args = call.rest();
     let p = lb::INCR.parse(args)?;
     let (by, member) = (p.float("increment"), p.text("member"));
+    let with = p
+        .flag("WITHRANK")
+        .then(|| order_and_ranking(p.choice("ASC|DESC"), p.choice("RANKING")));
     let changes = [(Change::Add(by, p.raw("increment")), member)];
     let mut store = write_store(call)?;
     check_write(&mut store, &changes)?;
+    check_rank_with(&mut store, &changes, with)?;
     let (_, score) = write(&mut store, now_ms(), &changes).remove(0);
+    drop(store);
     stats::bump(Stat::LeaderboardWrites);
-    Ok(Reply::Value(Value::Score(score)))
+    match with {
+        Some(with) => Ok(Reply::Value(
+            ranks_after_write(call, &[member], with)?.remove(0),
+        )),
+        None => Ok(Reply::Value(Value::Score(score))),
+    }
 }
 
 // LB.REM key member [member ...]

@@ -361,6 +361,164 @@ fn plain_zadd_boards_rank_in_redis_member_order() {
     }
 }
 
+#[test]
+fn dense_on_a_zadd_board_is_refused_past_its_config() {
+    for flavor in flavors() {
+        let server = Server::start(flavor);
+        let mut c = server.conn();
+        let max: Vec<String> = query(&mut c, &["CONFIG", "GET", "patterns.lb-dense-max"]);
+        assert_eq!(max[1], lb::DENSE_MAX.to_string());
+        for i in 0..50 {
+            let _: i64 = query(
+                &mut c,
+                &["ZADD", "z", &(i / 2).to_string(), &format!("p{i:02}")],
+            );
+        }
+        let _: () = query(&mut c, &["CONFIG", "SET", "patterns.lb-dense-max", "10"]);
+        // 10 members above p39 (score 19): scanned; 12 above p37: refused, whatever the
+        // command; counted rankings are not limited.
+        let got: (i64, String, i64) = query(&mut c, &["LB.RANK", "z", "p39", "RANKING", "DENSE"]);
+        assert_eq!(got, (6, "19".to_string(), 50));
+        let refused = format!("ERR {}", lb::DENSE_TOO_MANY);
+        for cmd in [
+            &["LB.RANK", "z", "p37", "RANKING", "DENSE"][..],
+            &["LB.AROUND", "z", "p35", "3", "RANKING", "DENSE"],
+            &["LB.TOP", "z", "3", "OFFSET", "12", "RANKING", "DENSE"],
+            &["LB.PAGE", "z", "5", "3", "RANKING", "DENSE"],
+        ] {
+            assert_eq!(error_of(&mut c, cmd), refused, "{cmd:?}");
+        }
+        let got: (i64, String, i64) =
+            query(&mut c, &["LB.RANK", "z", "p37", "RANKING", "COMPETITION"]);
+        assert_eq!(got.0, 13);
+        // A board written by LB.ADD from the start keeps its distinct scores: never refused.
+        for i in 0..50 {
+            let _: i64 = query(
+                &mut c,
+                &["LB.ADD", "n", &(i / 2).to_string(), &format!("p{i:02}")],
+            );
+        }
+        let got: (i64, String, i64) = query(&mut c, &["LB.RANK", "n", "p00", "RANKING", "DENSE"]);
+        assert_eq!(got.0, 25);
+        // The twin has no configs: it refuses past the default, as the module does by default.
+        let _: () = query(
+            &mut c,
+            &[
+                "CONFIG",
+                "SET",
+                "patterns.lb-dense-max",
+                &lb::DENSE_MAX.to_string(),
+            ],
+        );
+        let twin = Server::start_without_module(flavor, &[]);
+        let mut t = twin.conn();
+        load_twin(&mut t);
+        let n = lb::DENSE_MAX + 2;
+        for conn in [&mut c, &mut t] {
+            let mut pipe = redis::pipe();
+            for start in (0..n).step_by(1000) {
+                let cmd = pipe.cmd("ZADD").arg("big");
+                for i in start..(start + 1000).min(n) {
+                    cmd.arg(i).arg(format!("m{i}"));
+                }
+                cmd.ignore();
+            }
+            let () = pipe.query(conn).unwrap();
+        }
+        // DESC: m5 has n - 6 members above (scanned), m0 has n - 1 (refused).
+        let top: (i64, String, i64) = query(
+            &mut t,
+            &["FCALL", "lb_rank", "1", "big", "m5", "RANKING", "DENSE"],
+        );
+        assert_eq!(top.0, n - 5);
+        assert_eq!(
+            error_of(
+                &mut t,
+                &["FCALL", "lb_rank", "1", "big", "m0", "RANKING", "DENSE"]
+            ),
+            refused
+        );
+        assert_eq!(
+            error_of(&mut c, &["LB.RANK", "big", "m0", "RANKING", "DENSE"]),
+            refused
+        );
+    }
+}
+
+#[test]
+fn a_write_with_rank_answers_what_lb_rank_answers_after_it() {
+    for flavor in flavors() {
+        let server = Server::start(flavor);
+        let mut c = server.conn();
+        let mut rng = StdRng::seed_from_u64(64);
+        build_board(&mut c, "native:{1}", 2_000, &mut rng, &mut Model::default());
+        zadd_board(&mut c, "legacy:{1}", 2_000, 20, &mut rng);
+        let mut legacy = legacy_model(&mut c, "legacy:{1}");
+        write_legacy_board(&mut c, "legacy:{1}", 300, &mut rng, &mut legacy);
+        zadd_board(&mut c, "plain:{1}", 2_000, 20, &mut rng);
+        for step in 0..300 {
+            let board = ["native:{1}", "legacy:{1}", "plain:{1}"][step % 3];
+            let member = format!("{}{}", ["m", "p"][step % 2], rng.gen_range(0..2_400));
+            let by = ["1", "0", "-2", "0.5"][rng.gen_range(0..4)];
+            let order = ORDERS[rng.gen_range(0..2)];
+            let ranking = RANKINGS[rng.gen_range(0..4)];
+            let with: Value = query(
+                &mut c,
+                &[
+                    "LB.INCR", board, by, &member, "WITHRANK", order, "RANKING", ranking,
+                ],
+            );
+            let after: Value = query(
+                &mut c,
+                &["LB.RANK", board, &member, order, "RANKING", ranking],
+            );
+            assert_eq!(
+                with, after,
+                "LB.INCR {board} {by} {member} {order} {ranking}"
+            );
+            assert!(matches!(&with, Value::Array(v) if v.len() == 3), "{with:?}");
+        }
+        // Without WITHRANK the reply is the score, options or not.
+        let score: String = query(&mut c, &["LB.INCR", "native:{1}", "1", "x", "ASC"]);
+        assert_eq!(score, "1");
+        // A DENSE rank that would scan past the limit is refused before anything is written.
+        let _: () = query(&mut c, &["CONFIG", "SET", "patterns.lb-dense-max", "10"]);
+        let before: Value = query(&mut c, &["ZSCORE", "plain:{1}", "p1"]);
+        let refused = format!("ERR {}", lb::DENSE_TOO_MANY);
+        assert_eq!(
+            error_of(
+                &mut c,
+                &[
+                    "LB.INCR",
+                    "plain:{1}",
+                    "-1000",
+                    "p1",
+                    "WITHRANK",
+                    "RANKING",
+                    "DENSE"
+                ]
+            ),
+            refused
+        );
+        let after: Value = query(&mut c, &["ZSCORE", "plain:{1}", "p1"]);
+        assert_eq!(before, after);
+        // The top needs no scan: answered.
+        let top: (i64, String, i64) = query(
+            &mut c,
+            &[
+                "LB.INCR",
+                "plain:{1}",
+                "1000",
+                "p1",
+                "WITHRANK",
+                "RANKING",
+                "DENSE",
+            ],
+        );
+        assert_eq!(top.0, 1);
+    }
+}
+
 /// A ZADD board of `n` members `p<i>` with scores in 0..`scores` (many ties), pipelined.
 fn zadd_board(c: &mut Connection, board: &str, n: usize, scores: i32, rng: &mut StdRng) {
     let mut pipe = redis::pipe();
@@ -757,6 +915,18 @@ fn bad_input_is_refused_and_writes_nothing() {
                 format!("ERR {}", lb::NAN_SCORE),
             ),
             (vec!["LB.INCR", "b", "1"], arity("lb.incr")),
+            (
+                vec!["LB.INCR", "b", "1", "m", "WITHRANK", "RANKING"],
+                "ERR syntax error".into(),
+            ),
+            (
+                vec!["LB.INCR", "b", "1", "m", "WITHRANK", "RANKING", "BOGUS"],
+                "ERR syntax error".into(),
+            ),
+            (
+                vec!["LB.INCR", "b", "1", "m", "WITHRANKS"],
+                "ERR syntax error".into(),
+            ),
             (vec!["LB.REM", "b"], arity("lb.rem")),
             (vec!["LB.REM", "text", "x"], wrongtype.into()),
             (vec!["LB.REM", "a{b", "x"], format!("ERR {}", lb::BAD_BOARD)),

@@ -413,8 +413,12 @@ fn configs_have_the_compiled_in_defaults_and_take_config_set() {
         let server = Server::start(flavor);
         let mut c = server.conn();
         let all: Vec<String> = query(&mut c, &["CONFIG", "GET", "patterns.*"]);
-        assert_eq!(all.len(), 6, "{all:?}");
+        assert_eq!(all.len(), 8, "{all:?}");
         assert_eq!(config(&mut c, "patterns.cache-lease-ms"), "10000");
+        assert_eq!(
+            config(&mut c, "patterns.lb-dense-max"),
+            patterns_core::leaderboard::DENSE_MAX.to_string()
+        );
         assert_eq!(config(&mut c, "patterns.cache-wait-hint-ms"), "50");
         assert_eq!(
             config(&mut c, "patterns.cache-channel"),

@@ -42,6 +42,14 @@ def build_leaderboard_cases(shas):
         ["LB.RANK", LB_BOARDS["plain Redis"], player], "lb.rank", "rank")
     add("lb_top_plain", "native, plain board", "LB.TOP 10",
         ["LB.TOP", LB_BOARDS["plain Redis"], "10"], "lb.top", "entries")
+    # The rank with the write (issue 16): LB.INCR alone and WITHRANK, against ZINCRBY (the
+    # seeds add ZREVRANK, a second call, for the rank).
+    add("lb_zincrby", "plain Redis", "ZINCRBY",
+        ["ZINCRBY", LB_BOARDS["plain Redis"], "1", player], "zincrby", "bulk")
+    add("lb_incr", "native", "LB.INCR", ["LB.INCR", LB_BOARDS["native"], "1", player],
+        "lb.incr", "bulk")
+    add("lb_incr_rank", "native", "LB.INCR ... WITHRANK",
+        ["LB.INCR", LB_BOARDS["native"], "1", player, "WITHRANK"], "lb.incr", "rank")
     for fam, name, fn, args, kind in (
             ("lb_around", "LB.AROUND", "lb_around", [player, "10"], "entries"),
             ("lb_add", "LB.ADD", "lb_add", ["__rand_int__", player], "int")):

@@ -159,11 +159,13 @@ local function parse(def, keys, argv)
 end
 local STAMP_DIGITS = 16
 local BATCH = 1000
+local DENSE_MAX = 100000
 local ORDER_SUFFIX = 'lb-order'
 local STAMPS_SUFFIX = 'lb-stamps'
 local SCORES_SUFFIX = 'lb-scores'
 local NAMES_SUFFIX = 'lb-names'
 local OUT_OF_STEP = 'ERR the board\'s tie-break keys are out of step with it (written with ZADD or ZREM?)'
+local DENSE_TOO_MANY = 'ERR RANKING DENSE would scan more members than patterns.lb-dense-max allows (the board has no :lb-scores: it held ZADD members)'
 local function lb_type(key)
   if key == nil then return 'none' end
   return redis.call('TYPE', key)['ok']
@@ -248,7 +250,8 @@ local function lb_open(board, order)
   local total = redis.call('ZCARD', board)
   local layout, legacy, e2 = lb_layout(k, total)
   if e2 then return nil, e2 end
-  return {k = k, desc = order == 1, total = total, layout = layout, mixed = legacy > 0}
+  return {k = k, desc = order == 1, total = total, layout = layout, mixed = legacy > 0,
+    dense_max = DENSE_MAX}
 end
 
 local function lb_count_better(b, key, t, or_equal)
@@ -349,6 +352,7 @@ end
 local function lb_distinct_better(b, t)
   if b.layout ~= 'plain' and lb_type(b.k.scores) ~= 'none' then return lb_count_better(b, b.k.scores, t, false) end
   local above = lb_count_better(b, b.k.board, t, false)
+  if above > b.dense_max then return nil, err(DENSE_TOO_MANY) end
   local distinct, previous, at = 0, nil, 0
   while at < above do
     local stop = math.min(at + BATCH, above) - 1
@@ -394,10 +398,11 @@ end
 local function lb_entries(b, s, e, ranking)
   local xs = lb_members(b, s, e)
   if #xs == 0 then return {} end
-  local edge = 0
+  local edge, refused = 0, nil
   if ranking == 2 then edge = lb_count_better(b, b.k.board, xs[1].t, false)
   elseif ranking == 3 then edge = lb_count_better(b, b.k.board, xs[#xs].t, true)
-  elseif ranking == 1 then edge = lb_distinct_better(b, xs[1].t) end
+  elseif ranking == 1 then edge, refused = lb_distinct_better(b, xs[1].t) end
+  if refused then return nil, refused end
   local ranks = lb_ranks(ranking, s, xs, edge)
   local out = {}
   for k, x in ipairs(xs) do out[k] = {ranks[k], x.m, x.t} end
@@ -413,7 +418,8 @@ local function lb_top_run(board, count, offset, asc_desc, ranking)
   local b, e = lb_open(board, asc_desc)
   if e then return e end
   local s, stop = lb_window_top(offset, count, b.total)
-  return lb_entries(b, s, stop, ranking)
+  local entries, e2 = lb_entries(b, s, stop, ranking)
+  return e2 or entries
 end
 
 

@@ -62,8 +62,12 @@ fn workload(server: &Server, rng: &mut StdRng) {
                 let s = rng.gen_range(-3..6).to_string();
                 let _: i64 = query(c, &["LB.ADD", board, &s, &m, "5", "u0"]);
             }
-            5 | 6 => {
+            5 => {
                 let _: String = query(c, &["LB.INCR", board, "1.5", &m]);
+            }
+            6 => {
+                let with = ["LB.INCR", board, "1.5", &m, "WITHRANK", "RANKING", "DENSE"];
+                let _: Value = query(c, &with);
             }
             7 => {
                 let _: i64 = query(c, &["LB.REM", board, &m]);
@@ -124,12 +128,13 @@ fn random_call(rng: &mut StdRng, _: &[Value]) -> Vec<String> {
         _ => strings(&["LB.PERCENTILE", board, &member]),
     };
     let name = v[0].clone();
-    if !order.is_empty() && name != "LB.ADD" && name != "LB.INCR" && name != "LB.REM" {
+    if name == "LB.INCR" && rng.gen_bool(0.6) {
+        v.push("WITHRANK".into());
+    }
+    if !order.is_empty() && name != "LB.ADD" && name != "LB.REM" {
         v.push(order.into());
     }
-    if !ranking.is_empty()
-        && !["LB.ADD", "LB.INCR", "LB.REM", "LB.PERCENTILE"].contains(&name.as_str())
-    {
+    if !ranking.is_empty() && !["LB.ADD", "LB.REM", "LB.PERCENTILE"].contains(&name.as_str()) {
         v.extend(strings(&["RANKING", ranking]));
     }
     v

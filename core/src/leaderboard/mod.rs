@@ -55,6 +55,11 @@ pub const SCORES_SUFFIX: &str = "lb-scores";
 pub const NAMES_SUFFIX: &str = "lb-names";
 /// Members per command when a dense rank is counted by scanning.
 pub const BATCH: i64 = 1000;
+/// The most members a dense rank scans on a board without a scores key: the default of the
+/// module's `patterns.lb-dense-max`, and the twin's fixed value.
+pub const DENSE_MAX: i64 = 100_000;
+pub const DENSE_TOO_MANY: &str = "RANKING DENSE would scan more members than \
+     patterns.lb-dense-max allows (the board has no :lb-scores: it held ZADD members)";
 
 pub const OUT_OF_STEP: &str =
     "the board's tie-break keys are out of step with it (written with ZADD or ZREM?)";
@@ -98,15 +103,16 @@ const WRITE_KEYS: &str = "key: the board; writes its tie-break keys in its slot:
      members before, `:lb-names` (sorted set of `<score>:<member>`, all scored 0)";
 /// The extra cost of a window on a board with legacy members (see the module's doc).
 macro_rules! window_cost {
-    ($plain:literal, $count:literal, $dense:literal) => {
+    ($plain:literal, $count:literal) => {
         concat!(
             $plain,
             "; on a board with ZADD members not since written by LB.*, O(",
             $count,
             " log N) (O(",
             $count,
-            " log² N) in a score shared by both kinds); DENSE on a board without `:lb-scores` ",
-            $dense
+            " log^2 N) in a score shared by both kinds); ",
+            "DENSE on a board without `:lb-scores` O(n) for the n members above the window, ",
+            "refused past `patterns.lb-dense-max`"
         )
     };
 }
@@ -117,11 +123,7 @@ pub static AROUND: CommandDef = CommandDef {
     syntax: "key member count [ASC|DESC] [RANKING ORDINAL|DENSE|COMPETITION|MODIFIED]",
     summary:
         "The count entries around member, member as close to the middle as the board's ends allow.",
-    complexity: window_cost!(
-        "O(log N + count)",
-        "count",
-        "O(N) (scans the members above the window)"
-    ),
+    complexity: window_cost!("O(log N + count)", "count"),
     reply: "Array of entries `[rank, member, score]`, nil when member is absent",
     keys: READ_KEYS,
     flags: READ,
@@ -135,7 +137,8 @@ pub static RANK: CommandDef = CommandDef {
     name: "LB.RANK",
     syntax: "key member [ASC|DESC] [RANKING ORDINAL|DENSE|COMPETITION|MODIFIED]",
     summary: "The member's rank and score, and the board's size.",
-    complexity: "O(log N); DENSE on a board without `:lb-scores` O(N)",
+    complexity: "O(log N); DENSE on a board without `:lb-scores` O(n) for the n members above, \
+        refused past `patterns.lb-dense-max`",
     reply: "Array `[rank, score, total_members]`, nil when member is absent",
     keys: READ_KEYS,
     flags: READ,
@@ -149,7 +152,7 @@ pub static TOP: CommandDef = CommandDef {
     name: "LB.TOP",
     syntax: "key count [OFFSET n] [ASC|DESC] [RANKING ORDINAL|DENSE|COMPETITION|MODIFIED]",
     summary: "The count best entries, after skipping n.",
-    complexity: window_cost!("O(log N + count)", "count", "O(n + count)"),
+    complexity: window_cost!("O(log N + count)", "count"),
     reply: ENTRIES,
     keys: READ_KEYS,
     flags: READ,
@@ -174,7 +177,7 @@ pub static PAGE: CommandDef = CommandDef {
     name: "LB.PAGE",
     syntax: "key page page_size [ASC|DESC] [RANKING ORDINAL|DENSE|COMPETITION|MODIFIED]",
     summary: "One page of entries (pages are 1-based) and the number of pages.",
-    complexity: window_cost!("O(log N + page_size)", "page_size", "O(N)"),
+    complexity: window_cost!("O(log N + page_size)", "page_size"),
     reply: "Array `[total_pages, [entry, ...]]`; no entries past the last page",
     keys: READ_KEYS,
     flags: READ,
@@ -215,12 +218,19 @@ pub static ADD: CommandDef = CommandDef {
     key_positions: Keys::First,
 };
 
+/// WITHRANK: a write answers the member's rank as LB.RANK would right after it.
+const WITHRANK: OptionDef = OptionDef {
+    token: "WITHRANK",
+    value: OptValue::Flag,
+    default: 0,
+};
+
 pub static INCR: CommandDef = CommandDef {
     name: "LB.INCR",
-    syntax: "key increment member",
-    summary: "Adds to a member's score like ZINCRBY and records when it reached the new score.",
-    complexity: "O(log N), the first write too",
-    reply: "The new score: a double (RESP2: a bulk string)",
+    syntax: "key increment member [WITHRANK] [ASC|DESC] [RANKING ORDINAL|DENSE|COMPETITION|MODIFIED]",
+    summary: "Adds to a member's score like ZINCRBY and records when it reached the new score; WITHRANK also answers its rank (ASC|DESC and RANKING choose which).",
+    complexity: "O(log N), the first write too; WITHRANK: as LB.RANK",
+    reply: "The new score: a double (RESP2: a bulk string); WITHRANK: LB.RANK's `[rank, score, total_members]`",
     keys: WRITE_KEYS,
     flags: WRITE,
     positionals: &[
@@ -233,7 +243,7 @@ pub static INCR: CommandDef = CommandDef {
         },
         MEMBER,
     ],
-    options: &[],
+    options: &[WITHRANK, ORDER, RANKING],
     trailing: None,
     key_positions: Keys::First,
 };
@@ -605,6 +615,7 @@ pub struct Board<'a, S: Store> {
     order: Order,
     pub total: i64,
     layout: Layout,
+    dense_max: i64,
 }
 
 impl<'a, S: Store> Board<'a, S> {
@@ -617,7 +628,13 @@ impl<'a, S: Store> Board<'a, S> {
             order,
             total,
             layout,
+            dense_max: DENSE_MAX,
         })
+    }
+
+    /// The most members a dense rank may scan (see `DENSE_MAX`).
+    pub fn with_dense_max(self, dense_max: i64) -> Self {
+        Self { dense_max, ..self }
     }
 
     /// Whether some members have no stamp while others have one: places are then found
@@ -806,7 +823,7 @@ impl<'a, S: Store> Board<'a, S> {
     /// The `k`-th legacy member (by name) of a score group of `members` members starting at
     /// ascending place `below`: the member before the first group place `j` with k + 1 legacy
     /// members before it. At most one stamped member per place separates them, so `j` lies
-    /// within `stamped` places of k + 1: a binary search of ZLEXCOUNTs, O(log² N).
+    /// within `stamped` places of k + 1: a binary search of ZLEXCOUNTs, O(log^2 N).
     fn nth_legacy(
         &mut self,
         group: &Scored,
@@ -834,12 +851,16 @@ impl<'a, S: Store> Board<'a, S> {
     }
 
     /// The distinct scores strictly better than `text`: from the scores key when recorded,
-    /// else by scanning the members above (the cost of DENSE on a plain board).
-    fn distinct_better(&mut self, text: &[u8]) -> i64 {
+    /// else by scanning the members above (the cost of DENSE on a ZADD board), refused past
+    /// `dense_max` of them.
+    fn distinct_better(&mut self, text: &[u8]) -> Result<i64, CmdError> {
         if self.layout != Layout::Plain && self.store.kind(Key::Scores) != Kind::Empty {
-            return self.count_better(Key::Scores, text, false);
+            return Ok(self.count_better(Key::Scores, text, false));
         }
         let above = self.count_better(Key::Board, text, false);
+        if above > self.dense_max {
+            return Err(CmdError::BadState(DENSE_TOO_MANY));
+        }
         let rev = self.order == Order::Desc;
         let (mut distinct, mut previous) = (0, None);
         let mut at = 0;
@@ -853,36 +874,41 @@ impl<'a, S: Store> Board<'a, S> {
             }
             at = stop + 1;
         }
-        distinct
+        Ok(distinct)
     }
 
     /// The entries at places `window`, ranked.
     /// What the window's ranks start from: members better than its first entry (distinct
     /// scores for DENSE), or, for MODIFIED, members at least as good as its last.
-    fn edge(&mut self, ranking: Ranking, first: &[u8], last: &[u8]) -> i64 {
-        match ranking {
+    fn edge(&mut self, ranking: Ranking, first: &[u8], last: &[u8]) -> Result<i64, CmdError> {
+        Ok(match ranking {
             Ranking::Ordinal => 0,
             Ranking::Competition => self.count_better(Key::Board, first, false),
             Ranking::Modified => self.count_better(Key::Board, last, true),
-            Ranking::Dense => self.distinct_better(first),
-        }
+            Ranking::Dense => self.distinct_better(first)?,
+        })
     }
 
     /// The rank of a member found at `position`: the entry a one-member window there holds,
     /// without reading that window back.
-    pub fn rank_of(&mut self, scored: &Scored, position: i64, ranking: Ranking) -> i64 {
-        let edge = self.edge(ranking, &scored.text, &scored.text);
-        ranks(ranking, position, &[scored.score], edge)[0]
+    pub fn rank_of(
+        &mut self,
+        scored: &Scored,
+        position: i64,
+        ranking: Ranking,
+    ) -> Result<i64, CmdError> {
+        let edge = self.edge(ranking, &scored.text, &scored.text)?;
+        Ok(ranks(ranking, position, &[scored.score], edge)[0])
     }
 
-    pub fn entries(&mut self, w: Window, ranking: Ranking) -> Vec<Entry> {
+    pub fn entries(&mut self, w: Window, ranking: Ranking) -> Result<Vec<Entry>, CmdError> {
         let members = self.members(w);
         let (Some(first), Some(last)) = (members.first(), members.last()) else {
-            return Vec::new();
+            return Ok(Vec::new());
         };
-        let edge = self.edge(ranking, &first.text.clone(), &last.text.clone());
+        let edge = self.edge(ranking, &first.text.clone(), &last.text.clone())?;
         let scores: Vec<f64> = members.iter().map(|e| e.score).collect();
-        ranks(ranking, w.start, &scores, edge)
+        Ok(ranks(ranking, w.start, &scores, edge)
             .into_iter()
             .zip(members)
             .map(|(rank, e)| Entry {
@@ -890,7 +916,7 @@ impl<'a, S: Store> Board<'a, S> {
                 member: e.member,
                 score: e.text,
             })
-            .collect()
+            .collect())
     }
 }
 
@@ -938,6 +964,42 @@ pub fn check_write<S: Store>(s: &mut S, changes: &[(Change, &[u8])]) -> Result<(
             if (old + by).is_nan() {
                 return Err(CmdError::BadState(NAN_SCORE));
             }
+        }
+    }
+    Ok(())
+}
+
+/// Before a write whose reply carries a DENSE rank (WITHRANK): on a board that will have no
+/// scores key, the rank scans the members above the member's new score, so the write is
+/// refused, before anything is written, when those (before the write, plus the members it
+/// writes) could exceed `dense_max`, as a read's scan would be.
+pub fn check_dense_rank<S: Store>(
+    s: &mut S,
+    changes: &[(Change, &[u8])],
+    order: Order,
+    dense_max: i64,
+) -> Result<(), CmdError> {
+    let total = s.card(Key::Board);
+    let scores_kept = match layout(s, total)? {
+        Layout::Native => s.kind(Key::Scores) != Kind::Empty,
+        Layout::Plain => total == 0,
+        Layout::Legacy { .. } => false,
+    };
+    if scores_kept {
+        return Ok(());
+    }
+    for (change, member) in changes {
+        let new = match change {
+            Change::Set(v, _) => *v,
+            Change::Add(by, _) => s.score(member).map_or(0.0, |o| o.score) + by,
+        };
+        let text = exclusive(format!("{new}").as_bytes());
+        let above = match order {
+            Order::Desc => s.count(Key::Board, &text, PLUS_INF),
+            Order::Asc => s.count(Key::Board, MINUS_INF, &text),
+        };
+        if above + changes.len() as i64 > dense_max {
+            return Err(CmdError::BadState(DENSE_TOO_MANY));
         }
     }
     Ok(())

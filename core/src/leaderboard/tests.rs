@@ -456,7 +456,9 @@ fn check_against_model(mem: &mut Mem, model: &Model, rng: &mut XorShift) {
             let want = model.ranks(order, ranking);
             let mut board = Board::open(mem, order).unwrap();
             assert_eq!(board.total, total);
-            let all = board.entries(Window::top(0, total.max(1), total), ranking);
+            let all = board
+                .entries(Window::top(0, total.max(1), total), ranking)
+                .unwrap();
             let got: Vec<(Vec<u8>, f64, i64)> = all
                 .iter()
                 .map(|e| {
@@ -477,7 +479,7 @@ fn check_against_model(mem: &mut Mem, model: &Model, rng: &mut XorShift) {
                     _ => rng.below(total as u64),
                 };
                 let w = Window::top(offset, count, total);
-                let entries = board.entries(w, ranking);
+                let entries = board.entries(w, ranking).unwrap();
                 let expected = &want[w.start as usize..w.end as usize];
                 let got: Vec<(Vec<u8>, i64)> =
                     entries.iter().map(|e| (e.member.clone(), e.rank)).collect();
@@ -488,7 +490,7 @@ fn check_against_model(mem: &mut Mem, model: &Model, rng: &mut XorShift) {
                 let s = board.score(m).unwrap();
                 let p = board.position(&s).unwrap();
                 assert_eq!(&want[p as usize].0, m);
-                let rank = board.rank_of(&s, p, ranking);
+                let rank = board.rank_of(&s, p, ranking).unwrap();
                 assert_eq!(
                     rank, want[p as usize].2,
                     "{order:?} {ranking:?} rank of {m:?}"
@@ -623,6 +625,27 @@ fn the_first_write_to_a_zadd_board_converts_nothing() {
 }
 
 #[test]
+fn dense_on_a_zadd_board_scans_at_most_its_limit() {
+    let mut mem = Mem::default();
+    for i in 0..50 {
+        mem.sets[0].add(f64::from(i / 2), format!("p{i:02}").as_bytes());
+    }
+    let mut b = Board::open(&mut mem, Order::Desc)
+        .unwrap()
+        .with_dense_max(10);
+    // 10 members above places 10 and 11 (score 19): scanned; 12 above place 12: refused.
+    let w = Window::top(10, 2, 50);
+    assert_eq!(b.entries(w, Ranking::Dense).unwrap()[1].rank, 6);
+    let w = Window::top(12, 1, 50);
+    assert_eq!(
+        b.entries(w, Ranking::Dense).unwrap_err().to_string(),
+        format!("ERR {DENSE_TOO_MANY}")
+    );
+    // Other rankings count, they do not scan.
+    assert_eq!(b.entries(w, Ranking::Competition).unwrap()[0].rank, 13);
+}
+
+#[test]
 fn equal_scores_rank_by_arrival_up_to_2_pow_53_and_below_zero() {
     for v in [9_007_199_254_740_992.0, -7.0, 0.5] {
         let mut mem = Mem::default();
@@ -639,6 +662,7 @@ fn equal_scores_rank_by_arrival_up_to_2_pow_53_and_below_zero() {
             let mut b = Board::open(&mut mem, order).unwrap();
             let names: Vec<Vec<u8>> = b
                 .entries(Window::top(0, 3, 3), Ranking::Ordinal)
+                .unwrap()
                 .into_iter()
                 .map(|e| e.member)
                 .collect();
@@ -653,6 +677,7 @@ fn equal_scores_rank_by_arrival_up_to_2_pow_53_and_below_zero() {
         let mut b = Board::open(&mut mem, Order::Desc).unwrap();
         let names: Vec<Vec<u8>> = b
             .entries(Window::top(0, 3, 3), Ranking::Ordinal)
+            .unwrap()
             .into_iter()
             .map(|e| e.member)
             .collect();

@@ -102,7 +102,8 @@ local function lb_open(board, order)
   local total = redis.call('ZCARD', board)
   local layout, legacy, e2 = lb_layout(k, total)
   if e2 then return nil, e2 end
-  return {k = k, desc = order == 1, total = total, layout = layout, mixed = legacy > 0}
+  return {k = k, desc = order == 1, total = total, layout = layout, mixed = legacy > 0,
+    dense_max = DENSE_MAX}
 end
 
 local function lb_count_better(b, key, t, or_equal)
@@ -240,6 +241,7 @@ end
 local function lb_distinct_better(b, t)
   if b.layout ~= 'plain' and lb_type(b.k.scores) ~= 'none' then return lb_count_better(b, b.k.scores, t, false) end
   local above = lb_count_better(b, b.k.board, t, false)
+  if above > b.dense_max then return nil, err(DENSE_TOO_MANY) end
   local distinct, previous, at = 0, nil, 0
   while at < above do
     local stop = math.min(at + BATCH, above) - 1
@@ -285,10 +287,11 @@ end
 local function lb_entries(b, s, e, ranking)
   local xs = lb_members(b, s, e)
   if #xs == 0 then return {} end
-  local edge = 0
+  local edge, refused = 0, nil
   if ranking == 2 then edge = lb_count_better(b, b.k.board, xs[1].t, false)
   elseif ranking == 3 then edge = lb_count_better(b, b.k.board, xs[#xs].t, true)
-  elseif ranking == 1 then edge = lb_distinct_better(b, xs[1].t) end
+  elseif ranking == 1 then edge, refused = lb_distinct_better(b, xs[1].t) end
+  if refused then return nil, refused end
   local ranks = lb_ranks(ranking, s, xs, edge)
   local out = {}
   for k, x in ipairs(xs) do out[k] = {ranks[k], x.m, x.t} end
@@ -300,15 +303,22 @@ local function lb_window_top(offset, count, total)
   return s, math.max(s, math.min(offset + count, total))
 end
 
+-- LB.RANK's reply for member: {rank, score, total}, false when absent, or an error.
+local function lb_ranked(b, member, ranking)
+  local x = lb_score(b.k.board, member)
+  if not x then return false end
+  local p, e = lb_position(b, x)
+  if e then return e end
+  if p >= b.total then return err(OUT_OF_STEP) end
+  local entries, e2 = lb_entries(b, p, p + 1, ranking)
+  if e2 then return e2 end
+  return {entries[1][1], x.t, b.total}
+end
+
 local function lb_rank_run(board, member, asc_desc, ranking)
   local b, e = lb_open(board, asc_desc)
   if e then return e end
-  local x = lb_score(board, member)
-  if not x then return false end
-  local p, e2 = lb_position(b, x)
-  if e2 then return e2 end
-  local entry = lb_entries(b, p, p + 1, ranking)[1]
-  return {entry[1], x.t, b.total}
+  return lb_ranked(b, member, ranking)
 end
 
 local function lb_around_run(board, member, count, asc_desc, ranking)
@@ -320,14 +330,16 @@ local function lb_around_run(board, member, count, asc_desc, ranking)
   if e2 then return e2 end
   count = math.min(count, b.total)
   local s = math.max(0, math.min(p - math.floor(count / 2), b.total - count))
-  return lb_entries(b, s, s + count, ranking)
+  local entries, e3 = lb_entries(b, s, s + count, ranking)
+  return e3 or entries
 end
 
 local function lb_top_run(board, count, offset, asc_desc, ranking)
   local b, e = lb_open(board, asc_desc)
   if e then return e end
   local s, stop = lb_window_top(offset, count, b.total)
-  return lb_entries(b, s, stop, ranking)
+  local entries, e2 = lb_entries(b, s, stop, ranking)
+  return e2 or entries
 end
 
 local function lb_page_run(board, page, page_size, asc_desc, ranking)
@@ -336,7 +348,8 @@ local function lb_page_run(board, page, page_size, asc_desc, ranking)
   local pages = ceil_div(b.total, page_size)
   if page > pages then return {pages, {}} end
   local s = (page - 1) * page_size
-  return {pages, lb_entries(b, s, math.min(s + page_size, b.total), ranking)}
+  local entries, e2 = lb_entries(b, s, math.min(s + page_size, b.total), ranking)
+  return e2 or {pages, entries}
 end
 
 local function lb_percentile_run(board, member, asc_desc)
@@ -441,16 +454,49 @@ local function lb_add_run(board, pairs)
   return added
 end
 
-local function lb_incr_run(board, increment, member)
+-- WITHRANK RANKING DENSE on a board that will have no scores key: refused before the write
+-- when the members above a new score (before it, plus those written) could pass DENSE_MAX.
+local function lb_check_dense_rank(k, news, desc)
+  local total = redis.call('ZCARD', k.board)
+  local layout = lb_layout(k, total)
+  local kept = (layout == 'native' and lb_type(k.scores) ~= 'none')
+    or (layout == 'plain' and total == 0)
+  if kept then return nil end
+  for _, v in ipairs(news) do
+    local bound = '(' .. string.format('%.17g', v)
+    local above
+    if desc then above = redis.call('ZCOUNT', k.board, bound, '+inf')
+    else above = redis.call('ZCOUNT', k.board, '-inf', bound) end
+    if above + #news > DENSE_MAX then return err(DENSE_TOO_MANY) end
+  end
+end
+
+-- WITHRANK's replies after a write: LB.RANK's for each member (the DENSE limit was checked).
+local function lb_ranks_after_write(board, members, asc_desc, ranking)
+  local b, e = lb_open(board, asc_desc)
+  if e then return nil, e end
+  b.dense_max = math.huge
+  local out = {}
+  for i, m in ipairs(members) do out[i] = lb_ranked(b, m, ranking) end
+  return out
+end
+
+local function lb_incr_run(board, increment, member, withrank, asc_desc, ranking)
   local k, e = lb_write_keys(board)
   if e then return e end
   local old = lb_score(board, member)
   local sum = (old and old.v or 0) + increment
   if sum ~= sum then return err(NAN_SCORE) end
+  if withrank == 1 and ranking == 1 then
+    e = lb_check_dense_rank(k, {sum}, asc_desc == 1)
+    if e then return e end
+  end
   local now = now_ms()
   local names = lb_prepare(k)
   local _, t = lb_write_one(k, now, member, nil, nil, increment, names)
-  return t
+  if withrank ~= 1 then return t end
+  local ranked, e2 = lb_ranks_after_write(board, {member}, asc_desc, ranking)
+  return e2 or ranked[1]
 end
 
 local function lb_rem_run(board, members)
