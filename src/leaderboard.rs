@@ -432,11 +432,15 @@ fn write_store<'a>(call: &Call<'a>) -> Result<RedisStore<'a>, CmdError> {
     Ok(store)
 }
 
-// LB.ADD key score member [score member ...]
+// LB.ADD key [WITHRANK] [ASC|DESC] [RANKING ORDINAL|DENSE|COMPETITION|MODIFIED] score member
+// [score member ...]
 fn add(call: &Call) -> Result<Reply, CmdError> {
     let args = call.rest();
     let p = lb::ADD.parse(args)?;
     let pairs = p.trailing();
+    let with = p
+        .flag("WITHRANK")
+        .then(|| order_and_ranking(p.choice("ASC|DESC"), p.choice("RANKING")));
     let mut changes = Vec::with_capacity(pairs.len() / 2);
     for pair in pairs.chunks(2) {
         let score = parse_f64(pair[0]).ok_or(CmdError::BadArg(lb::SCORE_ARG))?;
@@ -444,8 +448,16 @@ fn add(call: &Call) -> Result<Reply, CmdError> {
     }
     let mut store = write_store(call)?;
     check_write(&mut store, &changes)?;
+    check_rank_with(&mut store, &changes, with)?;
     let written = write(&mut store, now_ms(), &changes);
+    drop(store);
     stats::add(Stat::LeaderboardWrites, written.len() as u64);
+    if let Some(with) = with {
+        let members: Vec<&[u8]> = changes.iter().map(|(_, m)| *m).collect();
+        return Ok(Reply::Value(Value::Array(ranks_after_write(
+            call, &members, with,
+        )?)));
+    }
     Ok(Reply::Integer(
         written.iter().filter(|(added, _)| *added).count() as i64,
     ))

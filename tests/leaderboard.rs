@@ -478,6 +478,35 @@ fn a_write_with_rank_answers_what_lb_rank_answers_after_it() {
             );
             assert!(matches!(&with, Value::Array(v) if v.len() == 3), "{with:?}");
         }
+        // LB.ADD: one LB.RANK reply per pair, after the whole write.
+        for _ in 0..30 {
+            let board = ["native:{1}", "legacy:{1}", "plain:{1}"][rng.gen_range(0..3)];
+            let order = ORDERS[rng.gen_range(0..2)];
+            let ranking = RANKINGS[rng.gen_range(0..4)];
+            let members: Vec<String> = (0..3)
+                .map(|_| format!("p{}", rng.gen_range(0..2_400)))
+                .collect();
+            let scores: Vec<String> = (0..3).map(|_| rng.gen_range(0..20).to_string()).collect();
+            let mut cmd = vec!["LB.ADD", board, "WITHRANK", order, "RANKING", ranking];
+            for (s, m) in scores.iter().zip(&members) {
+                cmd.extend([s.as_str(), m.as_str()]);
+            }
+            let with: Vec<Value> = query(&mut c, &cmd);
+            assert_eq!(with.len(), 3);
+            for (got, m) in with.iter().zip(&members) {
+                let after: Value = query(&mut c, &["LB.RANK", board, m, order, "RANKING", ranking]);
+                assert_eq!(got, &after, "{cmd:?}");
+            }
+        }
+        // Options lead LB.ADD's pairs: after them, a word is a score.
+        assert_eq!(
+            error_of(&mut c, &["LB.ADD", "native:{1}", "1", "x", "WITHRANK"]),
+            "ERR wrong number of arguments for 'lb.add' command"
+        );
+        assert_eq!(
+            error_of(&mut c, &["LB.ADD", "native:{1}", "1", "x", "WITHRANK", "y"]),
+            "ERR score must be a number"
+        );
         // Without WITHRANK the reply is the score, options or not.
         let score: String = query(&mut c, &["LB.INCR", "native:{1}", "1", "x", "ASC"]);
         assert_eq!(score, "1");
@@ -496,6 +525,23 @@ fn a_write_with_rank_answers_what_lb_rank_answers_after_it() {
                     "WITHRANK",
                     "RANKING",
                     "DENSE"
+                ]
+            ),
+            refused
+        );
+        let after: Value = query(&mut c, &["ZSCORE", "plain:{1}", "p1"]);
+        assert_eq!(before, after);
+        assert_eq!(
+            error_of(
+                &mut c,
+                &[
+                    "LB.ADD",
+                    "plain:{1}",
+                    "WITHRANK",
+                    "RANKING",
+                    "DENSE",
+                    "-1000",
+                    "p1"
                 ]
             ),
             refused

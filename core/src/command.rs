@@ -133,7 +133,8 @@ pub struct CommandDef {
     /// After the key (the first argument, first = last = 1, step 1 for every command so far).
     pub positionals: &'static [Positional],
     pub options: &'static [OptionDef],
-    /// A trailing list of string groups, after the positionals (no options then).
+    /// A trailing list of string groups, after the positionals and after any options (which
+    /// then lead, as ZADD's flags do).
     pub trailing: Option<Trailing>,
     /// Which arguments are keys.
     pub key_positions: Keys,
@@ -304,24 +305,24 @@ impl CommandDef {
                 (None, None) => return Err(CmdError::WrongArity(self.name)),
             }
         }
-        if let Some(t) = self.trailing {
-            let group = t.names.len().max(1);
-            if rest.len() % group != 0 || rest.len() < t.min * group {
-                return Err(CmdError::WrongArity(self.name));
-            }
-            parsed.trailing_at = args.len() - rest.len();
-            return Ok(parsed);
-        }
         for (i, o) in self.options.iter().enumerate() {
             parsed.options[i] = o.default;
         }
+        // Before a trailing group, options lead (`[WITHRANK] score member ...`, as ZADD's
+        // flags do) for as long as the next word is an option's token.
+        let leading = self.trailing.is_some();
         while let Some((word, tail)) = rest.split_first() {
-            let (i, opt) = self
+            let found = self
                 .options
                 .iter()
                 .enumerate()
-                .find(|(_, o)| o.matches(word))
-                .ok_or(CmdError::Syntax)?;
+                .find(|(_, o)| o.matches(word));
+            let Some((i, opt)) = found else {
+                if leading {
+                    break;
+                }
+                return Err(CmdError::Syntax);
+            };
             let at = args.len() - tail.len();
             rest = tail;
             parsed.options[i] = match opt.value {
@@ -345,6 +346,13 @@ impl CommandDef {
                     at as i64
                 }
             };
+        }
+        if let Some(t) = self.trailing {
+            let group = t.names.len().max(1);
+            if rest.len() % group != 0 || rest.len() < t.min * group {
+                return Err(CmdError::WrongArity(self.name));
+            }
+            parsed.trailing_at = args.len() - rest.len();
         }
         Ok(parsed)
     }
@@ -822,6 +830,25 @@ mod tests {
         assert_eq!(def.arity(), -5);
         assert!(def.parse(&raw(&["1"])).is_err());
         assert!(DEF.parse(&raw(&["1"])).unwrap().trailing().is_empty());
+        // Options lead the group while the next word is a token.
+        const FLAG: [OptionDef; 1] = [OptionDef {
+            token: "WITH",
+            value: OptValue::Flag,
+            default: 0,
+        }];
+        def.options = &FLAG;
+        let args = raw(&["1", "with", "f", "v"]);
+        let p = def.parse(&args).unwrap();
+        assert!(p.flag("WITH"));
+        assert_eq!(p.trailing(), &raw(&["f", "v"])[..]);
+        let args = raw(&["1", "f", "WITH"]);
+        let p = def.parse(&args).unwrap();
+        assert!(!p.flag("WITH"));
+        assert_eq!(p.trailing(), &raw(&["f", "WITH"])[..]);
+        assert_eq!(
+            def.parse(&raw(&["1", "WITH"])).unwrap_err(),
+            CmdError::WrongArity("T.PAIRS")
+        );
     }
 
     #[test]

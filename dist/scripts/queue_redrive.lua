@@ -141,6 +141,22 @@ local function parse(def, keys, argv)
       i = i + 1
     end
   end
+  for n, spec in ipairs(def.opts) do
+    if spec.rest then a.opt[n] = {} else a.opt[n] = spec.default end
+  end
+  -- Before a trailing group, options lead for as long as the next word is a token.
+  while argv[i] ~= nil do
+    local word = string.upper(argv[i])
+    local n = def.tokens[word]
+    if n == nil then
+      if def.group then break end
+      return nil, err(SYNTAX_ERROR)
+    end
+    local v, next_i, e = parse_option(def.opts[n], word, argv, i + 1)
+    if e then return nil, e end
+    a.opt[n] = v
+    i = next_i
+  end
   if def.group then
     local left = #argv - i + 1
     if math.fmod(left, def.group) ~= 0 or left < def.group_min * def.group then
@@ -148,18 +164,6 @@ local function parse(def, keys, argv)
     end
     for j = i, #argv do a.rest[#a.rest + 1] = argv[j] end
     return a
-  end
-  for n, spec in ipairs(def.opts) do
-    if spec.rest then a.opt[n] = {} else a.opt[n] = spec.default end
-  end
-  while argv[i] ~= nil do
-    local word = string.upper(argv[i])
-    local n = def.tokens[word]
-    if n == nil then return nil, err(SYNTAX_ERROR) end
-    local v, next_i, e = parse_option(def.opts[n], word, argv, i + 1)
-    if e then return nil, e end
-    a.opt[n] = v
-    i = next_i
   end
   if def.key_rest and #keys > 1 then
     a.opt[def.key_rest] = {unpack(keys, 2)}

@@ -58,9 +58,14 @@ fn workload(server: &Server, rng: &mut StdRng) {
         let board = *boards.choose(rng).unwrap();
         let m = format!("u{}", rng.gen_range(0..40));
         match rng.gen_range(0..10) {
-            0..=4 => {
+            0..=3 => {
                 let s = rng.gen_range(-3..6).to_string();
                 let _: i64 = query(c, &["LB.ADD", board, &s, &m, "5", "u0"]);
+            }
+            4 => {
+                let s = rng.gen_range(-3..6).to_string();
+                let with = ["LB.ADD", board, "WITHRANK", "ASC", &s, &m, "5", "u0"];
+                let _: Value = query(c, &with);
             }
             5 => {
                 let _: String = query(c, &["LB.INCR", board, "1.5", &m]);
@@ -128,6 +133,17 @@ fn random_call(rng: &mut StdRng, _: &[Value]) -> Vec<String> {
         _ => strings(&["LB.PERCENTILE", board, &member]),
     };
     let name = v[0].clone();
+    if name == "LB.ADD" && rng.gen_bool(0.5) {
+        // LB.ADD's options lead its pairs.
+        let mut options = strings(&["WITHRANK"]);
+        if !order.is_empty() {
+            options.push(order.into());
+        }
+        if !ranking.is_empty() {
+            options.extend(strings(&["RANKING", ranking]));
+        }
+        v.splice(2..2, options);
+    }
     if name == "LB.INCR" && rng.gen_bool(0.6) {
         v.push("WITHRANK".into());
     }

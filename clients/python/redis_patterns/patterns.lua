@@ -212,6 +212,22 @@ local function parse(def, keys, argv)
       i = i + 1
     end
   end
+  for n, spec in ipairs(def.opts) do
+    if spec.rest then a.opt[n] = {} else a.opt[n] = spec.default end
+  end
+  -- Before a trailing group, options lead for as long as the next word is a token.
+  while argv[i] ~= nil do
+    local word = string.upper(argv[i])
+    local n = def.tokens[word]
+    if n == nil then
+      if def.group then break end
+      return nil, err(SYNTAX_ERROR)
+    end
+    local v, next_i, e = parse_option(def.opts[n], word, argv, i + 1)
+    if e then return nil, e end
+    a.opt[n] = v
+    i = next_i
+  end
   if def.group then
     local left = #argv - i + 1
     if math.fmod(left, def.group) ~= 0 or left < def.group_min * def.group then
@@ -219,18 +235,6 @@ local function parse(def, keys, argv)
     end
     for j = i, #argv do a.rest[#a.rest + 1] = argv[j] end
     return a
-  end
-  for n, spec in ipairs(def.opts) do
-    if spec.rest then a.opt[n] = {} else a.opt[n] = spec.default end
-  end
-  while argv[i] ~= nil do
-    local word = string.upper(argv[i])
-    local n = def.tokens[word]
-    if n == nil then return nil, err(SYNTAX_ERROR) end
-    local v, next_i, e = parse_option(def.opts[n], word, argv, i + 1)
-    if e then return nil, e end
-    a.opt[n] = v
-    i = next_i
   end
   if def.key_rest and #keys > 1 then
     a.opt[def.key_rest] = {unpack(keys, 2)}
@@ -1267,23 +1271,6 @@ local function lb_write_keys(board)
   return k
 end
 
-local function lb_add_run(board, pairs)
-  local values = {}
-  for i = 1, #pairs, 2 do
-    values[i] = parse_float(pairs[i])
-    if values[i] == nil then return err(SCORE_ARG) end
-  end
-  local k, e = lb_write_keys(board)
-  if e then return e end
-  local now = now_ms()
-  local names = lb_prepare(k)
-  local added = 0
-  for i = 1, #pairs, 2 do
-    if lb_write_one(k, now, pairs[i + 1], values[i], pairs[i], nil, names) then added = added + 1 end
-  end
-  return added
-end
-
 -- WITHRANK RANKING DENSE on a board that will have no scores key: refused before the write
 -- when the members above a new score (before it, plus those written) could pass DENSE_MAX.
 local function lb_check_dense_rank(k, news, desc)
@@ -1309,6 +1296,31 @@ local function lb_ranks_after_write(board, members, asc_desc, ranking)
   local out = {}
   for i, m in ipairs(members) do out[i] = lb_ranked(b, m, ranking) end
   return out
+end
+
+local function lb_add_run(board, withrank, asc_desc, ranking, pairs)
+  local values, news, members = {}, {}, {}
+  for i = 1, #pairs, 2 do
+    values[i] = parse_float(pairs[i])
+    if values[i] == nil then return err(SCORE_ARG) end
+    news[#news + 1] = values[i]
+    members[#members + 1] = pairs[i + 1]
+  end
+  local k, e = lb_write_keys(board)
+  if e then return e end
+  if withrank == 1 and ranking == 1 then
+    e = lb_check_dense_rank(k, news, asc_desc == 1)
+    if e then return e end
+  end
+  local now = now_ms()
+  local names = lb_prepare(k)
+  local added = 0
+  for i = 1, #pairs, 2 do
+    if lb_write_one(k, now, pairs[i + 1], values[i], pairs[i], nil, names) then added = added + 1 end
+  end
+  if withrank ~= 1 then return added end
+  local ranked, e2 = lb_ranks_after_write(board, members, asc_desc, ranking)
+  return e2 or ranked
 end
 
 local function lb_incr_run(board, increment, member, withrank, asc_desc, ranking)
@@ -1367,14 +1379,17 @@ local DEF_lb_add = {
   pos = {
   },
   opts = {
+    {flag = true, default = 0},
+    {word = {['ASC'] = 0, ['DESC'] = 1}, default = 1},
+    {choice = {['ORDINAL'] = 0, ['DENSE'] = 1, ['COMPETITION'] = 2, ['MODIFIED'] = 3}, default = 0},
   },
-  tokens = {},
+  tokens = {['WITHRANK'] = 1, ['ASC'] = 2, ['DESC'] = 2, ['RANKING'] = 3},
 }
--- LB.ADD key score member [score member ...]
+-- LB.ADD key [WITHRANK] [ASC|DESC] [RANKING ORDINAL|DENSE|COMPETITION|MODIFIED] score member [score member ...]
 local function lb_add(keys, argv)
   local a, e = parse(DEF_lb_add, keys, argv)
   if e then return e end
-  return lb_add_run(keys[1], a.rest)
+  return lb_add_run(keys[1], a.opt[1], a.opt[2], a.opt[3], a.rest)
 end
 
 local DEF_lb_incr = {

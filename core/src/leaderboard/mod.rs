@@ -201,28 +201,28 @@ pub static PERCENTILE: CommandDef = CommandDef {
     key_positions: Keys::First,
 };
 
-pub static ADD: CommandDef = CommandDef {
-    name: "LB.ADD",
-    syntax: "key score member [score member ...]",
-    summary: "Sets scores like ZADD and records when each member reached its score: among equal scores, the earlier achiever ranks first.",
-    complexity: "O(M log N) for M members, whatever the board held before (members written with ZADD are not converted; measured: 1,000,000 of them, the first LB.ADD takes as long as any)",
-    reply: "Integer: the number of members added",
-    keys: WRITE_KEYS,
-    flags: WRITE,
-    positionals: &[],
-    options: &[],
-    trailing: Some(Trailing {
-        names: &["score", "member"],
-        min: 1,
-    }),
-    key_positions: Keys::First,
-};
-
 /// WITHRANK: a write answers the member's rank as LB.RANK would right after it.
 const WITHRANK: OptionDef = OptionDef {
     token: "WITHRANK",
     value: OptValue::Flag,
     default: 0,
+};
+
+pub static ADD: CommandDef = CommandDef {
+    name: "LB.ADD",
+    syntax: "key [WITHRANK] [ASC|DESC] [RANKING ORDINAL|DENSE|COMPETITION|MODIFIED] score member [score member ...]",
+    summary: "Sets scores like ZADD and records when each member reached its score: among equal scores, the earlier achiever ranks first. WITHRANK also answers each member's rank (ASC|DESC and RANKING choose which).",
+    complexity: "O(M log N) for M members, whatever the board held before (members written with ZADD are not converted; measured: 1,000,000 of them, the first LB.ADD takes as long as any)",
+    reply: "Integer: the number of members added; WITHRANK: an array of LB.RANK's `[rank, score, total_members]`, one per pair, after the whole write",
+    keys: WRITE_KEYS,
+    flags: WRITE,
+    positionals: &[],
+    options: &[WITHRANK, ORDER, RANKING],
+    trailing: Some(Trailing {
+        names: &["score", "member"],
+        min: 1,
+    }),
+    key_positions: Keys::First,
 };
 
 pub static INCR: CommandDef = CommandDef {

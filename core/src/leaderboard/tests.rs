@@ -172,7 +172,7 @@ fn definitions_parse_their_options() {
         "ERR increment must be a number"
     );
     assert_eq!(ADD.arity(), -4);
-    assert_eq!(INCR.arity(), 4);
+    assert_eq!(INCR.arity(), -4);
     assert_eq!(PERCENTILE.arity(), -3);
 }
 

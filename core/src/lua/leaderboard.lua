@@ -437,23 +437,6 @@ local function lb_write_keys(board)
   return k
 end
 
-local function lb_add_run(board, pairs)
-  local values = {}
-  for i = 1, #pairs, 2 do
-    values[i] = parse_float(pairs[i])
-    if values[i] == nil then return err(SCORE_ARG) end
-  end
-  local k, e = lb_write_keys(board)
-  if e then return e end
-  local now = now_ms()
-  local names = lb_prepare(k)
-  local added = 0
-  for i = 1, #pairs, 2 do
-    if lb_write_one(k, now, pairs[i + 1], values[i], pairs[i], nil, names) then added = added + 1 end
-  end
-  return added
-end
-
 -- WITHRANK RANKING DENSE on a board that will have no scores key: refused before the write
 -- when the members above a new score (before it, plus those written) could pass DENSE_MAX.
 local function lb_check_dense_rank(k, news, desc)
@@ -479,6 +462,31 @@ local function lb_ranks_after_write(board, members, asc_desc, ranking)
   local out = {}
   for i, m in ipairs(members) do out[i] = lb_ranked(b, m, ranking) end
   return out
+end
+
+local function lb_add_run(board, withrank, asc_desc, ranking, pairs)
+  local values, news, members = {}, {}, {}
+  for i = 1, #pairs, 2 do
+    values[i] = parse_float(pairs[i])
+    if values[i] == nil then return err(SCORE_ARG) end
+    news[#news + 1] = values[i]
+    members[#members + 1] = pairs[i + 1]
+  end
+  local k, e = lb_write_keys(board)
+  if e then return e end
+  if withrank == 1 and ranking == 1 then
+    e = lb_check_dense_rank(k, news, asc_desc == 1)
+    if e then return e end
+  end
+  local now = now_ms()
+  local names = lb_prepare(k)
+  local added = 0
+  for i = 1, #pairs, 2 do
+    if lb_write_one(k, now, pairs[i + 1], values[i], pairs[i], nil, names) then added = added + 1 end
+  end
+  if withrank ~= 1 then return added end
+  local ranked, e2 = lb_ranks_after_write(board, members, asc_desc, ranking)
+  return e2 or ranked
 end
 
 local function lb_incr_run(board, increment, member, withrank, asc_desc, ranking)
