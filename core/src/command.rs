@@ -132,9 +132,10 @@ pub struct CommandDef {
     pub flags: Flags,
     /// After the key (the first argument, first = last = 1, step 1 for every command so far).
     pub positionals: &'static [Positional],
+    /// Options: after the positionals; with a trailing group, before them (right after the
+    /// key, as XADD's), where no field of the group can be taken for a token.
     pub options: &'static [OptionDef],
-    /// A trailing list of string groups, after the positionals and after any options (which
-    /// then lead, as ZADD's flags do).
+    /// A trailing list of string groups, after the positionals.
     pub trailing: Option<Trailing>,
     /// Which arguments are keys.
     pub key_positions: Keys,
@@ -174,6 +175,10 @@ impl Flags {
         self.0 & other.0 == other.0
     }
 }
+
+/// A command that writes and may grow memory (`write deny-oom`): refused under OOM, as the
+/// server's own writes are. Most of every family's commands.
+pub const WRITE: Flags = Flags::WRITE.and(Flags::DENY_OOM);
 
 impl fmt::Display for Flags {
     /// The server's flag string: the words, space-separated.
@@ -219,6 +224,20 @@ pub const fn positive(name: &'static str) -> Positional {
 /// A required string argument.
 pub const fn text(name: &'static str) -> Positional {
     required(name, ArgKind::Text)
+}
+
+/// A `TOKEN value` option whose value is an argument of this kind, `default` when absent.
+pub const fn arg_option(
+    token: &'static str,
+    name: &'static str,
+    kind: ArgKind,
+    default: i64,
+) -> OptionDef {
+    OptionDef {
+        token,
+        value: OptValue::Arg(Arg { name, kind }),
+        default,
+    }
 }
 
 /// A trailing variadic list of string groups, e.g. `[field value ...]`: `names` are the words
@@ -294,7 +313,13 @@ impl CommandDef {
             options: [0; MAX_ARGS],
             trailing_at: args.len(),
         };
+        for (i, o) in self.options.iter().enumerate() {
+            parsed.options[i] = o.default;
+        }
         let mut rest = args;
+        if self.trailing.is_some() {
+            rest = self.parse_options(&mut parsed, rest, true)?;
+        }
         for (i, p) in self.positionals.iter().enumerate() {
             match (rest.split_first(), p.default) {
                 (Some((raw, tail)), _) => {
@@ -305,19 +330,36 @@ impl CommandDef {
                 (None, None) => return Err(CmdError::WrongArity(self.name)),
             }
         }
-        for (i, o) in self.options.iter().enumerate() {
-            parsed.options[i] = o.default;
+        if let Some(t) = self.trailing {
+            let group = t.names.len().max(1);
+            if rest.len() % group != 0 || rest.len() < t.min * group {
+                return Err(CmdError::WrongArity(self.name));
+            }
+            parsed.trailing_at = args.len() - rest.len();
+            return Ok(parsed);
         }
-        // Before a trailing group, options lead (`[WITHRANK] score member ...`, as ZADD's
-        // flags do) for as long as the next word is an option's token.
-        let leading = self.trailing.is_some();
+        self.parse_options(&mut parsed, rest, false)?;
+        Ok(parsed)
+    }
+
+    /// Parses the options at the head of `rest` into `parsed`: all of it, a word that is no
+    /// option's token being a syntax error; or with `leading`, up to the first such word.
+    /// Returns what follows them.
+    #[inline(always)]
+    fn parse_options<'a>(
+        &'a self,
+        parsed: &mut Args<'a>,
+        mut rest: &'a [&'a [u8]],
+        leading: bool,
+    ) -> Result<&'a [&'a [u8]], CmdError> {
+        let args = parsed.argv;
         while let Some((word, tail)) = rest.split_first() {
-            let found = self
+            let Some((i, opt)) = self
                 .options
                 .iter()
                 .enumerate()
-                .find(|(_, o)| o.matches(word));
-            let Some((i, opt)) = found else {
+                .find(|(_, o)| o.matches(word))
+            else {
                 if leading {
                     break;
                 }
@@ -347,14 +389,7 @@ impl CommandDef {
                 }
             };
         }
-        if let Some(t) = self.trailing {
-            let group = t.names.len().max(1);
-            if rest.len() % group != 0 || rest.len() < t.min * group {
-                return Err(CmdError::WrongArity(self.name));
-            }
-            parsed.trailing_at = args.len() - rest.len();
-        }
-        Ok(parsed)
+        Ok(rest)
     }
 
     /// The value a name reads: a positional's name, or an option's token (`COST`, `ASC|DESC`).
@@ -830,24 +865,53 @@ mod tests {
         assert_eq!(def.arity(), -5);
         assert!(def.parse(&raw(&["1"])).is_err());
         assert!(DEF.parse(&raw(&["1"])).unwrap().trailing().is_empty());
-        // Options lead the group while the next word is a token.
-        const FLAG: [OptionDef; 1] = [OptionDef {
-            token: "WITH",
-            value: OptValue::Flag,
+    }
+
+    #[test]
+    fn options_lead_a_trailing_group() {
+        const N: [Positional; 1] = [positive("n")];
+        const CAP: [OptionDef; 1] = [OptionDef {
+            token: "CAP",
+            value: OptValue::Arg(Arg {
+                name: "cap",
+                kind: ArgKind::Positive,
+            }),
             default: 0,
         }];
-        def.options = &FLAG;
-        let args = raw(&["1", "with", "f", "v"]);
-        let p = def.parse(&args).unwrap();
-        assert!(p.flag("WITH"));
-        assert_eq!(p.trailing(), &raw(&["f", "v"])[..]);
-        let args = raw(&["1", "f", "WITH"]);
-        let p = def.parse(&args).unwrap();
-        assert!(!p.flag("WITH"));
-        assert_eq!(p.trailing(), &raw(&["f", "WITH"])[..]);
+        let def = CommandDef {
+            name: "T.PAIRS",
+            syntax: "key [CAP cap] n [field value ...]",
+            positionals: &N,
+            options: &CAP,
+            trailing: Some(Trailing {
+                names: &["field", "value"],
+                min: 0,
+            }),
+            ..DEF
+        };
+        let raw = |a: &[&'static str]| a.iter().map(|s| s.as_bytes()).collect::<Vec<_>>();
+        // (arguments, cap, n, trailing)
+        let table: [(&[&str], i64, i64, &[&str]); 4] = [
+            (&["cap", "3", "1", "f", "v"], 3, 1, &["f", "v"]),
+            (&["1", "CAP", "3"], 0, 1, &["CAP", "3"]),
+            (&["CAP", "3", "CAP", "4", "2"], 4, 2, &[]),
+            (&["2"], 0, 2, &[]),
+        ];
+        for (args, cap, n, trailing) in table {
+            let args = raw(args);
+            let p = def.parse(&args).unwrap();
+            assert_eq!((p.int("CAP"), p.int("n")), (cap, n), "{args:?}");
+            assert_eq!(p.trailing(), &raw(trailing)[..], "{args:?}");
+        }
+        let err = |a: &[&'static str]| def.parse(&raw(a)).unwrap_err().to_string();
         assert_eq!(
-            def.parse(&raw(&["1", "WITH"])).unwrap_err(),
-            CmdError::WrongArity("T.PAIRS")
+            err(&["CAP", "0", "1"]),
+            "ERR cap must be a positive integer"
+        );
+        assert_eq!(err(&["CAP"]), "ERR syntax error");
+        assert_eq!(
+            err(&["CAP", "2"]),
+            "ERR wrong number of arguments for 't.pairs' command"
         );
     }
 
@@ -904,14 +968,7 @@ mod tests {
             value: OptValue::Choice(&["ORDINAL", "DENSE"]),
             default: 0,
         };
-        const BETA: OptionDef = OptionDef {
-            token: "BETA",
-            value: OptValue::Arg(Arg {
-                name: "beta",
-                kind: ArgKind::Float,
-            }),
-            default: 0,
-        };
+        const BETA: OptionDef = arg_option("BETA", "beta", ArgKind::Float, 0);
         const TAGS: OptionDef = OptionDef {
             token: "TAGS",
             value: OptValue::Rest { min: 1 },
