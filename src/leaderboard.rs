@@ -136,6 +136,30 @@ impl<'a> RedisStore<'a> {
         Some(elements)
     }
 
+    /// Places `start..=stop` of the board read outwards from `near` (at place `at`) through
+    /// the key API: a deep window without ZRANGE, when `near` is found within WALK_LIMIT
+    /// members of its score and every score's text is certain; None to ask ZRANGE.
+    fn walk_near(
+        &self,
+        (start, stop): (i64, i64),
+        rev: bool,
+        near: &Scored,
+        at: i64,
+    ) -> Option<Vec<Scored>> {
+        let reader = self.reader.as_ref()?;
+        let side = |from_top: bool, take: i64| {
+            let walk = reader.zset_walk_from(&near.member, near.score, from_top, take, WALK_LIMIT);
+            walked(walk?).filter(|w| w.len() as i64 == take)
+        };
+        // Before `near` in this order: below it in ZRANGE's order for ASC, above it for DESC.
+        let mut before = side(!rev, at - start)?;
+        let after = side(rev, stop - at)?;
+        before.reverse();
+        before.push(near.clone());
+        before.extend(after);
+        Some(before)
+    }
+
     fn read(&self, cmd: &std::ffi::CStr, args: &[&[u8]]) -> CallReply {
         redis_call(self.ctx, cmd, args, false)
     }
@@ -237,6 +261,17 @@ impl Store for RedisStore<'_> {
             out.push(scored(member, score));
         }
         out
+    }
+
+    fn range_near(
+        &mut self,
+        (start, stop): (i64, i64),
+        rev: bool,
+        near: &Scored,
+        at: i64,
+    ) -> Vec<Scored> {
+        self.walk_near((start, stop), rev, near, at)
+            .unwrap_or_else(|| self.range(Key::Board, start, stop, rev))
     }
 
     fn rank(&mut self, key: Key, member: &[u8], rev: bool) -> Option<i64> {
@@ -379,11 +414,14 @@ fn around(call: &Call) -> Result<Reply, CmdError> {
     let (member, count) = (p.text("member"), p.int("count"));
     let (order, ranking) = order_and_ranking(p.choice("ASC|DESC"), p.choice("RANKING"));
     with_board(call, order, |board| {
-        let Some((_, position)) = find(board, member)? else {
+        let Some((scored, position)) = find(board, member)? else {
             return Ok(Reply::Null);
         };
         let window = Window::around(position, count, board.total);
-        Ok(Reply::Value(entries_value(board.entries(window, ranking)?)))
+        let near = Some((&scored, position));
+        Ok(Reply::Value(entries_value(
+            board.entries_near(window, ranking, near)?,
+        )))
     })
 }
 

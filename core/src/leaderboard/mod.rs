@@ -495,6 +495,17 @@ pub trait Store {
     fn lexcount(&mut self, min: &[u8], max: &[u8]) -> i64;
     /// ZRANGE key start stop [REV] WITHSCORES.
     fn range(&mut self, key: Key, start: i64, stop: i64, rev: bool) -> Vec<Scored>;
+    /// The same range of the board, known to hold `near` at place `at`: a store may read it
+    /// outwards from `near` rather than by place.
+    fn range_near(
+        &mut self,
+        (start, stop): (i64, i64),
+        rev: bool,
+        _near: &Scored,
+        _at: i64,
+    ) -> Vec<Scored> {
+        self.range(Key::Board, start, stop, rev)
+    }
     /// ZRANK, or ZREVRANK with `rev`.
     fn rank(&mut self, key: Key, member: &[u8], rev: bool) -> Option<i64>;
     /// The last order-key member at a score: ZRANGE order s s BYSCORE REV LIMIT 0 1.
@@ -690,14 +701,17 @@ impl<'a, S: Store> Board<'a, S> {
         Ok(greater + asc - less)
     }
 
-    /// The members at places `window`, in this order.
-    fn members(&mut self, w: Window) -> Vec<Scored> {
+    /// The members at places `window`, in this order; `near`: a member of it and its place.
+    fn members(&mut self, w: Window, near: Option<(&Scored, i64)>) -> Vec<Scored> {
         if w.end <= w.start {
             return Vec::new();
         }
         let rev = self.order == Order::Desc;
         if self.layout == Layout::Plain {
-            return self.store.range(Key::Board, w.start, w.end - 1, rev);
+            return match near {
+                Some((near, at)) => self.store.range_near((w.start, w.end - 1), rev, near, at),
+                None => self.store.range(Key::Board, w.start, w.end - 1, rev),
+            };
         }
         if self.mixed() {
             return self.mixed_members(w, rev);
@@ -894,7 +908,17 @@ impl<'a, S: Store> Board<'a, S> {
     }
 
     pub fn entries(&mut self, w: Window, ranking: Ranking) -> Result<Vec<Entry>, CmdError> {
-        let members = self.members(w);
+        self.entries_near(w, ranking, None)
+    }
+
+    /// The entries at places `window`, ranked, given one of them (`near`, at its place).
+    pub fn entries_near(
+        &mut self,
+        w: Window,
+        ranking: Ranking,
+        near: Option<(&Scored, i64)>,
+    ) -> Result<Vec<Entry>, CmdError> {
+        let members = self.members(w, near);
         let (Some(first), Some(last)) = (members.first(), members.last()) else {
             return Ok(Vec::new());
         };
