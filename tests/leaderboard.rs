@@ -318,6 +318,11 @@ fn reads_match_a_brute_force_model_up_to_100k_members() {
 fn plain_zadd_boards_rank_in_redis_member_order() {
     for_each_server(|_, mut c| {
         let mut rng = StdRng::seed_from_u64(62);
+        // DENSE may scan the whole 100,000-member board here.
+        let _: () = query(
+            &mut c,
+            &["CONFIG", "SET", "patterns.lb-dense-max", "1000000"],
+        );
         for size in [5i32, 2_000, 100_000] {
             let board = format!("plain{size}");
             let mut model = Model::default();
@@ -627,6 +632,11 @@ fn the_first_write_to_a_big_zadd_board_converts_nothing() {
     for_each_server(|_, mut c| {
         let mut rng = StdRng::seed_from_u64(63);
         let board = "legacy:{1}";
+        // DENSE may scan the whole board here (it has no :lb-scores).
+        let _: () = query(
+            &mut c,
+            &["CONFIG", "SET", "patterns.lb-dense-max", "1000000"],
+        );
         zadd_board(&mut c, board, 20_000, 20, &mut rng);
         let mut model = legacy_model(&mut c, board);
         let legacy = model.arrivals;

@@ -97,6 +97,7 @@ def validate_leaderboards(r, cases):
 LB_WORST_MEMBERS = int(os.environ.get("BENCH_LB_WORST_MEMBERS", "1000000"))
 LB_WORST_STAMPED = 1000
 LB_WORST_BOARD = "bench:lb:{w}"
+LB_DENSE_MAX = 10_000  # patterns.lb-dense-max's default (core/src/leaderboard/mod.rs)
 
 
 def zadd_board(r, n, score):
@@ -133,6 +134,12 @@ def measure_lb_worst_cases(r, log=print):
     zadd_board(r, n, lambda i: i // LB_TIES)
     rows.append((f"first write to a {n:,}-member ZADD board ({LB_TIES} per score)",
                  "LB.ADD", server_us(r, ("LB.ADD", LB_WORST_BOARD, 7, lb_player(n // 2)))))
+    # DENSE without :lb-scores scans the members above: the longest scan the default
+    # patterns.lb-dense-max allows.
+    at_limit = lb_player(max(n - LB_DENSE_MAX, 0))
+    rows.append(("the same board", f"LB.RANK RANKING DENSE, {LB_DENSE_MAX - LB_TIES:,} above",
+                 max(server_us(r, ("LB.RANK", LB_WORST_BOARD, at_limit, "RANKING", "DENSE"))
+                     for _ in range(3))))
     zadd_board(r, n, lambda i: 0)
     # Stamped members whose names fall between the unstamped ones, all at score 0.
     step = max(n // LB_WORST_STAMPED, 1)

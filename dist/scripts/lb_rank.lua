@@ -176,7 +176,7 @@ local function parse(def, keys, argv)
 end
 local STAMP_DIGITS = 16
 local BATCH = 1000
-local DENSE_MAX = 100000
+local DENSE_MAX = 10000
 local ORDER_SUFFIX = 'lb-order'
 local STAMPS_SUFFIX = 'lb-stamps'
 local SCORES_SUFFIX = 'lb-scores'

@@ -57,7 +57,7 @@ pub const NAMES_SUFFIX: &str = "lb-names";
 pub const BATCH: i64 = 1000;
 /// The most members a dense rank scans on a board without a scores key: the default of the
 /// module's `patterns.lb-dense-max`, and the twin's fixed value.
-pub const DENSE_MAX: i64 = 100_000;
+pub const DENSE_MAX: i64 = 10_000;
 pub const DENSE_TOO_MANY: &str = "RANKING DENSE would scan more members than \
      patterns.lb-dense-max allows (the board has no :lb-scores: it held ZADD members)";
 
