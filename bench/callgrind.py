@@ -25,8 +25,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 MODULE = Path(os.environ.get("PATTERNS_MODULE") or ROOT / "target/release/libredis_patterns.so")
 CELL = os.environ.get("CELL_MODULE")  # redis-cell's module, for the CL.THROTTLE peer row
-N = int(os.environ.get("PROFILE_N", "20000"))
-N_WARM = 20000
+QUICK = os.environ.get("BENCH_QUICK", "") not in ("", "0")  # as bench/config.py reads it
+N = int(os.environ.get("PROFILE_N", "2000" if QUICK else "20000"))
+N_WARM = 2000 if QUICK else 20000
 
 # id -> (module to load or None, command line for redis-benchmark). Under valgrind the server
 # runs ~50x slower, so the limiters refill slowly (100 s per token): every key stays alive
@@ -40,6 +41,9 @@ COMMANDS = {
     "throttle": (MODULE, "CL.THROTTLE p:cl:__rand_int__ 1000000 1 100"),
     "cell": ("CELL", "CL.THROTTLE p:cell:__rand_int__ 1000000 1 100"),
 }
+
+# The columns `make bench` reports (bench/run.py); the others are for a run by hand.
+REPORTED = ["incr", "set", "tokenbucket", "throttle", "cell"]
 
 # (label, function-name regex): inclusive instructions of each, per request.
 PARTS = [
