@@ -4,9 +4,11 @@ the median run is kept) and memory per key (MEMORY USAGE and used_memory growth)
 
 import csv
 import resource
+import shutil
 import statistics
 import subprocess
 import time
+from pathlib import Path
 
 from config import (
     BUDGET, CALIBRATION_N, CLIENTS, EXACT_FULL_LOG, KEYSPACE, MEMORY_KEYS, MEMORY_PASSES,
@@ -30,20 +32,21 @@ def bench_cmd(port, n, pipeline, argv, keyspace=KEYSPACE):
 
 def set_up(server, r, setup_fn):
     """The database a row starts from: `setup_fn`'s keys on an empty database. The first time
-    they are written by `setup_fn` and saved to an RDB file of their own; later runs reload
-    that file (`DEBUG RELOAD NOSAVE`: the dataset is emptied and loaded, in milliseconds), so
-    each run still starts from the same fresh state without writing it again. Returns the
-    placeholders `setup_fn` fills in the rows' commands."""
-    snapshots = server.snapshots
-    if setup_fn not in snapshots:
+    they are written by `setup_fn` and saved (`SAVE`, the RDB file kept aside); later runs put
+    that file back and reload it (`DEBUG RELOAD NOSAVE`: the dataset is emptied and loaded, in
+    milliseconds), so each run starts from the same fresh state without writing it again.
+    Returns the placeholders `setup_fn` fills in the rows' commands."""
+    rdb = Path(server.dir, "dump.rdb")  # the server's dbfilename (a protected config)
+    if setup_fn not in server.snapshots:
         r.call("FLUSHALL", "SYNC")
         hot = setup_fn(r)
-        snapshots[setup_fn] = (f"setup-{len(snapshots)}.rdb", hot)
-        r.call("CONFIG", "SET", "dbfilename", snapshots[setup_fn][0])
         r.call("SAVE")
+        kept = Path(server.dir, f"setup-{len(server.snapshots)}.rdb")
+        shutil.copyfile(rdb, kept)
+        server.snapshots[setup_fn] = (kept, hot)
         return hot
-    rdb, hot = snapshots[setup_fn]
-    r.call("CONFIG", "SET", "dbfilename", rdb)
+    kept, hot = server.snapshots[setup_fn]
+    shutil.copyfile(kept, rdb)
     r.call("DEBUG", "RELOAD", "NOSAVE")
     return hot
 
