@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 MODULE = Path(os.environ.get("PATTERNS_MODULE") or ROOT / "target/release/libredis_patterns.so")
 CELL = os.environ.get("CELL_MODULE")  # redis-cell's module, for the CL.THROTTLE peer row
 QUICK = os.environ.get("BENCH_QUICK", "") not in ("", "0")  # as bench/config.py reads it
-N = int(os.environ.get("PROFILE_N", "2000" if QUICK else "20000"))
+N = int(os.environ.get("PROFILE_N", "2000" if QUICK else "10000"))
 N_WARM = 2000 if QUICK else 20000
 
 # id -> (module to load or None, command line for redis-benchmark). Under valgrind the server

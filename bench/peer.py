@@ -39,8 +39,12 @@ import server
 B = SimpleNamespace(**{**vars(config), **vars(server), **vars(measure), **vars(report)})
 
 PEER = "redis-cell 0.5.0"
-TARBALL = Path(os.environ.get("PEER_TARBALL")
-               or B.ROOT.parent / "shared/peers/redis-cell-0.5.0.tar.gz")
+# Beside the repository (`../shared`), or beside the directory holding it (a git worktree
+# under `../wt/<name>`); PEER_TARBALL names another.
+TARBALL = Path(os.environ.get("PEER_TARBALL") or next(
+    (d / "shared/peers/redis-cell-0.5.0.tar.gz" for d in (B.ROOT.parent, B.ROOT.parent.parent)
+     if (d / "shared/peers/redis-cell-0.5.0.tar.gz").exists()),
+    B.ROOT.parent / "shared/peers/redis-cell-0.5.0.tar.gz"))
 PEER_DIR = B.ROOT / "target/peer"
 SECONDS = float(os.environ.get("BENCH_PEER_SECONDS", "1.5")) * B.TIME_SCALE
 TARGET_VS_PEER = 1.5

@@ -71,7 +71,7 @@ Environment:
   BENCH_CACHE_SECONDS  the same for the cache rows (default 1.5)
   BENCH_LOCK_SECONDS  the same for the lock rows (default 1.5)
   BENCH_REPEATS     repetitions of each measurement (default 3)
-  BENCH_BUDGET      seconds allowed for all throughput measurements (default 420); N shrinks
+  BENCH_BUDGET      seconds allowed for all throughput measurements (default 300); N shrinks
                     to fit when the calibration says they would take longer
   BENCH_OUT         report path (default BENCHMARKS.md at the repository's root)
 
