@@ -17,7 +17,7 @@ import socket
 import statistics
 import time
 
-from config import CLIENTS, PIPELINES, REPEATS, SECONDS, TIME_SCALE, log
+from config import CLIENTS, PIPELINES, REPEATS, TIME_SCALE, log
 from server import Redis, ReplyError
 
 # The seeds' scripts, verbatim (only whitespace and comments differ).
@@ -134,7 +134,7 @@ def reply_lines(reply):
     return 2 if isinstance(reply, bytes) else 1
 
 
-def check(r, op, path, replies):
+def check(op, path, replies):
     """Each row's first operation (on a fresh key) is admitted or granted."""
     first = replies[0]
     if op.startswith("lock"):
@@ -217,7 +217,7 @@ def measure(server, r, shas):
         for path, _, templates in paths:
             r.call("FLUSHALL", "SYNC")
             replies = r.pipeline(operation(templates, shas, 999999))
-            check(r, op, path, replies)
+            check(op, path, replies)
             plan.append((op, path, templates, [reply_lines(x) for x in replies]))
     runs = {}
     for rep in range(REPEATS):
