@@ -208,6 +208,9 @@ def where_the_time_goes(ctx, add):
         add("(Skipped: valgrind is not installed; `WITH_BENCH=1 bash scripts/install-deps.sh` "
             "installs it.)")
         return
+    if "failed" in figures:
+        add(f"(**Failed** in this run: `{figures['failed']}`.)")
+        return
     n = next(iter(figures.values()))["n"]
     add("Instructions per request under callgrind (bench/callgrind.py, run by this script: "
         "redis-server 7.0 under `valgrind --tool=callgrind`, the keys warmed up first, then "
@@ -731,11 +734,18 @@ def write_report(ctx):
         write_cache(ctx, add)
     if ctx["lock_cases"]:
         write_locks(ctx, add)
-    if ctx["seeds"]:
-        seeds.section(ctx["seeds"], add)
-    if ctx["peer"]:
-        import peer  # bench/peer.py imports this file: loaded once this one is
-        peer.section(ctx["peer"], add, os.path.relpath(PEER_CHART, OUT.parent))
+    import peer  # bench/peer.py imports this file: loaded once this one is
+    for name, data, write in (
+            ("the seeds' hand-written patterns", ctx["seeds"], seeds.section),
+            ("the peer (redis-cell) and the production configuration", ctx["peer"],
+             lambda d, a: peer.section(d, a, os.path.relpath(PEER_CHART, OUT.parent)))):
+        if data and "failed" in data:
+            add(f"## Against {name}")
+            add("")
+            add(f"**Failed** in this run: `{data['failed']}`.")
+            add("")
+        elif data:
+            write(data, add)
     add("## Notes")
     add("")
     if cases:

@@ -152,6 +152,16 @@ def session_ratios_of(summary):
     return out
 
 
+def section_or_failure(name, measure, *args):
+    """A late section's figures, or {"failed": why}: the throughput already measured is
+    reported either way (a broken peer build or profile must not cost the whole run)."""
+    try:
+        return measure(*args)
+    except Exception as e:  # noqa: BLE001 (any failure: reported in its section)
+        log(f"{name} failed: {e!r}")
+        return {"failed": f"{type(e).__name__}: {' '.join(str(e).split())}"}
+
+
 # Each family's section: its rows (from the scripts' SHAs) and their check before timing.
 FAMILIES = {
     "ratelimit": (build_cases, validate),
@@ -218,7 +228,7 @@ def main():
         summary = summarize(runs)
         if selected("seeds"):
             log("the seeds' patterns (sequences of commands) ...")
-            seeds_data = seeds.measure(server, r, shas)
+            seeds_data = section_or_failure("seeds", seeds.measure, server, r, shas)
         server_version = r.info("server")["redis_version"]
         r.close()
     finally:
@@ -227,14 +237,15 @@ def main():
     peer_data = profiled = None
     if selected("peer"):
         log("peer and production configuration ...")
-        peer_data = peer.measure(MODULE)
-        peer.chart(peer_data, PEER_CHART)
+        peer_data = section_or_failure("peer", peer.measure, MODULE)
+        if "failed" not in peer_data:
+            peer.chart(peer_data, PEER_CHART)
     if selected("callgrind"):
         if shutil.which("valgrind") and shutil.which("callgrind_annotate"):
             log("callgrind ...")
-            profiled = callgrind.measure(callgrind.REPORTED,
-                                         peer_data["cell"] if peer_data else peer.build_peer()[0],
-                                         log)
+            cell = peer_data.get("cell") if peer_data else peer.build_peer()[0]
+            profiled = section_or_failure("callgrind", callgrind.measure, callgrind.REPORTED,
+                                          cell, log)
         else:
             log("callgrind skipped: valgrind is not installed")
     bench_version = subprocess.run(["redis-benchmark", "--version"], capture_output=True,
@@ -275,7 +286,7 @@ def main():
         lock_ratios={f"{k[0]}@P{k[1]}": v for k, v in (ctx["lock_ratios"] or {}).items()},
         memory=memory, session_memory=session_memory, seeds=seeds_data, callgrind=profiled,
         runtime_s=ctx["runtime_s"],
-        peer=peer_data and dict(
+        peer=peer_data if not peer_data or "failed" in peer_data else dict(
             skipped=peer_data["skipped"], memory=peer_data["memory"],
             runs={f"{k[0]}:{k[1]}@P{k[2]}": v for k, v in peer_data["runs"].items()}),
     ), indent=1, default=str))
