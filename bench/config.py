@@ -16,7 +16,8 @@ HANDWRITTEN = BENCH_DIR / "handwritten_tokenbucket.lua"
 # What one run covers: BENCH_ONLY=lock,cache runs those sections alone (the rate-limiting
 # section's INCR ceiling included only with `ratelimit`); BENCH_QUICK=1 runs everything
 # selected once, short (a smoke test of every row: its figures are not worth publishing).
-SECTIONS = ("ratelimit", "session", "leaderboard", "cache", "lock", "seeds", "peer", "callgrind")
+SECTIONS = ("ratelimit", "session", "leaderboard", "cache", "lock", "queue", "seeds", "peer",
+            "callgrind")
 ONLY = [s.strip() for s in os.environ.get("BENCH_ONLY", "").split(",") if s.strip()]
 QUICK = os.environ.get("BENCH_QUICK", "") not in ("", "0")
 if set(ONLY) - set(SECTIONS):
@@ -45,6 +46,9 @@ CLIENTS = 50
 KEYSPACE = 10000
 PIPELINES = (16, 1)
 CALIBRATION_N = {16: 10000, 1: 2000} if QUICK else {16: 50000, 1: 10000}
+if QUICK:  # the queue rows (cases/queue.py) read their own sizes
+    os.environ.setdefault("BENCH_QUEUE_JOBS", "2000")
+    os.environ.setdefault("BENCH_QUEUE_ROUNDS", "1")
 MEMORY_KEYS = 1000
 EXACT_FULL_LOG = 100  # requests per key for the "full log" EXACT memory row (= its limit)
 MEMORY_PASSES = 3  # the used_memory growth is the median over passes (allocator noise, Lua GC)

@@ -43,14 +43,18 @@ BENCH_QUICK below run a part of it, or all of it briefly):
    "Locks" section it writes): LOCK.ACQUIRE of a free lock (a grant with a new fencing token),
    LOCK.ACQUIRE re-entering a held lock, and LOCK.RELEASE of one hold, natively, via FCALL and
    via EVALSHA; an ACQUIRE+RELEASE cycle is reported as a grant plus a release.
-8. Writes BENCHMARKS.md at the repository's root, bench/throughput.png (the chart it embeds) and
-   bench/results.json (every raw run).
-
+8. Queues (QUEUE.*), on a server of their own (see cases/queue.py and the "Queues" section):
+   jobs/s of push -> pop -> ack through the module, the twin, the seeds' stream loop and BullMQ
+   (bench/node, skipped without npm), push-to-pop latency with waiting consumers, memory per
+   waiting job.
 9. The seeds' hand-written patterns (bench/seeds.py): operations of several commands (a lock's
    SET NX PX then its Lua release, INCR then EXPIRE) against the module's commands, driven by
    its own client since redis-benchmark sends one command per request.
 10. The peer (bench/peer.py: redis-cell, bare and in production configuration) and the
-   instruction counts (bench/callgrind.py, under valgrind).
+   instruction counts (bench/callgrind.py, under valgrind). A failure in 8-10 is reported in
+   its section; the rest of the run is kept.
+11. Writes BENCHMARKS.md at the repository's root, bench/throughput.png (the chart it embeds),
+   bench/peer.png and bench/results.json (every raw run).
 
 Rows that need data set up first (sessions, boards, cache entries, held locks) get it written
 once per run of bench/run.py and saved to an RDB file; each later run of those rows reloads it
@@ -58,7 +62,7 @@ once per run of bench/run.py and saved to an RDB file; each later run of those r
 
 Environment:
   BENCH_ONLY        comma-separated sections to run, of: ratelimit, session, leaderboard,
-                    cache, lock, seeds, peer, callgrind (default: all)
+                    cache, lock, queue, seeds, peer, callgrind (default: all)
   BENCH_QUICK=1     every selected row once (BENCH_REPEATS 1), a fifth of the usual length,
                     small calibration and profile runs: a check that everything runs (a
                     few minutes), not figures to publish
@@ -70,6 +74,8 @@ Environment:
   BENCH_LB_SECONDS  the same for the leaderboard rows (default 1.5)
   BENCH_CACHE_SECONDS  the same for the cache rows (default 1.5)
   BENCH_LOCK_SECONDS  the same for the lock rows (default 1.5)
+  BENCH_QUEUE_JOBS  jobs per queue throughput run (default 20000)
+  BENCH_QUEUE_ROUNDS  runs per queue throughput row, interleaved (default 3)
   BENCH_REPEATS     repetitions of each measurement (default 3)
   BENCH_BUDGET      seconds allowed for all throughput measurements (default 300); N shrinks
                     to fit when the calibration says they would take longer
@@ -110,10 +116,12 @@ from config import (  # noqa: E402
 from server import Server, redis_cli  # noqa: E402
 from cases.common import validate  # noqa: E402
 from cases.ratelimit import COMMANDS, build_cases  # noqa: E402
-from cases.session import build_session_cases, validate_sessions  # noqa: E402
+from cases.session import (  # noqa: E402
+    build_session_cases, measure_destroyall, validate_sessions)
 from cases.leaderboard import build_leaderboard_cases, validate_leaderboards  # noqa: E402
 from cases.cache import build_cache_cases, validate_cache  # noqa: E402
 from cases.lock import build_lock_cases, validate_locks  # noqa: E402
+from cases import queue as queue_bench  # noqa: E402
 from measure import (  # noqa: E402
     measure_memory, measure_session_memory, measure_throughput, summarize,
 )
@@ -147,8 +155,12 @@ def session_ratios_of(summary):
     for fam in ("s_get", "s_set", "s_count", "s_create"):
         for p in PIPELINES:
             native_rps = summary[(f"{fam}:native", p)]["rps"]
+            # The seeds' read of a session: HGETALL, then PEXPIRE (two calls per request).
+            seeds_read = 1 / (1 / summary[("s_hgetall", p)]["rps"]
+                              + 1 / summary[("s_pexpire", p)]["rps"])
             out[(fam, p)] = dict(path_ratios(summary, fam, p),
-                                 hgetall=native_rps / summary[("s_hgetall", p)]["rps"])
+                                 hgetall=native_rps / summary[("s_hgetall", p)]["rps"],
+                                 seeds_read=native_rps / seeds_read)
     return out
 
 
@@ -222,6 +234,7 @@ def main():
             memory = measure_memory(r, shas)
         if selected("session"):
             session_memory = measure_session_memory(r)
+            session_memory["destroyall"] = measure_destroyall(r)
 
         log("throughput ...")
         runs = measure_throughput(server, r, [c for fam in rows.values() for c in fam])
@@ -234,18 +247,23 @@ def main():
     finally:
         server.cleanup()
 
-    peer_data = profiled = None
+    peer_data = profiled = session_profiled = queue_data = None
     if selected("peer"):
         log("peer and production configuration ...")
         peer_data = section_or_failure("peer", peer.measure, MODULE)
         if "failed" not in peer_data:
             peer.chart(peer_data, PEER_CHART)
+    if selected("queue"):
+        log("queues ...")
+        queue_data = section_or_failure("queue", queue_bench.measure)
     if selected("callgrind"):
         if shutil.which("valgrind") and shutil.which("callgrind_annotate"):
             log("callgrind ...")
             cell = peer_data.get("cell") if peer_data else peer.build_peer()[0]
             profiled = section_or_failure("callgrind", callgrind.measure, callgrind.REPORTED,
                                           cell, log)
+            session_profiled = section_or_failure("callgrind", callgrind.measure,
+                                                  callgrind.SESSION_REPORTED, None, log)
         else:
             log("callgrind skipped: valgrind is not installed")
     bench_version = subprocess.run(["redis-benchmark", "--version"], capture_output=True,
@@ -267,7 +285,8 @@ def main():
         session_memory=session_memory, lb_cases=rows.get("leaderboard", []),
         cache_cases=rows.get("cache", []), lock_cases=rows.get("lock", []),
         lock_ratios=lock_ratios_of(summary) if "lock" in rows else None, seeds=seeds_data,
-        peer=peer_data, callgrind=profiled, partial=PARTIAL, only=ONLY, quick=QUICK,
+        peer=peer_data, callgrind=profiled, queue=queue_data,
+        session_callgrind=session_profiled, partial=PARTIAL, only=ONLY, quick=QUICK,
         scale=min(1.0, BUDGET / (REPEATS * TIME_SCALE * sum(
             c.get("seconds", SECONDS) for c in every for _ in PIPELINES))) if every else 1.0,
         runtime_s=time.monotonic() - started,
@@ -289,6 +308,10 @@ def main():
         peer=peer_data if not peer_data or "failed" in peer_data else dict(
             skipped=peer_data["skipped"], memory=peer_data["memory"],
             runs={f"{k[0]}:{k[1]}@P{k[2]}": v for k, v in peer_data["runs"].items()}),
+        queue=queue_data if not queue_data or "failed" in queue_data else dict(
+            queue_data, rows=[" / ".join(row) for row in queue_data["rows"]],
+            runs={" / ".join(k): v for k, v in queue_data["runs"].items()},
+            summary={" / ".join(k): v for k, v in queue_data["summary"].items()}),
     ), indent=1, default=str))
     log(f"wrote {OUT} and {RESULTS} in {ctx['runtime_s']:.0f} s")
 
