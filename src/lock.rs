@@ -11,6 +11,7 @@
 
 #![deny(unsafe_code)]
 
+mod events;
 mod wait;
 
 use patterns_core::command::CmdError;
@@ -28,8 +29,8 @@ use crate::ffi::{
 use crate::index::{live_count, update_index};
 use crate::stats::{self, Stat};
 use crate::text::StackText;
-pub use wait::{subscribe, waiting};
-use wait::{Kind, Outcome, Wanted};
+pub use wait::{waiting, HOOKS};
+use wait::{Kind, Wanted};
 
 /// The family's commands, as registered.
 pub const COMMANDS: &[Command] = &[
@@ -125,23 +126,30 @@ fn try_lock(ctx: Ctx, name: &[u8], wanted: &Wanted) -> Result<Option<i64>, CmdEr
     let fence = l::parse_fence(fence_key.string()?)?;
     let now = now_ms();
     let held = stored.as_ref().map(Stored::lease);
-    match l::acquire(held, fence, &wanted.owner, wanted.ttl_ms, now)? {
-        Acquire::Busy => Ok(None),
-        Acquire::Granted {
-            lease,
-            expire_at_ms,
-            fence,
-        } => {
-            if let Some(token) = fence {
-                let text = StackText::of(token);
-                fence_key.write_string(text.as_bytes());
-                fence_key.modified(&[(Notify::STRING, c"set")]);
-                ctx.replicate(c"SET", (fence_name.as_str(), token));
-            }
-            write_lease(ctx, &mut key, &lease, expire_at_ms);
-            Ok(Some(lease.token))
-        }
+    let granted = l::acquire(held, fence, &wanted.owner, wanted.ttl_ms, now)?;
+    Ok(write_grant(ctx, &mut key, &mut fence_key, granted))
+}
+
+/// Writes a lock's grant (a new owner's token to the counter, then the lease): its token; None
+/// when busy.
+fn write_grant(ctx: Ctx, key: &mut Key, fence_key: &mut Key, granted: Acquire) -> Option<i64> {
+    let Acquire::Granted {
+        lease,
+        expire_at_ms,
+        fence,
+    } = granted
+    else {
+        return None;
+    };
+    if let Some(token) = fence {
+        let text = StackText::of(token);
+        fence_key.write_string(text.as_bytes());
+        fence_key.modified(&[(Notify::STRING, c"set")]);
+        ctx.replicate(c"SET", (fence_key.name(), token));
     }
+    write_lease(ctx, key, &lease, expire_at_ms);
+    events::watch(ctx);
+    Some(lease.token)
 }
 
 /// Grants semaphore `name`'s permit to the owner now, when one is free or the owner has one
@@ -169,24 +177,25 @@ fn try_permit(ctx: Ctx, name: &[u8], wanted: &Wanted) -> Result<bool, CmdError> 
     Ok(true)
 }
 
-/// Grants what a waiter waits for, if it can be had now (for `wait`).
+/// Grants what a waiter waits for, if it can be had now (for `wait`): the reply, the lock's
+/// token or a permit's 1.
 fn try_grant(
     ctx: Ctx,
     kind: Kind,
     name: &[u8],
     wanted: &Wanted,
-) -> Result<Option<Outcome>, CmdError> {
-    let outcome = match kind {
-        Kind::Lock => try_lock(ctx, name, wanted)?.map(Outcome::Token),
-        Kind::Sem => try_permit(ctx, name, wanted)?.then_some(Outcome::Permit),
+) -> Result<Option<Value>, CmdError> {
+    let granted = match kind {
+        Kind::Lock => try_lock(ctx, name, wanted)?.map(Value::Int),
+        Kind::Sem => try_permit(ctx, name, wanted)?.then_some(Value::Int(1)),
     };
-    if outcome.is_some() {
+    if granted.is_some() {
         stats::bump(match kind {
             Kind::Lock => Stat::LockGrants,
             Kind::Sem => Stat::SemGrants,
         });
     }
-    Ok(outcome)
+    Ok(granted)
 }
 
 /// When what blocks the key's waiters ends: the lease's end, or the first permit's expiry.
@@ -211,10 +220,10 @@ fn grant_or_wait(
     denied: Reply,
 ) -> Result<Reply, CmdError> {
     wait::serve(ctx, kind, name);
-    if let Some(outcome) = try_grant(ctx, kind, name, &wanted)? {
+    if let Some(granted) = try_grant(ctx, kind, name, &wanted)? {
         // The waiters' timer follows the new lease's end.
         wait::serve(ctx, kind, name);
-        return Ok(outcome.reply());
+        return Ok(Reply::Value(granted));
     }
     if timeout_ms != NO_WAIT && ctx.can_block() {
         wait::block(ctx, kind, name, wanted, timeout_ms);
@@ -269,7 +278,7 @@ fn release(call: &Call) -> Result<Reply, CmdError> {
             Release::Freed => {
                 stats::bump(Stat::LockReleases);
                 key.delete();
-                key.modified(&[(Notify::GENERIC, c"del")]);
+                events::releasing(|| key.modified(&[(Notify::GENERIC, c"del")]));
                 ctx.replicate(c"DEL", (key.name(),));
             }
         }
@@ -307,7 +316,7 @@ fn info(call: &Call) -> Result<Reply, CmdError> {
         return Ok(Reply::Null);
     };
     let ttl = key.expire_at_ms().map_or(-1, |at| (at - now_ms()).max(0));
-    let waiters = wait::waiters(call.ctx(), call.key_name()) as i64;
+    let waiters = wait::count(call.ctx(), Kind::Lock, call.key_name()) as i64;
     let field = |name: &str| Value::Bulk(name.as_bytes().to_vec());
     Ok(Reply::Value(Value::Map(vec![
         (

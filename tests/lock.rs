@@ -529,6 +529,69 @@ fn deleting_the_key_hands_the_lock_on_and_overwriting_it_fails_the_waiters() {
     }
 }
 
+/// FLUSHALL and FLUSHDB fire no keyspace event: the module hears of them as server events and
+/// serves the waiters at once (the lock is free, and its counter was flushed: token 1 again).
+#[test]
+fn a_flush_hands_locks_and_permits_on_at_once() {
+    for flavor in flavors() {
+        let server = Server::start(flavor);
+        let mut c = server.conn();
+        acquire(&mut c, "fl", "holder", 60_000).unwrap();
+        acquire(&mut c, "fl", "holder", 60_000).unwrap();
+        let w = waiter(
+            &server,
+            &["LOCK.ACQUIRE", "fl", "next", "60000", "WAIT", "20000"],
+        );
+        await_blocked(&server, 1);
+        let _: () = query(&mut c, &["FLUSHALL"]);
+        let (reply, waited) = w.join().unwrap();
+        assert_eq!(token_of(&reply), 1);
+        assert!(waited < Duration::from_secs(5), "{waited:?}");
+        let _: i64 = query(&mut c, &["SEM.ACQUIRE", "pool", "a", "1", "60000"]);
+        let w = waiter(
+            &server,
+            &["SEM.ACQUIRE", "pool", "b", "1", "60000", "WAIT", "20000"],
+        );
+        await_blocked(&server, 1);
+        let _: () = query(&mut c, &["FLUSHDB"]);
+        let (reply, waited) = w.join().unwrap();
+        assert_eq!(reply, Value::Int(1));
+        assert!(waited < Duration::from_secs(5), "{waited:?}");
+    }
+}
+
+/// `INFO patterns` counts a lease that ends and a held lock deleted or unlinked behind the
+/// module's back; a release, and the deletion of a key that is no lock, count as neither.
+#[test]
+fn info_counts_expiries_and_forced_unlocks_but_not_releases() {
+    for flavor in flavors() {
+        let server = Server::start(flavor);
+        let mut c = server.conn();
+        let count = |field: &str| -> i64 {
+            let field = format!("patterns_{field}");
+            server
+                .info_value("patterns", &field)
+                .unwrap()
+                .parse()
+                .unwrap()
+        };
+        acquire(&mut c, "short", "a", 50).unwrap();
+        for name in ["held", "unlinked", "released"] {
+            acquire(&mut c, name, "a", 60_000).unwrap();
+        }
+        assert_eq!(release(&mut c, "released", "a"), 1);
+        let _: i64 = query(&mut c, &["HSET", "plain", "owner", "x"]);
+        let _: i64 = query(&mut c, &["DEL", "held", "plain"]);
+        let _: i64 = query(&mut c, &["UNLINK", "unlinked"]);
+        sleep(Duration::from_millis(100));
+        // Expired on access at the latest.
+        let _: i64 = query(&mut c, &["EXISTS", "short"]);
+        assert_eq!(count("lock_expiries"), 1);
+        assert_eq!(count("lock_forced_unlocks"), 2);
+        assert_eq!(count("lock_releases"), 1);
+    }
+}
+
 #[test]
 fn the_holder_reacquiring_keeps_the_waiters_waiting() {
     for flavor in flavors() {

@@ -306,6 +306,8 @@ fn info_counts_what_the_commands_did() {
             ("lock_waits", 1),
             ("lock_wait_timeouts", 1),
             ("lock_waiters", 0),
+            ("lock_expiries", 0),
+            ("lock_forced_unlocks", 0),
             ("sem_grants", 1),
             ("sem_releases", 1),
             ("sem_waits", 1),
@@ -324,6 +326,14 @@ fn info_counts_what_the_commands_did() {
             ("session_rotated", 1),
             ("session_destroyed", 2),
             ("lb_writes", 4),
+            ("queue_pushed", 0),
+            ("queue_delivered", 0),
+            ("queue_redelivered", 0),
+            ("queue_dead", 0),
+            ("queue_acked", 0),
+            ("queue_waits", 0),
+            ("queue_wait_timeouts", 0),
+            ("queue_waiters", 0),
         ];
         for (field, value) in expected {
             assert_eq!(got.get(field), Some(&value), "{flavor:?} {field}: {got:?}");

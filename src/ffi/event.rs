@@ -79,3 +79,36 @@ extern "C" fn on_role_change<W: RoleWatch>(
     }
     callback(ctx, W::became_replica);
 }
+
+/// Reacts to the end of a `FLUSHALL` or `FLUSHDB` (which fire no keyspace event).
+pub trait FlushWatch: 'static {
+    fn flushed(ctx: Ctx);
+}
+
+/// Calls `W::flushed` after every flush.
+pub fn watch_flush<W: FlushWatch>(ctx: Ctx) -> Result<(), String> {
+    let flush = RedisModuleEvent {
+        id: raw::REDISMODULE_EVENT_FLUSHDB,
+        dataver: 1,
+    };
+    // SAFETY: the context is live and the callback matches the server's signature.
+    let status = unsafe {
+        raw::RedisModule_SubscribeToServerEvent.unwrap()(ctx.as_ptr(), flush, Some(on_flush::<W>))
+    };
+    if status != OK {
+        return Err("could not subscribe to flushes".into());
+    }
+    Ok(())
+}
+
+extern "C" fn on_flush<W: FlushWatch>(
+    ctx: *mut RedisModuleCtx,
+    _event: RedisModuleEvent,
+    subevent: u64,
+    _data: *mut c_void,
+) {
+    if subevent != raw::REDISMODULE_SUBEVENT_FLUSHDB_END {
+        return;
+    }
+    callback(ctx, W::flushed);
+}
