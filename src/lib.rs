@@ -49,11 +49,12 @@ struct Counters;
 
 impl ffi::InfoSection for Counters {
     fn fields() -> Vec<(&'static str, u64)> {
-        let (lock_waiters, sem_waiters) = lock::waiting();
+        let (lock_waiters, sem_waiters, rwlock_waiters) = lock::waiting();
         stats::snapshot()
             .chain([
                 ("lock_waiters", lock_waiters),
                 ("sem_waiters", sem_waiters),
+                ("rwlock_waiters", rwlock_waiters),
                 ("queue_waiters", queue::waiting()),
             ])
             .collect()

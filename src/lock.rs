@@ -12,6 +12,7 @@
 #![deny(unsafe_code)]
 
 mod events;
+mod rw;
 mod wait;
 
 use patterns_core::command::CmdError;
@@ -42,6 +43,10 @@ pub const COMMANDS: &[Command] = &[
     command!(l::SEM_ACQUIRE, sem_acquire),
     command!(l::SEM_RELEASE, sem_release),
     command!(l::SEM_COUNT, sem_count),
+    command!(l::rw::RW_ACQUIRE, rw::acquire),
+    command!(l::rw::RW_RELEASE, rw::release),
+    command!(l::rw::RW_EXTEND, rw::extend),
+    command!(l::rw::RW_INFO, rw::info),
 ];
 
 /// A lock's hash, as read.
@@ -178,33 +183,41 @@ fn try_permit(ctx: Ctx, name: &[u8], wanted: &Wanted) -> Result<bool, CmdError> 
 }
 
 /// Grants what a waiter waits for, if it can be had now (for `wait`): the reply, the lock's
-/// token or a permit's 1.
+/// token, a permit's 1, or a read/write lock's reply.
 fn try_grant(
     ctx: Ctx,
     kind: Kind,
     name: &[u8],
     wanted: &Wanted,
+    behind_waiters: bool,
 ) -> Result<Option<Value>, CmdError> {
-    let granted = match kind {
-        Kind::Lock => try_lock(ctx, name, wanted)?.map(Value::Int),
-        Kind::Sem => try_permit(ctx, name, wanted)?.then_some(Value::Int(1)),
+    let (granted, grants) = match kind {
+        Kind::Lock => (
+            try_lock(ctx, name, wanted)?.map(Value::Int),
+            Stat::LockGrants,
+        ),
+        Kind::Sem => (
+            try_permit(ctx, name, wanted)?.then_some(Value::Int(1)),
+            Stat::SemGrants,
+        ),
+        // (It counts its own grants.)
+        Kind::Rw => return rw::try_rw(ctx, name, wanted, behind_waiters),
     };
     if granted.is_some() {
-        stats::bump(match kind {
-            Kind::Lock => Stat::LockGrants,
-            Kind::Sem => Stat::SemGrants,
-        });
+        stats::bump(grants);
     }
     Ok(granted)
 }
 
-/// When what blocks the key's waiters ends: the lease's end, or the first permit's expiry.
+/// When what blocks the key's waiters ends: the lease's end, the first permit's expiry, or a
+/// read/write lock's first hold's end.
 fn deadline(ctx: Ctx, kind: Kind, name: &[u8]) -> Option<i64> {
     let name = OwnedString::new(ctx, name);
     let key = Key::open_named(ctx, &name);
     match (kind, key.kind()) {
         (Kind::Lock, KeyType::Hash) => key.expire_at_ms(),
         (Kind::Sem, KeyType::ZSet) => key.zset_nth_score(ScoreRange::all(), 0).map(|s| s as i64),
+        (Kind::Rw, _) => rw::next_end(ctx, name.bytes()),
         _ => None,
     }
 }
@@ -220,7 +233,10 @@ fn grant_or_wait(
     denied: Reply,
 ) -> Result<Reply, CmdError> {
     wait::serve(ctx, kind, name);
-    if let Some(granted) = try_grant(ctx, kind, name, &wanted)? {
+    // A read/write lock may be free for this call with waiters queued (a reader behind a
+    // writer): they come first. (A lock or a semaphore with waiters left is busy anyway.)
+    let behind = kind == Kind::Rw && wait::count(ctx, kind, name) > 0;
+    if let Some(granted) = try_grant(ctx, kind, name, &wanted, behind)? {
         // The waiters' timer follows the new lease's end.
         wait::serve(ctx, kind, name);
         return Ok(Reply::Value(granted));
@@ -240,6 +256,7 @@ fn acquire(call: &Call) -> Result<Reply, CmdError> {
         owner: p.text("owner").to_vec(),
         ttl_ms: l::check_ttl(p.int("ttl_ms"))?,
         limit: 1,
+        mode: None,
     };
     let name = call.key_name();
     checked_fence_key(call.ctx(), name)?;
@@ -365,6 +382,7 @@ fn sem_acquire(call: &Call) -> Result<Reply, CmdError> {
         owner: p.text("owner").to_vec(),
         ttl_ms: l::check_ttl(p.int("ttl_ms"))?,
         limit: p.int("limit"),
+        mode: None,
     };
     Key::open(call).expect(KeyType::ZSet)?;
     let name = call.key_name();

@@ -26,6 +26,10 @@ pub enum Stat {
     SemReleases,
     SemWaits,
     SemWaitTimeouts,
+    RwGrants,
+    RwReleases,
+    RwWaits,
+    RwWaitTimeouts,
     CacheHit,
     CacheRefresh,
     CacheMiss,
@@ -50,7 +54,7 @@ pub enum Stat {
 
 /// Each counter's field name in `INFO patterns` (the module's name is the prefix the server
 /// adds: `patterns_lock_grants`).
-pub const FIELDS: [(Stat, &str); 38] = [
+pub const FIELDS: [(Stat, &str); 42] = [
     (Stat::TokenbucketAllowed, "rl_tokenbucket_allowed"),
     (Stat::TokenbucketDenied, "rl_tokenbucket_denied"),
     (Stat::FixedwindowAllowed, "rl_fixedwindow_allowed"),
@@ -69,6 +73,10 @@ pub const FIELDS: [(Stat, &str); 38] = [
     (Stat::SemReleases, "sem_releases"),
     (Stat::SemWaits, "sem_waits"),
     (Stat::SemWaitTimeouts, "sem_wait_timeouts"),
+    (Stat::RwGrants, "rwlock_grants"),
+    (Stat::RwReleases, "rwlock_releases"),
+    (Stat::RwWaits, "rwlock_waits"),
+    (Stat::RwWaitTimeouts, "rwlock_wait_timeouts"),
     (Stat::CacheHit, "cache_hit"),
     (Stat::CacheRefresh, "cache_refresh"),
     (Stat::CacheMiss, "cache_miss"),

@@ -1,12 +1,14 @@
 //! The lock family's waiters (`LOCK.ACQUIRE ... WAIT`, `SEM.ACQUIRE ... WAIT`), on the
 //! module's generic waiting (`crate::wait`): one queue per key and kind, granted the lock (its
 //! token) or a permit (1) when the key frees, nil (0 for a semaphore) when the deadline passes.
+//! Read/write locks (`RWLOCK.ACQUIRE ... WAIT`) queue both modes in one queue per key.
 //! A lock's or semaphore's queue is served by the release, by a timer at the lease's (or first
 //! permit's) end, and when the key is deleted, expires or is overwritten behind the module's
 //! back.
 #![deny(unsafe_code)]
 
 use patterns_core::command::CmdError;
+use patterns_core::lock::rw::Mode;
 
 use super::{deadline, try_grant};
 use crate::ffi::{Ctx, Value};
@@ -20,6 +22,8 @@ pub enum Kind {
     #[default]
     Lock,
     Sem,
+    /// A read/write lock: both modes in one queue.
+    Rw,
 }
 
 /// What a waiter asked for.
@@ -29,6 +33,8 @@ pub struct Wanted {
     pub ttl_ms: i64,
     /// A semaphore's permits (1 for a lock).
     pub limit: i64,
+    /// A read/write lock's mode (None for a lock or a semaphore).
+    pub mode: Option<Mode>,
 }
 
 /// The lock family's waits.
@@ -50,7 +56,8 @@ impl Family for Locks {
         kind: &Kind,
         wanted: &Wanted,
     ) -> Result<Option<Value>, CmdError> {
-        try_grant(ctx, *kind, key, wanted)
+        // Served from the queue: the head overtakes nobody.
+        try_grant(ctx, *kind, key, wanted, false)
     }
 
     fn next_chance(ctx: Ctx, key: &[u8], kind: &Kind) -> Option<i64> {
@@ -58,10 +65,10 @@ impl Family for Locks {
         deadline(ctx, *kind, key).map(|at| at.saturating_add(1))
     }
 
-    /// nil for a lock, 0 for a semaphore.
+    /// nil for a lock (either kind), 0 for a semaphore.
     fn nothing(kind: &Kind) -> Value {
         match kind {
-            Kind::Lock => Value::Null,
+            Kind::Lock | Kind::Rw => Value::Null,
             Kind::Sem => Value::Int(0),
         }
     }
@@ -70,6 +77,7 @@ impl Family for Locks {
         match kind {
             Kind::Lock => (Stat::LockWaits, Stat::LockWaitTimeouts),
             Kind::Sem => (Stat::SemWaits, Stat::SemWaitTimeouts),
+            Kind::Rw => (Stat::RwWaits, Stat::RwWaitTimeouts),
         }
     }
 }
@@ -79,10 +87,10 @@ pub fn count(ctx: Ctx, kind: Kind, name: &[u8]) -> usize {
     wait::count::<Locks>(ctx, name, &kind)
 }
 
-/// How many clients wait now: (for locks, for semaphores).
-pub fn waiting() -> (u64, u64) {
+/// How many clients wait now: (for locks, for semaphores, for read/write locks).
+pub fn waiting() -> (u64, u64, u64) {
     let of = |kind: Kind| wait::total::<Locks>(|k| *k == kind);
-    (of(Kind::Lock), of(Kind::Sem))
+    (of(Kind::Lock), of(Kind::Sem), of(Kind::Rw))
 }
 
 /// Blocks the calling client until `wanted` is granted or `timeout_ms` passes (0: no limit).
