@@ -28,6 +28,14 @@ CELL = os.environ.get("CELL_MODULE")  # redis-cell's module, for the CL.THROTTLE
 N = int(os.environ.get("PROFILE_N", "20000"))
 N_WARM = 20000
 
+SESSION_INDEX = "p:sessions:{u}"
+SESSION = SESSION_INDEX + ":" + "A" * 22
+SESSION_HASH = ["HSET", SESSION, "__idle_ms", "3600000", "__absolute_at", "4102444800000",
+                "__index", SESSION_INDEX, "user", "1", "role", "admin", "theme", "dark"]
+# Commands run (through redis-cli) before the warm-up of the rows named.
+SETUP = {cid: [SESSION_HASH, ["ZADD", SESSION_INDEX, "4102444800000", SESSION]]
+         for cid in ("hgetall", "pexpire", "session_get")}
+
 # id -> (module to load or None, command line for redis-benchmark). Under valgrind the server
 # runs ~50x slower, so the limiters refill slowly (100 s per token): every key stays alive
 # between its requests, as in bench.py, and the profile measures the update of a live limiter.
@@ -39,19 +47,27 @@ COMMANDS = {
     "slidingwindow": (MODULE, "RL.SLIDINGWINDOW p:sw:__rand_int__ 1000000 100000"),
     "throttle": (MODULE, "CL.THROTTLE p:cl:__rand_int__ 1000000 1 100"),
     "cell": ("CELL", "CL.THROTTLE p:cell:__rand_int__ 1000000 1 100"),
+    # Sessions: the seeds' two-call read (HGETALL, then PEXPIRE) and SESSION.GET, on one
+    # 3-field session (SETUP writes it in the module's documented layout, so its key is known).
+    "hgetall": (None, f"HGETALL {SESSION}"),
+    "pexpire": (None, f"PEXPIRE {SESSION} 3600000"),
+    "session_get": (MODULE, f"SESSION.GET {SESSION}"),
 }
 
 # (label, function-name regex): inclusive instructions of each, per request.
 PARTS = [
     ("read and parse the request", r"^processInputBuffer$"),
     ("command call (call())", r"^call$"),
-    ("the command's body", r"^(RedisModuleCommandDispatcher|incrCommand|setCommand)$"),
+    ("the command's body",
+     r"^(RedisModuleCommandDispatcher|incrCommand|setCommand|hgetallCommand|pexpireCommand)$"),
     ("  RM_Replicate", r"^RM_Replicate$"),
     ("    command lookup by name", r"^lookupCommandByCString$"),
     ("    argument objects", r"^moduleCreateArgvFromUserFormat$"),
     ("  RM_Call", r"^RM_Call$"),
     ("  RM_OpenKey", r"^RM_OpenKey$"),
     ("  RM_StringDMA", r"^RM_StringDMA$"),
+    ("  RM_ScanKey", r"^RM_ScanKey$"),
+    ("  RM_Zset*", r"^RM_Zset"),
     ("  RM_StringTruncate", r"^RM_StringTruncate$"),
     ("  RM_StringSet", r"^RM_StringSet$"),
     ("  RM_SetExpire / RM_SetAbsExpire", r"^RM_Set(Abs)?Expire$"),
@@ -62,6 +78,9 @@ PARTS = [
     ("  RM_NotifyKeyspaceEvent", r"^RM_NotifyKeyspaceEvent$"),
     ("  RM_ReplyWith*", r"^RM_ReplyWith"),
     ("  RM_Milliseconds", r"^RM_Milliseconds$"),
+    ("  ACL check of a derived key", r"^(RM_GetCurrentUserName|RM_GetModuleUserFromUserName|"
+     r"RM_ACLCheckKeyPermissions|RM_FreeModuleUser)$"),
+    ("  malloc / free", r"^(malloc|free|je_malloc|je_free|zmalloc|zfree)$"),
     ("propagation after the command", r"^(afterCommand|propagatePendingCommands)$"),
     ("writing replies to the socket", r"^(handleClientsWithPendingWrites|writeToClient)$"),
 ]
@@ -86,7 +105,7 @@ def bench(port, line, n):
         raise SystemExit(f"error replies: {out}")
 
 
-def profile(module, line):
+def profile(module, line, setup=()):
     port = free_port()
     workdir = Path(tempfile.mkdtemp(prefix="profile-"))
     out = workdir / "callgrind.out"
@@ -102,6 +121,8 @@ def profile(module, line):
             if cli(port, "PING") == "PONG":
                 break
             time.sleep(0.1)
+        for command in setup:
+            cli(port, *command)
         bench(port, line, N_WARM)
         subprocess.run(["callgrind_control", "-i", "on", str(proc.pid)], capture_output=True)
         bench(port, line, N)
@@ -134,7 +155,7 @@ def measure(ids, cell=None, log=lambda msg: print(msg, file=sys.stderr)):
             if not cell:
                 continue
             module = cell
-        total, inclusive = profile(module, line)
+        total, inclusive = profile(module, line, SETUP.get(cid, ()))
         parts = {}
         for label, pattern in PARTS:
             rx = re.compile(pattern)

@@ -21,13 +21,15 @@ from cases.common import shown  # noqa: E402
 from cases.ratelimit import COMMANDS  # noqa: E402
 from cases.session import (  # noqa: E402
     CREATE_FRESH_KEYSPACE, CREATE_KEYSPACE, SESSIONS, SESSION_ABSOLUTE_MS, SESSION_FAMILIES,
-    SESSION_IDLE_MS, SESSION_INDEXES, SESSION_SECONDS, TWIN_ID_PREFIX, session_index,
+    CAP, CAP_KEYSPACE, SESSION_IDLE_MS, SESSION_INDEXES, SESSION_SECONDS, TWIN_ID_PREFIX,
+    session_index,
 )
 from cases.leaderboard import LB_MEMBERS, LB_SECONDS, LB_TIES  # noqa: E402
 from cases.cache import CACHE_ENTRIES, CACHE_TTL_MS, CACHE_VALUE  # noqa: E402
 from cases.lock import (  # noqa: E402
     LOCKS_HELD, LOCK_FAMILIES, LOCK_HOLDS, LOCK_OWNER, LOCK_SECONDS,
 )
+from cases import queue as queue_bench  # noqa: E402
 
 
 def write_cache(ctx, add):
@@ -284,12 +286,20 @@ def write_sessions(ctx, add):
     add("- **Baseline**: `HGETALL` of a plain hash with the same 3 fields (what a client "
         "would send without the module, minus sliding the TTL and the index).")
     add("")
-    add("The session binding slides a session's TTL, prunes its index and fixes the index's "
-        "TTL through the module's key API, replicating each change as the command that makes "
-        "it; HGETALL, HSET, RENAME, DEL and ZREM still run as Redis commands through "
-        "`RedisModule_Call`, which is slower than the rate-limiting family's direct key API. "
-        "The Lua twin runs the same steps through `redis.call`. The rate-limit targets above "
-        "do not apply to this family.")
+    add("- **The seeds' read**: `HGETALL`, then `PEXPIRE` of the same hash (two calls per "
+        "request, what the hand-written session code sends); its rate per request is "
+        "1 / (1 / HGETALL's + 1 / PEXPIRE's). Issue 19's goal: `SESSION.GET` at least 0.7x.")
+    add(f"- **CREATE MAX {CAP}**: `SESSION.CREATE sessions:{{m__rand_int__}} MAX {CAP} ...` over "
+        f"{CAP_KEYSPACE:,} indexes: once an index holds {CAP} sessions, every create also "
+        "destroys its least recently used one.")
+    add("")
+    add("The session binding reads a session with `RedisModule_ScanKey` (a hash stored as a "
+        "listpack, which small sessions are; `HGETALL` through `RedisModule_Call` otherwise), "
+        "slides its TTL, prunes its index and fixes the index's TTL through the module's key "
+        "API, replicating each change as the command that makes it; HSET, RENAME, a single "
+        "DEL and ZREM run as Redis commands through `RedisModule_Call`. The Lua twin runs the "
+        "same steps through `redis.call`. The rate-limit targets above do not apply to this "
+        "family.")
     add("")
     add("Chart: the right half of `bench/throughput.png` (above).")
     add("")
@@ -336,6 +346,7 @@ def write_sessions(ctx, add):
                 f"{fmt_ratio(x['evalsha'])} | {fmt_ratio(x['cpu_fcall'])} | "
                 f"{fmt_ratio(x['cpu_evalsha'])} | {fmt_ratio(x['hgetall'])} |")
     add("")
+    write_session_goals(ctx, add)
     add("### Sessions, memory")
     add("")
     add(f"A session hash holds its 3 user fields (`user <n> role admin theme dark`) plus the 3 "
@@ -369,6 +380,43 @@ def write_sessions(ctx, add):
         marg = "" if row["marginal"] is None else f"{row['marginal']:.1f} B"
         add(f"| {row['members']:,} | {row['encoding']} | {row['usage']:,} B | "
             f"{row['per_member']:.1f} B | {marg} |")
+    add("")
+
+
+def write_session_goals(ctx, add):
+    """SESSION.GET against the seeds' two-call read (issue 19), its instructions per request,
+    and SESSION.DESTROYALL's worst case (issue 11)."""
+    sr = ctx["session_ratios"]
+    add("### Sessions, goals and worst case")
+    add("")
+    add("| Goal | Mode | measured | goal | |")
+    add("|---|---|---:|---:|---|")
+    for p in PIPELINES:
+        x = sr[("s_get", p)]["seeds_read"]
+        add(f"| `SESSION.GET` ÷ the seeds' `HGETALL` + `PEXPIRE` per request | -P {p} | "
+            f"{fmt_ratio(x)} | ≥ 0.7x | {'met' if x >= 0.7 else 'missed'} |")
+    figures = ctx.get("session_callgrind")
+    if figures:
+        seeds = figures["hgetall"]["total"] + figures["pexpire"]["total"]
+        x = seeds / figures["session_get"]["total"]
+        add(f"| the same, instructions per request (callgrind, below) | -P 16 | "
+            f"{fmt_ratio(x)} | ≥ 0.7x | {'met' if x >= 0.7 else 'missed'} |")
+    add("")
+    if figures:
+        add("Instructions per request under callgrind (bench/callgrind.py: the same method as "
+            "the rate-limiting section's, load-independent) on one 3-field session, written in "
+            "the documented layout so `redis-benchmark` can name it:")
+        add("")
+        for line in callgrind.table(figures):
+            add(line)
+        add("")
+    d = ctx["session_memory"]["destroyall"]
+    add(f"`SESSION.DESTROYALL` of one index of {d['sessions']:,} sessions (3 fields each), "
+        f"the server's time for the command from `SLOWLOG` ({len(d['us'])} rounds): "
+        f"{min(d['us']) / 1000:,.0f}–{max(d['us']) / 1000:,.0f} ms, "
+        f"{min(d['us']) * 1000 / d['sessions']:,.0f}–{max(d['us']) * 1000 / d['sessions']:,.0f}"
+        " ns per session. This is the command's worst case, and it grows with the index: see "
+        "README (Sessions) for why it is not cut into steps.")
     add("")
 
 
@@ -639,6 +687,7 @@ def write_report(ctx):
     write_leaderboards(ctx, add)
     write_cache(ctx, add)
     write_locks(ctx, add)
+    queue_bench.section(ctx["queue"], add)
 
     # Notes
     import peer  # bench/peer.py imports this file: loaded once this one is

@@ -42,7 +42,11 @@ What it does, in one run (about 6-8 minutes on 2 cores):
    "Locks" section it writes): LOCK.ACQUIRE of a free lock (a grant with a new fencing token),
    LOCK.ACQUIRE re-entering a held lock, and LOCK.RELEASE of one hold, natively, via FCALL and
    via EVALSHA; an ACQUIRE+RELEASE cycle is reported as a grant plus a release.
-8. Writes BENCHMARKS.md at the repository's root, bench/throughput.png (the chart it embeds) and
+8. Queues (QUEUE.*), on a server of their own (see cases/queue.py and the "Queues" section):
+   jobs/s of push -> pop -> ack through the module, the twin, the seeds' stream loop and BullMQ
+   (bench/node, skipped without npm), push-to-pop latency with waiting consumers, memory per
+   waiting job.
+9. Writes BENCHMARKS.md at the repository's root, bench/throughput.png (the chart it embeds) and
    bench/results.json (every raw run).
 
 Environment:
@@ -52,6 +56,8 @@ Environment:
   BENCH_LB_SECONDS  the same for the leaderboard rows (default 1.5)
   BENCH_CACHE_SECONDS  the same for the cache rows (default 1.5)
   BENCH_LOCK_SECONDS  the same for the lock rows (default 1.5)
+  BENCH_QUEUE_JOBS  jobs per queue throughput run (default 20000)
+  BENCH_QUEUE_ROUNDS  runs per queue throughput row, interleaved (default 3)
   BENCH_REPEATS     repetitions of each measurement (default 3)
   BENCH_BUDGET      seconds allowed for all throughput measurements (default 420); N shrinks
                     to fit when the calibration says they would take longer
@@ -92,10 +98,12 @@ from config import (  # noqa: E402
 from server import Server, redis_cli  # noqa: E402
 from cases.common import validate  # noqa: E402
 from cases.ratelimit import COMMANDS, build_cases  # noqa: E402
-from cases.session import build_session_cases, validate_sessions  # noqa: E402
+from cases.session import (  # noqa: E402
+    build_session_cases, measure_destroyall, validate_sessions)
 from cases.leaderboard import build_leaderboard_cases, validate_leaderboards  # noqa: E402
 from cases.cache import build_cache_cases, validate_cache  # noqa: E402
 from cases.lock import build_lock_cases, validate_locks  # noqa: E402
+from cases import queue as queue_bench  # noqa: E402
 from measure import (  # noqa: E402
     measure_memory, measure_session_memory, measure_throughput, summarize,
 )
@@ -152,6 +160,7 @@ def main():
         log("memory ...")
         memory = measure_memory(r, shas)
         session_memory = measure_session_memory(r)
+        session_memory["destroyall"] = measure_destroyall(r)
 
         log("throughput ...")
         runs = measure_throughput(server, r, cases + session_cases + lb_cases + cache_cases
@@ -178,20 +187,27 @@ def main():
     for fam in ("s_get", "s_set", "s_count", "s_create"):
         for p in PIPELINES:
             native_rps = summary[(f"{fam}:native", p)]["rps"]
+            # The seeds' read of a session: HGETALL, then PEXPIRE (two calls per request).
+            seeds_read = 1 / (1 / summary[("s_hgetall", p)]["rps"]
+                              + 1 / summary[("s_pexpire", p)]["rps"])
             session_ratios[(fam, p)] = dict(
                 path_ratios(summary, fam, p),
                 hgetall=native_rps / summary[("s_hgetall", p)]["rps"],
+                seeds_read=native_rps / seeds_read,
             )
     lock_ratios = lock_ratios_of(summary)
     log("peer and production configuration ...")
     peer_data = peer.measure(MODULE)
     peer.chart(peer_data, PEER_CHART)
+    log("queues ...")
+    queue_data = queue_bench.measure()
     if shutil.which("valgrind") and shutil.which("callgrind_annotate"):
         log("callgrind ...")
         profiled = callgrind.measure(["incr", "tokenbucket", "throttle", "cell"],
                                      peer_data["cell"], log)
+        session_profiled = callgrind.measure(["hgetall", "pexpire", "session_get"], None, log)
     else:
-        profiled = None
+        profiled = session_profiled = None
     bench_version = subprocess.run(["redis-benchmark", "--version"], capture_output=True,
                                    text=True).stdout.strip() or "redis-benchmark"
     try:
@@ -207,6 +223,7 @@ def main():
         session_cases=session_cases, session_ratios=session_ratios,
         session_memory=session_memory, lb_cases=lb_cases, cache_cases=cache_cases,
         lock_cases=lock_cases, lock_ratios=lock_ratios, peer=peer_data, callgrind=profiled,
+        queue=queue_data, session_callgrind=session_profiled,
         scale=min(1.0, BUDGET / (REPEATS * sum(c.get("seconds", SECONDS)
                                                for c in cases + session_cases + lb_cases
                                                + cache_cases + lock_cases
@@ -228,6 +245,9 @@ def main():
         memory=memory, session_memory=session_memory, runtime_s=ctx["runtime_s"],
         peer=dict(skipped=peer_data["skipped"], memory=peer_data["memory"],
                   runs={f"{k[0]}:{k[1]}@P{k[2]}": v for k, v in peer_data["runs"].items()}),
+        queue=dict(queue_data, rows=[" / ".join(row) for row in queue_data["rows"]],
+                   runs={" / ".join(k): v for k, v in queue_data["runs"].items()},
+                   summary={" / ".join(k): v for k, v in queue_data["summary"].items()}),
     ), indent=1, default=str))
     log(f"wrote {OUT}, {CHART} and {RESULTS} in {ctx['runtime_s']:.0f} s")
 

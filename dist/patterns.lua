@@ -178,6 +178,25 @@ local function parse_option(spec, word, argv, i)
   return v, i + 1
 end
 
+-- The options from argv[i] on, into a.opt: to the end, a word that is no token being an error;
+-- or with leading (before a trailing group), up to the first such word. Returns the next index,
+-- or nil and an error.
+local function parse_options(def, a, argv, i, leading)
+  while argv[i] ~= nil do
+    local word = string.upper(argv[i])
+    local n = def.tokens[word]
+    if n == nil then
+      if leading then return i end
+      return nil, err(SYNTAX_ERROR)
+    end
+    local v, next_i, e = parse_option(def.opts[n], word, argv, i + 1)
+    if e then return nil, e end
+    a.opt[n] = v
+    i = next_i
+  end
+  return i
+end
+
 -- Parses arguments against a generated definition table, as CommandDef::parse does.
 local function parse(def, keys, argv)
   -- KEYS: the one key; or with min_keys, keys only (tag [tag ...]); or with key_rest, the key
@@ -200,6 +219,14 @@ local function parse(def, keys, argv)
     a.lead[n] = argv[i]
     i = i + 1
   end
+  for n, spec in ipairs(def.opts) do
+    if spec.rest then a.opt[n] = {} else a.opt[n] = spec.default end
+  end
+  if def.group then
+    local e
+    i, e = parse_options(def, a, argv, i, true)
+    if e then return nil, e end
+  end
   for n, spec in ipairs(def.pos) do
     local raw = argv[i]
     if raw == nil then
@@ -220,18 +247,8 @@ local function parse(def, keys, argv)
     for j = i, #argv do a.rest[#a.rest + 1] = argv[j] end
     return a
   end
-  for n, spec in ipairs(def.opts) do
-    if spec.rest then a.opt[n] = {} else a.opt[n] = spec.default end
-  end
-  while argv[i] ~= nil do
-    local word = string.upper(argv[i])
-    local n = def.tokens[word]
-    if n == nil then return nil, err(SYNTAX_ERROR) end
-    local v, next_i, e = parse_option(def.opts[n], word, argv, i + 1)
-    if e then return nil, e end
-    a.opt[n] = v
-    i = next_i
-  end
+  local _, e = parse_options(def, a, argv, i, false)
+  if e then return nil, e end
   if def.key_rest and #keys > 1 then
     a.opt[def.key_rest] = {unpack(keys, 2)}
   end
@@ -562,7 +579,29 @@ local function sess_touch(key, index, idle, abs, now)
   index_fix(index)
 end
 
-local function session_create_run(index, id, idle_ms, absolute_ms, pairs)
+-- Deletes a session and takes it out of its index (SESSION.DESTROY's writes).
+local function sess_remove(index, key, now)
+  redis.call('DEL', key)
+  index_prune(index, now)
+  redis.call('ZREM', index, key)
+  index_fix(index)
+end
+
+-- The lowest score of an index's members alive at now (scores above now), for a BYSCORE range.
+local function sess_alive_from(now)
+  return '(' .. int(now)
+end
+
+-- The live sessions of index that make room for a new one under a cap of max (0: no cap): the
+-- ones soonest to expire, as many as the index holds past max - 1.
+local function sess_over_cap(index, max, now)
+  if max == 0 then return {} end
+  local excess = redis.call('ZCOUNT', index, sess_alive_from(now), '+inf') - (max - 1)
+  if excess <= 0 then return {} end
+  return redis.call('ZRANGE', index, sess_alive_from(now), '+inf', 'BYSCORE', 'LIMIT', 0, excess)
+end
+
+local function session_create_run(index, id, max, idle_ms, absolute_ms, pairs)
   if not sess_is_id(id) then return err(BAD_ID) end
   if idle_ms > MAX_MS or absolute_ms > MAX_MS then return err(TOO_LONG) end
   if absolute_ms < idle_ms then return err(ABSOLUTE_BELOW_IDLE) end
@@ -574,6 +613,11 @@ local function session_create_run(index, id, idle_ms, absolute_ms, pairs)
   if e then return e end
   if key_type(key) ~= 'none' then return err(ID_TAKEN) end
   local now = now_ms()
+  local victims = sess_over_cap(index, max, now)
+  for _, v in ipairs(victims) do
+    if not key_allowed(v) then return err(NOPERM) end
+  end
+  for _, v in ipairs(victims) do sess_remove(index, v, now) end
   local abs = now + absolute_ms
   redis.call('HSET', key, IDLE_FIELD, int(idle_ms), ABSOLUTE_FIELD, int(abs), INDEX_FIELD, index,
     unpack(pairs))
@@ -632,10 +676,7 @@ local function session_destroy_run(key)
   local s, e = sess_load(key, now)
   if e then return e end
   if s == nil then return 0 end
-  redis.call('DEL', key)
-  index_prune(s.index, now)
-  redis.call('ZREM', s.index, key)
-  index_fix(s.index)
+  sess_remove(s.index, key, now)
   return 1
 end
 
@@ -653,11 +694,11 @@ local function session_destroyall_run(index)
   for _, m in ipairs(redis.call('ZRANGE', index, 0, -1)) do
     if not key_allowed(m) then return err(NOPERM) end
   end
-  local members, e2 = sess_live(index)
-  if e2 then return e2 end
   local destroyed = 0
-  for _, m in ipairs(members) do destroyed = destroyed + redis.call('DEL', m) end
-  redis.call('DEL', index)
+  for _, m in ipairs(redis.call('ZRANGE', index, sess_alive_from(now_ms()), '+inf', 'BYSCORE')) do
+    destroyed = destroyed + redis.call('DEL', m)
+  end
+  redis.call('UNLINK', index)
   return destroyed
 end
 
@@ -670,7 +711,7 @@ end
 local function session_count_run(index)
   local e = sess_expect_index(index)
   if e then return e end
-  return redis.call('ZCOUNT', index, '(' .. int(now_ms()), '+inf')
+  return redis.call('ZCOUNT', index, sess_alive_from(now_ms()), '+inf')
 end
 
 local DEF_session_create = {
@@ -684,14 +725,15 @@ local DEF_session_create = {
     {kind = 'int', min = 1, error = 'ERR absolute_ms must be a positive integer', beyond = 'ERR absolute_ms exceeds the Lua twin\'s exact integer range (below 2^53)'},
   },
   opts = {
+    {kind = 'int', min = 1, error = 'ERR MAX must be a positive integer', beyond = 'ERR MAX exceeds the Lua twin\'s exact integer range (below 2^53)', default = 0},
   },
-  tokens = {},
+  tokens = {['MAX'] = 1},
 }
--- SESSION.CREATE index id idle_ms absolute_ms [field value ...]
+-- SESSION.CREATE index id [MAX n] idle_ms absolute_ms [field value ...]
 local function session_create(keys, argv)
   local a, e = parse(DEF_session_create, keys, argv)
   if e then return e end
-  return session_create_run(keys[1], a.lead[1], a.pos[1], a.pos[2], a.rest)
+  return session_create_run(keys[1], a.lead[1], a.opt[1], a.pos[1], a.pos[2], a.rest)
 end
 
 local DEF_session_get = {

@@ -347,9 +347,8 @@ fn every_waiter_is_answered_once_under_chaos() {
 #[test]
 fn pipelined_short_waits_on_held_keys_are_all_answered() {
     const PAIRS: usize = 2000;
-    for flavor in flavors() {
-        let server = Server::start(flavor);
-        let mut c = server.conn();
+    for_each_server(|server, mut c| {
+        let flavor = server.flavor();
         c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
         let mut pipe = redis::pipe();
         for i in 0..PAIRS {
@@ -393,5 +392,5 @@ fn pipelined_short_waits_on_held_keys_are_all_answered() {
             .nth(1)
             .unwrap();
         assert_eq!(owner, "a", "{}: the holder keeps its lock", flavor.name());
-    }
+    });
 }

@@ -134,9 +134,7 @@ fn invalidation_under_concurrent_writers_leaves_no_key_behind() {
 
 #[test]
 fn invalidation_publishes_each_tag_and_spares_other_tags() {
-    for flavor in flavors() {
-        let server = Server::start(flavor);
-        let mut c = server.conn();
+    for_each_server(|server, mut c| {
         let mut sub = server.conn();
         let mut sub = sub.as_pubsub();
         sub.subscribe("patterns:invalidate").unwrap();
@@ -189,7 +187,7 @@ fn invalidation_publishes_each_tag_and_spares_other_tags() {
         // Invalidating again replaces the marker; the marker is never counted as a key.
         assert_eq!(query::<i64>(&mut c, &["CACHE.INVALIDATE", "t:{x}:c"]), 0);
         assert_eq!(query::<i64>(&mut c, &["ZCARD", "t:{x}:c"]), 1);
-    }
+    });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -252,9 +250,7 @@ fn fill(c: &mut Connection, key: &str, lease: &str, value: &str, rest: &[&str]) 
 
 #[test]
 fn voided_and_expired_leases_cannot_fill() {
-    for flavor in flavors() {
-        let server = Server::start(flavor);
-        let mut c = server.conn();
+    for_each_server(|_, mut c| {
         // A write voids the lease: the stale fill is rejected, the fresh value stays.
         let (state, _, lease) = get(&mut c, &["v:1"]);
         assert_eq!(state, "MISS");
@@ -393,7 +389,7 @@ fn voided_and_expired_leases_cannot_fill() {
         assert_eq!(get(&mut c, &["v:4", "LEASE", "5000"]).0, "MISS");
         let pttl: i64 = query(&mut c, &["PTTL", "v:4"]);
         assert!((4000..=5000).contains(&pttl), "{pttl}");
-    }
+    });
 }
 
 /// Issue 11, defect 2: "write the database, invalidate, read again at once". A lease granted
@@ -402,9 +398,8 @@ fn voided_and_expired_leases_cannot_fill() {
 #[test]
 fn leases_are_ordered_against_invalidations_within_a_millisecond() {
     const TRIALS: usize = 100;
-    for flavor in flavors() {
-        let server = Server::start(flavor);
-        let mut c = server.conn();
+    for_each_server(|server, mut c| {
+        let flavor = server.flavor();
         let mut same_ms = 0;
         for trial in 0..TRIALS {
             let (k, t) = (format!("o:{{{trial}}}"), format!("o:{{{trial}}}:t"));
@@ -459,7 +454,7 @@ fn leases_are_ordered_against_invalidations_within_a_millisecond() {
             "{}: only {same_ms} trials in one ms",
             flavor.name()
         );
-    }
+    });
 }
 
 /// HIT, STALE and WAIT replies, and refused fills, change nothing: no write, no replication,
@@ -515,9 +510,7 @@ fn reads_without_a_lease_write_and_replicate_nothing() {
 /// lie within 4 standard deviations of the sum of the trials' probabilities.
 #[test]
 fn xfetch_refreshes_early_with_the_papers_probability() {
-    for flavor in flavors() {
-        let server = Server::start(flavor);
-        let mut c = server.conn();
+    for_each_server(|_, mut c| {
         for (ttl, delta, beta) in [
             (100, 100, "1"),
             (100, 50, "2"),
@@ -575,7 +568,7 @@ fn xfetch_refreshes_early_with_the_papers_probability() {
                 assert!(refreshed > 0);
             }
         }
-    }
+    });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -585,9 +578,7 @@ fn xfetch_refreshes_early_with_the_papers_probability() {
 /// its size and MEMORY USAGE stay bounded; once the writes stop, it expires by itself.
 #[test]
 fn tag_index_memory_stays_bounded_under_churn() {
-    for flavor in flavors() {
-        let server = Server::start(flavor);
-        let mut c = server.conn();
+    for_each_server(|_, mut c| {
         let tag = "tag:{soak}";
         let start = Instant::now();
         let (mut written, mut peak_card, mut peak_bytes) = (0usize, 0i64, 0i64);
@@ -640,7 +631,7 @@ fn tag_index_memory_stays_bounded_under_churn() {
         assert!(wait_until(Duration::from_secs(5), || {
             query::<i64>(&mut c, &["DBSIZE"]) == 0
         }));
-    }
+    });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -648,9 +639,7 @@ fn tag_index_memory_stays_bounded_under_churn() {
 
 #[test]
 fn bad_input_is_refused_and_writes_nothing() {
-    for flavor in flavors() {
-        let server = Server::start(flavor);
-        let mut c = server.conn();
+    for_each_server(|_, mut c| {
         set(&mut c, &["ok", "v", "60000", "TAGS", "tag"]);
         let _: () = query(&mut c, &["SET", "text", "x"]);
         let _: () = query(&mut c, &["HSET", "plainhash", "a", "1"]);
@@ -806,7 +795,7 @@ fn bad_input_is_refused_and_writes_nothing() {
         assert_eq!(fill(&mut c, "absent", "nope", "v", &["10"]), None);
         assert_eq!(query::<i64>(&mut c, &["EXISTS", "absent"]), 0);
         assert_same_state(&before, &snapshot(&mut c), 100);
-    }
+    });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -816,10 +805,7 @@ fn bad_input_is_refused_and_writes_nothing() {
 /// draw: random draws against a fresh value at a known `now`.
 #[test]
 fn twin_xfetch_matches_the_core_on_explicit_draws() {
-    for flavor in flavors() {
-        let twin = Server::start_without_module(flavor, &[]);
-        let mut b = twin.conn();
-        load_twin(&mut b);
+    for_each_twin(|_, mut b| {
         let mut rng = StdRng::seed_from_u64(3);
         let (mut compared, mut refreshed) = (0, 0);
         for i in 0..3000 {
@@ -871,16 +857,14 @@ fn twin_xfetch_matches_the_core_on_explicit_draws() {
             compared > 1500 && refreshed > 50 && refreshed < compared,
             "{compared} {refreshed}"
         );
-    }
+    });
 }
 
 /// The key specs find the key and every tag after the last `TAGS` token, past values that
 /// look like it, and no tag in other options.
 #[test]
 fn key_specs_find_the_tags_after_the_token() {
-    for flavor in flavors() {
-        let server = Server::start(flavor);
-        let mut c = server.conn();
+    for_each_server(|_, mut c| {
         let getkeys = |c: &mut Connection, args: &[&str]| -> Vec<String> {
             let mut argv = vec!["COMMAND", "GETKEYS"];
             argv.extend_from_slice(args);
@@ -901,5 +885,5 @@ fn key_specs_find_the_tags_after_the_token() {
         let fill = ["CACHE.FILL", "k", "TAGS", "TAGS", "9", "TAGS", "a"];
         assert_eq!(getkeys(&mut c, &fill), ["k", "a"]);
         assert_eq!(getkeys(&mut c, &["CACHE.GET", "k", "BETA", "1"]), ["k"]);
-    }
+    });
 }

@@ -301,9 +301,7 @@ fn takes_a_list(def: &CommandDef) -> bool {
 
 #[test]
 fn command_info_docs_and_keys_come_from_the_definitions() {
-    for flavor in flavors() {
-        let server = Server::start(flavor);
-        let mut c = server.conn();
+    for_each_server(|_, mut c| {
         for (i, row) in rows().iter().enumerate() {
             let def = row.def;
             let name = def.name.to_ascii_lowercase();
@@ -347,7 +345,7 @@ fn command_info_docs_and_keys_come_from_the_definitions() {
             .unwrap();
             assert_eq!(keys, call.keys, "{:?}", call.argv);
         }
-    }
+    });
 }
 
 /// The server's slot for `key`.
@@ -419,9 +417,7 @@ fn covers(pattern: &str, key: &str) -> bool {
 
 #[test]
 fn acl_key_patterns_apply_to_declared_and_derived_keys() {
-    for flavor in flavors() {
-        let server = Server::start(flavor);
-        let mut admin = server.conn();
+    for_each_server(|server, mut admin| {
         let mut users = 0;
         let mut user_for = |keys: &mut dyn Iterator<Item = &String>| {
             users += 1;
@@ -455,7 +451,7 @@ fn acl_key_patterns_apply_to_declared_and_derived_keys() {
                 (row.check)(&mut user, &call, &reply);
             }
         }
-    }
+    });
 }
 
 /// Every key's absolute expiry (PEXPIRETIME).
@@ -539,11 +535,6 @@ fn effects_replicate_from_multi_and_scripts() {
         assert_same_state(&primary, &replica.0, replica.1);
         assert_expiries_close(&expiries(&mut c), &expiries(&mut r));
     }
-}
-
-/// The names of every key (SCAN, as `snapshot` reads them).
-fn key_names(c: &mut redis::Connection) -> BTreeSet<Vec<u8>> {
-    snapshot(c).into_keys().collect()
 }
 
 /// Runs each family's workload on `server`, checking it left keys of its own.

@@ -290,9 +290,15 @@ impl Gen<'_> {
     }
 
     /// A call shaped by the definition: the key, the positionals (optional ones sometimes
-    /// left out), trailing groups, and options in random order.
+    /// left out), trailing groups, and options in random order (before the positionals when
+    /// there is a trailing group, as `CommandDef::options` says).
     fn well_formed(&mut self, def: &CommandDef) -> Argv {
         let mut argv = vec![def.name.as_bytes().to_vec(), self.key()];
+        let mut options = Vec::new();
+        self.options(def, &mut options);
+        if def.trailing.is_some() {
+            argv.append(&mut options);
+        }
         for p in def.positionals {
             if p.default.is_some() && self.rng.gen_ratio(1, 3) {
                 break;
@@ -307,6 +313,12 @@ impl Gen<'_> {
                 }
             }
         }
+        argv.append(&mut options);
+        argv
+    }
+
+    /// Some of the definition's options, well formed, in random order.
+    fn options(&mut self, def: &CommandDef, argv: &mut Argv) {
         let mut options: Vec<_> = def.options.iter().filter(|_| self.rng.gen()).collect();
         options.shuffle(&mut self.rng);
         for o in options {
@@ -333,7 +345,6 @@ impl Gen<'_> {
                 }
             }
         }
-        argv
     }
 
     /// Breaks a call: a replaced, inserted, removed, duplicated or swapped argument, an option
@@ -504,23 +515,7 @@ fn documented_difference(twin_reply: &Value) -> bool {
 /// Whether a key expires within [`EXPIRY_MARGIN_MS`]: the twin's call runs a moment after the
 /// module's, and a script sees a key past its expiry as absent without counting an expiry.
 fn expiring_soon(c: &mut Connection) -> bool {
-    let keys: Vec<Vec<u8>> = {
-        let mut keys = Vec::new();
-        let mut cursor = 0u64;
-        loop {
-            let (next, batch): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("COUNT")
-                .arg(1000)
-                .query(c)
-                .expect("SCAN");
-            keys.extend(batch);
-            cursor = next;
-            if cursor == 0 {
-                break keys;
-            }
-        }
-    };
+    let keys = key_names(c);
     let cmds: Vec<redis::Cmd> = keys
         .iter()
         .map(|k| {

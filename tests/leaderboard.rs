@@ -116,6 +116,18 @@ impl Ranked {
             })
             .collect()
     }
+
+    /// Asserts that a windowed read (`cmd`) answers the entries `start..end` ranked so.
+    fn assert_window(
+        &self,
+        c: &mut Connection,
+        cmd: &[String],
+        start: usize,
+        end: usize,
+        ranking: usize,
+    ) {
+        assert_eq!(entries(c, cmd), self.window(start, end, ranking), "{cmd:?}");
+    }
 }
 
 fn args(parts: &[&str]) -> Vec<String> {
@@ -180,11 +192,7 @@ fn check_reads(
                 "RANKING",
                 ranking,
             ]);
-            assert_eq!(
-                entries(c, &cmd),
-                ranked.window(start, start + n, r),
-                "{cmd:?}"
-            );
+            ranked.assert_window(c, &cmd, start, start + n, r);
             // LB.TOP with an offset, at the ends and past them.
             let offset = match rng.gen_range(0..3) {
                 0 => 0,
@@ -201,11 +209,7 @@ fn check_reads(
                 "RANKING",
                 ranking,
             ]);
-            assert_eq!(
-                entries(c, &cmd),
-                ranked.window(offset, offset + count, r),
-                "{cmd:?}"
-            );
+            ranked.assert_window(c, &cmd, offset, offset + count, r);
             // LB.PAGE, pages past the end included.
             let pages = total.div_ceil(count);
             let page = rng.gen_range(1..pages + 3);
@@ -286,9 +290,7 @@ fn build_board(c: &mut Connection, board: &str, n: usize, rng: &mut StdRng, mode
 
 #[test]
 fn reads_match_a_brute_force_model_up_to_100k_members() {
-    for flavor in flavors() {
-        let server = Server::start(flavor);
-        let mut c = server.conn();
+    for_each_server(|_, mut c| {
         let mut rng = StdRng::seed_from_u64(61);
         for (size, reads) in [(1, 4), (7, 10), (300, 25), (100_000, 12)] {
             let board = format!("board:{{{size}}}");
@@ -309,14 +311,12 @@ fn reads_match_a_brute_force_model_up_to_100k_members() {
                 distinct.len()
             );
         }
-    }
+    });
 }
 
 #[test]
 fn plain_zadd_boards_rank_in_redis_member_order() {
-    for flavor in flavors() {
-        let server = Server::start(flavor);
-        let mut c = server.conn();
+    for_each_server(|_, mut c| {
         let mut rng = StdRng::seed_from_u64(62);
         for size in [5i32, 2_000, 100_000] {
             let board = format!("plain{size}");
@@ -355,14 +355,12 @@ fn plain_zadd_boards_rank_in_redis_member_order() {
         let names: Vec<&str> = desc.iter().map(|e| e.1.as_str()).collect();
         assert_eq!(names, ["d", "a", "b", "c", "e"]);
         assert_eq!(query::<i64>(&mut c, &["HLEN", "{adopt}:lb-stamps"]), 5);
-    }
+    });
 }
 
 #[test]
 fn equal_scores_rank_by_who_got_there_first() {
-    for flavor in flavors() {
-        let server = Server::start(flavor);
-        let mut c = server.conn();
+    for_each_server(|_, mut c| {
         for score in ["9007199254740992", "-1e300", "-0.5", "0", "inf"] {
             let board = format!("ties:{{{score}}}");
             // zed first, then amy, then mia: arrival order, not name order.
@@ -434,14 +432,12 @@ fn equal_scores_rank_by_who_got_there_first() {
             ("b", "a"),
             "a reached b's score later"
         );
-    }
+    });
 }
 
 #[test]
 fn a_board_written_behind_the_familys_back_is_refused_until_its_tie_break_is_dropped() {
-    for flavor in flavors() {
-        let server = Server::start(flavor);
-        let mut c = server.conn();
+    for_each_server(|_, mut c| {
         let _: i64 = query(&mut c, &["LB.ADD", "b", "1", "x", "2", "y"]);
         let _: i64 = query(&mut c, &["ZADD", "b", "3", "z"]);
         let stale = format!("ERR {}", lb::OUT_OF_STEP);
@@ -466,7 +462,7 @@ fn a_board_written_behind_the_familys_back_is_refused_until_its_tie_break_is_dro
         let _: i64 = query(&mut c, &["DEL", "e"]);
         let _: i64 = query(&mut c, &["LB.ADD", "e", "2", "y"]);
         assert_eq!(query::<i64>(&mut c, &["HLEN", "{e}:lb-stamps"]), 1);
-    }
+    });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -474,9 +470,7 @@ fn a_board_written_behind_the_familys_back_is_refused_until_its_tie_break_is_dro
 
 #[test]
 fn acl_checks_the_tie_break_keys() {
-    for flavor in flavors() {
-        let server = Server::start(flavor);
-        let mut admin = server.conn();
+    for_each_server(|server, mut admin| {
         // The twin on the same server: its checks must agree with the module's.
         load_twin(&mut admin);
         let nope =
@@ -535,7 +529,7 @@ fn acl_checks_the_tie_break_keys() {
             entries(&mut wide, &args(&["LB.TOP", "lb:{g}", "3"])).len(),
             2
         );
-    }
+    });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -546,11 +540,7 @@ fn acl_checks_the_tie_break_keys() {
 /// the module and the twin alike; every read serves the plain board in Redis's order.
 #[test]
 fn a_board_that_cannot_carry_its_tie_break_keys_is_read_but_never_written() {
-    for flavor in flavors() {
-        let server = Server::start(flavor);
-        let twin = Server::start_without_module(flavor, &[]);
-        let (mut c, mut t) = (server.conn(), twin.conn());
-        load_twin(&mut t);
+    for_each_module_and_twin(|_, mut c, mut t| {
         for board in ["a{b", "x}{y", ""] {
             for conn in [&mut c, &mut t] {
                 let _: i64 = query(conn, &["ZADD", board, "1", "x", "2", "y"]);
@@ -583,7 +573,7 @@ fn a_board_that_cannot_carry_its_tie_break_keys_is_read_but_never_written() {
             let share: Option<String> = query(&mut c, &["LB.PERCENTILE", board, "y"]);
             assert!(share.is_some());
         }
-    }
+    });
 }
 
 /// `FCALL` of the twin's function for a keyed LB command.
@@ -601,9 +591,7 @@ fn twin_fcall<'a>(args: &[&'a str]) -> Vec<&'a str> {
 
 #[test]
 fn bad_input_is_refused_and_writes_nothing() {
-    for flavor in flavors() {
-        let server = Server::start(flavor);
-        let mut c = server.conn();
+    for_each_server(|_, mut c| {
         let _: i64 = query(&mut c, &["LB.ADD", "b", "1", "x", "inf", "top"]);
         let _: () = query(&mut c, &["SET", "text", "v"]);
         let _: () = query(&mut c, &["SET", "{typed}:lb-order", "v"]);
@@ -750,7 +738,7 @@ fn bad_input_is_refused_and_writes_nothing() {
         );
         let page: (i64, Vec<Value>) = query(&mut c, &["LB.PAGE", "b", &max, &max]);
         assert_eq!(page, (1, vec![]));
-    }
+    });
 }
 
 /// LB.ADD and LB.INCR take exactly the numbers ZADD and ZINCRBY take (a score ZADD refused after
@@ -758,9 +746,7 @@ fn bad_input_is_refused_and_writes_nothing() {
 #[test]
 fn scores_are_read_as_zadd_reads_them() {
     let inputs = FLOAT_EDGE_CASES;
-    for flavor in flavors() {
-        let server = Server::start(flavor);
-        let mut c = server.conn();
+    for_each_server(|_, mut c| {
         for (i, input) in inputs.iter().enumerate() {
             let member = format!("m{i}");
             let mut zadd = redis::cmd("ZADD");
@@ -800,7 +786,7 @@ fn scores_are_read_as_zadd_reads_them() {
         // Nothing half-written: the tie-break keys hold exactly the board's members.
         assert_eq!(query::<i64>(&mut c, &["ZCARD", "lb:{x}:lb-order"]), n);
         assert_eq!(query::<i64>(&mut c, &["HLEN", "lb:{x}:lb-stamps"]), n);
-    }
+    });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -810,11 +796,7 @@ fn scores_are_read_as_zadd_reads_them() {
 /// board), the twin's replies are the module's, reply for reply.
 #[test]
 fn lua_twin_reads_a_large_board_as_the_module_does() {
-    for flavor in flavors() {
-        let module = Server::start(flavor);
-        let twin = Server::start_without_module(flavor, &[]);
-        let (mut a, mut b) = (module.conn(), twin.conn());
-        load_twin(&mut b);
+    for_each_module_and_twin(|flavor, mut a, mut b| {
         let mut rng = StdRng::seed_from_u64(44);
         let mut model = Model::default();
         build_board(&mut a, "big:{1}", 5_000, &mut rng, &mut model);
@@ -891,5 +873,5 @@ fn lua_twin_reads_a_large_board_as_the_module_does() {
                 "{call:?}: {reply_a:?}"
             );
         }
-    }
+    });
 }

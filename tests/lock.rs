@@ -56,37 +56,6 @@ fn waiters(c: &mut Connection, key: &str) -> i64 {
     info(c, key).map_or(0, |i| i["waiters"].parse().unwrap())
 }
 
-fn blocked_clients(server: &Server) -> i64 {
-    server
-        .info_value("clients", "blocked_clients")
-        .unwrap()
-        .parse()
-        .unwrap()
-}
-
-/// Waits until `n` clients are blocked on the server.
-fn await_blocked(server: &Server, n: i64) {
-    assert!(
-        wait_until(Duration::from_secs(10), || blocked_clients(server) == n),
-        "expected {n} blocked clients, have {}",
-        blocked_clients(server)
-    );
-}
-
-/// A client in its own thread that runs `args` once and hands back the reply and how long it
-/// took.
-fn waiter(server: &Server, args: &[&str]) -> JoinHandle<(Value, Duration)> {
-    let mut c = server.conn();
-    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-    spawn(move || {
-        let start = Instant::now();
-        let mut cmd = redis::cmd(&args[0]);
-        cmd.arg(&args[1..]);
-        let reply = pipeline(&mut c, &[cmd]).remove(0);
-        (reply, start.elapsed())
-    })
-}
-
 fn token_of(v: &Value) -> i64 {
     match v {
         Value::Int(n) => *n,
@@ -167,9 +136,7 @@ fn contention_never_sees_two_holders() {
 /// The lock's hash and its fencing counter, as README documents them.
 #[test]
 fn fence_key_layout() {
-    for flavor in flavors() {
-        let server = Server::start(flavor);
-        let mut c = server.conn();
+    for_each_server(|_, mut c| {
         assert_eq!(acquire(&mut c, "lock:{x}", "a", 10_000), Some(1));
         assert_eq!(acquire(&mut c, "plain", "a", 10_000), Some(1));
         assert_eq!(query::<i64>(&mut c, &["GET", "lock:{x}:fence"]), 1);
@@ -183,14 +150,12 @@ fn fence_key_layout() {
         assert_eq!(fields, want);
         let pttl: i64 = query(&mut c, &["PTTL", "plain"]);
         assert!((9_000..=10_000).contains(&pttl), "{pttl}");
-    }
+    });
 }
 
 #[test]
 fn waiters_are_served_in_fifo_order_on_release() {
-    for flavor in flavors() {
-        let server = Server::start(flavor);
-        let mut c = server.conn();
+    for_each_server(|server, mut c| {
         let key = "fifo";
         let first = acquire(&mut c, key, "holder", 60_000).unwrap();
         let order = Arc::new(Mutex::new(Vec::new()));
@@ -247,14 +212,12 @@ fn waiters_are_served_in_fifo_order_on_release() {
         }
         assert_eq!(release(&mut c, key, &owner), 1);
         assert_eq!(info(&mut c, key), None);
-    }
+    });
 }
 
 #[test]
 fn expiry_hands_off_to_the_next_waiter_promptly() {
-    for flavor in flavors() {
-        let server = Server::start(flavor);
-        let mut c = server.conn();
+    for_each_server(|server, mut c| {
         let first = acquire(&mut c, "exp", "holder", 400).unwrap();
         let w = waiter(
             &server,
@@ -271,14 +234,12 @@ fn expiry_hands_off_to_the_next_waiter_promptly() {
         // The holder's release after its lease ended changes nothing.
         assert_eq!(release(&mut c, "exp", "holder"), 0);
         assert_eq!(info(&mut c, "exp").unwrap()["owner"], "next");
-    }
+    });
 }
 
 #[test]
 fn a_waiter_that_times_out_or_is_unblocked_leaves_the_queue() {
-    for flavor in flavors() {
-        let server = Server::start(flavor);
-        let mut c = server.conn();
+    for_each_server(|server, mut c| {
         acquire(&mut c, "t", "holder", 60_000).unwrap();
         let (reply, waited) = waiter(&server, &["LOCK.ACQUIRE", "t", "w", "1000", "WAIT", "200"])
             .join()
@@ -324,7 +285,7 @@ fn a_waiter_that_times_out_or_is_unblocked_leaves_the_queue() {
         // Nobody was granted anything on the way.
         assert_eq!(info(&mut c, "t").unwrap()["owner"], "holder");
         assert_eq!(query::<i64>(&mut c, &["SEM.COUNT", "s"]), 1);
-    }
+    });
 }
 
 /// Issue 11, defect 1: the holder's lease ends after the waiter's deadline but before the
@@ -334,9 +295,8 @@ fn a_waiter_that_times_out_or_is_unblocked_leaves_the_queue() {
 #[test]
 fn a_lease_ending_after_the_waiters_deadline_grants_nothing_and_never_hangs() {
     const TRIALS: usize = 15;
-    for flavor in flavors() {
-        let server = Server::start(flavor);
-        let mut c = server.conn();
+    for_each_server(|server, mut c| {
+        let flavor = server.flavor();
         let mut w = server.conn();
         // A lost reply fails the trial instead of hanging the suite.
         w.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
@@ -402,7 +362,7 @@ fn a_lease_ending_after_the_waiters_deadline_grants_nothing_and_never_hangs() {
         assert_eq!(waiters(&mut c, "far"), 1);
         assert_eq!(release(&mut c, "far", "holder"), 1);
         assert!(token_of(&h.join().unwrap().0) > 0);
-    }
+    });
 }
 
 fn cmd(args: &[&str]) -> redis::Cmd {
@@ -453,9 +413,7 @@ fn sem_holder(c: &mut Connection, key: &str) -> Option<String> {
 
 #[test]
 fn a_disconnected_waiter_leaves_the_queue() {
-    for flavor in flavors() {
-        let server = Server::start(flavor);
-        let mut c = server.conn();
+    for_each_server(|server, mut c| {
         acquire(&mut c, "d", "holder", 60_000).unwrap();
         let mut gone = server.conn();
         let id: i64 = query(&mut gone, &["CLIENT", "ID"]);
@@ -482,7 +440,7 @@ fn a_disconnected_waiter_leaves_the_queue() {
         assert_eq!(token_of(&reply), 2);
         assert_eq!(info(&mut c, "d").unwrap()["owner"], "behind");
         assert_eq!(waiters(&mut c, "d"), 0);
-    }
+    });
 }
 
 const LOCK_HOLD: &[&str] = &["LOCK.ACQUIRE", "del", "holder", "60000"];
@@ -505,9 +463,7 @@ fn handed_on(server: &Server, hold: &[&str], wait: &[&str], gone: &[&str]) -> Va
 
 #[test]
 fn deleting_the_key_hands_the_lock_on_and_overwriting_it_fails_the_waiters() {
-    for flavor in flavors() {
-        let server = Server::start(flavor);
-        let mut c = server.conn();
+    for_each_server(|server, mut c| {
         // DEL is a forced unlock: the next waiter gets the lock, with a newer token.
         let reply = handed_on(&server, LOCK_HOLD, LOCK_WAIT, &["DEL", "del"]);
         assert_eq!(token_of(&reply), 2);
@@ -531,29 +487,26 @@ fn deleting_the_key_hands_the_lock_on_and_overwriting_it_fails_the_waiters() {
             "error: WRONGTYPE Operation against a key holding the wrong kind of value"
         );
         await_blocked(&server, 0);
-    }
+    });
 }
 
 /// FLUSHALL and FLUSHDB fire no keyspace event: the module hears of them as server events and
 /// serves the waiters at once (the lock is free, and its counter was flushed: token 1 again).
 #[test]
 fn a_flush_hands_locks_and_permits_on_at_once() {
-    for flavor in flavors() {
-        let server = Server::start(flavor);
+    for_each_server(|server, _| {
         let reply = handed_on(&server, LOCK_HOLD, LOCK_WAIT, &["FLUSHALL"]);
         assert_eq!(token_of(&reply), 1);
         let reply = handed_on(&server, SEM_HOLD, SEM_WAIT, &["FLUSHDB"]);
         assert_eq!(reply, Value::Int(1));
-    }
+    });
 }
 
 /// `INFO patterns` counts a lease that ends and a held lock deleted or unlinked behind the
 /// module's back; a release, and the deletion of a key that is no lock, count as neither.
 #[test]
 fn info_counts_expiries_and_forced_unlocks_but_not_releases() {
-    for flavor in flavors() {
-        let server = Server::start(flavor);
-        let mut c = server.conn();
+    for_each_server(|server, mut c| {
         acquire(&mut c, "short", "a", 50).unwrap();
         for name in ["held", "unlinked", "released"] {
             acquire(&mut c, name, "a", 60_000).unwrap();
@@ -568,7 +521,7 @@ fn info_counts_expiries_and_forced_unlocks_but_not_releases() {
         assert_eq!(server.counter("lock_expiries"), 1);
         assert_eq!(server.counter("lock_forced_unlocks"), 2);
         assert_eq!(server.counter("lock_releases"), 1);
-    }
+    });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -611,9 +564,7 @@ fn rw_info(c: &mut Connection, name: &str) -> String {
 /// grant carries the next fencing token; the queued reader follows the writer.
 #[test]
 fn rwlock_readers_share_and_a_waiting_writer_is_never_overtaken() {
-    for flavor in flavors() {
-        let server = Server::start(flavor);
-        let mut c = server.conn();
+    for_each_server(|server, mut c| {
         assert_eq!(rw(&mut c, "r1", "60000", "READ"), Some(1));
         assert_eq!(rw(&mut c, "r2", "60000", "read"), Some(1));
         assert_eq!(rw(&mut c, "w", "60000", "WRITE"), None);
@@ -647,16 +598,14 @@ fn rwlock_readers_share_and_a_waiting_writer_is_never_overtaken() {
         assert_eq!(query::<i64>(&mut c, &["RWLOCK.RELEASE", "rw", "w2"]), 1);
         let v: Value = query(&mut c, &["RWLOCK.INFO", "rw"]);
         assert_eq!(v, Value::Nil);
-    }
+    });
 }
 
 /// Read holds end with their own leases: a writer waiting on two readers is granted when the
 /// second lease ends (a timer, not a poll), not at the first; an extended read hold lasts.
 #[test]
 fn rwlock_read_holds_expire_with_their_own_leases() {
-    for flavor in flavors() {
-        let server = Server::start(flavor);
-        let mut c = server.conn();
+    for_each_server(|server, mut c| {
         assert_eq!(rw(&mut c, "short", "100", "READ"), Some(1));
         assert_eq!(rw(&mut c, "long", "400", "READ"), Some(1));
         let started = Instant::now();
@@ -684,14 +633,12 @@ fn rwlock_read_holds_expire_with_their_own_leases() {
         assert_eq!(reply, Value::Nil);
         assert!(waited >= Duration::from_millis(100), "{waited:?}");
         assert_eq!(query::<i64>(&mut c, &["EXISTS", "{rw}:writer"]), 0);
-    }
+    });
 }
 
 #[test]
 fn the_holder_reacquiring_keeps_the_waiters_waiting() {
-    for flavor in flavors() {
-        let server = Server::start(flavor);
-        let mut c = server.conn();
+    for_each_server(|server, mut c| {
         let token = acquire(&mut c, "re", "holder", 1000).unwrap();
         let w = waiter(
             &server,
@@ -719,7 +666,7 @@ fn the_holder_reacquiring_keeps_the_waiters_waiting() {
         assert_eq!(token_of(&reply), token + 1);
         assert!(waited > Duration::from_millis(1300), "{waited:?}");
         assert_eq!(info(&mut c, "re").unwrap()["owner"], "next");
-    }
+    });
 }
 
 #[test]
@@ -799,9 +746,7 @@ fn queues_are_per_database() {
 
 #[test]
 fn wait_is_a_single_try_inside_multi_and_scripts() {
-    for flavor in flavors() {
-        let server = Server::start(flavor);
-        let mut c = server.conn();
+    for_each_server(|_, mut c| {
         acquire(&mut c, "tx", "holder", 60_000).unwrap();
         let _: i64 = query(&mut c, &["SEM.ACQUIRE", "sem", "a", "1", "60000"]);
         let start = Instant::now();
@@ -839,7 +784,7 @@ fn wait_is_a_single_try_inside_multi_and_scripts() {
             .query(&mut c)
             .unwrap();
         assert_eq!(granted, Some(1));
-    }
+    });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -847,9 +792,7 @@ fn wait_is_a_single_try_inside_multi_and_scripts() {
 
 #[test]
 fn semaphores_grant_limit_permits_and_queue_the_rest_in_order() {
-    for flavor in flavors() {
-        let server = Server::start(flavor);
-        let mut c = server.conn();
+    for_each_server(|server, mut c| {
         let sem = |c: &mut Connection, owner: &str, ttl: &str| -> i64 {
             query(c, &["SEM.ACQUIRE", "pool", owner, "2", ttl])
         };
@@ -905,7 +848,7 @@ fn semaphores_grant_limit_permits_and_queue_the_rest_in_order() {
         let scores: Vec<(String, i64)> =
             query(&mut c, &["ZRANGE", "pool", "0", "-1", "WITHSCORES"]);
         assert_eq!(top, scores.iter().map(|(_, s)| *s).max().unwrap());
-    }
+    });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -913,9 +856,7 @@ fn semaphores_grant_limit_permits_and_queue_the_rest_in_order() {
 
 #[test]
 fn a_paused_former_holder_cannot_overwrite_newer_work() {
-    for flavor in flavors() {
-        let server = Server::start(flavor);
-        let mut c = server.conn();
+    for_each_server(|_, mut c| {
         let old = acquire(&mut c, "job", "paused", 100).unwrap();
         sleep(Duration::from_millis(200)); // a GC pause outlives the lease
         let new = acquire(&mut c, "job", "fresh", 10_000).unwrap();
@@ -938,7 +879,7 @@ fn a_paused_former_holder_cannot_overwrite_newer_work() {
         let state: String = query(&mut c, &["HGET", "report", "state"]);
         assert_eq!(state, "more fresh work");
         assert_eq!(query::<i64>(&mut c, &["HGET", "report", "__fence"]), new);
-    }
+    });
 }
 
 /// Tokens granted so far on `key` and a few more, across expiry and a forced unlock.
@@ -1040,9 +981,7 @@ fn timer_grants_replicate() {
 
 #[test]
 fn bad_input_is_refused_and_writes_nothing() {
-    for flavor in flavors() {
-        let server = Server::start(flavor);
-        let mut c = server.conn();
+    for_each_server(|_, mut c| {
         acquire(&mut c, "held", "me", 60_000).unwrap();
         let _: () = query(&mut c, &["SET", "text", "x"]);
         let _: () = query(&mut c, &["HSET", "plainhash", "a", "1"]);
@@ -1197,7 +1136,7 @@ fn bad_input_is_refused_and_writes_nothing() {
             0
         );
         assert_same_state(&before, &snapshot(&mut c), 100);
-    }
+    });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1205,10 +1144,7 @@ fn bad_input_is_refused_and_writes_nothing() {
 
 #[test]
 fn the_twin_refuses_wait() {
-    for flavor in flavors() {
-        let twin = Server::start_without_module(flavor, &[]);
-        let mut c = twin.conn();
-        load_twin(&mut c);
+    for_each_twin(|_, mut c| {
         for args in [
             vec![
                 "FCALL",
@@ -1235,5 +1171,5 @@ fn the_twin_refuses_wait() {
             assert_eq!(error_of(&mut c, &args), l::lua::NO_WAIT_IN_TWIN);
         }
         assert_eq!(query::<i64>(&mut c, &["EXISTS", "k"]), 0);
-    }
+    });
 }

@@ -68,9 +68,8 @@ fn timed_reply(c: &mut Connection, cmd: &redis::Cmd) -> (i64, Reply, i64) {
 /// Native and Lua calls alternating on one key decide exactly as native calls alone.
 #[test]
 fn interleaved_native_and_lua_calls_are_one_limiter() {
-    for flavor in flavors() {
-        let server = Server::start(flavor);
-        let mut c = server.conn();
+    for_each_server(|server, mut c| {
+        let flavor = server.flavor();
         let shas = load_twin(&mut c);
         let mut rng = StdRng::seed_from_u64(5);
         let templates: [&[&str]; 5] = [
@@ -129,7 +128,7 @@ fn interleaved_native_and_lua_calls_are_one_limiter() {
                 .query(&mut c)
                 .unwrap();
         }
-    }
+    });
 }
 
 /// The one documented difference: Lua numbers are doubles, so the twin refuses what it

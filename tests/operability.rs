@@ -39,9 +39,7 @@ fn flags_and_categories(c: &mut Connection, name: &str) -> (BTreeSet<String>, BT
 
 #[test]
 fn flags_follow_the_definitions() {
-    for flavor in flavors() {
-        let server = Server::start(flavor);
-        let mut c = server.conn();
+    for_each_server(|_, mut c| {
         for def in all() {
             let name = def.name.to_ascii_lowercase();
             let (flags, _) = flags_and_categories(&mut c, &name);
@@ -61,7 +59,7 @@ fn flags_follow_the_definitions() {
         for name in ["sem.count", "session.count", "lock.info", "rl.tokenbucket"] {
             assert!(flags_and_categories(&mut c, name).0.contains("fast"));
         }
-    }
+    });
 }
 
 /// `SEM.COUNT` and `SESSION.COUNT` only read: a replica answers them, expired members are not
@@ -107,9 +105,8 @@ fn counts_run_on_replicas_without_writing() {
 
 #[test]
 fn acl_categories_where_the_server_takes_them() {
-    for flavor in flavors() {
-        let server = Server::start(flavor);
-        let mut c = server.conn();
+    for_each_server(|server, mut c| {
+        let flavor = server.flavor();
         let categories: Vec<String> = query(&mut c, &["ACL", "CAT"]);
         let own = categories.iter().any(|cat| cat == "patterns");
         for def in all() {
@@ -158,7 +155,7 @@ fn acl_categories_where_the_server_takes_them() {
         let _: Value = query(&mut granted, &["LB.TOP", "board", "3"]);
         let _: i64 = query(&mut granted, &["SEM.COUNT", "pool"]);
         assert!(error_of(&mut granted, &["GET", "k"]).starts_with("NOPERM"));
-    }
+    });
 }
 
 #[test]
@@ -172,19 +169,7 @@ fn readme_gives_the_acl_rule() {
 
 /// A connection logged in as a new user with these rules on every key.
 fn user(server: &Server, name: &str, rules: &[&str]) -> Connection {
-    let mut args = vec!["SETUSER", name, "on", ">pw", "~*", "&*"];
-    args.extend_from_slice(rules);
-    let _: () = redis::cmd("ACL")
-        .arg(&args)
-        .query(&mut server.conn())
-        .unwrap();
-    let mut c = server.conn();
-    let _: () = redis::cmd("AUTH")
-        .arg(name)
-        .arg("pw")
-        .query(&mut c)
-        .unwrap();
-    c
+    login_with(server, name, &[&["~*", "&*"], rules].concat())
 }
 
 /// `major.minor.patch` as RedisJSON encodes it.
@@ -195,9 +180,7 @@ fn encoded(version: &str) -> i64 {
 
 #[test]
 fn module_list_shows_the_crate_version() {
-    for flavor in flavors() {
-        let server = Server::start(flavor);
-        let mut c = server.conn();
+    for_each_server(|_, mut c| {
         let modules: Vec<Vec<Value>> = query(&mut c, &["MODULE", "LIST"]);
         let fields: Vec<String> = modules[0]
             .iter()
@@ -217,7 +200,7 @@ fn module_list_shows_the_crate_version() {
         let since = "0.1.0";
         assert!(text.contains(since), "{text}");
         assert!(encoded(since) <= ver);
-    }
+    });
 }
 
 /// `INFO patterns` as (field without the `patterns_` prefix, value).
@@ -231,9 +214,8 @@ fn counters(c: &mut Connection) -> std::collections::BTreeMap<String, i64> {
 
 #[test]
 fn info_counts_what_the_commands_did() {
-    for flavor in flavors() {
-        let server = Server::start(flavor);
-        let mut c = server.conn();
+    for_each_server(|server, mut c| {
+        let flavor = server.flavor();
         let start = counters(&mut c);
         assert!(start.values().all(|v| *v == 0), "{start:?}");
         for field in [
@@ -344,15 +326,13 @@ fn info_counts_what_the_commands_did() {
             assert_eq!(got.get(field), Some(&value), "{flavor:?} {field}: {got:?}");
         }
         assert_eq!(got.len(), expected.len(), "{got:?}");
-    }
+    });
 }
 
 /// Current waiters show while they wait, and leave the gauge when they are granted.
 #[test]
 fn info_shows_the_clients_waiting_now() {
-    for flavor in flavors() {
-        let server = Server::start(flavor);
-        let mut c = server.conn();
+    for_each_server(|server, mut c| {
         let _: i64 = query(&mut c, &["LOCK.ACQUIRE", "l", "a", "60000"]);
         let _: i64 = query(&mut c, &["SEM.ACQUIRE", "s", "a", "1", "60000"]);
         let waiters: Vec<_> = [
@@ -379,7 +359,7 @@ fn info_shows_the_clients_waiting_now() {
         assert_eq!((now["lock_waiters"], now["sem_waiters"]), (0, 0));
         assert_eq!((now["lock_grants"], now["sem_grants"]), (2, 2));
         assert_eq!((now["lock_waits"], now["sem_waits"]), (1, 1));
-    }
+    });
 }
 
 /// `MODULE UNLOAD` is refused while a client waits; then it removes the commands and leaves
@@ -387,9 +367,8 @@ fn info_shows_the_clients_waiting_now() {
 /// found in place), with its counters back at zero.
 #[test]
 fn unload_and_load_again() {
-    for flavor in flavors() {
-        let server = Server::start(flavor);
-        let mut c = server.conn();
+    for_each_server(|server, mut c| {
+        let flavor = server.flavor();
         let _: i64 = query(&mut c, &["LOCK.ACQUIRE", "l", "a", "60000"]);
         let mut w = server.conn();
         let waiter = std::thread::spawn(move || {
@@ -410,7 +389,7 @@ fn unload_and_load_again() {
         let (_, categories) = flags_and_categories(&mut c, "lock.info");
         assert_eq!(categories.contains("@patterns"), has_categories(flavor));
         let _: Value = query(&mut c, &["LOCK.INFO", "l"]);
-    }
+    });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -424,9 +403,7 @@ fn config(c: &mut Connection, name: &str) -> String {
 
 #[test]
 fn configs_have_the_compiled_in_defaults_and_take_config_set() {
-    for flavor in flavors() {
-        let server = Server::start(flavor);
-        let mut c = server.conn();
+    for_each_server(|server, mut c| {
         let all: Vec<String> = query(&mut c, &["CONFIG", "GET", "patterns.*"]);
         assert_eq!(all.len(), 6, "{all:?}");
         assert_eq!(config(&mut c, "patterns.cache-lease-ms"), "10000");
@@ -470,7 +447,7 @@ fn configs_have_the_compiled_in_defaults_and_take_config_set() {
         let msg = pubsub.get_message().unwrap();
         assert_eq!(msg.get_channel_name(), "inval");
         assert_eq!(msg.get_payload::<String>().unwrap(), "tag1");
-    }
+    });
 }
 
 #[test]
@@ -583,9 +560,7 @@ fn bulk(s: &str) -> Value {
 /// arrays and strings. The twin keeps RESP2's shapes under both (README says why).
 #[test]
 fn records_are_maps_and_scores_doubles_under_resp3() {
-    for flavor in flavors() {
-        let server = Server::start(flavor);
-        let mut c2 = server.conn();
+    for_each_server(|server, mut c2| {
         let mut c3 = resp3(&server);
         let token: i64 = query(&mut c2, &["LOCK.ACQUIRE", "l", "a", "60000"]);
         let session: String = query(
@@ -665,5 +640,5 @@ fn records_are_maps_and_scores_doubles_under_resp3() {
             twin,
             Value::Array(vec![Value::Int(1), bulk("3.5"), Value::Int(2)])
         );
-    }
+    });
 }

@@ -1,8 +1,9 @@
 //! The queue family on real servers (every flavor): leases and redelivery after a worker
 //! crashes, dead letters after exactly MAXDELIVERIES, delays, dedupe, groups, trimming,
 //! blocking consumers woken by push, NACK and due times, 10,000 jobs through crashing workers
-//! and a DEBUG RELOAD with none lost or completed twice, replica and AOF equal to the primary,
-//! and bad input that writes nothing.
+//! and a DEBUG RELOAD with none lost or completed twice, and bad input that writes nothing.
+//! What every command shares (replica and AOF equal to the primary, the twin differential,
+//! Cluster, ACL, COMMAND DOCS) is in tests/conformance.rs.
 
 mod common;
 
@@ -13,7 +14,7 @@ use redis::{Connection, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::thread::{sleep, spawn, JoinHandle};
+use std::thread::{sleep, spawn};
 use std::time::{Duration, Instant};
 
 /// A delivered job: (id, payload, deliveries).
@@ -61,32 +62,6 @@ fn stats(c: &mut Connection, q: &str, g: &str) -> BTreeMap<String, i64> {
         .collect()
 }
 
-fn blocked_clients(server: &Server) -> i64 {
-    let n = server.info_value("clients", "blocked_clients").unwrap();
-    n.parse().unwrap()
-}
-
-fn await_blocked(server: &Server, n: i64) {
-    assert!(
-        wait_until(Duration::from_secs(10), || blocked_clients(server) == n),
-        "expected {n} blocked clients, have {}",
-        blocked_clients(server)
-    );
-}
-
-/// A client in its own thread running `args` once: its reply and how long it took.
-fn waiter(server: &Server, args: &[&str]) -> JoinHandle<(Value, Duration)> {
-    let mut c = server.conn();
-    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-    spawn(move || {
-        let start = Instant::now();
-        let mut cmd = redis::cmd(&args[0]);
-        cmd.arg(&args[1..]);
-        let reply = pipeline(&mut c, &[cmd]).remove(0);
-        (reply, start.elapsed())
-    })
-}
-
 /// The dead letters, each as a field map.
 fn dead_letters(c: &mut Connection, dead: &str) -> Vec<BTreeMap<String, String>> {
     let entries: Vec<(String, Vec<String>)> = query(c, &["XRANGE", dead, "-", "+"]);
@@ -101,9 +76,7 @@ fn dead_letters(c: &mut Connection, dead: &str) -> Vec<BTreeMap<String, String>>
 
 #[test]
 fn a_crashed_workers_job_goes_to_another_after_the_lease() {
-    for flavor in flavors() {
-        let server = Server::start(flavor);
-        let mut c = server.conn();
+    for_each_server(|_, mut c| {
         let id = push(&mut c, "jobs", "resize");
         let first = pop(&mut c, &["jobs", "g", "w1", "LEASE", "200"]);
         assert_eq!(first, vec![(id.clone(), "resize".into(), 1)]);
@@ -137,14 +110,12 @@ fn a_crashed_workers_job_goes_to_another_after_the_lease() {
         assert_eq!(len, 0);
         let leases: i64 = query(&mut c, &["EXISTS", "{jobs}:leases:g"]);
         assert_eq!(leases, 0);
-    }
+    });
 }
 
 #[test]
 fn a_job_failing_every_time_is_dead_after_exactly_max_deliveries() {
-    for flavor in flavors() {
-        let server = Server::start(flavor);
-        let mut c = server.conn();
+    for_each_server(|_, mut c| {
         for max in [1_i64, 3, 5] {
             let q = format!("poison{max}");
             let id = push(&mut c, &q, "bad");
@@ -198,14 +169,12 @@ fn a_job_failing_every_time_is_dead_after_exactly_max_deliveries() {
             (dead[0]["deliveries"].as_str(), dead[0]["consumer"].as_str()),
             ("2", "w")
         );
-    }
+    });
 }
 
 #[test]
 fn delays_dedupe_and_stats() {
-    for flavor in flavors() {
-        let server = Server::start(flavor);
-        let mut c = server.conn();
+    for_each_server(|_, mut c| {
         let later: String = query(&mut c, &["QUEUE.PUSH", "d", "later", "DELAY", "300"]);
         let now = push(&mut c, "d", "now");
         let s = stats(&mut c, "d", "g");
@@ -250,14 +219,12 @@ fn delays_dedupe_and_stats() {
             &["QUEUE.PUSH", "dd", "p3", "DEDUPE", "order-7", "200"],
         );
         assert_ne!(a, c2);
-    }
+    });
 }
 
 #[test]
 fn groups_read_independently_and_jobs_done_by_all_are_trimmed() {
-    for flavor in flavors() {
-        let server = Server::start(flavor);
-        let mut c = server.conn();
+    for_each_server(|_, mut c| {
         let ids: Vec<String> = (0..3)
             .map(|i| push(&mut c, "{t}q", &format!("j{i}")))
             .collect();
@@ -283,7 +250,7 @@ fn groups_read_independently_and_jobs_done_by_all_are_trimmed() {
         // XINFO sees real groups and consumers.
         let groups: Vec<Value> = query(&mut c, &["XINFO", "GROUPS", "{t}q"]);
         assert_eq!(groups.len(), 2);
-    }
+    });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -291,9 +258,7 @@ fn groups_read_independently_and_jobs_done_by_all_are_trimmed() {
 
 #[test]
 fn blocking_consumers_are_woken_by_push_nack_and_due_times() {
-    for flavor in flavors() {
-        let server = Server::start(flavor);
-        let mut c = server.conn();
+    for_each_server(|server, mut c| {
         // First come, first served: one push wakes the first waiter only.
         let w1 = waiter(&server, &["QUEUE.POP", "b", "g", "w1", "BLOCK", "5000"]);
         await_blocked(&server, 1);
@@ -348,14 +313,12 @@ fn blocking_consumers_are_woken_by_push_nack_and_due_times() {
         push(&mut c, "empty", "finally");
         assert_eq!(jobs_of(&forever.join().unwrap().0).len(), 1);
         await_blocked(&server, 0);
-    }
+    });
 }
 
 #[test]
 fn block_is_a_single_try_inside_multi_and_scripts() {
-    for flavor in flavors() {
-        let server = Server::start(flavor);
-        let mut c = server.conn();
+    for_each_server(|_, mut c| {
         let replies: Vec<Value> = redis::pipe()
             .atomic()
             .cmd("QUEUE.POP")
@@ -371,16 +334,14 @@ fn block_is_a_single_try_inside_multi_and_scripts() {
             .query(&mut c)
             .unwrap();
         assert_eq!(jobs_of(&v).len(), 1);
-    }
+    });
 }
 
 /// A waiter whose deadline passed is never given a job (Redis 7.0 fires blocking timeouts up
 /// to ~100 ms late): it answers nil and the job stays for the next consumer.
 #[test]
 fn a_waiter_past_its_deadline_is_never_given_a_job() {
-    for flavor in flavors() {
-        let server = Server::start(flavor);
-        let mut c = server.conn();
+    for_each_server(|server, mut c| {
         for trial in 0..20 {
             let q = format!("late{trial}");
             push(&mut c, &q, "x");
@@ -403,7 +364,7 @@ fn a_waiter_past_its_deadline_is_never_given_a_job() {
                 assert_eq!(pending[0].1, "late");
             }
         }
-    }
+    });
 }
 
 /// Waiters react to their queue deleted, flushed or overwritten behind the module's back, as a
@@ -412,9 +373,7 @@ fn a_waiter_past_its_deadline_is_never_given_a_job() {
 /// they get WRONGTYPE at once. `CLIENT UNBLOCK` answers nil, a deadline nil on time.
 #[test]
 fn waiters_react_to_the_queue_deleted_flushed_or_overwritten() {
-    for flavor in flavors() {
-        let server = Server::start(flavor);
-        let mut c = server.conn();
+    for_each_server(|server, mut c| {
         for gone in [vec!["DEL", "d"], vec!["FLUSHALL"], vec!["FLUSHDB"]] {
             // A job leased for 50 ms leaves a lease set behind the deleted stream.
             push(&mut c, "d", "old");
@@ -456,15 +415,13 @@ fn waiters_react_to_the_queue_deleted_flushed_or_overwritten() {
         assert_eq!(reply, Value::Nil);
         assert!(waited >= Duration::from_millis(100), "{waited:?}");
         await_blocked(&server, 0);
-    }
+    });
 }
 
 /// `INFO patterns` counts pushes, deliveries, redeliveries, dead letters, acks and waits.
 #[test]
 fn info_counts_the_queues_work() {
-    for flavor in flavors() {
-        let server = Server::start(flavor);
-        let mut c = server.conn();
+    for_each_server(|server, mut c| {
         let one = push(&mut c, "q", "1");
         let two = push(&mut c, "q", "2");
         let args = ["QUEUE.PUSH", "q", "3", "DEDUPE", "d", "60000"];
@@ -492,17 +449,20 @@ fn info_counts_the_queues_work() {
             ("queue_waiters", 0),
         ];
         for (field, value) in expected {
-            assert_eq!(server.counter(field), value, "{flavor:?} {field}");
+            assert_eq!(
+                server.counter(field),
+                value,
+                "{:?} {field}",
+                server.flavor()
+            );
         }
-    }
+    });
 }
 
 /// `QUEUE.STATS` is a map under RESP3 (as `LOCK.INFO`), a flat array under RESP2.
 #[test]
 fn stats_is_a_map_under_resp3() {
-    for flavor in flavors() {
-        let server = Server::start(flavor);
-        let mut c2 = server.conn();
+    for_each_server(|server, mut c2| {
         push(&mut c2, "q", "x");
         let mut c3 = redis::Client::open(format!("{}?protocol=resp3", server.url()))
             .unwrap()
@@ -515,7 +475,7 @@ fn stats_is_a_map_under_resp3() {
         assert_eq!(names, ["ready", "delayed", "pending", "dead", "consumers"]);
         assert_eq!(map[0].1, Value::Int(1));
         assert_eq!(stats(&mut c2, "q", "g")["ready"], 1);
-    }
+    });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -523,9 +483,7 @@ fn stats_is_a_map_under_resp3() {
 
 #[test]
 fn bad_input_gets_an_error_and_writes_nothing() {
-    for flavor in flavors() {
-        let server = Server::start(flavor);
-        let mut c = server.conn();
+    for_each_server(|_, mut c| {
         push(&mut c, "q", "x");
         let _: () = query(&mut c, &["SET", "str", "v"]);
         let _: () = query(&mut c, &["SET", "{zq}:leases:g", "v"]);
@@ -585,121 +543,11 @@ fn bad_input_gets_an_error_and_writes_nothing() {
             assert!(got.starts_with(want), "{args:?}: {got}");
         }
         assert_eq!(dirty(&mut c), before, "an error wrote");
-    }
+    });
 }
 
 // ---------------------------------------------------------------------------------------------
-// Replication, AOF, DEBUG RELOAD
-
-/// A randomized workload: pushes (some delayed, some deduped), pops by several consumers with
-/// short leases, acks, nacks, extends, redrives, and blocked consumers served by timers.
-fn random_workload(server: &Server, rng: &mut StdRng, steps: usize) {
-    let mut c = server.conn();
-    let mut held: Vec<(String, String, String)> = Vec::new();
-    let mut waiting = Vec::new();
-    for step in 0..steps {
-        let q = if rng.gen_bool(0.7) { "rq" } else { "{x}rq" };
-        let g = if rng.gen_bool(0.7) { "g1" } else { "g2" };
-        match rng.gen_range(0..10) {
-            0..=2 => {
-                let payload = format!("p{step}");
-                let mut args = vec!["QUEUE.PUSH", q, &payload];
-                let delay = rng.gen_range(1..100).to_string();
-                if rng.gen_bool(0.2) {
-                    args.extend(["DELAY", &delay]);
-                }
-                let dd = format!("d{}", rng.gen_range(0..5));
-                if rng.gen_bool(0.2) {
-                    args.extend(["DEDUPE", &dd, "50"]);
-                }
-                let _: String = query(&mut c, &args);
-            }
-            3 | 4 => {
-                let who = format!("w{}", rng.gen_range(0..3));
-                let lease = rng.gen_range(20..200).to_string();
-                for (id, ..) in pop(
-                    &mut c,
-                    &[
-                        q,
-                        g,
-                        &who,
-                        "COUNT",
-                        "3",
-                        "LEASE",
-                        &lease,
-                        "MAXDELIVERIES",
-                        "3",
-                    ],
-                ) {
-                    held.push((q.into(), g.into(), id));
-                }
-            }
-            5 | 6 if !held.is_empty() => {
-                let (q, g, id) = held.swap_remove(rng.gen_range(0..held.len()));
-                let _: i64 = query(&mut c, &["QUEUE.ACK", &q, &g, &id]);
-            }
-            7 if !held.is_empty() => {
-                let (q, g, id) = held.swap_remove(rng.gen_range(0..held.len()));
-                let _: i64 = query(&mut c, &["QUEUE.NACK", &q, &g, &id, "DELAY", "30"]);
-            }
-            8 if !held.is_empty() => {
-                let (q, g, id) = &held[rng.gen_range(0..held.len())];
-                let _: i64 = query(&mut c, &["QUEUE.EXTEND", q, g, "w0", id, "100"]);
-            }
-            8 => {
-                let _: i64 = query(&mut c, &["QUEUE.REDRIVE", q, g, "COUNT", "2"]);
-            }
-            _ if waiting.len() < 3 => {
-                let who = format!("b{step}");
-                waiting.push(waiter(
-                    server,
-                    &["QUEUE.POP", q, g, &who, "BLOCK", "150", "LEASE", "50"],
-                ));
-            }
-            _ => {}
-        }
-        if rng.gen_bool(0.05) {
-            sleep(Duration::from_millis(rng.gen_range(1..40)));
-        }
-        waiting.retain(|w| !w.is_finished());
-    }
-    for w in waiting {
-        w.join().unwrap();
-    }
-    sleep(Duration::from_millis(250));
-}
-
-#[test]
-fn replica_and_aof_hold_the_primarys_queue() {
-    for flavor in flavors() {
-        let pair = Pair::start_with(flavor, &["--appendonly", "yes", "--appendfsync", "always"]);
-        random_workload(&pair.primary, &mut StdRng::seed_from_u64(11), 500);
-        // Settle what the timers may still deliver: nobody waits now.
-        pair.sync();
-        let mut p = pair.primary.conn();
-        let mut r = pair.replica.conn();
-        for q in ["rq", "{x}rq"] {
-            let primary = queue_state(&mut p, q);
-            assert!(primary.len() > 2, "{primary:?}");
-            assert_eq!(primary, queue_state(&mut r, q), "replica of {q}");
-        }
-        let before: Vec<Vec<String>> = ["rq", "{x}rq"]
-            .iter()
-            .map(|q| queue_state(&mut p, q))
-            .collect();
-        drop(p);
-        let mut primary = pair.primary;
-        primary.restart();
-        let mut p = primary.conn();
-        let after: Vec<Vec<String>> = ["rq", "{x}rq"]
-            .iter()
-            .map(|q| queue_state(&mut p, q))
-            .collect();
-        assert_eq!(before, after, "the AOF replays the same queues");
-        // The module replicated effects, never its own commands.
-        assert_aof_holds_only_effects(&primary, &["QUEUE."]);
-    }
-}
+// DEBUG RELOAD
 
 #[test]
 fn ten_thousand_jobs_none_lost_none_completed_twice() {
@@ -896,12 +744,7 @@ fn random_queue_call(rng: &mut StdRng, held: &[(String, String)]) -> Vec<String>
     };
     if rng.gen_bool(0.08) {
         let bad = ["0", "-1", "x", "", "DELAY", "1-x", "(delayed)"][rng.gen_range(0..7)];
-        let at = rng.gen_range(2..=args.len());
-        if at == args.len() {
-            args.push(bad.to_string());
-        } else {
-            args[at] = bad.to_string();
-        }
+        spoil(rng, &mut args, bad);
     }
     args
 }
@@ -910,11 +753,7 @@ fn random_queue_call(rng: &mut StdRng, held: &[(String, String)]) -> Vec<String>
 /// history: every reply and the final queues are equal (ids named by order of appearance).
 #[test]
 fn lua_twin_matches_the_module() {
-    for flavor in flavors() {
-        let module = Server::start(flavor);
-        let twin = Server::start_without_module(flavor, &[]);
-        let (mut a, mut b) = (module.conn(), twin.conn());
-        load_twin(&mut b);
+    for_each_module_and_twin(|flavor, mut a, mut b| {
         for c in [&mut a, &mut b] {
             let _: () = query(c, &["SET", "text", "v"]);
         }
@@ -1005,7 +844,7 @@ fn lua_twin_matches_the_module() {
             &["FCALL", "queue_pop", "1", "none", "g", "w", "BLOCK", "0"],
         );
         assert_eq!(v, Value::Nil);
-    }
+    });
 }
 
 #[test]

@@ -26,9 +26,8 @@ fn pexpiretime(conn: &mut Connection, key: &str) -> i64 {
 
 #[test]
 fn documented_examples_and_state_layout() {
-    for flavor in flavors() {
-        let server = Server::start(flavor);
-        let mut c = server.conn();
+    for_each_server(|server, mut c| {
+        let flavor = server.flavor();
         // redis-cell's README example, reply for reply.
         assert_eq!(
             ints(&mut c, &["CL.THROTTLE", "user123", "15", "30", "60", "1"]),
@@ -100,7 +99,7 @@ fn documented_examples_and_state_layout() {
             let ttl: i64 = redis::cmd("PTTL").arg(key).query(&mut c).unwrap();
             assert!(ttl > 0, "{key} has no TTL on {}", flavor.name());
         }
-    }
+    });
 }
 
 #[test]
@@ -328,9 +327,8 @@ fn bad_input_gets_a_clear_error_and_writes_nothing() {
             "ERR key does not hold rate limiter state",
         ),
     ];
-    for flavor in flavors() {
-        let server = Server::start(flavor);
-        let mut c = server.conn();
+    for_each_server(|server, mut c| {
+        let flavor = server.flavor();
         let _: () = redis::cmd("HSET")
             .arg("hash")
             .arg("f")
@@ -355,14 +353,12 @@ fn bad_input_gets_a_clear_error_and_writes_nothing() {
         // The server is still serving.
         let pong: String = redis::cmd("PING").query(&mut c).unwrap();
         assert_eq!(pong, "PONG");
-    }
+    });
 }
 
 #[test]
 fn extreme_arguments_are_exact() {
-    for flavor in flavors() {
-        let server = Server::start(flavor);
-        let mut c = server.conn();
+    for_each_server(|_, mut c| {
         let max = i64::MAX.to_string();
         // Capacity near i64::MAX with a 1 ms period.
         let r = ints(
@@ -415,7 +411,7 @@ fn extreme_arguments_are_exact() {
             ),
             "ERR the limiter's time span is too long (over 2^52 ms)"
         );
-    }
+    });
 }
 
 /// An admission invalidates WATCH like a write; a peek or a denial does not.

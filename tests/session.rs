@@ -29,9 +29,7 @@ fn get(c: &mut Connection, key: &str) -> Option<Vec<String>> {
 
 #[test]
 fn touched_sessions_live_to_the_absolute_cap_untouched_ones_die_idle() {
-    for flavor in flavors() {
-        let server = Server::start(flavor);
-        let mut c = server.conn();
+    for_each_server(|_, mut c| {
         let index = "sessions:{exp}";
         let start = Instant::now();
         // Generous margins: a loaded CI machine may oversleep by a few hundred ms.
@@ -76,7 +74,7 @@ fn touched_sessions_live_to_the_absolute_cap_untouched_ones_die_idle() {
             query::<i64>(&mut c, &["EXISTS", other]) == 0
         }));
         assert_eq!(query::<i64>(&mut c, &["EXISTS", index]), 0);
-    }
+    });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -84,9 +82,7 @@ fn touched_sessions_live_to_the_absolute_cap_untouched_ones_die_idle() {
 
 #[test]
 fn rotation_never_shows_both_keys_or_neither() {
-    for flavor in flavors() {
-        let server = Server::start(flavor);
-        let mut c = server.conn();
+    for_each_server(|server, mut c| {
         let index = "sessions:{rot}";
         let mut key = create(&mut c, index, 60_000, 120_000, &["user", "7"]);
         let stop = Arc::new(AtomicBool::new(false));
@@ -146,7 +142,7 @@ fn rotation_never_shows_both_keys_or_neither() {
             .query(&mut c)
             .unwrap();
         assert_eq!(keys.len(), 2);
-    }
+    });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -154,9 +150,7 @@ fn rotation_never_shows_both_keys_or_neither() {
 
 #[test]
 fn ids_are_distinct_and_url_safe() {
-    for flavor in flavors() {
-        let server = Server::start(flavor);
-        let mut c = server.conn();
+    for_each_server(|_, mut c| {
         let mut ids = BTreeSet::new();
         for batch in 0..10 {
             let mut pipe = redis::pipe();
@@ -177,7 +171,7 @@ fn ids_are_distinct_and_url_safe() {
         }
         assert_eq!(ids.len(), 10_000);
         assert_eq!(query::<i64>(&mut c, &["SESSION.COUNT", "ids:3"]), 1000);
-    }
+    });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -185,9 +179,7 @@ fn ids_are_distinct_and_url_safe() {
 
 #[test]
 fn bad_input_is_refused_and_writes_nothing() {
-    for flavor in flavors() {
-        let server = Server::start(flavor);
-        let mut c = server.conn();
+    for_each_server(|_, mut c| {
         let session = create(&mut c, "sessions:{bad}", 60_000, 60_000, &["a", "1"]);
         let _: () = query(&mut c, &["SET", "text", "x"]);
         let _: () = query(&mut c, &["HSET", "plainhash", "a", "1"]);
@@ -301,5 +293,185 @@ fn bad_input_is_refused_and_writes_nothing() {
         assert_eq!(query::<i64>(&mut c, &["SESSION.DESTROY", "nope"]), 0);
         assert_eq!(query::<i64>(&mut c, &["SESSION.DESTROYALL", "nope"]), 0);
         assert_eq!(query::<i64>(&mut c, &["EXISTS", "nope"]), 0);
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reading: the fields in HGETALL's order, whatever the hash's encoding
+
+#[test]
+fn get_answers_hgetall_order_for_every_encoding() {
+    for flavor in flavors() {
+        let server = Server::start(flavor);
+        let mut c = server.conn();
+        let long = "v".repeat(100);
+        let many: Vec<String> = (0..200).map(|i| format!("f{i}")).collect();
+        let mut many_fields: Vec<&str> = Vec::new();
+        for f in &many {
+            many_fields.extend([f.as_str(), "1"]);
+        }
+        // (case, fields): a listpack with text and integers, a hash table for a long value,
+        // one for many fields, and one made a hash table by a long value since overwritten.
+        let cases: [(&str, Vec<&str>); 4] = [
+            ("listpack", vec!["user", "42", "role", "admin", "n", "-7"]),
+            ("long value", vec!["user", "42", "blob", &long, "z", "1"]),
+            ("many fields", many_fields),
+            ("shrunk", vec!["blob", &long, "a", "1", "b", "2"]),
+        ];
+        for (case, fields) in cases {
+            let key = create(&mut c, "sessions:{order}", 60_000, 60_000, &fields);
+            if case == "shrunk" {
+                let _: i64 = query(&mut c, &["SESSION.SET", &key, "blob", "short"]);
+            }
+            let all: Vec<String> = query(&mut c, &["HGETALL", &key]);
+            let want: Vec<String> = all
+                .chunks(2)
+                .filter(|p| !p[0].starts_with("__"))
+                .flatten()
+                .cloned()
+                .collect();
+            assert!(want.len() >= 6, "{flavor:?} {case}");
+            assert_eq!(get(&mut c, &key), Some(want), "{flavor:?} {case}");
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// SESSION.CREATE ... MAX n
+
+fn create_max(c: &mut Connection, index: &str, max: &str, fields: &[&str]) -> String {
+    let mut cmd = redis::cmd("SESSION.CREATE");
+    cmd.arg(index).arg("MAX").arg(max).arg(60_000).arg(120_000);
+    cmd.arg(fields).query(c).unwrap()
+}
+
+fn list(c: &mut Connection, index: &str) -> Vec<String> {
+    query(c, &["SESSION.LIST", index])
+}
+
+#[test]
+fn a_cap_destroys_the_least_recently_used_sessions_first() {
+    for flavor in flavors() {
+        let server = Server::start(flavor);
+        let mut c = server.conn();
+        let index = "sessions:{user:7}";
+        let mut made = Vec::new();
+        for device in ["phone", "laptop", "tablet"] {
+            made.push(create_max(&mut c, index, "3", &["device", device]));
+            sleep(Duration::from_millis(5));
+        }
+        // The phone is used again: the laptop is now the least recently used.
+        assert!(get(&mut c, &made[0]).is_some());
+        sleep(Duration::from_millis(5));
+        let watch = create_max(&mut c, index, "3", &["device", "watch"]);
+        assert_eq!(
+            list(&mut c, index),
+            [made[2].as_str(), &made[0], &watch],
+            "{flavor:?}"
+        );
+        assert_eq!(get(&mut c, &made[1]), None, "{flavor:?}");
+        assert_eq!(query::<i64>(&mut c, &["EXISTS", &made[1]]), 0);
+        // Lowering the cap destroys as many as it takes; the new session always stays.
+        let tv = create_max(&mut c, index, "1", &["device", "tv"]);
+        assert_eq!(list(&mut c, index), [tv.as_str()], "{flavor:?}");
+        assert_eq!(query::<i64>(&mut c, &["DBSIZE"]), 2, "{flavor:?}");
+        let destroyed = server.info_value("patterns", "patterns_session_destroyed");
+        assert_eq!(destroyed.as_deref(), Some("4"), "{flavor:?}");
+        // Without MAX, no cap; a field named MAX after the timeouts is a field.
+        let mut cmd = redis::cmd("SESSION.CREATE");
+        cmd.arg(index).arg(60_000).arg(60_000).arg("MAX").arg("1");
+        let plain: String = cmd.query(&mut c).unwrap();
+        assert_eq!(get(&mut c, &plain), Some(vec!["MAX".into(), "1".into()]));
+        assert_eq!(query::<i64>(&mut c, &["SESSION.COUNT", index]), 2);
+        // The token in any case; a cap above the count destroys nothing.
+        let mut cmd = redis::cmd("SESSION.CREATE");
+        cmd.arg(index).arg("max").arg(5).arg(60_000).arg(60_000);
+        let _: String = cmd.query(&mut c).unwrap();
+        assert_eq!(query::<i64>(&mut c, &["SESSION.COUNT", index]), 3);
+    }
+}
+
+#[test]
+fn a_cap_ignores_expired_sessions_and_refuses_bad_input() {
+    for flavor in flavors() {
+        let server = Server::start(flavor);
+        let mut c = server.conn();
+        let index = "sessions:{user:8}";
+        let short = create(&mut c, index, 30, 30, &[]);
+        let long = create(&mut c, index, 60_000, 60_000, &[]);
+        sleep(Duration::from_millis(60));
+        // One live session under a cap of 2: nothing to destroy (the expired one is pruned).
+        let new = create_max(&mut c, index, "2", &[]);
+        assert_eq!(list(&mut c, index), [long.as_str(), &new], "{flavor:?}");
+        assert_eq!(query::<i64>(&mut c, &["EXISTS", &short]), 0);
+        let _: () = query(&mut c, &["SET", "text", "x"]);
+        let before = snapshot(&mut c);
+        let cases: [(&[&str], &str); 5] = [
+            (
+                &["SESSION.CREATE", index, "MAX", "0", "5", "9"],
+                "ERR MAX must be a positive integer",
+            ),
+            (
+                &["SESSION.CREATE", index, "MAX", "x", "5", "9"],
+                "ERR MAX must be a positive integer",
+            ),
+            (
+                &["SESSION.CREATE", index, "MAX", "1", "5"],
+                "ERR wrong number of arguments for 'session.create' command",
+            ),
+            (
+                &["SESSION.CREATE", index, "MAX"],
+                "ERR wrong number of arguments for 'session.create' command",
+            ),
+            (
+                &["SESSION.CREATE", "text", "MAX", "1", "5", "9"],
+                "WRONGTYPE Operation against a key holding the wrong kind of value",
+            ),
+        ];
+        for (args, want) in cases {
+            assert_eq!(error_of(&mut c, args), want, "{flavor:?} {args:?}");
+        }
+        assert_same_state(&before, &snapshot(&mut c), 100);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// SESSION.DESTROYALL of a large index
+
+#[test]
+fn destroyall_of_thousands_reaches_the_replica() {
+    for flavor in flavors() {
+        let pair = Pair::start(flavor);
+        let mut c = pair.primary.conn();
+        let index = "sessions:{big}";
+        let mut pipe = redis::pipe();
+        for i in 0..2500 {
+            let (idle, abs) = if i % 10 == 0 {
+                (20, 20)
+            } else {
+                (60_000, 60_000)
+            };
+            pipe.cmd("SESSION.CREATE")
+                .arg(index)
+                .arg(idle)
+                .arg(abs)
+                .arg("n")
+                .arg(i);
+        }
+        let _: Vec<String> = pipe.query(&mut c).unwrap();
+        sleep(Duration::from_millis(40));
+        assert_eq!(query::<i64>(&mut c, &["SESSION.DESTROYALL", index]), 2250);
+        assert_eq!(query::<i64>(&mut c, &["EXISTS", index]), 0);
+        pair.sync();
+        let mut r = pair.replica.conn();
+        // The expired sessions' keys go as Redis expires them; no live one is left anywhere.
+        let live = |c: &mut Connection| {
+            let keys: Vec<String> = query(c, &["KEYS", "sessions:{big}*"]);
+            keys.iter()
+                .filter(|k| query::<i64>(c, &["PTTL", k]) > 0)
+                .count()
+        };
+        assert_eq!(live(&mut c), 0, "{flavor:?}");
+        assert_eq!(live(&mut r), 0, "{flavor:?}");
     }
 }

@@ -35,6 +35,13 @@ TWIN_ID_PREFIX = "benchBENCH"
 NATIVE_SESSION = "<native session>"  # replaced by the live session's key before each run
 TWIN_SESSION = "<twin session>"
 SESSION_MEMORY_INDEX_SIZES = (1, 10, 1000)
+# SESSION.CREATE ... MAX CAP over CAP_KEYSPACE indexes: after the first CAP sessions of an index,
+# every create also destroys its least recently used session.
+CAP = 3
+CAP_KEYSPACE = 1000
+# SESSION.DESTROYALL's worst case: one index of DESTROYALL_SESSIONS sessions, timed by SLOWLOG.
+DESTROYALL_SESSIONS = 100000
+DESTROYALL_ROUNDS = 3
 
 
 def twin_id():
@@ -52,6 +59,8 @@ def build_session_cases(shas):
     add = row_adder(cases, base)
     add("s_hgetall", "plain Redis", "HGETALL (3-field hash)",
         ["HGETALL", "bench:hash"], "hgetall", "pairs", setup=True)
+    add("s_pexpire", "plain Redis", "PEXPIRE (3-field hash)",
+        ["PEXPIRE", "bench:hash", SESSION_IDLE_MS], "pexpire", "int", setup=True)
     for fam, name, fn, args, kind, extra in (
             ("s_get", "SESSION.GET", "session_get", [], "pairs", {}),
             ("s_set", "SESSION.SET", "session_set", ["role", "admin"], "int", {}),
@@ -76,6 +85,9 @@ def build_session_cases(shas):
     twin_args = [fresh, TWIN_ID_PREFIX + "__rand_int__", *timeouts]
     add("s_create:native", "native", "SESSION.CREATE", ["SESSION.CREATE", fresh, *timeouts],
         "session.create", "bulk", keyspace=CREATE_FRESH_KEYSPACE)
+    add("s_createmax:native", "native", f"SESSION.CREATE MAX {CAP}",
+        ["SESSION.CREATE", "sessions:{m__rand_int__}", "MAX", str(CAP), *timeouts],
+        "session.create", "bulk", keyspace=CAP_KEYSPACE)
     add("s_create:fcall", "FCALL", "SESSION.CREATE",
         ["FCALL", "session_create", "1", *twin_args], "fcall", "bulk",
         keyspace=CREATE_FRESH_KEYSPACE)
@@ -125,3 +137,27 @@ def validate_sessions(r, cases):
 
 SESSION_FAMILIES = [("s_get", "SESSION.GET"), ("s_set", "SESSION.SET"),
                     ("s_count", "SESSION.COUNT"), ("s_create", "SESSION.CREATE")]
+
+
+def measure_destroyall(r):
+    """SESSION.DESTROYALL of one index of DESTROYALL_SESSIONS sessions (3 fields each): the
+    server's own time for the command (SLOWLOG, µs), per round, and the sessions destroyed."""
+    rounds = []
+    for _ in range(DESTROYALL_ROUNDS):
+        r.call("FLUSHALL", "SYNC")
+        index = session_index("d", 0)
+        for start in range(0, DESTROYALL_SESSIONS, 10000):
+            r.pipeline([("SESSION.CREATE", index, SESSION_IDLE_MS, SESSION_ABSOLUTE_MS,
+                         *[f.format(i=i) for f in SESSION_FIELDS])
+                        for i in range(start, min(start + 10000, DESTROYALL_SESSIONS))])
+        slower_than = r.call("CONFIG", "GET", "slowlog-log-slower-than")[1]
+        r.call("CONFIG", "SET", "slowlog-log-slower-than", "0")
+        r.call("SLOWLOG", "RESET")
+        destroyed = r.call("SESSION.DESTROYALL", index)
+        entry = r.call("SLOWLOG", "GET", "1")[0]
+        r.call("CONFIG", "SET", "slowlog-log-slower-than", slower_than)
+        if destroyed != DESTROYALL_SESSIONS or entry[3][0].upper() != b"SESSION.DESTROYALL":
+            raise RuntimeError(f"DESTROYALL: {destroyed!r}, {entry!r}")
+        rounds.append(entry[2])
+    r.call("FLUSHALL", "SYNC")
+    return dict(sessions=DESTROYALL_SESSIONS, us=rounds)

@@ -91,16 +91,21 @@ fn invalid_ttl(f: &mut fmt::Formatter<'_>, ttl_ms: u64, drift_ms: u64) -> fmt::R
     )
 }
 
+/// Every attempt failed to find a quorum: how many there were, and how the last one went.
+fn no_quorum(f: &mut fmt::Formatter<'_>, done: &str, attempts: u32, last: &Tally) -> fmt::Result {
+    write!(
+        f,
+        "lock not {done} after {attempts} attempt(s); last: {last}"
+    )
+}
+
 impl fmt::Display for AcquireError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             AcquireError::InvalidTtl { ttl_ms, drift_ms } => invalid_ttl(f, *ttl_ms, *drift_ms),
             AcquireError::Randomness(e) => write!(f, "cannot draw an owner id: {e}"),
             AcquireError::NotAcquired { attempts, last } => {
-                write!(
-                    f,
-                    "lock not acquired after {attempts} attempt(s); last: {last}"
-                )
+                no_quorum(f, "acquired", *attempts, last)
             }
         }
     }
@@ -114,10 +119,7 @@ impl fmt::Display for ExtendError {
                 write!(f, "lock not extended: its validity ended {since_ms} ms ago")
             }
             ExtendError::NotExtended { attempts, last } => {
-                write!(
-                    f,
-                    "lock not extended after {attempts} attempt(s); last: {last}"
-                )
+                no_quorum(f, "extended", *attempts, last)
             }
         }
     }

@@ -219,6 +219,11 @@ fn config() -> Config {
     }
 }
 
+/// Two clients of the same servers, each with [`config`]: rivals for one lock.
+fn rivals(world: &World) -> [Redlock<FakeInstance, FakeClock>; 2] {
+    [world.client(config()), world.client(config())]
+}
+
 /// [`config`] with retries, still without jitter.
 fn retrying(retry_count: u32, retry_delay_ms: u64) -> Config {
     Config {
@@ -373,8 +378,7 @@ fn a_lock_needs_floor_n_over_2_plus_1_instances() {
 #[test]
 fn a_second_client_cannot_acquire_until_the_first_releases() {
     let world = World::new(5);
-    let mut a = world.client(config());
-    let mut b = world.client(config());
+    let [mut a, mut b] = rivals(&world);
     let lock_a = a.acquire(KEY, 10_000).unwrap();
     let (_, last) = not_acquired(b.acquire(KEY, 10_000));
     assert_eq!((last.succeeded, last.refused, last.skipped), (0, 3, 2));
@@ -680,8 +684,7 @@ fn extend_retries_while_the_lock_is_valid() {
 #[test]
 fn release_tells_an_expired_lock_from_an_unreachable_quorum() {
     let world = World::new(5);
-    let mut a = world.client(config());
-    let mut b = world.client(config());
+    let [mut a, mut b] = rivals(&world);
     let lock_a = a.acquire(KEY, 1000).unwrap();
     world.clock.advance(1001);
     let lock_b = b.acquire(KEY, 1000).unwrap();
@@ -768,8 +771,7 @@ fn the_fence_refuses_token_sets_that_cannot_prove_an_overlap() {
 fn real_grants_pass_the_fence_in_order_and_a_superseded_holder_does_not() {
     let world = World::new(5);
     world.set_health(&[3, 4], Health::Down);
-    let mut a = world.client(config());
-    let mut b = world.client(config());
+    let [mut a, mut b] = rivals(&world);
     let mut fence = Fence::new(5);
     let lock_a = a.acquire(KEY, 1000).unwrap();
     assert!(fence.admit(lock_a.tokens()));

@@ -132,8 +132,10 @@ pub struct CommandDef {
     pub flags: Flags,
     /// After the key (the first argument, first = last = 1, step 1 for every command so far).
     pub positionals: &'static [Positional],
+    /// Options: after the positionals; with a trailing group, before them (right after the
+    /// key, as XADD's), where no field of the group can be taken for a token.
     pub options: &'static [OptionDef],
-    /// A trailing list of string groups, after the positionals (no options then).
+    /// A trailing list of string groups, after the positionals.
     pub trailing: Option<Trailing>,
     /// Which arguments are keys.
     pub key_positions: Keys,
@@ -173,6 +175,10 @@ impl Flags {
         self.0 & other.0 == other.0
     }
 }
+
+/// A command that writes and may grow memory (`write deny-oom`): refused under OOM, as the
+/// server's own writes are. Most of every family's commands.
+pub const WRITE: Flags = Flags::WRITE.and(Flags::DENY_OOM);
 
 impl fmt::Display for Flags {
     /// The server's flag string: the words, space-separated.
@@ -218,6 +224,20 @@ pub const fn positive(name: &'static str) -> Positional {
 /// A required string argument.
 pub const fn text(name: &'static str) -> Positional {
     required(name, ArgKind::Text)
+}
+
+/// A `TOKEN value` option whose value is an argument of this kind, `default` when absent.
+pub const fn arg_option(
+    token: &'static str,
+    name: &'static str,
+    kind: ArgKind,
+    default: i64,
+) -> OptionDef {
+    OptionDef {
+        token,
+        value: OptValue::Arg(Arg { name, kind }),
+        default,
+    }
 }
 
 /// A trailing variadic list of string groups, e.g. `[field value ...]`: `names` are the words
@@ -293,7 +313,13 @@ impl CommandDef {
             options: [0; MAX_ARGS],
             trailing_at: args.len(),
         };
+        for (i, o) in self.options.iter().enumerate() {
+            parsed.options[i] = o.default;
+        }
         let mut rest = args;
+        if self.trailing.is_some() {
+            rest = self.parse_options(&mut parsed, rest, true)?;
+        }
         for (i, p) in self.positionals.iter().enumerate() {
             match (rest.split_first(), p.default) {
                 (Some((raw, tail)), _) => {
@@ -312,16 +338,33 @@ impl CommandDef {
             parsed.trailing_at = args.len() - rest.len();
             return Ok(parsed);
         }
-        for (i, o) in self.options.iter().enumerate() {
-            parsed.options[i] = o.default;
-        }
+        self.parse_options(&mut parsed, rest, false)?;
+        Ok(parsed)
+    }
+
+    /// Parses the options at the head of `rest` into `parsed`: all of it, a word that is no
+    /// option's token being a syntax error; or with `leading`, up to the first such word.
+    /// Returns what follows them.
+    #[inline(always)]
+    fn parse_options<'a>(
+        &'a self,
+        parsed: &mut Args<'a>,
+        mut rest: &'a [&'a [u8]],
+        leading: bool,
+    ) -> Result<&'a [&'a [u8]], CmdError> {
+        let args = parsed.argv;
         while let Some((word, tail)) = rest.split_first() {
-            let (i, opt) = self
+            let Some((i, opt)) = self
                 .options
                 .iter()
                 .enumerate()
                 .find(|(_, o)| o.matches(word))
-                .ok_or(CmdError::Syntax)?;
+            else {
+                if leading {
+                    break;
+                }
+                return Err(CmdError::Syntax);
+            };
             let at = args.len() - tail.len();
             rest = tail;
             parsed.options[i] = match opt.value {
@@ -346,7 +389,7 @@ impl CommandDef {
                 }
             };
         }
-        Ok(parsed)
+        Ok(rest)
     }
 
     /// The value a name reads: a positional's name, or an option's token (`COST`, `ASC|DESC`).
@@ -825,6 +868,54 @@ mod tests {
     }
 
     #[test]
+    fn options_lead_a_trailing_group() {
+        const N: [Positional; 1] = [positive("n")];
+        const CAP: [OptionDef; 1] = [OptionDef {
+            token: "CAP",
+            value: OptValue::Arg(Arg {
+                name: "cap",
+                kind: ArgKind::Positive,
+            }),
+            default: 0,
+        }];
+        let def = CommandDef {
+            name: "T.PAIRS",
+            syntax: "key [CAP cap] n [field value ...]",
+            positionals: &N,
+            options: &CAP,
+            trailing: Some(Trailing {
+                names: &["field", "value"],
+                min: 0,
+            }),
+            ..DEF
+        };
+        let raw = |a: &[&'static str]| a.iter().map(|s| s.as_bytes()).collect::<Vec<_>>();
+        // (arguments, cap, n, trailing)
+        let table: [(&[&str], i64, i64, &[&str]); 4] = [
+            (&["cap", "3", "1", "f", "v"], 3, 1, &["f", "v"]),
+            (&["1", "CAP", "3"], 0, 1, &["CAP", "3"]),
+            (&["CAP", "3", "CAP", "4", "2"], 4, 2, &[]),
+            (&["2"], 0, 2, &[]),
+        ];
+        for (args, cap, n, trailing) in table {
+            let args = raw(args);
+            let p = def.parse(&args).unwrap();
+            assert_eq!((p.int("CAP"), p.int("n")), (cap, n), "{args:?}");
+            assert_eq!(p.trailing(), &raw(trailing)[..], "{args:?}");
+        }
+        let err = |a: &[&'static str]| def.parse(&raw(a)).unwrap_err().to_string();
+        assert_eq!(
+            err(&["CAP", "0", "1"]),
+            "ERR cap must be a positive integer"
+        );
+        assert_eq!(err(&["CAP"]), "ERR syntax error");
+        assert_eq!(
+            err(&["CAP", "2"]),
+            "ERR wrong number of arguments for 't.pairs' command"
+        );
+    }
+
+    #[test]
     fn floats_follow_score_rules() {
         let cases: &[(&str, Option<f64>)] = &[
             ("0", Some(0.0)),
@@ -877,14 +968,7 @@ mod tests {
             value: OptValue::Choice(&["ORDINAL", "DENSE"]),
             default: 0,
         };
-        const BETA: OptionDef = OptionDef {
-            token: "BETA",
-            value: OptValue::Arg(Arg {
-                name: "beta",
-                kind: ArgKind::Float,
-            }),
-            default: 0,
-        };
+        const BETA: OptionDef = arg_option("BETA", "beta", ArgKind::Float, 0);
         const TAGS: OptionDef = OptionDef {
             token: "TAGS",
             value: OptValue::Rest { min: 1 },

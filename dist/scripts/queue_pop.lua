@@ -117,6 +117,25 @@ local function parse_option(spec, word, argv, i)
   return v, i + 1
 end
 
+-- The options from argv[i] on, into a.opt: to the end, a word that is no token being an error;
+-- or with leading (before a trailing group), up to the first such word. Returns the next index,
+-- or nil and an error.
+local function parse_options(def, a, argv, i, leading)
+  while argv[i] ~= nil do
+    local word = string.upper(argv[i])
+    local n = def.tokens[word]
+    if n == nil then
+      if leading then return i end
+      return nil, err(SYNTAX_ERROR)
+    end
+    local v, next_i, e = parse_option(def.opts[n], word, argv, i + 1)
+    if e then return nil, e end
+    a.opt[n] = v
+    i = next_i
+  end
+  return i
+end
+
 -- Parses arguments against a generated definition table, as CommandDef::parse does.
 local function parse(def, keys, argv)
   -- KEYS: the one key; or with min_keys, keys only (tag [tag ...]); or with key_rest, the key
@@ -139,6 +158,14 @@ local function parse(def, keys, argv)
     a.lead[n] = argv[i]
     i = i + 1
   end
+  for n, spec in ipairs(def.opts) do
+    if spec.rest then a.opt[n] = {} else a.opt[n] = spec.default end
+  end
+  if def.group then
+    local e
+    i, e = parse_options(def, a, argv, i, true)
+    if e then return nil, e end
+  end
   for n, spec in ipairs(def.pos) do
     local raw = argv[i]
     if raw == nil then
@@ -159,18 +186,8 @@ local function parse(def, keys, argv)
     for j = i, #argv do a.rest[#a.rest + 1] = argv[j] end
     return a
   end
-  for n, spec in ipairs(def.opts) do
-    if spec.rest then a.opt[n] = {} else a.opt[n] = spec.default end
-  end
-  while argv[i] ~= nil do
-    local word = string.upper(argv[i])
-    local n = def.tokens[word]
-    if n == nil then return nil, err(SYNTAX_ERROR) end
-    local v, next_i, e = parse_option(def.opts[n], word, argv, i + 1)
-    if e then return nil, e end
-    a.opt[n] = v
-    i = next_i
-  end
+  local _, e = parse_options(def, a, argv, i, false)
+  if e then return nil, e end
   if def.key_rest and #keys > 1 then
     a.opt[def.key_rest] = {unpack(keys, 2)}
   end

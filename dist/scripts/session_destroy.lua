@@ -130,6 +130,25 @@ local function parse_option(spec, word, argv, i)
   return v, i + 1
 end
 
+-- The options from argv[i] on, into a.opt: to the end, a word that is no token being an error;
+-- or with leading (before a trailing group), up to the first such word. Returns the next index,
+-- or nil and an error.
+local function parse_options(def, a, argv, i, leading)
+  while argv[i] ~= nil do
+    local word = string.upper(argv[i])
+    local n = def.tokens[word]
+    if n == nil then
+      if leading then return i end
+      return nil, err(SYNTAX_ERROR)
+    end
+    local v, next_i, e = parse_option(def.opts[n], word, argv, i + 1)
+    if e then return nil, e end
+    a.opt[n] = v
+    i = next_i
+  end
+  return i
+end
+
 -- Parses arguments against a generated definition table, as CommandDef::parse does.
 local function parse(def, keys, argv)
   -- KEYS: the one key; or with min_keys, keys only (tag [tag ...]); or with key_rest, the key
@@ -152,6 +171,14 @@ local function parse(def, keys, argv)
     a.lead[n] = argv[i]
     i = i + 1
   end
+  for n, spec in ipairs(def.opts) do
+    if spec.rest then a.opt[n] = {} else a.opt[n] = spec.default end
+  end
+  if def.group then
+    local e
+    i, e = parse_options(def, a, argv, i, true)
+    if e then return nil, e end
+  end
   for n, spec in ipairs(def.pos) do
     local raw = argv[i]
     if raw == nil then
@@ -172,18 +199,8 @@ local function parse(def, keys, argv)
     for j = i, #argv do a.rest[#a.rest + 1] = argv[j] end
     return a
   end
-  for n, spec in ipairs(def.opts) do
-    if spec.rest then a.opt[n] = {} else a.opt[n] = spec.default end
-  end
-  while argv[i] ~= nil do
-    local word = string.upper(argv[i])
-    local n = def.tokens[word]
-    if n == nil then return nil, err(SYNTAX_ERROR) end
-    local v, next_i, e = parse_option(def.opts[n], word, argv, i + 1)
-    if e then return nil, e end
-    a.opt[n] = v
-    i = next_i
-  end
+  local _, e = parse_options(def, a, argv, i, false)
+  if e then return nil, e end
   if def.key_rest and #keys > 1 then
     a.opt[def.key_rest] = {unpack(keys, 2)}
   end
@@ -221,15 +238,20 @@ local function sess_load(key, now)
   return s
 end
 
+-- Deletes a session and takes it out of its index (SESSION.DESTROY's writes).
+local function sess_remove(index, key, now)
+  redis.call('DEL', key)
+  index_prune(index, now)
+  redis.call('ZREM', index, key)
+  index_fix(index)
+end
+
 local function session_destroy_run(key)
   local now = now_ms()
   local s, e = sess_load(key, now)
   if e then return e end
   if s == nil then return 0 end
-  redis.call('DEL', key)
-  index_prune(s.index, now)
-  redis.call('ZREM', s.index, key)
-  index_fix(s.index)
+  sess_remove(s.index, key, now)
   return 1
 end
 

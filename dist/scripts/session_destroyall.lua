@@ -48,23 +48,6 @@ local function key_allowed(key)
   return redis.acl_check_cmd('HSET', key, 'f', 'v') and redis.acl_check_cmd('HGET', key, 'f')
 end
 
--- An index that never leaks (sessions of a user, entries of a tag): a sorted set of keys
--- scored by their expiry. Drops the members that expired before now.
-local function index_prune(index, now)
-  redis.call('ZREMRANGEBYSCORE', index, '-inf', int(now))
-end
-
--- The index expires with its last member: its TTL is its highest score.
-local function index_fix(index)
-  local top = redis.call('ZRANGE', index, -1, -1, 'WITHSCORES')
-  if top[2] == nil then return end
-  -- A score may have decimals (a cache tag's marker): the expiry is its whole milliseconds.
-  local at = math.floor(tonumber(top[2]))
-  if redis.call('PEXPIRETIME', index) ~= at then
-    redis.call('PEXPIREAT', index, int(at))
-  end
-end
-
 -- A number as a sorted-set score is written (command::parse_f64's rules), or nil.
 local function parse_float(s)
   local unsigned = string.lower(string.match(s, '^[+-]?(.*)$'))
@@ -118,6 +101,25 @@ local function parse_option(spec, word, argv, i)
   return v, i + 1
 end
 
+-- The options from argv[i] on, into a.opt: to the end, a word that is no token being an error;
+-- or with leading (before a trailing group), up to the first such word. Returns the next index,
+-- or nil and an error.
+local function parse_options(def, a, argv, i, leading)
+  while argv[i] ~= nil do
+    local word = string.upper(argv[i])
+    local n = def.tokens[word]
+    if n == nil then
+      if leading then return i end
+      return nil, err(SYNTAX_ERROR)
+    end
+    local v, next_i, e = parse_option(def.opts[n], word, argv, i + 1)
+    if e then return nil, e end
+    a.opt[n] = v
+    i = next_i
+  end
+  return i
+end
+
 -- Parses arguments against a generated definition table, as CommandDef::parse does.
 local function parse(def, keys, argv)
   -- KEYS: the one key; or with min_keys, keys only (tag [tag ...]); or with key_rest, the key
@@ -140,6 +142,14 @@ local function parse(def, keys, argv)
     a.lead[n] = argv[i]
     i = i + 1
   end
+  for n, spec in ipairs(def.opts) do
+    if spec.rest then a.opt[n] = {} else a.opt[n] = spec.default end
+  end
+  if def.group then
+    local e
+    i, e = parse_options(def, a, argv, i, true)
+    if e then return nil, e end
+  end
   for n, spec in ipairs(def.pos) do
     local raw = argv[i]
     if raw == nil then
@@ -160,18 +170,8 @@ local function parse(def, keys, argv)
     for j = i, #argv do a.rest[#a.rest + 1] = argv[j] end
     return a
   end
-  for n, spec in ipairs(def.opts) do
-    if spec.rest then a.opt[n] = {} else a.opt[n] = spec.default end
-  end
-  while argv[i] ~= nil do
-    local word = string.upper(argv[i])
-    local n = def.tokens[word]
-    if n == nil then return nil, err(SYNTAX_ERROR) end
-    local v, next_i, e = parse_option(def.opts[n], word, argv, i + 1)
-    if e then return nil, e end
-    a.opt[n] = v
-    i = next_i
-  end
+  local _, e = parse_options(def, a, argv, i, false)
+  if e then return nil, e end
   if def.key_rest and #keys > 1 then
     a.opt[def.key_rest] = {unpack(keys, 2)}
   end
@@ -182,12 +182,9 @@ local function sess_expect_index(index)
   if t ~= 'none' and t ~= 'zset' then return err(WRONGTYPE) end
 end
 
-local function sess_live(index)
-  local e = sess_expect_index(index)
-  if e then return nil, e end
-  index_prune(index, now_ms())
-  index_fix(index)
-  return redis.call('ZRANGE', index, 0, -1)
+-- The lowest score of an index's members alive at now (scores above now), for a BYSCORE range.
+local function sess_alive_from(now)
+  return '(' .. int(now)
 end
 
 local function session_destroyall_run(index)
@@ -196,11 +193,11 @@ local function session_destroyall_run(index)
   for _, m in ipairs(redis.call('ZRANGE', index, 0, -1)) do
     if not key_allowed(m) then return err(NOPERM) end
   end
-  local members, e2 = sess_live(index)
-  if e2 then return e2 end
   local destroyed = 0
-  for _, m in ipairs(members) do destroyed = destroyed + redis.call('DEL', m) end
-  redis.call('DEL', index)
+  for _, m in ipairs(redis.call('ZRANGE', index, sess_alive_from(now_ms()), '+inf', 'BYSCORE')) do
+    destroyed = destroyed + redis.call('DEL', m)
+  end
+  redis.call('UNLINK', index)
   return destroyed
 end
 

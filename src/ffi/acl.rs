@@ -12,19 +12,32 @@ use super::string::OwnedString;
 /// command derives, so Redis did not check it). Without a current user (AOF loading,
 /// replication, a module's own context) there is nothing to check.
 pub fn check_key_access(ctx: Ctx, name: &[u8]) -> Result<(), CmdError> {
-    let flags = raw::REDISMODULE_CMD_KEY_ACCESS
-        | raw::REDISMODULE_CMD_KEY_INSERT
-        | raw::REDISMODULE_CMD_KEY_DELETE
-        | raw::REDISMODULE_CMD_KEY_UPDATE;
-    check_key_permissions(ctx, name, flags)
+    check_key_permissions(ctx, [name], READ_WRITE)
+}
+
+/// Like [`check_key_access`], for many keys: the user is looked up once.
+pub fn check_keys_access<'k>(
+    ctx: Ctx,
+    names: impl IntoIterator<Item = &'k [u8]>,
+) -> Result<(), CmdError> {
+    check_key_permissions(ctx, names, READ_WRITE)
 }
 
 /// Like [`check_key_access`], for a derived key the command only reads.
 pub fn check_key_read(ctx: Ctx, name: &[u8]) -> Result<(), CmdError> {
-    check_key_permissions(ctx, name, raw::REDISMODULE_CMD_KEY_ACCESS)
+    check_key_permissions(ctx, [name], raw::REDISMODULE_CMD_KEY_ACCESS)
 }
 
-fn check_key_permissions(ctx: Ctx, name: &[u8], flags: u32) -> Result<(), CmdError> {
+const READ_WRITE: u32 = raw::REDISMODULE_CMD_KEY_ACCESS
+    | raw::REDISMODULE_CMD_KEY_INSERT
+    | raw::REDISMODULE_CMD_KEY_DELETE
+    | raw::REDISMODULE_CMD_KEY_UPDATE;
+
+fn check_key_permissions<'k>(
+    ctx: Ctx,
+    names: impl IntoIterator<Item = &'k [u8]>,
+    flags: u32,
+) -> Result<(), CmdError> {
     // SAFETY: the context is live; the server hands over a new string (or null).
     let user_name = unsafe { raw::RedisModule_GetCurrentUserName.unwrap()(ctx.as_ptr()) };
     // SAFETY: `user_name` is null or ours to free.
@@ -37,18 +50,21 @@ fn check_key_permissions(ctx: Ctx, name: &[u8], flags: u32) -> Result<(), CmdErr
     if user.is_null() {
         return Ok(());
     }
-    let key = OwnedString::new(ctx, name);
-    // SAFETY: the user and the key's name are live; the user is freed once, right after.
-    let status = unsafe {
-        let status = raw::RedisModule_ACLCheckKeyPermissions.unwrap()(
-            user,
-            key.as_str().as_ptr(),
-            flags as c_int,
-        );
-        raw::RedisModule_FreeModuleUser.unwrap()(user);
-        status
-    };
-    if status == raw::REDISMODULE_OK as c_int {
+    let allowed = names.into_iter().all(|name| {
+        let key = OwnedString::new(ctx, name);
+        // SAFETY: the user and the key's name are live.
+        let status = unsafe {
+            raw::RedisModule_ACLCheckKeyPermissions.unwrap()(
+                user,
+                key.as_str().as_ptr(),
+                flags as c_int,
+            )
+        };
+        status == raw::REDISMODULE_OK as c_int
+    });
+    // SAFETY: the user was handed over above and is freed once, here.
+    unsafe { raw::RedisModule_FreeModuleUser.unwrap()(user) };
+    if allowed {
         Ok(())
     } else {
         Err(CmdError::NoPerm)

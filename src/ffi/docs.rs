@@ -200,14 +200,20 @@ pub(super) fn describe(ctx: Ctx, def: &CommandDef) -> Result<(), String> {
     }
     // The `oneof` blocks' words, kept alive until SetCommandInfo has copied them.
     let mut word_lists: Vec<Vec<raw::RedisModuleCommandArg>> = Vec::new();
-    for o in def.options {
+    // Before a trailing group, the options come right after the key (`CommandDef::options`).
+    let first = if def.trailing.is_some() {
+        1
+    } else {
+        args.len()
+    };
+    for (at, o) in (first..).zip(def.options) {
         let mut a = option_arg(&mut strings, &mut word_lists, o);
         // `TAGS tag [tag ...]`: the items are the keys of the second key spec.
         if matches!(def.key_positions, Keys::FirstAndAfter { token, .. } if token == o.token) {
             a.type_ = raw::RedisModuleCommandArgType_REDISMODULE_ARG_TYPE_KEY;
             a.key_spec_index = 1;
         }
-        args.push(a);
+        args.insert(at, a);
     }
     // A trailing variadic group (`[field value ...]`): one repeated block of string arguments.
     let mut group: Vec<raw::RedisModuleCommandArg>;

@@ -1,14 +1,14 @@
 //! Keys: [`Key`] (opened for reading and writing, closed on drop), its string, hash and
 //! sorted-set access, the zset iteration guard, and one-shot reads of a key by name.
 
-use std::ffi::{c_char, c_int, CStr, CString};
+use std::ffi::{c_char, c_int, c_void, CStr, CString};
 use std::ptr::{self, NonNull};
 use std::slice;
 
 use patterns_core::command::CmdError;
 use redis_module::raw::{self, KeyType, RedisModuleKey};
 
-use super::command::Call;
+use super::command::{guard, Call};
 use super::ctx::{now_ms, Ctx};
 use super::string::{OwnedString, Str};
 
@@ -309,9 +309,17 @@ impl Key<'_> {
 
     /// The members in the range.
     pub fn zset_members(&self, r: ScoreRange) -> Vec<OwnedString> {
+        self.zset_first(r, usize::MAX)
+    }
+
+    /// The range's first `n` members (fewer when it holds fewer), from its low end.
+    pub fn zset_first(&self, r: ScoreRange, n: usize) -> Vec<OwnedString> {
         let mut cursor = ZsetCursor::start(self, r, false);
         let mut members = Vec::new();
-        while let Some((member, _)) = cursor.current() {
+        while members.len() < n {
+            let Some((member, _)) = cursor.current() else {
+                break;
+            };
             members.push(member);
             cursor.advance();
         }
@@ -435,6 +443,53 @@ impl Key<'_> {
         unsafe { OwnedString::adopt(value) }
     }
 
+    /// The hash's fields and values, flat (`field, value, ...`), in `HGETALL`'s order, read
+    /// through `RedisModule_ScanKey`; None when that order is not known, and the caller reads
+    /// the hash another way. A listpack-encoded hash (any hash of at most
+    /// `hash-max-listpack-entries` fields with short values) comes whole from the first scan
+    /// step, in its stored order, which is `HGETALL`'s; a hash table comes a bucket per step,
+    /// in the scan's own order, so the first step does not finish and the read gives up.
+    pub fn hash_pairs(&self) -> Option<Vec<Vec<u8>>> {
+        unsafe extern "C" fn collect(
+            _key: *mut RedisModuleKey,
+            field: *mut raw::RedisModuleString,
+            value: *mut raw::RedisModuleString,
+            out: *mut c_void,
+        ) {
+            guard((), || {
+                // SAFETY: `out` is the `Vec` passed to ScanKey below, borrowed only by this
+                // callback while the scan runs; the server's strings live for the call.
+                let (out, field, value) = unsafe {
+                    (
+                        &mut *out.cast::<Vec<Vec<u8>>>(),
+                        Str::from_raw(field),
+                        Str::from_raw(value),
+                    )
+                };
+                out.push(field.bytes().to_vec());
+                out.push(value.bytes().to_vec());
+            });
+        }
+        if self.kind() != KeyType::Hash {
+            return None;
+        }
+        let mut out: Vec<Vec<u8>> = Vec::with_capacity(2 * self.len().max(0) as usize);
+        // SAFETY: the key is open and holds a hash; the cursor is made and destroyed here; the
+        // callback gets `out` (alive and otherwise unborrowed until ScanKey returns).
+        let more = unsafe {
+            let cursor = raw::RedisModule_ScanCursorCreate.unwrap()();
+            let more = raw::RedisModule_ScanKey.unwrap()(
+                self.as_ptr(),
+                cursor,
+                Some(collect),
+                ptr::addr_of_mut!(out).cast::<c_void>(),
+            );
+            raw::RedisModule_ScanCursorDestroy.unwrap()(cursor);
+            more
+        };
+        (more == 0 && out.len() as i64 == 2 * self.len()).then_some(out)
+    }
+
     /// Sets a field (creating the hash when the key is empty).
     pub fn hash_set(&mut self, field: &(impl FieldName + ?Sized), value: &[u8]) {
         let value = OwnedString::new(self.ctx, value);
@@ -482,24 +537,6 @@ fn abs_expire(key: NonNull<RedisModuleKey>) -> Option<i64> {
 /// The type of the key named `name` (Empty when absent or expired).
 pub fn key_type(ctx: Ctx, name: &[u8]) -> KeyType {
     read_key(ctx, name, |key| key.map_or(KeyType::Empty, type_of))
-}
-
-/// The type of the key at `name` as of `now`: a key whose expiry is `now` or earlier is absent
-/// (an expiry is the first millisecond of death, as for the indexes). Redis expires keys on
-/// access by the time cached when the command started, which can lag the command's own `now`,
-/// and keeps a key alive through its expiry's millisecond; a session dead by `now` must not be
-/// revived, and the module and its twin must agree.
-pub fn live_key_type(ctx: Ctx, name: &[u8], now: i64) -> KeyType {
-    read_key(ctx, name, |key| {
-        let Some(key) = key else {
-            return KeyType::Empty;
-        };
-        match type_of(key) {
-            KeyType::Empty => KeyType::Empty,
-            _ if abs_expire(key).is_some_and(|at| at <= now) => KeyType::Empty,
-            kind => kind,
-        }
-    })
 }
 
 /// The length of the value at `name` (members of a sorted set, fields of a hash; 0 when absent).

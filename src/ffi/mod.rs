@@ -24,7 +24,7 @@ mod reply;
 mod string;
 mod timer;
 
-pub use acl::{check_key_access, check_key_read};
+pub use acl::{check_key_access, check_key_read, check_keys_access};
 pub use block::{block, BlockedClient, ClientId, Waits};
 pub use call::{redis_call, CallReply, CallValue};
 pub use command::{dispatch, Call, Command};
@@ -32,11 +32,11 @@ pub use config::{apply_module_args, register_configs, Config, Numeric, Text};
 pub use ctx::{now_ms, precise_now_us, Ctx};
 pub use event::{watch_flush, watch_keyspace, watch_role, FlushWatch, KeyspaceWatch, RoleWatch};
 pub use info::{register_info, InfoSection};
-pub use key::{key_len, key_type, live_key_type, Key, Notify, ScoreRange};
+pub use key::{key_len, key_type, Key, Notify, ScoreRange};
 pub use random::fill_random;
 pub use redis_module::raw::{KeyType, RedisModuleCtx as RawCtx, RedisModuleString as RawString};
 pub use reply::{Reply, Value};
-pub use string::OwnedString;
+pub use string::{OwnedString, Str};
 pub use timer::{Fires, Timer, TimerToken};
 
 use command::guard;

@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
-use std::thread::sleep;
+use std::thread::{sleep, spawn, JoinHandle};
 use std::time::{Duration, Instant};
 
 /// How long a server may take to answer PING after being spawned.
@@ -111,6 +111,39 @@ pub fn flavors() -> Vec<Flavor> {
             kept
         }
         _ => all.to_vec(),
+    }
+}
+
+/// Runs `test` once per flavor with a fresh server of that flavor (module loaded) and a
+/// connection to it; the server stops when `test` returns.
+pub fn for_each_server(test: impl Fn(Server, redis::Connection)) {
+    for flavor in flavors() {
+        let server = Server::start(flavor);
+        let c = server.conn();
+        test(server, c);
+    }
+}
+
+/// Runs `test` once per flavor with a fresh server of that flavor without the module, the
+/// Lua twin loaded ([`load_twin`]), and a connection to it.
+pub fn for_each_twin(test: impl Fn(Server, redis::Connection)) {
+    for flavor in flavors() {
+        let twin = Server::start_without_module(flavor, &[]);
+        let mut c = twin.conn();
+        load_twin(&mut c);
+        test(twin, c);
+    }
+}
+
+/// Runs `test` once per flavor with a connection to a fresh server with the module and one to
+/// a fresh server without it, the Lua twin loaded there: to make the same calls both ways.
+pub fn for_each_module_and_twin(test: impl Fn(Flavor, redis::Connection, redis::Connection)) {
+    for flavor in flavors() {
+        let module = Server::start(flavor);
+        let twin = Server::start_without_module(flavor, &[]);
+        let mut b = twin.conn();
+        load_twin(&mut b);
+        test(flavor, module.conn(), b);
     }
 }
 
@@ -905,9 +938,8 @@ pub struct KeyState {
     pub pttl: i64,
 }
 
-/// All keys of the connection's current DB (found with SCAN, never KEYS) with TYPE, DUMP and
-/// PTTL read atomically per batch (MULTI/EXEC). Keys that expire while scanning are skipped.
-pub fn snapshot(conn: &mut redis::Connection) -> BTreeMap<Vec<u8>, KeyState> {
+/// The names of every key of the connection's current DB, found with SCAN (never KEYS).
+pub fn key_names(conn: &mut redis::Connection) -> BTreeSet<Vec<u8>> {
     let mut keys: BTreeSet<Vec<u8>> = BTreeSet::new();
     let mut cursor: u64 = 0;
     loop {
@@ -920,10 +952,15 @@ pub fn snapshot(conn: &mut redis::Connection) -> BTreeMap<Vec<u8>, KeyState> {
         keys.extend(batch);
         cursor = next;
         if cursor == 0 {
-            break;
+            return keys;
         }
     }
-    let keys: Vec<Vec<u8>> = keys.into_iter().collect();
+}
+
+/// All keys of the connection's current DB ([`key_names`]) with TYPE, DUMP and PTTL read
+/// atomically per batch (MULTI/EXEC). Keys that expire while scanning are skipped.
+pub fn snapshot(conn: &mut redis::Connection) -> BTreeMap<Vec<u8>, KeyState> {
+    let keys: Vec<Vec<u8>> = key_names(conn).into_iter().collect();
     let mut out = BTreeMap::new();
     for chunk in keys.chunks(500) {
         let mut pipe = redis::pipe();
@@ -1047,6 +1084,46 @@ pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
             return false;
         }
         sleep(Duration::from_millis(10));
+    }
+}
+
+/// How many clients are blocked on the server now.
+pub fn blocked_clients(server: &Server) -> i64 {
+    let n = server.info_value("clients", "blocked_clients").unwrap();
+    n.parse().unwrap()
+}
+
+/// Waits until `n` clients are blocked on the server.
+pub fn await_blocked(server: &Server, n: i64) {
+    assert!(
+        wait_until(Duration::from_secs(10), || blocked_clients(server) == n),
+        "expected {n} blocked clients, have {}",
+        blocked_clients(server)
+    );
+}
+
+/// A client in its own thread that runs `args` once and hands back the reply and how long it
+/// took.
+pub fn waiter(server: &Server, args: &[&str]) -> JoinHandle<(redis::Value, Duration)> {
+    let mut c = server.conn();
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    spawn(move || {
+        let start = Instant::now();
+        let mut cmd = redis::cmd(&args[0]);
+        cmd.arg(&args[1..]);
+        let reply = pipeline(&mut c, &[cmd]).remove(0);
+        (reply, start.elapsed())
+    })
+}
+
+/// Puts `bad` in place of a random argument after the command's key, or after the last one:
+/// a random call made invalid.
+pub fn spoil(rng: &mut impl rand::Rng, args: &mut Vec<String>, bad: &str) {
+    let at = rng.gen_range(2..=args.len());
+    if at == args.len() {
+        args.push(bad.to_string());
+    } else {
+        args[at] = bad.to_string();
     }
 }
 
@@ -1342,8 +1419,13 @@ pub fn shown(v: &redis::Value) -> String {
 
 /// A connection logged in as a new user with every command and the given key patterns.
 pub fn login(server: &Server, user: &str, patterns: &[&str]) -> redis::Connection {
-    let mut args = vec!["SETUSER", user, "on", ">pw", "+@all"];
-    args.extend_from_slice(patterns);
+    login_with(server, user, &[&["+@all"], patterns].concat())
+}
+
+/// A connection logged in as a new user (password `pw`) with these ACL rules.
+pub fn login_with(server: &Server, user: &str, rules: &[&str]) -> redis::Connection {
+    let mut args = vec!["SETUSER", user, "on", ">pw"];
+    args.extend_from_slice(rules);
     let _: () = redis::cmd("ACL")
         .arg(&args)
         .query(&mut server.conn())

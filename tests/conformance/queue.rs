@@ -147,12 +147,7 @@ fn random_call(rng: &mut StdRng, replies: &[Value]) -> Vec<String> {
         let bad = ["0", "-1", "x", "", "DELAY", "1-x", "(delayed)"]
             .choose(rng)
             .unwrap();
-        let at = rng.gen_range(2..=args.len());
-        if at == args.len() {
-            args.push(bad.to_string());
-        } else {
-            args[at] = bad.to_string();
-        }
+        spoil(rng, &mut args, bad);
     }
     args
 }

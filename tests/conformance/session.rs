@@ -69,7 +69,13 @@ fn workload(server: &Server, rng: &mut StdRng) {
                     ("600000", "900000")
                 };
                 let f = format!("v{}", rng.gen_range(0..100));
-                live.push(query(c, &["SESSION.CREATE", index, idle, abs, "user", &f]));
+                let mut args = vec!["SESSION.CREATE", index];
+                let max = rng.gen_range(1..5).to_string();
+                if rng.gen_bool(0.3) {
+                    args.extend(["MAX", &max]);
+                }
+                args.extend([idle, abs, "user", &f]);
+                live.push(query(c, &args));
             }
             3 | 4 if !live.is_empty() => {
                 let k = live.choose(rng).unwrap().clone();
@@ -128,12 +134,13 @@ fn random_call(rng: &mut StdRng, replies: &[Value]) -> Vec<String> {
                 8 => (0, 5),
                 _ => (50, 20),
             };
-            let mut args = strings(&[
-                "SESSION.CREATE",
-                &index,
-                &idle.to_string(),
-                &abs.to_string(),
-            ]);
+            let mut args = strings(&["SESSION.CREATE", &index]);
+            match rng.gen_range(0..10) {
+                0..=2 => args.extend(strings(&["MAX", &rng.gen_range(1..4).to_string()])),
+                3 => args.extend(strings(&["max", ["0", "x", "-1"][rng.gen_range(0..3)]])),
+                _ => {}
+            }
+            args.extend(strings(&[&idle.to_string(), &abs.to_string()]));
             match rng.gen_range(0..10) {
                 0 => args.push("odd".into()),
                 1 => args.extend(strings(&["__f", "1"])),

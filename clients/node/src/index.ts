@@ -17,6 +17,7 @@ import {
   type ThrottleOptions,
   type TokenBucketOptions,
 } from "./ratelimit";
+import { Queue } from "./queue";
 import type { Runner } from "./runner";
 import { Sessions } from "./sessions";
 
@@ -26,6 +27,7 @@ export { jsonSerializer, INVALIDATE_CHANNEL, type Cache, type Serializer, type C
 export type { Leaderboard, Entry, Order, Ranking, RankOptions, TopOptions } from "./leaderboard";
 export type { Lock, Semaphore, LockInfo, LockOptions, SemaphoreOptions } from "./lock";
 export type { Sessions, SessionData, CreateSessionOptions } from "./sessions";
+export type { Queue, Worker, Job, QueueStats, PushOptions, PopOptions, WorkerOptions } from "./queue";
 export type { RateLimitResult, TokenBucketOptions, FixedWindowOptions, SlidingWindowOptions, ThrottleOptions } from "./ratelimit";
 export type { Backend } from "./backend";
 export type { RedisClient, IoredisLike, NodeRedisLike } from "./adapter";
@@ -149,6 +151,13 @@ export class Patterns implements Runner {
 
   leaderboard(key: string): Leaderboard {
     return new Leaderboard(this, key);
+  }
+
+  // Queues
+
+  /** The job queue stored at `name` (a stream, with its derived keys). */
+  queue(name: string): Queue {
+    return new Queue(this, name);
   }
 
   /**

@@ -1,6 +1,6 @@
 import { LockNotAcquiredError } from "./errors";
 import { asRecord, type Call } from "./backend";
-import { randomId, send, sleep, type Runner } from "./runner";
+import { randomId, waitWithin, type Runner } from "./runner";
 
 export interface LockOptions {
   /** The lease, default 30000 ms. */
@@ -31,37 +31,6 @@ export interface LockInfo {
   ttlMs: number;
   holds: number;
   waiters: number;
-}
-
-// The twin cannot block: it polls, with a backoff doubling from 5 ms to 100 ms (jittered).
-const POLL_FIRST_MS = 5;
-const POLL_MAX_MS = 100;
-
-/**
- * Tries `attempt` until it grants or waitMs passes. On the module, one blocking call on a
- * dedicated connection (FIFO on the server); on the twin, polling with backoff.
- */
-async function acquireWithin(
-  runner: Runner,
-  call: Call,
-  waitMs: number,
-  granted: (reply: unknown) => boolean,
-): Promise<unknown> {
-  if (waitMs <= 0) return runner.run(call);
-  if (runner.backend === "module") {
-    const wait = Number.isFinite(waitMs) ? String(Math.ceil(waitMs)) : "0";
-    const blocking: Call = { ...call, args: [...(call.args ?? []), "WAIT", wait] };
-    return runner.blocking((conn) => send(conn, "module", blocking));
-  }
-  const deadline = Date.now() + waitMs;
-  let delay = POLL_FIRST_MS;
-  for (;;) {
-    const reply = await runner.run(call);
-    const left = deadline - Date.now();
-    if (granted(reply) || left <= 0) return reply;
-    await sleep(Math.min(left, delay / 2 + Math.random() * (delay / 2)));
-    delay = Math.min(delay * 2, POLL_MAX_MS);
-  }
 }
 
 /** A lock on one key with a fencing token. Reentrant for its owner. */
@@ -96,7 +65,7 @@ export class Lock {
   /** Takes the lock (or one more hold of it), waiting up to waitMs. Resolves to whether it was granted. */
   async acquire(): Promise<boolean> {
     const call: Call = { command: "LOCK.ACQUIRE", keys: [this.key], args: [this.owner, String(this.ttlMs)] };
-    const reply = await acquireWithin(this.runner, call, this.waitMs, (r) => r !== null);
+    const reply = await waitWithin(this.runner, call, this.waitMs, "WAIT", (r) => r !== null);
     if (reply === null) return false;
     this.token = Number(reply);
     this.holds += 1;
@@ -200,7 +169,7 @@ export class Semaphore {
       keys: [this.key],
       args: [this.owner, String(this.options.limit), String(this.ttlMs)],
     };
-    return Number(await acquireWithin(this.runner, call, this.waitMs, (r) => Number(r) === 1)) === 1;
+    return Number(await waitWithin(this.runner, call, this.waitMs, "WAIT", (r) => Number(r) === 1)) === 1;
   }
 
   /** Returns the permit. Resolves to whether this owner held a live one. */

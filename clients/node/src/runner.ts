@@ -33,3 +33,36 @@ export function randomDraw(): string {
 export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
+
+// The twin cannot block: it polls, with a backoff doubling from 5 ms to 100 ms (jittered).
+const POLL_FIRST_MS = 5;
+const POLL_MAX_MS = 100;
+
+/**
+ * Runs `call` until `granted` or waitMs passes (0 tries once, Infinity waits without limit).
+ * On the module, one call with `<option> <waitMs>` (WAIT, BLOCK) on a dedicated connection,
+ * waiting on the server (FIFO); on the twin, which cannot block, polling with backoff.
+ */
+export async function waitWithin(
+  runner: Runner,
+  call: Call,
+  waitMs: number,
+  option: "WAIT" | "BLOCK",
+  granted: (reply: unknown) => boolean,
+): Promise<unknown> {
+  if (waitMs <= 0) return runner.run(call);
+  if (runner.backend === "module") {
+    const wait = Number.isFinite(waitMs) ? String(Math.ceil(waitMs)) : "0";
+    const blocking: Call = { ...call, args: [...(call.args ?? []), option, wait] };
+    return runner.blocking((conn) => send(conn, "module", blocking));
+  }
+  const deadline = Date.now() + waitMs;
+  let delay = POLL_FIRST_MS;
+  for (;;) {
+    const reply = await runner.run(call);
+    const left = deadline - Date.now();
+    if (granted(reply) || left <= 0) return reply;
+    await sleep(Math.min(left, delay / 2 + Math.random() * (delay / 2)));
+    delay = Math.min(delay * 2, POLL_MAX_MS);
+  }
+}

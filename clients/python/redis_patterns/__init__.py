@@ -1,6 +1,6 @@
-"""redis-patterns for redis-py: rate limiting, locks, leaderboards, caching and sessions as
-atomic server-side commands (the redis-patterns module, or its Lua twin where modules cannot be
-loaded). The asyncio API is ``redis_patterns.asyncio``."""
+"""redis-patterns for redis-py: rate limiting, locks, leaderboards, caching, sessions and job
+queues as atomic server-side commands (the redis-patterns module, or its Lua twin where modules
+cannot be loaded). The asyncio API is ``redis_patterns.asyncio``."""
 
 from ._errors import (
     BackendError,
@@ -11,14 +11,15 @@ from ._errors import (
     PermissionDeniedError,
     WrongTypeError,
 )
-from ._sync import Cache, Leaderboard, Lock, Patterns, Semaphore, Sessions
-from ._types import Entry, JSONSerializer, LockInfo, Page, RateLimit, Serializer
+from ._sync import Cache, Leaderboard, Lock, Patterns, Queue, Semaphore, Sessions, Worker
+from ._types import Entry, Job, JSONSerializer, LockInfo, Page, QueueStats, RateLimit, Serializer
 
 __all__ = [
     "BackendError",
     "Cache",
     "CommandError",
     "Entry",
+    "Job",
     "JSONSerializer",
     "Leaderboard",
     "Lock",
@@ -29,9 +30,12 @@ __all__ = [
     "Patterns",
     "PatternsError",
     "PermissionDeniedError",
+    "Queue",
+    "QueueStats",
     "RateLimit",
     "Semaphore",
     "Serializer",
     "Sessions",
+    "Worker",
     "WrongTypeError",
 ]

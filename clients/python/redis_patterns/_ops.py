@@ -29,7 +29,16 @@ from typing import (
 )
 
 from ._errors import BackendError, CommandError
-from ._types import Entry, JSONSerializer, LockInfo, Page, RateLimit, Serializer
+from ._types import (
+    Entry,
+    Job,
+    JSONSerializer,
+    LockInfo,
+    Page,
+    QueueStats,
+    RateLimit,
+    Serializer,
+)
 
 Key = Union[str, bytes]
 Arg = Union[str, bytes, int, float]
@@ -586,3 +595,104 @@ def sem_release(ctx: Context, key: Key, owner: str) -> Op[bool]:
 
 def sem_count(ctx: Context, key: Key) -> Op[int]:
     return int((yield command("SEM.COUNT", key)))
+
+
+# --- Queues --------------------------------------------------------------------------------
+
+DEFAULT_DEDUPE_TTL_MS = 3_600_000
+
+
+def queue_push(
+    ctx: Context,
+    key: Key,
+    payload: Union[str, bytes],
+    delay_ms: Optional[int],
+    dedupe: Optional[str],
+    dedupe_ttl_ms: int,
+) -> Op[str]:
+    options: Tuple[Arg, ...] = () if delay_ms is None else ("DELAY", delay_ms)
+    if dedupe is not None:
+        options += ("DEDUPE", dedupe, dedupe_ttl_ms)
+    return text((yield command("QUEUE.PUSH", key, payload, *options)))
+
+
+def job(raw: Sequence[Any]) -> Job:
+    return Job(text(raw[0]), text(raw[1]), int(raw[2]))
+
+
+def queue_pop(
+    ctx: Context,
+    key: Key,
+    group: str,
+    consumer: str,
+    count: int,
+    block_ms: Optional[int],
+    lease_ms: Optional[int],
+    max_deliveries: Optional[int],
+) -> Op[List[Job]]:
+    """``QUEUE.POP``; with ``block_ms`` it waits on the server (the module) or, on the twin
+    whose ``BLOCK`` tries once, polls with ``waited``'s backoff."""
+    options: Tuple[Arg, ...] = ("COUNT", count)
+    if lease_ms is not None:
+        options += ("LEASE", lease_ms)
+    if max_deliveries is not None:
+        options += ("MAXDELIVERIES", max_deliveries)
+
+    def call(wait: Optional[int]) -> Call:
+        block: Tuple[Arg, ...] = () if wait is None else ("BLOCK", wait)
+        return command("QUEUE.POP", key, group, consumer, *options, *block, wait_ms=wait)
+
+    reply = yield from waited(ctx, call, lambda r: r is not None, block_ms)
+    return [] if reply is None else [job(j) for j in reply]
+
+
+def queue_ack(ctx: Context, key: Key, group: str, job_ids: Sequence[str]) -> Op[int]:
+    return int((yield command("QUEUE.ACK", key, group, *job_ids)))
+
+
+def queue_nack(
+    ctx: Context, key: Key, group: str, job_id: str, delay_ms: Optional[int]
+) -> Op[bool]:
+    options: Tuple[Arg, ...] = () if delay_ms is None else ("DELAY", delay_ms)
+    return bool((yield command("QUEUE.NACK", key, group, job_id, *options)))
+
+
+def queue_extend(
+    ctx: Context, key: Key, group: str, consumer: str, job_id: str, lease_ms: int
+) -> Op[bool]:
+    return bool((yield command("QUEUE.EXTEND", key, group, consumer, job_id, lease_ms)))
+
+
+def queue_redrive(ctx: Context, key: Key, group: str, count: Optional[int]) -> Op[int]:
+    options: Tuple[Arg, ...] = () if count is None else ("COUNT", count)
+    return int((yield command("QUEUE.REDRIVE", key, group, *options)))
+
+
+def queue_stats(ctx: Context, key: Key, group: str) -> Op[QueueStats]:
+    f = record((yield command("QUEUE.STATS", key, group)))
+    return QueueStats(
+        int(f["ready"]), int(f["delayed"]), int(f["pending"]), int(f["dead"]), int(f["consumers"])
+    )
+
+
+@dataclass(frozen=True)
+class WorkerOptions:
+    """A queue worker's settings (see ``Queue.worker``)."""
+
+    lease_ms: int
+    max_deliveries: Optional[int]
+    poll_ms: int
+    retry_ms: int
+    max_retry_ms: int
+
+    @property
+    def extend_every_s(self) -> float:
+        """Leases are renewed every third of their length: two renewals may be late."""
+        return self.lease_ms / 3000
+
+    def retry_delay_ms(self, deliveries: int) -> int:
+        """The ``NACK`` delay after a failed delivery: ``retry_ms`` doubled per earlier
+        delivery, at most ``max_retry_ms``, jittered (half to all of it) so that jobs failing
+        together do not retry in lockstep."""
+        delay = min(self.retry_ms * 2 ** min(deliveries - 1, 32), self.max_retry_ms)
+        return round(delay * (0.5 + random.random() / 2))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 import threading
 import time
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, TypeVar, Union
@@ -14,11 +15,12 @@ from redis.exceptions import ResponseError
 
 from . import _ops as ops
 from ._errors import CommandError, LockNotAcquired, LockNotOwned, from_response
-from ._types import Entry, LockInfo, Page, RateLimit, Serializer
+from ._types import Entry, Job, LockInfo, Page, QueueStats, RateLimit, Serializer
 
 T = TypeVar("T")
 Client = Union[Redis, RedisCluster]
 Key = ops.Key
+log = logging.getLogger("redis_patterns")
 
 # How long past its own timeout a blocked module call may take to answer before we give up.
 BLOCKING_GRACE_S = 5.0
@@ -225,6 +227,10 @@ class Patterns:
     def leaderboard(self, key: Key) -> Leaderboard:
         """The leaderboard stored at ``key`` (any sorted set)."""
         return Leaderboard(self._driver, key)
+
+    def queue(self, name: Key) -> Queue:
+        """The job queue stored at ``name`` (a stream, with its derived keys)."""
+        return Queue(self._driver, name)
 
 
 class Lock:
@@ -536,3 +542,201 @@ class Sessions:
 
     def count(self, index: Key) -> int:
         return self._driver.run(ops.session_count(self._driver, index))
+
+
+class Queue:
+    """``QUEUE.*`` on one queue: jobs with leases, retries, dead letters, delays and dedupe (see
+    the main README's Queues section). Payloads are text (bytes are sent as they are; replies
+    are decoded as UTF-8): serialize structured jobs yourself, e.g. with ``json.dumps``."""
+
+    def __init__(self, driver: _Driver, key: Key) -> None:
+        self._driver = driver
+        self.key = key
+
+    def push(
+        self,
+        payload: Union[str, bytes],
+        delay_ms: Optional[int] = None,
+        dedupe: Optional[str] = None,
+        dedupe_ttl_ms: int = ops.DEFAULT_DEDUPE_TTL_MS,
+    ) -> str:
+        """Adds a job (deliverable after ``delay_ms``) and returns its id. With ``dedupe``, a
+        push whose dedupe id was pushed within ``dedupe_ttl_ms`` (default 1 h) adds nothing
+        and returns the first job's id."""
+        op = ops.queue_push(self._driver, self.key, payload, delay_ms, dedupe, dedupe_ttl_ms)
+        return self._driver.run(op)
+
+    def pop(
+        self,
+        group: str,
+        consumer: str,
+        count: int = 1,
+        block_ms: Optional[int] = None,
+        lease_ms: Optional[int] = None,
+        max_deliveries: Optional[int] = None,
+    ) -> List[Job]:
+        """Up to ``count`` jobs for ``consumer``, each leased for ``lease_ms`` (server default
+        30 s); [] when there is none. ``block_ms`` waits that long for one (0: without limit):
+        on the server (FIFO per group) with the module, on a connection of its own; polled
+        with jittered backoff (5 ms to 200 ms) on the twin. A job past ``max_deliveries``
+        (default 10) goes to the dead letters instead."""
+        op = ops.queue_pop(
+            self._driver, self.key, group, consumer, count, block_ms, lease_ms, max_deliveries
+        )
+        return self._driver.run(op)
+
+    def ack(self, group: str, *job_ids: str) -> int:
+        """Completes jobs; returns how many were pending."""
+        return self._driver.run(ops.queue_ack(self._driver, self.key, group, job_ids))
+
+    def nack(self, group: str, job_id: str, delay_ms: Optional[int] = None) -> bool:
+        """Gives a job back, to be delivered again after ``delay_ms``; False when it was not
+        pending."""
+        return self._driver.run(ops.queue_nack(self._driver, self.key, group, job_id, delay_ms))
+
+    def extend(self, group: str, consumer: str, job_id: str, lease_ms: int) -> bool:
+        """Ends ``consumer``'s lease of the job ``lease_ms`` from now; False when it no longer
+        holds it."""
+        op = ops.queue_extend(self._driver, self.key, group, consumer, job_id, lease_ms)
+        return self._driver.run(op)
+
+    def redrive(self, group: str, count: Optional[int] = None) -> int:
+        """Moves up to ``count`` (server default 100) of the group's dead letters back as new
+        jobs; returns how many."""
+        return self._driver.run(ops.queue_redrive(self._driver, self.key, group, count))
+
+    def stats(self, group: str) -> QueueStats:
+        return self._driver.run(ops.queue_stats(self._driver, self.key, group))
+
+    def worker(
+        self,
+        group: str,
+        consumer: str,
+        handler: Callable[[Job], Any],
+        concurrency: int = 1,
+        lease_ms: int = 30000,
+        max_deliveries: Optional[int] = None,
+        poll_ms: int = 1000,
+        retry_ms: int = 1000,
+        max_retry_ms: int = 60000,
+    ) -> Worker:
+        """A ``Worker`` running ``handler(job)`` for the group's jobs; see ``Worker``."""
+        options = ops.WorkerOptions(lease_ms, max_deliveries, poll_ms, retry_ms, max_retry_ms)
+        return Worker(self, group, consumer, handler, concurrency, options)
+
+
+class Worker:
+    """Runs ``handler(job)`` on ``concurrency`` threads, each popping one job at a time as
+    ``consumer``. A thread renews the leases of the jobs being handled every third of
+    ``lease_ms``. A handler that returns acks its job; one that raises nacks it, to be retried
+    after ``retry_ms`` doubled per earlier delivery (at most ``max_retry_ms``, jittered), until
+    it dead-letters after ``max_deliveries``. Use ``with queue.worker(...):`` or ``start()`` and
+    ``stop()``: stopping lets the jobs in hand finish (and be acked or nacked), and takes at
+    most ``poll_ms`` more (a blocked pop's timeout). A pop, ack or nack that fails (the server
+    unreachable) is logged and retried after ``poll_ms``; a lease lost while its handler runs
+    (the job may then be handled twice) is logged too. ``processed`` and ``failed`` count the
+    jobs handled."""
+
+    def __init__(
+        self,
+        queue: Queue,
+        group: str,
+        consumer: str,
+        handler: Callable[[Job], Any],
+        concurrency: int,
+        options: ops.WorkerOptions,
+    ) -> None:
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        self.queue = queue
+        self.group = group
+        self.consumer = consumer
+        self.handler = handler
+        self.concurrency = concurrency
+        self.options = options
+        self.processed = 0
+        self.failed = 0
+        self._held: Dict[str, Job] = {}
+        self._guard = threading.Lock()
+        self._stopping = threading.Event()
+        self._idle = threading.Event()
+        self._loops: List[threading.Thread] = []
+        self._extender: Optional[threading.Thread] = None
+
+    def start(self) -> Worker:
+        if self._loops:
+            raise RuntimeError("the worker is already running")
+        self._stopping.clear()
+        self._idle.clear()
+        self._loops = [
+            threading.Thread(target=self._loop, daemon=True) for _ in range(self.concurrency)
+        ]
+        self._extender = threading.Thread(target=self._extend_loop, daemon=True)
+        for thread in (*self._loops, self._extender):
+            thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stops popping, waits for the jobs in hand, then stops renewing leases."""
+        self._stopping.set()
+        for thread in self._loops:
+            thread.join()
+        self._idle.set()
+        if self._extender is not None:
+            self._extender.join()
+        self._loops, self._extender = [], None
+
+    def __enter__(self) -> Worker:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _loop(self) -> None:
+        o = self.options
+        while not self._stopping.is_set():
+            try:
+                for job in self.queue.pop(
+                    self.group, self.consumer, 1, o.poll_ms, o.lease_ms, o.max_deliveries
+                ):
+                    self._handle(job)
+            except Exception:
+                log.exception("queue worker %s/%s", ops.text(self.queue.key), self.consumer)
+                self._stopping.wait(o.poll_ms / 1000)
+
+    def _handle(self, job: Job) -> None:
+        with self._guard:
+            self._held[job.id] = job
+        try:
+            self.handler(job)
+            done = True
+        except Exception:
+            log.warning("job %s failed (delivery %d)", job.id, job.deliveries, exc_info=True)
+            done = False
+        finally:
+            with self._guard:
+                self._held.pop(job.id, None)
+        if done:
+            self.queue.ack(self.group, job.id)
+        else:
+            self.queue.nack(self.group, job.id, self.options.retry_delay_ms(job.deliveries))
+        with self._guard:
+            self.processed += done
+            self.failed += not done
+
+    def _extend_loop(self) -> None:
+        while not self._idle.wait(self.options.extend_every_s):
+            with self._guard:
+                held = list(self._held)
+            for job_id in held:
+                try:
+                    kept = self.queue.extend(
+                        self.group, self.consumer, job_id, self.options.lease_ms
+                    )
+                except Exception:
+                    log.exception("renewing the lease of job %s", job_id)
+                    continue
+                with self._guard:
+                    lost = not kept and job_id in self._held
+                if lost:  # still handled here, but no longer ours: it may run twice
+                    log.warning("job %s: its lease was lost while it was handled", job_id)

@@ -64,6 +64,28 @@ class LockInfo:
     waiters: int
 
 
+@dataclass(frozen=True)
+class Job:
+    """A job ``QUEUE.POP`` delivered: its id (a stream id), payload (text) and deliveries (this
+    one included)."""
+
+    id: str
+    payload: str
+    deliveries: int
+
+
+@dataclass(frozen=True)
+class QueueStats:
+    """``QUEUE.STATS`` for one group: jobs ready, delayed (or nacked with a delay), pending
+    (delivered, not completed), dead, and the group's consumers."""
+
+    ready: int
+    delayed: int
+    pending: int
+    dead: int
+    consumers: int
+
+
 class Serializer(Protocol):
     """How cached values become bytes and back (``json`` by default; ``pickle`` fits too)."""
 

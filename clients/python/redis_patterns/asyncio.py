@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
+import logging
 from typing import (
     Any,
     Awaitable,
@@ -35,13 +36,14 @@ from ._errors import (
     WrongTypeError,
     from_response,
 )
-from ._types import Entry, JSONSerializer, LockInfo, Page, RateLimit, Serializer
+from ._types import Entry, Job, JSONSerializer, LockInfo, Page, QueueStats, RateLimit, Serializer
 
 __all__ = [
     "BackendError",
     "Cache",
     "CommandError",
     "Entry",
+    "Job",
     "JSONSerializer",
     "Leaderboard",
     "Lock",
@@ -52,16 +54,20 @@ __all__ = [
     "Patterns",
     "PatternsError",
     "PermissionDeniedError",
+    "Queue",
+    "QueueStats",
     "RateLimit",
     "Semaphore",
     "Serializer",
     "Sessions",
+    "Worker",
     "WrongTypeError",
 ]
 
 T = TypeVar("T")
 Client = Union[Redis, RedisCluster]
 Key = ops.Key
+log = logging.getLogger("redis_patterns")
 
 # How long past its own timeout a blocked module call may take to answer before we give up.
 BLOCKING_GRACE_S = 5.0
@@ -269,6 +275,9 @@ class Patterns:
 
     def leaderboard(self, key: Key) -> Leaderboard:
         return Leaderboard(self._driver, key)
+
+    def queue(self, name: Key) -> Queue:
+        return Queue(self._driver, name)
 
 
 class Lock:
@@ -553,3 +562,173 @@ class Sessions:
 
     async def count(self, index: Key) -> int:
         return await self._driver.run(ops.session_count(self._driver, index))
+
+
+class Queue:
+    """``redis_patterns.Queue`` for asyncio. A blocking ``pop`` (the module) waits on a
+    connection of its own; on a Cluster, within the client's ``socket_timeout``."""
+
+    def __init__(self, driver: _Driver, key: Key) -> None:
+        self._driver = driver
+        self.key = key
+
+    async def push(
+        self,
+        payload: Union[str, bytes],
+        delay_ms: Optional[int] = None,
+        dedupe: Optional[str] = None,
+        dedupe_ttl_ms: int = ops.DEFAULT_DEDUPE_TTL_MS,
+    ) -> str:
+        op = ops.queue_push(self._driver, self.key, payload, delay_ms, dedupe, dedupe_ttl_ms)
+        return await self._driver.run(op)
+
+    async def pop(
+        self,
+        group: str,
+        consumer: str,
+        count: int = 1,
+        block_ms: Optional[int] = None,
+        lease_ms: Optional[int] = None,
+        max_deliveries: Optional[int] = None,
+    ) -> List[Job]:
+        op = ops.queue_pop(
+            self._driver, self.key, group, consumer, count, block_ms, lease_ms, max_deliveries
+        )
+        return await self._driver.run(op)
+
+    async def ack(self, group: str, *job_ids: str) -> int:
+        return await self._driver.run(ops.queue_ack(self._driver, self.key, group, job_ids))
+
+    async def nack(self, group: str, job_id: str, delay_ms: Optional[int] = None) -> bool:
+        op = ops.queue_nack(self._driver, self.key, group, job_id, delay_ms)
+        return await self._driver.run(op)
+
+    async def extend(self, group: str, consumer: str, job_id: str, lease_ms: int) -> bool:
+        op = ops.queue_extend(self._driver, self.key, group, consumer, job_id, lease_ms)
+        return await self._driver.run(op)
+
+    async def redrive(self, group: str, count: Optional[int] = None) -> int:
+        return await self._driver.run(ops.queue_redrive(self._driver, self.key, group, count))
+
+    async def stats(self, group: str) -> QueueStats:
+        return await self._driver.run(ops.queue_stats(self._driver, self.key, group))
+
+    def worker(
+        self,
+        group: str,
+        consumer: str,
+        handler: Callable[[Job], Any],
+        concurrency: int = 1,
+        lease_ms: int = 30000,
+        max_deliveries: Optional[int] = None,
+        poll_ms: int = 1000,
+        retry_ms: int = 1000,
+        max_retry_ms: int = 60000,
+    ) -> Worker:
+        """A ``Worker`` awaiting ``handler(job)`` (a coroutine function, or a plain one)."""
+        options = ops.WorkerOptions(lease_ms, max_deliveries, poll_ms, retry_ms, max_retry_ms)
+        return Worker(self, group, consumer, handler, concurrency, options)
+
+
+class Worker:
+    """``redis_patterns.Worker`` for asyncio: ``concurrency`` tasks, and one renewing leases;
+    ``async with queue.worker(...):`` or ``start()`` and ``await stop()``."""
+
+    def __init__(
+        self,
+        queue: Queue,
+        group: str,
+        consumer: str,
+        handler: Callable[[Job], Any],
+        concurrency: int,
+        options: ops.WorkerOptions,
+    ) -> None:
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        self.queue = queue
+        self.group = group
+        self.consumer = consumer
+        self.handler = handler
+        self.concurrency = concurrency
+        self.options = options
+        self.processed = 0
+        self.failed = 0
+        self._held: Dict[str, Job] = {}
+        self._stopping = asyncio.Event()
+        self._loops: List[asyncio.Task[None]] = []
+        self._extender: Optional[asyncio.Task[None]] = None
+
+    def start(self) -> Worker:
+        if self._loops:
+            raise RuntimeError("the worker is already running")
+        self._stopping.clear()
+        self._loops = [asyncio.create_task(self._loop()) for _ in range(self.concurrency)]
+        self._extender = asyncio.create_task(self._extend_loop())
+        return self
+
+    async def stop(self) -> None:
+        """Stops popping, waits for the jobs in hand, then stops renewing leases."""
+        self._stopping.set()
+        loops, self._loops = self._loops, []
+        await asyncio.gather(*loops)
+        extender, self._extender = self._extender, None
+        if extender is not None:
+            extender.cancel()
+            try:
+                await extender
+            except asyncio.CancelledError:
+                pass
+
+    async def __aenter__(self) -> Worker:
+        return self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def _loop(self) -> None:
+        o = self.options
+        while not self._stopping.is_set():
+            try:
+                for job in await self.queue.pop(
+                    self.group, self.consumer, 1, o.poll_ms, o.lease_ms, o.max_deliveries
+                ):
+                    await self._handle(job)
+            except Exception:
+                log.exception("queue worker %s/%s", ops.text(self.queue.key), self.consumer)
+                try:
+                    await asyncio.wait_for(self._stopping.wait(), o.poll_ms / 1000)
+                except asyncio.TimeoutError:
+                    pass
+
+    async def _handle(self, job: Job) -> None:
+        self._held[job.id] = job
+        try:
+            result = self.handler(job)
+            if inspect.isawaitable(result):
+                await result
+            done = True
+        except Exception:
+            log.warning("job %s failed (delivery %d)", job.id, job.deliveries, exc_info=True)
+            done = False
+        finally:
+            self._held.pop(job.id, None)
+        if done:
+            await self.queue.ack(self.group, job.id)
+        else:
+            await self.queue.nack(self.group, job.id, self.options.retry_delay_ms(job.deliveries))
+        self.processed += done
+        self.failed += not done
+
+    async def _extend_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.options.extend_every_s)
+            for job_id in list(self._held):
+                try:
+                    kept = await self.queue.extend(
+                        self.group, self.consumer, job_id, self.options.lease_ms
+                    )
+                except Exception:
+                    log.exception("renewing the lease of job %s", job_id)
+                    continue
+                if not kept and job_id in self._held:  # it may run twice
+                    log.warning("job %s: its lease was lost while it was handled", job_id)

@@ -71,6 +71,14 @@ def test_sync_cluster(cluster: Cluster) -> None:
     assert waiter.acquire() and waiter.token == holder.token + 1
     releasing.join()
     waiter.release()
+    # A queue's derived keys share its slot; a blocked pop is woken by a push.
+    q = p.queue("jobs:{c}")
+    pushing = threading.Timer(0.1, q.push, ("wake",))
+    pushing.start()
+    [job] = q.pop("g", "c", block_ms=5000, max_deliveries=1)
+    pushing.join()
+    assert q.nack("g", job.id) and q.pop("g", "c", max_deliveries=1) == []
+    assert q.redrive("g") == 1
     rc.close()
 
 
@@ -97,4 +105,10 @@ async def test_async_cluster(cluster: Cluster) -> None:
     await asyncio.sleep(0.1)
     await holder.release()
     assert await waiting is True
+    q = p.queue("jobs:{a}")
+    popping = asyncio.create_task(q.pop("g", "c", block_ms=5000))
+    await asyncio.sleep(0.1)
+    job_id = await q.push("wake")
+    assert [job.id for job in await popping] == [job_id]
+    assert await q.ack("g", job_id) == 1
     await rc.aclose()

@@ -37,7 +37,8 @@ pub mod lua;
 mod tests;
 
 use crate::command::{
-    positive, text, Arg, ArgKind, CmdError, CommandDef, Flags, Keys, OptValue, OptionDef, Trailing,
+    arg_option, positive, text, ArgKind, CmdError, CommandDef, Flags, Keys, OptValue, OptionDef,
+    Trailing, WRITE,
 };
 use crate::keys::MAX_MS;
 
@@ -80,29 +81,15 @@ pub const TAG_IS_KEY: &str = "a key cannot be its own tag";
 // ---------------------------------------------------------------------------------------------
 // Definitions
 
-const WRITE: Flags = Flags::WRITE.and(Flags::DENY_OOM);
 const ENTRY_KEYS: &str = "key: a hash (`value`, `fresh_until`, `stale_until`, `delta_ms`; \
      `lease`, `lease_until`, `leased_at` while leased), expiring at the later of `stale_until` \
      and `lease_until`; each tag: a sorted set of keys scored by `stale_until`, expiring with its \
      last";
 
-const fn ms_option(
-    token: &'static str,
-    name: &'static str,
-    kind: ArgKind,
-    default: i64,
-) -> OptionDef {
-    OptionDef {
-        token,
-        value: OptValue::Arg(Arg { name, kind }),
-        default,
-    }
-}
-
 /// `[DELTA delta_ms] [GRACE grace_ms] [TAGS tag [tag ...]]`, shared by SET and FILL.
 const STORE_OPTIONS: [OptionDef; 3] = [
-    ms_option("DELTA", "delta_ms", ArgKind::NonNegative, 0),
-    ms_option("GRACE", "grace_ms", ArgKind::NonNegative, 0),
+    arg_option("DELTA", "delta_ms", ArgKind::NonNegative, 0),
+    arg_option("GRACE", "grace_ms", ArgKind::NonNegative, 0),
     OptionDef {
         token: "TAGS",
         value: OptValue::Rest { min: 1 },
@@ -188,15 +175,8 @@ pub static GET: CommandDef = CommandDef {
     flags: Flags::WRITE.and(Flags::FAST),
     positionals: &[],
     options: &[
-        OptionDef {
-            token: "BETA",
-            value: OptValue::Arg(Arg {
-                name: "BETA",
-                kind: ArgKind::Float,
-            }),
-            default: 1.0f64.to_bits() as i64,
-        },
-        ms_option("LEASE", "lease_ms", ArgKind::Positive, DEFAULT_LEASE_MS),
+        arg_option("BETA", "BETA", ArgKind::Float, 1.0f64.to_bits() as i64),
+        arg_option("LEASE", "lease_ms", ArgKind::Positive, DEFAULT_LEASE_MS),
     ],
     trailing: None,
     key_positions: Keys::First,

@@ -31,8 +31,8 @@ pub mod lua;
 mod tests;
 
 use crate::command::{
-    positive, Arg, ArgKind, CmdError, CommandDef, Flags, Keys, OptValue, OptionDef, Positional,
-    Trailing,
+    arg_option, positive, Arg, ArgKind, CmdError, CommandDef, Flags, Keys, OptValue, OptionDef,
+    Positional, Trailing, WRITE,
 };
 
 /// Digits of a stamp: zero-padded, so byte order is numeric order.
@@ -60,7 +60,6 @@ pub const SCORE_ARG: Arg = Arg {
 // Definitions
 
 const READ: Flags = Flags::READONLY;
-const WRITE: Flags = Flags::WRITE.and(Flags::DENY_OOM);
 
 const ORDER: OptionDef = OptionDef {
     token: "ASC|DESC",
@@ -125,14 +124,7 @@ pub static TOP: CommandDef = CommandDef {
     flags: READ,
     positionals: &[positive("count")],
     options: &[
-        OptionDef {
-            token: "OFFSET",
-            value: OptValue::Arg(Arg {
-                name: "n",
-                kind: ArgKind::NonNegative,
-            }),
-            default: 0,
-        },
+        arg_option("OFFSET", "n", ArgKind::NonNegative, 0),
         ORDER,
         RANKING,
     ],

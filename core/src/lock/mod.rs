@@ -29,8 +29,8 @@ mod tests;
 use std::collections::VecDeque;
 
 use crate::command::{
-    parse_i64, positive, text, Arg, ArgKind, CmdError, CommandDef, Flags, Keys, OptValue,
-    OptionDef, Trailing,
+    arg_option, parse_i64, positive, text, ArgKind, CmdError, CommandDef, Flags, Keys, OptionDef,
+    Trailing, WRITE,
 };
 use crate::keys::{derived_key, MAX_MS};
 
@@ -53,16 +53,8 @@ pub const HOLDS_EXHAUSTED: &str = "the lock's hold count is exhausted";
 // ---------------------------------------------------------------------------------------------
 // Definitions
 
-const WRITE: Flags = Flags::WRITE.and(Flags::DENY_OOM);
 /// `WAIT timeout_ms`: absent is -1 (one try), 0 waits without a deadline.
-const WAIT: OptionDef = OptionDef {
-    token: "WAIT",
-    value: OptValue::Arg(Arg {
-        name: "timeout_ms",
-        kind: ArgKind::NonNegative,
-    }),
-    default: NO_WAIT,
-};
+const WAIT: OptionDef = arg_option("WAIT", "timeout_ms", ArgKind::NonNegative, NO_WAIT);
 /// The `WAIT` slot when the option is absent.
 pub const NO_WAIT: i64 = -1;
 const LOCK_KEYS: &str = "key: a hash `owner`, `token`, `holds`, expiring when the lease ends \

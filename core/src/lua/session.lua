@@ -42,7 +42,29 @@ local function sess_touch(key, index, idle, abs, now)
   index_fix(index)
 end
 
-local function session_create_run(index, id, idle_ms, absolute_ms, pairs)
+-- Deletes a session and takes it out of its index (SESSION.DESTROY's writes).
+local function sess_remove(index, key, now)
+  redis.call('DEL', key)
+  index_prune(index, now)
+  redis.call('ZREM', index, key)
+  index_fix(index)
+end
+
+-- The lowest score of an index's members alive at now (scores above now), for a BYSCORE range.
+local function sess_alive_from(now)
+  return '(' .. int(now)
+end
+
+-- The live sessions of index that make room for a new one under a cap of max (0: no cap): the
+-- ones soonest to expire, as many as the index holds past max - 1.
+local function sess_over_cap(index, max, now)
+  if max == 0 then return {} end
+  local excess = redis.call('ZCOUNT', index, sess_alive_from(now), '+inf') - (max - 1)
+  if excess <= 0 then return {} end
+  return redis.call('ZRANGE', index, sess_alive_from(now), '+inf', 'BYSCORE', 'LIMIT', 0, excess)
+end
+
+local function session_create_run(index, id, max, idle_ms, absolute_ms, pairs)
   if not sess_is_id(id) then return err(BAD_ID) end
   if idle_ms > MAX_MS or absolute_ms > MAX_MS then return err(TOO_LONG) end
   if absolute_ms < idle_ms then return err(ABSOLUTE_BELOW_IDLE) end
@@ -54,6 +76,11 @@ local function session_create_run(index, id, idle_ms, absolute_ms, pairs)
   if e then return e end
   if key_type(key) ~= 'none' then return err(ID_TAKEN) end
   local now = now_ms()
+  local victims = sess_over_cap(index, max, now)
+  for _, v in ipairs(victims) do
+    if not key_allowed(v) then return err(NOPERM) end
+  end
+  for _, v in ipairs(victims) do sess_remove(index, v, now) end
   local abs = now + absolute_ms
   redis.call('HSET', key, IDLE_FIELD, int(idle_ms), ABSOLUTE_FIELD, int(abs), INDEX_FIELD, index,
     unpack(pairs))
@@ -112,10 +139,7 @@ local function session_destroy_run(key)
   local s, e = sess_load(key, now)
   if e then return e end
   if s == nil then return 0 end
-  redis.call('DEL', key)
-  index_prune(s.index, now)
-  redis.call('ZREM', s.index, key)
-  index_fix(s.index)
+  sess_remove(s.index, key, now)
   return 1
 end
 
@@ -133,11 +157,11 @@ local function session_destroyall_run(index)
   for _, m in ipairs(redis.call('ZRANGE', index, 0, -1)) do
     if not key_allowed(m) then return err(NOPERM) end
   end
-  local members, e2 = sess_live(index)
-  if e2 then return e2 end
   local destroyed = 0
-  for _, m in ipairs(members) do destroyed = destroyed + redis.call('DEL', m) end
-  redis.call('DEL', index)
+  for _, m in ipairs(redis.call('ZRANGE', index, sess_alive_from(now_ms()), '+inf', 'BYSCORE')) do
+    destroyed = destroyed + redis.call('DEL', m)
+  end
+  redis.call('UNLINK', index)
   return destroyed
 end
 
@@ -150,5 +174,5 @@ end
 local function session_count_run(index)
   local e = sess_expect_index(index)
   if e then return e end
-  return redis.call('ZCOUNT', index, '(' .. int(now_ms()), '+inf')
+  return redis.call('ZCOUNT', index, sess_alive_from(now_ms()), '+inf')
 end

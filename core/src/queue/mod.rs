@@ -16,7 +16,8 @@
 //! end, how far the stream may be trimmed); `src/queue.rs` runs them with the stream commands.
 
 use crate::command::{
-    positive, text, Arg, ArgKind, CmdError, CommandDef, Flags, Keys, OptValue, OptionDef, Trailing,
+    arg_option, positive, text, ArgKind, CmdError, CommandDef, Flags, Keys, OptValue, OptionDef,
+    Trailing, WRITE,
 };
 use crate::keys::derived_key;
 
@@ -52,20 +53,12 @@ pub const BAD_TTL: &str = "ttl_ms must be a positive integer";
 /// The refusal when the stream takes no more entries (its last id is the largest there is).
 pub const STREAM_FULL: &str = "the queue's stream takes no more entries";
 
-const WRITE: Flags = Flags::WRITE.and(Flags::DENY_OOM);
 const QUEUE_KEYS: &str = "key: a stream, one entry per job (`payload`, and `due` when \
      delayed); `{key}:leases:<group>` (or `key:leases:<group>` when key has a hashtag): a \
      sorted set, job id -> when it may be delivered again (ms); `{key}:dead`: a stream of dead \
      letters";
 
-const DELAY: OptionDef = OptionDef {
-    token: "DELAY",
-    value: OptValue::Arg(Arg {
-        name: "delay_ms",
-        kind: ArgKind::NonNegative,
-    }),
-    default: 0,
-};
+const DELAY: OptionDef = arg_option("DELAY", "delay_ms", ArgKind::NonNegative, 0);
 
 pub static PUSH: CommandDef = CommandDef {
     name: "QUEUE.PUSH",
@@ -99,38 +92,10 @@ pub static POP: CommandDef = CommandDef {
     flags: Flags::WRITE.and(Flags::BLOCKING),
     positionals: &[text("group"), text("consumer")],
     options: &[
-        OptionDef {
-            token: "COUNT",
-            value: OptValue::Arg(Arg {
-                name: "n",
-                kind: ArgKind::Positive,
-            }),
-            default: 1,
-        },
-        OptionDef {
-            token: "BLOCK",
-            value: OptValue::Arg(Arg {
-                name: "timeout_ms",
-                kind: ArgKind::NonNegative,
-            }),
-            default: NO_BLOCK,
-        },
-        OptionDef {
-            token: "LEASE",
-            value: OptValue::Arg(Arg {
-                name: "lease_ms",
-                kind: ArgKind::Positive,
-            }),
-            default: DEFAULT_LEASE_MS,
-        },
-        OptionDef {
-            token: "MAXDELIVERIES",
-            value: OptValue::Arg(Arg {
-                name: "max_deliveries",
-                kind: ArgKind::Positive,
-            }),
-            default: DEFAULT_MAX_DELIVERIES,
-        },
+        arg_option("COUNT", "n", ArgKind::Positive, 1),
+        arg_option("BLOCK", "timeout_ms", ArgKind::NonNegative, NO_BLOCK),
+        arg_option("LEASE", "lease_ms", ArgKind::Positive, DEFAULT_LEASE_MS),
+        arg_option("MAXDELIVERIES", "max_deliveries", ArgKind::Positive, DEFAULT_MAX_DELIVERIES),
     ],
     trailing: None,
     key_positions: Keys::First,
@@ -196,14 +161,7 @@ pub static REDRIVE: CommandDef = CommandDef {
     keys: QUEUE_KEYS,
     flags: WRITE,
     positionals: &[text("group")],
-    options: &[OptionDef {
-        token: "COUNT",
-        value: OptValue::Arg(Arg {
-            name: "n",
-            kind: ArgKind::Positive,
-        }),
-        default: DEFAULT_REDRIVE,
-    }],
+    options: &[arg_option("COUNT", "n", ArgKind::Positive, DEFAULT_REDRIVE)],
     trailing: None,
     key_positions: Keys::First,
 };

@@ -12,7 +12,8 @@
 pub mod lua;
 
 use crate::command::{
-    positive, Arg, ArgKind, CmdError, CommandDef, Flags, Keys, OptValue, OptionDef, Positional,
+    arg_option, positive, Arg, ArgKind, CmdError, CommandDef, Flags, Keys, OptValue, OptionDef,
+    Positional, WRITE,
 };
 use crate::keys::MAX_MS;
 
@@ -27,14 +28,7 @@ pub const EXACT_COST_TOO_HIGH: &str = "COST must be at most 10000 with EXACT";
 // ---------------------------------------------------------------------------------------------
 // Definitions
 
-const COST: OptionDef = OptionDef {
-    token: "COST",
-    value: OptValue::Arg(Arg {
-        name: "COST",
-        kind: ArgKind::NonNegative,
-    }),
-    default: 1,
-};
+const COST: OptionDef = arg_option("COST", "COST", ArgKind::NonNegative, 1);
 
 const EXACT: OptionDef = OptionDef {
     token: "EXACT",
@@ -44,7 +38,6 @@ const EXACT: OptionDef = OptionDef {
 
 const RL_REPLY: &str = "Array of 5 integers: allowed (1 or 0), limit, remaining, \
      retry_after_ms (-1 when allowed or when the cost can never fit), reset_after_ms";
-const WRITE_FLAGS: Flags = Flags::WRITE.and(Flags::DENY_OOM);
 
 pub static TOKENBUCKET: CommandDef = CommandDef {
     name: "RL.TOKENBUCKET",
@@ -55,7 +48,7 @@ pub static TOKENBUCKET: CommandDef = CommandDef {
     reply: RL_REPLY,
     keys: "key: string `<tat_ms>` or `<tat_ms>+<num>/<rate>` (the theoretical arrival time, \
            exact to a fraction of a ms); expires when the bucket is full again",
-    flags: WRITE_FLAGS.and(Flags::FAST),
+    flags: WRITE.and(Flags::FAST),
     positionals: &[
         positive("capacity"),
         positive("rate"),
@@ -73,7 +66,7 @@ pub static FIXEDWINDOW: CommandDef = CommandDef {
     complexity: "O(1)",
     reply: RL_REPLY,
     keys: "key: string `<count>`; expires at the end of its window",
-    flags: WRITE_FLAGS.and(Flags::FAST),
+    flags: WRITE.and(Flags::FAST),
     positionals: &[positive("limit"), positive("window_ms")],
     options: &[COST],
     trailing: None,
@@ -89,7 +82,7 @@ pub static SLIDINGWINDOW: CommandDef = CommandDef {
     keys: "key: string `<window_start_ms>:<previous_count>:<current_count>`, expires two windows \
            after its window starts; with EXACT a sorted set, one member `<ms>:<seq>` scored `<ms>` \
            per admitted unit of cost, expires a window after the newest",
-    flags: WRITE_FLAGS,
+    flags: WRITE,
     positionals: &[positive("limit"), positive("window_ms")],
     options: &[COST, EXACT],
     trailing: None,
@@ -105,7 +98,7 @@ pub static THROTTLE: CommandDef = CommandDef {
             retry_after_s (-1 when allowed), reset_after_s",
     keys: "key: the same string as RL.TOKENBUCKET (capacity = max_burst + 1, \
            rate = count_per_period, period_ms = period_s * 1000)",
-    flags: WRITE_FLAGS.and(Flags::FAST),
+    flags: WRITE.and(Flags::FAST),
     positionals: &[
         Positional {
             arg: Arg {

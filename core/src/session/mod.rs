@@ -15,7 +15,9 @@ pub mod ops;
 #[cfg(test)]
 mod tests;
 
-use crate::command::{positive, CmdError, CommandDef, Flags, Keys, Trailing};
+use crate::command::{
+    arg_option, positive, ArgKind, CmdError, CommandDef, Flags, Keys, OptionDef, Trailing, WRITE,
+};
 use crate::keys::{derived_key, MAX_MS};
 
 pub const IDLE_FIELD: &str = "__idle_ms";
@@ -30,7 +32,6 @@ pub const NOT_SESSION: &str = "key does not hold a session";
 // ---------------------------------------------------------------------------------------------
 // Definitions
 
-const WRITE: Flags = Flags::WRITE.and(Flags::DENY_OOM);
 const FIELD_VALUES: Trailing = Trailing {
     names: &["field", "value"],
     min: 0,
@@ -39,17 +40,20 @@ const SESSION_KEYS: &str = "key: the session hash (its fields plus `__idle_ms`, 
      `__index`), expiring at `min(last use + idle_ms, absolute deadline)`; its index (from \
      `__index`): a sorted set of session keys scored by expiry";
 
+/// `MAX n`: at most n live sessions in the index once the new one is in (absent: no cap).
+const MAX: OptionDef = arg_option("MAX", "MAX", ArgKind::Positive, 0);
+
 pub static CREATE: CommandDef = CommandDef {
     name: "SESSION.CREATE",
-    syntax: "index idle_ms absolute_ms [field value ...]",
-    summary: "Creates a session in index's slot with a 128-bit CSPRNG id; it expires after idle_ms without use, and absolute_ms after creation at the latest.",
-    complexity: "O(N + M), N the fields, M the expired sessions pruned from the index",
+    syntax: "index [MAX n] idle_ms absolute_ms [field value ...]",
+    summary: "Creates a session in index's slot with a 128-bit CSPRNG id; it expires after idle_ms without use, and absolute_ms after creation at the latest. With MAX n, the index keeps at most n live sessions: the ones soonest to expire go first, destroyed in the same command.",
+    complexity: "O(N + M + D), N the fields, M the expired sessions pruned from the index, D the sessions MAX destroys",
     reply: "Bulk string: the new session's key",
     keys: "index: a sorted set, member = session key, score = its expiry (ms), expires with its \
            last session; writes the new session `<index>:<id>` (or `{<index>}:<id>`)",
     flags: WRITE,
     positionals: &[positive("idle_ms"), positive("absolute_ms")],
-    options: &[],
+    options: &[MAX],
     trailing: Some(FIELD_VALUES),
     key_positions: Keys::First,
 };
@@ -119,7 +123,8 @@ pub static DESTROYALL: CommandDef = CommandDef {
     summary: "Deletes every session of the index, and the index.",
     complexity: "O(S), S the index's sessions",
     reply: "Integer: the number of live sessions destroyed",
-    keys: "index: the sorted set; deletes it and every session key it lists",
+    keys: "index: the sorted set; deletes every live session key it lists, then unlinks it \
+           (a large index is freed in the background)",
     flags: WRITE,
     positionals: &[],
     options: &[],

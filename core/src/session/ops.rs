@@ -11,18 +11,24 @@ use crate::keys::{check_fields, Kind, ID_LEN, RESERVED_PREFIX};
 pub trait Store {
     /// TYPE.
     fn kind(&mut self, key: &[u8]) -> Kind;
-    /// TYPE as of `now_ms`: a key whose expiry is `now_ms` or earlier is empty.
-    fn live_kind(&mut self, key: &[u8], now_ms: i64) -> Kind;
+    /// HGETALL, flat, as of `now_ms`: None when the key is absent, or expires at `now_ms` or
+    /// earlier (whatever its type); WRONGTYPE when it holds something other than a hash.
+    fn live_hash(&mut self, key: &[u8], now_ms: i64) -> Result<Option<Vec<Vec<u8>>>, CmdError>;
     /// Whether the user may read and write `key` (a key the command derives).
     fn may_access(&mut self, key: &[u8]) -> bool;
+    /// Whether the user may read and write every key of `keys`.
+    fn may_access_all(&mut self, keys: &[Vec<u8>]) -> bool {
+        keys.iter().all(|key| self.may_access(key))
+    }
     /// A fresh random id.
     fn new_id(&mut self) -> Result<[u8; ID_LEN], CmdError>;
-    /// HGETALL, flat.
-    fn fields(&mut self, key: &[u8]) -> Vec<Vec<u8>>;
     /// PEXPIRETIME.
     fn expire_time(&mut self, key: &[u8]) -> i64;
     /// ZRANGE index 0 -1.
     fn members(&mut self, index: &[u8]) -> Vec<Vec<u8>>;
+    /// ZRANGE index (now_ms +inf BYSCORE LIMIT 0 n: the `n` members alive at `now_ms` that
+    /// expire soonest (fewer when there are fewer).
+    fn live_members(&mut self, index: &[u8], now_ms: i64, n: i64) -> Vec<Vec<u8>>;
     /// ZCOUNT index (now_ms +inf: the members alive at `now_ms`, counted without writing.
     fn live_len(&mut self, index: &[u8], now_ms: i64) -> i64;
     /// HSET key field value [field value ...]: how many fields are new.
@@ -33,6 +39,12 @@ pub trait Store {
     fn rename(&mut self, from: &[u8], to: &[u8]);
     /// DEL: how many keys went.
     fn del(&mut self, key: &[u8]) -> i64;
+    /// UNLINK: a large value is freed in the background.
+    fn unlink(&mut self, key: &[u8]);
+    /// DEL of every key of `keys` (in one or more commands): how many went.
+    fn del_all(&mut self, keys: &[Vec<u8>]) -> i64 {
+        keys.iter().map(|key| self.del(key)).sum()
+    }
     /// The expiring index (sessions scored by expiry): prune what expired by `now_ms`, make
     /// the change, and let the index expire with its last member.
     fn update_index(&mut self, index: &[u8], now_ms: i64, change: IndexChange<'_>);
@@ -113,13 +125,16 @@ impl Loaded {
         Meta::parse(&pairs)
     }
 
-    /// The caller's fields, reserved ones excluded.
+    /// The caller's fields, reserved ones excluded (moved out, not copied).
     fn user_pairs(self) -> Vec<Vec<u8>> {
-        self.pairs
-            .chunks(2)
-            .filter(|p| !p[0].starts_with(RESERVED_PREFIX.as_bytes()))
-            .flat_map(|p| p.iter().cloned())
-            .collect()
+        let mut out = Vec::with_capacity(self.pairs.len());
+        let mut pairs = self.pairs.into_iter();
+        while let (Some(field), Some(value)) = (pairs.next(), pairs.next()) {
+            if !field.starts_with(RESERVED_PREFIX.as_bytes()) {
+                out.extend([field, value]);
+            }
+        }
+        out
     }
 }
 
@@ -131,14 +146,10 @@ fn load(
     key: &[u8],
     now_ms: i64,
 ) -> Result<Option<(Loaded, Deadlines, Vec<u8>)>, CmdError> {
-    match s.live_kind(key, now_ms) {
-        Kind::Empty => return Ok(None),
-        Kind::Hash => {}
-        _ => return Err(CmdError::WrongType),
-    }
-    let loaded = Loaded {
-        pairs: s.fields(key),
+    let Some(pairs) = s.live_hash(key, now_ms)? else {
+        return Ok(None);
     };
+    let loaded = Loaded { pairs };
     let meta = loaded.meta()?;
     let (deadlines, index) = (meta.deadlines, meta.index.to_vec());
     check_access(s, &index)?;
@@ -153,18 +164,43 @@ fn touch(s: &mut impl Store, key: &[u8], index: &[u8], d: Deadlines, now_ms: i64
     s.update_index(index, now_ms, IndexChange::Set(at, key));
 }
 
-/// SESSION.CREATE: the new session's key.
+/// The live sessions of `index` that make room for a new one under a cap of `max` (None: no
+/// cap): the ones soonest to expire, as many as the index holds past `max - 1`.
+fn over_cap(s: &mut impl Store, index: &[u8], max: Option<i64>, now_ms: i64) -> Vec<Vec<u8>> {
+    let Some(max) = max else {
+        return Vec::new();
+    };
+    let excess = s.live_len(index, now_ms) - (max - 1);
+    if excess > 0 {
+        s.live_members(index, now_ms, excess)
+    } else {
+        Vec::new()
+    }
+}
+
+/// SESSION.CREATE: the new session's key, and how many sessions the cap `max` destroyed
+/// (as SESSION.DESTROY would, before the new session is written).
 pub fn create(
     s: &mut impl Store,
     index: &[u8],
     timeouts: Timeouts,
+    max: Option<i64>,
     fields: &[&[u8]],
     now_ms: i64,
-) -> Result<Vec<u8>, CmdError> {
+) -> Result<(Vec<u8>, i64), CmdError> {
     check_fields(fields)?;
     let key = new_key(s, index)?;
     expect_index(s, index)?;
     expect_free(s, &key)?;
+    let victims = over_cap(s, index, max, now_ms);
+    if !s.may_access_all(&victims) {
+        return Err(CmdError::NoPerm);
+    }
+    let mut destroyed = 0;
+    for victim in &victims {
+        destroyed += s.del(victim);
+        s.update_index(index, now_ms, IndexChange::Remove(victim));
+    }
     let d = timeouts.start(now_ms);
     let (idle, absolute_at) = (d.idle_ms.to_string(), d.absolute_at.to_string());
     let mut hset: Vec<&[u8]> = vec![
@@ -178,7 +214,7 @@ pub fn create(
     hset.extend_from_slice(fields);
     s.hset(&key, &hset);
     touch(s, &key, index, d, now_ms);
-    Ok(key)
+    Ok((key, destroyed))
 }
 
 /// SESSION.GET: the caller's fields; None when the session is gone.
@@ -236,16 +272,21 @@ pub fn list(s: &mut impl Store, index: &[u8], now_ms: i64) -> Result<Vec<Vec<u8>
     Ok(s.members(index))
 }
 
-/// SESSION.DESTROYALL: how many live sessions went (the index goes too). Every listed key
-/// must be accessible, expired or not, before anything is deleted.
+/// SESSION.DESTROYALL: how many live sessions went (the index goes too, with the expired
+/// members it still lists, unlinked: a large index is freed in the background). Every listed
+/// key must be accessible, expired or not, before anything is deleted.
 pub fn destroy_all(s: &mut impl Store, index: &[u8], now_ms: i64) -> Result<i64, CmdError> {
     expect_index(s, index)?;
-    for member in s.members(index) {
-        check_access(s, &member)?;
+    let listed = s.members(index);
+    if !s.may_access_all(&listed) {
+        return Err(CmdError::NoPerm);
     }
-    let live = list(s, index, now_ms)?;
-    let destroyed = live.iter().map(|m| s.del(m)).sum();
-    s.del(index);
+    // Soonest to expire first: the live ones are the last live_len.
+    let live = listed
+        .len()
+        .saturating_sub(s.live_len(index, now_ms) as usize);
+    let destroyed = s.del_all(&listed[live..]);
+    s.unlink(index);
     Ok(destroyed)
 }
 

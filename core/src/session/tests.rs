@@ -155,10 +155,21 @@ mod plans {
             }
         }
 
-        fn live_kind(&mut self, key: &[u8], now_ms: i64) -> Kind {
-            match self.expiry.get(key) {
+        fn live_hash(&mut self, key: &[u8], now_ms: i64) -> Result<Option<Vec<Vec<u8>>>, CmdError> {
+            let kind = match self.expiry.get(key) {
                 Some(&at) if at <= now_ms => Kind::Empty,
                 _ => self.kind(key),
+            };
+            match kind {
+                Kind::Empty => Ok(None),
+                Kind::Hash => Ok(Some(
+                    self.hashes[key]
+                        .iter()
+                        .cloned()
+                        .flat_map(|(f, v)| [f, v])
+                        .collect(),
+                )),
+                _ => Err(CmdError::WrongType),
             }
         }
 
@@ -168,11 +179,6 @@ mod plans {
 
         fn new_id(&mut self) -> Result<[u8; ID_LEN], CmdError> {
             self.ids.pop().ok_or(CmdError::Internal)
-        }
-
-        fn fields(&mut self, key: &[u8]) -> Vec<Vec<u8>> {
-            let pairs = self.hashes.get(key).cloned().unwrap_or_default();
-            pairs.into_iter().flat_map(|(f, v)| [f, v]).collect()
         }
 
         fn expire_time(&mut self, key: &[u8]) -> i64 {
@@ -187,6 +193,14 @@ mod plans {
                 .unwrap_or_default();
             members.sort();
             members.into_iter().map(|(_, m)| m).collect()
+        }
+
+        fn live_members(&mut self, index: &[u8], now_ms: i64, n: i64) -> Vec<Vec<u8>> {
+            let live = self
+                .members(index)
+                .into_iter()
+                .filter(|m| self.zsets[index][m] > now_ms);
+            live.take(n as usize).collect()
         }
 
         fn live_len(&mut self, index: &[u8], now_ms: i64) -> i64 {
@@ -231,6 +245,12 @@ mod plans {
             i64::from(gone)
         }
 
+        fn unlink(&mut self, key: &[u8]) {
+            self.log(&[b"UNLINK", key]);
+            self.expiry.remove(key);
+            self.zsets.remove(key);
+        }
+
         fn update_index(&mut self, index: &[u8], now_ms: i64, change: IndexChange<'_>) {
             let (remove, add) = (change.removed(), change.added());
             let mut words: Vec<Vec<u8>> = vec![b"INDEX".to_vec(), index.to_vec()];
@@ -268,8 +288,8 @@ mod plans {
     fn one_session() -> Mem {
         let mut s = Mem::with_ids(&[ID1, ID2]);
         let t = Timeouts::new(100, 250).unwrap();
-        let key = ops::create(&mut s, b"idx", t, &[b"user", b"42"], 0).unwrap();
-        assert_eq!(key, KEY1);
+        let key = ops::create(&mut s, b"idx", t, None, &[b"user", b"42"], 0).unwrap();
+        assert_eq!(key, (KEY1.to_vec(), 0));
         s.take();
         s
     }
@@ -279,8 +299,8 @@ mod plans {
         let mut s = one_session();
         s.ids.push(ID2.as_bytes().try_into().unwrap());
         let t = Timeouts::new(100, 250).unwrap();
-        let key = ops::create(&mut s, b"idx", t, &[], 10).unwrap();
-        assert_eq!(key, KEY2);
+        let key = ops::create(&mut s, b"idx", t, None, &[], 10).unwrap();
+        assert_eq!(key, (KEY2.to_vec(), 0));
         assert_eq!(
             s.take(),
             [
@@ -336,7 +356,7 @@ mod plans {
             let mut s = Mem::with_ids(&[ID1]);
             setup(&mut s);
             assert_eq!(
-                ops::create(&mut s, index, t, fields, 0),
+                ops::create(&mut s, index, t, None, fields, 0),
                 Err(error),
                 "{case}"
             );
@@ -425,17 +445,13 @@ mod plans {
         let mut s = one_session();
         s.ids.push(ID2.as_bytes().try_into().unwrap());
         let short = Timeouts::new(10, 10).unwrap();
-        ops::create(&mut s, b"idx", short, &[], 0).unwrap();
+        ops::create(&mut s, b"idx", short, None, &[], 0).unwrap();
         s.take();
-        // At 20 the second session has expired: pruned, not counted.
+        // At 20 the second session has expired: left to its expiry, not counted.
         assert_eq!(ops::destroy_all(&mut s, b"idx", 20), Ok(1));
         assert_eq!(
             s.take(),
-            [
-                "INDEX idx prune<=20".to_string(),
-                format!("DEL {}", show(KEY1)),
-                "DEL idx".to_string(),
-            ]
+            [format!("DEL {}", show(KEY1)), "UNLINK idx".to_string()]
         );
         let mut s = one_session();
         assert_eq!(ops::destroy(&mut s, KEY1, 40), Ok(true));
@@ -448,5 +464,68 @@ mod plans {
         );
         assert_eq!(ops::destroy(&mut s, KEY1, 40), Ok(false));
         assert_eq!(ops::count(&mut s, b"idx", 40), Ok(0));
+    }
+
+    const ID3: &str = "CCCCCCCCCCCCCCCCCCCCCC";
+    const ID4: &str = "DDDDDDDDDDDDDDDDDDDDDD";
+    const ID5: &str = "EEEEEEEEEEEEEEEEEEEEEE";
+    const KEY3: &[u8] = b"{idx}:CCCCCCCCCCCCCCCCCCCCCC";
+
+    #[test]
+    fn a_cap_destroys_the_sessions_soonest_to_expire_first() {
+        let t = Timeouts::new(100, 250).unwrap();
+        let mut s = Mem::with_ids(&[ID1, ID2, ID3, ID4, ID5]);
+        // KEY1 expires at 100, KEY2 at 110; at 20 KEY1 is used again (expiry 120).
+        ops::create(&mut s, b"idx", t, None, &[], 0).unwrap();
+        ops::create(&mut s, b"idx", t, Some(2), &[], 10).unwrap();
+        ops::get(&mut s, KEY1, 20).unwrap();
+        s.take();
+        // (cap, sessions destroyed): the index holds 2 live sessions, KEY2 the soonest to expire.
+        assert_eq!(
+            ops::create(&mut s, b"idx", t, Some(2), &[], 30),
+            Ok((KEY3.to_vec(), 1))
+        );
+        assert_eq!(
+            s.take(),
+            [
+                format!("DEL {}", show(KEY2)),
+                format!("INDEX idx prune<=30 -{}", show(KEY2)),
+                format!(
+                    "HSET {} __idle_ms 100 __absolute_at 280 __index idx",
+                    show(KEY3)
+                ),
+                format!("PEXPIREAT {} 130", show(KEY3)),
+                format!("INDEX idx prune<=30 +130:{}", show(KEY3)),
+            ]
+        );
+        assert_eq!(
+            ops::list(&mut s, b"idx", 30),
+            Ok(vec![KEY1.to_vec(), KEY3.to_vec()])
+        );
+        // Expired sessions do not count: at 125 only KEY3 is alive, under a cap of 2.
+        let (_, destroyed) = ops::create(&mut s, b"idx", t, Some(2), &[], 125).unwrap();
+        assert_eq!(destroyed, 0);
+        // MAX 1: the new session is the only one left.
+        let (key, destroyed) = ops::create(&mut s, b"idx", t, Some(1), &[], 126).unwrap();
+        assert_eq!(destroyed, 2);
+        assert_eq!(ops::list(&mut s, b"idx", 126), Ok(vec![key]));
+    }
+
+    #[test]
+    fn a_cap_over_a_session_the_user_cannot_touch_writes_nothing() {
+        let mut s = one_session();
+        s.ids.push(ID2.as_bytes().try_into().unwrap());
+        s.denied.insert(KEY1.to_vec());
+        let t = Timeouts::new(100, 250).unwrap();
+        assert_eq!(
+            ops::create(&mut s, b"idx", t, Some(1), &[], 5),
+            Err(CmdError::NoPerm)
+        );
+        assert!(s.take().is_empty());
+        s.ids.push(ID2.as_bytes().try_into().unwrap());
+        assert_eq!(
+            ops::create(&mut s, b"idx", t, Some(2), &[], 5),
+            Ok((KEY2.to_vec(), 0))
+        );
     }
 }

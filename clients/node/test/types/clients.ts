@@ -2,7 +2,7 @@
 // createPatterns without casts, and the results carry the documented types.
 import Redis from "ioredis";
 import { createClient } from "redis";
-import { createPatterns, PatternsError, type Entry, type RateLimitResult } from "redis-patterns";
+import { createPatterns, PatternsError, type Entry, type Job, type QueueStats, type RateLimitResult } from "redis-patterns";
 
 export async function typed(): Promise<void> {
   const io = await createPatterns(new Redis());
@@ -17,5 +17,9 @@ export async function typed(): Promise<void> {
   const data: Record<string, string> | null = await nr.sessions.get("s");
   const n: number = await io.withLock("l", { ttlMs: 1000 }, (lock) => lock.token ?? 0);
   const e: PatternsError = new PatternsError("ERR x");
-  void [backend, r.headers(), top, token, value, data, n, e.code];
+  const jobs: Job[] = await io.queue("q").pop("g", "c", { count: 2, blockMs: Infinity, leaseMs: 1000 });
+  const stats: QueueStats = await nr.queue("q").stats("g");
+  const worker = nr.queue("q").worker("g", "c", async (job: Job) => job.payload.length, { concurrency: 2 }).start();
+  await worker.stop();
+  void [backend, r.headers(), top, token, value, data, n, e.code, jobs, stats.ready, worker.processed];
 }
