@@ -514,6 +514,9 @@ def write_locks(ctx, add):
         "frees the lock (`DEL`, then serving any waiters) is not measured on its own.")
     add("- **Re-entry** (`LOCK.ACQUIRE` by the holder of those locks): one more hold and a fresh "
         "TTL per request.")
+    add("- **Read hold** (`RWLOCK.ACQUIRE ... READ` of a free read/write lock): "
+        f"`rw:{{g__rand_int__}}` with `-r {CREATE_FRESH_KEYSPACE}`; it checks the write hold "
+        "and the fencing counter, prunes the read holds and adds one with the set's expiry.")
     add("- **Cycle**: a grant plus a release, cycles/s = 1 / (1 / grants/s + 1 / releases/s), "
         "derived from the medians (not measured as one command). Waiting (`WAIT`) is not "
         "benchmarked: a blocked client's time is the holder's.")
