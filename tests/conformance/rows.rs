@@ -509,7 +509,62 @@ pub fn lock() -> Vec<Row> {
             },
             check: |_, _, v| one(v),
         },
+        Row {
+            def: COMMANDS[8],
+            call: |_, k| {
+                let argv = ["RWLOCK.ACQUIRE", k, "me", "60000", "WRITE"];
+                Call::new(&argv, &[k], &[derived(k, "writer"), derived(k, "fence")])
+            },
+            check: |c, call, v| {
+                assert_eq!(
+                    query::<String>(c, &["HGET", &call.derived[0], "owner"]),
+                    "me"
+                );
+                assert_eq!(query::<i64>(c, &["GET", &call.derived[1]]), 1);
+                one(v)
+            },
+        },
+        Row {
+            def: COMMANDS[9],
+            call: |c, k| {
+                read_hold(c, k);
+                Call::new(&["RWLOCK.RELEASE", k, "me"], &[k], &[derived(k, "writer")])
+            },
+            check: |c, call, v| {
+                assert_eq!(query::<i64>(c, &["EXISTS", &call.keys[0]]), 0);
+                one(v)
+            },
+        },
+        Row {
+            def: COMMANDS[10],
+            call: |c, k| {
+                read_hold(c, k);
+                let argv = ["RWLOCK.EXTEND", k, "me", "90000"];
+                Call::new(&argv, &[k], &[derived(k, "writer")])
+            },
+            check: |c, call, v| {
+                assert!(query::<i64>(c, &["PTTL", &call.keys[0]]) > 60_000);
+                one(v)
+            },
+        },
+        Row {
+            def: COMMANDS[11],
+            call: |c, k| {
+                read_hold(c, k);
+                Call::new(&["RWLOCK.INFO", k], &[k], &[derived(k, "writer")])
+            },
+            check: |_, _, v| {
+                let info: Vec<Value> = redis::from_redis_value(v).unwrap();
+                assert_eq!(text(&info[0]).as_deref(), Some("mode"));
+                assert_eq!(text(&info[1]).as_deref(), Some("read"));
+            },
+        },
     ]
+}
+
+fn read_hold(c: &mut dyn ConnectionLike, key: &str) {
+    let argv = ["RWLOCK.ACQUIRE", key, "me", "60000", "READ"];
+    assert_eq!(query::<i64>(c, &argv), 1);
 }
 
 fn acquire(c: &mut dyn ConnectionLike, key: &str) {
