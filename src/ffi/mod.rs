@@ -36,7 +36,7 @@ pub use key::{key_len, key_type, Key, Notify, ScoreRange};
 pub use random::fill_random;
 pub use redis_module::raw::{KeyType, RedisModuleCtx as RawCtx, RedisModuleString as RawString};
 pub use reply::{Reply, Value};
-pub use string::{OwnedString, Str};
+pub use string::{OwnedString, Str, Token};
 pub use timer::{Fires, Timer, TimerToken};
 
 use command::guard;
