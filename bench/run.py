@@ -298,7 +298,8 @@ def main():
         lock_ratios=lock_ratios_of(summary) if "lock" in rows else None, seeds=seeds_data,
         peer=peer_data, callgrind=profiled, queue=queue_data,
         session_callgrind=session_profiled, cache_callgrind=cache_profiled,
-        cache_memory=cache_memory, cache_invalidate=cache_invalidate, partial=PARTIAL, only=ONLY, quick=QUICK,
+        cache_memory=cache_memory, cache_invalidate=cache_invalidate, partial=PARTIAL, only=ONLY,
+        quick=QUICK,
         lb_worst=lb_worst,
         scale=min(1.0, BUDGET / (REPEATS * TIME_SCALE * sum(
             c.get("seconds", SECONDS) for c in every for _ in PIPELINES))) if every else 1.0,
