@@ -295,7 +295,7 @@ fn release(call: &Call) -> Result<Reply, CmdError> {
             Release::Freed => {
                 stats::bump(Stat::LockReleases);
                 key.delete();
-                events::releasing(|| key.modified(&[(Notify::GENERIC, c"del")]));
+                key.modified(&[(Notify::GENERIC, c"del")]);
                 ctx.replicate(c"DEL", (key.name(),));
             }
         }

@@ -502,25 +502,37 @@ fn a_flush_hands_locks_and_permits_on_at_once() {
     });
 }
 
-/// `INFO patterns` counts a lease that ends and a held lock deleted or unlinked behind the
-/// module's back; a release, and the deletion of a key that is no lock, count as neither.
+/// `INFO patterns` counts a lease that ends (`lock_expiries`) and a held lock evicted
+/// (`lock_forced_unlocks`); a release, a `DEL` or `UNLINK` (not watched: README says why), and
+/// a key that is no lock expiring, count as neither.
 #[test]
-fn info_counts_expiries_and_forced_unlocks_but_not_releases() {
+fn info_counts_expiries_and_evictions_but_not_releases() {
     for_each_server(|server, mut c| {
         acquire(&mut c, "short", "a", 50).unwrap();
         for name in ["held", "unlinked", "released"] {
             acquire(&mut c, name, "a", 60_000).unwrap();
         }
         assert_eq!(release(&mut c, "released", "a"), 1);
-        let _: i64 = query(&mut c, &["HSET", "plain", "owner", "x"]);
-        let _: i64 = query(&mut c, &["DEL", "held", "plain"]);
+        let _: () = query(&mut c, &["SET", "plain", "x", "PX", "50"]);
+        let _: i64 = query(&mut c, &["DEL", "held"]);
         let _: i64 = query(&mut c, &["UNLINK", "unlinked"]);
         sleep(Duration::from_millis(100));
         // Expired on access at the latest.
-        let _: i64 = query(&mut c, &["EXISTS", "short"]);
+        let _: i64 = query(&mut c, &["EXISTS", "short", "plain"]);
         assert_eq!(server.counter("lock_expiries"), 1);
-        assert_eq!(server.counter("lock_forced_unlocks"), 2);
+        assert_eq!(server.counter("lock_forced_unlocks"), 0);
         assert_eq!(server.counter("lock_releases"), 1);
+        // Only keys with a TTL are evicted (volatile-lru): the lock goes, its counter stays.
+        acquire(&mut c, "evicted", "a", 60_000).unwrap();
+        for (name, value) in [("maxmemory-policy", "volatile-lru"), ("maxmemory", "1")] {
+            let _: () = query(&mut c, &["CONFIG", "SET", name, value]);
+        }
+        let refused: redis::RedisResult<()> =
+            redis::cmd("SET").arg("filler").arg("x").query(&mut c);
+        let _: () = query(&mut c, &["CONFIG", "SET", "maxmemory", "0"]);
+        assert!(refused.is_err(), "nothing left to evict: OOM");
+        assert_eq!(query::<i64>(&mut c, &["EXISTS", "evicted"]), 0);
+        assert_eq!(server.counter("lock_forced_unlocks"), 1);
     });
 }
 
@@ -584,7 +596,7 @@ fn rwlock_readers_share_and_a_waiting_writer_is_never_overtaken() {
         assert_eq!(blocked_clients(&server), 2, "the writer waits for r2");
         assert_eq!(query::<i64>(&mut c, &["RWLOCK.RELEASE", "rw", "r2"]), 1);
         let (reply, _) = writer.join().unwrap();
-        // The counter {rw}:fence is the read/write lock's own: token 1.
+        // The counter {rw}:writer:fence is the write hold's own: token 1.
         assert_eq!(token_of(&reply), 1);
         assert_eq!(rw_info(&mut c, "owner"), "w");
         assert_eq!(rw_info(&mut c, "token"), "1");

@@ -300,11 +300,10 @@ end
 
 -- The write hold's key and the fencing counter's, the user's access to the first checked.
 local function rwlock_keys(key)
-  local fence = derived_key(key, FENCE_SUFFIX)
   local writer = derived_key(key, WRITER_SUFFIX)
-  if fence == nil or writer == nil then return nil, nil, err(BAD_NAME) end
+  if writer == nil then return nil, nil, err(BAD_NAME) end
   if not key_allowed(writer) then return nil, nil, err(NOPERM) end
-  return writer, fence
+  return writer, derived_key(writer, FENCE_SUFFIX)
 end
 
 -- The write hold (nil when none), once the read holds' key's type is checked; or an error.

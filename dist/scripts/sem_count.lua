@@ -179,7 +179,7 @@ local function sem_count_run(key)
 end
 
 -- Read/write locks (lock/rw.rs): read holds in key (a semaphore's sorted set, pruned as it is
--- touched), the write hold in {key}:writer (a lock's hash), its tokens from {key}:fence.
+-- touched), the write hold in {key}:writer (a lock: its tokens from {key}:writer:fence).
 
 
 local DEF_sem_count = {

@@ -1,6 +1,6 @@
 //! Binds read/write locks (`patterns_core::lock::rw`): read holds in the key's sorted set (a
 //! semaphore's layout, pruned as it is touched), the write hold in `{key}:writer` (a lock's
-//! hash, its token from `{key}:fence`). Both modes wait in one FIFO queue per key
+//! hash, its token from its counter `{key}:writer:fence`). Both modes wait in one FIFO queue per key
 //! (`Kind::Rw`), so nobody, reader or writer, overtakes a waiter.
 //!
 //! Writes replicate as a lock's and a semaphore's do: `ZREMRANGEBYSCORE`, `ZADD`, `ZREM` and
@@ -9,7 +9,9 @@
 #![deny(unsafe_code)]
 
 use patterns_core::command::CmdError;
-use patterns_core::lock::rw::{self, parse_mode, rw_acquire, writer_key, Holds, Mode, RwAcquire};
+use patterns_core::lock::rw::{
+    self, parse_mode, rw_acquire, rw_fence_key, writer_key, Holds, Mode, RwAcquire,
+};
 use patterns_core::lock::{self as l, Release, HOLDS_FIELD, OWNER_FIELD, TOKEN_FIELD};
 
 use super::wait::{self, Kind, Wanted};
@@ -56,7 +58,7 @@ pub fn try_rw(
     let now = now_ms();
     let key_name = OwnedString::new(ctx, name);
     let writer_name = OwnedString::new(ctx, &writer_key(name)?);
-    let fence_name = OwnedString::new(ctx, &l::fence_key(name)?);
+    let fence_name = OwnedString::new(ctx, &rw_fence_key(name)?);
     let stored = open_holds(ctx, name, &writer_name)?;
     let mut fence_key = Key::open_named(ctx, &fence_name);
     let fence = l::parse_fence(fence_key.string()?)?;
@@ -126,7 +128,7 @@ pub fn acquire(call: &Call) -> Result<Reply, CmdError> {
     };
     let (ctx, name) = (call.ctx(), call.key_name());
     checked_writer(ctx, name)?;
-    check_key_access(ctx, &l::fence_key(name)?)?;
+    check_key_access(ctx, &rw_fence_key(name)?)?;
     grant_or_wait(ctx, Kind::Rw, name, wanted, p.int("WAIT"), Reply::Null)
 }
 

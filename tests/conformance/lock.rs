@@ -31,7 +31,7 @@ pub fn family() -> Family {
                     "sem:{s}",
                     "rw:{c}",
                     "rw:{c}:writer",
-                    "rw:{c}:fence",
+                    "rw:{c}:writer:fence",
                     "res:{r}",
                     "text",
                     "plainhash",

@@ -513,7 +513,11 @@ pub fn lock() -> Vec<Row> {
             def: COMMANDS[8],
             call: |_, k| {
                 let argv = ["RWLOCK.ACQUIRE", k, "me", "60000", "WRITE"];
-                Call::new(&argv, &[k], &[derived(k, "writer"), derived(k, "fence")])
+                Call::new(
+                    &argv,
+                    &[k],
+                    &[derived(k, "writer"), derived(k, "writer:fence")],
+                )
             },
             check: |c, call, v| {
                 assert_eq!(

@@ -7,9 +7,10 @@
 //! - the read holds `key`: a sorted set, member = owner, score = when its read lease ends (ms),
 //!   pruned when touched and expiring with its last hold (a semaphore's layout);
 //! - the write hold [`writer_key`] (`{key}:writer`): a lock's hash `owner`, `token`, `holds`
-//!   expiring when the write lease ends (a lock's layout: the writer re-enters as a lock's owner
-//!   does);
-//! - the fencing counter [`fence_key`] (`{key}:fence`): the last write token granted.
+//!   expiring when the write lease ends, with that lock's fencing counter [`rw_fence_key`]
+//!   (`{key}:writer:fence`, the last write token granted): the write hold is a lock, so the
+//!   writer re-enters as a lock's owner does, and `INFO patterns` counts its expiry or deletion
+//!   as a lock's. (`{key}:fence` would mark the read holds' key as a lock.)
 //!
 //! An owner holds at most one read hold (acquiring it again refreshes its lease). There is no
 //! upgrade or downgrade: an owner asking for the other mode than the one it holds waits for its
@@ -37,8 +38,8 @@ pub static RW_ACQUIRE: CommandDef = CommandDef {
     reply: "Integer: the fencing token (WRITE; larger than every token granted for key before) or 1 (READ) when granted; nil when not",
     keys: "key: a sorted set of read holds, member = owner, score = when its lease ends (ms); \
            `{key}:writer` (or `key:writer` when key has a hashtag): a lock's hash `owner`, \
-           `token`, `holds`, expiring when the write lease ends; the fencing counter \
-           `{key}:fence`: a string, the last write token granted, never expiring",
+           `token`, `holds`, expiring when the write lease ends; its fencing counter \
+           `{key}:writer:fence`: a string, the last write token granted, never expiring",
     flags: WRITE.and(Flags::BLOCKING),
     positionals: &[text("owner"), positive("ttl_ms"), text("mode")],
     options: &[WAIT],
@@ -106,10 +107,14 @@ pub fn parse_mode(word: &[u8]) -> Result<Mode, CmdError> {
     }
 }
 
-/// The key of the write hold, in the key's slot (a name the fencing counter can follow).
+/// The key of the write hold, in the key's slot.
 pub fn writer_key(key: &[u8]) -> Result<Vec<u8>, CmdError> {
-    fence_key(key)?;
     derived_key(key, WRITER_SUFFIX.as_bytes()).ok_or(CmdError::BadState(BAD_NAME))
+}
+
+/// The write hold's fencing counter: its lock's, `{key}:writer:fence`.
+pub fn rw_fence_key(key: &[u8]) -> Result<Vec<u8>, CmdError> {
+    fence_key(&writer_key(key)?)
 }
 
 /// What the key holds now, as the decision sees it.
