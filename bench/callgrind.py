@@ -25,8 +25,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 MODULE = Path(os.environ.get("PATTERNS_MODULE") or ROOT / "target/release/libredis_patterns.so")
 CELL = os.environ.get("CELL_MODULE")  # redis-cell's module, for the CL.THROTTLE peer row
-N = int(os.environ.get("PROFILE_N", "20000"))
-N_WARM = 20000
+QUICK = os.environ.get("BENCH_QUICK", "") not in ("", "0")  # as bench/config.py reads it
+N = int(os.environ.get("PROFILE_N", "2000" if QUICK else "10000"))
+N_WARM = 2000 if QUICK else 20000
 
 SESSION_INDEX = "p:sessions:{u}"
 SESSION = SESSION_INDEX + ":" + "A" * 22
@@ -53,6 +54,10 @@ COMMANDS = {
     "pexpire": (None, f"PEXPIRE {SESSION} 3600000"),
     "session_get": (MODULE, f"SESSION.GET {SESSION}"),
 }
+
+# The columns `make bench` reports (bench/run.py); the others are for a run by hand.
+REPORTED = ["incr", "set", "tokenbucket", "throttle", "cell"]
+SESSION_REPORTED = ["hgetall", "pexpire", "session_get"]  # the Sessions section's
 
 # (label, function-name regex): inclusive instructions of each, per request.
 PARTS = [

@@ -12,17 +12,43 @@ BENCH_DIR = ROOT / "bench"
 DIST = ROOT / "dist"
 MODULE = Path(os.environ.get("PATTERNS_MODULE") or ROOT / "target/release/libredis_patterns.so")
 HANDWRITTEN = BENCH_DIR / "handwritten_tokenbucket.lua"
-OUT = Path(os.environ.get("BENCH_OUT") or ROOT / "BENCHMARKS.md")
-CHART = BENCH_DIR / "throughput.png"
-PEER_CHART = BENCH_DIR / "peer.png"
-RESULTS = BENCH_DIR / "results.json"
+
+# What one run covers: BENCH_ONLY=lock,cache runs those sections alone (the rate-limiting
+# section's INCR ceiling included only with `ratelimit`); BENCH_QUICK=1 runs everything
+# selected once, short (a smoke test of every row: its figures are not worth publishing).
+SECTIONS = ("ratelimit", "session", "leaderboard", "cache", "lock", "queue", "seeds", "peer",
+            "callgrind")
+ONLY = [s.strip() for s in os.environ.get("BENCH_ONLY", "").split(",") if s.strip()]
+QUICK = os.environ.get("BENCH_QUICK", "") not in ("", "0")
+if set(ONLY) - set(SECTIONS):
+    sys.exit(f"BENCH_ONLY: unknown {', '.join(sorted(set(ONLY) - set(SECTIONS)))} "
+             f"(sections: {', '.join(SECTIONS)})")
+
+
+def selected(section):
+    return not ONLY or section in ONLY
+
+
+# A partial or quick run writes beside the build, never over the published report and chart.
+PARTIAL = bool(ONLY) or QUICK
+OUT_DIR = ROOT / "target/bench" if PARTIAL else BENCH_DIR
+OUT = Path(os.environ.get("BENCH_OUT") or (OUT_DIR / "BENCHMARKS.md" if PARTIAL
+                                           else ROOT / "BENCHMARKS.md"))
+CHART = OUT_DIR / "throughput.png"
+PEER_CHART = OUT_DIR / "peer.png"
+RESULTS = OUT_DIR / "results.json"
+# Quick mode: one repeat, a fifth of each measurement's length, small calibration runs.
+TIME_SCALE = 0.2 if QUICK else 1.0
 SECONDS = float(os.environ.get("BENCH_SECONDS", "2"))
-REPEATS = int(os.environ.get("BENCH_REPEATS", "3"))
-BUDGET = float(os.environ.get("BENCH_BUDGET", "420"))
+REPEATS = int(os.environ.get("BENCH_REPEATS", "1" if QUICK else "3"))
+BUDGET = float(os.environ.get("BENCH_BUDGET", "300"))
 CLIENTS = 50
 KEYSPACE = 10000
 PIPELINES = (16, 1)
-CALIBRATION_N = {16: 50000, 1: 10000}
+CALIBRATION_N = {16: 10000, 1: 2000} if QUICK else {16: 20000, 1: 5000}  # rough rates only
+if QUICK:  # the queue rows (cases/queue.py) read their own sizes
+    os.environ.setdefault("BENCH_QUEUE_JOBS", "2000")
+    os.environ.setdefault("BENCH_QUEUE_ROUNDS", "1")
 MEMORY_KEYS = 1000
 EXACT_FULL_LOG = 100  # requests per key for the "full log" EXACT memory row (= its limit)
 MEMORY_PASSES = 3  # the used_memory growth is the median over passes (allocator noise, Lua GC)

@@ -4,13 +4,15 @@ the median run is kept) and memory per key (MEMORY USAGE and used_memory growth)
 
 import csv
 import resource
+import shutil
 import statistics
 import subprocess
 import time
+from pathlib import Path
 
 from config import (
     BUDGET, CALIBRATION_N, CLIENTS, EXACT_FULL_LOG, KEYSPACE, MEMORY_KEYS, MEMORY_PASSES,
-    PIPELINES, REPEATS, SECONDS, log,
+    PIPELINES, REPEATS, SECONDS, TIME_SCALE, log,
 )
 from server import ReplyError, commandstats
 from cases.ratelimit import COMMANDS, HANDWRITTEN_MEMORY_ARGS
@@ -20,20 +22,47 @@ from cases.session import (
 )
 
 
+MIN_N = 2000 if TIME_SCALE < 1 else 10000  # a run creates up to KEYSPACE keys first
+
+
 def bench_cmd(port, n, pipeline, argv, keyspace=KEYSPACE):
     return ["redis-benchmark", "-h", "127.0.0.1", "-p", str(port), "-c", str(CLIENTS),
             "-n", str(n), "-r", str(keyspace), "-P", str(pipeline), "--csv", *argv]
 
 
+def set_up(server, r, setup_fn):
+    """The database a row starts from: `setup_fn`'s keys on an empty database. The first time
+    they are written by `setup_fn` and saved (`SAVE`, the RDB file kept aside); later runs put
+    that file back and reload it (`DEBUG RELOAD NOSAVE`: the dataset is emptied and loaded, in
+    milliseconds), so each run starts from the same fresh state without writing it again.
+    Returns the placeholders `setup_fn` fills in the rows' commands."""
+    rdb = Path(server.dir, "dump.rdb")  # the server's dbfilename (a protected config)
+    if setup_fn not in server.snapshots:
+        r.call("FLUSHALL", "SYNC")
+        hot = setup_fn(r)
+        r.call("SAVE")
+        kept = Path(server.dir, f"setup-{len(server.snapshots)}.rdb")
+        shutil.copyfile(rdb, kept)
+        server.snapshots[setup_fn] = (kept, hot)
+        return hot
+    kept, hot = server.snapshots[setup_fn]
+    shutil.copyfile(kept, rdb)
+    r.call("DEBUG", "RELOAD", "NOSAVE")
+    return hot
+
+
 def run_benchmark(server, r, case, n, pipeline):
     # Every run starts on an empty database: no other row's keys expire (and cost CPU) during
     # it, and the expired_keys counter below belongs to this row alone.
-    r.call("FLUSHALL", "SYNC")
+    t_setup = time.monotonic()
     argv = case["argv"]
     if case.get("setup"):  # live sessions or boards, created outside the timing
-        hot = case.get("setup_fn", setup_sessions)(r)
+        hot = set_up(server, r, case.get("setup_fn", setup_sessions))
         argv = [hot.get(a, a) for a in argv]
+    else:
+        r.call("FLUSHALL", "SYNC")
     r.call("CONFIG", "RESETSTAT")
+    setup_s = time.monotonic() - t_setup
     stats0 = r.info("stats")
     rusage0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu0 = server.cpu_seconds()
@@ -57,7 +86,7 @@ def run_benchmark(server, r, case, n, pipeline):
     def delta(name):
         return int(stats1.get(name, 0)) - int(stats0.get(name, 0))
     result = dict(
-        n=n, pipeline=pipeline, rps=float(data["rps"]), wall_s=wall,
+        n=n, pipeline=pipeline, rps=float(data["rps"]), wall_s=wall, setup_s=setup_s,
         latency_ms={k.replace("_latency_ms", ""): float(v) for k, v in data.items()
                     if k.endswith("_latency_ms")},
         server_cpu_us_per_op=(cpu1 - cpu0) * 1e6 / n,
@@ -75,25 +104,31 @@ def run_benchmark(server, r, case, n, pipeline):
 
 
 def sized(n):
-    """n rounded to two significant digits."""
+    """n rounded to two significant digits, at least MIN_N."""
     digits = len(str(int(n))) - 2
-    return max(int(round(n / 10 ** digits) * 10 ** digits), 10000) if digits > 0 else 10000
+    rounded = int(round(n / 10 ** digits) * 10 ** digits) if digits > 0 else int(n)
+    return max(rounded, MIN_N)
 
 
 def measure_throughput(server, r, cases):
+    if not cases:
+        return {}
     log(f"calibrating {len(cases)} rows x {len(PIPELINES)} modes ...")
-    plan = {}
+    plan, setup = {}, {}
+    started = time.monotonic()
     for pipeline in PIPELINES:
         for case in cases:
             res = run_benchmark(server, r, case, CALIBRATION_N[pipeline], pipeline)
             plan[(case["id"], pipeline)] = res["rps"]
-    seconds = {c["id"]: c.get("seconds", SECONDS) for c in cases}
+            setup[(case["id"], pipeline)] = res["setup_s"]
+    log(f"calibrated in {time.monotonic() - started:.0f} s")
+    seconds = {c["id"]: c.get("seconds", SECONDS) * TIME_SCALE for c in cases}
     expected = REPEATS * sum(seconds[k[0]] for k in plan)
     scale = min(1.0, BUDGET / expected)
     sizes = {k: sized(rps * seconds[k[0]] * scale) for k, rps in plan.items()}
-    est = REPEATS * sum(sizes[k] / plan[k] for k in plan)
-    log(f"plan: {len(plan)} measurements x {REPEATS} repeats, about {est:.0f} s "
-        f"(scale {scale:.2f})")
+    est = REPEATS * sum(sizes[k] / plan[k] + setup[k] for k in plan)
+    log(f"plan: {len(plan)} measurements x {REPEATS} repeats, about {est:.0f} s, of which "
+        f"{REPEATS * sum(setup.values()):.0f} s setting rows up (scale {scale:.2f})")
 
     runs = {k: [] for k in plan}
     for rep in range(REPEATS):

@@ -39,10 +39,14 @@ import server
 B = SimpleNamespace(**{**vars(config), **vars(server), **vars(measure), **vars(report)})
 
 PEER = "redis-cell 0.5.0"
-TARBALL = Path(os.environ.get("PEER_TARBALL")
-               or B.ROOT.parent / "shared/peers/redis-cell-0.5.0.tar.gz")
+# Beside the repository (`../shared`), or beside the directory holding it (a git worktree
+# under `../wt/<name>`); PEER_TARBALL names another.
+TARBALL = Path(os.environ.get("PEER_TARBALL") or next(
+    (d / "shared/peers/redis-cell-0.5.0.tar.gz" for d in (B.ROOT.parent, B.ROOT.parent.parent)
+     if (d / "shared/peers/redis-cell-0.5.0.tar.gz").exists()),
+    B.ROOT.parent / "shared/peers/redis-cell-0.5.0.tar.gz"))
 PEER_DIR = B.ROOT / "target/peer"
-SECONDS = float(os.environ.get("BENCH_PEER_SECONDS", "1.5"))
+SECONDS = float(os.environ.get("BENCH_PEER_SECONDS", "1.5")) * B.TIME_SCALE
 TARGET_VS_PEER = 1.5
 THROTTLE_ARGS = ["1000000", "1", "1"]  # as bench.py's CL.THROTTLE rows: every request admitted
 MEMORY_ARGS = ["100", "100", "3600"]
@@ -408,19 +412,20 @@ def section(peer, add, chart_rel):
     verdict = "met" if native <= twin else f"**missed** (+{native - twin:.0f} B per key)"
     add(f"Target, no limiter key larger than the twin's: {verdict}. A whole-millisecond state "
         "is one integer: the twin's `SET` stores it int-encoded (the value inside the object "
-        "header), while the module writes through the key API (`RM_StringTruncate` and "
-        "`RM_StringDMA`, in place), which on Redis 7.0 and Valkey 8.0 only ever makes a raw "
-        "string (a header plus a 16-byte allocation). No module API call int-encodes a "
-        "value; the one way is to run `SET` itself through `RM_Call`, measured with a "
-        "prototype (by hand, 2026-12-02, callgrind as below) at about 6,000 more "
-        "instructions per CL.THROTTLE (+42%), which would also have missed the throughput "
-        "target: the module keeps the raw string.")
-    add("")
-    add("Target, every family against the seeds' hand-written pattern (locks: `SET NX PX` + "
-        "Lua compare-and-delete; leaderboards: `ZADD` + `ZREVRANK` + `ZREVRANGE`; cache-aside: "
-        "`GET` + `SETEX` + tag sets; sessions: `HGETALL` + `EXPIRE`): **not measured yet**; "
-        "the family sections compare with single-command baselines only (HGETALL, ZREVRANK, "
-        "ZADD, HGET, SET ... PX).")
+        "header, 16 B), while the module writes through the key API (`RM_StringTruncate` and "
+        "`RM_StringDMA`, in place), which makes a raw string (a header plus a 16-byte "
+        "allocation). Every other module path was checked in the servers' source (Redis 7.0, "
+        "Valkey 8.0 and 8.1 alike): `RM_StringSet` is `DeleteKey` plus `setKey` of the object "
+        "as given, never re-encoded, and `RM_CreateStringFromLongLong` makes an embedded "
+        "string (MEMORY USAGE 31 B instead of 32, the same 40-byte allocation); only "
+        "`tryObjectEncoding`, which `SET` and RDB/AOF loading call and no module API does, "
+        "makes an integer object. Running `SET` itself through `RM_Call` would int-encode the "
+        "value, but costs about 6,000 more instructions per CL.THROTTLE (+42%, by hand, "
+        "callgrind) and buys nothing back on the next request: `RM_StringDMA` decodes an "
+        "int-encoded value into a raw string even to read it, so every request would convert "
+        "it back and forth. Replicas and restarts are not affected: a replica applies the "
+        "replicated `SET`, and an RDB or AOF load re-encodes, so their copies are int-encoded "
+        "(the twin's size). The module keeps the raw string on the primary.")
     add("")
 
 

@@ -12,10 +12,11 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 import callgrind  # noqa: E402  (bench/callgrind.py: instructions per request)
+import seeds  # noqa: E402  (bench/seeds.py: the seeds' hand-written patterns)
 
 from config import (  # noqa: E402
     CHART, CLIENTS, KEYSPACE, MEMORY_KEYS, MEMORY_PASSES, OUT, PATHS, PEER_CHART, PIPELINES,
-    REPEATS, ROOT, SECONDS, TARGET_VS_INCR, TARGET_VS_LUA,
+    REPEATS, RESULTS, ROOT, SECONDS, TARGET_VS_INCR, TARGET_VS_LUA,
 )
 from cases.common import shown  # noqa: E402
 from cases.ratelimit import COMMANDS  # noqa: E402
@@ -209,6 +210,9 @@ def where_the_time_goes(ctx, add):
         add("(Skipped: valgrind is not installed; `WITH_BENCH=1 bash scripts/install-deps.sh` "
             "installs it.)")
         return
+    if "failed" in figures:
+        add(f"(**Failed** in this run: `{figures['failed']}`.)")
+        return
     n = next(iter(figures.values()))["n"]
     add("Instructions per request under callgrind (bench/callgrind.py, run by this script: "
         "redis-server 7.0 under `valgrind --tool=callgrind`, the keys warmed up first, then "
@@ -225,8 +229,14 @@ def where_the_time_goes(ctx, add):
 - Effect replication is the price of exactness (a replica or an AOF replay must never redo the
   decision with its own clock): `RM_Replicate` of `SET key value PXAT t` looks the command up
   by name on every call (Redis 7.0 splits the name for subcommands and hashes it), then makes
-  the argument vector. The module passes each argument in the form the server reads (the key
-  as the caller's own string, `PXAT` as a C string, the time as a long long).
+  the argument vector. The module passes each argument in the form the server reads: the key
+  as the caller's own string and `PXAT` as a string made once at first use and kept (a
+  `Token`, passed by reference: a reference count instead of an object made and freed per
+  call), the value as a C string, the time as a long long. Keeping `PXAT` took about 300
+  instructions off each request (by hand, 2026-12-02, this script on both builds:
+  RL.TOKENBUCKET 14,113 → 13,811, CL.THROTTLE 13,997 → 13,725; argument objects 1,436 →
+  1,261). The command name cannot be kept: `RM_Replicate` makes `argv[0]` from the C name
+  and looks it up on every call, whatever the caller passes.
 - Other ways to replicate, measured the same way and rejected: `RM_Call("SET", "!...")`, which
   writes, int-encodes the value and replicates in one call, costs about 6,000 more
   instructions per request than the key API plus `RM_Replicate` (SET's own parsing, its
@@ -234,6 +244,14 @@ def where_the_time_goes(ctx, add):
   value through `RM_StringDMA` first converts it to a raw string); `RM_ReplicateVerbatim`,
   what redis-cell does, is not exact: the replica runs CL.THROTTLE again with its own clock.
 - The reply (an array of 5 integers) goes through one module API call per element.
+- The `INFO patterns` counters (issue 13's limit: no command more than 1% slower): a bump is
+  one load and one store. Measured by hand (2026-12-02) with this script on two builds, the
+  counters in and compiled out, as the self cost of each command's body: RL.TOKENBUCKET 339 →
+  343 instructions per request, CL.THROTTLE 400 → 405, RL.SLIDINGWINDOW 449 → 453, so about
+  0.03% of a request (RL.FIXEDWINDOW's body varied more than that between runs with its
+  windows' turnover). The whole-request totals differ between runs by up to 2% for reasons
+  of their own (hash tables resizing, keys expiring), so the body's self cost is the figure
+  that shows the counters.
 - INCR's request is a third of the module's: the gap is the key API (open, read in place,
   write in place, expiry), the replication and the five-integer reply, each a few hundred to a
   few thousand instructions, not the limiter's own arithmetic.""")
@@ -396,6 +414,8 @@ def write_session_goals(ctx, add):
         add(f"| `SESSION.GET` ÷ the seeds' `HGETALL` + `PEXPIRE` per request | -P {p} | "
             f"{fmt_ratio(x)} | ≥ 0.7x | {'met' if x >= 0.7 else 'missed'} |")
     figures = ctx.get("session_callgrind")
+    if figures and "failed" in figures:
+        figures = None  # the rate-limiting section reports the failure
     if figures:
         seeds = figures["hgetall"]["total"] + figures["pexpire"]["total"]
         x = seeds / figures["session_get"]["total"]
@@ -443,6 +463,19 @@ def write_leaderboards(ctx, add):
         add("")
         add_throughput_table(add, ctx["lb_cases"], s, p)
         add("")
+    add("### Leaderboards, worst cases")
+    add("")
+    add("One call each on a board built with plain `ZADD` (then, for the reads, stamped members "
+        "added by `LB.ADD` with names between the others'), timed by the server itself "
+        "(`SLOWLOG`, the whole command; reads: the slowest of 3). Before issue 11, the first "
+        "`LB.ADD` recorded every member (11.4 s on 1,000,000 members on this machine under "
+        "load, 2.3 s in the issue); it now records only what it writes.")
+    add("")
+    add("| Board | Command | server µs |")
+    add("|---|---|---:|")
+    for what, command, us in ctx.get("lb_worst") or []:
+        add(f"| {what} | {command} | {us:,} |")
+    add("")
 
 
 def path_ratios(summary, fam, p):
@@ -494,6 +527,9 @@ def write_locks(ctx, add):
         "frees the lock (`DEL`, then serving any waiters) is not measured on its own.")
     add("- **Re-entry** (`LOCK.ACQUIRE` by the holder of those locks): one more hold and a fresh "
         "TTL per request.")
+    add("- **Read hold** (`RWLOCK.ACQUIRE ... READ` of a free read/write lock): "
+        f"`rw:{{g__rand_int__}}` with `-r {CREATE_FRESH_KEYSPACE}`; it checks the write hold "
+        "and the fencing counter, prunes the read holds and adds one with the set's expiry.")
     add("- **Cycle**: a grant plus a release, cycles/s = 1 / (1 / grants/s + 1 / releases/s), "
         "derived from the medians (not measured as one command). Waiting (`WAIT`) is not "
         "benchmarked: a blocked client's time is the holder's.")
@@ -546,42 +582,10 @@ def add_throughput_table(add, cases, s, pipeline):
             f"{x['usec_per_call']:.2f} | {x['cpu_us']:.2f} |")
 
 
-def write_report(ctx):
+def write_rate_limiting(ctx, add):
+    """The rate-limiting section: commands, targets, callgrind, throughput, ratios, memory."""
     s = ctx["summary"]
     cases = ctx["cases"]
-    m = ctx["machine"]
-    lines = []
-    add = lines.append
-    add("# Benchmarks")
-    add("")
-    add(f"Generated by `make bench` (`bench/run.py`) on {ctx['date']}; every number here comes "
-        f"from that run (total {ctx['runtime_s'] / 60:.1f} min). Rerun `make bench` to refresh.")
-    add("")
-    add("## Setup")
-    add("")
-    add(f"- Machine: {m['nproc']} CPUs ({m['cpu']}), {m['mem_gib']:.1f} GiB RAM, "
-        f"Linux {m['kernel']} {m['arch']}. Load average (1/5/15 min) at start "
-        f"{' / '.join(ctx['load_start'])}, at end {' / '.join(ctx['load_end'])}. "
-        "The machine is shared: server, client and neighbours compete for the same cores.")
-    add(f"- Server: redis-server {ctx['server_version']} started by bench/run.py: "
-        f"`redis-server --port <free port> --bind 127.0.0.1 --save \"\" --appendonly no "
-        f"--loadmodule {ctx['module_rel']}` (module sha256 {ctx['module_sha']}, "
-        f"source {ctx['git']}).")
-    add("- Lua twin: `dist/patterns.lua` loaded with `redis-cli FUNCTION LOAD REPLACE` (FCALL); "
-        "`dist/scripts/<function>.lua` loaded with `SCRIPT LOAD` (EVALSHA). Hand-written "
-        "reference: `bench/handwritten_tokenbucket.lua` (hash `tokens`/`ts`, "
-        "HMGET → compute → HSET → PEXPIRE), via EVALSHA.")
-    add(f"- Client: {ctx['bench_version']}, on the same machine, one process: "
-        f"`redis-benchmark -h 127.0.0.1 -p <port> -c {CLIENTS} -n <N> -r {KEYSPACE} "
-        f"-P <16|1> --csv <command>`. Keys contain `__rand_int__`, so each row spreads over "
-        f"{KEYSPACE:,} keys (and rows use different key prefixes). N is sized from a "
-        f"calibration run so one measurement takes about {SECONDS:g} s (scale "
-        f"{ctx['scale']:.2f}); each measurement ran {REPEATS} times, interleaved round-robin "
-        "over all rows, and the tables show the median run (by ops/s), its p50/p99 latency, "
-        "and the min–max spread of ops/s. Every run was checked for error replies (none). "
-        "This describes the rate-limiting rows; the session rows (section Sessions) run in the "
-        "same rounds, with their own keys and measurement length.")
-    add("")
     add("Arguments: limits generous enough that every request is admitted and writes state "
         "(EXACT: a realistic 100 per 1000 ms). The token buckets (and CL.THROTTLE) get a "
         "capacity of 10^6 and a refill of 1 per second: with a fast refill, such as 10^6 per "
@@ -631,7 +635,7 @@ def write_report(ctx):
         add(f"## Throughput, {mode}")
         add("")
         if pipeline == 16:
-            add("![Throughput per command and path](bench/throughput.png)")
+            add(f"![Throughput per command and path]({os.path.relpath(CHART, OUT.parent)})")
             add("")
         add_throughput_table(add, cases, s, pipeline)
         add("")
@@ -680,17 +684,11 @@ def write_report(ctx):
             f"{row['delta_per_key']:.1f} B |")
     add("")
 
-    write_sessions(ctx, add)
-    write_leaderboards(ctx, add)
-    write_cache(ctx, add)
-    write_locks(ctx, add)
-    queue_bench.section(ctx["queue"], add)
 
-    # Notes
-    import peer  # bench/peer.py imports this file: loaded once this one is
-    peer.section(ctx["peer"], add, PEER_CHART.relative_to(ROOT))
-    add("## Notes")
-    add("")
+def write_rate_limiting_notes(ctx, add):
+    """Notes on the rate-limiting rows: admission, churn, CPU shares, noise."""
+    s = ctx["summary"]
+    cases = ctx["cases"]
     adm = [(c, p, s[(c["id"], p)]["admitted"]) for c in cases for p in PIPELINES
            if s[(c["id"], p)]["admitted"] is not None]
     exact = [x for x in adm if x[0]["family"] == "slidingwindow_exact"]
@@ -740,6 +738,86 @@ def write_report(ctx):
     add("- Unpipelined, each request costs a network round trip through the kernel and the "
         "client and server share two cores, so all rows converge; the pipelined table is the "
         "one that shows the commands' own cost.")
-    add("- Raw runs (every repetition, all latency columns): `bench/results.json`.")
+
+
+def write_report(ctx):
+    cases = ctx["cases"]
+    m = ctx["machine"]
+    lines = []
+    add = lines.append
+    add("# Benchmarks")
+    add("")
+    add(f"Generated by `make bench` (`bench/run.py`) on {ctx['date']}; every number here comes "
+        f"from that run (total {ctx['runtime_s'] / 60:.1f} min). Rerun `make bench` to refresh.")
+    add("")
+    add("One part: `BENCH_ONLY=<sections> make bench`, sections among `ratelimit`, `session`, "
+        "`leaderboard`, `cache`, `lock`, `queue`, `seeds`, `peer`, `callgrind` "
+        "(comma-separated); a quick check that every row runs (each once, a fifth of the "
+        "length): `BENCH_QUICK=1 make bench`. Both write `target/bench/BENCHMARKS.md`, never this file. More settings: "
+        "`bench/run.py`'s docstring.")
+    add("")
+    if ctx["partial"]:
+        add(f"**A partial run** (`BENCH_ONLY={','.join(ctx['only']) or '(all)'}`, "
+            f"`BENCH_QUICK={int(ctx['quick'])}`): only the sections selected"
+            + (", each measured once and briefly: a check that every row runs, not figures "
+               "to publish" if ctx["quick"] else "") + ".")
+        add("")
+    add("## Setup")
+    add("")
+    add(f"- Machine: {m['nproc']} CPUs ({m['cpu']}), {m['mem_gib']:.1f} GiB RAM, "
+        f"Linux {m['kernel']} {m['arch']}. Load average (1/5/15 min) at start "
+        f"{' / '.join(ctx['load_start'])}, at end {' / '.join(ctx['load_end'])}. "
+        "The machine is shared: server, client and neighbours compete for the same cores.")
+    add(f"- Server: redis-server {ctx['server_version']} started by bench/run.py: "
+        f"`redis-server --port <free port> --bind 127.0.0.1 --save \"\" --appendonly no "
+        f"--loadmodule {ctx['module_rel']}` (module sha256 {ctx['module_sha']}, "
+        f"source {ctx['git']}).")
+    add("- Lua twin: `dist/patterns.lua` loaded with `redis-cli FUNCTION LOAD REPLACE` (FCALL); "
+        "`dist/scripts/<function>.lua` loaded with `SCRIPT LOAD` (EVALSHA). Hand-written "
+        "reference: `bench/handwritten_tokenbucket.lua` (hash `tokens`/`ts`, "
+        "HMGET → compute → HSET → PEXPIRE), via EVALSHA.")
+    add(f"- Client: {ctx['bench_version']}, on the same machine, one process: "
+        f"`redis-benchmark -h 127.0.0.1 -p <port> -c {CLIENTS} -n <N> -r {KEYSPACE} "
+        f"-P <16|1> --csv <command>`. Keys contain `__rand_int__`, so each row spreads over "
+        f"{KEYSPACE:,} keys (and rows use different key prefixes). N is sized from a "
+        f"calibration run so one measurement takes about {SECONDS:g} s (scale "
+        f"{ctx['scale']:.2f}); each measurement ran {REPEATS} times, interleaved round-robin "
+        "over all rows, and the tables show the median run (by ops/s), its p50/p99 latency, "
+        "and the min–max spread of ops/s. Every run was checked for error replies (none). "
+        "This describes the rate-limiting rows; the session rows (section Sessions) run in the "
+        "same rounds, with their own keys and measurement length.")
+    add("")
+    if cases:
+        write_rate_limiting(ctx, add)
+    elif ctx["callgrind"]:
+        where_the_time_goes(ctx, add)
+        add("")
+    if ctx["session_cases"]:
+        write_sessions(ctx, add)
+    if ctx["lb_cases"]:
+        write_leaderboards(ctx, add)
+    if ctx["cache_cases"]:
+        write_cache(ctx, add)
+    if ctx["lock_cases"]:
+        write_locks(ctx, add)
+    import peer  # bench/peer.py imports this file: loaded once this one is
+    for name, data, write in (
+            ("queues", ctx["queue"], queue_bench.section),
+            ("the seeds' hand-written patterns", ctx["seeds"], seeds.section),
+            ("the peer (redis-cell) and the production configuration", ctx["peer"],
+             lambda d, a: peer.section(d, a, os.path.relpath(PEER_CHART, OUT.parent)))):
+        if data and "failed" in data:
+            add(f"## Against {name}")
+            add("")
+            add(f"**Failed** in this run: `{data['failed']}`.")
+            add("")
+        elif data:
+            write(data, add)
+    add("## Notes")
+    add("")
+    if cases:
+        write_rate_limiting_notes(ctx, add)
+    add("- Raw runs (every repetition, all latency columns): "
+        f"`{os.path.relpath(RESULTS, ROOT)}`.")
     add("")
     OUT.write_text("\n".join(lines))

@@ -5,7 +5,8 @@ Run it with `make bench` (builds the module and the Lua twin first), or directly
 
     python3 bench/run.py
 
-What it does, in one run (about 6-8 minutes on 2 cores):
+What it does, in one run (at most about 15 minutes on an idle 2-core machine; BENCH_ONLY and
+BENCH_QUICK below run a part of it, or all of it briefly):
 
 1. Starts its own redis-server on a free loopback port (`--save "" --appendonly no`) with the
    module from $PATTERNS_MODULE (default target/release/libredis_patterns.so), loads
@@ -46,10 +47,27 @@ What it does, in one run (about 6-8 minutes on 2 cores):
    jobs/s of push -> pop -> ack through the module, the twin, the seeds' stream loop and BullMQ
    (bench/node, skipped without npm), push-to-pop latency with waiting consumers, memory per
    waiting job.
-9. Writes BENCHMARKS.md at the repository's root, bench/throughput.png (the chart it embeds) and
-   bench/results.json (every raw run).
+9. The seeds' hand-written patterns (bench/seeds.py): operations of several commands (a lock's
+   SET NX PX then its Lua release, INCR then EXPIRE) against the module's commands, driven by
+   its own client since redis-benchmark sends one command per request.
+10. The peer (bench/peer.py: redis-cell, bare and in production configuration) and the
+   instruction counts (bench/callgrind.py, under valgrind). A failure in 8-10 is reported in
+   its section; the rest of the run is kept.
+11. Writes BENCHMARKS.md at the repository's root, bench/throughput.png (the chart it embeds),
+   bench/peer.png and bench/results.json (every raw run).
+
+Rows that need data set up first (sessions, boards, cache entries, held locks) get it written
+once per run of bench/run.py and saved to an RDB file; each later run of those rows reloads it
+(`DEBUG RELOAD NOSAVE`, the bench's server runs with `--enable-debug-command local`).
 
 Environment:
+  BENCH_ONLY        comma-separated sections to run, of: ratelimit, session, leaderboard,
+                    cache, lock, queue, seeds, peer, callgrind (default: all)
+  BENCH_QUICK=1     every selected row once (BENCH_REPEATS 1), a fifth of the usual length,
+                    small calibration and profile runs: a check that everything runs (a
+                    few minutes), not figures to publish
+                    A run with either writes target/bench/BENCHMARKS.md (and its chart and
+                    results.json there), never the published BENCHMARKS.md.
   PATTERNS_MODULE   module path (default target/release/libredis_patterns.so)
   BENCH_SECONDS     target duration of one measurement (default 2)
   BENCH_SESSION_SECONDS  the same for the session rows (default 1.5)
@@ -59,7 +77,7 @@ Environment:
   BENCH_QUEUE_JOBS  jobs per queue throughput run (default 20000)
   BENCH_QUEUE_ROUNDS  runs per queue throughput row, interleaved (default 3)
   BENCH_REPEATS     repetitions of each measurement (default 3)
-  BENCH_BUDGET      seconds allowed for all throughput measurements (default 420); N shrinks
+  BENCH_BUDGET      seconds allowed for all throughput measurements (default 300); N shrinks
                     to fit when the calibration says they would take longer
   BENCH_OUT         report path (default BENCHMARKS.md at the repository's root)
 
@@ -92,15 +110,17 @@ except ImportError:  # Debian's python3-matplotlib serves /usr/bin/python3, mayb
     sys.exit("bench/run.py needs matplotlib: run `WITH_BENCH=1 bash scripts/install-deps.sh`")
 
 from config import (  # noqa: E402
-    BUDGET, CHART, CLIENTS, DIST, HANDWRITTEN, KEYSPACE, MODULE, OUT, PEER_CHART, PIPELINES,
-    REPEATS, RESULTS, ROOT, SECONDS, log,
+    BUDGET, CHART, CLIENTS, DIST, HANDWRITTEN, KEYSPACE, MODULE, ONLY, OUT, PARTIAL,
+    PEER_CHART, PIPELINES, QUICK, REPEATS, RESULTS, ROOT, SECONDS, TIME_SCALE, log, selected,
 )
 from server import Server, redis_cli  # noqa: E402
 from cases.common import validate  # noqa: E402
 from cases.ratelimit import COMMANDS, build_cases  # noqa: E402
 from cases.session import (  # noqa: E402
     build_session_cases, measure_destroyall, validate_sessions)
-from cases.leaderboard import build_leaderboard_cases, validate_leaderboards  # noqa: E402
+from cases.leaderboard import (  # noqa: E402
+    build_leaderboard_cases, measure_lb_worst_cases, validate_leaderboards,
+)
 from cases.cache import build_cache_cases, validate_cache  # noqa: E402
 from cases.lock import build_lock_cases, validate_locks  # noqa: E402
 from cases import queue as queue_bench  # noqa: E402
@@ -112,6 +132,58 @@ from report import (  # noqa: E402
 )
 import callgrind  # noqa: E402  (instructions per request)
 import peer  # noqa: E402  (redis-cell and the production configuration)
+import seeds  # noqa: E402  (the seeds' hand-written patterns, several commands per operation)
+
+
+def rate_limit_ratios(summary):
+    """Per rate-limiting command and mode: native vs INCR, the twin and the hand-written Lua."""
+    ratios = {}
+    for cid, *_ in COMMANDS:
+        for p in PIPELINES:
+            nat = summary[(f"{cid}:native", p)]
+            ratios[(cid, p)] = dict(
+                incr=nat["rps"] / summary[("incr", p)]["rps"],
+                fcall=nat["rps"] / summary[(f"{cid}:fcall", p)]["rps"],
+                evalsha=nat["rps"] / summary[(f"{cid}:evalsha", p)]["rps"],
+                handwritten=nat["rps"] / summary[("handwritten", p)]["rps"],
+                cpu_vs_incr=(summary[("incr", p)]["cpu_us"] / nat["cpu_us"]
+                             if nat["cpu_us"] else None),
+            )
+    return ratios
+
+
+def session_ratios_of(summary):
+    out = {}
+    for fam in ("s_get", "s_set", "s_count", "s_create"):
+        for p in PIPELINES:
+            native_rps = summary[(f"{fam}:native", p)]["rps"]
+            # The seeds' read of a session: HGETALL, then PEXPIRE (two calls per request).
+            seeds_read = 1 / (1 / summary[("s_hgetall", p)]["rps"]
+                              + 1 / summary[("s_pexpire", p)]["rps"])
+            out[(fam, p)] = dict(path_ratios(summary, fam, p),
+                                 hgetall=native_rps / summary[("s_hgetall", p)]["rps"],
+                                 seeds_read=native_rps / seeds_read)
+    return out
+
+
+def section_or_failure(name, measure, *args):
+    """A late section's figures, or {"failed": why}: the throughput already measured is
+    reported either way (a broken peer build or profile must not cost the whole run)."""
+    try:
+        return measure(*args)
+    except Exception as e:  # noqa: BLE001 (any failure: reported in its section)
+        log(f"{name} failed: {e!r}")
+        return {"failed": f"{type(e).__name__}: {' '.join(str(e).split())}"}
+
+
+# Each family's section: its rows (from the scripts' SHAs) and their check before timing.
+FAMILIES = {
+    "ratelimit": (build_cases, validate),
+    "session": (build_session_cases, validate_sessions),
+    "leaderboard": (build_leaderboard_cases, validate_leaderboards),
+    "cache": (build_cache_cases, validate_cache),
+    "lock": (build_lock_cases, validate_locks),
+}
 
 
 def main():
@@ -126,6 +198,11 @@ def main():
     scripts = sorted((DIST / "scripts").glob("*.lua"))
     if not (DIST / "patterns.lua").exists() or not scripts:
         sys.exit("dist/patterns.lua or dist/scripts/*.lua missing: run `make lua`")
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    CHART.parent.mkdir(parents=True, exist_ok=True)
+    if PARTIAL:
+        log(f"partial run (BENCH_ONLY={','.join(ONLY) or 'all'}, BENCH_QUICK={int(QUICK)}): "
+            f"writes {OUT}")
 
     server = Server()
 
@@ -133,6 +210,8 @@ def main():
         raise SystemExit(128 + signum)
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGHUP, on_signal)
+    rows = {}
+    memory = session_memory = seeds_data = lb_worst = None
     try:
         r = server.start()
         port = server.port
@@ -145,111 +224,101 @@ def main():
             if sha != hashlib.sha1(path.read_bytes()).hexdigest():
                 raise RuntimeError(f"SCRIPT LOAD {path}: unexpected SHA {sha}")
             shas["handwritten" if path == HANDWRITTEN else path.stem] = sha
-        cases = build_cases(shas)
-        session_cases = build_session_cases(shas)
-        cache_cases = build_cache_cases(shas)
-        lock_cases = build_lock_cases(shas)
-        validate(r, cases)
-        validate_sessions(r, session_cases)
-        lb_cases = build_leaderboard_cases(shas)
-        validate_leaderboards(r, lb_cases)
-        validate_cache(r, cache_cases)
-        validate_locks(r, lock_cases)
+        shas.update(seeds.load_scripts(port))
+        for family, (build, check) in FAMILIES.items():
+            if selected(family):
+                rows[family] = build(shas)
+                check(r, rows[family])
         r.call("FLUSHALL", "SYNC")
 
-        log("memory ...")
-        memory = measure_memory(r, shas)
-        session_memory = measure_session_memory(r)
-        session_memory["destroyall"] = measure_destroyall(r)
+        if selected("ratelimit"):
+            log("memory ...")
+            memory = measure_memory(r, shas)
+        if selected("session"):
+            session_memory = measure_session_memory(r)
+            session_memory["destroyall"] = measure_destroyall(r)
+        if selected("leaderboard"):
+            lb_worst = measure_lb_worst_cases(r, log)
 
         log("throughput ...")
-        runs = measure_throughput(server, r, cases + session_cases + lb_cases + cache_cases
-                                  + lock_cases)
+        runs = measure_throughput(server, r, [c for fam in rows.values() for c in fam])
         summary = summarize(runs)
+        if selected("seeds"):
+            log("the seeds' patterns (sequences of commands) ...")
+            seeds_data = section_or_failure("seeds", seeds.measure, server, r, shas)
         server_version = r.info("server")["redis_version"]
         r.close()
     finally:
         server.cleanup()
 
-    ratios = {}
-    for cid, *_ in COMMANDS:
-        for p in PIPELINES:
-            nat = summary[(f"{cid}:native", p)]
-            ratios[(cid, p)] = dict(
-                incr=nat["rps"] / summary[("incr", p)]["rps"],
-                fcall=nat["rps"] / summary[(f"{cid}:fcall", p)]["rps"],
-                evalsha=nat["rps"] / summary[(f"{cid}:evalsha", p)]["rps"],
-                handwritten=nat["rps"] / summary[("handwritten", p)]["rps"],
-                cpu_vs_incr=(summary[("incr", p)]["cpu_us"] / nat["cpu_us"]
-                             if nat["cpu_us"] else None),
-            )
-    session_ratios = {}
-    for fam in ("s_get", "s_set", "s_count", "s_create"):
-        for p in PIPELINES:
-            native_rps = summary[(f"{fam}:native", p)]["rps"]
-            # The seeds' read of a session: HGETALL, then PEXPIRE (two calls per request).
-            seeds_read = 1 / (1 / summary[("s_hgetall", p)]["rps"]
-                              + 1 / summary[("s_pexpire", p)]["rps"])
-            session_ratios[(fam, p)] = dict(
-                path_ratios(summary, fam, p),
-                hgetall=native_rps / summary[("s_hgetall", p)]["rps"],
-                seeds_read=native_rps / seeds_read,
-            )
-    lock_ratios = lock_ratios_of(summary)
-    log("peer and production configuration ...")
-    peer_data = peer.measure(MODULE)
-    peer.chart(peer_data, PEER_CHART)
-    log("queues ...")
-    queue_data = queue_bench.measure()
-    if shutil.which("valgrind") and shutil.which("callgrind_annotate"):
-        log("callgrind ...")
-        profiled = callgrind.measure(["incr", "tokenbucket", "throttle", "cell"],
-                                     peer_data["cell"], log)
-        session_profiled = callgrind.measure(["hgetall", "pexpire", "session_get"], None, log)
-    else:
-        profiled = session_profiled = None
+    peer_data = profiled = session_profiled = queue_data = None
+    if selected("peer"):
+        log("peer and production configuration ...")
+        peer_data = section_or_failure("peer", peer.measure, MODULE)
+        if "failed" not in peer_data:
+            peer.chart(peer_data, PEER_CHART)
+    if selected("queue"):
+        log("queues ...")
+        queue_data = section_or_failure("queue", queue_bench.measure)
+    if selected("callgrind"):
+        if shutil.which("valgrind") and shutil.which("callgrind_annotate"):
+            log("callgrind ...")
+            cell = peer_data.get("cell") if peer_data else peer.build_peer()[0]
+            profiled = section_or_failure("callgrind", callgrind.measure, callgrind.REPORTED,
+                                          cell, log)
+            session_profiled = section_or_failure("callgrind", callgrind.measure,
+                                                  callgrind.SESSION_REPORTED, None, log)
+        else:
+            log("callgrind skipped: valgrind is not installed")
     bench_version = subprocess.run(["redis-benchmark", "--version"], capture_output=True,
                                    text=True).stdout.strip() or "redis-benchmark"
     try:
         module_rel = str(MODULE.resolve().relative_to(ROOT))
     except ValueError:
         module_rel = str(MODULE)
+    every = [c for fam in rows.values() for c in fam]
     ctx = dict(
         date=date, machine=machine_info(), load_start=load_start, load_end=loadavg(),
         server_version=server_version, bench_version=bench_version, git=git_describe(),
         module_rel=module_rel,
         module_sha=hashlib.sha256(MODULE.read_bytes()).hexdigest()[:12],
-        cases=cases, summary=summary, ratios=ratios, memory=memory,
-        session_cases=session_cases, session_ratios=session_ratios,
-        session_memory=session_memory, lb_cases=lb_cases, cache_cases=cache_cases,
-        lock_cases=lock_cases, lock_ratios=lock_ratios, peer=peer_data, callgrind=profiled,
-        queue=queue_data, session_callgrind=session_profiled,
-        scale=min(1.0, BUDGET / (REPEATS * sum(c.get("seconds", SECONDS)
-                                               for c in cases + session_cases + lb_cases
-                                               + cache_cases + lock_cases
-                                               for _ in PIPELINES))),
+        cases=rows.get("ratelimit", []), summary=summary,
+        ratios=rate_limit_ratios(summary) if "ratelimit" in rows else None, memory=memory,
+        session_cases=rows.get("session", []),
+        session_ratios=session_ratios_of(summary) if "session" in rows else None,
+        session_memory=session_memory, lb_cases=rows.get("leaderboard", []),
+        cache_cases=rows.get("cache", []), lock_cases=rows.get("lock", []),
+        lock_ratios=lock_ratios_of(summary) if "lock" in rows else None, seeds=seeds_data,
+        peer=peer_data, callgrind=profiled, queue=queue_data,
+        session_callgrind=session_profiled, partial=PARTIAL, only=ONLY, quick=QUICK,
+        lb_worst=lb_worst,
+        scale=min(1.0, BUDGET / (REPEATS * TIME_SCALE * sum(
+            c.get("seconds", SECONDS) for c in every for _ in PIPELINES))) if every else 1.0,
         runtime_s=time.monotonic() - started,
     )
-    chart(summary, cases, session_cases)
+    if "ratelimit" in rows and "session" in rows:
+        chart(summary, rows["ratelimit"], rows["session"])
     write_report(ctx)
     RESULTS.write_text(json.dumps(dict(
         date=date, machine=ctx["machine"], server_version=server_version,
-        clients=CLIENTS, keyspace=KEYSPACE, repeats=REPEATS,
-        cases=[{k: v for k, v in c.items()}
-               for c in cases + session_cases + lb_cases + cache_cases + lock_cases],
+        clients=CLIENTS, keyspace=KEYSPACE, repeats=REPEATS, only=ONLY, quick=QUICK,
+        cases=every,
         runs={f"{k[0]}@P{k[1]}": v for k, v in runs.items()},
         summary={f"{k[0]}@P{k[1]}": v for k, v in summary.items()},
-        ratios={f"{k[0]}@P{k[1]}": v for k, v in ratios.items()},
-        session_ratios={f"{k[0]}@P{k[1]}": v for k, v in session_ratios.items()},
-        lock_ratios={f"{k[0]}@P{k[1]}": v for k, v in lock_ratios.items()},
-        memory=memory, session_memory=session_memory, runtime_s=ctx["runtime_s"],
-        peer=dict(skipped=peer_data["skipped"], memory=peer_data["memory"],
-                  runs={f"{k[0]}:{k[1]}@P{k[2]}": v for k, v in peer_data["runs"].items()}),
-        queue=dict(queue_data, rows=[" / ".join(row) for row in queue_data["rows"]],
-                   runs={" / ".join(k): v for k, v in queue_data["runs"].items()},
-                   summary={" / ".join(k): v for k, v in queue_data["summary"].items()}),
+        ratios={f"{k[0]}@P{k[1]}": v for k, v in (ctx["ratios"] or {}).items()},
+        session_ratios={f"{k[0]}@P{k[1]}": v for k, v in (ctx["session_ratios"] or {}).items()},
+        lock_ratios={f"{k[0]}@P{k[1]}": v for k, v in (ctx["lock_ratios"] or {}).items()},
+        memory=memory, session_memory=session_memory, seeds=seeds_data, callgrind=profiled,
+        lb_worst=lb_worst, runtime_s=ctx["runtime_s"],
+        peer=peer_data if not peer_data or "failed" in peer_data else dict(
+            skipped=peer_data["skipped"], memory=peer_data["memory"],
+            runs={f"{k[0]}:{k[1]}@P{k[2]}": v for k, v in peer_data["runs"].items()}),
+        queue=queue_data if not queue_data or "failed" in queue_data else dict(
+            queue_data, rows=[" / ".join(row) for row in queue_data["rows"]],
+            runs={" / ".join(k): v for k, v in queue_data["runs"].items()},
+            summary={" / ".join(k): v for k, v in queue_data["summary"].items()}),
     ), indent=1, default=str))
-    log(f"wrote {OUT}, {CHART} and {RESULTS} in {ctx['runtime_s']:.0f} s")
+    log(f"wrote {OUT} and {RESULTS} in {ctx['runtime_s']:.0f} s")
 
 
 if __name__ == "__main__":

@@ -113,6 +113,7 @@ class Server:
         self.dir = tempfile.mkdtemp(prefix="patterns-bench-")
         self.proc = None
         self.port = None
+        self.snapshots = {}  # a row's setup function -> (its RDB file, its placeholders)
 
     def start(self):
         for _ in range(5):
@@ -120,6 +121,8 @@ class Server:
             self.argv = [
                 "redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
                 "--save", "", "--appendonly", "no", "--loadmodule", str(MODULE),
+                # DEBUG RELOAD restores a row's set-up database between runs (measure.py).
+                "--enable-debug-command", "local",
                 "--dir", self.dir, "--logfile", os.path.join(self.dir, "redis.log"),
                 "--daemonize", "no",
             ]

@@ -14,6 +14,7 @@ mod ratelimit;
 mod session;
 mod stats;
 mod text;
+mod wait;
 
 use redis_module::{redis_module, Context, RedisString, Status};
 
@@ -27,15 +28,18 @@ const FAMILIES: &[&[ffi::Command]] = &[
     queue::COMMANDS,
 ];
 
+/// Every family whose clients wait on the server.
+const WAITING: &[wait::Hooks] = &[lock::HOOKS, queue::HOOKS];
+
 /// Registers every command (its declared keys, so ACL key patterns and Cluster routing apply)
-/// with its COMMAND DOCS entry and arity; lock and semaphore waiters are released when the
-/// server becomes a replica; the configs are loaded (the load arguments must name them);
+/// with its COMMAND DOCS entry and arity; waiters (locks, semaphores, queues) are released when
+/// the server becomes a replica; the configs are loaded (the load arguments must name them);
 /// `INFO patterns` shows the counters.
 fn init(ctx: &Context, args: &[RedisString]) -> Status {
     let args: Vec<&[u8]> = args.iter().map(RedisString::as_slice).collect();
     ffi::load(ctx, FAMILIES.iter().copied().flatten(), |ctx| {
         config::load(ctx, &args)?;
-        lock::subscribe(ctx)?;
+        wait::subscribe(ctx, WAITING)?;
         ffi::register_info::<Counters>(ctx)
     })
 }
@@ -45,9 +49,14 @@ struct Counters;
 
 impl ffi::InfoSection for Counters {
     fn fields() -> Vec<(&'static str, u64)> {
-        let (lock_waiters, sem_waiters) = lock::waiting();
+        let (lock_waiters, sem_waiters, rwlock_waiters) = lock::waiting();
         stats::snapshot()
-            .chain([("lock_waiters", lock_waiters), ("sem_waiters", sem_waiters)])
+            .chain([
+                ("lock_waiters", lock_waiters),
+                ("sem_waiters", sem_waiters),
+                ("rwlock_waiters", rwlock_waiters),
+                ("queue_waiters", queue::waiting()),
+            ])
             .collect()
     }
 }

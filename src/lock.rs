@@ -11,6 +11,8 @@
 
 #![deny(unsafe_code)]
 
+mod events;
+mod rw;
 mod wait;
 
 use patterns_core::command::CmdError;
@@ -28,8 +30,8 @@ use crate::ffi::{
 use crate::index::{live_count, update_index};
 use crate::stats::{self, Stat};
 use crate::text::StackText;
-pub use wait::{subscribe, waiting};
-use wait::{Kind, Outcome, Wanted};
+pub use wait::{waiting, HOOKS};
+use wait::{Kind, Wanted};
 
 /// The family's commands, as registered.
 pub const COMMANDS: &[Command] = &[
@@ -41,6 +43,10 @@ pub const COMMANDS: &[Command] = &[
     command!(l::SEM_ACQUIRE, sem_acquire),
     command!(l::SEM_RELEASE, sem_release),
     command!(l::SEM_COUNT, sem_count),
+    command!(l::rw::RW_ACQUIRE, rw::acquire),
+    command!(l::rw::RW_RELEASE, rw::release),
+    command!(l::rw::RW_EXTEND, rw::extend),
+    command!(l::rw::RW_INFO, rw::info),
 ];
 
 /// A lock's hash, as read.
@@ -125,23 +131,30 @@ fn try_lock(ctx: Ctx, name: &[u8], wanted: &Wanted) -> Result<Option<i64>, CmdEr
     let fence = l::parse_fence(fence_key.string()?)?;
     let now = now_ms();
     let held = stored.as_ref().map(Stored::lease);
-    match l::acquire(held, fence, &wanted.owner, wanted.ttl_ms, now)? {
-        Acquire::Busy => Ok(None),
-        Acquire::Granted {
-            lease,
-            expire_at_ms,
-            fence,
-        } => {
-            if let Some(token) = fence {
-                let text = StackText::of(token);
-                fence_key.write_string(text.as_bytes());
-                fence_key.modified(&[(Notify::STRING, c"set")]);
-                ctx.replicate(c"SET", (fence_name.as_str(), token));
-            }
-            write_lease(ctx, &mut key, &lease, expire_at_ms);
-            Ok(Some(lease.token))
-        }
+    let granted = l::acquire(held, fence, &wanted.owner, wanted.ttl_ms, now)?;
+    Ok(write_grant(ctx, &mut key, &mut fence_key, granted))
+}
+
+/// Writes a lock's grant (a new owner's token to the counter, then the lease): its token; None
+/// when busy.
+fn write_grant(ctx: Ctx, key: &mut Key, fence_key: &mut Key, granted: Acquire) -> Option<i64> {
+    let Acquire::Granted {
+        lease,
+        expire_at_ms,
+        fence,
+    } = granted
+    else {
+        return None;
+    };
+    if let Some(token) = fence {
+        let text = StackText::of(token);
+        fence_key.write_string(text.as_bytes());
+        fence_key.modified(&[(Notify::STRING, c"set")]);
+        ctx.replicate(c"SET", (fence_key.name(), token));
     }
+    write_lease(ctx, key, &lease, expire_at_ms);
+    events::watch(ctx);
+    Some(lease.token)
 }
 
 /// Grants semaphore `name`'s permit to the owner now, when one is free or the owner has one
@@ -169,33 +182,42 @@ fn try_permit(ctx: Ctx, name: &[u8], wanted: &Wanted) -> Result<bool, CmdError> 
     Ok(true)
 }
 
-/// Grants what a waiter waits for, if it can be had now (for `wait`).
+/// Grants what a waiter waits for, if it can be had now (for `wait`): the reply, the lock's
+/// token, a permit's 1, or a read/write lock's reply.
 fn try_grant(
     ctx: Ctx,
     kind: Kind,
     name: &[u8],
     wanted: &Wanted,
-) -> Result<Option<Outcome>, CmdError> {
-    let outcome = match kind {
-        Kind::Lock => try_lock(ctx, name, wanted)?.map(Outcome::Token),
-        Kind::Sem => try_permit(ctx, name, wanted)?.then_some(Outcome::Permit),
+    behind_waiters: bool,
+) -> Result<Option<Value>, CmdError> {
+    let (granted, grants) = match kind {
+        Kind::Lock => (
+            try_lock(ctx, name, wanted)?.map(Value::Int),
+            Stat::LockGrants,
+        ),
+        Kind::Sem => (
+            try_permit(ctx, name, wanted)?.then_some(Value::Int(1)),
+            Stat::SemGrants,
+        ),
+        // (It counts its own grants.)
+        Kind::Rw => return rw::try_rw(ctx, name, wanted, behind_waiters),
     };
-    if outcome.is_some() {
-        stats::bump(match kind {
-            Kind::Lock => Stat::LockGrants,
-            Kind::Sem => Stat::SemGrants,
-        });
+    if granted.is_some() {
+        stats::bump(grants);
     }
-    Ok(outcome)
+    Ok(granted)
 }
 
-/// When what blocks the key's waiters ends: the lease's end, or the first permit's expiry.
+/// When what blocks the key's waiters ends: the lease's end, the first permit's expiry, or a
+/// read/write lock's first hold's end.
 fn deadline(ctx: Ctx, kind: Kind, name: &[u8]) -> Option<i64> {
     let name = OwnedString::new(ctx, name);
     let key = Key::open_named(ctx, &name);
     match (kind, key.kind()) {
         (Kind::Lock, KeyType::Hash) => key.expire_at_ms(),
         (Kind::Sem, KeyType::ZSet) => key.zset_nth_score(ScoreRange::all(), 0).map(|s| s as i64),
+        (Kind::Rw, _) => rw::next_end(ctx, name.bytes()),
         _ => None,
     }
 }
@@ -211,10 +233,13 @@ fn grant_or_wait(
     denied: Reply,
 ) -> Result<Reply, CmdError> {
     wait::serve(ctx, kind, name);
-    if let Some(outcome) = try_grant(ctx, kind, name, &wanted)? {
+    // A read/write lock may be free for this call with waiters queued (a reader behind a
+    // writer): they come first. (A lock or a semaphore with waiters left is busy anyway.)
+    let behind = kind == Kind::Rw && wait::count(ctx, kind, name) > 0;
+    if let Some(granted) = try_grant(ctx, kind, name, &wanted, behind)? {
         // The waiters' timer follows the new lease's end.
         wait::serve(ctx, kind, name);
-        return Ok(outcome.reply());
+        return Ok(Reply::Value(granted));
     }
     if timeout_ms != NO_WAIT && ctx.can_block() {
         wait::block(ctx, kind, name, wanted, timeout_ms);
@@ -231,6 +256,7 @@ fn acquire(call: &Call) -> Result<Reply, CmdError> {
         owner: p.text("owner").to_vec(),
         ttl_ms: l::check_ttl(p.int("ttl_ms"))?,
         limit: 1,
+        mode: None,
     };
     let name = call.key_name();
     checked_fence_key(call.ctx(), name)?;
@@ -307,7 +333,7 @@ fn info(call: &Call) -> Result<Reply, CmdError> {
         return Ok(Reply::Null);
     };
     let ttl = key.expire_at_ms().map_or(-1, |at| (at - now_ms()).max(0));
-    let waiters = wait::waiters(call.ctx(), call.key_name()) as i64;
+    let waiters = wait::count(call.ctx(), Kind::Lock, call.key_name()) as i64;
     let field = |name: &str| Value::Bulk(name.as_bytes().to_vec());
     Ok(Reply::Value(Value::Map(vec![
         (
@@ -356,6 +382,7 @@ fn sem_acquire(call: &Call) -> Result<Reply, CmdError> {
         owner: p.text("owner").to_vec(),
         ttl_ms: l::check_ttl(p.int("ttl_ms"))?,
         limit: p.int("limit"),
+        mode: None,
     };
     Key::open(call).expect(KeyType::ZSet)?;
     let name = call.key_name();

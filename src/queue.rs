@@ -25,7 +25,9 @@ use crate::ffi::{
     check_key_access, key_type, now_ms, redis_call, Call, CallValue, Command, Ctx, KeyType, Reply,
     Value,
 };
+use crate::stats::{self, Stat};
 use crate::text::StackText;
+pub use wait::{waiting, HOOKS};
 
 /// The family's commands, as registered.
 pub const COMMANDS: &[Command] = &[
@@ -147,6 +149,7 @@ fn push(call: &Call) -> Result<Reply, CmdError> {
     if added.is_error() {
         return Err(CmdError::BadState(STREAM_FULL));
     }
+    stats::bump(Stat::QueuePushed);
     let id = added.value().bytes().unwrap_or_default().to_vec();
     if let Some((key, at)) = dedupe {
         let at = StackText::of(at);
@@ -197,6 +200,7 @@ fn try_pop(ctx: Ctx, queue: &[u8], args: &Pop) -> Result<Vec<Value>, CmdError> {
     if completed {
         trim(ctx, queue);
     }
+    stats::add(Stat::QueueDelivered, jobs.len() as u64);
     Ok(jobs)
 }
 
@@ -250,6 +254,9 @@ fn redeliver_due(
                 };
                 let payload = field(&entry.items()[1], PAYLOAD_FIELD).unwrap_or_default();
                 zadd(ctx, &keys.leases, lease_end, id);
+                if n > 1 {
+                    stats::bump(Stat::QueueRedelivered);
+                }
                 jobs.push(job(id, payload, n));
             }
         }
@@ -289,6 +296,7 @@ fn dead_letter(
         ];
         write(ctx, c"XADD", &xadd);
     }
+    stats::bump(Stat::QueueDead);
     write(ctx, c"XACK", &[queue, &args.group, id]);
     write(ctx, c"ZREM", &[&keys.leases, id]);
 }
@@ -433,6 +441,7 @@ fn ack(call: &Call) -> Result<Reply, CmdError> {
     zrem.extend_from_slice(ids);
     write(ctx, c"ZREM", &zrem);
     if acked > 0 {
+        stats::add(Stat::QueueAcked, acked as u64);
         trim(ctx, queue);
     }
     Ok(Reply::Integer(acked))
@@ -578,17 +587,12 @@ fn stats(call: &Call) -> Result<Reply, CmdError> {
         }
     }
     let dead = dead_letters(ctx, &keys.dead, group).len() as i64;
-    let pair = |name: &str, n: i64| [Value::Bulk(name.as_bytes().to_vec()), Value::Int(n)];
-    Ok(Reply::Value(Value::Array(
-        [
-            pair("ready", ready),
-            pair("delayed", delayed),
-            pair("pending", pending),
-            pair("dead", dead),
-            pair("consumers", consumers),
-        ]
-        .into_iter()
-        .flatten()
-        .collect(),
-    )))
+    let pair = |name: &str, n: i64| (Value::Bulk(name.as_bytes().to_vec()), Value::Int(n));
+    Ok(Reply::Value(Value::Map(vec![
+        pair("ready", ready),
+        pair("delayed", delayed),
+        pair("pending", pending),
+        pair("dead", dead),
+        pair("consumers", consumers),
+    ])))
 }

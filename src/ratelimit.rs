@@ -9,7 +9,9 @@ use patterns_core::ratelimit::{
 };
 
 use crate::command;
-use crate::ffi::{now_ms, Call, Command, Key, KeyType, Notify, OwnedString, Reply, ScoreRange};
+use crate::ffi::{
+    now_ms, Call, Command, Key, KeyType, Notify, OwnedString, Reply, ScoreRange, Token,
+};
 use crate::stats::{self, Stat};
 use crate::text::StackText;
 
@@ -75,6 +77,10 @@ fn throttle(call: &Call) -> Result<Reply, CmdError> {
     Ok(Reply::Ints(reply.to_cell_array().into()))
 }
 
+/// The replicated effects' option tokens, made once.
+static PXAT: Token = Token::new(c"PXAT");
+static MINUS_INF: Token = Token::new(c"-inf");
+
 const STRING_EVENTS: [(Notify, &std::ffi::CStr); 2] =
     [(Notify::STRING, c"set"), (Notify::GENERIC, c"expire")];
 
@@ -102,7 +108,7 @@ fn run_string<L: StringLimiter>(
         key.set_expire_at(write.expire_at_ms);
         key.modified(&STRING_EVENTS);
         // The primary's time travels in the effect, never the caller's command.
-        let set = (call.key(), value.as_c_str(), c"PXAT", write.expire_at_ms);
+        let set = (call.key(), value.as_c_str(), &PXAT, write.expire_at_ms);
         call.ctx().replicate(c"SET", set);
     }
     Ok(outcome.reply)
@@ -143,7 +149,7 @@ impl ZsetLog<'_, '_> {
         if let Some(through) = w.prune_through_ms {
             let stale = key.zset_members(ScoreRange::through(through));
             key.zset_remove(&stale);
-            ctx.replicate(c"ZREMRANGEBYSCORE", (call.key(), c"-inf", through));
+            ctx.replicate(c"ZREMRANGEBYSCORE", (call.key(), &MINUS_INF, through));
             events.push((Notify::ZSET, c"zremrangebyscore"));
         }
         let score = OwnedString::from_i64(ctx, w.at_ms);

@@ -20,10 +20,16 @@ pub enum Stat {
     LockReleases,
     LockWaits,
     LockWaitTimeouts,
+    LockExpiries,
+    LockForcedUnlocks,
     SemGrants,
     SemReleases,
     SemWaits,
     SemWaitTimeouts,
+    RwGrants,
+    RwReleases,
+    RwWaits,
+    RwWaitTimeouts,
     CacheHit,
     CacheRefresh,
     CacheMiss,
@@ -37,11 +43,18 @@ pub enum Stat {
     SessionsRotated,
     SessionsDestroyed,
     LeaderboardWrites,
+    QueuePushed,
+    QueueDelivered,
+    QueueRedelivered,
+    QueueDead,
+    QueueAcked,
+    QueueWaits,
+    QueueWaitTimeouts,
 }
 
 /// Each counter's field name in `INFO patterns` (the module's name is the prefix the server
 /// adds: `patterns_lock_grants`).
-pub const FIELDS: [(Stat, &str); 29] = [
+pub const FIELDS: [(Stat, &str); 42] = [
     (Stat::TokenbucketAllowed, "rl_tokenbucket_allowed"),
     (Stat::TokenbucketDenied, "rl_tokenbucket_denied"),
     (Stat::FixedwindowAllowed, "rl_fixedwindow_allowed"),
@@ -54,10 +67,16 @@ pub const FIELDS: [(Stat, &str); 29] = [
     (Stat::LockReleases, "lock_releases"),
     (Stat::LockWaits, "lock_waits"),
     (Stat::LockWaitTimeouts, "lock_wait_timeouts"),
+    (Stat::LockExpiries, "lock_expiries"),
+    (Stat::LockForcedUnlocks, "lock_forced_unlocks"),
     (Stat::SemGrants, "sem_grants"),
     (Stat::SemReleases, "sem_releases"),
     (Stat::SemWaits, "sem_waits"),
     (Stat::SemWaitTimeouts, "sem_wait_timeouts"),
+    (Stat::RwGrants, "rwlock_grants"),
+    (Stat::RwReleases, "rwlock_releases"),
+    (Stat::RwWaits, "rwlock_waits"),
+    (Stat::RwWaitTimeouts, "rwlock_wait_timeouts"),
     (Stat::CacheHit, "cache_hit"),
     (Stat::CacheRefresh, "cache_refresh"),
     (Stat::CacheMiss, "cache_miss"),
@@ -71,6 +90,13 @@ pub const FIELDS: [(Stat, &str); 29] = [
     (Stat::SessionsRotated, "session_rotated"),
     (Stat::SessionsDestroyed, "session_destroyed"),
     (Stat::LeaderboardWrites, "lb_writes"),
+    (Stat::QueuePushed, "queue_pushed"),
+    (Stat::QueueDelivered, "queue_delivered"),
+    (Stat::QueueRedelivered, "queue_redelivered"),
+    (Stat::QueueDead, "queue_dead"),
+    (Stat::QueueAcked, "queue_acked"),
+    (Stat::QueueWaits, "queue_waits"),
+    (Stat::QueueWaitTimeouts, "queue_wait_timeouts"),
 ];
 
 #[allow(clippy::declare_interior_mutable_const)]

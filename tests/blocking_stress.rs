@@ -1,5 +1,5 @@
-//! Blocking under stress (issue 11), on every flavor: 200 waiters on one lock and 200 on one
-//! semaphore while a seeded chaos thread kills waiting clients, unblocks them (`CLIENT UNBLOCK`,
+//! Blocking under stress (issue 11), on every flavor: 200 waiters on one lock, 200 on one
+//! semaphore and 200 on one read/write lock (both modes) while a seeded chaos thread kills waiting clients, unblocks them (`CLIENT UNBLOCK`,
 //! timeout and error), flushes (`FLUSHALL`), reloads (`DEBUG RELOAD`) and turns the server into a
 //! replica and back (`REPLICAOF`), and waiters time out on their own deadlines. Asserts that
 //! every waiter is answered exactly once (granted, nil/0, or an error; a dropped connection only
@@ -28,6 +28,7 @@ const REPLY_TIMEOUT: Duration = Duration::from_secs(20);
 enum Kind {
     Lock,
     Sem,
+    Rw,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -46,19 +47,39 @@ struct Waiter {
     handle: JoinHandle<(Outcome, Result<(), String>)>,
 }
 
-fn acquire_args(kind: Kind, owner: &str, wait_ms: i64) -> Vec<String> {
-    let wait = wait_ms.to_string();
-    let args: Vec<&str> = match kind {
-        Kind::Lock => vec!["LOCK.ACQUIRE", "L", owner, "500", "WAIT", &wait],
-        Kind::Sem => vec!["SEM.ACQUIRE", "S", owner, "2", "500", "WAIT", &wait],
+/// The acquisition of a 500 ms lease (`ttl` when given, without WAIT).
+fn acquire_args(kind: Kind, owner: &str, wait_ms: i64, ttl: Option<&str>) -> Vec<String> {
+    let mut args: Vec<&str> = match kind {
+        Kind::Lock => vec!["LOCK.ACQUIRE", "L", owner, ttl.unwrap_or("500")],
+        Kind::Sem => vec!["SEM.ACQUIRE", "S", owner, "2", ttl.unwrap_or("500")],
+        Kind::Rw => vec![
+            "RWLOCK.ACQUIRE",
+            "RW",
+            owner,
+            ttl.unwrap_or("500"),
+            rw_mode(owner),
+        ],
     };
+    let wait = wait_ms.to_string();
+    if ttl.is_none() {
+        args.extend(["WAIT", &wait]);
+    }
     args.into_iter().map(String::from).collect()
+}
+
+/// A read/write lock owner's mode: owners whose last digit is a multiple of 3 write.
+fn rw_mode(owner: &str) -> &'static str {
+    match owner.bytes().last() {
+        Some(b'0' | b'3' | b'6' | b'9') => "WRITE",
+        _ => "READ",
+    }
 }
 
 fn release_args(kind: Kind, owner: &str) -> Vec<String> {
     let args = match kind {
         Kind::Lock => ["LOCK.RELEASE", "L", owner],
         Kind::Sem => ["SEM.RELEASE", "S", owner],
+        Kind::Rw => ["RWLOCK.RELEASE", "RW", owner],
     };
     args.into_iter().map(String::from).collect()
 }
@@ -70,7 +91,7 @@ fn run(c: &mut Connection, args: &[String]) -> redis::RedisResult<Value> {
 fn classify(kind: Kind, reply: redis::RedisResult<Value>) -> Outcome {
     match reply {
         Ok(Value::Int(n)) if n >= 1 => Outcome::Granted(n),
-        Ok(Value::Nil) if kind == Kind::Lock => Outcome::Denied,
+        Ok(Value::Nil) if kind != Kind::Sem => Outcome::Denied,
         Ok(Value::Int(0)) if kind == Kind::Sem => Outcome::Denied,
         Ok(other) => Outcome::Error(format!("unexpected reply {other:?}")),
         Err(e) if e.is_io_error() || e.is_timeout() || e.is_connection_dropped() => {
@@ -94,7 +115,10 @@ fn start_waiter(server: &Server, kind: Kind, i: usize, wait_ms: i64, hold: Durat
     let flag = done.clone();
     let owner = format!("w{i}");
     let handle = spawn(move || {
-        let outcome = classify(kind, run(&mut c, &acquire_args(kind, &owner, wait_ms)));
+        let outcome = classify(
+            kind,
+            run(&mut c, &acquire_args(kind, &owner, wait_ms, None)),
+        );
         flag.store(true, Ordering::SeqCst);
         if matches!(outcome, Outcome::Io(_)) {
             return (outcome, Ok(()));
@@ -206,13 +230,10 @@ fn stress(flavor: Flavor, kind: Kind, seed: u64) {
     let mut c = server.conn();
     let holders: &[&str] = match kind {
         Kind::Lock => &["h1"],
-        Kind::Sem => &["h1", "h2"],
+        Kind::Sem | Kind::Rw => &["h1", "h2"],
     };
     for holder in holders {
-        let mut args = acquire_args(kind, holder, 0);
-        args.truncate(args.len() - 2);
-        *args.last_mut().unwrap() = "60000".into();
-        let granted = run(&mut c, &args);
+        let granted = run(&mut c, &acquire_args(kind, holder, 0, Some("60000")));
         assert!(
             matches!(granted, Ok(Value::Int(n)) if n >= 1),
             "{granted:?}"
@@ -313,7 +334,7 @@ fn every_waiter_is_answered_once_under_chaos() {
         .unwrap_or(11);
     eprintln!("blocking stress seed {seed} (PATTERNS_STRESS_SEED replays it)");
     for flavor in flavors() {
-        for kind in [Kind::Lock, Kind::Sem] {
+        for kind in [Kind::Lock, Kind::Sem, Kind::Rw] {
             stress(flavor, kind, seed);
         }
     }

@@ -34,17 +34,22 @@ fn info(c: &mut Connection, key: &str) -> Option<BTreeMap<String, String>> {
         assert_eq!(v, Value::Nil);
         return None;
     };
-    let text = |v: &Value| match v {
-        Value::BulkString(b) => String::from_utf8(b.clone()).unwrap(),
-        Value::Int(n) => n.to_string(),
-        other => panic!("{other:?}"),
-    };
     Some(
         items
             .chunks(2)
-            .map(|p| (text(&p[0]), text(&p[1])))
+            .map(|p| (text_of(&p[0]), text_of(&p[1])))
             .collect(),
     )
+}
+
+/// A record's field or value as text ("" for nil).
+fn text_of(v: &Value) -> String {
+    match v {
+        Value::BulkString(b) => String::from_utf8(b.clone()).unwrap(),
+        Value::Int(n) => n.to_string(),
+        Value::Nil => String::new(),
+        other => panic!("{other:?}"),
+    }
 }
 
 fn waiters(c: &mut Connection, key: &str) -> i64 {
@@ -438,33 +443,33 @@ fn a_disconnected_waiter_leaves_the_queue() {
     });
 }
 
+const LOCK_HOLD: &[&str] = &["LOCK.ACQUIRE", "del", "holder", "60000"];
+const LOCK_WAIT: &[&str] = &["LOCK.ACQUIRE", "del", "next", "60000", "WAIT", "20000"];
+const SEM_HOLD: &[&str] = &["SEM.ACQUIRE", "pool", "a", "1", "60000"];
+const SEM_WAIT: &[&str] = &["SEM.ACQUIRE", "pool", "b", "1", "60000", "WAIT", "20000"];
+
+/// Takes `hold`, queues the client `wait` behind it, then runs `gone` behind the module's back
+/// (a deletion or a flush): the waiter's reply, which must come at once.
+fn handed_on(server: &Server, hold: &[&str], wait: &[&str], gone: &[&str]) -> Value {
+    let mut c = server.conn();
+    assert_ne!(query::<Value>(&mut c, hold), Value::Nil);
+    let w = waiter(server, wait);
+    await_blocked(server, 1);
+    let _: Value = query(&mut c, gone);
+    let (reply, waited) = w.join().unwrap();
+    assert!(waited < Duration::from_secs(5), "{gone:?}: {waited:?}");
+    reply
+}
+
 #[test]
 fn deleting_the_key_hands_the_lock_on_and_overwriting_it_fails_the_waiters() {
     for_each_server(|server, mut c| {
-        let first = acquire(&mut c, "del", "holder", 60_000).unwrap();
-        let w = waiter(
-            &server,
-            &["LOCK.ACQUIRE", "del", "next", "60000", "WAIT", "20000"],
-        );
-        assert!(wait_until(Duration::from_secs(10), || waiters(
-            &mut c, "del"
-        ) == 1));
         // DEL is a forced unlock: the next waiter gets the lock, with a newer token.
-        let _: i64 = query(&mut c, &["DEL", "del"]);
-        let (reply, waited) = w.join().unwrap();
-        assert_eq!(token_of(&reply), first + 1);
-        assert!(waited < Duration::from_secs(5), "{waited:?}");
+        let reply = handed_on(&server, LOCK_HOLD, LOCK_WAIT, &["DEL", "del"]);
+        assert_eq!(token_of(&reply), 2);
         // A semaphore deleted behind the module's back frees its permits for its waiters.
-        let _: i64 = query(&mut c, &["SEM.ACQUIRE", "pool", "a", "1", "60000"]);
-        let w = waiter(
-            &server,
-            &["SEM.ACQUIRE", "pool", "b", "1", "60000", "WAIT", "20000"],
-        );
-        await_blocked(&server, 1);
-        let _: i64 = query(&mut c, &["DEL", "pool"]);
-        let (reply, waited) = w.join().unwrap();
+        let reply = handed_on(&server, SEM_HOLD, SEM_WAIT, &["DEL", "pool"]);
         assert_eq!(reply, Value::Int(1));
-        assert!(waited < Duration::from_secs(5), "{waited:?}");
         let holders: Vec<String> = query(&mut c, &["ZRANGE", "pool", "0", "-1"]);
         assert_eq!(holders, vec!["b".to_string()]);
         // A key overwritten with another type fails its waiters with the error they would get.
@@ -482,6 +487,164 @@ fn deleting_the_key_hands_the_lock_on_and_overwriting_it_fails_the_waiters() {
             "error: WRONGTYPE Operation against a key holding the wrong kind of value"
         );
         await_blocked(&server, 0);
+    });
+}
+
+/// FLUSHALL and FLUSHDB fire no keyspace event: the module hears of them as server events and
+/// serves the waiters at once (the lock is free, and its counter was flushed: token 1 again).
+#[test]
+fn a_flush_hands_locks_and_permits_on_at_once() {
+    for_each_server(|server, _| {
+        let reply = handed_on(&server, LOCK_HOLD, LOCK_WAIT, &["FLUSHALL"]);
+        assert_eq!(token_of(&reply), 1);
+        let reply = handed_on(&server, SEM_HOLD, SEM_WAIT, &["FLUSHDB"]);
+        assert_eq!(reply, Value::Int(1));
+    });
+}
+
+/// `INFO patterns` counts a lease that ends (`lock_expiries`) and a held lock evicted
+/// (`lock_forced_unlocks`); a release, a `DEL` or `UNLINK` (not watched: README says why), and
+/// a key that is no lock expiring, count as neither.
+#[test]
+fn info_counts_expiries_and_evictions_but_not_releases() {
+    for_each_server(|server, mut c| {
+        acquire(&mut c, "short", "a", 50).unwrap();
+        for name in ["held", "unlinked", "released"] {
+            acquire(&mut c, name, "a", 60_000).unwrap();
+        }
+        assert_eq!(release(&mut c, "released", "a"), 1);
+        let _: () = query(&mut c, &["SET", "plain", "x", "PX", "50"]);
+        let _: i64 = query(&mut c, &["DEL", "held"]);
+        let _: i64 = query(&mut c, &["UNLINK", "unlinked"]);
+        sleep(Duration::from_millis(100));
+        // Expired on access at the latest.
+        let _: i64 = query(&mut c, &["EXISTS", "short", "plain"]);
+        assert_eq!(server.counter("lock_expiries"), 1);
+        assert_eq!(server.counter("lock_forced_unlocks"), 0);
+        assert_eq!(server.counter("lock_releases"), 1);
+        // Only keys with a TTL are evicted (volatile-lru): the lock goes, its counter stays.
+        acquire(&mut c, "evicted", "a", 60_000).unwrap();
+        for (name, value) in [("maxmemory-policy", "volatile-lru"), ("maxmemory", "1")] {
+            let _: () = query(&mut c, &["CONFIG", "SET", name, value]);
+        }
+        let refused: redis::RedisResult<()> =
+            redis::cmd("SET").arg("filler").arg("x").query(&mut c);
+        let _: () = query(&mut c, &["CONFIG", "SET", "maxmemory", "0"]);
+        assert!(refused.is_err(), "nothing left to evict: OOM");
+        assert_eq!(query::<i64>(&mut c, &["EXISTS", "evicted"]), 0);
+        assert_eq!(server.counter("lock_forced_unlocks"), 1);
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Read/write locks
+
+fn rw(c: &mut Connection, owner: &str, ttl_ms: &str, mode: &str) -> Option<i64> {
+    query(c, &["RWLOCK.ACQUIRE", "rw", owner, ttl_ms, mode])
+}
+
+/// A client in its own thread waiting (up to `wait_ms`) for a 60 s hold of `rw` in `mode`.
+fn rw_waiter(
+    server: &Server,
+    owner: &str,
+    mode: &str,
+    wait_ms: &str,
+) -> JoinHandle<(Value, Duration)> {
+    waiter(
+        server,
+        &[
+            "RWLOCK.ACQUIRE",
+            "rw",
+            owner,
+            "60000",
+            mode,
+            "WAIT",
+            wait_ms,
+        ],
+    )
+}
+
+/// RWLOCK.INFO's field `name`, as text ("" for nil).
+fn rw_info(c: &mut Connection, name: &str) -> String {
+    let v: Vec<Value> = query(c, &["RWLOCK.INFO", "rw"]);
+    let pair = v.chunks(2).find(|p| text_of(&p[0]) == name).unwrap();
+    text_of(&pair[1])
+}
+
+/// Readers share; a writer waits for them; a reader arriving behind the waiting writer waits
+/// too (FIFO for both modes: no writer starvation), and without WAIT gets nil; the writer's
+/// grant carries the next fencing token; the queued reader follows the writer.
+#[test]
+fn rwlock_readers_share_and_a_waiting_writer_is_never_overtaken() {
+    for_each_server(|server, mut c| {
+        assert_eq!(rw(&mut c, "r1", "60000", "READ"), Some(1));
+        assert_eq!(rw(&mut c, "r2", "60000", "read"), Some(1));
+        assert_eq!(rw(&mut c, "w", "60000", "WRITE"), None);
+        let writer = rw_waiter(&server, "w", "WRITE", "10000");
+        await_blocked(&server, 1);
+        let reader = rw_waiter(&server, "r3", "READ", "10000");
+        await_blocked(&server, 2);
+        // Only readers hold the lock, yet a new reader would overtake the writer: nil.
+        assert_eq!(rw(&mut c, "r4", "60000", "READ"), None);
+        // Refreshing a hold one has overtakes nobody.
+        assert_eq!(rw(&mut c, "r1", "60000", "READ"), Some(1));
+        assert_eq!(rw_info(&mut c, "mode"), "read");
+        assert_eq!(rw_info(&mut c, "readers"), "2");
+        assert_eq!(rw_info(&mut c, "waiters"), "2");
+        assert_eq!(query::<i64>(&mut c, &["RWLOCK.RELEASE", "rw", "r1"]), 1);
+        sleep(Duration::from_millis(100));
+        assert_eq!(blocked_clients(&server), 2, "the writer waits for r2");
+        assert_eq!(query::<i64>(&mut c, &["RWLOCK.RELEASE", "rw", "r2"]), 1);
+        let (reply, _) = writer.join().unwrap();
+        // The counter {rw}:writer:fence is the write hold's own: token 1.
+        assert_eq!(token_of(&reply), 1);
+        assert_eq!(rw_info(&mut c, "owner"), "w");
+        assert_eq!(rw_info(&mut c, "token"), "1");
+        await_blocked(&server, 1);
+        assert_eq!(query::<i64>(&mut c, &["RWLOCK.RELEASE", "rw", "w"]), 1);
+        assert_eq!(reader.join().unwrap().0, Value::Int(1));
+        assert_eq!(rw_info(&mut c, "readers"), "1");
+        // The next writer's token is larger.
+        assert_eq!(query::<i64>(&mut c, &["RWLOCK.RELEASE", "rw", "r3"]), 1);
+        assert_eq!(rw(&mut c, "w2", "60000", "WRITE"), Some(2));
+        assert_eq!(query::<i64>(&mut c, &["RWLOCK.RELEASE", "rw", "w2"]), 1);
+        let v: Value = query(&mut c, &["RWLOCK.INFO", "rw"]);
+        assert_eq!(v, Value::Nil);
+    });
+}
+
+/// Read holds end with their own leases: a writer waiting on two readers is granted when the
+/// second lease ends (a timer, not a poll), not at the first; an extended read hold lasts.
+#[test]
+fn rwlock_read_holds_expire_with_their_own_leases() {
+    for_each_server(|server, mut c| {
+        assert_eq!(rw(&mut c, "short", "100", "READ"), Some(1));
+        assert_eq!(rw(&mut c, "long", "400", "READ"), Some(1));
+        let started = Instant::now();
+        let writer = rw_waiter(&server, "w", "WRITE", "10000");
+        let (reply, _) = writer.join().unwrap();
+        let waited = started.elapsed();
+        assert_eq!(token_of(&reply), 1);
+        assert!(waited >= Duration::from_millis(350), "{waited:?}");
+        assert!(waited < Duration::from_secs(3), "{waited:?}");
+        assert_eq!(query::<i64>(&mut c, &["RWLOCK.RELEASE", "rw", "w"]), 1);
+        assert_eq!(rw(&mut c, "r", "100", "READ"), Some(1));
+        assert_eq!(
+            query::<i64>(&mut c, &["RWLOCK.EXTEND", "rw", "r", "60000"]),
+            1
+        );
+        sleep(Duration::from_millis(200));
+        assert_eq!(rw_info(&mut c, "readers"), "1");
+        assert!(rw_info(&mut c, "ttl").parse::<i64>().unwrap() > 50_000);
+        assert_eq!(
+            query::<i64>(&mut c, &["RWLOCK.EXTEND", "rw", "nobody", "100"]),
+            0
+        );
+        // A waiter past its deadline gets nil and writes nothing.
+        let (reply, waited) = rw_waiter(&server, "w", "WRITE", "100").join().unwrap();
+        assert_eq!(reply, Value::Nil);
+        assert!(waited >= Duration::from_millis(100), "{waited:?}");
+        assert_eq!(query::<i64>(&mut c, &["EXISTS", "{rw}:writer"]), 0);
     });
 }
 

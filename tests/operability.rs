@@ -288,11 +288,18 @@ fn info_counts_what_the_commands_did() {
             ("lock_waits", 1),
             ("lock_wait_timeouts", 1),
             ("lock_waiters", 0),
+            ("lock_expiries", 0),
+            ("lock_forced_unlocks", 0),
             ("sem_grants", 1),
             ("sem_releases", 1),
             ("sem_waits", 1),
             ("sem_wait_timeouts", 1),
             ("sem_waiters", 0),
+            ("rwlock_grants", 0),
+            ("rwlock_releases", 0),
+            ("rwlock_waits", 0),
+            ("rwlock_wait_timeouts", 0),
+            ("rwlock_waiters", 0),
             ("cache_hit", 1),
             ("cache_refresh", 0),
             ("cache_miss", 1),
@@ -306,6 +313,14 @@ fn info_counts_what_the_commands_did() {
             ("session_rotated", 1),
             ("session_destroyed", 2),
             ("lb_writes", 4),
+            ("queue_pushed", 0),
+            ("queue_delivered", 0),
+            ("queue_redelivered", 0),
+            ("queue_dead", 0),
+            ("queue_acked", 0),
+            ("queue_waits", 0),
+            ("queue_wait_timeouts", 0),
+            ("queue_waiters", 0),
         ];
         for (field, value) in expected {
             assert_eq!(got.get(field), Some(&value), "{flavor:?} {field}: {got:?}");
@@ -390,8 +405,12 @@ fn config(c: &mut Connection, name: &str) -> String {
 fn configs_have_the_compiled_in_defaults_and_take_config_set() {
     for_each_server(|server, mut c| {
         let all: Vec<String> = query(&mut c, &["CONFIG", "GET", "patterns.*"]);
-        assert_eq!(all.len(), 6, "{all:?}");
+        assert_eq!(all.len(), 8, "{all:?}");
         assert_eq!(config(&mut c, "patterns.cache-lease-ms"), "10000");
+        assert_eq!(
+            config(&mut c, "patterns.lb-dense-max"),
+            patterns_core::leaderboard::DENSE_MAX.to_string()
+        );
         assert_eq!(config(&mut c, "patterns.cache-wait-hint-ms"), "50");
         assert_eq!(
             config(&mut c, "patterns.cache-channel"),

@@ -367,6 +367,118 @@ fn a_waiter_past_its_deadline_is_never_given_a_job() {
     });
 }
 
+/// Waiters react to their queue deleted, flushed or overwritten behind the module's back, as a
+/// lock's waiters do: deleted or flushed, the queue has no jobs, so they go on waiting (no timer
+/// spins on the stale lease set) and the next push serves them; overwritten with another type,
+/// they get WRONGTYPE at once. `CLIENT UNBLOCK` answers nil, a deadline nil on time.
+#[test]
+fn waiters_react_to_the_queue_deleted_flushed_or_overwritten() {
+    for_each_server(|server, mut c| {
+        for gone in [vec!["DEL", "d"], vec!["FLUSHALL"], vec!["FLUSHDB"]] {
+            // A leased job leaves a lease set behind the deleted stream (its lease ends long
+            // after the deletion, so the waiter is not handed the old job first).
+            push(&mut c, "d", "old");
+            pop(&mut c, &["d", "g", "holder", "LEASE", "5000"]);
+            let w = waiter(&server, &["QUEUE.POP", "d", "g", "w", "BLOCK", "5000"]);
+            await_blocked(&server, 1);
+            let _: () = query(&mut c, &gone);
+            sleep(Duration::from_millis(150));
+            assert_eq!(blocked_clients(&server), 1, "{gone:?}");
+            let id = push(&mut c, "d", "new");
+            let (reply, waited) = w.join().unwrap();
+            assert_eq!(jobs_of(&reply), vec![(id, "new".into(), 1)], "{gone:?}");
+            assert!(waited < Duration::from_secs(4), "{gone:?} {waited:?}");
+            let _: () = query(&mut c, &["FLUSHALL"]);
+        }
+        let w = waiter(&server, &["QUEUE.POP", "o", "g", "w", "BLOCK", "5000"]);
+        await_blocked(&server, 1);
+        let _: () = query(&mut c, &["SET", "o", "text"]);
+        let (reply, waited) = w.join().unwrap();
+        assert_eq!(
+            shown(&reply),
+            "error: WRONGTYPE Operation against a key holding the wrong kind of value"
+        );
+        assert!(waited < Duration::from_secs(4), "{waited:?}");
+        let w = waiter(&server, &["QUEUE.POP", "u", "g", "w", "BLOCK", "0"]);
+        await_blocked(&server, 1);
+        let ids: String = query(&mut c, &["CLIENT", "LIST", "TYPE", "normal"]);
+        let blocked = ids
+            .lines()
+            .find(|l| l.contains("cmd=queue.pop"))
+            .and_then(|l| l.split_whitespace().next()?.strip_prefix("id="))
+            .unwrap()
+            .to_string();
+        assert_eq!(query::<i64>(&mut c, &["CLIENT", "UNBLOCK", &blocked]), 1);
+        assert_eq!(w.join().unwrap().0, Value::Nil);
+        let (reply, waited) = waiter(&server, &["QUEUE.POP", "u", "g", "w", "BLOCK", "100"])
+            .join()
+            .unwrap();
+        assert_eq!(reply, Value::Nil);
+        assert!(waited >= Duration::from_millis(100), "{waited:?}");
+        await_blocked(&server, 0);
+    });
+}
+
+/// `INFO patterns` counts pushes, deliveries, redeliveries, dead letters, acks and waits.
+#[test]
+fn info_counts_the_queues_work() {
+    for_each_server(|server, mut c| {
+        let one = push(&mut c, "q", "1");
+        let two = push(&mut c, "q", "2");
+        let args = ["QUEUE.PUSH", "q", "3", "DEDUPE", "d", "60000"];
+        let _: String = query(&mut c, &args);
+        let _: String = query(&mut c, &args);
+        assert_eq!(pop(&mut c, &["q", "g", "w", "COUNT", "3"]).len(), 3);
+        assert_eq!(query::<i64>(&mut c, &["QUEUE.ACK", "q", "g", &one]), 1);
+        // `two` is nacked, delivered again, nacked, then dead past MAXDELIVERIES 2.
+        assert_eq!(query::<i64>(&mut c, &["QUEUE.NACK", "q", "g", &two]), 1);
+        assert_eq!(pop(&mut c, &["q", "g", "w"])[0].2, 2);
+        assert_eq!(query::<i64>(&mut c, &["QUEUE.NACK", "q", "g", &two]), 1);
+        assert!(pop(&mut c, &["q", "g", "w", "MAXDELIVERIES", "2"]).is_empty());
+        let (reply, _) = waiter(&server, &["QUEUE.POP", "q", "g", "w", "BLOCK", "50"])
+            .join()
+            .unwrap();
+        assert_eq!(reply, Value::Nil);
+        let expected = [
+            ("queue_pushed", 3),
+            ("queue_delivered", 4),
+            ("queue_redelivered", 1),
+            ("queue_dead", 1),
+            ("queue_acked", 1),
+            ("queue_waits", 1),
+            ("queue_wait_timeouts", 1),
+            ("queue_waiters", 0),
+        ];
+        for (field, value) in expected {
+            assert_eq!(
+                server.counter(field),
+                value,
+                "{:?} {field}",
+                server.flavor()
+            );
+        }
+    });
+}
+
+/// `QUEUE.STATS` is a map under RESP3 (as `LOCK.INFO`), a flat array under RESP2.
+#[test]
+fn stats_is_a_map_under_resp3() {
+    for_each_server(|server, mut c2| {
+        push(&mut c2, "q", "x");
+        let mut c3 = redis::Client::open(format!("{}?protocol=resp3", server.url()))
+            .unwrap()
+            .get_connection()
+            .unwrap();
+        let Value::Map(map) = query::<Value>(&mut c3, &["QUEUE.STATS", "q", "g"]) else {
+            panic!("QUEUE.STATS is not a map under RESP3");
+        };
+        let names: Vec<String> = map.iter().map(|(k, _)| text(k)).collect();
+        assert_eq!(names, ["ready", "delayed", "pending", "dead", "consumers"]);
+        assert_eq!(map[0].1, Value::Int(1));
+        assert_eq!(stats(&mut c2, "q", "g")["ready"], 1);
+    });
+}
+
 // ---------------------------------------------------------------------------------------------
 // Bad input
 

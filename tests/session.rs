@@ -301,9 +301,8 @@ fn bad_input_is_refused_and_writes_nothing() {
 
 #[test]
 fn get_answers_hgetall_order_for_every_encoding() {
-    for flavor in flavors() {
-        let server = Server::start(flavor);
-        let mut c = server.conn();
+    for_each_server(|server, mut c| {
+        let flavor = server.flavor();
         let long = "v".repeat(100);
         let many: Vec<String> = (0..200).map(|i| format!("f{i}")).collect();
         let mut many_fields: Vec<&str> = Vec::new();
@@ -333,7 +332,7 @@ fn get_answers_hgetall_order_for_every_encoding() {
             assert!(want.len() >= 6, "{flavor:?} {case}");
             assert_eq!(get(&mut c, &key), Some(want), "{flavor:?} {case}");
         }
-    }
+    });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -351,9 +350,8 @@ fn list(c: &mut Connection, index: &str) -> Vec<String> {
 
 #[test]
 fn a_cap_destroys_the_least_recently_used_sessions_first() {
-    for flavor in flavors() {
-        let server = Server::start(flavor);
-        let mut c = server.conn();
+    for_each_server(|server, mut c| {
+        let flavor = server.flavor();
         let index = "sessions:{user:7}";
         let mut made = Vec::new();
         for device in ["phone", "laptop", "tablet"] {
@@ -388,14 +386,13 @@ fn a_cap_destroys_the_least_recently_used_sessions_first() {
         cmd.arg(index).arg("max").arg(5).arg(60_000).arg(60_000);
         let _: String = cmd.query(&mut c).unwrap();
         assert_eq!(query::<i64>(&mut c, &["SESSION.COUNT", index]), 3);
-    }
+    });
 }
 
 #[test]
 fn a_cap_ignores_expired_sessions_and_refuses_bad_input() {
-    for flavor in flavors() {
-        let server = Server::start(flavor);
-        let mut c = server.conn();
+    for_each_server(|server, mut c| {
+        let flavor = server.flavor();
         let index = "sessions:{user:8}";
         let short = create(&mut c, index, 30, 30, &[]);
         let long = create(&mut c, index, 60_000, 60_000, &[]);
@@ -432,7 +429,7 @@ fn a_cap_ignores_expired_sessions_and_refuses_bad_input() {
             assert_eq!(error_of(&mut c, args), want, "{flavor:?} {args:?}");
         }
         assert_same_state(&before, &snapshot(&mut c), 100);
-    }
+    });
 }
 
 // ---------------------------------------------------------------------------------------------

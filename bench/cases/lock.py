@@ -1,5 +1,6 @@
-"""Lock rows (LOCK.*): a grant of a free lock, a re-entry and a release of one hold, natively
-and through the twin, on locks set up before each run.
+"""Lock rows (LOCK.*, RWLOCK.*): a grant of a free lock, a re-entry and a release of one hold,
+and a read hold of a free read/write lock, natively and through the twin, on locks set up before
+each run.
 """
 
 import os
@@ -16,7 +17,9 @@ from cases.session import CREATE_FRESH_KEYSPACE
 #   request takes a fresh lock: it writes the fencing counter, the lease hash and its expiry;
 # - release: LOCK.RELEASE of one hold of LOCKS_HELD locks set up before each run (outside the
 #   timing) with LOCK_HOLDS holds each, so every request drops a hold and writes;
-# - re-entry: LOCK.ACQUIRE by the holder of those locks (one more hold, a fresh TTL).
+# - re-entry: LOCK.ACQUIRE by the holder of those locks (one more hold, a fresh TTL);
+# - read hold: RWLOCK.ACQUIRE ... READ of a free read/write lock, `rw:{g__rand_int__}` (it
+#   checks the write hold and the counter, prunes the read holds and adds one, with its expiry).
 # A release that frees the lock (DEL, then serving waiters) is not measured separately.
 LOCK_SECONDS = float(os.environ.get("BENCH_LOCK_SECONDS", "1.5"))
 LOCKS_HELD = 10000
@@ -24,7 +27,8 @@ LOCK_HOLDS = 10**9
 LOCK_OWNER = "worker"
 LOCK_TTL_MS = "60000"
 LOCK_FAMILIES = [("l_grant", "LOCK.ACQUIRE (free lock)"), ("l_release", "LOCK.RELEASE"),
-                 ("l_reenter", "LOCK.ACQUIRE (re-entry)")]
+                 ("l_reenter", "LOCK.ACQUIRE (re-entry)"),
+                 ("rw_read", "RWLOCK.ACQUIRE READ (free lock)")]
 
 
 def build_lock_cases(shas):
@@ -38,6 +42,8 @@ def build_lock_cases(shas):
          dict(keyspace=LOCKS_HELD, setup=True, setup_fn=setup_locks)),
         ("l_reenter", "LOCK.ACQUIRE", "lock_acquire", "lock:{__rand_int__}", [LOCK_TTL_MS],
          dict(keyspace=LOCKS_HELD, setup=True, setup_fn=setup_locks)),
+        ("rw_read", "RWLOCK.ACQUIRE", "rwlock_acquire", "rw:{g__rand_int__}",
+         [LOCK_TTL_MS, "READ"], dict(keyspace=CREATE_FRESH_KEYSPACE)),
     )
     for fam, name, fn, key, args, extra in rows:
         command = dict(LOCK_FAMILIES)[fam]
@@ -71,7 +77,7 @@ def setup_locks(r):
 
 def validate_locks(r, cases):
     """Each lock row once, __rand_int__ = 0: a grant returns token 1, a re-entry the held lock's
-    token 1, a release 1 (a hold dropped)."""
+    token 1, a release 1 (a hold dropped), a read hold 1."""
     for case in cases:
         r.call("FLUSHALL", "SYNC")
         if case.get("setup"):

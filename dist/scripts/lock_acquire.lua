@@ -250,6 +250,34 @@ local function lock_check_ttl(ttl, wait)
   if ttl > MAX_MS then return err(TTL_TOO_LONG) end
 end
 
+-- The last token granted, from the fencing counter (0 when there is none yet).
+local function lock_fence(fence)
+  local last, e = get_string(fence)
+  if e then return nil, e end
+  last = state_int(last or '0')
+  if last == nil then return nil, err(NOT_FENCE) end
+  return last
+end
+
+-- A lock's grant to owner (lock::acquire): the new lease (`new` when it takes a new token),
+-- false when another owner holds it, or an error.
+local function lock_grant(lease, last, owner)
+  if lease then
+    if lease.owner ~= owner then return false end
+    if lease.holds + 1 >= LUA_EXACT_MAX then return nil, err(HOLDS_EXHAUSTED) end
+    return {owner = owner, token = lease.token, holds = lease.holds + 1}
+  end
+  if last + 1 >= LUA_EXACT_MAX then return nil, err(TOKENS_EXHAUSTED) end
+  return {owner = owner, token = last + 1, holds = 1, new = true}
+end
+
+-- Writes a grant (a new owner's token to the counter, then the lease): its token.
+local function lock_write_grant(key, fence, lease, at)
+  if lease.new then redis.call('SET', fence, int(lease.token)) end
+  lock_write(key, lease, at)
+  return lease.token
+end
+
 local function lock_acquire_run(key, owner, ttl_ms, wait)
   local e = lock_check_ttl(ttl_ms, wait)
   if e then return e end
@@ -258,22 +286,13 @@ local function lock_acquire_run(key, owner, ttl_ms, wait)
   if not key_allowed(fence) then return err(NOPERM) end
   local lease, e2 = lock_load(key)
   if e2 then return e2 end
-  local last, e3 = get_string(fence)
+  local last, e3 = lock_fence(fence)
   if e3 then return e3 end
-  last = state_int(last or '0')
-  if last == nil then return err(NOT_FENCE) end
   local now = now_ms()
-  if lease then
-    if lease.owner ~= owner then return false end
-    if lease.holds + 1 >= LUA_EXACT_MAX then return err(HOLDS_EXHAUSTED) end
-    lease.holds = lease.holds + 1
-  else
-    if last + 1 >= LUA_EXACT_MAX then return err(TOKENS_EXHAUSTED) end
-    lease = {owner = owner, token = last + 1, holds = 1}
-    redis.call('SET', fence, int(lease.token))
-  end
-  lock_write(key, lease, now + ttl_ms)
-  return lease.token
+  local grant, e4 = lock_grant(lease, last, owner)
+  if e4 then return e4 end
+  if not grant then return false end
+  return lock_write_grant(key, fence, grant, now + ttl_ms)
 end
 
 

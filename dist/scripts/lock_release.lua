@@ -194,16 +194,22 @@ local function lock_load(key)
   return {owner = v[1], token = token, holds = holds}
 end
 
-local function lock_release_run(key, owner)
-  local lease, e = lock_load(key)
-  if e then return e end
-  if lease == nil or lease.owner ~= owner then return 0 end
+-- Drops one of owner's holds of the lease on key: whether it had one.
+local function lock_drop_hold(key, lease, owner)
+  if lease == nil or lease.owner ~= owner then return false end
   if lease.holds > 1 then
     redis.call('HSET', key, HOLDS_FIELD, int(lease.holds - 1))
   else
     redis.call('DEL', key)
   end
-  return 1
+  return true
+end
+
+local function lock_release_run(key, owner)
+  local lease, e = lock_load(key)
+  if e then return e end
+  if lock_drop_hold(key, lease, owner) then return 1 end
+  return 0
 end
 
 

@@ -178,6 +178,10 @@ local function sem_count_run(key)
   return redis.call('ZCOUNT', key, '(' .. int(now_ms()), '+inf')
 end
 
+-- Read/write locks (lock/rw.rs): read holds in key (a semaphore's sorted set, pruned as it is
+-- touched), the write hold in {key}:writer (a lock: its tokens from {key}:writer:fence).
+
+
 local DEF_sem_count = {
   arity = 2,
   arity_error = 'ERR wrong number of arguments for \'sem.count\' command',

@@ -61,6 +61,13 @@ impl Ctx<'_> {
         flags & raw::REDISMODULE_CTX_FLAGS_MASTER != 0
     }
 
+    /// Whether the server is loading an RDB or an AOF (its events then replay the past).
+    pub fn is_loading(self) -> bool {
+        // SAFETY: the context is live.
+        let flags = unsafe { raw::RedisModule_GetContextFlags.unwrap()(self.as_ptr()) } as u32;
+        flags & raw::REDISMODULE_CTX_FLAGS_LOADING != 0
+    }
+
     /// Publishes `message` on `channel` (as PUBLISH does; in Cluster, to every node).
     pub fn publish(self, channel: &[u8], message: &[u8]) {
         let channel = OwnedString::new(self, channel);

@@ -43,39 +43,53 @@ extern "C" fn on_keyspace_event<W: KeyspaceWatch>(
     OK
 }
 
-/// Reacts to the server becoming a replica.
-pub trait RoleWatch: 'static {
+/// Reacts to the server events waiters depend on: the server becoming a replica, and the end of
+/// a `FLUSHALL` or `FLUSHDB` (which fire no keyspace event).
+pub trait ServerWatch: 'static {
     fn became_replica(ctx: Ctx);
+    fn flushed(ctx: Ctx);
 }
 
-/// Calls `W::became_replica` whenever the server becomes a replica.
-pub fn watch_role<W: RoleWatch>(ctx: Ctx) -> Result<(), String> {
-    let role_changed = RedisModuleEvent {
-        id: raw::REDISMODULE_EVENT_REPLICATION_ROLE_CHANGED,
-        dataver: 1,
-    };
-    // SAFETY: the context is live and the callback matches the server's signature.
-    let status = unsafe {
-        raw::RedisModule_SubscribeToServerEvent.unwrap()(
-            ctx.as_ptr(),
-            role_changed,
-            Some(on_role_change::<W>),
-        )
-    };
-    if status != OK {
-        return Err("could not subscribe to role changes".into());
+/// Calls `W::became_replica` whenever the server becomes a replica, and `W::flushed` after
+/// every flush (a module has one callback per server event: this one replaces any other).
+pub fn watch_server<W: ServerWatch>(ctx: Ctx) -> Result<(), String> {
+    for (id, what) in [
+        (
+            raw::REDISMODULE_EVENT_REPLICATION_ROLE_CHANGED,
+            "role changes",
+        ),
+        (raw::REDISMODULE_EVENT_FLUSHDB, "flushes"),
+    ] {
+        let event = RedisModuleEvent { id, dataver: 1 };
+        // SAFETY: the context is live and the callback matches the server's signature.
+        let status = unsafe {
+            raw::RedisModule_SubscribeToServerEvent.unwrap()(
+                ctx.as_ptr(),
+                event,
+                Some(on_server_event::<W>),
+            )
+        };
+        if status != OK {
+            return Err(format!("could not subscribe to {what}"));
+        }
     }
     Ok(())
 }
 
-extern "C" fn on_role_change<W: RoleWatch>(
+extern "C" fn on_server_event<W: ServerWatch>(
     ctx: *mut RedisModuleCtx,
-    _event: RedisModuleEvent,
+    event: RedisModuleEvent,
     subevent: u64,
     _data: *mut c_void,
 ) {
-    if subevent != raw::REDISMODULE_EVENT_REPLROLECHANGED_NOW_REPLICA {
-        return;
+    match (event.id, subevent) {
+        (
+            raw::REDISMODULE_EVENT_REPLICATION_ROLE_CHANGED,
+            raw::REDISMODULE_EVENT_REPLROLECHANGED_NOW_REPLICA,
+        ) => callback(ctx, W::became_replica),
+        (raw::REDISMODULE_EVENT_FLUSHDB, raw::REDISMODULE_SUBEVENT_FLUSHDB_END) => {
+            callback(ctx, W::flushed)
+        }
+        _ => {}
     }
-    callback(ctx, W::became_replica);
 }

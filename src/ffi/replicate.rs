@@ -1,8 +1,9 @@
 //! Typed replication: a command and its arguments as values, replicated to replicas and the
 //! AOF through `RedisModule_Replicate`, so no format string is ever matched to its arguments
-//! by hand. A fixed shape is a tuple (`(key, value, c"PXAT", at_ms)`): its format is made from
+//! by hand. A fixed shape is a tuple (`(key, value, &PXAT, at_ms)`): its format is made from
 //! its element types and the arguments passed as the server's own format reads them, so the hot
-//! path costs what a hand-written call would. A list of any length is a slice of strings,
+//! path costs what a hand-written call would; an option token that never changes is a
+//! [`Token`], passed by reference. A list of any length is a slice of strings,
 //! passed as one vector (the `v` format).
 
 use std::ffi::{c_char, c_longlong, CStr};
@@ -10,7 +11,7 @@ use std::ffi::{c_char, c_longlong, CStr};
 use redis_module::raw::{self, RedisModuleString};
 
 use super::ctx::Ctx;
-use super::string::{OwnedString, Str};
+use super::string::{OwnedString, Str, Token};
 
 /// One element of a replicated tuple: its format character and the one C argument it passes.
 ///
@@ -50,6 +51,19 @@ unsafe impl ReplArg for &[u8] {
     }
     fn word(held: &OwnedString) -> *mut RedisModuleString {
         held.as_str().as_ptr()
+    }
+}
+
+// SAFETY: `s` reads a RedisModuleString pointer; a token's string lives as long as the module.
+unsafe impl ReplArg for &'static Token {
+    const FORMAT: u8 = b's';
+    type Held = Str<'static>;
+    type Word = *mut RedisModuleString;
+    fn hold(self, _ctx: Ctx) -> Str<'static> {
+        self.as_str()
+    }
+    fn word(held: &Str<'static>) -> *mut RedisModuleString {
+        held.as_ptr()
     }
 }
 

@@ -1,9 +1,11 @@
 //! Server strings: borrowed ([`Str`]) and owned ([`OwnedString`]), their bytes lent for no
 //! longer than the string lives.
 
+use std::ffi::CStr;
 use std::marker::PhantomData;
 use std::ptr::{self, NonNull};
 use std::slice;
+use std::sync::OnceLock;
 
 use redis_module::raw::{self, RedisModuleString};
 
@@ -90,5 +92,48 @@ impl Drop for OwnedString {
         // SAFETY: we own one reference; a null context is allowed for a string outside
         // automatic memory management.
         unsafe { raw::RedisModule_FreeString.unwrap()(ptr::null_mut(), self.raw.as_ptr()) };
+    }
+}
+
+/// A string that never changes (an option token such as `PXAT`), made on first use and kept
+/// for the module's life: a replicated command takes it by reference, which costs a reference
+/// count instead of making and freeing an object on every call.
+pub struct Token {
+    text: &'static CStr,
+    made: OnceLock<Kept>,
+}
+
+struct Kept(NonNull<RedisModuleString>);
+
+// SAFETY: a token's string is made and lent only by commands, on the server's main thread
+// (the module runs no threads of its own), and nothing ever modifies it.
+unsafe impl Send for Kept {}
+// SAFETY: as above.
+unsafe impl Sync for Kept {}
+
+impl Token {
+    pub const fn new(text: &'static CStr) -> Self {
+        Self {
+            text,
+            made: OnceLock::new(),
+        }
+    }
+
+    pub fn as_str(&'static self) -> Str<'static> {
+        let kept = self.made.get_or_init(|| {
+            let bytes = self.text.to_bytes();
+            // SAFETY: a null context makes a string outside automatic memory management,
+            // owned here and never freed (it lives as long as the module).
+            let raw = unsafe {
+                raw::RedisModule_CreateString.unwrap()(
+                    ptr::null_mut(),
+                    bytes.as_ptr().cast(),
+                    bytes.len(),
+                )
+            };
+            Kept(NonNull::new(raw).expect("the server allocates strings"))
+        });
+        // SAFETY: the string lives as long as the module and is never modified.
+        unsafe { Str::from_raw(kept.0.as_ptr()) }
     }
 }

@@ -546,6 +546,14 @@ impl Server {
         info_field(&self.info(section), field)
     }
 
+    /// A counter of `INFO patterns`, by its field's name without the `patterns_` prefix.
+    pub fn counter(&self, field: &str) -> i64 {
+        let value = self.info_value("patterns", &format!("patterns_{field}"));
+        value
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no counter {field}"))
+    }
+
     /// Stops the server with SHUTDOWN (saving an RDB if `--save` points were configured; the AOF
     /// is fsynced when enabled) and starts it again on the same port and dir with the same args,
     /// waiting until it has finished loading.

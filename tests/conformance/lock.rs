@@ -29,6 +29,9 @@ pub fn family() -> Family {
                     "lk:b",
                     "{lk:b}:fence",
                     "sem:{s}",
+                    "rw:{c}",
+                    "rw:{c}:writer",
+                    "rw:{c}:writer:fence",
                     "res:{r}",
                     "text",
                     "plainhash",
@@ -82,7 +85,19 @@ fn workload(server: &Server, rng: &mut StdRng) {
         let key = *locks.choose(rng).unwrap();
         let owner = *owners.choose(rng).unwrap();
         let ttl = if rng.gen_bool(0.3) { "40" } else { "60000" };
-        match rng.gen_range(0..12) {
+        match rng.gen_range(0..15) {
+            12 | 13 => {
+                let mode = ["READ", "WRITE"][rng.gen_range(0..2)];
+                let _: Option<i64> = query(c, &["RWLOCK.ACQUIRE", "rw:{c}", owner, ttl, mode]);
+            }
+            14 if waiting.len() < 4 => {
+                let (w, mode) = (format!("w{step}"), ["READ", "WRITE"][rng.gen_range(0..2)]);
+                let argv = ["RWLOCK.ACQUIRE", "rw:{c}", &w, "30", mode, "WAIT", "300"];
+                waiting.push(waiter(server, &argv));
+            }
+            14 => {
+                let _: i64 = query(c, &["RWLOCK.RELEASE", "rw:{c}", owner]);
+            }
             0..=2 => {
                 let _: Option<i64> = query(c, &["LOCK.ACQUIRE", key, owner, ttl]);
             }
@@ -144,7 +159,15 @@ fn random_call(rng: &mut StdRng, _: &[Value]) -> Vec<String> {
     } else {
         "text"
     };
-    match rng.gen_range(0..14) {
+    let rw = if rng.gen_bool(0.95) { "rw:{c}" } else { key };
+    match rng.gen_range(0..19) {
+        14 | 15 => {
+            let mode = ["READ", "WRITE", "read", "both"][rng.gen_range(0..4)];
+            strings(&["RWLOCK.ACQUIRE", rw, owner, ttl, mode])
+        }
+        16 => strings(&["RWLOCK.RELEASE", rw, owner]),
+        17 => strings(&["RWLOCK.EXTEND", rw, owner, ttl]),
+        18 => strings(&["RWLOCK.INFO", rw]),
         0..=3 => strings(&["LOCK.ACQUIRE", key, owner, ttl]),
         4 | 5 => strings(&["LOCK.RELEASE", key, owner]),
         6 => strings(&["LOCK.EXTEND", key, owner, ttl]),

@@ -180,8 +180,8 @@ fn assert_session(c: &mut dyn ConnectionLike, index: &str, key: &str) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Leaderboards: a board's tie-break keys live in its slot, `{board}:lb-order`, `lb-stamps` and
-// `lb-scores` (or `board:lb-...` with a hash tag).
+// Leaderboards: a board's tie-break keys live in its slot, `{board}:lb-order`, `lb-stamps`,
+// `lb-scores` and `lb-names` (or `board:lb-...` with a hash tag).
 
 pub fn leaderboard() -> Vec<Row> {
     use patterns_core::leaderboard::COMMANDS;
@@ -194,8 +194,10 @@ pub fn leaderboard() -> Vec<Row> {
             },
             check: |c, call, v| {
                 assert_eq!(v, &Value::Int(3));
+                // A new board: no names key (only a board that held ZADD members has one).
                 for key in &call.derived {
-                    assert_eq!(query::<i64>(c, &["EXISTS", key]), 1, "{key}");
+                    let want = i64::from(!key.ends_with("lb-names"));
+                    assert_eq!(query::<i64>(c, &["EXISTS", key]), want, "{key}");
                 }
             },
         },
@@ -290,7 +292,7 @@ fn board(c: &mut dyn ConnectionLike, key: &str) {
 }
 
 pub fn tie_break_keys(board: &str) -> Vec<String> {
-    ["lb-order", "lb-stamps", "lb-scores"]
+    ["lb-order", "lb-stamps", "lb-scores", "lb-names"]
         .iter()
         .map(|s| derived(board, s))
         .collect()
@@ -507,7 +509,66 @@ pub fn lock() -> Vec<Row> {
             },
             check: |_, _, v| one(v),
         },
+        Row {
+            def: COMMANDS[8],
+            call: |_, k| {
+                let argv = ["RWLOCK.ACQUIRE", k, "me", "60000", "WRITE"];
+                Call::new(
+                    &argv,
+                    &[k],
+                    &[derived(k, "writer"), derived(k, "writer:fence")],
+                )
+            },
+            check: |c, call, v| {
+                assert_eq!(
+                    query::<String>(c, &["HGET", &call.derived[0], "owner"]),
+                    "me"
+                );
+                assert_eq!(query::<i64>(c, &["GET", &call.derived[1]]), 1);
+                one(v)
+            },
+        },
+        Row {
+            def: COMMANDS[9],
+            call: |c, k| {
+                read_hold(c, k);
+                Call::new(&["RWLOCK.RELEASE", k, "me"], &[k], &[derived(k, "writer")])
+            },
+            check: |c, call, v| {
+                assert_eq!(query::<i64>(c, &["EXISTS", &call.keys[0]]), 0);
+                one(v)
+            },
+        },
+        Row {
+            def: COMMANDS[10],
+            call: |c, k| {
+                read_hold(c, k);
+                let argv = ["RWLOCK.EXTEND", k, "me", "90000"];
+                Call::new(&argv, &[k], &[derived(k, "writer")])
+            },
+            check: |c, call, v| {
+                assert!(query::<i64>(c, &["PTTL", &call.keys[0]]) > 60_000);
+                one(v)
+            },
+        },
+        Row {
+            def: COMMANDS[11],
+            call: |c, k| {
+                read_hold(c, k);
+                Call::new(&["RWLOCK.INFO", k], &[k], &[derived(k, "writer")])
+            },
+            check: |_, _, v| {
+                let info: Vec<Value> = redis::from_redis_value(v).unwrap();
+                assert_eq!(text(&info[0]).as_deref(), Some("mode"));
+                assert_eq!(text(&info[1]).as_deref(), Some("read"));
+            },
+        },
     ]
+}
+
+fn read_hold(c: &mut dyn ConnectionLike, key: &str) {
+    let argv = ["RWLOCK.ACQUIRE", key, "me", "60000", "READ"];
+    assert_eq!(query::<i64>(c, &argv), 1);
 }
 
 fn acquire(c: &mut dyn ConnectionLike, key: &str) {

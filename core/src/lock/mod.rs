@@ -22,6 +22,7 @@
 //! server-side waiting: a [`WaitQueue`] per key, served on release and at the lease's end.
 
 pub mod lua;
+pub mod rw;
 #[cfg(test)]
 mod tests;
 
@@ -179,7 +180,7 @@ pub static SEM_COUNT: CommandDef = CommandDef {
 };
 
 /// The family's commands, in README order.
-pub static COMMANDS: [&CommandDef; 8] = [
+pub static COMMANDS: [&CommandDef; 12] = [
     &ACQUIRE,
     &RELEASE,
     &EXTEND,
@@ -188,6 +189,10 @@ pub static COMMANDS: [&CommandDef; 8] = [
     &SEM_ACQUIRE,
     &SEM_RELEASE,
     &SEM_COUNT,
+    &rw::RW_ACQUIRE,
+    &rw::RW_RELEASE,
+    &rw::RW_EXTEND,
+    &rw::RW_INFO,
 ];
 
 // ---------------------------------------------------------------------------------------------

@@ -213,3 +213,143 @@ fn waiters_are_served_first_come_first_served() {
     assert!(q.is_empty());
     assert_eq!(q.peek(), None);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Read/write locks
+
+mod rw_locks {
+    use super::super::rw::*;
+    use super::*;
+
+    fn holds(writer: Option<Lease<'static>>, readers: i64, reads: bool) -> Holds<'static> {
+        Holds {
+            writer,
+            readers,
+            reads,
+        }
+    }
+
+    /// `rw_acquire` for owner `a` at 10,000 ms with a 500 ms lease and the last token 7.
+    fn decide(h: Holds<'static>, mode: Mode, waiters: bool) -> RwAcquire<'static> {
+        rw_acquire(h, 7, mode, b"a", 500, 10_000, waiters).unwrap()
+    }
+
+    #[test]
+    fn readers_share_and_a_writer_excludes_everyone() {
+        let read = RwAcquire::Read {
+            expire_at_ms: 10_500,
+        };
+        // Free, or only readers: a reader gets its own lease, ending at now + ttl.
+        assert_eq!(decide(holds(None, 0, false), Mode::Read, false), read);
+        assert_eq!(decide(holds(None, 3, false), Mode::Read, false), read);
+        // A writer (another owner, or the asking one: no downgrade) keeps readers out.
+        let w = Some(lease("b", 5, 1));
+        assert_eq!(
+            decide(holds(w, 0, false), Mode::Read, false),
+            RwAcquire::Busy
+        );
+        let own = Some(lease("a", 5, 1));
+        assert_eq!(
+            decide(holds(own, 0, false), Mode::Read, false),
+            RwAcquire::Busy
+        );
+        // A writer waits for every reader, its own read hold included (no upgrade).
+        assert_eq!(
+            decide(holds(None, 1, true), Mode::Write, false),
+            RwAcquire::Busy
+        );
+        assert_eq!(
+            decide(holds(None, 2, false), Mode::Write, false),
+            RwAcquire::Busy
+        );
+        let w = Some(lease("b", 5, 1));
+        assert_eq!(
+            decide(holds(w, 0, false), Mode::Write, false),
+            RwAcquire::Busy
+        );
+    }
+
+    #[test]
+    fn a_writer_gets_the_next_token_and_reenters_with_the_same() {
+        let RwAcquire::Write(Acquire::Granted {
+            lease,
+            expire_at_ms,
+            fence,
+        }) = decide(holds(None, 0, false), Mode::Write, false)
+        else {
+            panic!("a free lock goes to the writer");
+        };
+        assert_eq!((lease.token, lease.holds, fence), (8, 1, Some(8)));
+        assert_eq!(expire_at_ms, 10_500);
+        let again = decide(holds(Some(lease), 0, false), Mode::Write, false);
+        let RwAcquire::Write(Acquire::Granted { lease, fence, .. }) = again else {
+            panic!("the writer re-enters");
+        };
+        assert_eq!((lease.token, lease.holds, fence), (8, 2, None));
+    }
+
+    #[test]
+    fn with_waiters_only_a_refresh_is_granted_at_once() {
+        // A reader arriving behind a waiting writer waits, though only readers hold the lock.
+        assert_eq!(
+            decide(holds(None, 2, false), Mode::Read, true),
+            RwAcquire::Busy
+        );
+        assert_eq!(
+            decide(holds(None, 0, false), Mode::Write, true),
+            RwAcquire::Busy
+        );
+        // Refreshing one's own hold overtakes nobody.
+        assert!(matches!(
+            decide(holds(None, 2, true), Mode::Read, true),
+            RwAcquire::Read { .. }
+        ));
+        let own = Some(lease("a", 5, 1));
+        assert!(matches!(
+            decide(holds(own, 0, false), Mode::Write, true),
+            RwAcquire::Write(Acquire::Granted { .. })
+        ));
+    }
+
+    #[test]
+    fn the_lease_follows_the_injected_clock() {
+        for now in [0, 1, 1 << 40] {
+            let got = rw_acquire(holds(None, 0, false), 0, Mode::Read, b"a", 250, now, false);
+            assert_eq!(
+                got.unwrap(),
+                RwAcquire::Read {
+                    expire_at_ms: now + 250
+                }
+            );
+        }
+    }
+
+    #[test]
+    fn modes_and_keys() {
+        assert_eq!(parse_mode(b"read").unwrap(), Mode::Read);
+        assert_eq!(parse_mode(b"WRITE").unwrap(), Mode::Write);
+        assert_eq!(parse_mode(b"Write").unwrap(), Mode::Write);
+        assert_eq!(parse_mode(b"BOTH").unwrap_err(), CmdError::Syntax);
+        assert_eq!(writer_key(b"doc").unwrap(), b"{doc}:writer");
+        assert_eq!(writer_key(b"doc:{7}").unwrap(), b"doc:{7}:writer");
+        assert!(writer_key(b"a{b").is_err());
+        assert!(writer_key(b"").is_err());
+    }
+
+    #[test]
+    fn exhausted_counters_are_errors() {
+        let err = rw_acquire(
+            holds(None, 0, false),
+            i64::MAX,
+            Mode::Write,
+            b"a",
+            1,
+            0,
+            false,
+        );
+        assert_eq!(
+            err.unwrap_err().to_string(),
+            "ERR the fencing counter is exhausted"
+        );
+    }
+}

@@ -26,6 +26,34 @@ local function lock_check_ttl(ttl, wait)
   if ttl > MAX_MS then return err(TTL_TOO_LONG) end
 end
 
+-- The last token granted, from the fencing counter (0 when there is none yet).
+local function lock_fence(fence)
+  local last, e = get_string(fence)
+  if e then return nil, e end
+  last = state_int(last or '0')
+  if last == nil then return nil, err(NOT_FENCE) end
+  return last
+end
+
+-- A lock's grant to owner (lock::acquire): the new lease (`new` when it takes a new token),
+-- false when another owner holds it, or an error.
+local function lock_grant(lease, last, owner)
+  if lease then
+    if lease.owner ~= owner then return false end
+    if lease.holds + 1 >= LUA_EXACT_MAX then return nil, err(HOLDS_EXHAUSTED) end
+    return {owner = owner, token = lease.token, holds = lease.holds + 1}
+  end
+  if last + 1 >= LUA_EXACT_MAX then return nil, err(TOKENS_EXHAUSTED) end
+  return {owner = owner, token = last + 1, holds = 1, new = true}
+end
+
+-- Writes a grant (a new owner's token to the counter, then the lease): its token.
+local function lock_write_grant(key, fence, lease, at)
+  if lease.new then redis.call('SET', fence, int(lease.token)) end
+  lock_write(key, lease, at)
+  return lease.token
+end
+
 local function lock_acquire_run(key, owner, ttl_ms, wait)
   local e = lock_check_ttl(ttl_ms, wait)
   if e then return e end
@@ -34,34 +62,31 @@ local function lock_acquire_run(key, owner, ttl_ms, wait)
   if not key_allowed(fence) then return err(NOPERM) end
   local lease, e2 = lock_load(key)
   if e2 then return e2 end
-  local last, e3 = get_string(fence)
+  local last, e3 = lock_fence(fence)
   if e3 then return e3 end
-  last = state_int(last or '0')
-  if last == nil then return err(NOT_FENCE) end
   local now = now_ms()
-  if lease then
-    if lease.owner ~= owner then return false end
-    if lease.holds + 1 >= LUA_EXACT_MAX then return err(HOLDS_EXHAUSTED) end
-    lease.holds = lease.holds + 1
-  else
-    if last + 1 >= LUA_EXACT_MAX then return err(TOKENS_EXHAUSTED) end
-    lease = {owner = owner, token = last + 1, holds = 1}
-    redis.call('SET', fence, int(lease.token))
-  end
-  lock_write(key, lease, now + ttl_ms)
-  return lease.token
+  local grant, e4 = lock_grant(lease, last, owner)
+  if e4 then return e4 end
+  if not grant then return false end
+  return lock_write_grant(key, fence, grant, now + ttl_ms)
 end
 
-local function lock_release_run(key, owner)
-  local lease, e = lock_load(key)
-  if e then return e end
-  if lease == nil or lease.owner ~= owner then return 0 end
+-- Drops one of owner's holds of the lease on key: whether it had one.
+local function lock_drop_hold(key, lease, owner)
+  if lease == nil or lease.owner ~= owner then return false end
   if lease.holds > 1 then
     redis.call('HSET', key, HOLDS_FIELD, int(lease.holds - 1))
   else
     redis.call('DEL', key)
   end
-  return 1
+  return true
+end
+
+local function lock_release_run(key, owner)
+  local lease, e = lock_load(key)
+  if e then return e end
+  if lock_drop_hold(key, lease, owner) then return 1 end
+  return 0
 end
 
 local function lock_extend_run(key, owner, ttl_ms)
@@ -132,4 +157,109 @@ local function sem_count_run(key)
   local t = key_type(key)
   if t ~= 'none' and t ~= 'zset' then return err(WRONGTYPE) end
   return redis.call('ZCOUNT', key, '(' .. int(now_ms()), '+inf')
+end
+
+-- Read/write locks (lock/rw.rs): read holds in key (a semaphore's sorted set, pruned as it is
+-- touched), the write hold in {key}:writer (a lock: its tokens from {key}:writer:fence).
+
+-- The write hold's key and the fencing counter's, the user's access to the first checked.
+local function rwlock_keys(key)
+  local writer = derived_key(key, WRITER_SUFFIX)
+  if writer == nil then return nil, nil, err(BAD_NAME) end
+  if not key_allowed(writer) then return nil, nil, err(NOPERM) end
+  return writer, derived_key(writer, FENCE_SUFFIX)
+end
+
+-- The write hold (nil when none), once the read holds' key's type is checked; or an error.
+local function rwlock_load(key, writer)
+  local t = key_type(key)
+  if t ~= 'none' and t ~= 'zset' then return nil, err(WRONGTYPE) end
+  return lock_load(writer)
+end
+
+local function rwlock_live_readers(key, now)
+  return redis.call('ZCOUNT', key, '(' .. int(now), '+inf')
+end
+
+local function rwlock_acquire_run(key, owner, ttl_ms, mode, wait)
+  local e = lock_check_ttl(ttl_ms, wait)
+  if e then return e end
+  mode = string.upper(mode)
+  if mode ~= READ_MODE and mode ~= WRITE_MODE then return err(SYNTAX_ERROR) end
+  local writer, fence, e2 = rwlock_keys(key)
+  if e2 then return e2 end
+  if not key_allowed(fence) then return err(NOPERM) end
+  local lease, e3 = rwlock_load(key, writer)
+  if e3 then return e3 end
+  local last, e4 = lock_fence(fence)
+  if e4 then return e4 end
+  local now = now_ms()
+  local grant = false
+  if mode == WRITE_MODE and rwlock_live_readers(key, now) == 0 then
+    local e5
+    grant, e5 = lock_grant(lease, last, owner)
+    if e5 then return e5 end
+  end
+  index_prune(key, now)
+  index_fix(key)
+  if mode == WRITE_MODE then
+    if not grant then return false end
+    return lock_write_grant(writer, fence, grant, now + ttl_ms)
+  end
+  if lease then return false end
+  redis.call('ZADD', key, int(now + ttl_ms), owner)
+  index_fix(key)
+  return 1
+end
+
+local function rwlock_release_run(key, owner)
+  local writer, _, e = rwlock_keys(key)
+  if e then return e end
+  local lease, e2 = rwlock_load(key, writer)
+  if e2 then return e2 end
+  if lock_drop_hold(writer, lease, owner) then return 1 end
+  return sem_release_run(key, owner)
+end
+
+local function rwlock_extend_run(key, owner, ttl_ms)
+  if ttl_ms > MAX_MS then return err(TTL_TOO_LONG) end
+  local writer, _, e = rwlock_keys(key)
+  if e then return e end
+  local lease, e2 = rwlock_load(key, writer)
+  if e2 then return e2 end
+  local now = now_ms()
+  if lease and lease.owner == owner then
+    redis.call('PEXPIREAT', writer, int(now + ttl_ms))
+    return 1
+  end
+  index_prune(key, now)
+  index_fix(key)
+  if not redis.call('ZSCORE', key, owner) then return 0 end
+  redis.call('ZADD', key, int(now + ttl_ms), owner)
+  index_fix(key)
+  return 1
+end
+
+-- Read only (registered no-writes); with no queue, 0 waiters.
+local function rwlock_info_run(key)
+  local writer, _, e = rwlock_keys(key)
+  if e then return e end
+  local lease, e2 = rwlock_load(key, writer)
+  if e2 then return e2 end
+  local now = now_ms()
+  local readers = rwlock_live_readers(key, now)
+  local mode, owner, token, at
+  if lease then
+    mode, owner, token = 'write', lease.owner, lease.token
+    at = redis.call('PEXPIRETIME', writer)
+  elseif readers > 0 then
+    local top = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')
+    mode, owner, token, at = 'read', false, false, math.floor(tonumber(top[2]))
+  else
+    return false
+  end
+  local ttl = -1
+  if at >= 0 then ttl = math.max(at - now, 0) end
+  return {'mode', mode, 'owner', owner, 'token', token, 'readers', readers, 'ttl', ttl,
+    'waiters', 0}
 end

@@ -171,7 +171,7 @@ pub static STATS: CommandDef = CommandDef {
     syntax: "key group",
     summary: "How many jobs are ready, delayed, pending (delivered, not completed) and dead for the group, and how many consumers it has.",
     complexity: "O(N + D), N the jobs the group has not read, D the dead letters",
-    reply: "Array `ready`, n, `delayed`, n, `pending`, n, `dead`, n, `consumers`, n",
+    reply: "Map (RESP2: a flat array) `ready`, n, `delayed`, n, `pending`, n, `dead`, n, `consumers`, n",
     keys: QUEUE_KEYS,
     flags: Flags::READONLY,
     positionals: &[text("group")],
