@@ -38,7 +38,30 @@ pub const COMMANDS: &[Command] = &[
 
 /// The session commands' store: Redis, through the key API and `RedisModule_Call`, every write
 /// replicated as the command that makes it.
-struct Redis<'a>(Ctx<'a>);
+struct Redis<'c, 'a> {
+    call: &'c Call<'a>,
+    /// The command's declared key while it is open: a session read and not yet slid. Closed
+    /// before any write through `RedisModule_Call`, which must not find it open.
+    declared: Option<Key<'a>>,
+}
+
+impl<'c, 'a> Redis<'c, 'a> {
+    fn new(call: &'c Call<'a>) -> Self {
+        Self {
+            call,
+            declared: None,
+        }
+    }
+
+    fn ctx(&self) -> Ctx<'a> {
+        self.call.ctx()
+    }
+
+    /// Closes the declared key (before a write through `RedisModule_Call`).
+    fn close(&mut self) {
+        self.declared = None;
+    }
+}
 
 fn kind(t: KeyType) -> Kind {
     match t {
@@ -49,40 +72,41 @@ fn kind(t: KeyType) -> Kind {
     }
 }
 
-impl Store for Redis<'_> {
+impl Store for Redis<'_, '_> {
     fn kind(&mut self, key: &[u8]) -> Kind {
-        kind(key_type(self.0, key))
+        kind(key_type(self.ctx(), key))
     }
 
     /// Through the key API (`RedisModule_ScanKey`), or `HGETALL` for a hash whose order the
-    /// scan does not give (a hash table: fields or values over 64 bytes, or many fields).
+    /// scan does not give (a hash table: fields or values over 64 bytes, or many fields). The
+    /// declared key stays open for the slide that follows.
     fn live_hash(&mut self, key: &[u8], now_ms: i64) -> Result<Option<Vec<Vec<u8>>>, CmdError> {
-        let name = OwnedString::new(self.0, key);
-        let session = Key::open_named(self.0, &name);
-        // Dead from its expiry's millisecond on. Redis expires keys on access by the time
-        // cached when the command started, which can lag `now_ms`, and keeps a key alive
-        // through its expiry's millisecond; a session dead by `now_ms` must not be revived,
-        // and the module and its twin must agree.
-        let expired = session.expire_at_ms().is_some_and(|at| at <= now_ms);
-        if session.kind() == KeyType::Empty || expired {
-            return Ok(None);
-        }
-        session.expect(KeyType::Hash)?;
-        if let Some(pairs) = session.hash_pairs() {
-            return Ok(Some(pairs));
-        }
-        drop(session);
-        Ok(Some(
-            redis_call(self.0, c"HGETALL", &[key], false).strings(),
-        ))
+        self.close();
+        let read = if key == self.call.key_name() {
+            let session = Key::open(self.call);
+            let read = read_session(&session, now_ms)?;
+            if matches!(read, Read::Pairs(_)) {
+                self.declared = Some(session);
+            }
+            read
+        } else {
+            let name = OwnedString::new(self.ctx(), key);
+            let session = Key::open_named(self.ctx(), &name);
+            read_session(&session, now_ms)?
+        };
+        Ok(match read {
+            Read::Gone => None,
+            Read::Pairs(pairs) => Some(pairs),
+            Read::Unordered => Some(redis_call(self.ctx(), c"HGETALL", &[key], false).strings()),
+        })
     }
 
     fn may_access(&mut self, key: &[u8]) -> bool {
-        check_key_access(self.0, key).is_ok()
+        check_key_access(self.ctx(), key).is_ok()
     }
 
     fn may_access_all(&mut self, keys: &[Vec<u8>]) -> bool {
-        check_keys_access(self.0, keys.iter().map(Vec::as_slice)).is_ok()
+        check_keys_access(self.ctx(), keys.iter().map(Vec::as_slice)).is_ok()
     }
 
     /// 128 bits from getrandom(2), base64url.
@@ -93,7 +117,8 @@ impl Store for Redis<'_> {
     }
 
     fn expire_time(&mut self, key: &[u8]) -> i64 {
-        redis_call(self.0, c"PEXPIRETIME", &[key], false).integer()
+        self.close();
+        redis_call(self.ctx(), c"PEXPIRETIME", &[key], false).integer()
     }
 
     fn members(&mut self, index: &[u8]) -> Vec<Vec<u8>> {
@@ -106,42 +131,53 @@ impl Store for Redis<'_> {
     }
 
     fn live_len(&mut self, index: &[u8], now_ms: i64) -> i64 {
-        live_count(self.0, index, now_ms)
+        live_count(self.ctx(), index, now_ms)
     }
 
     fn hset(&mut self, key: &[u8], pairs: &[&[u8]]) -> i64 {
+        self.close();
         let mut args = vec![key];
         args.extend_from_slice(pairs);
-        redis_call(self.0, c"HSET", &args, true).integer()
+        redis_call(self.ctx(), c"HSET", &args, true).integer()
     }
 
-    /// Through the key API (the hot path), replicated as PEXPIREAT.
+    /// Through the key API (the hot path; the session read just before is still open),
+    /// replicated as PEXPIREAT.
     fn expire_at(&mut self, key: &[u8], at_ms: i64) {
-        let name = OwnedString::new(self.0, key);
-        let mut session = Key::open_named(self.0, &name);
-        session.set_expire_at(at_ms);
-        session.modified(&[(Notify::GENERIC, c"expire")]);
-        self.0.replicate(c"PEXPIREAT", (name.as_str(), at_ms));
+        let ctx = self.ctx();
+        match self.declared.take().filter(|_| key == self.call.key_name()) {
+            Some(mut session) => slide(ctx, &mut session, at_ms),
+            None => {
+                let name = OwnedString::new(ctx, key);
+                slide(ctx, &mut Key::open_named(ctx, &name), at_ms);
+            }
+        }
     }
 
     fn rename(&mut self, from: &[u8], to: &[u8]) {
-        redis_call(self.0, c"RENAME", &[from, to], true);
+        self.close();
+        redis_call(self.ctx(), c"RENAME", &[from, to], true);
     }
 
     fn del(&mut self, key: &[u8]) -> i64 {
-        redis_call(self.0, c"DEL", &[key], true).integer()
+        self.close();
+        redis_call(self.ctx(), c"DEL", &[key], true).integer()
     }
 
     fn unlink(&mut self, key: &[u8]) {
-        redis_call(self.0, c"UNLINK", &[key], true);
+        self.close();
+        redis_call(self.ctx(), c"UNLINK", &[key], true);
     }
 
     /// Through the key API, replicated as DELs of up to `DEL_BATCH` keys each.
     fn del_all(&mut self, keys: &[Vec<u8>]) -> i64 {
-        let names: Vec<OwnedString> = keys.iter().map(|k| OwnedString::new(self.0, k)).collect();
+        let names: Vec<OwnedString> = keys
+            .iter()
+            .map(|k| OwnedString::new(self.ctx(), k))
+            .collect();
         let mut deleted: Vec<Str> = Vec::with_capacity(names.len());
         for name in &names {
-            let mut key = Key::open_named(self.0, name);
+            let mut key = Key::open_named(self.ctx(), name);
             if key.kind() != KeyType::Empty {
                 key.delete();
                 key.modified(&[(Notify::GENERIC, c"del")]);
@@ -149,25 +185,56 @@ impl Store for Redis<'_> {
             }
         }
         for batch in deleted.chunks(DEL_BATCH) {
-            self.0.replicate_list(c"DEL", batch);
+            self.ctx().replicate_list(c"DEL", batch);
         }
         deleted.len() as i64
     }
 
     fn update_index(&mut self, index: &[u8], now_ms: i64, change: IndexChange<'_>) {
-        update_index(self.0, index, now_ms, change.removed(), change.added());
+        update_index(self.ctx(), index, now_ms, change.removed(), change.added());
     }
+}
+
+/// A session as read through the key API.
+enum Read {
+    /// Absent, or dead by now.
+    Gone,
+    /// Its fields and values, in `HGETALL`'s order.
+    Pairs(Vec<Vec<u8>>),
+    /// A hash whose order the scan does not give.
+    Unordered,
+}
+
+/// Reads the session at `session` as of `now_ms`; WRONGTYPE unless a hash.
+fn read_session(session: &Key, now_ms: i64) -> Result<Read, CmdError> {
+    // Dead from its expiry's millisecond on. Redis expires keys on access by the time cached
+    // when the command started, which can lag `now_ms`, and keeps a key alive through its
+    // expiry's millisecond; a session dead by `now_ms` must not be revived, and the module and
+    // its twin must agree.
+    let expired = session.expire_at_ms().is_some_and(|at| at <= now_ms);
+    if session.kind() == KeyType::Empty || expired {
+        return Ok(Read::Gone);
+    }
+    session.expect(KeyType::Hash)?;
+    Ok(session.hash_pairs().map_or(Read::Unordered, Read::Pairs))
+}
+
+/// Sets the session's expiry, replicated as PEXPIREAT.
+fn slide(ctx: Ctx, session: &mut Key, at_ms: i64) {
+    session.set_expire_at(at_ms);
+    session.modified(&[(Notify::GENERIC, c"expire")]);
+    ctx.replicate(c"PEXPIREAT", (session.name(), at_ms));
 }
 
 /// The most keys one replicated DEL names (DESTROYALL): a replica or an AOF replay handles
 /// big indexes in commands of bounded size.
 const DEL_BATCH: usize = 1024;
 
-impl Redis<'_> {
+impl Redis<'_, '_> {
     /// The index's first `limit` members in the score range, soonest to expire first.
     fn index_members(&mut self, index: &[u8], range: ScoreRange, limit: usize) -> Vec<Vec<u8>> {
-        let name = OwnedString::new(self.0, index);
-        let members = Key::open_named(self.0, &name).zset_first(range, limit);
+        let name = OwnedString::new(self.ctx(), index);
+        let members = Key::open_named(self.ctx(), &name).zset_first(range, limit);
         members.iter().map(|m| m.bytes().to_vec()).collect()
     }
 }
@@ -181,7 +248,7 @@ fn create(call: &Call) -> Result<Reply, CmdError> {
     let p = s::CREATE.parse(call.rest())?;
     let timeouts = Timeouts::new(p.int("idle_ms"), p.int("absolute_ms"))?;
     let max = Some(p.int("MAX")).filter(|&n| n > 0);
-    let (mut store, index) = (Redis(call.ctx()), call.key_name());
+    let (mut store, index) = (Redis::new(call), call.key_name());
     let (key, destroyed) = ops::create(&mut store, index, timeouts, max, p.trailing(), now_ms())?;
     stats::bump(Stat::SessionsCreated);
     stats::add(Stat::SessionsDestroyed, destroyed as u64);
@@ -201,7 +268,7 @@ fn record(pairs: Vec<Vec<u8>>) -> Value {
 // SESSION.GET session
 fn get(call: &Call) -> Result<Reply, CmdError> {
     s::GET.parse(call.rest())?;
-    let fields = ops::get(&mut Redis(call.ctx()), call.key_name(), now_ms())?;
+    let fields = ops::get(&mut Redis::new(call), call.key_name(), now_ms())?;
     Ok(nullable(fields, |pairs| Reply::Value(record(pairs))))
 }
 
@@ -209,7 +276,7 @@ fn get(call: &Call) -> Result<Reply, CmdError> {
 fn set(call: &Call) -> Result<Reply, CmdError> {
     let p = s::SET.parse(call.rest())?;
     let added = ops::set(
-        &mut Redis(call.ctx()),
+        &mut Redis::new(call),
         call.key_name(),
         p.trailing(),
         now_ms(),
@@ -220,7 +287,7 @@ fn set(call: &Call) -> Result<Reply, CmdError> {
 // SESSION.ROTATE session
 fn rotate(call: &Call) -> Result<Reply, CmdError> {
     s::ROTATE.parse(call.rest())?;
-    let new = ops::rotate(&mut Redis(call.ctx()), call.key_name(), now_ms())?;
+    let new = ops::rotate(&mut Redis::new(call), call.key_name(), now_ms())?;
     if new.is_some() {
         stats::bump(Stat::SessionsRotated);
     }
@@ -230,7 +297,7 @@ fn rotate(call: &Call) -> Result<Reply, CmdError> {
 // SESSION.DESTROY session
 fn destroy(call: &Call) -> Result<Reply, CmdError> {
     s::DESTROY.parse(call.rest())?;
-    let destroyed = ops::destroy(&mut Redis(call.ctx()), call.key_name(), now_ms())?;
+    let destroyed = ops::destroy(&mut Redis::new(call), call.key_name(), now_ms())?;
     stats::add(Stat::SessionsDestroyed, u64::from(destroyed));
     Ok(Reply::Integer(i64::from(destroyed)))
 }
@@ -238,7 +305,7 @@ fn destroy(call: &Call) -> Result<Reply, CmdError> {
 // SESSION.DESTROYALL index
 fn destroyall(call: &Call) -> Result<Reply, CmdError> {
     s::DESTROYALL.parse(call.rest())?;
-    let destroyed = ops::destroy_all(&mut Redis(call.ctx()), call.key_name(), now_ms())?;
+    let destroyed = ops::destroy_all(&mut Redis::new(call), call.key_name(), now_ms())?;
     stats::add(Stat::SessionsDestroyed, destroyed as u64);
     Ok(Reply::Integer(destroyed))
 }
@@ -246,13 +313,13 @@ fn destroyall(call: &Call) -> Result<Reply, CmdError> {
 // SESSION.LIST index
 fn list(call: &Call) -> Result<Reply, CmdError> {
     s::LIST.parse(call.rest())?;
-    let live = ops::list(&mut Redis(call.ctx()), call.key_name(), now_ms())?;
+    let live = ops::list(&mut Redis::new(call), call.key_name(), now_ms())?;
     Ok(Reply::Bulks(live))
 }
 
 // SESSION.COUNT index
 fn count(call: &Call) -> Result<Reply, CmdError> {
     s::COUNT.parse(call.rest())?;
-    let live = ops::count(&mut Redis(call.ctx()), call.key_name(), now_ms())?;
+    let live = ops::count(&mut Redis::new(call), call.key_name(), now_ms())?;
     Ok(Reply::Integer(live))
 }
