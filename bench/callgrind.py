@@ -57,6 +57,7 @@ COMMANDS = {
 
 # The columns `make bench` reports (bench/run.py); the others are for a run by hand.
 REPORTED = ["incr", "set", "tokenbucket", "throttle", "cell"]
+SESSION_REPORTED = ["hgetall", "pexpire", "session_get"]  # the Sessions section's
 
 # (label, function-name regex): inclusive instructions of each, per request.
 PARTS = [

@@ -118,7 +118,9 @@ from cases.common import validate  # noqa: E402
 from cases.ratelimit import COMMANDS, build_cases  # noqa: E402
 from cases.session import (  # noqa: E402
     build_session_cases, measure_destroyall, validate_sessions)
-from cases.leaderboard import build_leaderboard_cases, validate_leaderboards  # noqa: E402
+from cases.leaderboard import (  # noqa: E402
+    build_leaderboard_cases, measure_lb_worst_cases, validate_leaderboards,
+)
 from cases.cache import build_cache_cases, validate_cache  # noqa: E402
 from cases.lock import build_lock_cases, validate_locks  # noqa: E402
 from cases import queue as queue_bench  # noqa: E402
@@ -209,7 +211,7 @@ def main():
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGHUP, on_signal)
     rows = {}
-    memory = session_memory = seeds_data = None
+    memory = session_memory = seeds_data = lb_worst = None
     try:
         r = server.start()
         port = server.port
@@ -235,6 +237,8 @@ def main():
         if selected("session"):
             session_memory = measure_session_memory(r)
             session_memory["destroyall"] = measure_destroyall(r)
+        if selected("leaderboard"):
+            lb_worst = measure_lb_worst_cases(r, log)
 
         log("throughput ...")
         runs = measure_throughput(server, r, [c for fam in rows.values() for c in fam])
@@ -287,6 +291,7 @@ def main():
         lock_ratios=lock_ratios_of(summary) if "lock" in rows else None, seeds=seeds_data,
         peer=peer_data, callgrind=profiled, queue=queue_data,
         session_callgrind=session_profiled, partial=PARTIAL, only=ONLY, quick=QUICK,
+        lb_worst=lb_worst,
         scale=min(1.0, BUDGET / (REPEATS * TIME_SCALE * sum(
             c.get("seconds", SECONDS) for c in every for _ in PIPELINES))) if every else 1.0,
         runtime_s=time.monotonic() - started,
@@ -304,7 +309,7 @@ def main():
         session_ratios={f"{k[0]}@P{k[1]}": v for k, v in (ctx["session_ratios"] or {}).items()},
         lock_ratios={f"{k[0]}@P{k[1]}": v for k, v in (ctx["lock_ratios"] or {}).items()},
         memory=memory, session_memory=session_memory, seeds=seeds_data, callgrind=profiled,
-        runtime_s=ctx["runtime_s"],
+        lb_worst=lb_worst, runtime_s=ctx["runtime_s"],
         peer=peer_data if not peer_data or "failed" in peer_data else dict(
             skipped=peer_data["skipped"], memory=peer_data["memory"],
             runs={f"{k[0]}:{k[1]}@P{k[2]}": v for k, v in peer_data["runs"].items()}),

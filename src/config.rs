@@ -1,9 +1,10 @@
-//! The module's configs (`CONFIG GET patterns.*`): the cache's compiled-in defaults, settable
+//! The module's configs (`CONFIG GET patterns.*`): compiled-in defaults, settable
 //! in `redis.conf`, by `MODULE LOADEX ... CONFIG`, by `CONFIG SET`, or as `MODULE LOAD`
 //! arguments (`name value` pairs; anything else refuses the load).
 #![deny(unsafe_code)]
 
 use patterns_core::cache::{CHANNEL, DEFAULT_LEASE_MS, MAX_LEASE_MS, WAIT_RETRY_MS};
+use patterns_core::leaderboard::DENSE_MAX;
 
 use crate::ffi::{self, Config, Ctx, Numeric, Text};
 
@@ -15,11 +16,14 @@ pub static CACHE_WAIT_HINT_MS: Numeric =
     Numeric::new("cache-wait-hint-ms", WAIT_RETRY_MS, 1, MAX_LEASE_MS);
 /// Where `CACHE.INVALIDATE` publishes each tag it invalidates.
 pub static CACHE_CHANNEL: Text = Text::new("cache-channel", CHANNEL);
+/// The most members `RANKING DENSE` scans on a board without `:lb-scores`.
+pub static LB_DENSE_MAX: Numeric = Numeric::new("lb-dense-max", DENSE_MAX, 0, i64::MAX);
 
-static CONFIGS: [Config; 3] = [
+static CONFIGS: [Config; 4] = [
     Config::Numeric(&CACHE_LEASE_MS),
     Config::Numeric(&CACHE_WAIT_HINT_MS),
     Config::Text(&CACHE_CHANNEL),
+    Config::Numeric(&LB_DENSE_MAX),
 ];
 
 /// Applies the load arguments, then registers the configs and loads their configured values.

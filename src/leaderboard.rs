@@ -11,16 +11,16 @@
 
 use patterns_core::command::{parse_f64, CmdError};
 use patterns_core::leaderboard::{
-    self as lb, check_write, companion, percentile_of, remove, write, Board, Change, Key, Kind,
-    Order, Ranking, Scored, Store, Window,
+    self as lb, check_dense_rank, check_write, companion, percentile_of, remove, write, Board,
+    Change, Key, Kind, Order, Ranking, Scored, Store, Window,
 };
 
-use crate::command;
 use crate::ffi::{
     check_key_access, check_key_read, key_len, key_type, now_ms, redis_call, Call, CallReply,
     Command, Ctx, Key as KeyHandle, KeyType, OwnedString, Reply, Value,
 };
 use crate::stats::{self, Stat};
+use crate::{command, config};
 
 /// The family's commands, as registered.
 pub const COMMANDS: &[Command] = &[
@@ -43,7 +43,7 @@ const WALK_LIMIT: i64 = 64;
 struct RedisStore<'a> {
     ctx: Ctx<'a>,
     board: Vec<u8>,
-    companions: Option<[Vec<u8>; 3]>,
+    companions: Option<[Vec<u8>; 4]>,
     /// The board opened for reading through the key API (None when it does not exist, and
     /// for writes: a write run as a command could delete the value under an open handle).
     reader: Option<KeyHandle<'a>>,
@@ -54,10 +54,17 @@ impl<'a> RedisStore<'a> {
     /// write) its tie-break keys.
     fn open(call: &Call<'a>, write: bool) -> Result<Self, CmdError> {
         let board = call.key_name().to_vec();
-        let names = [lb::ORDER_SUFFIX, lb::STAMPS_SUFFIX, lb::SCORES_SUFFIX]
-            .map(|suffix| companion(&board, suffix));
+        let names = [
+            lb::ORDER_SUFFIX,
+            lb::STAMPS_SUFFIX,
+            lb::SCORES_SUFFIX,
+            lb::NAMES_SUFFIX,
+        ]
+        .map(|suffix| companion(&board, suffix));
         let companions = match names {
-            [Some(order), Some(stamps), Some(scores)] => Some([order, stamps, scores]),
+            [Some(order), Some(stamps), Some(scores), Some(names)] => {
+                Some([order, stamps, scores, names])
+            }
             _ => None,
         };
         let check = if write {
@@ -97,6 +104,7 @@ impl<'a> RedisStore<'a> {
             Key::Order => companion(0),
             Key::Stamps => companion(1),
             Key::Scores => companion(2),
+            Key::Names => companion(3),
         }
     }
 
@@ -126,6 +134,30 @@ impl<'a> RedisStore<'a> {
         let mut elements = walked(reader.zset_walk(!rev, from_far, count))?;
         elements.reverse();
         Some(elements)
+    }
+
+    /// Places `start..=stop` of the board read outwards from `near` (at place `at`) through
+    /// the key API: a deep window without ZRANGE, when `near` is found within WALK_LIMIT
+    /// members of its score and every score's text is certain; None to ask ZRANGE.
+    fn walk_near(
+        &self,
+        (start, stop): (i64, i64),
+        rev: bool,
+        near: &Scored,
+        at: i64,
+    ) -> Option<Vec<Scored>> {
+        let reader = self.reader.as_ref()?;
+        let side = |from_top: bool, take: i64| {
+            let walk = reader.zset_walk_from(&near.member, near.score, from_top, take, WALK_LIMIT);
+            walked(walk?).filter(|w| w.len() as i64 == take)
+        };
+        // Before `near` in this order: below it in ZRANGE's order for ASC, above it for DESC.
+        let mut before = side(!rev, at - start)?;
+        let after = side(rev, stop - at)?;
+        before.reverse();
+        before.push(near.clone());
+        before.extend(after);
+        Some(before)
     }
 
     fn read(&self, cmd: &std::ffi::CStr, args: &[&[u8]]) -> CallReply {
@@ -208,6 +240,11 @@ impl Store for RedisStore<'_> {
         self.read(c"ZCOUNT", &[self.must(key), min, max]).integer()
     }
 
+    fn lexcount(&mut self, min: &[u8], max: &[u8]) -> i64 {
+        self.read(c"ZLEXCOUNT", &[self.must(Key::Names), min, max])
+            .integer()
+    }
+
     fn range(&mut self, key: Key, start: i64, stop: i64, rev: bool) -> Vec<Scored> {
         if let Some(elements) = self.walk(key, start, stop, rev) {
             return elements;
@@ -224,6 +261,17 @@ impl Store for RedisStore<'_> {
             out.push(scored(member, score));
         }
         out
+    }
+
+    fn range_near(
+        &mut self,
+        (start, stop): (i64, i64),
+        rev: bool,
+        near: &Scored,
+        at: i64,
+    ) -> Vec<Scored> {
+        self.walk_near((start, stop), rev, near, at)
+            .unwrap_or_else(|| self.range(Key::Board, start, stop, rev))
     }
 
     fn rank(&mut self, key: Key, member: &[u8], rev: bool) -> Option<i64> {
@@ -315,7 +363,7 @@ fn with_board(
     f: impl FnOnce(&mut Board<RedisStore>) -> Result<Reply, CmdError>,
 ) -> Result<Reply, CmdError> {
     let mut store = RedisStore::open(call, false)?;
-    let mut board = Board::open(&mut store, order)?;
+    let mut board = Board::open(&mut store, order)?.with_dense_max(config::LB_DENSE_MAX.get());
     f(&mut board)
 }
 
@@ -328,6 +376,26 @@ fn find(board: &mut Board<RedisStore>, member: &[u8]) -> Result<Option<(Scored, 
     Ok(Some((scored, position)))
 }
 
+/// LB.RANK's reply for `member`: `[rank, score, total_members]`, None when absent.
+fn ranked(
+    board: &mut Board<RedisStore>,
+    member: &[u8],
+    ranking: Ranking,
+) -> Result<Option<Value>, CmdError> {
+    let Some((scored, position)) = find(board, member)? else {
+        return Ok(None);
+    };
+    if position >= board.total {
+        return Err(CmdError::BadState(lb::OUT_OF_STEP));
+    }
+    let rank = board.rank_of(&scored, position, ranking)?;
+    Ok(Some(Value::Array(vec![
+        Value::Int(rank),
+        Value::Score(scored.text),
+        Value::Int(board.total),
+    ])))
+}
+
 // LB.RANK key member [ASC|DESC] [RANKING ORDINAL|DENSE|COMPETITION|MODIFIED]
 fn rank(call: &Call) -> Result<Reply, CmdError> {
     let args = call.rest();
@@ -335,18 +403,7 @@ fn rank(call: &Call) -> Result<Reply, CmdError> {
     let member = p.text("member");
     let (order, ranking) = order_and_ranking(p.choice("ASC|DESC"), p.choice("RANKING"));
     with_board(call, order, |board| {
-        let Some((scored, position)) = find(board, member)? else {
-            return Ok(Reply::Null);
-        };
-        if position >= board.total {
-            return Err(CmdError::BadState(lb::OUT_OF_STEP));
-        }
-        let rank = board.rank_of(&scored, position, ranking);
-        Ok(Reply::Value(Value::Array(vec![
-            Value::Int(rank),
-            Value::Score(scored.text),
-            Value::Int(board.total),
-        ])))
+        Ok(ranked(board, member, ranking)?.map_or(Reply::Null, Reply::Value))
     })
 }
 
@@ -357,11 +414,14 @@ fn around(call: &Call) -> Result<Reply, CmdError> {
     let (member, count) = (p.text("member"), p.int("count"));
     let (order, ranking) = order_and_ranking(p.choice("ASC|DESC"), p.choice("RANKING"));
     with_board(call, order, |board| {
-        let Some((_, position)) = find(board, member)? else {
+        let Some((scored, position)) = find(board, member)? else {
             return Ok(Reply::Null);
         };
         let window = Window::around(position, count, board.total);
-        Ok(Reply::Value(entries_value(board.entries(window, ranking))))
+        let near = Some((&scored, position));
+        Ok(Reply::Value(entries_value(
+            board.entries_near(window, ranking, near)?,
+        )))
     })
 }
 
@@ -371,7 +431,7 @@ fn top(call: &Call) -> Result<Reply, CmdError> {
     let (order, ranking) = order_and_ranking(p.choice("ASC|DESC"), p.choice("RANKING"));
     with_board(call, order, |board| {
         let window = Window::top(p.int("OFFSET"), p.int("count"), board.total);
-        Ok(Reply::Value(entries_value(board.entries(window, ranking))))
+        Ok(Reply::Value(entries_value(board.entries(window, ranking)?)))
     })
 }
 
@@ -382,7 +442,7 @@ fn page(call: &Call) -> Result<Reply, CmdError> {
     let (order, ranking) = order_and_ranking(p.choice("ASC|DESC"), p.choice("RANKING"));
     with_board(call, order, |board| {
         let (pages, window) = Window::page(page, size, board.total);
-        let entries = entries_value(board.entries(window, ranking));
+        let entries = entries_value(board.entries(window, ranking)?);
         Ok(Reply::Value(Value::Array(vec![Value::Int(pages), entries])))
     })
 }
@@ -410,11 +470,15 @@ fn write_store<'a>(call: &Call<'a>) -> Result<RedisStore<'a>, CmdError> {
     Ok(store)
 }
 
-// LB.ADD key score member [score member ...]
+// LB.ADD key [WITHRANK] [ASC|DESC] [RANKING ORDINAL|DENSE|COMPETITION|MODIFIED] score member
+// [score member ...]
 fn add(call: &Call) -> Result<Reply, CmdError> {
     let args = call.rest();
     let p = lb::ADD.parse(args)?;
     let pairs = p.trailing();
+    let with = p
+        .flag("WITHRANK")
+        .then(|| order_and_ranking(p.choice("ASC|DESC"), p.choice("RANKING")));
     let mut changes = Vec::with_capacity(pairs.len() / 2);
     for pair in pairs.chunks(2) {
         let score = parse_f64(pair[0]).ok_or(CmdError::BadArg(lb::SCORE_ARG))?;
@@ -422,24 +486,75 @@ fn add(call: &Call) -> Result<Reply, CmdError> {
     }
     let mut store = write_store(call)?;
     check_write(&mut store, &changes)?;
+    check_rank_with(&mut store, &changes, with)?;
     let written = write(&mut store, now_ms(), &changes);
+    drop(store);
     stats::add(Stat::LeaderboardWrites, written.len() as u64);
+    if let Some(with) = with {
+        let members: Vec<&[u8]> = changes.iter().map(|(_, m)| *m).collect();
+        return Ok(Reply::Value(Value::Array(ranks_after_write(
+            call, &members, with,
+        )?)));
+    }
     Ok(Reply::Integer(
         written.iter().filter(|(added, _)| *added).count() as i64,
     ))
 }
 
-// LB.INCR key increment member
+/// WITHRANK's order and ranking, when asked for.
+type RankWith = Option<(Order, Ranking)>;
+
+/// Checks that a write's WITHRANK rank can be answered (a DENSE scan within its limit), before
+/// the write.
+fn check_rank_with(
+    store: &mut RedisStore,
+    changes: &[(Change, &[u8])],
+    with: RankWith,
+) -> Result<(), CmdError> {
+    match with {
+        Some((order, Ranking::Dense)) => {
+            check_dense_rank(store, changes, order, config::LB_DENSE_MAX.get())
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The ranks WITHRANK answers after a write, one per member (the DENSE limit was checked
+/// before the write, so nothing here refuses).
+fn ranks_after_write(
+    call: &Call,
+    members: &[&[u8]],
+    (order, ranking): (Order, Ranking),
+) -> Result<Vec<Value>, CmdError> {
+    let mut store = RedisStore::open(call, false)?;
+    let mut board = Board::open(&mut store, order)?.with_dense_max(i64::MAX);
+    members
+        .iter()
+        .map(|m| Ok(ranked(&mut board, m, ranking)?.unwrap_or(Value::Null)))
+        .collect()
+}
+
+// LB.INCR key increment member [WITHRANK] [ASC|DESC] [RANKING ORDINAL|DENSE|COMPETITION|MODIFIED]
 fn incr(call: &Call) -> Result<Reply, CmdError> {
     let args = call.rest();
     let p = lb::INCR.parse(args)?;
     let (by, member) = (p.float("increment"), p.text("member"));
+    let with = p
+        .flag("WITHRANK")
+        .then(|| order_and_ranking(p.choice("ASC|DESC"), p.choice("RANKING")));
     let changes = [(Change::Add(by, p.raw("increment")), member)];
     let mut store = write_store(call)?;
     check_write(&mut store, &changes)?;
+    check_rank_with(&mut store, &changes, with)?;
     let (_, score) = write(&mut store, now_ms(), &changes).remove(0);
+    drop(store);
     stats::bump(Stat::LeaderboardWrites);
-    Ok(Reply::Value(Value::Score(score)))
+    match with {
+        Some(with) => Ok(Reply::Value(
+            ranks_after_write(call, &[member], with)?.remove(0),
+        )),
+        None => Ok(Reply::Value(Value::Score(score))),
+    }
 }
 
 // LB.REM key member [member ...]

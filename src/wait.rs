@@ -44,8 +44,8 @@ use patterns_core::command::CmdError;
 use patterns_core::lock::WaitQueue;
 
 use crate::ffi::{
-    self, now_ms, BlockedClient, ClientId, Ctx, Fires, FlushWatch, KeyspaceWatch, Notify, Reply,
-    RoleWatch, Timer, TimerToken, Value, Waits,
+    self, now_ms, BlockedClient, ClientId, Ctx, Fires, KeyspaceWatch, Notify, Reply, ServerWatch,
+    Timer, TimerToken, Value, Waits,
 };
 use crate::stats::{self, Stat};
 
@@ -462,15 +462,13 @@ static FAMILIES: OnceLock<&'static [Hooks]> = OnceLock::new();
 /// subscribing again replaces it).
 struct ServerEvents;
 
-impl RoleWatch for ServerEvents {
+impl ServerWatch for ServerEvents {
     fn became_replica(ctx: Ctx) {
         for hooks in FAMILIES.get().copied().unwrap_or_default() {
             (hooks.became_replica)(ctx);
         }
     }
-}
 
-impl FlushWatch for ServerEvents {
     fn flushed(ctx: Ctx) {
         for hooks in FAMILIES.get().copied().unwrap_or_default() {
             (hooks.flushed)(ctx);
@@ -484,8 +482,7 @@ pub fn subscribe(ctx: Ctx, families: &'static [Hooks]) -> Result<(), String> {
     FAMILIES
         .set(families)
         .map_err(|_| "waiters subscribed twice".to_string())?;
-    ffi::watch_role::<ServerEvents>(ctx)?;
-    ffi::watch_flush::<ServerEvents>(ctx)
+    ffi::watch_server::<ServerEvents>(ctx)
 }
 
 /// Watches the keyspace events that may free or change a key, from the family's first wait

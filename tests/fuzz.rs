@@ -53,7 +53,7 @@ const HUGE_ONE_IN: u32 = 400;
 /// Base key names: plain, hashtagged, braces without a hashtag, empty, binary.
 const NAMES: &[&[u8]] = &[b"k", b"k2", b"{t}a", b"{t}b", b"a{b", b"{}", b"", b"n\0l"];
 /// Suffixes of the keys the families derive from a name (`keys::derived_key`).
-const SUFFIXES: &[&str] = &["fence", "lb-order", "lb-stamps", "lb-scores"];
+const SUFFIXES: &[&str] = &["fence", "lb-order", "lb-stamps", "lb-scores", "lb-names"];
 /// Session ids (22 base64url characters), suffixes of session keys in the pool.
 const IDS: &[&str] = &["AAAAAAAAAAAAAAAAAAAAAA", "fuzz-fuzz-fuzz-fuzz-__"];
 /// The alphabet of session ids.

@@ -318,6 +318,11 @@ fn reads_match_a_brute_force_model_up_to_100k_members() {
 fn plain_zadd_boards_rank_in_redis_member_order() {
     for_each_server(|_, mut c| {
         let mut rng = StdRng::seed_from_u64(62);
+        // DENSE may scan the whole 100,000-member board here.
+        let _: () = query(
+            &mut c,
+            &["CONFIG", "SET", "patterns.lb-dense-max", "1000000"],
+        );
         for size in [5i32, 2_000, 100_000] {
             let board = format!("plain{size}");
             let mut model = Model::default();
@@ -344,7 +349,8 @@ fn plain_zadd_boards_rank_in_redis_member_order() {
                 0
             );
         }
-        // The first LB.ADD records the members it finds as tied since time 0, in name order.
+        // The first LB.ADD records nothing for the members it finds: they rank as if tied
+        // since time 0, in name order.
         let mut model = Model::default();
         for (m, s) in [("b", 1.0), ("a", 1.0), ("c", 1.0), ("d", 2.0)] {
             let _: i64 = query(&mut c, &["ZADD", "adopt", &s.to_string(), m]);
@@ -354,7 +360,318 @@ fn plain_zadd_boards_rank_in_redis_member_order() {
         let desc = entries(&mut c, &args(&["LB.TOP", "adopt", "10"]));
         let names: Vec<&str> = desc.iter().map(|e| e.1.as_str()).collect();
         assert_eq!(names, ["d", "a", "b", "c", "e"]);
-        assert_eq!(query::<i64>(&mut c, &["HLEN", "{adopt}:lb-stamps"]), 5);
+        assert_eq!(query::<i64>(&mut c, &["HLEN", "{adopt}:lb-stamps"]), 1);
+        assert_eq!(query::<i64>(&mut c, &["ZCARD", "{adopt}:lb-names"]), 1);
+        assert_eq!(query::<i64>(&mut c, &["EXISTS", "{adopt}:lb-scores"]), 0);
+    });
+}
+
+#[test]
+fn dense_on_a_zadd_board_is_refused_past_its_config() {
+    for flavor in flavors() {
+        let server = Server::start(flavor);
+        let mut c = server.conn();
+        let max: Vec<String> = query(&mut c, &["CONFIG", "GET", "patterns.lb-dense-max"]);
+        assert_eq!(max[1], lb::DENSE_MAX.to_string());
+        for i in 0..50 {
+            let _: i64 = query(
+                &mut c,
+                &["ZADD", "z", &(i / 2).to_string(), &format!("p{i:02}")],
+            );
+        }
+        let _: () = query(&mut c, &["CONFIG", "SET", "patterns.lb-dense-max", "10"]);
+        // 10 members above p39 (score 19): scanned; 12 above p37: refused, whatever the
+        // command; counted rankings are not limited.
+        let got: (i64, String, i64) = query(&mut c, &["LB.RANK", "z", "p39", "RANKING", "DENSE"]);
+        assert_eq!(got, (6, "19".to_string(), 50));
+        let refused = format!("ERR {}", lb::DENSE_TOO_MANY);
+        for cmd in [
+            &["LB.RANK", "z", "p37", "RANKING", "DENSE"][..],
+            &["LB.AROUND", "z", "p35", "3", "RANKING", "DENSE"],
+            &["LB.TOP", "z", "3", "OFFSET", "12", "RANKING", "DENSE"],
+            &["LB.PAGE", "z", "5", "3", "RANKING", "DENSE"],
+        ] {
+            assert_eq!(error_of(&mut c, cmd), refused, "{cmd:?}");
+        }
+        let got: (i64, String, i64) =
+            query(&mut c, &["LB.RANK", "z", "p37", "RANKING", "COMPETITION"]);
+        assert_eq!(got.0, 13);
+        // A board written by LB.ADD from the start keeps its distinct scores: never refused.
+        for i in 0..50 {
+            let _: i64 = query(
+                &mut c,
+                &["LB.ADD", "n", &(i / 2).to_string(), &format!("p{i:02}")],
+            );
+        }
+        let got: (i64, String, i64) = query(&mut c, &["LB.RANK", "n", "p00", "RANKING", "DENSE"]);
+        assert_eq!(got.0, 25);
+        // The twin has no configs: it refuses past the default, as the module does by default.
+        let _: () = query(
+            &mut c,
+            &[
+                "CONFIG",
+                "SET",
+                "patterns.lb-dense-max",
+                &lb::DENSE_MAX.to_string(),
+            ],
+        );
+        let twin = Server::start_without_module(flavor, &[]);
+        let mut t = twin.conn();
+        load_twin(&mut t);
+        let n = lb::DENSE_MAX + 2;
+        for conn in [&mut c, &mut t] {
+            let mut pipe = redis::pipe();
+            for start in (0..n).step_by(1000) {
+                let cmd = pipe.cmd("ZADD").arg("big");
+                for i in start..(start + 1000).min(n) {
+                    cmd.arg(i).arg(format!("m{i}"));
+                }
+                cmd.ignore();
+            }
+            let () = pipe.query(conn).unwrap();
+        }
+        // DESC: m5 has n - 6 members above (scanned), m0 has n - 1 (refused).
+        let top: (i64, String, i64) = query(
+            &mut t,
+            &["FCALL", "lb_rank", "1", "big", "m5", "RANKING", "DENSE"],
+        );
+        assert_eq!(top.0, n - 5);
+        assert_eq!(
+            error_of(
+                &mut t,
+                &["FCALL", "lb_rank", "1", "big", "m0", "RANKING", "DENSE"]
+            ),
+            refused
+        );
+        assert_eq!(
+            error_of(&mut c, &["LB.RANK", "big", "m0", "RANKING", "DENSE"]),
+            refused
+        );
+    }
+}
+
+#[test]
+fn a_write_with_rank_answers_what_lb_rank_answers_after_it() {
+    for_each_server(|_, mut c| {
+        let mut rng = StdRng::seed_from_u64(64);
+        build_board(&mut c, "native:{1}", 2_000, &mut rng, &mut Model::default());
+        zadd_board(&mut c, "legacy:{1}", 2_000, 20, &mut rng);
+        let mut legacy = legacy_model(&mut c, "legacy:{1}");
+        write_legacy_board(&mut c, "legacy:{1}", 300, &mut rng, &mut legacy);
+        zadd_board(&mut c, "plain:{1}", 2_000, 20, &mut rng);
+        for step in 0..300 {
+            let board = ["native:{1}", "legacy:{1}", "plain:{1}"][step % 3];
+            let member = format!("{}{}", ["m", "p"][step % 2], rng.gen_range(0..2_400));
+            let by = ["1", "0", "-2", "0.5"][rng.gen_range(0..4)];
+            let order = ORDERS[rng.gen_range(0..2)];
+            let ranking = RANKINGS[rng.gen_range(0..4)];
+            let with: Value = query(
+                &mut c,
+                &[
+                    "LB.INCR", board, by, &member, "WITHRANK", order, "RANKING", ranking,
+                ],
+            );
+            let after: Value = query(
+                &mut c,
+                &["LB.RANK", board, &member, order, "RANKING", ranking],
+            );
+            assert_eq!(
+                with, after,
+                "LB.INCR {board} {by} {member} {order} {ranking}"
+            );
+            assert!(matches!(&with, Value::Array(v) if v.len() == 3), "{with:?}");
+        }
+        // LB.ADD: one LB.RANK reply per pair, after the whole write.
+        for _ in 0..30 {
+            let board = ["native:{1}", "legacy:{1}", "plain:{1}"][rng.gen_range(0..3)];
+            let order = ORDERS[rng.gen_range(0..2)];
+            let ranking = RANKINGS[rng.gen_range(0..4)];
+            let members: Vec<String> = (0..3)
+                .map(|_| format!("p{}", rng.gen_range(0..2_400)))
+                .collect();
+            let scores: Vec<String> = (0..3).map(|_| rng.gen_range(0..20).to_string()).collect();
+            let mut cmd = vec!["LB.ADD", board, "WITHRANK", order, "RANKING", ranking];
+            for (s, m) in scores.iter().zip(&members) {
+                cmd.extend([s.as_str(), m.as_str()]);
+            }
+            let with: Vec<Value> = query(&mut c, &cmd);
+            assert_eq!(with.len(), 3);
+            for (got, m) in with.iter().zip(&members) {
+                let after: Value = query(&mut c, &["LB.RANK", board, m, order, "RANKING", ranking]);
+                assert_eq!(got, &after, "{cmd:?}");
+            }
+        }
+        // Options lead LB.ADD's pairs: after them, a word is a score.
+        assert_eq!(
+            error_of(&mut c, &["LB.ADD", "native:{1}", "1", "x", "WITHRANK"]),
+            "ERR wrong number of arguments for 'lb.add' command"
+        );
+        assert_eq!(
+            error_of(&mut c, &["LB.ADD", "native:{1}", "1", "x", "WITHRANK", "y"]),
+            "ERR score must be a number"
+        );
+        // Without WITHRANK the reply is the score, options or not.
+        let score: String = query(&mut c, &["LB.INCR", "native:{1}", "1", "x", "ASC"]);
+        assert_eq!(score, "1");
+        // A DENSE rank that would scan past the limit is refused before anything is written.
+        let _: () = query(&mut c, &["CONFIG", "SET", "patterns.lb-dense-max", "10"]);
+        let before: Value = query(&mut c, &["ZSCORE", "plain:{1}", "p1"]);
+        let refused = format!("ERR {}", lb::DENSE_TOO_MANY);
+        assert_eq!(
+            error_of(
+                &mut c,
+                &[
+                    "LB.INCR",
+                    "plain:{1}",
+                    "-1000",
+                    "p1",
+                    "WITHRANK",
+                    "RANKING",
+                    "DENSE"
+                ]
+            ),
+            refused
+        );
+        let after: Value = query(&mut c, &["ZSCORE", "plain:{1}", "p1"]);
+        assert_eq!(before, after);
+        assert_eq!(
+            error_of(
+                &mut c,
+                &[
+                    "LB.ADD",
+                    "plain:{1}",
+                    "WITHRANK",
+                    "RANKING",
+                    "DENSE",
+                    "-1000",
+                    "p1"
+                ]
+            ),
+            refused
+        );
+        let after: Value = query(&mut c, &["ZSCORE", "plain:{1}", "p1"]);
+        assert_eq!(before, after);
+        // The top needs no scan: answered.
+        let top: (i64, String, i64) = query(
+            &mut c,
+            &[
+                "LB.INCR",
+                "plain:{1}",
+                "1000",
+                "p1",
+                "WITHRANK",
+                "RANKING",
+                "DENSE",
+            ],
+        );
+        assert_eq!(top.0, 1);
+    });
+}
+
+/// A ZADD board of `n` members `p<i>` with scores in 0..`scores` (many ties), pipelined.
+fn zadd_board(c: &mut Connection, board: &str, n: usize, scores: i32, rng: &mut StdRng) {
+    let mut pipe = redis::pipe();
+    for i in 0..n {
+        let member = format!("p{}", rng.gen_range(0..n * 2));
+        pipe.cmd("ZADD")
+            .arg(board)
+            .arg(rng.gen_range(0..scores))
+            .arg(member)
+            .ignore();
+        if i % 5000 == 4999 {
+            let () = pipe.query(c).unwrap();
+            pipe = redis::pipe();
+        }
+    }
+    let () = pipe.query(c).unwrap();
+}
+
+/// Writes `n` random LB.ADD/LB.INCR to a board made by `zadd_board` (members old and new,
+/// names interleaved with the old ones), tracking arrivals in the model.
+fn write_legacy_board(
+    c: &mut Connection,
+    board: &str,
+    n: usize,
+    rng: &mut StdRng,
+    model: &mut Model,
+) {
+    let mut pipe = redis::pipe();
+    for _ in 0..n {
+        let member = format!("p{}", rng.gen_range(0..model.members.len() * 2));
+        if rng.gen_bool(0.7) {
+            let score = rng.gen_range(0..20);
+            pipe.cmd("LB.ADD")
+                .arg(board)
+                .arg(score)
+                .arg(&member)
+                .ignore();
+            model.set(&member, f64::from(score));
+        } else {
+            pipe.cmd("LB.INCR").arg(board).arg(1).arg(&member).ignore();
+            let old = model.members.get(&member).map_or(0.0, |e| e.0);
+            model.set(&member, old + 1.0);
+        }
+    }
+    let () = pipe.query(c).unwrap();
+}
+
+/// The model of a ZADD board once written by LB.*: its members arrived first, in name order.
+fn legacy_model(c: &mut Connection, board: &str) -> Model {
+    let flat: Vec<(String, f64)> = query(c, &["ZRANGE", board, "0", "-1", "WITHSCORES"]);
+    let mut by_name = flat;
+    by_name.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut model = Model::default();
+    for (m, s) in by_name {
+        model.set(&m, s);
+    }
+    model
+}
+
+#[test]
+fn the_first_write_to_a_big_zadd_board_converts_nothing() {
+    for_each_server(|_, mut c| {
+        let mut rng = StdRng::seed_from_u64(63);
+        let board = "legacy:{1}";
+        // DENSE may scan the whole board here (it has no :lb-scores).
+        let _: () = query(
+            &mut c,
+            &["CONFIG", "SET", "patterns.lb-dense-max", "1000000"],
+        );
+        zadd_board(&mut c, board, 20_000, 20, &mut rng);
+        let mut model = legacy_model(&mut c, board);
+        let legacy = model.arrivals;
+        // One write: one stamp, one order entry, one name; nothing else is recorded.
+        let _: i64 = query(&mut c, &["LB.ADD", board, "3", "p7"]);
+        model.set("p7", 3.0);
+        for key in ["legacy:{1}:lb-order", "legacy:{1}:lb-names"] {
+            assert_eq!(query::<i64>(&mut c, &["ZCARD", key]), 1, "{key}");
+        }
+        assert_eq!(query::<i64>(&mut c, &["HLEN", "legacy:{1}:lb-stamps"]), 1);
+        assert_eq!(query::<i64>(&mut c, &["EXISTS", "legacy:{1}:lb-scores"]), 0);
+        check_reads(&mut c, board, &model, &mut rng, 10, 2);
+        // Many writes, old members and new, interleaved by name within each score.
+        write_legacy_board(&mut c, board, 3_000, &mut rng, &mut model);
+        check_reads(&mut c, board, &model, &mut rng, 25, 3);
+        let stamped: i64 = query(&mut c, &["HLEN", "legacy:{1}:lb-stamps"]);
+        assert_eq!(
+            query::<i64>(&mut c, &["ZCARD", "legacy:{1}:lb-names"]),
+            stamped
+        );
+        assert!(stamped < model.members.len() as i64);
+        // A member added with ZADD behind the family's back is one more legacy member.
+        let _: i64 = query(&mut c, &["ZADD", board, "5", "p"]);
+        let mut fresh = Model::default();
+        let mut all: Vec<(String, (f64, Option<u64>))> = model.members.into_iter().collect();
+        all.push(("p".to_string(), (5.0, Some(0))));
+        // Legacy members (arrived with the ZADD board, or since by ZADD) first, by name.
+        all.sort_by_key(|(m, (_, arrival))| {
+            let stamped = arrival.filter(|a| *a > legacy);
+            (stamped.is_some(), stamped, m.clone())
+        });
+        for (m, (s, _)) in all {
+            fresh.set(&m, s);
+        }
+        check_reads(&mut c, board, &fresh, &mut rng, 8, 1);
     });
 }
 
@@ -638,6 +955,18 @@ fn bad_input_is_refused_and_writes_nothing() {
                 format!("ERR {}", lb::NAN_SCORE),
             ),
             (vec!["LB.INCR", "b", "1"], arity("lb.incr")),
+            (
+                vec!["LB.INCR", "b", "1", "m", "WITHRANK", "RANKING"],
+                "ERR syntax error".into(),
+            ),
+            (
+                vec!["LB.INCR", "b", "1", "m", "WITHRANK", "RANKING", "BOGUS"],
+                "ERR syntax error".into(),
+            ),
+            (
+                vec!["LB.INCR", "b", "1", "m", "WITHRANKS"],
+                "ERR syntax error".into(),
+            ),
             (vec!["LB.REM", "b"], arity("lb.rem")),
             (vec!["LB.REM", "text", "x"], wrongtype.into()),
             (vec!["LB.REM", "a{b", "x"], format!("ERR {}", lb::BAD_BOARD)),
@@ -810,22 +1139,30 @@ fn lua_twin_reads_a_large_board_as_the_module_does() {
                 .ignore();
         }
         let () = pipe.query(&mut a).unwrap();
+        zadd_board(&mut a, "mix:{2}", 3_000, 30, &mut rng);
+        let mut mix = legacy_model(&mut a, "mix:{2}");
+        write_legacy_board(&mut a, "mix:{2}", 600, &mut rng, &mut mix);
         let keys = [
             "big:{1}",
             "big:{1}:lb-order",
             "big:{1}:lb-stamps",
             "big:{1}:lb-scores",
             "plainbig",
+            "mix:{2}",
+            "mix:{2}:lb-order",
+            "mix:{2}:lb-stamps",
+            "mix:{2}:lb-names",
         ];
         for key in keys {
             copy_key(&mut a, &mut b, key);
         }
         let members: Vec<String> = model.members.keys().cloned().collect();
-        for step in 0..300 {
-            let (board, member) = if step % 3 == 0 {
-                ("plainbig", format!("p{}", rng.gen_range(0..3_000)))
-            } else {
-                ("big:{1}", members.choose(&mut rng).unwrap().clone())
+        let mixed: Vec<String> = mix.members.keys().cloned().collect();
+        for step in 0..400 {
+            let (board, member) = match step % 4 {
+                0 => ("plainbig", format!("p{}", rng.gen_range(0..3_000))),
+                1 => ("mix:{2}", mixed.choose(&mut rng).unwrap().clone()),
+                _ => ("big:{1}", members.choose(&mut rng).unwrap().clone()),
             };
             let count = rng.gen_range(1..60).to_string();
             let order = ORDERS[rng.gen_range(0..2)];

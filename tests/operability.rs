@@ -405,8 +405,12 @@ fn config(c: &mut Connection, name: &str) -> String {
 fn configs_have_the_compiled_in_defaults_and_take_config_set() {
     for_each_server(|server, mut c| {
         let all: Vec<String> = query(&mut c, &["CONFIG", "GET", "patterns.*"]);
-        assert_eq!(all.len(), 6, "{all:?}");
+        assert_eq!(all.len(), 8, "{all:?}");
         assert_eq!(config(&mut c, "patterns.cache-lease-ms"), "10000");
+        assert_eq!(
+            config(&mut c, "patterns.lb-dense-max"),
+            patterns_core::leaderboard::DENSE_MAX.to_string()
+        );
         assert_eq!(config(&mut c, "patterns.cache-wait-hint-ms"), "50");
         assert_eq!(
             config(&mut c, "patterns.cache-channel"),

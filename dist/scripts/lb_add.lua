@@ -181,14 +181,16 @@ local function parse(def, keys, argv)
   return a
 end
 local STAMP_DIGITS = 16
-local ADOPTED_STAMP = 0
 local BATCH = 1000
+local DENSE_MAX = 10000
 local ORDER_SUFFIX = 'lb-order'
 local STAMPS_SUFFIX = 'lb-stamps'
 local SCORES_SUFFIX = 'lb-scores'
+local NAMES_SUFFIX = 'lb-names'
 local SCORE_ARG = 'ERR score must be a number'
 local OUT_OF_STEP = 'ERR the board\'s tie-break keys are out of step with it (written with ZADD or ZREM?)'
 local BAD_BOARD = 'ERR board name cannot carry its tie-break keys in its slot'
+local DENSE_TOO_MANY = 'ERR RANKING DENSE would scan more members than patterns.lb-dense-max allows (the board has no :lb-scores: it held ZADD members)'
 local function lb_type(key)
   if key == nil then return 'none' end
   return redis.call('TYPE', key)['ok']
@@ -198,9 +200,10 @@ end
 -- when the user may not read them (or, to `write`, write them).
 local function lb_keys(board, write)
   local k = {board = board, order = derived_key(board, ORDER_SUFFIX),
-    stamps = derived_key(board, STAMPS_SUFFIX), scores = derived_key(board, SCORES_SUFFIX)}
+    stamps = derived_key(board, STAMPS_SUFFIX), scores = derived_key(board, SCORES_SUFFIX),
+    names = derived_key(board, NAMES_SUFFIX)}
   if k.order then
-    for _, z in ipairs({k.order, k.scores}) do
+    for _, z in ipairs({k.order, k.scores, k.names}) do
       if not redis.acl_check_cmd('ZSCORE', z, 'm')
           or (write and not redis.acl_check_cmd('ZADD', z, '0', 'm')) then
         return nil, err(NOPERM)
@@ -215,19 +218,25 @@ local function lb_keys(board, write)
 end
 
 local function lb_check_types(k)
-  local expected = {{k.board, 'zset'}, {k.order, 'zset'}, {k.stamps, 'hash'}, {k.scores, 'zset'}}
+  local expected = {{k.board, 'zset'}, {k.order, 'zset'}, {k.stamps, 'hash'}, {k.scores, 'zset'},
+    {k.names, 'zset'}}
   for _, e in ipairs(expected) do
     local t = lb_type(e[1])
     if t ~= 'none' and t ~= e[2] then return err(WRONGTYPE) end
   end
 end
 
-local function lb_recorded(k, total)
-  if total == 0 or lb_type(k.order) == 'none' then return false end
-  if redis.call('ZCARD', k.order) ~= total or redis.call('HLEN', k.stamps) ~= total then
-    return nil, err(OUT_OF_STEP)
+-- 'plain', 'native' or 'legacy' (and the number of members without a stamp), checked in step.
+local function lb_layout(k, total)
+  if total == 0 or lb_type(k.order) == 'none' then return 'plain', 0 end
+  local stamped = redis.call('ZCARD', k.order)
+  if redis.call('HLEN', k.stamps) ~= stamped or stamped > total then return nil, 0, err(OUT_OF_STEP) end
+  if lb_type(k.names) == 'none' then
+    if stamped ~= total then return nil, 0, err(OUT_OF_STEP) end
+    return 'native', 0
   end
-  return true
+  if redis.call('ZCARD', k.names) ~= stamped then return nil, 0, err(OUT_OF_STEP) end
+  return 'legacy', total - stamped
 end
 
 local function lb_scored(flat)
@@ -262,41 +271,250 @@ local function lb_distinct(x)
   return x.t
 end
 
+local function lb_name_entry(x, m)
+  return lb_distinct(x) .. ':' .. m
+end
+
+-- ZLEXCOUNT of the names of x's score sorting before m.
+local function lb_names_before(k, x, m)
+  local prefix = lb_name_entry(x, '')
+  return redis.call('ZLEXCOUNT', k.names, '[' .. prefix, '(' .. prefix .. m)
+end
+
 -- Reads ---------------------------------------------------------------------------------------
+
+local function lb_open(board, order)
+  local k, e = lb_keys(board, false)
+  if e then return nil, e end
+  e = lb_check_types(k)
+  if e then return nil, e end
+  local total = redis.call('ZCARD', board)
+  local layout, legacy, e2 = lb_layout(k, total)
+  if e2 then return nil, e2 end
+  return {k = k, desc = order == 1, total = total, layout = layout, mixed = legacy > 0,
+    dense_max = DENSE_MAX}
+end
+
+local function lb_count_better(b, key, t, or_equal)
+  local bound = or_equal and t or '(' .. t
+  if b.desc then return redis.call('ZCOUNT', key, bound, '+inf') end
+  return redis.call('ZCOUNT', key, '-inf', bound)
+end
+
+local function lb_group_bounds(b, t)
+  return redis.call('ZCOUNT', b.k.order, '(' .. t, '+inf'),
+    redis.call('ZCOUNT', b.k.order, '-inf', '(' .. t)
+end
+
+local function lb_group_offset(b, x)
+  local k, t = b.k, x.t
+  local stamp = redis.call('HGET', k.stamps, x.m)
+  if stamp then
+    local at = redis.call('ZRANK', k.order, stamp .. x.m)
+    if not at then return nil, err(OUT_OF_STEP) end
+    local legacy = redis.call('ZCOUNT', k.board, t, t) - redis.call('ZCOUNT', k.order, t, t)
+    return legacy + at - redis.call('ZCOUNT', k.order, '-inf', '(' .. t)
+  end
+  local at = redis.call('ZRANK', k.board, x.m)
+  if not at then return nil, err(OUT_OF_STEP) end
+  local below = redis.call('ZCOUNT', k.board, '-inf', '(' .. t)
+  return at - below - lb_names_before(k, x, x.m)
+end
+
+local function lb_position(b, x)
+  if b.mixed then
+    local offset, e = lb_group_offset(b, x)
+    if e then return nil, e end
+    return lb_count_better(b, b.k.board, x.t, false) + offset
+  end
+  if b.layout == 'plain' then
+    local p
+    if b.desc then p = redis.call('ZREVRANK', b.k.board, x.m)
+    else p = redis.call('ZRANK', b.k.board, x.m) end
+    if not p then return nil, err(OUT_OF_STEP) end
+    return p
+  end
+  local stamp = redis.call('HGET', b.k.stamps, x.m)
+  if not stamp then return nil, err(OUT_OF_STEP) end
+  local asc = redis.call('ZRANK', b.k.order, stamp .. x.m)
+  if not asc then return nil, err(OUT_OF_STEP) end
+  if not b.desc then return asc end
+  local greater, less = lb_group_bounds(b, x.t)
+  return greater + asc - less
+end
+
+local function lb_desc_fix(b, start, raw)
+  local groups = {}
+  for i = 1, #raw do
+    if i == 1 or raw[i].v ~= raw[i - 1].v then groups[#groups + 1] = {i, i}
+    else groups[#groups][2] = i end
+  end
+  local out = {}
+  for gi, g in ipairs(groups) do
+    if gi == 1 or gi == #groups then
+      local greater, less = lb_group_bounds(b, raw[g[1]].t)
+      local lo, hi = start + g[1] - 1, start + g[2] - 1
+      for _, x in ipairs(lb_range(b.k.order, less + lo - greater, less + hi - greater, false)) do
+        out[#out + 1] = x
+      end
+    else
+      for i = g[2], g[1], -1 do out[#out + 1] = raw[i] end
+    end
+  end
+  return out
+end
+
+local function lb_nth_legacy(b, x, below, members, stamped, n)
+  local lo, hi = n + 1, math.min(n + 1 + stamped, members)
+  while lo < hi do
+    local mid = lo + math.floor((hi - lo) / 2)
+    local at = lb_range(b.k.board, below + mid, below + mid, false)[1]
+    if not at then return nil end
+    if mid - lb_names_before(b.k, x, at.m) > n then hi = mid else lo = mid + 1 end
+  end
+  return lb_range(b.k.board, below + lo - 1, below + lo - 1, false)[1]
+end
+
+local function lb_group_slice(b, x, from, to)
+  local k, t = b.k, x.t
+  local members = redis.call('ZCOUNT', k.board, t, t)
+  local stamped = redis.call('ZCOUNT', k.order, t, t)
+  local legacy = members - stamped
+  local below = redis.call('ZCOUNT', k.board, '-inf', '(' .. t)
+  local out = {}
+  local legacy_to = math.min(to, legacy)
+  if stamped == 0 and from < legacy_to then
+    out = lb_range(k.board, below + from, below + legacy_to - 1, false)
+  else
+    for n = from, legacy_to - 1 do
+      local y = lb_nth_legacy(b, x, below, members, stamped, n)
+      if y then out[#out + 1] = y end
+    end
+  end
+  local stamped_from, stamped_to = math.max(from, legacy) - legacy, to - legacy
+  if stamped_from < stamped_to then
+    local base = redis.call('ZCOUNT', k.order, '-inf', '(' .. t)
+    for _, y in ipairs(lb_range(k.order, base + stamped_from, base + stamped_to - 1, false)) do
+      y.m = string.sub(y.m, STAMP_DIGITS + 1)
+      out[#out + 1] = y
+    end
+  end
+  return out
+end
+
+local function lb_mixed_members(b, s, e)
+  local raw = lb_range(b.k.board, s, e - 1, b.desc)
+  local out, from = {}, 1
+  while raw[from] do
+    local first, to = raw[from], from
+    while raw[to + 1] and raw[to + 1].v == first.v do to = to + 1 end
+    local offset = s + from - 1 - lb_count_better(b, b.k.board, first.t, false)
+    for _, y in ipairs(lb_group_slice(b, first, offset, offset + to - from + 1)) do
+      out[#out + 1] = y
+    end
+    from = to + 1
+  end
+  return out
+end
+
+local function lb_members(b, s, e)
+  if e <= s then return {} end
+  if b.layout == 'plain' then return lb_range(b.k.board, s, e - 1, b.desc) end
+  if b.mixed then return lb_mixed_members(b, s, e) end
+  local raw = lb_range(b.k.order, s, e - 1, b.desc)
+  if b.desc then raw = lb_desc_fix(b, s, raw) end
+  for _, x in ipairs(raw) do x.m = string.sub(x.m, STAMP_DIGITS + 1) end
+  return raw
+end
+
+local function lb_distinct_better(b, t)
+  if b.layout ~= 'plain' and lb_type(b.k.scores) ~= 'none' then return lb_count_better(b, b.k.scores, t, false) end
+  local above = lb_count_better(b, b.k.board, t, false)
+  if above > b.dense_max then return nil, err(DENSE_TOO_MANY) end
+  local distinct, previous, at = 0, nil, 0
+  while at < above do
+    local stop = math.min(at + BATCH, above) - 1
+    for _, x in ipairs(lb_range(b.k.board, at, stop, b.desc)) do
+      if previous ~= x.v then
+        distinct = distinct + 1
+        previous = x.v
+      end
+    end
+    at = stop + 1
+  end
+  return distinct
+end
+
+local function lb_ranks(ranking, start, xs, edge)
+  local n, out, rank = #xs, {}, 0
+  local function new_group(k) return k == 1 or xs[k].v ~= xs[k - 1].v end
+  if ranking == 0 then
+    for k = 1, n do out[k] = start + k end
+  elseif ranking == 2 then
+    for k = 1, n do
+      if new_group(k) then
+        if k == 1 then rank = edge + 1 else rank = start + k end
+      end
+      out[k] = rank
+    end
+  elseif ranking == 1 then
+    for k = 1, n do
+      if new_group(k) then
+        if k == 1 then rank = edge + 1 else rank = rank + 1 end
+      end
+      out[k] = rank
+    end
+  else
+    for k = n, 1, -1 do
+      if k == n then rank = edge elseif new_group(k + 1) then rank = start + k end
+      out[k] = rank
+    end
+  end
+  return out
+end
+
+local function lb_entries(b, s, e, ranking)
+  local xs = lb_members(b, s, e)
+  if #xs == 0 then return {} end
+  local edge, refused = 0, nil
+  if ranking == 2 then edge = lb_count_better(b, b.k.board, xs[1].t, false)
+  elseif ranking == 3 then edge = lb_count_better(b, b.k.board, xs[#xs].t, true)
+  elseif ranking == 1 then edge, refused = lb_distinct_better(b, xs[1].t) end
+  if refused then return nil, refused end
+  local ranks = lb_ranks(ranking, s, xs, edge)
+  local out = {}
+  for k, x in ipairs(xs) do out[k] = {ranks[k], x.m, x.t} end
+  return out
+end
+
+-- LB.RANK's reply for member: {rank, score, total}, false when absent, or an error.
+local function lb_ranked(b, member, ranking)
+  local x = lb_score(b.k.board, member)
+  if not x then return false end
+  local p, e = lb_position(b, x)
+  if e then return e end
+  if p >= b.total then return err(OUT_OF_STEP) end
+  local entries, e2 = lb_entries(b, p, p + 1, ranking)
+  if e2 then return e2 end
+  return {entries[1][1], x.t, b.total}
+end
 
 local function lb_del_if_present(key)
   if lb_type(key) ~= 'none' then redis.call('DEL', key) end
 end
 
+-- Drops tie-break keys left over by a board that is gone or has no order key; returns whether
+-- stamped members are listed in the names key (a board born from ZADD). Converts nothing.
 local function lb_prepare(k)
   local total = redis.call('ZCARD', k.board)
-  if total == 0 then
+  if total == 0 or lb_type(k.order) == 'none' then
     lb_del_if_present(k.order)
     lb_del_if_present(k.stamps)
     lb_del_if_present(k.scores)
-    return
+    lb_del_if_present(k.names)
+    return total > 0
   end
-  if lb_type(k.order) ~= 'none' then return end
-  lb_del_if_present(k.stamps)
-  lb_del_if_present(k.scores)
-  local stamp = lb_stamp_text(ADOPTED_STAMP)
-  local at = 0
-  while at < total do
-    local batch = lb_range(k.board, at, at + BATCH - 1, false)
-    local order, distinct, stamps = {}, {}, {}
-    for _, x in ipairs(batch) do
-      order[#order + 1] = x.t
-      order[#order + 1] = stamp .. x.m
-      distinct[#distinct + 1] = x.t
-      distinct[#distinct + 1] = lb_distinct(x)
-      stamps[#stamps + 1] = x.m
-      stamps[#stamps + 1] = stamp
-    end
-    redis.call('ZADD', k.order, unpack(order))
-    redis.call('ZADD', k.scores, unpack(distinct))
-    redis.call('HSET', k.stamps, unpack(stamps))
-    at = at + BATCH
-  end
+  return lb_type(k.names) ~= 'none'
 end
 
 local function lb_forget_score_if_gone(k, old)
@@ -306,14 +524,17 @@ local function lb_forget_score_if_gone(k, old)
 end
 
 -- One change at `now`: `by` adds to the score (LB.INCR), else `value`/`raw` set it (LB.ADD).
-local function lb_write_one(k, now, member, value, raw, by)
+local function lb_write_one(k, now, member, value, raw, by, names)
   local old = lb_score(k.board, member)
   local new_value = value
   if by then new_value = (old and old.v or 0) + by end
   if old then
     if old.v == new_value then return false, old.t end
     local stamp = redis.call('HGET', k.stamps, member)
-    if stamp then redis.call('ZREM', k.order, stamp .. member) end
+    if stamp then
+      redis.call('ZREM', k.order, stamp .. member)
+      if names then redis.call('ZREM', k.names, lb_name_entry(old, member)) end
+    end
   end
   local t
   if by then
@@ -330,8 +551,12 @@ local function lb_write_one(k, now, member, value, raw, by)
   local stamp = lb_stamp_text(n)
   redis.call('ZADD', k.order, t, stamp .. member)
   redis.call('HSET', k.stamps, member, stamp)
-  redis.call('ZADD', k.scores, t, lb_distinct(new))
-  if old then lb_forget_score_if_gone(k, old) end
+  if names then
+    redis.call('ZADD', k.names, 0, lb_name_entry(new, member))
+  else
+    redis.call('ZADD', k.scores, t, lb_distinct(new))
+    if old then lb_forget_score_if_gone(k, old) end
+  end
   return old == nil, t
 end
 
@@ -341,26 +566,61 @@ local function lb_write_keys(board)
   if k.order == nil then return nil, err(BAD_BOARD) end
   e = lb_check_types(k)
   if e then return nil, e end
-  local _, e2 = lb_recorded(k, redis.call('ZCARD', board))
+  local _, _, e2 = lb_layout(k, redis.call('ZCARD', board))
   if e2 then return nil, e2 end
   return k
 end
 
-local function lb_add_run(board, pairs)
-  local values = {}
+-- WITHRANK RANKING DENSE on a board that will have no scores key: refused before the write
+-- when the members above a new score (before it, plus those written) could pass DENSE_MAX.
+local function lb_check_dense_rank(k, news, desc)
+  local total = redis.call('ZCARD', k.board)
+  local layout = lb_layout(k, total)
+  local kept = (layout == 'native' and lb_type(k.scores) ~= 'none')
+    or (layout == 'plain' and total == 0)
+  if kept then return nil end
+  for _, v in ipairs(news) do
+    local bound = '(' .. string.format('%.17g', v)
+    local above
+    if desc then above = redis.call('ZCOUNT', k.board, bound, '+inf')
+    else above = redis.call('ZCOUNT', k.board, '-inf', bound) end
+    if above + #news > DENSE_MAX then return err(DENSE_TOO_MANY) end
+  end
+end
+
+-- WITHRANK's replies after a write: LB.RANK's for each member (the DENSE limit was checked).
+local function lb_ranks_after_write(board, members, asc_desc, ranking)
+  local b, e = lb_open(board, asc_desc)
+  if e then return nil, e end
+  b.dense_max = math.huge
+  local out = {}
+  for i, m in ipairs(members) do out[i] = lb_ranked(b, m, ranking) end
+  return out
+end
+
+local function lb_add_run(board, withrank, asc_desc, ranking, pairs)
+  local values, news, members = {}, {}, {}
   for i = 1, #pairs, 2 do
     values[i] = parse_float(pairs[i])
     if values[i] == nil then return err(SCORE_ARG) end
+    news[#news + 1] = values[i]
+    members[#members + 1] = pairs[i + 1]
   end
   local k, e = lb_write_keys(board)
   if e then return e end
+  if withrank == 1 and ranking == 1 then
+    e = lb_check_dense_rank(k, news, asc_desc == 1)
+    if e then return e end
+  end
   local now = now_ms()
-  lb_prepare(k)
+  local names = lb_prepare(k)
   local added = 0
   for i = 1, #pairs, 2 do
-    if lb_write_one(k, now, pairs[i + 1], values[i], pairs[i], nil) then added = added + 1 end
+    if lb_write_one(k, now, pairs[i + 1], values[i], pairs[i], nil, names) then added = added + 1 end
   end
-  return added
+  if withrank ~= 1 then return added end
+  local ranked, e2 = lb_ranks_after_write(board, members, asc_desc, ranking)
+  return e2 or ranked
 end
 
 
@@ -372,14 +632,17 @@ local DEF_lb_add = {
   pos = {
   },
   opts = {
+    {flag = true, default = 0},
+    {word = {['ASC'] = 0, ['DESC'] = 1}, default = 1},
+    {choice = {['ORDINAL'] = 0, ['DENSE'] = 1, ['COMPETITION'] = 2, ['MODIFIED'] = 3}, default = 0},
   },
-  tokens = {},
+  tokens = {['WITHRANK'] = 1, ['ASC'] = 2, ['DESC'] = 2, ['RANKING'] = 3},
 }
--- LB.ADD key score member [score member ...]
+-- LB.ADD key [WITHRANK] [ASC|DESC] [RANKING ORDINAL|DENSE|COMPETITION|MODIFIED] score member [score member ...]
 local function lb_add(keys, argv)
   local a, e = parse(DEF_lb_add, keys, argv)
   if e then return e end
-  return lb_add_run(keys[1], a.rest)
+  return lb_add_run(keys[1], a.opt[1], a.opt[2], a.opt[3], a.rest)
 end
 
 return lb_add(KEYS, ARGV)

@@ -176,10 +176,13 @@ local function parse(def, keys, argv)
 end
 local STAMP_DIGITS = 16
 local BATCH = 1000
+local DENSE_MAX = 10000
 local ORDER_SUFFIX = 'lb-order'
 local STAMPS_SUFFIX = 'lb-stamps'
 local SCORES_SUFFIX = 'lb-scores'
+local NAMES_SUFFIX = 'lb-names'
 local OUT_OF_STEP = 'ERR the board\'s tie-break keys are out of step with it (written with ZADD or ZREM?)'
+local DENSE_TOO_MANY = 'ERR RANKING DENSE would scan more members than patterns.lb-dense-max allows (the board has no :lb-scores: it held ZADD members)'
 local function lb_type(key)
   if key == nil then return 'none' end
   return redis.call('TYPE', key)['ok']
@@ -189,9 +192,10 @@ end
 -- when the user may not read them (or, to `write`, write them).
 local function lb_keys(board, write)
   local k = {board = board, order = derived_key(board, ORDER_SUFFIX),
-    stamps = derived_key(board, STAMPS_SUFFIX), scores = derived_key(board, SCORES_SUFFIX)}
+    stamps = derived_key(board, STAMPS_SUFFIX), scores = derived_key(board, SCORES_SUFFIX),
+    names = derived_key(board, NAMES_SUFFIX)}
   if k.order then
-    for _, z in ipairs({k.order, k.scores}) do
+    for _, z in ipairs({k.order, k.scores, k.names}) do
       if not redis.acl_check_cmd('ZSCORE', z, 'm')
           or (write and not redis.acl_check_cmd('ZADD', z, '0', 'm')) then
         return nil, err(NOPERM)
@@ -206,19 +210,25 @@ local function lb_keys(board, write)
 end
 
 local function lb_check_types(k)
-  local expected = {{k.board, 'zset'}, {k.order, 'zset'}, {k.stamps, 'hash'}, {k.scores, 'zset'}}
+  local expected = {{k.board, 'zset'}, {k.order, 'zset'}, {k.stamps, 'hash'}, {k.scores, 'zset'},
+    {k.names, 'zset'}}
   for _, e in ipairs(expected) do
     local t = lb_type(e[1])
     if t ~= 'none' and t ~= e[2] then return err(WRONGTYPE) end
   end
 end
 
-local function lb_recorded(k, total)
-  if total == 0 or lb_type(k.order) == 'none' then return false end
-  if redis.call('ZCARD', k.order) ~= total or redis.call('HLEN', k.stamps) ~= total then
-    return nil, err(OUT_OF_STEP)
+-- 'plain', 'native' or 'legacy' (and the number of members without a stamp), checked in step.
+local function lb_layout(k, total)
+  if total == 0 or lb_type(k.order) == 'none' then return 'plain', 0 end
+  local stamped = redis.call('ZCARD', k.order)
+  if redis.call('HLEN', k.stamps) ~= stamped or stamped > total then return nil, 0, err(OUT_OF_STEP) end
+  if lb_type(k.names) == 'none' then
+    if stamped ~= total then return nil, 0, err(OUT_OF_STEP) end
+    return 'native', 0
   end
-  return true
+  if redis.call('ZCARD', k.names) ~= stamped then return nil, 0, err(OUT_OF_STEP) end
+  return 'legacy', total - stamped
 end
 
 local function lb_scored(flat)
@@ -238,15 +248,33 @@ local function lb_score(board, m)
   return {m = m, v = tonumber(t), t = t}
 end
 
+local function lb_distinct(x)
+  if x.v == 0 then return '0' end
+  return x.t
+end
+
+local function lb_name_entry(x, m)
+  return lb_distinct(x) .. ':' .. m
+end
+
+-- ZLEXCOUNT of the names of x's score sorting before m.
+local function lb_names_before(k, x, m)
+  local prefix = lb_name_entry(x, '')
+  return redis.call('ZLEXCOUNT', k.names, '[' .. prefix, '(' .. prefix .. m)
+end
+
+-- Reads ---------------------------------------------------------------------------------------
+
 local function lb_open(board, order)
   local k, e = lb_keys(board, false)
   if e then return nil, e end
   e = lb_check_types(k)
   if e then return nil, e end
   local total = redis.call('ZCARD', board)
-  local rec, e2 = lb_recorded(k, total)
+  local layout, legacy, e2 = lb_layout(k, total)
   if e2 then return nil, e2 end
-  return {k = k, desc = order == 1, total = total, rec = rec}
+  return {k = k, desc = order == 1, total = total, layout = layout, mixed = legacy > 0,
+    dense_max = DENSE_MAX}
 end
 
 local function lb_count_better(b, key, t, or_equal)
@@ -260,8 +288,28 @@ local function lb_group_bounds(b, t)
     redis.call('ZCOUNT', b.k.order, '-inf', '(' .. t)
 end
 
+local function lb_group_offset(b, x)
+  local k, t = b.k, x.t
+  local stamp = redis.call('HGET', k.stamps, x.m)
+  if stamp then
+    local at = redis.call('ZRANK', k.order, stamp .. x.m)
+    if not at then return nil, err(OUT_OF_STEP) end
+    local legacy = redis.call('ZCOUNT', k.board, t, t) - redis.call('ZCOUNT', k.order, t, t)
+    return legacy + at - redis.call('ZCOUNT', k.order, '-inf', '(' .. t)
+  end
+  local at = redis.call('ZRANK', k.board, x.m)
+  if not at then return nil, err(OUT_OF_STEP) end
+  local below = redis.call('ZCOUNT', k.board, '-inf', '(' .. t)
+  return at - below - lb_names_before(k, x, x.m)
+end
+
 local function lb_position(b, x)
-  if not b.rec then
+  if b.mixed then
+    local offset, e = lb_group_offset(b, x)
+    if e then return nil, e end
+    return lb_count_better(b, b.k.board, x.t, false) + offset
+  end
+  if b.layout == 'plain' then
     local p
     if b.desc then p = redis.call('ZREVRANK', b.k.board, x.m)
     else p = redis.call('ZRANK', b.k.board, x.m) end
@@ -298,9 +346,63 @@ local function lb_desc_fix(b, start, raw)
   return out
 end
 
+local function lb_nth_legacy(b, x, below, members, stamped, n)
+  local lo, hi = n + 1, math.min(n + 1 + stamped, members)
+  while lo < hi do
+    local mid = lo + math.floor((hi - lo) / 2)
+    local at = lb_range(b.k.board, below + mid, below + mid, false)[1]
+    if not at then return nil end
+    if mid - lb_names_before(b.k, x, at.m) > n then hi = mid else lo = mid + 1 end
+  end
+  return lb_range(b.k.board, below + lo - 1, below + lo - 1, false)[1]
+end
+
+local function lb_group_slice(b, x, from, to)
+  local k, t = b.k, x.t
+  local members = redis.call('ZCOUNT', k.board, t, t)
+  local stamped = redis.call('ZCOUNT', k.order, t, t)
+  local legacy = members - stamped
+  local below = redis.call('ZCOUNT', k.board, '-inf', '(' .. t)
+  local out = {}
+  local legacy_to = math.min(to, legacy)
+  if stamped == 0 and from < legacy_to then
+    out = lb_range(k.board, below + from, below + legacy_to - 1, false)
+  else
+    for n = from, legacy_to - 1 do
+      local y = lb_nth_legacy(b, x, below, members, stamped, n)
+      if y then out[#out + 1] = y end
+    end
+  end
+  local stamped_from, stamped_to = math.max(from, legacy) - legacy, to - legacy
+  if stamped_from < stamped_to then
+    local base = redis.call('ZCOUNT', k.order, '-inf', '(' .. t)
+    for _, y in ipairs(lb_range(k.order, base + stamped_from, base + stamped_to - 1, false)) do
+      y.m = string.sub(y.m, STAMP_DIGITS + 1)
+      out[#out + 1] = y
+    end
+  end
+  return out
+end
+
+local function lb_mixed_members(b, s, e)
+  local raw = lb_range(b.k.board, s, e - 1, b.desc)
+  local out, from = {}, 1
+  while raw[from] do
+    local first, to = raw[from], from
+    while raw[to + 1] and raw[to + 1].v == first.v do to = to + 1 end
+    local offset = s + from - 1 - lb_count_better(b, b.k.board, first.t, false)
+    for _, y in ipairs(lb_group_slice(b, first, offset, offset + to - from + 1)) do
+      out[#out + 1] = y
+    end
+    from = to + 1
+  end
+  return out
+end
+
 local function lb_members(b, s, e)
   if e <= s then return {} end
-  if not b.rec then return lb_range(b.k.board, s, e - 1, b.desc) end
+  if b.layout == 'plain' then return lb_range(b.k.board, s, e - 1, b.desc) end
+  if b.mixed then return lb_mixed_members(b, s, e) end
   local raw = lb_range(b.k.order, s, e - 1, b.desc)
   if b.desc then raw = lb_desc_fix(b, s, raw) end
   for _, x in ipairs(raw) do x.m = string.sub(x.m, STAMP_DIGITS + 1) end
@@ -308,8 +410,9 @@ local function lb_members(b, s, e)
 end
 
 local function lb_distinct_better(b, t)
-  if b.rec and lb_type(b.k.scores) ~= 'none' then return lb_count_better(b, b.k.scores, t, false) end
+  if b.layout ~= 'plain' and lb_type(b.k.scores) ~= 'none' then return lb_count_better(b, b.k.scores, t, false) end
   local above = lb_count_better(b, b.k.board, t, false)
+  if above > b.dense_max then return nil, err(DENSE_TOO_MANY) end
   local distinct, previous, at = 0, nil, 0
   while at < above do
     local stop = math.min(at + BATCH, above) - 1
@@ -355,10 +458,11 @@ end
 local function lb_entries(b, s, e, ranking)
   local xs = lb_members(b, s, e)
   if #xs == 0 then return {} end
-  local edge = 0
+  local edge, refused = 0, nil
   if ranking == 2 then edge = lb_count_better(b, b.k.board, xs[1].t, false)
   elseif ranking == 3 then edge = lb_count_better(b, b.k.board, xs[#xs].t, true)
-  elseif ranking == 1 then edge = lb_distinct_better(b, xs[1].t) end
+  elseif ranking == 1 then edge, refused = lb_distinct_better(b, xs[1].t) end
+  if refused then return nil, refused end
   local ranks = lb_ranks(ranking, s, xs, edge)
   local out = {}
   for k, x in ipairs(xs) do out[k] = {ranks[k], x.m, x.t} end
@@ -374,7 +478,8 @@ local function lb_around_run(board, member, count, asc_desc, ranking)
   if e2 then return e2 end
   count = math.min(count, b.total)
   local s = math.max(0, math.min(p - math.floor(count / 2), b.total - count))
-  return lb_entries(b, s, s + count, ranking)
+  local entries, e3 = lb_entries(b, s, s + count, ranking)
+  return e3 or entries
 end
 
 

@@ -174,12 +174,10 @@ local function parse(def, keys, argv)
   end
   return a
 end
-local STAMP_DIGITS = 16
-local ADOPTED_STAMP = 0
-local BATCH = 1000
 local ORDER_SUFFIX = 'lb-order'
 local STAMPS_SUFFIX = 'lb-stamps'
 local SCORES_SUFFIX = 'lb-scores'
+local NAMES_SUFFIX = 'lb-names'
 local OUT_OF_STEP = 'ERR the board\'s tie-break keys are out of step with it (written with ZADD or ZREM?)'
 local BAD_BOARD = 'ERR board name cannot carry its tie-break keys in its slot'
 local function lb_type(key)
@@ -191,9 +189,10 @@ end
 -- when the user may not read them (or, to `write`, write them).
 local function lb_keys(board, write)
   local k = {board = board, order = derived_key(board, ORDER_SUFFIX),
-    stamps = derived_key(board, STAMPS_SUFFIX), scores = derived_key(board, SCORES_SUFFIX)}
+    stamps = derived_key(board, STAMPS_SUFFIX), scores = derived_key(board, SCORES_SUFFIX),
+    names = derived_key(board, NAMES_SUFFIX)}
   if k.order then
-    for _, z in ipairs({k.order, k.scores}) do
+    for _, z in ipairs({k.order, k.scores, k.names}) do
       if not redis.acl_check_cmd('ZSCORE', z, 'm')
           or (write and not redis.acl_check_cmd('ZADD', z, '0', 'm')) then
         return nil, err(NOPERM)
@@ -208,30 +207,25 @@ local function lb_keys(board, write)
 end
 
 local function lb_check_types(k)
-  local expected = {{k.board, 'zset'}, {k.order, 'zset'}, {k.stamps, 'hash'}, {k.scores, 'zset'}}
+  local expected = {{k.board, 'zset'}, {k.order, 'zset'}, {k.stamps, 'hash'}, {k.scores, 'zset'},
+    {k.names, 'zset'}}
   for _, e in ipairs(expected) do
     local t = lb_type(e[1])
     if t ~= 'none' and t ~= e[2] then return err(WRONGTYPE) end
   end
 end
 
-local function lb_recorded(k, total)
-  if total == 0 or lb_type(k.order) == 'none' then return false end
-  if redis.call('ZCARD', k.order) ~= total or redis.call('HLEN', k.stamps) ~= total then
-    return nil, err(OUT_OF_STEP)
+-- 'plain', 'native' or 'legacy' (and the number of members without a stamp), checked in step.
+local function lb_layout(k, total)
+  if total == 0 or lb_type(k.order) == 'none' then return 'plain', 0 end
+  local stamped = redis.call('ZCARD', k.order)
+  if redis.call('HLEN', k.stamps) ~= stamped or stamped > total then return nil, 0, err(OUT_OF_STEP) end
+  if lb_type(k.names) == 'none' then
+    if stamped ~= total then return nil, 0, err(OUT_OF_STEP) end
+    return 'native', 0
   end
-  return true
-end
-
-local function lb_scored(flat)
-  local out = {}
-  for i = 1, #flat, 2 do out[#out + 1] = {m = flat[i], v = tonumber(flat[i + 1]), t = flat[i + 1]} end
-  return out
-end
-
-local function lb_range(key, a, b, rev)
-  if rev then return lb_scored(redis.call('ZRANGE', key, a, b, 'REV', 'WITHSCORES')) end
-  return lb_scored(redis.call('ZRANGE', key, a, b, 'WITHSCORES'))
+  if redis.call('ZCARD', k.names) ~= stamped then return nil, 0, err(OUT_OF_STEP) end
+  return 'legacy', total - stamped
 end
 
 local function lb_score(board, m)
@@ -240,50 +234,31 @@ local function lb_score(board, m)
   return {m = m, v = tonumber(t), t = t}
 end
 
-local function lb_stamp_text(n)
-  return string.format('%0' .. STAMP_DIGITS .. 'd', n)
-end
-
 local function lb_distinct(x)
   if x.v == 0 then return '0' end
   return x.t
 end
 
--- Reads ---------------------------------------------------------------------------------------
+local function lb_name_entry(x, m)
+  return lb_distinct(x) .. ':' .. m
+end
 
 local function lb_del_if_present(key)
   if lb_type(key) ~= 'none' then redis.call('DEL', key) end
 end
 
+-- Drops tie-break keys left over by a board that is gone or has no order key; returns whether
+-- stamped members are listed in the names key (a board born from ZADD). Converts nothing.
 local function lb_prepare(k)
   local total = redis.call('ZCARD', k.board)
-  if total == 0 then
+  if total == 0 or lb_type(k.order) == 'none' then
     lb_del_if_present(k.order)
     lb_del_if_present(k.stamps)
     lb_del_if_present(k.scores)
-    return
+    lb_del_if_present(k.names)
+    return total > 0
   end
-  if lb_type(k.order) ~= 'none' then return end
-  lb_del_if_present(k.stamps)
-  lb_del_if_present(k.scores)
-  local stamp = lb_stamp_text(ADOPTED_STAMP)
-  local at = 0
-  while at < total do
-    local batch = lb_range(k.board, at, at + BATCH - 1, false)
-    local order, distinct, stamps = {}, {}, {}
-    for _, x in ipairs(batch) do
-      order[#order + 1] = x.t
-      order[#order + 1] = stamp .. x.m
-      distinct[#distinct + 1] = x.t
-      distinct[#distinct + 1] = lb_distinct(x)
-      stamps[#stamps + 1] = x.m
-      stamps[#stamps + 1] = stamp
-    end
-    redis.call('ZADD', k.order, unpack(order))
-    redis.call('ZADD', k.scores, unpack(distinct))
-    redis.call('HSET', k.stamps, unpack(stamps))
-    at = at + BATCH
-  end
+  return lb_type(k.names) ~= 'none'
 end
 
 local function lb_forget_score_if_gone(k, old)
@@ -298,21 +273,23 @@ local function lb_rem_run(board, members)
   if k.order == nil then return err(BAD_BOARD) end
   e = lb_check_types(k)
   if e then return e end
-  local rec, e2 = lb_recorded(k, redis.call('ZCARD', board))
+  local layout, _, e2 = lb_layout(k, redis.call('ZCARD', board))
   if e2 then return e2 end
+  local names = layout == 'legacy'
   local removed = 0
   for _, m in ipairs(members) do
     local old = lb_score(board, m)
     if old then
       redis.call('ZREM', board, m)
       removed = removed + 1
-      if rec then
+      if layout ~= 'plain' then
         local stamp = redis.call('HGET', k.stamps, m)
         if stamp then
           redis.call('ZREM', k.order, stamp .. m)
           redis.call('HDEL', k.stamps, m)
+          if names then redis.call('ZREM', k.names, lb_name_entry(old, m)) end
         end
-        lb_forget_score_if_gone(k, old)
+        if not names then lb_forget_score_if_gone(k, old) end
       end
     end
   end

@@ -43,69 +43,53 @@ extern "C" fn on_keyspace_event<W: KeyspaceWatch>(
     OK
 }
 
-/// Reacts to the server becoming a replica.
-pub trait RoleWatch: 'static {
+/// Reacts to the server events waiters depend on: the server becoming a replica, and the end of
+/// a `FLUSHALL` or `FLUSHDB` (which fire no keyspace event).
+pub trait ServerWatch: 'static {
     fn became_replica(ctx: Ctx);
+    fn flushed(ctx: Ctx);
 }
 
-/// A server event's callback, as the server calls it.
-type ServerEventCallback = extern "C" fn(*mut RedisModuleCtx, RedisModuleEvent, u64, *mut c_void);
-
-/// Subscribes `callback` to server event `id` (a module has one callback per event: this one
-/// replaces any other); `what` names the event in the error.
-fn subscribe(ctx: Ctx, id: u64, callback: ServerEventCallback, what: &str) -> Result<(), String> {
-    let event = RedisModuleEvent { id, dataver: 1 };
-    // SAFETY: the context is live and the callback matches the server's signature.
-    let status = unsafe {
-        raw::RedisModule_SubscribeToServerEvent.unwrap()(ctx.as_ptr(), event, Some(callback))
-    };
-    if status != OK {
-        return Err(format!("could not subscribe to {what}"));
+/// Calls `W::became_replica` whenever the server becomes a replica, and `W::flushed` after
+/// every flush (a module has one callback per server event: this one replaces any other).
+pub fn watch_server<W: ServerWatch>(ctx: Ctx) -> Result<(), String> {
+    for (id, what) in [
+        (
+            raw::REDISMODULE_EVENT_REPLICATION_ROLE_CHANGED,
+            "role changes",
+        ),
+        (raw::REDISMODULE_EVENT_FLUSHDB, "flushes"),
+    ] {
+        let event = RedisModuleEvent { id, dataver: 1 };
+        // SAFETY: the context is live and the callback matches the server's signature.
+        let status = unsafe {
+            raw::RedisModule_SubscribeToServerEvent.unwrap()(
+                ctx.as_ptr(),
+                event,
+                Some(on_server_event::<W>),
+            )
+        };
+        if status != OK {
+            return Err(format!("could not subscribe to {what}"));
+        }
     }
     Ok(())
 }
 
-/// Calls `W::became_replica` whenever the server becomes a replica.
-pub fn watch_role<W: RoleWatch>(ctx: Ctx) -> Result<(), String> {
-    let id = raw::REDISMODULE_EVENT_REPLICATION_ROLE_CHANGED;
-    subscribe(ctx, id, on_role_change::<W>, "role changes")
-}
-
-extern "C" fn on_role_change<W: RoleWatch>(
+extern "C" fn on_server_event<W: ServerWatch>(
     ctx: *mut RedisModuleCtx,
-    _event: RedisModuleEvent,
+    event: RedisModuleEvent,
     subevent: u64,
     _data: *mut c_void,
 ) {
-    if subevent != raw::REDISMODULE_EVENT_REPLROLECHANGED_NOW_REPLICA {
-        return;
+    match (event.id, subevent) {
+        (
+            raw::REDISMODULE_EVENT_REPLICATION_ROLE_CHANGED,
+            raw::REDISMODULE_EVENT_REPLROLECHANGED_NOW_REPLICA,
+        ) => callback(ctx, W::became_replica),
+        (raw::REDISMODULE_EVENT_FLUSHDB, raw::REDISMODULE_SUBEVENT_FLUSHDB_END) => {
+            callback(ctx, W::flushed)
+        }
+        _ => {}
     }
-    callback(ctx, W::became_replica);
-}
-
-/// Reacts to the end of a `FLUSHALL` or `FLUSHDB` (which fire no keyspace event).
-pub trait FlushWatch: 'static {
-    fn flushed(ctx: Ctx);
-}
-
-/// Calls `W::flushed` after every flush.
-pub fn watch_flush<W: FlushWatch>(ctx: Ctx) -> Result<(), String> {
-    subscribe(
-        ctx,
-        raw::REDISMODULE_EVENT_FLUSHDB,
-        on_flush::<W>,
-        "flushes",
-    )
-}
-
-extern "C" fn on_flush<W: FlushWatch>(
-    ctx: *mut RedisModuleCtx,
-    _event: RedisModuleEvent,
-    subevent: u64,
-    _data: *mut c_void,
-) {
-    if subevent != raw::REDISMODULE_SUBEVENT_FLUSHDB_END {
-        return;
-    }
-    callback(ctx, W::flushed);
 }

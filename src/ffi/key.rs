@@ -352,6 +352,43 @@ impl Key<'_> {
         out
     }
 
+    /// Up to `take` elements next to `member` (of score `score`), walking away from it: up
+    /// (ZRANGE's order), or down with `from_top`. The walk starts at its score's first element
+    /// that way and steps over at most `limit` of them to find it: None past that, or when it
+    /// is not there.
+    pub fn zset_walk_from(
+        &self,
+        member: &[u8],
+        score: f64,
+        from_top: bool,
+        take: i64,
+        limit: i64,
+    ) -> Option<Vec<(OwnedString, f64)>> {
+        let r = if from_top {
+            ScoreRange::new(f64::NEG_INFINITY, score, false, false)
+        } else {
+            ScoreRange::new(score, f64::INFINITY, false, false)
+        };
+        let mut cursor = ZsetCursor::start(self, r, from_top);
+        let mut stepped = 0;
+        while cursor.current()?.0.bytes() != member {
+            stepped += 1;
+            if stepped > limit || !cursor.advance() {
+                return None;
+            }
+        }
+        cursor.advance();
+        let mut out = Vec::new();
+        while out.len() < take.max(0) as usize {
+            let Some(element) = cursor.current() else {
+                break;
+            };
+            out.push(element);
+            cursor.advance();
+        }
+        Some(out)
+    }
+
     /// The highest score, None when the set is empty.
     pub fn zset_top_score(&self) -> Option<f64> {
         ZsetCursor::start(self, ScoreRange::all(), true)

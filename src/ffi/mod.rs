@@ -30,7 +30,7 @@ pub use call::{redis_call, CallReply, CallValue};
 pub use command::{dispatch, Call, Command};
 pub use config::{apply_module_args, register_configs, Config, Numeric, Text};
 pub use ctx::{now_ms, precise_now_us, Ctx};
-pub use event::{watch_flush, watch_keyspace, watch_role, FlushWatch, KeyspaceWatch, RoleWatch};
+pub use event::{watch_keyspace, watch_server, KeyspaceWatch, ServerWatch};
 pub use info::{register_info, InfoSection};
 pub use key::{key_len, key_type, Key, Notify, ScoreRange};
 pub use random::fill_random;

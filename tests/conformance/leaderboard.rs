@@ -23,7 +23,7 @@ pub fn family() -> Family {
             args: |argv, _| one_key(argv),
             seed: |c| {
                 let _: () = query(c, &["SET", "text", "v"]);
-                // A plain board, adopted by the first write.
+                // A plain board: its members keep no stamp after the first write.
                 let _: i64 = query(c, &["ZADD", "weekly", "2", "u3", "2", "u1", "5", "u9"]);
             },
             tracked: |_, _| {
@@ -47,8 +47,8 @@ fn has_entries(v: &Value) -> bool {
     matches!(v, Value::Array(items) if !items.is_empty())
 }
 
-/// LB.ADD, LB.INCR, LB.REM and reads over a few boards, one of them a plain board adopted by
-/// its first LB.* write.
+/// LB.ADD, LB.INCR, LB.REM and reads over a few boards, one of them a plain board written by
+/// LB.* after ZADD (legacy members).
 fn workload(server: &Server, rng: &mut StdRng) {
     let mut c = server.conn();
     let c = &mut c;
@@ -58,12 +58,21 @@ fn workload(server: &Server, rng: &mut StdRng) {
         let board = *boards.choose(rng).unwrap();
         let m = format!("u{}", rng.gen_range(0..40));
         match rng.gen_range(0..10) {
-            0..=4 => {
+            0..=3 => {
                 let s = rng.gen_range(-3..6).to_string();
                 let _: i64 = query(c, &["LB.ADD", board, &s, &m, "5", "u0"]);
             }
-            5 | 6 => {
+            4 => {
+                let s = rng.gen_range(-3..6).to_string();
+                let with = ["LB.ADD", board, "WITHRANK", "ASC", &s, &m, "5", "u0"];
+                let _: Value = query(c, &with);
+            }
+            5 => {
                 let _: String = query(c, &["LB.INCR", board, "1.5", &m]);
+            }
+            6 => {
+                let with = ["LB.INCR", board, "1.5", &m, "WITHRANK", "RANKING", "DENSE"];
+                let _: Value = query(c, &with);
             }
             7 => {
                 let _: i64 = query(c, &["LB.REM", board, &m]);
@@ -124,12 +133,24 @@ fn random_call(rng: &mut StdRng, _: &[Value]) -> Vec<String> {
         _ => strings(&["LB.PERCENTILE", board, &member]),
     };
     let name = v[0].clone();
-    if !order.is_empty() && name != "LB.ADD" && name != "LB.INCR" && name != "LB.REM" {
+    if name == "LB.ADD" && rng.gen_bool(0.5) {
+        // LB.ADD's options lead its pairs.
+        let mut options = strings(&["WITHRANK"]);
+        if !order.is_empty() {
+            options.push(order.into());
+        }
+        if !ranking.is_empty() {
+            options.extend(strings(&["RANKING", ranking]));
+        }
+        v.splice(2..2, options);
+    }
+    if name == "LB.INCR" && rng.gen_bool(0.6) {
+        v.push("WITHRANK".into());
+    }
+    if !order.is_empty() && name != "LB.ADD" && name != "LB.REM" {
         v.push(order.into());
     }
-    if !ranking.is_empty()
-        && !["LB.ADD", "LB.INCR", "LB.REM", "LB.PERCENTILE"].contains(&name.as_str())
-    {
+    if !ranking.is_empty() && !["LB.ADD", "LB.REM", "LB.PERCENTILE"].contains(&name.as_str()) {
         v.extend(strings(&["RANKING", ranking]));
     }
     v

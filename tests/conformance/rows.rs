@@ -180,8 +180,8 @@ fn assert_session(c: &mut dyn ConnectionLike, index: &str, key: &str) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Leaderboards: a board's tie-break keys live in its slot, `{board}:lb-order`, `lb-stamps` and
-// `lb-scores` (or `board:lb-...` with a hash tag).
+// Leaderboards: a board's tie-break keys live in its slot, `{board}:lb-order`, `lb-stamps`,
+// `lb-scores` and `lb-names` (or `board:lb-...` with a hash tag).
 
 pub fn leaderboard() -> Vec<Row> {
     use patterns_core::leaderboard::COMMANDS;
@@ -194,8 +194,10 @@ pub fn leaderboard() -> Vec<Row> {
             },
             check: |c, call, v| {
                 assert_eq!(v, &Value::Int(3));
+                // A new board: no names key (only a board that held ZADD members has one).
                 for key in &call.derived {
-                    assert_eq!(query::<i64>(c, &["EXISTS", key]), 1, "{key}");
+                    let want = i64::from(!key.ends_with("lb-names"));
+                    assert_eq!(query::<i64>(c, &["EXISTS", key]), want, "{key}");
                 }
             },
         },
@@ -290,7 +292,7 @@ fn board(c: &mut dyn ConnectionLike, key: &str) {
 }
 
 pub fn tie_break_keys(board: &str) -> Vec<String> {
-    ["lb-order", "lb-stamps", "lb-scores"]
+    ["lb-order", "lb-stamps", "lb-scores", "lb-names"]
         .iter()
         .map(|s| derived(board, s))
         .collect()

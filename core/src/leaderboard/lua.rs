@@ -7,8 +7,8 @@
 //! which the server formats as the module's `RedisModule_ReplyWithDouble` is.
 
 use super::{
-    ADOPTED_STAMP, BAD_BOARD, BATCH, COMMANDS, NAN_SCORE, ORDER_SUFFIX, OUT_OF_STEP, SCORES_SUFFIX,
-    SCORE_ARG, STAMPS_SUFFIX, STAMP_DIGITS,
+    BAD_BOARD, BATCH, COMMANDS, DENSE_MAX, DENSE_TOO_MANY, NAMES_SUFFIX, NAN_SCORE, ORDER_SUFFIX,
+    OUT_OF_STEP, SCORES_SUFFIX, SCORE_ARG, STAMPS_SUFFIX, STAMP_DIGITS,
 };
 use crate::lua::{lua_constants, twins, Family};
 
@@ -18,10 +18,10 @@ pub fn family() -> Family {
     Family {
         constants: lua_constants! {
             values: [
-                STAMP_DIGITS, ADOPTED_STAMP, BATCH, ORDER_SUFFIX, STAMPS_SUFFIX, SCORES_SUFFIX,
+                STAMP_DIGITS, BATCH, DENSE_MAX, ORDER_SUFFIX, STAMPS_SUFFIX, SCORES_SUFFIX, NAMES_SUFFIX,
                 SCORE_ARG,
             ],
-            errors: [OUT_OF_STEP, BAD_BOARD, NAN_SCORE],
+            errors: [OUT_OF_STEP, BAD_BOARD, NAN_SCORE, DENSE_TOO_MANY],
         },
         source: SOURCE,
         commands: twins(&COMMANDS, &[]),

@@ -16,6 +16,17 @@
 //! - the **stamps** key, a hash member → its stamp, to find a member's entry in the order key;
 //! - the **scores** key, a sorted set of the board's distinct scores, for dense ranks.
 //!
+//! A board written with plain ZADD before its first LB.ADD keeps those members as they are
+//! (nothing is converted, so the first write costs what any write costs): a member without a
+//! stamp (a *legacy* member) ranks before every stamped member of its score, and legacy members
+//! rank among themselves by name, as if they had all arrived at time 0 in name order. Ranking a
+//! legacy member by name among its score's members needs to know how many stamped members of
+//! that score sort before it by name, so such a board also keeps the **names** key: a sorted
+//! set, all scores 0, of `<score>:<member>` for its stamped members, whose ZLEXCOUNT answers
+//! that in O(log N). A board written by LB.ADD from the start has no legacy members and no
+//! names key; a board born legacy keeps it (and no scores key) as long as it has stamped
+//! members.
+//!
 //! Every read then costs O(log N + count) whatever the ties: ranks come from ZCOUNT and ZRANK,
 //! windows from ZRANGE by index. In DESC order the earlier achiever still ranks first, while
 //! the order key sorts equal scores by ascending stamp only in ascending score order: a DESC
@@ -37,14 +48,18 @@ use crate::command::{
 
 /// Digits of a stamp: zero-padded, so byte order is numeric order.
 pub const STAMP_DIGITS: usize = 16;
-/// The stamp of members a board had before its first LB.ADD or LB.INCR.
-pub const ADOPTED_STAMP: i64 = 0;
 /// Companion key suffixes (after the board's name, or `{<board>}` when it has no hashtag).
 pub const ORDER_SUFFIX: &str = "lb-order";
 pub const STAMPS_SUFFIX: &str = "lb-stamps";
 pub const SCORES_SUFFIX: &str = "lb-scores";
-/// Members per command when a board is adopted or a dense rank is counted by scanning.
+pub const NAMES_SUFFIX: &str = "lb-names";
+/// Members per command when a dense rank is counted by scanning.
 pub const BATCH: i64 = 1000;
+/// The most members a dense rank scans on a board without a scores key: the default of the
+/// module's `patterns.lb-dense-max`, and the twin's fixed value.
+pub const DENSE_MAX: i64 = 10_000;
+pub const DENSE_TOO_MANY: &str = "RANKING DENSE would scan more members than \
+     patterns.lb-dense-max allows (the board has no :lb-scores: it held ZADD members)";
 
 pub const OUT_OF_STEP: &str =
     "the board's tie-break keys are out of step with it (written with ZADD or ZREM?)";
@@ -80,17 +95,34 @@ const MEMBER: Positional = Positional {
 };
 const READ_KEYS: &str = "key: the board (any sorted set); its tie-break keys `<key>:lb-order` \
      and `<key>:lb-stamps` (`{<key>}:...` without a hashtag) when LB.ADD or LB.INCR wrote it, \
-     and `:lb-scores` for DENSE";
+     `:lb-names` when it held ZADD members before, and `:lb-scores` for DENSE";
 const WRITE_KEYS: &str = "key: the board; writes its tie-break keys in its slot: `:lb-order` \
      (sorted set, `<stamp><member>` scored like the board), `:lb-stamps` (hash member → \
-     stamp), `:lb-scores` (sorted set of distinct scores)";
+     stamp), and `:lb-scores` (sorted set of distinct scores), or, on a board that held ZADD \
+     members before, `:lb-names` (sorted set of `<score>:<member>`, all scored 0)";
+/// The extra cost of a window on a board with legacy members (see the module's doc).
+macro_rules! window_cost {
+    ($plain:literal, $count:literal) => {
+        concat!(
+            $plain,
+            "; on a board with ZADD members not since written by LB.*, O(",
+            $count,
+            " log N) (O(",
+            $count,
+            " log^2 N) in a score shared by both kinds); ",
+            "DENSE on a board without `:lb-scores` O(n) for the n members above the window, ",
+            "refused past `patterns.lb-dense-max`"
+        )
+    };
+}
 const ENTRIES: &str = "Array of entries `[rank, member, score]`";
 
 pub static AROUND: CommandDef = CommandDef {
     name: "LB.AROUND",
     syntax: "key member count [ASC|DESC] [RANKING ORDINAL|DENSE|COMPETITION|MODIFIED]",
-    summary: "The count entries around member, member as close to the middle as the board's ends allow.",
-    complexity: "O(log N + count); DENSE on a board without tie-break keys O(N) (scans the members above the window)",
+    summary:
+        "The count entries around member, member as close to the middle as the board's ends allow.",
+    complexity: window_cost!("O(log N + count)", "count"),
     reply: "Array of entries `[rank, member, score]`, nil when member is absent",
     keys: READ_KEYS,
     flags: READ,
@@ -104,7 +136,8 @@ pub static RANK: CommandDef = CommandDef {
     name: "LB.RANK",
     syntax: "key member [ASC|DESC] [RANKING ORDINAL|DENSE|COMPETITION|MODIFIED]",
     summary: "The member's rank and score, and the board's size.",
-    complexity: "O(log N); DENSE on a board without tie-break keys O(N)",
+    complexity: "O(log N); DENSE on a board without `:lb-scores` O(n) for the n members above, \
+        refused past `patterns.lb-dense-max`",
     reply: "Array `[rank, score, total_members]`, nil when member is absent",
     keys: READ_KEYS,
     flags: READ,
@@ -118,7 +151,7 @@ pub static TOP: CommandDef = CommandDef {
     name: "LB.TOP",
     syntax: "key count [OFFSET n] [ASC|DESC] [RANKING ORDINAL|DENSE|COMPETITION|MODIFIED]",
     summary: "The count best entries, after skipping n.",
-    complexity: "O(log N + count); DENSE on a board without tie-break keys O(n + count)",
+    complexity: window_cost!("O(log N + count)", "count"),
     reply: ENTRIES,
     keys: READ_KEYS,
     flags: READ,
@@ -136,7 +169,7 @@ pub static PAGE: CommandDef = CommandDef {
     name: "LB.PAGE",
     syntax: "key page page_size [ASC|DESC] [RANKING ORDINAL|DENSE|COMPETITION|MODIFIED]",
     summary: "One page of entries (pages are 1-based) and the number of pages.",
-    complexity: "O(log N + page_size); DENSE on a board without tie-break keys O(N)",
+    complexity: window_cost!("O(log N + page_size)", "page_size"),
     reply: "Array `[total_pages, [entry, ...]]`; no entries past the last page",
     keys: READ_KEYS,
     flags: READ,
@@ -160,16 +193,23 @@ pub static PERCENTILE: CommandDef = CommandDef {
     key_positions: Keys::First,
 };
 
+/// WITHRANK: a write answers the member's rank as LB.RANK would right after it.
+const WITHRANK: OptionDef = OptionDef {
+    token: "WITHRANK",
+    value: OptValue::Flag,
+    default: 0,
+};
+
 pub static ADD: CommandDef = CommandDef {
     name: "LB.ADD",
-    syntax: "key score member [score member ...]",
-    summary: "Sets scores like ZADD and records when each member reached its score: among equal scores, the earlier achiever ranks first.",
-    complexity: "O(M log N) for M members; the first write to a board that has members O(N) (they are recorded as tied since time 0)",
-    reply: "Integer: the number of members added",
+    syntax: "key [WITHRANK] [ASC|DESC] [RANKING ORDINAL|DENSE|COMPETITION|MODIFIED] score member [score member ...]",
+    summary: "Sets scores like ZADD and records when each member reached its score: among equal scores, the earlier achiever ranks first. WITHRANK also answers each member's rank (ASC|DESC and RANKING choose which).",
+    complexity: "O(M log N) for M members, whatever the board held before (members written with ZADD are not converted; measured: 1,000,000 of them, the first LB.ADD takes as long as any)",
+    reply: "Integer: the number of members added; WITHRANK: an array of LB.RANK's `[rank, score, total_members]`, one per pair, after the whole write",
     keys: WRITE_KEYS,
     flags: WRITE,
     positionals: &[],
-    options: &[],
+    options: &[WITHRANK, ORDER, RANKING],
     trailing: Some(Trailing {
         names: &["score", "member"],
         min: 1,
@@ -179,10 +219,10 @@ pub static ADD: CommandDef = CommandDef {
 
 pub static INCR: CommandDef = CommandDef {
     name: "LB.INCR",
-    syntax: "key increment member",
-    summary: "Adds to a member's score like ZINCRBY and records when it reached the new score.",
-    complexity: "O(log N); the first write to a board that has members O(N)",
-    reply: "The new score: a double (RESP2: a bulk string)",
+    syntax: "key increment member [WITHRANK] [ASC|DESC] [RANKING ORDINAL|DENSE|COMPETITION|MODIFIED]",
+    summary: "Adds to a member's score like ZINCRBY and records when it reached the new score; WITHRANK also answers its rank (ASC|DESC and RANKING choose which).",
+    complexity: "O(log N), the first write too; WITHRANK: as LB.RANK",
+    reply: "The new score: a double (RESP2: a bulk string); WITHRANK: LB.RANK's `[rank, score, total_members]`",
     keys: WRITE_KEYS,
     flags: WRITE,
     positionals: &[
@@ -195,7 +235,7 @@ pub static INCR: CommandDef = CommandDef {
         },
         MEMBER,
     ],
-    options: &[],
+    options: &[WITHRANK, ORDER, RANKING],
     trailing: None,
     key_positions: Keys::First,
 };
@@ -427,6 +467,7 @@ pub enum Key {
     Order,
     Stamps,
     Scores,
+    Names,
 }
 
 pub use crate::keys::Kind;
@@ -450,8 +491,21 @@ pub trait Store {
     fn score(&mut self, member: &[u8]) -> Option<Scored>;
     /// ZCOUNT key min max, bounds in Redis's syntax (`(1.5`, `-inf`).
     fn count(&mut self, key: Key, min: &[u8], max: &[u8]) -> i64;
+    /// ZLEXCOUNT on the names key, bounds in Redis's syntax (`[a`, `(b`).
+    fn lexcount(&mut self, min: &[u8], max: &[u8]) -> i64;
     /// ZRANGE key start stop [REV] WITHSCORES.
     fn range(&mut self, key: Key, start: i64, stop: i64, rev: bool) -> Vec<Scored>;
+    /// The same range of the board, known to hold `near` at place `at`: a store may read it
+    /// outwards from `near` rather than by place.
+    fn range_near(
+        &mut self,
+        (start, stop): (i64, i64),
+        rev: bool,
+        _near: &Scored,
+        _at: i64,
+    ) -> Vec<Scored> {
+        self.range(Key::Board, start, stop, rev)
+    }
     /// ZRANK, or ZREVRANK with `rev`.
     fn rank(&mut self, key: Key, member: &[u8], rev: bool) -> Option<i64>;
     /// The last order-key member at a score: ZRANGE order s s BYSCORE REV LIMIT 0 1.
@@ -486,6 +540,7 @@ fn check_types<S: Store>(s: &mut S) -> Result<(), CmdError> {
         (Key::Order, Kind::ZSet),
         (Key::Stamps, Kind::Hash),
         (Key::Scores, Kind::ZSet),
+        (Key::Names, Kind::ZSet),
     ];
     for (key, want) in expected {
         let kind = s.kind(key);
@@ -496,15 +551,54 @@ fn check_types<S: Store>(s: &mut S) -> Result<(), CmdError> {
     Ok(())
 }
 
-/// Whether the board has a recorded tie-break (checked to be in step with it).
-fn recorded<S: Store>(s: &mut S, total: i64) -> Result<bool, CmdError> {
+/// What a board records of its tie-break.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Layout {
+    /// No tie-break keys: Redis's order among equal scores.
+    Plain,
+    /// Every member stamped (written by LB.ADD/LB.INCR, or adopted by an earlier version).
+    Native,
+    /// Born from a ZADD board: `legacy` members have no stamp, and the names key lists the
+    /// stamped ones.
+    Legacy { legacy: i64 },
+}
+
+/// The board's layout, checked to be in step with it: as many stamps as order entries (and
+/// names, on a legacy board), and as many as members unless some are legacy.
+fn layout<S: Store>(s: &mut S, total: i64) -> Result<Layout, CmdError> {
     if total == 0 || s.kind(Key::Order) == Kind::Empty {
-        return Ok(false);
+        return Ok(Layout::Plain);
     }
-    if s.card(Key::Order) != total || s.card(Key::Stamps) != total {
+    let stamped = s.card(Key::Order);
+    if s.card(Key::Stamps) != stamped || stamped > total {
         return Err(CmdError::BadState(OUT_OF_STEP));
     }
-    Ok(true)
+    if s.kind(Key::Names) == Kind::Empty {
+        if stamped != total {
+            return Err(CmdError::BadState(OUT_OF_STEP));
+        }
+        return Ok(Layout::Native);
+    }
+    if s.card(Key::Names) != stamped {
+        return Err(CmdError::BadState(OUT_OF_STEP));
+    }
+    Ok(Layout::Legacy {
+        legacy: total - stamped,
+    })
+}
+
+/// A stamped member's entry in the names key: `<score>:<member>`.
+pub fn name_entry(score: &Scored, member: &[u8]) -> Vec<u8> {
+    [&distinct_member(score)[..], b":", member].concat()
+}
+
+/// ZLEXCOUNT bounds of the names of score `score` sorting before `member`.
+fn names_before(score: &Scored, member: &[u8]) -> (Vec<u8>, Vec<u8>) {
+    let prefix = name_entry(score, b"");
+    (
+        [b"[", &prefix[..]].concat(),
+        [b"(", &prefix[..], member].concat(),
+    )
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -523,20 +617,33 @@ pub struct Board<'a, S: Store> {
     store: &'a mut S,
     order: Order,
     pub total: i64,
-    recorded: bool,
+    layout: Layout,
+    dense_max: i64,
 }
 
 impl<'a, S: Store> Board<'a, S> {
     pub fn open(store: &'a mut S, order: Order) -> Result<Self, CmdError> {
         check_types(store)?;
         let total = store.card(Key::Board);
-        let recorded = recorded(store, total)?;
+        let layout = layout(store, total)?;
         Ok(Self {
             store,
             order,
             total,
-            recorded,
+            layout,
+            dense_max: DENSE_MAX,
         })
+    }
+
+    /// The most members a dense rank may scan (see `DENSE_MAX`).
+    pub fn with_dense_max(self, dense_max: i64) -> Self {
+        Self { dense_max, ..self }
+    }
+
+    /// Whether some members have no stamp while others have one: places are then found
+    /// score group by score group (`group_offset`, `group_slice`).
+    fn mixed(&self) -> bool {
+        matches!(self.layout, Layout::Legacy { legacy } if legacy > 0)
     }
 
     pub fn score(&mut self, member: &[u8]) -> Option<Scored> {
@@ -564,11 +671,15 @@ impl<'a, S: Store> Board<'a, S> {
     /// The member's 0-based place in this order.
     pub fn position(&mut self, scored: &Scored) -> Result<i64, CmdError> {
         let rev = self.order == Order::Desc;
-        if !self.recorded {
+        if self.layout == Layout::Plain {
             return self
                 .store
                 .rank(Key::Board, &scored.member, rev)
                 .ok_or(CmdError::BadState(OUT_OF_STEP));
+        }
+        if self.mixed() {
+            let better = self.count_better(Key::Board, &scored.text, false);
+            return Ok(better + self.group_offset(scored)?);
         }
         let stamp = self
             .store
@@ -590,14 +701,20 @@ impl<'a, S: Store> Board<'a, S> {
         Ok(greater + asc - less)
     }
 
-    /// The members at places `window`, in this order.
-    fn members(&mut self, w: Window) -> Vec<Scored> {
+    /// The members at places `window`, in this order; `near`: a member of it and its place.
+    fn members(&mut self, w: Window, near: Option<(&Scored, i64)>) -> Vec<Scored> {
         if w.end <= w.start {
             return Vec::new();
         }
         let rev = self.order == Order::Desc;
-        if !self.recorded {
-            return self.store.range(Key::Board, w.start, w.end - 1, rev);
+        if self.layout == Layout::Plain {
+            return match near {
+                Some((near, at)) => self.store.range_near((w.start, w.end - 1), rev, near, at),
+                None => self.store.range(Key::Board, w.start, w.end - 1, rev),
+            };
+        }
+        if self.mixed() {
+            return self.mixed_members(w, rev);
         }
         let raw = self.store.range(Key::Order, w.start, w.end - 1, rev);
         let mut out = if rev {
@@ -639,13 +756,117 @@ impl<'a, S: Store> Board<'a, S> {
         out
     }
 
+    /// A member's offset in its score group, whose members rank legacy ones first (by name),
+    /// then stamped ones (by stamp), in both orders.
+    fn group_offset(&mut self, scored: &Scored) -> Result<i64, CmdError> {
+        let t = &scored.text;
+        let missing = CmdError::BadState(OUT_OF_STEP);
+        if let Some(stamp) = self.store.stamp(&scored.member) {
+            let entry = order_member(&stamp, &scored.member);
+            let at = self.store.rank(Key::Order, &entry, false).ok_or(missing)?;
+            let legacy = self.store.count(Key::Board, t, t) - self.store.count(Key::Order, t, t);
+            let stamped_below = self.store.count(Key::Order, MINUS_INF, &exclusive(t));
+            return Ok(legacy + at - stamped_below);
+        }
+        let at = self
+            .store
+            .rank(Key::Board, &scored.member, false)
+            .ok_or(missing)?;
+        let below = self.store.count(Key::Board, MINUS_INF, &exclusive(t));
+        let (min, max) = names_before(scored, &scored.member);
+        Ok(at - below - self.store.lexcount(&min, &max))
+    }
+
+    /// The members at places `window` of a board with legacy members: the board's own
+    /// window tells which score groups it covers, each group's part is read in group order.
+    fn mixed_members(&mut self, w: Window, rev: bool) -> Vec<Scored> {
+        let raw = self.store.range(Key::Board, w.start, w.end - 1, rev);
+        let mut out = Vec::with_capacity(raw.len());
+        let mut from = 0;
+        while let Some(first) = raw.get(from) {
+            let len = raw[from..]
+                .iter()
+                .take_while(|e| e.score == first.score)
+                .count();
+            let offset = w.start + from as i64 - self.count_better(Key::Board, &first.text, false);
+            out.extend(self.group_slice(first, offset, offset + len as i64));
+            from += len;
+        }
+        out
+    }
+
+    /// Offsets `[from, to)` of the score group of `group` (any of its members), in group
+    /// order: legacy members from the board by name, stamped ones from the order key.
+    fn group_slice(&mut self, group: &Scored, from: i64, to: i64) -> Vec<Scored> {
+        let t = &group.text;
+        let members = self.store.count(Key::Board, t, t);
+        let stamped = self.store.count(Key::Order, t, t);
+        let legacy = members - stamped;
+        let below = self.store.count(Key::Board, MINUS_INF, &exclusive(t));
+        let mut out = Vec::new();
+        let legacy_to = to.min(legacy);
+        if stamped == 0 && from < legacy_to {
+            out = self
+                .store
+                .range(Key::Board, below + from, below + legacy_to - 1, false);
+        } else {
+            for k in from..legacy_to {
+                out.extend(self.nth_legacy(group, below, (members, stamped), k));
+            }
+        }
+        let (stamped_from, stamped_to) = (from.max(legacy) - legacy, to - legacy);
+        if stamped_from < stamped_to {
+            let base = self.store.count(Key::Order, MINUS_INF, &exclusive(t));
+            let range = (base + stamped_from, base + stamped_to - 1);
+            for mut e in self.store.range(Key::Order, range.0, range.1, false) {
+                e.member.drain(..STAMP_DIGITS.min(e.member.len()));
+                out.push(e);
+            }
+        }
+        out
+    }
+
+    /// The `k`-th legacy member (by name) of a score group of `members` members starting at
+    /// ascending place `below`: the member before the first group place `j` with k + 1 legacy
+    /// members before it. At most one stamped member per place separates them, so `j` lies
+    /// within `stamped` places of k + 1: a binary search of ZLEXCOUNTs, O(log^2 N).
+    fn nth_legacy(
+        &mut self,
+        group: &Scored,
+        below: i64,
+        (members, stamped): (i64, i64),
+        k: i64,
+    ) -> Option<Scored> {
+        let (mut lo, mut hi) = (k + 1, (k + 1 + stamped).min(members));
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            let at = self
+                .store
+                .range(Key::Board, below + mid, below + mid, false);
+            let name = &at.first()?.member;
+            let (min, max) = names_before(group, name);
+            if mid - self.store.lexcount(&min, &max) > k {
+                hi = mid;
+            } else {
+                lo = mid + 1;
+            }
+        }
+        self.store
+            .range(Key::Board, below + lo - 1, below + lo - 1, false)
+            .pop()
+    }
+
     /// The distinct scores strictly better than `text`: from the scores key when recorded,
-    /// else by scanning the members above (the cost of DENSE on a plain board).
-    fn distinct_better(&mut self, text: &[u8]) -> i64 {
-        if self.recorded && self.store.kind(Key::Scores) != Kind::Empty {
-            return self.count_better(Key::Scores, text, false);
+    /// else by scanning the members above (the cost of DENSE on a ZADD board), refused past
+    /// `dense_max` of them.
+    fn distinct_better(&mut self, text: &[u8]) -> Result<i64, CmdError> {
+        if self.layout != Layout::Plain && self.store.kind(Key::Scores) != Kind::Empty {
+            return Ok(self.count_better(Key::Scores, text, false));
         }
         let above = self.count_better(Key::Board, text, false);
+        if above > self.dense_max {
+            return Err(CmdError::BadState(DENSE_TOO_MANY));
+        }
         let rev = self.order == Order::Desc;
         let (mut distinct, mut previous) = (0, None);
         let mut at = 0;
@@ -659,36 +880,51 @@ impl<'a, S: Store> Board<'a, S> {
             }
             at = stop + 1;
         }
-        distinct
+        Ok(distinct)
     }
 
     /// The entries at places `window`, ranked.
     /// What the window's ranks start from: members better than its first entry (distinct
     /// scores for DENSE), or, for MODIFIED, members at least as good as its last.
-    fn edge(&mut self, ranking: Ranking, first: &[u8], last: &[u8]) -> i64 {
-        match ranking {
+    fn edge(&mut self, ranking: Ranking, first: &[u8], last: &[u8]) -> Result<i64, CmdError> {
+        Ok(match ranking {
             Ranking::Ordinal => 0,
             Ranking::Competition => self.count_better(Key::Board, first, false),
             Ranking::Modified => self.count_better(Key::Board, last, true),
-            Ranking::Dense => self.distinct_better(first),
-        }
+            Ranking::Dense => self.distinct_better(first)?,
+        })
     }
 
     /// The rank of a member found at `position`: the entry a one-member window there holds,
     /// without reading that window back.
-    pub fn rank_of(&mut self, scored: &Scored, position: i64, ranking: Ranking) -> i64 {
-        let edge = self.edge(ranking, &scored.text, &scored.text);
-        ranks(ranking, position, &[scored.score], edge)[0]
+    pub fn rank_of(
+        &mut self,
+        scored: &Scored,
+        position: i64,
+        ranking: Ranking,
+    ) -> Result<i64, CmdError> {
+        let edge = self.edge(ranking, &scored.text, &scored.text)?;
+        Ok(ranks(ranking, position, &[scored.score], edge)[0])
     }
 
-    pub fn entries(&mut self, w: Window, ranking: Ranking) -> Vec<Entry> {
-        let members = self.members(w);
+    pub fn entries(&mut self, w: Window, ranking: Ranking) -> Result<Vec<Entry>, CmdError> {
+        self.entries_near(w, ranking, None)
+    }
+
+    /// The entries at places `window`, ranked, given one of them (`near`, at its place).
+    pub fn entries_near(
+        &mut self,
+        w: Window,
+        ranking: Ranking,
+        near: Option<(&Scored, i64)>,
+    ) -> Result<Vec<Entry>, CmdError> {
+        let members = self.members(w, near);
         let (Some(first), Some(last)) = (members.first(), members.last()) else {
-            return Vec::new();
+            return Ok(Vec::new());
         };
-        let edge = self.edge(ranking, &first.text.clone(), &last.text.clone());
+        let edge = self.edge(ranking, &first.text.clone(), &last.text.clone())?;
         let scores: Vec<f64> = members.iter().map(|e| e.score).collect();
-        ranks(ranking, w.start, &scores, edge)
+        Ok(ranks(ranking, w.start, &scores, edge)
             .into_iter()
             .zip(members)
             .map(|(rank, e)| Entry {
@@ -696,7 +932,7 @@ impl<'a, S: Store> Board<'a, S> {
                 member: e.member,
                 score: e.text,
             })
-            .collect()
+            .collect())
     }
 }
 
@@ -737,7 +973,7 @@ pub enum Change<'a> {
 pub fn check_write<S: Store>(s: &mut S, changes: &[(Change, &[u8])]) -> Result<(), CmdError> {
     check_types(s)?;
     let total = s.card(Key::Board);
-    recorded(s, total)?;
+    layout(s, total)?;
     for (change, member) in changes {
         if let Change::Add(by, _) = change {
             let old = s.score(member).map_or(0.0, |o| o.score);
@@ -749,54 +985,57 @@ pub fn check_write<S: Store>(s: &mut S, changes: &[(Change, &[u8])]) -> Result<(
     Ok(())
 }
 
-/// (score, member) pairs: each entry's score with the matching new member.
-fn scored_pairs<'a>(entries: &'a [Scored], members: &'a [Vec<u8>]) -> Vec<(&'a [u8], &'a [u8])> {
-    entries
-        .iter()
-        .zip(members)
-        .map(|(e, m)| (e.text.as_slice(), m.as_slice()))
-        .collect()
+/// Before a write whose reply carries a DENSE rank (WITHRANK): on a board that will have no
+/// scores key, the rank scans the members above the member's new score, so the write is
+/// refused, before anything is written, when those (before the write, plus the members it
+/// writes) could exceed `dense_max`, as a read's scan would be.
+pub fn check_dense_rank<S: Store>(
+    s: &mut S,
+    changes: &[(Change, &[u8])],
+    order: Order,
+    dense_max: i64,
+) -> Result<(), CmdError> {
+    let total = s.card(Key::Board);
+    let scores_kept = match layout(s, total)? {
+        Layout::Native => s.kind(Key::Scores) != Kind::Empty,
+        Layout::Plain => total == 0,
+        Layout::Legacy { .. } => false,
+    };
+    if scores_kept {
+        return Ok(());
+    }
+    for (change, member) in changes {
+        let new = match change {
+            Change::Set(v, _) => *v,
+            Change::Add(by, _) => s.score(member).map_or(0.0, |o| o.score) + by,
+        };
+        let text = exclusive(format!("{new}").as_bytes());
+        let above = match order {
+            Order::Desc => s.count(Key::Board, &text, PLUS_INF),
+            Order::Asc => s.count(Key::Board, MINUS_INF, &text),
+        };
+        if above + changes.len() as i64 > dense_max {
+            return Err(CmdError::BadState(DENSE_TOO_MANY));
+        }
+    }
+    Ok(())
 }
 
-/// Makes the tie-break keys ready for a write: drops them when the board is gone (they
-/// outlived it, e.g. it expired), and records a board written without them as tied since
-/// time 0, in member order.
-fn prepare<S: Store>(s: &mut S) {
+/// Makes the tie-break keys ready for a write: drops any left over by a board that is gone
+/// (e.g. it expired) or by one that has no order key. Returns whether stamped members are
+/// listed in the names key: the board has legacy members (written with ZADD), or had some
+/// when its first stamp was recorded. Nothing is converted: O(1) whatever the board's size.
+fn prepare<S: Store>(s: &mut S) -> bool {
     let total = s.card(Key::Board);
-    if total == 0 {
-        for key in [Key::Order, Key::Stamps, Key::Scores] {
+    if total == 0 || s.kind(Key::Order) == Kind::Empty {
+        for key in [Key::Order, Key::Stamps, Key::Scores, Key::Names] {
             if s.kind(key) != Kind::Empty {
                 s.del(key);
             }
         }
-        return;
+        return total > 0;
     }
-    if s.kind(Key::Order) != Kind::Empty {
-        return;
-    }
-    for key in [Key::Stamps, Key::Scores] {
-        if s.kind(key) != Kind::Empty {
-            s.del(key);
-        }
-    }
-    let stamp = stamp_text(ADOPTED_STAMP);
-    let mut at = 0;
-    while at < total {
-        let batch = s.range(Key::Board, at, at + BATCH - 1, false);
-        let order: Vec<Vec<u8>> = batch
-            .iter()
-            .map(|e| order_member(&stamp, &e.member))
-            .collect();
-        let distinct: Vec<Vec<u8>> = batch.iter().map(distinct_member).collect();
-        s.zadd(Key::Order, &scored_pairs(&batch, &order));
-        s.zadd(Key::Scores, &scored_pairs(&batch, &distinct));
-        let stamps: Vec<(&[u8], &[u8])> = batch
-            .iter()
-            .map(|e| (e.member.as_slice(), stamp.as_slice()))
-            .collect();
-        s.hset(&stamps);
-        at += BATCH;
-    }
+    s.kind(Key::Names) != Kind::Empty
 }
 
 /// Applies checked changes in order at `now_ms`: each member whose score changes gets a new
@@ -806,14 +1045,22 @@ pub fn write<S: Store>(
     now_ms: i64,
     changes: &[(Change, &[u8])],
 ) -> Vec<(bool, Vec<u8>)> {
-    prepare(s);
+    let names = prepare(s);
     changes
         .iter()
-        .map(|(change, member)| write_one(s, now_ms, *change, member))
+        .map(|(change, member)| write_one(s, now_ms, *change, member, names))
         .collect()
 }
 
-fn write_one<S: Store>(s: &mut S, now_ms: i64, change: Change, member: &[u8]) -> (bool, Vec<u8>) {
+/// One change; `names`: the board lists its stamped members in the names key (and keeps no
+/// scores key).
+fn write_one<S: Store>(
+    s: &mut S,
+    now_ms: i64,
+    change: Change,
+    member: &[u8],
+    names: bool,
+) -> (bool, Vec<u8>) {
     let old = s.score(member);
     let new_score = match (change, &old) {
         (Change::Set(v, _), _) => v,
@@ -826,6 +1073,9 @@ fn write_one<S: Store>(s: &mut S, now_ms: i64, change: Change, member: &[u8]) ->
         }
         if let Some(stamp) = s.stamp(member) {
             s.zrem(Key::Order, &order_member(&stamp, member));
+            if names {
+                s.zrem(Key::Names, &name_entry(o, member));
+            }
         }
     }
     let new = match change {
@@ -839,9 +1089,13 @@ fn write_one<S: Store>(s: &mut S, now_ms: i64, change: Change, member: &[u8]) ->
     let stamp = stamp_text(next_stamp(now_ms, last));
     s.zadd(Key::Order, &[(&new.text, &order_member(&stamp, member))]);
     s.hset(&[(member, &stamp)]);
-    s.zadd(Key::Scores, &[(&new.text, &distinct_member(&new))]);
-    if let Some(o) = &old {
-        forget_score_if_gone(s, o);
+    if names {
+        s.zadd(Key::Names, &[(b"0", &name_entry(&new, member))]);
+    } else {
+        s.zadd(Key::Scores, &[(&new.text, &distinct_member(&new))]);
+        if let Some(o) = &old {
+            forget_score_if_gone(s, o);
+        }
     }
     (old.is_none(), new.text)
 }
@@ -857,7 +1111,8 @@ fn forget_score_if_gone<S: Store>(s: &mut S, old: &Scored) {
 pub fn remove<S: Store>(s: &mut S, members: &[&[u8]]) -> Result<i64, CmdError> {
     check_types(s)?;
     let total = s.card(Key::Board);
-    let recorded = recorded(s, total)?;
+    let layout = layout(s, total)?;
+    let names = matches!(layout, Layout::Legacy { .. });
     let mut removed = 0;
     for member in members {
         let Some(old) = s.score(member) else {
@@ -865,11 +1120,17 @@ pub fn remove<S: Store>(s: &mut S, members: &[&[u8]]) -> Result<i64, CmdError> {
         };
         s.zrem(Key::Board, member);
         removed += 1;
-        if recorded {
-            if let Some(stamp) = s.stamp(member) {
-                s.zrem(Key::Order, &order_member(&stamp, member));
-                s.hdel(member);
+        if layout == Layout::Plain {
+            continue;
+        }
+        if let Some(stamp) = s.stamp(member) {
+            s.zrem(Key::Order, &order_member(&stamp, member));
+            s.hdel(member);
+            if names {
+                s.zrem(Key::Names, &name_entry(&old, member));
             }
+        }
+        if !names {
             forget_score_if_gone(s, &old);
         }
     }
