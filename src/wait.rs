@@ -325,12 +325,16 @@ fn cancel<F: Family>(ctx: Ctx, slot: &Slot<F::Sub>, error: &str) {
 /// Serves every queue of the family right after this callback (for events that must not
 /// write), those on `key` in database `db` only when given.
 fn serve_soon<F: Family>(ctx: Ctx, only: Option<(c_int, &[u8])>) {
-    // Held only when the event comes from the module's own write: it serves by itself.
+    // Never held here (no write happens under it); were it, a blocking lock would hang the
+    // server, so the event is skipped instead.
     let mut queues = match F::waiters().queues.try_lock() {
         Ok(queues) => queues,
         Err(TryLockError::Poisoned(e)) => e.into_inner(),
         Err(TryLockError::WouldBlock) => return,
     };
+    if queues.is_empty() {
+        return;
+    }
     let slots: Vec<Slot<F::Sub>> = match only {
         Some((db, key)) => on_key::<F>(&queues, db, key)
             .map(|sub| (db, key.to_vec(), sub))
