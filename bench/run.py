@@ -74,7 +74,7 @@ Environment:
   BENCH_LB_SECONDS  the same for the leaderboard rows (default 1.5)
   BENCH_CACHE_SECONDS  the same for the cache rows (default 1.5)
   BENCH_LOCK_SECONDS  the same for the lock rows (default 1.5)
-  BENCH_QUEUE_JOBS  jobs per queue throughput run (default 20000)
+  BENCH_QUEUE_JOBS  jobs per queue throughput run (default 10000)
   BENCH_QUEUE_ROUNDS  runs per queue throughput row, interleaved (default 3)
   BENCH_REPEATS     repetitions of each measurement (default 3)
   BENCH_BUDGET      seconds allowed for all throughput measurements (default 300); N shrinks
