@@ -368,9 +368,8 @@ fn plain_zadd_boards_rank_in_redis_member_order() {
 
 #[test]
 fn dense_on_a_zadd_board_is_refused_past_its_config() {
-    for flavor in flavors() {
-        let server = Server::start(flavor);
-        let mut c = server.conn();
+    for_each_server(|server, mut c| {
+        let flavor = server.flavor();
         let max: Vec<String> = query(&mut c, &["CONFIG", "GET", "patterns.lb-dense-max"]);
         assert_eq!(max[1], lb::DENSE_MAX.to_string());
         for i in 0..50 {
@@ -447,7 +446,7 @@ fn dense_on_a_zadd_board_is_refused_past_its_config() {
             error_of(&mut c, &["LB.RANK", "big", "m0", "RANKING", "DENSE"]),
             refused
         );
-    }
+    });
 }
 
 #[test]
