@@ -394,3 +394,71 @@ fn pipelined_short_waits_on_held_keys_are_all_answered() {
         assert_eq!(owner, "a", "{}: the holder keeps its lock", flavor.name());
     });
 }
+
+/// Sends `commands` (RESP2 arrays) on a raw connection and returns what the server wrote back
+/// up to and including the `+PONG` of a final PING (a RESP3 client in subscribed mode is a
+/// push connection the typed client cannot drive).
+fn raw_exchange(server: &Server, commands: &[&[&str]]) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(server.addr()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut out = Vec::new();
+    for args in commands.iter().chain([&["PING"][..]].iter()) {
+        out.extend(format!("*{}\r\n", args.len()).bytes());
+        for a in *args {
+            out.extend(format!("${}\r\n{a}\r\n", a.len()).bytes());
+        }
+    }
+    s.write_all(&out).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !got.ends_with(b"+PONG\r\n") {
+        let n = s.read(&mut buf).expect("the server answers every command");
+        assert!(
+            n > 0,
+            "connection closed: {}",
+            String::from_utf8_lossy(&got)
+        );
+        got.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+/// Valkey 8.1 refuses to block a client that is not a plain one (a RESP3 client in subscribed
+/// mode) and returns no handle: waiting commands then try once, as inside MULTI, instead of
+/// failing with an internal error. Elsewhere the client waits its timeout; either way it gets
+/// the "nothing" reply, once.
+#[test]
+fn a_client_the_server_will_not_block_tries_once() {
+    for_each_server(|server, mut c| {
+        let _: Value = query(&mut c, &["LOCK.ACQUIRE", "l", "holder", "60000"]);
+        let _: Value = query(&mut c, &["SEM.ACQUIRE", "s", "holder", "1", "60000"]);
+        let _: Value = query(
+            &mut c,
+            &["RWLOCK.ACQUIRE", "rw", "holder", "60000", "WRITE"],
+        );
+        let waits: [(&[&str], &str); 4] = [
+            (&["LOCK.ACQUIRE", "l", "w", "1000", "WAIT", "100"], "_\r\n"),
+            (
+                &["SEM.ACQUIRE", "s", "w", "1", "1000", "WAIT", "100"],
+                ":0\r\n",
+            ),
+            (
+                &["RWLOCK.ACQUIRE", "rw", "w", "1000", "READ", "WAIT", "100"],
+                "_\r\n",
+            ),
+            (&["QUEUE.POP", "q", "g", "c1", "BLOCK", "100"], "_\r\n"),
+        ];
+        for (wait, nothing) in waits {
+            let got = raw_exchange(&server, &[&["HELLO", "3"], &["SUBSCRIBE", "ch"], wait]);
+            assert!(
+                got.ends_with(&format!("{nothing}+PONG\r\n")),
+                "{} on {}: {got:?}",
+                wait.join(" "),
+                server.flavor().name()
+            );
+        }
+        await_blocked(&server, 0);
+        assert_eq!(query::<i64>(&mut c, &["SEM.COUNT", "s"]), 1);
+    });
+}

@@ -59,8 +59,10 @@ pub trait Waits: 'static {
     fn disconnected(ctx: Ctx, client: ClientId) -> Option<BlockedClient<Self::Outcome>>;
 }
 
-/// Blocks the calling client for at most `timeout_ms` (0: no limit), answered by `W`.
-pub fn block<W: Waits>(ctx: Ctx, timeout_ms: i64) -> BlockedClient<W::Outcome> {
+/// Blocks the calling client for at most `timeout_ms` (0: no limit), answered by `W`; None when
+/// the server refuses to block it (Valkey 8.1 returns no handle for a client that is not a
+/// plain one, e.g. a RESP3 client in subscribed mode), so it is not blocked.
+pub fn block<W: Waits>(ctx: Ctx, timeout_ms: i64) -> Option<BlockedClient<W::Outcome>> {
     // SAFETY: the context is a command's, live; the callbacks match the server's signatures
     // and `free_outcome::<W>` frees exactly what `unblock` hands over.
     let raw = unsafe {
@@ -72,15 +74,15 @@ pub fn block<W: Waits>(ctx: Ctx, timeout_ms: i64) -> BlockedClient<W::Outcome> {
             timeout_ms,
         )
     };
-    let raw = NonNull::new(raw).expect("the server blocks the client");
+    let raw = NonNull::new(raw)?;
     // SAFETY: the handle was just made and the callback matches the server's signature.
     unsafe {
         raw::RedisModule_SetDisconnectCallback.unwrap()(raw.as_ptr(), Some(on_disconnect::<W>))
     };
-    BlockedClient {
+    Some(BlockedClient {
         raw,
         _outcome: PhantomData,
-    }
+    })
 }
 
 fn answer(ctx: Ctx, reply: Result<Reply, String>) {
