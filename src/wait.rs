@@ -164,7 +164,7 @@ pub fn block<F: Family>(
     timeout_ms: i64,
 ) -> bool {
     let deadline_ms = (timeout_ms > 0).then(|| now_ms().saturating_add(timeout_ms));
-    let Some(client) = ffi::block::<Waiting<F>>(ctx, 0) else {
+    let Some(client) = ffi::block::<Waiting<F>>(ctx) else {
         return false;
     };
     stats::bump(F::counters(&sub).0);

@@ -462,3 +462,57 @@ fn a_client_the_server_will_not_block_tries_once() {
         assert_eq!(query::<i64>(&mut c, &["SEM.COUNT", "s"]), 1);
     });
 }
+
+/// A timeout at i64's end (or close enough that the server's `now + timeout` would overflow)
+/// waits like no limit and is granted. The module keeps deadlines itself and blocks with no
+/// server timeout: given one, Valkey 8.1 refuses it ("timeout is out of range") with the client
+/// left unblocked but a handle returned, and the grant that followed unblocked a client that
+/// was not blocked ("Unknown btype in unblockClient()": the server crashed).
+#[test]
+fn a_wait_at_i64s_end_blocks_until_granted() {
+    for_each_server(|server, mut c| {
+        for timeout in [i64::MAX, i64::MAX - 1_000_000].map(|t| t.to_string()) {
+            let t = timeout.as_str();
+            let waits: [(&[&str], &[&str], &[&str]); 4] = [
+                (
+                    &["DEL", "q"],
+                    &["QUEUE.POP", "q", "g", "c1", "BLOCK", t],
+                    &["QUEUE.PUSH", "q", "job"],
+                ),
+                (
+                    &["LOCK.ACQUIRE", "l", "holder", "60000"],
+                    &["LOCK.ACQUIRE", "l", "w", "1000", "WAIT", t],
+                    &["LOCK.RELEASE", "l", "holder"],
+                ),
+                (
+                    &["SEM.ACQUIRE", "s", "holder", "1", "60000"],
+                    &["SEM.ACQUIRE", "s", "w", "1", "1000", "WAIT", t],
+                    &["SEM.RELEASE", "s", "holder"],
+                ),
+                (
+                    &["RWLOCK.ACQUIRE", "rw", "holder", "60000", "WRITE"],
+                    &["RWLOCK.ACQUIRE", "rw", "w", "1000", "READ", "WAIT", t],
+                    &["RWLOCK.RELEASE", "rw", "holder"],
+                ),
+            ];
+            for (hold, wait, free) in waits {
+                let _: Value = query(&mut c, hold);
+                let mut w = server.conn();
+                let wait: Vec<String> = wait.iter().map(|a| a.to_string()).collect();
+                let h = spawn(move || run(&mut w, &wait));
+                await_blocked(&server, 1);
+                let _: Value = query(&mut c, free);
+                let reply = h.join().unwrap();
+                let granted = match &reply {
+                    Ok(Value::Int(n)) => *n > 0,
+                    Ok(Value::Array(jobs)) => !jobs.is_empty(),
+                    _ => false,
+                };
+                assert!(granted, "{} WAIT {t}: {reply:?}", server.flavor().name());
+                let pong: String = query(&mut c, &["PING"]);
+                assert_eq!(pong, "PONG");
+            }
+            let _: () = query(&mut c, &["FLUSHALL"]);
+        }
+    });
+}
