@@ -15,6 +15,7 @@ redis-benchmark. Prints a Markdown table; `--json FILE` also writes the figures.
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -156,7 +157,10 @@ def profile(module, line, setup=()):
     finally:
         cli(port, "SHUTDOWN", "NOSAVE")
         proc.wait(timeout=120)
-    return annotate(out)
+    try:
+        return annotate(out)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)  # the profile is megabytes
 
 
 def annotate(path):

@@ -37,6 +37,8 @@ OUT = Path(os.environ.get("BENCH_OUT") or (OUT_DIR / "BENCHMARKS.md" if PARTIAL
 CHART = OUT_DIR / "throughput.png"
 PEER_CHART = OUT_DIR / "peer.png"
 RESULTS = OUT_DIR / "results.json"
+# Analyses written by hand (profiles, layouts, worst cases): appended to every report.
+ANALYSIS = BENCH_DIR / "analysis.md"
 # Quick mode: one repeat, a fifth of each measurement's length, small calibration runs.
 TIME_SCALE = 0.2 if QUICK else 1.0
 SECONDS = float(os.environ.get("BENCH_SECONDS", "2"))

@@ -15,8 +15,8 @@ import callgrind  # noqa: E402  (bench/callgrind.py: instructions per request)
 import seeds  # noqa: E402  (bench/seeds.py: the seeds' hand-written patterns)
 
 from config import (  # noqa: E402
-    CHART, CLIENTS, KEYSPACE, MEMORY_KEYS, MEMORY_PASSES, OUT, PATHS, PEER_CHART, PIPELINES,
-    REPEATS, RESULTS, ROOT, SECONDS, TARGET_VS_INCR, TARGET_VS_LUA,
+    ANALYSIS, CHART, CLIENTS, KEYSPACE, MEMORY_KEYS, MEMORY_PASSES, OUT, PATHS, PEER_CHART,
+    PIPELINES, REPEATS, RESULTS, ROOT, SECONDS, TARGET_VS_INCR, TARGET_VS_LUA,
 )
 from cases.common import shown  # noqa: E402
 from cases.ratelimit import COMMANDS  # noqa: E402
@@ -849,6 +849,10 @@ def write_report(ctx):
             add("")
         elif data:
             write(data, add)
+    # The analyses written by hand while the work was done (profiles, layouts, worst cases):
+    # kept in their own file so a rerun does not lose them.
+    add(ANALYSIS.read_text().rstrip("\n"))
+    add("")
     add("## Notes")
     add("")
     if cases:

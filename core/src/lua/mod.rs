@@ -76,29 +76,18 @@ pub trait LuaValue {
     fn lua(&self) -> String;
 }
 
-impl LuaValue for i64 {
-    fn lua(&self) -> String {
-        self.to_string()
-    }
+/// Integers: their decimal digits.
+macro_rules! integer_lua_value {
+    ($($int:ty),*) => {
+        $(impl LuaValue for $int {
+            fn lua(&self) -> String {
+                self.to_string()
+            }
+        })*
+    };
 }
 
-impl LuaValue for u8 {
-    fn lua(&self) -> String {
-        self.to_string()
-    }
-}
-
-impl LuaValue for u64 {
-    fn lua(&self) -> String {
-        self.to_string()
-    }
-}
-
-impl LuaValue for usize {
-    fn lua(&self) -> String {
-        self.to_string()
-    }
-}
+integer_lua_value!(i64, u8, u64, usize);
 
 impl LuaValue for &str {
     fn lua(&self) -> String {
