@@ -223,7 +223,7 @@ fn deadline(ctx: Ctx, kind: Kind, name: &[u8]) -> Option<i64> {
 }
 
 /// Replies now when granted; else blocks the client when it asked to wait and may be blocked
-/// (not inside MULTI or a script), or replies `denied`.
+/// (not inside MULTI or a script, and the server agrees to block it), or replies `denied`.
 fn grant_or_wait(
     ctx: Ctx,
     kind: Kind,
@@ -241,8 +241,8 @@ fn grant_or_wait(
         wait::serve(ctx, kind, name);
         return Ok(Reply::Value(granted));
     }
-    if timeout_ms != NO_WAIT && ctx.can_block() {
-        wait::block(ctx, kind, name, wanted, timeout_ms);
+    if timeout_ms != NO_WAIT && ctx.can_block() && wait::block(ctx, kind, name, wanted, timeout_ms)
+    {
         return Ok(Reply::Blocked);
     }
     Ok(denied)

@@ -170,8 +170,7 @@ fn pop(call: &Call) -> Result<Reply, CmdError> {
     if !jobs.is_empty() {
         return Ok(Reply::Value(Value::Array(jobs)));
     }
-    if args.block_ms != q::NO_BLOCK && ctx.can_block() {
-        wait::block(ctx, queue, args);
+    if args.block_ms != q::NO_BLOCK && ctx.can_block() && wait::block(ctx, queue, args) {
         return Ok(Reply::Blocked);
     }
     Ok(Reply::Null)

@@ -154,9 +154,19 @@ pub fn total<F: Family>(matches: impl Fn(&F::Sub) -> bool) -> u64 {
 
 /// Blocks the calling client until it is granted `wanted` or `timeout_ms` passes (0: no
 /// limit). The deadline is the module's, not the server's (see the module's documentation).
-pub fn block<F: Family>(ctx: Ctx, key: &[u8], sub: F::Sub, wanted: F::Wanted, timeout_ms: i64) {
+/// False when the server would not block the client: nothing is queued, the caller replies.
+#[must_use]
+pub fn block<F: Family>(
+    ctx: Ctx,
+    key: &[u8],
+    sub: F::Sub,
+    wanted: F::Wanted,
+    timeout_ms: i64,
+) -> bool {
     let deadline_ms = (timeout_ms > 0).then(|| now_ms().saturating_add(timeout_ms));
-    let client = ffi::block::<Waiting<F>>(ctx, 0);
+    let Some(client) = ffi::block::<Waiting<F>>(ctx) else {
+        return false;
+    };
     stats::bump(F::counters(&sub).0);
     watch_keyspace::<F>(ctx);
     queues::<F>()
@@ -172,6 +182,7 @@ pub fn block<F: Family>(ctx: Ctx, key: &[u8], sub: F::Sub, wanted: F::Wanted, ti
             deadline_ms,
         });
     arm::<F>(ctx, key, &sub);
+    true
 }
 
 /// Serves the queues on `key` (in the context's database) whose `sub` matches.

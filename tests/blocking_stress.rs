@@ -394,3 +394,125 @@ fn pipelined_short_waits_on_held_keys_are_all_answered() {
         assert_eq!(owner, "a", "{}: the holder keeps its lock", flavor.name());
     });
 }
+
+/// Sends `commands` (RESP2 arrays) on a raw connection and returns what the server wrote back
+/// up to and including the `+PONG` of a final PING (a RESP3 client in subscribed mode is a
+/// push connection the typed client cannot drive).
+fn raw_exchange(server: &Server, commands: &[&[&str]]) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(server.addr()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut out = Vec::new();
+    for args in commands.iter().chain([&["PING"][..]].iter()) {
+        out.extend(format!("*{}\r\n", args.len()).bytes());
+        for a in *args {
+            out.extend(format!("${}\r\n{a}\r\n", a.len()).bytes());
+        }
+    }
+    s.write_all(&out).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !got.ends_with(b"+PONG\r\n") {
+        let n = s.read(&mut buf).expect("the server answers every command");
+        assert!(
+            n > 0,
+            "connection closed: {}",
+            String::from_utf8_lossy(&got)
+        );
+        got.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+/// Valkey 8.1 refuses to block a client that is not a plain one (a RESP3 client in subscribed
+/// mode) and returns no handle: waiting commands then try once, as inside MULTI, instead of
+/// failing with an internal error. Elsewhere the client waits its timeout; either way it gets
+/// the "nothing" reply, once.
+#[test]
+fn a_client_the_server_will_not_block_tries_once() {
+    for_each_server(|server, mut c| {
+        let _: Value = query(&mut c, &["LOCK.ACQUIRE", "l", "holder", "60000"]);
+        let _: Value = query(&mut c, &["SEM.ACQUIRE", "s", "holder", "1", "60000"]);
+        let _: Value = query(
+            &mut c,
+            &["RWLOCK.ACQUIRE", "rw", "holder", "60000", "WRITE"],
+        );
+        let waits: [(&[&str], &str); 4] = [
+            (&["LOCK.ACQUIRE", "l", "w", "1000", "WAIT", "100"], "_\r\n"),
+            (
+                &["SEM.ACQUIRE", "s", "w", "1", "1000", "WAIT", "100"],
+                ":0\r\n",
+            ),
+            (
+                &["RWLOCK.ACQUIRE", "rw", "w", "1000", "READ", "WAIT", "100"],
+                "_\r\n",
+            ),
+            (&["QUEUE.POP", "q", "g", "c1", "BLOCK", "100"], "_\r\n"),
+        ];
+        for (wait, nothing) in waits {
+            let got = raw_exchange(&server, &[&["HELLO", "3"], &["SUBSCRIBE", "ch"], wait]);
+            assert!(
+                got.ends_with(&format!("{nothing}+PONG\r\n")),
+                "{} on {}: {got:?}",
+                wait.join(" "),
+                server.flavor().name()
+            );
+        }
+        await_blocked(&server, 0);
+        assert_eq!(query::<i64>(&mut c, &["SEM.COUNT", "s"]), 1);
+    });
+}
+
+/// A timeout at i64's end (or close enough that the server's `now + timeout` would overflow)
+/// waits like no limit and is granted. The module keeps deadlines itself and blocks with no
+/// server timeout: given one, Valkey 8.1 refuses it ("timeout is out of range") with the client
+/// left unblocked but a handle returned, and the grant that followed unblocked a client that
+/// was not blocked ("Unknown btype in unblockClient()": the server crashed).
+#[test]
+fn a_wait_at_i64s_end_blocks_until_granted() {
+    for_each_server(|server, mut c| {
+        for timeout in [i64::MAX, i64::MAX - 1_000_000].map(|t| t.to_string()) {
+            let t = timeout.as_str();
+            let waits: [(&[&str], &[&str], &[&str]); 4] = [
+                (
+                    &["DEL", "q"],
+                    &["QUEUE.POP", "q", "g", "c1", "BLOCK", t],
+                    &["QUEUE.PUSH", "q", "job"],
+                ),
+                (
+                    &["LOCK.ACQUIRE", "l", "holder", "60000"],
+                    &["LOCK.ACQUIRE", "l", "w", "1000", "WAIT", t],
+                    &["LOCK.RELEASE", "l", "holder"],
+                ),
+                (
+                    &["SEM.ACQUIRE", "s", "holder", "1", "60000"],
+                    &["SEM.ACQUIRE", "s", "w", "1", "1000", "WAIT", t],
+                    &["SEM.RELEASE", "s", "holder"],
+                ),
+                (
+                    &["RWLOCK.ACQUIRE", "rw", "holder", "60000", "WRITE"],
+                    &["RWLOCK.ACQUIRE", "rw", "w", "1000", "READ", "WAIT", t],
+                    &["RWLOCK.RELEASE", "rw", "holder"],
+                ),
+            ];
+            for (hold, wait, free) in waits {
+                let _: Value = query(&mut c, hold);
+                let mut w = server.conn();
+                let wait: Vec<String> = wait.iter().map(|a| a.to_string()).collect();
+                let h = spawn(move || run(&mut w, &wait));
+                await_blocked(&server, 1);
+                let _: Value = query(&mut c, free);
+                let reply = h.join().unwrap();
+                let granted = match &reply {
+                    Ok(Value::Int(n)) => *n > 0,
+                    Ok(Value::Array(jobs)) => !jobs.is_empty(),
+                    _ => false,
+                };
+                assert!(granted, "{} WAIT {t}: {reply:?}", server.flavor().name());
+                let pong: String = query(&mut c, &["PING"]);
+                assert_eq!(pong, "PONG");
+            }
+            let _: () = query(&mut c, &["FLUSHALL"]);
+        }
+    });
+}

@@ -52,15 +52,23 @@ pub trait Waits: 'static {
     type Outcome: Send + 'static;
     /// The reply to a client whose wait ended with `outcome` (None: without one).
     fn reply(outcome: Option<&Self::Outcome>) -> Result<Reply, String>;
-    /// The wait timed out (or CLIENT UNBLOCK): the reply, and the client's handle to release
-    /// when it still waited.
+    /// CLIENT UNBLOCK ended the wait (blocks have no server timeout): the reply, and the
+    /// client's handle to release when it still waited.
     fn timed_out(ctx: Ctx, client: ClientId) -> (Reply, Option<BlockedClient<Self::Outcome>>);
     /// The client went away while waiting: its handle to release when it still waited.
     fn disconnected(ctx: Ctx, client: ClientId) -> Option<BlockedClient<Self::Outcome>>;
 }
 
-/// Blocks the calling client for at most `timeout_ms` (0: no limit), answered by `W`.
-pub fn block<W: Waits>(ctx: Ctx, timeout_ms: i64) -> BlockedClient<W::Outcome> {
+/// Blocks the calling client with no server timeout (the caller keeps the deadline), answered
+/// by `W`; None when the server refuses to block it (Valkey 8.1 returns no handle for a client
+/// that is not a plain one, e.g. a RESP3 client in subscribed mode), so it is not blocked.
+///
+/// Never with a server timeout: where `now + timeout` would overflow, Valkey 8.1 replies
+/// "timeout is out of range" and returns a handle with the client not blocked, and unblocking
+/// that handle then crashes the server ("Unknown btype in unblockClient()"). (The server does
+/// the same inside MULTI or a script, which the caller rules out with `Ctx::can_block`, and in
+/// a reply callback, which never blocks.)
+pub fn block<W: Waits>(ctx: Ctx) -> Option<BlockedClient<W::Outcome>> {
     // SAFETY: the context is a command's, live; the callbacks match the server's signatures
     // and `free_outcome::<W>` frees exactly what `unblock` hands over.
     let raw = unsafe {
@@ -69,18 +77,18 @@ pub fn block<W: Waits>(ctx: Ctx, timeout_ms: i64) -> BlockedClient<W::Outcome> {
             Some(on_reply::<W>),
             Some(on_timeout::<W>),
             Some(free_outcome::<W>),
-            timeout_ms,
+            0,
         )
     };
-    let raw = NonNull::new(raw).expect("the server blocks the client");
+    let raw = NonNull::new(raw)?;
     // SAFETY: the handle was just made and the callback matches the server's signature.
     unsafe {
         raw::RedisModule_SetDisconnectCallback.unwrap()(raw.as_ptr(), Some(on_disconnect::<W>))
     };
-    BlockedClient {
+    Some(BlockedClient {
         raw,
         _outcome: PhantomData,
-    }
+    })
 }
 
 fn answer(ctx: Ctx, reply: Result<Reply, String>) {

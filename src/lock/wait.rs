@@ -93,9 +93,11 @@ pub fn waiting() -> (u64, u64, u64) {
     (of(Kind::Lock), of(Kind::Sem), of(Kind::Rw))
 }
 
-/// Blocks the calling client until `wanted` is granted or `timeout_ms` passes (0: no limit).
-pub fn block(ctx: Ctx, kind: Kind, name: &[u8], wanted: Wanted, timeout_ms: i64) {
-    wait::block::<Locks>(ctx, name, kind, wanted, timeout_ms);
+/// Blocks the calling client until `wanted` is granted or `timeout_ms` passes (0: no limit);
+/// false when the server would not block it.
+#[must_use]
+pub fn block(ctx: Ctx, kind: Kind, name: &[u8], wanted: Wanted, timeout_ms: i64) -> bool {
+    wait::block::<Locks>(ctx, name, kind, wanted, timeout_ms)
 }
 
 /// Grants the key's waiters what they wait for, in order, while the head can have it.

@@ -75,10 +75,12 @@ fn score(raw: &[u8]) -> Option<i64> {
         .map(|s| s as i64)
 }
 
-/// Blocks the calling client until it is given jobs or its timeout passes (0: no limit).
-pub fn block(ctx: Ctx, queue: &[u8], pop: Pop) {
+/// Blocks the calling client until it is given jobs or its timeout passes (0: no limit);
+/// false when the server would not block it.
+#[must_use]
+pub fn block(ctx: Ctx, queue: &[u8], pop: Pop) -> bool {
     let (group, timeout_ms) = (pop.group.clone(), pop.block_ms);
-    wait::block::<Consumers>(ctx, queue, group, pop, timeout_ms);
+    wait::block::<Consumers>(ctx, queue, group, pop, timeout_ms)
 }
 
 /// Serves the waiters of the queue's `group` (every group's when None).
