@@ -3,7 +3,7 @@ import { argsFor, ensureTwin, hasModule, type Backend, type Call } from "./backe
 import { Cache, jsonSerializer, type Serializer } from "./cache";
 import { PatternsError } from "./errors";
 import { Leaderboard } from "./leaderboard";
-import { fencedHset, Lock, lockInfo, Semaphore, withLock, type LockInfo, type LockOptions, type SemaphoreOptions } from "./lock";
+import { fencedHset, Lock, lockInfo, RWLock, rwlockInfo, Semaphore, withLock, type LockInfo, type LockOptions, type RWLockInfo, type SemaphoreOptions } from "./lock";
 import {
   fixedWindowArgs,
   fromRl,
@@ -24,8 +24,8 @@ import { Sessions } from "./sessions";
 export { PatternsError, LockNotAcquiredError } from "./errors";
 export { expressRateLimit, fastifyRateLimit, type RateLimitMiddlewareOptions } from "./middleware";
 export { jsonSerializer, INVALIDATE_CHANNEL, type Cache, type Serializer, type CacheSetOptions, type GetOrSetOptions } from "./cache";
-export type { Leaderboard, Entry, Order, Ranking, RankOptions, TopOptions } from "./leaderboard";
-export type { Lock, Semaphore, LockInfo, LockOptions, SemaphoreOptions } from "./lock";
+export type { Leaderboard, Entry, Order, Ranking, RankOptions, RankResult, TopOptions, WithRankOptions } from "./leaderboard";
+export type { Lock, RWLock, RWLockInfo, RWLockMode, Semaphore, LockInfo, LockOptions, SemaphoreOptions } from "./lock";
 export type { Sessions, SessionData, CreateSessionOptions } from "./sessions";
 export type { Queue, Worker, Job, QueueStats, PushOptions, PopOptions, WorkerOptions } from "./queue";
 export type { RateLimitResult, TokenBucketOptions, FixedWindowOptions, SlidingWindowOptions, ThrottleOptions } from "./ratelimit";
@@ -135,6 +135,16 @@ export class Patterns implements Runner {
   /** Who holds the lock, or null when it is free. */
   lockInfo(key: string): Promise<LockInfo | null> {
     return lockInfo(this, key);
+  }
+
+  /** A read/write lock object: `acquire("read" | "write")`, `release()`, `extend()`, `info()`, `withRead()`, `withWrite()`. */
+  rwlock(key: string, options: LockOptions = {}): RWLock {
+    return new RWLock(this, key, options);
+  }
+
+  /** Who holds the read/write lock (its mode, writer, readers), or null when it is free. */
+  rwlockInfo(key: string): Promise<RWLockInfo | null> {
+    return rwlockInfo(this, key);
   }
 
   /** A counting semaphore of `limit` permits. */

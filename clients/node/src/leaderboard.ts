@@ -15,6 +15,23 @@ export interface TopOptions extends RankOptions {
   offset?: number;
 }
 
+/** A member's rank and score and the board's size (LB.RANK's reply). */
+export interface RankResult {
+  rank: number;
+  score: number;
+  total: number;
+}
+
+/** `withRank: true` makes a write also answer the ranks, ranked as `order` and `ranking` choose. */
+export interface WithRankOptions extends RankOptions {
+  withRank: true;
+}
+
+function rankResult(reply: unknown): RankResult {
+  const [rank, score, total] = reply as unknown[];
+  return { rank: Number(rank), score: parseScore(score), total: Number(total) };
+}
+
 export interface Entry {
   rank: number;
   member: string;
@@ -58,15 +75,26 @@ export class Leaderboard {
     return this.runner.run({ command, keys: [this.key], args });
   }
 
-  /** Sets scores, `{ member: score }` (a Map keeps its order; stamps follow it). Resolves to the members added. */
-  async add(scores: Record<string, number> | Map<string, number>): Promise<number> {
+  /**
+   * Sets scores, `{ member: score }` (a Map keeps its order; stamps follow it). Resolves to the
+   * members added; with `{ withRank: true }`, to each member's new rank, score and the board's size.
+   */
+  async add(scores: Record<string, number> | Map<string, number>): Promise<number>;
+  async add(scores: Record<string, number> | Map<string, number>, options: WithRankOptions): Promise<RankResult[]>;
+  async add(scores: Record<string, number> | Map<string, number>, options?: WithRankOptions): Promise<number | RankResult[]> {
     const entries = scores instanceof Map ? [...scores] : Object.entries(scores);
-    return Number(await this.run("LB.ADD", entries.flatMap(([member, score]) => [scoreArg(score), member])));
+    const pairs = entries.flatMap(([member, score]) => [scoreArg(score), member]);
+    if (!options?.withRank) return Number(await this.run("LB.ADD", pairs));
+    const reply = (await this.run("LB.ADD", ["WITHRANK", ...rankArgs(options), ...pairs])) as unknown[];
+    return reply.map(rankResult);
   }
 
-  /** Adds amount (default 1) to member's score. Resolves to the new score. */
-  async incr(member: string, amount = 1): Promise<number> {
-    return parseScore(await this.run("LB.INCR", [scoreArg(amount), member]));
+  /** Adds amount (default 1) to member's score. Resolves to the new score; with `{ withRank: true }`, to its rank. */
+  async incr(member: string, amount?: number): Promise<number>;
+  async incr(member: string, amount: number, options: WithRankOptions): Promise<RankResult>;
+  async incr(member: string, amount = 1, options?: WithRankOptions): Promise<number | RankResult> {
+    if (!options?.withRank) return parseScore(await this.run("LB.INCR", [scoreArg(amount), member]));
+    return rankResult(await this.run("LB.INCR", [scoreArg(amount), member, "WITHRANK", ...rankArgs(options)]));
   }
 
   /** Removes members. Resolves to the number removed. */
@@ -75,11 +103,9 @@ export class Leaderboard {
   }
 
   /** Member's rank and score and the board's size; null when member is absent. */
-  async rank(member: string, options: RankOptions = {}): Promise<{ rank: number; score: number; total: number } | null> {
-    const reply = (await this.run("LB.RANK", [member, ...rankArgs(options)])) as unknown[] | null;
-    if (reply === null) return null;
-    const [rank, score, total] = reply;
-    return { rank: Number(rank), score: parseScore(score), total: Number(total) };
+  async rank(member: string, options: RankOptions = {}): Promise<RankResult | null> {
+    const reply = await this.run("LB.RANK", [member, ...rankArgs(options)]);
+    return reply === null ? null : rankResult(reply);
   }
 
   /** The n entries around member (member as near the middle as the board's ends allow); null when absent. */

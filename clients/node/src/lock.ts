@@ -204,3 +204,166 @@ export async function fencedHset(
   const reply = await runner.run({ command: "LOCK.FENCEDHSET", keys: [resource], args: [String(token), ...pairs] });
   return Number(reply) === 1;
 }
+
+export type RWLockMode = "read" | "write";
+
+/** The read/write lock info `RWLOCK.INFO` reports. */
+export interface RWLockInfo {
+  mode: RWLockMode;
+  /** The writer (null in read mode). */
+  owner: string | null;
+  /** The writer's fencing token (null in read mode). */
+  token: number | null;
+  /** The live read holds. */
+  readers: number;
+  /** Ms until the write lease or the last read lease ends. */
+  ttlMs: number;
+  waiters: number;
+}
+
+/**
+ * A read/write lock: many READ holds or one WRITE hold (with a fencing token, reentrant for its
+ * owner). A READ acquired again refreshes its lease; there is no upgrade or downgrade.
+ */
+export class RWLock {
+  readonly key: string;
+  readonly owner: string;
+  /** The fencing token of the current write grant; undefined when holding for read. */
+  token: number | undefined;
+  /** The mode held, undefined when not held. */
+  mode: RWLockMode | undefined;
+  /** Set when auto-extension failed: the lease may have ended. */
+  lost = false;
+  private holds = 0;
+  private timer: NodeJS.Timeout | undefined;
+  private readonly ttlMs: number;
+  private readonly waitMs: number;
+
+  constructor(
+    private readonly runner: Runner,
+    key: string,
+    private readonly options: LockOptions = {},
+  ) {
+    this.key = key;
+    this.owner = options.owner ?? randomId();
+    this.ttlMs = options.ttlMs ?? 30000;
+    this.waitMs = options.waitMs ?? 0;
+  }
+
+  /** Whether this object holds the lock (as far as it knows: see `lost`). */
+  get held(): boolean {
+    return this.holds > 0 && !this.lost;
+  }
+
+  /** Takes a hold in mode, waiting up to waitMs (module: FIFO on the server; twin: polling). */
+  async acquire(mode: RWLockMode): Promise<boolean> {
+    const args = [this.owner, String(this.ttlMs), mode === "write" ? "WRITE" : "READ"];
+    const call: Call = { command: "RWLOCK.ACQUIRE", keys: [this.key], args };
+    const reply = await waitWithin(this.runner, call, this.waitMs, "WAIT", (r) => r !== null);
+    if (reply === null) return false;
+    if (mode === "write") {
+      this.token = Number(reply);
+      this.holds += 1;
+    } else {
+      this.token = undefined;
+      this.holds = 1;
+    }
+    this.mode = mode;
+    this.lost = false;
+    if (this.options.autoExtend && !this.timer) this.scheduleExtension();
+    return true;
+  }
+
+  /** Takes (or refreshes) a READ hold, shared with other readers. */
+  acquireRead(): Promise<boolean> {
+    return this.acquire("read");
+  }
+
+  /** Takes the WRITE hold (or one more hold of it), exclusive, with a fencing token. */
+  acquireWrite(): Promise<boolean> {
+    return this.acquire("write");
+  }
+
+  /** Drops one hold (the read hold, or one write hold). Resolves to whether a hold was dropped. */
+  async release(): Promise<boolean> {
+    if (this.holds > 0) this.holds -= 1;
+    if (this.holds === 0) {
+      this.stopExtending();
+      this.mode = undefined;
+    }
+    const reply = await this.runner.run({ command: "RWLOCK.RELEASE", keys: [this.key], args: [this.owner] });
+    return Number(reply) === 1;
+  }
+
+  /** Sets the lease of this owner's hold to end ttlMs from now. Resolves to whether it still holds it. */
+  async extend(ttlMs: number = this.ttlMs): Promise<boolean> {
+    const reply = await this.runner.run({ command: "RWLOCK.EXTEND", keys: [this.key], args: [this.owner, String(ttlMs)] });
+    return Number(reply) === 1;
+  }
+
+  /** Who holds the lock now, or null when it is free. */
+  info(): Promise<RWLockInfo | null> {
+    return rwlockInfo(this.runner, this.key);
+  }
+
+  /** Runs fn holding a READ hold, releasing it in `finally`; LockNotAcquiredError when not granted. */
+  withRead<T>(fn: (lock: RWLock) => Promise<T> | T): Promise<T> {
+    return this.withHold("read", fn);
+  }
+
+  /** Runs fn holding the WRITE hold, releasing it in `finally`; LockNotAcquiredError when not granted. */
+  withWrite<T>(fn: (lock: RWLock) => Promise<T> | T): Promise<T> {
+    return this.withHold("write", fn);
+  }
+
+  private async withHold<T>(mode: RWLockMode, fn: (lock: RWLock) => Promise<T> | T): Promise<T> {
+    if (!(await this.acquire(mode))) throw new LockNotAcquiredError(this.key, this.waitMs);
+    try {
+      return await fn(this);
+    } finally {
+      await this.release();
+    }
+  }
+
+  private scheduleExtension(): void {
+    this.timer = setTimeout(() => void this.extendOnTimer(), Math.max(1, Math.floor(this.ttlMs / 3)));
+    this.timer.unref();
+  }
+
+  private async extendOnTimer(): Promise<void> {
+    let failure: unknown;
+    try {
+      if (await this.extend()) {
+        if (this.timer) this.scheduleExtension();
+        return;
+      }
+    } catch (err) {
+      failure = err;
+    }
+    if (!this.timer) return; // released meanwhile
+    this.stopExtending();
+    this.lost = true;
+    this.options.onLost?.(failure);
+  }
+
+  private stopExtending(): void {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+  }
+}
+
+export async function rwlockInfo(runner: Runner, key: string): Promise<RWLockInfo | null> {
+  const reply = await runner.run({ command: "RWLOCK.INFO", keys: [key] });
+  if (reply === null) return null;
+  const info = asRecord(reply);
+  const owner = info["owner"];
+  const token = info["token"];
+  return {
+    mode: String(info["mode"]) as RWLockMode,
+    owner: owner === null || owner === undefined ? null : String(owner),
+    token: token === null || token === undefined ? null : Number(token),
+    readers: Number(info["readers"]),
+    ttlMs: Number(info["ttl"]),
+    waiters: Number(info["waiters"]),
+  };
+}

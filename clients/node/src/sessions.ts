@@ -10,6 +10,8 @@ export interface CreateSessionOptions {
   absoluteMs: number;
   /** Its fields (values are stored as strings; names may not start with `__`). */
   data?: SessionData;
+  /** Keeps at most this many live sessions in the index: the ones soonest to expire are destroyed. */
+  maxSessions?: number;
 }
 
 function pairs(data: SessionData): string[] {
@@ -23,9 +25,10 @@ function pairs(data: SessionData): string[] {
 export class Sessions {
   constructor(private readonly runner: Runner) {}
 
-  /** Creates a session in index; resolves to its key (`<index>:<id>` or `{<index>}:<id>`). */
+  /** Creates a session in index (with `maxSessions`, capping the index); resolves to its key (`<index>:<id>` or `{<index>}:<id>`). */
   async create(index: string, options: CreateSessionOptions): Promise<string> {
-    const args = [String(options.idleMs), String(options.absoluteMs), ...pairs(options.data ?? {})];
+    const max = options.maxSessions === undefined ? [] : ["MAX", String(options.maxSessions)];
+    const args = [...max, String(options.idleMs), String(options.absoluteMs), ...pairs(options.data ?? {})];
     return String(await this.runner.run({ command: "SESSION.CREATE", keys: [index], args, twinLead: [randomId()] }));
   }
 

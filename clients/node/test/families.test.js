@@ -139,6 +139,68 @@ test("locks: acquire, reentrancy, release, extend, info, withLock, semaphores, f
   ]);
 });
 
+test("read/write locks: read holds shared, write exclusive and fenced, extend, info, withRead, withWrite", async () => {
+  await sameEverywhere(async ({ p, prefix }) => {
+    const t = [];
+    const key = `${prefix}rw:{doc:7}`;
+    const rw = (owner, options = {}) => p.rwlock(key, { ttlMs: 30000, owner, ...options });
+    const r1 = rw("reader-1");
+    const r2 = rw("reader-2");
+    const w = rw("writer");
+    t.push(["reads", await r1.acquire("read"), await r2.acquireRead(), await r1.acquireRead(), r1.held, r1.mode, r1.token]);
+    const info = await p.rwlockInfo(key);
+    t.push(["info read", info.mode, info.owner, info.token, info.readers, info.waiters, info.ttlMs > 29000 && info.ttlMs <= 30000]);
+    t.push(["write refused", await w.acquireWrite(), w.token, w.held]);
+    t.push(["releases", await r1.release(), await r2.release(), await r2.release(), r1.held, r1.mode]);
+    t.push(["write", await w.acquire("write"), w.token, await w.acquireWrite(), w.token, w.mode]);
+    const winfo = await w.info();
+    t.push(["info write", winfo.mode, winfo.owner, winfo.token, winfo.readers, winfo.waiters]);
+    t.push(["read refused", await r1.acquireRead(), await r1.extend()]);
+    t.push(["extend", await w.extend(60000), (await w.info()).ttlMs > 59000]);
+    t.push(["write releases", await w.release(), w.held, await w.release(), w.held, await w.release(), await p.rwlockInfo(key)]);
+    t.push(["withWrite", await rw("w2").withWrite(async (lock) => [lock.mode, lock.token, (await lock.info()).owner])]);
+    t.push(["withRead", await r2.withRead(async (lock) => [lock.mode, lock.token, (await lock.info()).readers]), r2.held]);
+    await r2.acquireRead();
+    t.push(["withWrite held", await rejection(rw("w3").withWrite(() => "never"))]);
+    await r2.release();
+    t.push(await rejection(rw("bad", { ttlMs: 0 }).acquireRead()));
+    return t;
+  }, [
+    ["reads", true, true, true, true, "read", undefined],
+    ["info read", "read", null, null, 2, 0, true],
+    ["write refused", false, undefined, false],
+    ["releases", true, true, false, false, undefined],
+    ["write", true, 1, true, 1, "write"],
+    ["info write", "write", "writer", 1, 0, 0],
+    ["read refused", false, false],
+    ["extend", true, true],
+    ["write releases", true, true, true, false, false, null],
+    ["withWrite", ["write", 2, "w2"]],
+    ["withRead", ["read", undefined, 1], false],
+    ["withWrite held", { name: "LockNotAcquiredError", message: "lock rw:{doc:7} not acquired within 0 ms", code: undefined, patterns: false }],
+    { name: "PatternsError", message: "ERR ttl_ms must be a positive integer", code: "ERR", patterns: true },
+  ]);
+});
+
+test("leaderboards: WITHRANK on add and incr", async () => {
+  await sameEverywhere(async ({ p, prefix }) => {
+    const t = [];
+    const lb = p.leaderboard(`${prefix}game:{wr}`);
+    t.push(["add", await lb.add({ alice: 300, bob: 250 }, { withRank: true })]);
+    t.push(["add competition", await lb.add(new Map([["carol", 300], ["dave", 120]]), { withRank: true, ranking: "competition" })]);
+    t.push(["add asc", await lb.add({ erin: 10 }, { withRank: true, order: "asc" })]);
+    t.push(["incr", await lb.incr("bob", 50, { withRank: true }), await lb.incr("bob", 0, { withRank: true, ranking: "dense" })]);
+    t.push(["incr asc", await lb.incr("dave", 1, { withRank: true, order: "asc", ranking: "modified" }), await lb.incr("dave", 1)]);
+    return t;
+  }, [
+    ["add", [{ rank: 1, score: 300, total: 2 }, { rank: 2, score: 250, total: 2 }]],
+    ["add competition", [{ rank: 1, score: 300, total: 4 }, { rank: 4, score: 120, total: 4 }]],
+    ["add asc", [{ rank: 1, score: 10, total: 5 }]],
+    ["incr", { rank: 3, score: 300, total: 5 }, { rank: 1, score: 300, total: 5 }],
+    ["incr asc", { rank: 2, score: 121, total: 5 }, 122],
+  ]);
+});
+
 test("leaderboards: add, incr, remove, rank, around, top, page, percentile", async () => {
   await sameEverywhere(async ({ p, prefix }) => {
     const t = [];
@@ -244,6 +306,28 @@ test("sessions: create, get, set, rotate, destroy, destroyAll, list, count", asy
     ["destroyAll", 1, 0, []],
     { name: "PatternsError", message: "ERR idle_ms must be a positive integer", code: "ERR", patterns: true },
     { name: "PatternsError", message: "ERR field names starting with __ are reserved", code: "ERR", patterns: true },
+  ]);
+});
+
+test("sessions: maxSessions caps the index, destroying the sessions soonest to expire", async () => {
+  await sameEverywhere(async ({ p, prefix }) => {
+    const t = [];
+    const index = `${prefix}sessions:{user:7}`;
+    const create = (idleMs) => p.sessions.create(index, { idleMs, absoluteMs: 86400000, maxSessions: 2 });
+    const first = await create(100000);
+    const second = await create(300000);
+    const third = await create(200000);
+    t.push(["capped", await p.sessions.count(index), await p.sessions.get(first), (await p.sessions.list(index)).join() === [third, second].join()]);
+    const fourth = await p.sessions.create(index, { idleMs: 400000, absoluteMs: 86400000, maxSessions: 1, data: { device: "phone" } });
+    t.push(["max 1", await p.sessions.count(index), await p.sessions.get(fourth)]);
+    t.push(["uncapped", typeof (await p.sessions.create(index, { idleMs: 1000, absoluteMs: 2000 })), await p.sessions.count(index)]);
+    t.push(await rejection(p.sessions.create(index, { idleMs: 1000, absoluteMs: 2000, maxSessions: 0 })));
+    return t;
+  }, [
+    ["capped", 2, null, true],
+    ["max 1", 1, { device: "phone" }],
+    ["uncapped", "string", 2],
+    { name: "PatternsError", message: "ERR MAX must be a positive integer", code: "ERR", patterns: true },
   ]);
 });
 

@@ -151,3 +151,75 @@ test("every backend: a semaphore waiter gets the permit another returns", async 
     assert.equal(await d.acquire(), false, "a full semaphore granted a permit after its wait");
   });
 });
+
+test("every backend: a read/write lock's writer waits for the readers, and readers for the writer", async () => {
+  await everyCombination(env.targets, async ({ p, target, clientName, prefix }) => {
+    const key = `${prefix}rw:{wait}`;
+    const r1 = p.rwlock(key, { ttlMs: 10000 });
+    const r2 = p.rwlock(key, { ttlMs: 10000 });
+    assert.equal(await r1.acquireRead(), true);
+    assert.equal(await r2.acquireRead(), true);
+    const workers = await others(target, clientName, 2);
+    try {
+      const [{ p: q1 }, { p: q2 }] = workers.list;
+      const writer = q1.rwlock(key, { ttlMs: 10000, waitMs: 10000 });
+      const writing = writer.acquireWrite();
+      if (p.backend === "module") await waitUntil(async () => (await p.rwlockInfo(key)).waiters === 1, "the writer to queue");
+      else await sleep(50);
+      // On the module a new reader queues behind the waiting writer (FIFO for both modes).
+      const reader = q2.rwlock(key, { ttlMs: 10000, waitMs: 10000 });
+      const reading = reader.acquireRead();
+      if (p.backend === "module") await waitUntil(async () => (await p.rwlockInfo(key)).waiters === 2, "the reader to queue");
+      assert.equal(await r1.release(), true);
+      assert.equal(await r2.release(), true);
+      if (p.backend === "module") {
+        assert.equal(await writing, true);
+        assert.ok(writer.token >= 1);
+        await sleep(30);
+        assert.equal(reader.held, false, "a reader got in while the writer held the lock");
+        assert.equal(await writer.release(), true);
+        assert.equal(await reading, true);
+      } else {
+        // The twin polls: whichever polls first may win; both end up granted in turn.
+        const [w, r] = await Promise.all([
+          writing.then(async (granted) => { const g = [granted, writer.token]; await sleep(20); await writer.release(); return g; }),
+          reading.then(async (granted) => { await sleep(20); await reader.release(); return granted; }),
+        ]);
+        assert.equal(w[0], true);
+        assert.ok(w[1] >= 1);
+        assert.equal(r, true);
+      }
+      if (reader.held) await reader.release();
+      const late = q1.rwlock(key, { ttlMs: 10000, waitMs: 100 });
+      assert.equal(await r1.acquireWrite(), true);
+      assert.equal(await late.acquireRead(), false, "a read hold was granted while the writer held the lock");
+      assert.equal(await r1.release(), true);
+    } finally {
+      await workers.close();
+    }
+  });
+});
+
+test("every backend: a read/write lock's auto-extend keeps both modes past their TTL, and flags a lost hold", async () => {
+  await everyCombinationAtOnce(env.targets, async ({ p, client, prefix }) => {
+    const key = `${prefix}rw:{extend}`;
+    const lost = [];
+    const writer = p.rwlock(key, { ttlMs: 900, autoExtend: true, onLost: () => lost.push("write") });
+    assert.equal(await writer.acquireWrite(), true);
+    await sleep(2000);
+    const info = await p.rwlockInfo(key);
+    assert.equal(info?.owner, writer.owner, "the write lease ended although auto-extend was on");
+    assert.equal(info.token, writer.token);
+    assert.equal(await writer.release(), true);
+    const reader = p.rwlock(key, { ttlMs: 900, autoExtend: true, onLost: () => lost.push("read") });
+    assert.equal(await reader.acquireRead(), true);
+    await sleep(2000);
+    assert.equal((await p.rwlockInfo(key))?.readers, 1, "the read lease ended although auto-extend was on");
+    assert.equal(reader.held, true);
+    await raw(client, ["DEL", key]); // drops the read holds: the next extension fails
+    await waitUntil(async () => reader.lost, "the read hold to be flagged lost");
+    assert.equal(reader.held, false);
+    assert.deepEqual(lost, ["read"]);
+    assert.equal(await reader.release(), false);
+  });
+});

@@ -2,7 +2,7 @@
 // createPatterns without casts, and the results carry the documented types.
 import Redis from "ioredis";
 import { createClient } from "redis";
-import { createPatterns, PatternsError, type Entry, type Job, type QueueStats, type RateLimitResult } from "redis-patterns";
+import { createPatterns, PatternsError, type Entry, type Job, type QueueStats, type RankResult, type RateLimitResult, type RWLockInfo } from "redis-patterns";
 
 export async function typed(): Promise<void> {
   const io = await createPatterns(new Redis());
@@ -16,10 +16,19 @@ export async function typed(): Promise<void> {
   const value: { n: number } = await nr.cache.getOrSet("c", async () => ({ n: 1 }), { ttlMs: 1000, tags: ["t"] });
   const data: Record<string, string> | null = await nr.sessions.get("s");
   const n: number = await io.withLock("l", { ttlMs: 1000 }, (lock) => lock.token ?? 0);
+  const added: number = await io.leaderboard("b").add({ a: 1 });
+  const ranks: RankResult[] = await io.leaderboard("b").add({ a: 1 }, { withRank: true, ranking: "dense" });
+  const score: number = await io.leaderboard("b").incr("a", 2);
+  const rank: RankResult = await io.leaderboard("b").incr("a", 2, { withRank: true });
+  const rw = nr.rwlock("rw", { ttlMs: 1000, waitMs: Infinity });
+  const granted: boolean = await rw.acquire("read");
+  const wtoken: number = await rw.withWrite((lock) => lock.token ?? 0);
+  const rwInfo: RWLockInfo | null = await nr.rwlockInfo("rw");
+  const sid: string = await nr.sessions.create("i", { idleMs: 1, absoluteMs: 2, maxSessions: 3 });
   const e: PatternsError = new PatternsError("ERR x");
   const jobs: Job[] = await io.queue("q").pop("g", "c", { count: 2, blockMs: Infinity, leaseMs: 1000 });
   const stats: QueueStats = await nr.queue("q").stats("g");
   const worker = nr.queue("q").worker("g", "c", async (job: Job) => job.payload.length, { concurrency: 2 }).start();
   await worker.stop();
-  void [backend, r.headers(), top, token, value, data, n, e.code, jobs, stats.ready, worker.processed];
+  void [added, ranks, score, rank, granted, wtoken, rwInfo?.mode, sid, backend, r.headers(), top, token, value, data, n, e.code, jobs, stats.ready, worker.processed];
 }
