@@ -11,8 +11,29 @@ from ._errors import (
     PermissionDeniedError,
     WrongTypeError,
 )
-from ._sync import Cache, Leaderboard, Lock, Patterns, Queue, Semaphore, Sessions, Worker
-from ._types import Entry, Job, JSONSerializer, LockInfo, Page, QueueStats, RateLimit, Serializer
+from ._sync import (
+    Cache,
+    Leaderboard,
+    Lock,
+    Patterns,
+    Queue,
+    RWLock,
+    Semaphore,
+    Sessions,
+    Worker,
+)
+from ._types import (
+    Entry,
+    Job,
+    JSONSerializer,
+    LockInfo,
+    Page,
+    QueueStats,
+    Ranked,
+    RateLimit,
+    RWLockInfo,
+    Serializer,
+)
 
 __all__ = [
     "BackendError",
@@ -32,7 +53,10 @@ __all__ = [
     "PermissionDeniedError",
     "Queue",
     "QueueStats",
+    "Ranked",
     "RateLimit",
+    "RWLock",
+    "RWLockInfo",
     "Semaphore",
     "Serializer",
     "Sessions",

@@ -36,7 +36,9 @@ from ._types import (
     LockInfo,
     Page,
     QueueStats,
+    Ranked,
     RateLimit,
+    RWLockInfo,
     Serializer,
 )
 
@@ -274,13 +276,20 @@ def new_id() -> str:
 
 
 def session_create(
-    ctx: Context, index: Key, idle_ms: int, absolute_ms: int, data: Mapping[str, Any]
+    ctx: Context,
+    index: Key,
+    idle_ms: int,
+    absolute_ms: int,
+    data: Mapping[str, Any],
+    max_sessions: Optional[int] = None,
 ) -> Op[str]:
     fields = flatten(data)
+    cap: Tuple[Arg, ...] = () if max_sessions is None else ("MAX", max_sessions)
     if ctx.twin:
-        call = twin_only("session_create", (index,), (new_id(), idle_ms, absolute_ms, *fields))
+        args = (new_id(), *cap, idle_ms, absolute_ms, *fields)
+        call = twin_only("session_create", (index,), args)
     else:
-        call = command("SESSION.CREATE", index, idle_ms, absolute_ms, *fields)
+        call = command("SESSION.CREATE", index, *cap, idle_ms, absolute_ms, *fields)
     return text((yield call))
 
 
@@ -338,6 +347,28 @@ def lb_add(ctx: Context, board: Key, scores: Mapping[str, float]) -> Op[int]:
 
 def lb_incr(ctx: Context, board: Key, member: str, amount: float) -> Op[float]:
     return float(text((yield command("LB.INCR", board, amount, member))))
+
+
+def ranked(member: str, raw: Sequence[Any]) -> Ranked:
+    """One of ``WITHRANK``'s ``[rank, score, total_members]``, for ``member``."""
+    return Ranked(int(raw[0]), member, float(text(raw[1])), int(raw[2]))
+
+
+def lb_add_ranked(
+    ctx: Context, board: Key, scores: Mapping[str, float], ranking: str, order: str
+) -> Op[List[Ranked]]:
+    args: List[Arg] = []
+    for member, score in scores.items():
+        args.extend((score, member))
+    reply = yield command("LB.ADD", board, "WITHRANK", *view(ranking, order), *args)
+    return [ranked(m, r) for m, r in zip(scores, reply)]
+
+
+def lb_incr_ranked(
+    ctx: Context, board: Key, member: str, amount: float, ranking: str, order: str
+) -> Op[Ranked]:
+    reply = yield command("LB.INCR", board, amount, member, "WITHRANK", *view(ranking, order))
+    return ranked(member, reply)
 
 
 def lb_remove(ctx: Context, board: Key, members: Sequence[str]) -> Op[int]:
@@ -578,6 +609,53 @@ def lock_info(ctx: Context, key: Key) -> Op[Optional[LockInfo]]:
 
 def fenced_hset(ctx: Context, resource: Key, token: int, mapping: Mapping[str, Any]) -> Op[bool]:
     return bool((yield command("LOCK.FENCEDHSET", resource, token, *flatten(mapping))))
+
+
+RW_MODES = ("read", "write")
+
+
+def rwlock_mode(mode: str) -> str:
+    if mode.lower() not in RW_MODES:
+        raise ValueError(f"mode must be one of {RW_MODES}, not {mode!r}")
+    return mode.upper()
+
+
+def rwlock_acquire(
+    ctx: Context, key: Key, owner: str, ttl_ms: int, mode: str, wait_ms: Optional[int]
+) -> Op[Optional[int]]:
+    """The fencing token (a WRITE hold) or 1 (a READ hold) when granted, else None."""
+    word = rwlock_mode(mode)
+
+    def call(wait: Optional[int]) -> Call:
+        args = (owner, ttl_ms, word, *wait_args(wait))
+        return command("RWLOCK.ACQUIRE", key, *args, wait_ms=wait)
+
+    reply = yield from waited(ctx, call, lambda r: r is not None, wait_ms)
+    return None if reply is None else int(reply)
+
+
+def rwlock_release(ctx: Context, key: Key, owner: str) -> Op[bool]:
+    return bool((yield command("RWLOCK.RELEASE", key, owner)))
+
+
+def rwlock_extend(ctx: Context, key: Key, owner: str, ttl_ms: int) -> Op[bool]:
+    return bool((yield command("RWLOCK.EXTEND", key, owner, ttl_ms)))
+
+
+def rwlock_info(ctx: Context, key: Key) -> Op[Optional[RWLockInfo]]:
+    reply = yield command("RWLOCK.INFO", key)
+    if reply is None:
+        return None
+    f = record(reply)
+    token = f.get("token")
+    return RWLockInfo(
+        text(f["mode"]),
+        optional_text(f.get("owner")),
+        None if token is None else int(token),
+        int(f["readers"]),
+        int(f["ttl"]),
+        int(f["waiters"]),
+    )
 
 
 def sem_acquire(

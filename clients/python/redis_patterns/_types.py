@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any, Dict, List, NamedTuple, Protocol, Union
+from typing import Any, Dict, List, NamedTuple, Optional, Protocol, Union
 
 
 def _ceil_seconds(ms: int) -> int:
@@ -46,6 +46,16 @@ class Entry(NamedTuple):
     score: float
 
 
+class Ranked(NamedTuple):
+    """A leaderboard write's ``WITHRANK`` answer: the member's 1-based rank after the write, the
+    member, its score and the board's number of members."""
+
+    rank: int
+    member: str
+    score: float
+    total_members: int
+
+
 class Page(NamedTuple):
     """One page of a leaderboard and the number of pages."""
 
@@ -61,6 +71,19 @@ class LockInfo:
     token: int
     ttl_ms: int
     holds: int
+    waiters: int
+
+
+@dataclass(frozen=True)
+class RWLockInfo:
+    """``RWLOCK.INFO``: ``mode`` ("read" or "write"); the writer and its token (None when
+    read); the live read holds; ms until the write lease or the last read lease ends; waiters."""
+
+    mode: str
+    owner: Optional[str]
+    token: Optional[int]
+    readers: int
+    ttl_ms: int
     waiters: int
 
 

@@ -36,7 +36,18 @@ from ._errors import (
     WrongTypeError,
     from_response,
 )
-from ._types import Entry, Job, JSONSerializer, LockInfo, Page, QueueStats, RateLimit, Serializer
+from ._types import (
+    Entry,
+    Job,
+    JSONSerializer,
+    LockInfo,
+    Page,
+    QueueStats,
+    Ranked,
+    RateLimit,
+    RWLockInfo,
+    Serializer,
+)
 
 __all__ = [
     "BackendError",
@@ -56,7 +67,10 @@ __all__ = [
     "PermissionDeniedError",
     "Queue",
     "QueueStats",
+    "Ranked",
     "RateLimit",
+    "RWLock",
+    "RWLockInfo",
     "Semaphore",
     "Serializer",
     "Sessions",
@@ -257,6 +271,24 @@ class Patterns:
         """A lock with fencing tokens; use ``async with p.lock(...) as lock:``."""
         return Lock(self._driver, key, ttl_ms, wait_ms, owner, auto_extend)
 
+    def rwlock(
+        self,
+        key: Key,
+        mode: str,
+        ttl_ms: int = 30000,
+        wait_ms: Optional[int] = None,
+        owner: Optional[str] = None,
+        auto_extend: bool = True,
+    ) -> RWLock:
+        """A read/write lock held in ``mode`` ("read" or "write"); use
+        ``async with p.rwlock(key, "read"):``. See ``RWLock``."""
+        return RWLock(self._driver, key, mode, ttl_ms, wait_ms, owner, auto_extend)
+
+    async def rwlock_info(self, key: Key) -> Optional[RWLockInfo]:
+        """``RWLOCK.INFO``: the mode, writer, token, readers, ms left and waiters; None when
+        free."""
+        return await self._driver.run(ops.rwlock_info(self._driver, key))
+
     async def lock_info(self, key: Key) -> Optional[LockInfo]:
         return await self._driver.run(ops.lock_info(self._driver, key))
 
@@ -306,8 +338,7 @@ class Lock:
 
     async def acquire(self, wait_ms: Optional[int] = None) -> bool:
         wait = self.wait_ms if wait_ms is None else wait_ms
-        op = ops.lock_acquire(self._driver, self.key, self.owner, self.ttl_ms, wait)
-        token = await self._driver.run(op)
+        token = await self._driver.run(self._acquire_op(wait))
         if token is None:
             return False
         self.token, self.lost = token, False
@@ -320,13 +351,21 @@ class Lock:
         self._holds = max(self._holds - 1, 0)
         if self._holds == 0:
             await self._stop_extending()
-        if not await self._driver.run(ops.lock_release(self._driver, self.key, self.owner)):
+        if not await self._driver.run(self._release_op()):
             raise LockNotOwned(f"lock {ops.text(self.key)!r} is not held by {self.owner!r}")
 
     async def extend(self, ttl_ms: Optional[int] = None) -> None:
-        op = ops.lock_extend(self._driver, self.key, self.owner, ttl_ms or self.ttl_ms)
-        if not await self._driver.run(op):
+        if not await self._driver.run(self._extend_op(ttl_ms or self.ttl_ms)):
             raise LockNotOwned(f"lock {ops.text(self.key)!r} is not held by {self.owner!r}")
+
+    def _acquire_op(self, wait: Optional[int]) -> ops.Op[Optional[int]]:
+        return ops.lock_acquire(self._driver, self.key, self.owner, self.ttl_ms, wait)
+
+    def _release_op(self) -> ops.Op[bool]:
+        return ops.lock_release(self._driver, self.key, self.owner)
+
+    def _extend_op(self, ttl_ms: int) -> ops.Op[bool]:
+        return ops.lock_extend(self._driver, self.key, self.owner, ttl_ms)
 
     async def _extend_loop(self) -> None:
         while True:
@@ -354,6 +393,49 @@ class Lock:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.release()
+
+
+class RWLock(Lock):
+    """A read/write lock (``RWLOCK.*``) held in one ``mode``: "read" holds coexist, a "write"
+    hold excludes readers and other writers and has a fencing ``token`` (None for a read hold).
+    Otherwise as ``Lock``: ``async with`` acquires and releases, ``wait_ms`` waits on the
+    server (FIFO for both modes, the module) or is polled with backoff (the twin),
+    ``auto_extend`` renews the lease while held."""
+
+    def __init__(
+        self,
+        driver: _Driver,
+        key: Key,
+        mode: str,
+        ttl_ms: int,
+        wait_ms: Optional[int],
+        owner: Optional[str],
+        auto_extend: bool,
+    ) -> None:
+        self.mode = ops.rwlock_mode(mode).lower()
+        super().__init__(driver, key, ttl_ms, wait_ms, owner, auto_extend)
+
+    async def acquire(self, wait_ms: Optional[int] = None) -> bool:
+        """Takes the hold (a writer again: one more; a reader again: refreshes it);
+        ``wait_ms`` overrides the lock's."""
+        granted = await super().acquire(wait_ms)
+        if granted and self.mode == "read":  # again: a refresh, not one more hold
+            self.token, self._holds = None, 1
+        return granted
+
+    def _acquire_op(self, wait: Optional[int]) -> ops.Op[Optional[int]]:
+        return ops.rwlock_acquire(self._driver, self.key, self.owner, self.ttl_ms, self.mode, wait)
+
+    def _release_op(self) -> ops.Op[bool]:
+        return ops.rwlock_release(self._driver, self.key, self.owner)
+
+    def _extend_op(self, ttl_ms: int) -> ops.Op[bool]:
+        return ops.rwlock_extend(self._driver, self.key, self.owner, ttl_ms)
+
+    async def __aenter__(self) -> RWLock:
+        if not await self.acquire():
+            raise LockNotAcquired(f"{self.mode} lock {ops.text(self.key)!r} was not granted")
+        return self
 
 
 class Semaphore:
@@ -408,6 +490,21 @@ class Leaderboard:
 
     async def incr(self, member: str, amount: float) -> float:
         return await self._driver.run(ops.lb_incr(self._driver, self.key, member, amount))
+
+    async def add_with_rank(
+        self, scores: Mapping[str, float], ranking: str = "ordinal", order: str = "desc"
+    ) -> List[Ranked]:
+        """``LB.ADD ... WITHRANK``: sets scores and answers each member's rank after the whole
+        write, ``Ranked(rank, member, score, total_members)``, in ``scores``' order."""
+        op = ops.lb_add_ranked(self._driver, self.key, scores, ranking, order)
+        return await self._driver.run(op)
+
+    async def incr_with_rank(
+        self, member: str, amount: float, ranking: str = "ordinal", order: str = "desc"
+    ) -> Ranked:
+        """``LB.INCR ... WITHRANK``: adds to the score and answers the member's new rank."""
+        op = ops.lb_incr_ranked(self._driver, self.key, member, amount, ranking, order)
+        return await self._driver.run(op)
 
     async def remove(self, *members: str) -> int:
         return await self._driver.run(ops.lb_remove(self._driver, self.key, members))
@@ -537,9 +634,14 @@ class Sessions:
         self._driver = driver
 
     async def create(
-        self, index: Key, idle_ms: int, absolute_ms: int, data: Mapping[str, Any]
+        self,
+        index: Key,
+        idle_ms: int,
+        absolute_ms: int,
+        data: Mapping[str, Any],
+        max_sessions: Optional[int] = None,
     ) -> str:
-        op = ops.session_create(self._driver, index, idle_ms, absolute_ms, data)
+        op = ops.session_create(self._driver, index, idle_ms, absolute_ms, data, max_sessions)
         return await self._driver.run(op)
 
     async def get(self, session: Key) -> Optional[Dict[str, str]]:

@@ -71,6 +71,16 @@ def test_sync_cluster(cluster: Cluster) -> None:
     assert waiter.acquire() and waiter.token == holder.token + 1
     releasing.join()
     waiter.release()
+    # A read/write lock's derived keys share its slot; a writer waits for the reader there.
+    reader = p.rwlock("doc:{c}", "read", ttl_ms=5000, auto_extend=False)
+    assert reader.acquire()
+    releasing = threading.Timer(0.1, reader.release)
+    releasing.start()
+    writer = p.rwlock("doc:{c}", "write", ttl_ms=5000, wait_ms=5000, auto_extend=False)
+    assert writer.acquire() and writer.token == 1
+    releasing.join()
+    assert p.rwlock_info("doc:{c}").mode == "write"
+    writer.release()
     # A queue's derived keys share its slot; a blocked pop is woken by a push.
     q = p.queue("jobs:{c}")
     pushing = threading.Timer(0.1, q.push, ("wake",))
@@ -105,6 +115,14 @@ async def test_async_cluster(cluster: Cluster) -> None:
     await asyncio.sleep(0.1)
     await holder.release()
     assert await waiting is True
+    reader = p.rwlock("doc:{a}", "read", ttl_ms=5000, auto_extend=False)
+    assert await reader.acquire()
+    writing = asyncio.create_task(
+        p.rwlock("doc:{a}", "write", wait_ms=5000, auto_extend=False).acquire()
+    )
+    await asyncio.sleep(0.1)
+    await reader.release()
+    assert await writing is True
     q = p.queue("jobs:{a}")
     popping = asyncio.create_task(q.pop("g", "c", block_ms=5000))
     await asyncio.sleep(0.1)

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from redis_patterns import CommandError, Entry, Page
+from redis_patterns import CommandError, Entry, Page, Ranked
 
 from .conftest import Api, v
 
@@ -42,3 +42,20 @@ async def test_board_orders_offsets_and_absent_members(api: Api) -> None:
     assert await v(lb.top(5)) == [Entry(1, "c", float("inf")), Entry(2, "b", 2.5)]
     with pytest.raises(CommandError, match="^ERR count must be a positive integer$"):
         await v(lb.top(0))
+
+
+async def test_board_writes_with_rank(api: Api) -> None:
+    lb = api.p.leaderboard("game:{s2}")
+    assert await v(lb.add_with_rank({"alice": 300, "bob": 250}, ranking="competition")) == [
+        Ranked(1, "alice", 300.0, 2),
+        Ranked(2, "bob", 250.0, 2),
+    ]
+    assert await v(lb.add_with_rank({"carol": 300, "bob": 100}, order="asc")) == [
+        Ranked(3, "carol", 300.0, 3),
+        Ranked(1, "bob", 100.0, 3),
+    ]
+    assert await v(lb.incr_with_rank("dave", 300, ranking="competition")) == Ranked(
+        1, "dave", 300.0, 4
+    )
+    assert await v(lb.incr_with_rank("bob", 500)) == Ranked(1, "bob", 600.0, 4)
+    assert await v(lb.incr_with_rank("bob", -500, ranking="dense")) == Ranked(2, "bob", 100.0, 4)

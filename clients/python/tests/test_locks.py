@@ -228,3 +228,81 @@ async def test_wait_outlasts_the_clients_socket_timeout(api: Api) -> None:
         releasing.join()
         api.p.lock("lock:t", owner=sync_waiter.owner).release()
         client.close()
+
+
+async def test_rwlock_readers_share_writer_excludes(api: Api) -> None:
+    p = api.p
+    key = "doc:{42}"
+    r1 = p.rwlock(key, "read", ttl_ms=30000, owner="reader-1", auto_extend=False)
+    r2 = p.rwlock(key, "READ", ttl_ms=30000, owner="reader-2", auto_extend=False)
+    assert await enter(api, r1) is r1 and r1.token is None
+    assert await v(r2.acquire()) is True
+    info = await v(p.rwlock_info(key))
+    assert (info.mode, info.owner, info.token, info.readers, info.waiters) == (
+        "read",
+        None,
+        None,
+        2,
+        0,
+    )
+    assert 0 < info.ttl_ms <= 30000
+    w = p.rwlock(key, "write", ttl_ms=30000, owner="writer", auto_extend=False)
+    assert await v(w.acquire()) is False
+    with pytest.raises(LockNotAcquired, match="^write lock"):
+        await enter(api, w)
+    assert await v(r1.acquire()) is True  # a refresh: one release drops it
+    await v(r1.extend(60000))
+    assert (await v(p.rwlock_info(key))).ttl_ms > 30000
+    await leave(api, r1)
+    await v(r2.release())
+    with pytest.raises(LockNotOwned):
+        await v(r2.release())
+    assert await v(p.rwlock_info(key)) is None
+    assert await enter(api, w) is w and w.token == 1
+    assert await v(w.acquire()) is True and w.token == 1  # one more hold, same token
+    assert await v(r1.acquire()) is False
+    info = await v(p.rwlock_info(key))
+    assert (info.mode, info.owner, info.token, info.readers) == ("write", "writer", 1, 0)
+    await v(w.release())
+    await leave(api, w)
+    assert await v(p.rwlock_info(key)) is None
+    with pytest.raises(LockNotOwned):
+        await v(w.extend())
+    assert await v(w.acquire()) is True and w.token == 2
+    await v(w.release())
+    with pytest.raises(ValueError):
+        p.rwlock(key, "shared")
+
+
+async def test_rwlock_writer_waits_for_readers(api: Api) -> None:
+    p = api.p
+    reader = p.rwlock("rw:w", "read", ttl_ms=10000, auto_extend=False)
+    await enter(api, reader)
+    writer = p.rwlock("rw:w", "write", ttl_ms=10000, wait_ms=5000, auto_extend=False)
+    if api.is_async:
+        task = asyncio.create_task(writer.acquire())
+        await asyncio.sleep(0.2)
+        assert not task.done()
+        await reader.release()
+        assert await task is True
+    else:
+        releasing = threading.Timer(0.2, reader.release)
+        releasing.start()
+        started = time.monotonic()
+        assert writer.acquire() is True
+        assert time.monotonic() - started >= 0.15
+        releasing.join()
+    assert writer.token == 1
+    late = p.rwlock("rw:w", "read", ttl_ms=1000, wait_ms=100, auto_extend=False)
+    assert await v(late.acquire()) is False
+    await v(writer.release())
+    assert await v(late.acquire()) is True
+
+
+async def test_rwlock_auto_extends(api: Api) -> None:
+    lock = api.p.rwlock("rw:auto", "read", ttl_ms=300)
+    await enter(api, lock)
+    await (asyncio.sleep(0.6) if api.is_async else v(time.sleep(0.6)))
+    assert (await v(api.p.rwlock_info("rw:auto"))).readers == 1 and not lock.lost
+    await leave(api, lock)
+    assert await v(api.p.rwlock_info("rw:auto")) is None

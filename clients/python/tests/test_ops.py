@@ -7,7 +7,14 @@ import re
 import pytest
 from redis.exceptions import NoPermissionError, ResponseError
 
-from redis_patterns import CommandError, PermissionDeniedError, RateLimit, WrongTypeError
+from redis_patterns import (
+    CommandError,
+    PermissionDeniedError,
+    Ranked,
+    RateLimit,
+    RWLockInfo,
+    WrongTypeError,
+)
 from redis_patterns import _ops as ops
 from redis_patterns._errors import from_response
 
@@ -76,3 +83,56 @@ def test_twin_waits_are_polled_and_module_waits_block() -> None:
     with pytest.raises(StopIteration) as granted:
         polled.send(7)
     assert granted.value.value == 7
+
+
+def test_new_options_arguments_and_replies() -> None:
+    # SESSION.CREATE's MAX comes after the twin's id, before the timeouts.
+    twin = next(ops.session_create(Twin(), "s:{u}", 10, 20, {"a": 1}, max_sessions=3))
+    assert twin.args[1:] == ("MAX", 3, 10, 20, "a", 1)
+    module = next(ops.session_create(Module(), "s:{u}", 10, 20, {}, max_sessions=3))
+    assert module.module == ("SESSION.CREATE", "s:{u}", "MAX", 3, 10, 20)
+    add = ops.lb_add_ranked(Module(), "b", {"x": 1.5, "y": 2}, "dense", "asc")
+    assert next(add).module == (
+        "LB.ADD",
+        "b",
+        "WITHRANK",
+        "ASC",
+        "RANKING",
+        "DENSE",
+        1.5,
+        "x",
+        2,
+        "y",
+    )
+    with pytest.raises(StopIteration) as done:
+        add.send([[2, b"1.5", 2], [1, b"2", 2]])
+    assert done.value.value == [Ranked(2, "x", 1.5, 2), Ranked(1, "y", 2.0, 2)]
+    incr = next(ops.lb_incr_ranked(Module(), "b", "x", 1, "ordinal", "desc"))
+    assert incr.module == ("LB.INCR", "b", 1, "x", "WITHRANK", "DESC", "RANKING", "ORDINAL")
+    blocking = next(ops.rwlock_acquire(Module(), "l", "o", 1000, "read", 500))
+    assert blocking.module == ("RWLOCK.ACQUIRE", "l", "o", 1000, "READ", "WAIT", 500)
+    assert blocking.wait_ms == 500
+    polled = next(ops.rwlock_acquire(Twin(), "l", "o", 1000, "write", 500))
+    assert polled.args == ("o", 1000, "WRITE") and polled.wait_ms is None
+    info = ops.rwlock_info(Module(), "l")
+    next(info)
+    with pytest.raises(StopIteration) as read:
+        info.send(
+            [
+                b"mode",
+                b"read",
+                b"owner",
+                None,
+                b"token",
+                None,
+                b"readers",
+                2,
+                b"ttl",
+                5,
+                b"waiters",
+                1,
+            ]
+        )
+    assert read.value.value == RWLockInfo("read", None, None, 2, 5, 1)
+    with pytest.raises(ValueError):
+        next(ops.rwlock_acquire(Module(), "l", "o", 1000, "shared", None))

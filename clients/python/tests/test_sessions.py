@@ -42,3 +42,15 @@ async def test_session_errors(api: Api) -> None:
     with pytest.raises(CommandError, match="^ERR absolute_ms must be at least idle_ms$"):
         await v(s.create(INDEX, 2000, 1000, {}))
     assert api.raw.exists(INDEX) == 0
+
+
+async def test_session_max_sessions(api: Api) -> None:
+    s = api.p.sessions
+    first = await v(s.create(INDEX, 60000, 60000, {"device": "a"}, max_sessions=2))
+    second = await v(s.create(INDEX, 120000, 120000, {"device": "b"}, max_sessions=2))
+    third = await v(s.create(INDEX, 180000, 180000, {"device": "c"}, max_sessions=2))
+    assert await v(s.count(INDEX)) == 2
+    assert await v(s.get(first)) is None  # the soonest to expire went
+    assert set(await v(s.list(INDEX))) == {second, third}
+    with pytest.raises(CommandError, match="^ERR MAX must be a positive integer$"):
+        await v(s.create(INDEX, 1000, 2000, {}, max_sessions=0))
