@@ -33,6 +33,50 @@ export interface LockInfo {
   waiters: number;
 }
 
+/**
+ * Renews a hold every third of its lease until stopped; a renewal that fails (or finds the hold
+ * gone) stops it and calls `onLost` once. Shared by Lock and RWLock.
+ */
+class Extender {
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly ttlMs: () => number,
+    private readonly renew: () => Promise<boolean>,
+    private readonly onLost: (failure: unknown) => void,
+  ) {}
+
+  /** Starts renewing, unless it already is. */
+  start(): void {
+    if (!this.timer) this.schedule();
+  }
+
+  stop(): void {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+  }
+
+  private schedule(): void {
+    this.timer = setTimeout(() => void this.renewOnTimer(), Math.max(1, Math.floor(this.ttlMs() / 3)));
+    this.timer.unref();
+  }
+
+  private async renewOnTimer(): Promise<void> {
+    let failure: unknown;
+    try {
+      if (await this.renew()) {
+        if (this.timer) this.schedule();
+        return;
+      }
+    } catch (err) {
+      failure = err;
+    }
+    if (!this.timer) return; // stopped meanwhile
+    this.stop();
+    this.onLost(failure);
+  }
+}
+
 /** A lock on one key with a fencing token. Reentrant for its owner. */
 export class Lock {
   readonly key: string;
@@ -42,7 +86,15 @@ export class Lock {
   /** Set when auto-extension failed: the lease may have ended and another owner got the lock. */
   lost = false;
   private holds = 0;
-  private timer: NodeJS.Timeout | undefined;
+  /** Renews the lease while held (autoExtend); a failed renewal sets `lost`. */
+  private readonly extender = new Extender(
+    () => this.ttlMs,
+    () => this.extend(),
+    (failure) => {
+      this.lost = true;
+      this.options.onLost?.(failure);
+    },
+  );
   private readonly ttlMs: number;
   private readonly waitMs: number;
 
@@ -70,14 +122,14 @@ export class Lock {
     this.token = Number(reply);
     this.holds += 1;
     this.lost = false;
-    if (this.options.autoExtend && !this.timer) this.scheduleExtension();
+    if (this.options.autoExtend) this.extender.start();
     return true;
   }
 
   /** Drops one hold; the lock is free when none remain. Resolves to whether a hold was dropped. */
   async release(): Promise<boolean> {
     if (this.holds > 0) this.holds -= 1;
-    if (this.holds === 0) this.stopExtending();
+    if (this.holds === 0) this.extender.stop();
     const reply = await this.runner.run({ command: "LOCK.RELEASE", keys: [this.key], args: [this.owner] });
     return Number(reply) === 1;
   }
@@ -93,31 +145,6 @@ export class Lock {
     return lockInfo(this.runner, this.key);
   }
 
-  private scheduleExtension(): void {
-    this.timer = setTimeout(() => void this.extendOnTimer(), Math.max(1, Math.floor(this.ttlMs / 3)));
-    this.timer.unref();
-  }
-
-  private async extendOnTimer(): Promise<void> {
-    let failure: unknown;
-    try {
-      if (await this.extend()) {
-        if (this.timer) this.scheduleExtension();
-        return;
-      }
-    } catch (err) {
-      failure = err;
-    }
-    if (!this.timer) return; // released meanwhile
-    this.stopExtending();
-    this.lost = true;
-    this.options.onLost?.(failure);
-  }
-
-  private stopExtending(): void {
-    clearTimeout(this.timer);
-    this.timer = undefined;
-  }
 }
 
 export async function lockInfo(runner: Runner, key: string): Promise<LockInfo | null> {
@@ -235,7 +262,15 @@ export class RWLock {
   /** Set when auto-extension failed: the lease may have ended. */
   lost = false;
   private holds = 0;
-  private timer: NodeJS.Timeout | undefined;
+  /** Renews the lease while held (autoExtend); a failed renewal sets `lost`. */
+  private readonly extender = new Extender(
+    () => this.ttlMs,
+    () => this.extend(),
+    (failure) => {
+      this.lost = true;
+      this.options.onLost?.(failure);
+    },
+  );
   private readonly ttlMs: number;
   private readonly waitMs: number;
 
@@ -270,7 +305,7 @@ export class RWLock {
     }
     this.mode = mode;
     this.lost = false;
-    if (this.options.autoExtend && !this.timer) this.scheduleExtension();
+    if (this.options.autoExtend) this.extender.start();
     return true;
   }
 
@@ -288,7 +323,7 @@ export class RWLock {
   async release(): Promise<boolean> {
     if (this.holds > 0) this.holds -= 1;
     if (this.holds === 0) {
-      this.stopExtending();
+      this.extender.stop();
       this.mode = undefined;
     }
     const reply = await this.runner.run({ command: "RWLOCK.RELEASE", keys: [this.key], args: [this.owner] });
@@ -325,31 +360,6 @@ export class RWLock {
     }
   }
 
-  private scheduleExtension(): void {
-    this.timer = setTimeout(() => void this.extendOnTimer(), Math.max(1, Math.floor(this.ttlMs / 3)));
-    this.timer.unref();
-  }
-
-  private async extendOnTimer(): Promise<void> {
-    let failure: unknown;
-    try {
-      if (await this.extend()) {
-        if (this.timer) this.scheduleExtension();
-        return;
-      }
-    } catch (err) {
-      failure = err;
-    }
-    if (!this.timer) return; // released meanwhile
-    this.stopExtending();
-    this.lost = true;
-    this.options.onLost?.(failure);
-  }
-
-  private stopExtending(): void {
-    clearTimeout(this.timer);
-    this.timer = undefined;
-  }
 }
 
 export async function rwlockInfo(runner: Runner, key: string): Promise<RWLockInfo | null> {
