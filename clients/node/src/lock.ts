@@ -77,17 +77,17 @@ class Extender {
   }
 }
 
-/** A lock on one key with a fencing token. Reentrant for its owner. */
-export class Lock {
+/** What Lock and RWLock share: the owner, the holds taken, the lease and its renewal. */
+abstract class LeasedHold {
   readonly key: string;
   readonly owner: string;
-  /** The fencing token of the current grant: send it with every write to the protected resource. */
+  /** The fencing token of the current (write) grant: send it with every write to the protected resource. */
   token: number | undefined;
   /** Set when auto-extension failed: the lease may have ended and another owner got the lock. */
   lost = false;
-  private holds = 0;
+  protected holds = 0;
   /** Renews the lease while held (autoExtend); a failed renewal sets `lost`. */
-  private readonly extender = new Extender(
+  protected readonly extender = new Extender(
     () => this.ttlMs,
     () => this.extend(),
     (failure) => {
@@ -95,13 +95,13 @@ export class Lock {
       this.options.onLost?.(failure);
     },
   );
-  private readonly ttlMs: number;
-  private readonly waitMs: number;
+  protected readonly ttlMs: number;
+  protected readonly waitMs: number;
 
   constructor(
-    private readonly runner: Runner,
+    protected readonly runner: Runner,
     key: string,
-    private readonly options: LockOptions = {},
+    protected readonly options: LockOptions = {},
   ) {
     this.key = key;
     this.owner = options.owner ?? randomId();
@@ -113,6 +113,13 @@ export class Lock {
   get held(): boolean {
     return this.holds > 0 && !this.lost;
   }
+
+  /** Sets the lease to end ttlMs from now. Resolves to whether this owner still holds it. */
+  abstract extend(ttlMs?: number): Promise<boolean>;
+}
+
+/** A lock on one key with a fencing token. Reentrant for its owner. */
+export class Lock extends LeasedHold {
 
   /** Takes the lock (or one more hold of it), waiting up to waitMs. Resolves to whether it was granted. */
   async acquire(): Promise<boolean> {
@@ -252,43 +259,9 @@ export interface RWLockInfo {
  * A read/write lock: many READ holds or one WRITE hold (with a fencing token, reentrant for its
  * owner). A READ acquired again refreshes its lease; there is no upgrade or downgrade.
  */
-export class RWLock {
-  readonly key: string;
-  readonly owner: string;
-  /** The fencing token of the current write grant; undefined when holding for read. */
-  token: number | undefined;
-  /** The mode held, undefined when not held. */
+export class RWLock extends LeasedHold {
+  /** The mode held, undefined when not held. The token is undefined when holding for read. */
   mode: RWLockMode | undefined;
-  /** Set when auto-extension failed: the lease may have ended. */
-  lost = false;
-  private holds = 0;
-  /** Renews the lease while held (autoExtend); a failed renewal sets `lost`. */
-  private readonly extender = new Extender(
-    () => this.ttlMs,
-    () => this.extend(),
-    (failure) => {
-      this.lost = true;
-      this.options.onLost?.(failure);
-    },
-  );
-  private readonly ttlMs: number;
-  private readonly waitMs: number;
-
-  constructor(
-    private readonly runner: Runner,
-    key: string,
-    private readonly options: LockOptions = {},
-  ) {
-    this.key = key;
-    this.owner = options.owner ?? randomId();
-    this.ttlMs = options.ttlMs ?? 30000;
-    this.waitMs = options.waitMs ?? 0;
-  }
-
-  /** Whether this object holds the lock (as far as it knows: see `lost`). */
-  get held(): boolean {
-    return this.holds > 0 && !this.lost;
-  }
 
   /** Takes a hold in mode, waiting up to waitMs (module: FIFO on the server; twin: polling). */
   async acquire(mode: RWLockMode): Promise<boolean> {
