@@ -9,6 +9,8 @@
 //! tie-break in step with the board, a NaN increment) before its first write.
 #![deny(unsafe_code)]
 
+use std::cell::OnceCell;
+
 use patterns_core::command::{parse_f64, CmdError};
 use patterns_core::leaderboard::{
     self as lb, check_dense_rank, check_write, companion, percentile_of, remove, write, Board,
@@ -16,8 +18,8 @@ use patterns_core::leaderboard::{
 };
 
 use crate::ffi::{
-    check_key_access, check_key_read, key_len, key_type, now_ms, redis_call, Call, CallReply,
-    Command, Ctx, Key as KeyHandle, KeyType, OwnedString, Reply, Value,
+    check_key_read, check_keys_access, check_keys_read, key_len, key_type, now_ms, redis_call,
+    Call, CallReply, Command, Ctx, Key as KeyHandle, KeyType, OwnedString, Reply, Value,
 };
 use crate::stats::{self, Stat};
 use crate::{command, config};
@@ -42,69 +44,90 @@ const WALK_LIMIT: i64 = 64;
 /// Redis commands; writes replicate as themselves.
 struct RedisStore<'a> {
     ctx: Ctx<'a>,
-    board: Vec<u8>,
-    companions: Option<[Vec<u8>; 4]>,
+    board: &'a [u8],
+    /// The order key's name, None when the board's name cannot carry tie-break keys.
+    order: Option<Vec<u8>>,
+    /// The stamps, scores and names keys' names, derived when first needed (a read of a
+    /// plain board never needs them).
+    others: OnceCell<[Vec<u8>; 3]>,
     /// The board opened for reading through the key API (None when it does not exist, and
     /// for writes: a write run as a command could delete the value under an open handle).
     reader: Option<KeyHandle<'a>>,
+    /// For a read (which changes no key), each key's type once asked (indexed by `Key`);
+    /// None for a write, whose keys change under it.
+    kinds: Option<[Option<Kind>; 5]>,
 }
 
 impl<'a> RedisStore<'a> {
-    /// The store of the call's board, after checking the user may read (and, to `write`,
-    /// write) its tie-break keys.
-    fn open(call: &Call<'a>, write: bool) -> Result<Self, CmdError> {
-        let board = call.key_name().to_vec();
-        let names = [
-            lb::ORDER_SUFFIX,
-            lb::STAMPS_SUFFIX,
-            lb::SCORES_SUFFIX,
-            lb::NAMES_SUFFIX,
-        ]
-        .map(|suffix| companion(&board, suffix));
-        let companions = match names {
-            [Some(order), Some(stamps), Some(scores), Some(names)] => {
-                Some([order, stamps, scores, names])
-            }
-            _ => None,
-        };
-        let check = if write {
-            check_key_access
-        } else {
-            check_key_read
-        };
-        for name in companions.iter().flatten() {
-            check(call.ctx(), name)?;
+    /// The store of the call's board for a write, after checking the user may read and write
+    /// its tie-break keys.
+    fn open_write(call: &Call<'a>) -> Result<Self, CmdError> {
+        let store = Self::new(call, None);
+        if let Some(others) = store.others() {
+            let names = [store.order.as_deref().unwrap_or_default()];
+            let names = names.into_iter().chain(others.iter().map(Vec::as_slice));
+            check_keys_access(call.ctx(), names)?;
         }
-        Ok(Self {
+        Ok(store)
+    }
+
+    /// The store of the call's board for a read, after checking the user may read its order
+    /// key, and, when that exists, its other tie-break keys: a board without an order key is
+    /// read as a plain sorted set, so they are not looked at (nor are their types).
+    fn open_read(call: &Call<'a>) -> Result<Self, CmdError> {
+        let mut store = Self::new(call, Some([None; 5]));
+        if let Some(order) = &store.order {
+            check_key_read(call.ctx(), order)?;
+        }
+        if store.kind(Key::Order) != Kind::Empty {
+            let others = store.others().into_iter().flatten();
+            check_keys_read(call.ctx(), others.map(Vec::as_slice))?;
+        }
+        store.reader = KeyHandle::open_read(call);
+        Ok(store)
+    }
+
+    fn new(call: &Call<'a>, kinds: Option<[Option<Kind>; 5]>) -> Self {
+        let board = call.key_name();
+        Self {
             ctx: call.ctx(),
             board,
-            companions,
-            reader: if write {
-                None
-            } else {
-                KeyHandle::open_read(call)
-            },
-        })
+            order: companion(board, lb::ORDER_SUFFIX),
+            others: OnceCell::new(),
+            reader: None,
+            kinds,
+        }
+    }
+
+    /// The stamps, scores and names keys' names (None when the board cannot carry them).
+    fn others(&self) -> Option<&[Vec<u8>; 3]> {
+        self.order.as_ref()?;
+        Some(self.others.get_or_init(|| {
+            [lb::STAMPS_SUFFIX, lb::SCORES_SUFFIX, lb::NAMES_SUFFIX]
+                .map(|suffix| companion(self.board, suffix).unwrap_or_default())
+        }))
     }
 
     /// The store of the call's board alone (no tie-break keys: LB.PERCENTILE).
     fn board_only(call: &Call<'a>) -> Self {
         Self {
             ctx: call.ctx(),
-            board: call.key_name().to_vec(),
-            companions: None,
+            board: call.key_name(),
+            order: None,
+            others: OnceCell::new(),
             reader: KeyHandle::open_read(call),
+            kinds: Some([None; 5]),
         }
     }
 
     fn name(&self, key: Key) -> Option<&[u8]> {
-        let companion = |i: usize| self.companions.as_ref().map(|c| c[i].as_slice());
+        let other = |i: usize| self.others().map(|o| o[i].as_slice());
         match key {
-            Key::Board => Some(&self.board),
-            Key::Order => companion(0),
-            Key::Stamps => companion(1),
-            Key::Scores => companion(2),
-            Key::Names => companion(3),
+            Key::Board => Some(self.board),
+            Key::Order => self.order.as_deref(),
+            Key::Stamps => other(0),
+            Key::Scores => other(1),
+            Key::Names => other(2),
         }
     }
 
@@ -205,16 +228,32 @@ fn walked(elements: Vec<(OwnedString, f64)>) -> Option<Vec<Scored>> {
 
 impl Store for RedisStore<'_> {
     fn kind(&mut self, key: Key) -> Kind {
-        match self.name(key).map(|n| key_type(self.ctx, n)) {
+        let known = self.kinds.and_then(|kinds| kinds[key as usize]);
+        if let Some(kind) = known {
+            return kind;
+        }
+        let kind = match (key, &self.kinds, &self.reader) {
+            // A read opened the board (None: it does not exist).
+            (Key::Board, Some(_), reader) => reader.as_ref().map(KeyHandle::kind),
+            _ => self.name(key).map(|n| key_type(self.ctx, n)),
+        };
+        let kind = match kind {
             None | Some(KeyType::Empty) => Kind::Empty,
             Some(KeyType::ZSet) => Kind::ZSet,
             Some(KeyType::Hash) => Kind::Hash,
             Some(_) => Kind::Other,
+        };
+        if let Some(kinds) = &mut self.kinds {
+            kinds[key as usize] = Some(kind);
         }
+        kind
     }
 
     fn card(&mut self, key: Key) -> i64 {
-        self.name(key).map_or(0, |name| key_len(self.ctx, name))
+        match (key, &self.kinds, &self.reader) {
+            (Key::Board, Some(_), reader) => reader.as_ref().map_or(0, KeyHandle::len),
+            _ => self.name(key).map_or(0, |name| key_len(self.ctx, name)),
+        }
     }
 
     fn score(&mut self, member: &[u8]) -> Option<Scored> {
@@ -228,7 +267,7 @@ impl Store for RedisStore<'_> {
                 });
             }
         }
-        let reply = self.read(c"ZSCORE", &[&self.board, member]);
+        let reply = self.read(c"ZSCORE", &[self.board, member]);
         if reply.is_null() {
             return None;
         }
@@ -311,7 +350,7 @@ impl Store for RedisStore<'_> {
     }
 
     fn zincrby(&mut self, increment: &[u8], member: &[u8]) -> Scored {
-        let reply = self.write(c"ZINCRBY", &[&self.board, increment, member]);
+        let reply = self.write(c"ZINCRBY", &[self.board, increment, member]);
         scored(member.to_vec(), reply.strings().pop().unwrap_or_default())
     }
 
@@ -362,7 +401,7 @@ fn with_board(
     order: Order,
     f: impl FnOnce(&mut Board<RedisStore>) -> Result<Reply, CmdError>,
 ) -> Result<Reply, CmdError> {
-    let mut store = RedisStore::open(call, false)?;
+    let mut store = RedisStore::open_read(call)?;
     let mut board = Board::open(&mut store, order)?.with_dense_max(config::LB_DENSE_MAX.get());
     f(&mut board)
 }
@@ -463,8 +502,8 @@ fn percentile(call: &Call) -> Result<Reply, CmdError> {
 
 /// The store for a write: the board's name must be able to carry its tie-break keys.
 fn write_store<'a>(call: &Call<'a>) -> Result<RedisStore<'a>, CmdError> {
-    let store = RedisStore::open(call, true)?;
-    if store.companions.is_none() {
+    let store = RedisStore::open_write(call)?;
+    if store.order.is_none() {
         return Err(CmdError::BadState(lb::BAD_BOARD));
     }
     Ok(store)
@@ -526,7 +565,7 @@ fn ranks_after_write(
     members: &[&[u8]],
     (order, ranking): (Order, Ranking),
 ) -> Result<Vec<Value>, CmdError> {
-    let mut store = RedisStore::open(call, false)?;
+    let mut store = RedisStore::open_read(call)?;
     let mut board = Board::open(&mut store, order)?.with_dense_max(i64::MAX);
     members
         .iter()

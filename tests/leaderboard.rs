@@ -838,6 +838,17 @@ fn acl_checks_the_tie_break_keys() {
         assert_eq!(native, twin);
         assert!(native.starts_with("NOPERM"), "{native}");
         assert_same_state(&before, &snapshot(&mut admin), 0);
+        // A read looks past the order key only when it exists: a user who may read a plain
+        // board and its (absent) order key reads it; once the board has a tie-break, the
+        // other keys are checked too.
+        let _: i64 = query(&mut admin, &["ZADD", "flat", "1", "x", "2", "y"]);
+        let mut ordered = login(&server, "ordered", &["~flat", "~{flat}:lb-order"]);
+        let rank = ["LB.RANK", "flat", "y"];
+        let [native, twin] = both(&mut ordered, &rank);
+        assert_eq!(native, twin);
+        assert!(native.starts_with("array([int(1),"), "{native}");
+        let _: i64 = query(&mut admin, &["LB.ADD", "flat", "3", "z"]);
+        assert_eq!(both(&mut ordered, &rank), [nope, nope]);
         // `~lb:*` covers a hashtagged board's tie-break keys.
         let mut wide = login(&server, "wide", &["~lb:*"]);
         assert_eq!(query::<i64>(&mut wide, &["LB.ADD", "lb:{g}", "2", "y"]), 1);

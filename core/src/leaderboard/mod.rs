@@ -551,6 +551,21 @@ fn check_types<S: Store>(s: &mut S) -> Result<(), CmdError> {
     Ok(())
 }
 
+/// Fails with WRONGTYPE unless the board and its order key are (absent or) sorted sets, and,
+/// when the order key exists, the other tie-break keys have their types. A read on a board
+/// without an order key (a plain board) never reads the others, so it does not look at them.
+fn check_read_types<S: Store>(s: &mut S) -> Result<(), CmdError> {
+    for key in [Key::Board, Key::Order] {
+        if !matches!(s.kind(key), Kind::Empty | Kind::ZSet) {
+            return Err(CmdError::WrongType);
+        }
+    }
+    if s.kind(Key::Order) == Kind::Empty {
+        return Ok(());
+    }
+    check_types(s)
+}
+
 /// What a board records of its tie-break.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Layout {
@@ -623,7 +638,7 @@ pub struct Board<'a, S: Store> {
 
 impl<'a, S: Store> Board<'a, S> {
     pub fn open(store: &'a mut S, order: Order) -> Result<Self, CmdError> {
-        check_types(store)?;
+        check_read_types(store)?;
         let total = store.card(Key::Board);
         let layout = layout(store, total)?;
         Ok(Self {
