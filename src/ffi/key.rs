@@ -424,6 +424,44 @@ impl Key<'_> {
         flags & (raw::REDISMODULE_ZADD_ADDED | raw::REDISMODULE_ZADD_UPDATED) as c_int != 0
     }
 
+    /// Adds or updates a member: what became of it.
+    pub fn zset_put(&mut self, score: f64, member: Str) -> Put {
+        let mut flags: c_int = 0;
+        // SAFETY: the key is open for writing and the member live for the call.
+        unsafe {
+            raw::RedisModule_ZsetAdd.unwrap()(self.as_ptr(), score, member.as_ptr(), &mut flags)
+        };
+        Put::from_flags(flags)
+    }
+
+    /// Adds `by` to a member's score (from 0 when absent): what became of it and its score,
+    /// None when the sum is not a number (nothing changes).
+    pub fn zset_incr(&mut self, by: f64, member: Str) -> Option<(Put, f64)> {
+        let (mut flags, mut score): (c_int, f64) = (0, 0.0);
+        // SAFETY: the key is open for writing and the member live for the call.
+        let status = unsafe {
+            raw::RedisModule_ZsetIncrby.unwrap()(
+                self.as_ptr(),
+                by,
+                member.as_ptr(),
+                &mut flags,
+                &mut score,
+            )
+        };
+        (status == raw::REDISMODULE_OK as c_int).then(|| (Put::from_flags(flags), score))
+    }
+
+    /// The last member (in ZRANGE's order) whose score is exactly `score`.
+    pub fn zset_last_at(&self, score: f64) -> Option<OwnedString> {
+        let r = ScoreRange::new(score, score, false, false);
+        ZsetCursor::start(self, r, true).current().map(|(m, _)| m)
+    }
+
+    /// Whether some member's score is exactly `score` (O(log N), whatever their number).
+    pub fn zset_any_at(&self, score: f64) -> bool {
+        ZsetCursor::start(self, ScoreRange::new(score, score, false, false), false).on
+    }
+
     /// Removes members; how many were there.
     pub fn zset_remove(&mut self, members: &[OwnedString]) -> usize {
         let key = self.as_ptr();
@@ -438,6 +476,26 @@ impl Key<'_> {
                 deleted != 0
             })
             .count()
+    }
+}
+
+/// What a write did to a sorted-set member.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Put {
+    Added,
+    Updated,
+    Unchanged,
+}
+
+impl Put {
+    fn from_flags(flags: c_int) -> Self {
+        if flags & raw::REDISMODULE_ZADD_ADDED as c_int != 0 {
+            Put::Added
+        } else if flags & raw::REDISMODULE_ZADD_UPDATED as c_int != 0 {
+            Put::Updated
+        } else {
+            Put::Unchanged
+        }
     }
 }
 
@@ -533,6 +591,59 @@ impl Key<'_> {
             more
         };
         (more == 0 && out.len() as i64 == 2 * self.len()).then_some(out)
+    }
+
+    /// A hash field's value, the field named by any bytes (the server's string, not a C
+    /// string); None when the field (or the hash) is absent.
+    pub fn hash_get(&self, field: Str) -> Option<OwnedString> {
+        let mut value: *mut raw::RedisModuleString = ptr::null_mut();
+        // SAFETY: the key is open; without flags the fields are server strings (live for the
+        // call), the list ends with a null, and the server stores a new string (ours to
+        // free) in `value`.
+        unsafe {
+            raw::RedisModule_HashGet.unwrap()(
+                self.as_ptr(),
+                raw::REDISMODULE_HASH_NONE as c_int,
+                field.as_ptr(),
+                &mut value,
+                ptr::null::<c_char>(),
+            )
+        };
+        // SAFETY: `value` is null or a string the server handed over.
+        unsafe { OwnedString::adopt(value) }
+    }
+
+    /// Sets a field named by any bytes (creating the hash when the key is empty).
+    pub fn hash_put(&mut self, field: Str, value: Str) {
+        // SAFETY: the key is open for writing; without flags the field and value are server
+        // strings, live for the call (the server takes its own references), and the list
+        // ends with a null.
+        unsafe {
+            raw::RedisModule_HashSet.unwrap()(
+                self.as_ptr(),
+                raw::REDISMODULE_HASH_NONE as c_int,
+                field.as_ptr(),
+                value.as_ptr(),
+                ptr::null::<c_char>(),
+            )
+        };
+    }
+
+    /// Deletes a field named by any bytes; whether it was there (a hash left empty is
+    /// deleted).
+    pub fn hash_delete(&mut self, field: Str) -> bool {
+        // SAFETY: the key is open for writing; the field is a server string live for the
+        // call, REDISMODULE_HASH_DELETE as its value deletes it, and the list ends with a null.
+        let deleted = unsafe {
+            raw::RedisModule_HashSet.unwrap()(
+                self.as_ptr(),
+                raw::REDISMODULE_HASH_NONE as c_int,
+                field.as_ptr(),
+                raw::REDISMODULE_HASH_DELETE,
+                ptr::null::<c_char>(),
+            )
+        };
+        deleted > 0
     }
 
     /// Sets a field (creating the hash when the key is empty).

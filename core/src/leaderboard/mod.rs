@@ -512,6 +512,10 @@ pub trait Store {
     fn last_at(&mut self, score: &[u8]) -> Option<Vec<u8>>;
     /// HGET on the stamps.
     fn stamp(&mut self, member: &[u8]) -> Option<Vec<u8>>;
+    /// Whether some member of `key` has exactly the score `score` (ZCOUNT key s s > 0).
+    fn any_at(&mut self, key: Key, score: &[u8]) -> bool {
+        self.count(key, score, score) > 0
+    }
     /// ZADD key score member [score member ...]: how many were added.
     fn zadd(&mut self, key: Key, pairs: &[(&[u8], &[u8])]) -> i64;
     /// ZINCRBY on the board: the new score.
@@ -1117,7 +1121,7 @@ fn write_one<S: Store>(
 
 /// Drops a score from the scores key once no member has it.
 fn forget_score_if_gone<S: Store>(s: &mut S, old: &Scored) {
-    if s.count(Key::Board, &old.text, &old.text) == 0 {
+    if !s.any_at(Key::Board, &old.text) {
         s.zrem(Key::Scores, &distinct_member(old));
     }
 }
