@@ -512,6 +512,40 @@ def write_leaderboards(ctx, add):
     for what, command, us in ctx.get("lb_worst") or []:
         add(f"| {what} | {command} | {us:,} |")
     add("")
+    write_lb_callgrind(ctx, add)
+
+
+# Issue 20's goals, by instructions per request: (ours, the seeds' command, goal).
+LB_GOALS = [("lb_rank", "zrevrank", 0.5), ("lb_top", "zrevrange", 0.5),
+            ("lb_page", "zrevrange_page", 0.5), ("lb_around", ("zrevrank", "zrevrange_page"), 0.5),
+            ("lb_add", "zadd", 0.3), ("lb_incr", "zincrby", 0.3), ("lb_rank_tb", "zrevrank", 0.3),
+            ("lb_top_tb", "zrevrange", 0.3)]
+
+
+def write_lb_callgrind(ctx, add):
+    """The leaderboards' callgrind rows and issue 20's goals by instructions per request."""
+    figures = ctx.get("lb_callgrind")
+    if not figures or "failed" in figures:
+        return
+    add("### Leaderboards, instructions per request")
+    add("")
+    add("Under callgrind (bench/callgrind.py, the rate-limiting section's method, "
+        "load-independent): boards of 10,000 members, 10 per score, written by `ZADD` (plain) "
+        "or `LB.ADD` (`p:lb:tb`, the tie-break board); writes move random members to random "
+        "scores.")
+    add("")
+    for line in callgrind.table(figures):
+        add(line)
+    add("")
+    for ours, seeds, goal in LB_GOALS:
+        seeds = seeds if isinstance(seeds, tuple) else (seeds,)
+        if ours not in figures or any(s not in figures for s in seeds):
+            continue
+        x = sum(figures[s]["total"] for s in seeds) / figures[ours]["total"]
+        names = " + ".join(figures[s]["command"].split()[0] for s in seeds)
+        add(f"- `{figures[ours]['command']}` against {names}: {x:.2f}x "
+            f"(goal ≥ {goal}x: {'met' if x >= goal else 'missed'})")
+    add("")
 
 
 def path_ratios(summary, fam, p):

@@ -20,9 +20,9 @@ use patterns_core::leaderboard::{
 };
 
 use crate::ffi::{
-    check_key_read, check_keys_access, check_keys_read, key_len, key_type, now_ms, redis_call,
-    Call, CallReply, Command, Ctx, Key as KeyHandle, KeyType, Notify, OwnedString, Put, Reply, Str,
-    Value,
+    check_key_read, check_keys_access, check_keys_read, hash_field_of, key_len, key_type, now_ms,
+    redis_call, redis_call_strs, Call, CallReply, Command, Ctx, Key as KeyHandle, KeyType, Notify,
+    OwnedString, Put, Reply, Str, Value,
 };
 use crate::stats::{self, Stat};
 use crate::{command, config};
@@ -61,6 +61,10 @@ struct RedisStore<'a> {
     kinds: Option<[Option<Kind>; 5]>,
     /// A write's keys, open through the key API.
     writer: Option<Writer<'a>>,
+    /// The command's key as the server's string.
+    board_str: Str<'a>,
+    /// A read's last member named, as a server string (its score, then its rank).
+    member: Option<OwnedString>,
 }
 
 /// The tie-break keys' names as server strings (order, stamps, scores, names), made once for
@@ -260,6 +264,8 @@ impl<'a> RedisStore<'a> {
             reader: None,
             kinds,
             writer: None,
+            board_str: call.key(),
+            member: None,
         }
     }
 
@@ -282,6 +288,8 @@ impl<'a> RedisStore<'a> {
             reader: KeyHandle::open_read(call),
             kinds: Some([None; 5]),
             writer: None,
+            board_str: call.key(),
+            member: None,
         }
     }
 
@@ -433,9 +441,7 @@ impl Store for RedisStore<'_> {
 
     fn score(&mut self, member: &[u8]) -> Option<Scored> {
         let found = match (&self.reader, &mut self.writer) {
-            (Some(reader), _) => {
-                Some(reader.zset_score(OwnedString::new(self.ctx, member).as_str()))
-            }
+            (Some(reader), _) => Some(reader.zset_score(held(&mut self.member, self.ctx, member))),
             (None, Some(w)) => {
                 let held = held(&mut w.member, self.ctx, member);
                 Some(w.keys[Key::Board as usize].zset_score(held))
@@ -500,7 +506,12 @@ impl Store for RedisStore<'_> {
 
     fn rank(&mut self, key: Key, member: &[u8], rev: bool) -> Option<i64> {
         let cmd = if rev { c"ZREVRANK" } else { c"ZRANK" };
-        let reply = self.read(cmd, &[self.must(key), member]);
+        let reply = if key == Key::Board {
+            let member = held(&mut self.member, self.ctx, member);
+            redis_call_strs(self.ctx, cmd, &[self.board_str, member])
+        } else {
+            self.read(cmd, &[self.must(key), member])
+        };
         (!reply.is_null()).then(|| reply.integer())
     }
 
@@ -528,11 +539,9 @@ impl Store for RedisStore<'_> {
             let value = w.keys[Key::Stamps as usize].hash_get(member)?;
             return Some(value.bytes().to_vec());
         }
-        let reply = self.read(c"HGET", &[self.must(Key::Stamps), member]);
-        if reply.is_null() {
-            return None;
-        }
-        reply.strings().pop()
+        let member = OwnedString::new(self.ctx, member);
+        let value = hash_field_of(self.ctx, self.must(Key::Stamps), member.as_str())?;
+        Some(value.bytes().to_vec())
     }
 
     fn any_at(&mut self, key: Key, score: &[u8]) -> bool {

@@ -596,21 +596,7 @@ impl Key<'_> {
     /// A hash field's value, the field named by any bytes (the server's string, not a C
     /// string); None when the field (or the hash) is absent.
     pub fn hash_get(&self, field: Str) -> Option<OwnedString> {
-        let mut value: *mut raw::RedisModuleString = ptr::null_mut();
-        // SAFETY: the key is open; without flags the fields are server strings (live for the
-        // call), the list ends with a null, and the server stores a new string (ours to
-        // free) in `value`.
-        unsafe {
-            raw::RedisModule_HashGet.unwrap()(
-                self.as_ptr(),
-                raw::REDISMODULE_HASH_NONE as c_int,
-                field.as_ptr(),
-                &mut value,
-                ptr::null::<c_char>(),
-            )
-        };
-        // SAFETY: `value` is null or a string the server handed over.
-        unsafe { OwnedString::adopt(value) }
+        hash_get(self.raw, field)
     }
 
     /// Sets a field named by any bytes (creating the hash when the key is empty).
@@ -688,6 +674,31 @@ fn abs_expire(key: NonNull<RedisModuleKey>) -> Option<i64> {
         }
     };
     (at >= 0).then_some(at)
+}
+
+/// A hash field's value, the field named by any bytes; None when absent (or not a hash).
+fn hash_get(key: NonNull<RedisModuleKey>, field: Str) -> Option<OwnedString> {
+    let mut value: *mut raw::RedisModuleString = ptr::null_mut();
+    // SAFETY: the key is open (callers hold it open); without flags the fields are server
+    // strings (live for the call), the list ends with a null, and the server stores a new
+    // string (ours to free) in `value`, or nothing for another type.
+    unsafe {
+        raw::RedisModule_HashGet.unwrap()(
+            key.as_ptr(),
+            raw::REDISMODULE_HASH_NONE as c_int,
+            field.as_ptr(),
+            &mut value,
+            ptr::null::<c_char>(),
+        )
+    };
+    // SAFETY: `value` is null or a string the server handed over.
+    unsafe { OwnedString::adopt(value) }
+}
+
+/// A field of the hash named `name`, read as a read command reads it (`HGET`, without a
+/// command); None when absent.
+pub fn hash_field_of(ctx: Ctx, name: &[u8], field: Str) -> Option<OwnedString> {
+    read_key(ctx, name, |key| key.and_then(|key| hash_get(key, field)))
 }
 
 /// The type of the key named `name` (Empty when absent or expired).
