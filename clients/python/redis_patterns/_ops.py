@@ -18,6 +18,7 @@ from typing import (
     Callable,
     Dict,
     Generator,
+    Generic,
     Iterable,
     List,
     Mapping,
@@ -90,6 +91,9 @@ class Primaries:
 
 @dataclass(frozen=True)
 class Sleep:
+    """A pause. In the background (``Driver.spawn``) it replies True, at once, when told to
+    stop; else it replies False or None."""
+
     seconds: float
 
 
@@ -100,8 +104,48 @@ class Compute:
     fn: Callable[[], Any] = field(compare=False)
 
 
-Step = Union[Call, Raw, Primaries, Sleep, Compute]
+class Background:
+    """A handle on an operation running in the background: a driver's thread or task."""
+
+
+@dataclass(frozen=True)
+class Stop:
+    """Tells background operations to stop (their pauses end at once) and waits for them to
+    end; never waits for the one it runs in."""
+
+    handles: Tuple[Background, ...]
+
+
+@dataclass(frozen=True)
+class Send:
+    """A ``Call`` sent as it is, once (``reloading`` makes a ``Call`` of it)."""
+
+    call: Call
+
+
+Step = Union[Call, Send, Raw, Primaries, Sleep, Compute, Stop]
 Op = Generator[Step, Any, T]
+
+
+@dataclass(frozen=True)
+class Done(Generic[T]):
+    value: T
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a step gave, to send into the operation that yielded it: its reply, or its
+    error (thrown in, for the operation to handle or let through)."""
+
+    reply: Any = None
+    error: Optional[Exception] = None
+
+    def resume(self, op: Op[T]) -> Union[Step, Done[T]]:
+        """The operation's next step, or its result."""
+        try:
+            return op.send(self.reply) if self.error is None else op.throw(self.error)
+        except StopIteration as stop:
+            return Done(stop.value)
 
 
 class Context:
@@ -219,6 +263,22 @@ def load_twin() -> Op[None]:
             raise BackendError(
                 f"the patterns module is not loaded and the Lua twin cannot be loaded: {error}"
             ) from error
+
+
+def reloading(ctx: Context, call: Call) -> Op[Any]:
+    """Runs a ``Call``; on the twin whose library vanished, reloads it and runs it again."""
+    try:
+        return (yield Send(call))
+    except CommandError as error:
+        if not (ctx.twin and is_missing_function(error)):
+            raise
+    yield from load_twin()
+    return (yield Send(call))
+
+
+def fcall(call: Call) -> Tuple[Arg, ...]:
+    """The twin's command line for a call."""
+    return ("FCALL", call.function, len(call.keys), *call.keys, *call.args)
 
 
 def is_missing_function(error: CommandError) -> bool:
