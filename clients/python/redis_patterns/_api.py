@@ -20,6 +20,7 @@ from typing import (
     Any,
     Awaitable,
     Callable,
+    ClassVar,
     Coroutine,
     Dict,
     Generic,
@@ -62,16 +63,30 @@ CLASSES.append("Worker")
 class Driver(ops.Context, ABC):
     """What the classes need of a driver, beyond running operations."""
 
+    cluster_type: ClassVar[type]  # the client's Cluster class
+    lock_type: ClassVar[Any]  # the lock that serializes resolving the backend
+
     def __init__(self, client: Any, backend: str) -> None:
         if backend not in ops.BACKENDS:
             raise ValueError(f"backend must be one of {ops.BACKENDS}, not {backend!r}")
         self.client = client
+        self.cluster = isinstance(client, self.cluster_type)
         self.requested = backend
         self.resolved: Optional[str] = None
+        self.resolving = self.lock_type()
+
+    @property
+    def twin(self) -> bool:  # type: ignore[override]
+        """Read by operations, which run once the backend is resolved."""
+        return self.resolved == "twin"
 
     @abstractmethod
     def run(self, op: ops.Op[T]) -> Any:
         """Runs an operation, once the backend is resolved: its result (sync) or a coroutine."""
+
+    @abstractmethod
+    def current_backend(self) -> str:
+        """``Patterns.backend``."""
 
     @abstractmethod
     def spawn(self, op: ops.Op[None]) -> ops.Background:
@@ -233,6 +248,8 @@ class Lock(Held[D]):
     (``Patterns.fenced_hset``). The same owner acquiring again gets one more hold (same
     token)."""
 
+    _family = "LOCK"  # the commands' prefix
+
     def __init__(
         self,
         driver: D,
@@ -305,10 +322,10 @@ class Lock(Held[D]):
         return ops.lock_acquire(self._driver, self.key, self.owner, self.ttl_ms, wait)
 
     def _release_op(self) -> ops.Op[bool]:
-        return ops.lock_release(self._driver, self.key, self.owner)
+        return ops.lock_release(self._driver, self.key, self.owner, self._family)
 
     def _extend_op(self, ttl_ms: int) -> ops.Op[bool]:
-        return ops.lock_extend(self._driver, self.key, self.owner, ttl_ms)
+        return ops.lock_extend(self._driver, self.key, self.owner, ttl_ms, self._family)
 
 
 class RWLock(Lock[D]):
@@ -318,6 +335,8 @@ class RWLock(Lock[D]):
     ``wait_ms`` waits on the server (FIFO for both modes, the module) or is polled with backoff
     (the twin), ``auto_extend`` renews the lease while held. ``acquire`` again: a writer takes
     one more hold, a reader refreshes its one."""
+
+    _family = "RWLOCK"
 
     def __init__(
         self,
@@ -343,12 +362,6 @@ class RWLock(Lock[D]):
 
     def _acquire_op(self, wait: Optional[int]) -> ops.Op[Optional[int]]:
         return ops.rwlock_acquire(self._driver, self.key, self.owner, self.ttl_ms, self.mode, wait)
-
-    def _release_op(self) -> ops.Op[bool]:
-        return ops.rwlock_release(self._driver, self.key, self.owner)
-
-    def _extend_op(self, ttl_ms: int) -> ops.Op[bool]:
-        return ops.rwlock_extend(self._driver, self.key, self.owner, ttl_ms)
 
 
 class Semaphore(Held[D]):
@@ -826,6 +839,7 @@ LB = TypeVar("LB", bound="Leaderboard[Any]")
 Q = TypeVar("Q", bound="Queue[Any, Any]")
 C = TypeVar("C", bound="Cache[Any]")
 SS = TypeVar("SS", bound="Sessions[Any]")
+CL = TypeVar("CL")  # the client
 
 
 @dataclass(frozen=True)
@@ -841,7 +855,7 @@ class Classes(Generic[L, RW, S, LB, Q, C, SS]):
     sessions: Type[SS]
 
 
-class Patterns(Facade[D], Generic[D, L, RW, S, LB, Q, C, SS]):
+class Patterns(Facade[D], Generic[D, CL, L, RW, S, LB, Q, C, SS]):
     """redis-patterns over a redis-py client (``redis_patterns``: ``Redis`` or
     ``RedisCluster``; ``redis_patterns.asyncio``: their ``redis.asyncio`` versions).
 
@@ -851,16 +865,22 @@ class Patterns(Facade[D], Generic[D, L, RW, S, LB, Q, C, SS]):
     for waits: the twin cannot block, so a wait is polled with backoff (neither FIFO nor prompt).
     """
 
+    _driver_class: Type[D]
+    _classes: Classes[L, RW, S, LB, Q, C, SS]
+
     def __init__(
-        self,
-        driver: D,
-        serializer: Optional[types.Serializer],
-        classes: Classes[L, RW, S, LB, Q, C, SS],
+        self, client: CL, backend: str = "auto", serializer: Optional[types.Serializer] = None
     ) -> None:
-        super().__init__(driver)
-        self._classes = classes
-        self.cache = classes.cache(driver, serializer or ops.DEFAULT_SERIALIZER)
-        self.sessions = classes.sessions(driver)
+        super().__init__(self._driver_class(client, backend))
+        self.cache = self._classes.cache(self._driver, serializer or ops.DEFAULT_SERIALIZER)
+        self.sessions = self._classes.sessions(self._driver)
+
+    @property
+    def backend(self) -> str:
+        """``"module"`` or ``"twin"``. The sync API resolves it (and loads the twin when
+        needed) on first access; the asyncio one on the first call (or ``await
+        p.detect_backend()``), and until then it is the backend asked for."""
+        return self._driver.current_backend()
 
     @setup
     def load_twin(self) -> ops.Op[None]:

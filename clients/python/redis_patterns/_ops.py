@@ -640,21 +640,33 @@ def wait_args(wait_ms: Optional[int]) -> Tuple[Arg, ...]:
 
 
 def lock_acquire(
-    ctx: Context, key: Key, owner: str, ttl_ms: int, wait_ms: Optional[int]
+    ctx: Context,
+    key: Key,
+    owner: str,
+    ttl_ms: int,
+    wait_ms: Optional[int],
+    mode: Optional[str] = None,
 ) -> Op[Optional[int]]:
+    """``LOCK.ACQUIRE``, or in a ``mode`` ``RWLOCK.ACQUIRE``: the fencing token (a READ hold:
+    1) when granted, else None."""
+    family, word = ("LOCK", ()) if mode is None else ("RWLOCK", (rwlock_mode(mode),))
+
     def call(wait: Optional[int]) -> Call:
-        return command("LOCK.ACQUIRE", key, owner, ttl_ms, *wait_args(wait), wait_ms=wait)
+        args = (owner, ttl_ms, *word, *wait_args(wait))
+        return command(f"{family}.ACQUIRE", key, *args, wait_ms=wait)
 
     reply = yield from waited(ctx, call, lambda r: r is not None, wait_ms)
     return None if reply is None else int(reply)
 
 
-def lock_release(ctx: Context, key: Key, owner: str) -> Op[bool]:
-    return bool((yield command("LOCK.RELEASE", key, owner)))
+def lock_release(ctx: Context, key: Key, owner: str, family: str = "LOCK") -> Op[bool]:
+    """``LOCK.RELEASE`` or (``family`` RWLOCK) ``RWLOCK.RELEASE``."""
+    return bool((yield command(f"{family}.RELEASE", key, owner)))
 
 
-def lock_extend(ctx: Context, key: Key, owner: str, ttl_ms: int) -> Op[bool]:
-    return bool((yield command("LOCK.EXTEND", key, owner, ttl_ms)))
+def lock_extend(ctx: Context, key: Key, owner: str, ttl_ms: int, family: str = "LOCK") -> Op[bool]:
+    """``LOCK.EXTEND`` or (``family`` RWLOCK) ``RWLOCK.EXTEND``."""
+    return bool((yield command(f"{family}.EXTEND", key, owner, ttl_ms)))
 
 
 def lock_info(ctx: Context, key: Key) -> Op[Optional[LockInfo]]:
@@ -684,22 +696,7 @@ def rwlock_acquire(
     ctx: Context, key: Key, owner: str, ttl_ms: int, mode: str, wait_ms: Optional[int]
 ) -> Op[Optional[int]]:
     """The fencing token (a WRITE hold) or 1 (a READ hold) when granted, else None."""
-    word = rwlock_mode(mode)
-
-    def call(wait: Optional[int]) -> Call:
-        args = (owner, ttl_ms, word, *wait_args(wait))
-        return command("RWLOCK.ACQUIRE", key, *args, wait_ms=wait)
-
-    reply = yield from waited(ctx, call, lambda r: r is not None, wait_ms)
-    return None if reply is None else int(reply)
-
-
-def rwlock_release(ctx: Context, key: Key, owner: str) -> Op[bool]:
-    return bool((yield command("RWLOCK.RELEASE", key, owner)))
-
-
-def rwlock_extend(ctx: Context, key: Key, owner: str, ttl_ms: int) -> Op[bool]:
-    return bool((yield command("RWLOCK.EXTEND", key, owner, ttl_ms)))
+    return (yield from lock_acquire(ctx, key, owner, ttl_ms, wait_ms, mode))
 
 
 def rwlock_info(ctx: Context, key: Key) -> Op[Optional[RWLockInfo]]:

@@ -15,7 +15,6 @@ from redis.exceptions import ResponseError
 from . import _api as api
 from . import _ops as ops
 from ._errors import from_response
-from ._types import Serializer
 
 T = TypeVar("T")
 Client = Union[Redis, RedisCluster]
@@ -36,12 +35,8 @@ class _Thread(ops.Background):
 class _Driver(api.SyncDriver):
     """Runs operations on the client; resolves the backend on first use."""
 
-    client: Client
-
-    def __init__(self, client: Client, backend: str) -> None:
-        super().__init__(client, backend)
-        self.cluster = isinstance(client, RedisCluster)
-        self.resolving = threading.Lock()
+    cluster_type = RedisCluster
+    lock_type = threading.Lock
 
     @property
     def backend(self) -> str:
@@ -51,9 +46,8 @@ class _Driver(api.SyncDriver):
                     self.resolved = self.drive(ops.detect(self.requested))
         return self.resolved
 
-    @property
-    def twin(self) -> bool:  # type: ignore[override]
-        return self.backend == "twin"
+    def current_backend(self) -> str:
+        return self.backend
 
     def as_cluster(self) -> RedisCluster:
         assert isinstance(self.client, RedisCluster)
@@ -71,14 +65,12 @@ class _Driver(api.SyncDriver):
 
     def drive(self, op: ops.Op[T], stopping: Optional[threading.Event] = None) -> T:
         outcome = ops.Outcome()
-        while True:
-            step = outcome.resume(op)
-            if isinstance(step, ops.Done):
-                return step.value
+        while not isinstance(step := outcome.resume(op), ops.Done):
             try:
                 outcome = ops.Outcome(self.step(step, stopping))
             except Exception as error:
                 outcome = ops.Outcome(error=error)
+        return step.value
 
     def step(self, step: ops.Step, stopping: Optional[threading.Event]) -> Any:
         if isinstance(step, ops.Call):
@@ -220,18 +212,10 @@ class Queue(api.Queue[_Driver, Worker]):
     _worker_class = Worker
 
 
-CLASSES = api.Classes(Lock, RWLock, Semaphore, Leaderboard, Queue, Cache, Sessions)
-
-
-class Patterns(api.Patterns[_Driver, Lock, RWLock, Semaphore, Leaderboard, Queue, Cache, Sessions]):
+class Patterns(
+    api.Patterns[_Driver, Client, Lock, RWLock, Semaphore, Leaderboard, Queue, Cache, Sessions]
+):
     """redis-patterns over a redis-py ``Redis`` or ``RedisCluster`` (see ``_api.Patterns``)."""
 
-    def __init__(
-        self, client: Client, backend: str = "auto", serializer: Optional[Serializer] = None
-    ) -> None:
-        super().__init__(_Driver(client, backend), serializer, CLASSES)
-
-    @property
-    def backend(self) -> str:
-        """``"module"`` or ``"twin"`` (detected, and the twin loaded, on first access)."""
-        return self._driver.backend
+    _driver_class = _Driver
+    _classes = api.Classes(Lock, RWLock, Semaphore, Leaderboard, Queue, Cache, Sessions)

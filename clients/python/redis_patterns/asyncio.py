@@ -20,7 +20,6 @@ from . import _ops as ops
 from ._errors import *  # noqa: F403 (re-exported, as by redis_patterns)
 from ._errors import from_response
 from ._types import *  # noqa: F403
-from ._types import Serializer
 
 __all__ = [*api.CLASSES, *_errors.__all__, *_types.__all__]
 
@@ -44,16 +43,8 @@ class _Task(ops.Background):
 class _Driver(api.AsyncDriver):
     """Runs operations on the client; resolves the backend before the first one."""
 
-    client: Client
-
-    def __init__(self, client: Client, backend: str) -> None:
-        super().__init__(client, backend)
-        self.cluster = isinstance(client, RedisCluster)
-        self.resolving = asyncio.Lock()
-
-    @property
-    def twin(self) -> bool:  # type: ignore[override]
-        return self.resolved == "twin"
+    cluster_type = RedisCluster
+    lock_type = asyncio.Lock
 
     def as_cluster(self) -> RedisCluster:
         assert isinstance(self.client, RedisCluster)
@@ -70,6 +61,9 @@ class _Driver(api.AsyncDriver):
         node = cluster.get_primaries()[0]
         pool = ConnectionPool(connection_class=node.connection_class, **node.connection_kwargs)
         return Redis(connection_pool=pool)
+
+    def current_backend(self) -> str:
+        return self.resolved or self.requested
 
     def spawn(self, op: ops.Op[None]) -> ops.Background:
         return _Task(self, op)
@@ -90,14 +84,12 @@ class _Driver(api.AsyncDriver):
 
     async def drive(self, op: ops.Op[T], stopping: Optional[asyncio.Event] = None) -> T:
         outcome = ops.Outcome()
-        while True:
-            step = outcome.resume(op)
-            if isinstance(step, ops.Done):
-                return step.value
+        while not isinstance(step := outcome.resume(op), ops.Done):
             try:
                 outcome = ops.Outcome(await self.step(step, stopping))
             except Exception as error:
                 outcome = ops.Outcome(error=error)
+        return step.value
 
     async def step(self, step: ops.Step, stopping: Optional[asyncio.Event]) -> Any:
         if isinstance(step, ops.Call):
@@ -251,23 +243,14 @@ class Queue(api.Queue[_Driver, Worker]):
     _worker_class = Worker
 
 
-CLASSES = api.Classes(Lock, RWLock, Semaphore, Leaderboard, Queue, Cache, Sessions)
-
-
-class Patterns(api.Patterns[_Driver, Lock, RWLock, Semaphore, Leaderboard, Queue, Cache, Sessions]):
+class Patterns(
+    api.Patterns[_Driver, Client, Lock, RWLock, Semaphore, Leaderboard, Queue, Cache, Sessions]
+):
     """redis-patterns over ``redis.asyncio.Redis`` or ``RedisCluster``; see
-    ``redis_patterns.Patterns``. The backend is resolved on the first call (or by
-    ``await p.detect_backend()``); ``p.backend`` is then ``"module"`` or ``"twin"``."""
+    ``redis_patterns.Patterns``."""
 
-    def __init__(
-        self, client: Client, backend: str = "auto", serializer: Optional[Serializer] = None
-    ) -> None:
-        super().__init__(_Driver(client, backend), serializer, CLASSES)
-
-    @property
-    def backend(self) -> str:
-        """``"module"`` or ``"twin"`` once resolved; until then the backend asked for."""
-        return self._driver.resolved or self._driver.requested
+    _driver_class = _Driver
+    _classes = api.Classes(Lock, RWLock, Semaphore, Leaderboard, Queue, Cache, Sessions)
 
     async def detect_backend(self) -> str:
         """Resolves the backend (loading the twin when needed) and returns it."""
