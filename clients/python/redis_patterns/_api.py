@@ -53,8 +53,17 @@ Key = ops.Key
 log = logging.getLogger("redis_patterns")
 
 # The classes each API defines, under these names (its ``__all__``).
-CLASSES = ["Cache", "Leaderboard", "Lock", "Patterns", "Queue", "RWLock", "Semaphore", "Sessions"]
-CLASSES.append("Worker")
+CLASSES = (
+    "Cache",
+    "Leaderboard",
+    "Lock",
+    "Patterns",
+    "Queue",
+    "RWLock",
+    "Semaphore",
+    "Sessions",
+    "Worker",
+)
 
 
 # --- Drivers -------------------------------------------------------------------------------
@@ -155,6 +164,7 @@ class operation(Generic[P, T]):
         def bound(*args: Any, **kwargs: Any) -> Any:
             return run(method(obj, *args, **kwargs))
 
+        bound.__wrapped__ = method.__get__(obj, owner)
         return bound
 
 
@@ -218,7 +228,8 @@ class Held(Facade[D]):
 
     @operation
     def acquire(self, wait_ms: Optional[int] = None) -> ops.Op[bool]:
-        """Takes a hold; ``wait_ms`` overrides the holder's."""
+        """Takes the lock (again: one more hold) or a permit; ``wait_ms`` overrides the
+        holder's. Returns whether it was granted."""
         return (yield from self._take(self.wait_ms if wait_ms is None else wait_ms))
 
     @operation

@@ -631,7 +631,8 @@ def waited(
         if granted(reply) or (left is not None and left <= 0):
             return reply
         pause = backoff * (0.5 + random.random() / 2)
-        yield Sleep(pause if left is None else min(pause, left))
+        if (yield Sleep(pause if left is None else min(pause, left))):
+            return reply  # told to stop (a background operation): the wait ends, not granted
         backoff = min(backoff * 2, MAX_BACKOFF_S)
 
 
