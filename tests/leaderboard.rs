@@ -903,6 +903,72 @@ fn a_board_that_cannot_carry_its_tie_break_keys_is_read_but_never_written() {
     });
 }
 
+/// A write makes its changes through the key API, and fires the keyspace events of the
+/// commands it stands for: the same events, in the same order, as the twin, which runs those
+/// commands (a change that changes nothing fires nothing, an emptied key also fires `del`).
+#[test]
+fn writes_fire_the_keyspace_events_of_their_commands() {
+    for_each_server(|server, mut c| {
+        load_twin(&mut c);
+        let _: () = query(&mut c, &["CONFIG", "SET", "notify-keyspace-events", "KEA"]);
+        let mut sub = server.conn();
+        let mut pubsub = sub.as_pubsub();
+        pubsub.psubscribe("__keyevent@*__:*").unwrap();
+        pubsub
+            .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        let mut events_of = |c: &mut Connection, board: &str, native: bool| {
+            let writes: [&[&str]; 6] = [
+                &["LB.ADD", board, "1", "a", "2", "b"],
+                &["LB.ADD", board, "1", "a"],
+                &["LB.ADD", board, "3", "a"],
+                &["LB.INCR", board, "2", "b"],
+                &["LB.INCR", board, "0.5", "c"],
+                &["LB.REM", board, "a", "b", "c"],
+            ];
+            for write in writes {
+                let argv = if native {
+                    write.to_vec()
+                } else {
+                    twin_fcall(write)
+                };
+                let _: Value = query(c, &argv);
+            }
+            let done = format!("done:{board}");
+            let _: () = query(c, &["SET", &done, "1"]);
+            let mut events = Vec::new();
+            loop {
+                let message = pubsub.get_message().expect("a keyspace event");
+                let key: String = message.get_payload().unwrap();
+                if key == done {
+                    return events;
+                }
+                let event = message.get_channel_name().rsplit(':').next().unwrap();
+                let key = key.replace(&format!("{{{board}}}"), "{B}");
+                events.push(format!("{event} {}", if key == board { "B" } else { &key }));
+            }
+        };
+        let native = events_of(&mut c, "nat", true);
+        let twin = events_of(&mut c, "twn", false);
+        assert_eq!(native, twin);
+        for expected in [
+            "zadd B",
+            "zincr B",
+            "hset {B}:lb-stamps",
+            "hdel {B}:lb-stamps",
+        ] {
+            assert!(
+                native.iter().any(|e| e == expected),
+                "{expected}: {native:?}"
+            );
+        }
+        assert!(
+            native.contains(&"del {B}:lb-order".to_string()),
+            "{native:?}"
+        );
+    });
+}
+
 /// `FCALL` of the twin's function for a keyed LB command.
 fn twin_fcall<'a>(args: &[&'a str]) -> Vec<&'a str> {
     let function = match args[0] {
