@@ -35,7 +35,7 @@ pub use info::{register_info, InfoSection};
 pub use key::{key_len, key_type, Key, Notify, ScoreRange};
 pub use random::fill_random;
 pub use redis_module::raw::{KeyType, RedisModuleCtx as RawCtx, RedisModuleString as RawString};
-pub use reply::{Reply, Value};
+pub use reply::{Part, Reply, Value};
 pub use string::{OwnedString, Str, Token};
 pub use timer::{Fires, Timer, TimerToken};
 

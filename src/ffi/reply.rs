@@ -23,6 +23,35 @@ pub enum Reply {
     Simple(&'static CStr),
     /// No reply now: the client is blocked and a callback replies later.
     Blocked,
+    /// Already sent, by [`Ctx::reply_now`]: a reply borrowing what the command still holds open.
+    Sent(Sent),
+}
+
+/// Proof that a reply was sent ([`Ctx::reply_now`] alone makes one).
+pub struct Sent(());
+
+/// An element of a reply sent at once, borrowing its bytes (an open key's value, read in
+/// place: no copy).
+#[derive(Clone, Copy)]
+pub enum Part<'b> {
+    Bulk(&'b [u8]),
+    Null,
+}
+
+impl Ctx<'_> {
+    /// Sends `parts` as an array now, while what they borrow is alive.
+    pub fn reply_now(self, parts: &[Part]) -> Reply {
+        let ctx = self.as_ptr();
+        // SAFETY: `ctx` is the live context of the call that replies.
+        unsafe { raw::RedisModule_ReplyWithArray.unwrap()(ctx, parts.len() as _) };
+        for part in parts {
+            match part {
+                Part::Bulk(b) => reply_bulk(ctx, b),
+                Part::Null => reply_value(ctx, &Value::Null),
+            }
+        }
+        Reply::Sent(Sent(()))
+    }
 }
 
 /// One element of a [`Reply::Value`].
@@ -94,7 +123,7 @@ pub(super) fn send(ctx: Ctx, reply: Reply) {
             // SAFETY: `ctx` is the live context of the call that replies.
             unsafe { raw::RedisModule_ReplyWithSimpleString.unwrap()(ctx, text.as_ptr()) };
         }
-        Reply::Blocked => {}
+        Reply::Blocked | Reply::Sent(_) => {}
     }
 }
 
