@@ -57,11 +57,12 @@ impl<'k> Stored<'k> {
     /// What the open key holds: None when absent; WRONGTYPE unless a string or a hash,
     /// BadState for a hash holding a field an entry has not (`entry` checks the rest).
     fn read(key: &'k Key) -> Result<Option<Self>, CmdError> {
-        match key.kind() {
-            KeyType::Empty => Ok(None),
-            KeyType::String => Ok(key.string()?.map(Self::Compact)),
-            KeyType::Hash => Self::read_hash(key).map(Some),
-            _ => Err(CmdError::WrongType),
+        // The string first: a compact entry's type is checked once.
+        match key.string() {
+            Err(CmdError::WrongType) if key.kind() == KeyType::Hash => {
+                Self::read_hash(key).map(Some)
+            }
+            read => Ok(read?.map(Self::Compact)),
         }
     }
 

@@ -47,7 +47,10 @@ impl Ctx<'_> {
         for part in parts {
             match part {
                 Part::Bulk(b) => reply_bulk(ctx, b),
-                Part::Null => reply_value(ctx, &Value::Null),
+                Part::Null => {
+                    // SAFETY: `ctx` is the live context of the call that replies.
+                    unsafe { raw::RedisModule_ReplyWithNull.unwrap()(ctx) };
+                }
             }
         }
         Reply::Sent(Sent(()))
