@@ -32,7 +32,7 @@ pub use config::{apply_module_args, register_configs, Config, Numeric, Text};
 pub use ctx::{now_ms, precise_now_us, Ctx};
 pub use event::{watch_keyspace, watch_server, KeyspaceWatch, ServerWatch};
 pub use info::{register_info, InfoSection};
-pub use key::{key_len, key_type, Key, Notify, ScoreRange};
+pub use key::{key_len, key_type, Key, Notify, OwnedKey, ScoreRange, ZsetAdd};
 pub use random::fill_random;
 pub use redis_module::raw::{KeyType, RedisModuleCtx as RawCtx, RedisModuleString as RawString};
 pub use reply::{Part, Reply, Value};

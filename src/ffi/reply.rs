@@ -3,6 +3,7 @@
 use std::ffi::{c_int, CStr, CString};
 
 use patterns_core::command::parse_f64;
+use patterns_core::keys::Pairs;
 use redis_module::raw;
 
 use super::ctx::Ctx;
@@ -19,6 +20,8 @@ pub enum Reply {
     Value(Value),
     /// An array of three values, kept inline (a hot path's reply allocates no array).
     Three([Value; 3]),
+    /// A record from flat pairs: a map under RESP3, `field, value, ...` under RESP2.
+    Record(Pairs),
     /// A simple string such as `OK`.
     Simple(&'static CStr),
     /// No reply now: the client is blocked and a callback replies later.
@@ -122,6 +125,12 @@ pub(super) fn send(ctx: Ctx, reply: Reply) {
         }
         Reply::Value(v) => reply_value(ctx, &v),
         Reply::Three(values) => reply_array(ctx, &values),
+        Reply::Record(pairs) => {
+            // SAFETY: `ctx` is the live context of the call that replies; under RESP2 the
+            // server sends an array of twice the length.
+            unsafe { raw::RedisModule_ReplyWithMap.unwrap()(ctx, (pairs.len() / 2) as _) };
+            pairs.strings().for_each(|s| reply_bulk(ctx, s));
+        }
         Reply::Simple(text) => {
             // SAFETY: `ctx` is the live context of the call that replies.
             unsafe { raw::RedisModule_ReplyWithSimpleString.unwrap()(ctx, text.as_ptr()) };
