@@ -2,10 +2,12 @@
 //! sorted-set access, the zset iteration guard, and one-shot reads of a key by name.
 
 use std::ffi::{c_char, c_int, c_void, CStr, CString};
+use std::mem::ManuallyDrop;
 use std::ptr::{self, NonNull};
 use std::slice;
 
 use patterns_core::command::CmdError;
+use patterns_core::keys::Pairs;
 use redis_module::raw::{self, KeyType, RedisModuleKey};
 
 use super::command::{guard, Call};
@@ -416,12 +418,15 @@ impl Key<'_> {
 
     /// Adds or updates a member; whether the set changed.
     pub fn zset_add(&mut self, score: f64, member: Str) -> bool {
-        let mut flags: c_int = 0;
+        self.zset_put(score, member) != Put::Unchanged
+    }
+
+    /// Removes a member; whether it was there.
+    pub fn zset_remove_one(&mut self, member: Str) -> bool {
+        let mut deleted: c_int = 0;
         // SAFETY: the key is open for writing and the member live for the call.
-        unsafe {
-            raw::RedisModule_ZsetAdd.unwrap()(self.as_ptr(), score, member.as_ptr(), &mut flags)
-        };
-        flags & (raw::REDISMODULE_ZADD_ADDED | raw::REDISMODULE_ZADD_UPDATED) as c_int != 0
+        unsafe { raw::RedisModule_ZsetRem.unwrap()(self.as_ptr(), member.as_ptr(), &mut deleted) };
+        deleted != 0
     }
 
     /// Adds or updates a member: what became of it.
@@ -464,17 +469,9 @@ impl Key<'_> {
 
     /// Removes members; how many were there.
     pub fn zset_remove(&mut self, members: &[OwnedString]) -> usize {
-        let key = self.as_ptr();
         members
             .iter()
-            .filter(|m| {
-                let mut deleted: c_int = 0;
-                // SAFETY: the key is open for writing and the member live for the call.
-                unsafe {
-                    raw::RedisModule_ZsetRem.unwrap()(key, m.as_str().as_ptr(), &mut deleted)
-                };
-                deleted != 0
-            })
+            .filter(|m| self.zset_remove_one(m.as_str()))
             .count()
     }
 }
@@ -482,8 +479,11 @@ impl Key<'_> {
 /// What a write did to a sorted-set member.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Put {
+    /// A new member.
     Added,
+    /// A member's score changed.
     Updated,
+    /// The member was there with that score.
     Unchanged,
 }
 
@@ -552,7 +552,7 @@ impl Key<'_> {
     /// `hash-max-listpack-entries` fields with short values) comes whole from the first scan
     /// step, in its stored order, which is `HGETALL`'s; a hash table comes a bucket per step,
     /// in the scan's own order, so the first step does not finish and the read gives up.
-    pub fn hash_pairs(&self) -> Option<Vec<Vec<u8>>> {
+    pub fn hash_pairs(&self) -> Option<Pairs> {
         unsafe extern "C" fn collect(
             _key: *mut RedisModuleKey,
             field: *mut raw::RedisModuleString,
@@ -564,19 +564,21 @@ impl Key<'_> {
                 // callback while the scan runs; the server's strings live for the call.
                 let (out, field, value) = unsafe {
                     (
-                        &mut *out.cast::<Vec<Vec<u8>>>(),
+                        &mut *out.cast::<Pairs>(),
                         Str::from_raw(field),
                         Str::from_raw(value),
                     )
                 };
-                out.push(field.bytes().to_vec());
-                out.push(value.bytes().to_vec());
+                out.push(field.bytes());
+                out.push(value.bytes());
             });
         }
         if self.kind() != KeyType::Hash {
             return None;
         }
-        let mut out: Vec<Vec<u8>> = Vec::with_capacity(2 * self.len().max(0) as usize);
+        // Room for short fields and values: a listpack's (the scan's one step) are short.
+        let n = 2 * self.len().max(0) as usize;
+        let mut out = Pairs::with_capacity(n, 16 * n);
         // SAFETY: the key is open and holds a hash; the cursor is made and destroyed here; the
         // callback gets `out` (alive and otherwise unborrowed until ScanKey returns).
         let more = unsafe {
@@ -648,6 +650,44 @@ impl Key<'_> {
                 )
             }
         });
+    }
+}
+
+/// A key the command derives, opened by a name it owns and closed on drop: kept open from a
+/// check to the write that follows it (one lookup instead of two).
+pub struct OwnedKey<'a> {
+    ctx: Ctx<'a>,
+    raw: NonNull<RedisModuleKey>,
+    name: OwnedString,
+}
+
+impl<'a> OwnedKey<'a> {
+    pub fn open(ctx: Ctx<'a>, name: &[u8]) -> Self {
+        let name = OwnedString::new(ctx, name);
+        let raw = ManuallyDrop::new(Key::open_str(ctx, name.as_str())).raw;
+        Self { ctx, raw, name }
+    }
+
+    pub fn name(&self) -> &[u8] {
+        self.name.bytes()
+    }
+
+    /// Runs `f` on the open key (a view that borrows this one and does not close it).
+    pub fn with<R>(&mut self, f: impl FnOnce(&mut Key<'_>) -> R) -> R {
+        let mut key = ManuallyDrop::new(Key {
+            ctx: self.ctx,
+            name: self.name.as_str(),
+            raw: self.raw,
+        });
+        f(&mut key)
+    }
+}
+
+impl Drop for OwnedKey<'_> {
+    fn drop(&mut self) {
+        // SAFETY: the key was opened by `open` and is closed only here, before its name is
+        // freed (fields drop after `drop`).
+        unsafe { raw::RedisModule_CloseKey.unwrap()(self.raw.as_ptr()) };
     }
 }
 

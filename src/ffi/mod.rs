@@ -32,10 +32,10 @@ pub use config::{apply_module_args, register_configs, Config, Numeric, Text};
 pub use ctx::{now_ms, precise_now_us, Ctx};
 pub use event::{watch_keyspace, watch_server, KeyspaceWatch, ServerWatch};
 pub use info::{register_info, InfoSection};
-pub use key::{hash_field_of, key_len, key_type, Key, Notify, Put, ScoreRange};
+pub use key::{hash_field_of, key_len, key_type, Key, Notify, OwnedKey, Put, ScoreRange};
 pub use random::fill_random;
 pub use redis_module::raw::{KeyType, RedisModuleCtx as RawCtx, RedisModuleString as RawString};
-pub use reply::{Reply, Value};
+pub use reply::{Part, Reply, Value};
 pub use string::{OwnedString, Str, Token};
 pub use timer::{Fires, Timer, TimerToken};
 

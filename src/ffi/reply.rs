@@ -3,6 +3,7 @@
 use std::ffi::{c_int, CStr, CString};
 
 use patterns_core::command::parse_f64;
+use patterns_core::keys::Pairs;
 use redis_module::raw;
 
 use super::ctx::Ctx;
@@ -19,10 +20,44 @@ pub enum Reply {
     Value(Value),
     /// An array of three values, kept inline (a hot path's reply allocates no array).
     Three([Value; 3]),
+    /// A record from flat pairs: a map under RESP3, `field, value, ...` under RESP2.
+    Record(Pairs),
     /// A simple string such as `OK`.
     Simple(&'static CStr),
     /// No reply now: the client is blocked and a callback replies later.
     Blocked,
+    /// Already sent, by [`Ctx::reply_now`]: a reply borrowing what the command still holds open.
+    Sent(Sent),
+}
+
+/// Proof that a reply was sent ([`Ctx::reply_now`] alone makes one).
+pub struct Sent(());
+
+/// An element of a reply sent at once, borrowing its bytes (an open key's value, read in
+/// place: no copy).
+#[derive(Clone, Copy)]
+pub enum Part<'b> {
+    Bulk(&'b [u8]),
+    Null,
+}
+
+impl Ctx<'_> {
+    /// Sends `parts` as an array now, while what they borrow is alive.
+    pub fn reply_now(self, parts: &[Part]) -> Reply {
+        let ctx = self.as_ptr();
+        // SAFETY: `ctx` is the live context of the call that replies.
+        unsafe { raw::RedisModule_ReplyWithArray.unwrap()(ctx, parts.len() as _) };
+        for part in parts {
+            match part {
+                Part::Bulk(b) => reply_bulk(ctx, b),
+                Part::Null => {
+                    // SAFETY: `ctx` is the live context of the call that replies.
+                    unsafe { raw::RedisModule_ReplyWithNull.unwrap()(ctx) };
+                }
+            }
+        }
+        Reply::Sent(Sent(()))
+    }
 }
 
 /// One element of a [`Reply::Value`].
@@ -90,11 +125,17 @@ pub(super) fn send(ctx: Ctx, reply: Reply) {
         }
         Reply::Value(v) => Out::new(ctx).value(&v),
         Reply::Three(values) => Out::new(ctx).array(&values),
+        Reply::Record(pairs) => {
+            // SAFETY: `ctx` is the live context of the call that replies; under RESP2 the
+            // server sends an array of twice the length.
+            unsafe { raw::RedisModule_ReplyWithMap.unwrap()(ctx, (pairs.len() / 2) as _) };
+            pairs.strings().for_each(|s| reply_bulk(ctx, s));
+        }
         Reply::Simple(text) => {
             // SAFETY: `ctx` is the live context of the call that replies.
             unsafe { raw::RedisModule_ReplyWithSimpleString.unwrap()(ctx, text.as_ptr()) };
         }
-        Reply::Blocked => {}
+        Reply::Blocked | Reply::Sent(_) => {}
     }
 }
 
