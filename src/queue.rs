@@ -420,19 +420,37 @@ fn has_group(ctx: Ctx, queue: &[u8], group: &[u8]) -> bool {
     groups(ctx, queue).iter().any(|(name, ..)| name == group)
 }
 
+/// The group's keys (access checked), None when the queue or the group does not exist.
+fn group_keys(ctx: Ctx, queue: &[u8], group: &[u8]) -> Result<Option<Keys>, CmdError> {
+    let keys = keys(ctx, queue, group)?;
+    Ok((keys.exists && has_group(ctx, queue, group)).then_some(keys))
+}
+
+/// The group's keys and the consumer holding job `id` (`PARKED` when a delay holds it), None
+/// when the queue, the group or the job's pending entry does not exist.
+fn pending_job(
+    ctx: Ctx,
+    queue: &[u8],
+    group: &[u8],
+    id: &[u8],
+) -> Result<Option<(Keys, Vec<u8>)>, CmdError> {
+    let Some(keys) = group_keys(ctx, queue, group)? else {
+        return Ok(None);
+    };
+    Ok(pending(ctx, queue, group, id).map(|(holder, _)| (keys, holder)))
+}
+
 // QUEUE.ACK key group job_id [job_id ...]
 fn ack(call: &Call) -> Result<Reply, CmdError> {
-    let args = call.rest();
-    let p = q::ACK.parse(args)?;
+    let p = call.parse(&q::ACK)?;
     let (group, ids) = (p.text("group"), p.trailing());
     for id in ids {
         job_id(id)?;
     }
     let (ctx, queue) = (call.ctx(), call.key_name());
-    let keys = keys(ctx, queue, group)?;
-    if !keys.exists || !has_group(ctx, queue, group) {
+    let Some(keys) = group_keys(ctx, queue, group)? else {
         return Ok(Reply::Integer(0));
-    }
+    };
     let mut xack: Vec<&[u8]> = vec![queue, group];
     xack.extend_from_slice(ids);
     let acked = write(ctx, c"XACK", &xack).int().unwrap_or(0);
@@ -448,44 +466,36 @@ fn ack(call: &Call) -> Result<Reply, CmdError> {
 
 // QUEUE.NACK key group job_id [DELAY delay_ms]
 fn nack(call: &Call) -> Result<Reply, CmdError> {
-    let args = call.rest();
-    let p = q::NACK.parse(args)?;
+    let p = call.parse(&q::NACK)?;
     let (group, id) = (p.text("group"), p.text("job_id"));
     job_id(id)?;
     let delay_ms = check_ms(p.int("DELAY"))?;
     let (ctx, queue) = (call.ctx(), call.key_name());
-    let keys = keys(ctx, queue, group)?;
-    if !keys.exists || !has_group(ctx, queue, group) {
-        return Ok(Reply::Integer(0));
+    match pending_job(ctx, queue, group, id)? {
+        Some((keys, holder)) if holder != PARKED.as_bytes() => {
+            park(ctx, queue, group, id, None);
+            zadd(ctx, &keys.leases, now_ms() + delay_ms, id);
+            wait::wake(ctx, queue, Some(group));
+            Ok(Reply::Integer(1))
+        }
+        _ => Ok(Reply::Integer(0)),
     }
-    match pending(ctx, queue, group, id) {
-        Some((holder, _)) if holder != PARKED.as_bytes() => {}
-        _ => return Ok(Reply::Integer(0)),
-    }
-    park(ctx, queue, group, id, None);
-    zadd(ctx, &keys.leases, now_ms() + delay_ms, id);
-    wait::wake(ctx, queue, Some(group));
-    Ok(Reply::Integer(1))
 }
 
 // QUEUE.EXTEND key group consumer job_id lease_ms
 fn extend(call: &Call) -> Result<Reply, CmdError> {
-    let args = call.rest();
-    let p = q::EXTEND.parse(args)?;
+    let p = call.parse(&q::EXTEND)?;
     let (group, consumer, id) = (p.text("group"), p.text("consumer"), p.text("job_id"));
     job_id(id)?;
     let lease_ms = check_ms(p.int("lease_ms"))?;
     let (ctx, queue) = (call.ctx(), call.key_name());
-    let keys = keys(ctx, queue, group)?;
-    if !keys.exists || !has_group(ctx, queue, group) {
-        return Ok(Reply::Integer(0));
+    match pending_job(ctx, queue, group, id)? {
+        Some((keys, holder)) if holder == consumer => {
+            zadd(ctx, &keys.leases, now_ms() + lease_ms, id);
+            Ok(Reply::Integer(1))
+        }
+        _ => Ok(Reply::Integer(0)),
     }
-    match pending(ctx, queue, group, id) {
-        Some((holder, _)) if holder == consumer => {}
-        _ => return Ok(Reply::Integer(0)),
-    }
-    zadd(ctx, &keys.leases, now_ms() + lease_ms, id);
-    Ok(Reply::Integer(1))
 }
 
 /// The group's dead letters, oldest first: (dead letter id, payload).
@@ -509,8 +519,7 @@ fn dead_letters(ctx: Ctx, dead: &[u8], group: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> 
 
 // QUEUE.REDRIVE key group [COUNT n]
 fn redrive(call: &Call) -> Result<Reply, CmdError> {
-    let args = call.rest();
-    let p = q::REDRIVE.parse(args)?;
+    let p = call.parse(&q::REDRIVE)?;
     let (group, count) = (p.text("group"), p.int("COUNT"));
     let (ctx, queue) = (call.ctx(), call.key_name());
     let keys = keys(ctx, queue, group)?;
@@ -541,8 +550,7 @@ fn redrive(call: &Call) -> Result<Reply, CmdError> {
 
 // QUEUE.STATS key group
 fn stats(call: &Call) -> Result<Reply, CmdError> {
-    let args = call.rest();
-    let group = q::STATS.parse(args)?.text("group");
+    let group = call.parse(&q::STATS)?.text("group");
     let (ctx, queue) = (call.ctx(), call.key_name());
     let keys = keys(ctx, queue, group)?;
     let now = now_ms();
