@@ -390,15 +390,7 @@ def write_sessions(ctx, add):
         "does not depend on whether client or server saturates first. Last column: native "
         "ops/s ÷ the `HGETALL` baseline's.")
     add("")
-    add("| Command | Mode | native / FCALL | native / EVALSHA | server CPU, FCALL / native | "
-        "server CPU, EVALSHA / native | native / HGETALL |")
-    add("|---|---|---:|---:|---:|---:|---:|")
-    for fam, name in SESSION_FAMILIES:
-        for pipeline in PIPELINES:
-            x = sr[(fam, pipeline)]
-            add(f"| {name} | -P {pipeline} | {fmt_ratio(x['fcall'])} | "
-                f"{fmt_ratio(x['evalsha'])} | {fmt_ratio(x['cpu_fcall'])} | "
-                f"{fmt_ratio(x['cpu_evalsha'])} | {fmt_ratio(x['hgetall'])} |")
+    add_twin_ratio_table(add, SESSION_FAMILIES, sr, [("native / HGETALL", "hgetall")])
     add("")
     write_session_goals(ctx, add)
     add("### Sessions, memory")
@@ -594,16 +586,30 @@ def write_locks(ctx, add):
     add("Native ops/s divided by the Lua twin's (medians), and the twin's server CPU µs/op "
         "divided by the native command's:")
     add("")
-    add("| Command | Mode | native / FCALL | native / EVALSHA | server CPU, FCALL / native | "
-        "server CPU, EVALSHA / native |")
-    add("|---|---|---:|---:|---:|---:|")
-    for fam, name in LOCK_FAMILIES:
-        for pipeline in PIPELINES:
-            x = lr[(fam, pipeline)]
-            add(f"| {name} | -P {pipeline} | {fmt_ratio(x['fcall'])} | "
-                f"{fmt_ratio(x['evalsha'])} | {fmt_ratio(x['cpu_fcall'])} | "
-                f"{fmt_ratio(x['cpu_evalsha'])} |")
+    add_twin_ratio_table(add, LOCK_FAMILIES, lr)
     add("")
+
+
+# The twin-ratio columns: (title, key in a family's ratios).
+TWIN_RATIOS = [
+    ("native / FCALL", "fcall"),
+    ("native / EVALSHA", "evalsha"),
+    ("server CPU, FCALL / native", "cpu_fcall"),
+    ("server CPU, EVALSHA / native", "cpu_evalsha"),
+]
+
+
+def add_twin_ratio_table(add, families, ratios, extra=()):
+    """The table of native ops/s ÷ the twin's and the twin's server CPU ÷ the native
+    command's, a row per (family, pipelining mode); `extra`: more (title, key) columns."""
+    columns = TWIN_RATIOS + list(extra)
+    add("| Command | Mode | " + " | ".join(title for title, _ in columns) + " |")
+    add("|---|---|" + "---:|" * len(columns))
+    for fam, name in families:
+        for pipeline in PIPELINES:
+            x = ratios[(fam, pipeline)]
+            cells = " | ".join(fmt_ratio(x[key]) for _, key in columns)
+            add(f"| {name} | -P {pipeline} | {cells} |")
 
 
 def add_throughput_table(add, cases, s, pipeline):
