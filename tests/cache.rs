@@ -80,22 +80,19 @@ fn invalidation_under_concurrent_writers_leaves_no_key_behind() {
         // done[w]: the last sequence number writer w's CACHE.SET has returned for.
         let done: Arc<Vec<AtomicI64>> = Arc::new((0..writers).map(|_| AtomicI64::new(0)).collect());
         let stop = Arc::new(AtomicBool::new(false));
-        let threads: Vec<_> = (0..writers)
-            .map(|w| {
-                let (done, stop) = (done.clone(), stop.clone());
-                let mut c = server.conn();
-                std::thread::spawn(move || {
-                    let mut seq = 0i64;
-                    while !stop.load(Ordering::Relaxed) {
-                        seq += 1;
-                        let key = format!("k:{{inv}}:{w}:{}", seq % keys_per_writer);
-                        let value = seq.to_string();
-                        set(&mut c, &[&key, &value, "60000", "TAGS", tag]);
-                        done[w].store(seq, Ordering::SeqCst);
-                    }
-                })
-            })
-            .collect();
+        let threads = spawn_clients(&server, writers, {
+            let (done, stop) = (done.clone(), stop.clone());
+            move |w, mut c| {
+                let mut seq = 0i64;
+                while !stop.load(Ordering::Relaxed) {
+                    seq += 1;
+                    let key = format!("k:{{inv}}:{w}:{}", seq % keys_per_writer);
+                    let value = seq.to_string();
+                    set(&mut c, &[&key, &value, "60000", "TAGS", tag]);
+                    done[w].store(seq, Ordering::SeqCst);
+                }
+            }
+        });
         let mut c = server.conn();
         let (mut rounds, mut deleted_total) = (0, 0);
         let start = Instant::now();
@@ -227,16 +224,13 @@ fn concurrent_misses_give_exactly_one_lease() {
             let key = format!("miss:{round}");
             let n = 16;
             let barrier = Arc::new(Barrier::new(n));
-            let threads: Vec<_> = (0..n)
-                .map(|_| {
-                    let (barrier, key) = (barrier.clone(), key.clone());
-                    let mut c = server.conn();
-                    std::thread::spawn(move || {
-                        barrier.wait();
-                        get(&mut c, &[&key])
-                    })
-                })
-                .collect();
+            let threads = spawn_clients(&server, n, {
+                let (barrier, key) = (barrier.clone(), key.clone());
+                move |_, mut c| {
+                    barrier.wait();
+                    get(&mut c, &[&key])
+                }
+            });
             let replies: Vec<_> = threads.into_iter().map(|t| t.join().unwrap()).collect();
             let misses: Vec<_> = replies.iter().filter(|r| r.0 == "MISS").collect();
             assert_eq!(misses.len(), 1, "{replies:?}");

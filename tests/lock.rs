@@ -73,50 +73,47 @@ fn contention_never_sees_two_holders() {
         let key = "lock:{contended}";
         let inside = Arc::new(AtomicI64::new(0));
         let grants = Arc::new(Mutex::new(Vec::new()));
-        let clients: Vec<JoinHandle<()>> = (0..12)
-            .map(|i| {
-                let (inside, grants) = (inside.clone(), grants.clone());
-                let mut c = server.conn();
-                spawn(move || {
-                    let owner = format!("client-{i}");
-                    let mut rng = StdRng::seed_from_u64(i);
-                    let mut held = 0;
-                    while held < 15 {
-                        // Most wait on the server; some try once and come back.
-                        let token: Option<i64> = if i % 3 == 0 {
-                            acquire(&mut c, key, &owner, 10_000)
-                        } else {
-                            query(
-                                &mut c,
-                                &["LOCK.ACQUIRE", key, &owner, "10000", "WAIT", "20000"],
-                            )
-                        };
-                        let Some(token) = token else {
-                            sleep(Duration::from_micros(rng.gen_range(100..2000)));
-                            continue;
-                        };
-                        assert_eq!(inside.fetch_add(1, Ordering::SeqCst), 0, "two holders");
-                        // The storage-side check accepts every holder's write in turn.
-                        let written: i64 = query(
+        let clients = spawn_clients(&server, 12, {
+            let (inside, grants) = (inside.clone(), grants.clone());
+            move |i, mut c| {
+                let owner = format!("client-{i}");
+                let mut rng = StdRng::seed_from_u64(i as u64);
+                let mut held = 0;
+                while held < 15 {
+                    // Most wait on the server; some try once and come back.
+                    let token: Option<i64> = if i % 3 == 0 {
+                        acquire(&mut c, key, &owner, 10_000)
+                    } else {
+                        query(
                             &mut c,
-                            &[
-                                "LOCK.FENCEDHSET",
-                                "res:{contended}",
-                                &token.to_string(),
-                                "by",
-                                &owner,
-                            ],
-                        );
-                        assert_eq!(written, 1);
-                        grants.lock().unwrap().push(token);
-                        sleep(Duration::from_micros(rng.gen_range(0..1500)));
-                        inside.fetch_sub(1, Ordering::SeqCst);
-                        assert_eq!(release(&mut c, key, &owner), 1);
-                        held += 1;
-                    }
-                })
-            })
-            .collect();
+                            &["LOCK.ACQUIRE", key, &owner, "10000", "WAIT", "20000"],
+                        )
+                    };
+                    let Some(token) = token else {
+                        sleep(Duration::from_micros(rng.gen_range(100..2000)));
+                        continue;
+                    };
+                    assert_eq!(inside.fetch_add(1, Ordering::SeqCst), 0, "two holders");
+                    // The storage-side check accepts every holder's write in turn.
+                    let written: i64 = query(
+                        &mut c,
+                        &[
+                            "LOCK.FENCEDHSET",
+                            "res:{contended}",
+                            &token.to_string(),
+                            "by",
+                            &owner,
+                        ],
+                    );
+                    assert_eq!(written, 1);
+                    grants.lock().unwrap().push(token);
+                    sleep(Duration::from_micros(rng.gen_range(0..1500)));
+                    inside.fetch_sub(1, Ordering::SeqCst);
+                    assert_eq!(release(&mut c, key, &owner), 1);
+                    held += 1;
+                }
+            }
+        });
         for c in clients {
             c.join().expect("a client saw two holders");
         }

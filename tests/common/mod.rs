@@ -1394,6 +1394,21 @@ pub fn error_of(c: &mut redis::Connection, args: &[&str]) -> String {
     }
 }
 
+/// Starts `n` clients, each a thread running `body(i, its own connection to server)`; join
+/// them for their results.
+pub fn spawn_clients<T, F>(server: &Server, n: usize, body: F) -> Vec<std::thread::JoinHandle<T>>
+where
+    T: Send + 'static,
+    F: Fn(usize, redis::Connection) -> T + Clone + Send + 'static,
+{
+    (0..n)
+        .map(|i| {
+            let (body, c) = (body.clone(), server.conn());
+            std::thread::spawn(move || body(i, c))
+        })
+        .collect()
+}
+
 /// The server's reply to a command on a key of another type.
 pub const WRONGTYPE: &str = "WRONGTYPE Operation against a key holding the wrong kind of value";
 
