@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Instructions per request of every command on two git revisions: before / after / change.
 
-    python3 bench/revisions.py BEFORE AFTER [CASE-ID ...] [--json FILE] [--jobs N]
+    python3 bench/revisions.py BEFORE AFTER [CASE-ID ...] [--json FILE] [--jobs N] [--production]
 
 For each revision: a `git worktree add --detach` under /tmp (kept, so a rerun reuses it), built
 with `nice cargo build --release` into its own CARGO_TARGET_DIR beside it. Then every case
@@ -14,7 +14,8 @@ SLOWER_PCT percent slower over the whole request is flagged.
 
 Instruction counts do not depend on the machine's load (wall clock on a shared machine does),
 which is why this compares them. PROFILE_N (default 5,000) requests are counted after as many
-unmeasured ones, unless a case says otherwise.
+unmeasured ones, unless a case says otherwise. `--production`: each server appends to an AOF
+(everysec) and streams to an attached replica, as bench/peer.py's production configuration.
 """
 
 import json
@@ -133,9 +134,9 @@ def has_command(sha, line):
     return found.returncode == 0
 
 
-def run_case(module, cid):
+def run_case(module, cid, production=False):
     line, setup, options = CASES[cid]
-    options = {"warm": N, "n": N, **options}
+    options = {"warm": N, "n": N, "production": production, **options}
     total, inclusive = callgrind.profile(module, line, setup, **options)
     log(f"{cid} on {module}: {round(total / options['n']):,} instructions per request")
     body = inclusive.get("RedisModuleCommandDispatcher", 0)
@@ -161,6 +162,8 @@ def table(results, labels):
 
 def main():
     argv = sys.argv[1:]
+    production = "--production" in argv
+    argv = [a for a in argv if a != "--production"]
     options = {}
     for flag in ("--json", "--jobs"):
         if flag in argv:
@@ -182,11 +185,12 @@ def main():
     ids = both
     jobs = [(cid, module) for cid in ids for _, module in builds]
     with ThreadPoolExecutor(int(options.get("--jobs", "2"))) as pool:
-        figures = list(pool.map(lambda job: run_case(job[1], job[0]), jobs))
+        figures = list(pool.map(lambda job: run_case(job[1], job[0], production), jobs))
     results = {cid: (figures[2 * i], figures[2 * i + 1]) for i, cid in enumerate(ids)}
     for cid, (a, b) in results.items():
         log(f"{cid}: {a['total']:,} -> {b['total']:,} ({change(a['total'], b['total']):+.1f}%)")
-    print(f"Instructions per request (callgrind, {N:,} requests after as many unmeasured; "
+    print(f"Instructions per request (callgrind{', AOF and a replica' if production else ''}, "
+          f"{N:,} requests after as many unmeasured; "
           f"before = {before} ({builds[0][0][:7]}), after = {after} ({builds[1][0][:7]}))\n")
     print("\n".join(table(results, ("before", "after"))))
     if "--json" in options:
