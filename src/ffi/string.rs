@@ -123,7 +123,10 @@ impl Token {
     /// a `text` that differs from `name` fails the build, so the two cannot drift apart.
     pub const fn named(text: &'static CStr, name: &str) -> Self {
         let (a, b) = (text.to_bytes(), name.as_bytes());
-        assert!(a.len() == b.len(), "a token differs from the name it stands for");
+        assert!(
+            a.len() == b.len(),
+            "a token differs from the name it stands for"
+        );
         let mut i = 0;
         while i < a.len() {
             assert!(a[i] == b[i], "a token differs from the name it stands for");

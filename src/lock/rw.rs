@@ -150,10 +150,7 @@ pub fn release(call: &Call) -> Result<Reply, CmdError> {
             let mut writer = Key::open_named(ctx, &writer_name);
             writer.hash_set(&HOLDS, StackText::int(lease.holds).as_bytes());
             writer.modified(&[(Notify::HASH, c"hset")]);
-            ctx.replicate(
-                c"HSET",
-                (writer.name(), &HOLDS, lease.holds),
-            );
+            ctx.replicate(c"HSET", (writer.name(), &HOLDS, lease.holds));
             true
         }
         Release::Freed => {
