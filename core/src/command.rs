@@ -473,6 +473,16 @@ impl CommandDef {
         Ok(blocks)
     }
 
+    /// Parses a block's arguments (after its key) as this command's: first the argument
+    /// count the server itself would check for the command, then [`CommandDef::parse`].
+    pub fn parse_block<'a>(&'a self, args: &'a [&'a [u8]]) -> Result<Args<'a>, CmdError> {
+        let (argc, arity) = (2 + args.len() as i32, self.arity());
+        if (arity > 0 && argc != arity) || argc < -arity {
+            return Err(CmdError::WrongArity(self.name));
+        }
+        self.parse(args)
+    }
+
     /// The indexes of the keys of a [`Keys::Blocks`] command's arguments (after its name), as
     /// far as its blocks can be told apart: what a key-position request answers.
     pub fn block_keys(&self, args: &[&[u8]]) -> Vec<usize> {

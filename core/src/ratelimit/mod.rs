@@ -825,10 +825,11 @@ pub fn parse_limits(def: &CommandDef, args: &[&[u8]]) -> Result<Vec<(usize, Limi
         return Err(CmdError::Internal);
     };
     let blocks = def.blocks(args)?;
-    // Every limit's arguments are checked before any limiter is made, so a bad argument of a
-    // later limit is reported before an earlier limit's span (the Lua twin's order, too).
+    // Every limit's arguments are checked (their count first, as the server checks its own
+    // command's) before any limiter is made, so a bad argument of a later limit is reported
+    // before an earlier limit's span (the Lua twin's order, too).
     for b in &blocks {
-        kinds[b.kind].def.parse(b.args)?;
+        kinds[b.kind].def.parse_block(b.args)?;
     }
     blocks
         .iter()

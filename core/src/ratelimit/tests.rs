@@ -949,3 +949,13 @@ fn every_limits_arguments_are_checked_before_any_span() {
         "ERR limit must be a positive integer"
     );
 }
+
+#[test]
+fn a_short_limit_gets_its_own_commands_arity_error_first() {
+    // `RL.TOKENBUCKET k x` is refused by the server for its count before `x` is read.
+    let args = words(&["FIXEDWINDOW", "a", "1", "1000", "TOKENBUCKET", "b", "x"]);
+    assert_eq!(
+        parse_limits(&REFUND, &args).unwrap_err().to_string(),
+        "ERR wrong number of arguments for 'rl.tokenbucket' command"
+    );
+}
