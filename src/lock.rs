@@ -26,7 +26,7 @@ use patterns_core::lock::{
 use crate::command;
 use crate::ffi::{
     check_key_access, key_type, now_ms, redis_call, Call, Command, Ctx, Key, KeyType, Notify,
-    OwnedString, Reply, ScoreRange, Value,
+    OwnedString, Reply, ScoreRange, Token, Value,
 };
 use crate::index::{live_count, update_index};
 use crate::stats::{self, Stat};
@@ -49,6 +49,13 @@ pub const COMMANDS: &[Command] = &[
     command!(l::rw::RW_EXTEND, rw::extend),
     command!(l::rw::RW_INFO, rw::info),
 ];
+
+/// The lease's field names (core's), kept as strings made once: the hash API reads them as C
+/// strings and a replicated `HSET` takes them by reference, instead of making and freeing a
+/// string per field on every write.
+static OWNER: Token = Token::named(c"owner", OWNER_FIELD);
+static TOKEN: Token = Token::named(c"token", TOKEN_FIELD);
+pub(crate) static HOLDS: Token = Token::named(c"holds", HOLDS_FIELD);
 
 /// A lock's hash, as read.
 struct Stored {
@@ -75,9 +82,9 @@ fn read_lease(key: &Key) -> Result<Option<Stored>, CmdError> {
         KeyType::Hash => {}
         _ => return Err(CmdError::WrongType),
     }
-    let owner = key.hash_field(OWNER_FIELD);
-    let token = key.hash_field(TOKEN_FIELD);
-    let holds = key.hash_field(HOLDS_FIELD);
+    let owner = key.hash_field(&OWNER);
+    let token = key.hash_field(&TOKEN);
+    let holds = key.hash_field(&HOLDS);
     fn text(s: &Option<OwnedString>) -> Option<&[u8]> {
         s.as_ref().map(OwnedString::bytes)
     }
@@ -92,18 +99,18 @@ fn read_lease(key: &Key) -> Result<Option<Stored>, CmdError> {
 
 /// Writes the lease (`HSET key owner o token t holds h`) and its end (`PEXPIREAT`).
 fn write_lease(ctx: Ctx, key: &mut Key, lease: &Lease, expire_at_ms: i64) {
-    key.hash_set(OWNER_FIELD, lease.owner);
-    key.hash_set(TOKEN_FIELD, StackText::of(lease.token).as_bytes());
-    key.hash_set(HOLDS_FIELD, StackText::of(lease.holds).as_bytes());
+    key.hash_set(&OWNER, lease.owner);
+    key.hash_set(&TOKEN, StackText::int(lease.token).as_bytes());
+    key.hash_set(&HOLDS, StackText::int(lease.holds).as_bytes());
     key.set_expire_at(expire_at_ms);
     key.modified(&[(Notify::HASH, c"hset"), (Notify::GENERIC, c"expire")]);
     let hset = (
         key.name(),
-        OWNER_FIELD.as_bytes(),
+        &OWNER,
         lease.owner,
-        TOKEN_FIELD.as_bytes(),
+        &TOKEN,
         lease.token,
-        HOLDS_FIELD.as_bytes(),
+        &HOLDS,
         lease.holds,
     );
     ctx.replicate(c"HSET", hset);
@@ -291,10 +298,10 @@ fn release(call: &Call) -> Result<Reply, CmdError> {
             Release::NotHeld => return Ok(Reply::Integer(0)),
             Release::Kept(lease) => {
                 stats::bump(Stat::LockReleases);
-                let holds = StackText::of(lease.holds);
-                key.hash_set(HOLDS_FIELD, holds.as_bytes());
+                let holds = StackText::int(lease.holds);
+                key.hash_set(&HOLDS, holds.as_bytes());
                 key.modified(&[(Notify::HASH, c"hset")]);
-                let hset = (key.name(), HOLDS_FIELD.as_bytes(), lease.holds);
+                let hset = (key.name(), &HOLDS, lease.holds);
                 ctx.replicate(c"HSET", hset);
                 return Ok(Reply::Integer(1));
             }

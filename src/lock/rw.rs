@@ -12,10 +12,10 @@ use patterns_core::command::CmdError;
 use patterns_core::lock::rw::{
     self, parse_mode, rw_acquire, rw_fence_key, writer_key, Holds, Mode, RwAcquire,
 };
-use patterns_core::lock::{self as l, Release, HOLDS_FIELD, OWNER_FIELD, TOKEN_FIELD};
+use patterns_core::lock::{self as l, Release, OWNER_FIELD, TOKEN_FIELD};
 
 use super::wait::{self, Kind, Wanted};
-use super::{grant_or_wait, read_lease, replicate_pexpireat, wanted, write_grant, Stored};
+use super::{grant_or_wait, read_lease, replicate_pexpireat, wanted, write_grant, Stored, HOLDS};
 use crate::ffi::{
     check_key_access, now_ms, Call, Ctx, Key, KeyType, Notify, OwnedString, Reply, ScoreRange,
     Value,
@@ -141,12 +141,9 @@ pub fn release(call: &Call) -> Result<Reply, CmdError> {
     let released = match l::release(stored.as_ref().map(Stored::lease), owner) {
         Release::Kept(lease) => {
             let mut writer = Key::open_named(ctx, &writer_name);
-            writer.hash_set(HOLDS_FIELD, StackText::of(lease.holds).as_bytes());
+            writer.hash_set(&HOLDS, StackText::int(lease.holds).as_bytes());
             writer.modified(&[(Notify::HASH, c"hset")]);
-            ctx.replicate(
-                c"HSET",
-                (writer.name(), HOLDS_FIELD.as_bytes(), lease.holds),
-            );
+            ctx.replicate(c"HSET", (writer.name(), &HOLDS, lease.holds));
             true
         }
         Release::Freed => {
