@@ -12,7 +12,7 @@
 pub mod lua;
 
 use crate::command::{
-    arg_option, positive, Arg, ArgKind, Block, CmdError, CommandDef, Flags, Keys, OptValue,
+    arg_option, positive, Arg, ArgKind, Args, Block, CmdError, CommandDef, Flags, Keys, OptValue,
     OptionDef, Positional, WRITE,
 };
 use crate::keys::MAX_MS;
@@ -727,7 +727,11 @@ impl SlidingWindow {
 /// A token bucket's arguments, as `RL.TOKENBUCKET` parses them: the bucket and the cost.
 #[inline(always)]
 pub fn token_bucket(args: &[&[u8]]) -> Result<(TokenBucket, i64), CmdError> {
-    let a = TOKENBUCKET.parse(args)?;
+    bucket_of(&TOKENBUCKET.parse(args)?)
+}
+
+#[inline(always)]
+fn bucket_of(a: &Args<'_>) -> Result<(TokenBucket, i64), CmdError> {
     let bucket = TokenBucket::new(a.int("capacity"), a.int("rate"), a.int("period_ms"))?;
     Ok((bucket, a.int("COST")))
 }
@@ -735,7 +739,11 @@ pub fn token_bucket(args: &[&[u8]]) -> Result<(TokenBucket, i64), CmdError> {
 /// A fixed window's arguments, as `RL.FIXEDWINDOW` parses them: the window and the cost.
 #[inline(always)]
 pub fn fixed_window(args: &[&[u8]]) -> Result<(FixedWindow, i64), CmdError> {
-    let a = FIXEDWINDOW.parse(args)?;
+    fixed_of(&FIXEDWINDOW.parse(args)?)
+}
+
+#[inline(always)]
+fn fixed_of(a: &Args<'_>) -> Result<(FixedWindow, i64), CmdError> {
     let window = FixedWindow::new(a.int("limit"), a.int("window_ms"))?;
     Ok((window, a.int("COST")))
 }
@@ -744,7 +752,11 @@ pub fn fixed_window(args: &[&[u8]]) -> Result<(FixedWindow, i64), CmdError> {
 /// whether it is EXACT.
 #[inline(always)]
 pub fn sliding_window(args: &[&[u8]]) -> Result<(SlidingWindow, i64, bool), CmdError> {
-    let a = SLIDINGWINDOW.parse(args)?;
+    sliding_of(&SLIDINGWINDOW.parse(args)?)
+}
+
+#[inline(always)]
+fn sliding_of(a: &Args<'_>) -> Result<(SlidingWindow, i64, bool), CmdError> {
     let window = SlidingWindow::new(a.int("limit"), a.int("window_ms"))?;
     Ok((window, a.int("COST"), a.flag("EXACT")))
 }
@@ -766,17 +778,17 @@ pub struct Limit {
 }
 
 impl Limit {
-    /// The limit of a block of kind `kind` (one of [`LIMITS`]), parsed as its own command
-    /// parses the arguments after its key, with the same errors.
-    pub fn parse(kind: &Block, args: &[&[u8]]) -> Result<Self, CmdError> {
+    /// The limit of a block of kind `kind` (one of [`LIMITS`]), from its arguments as its own
+    /// command parsed them ([`CommandDef::parse_block`]), with the same errors.
+    pub fn of(kind: &Block, a: &Args<'_>) -> Result<Self, CmdError> {
         let (limiter, cost) = if std::ptr::eq(kind.def, &TOKENBUCKET) {
-            let (bucket, cost) = token_bucket(args)?;
+            let (bucket, cost) = bucket_of(a)?;
             (Limiter::TokenBucket(bucket), cost)
         } else if std::ptr::eq(kind.def, &FIXEDWINDOW) {
-            let (window, cost) = fixed_window(args)?;
+            let (window, cost) = fixed_of(a)?;
             (Limiter::FixedWindow(window), cost)
         } else {
-            let (window, cost, exact) = sliding_window(args)?;
+            let (window, cost, exact) = sliding_of(a)?;
             let limiter = if exact {
                 Limiter::Exact(window)
             } else {
@@ -828,12 +840,14 @@ pub fn parse_limits(def: &CommandDef, args: &[&[u8]]) -> Result<Vec<(usize, Limi
     // Every limit's arguments are checked (their count first, as the server checks its own
     // command's) before any limiter is made, so a bad argument of a later limit is reported
     // before an earlier limit's span (the Lua twin's order, too).
-    for b in &blocks {
-        kinds[b.kind].def.parse_block(b.args)?;
-    }
+    let parsed = blocks
+        .iter()
+        .map(|b| kinds[b.kind].def.parse_block(b.args))
+        .collect::<Result<Vec<_>, _>>()?;
     blocks
         .iter()
-        .map(|b| Ok((b.key, Limit::parse(&kinds[b.kind], b.args)?)))
+        .zip(&parsed)
+        .map(|(b, a)| Ok((b.key, Limit::of(&kinds[b.kind], a)?)))
         .collect()
 }
 
