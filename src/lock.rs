@@ -17,7 +17,6 @@ mod wait;
 
 use patterns_core::command::{Args, CmdError};
 use patterns_core::keys::check_fields;
-use patterns_core::lock::rw::Mode;
 use patterns_core::lock::{
     self as l, Acquire, Lease, Release, HOLDS_FIELD, NO_WAIT, OWNER_FIELD, RESOURCE_FENCE_FIELD,
     TOKEN_FIELD,
@@ -256,22 +255,22 @@ fn grant_or_wait(
     Ok(denied)
 }
 
-/// What an acquire asks for: its owner and checked `ttl_ms`, `limit` permits, a read/write
-/// lock's `mode`. Inlined, so the reads by name resolve at compile time.
+/// What an acquire asks for: its owner and checked `ttl_ms`, and `limit` permits (a read/write
+/// lock sets its `mode` after). Inlined, so the reads by name resolve at compile time.
 #[inline(always)]
-fn wanted(p: &Args, limit: i64, mode: Option<Mode>) -> Result<Wanted, CmdError> {
+fn wanted(p: &Args, limit: i64) -> Result<Wanted, CmdError> {
     Ok(Wanted {
         owner: p.text("owner").to_vec(),
         ttl_ms: l::check_ttl(p.int("ttl_ms"))?,
         limit,
-        mode,
+        mode: None,
     })
 }
 
 // LOCK.ACQUIRE key owner ttl_ms [WAIT timeout_ms]
 fn acquire(call: &Call) -> Result<Reply, CmdError> {
     let p = call.parse(&l::ACQUIRE)?;
-    let wanted = wanted(&p, 1, None)?;
+    let wanted = wanted(&p, 1)?;
     let name = call.key_name();
     checked_fence_key(call.ctx(), name)?;
     // A key no lock can be taken on fails the waiters (if any) and this call alike: serving
@@ -388,7 +387,7 @@ fn fencedhset(call: &Call) -> Result<Reply, CmdError> {
 // SEM.ACQUIRE key owner limit ttl_ms [WAIT timeout_ms]
 fn sem_acquire(call: &Call) -> Result<Reply, CmdError> {
     let p = call.parse(&l::SEM_ACQUIRE)?;
-    let wanted = wanted(&p, p.int("limit"), None)?;
+    let wanted = wanted(&p, p.int("limit"))?;
     Key::open(call).expect(KeyType::ZSet)?;
     let name = call.key_name();
     grant_or_wait(

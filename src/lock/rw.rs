@@ -119,7 +119,9 @@ pub fn next_end(ctx: Ctx, name: &[u8]) -> Option<i64> {
 // RWLOCK.ACQUIRE key owner ttl_ms mode [WAIT timeout_ms]
 pub fn acquire(call: &Call) -> Result<Reply, CmdError> {
     let p = call.parse(&rw::RW_ACQUIRE)?;
-    let wanted = wanted(&p, 1, Some(parse_mode(p.text("mode"))?))?;
+    // The ttl is checked before the mode, as the twin checks them.
+    let mut wanted = wanted(&p, 1)?;
+    wanted.mode = Some(parse_mode(p.text("mode"))?);
     let (ctx, name) = (call.ctx(), call.key_name());
     checked_writer(ctx, name)?;
     check_key_access(ctx, &rw_fence_key(name)?)?;
