@@ -56,6 +56,11 @@ export function asRecord(reply: unknown): Record<string, unknown> {
   return (reply ?? {}) as Record<string, unknown>;
 }
 
+/** The named fields of a record, as numbers. */
+export function numbers<K extends string>(record: Record<string, unknown>, names: readonly K[]): Record<K, number> {
+  return Object.fromEntries(names.map((name) => [name, Number(record[name])])) as Record<K, number>;
+}
+
 async function moduleListed(conn: Connection): Promise<boolean> {
   const list = (await conn.send(["MODULE", "LIST"])) as unknown[];
   return list.some((entry) => String(asRecord(entry)["name"]) === MODULE_NAME);

@@ -1,5 +1,5 @@
 import { LockNotAcquiredError } from "./errors";
-import { asRecord, type Call } from "./backend";
+import { asRecord, numbers, type Call } from "./backend";
 import { randomId, waitWithin, type Runner } from "./runner";
 
 export interface LockOptions {
@@ -158,13 +158,7 @@ export async function lockInfo(runner: Runner, key: string): Promise<LockInfo | 
   const reply = await runner.run({ command: "LOCK.INFO", keys: [key] });
   if (reply === null) return null;
   const info = asRecord(reply);
-  return {
-    owner: String(info["owner"]),
-    token: Number(info["token"]),
-    ttlMs: Number(info["ttl"]),
-    holds: Number(info["holds"]),
-    waiters: Number(info["waiters"]),
-  };
+  return { owner: String(info["owner"]), ttlMs: Number(info["ttl"]), ...numbers(info, ["token", "holds", "waiters"]) };
 }
 
 /** Runs fn while holding the lock, releasing it in `finally`; LockNotAcquiredError when not granted. */
@@ -345,8 +339,7 @@ export async function rwlockInfo(runner: Runner, key: string): Promise<RWLockInf
     mode: String(info["mode"]) as RWLockMode,
     owner: owner === null || owner === undefined ? null : String(owner),
     token: token === null || token === undefined ? null : Number(token),
-    readers: Number(info["readers"]),
     ttlMs: Number(info["ttl"]),
-    waiters: Number(info["waiters"]),
+    ...numbers(info, ["readers", "waiters"]),
   };
 }

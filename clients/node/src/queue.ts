@@ -1,4 +1,4 @@
-import { asRecord } from "./backend";
+import { asRecord, numbers } from "./backend";
 import { sleep, waitWithin, type Runner } from "./runner";
 
 /** A job `QUEUE.POP` delivered: its id (a stream id), payload and deliveries (this one included). */
@@ -119,13 +119,7 @@ export class Queue {
 
   async stats(group: string): Promise<QueueStats> {
     const f = asRecord(await this.runner.run({ command: "QUEUE.STATS", keys: [this.key], args: [group] }));
-    return {
-      ready: Number(f["ready"]),
-      delayed: Number(f["delayed"]),
-      pending: Number(f["pending"]),
-      dead: Number(f["dead"]),
-      consumers: Number(f["consumers"]),
-    };
+    return numbers(f, ["ready", "delayed", "pending", "dead", "consumers"]);
   }
 
   /** A worker running handler(job) for the group's jobs: call start(), and stop() when done. */

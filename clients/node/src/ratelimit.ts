@@ -56,28 +56,29 @@ function result(fields: Omit<RateLimitResult, "headers">): RateLimitResult {
   return { ...fields, headers: () => headersOf(fields) };
 }
 
-/** `[allowed, limit, remaining, retry_after_ms, reset_after_ms]` from an `RL.*` command. */
-export function fromRl(reply: unknown): RateLimitResult {
-  const [allowed, limit, remaining, retry, reset] = (reply as unknown[]).map(Number) as number[];
+/**
+ * A five-number reply `[flag, limit, remaining, retry_after, reset_after]`: `allowedWhen` is the
+ * flag's value for an allowed request, `msPerUnit` the times' unit (a retry of -1 stays -1).
+ */
+function fromReply(reply: unknown, allowedWhen: number, msPerUnit: number): RateLimitResult {
+  const [flag, limit, remaining, retry, reset] = (reply as unknown[]).map(Number) as number[];
   return result({
-    allowed: allowed === 1,
+    allowed: flag === allowedWhen,
     limit: limit as number,
     remaining: remaining as number,
-    retryAfterMs: retry as number,
-    resetAfterMs: reset as number,
+    retryAfterMs: retry === -1 ? -1 : (retry as number) * msPerUnit,
+    resetAfterMs: (reset as number) * msPerUnit,
   });
+}
+
+/** `[allowed, limit, remaining, retry_after_ms, reset_after_ms]` from an `RL.*` command. */
+export function fromRl(reply: unknown): RateLimitResult {
+  return fromReply(reply, 1, 1);
 }
 
 /** `CL.THROTTLE`'s `[limited, limit, remaining, retry_after_s, reset_after_s]`, in ms. */
 export function fromThrottle(reply: unknown): RateLimitResult {
-  const [limited, limit, remaining, retry, reset] = (reply as unknown[]).map(Number) as number[];
-  return result({
-    allowed: limited === 0,
-    limit: limit as number,
-    remaining: remaining as number,
-    retryAfterMs: retry === -1 ? -1 : (retry as number) * 1000,
-    resetAfterMs: (reset as number) * 1000,
-  });
+  return fromReply(reply, 0, 1000);
 }
 
 export function tokenBucketArgs(o: TokenBucketOptions): string[] {

@@ -4,14 +4,12 @@
 "use strict";
 const test = require("node:test");
 const assert = require("node:assert/strict");
-const { startTargets, everyCombination, CLIENTS, cacheEntry } = require("./servers");
+const { startTargets, everyCombination, CLIENTS, cacheEntry, sleep } = require("./servers");
 const { createPatterns } = require("..");
 
 let env;
 test.before(async () => { env = await startTargets(); });
 test.after(() => env?.stopAll());
-
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 test("getOrSet: 50 concurrent callers on 5 connections compute once and all get the value", async () => {
   await everyCombination(env.targets, async ({ p, target, clientName, prefix }) => {

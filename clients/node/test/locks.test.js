@@ -3,14 +3,12 @@
 "use strict";
 const test = require("node:test");
 const assert = require("node:assert/strict");
-const { startTargets, everyCombination, everyCombinationAtOnce, CLIENTS, raw } = require("./servers");
+const { startTargets, everyCombination, everyCombinationAtOnce, CLIENTS, raw, sleep, waitUntil } = require("./servers");
 const { createPatterns } = require("..");
 
 let env;
 test.before(async () => { env = await startTargets(); });
 test.after(() => env?.stopAll());
-
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 /** n more Patterns, each over its own client of the same kind. */
 async function others(target, clientName, n) {
@@ -26,14 +24,6 @@ async function others(target, clientName, n) {
       for (const { client, p } of list) { await p.close(); await factory.close(client); }
     },
   };
-}
-
-async function waitUntil(condition, what) {
-  const deadline = Date.now() + 10000;
-  while (!(await condition())) {
-    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
-    await sleep(5);
-  }
 }
 
 test("module: waiters on other connections are served first come, first served, with increasing tokens", async () => {

@@ -3,6 +3,7 @@
 // (where the client loads the Lua twin). Each server runs in its own temp dir and is killed
 // when the test file ends.
 "use strict";
+const assert = require("node:assert/strict");
 const { spawn } = require("node:child_process");
 const fs = require("node:fs");
 const net = require("node:net");
@@ -177,4 +178,15 @@ async function cacheEntry(client, key) {
   return { value, deltaMs: Number(deltaMs) };
 }
 
-module.exports = { raw, cacheEntry, REPO, TARGETS, CLIENTS, OLDER_CLIENTS, startServer, startTargets, everyCombination, everyCombinationAtOnce, modulePath };
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** Polls `condition` every 5 ms until it holds; fails the test after 10 s, naming `what`. */
+async function waitUntil(condition, what) {
+  const deadline = Date.now() + 10000;
+  while (!(await condition())) {
+    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
+    await sleep(5);
+  }
+}
+
+module.exports = { sleep, waitUntil, raw, cacheEntry, REPO, TARGETS, CLIENTS, OLDER_CLIENTS, startServer, startTargets, everyCombination, everyCombinationAtOnce, modulePath };

@@ -4,6 +4,16 @@ from __future__ import annotations
 
 from redis.exceptions import NoPermissionError, ReadOnlyError, ResponseError
 
+__all__ = [
+    "BackendError",
+    "CommandError",
+    "LockNotAcquired",
+    "LockNotOwned",
+    "PatternsError",
+    "PermissionDeniedError",
+    "WrongTypeError",
+]
+
 # Codes redis-py leaves in the message (it strips ERR, NOPERM, READONLY and a few others).
 _KEPT_CODES = frozenset(
     {"WRONGTYPE", "CROSSSLOT", "UNBLOCKED", "OOM", "BUSY", "MISCONF", "TRYAGAIN"}

@@ -18,6 +18,7 @@ from typing import (
     Callable,
     Dict,
     Generator,
+    Generic,
     Iterable,
     List,
     Mapping,
@@ -90,6 +91,9 @@ class Primaries:
 
 @dataclass(frozen=True)
 class Sleep:
+    """A pause. In the background (``Driver.spawn``) it replies True, at once, when told to
+    stop; else it replies False or None."""
+
     seconds: float
 
 
@@ -100,8 +104,48 @@ class Compute:
     fn: Callable[[], Any] = field(compare=False)
 
 
-Step = Union[Call, Raw, Primaries, Sleep, Compute]
+class Background:
+    """A handle on an operation running in the background: a driver's thread or task."""
+
+
+@dataclass(frozen=True)
+class Stop:
+    """Tells background operations to stop (their pauses end at once) and waits for them to
+    end; never waits for the one it runs in."""
+
+    handles: Tuple[Background, ...]
+
+
+@dataclass(frozen=True)
+class Send:
+    """A ``Call`` sent as it is, once (``reloading`` makes a ``Call`` of it)."""
+
+    call: Call
+
+
+Step = Union[Call, Send, Raw, Primaries, Sleep, Compute, Stop]
 Op = Generator[Step, Any, T]
+
+
+@dataclass(frozen=True)
+class Done(Generic[T]):
+    value: T
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a step gave, to send into the operation that yielded it: its reply, or its
+    error (thrown in, for the operation to handle or let through)."""
+
+    reply: Any = None
+    error: Optional[Exception] = None
+
+    def resume(self, op: Op[T]) -> Union[Step, Done[T]]:
+        """The operation's next step, or its result."""
+        try:
+            return op.send(self.reply) if self.error is None else op.throw(self.error)
+        except StopIteration as stop:
+            return Done(stop.value)
 
 
 class Context:
@@ -219,6 +263,22 @@ def load_twin() -> Op[None]:
             raise BackendError(
                 f"the patterns module is not loaded and the Lua twin cannot be loaded: {error}"
             ) from error
+
+
+def reloading(ctx: Context, call: Call) -> Op[Any]:
+    """Runs a ``Call``; on the twin whose library vanished, reloads it and runs it again."""
+    try:
+        return (yield Send(call))
+    except CommandError as error:
+        if not (ctx.twin and is_missing_function(error)):
+            raise
+    yield from load_twin()
+    return (yield Send(call))
+
+
+def fcall(call: Call) -> Tuple[Arg, ...]:
+    """The twin's command line for a call."""
+    return ("FCALL", call.function, len(call.keys), *call.keys, *call.args)
 
 
 def is_missing_function(error: CommandError) -> bool:
@@ -571,7 +631,8 @@ def waited(
         if granted(reply) or (left is not None and left <= 0):
             return reply
         pause = backoff * (0.5 + random.random() / 2)
-        yield Sleep(pause if left is None else min(pause, left))
+        if (yield Sleep(pause if left is None else min(pause, left))):
+            return reply  # told to stop (a background operation): the wait ends, not granted
         backoff = min(backoff * 2, MAX_BACKOFF_S)
 
 
@@ -580,21 +641,33 @@ def wait_args(wait_ms: Optional[int]) -> Tuple[Arg, ...]:
 
 
 def lock_acquire(
-    ctx: Context, key: Key, owner: str, ttl_ms: int, wait_ms: Optional[int]
+    ctx: Context,
+    key: Key,
+    owner: str,
+    ttl_ms: int,
+    wait_ms: Optional[int],
+    mode: Optional[str] = None,
 ) -> Op[Optional[int]]:
+    """``LOCK.ACQUIRE``, or in a ``mode`` ``RWLOCK.ACQUIRE``: the fencing token (a READ hold:
+    1) when granted, else None."""
+    family, word = ("LOCK", ()) if mode is None else ("RWLOCK", (rwlock_mode(mode),))
+
     def call(wait: Optional[int]) -> Call:
-        return command("LOCK.ACQUIRE", key, owner, ttl_ms, *wait_args(wait), wait_ms=wait)
+        args = (owner, ttl_ms, *word, *wait_args(wait))
+        return command(f"{family}.ACQUIRE", key, *args, wait_ms=wait)
 
     reply = yield from waited(ctx, call, lambda r: r is not None, wait_ms)
     return None if reply is None else int(reply)
 
 
-def lock_release(ctx: Context, key: Key, owner: str) -> Op[bool]:
-    return bool((yield command("LOCK.RELEASE", key, owner)))
+def lock_release(ctx: Context, key: Key, owner: str, family: str = "LOCK") -> Op[bool]:
+    """``LOCK.RELEASE`` or (``family`` RWLOCK) ``RWLOCK.RELEASE``."""
+    return bool((yield command(f"{family}.RELEASE", key, owner)))
 
 
-def lock_extend(ctx: Context, key: Key, owner: str, ttl_ms: int) -> Op[bool]:
-    return bool((yield command("LOCK.EXTEND", key, owner, ttl_ms)))
+def lock_extend(ctx: Context, key: Key, owner: str, ttl_ms: int, family: str = "LOCK") -> Op[bool]:
+    """``LOCK.EXTEND`` or (``family`` RWLOCK) ``RWLOCK.EXTEND``."""
+    return bool((yield command(f"{family}.EXTEND", key, owner, ttl_ms)))
 
 
 def lock_info(ctx: Context, key: Key) -> Op[Optional[LockInfo]]:
@@ -624,22 +697,7 @@ def rwlock_acquire(
     ctx: Context, key: Key, owner: str, ttl_ms: int, mode: str, wait_ms: Optional[int]
 ) -> Op[Optional[int]]:
     """The fencing token (a WRITE hold) or 1 (a READ hold) when granted, else None."""
-    word = rwlock_mode(mode)
-
-    def call(wait: Optional[int]) -> Call:
-        args = (owner, ttl_ms, word, *wait_args(wait))
-        return command("RWLOCK.ACQUIRE", key, *args, wait_ms=wait)
-
-    reply = yield from waited(ctx, call, lambda r: r is not None, wait_ms)
-    return None if reply is None else int(reply)
-
-
-def rwlock_release(ctx: Context, key: Key, owner: str) -> Op[bool]:
-    return bool((yield command("RWLOCK.RELEASE", key, owner)))
-
-
-def rwlock_extend(ctx: Context, key: Key, owner: str, ttl_ms: int) -> Op[bool]:
-    return bool((yield command("RWLOCK.EXTEND", key, owner, ttl_ms)))
+    return (yield from lock_acquire(ctx, key, owner, ttl_ms, wait_ms, mode))
 
 
 def rwlock_info(ctx: Context, key: Key) -> Op[Optional[RWLockInfo]]:

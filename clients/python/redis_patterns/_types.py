@@ -6,6 +6,19 @@ import json
 from dataclasses import dataclass
 from typing import Any, Dict, List, NamedTuple, Optional, Protocol, Union
 
+__all__ = [
+    "Entry",
+    "Job",
+    "JSONSerializer",
+    "LockInfo",
+    "Page",
+    "QueueStats",
+    "Ranked",
+    "RateLimit",
+    "RWLockInfo",
+    "Serializer",
+]
+
 
 def _ceil_seconds(ms: int) -> int:
     return -(-ms // 1000)

@@ -4,8 +4,9 @@ without it (the Lua twin), through the sync and the asyncio API, with the same a
 from __future__ import annotations
 
 import inspect
+import time
 from dataclasses import dataclass
-from typing import Any, Iterator, Union
+from typing import Any, Iterator, List, Tuple, Union
 
 import pytest
 import redis.asyncio
@@ -75,3 +76,19 @@ async def api(request: pytest.FixtureRequest, server: Server) -> Any:
         yield Api(redis_patterns.asyncio.Patterns(aclient), True, expected, raw, server)
         await aclient.aclose()
     raw.close()
+
+
+def hear_invalidation(cache: redis_patterns.Cache, tag: str) -> Tuple[int, List[str]]:
+    """Invalidates ``tag`` while ``cache.on_invalidate`` (sync API) listens: how many keys were
+    deleted, and the tags heard (waiting up to 2 s for the first)."""
+    got: List[str] = []
+    worker = cache.on_invalidate(got.append)
+    time.sleep(0.3)
+    deleted = cache.invalidate(tag)
+    for _ in range(100):
+        if got:
+            break
+        time.sleep(0.02)
+    worker.stop()
+    worker.join(5)
+    return deleted, got

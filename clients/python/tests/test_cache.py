@@ -13,7 +13,7 @@ import redis_patterns
 import redis_patterns.asyncio
 from redis_patterns import CommandError
 
-from .conftest import Api, v
+from .conftest import Api, hear_invalidation, v
 
 # A cache entry's value and delta_ms, read from its layout (README, Caching: key layout): a
 # format byte and three 7-byte times, then the lease while one is held, then the value.
@@ -170,15 +170,7 @@ async def test_on_invalidate(api: Api) -> None:
             await asyncio.sleep(0.02)
         task.cancel()
     else:
-        worker = api.p.cache.on_invalidate(got.append)
-        time.sleep(0.2)
-        api.p.cache.invalidate("tag:{a}")
-        for _ in range(100):
-            if got:
-                break
-            time.sleep(0.02)
-        worker.stop()
-        worker.join(5)
+        _, got = hear_invalidation(api.p.cache, "tag:{a}")
     assert got == ["tag:{a}"]
 
 

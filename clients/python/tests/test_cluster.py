@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 from typing import Iterator, List
 
 import pytest
@@ -16,6 +15,7 @@ import redis_patterns
 import redis_patterns.asyncio
 from redis_patterns._ops import library_code, twin_code
 
+from .conftest import hear_invalidation
 from .servers import Cluster
 
 
@@ -48,17 +48,7 @@ def test_sync_cluster(cluster: Cluster) -> None:
     s = p.sessions.create("sessions:{u1}", 60000, 120000, {"user": 1})
     assert p.sessions.get(s) == {"user": "1"}
     assert p.cache.get_or_set("product:{9}", lambda: [1, 2], 60000, tags=["tag:{9}"]) == [1, 2]
-    got: List[str] = []
-    worker = p.cache.on_invalidate(got.append)
-    time.sleep(0.3)
-    assert p.cache.invalidate("tag:{9}") == 1
-    for _ in range(100):
-        if got:
-            break
-        time.sleep(0.02)
-    worker.stop()
-    worker.join(5)
-    assert got == ["tag:{9}"]
+    assert hear_invalidation(p.cache, "tag:{9}") == (1, ["tag:{9}"])
     lb = p.leaderboard("game:{c}")
     lb.add({"a": 1, "b": 2})
     assert lb.rank("a").rank == 2

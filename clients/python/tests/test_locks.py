@@ -25,6 +25,24 @@ async def leave(api: Api, lock: Any) -> None:
     await v(lock.__aexit__(None, None, None) if api.is_async else lock.__exit__(None, None, None))
 
 
+async def granted_on_release(api: Api, waiter: Any, holder: Any) -> None:
+    """``waiter.acquire()`` waits while ``holder`` holds, and is granted once it releases 0.2 s
+    later."""
+    if api.is_async:
+        task = asyncio.create_task(waiter.acquire())
+        await asyncio.sleep(0.2)
+        assert not task.done()
+        await holder.release()
+        assert await task is True
+    else:
+        releasing = threading.Timer(0.2, holder.release)
+        releasing.start()
+        started = time.monotonic()
+        assert waiter.acquire() is True
+        assert time.monotonic() - started >= 0.15
+        releasing.join()
+
+
 async def test_lock_acquire_reenter_release_fence(api: Api) -> None:
     p = api.p
     a = p.lock("lock:{order:42}", ttl_ms=30000, owner="worker-a", auto_extend=False)
@@ -61,19 +79,7 @@ async def test_lock_waits_until_released(api: Api) -> None:
     holder = p.lock("lock:w", ttl_ms=10000, auto_extend=False)
     await enter(api, holder)
     waiter = p.lock("lock:w", ttl_ms=10000, wait_ms=5000, auto_extend=False)
-    if api.is_async:
-        task = asyncio.create_task(waiter.acquire())
-        await asyncio.sleep(0.2)
-        assert not task.done()
-        await holder.release()
-        assert await task is True
-    else:
-        releasing = threading.Timer(0.2, holder.release)
-        releasing.start()
-        started = time.monotonic()
-        assert waiter.acquire() is True
-        assert time.monotonic() - started >= 0.15
-        releasing.join()
+    await granted_on_release(api, waiter, holder)
     assert waiter.token == 2
     # A wait that runs out: not granted.
     late = p.lock("lock:w", ttl_ms=1000, wait_ms=100, auto_extend=False)
@@ -279,19 +285,7 @@ async def test_rwlock_writer_waits_for_readers(api: Api) -> None:
     reader = p.rwlock("rw:w", "read", ttl_ms=10000, auto_extend=False)
     await enter(api, reader)
     writer = p.rwlock("rw:w", "write", ttl_ms=10000, wait_ms=5000, auto_extend=False)
-    if api.is_async:
-        task = asyncio.create_task(writer.acquire())
-        await asyncio.sleep(0.2)
-        assert not task.done()
-        await reader.release()
-        assert await task is True
-    else:
-        releasing = threading.Timer(0.2, reader.release)
-        releasing.start()
-        started = time.monotonic()
-        assert writer.acquire() is True
-        assert time.monotonic() - started >= 0.15
-        releasing.join()
+    await granted_on_release(api, writer, reader)
     assert writer.token == 1
     late = p.rwlock("rw:w", "read", ttl_ms=1000, wait_ms=100, auto_extend=False)
     assert await v(late.acquire()) is False

@@ -14,6 +14,7 @@ from redis_patterns import (
     RateLimit,
     RWLockInfo,
     WrongTypeError,
+    _api,
 )
 from redis_patterns import _ops as ops
 from redis_patterns._errors import from_response
@@ -136,3 +137,30 @@ def test_new_options_arguments_and_replies() -> None:
     assert read.value.value == RWLockInfo("read", None, None, 2, 5, 1)
     with pytest.raises(ValueError):
         next(ops.rwlock_acquire(Module(), "l", "o", 1000, "shared", None))
+
+
+def test_a_polled_wait_ends_when_its_background_operation_is_stopped() -> None:
+    polled = ops.lock_acquire(Twin(), "l", "o", 1000, 0)  # 0: wait without limit
+    assert isinstance(next(polled), ops.Call)
+    assert isinstance(polled.send(None), ops.Sleep)
+    assert isinstance(polled.send(False), ops.Call)  # a pause that ran out: poll again
+    assert isinstance(polled.send(None), ops.Sleep)
+    with pytest.raises(StopIteration) as stopped:
+        polled.send(True)  # the pause ended because the driver stops the operation
+    assert stopped.value.value is None
+
+
+def test_lease_renewal_pauses_renews_and_marks_a_lost_lock() -> None:
+    lock = _api.Lock(Module(), "l", 3000, None, "me", True)
+    renewals = lock._renewals()
+    assert next(renewals) == ops.Sleep(1.0)
+    assert renewals.send(False).module == ("LOCK.EXTEND", "l", "me", 3000)
+    assert renewals.send(1) == ops.Sleep(1.0)  # renewed: pause again
+    renewals.send(False)
+    with pytest.raises(StopIteration):
+        renewals.send(0)  # no longer held
+    assert lock.lost
+    stopped = _api.Lock(Module(), "l", 3000, None, "me", True)._renewals()
+    next(stopped)
+    with pytest.raises(StopIteration):
+        stopped.send(True)  # told to stop during its pause
