@@ -290,8 +290,9 @@ impl CommandDef {
     /// Redis arity: negative (a minimum) when anything is optional.
     pub fn arity(&self) -> i32 {
         if let Keys::Blocks { kinds, .. } = self.key_positions {
-            // The name, then at least one block: its token, its key and its required arguments.
-            let least = kinds.iter().map(|b| 1 + b.def.arity().abs()).min();
+            // The name, then at least one block: its token, its key and its required arguments
+            // (as many as its own command's arity, the token in its name's place).
+            let least = kinds.iter().map(|b| b.def.arity().abs()).min();
             return -(1 + least.unwrap_or(0));
         }
         let trailing = self.trailing;
@@ -486,7 +487,10 @@ impl CommandDef {
             return Err(CmdError::WrongArity(def.name));
         }
         let mut end = (key + 1 + def.positionals.len()).min(args.len());
-        while let Some(o) = args.get(end).and_then(|w| def.options.iter().find(|o| o.matches(w))) {
+        while let Some(o) = args
+            .get(end)
+            .and_then(|w| def.options.iter().find(|o| o.matches(w)))
+        {
             end += match o.value {
                 OptValue::Flag | OptValue::Word(_) => 1,
                 OptValue::Arg(_) | OptValue::Choice(_) => 2,

@@ -642,7 +642,7 @@ local DEF_rl_slidingwindow = {
 }
 
 local DEF_rl_all = {
-  arity = -6,
+  arity = -5,
   arity_error = 'ERR wrong number of arguments for \'rl.all\' command',
   blocks = {
     ['TOKENBUCKET'] = {def = DEF_rl_tokenbucket, names = {'capacity', 'rate', 'period_ms'}, opts = {'cost'}},

@@ -633,7 +633,7 @@ local DEF_rl_slidingwindow = {
 }
 
 local DEF_rl_refund = {
-  arity = -6,
+  arity = -5,
   arity_error = 'ERR wrong number of arguments for \'rl.refund\' command',
   blocks = {
     ['TOKENBUCKET'] = {def = DEF_rl_tokenbucket, names = {'capacity', 'rate', 'period_ms'}, opts = {'cost'}},

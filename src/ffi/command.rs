@@ -159,7 +159,8 @@ pub fn dispatch(
             Keys::FirstAndAfter { .. } | Keys::Blocks { .. }
         );
         // SAFETY: the context is live.
-        if asks_keys && unsafe { raw::RedisModule_IsKeysPositionRequest.unwrap()(ctx.as_ptr()) } != 0
+        if asks_keys
+            && unsafe { raw::RedisModule_IsKeysPositionRequest.unwrap()(ctx.as_ptr()) } != 0
         {
             report_keys(ctx, def, args());
             return;

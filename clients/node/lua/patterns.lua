@@ -791,7 +791,7 @@ local function cl_throttle(keys, argv)
 end
 
 local DEF_rl_all = {
-  arity = -6,
+  arity = -5,
   arity_error = 'ERR wrong number of arguments for \'rl.all\' command',
   blocks = {
     ['TOKENBUCKET'] = {def = DEF_rl_tokenbucket, names = {'capacity', 'rate', 'period_ms'}, opts = {'cost'}},
@@ -812,7 +812,7 @@ local function rl_all(keys, argv)
 end
 
 local DEF_rl_refund = {
-  arity = -6,
+  arity = -5,
   arity_error = 'ERR wrong number of arguments for \'rl.refund\' command',
   blocks = {
     ['TOKENBUCKET'] = {def = DEF_rl_tokenbucket, names = {'capacity', 'rate', 'period_ms'}, opts = {'cost'}},

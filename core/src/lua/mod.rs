@@ -20,8 +20,7 @@
 use std::collections::BTreeSet;
 
 use crate::command::{
-    Arg, ArgKind, Block, CmdError, CommandDef, Keys, OptValue, OptionDef, KEY_TWICE,
-    LUA_EXACT_MAX,
+    Arg, ArgKind, Block, CmdError, CommandDef, Keys, OptValue, OptionDef, KEY_TWICE, LUA_EXACT_MAX,
 };
 use crate::keys::{MAX_MS, RESERVED, RESERVED_PREFIX};
 

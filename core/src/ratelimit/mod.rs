@@ -978,7 +978,10 @@ pub struct LogRefund {
 /// highest sequence numbers: those a refund removes.
 pub fn newest_members(members: &[&[u8]], n: i64) -> Vec<usize> {
     let seq = |m: &[u8]| {
-        let digits = m.iter().rposition(|&b| b == b':').map_or(m.len(), |c| c + 1);
+        let digits = m
+            .iter()
+            .rposition(|&b| b == b':')
+            .map_or(m.len(), |c| c + 1);
         crate::command::parse_i64(&m[digits..]).unwrap_or(-1)
     };
     let mut by_seq: Vec<usize> = (0..members.len()).collect();
