@@ -127,6 +127,7 @@ transcriptTest("rate limiting: limitAll admits all or consumes nothing, refund n
   t.push(["full", await p.refund([{ key: key("tb"), tokenBucket: { ...bucket, cost: 50 } }])]);
   t.push(await rejection(p.limitAll([{ key: key("x"), tokenBucket: bucket }, { key: key("x"), fixedWindow: { limit: 1, windowMs: 1000 } }])));
   t.push(await rejection(p.refund([{ key: key("y"), slidingWindow: { limit: 0, windowMs: 1000 } }])));
+  t.push(await rejection(p.refund([])));
 }, [
   ["all", true, null, [[true, 10, 8, -1], [true, 2, 1, -1], [true, 5, 3, -1]], 120000,
     { "RateLimit-Limit": "10", "RateLimit-Remaining": "8", "RateLimit-Reset": "120" }],
@@ -137,6 +138,7 @@ transcriptTest("rate limiting: limitAll admits all or consumes nothing, refund n
   ["full", [10]],
   { name: "PatternsError", message: "ERR a key may appear only once in a call", code: "ERR", patterns: true },
   { name: "PatternsError", message: "ERR limit must be a positive integer", code: "ERR", patterns: true },
+  { name: "PatternsError", message: "ERR wrong number of arguments for 'rl.refund' command", code: "ERR", patterns: true },
 ]);
 
 transcriptTest("locks: acquire, reentrancy, release, extend, info, withLock, semaphores, fencedHset", async ({ p, prefix }, t) => {

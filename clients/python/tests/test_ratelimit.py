@@ -157,3 +157,6 @@ async def test_limits_errors_are_the_servers(api: Api) -> None:
     with pytest.raises(CommandError) as error:
         await v(p.refund([TokenBucket("rl:{u4}:tb", 0, 1, 1000)]))
     assert str(error.value) == "ERR capacity must be a positive integer"
+    with pytest.raises(CommandError) as error:
+        await v(p.limit_all([]))
+    assert str(error.value) == "ERR wrong number of arguments for 'rl.all' command"
