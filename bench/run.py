@@ -214,6 +214,7 @@ def main():
     signal.signal(signal.SIGHUP, on_signal)
     rows = {}
     memory = session_memory = seeds_data = lb_worst = cache_memory = cache_invalidate = None
+    lb_profiled = None
     try:
         r = server.start()
         port = server.port
@@ -275,6 +276,8 @@ def main():
                                                   callgrind.SESSION_REPORTED, None, log)
             cache_profiled = section_or_failure("callgrind", callgrind.measure,
                                                 callgrind.CACHE_REPORTED, None, log)
+            lb_profiled = section_or_failure("callgrind", callgrind.measure,
+                                             callgrind.LB_REPORTED, None, log)
         else:
             log("callgrind skipped: valgrind is not installed")
     bench_version = subprocess.run(["redis-benchmark", "--version"], capture_output=True,
@@ -298,6 +301,7 @@ def main():
         lock_ratios=lock_ratios_of(summary) if "lock" in rows else None, seeds=seeds_data,
         peer=peer_data, callgrind=profiled, queue=queue_data,
         session_callgrind=session_profiled, cache_callgrind=cache_profiled,
+        lb_callgrind=lb_profiled,
         cache_memory=cache_memory, cache_invalidate=cache_invalidate, partial=PARTIAL, only=ONLY,
         quick=QUICK,
         lb_worst=lb_worst,

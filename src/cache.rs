@@ -25,7 +25,7 @@ use crate::command;
 use crate::config;
 use crate::ffi::{
     check_key_access, fill_random, key_type, now_ms, precise_now_us, redis_call, Call, Command,
-    Ctx, Key, KeyType, Notify, OwnedString, Reply, ScoreRange, Str, Value,
+    Ctx, Key, KeyType, Notify, OwnedString, Part, Reply, ScoreRange, Str, Value,
 };
 use crate::index::update_index;
 use crate::stats::{self, Stat};
@@ -57,11 +57,12 @@ impl<'k> Stored<'k> {
     /// What the open key holds: None when absent; WRONGTYPE unless a string or a hash,
     /// BadState for a hash holding a field an entry has not (`entry` checks the rest).
     fn read(key: &'k Key) -> Result<Option<Self>, CmdError> {
-        match key.kind() {
-            KeyType::Empty => Ok(None),
-            KeyType::String => Ok(key.string()?.map(Self::Compact)),
-            KeyType::Hash => Self::read_hash(key).map(Some),
-            _ => Err(CmdError::WrongType),
+        // The string first: a compact entry's type is checked once.
+        match key.string() {
+            Err(CmdError::WrongType) if key.kind() == KeyType::Hash => {
+                Self::read_hash(key).map(Some)
+            }
+            read => Ok(read?.map(Self::Compact)),
         }
     }
 
@@ -184,8 +185,7 @@ impl<'a> Store<'a> {
 
 // CACHE.SET key value ttl_ms [DELTA delta_ms] [GRACE grace_ms] [TAGS tag [tag ...]]
 fn set(call: &Call) -> Result<Reply, CmdError> {
-    let args = call.rest();
-    let p = c::SET.parse(args)?;
+    let p = call.parse(&c::SET)?;
     let (ctx, key) = (call.ctx(), call.key_name());
     let now = now_ms();
     let store = Store::parse(ctx, key, &p, now)?;
@@ -206,8 +206,7 @@ enum Filled {
 
 // CACHE.FILL key lease value ttl_ms [DELTA delta_ms] [GRACE grace_ms] [TAGS tag [tag ...]]
 fn fill(call: &Call) -> Result<Reply, CmdError> {
-    let args = call.rest();
-    let p = c::FILL.parse(args)?;
+    let p = call.parse(&c::FILL)?;
     let (ctx, key) = (call.ctx(), call.key_name());
     let now = now_ms();
     let store = Store::parse(ctx, key, &p, now)?;
@@ -317,7 +316,7 @@ fn wait_hint(entry: &Option<Entry>, now: i64) -> i64 {
 
 // CACHE.GET key [BETA beta] [LEASE lease_ms]
 fn get(call: &Call) -> Result<Reply, CmdError> {
-    let p = c::GET.parse(call.rest())?;
+    let p = call.parse(&c::GET)?;
     let beta = check_beta(p.float("BETA"))?;
     let ctx = call.ctx();
     let now = now_ms();
@@ -331,6 +330,20 @@ fn get(call: &Call) -> Result<Reply, CmdError> {
         false => DRAW_MAX,
     };
     let outcome = decide(now, entry.as_ref(), beta, draw);
+    stats::bump(match outcome {
+        Outcome::Hit => Stat::CacheHit,
+        Outcome::Refresh => Stat::CacheRefresh,
+        Outcome::Miss => Stat::CacheMiss,
+        Outcome::Stale => Stat::CacheStale,
+        Outcome::Wait { .. } => Stat::CacheWait,
+    });
+    let word = outcome.word().as_bytes();
+    // A read that writes nothing replies from the open key: the value is not copied.
+    if let (Outcome::Hit | Outcome::Stale, Some((v, _))) =
+        (outcome, entry.as_ref().and_then(|e| e.value))
+    {
+        return Ok(ctx.reply_now(&[Part::Bulk(word), Part::Bulk(v), Part::Null]));
+    }
     let value = match entry.as_ref().and_then(|e| e.value) {
         Some((v, _)) if !matches!(outcome, Outcome::Miss | Outcome::Wait { .. }) => {
             Value::Bulk(v.to_vec())
@@ -348,21 +361,12 @@ fn get(call: &Call) -> Result<Reply, CmdError> {
             Value::Bulk(token)
         }
     };
-    stats::bump(match outcome {
-        Outcome::Hit => Stat::CacheHit,
-        Outcome::Refresh => Stat::CacheRefresh,
-        Outcome::Miss => Stat::CacheMiss,
-        Outcome::Stale => Stat::CacheStale,
-        Outcome::Wait { .. } => Stat::CacheWait,
-    });
-    let word = Value::Static(outcome.word().as_bytes());
-    Ok(Reply::Three([word, value, extra]))
+    Ok(Reply::Three([Value::Static(word), value, extra]))
 }
 
 // CACHE.TAG key tag [tag ...]
 fn tag(call: &Call) -> Result<Reply, CmdError> {
-    let args = call.rest();
-    let p = c::TAG.parse(args)?;
+    let p = call.parse(&c::TAG)?;
     let (ctx, key) = (call.ctx(), call.key_name());
     let tags = p.trailing();
     check_tags(ctx, key, tags)?;

@@ -3,7 +3,7 @@
 //! last member. Each change replicates as the command that makes it, and only when it changed
 //! something, as Redis does.
 
-use crate::ffi::{Ctx, Key, Notify, OwnedString, ScoreRange};
+use crate::ffi::{Ctx, Key, Notify, OwnedString, Put, ScoreRange, Str};
 
 /// Drops the index's members that expired by `now` (scored `now` or lower: an expiry is the
 /// first millisecond a member is dead), replicated as `ZREMRANGEBYSCORE` when there were any.
@@ -40,26 +40,40 @@ pub fn update_index(
     remove: Option<&[u8]>,
     add: Option<(i64, &[u8])>,
 ) -> bool {
-    let mut added = false;
     let name = OwnedString::new(ctx, index);
-    let mut index = Key::open_named(ctx, &name);
-    prune(ctx, &mut index, now);
+    let remove = remove.map(|m| OwnedString::new(ctx, m));
+    let add = add.map(|(score, m)| (score, OwnedString::new(ctx, m)));
+    let mut key = Key::open_named(ctx, &name);
+    let remove = remove.as_ref().map(OwnedString::as_str);
+    let add = add.as_ref().map(|(score, m)| (*score, m.as_str()));
+    update_open_index(ctx, &mut key, now, remove, add)
+}
+
+/// [`update_index`] on an index already open, with members the caller holds as strings.
+pub fn update_open_index(
+    ctx: Ctx,
+    index: &mut Key,
+    now: i64,
+    remove: Option<Str>,
+    add: Option<(i64, Str)>,
+) -> bool {
+    prune(ctx, index, now);
     if let Some(member) = remove {
-        let member = [OwnedString::new(ctx, member)];
-        if index.zset_remove(&member) > 0 {
-            ctx.replicate(c"ZREM", (name.as_str(), member[0].as_str()));
+        if index.zset_remove_one(member) {
+            ctx.replicate(c"ZREM", (index.name(), member));
             index.modified(&[(Notify::ZSET, c"zrem")]);
         }
     }
+    let mut added = false;
     if let Some((score, member)) = add {
-        let member = OwnedString::new(ctx, member);
-        added = index.zset_score(member.as_str()).is_none();
-        if index.zset_add(score as f64, member.as_str()) {
-            ctx.replicate(c"ZADD", (name.as_str(), score, member.as_str()));
+        let outcome = index.zset_put(score as f64, member);
+        added = outcome == Put::Added;
+        if outcome != Put::Unchanged {
+            ctx.replicate(c"ZADD", (index.name(), score, member));
             index.modified(&[(Notify::ZSET, c"zadd")]);
         }
     }
-    fix_index_ttl(ctx, &mut index);
+    fix_index_ttl(ctx, index);
     added
 }
 

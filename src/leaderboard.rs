@@ -1,13 +1,17 @@
 //! Binds the leaderboard family (`patterns_core::leaderboard`) to Redis: the core's `Store` is
-//! a handful of sorted-set and hash commands run through `RedisModule_Call`, the very commands
-//! the Lua twin runs. Reads answer through the key API where it can (a member's score, a
-//! window near either end of the board) and fall back to those commands where only a command
-//! can (ranks, counts, deep windows), or where a score's text might differ from the server's. Writes replicate as those commands, with explicit stamps (the server's
-//! clock never reaches a replica or the AOF as such); reads replicate nothing.
+//! a handful of sorted-set and hash commands, the very commands the Lua twin runs. Writes make
+//! them through the key API (`Writer`) and replicate each as the command it stands for, with
+//! explicit stamps (the server's clock never reaches a replica or the AOF as such). Reads
+//! answer through the key API where it can (a member's score, a window near either end of the
+//! board) and run the commands through `RedisModule_Call` where only a command can (ranks,
+//! counts, deep windows), or where a score's text might differ from the server's; reads
+//! replicate nothing.
 //!
 //! Each command validates everything (arguments, ACL of the tie-break keys, types, the
 //! tie-break in step with the board, a NaN increment) before its first write.
 #![deny(unsafe_code)]
+
+use std::cell::OnceCell;
 
 use patterns_core::command::{parse_f64, CmdError};
 use patterns_core::leaderboard::{
@@ -16,8 +20,9 @@ use patterns_core::leaderboard::{
 };
 
 use crate::ffi::{
-    check_key_access, check_key_read, key_len, key_type, now_ms, redis_call, Call, CallReply,
-    Command, Ctx, Key as KeyHandle, KeyType, OwnedString, Reply, Value,
+    check_key_read, check_keys_access, check_keys_read, hash_field_of, key_len, key_type, now_ms,
+    redis_call, redis_call_strs, Call, CallReply, Command, Ctx, Key as KeyHandle, KeyType, Notify,
+    OwnedString, Put, Reply, Str, Value,
 };
 use crate::stats::{self, Stat};
 use crate::{command, config};
@@ -38,73 +43,264 @@ pub const COMMANDS: &[Command] = &[
 /// API (O(start + count)); deeper ones are one ZRANGE (O(log N + count)).
 const WALK_LIMIT: i64 = 64;
 
-/// The board and its tie-break keys (None when the board's name cannot carry them), served by
-/// Redis commands; writes replicate as themselves.
+/// The board and its tie-break keys (None when the board's name cannot carry them): a read's
+/// (key API and Redis commands) or a write's (`Writer`).
 struct RedisStore<'a> {
     ctx: Ctx<'a>,
-    board: Vec<u8>,
-    companions: Option<[Vec<u8>; 4]>,
+    board: &'a [u8],
+    /// The order key's name, None when the board's name cannot carry tie-break keys.
+    order: Option<Vec<u8>>,
+    /// The stamps, scores and names keys' names, derived when first needed (a read of a
+    /// plain board never needs them).
+    others: OnceCell<[Vec<u8>; 3]>,
     /// The board opened for reading through the key API (None when it does not exist, and
     /// for writes: a write run as a command could delete the value under an open handle).
     reader: Option<KeyHandle<'a>>,
+    /// For a read (which changes no key), each key's type once asked (indexed by `Key`);
+    /// None for a write, whose keys change under it.
+    kinds: Option<[Option<Kind>; 5]>,
+    /// A write's keys, open through the key API.
+    writer: Option<Writer<'a>>,
+    /// The command's key as the server's string.
+    board_str: Str<'a>,
+    /// A read's last member named, as a server string (its score, then its rank).
+    member: Option<OwnedString>,
+}
+
+/// The tie-break keys' names as server strings (order, stamps, scores, names), made once for
+/// a write's key handles.
+type WriteNames = [OwnedString; 4];
+
+/// A write's five keys, open through the key API for the whole write (indexed by `Key`). Every
+/// change to them goes through these handles (a command run meanwhile only reads, so no value
+/// is deleted under a handle), and reaches replicas and the AOF as the command it stands for,
+/// with that command's keyspace events; unchanged values replicate nothing, as the commands'
+/// own propagation does.
+struct Writer<'a> {
+    ctx: Ctx<'a>,
+    keys: [KeyHandle<'a>; 5],
+    /// The last member named, as a server string: a write names its member to the board,
+    /// the stamps hash and the replicated commands several times.
+    member: Option<OwnedString>,
+}
+
+/// `bytes` as a server string, made once while the same bytes are asked for in a row.
+fn held<'m>(memo: &'m mut Option<OwnedString>, ctx: Ctx, bytes: &[u8]) -> Str<'m> {
+    if memo.as_ref().is_none_or(|held| held.bytes() != bytes) {
+        *memo = Some(OwnedString::new(ctx, bytes));
+    }
+    memo.get_or_insert_with(|| OwnedString::new(ctx, bytes))
+        .as_str()
+}
+
+/// A score's value from its text: whole numbers (every score of a typical board) without the
+/// float parser, others as the server parses them.
+fn score_value(text: &[u8]) -> Option<f64> {
+    let digits = text.strip_prefix(b"-").unwrap_or(text);
+    if (1..=15).contains(&digits.len()) && digits.iter().all(u8::is_ascii_digit) {
+        let n = digits
+            .iter()
+            .fold(0, |n: i64, d| n * 10 + i64::from(d - b'0')) as f64;
+        return Some(if digits.len() < text.len() { -n } else { n });
+    }
+    parse_f64(text)
+}
+
+impl<'a> Writer<'a> {
+    fn key(&mut self, key: Key) -> &mut KeyHandle<'a> {
+        &mut self.keys[key as usize]
+    }
+
+    /// ZADD key score member: whether it was added.
+    fn zadd(&mut self, key: Key, score: &[u8], member: &[u8]) -> bool {
+        let ctx = self.ctx;
+        let Some(value) = score_value(score) else {
+            return false; // the server's ZADD refuses what parse_f64 refuses
+        };
+        let member = held(&mut self.member, ctx, member);
+        let k = &mut self.keys[key as usize];
+        let put = k.zset_put(value, member);
+        if put != Put::Unchanged {
+            k.modified(&[(Notify::ZSET, c"zadd")]);
+            ctx.replicate(c"ZADD", (k.name(), score, member));
+        }
+        put == Put::Added
+    }
+
+    /// ZINCRBY board increment member: the new score.
+    fn zincrby(&mut self, increment: &[u8], member: &[u8]) -> f64 {
+        let ctx = self.ctx;
+        let by = score_value(increment).unwrap_or(f64::NAN);
+        let member = held(&mut self.member, ctx, member);
+        let k = &mut self.keys[Key::Board as usize];
+        let Some((put, score)) = k.zset_incr(by, member) else {
+            return f64::NAN; // a NaN sum, refused before the write
+        };
+        if put != Put::Unchanged {
+            k.modified(&[(Notify::ZSET, c"zincr")]);
+            ctx.replicate(c"ZINCRBY", (k.name(), increment, member));
+        }
+        score
+    }
+
+    /// ZREM key member: whether it was there.
+    fn zrem(&mut self, key: Key, member: &[u8]) -> bool {
+        let ctx = self.ctx;
+        let member = OwnedString::new(ctx, member);
+        let k = self.key(key);
+        let removed = k.zset_remove(std::slice::from_ref(&member)) > 0;
+        if removed {
+            removed_from(k, c"zrem", Notify::ZSET);
+            ctx.replicate(c"ZREM", (k.name(), member.as_str()));
+        }
+        removed
+    }
+
+    /// HSET stamps field value.
+    fn hset(&mut self, field: &[u8], value: &[u8]) {
+        let ctx = self.ctx;
+        let (field, value) = (
+            held(&mut self.member, ctx, field),
+            OwnedString::new(ctx, value),
+        );
+        let k = &mut self.keys[Key::Stamps as usize];
+        k.hash_put(field, value.as_str());
+        k.modified(&[(Notify::HASH, c"hset")]);
+        ctx.replicate(c"HSET", (k.name(), field, value.as_str()));
+    }
+
+    /// HDEL stamps field.
+    fn hdel(&mut self, field: &[u8]) {
+        let ctx = self.ctx;
+        let field = OwnedString::new(ctx, field);
+        let k = self.key(Key::Stamps);
+        if k.hash_delete(field.as_str()) {
+            removed_from(k, c"hdel", Notify::HASH);
+            ctx.replicate(c"HDEL", (k.name(), field.as_str()));
+        }
+    }
+
+    /// DEL key.
+    fn del(&mut self, key: Key) {
+        let ctx = self.ctx;
+        let k = self.key(key);
+        if k.kind() != KeyType::Empty {
+            k.delete();
+            k.modified(&[(Notify::GENERIC, c"del")]);
+            ctx.replicate(c"DEL", (k.name(),));
+        }
+    }
+}
+
+/// The events of a removal (ZREM, HDEL): `event`, and `del` when it left the key empty.
+fn removed_from(k: &KeyHandle, event: &std::ffi::CStr, class: Notify) {
+    if k.kind() == KeyType::Empty {
+        k.modified(&[(class, event), (Notify::GENERIC, c"del")]);
+    } else {
+        k.modified(&[(class, event)]);
+    }
+}
+
+/// The names of a write's tie-break keys, after checking the user may read and write them;
+/// refused when the board's name cannot carry them.
+fn write_names(call: &Call) -> Result<WriteNames, CmdError> {
+    let board = call.key_name();
+    let suffixes = [
+        lb::ORDER_SUFFIX,
+        lb::STAMPS_SUFFIX,
+        lb::SCORES_SUFFIX,
+        lb::NAMES_SUFFIX,
+    ];
+    let names = suffixes.map(|suffix| companion(board, suffix));
+    check_keys_access(call.ctx(), names.iter().flatten().map(Vec::as_slice))?;
+    match names {
+        [Some(order), Some(stamps), Some(scores), Some(names)] => {
+            Ok([order, stamps, scores, names].map(|n| OwnedString::new(call.ctx(), &n)))
+        }
+        _ => Err(CmdError::BadState(lb::BAD_BOARD)),
+    }
 }
 
 impl<'a> RedisStore<'a> {
-    /// The store of the call's board, after checking the user may read (and, to `write`,
-    /// write) its tie-break keys.
-    fn open(call: &Call<'a>, write: bool) -> Result<Self, CmdError> {
-        let board = call.key_name().to_vec();
-        let names = [
-            lb::ORDER_SUFFIX,
-            lb::STAMPS_SUFFIX,
-            lb::SCORES_SUFFIX,
-            lb::NAMES_SUFFIX,
-        ]
-        .map(|suffix| companion(&board, suffix));
-        let companions = match names {
-            [Some(order), Some(stamps), Some(scores), Some(names)] => {
-                Some([order, stamps, scores, names])
-            }
-            _ => None,
-        };
-        let check = if write {
-            check_key_access
-        } else {
-            check_key_read
-        };
-        for name in companions.iter().flatten() {
-            check(call.ctx(), name)?;
+    /// The store of a write to the call's board, its keys open through the key API.
+    fn open_write(call: &Call<'a>, names: &'a WriteNames) -> Self {
+        let ctx = call.ctx();
+        let [order, stamps, scores, names] =
+            names.each_ref().map(|n| KeyHandle::open_named(ctx, n));
+        let keys = [KeyHandle::open(call), order, stamps, scores, names];
+        Self {
+            writer: Some(Writer {
+                ctx,
+                keys,
+                member: None,
+            }),
+            ..Self::new(call, None)
         }
-        Ok(Self {
+    }
+
+    /// The store of the call's board for a read, after checking the user may read its order
+    /// key, and, when that exists, its other tie-break keys: a board without an order key is
+    /// read as a plain sorted set, so they are not looked at (nor are their types).
+    fn open_read(call: &Call<'a>) -> Result<Self, CmdError> {
+        let mut store = Self::new(call, Some([None; 5]));
+        if let Some(order) = &store.order {
+            check_key_read(call.ctx(), order)?;
+        }
+        if store.kind(Key::Order) != Kind::Empty {
+            let others = store.others().into_iter().flatten();
+            check_keys_read(call.ctx(), others.map(Vec::as_slice))?;
+        }
+        store.reader = KeyHandle::open_read(call);
+        Ok(store)
+    }
+
+    fn new(call: &Call<'a>, kinds: Option<[Option<Kind>; 5]>) -> Self {
+        let board = call.key_name();
+        Self {
             ctx: call.ctx(),
             board,
-            companions,
-            reader: if write {
-                None
-            } else {
-                KeyHandle::open_read(call)
-            },
-        })
+            order: companion(board, lb::ORDER_SUFFIX),
+            others: OnceCell::new(),
+            reader: None,
+            kinds,
+            writer: None,
+            board_str: call.key(),
+            member: None,
+        }
+    }
+
+    /// The stamps, scores and names keys' names (None when the board cannot carry them).
+    fn others(&self) -> Option<&[Vec<u8>; 3]> {
+        self.order.as_ref()?;
+        Some(self.others.get_or_init(|| {
+            [lb::STAMPS_SUFFIX, lb::SCORES_SUFFIX, lb::NAMES_SUFFIX]
+                .map(|suffix| companion(self.board, suffix).unwrap_or_default())
+        }))
     }
 
     /// The store of the call's board alone (no tie-break keys: LB.PERCENTILE).
     fn board_only(call: &Call<'a>) -> Self {
         Self {
             ctx: call.ctx(),
-            board: call.key_name().to_vec(),
-            companions: None,
+            board: call.key_name(),
+            order: None,
+            others: OnceCell::new(),
             reader: KeyHandle::open_read(call),
+            kinds: Some([None; 5]),
+            writer: None,
+            board_str: call.key(),
+            member: None,
         }
     }
 
     fn name(&self, key: Key) -> Option<&[u8]> {
-        let companion = |i: usize| self.companions.as_ref().map(|c| c[i].as_slice());
+        let other = |i: usize| self.others().map(|o| o[i].as_slice());
         match key {
-            Key::Board => Some(&self.board),
-            Key::Order => companion(0),
-            Key::Stamps => companion(1),
-            Key::Scores => companion(2),
-            Key::Names => companion(3),
+            Key::Board => Some(self.board),
+            Key::Order => self.order.as_deref(),
+            Key::Stamps => other(0),
+            Key::Scores => other(1),
+            Key::Names => other(2),
         }
     }
 
@@ -169,6 +365,15 @@ impl<'a> RedisStore<'a> {
     }
 }
 
+fn kind_of(kind: Option<KeyType>) -> Kind {
+    match kind {
+        None | Some(KeyType::Empty) => Kind::Empty,
+        Some(KeyType::ZSet) => Kind::ZSet,
+        Some(KeyType::Hash) => Kind::Hash,
+        Some(_) => Kind::Other,
+    }
+}
+
 fn scored(member: Vec<u8>, text: Vec<u8>) -> Scored {
     Scored {
         member,
@@ -205,21 +410,46 @@ fn walked(elements: Vec<(OwnedString, f64)>) -> Option<Vec<Scored>> {
 
 impl Store for RedisStore<'_> {
     fn kind(&mut self, key: Key) -> Kind {
-        match self.name(key).map(|n| key_type(self.ctx, n)) {
-            None | Some(KeyType::Empty) => Kind::Empty,
-            Some(KeyType::ZSet) => Kind::ZSet,
-            Some(KeyType::Hash) => Kind::Hash,
-            Some(_) => Kind::Other,
+        if let Some(w) = &mut self.writer {
+            return kind_of(Some(w.key(key).kind()));
         }
+        let known = self.kinds.and_then(|kinds| kinds[key as usize]);
+        if let Some(kind) = known {
+            return kind;
+        }
+        let kind = match (key, &self.kinds, &self.reader) {
+            // A read opened the board (None: it does not exist).
+            (Key::Board, Some(_), reader) => reader.as_ref().map(KeyHandle::kind),
+            _ => self.name(key).map(|n| key_type(self.ctx, n)),
+        };
+        let kind = kind_of(kind);
+        if let Some(kinds) = &mut self.kinds {
+            kinds[key as usize] = Some(kind);
+        }
+        kind
     }
 
     fn card(&mut self, key: Key) -> i64 {
-        self.name(key).map_or(0, |name| key_len(self.ctx, name))
+        if let Some(w) = &mut self.writer {
+            return w.key(key).len();
+        }
+        match (key, &self.kinds, &self.reader) {
+            (Key::Board, Some(_), reader) => reader.as_ref().map_or(0, KeyHandle::len),
+            _ => self.name(key).map_or(0, |name| key_len(self.ctx, name)),
+        }
     }
 
     fn score(&mut self, member: &[u8]) -> Option<Scored> {
-        if let Some(reader) = &self.reader {
-            let score = reader.zset_score(OwnedString::new(self.ctx, member).as_str())?;
+        let found = match (&self.reader, &mut self.writer) {
+            (Some(reader), _) => Some(reader.zset_score(held(&mut self.member, self.ctx, member))),
+            (None, Some(w)) => {
+                let held = held(&mut w.member, self.ctx, member);
+                Some(w.keys[Key::Board as usize].zset_score(held))
+            }
+            (None, None) => None,
+        };
+        if let Some(found) = found {
+            let score = found?;
             if let Some(text) = score_text(score) {
                 return Some(Scored {
                     member: member.to_vec(),
@@ -228,7 +458,7 @@ impl Store for RedisStore<'_> {
                 });
             }
         }
-        let reply = self.read(c"ZSCORE", &[&self.board, member]);
+        let reply = self.read(c"ZSCORE", &[self.board, member]);
         if reply.is_null() {
             return None;
         }
@@ -276,11 +506,20 @@ impl Store for RedisStore<'_> {
 
     fn rank(&mut self, key: Key, member: &[u8], rev: bool) -> Option<i64> {
         let cmd = if rev { c"ZREVRANK" } else { c"ZRANK" };
-        let reply = self.read(cmd, &[self.must(key), member]);
+        let reply = if key == Key::Board {
+            let member = held(&mut self.member, self.ctx, member);
+            redis_call_strs(self.ctx, cmd, &[self.board_str, member])
+        } else {
+            self.read(cmd, &[self.must(key), member])
+        };
         (!reply.is_null()).then(|| reply.integer())
     }
 
     fn last_at(&mut self, score: &[u8]) -> Option<Vec<u8>> {
+        if let Some(w) = &mut self.writer {
+            let order = w.key(Key::Order);
+            return Some(order.zset_last_at(score_value(score)?)?.bytes().to_vec());
+        }
         let args: [&[u8]; 8] = [
             self.must(Key::Order),
             score,
@@ -295,14 +534,30 @@ impl Store for RedisStore<'_> {
     }
 
     fn stamp(&mut self, member: &[u8]) -> Option<Vec<u8>> {
-        let reply = self.read(c"HGET", &[self.must(Key::Stamps), member]);
-        if reply.is_null() {
-            return None;
+        if let Some(w) = &mut self.writer {
+            let member = held(&mut w.member, self.ctx, member);
+            let value = w.keys[Key::Stamps as usize].hash_get(member)?;
+            return Some(value.bytes().to_vec());
         }
-        reply.strings().pop()
+        let member = OwnedString::new(self.ctx, member);
+        let value = hash_field_of(self.ctx, self.must(Key::Stamps), member.as_str())?;
+        Some(value.bytes().to_vec())
+    }
+
+    fn any_at(&mut self, key: Key, score: &[u8]) -> bool {
+        match (&mut self.writer, score_value(score)) {
+            (Some(w), Some(score)) => w.key(key).zset_any_at(score),
+            _ => self.count(key, score, score) > 0,
+        }
     }
 
     fn zadd(&mut self, key: Key, pairs: &[(&[u8], &[u8])]) -> i64 {
+        if let Some(w) = &mut self.writer {
+            let added = pairs
+                .iter()
+                .filter(|(score, member)| w.zadd(key, score, member));
+            return added.count() as i64;
+        }
         let mut args: Vec<&[u8]> = vec![self.must(key)];
         for (score, member) in pairs {
             args.extend([*score, *member]);
@@ -311,15 +566,32 @@ impl Store for RedisStore<'_> {
     }
 
     fn zincrby(&mut self, increment: &[u8], member: &[u8]) -> Scored {
-        let reply = self.write(c"ZINCRBY", &[&self.board, increment, member]);
+        if let Some(w) = &mut self.writer {
+            let score = w.zincrby(increment, member);
+            return match score_text(score) {
+                Some(text) => Scored {
+                    member: member.to_vec(),
+                    score,
+                    text,
+                },
+                None => self.score(member).expect("just written"),
+            };
+        }
+        let reply = self.write(c"ZINCRBY", &[self.board, increment, member]);
         scored(member.to_vec(), reply.strings().pop().unwrap_or_default())
     }
 
     fn zrem(&mut self, key: Key, member: &[u8]) -> bool {
+        if let Some(w) = &mut self.writer {
+            return w.zrem(key, member);
+        }
         self.write(c"ZREM", &[self.must(key), member]).integer() > 0
     }
 
     fn hset(&mut self, pairs: &[(&[u8], &[u8])]) {
+        if let Some(w) = &mut self.writer {
+            return pairs.iter().for_each(|(field, value)| w.hset(field, value));
+        }
         let mut args: Vec<&[u8]> = vec![self.must(Key::Stamps)];
         for (field, value) in pairs {
             args.extend([*field, *value]);
@@ -328,10 +600,16 @@ impl Store for RedisStore<'_> {
     }
 
     fn hdel(&mut self, member: &[u8]) {
+        if let Some(w) = &mut self.writer {
+            return w.hdel(member);
+        }
         self.write(c"HDEL", &[self.must(Key::Stamps), member]);
     }
 
     fn del(&mut self, key: Key) {
+        if let Some(w) = &mut self.writer {
+            return w.del(key);
+        }
         self.write(c"DEL", &[self.must(key)]);
     }
 }
@@ -362,7 +640,7 @@ fn with_board(
     order: Order,
     f: impl FnOnce(&mut Board<RedisStore>) -> Result<Reply, CmdError>,
 ) -> Result<Reply, CmdError> {
-    let mut store = RedisStore::open(call, false)?;
+    let mut store = RedisStore::open_read(call)?;
     let mut board = Board::open(&mut store, order)?.with_dense_max(config::LB_DENSE_MAX.get());
     f(&mut board)
 }
@@ -461,13 +739,9 @@ fn percentile(call: &Call) -> Result<Reply, CmdError> {
     )
 }
 
-/// The store for a write: the board's name must be able to carry its tie-break keys.
-fn write_store<'a>(call: &Call<'a>) -> Result<RedisStore<'a>, CmdError> {
-    let store = RedisStore::open(call, true)?;
-    if store.companions.is_none() {
-        return Err(CmdError::BadState(lb::BAD_BOARD));
-    }
-    Ok(store)
+/// The store of a write to the call's board, whose tie-break keys are named `names`.
+fn write_store<'a>(call: &Call<'a>, names: &'a WriteNames) -> RedisStore<'a> {
+    RedisStore::open_write(call, names)
 }
 
 // LB.ADD key [WITHRANK] [ASC|DESC] [RANKING ORDINAL|DENSE|COMPETITION|MODIFIED] score member
@@ -484,7 +758,8 @@ fn add(call: &Call) -> Result<Reply, CmdError> {
         let score = parse_f64(pair[0]).ok_or(CmdError::BadArg(lb::SCORE_ARG))?;
         changes.push((Change::Set(score, pair[0]), pair[1]));
     }
-    let mut store = write_store(call)?;
+    let names = write_names(call)?;
+    let mut store = write_store(call, &names);
     check_write(&mut store, &changes)?;
     check_rank_with(&mut store, &changes, with)?;
     let written = write(&mut store, now_ms(), &changes);
@@ -526,7 +801,7 @@ fn ranks_after_write(
     members: &[&[u8]],
     (order, ranking): (Order, Ranking),
 ) -> Result<Vec<Value>, CmdError> {
-    let mut store = RedisStore::open(call, false)?;
+    let mut store = RedisStore::open_read(call)?;
     let mut board = Board::open(&mut store, order)?.with_dense_max(i64::MAX);
     members
         .iter()
@@ -543,7 +818,8 @@ fn incr(call: &Call) -> Result<Reply, CmdError> {
         .flag("WITHRANK")
         .then(|| order_and_ranking(p.choice("ASC|DESC"), p.choice("RANKING")));
     let changes = [(Change::Add(by, p.raw("increment")), member)];
-    let mut store = write_store(call)?;
+    let names = write_names(call)?;
+    let mut store = write_store(call, &names);
     check_write(&mut store, &changes)?;
     check_rank_with(&mut store, &changes, with)?;
     let (_, score) = write(&mut store, now_ms(), &changes).remove(0);
@@ -561,7 +837,8 @@ fn incr(call: &Call) -> Result<Reply, CmdError> {
 fn rem(call: &Call) -> Result<Reply, CmdError> {
     let args = call.rest();
     let p = lb::REM.parse(args)?;
-    let mut store = write_store(call)?;
+    let names = write_names(call)?;
+    let mut store = write_store(call, &names);
     let removed = remove(&mut store, p.trailing())?;
     stats::add(Stat::LeaderboardWrites, removed as u64);
     Ok(Reply::Integer(removed))

@@ -12,16 +12,16 @@
 #![deny(unsafe_code)]
 
 use patterns_core::command::CmdError;
-use patterns_core::keys::{self, Kind, ID_BYTES};
+use patterns_core::keys::{self, Kind, Pairs, ID_BYTES};
 use patterns_core::session::ops::{self, IndexChange, Store};
 use patterns_core::session::{self as s, Timeouts};
 
 use crate::command;
 use crate::ffi::{
     check_key_access, check_keys_access, fill_random, key_type, now_ms, redis_call, Call, Command,
-    Ctx, Key, KeyType, Notify, OwnedString, Reply, ScoreRange, Str, Value,
+    Ctx, Key, KeyType, Notify, OwnedKey, OwnedString, Reply, ScoreRange, Str,
 };
-use crate::index::{live_count, update_index};
+use crate::index::{live_count, update_index, update_open_index};
 use crate::stats::{self, Stat};
 
 /// The family's commands, as registered.
@@ -43,6 +43,11 @@ struct Redis<'c, 'a> {
     /// The command's declared key while it is open: a session read and not yet slid. Closed
     /// before any write through `RedisModule_Call`, which must not find it open.
     declared: Option<Key<'a>>,
+    /// Whether the index is kept open from its type check to its update (the commands that
+    /// slide a session; the others only read it or open it once).
+    keep_index: bool,
+    /// The index while kept open; closed with the declared key.
+    index: Option<OwnedKey<'a>>,
 }
 
 impl<'c, 'a> Redis<'c, 'a> {
@@ -50,6 +55,16 @@ impl<'c, 'a> Redis<'c, 'a> {
         Self {
             call,
             declared: None,
+            keep_index: false,
+            index: None,
+        }
+    }
+
+    /// For a command that reads a session and slides it: its index is opened once.
+    fn sliding(call: &'c Call<'a>) -> Self {
+        Self {
+            keep_index: true,
+            ..Self::new(call)
         }
     }
 
@@ -57,9 +72,33 @@ impl<'c, 'a> Redis<'c, 'a> {
         self.call.ctx()
     }
 
-    /// Closes the declared key (before a write through `RedisModule_Call`).
+    /// Closes the keys kept open (before a write through `RedisModule_Call`).
     fn close(&mut self) {
         self.declared = None;
+        self.index = None;
+    }
+
+    /// `member` as a server string: the declared key's own when it is that key.
+    fn member(&self, member: &[u8]) -> Member<'a> {
+        match member == self.call.key_name() {
+            true => Member::Declared(self.call.key()),
+            false => Member::Owned(OwnedString::new(self.ctx(), member)),
+        }
+    }
+}
+
+/// An index member as a server string.
+enum Member<'a> {
+    Declared(Str<'a>),
+    Owned(OwnedString),
+}
+
+impl Member<'_> {
+    fn as_str(&self) -> Str<'_> {
+        match self {
+            Member::Declared(s) => *s,
+            Member::Owned(s) => s.as_str(),
+        }
     }
 }
 
@@ -74,13 +113,19 @@ fn kind(t: KeyType) -> Kind {
 
 impl Store for Redis<'_, '_> {
     fn kind(&mut self, key: &[u8]) -> Kind {
-        kind(key_type(self.ctx(), key))
+        if !self.keep_index {
+            return kind(key_type(self.ctx(), key));
+        }
+        let mut index = OwnedKey::open(self.ctx(), key);
+        let t = index.with(|k| k.kind());
+        self.index = Some(index);
+        kind(t)
     }
 
     /// Through the key API (`RedisModule_ScanKey`), or `HGETALL` for a hash whose order the
     /// scan does not give (a hash table: fields or values over 64 bytes, or many fields). The
     /// declared key stays open for the slide that follows.
-    fn live_hash(&mut self, key: &[u8], now_ms: i64) -> Result<Option<Vec<Vec<u8>>>, CmdError> {
+    fn live_hash(&mut self, key: &[u8], now_ms: i64) -> Result<Option<Pairs>, CmdError> {
         self.close();
         let read = if key == self.call.key_name() {
             let session = Key::open(self.call);
@@ -97,7 +142,12 @@ impl Store for Redis<'_, '_> {
         Ok(match read {
             Read::Gone => None,
             Read::Pairs(pairs) => Some(pairs),
-            Read::Unordered => Some(redis_call(self.ctx(), c"HGETALL", &[key], false).strings()),
+            Read::Unordered => Some(
+                redis_call(self.ctx(), c"HGETALL", &[key], false)
+                    .strings()
+                    .into_iter()
+                    .collect(),
+            ),
         })
     }
 
@@ -190,8 +240,25 @@ impl Store for Redis<'_, '_> {
         deleted.len() as i64
     }
 
+    /// On the index kept open since its type check, when it is this one.
     fn update_index(&mut self, index: &[u8], now_ms: i64, change: IndexChange<'_>) {
-        update_index(self.ctx(), index, now_ms, change.removed(), change.added());
+        let ctx = self.ctx();
+        let Some(mut open) = self.index.take().filter(|k| k.name() == index) else {
+            update_index(ctx, index, now_ms, change.removed(), change.added());
+            return;
+        };
+        let removed = change.removed().map(|m| self.member(m));
+        let added = change.added().map(|(at, m)| (at, self.member(m)));
+        open.with(|key| {
+            let added = added.as_ref().map(|(at, m)| (*at, m.as_str()));
+            update_open_index(
+                ctx,
+                key,
+                now_ms,
+                removed.as_ref().map(Member::as_str),
+                added,
+            )
+        });
     }
 }
 
@@ -200,7 +267,7 @@ enum Read {
     /// Absent, or dead by now.
     Gone,
     /// Its fields and values, in `HGETALL`'s order.
-    Pairs(Vec<Vec<u8>>),
+    Pairs(Pairs),
     /// A hash whose order the scan does not give.
     Unordered,
 }
@@ -255,28 +322,18 @@ fn create(call: &Call) -> Result<Reply, CmdError> {
     Ok(Reply::Bulk(key))
 }
 
-/// A session's fields as a record: a map under RESP3, `field, value, ...` under RESP2.
-fn record(pairs: Vec<Vec<u8>>) -> Value {
-    let mut pairs = pairs.into_iter();
-    let mut map = Vec::with_capacity(pairs.len() / 2);
-    while let (Some(field), Some(value)) = (pairs.next(), pairs.next()) {
-        map.push((Value::Bulk(field), Value::Bulk(value)));
-    }
-    Value::Map(map)
-}
-
 // SESSION.GET session
 fn get(call: &Call) -> Result<Reply, CmdError> {
     s::GET.parse(call.rest())?;
-    let fields = ops::get(&mut Redis::new(call), call.key_name(), now_ms())?;
-    Ok(nullable(fields, |pairs| Reply::Value(record(pairs))))
+    let fields = ops::get(&mut Redis::sliding(call), call.key_name(), now_ms())?;
+    Ok(nullable(fields, Reply::Record))
 }
 
 // SESSION.SET session field value [field value ...]
 fn set(call: &Call) -> Result<Reply, CmdError> {
     let p = s::SET.parse(call.rest())?;
     let added = ops::set(
-        &mut Redis::new(call),
+        &mut Redis::sliding(call),
         call.key_name(),
         p.trailing(),
         now_ms(),

@@ -503,7 +503,7 @@ fn a_write_with_rank_answers_what_lb_rank_answers_after_it() {
         // Options lead LB.ADD's pairs: after them, a word is a score.
         assert_eq!(
             error_of(&mut c, &["LB.ADD", "native:{1}", "1", "x", "WITHRANK"]),
-            "ERR wrong number of arguments for 'lb.add' command"
+            arity("lb.add")
         );
         assert_eq!(
             error_of(&mut c, &["LB.ADD", "native:{1}", "1", "x", "WITHRANK", "y"]),
@@ -516,40 +516,29 @@ fn a_write_with_rank_answers_what_lb_rank_answers_after_it() {
         let _: () = query(&mut c, &["CONFIG", "SET", "patterns.lb-dense-max", "10"]);
         let before: Value = query(&mut c, &["ZSCORE", "plain:{1}", "p1"]);
         let refused = format!("ERR {}", lb::DENSE_TOO_MANY);
-        assert_eq!(
-            error_of(
-                &mut c,
-                &[
-                    "LB.INCR",
-                    "plain:{1}",
-                    "-1000",
-                    "p1",
-                    "WITHRANK",
-                    "RANKING",
-                    "DENSE"
-                ]
-            ),
-            refused
-        );
-        let after: Value = query(&mut c, &["ZSCORE", "plain:{1}", "p1"]);
-        assert_eq!(before, after);
-        assert_eq!(
-            error_of(
-                &mut c,
-                &[
-                    "LB.ADD",
-                    "plain:{1}",
-                    "WITHRANK",
-                    "RANKING",
-                    "DENSE",
-                    "-1000",
-                    "p1"
-                ]
-            ),
-            refused
-        );
-        let after: Value = query(&mut c, &["ZSCORE", "plain:{1}", "p1"]);
-        assert_eq!(before, after);
+        let incr = [
+            "LB.INCR",
+            "plain:{1}",
+            "-1000",
+            "p1",
+            "WITHRANK",
+            "RANKING",
+            "DENSE",
+        ];
+        let add = [
+            "LB.ADD",
+            "plain:{1}",
+            "WITHRANK",
+            "RANKING",
+            "DENSE",
+            "-1000",
+            "p1",
+        ];
+        for args in [incr, add] {
+            assert_eq!(error_of(&mut c, &args), refused);
+            let after: Value = query(&mut c, &["ZSCORE", "plain:{1}", "p1"]);
+            assert_eq!(before, after, "{args:?}");
+        }
         // The top needs no scan: answered.
         let top: (i64, String, i64) = query(
             &mut c,
@@ -838,6 +827,17 @@ fn acl_checks_the_tie_break_keys() {
         assert_eq!(native, twin);
         assert!(native.starts_with("NOPERM"), "{native}");
         assert_same_state(&before, &snapshot(&mut admin), 0);
+        // A read looks past the order key only when it exists: a user who may read a plain
+        // board and its (absent) order key reads it; once the board has a tie-break, the
+        // other keys are checked too.
+        let _: i64 = query(&mut admin, &["ZADD", "flat", "1", "x", "2", "y"]);
+        let mut ordered = login(&server, "ordered", &["~flat", "~{flat}:lb-order"]);
+        let rank = ["LB.RANK", "flat", "y"];
+        let [native, twin] = both(&mut ordered, &rank);
+        assert_eq!(native, twin);
+        assert!(native.starts_with("array([int(1),"), "{native}");
+        let _: i64 = query(&mut admin, &["LB.ADD", "flat", "3", "z"]);
+        assert_eq!(both(&mut ordered, &rank), [nope, nope]);
         // `~lb:*` covers a hashtagged board's tie-break keys.
         let mut wide = login(&server, "wide", &["~lb:*"]);
         assert_eq!(query::<i64>(&mut wide, &["LB.ADD", "lb:{g}", "2", "y"]), 1);
@@ -892,6 +892,72 @@ fn a_board_that_cannot_carry_its_tie_break_keys_is_read_but_never_written() {
     });
 }
 
+/// A write makes its changes through the key API, and fires the keyspace events of the
+/// commands it stands for: the same events, in the same order, as the twin, which runs those
+/// commands (a change that changes nothing fires nothing, an emptied key also fires `del`).
+#[test]
+fn writes_fire_the_keyspace_events_of_their_commands() {
+    for_each_server(|server, mut c| {
+        load_twin(&mut c);
+        let _: () = query(&mut c, &["CONFIG", "SET", "notify-keyspace-events", "KEA"]);
+        let mut sub = server.conn();
+        let mut pubsub = sub.as_pubsub();
+        pubsub.psubscribe("__keyevent@*__:*").unwrap();
+        pubsub
+            .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        let mut events_of = |c: &mut Connection, board: &str, native: bool| {
+            let writes: [&[&str]; 6] = [
+                &["LB.ADD", board, "1", "a", "2", "b"],
+                &["LB.ADD", board, "1", "a"],
+                &["LB.ADD", board, "3", "a"],
+                &["LB.INCR", board, "2", "b"],
+                &["LB.INCR", board, "0.5", "c"],
+                &["LB.REM", board, "a", "b", "c"],
+            ];
+            for write in writes {
+                let argv = if native {
+                    write.to_vec()
+                } else {
+                    twin_fcall(write)
+                };
+                let _: Value = query(c, &argv);
+            }
+            let done = format!("done:{board}");
+            let _: () = query(c, &["SET", &done, "1"]);
+            let mut events = Vec::new();
+            loop {
+                let message = pubsub.get_message().expect("a keyspace event");
+                let key: String = message.get_payload().unwrap();
+                if key == done {
+                    return events;
+                }
+                let event = message.get_channel_name().rsplit(':').next().unwrap();
+                let key = key.replace(&format!("{{{board}}}"), "{B}");
+                events.push(format!("{event} {}", if key == board { "B" } else { &key }));
+            }
+        };
+        let native = events_of(&mut c, "nat", true);
+        let twin = events_of(&mut c, "twn", false);
+        assert_eq!(native, twin);
+        for expected in [
+            "zadd B",
+            "zincr B",
+            "hset {B}:lb-stamps",
+            "hdel {B}:lb-stamps",
+        ] {
+            assert!(
+                native.iter().any(|e| e == expected),
+                "{expected}: {native:?}"
+            );
+        }
+        assert!(
+            native.contains(&"del {B}:lb-order".to_string()),
+            "{native:?}"
+        );
+    });
+}
+
 /// `FCALL` of the twin's function for a keyed LB command.
 fn twin_fcall<'a>(args: &[&'a str]) -> Vec<&'a str> {
     let function = match args[0] {
@@ -914,124 +980,97 @@ fn bad_input_is_refused_and_writes_nothing() {
         let _: i64 = query(&mut c, &["ZADD", "typed", "1", "x"]);
         // A plain board whose name cannot carry tie-break keys: writes are refused.
         let _: i64 = query(&mut c, &["ZADD", "a{b", "1", "x"]);
-        let wrongtype = "WRONGTYPE Operation against a key holding the wrong kind of value";
-        let arity = |name: &str| format!("ERR wrong number of arguments for '{name}' command");
-        let cases: Vec<(Vec<&str>, String)> = vec![
-            (vec!["LB.ADD", "b", "1"], arity("lb.add")),
-            (vec!["LB.ADD", "b", "1", "x", "2"], arity("lb.add")),
+        let refusals: &Refusals = &[
             (
-                vec!["LB.ADD", "b", "abc", "x"],
-                "ERR score must be a number".into(),
+                &arity("lb.add"),
+                &[&["LB.ADD", "b", "1"], &["LB.ADD", "b", "1", "x", "2"]],
             ),
             (
-                vec!["LB.ADD", "b", "nan", "x"],
-                "ERR score must be a number".into(),
+                "ERR score must be a number",
+                &[
+                    &["LB.ADD", "b", "abc", "x"],
+                    &["LB.ADD", "b", "nan", "x"],
+                    &["LB.ADD", "b", "1", "x", "1e", "y"],
+                    &["LB.ADD", "b", "", "x"],
+                ],
             ),
             (
-                vec!["LB.ADD", "b", "1", "x", "1e", "y"],
-                "ERR score must be a number".into(),
+                WRONGTYPE,
+                &[
+                    &["LB.ADD", "text", "1", "x"],
+                    &["LB.ADD", "typed", "1", "x"],
+                ],
             ),
             (
-                vec!["LB.ADD", "b", "", "x"],
-                "ERR score must be a number".into(),
-            ),
-            (vec!["LB.ADD", "text", "1", "x"], wrongtype.into()),
-            (vec!["LB.ADD", "typed", "1", "x"], wrongtype.into()),
-            (
-                vec!["LB.ADD", "a{b", "1", "x"],
-                format!("ERR {}", lb::BAD_BOARD),
+                &format!("ERR {}", lb::BAD_BOARD),
+                &[&["LB.ADD", "a{b", "1", "x"]],
             ),
             (
-                vec!["LB.INCR", "b", "x", "m"],
-                "ERR increment must be a number".into(),
+                "ERR increment must be a number",
+                &[&["LB.INCR", "b", "x", "m"], &["LB.INCR", "b", "NaN", "m"]],
             ),
             (
-                vec!["LB.INCR", "b", "NaN", "m"],
-                "ERR increment must be a number".into(),
+                &format!("ERR {}", lb::NAN_SCORE),
+                &[&["LB.INCR", "b", "-inf", "top"]],
+            ),
+            (&arity("lb.incr"), &[&["LB.INCR", "b", "1"]]),
+            (
+                "ERR syntax error",
+                &[
+                    &["LB.INCR", "b", "1", "m", "WITHRANK", "RANKING"],
+                    &["LB.INCR", "b", "1", "m", "WITHRANK", "RANKING", "BOGUS"],
+                    &["LB.INCR", "b", "1", "m", "WITHRANKS"],
+                ],
+            ),
+            (&arity("lb.rem"), &[&["LB.REM", "b"]]),
+            (WRONGTYPE, &[&["LB.REM", "text", "x"]]),
+            (
+                &format!("ERR {}", lb::BAD_BOARD),
+                &[&["LB.REM", "a{b", "x"], &["LB.INCR", "a{b", "1", "x"]],
             ),
             (
-                vec!["LB.INCR", "b", "-inf", "top"],
-                format!("ERR {}", lb::NAN_SCORE),
+                &positive("count"),
+                &[
+                    &["LB.TOP", "b", "0"],
+                    &["LB.TOP", "b", "-1"],
+                    &["LB.TOP", "b", "1.5"],
+                ],
             ),
-            (vec!["LB.INCR", "b", "1"], arity("lb.incr")),
+            (&non_negative("n"), &[&["LB.TOP", "b", "3", "OFFSET", "-1"]]),
             (
-                vec!["LB.INCR", "b", "1", "m", "WITHRANK", "RANKING"],
-                "ERR syntax error".into(),
-            ),
-            (
-                vec!["LB.INCR", "b", "1", "m", "WITHRANK", "RANKING", "BOGUS"],
-                "ERR syntax error".into(),
-            ),
-            (
-                vec!["LB.INCR", "b", "1", "m", "WITHRANKS"],
-                "ERR syntax error".into(),
-            ),
-            (vec!["LB.REM", "b"], arity("lb.rem")),
-            (vec!["LB.REM", "text", "x"], wrongtype.into()),
-            (vec!["LB.REM", "a{b", "x"], format!("ERR {}", lb::BAD_BOARD)),
-            (
-                vec!["LB.INCR", "a{b", "1", "x"],
-                format!("ERR {}", lb::BAD_BOARD),
+                "ERR syntax error",
+                &[
+                    &["LB.TOP", "b", "3", "OFFSET"],
+                    &["LB.TOP", "b", "3", "RANKING", "BEST"],
+                    &["LB.TOP", "b", "3", "SIDEWAYS"],
+                ],
             ),
             (
-                vec!["LB.TOP", "b", "0"],
-                "ERR count must be a positive integer".into(),
+                WRONGTYPE,
+                &[&["LB.TOP", "text", "3"], &["LB.TOP", "typed", "3"]],
+            ),
+            (&positive("page"), &[&["LB.PAGE", "b", "0", "10"]]),
+            (&positive("page_size"), &[&["LB.PAGE", "b", "1", "0"]]),
+            (&arity("lb.page"), &[&["LB.PAGE", "b", "1"]]),
+            (
+                &positive("count"),
+                &[
+                    &["LB.AROUND", "b", "x", "0"],
+                    &["LB.AROUND", "b", "x", "inf"],
+                ],
+            ),
+            (&arity("lb.rank"), &[&["LB.RANK", "b"]]),
+            (
+                WRONGTYPE,
+                &[&["LB.RANK", "text", "x"], &["LB.PERCENTILE", "text", "x"]],
             ),
             (
-                vec!["LB.TOP", "b", "-1"],
-                "ERR count must be a positive integer".into(),
-            ),
-            (
-                vec!["LB.TOP", "b", "1.5"],
-                "ERR count must be a positive integer".into(),
-            ),
-            (
-                vec!["LB.TOP", "b", "3", "OFFSET", "-1"],
-                "ERR n must be a non-negative integer".into(),
-            ),
-            (
-                vec!["LB.TOP", "b", "3", "OFFSET"],
-                "ERR syntax error".into(),
-            ),
-            (
-                vec!["LB.TOP", "b", "3", "RANKING", "BEST"],
-                "ERR syntax error".into(),
-            ),
-            (
-                vec!["LB.TOP", "b", "3", "SIDEWAYS"],
-                "ERR syntax error".into(),
-            ),
-            (vec!["LB.TOP", "text", "3"], wrongtype.into()),
-            (vec!["LB.TOP", "typed", "3"], wrongtype.into()),
-            (
-                vec!["LB.PAGE", "b", "0", "10"],
-                "ERR page must be a positive integer".into(),
-            ),
-            (
-                vec!["LB.PAGE", "b", "1", "0"],
-                "ERR page_size must be a positive integer".into(),
-            ),
-            (vec!["LB.PAGE", "b", "1"], arity("lb.page")),
-            (
-                vec!["LB.AROUND", "b", "x", "0"],
-                "ERR count must be a positive integer".into(),
-            ),
-            (
-                vec!["LB.AROUND", "b", "x", "inf"],
-                "ERR count must be a positive integer".into(),
-            ),
-            (vec!["LB.RANK", "b"], arity("lb.rank")),
-            (vec!["LB.RANK", "text", "x"], wrongtype.into()),
-            (vec!["LB.PERCENTILE", "text", "x"], wrongtype.into()),
-            (
-                vec!["LB.PERCENTILE", "b", "x", "RANKING", "DENSE"],
-                "ERR syntax error".into(),
+                "ERR syntax error",
+                &[&["LB.PERCENTILE", "b", "x", "RANKING", "DENSE"]],
             ),
         ];
         let before = snapshot(&mut c);
-        for (args, want) in &cases {
-            assert_eq!(&error_of(&mut c, args), want, "{args:?}");
-        }
+        assert_refusals(&mut c, refusals);
         assert_same_state(&before, &snapshot(&mut c), 0);
         // Absent members and boards: nil, or nothing.
         assert_eq!(

@@ -117,6 +117,24 @@ pub fn check_fields(pairs: &[&[u8]]) -> Result<(), CmdError> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn pairs_keep_their_order_and_retain_in_place() {
+        let mut p: super::Pairs = [&b"__a"[..], b"1", b"user", b"42", b"__b", b"", b"", b"x"]
+            .into_iter()
+            .collect();
+        assert_eq!(p.len(), 8);
+        assert_eq!(p.pairs().nth(1), Some((&b"user"[..], &b"42"[..])));
+        p.retain(|f| !f.starts_with(b"__"));
+        assert_eq!(
+            p.to_vecs(),
+            [b"user".to_vec(), b"42".to_vec(), vec![], b"x".to_vec()]
+        );
+        p.retain(|f| f.is_empty());
+        assert_eq!(p.to_vecs(), [vec![], b"x".to_vec()]);
+        p.retain(|_| false);
+        assert!(p.is_empty());
+    }
+
     use super::*;
     use crate::testing::XorShift;
 
@@ -186,5 +204,89 @@ mod tests {
         );
         // Values may start with __; only names are reserved.
         assert!(check_fields(&[b"a", b"__x", b"_b", b"2"]).is_ok());
+    }
+}
+
+/// A hash's fields and values, flat, in one buffer: two allocations however many fields
+/// (a session read copies a dozen strings).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Pairs {
+    bytes: Vec<u8>,
+    /// Where each field and each value ends in `bytes`: field, value, field, value, ...
+    ends: Vec<usize>,
+}
+
+impl Pairs {
+    /// Room for `n` strings (fields and values) of `bytes` bytes in all.
+    pub fn with_capacity(n: usize, bytes: usize) -> Self {
+        Self {
+            bytes: Vec::with_capacity(bytes),
+            ends: Vec::with_capacity(n),
+        }
+    }
+
+    /// Appends a field or a value (a field, then its value).
+    pub fn push(&mut self, s: &[u8]) {
+        self.bytes.extend_from_slice(s);
+        self.ends.push(self.bytes.len());
+    }
+
+    /// How many strings (twice the fields).
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    fn get(&self, i: usize) -> &[u8] {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        &self.bytes[start..self.ends[i]]
+    }
+
+    /// The strings in order: field, value, field, value, ...
+    pub fn strings(&self) -> impl Iterator<Item = &[u8]> + Clone + '_ {
+        (0..self.ends.len()).map(|i| self.get(i))
+    }
+
+    /// The (field, value) pairs.
+    pub fn pairs(&self) -> impl Iterator<Item = (&[u8], &[u8])> + Clone + '_ {
+        (0..self.ends.len() / 2).map(|i| (self.get(2 * i), self.get(2 * i + 1)))
+    }
+
+    /// Keeps the pairs whose field `keep` accepts, in order (in place).
+    pub fn retain(&mut self, keep: impl Fn(&[u8]) -> bool) {
+        let (mut len, mut kept, mut start) = (0, 0, 0);
+        for i in (0..self.ends.len() / 2).map(|i| 2 * i) {
+            let end = self.ends[i + 1];
+            // (`start` and the ends from `i` on are not rewritten yet.)
+            if keep(&self.bytes[start..self.ends[i]]) {
+                let field_len = self.ends[i] - start;
+                self.bytes.copy_within(start..end, len);
+                self.ends[kept] = len + field_len;
+                self.ends[kept + 1] = len + end - start;
+                len += end - start;
+                kept += 2;
+            }
+            start = end;
+        }
+        self.bytes.truncate(len);
+        self.ends.truncate(kept);
+    }
+
+    /// Each string as its own vector.
+    pub fn to_vecs(&self) -> Vec<Vec<u8>> {
+        self.strings().map(<[u8]>::to_vec).collect()
+    }
+}
+
+impl<S: AsRef<[u8]>> FromIterator<S> for Pairs {
+    fn from_iter<I: IntoIterator<Item = S>>(strings: I) -> Self {
+        let mut out = Self::default();
+        for s in strings {
+            out.push(s.as_ref());
+        }
+        out
     }
 }

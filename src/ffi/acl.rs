@@ -28,6 +28,14 @@ pub fn check_key_read(ctx: Ctx, name: &[u8]) -> Result<(), CmdError> {
     check_key_permissions(ctx, [name], raw::REDISMODULE_CMD_KEY_ACCESS)
 }
 
+/// Like [`check_key_read`], for many keys: the user is looked up once.
+pub fn check_keys_read<'k>(
+    ctx: Ctx,
+    names: impl IntoIterator<Item = &'k [u8]>,
+) -> Result<(), CmdError> {
+    check_key_permissions(ctx, names, raw::REDISMODULE_CMD_KEY_ACCESS)
+}
+
 const READ_WRITE: u32 = raw::REDISMODULE_CMD_KEY_ACCESS
     | raw::REDISMODULE_CMD_KEY_INSERT
     | raw::REDISMODULE_CMD_KEY_DELETE

@@ -7,7 +7,7 @@ use std::slice;
 use redis_module::raw::{self, RedisModuleCallReply, RedisModuleString};
 
 use super::ctx::Ctx;
-use super::string::OwnedString;
+use super::string::{OwnedString, Str};
 
 /// A reply of a command run through `RedisModule_Call`, freed on drop; no reply when the
 /// call failed.
@@ -147,6 +147,24 @@ impl Drop for CallReply {
             unsafe { raw::RedisModule_FreeCallReply.unwrap()(reply.as_ptr()) };
         }
     }
+}
+
+/// Runs a read-only Redis command from the module on server strings the caller holds (no
+/// copies made): replicates nothing.
+pub fn redis_call_strs(ctx: Ctx, command: &CStr, args: &[Str]) -> CallReply {
+    let mut argv: Vec<*mut RedisModuleString> = args.iter().map(|s| s.as_ptr()).collect();
+    // SAFETY: the context is live; "v" takes a vector of `argv.len()` strings, each borrowed
+    // by the caller until the call returns.
+    let reply = unsafe {
+        raw::RedisModule_Call.unwrap()(
+            ctx.as_ptr(),
+            command.as_ptr(),
+            c"v".as_ptr(),
+            argv.as_mut_ptr(),
+            argv.len(),
+        )
+    };
+    CallReply(NonNull::new(reply))
 }
 
 /// Runs a Redis command from the module. With `replicate`, the command is a write whose exact

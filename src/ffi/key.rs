@@ -2,10 +2,12 @@
 //! sorted-set access, the zset iteration guard, and one-shot reads of a key by name.
 
 use std::ffi::{c_char, c_int, c_void, CStr, CString};
+use std::mem::ManuallyDrop;
 use std::ptr::{self, NonNull};
 use std::slice;
 
 use patterns_core::command::CmdError;
+use patterns_core::keys::Pairs;
 use redis_module::raw::{self, KeyType, RedisModuleKey};
 
 use super::command::{guard, Call};
@@ -285,6 +287,19 @@ impl<'k, 'a> ZsetCursor<'k, 'a> {
         self.on
     }
 
+    /// Up to `take` elements from the current one on, leaving the cursor past them.
+    fn take(&mut self, take: i64) -> Vec<(OwnedString, f64)> {
+        let mut out = Vec::new();
+        while out.len() < take.max(0) as usize {
+            let Some(element) = self.current() else {
+                break;
+            };
+            out.push(element);
+            self.advance();
+        }
+        out
+    }
+
     /// The element under the cursor and its score.
     fn current(&self) -> Option<(OwnedString, f64)> {
         if !self.on {
@@ -354,15 +369,7 @@ impl Key<'_> {
         if !(0..skip).all(|_| cursor.advance()) {
             return Vec::new();
         }
-        let mut out = Vec::new();
-        while out.len() < take.max(0) as usize {
-            let Some(element) = cursor.current() else {
-                break;
-            };
-            out.push(element);
-            cursor.advance();
-        }
-        out
+        cursor.take(take)
     }
 
     /// Up to `take` elements next to `member` (of score `score`), walking away from it: up
@@ -391,15 +398,7 @@ impl Key<'_> {
             }
         }
         cursor.advance();
-        let mut out = Vec::new();
-        while out.len() < take.max(0) as usize {
-            let Some(element) = cursor.current() else {
-                break;
-            };
-            out.push(element);
-            cursor.advance();
-        }
-        Some(out)
+        Some(cursor.take(take))
     }
 
     /// The highest score, None when the set is empty.
@@ -421,28 +420,84 @@ impl Key<'_> {
 
     /// Adds or updates a member; whether the set changed.
     pub fn zset_add(&mut self, score: f64, member: Str) -> bool {
+        self.zset_put(score, member) != Put::Unchanged
+    }
+
+    /// Removes a member; whether it was there.
+    pub fn zset_remove_one(&mut self, member: Str) -> bool {
+        let mut deleted: c_int = 0;
+        // SAFETY: the key is open for writing and the member live for the call.
+        unsafe { raw::RedisModule_ZsetRem.unwrap()(self.as_ptr(), member.as_ptr(), &mut deleted) };
+        deleted != 0
+    }
+
+    /// Adds or updates a member: what became of it.
+    pub fn zset_put(&mut self, score: f64, member: Str) -> Put {
         let mut flags: c_int = 0;
         // SAFETY: the key is open for writing and the member live for the call.
         unsafe {
             raw::RedisModule_ZsetAdd.unwrap()(self.as_ptr(), score, member.as_ptr(), &mut flags)
         };
-        flags & (raw::REDISMODULE_ZADD_ADDED | raw::REDISMODULE_ZADD_UPDATED) as c_int != 0
+        Put::from_flags(flags)
+    }
+
+    /// Adds `by` to a member's score (from 0 when absent): what became of it and its score,
+    /// None when the sum is not a number (nothing changes).
+    pub fn zset_incr(&mut self, by: f64, member: Str) -> Option<(Put, f64)> {
+        let (mut flags, mut score): (c_int, f64) = (0, 0.0);
+        // SAFETY: the key is open for writing and the member live for the call.
+        let status = unsafe {
+            raw::RedisModule_ZsetIncrby.unwrap()(
+                self.as_ptr(),
+                by,
+                member.as_ptr(),
+                &mut flags,
+                &mut score,
+            )
+        };
+        (status == raw::REDISMODULE_OK as c_int).then(|| (Put::from_flags(flags), score))
+    }
+
+    /// The last member (in ZRANGE's order) whose score is exactly `score`.
+    pub fn zset_last_at(&self, score: f64) -> Option<OwnedString> {
+        let r = ScoreRange::new(score, score, false, false);
+        ZsetCursor::start(self, r, true).current().map(|(m, _)| m)
+    }
+
+    /// Whether some member's score is exactly `score` (O(log N), whatever their number).
+    pub fn zset_any_at(&self, score: f64) -> bool {
+        ZsetCursor::start(self, ScoreRange::new(score, score, false, false), false).on
     }
 
     /// Removes members; how many were there.
     pub fn zset_remove(&mut self, members: &[OwnedString]) -> usize {
-        let key = self.as_ptr();
         members
             .iter()
-            .filter(|m| {
-                let mut deleted: c_int = 0;
-                // SAFETY: the key is open for writing and the member live for the call.
-                unsafe {
-                    raw::RedisModule_ZsetRem.unwrap()(key, m.as_str().as_ptr(), &mut deleted)
-                };
-                deleted != 0
-            })
+            .filter(|m| self.zset_remove_one(m.as_str()))
             .count()
+    }
+}
+
+/// What a write did to a sorted-set member.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Put {
+    /// A new member.
+    Added,
+    /// A member's score changed.
+    Updated,
+    /// The member was there with that score.
+    Unchanged,
+}
+
+impl Put {
+    fn from_flags(flags: c_int) -> Self {
+        if flags & raw::REDISMODULE_ZADD_ADDED as c_int != 0 {
+            Put::Added
+        } else if flags & raw::REDISMODULE_ZADD_UPDATED as c_int != 0 {
+            Put::Updated
+        } else {
+            Put::Unchanged
+        }
     }
 }
 
@@ -476,19 +531,11 @@ impl Key<'_> {
     /// A hash field's value, None when the field (or the hash) is absent.
     pub fn hash_field(&self, field: &(impl FieldName + ?Sized)) -> Option<OwnedString> {
         let mut value: *mut raw::RedisModuleString = ptr::null_mut();
-        field.with_c_str(|field| {
-            // SAFETY: the key is open; CFIELDS takes C-string field names, the list ends with
-            // a null, and the server stores a new string (ours to free) in `value`.
-            unsafe {
-                raw::RedisModule_HashGet.unwrap()(
-                    self.as_ptr(),
-                    raw::REDISMODULE_HASH_CFIELDS as c_int,
-                    field.as_ptr(),
-                    &mut value,
-                    ptr::null::<c_char>(),
-                )
-            }
-        });
+        // SAFETY: reading the function pointer the server filled in at load.
+        let hash_get = unsafe { raw::RedisModule_HashGet };
+        // SAFETY: a get's value is where the server stores a new string (ours to free), and
+        // `value` outlives the call.
+        unsafe { self.hash_one(hash_get, field, ptr::addr_of_mut!(value).cast()) };
         // SAFETY: `value` is null or a string the server handed over.
         unsafe { OwnedString::adopt(value) }
     }
@@ -499,7 +546,7 @@ impl Key<'_> {
     /// `hash-max-listpack-entries` fields with short values) comes whole from the first scan
     /// step, in its stored order, which is `HGETALL`'s; a hash table comes a bucket per step,
     /// in the scan's own order, so the first step does not finish and the read gives up.
-    pub fn hash_pairs(&self) -> Option<Vec<Vec<u8>>> {
+    pub fn hash_pairs(&self) -> Option<Pairs> {
         unsafe extern "C" fn collect(
             _key: *mut RedisModuleKey,
             field: *mut raw::RedisModuleString,
@@ -511,19 +558,21 @@ impl Key<'_> {
                 // callback while the scan runs; the server's strings live for the call.
                 let (out, field, value) = unsafe {
                     (
-                        &mut *out.cast::<Vec<Vec<u8>>>(),
+                        &mut *out.cast::<Pairs>(),
                         Str::from_raw(field),
                         Str::from_raw(value),
                     )
                 };
-                out.push(field.bytes().to_vec());
-                out.push(value.bytes().to_vec());
+                out.push(field.bytes());
+                out.push(value.bytes());
             });
         }
         if self.kind() != KeyType::Hash {
             return None;
         }
-        let mut out: Vec<Vec<u8>> = Vec::with_capacity(2 * self.len().max(0) as usize);
+        // Room for short fields and values: a listpack's (the scan's one step) are short.
+        let n = 2 * self.len().max(0) as usize;
+        let mut out = Pairs::with_capacity(n, 16 * n);
         // SAFETY: the key is open and holds a hash; the cursor is made and destroyed here; the
         // callback gets `out` (alive and otherwise unborrowed until ScanKey returns).
         let more = unsafe {
@@ -540,24 +589,123 @@ impl Key<'_> {
         (more == 0 && out.len() as i64 == 2 * self.len()).then_some(out)
     }
 
+    /// A hash field's value, the field named by any bytes (the server's string, not a C
+    /// string); None when the field (or the hash) is absent.
+    pub fn hash_get(&self, field: Str) -> Option<OwnedString> {
+        hash_get(self.raw, field)
+    }
+
+    /// Sets a field named by any bytes (creating the hash when the key is empty).
+    pub fn hash_put(&mut self, field: Str, value: Str) {
+        // SAFETY: the key is open for writing; without flags the field and value are server
+        // strings, live for the call (the server takes its own references), and the list
+        // ends with a null.
+        unsafe {
+            raw::RedisModule_HashSet.unwrap()(
+                self.as_ptr(),
+                raw::REDISMODULE_HASH_NONE as c_int,
+                field.as_ptr(),
+                value.as_ptr(),
+                ptr::null::<c_char>(),
+            )
+        };
+    }
+
+    /// Deletes a field named by any bytes; whether it was there (a hash left empty is
+    /// deleted).
+    pub fn hash_delete(&mut self, field: Str) -> bool {
+        // SAFETY: the key is open for writing; the field is a server string live for the
+        // call, REDISMODULE_HASH_DELETE as its value deletes it, and the list ends with a null.
+        let deleted = unsafe {
+            raw::RedisModule_HashSet.unwrap()(
+                self.as_ptr(),
+                raw::REDISMODULE_HASH_NONE as c_int,
+                field.as_ptr(),
+                raw::REDISMODULE_HASH_DELETE,
+                ptr::null::<c_char>(),
+            )
+        };
+        deleted > 0
+    }
+
     /// Sets a field (creating the hash when the key is empty).
     pub fn hash_set(&mut self, field: &(impl FieldName + ?Sized), value: &[u8]) {
         let value = OwnedString::new(self.ctx, value);
+        // SAFETY: reading the function pointer the server filled in at load.
+        let hash_set = unsafe { raw::RedisModule_HashSet };
+        // SAFETY: the key is open for writing (`&mut self`); a set's value is a live string,
+        // of which the server takes its own reference.
+        unsafe { self.hash_one(hash_set, field, value.as_str().as_ptr().cast()) };
+    }
+
+    /// Calls `f`, the hash API's get or set, on one field given by name, with `value`.
+    ///
+    /// # Safety
+    /// `value` is what `f` takes after a field: for a get, where the server stores the value
+    /// it hands over; for a set, a live string, and the key open for writing.
+    unsafe fn hash_one(
+        &self,
+        f: Option<HashFn>,
+        field: &(impl FieldName + ?Sized),
+        value: *mut c_void,
+    ) {
         field.with_c_str(|field| {
-            // SAFETY: the key is open for writing; CFIELDS takes C-string field names and the
-            // list ends with a null; the server takes its own reference to the value.
+            // SAFETY: the key is open; CFIELDS takes C-string field names, the list ends with
+            // a null, and `value` is as the caller promises.
             unsafe {
-                raw::RedisModule_HashSet.unwrap()(
+                f.unwrap()(
                     self.as_ptr(),
                     raw::REDISMODULE_HASH_CFIELDS as c_int,
                     field.as_ptr(),
-                    value.as_str().as_ptr(),
+                    value,
                     ptr::null::<c_char>(),
                 )
             }
         });
     }
 }
+
+/// A key the command derives, opened by a name it owns and closed on drop: kept open from a
+/// check to the write that follows it (one lookup instead of two).
+pub struct OwnedKey<'a> {
+    ctx: Ctx<'a>,
+    raw: NonNull<RedisModuleKey>,
+    name: OwnedString,
+}
+
+impl<'a> OwnedKey<'a> {
+    pub fn open(ctx: Ctx<'a>, name: &[u8]) -> Self {
+        let name = OwnedString::new(ctx, name);
+        let raw = ManuallyDrop::new(Key::open_str(ctx, name.as_str())).raw;
+        Self { ctx, raw, name }
+    }
+
+    pub fn name(&self) -> &[u8] {
+        self.name.bytes()
+    }
+
+    /// Runs `f` on the open key (a view that borrows this one and does not close it).
+    pub fn with<R>(&mut self, f: impl FnOnce(&mut Key<'_>) -> R) -> R {
+        let mut key = ManuallyDrop::new(Key {
+            ctx: self.ctx,
+            name: self.name.as_str(),
+            raw: self.raw,
+        });
+        f(&mut key)
+    }
+}
+
+impl Drop for OwnedKey<'_> {
+    fn drop(&mut self) {
+        // SAFETY: the key was opened by `open` and is closed only here, before its name is
+        // freed (fields drop after `drop`).
+        unsafe { raw::RedisModule_CloseKey.unwrap()(self.raw.as_ptr()) };
+    }
+}
+
+/// The hash API's variadic calls (`RedisModule_HashGet`, `RedisModule_HashSet`): a key, flags,
+/// then (field, value) pairs ended by a null.
+type HashFn = unsafe extern "C" fn(*mut RedisModuleKey, c_int, ...) -> c_int;
 
 impl Drop for Key<'_> {
     fn drop(&mut self) {
@@ -582,6 +730,31 @@ fn abs_expire(key: NonNull<RedisModuleKey>) -> Option<i64> {
         }
     };
     (at >= 0).then_some(at)
+}
+
+/// A hash field's value, the field named by any bytes; None when absent (or not a hash).
+fn hash_get(key: NonNull<RedisModuleKey>, field: Str) -> Option<OwnedString> {
+    let mut value: *mut raw::RedisModuleString = ptr::null_mut();
+    // SAFETY: the key is open (callers hold it open); without flags the fields are server
+    // strings (live for the call), the list ends with a null, and the server stores a new
+    // string (ours to free) in `value`, or nothing for another type.
+    unsafe {
+        raw::RedisModule_HashGet.unwrap()(
+            key.as_ptr(),
+            raw::REDISMODULE_HASH_NONE as c_int,
+            field.as_ptr(),
+            &mut value,
+            ptr::null::<c_char>(),
+        )
+    };
+    // SAFETY: `value` is null or a string the server handed over.
+    unsafe { OwnedString::adopt(value) }
+}
+
+/// A field of the hash named `name`, read as a read command reads it (`HGET`, without a
+/// command); None when absent.
+pub fn hash_field_of(ctx: Ctx, name: &[u8], field: Str) -> Option<OwnedString> {
+    read_key(ctx, name, |key| key.and_then(|key| hash_get(key, field)))
 }
 
 /// The type of the key named `name` (Empty when absent or expired).

@@ -24,18 +24,18 @@ mod reply;
 mod string;
 mod timer;
 
-pub use acl::{check_key_access, check_key_read, check_keys_access};
+pub use acl::{check_key_access, check_key_read, check_keys_access, check_keys_read};
 pub use block::{block, BlockedClient, ClientId, Waits};
-pub use call::{redis_call, CallReply, CallValue};
+pub use call::{redis_call, redis_call_strs, CallReply, CallValue};
 pub use command::{dispatch, Call, Command};
 pub use config::{apply_module_args, register_configs, Config, Numeric, Text};
 pub use ctx::{now_ms, precise_now_us, Ctx};
 pub use event::{watch_keyspace, watch_server, KeyspaceWatch, ServerWatch};
 pub use info::{register_info, InfoSection};
-pub use key::{key_len, key_type, Key, Notify, ScoreRange};
+pub use key::{hash_field_of, key_len, key_type, Key, Notify, OwnedKey, Put, ScoreRange};
 pub use random::fill_random;
 pub use redis_module::raw::{KeyType, RedisModuleCtx as RawCtx, RedisModuleString as RawString};
-pub use reply::{Reply, Value};
+pub use reply::{Part, Reply, Value};
 pub use string::{OwnedString, Str, Token};
 pub use timer::{Fires, Timer, TimerToken};
 

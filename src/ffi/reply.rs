@@ -3,6 +3,7 @@
 use std::ffi::{c_int, CStr, CString};
 
 use patterns_core::command::parse_f64;
+use patterns_core::keys::Pairs;
 use redis_module::raw;
 
 use super::ctx::Ctx;
@@ -19,10 +20,44 @@ pub enum Reply {
     Value(Value),
     /// An array of three values, kept inline (a hot path's reply allocates no array).
     Three([Value; 3]),
+    /// A record from flat pairs: a map under RESP3, `field, value, ...` under RESP2.
+    Record(Pairs),
     /// A simple string such as `OK`.
     Simple(&'static CStr),
     /// No reply now: the client is blocked and a callback replies later.
     Blocked,
+    /// Already sent, by [`Ctx::reply_now`]: a reply borrowing what the command still holds open.
+    Sent(Sent),
+}
+
+/// Proof that a reply was sent ([`Ctx::reply_now`] alone makes one).
+pub struct Sent(());
+
+/// An element of a reply sent at once, borrowing its bytes (an open key's value, read in
+/// place: no copy).
+#[derive(Clone, Copy)]
+pub enum Part<'b> {
+    Bulk(&'b [u8]),
+    Null,
+}
+
+impl Ctx<'_> {
+    /// Sends `parts` as an array now, while what they borrow is alive.
+    pub fn reply_now(self, parts: &[Part]) -> Reply {
+        let ctx = self.as_ptr();
+        // SAFETY: `ctx` is the live context of the call that replies.
+        unsafe { raw::RedisModule_ReplyWithArray.unwrap()(ctx, parts.len() as _) };
+        for part in parts {
+            match part {
+                Part::Bulk(b) => reply_bulk(ctx, b),
+                Part::Null => {
+                    // SAFETY: `ctx` is the live context of the call that replies.
+                    unsafe { raw::RedisModule_ReplyWithNull.unwrap()(ctx) };
+                }
+            }
+        }
+        Reply::Sent(Sent(()))
+    }
 }
 
 /// One element of a [`Reply::Value`].
@@ -78,8 +113,8 @@ pub(super) fn send(ctx: Ctx, reply: Reply) {
                 unsafe { raw::RedisModule_ReplyWithLongLong.unwrap()(ctx, *v) };
             }
         }
-        Reply::Null => reply_value(ctx, &Value::Null),
-        Reply::Integer(n) => reply_value(ctx, &Value::Int(n)),
+        Reply::Null => Out::new(ctx).value(&Value::Null),
+        Reply::Integer(n) => Out::new(ctx).value(&Value::Int(n)),
         Reply::Bulk(b) => reply_bulk(ctx, &b),
         Reply::Bulks(items) => {
             // SAFETY: `ctx` is the live context of the call that replies.
@@ -88,13 +123,19 @@ pub(super) fn send(ctx: Ctx, reply: Reply) {
                 reply_bulk(ctx, b);
             }
         }
-        Reply::Value(v) => reply_value(ctx, &v),
-        Reply::Three(values) => reply_array(ctx, &values),
+        Reply::Value(v) => Out::new(ctx).value(&v),
+        Reply::Three(values) => Out::new(ctx).array(&values),
+        Reply::Record(pairs) => {
+            // SAFETY: `ctx` is the live context of the call that replies; under RESP2 the
+            // server sends an array of twice the length.
+            unsafe { raw::RedisModule_ReplyWithMap.unwrap()(ctx, (pairs.len() / 2) as _) };
+            pairs.strings().for_each(|s| reply_bulk(ctx, s));
+        }
         Reply::Simple(text) => {
             // SAFETY: `ctx` is the live context of the call that replies.
             unsafe { raw::RedisModule_ReplyWithSimpleString.unwrap()(ctx, text.as_ptr()) };
         }
-        Reply::Blocked => {}
+        Reply::Blocked | Reply::Sent(_) => {}
     }
 }
 
@@ -103,44 +144,62 @@ fn reply_bulk(ctx: *mut raw::RedisModuleCtx, b: &[u8]) {
     unsafe { raw::RedisModule_ReplyWithStringBuffer.unwrap()(ctx, b.as_ptr().cast(), b.len()) };
 }
 
-fn reply_value(ctx: *mut raw::RedisModuleCtx, value: &Value) {
-    match value {
-        Value::Int(n) => {
-            // SAFETY: `ctx` is the live context of the call that replies.
-            unsafe { raw::RedisModule_ReplyWithLongLong.unwrap()(ctx, *n) };
-        }
-        Value::Bulk(b) => reply_bulk(ctx, b),
-        Value::Static(b) => reply_bulk(ctx, b),
-        Value::Double(d) => {
-            // SAFETY: `ctx` is the live context of the call that replies.
-            unsafe { raw::RedisModule_ReplyWithDouble.unwrap()(ctx, *d) };
-        }
-        Value::Null => {
-            // SAFETY: `ctx` is the live context of the call that replies.
-            unsafe { raw::RedisModule_ReplyWithNull.unwrap()(ctx) };
-        }
-        Value::Score(text) => match (resp3(ctx), parse_f64(text)) {
-            (true, Some(d)) => reply_value(ctx, &Value::Double(d)),
-            _ => reply_bulk(ctx, text),
-        },
-        Value::Array(items) => reply_array(ctx, items),
-        Value::Map(pairs) => {
-            // SAFETY: `ctx` is the live context of the call that replies; under RESP2 the
-            // server sends an array of twice the length.
-            unsafe { raw::RedisModule_ReplyWithMap.unwrap()(ctx, pairs.len() as _) };
-            for (key, value) in pairs {
-                reply_value(ctx, key);
-                reply_value(ctx, value);
+/// A reply being sent: its context, and whether the client speaks RESP3 once asked (asking
+/// computes every context flag, so a reply of many scores asks once).
+struct Out {
+    ctx: *mut raw::RedisModuleCtx,
+    resp3: Option<bool>,
+}
+
+impl Out {
+    fn new(ctx: *mut raw::RedisModuleCtx) -> Self {
+        Self { ctx, resp3: None }
+    }
+
+    fn resp3(&mut self) -> bool {
+        *self.resp3.get_or_insert_with(|| resp3(self.ctx))
+    }
+
+    fn value(&mut self, value: &Value) {
+        let ctx = self.ctx;
+        match value {
+            Value::Int(n) => {
+                // SAFETY: `ctx` is the live context of the call that replies.
+                unsafe { raw::RedisModule_ReplyWithLongLong.unwrap()(ctx, *n) };
+            }
+            Value::Bulk(b) => reply_bulk(ctx, b),
+            Value::Static(b) => reply_bulk(ctx, b),
+            Value::Double(d) => {
+                // SAFETY: `ctx` is the live context of the call that replies.
+                unsafe { raw::RedisModule_ReplyWithDouble.unwrap()(ctx, *d) };
+            }
+            Value::Null => {
+                // SAFETY: `ctx` is the live context of the call that replies.
+                unsafe { raw::RedisModule_ReplyWithNull.unwrap()(ctx) };
+            }
+            Value::Score(text) => match self.resp3().then(|| parse_f64(text)).flatten() {
+                Some(d) => self.value(&Value::Double(d)),
+                None => reply_bulk(ctx, text),
+            },
+            Value::Array(items) => self.array(items),
+            Value::Map(pairs) => {
+                // SAFETY: `ctx` is the live context of the call that replies; under RESP2 the
+                // server sends an array of twice the length.
+                unsafe { raw::RedisModule_ReplyWithMap.unwrap()(ctx, pairs.len() as _) };
+                for (key, value) in pairs {
+                    self.value(key);
+                    self.value(value);
+                }
             }
         }
     }
-}
 
-fn reply_array(ctx: *mut raw::RedisModuleCtx, items: &[Value]) {
-    // SAFETY: `ctx` is the live context of the call that replies.
-    unsafe { raw::RedisModule_ReplyWithArray.unwrap()(ctx, items.len() as _) };
-    for item in items {
-        reply_value(ctx, item);
+    fn array(&mut self, items: &[Value]) {
+        // SAFETY: `ctx` is the live context of the call that replies.
+        unsafe { raw::RedisModule_ReplyWithArray.unwrap()(self.ctx, items.len() as _) };
+        for item in items {
+            self.value(item);
+        }
     }
 }
 

@@ -1191,22 +1191,22 @@ local function lb_type(key)
 end
 
 -- The board and its tie-break keys (nil when the board's name cannot carry them); an error
--- when the user may not read them (or, to `write`, write them).
+-- when the user may not read them (or, to `write`, write them). A read looks at the keys past
+-- the order key only when it exists: a board without one is read as a plain sorted set.
 local function lb_keys(board, write)
   local k = {board = board, order = derived_key(board, ORDER_SUFFIX),
     stamps = derived_key(board, STAMPS_SUFFIX), scores = derived_key(board, SCORES_SUFFIX),
     names = derived_key(board, NAMES_SUFFIX)}
-  if k.order then
-    for _, z in ipairs({k.order, k.scores, k.names}) do
-      if not redis.acl_check_cmd('ZSCORE', z, 'm')
-          or (write and not redis.acl_check_cmd('ZADD', z, '0', 'm')) then
-        return nil, err(NOPERM)
-      end
-    end
-    if not redis.acl_check_cmd('HGET', k.stamps, 'f')
-        or (write and not redis.acl_check_cmd('HSET', k.stamps, 'f', 'v')) then
-      return nil, err(NOPERM)
-    end
+  if not k.order then return k end
+  local function may(z)
+    return redis.acl_check_cmd('ZSCORE', z, 'm')
+      and (not write or redis.acl_check_cmd('ZADD', z, '0', 'm'))
+  end
+  if not may(k.order) then return nil, err(NOPERM) end
+  if not write and lb_type(k.order) == 'none' then return k end
+  if not (may(k.scores) and may(k.names) and redis.acl_check_cmd('HGET', k.stamps, 'f')
+      and (not write or redis.acl_check_cmd('HSET', k.stamps, 'f', 'v'))) then
+    return nil, err(NOPERM)
   end
   return k
 end
@@ -1218,6 +1218,16 @@ local function lb_check_types(k)
     local t = lb_type(e[1])
     if t ~= 'none' and t ~= e[2] then return err(WRONGTYPE) end
   end
+end
+
+-- A read's check: the keys past the order key only when it exists (see lb_keys).
+local function lb_check_read_types(k)
+  for _, key in ipairs({k.board, k.order}) do
+    local t = lb_type(key)
+    if t ~= 'none' and t ~= 'zset' then return err(WRONGTYPE) end
+  end
+  if lb_type(k.order) == 'none' then return nil end
+  return lb_check_types(k)
 end
 
 -- 'plain', 'native' or 'legacy' (and the number of members without a stamp), checked in step.
@@ -1280,7 +1290,7 @@ end
 local function lb_open(board, order)
   local k, e = lb_keys(board, false)
   if e then return nil, e end
-  e = lb_check_types(k)
+  e = lb_check_read_types(k)
   if e then return nil, e end
   local total = redis.call('ZCARD', board)
   local layout, legacy, e2 = lb_layout(k, total)
@@ -2956,6 +2966,23 @@ local function queue_has_group(key, group)
   return false
 end
 
+-- The group's keys; false when the queue or the group does not exist; or nil and the error.
+local function queue_group_keys(key, group)
+  local keys, e = queue_keys(key, group)
+  if e then return nil, e end
+  return keys.exists and queue_has_group(key, group) and keys
+end
+
+-- The group's keys and job id's holder (Q_PARKED when a delay holds it); no holder when the
+-- queue, the group or the job's pending entry does not exist; or nil, nil and the error.
+local function queue_pending_job(key, group, id)
+  local keys, e = queue_group_keys(key, group)
+  if e then return nil, nil, e end
+  if not keys then return false end
+  local holder = queue_pending(key, group, id)
+  return keys, holder
+end
+
 -- Trims the jobs every group has completed (XTRIM MINID the lowest id a group still needs).
 local function queue_trim(key)
   local bound, any, none = nil, false, false
@@ -3088,9 +3115,9 @@ local function queue_ack_run(key, group, job_ids)
   for _, id in ipairs(ids) do
     if queue_id(id) == nil then return err(Q_BAD_JOB_ID) end
   end
-  local keys, e = queue_keys(key, group)
+  local keys, e = queue_group_keys(key, group)
   if e then return e end
-  if not keys.exists or not queue_has_group(key, group) then return 0 end
+  if not keys then return 0 end
   local acked = redis.call('XACK', key, group, unpack(ids))
   redis.call('ZREM', keys.leases, unpack(ids))
   if acked > 0 then queue_trim(key) end
@@ -3102,10 +3129,8 @@ local function queue_nack_run(key, group, job_id, delay)
   if queue_id(id) == nil then return err(Q_BAD_JOB_ID) end
   local e = queue_check_ms(delay)
   if e then return e end
-  local keys, e2 = queue_keys(key, group)
+  local keys, holder, e2 = queue_pending_job(key, group, id)
   if e2 then return e2 end
-  if not keys.exists or not queue_has_group(key, group) then return 0 end
-  local holder = queue_pending(key, group, id)
   if holder == nil or holder == Q_PARKED then return 0 end
   queue_park(key, group, id, nil)
   redis.call('ZADD', keys.leases, int(now_ms() + delay), id)
@@ -3117,10 +3142,9 @@ local function queue_extend_run(key, group, consumer, job_id, lease_ms)
   if queue_id(id) == nil then return err(Q_BAD_JOB_ID) end
   local e = queue_check_ms(lease)
   if e then return e end
-  local keys, e2 = queue_keys(key, group)
+  local keys, holder, e2 = queue_pending_job(key, group, id)
   if e2 then return e2 end
-  if not keys.exists or not queue_has_group(key, group) then return 0 end
-  if queue_pending(key, group, id) ~= consumer then return 0 end
+  if holder ~= consumer then return 0 end
   redis.call('ZADD', keys.leases, int(now_ms() + lease), id)
   return 1
 end

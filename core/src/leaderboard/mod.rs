@@ -512,6 +512,10 @@ pub trait Store {
     fn last_at(&mut self, score: &[u8]) -> Option<Vec<u8>>;
     /// HGET on the stamps.
     fn stamp(&mut self, member: &[u8]) -> Option<Vec<u8>>;
+    /// Whether some member of `key` has exactly the score `score` (ZCOUNT key s s > 0).
+    fn any_at(&mut self, key: Key, score: &[u8]) -> bool {
+        self.count(key, score, score) > 0
+    }
     /// ZADD key score member [score member ...]: how many were added.
     fn zadd(&mut self, key: Key, pairs: &[(&[u8], &[u8])]) -> i64;
     /// ZINCRBY on the board: the new score.
@@ -549,6 +553,21 @@ fn check_types<S: Store>(s: &mut S) -> Result<(), CmdError> {
         }
     }
     Ok(())
+}
+
+/// Fails with WRONGTYPE unless the board and its order key are (absent or) sorted sets, and,
+/// when the order key exists, the other tie-break keys have their types. A read on a board
+/// without an order key (a plain board) never reads the others, so it does not look at them.
+fn check_read_types<S: Store>(s: &mut S) -> Result<(), CmdError> {
+    for key in [Key::Board, Key::Order] {
+        if !matches!(s.kind(key), Kind::Empty | Kind::ZSet) {
+            return Err(CmdError::WrongType);
+        }
+    }
+    if s.kind(Key::Order) == Kind::Empty {
+        return Ok(());
+    }
+    check_types(s)
 }
 
 /// What a board records of its tie-break.
@@ -623,7 +642,7 @@ pub struct Board<'a, S: Store> {
 
 impl<'a, S: Store> Board<'a, S> {
     pub fn open(store: &'a mut S, order: Order) -> Result<Self, CmdError> {
-        check_types(store)?;
+        check_read_types(store)?;
         let total = store.card(Key::Board);
         let layout = layout(store, total)?;
         Ok(Self {
@@ -1102,7 +1121,7 @@ fn write_one<S: Store>(
 
 /// Drops a score from the scores key once no member has it.
 fn forget_score_if_gone<S: Store>(s: &mut S, old: &Scored) {
-    if s.count(Key::Board, &old.text, &old.text) == 0 {
+    if !s.any_at(Key::Board, &old.text) {
         s.zrem(Key::Scores, &distinct_member(old));
     }
 }

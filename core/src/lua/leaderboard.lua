@@ -8,22 +8,22 @@ local function lb_type(key)
 end
 
 -- The board and its tie-break keys (nil when the board's name cannot carry them); an error
--- when the user may not read them (or, to `write`, write them).
+-- when the user may not read them (or, to `write`, write them). A read looks at the keys past
+-- the order key only when it exists: a board without one is read as a plain sorted set.
 local function lb_keys(board, write)
   local k = {board = board, order = derived_key(board, ORDER_SUFFIX),
     stamps = derived_key(board, STAMPS_SUFFIX), scores = derived_key(board, SCORES_SUFFIX),
     names = derived_key(board, NAMES_SUFFIX)}
-  if k.order then
-    for _, z in ipairs({k.order, k.scores, k.names}) do
-      if not redis.acl_check_cmd('ZSCORE', z, 'm')
-          or (write and not redis.acl_check_cmd('ZADD', z, '0', 'm')) then
-        return nil, err(NOPERM)
-      end
-    end
-    if not redis.acl_check_cmd('HGET', k.stamps, 'f')
-        or (write and not redis.acl_check_cmd('HSET', k.stamps, 'f', 'v')) then
-      return nil, err(NOPERM)
-    end
+  if not k.order then return k end
+  local function may(z)
+    return redis.acl_check_cmd('ZSCORE', z, 'm')
+      and (not write or redis.acl_check_cmd('ZADD', z, '0', 'm'))
+  end
+  if not may(k.order) then return nil, err(NOPERM) end
+  if not write and lb_type(k.order) == 'none' then return k end
+  if not (may(k.scores) and may(k.names) and redis.acl_check_cmd('HGET', k.stamps, 'f')
+      and (not write or redis.acl_check_cmd('HSET', k.stamps, 'f', 'v'))) then
+    return nil, err(NOPERM)
   end
   return k
 end
@@ -35,6 +35,16 @@ local function lb_check_types(k)
     local t = lb_type(e[1])
     if t ~= 'none' and t ~= e[2] then return err(WRONGTYPE) end
   end
+end
+
+-- A read's check: the keys past the order key only when it exists (see lb_keys).
+local function lb_check_read_types(k)
+  for _, key in ipairs({k.board, k.order}) do
+    local t = lb_type(key)
+    if t ~= 'none' and t ~= 'zset' then return err(WRONGTYPE) end
+  end
+  if lb_type(k.order) == 'none' then return nil end
+  return lb_check_types(k)
 end
 
 -- 'plain', 'native' or 'legacy' (and the number of members without a stamp), checked in step.
@@ -97,7 +107,7 @@ end
 local function lb_open(board, order)
   local k, e = lb_keys(board, false)
   if e then return nil, e end
-  e = lb_check_types(k)
+  e = lb_check_read_types(k)
   if e then return nil, e end
   local total = redis.call('ZCARD', board)
   local layout, legacy, e2 = lb_layout(k, total)

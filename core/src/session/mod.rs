@@ -237,11 +237,19 @@ pub struct Meta<'a> {
 impl<'a> Meta<'a> {
     /// Reads the reserved fields; `BadState` when a hash lacks them (not a session).
     pub fn parse(pairs: &[(&'a [u8], &'a [u8])]) -> Result<Self, CmdError> {
+        Self::parse_iter(pairs.iter().copied())
+    }
+
+    /// [`Meta::parse`] over any list of pairs (a session read flat, without a copy).
+    pub fn parse_iter<I>(pairs: I) -> Result<Self, CmdError>
+    where
+        I: Iterator<Item = (&'a [u8], &'a [u8])> + Clone,
+    {
         let find = |name: &str| {
             pairs
-                .iter()
+                .clone()
                 .find(|(f, _)| *f == name.as_bytes())
-                .map(|(_, v)| *v)
+                .map(|(_, v)| v)
                 .ok_or(CmdError::BadState(NOT_SESSION))
         };
         let int = |name: &str| -> Result<i64, CmdError> {

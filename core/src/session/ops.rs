@@ -5,7 +5,7 @@
 
 use super::{session_key, Deadlines, Meta, Timeouts, ABSOLUTE_FIELD, IDLE_FIELD, INDEX_FIELD};
 use crate::command::CmdError;
-use crate::keys::{check_fields, Kind, ID_LEN, RESERVED_PREFIX};
+use crate::keys::{check_fields, Kind, Pairs, ID_LEN, RESERVED_PREFIX};
 
 /// What the session commands need from Redis. Writes replicate as the commands named.
 pub trait Store {
@@ -13,7 +13,7 @@ pub trait Store {
     fn kind(&mut self, key: &[u8]) -> Kind;
     /// HGETALL, flat, as of `now_ms`: None when the key is absent, or expires at `now_ms` or
     /// earlier (whatever its type); WRONGTYPE when it holds something other than a hash.
-    fn live_hash(&mut self, key: &[u8], now_ms: i64) -> Result<Option<Vec<Vec<u8>>>, CmdError>;
+    fn live_hash(&mut self, key: &[u8], now_ms: i64) -> Result<Option<Pairs>, CmdError>;
     /// Whether the user may read and write `key` (a key the command derives).
     fn may_access(&mut self, key: &[u8]) -> bool;
     /// Whether the user may read and write every key of `keys`.
@@ -110,31 +110,21 @@ fn expect_free(s: &mut impl Store, key: &[u8]) -> Result<(), CmdError> {
     }
 }
 
-/// A live session: its hash's pairs, flat.
+/// A live session: its hash's pairs.
 struct Loaded {
-    pairs: Vec<Vec<u8>>,
+    pairs: Pairs,
 }
 
 impl Loaded {
     fn meta(&self) -> Result<Meta<'_>, CmdError> {
-        let pairs: Vec<(&[u8], &[u8])> = self
-            .pairs
-            .chunks(2)
-            .map(|p| (p[0].as_slice(), p[1].as_slice()))
-            .collect();
-        Meta::parse(&pairs)
+        Meta::parse_iter(self.pairs.pairs())
     }
 
-    /// The caller's fields, reserved ones excluded (moved out, not copied).
-    fn user_pairs(self) -> Vec<Vec<u8>> {
-        let mut out = Vec::with_capacity(self.pairs.len());
-        let mut pairs = self.pairs.into_iter();
-        while let (Some(field), Some(value)) = (pairs.next(), pairs.next()) {
-            if !field.starts_with(RESERVED_PREFIX.as_bytes()) {
-                out.extend([field, value]);
-            }
-        }
-        out
+    /// The caller's fields, reserved ones excluded (in place, not copied).
+    fn user_pairs(mut self) -> Pairs {
+        self.pairs
+            .retain(|field| !field.starts_with(RESERVED_PREFIX.as_bytes()));
+        self.pairs
     }
 }
 
@@ -218,7 +208,7 @@ pub fn create(
 }
 
 /// SESSION.GET: the caller's fields; None when the session is gone.
-pub fn get(s: &mut impl Store, key: &[u8], now_ms: i64) -> Result<Option<Vec<Vec<u8>>>, CmdError> {
+pub fn get(s: &mut impl Store, key: &[u8], now_ms: i64) -> Result<Option<Pairs>, CmdError> {
     let Some((loaded, d, index)) = load(s, key, now_ms)? else {
         return Ok(None);
     };

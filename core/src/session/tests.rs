@@ -95,7 +95,7 @@ mod plans {
     use super::super::ops::{self, IndexChange, Store};
     use super::super::{Timeouts, BAD_INDEX};
     use crate::command::CmdError;
-    use crate::keys::{Kind, ID_LEN, RESERVED};
+    use crate::keys::{Kind, Pairs, ID_LEN, RESERVED};
     use std::collections::{BTreeMap, BTreeSet};
 
     /// A hash's field/value pairs, in insertion order.
@@ -155,7 +155,7 @@ mod plans {
             }
         }
 
-        fn live_hash(&mut self, key: &[u8], now_ms: i64) -> Result<Option<Vec<Vec<u8>>>, CmdError> {
+        fn live_hash(&mut self, key: &[u8], now_ms: i64) -> Result<Option<Pairs>, CmdError> {
             let kind = match self.expiry.get(key) {
                 Some(&at) if at <= now_ms => Kind::Empty,
                 _ => self.kind(key),
@@ -388,7 +388,7 @@ mod plans {
             (250, None),
         ];
         for (now, expiry) in table {
-            let got = ops::get(&mut s, KEY1, now).unwrap();
+            let got = ops::get(&mut s, KEY1, now).unwrap().map(|p| p.to_vecs());
             let writes = s.take();
             match expiry {
                 Some(at) => {
