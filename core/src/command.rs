@@ -240,6 +240,22 @@ pub struct BlockAt<'a> {
     pub args: &'a [&'a [u8]],
 }
 
+/// Whether no two of `keys` are equal: compared pairwise for the few keys of most calls
+/// (cheaper than hashing them), through a set beyond that.
+fn distinct<'a>(keys: impl ExactSizeIterator<Item = &'a [u8]> + Clone) -> bool {
+    const FEW: usize = 16;
+    let n = keys.len();
+    if n <= FEW {
+        let mut all: [&[u8]; FEW] = [&[]; FEW];
+        for (slot, key) in all.iter_mut().zip(keys) {
+            *slot = key;
+        }
+        return (0..n).all(|i| !all[..i].contains(&all[i]));
+    }
+    let mut seen = std::collections::HashSet::with_capacity(keys.len());
+    keys.into_iter().all(|k| seen.insert(k))
+}
+
 /// A [`Keys::Blocks`] command names one key in two blocks.
 pub const KEY_TWICE: &str = "a key may appear only once in a call";
 
@@ -451,8 +467,7 @@ impl CommandDef {
         if blocks.is_empty() {
             return Err(CmdError::WrongArity(self.name));
         }
-        let mut seen = std::collections::HashSet::with_capacity(blocks.len());
-        if !blocks.iter().all(|b| seen.insert(args[b.key])) {
+        if !distinct(blocks.iter().map(|b| args[b.key])) {
             return Err(CmdError::Invalid(KEY_TWICE));
         }
         Ok(blocks)

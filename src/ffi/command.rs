@@ -159,9 +159,9 @@ pub fn dispatch(
             Keys::FirstAndAfter { .. } | Keys::Blocks { .. }
         );
         // SAFETY: the context is live.
-        if asks_keys
-            && unsafe { raw::RedisModule_IsKeysPositionRequest.unwrap()(ctx.as_ptr()) } != 0
-        {
+        let position_request =
+            || unsafe { raw::RedisModule_IsKeysPositionRequest.unwrap()(ctx.as_ptr()) };
+        if asks_keys && position_request() != 0 {
             report_keys(ctx, def, args());
             return;
         }

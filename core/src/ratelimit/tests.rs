@@ -908,3 +908,24 @@ fn exact_refund_removes_the_newest_admissions() {
         .unwrap_err();
     assert_eq!(err.to_string(), format!("ERR {EXACT_COST_TOO_HIGH}"));
 }
+
+#[test]
+fn a_key_twice_is_found_among_few_and_many_limits() {
+    for n in [2usize, 16, 17, 40] {
+        let keys: Vec<String> = (0..n).map(|i| format!("k{i}")).collect();
+        let mut args: Vec<&[u8]> = Vec::new();
+        for key in &keys {
+            args.extend(words(&["FIXEDWINDOW"]));
+            args.push(key.as_bytes());
+            args.extend(words(&["1", "1000"]));
+        }
+        assert_eq!(parse_limits(&ALL, &args).unwrap().len(), n);
+        // The last key repeats the first; an empty name is a key like any other.
+        let last = args.len() - 3;
+        args[last] = b"k0";
+        assert!(parse_limits(&ALL, &args).is_err(), "{n}");
+        args[last] = b"";
+        args[1] = b"";
+        assert!(parse_limits(&ALL, &args).is_err(), "{n}");
+    }
+}
