@@ -824,7 +824,13 @@ pub fn parse_limits(def: &CommandDef, args: &[&[u8]]) -> Result<Vec<(usize, Limi
     let Keys::Blocks { kinds, .. } = def.key_positions else {
         return Err(CmdError::Internal);
     };
-    def.blocks(args)?
+    let blocks = def.blocks(args)?;
+    // Every limit's arguments are checked before any limiter is made, so a bad argument of a
+    // later limit is reported before an earlier limit's span (the Lua twin's order, too).
+    for b in &blocks {
+        kinds[b.kind].def.parse(b.args)?;
+    }
+    blocks
         .iter()
         .map(|b| Ok((b.key, Limit::parse(&kinds[b.kind], b.args)?)))
         .collect()

@@ -929,3 +929,23 @@ fn a_key_twice_is_found_among_few_and_many_limits() {
         assert!(parse_limits(&ALL, &args).is_err(), "{n}");
     }
 }
+
+#[test]
+fn every_limits_arguments_are_checked_before_any_span() {
+    // The first limit's span is too long, the second's limit is bad: the argument error wins.
+    let args = words(&[
+        "TOKENBUCKET",
+        "a",
+        "4503599627370497",
+        "1",
+        "1000",
+        "FIXEDWINDOW",
+        "b",
+        "x",
+        "1000",
+    ]);
+    assert_eq!(
+        parse_limits(&ALL, &args).unwrap_err().to_string(),
+        "ERR limit must be a positive integer"
+    );
+}
