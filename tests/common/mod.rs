@@ -963,17 +963,9 @@ pub fn snapshot(conn: &mut redis::Connection) -> BTreeMap<Vec<u8>, KeyState> {
     let keys: Vec<Vec<u8>> = key_names(conn).into_iter().collect();
     let mut out = BTreeMap::new();
     for chunk in keys.chunks(500) {
-        let mut pipe = redis::pipe();
-        pipe.atomic();
-        for k in chunk {
-            pipe.cmd("TYPE")
-                .arg(k)
-                .cmd("DUMP")
-                .arg(k)
-                .cmd("PTTL")
-                .arg(k);
-        }
-        let values: Vec<redis::Value> = pipe.query(conn).expect("TYPE/DUMP/PTTL pipeline");
+        let values: Vec<redis::Value> = type_dump_ttl(chunk, "PTTL")
+            .query(conn)
+            .expect("TYPE/DUMP/PTTL pipeline");
         assert_eq!(values.len(), chunk.len() * 3, "pipeline reply length");
         for (k, v) in chunk.iter().zip(values.chunks(3)) {
             let kind: String = redis::from_redis_value(&v[0]).expect("TYPE reply");
@@ -988,6 +980,21 @@ pub fn snapshot(conn: &mut redis::Connection) -> BTreeMap<Vec<u8>, KeyState> {
         }
     }
     out
+}
+
+/// One transaction reading TYPE, DUMP and `ttl` (PTTL or PEXPIRETIME) of each key, in order.
+fn type_dump_ttl(keys: &[impl redis::ToRedisArgs], ttl: &str) -> redis::Pipeline {
+    let mut pipe = redis::pipe();
+    pipe.atomic();
+    for key in keys {
+        pipe.cmd("TYPE")
+            .arg(key)
+            .cmd("DUMP")
+            .arg(key)
+            .cmd(ttl)
+            .arg(key);
+    }
+    pipe
 }
 
 fn show_bytes(b: &[u8], max: usize) -> String {
@@ -1192,17 +1199,7 @@ pub fn key_states<const N: usize>(
     c: &mut redis::Connection,
     keys: [&str; N],
 ) -> [(String, Option<Vec<u8>>, i64); N] {
-    let mut pipe = redis::pipe();
-    pipe.atomic();
-    for key in keys {
-        pipe.cmd("TYPE")
-            .arg(key)
-            .cmd("DUMP")
-            .arg(key)
-            .cmd("PEXPIRETIME")
-            .arg(key);
-    }
-    let values: Vec<redis::Value> = pipe.query(c).unwrap();
+    let values: Vec<redis::Value> = type_dump_ttl(&keys, "PEXPIRETIME").query(c).unwrap();
     let mut states = values
         .chunks(3)
         .map(|v| redis::from_redis_value(&redis::Value::Array(v.to_vec())).unwrap());
