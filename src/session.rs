@@ -171,17 +171,43 @@ impl Store for Redis<'_, '_> {
         redis_call(self.ctx(), c"PEXPIRETIME", &[key], false).integer()
     }
 
+    /// Through the key API, as [`read_session`] sees a session's liveness.
+    fn live_expiry(&mut self, key: &[u8], now_ms: i64) -> Option<i64> {
+        let name = OwnedString::new(self.ctx(), key);
+        let key = Key::open_named(self.ctx(), &name);
+        if key.kind() == KeyType::Empty {
+            return None;
+        }
+        match key.expire_at_ms() {
+            Some(at) if at <= now_ms => None,
+            at => Some(at.unwrap_or(i64::MAX)),
+        }
+    }
+
     fn members(&mut self, index: &[u8]) -> Vec<Vec<u8>> {
-        self.index_members(index, ScoreRange::all(), usize::MAX)
+        self.index_members(index, ScoreRange::all())
     }
 
-    fn live_members(&mut self, index: &[u8], now_ms: i64, n: i64) -> Vec<Vec<u8>> {
-        let n = usize::try_from(n).unwrap_or(0);
-        self.index_members(index, ScoreRange::after(now_ms), n)
+    fn scored_within(&mut self, index: &[u8], after: i64, through: i64) -> Vec<Vec<u8>> {
+        self.index_members(index, ScoreRange::within(after, through))
     }
 
-    fn live_len(&mut self, index: &[u8], now_ms: i64) -> i64 {
-        live_count(self.ctx(), index, now_ms)
+    fn count_above(&mut self, index: &[u8], after: i64) -> i64 {
+        live_count(self.ctx(), index, after)
+    }
+
+    /// On the index kept open since its type check, when it is this one.
+    fn index_score(&mut self, index: &[u8], member: &[u8]) -> Option<i64> {
+        let member = self.member(member);
+        let score = match self.index.as_mut().filter(|k| k.name() == index) {
+            Some(open) => open.with(|key| key.zset_score(member.as_str())),
+            None => {
+                let name = OwnedString::new(self.ctx(), index);
+                let score = Key::open_named(self.ctx(), &name).zset_score(member.as_str());
+                score
+            }
+        };
+        score.map(|s| s as i64)
     }
 
     fn hset(&mut self, key: &[u8], pairs: &[&[u8]]) -> i64 {
@@ -298,10 +324,10 @@ fn slide(ctx: Ctx, session: &mut Key, at_ms: i64) {
 const DEL_BATCH: usize = 1024;
 
 impl Redis<'_, '_> {
-    /// The index's first `limit` members in the score range, soonest to expire first.
-    fn index_members(&mut self, index: &[u8], range: ScoreRange, limit: usize) -> Vec<Vec<u8>> {
+    /// The index's members in the score range, lowest score first.
+    fn index_members(&mut self, index: &[u8], range: ScoreRange) -> Vec<Vec<u8>> {
         let name = OwnedString::new(self.ctx(), index);
-        let members = Key::open_named(self.ctx(), &name).zset_first(range, limit);
+        let members = Key::open_named(self.ctx(), &name).zset_members(range);
         members.iter().map(|m| m.bytes().to_vec()).collect()
     }
 }

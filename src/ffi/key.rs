@@ -216,6 +216,11 @@ impl ScoreRange {
         Self::new(min as f64, f64::INFINITY, true, false)
     }
 
+    /// Scores strictly above `after`, up to and including `through`.
+    pub fn within(after: i64, through: i64) -> Self {
+        Self::new(after as f64, through as f64, true, false)
+    }
+
     pub fn at(score: i64) -> Self {
         Self::new(score as f64, score as f64, false, false)
     }

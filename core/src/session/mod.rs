@@ -7,8 +7,12 @@
 //!
 //! State: the session is a hash holding the caller's fields plus the reserved `__idle_ms`,
 //! `__absolute_at` (unix ms) and `__index`; its TTL is `min(now + idle_ms, absolute_at)`.
-//! The index is a sorted set, member = session key, score = that session's expiry; members
-//! scored `now` or lower are pruned whenever the index is touched, and its TTL is its highest score.
+//! The index is a sorted set, member = session key, score = that session's expiry **or a little
+//! later** (at most [`Deadlines::lead`], ≤ [`LOOKAHEAD_MS`], ahead of it: see
+//! [`Deadlines::index_score`]), so most reads leave it alone. A member scored `now` or lower is
+//! surely dead and pruned whenever the index is changed; its TTL is its highest score. One scored
+//! within `LOOKAHEAD_MS` after `now` may be dead already: what counts or orders sessions reads
+//! their keys' real expiries for those (COUNT) or for all (LIST, MAX, DESTROYALL).
 
 pub mod lua;
 pub mod ops;
@@ -225,7 +229,24 @@ impl Deadlines {
     pub fn expiry(self, now_ms: i64) -> i64 {
         now_ms.saturating_add(self.idle_ms).min(self.absolute_at)
     }
+
+    /// How far ahead of the session's expiry its index score may be: an eighth of its idle
+    /// timeout, at most [`LOOKAHEAD_MS`].
+    pub fn lead(self) -> i64 {
+        (self.idle_ms / 8).min(LOOKAHEAD_MS)
+    }
+
+    /// The index score written with expiry `at`: `lead` later, never past the absolute
+    /// deadline. Reads re-score the session only once its slid expiry passes this score, so
+    /// with reads less than `lead` apart the index moves about once per `lead`.
+    pub fn index_score(self, at: i64) -> i64 {
+        at.saturating_add(self.lead()).min(self.absolute_at).max(at)
+    }
 }
+
+/// The furthest an index score runs ahead of its session's expiry: members scored above
+/// `now + LOOKAHEAD_MS` are surely alive; those scored within it may not be.
+pub const LOOKAHEAD_MS: i64 = 1000;
 
 /// A stored session's reserved fields, from its hash's field/value pairs.
 #[derive(Clone, Debug, PartialEq, Eq)]
