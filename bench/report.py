@@ -49,12 +49,7 @@ def write_cache(ctx, add):
     for c in cases:
         add(f"| {c['path']} | `{shown(c)}` | {c['keyspace']:,} |")
     add("")
-    for pipeline in PIPELINES:
-        mode = "pipelined (-P 16)" if pipeline > 1 else "unpipelined (-P 1)"
-        add(f"### Caching, {mode}")
-        add("")
-        add_throughput_table(add, cases, s, pipeline)
-        add("")
+    add_throughput_sections(add, "Caching", cases, s)
     add("Native ops/s ÷ the twin's and ÷ the plain-Redis baseline's (GET of a `SET ... PX` value "
         "for GET, SET ... PX for SET), against issue 19's goals (pipelined: the server's work per "
         "request; the SET row's tag makes it two writes where the baseline makes one):")
@@ -164,20 +159,7 @@ def chart(summary, cases, session_cases):
     chart_sessions(summary, grid[:, 1], colors)
     axes = grid[:, 0]
     for ax, pipeline in zip(axes, PIPELINES):
-        width = 0.26
-        for i, path in enumerate(PATHS):
-            xs, ys, lo, hi = [], [], [], []
-            for j, (cid, _) in enumerate(fams):
-                s = summary[(f"{cid}:{path.lower()}", pipeline)]
-                xs.append(j + (i - 1) * width)
-                ys.append(s["rps"] / 1000)
-                lo.append((s["rps"] - s["min"]) / 1000)
-                hi.append((s["max"] - s["rps"]) / 1000)
-            bars = ax.bar(xs, ys, width, label=path, color=colors[path],
-                          yerr=[lo, hi], capsize=3, error_kw=dict(lw=0.8, ecolor="#333"))
-            for b, y, h in zip(bars, ys, hi):
-                ax.annotate(f"{y:,.0f}", (b.get_x() + b.get_width() / 2, y + h), xytext=(0, 2),
-                            textcoords="offset points", ha="center", va="bottom", fontsize=7)
+        path_bars(ax, summary, fams, pipeline, colors)
         incr = summary[("incr", pipeline)]["rps"] / 1000
         hw = summary[("handwritten", pipeline)]["rps"] / 1000
         ax.axhline(incr, color="#333", ls="--", lw=1, label=f"INCR (ceiling) {incr:,.0f}k")
@@ -186,9 +168,6 @@ def chart(summary, cases, session_cases):
                        label=f"target {TARGET_VS_INCR}x INCR")
         ax.axhline(hw, color="#6a3d9a", ls="-.", lw=1,
                    label=f"hand-written Lua token bucket {hw:,.0f}k")
-        ax.set_xticks(range(len(fams)))
-        ax.set_xticklabels([n for _, n in fams])
-        ax.set_ylabel("thousand ops/s")
         mode = "pipelined, -P 16" if pipeline > 1 else "unpipelined, -P 1"
         ax.set_title(f"Throughput ({mode}; -c {CLIENTS}, {KEYSPACE:,} keys; "
                      f"median of {REPEATS}, bars: min-max)", fontsize=10)
@@ -203,32 +182,40 @@ def chart(summary, cases, session_cases):
     plt.close(fig)
 
 
+def path_bars(ax, summary, fams, pipeline, colors):
+    """Bars of thousand ops/s, one per path (native, FCALL, EVALSHA) for each (id, name) of
+    `fams`: the median, min–max as error bars, the median written above. Returns the highest
+    max."""
+    width = 0.26
+    top = 0
+    for i, path in enumerate(PATHS):
+        xs, ys, lo, hi = [], [], [], []
+        for j, (fam, _) in enumerate(fams):
+            s = summary[(f"{fam}:{path.lower()}", pipeline)]
+            xs.append(j + (i - 1) * width)
+            ys.append(s["rps"] / 1000)
+            lo.append((s["rps"] - s["min"]) / 1000)
+            hi.append((s["max"] - s["rps"]) / 1000)
+            top = max(top, s["max"] / 1000)
+        bars = ax.bar(xs, ys, width, label=path, color=colors[path],
+                      yerr=[lo, hi], capsize=3, error_kw=dict(lw=0.8, ecolor="#333"))
+        for b, y, h in zip(bars, ys, hi):
+            ax.annotate(f"{y:,.0f}", (b.get_x() + b.get_width() / 2, y + h), xytext=(0, 2),
+                        textcoords="offset points", ha="center", va="bottom", fontsize=7)
+    ax.set_xticks(range(len(fams)))
+    ax.set_xticklabels([n for _, n in fams])
+    ax.set_ylabel("thousand ops/s")
+    return top
+
+
 def chart_sessions(summary, axes, colors):
     for ax, pipeline in zip(axes, PIPELINES):
-        width = 0.26
-        top = 0
-        for i, path in enumerate(PATHS):
-            xs, ys, lo, hi = [], [], [], []
-            for j, (fam, _) in enumerate(SESSION_FAMILIES):
-                s = summary[(f"{fam}:{path.lower()}", pipeline)]
-                xs.append(j + (i - 1) * width)
-                ys.append(s["rps"] / 1000)
-                lo.append((s["rps"] - s["min"]) / 1000)
-                hi.append((s["max"] - s["rps"]) / 1000)
-                top = max(top, s["max"] / 1000)
-            bars = ax.bar(xs, ys, width, label=path, color=colors[path],
-                          yerr=[lo, hi], capsize=3, error_kw=dict(lw=0.8, ecolor="#333"))
-            for b, y, h in zip(bars, ys, hi):
-                ax.annotate(f"{y:,.0f}", (b.get_x() + b.get_width() / 2, y + h), xytext=(0, 2),
-                            textcoords="offset points", ha="center", va="bottom", fontsize=7)
+        top = path_bars(ax, summary, SESSION_FAMILIES, pipeline, colors)
         hg = summary[("s_hgetall", pipeline)]["rps"] / 1000
         c10 = summary[("s_create10k:native", pipeline)]["rps"] / 1000
         ax.axhline(hg, color="#333", ls="--", lw=1, label=f"HGETALL of a 3-field hash {hg:,.0f}k")
         ax.axhline(c10, color="#2a7ab0", ls=":", lw=1,
                    label=f"native CREATE, 10k indexes {c10:,.0f}k")
-        ax.set_xticks(range(len(SESSION_FAMILIES)))
-        ax.set_xticklabels([n for _, n in SESSION_FAMILIES])
-        ax.set_ylabel("thousand ops/s")
         mode = "-P 16" if pipeline > 1 else "-P 1"
         ax.set_title(f"Sessions ({mode}; -c {CLIENTS}; GET/SET: one live session, COUNT: "
                      f"{SESSION_INDEXES} indexes, CREATE: a fresh index each)", fontsize=9)
@@ -357,19 +344,10 @@ def write_sessions(ctx, add):
     add("")
     add("Chart: the right half of `bench/throughput.png` (above).")
     add("")
-    add("| Path | Command line | -r | N (-P 16) | N (-P 1) |")
-    add("|---|---|---:|---:|---:|")
-    for c in cases:
-        keyspace = f"{c['keyspace']:,}" if any("__rand_int__" in a for a in c["argv"]) else "—"
-        add(f"| {c['path']} | `{shown(c)}` | {keyspace} | {s[(c['id'], 16)]['n']:,} | "
-            f"{s[(c['id'], 1)]['n']:,} |")
+    add_command_lines(add, cases, s, lambda c: f"{c['keyspace']:,}"
+                      if any("__rand_int__" in a for a in c["argv"]) else "—")
     add("")
-    for pipeline in PIPELINES:
-        mode = "pipelined (-P 16)" if pipeline > 1 else "unpipelined (-P 1)"
-        add(f"### Sessions, {mode}")
-        add("")
-        add_throughput_table(add, cases, s, pipeline)
-        add("")
+    add_throughput_sections(add, "Sessions", cases, s)
     for p in PIPELINES:
         srv = [s[(c["id"], p)]["server_cpu"] for c in cases]
         cli = [s[(c["id"], p)]["client_cpu"] for c in cases]
@@ -390,15 +368,7 @@ def write_sessions(ctx, add):
         "does not depend on whether client or server saturates first. Last column: native "
         "ops/s ÷ the `HGETALL` baseline's.")
     add("")
-    add("| Command | Mode | native / FCALL | native / EVALSHA | server CPU, FCALL / native | "
-        "server CPU, EVALSHA / native | native / HGETALL |")
-    add("|---|---|---:|---:|---:|---:|---:|")
-    for fam, name in SESSION_FAMILIES:
-        for pipeline in PIPELINES:
-            x = sr[(fam, pipeline)]
-            add(f"| {name} | -P {pipeline} | {fmt_ratio(x['fcall'])} | "
-                f"{fmt_ratio(x['evalsha'])} | {fmt_ratio(x['cpu_fcall'])} | "
-                f"{fmt_ratio(x['cpu_evalsha'])} | {fmt_ratio(x['hgetall'])} |")
+    add_twin_ratio_table(add, SESSION_FAMILIES, sr, [("native / HGETALL", "hgetall")])
     add("")
     write_session_goals(ctx, add)
     add("### Sessions, memory")
@@ -604,18 +574,9 @@ def write_locks(ctx, add):
         "derived from the medians (not measured as one command). Waiting (`WAIT`) is not "
         "benchmarked: a blocked client's time is the holder's.")
     add("")
-    add("| Path | Command line | -r | N (-P 16) | N (-P 1) |")
-    add("|---|---|---:|---:|---:|")
-    for c in cases:
-        add(f"| {c['path']} | `{shown(c)}` | {c['keyspace']:,} | {s[(c['id'], 16)]['n']:,} | "
-            f"{s[(c['id'], 1)]['n']:,} |")
+    add_command_lines(add, cases, s)
     add("")
-    for pipeline in PIPELINES:
-        mode = "pipelined (-P 16)" if pipeline > 1 else "unpipelined (-P 1)"
-        add(f"### Locks, {mode}")
-        add("")
-        add_throughput_table(add, cases, s, pipeline)
-        add("")
+    add_throughput_sections(add, "Locks", cases, s)
     add("### Locks, the acquire+release cycle and ratios")
     add("")
     add("| Mode | cycles/s native | cycles/s FCALL | cycles/s EVALSHA |")
@@ -628,16 +589,49 @@ def write_locks(ctx, add):
     add("Native ops/s divided by the Lua twin's (medians), and the twin's server CPU µs/op "
         "divided by the native command's:")
     add("")
-    add("| Command | Mode | native / FCALL | native / EVALSHA | server CPU, FCALL / native | "
-        "server CPU, EVALSHA / native |")
-    add("|---|---|---:|---:|---:|---:|")
-    for fam, name in LOCK_FAMILIES:
-        for pipeline in PIPELINES:
-            x = lr[(fam, pipeline)]
-            add(f"| {name} | -P {pipeline} | {fmt_ratio(x['fcall'])} | "
-                f"{fmt_ratio(x['evalsha'])} | {fmt_ratio(x['cpu_fcall'])} | "
-                f"{fmt_ratio(x['cpu_evalsha'])} |")
+    add_twin_ratio_table(add, LOCK_FAMILIES, lr)
     add("")
+
+
+# The twin-ratio columns: (title, key in a family's ratios).
+TWIN_RATIOS = [
+    ("native / FCALL", "fcall"),
+    ("native / EVALSHA", "evalsha"),
+    ("server CPU, FCALL / native", "cpu_fcall"),
+    ("server CPU, EVALSHA / native", "cpu_evalsha"),
+]
+
+
+def add_twin_ratio_table(add, families, ratios, extra=()):
+    """The table of native ops/s ÷ the twin's and the twin's server CPU ÷ the native
+    command's, a row per (family, pipelining mode); `extra`: more (title, key) columns."""
+    columns = TWIN_RATIOS + list(extra)
+    add("| Command | Mode | " + " | ".join(title for title, _ in columns) + " |")
+    add("|---|---|" + "---:|" * len(columns))
+    for fam, name in families:
+        for pipeline in PIPELINES:
+            x = ratios[(fam, pipeline)]
+            cells = " | ".join(fmt_ratio(x[key]) for _, key in columns)
+            add(f"| {name} | -P {pipeline} | {cells} |")
+
+
+def add_command_lines(add, cases, s, keyspace=lambda c: f"{c['keyspace']:,}"):
+    """The table of each row's command line, its -r (`keyspace`) and its N per mode."""
+    add("| Path | Command line | -r | N (-P 16) | N (-P 1) |")
+    add("|---|---|---:|---:|---:|")
+    for c in cases:
+        add(f"| {c['path']} | `{shown(c)}` | {keyspace(c)} | {s[(c['id'], 16)]['n']:,} | "
+            f"{s[(c['id'], 1)]['n']:,} |")
+
+
+def add_throughput_sections(add, family, cases, s):
+    """A `### <family>, <mode>` section with its throughput table per pipelining mode."""
+    for pipeline in PIPELINES:
+        mode = "pipelined (-P 16)" if pipeline > 1 else "unpipelined (-P 1)"
+        add(f"### {family}, {mode}")
+        add("")
+        add_throughput_table(add, cases, s, pipeline)
+        add("")
 
 
 def add_throughput_table(add, cases, s, pipeline):

@@ -185,8 +185,7 @@ impl<'a> Store<'a> {
 
 // CACHE.SET key value ttl_ms [DELTA delta_ms] [GRACE grace_ms] [TAGS tag [tag ...]]
 fn set(call: &Call) -> Result<Reply, CmdError> {
-    let args = call.rest();
-    let p = c::SET.parse(args)?;
+    let p = call.parse(&c::SET)?;
     let (ctx, key) = (call.ctx(), call.key_name());
     let now = now_ms();
     let store = Store::parse(ctx, key, &p, now)?;
@@ -207,8 +206,7 @@ enum Filled {
 
 // CACHE.FILL key lease value ttl_ms [DELTA delta_ms] [GRACE grace_ms] [TAGS tag [tag ...]]
 fn fill(call: &Call) -> Result<Reply, CmdError> {
-    let args = call.rest();
-    let p = c::FILL.parse(args)?;
+    let p = call.parse(&c::FILL)?;
     let (ctx, key) = (call.ctx(), call.key_name());
     let now = now_ms();
     let store = Store::parse(ctx, key, &p, now)?;
@@ -318,7 +316,7 @@ fn wait_hint(entry: &Option<Entry>, now: i64) -> i64 {
 
 // CACHE.GET key [BETA beta] [LEASE lease_ms]
 fn get(call: &Call) -> Result<Reply, CmdError> {
-    let p = c::GET.parse(call.rest())?;
+    let p = call.parse(&c::GET)?;
     let beta = check_beta(p.float("BETA"))?;
     let ctx = call.ctx();
     let now = now_ms();
@@ -368,8 +366,7 @@ fn get(call: &Call) -> Result<Reply, CmdError> {
 
 // CACHE.TAG key tag [tag ...]
 fn tag(call: &Call) -> Result<Reply, CmdError> {
-    let args = call.rest();
-    let p = c::TAG.parse(args)?;
+    let p = call.parse(&c::TAG)?;
     let (ctx, key) = (call.ctx(), call.key_name());
     let tags = p.trailing();
     check_tags(ctx, key, tags)?;

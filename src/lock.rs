@@ -15,8 +15,9 @@ mod events;
 mod rw;
 mod wait;
 
-use patterns_core::command::CmdError;
+use patterns_core::command::{Args, CmdError};
 use patterns_core::keys::check_fields;
+use patterns_core::lock::rw::Mode;
 use patterns_core::lock::{
     self as l, Acquire, Lease, Release, HOLDS_FIELD, NO_WAIT, OWNER_FIELD, RESOURCE_FENCE_FIELD,
     TOKEN_FIELD,
@@ -248,16 +249,22 @@ fn grant_or_wait(
     Ok(denied)
 }
 
-// LOCK.ACQUIRE key owner ttl_ms [WAIT timeout_ms]
-fn acquire(call: &Call) -> Result<Reply, CmdError> {
-    let args = call.rest();
-    let p = l::ACQUIRE.parse(args)?;
-    let wanted = Wanted {
+/// What an acquire asks for: its owner and checked `ttl_ms`, `limit` permits, a read/write
+/// lock's `mode`. Inlined, so the reads by name resolve at compile time.
+#[inline(always)]
+fn wanted(p: &Args, limit: i64, mode: Option<Mode>) -> Result<Wanted, CmdError> {
+    Ok(Wanted {
         owner: p.text("owner").to_vec(),
         ttl_ms: l::check_ttl(p.int("ttl_ms"))?,
-        limit: 1,
-        mode: None,
-    };
+        limit,
+        mode,
+    })
+}
+
+// LOCK.ACQUIRE key owner ttl_ms [WAIT timeout_ms]
+fn acquire(call: &Call) -> Result<Reply, CmdError> {
+    let p = call.parse(&l::ACQUIRE)?;
+    let wanted = wanted(&p, 1, None)?;
     let name = call.key_name();
     checked_fence_key(call.ctx(), name)?;
     // A key no lock can be taken on fails the waiters (if any) and this call alike: serving
@@ -274,8 +281,7 @@ fn acquire(call: &Call) -> Result<Reply, CmdError> {
 
 // LOCK.RELEASE key owner
 fn release(call: &Call) -> Result<Reply, CmdError> {
-    let args = call.rest();
-    let p = l::RELEASE.parse(args)?;
+    let p = call.parse(&l::RELEASE)?;
     let owner = p.text("owner");
     let ctx = call.ctx();
     {
@@ -306,8 +312,7 @@ fn release(call: &Call) -> Result<Reply, CmdError> {
 
 // LOCK.EXTEND key owner ttl_ms
 fn extend(call: &Call) -> Result<Reply, CmdError> {
-    let args = call.rest();
-    let p = l::EXTEND.parse(args)?;
+    let p = call.parse(&l::EXTEND)?;
     let (owner, ttl_ms) = (p.text("owner"), l::check_ttl(p.int("ttl_ms"))?);
     {
         let mut key = Key::open(call);
@@ -327,7 +332,7 @@ fn extend(call: &Call) -> Result<Reply, CmdError> {
 
 // LOCK.INFO key
 fn info(call: &Call) -> Result<Reply, CmdError> {
-    l::INFO.parse(call.rest())?;
+    call.parse(&l::INFO)?;
     let key = Key::open(call);
     let Some(stored) = read_lease(&key)? else {
         return Ok(Reply::Null);
@@ -349,8 +354,7 @@ fn info(call: &Call) -> Result<Reply, CmdError> {
 
 // LOCK.FENCEDHSET resource token field value [field value ...]
 fn fencedhset(call: &Call) -> Result<Reply, CmdError> {
-    let args = call.rest();
-    let p = l::FENCEDHSET.parse(args)?;
+    let p = call.parse(&l::FENCEDHSET)?;
     let token = p.int("token");
     let pairs = p.trailing();
     check_fields(pairs)?;
@@ -376,14 +380,8 @@ fn fencedhset(call: &Call) -> Result<Reply, CmdError> {
 
 // SEM.ACQUIRE key owner limit ttl_ms [WAIT timeout_ms]
 fn sem_acquire(call: &Call) -> Result<Reply, CmdError> {
-    let args = call.rest();
-    let p = l::SEM_ACQUIRE.parse(args)?;
-    let wanted = Wanted {
-        owner: p.text("owner").to_vec(),
-        ttl_ms: l::check_ttl(p.int("ttl_ms"))?,
-        limit: p.int("limit"),
-        mode: None,
-    };
+    let p = call.parse(&l::SEM_ACQUIRE)?;
+    let wanted = wanted(&p, p.int("limit"), None)?;
     Key::open(call).expect(KeyType::ZSet)?;
     let name = call.key_name();
     grant_or_wait(
@@ -398,8 +396,7 @@ fn sem_acquire(call: &Call) -> Result<Reply, CmdError> {
 
 // SEM.RELEASE key owner
 fn sem_release(call: &Call) -> Result<Reply, CmdError> {
-    let args = call.rest();
-    let p = l::SEM_RELEASE.parse(args)?;
+    let p = call.parse(&l::SEM_RELEASE)?;
     let owner = p.text("owner");
     let (ctx, name) = (call.ctx(), call.key_name());
     Key::open(call).expect(KeyType::ZSet)?;
@@ -419,7 +416,7 @@ fn sem_release(call: &Call) -> Result<Reply, CmdError> {
 
 // SEM.COUNT key
 fn sem_count(call: &Call) -> Result<Reply, CmdError> {
-    l::SEM_COUNT.parse(call.rest())?;
+    call.parse(&l::SEM_COUNT)?;
     let ctx = call.ctx();
     if !matches!(
         key_type(ctx, call.key_name()),

@@ -187,10 +187,17 @@ fn try_pop(ctx: Ctx, queue: &[u8], args: &Pop) -> Result<Vec<Value>, CmdError> {
     let now = now_ms();
     // Created by the first POP, from the oldest job (BUSYGROUP when it exists: nothing done).
     redis_call(ctx, c"XGROUP", &[b"CREATE", queue, &args.group, b"0"], true);
-    let mut jobs = Vec::new();
-    let mut completed = redeliver_due(ctx, queue, args, &keys, now, &mut jobs);
-    while (jobs.len() as i64) < args.count {
-        let (read, done) = read_new(ctx, queue, args, &keys, now, &mut jobs);
+    let mut round = Round {
+        ctx,
+        queue,
+        args,
+        keys: &keys,
+        now,
+        jobs: Vec::new(),
+    };
+    let mut completed = round.redeliver_due();
+    while (round.jobs.len() as i64) < args.count {
+        let (read, done) = round.read_new();
         completed |= done;
         if !read {
             break;
@@ -199,162 +206,156 @@ fn try_pop(ctx: Ctx, queue: &[u8], args: &Pop) -> Result<Vec<Value>, CmdError> {
     if completed {
         trim(ctx, queue);
     }
-    stats::add(Stat::QueueDelivered, jobs.len() as u64);
-    Ok(jobs)
+    stats::add(Stat::QueueDelivered, round.jobs.len() as u64);
+    Ok(round.jobs)
 }
 
-/// Redelivers (or dead-letters) the group's jobs whose lease ended or that fell due; whether
-/// any job was completed (dead-lettered).
-fn redeliver_due(
-    ctx: Ctx,
-    queue: &[u8],
-    args: &Pop,
-    keys: &Keys,
+/// One POP's delivery: what each step reads (the queue, the pop, the group's keys, the time)
+/// and the jobs given so far.
+struct Round<'a> {
+    ctx: Ctx<'a>,
+    queue: &'a [u8],
+    args: &'a Pop,
+    keys: &'a Keys,
     now: i64,
-    jobs: &mut Vec<Value>,
-) -> bool {
-    let now_text = StackText::of(now);
-    let limit = StackText::of(args.count);
-    let due = read(
-        ctx,
-        c"ZRANGE",
-        &[
-            &keys.leases,
-            b"-inf",
-            now_text.as_bytes(),
-            b"BYSCORE",
-            b"LIMIT",
-            b"0",
-            limit.as_bytes(),
-        ],
-    );
-    let lease_end = now + args.lease_ms;
-    let mut completed = false;
-    for id in due.items().iter().filter_map(CallValue::bytes) {
-        let Some((holder, deliveries)) = pending(ctx, queue, &args.group, id) else {
-            write(ctx, c"ZREM", &[&keys.leases, id]);
-            continue;
-        };
-        match redeliver(deliveries, args.max_deliveries) {
-            Redelivery::Dead(deliveries) => {
-                dead_letter(ctx, queue, args, keys, (id, &holder, deliveries), now);
-                completed = true;
-            }
-            Redelivery::Deliver(n) => {
-                let claimed = write(
-                    ctx,
-                    c"XCLAIM",
-                    &[queue, &args.group, &args.consumer, b"0", id],
-                );
-                let Some(entry) = claimed.items().first().filter(|e| e.items().len() == 2) else {
-                    // Deleted from the stream (XCLAIM dropped it from the pending list).
-                    write(ctx, c"ZREM", &[&keys.leases, id]);
-                    continue;
-                };
-                let payload = field(&entry.items()[1], PAYLOAD_FIELD).unwrap_or_default();
-                zadd(ctx, &keys.leases, lease_end, id);
-                if n > 1 {
-                    stats::bump(Stat::QueueRedelivered);
+    jobs: Vec<Value>,
+}
+
+impl Round<'_> {
+    /// Redelivers (or dead-letters) the group's jobs whose lease ended or that fell due; whether
+    /// any job was completed (dead-lettered).
+    fn redeliver_due(&mut self) -> bool {
+        let now_text = StackText::of(self.now);
+        let limit = StackText::of(self.args.count);
+        let due = read(
+            self.ctx,
+            c"ZRANGE",
+            &[
+                &self.keys.leases,
+                b"-inf",
+                now_text.as_bytes(),
+                b"BYSCORE",
+                b"LIMIT",
+                b"0",
+                limit.as_bytes(),
+            ],
+        );
+        let lease_end = self.now + self.args.lease_ms;
+        let mut completed = false;
+        for id in due.items().iter().filter_map(CallValue::bytes) {
+            let Some((holder, deliveries)) = pending(self.ctx, self.queue, &self.args.group, id)
+            else {
+                write(self.ctx, c"ZREM", &[&self.keys.leases, id]);
+                continue;
+            };
+            match redeliver(deliveries, self.args.max_deliveries) {
+                Redelivery::Dead(deliveries) => {
+                    self.dead_letter((id, &holder, deliveries));
+                    completed = true;
                 }
-                jobs.push(job(id, payload, n));
+                Redelivery::Deliver(n) => {
+                    let claimed = write(
+                        self.ctx,
+                        c"XCLAIM",
+                        &[self.queue, &self.args.group, &self.args.consumer, b"0", id],
+                    );
+                    let Some(entry) = claimed.items().first().filter(|e| e.items().len() == 2)
+                    else {
+                        // Deleted from the stream (XCLAIM dropped it from the pending list).
+                        write(self.ctx, c"ZREM", &[&self.keys.leases, id]);
+                        continue;
+                    };
+                    let payload = field(&entry.items()[1], PAYLOAD_FIELD).unwrap_or_default();
+                    zadd(self.ctx, &self.keys.leases, lease_end, id);
+                    if n > 1 {
+                        stats::bump(Stat::QueueRedelivered);
+                    }
+                    self.jobs.push(job(id, payload, n));
+                }
             }
         }
+        completed
     }
-    completed
-}
 
-/// Moves a job to the dead letters (`job`, `payload`, `deliveries`, `group`, `consumer`,
-/// `time`) and completes it in the group.
-fn dead_letter(
-    ctx: Ctx,
-    queue: &[u8],
-    args: &Pop,
-    keys: &Keys,
-    (id, holder, deliveries): (&[u8], &[u8], i64),
-    now: i64,
-) {
-    let entry = read(ctx, c"XRANGE", &[queue, id, id]);
-    if let Some(entry) = entry.items().first() {
-        let payload = field(&entry.items()[1], PAYLOAD_FIELD).unwrap_or_default();
-        let (deliveries, now) = (StackText::of(deliveries), StackText::of(now));
-        let xadd: [&[u8]; 14] = [
-            &keys.dead,
-            b"*",
-            b"job",
-            id,
-            PAYLOAD_FIELD.as_bytes(),
-            payload,
-            b"deliveries",
-            deliveries.as_bytes(),
-            GROUP_FIELD.as_bytes(),
-            &args.group,
-            b"consumer",
-            holder,
-            b"time",
-            now.as_bytes(),
-        ];
-        write(ctx, c"XADD", &xadd);
+    /// Moves a job to the dead letters (`job`, `payload`, `deliveries`, `group`, `consumer`,
+    /// `time`) and completes it in the group.
+    fn dead_letter(&self, (id, holder, deliveries): (&[u8], &[u8], i64)) {
+        let entry = read(self.ctx, c"XRANGE", &[self.queue, id, id]);
+        if let Some(entry) = entry.items().first() {
+            let payload = field(&entry.items()[1], PAYLOAD_FIELD).unwrap_or_default();
+            let (deliveries, time) = (StackText::of(deliveries), StackText::of(self.now));
+            let xadd: [&[u8]; 14] = [
+                &self.keys.dead,
+                b"*",
+                b"job",
+                id,
+                PAYLOAD_FIELD.as_bytes(),
+                payload,
+                b"deliveries",
+                deliveries.as_bytes(),
+                GROUP_FIELD.as_bytes(),
+                &self.args.group,
+                b"consumer",
+                holder,
+                b"time",
+                time.as_bytes(),
+            ];
+            write(self.ctx, c"XADD", &xadd);
+        }
+        stats::bump(Stat::QueueDead);
+        write(self.ctx, c"XACK", &[self.queue, &self.args.group, id]);
+        write(self.ctx, c"ZREM", &[&self.keys.leases, id]);
     }
-    stats::bump(Stat::QueueDead);
-    write(ctx, c"XACK", &[queue, &args.group, id]);
-    write(ctx, c"ZREM", &[&keys.leases, id]);
-}
 
-/// Reads the group's next new jobs: delivers the ready ones, parks the delayed ones, completes
-/// the ones redriven for another group. (whether any were read, whether any were completed)
-fn read_new(
-    ctx: Ctx,
-    queue: &[u8],
-    args: &Pop,
-    keys: &Keys,
-    now: i64,
-    jobs: &mut Vec<Value>,
-) -> (bool, bool) {
-    let want = StackText::of(args.count - jobs.len() as i64);
-    let reply = write(
-        ctx,
-        c"XREADGROUP",
-        &[
-            b"GROUP",
-            &args.group,
-            &args.consumer,
-            b"COUNT",
-            want.as_bytes(),
-            b"STREAMS",
-            queue,
-            b">",
-        ],
-    );
-    let entries = reply
-        .items()
-        .first()
-        .and_then(|stream| stream.items().get(1))
-        .map(CallValue::items)
-        .unwrap_or_default();
-    let lease_end = now + args.lease_ms;
-    let mut completed = false;
-    for entry in entries {
-        let (Some(id), Some(fields)) = (entry.items()[0].bytes(), entry.items().get(1)) else {
-            continue;
-        };
-        let due = parse_due(field(fields, DUE_FIELD));
-        match fresh(due, field(fields, GROUP_FIELD), &args.group, now) {
-            Fresh::Deliver => {
-                zadd(ctx, &keys.leases, lease_end, id);
-                let payload = field(fields, PAYLOAD_FIELD).unwrap_or_default();
-                jobs.push(job(id, payload, 1));
-            }
-            Fresh::Park(at) => {
-                park(ctx, queue, &args.group, id, Some(0));
-                zadd(ctx, &keys.leases, at, id);
-            }
-            Fresh::Skip => {
-                write(ctx, c"XACK", &[queue, &args.group, id]);
-                completed = true;
+    /// Reads the group's next new jobs: delivers the ready ones, parks the delayed ones, completes
+    /// the ones redriven for another group. (whether any were read, whether any were completed)
+    fn read_new(&mut self) -> (bool, bool) {
+        let want = StackText::of(self.args.count - self.jobs.len() as i64);
+        let reply = write(
+            self.ctx,
+            c"XREADGROUP",
+            &[
+                b"GROUP",
+                &self.args.group,
+                &self.args.consumer,
+                b"COUNT",
+                want.as_bytes(),
+                b"STREAMS",
+                self.queue,
+                b">",
+            ],
+        );
+        let entries = reply
+            .items()
+            .first()
+            .and_then(|stream| stream.items().get(1))
+            .map(CallValue::items)
+            .unwrap_or_default();
+        let lease_end = self.now + self.args.lease_ms;
+        let mut completed = false;
+        for entry in entries {
+            let (Some(id), Some(fields)) = (entry.items()[0].bytes(), entry.items().get(1)) else {
+                continue;
+            };
+            let due = parse_due(field(fields, DUE_FIELD));
+            match fresh(due, field(fields, GROUP_FIELD), &self.args.group, self.now) {
+                Fresh::Deliver => {
+                    zadd(self.ctx, &self.keys.leases, lease_end, id);
+                    let payload = field(fields, PAYLOAD_FIELD).unwrap_or_default();
+                    self.jobs.push(job(id, payload, 1));
+                }
+                Fresh::Park(at) => {
+                    park(self.ctx, self.queue, &self.args.group, id, Some(0));
+                    zadd(self.ctx, &self.keys.leases, at, id);
+                }
+                Fresh::Skip => {
+                    write(self.ctx, c"XACK", &[self.queue, &self.args.group, id]);
+                    completed = true;
+                }
             }
         }
+        (!entries.is_empty(), completed)
     }
-    (!entries.is_empty(), completed)
 }
 
 /// Hands a pending job to [`PARKED`] (no worker holds it until it falls due), its deliveries
@@ -420,19 +421,37 @@ fn has_group(ctx: Ctx, queue: &[u8], group: &[u8]) -> bool {
     groups(ctx, queue).iter().any(|(name, ..)| name == group)
 }
 
+/// The group's keys (access checked), None when the queue or the group does not exist.
+fn group_keys(ctx: Ctx, queue: &[u8], group: &[u8]) -> Result<Option<Keys>, CmdError> {
+    let keys = keys(ctx, queue, group)?;
+    Ok((keys.exists && has_group(ctx, queue, group)).then_some(keys))
+}
+
+/// The group's keys and the consumer holding job `id` (`PARKED` when a delay holds it), None
+/// when the queue, the group or the job's pending entry does not exist.
+fn pending_job(
+    ctx: Ctx,
+    queue: &[u8],
+    group: &[u8],
+    id: &[u8],
+) -> Result<Option<(Keys, Vec<u8>)>, CmdError> {
+    let Some(keys) = group_keys(ctx, queue, group)? else {
+        return Ok(None);
+    };
+    Ok(pending(ctx, queue, group, id).map(|(holder, _)| (keys, holder)))
+}
+
 // QUEUE.ACK key group job_id [job_id ...]
 fn ack(call: &Call) -> Result<Reply, CmdError> {
-    let args = call.rest();
-    let p = q::ACK.parse(args)?;
+    let p = call.parse(&q::ACK)?;
     let (group, ids) = (p.text("group"), p.trailing());
     for id in ids {
         job_id(id)?;
     }
     let (ctx, queue) = (call.ctx(), call.key_name());
-    let keys = keys(ctx, queue, group)?;
-    if !keys.exists || !has_group(ctx, queue, group) {
+    let Some(keys) = group_keys(ctx, queue, group)? else {
         return Ok(Reply::Integer(0));
-    }
+    };
     let mut xack: Vec<&[u8]> = vec![queue, group];
     xack.extend_from_slice(ids);
     let acked = write(ctx, c"XACK", &xack).int().unwrap_or(0);
@@ -448,44 +467,36 @@ fn ack(call: &Call) -> Result<Reply, CmdError> {
 
 // QUEUE.NACK key group job_id [DELAY delay_ms]
 fn nack(call: &Call) -> Result<Reply, CmdError> {
-    let args = call.rest();
-    let p = q::NACK.parse(args)?;
+    let p = call.parse(&q::NACK)?;
     let (group, id) = (p.text("group"), p.text("job_id"));
     job_id(id)?;
     let delay_ms = check_ms(p.int("DELAY"))?;
     let (ctx, queue) = (call.ctx(), call.key_name());
-    let keys = keys(ctx, queue, group)?;
-    if !keys.exists || !has_group(ctx, queue, group) {
-        return Ok(Reply::Integer(0));
+    match pending_job(ctx, queue, group, id)? {
+        Some((keys, holder)) if holder != PARKED.as_bytes() => {
+            park(ctx, queue, group, id, None);
+            zadd(ctx, &keys.leases, now_ms() + delay_ms, id);
+            wait::wake(ctx, queue, Some(group));
+            Ok(Reply::Integer(1))
+        }
+        _ => Ok(Reply::Integer(0)),
     }
-    match pending(ctx, queue, group, id) {
-        Some((holder, _)) if holder != PARKED.as_bytes() => {}
-        _ => return Ok(Reply::Integer(0)),
-    }
-    park(ctx, queue, group, id, None);
-    zadd(ctx, &keys.leases, now_ms() + delay_ms, id);
-    wait::wake(ctx, queue, Some(group));
-    Ok(Reply::Integer(1))
 }
 
 // QUEUE.EXTEND key group consumer job_id lease_ms
 fn extend(call: &Call) -> Result<Reply, CmdError> {
-    let args = call.rest();
-    let p = q::EXTEND.parse(args)?;
+    let p = call.parse(&q::EXTEND)?;
     let (group, consumer, id) = (p.text("group"), p.text("consumer"), p.text("job_id"));
     job_id(id)?;
     let lease_ms = check_ms(p.int("lease_ms"))?;
     let (ctx, queue) = (call.ctx(), call.key_name());
-    let keys = keys(ctx, queue, group)?;
-    if !keys.exists || !has_group(ctx, queue, group) {
-        return Ok(Reply::Integer(0));
+    match pending_job(ctx, queue, group, id)? {
+        Some((keys, holder)) if holder == consumer => {
+            zadd(ctx, &keys.leases, now_ms() + lease_ms, id);
+            Ok(Reply::Integer(1))
+        }
+        _ => Ok(Reply::Integer(0)),
     }
-    match pending(ctx, queue, group, id) {
-        Some((holder, _)) if holder == consumer => {}
-        _ => return Ok(Reply::Integer(0)),
-    }
-    zadd(ctx, &keys.leases, now_ms() + lease_ms, id);
-    Ok(Reply::Integer(1))
 }
 
 /// The group's dead letters, oldest first: (dead letter id, payload).
@@ -509,8 +520,7 @@ fn dead_letters(ctx: Ctx, dead: &[u8], group: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> 
 
 // QUEUE.REDRIVE key group [COUNT n]
 fn redrive(call: &Call) -> Result<Reply, CmdError> {
-    let args = call.rest();
-    let p = q::REDRIVE.parse(args)?;
+    let p = call.parse(&q::REDRIVE)?;
     let (group, count) = (p.text("group"), p.int("COUNT"));
     let (ctx, queue) = (call.ctx(), call.key_name());
     let keys = keys(ctx, queue, group)?;
@@ -541,8 +551,7 @@ fn redrive(call: &Call) -> Result<Reply, CmdError> {
 
 // QUEUE.STATS key group
 fn stats(call: &Call) -> Result<Reply, CmdError> {
-    let args = call.rest();
-    let group = q::STATS.parse(args)?.text("group");
+    let group = call.parse(&q::STATS)?.text("group");
     let (ctx, queue) = (call.ctx(), call.key_name());
     let keys = keys(ctx, queue, group)?;
     let now = now_ms();

@@ -40,6 +40,20 @@ fn decoded(bytes: &[u8]) -> Entry<'_> {
     Entry::decode(bytes).unwrap_or_else(|| panic!("not an entry: {bytes:?}"))
 }
 
+/// The times of an entry written with no grace and `delta_ms`, from its raw bytes (a GET's
+/// reply).
+fn written_times(raw: &Value, delta_ms: i64) -> Times {
+    let Value::BulkString(bytes) = raw else {
+        panic!("{raw:?}")
+    };
+    let fresh_until = decoded(bytes).value.unwrap().1.fresh_until;
+    Times {
+        fresh_until,
+        stale_until: fresh_until,
+        delta_ms,
+    }
+}
+
 /// The times of the value stored at `key`.
 fn stored_times(c: &mut Connection, key: &str) -> Times {
     let bytes: Vec<u8> = query(c, &["GET", key]);
@@ -66,22 +80,19 @@ fn invalidation_under_concurrent_writers_leaves_no_key_behind() {
         // done[w]: the last sequence number writer w's CACHE.SET has returned for.
         let done: Arc<Vec<AtomicI64>> = Arc::new((0..writers).map(|_| AtomicI64::new(0)).collect());
         let stop = Arc::new(AtomicBool::new(false));
-        let threads: Vec<_> = (0..writers)
-            .map(|w| {
-                let (done, stop) = (done.clone(), stop.clone());
-                let mut c = server.conn();
-                std::thread::spawn(move || {
-                    let mut seq = 0i64;
-                    while !stop.load(Ordering::Relaxed) {
-                        seq += 1;
-                        let key = format!("k:{{inv}}:{w}:{}", seq % keys_per_writer);
-                        let value = seq.to_string();
-                        set(&mut c, &[&key, &value, "60000", "TAGS", tag]);
-                        done[w].store(seq, Ordering::SeqCst);
-                    }
-                })
-            })
-            .collect();
+        let threads = spawn_clients(&server, writers, {
+            let (done, stop) = (done.clone(), stop.clone());
+            move |w, mut c| {
+                let mut seq = 0i64;
+                while !stop.load(Ordering::Relaxed) {
+                    seq += 1;
+                    let key = format!("k:{{inv}}:{w}:{}", seq % keys_per_writer);
+                    let value = seq.to_string();
+                    set(&mut c, &[&key, &value, "60000", "TAGS", tag]);
+                    done[w].store(seq, Ordering::SeqCst);
+                }
+            }
+        });
         let mut c = server.conn();
         let (mut rounds, mut deleted_total) = (0, 0);
         let start = Instant::now();
@@ -213,16 +224,13 @@ fn concurrent_misses_give_exactly_one_lease() {
             let key = format!("miss:{round}");
             let n = 16;
             let barrier = Arc::new(Barrier::new(n));
-            let threads: Vec<_> = (0..n)
-                .map(|_| {
-                    let (barrier, key) = (barrier.clone(), key.clone());
-                    let mut c = server.conn();
-                    std::thread::spawn(move || {
-                        barrier.wait();
-                        get(&mut c, &[&key])
-                    })
-                })
-                .collect();
+            let threads = spawn_clients(&server, n, {
+                let (barrier, key) = (barrier.clone(), key.clone());
+                move |_, mut c| {
+                    barrier.wait();
+                    get(&mut c, &[&key])
+                }
+            });
             let replies: Vec<_> = threads.into_iter().map(|t| t.join().unwrap()).collect();
             let misses: Vec<_> = replies.iter().filter(|r| r.0 == "MISS").collect();
             assert_eq!(misses.len(), 1, "{replies:?}");
@@ -554,15 +562,7 @@ fn xfetch_refreshes_early_with_the_papers_probability() {
                     if t0 != t1 {
                         continue; // `now` unknown
                     }
-                    let Value::BulkString(bytes) = &r[4] else {
-                        panic!("{:?}", r[4])
-                    };
-                    let fresh_until = decoded(bytes).value.unwrap().1.fresh_until;
-                    let times = Times {
-                        fresh_until,
-                        stale_until: fresh_until,
-                        delta_ms: delta,
-                    };
+                    let times = written_times(&r[4], delta);
                     let p = early_probability(t0, times, beta.parse().unwrap());
                     expected += p;
                     variance += p * (1.0 - p);
@@ -676,148 +676,133 @@ fn bad_input_is_refused_and_writes_nothing() {
             .unwrap();
         let (_, _, lease) = get(&mut c, &["leased"]);
         let lease = lease.unwrap();
-        let wrongtype = "WRONGTYPE Operation against a key holding the wrong kind of value";
         let too_long = "ERR ttl_ms + GRACE and DELTA must be at most 2^52";
         let lease_too_long = "ERR lease_ms must be at most 60000";
         let not_cache = "ERR key does not hold a cache entry";
-        let arity = |name: &str| format!("ERR wrong number of arguments for '{name}' command");
-        let cases: Vec<(Vec<&str>, String)> = vec![
-            (vec!["CACHE.SET", "k", "v"], arity("cache.set")),
+        let refusals: &Refusals = &[
+            (&arity("cache.set"), &[&["CACHE.SET", "k", "v"]]),
             (
-                vec!["CACHE.SET", "k", "v", "0"],
-                "ERR ttl_ms must be a positive integer".into(),
-            ),
-            (
-                vec!["CACHE.SET", "k", "v", "-1"],
-                "ERR ttl_ms must be a positive integer".into(),
-            ),
-            (
-                vec!["CACHE.SET", "k", "v", "1.5"],
-                "ERR ttl_ms must be a positive integer".into(),
-            ),
-            (
-                vec!["CACHE.SET", "k", "v", "10", "DELTA", "-1"],
-                "ERR delta_ms must be a non-negative integer".into(),
-            ),
-            (
-                vec!["CACHE.SET", "k", "v", "10", "GRACE", "x"],
-                "ERR grace_ms must be a non-negative integer".into(),
-            ),
-            (
-                vec!["CACHE.SET", "k", "v", "10", "GRACE"],
-                "ERR syntax error".into(),
-            ),
-            (
-                vec!["CACHE.SET", "k", "v", "10", "TAGS"],
-                "ERR syntax error".into(),
-            ),
-            (
-                vec!["CACHE.SET", "k", "v", "10", "BOGUS"],
-                "ERR syntax error".into(),
-            ),
-            (
-                vec!["CACHE.SET", "k", "v", "4503599627370496", "GRACE", "1"],
-                too_long.into(),
-            ),
-            (
-                vec![
-                    "CACHE.SET",
-                    "k",
-                    "v",
-                    "9223372036854775807",
-                    "GRACE",
-                    "9223372036854775807",
+                &positive("ttl_ms"),
+                &[
+                    &["CACHE.SET", "k", "v", "0"],
+                    &["CACHE.SET", "k", "v", "-1"],
+                    &["CACHE.SET", "k", "v", "1.5"],
                 ],
-                too_long.into(),
             ),
             (
-                vec!["CACHE.SET", "k", "v", "10", "DELTA", "4503599627370497"],
-                too_long.into(),
+                &non_negative("delta_ms"),
+                &[&["CACHE.SET", "k", "v", "10", "DELTA", "-1"]],
             ),
             (
-                vec!["CACHE.SET", "k", "v", "10", "TAGS", "k"],
-                "ERR a key cannot be its own tag".into(),
+                &non_negative("grace_ms"),
+                &[&["CACHE.SET", "k", "v", "10", "GRACE", "x"]],
             ),
             (
-                vec!["CACHE.SET", "k", "v", "10", "TAGS", "tag", "text"],
-                wrongtype.into(),
-            ),
-            (vec!["CACHE.SET", "text", "v", "10"], wrongtype.into()),
-            (vec!["CACHE.SET", "plainhash", "v", "10"], not_cache.into()),
-            (vec!["CACHE.SET", "halfentry", "v", "10"], not_cache.into()),
-            (
-                vec!["CACHE.SET", "k", "v", "10", "TAGS", "ok"],
-                wrongtype.into(),
-            ),
-            (vec!["CACHE.GET"], arity("cache.get")),
-            (
-                vec!["CACHE.GET", "k", "BETA", "x"],
-                "ERR BETA must be a number".into(),
+                "ERR syntax error",
+                &[
+                    &["CACHE.SET", "k", "v", "10", "GRACE"],
+                    &["CACHE.SET", "k", "v", "10", "TAGS"],
+                    &["CACHE.SET", "k", "v", "10", "BOGUS"],
+                ],
             ),
             (
-                vec!["CACHE.GET", "k", "BETA", "nan"],
-                "ERR BETA must be a number".into(),
+                too_long,
+                &[
+                    &["CACHE.SET", "k", "v", "4503599627370496", "GRACE", "1"],
+                    &[
+                        "CACHE.SET",
+                        "k",
+                        "v",
+                        "9223372036854775807",
+                        "GRACE",
+                        "9223372036854775807",
+                    ],
+                    &["CACHE.SET", "k", "v", "10", "DELTA", "4503599627370497"],
+                ],
             ),
             (
-                vec!["CACHE.GET", "k", "BETA", "-1"],
-                "ERR BETA must be a finite non-negative number".into(),
+                "ERR a key cannot be its own tag",
+                &[&["CACHE.SET", "k", "v", "10", "TAGS", "k"]],
             ),
             (
-                vec!["CACHE.GET", "k", "BETA", "inf"],
-                "ERR BETA must be a finite non-negative number".into(),
+                WRONGTYPE,
+                &[
+                    &["CACHE.SET", "k", "v", "10", "TAGS", "tag", "text"],
+                    &["CACHE.SET", "text", "v", "10"],
+                ],
             ),
             (
-                vec!["CACHE.GET", "k", "LEASE", "0"],
-                "ERR lease_ms must be a positive integer".into(),
+                not_cache,
+                &[
+                    &["CACHE.SET", "plainhash", "v", "10"],
+                    &["CACHE.SET", "halfentry", "v", "10"],
+                ],
+            ),
+            (WRONGTYPE, &[&["CACHE.SET", "k", "v", "10", "TAGS", "ok"]]),
+            (&arity("cache.get"), &[&["CACHE.GET"]]),
+            (
+                "ERR BETA must be a number",
+                &[
+                    &["CACHE.GET", "k", "BETA", "x"],
+                    &["CACHE.GET", "k", "BETA", "nan"],
+                ],
             ),
             (
-                vec!["CACHE.GET", "k", "LEASE", "60001"],
-                lease_too_long.into(),
+                "ERR BETA must be a finite non-negative number",
+                &[
+                    &["CACHE.GET", "k", "BETA", "-1"],
+                    &["CACHE.GET", "k", "BETA", "inf"],
+                ],
+            ),
+            (&positive("lease_ms"), &[&["CACHE.GET", "k", "LEASE", "0"]]),
+            (
+                lease_too_long,
+                &[
+                    &["CACHE.GET", "k", "LEASE", "60001"],
+                    &["CACHE.GET", "k", "LEASE", "4503599627370497"],
+                ],
+            ),
+            ("ERR syntax error", &[&["CACHE.GET", "k", "extra"]]),
+            (
+                WRONGTYPE,
+                &[
+                    &["CACHE.GET", "text"],
+                    &["CACHE.GET", "cut"],
+                    &["CACHE.SET", "cut", "v", "10"],
+                ],
+            ),
+            (not_cache, &[&["CACHE.GET", "plainhash"]]),
+            (&arity("cache.fill"), &[&["CACHE.FILL", "k", "lease", "v"]]),
+            (
+                &positive("ttl_ms"),
+                &[&["CACHE.FILL", "leased", &lease, "v", "0"]],
             ),
             (
-                vec!["CACHE.GET", "k", "LEASE", "4503599627370497"],
-                lease_too_long.into(),
+                WRONGTYPE,
+                &[
+                    &["CACHE.FILL", "leased", &lease, "v", "10", "TAGS", "text"],
+                    &["CACHE.FILL", "text", "lease", "v", "10"],
+                ],
             ),
-            (vec!["CACHE.GET", "k", "extra"], "ERR syntax error".into()),
-            (vec!["CACHE.GET", "text"], wrongtype.into()),
-            (vec!["CACHE.GET", "cut"], wrongtype.into()),
-            (vec!["CACHE.SET", "cut", "v", "10"], wrongtype.into()),
-            (vec!["CACHE.GET", "plainhash"], not_cache.into()),
-            (vec!["CACHE.FILL", "k", "lease", "v"], arity("cache.fill")),
+            (&arity("cache.tag"), &[&["CACHE.TAG", "ok"]]),
             (
-                vec!["CACHE.FILL", "leased", &lease, "v", "0"],
-                "ERR ttl_ms must be a positive integer".into(),
+                "ERR no cached value at key",
+                &[
+                    &["CACHE.TAG", "nope", "tag"],
+                    &["CACHE.TAG", "leased", "tag"],
+                ],
             ),
+            (WRONGTYPE, &[&["CACHE.TAG", "ok", "text"]]),
             (
-                vec!["CACHE.FILL", "leased", &lease, "v", "10", "TAGS", "text"],
-                wrongtype.into(),
+                "ERR a key cannot be its own tag",
+                &[&["CACHE.TAG", "ok", "ok"]],
             ),
-            (
-                vec!["CACHE.FILL", "text", "lease", "v", "10"],
-                wrongtype.into(),
-            ),
-            (vec!["CACHE.TAG", "ok"], arity("cache.tag")),
-            (
-                vec!["CACHE.TAG", "nope", "tag"],
-                "ERR no cached value at key".into(),
-            ),
-            (
-                vec!["CACHE.TAG", "leased", "tag"],
-                "ERR no cached value at key".into(),
-            ),
-            (vec!["CACHE.TAG", "ok", "text"], wrongtype.into()),
-            (
-                vec!["CACHE.TAG", "ok", "ok"],
-                "ERR a key cannot be its own tag".into(),
-            ),
-            (vec!["CACHE.TAG", "text", "tag"], wrongtype.into()),
-            (vec!["CACHE.INVALIDATE"], arity("cache.invalidate")),
-            (vec!["CACHE.INVALIDATE", "tag", "text"], wrongtype.into()),
+            (WRONGTYPE, &[&["CACHE.TAG", "text", "tag"]]),
+            (&arity("cache.invalidate"), &[&["CACHE.INVALIDATE"]]),
+            (WRONGTYPE, &[&["CACHE.INVALIDATE", "tag", "text"]]),
         ];
         let before = snapshot(&mut c);
-        for (args, want) in &cases {
-            assert_eq!(&error_of(&mut c, args), want, "{args:?}");
-        }
+        assert_refusals(&mut c, refusals);
         assert_same_state(&before, &snapshot(&mut c), 100);
         // A fill without the lease answers nil and writes nothing.
         assert_eq!(fill(&mut c, "ok", "nope", "v", &["10"]), None);
@@ -1015,22 +1000,14 @@ fn twin_xfetch_matches_the_core_on_explicit_draws() {
             if t0 != t1 {
                 continue;
             }
-            let Value::BulkString(bytes) = &r[4] else {
-                panic!("{:?}", r[4])
-            };
-            let fresh_until = decoded(bytes).value.unwrap().1.fresh_until;
-            let times = Times {
-                fresh_until,
-                stale_until: fresh_until,
-                delta_ms: delta,
-            };
+            let times = written_times(&r[4], delta);
             let want = early(t0, times, beta.parse().unwrap(), draw);
             let got = parts(&r[2]).0 == "REFRESH";
             assert_eq!(
                 got,
                 want,
                 "draw {draw}, delta {delta}, beta {beta}, {} ms left",
-                fresh_until - t0
+                times.fresh_until - t0
             );
             compared += 1;
             refreshed += usize::from(got);

@@ -503,7 +503,7 @@ fn a_write_with_rank_answers_what_lb_rank_answers_after_it() {
         // Options lead LB.ADD's pairs: after them, a word is a score.
         assert_eq!(
             error_of(&mut c, &["LB.ADD", "native:{1}", "1", "x", "WITHRANK"]),
-            "ERR wrong number of arguments for 'lb.add' command"
+            arity("lb.add")
         );
         assert_eq!(
             error_of(&mut c, &["LB.ADD", "native:{1}", "1", "x", "WITHRANK", "y"]),
@@ -516,40 +516,29 @@ fn a_write_with_rank_answers_what_lb_rank_answers_after_it() {
         let _: () = query(&mut c, &["CONFIG", "SET", "patterns.lb-dense-max", "10"]);
         let before: Value = query(&mut c, &["ZSCORE", "plain:{1}", "p1"]);
         let refused = format!("ERR {}", lb::DENSE_TOO_MANY);
-        assert_eq!(
-            error_of(
-                &mut c,
-                &[
-                    "LB.INCR",
-                    "plain:{1}",
-                    "-1000",
-                    "p1",
-                    "WITHRANK",
-                    "RANKING",
-                    "DENSE"
-                ]
-            ),
-            refused
-        );
-        let after: Value = query(&mut c, &["ZSCORE", "plain:{1}", "p1"]);
-        assert_eq!(before, after);
-        assert_eq!(
-            error_of(
-                &mut c,
-                &[
-                    "LB.ADD",
-                    "plain:{1}",
-                    "WITHRANK",
-                    "RANKING",
-                    "DENSE",
-                    "-1000",
-                    "p1"
-                ]
-            ),
-            refused
-        );
-        let after: Value = query(&mut c, &["ZSCORE", "plain:{1}", "p1"]);
-        assert_eq!(before, after);
+        let incr = [
+            "LB.INCR",
+            "plain:{1}",
+            "-1000",
+            "p1",
+            "WITHRANK",
+            "RANKING",
+            "DENSE",
+        ];
+        let add = [
+            "LB.ADD",
+            "plain:{1}",
+            "WITHRANK",
+            "RANKING",
+            "DENSE",
+            "-1000",
+            "p1",
+        ];
+        for args in [incr, add] {
+            assert_eq!(error_of(&mut c, &args), refused);
+            let after: Value = query(&mut c, &["ZSCORE", "plain:{1}", "p1"]);
+            assert_eq!(before, after, "{args:?}");
+        }
         // The top needs no scan: answered.
         let top: (i64, String, i64) = query(
             &mut c,
@@ -991,124 +980,97 @@ fn bad_input_is_refused_and_writes_nothing() {
         let _: i64 = query(&mut c, &["ZADD", "typed", "1", "x"]);
         // A plain board whose name cannot carry tie-break keys: writes are refused.
         let _: i64 = query(&mut c, &["ZADD", "a{b", "1", "x"]);
-        let wrongtype = "WRONGTYPE Operation against a key holding the wrong kind of value";
-        let arity = |name: &str| format!("ERR wrong number of arguments for '{name}' command");
-        let cases: Vec<(Vec<&str>, String)> = vec![
-            (vec!["LB.ADD", "b", "1"], arity("lb.add")),
-            (vec!["LB.ADD", "b", "1", "x", "2"], arity("lb.add")),
+        let refusals: &Refusals = &[
             (
-                vec!["LB.ADD", "b", "abc", "x"],
-                "ERR score must be a number".into(),
+                &arity("lb.add"),
+                &[&["LB.ADD", "b", "1"], &["LB.ADD", "b", "1", "x", "2"]],
             ),
             (
-                vec!["LB.ADD", "b", "nan", "x"],
-                "ERR score must be a number".into(),
+                "ERR score must be a number",
+                &[
+                    &["LB.ADD", "b", "abc", "x"],
+                    &["LB.ADD", "b", "nan", "x"],
+                    &["LB.ADD", "b", "1", "x", "1e", "y"],
+                    &["LB.ADD", "b", "", "x"],
+                ],
             ),
             (
-                vec!["LB.ADD", "b", "1", "x", "1e", "y"],
-                "ERR score must be a number".into(),
+                WRONGTYPE,
+                &[
+                    &["LB.ADD", "text", "1", "x"],
+                    &["LB.ADD", "typed", "1", "x"],
+                ],
             ),
             (
-                vec!["LB.ADD", "b", "", "x"],
-                "ERR score must be a number".into(),
-            ),
-            (vec!["LB.ADD", "text", "1", "x"], wrongtype.into()),
-            (vec!["LB.ADD", "typed", "1", "x"], wrongtype.into()),
-            (
-                vec!["LB.ADD", "a{b", "1", "x"],
-                format!("ERR {}", lb::BAD_BOARD),
+                &format!("ERR {}", lb::BAD_BOARD),
+                &[&["LB.ADD", "a{b", "1", "x"]],
             ),
             (
-                vec!["LB.INCR", "b", "x", "m"],
-                "ERR increment must be a number".into(),
+                "ERR increment must be a number",
+                &[&["LB.INCR", "b", "x", "m"], &["LB.INCR", "b", "NaN", "m"]],
             ),
             (
-                vec!["LB.INCR", "b", "NaN", "m"],
-                "ERR increment must be a number".into(),
+                &format!("ERR {}", lb::NAN_SCORE),
+                &[&["LB.INCR", "b", "-inf", "top"]],
+            ),
+            (&arity("lb.incr"), &[&["LB.INCR", "b", "1"]]),
+            (
+                "ERR syntax error",
+                &[
+                    &["LB.INCR", "b", "1", "m", "WITHRANK", "RANKING"],
+                    &["LB.INCR", "b", "1", "m", "WITHRANK", "RANKING", "BOGUS"],
+                    &["LB.INCR", "b", "1", "m", "WITHRANKS"],
+                ],
+            ),
+            (&arity("lb.rem"), &[&["LB.REM", "b"]]),
+            (WRONGTYPE, &[&["LB.REM", "text", "x"]]),
+            (
+                &format!("ERR {}", lb::BAD_BOARD),
+                &[&["LB.REM", "a{b", "x"], &["LB.INCR", "a{b", "1", "x"]],
             ),
             (
-                vec!["LB.INCR", "b", "-inf", "top"],
-                format!("ERR {}", lb::NAN_SCORE),
+                &positive("count"),
+                &[
+                    &["LB.TOP", "b", "0"],
+                    &["LB.TOP", "b", "-1"],
+                    &["LB.TOP", "b", "1.5"],
+                ],
             ),
-            (vec!["LB.INCR", "b", "1"], arity("lb.incr")),
+            (&non_negative("n"), &[&["LB.TOP", "b", "3", "OFFSET", "-1"]]),
             (
-                vec!["LB.INCR", "b", "1", "m", "WITHRANK", "RANKING"],
-                "ERR syntax error".into(),
-            ),
-            (
-                vec!["LB.INCR", "b", "1", "m", "WITHRANK", "RANKING", "BOGUS"],
-                "ERR syntax error".into(),
-            ),
-            (
-                vec!["LB.INCR", "b", "1", "m", "WITHRANKS"],
-                "ERR syntax error".into(),
-            ),
-            (vec!["LB.REM", "b"], arity("lb.rem")),
-            (vec!["LB.REM", "text", "x"], wrongtype.into()),
-            (vec!["LB.REM", "a{b", "x"], format!("ERR {}", lb::BAD_BOARD)),
-            (
-                vec!["LB.INCR", "a{b", "1", "x"],
-                format!("ERR {}", lb::BAD_BOARD),
+                "ERR syntax error",
+                &[
+                    &["LB.TOP", "b", "3", "OFFSET"],
+                    &["LB.TOP", "b", "3", "RANKING", "BEST"],
+                    &["LB.TOP", "b", "3", "SIDEWAYS"],
+                ],
             ),
             (
-                vec!["LB.TOP", "b", "0"],
-                "ERR count must be a positive integer".into(),
+                WRONGTYPE,
+                &[&["LB.TOP", "text", "3"], &["LB.TOP", "typed", "3"]],
+            ),
+            (&positive("page"), &[&["LB.PAGE", "b", "0", "10"]]),
+            (&positive("page_size"), &[&["LB.PAGE", "b", "1", "0"]]),
+            (&arity("lb.page"), &[&["LB.PAGE", "b", "1"]]),
+            (
+                &positive("count"),
+                &[
+                    &["LB.AROUND", "b", "x", "0"],
+                    &["LB.AROUND", "b", "x", "inf"],
+                ],
+            ),
+            (&arity("lb.rank"), &[&["LB.RANK", "b"]]),
+            (
+                WRONGTYPE,
+                &[&["LB.RANK", "text", "x"], &["LB.PERCENTILE", "text", "x"]],
             ),
             (
-                vec!["LB.TOP", "b", "-1"],
-                "ERR count must be a positive integer".into(),
-            ),
-            (
-                vec!["LB.TOP", "b", "1.5"],
-                "ERR count must be a positive integer".into(),
-            ),
-            (
-                vec!["LB.TOP", "b", "3", "OFFSET", "-1"],
-                "ERR n must be a non-negative integer".into(),
-            ),
-            (
-                vec!["LB.TOP", "b", "3", "OFFSET"],
-                "ERR syntax error".into(),
-            ),
-            (
-                vec!["LB.TOP", "b", "3", "RANKING", "BEST"],
-                "ERR syntax error".into(),
-            ),
-            (
-                vec!["LB.TOP", "b", "3", "SIDEWAYS"],
-                "ERR syntax error".into(),
-            ),
-            (vec!["LB.TOP", "text", "3"], wrongtype.into()),
-            (vec!["LB.TOP", "typed", "3"], wrongtype.into()),
-            (
-                vec!["LB.PAGE", "b", "0", "10"],
-                "ERR page must be a positive integer".into(),
-            ),
-            (
-                vec!["LB.PAGE", "b", "1", "0"],
-                "ERR page_size must be a positive integer".into(),
-            ),
-            (vec!["LB.PAGE", "b", "1"], arity("lb.page")),
-            (
-                vec!["LB.AROUND", "b", "x", "0"],
-                "ERR count must be a positive integer".into(),
-            ),
-            (
-                vec!["LB.AROUND", "b", "x", "inf"],
-                "ERR count must be a positive integer".into(),
-            ),
-            (vec!["LB.RANK", "b"], arity("lb.rank")),
-            (vec!["LB.RANK", "text", "x"], wrongtype.into()),
-            (vec!["LB.PERCENTILE", "text", "x"], wrongtype.into()),
-            (
-                vec!["LB.PERCENTILE", "b", "x", "RANKING", "DENSE"],
-                "ERR syntax error".into(),
+                "ERR syntax error",
+                &[&["LB.PERCENTILE", "b", "x", "RANKING", "DENSE"]],
             ),
         ];
         let before = snapshot(&mut c);
-        for (args, want) in &cases {
-            assert_eq!(&error_of(&mut c, args), want, "{args:?}");
-        }
+        assert_refusals(&mut c, refusals);
         assert_same_state(&before, &snapshot(&mut c), 0);
         // Absent members and boards: nil, or nothing.
         assert_eq!(

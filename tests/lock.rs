@@ -73,50 +73,47 @@ fn contention_never_sees_two_holders() {
         let key = "lock:{contended}";
         let inside = Arc::new(AtomicI64::new(0));
         let grants = Arc::new(Mutex::new(Vec::new()));
-        let clients: Vec<JoinHandle<()>> = (0..12)
-            .map(|i| {
-                let (inside, grants) = (inside.clone(), grants.clone());
-                let mut c = server.conn();
-                spawn(move || {
-                    let owner = format!("client-{i}");
-                    let mut rng = StdRng::seed_from_u64(i);
-                    let mut held = 0;
-                    while held < 15 {
-                        // Most wait on the server; some try once and come back.
-                        let token: Option<i64> = if i % 3 == 0 {
-                            acquire(&mut c, key, &owner, 10_000)
-                        } else {
-                            query(
-                                &mut c,
-                                &["LOCK.ACQUIRE", key, &owner, "10000", "WAIT", "20000"],
-                            )
-                        };
-                        let Some(token) = token else {
-                            sleep(Duration::from_micros(rng.gen_range(100..2000)));
-                            continue;
-                        };
-                        assert_eq!(inside.fetch_add(1, Ordering::SeqCst), 0, "two holders");
-                        // The storage-side check accepts every holder's write in turn.
-                        let written: i64 = query(
+        let clients = spawn_clients(&server, 12, {
+            let (inside, grants) = (inside.clone(), grants.clone());
+            move |i, mut c| {
+                let owner = format!("client-{i}");
+                let mut rng = StdRng::seed_from_u64(i as u64);
+                let mut held = 0;
+                while held < 15 {
+                    // Most wait on the server; some try once and come back.
+                    let token: Option<i64> = if i % 3 == 0 {
+                        acquire(&mut c, key, &owner, 10_000)
+                    } else {
+                        query(
                             &mut c,
-                            &[
-                                "LOCK.FENCEDHSET",
-                                "res:{contended}",
-                                &token.to_string(),
-                                "by",
-                                &owner,
-                            ],
-                        );
-                        assert_eq!(written, 1);
-                        grants.lock().unwrap().push(token);
-                        sleep(Duration::from_micros(rng.gen_range(0..1500)));
-                        inside.fetch_sub(1, Ordering::SeqCst);
-                        assert_eq!(release(&mut c, key, &owner), 1);
-                        held += 1;
-                    }
-                })
-            })
-            .collect();
+                            &["LOCK.ACQUIRE", key, &owner, "10000", "WAIT", "20000"],
+                        )
+                    };
+                    let Some(token) = token else {
+                        sleep(Duration::from_micros(rng.gen_range(100..2000)));
+                        continue;
+                    };
+                    assert_eq!(inside.fetch_add(1, Ordering::SeqCst), 0, "two holders");
+                    // The storage-side check accepts every holder's write in turn.
+                    let written: i64 = query(
+                        &mut c,
+                        &[
+                            "LOCK.FENCEDHSET",
+                            "res:{contended}",
+                            &token.to_string(),
+                            "by",
+                            &owner,
+                        ],
+                    );
+                    assert_eq!(written, 1);
+                    grants.lock().unwrap().push(token);
+                    sleep(Duration::from_micros(rng.gen_range(0..1500)));
+                    inside.fetch_sub(1, Ordering::SeqCst);
+                    assert_eq!(release(&mut c, key, &owner), 1);
+                    held += 1;
+                }
+            }
+        });
         for c in clients {
             c.join().expect("a client saw two holders");
         }
@@ -1004,132 +1001,121 @@ fn bad_input_is_refused_and_writes_nothing() {
         let _: () = query(&mut c, &["SET", "{badfence}:fence", "-3"]);
         let _: () = query(&mut c, &["HSET", "fencedbad", "__fence", "x"]);
         let _: () = query(&mut c, &["HSET", "{hashfence}:fence", "a", "1"]);
-        let wrongtype = "WRONGTYPE Operation against a key holding the wrong kind of value";
-        let arity = |name: &str| format!("ERR wrong number of arguments for '{name}' command");
-        let cases: Vec<(Vec<&str>, String)> = vec![
-            (vec!["LOCK.ACQUIRE", "k", "me"], arity("lock.acquire")),
-            (vec!["LOCK.ACQUIRE", "k"], arity("lock.acquire")),
+        let refusals: &Refusals = &[
             (
-                vec!["LOCK.ACQUIRE", "k", "me", "0"],
-                "ERR ttl_ms must be a positive integer".into(),
+                &arity("lock.acquire"),
+                &[&["LOCK.ACQUIRE", "k", "me"], &["LOCK.ACQUIRE", "k"]],
             ),
             (
-                vec!["LOCK.ACQUIRE", "k", "me", "-1"],
-                "ERR ttl_ms must be a positive integer".into(),
+                &positive("ttl_ms"),
+                &[
+                    &["LOCK.ACQUIRE", "k", "me", "0"],
+                    &["LOCK.ACQUIRE", "k", "me", "-1"],
+                    &["LOCK.ACQUIRE", "k", "me", "1.5"],
+                    &["LOCK.ACQUIRE", "k", "me", "9223372036854775808"],
+                ],
             ),
             (
-                vec!["LOCK.ACQUIRE", "k", "me", "1.5"],
-                "ERR ttl_ms must be a positive integer".into(),
+                "ERR ttl_ms must be at most 2^52",
+                &[&["LOCK.ACQUIRE", "k", "me", "4503599627370497"]],
             ),
             (
-                vec!["LOCK.ACQUIRE", "k", "me", "9223372036854775808"],
-                "ERR ttl_ms must be a positive integer".into(),
+                "ERR syntax error",
+                &[&["LOCK.ACQUIRE", "k", "me", "10", "WAIT"]],
             ),
             (
-                vec!["LOCK.ACQUIRE", "k", "me", "4503599627370497"],
-                "ERR ttl_ms must be at most 2^52".into(),
+                &non_negative("timeout_ms"),
+                &[&["LOCK.ACQUIRE", "k", "me", "10", "WAIT", "-1"]],
             ),
             (
-                vec!["LOCK.ACQUIRE", "k", "me", "10", "WAIT"],
-                "ERR syntax error".into(),
+                "ERR syntax error",
+                &[&["LOCK.ACQUIRE", "k", "me", "10", "NOWAIT"]],
             ),
             (
-                vec!["LOCK.ACQUIRE", "k", "me", "10", "WAIT", "-1"],
-                "ERR timeout_ms must be a non-negative integer".into(),
+                "ERR lock name cannot carry its fencing counter in its slot",
+                &[&["LOCK.ACQUIRE", "a{b", "me", "10"]],
+            ),
+            (WRONGTYPE, &[&["LOCK.ACQUIRE", "text", "me", "10"]]),
+            (
+                "ERR key does not hold a lock",
+                &[
+                    &["LOCK.ACQUIRE", "plainhash", "me", "10"],
+                    &["LOCK.ACQUIRE", "badtoken", "me", "10"],
+                ],
             ),
             (
-                vec!["LOCK.ACQUIRE", "k", "me", "10", "NOWAIT"],
-                "ERR syntax error".into(),
+                "ERR the fencing counter is not a non-negative integer",
+                &[&["LOCK.ACQUIRE", "badfence", "me", "10"]],
+            ),
+            (WRONGTYPE, &[&["LOCK.ACQUIRE", "hashfence", "me", "10"]]),
+            (
+                &arity("lock.release"),
+                &[&["LOCK.RELEASE", "k"], &["LOCK.RELEASE", "k", "me", "x"]],
+            ),
+            (WRONGTYPE, &[&["LOCK.RELEASE", "text", "me"]]),
+            (
+                "ERR key does not hold a lock",
+                &[&["LOCK.RELEASE", "plainhash", "me"]],
+            ),
+            (&positive("ttl_ms"), &[&["LOCK.EXTEND", "held", "me", "0"]]),
+            (
+                "ERR ttl_ms must be at most 2^52",
+                &[&["LOCK.EXTEND", "held", "me", "4503599627370497"]],
             ),
             (
-                vec!["LOCK.ACQUIRE", "a{b", "me", "10"],
-                "ERR lock name cannot carry its fencing counter in its slot".into(),
+                WRONGTYPE,
+                &[&["LOCK.EXTEND", "text", "me", "10"], &["LOCK.INFO", "text"]],
             ),
-            (vec!["LOCK.ACQUIRE", "text", "me", "10"], wrongtype.into()),
+            (&arity("lock.info"), &[&["LOCK.INFO", "k", "x"]]),
             (
-                vec!["LOCK.ACQUIRE", "plainhash", "me", "10"],
-                "ERR key does not hold a lock".into(),
-            ),
-            (
-                vec!["LOCK.ACQUIRE", "badtoken", "me", "10"],
-                "ERR key does not hold a lock".into(),
-            ),
-            (
-                vec!["LOCK.ACQUIRE", "badfence", "me", "10"],
-                "ERR the fencing counter is not a non-negative integer".into(),
+                &arity("lock.fencedhset"),
+                &[
+                    &["LOCK.FENCEDHSET", "r", "1", "f"],
+                    &["LOCK.FENCEDHSET", "r", "1"],
+                ],
             ),
             (
-                vec!["LOCK.ACQUIRE", "hashfence", "me", "10"],
-                wrongtype.into(),
-            ),
-            (vec!["LOCK.RELEASE", "k"], arity("lock.release")),
-            (vec!["LOCK.RELEASE", "k", "me", "x"], arity("lock.release")),
-            (vec!["LOCK.RELEASE", "text", "me"], wrongtype.into()),
-            (
-                vec!["LOCK.RELEASE", "plainhash", "me"],
-                "ERR key does not hold a lock".into(),
+                &positive("token"),
+                &[&["LOCK.FENCEDHSET", "r", "0", "f", "v"]],
             ),
             (
-                vec!["LOCK.EXTEND", "held", "me", "0"],
-                "ERR ttl_ms must be a positive integer".into(),
+                "ERR field names starting with __ are reserved",
+                &[&["LOCK.FENCEDHSET", "r", "1", "__fence", "9"]],
+            ),
+            (WRONGTYPE, &[&["LOCK.FENCEDHSET", "text", "1", "f", "v"]]),
+            (
+                "ERR the resource's __fence is not a positive integer",
+                &[&["LOCK.FENCEDHSET", "fencedbad", "1", "f", "v"]],
+            ),
+            (&arity("sem.acquire"), &[&["SEM.ACQUIRE", "s", "me", "1"]]),
+            (
+                &positive("limit"),
+                &[&["SEM.ACQUIRE", "s", "me", "0", "10"]],
             ),
             (
-                vec!["LOCK.EXTEND", "held", "me", "4503599627370497"],
-                "ERR ttl_ms must be at most 2^52".into(),
-            ),
-            (vec!["LOCK.EXTEND", "text", "me", "10"], wrongtype.into()),
-            (vec!["LOCK.INFO", "text"], wrongtype.into()),
-            (vec!["LOCK.INFO", "k", "x"], arity("lock.info")),
-            (
-                vec!["LOCK.FENCEDHSET", "r", "1", "f"],
-                arity("lock.fencedhset"),
-            ),
-            (vec!["LOCK.FENCEDHSET", "r", "1"], arity("lock.fencedhset")),
-            (
-                vec!["LOCK.FENCEDHSET", "r", "0", "f", "v"],
-                "ERR token must be a positive integer".into(),
+                &positive("ttl_ms"),
+                &[&["SEM.ACQUIRE", "s", "me", "1", "x"]],
             ),
             (
-                vec!["LOCK.FENCEDHSET", "r", "1", "__fence", "9"],
-                "ERR field names starting with __ are reserved".into(),
+                "ERR ttl_ms must be at most 2^52",
+                &[&["SEM.ACQUIRE", "s", "me", "1", "4503599627370497"]],
             ),
             (
-                vec!["LOCK.FENCEDHSET", "text", "1", "f", "v"],
-                wrongtype.into(),
+                &non_negative("timeout_ms"),
+                &[&["SEM.ACQUIRE", "s", "me", "1", "10", "WAIT", "x"]],
             ),
             (
-                vec!["LOCK.FENCEDHSET", "fencedbad", "1", "f", "v"],
-                "ERR the resource's __fence is not a positive integer".into(),
+                WRONGTYPE,
+                &[
+                    &["SEM.ACQUIRE", "text", "me", "1", "10"],
+                    &["SEM.RELEASE", "plainhash", "me"],
+                    &["SEM.COUNT", "text"],
+                ],
             ),
-            (vec!["SEM.ACQUIRE", "s", "me", "1"], arity("sem.acquire")),
-            (
-                vec!["SEM.ACQUIRE", "s", "me", "0", "10"],
-                "ERR limit must be a positive integer".into(),
-            ),
-            (
-                vec!["SEM.ACQUIRE", "s", "me", "1", "x"],
-                "ERR ttl_ms must be a positive integer".into(),
-            ),
-            (
-                vec!["SEM.ACQUIRE", "s", "me", "1", "4503599627370497"],
-                "ERR ttl_ms must be at most 2^52".into(),
-            ),
-            (
-                vec!["SEM.ACQUIRE", "s", "me", "1", "10", "WAIT", "x"],
-                "ERR timeout_ms must be a non-negative integer".into(),
-            ),
-            (
-                vec!["SEM.ACQUIRE", "text", "me", "1", "10"],
-                wrongtype.into(),
-            ),
-            (vec!["SEM.RELEASE", "plainhash", "me"], wrongtype.into()),
-            (vec!["SEM.COUNT", "text"], wrongtype.into()),
-            (vec!["SEM.COUNT", "s", "x"], arity("sem.count")),
+            (&arity("sem.count"), &[&["SEM.COUNT", "s", "x"]]),
         ];
         let before = snapshot(&mut c);
-        for (args, want) in &cases {
-            assert_eq!(&error_of(&mut c, args), want, "{args:?}");
-        }
+        assert_refusals(&mut c, refusals);
         assert_same_state(&before, &snapshot(&mut c), 100);
         // Absent keys: nil and 0, nothing created.
         assert_eq!(release(&mut c, "nope", "me"), 0);

@@ -14,7 +14,7 @@ use redis::{Connection, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::thread::{sleep, spawn};
+use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 /// A delivered job: (id, payload, deliveries).
@@ -572,47 +572,44 @@ fn ten_thousand_jobs_none_lost_none_completed_twice() {
         let done: Arc<Mutex<Vec<String>>> = Arc::default();
         let stop = Arc::new(AtomicBool::new(false));
         let reloaded = Arc::new(AtomicBool::new(false));
-        let workers: Vec<_> = (0..WORKERS)
-            .map(|w| {
-                let (done, stop) = (done.clone(), stop.clone());
-                let mut c = server.conn();
-                spawn(move || {
-                    let mut rng = StdRng::seed_from_u64(w as u64);
-                    let mut incarnation = 0;
-                    while !stop.load(Ordering::Relaxed) {
-                        let me = format!("w{w}.{incarnation}");
-                        let jobs = pop(
-                            &mut c,
-                            &[
-                                "big",
-                                "g",
-                                &me,
-                                "COUNT",
-                                "20",
-                                "BLOCK",
-                                "100",
-                                "LEASE",
-                                "300",
-                                "MAXDELIVERIES",
-                                "1000",
-                            ],
-                        );
-                        if !jobs.is_empty() && rng.gen_bool(0.02) {
-                            // A crash: the jobs are dropped unacked; the worker comes back as
-                            // someone else.
-                            incarnation += 1;
-                            continue;
-                        }
-                        for (id, ..) in jobs {
-                            let acked: i64 = query(&mut c, &["QUEUE.ACK", "big", "g", &id]);
-                            if acked == 1 {
-                                done.lock().unwrap().push(id);
-                            }
+        let workers = spawn_clients(&server, WORKERS, {
+            let (done, stop) = (done.clone(), stop.clone());
+            move |w, mut c| {
+                let mut rng = StdRng::seed_from_u64(w as u64);
+                let mut incarnation = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    let me = format!("w{w}.{incarnation}");
+                    let jobs = pop(
+                        &mut c,
+                        &[
+                            "big",
+                            "g",
+                            &me,
+                            "COUNT",
+                            "20",
+                            "BLOCK",
+                            "100",
+                            "LEASE",
+                            "300",
+                            "MAXDELIVERIES",
+                            "1000",
+                        ],
+                    );
+                    if !jobs.is_empty() && rng.gen_bool(0.02) {
+                        // A crash: the jobs are dropped unacked; the worker comes back as
+                        // someone else.
+                        incarnation += 1;
+                        continue;
+                    }
+                    for (id, ..) in jobs {
+                        let acked: i64 = query(&mut c, &["QUEUE.ACK", "big", "g", &id]);
+                        if acked == 1 {
+                            done.lock().unwrap().push(id);
                         }
                     }
-                })
-            })
-            .collect();
+                }
+            }
+        });
         let start = Instant::now();
         loop {
             let n = done.lock().unwrap().len();

@@ -197,88 +197,84 @@ fn bad_input_is_refused_and_writes_nothing() {
                 "textidx",
             ],
         );
-        let wrongtype = "WRONGTYPE Operation against a key holding the wrong kind of value";
-        let cases: Vec<(Vec<&str>, &str)> = vec![
+        let refusals: &Refusals = &[
             (
-                vec!["SESSION.CREATE", "i", "10", "20", "f"],
-                "ERR wrong number of arguments for 'session.create' command",
+                &arity("session.create"),
+                &[
+                    &["SESSION.CREATE", "i", "10", "20", "f"],
+                    &["SESSION.CREATE", "i", "10"],
+                ],
             ),
             (
-                vec!["SESSION.CREATE", "i", "10"],
-                "ERR wrong number of arguments for 'session.create' command",
-            ),
-            (
-                vec!["SESSION.CREATE", "i", "10", "9"],
                 "ERR absolute_ms must be at least idle_ms",
+                &[&["SESSION.CREATE", "i", "10", "9"]],
             ),
             (
-                vec!["SESSION.CREATE", "i", "0", "9"],
-                "ERR idle_ms must be a positive integer",
+                &positive("idle_ms"),
+                &[
+                    &["SESSION.CREATE", "i", "0", "9"],
+                    &["SESSION.CREATE", "i", "-5", "9"],
+                ],
             ),
             (
-                vec!["SESSION.CREATE", "i", "-5", "9"],
-                "ERR idle_ms must be a positive integer",
+                &positive("absolute_ms"),
+                &[
+                    &["SESSION.CREATE", "i", "5", "-9"],
+                    &["SESSION.CREATE", "i", "5", "x"],
+                ],
             ),
             (
-                vec!["SESSION.CREATE", "i", "5", "-9"],
-                "ERR absolute_ms must be a positive integer",
-            ),
-            (
-                vec!["SESSION.CREATE", "i", "5", "x"],
-                "ERR absolute_ms must be a positive integer",
-            ),
-            (
-                vec!["SESSION.CREATE", "i", "5", "4503599627370497"],
                 "ERR idle_ms and absolute_ms must be at most 2^52",
+                &[&["SESSION.CREATE", "i", "5", "4503599627370497"]],
             ),
             (
-                vec!["SESSION.CREATE", "i", "5", "9", "__idle_ms", "1"],
                 "ERR field names starting with __ are reserved",
+                &[
+                    &["SESSION.CREATE", "i", "5", "9", "__idle_ms", "1"],
+                    &["SESSION.CREATE", "i", "5", "9", "ok", "1", "__x", "1"],
+                ],
             ),
             (
-                vec!["SESSION.CREATE", "i", "5", "9", "ok", "1", "__x", "1"],
-                "ERR field names starting with __ are reserved",
-            ),
-            (
-                vec!["SESSION.CREATE", "a{b", "5", "9"],
                 "ERR index name cannot carry a session key in its slot",
+                &[
+                    &["SESSION.CREATE", "a{b", "5", "9"],
+                    &["SESSION.CREATE", "a{}b", "5", "9"],
+                ],
             ),
+            (WRONGTYPE, &[&["SESSION.CREATE", "text", "5", "9"]]),
+            (&arity("session.set"), &[&["SESSION.SET", &session, "f"]]),
             (
-                vec!["SESSION.CREATE", "a{}b", "5", "9"],
-                "ERR index name cannot carry a session key in its slot",
-            ),
-            (vec!["SESSION.CREATE", "text", "5", "9"], wrongtype),
-            (
-                vec!["SESSION.SET", &session, "f"],
-                "ERR wrong number of arguments for 'session.set' command",
-            ),
-            (
-                vec!["SESSION.SET", &session, "__index", "x"],
                 "ERR field names starting with __ are reserved",
+                &[&["SESSION.SET", &session, "__index", "x"]],
             ),
-            (vec!["SESSION.GET", "text"], wrongtype),
+            (WRONGTYPE, &[&["SESSION.GET", "text"]]),
             (
-                vec!["SESSION.GET", "plainhash"],
                 "ERR key does not hold a session",
+                &[&["SESSION.GET", "plainhash"]],
             ),
-            (vec!["SESSION.GET", "{textidx}:x"], wrongtype),
-            (vec!["SESSION.ROTATE", "text"], wrongtype),
             (
-                vec!["SESSION.DESTROY", "plainhash"],
+                WRONGTYPE,
+                &[&["SESSION.GET", "{textidx}:x"], &["SESSION.ROTATE", "text"]],
+            ),
+            (
                 "ERR key does not hold a session",
+                &[&["SESSION.DESTROY", "plainhash"]],
             ),
-            (vec!["SESSION.LIST", "text"], wrongtype),
-            (vec!["SESSION.COUNT", "plainhash"], wrongtype),
-            (vec!["SESSION.DESTROYALL", "text"], wrongtype),
             (
-                vec!["SESSION.GET", &session, "extra"],
-                "ERR wrong number of arguments for 'session.get' command",
+                WRONGTYPE,
+                &[
+                    &["SESSION.LIST", "text"],
+                    &["SESSION.COUNT", "plainhash"],
+                    &["SESSION.DESTROYALL", "text"],
+                ],
+            ),
+            (
+                &arity("session.get"),
+                &[&["SESSION.GET", &session, "extra"]],
             ),
         ];
         let before = snapshot(&mut c);
-        for (args, want) in &cases {
-            assert_eq!(&error_of(&mut c, args), want, "{args:?}");
-        }
+        assert_refusals(&mut c, refusals);
         assert_same_state(&before, &snapshot(&mut c), 100);
         // Absent keys: nil, 0, empty.
         assert_eq!(get(&mut c, "sessions:{bad}:nope"), None);
@@ -406,24 +402,18 @@ fn a_cap_ignores_expired_sessions_and_refuses_bad_input() {
         let cases: [(&[&str], &str); 5] = [
             (
                 &["SESSION.CREATE", index, "MAX", "0", "5", "9"],
-                "ERR MAX must be a positive integer",
+                &positive("MAX"),
             ),
             (
                 &["SESSION.CREATE", index, "MAX", "x", "5", "9"],
-                "ERR MAX must be a positive integer",
+                &positive("MAX"),
             ),
             (
                 &["SESSION.CREATE", index, "MAX", "1", "5"],
-                "ERR wrong number of arguments for 'session.create' command",
+                &arity("session.create"),
             ),
-            (
-                &["SESSION.CREATE", index, "MAX"],
-                "ERR wrong number of arguments for 'session.create' command",
-            ),
-            (
-                &["SESSION.CREATE", "text", "MAX", "1", "5", "9"],
-                "WRONGTYPE Operation against a key holding the wrong kind of value",
-            ),
+            (&["SESSION.CREATE", index, "MAX"], &arity("session.create")),
+            (&["SESSION.CREATE", "text", "MAX", "1", "5", "9"], WRONGTYPE),
         ];
         for (args, want) in cases {
             assert_eq!(error_of(&mut c, args), want, "{flavor:?} {args:?}");

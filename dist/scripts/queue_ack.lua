@@ -289,6 +289,13 @@ local function queue_has_group(key, group)
   return false
 end
 
+-- The group's keys; false when the queue or the group does not exist; or nil and the error.
+local function queue_group_keys(key, group)
+  local keys, e = queue_keys(key, group)
+  if e then return nil, e end
+  return keys.exists and queue_has_group(key, group) and keys
+end
+
 -- Trims the jobs every group has completed (XTRIM MINID the lowest id a group still needs).
 local function queue_trim(key)
   local bound, any, none = nil, false, false
@@ -316,9 +323,9 @@ local function queue_ack_run(key, group, job_ids)
   for _, id in ipairs(ids) do
     if queue_id(id) == nil then return err(Q_BAD_JOB_ID) end
   end
-  local keys, e = queue_keys(key, group)
+  local keys, e = queue_group_keys(key, group)
   if e then return e end
-  if not keys.exists or not queue_has_group(key, group) then return 0 end
+  if not keys then return 0 end
   local acked = redis.call('XACK', key, group, unpack(ids))
   redis.call('ZREM', keys.leases, unpack(ids))
   if acked > 0 then queue_trim(key) end

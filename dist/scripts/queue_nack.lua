@@ -287,15 +287,30 @@ local function queue_has_group(key, group)
   return false
 end
 
+-- The group's keys; false when the queue or the group does not exist; or nil and the error.
+local function queue_group_keys(key, group)
+  local keys, e = queue_keys(key, group)
+  if e then return nil, e end
+  return keys.exists and queue_has_group(key, group) and keys
+end
+
+-- The group's keys and job id's holder (Q_PARKED when a delay holds it); no holder when the
+-- queue, the group or the job's pending entry does not exist; or nil, nil and the error.
+local function queue_pending_job(key, group, id)
+  local keys, e = queue_group_keys(key, group)
+  if e then return nil, nil, e end
+  if not keys then return false end
+  local holder = queue_pending(key, group, id)
+  return keys, holder
+end
+
 local function queue_nack_run(key, group, job_id, delay)
   local id = job_id
   if queue_id(id) == nil then return err(Q_BAD_JOB_ID) end
   local e = queue_check_ms(delay)
   if e then return e end
-  local keys, e2 = queue_keys(key, group)
+  local keys, holder, e2 = queue_pending_job(key, group, id)
   if e2 then return e2 end
-  if not keys.exists or not queue_has_group(key, group) then return 0 end
-  local holder = queue_pending(key, group, id)
   if holder == nil or holder == Q_PARKED then return 0 end
   queue_park(key, group, id, nil)
   redis.call('ZADD', keys.leases, int(now_ms() + delay), id)

@@ -74,8 +74,8 @@ pub fn block<W: Waits>(ctx: Ctx) -> Option<BlockedClient<W::Outcome>> {
     let raw = unsafe {
         raw::RedisModule_BlockClient.unwrap()(
             ctx.as_ptr(),
-            Some(on_reply::<W>),
-            Some(on_timeout::<W>),
+            Some(on_blocked::<W, false>),
+            Some(on_blocked::<W, true>),
             Some(free_outcome::<W>),
             0,
         )
@@ -98,20 +98,30 @@ fn answer(ctx: Ctx, reply: Result<Reply, String>) {
     }
 }
 
-/// Replies to a client whose wait ended.
-extern "C" fn on_reply<W: Waits>(
+/// The reply and the timeout callbacks, which the server calls with a command's signature:
+/// `TIMEOUT` tells which this one is.
+extern "C" fn on_blocked<W: Waits, const TIMEOUT: bool>(
     ctx: *mut RedisModuleCtx,
     _argv: *mut *mut RedisModuleString,
     _argc: c_int,
 ) -> c_int {
     callback(ctx, |ctx| {
-        // SAFETY: the context is the reply callback's; its data is what `unblock` passed.
-        let data = unsafe { raw::RedisModule_GetBlockedClientPrivateData.unwrap()(ctx.as_ptr()) };
-        // SAFETY: `data` is null or a live `W::Outcome` from `unblock`, freed only after this.
-        let outcome = unsafe { data.cast::<W::Outcome>().as_ref() };
-        answer(ctx, W::reply(outcome));
+        if TIMEOUT {
+            time_out::<W>(ctx);
+        } else {
+            reply::<W>(ctx);
+        }
     });
     OK
+}
+
+/// Replies to a client whose wait ended (in the reply callback).
+fn reply<W: Waits>(ctx: Ctx) {
+    // SAFETY: the context is the reply callback's; its data is what `unblock` passed.
+    let data = unsafe { raw::RedisModule_GetBlockedClientPrivateData.unwrap()(ctx.as_ptr()) };
+    // SAFETY: `data` is null or a live `W::Outcome` from `unblock`, freed only after this.
+    let outcome = unsafe { data.cast::<W::Outcome>().as_ref() };
+    answer(ctx, W::reply(outcome));
 }
 
 extern "C" fn free_outcome<W: Waits>(_ctx: *mut RedisModuleCtx, data: *mut c_void) {
@@ -123,21 +133,15 @@ extern "C" fn free_outcome<W: Waits>(_ctx: *mut RedisModuleCtx, data: *mut c_voi
     guard((), || drop(outcome));
 }
 
-extern "C" fn on_timeout<W: Waits>(
-    ctx: *mut RedisModuleCtx,
-    _argv: *mut *mut RedisModuleString,
-    _argc: c_int,
-) -> c_int {
-    callback(ctx, |ctx| {
-        // SAFETY: the context is the timeout callback's.
-        let client = unsafe { raw::RedisModule_GetBlockedClientHandle.unwrap()(ctx.as_ptr()) };
-        let (reply, handle) = W::timed_out(ctx, ClientId(client as usize));
-        send(ctx, reply);
-        if let Some(handle) = handle {
-            handle.release();
-        }
-    });
-    OK
+/// Answers a client whose wait `CLIENT UNBLOCK` ended (in the timeout callback).
+fn time_out<W: Waits>(ctx: Ctx) {
+    // SAFETY: the context is the timeout callback's.
+    let client = unsafe { raw::RedisModule_GetBlockedClientHandle.unwrap()(ctx.as_ptr()) };
+    let (reply, handle) = W::timed_out(ctx, ClientId(client as usize));
+    send(ctx, reply);
+    if let Some(handle) = handle {
+        handle.release();
+    }
 }
 
 extern "C" fn on_disconnect<W: Waits>(

@@ -5,7 +5,7 @@ use std::ffi::{c_int, CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::slice;
 
-use patterns_core::command::{CmdError, CommandDef, Flags, Keys};
+use patterns_core::command::{Args as Parsed, CmdError, CommandDef, Flags, Keys};
 use redis_module::raw::{self, RedisModuleCtx, RedisModuleString};
 
 use super::ctx::Ctx;
@@ -248,5 +248,12 @@ impl<'a> Call<'a> {
             Args::Inline(args, len) => &args[..*len],
             Args::Heap(args) => args,
         }
+    }
+
+    /// The arguments after the key, parsed by `def` (its command's definition) to be read by
+    /// name. Inlined like `CommandDef::parse`, so each name still resolves at compile time.
+    #[inline(always)]
+    pub fn parse(&self, def: &'static CommandDef) -> Result<Parsed<'_>, CmdError> {
+        def.parse(self.rest())
     }
 }

@@ -287,6 +287,19 @@ impl<'k, 'a> ZsetCursor<'k, 'a> {
         self.on
     }
 
+    /// Up to `take` elements from the current one on, leaving the cursor past them.
+    fn take(&mut self, take: i64) -> Vec<(OwnedString, f64)> {
+        let mut out = Vec::new();
+        while out.len() < take.max(0) as usize {
+            let Some(element) = self.current() else {
+                break;
+            };
+            out.push(element);
+            self.advance();
+        }
+        out
+    }
+
     /// The element under the cursor and its score.
     fn current(&self) -> Option<(OwnedString, f64)> {
         if !self.on {
@@ -356,15 +369,7 @@ impl Key<'_> {
         if !(0..skip).all(|_| cursor.advance()) {
             return Vec::new();
         }
-        let mut out = Vec::new();
-        while out.len() < take.max(0) as usize {
-            let Some(element) = cursor.current() else {
-                break;
-            };
-            out.push(element);
-            cursor.advance();
-        }
-        out
+        cursor.take(take)
     }
 
     /// Up to `take` elements next to `member` (of score `score`), walking away from it: up
@@ -393,15 +398,7 @@ impl Key<'_> {
             }
         }
         cursor.advance();
-        let mut out = Vec::new();
-        while out.len() < take.max(0) as usize {
-            let Some(element) = cursor.current() else {
-                break;
-            };
-            out.push(element);
-            cursor.advance();
-        }
-        Some(out)
+        Some(cursor.take(take))
     }
 
     /// The highest score, None when the set is empty.
@@ -534,19 +531,11 @@ impl Key<'_> {
     /// A hash field's value, None when the field (or the hash) is absent.
     pub fn hash_field(&self, field: &(impl FieldName + ?Sized)) -> Option<OwnedString> {
         let mut value: *mut raw::RedisModuleString = ptr::null_mut();
-        field.with_c_str(|field| {
-            // SAFETY: the key is open; CFIELDS takes C-string field names, the list ends with
-            // a null, and the server stores a new string (ours to free) in `value`.
-            unsafe {
-                raw::RedisModule_HashGet.unwrap()(
-                    self.as_ptr(),
-                    raw::REDISMODULE_HASH_CFIELDS as c_int,
-                    field.as_ptr(),
-                    &mut value,
-                    ptr::null::<c_char>(),
-                )
-            }
-        });
+        // SAFETY: reading the function pointer the server filled in at load.
+        let hash_get = unsafe { raw::RedisModule_HashGet };
+        // SAFETY: a get's value is where the server stores a new string (ours to free), and
+        // `value` outlives the call.
+        unsafe { self.hash_one(hash_get, field, ptr::addr_of_mut!(value).cast()) };
         // SAFETY: `value` is null or a string the server handed over.
         unsafe { OwnedString::adopt(value) }
     }
@@ -642,15 +631,33 @@ impl Key<'_> {
     /// Sets a field (creating the hash when the key is empty).
     pub fn hash_set(&mut self, field: &(impl FieldName + ?Sized), value: &[u8]) {
         let value = OwnedString::new(self.ctx, value);
+        // SAFETY: reading the function pointer the server filled in at load.
+        let hash_set = unsafe { raw::RedisModule_HashSet };
+        // SAFETY: the key is open for writing (`&mut self`); a set's value is a live string,
+        // of which the server takes its own reference.
+        unsafe { self.hash_one(hash_set, field, value.as_str().as_ptr().cast()) };
+    }
+
+    /// Calls `f`, the hash API's get or set, on one field given by name, with `value`.
+    ///
+    /// # Safety
+    /// `value` is what `f` takes after a field: for a get, where the server stores the value
+    /// it hands over; for a set, a live string, and the key open for writing.
+    unsafe fn hash_one(
+        &self,
+        f: Option<HashFn>,
+        field: &(impl FieldName + ?Sized),
+        value: *mut c_void,
+    ) {
         field.with_c_str(|field| {
-            // SAFETY: the key is open for writing; CFIELDS takes C-string field names and the
-            // list ends with a null; the server takes its own reference to the value.
+            // SAFETY: the key is open; CFIELDS takes C-string field names, the list ends with
+            // a null, and `value` is as the caller promises.
             unsafe {
-                raw::RedisModule_HashSet.unwrap()(
+                f.unwrap()(
                     self.as_ptr(),
                     raw::REDISMODULE_HASH_CFIELDS as c_int,
                     field.as_ptr(),
-                    value.as_str().as_ptr(),
+                    value,
                     ptr::null::<c_char>(),
                 )
             }
@@ -695,6 +702,10 @@ impl Drop for OwnedKey<'_> {
         unsafe { raw::RedisModule_CloseKey.unwrap()(self.raw.as_ptr()) };
     }
 }
+
+/// The hash API's variadic calls (`RedisModule_HashGet`, `RedisModule_HashSet`): a key, flags,
+/// then (field, value) pairs ended by a null.
+type HashFn = unsafe extern "C" fn(*mut RedisModuleKey, c_int, ...) -> c_int;
 
 impl Drop for Key<'_> {
     fn drop(&mut self) {

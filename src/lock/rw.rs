@@ -15,7 +15,7 @@ use patterns_core::lock::rw::{
 use patterns_core::lock::{self as l, Release, HOLDS_FIELD, OWNER_FIELD, TOKEN_FIELD};
 
 use super::wait::{self, Kind, Wanted};
-use super::{grant_or_wait, read_lease, replicate_pexpireat, write_grant, Stored};
+use super::{grant_or_wait, read_lease, replicate_pexpireat, wanted, write_grant, Stored};
 use crate::ffi::{
     check_key_access, now_ms, Call, Ctx, Key, KeyType, Notify, OwnedString, Reply, ScoreRange,
     Value,
@@ -118,14 +118,8 @@ pub fn next_end(ctx: Ctx, name: &[u8]) -> Option<i64> {
 
 // RWLOCK.ACQUIRE key owner ttl_ms mode [WAIT timeout_ms]
 pub fn acquire(call: &Call) -> Result<Reply, CmdError> {
-    let args = call.rest();
-    let p = rw::RW_ACQUIRE.parse(args)?;
-    let wanted = Wanted {
-        owner: p.text("owner").to_vec(),
-        ttl_ms: l::check_ttl(p.int("ttl_ms"))?,
-        limit: 1,
-        mode: Some(parse_mode(p.text("mode"))?),
-    };
+    let p = call.parse(&rw::RW_ACQUIRE)?;
+    let wanted = wanted(&p, 1, Some(parse_mode(p.text("mode"))?))?;
     let (ctx, name) = (call.ctx(), call.key_name());
     checked_writer(ctx, name)?;
     check_key_access(ctx, &rw_fence_key(name)?)?;
@@ -141,8 +135,7 @@ fn holds_of(ctx: Ctx, name: &[u8]) -> Result<(OwnedString, Option<Stored>), CmdE
 
 // RWLOCK.RELEASE key owner
 pub fn release(call: &Call) -> Result<Reply, CmdError> {
-    let args = call.rest();
-    let owner = rw::RW_RELEASE.parse(args)?.text("owner");
+    let owner = call.parse(&rw::RW_RELEASE)?.text("owner");
     let (ctx, name) = (call.ctx(), call.key_name());
     let (writer_name, stored) = holds_of(ctx, name)?;
     let released = match l::release(stored.as_ref().map(Stored::lease), owner) {
@@ -187,8 +180,7 @@ fn release_read(ctx: Ctx, name: &[u8], owner: &[u8]) -> bool {
 
 // RWLOCK.EXTEND key owner ttl_ms
 pub fn extend(call: &Call) -> Result<Reply, CmdError> {
-    let args = call.rest();
-    let p = rw::RW_EXTEND.parse(args)?;
+    let p = call.parse(&rw::RW_EXTEND)?;
     let (owner, ttl_ms) = (p.text("owner"), l::check_ttl(p.int("ttl_ms"))?);
     let (ctx, name) = (call.ctx(), call.key_name());
     let (writer_name, stored) = holds_of(ctx, name)?;
@@ -218,7 +210,7 @@ pub fn extend(call: &Call) -> Result<Reply, CmdError> {
 
 // RWLOCK.INFO key
 pub fn info(call: &Call) -> Result<Reply, CmdError> {
-    rw::RW_INFO.parse(call.rest())?;
+    call.parse(&rw::RW_INFO)?;
     let (ctx, name) = (call.ctx(), call.key_name());
     let (writer_name, stored) = holds_of(ctx, name)?;
     let now = now_ms();

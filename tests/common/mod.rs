@@ -1394,6 +1394,51 @@ pub fn error_of(c: &mut redis::Connection, args: &[&str]) -> String {
     }
 }
 
+/// Starts `n` clients, each a thread running `body(i, its own connection to server)`; join
+/// them for their results.
+pub fn spawn_clients<T, F>(server: &Server, n: usize, body: F) -> Vec<std::thread::JoinHandle<T>>
+where
+    T: Send + 'static,
+    F: Fn(usize, redis::Connection) -> T + Clone + Send + 'static,
+{
+    (0..n)
+        .map(|i| {
+            let (body, c) = (body.clone(), server.conn());
+            std::thread::spawn(move || body(i, c))
+        })
+        .collect()
+}
+
+/// The server's reply to a command on a key of another type.
+pub const WRONGTYPE: &str = "WRONGTYPE Operation against a key holding the wrong kind of value";
+
+/// The server's reply to a wrong argument count for `command` (named in lower case).
+pub fn arity(command: &str) -> String {
+    format!("ERR wrong number of arguments for '{command}' command")
+}
+
+/// The parser's reply to `name`'s value when it must be a positive integer.
+pub fn positive(name: &str) -> String {
+    format!("ERR {name} must be a positive integer")
+}
+
+/// The parser's reply to `name`'s value when it must be a non-negative integer.
+pub fn non_negative(name: &str) -> String {
+    format!("ERR {name} must be a non-negative integer")
+}
+
+/// Bad calls grouped by the exact error each must get: (error, calls).
+pub type Refusals<'a> = [(&'a str, &'a [&'a [&'a str]])];
+
+/// Each call of `refusals` gets exactly its group's error.
+pub fn assert_refusals(c: &mut redis::Connection, refusals: &Refusals) {
+    for (want, calls) in refusals {
+        for args in *calls {
+            assert_eq!(error_of(c, args), *want, "{args:?}");
+        }
+    }
+}
+
 /// Text of a bulk or status reply.
 pub fn text(v: &redis::Value) -> Option<String> {
     match v {

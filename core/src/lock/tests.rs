@@ -242,31 +242,19 @@ mod rw_locks {
         // Free, or only readers: a reader gets its own lease, ending at now + ttl.
         assert_eq!(decide(holds(None, 0, false), Mode::Read, false), read);
         assert_eq!(decide(holds(None, 3, false), Mode::Read, false), read);
-        // A writer (another owner, or the asking one: no downgrade) keeps readers out.
-        let w = Some(lease("b", 5, 1));
-        assert_eq!(
-            decide(holds(w, 0, false), Mode::Read, false),
-            RwAcquire::Busy
-        );
-        let own = Some(lease("a", 5, 1));
-        assert_eq!(
-            decide(holds(own, 0, false), Mode::Read, false),
-            RwAcquire::Busy
-        );
-        // A writer waits for every reader, its own read hold included (no upgrade).
-        assert_eq!(
-            decide(holds(None, 1, true), Mode::Write, false),
-            RwAcquire::Busy
-        );
-        assert_eq!(
-            decide(holds(None, 2, false), Mode::Write, false),
-            RwAcquire::Busy
-        );
-        let w = Some(lease("b", 5, 1));
-        assert_eq!(
-            decide(holds(w, 0, false), Mode::Write, false),
-            RwAcquire::Busy
-        );
+        let (other, own) = (Some(lease("b", 5, 1)), Some(lease("a", 5, 1)));
+        let busy = [
+            // A writer (another owner, or the asking one: no downgrade) keeps readers out.
+            (holds(other.clone(), 0, false), Mode::Read),
+            (holds(own, 0, false), Mode::Read),
+            // A writer waits for every reader, its own read hold included (no upgrade).
+            (holds(None, 1, true), Mode::Write),
+            (holds(None, 2, false), Mode::Write),
+            (holds(other, 0, false), Mode::Write),
+        ];
+        for (i, (h, mode)) in busy.into_iter().enumerate() {
+            assert_eq!(decide(h, mode, false), RwAcquire::Busy, "case {i}");
+        }
     }
 
     #[test]

@@ -128,6 +128,23 @@ local function queue_has_group(key, group)
   return false
 end
 
+-- The group's keys; false when the queue or the group does not exist; or nil and the error.
+local function queue_group_keys(key, group)
+  local keys, e = queue_keys(key, group)
+  if e then return nil, e end
+  return keys.exists and queue_has_group(key, group) and keys
+end
+
+-- The group's keys and job id's holder (Q_PARKED when a delay holds it); no holder when the
+-- queue, the group or the job's pending entry does not exist; or nil, nil and the error.
+local function queue_pending_job(key, group, id)
+  local keys, e = queue_group_keys(key, group)
+  if e then return nil, nil, e end
+  if not keys then return false end
+  local holder = queue_pending(key, group, id)
+  return keys, holder
+end
+
 -- Trims the jobs every group has completed (XTRIM MINID the lowest id a group still needs).
 local function queue_trim(key)
   local bound, any, none = nil, false, false
@@ -260,9 +277,9 @@ local function queue_ack_run(key, group, job_ids)
   for _, id in ipairs(ids) do
     if queue_id(id) == nil then return err(Q_BAD_JOB_ID) end
   end
-  local keys, e = queue_keys(key, group)
+  local keys, e = queue_group_keys(key, group)
   if e then return e end
-  if not keys.exists or not queue_has_group(key, group) then return 0 end
+  if not keys then return 0 end
   local acked = redis.call('XACK', key, group, unpack(ids))
   redis.call('ZREM', keys.leases, unpack(ids))
   if acked > 0 then queue_trim(key) end
@@ -274,10 +291,8 @@ local function queue_nack_run(key, group, job_id, delay)
   if queue_id(id) == nil then return err(Q_BAD_JOB_ID) end
   local e = queue_check_ms(delay)
   if e then return e end
-  local keys, e2 = queue_keys(key, group)
+  local keys, holder, e2 = queue_pending_job(key, group, id)
   if e2 then return e2 end
-  if not keys.exists or not queue_has_group(key, group) then return 0 end
-  local holder = queue_pending(key, group, id)
   if holder == nil or holder == Q_PARKED then return 0 end
   queue_park(key, group, id, nil)
   redis.call('ZADD', keys.leases, int(now_ms() + delay), id)
@@ -289,10 +304,9 @@ local function queue_extend_run(key, group, consumer, job_id, lease_ms)
   if queue_id(id) == nil then return err(Q_BAD_JOB_ID) end
   local e = queue_check_ms(lease)
   if e then return e end
-  local keys, e2 = queue_keys(key, group)
+  local keys, holder, e2 = queue_pending_job(key, group, id)
   if e2 then return e2 end
-  if not keys.exists or not queue_has_group(key, group) then return 0 end
-  if queue_pending(key, group, id) ~= consumer then return 0 end
+  if holder ~= consumer then return 0 end
   redis.call('ZADD', keys.leases, int(now_ms() + lease), id)
   return 1
 end
