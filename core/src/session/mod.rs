@@ -42,7 +42,8 @@ const FIELD_VALUES: Trailing = Trailing {
 };
 const SESSION_KEYS: &str = "key: the session hash (its fields plus `__idle_ms`, `__absolute_at`, \
      `__index`), expiring at `min(last use + idle_ms, absolute deadline)`; its index (from \
-     `__index`): a sorted set of session keys scored by expiry";
+     `__index`): a sorted set of session keys scored by expiry or up to `min(idle_ms / 8, 1 s)` \
+     later, re-scored only when the slid expiry passes the score";
 
 /// `MAX n`: at most n live sessions in the index once the new one is in (absent: no cap).
 const MAX: OptionDef = arg_option("MAX", "MAX", ArgKind::Positive, 0);
@@ -51,10 +52,11 @@ pub static CREATE: CommandDef = CommandDef {
     name: "SESSION.CREATE",
     syntax: "index [MAX n] idle_ms absolute_ms [field value ...]",
     summary: "Creates a session in index's slot with a 128-bit CSPRNG id; it expires after idle_ms without use, and absolute_ms after creation at the latest. With MAX n, the index keeps at most n live sessions: the ones soonest to expire go first, destroyed in the same command.",
-    complexity: "O(N + M + D), N the fields, M the expired sessions pruned from the index, D the sessions MAX destroys",
+    complexity: "O(N + M), N the fields, M the expired sessions pruned from the index; with MAX, O(log S + W) more, W the sessions scored within 1 s of now, and O(S log S) when it destroys (S the index's sessions, ordered by their keys' expiries)",
     reply: "Bulk string: the new session's key",
-    keys: "index: a sorted set, member = session key, score = its expiry (ms), expires with its \
-           last session; writes the new session `<index>:<id>` (or `{<index>}:<id>`)",
+    keys: "index: a sorted set, member = session key, score = its expiry (ms) or up to \
+           `min(idle_ms / 8, 1 s)` later, expires with its last session; writes the new session \
+           `<index>:<id>` (or `{<index>}:<id>`)",
     flags: WRITE,
     positionals: &[positive("idle_ms"), positive("absolute_ms")],
     options: &[MAX],
@@ -127,8 +129,8 @@ pub static DESTROYALL: CommandDef = CommandDef {
     summary: "Deletes every session of the index, and the index.",
     complexity: "O(S), S the index's sessions",
     reply: "Integer: the number of live sessions destroyed",
-    keys: "index: the sorted set; deletes every live session key it lists, then unlinks it \
-           (a large index is freed in the background)",
+    keys: "index: the sorted set; deletes every session key it lists that is alive by its own \
+           expiry, then unlinks it (a large index is freed in the background)",
     flags: WRITE,
     positionals: &[],
     options: &[],
@@ -140,9 +142,9 @@ pub static LIST: CommandDef = CommandDef {
     name: "SESSION.LIST",
     syntax: "index",
     summary: "The index's live session keys, soonest to expire first.",
-    complexity: "O(S + M), S the live sessions, M the expired ones pruned",
+    complexity: "O(S log S + M), S the live sessions, M the expired ones pruned",
     reply: "Array of session keys",
-    keys: "index: the sorted set (expired members pruned)",
+    keys: "index: the sorted set (expired members pruned); the expiry of each session key it lists",
     flags: Flags::WRITE,
     positionals: &[],
     options: &[],
@@ -154,9 +156,9 @@ pub static COUNT: CommandDef = CommandDef {
     name: "SESSION.COUNT",
     syntax: "index",
     summary: "The number of live sessions of the index: exact, without scanning the keyspace.",
-    complexity: "O(log S + M), M the expired sessions not yet pruned",
+    complexity: "O(log S + W), W the sessions scored within 1 s of now",
     reply: "Integer",
-    keys: "index: the sorted set, read only (expired members are not counted, and left for the next write to prune)",
+    keys: "index: the sorted set, read only (expired members are not counted, and left for the next write to prune); the expiry of each session key scored within 1 s of now",
     flags: Flags::READONLY.and(Flags::FAST),
     positionals: &[],
     options: &[],

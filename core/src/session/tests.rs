@@ -561,14 +561,29 @@ mod plans {
         let mut s = long_sessions(&[ID1], &[0]);
         assert_eq!(s.zsets[&b"idx"[..]][KEY1], 9000);
         // (now, live sessions)
-        for (now, live) in [(6999, 1), (7000, 1), (7999, 1), (8000, 0), (8999, 0), (9000, 0)] {
+        for (now, live) in [
+            (6999, 1),
+            (7000, 1),
+            (7999, 1),
+            (8000, 0),
+            (8999, 0),
+            (9000, 0),
+        ] {
             assert_eq!(ops::count(&mut s, b"idx", now), Ok(live), "{now}");
         }
         // Shorter leads put live sessions within the window: each is checked against its key
         // (KEY1 expires at 100, KEY2 at 60; both scored within (50, 1050]).
         let mut s = one_session();
         s.ids.push(ID2.as_bytes().try_into().unwrap());
-        ops::create(&mut s, b"idx", Timeouts::new(60, 250).unwrap(), None, &[], 0).unwrap();
+        ops::create(
+            &mut s,
+            b"idx",
+            Timeouts::new(60, 250).unwrap(),
+            None,
+            &[],
+            0,
+        )
+        .unwrap();
         s.take();
         for (now, live) in [(50, 2), (59, 2), (60, 1), (99, 1), (100, 0)] {
             assert_eq!(ops::count(&mut s, b"idx", now), Ok(live), "{now}");
@@ -591,9 +606,19 @@ mod plans {
         assert_eq!(ops::list(&mut s, b"idx", 600), Ok(by_expiry));
         // MAX 2 destroys the two sessions soonest to expire: KEY2 and KEY3, not KEY1.
         let t = Timeouts::new(8000, 100_000).unwrap();
-        assert_eq!(ops::create(&mut s, b"idx", t, Some(2), &[], 600).unwrap().1, 2);
-        let victims: Vec<String> = s.take().into_iter().filter(|w| w.starts_with("DEL")).collect();
-        assert_eq!(victims, [format!("DEL {}", show(KEY2)), format!("DEL {}", show(KEY3))]);
+        assert_eq!(
+            ops::create(&mut s, b"idx", t, Some(2), &[], 600).unwrap().1,
+            2
+        );
+        let victims: Vec<String> = s
+            .take()
+            .into_iter()
+            .filter(|w| w.starts_with("DEL"))
+            .collect();
+        assert_eq!(
+            victims,
+            [format!("DEL {}", show(KEY2)), format!("DEL {}", show(KEY3))]
+        );
         // At 8500 KEY1 is dead though scored 9000: LIST and DESTROYALL leave it out.
         let key4 = b"{idx}:DDDDDDDDDDDDDDDDDDDDDD".to_vec();
         assert_eq!(ops::list(&mut s, b"idx", 8500), Ok(vec![key4.clone()]));
