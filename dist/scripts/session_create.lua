@@ -244,7 +244,7 @@ end
 -- idle / 8, at most LOOKAHEAD_MS, later; never past the absolute deadline.
 local function sess_index_score(at, idle, abs)
   local lead = math.min(math.floor(idle / 8), LOOKAHEAD_MS)
-  return int(math.max(math.min(at + lead, abs), at))
+  return int(math.min(at + lead, abs))
 end
 
 -- Records a session's expiry at in its index: prune, re-score, fix the TTL.

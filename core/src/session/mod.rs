@@ -238,11 +238,12 @@ impl Deadlines {
         (self.idle_ms / 8).min(LOOKAHEAD_MS)
     }
 
-    /// The index score written with expiry `at`: `lead` later, never past the absolute
-    /// deadline. Reads re-score the session only once its slid expiry passes this score, so
-    /// with reads less than `lead` apart the index moves about once per `lead`.
+    /// The index score written with expiry `at` (an [`Deadlines::expiry`], so at most the
+    /// absolute deadline): `lead` later, never past the absolute deadline. Reads re-score the
+    /// session only once its slid expiry passes this score, so with reads less than `lead`
+    /// apart the index moves about once per `lead`.
     pub fn index_score(self, at: i64) -> i64 {
-        at.saturating_add(self.lead()).min(self.absolute_at).max(at)
+        at.saturating_add(self.lead()).min(self.absolute_at)
     }
 }
 
