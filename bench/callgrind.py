@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Instructions per request, by part, under callgrind (valgrind): where a command's time goes.
 
-    python3 bench/callgrind.py [COMMAND-ID ...]      (default: every command below)
+    python3 bench/callgrind.py [--production] [COMMAND-ID ...]   (default: every command below)
 
 For each command: starts redis-server (the same configuration as bench.py: no AOF, no RDB)
 under `valgrind --tool=callgrind --instr-atstart=no` with the module loaded, warms the keys up
@@ -153,8 +153,15 @@ PARTS = [
      r"RM_ACLCheckKeyPermissions|RM_FreeModuleUser)$"),
     ("  malloc / free", r"^(malloc|free|je_malloc|je_free|zmalloc|zfree)$"),
     ("propagation after the command", r"^(afterCommand|propagatePendingCommands)$"),
+    ("  into the AOF buffer", r"^feedAppendOnlyFile$"),
+    ("  into the replicas' buffers", r"^replicationFeedSlaves$"),
+    ("writing the AOF (before sleeping)", r"^flushAppendOnlyFile$"),
     ("writing replies to the socket", r"^(handleClientsWithPendingWrites|writeToClient)$"),
 ]
+
+
+# How redis-cli (not on a terminal) prints an error reply.
+SETUP_ERRORS = ("ERR", "WRONGTYPE", "NOSCRIPT", "(error)")
 
 
 def free_port():
@@ -168,43 +175,87 @@ def cli(port, *args):
     return out.stdout.strip()
 
 
-def bench(port, line, n):
-    cmd = ["redis-benchmark", "-p", str(port), "-c", "50", "-P", "16", "-r", "10000",
+def bench(port, line, n, keyspace=10000):
+    cmd = ["redis-benchmark", "-p", str(port), "-c", "50", "-P", "16", "-r", str(keyspace),
            "-n", str(n), "--csv", *line.split()]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     if "error" in out.lower():
         raise SystemExit(f"error replies: {out}")
 
 
-def profile(module, line, setup=()):
+def profile(module, line, setup=(), warm=N_WARM, n=N, keyspace=10000, production=False):
+    """(total instructions, {function: inclusive instructions}) of `n` requests of `line`.
+
+    `setup`: commands run through redis-cli before the warm-up; `<setup:i>` in `line` stands
+    for the reply of the i-th (for example a session key SESSION.CREATE made). `production`:
+    the server appends to an AOF (`everysec`) and streams to one attached replica (not under
+    valgrind, same module), so the count includes what propagating each write costs."""
     port = free_port()
     workdir = Path(tempfile.mkdtemp(prefix="profile-"))
-    out = workdir / "callgrind.out"
     server = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-              "--appendonly", "no", "--dir", str(workdir)]
+              *(PRODUCTION if production else ["--appendonly", "no"]), "--dir", str(workdir)]
     if module:
         server += ["--loadmodule", str(module)]
+    # %p: a child the server forks (the replica's full sync) writes a file of its own.
     proc = subprocess.Popen(["valgrind", "--tool=callgrind", "--instr-atstart=no",
-                             f"--callgrind-out-file={out}", *server],
+                             f"--callgrind-out-file={workdir}/callgrind.out.%p", *server],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    replica = None
     try:
-        for _ in range(600):
-            if cli(port, "PING") == "PONG":
-                break
-            time.sleep(0.1)
-        for command in setup:
-            cli(port, *command)
-        bench(port, line, N_WARM)
+        wait_for_ping(port)
+        if production:
+            replica = start_replica(module, port, workdir)
+        replies = [cli(port, *command) for command in setup]
+        failed = [(c, r) for c, r in zip(setup, replies) if r.startswith(SETUP_ERRORS)]
+        if failed:
+            raise SystemExit(f"setup failed: {failed[0]}")
+        for i, reply in enumerate(replies):
+            line = line.replace(f"<setup:{i}>", reply)
+        if warm:
+            bench(port, line, warm, keyspace)
         subprocess.run(["callgrind_control", "-i", "on", str(proc.pid)], capture_output=True)
-        bench(port, line, N)
+        bench(port, line, n, keyspace)
         subprocess.run(["callgrind_control", "-i", "off", str(proc.pid)], capture_output=True)
     finally:
+        if replica:
+            cli(replica[1], "SHUTDOWN", "NOSAVE")
+            replica[0].wait(timeout=60)
         cli(port, "SHUTDOWN", "NOSAVE")
         proc.wait(timeout=120)
     try:
-        return annotate(out)
+        return annotate(workdir / f"callgrind.out.{proc.pid}")
     finally:
         shutil.rmtree(workdir, ignore_errors=True)  # the profile is megabytes
+
+
+# bench/peer.py's production configuration, on the profiled primary.
+PRODUCTION = ["--appendonly", "yes", "--appendfsync", "everysec"]
+
+
+def wait_for_ping(port):
+    for _ in range(600):
+        if cli(port, "PING") == "PONG":
+            return
+        time.sleep(0.1)
+    raise SystemExit(f"no server on port {port}")
+
+
+def start_replica(module, primary_port, workdir):
+    """(process, port) of a replica of the primary, once its link is up."""
+    port = free_port()
+    argv = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+            "--appendonly", "no", "--dir", str(workdir), "--dbfilename", "replica.rdb",
+            "--replicaof", "127.0.0.1", str(primary_port)]
+    if module:
+        argv += ["--loadmodule", str(module)]
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_for_ping(port)
+    for _ in range(1200):
+        if "master_link_status:up" in cli(port, "INFO", "replication"):
+            return proc, port
+        time.sleep(0.1)
+    proc.kill()
+    raise SystemExit("the replica did not sync")
 
 
 def annotate(path):
@@ -220,8 +271,9 @@ def annotate(path):
     return total, inclusive
 
 
-def measure(ids, cell=None, log=lambda msg: print(msg, file=sys.stderr)):
-    """{id: {command, n, total, parts}} for the commands `ids` (the peer's with `cell`)."""
+def measure(ids, cell=None, log=lambda msg: print(msg, file=sys.stderr), production=False):
+    """{id: {command, n, total, parts}} for the commands `ids` (the peer's with `cell`), on a
+    bare server or (`production`) one with an AOF and a replica."""
     figures = {}
     for cid in ids:
         module, line = COMMANDS[cid]
@@ -229,7 +281,7 @@ def measure(ids, cell=None, log=lambda msg: print(msg, file=sys.stderr)):
             if not cell:
                 continue
             module = cell
-        total, inclusive = profile(module, line, SETUP.get(cid, ()))
+        total, inclusive = profile(module, line, SETUP.get(cid, ()), production=production)
         parts = {}
         for label, pattern in PARTS:
             rx = re.compile(pattern)
@@ -263,7 +315,7 @@ def main():
     json_out = sys.argv[sys.argv.index("--json") + 1] if "--json" in sys.argv else None
     if json_out in args:
         args.remove(json_out)
-    figures = measure(args or list(COMMANDS), CELL)
+    figures = measure(args or list(COMMANDS), CELL, production="--production" in sys.argv)
     print("\n".join(table(figures)))
     if json_out:
         Path(json_out).write_text(json.dumps(figures, indent=1))

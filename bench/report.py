@@ -255,7 +255,9 @@ def where_the_time_goes(ctx, add):
   the argument vector. The module passes each argument in the form the server reads: the key
   as the caller's own string and `PXAT` as a string made once at first use and kept (a
   `Token`, passed by reference: a reference count instead of an object made and freed per
-  call), the value as a C string, the time as a long long. Keeping `PXAT` took about 300
+  call), the value and the time as C strings (the time as text rather than a long long,
+  whose int-encoded object the AOF feed decodes into a new string on every write: see
+  "CL.THROTTLE in production" in the analysis below). Keeping `PXAT` took about 300
   instructions off each request (by hand, 2026-12-02, this script on both builds:
   RL.TOKENBUCKET 14,113 → 13,811, CL.THROTTLE 13,997 → 13,725; argument objects 1,436 →
   1,261). The command name cannot be kept: `RM_Replicate` makes `argv[0]` from the C name

@@ -17,7 +17,6 @@ mod wait;
 
 use patterns_core::command::{Args, CmdError};
 use patterns_core::keys::check_fields;
-use patterns_core::lock::rw::Mode;
 use patterns_core::lock::{
     self as l, Acquire, Lease, Release, HOLDS_FIELD, NO_WAIT, OWNER_FIELD, RESOURCE_FENCE_FIELD,
     TOKEN_FIELD,
@@ -26,7 +25,7 @@ use patterns_core::lock::{
 use crate::command;
 use crate::ffi::{
     check_key_access, key_type, now_ms, redis_call, Call, Command, Ctx, Key, KeyType, Notify,
-    OwnedString, Reply, ScoreRange, Value,
+    OwnedString, Reply, ScoreRange, Token, Value,
 };
 use crate::index::{live_count, update_index};
 use crate::stats::{self, Stat};
@@ -49,6 +48,13 @@ pub const COMMANDS: &[Command] = &[
     command!(l::rw::RW_EXTEND, rw::extend),
     command!(l::rw::RW_INFO, rw::info),
 ];
+
+/// The lease's field names (core's), kept as strings made once: the hash API reads them as C
+/// strings and a replicated `HSET` takes them by reference, instead of making and freeing a
+/// string per field on every write.
+static OWNER: Token = Token::named(c"owner", OWNER_FIELD);
+static TOKEN: Token = Token::named(c"token", TOKEN_FIELD);
+pub(crate) static HOLDS: Token = Token::named(c"holds", HOLDS_FIELD);
 
 /// A lock's hash, as read.
 struct Stored {
@@ -75,9 +81,9 @@ fn read_lease(key: &Key) -> Result<Option<Stored>, CmdError> {
         KeyType::Hash => {}
         _ => return Err(CmdError::WrongType),
     }
-    let owner = key.hash_field(OWNER_FIELD);
-    let token = key.hash_field(TOKEN_FIELD);
-    let holds = key.hash_field(HOLDS_FIELD);
+    let owner = key.hash_field(&OWNER);
+    let token = key.hash_field(&TOKEN);
+    let holds = key.hash_field(&HOLDS);
     fn text(s: &Option<OwnedString>) -> Option<&[u8]> {
         s.as_ref().map(OwnedString::bytes)
     }
@@ -92,18 +98,18 @@ fn read_lease(key: &Key) -> Result<Option<Stored>, CmdError> {
 
 /// Writes the lease (`HSET key owner o token t holds h`) and its end (`PEXPIREAT`).
 fn write_lease(ctx: Ctx, key: &mut Key, lease: &Lease, expire_at_ms: i64) {
-    key.hash_set(OWNER_FIELD, lease.owner);
-    key.hash_set(TOKEN_FIELD, StackText::of(lease.token).as_bytes());
-    key.hash_set(HOLDS_FIELD, StackText::of(lease.holds).as_bytes());
+    key.hash_set(&OWNER, lease.owner);
+    key.hash_set(&TOKEN, StackText::int(lease.token).as_bytes());
+    key.hash_set(&HOLDS, StackText::int(lease.holds).as_bytes());
     key.set_expire_at(expire_at_ms);
     key.modified(&[(Notify::HASH, c"hset"), (Notify::GENERIC, c"expire")]);
     let hset = (
         key.name(),
-        OWNER_FIELD.as_bytes(),
+        &OWNER,
         lease.owner,
-        TOKEN_FIELD.as_bytes(),
+        &TOKEN,
         lease.token,
-        HOLDS_FIELD.as_bytes(),
+        &HOLDS,
         lease.holds,
     );
     ctx.replicate(c"HSET", hset);
@@ -249,22 +255,22 @@ fn grant_or_wait(
     Ok(denied)
 }
 
-/// What an acquire asks for: its owner and checked `ttl_ms`, `limit` permits, a read/write
-/// lock's `mode`. Inlined, so the reads by name resolve at compile time.
+/// What an acquire asks for: its owner and checked `ttl_ms`, and `limit` permits (a read/write
+/// lock sets its `mode` after). Inlined, so the reads by name resolve at compile time.
 #[inline(always)]
-fn wanted(p: &Args, limit: i64, mode: Option<Mode>) -> Result<Wanted, CmdError> {
+fn wanted(p: &Args, limit: i64) -> Result<Wanted, CmdError> {
     Ok(Wanted {
         owner: p.text("owner").to_vec(),
         ttl_ms: l::check_ttl(p.int("ttl_ms"))?,
         limit,
-        mode,
+        mode: None,
     })
 }
 
 // LOCK.ACQUIRE key owner ttl_ms [WAIT timeout_ms]
 fn acquire(call: &Call) -> Result<Reply, CmdError> {
     let p = call.parse(&l::ACQUIRE)?;
-    let wanted = wanted(&p, 1, None)?;
+    let wanted = wanted(&p, 1)?;
     let name = call.key_name();
     checked_fence_key(call.ctx(), name)?;
     // A key no lock can be taken on fails the waiters (if any) and this call alike: serving
@@ -291,10 +297,10 @@ fn release(call: &Call) -> Result<Reply, CmdError> {
             Release::NotHeld => return Ok(Reply::Integer(0)),
             Release::Kept(lease) => {
                 stats::bump(Stat::LockReleases);
-                let holds = StackText::of(lease.holds);
-                key.hash_set(HOLDS_FIELD, holds.as_bytes());
+                let holds = StackText::int(lease.holds);
+                key.hash_set(&HOLDS, holds.as_bytes());
                 key.modified(&[(Notify::HASH, c"hset")]);
-                let hset = (key.name(), HOLDS_FIELD.as_bytes(), lease.holds);
+                let hset = (key.name(), &HOLDS, lease.holds);
                 ctx.replicate(c"HSET", hset);
                 return Ok(Reply::Integer(1));
             }
@@ -381,7 +387,7 @@ fn fencedhset(call: &Call) -> Result<Reply, CmdError> {
 // SEM.ACQUIRE key owner limit ttl_ms [WAIT timeout_ms]
 fn sem_acquire(call: &Call) -> Result<Reply, CmdError> {
     let p = call.parse(&l::SEM_ACQUIRE)?;
-    let wanted = wanted(&p, p.int("limit"), None)?;
+    let wanted = wanted(&p, p.int("limit"))?;
     Key::open(call).expect(KeyType::ZSet)?;
     let name = call.key_name();
     grant_or_wait(

@@ -103,7 +103,7 @@ fn interleaved_native_and_lua_calls_are_one_limiter() {
                 if ms_of(&v[0]) == ms_of(&v[3]) {
                     let context = format!("{template:?} step {step} on {}", flavor.name());
                     assert_eq!(reply_of(&v[1]), reply_of(&v[2]), "{context}");
-                    let (s, m) = (key_state(&mut c, "solo"), key_state(&mut c, "mixed"));
+                    let [s, m] = key_states(&mut c, ["solo", "mixed"]);
                     assert_eq!((&s.0, &s.1), (&m.0, &m.1), "{context}");
                     compared += 1;
                 } else {

@@ -12,7 +12,7 @@ use redis_module::raw::{self, KeyType, RedisModuleKey};
 
 use super::command::{guard, Call};
 use super::ctx::{now_ms, Ctx};
-use super::string::{OwnedString, Str};
+use super::string::{OwnedString, Str, Token};
 
 /// A keyspace event's class (`RedisModule_NotifyKeyspaceEvent`).
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -510,6 +510,12 @@ pub trait FieldName {
 impl FieldName for CStr {
     fn with_c_str<T>(&self, f: impl FnOnce(&CStr) -> T) -> T {
         f(self)
+    }
+}
+
+impl FieldName for Token {
+    fn with_c_str<T>(&self, f: impl FnOnce(&CStr) -> T) -> T {
+        f(self.c_str())
     }
 }
 

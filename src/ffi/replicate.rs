@@ -6,12 +6,13 @@
 //! [`Token`], passed by reference. A list of any length is a slice of strings,
 //! passed as one vector (the `v` format).
 
-use std::ffi::{c_char, c_longlong, CStr};
+use std::ffi::{c_char, CStr};
 
 use redis_module::raw::{self, RedisModuleString};
 
 use super::ctx::Ctx;
 use super::string::{OwnedString, Str, Token};
+use crate::text::StackText;
 
 /// One element of a replicated tuple: its format character and the one C argument it passes.
 ///
@@ -80,16 +81,22 @@ unsafe impl<'a> ReplArg for &'a CStr {
     }
 }
 
-// SAFETY: `l` reads a long long.
+// SAFETY: `c` reads a NUL-terminated C string pointer; the text is held until after the call.
+//
+// An integer goes as its decimal text, not as `l`: `l` makes an int-encoded object, which the
+// AOF feed (`catAppendOnlyGenericCommand`) decodes into a new string, and the replicas' feed
+// formats again, for every write; the text is made once here, on the stack, and becomes an
+// embedded string both use as it is (callgrind, CL.THROTTLE with an AOF and a replica: see
+// BENCHMARKS.md). The replicated bytes are the same.
 unsafe impl ReplArg for i64 {
-    const FORMAT: u8 = b'l';
-    type Held = i64;
-    type Word = c_longlong;
-    fn hold(self, _ctx: Ctx) -> i64 {
-        self
+    const FORMAT: u8 = b'c';
+    type Held = StackText;
+    type Word = *const c_char;
+    fn hold(self, _ctx: Ctx) -> StackText {
+        StackText::int(self)
     }
-    fn word(held: &i64) -> c_longlong {
-        *held
+    fn word(held: &StackText) -> *const c_char {
+        held.as_c_str().as_ptr()
     }
 }
 

@@ -119,6 +119,27 @@ impl Token {
         }
     }
 
+    /// A token for a name defined elsewhere as text (a field name in `core`): in a `static`,
+    /// a `text` that differs from `name` fails the build, so the two cannot drift apart.
+    pub const fn named(text: &'static CStr, name: &str) -> Self {
+        let (a, b) = (text.to_bytes(), name.as_bytes());
+        assert!(
+            a.len() == b.len(),
+            "a token differs from the name it stands for"
+        );
+        let mut i = 0;
+        while i < a.len() {
+            assert!(a[i] == b[i], "a token differs from the name it stands for");
+            i += 1;
+        }
+        Self::new(text)
+    }
+
+    /// The token's text, as a C string.
+    pub const fn c_str(&self) -> &'static CStr {
+        self.text
+    }
+
     pub fn as_str(&'static self) -> Str<'static> {
         let kept = self.made.get_or_init(|| {
             let bytes = self.text.to_bytes();

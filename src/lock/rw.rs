@@ -12,10 +12,10 @@ use patterns_core::command::CmdError;
 use patterns_core::lock::rw::{
     self, parse_mode, rw_acquire, rw_fence_key, writer_key, Holds, Mode, RwAcquire,
 };
-use patterns_core::lock::{self as l, Release, HOLDS_FIELD, OWNER_FIELD, TOKEN_FIELD};
+use patterns_core::lock::{self as l, Release, OWNER_FIELD, TOKEN_FIELD};
 
 use super::wait::{self, Kind, Wanted};
-use super::{grant_or_wait, read_lease, replicate_pexpireat, wanted, write_grant, Stored};
+use super::{grant_or_wait, read_lease, replicate_pexpireat, wanted, write_grant, Stored, HOLDS};
 use crate::ffi::{
     check_key_access, now_ms, Call, Ctx, Key, KeyType, Notify, OwnedString, Reply, ScoreRange,
     Value,
@@ -119,7 +119,9 @@ pub fn next_end(ctx: Ctx, name: &[u8]) -> Option<i64> {
 // RWLOCK.ACQUIRE key owner ttl_ms mode [WAIT timeout_ms]
 pub fn acquire(call: &Call) -> Result<Reply, CmdError> {
     let p = call.parse(&rw::RW_ACQUIRE)?;
-    let wanted = wanted(&p, 1, Some(parse_mode(p.text("mode"))?))?;
+    // The ttl is checked before the mode, as the twin checks them.
+    let mut wanted = wanted(&p, 1)?;
+    wanted.mode = Some(parse_mode(p.text("mode"))?);
     let (ctx, name) = (call.ctx(), call.key_name());
     checked_writer(ctx, name)?;
     check_key_access(ctx, &rw_fence_key(name)?)?;
@@ -141,12 +143,9 @@ pub fn release(call: &Call) -> Result<Reply, CmdError> {
     let released = match l::release(stored.as_ref().map(Stored::lease), owner) {
         Release::Kept(lease) => {
             let mut writer = Key::open_named(ctx, &writer_name);
-            writer.hash_set(HOLDS_FIELD, StackText::of(lease.holds).as_bytes());
+            writer.hash_set(&HOLDS, StackText::int(lease.holds).as_bytes());
             writer.modified(&[(Notify::HASH, c"hset")]);
-            ctx.replicate(
-                c"HSET",
-                (writer.name(), HOLDS_FIELD.as_bytes(), lease.holds),
-            );
+            ctx.replicate(c"HSET", (writer.name(), &HOLDS, lease.holds));
             true
         }
         Release::Freed => {

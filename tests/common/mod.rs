@@ -1182,16 +1182,31 @@ pub fn at_ms_start(c: &mut redis::Connection) {
 
 /// A key's state: TYPE, DUMP and absolute expiry (PEXPIRETIME).
 pub fn key_state(c: &mut redis::Connection, key: &str) -> (String, Option<Vec<u8>>, i64) {
-    redis::pipe()
-        .atomic()
-        .cmd("TYPE")
-        .arg(key)
-        .cmd("DUMP")
-        .arg(key)
-        .cmd("PEXPIRETIME")
-        .arg(key)
-        .query(c)
-        .unwrap()
+    let [state] = key_states(c, [key]);
+    state
+}
+
+/// Several keys' [`key_state`]s read in one transaction: keys that expire at the same
+/// millisecond are seen both alive or both gone, never one of each.
+pub fn key_states<const N: usize>(
+    c: &mut redis::Connection,
+    keys: [&str; N],
+) -> [(String, Option<Vec<u8>>, i64); N] {
+    let mut pipe = redis::pipe();
+    pipe.atomic();
+    for key in keys {
+        pipe.cmd("TYPE")
+            .arg(key)
+            .cmd("DUMP")
+            .arg(key)
+            .cmd("PEXPIRETIME")
+            .arg(key);
+    }
+    let values: Vec<redis::Value> = pipe.query(c).unwrap();
+    let mut states = values
+        .chunks(3)
+        .map(|v| redis::from_redis_value(&redis::Value::Array(v.to_vec())).unwrap());
+    std::array::from_fn(|_| states.next().unwrap())
 }
 
 /// Loads the Lua twin into a server: the Functions library (FCALL) and every command's script
