@@ -21,7 +21,7 @@ use crate::ffi::{
     check_key_access, check_keys_access, fill_random, key_type, now_ms, redis_call, Call, Command,
     Ctx, Key, KeyType, Notify, OwnedKey, OwnedString, Reply, ScoreRange, Str,
 };
-use crate::index::{live_count, update_index, update_open_index};
+use crate::index::{update_index, update_open_index};
 use crate::stats::{self, Stat};
 
 /// The family's commands, as registered.
@@ -188,12 +188,13 @@ impl Store for Redis<'_, '_> {
         self.index_members(index, ScoreRange::all())
     }
 
-    fn scored_within(&mut self, index: &[u8], after: i64, through: i64) -> Vec<Vec<u8>> {
-        self.index_members(index, ScoreRange::within(after, through))
-    }
-
-    fn count_above(&mut self, index: &[u8], after: i64) -> i64 {
-        live_count(self.ctx(), index, after)
+    /// On one open of the index, through the key API.
+    fn split_at(&mut self, index: &[u8], after: i64, edge: i64) -> (i64, Vec<Vec<u8>>) {
+        let name = OwnedString::new(self.ctx(), index);
+        let index = Key::open_named(self.ctx(), &name);
+        let above = index.len() - index.zset_count(ScoreRange::through(edge));
+        let window = index.zset_members(ScoreRange::within(after, edge));
+        (above, window.iter().map(|m| m.bytes().to_vec()).collect())
     }
 
     /// On the index kept open since its type check, when it is this one.

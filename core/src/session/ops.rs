@@ -31,10 +31,9 @@ pub trait Store {
     fn live_expiry(&mut self, key: &[u8], now_ms: i64) -> Option<i64>;
     /// ZRANGE index 0 -1.
     fn members(&mut self, index: &[u8]) -> Vec<Vec<u8>>;
-    /// ZRANGE index (after through BYSCORE: the members scored in (after, through].
-    fn scored_within(&mut self, index: &[u8], after: i64, through: i64) -> Vec<Vec<u8>>;
-    /// ZCOUNT index (after +inf, without writing.
-    fn count_above(&mut self, index: &[u8], after: i64) -> i64;
+    /// Without writing: how many members score above `edge` (ZCOUNT index (edge +inf), and
+    /// the members scored in (after, edge] (ZRANGE index (after edge BYSCORE).
+    fn split_at(&mut self, index: &[u8], after: i64, edge: i64) -> (i64, Vec<Vec<u8>>);
     /// ZSCORE index member.
     fn index_score(&mut self, index: &[u8], member: &[u8]) -> Option<i64>;
     /// HSET key field value [field value ...]: how many fields are new.
@@ -180,13 +179,12 @@ fn live_sorted(s: &mut impl Store, index: &[u8], now_ms: i64) -> Vec<Vec<u8>> {
 /// The live sessions of `index` at `now_ms`, counted without writing: the members scored past
 /// the look-ahead window are alive, those within it are checked against their keys.
 fn live_len(s: &mut impl Store, index: &[u8], now_ms: i64) -> i64 {
-    let edge = now_ms.saturating_add(LOOKAHEAD_MS);
-    let window = s.scored_within(index, now_ms, edge);
+    let (sure, window) = s.split_at(index, now_ms, now_ms.saturating_add(LOOKAHEAD_MS));
     let alive = window
         .iter()
         .filter(|m| s.live_expiry(m, now_ms).is_some())
         .count();
-    s.count_above(index, edge) + alive as i64
+    sure + alive as i64
 }
 
 /// The live sessions of `index` that make room for a new one under a cap of `max` (None: no

@@ -205,15 +205,14 @@ mod plans {
             }
         }
 
-        fn scored_within(&mut self, index: &[u8], after: i64, through: i64) -> Vec<Vec<u8>> {
+        fn split_at(&mut self, index: &[u8], after: i64, edge: i64) -> (i64, Vec<Vec<u8>>) {
             let zset = self.zsets.get(index).cloned().unwrap_or_default();
-            let within = |m: &Vec<u8>| (after + 1..=through).contains(&zset[m]);
-            self.members(index).into_iter().filter(within).collect()
-        }
-
-        fn count_above(&mut self, index: &[u8], after: i64) -> i64 {
-            let zset = self.zsets.get(index);
-            zset.map_or(0, |z| z.values().filter(|at| **at > after).count() as i64)
+            let above = zset.values().filter(|at| **at > edge).count() as i64;
+            let within = |m: &Vec<u8>| (after + 1..=edge).contains(&zset[m]);
+            (
+                above,
+                self.members(index).into_iter().filter(within).collect(),
+            )
         }
 
         fn index_score(&mut self, index: &[u8], member: &[u8]) -> Option<i64> {
