@@ -39,7 +39,7 @@ SESSION_HASH = ["HSET", SESSION, "__idle_ms", "3600000", "__absolute_at", "41024
 # deadline: a score far ahead would never need moving and hide the index's cost.
 SESSION_SCORE = str(int(time.time() * 1000) + 3600000)
 SETUP = {cid: [SESSION_HASH, ["ZADD", SESSION_INDEX, SESSION_SCORE, SESSION]]
-         for cid in ("hgetall", "pexpire", "session_get")}
+         for cid in ("hgetall", "pexpire", "session_get", "session_count")}
 
 
 def every_key(command):
@@ -103,6 +103,7 @@ COMMANDS = {
     "hgetall": (None, f"HGETALL {SESSION}"),
     "pexpire": (None, f"PEXPIRE {SESSION} 3600000"),
     "session_get": (MODULE, f"SESSION.GET {SESSION}"),
+    "session_count": (MODULE, f"SESSION.COUNT {SESSION_INDEX}"),
     # The cache against plain strings: GET and CACHE.GET (HIT) of a 100-byte value, SET ... PX
     # and CACHE.SET (no tag) of one.
     "get": (None, "GET p:{__rand_int__}"),

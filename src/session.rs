@@ -188,13 +188,18 @@ impl Store for Redis<'_, '_> {
         self.index_members(index, ScoreRange::all())
     }
 
-    /// On one open of the index, through the key API.
+    /// One walk of the index through the key API: its members scored up to `edge` (usually
+    /// none), the rest counted by its length.
     fn split_at(&mut self, index: &[u8], after: i64, edge: i64) -> (i64, Vec<Vec<u8>>) {
         let name = OwnedString::new(self.ctx(), index);
         let index = Key::open_named(self.ctx(), &name);
-        let above = index.len() - index.zset_count(ScoreRange::through(edge));
-        let window = index.zset_members(ScoreRange::within(after, edge));
-        (above, window.iter().map(|m| m.bytes().to_vec()).collect())
+        let scored = index.zset_scored(ScoreRange::through(edge));
+        let window = scored
+            .iter()
+            .filter(|(_, score)| *score > after as f64)
+            .map(|(m, _)| m.bytes().to_vec())
+            .collect();
+        (index.len() - scored.len() as i64, window)
     }
 
     /// On the index kept open since its type check, when it is this one.

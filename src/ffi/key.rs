@@ -216,11 +216,6 @@ impl ScoreRange {
         Self::new(min as f64, f64::INFINITY, true, false)
     }
 
-    /// Scores strictly above `after`, up to and including `through`.
-    pub fn within(after: i64, through: i64) -> Self {
-        Self::new(after as f64, through as f64, true, false)
-    }
-
     pub fn at(score: i64) -> Self {
         Self::new(score as f64, score as f64, false, false)
     }
@@ -336,6 +331,17 @@ impl Key<'_> {
     }
 
     /// The members in the range.
+    /// The members in the range with their scores, lowest first.
+    pub fn zset_scored(&self, r: ScoreRange) -> Vec<(OwnedString, f64)> {
+        let mut cursor = ZsetCursor::start(self, r, false);
+        let mut scored = Vec::new();
+        while let Some(entry) = cursor.current() {
+            scored.push(entry);
+            cursor.advance();
+        }
+        scored
+    }
+
     pub fn zset_members(&self, r: ScoreRange) -> Vec<OwnedString> {
         self.zset_first(r, usize::MAX)
     }
