@@ -97,6 +97,10 @@ COMMANDS = {
     "fixedwindow": (MODULE, "RL.FIXEDWINDOW p:fw:__rand_int__ 1000000 100000"),
     "slidingwindow": (MODULE, "RL.SLIDINGWINDOW p:sw:__rand_int__ 1000000 100000"),
     "throttle": (MODULE, "CL.THROTTLE p:cl:__rand_int__ 1000000 1 100"),
+    # Three limits at once (RL.ALL), against the three commands one by one (the rows above).
+    "rl_all": (MODULE, "RL.ALL TOKENBUCKET p:a:{__rand_int__}:tb 1000000 1 100000 "
+                       "FIXEDWINDOW p:a:{__rand_int__}:fw 1000000 100000 "
+                       "SLIDINGWINDOW p:a:{__rand_int__}:sw 1000000 100000"),
     "cell": ("CELL", "CL.THROTTLE p:cell:__rand_int__ 1000000 1 100"),
     # Sessions: the seeds' two-call read (HGETALL, then PEXPIRE) and SESSION.GET, on one
     # 3-field session (SETUP writes it in the module's documented layout, so its key is known).

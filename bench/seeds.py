@@ -108,6 +108,19 @@ ROWS = [
         ("native", "`RL.SLIDINGWINDOW k 100 1000 EXACT`",
          [["RL.SLIDINGWINDOW", "rl:sw:{k}", "100", "1000", "EXACT"]]),
     ]),
+    # Not a seed: the hand-written way to pass several limits, one call per limiter (which
+    # consumes from the first ones even when a later one denies), against RL.ALL.
+    ("three limits at once", [
+        ("seeds", "the limiters one by one: `RL.TOKENBUCKET`, `RL.FIXEDWINDOW`, "
+                  "`RL.SLIDINGWINDOW` (not all or nothing)",
+         [["RL.TOKENBUCKET", "rl:all1:{{{k}}}:tb", "1000000", "1", "1000"],
+          ["RL.FIXEDWINDOW", "rl:all1:{{{k}}}:fw", "1000000", "60000"],
+          ["RL.SLIDINGWINDOW", "rl:all1:{{{k}}}:sw", "1000000", "60000"]]),
+        ("native", "`RL.ALL` of the same three limits",
+         [["RL.ALL", "TOKENBUCKET", "rl:all:{{{k}}}:tb", "1000000", "1", "1000",
+           "FIXEDWINDOW", "rl:all:{{{k}}}:fw", "1000000", "60000",
+           "SLIDINGWINDOW", "rl:all:{{{k}}}:sw", "1000000", "60000"]]),
+    ]),
 ]
 MODES = {16: f"pipelined ({DEPTH} operations per write)", 1: "one command per round trip"}
 

@@ -4,13 +4,14 @@
 
 use patterns_core::command::CmdError;
 use patterns_core::ratelimit::{
-    self as rl, AdmissionLog, LogWrite, RateReply, SlidingWindow, StateValue, Stored,
-    StringLimiter, TokenBucket,
+    self as rl, AdmissionLog, Limit, Limiter, LogRefund, LogWrite, Outcome, RateReply, Refund,
+    RefundWrite, SlidingWindow, StateValue, Stored, StringLimiter, StringWrite, TokenBucket,
 };
 
 use crate::command;
 use crate::ffi::{
-    now_ms, Call, Command, Key, KeyType, Notify, OwnedString, Reply, ScoreRange, Token,
+    now_ms, Call, Command, Ctx, Key, KeyType, Notify, OwnedString, Reply, ScoreRange, Str, Token,
+    Value,
 };
 use crate::stats::{self, Stat};
 use crate::text::StackText;
@@ -21,13 +22,14 @@ pub const COMMANDS: &[Command] = &[
     command!(rl::FIXEDWINDOW, fixedwindow),
     command!(rl::SLIDINGWINDOW, slidingwindow),
     command!(rl::THROTTLE, throttle),
+    command!(rl::ALL, all),
+    command!(rl::REFUND, refund),
 ];
 
 // RL.TOKENBUCKET key capacity rate period_ms [COST n]
 fn tokenbucket(call: &Call) -> Result<Reply, CmdError> {
-    let a = rl::TOKENBUCKET.parse(call.rest())?;
-    let bucket = TokenBucket::new(a.int("capacity"), a.int("rate"), a.int("period_ms"))?;
-    let reply = run_string(call, &bucket, a.int("COST"))?;
+    let (bucket, cost) = rl::token_bucket(call.rest())?;
+    let reply = run_string(call, &bucket, cost)?;
     stats::admission(
         Stat::TokenbucketAllowed,
         Stat::TokenbucketDenied,
@@ -38,9 +40,8 @@ fn tokenbucket(call: &Call) -> Result<Reply, CmdError> {
 
 // RL.FIXEDWINDOW key limit window_ms [COST n]
 fn fixedwindow(call: &Call) -> Result<Reply, CmdError> {
-    let a = rl::FIXEDWINDOW.parse(call.rest())?;
-    let window = rl::FixedWindow::new(a.int("limit"), a.int("window_ms"))?;
-    let reply = run_string(call, &window, a.int("COST"))?;
+    let (window, cost) = rl::fixed_window(call.rest())?;
+    let reply = run_string(call, &window, cost)?;
     stats::admission(
         Stat::FixedwindowAllowed,
         Stat::FixedwindowDenied,
@@ -51,10 +52,8 @@ fn fixedwindow(call: &Call) -> Result<Reply, CmdError> {
 
 // RL.SLIDINGWINDOW key limit window_ms [COST n] [EXACT]
 fn slidingwindow(call: &Call) -> Result<Reply, CmdError> {
-    let a = rl::SLIDINGWINDOW.parse(call.rest())?;
-    let window = SlidingWindow::new(a.int("limit"), a.int("window_ms"))?;
-    let cost = a.int("COST");
-    let reply = if a.flag("EXACT") {
+    let (window, cost, exact) = rl::sliding_window(call.rest())?;
+    let reply = if exact {
         run_exact(call, &window, cost)?
     } else {
         run_string(call, &window, cost)?
@@ -93,25 +92,34 @@ fn run_string<L: StringLimiter>(
 ) -> Result<RateReply, CmdError> {
     let now = now_ms();
     let mut key = Key::open(call);
-    let stored = key.string()?.map(|value| Stored {
+    let outcome = limiter.decide(stored(&key, L::READS_EXPIRY)?, now, cost)?;
+    if let Some(write) = outcome.write {
+        write_state(call.ctx(), &mut key, write);
+    }
+    Ok(outcome.reply)
+}
+
+/// A string state as stored, with its expiry when the limiter reads it.
+fn stored<'k>(key: &'k Key, reads_expiry: bool) -> Result<Option<Stored<'k>>, CmdError> {
+    Ok(key.string()?.map(|value| Stored {
         value,
-        expire_at_ms: if L::READS_EXPIRY {
+        expire_at_ms: if reads_expiry {
             key.expire_at_ms()
         } else {
             None
         },
-    });
-    let outcome = limiter.decide(stored, now, cost)?;
-    if let Some(write) = outcome.write {
-        let value = state_text(write.value);
-        key.write_string(value.as_bytes());
-        key.set_expire_at(write.expire_at_ms);
-        key.modified(&STRING_EVENTS);
-        // The primary's time travels in the effect, never the caller's command.
-        let set = (call.key(), value.as_c_str(), &PXAT, write.expire_at_ms);
-        call.ctx().replicate(c"SET", set);
-    }
-    Ok(outcome.reply)
+    }))
+}
+
+/// Writes a string state with its absolute expiry and replicates `SET ... PXAT`.
+fn write_state(ctx: Ctx, key: &mut Key, write: StringWrite) {
+    let value = state_text(write.value);
+    key.write_string(value.as_bytes());
+    key.set_expire_at(write.expire_at_ms);
+    key.modified(&STRING_EVENTS);
+    // The primary's time travels in the effect, never the caller's command.
+    let set = (key.name(), value.as_c_str(), &PXAT, write.expire_at_ms);
+    ctx.replicate(c"SET", set);
 }
 
 /// A state's text: a whole-ms TAT or a count is one integer, formatted without `fmt`.
@@ -131,7 +139,7 @@ fn run_exact(call: &Call, window: &SlidingWindow, cost: i64) -> Result<RateReply
     let mut log = ZsetLog { key: &mut key };
     let (reply, write) = window.decide_exact(&mut log, now, cost)?;
     if let Some(write) = write {
-        log.apply(call, &write);
+        log.apply(call.ctx(), &write);
     }
     Ok(reply)
 }
@@ -143,13 +151,14 @@ struct ZsetLog<'k, 'a> {
 
 impl ZsetLog<'_, '_> {
     /// Prunes, adds and sets the expiry, replicating each step as the command Redis would run.
-    fn apply(&mut self, call: &Call, w: &LogWrite) {
-        let (ctx, key) = (call.ctx(), &mut *self.key);
+    fn apply(&mut self, ctx: Ctx, w: &LogWrite) {
+        let key = &mut *self.key;
+        let name = key.name();
         let mut events = vec![(Notify::ZSET, c"zadd")];
         if let Some(through) = w.prune_through_ms {
             let stale = key.zset_members(ScoreRange::through(through));
             key.zset_remove(&stale);
-            ctx.replicate(c"ZREMRANGEBYSCORE", (call.key(), &MINUS_INF, through));
+            ctx.replicate(c"ZREMRANGEBYSCORE", (name, &MINUS_INF, through));
             events.push((Notify::ZSET, c"zremrangebyscore"));
         }
         let score = OwnedString::from_i64(ctx, w.at_ms);
@@ -160,14 +169,14 @@ impl ZsetLog<'_, '_> {
             })
             .collect();
         let mut zadd = Vec::with_capacity(1 + members.len() * 2);
-        zadd.push(call.key());
+        zadd.push(name);
         for m in &members {
             key.zset_add(w.at_ms as f64, m.as_str());
             zadd.extend([score.as_str(), m.as_str()]);
         }
         ctx.replicate_list(c"ZADD", &zadd);
         key.set_expire_at(w.expire_at_ms);
-        ctx.replicate(c"PEXPIREAT", (call.key(), w.expire_at_ms));
+        ctx.replicate(c"PEXPIREAT", (name, w.expire_at_ms));
         events.push((Notify::GENERIC, c"expire"));
         key.modified(&events);
     }
@@ -194,5 +203,164 @@ impl AdmissionLog for ZsetLog<'_, '_> {
 
     fn count_at(&mut self, at_ms: i64) -> Result<i64, CmdError> {
         Ok(self.key.zset_count(ScoreRange::at(at_ms)))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Several limits at once, and refunds: every limit decided (or refunded) with one clock reading
+// before any is written, each written and replicated as its own command would.
+
+// RL.ALL limit [limit ...]
+fn all(call: &Call) -> Result<Reply, CmdError> {
+    let words = call.words();
+    let limits = rl::parse_limits(&rl::ALL, &words)?;
+    let now = now_ms();
+    let mut keys = open_keys(call, &limits)?;
+    let mut decisions = Vec::with_capacity(limits.len());
+    for ((_, limit), key) in limits.iter().zip(&mut keys) {
+        decisions.push(decide(limit, key, now)?);
+    }
+    let replies: Vec<RateReply> = decisions.iter().map(Decision::reply).collect();
+    let (allowed, denied) = rl::all_admit(&replies);
+    if allowed {
+        for (decision, key) in decisions.into_iter().zip(&mut keys) {
+            decision.apply(call.ctx(), key);
+        }
+    }
+    let mut reply = vec![Value::Int(i64::from(allowed)), Value::Int(denied)];
+    reply.extend(replies.iter().map(|r| ints(&r.to_array())));
+    Ok(Reply::Value(Value::Array(reply)))
+}
+
+// RL.REFUND limit [limit ...]
+fn refund(call: &Call) -> Result<Reply, CmdError> {
+    let words = call.words();
+    let limits = rl::parse_limits(&rl::REFUND, &words)?;
+    let now = now_ms();
+    let mut keys = open_keys(call, &limits)?;
+    let mut refunds = Vec::with_capacity(limits.len());
+    for ((_, limit), key) in limits.iter().zip(&mut keys) {
+        refunds.push(refund_one(limit, key, now)?);
+    }
+    let mut remaining = Vec::with_capacity(refunds.len());
+    for (r, key) in refunds.into_iter().zip(&mut keys) {
+        remaining.push(r.apply(call.ctx(), key));
+    }
+    Ok(Reply::Value(ints(&remaining)))
+}
+
+fn ints(values: &[i64]) -> Value {
+    Value::Array(values.iter().map(|&v| Value::Int(v)).collect())
+}
+
+/// Each limit's key, opened (the keys are distinct: `CommandDef::blocks` checks).
+fn open_keys<'a>(call: &Call<'a>, limits: &[(usize, Limit)]) -> Result<Vec<Key<'a>>, CmdError> {
+    limits
+        .iter()
+        .map(|&(at, _)| {
+            let name: Str<'a> = call.arg(at).ok_or(CmdError::Internal)?;
+            Ok(Key::open_arg(call.ctx(), name))
+        })
+        .collect()
+}
+
+/// One limit's decision, not yet written.
+enum Decision {
+    String(Outcome),
+    Log(RateReply, Option<LogWrite>),
+}
+
+fn decide(limit: &Limit, key: &mut Key, now: i64) -> Result<Decision, CmdError> {
+    match limit.limiter {
+        Limiter::Exact(window) => {
+            key.expect(KeyType::ZSet)?;
+            let (reply, write) = window.decide_exact(&mut ZsetLog { key }, now, limit.cost)?;
+            Ok(Decision::Log(reply, write))
+        }
+        _ => Ok(Decision::String(
+            limit.decide(stored(key, limit.reads_expiry())?, now)?,
+        )),
+    }
+}
+
+impl Decision {
+    fn reply(&self) -> RateReply {
+        match self {
+            Decision::String(outcome) => outcome.reply,
+            Decision::Log(reply, _) => *reply,
+        }
+    }
+
+    fn apply(self, ctx: Ctx, key: &mut Key) {
+        match self {
+            Decision::String(Outcome {
+                write: Some(write), ..
+            }) => write_state(ctx, key, write),
+            Decision::Log(_, Some(write)) => ZsetLog { key }.apply(ctx, &write),
+            _ => {}
+        }
+    }
+}
+
+/// One limit's refund, not yet written.
+enum RefundOf {
+    String(Refund),
+    Log(i64, Option<LogRefund>),
+}
+
+fn refund_one(limit: &Limit, key: &mut Key, now: i64) -> Result<RefundOf, CmdError> {
+    match limit.limiter {
+        Limiter::Exact(window) => {
+            key.expect(KeyType::ZSet)?;
+            let (remaining, write) = window.refund_exact(&mut ZsetLog { key }, now, limit.cost)?;
+            Ok(RefundOf::Log(remaining, write))
+        }
+        _ => Ok(RefundOf::String(
+            limit.refund(stored(key, limit.reads_expiry())?, now)?,
+        )),
+    }
+}
+
+impl RefundOf {
+    /// Writes and replicates the refund; the limit's remaining.
+    fn apply(self, ctx: Ctx, key: &mut Key) -> i64 {
+        match self {
+            RefundOf::String(Refund { remaining, write }) => {
+                match write {
+                    Some(RefundWrite::Set(write)) => write_state(ctx, key, write),
+                    Some(RefundWrite::Delete) => {
+                        key.delete();
+                        key.modified(&[(Notify::GENERIC, c"del")]);
+                        ctx.replicate(c"DEL", (key.name(),));
+                    }
+                    None => {}
+                }
+                remaining
+            }
+            RefundOf::Log(remaining, write) => {
+                if let Some(w) = write {
+                    ZsetLog { key }.remove_newest(ctx, w);
+                }
+                remaining
+            }
+        }
+    }
+}
+
+impl ZsetLog<'_, '_> {
+    /// Removes what a refund takes from the log and replicates `ZREM` of those members.
+    fn remove_newest(&mut self, ctx: Ctx, w: LogRefund) {
+        let key = &mut *self.key;
+        let mut members = key.zset_members(ScoreRange::after(w.above_ms));
+        let at = key.zset_members(ScoreRange::at(w.above_ms));
+        let names: Vec<&[u8]> = at.iter().map(OwnedString::bytes).collect();
+        let newest = rl::newest_members(&names, w.at_count);
+        members.extend(newest.into_iter().map(|i| OwnedString::new(ctx, names[i])));
+        key.zset_remove(&members);
+        let mut zrem = Vec::with_capacity(1 + members.len());
+        zrem.push(key.name());
+        zrem.extend(members.iter().map(OwnedString::as_str));
+        ctx.replicate_list(c"ZREM", &zrem);
+        key.modified(&[(Notify::ZSET, c"zrem")]);
     }
 }

@@ -286,6 +286,14 @@ fn argument_words(def: &CommandDef) -> Vec<&'static str> {
     if let Some(trailing) = def.trailing {
         words.extend(trailing.names);
     }
+    // A command of blocks: each kind's token, then its own command's words.
+    if let Keys::Blocks { name, kinds } = def.key_positions {
+        words.push(name);
+        for kind in kinds {
+            words.push(kind.token);
+            words.extend(argument_words(kind.def));
+        }
+    }
     words
 }
 
@@ -293,6 +301,7 @@ fn argument_words(def: &CommandDef) -> Vec<&'static str> {
 fn takes_a_list(def: &CommandDef) -> bool {
     def.trailing.is_some()
         || def.key_positions == Keys::All
+        || matches!(def.key_positions, Keys::Blocks { .. })
         || def
             .options
             .iter()

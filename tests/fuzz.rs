@@ -25,7 +25,7 @@ mod common;
 
 use common::*;
 use patterns_core::cache::{Entry, Lease, Times};
-use patterns_core::command::{ArgKind, CommandDef, Keys, OptValue};
+use patterns_core::command::{ArgKind, Block, CommandDef, Keys, OptValue};
 use patterns_core::keys::derived_key;
 use patterns_core::lua::{families, TwinCommand};
 use rand::rngs::StdRng;
@@ -294,6 +294,9 @@ impl Gen<'_> {
     /// left out), trailing groups, and options in random order (before the positionals when
     /// there is a trailing group, as `CommandDef::options` says).
     fn well_formed(&mut self, def: &CommandDef) -> Argv {
+        if let Keys::Blocks { kinds, .. } = def.key_positions {
+            return self.blocks(def, kinds);
+        }
         let mut argv = vec![def.name.as_bytes().to_vec(), self.key()];
         let mut options = Vec::new();
         self.options(def, &mut options);
@@ -315,6 +318,19 @@ impl Gen<'_> {
             }
         }
         argv.append(&mut options);
+        argv
+    }
+
+    /// A command of blocks (`RL.ALL limit [limit ...]`): one to three blocks, each its token
+    /// and a well-formed call of its kind's command without the name.
+    fn blocks(&mut self, def: &CommandDef, kinds: &[Block]) -> Argv {
+        let mut argv = vec![def.name.as_bytes().to_vec()];
+        for _ in 0..self.rng.gen_range(1..=3) {
+            let kind = &kinds[self.rng.gen_range(0..kinds.len())];
+            argv.push(self.token(kind.token));
+            let block = self.well_formed(kind.def);
+            argv.extend(block.into_iter().skip(1));
+        }
         argv
     }
 
@@ -497,6 +513,16 @@ fn twin_call(twin: &TwinCommand, argv: &Argv, leading: Argv) -> Option<redis::Cm
     let args = &argv[1..];
     let (keys, rest): (Vec<&Vec<u8>>, Vec<&Vec<u8>>) = match twin.def.key_positions {
         Keys::All => (args.iter().collect(), vec![]),
+        // Each block's key in KEYS, the rest (tokens and arguments) in ARGV.
+        Keys::Blocks { .. } => {
+            let words: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
+            let at = twin.def.block_keys(&words);
+            let rest = args.iter().enumerate().filter(|(i, _)| !at.contains(i));
+            (
+                at.iter().map(|&i| &args[i]).collect(),
+                rest.map(|(_, a)| a).collect(),
+            )
+        }
         Keys::First => (args.iter().take(1).collect(), args.iter().skip(1).collect()),
         Keys::FirstAndAfter { token, from } => {
             let from = usize::try_from(from).unwrap_or(0).max(2);

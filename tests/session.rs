@@ -113,7 +113,13 @@ fn rotation_never_shows_both_keys_or_neither() {
                 }
             })
         };
-        for _ in 0..300 {
+        // At least 300 rotations, and on until the reader has overlapped 50 of them (a loaded
+        // machine may schedule it rarely); a deadline keeps a stalled reader from hanging.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut rotations = 0;
+        while rotations < 300 || (reads.load(Ordering::Relaxed) <= 50 && Instant::now() < deadline)
+        {
+            rotations += 1;
             let new: String = query(&mut c, &["SESSION.ROTATE", &key]);
             assert_ne!(new, key);
             // The old key is dead and the new one holds the data, seen in one transaction.

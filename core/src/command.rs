@@ -203,7 +203,61 @@ pub enum Keys {
     /// The first argument, and every argument after the option `token`, searched for from
     /// argument `from` on (past any argument that may be free text): `... [TAGS tag ...]`.
     FirstAndAfter { token: &'static str, from: i32 },
+    /// A sequence of blocks `TOKEN key <arguments>` (`RL.ALL limit [limit ...]`), each block one
+    /// of `kinds`: its token, its key, then the arguments that kind's command takes after its
+    /// key. Each block's key is a key; `name` is the documented word for one block (`limit`).
+    Blocks {
+        name: &'static str,
+        kinds: &'static [Block],
+    },
 }
+
+/// One kind of block of a [`Keys::Blocks`] command: `token key` followed by the arguments `def`
+/// takes after its key, parsed (and refused, with the same error texts) as `def` parses them.
+/// `def` has no optional positional and no trailing group, so a block ends after its options.
+#[derive(Debug)]
+pub struct Block {
+    pub token: &'static str,
+    pub def: &'static CommandDef,
+}
+
+impl PartialEq for Block {
+    fn eq(&self, other: &Self) -> bool {
+        self.token == other.token && std::ptr::eq(self.def, other.def)
+    }
+}
+
+impl Eq for Block {}
+
+/// One block of a call, as found in its arguments.
+#[derive(Clone, Copy, Debug)]
+pub struct BlockAt<'a> {
+    /// Its kind, as an index in [`Keys::Blocks`]' `kinds`.
+    pub kind: usize,
+    /// Its key's index in the arguments after the command's name.
+    pub key: usize,
+    /// The arguments after its key, for its kind's `def.parse`.
+    pub args: &'a [&'a [u8]],
+}
+
+/// Whether no two of `keys` are equal: compared pairwise for the few keys of most calls
+/// (cheaper than hashing them), through a set beyond that.
+fn distinct<'a>(keys: impl ExactSizeIterator<Item = &'a [u8]> + Clone) -> bool {
+    const FEW: usize = 16;
+    let n = keys.len();
+    if n <= FEW {
+        let mut all: [&[u8]; FEW] = [&[]; FEW];
+        for (slot, key) in all.iter_mut().zip(keys) {
+            *slot = key;
+        }
+        return (0..n).all(|i| !all[..i].contains(&all[i]));
+    }
+    let mut seen = std::collections::HashSet::with_capacity(keys.len());
+    keys.into_iter().all(|k| seen.insert(k))
+}
+
+/// A [`Keys::Blocks`] command names one key in two blocks.
+pub const KEY_TWICE: &str = "a key may appear only once in a call";
 
 /// Most positionals or options any command has; parsed values live in fixed arrays.
 pub const MAX_ARGS: usize = 6;
@@ -251,6 +305,12 @@ pub struct Trailing {
 impl CommandDef {
     /// Redis arity: negative (a minimum) when anything is optional.
     pub fn arity(&self) -> i32 {
+        if let Keys::Blocks { kinds, .. } = self.key_positions {
+            // The name, then at least one block: its token, its key and its required arguments
+            // (as many as its own command's arity, the token in its name's place).
+            let least = kinds.iter().map(|b| b.def.arity().abs()).min();
+            return -(1 + least.unwrap_or(0));
+        }
         let trailing = self.trailing;
         let required = 2
             + self
@@ -390,6 +450,84 @@ impl CommandDef {
             };
         }
         Ok(rest)
+    }
+
+    /// The blocks of a [`Keys::Blocks`] command, `args` being every argument after its name:
+    /// a word that is no kind's token is a syntax error, a token without a key a wrong number
+    /// of arguments for that kind's command, a key in two blocks [`KEY_TWICE`]. The blocks'
+    /// own arguments are not parsed here.
+    pub fn blocks<'a>(&self, args: &'a [&'a [u8]]) -> Result<Vec<BlockAt<'a>>, CmdError> {
+        let mut blocks = Vec::new();
+        let mut at = 0;
+        while at < args.len() {
+            let block = self.block_at(args, at)?;
+            at = block.key + 1 + block.args.len();
+            blocks.push(block);
+        }
+        if blocks.is_empty() {
+            return Err(CmdError::WrongArity(self.name));
+        }
+        if !distinct(blocks.iter().map(|b| args[b.key])) {
+            return Err(CmdError::Invalid(KEY_TWICE));
+        }
+        Ok(blocks)
+    }
+
+    /// Parses a block's arguments (after its key) as this command's: first the argument
+    /// count the server itself would check for the command, then [`CommandDef::parse`].
+    pub fn parse_block<'a>(&'a self, args: &'a [&'a [u8]]) -> Result<Args<'a>, CmdError> {
+        let (argc, arity) = (2 + args.len() as i32, self.arity());
+        if (arity > 0 && argc != arity) || argc < -arity {
+            return Err(CmdError::WrongArity(self.name));
+        }
+        self.parse(args)
+    }
+
+    /// The indexes of the keys of a [`Keys::Blocks`] command's arguments (after its name), as
+    /// far as its blocks can be told apart: what a key-position request answers.
+    pub fn block_keys(&self, args: &[&[u8]]) -> Vec<usize> {
+        let mut keys = Vec::new();
+        let mut at = 0;
+        while let Ok(block) = self.block_at(args, at) {
+            keys.push(block.key);
+            at = block.key + 1 + block.args.len();
+        }
+        keys
+    }
+
+    /// The block starting at `args[at]`: its token, its key, its kind's positionals (as many
+    /// as there are), then every word its kind's options take.
+    fn block_at<'a>(&self, args: &'a [&'a [u8]], at: usize) -> Result<BlockAt<'a>, CmdError> {
+        let Keys::Blocks { kinds, .. } = self.key_positions else {
+            return Err(CmdError::Syntax);
+        };
+        let token = args.get(at).ok_or(CmdError::Syntax)?;
+        let kind = kinds
+            .iter()
+            .position(|b| b.token.as_bytes().eq_ignore_ascii_case(token))
+            .ok_or(CmdError::Syntax)?;
+        let def = kinds[kind].def;
+        let key = at + 1;
+        if key >= args.len() {
+            return Err(CmdError::WrongArity(def.name));
+        }
+        let mut end = (key + 1 + def.positionals.len()).min(args.len());
+        while let Some(o) = args
+            .get(end)
+            .and_then(|w| def.options.iter().find(|o| o.matches(w)))
+        {
+            end += match o.value {
+                OptValue::Flag | OptValue::Word(_) => 1,
+                OptValue::Arg(_) | OptValue::Choice(_) => 2,
+                OptValue::Rest { .. } => args.len() - end,
+            };
+            end = end.min(args.len());
+        }
+        Ok(BlockAt {
+            kind,
+            key,
+            args: &args[key + 1..end],
+        })
     }
 
     /// The value a name reads: a positional's name, or an option's token (`COST`, `ASC|DESC`).
@@ -574,6 +712,8 @@ pub enum CmdError {
     BadState(&'static str),
     /// `NOPERM ...`: the user may not access a key the command derives (Redis's own text).
     NoPerm,
+    /// A call whose arguments are each valid but do not go together (`ERR <text>`).
+    Invalid(&'static str),
     /// A panic was caught at the command boundary.
     Internal,
 }
@@ -592,7 +732,7 @@ impl fmt::Display for CmdError {
             CmdError::WrongType => {
                 f.write_str("WRONGTYPE Operation against a key holding the wrong kind of value")
             }
-            CmdError::BadState(what) => write!(f, "ERR {what}"),
+            CmdError::BadState(what) | CmdError::Invalid(what) => write!(f, "ERR {what}"),
             CmdError::NoPerm => f.write_str(
                 "NOPERM this user has no permissions to access one of the keys used as arguments",
             ),

@@ -197,6 +197,7 @@ local function parse(def, keys, argv)
   end
   return a
 end
+
 local MAX_LEASE_MS = 60000
 local FORMAT = 192
 local HAS_VALUE = 1

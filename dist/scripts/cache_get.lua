@@ -173,6 +173,7 @@ local function parse(def, keys, argv)
   end
   return a
 end
+
 local DRAW_MAX = 9007199254740992
 local WAIT_RETRY_MS = 50
 local MAX_LEASE_MS = 60000

@@ -168,6 +168,7 @@ local function parse(def, keys, argv)
   end
   return a
 end
+
 local MAX_LEASE_MS = 60000
 local CHANNEL = 'patterns:invalidate'
 local function cache_type(key)

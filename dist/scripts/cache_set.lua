@@ -197,6 +197,7 @@ local function parse(def, keys, argv)
   end
   return a
 end
+
 local FORMAT = 192
 local HAS_VALUE = 1
 local HAS_LEASE = 2

@@ -196,6 +196,7 @@ local function parse(def, keys, argv)
   end
   return a
 end
+
 local FORMAT = 192
 local HAS_VALUE = 1
 local HAS_LEASE = 2

@@ -199,6 +199,7 @@ local function parse(def, keys, argv)
   end
   return a
 end
+
 local TWIN_RANGE = 'ERR the limiter\'s arguments exceed the Lua twin\'s exact integer range (2^52)'
 local SPAN_TOO_LONG = 'ERR the limiter\'s time span is too long (over 2^52 ms)'
 local NOT_LIMITER_STATE = 'ERR key does not hold rate limiter state'
@@ -215,22 +216,45 @@ local function parse_tat(v)
   return ms, num, den
 end
 
--- GCRA in units of 1/rate ms: τ = capacity·period, one token = period. See ratelimit/mod.rs.
-local function token_bucket(key, capacity, rate, period, cost)
+-- Each limiter is split in two so RL.ALL can decide every limit before it writes any: a
+-- check of its arguments (what the module refuses while parsing), and a decision at `now`
+-- returning its reply {allowed, limit, remaining, retry, reset} with, in `write`, a function
+-- that writes its new state (nil when nothing changes); or nil and an error. A refund returns
+-- {remaining, write = ...} the same way.
+
+local function token_bucket_check(capacity, rate, period)
   local tau = capacity * period
-  if tau > MAX_MS * rate then return nil, err(SPAN_TOO_LONG) end
-  if tau > MAX_MS then return nil, err(TWIN_RANGE) end
+  if tau > MAX_MS * rate then return err(SPAN_TOO_LONG) end
+  if tau > MAX_MS then return err(TWIN_RANGE) end
+end
+
+-- The bucket's debt (TAT - now) in units of 1/rate ms, within [0, τ]; nil for a bad state.
+local function tat_debt(v, now, rate, tau)
+  if not v then return 0 end
+  local tat, num, den = parse_tat(v)
+  if tat == nil then return nil end
+  if num ~= 0 and den ~= rate then tat, num = tat + 1, 0 end
+  local debt = (tat - now) * rate + num
+  if debt < 0 then debt = 0 elseif debt > tau then debt = tau end
+  return debt
+end
+
+-- `SET key <tat> PXAT <expiry>` for a debt above 0 (exact: at most τ <= 2^52).
+local function tat_write(key, now, debt, rate)
+  local whole, num = divmod(debt, rate)
+  local value = int(now + whole)
+  if num > 0 then value = value .. '+' .. int(num) .. '/' .. int(rate) end
+  local at = int(now + ceil_div(debt, rate))
+  return function() redis.call('SET', key, value, 'PXAT', at) end
+end
+
+-- GCRA in units of 1/rate ms: τ = capacity·period, one token = period. See ratelimit/mod.rs.
+local function token_bucket(key, capacity, rate, period, cost, now)
   local v, e = get_string(key)
   if e then return nil, e end
-  local now = now_ms()
-  local debt = 0
-  if v then
-    local tat, num, den = parse_tat(v)
-    if tat == nil then return nil, err(NOT_LIMITER_STATE) end
-    if num ~= 0 and den ~= rate then tat, num = tat + 1, 0 end
-    debt = (tat - now) * rate + num
-    if debt < 0 then debt = 0 elseif debt > tau then debt = tau end
-  end
+  local tau = capacity * period
+  local debt = tat_debt(v, now, rate, tau)
+  if debt == nil then return nil, err(NOT_LIMITER_STATE) end
   local fits = cost <= capacity
   local needed = fits and cost * period or 0
   local allowed = fits and debt + needed <= tau
@@ -238,19 +262,23 @@ local function token_bucket(key, capacity, rate, period, cost)
   local retry = -1
   if fits and not allowed then retry = ceil_div(debt + needed - tau, rate) end
   local reset = ceil_div(new_debt, rate)
-  if allowed and cost > 0 then
-    local whole, num = divmod(new_debt, rate)
-    local value = int(now + whole)
-    if num > 0 then value = value .. '+' .. int(num) .. '/' .. int(rate) end
-    redis.call('SET', key, value, 'PXAT', int(now + reset))
-  end
-  local remaining = divmod(tau - new_debt, period)
-  return {allowed, capacity, remaining, retry, reset}
+  local r = {allowed, capacity, divmod(tau - new_debt, period), retry, reset}
+  if allowed and cost > 0 then r.write = tat_write(key, now, new_debt, rate) end
+  return r
+end
+
+local function run_one(r, e)
+  if e then return nil, e end
+  if r.write then r.write() end
+  return r
 end
 
 local function cl_throttle_run(key, max_burst, count_per_period, period_s, quantity)
-  local r, e = token_bucket(key, max_burst + 1, count_per_period, period_s * 1000, quantity)
+  local capacity, period = max_burst + 1, period_s * 1000
+  local e = token_bucket_check(capacity, count_per_period, period)
   if e then return e end
+  local r, e2 = run_one(token_bucket(key, capacity, count_per_period, period, quantity, now_ms()))
+  if e2 then return e2 end
   local function secs(ms)
     if ms < 0 then return -1 end
     return ceil_div(ms, 1000)

@@ -157,6 +157,7 @@ local function parse(def, keys, argv)
   end
   return a
 end
+
 local function lb_type(key)
   if key == nil then return 'none' end
   return redis.call('TYPE', key)['ok']

@@ -174,6 +174,7 @@ local function parse(def, keys, argv)
   end
   return a
 end
+
 local STAMP_DIGITS = 16
 local BATCH = 1000
 local DENSE_MAX = 10000

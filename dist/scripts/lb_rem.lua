@@ -174,6 +174,7 @@ local function parse(def, keys, argv)
   end
   return a
 end
+
 local ORDER_SUFFIX = 'lb-order'
 local STAMPS_SUFFIX = 'lb-stamps'
 local SCORES_SUFFIX = 'lb-scores'

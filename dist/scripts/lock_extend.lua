@@ -184,6 +184,7 @@ local function parse(def, keys, argv)
   end
   return a
 end
+
 local OWNER_FIELD = 'owner'
 local TOKEN_FIELD = 'token'
 local HOLDS_FIELD = 'holds'

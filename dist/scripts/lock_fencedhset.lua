@@ -188,6 +188,7 @@ local function parse(def, keys, argv)
   end
   return a
 end
+
 local RESOURCE_FENCE_FIELD = '__fence'
 local NOT_FENCED = 'ERR the resource\'s __fence is not a positive integer'
 local function lock_fencedhset_run(key, token, pairs)

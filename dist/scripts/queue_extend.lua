@@ -193,6 +193,7 @@ local function parse(def, keys, argv)
   end
   return a
 end
+
 local Q_MAX_MS = 4503599627370496
 local Q_LEASES_SUFFIX = 'leases:'
 local Q_DEAD_SUFFIX = 'dead'

@@ -201,6 +201,7 @@ local function parse(def, keys, argv)
   end
   return a
 end
+
 local Q_MAX_MS = 4503599627370496
 local Q_DEAD_SUFFIX = 'dead'
 local Q_DEDUPE_SUFFIX = 'dedupe:'

@@ -183,6 +183,7 @@ local function parse(def, keys, argv)
   end
   return a
 end
+
 local Q_LEASES_SUFFIX = 'leases:'
 local Q_DEAD_SUFFIX = 'dead'
 local Q_PAYLOAD_FIELD = 'payload'

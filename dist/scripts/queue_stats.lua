@@ -189,6 +189,7 @@ local function parse(def, keys, argv)
   end
   return a
 end
+
 local Q_PARKED = '(delayed)'
 local Q_LEASES_SUFFIX = 'leases:'
 local Q_DEAD_SUFFIX = 'dead'

@@ -187,39 +187,63 @@ local function parse(def, keys, argv)
   end
   return a
 end
+
 local SPAN_TOO_LONG = 'ERR the limiter\'s time span is too long (over 2^52 ms)'
 local NOT_LIMITER_STATE = 'ERR key does not hold rate limiter state'
 local function rl_reply(allowed, limit, remaining, retry, reset)
   return {allowed and 1 or 0, limit, remaining, retry, reset}
 end
 
+local function run_one(r, e)
+  if e then return nil, e end
+  if r.write then r.write() end
+  return r
+end
+
 local function window_start(now, window)
   return now - math.fmod(now, window)
 end
 
-local function rl_fixedwindow_run(key, limit, window_ms, cost)
+-- The count of the window ending at stop: a key expiring later counts as empty; nil for a
+-- bad state.
+local function fixed_count(key, v, now, stop)
+  if not v then return 0 end
+  local count = state_int(v)
+  if count == nil then return nil end
+  local ttl = redis.call('PTTL', key)
+  if ttl < 0 or now + ttl > stop then return 0 end
+  return count
+end
+
+local function window_check(window_ms)
   if window_ms > MAX_MS then return err(SPAN_TOO_LONG) end
+end
+
+local function fixed_window(key, limit, window_ms, cost, now)
   local v, e = get_string(key)
-  if e then return e end
-  local now = now_ms()
+  if e then return nil, e end
   local stop = window_start(now, window_ms) + window_ms
-  local count = 0
-  if v then
-    count = state_int(v)
-    if count == nil then return err(NOT_LIMITER_STATE) end
-    local ttl = redis.call('PTTL', key)
-    if ttl < 0 or now + ttl > stop then count = 0 end
-  end
+  local count = fixed_count(key, v, now, stop)
+  if count == nil then return nil, err(NOT_LIMITER_STATE) end
   local allowed = cost <= limit - count
   local new_count = allowed and count + cost or count
-  if allowed and cost > 0 then
-    redis.call('SET', key, int(new_count), 'PXAT', int(stop))
-  end
   local retry = -1
   if not allowed and cost <= limit then retry = stop - now end
   local reset = 0
   if new_count > 0 then reset = stop - now end
-  return rl_reply(allowed, limit, math.max(limit - new_count, 0), retry, reset)
+  local r = {allowed, limit, math.max(limit - new_count, 0), retry, reset}
+  if allowed and cost > 0 then
+    r.write = function() redis.call('SET', key, int(new_count), 'PXAT', int(stop)) end
+  end
+  return r
+end
+
+local function rl_fixedwindow_run(key, limit, window_ms, cost)
+  local e = window_check(window_ms)
+  if e then return e end
+  local r, e2 = run_one(fixed_window(key, limit, window_ms, cost, now_ms()))
+  if e2 then return e2 end
+  return rl_reply(r[1], r[2], r[3], r[4], r[5])
 end
 
 

@@ -193,6 +193,7 @@ local function parse(def, keys, argv)
   end
   return a
 end
+
 local PRUNE_BATCH = 8
 local MAX_EXACT_COST = 10000
 local TWIN_RANGE = 'ERR the limiter\'s arguments exceed the Lua twin\'s exact integer range (2^52)'
@@ -203,16 +204,25 @@ local function rl_reply(allowed, limit, remaining, retry, reset)
   return {allowed and 1 or 0, limit, remaining, retry, reset}
 end
 
+local function run_one(r, e)
+  if e then return nil, e end
+  if r.write then r.write() end
+  return r
+end
+
 local function window_start(now, window)
   return now - math.fmod(now, window)
 end
 
-local function rl_slidingwindow_exact(key, limit, window, cost)
-  local now = now_ms()
+local function window_check(window_ms)
+  if window_ms > MAX_MS then return err(SPAN_TOO_LONG) end
+end
+
+local function sliding_exact(key, limit, window, cost, now)
   local cutoff = now - window
   local count = redis.pcall('ZCOUNT', key, '(' .. int(cutoff), '+inf')
-  if type(count) == 'table' then return count end
-  if cost > MAX_EXACT_COST then return err(EXACT_COST_TOO_HIGH) end
+  if type(count) == 'table' then return nil, count end
+  if cost > MAX_EXACT_COST then return nil, err(EXACT_COST_TOO_HIGH) end
   local allowed = cost <= limit - count
   local new_count = allowed and count + cost or count
   local retry = -1
@@ -221,53 +231,59 @@ local function rl_slidingwindow_exact(key, limit, window, cost)
       int(count + cost - limit - 1), 1, 'WITHSCORES')
     retry = math.floor(tonumber(r[2])) + window - now
   end
-  local reset = 0
+  local reset, write = 0, nil
   if allowed and cost > 0 then
     local seq = redis.call('ZCOUNT', key, int(now), int(now))
     -- Stale entries are pruned in batches (see ratelimit/mod.rs).
     local stale = redis.call('ZCARD', key) - count
     local batch = math.min(math.max(math.floor(limit / 4), 1), PRUNE_BATCH)
-    if stale >= batch then
-      redis.call('ZREMRANGEBYSCORE', key, '-inf', int(cutoff))
-    end
-    local at, args = int(now), {}
-    for i = 0, cost - 1 do
-      args[#args + 1] = at
-      args[#args + 1] = at .. ':' .. int(seq + i)
-      if #args >= 1000 or i == cost - 1 then
-        redis.call('ZADD', key, unpack(args))
-        args = {}
+    write = function()
+      if stale >= batch then
+        redis.call('ZREMRANGEBYSCORE', key, '-inf', int(cutoff))
       end
+      local at, args = int(now), {}
+      for i = 0, cost - 1 do
+        args[#args + 1] = at
+        args[#args + 1] = at .. ':' .. int(seq + i)
+        if #args >= 1000 or i == cost - 1 then
+          redis.call('ZADD', key, unpack(args))
+          args = {}
+        end
+      end
+      redis.call('PEXPIREAT', key, int(now + window))
     end
-    redis.call('PEXPIREAT', key, int(now + window))
     reset = window
   elseif new_count > 0 then
     local newest = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')
     reset = math.max(math.floor(tonumber(newest[2])) + window - now, 0)
   end
-  return rl_reply(allowed, limit, math.max(limit - new_count, 0), retry, reset)
+  return {allowed, limit, math.max(limit - new_count, 0), retry, reset, write = write}
 end
 
-local function rl_slidingwindow_run(key, limit, window_ms, cost, exact)
-  if window_ms > MAX_MS then return err(SPAN_TOO_LONG) end
-  if exact == 1 then return rl_slidingwindow_exact(key, limit, window_ms, cost) end
-  if limit * window_ms > MAX_MS then return err(TWIN_RANGE) end
-  local v, e = get_string(key)
+local function sliding_check(limit, window_ms, exact)
+  local e = window_check(window_ms)
   if e then return e end
-  local now = now_ms()
+  if exact ~= 1 and limit * window_ms > MAX_MS then return err(TWIN_RANGE) end
+end
+
+-- (previous, current) counts as seen from the window starting at start; nil for a bad state.
+local function sliding_counts(v, start, window_ms)
+  if not v then return 0, 0 end
+  local s, p, c = string.match(v, '^([^:]*):([^:]*):([^:]*)$')
+  s, p, c = state_int(s), state_int(p), state_int(c)
+  if s == nil or p == nil or c == nil then return nil end
+  if s == start then return p, c end
+  if s == start - window_ms then return c, 0 end
+  return 0, 0
+end
+
+local function sliding_window(key, limit, window_ms, cost, now)
+  local v, e = get_string(key)
+  if e then return nil, e end
   local start = window_start(now, window_ms)
   local elapsed = now - start
-  local prev, curr = 0, 0
-  if v then
-    local s, p, c = string.match(v, '^([^:]*):([^:]*):([^:]*)$')
-    s, p, c = state_int(s), state_int(p), state_int(c)
-    if s == nil or p == nil or c == nil then return err(NOT_LIMITER_STATE) end
-    if s == start then
-      prev, curr = p, c
-    elseif s == start - window_ms then
-      prev = c
-    end
-  end
+  local prev, curr = sliding_counts(v, start, window_ms)
+  if prev == nil then return nil, err(NOT_LIMITER_STATE) end
   local weighted_prev = prev * (window_ms - elapsed)
   local capacity = limit * window_ms
   local allowed = cost <= limit and weighted_prev + (curr + cost) * window_ms <= capacity
@@ -284,15 +300,26 @@ local function rl_slidingwindow_run(key, limit, window_ms, cost, exact)
   local until_end = window_ms - elapsed
   local reset = 0
   if new_curr > 0 then reset = until_end + window_ms elseif prev > 0 then reset = until_end end
-  if allowed and cost > 0 then
-    redis.call('SET', key, int(start) .. ':' .. int(prev) .. ':' .. int(new_curr),
-      'PXAT', int(start + 2 * window_ms))
-  end
   local left = capacity - weighted_prev - new_curr * window_ms
   local remaining = 0
   if left > 0 then remaining = divmod(left, window_ms) end
-  return rl_reply(allowed, limit, remaining, retry, reset)
+  local r = {allowed, limit, remaining, retry, reset}
+  if allowed and cost > 0 then
+    local value = int(start) .. ':' .. int(prev) .. ':' .. int(new_curr)
+    r.write = function() redis.call('SET', key, value, 'PXAT', int(start + 2 * window_ms)) end
+  end
+  return r
 end
+
+local function rl_slidingwindow_run(key, limit, window_ms, cost, exact)
+  local e = sliding_check(limit, window_ms, exact)
+  if e then return e end
+  local decide = exact == 1 and sliding_exact or sliding_window
+  local r, e2 = run_one(decide(key, limit, window_ms, cost, now_ms()))
+  if e2 then return e2 end
+  return rl_reply(r[1], r[2], r[3], r[4], r[5])
+end
+
 
 local DEF_rl_slidingwindow = {
   arity = -4,

@@ -231,6 +231,7 @@ local function parse(def, keys, argv)
   end
   return a
 end
+
 local NO_WAIT = -1
 local NO_WAIT_IN_TWIN = 'ERR WAIT needs the redis-patterns module: the Lua twin cannot block (omit WAIT to try once)'
 local OWNER_FIELD = 'owner'

@@ -189,6 +189,7 @@ local function parse(def, keys, argv)
   end
   return a
 end
+
 local NO_WAIT = -1
 local NO_WAIT_IN_TWIN = 'ERR WAIT needs the redis-patterns module: the Lua twin cannot block (omit WAIT to try once)'
 local TTL_TOO_LONG = 'ERR ttl_ms must be at most 2^52'

@@ -171,6 +171,7 @@ local function parse(def, keys, argv)
   end
   return a
 end
+
 -- Read only (registered no-writes): the live permits, the expired ones left for a write to prune.
 local function sem_count_run(key)
   local t = key_type(key)

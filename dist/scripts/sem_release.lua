@@ -188,6 +188,7 @@ local function parse(def, keys, argv)
   end
   return a
 end
+
 -- A semaphore's permits, expired ones pruned: nil, or an error unless a sorted set.
 local function sem_live(key, now)
   local t = key_type(key)

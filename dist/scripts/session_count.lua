@@ -171,6 +171,7 @@ local function parse(def, keys, argv)
   end
   return a
 end
+
 local LOOKAHEAD_MS = 1000
 local function sess_expect_index(index)
   local t = key_type(index)

@@ -173,6 +173,7 @@ local function parse(def, keys, argv)
   end
   return a
 end
+
 local function sess_expect_index(index)
   local t = key_type(index)
   if t ~= 'none' and t ~= 'zset' then return err(WRONGTYPE) end

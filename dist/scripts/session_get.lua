@@ -207,6 +207,7 @@ local function parse(def, keys, argv)
   end
   return a
 end
+
 local IDLE_FIELD = '__idle_ms'
 local ABSOLUTE_FIELD = '__absolute_at'
 local INDEX_FIELD = '__index'

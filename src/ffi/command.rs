@@ -64,14 +64,16 @@ pub(super) fn register(ctx: Ctx, command: &Command, own_category: bool) -> Resul
     let name = CString::new(def.name.to_ascii_lowercase()).map_err(|e| e.to_string())?;
     // Keys after a token: Redis 7.0's Cluster routing reads only the legacy key range, so the
     // command also answers key-position requests (see `dispatch`).
+    // Keys in blocks: no range holds them, so Redis asks the command for their positions.
     let flags = match def.key_positions {
-        Keys::FirstAndAfter { .. } => def.flags.and(Flags::GETKEYS_API),
+        Keys::FirstAndAfter { .. } | Keys::Blocks { .. } => def.flags.and(Flags::GETKEYS_API),
         _ => def.flags,
     };
     let flags = CString::new(flags.to_string()).map_err(|e| e.to_string())?;
-    let last = match def.key_positions {
-        Keys::All => -1,
-        Keys::First | Keys::FirstAndAfter { .. } => 1,
+    let (first, last) = match def.key_positions {
+        Keys::All => (1, -1),
+        Keys::First | Keys::FirstAndAfter { .. } => (1, 1),
+        Keys::Blocks { .. } => (0, 0),
     };
     // SAFETY: the load context is live; the server copies the name and the flags.
     let status = unsafe {
@@ -80,9 +82,9 @@ pub(super) fn register(ctx: Ctx, command: &Command, own_category: bool) -> Resul
             name.as_ptr(),
             Some(command.entry),
             flags.as_ptr(),
-            1,
+            first,
             last,
-            1,
+            first,
         )
     };
     if status != OK {
@@ -152,15 +154,19 @@ pub fn dispatch(
         };
         // SAFETY: as above, each argument is a live string for the whole call.
         let args = || argv.iter().map(|a| unsafe { Str::from_raw(*a) });
-        if let Keys::FirstAndAfter { token, from } = def.key_positions {
-            // SAFETY: the context is live.
-            if unsafe { raw::RedisModule_IsKeysPositionRequest.unwrap()(ctx.as_ptr()) } != 0 {
-                report_keys(ctx, args(), token, from);
-                return;
-            }
+        let asks_keys = matches!(
+            def.key_positions,
+            Keys::FirstAndAfter { .. } | Keys::Blocks { .. }
+        );
+        // SAFETY: the context is live.
+        let position_request =
+            || unsafe { raw::RedisModule_IsKeysPositionRequest.unwrap()(ctx.as_ptr()) };
+        if asks_keys && position_request() != 0 {
+            report_keys(ctx, def, args());
+            return;
         }
         let result = guard(Err(CmdError::Internal), || {
-            body(&Call::new(ctx, def, args())?)
+            body(&Call::new(ctx, def, argv, args())?)
         });
         match result {
             Ok(reply) => send(ctx, reply),
@@ -170,24 +176,36 @@ pub fn dispatch(
     OK
 }
 
-/// Answers a key-position request as the key specs read the arguments: the first argument,
-/// and every argument after the first `token` found from position `from` on.
-fn report_keys<'a>(ctx: Ctx, args: impl Iterator<Item = Str<'a>>, token: &str, from: i32) {
-    let args: Vec<Str> = args.collect();
+/// Answers a key-position request as the definition reads the arguments: for keys after a
+/// token, the first argument and every argument after the first `token` found from position
+/// `from` on (as the key specs do); for blocks, each block's key.
+fn report_keys<'a>(ctx: Ctx, def: &CommandDef, args: impl Iterator<Item = Str<'a>>) {
+    let args: Vec<&[u8]> = args.map(Str::bytes).collect();
     // SAFETY: the context is live and answering a key-position request.
     let key_at =
         |pos: usize| unsafe { raw::RedisModule_KeyAtPos.unwrap()(ctx.as_ptr(), pos as c_int) };
-    if args.len() > 1 {
-        key_at(1);
-    }
-    let from = usize::try_from(from).unwrap_or(0).max(2);
-    let found = args
-        .iter()
-        .enumerate()
-        .skip(from)
-        .find(|(_, a)| a.bytes().eq_ignore_ascii_case(token.as_bytes()));
-    if let Some((at, _)) = found {
-        (at + 1..args.len()).for_each(key_at);
+    match def.key_positions {
+        Keys::FirstAndAfter { token, from } => {
+            if args.len() > 1 {
+                key_at(1);
+            }
+            let from = usize::try_from(from).unwrap_or(0).max(2);
+            let found = args
+                .iter()
+                .enumerate()
+                .skip(from)
+                .find(|(_, a)| a.eq_ignore_ascii_case(token.as_bytes()));
+            if let Some((at, _)) = found {
+                (at + 1..args.len()).for_each(key_at);
+            }
+        }
+        Keys::Blocks { .. } => {
+            let after_name = args.get(1..).unwrap_or_default();
+            for key in def.block_keys(after_name) {
+                key_at(key + 1);
+            }
+        }
+        Keys::First | Keys::All => {}
     }
 }
 
@@ -199,6 +217,8 @@ pub struct Call<'a> {
     ctx: Ctx<'a>,
     key: Str<'a>,
     rest: Args<'a>,
+    /// Every argument, the name first, for a command with keys in several places.
+    argv: &'a [*mut RedisModuleString],
 }
 
 enum Args<'a> {
@@ -210,6 +230,7 @@ impl<'a> Call<'a> {
     fn new(
         ctx: Ctx<'a>,
         def: &CommandDef,
+        argv: &'a [*mut RedisModuleString],
         mut args: impl ExactSizeIterator<Item = Str<'a>>,
     ) -> Result<Self, CmdError> {
         let (Some(_name), Some(key)) = (args.next(), args.next()) else {
@@ -225,7 +246,12 @@ impl<'a> Call<'a> {
         } else {
             Args::Heap(args.map(Str::bytes).collect())
         };
-        Ok(Self { ctx, key, rest })
+        Ok(Self {
+            ctx,
+            key,
+            rest,
+            argv,
+        })
     }
 
     pub fn ctx(&self) -> Ctx<'a> {
@@ -240,6 +266,21 @@ impl<'a> Call<'a> {
     /// The key's name.
     pub fn key_name(&self) -> &'a [u8] {
         self.key.bytes()
+    }
+
+    /// The `i`-th argument after the command's name (0: the key), as a server string: a key
+    /// of a command whose keys are in several places ([`Keys::Blocks`]).
+    pub fn arg(&self, i: usize) -> Option<Str<'a>> {
+        // SAFETY: the server passed these arguments live for the whole call ('a).
+        self.argv.get(i + 1).map(|a| unsafe { Str::from_raw(*a) })
+    }
+
+    /// Every argument after the command's name, the key first.
+    pub fn words(&self) -> Vec<&'a [u8]> {
+        let mut words = Vec::with_capacity(1 + self.rest().len());
+        words.push(self.key.bytes());
+        words.extend_from_slice(self.rest());
+        words
     }
 
     /// The arguments after the key.

@@ -5,7 +5,7 @@
 use std::ffi::{c_char, CString};
 use std::ptr;
 
-use patterns_core::command::{ArgKind, CommandDef, Keys, OptValue, OptionDef};
+use patterns_core::command::{ArgKind, Block, CommandDef, Keys, OptValue, OptionDef};
 use redis_module::raw;
 
 use super::ctx::Ctx;
@@ -159,6 +159,16 @@ fn key_specs(def: &CommandDef, strings: &mut Strings) -> Vec<raw::RedisModuleCom
     let mut specs = match def.key_positions {
         Keys::First => vec![first(0)],
         Keys::All => vec![first(-1)],
+        // Keys in blocks: no search finds them, so Redis asks the command (getkeys-api).
+        Keys::Blocks { .. } => {
+            let mut spec = key_spec(
+                def,
+                raw::RedisModuleKeySpecBeginSearchType_REDISMODULE_KSPEC_BS_UNKNOWN,
+                0,
+            );
+            spec.find_keys_type = raw::RedisModuleKeySpecFindKeysType_REDISMODULE_KSPEC_FK_UNKNOWN;
+            vec![spec]
+        }
         Keys::FirstAndAfter { token, from } => {
             let keyword = raw::RedisModuleKeySpecBeginSearchType_REDISMODULE_KSPEC_BS_KEYWORD;
             let mut after = key_spec(def, keyword, -1);
@@ -169,6 +179,43 @@ fn key_specs(def: &CommandDef, strings: &mut Strings) -> Vec<raw::RedisModuleCom
     };
     specs.push(zeroed_spec());
     specs
+}
+
+/// The arguments of a command of blocks (`limit [limit ...]`): one repeated `oneof` of blocks,
+/// each its token, its key and its kind's arguments. Lists are pushed to `lists` to stay alive.
+fn blocks_args(
+    strings: &mut Strings,
+    lists: &mut Vec<Vec<raw::RedisModuleCommandArg>>,
+    name: &str,
+    kinds: &[Block],
+) -> raw::RedisModuleCommandArg {
+    let key = raw::RedisModuleCommandArgType_REDISMODULE_ARG_TYPE_KEY;
+    let block = raw::RedisModuleCommandArgType_REDISMODULE_ARG_TYPE_BLOCK;
+    let mut blocks: Vec<raw::RedisModuleCommandArg> = Vec::new();
+    for kind in kinds {
+        let def = kind.def;
+        let key_name = def.syntax.split_whitespace().next().unwrap_or("key");
+        let mut sub = vec![arg(strings, key_name, key, None, false)];
+        for p in def.positionals {
+            sub.push(arg(strings, p.arg.name, arg_type(p.arg.kind), None, false));
+        }
+        for o in def.options {
+            sub.push(option_arg(strings, lists, o));
+        }
+        sub.push(zeroed_arg());
+        let name = kind.token.to_ascii_lowercase();
+        let mut a = arg(strings, &name, block, Some(kind.token), false);
+        a.subargs = sub.as_mut_ptr();
+        lists.push(sub);
+        blocks.push(a);
+    }
+    blocks.push(zeroed_arg());
+    let oneof = raw::RedisModuleCommandArgType_REDISMODULE_ARG_TYPE_ONEOF;
+    let mut a = arg(strings, name, oneof, None, false);
+    a.flags |= raw::REDISMODULE_CMD_ARG_MULTIPLE as i32;
+    a.subargs = blocks.as_mut_ptr();
+    lists.push(blocks);
+    a
 }
 
 /// Describes one registered command to Redis.
@@ -200,6 +247,9 @@ pub(super) fn describe(ctx: Ctx, def: &CommandDef) -> Result<(), String> {
     }
     // The `oneof` blocks' words, kept alive until SetCommandInfo has copied them.
     let mut word_lists: Vec<Vec<raw::RedisModuleCommandArg>> = Vec::new();
+    if let Keys::Blocks { name, kinds } = def.key_positions {
+        args = vec![blocks_args(&mut strings, &mut word_lists, name, kinds)];
+    }
     // Before a trailing group, the options come right after the key (`CommandDef::options`).
     let first = if def.trailing.is_some() {
         1

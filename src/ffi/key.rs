@@ -54,6 +54,11 @@ impl<'a> Key<'a> {
         Self::open_str(call.ctx(), call.key())
     }
 
+    /// A key named by one of the command's arguments ([`Call::arg`]).
+    pub fn open_arg(ctx: Ctx<'a>, name: Str<'a>) -> Self {
+        Self::open_str(ctx, name)
+    }
+
     /// A key the command derives (its name held by the caller).
     pub fn open_named(ctx: Ctx<'a>, name: &'a OwnedString) -> Self {
         Self::open_str(ctx, name.as_str())

@@ -3,7 +3,8 @@
 
 use super::rows;
 use crate::*;
-use patterns_core::ratelimit::COMMANDS;
+use patterns_core::command::CommandDef;
+use patterns_core::ratelimit::{ALL, COMMANDS, REFUND};
 use rand::seq::SliceRandom;
 use std::thread::sleep;
 use std::time::Duration;
@@ -20,9 +21,9 @@ pub fn family() -> Family {
         state: by_dump,
         twin: Twin {
             random_call,
-            args: |argv, _| one_key(argv),
+            args: |argv, _| twin_args(argv),
             seed: seed_wrong_types,
-            tracked: |argv, _| vec![argv[1].clone()],
+            tracked: |argv, _| limit_keys(argv),
             tolerance_ms: 1,
             align: |_, _, _| {},
             kind,
@@ -68,9 +69,74 @@ fn workload(server: &Server, rng: &mut StdRng) {
     }
 }
 
+/// The definition of a command of limits (`RL.ALL`, `RL.REFUND`), None for a one-key one.
+fn limits_def(name: &str) -> Option<&'static CommandDef> {
+    [&ALL, &REFUND]
+        .into_iter()
+        .find(|d| d.name.eq_ignore_ascii_case(name))
+}
+
+/// The keys a call names: each limit's, or the one key.
+fn limit_keys(argv: &[String]) -> Vec<String> {
+    let Some(def) = limits_def(&argv[0]) else {
+        return vec![argv[1].clone()];
+    };
+    let words: Vec<&[u8]> = argv[1..].iter().map(|a| a.as_bytes()).collect();
+    def.block_keys(&words)
+        .into_iter()
+        .map(|k| argv[k + 1].clone())
+        .collect()
+}
+
+/// The twin's arguments: the keys in KEYS, in order, and every other argument in ARGV.
+fn twin_args(argv: &[String]) -> Vec<String> {
+    let Some(def) = limits_def(&argv[0]) else {
+        return one_key(argv);
+    };
+    let words: Vec<&[u8]> = argv[1..].iter().map(|a| a.as_bytes()).collect();
+    let keys = def.block_keys(&words);
+    let mut args = vec![keys.len().to_string()];
+    args.extend(keys.iter().map(|&k| argv[k + 1].clone()));
+    let rest = argv[1..]
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !keys.contains(i));
+    args.extend(rest.map(|(_, a)| a.clone()));
+    args
+}
+
 /// One random call: valid most of the time, sometimes malformed, on a pool of keys that
 /// includes a hash, a plain string and keys another command kind has written.
 fn random_call(rng: &mut StdRng, _: &[Value]) -> Vec<String> {
+    let mut args = match rng.gen_range(0..8) {
+        0..=4 => random_single(rng),
+        5 | 6 => random_limits(rng, "RL.ALL"),
+        _ => random_limits(rng, "RL.REFUND"),
+    };
+    if rng.gen_bool(0.12) {
+        malform(rng, &mut args);
+    }
+    args
+}
+
+/// `RL.ALL` or `RL.REFUND` over one to three random limits (a key may repeat).
+fn random_limits(rng: &mut StdRng, name: &str) -> Vec<String> {
+    let mut args = vec![name.to_string()];
+    let (n, mut added) = (rng.gen_range(1..=3), 0);
+    while added < n {
+        let single = random_single(rng);
+        // CL.THROTTLE is no kind of limit.
+        if let Some(token) = single[0].strip_prefix("RL.") {
+            args.push(token.to_string());
+            args.extend(single[1..].iter().cloned());
+            added += 1;
+        }
+    }
+    args
+}
+
+/// One call of a one-key command, well formed.
+fn random_single(rng: &mut StdRng) -> Vec<String> {
     let key = ["k0", "k1", "k2", "k3", "hash", "text"]
         .choose(rng)
         .unwrap()
@@ -141,9 +207,6 @@ fn random_call(rng: &mut StdRng, _: &[Value]) -> Vec<String> {
         args.insert(at, cost.to_string());
         args.insert(at, token.into());
     }
-    if rng.gen_bool(0.12) {
-        malform(rng, &mut args);
-    }
     args
 }
 
@@ -182,7 +245,7 @@ fn seed_wrong_types(c: &mut redis::Connection) {
 fn kind(v: &Value) -> String {
     match v {
         Value::ServerError(_) => "error",
-        Value::Array(_) if ints(v)[0] == 1 => "allowed",
+        Value::Array(items) if items.first() == Some(&Value::Int(1)) => "allowed",
         Value::Array(_) => "denied",
         other => panic!("unexpected reply {other:?}"),
     }

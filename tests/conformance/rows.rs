@@ -32,6 +32,82 @@ pub fn ratelimit() -> Vec<Row> {
             call: |_, k| Call::new(&["CL.THROTTLE", k, "1", "1", "60"], &[k], &[]),
             check: |c, call, v| admitted(c, call, v, &[0, 2, 1]),
         },
+        // Every kind of limit at once, the keys in one slot: all admit, each consumes.
+        Row {
+            def: COMMANDS[4],
+            call: |_, k| {
+                let (b, c) = (derived(k, "fw"), derived(k, "ex"));
+                Call::new(
+                    &[
+                        "RL.ALL",
+                        "TOKENBUCKET",
+                        k,
+                        "5",
+                        "1",
+                        "1000",
+                        "COST",
+                        "2",
+                        "FIXEDWINDOW",
+                        &b,
+                        "5",
+                        "60000",
+                        "SLIDINGWINDOW",
+                        &c,
+                        "3",
+                        "60000",
+                        "EXACT",
+                    ],
+                    &[k, &b, &c],
+                    &[],
+                )
+            },
+            check: |c, call, v| {
+                let Value::Array(items) = v else {
+                    panic!("{v:?}")
+                };
+                assert_eq!(ints(&Value::Array(items[..2].to_vec())), [1, 0]);
+                let heads: Vec<Vec<i64>> =
+                    items[2..].iter().map(|f| ints(f)[..3].to_vec()).collect();
+                assert_eq!(heads, [[1, 5, 3], [1, 5, 4], [1, 3, 2]], "{:?}", call.argv);
+                for key in &call.keys {
+                    assert_eq!(query::<i64>(c, &["EXISTS", key]), 1, "{key}");
+                }
+            },
+        },
+        // A refund after consumption: the counts go back.
+        Row {
+            def: COMMANDS[5],
+            call: |c, k| {
+                let b = derived(k, "fw");
+                let _: Vec<i64> = query(c, &["RL.FIXEDWINDOW", &b, "5", "60000", "COST", "3"]);
+                let _: Vec<i64> = query(c, &["RL.TOKENBUCKET", k, "5", "1", "60000", "COST", "4"]);
+                Call::new(
+                    &[
+                        "RL.REFUND",
+                        "FIXEDWINDOW",
+                        &b,
+                        "5",
+                        "60000",
+                        "COST",
+                        "2",
+                        "TOKENBUCKET",
+                        k,
+                        "5",
+                        "1",
+                        "60000",
+                        "COST",
+                        "1",
+                    ],
+                    &[&b, k],
+                    &[],
+                )
+            },
+            check: |c, call, v| {
+                assert_eq!(ints(v), [4, 2], "{:?}", call.argv);
+                assert_eq!(query::<String>(c, &["GET", &call.keys[0]]), "1");
+                assert_eq!(query::<i64>(c, &["EXISTS", &call.keys[1]]), 1);
+            },
+        },
     ]
 }
 

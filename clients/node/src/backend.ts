@@ -28,11 +28,33 @@ export interface Call {
   twinLead?: readonly string[];
   /** Cache tags: the module takes `TAGS tag...` at the end, the twin takes them as keys. */
   tags?: readonly string[];
+  /** The module's arguments, when its keys are not first (see `blocksCall`). */
+  moduleLine?: readonly string[];
+}
+
+/** One block of a command of blocks: its token, its key and the arguments after the key. */
+export interface Block {
+  token: string;
+  key: string;
+  args: readonly string[];
+}
+
+/**
+ * A command of blocks (`RL.ALL limit [limit ...]`): the module takes each block's token, key and
+ * arguments in turn; the twin each key in KEYS, in order, and each block's token and arguments.
+ */
+export function blocksCall(command: string, blocks: readonly Block[]): Call {
+  return {
+    command,
+    keys: blocks.map((b) => b.key),
+    args: blocks.flatMap((b) => [b.token, ...b.args]),
+    moduleLine: blocks.flatMap((b) => [b.token, b.key, ...b.args]),
+  };
 }
 
 export function moduleArgs(call: Call): string[] {
   const tags = call.tags?.length ? ["TAGS", ...call.tags] : [];
-  return [call.command, ...call.keys, ...(call.args ?? []), ...tags];
+  return [call.command, ...(call.moduleLine ?? [...call.keys, ...(call.args ?? []), ...tags])];
 }
 
 export function twinArgs(call: Call): string[] {

@@ -1,17 +1,19 @@
 import { connectionFor, type Connection, type RedisClient } from "./adapter";
-import { argsFor, ensureTwin, hasModule, type Backend, type Call } from "./backend";
+import { argsFor, blocksCall, ensureTwin, hasModule, type Backend, type Call } from "./backend";
 import { Cache, jsonSerializer, type Serializer } from "./cache";
 import { PatternsError } from "./errors";
 import { Leaderboard } from "./leaderboard";
 import { fencedHset, Lock, lockInfo, RWLock, rwlockInfo, Semaphore, withLock, type LockInfo, type LockOptions, type RWLockInfo, type SemaphoreOptions } from "./lock";
 import {
-  fixedWindowArgs,
+  fromAll,
   fromRl,
   fromThrottle,
-  slidingWindowArgs,
+  limitBlock,
+  limitCall,
   throttleArgs,
-  tokenBucketArgs,
+  type AllLimitsResult,
   type FixedWindowOptions,
+  type Limit,
   type RateLimitResult,
   type SlidingWindowOptions,
   type ThrottleOptions,
@@ -28,7 +30,7 @@ export type { Leaderboard, Entry, Order, Ranking, RankOptions, RankResult, TopOp
 export type { Lock, RWLock, RWLockInfo, RWLockMode, Semaphore, LockInfo, LockOptions, SemaphoreOptions } from "./lock";
 export type { Sessions, SessionData, CreateSessionOptions } from "./sessions";
 export type { Queue, Worker, Job, QueueStats, PushOptions, PopOptions, WorkerOptions } from "./queue";
-export type { RateLimitResult, TokenBucketOptions, FixedWindowOptions, SlidingWindowOptions, ThrottleOptions } from "./ratelimit";
+export type { AllLimitsResult, Limit, RateLimitResult, TokenBucketOptions, FixedWindowOptions, SlidingWindowOptions, ThrottleOptions } from "./ratelimit";
 export type { Backend } from "./backend";
 export type { RedisClient, IoredisLike, NodeRedisLike } from "./adapter";
 export { TWIN_PATH } from "./backend";
@@ -102,17 +104,28 @@ export class Patterns implements Runner {
 
   /** Token bucket (GCRA): capacity tokens, refilled at rate per periodMs. */
   async tokenBucket(key: string, options: TokenBucketOptions): Promise<RateLimitResult> {
-    return fromRl(await this.run({ command: "RL.TOKENBUCKET", keys: [key], args: tokenBucketArgs(options) }));
+    return fromRl(await this.run(limitCall({ key, tokenBucket: options })));
   }
 
   /** Fixed window: at most limit per windowMs, windows aligned to the Unix epoch. */
   async fixedWindow(key: string, options: FixedWindowOptions): Promise<RateLimitResult> {
-    return fromRl(await this.run({ command: "RL.FIXEDWINDOW", keys: [key], args: fixedWindowArgs(options) }));
+    return fromRl(await this.run(limitCall({ key, fixedWindow: options })));
   }
 
   /** Sliding window: weighted two-window estimate, or with `exact` a log of admissions. */
   async slidingWindow(key: string, options: SlidingWindowOptions): Promise<RateLimitResult> {
-    return fromRl(await this.run({ command: "RL.SLIDINGWINDOW", keys: [key], args: slidingWindowArgs(options) }));
+    return fromRl(await this.run(limitCall({ key, slidingWindow: options })));
+  }
+
+  /** RL.ALL: every limit admits and consumes its cost, or none consumes anything (one atomic decision). */
+  async limitAll(limits: readonly Limit[]): Promise<AllLimitsResult> {
+    return fromAll(await this.run(blocksCall("RL.ALL", limits.map(limitBlock))));
+  }
+
+  /** RL.REFUND: gives each limit its cost back, never past full; resolves to each one's remaining. */
+  async refund(limits: readonly Limit[]): Promise<number[]> {
+    const remaining = (await this.run(blocksCall("RL.REFUND", limits.map(limitBlock)))) as unknown[];
+    return remaining.map(Number);
   }
 
   /** redis-cell's CL.THROTTLE (times are whole seconds, reported here in ms). */

@@ -1,3 +1,5 @@
+import type { Block, Call } from "./backend";
+
 /** What every limiter resolves to (the module's five integers, named). */
 export interface RateLimitResult {
   allowed: boolean;
@@ -38,6 +40,23 @@ export interface ThrottleOptions {
   countPerPeriod: number;
   periodS: number;
   quantity?: number;
+}
+
+/** One limit of `limitAll` and `refund`: its key and its own method's options, e.g. `{ key, tokenBucket: { capacity, rate } }`. */
+export type Limit = { key: string } & (
+  | { tokenBucket: TokenBucketOptions }
+  | { fixedWindow: FixedWindowOptions }
+  | { slidingWindow: SlidingWindowOptions }
+);
+
+/** `limitAll`'s decision over several limits, taken atomically. */
+export interface AllLimitsResult {
+  /** Every limit admitted and consumed its cost; else none consumed anything. */
+  allowed: boolean;
+  /** The index (0-based, in the array given) of the first limit that denied; null when allowed. */
+  denied: number | null;
+  /** Each limit's result, in order; when denied, one that would have admitted says allowed, with its remaining as it would be after its cost. */
+  limits: RateLimitResult[];
 }
 
 function headersOf(result: Omit<RateLimitResult, "headers">): Record<string, string> {
@@ -81,16 +100,36 @@ export function fromThrottle(reply: unknown): RateLimitResult {
   return fromReply(reply, 0, 1000);
 }
 
-export function tokenBucketArgs(o: TokenBucketOptions): string[] {
+function tokenBucketArgs(o: TokenBucketOptions): string[] {
   return [String(o.capacity), String(o.rate), String(o.periodMs ?? 1000), "COST", String(o.cost ?? 1)];
 }
 
-export function fixedWindowArgs(o: FixedWindowOptions): string[] {
+function fixedWindowArgs(o: FixedWindowOptions): string[] {
   return [String(o.limit), String(o.windowMs), "COST", String(o.cost ?? 1)];
 }
 
-export function slidingWindowArgs(o: SlidingWindowOptions): string[] {
+function slidingWindowArgs(o: SlidingWindowOptions): string[] {
   return [...fixedWindowArgs(o), ...(o.exact ? ["EXACT"] : [])];
+}
+
+/** A limit as its command's block: the token (`TOKENBUCKET`, its command `RL.TOKENBUCKET`), key and arguments. */
+export function limitBlock(limit: Limit): Block {
+  const { key } = limit;
+  if ("tokenBucket" in limit) return { token: "TOKENBUCKET", key, args: tokenBucketArgs(limit.tokenBucket) };
+  if ("fixedWindow" in limit) return { token: "FIXEDWINDOW", key, args: fixedWindowArgs(limit.fixedWindow) };
+  return { token: "SLIDINGWINDOW", key, args: slidingWindowArgs(limit.slidingWindow) };
+}
+
+/** One limit, by its own command (`RL.TOKENBUCKET key ...`). */
+export function limitCall(limit: Limit): Call {
+  const { token, key, args } = limitBlock(limit);
+  return { command: `RL.${token}`, keys: [key], args };
+}
+
+/** `RL.ALL`'s `[allowed, denied (1-based, 0 when allowed), five per limit...]`. */
+export function fromAll(reply: unknown): AllLimitsResult {
+  const [allowed, denied, ...limits] = reply as unknown[];
+  return { allowed: Number(allowed) === 1, denied: Number(denied) === 0 ? null : Number(denied) - 1, limits: limits.map(fromRl) };
 }
 
 export function throttleArgs(o: ThrottleOptions): string[] {

@@ -94,6 +94,53 @@ transcriptTest("rate limiting: every limiter, peeks, headers and errors", async 
   { name: "PatternsError", message: "WRONGTYPE Operation against a key holding the wrong kind of value", code: "WRONGTYPE", patterns: true },
 ]);
 
+transcriptTest("rate limiting: limitAll admits all or consumes nothing, refund never past full", async ({ p, client, prefix }, t) => {
+  const key = (name) => `${prefix}rl:{u}:${name}`;
+  const bucket = { capacity: 10, rate: 1, periodMs: 60000 };
+  const fields = (r) => [r.allowed, r.limit, r.remaining, r.retryAfterMs];
+  const all = await p.limitAll([
+    { key: key("tb"), tokenBucket: { ...bucket, cost: 2 } },
+    { key: key("fw"), fixedWindow: { limit: 2, windowMs: 60000 } },
+    { key: key("sw"), slidingWindow: { limit: 5, windowMs: 60000, cost: 2, exact: true } },
+  ]);
+  t.push(["all", all.allowed, all.denied, all.limits.map(fields), all.limits[0].resetAfterMs, all.limits[0].headers()]);
+  t.push(["consumed", (await p.tokenBucket(key("tb"), { ...bucket, cost: 0 })).remaining,
+    (await p.fixedWindow(key("fw"), { limit: 2, windowMs: 60000, cost: 0 })).remaining, Number(await send(client, ["ZCARD", key("sw")]))]);
+  await p.fixedWindow(key("fw"), { limit: 2, windowMs: 60000 });
+  const stored = async () => [await send(client, ["GET", key("tb")]), await send(client, ["GET", key("fw")]),
+    (await send(client, ["ZRANGE", key("sw"), "0", "-1", "WITHSCORES"])).map(String)];
+  const before = await stored();
+  const denied = await p.limitAll([
+    { key: key("tb"), tokenBucket: { ...bucket, cost: 4 } },
+    { key: key("sw"), slidingWindow: { limit: 5, windowMs: 60000, exact: true } },
+    { key: key("fw"), fixedWindow: { limit: 2, windowMs: 60000 } },
+    { key: key("new"), fixedWindow: { limit: 1, windowMs: 60000, cost: 2 } },
+  ]);
+  t.push(["denied", denied.allowed, denied.denied, denied.limits.map(fields).map(([a, l, r, retry]) => [a, l, r, retry > 0 ? "later" : retry])]);
+  t.push(["nothing consumed", JSON.stringify(await stored()) === JSON.stringify(before), await exists(client, key("new"))]);
+  t.push(["refund", await p.refund([
+    { key: key("tb"), tokenBucket: { ...bucket, cost: 1 } },
+    { key: key("fw"), fixedWindow: { limit: 2, windowMs: 60000, cost: 5 } },
+    { key: key("sw"), slidingWindow: { limit: 5, windowMs: 60000, exact: true } },
+    { key: key("none"), tokenBucket: bucket },
+  ]), Number(await send(client, ["ZCARD", key("sw")])), await exists(client, key("none"))]);
+  t.push(["full", await p.refund([{ key: key("tb"), tokenBucket: { ...bucket, cost: 50 } }])]);
+  t.push(await rejection(p.limitAll([{ key: key("x"), tokenBucket: bucket }, { key: key("x"), fixedWindow: { limit: 1, windowMs: 1000 } }])));
+  t.push(await rejection(p.refund([{ key: key("y"), slidingWindow: { limit: 0, windowMs: 1000 } }])));
+  t.push(await rejection(p.refund([])));
+}, [
+  ["all", true, null, [[true, 10, 8, -1], [true, 2, 1, -1], [true, 5, 3, -1]], 120000,
+    { "RateLimit-Limit": "10", "RateLimit-Remaining": "8", "RateLimit-Reset": "120" }],
+  ["consumed", 8, 1, 2],
+  ["denied", false, 2, [[true, 10, 4, -1], [true, 5, 2, -1], [false, 2, 0, "later"], [false, 1, 1, -1]]],
+  ["nothing consumed", true, 0],
+  ["refund", [9, 2, 4, 10], 1, 0],
+  ["full", [10]],
+  { name: "PatternsError", message: "ERR a key may appear only once in a call", code: "ERR", patterns: true },
+  { name: "PatternsError", message: "ERR limit must be a positive integer", code: "ERR", patterns: true },
+  { name: "PatternsError", message: "ERR wrong number of arguments for 'rl.refund' command", code: "ERR", patterns: true },
+]);
+
 transcriptTest("locks: acquire, reentrancy, release, extend, info, withLock, semaphores, fencedHset", async ({ p, prefix }, t) => {
   const key = `${prefix}lock:{order:42}`;
   const a = p.lock(key, { ttlMs: 30000, owner: "worker-a" });

@@ -905,23 +905,31 @@ class Patterns(Facade[D], Generic[D, CL, L, RW, S, LB, Q, C, SS]):
         self, key: Key, capacity: int, rate: int, period_ms: int, cost: int = 1
     ) -> ops.Op[types.RateLimit]:
         """``RL.TOKENBUCKET``: capacity tokens, refilled at rate per period_ms (GCRA)."""
-        op = ops.token_bucket(self._driver, key, capacity, rate, period_ms, cost)
-        return (yield from op)
+        return (yield from ops.limiter(types.TokenBucket(key, capacity, rate, period_ms, cost)))
 
     @operation
     def fixed_window(
         self, key: Key, limit: int, window_ms: int, cost: int = 1
     ) -> ops.Op[types.RateLimit]:
         """``RL.FIXEDWINDOW``: at most limit per window_ms, windows aligned to the epoch."""
-        return (yield from ops.fixed_window(self._driver, key, limit, window_ms, cost))
+        return (yield from ops.limiter(types.FixedWindow(key, limit, window_ms, cost)))
 
     @operation
     def sliding_window(
         self, key: Key, limit: int, window_ms: int, cost: int = 1, exact: bool = False
     ) -> ops.Op[types.RateLimit]:
         """``RL.SLIDINGWINDOW``: weighted previous window, or with ``exact`` a log."""
-        op = ops.sliding_window(self._driver, key, limit, window_ms, cost, exact)
-        return (yield from op)
+        return (yield from ops.limiter(types.SlidingWindow(key, limit, window_ms, cost, exact)))
+
+    @operation
+    def limit_all(self, limits: Sequence[types.RateLimiter]) -> ops.Op[types.AllLimits]:
+        """``RL.ALL``: every limit admits and consumes, or none does (one atomic decision)."""
+        return (yield from ops.limit_all(limits))
+
+    @operation
+    def refund(self, limits: Sequence[types.RateLimiter]) -> ops.Op[List[int]]:
+        """``RL.REFUND``: gives each limit its cost back, never past full; each one's remaining."""
+        return (yield from ops.refund(limits))
 
     @operation
     def throttle(

@@ -31,6 +31,7 @@ from typing import (
 
 from ._errors import BackendError, CommandError
 from ._types import (
+    AllLimits,
     Entry,
     Job,
     JSONSerializer,
@@ -39,6 +40,7 @@ from ._types import (
     QueueStats,
     Ranked,
     RateLimit,
+    RateLimiter,
     RWLockInfo,
     Serializer,
 )
@@ -300,24 +302,36 @@ def throttle_limit(reply: Sequence[int]) -> RateLimit:
     return RateLimit(not limited, limit, remaining, retry, reset_s * 1000)
 
 
-def token_bucket(
-    ctx: Context, key: Key, capacity: int, rate: int, period_ms: int, cost: int
-) -> Op[RateLimit]:
-    reply = yield command("RL.TOKENBUCKET", key, capacity, rate, period_ms, "COST", cost)
+def limiter(limit: RateLimiter) -> Op[RateLimit]:
+    """One limit, by its own command (``RL.TOKENBUCKET`` ...)."""
+    reply = yield command(f"RL.{limit.token}", limit.key, *limit.arguments())
     return rate_limit(reply)
 
 
-def fixed_window(ctx: Context, key: Key, limit: int, window_ms: int, cost: int) -> Op[RateLimit]:
-    reply = yield command("RL.FIXEDWINDOW", key, limit, window_ms, "COST", cost)
-    return rate_limit(reply)
+def limits_call(name: str, limits: Sequence[RateLimiter]) -> Call:
+    """A command of limits (``RL.ALL limit [limit ...]``): the module takes each limit's token,
+    key and arguments in turn; the twin each key in ``KEYS``, in order, and each limit's token
+    and arguments in ``ARGV``."""
+    module: List[Arg] = [name]
+    args: List[Arg] = []
+    for limit in limits:
+        module.extend((limit.token, limit.key, *limit.arguments()))
+        args.extend((limit.token, *limit.arguments()))
+    keys = tuple(limit.key for limit in limits)
+    return Call(tuple(module), function_name(name), keys, tuple(args))
 
 
-def sliding_window(
-    ctx: Context, key: Key, limit: int, window_ms: int, cost: int, exact: bool
-) -> Op[RateLimit]:
-    extra: Tuple[Arg, ...] = ("EXACT",) if exact else ()
-    reply = yield command("RL.SLIDINGWINDOW", key, limit, window_ms, "COST", cost, *extra)
-    return rate_limit(reply)
+def limit_all(limits: Sequence[RateLimiter]) -> Op[AllLimits]:
+    allowed, denied, *each = yield limits_call("RL.ALL", limits)
+    position = int(denied)
+    return AllLimits(
+        bool(int(allowed)), position - 1 if position else None, [rate_limit(r) for r in each]
+    )
+
+
+def refund(limits: Sequence[RateLimiter]) -> Op[List[int]]:
+    reply = yield limits_call("RL.REFUND", limits)
+    return [int(remaining) for remaining in reply]
 
 
 def throttle(

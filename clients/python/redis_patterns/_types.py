@@ -1,13 +1,16 @@
-"""Result types, shared by the sync and the asyncio API."""
+"""Result types, and the limits the rate-limiting calls take, shared by the sync and the
+asyncio API."""
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any, Dict, List, NamedTuple, Optional, Protocol, Union
+from typing import Any, ClassVar, Dict, List, NamedTuple, Optional, Protocol, Tuple, Union
 
 __all__ = [
+    "AllLimits",
     "Entry",
+    "FixedWindow",
     "Job",
     "JSONSerializer",
     "LockInfo",
@@ -15,8 +18,11 @@ __all__ = [
     "QueueStats",
     "Ranked",
     "RateLimit",
+    "RateLimiter",
     "RWLockInfo",
     "Serializer",
+    "SlidingWindow",
+    "TokenBucket",
 ]
 
 
@@ -49,6 +55,70 @@ class RateLimit:
         if not self.allowed and self.retry_after_ms >= 0:
             fields["Retry-After"] = str(_ceil_seconds(self.retry_after_ms))
         return fields
+
+
+# --- Limits, as arguments: one of them is a limiter's call, several are RL.ALL's or RL.REFUND's
+
+
+@dataclass(frozen=True)
+class TokenBucket:
+    """A limit of ``limit_all`` and ``refund``, with ``RL.TOKENBUCKET``'s arguments: ``capacity``
+    tokens, refilled at ``rate`` per ``period_ms`` (GCRA); a request takes ``cost`` of them."""
+
+    token: ClassVar[str] = "TOKENBUCKET"
+    key: Union[str, bytes]
+    capacity: int
+    rate: int
+    period_ms: int
+    cost: int = 1
+
+    def arguments(self) -> Tuple[Union[str, int], ...]:
+        """The command's arguments after the key."""
+        return (self.capacity, self.rate, self.period_ms, "COST", self.cost)
+
+
+@dataclass(frozen=True)
+class FixedWindow:
+    """``RL.FIXEDWINDOW``'s: at most ``limit`` per ``window_ms``, aligned to the epoch."""
+
+    token: ClassVar[str] = "FIXEDWINDOW"
+    key: Union[str, bytes]
+    limit: int
+    window_ms: int
+    cost: int = 1
+
+    def arguments(self) -> Tuple[Union[str, int], ...]:
+        return (self.limit, self.window_ms, "COST", self.cost)
+
+
+@dataclass(frozen=True)
+class SlidingWindow(FixedWindow):
+    """``RL.SLIDINGWINDOW``'s: the weighted previous window, or with ``exact`` a log."""
+
+    token: ClassVar[str] = "SLIDINGWINDOW"
+    exact: bool = False
+
+    def arguments(self) -> Tuple[Union[str, int], ...]:
+        return (*super().arguments(), *(("EXACT",) if self.exact else ()))
+
+
+RateLimiter = Union[TokenBucket, FixedWindow, SlidingWindow]
+
+
+@dataclass(frozen=True)
+class AllLimits:
+    """``RL.ALL``'s decision over several limits, atomically. ``allowed`` (also its truth
+    value): every limit admitted and each consumed its cost. Else nothing was consumed and
+    ``denied`` is the index (0-based, in the list given) of the first limit that denied.
+    ``limits``: each limit's ``RateLimit`` in that order; when denied, a limit that would have
+    admitted says allowed, with its remaining as it would be after this cost."""
+
+    allowed: bool
+    denied: Optional[int]
+    limits: List[RateLimit]
+
+    def __bool__(self) -> bool:
+        return self.allowed
 
 
 class Entry(NamedTuple):

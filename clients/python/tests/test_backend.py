@@ -7,7 +7,7 @@ import redis.asyncio
 
 import redis_patterns
 import redis_patterns.asyncio
-from redis_patterns import BackendError, PermissionDeniedError
+from redis_patterns import BackendError, FixedWindow, PermissionDeniedError, TokenBucket
 from redis_patterns._ops import library_code, twin_code
 
 from .conftest import Api, v
@@ -107,4 +107,9 @@ async def test_noperm_keeps_its_code(api: Api) -> None:
     with pytest.raises(PermissionDeniedError) as error:
         p.token_bucket("other", 10, 5, 1000)
     assert str(error.value).startswith("NOPERM ")
+    # Every limit's key is declared: one the user may not touch refuses the call, which writes
+    # nothing.
+    with pytest.raises(PermissionDeniedError):
+        p.limit_all([TokenBucket("rl:b", 10, 5, 1000), FixedWindow("other", 1, 1000)])
+    assert api.raw.exists("rl:b") == 0
     client.close()

@@ -10,9 +10,11 @@ from typing import Iterator, List
 import pytest
 import redis.asyncio.cluster
 from redis.cluster import RedisCluster
+from redis.exceptions import RedisClusterException
 
 import redis_patterns
 import redis_patterns.asyncio
+from redis_patterns import FixedWindow, RateLimiter, SlidingWindow, TokenBucket
 from redis_patterns._ops import library_code, twin_code
 
 from .conftest import hear_invalidation
@@ -37,6 +39,18 @@ def assert_twin_on_every_primary(cluster: Cluster) -> None:
         assert (library_code(listed) == twin_code()) is (expected(cluster) == "twin")
 
 
+def user_limits(user: str) -> List[RateLimiter]:
+    """Several limits for one call: their keys share a slot (a hashtag)."""
+    return [
+        TokenBucket(f"api:{{{user}}}:minute", 10, 10, 60000, cost=4),
+        FixedWindow(f"api:{{{user}}}:day", 2, 86400000),
+        SlidingWindow(f"api:{{{user}}}:hour", 5, 3600000, exact=True),
+    ]
+
+
+ACROSS_SLOTS = [FixedWindow("api:{u7}:day", 2, 86400000), FixedWindow("api:{u8}:day", 2, 86400000)]
+
+
 def test_sync_cluster(cluster: Cluster) -> None:
     rc = RedisCluster(host="127.0.0.1", port=cluster.port)
     p = redis_patterns.Patterns(rc)
@@ -45,6 +59,11 @@ def test_sync_cluster(cluster: Cluster) -> None:
     # Keys in many slots.
     for i in range(20):
         assert p.token_bucket(f"api:{i}", 10, 5, 1000).remaining == 9
+    limits = user_limits("u7")
+    assert [r.remaining for r in p.limit_all(limits).limits] == [6, 1, 4]
+    assert p.refund(limits) == [10, 2, 5]
+    with pytest.raises(RedisClusterException, match="same key slot"):
+        p.limit_all(ACROSS_SLOTS)
     s = p.sessions.create("sessions:{u1}", 60000, 120000, {"user": 1})
     assert p.sessions.get(s) == {"user": "1"}
     assert p.cache.get_or_set("product:{9}", lambda: [1, 2], 60000, tags=["tag:{9}"]) == [1, 2]
@@ -88,6 +107,14 @@ async def test_async_cluster(cluster: Cluster) -> None:
     assert await p.detect_backend() == expected(cluster)
     for i in range(20):
         assert (await p.fixed_window(f"login:{i}", 5, 60000)).remaining == 4
+    limits = user_limits("u9")
+    for _ in range(2):
+        assert await p.limit_all(limits)
+    denied = await p.limit_all(limits)
+    assert (denied.allowed, denied.denied) == (False, 0)  # 8 of 10 tokens gone: 4 more do not fit
+    assert await p.refund(limits[1:]) == [1, 4]
+    with pytest.raises(RedisClusterException, match="same key slot"):
+        await p.refund(ACROSS_SLOTS)
     assert await p.cache.get_or_set("report:{3}", lambda: "r", 60000, tags=["tag:{3}"]) == "r"
     got: List[str] = []
     task = p.cache.on_invalidate(got.append)

@@ -8,11 +8,15 @@ import pytest
 from redis.exceptions import NoPermissionError, ResponseError
 
 from redis_patterns import (
+    AllLimits,
     CommandError,
+    FixedWindow,
     PermissionDeniedError,
     Ranked,
     RateLimit,
     RWLockInfo,
+    SlidingWindow,
+    TokenBucket,
     WrongTypeError,
     _api,
 )
@@ -164,3 +168,40 @@ def test_lease_renewal_pauses_renews_and_marks_a_lost_lock() -> None:
     next(stopped)
     with pytest.raises(StopIteration):
         stopped.send(True)  # told to stop during its pause
+
+
+def test_limits_are_blocks_on_the_module_and_keys_then_arguments_on_the_twin() -> None:
+    limits = [TokenBucket("a", 10, 5, 1000, cost=2), SlidingWindow("b", 3, 60, exact=True)]
+    call = next(ops.limit_all(limits))
+    assert call.module == (
+        "RL.ALL",
+        *("TOKENBUCKET", "a", 10, 5, 1000, "COST", 2),
+        *("SLIDINGWINDOW", "b", 3, 60, "COST", 1, "EXACT"),
+    )
+    assert (call.function, call.keys) == ("rl_all", ("a", "b"))
+    assert call.args == (
+        "TOKENBUCKET",
+        10,
+        5,
+        1000,
+        "COST",
+        2,
+        "SLIDINGWINDOW",
+        3,
+        60,
+        "COST",
+        1,
+        "EXACT",
+    )
+    # The reply: 1-based `denied` on the wire, an index into `limits` here.
+    decided = ops.limit_all(limits)
+    next(decided)
+    with pytest.raises(StopIteration) as done:
+        decided.send([0, 2, [1, 10, 8, -1, 400], [0, 3, 0, 5, 60]])
+    assert done.value.value == AllLimits(
+        False, 1, [RateLimit(True, 10, 8, -1, 400), RateLimit(False, 3, 0, 5, 60)]
+    )
+    assert next(ops.refund([FixedWindow("c", 1, 10)])).module == (
+        "RL.REFUND",
+        *("FIXEDWINDOW", "c", 1, 10, "COST", 1),
+    )

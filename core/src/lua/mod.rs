@@ -20,7 +20,7 @@
 use std::collections::BTreeSet;
 
 use crate::command::{
-    Arg, ArgKind, CmdError, CommandDef, Keys, OptValue, OptionDef, LUA_EXACT_MAX,
+    Arg, ArgKind, Block, CmdError, CommandDef, Keys, OptValue, OptionDef, KEY_TWICE, LUA_EXACT_MAX,
 };
 use crate::keys::{MAX_MS, RESERVED, RESERVED_PREFIX};
 
@@ -177,6 +177,7 @@ fn prelude_constants() -> Vec<(&'static str, String)> {
         ("SYNTAX_ERROR", CmdError::Syntax.lua()),
         ("WRONGTYPE", CmdError::WrongType.lua()),
         ("NOPERM", CmdError::NoPerm.lua()),
+        ("KEY_TWICE", CmdError::Invalid(KEY_TWICE).lua()),
     ]);
     constants
 }
@@ -275,6 +276,7 @@ fn def_table(cmd: &TwinCommand) -> String {
             t.min
         )),
         (Keys::First, None) => {}
+        (Keys::Blocks { kinds, .. }, _) => extra.push_str(&blocks_table(kinds)),
     }
     format!(
         "local DEF_{name} = {{\n  arity = {redis_arity},\n  arity_error = {arity},\n{extra}  pos = {{\n{pos}  }},\n  opts = {{\n{opts}  }},\n  tokens = {{{tokens}}},\n}}\n",
@@ -287,11 +289,46 @@ fn def_table(cmd: &TwinCommand) -> String {
     )
 }
 
+/// `blocks = {['TOKEN'] = {def = DEF_<kind>, names = {...}, opts = {...}}, ...}`: each kind's
+/// own definition table, and the names its positionals and options are bound by (as its own
+/// `_run` function's parameters are).
+fn blocks_table(kinds: &[Block]) -> String {
+    let names = |words: Vec<String>| {
+        let quoted: Vec<String> = words.iter().map(|w| lua_str(w)).collect();
+        format!("{{{}}}", quoted.join(", "))
+    };
+    let entries: Vec<String> = kinds
+        .iter()
+        .map(|b| {
+            let pos = b.def.positionals.iter().map(|p| p.arg.name.to_string());
+            let opts = b.def.options.iter().map(option_param);
+            format!(
+                "    [{}] = {{def = DEF_{}, names = {}, opts = {}}},\n",
+                lua_str(b.token),
+                b.def.lua_name(),
+                names(pos.collect()),
+                names(opts.collect())
+            )
+        })
+        .collect();
+    format!("  blocks = {{\n{}  }},\n", entries.concat())
+}
+
+/// The parameter name an option binds to: its token in lower case, `|` as `_`.
+fn option_param(o: &OptionDef) -> String {
+    o.token.to_ascii_lowercase().replace('|', "_")
+}
+
 /// What the glue passes for one parameter of a command's `_run` function (see [`Family`]).
 fn bind(cmd: &TwinCommand, param: &str, first: bool) -> String {
     let def = cmd.def;
     if param == "keys" {
         return "keys".into();
+    }
+    if let Keys::Blocks { name, .. } = def.key_positions {
+        if param == format!("{name}s") {
+            return "a.blocks".into();
+        }
     }
     if first {
         return "keys[1]".into();
@@ -303,7 +340,7 @@ fn bind(cmd: &TwinCommand, param: &str, first: bool) -> String {
         return format!("a.pos[{}]", i + 1);
     }
     let option_named = |o: &OptionDef| {
-        o.token.to_ascii_lowercase().replace('|', "_") == param
+        option_param(o) == param
             || matches!(o.value, OptValue::Arg(arg) if arg.name.eq_ignore_ascii_case(param))
     };
     if let Some(i) = def.options.iter().position(option_named) {
@@ -352,8 +389,12 @@ fn command_glue(cmd: &TwinCommand, source: &str) -> String {
         Some((key, rest)) if !leading.is_empty() => format!("{key}{leading} {rest}"),
         _ => def.syntax.to_string(),
     };
+    let parser = match def.key_positions {
+        Keys::Blocks { .. } => "parse_blocks",
+        _ => "parse",
+    };
     format!(
-        "-- {} {syntax}\nlocal function {name}(keys, argv)\n  local a, e = parse(DEF_{name}, keys, argv)\n  if e then return e end\n  return {run}({})\nend\n",
+        "-- {} {syntax}\nlocal function {name}(keys, argv)\n  local a, e = {parser}(DEF_{name}, keys, argv)\n  if e then return e end\n  return {run}({})\nend\n",
         def.name,
         args.join(", ")
     )

@@ -253,3 +253,45 @@ local function parse(def, keys, argv)
   end
   return a
 end
+
+-- A command of blocks (`RL.ALL limit [limit ...]`, command::Keys::Blocks): ARGV holds each
+-- block's token and the arguments after its key, KEYS each block's key, in order. Splits them
+-- as CommandDef::blocks does, then parses each block with its kind's own definition table;
+-- a.blocks lists them as {token, key, and each argument by its name}.
+local function parse_blocks(def, keys, argv)
+  if 1 + #keys + #argv < -def.arity then return nil, err(def.arity_error) end
+  local found, i = {}, 1
+  while argv[i] ~= nil do
+    local token = string.upper(argv[i])
+    local kind = def.blocks[token]
+    if kind == nil then return nil, err(SYNTAX_ERROR) end
+    local key = keys[#found + 1]
+    if key == nil then return nil, err(kind.def.arity_error) end
+    local j = math.min(i + 1 + #kind.def.pos, #argv + 1)
+    while argv[j] ~= nil do
+      local n = kind.def.tokens[string.upper(argv[j])]
+      if n == nil then break end
+      local spec = kind.def.opts[n]
+      if spec.flag or spec.word then j = j + 1 elseif spec.rest then j = #argv + 1 else j = j + 2 end
+    end
+    j = math.min(j, #argv + 1)
+    found[#found + 1] = {kind = kind, token = token, key = key, argv = {unpack(argv, i + 1, j - 1)}}
+    i = j
+  end
+  if #found == 0 or #found ~= #keys then return nil, err(def.arity_error) end
+  local seen = {}
+  for _, b in ipairs(found) do
+    if seen[b.key] then return nil, err(KEY_TWICE) end
+    seen[b.key] = true
+  end
+  local a = {blocks = {}}
+  for n, b in ipairs(found) do
+    local parsed, e = parse(b.kind.def, {b.key}, b.argv)
+    if e then return nil, e end
+    local block = {token = b.token, key = b.key}
+    for p, name in ipairs(b.kind.names) do block[name] = parsed.pos[p] end
+    for o, name in ipairs(b.kind.opts) do block[name] = parsed.opt[o] end
+    a.blocks[n] = block
+  end
+  return a
+end

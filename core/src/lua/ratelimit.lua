@@ -19,22 +19,49 @@ local function parse_tat(v)
   return ms, num, den
 end
 
--- GCRA in units of 1/rate ms: τ = capacity·period, one token = period. See ratelimit/mod.rs.
-local function token_bucket(key, capacity, rate, period, cost)
+-- Each limiter is split in two so RL.ALL can decide every limit before it writes any: a
+-- check of its arguments (what the module refuses while parsing), and a decision at `now`
+-- returning its reply {allowed, limit, remaining, retry, reset} with, in `write`, a function
+-- that writes its new state (nil when nothing changes); or nil and an error. A refund returns
+-- {remaining, write = ...} the same way.
+
+local function token_bucket_check(capacity, rate, period)
   local tau = capacity * period
-  if tau > MAX_MS * rate then return nil, err(SPAN_TOO_LONG) end
-  if tau > MAX_MS then return nil, err(TWIN_RANGE) end
+  if tau > MAX_MS * rate then return err(SPAN_TOO_LONG) end
+  if tau > MAX_MS then return err(TWIN_RANGE) end
+end
+
+-- The bucket's debt (TAT - now) in units of 1/rate ms, within [0, τ]; nil for a bad state.
+local function tat_debt(v, now, rate, tau)
+  if not v then return 0 end
+  local tat, num, den = parse_tat(v)
+  if tat == nil then return nil end
+  if num ~= 0 and den ~= rate then tat, num = tat + 1, 0 end
+  local debt = (tat - now) * rate + num
+  if debt < 0 then debt = 0 elseif debt > tau then debt = tau end
+  return debt
+end
+
+-- `SET key <tat> PXAT <expiry>` for a debt above 0 (exact: at most τ <= 2^52).
+local function tat_write(key, now, debt, rate)
+  local whole, num = divmod(debt, rate)
+  local value = int(now + whole)
+  if num > 0 then value = value .. '+' .. int(num) .. '/' .. int(rate) end
+  local at = int(now + ceil_div(debt, rate))
+  return function() redis.call('SET', key, value, 'PXAT', at) end
+end
+
+local function delete(key)
+  return function() redis.call('DEL', key) end
+end
+
+-- GCRA in units of 1/rate ms: τ = capacity·period, one token = period. See ratelimit/mod.rs.
+local function token_bucket(key, capacity, rate, period, cost, now)
   local v, e = get_string(key)
   if e then return nil, e end
-  local now = now_ms()
-  local debt = 0
-  if v then
-    local tat, num, den = parse_tat(v)
-    if tat == nil then return nil, err(NOT_LIMITER_STATE) end
-    if num ~= 0 and den ~= rate then tat, num = tat + 1, 0 end
-    debt = (tat - now) * rate + num
-    if debt < 0 then debt = 0 elseif debt > tau then debt = tau end
-  end
+  local tau = capacity * period
+  local debt = tat_debt(v, now, rate, tau)
+  if debt == nil then return nil, err(NOT_LIMITER_STATE) end
   local fits = cost <= capacity
   local needed = fits and cost * period or 0
   local allowed = fits and debt + needed <= tau
@@ -42,25 +69,49 @@ local function token_bucket(key, capacity, rate, period, cost)
   local retry = -1
   if fits and not allowed then retry = ceil_div(debt + needed - tau, rate) end
   local reset = ceil_div(new_debt, rate)
-  if allowed and cost > 0 then
-    local whole, num = divmod(new_debt, rate)
-    local value = int(now + whole)
-    if num > 0 then value = value .. '+' .. int(num) .. '/' .. int(rate) end
-    redis.call('SET', key, value, 'PXAT', int(now + reset))
-  end
+  local r = {allowed, capacity, divmod(tau - new_debt, period), retry, reset}
+  if allowed and cost > 0 then r.write = tat_write(key, now, new_debt, rate) end
+  return r
+end
+
+-- Moves the TAT back by cost emission intervals, but not before now.
+local function token_bucket_refund(key, capacity, rate, period, cost, now)
+  local v, e = get_string(key)
+  if e then return nil, e end
+  local tau = capacity * period
+  local debt = tat_debt(v, now, rate, tau)
+  if debt == nil then return nil, err(NOT_LIMITER_STATE) end
+  local new_debt = debt - math.min(cost * period, debt)
   local remaining = divmod(tau - new_debt, period)
-  return {allowed, capacity, remaining, retry, reset}
+  local r = {remaining}
+  if new_debt == 0 and debt > 0 then
+    r.write = delete(key)
+  elseif new_debt ~= debt then
+    r.write = tat_write(key, now, new_debt, rate)
+  end
+  return r
+end
+
+local function run_one(r, e)
+  if e then return nil, e end
+  if r.write then r.write() end
+  return r
 end
 
 local function rl_tokenbucket_run(key, capacity, rate, period_ms, cost)
-  local r, e = token_bucket(key, capacity, rate, period_ms, cost)
+  local e = token_bucket_check(capacity, rate, period_ms)
   if e then return e end
+  local r, e2 = run_one(token_bucket(key, capacity, rate, period_ms, cost, now_ms()))
+  if e2 then return e2 end
   return rl_reply(r[1], r[2], r[3], r[4], r[5])
 end
 
 local function cl_throttle_run(key, max_burst, count_per_period, period_s, quantity)
-  local r, e = token_bucket(key, max_burst + 1, count_per_period, period_s * 1000, quantity)
+  local capacity, period = max_burst + 1, period_s * 1000
+  local e = token_bucket_check(capacity, count_per_period, period)
   if e then return e end
+  local r, e2 = run_one(token_bucket(key, capacity, count_per_period, period, quantity, now_ms()))
+  if e2 then return e2 end
   local function secs(ms)
     if ms < 0 then return -1 end
     return ceil_div(ms, 1000)
@@ -72,37 +123,70 @@ local function window_start(now, window)
   return now - math.fmod(now, window)
 end
 
-local function rl_fixedwindow_run(key, limit, window_ms, cost)
+-- The count of the window ending at stop: a key expiring later counts as empty; nil for a
+-- bad state.
+local function fixed_count(key, v, now, stop)
+  if not v then return 0 end
+  local count = state_int(v)
+  if count == nil then return nil end
+  local ttl = redis.call('PTTL', key)
+  if ttl < 0 or now + ttl > stop then return 0 end
+  return count
+end
+
+local function window_check(window_ms)
   if window_ms > MAX_MS then return err(SPAN_TOO_LONG) end
+end
+
+local function fixed_window(key, limit, window_ms, cost, now)
   local v, e = get_string(key)
-  if e then return e end
-  local now = now_ms()
+  if e then return nil, e end
   local stop = window_start(now, window_ms) + window_ms
-  local count = 0
-  if v then
-    count = state_int(v)
-    if count == nil then return err(NOT_LIMITER_STATE) end
-    local ttl = redis.call('PTTL', key)
-    if ttl < 0 or now + ttl > stop then count = 0 end
-  end
+  local count = fixed_count(key, v, now, stop)
+  if count == nil then return nil, err(NOT_LIMITER_STATE) end
   local allowed = cost <= limit - count
   local new_count = allowed and count + cost or count
-  if allowed and cost > 0 then
-    redis.call('SET', key, int(new_count), 'PXAT', int(stop))
-  end
   local retry = -1
   if not allowed and cost <= limit then retry = stop - now end
   local reset = 0
   if new_count > 0 then reset = stop - now end
-  return rl_reply(allowed, limit, math.max(limit - new_count, 0), retry, reset)
+  local r = {allowed, limit, math.max(limit - new_count, 0), retry, reset}
+  if allowed and cost > 0 then
+    r.write = function() redis.call('SET', key, int(new_count), 'PXAT', int(stop)) end
+  end
+  return r
 end
 
-local function rl_slidingwindow_exact(key, limit, window, cost)
-  local now = now_ms()
+-- Takes cost off the current window's count, not below 0.
+local function fixed_window_refund(key, limit, window_ms, cost, now)
+  local v, e = get_string(key)
+  if e then return nil, e end
+  local stop = window_start(now, window_ms) + window_ms
+  local count = fixed_count(key, v, now, stop)
+  if count == nil then return nil, err(NOT_LIMITER_STATE) end
+  local new_count = count - math.min(cost, count)
+  local r = {math.max(limit - new_count, 0)}
+  if new_count == 0 and count > 0 then
+    r.write = delete(key)
+  elseif new_count ~= count then
+    r.write = function() redis.call('SET', key, int(new_count), 'PXAT', int(stop)) end
+  end
+  return r
+end
+
+local function rl_fixedwindow_run(key, limit, window_ms, cost)
+  local e = window_check(window_ms)
+  if e then return e end
+  local r, e2 = run_one(fixed_window(key, limit, window_ms, cost, now_ms()))
+  if e2 then return e2 end
+  return rl_reply(r[1], r[2], r[3], r[4], r[5])
+end
+
+local function sliding_exact(key, limit, window, cost, now)
   local cutoff = now - window
   local count = redis.pcall('ZCOUNT', key, '(' .. int(cutoff), '+inf')
-  if type(count) == 'table' then return count end
-  if cost > MAX_EXACT_COST then return err(EXACT_COST_TOO_HIGH) end
+  if type(count) == 'table' then return nil, count end
+  if cost > MAX_EXACT_COST then return nil, err(EXACT_COST_TOO_HIGH) end
   local allowed = cost <= limit - count
   local new_count = allowed and count + cost or count
   local retry = -1
@@ -111,53 +195,89 @@ local function rl_slidingwindow_exact(key, limit, window, cost)
       int(count + cost - limit - 1), 1, 'WITHSCORES')
     retry = math.floor(tonumber(r[2])) + window - now
   end
-  local reset = 0
+  local reset, write = 0, nil
   if allowed and cost > 0 then
     local seq = redis.call('ZCOUNT', key, int(now), int(now))
     -- Stale entries are pruned in batches (see ratelimit/mod.rs).
     local stale = redis.call('ZCARD', key) - count
     local batch = math.min(math.max(math.floor(limit / 4), 1), PRUNE_BATCH)
-    if stale >= batch then
-      redis.call('ZREMRANGEBYSCORE', key, '-inf', int(cutoff))
-    end
-    local at, args = int(now), {}
-    for i = 0, cost - 1 do
-      args[#args + 1] = at
-      args[#args + 1] = at .. ':' .. int(seq + i)
-      if #args >= 1000 or i == cost - 1 then
-        redis.call('ZADD', key, unpack(args))
-        args = {}
+    write = function()
+      if stale >= batch then
+        redis.call('ZREMRANGEBYSCORE', key, '-inf', int(cutoff))
       end
+      local at, args = int(now), {}
+      for i = 0, cost - 1 do
+        args[#args + 1] = at
+        args[#args + 1] = at .. ':' .. int(seq + i)
+        if #args >= 1000 or i == cost - 1 then
+          redis.call('ZADD', key, unpack(args))
+          args = {}
+        end
+      end
+      redis.call('PEXPIREAT', key, int(now + window))
     end
-    redis.call('PEXPIREAT', key, int(now + window))
     reset = window
   elseif new_count > 0 then
     local newest = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')
     reset = math.max(math.floor(tonumber(newest[2])) + window - now, 0)
   end
-  return rl_reply(allowed, limit, math.max(limit - new_count, 0), retry, reset)
+  return {allowed, limit, math.max(limit - new_count, 0), retry, reset, write = write}
 end
 
-local function rl_slidingwindow_run(key, limit, window_ms, cost, exact)
-  if window_ms > MAX_MS then return err(SPAN_TOO_LONG) end
-  if exact == 1 then return rl_slidingwindow_exact(key, limit, window_ms, cost) end
-  if limit * window_ms > MAX_MS then return err(TWIN_RANGE) end
-  local v, e = get_string(key)
-  if e then return e end
-  local now = now_ms()
-  local start = window_start(now, window_ms)
-  local elapsed = now - start
-  local prev, curr = 0, 0
-  if v then
-    local s, p, c = string.match(v, '^([^:]*):([^:]*):([^:]*)$')
-    s, p, c = state_int(s), state_int(p), state_int(c)
-    if s == nil or p == nil or c == nil then return err(NOT_LIMITER_STATE) end
-    if s == start then
-      prev, curr = p, c
-    elseif s == start - window_ms then
-      prev = c
+-- The sequence number of a log member `<ms>:<seq>`.
+local function member_seq(m)
+  return tonumber(string.match(m, ':(%d+)$')) or -1
+end
+
+-- Removes the cost most recent admissions in the window: every entry after the cost-th
+-- newest one's ms, and at that ms those with the highest sequence numbers.
+local function sliding_exact_refund(key, limit, window, cost, now)
+  local cutoff = now - window
+  local count = redis.pcall('ZCOUNT', key, '(' .. int(cutoff), '+inf')
+  if type(count) == 'table' then return nil, count end
+  if cost > MAX_EXACT_COST then return nil, err(EXACT_COST_TOO_HIGH) end
+  local taken = math.min(cost, count)
+  local r = {math.max(limit - (count - taken), 0)}
+  if taken == 0 then return r end
+  local nth = redis.call('ZRANGE', key, '(' .. int(cutoff), '+inf', 'BYSCORE', 'LIMIT',
+    int(count - taken), 1, 'WITHSCORES')
+  local above = math.floor(tonumber(nth[2]))
+  local members = redis.call('ZRANGE', key, '(' .. int(above), '+inf', 'BYSCORE')
+  local at = redis.call('ZRANGE', key, int(above), int(above), 'BYSCORE')
+  table.sort(at, function(x, y) return member_seq(x) > member_seq(y) end)
+  for i = 1, taken - #members do members[#members + 1] = at[i] end
+  r.write = function()
+    for i = 1, #members, 1000 do
+      redis.call('ZREM', key, unpack(members, i, math.min(i + 999, #members)))
     end
   end
+  return r
+end
+
+local function sliding_check(limit, window_ms, exact)
+  local e = window_check(window_ms)
+  if e then return e end
+  if exact ~= 1 and limit * window_ms > MAX_MS then return err(TWIN_RANGE) end
+end
+
+-- (previous, current) counts as seen from the window starting at start; nil for a bad state.
+local function sliding_counts(v, start, window_ms)
+  if not v then return 0, 0 end
+  local s, p, c = string.match(v, '^([^:]*):([^:]*):([^:]*)$')
+  s, p, c = state_int(s), state_int(p), state_int(c)
+  if s == nil or p == nil or c == nil then return nil end
+  if s == start then return p, c end
+  if s == start - window_ms then return c, 0 end
+  return 0, 0
+end
+
+local function sliding_window(key, limit, window_ms, cost, now)
+  local v, e = get_string(key)
+  if e then return nil, e end
+  local start = window_start(now, window_ms)
+  local elapsed = now - start
+  local prev, curr = sliding_counts(v, start, window_ms)
+  if prev == nil then return nil, err(NOT_LIMITER_STATE) end
   local weighted_prev = prev * (window_ms - elapsed)
   local capacity = limit * window_ms
   local allowed = cost <= limit and weighted_prev + (curr + cost) * window_ms <= capacity
@@ -174,12 +294,116 @@ local function rl_slidingwindow_run(key, limit, window_ms, cost, exact)
   local until_end = window_ms - elapsed
   local reset = 0
   if new_curr > 0 then reset = until_end + window_ms elseif prev > 0 then reset = until_end end
-  if allowed and cost > 0 then
-    redis.call('SET', key, int(start) .. ':' .. int(prev) .. ':' .. int(new_curr),
-      'PXAT', int(start + 2 * window_ms))
-  end
   local left = capacity - weighted_prev - new_curr * window_ms
   local remaining = 0
   if left > 0 then remaining = divmod(left, window_ms) end
-  return rl_reply(allowed, limit, remaining, retry, reset)
+  local r = {allowed, limit, remaining, retry, reset}
+  if allowed and cost > 0 then
+    local value = int(start) .. ':' .. int(prev) .. ':' .. int(new_curr)
+    r.write = function() redis.call('SET', key, value, 'PXAT', int(start + 2 * window_ms)) end
+  end
+  return r
+end
+
+-- Takes cost off the current window's count, not below 0.
+local function sliding_window_refund(key, limit, window_ms, cost, now)
+  local v, e = get_string(key)
+  if e then return nil, e end
+  local start = window_start(now, window_ms)
+  local prev, curr = sliding_counts(v, start, window_ms)
+  if prev == nil then return nil, err(NOT_LIMITER_STATE) end
+  local new_curr = curr - math.min(cost, curr)
+  local left = limit * window_ms - prev * (window_ms - (now - start)) - new_curr * window_ms
+  local r = {0}
+  if left > 0 then r[1] = divmod(left, window_ms) end
+  if new_curr == 0 and prev == 0 and curr > 0 then
+    r.write = delete(key)
+  elseif new_curr ~= curr then
+    local value = int(start) .. ':' .. int(prev) .. ':' .. int(new_curr)
+    r.write = function() redis.call('SET', key, value, 'PXAT', int(start + 2 * window_ms)) end
+  end
+  return r
+end
+
+local function rl_slidingwindow_run(key, limit, window_ms, cost, exact)
+  local e = sliding_check(limit, window_ms, exact)
+  if e then return e end
+  local decide = exact == 1 and sliding_exact or sliding_window
+  local r, e2 = run_one(decide(key, limit, window_ms, cost, now_ms()))
+  if e2 then return e2 end
+  return rl_reply(r[1], r[2], r[3], r[4], r[5])
+end
+
+-- RL.ALL's and RL.REFUND's limits by token: the check, decision and refund of each kind, on a
+-- limit as parse_blocks binds it (its arguments by name).
+local LIMIT_KINDS = {
+  ['TOKENBUCKET'] = {
+    check = function(l) return token_bucket_check(l.capacity, l.rate, l.period_ms) end,
+    decide = function(l, now)
+      return token_bucket(l.key, l.capacity, l.rate, l.period_ms, l.cost, now)
+    end,
+    refund = function(l, now)
+      return token_bucket_refund(l.key, l.capacity, l.rate, l.period_ms, l.cost, now)
+    end,
+  },
+  ['FIXEDWINDOW'] = {
+    check = function(l) return window_check(l.window_ms) end,
+    decide = function(l, now) return fixed_window(l.key, l.limit, l.window_ms, l.cost, now) end,
+    refund = function(l, now)
+      return fixed_window_refund(l.key, l.limit, l.window_ms, l.cost, now)
+    end,
+  },
+  ['SLIDINGWINDOW'] = {
+    check = function(l) return sliding_check(l.limit, l.window_ms, l.exact) end,
+    decide = function(l, now)
+      local decide = l.exact == 1 and sliding_exact or sliding_window
+      return decide(l.key, l.limit, l.window_ms, l.cost, now)
+    end,
+    refund = function(l, now)
+      local refund = l.exact == 1 and sliding_exact_refund or sliding_window_refund
+      return refund(l.key, l.limit, l.window_ms, l.cost, now)
+    end,
+  },
+}
+
+-- Every limit's check, then with one clock reading each limit's `step` (decide or refund):
+-- the results, or nil and the first error.
+local function each_limit(limits, step)
+  for _, l in ipairs(limits) do
+    local e = LIMIT_KINDS[l.token].check(l)
+    if e then return nil, e end
+  end
+  local now, results = now_ms(), {}
+  for n, l in ipairs(limits) do
+    local r, e = LIMIT_KINDS[l.token][step](l, now)
+    if e then return nil, e end
+    results[n] = r
+  end
+  return results
+end
+
+local function rl_all_run(limits)
+  local results, e = each_limit(limits, 'decide')
+  if e then return e end
+  local denied = 0
+  for n, r in ipairs(results) do
+    if not r[1] and denied == 0 then denied = n end
+  end
+  local reply = {denied == 0 and 1 or 0, denied}
+  for n, r in ipairs(results) do
+    if denied == 0 and r.write then r.write() end
+    reply[n + 2] = rl_reply(r[1], r[2], r[3], r[4], r[5])
+  end
+  return reply
+end
+
+local function rl_refund_run(limits)
+  local results, e = each_limit(limits, 'refund')
+  if e then return e end
+  local reply = {}
+  for n, r in ipairs(results) do
+    if r.write then r.write() end
+    reply[n] = r[1]
+  end
+  return reply
 end

@@ -12,8 +12,8 @@
 pub mod lua;
 
 use crate::command::{
-    arg_option, positive, Arg, ArgKind, CmdError, CommandDef, Flags, Keys, OptValue, OptionDef,
-    Positional, WRITE,
+    arg_option, positive, Arg, ArgKind, Args, Block, CmdError, CommandDef, Flags, Keys, OptValue,
+    OptionDef, Positional, WRITE,
 };
 use crate::keys::MAX_MS;
 
@@ -122,8 +122,75 @@ pub static THROTTLE: CommandDef = CommandDef {
     key_positions: Keys::First,
 };
 
+/// The limits `RL.ALL` and `RL.REFUND` take: each kind is its own command's arguments after a
+/// token and the key.
+pub static LIMITS: [Block; 3] = [
+    Block {
+        token: "TOKENBUCKET",
+        def: &TOKENBUCKET,
+    },
+    Block {
+        token: "FIXEDWINDOW",
+        def: &FIXEDWINDOW,
+    },
+    Block {
+        token: "SLIDINGWINDOW",
+        def: &SLIDINGWINDOW,
+    },
+];
+
+const LIMIT_KEYS: Keys = Keys::Blocks {
+    name: "limit",
+    kinds: &LIMITS,
+};
+
+const LIMIT_SYNTAX: &str = "limit [limit ...]  where limit is: TOKENBUCKET key capacity rate \
+     period_ms [COST n] | FIXEDWINDOW key limit window_ms [COST n] | SLIDINGWINDOW key limit \
+     window_ms [COST n] [EXACT]";
+
+pub static ALL: CommandDef = CommandDef {
+    name: "RL.ALL",
+    syntax: LIMIT_SYNTAX,
+    summary: "Several limits at once, all or nothing: admits only when every limit admits, and \
+              then consumes from each; otherwise consumes from none.",
+    complexity: "O(L), L the limits (each as its own command)",
+    reply: "Array: allowed (1 or 0), denied (the 1-based position of the first limit that \
+            denied, 0 when allowed), then per limit its own command's array of 5 integers (when \
+            denied: each limit's state without consumption; a limit that would have admitted \
+            answers allowed 1 and its remaining after its cost)",
+    keys: "each limit's key, as its own command's (all in one Cluster slot)",
+    flags: WRITE,
+    positionals: &[],
+    options: &[],
+    trailing: None,
+    key_positions: LIMIT_KEYS,
+};
+
+pub static REFUND: CommandDef = CommandDef {
+    name: "RL.REFUND",
+    syntax: LIMIT_SYNTAX,
+    summary: "Gives back COST units to each limit (a request that failed upstream), never past \
+              full; a missing key is left alone.",
+    complexity: "O(L), L the limits; with EXACT O(log N + COST) each",
+    reply: "Array of integers: each limit's remaining after the refund",
+    keys: "each limit's key, as its own command's (all in one Cluster slot); a key the refund \
+           leaves full is deleted",
+    flags: Flags::WRITE,
+    positionals: &[],
+    options: &[],
+    trailing: None,
+    key_positions: LIMIT_KEYS,
+};
+
 /// The family's commands, in README order.
-pub static COMMANDS: [&CommandDef; 4] = [&TOKENBUCKET, &FIXEDWINDOW, &SLIDINGWINDOW, &THROTTLE];
+pub static COMMANDS: [&CommandDef; 6] = [
+    &TOKENBUCKET,
+    &FIXEDWINDOW,
+    &SLIDINGWINDOW,
+    &THROTTLE,
+    &ALL,
+    &REFUND,
+];
 
 // ---------------------------------------------------------------------------------------------
 // Decisions
@@ -409,6 +476,17 @@ impl FixedWindow {
         check_window(window_ms)?;
         Ok(Self { limit, window_ms })
     }
+
+    /// The count of the window ending at `end`: a key expiring later was written with other
+    /// parameters and counts as empty.
+    fn count(&self, stored: Option<Stored<'_>>, end: i64) -> Result<i64, CmdError> {
+        let Some(s) = stored else { return Ok(0) };
+        let count = state_int(s.value)?;
+        Ok(match s.expire_at_ms {
+            Some(at) if at <= end => count,
+            _ => 0,
+        })
+    }
 }
 
 impl StringLimiter for FixedWindow {
@@ -421,16 +499,7 @@ impl StringLimiter for FixedWindow {
         cost: i64,
     ) -> Result<Outcome, CmdError> {
         let end = window_start(now_ms, self.window_ms) + self.window_ms;
-        let count = match stored {
-            None => 0,
-            Some(s) => {
-                let count = state_int(s.value)?;
-                match s.expire_at_ms {
-                    Some(at) if at <= end => count,
-                    _ => 0,
-                }
-            }
-        };
+        let count = self.count(stored, end)?;
         // Written as a difference: count + cost could overflow.
         let allowed = cost <= self.limit - count;
         let new_count = if allowed { count + cost } else { count };
@@ -648,6 +717,298 @@ impl SlidingWindow {
         };
         Ok((reply, write))
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Several limits at once (RL.ALL) and refunds (RL.REFUND). Each limit is parsed by its own
+// command's definition and decided by its own limiter; RL.ALL writes only when every limit
+// admits.
+
+/// A token bucket's arguments, as `RL.TOKENBUCKET` parses them: the bucket and the cost.
+#[inline(always)]
+pub fn token_bucket(args: &[&[u8]]) -> Result<(TokenBucket, i64), CmdError> {
+    bucket_of(&TOKENBUCKET.parse(args)?)
+}
+
+#[inline(always)]
+fn bucket_of(a: &Args<'_>) -> Result<(TokenBucket, i64), CmdError> {
+    let bucket = TokenBucket::new(a.int("capacity"), a.int("rate"), a.int("period_ms"))?;
+    Ok((bucket, a.int("COST")))
+}
+
+/// A fixed window's arguments, as `RL.FIXEDWINDOW` parses them: the window and the cost.
+#[inline(always)]
+pub fn fixed_window(args: &[&[u8]]) -> Result<(FixedWindow, i64), CmdError> {
+    fixed_of(&FIXEDWINDOW.parse(args)?)
+}
+
+#[inline(always)]
+fn fixed_of(a: &Args<'_>) -> Result<(FixedWindow, i64), CmdError> {
+    let window = FixedWindow::new(a.int("limit"), a.int("window_ms"))?;
+    Ok((window, a.int("COST")))
+}
+
+/// A sliding window's arguments, as `RL.SLIDINGWINDOW` parses them: the window, the cost and
+/// whether it is EXACT.
+#[inline(always)]
+pub fn sliding_window(args: &[&[u8]]) -> Result<(SlidingWindow, i64, bool), CmdError> {
+    sliding_of(&SLIDINGWINDOW.parse(args)?)
+}
+
+#[inline(always)]
+fn sliding_of(a: &Args<'_>) -> Result<(SlidingWindow, i64, bool), CmdError> {
+    let window = SlidingWindow::new(a.int("limit"), a.int("window_ms"))?;
+    Ok((window, a.int("COST"), a.flag("EXACT")))
+}
+
+/// One limit of `RL.ALL` or `RL.REFUND`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Limiter {
+    TokenBucket(TokenBucket),
+    FixedWindow(FixedWindow),
+    SlidingWindow(SlidingWindow),
+    /// `SLIDINGWINDOW ... EXACT`: the log, a sorted set.
+    Exact(SlidingWindow),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limit {
+    pub limiter: Limiter,
+    pub cost: i64,
+}
+
+impl Limit {
+    /// The limit of a block of kind `kind` (one of [`LIMITS`]), from its arguments as its own
+    /// command parsed them ([`CommandDef::parse_block`]), with the same errors.
+    pub fn of(kind: &Block, a: &Args<'_>) -> Result<Self, CmdError> {
+        let (limiter, cost) = if std::ptr::eq(kind.def, &TOKENBUCKET) {
+            let (bucket, cost) = bucket_of(a)?;
+            (Limiter::TokenBucket(bucket), cost)
+        } else if std::ptr::eq(kind.def, &FIXEDWINDOW) {
+            let (window, cost) = fixed_of(a)?;
+            (Limiter::FixedWindow(window), cost)
+        } else {
+            let (window, cost, exact) = sliding_of(a)?;
+            let limiter = if exact {
+                Limiter::Exact(window)
+            } else {
+                Limiter::SlidingWindow(window)
+            };
+            (limiter, cost)
+        };
+        Ok(Self { limiter, cost })
+    }
+
+    /// Whether the limit's state is a string (else the EXACT log, a sorted set).
+    pub fn is_string(&self) -> bool {
+        !matches!(self.limiter, Limiter::Exact(_))
+    }
+
+    /// Whether `decide` reads the stored expiry.
+    pub fn reads_expiry(&self) -> bool {
+        matches!(self.limiter, Limiter::FixedWindow(_))
+    }
+
+    /// The limit's own command's decision on a string state (not for [`Limiter::Exact`]).
+    pub fn decide(&self, stored: Option<Stored<'_>>, now_ms: i64) -> Result<Outcome, CmdError> {
+        match &self.limiter {
+            Limiter::TokenBucket(l) => l.decide(stored, now_ms, self.cost),
+            Limiter::FixedWindow(l) => l.decide(stored, now_ms, self.cost),
+            Limiter::SlidingWindow(l) => l.decide(stored, now_ms, self.cost),
+            Limiter::Exact(_) => Err(CmdError::Internal),
+        }
+    }
+
+    /// Gives back `cost` units to a string state (not for [`Limiter::Exact`]).
+    pub fn refund(&self, stored: Option<Stored<'_>>, now_ms: i64) -> Result<Refund, CmdError> {
+        match &self.limiter {
+            Limiter::TokenBucket(l) => l.refund(stored, now_ms, self.cost),
+            Limiter::FixedWindow(l) => l.refund(stored, now_ms, self.cost),
+            Limiter::SlidingWindow(l) => l.refund(stored, now_ms, self.cost),
+            Limiter::Exact(_) => Err(CmdError::Internal),
+        }
+    }
+}
+
+/// The limits of an `RL.ALL` or `RL.REFUND` call (`args`: every argument after the name):
+/// each with its key's index in `args`, in order.
+pub fn parse_limits(def: &CommandDef, args: &[&[u8]]) -> Result<Vec<(usize, Limit)>, CmdError> {
+    let Keys::Blocks { kinds, .. } = def.key_positions else {
+        return Err(CmdError::Internal);
+    };
+    let blocks = def.blocks(args)?;
+    // Every limit's arguments are checked (their count first, as the server checks its own
+    // command's) before any limiter is made, so a bad argument of a later limit is reported
+    // before an earlier limit's span (the Lua twin's order, too).
+    let parsed = blocks
+        .iter()
+        .map(|b| kinds[b.kind].def.parse_block(b.args))
+        .collect::<Result<Vec<_>, _>>()?;
+    blocks
+        .iter()
+        .zip(&parsed)
+        .map(|(b, a)| Ok((b.key, Limit::of(&kinds[b.kind], a)?)))
+        .collect()
+}
+
+/// `RL.ALL`'s verdict on its limits' replies, in order: (allowed, the 1-based position of the
+/// first that denied or 0). The caller writes every limit's state only when allowed.
+pub fn all_admit(replies: &[RateReply]) -> (bool, i64) {
+    match replies.iter().position(|r| !r.allowed) {
+        Some(at) => (false, at as i64 + 1),
+        None => (true, 0),
+    }
+}
+
+/// What a refund does to a string state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RefundWrite {
+    Set(StringWrite),
+    /// The limiter is full again: the key goes (as it would have expired).
+    Delete,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refund {
+    /// The limit's remaining after the refund.
+    pub remaining: i64,
+    /// `None` when nothing changes (a missing key, nothing consumed, `COST 0`).
+    pub write: Option<RefundWrite>,
+}
+
+/// A refund's write: nothing when nothing moved, the key gone when the state is empty again,
+/// else `value`.
+fn refund_write(moved: bool, empty: bool, value: StringWrite) -> Option<RefundWrite> {
+    match (moved, empty) {
+        (false, _) => None,
+        (true, true) => Some(RefundWrite::Delete),
+        (true, false) => Some(RefundWrite::Set(value)),
+    }
+}
+
+impl TokenBucket {
+    /// Moves the TAT back by `cost` emission intervals, but not before now (a full bucket).
+    pub fn refund(
+        &self,
+        stored: Option<Stored<'_>>,
+        now_ms: i64,
+        cost: i64,
+    ) -> Result<Refund, CmdError> {
+        let debt = self.debt(stored, now_ms)?;
+        let (rate, period) = (i128::from(self.rate), self.period_ms);
+        let back = i128::from(cost).checked_mul(period).unwrap_or(i128::MAX);
+        let new_debt = (debt - back.min(debt)).max(0);
+        let reset_after_ms = ceil_div(new_debt, rate) as i64;
+        let value = StringWrite {
+            value: StateValue::Tat {
+                ms: (i128::from(now_ms) + new_debt / rate) as i64,
+                num: (new_debt % rate) as i64,
+                den: self.rate,
+            },
+            expire_at_ms: now_ms + reset_after_ms,
+        };
+        Ok(Refund {
+            remaining: ((self.tau() - new_debt) / period) as i64,
+            write: refund_write(new_debt != debt, new_debt == 0, value),
+        })
+    }
+}
+
+impl FixedWindow {
+    /// Takes `cost` off the current window's count, not below 0; a past window gets nothing.
+    pub fn refund(
+        &self,
+        stored: Option<Stored<'_>>,
+        now_ms: i64,
+        cost: i64,
+    ) -> Result<Refund, CmdError> {
+        let end = window_start(now_ms, self.window_ms) + self.window_ms;
+        let count = self.count(stored, end)?;
+        let new_count = count - cost.min(count);
+        let value = StringWrite {
+            value: StateValue::Count(new_count),
+            expire_at_ms: end,
+        };
+        Ok(Refund {
+            remaining: (self.limit - new_count).max(0),
+            write: refund_write(new_count != count, new_count == 0, value),
+        })
+    }
+}
+
+impl SlidingWindow {
+    /// Takes `cost` off the current window's count, not below 0 (the previous window's stays).
+    pub fn refund(
+        &self,
+        stored: Option<Stored<'_>>,
+        now_ms: i64,
+        cost: i64,
+    ) -> Result<Refund, CmdError> {
+        let start = window_start(now_ms, self.window_ms);
+        let (prev, curr) = self.counts(stored, start)?;
+        let new_curr = curr - cost.min(curr);
+        let w = i128::from(self.window_ms);
+        let weighted_prev = i128::from(prev) * (w - i128::from(now_ms - start));
+        let left = i128::from(self.limit) * w - weighted_prev - i128::from(new_curr) * w;
+        let value = StringWrite {
+            value: StateValue::Windows {
+                start,
+                prev,
+                curr: new_curr,
+            },
+            expire_at_ms: start + 2 * self.window_ms,
+        };
+        Ok(Refund {
+            remaining: (left.max(0) / w) as i64,
+            write: refund_write(new_curr != curr, new_curr == 0 && prev == 0, value),
+        })
+    }
+
+    /// Removes the `cost` most recent admissions still in the window: every entry scored
+    /// after `above_ms`, and the `at_count` entries at `above_ms` with the highest sequence
+    /// numbers (so the next admission in that ms numbers its entries after the ones left).
+    pub fn refund_exact(
+        &self,
+        log: &mut impl AdmissionLog,
+        now_ms: i64,
+        cost: i64,
+    ) -> Result<(i64, Option<LogRefund>), CmdError> {
+        if cost > MAX_EXACT_COST {
+            return Err(CmdError::OutOfRange(EXACT_COST_TOO_HIGH));
+        }
+        let count = log.count_after(now_ms - self.window_ms)?;
+        let taken = cost.min(count);
+        let remaining = (self.limit - (count - taken)).max(0);
+        if taken == 0 {
+            return Ok((remaining, None));
+        }
+        let above_ms = log.time_at(now_ms - self.window_ms, count - taken)?;
+        let at_count = taken - log.count_after(above_ms)?;
+        Ok((remaining, Some(LogRefund { above_ms, at_count })))
+    }
+}
+
+/// What a refund removes from the admission log (see [`SlidingWindow::refund_exact`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LogRefund {
+    pub above_ms: i64,
+    pub at_count: i64,
+}
+
+/// Of the log's members admitted at one ms (`<ms>:<seq>`), the indexes of the `n` with the
+/// highest sequence numbers: those a refund removes.
+pub fn newest_members(members: &[&[u8]], n: i64) -> Vec<usize> {
+    let seq = |m: &[u8]| {
+        let digits = m
+            .iter()
+            .rposition(|&b| b == b':')
+            .map_or(m.len(), |c| c + 1);
+        crate::command::parse_i64(&m[digits..]).unwrap_or(-1)
+    };
+    let mut by_seq: Vec<usize> = (0..members.len()).collect();
+    by_seq.sort_by_key(|&i| std::cmp::Reverse(seq(members[i])));
+    by_seq.truncate(usize::try_from(n).unwrap_or(0));
+    by_seq
 }
 
 #[cfg(test)]

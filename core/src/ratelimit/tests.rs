@@ -604,3 +604,358 @@ fn sliding_exact_agrees_with_a_naive_log() {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// RL.ALL and RL.REFUND
+
+fn words(args: &[&'static str]) -> Vec<&'static [u8]> {
+    args.iter().map(|a| a.as_bytes()).collect()
+}
+
+#[test]
+fn limits_are_blocks_parsed_by_their_own_commands() {
+    assert_eq!((ALL.arity(), REFUND.arity()), (-5, -5));
+    let args = words(&[
+        "tokenbucket",
+        "a",
+        "10",
+        "1",
+        "1000",
+        "COST",
+        "2",
+        "FIXEDWINDOW",
+        "b",
+        "5",
+        "60000",
+        "SlidingWindow",
+        "c",
+        "3",
+        "60000",
+        "EXACT",
+        "cost",
+        "0",
+    ]);
+    let limits = parse_limits(&ALL, &args).unwrap();
+    let keys: Vec<usize> = limits.iter().map(|(k, _)| *k).collect();
+    assert_eq!(keys, [1, 8, 12]);
+    assert_eq!(ALL.block_keys(&args), keys);
+    let expected = [
+        Limit {
+            limiter: Limiter::TokenBucket(TokenBucket::new(10, 1, 1000).unwrap()),
+            cost: 2,
+        },
+        Limit {
+            limiter: Limiter::FixedWindow(FixedWindow::new(5, 60000).unwrap()),
+            cost: 1,
+        },
+        Limit {
+            limiter: Limiter::Exact(SlidingWindow::new(3, 60000).unwrap()),
+            cost: 0,
+        },
+    ];
+    let parsed: Vec<Limit> = limits.iter().map(|(_, l)| *l).collect();
+    assert_eq!(parsed, expected);
+    // Each limit's own command's errors; the call's own: a bad token, a key twice.
+    let err = |args: &[&'static str]| parse_limits(&REFUND, &words(args)).unwrap_err().to_string();
+    assert_eq!(err(&["BUCKET", "a", "1", "1", "1"]), "ERR syntax error");
+    assert_eq!(
+        err(&["FIXEDWINDOW", "a", "1", "1000", "TOKENBUCKET"]),
+        "ERR wrong number of arguments for 'rl.tokenbucket' command"
+    );
+    assert_eq!(
+        err(&[
+            "FIXEDWINDOW",
+            "a",
+            "1",
+            "1000",
+            "TOKENBUCKET",
+            "b",
+            "1",
+            "1"
+        ]),
+        "ERR wrong number of arguments for 'rl.tokenbucket' command"
+    );
+    assert_eq!(
+        err(&["FIXEDWINDOW", "a", "0", "1000"]),
+        "ERR limit must be a positive integer"
+    );
+    assert_eq!(
+        err(&["FIXEDWINDOW", "a", "1", "1000", "COST"]),
+        "ERR syntax error"
+    );
+    assert_eq!(
+        err(&[
+            "FIXEDWINDOW",
+            "a",
+            "1",
+            "1000",
+            "FIXEDWINDOW",
+            "a",
+            "1",
+            "1000"
+        ]),
+        "ERR a key may appear only once in a call"
+    );
+    assert_eq!(
+        err(&["FIXEDWINDOW", "a", "1", "4503599627370497"]),
+        format!("ERR {SPAN_TOO_LONG}")
+    );
+    // Key positions: as far as the blocks can be told apart.
+    assert_eq!(
+        ALL.block_keys(&words(&["FIXEDWINDOW", "a", "1", "1", "BOGUS", "b"])),
+        [1]
+    );
+    assert!(ALL.block_keys(&words(&["FIXEDWINDOW"])).is_empty());
+}
+
+#[test]
+fn all_admits_only_when_every_limit_does() {
+    let reply = |allowed| RateReply {
+        allowed,
+        limit: 1,
+        remaining: 0,
+        retry_after_ms: -1,
+        reset_after_ms: 0,
+    };
+    assert_eq!(all_admit(&[reply(true), reply(true)]), (true, 0));
+    assert_eq!(
+        all_admit(&[reply(true), reply(false), reply(false)]),
+        (false, 2)
+    );
+}
+
+fn stored(w: &StringWrite) -> (String, Option<i64>) {
+    (w.value.to_string(), Some(w.expire_at_ms))
+}
+
+fn refund_of(
+    limit: &impl Fn(Option<Stored<'_>>) -> Result<Refund, CmdError>,
+    state: Option<&StringWrite>,
+) -> Refund {
+    let text = state.map(stored);
+    let s = text.as_ref().map(|(v, at)| Stored {
+        value: v.as_bytes(),
+        expire_at_ms: *at,
+    });
+    limit(s).unwrap()
+}
+
+#[test]
+fn token_bucket_refund_moves_the_tat_back_never_past_now() {
+    let b = TokenBucket::new(5, 1, 1000).unwrap();
+    let taken = b.decide(None, T0, 3).unwrap().write.unwrap();
+    assert_eq!(taken.value.to_string(), format!("{}", T0 + 3000));
+    let r = refund_of(&|s| b.refund(s, T0 + 500, 2), Some(&taken));
+    let want = StringWrite {
+        value: StateValue::Tat {
+            ms: T0 + 1000,
+            num: 0,
+            den: 1,
+        },
+        expire_at_ms: T0 + 1000,
+    };
+    assert_eq!(
+        r,
+        Refund {
+            remaining: 4,
+            write: Some(RefundWrite::Set(want))
+        }
+    );
+    // Past full: the key goes; a missing key or COST 0: nothing written.
+    let r = refund_of(&|s| b.refund(s, T0 + 500, 10), Some(&taken));
+    assert_eq!(
+        r,
+        Refund {
+            remaining: 5,
+            write: Some(RefundWrite::Delete)
+        }
+    );
+    assert_eq!(refund_of(&|s| b.refund(s, T0, 1), None).write, None);
+    assert_eq!(refund_of(&|s| b.refund(s, T0, 0), Some(&taken)).write, None);
+    // A fractional TAT stays exact: 3 per second, two taken, one given back.
+    let b = TokenBucket::new(3, 3, 1000).unwrap();
+    let taken = b.decide(None, T0, 2).unwrap().write.unwrap();
+    let r = refund_of(&|s| b.refund(s, T0, 1), Some(&taken));
+    let Some(RefundWrite::Set(w)) = r.write else {
+        panic!("{r:?}")
+    };
+    assert_eq!(
+        (w.value.to_string(), w.expire_at_ms),
+        (format!("{}+1/3", T0 + 333), T0 + 334)
+    );
+    // No overflow at the ends of i64.
+    let b = TokenBucket::new(2, i64::MAX, 1 << 52).unwrap();
+    let taken = b.decide(None, T0, 2).unwrap().write.unwrap();
+    let r = refund_of(&|s| b.refund(s, T0, i64::MAX), Some(&taken));
+    assert_eq!(
+        r,
+        Refund {
+            remaining: 2,
+            write: Some(RefundWrite::Delete)
+        }
+    );
+}
+
+#[test]
+fn window_refunds_take_off_the_current_count_only() {
+    let f = FixedWindow::new(5, 1000).unwrap();
+    let four = StringWrite {
+        value: StateValue::Count(4),
+        expire_at_ms: T0 + 1000,
+    };
+    let r = refund_of(&|s| f.refund(s, T0 + 10, 1), Some(&four));
+    let three = StringWrite {
+        value: StateValue::Count(3),
+        ..four.clone()
+    };
+    assert_eq!(
+        r,
+        Refund {
+            remaining: 2,
+            write: Some(RefundWrite::Set(three))
+        }
+    );
+    let r = refund_of(&|s| f.refund(s, T0 + 10, 9), Some(&four));
+    assert_eq!(
+        r,
+        Refund {
+            remaining: 5,
+            write: Some(RefundWrite::Delete)
+        }
+    );
+    // A counter outliving this window was written with other parameters: nothing to refund.
+    let other = StringWrite {
+        expire_at_ms: T0 + 5000,
+        ..four.clone()
+    };
+    assert_eq!(
+        refund_of(&|s| f.refund(s, T0 + 10, 1), Some(&other)).write,
+        None
+    );
+
+    let w = SlidingWindow::new(5, 1000).unwrap();
+    let state = StringWrite {
+        value: StateValue::Windows {
+            start: T0,
+            prev: 2,
+            curr: 3,
+        },
+        expire_at_ms: T0 + 2000,
+    };
+    let r = refund_of(&|s| w.refund(s, T0 + 500, 5), Some(&state));
+    let kept = StringWrite {
+        value: StateValue::Windows {
+            start: T0,
+            prev: 2,
+            curr: 0,
+        },
+        ..state.clone()
+    };
+    // 5 - 2 weighted by half a window.
+    assert_eq!(
+        r,
+        Refund {
+            remaining: 4,
+            write: Some(RefundWrite::Set(kept))
+        }
+    );
+    // After the rollover the count is the previous window's: nothing comes back.
+    let r = refund_of(&|s| w.refund(s, T0 + 1500, 3), Some(&state));
+    assert_eq!(
+        r,
+        Refund {
+            remaining: 3,
+            write: None
+        }
+    );
+    let only = StringWrite {
+        value: StateValue::Windows {
+            start: T0,
+            prev: 0,
+            curr: 3,
+        },
+        ..state
+    };
+    let r = refund_of(&|s| w.refund(s, T0 + 500, 3), Some(&only));
+    assert_eq!(r.write, Some(RefundWrite::Delete));
+}
+
+#[test]
+fn exact_refund_removes_the_newest_admissions() {
+    let w = SlidingWindow::new(10, 1000).unwrap();
+    let mut log = MemLog::default();
+    for (now, cost) in [(T0, 3), (T0 + 10, 2)] {
+        let (_, write) = w.decide_exact(&mut log, now, cost).unwrap();
+        log.apply(&write.unwrap());
+    }
+    let (remaining, r) = w.refund_exact(&mut log, T0 + 20, 3).unwrap();
+    assert_eq!(remaining, 8);
+    assert_eq!(
+        r,
+        Some(LogRefund {
+            above_ms: T0,
+            at_count: 1
+        })
+    );
+    // Of the members at one ms, the highest sequence numbers go (numerically, not as text).
+    let members = words(&["5:9", "5:10", "5:2"]);
+    assert_eq!(newest_members(&members, 2), [1, 0]);
+    // Past everything in the window: all of it, never below empty; outside the window nothing.
+    assert_eq!(w.refund_exact(&mut log, T0 + 20, 100).unwrap().0, 10);
+    assert_eq!(w.refund_exact(&mut log, T0 + 5000, 1).unwrap(), (10, None));
+    let err = w
+        .refund_exact(&mut log, T0, MAX_EXACT_COST + 1)
+        .unwrap_err();
+    assert_eq!(err.to_string(), format!("ERR {EXACT_COST_TOO_HIGH}"));
+}
+
+#[test]
+fn a_key_twice_is_found_among_few_and_many_limits() {
+    for n in [2usize, 16, 17, 40] {
+        let keys: Vec<String> = (0..n).map(|i| format!("k{i}")).collect();
+        let mut args: Vec<&[u8]> = Vec::new();
+        for key in &keys {
+            args.extend(words(&["FIXEDWINDOW"]));
+            args.push(key.as_bytes());
+            args.extend(words(&["1", "1000"]));
+        }
+        assert_eq!(parse_limits(&ALL, &args).unwrap().len(), n);
+        // The last key repeats the first; an empty name is a key like any other.
+        let last = args.len() - 3;
+        args[last] = b"k0";
+        assert!(parse_limits(&ALL, &args).is_err(), "{n}");
+        args[last] = b"";
+        args[1] = b"";
+        assert!(parse_limits(&ALL, &args).is_err(), "{n}");
+    }
+}
+
+#[test]
+fn every_limits_arguments_are_checked_before_any_span() {
+    // The first limit's span is too long, the second's limit is bad: the argument error wins.
+    let args = words(&[
+        "TOKENBUCKET",
+        "a",
+        "4503599627370497",
+        "1",
+        "1000",
+        "FIXEDWINDOW",
+        "b",
+        "x",
+        "1000",
+    ]);
+    assert_eq!(
+        parse_limits(&ALL, &args).unwrap_err().to_string(),
+        "ERR limit must be a positive integer"
+    );
+}
+
+#[test]
+fn a_short_limit_gets_its_own_commands_arity_error_first() {
+    // `RL.TOKENBUCKET k x` is refused by the server for its count before `x` is read.
+    let args = words(&["FIXEDWINDOW", "a", "1", "1000", "TOKENBUCKET", "b", "x"]);
+    assert_eq!(
+        parse_limits(&REFUND, &args).unwrap_err().to_string(),
+        "ERR wrong number of arguments for 'rl.tokenbucket' command"
+    );
+}

@@ -2,7 +2,7 @@
 // createPatterns without casts, and the results carry the documented types.
 import Redis from "ioredis";
 import { createClient } from "redis";
-import { createPatterns, PatternsError, type Entry, type Job, type QueueStats, type RankResult, type RateLimitResult, type RWLockInfo } from "redis-patterns";
+import { createPatterns, PatternsError, type AllLimitsResult, type Entry, type Limit, type Job, type QueueStats, type RankResult, type RateLimitResult, type RWLockInfo } from "redis-patterns";
 
 export async function typed(): Promise<void> {
   const io = await createPatterns(new Redis());
@@ -11,6 +11,10 @@ export async function typed(): Promise<void> {
   const nr = await createPatterns(client, { backend: "auto" });
   const backend: "module" | "twin" = nr.backend;
   const r: RateLimitResult = await io.tokenBucket("k", { capacity: 1, rate: 1 });
+  const limits: Limit[] = [{ key: "a", tokenBucket: { capacity: 1, rate: 1 } }, { key: "b", slidingWindow: { limit: 1, windowMs: 1, exact: true } }];
+  const all: AllLimitsResult = await nr.limitAll(limits);
+  const denied: number | null = all.denied;
+  const left: number[] = await io.refund([{ key: "c", fixedWindow: { limit: 1, windowMs: 1, cost: 2 } }]);
   const top: Entry[] = await io.leaderboard("b").top(3, { ranking: "dense", order: "asc" });
   const token: number | undefined = io.lock("l").token;
   const value: { n: number } = await nr.cache.getOrSet("c", async () => ({ n: 1 }), { ttlMs: 1000, tags: ["t"] });
@@ -30,5 +34,5 @@ export async function typed(): Promise<void> {
   const stats: QueueStats = await nr.queue("q").stats("g");
   const worker = nr.queue("q").worker("g", "c", async (job: Job) => job.payload.length, { concurrency: 2 }).start();
   await worker.stop();
-  void [added, ranks, score, rank, granted, wtoken, rwInfo?.mode, sid, backend, r.headers(), top, token, value, data, n, e.code, jobs, stats.ready, worker.processed];
+  void [all.limits[0]?.headers(), denied, left, added, ranks, score, rank, granted, wtoken, rwInfo?.mode, sid, backend, r.headers(), top, token, value, data, n, e.code, jobs, stats.ready, worker.processed];
 }
