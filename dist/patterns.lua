@@ -846,6 +846,7 @@ local ABSOLUTE_FIELD = '__absolute_at'
 local INDEX_FIELD = '__index'
 local BAD_ID = 'ERR id must be 22 characters of base64url'
 local ID_TAKEN = 'ERR session id already in use'
+local LOOKAHEAD_MS = 1000
 local TOO_LONG = 'ERR idle_ms and absolute_ms must be at most 2^52'
 local ABSOLUTE_BELOW_IDLE = 'ERR absolute_ms must be at least idle_ms'
 local BAD_INDEX = 'ERR index name cannot carry a session key in its slot'
@@ -882,12 +883,71 @@ local function sess_load(key, now)
   return s
 end
 
-local function sess_touch(key, index, idle, abs, now)
-  local at = int(math.min(now + idle, abs))
-  redis.call('PEXPIREAT', key, at)
+-- The index score written with expiry at (session::Deadlines::index_score): a lead of
+-- idle / 8, at most LOOKAHEAD_MS, later; never past the absolute deadline.
+local function sess_index_score(at, idle, abs)
+  local lead = math.min(math.floor(idle / 8), LOOKAHEAD_MS)
+  return int(math.min(at + lead, abs))
+end
+
+-- Records a session's expiry at in its index: prune, re-score, fix the TTL.
+local function sess_index_set(key, index, idle, abs, at, now)
   index_prune(index, now)
-  redis.call('ZADD', index, at, key)
+  redis.call('ZADD', index, sess_index_score(at, idle, abs), key)
   index_fix(index)
+end
+
+-- Slides a session's expiry; its index moves only when the new expiry passes its score.
+local function sess_touch(key, index, idle, abs, now)
+  local at = math.min(now + idle, abs)
+  redis.call('PEXPIREAT', key, int(at))
+  local score = redis.call('ZSCORE', index, key)
+  if score and tonumber(score) >= at then return end
+  sess_index_set(key, index, idle, abs, at, now)
+end
+
+-- A key's expiry when it exists and does not expire by now (math.huge without one), else nil.
+local function sess_live_expiry(key, now)
+  local at = redis.call('PEXPIRETIME', key)
+  if at == -2 or (at >= 0 and at <= now) then return nil end
+  if at == -1 then return math.huge end
+  return at
+end
+
+-- Whether a sorts before b byte by byte, as a sorted set orders members of equal score.
+local function sess_bytes_less(a, b)
+  for i = 1, math.min(#a, #b) do
+    local x, y = string.byte(a, i), string.byte(b, i)
+    if x ~= y then return x < y end
+  end
+  return #a < #b
+end
+
+-- The live sessions of index, soonest to expire first by their keys' real expiries.
+local function sess_live_sorted(index, now)
+  local live = {}
+  for _, m in ipairs(redis.call('ZRANGE', index, 0, -1)) do
+    local at = sess_live_expiry(m, now)
+    if at then live[#live + 1] = {at, m} end
+  end
+  table.sort(live, function(x, y)
+    if x[1] ~= y[1] then return x[1] < y[1] end
+    return sess_bytes_less(x[2], y[2])
+  end)
+  local out = {}
+  for i, e in ipairs(live) do out[i] = e[2] end
+  return out
+end
+
+-- The live sessions of index, counted without writing (session::ops::live_len): members
+-- scored past the look-ahead window are alive, those within it are checked against their keys.
+local function sess_live_len(index, now)
+  local edge = now + LOOKAHEAD_MS
+  local n = redis.call('ZCOUNT', index, '(' .. int(edge), '+inf')
+  for _, m in ipairs(redis.call('ZRANGE', index, '(' .. int(now), int(edge), 'BYSCORE')) do
+    if sess_live_expiry(m, now) then n = n + 1 end
+  end
+  return n
 end
 
 -- Deletes a session and takes it out of its index (SESSION.DESTROY's writes).
@@ -898,18 +958,18 @@ local function sess_remove(index, key, now)
   index_fix(index)
 end
 
--- The lowest score of an index's members alive at now (scores above now), for a BYSCORE range.
-local function sess_alive_from(now)
-  return '(' .. int(now)
-end
-
 -- The live sessions of index that make room for a new one under a cap of max (0: no cap): the
 -- ones soonest to expire, as many as the index holds past max - 1.
 local function sess_over_cap(index, max, now)
   if max == 0 then return {} end
-  local excess = redis.call('ZCOUNT', index, sess_alive_from(now), '+inf') - (max - 1)
+  local excess = sess_live_len(index, now) - (max - 1)
   if excess <= 0 then return {} end
-  return redis.call('ZRANGE', index, sess_alive_from(now), '+inf', 'BYSCORE', 'LIMIT', 0, excess)
+  local victims = {}
+  for i, m in ipairs(sess_live_sorted(index, now)) do
+    if i > excess then break end
+    victims[i] = m
+  end
+  return victims
 end
 
 local function session_create_run(index, id, max, idle_ms, absolute_ms, pairs)
@@ -932,7 +992,9 @@ local function session_create_run(index, id, max, idle_ms, absolute_ms, pairs)
   local abs = now + absolute_ms
   redis.call('HSET', key, IDLE_FIELD, int(idle_ms), ABSOLUTE_FIELD, int(abs), INDEX_FIELD, index,
     unpack(pairs))
-  sess_touch(key, index, idle_ms, abs, now)
+  local at = math.min(now + idle_ms, abs)
+  redis.call('PEXPIREAT', key, int(at))
+  sess_index_set(key, index, idle_ms, abs, at, now)
   return key
 end
 
@@ -994,9 +1056,10 @@ end
 local function sess_live(index)
   local e = sess_expect_index(index)
   if e then return nil, e end
-  index_prune(index, now_ms())
+  local now = now_ms()
+  index_prune(index, now)
   index_fix(index)
-  return redis.call('ZRANGE', index, 0, -1)
+  return sess_live_sorted(index, now)
 end
 
 local function session_destroyall_run(index)
@@ -1005,9 +1068,9 @@ local function session_destroyall_run(index)
   for _, m in ipairs(redis.call('ZRANGE', index, 0, -1)) do
     if not key_allowed(m) then return err(NOPERM) end
   end
-  local destroyed = 0
-  for _, m in ipairs(redis.call('ZRANGE', index, sess_alive_from(now_ms()), '+inf', 'BYSCORE')) do
-    destroyed = destroyed + redis.call('DEL', m)
+  local now, destroyed = now_ms(), 0
+  for _, m in ipairs(redis.call('ZRANGE', index, 0, -1)) do
+    if sess_live_expiry(m, now) then destroyed = destroyed + redis.call('DEL', m) end
   end
   redis.call('UNLINK', index)
   return destroyed
@@ -1022,7 +1085,7 @@ end
 local function session_count_run(index)
   local e = sess_expect_index(index)
   if e then return e end
-  return redis.call('ZCOUNT', index, sess_alive_from(now_ms()), '+inf')
+  return sess_live_len(index, now_ms())
 end
 
 local DEF_session_create = {

@@ -21,7 +21,7 @@ use crate::ffi::{
     check_key_access, check_keys_access, fill_random, key_type, now_ms, redis_call, Call, Command,
     Ctx, Key, KeyType, Notify, OwnedKey, OwnedString, Reply, ScoreRange, Str,
 };
-use crate::index::{live_count, update_index, update_open_index};
+use crate::index::{update_index, update_open_index};
 use crate::stats::{self, Stat};
 
 /// The family's commands, as registered.
@@ -171,17 +171,49 @@ impl Store for Redis<'_, '_> {
         redis_call(self.ctx(), c"PEXPIRETIME", &[key], false).integer()
     }
 
+    /// Through the key API, as [`read_session`] sees a session's liveness.
+    fn live_expiry(&mut self, key: &[u8], now_ms: i64) -> Option<i64> {
+        let name = OwnedString::new(self.ctx(), key);
+        let key = Key::open_named(self.ctx(), &name);
+        if key.kind() == KeyType::Empty {
+            return None;
+        }
+        match key.expire_at_ms() {
+            Some(at) if at <= now_ms => None,
+            at => Some(at.unwrap_or(i64::MAX)),
+        }
+    }
+
     fn members(&mut self, index: &[u8]) -> Vec<Vec<u8>> {
-        self.index_members(index, ScoreRange::all(), usize::MAX)
+        self.index_members(index, ScoreRange::all())
     }
 
-    fn live_members(&mut self, index: &[u8], now_ms: i64, n: i64) -> Vec<Vec<u8>> {
-        let n = usize::try_from(n).unwrap_or(0);
-        self.index_members(index, ScoreRange::after(now_ms), n)
+    /// One walk of the index through the key API: its members scored up to `edge` (usually
+    /// none), the rest counted by its length.
+    fn split_at(&mut self, index: &[u8], after: i64, edge: i64) -> (i64, Vec<Vec<u8>>) {
+        let name = OwnedString::new(self.ctx(), index);
+        let index = Key::open_named(self.ctx(), &name);
+        let scored = index.zset_scored(ScoreRange::through(edge));
+        let window = scored
+            .iter()
+            .filter(|(_, score)| *score > after as f64)
+            .map(|(m, _)| m.bytes().to_vec())
+            .collect();
+        (index.len() - scored.len() as i64, window)
     }
 
-    fn live_len(&mut self, index: &[u8], now_ms: i64) -> i64 {
-        live_count(self.ctx(), index, now_ms)
+    /// On the index kept open since its type check, when it is this one.
+    fn index_score(&mut self, index: &[u8], member: &[u8]) -> Option<i64> {
+        let member = self.member(member);
+        let score = match self.index.as_mut().filter(|k| k.name() == index) {
+            Some(open) => open.with(|key| key.zset_score(member.as_str())),
+            None => {
+                let name = OwnedString::new(self.ctx(), index);
+                let score = Key::open_named(self.ctx(), &name).zset_score(member.as_str());
+                score
+            }
+        };
+        score.map(|s| s as i64)
     }
 
     fn hset(&mut self, key: &[u8], pairs: &[&[u8]]) -> i64 {
@@ -298,10 +330,10 @@ fn slide(ctx: Ctx, session: &mut Key, at_ms: i64) {
 const DEL_BATCH: usize = 1024;
 
 impl Redis<'_, '_> {
-    /// The index's first `limit` members in the score range, soonest to expire first.
-    fn index_members(&mut self, index: &[u8], range: ScoreRange, limit: usize) -> Vec<Vec<u8>> {
+    /// The index's members in the score range, lowest score first.
+    fn index_members(&mut self, index: &[u8], range: ScoreRange) -> Vec<Vec<u8>> {
         let name = OwnedString::new(self.ctx(), index);
-        let members = Key::open_named(self.ctx(), &name).zset_first(range, limit);
+        let members = Key::open_named(self.ctx(), &name).zset_members(range);
         members.iter().map(|m| m.bytes().to_vec()).collect()
     }
 }

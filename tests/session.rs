@@ -468,3 +468,65 @@ fn destroyall_of_thousands_reaches_the_replica() {
         assert_eq!(live(&mut r), 0, "{flavor:?}");
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// The index's look-ahead (scores up to min(idle_ms / 8, 1 s) ahead of the expiries)
+
+/// A session command on the module, or on its twin as FCALL (the twin's CREATE takes `id`).
+fn call<T: redis::FromRedisValue>(c: &mut Connection, twin: bool, id: &str, args: &[&str]) -> T {
+    if !twin {
+        return query(c, args);
+    }
+    let name = args[0].to_lowercase().replace('.', "_");
+    let mut argv = vec!["FCALL", &name, "1", args[1]];
+    if args[0] == "SESSION.CREATE" {
+        argv.push(id);
+    }
+    argv.extend(&args[2..]);
+    query(c, &argv)
+}
+
+#[test]
+fn reads_within_the_lead_leave_the_index_and_replies_follow_real_expiries() {
+    for_each_module_and_twin(|flavor, mut m, mut t| {
+        for (c, twin) in [(&mut m, false), (&mut t, true)] {
+            let ctx = format!("{flavor:?}, twin: {twin}");
+            let index = "sessions:{lead}";
+            let new = |c: &mut Connection, id: &str, max: &[&str]| -> String {
+                let mut args = vec!["SESSION.CREATE", index];
+                args.extend(max);
+                args.extend(["8000", "100000"]);
+                call(c, twin, &id.repeat(22), &args)
+            };
+            let a = new(c, "A", &[]);
+            sleep(Duration::from_millis(20));
+            let b = new(c, "B", &[]);
+            sleep(Duration::from_millis(20));
+            let read: Option<Vec<String>> = call(c, twin, "", &["SESSION.GET", &a]);
+            assert_eq!(read, Some(vec![]), "{ctx}");
+            let expiry = |c: &mut Connection, k: &str| query::<i64>(c, &["PEXPIRETIME", k]);
+            let score = |c: &mut Connection, k: &str| query::<i64>(c, &["ZSCORE", index, k]);
+            // A was scored 1 s (idle / 8, capped) past its first expiry; the read slid the
+            // expiry by ~40 ms, still under that score: the index did not move.
+            let (a_at, a_score) = (expiry(c, &a), score(c, &a));
+            assert!(
+                (a_at + 1..a_at + 1000).contains(&a_score),
+                "{ctx}: {a_at} {a_score}"
+            );
+            assert_eq!(score(c, &b), expiry(c, &b) + 1000, "{ctx}");
+            // The scores say A then B; the expiries say B then A, and LIST follows them.
+            assert!(a_score < score(c, &b) && expiry(c, &b) < a_at, "{ctx}");
+            let listed: Vec<String> = call(c, twin, "", &["SESSION.LIST", index]);
+            assert_eq!(listed, [b.clone(), a.clone()], "{ctx}");
+            let count: i64 = call(c, twin, "", &["SESSION.COUNT", index]);
+            assert_eq!(count, 2, "{ctx}");
+            // MAX 2 makes room by destroying B, the session soonest to expire (C is created
+            // in a later millisecond than A's read: no tie to order by key).
+            sleep(Duration::from_millis(5));
+            let n = new(c, "C", &["MAX", "2"]);
+            let listed: Vec<String> = call(c, twin, "", &["SESSION.LIST", index]);
+            assert_eq!(listed, [a.clone(), n], "{ctx}");
+            assert_eq!(query::<i64>(c, &["EXISTS", &b]), 0, "{ctx}");
+        }
+    });
+}

@@ -172,20 +172,35 @@ local function parse(def, keys, argv)
   return a
 end
 
+local LOOKAHEAD_MS = 1000
 local function sess_expect_index(index)
   local t = key_type(index)
   if t ~= 'none' and t ~= 'zset' then return err(WRONGTYPE) end
 end
 
--- The lowest score of an index's members alive at now (scores above now), for a BYSCORE range.
-local function sess_alive_from(now)
-  return '(' .. int(now)
+-- A key's expiry when it exists and does not expire by now (math.huge without one), else nil.
+local function sess_live_expiry(key, now)
+  local at = redis.call('PEXPIRETIME', key)
+  if at == -2 or (at >= 0 and at <= now) then return nil end
+  if at == -1 then return math.huge end
+  return at
+end
+
+-- The live sessions of index, counted without writing (session::ops::live_len): members
+-- scored past the look-ahead window are alive, those within it are checked against their keys.
+local function sess_live_len(index, now)
+  local edge = now + LOOKAHEAD_MS
+  local n = redis.call('ZCOUNT', index, '(' .. int(edge), '+inf')
+  for _, m in ipairs(redis.call('ZRANGE', index, '(' .. int(now), int(edge), 'BYSCORE')) do
+    if sess_live_expiry(m, now) then n = n + 1 end
+  end
+  return n
 end
 
 local function session_count_run(index)
   local e = sess_expect_index(index)
   if e then return e end
-  return redis.call('ZCOUNT', index, sess_alive_from(now_ms()), '+inf')
+  return sess_live_len(index, now_ms())
 end
 
 local DEF_session_count = {

@@ -35,10 +35,6 @@ local function parse_int(s)
   return n
 end
 
-local function int(n)
-  return string.format('%d', n)
-end
-
 local function key_type(key)
   return redis.call('TYPE', key)['ok']
 end
@@ -183,9 +179,12 @@ local function sess_expect_index(index)
   if t ~= 'none' and t ~= 'zset' then return err(WRONGTYPE) end
 end
 
--- The lowest score of an index's members alive at now (scores above now), for a BYSCORE range.
-local function sess_alive_from(now)
-  return '(' .. int(now)
+-- A key's expiry when it exists and does not expire by now (math.huge without one), else nil.
+local function sess_live_expiry(key, now)
+  local at = redis.call('PEXPIRETIME', key)
+  if at == -2 or (at >= 0 and at <= now) then return nil end
+  if at == -1 then return math.huge end
+  return at
 end
 
 local function session_destroyall_run(index)
@@ -194,9 +193,9 @@ local function session_destroyall_run(index)
   for _, m in ipairs(redis.call('ZRANGE', index, 0, -1)) do
     if not key_allowed(m) then return err(NOPERM) end
   end
-  local destroyed = 0
-  for _, m in ipairs(redis.call('ZRANGE', index, sess_alive_from(now_ms()), '+inf', 'BYSCORE')) do
-    destroyed = destroyed + redis.call('DEL', m)
+  local now, destroyed = now_ms(), 0
+  for _, m in ipairs(redis.call('ZRANGE', index, 0, -1)) do
+    if sess_live_expiry(m, now) then destroyed = destroyed + redis.call('DEL', m) end
   end
   redis.call('UNLINK', index)
   return destroyed

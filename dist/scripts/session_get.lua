@@ -211,6 +211,7 @@ end
 local IDLE_FIELD = '__idle_ms'
 local ABSOLUTE_FIELD = '__absolute_at'
 local INDEX_FIELD = '__index'
+local LOOKAHEAD_MS = 1000
 local NOT_SESSION = 'ERR key does not hold a session'
 local function sess_expect_index(index)
   local t = key_type(index)
@@ -240,12 +241,27 @@ local function sess_load(key, now)
   return s
 end
 
-local function sess_touch(key, index, idle, abs, now)
-  local at = int(math.min(now + idle, abs))
-  redis.call('PEXPIREAT', key, at)
+-- The index score written with expiry at (session::Deadlines::index_score): a lead of
+-- idle / 8, at most LOOKAHEAD_MS, later; never past the absolute deadline.
+local function sess_index_score(at, idle, abs)
+  local lead = math.min(math.floor(idle / 8), LOOKAHEAD_MS)
+  return int(math.min(at + lead, abs))
+end
+
+-- Records a session's expiry at in its index: prune, re-score, fix the TTL.
+local function sess_index_set(key, index, idle, abs, at, now)
   index_prune(index, now)
-  redis.call('ZADD', index, at, key)
+  redis.call('ZADD', index, sess_index_score(at, idle, abs), key)
   index_fix(index)
+end
+
+-- Slides a session's expiry; its index moves only when the new expiry passes its score.
+local function sess_touch(key, index, idle, abs, now)
+  local at = math.min(now + idle, abs)
+  redis.call('PEXPIREAT', key, int(at))
+  local score = redis.call('ZSCORE', index, key)
+  if score and tonumber(score) >= at then return end
+  sess_index_set(key, index, idle, abs, at, now)
 end
 
 local function session_get_run(key)

@@ -194,12 +194,46 @@ local function sess_expect_index(index)
   if t ~= 'none' and t ~= 'zset' then return err(WRONGTYPE) end
 end
 
+-- A key's expiry when it exists and does not expire by now (math.huge without one), else nil.
+local function sess_live_expiry(key, now)
+  local at = redis.call('PEXPIRETIME', key)
+  if at == -2 or (at >= 0 and at <= now) then return nil end
+  if at == -1 then return math.huge end
+  return at
+end
+
+-- Whether a sorts before b byte by byte, as a sorted set orders members of equal score.
+local function sess_bytes_less(a, b)
+  for i = 1, math.min(#a, #b) do
+    local x, y = string.byte(a, i), string.byte(b, i)
+    if x ~= y then return x < y end
+  end
+  return #a < #b
+end
+
+-- The live sessions of index, soonest to expire first by their keys' real expiries.
+local function sess_live_sorted(index, now)
+  local live = {}
+  for _, m in ipairs(redis.call('ZRANGE', index, 0, -1)) do
+    local at = sess_live_expiry(m, now)
+    if at then live[#live + 1] = {at, m} end
+  end
+  table.sort(live, function(x, y)
+    if x[1] ~= y[1] then return x[1] < y[1] end
+    return sess_bytes_less(x[2], y[2])
+  end)
+  local out = {}
+  for i, e in ipairs(live) do out[i] = e[2] end
+  return out
+end
+
 local function sess_live(index)
   local e = sess_expect_index(index)
   if e then return nil, e end
-  index_prune(index, now_ms())
+  local now = now_ms()
+  index_prune(index, now)
   index_fix(index)
-  return redis.call('ZRANGE', index, 0, -1)
+  return sess_live_sorted(index, now)
 end
 
 local function session_list_run(index)

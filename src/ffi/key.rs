@@ -336,6 +336,17 @@ impl Key<'_> {
     }
 
     /// The members in the range.
+    /// The members in the range with their scores, lowest first.
+    pub fn zset_scored(&self, r: ScoreRange) -> Vec<(OwnedString, f64)> {
+        let mut cursor = ZsetCursor::start(self, r, false);
+        let mut scored = Vec::new();
+        while let Some(entry) = cursor.current() {
+            scored.push(entry);
+            cursor.advance();
+        }
+        scored
+    }
+
     pub fn zset_members(&self, r: ScoreRange) -> Vec<OwnedString> {
         self.zset_first(r, usize::MAX)
     }

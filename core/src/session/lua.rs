@@ -8,7 +8,7 @@
 
 use super::{
     ABSOLUTE_BELOW_IDLE, ABSOLUTE_FIELD, BAD_INDEX, COMMANDS, CREATE, IDLE_FIELD, INDEX_FIELD,
-    NOT_SESSION, ROTATE, TOO_LONG,
+    LOOKAHEAD_MS, NOT_SESSION, ROTATE, TOO_LONG,
 };
 use crate::lua::{lua_constants, twins, Family};
 
@@ -22,7 +22,7 @@ const SOURCE: &str = include_str!("../lua/session.lua");
 pub fn family() -> Family {
     Family {
         constants: lua_constants! {
-            values: [IDLE_FIELD, ABSOLUTE_FIELD, INDEX_FIELD, BAD_ID, ID_TAKEN],
+            values: [IDLE_FIELD, ABSOLUTE_FIELD, INDEX_FIELD, BAD_ID, ID_TAKEN, LOOKAHEAD_MS],
             errors: [TOO_LONG, ABSOLUTE_BELOW_IDLE, BAD_INDEX, NOT_SESSION],
         },
         source: SOURCE,

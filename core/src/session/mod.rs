@@ -7,8 +7,12 @@
 //!
 //! State: the session is a hash holding the caller's fields plus the reserved `__idle_ms`,
 //! `__absolute_at` (unix ms) and `__index`; its TTL is `min(now + idle_ms, absolute_at)`.
-//! The index is a sorted set, member = session key, score = that session's expiry; members
-//! scored `now` or lower are pruned whenever the index is touched, and its TTL is its highest score.
+//! The index is a sorted set, member = session key, score = that session's expiry **or a little
+//! later** (at most [`Deadlines::lead`], ≤ [`LOOKAHEAD_MS`], ahead of it: see
+//! [`Deadlines::index_score`]), so most reads leave it alone. A member scored `now` or lower is
+//! surely dead and pruned whenever the index is changed; its TTL is its highest score. One scored
+//! within `LOOKAHEAD_MS` after `now` may be dead already: what counts or orders sessions reads
+//! their keys' real expiries for those (COUNT) or for all (LIST, MAX, DESTROYALL).
 
 pub mod lua;
 pub mod ops;
@@ -38,7 +42,8 @@ const FIELD_VALUES: Trailing = Trailing {
 };
 const SESSION_KEYS: &str = "key: the session hash (its fields plus `__idle_ms`, `__absolute_at`, \
      `__index`), expiring at `min(last use + idle_ms, absolute deadline)`; its index (from \
-     `__index`): a sorted set of session keys scored by expiry";
+     `__index`): a sorted set of session keys scored by expiry or up to `min(idle_ms / 8, 1 s)` \
+     later, re-scored only when the slid expiry passes the score";
 
 /// `MAX n`: at most n live sessions in the index once the new one is in (absent: no cap).
 const MAX: OptionDef = arg_option("MAX", "MAX", ArgKind::Positive, 0);
@@ -47,10 +52,11 @@ pub static CREATE: CommandDef = CommandDef {
     name: "SESSION.CREATE",
     syntax: "index [MAX n] idle_ms absolute_ms [field value ...]",
     summary: "Creates a session in index's slot with a 128-bit CSPRNG id; it expires after idle_ms without use, and absolute_ms after creation at the latest. With MAX n, the index keeps at most n live sessions: the ones soonest to expire go first, destroyed in the same command.",
-    complexity: "O(N + M + D), N the fields, M the expired sessions pruned from the index, D the sessions MAX destroys",
+    complexity: "O(N + M), N the fields, M the expired sessions pruned from the index; with MAX, O(log S + W) more, W the sessions scored within 1 s of now, and O(S log S) when it destroys (S the index's sessions, ordered by their keys' expiries)",
     reply: "Bulk string: the new session's key",
-    keys: "index: a sorted set, member = session key, score = its expiry (ms), expires with its \
-           last session; writes the new session `<index>:<id>` (or `{<index>}:<id>`)",
+    keys: "index: a sorted set, member = session key, score = its expiry (ms) or up to \
+           `min(idle_ms / 8, 1 s)` later, expires with its last session; writes the new session \
+           `<index>:<id>` (or `{<index>}:<id>`)",
     flags: WRITE,
     positionals: &[positive("idle_ms"), positive("absolute_ms")],
     options: &[MAX],
@@ -123,8 +129,8 @@ pub static DESTROYALL: CommandDef = CommandDef {
     summary: "Deletes every session of the index, and the index.",
     complexity: "O(S), S the index's sessions",
     reply: "Integer: the number of live sessions destroyed",
-    keys: "index: the sorted set; deletes every live session key it lists, then unlinks it \
-           (a large index is freed in the background)",
+    keys: "index: the sorted set; deletes every session key it lists that is alive by its own \
+           expiry, then unlinks it (a large index is freed in the background)",
     flags: WRITE,
     positionals: &[],
     options: &[],
@@ -136,9 +142,9 @@ pub static LIST: CommandDef = CommandDef {
     name: "SESSION.LIST",
     syntax: "index",
     summary: "The index's live session keys, soonest to expire first.",
-    complexity: "O(S + M), S the live sessions, M the expired ones pruned",
+    complexity: "O(S log S + M), S the live sessions, M the expired ones pruned",
     reply: "Array of session keys",
-    keys: "index: the sorted set (expired members pruned)",
+    keys: "index: the sorted set (expired members pruned); the expiry of each session key it lists",
     flags: Flags::WRITE,
     positionals: &[],
     options: &[],
@@ -150,9 +156,9 @@ pub static COUNT: CommandDef = CommandDef {
     name: "SESSION.COUNT",
     syntax: "index",
     summary: "The number of live sessions of the index: exact, without scanning the keyspace.",
-    complexity: "O(log S + M), M the expired sessions not yet pruned",
+    complexity: "O(log S + W), W the sessions scored within 1 s of now",
     reply: "Integer",
-    keys: "index: the sorted set, read only (expired members are not counted, and left for the next write to prune)",
+    keys: "index: the sorted set, read only (expired members are not counted, and left for the next write to prune); the expiry of each session key scored within 1 s of now",
     flags: Flags::READONLY.and(Flags::FAST),
     positionals: &[],
     options: &[],
@@ -225,7 +231,25 @@ impl Deadlines {
     pub fn expiry(self, now_ms: i64) -> i64 {
         now_ms.saturating_add(self.idle_ms).min(self.absolute_at)
     }
+
+    /// How far ahead of the session's expiry its index score may be: an eighth of its idle
+    /// timeout, at most [`LOOKAHEAD_MS`].
+    pub fn lead(self) -> i64 {
+        (self.idle_ms / 8).min(LOOKAHEAD_MS)
+    }
+
+    /// The index score written with expiry `at` (an [`Deadlines::expiry`], so at most the
+    /// absolute deadline): `lead` later, never past the absolute deadline. Reads re-score the
+    /// session only once its slid expiry passes this score, so with reads less than `lead`
+    /// apart the index moves about once per `lead`.
+    pub fn index_score(self, at: i64) -> i64 {
+        at.saturating_add(self.lead()).min(self.absolute_at)
+    }
 }
+
+/// The furthest an index score runs ahead of its session's expiry: members scored above
+/// `now + LOOKAHEAD_MS` are surely alive; those scored within it may not be.
+pub const LOOKAHEAD_MS: i64 = 1000;
 
 /// A stored session's reserved fields, from its hash's field/value pairs.
 #[derive(Clone, Debug, PartialEq, Eq)]

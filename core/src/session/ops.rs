@@ -3,7 +3,9 @@
 //! them. Every check comes before the first write, so an error writes nothing. The module
 //! implements the store over Redis (`src/session.rs`); the tests run it on one in memory.
 
-use super::{session_key, Deadlines, Meta, Timeouts, ABSOLUTE_FIELD, IDLE_FIELD, INDEX_FIELD};
+use super::{
+    session_key, Deadlines, Meta, Timeouts, ABSOLUTE_FIELD, IDLE_FIELD, INDEX_FIELD, LOOKAHEAD_MS,
+};
 use crate::command::CmdError;
 use crate::keys::{check_fields, Kind, Pairs, ID_LEN, RESERVED_PREFIX};
 
@@ -24,13 +26,16 @@ pub trait Store {
     fn new_id(&mut self) -> Result<[u8; ID_LEN], CmdError>;
     /// PEXPIRETIME.
     fn expire_time(&mut self, key: &[u8]) -> i64;
+    /// The key's expiry when it exists and does not expire by `now_ms` (`i64::MAX` when it
+    /// has none), else None: PEXPIRETIME, read as a live session's is.
+    fn live_expiry(&mut self, key: &[u8], now_ms: i64) -> Option<i64>;
     /// ZRANGE index 0 -1.
     fn members(&mut self, index: &[u8]) -> Vec<Vec<u8>>;
-    /// ZRANGE index (now_ms +inf BYSCORE LIMIT 0 n: the `n` members alive at `now_ms` that
-    /// expire soonest (fewer when there are fewer).
-    fn live_members(&mut self, index: &[u8], now_ms: i64, n: i64) -> Vec<Vec<u8>>;
-    /// ZCOUNT index (now_ms +inf: the members alive at `now_ms`, counted without writing.
-    fn live_len(&mut self, index: &[u8], now_ms: i64) -> i64;
+    /// Without writing: how many members score above `edge` (ZCOUNT index (edge +inf), and
+    /// the members scored in (after, edge] (ZRANGE index (after edge BYSCORE).
+    fn split_at(&mut self, index: &[u8], after: i64, edge: i64) -> (i64, Vec<Vec<u8>>);
+    /// ZSCORE index member.
+    fn index_score(&mut self, index: &[u8], member: &[u8]) -> Option<i64>;
     /// HSET key field value [field value ...]: how many fields are new.
     fn hset(&mut self, key: &[u8], pairs: &[&[u8]]) -> i64;
     /// PEXPIREAT.
@@ -147,11 +152,39 @@ fn load(
     Ok(Some((loaded, deadlines, index)))
 }
 
-/// Slides the session's expiry after a use at `now_ms` and records it in the index.
+/// Slides the session's expiry after a use at `now_ms`; the index moves (re-scored a lead
+/// ahead) only when the new expiry passes the member's score, so its score stays at or above
+/// the session's expiry.
 fn touch(s: &mut impl Store, key: &[u8], index: &[u8], d: Deadlines, now_ms: i64) {
     let at = d.expiry(now_ms);
     s.expire_at(key, at);
-    s.update_index(index, now_ms, IndexChange::Set(at, key));
+    if s.index_score(index, key).is_some_and(|score| score >= at) {
+        return;
+    }
+    s.update_index(index, now_ms, IndexChange::Set(d.index_score(at), key));
+}
+
+/// The live sessions of `index` at `now_ms`, soonest to expire first (ties by key, as a
+/// sorted set orders them): every member's real expiry is read, since a score may run ahead.
+fn live_sorted(s: &mut impl Store, index: &[u8], now_ms: i64) -> Vec<Vec<u8>> {
+    let mut live: Vec<(i64, Vec<u8>)> = s
+        .members(index)
+        .into_iter()
+        .filter_map(|m| s.live_expiry(&m, now_ms).map(|at| (at, m)))
+        .collect();
+    live.sort_unstable();
+    live.into_iter().map(|(_, m)| m).collect()
+}
+
+/// The live sessions of `index` at `now_ms`, counted without writing: the members scored past
+/// the look-ahead window are alive, those within it are checked against their keys.
+fn live_len(s: &mut impl Store, index: &[u8], now_ms: i64) -> i64 {
+    let (sure, window) = s.split_at(index, now_ms, now_ms.saturating_add(LOOKAHEAD_MS));
+    let alive = window
+        .iter()
+        .filter(|m| s.live_expiry(m, now_ms).is_some())
+        .count();
+    sure + alive as i64
 }
 
 /// The live sessions of `index` that make room for a new one under a cap of `max` (None: no
@@ -160,12 +193,13 @@ fn over_cap(s: &mut impl Store, index: &[u8], max: Option<i64>, now_ms: i64) -> 
     let Some(max) = max else {
         return Vec::new();
     };
-    let excess = s.live_len(index, now_ms) - (max - 1);
-    if excess > 0 {
-        s.live_members(index, now_ms, excess)
-    } else {
-        Vec::new()
+    let excess = live_len(s, index, now_ms) - (max - 1);
+    if excess <= 0 {
+        return Vec::new();
     }
+    let mut victims = live_sorted(s, index, now_ms);
+    victims.truncate(excess as usize);
+    victims
 }
 
 /// SESSION.CREATE: the new session's key, and how many sessions the cap `max` destroyed
@@ -203,7 +237,9 @@ pub fn create(
     ];
     hset.extend_from_slice(fields);
     s.hset(&key, &hset);
-    touch(s, &key, index, d, now_ms);
+    let at = d.expiry(now_ms);
+    s.expire_at(&key, at);
+    s.update_index(index, now_ms, IndexChange::Set(d.index_score(at), &key));
     Ok((key, destroyed))
 }
 
@@ -259,7 +295,7 @@ pub fn destroy(s: &mut impl Store, key: &[u8], now_ms: i64) -> Result<bool, CmdE
 pub fn list(s: &mut impl Store, index: &[u8], now_ms: i64) -> Result<Vec<Vec<u8>>, CmdError> {
     expect_index(s, index)?;
     s.update_index(index, now_ms, IndexChange::None);
-    Ok(s.members(index))
+    Ok(live_sorted(s, index, now_ms))
 }
 
 /// SESSION.DESTROYALL: how many live sessions went (the index goes too, with the expired
@@ -271,11 +307,11 @@ pub fn destroy_all(s: &mut impl Store, index: &[u8], now_ms: i64) -> Result<i64,
     if !s.may_access_all(&listed) {
         return Err(CmdError::NoPerm);
     }
-    // Soonest to expire first: the live ones are the last live_len.
-    let live = listed
-        .len()
-        .saturating_sub(s.live_len(index, now_ms) as usize);
-    let destroyed = s.del_all(&listed[live..]);
+    let live: Vec<Vec<u8>> = listed
+        .into_iter()
+        .filter(|m| s.live_expiry(m, now_ms).is_some())
+        .collect();
+    let destroyed = s.del_all(&live);
     s.unlink(index);
     Ok(destroyed)
 }
@@ -283,5 +319,5 @@ pub fn destroy_all(s: &mut impl Store, index: &[u8], now_ms: i64) -> Result<i64,
 /// SESSION.COUNT: the index's live sessions.
 pub fn count(s: &mut impl Store, index: &[u8], now_ms: i64) -> Result<i64, CmdError> {
     expect_index(s, index)?;
-    Ok(s.live_len(index, now_ms))
+    Ok(live_len(s, index, now_ms))
 }

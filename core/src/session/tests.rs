@@ -195,17 +195,28 @@ mod plans {
             members.into_iter().map(|(_, m)| m).collect()
         }
 
-        fn live_members(&mut self, index: &[u8], now_ms: i64, n: i64) -> Vec<Vec<u8>> {
-            let live = self
-                .members(index)
-                .into_iter()
-                .filter(|m| self.zsets[index][m] > now_ms);
-            live.take(n as usize).collect()
+        fn live_expiry(&mut self, key: &[u8], now_ms: i64) -> Option<i64> {
+            if self.kind(key) == Kind::Empty {
+                return None;
+            }
+            match self.expiry.get(key) {
+                Some(&at) if at <= now_ms => None,
+                at => Some(at.copied().unwrap_or(i64::MAX)),
+            }
         }
 
-        fn live_len(&mut self, index: &[u8], now_ms: i64) -> i64 {
-            let zset = self.zsets.get(index);
-            zset.map_or(0, |z| z.values().filter(|at| **at > now_ms).count() as i64)
+        fn split_at(&mut self, index: &[u8], after: i64, edge: i64) -> (i64, Vec<Vec<u8>>) {
+            let zset = self.zsets.get(index).cloned().unwrap_or_default();
+            let above = zset.values().filter(|at| **at > edge).count() as i64;
+            let within = |m: &Vec<u8>| (after + 1..=edge).contains(&zset[m]);
+            (
+                above,
+                self.members(index).into_iter().filter(within).collect(),
+            )
+        }
+
+        fn index_score(&mut self, index: &[u8], member: &[u8]) -> Option<i64> {
+            self.zsets.get(index)?.get(member).copied()
         }
 
         fn hset(&mut self, key: &[u8], pairs: &[&[u8]]) -> i64 {
@@ -306,7 +317,8 @@ mod plans {
             [
                 "HSET {idx}:BBBBBBBBBBBBBBBBBBBBBB __idle_ms 100 __absolute_at 260 __index idx",
                 "PEXPIREAT {idx}:BBBBBBBBBBBBBBBBBBBBBB 110",
-                "INDEX idx prune<=10 +110:{idx}:BBBBBBBBBBBBBBBBBBBBBB",
+                // Scored a lead (idle / 8) ahead of its expiry.
+                "INDEX idx prune<=10 +122:{idx}:BBBBBBBBBBBBBBBBBBBBBB",
             ]
         );
         assert_eq!(ops::count(&mut s, b"idx", 10), Ok(2));
@@ -378,32 +390,33 @@ mod plans {
     }
 
     #[test]
-    fn each_use_slides_the_expiry_up_to_the_absolute_deadline() {
+    fn each_use_slides_the_expiry_and_moves_the_index_only_past_its_score() {
         let mut s = one_session();
-        // (now, expiry written by GET; None when the session is gone)
+        // Created at 0: expiry 100, scored 112 (lead 100 / 8 = 12). (now, expiry written by
+        // GET, the index's new score; None when the session is gone or the index stays.)
         let table = [
-            (50, Some(150)),
-            (149, Some(249)),
-            (200, Some(250)),
-            (250, None),
+            (50, Some(150), Some(162)),
+            (55, Some(155), None),
+            (62, Some(162), None),
+            (63, Some(163), Some(175)),
+            (149, Some(249), Some(250)),
+            (200, Some(250), None),
+            (250, None, None),
         ];
-        for (now, expiry) in table {
+        for (now, expiry, score) in table {
             let got = ops::get(&mut s, KEY1, now).unwrap().map(|p| p.to_vecs());
             let writes = s.take();
-            match expiry {
-                Some(at) => {
-                    assert_eq!(got, Some(vec![b"user".to_vec(), b"42".to_vec()]), "{now}");
-                    assert_eq!(
-                        writes,
-                        [
-                            format!("PEXPIREAT {} {at}", show(KEY1)),
-                            format!("INDEX idx prune<={now} +{at}:{}", show(KEY1)),
-                        ],
-                        "{now}"
-                    );
-                }
-                None => assert_eq!((got, writes.len()), (None, 0), "{now}"),
-            }
+            let Some(at) = expiry else {
+                assert_eq!((got, writes.len()), (None, 0), "{now}");
+                continue;
+            };
+            assert_eq!(got, Some(vec![b"user".to_vec(), b"42".to_vec()]), "{now}");
+            let mut want = vec![format!("PEXPIREAT {} {at}", show(KEY1))];
+            want.extend(score.map(|sc| format!("INDEX idx prune<={now} +{sc}:{}", show(KEY1))));
+            assert_eq!(writes, want, "{now}");
+            // The score never falls behind the expiry, nor runs more than the lead ahead.
+            let stored = s.zsets[&b"idx"[..]][KEY1];
+            assert!((at..=at + 12).contains(&stored), "{now}: {stored}");
         }
     }
 
@@ -419,7 +432,7 @@ mod plans {
             [
                 format!("HSET {} user 7 role admin", show(KEY1)),
                 format!("PEXPIREAT {} 120", show(KEY1)),
-                format!("INDEX idx prune<=20 +120:{}", show(KEY1)),
+                format!("INDEX idx prune<=20 +132:{}", show(KEY1)),
             ]
         );
         assert_eq!(ops::set(&mut s, b"{idx}:gone", &[b"a", b"b"], 20), Ok(None));
@@ -495,14 +508,15 @@ mod plans {
                     show(KEY3)
                 ),
                 format!("PEXPIREAT {} 130", show(KEY3)),
-                format!("INDEX idx prune<=30 +130:{}", show(KEY3)),
+                format!("INDEX idx prune<=30 +142:{}", show(KEY3)),
             ]
         );
         assert_eq!(
             ops::list(&mut s, b"idx", 30),
             Ok(vec![KEY1.to_vec(), KEY3.to_vec()])
         );
-        // Expired sessions do not count: at 125 only KEY3 is alive, under a cap of 2.
+        // Expired sessions do not count: at 125 only KEY3 is alive, under a cap of 2 (KEY1
+        // expired at 120 but is still scored 132, within the look-ahead window).
         let (_, destroyed) = ops::create(&mut s, b"idx", t, Some(2), &[], 125).unwrap();
         assert_eq!(destroyed, 0);
         // MAX 1: the new session is the only one left.
@@ -526,6 +540,95 @@ mod plans {
         assert_eq!(
             ops::create(&mut s, b"idx", t, Some(2), &[], 5),
             Ok((KEY2.to_vec(), 0))
+        );
+    }
+
+    /// Sessions with a lead of a whole look-ahead window (idle 8000 ms: scored 1000 ms ahead).
+    fn long_sessions(ids: &[&str], at: &[i64]) -> Mem {
+        let mut s = Mem::with_ids(ids);
+        let t = Timeouts::new(8000, 100_000).unwrap();
+        for &now in at {
+            ops::create(&mut s, b"idx", t, None, &[], now).unwrap();
+        }
+        s.take();
+        s
+    }
+
+    #[test]
+    fn count_is_exact_at_the_edges_of_the_look_ahead_window() {
+        // KEY1 expires at 8000, scored 9000: past the window until 7999, within it from 8000.
+        let mut s = long_sessions(&[ID1], &[0]);
+        assert_eq!(s.zsets[&b"idx"[..]][KEY1], 9000);
+        // (now, live sessions)
+        for (now, live) in [
+            (6999, 1),
+            (7000, 1),
+            (7999, 1),
+            (8000, 0),
+            (8999, 0),
+            (9000, 0),
+        ] {
+            assert_eq!(ops::count(&mut s, b"idx", now), Ok(live), "{now}");
+        }
+        // Shorter leads put live sessions within the window: each is checked against its key
+        // (KEY1 expires at 100, KEY2 at 60; both scored within (50, 1050]).
+        let mut s = one_session();
+        s.ids.push(ID2.as_bytes().try_into().unwrap());
+        ops::create(
+            &mut s,
+            b"idx",
+            Timeouts::new(60, 250).unwrap(),
+            None,
+            &[],
+            0,
+        )
+        .unwrap();
+        s.take();
+        for (now, live) in [(50, 2), (59, 2), (60, 1), (99, 1), (100, 0)] {
+            assert_eq!(ops::count(&mut s, b"idx", now), Ok(live), "{now}");
+        }
+        // One whose key is gone is not counted either.
+        s.hashes.remove(KEY2);
+        assert_eq!(ops::count(&mut s, b"idx", 50), Ok(1));
+        assert!(s.take().is_empty());
+    }
+
+    #[test]
+    fn list_cap_and_destroy_all_follow_the_real_expiries_after_slides() {
+        // KEY1 expires at 8000 (scored 9000), KEY2 at 8100 (scored 9100), KEY3 at 8100 (scored
+        // 9100); at 500 KEY1 is read: expiry 8500, still under its score, so the index stays.
+        let mut s = long_sessions(&[ID1, ID2, ID3, ID4], &[0, 100, 100]);
+        ops::get(&mut s, KEY1, 500).unwrap();
+        assert_eq!(s.take(), [format!("PEXPIREAT {} 8500", show(KEY1))]);
+        // Scores say KEY1, KEY2, KEY3; the expiries say KEY2 and KEY3 (tied, by key), then KEY1.
+        let by_expiry = vec![KEY2.to_vec(), KEY3.to_vec(), KEY1.to_vec()];
+        assert_eq!(ops::list(&mut s, b"idx", 600), Ok(by_expiry));
+        // MAX 2 destroys the two sessions soonest to expire: KEY2 and KEY3, not KEY1.
+        let t = Timeouts::new(8000, 100_000).unwrap();
+        assert_eq!(
+            ops::create(&mut s, b"idx", t, Some(2), &[], 600).unwrap().1,
+            2
+        );
+        let victims: Vec<String> = s
+            .take()
+            .into_iter()
+            .filter(|w| w.starts_with("DEL"))
+            .collect();
+        assert_eq!(
+            victims,
+            [format!("DEL {}", show(KEY2)), format!("DEL {}", show(KEY3))]
+        );
+        // At 8500 KEY1 is dead though scored 9000: LIST and DESTROYALL leave it out.
+        let key4 = b"{idx}:DDDDDDDDDDDDDDDDDDDDDD".to_vec();
+        assert_eq!(ops::list(&mut s, b"idx", 8500), Ok(vec![key4.clone()]));
+        assert_eq!(ops::destroy_all(&mut s, b"idx", 8500), Ok(1));
+        assert_eq!(
+            s.take(),
+            [
+                "INDEX idx prune<=8500".to_string(),
+                format!("DEL {}", show(&key4)),
+                "UNLINK idx".to_string()
+            ]
         );
     }
 }
