@@ -2,7 +2,7 @@
 //! parse → decide → write state → replicate the effect → reply.
 #![deny(unsafe_code)]
 
-use patterns_core::command::CmdError;
+use patterns_core::command::{CmdError, CommandDef};
 use patterns_core::ratelimit::{
     self as rl, AdmissionLog, Limit, Limiter, LogRefund, LogWrite, Outcome, RateReply, Refund,
     RefundWrite, SlidingWindow, StateValue, Stored, StringLimiter, StringWrite, TokenBucket,
@@ -28,26 +28,24 @@ pub const COMMANDS: &[Command] = &[
 
 // RL.TOKENBUCKET key capacity rate period_ms [COST n]
 fn tokenbucket(call: &Call) -> Result<Reply, CmdError> {
-    let (bucket, cost) = rl::token_bucket(call.rest())?;
-    let reply = run_string(call, &bucket, cost)?;
-    stats::admission(
-        Stat::TokenbucketAllowed,
-        Stat::TokenbucketDenied,
-        reply.allowed,
-    );
-    Ok(Reply::Ints(reply.to_array().into()))
+    let stats = (Stat::TokenbucketAllowed, Stat::TokenbucketDenied);
+    own_string(call, rl::token_bucket(call.rest())?, stats)
 }
 
 // RL.FIXEDWINDOW key limit window_ms [COST n]
 fn fixedwindow(call: &Call) -> Result<Reply, CmdError> {
-    let (window, cost) = rl::fixed_window(call.rest())?;
-    let reply = run_string(call, &window, cost)?;
-    stats::admission(
-        Stat::FixedwindowAllowed,
-        Stat::FixedwindowDenied,
-        reply.allowed,
-    );
-    Ok(Reply::Ints(reply.to_array().into()))
+    let stats = (Stat::FixedwindowAllowed, Stat::FixedwindowDenied);
+    own_string(call, rl::fixed_window(call.rest())?, stats)
+}
+
+/// A string limiter's own command: its decision on `(limiter, cost)`, counted in `stats`
+/// (allowed, denied).
+fn own_string<L: StringLimiter>(
+    call: &Call,
+    (limiter, cost): (L, i64),
+    stats: (Stat, Stat),
+) -> Result<Reply, CmdError> {
+    Ok(counted(run_string(call, &limiter, cost)?, stats))
 }
 
 // RL.SLIDINGWINDOW key limit window_ms [COST n] [EXACT]
@@ -58,12 +56,14 @@ fn slidingwindow(call: &Call) -> Result<Reply, CmdError> {
     } else {
         run_string(call, &window, cost)?
     };
-    stats::admission(
-        Stat::SlidingwindowAllowed,
-        Stat::SlidingwindowDenied,
-        reply.allowed,
-    );
-    Ok(Reply::Ints(reply.to_array().into()))
+    let stats = (Stat::SlidingwindowAllowed, Stat::SlidingwindowDenied);
+    Ok(counted(reply, stats))
+}
+
+/// An own command's reply, its verdict counted in the family's stats.
+fn counted(reply: RateReply, (allowed, denied): (Stat, Stat)) -> Reply {
+    stats::admission(allowed, denied, reply.allowed);
+    Reply::Ints(reply.to_array().into())
 }
 
 // CL.THROTTLE key max_burst count_per_period period_s [quantity]
@@ -212,14 +212,7 @@ impl AdmissionLog for ZsetLog<'_, '_> {
 
 // RL.ALL limit [limit ...]
 fn all(call: &Call) -> Result<Reply, CmdError> {
-    let words = call.words();
-    let limits = rl::parse_limits(&rl::ALL, &words)?;
-    let now = now_ms();
-    let mut keys = open_keys(call, &limits)?;
-    let mut decisions = Vec::with_capacity(limits.len());
-    for ((_, limit), key) in limits.iter().zip(&mut keys) {
-        decisions.push(decide(limit, key, now)?);
-    }
+    let (decisions, mut keys) = step_each(call, &rl::ALL, decide)?;
     let replies: Vec<RateReply> = decisions.iter().map(Decision::reply).collect();
     let (allowed, denied) = rl::all_admit(&replies);
     if allowed {
@@ -234,19 +227,31 @@ fn all(call: &Call) -> Result<Reply, CmdError> {
 
 // RL.REFUND limit [limit ...]
 fn refund(call: &Call) -> Result<Reply, CmdError> {
-    let words = call.words();
-    let limits = rl::parse_limits(&rl::REFUND, &words)?;
-    let now = now_ms();
-    let mut keys = open_keys(call, &limits)?;
-    let mut refunds = Vec::with_capacity(limits.len());
-    for ((_, limit), key) in limits.iter().zip(&mut keys) {
-        refunds.push(refund_one(limit, key, now)?);
-    }
+    let (refunds, mut keys) = step_each(call, &rl::REFUND, refund_one)?;
     let mut remaining = Vec::with_capacity(refunds.len());
     for (r, key) in refunds.into_iter().zip(&mut keys) {
         remaining.push(r.apply(call.ctx(), key));
     }
     Ok(Reply::Value(ints(&remaining)))
+}
+
+/// The limits of an `RL.ALL` or `RL.REFUND` call (`def`), each with `step` taken on its key
+/// (stopping at the first error), all with one clock reading and before anything is written.
+fn step_each<'a, T>(
+    call: &Call<'a>,
+    def: &CommandDef,
+    step: fn(&Limit, &mut Key, i64) -> Result<T, CmdError>,
+) -> Result<(Vec<T>, Vec<Key<'a>>), CmdError> {
+    let words = call.words();
+    let limits = rl::parse_limits(def, &words)?;
+    let now = now_ms();
+    let mut keys = open_keys(call, &limits)?;
+    let steps = limits
+        .iter()
+        .zip(&mut keys)
+        .map(|((_, limit), key)| step(limit, key, now))
+        .collect::<Result<_, _>>()?;
+    Ok((steps, keys))
 }
 
 fn ints(values: &[i64]) -> Value {
@@ -264,30 +269,42 @@ fn open_keys<'a>(call: &Call<'a>, limits: &[(usize, Limit)]) -> Result<Vec<Key<'
         .collect()
 }
 
+/// One limit's step on its key, not yet written: on a string state or on the EXACT log.
+enum Step<S, L> {
+    String(S),
+    Log(L),
+}
+
 /// One limit's decision, not yet written.
-enum Decision {
-    String(Outcome),
-    Log(RateReply, Option<LogWrite>),
+type Decision = Step<Outcome, (RateReply, Option<LogWrite>)>;
+
+/// Runs `exact` on the limit's admission log (`EXACT`, a sorted set), else `string` on its
+/// stored string: what `RL.ALL` and `RL.REFUND` do with each limit's key.
+fn on_state<S, L>(
+    limit: &Limit,
+    key: &mut Key,
+    exact: impl FnOnce(SlidingWindow, &mut ZsetLog) -> Result<L, CmdError>,
+    string: impl FnOnce(Option<Stored<'_>>) -> Result<S, CmdError>,
+) -> Result<Step<S, L>, CmdError> {
+    Ok(match limit.limiter {
+        Limiter::Exact(window) => {
+            key.expect(KeyType::ZSet)?;
+            Step::Log(exact(window, &mut ZsetLog { key })?)
+        }
+        _ => Step::String(string(stored(key, limit.reads_expiry())?)?),
+    })
 }
 
 fn decide(limit: &Limit, key: &mut Key, now: i64) -> Result<Decision, CmdError> {
-    match limit.limiter {
-        Limiter::Exact(window) => {
-            key.expect(KeyType::ZSet)?;
-            let (reply, write) = window.decide_exact(&mut ZsetLog { key }, now, limit.cost)?;
-            Ok(Decision::Log(reply, write))
-        }
-        _ => Ok(Decision::String(
-            limit.decide(stored(key, limit.reads_expiry())?, now)?,
-        )),
-    }
+    let exact = |w: SlidingWindow, log: &mut ZsetLog| w.decide_exact(log, now, limit.cost);
+    on_state(limit, key, exact, |s| limit.decide(s, now))
 }
 
 impl Decision {
     fn reply(&self) -> RateReply {
         match self {
             Decision::String(outcome) => outcome.reply,
-            Decision::Log(reply, _) => *reply,
+            Decision::Log((reply, _)) => *reply,
         }
     }
 
@@ -296,29 +313,18 @@ impl Decision {
             Decision::String(Outcome {
                 write: Some(write), ..
             }) => write_state(ctx, key, write),
-            Decision::Log(_, Some(write)) => ZsetLog { key }.apply(ctx, &write),
+            Decision::Log((_, Some(write))) => ZsetLog { key }.apply(ctx, &write),
             _ => {}
         }
     }
 }
 
 /// One limit's refund, not yet written.
-enum RefundOf {
-    String(Refund),
-    Log(i64, Option<LogRefund>),
-}
+type RefundOf = Step<Refund, (i64, Option<LogRefund>)>;
 
 fn refund_one(limit: &Limit, key: &mut Key, now: i64) -> Result<RefundOf, CmdError> {
-    match limit.limiter {
-        Limiter::Exact(window) => {
-            key.expect(KeyType::ZSet)?;
-            let (remaining, write) = window.refund_exact(&mut ZsetLog { key }, now, limit.cost)?;
-            Ok(RefundOf::Log(remaining, write))
-        }
-        _ => Ok(RefundOf::String(
-            limit.refund(stored(key, limit.reads_expiry())?, now)?,
-        )),
-    }
+    let exact = |w: SlidingWindow, log: &mut ZsetLog| w.refund_exact(log, now, limit.cost);
+    on_state(limit, key, exact, |s| limit.refund(s, now))
 }
 
 impl RefundOf {
@@ -337,7 +343,7 @@ impl RefundOf {
                 }
                 remaining
             }
-            RefundOf::Log(remaining, write) => {
+            RefundOf::Log((remaining, write)) => {
                 if let Some(w) = write {
                     ZsetLog { key }.remove_newest(ctx, w);
                 }

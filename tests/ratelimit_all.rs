@@ -33,6 +33,11 @@ fn call(c: &mut Connection, twin: bool, argv: &[&str]) -> redis::RedisResult<Val
         .query(c)
 }
 
+/// A command line's words, written as one space-separated line.
+fn split(line: &str) -> Vec<&str> {
+    line.split_whitespace().collect()
+}
+
 fn ints(v: &Value) -> Vec<i64> {
     redis::from_redis_value(v).unwrap_or_else(|e| panic!("{v:?}: {e}"))
 }
@@ -65,33 +70,7 @@ fn on_both(test: impl Fn(&mut Connection, bool)) {
 #[test]
 fn all_admit_and_each_limit_answers_as_its_own_command() {
     on_both(|c, twin| {
-        let all = [
-            "RL.ALL",
-            "TOKENBUCKET",
-            "{u}tb",
-            "10",
-            "1",
-            "60000",
-            "COST",
-            "2",
-            "FIXEDWINDOW",
-            "{u}fw",
-            "5",
-            "60000",
-            "COST",
-            "3",
-            "SLIDINGWINDOW",
-            "{u}sw",
-            "4",
-            "60000",
-            "SLIDINGWINDOW",
-            "{u}ex",
-            "3",
-            "60000",
-            "EXACT",
-            "COST",
-            "2",
-        ];
+        let all = split("RL.ALL TOKENBUCKET {u}tb 10 1 60000 COST 2 FIXEDWINDOW {u}fw 5 60000 COST 3 SLIDINGWINDOW {u}sw 4 60000 SLIDINGWINDOW {u}ex 3 60000 EXACT COST 2");
         let (allowed, denied, fives) = verdict(&call(c, twin, &all).unwrap());
         assert_eq!((allowed, denied), (1, 0), "twin {twin}");
         let heads: Vec<&[i64]> = fives.iter().map(|f| &f[..4]).collect();
@@ -144,27 +123,7 @@ fn one_denial_consumes_nothing() {
         .map(|v| verdict(&v).2.concat())
         .unwrap();
         let before = snapshot(c);
-        let all = [
-            "RL.ALL",
-            "TOKENBUCKET",
-            "{u}tb",
-            "10",
-            "1",
-            "60000",
-            "COST",
-            "2",
-            "FIXEDWINDOW",
-            "{u}fw",
-            "5",
-            "60000",
-            "COST",
-            "3",
-            "SLIDINGWINDOW",
-            "{u}ex",
-            "3",
-            "60000",
-            "EXACT",
-        ];
+        let all = split("RL.ALL TOKENBUCKET {u}tb 10 1 60000 COST 2 FIXEDWINDOW {u}fw 5 60000 COST 3 SLIDINGWINDOW {u}ex 3 60000 EXACT");
         let (allowed, denied, fives) = verdict(&call(c, twin, &all).unwrap());
         assert_eq!((allowed, denied), (0, 2));
         // Those that would admit say so, with their remaining after this cost.
@@ -191,18 +150,7 @@ fn denials_and_empty_refunds_replicate_nothing_and_admissions_replicate_effects(
         assert_eq!(fill[0], 1);
         pair.sync();
         let offset = pair.primary.info_value("replication", "master_repl_offset");
-        let denied = [
-            "RL.ALL",
-            "TOKENBUCKET",
-            "{u}tb",
-            "5",
-            "1",
-            "1000",
-            "FIXEDWINDOW",
-            "{u}fw",
-            "1",
-            "100000",
-        ];
+        let denied = split("RL.ALL TOKENBUCKET {u}tb 5 1 1000 FIXEDWINDOW {u}fw 1 100000");
         assert_eq!(verdict(&call(&mut c, false, &denied).unwrap()).1, 2);
         let empty = ["RL.REFUND", "TOKENBUCKET", "{u}none", "5", "1", "1000"];
         assert_eq!(ints(&call(&mut c, false, &empty).unwrap()), [5]);
@@ -211,34 +159,11 @@ fn denials_and_empty_refunds_replicate_nothing_and_admissions_replicate_effects(
             pair.primary.info_value("replication", "master_repl_offset"),
             "a denial and a refund of nothing replicate nothing"
         );
-        let admitted = [
-            "RL.ALL",
-            "TOKENBUCKET",
-            "{u}tb",
-            "5",
-            "1",
-            "100000",
-            "SLIDINGWINDOW",
-            "{u}ex",
-            "3",
-            "100000",
-            "EXACT",
-            "COST",
-            "2",
-        ];
+        let admitted =
+            split("RL.ALL TOKENBUCKET {u}tb 5 1 100000 SLIDINGWINDOW {u}ex 3 100000 EXACT COST 2");
         assert_eq!(verdict(&call(&mut c, false, &admitted).unwrap()).0, 1);
-        let refund = [
-            "RL.REFUND",
-            "SLIDINGWINDOW",
-            "{u}ex",
-            "3",
-            "100000",
-            "EXACT",
-            "FIXEDWINDOW",
-            "{u}fw",
-            "1",
-            "100000",
-        ];
+        let refund =
+            split("RL.REFUND SLIDINGWINDOW {u}ex 3 100000 EXACT FIXEDWINDOW {u}fw 1 100000");
         assert_eq!(ints(&call(&mut c, false, &refund).unwrap()), [2, 1]);
         pair.sync();
         let mut r = pair.replica.conn();
@@ -292,18 +217,7 @@ fn refunds_never_go_past_full() {
         // Fixed and sliding windows, in one call: the current window's count, not below 0.
         single(c, &["RL.FIXEDWINDOW", "fw", "5", "60000", "COST", "4"]);
         single(c, &["RL.SLIDINGWINDOW", "sw", "5", "60000", "COST", "3"]);
-        let both = [
-            "FIXEDWINDOW",
-            "fw",
-            "5",
-            "60000",
-            "SLIDINGWINDOW",
-            "sw",
-            "5",
-            "60000",
-            "COST",
-            "1",
-        ];
+        let both = split("FIXEDWINDOW fw 5 60000 SLIDINGWINDOW sw 5 60000 COST 1");
         assert_eq!(refund(c, &both), [2, 3]);
         assert_eq!(get(c, "fw").as_deref(), Some("3"));
         assert!(get(c, "sw").unwrap().ends_with(":0:2"));
@@ -327,40 +241,12 @@ fn refund_after_window_rollover_gives_nothing_back() {
             }
         };
         wait_start(c);
-        let all = [
-            "RL.ALL",
-            "FIXEDWINDOW",
-            "fw",
-            "5",
-            "400",
-            "COST",
-            "2",
-            "SLIDINGWINDOW",
-            "sw",
-            "5",
-            "400",
-            "COST",
-            "3",
-        ];
+        let all = split("RL.ALL FIXEDWINDOW fw 5 400 COST 2 SLIDINGWINDOW sw 5 400 COST 3");
         assert_eq!(verdict(&call(c, twin, &all).unwrap()).0, 1);
         let sliding = get(c, "sw");
         let into = server_ms(c) % 400;
         sleep(Duration::from_millis((400 - into) as u64 + 20));
-        let refund = [
-            "RL.REFUND",
-            "FIXEDWINDOW",
-            "fw",
-            "5",
-            "400",
-            "COST",
-            "2",
-            "SLIDINGWINDOW",
-            "sw",
-            "5",
-            "400",
-            "COST",
-            "3",
-        ];
+        let refund = split("RL.REFUND FIXEDWINDOW fw 5 400 COST 2 SLIDINGWINDOW sw 5 400 COST 3");
         let left = ints(&call(c, twin, &refund).unwrap());
         assert_eq!(left[0], 5, "the past window's count is gone");
         assert!(left[1] < 5, "the previous window still weighs: {left:?}");
@@ -372,16 +258,7 @@ fn refund_after_window_rollover_gives_nothing_back() {
 #[test]
 fn exact_refund_removes_the_newest_admissions() {
     on_both(|c, twin| {
-        let admit = [
-            "RL.ALL",
-            "SLIDINGWINDOW",
-            "ex",
-            "10",
-            "60000",
-            "EXACT",
-            "COST",
-            "5",
-        ];
+        let admit = split("RL.ALL SLIDINGWINDOW ex 10 60000 EXACT COST 5");
         assert_eq!(verdict(&call(c, twin, &admit).unwrap()).0, 1);
         let members = |c: &mut Connection| -> Vec<String> {
             redis::cmd("ZRANGE")
@@ -392,43 +269,16 @@ fn exact_refund_removes_the_newest_admissions() {
                 .unwrap()
         };
         let logged = members(c);
-        let refund = [
-            "RL.REFUND",
-            "SLIDINGWINDOW",
-            "ex",
-            "10",
-            "60000",
-            "EXACT",
-            "COST",
-            "2",
-        ];
+        let refund = split("RL.REFUND SLIDINGWINDOW ex 10 60000 EXACT COST 2");
         assert_eq!(ints(&call(c, twin, &refund).unwrap()), [7]);
         let ms = logged[0].split(':').next().unwrap().to_string();
         let kept: Vec<String> = (0..3).map(|seq| format!("{ms}:{seq}")).collect();
         assert_eq!(members(c), kept, "the highest sequence numbers go");
         // The next admission numbers its entries after those left: nothing is overwritten.
-        let again = [
-            "RL.ALL",
-            "SLIDINGWINDOW",
-            "ex",
-            "10",
-            "60000",
-            "EXACT",
-            "COST",
-            "4",
-        ];
+        let again = split("RL.ALL SLIDINGWINDOW ex 10 60000 EXACT COST 4");
         assert_eq!(verdict(&call(c, twin, &again).unwrap()).2[0][2], 3);
         assert_eq!(members(c).len(), 7);
-        let past = [
-            "RL.REFUND",
-            "SLIDINGWINDOW",
-            "ex",
-            "10",
-            "60000",
-            "EXACT",
-            "COST",
-            "100",
-        ];
+        let past = split("RL.REFUND SLIDINGWINDOW ex 10 60000 EXACT COST 100");
         assert_eq!(ints(&call(c, twin, &past).unwrap()), [10]);
         assert!(!exists(c, "ex"));
     });
@@ -437,79 +287,32 @@ fn exact_refund_removes_the_newest_admissions() {
 #[test]
 fn bad_calls_get_their_own_commands_errors_and_write_nothing() {
     on_both(|c, twin| {
-        let cases: [(&[&str], &str); 6] = [
+        let cases: [(&str, &str); 6] = [
             (
-                &[
-                    "RL.ALL",
-                    "FIXEDWINDOW",
-                    "a",
-                    "1",
-                    "1000",
-                    "TOKENBUCKET",
-                    "a",
-                    "1",
-                    "1",
-                    "1000",
-                ],
+                "RL.ALL FIXEDWINDOW a 1 1000 TOKENBUCKET a 1 1 1000",
                 "ERR a key may appear only once in a call",
             ),
             (
-                &[
-                    "RL.ALL",
-                    "FIXEDWINDOW",
-                    "a",
-                    "1",
-                    "1000",
-                    "FIXEDWINDOW",
-                    "b",
-                    "0",
-                    "1000",
-                ],
+                "RL.ALL FIXEDWINDOW a 1 1000 FIXEDWINDOW b 0 1000",
                 "ERR limit must be a positive integer",
             ),
+            ("RL.REFUND BUCKET a 1 1 1000", "ERR syntax error"),
             (
-                &["RL.REFUND", "BUCKET", "a", "1", "1", "1000"],
-                "ERR syntax error",
-            ),
-            (
-                &[
-                    "RL.ALL",
-                    "FIXEDWINDOW",
-                    "a",
-                    "1",
-                    "1000",
-                    "TOKENBUCKET",
-                    "b",
-                    "1",
-                    "1",
-                ],
+                "RL.ALL FIXEDWINDOW a 1 1000 TOKENBUCKET b 1 1",
                 "ERR wrong number of arguments for 'rl.tokenbucket' command",
             ),
+            ("RL.ALL FIXEDWINDOW a 1 1000 COST", "ERR syntax error"),
             (
-                &["RL.ALL", "FIXEDWINDOW", "a", "1", "1000", "COST"],
-                "ERR syntax error",
-            ),
-            (
-                &[
-                    "RL.ALL",
-                    "FIXEDWINDOW",
-                    "a",
-                    "1",
-                    "1000",
-                    "TOKENBUCKET",
-                    "b",
-                    "1",
-                    "1",
-                    "4503599627370497000",
-                ],
+                "RL.ALL FIXEDWINDOW a 1 1000 TOKENBUCKET b 1 1 4503599627370497000",
                 "ERR the limiter's time span is too long (over 2^52 ms)",
             ),
         ];
-        for (argv, want) in cases {
+        for (line, want) in cases {
             if twin && want.contains("2^52") {
                 continue; // The twin's own range error comes first there.
             }
-            let error = call(c, twin, argv).expect_err(&format!("{argv:?}"));
+            let argv = split(line);
+            let error = call(c, twin, &argv).expect_err(&format!("{argv:?}"));
             let text = format!(
                 "{} {}",
                 error.code().unwrap_or(""),

@@ -215,16 +215,28 @@ local function fixed_count(key, v, now, stop)
   return count
 end
 
-local function window_check(window_ms)
-  if window_ms > MAX_MS then return err(SPAN_TOO_LONG) end
-end
-
-local function fixed_window(key, limit, window_ms, cost, now)
+-- The current window's count and end at now; or nil and an error.
+local function fixed_state(key, window_ms, now)
   local v, e = get_string(key)
   if e then return nil, e end
   local stop = window_start(now, window_ms) + window_ms
   local count = fixed_count(key, v, now, stop)
   if count == nil then return nil, err(NOT_LIMITER_STATE) end
+  return count, stop
+end
+
+-- `SET key <count> PXAT <end of window>`.
+local function fixed_write(key, count, stop)
+  return function() redis.call('SET', key, int(count), 'PXAT', int(stop)) end
+end
+
+local function window_check(window_ms)
+  if window_ms > MAX_MS then return err(SPAN_TOO_LONG) end
+end
+
+local function fixed_window(key, limit, window_ms, cost, now)
+  local count, stop = fixed_state(key, window_ms, now)
+  if count == nil then return nil, stop end
   local allowed = cost <= limit - count
   local new_count = allowed and count + cost or count
   local retry = -1
@@ -232,9 +244,7 @@ local function fixed_window(key, limit, window_ms, cost, now)
   local reset = 0
   if new_count > 0 then reset = stop - now end
   local r = {allowed, limit, math.max(limit - new_count, 0), retry, reset}
-  if allowed and cost > 0 then
-    r.write = function() redis.call('SET', key, int(new_count), 'PXAT', int(stop)) end
-  end
+  if allowed and cost > 0 then r.write = fixed_write(key, new_count, stop) end
   return r
 end
 

@@ -218,11 +218,18 @@ local function window_check(window_ms)
   if window_ms > MAX_MS then return err(SPAN_TOO_LONG) end
 end
 
-local function sliding_exact(key, limit, window, cost, now)
-  local cutoff = now - window
-  local count = redis.pcall('ZCOUNT', key, '(' .. int(cutoff), '+inf')
+-- The log's admissions in the window ending at now, checking cost; or nil and an error.
+local function exact_count(key, window, cost, now)
+  local count = redis.pcall('ZCOUNT', key, '(' .. int(now - window), '+inf')
   if type(count) == 'table' then return nil, count end
   if cost > MAX_EXACT_COST then return nil, err(EXACT_COST_TOO_HIGH) end
+  return count
+end
+
+local function sliding_exact(key, limit, window, cost, now)
+  local cutoff = now - window
+  local count, e = exact_count(key, window, cost, now)
+  if e then return nil, e end
   local allowed = cost <= limit - count
   local new_count = allowed and count + cost or count
   local retry = -1
@@ -277,13 +284,26 @@ local function sliding_counts(v, start, window_ms)
   return 0, 0
 end
 
-local function sliding_window(key, limit, window_ms, cost, now)
+-- The current window's start and the (previous, current) counts at now; or nil and an error.
+local function sliding_state(key, window_ms, now)
   local v, e = get_string(key)
   if e then return nil, e end
   local start = window_start(now, window_ms)
-  local elapsed = now - start
   local prev, curr = sliding_counts(v, start, window_ms)
   if prev == nil then return nil, err(NOT_LIMITER_STATE) end
+  return start, prev, curr
+end
+
+-- `SET key <start>:<prev>:<curr> PXAT <end of the next window>`.
+local function sliding_write(key, window_ms, start, prev, curr)
+  local value = int(start) .. ':' .. int(prev) .. ':' .. int(curr)
+  return function() redis.call('SET', key, value, 'PXAT', int(start + 2 * window_ms)) end
+end
+
+local function sliding_window(key, limit, window_ms, cost, now)
+  local start, prev, curr = sliding_state(key, window_ms, now)
+  if start == nil then return nil, prev end
+  local elapsed = now - start
   local weighted_prev = prev * (window_ms - elapsed)
   local capacity = limit * window_ms
   local allowed = cost <= limit and weighted_prev + (curr + cost) * window_ms <= capacity
@@ -304,10 +324,7 @@ local function sliding_window(key, limit, window_ms, cost, now)
   local remaining = 0
   if left > 0 then remaining = divmod(left, window_ms) end
   local r = {allowed, limit, remaining, retry, reset}
-  if allowed and cost > 0 then
-    local value = int(start) .. ':' .. int(prev) .. ':' .. int(new_curr)
-    r.write = function() redis.call('SET', key, value, 'PXAT', int(start + 2 * window_ms)) end
-  end
+  if allowed and cost > 0 then r.write = sliding_write(key, window_ms, start, prev, new_curr) end
   return r
 end
 

@@ -252,13 +252,20 @@ local function tat_write(key, now, debt, rate)
   return function() redis.call('SET', key, value, 'PXAT', at) end
 end
 
--- GCRA in units of 1/rate ms: τ = capacity·period, one token = period. See ratelimit/mod.rs.
-local function token_bucket(key, capacity, rate, period, cost, now)
+-- The bucket's debt at now; or nil and an error.
+local function bucket_debt(key, capacity, rate, period, now)
   local v, e = get_string(key)
   if e then return nil, e end
-  local tau = capacity * period
-  local debt = tat_debt(v, now, rate, tau)
+  local debt = tat_debt(v, now, rate, capacity * period)
   if debt == nil then return nil, err(NOT_LIMITER_STATE) end
+  return debt
+end
+
+-- GCRA in units of 1/rate ms: τ = capacity·period, one token = period. See ratelimit/mod.rs.
+local function token_bucket(key, capacity, rate, period, cost, now)
+  local debt, e = bucket_debt(key, capacity, rate, period, now)
+  if e then return nil, e end
+  local tau = capacity * period
   local fits = cost <= capacity
   local needed = fits and cost * period or 0
   local allowed = fits and debt + needed <= tau

@@ -55,13 +55,28 @@ local function delete(key)
   return function() redis.call('DEL', key) end
 end
 
--- GCRA in units of 1/rate ms: τ = capacity·period, one token = period. See ratelimit/mod.rs.
-local function token_bucket(key, capacity, rate, period, cost, now)
+-- A refund's write (refund_write in ratelimit/mod.rs): none when nothing moved, the key gone
+-- when the state is empty again, else `set`.
+local function refund_write(moved, empty, key, set)
+  if not moved then return nil end
+  if empty then return delete(key) end
+  return set
+end
+
+-- The bucket's debt at now; or nil and an error.
+local function bucket_debt(key, capacity, rate, period, now)
   local v, e = get_string(key)
   if e then return nil, e end
-  local tau = capacity * period
-  local debt = tat_debt(v, now, rate, tau)
+  local debt = tat_debt(v, now, rate, capacity * period)
   if debt == nil then return nil, err(NOT_LIMITER_STATE) end
+  return debt
+end
+
+-- GCRA in units of 1/rate ms: τ = capacity·period, one token = period. See ratelimit/mod.rs.
+local function token_bucket(key, capacity, rate, period, cost, now)
+  local debt, e = bucket_debt(key, capacity, rate, period, now)
+  if e then return nil, e end
+  local tau = capacity * period
   local fits = cost <= capacity
   local needed = fits and cost * period or 0
   local allowed = fits and debt + needed <= tau
@@ -76,19 +91,12 @@ end
 
 -- Moves the TAT back by cost emission intervals, but not before now.
 local function token_bucket_refund(key, capacity, rate, period, cost, now)
-  local v, e = get_string(key)
+  local debt, e = bucket_debt(key, capacity, rate, period, now)
   if e then return nil, e end
-  local tau = capacity * period
-  local debt = tat_debt(v, now, rate, tau)
-  if debt == nil then return nil, err(NOT_LIMITER_STATE) end
   local new_debt = debt - math.min(cost * period, debt)
-  local remaining = divmod(tau - new_debt, period)
-  local r = {remaining}
-  if new_debt == 0 and debt > 0 then
-    r.write = delete(key)
-  elseif new_debt ~= debt then
-    r.write = tat_write(key, now, new_debt, rate)
-  end
+  local set = tat_write(key, now, new_debt, rate)
+  local r = {divmod(capacity * period - new_debt, period)}
+  r.write = refund_write(new_debt ~= debt, new_debt == 0, key, set)
   return r
 end
 
@@ -134,16 +142,28 @@ local function fixed_count(key, v, now, stop)
   return count
 end
 
-local function window_check(window_ms)
-  if window_ms > MAX_MS then return err(SPAN_TOO_LONG) end
-end
-
-local function fixed_window(key, limit, window_ms, cost, now)
+-- The current window's count and end at now; or nil and an error.
+local function fixed_state(key, window_ms, now)
   local v, e = get_string(key)
   if e then return nil, e end
   local stop = window_start(now, window_ms) + window_ms
   local count = fixed_count(key, v, now, stop)
   if count == nil then return nil, err(NOT_LIMITER_STATE) end
+  return count, stop
+end
+
+-- `SET key <count> PXAT <end of window>`.
+local function fixed_write(key, count, stop)
+  return function() redis.call('SET', key, int(count), 'PXAT', int(stop)) end
+end
+
+local function window_check(window_ms)
+  if window_ms > MAX_MS then return err(SPAN_TOO_LONG) end
+end
+
+local function fixed_window(key, limit, window_ms, cost, now)
+  local count, stop = fixed_state(key, window_ms, now)
+  if count == nil then return nil, stop end
   local allowed = cost <= limit - count
   local new_count = allowed and count + cost or count
   local retry = -1
@@ -151,26 +171,17 @@ local function fixed_window(key, limit, window_ms, cost, now)
   local reset = 0
   if new_count > 0 then reset = stop - now end
   local r = {allowed, limit, math.max(limit - new_count, 0), retry, reset}
-  if allowed and cost > 0 then
-    r.write = function() redis.call('SET', key, int(new_count), 'PXAT', int(stop)) end
-  end
+  if allowed and cost > 0 then r.write = fixed_write(key, new_count, stop) end
   return r
 end
 
 -- Takes cost off the current window's count, not below 0.
 local function fixed_window_refund(key, limit, window_ms, cost, now)
-  local v, e = get_string(key)
-  if e then return nil, e end
-  local stop = window_start(now, window_ms) + window_ms
-  local count = fixed_count(key, v, now, stop)
-  if count == nil then return nil, err(NOT_LIMITER_STATE) end
+  local count, stop = fixed_state(key, window_ms, now)
+  if count == nil then return nil, stop end
   local new_count = count - math.min(cost, count)
   local r = {math.max(limit - new_count, 0)}
-  if new_count == 0 and count > 0 then
-    r.write = delete(key)
-  elseif new_count ~= count then
-    r.write = function() redis.call('SET', key, int(new_count), 'PXAT', int(stop)) end
-  end
+  r.write = refund_write(new_count ~= count, new_count == 0, key, fixed_write(key, new_count, stop))
   return r
 end
 
@@ -182,11 +193,18 @@ local function rl_fixedwindow_run(key, limit, window_ms, cost)
   return rl_reply(r[1], r[2], r[3], r[4], r[5])
 end
 
-local function sliding_exact(key, limit, window, cost, now)
-  local cutoff = now - window
-  local count = redis.pcall('ZCOUNT', key, '(' .. int(cutoff), '+inf')
+-- The log's admissions in the window ending at now, checking cost; or nil and an error.
+local function exact_count(key, window, cost, now)
+  local count = redis.pcall('ZCOUNT', key, '(' .. int(now - window), '+inf')
   if type(count) == 'table' then return nil, count end
   if cost > MAX_EXACT_COST then return nil, err(EXACT_COST_TOO_HIGH) end
+  return count
+end
+
+local function sliding_exact(key, limit, window, cost, now)
+  local cutoff = now - window
+  local count, e = exact_count(key, window, cost, now)
+  if e then return nil, e end
   local allowed = cost <= limit - count
   local new_count = allowed and count + cost or count
   local retry = -1
@@ -233,9 +251,8 @@ end
 -- newest one's ms, and at that ms those with the highest sequence numbers.
 local function sliding_exact_refund(key, limit, window, cost, now)
   local cutoff = now - window
-  local count = redis.pcall('ZCOUNT', key, '(' .. int(cutoff), '+inf')
-  if type(count) == 'table' then return nil, count end
-  if cost > MAX_EXACT_COST then return nil, err(EXACT_COST_TOO_HIGH) end
+  local count, e = exact_count(key, window, cost, now)
+  if e then return nil, e end
   local taken = math.min(cost, count)
   local r = {math.max(limit - (count - taken), 0)}
   if taken == 0 then return r end
@@ -271,13 +288,26 @@ local function sliding_counts(v, start, window_ms)
   return 0, 0
 end
 
-local function sliding_window(key, limit, window_ms, cost, now)
+-- The current window's start and the (previous, current) counts at now; or nil and an error.
+local function sliding_state(key, window_ms, now)
   local v, e = get_string(key)
   if e then return nil, e end
   local start = window_start(now, window_ms)
-  local elapsed = now - start
   local prev, curr = sliding_counts(v, start, window_ms)
   if prev == nil then return nil, err(NOT_LIMITER_STATE) end
+  return start, prev, curr
+end
+
+-- `SET key <start>:<prev>:<curr> PXAT <end of the next window>`.
+local function sliding_write(key, window_ms, start, prev, curr)
+  local value = int(start) .. ':' .. int(prev) .. ':' .. int(curr)
+  return function() redis.call('SET', key, value, 'PXAT', int(start + 2 * window_ms)) end
+end
+
+local function sliding_window(key, limit, window_ms, cost, now)
+  local start, prev, curr = sliding_state(key, window_ms, now)
+  if start == nil then return nil, prev end
+  local elapsed = now - start
   local weighted_prev = prev * (window_ms - elapsed)
   local capacity = limit * window_ms
   local allowed = cost <= limit and weighted_prev + (curr + cost) * window_ms <= capacity
@@ -298,30 +328,20 @@ local function sliding_window(key, limit, window_ms, cost, now)
   local remaining = 0
   if left > 0 then remaining = divmod(left, window_ms) end
   local r = {allowed, limit, remaining, retry, reset}
-  if allowed and cost > 0 then
-    local value = int(start) .. ':' .. int(prev) .. ':' .. int(new_curr)
-    r.write = function() redis.call('SET', key, value, 'PXAT', int(start + 2 * window_ms)) end
-  end
+  if allowed and cost > 0 then r.write = sliding_write(key, window_ms, start, prev, new_curr) end
   return r
 end
 
 -- Takes cost off the current window's count, not below 0.
 local function sliding_window_refund(key, limit, window_ms, cost, now)
-  local v, e = get_string(key)
-  if e then return nil, e end
-  local start = window_start(now, window_ms)
-  local prev, curr = sliding_counts(v, start, window_ms)
-  if prev == nil then return nil, err(NOT_LIMITER_STATE) end
+  local start, prev, curr = sliding_state(key, window_ms, now)
+  if start == nil then return nil, prev end
   local new_curr = curr - math.min(cost, curr)
   local left = limit * window_ms - prev * (window_ms - (now - start)) - new_curr * window_ms
   local r = {0}
   if left > 0 then r[1] = divmod(left, window_ms) end
-  if new_curr == 0 and prev == 0 and curr > 0 then
-    r.write = delete(key)
-  elseif new_curr ~= curr then
-    local value = int(start) .. ':' .. int(prev) .. ':' .. int(new_curr)
-    r.write = function() redis.call('SET', key, value, 'PXAT', int(start + 2 * window_ms)) end
-  end
+  local set = sliding_write(key, window_ms, start, prev, new_curr)
+  r.write = refund_write(new_curr ~= curr, new_curr == 0 and prev == 0, key, set)
   return r
 end
 
@@ -367,43 +387,43 @@ local LIMIT_KINDS = {
 }
 
 -- Every limit's check, then with one clock reading each limit's `step` (decide or refund):
--- the results, or nil and the first error.
-local function each_limit(limits, step)
+-- the first error, or `reply` of the results.
+local function each_limit(limits, step, reply)
   for _, l in ipairs(limits) do
     local e = LIMIT_KINDS[l.token].check(l)
-    if e then return nil, e end
+    if e then return e end
   end
   local now, results = now_ms(), {}
   for n, l in ipairs(limits) do
     local r, e = LIMIT_KINDS[l.token][step](l, now)
-    if e then return nil, e end
+    if e then return e end
     results[n] = r
   end
-  return results
+  return reply(results)
 end
 
 local function rl_all_run(limits)
-  local results, e = each_limit(limits, 'decide')
-  if e then return e end
-  local denied = 0
-  for n, r in ipairs(results) do
-    if not r[1] and denied == 0 then denied = n end
-  end
-  local reply = {denied == 0 and 1 or 0, denied}
-  for n, r in ipairs(results) do
-    if denied == 0 and r.write then r.write() end
-    reply[n + 2] = rl_reply(r[1], r[2], r[3], r[4], r[5])
-  end
-  return reply
+  return each_limit(limits, 'decide', function(results)
+    local denied = 0
+    for n, r in ipairs(results) do
+      if not r[1] and denied == 0 then denied = n end
+    end
+    local reply = {denied == 0 and 1 or 0, denied}
+    for n, r in ipairs(results) do
+      if denied == 0 and r.write then r.write() end
+      reply[n + 2] = rl_reply(r[1], r[2], r[3], r[4], r[5])
+    end
+    return reply
+  end)
 end
 
 local function rl_refund_run(limits)
-  local results, e = each_limit(limits, 'refund')
-  if e then return e end
-  local reply = {}
-  for n, r in ipairs(results) do
-    if r.write then r.write() end
-    reply[n] = r[1]
-  end
-  return reply
+  return each_limit(limits, 'refund', function(results)
+    local reply = {}
+    for n, r in ipairs(results) do
+      if r.write then r.write() end
+      reply[n] = r[1]
+    end
+    return reply
+  end)
 end

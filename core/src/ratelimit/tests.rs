@@ -612,29 +612,17 @@ fn words(args: &[&'static str]) -> Vec<&'static [u8]> {
     args.iter().map(|a| a.as_bytes()).collect()
 }
 
+/// A command line's words, written as one space-separated line.
+fn split(line: &'static str) -> Vec<&'static str> {
+    line.split_whitespace().collect()
+}
+
 #[test]
 fn limits_are_blocks_parsed_by_their_own_commands() {
     assert_eq!((ALL.arity(), REFUND.arity()), (-5, -5));
-    let args = words(&[
-        "tokenbucket",
-        "a",
-        "10",
-        "1",
-        "1000",
-        "COST",
-        "2",
-        "FIXEDWINDOW",
-        "b",
-        "5",
-        "60000",
-        "SlidingWindow",
-        "c",
-        "3",
-        "60000",
-        "EXACT",
-        "cost",
-        "0",
-    ]);
+    let args = words(&split(
+        "tokenbucket a 10 1 1000 COST 2 FIXEDWINDOW b 5 60000 SlidingWindow c 3 60000 EXACT cost 0",
+    ));
     let limits = parse_limits(&ALL, &args).unwrap();
     let keys: Vec<usize> = limits.iter().map(|(k, _)| *k).collect();
     assert_eq!(keys, [1, 8, 12]);
@@ -656,50 +644,34 @@ fn limits_are_blocks_parsed_by_their_own_commands() {
     let parsed: Vec<Limit> = limits.iter().map(|(_, l)| *l).collect();
     assert_eq!(parsed, expected);
     // Each limit's own command's errors; the call's own: a bad token, a key twice.
-    let err = |args: &[&'static str]| parse_limits(&REFUND, &words(args)).unwrap_err().to_string();
-    assert_eq!(err(&["BUCKET", "a", "1", "1", "1"]), "ERR syntax error");
-    assert_eq!(
-        err(&["FIXEDWINDOW", "a", "1", "1000", "TOKENBUCKET"]),
-        "ERR wrong number of arguments for 'rl.tokenbucket' command"
-    );
-    assert_eq!(
-        err(&[
-            "FIXEDWINDOW",
-            "a",
-            "1",
-            "1000",
-            "TOKENBUCKET",
-            "b",
-            "1",
-            "1"
-        ]),
-        "ERR wrong number of arguments for 'rl.tokenbucket' command"
-    );
-    assert_eq!(
-        err(&["FIXEDWINDOW", "a", "0", "1000"]),
-        "ERR limit must be a positive integer"
-    );
-    assert_eq!(
-        err(&["FIXEDWINDOW", "a", "1", "1000", "COST"]),
-        "ERR syntax error"
-    );
-    assert_eq!(
-        err(&[
-            "FIXEDWINDOW",
-            "a",
-            "1",
-            "1000",
-            "FIXEDWINDOW",
-            "a",
-            "1",
-            "1000"
-        ]),
-        "ERR a key may appear only once in a call"
-    );
-    assert_eq!(
-        err(&["FIXEDWINDOW", "a", "1", "4503599627370497"]),
-        format!("ERR {SPAN_TOO_LONG}")
-    );
+    let cases = [
+        ("BUCKET a 1 1 1", "ERR syntax error".to_string()),
+        (
+            "FIXEDWINDOW a 1 1000 TOKENBUCKET",
+            "ERR wrong number of arguments for 'rl.tokenbucket' command".to_string(),
+        ),
+        (
+            "FIXEDWINDOW a 1 1000 TOKENBUCKET b 1 1",
+            "ERR wrong number of arguments for 'rl.tokenbucket' command".to_string(),
+        ),
+        (
+            "FIXEDWINDOW a 0 1000",
+            "ERR limit must be a positive integer".to_string(),
+        ),
+        ("FIXEDWINDOW a 1 1000 COST", "ERR syntax error".to_string()),
+        (
+            "FIXEDWINDOW a 1 1000 FIXEDWINDOW a 1 1000",
+            "ERR a key may appear only once in a call".to_string(),
+        ),
+        (
+            "FIXEDWINDOW a 1 4503599627370497",
+            format!("ERR {SPAN_TOO_LONG}"),
+        ),
+    ];
+    for (line, want) in cases {
+        let got = parse_limits(&REFUND, &words(&split(line))).unwrap_err();
+        assert_eq!(got.to_string(), want, "{line}");
+    }
     // Key positions: as far as the blocks can be told apart.
     assert_eq!(
         ALL.block_keys(&words(&["FIXEDWINDOW", "a", "1", "1", "BOGUS", "b"])),
@@ -933,17 +905,9 @@ fn a_key_twice_is_found_among_few_and_many_limits() {
 #[test]
 fn every_limits_arguments_are_checked_before_any_span() {
     // The first limit's span is too long, the second's limit is bad: the argument error wins.
-    let args = words(&[
-        "TOKENBUCKET",
-        "a",
-        "4503599627370497",
-        "1",
-        "1000",
-        "FIXEDWINDOW",
-        "b",
-        "x",
-        "1000",
-    ]);
+    let args = words(&split(
+        "TOKENBUCKET a 4503599627370497 1 1000 FIXEDWINDOW b x 1000",
+    ));
     assert_eq!(
         parse_limits(&ALL, &args).unwrap_err().to_string(),
         "ERR limit must be a positive integer"
