@@ -480,6 +480,28 @@ impl Key<'_> {
         ZsetCursor::start(self, ScoreRange::new(score, score, false, false), false).on
     }
 
+    /// Up to `take` elements after skipping `skip`, from the highest score down with each
+    /// score's elements lowest first (a tie-break order key read best first: oldest stamp
+    /// first within a score). O(skip + take) steps and one O(log N) seek per score.
+    pub fn zset_walk_groups_down(&self, skip: i64, take: i64) -> Vec<(OwnedString, f64)> {
+        let (mut skip, mut out) = (skip, Vec::new());
+        let mut above = ScoreRange::all();
+        while (out.len() as i64) < take {
+            let Some((_, score)) = ZsetCursor::start(self, above, true).current() else {
+                break;
+            };
+            let mut group =
+                ZsetCursor::start(self, ScoreRange::new(score, score, false, false), false);
+            while skip > 0 && group.on {
+                group.advance();
+                skip -= 1;
+            }
+            out.extend(group.take(take - out.len() as i64));
+            above = ScoreRange::new(f64::NEG_INFINITY, score, false, true);
+        }
+        out
+    }
+
     /// Removes members; how many were there.
     pub fn zset_remove(&mut self, members: &[OwnedString]) -> usize {
         members
@@ -699,6 +721,30 @@ impl<'a> OwnedKey<'a> {
 
     pub fn name(&self) -> &[u8] {
         self.name.bytes()
+    }
+
+    /// A derived key opened for reading only (as a read command's lookup sees it), None when
+    /// it does not exist.
+    pub fn open_read(ctx: Ctx<'a>, name: &[u8]) -> Option<Self> {
+        let name = OwnedString::new(ctx, name);
+        let mode = raw::REDISMODULE_READ as c_int;
+        // SAFETY: the context and the name are live; the name is kept with the key, which is
+        // closed on drop before the name is freed.
+        let raw = unsafe {
+            raw::RedisModule_OpenKey.unwrap()(ctx.as_ptr(), name.as_str().as_ptr(), mode)
+        };
+        let raw = NonNull::new(raw.cast())?;
+        Some(Self { ctx, raw, name })
+    }
+
+    /// Runs `f` on the open key for reading (a view that does not close it).
+    pub fn read<R>(&self, f: impl FnOnce(&Key<'_>) -> R) -> R {
+        let key = ManuallyDrop::new(Key {
+            ctx: self.ctx,
+            name: self.name.as_str(),
+            raw: self.raw,
+        });
+        f(&key)
     }
 
     /// Runs `f` on the open key (a view that borrows this one and does not close it).
