@@ -534,6 +534,32 @@ impl Store for RedisStore<'_> {
         walked(order.read(|k| k.zset_walk_groups_down(start, stop - start + 1)))
     }
 
+    fn order_desc_near(
+        &mut self,
+        (start, stop): (i64, i64),
+        entry: &[u8],
+        score: f64,
+        at: i64,
+    ) -> Option<Vec<Scored>> {
+        let order = self.order_reader.as_ref()?;
+        let side = |down: bool, take: i64| {
+            let walk =
+                order.read(|k| k.zset_walk_groups_from(entry, score, down, take, WALK_LIMIT));
+            walked(walk?).filter(|w| w.len() as i64 == take)
+        };
+        // Before the entry in DESC order: back up towards the top.
+        let mut before = side(false, at - start)?;
+        let after = side(true, stop - at)?;
+        before.reverse();
+        before.push(Scored {
+            member: entry.to_vec(),
+            score,
+            text: score_text(score)?,
+        });
+        before.extend(after);
+        Some(before)
+    }
+
     fn rank(&mut self, key: Key, member: &[u8], rev: bool) -> Option<i64> {
         let cmd = if rev { c"ZREVRANK" } else { c"ZRANK" };
         let reply = if key == Key::Board {

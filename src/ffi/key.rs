@@ -225,6 +225,19 @@ impl ScoreRange {
         Self::new(score as f64, score as f64, false, false)
     }
 
+    fn at_f64(score: f64) -> Self {
+        Self::new(score, score, false, false)
+    }
+
+    /// Scores strictly below `score` (`down`), or strictly above it.
+    fn beyond(score: f64, down: bool) -> Self {
+        if down {
+            Self::new(f64::NEG_INFINITY, score, false, true)
+        } else {
+            Self::new(score, f64::INFINITY, true, false)
+        }
+    }
+
     pub fn all() -> Self {
         Self::new(f64::NEG_INFINITY, f64::INFINITY, false, false)
     }
@@ -484,22 +497,62 @@ impl Key<'_> {
     /// score's elements lowest first (a tie-break order key read best first: oldest stamp
     /// first within a score). O(skip + take) steps and one O(log N) seek per score.
     pub fn zset_walk_groups_down(&self, skip: i64, take: i64) -> Vec<(OwnedString, f64)> {
-        let (mut skip, mut out) = (skip, Vec::new());
-        let mut above = ScoreRange::all();
+        let mut out = Vec::new();
+        self.walk_groups(ScoreRange::all(), true, skip, take, &mut out);
+        out
+    }
+
+    /// Up to `take` elements after `member` (of score `score`) in the order of
+    /// [`Key::zset_walk_groups_down`] (`down`), or back towards its start: higher scores next,
+    /// each score's elements highest first. The walk steps over at most `limit` elements of
+    /// its score to find `member`: None past that, or when it is not there.
+    pub fn zset_walk_groups_from(
+        &self,
+        member: &[u8],
+        score: f64,
+        down: bool,
+        take: i64,
+        limit: i64,
+    ) -> Option<Vec<(OwnedString, f64)>> {
+        let mut out = {
+            let mut group = ZsetCursor::start(self, ScoreRange::at_f64(score), !down);
+            let mut stepped = 0;
+            while group.current()?.0.bytes() != member {
+                stepped += 1;
+                if stepped > limit || !group.advance() {
+                    return None;
+                }
+            }
+            group.advance();
+            group.take(take)
+        };
+        self.walk_groups(ScoreRange::beyond(score, down), down, 0, take, &mut out);
+        Some(out)
+    }
+
+    /// Appends elements of the scores in `groups` to `out` until it holds `take`, after
+    /// skipping `skip`: score by score, highest score first with each score's elements lowest
+    /// first (`down`), or lowest score first with each score's elements highest first.
+    fn walk_groups(
+        &self,
+        mut groups: ScoreRange,
+        down: bool,
+        mut skip: i64,
+        take: i64,
+        out: &mut Vec<(OwnedString, f64)>,
+    ) {
         while (out.len() as i64) < take {
-            let Some((_, score)) = ZsetCursor::start(self, above, true).current() else {
+            let Some((_, score)) = ZsetCursor::start(self, groups, down).current() else {
                 break;
             };
-            let mut group =
-                ZsetCursor::start(self, ScoreRange::new(score, score, false, false), false);
+            let mut group = ZsetCursor::start(self, ScoreRange::at_f64(score), !down);
             while skip > 0 && group.on {
                 group.advance();
                 skip -= 1;
             }
             out.extend(group.take(take - out.len() as i64));
-            above = ScoreRange::new(f64::NEG_INFINITY, score, false, true);
+            groups = ScoreRange::beyond(score, down);
         }
-        out
     }
 
     /// Removes members; how many were there.
