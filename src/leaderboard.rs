@@ -22,7 +22,7 @@ use patterns_core::leaderboard::{
 use crate::ffi::{
     check_key_read, check_keys_access, check_keys_read, hash_field_of, key_len, key_type, now_ms,
     redis_call, redis_call_strs, Call, CallReply, Command, Ctx, Key as KeyHandle, KeyType, Notify,
-    OwnedString, Put, Reply, Str, Value,
+    OwnedKey, OwnedString, Put, Reply, Str, Value,
 };
 use crate::stats::{self, Stat};
 use crate::{command, config};
@@ -56,6 +56,9 @@ struct RedisStore<'a> {
     /// The board opened for reading through the key API (None when it does not exist, and
     /// for writes: a write run as a command could delete the value under an open handle).
     reader: Option<KeyHandle<'a>>,
+    /// A read's order key, opened for reading once its ACL is checked (None when it does
+    /// not exist or the board cannot carry one).
+    order_reader: Option<OwnedKey<'a>>,
     /// For a read (which changes no key), each key's type once asked (indexed by `Key`);
     /// None for a write, whose keys change under it.
     kinds: Option<[Option<Kind>; 5]>,
@@ -245,6 +248,7 @@ impl<'a> RedisStore<'a> {
         let mut store = Self::new(call, Some([None; 5]));
         if let Some(order) = &store.order {
             check_key_read(call.ctx(), order)?;
+            store.order_reader = OwnedKey::open_read(call.ctx(), order);
         }
         if store.kind(Key::Order) != Kind::Empty {
             let others = store.others().into_iter().flatten();
@@ -262,6 +266,7 @@ impl<'a> RedisStore<'a> {
             order: companion(board, lb::ORDER_SUFFIX),
             others: OnceCell::new(),
             reader: None,
+            order_reader: None,
             kinds,
             writer: None,
             board_str: call.key(),
@@ -286,6 +291,7 @@ impl<'a> RedisStore<'a> {
             order: None,
             others: OnceCell::new(),
             reader: KeyHandle::open_read(call),
+            order_reader: None,
             kinds: Some([None; 5]),
             writer: None,
             board_str: call.key(),
@@ -312,24 +318,14 @@ impl<'a> RedisStore<'a> {
 
     /// A window of the board near either end, through the key API; None to ask ZRANGE.
     fn walk(&self, key: Key, start: i64, stop: i64, rev: bool) -> Option<Vec<Scored>> {
-        let reader = self.reader.as_ref().filter(|_| key == Key::Board)?;
-        let total = reader.len();
-        let stop = stop.min(total - 1);
-        if start < 0 || stop < start {
-            return None;
+        match key {
+            Key::Board => walk_window(self.reader.as_ref()?, (start, stop), rev),
+            Key::Order => self
+                .order_reader
+                .as_ref()?
+                .read(|order| walk_window(order, (start, stop), rev)),
+            _ => None,
         }
-        let count = stop - start + 1;
-        if start <= WALK_LIMIT {
-            return walked(reader.zset_walk(rev, start, count));
-        }
-        // Near the far end: walk in from there and turn the window round.
-        let from_far = total - 1 - stop;
-        if from_far > WALK_LIMIT {
-            return None;
-        }
-        let mut elements = walked(reader.zset_walk(!rev, from_far, count))?;
-        elements.reverse();
-        Some(elements)
     }
 
     /// Places `start..=stop` of the board read outwards from `near` (at place `at`) through
@@ -363,6 +359,27 @@ impl<'a> RedisStore<'a> {
     fn write(&self, cmd: &std::ffi::CStr, args: &[&[u8]]) -> CallReply {
         redis_call(self.ctx, cmd, args, true)
     }
+}
+
+/// A window of a sorted set near either end, through the key API; None to ask ZRANGE.
+fn walk_window(reader: &KeyHandle, (start, stop): (i64, i64), rev: bool) -> Option<Vec<Scored>> {
+    let total = reader.len();
+    let stop = stop.min(total - 1);
+    if start < 0 || stop < start {
+        return None;
+    }
+    let count = stop - start + 1;
+    if start <= WALK_LIMIT {
+        return walked(reader.zset_walk(rev, start, count));
+    }
+    // Near the far end: walk in from there and turn the window round.
+    let from_far = total - 1 - stop;
+    if from_far > WALK_LIMIT {
+        return None;
+    }
+    let mut elements = walked(reader.zset_walk(!rev, from_far, count))?;
+    elements.reverse();
+    Some(elements)
 }
 
 fn kind_of(kind: Option<KeyType>) -> Kind {
@@ -420,6 +437,7 @@ impl Store for RedisStore<'_> {
         let kind = match (key, &self.kinds, &self.reader) {
             // A read opened the board (None: it does not exist).
             (Key::Board, Some(_), reader) => reader.as_ref().map(KeyHandle::kind),
+            (Key::Order, Some(_), _) => self.order_reader.as_ref().map(|k| k.read(|k| k.kind())),
             _ => self.name(key).map(|n| key_type(self.ctx, n)),
         };
         let kind = kind_of(kind);
@@ -435,6 +453,10 @@ impl Store for RedisStore<'_> {
         }
         match (key, &self.kinds, &self.reader) {
             (Key::Board, Some(_), reader) => reader.as_ref().map_or(0, KeyHandle::len),
+            (Key::Order, Some(_), _) => self
+                .order_reader
+                .as_ref()
+                .map_or(0, |k| k.read(|k| k.len())),
             _ => self.name(key).map_or(0, |name| key_len(self.ctx, name)),
         }
     }
@@ -502,6 +524,40 @@ impl Store for RedisStore<'_> {
     ) -> Vec<Scored> {
         self.walk_near((start, stop), rev, near, at)
             .unwrap_or_else(|| self.range(Key::Board, start, stop, rev))
+    }
+
+    fn order_desc(&mut self, start: i64, stop: i64) -> Option<Vec<Scored>> {
+        if start > WALK_LIMIT || stop < start {
+            return None;
+        }
+        let order = self.order_reader.as_ref()?;
+        walked(order.read(|k| k.zset_walk_groups_down(start, stop - start + 1)))
+    }
+
+    fn order_desc_near(
+        &mut self,
+        (start, stop): (i64, i64),
+        entry: &[u8],
+        score: f64,
+        at: i64,
+    ) -> Option<Vec<Scored>> {
+        let order = self.order_reader.as_ref()?;
+        let side = |down: bool, take: i64| {
+            let walk =
+                order.read(|k| k.zset_walk_groups_from(entry, score, down, take, WALK_LIMIT));
+            walked(walk?).filter(|w| w.len() as i64 == take)
+        };
+        // Before the entry in DESC order: back up towards the top.
+        let mut before = side(false, at - start)?;
+        let after = side(true, stop - at)?;
+        before.reverse();
+        before.push(Scored {
+            member: entry.to_vec(),
+            score,
+            text: score_text(score)?,
+        });
+        before.extend(after);
+        Some(before)
     }
 
     fn rank(&mut self, key: Key, member: &[u8], rev: bool) -> Option<i64> {

@@ -225,6 +225,19 @@ impl ScoreRange {
         Self::new(score as f64, score as f64, false, false)
     }
 
+    fn at_f64(score: f64) -> Self {
+        Self::new(score, score, false, false)
+    }
+
+    /// Scores strictly below `score` (`down`), or strictly above it.
+    fn beyond(score: f64, down: bool) -> Self {
+        if down {
+            Self::new(f64::NEG_INFINITY, score, false, true)
+        } else {
+            Self::new(score, f64::INFINITY, true, false)
+        }
+    }
+
     pub fn all() -> Self {
         Self::new(f64::NEG_INFINITY, f64::INFINITY, false, false)
     }
@@ -480,6 +493,68 @@ impl Key<'_> {
         ZsetCursor::start(self, ScoreRange::new(score, score, false, false), false).on
     }
 
+    /// Up to `take` elements after skipping `skip`, from the highest score down with each
+    /// score's elements lowest first (a tie-break order key read best first: oldest stamp
+    /// first within a score). O(skip + take) steps and one O(log N) seek per score.
+    pub fn zset_walk_groups_down(&self, skip: i64, take: i64) -> Vec<(OwnedString, f64)> {
+        let mut out = Vec::new();
+        self.walk_groups(ScoreRange::all(), true, skip, take, &mut out);
+        out
+    }
+
+    /// Up to `take` elements after `member` (of score `score`) in the order of
+    /// [`Key::zset_walk_groups_down`] (`down`), or back towards its start: higher scores next,
+    /// each score's elements highest first. The walk steps over at most `limit` elements of
+    /// its score to find `member`: None past that, or when it is not there.
+    pub fn zset_walk_groups_from(
+        &self,
+        member: &[u8],
+        score: f64,
+        down: bool,
+        take: i64,
+        limit: i64,
+    ) -> Option<Vec<(OwnedString, f64)>> {
+        let mut out = {
+            let mut group = ZsetCursor::start(self, ScoreRange::at_f64(score), !down);
+            let mut stepped = 0;
+            while group.current()?.0.bytes() != member {
+                stepped += 1;
+                if stepped > limit || !group.advance() {
+                    return None;
+                }
+            }
+            group.advance();
+            group.take(take)
+        };
+        self.walk_groups(ScoreRange::beyond(score, down), down, 0, take, &mut out);
+        Some(out)
+    }
+
+    /// Appends elements of the scores in `groups` to `out` until it holds `take`, after
+    /// skipping `skip`: score by score, highest score first with each score's elements lowest
+    /// first (`down`), or lowest score first with each score's elements highest first.
+    fn walk_groups(
+        &self,
+        mut groups: ScoreRange,
+        down: bool,
+        mut skip: i64,
+        take: i64,
+        out: &mut Vec<(OwnedString, f64)>,
+    ) {
+        while (out.len() as i64) < take {
+            let Some((_, score)) = ZsetCursor::start(self, groups, down).current() else {
+                break;
+            };
+            let mut group = ZsetCursor::start(self, ScoreRange::at_f64(score), !down);
+            while skip > 0 && group.on {
+                group.advance();
+                skip -= 1;
+            }
+            out.extend(group.take(take - out.len() as i64));
+            groups = ScoreRange::beyond(score, down);
+        }
+    }
+
     /// Removes members; how many were there.
     pub fn zset_remove(&mut self, members: &[OwnedString]) -> usize {
         members
@@ -699,6 +774,30 @@ impl<'a> OwnedKey<'a> {
 
     pub fn name(&self) -> &[u8] {
         self.name.bytes()
+    }
+
+    /// A derived key opened for reading only (as a read command's lookup sees it), None when
+    /// it does not exist.
+    pub fn open_read(ctx: Ctx<'a>, name: &[u8]) -> Option<Self> {
+        let name = OwnedString::new(ctx, name);
+        let mode = raw::REDISMODULE_READ as c_int;
+        // SAFETY: the context and the name are live; the name is kept with the key, which is
+        // closed on drop before the name is freed.
+        let raw = unsafe {
+            raw::RedisModule_OpenKey.unwrap()(ctx.as_ptr(), name.as_str().as_ptr(), mode)
+        };
+        let raw = NonNull::new(raw.cast())?;
+        Some(Self { ctx, raw, name })
+    }
+
+    /// Runs `f` on the open key for reading (a view that does not close it).
+    pub fn read<R>(&self, f: impl FnOnce(&Key<'_>) -> R) -> R {
+        let key = ManuallyDrop::new(Key {
+            ctx: self.ctx,
+            name: self.name.as_str(),
+            raw: self.raw,
+        });
+        f(&key)
     }
 
     /// Runs `f` on the open key (a view that borrows this one and does not close it).

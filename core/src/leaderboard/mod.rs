@@ -506,6 +506,23 @@ pub trait Store {
     ) -> Vec<Scored> {
         self.range(Key::Board, start, stop, rev)
     }
+    /// Places `start..=stop` of the order key in DESC order (highest score first, each
+    /// score's entries in ascending order), when the store can read them directly; None to
+    /// have them assembled from a reversed ZRANGE, ZCOUNTs and ZRANGEs of the edge groups.
+    fn order_desc(&mut self, _start: i64, _stop: i64) -> Option<Vec<Scored>> {
+        None
+    }
+    /// The same places, known to hold the order-key entry `entry` (of score `score`) at
+    /// place `at`: a store may read them outwards from it.
+    fn order_desc_near(
+        &mut self,
+        _window: (i64, i64),
+        _entry: &[u8],
+        _score: f64,
+        _at: i64,
+    ) -> Option<Vec<Scored>> {
+        None
+    }
     /// ZRANK, or ZREVRANK with `rev`.
     fn rank(&mut self, key: Key, member: &[u8], rev: bool) -> Option<i64>;
     /// The last order-key member at a score: ZRANGE order s s BYSCORE REV LIMIT 0 1.
@@ -735,16 +752,40 @@ impl<'a, S: Store> Board<'a, S> {
         if self.mixed() {
             return self.mixed_members(w, rev);
         }
-        let raw = self.store.range(Key::Order, w.start, w.end - 1, rev);
-        let mut out = if rev {
-            self.desc_fix(w.start, raw)
-        } else {
-            raw
+        let (start, stop) = (w.start, w.end - 1);
+        let mut out = match rev {
+            false => self.store.range(Key::Order, start, stop, false),
+            true => match self.order_desc(start, stop, near) {
+                Some(out) => out,
+                None => {
+                    let raw = self.store.range(Key::Order, start, stop, true);
+                    self.desc_fix(start, raw)
+                }
+            },
         };
         for e in &mut out {
             e.member.drain(..STAMP_DIGITS.min(e.member.len()));
         }
         out
+    }
+
+    /// Places `start..=stop` of the order key in DESC order straight from the store (read
+    /// outwards from `near` when given and inside), None when it cannot.
+    fn order_desc(
+        &mut self,
+        start: i64,
+        stop: i64,
+        near: Option<(&Scored, i64)>,
+    ) -> Option<Vec<Scored>> {
+        match near {
+            Some((near, at)) if (start..=stop).contains(&at) => {
+                let stamp = self.store.stamp(&near.member)?;
+                let entry = order_member(&stamp, &near.member);
+                self.store
+                    .order_desc_near((start, stop), &entry, near.score, at)
+            }
+            _ => self.store.order_desc(start, stop),
+        }
     }
 
     /// Reorders a reversed order-key window into DESC order: whole score groups are reversed,
