@@ -313,6 +313,20 @@ impl<'k, 'a> ZsetCursor<'k, 'a> {
         out
     }
 
+    /// Moves just past `member`, stepping over at most `limit` other elements first: None
+    /// past that, or when the range ends before it.
+    fn pass(&mut self, member: &[u8], limit: i64) -> Option<()> {
+        let mut stepped = 0;
+        while self.current()?.0.bytes() != member {
+            stepped += 1;
+            if stepped > limit || !self.advance() {
+                return None;
+            }
+        }
+        self.advance();
+        Some(())
+    }
+
     /// The element under the cursor and its score.
     fn current(&self) -> Option<(OwnedString, f64)> {
         if !self.on {
@@ -414,14 +428,7 @@ impl Key<'_> {
             ScoreRange::new(score, f64::INFINITY, false, false)
         };
         let mut cursor = ZsetCursor::start(self, r, from_top);
-        let mut stepped = 0;
-        while cursor.current()?.0.bytes() != member {
-            stepped += 1;
-            if stepped > limit || !cursor.advance() {
-                return None;
-            }
-        }
-        cursor.advance();
+        cursor.pass(member, limit)?;
         Some(cursor.take(take))
     }
 
@@ -516,14 +523,7 @@ impl Key<'_> {
     ) -> Option<Vec<(OwnedString, f64)>> {
         let mut out = {
             let mut group = ZsetCursor::start(self, ScoreRange::at_f64(score), !down);
-            let mut stepped = 0;
-            while group.current()?.0.bytes() != member {
-                stepped += 1;
-                if stepped > limit || !group.advance() {
-                    return None;
-                }
-            }
-            group.advance();
+            group.pass(member, limit)?;
             group.take(take)
         };
         self.walk_groups(ScoreRange::beyond(score, down), down, 0, take, &mut out);
