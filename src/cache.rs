@@ -56,6 +56,9 @@ fn field_names() -> &'static [CString; c::FIELDS.len()] {
 impl<'k> Stored<'k> {
     /// What the open key holds: None when absent; WRONGTYPE unless a string or a hash,
     /// BadState for a hash holding a field an entry has not (`entry` checks the rest).
+    /// Inlined with `entry` (each has its old-layout branch apart): a hit's entry is then
+    /// decoded where `get` reads it, not built and moved through two results.
+    #[inline(always)]
     fn read(key: &'k Key) -> Result<Option<Self>, CmdError> {
         // The string first: a compact entry's type is checked once.
         match key.string() {
@@ -68,6 +71,7 @@ impl<'k> Stored<'k> {
 
     /// An old-layout entry's fields. Lookups stop once every field of the hash is found: an
     /// entry without a lease (its value's fields come first) costs four lookups, not seven.
+    #[inline(never)]
     fn read_hash(key: &Key) -> Result<Self, CmdError> {
         let len = key.len();
         let mut found = 0;
@@ -86,19 +90,24 @@ impl<'k> Stored<'k> {
     }
 
     /// The entry: WRONGTYPE for a string that is not one, BadState for such a hash.
+    #[inline(always)]
     fn entry(&self) -> Result<Entry<'_>, CmdError> {
         match self {
             Self::Compact(bytes) => Entry::decode(bytes).ok_or(CmdError::WrongType),
-            Self::Hash(fields) => {
-                let pairs: Vec<(&[u8], &[u8])> = c::FIELDS
-                    .iter()
-                    .zip(fields)
-                    .filter_map(|(name, v)| Some((name.as_bytes(), v.as_ref()?.bytes())))
-                    .collect();
-                Entry::parse(&pairs)
-            }
+            Self::Hash(fields) => hash_entry(fields),
         }
     }
+}
+
+/// An old-layout entry from its hash's fields (in `c::FIELDS` order).
+#[inline(never)]
+fn hash_entry(fields: &[Option<OwnedString>; c::FIELDS.len()]) -> Result<Entry<'_>, CmdError> {
+    let pairs: Vec<(&[u8], &[u8])> = c::FIELDS
+        .iter()
+        .zip(fields)
+        .filter_map(|(name, v)| Some((name.as_bytes(), v.as_ref()?.bytes())))
+        .collect();
+    Entry::parse(&pairs)
 }
 
 /// Fails unless the open key is absent or holds an entry.
@@ -323,7 +332,10 @@ fn get(call: &Call) -> Result<Reply, CmdError> {
     let until = lease_until(now, lease_ms(call.rest(), p.int("LEASE")))?;
     let mut key = Key::open(call);
     let stored = Stored::read(&key)?;
-    let entry = stored.as_ref().map(Stored::entry).transpose()?;
+    let entry = match &stored {
+        Some(stored) => Some(stored.entry()?),
+        None => None,
+    };
     // The draw comes from the CSPRNG only when it can decide anything.
     let draw = match c::draw_matters(now, entry.as_ref(), beta) {
         true => new_draw()?,

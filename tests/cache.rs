@@ -658,6 +658,8 @@ fn bad_input_is_refused_and_writes_nothing() {
     for_each_server(|_, mut c| {
         set(&mut c, &["ok", "v", "60000", "TAGS", "tag"]);
         let _: () = query(&mut c, &["SET", "text", "x"]);
+        // An empty string is a string (not an absent key), and no entry.
+        let _: () = query(&mut c, &["SET", "empty", ""]);
         let _: () = query(&mut c, &["HSET", "plainhash", "a", "1"]);
         let _: () = query(
             &mut c,
@@ -767,6 +769,7 @@ fn bad_input_is_refused_and_writes_nothing() {
                 WRONGTYPE,
                 &[
                     &["CACHE.GET", "text"],
+                    &["CACHE.GET", "empty"],
                     &["CACHE.GET", "cut"],
                     &["CACHE.SET", "cut", "v", "10"],
                 ],

@@ -166,9 +166,15 @@ pub fn dispatch(
             return;
         }
         let result = guard(Err(CmdError::Internal), || {
-            body(&Call::new(ctx, def, argv, args())?)
+            let mut args = args();
+            let (Some(_name), Some(key)) = (args.next(), args.next()) else {
+                return Err(CmdError::WrongArity(def.name));
+            };
+            body(&Call::new(ctx, key, argv, args))
         });
         match result {
+            // Sent by the body (`Ctx::reply_now`); bound by value, so nothing is left to drop.
+            Ok(Reply::Sent(_sent)) => {}
             Ok(reply) => send(ctx, reply),
             Err(err) => send_error(ctx, &err.to_string()),
         }
@@ -227,31 +233,29 @@ enum Args<'a> {
 }
 
 impl<'a> Call<'a> {
+    /// The invocation of `key` with the arguments after it (`args`). They are written where
+    /// the call lies, not built apart and moved: the inline array is most of its size.
     fn new(
         ctx: Ctx<'a>,
-        def: &CommandDef,
+        key: Str<'a>,
         argv: &'a [*mut RedisModuleString],
-        mut args: impl ExactSizeIterator<Item = Str<'a>>,
-    ) -> Result<Self, CmdError> {
-        let (Some(_name), Some(key)) = (args.next(), args.next()) else {
-            return Err(CmdError::WrongArity(def.name));
-        };
-        let rest = if args.len() <= INLINE_ARGS {
-            let mut inline: [&[u8]; INLINE_ARGS] = [&[]; INLINE_ARGS];
-            let len = args.len();
-            for (slot, arg) in inline.iter_mut().zip(args) {
-                *slot = arg.bytes();
-            }
-            Args::Inline(inline, len)
-        } else {
-            Args::Heap(args.map(Str::bytes).collect())
-        };
-        Ok(Self {
+        args: impl ExactSizeIterator<Item = Str<'a>>,
+    ) -> Self {
+        let mut call = Self {
             ctx,
             key,
-            rest,
+            rest: Args::Inline([&[]; INLINE_ARGS], args.len()),
             argv,
-        })
+        };
+        match &mut call.rest {
+            Args::Inline(inline, _) if args.len() <= INLINE_ARGS => {
+                for (slot, arg) in inline.iter_mut().zip(args) {
+                    *slot = arg.bytes();
+                }
+            }
+            rest => *rest = Args::Heap(args.map(Str::bytes).collect()),
+        }
+        call
     }
 
     pub fn ctx(&self) -> Ctx<'a> {

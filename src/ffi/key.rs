@@ -110,19 +110,19 @@ impl<'a> Key<'a> {
     }
 
     /// The string value read in place, None when absent; WRONGTYPE for another type. The
-    /// slice borrows the key, so no write can happen while it lives.
+    /// slice borrows the key, so no write can happen while it lives. The read itself tells a
+    /// string (or nothing) from another type; only an empty result asks which it was.
     pub fn string(&self) -> Result<Option<&[u8]>, CmdError> {
-        match self.kind() {
-            KeyType::Empty => return Ok(None),
-            KeyType::String => {}
-            _ => return Err(CmdError::WrongType),
-        }
         let mut len = 0;
         let mode = raw::REDISMODULE_READ as c_int;
-        // SAFETY: the key is open and holds a string.
+        // SAFETY: the key is open; the server answers null for a value that is no string and
+        // a zero length for no value.
         let ptr = unsafe { raw::RedisModule_StringDMA.unwrap()(self.as_ptr(), &mut len, mode) };
         if ptr.is_null() {
             return Err(CmdError::WrongType);
+        }
+        if len == 0 {
+            return Ok((self.kind() == KeyType::String).then_some(&[][..]));
         }
         // SAFETY: `ptr` is the value's `len` bytes; they stay put while the key is open and
         // unwritten, which the borrow of `self` guarantees.
