@@ -622,14 +622,10 @@ impl FieldName for str {
 impl Key<'_> {
     /// A hash field's value, None when the field (or the hash) is absent.
     pub fn hash_field(&self, field: &(impl FieldName + ?Sized)) -> Option<OwnedString> {
-        let mut value: *mut raw::RedisModuleString = ptr::null_mut();
-        // SAFETY: reading the function pointer the server filled in at load.
-        let hash_get = unsafe { raw::RedisModule_HashGet };
-        // SAFETY: a get's value is where the server stores a new string (ours to free), and
-        // `value` outlives the call.
-        unsafe { self.hash_one(hash_get, field, ptr::addr_of_mut!(value).cast()) };
-        // SAFETY: `value` is null or a string the server handed over.
-        unsafe { OwnedString::adopt(value) }
+        field.with_c_str(|field| {
+            // SAFETY: the key is open; CFIELDS names the field by a C string, live for the call.
+            unsafe { hash_value(self.raw, CFIELDS, field.as_ptr().cast()) }
+        })
     }
 
     /// The hash's fields and values, flat (`field, value, ...`), in `HGETALL`'s order, read
@@ -689,70 +685,41 @@ impl Key<'_> {
 
     /// Sets a field named by any bytes (creating the hash when the key is empty).
     pub fn hash_put(&mut self, field: Str, value: Str) {
-        // SAFETY: the key is open for writing; without flags the field and value are server
-        // strings, live for the call (the server takes its own references), and the list
-        // ends with a null.
-        unsafe {
-            raw::RedisModule_HashSet.unwrap()(
-                self.as_ptr(),
-                raw::REDISMODULE_HASH_NONE as c_int,
-                field.as_ptr(),
-                value.as_ptr(),
-                ptr::null::<c_char>(),
-            )
-        };
+        let (field, value) = (field.as_ptr().cast(), value.as_ptr().cast());
+        // SAFETY: the key is open for writing (`&mut self`); without flags the field is a
+        // server string, and the value a live string of which the server takes its own
+        // reference.
+        unsafe { hash_one(self.raw, HashCall::Set, SERVER_FIELDS, field, value) };
     }
 
     /// Deletes a field named by any bytes; whether it was there (a hash left empty is
     /// deleted).
     pub fn hash_delete(&mut self, field: Str) -> bool {
-        // SAFETY: the key is open for writing; the field is a server string live for the
-        // call, REDISMODULE_HASH_DELETE as its value deletes it, and the list ends with a null.
-        let deleted = unsafe {
-            raw::RedisModule_HashSet.unwrap()(
-                self.as_ptr(),
-                raw::REDISMODULE_HASH_NONE as c_int,
-                field.as_ptr(),
-                raw::REDISMODULE_HASH_DELETE,
-                ptr::null::<c_char>(),
-            )
-        };
-        deleted > 0
+        let (field, delete) = (
+            field.as_ptr().cast(),
+            raw::REDISMODULE_HASH_DELETE.cast_mut(),
+        );
+        // SAFETY: the key is open for writing (`&mut self`); without flags the field is a
+        // server string, and REDISMODULE_HASH_DELETE as its value deletes it.
+        unsafe { hash_one(self.raw, HashCall::Set, SERVER_FIELDS, field, delete.cast()) > 0 }
     }
 
     /// Sets a field (creating the hash when the key is empty).
     pub fn hash_set(&mut self, field: &(impl FieldName + ?Sized), value: &[u8]) {
         let value = OwnedString::new(self.ctx, value);
-        // SAFETY: reading the function pointer the server filled in at load.
-        let hash_set = unsafe { raw::RedisModule_HashSet };
-        // SAFETY: the key is open for writing (`&mut self`); a set's value is a live string,
-        // of which the server takes its own reference.
-        unsafe { self.hash_one(hash_set, field, value.as_str().as_ptr().cast()) };
-    }
-
-    /// Calls `f`, the hash API's get or set, on one field given by name, with `value`.
-    ///
-    /// # Safety
-    /// `value` is what `f` takes after a field: for a get, where the server stores the value
-    /// it hands over; for a set, a live string, and the key open for writing.
-    unsafe fn hash_one(
-        &self,
-        f: Option<HashFn>,
-        field: &(impl FieldName + ?Sized),
-        value: *mut c_void,
-    ) {
         field.with_c_str(|field| {
-            // SAFETY: the key is open; CFIELDS takes C-string field names, the list ends with
-            // a null, and `value` is as the caller promises.
+            // SAFETY: the key is open for writing (`&mut self`); CFIELDS names the field by a
+            // C string, and the value is a live string of which the server takes its own
+            // reference.
             unsafe {
-                f.unwrap()(
-                    self.as_ptr(),
-                    raw::REDISMODULE_HASH_CFIELDS as c_int,
-                    field.as_ptr(),
-                    value,
-                    ptr::null::<c_char>(),
+                hash_one(
+                    self.raw,
+                    HashCall::Set,
+                    CFIELDS,
+                    field.as_ptr().cast(),
+                    value.as_str().as_ptr().cast(),
                 )
-            }
+            };
         });
     }
 }
@@ -823,6 +790,64 @@ impl Drop for OwnedKey<'_> {
 /// then (field, value) pairs ended by a null.
 type HashFn = unsafe extern "C" fn(*mut RedisModuleKey, c_int, ...) -> c_int;
 
+/// Which of the hash API's calls [`hash_one`] makes.
+#[derive(Clone, Copy)]
+enum HashCall {
+    Get,
+    Set,
+}
+
+/// How a hash call's field is named: by a C string, or (no flags) by a server string.
+const CFIELDS: c_int = raw::REDISMODULE_HASH_CFIELDS as c_int;
+const SERVER_FIELDS: c_int = raw::REDISMODULE_HASH_NONE as c_int;
+
+/// The one call of the hash API's variadic functions: `call` on one field of `key`, named by
+/// `field` as `flags` say, with `value`; what the server returns.
+///
+/// # Safety
+/// `key` is open (for writing, for a set); `field` is a live name of the kind `flags` say;
+/// `value` is what the call takes after a field: for a get, where the server stores the value
+/// it hands over; for a set, a live string (or `REDISMODULE_HASH_DELETE`).
+unsafe fn hash_one(
+    key: NonNull<RedisModuleKey>,
+    call: HashCall,
+    flags: c_int,
+    field: *const c_void,
+    value: *mut c_void,
+) -> c_int {
+    let f: Option<HashFn> = match call {
+        HashCall::Get => raw::RedisModule_HashGet,
+        HashCall::Set => raw::RedisModule_HashSet,
+    };
+    // SAFETY: as the caller promises; the list ends with a null.
+    unsafe { f.unwrap()(key.as_ptr(), flags, field, value, ptr::null::<c_char>()) }
+}
+
+/// A hash field's value, None when absent (or not a hash).
+///
+/// # Safety
+/// `key` is open and `field` a live name of the kind `flags` say.
+unsafe fn hash_value(
+    key: NonNull<RedisModuleKey>,
+    flags: c_int,
+    field: *const c_void,
+) -> Option<OwnedString> {
+    let mut value: *mut raw::RedisModuleString = ptr::null_mut();
+    // SAFETY: as the caller promises; the server stores a new string (ours to free) in
+    // `value`, which outlives the call, or nothing.
+    unsafe {
+        hash_one(
+            key,
+            HashCall::Get,
+            flags,
+            field,
+            ptr::addr_of_mut!(value).cast(),
+        )
+    };
+    // SAFETY: `value` is null or a string the server handed over.
+    unsafe { OwnedString::adopt(value) }
+}
+
 impl Drop for Key<'_> {
     fn drop(&mut self) {
         // SAFETY: the key is open, and closed only here.
@@ -850,21 +875,9 @@ fn abs_expire(key: NonNull<RedisModuleKey>) -> Option<i64> {
 
 /// A hash field's value, the field named by any bytes; None when absent (or not a hash).
 fn hash_get(key: NonNull<RedisModuleKey>, field: Str) -> Option<OwnedString> {
-    let mut value: *mut raw::RedisModuleString = ptr::null_mut();
-    // SAFETY: the key is open (callers hold it open); without flags the fields are server
-    // strings (live for the call), the list ends with a null, and the server stores a new
-    // string (ours to free) in `value`, or nothing for another type.
-    unsafe {
-        raw::RedisModule_HashGet.unwrap()(
-            key.as_ptr(),
-            raw::REDISMODULE_HASH_NONE as c_int,
-            field.as_ptr(),
-            &mut value,
-            ptr::null::<c_char>(),
-        )
-    };
-    // SAFETY: `value` is null or a string the server handed over.
-    unsafe { OwnedString::adopt(value) }
+    // SAFETY: the key is open (callers hold it open); without flags the field is a server
+    // string, live for the call.
+    unsafe { hash_value(key, SERVER_FIELDS, field.as_ptr().cast()) }
 }
 
 /// A field of the hash named `name`, read as a read command reads it (`HGET`, without a
