@@ -171,7 +171,7 @@ impl ZsetLog<'_, '_> {
         let mut zadd = Vec::with_capacity(1 + members.len() * 2);
         zadd.push(name);
         for m in &members {
-            key.zset_add(w.at_ms as f64, m.as_str());
+            key.zset_put(w.at_ms as f64, m.as_str());
             zadd.extend([score.as_str(), m.as_str()]);
         }
         ctx.replicate_list(c"ZADD", &zadd);

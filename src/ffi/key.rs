@@ -449,11 +449,6 @@ impl Key<'_> {
         (status == raw::REDISMODULE_OK as c_int).then_some(score)
     }
 
-    /// Adds or updates a member; whether the set changed.
-    pub fn zset_add(&mut self, score: f64, member: Str) -> bool {
-        self.zset_put(score, member) != Put::Unchanged
-    }
-
     /// Removes a member; whether it was there.
     pub fn zset_remove_one(&mut self, member: Str) -> bool {
         let mut deleted: c_int = 0;
