@@ -14,6 +14,7 @@ redis-benchmark. Prints a Markdown table; `--json FILE` also writes the figures.
 
 import json
 import os
+import random
 import re
 import shutil
 import socket
@@ -22,6 +23,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from server import Redis
 
 ROOT = Path(__file__).resolve().parent.parent
 MODULE = Path(os.environ.get("PATTERNS_MODULE") or ROOT / "target/release/libredis_patterns.so")
@@ -188,13 +191,87 @@ def bench(port, line, n, keyspace=10000):
         raise SystemExit(f"error replies: {out}")
 
 
-def profile(module, line, setup=(), warm=N_WARM, n=N, keyspace=10000, production=False):
+class QueueAcks:
+    """Requests redis-benchmark cannot make (each names a job id an earlier reply gave):
+    QUEUE.ACK of one job each, on a queue whose jobs were pushed and popped before the count
+    (100 per QUEUE.POP), sent 16 per round trip. `window`: acked in the order popped (1: each
+    ack completes the queue's oldest job), or shuffled within windows of that many jobs (as
+    workers finishing out of order)."""
+
+    def __init__(self, window=1):
+        self.window = window
+
+    def prepare(self, port, n):
+        r = Redis(port)
+        try:
+            r.pipeline([["QUEUE.PUSH", QUEUE, QUEUE_PAYLOAD]] * n, chunk=100)
+            ids = []
+            while len(ids) < n:
+                jobs = r.call("QUEUE.POP", QUEUE, "g", "c", "COUNT", "100", "LEASE", QUEUE_LEASE)
+                ids += [job[0] for job in jobs]
+        finally:
+            r.close()
+        rng = random.Random(7)
+        for start in range(0, n, self.window):
+            window = ids[start:start + self.window]
+            rng.shuffle(window)
+            ids[start:start + self.window] = window
+        return ids
+
+    def run(self, port, ids):
+        replies = request(port, [["QUEUE.ACK", QUEUE, "g", i] for i in ids], chunk=16)
+        if replies != [1] * len(ids):
+            raise SystemExit(f"QUEUE.ACK did not ack every job: {set(map(repr, replies))}")
+
+
+class QueueCycle:
+    """The whole life of a job as bench/cases/queue.py's *per job* mode makes it: n jobs
+    pushed (100 per round trip), then popped one per QUEUE.POP (100 pipelined) and acked one
+    per QUEUE.ACK (those 100 pipelined). A "request" is a job: push, pop and ack."""
+
+    def prepare(self, port, n):
+        return n
+
+    def run(self, port, n):
+        r = Redis(port)
+        try:
+            r.pipeline([["QUEUE.PUSH", QUEUE, QUEUE_PAYLOAD]] * n, chunk=100)
+            done = 0
+            while done < n:
+                pop = ["QUEUE.POP", QUEUE, "g", "c", "COUNT", "1", "LEASE", QUEUE_LEASE]
+                replies = r.pipeline([pop] * min(100, n - done))
+                ids = [job[0] for jobs in replies for job in jobs or []]
+                acked = r.pipeline([["QUEUE.ACK", QUEUE, "g", i] for i in ids])
+                if not ids or acked != [1] * len(ids):
+                    raise SystemExit(f"the queue cycle stalled after {done} jobs")
+                done += len(ids)
+        finally:
+            r.close()
+
+
+QUEUE = "p:queue:{cycle}"
+QUEUE_PAYLOAD = "v" * 100
+QUEUE_LEASE = "3600000"  # no lease ends under valgrind
+
+
+def request(port, commands, chunk):
+    r = Redis(port)
+    try:
+        return r.pipeline(commands, chunk=chunk)
+    finally:
+        r.close()
+
+
+def profile(module, line, setup=(), warm=N_WARM, n=N, keyspace=10000, production=False,
+            driver=None):
     """(total instructions, {function: inclusive instructions}) of `n` requests of `line`.
 
     `setup`: commands run through redis-cli before the warm-up; `<setup:i>` in `line` stands
     for the reply of the i-th (for example a session key SESSION.CREATE made). `production`:
     the server appends to an AOF (`everysec`) and streams to one attached replica (not under
-    valgrind, same module), so the count includes what propagating each write costs."""
+    valgrind, same module), so the count includes what propagating each write costs.
+    `driver` (QueueAcks, QueueCycle): makes the requests instead of redis-benchmark; its
+    `prepare(port, n)` runs before the count, its `run(port, prepared)` is counted."""
     port = free_port()
     workdir = Path(tempfile.mkdtemp(prefix="profile-"))
     server = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
@@ -216,10 +293,17 @@ def profile(module, line, setup=(), warm=N_WARM, n=N, keyspace=10000, production
             raise SystemExit(f"setup failed: {failed[0]}")
         for i, reply in enumerate(replies):
             line = line.replace(f"<setup:{i}>", reply)
-        if warm:
+        if driver:
+            if warm:
+                driver.run(port, driver.prepare(port, warm))
+            prepared = driver.prepare(port, n)
+        elif warm:
             bench(port, line, warm, keyspace)
         subprocess.run(["callgrind_control", "-i", "on", str(proc.pid)], capture_output=True)
-        bench(port, line, n, keyspace)
+        if driver:
+            driver.run(port, prepared)
+        else:
+            bench(port, line, n, keyspace)
         subprocess.run(["callgrind_control", "-i", "off", str(proc.pid)], capture_output=True)
     finally:
         if replica:

@@ -7,7 +7,8 @@
 //! replicated as itself, with what makes it deterministic spelled out: `XADD` with the id it
 //! chose (Redis rewrites `*`), `XREADGROUP` and `XCLAIM` as `XCLAIM ... TIME ... RETRYCOUNT`
 //! (Redis's own propagation), `ZADD` with absolute due times, `SET ... PXAT`, `XACK`, `XTRIM
-//! MINID`, `XDEL`. Each command validates everything before its first write.
+//! MINID ~` as `XTRIM MINID = <first id kept>` (Redis's own), `XDEL`. Each command validates
+//! everything before its first write.
 
 #![deny(unsafe_code)]
 
@@ -15,9 +16,9 @@ mod wait;
 
 use patterns_core::command::CmdError;
 use patterns_core::queue::{
-    self as q, check_ms, fresh, job_id, parse_due, parse_pop, parse_push, queue_key, redeliver,
-    trim_bound, Fresh, GroupView, Pop, Redelivery, StreamId, DEAD_SUFFIX, DEDUPE_SUFFIX, DUE_FIELD,
-    GROUP_FIELD, LEASES_SUFFIX, PARKED, PAYLOAD_FIELD, STREAM_FULL,
+    self as q, ack_moves_bound, check_ms, fresh, job_id, parse_due, parse_pop, parse_push,
+    queue_key, redeliver, trim_bound, Fresh, GroupView, Pop, Redelivery, StreamId, DEAD_SUFFIX,
+    DEDUPE_SUFFIX, DUE_FIELD, GROUP_FIELD, LEASES_SUFFIX, PARKED, PAYLOAD_FIELD, STREAM_FULL,
 };
 
 use crate::command;
@@ -370,8 +371,15 @@ fn park(ctx: Ctx, queue: &[u8], group: &[u8], id: &[u8], deliveries: Option<i64>
     write(ctx, c"XCLAIM", &xclaim);
 }
 
-/// The queue's consumer groups: (name, pending count, last id read).
-fn groups(ctx: Ctx, queue: &[u8]) -> Vec<(Vec<u8>, i64, Option<StreamId>)> {
+/// A consumer group as `XINFO GROUPS` shows it.
+struct Group {
+    name: Vec<u8>,
+    pending: i64,
+    last_read: Option<StreamId>,
+}
+
+/// The queue's consumer groups.
+fn groups(ctx: Ctx, queue: &[u8]) -> Vec<Group> {
     let reply = read(ctx, c"XINFO", &[b"GROUPS", queue]);
     reply
         .items()
@@ -383,48 +391,110 @@ fn groups(ctx: Ctx, queue: &[u8]) -> Vec<(Vec<u8>, i64, Option<StreamId>)> {
                     .find(|kv| kv[0].bytes() == Some(name.as_bytes()))
                     .and_then(|kv| kv.get(1))
             };
-            let name = get("name")?.bytes()?.to_vec();
-            let pending = get("pending")?.int()?;
-            let last = get("last-delivered-id")?.bytes().and_then(StreamId::parse);
-            Some((name, pending, last))
+            Some(Group {
+                name: get("name")?.bytes()?.to_vec(),
+                pending: get("pending")?.int()?,
+                last_read: get("last-delivered-id")?.bytes().and_then(StreamId::parse),
+            })
         })
         .collect()
 }
 
-/// Trims the jobs every group has completed.
+/// What the trim needs to know of group `name` holding `pending` jobs: its last read and
+/// its oldest pending job (`XPENDING`); None when either cannot be read (then nothing is
+/// trimmed).
+fn view(
+    ctx: Ctx,
+    queue: &[u8],
+    name: &[u8],
+    pending: i64,
+    last_read: Option<StreamId>,
+) -> Option<GroupView> {
+    let last_read = last_read?;
+    let oldest_pending = if pending > 0 {
+        Some(oldest_pending(ctx, queue, name)?)
+    } else {
+        None
+    };
+    Some(GroupView {
+        last_read,
+        oldest_pending,
+    })
+}
+
+/// The group's oldest pending job (`XPENDING key group - + 1`).
+fn oldest_pending(ctx: Ctx, queue: &[u8], group: &[u8]) -> Option<StreamId> {
+    let reply = read(ctx, c"XPENDING", &[queue, group, b"-", b"+", b"1"]);
+    let id = reply.items().first()?.items().first()?.bytes()?;
+    StreamId::parse(id)
+}
+
+/// Trims the jobs every group has completed (see [`trim_to_bound`]).
 fn trim(ctx: Ctx, queue: &[u8]) {
-    let mut views = Vec::new();
-    for (name, pending, last) in groups(ctx, queue) {
-        let Some(last_read) = last else { return };
-        let oldest_pending = if pending > 0 {
-            let summary = read(ctx, c"XPENDING", &[queue, &name]);
-            let oldest = summary.items().get(1).and_then(CallValue::bytes);
-            let Some(oldest) = oldest.and_then(StreamId::parse) else {
-                return;
-            };
-            Some(oldest)
-        } else {
-            None
-        };
-        views.push(GroupView {
-            last_read,
-            oldest_pending,
-        });
+    let groups = groups(ctx, queue);
+    let views = groups
+        .iter()
+        .map(|g| view(ctx, queue, &g.name, g.pending, g.last_read))
+        .collect();
+    trim_to_bound(ctx, queue, views);
+}
+
+/// After `acked` of the jobs `ids` were completed in `group` (`groups`: the queue's groups
+/// read before): trims, unless the group's oldest needed job is unchanged, so the bound is.
+fn trim_after_ack(
+    ctx: Ctx,
+    queue: &[u8],
+    (group, ids, acked): (&[u8], &[StreamId], i64),
+    groups: &[Group],
+) {
+    let Some(mine) = groups.iter().find(|g| g.name == group) else {
+        return;
+    };
+    let Some(after) = view(ctx, queue, group, mine.pending - acked, mine.last_read) else {
+        return;
+    };
+    if !ack_moves_bound(ids, after) {
+        return;
     }
-    if let Some(bound) = trim_bound(&views) {
-        write(ctx, c"XTRIM", &[queue, b"MINID", bound.text().as_bytes()]);
+    let others = groups
+        .iter()
+        .filter(|g| g.name != group)
+        .map(|g| view(ctx, queue, &g.name, g.pending, g.last_read));
+    let views = std::iter::once(Some(after)).chain(others).collect();
+    trim_to_bound(ctx, queue, views);
+}
+
+/// Removes the jobs below the lowest id any group still needs, a whole stream node at a time
+/// (`XTRIM MINID ~`, without its default limit): a node goes once every job in it is
+/// completed, which costs the server no scan of a node's entries (an exact trim walks the
+/// first node on every completion). Nothing when a group's view is unknown.
+fn trim_to_bound(ctx: Ctx, queue: &[u8], views: Option<Vec<GroupView>>) {
+    if let Some(bound) = views.as_deref().and_then(trim_bound) {
+        let bound = bound.text();
+        write(
+            ctx,
+            c"XTRIM",
+            &[queue, b"MINID", b"~", bound.as_bytes(), b"LIMIT", b"0"],
+        );
     }
 }
 
-/// Whether the group exists on the queue.
-fn has_group(ctx: Ctx, queue: &[u8], group: &[u8]) -> bool {
-    groups(ctx, queue).iter().any(|(name, ..)| name == group)
-}
-
-/// The group's keys (access checked), None when the queue or the group does not exist.
-fn group_keys(ctx: Ctx, queue: &[u8], group: &[u8]) -> Result<Option<Keys>, CmdError> {
+/// The group's keys (access checked) and the queue's groups, None when the queue or the group
+/// does not exist.
+fn group_keys(
+    ctx: Ctx,
+    queue: &[u8],
+    group: &[u8],
+) -> Result<Option<(Keys, Vec<Group>)>, CmdError> {
     let keys = keys(ctx, queue, group)?;
-    Ok((keys.exists && has_group(ctx, queue, group)).then_some(keys))
+    if !keys.exists {
+        return Ok(None);
+    }
+    let groups = groups(ctx, queue);
+    Ok(groups
+        .iter()
+        .any(|g| g.name == group)
+        .then_some((keys, groups)))
 }
 
 /// The group's keys and the consumer holding job `id` (`PARKED` when a delay holds it), None
@@ -435,7 +505,7 @@ fn pending_job(
     group: &[u8],
     id: &[u8],
 ) -> Result<Option<(Keys, Vec<u8>)>, CmdError> {
-    let Some(keys) = group_keys(ctx, queue, group)? else {
+    let Some((keys, _)) = group_keys(ctx, queue, group)? else {
         return Ok(None);
     };
     Ok(pending(ctx, queue, group, id).map(|(holder, _)| (keys, holder)))
@@ -445,11 +515,12 @@ fn pending_job(
 fn ack(call: &Call) -> Result<Reply, CmdError> {
     let p = call.parse(&q::ACK)?;
     let (group, ids) = (p.text("group"), p.trailing());
-    for id in ids {
-        job_id(id)?;
-    }
+    let parsed = ids
+        .iter()
+        .map(|id| job_id(id))
+        .collect::<Result<Vec<_>, _>>()?;
     let (ctx, queue) = (call.ctx(), call.key_name());
-    let Some(keys) = group_keys(ctx, queue, group)? else {
+    let Some((keys, groups)) = group_keys(ctx, queue, group)? else {
         return Ok(Reply::Integer(0));
     };
     let mut xack: Vec<&[u8]> = vec![queue, group];
@@ -460,7 +531,7 @@ fn ack(call: &Call) -> Result<Reply, CmdError> {
     write(ctx, c"ZREM", &zrem);
     if acked > 0 {
         stats::add(Stat::QueueAcked, acked as u64);
-        trim(ctx, queue);
+        trim_after_ack(ctx, queue, (group, &parsed, acked), &groups);
     }
     Ok(Reply::Integer(acked))
 }
@@ -556,12 +627,12 @@ fn stats(call: &Call) -> Result<Reply, CmdError> {
     let keys = keys(ctx, queue, group)?;
     let now = now_ms();
     let (mut ready, mut delayed, mut pending, mut consumers) = (0, 0, 0, 0);
-    let info = groups(ctx, queue)
-        .into_iter()
-        .find(|(name, ..)| name == group);
+    let info = groups(ctx, queue).into_iter().find(|g| g.name == group);
     let from = match &info {
-        Some((_, _, last)) => {
-            let last = last.map_or_else(|| "0-0".to_string(), StreamId::text);
+        Some(g) => {
+            let last = g
+                .last_read
+                .map_or_else(|| "0-0".to_string(), StreamId::text);
             format!("({last}")
         }
         None => "-".to_string(),

@@ -215,6 +215,7 @@ fn all(call: &Call) -> Result<Reply, CmdError> {
     let (decisions, mut keys) = step_each(call, &rl::ALL, decide)?;
     let replies: Vec<RateReply> = decisions.iter().map(Decision::reply).collect();
     let (allowed, denied) = rl::all_admit(&replies);
+    stats::admission(Stat::AllAllowed, Stat::AllDenied, allowed);
     if allowed {
         for (decision, key) in decisions.into_iter().zip(&mut keys) {
             decision.apply(call.ctx(), key);
@@ -232,6 +233,7 @@ fn refund(call: &Call) -> Result<Reply, CmdError> {
     for (r, key) in refunds.into_iter().zip(&mut keys) {
         remaining.push(r.apply(call.ctx(), key));
     }
+    stats::bump(Stat::Refunds);
     Ok(Reply::Value(ints(&remaining)))
 }
 

@@ -16,6 +16,9 @@ pub enum Stat {
     SlidingwindowDenied,
     ThrottleAllowed,
     ThrottleDenied,
+    AllAllowed,
+    AllDenied,
+    Refunds,
     LockGrants,
     LockReleases,
     LockWaits,
@@ -54,7 +57,7 @@ pub enum Stat {
 
 /// Each counter's field name in `INFO patterns` (the module's name is the prefix the server
 /// adds: `patterns_lock_grants`).
-pub const FIELDS: [(Stat, &str); 42] = [
+pub const FIELDS: [(Stat, &str); 45] = [
     (Stat::TokenbucketAllowed, "rl_tokenbucket_allowed"),
     (Stat::TokenbucketDenied, "rl_tokenbucket_denied"),
     (Stat::FixedwindowAllowed, "rl_fixedwindow_allowed"),
@@ -63,6 +66,9 @@ pub const FIELDS: [(Stat, &str); 42] = [
     (Stat::SlidingwindowDenied, "rl_slidingwindow_denied"),
     (Stat::ThrottleAllowed, "cl_throttle_allowed"),
     (Stat::ThrottleDenied, "cl_throttle_denied"),
+    (Stat::AllAllowed, "rl_all_allowed"),
+    (Stat::AllDenied, "rl_all_denied"),
+    (Stat::Refunds, "rl_refunds"),
     (Stat::LockGrants, "lock_grants"),
     (Stat::LockReleases, "lock_releases"),
     (Stat::LockWaits, "lock_waits"),

@@ -237,6 +237,26 @@ fn info_counts_what_the_commands_did() {
             let _: Value = query(&mut c, args);
             let _: Value = query(&mut c, args);
         }
+        // Several limits: one call admitted, one denied (its first limit is spent), a refund;
+        // counted apart from the algorithms' own commands.
+        let all = [
+            "RL.ALL",
+            "TOKENBUCKET",
+            "a1",
+            "1",
+            "1",
+            "60000",
+            "FIXEDWINDOW",
+            "a2",
+            "5",
+            "60000",
+        ];
+        let _: Value = query(&mut c, &all);
+        let _: Value = query(&mut c, &all);
+        let _: Value = query(
+            &mut c,
+            &["RL.REFUND", "TOKENBUCKET", "a1", "1", "1", "60000"],
+        );
         // Locks: a grant, a waiter that times out, a reentrant grant and two releases.
         let _: i64 = query(&mut c, &["LOCK.ACQUIRE", "l", "a", "60000"]);
         let _: Option<i64> = query(&mut c, &["LOCK.ACQUIRE", "l", "b", "60000", "WAIT", "50"]);
@@ -283,6 +303,9 @@ fn info_counts_what_the_commands_did() {
             ("rl_slidingwindow_denied", 1),
             ("cl_throttle_allowed", 1),
             ("cl_throttle_denied", 1),
+            ("rl_all_allowed", 1),
+            ("rl_all_denied", 1),
+            ("rl_refunds", 1),
             ("lock_grants", 2),
             ("lock_releases", 2),
             ("lock_waits", 1),

@@ -358,7 +358,8 @@ def section(data, add):
     add("")
     add("The seeds' loop never trims its stream (`XACK` leaves the entry), never reclaims a "
         "crashed worker's job and has no dead letters, delays or dedupe: it does less per job "
-        "than the module. The module trims what every group has completed after each ack.")
+        "than the module. The module trims what every group has completed, a whole stream node "
+        "at a time, after an ack that completes a group's oldest job (README, Queues).")
     add("")
     add(f"### Push-to-pop latency, {CONSUMERS} consumers waiting")
     add("")

@@ -281,18 +281,17 @@ local function queue_groups(key)
   return out
 end
 
-local function queue_has_group(key, group)
-  for _, g in ipairs(queue_groups(key)) do
-    if g[1] == group then return true end
-  end
-  return false
-end
-
--- The group's keys; false when the queue or the group does not exist; or nil and the error.
+-- The group's keys and the queue's groups; false when the queue or the group does not exist;
+-- or nil and the error.
 local function queue_group_keys(key, group)
   local keys, e = queue_keys(key, group)
   if e then return nil, e end
-  return keys.exists and queue_has_group(key, group) and keys
+  if not keys.exists then return false end
+  local groups = queue_groups(key)
+  for _, g in ipairs(groups) do
+    if g[1] == group then return keys, nil, groups end
+  end
+  return false
 end
 
 -- The group's keys and job id's holder (Q_PARKED when a delay holds it); no holder when the

@@ -327,26 +327,50 @@ local function queue_groups(key)
   return out
 end
 
--- Trims the jobs every group has completed (XTRIM MINID the lowest id a group still needs).
-local function queue_trim(key)
-  local bound, any, none = nil, false, false
-  for _, g in ipairs(queue_groups(key)) do
-    local last = queue_id(g[3] or '')
-    if last == nil then return end
-    local need
-    if g[2] > 0 then
-      need = queue_id(redis.call('XPENDING', key, g[1])[2] or '')
-      if need == nil then return end
-    else
-      need = queue_next(last)
-      if need == nil then none = true end
+-- What group {name, pending, last} still needs: true and its oldest pending job (XPENDING),
+-- else the id after its last read (nil past the last id); false when either cannot be read
+-- (then nothing is trimmed).
+local function queue_need(key, name, pending, last)
+  last = queue_id(last or '')
+  if last == nil then return false end
+  if pending > 0 then
+    local first = redis.call('XPENDING', key, name, '-', '+', 1)[1]
+    local oldest = queue_id(first and first[1] or '')
+    if oldest == nil then return false end
+    return true, oldest
+  end
+  return true, queue_next(last)
+end
+
+-- The needs of `groups` (but the one named `skip`), after those in `needs`: each an id, or
+-- false past the last id; nil at the first that cannot be read.
+local function queue_needs(key, groups, skip, needs)
+  for _, g in ipairs(groups) do
+    if g[1] ~= skip then
+      local known, need = queue_need(key, g[1], g[2], g[3])
+      if not known then return nil end
+      needs[#needs + 1] = need or false
     end
-    if need and (bound == nil or queue_idless(need, bound)) then bound = need end
-    any = true
   end
-  if any and not none and bound then
-    redis.call('XTRIM', key, 'MINID', bound[1] .. '-' .. bound[2])
+  return needs
+end
+
+-- Removes the jobs below the lowest of `needs` (queue_needs), a whole stream node at a time
+-- (XTRIM MINID ~, without its default limit); nothing when a need is unknown or past the
+-- last id, or there is no group.
+local function queue_trim_to_bound(key, needs)
+  if needs == nil or #needs == 0 then return end
+  local bound = nil
+  for _, need in ipairs(needs) do
+    if not need then return end
+    if bound == nil or queue_idless(need, bound) then bound = need end
   end
+  redis.call('XTRIM', key, 'MINID', '~', bound[1] .. '-' .. bound[2], 'LIMIT', 0)
+end
+
+-- Trims the jobs every group has completed (see queue_trim_to_bound).
+local function queue_trim(key)
+  queue_trim_to_bound(key, queue_needs(key, queue_groups(key), nil, {}))
 end
 
 local function queue_dead_letter(key, group, keys, id, holder, deliveries, now)

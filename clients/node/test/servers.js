@@ -50,13 +50,18 @@ async function waitForPing(port, child) {
   }
 }
 
-/** Starts a server: bin "redis-server" or "valkey-server"; withModule loads the module. */
-async function startServer({ bin, withModule }) {
+/**
+ * Starts a server: bin "redis-server" or "valkey-server"; withModule loads the module; cluster
+ * makes it a Cluster of one primary holding every slot (a plain client reaches every key, and
+ * the server still refuses a call whose keys hash to different slots).
+ */
+async function startServer({ bin, withModule, cluster = false }) {
   for (let attempt = 0; ; attempt++) {
     const port = await freePort();
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "patterns-node-"));
     const args = ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir];
     if (withModule) args.push("--loadmodule", modulePath());
+    if (cluster) args.push("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf");
     const child = spawn(bin, args, { stdio: ["ignore", "pipe", "pipe"] });
     let log = "";
     child.stdout.on("data", (d) => { log += d; });
@@ -69,6 +74,7 @@ async function startServer({ bin, withModule }) {
       if (attempt < 3 && /Address already in use/.test(log)) continue; // lost the port to someone else
       throw new Error(`${err.message}\n${log}`, { cause: err });
     }
+    if (cluster) await ownEverySlot(port);
     return {
       port,
       url: `redis://127.0.0.1:${port}`,
@@ -77,6 +83,17 @@ async function startServer({ bin, withModule }) {
         fs.rmSync(dir, { recursive: true, force: true });
       },
     };
+  }
+}
+
+/** Gives the one-node Cluster on port every slot, and waits until it serves. */
+async function ownEverySlot(port) {
+  const admin = new Redis(port, "127.0.0.1", { maxRetriesPerRequest: 1 });
+  try {
+    await admin.call("CLUSTER", "ADDSLOTSRANGE", "0", "16383");
+    await waitUntil(async () => /cluster_state:ok/.test(await admin.call("CLUSTER", "INFO")), "the Cluster to serve");
+  } finally {
+    admin.disconnect();
   }
 }
 

@@ -3,7 +3,7 @@
 "use strict";
 const test = require("node:test");
 const assert = require("node:assert/strict");
-const { argsFor } = require("../dist/backend");
+const { argsFor, blocksCall } = require("../dist/backend");
 const { fromRl, fromThrottle } = require("../dist/ratelimit");
 const { parseScore } = require("../dist/leaderboard");
 const { randomDraw, randomId } = require("../dist/runner");
@@ -18,6 +18,20 @@ test("a call becomes the module's command or the twin's FCALL", () => {
   const set = { command: "CACHE.SET", keys: ["k"], args: ["v", "1"], tags: [] };
   assert.deepEqual(argsFor("module", set), ["CACHE.SET", "k", "v", "1"]);
   assert.deepEqual(argsFor("twin", { command: "CACHE.INVALIDATE", keys: ["a", "b"] }), ["FCALL", "cache_invalidate", "2", "a", "b"]);
+});
+
+test("limitAll and refund declare every limit's key: the module's blocks in turn, the twin's KEYS", () => {
+  const blocks = [
+    { token: "TOKENBUCKET", key: "rl:{u}:a", args: ["10", "1", "1000", "COST", "2"] },
+    { token: "FIXEDWINDOW", key: "rl:{u}:b", args: ["5", "60000"] },
+  ];
+  for (const command of ["RL.ALL", "RL.REFUND"]) {
+    const call = blocksCall(command, blocks);
+    assert.deepEqual(argsFor("module", call),
+      [command, "TOKENBUCKET", "rl:{u}:a", "10", "1", "1000", "COST", "2", "FIXEDWINDOW", "rl:{u}:b", "5", "60000"]);
+    assert.deepEqual(argsFor("twin", call), ["FCALL", command.toLowerCase().replace(".", "_"), "2", "rl:{u}:a", "rl:{u}:b",
+      "TOKENBUCKET", "10", "1", "1000", "COST", "2", "FIXEDWINDOW", "5", "60000"]);
+  }
 });
 
 test("headers: RateLimit-* always, Retry-After only when denied with a wait that can end", () => {

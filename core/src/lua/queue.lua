@@ -121,18 +121,17 @@ local function queue_groups(key)
   return out
 end
 
-local function queue_has_group(key, group)
-  for _, g in ipairs(queue_groups(key)) do
-    if g[1] == group then return true end
-  end
-  return false
-end
-
--- The group's keys; false when the queue or the group does not exist; or nil and the error.
+-- The group's keys and the queue's groups; false when the queue or the group does not exist;
+-- or nil and the error.
 local function queue_group_keys(key, group)
   local keys, e = queue_keys(key, group)
   if e then return nil, e end
-  return keys.exists and queue_has_group(key, group) and keys
+  if not keys.exists then return false end
+  local groups = queue_groups(key)
+  for _, g in ipairs(groups) do
+    if g[1] == group then return keys, nil, groups end
+  end
+  return false
 end
 
 -- The group's keys and job id's holder (Q_PARKED when a delay holds it); no holder when the
@@ -145,25 +144,66 @@ local function queue_pending_job(key, group, id)
   return keys, holder
 end
 
--- Trims the jobs every group has completed (XTRIM MINID the lowest id a group still needs).
-local function queue_trim(key)
-  local bound, any, none = nil, false, false
-  for _, g in ipairs(queue_groups(key)) do
-    local last = queue_id(g[3] or '')
-    if last == nil then return end
-    local need
-    if g[2] > 0 then
-      need = queue_id(redis.call('XPENDING', key, g[1])[2] or '')
-      if need == nil then return end
-    else
-      need = queue_next(last)
-      if need == nil then none = true end
-    end
-    if need and (bound == nil or queue_idless(need, bound)) then bound = need end
-    any = true
+-- What group {name, pending, last} still needs: true and its oldest pending job (XPENDING),
+-- else the id after its last read (nil past the last id); false when either cannot be read
+-- (then nothing is trimmed).
+local function queue_need(key, name, pending, last)
+  last = queue_id(last or '')
+  if last == nil then return false end
+  if pending > 0 then
+    local first = redis.call('XPENDING', key, name, '-', '+', 1)[1]
+    local oldest = queue_id(first and first[1] or '')
+    if oldest == nil then return false end
+    return true, oldest
   end
-  if any and not none and bound then
-    redis.call('XTRIM', key, 'MINID', bound[1] .. '-' .. bound[2])
+  return true, queue_next(last)
+end
+
+-- The needs of `groups` (but the one named `skip`), after those in `needs`: each an id, or
+-- false past the last id; nil at the first that cannot be read.
+local function queue_needs(key, groups, skip, needs)
+  for _, g in ipairs(groups) do
+    if g[1] ~= skip then
+      local known, need = queue_need(key, g[1], g[2], g[3])
+      if not known then return nil end
+      needs[#needs + 1] = need or false
+    end
+  end
+  return needs
+end
+
+-- Removes the jobs below the lowest of `needs` (queue_needs), a whole stream node at a time
+-- (XTRIM MINID ~, without its default limit); nothing when a need is unknown or past the
+-- last id, or there is no group.
+local function queue_trim_to_bound(key, needs)
+  if needs == nil or #needs == 0 then return end
+  local bound = nil
+  for _, need in ipairs(needs) do
+    if not need then return end
+    if bound == nil or queue_idless(need, bound) then bound = need end
+  end
+  redis.call('XTRIM', key, 'MINID', '~', bound[1] .. '-' .. bound[2], 'LIMIT', 0)
+end
+
+-- Trims the jobs every group has completed (see queue_trim_to_bound).
+local function queue_trim(key)
+  queue_trim_to_bound(key, queue_needs(key, queue_groups(key), nil, {}))
+end
+
+-- After `acked` of the jobs `ids` were completed in `group` (`groups`: the queue's groups read
+-- before): trims, unless every job completed was newer than what the group needs now (so its
+-- oldest needed job, and the bound, are unchanged).
+local function queue_trim_after_ack(key, group, ids, acked, groups)
+  local mine
+  for _, g in ipairs(groups) do
+    if g[1] == group then mine = g end
+  end
+  local known, need = queue_need(key, group, mine[2] - acked, mine[3])
+  if not known or need == nil then return end
+  for _, id in ipairs(ids) do
+    if queue_idless(queue_id(id), need) then
+      return queue_trim_to_bound(key, queue_needs(key, groups, group, {need}))
+    end
   end
 end
 
@@ -277,12 +317,12 @@ local function queue_ack_run(key, group, job_ids)
   for _, id in ipairs(ids) do
     if queue_id(id) == nil then return err(Q_BAD_JOB_ID) end
   end
-  local keys, e = queue_group_keys(key, group)
+  local keys, e, groups = queue_group_keys(key, group)
   if e then return e end
   if not keys then return 0 end
   local acked = redis.call('XACK', key, group, unpack(ids))
   redis.call('ZREM', keys.leases, unpack(ids))
-  if acked > 0 then queue_trim(key) end
+  if acked > 0 then queue_trim_after_ack(key, group, ids, acked, groups) end
   return acked
 end
 

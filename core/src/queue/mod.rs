@@ -354,15 +354,26 @@ pub struct GroupView {
     pub oldest_pending: Option<StreamId>,
 }
 
+impl GroupView {
+    /// The oldest job the group still needs: its oldest pending one, else the one after the
+    /// last it read (None when that was the last id there is).
+    pub fn needs(self) -> Option<StreamId> {
+        self.oldest_pending.or_else(|| self.last_read.next())
+    }
+}
+
 /// The lowest id any group still needs (`XTRIM MINID`): every job below it was read and
 /// completed by every group. None when there is no group (jobs wait for the first).
 pub fn trim_bound(groups: &[GroupView]) -> Option<StreamId> {
-    groups
-        .iter()
-        .map(|g| match g.oldest_pending {
-            Some(id) => Some(id),
-            None => g.last_read.next(),
-        })
-        .min()
-        .flatten()
+    groups.iter().map(|g| g.needs()).min().flatten()
+}
+
+/// Whether completing the jobs `acked` in a group (`after`: the group once they are
+/// completed) can have moved the trim bound. Only a job older than what the group needs now
+/// can have been the oldest it needed; completing newer ones leaves the group's need, and so
+/// the bound, where they were.
+pub fn ack_moves_bound(acked: &[StreamId], after: GroupView) -> bool {
+    after
+        .needs()
+        .is_some_and(|need| acked.iter().any(|&id| id < need))
 }

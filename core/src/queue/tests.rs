@@ -135,6 +135,40 @@ fn the_trim_keeps_what_any_group_still_needs() {
 }
 
 #[test]
+fn an_ack_moves_the_bound_only_when_it_completes_the_groups_oldest_job() {
+    let id = |ms, seq| StreamId { ms, seq };
+    let still_pending = GroupView {
+        last_read: id(9, 0),
+        oldest_pending: Some(id(3, 0)),
+    };
+    // The oldest job (2-0) completed: the group now needs 3-0.
+    assert!(ack_moves_bound(&[id(2, 0)], still_pending));
+    assert!(ack_moves_bound(&[id(5, 0), id(2, 5)], still_pending));
+    // Newer jobs completed: 3-0 was and is the oldest the group needs.
+    assert!(!ack_moves_bound(&[id(5, 0)], still_pending));
+    assert!(!ack_moves_bound(&[id(3, 1), id(9, 0)], still_pending));
+    assert!(!ack_moves_bound(&[], still_pending));
+    // Nothing pending any more: the group needs what follows its last read.
+    let done = GroupView {
+        last_read: id(9, 0),
+        oldest_pending: None,
+    };
+    assert!(ack_moves_bound(&[id(9, 0)], done));
+    // Its last read moved back (XGROUP SETID) behind the completed job: the bound cannot rise.
+    let rewound = GroupView {
+        last_read: id(1, 0),
+        oldest_pending: None,
+    };
+    assert!(!ack_moves_bound(&[id(4, 0)], rewound));
+    // A group that read the last id there is needs nothing more: no bound, no trim.
+    let at_end = GroupView {
+        last_read: id(u64::MAX, u64::MAX),
+        oldest_pending: None,
+    };
+    assert!(!ack_moves_bound(&[id(1, 0)], at_end));
+}
+
+#[test]
 fn derived_keys_share_the_slot() {
     assert_eq!(
         queue_key(b"q", LEASES_SUFFIX, b"g").unwrap(),
