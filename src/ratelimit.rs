@@ -135,14 +135,7 @@ fn write_state(ctx: Ctx, key: &mut Key, write: StringWrite) -> Result<(), CmdErr
             key.modified(&EXPIRE_EVENT);
             ctx.replicate(c"PEXPIREAT", (key.name(), at));
         }
-        (Effect::Set, StateValue::TatAtExpiry) => {
-            // Through SET itself, so the value is the server's shared integer (as the twin's).
-            let at_text = OwnedString::from_i64(ctx, at);
-            if !key.set_by_command(TAT_AT_EXPIRY_TEXT, &[PXAT.as_str(), at_text.as_str()]) {
-                return Err(CmdError::Internal);
-            }
-            ctx.replicate(c"SET", (key.name(), &TAT_AT_EXPIRY, &PXAT, at));
-        }
+        (Effect::Set, StateValue::TatAtExpiry) => set_tat_at_expiry(ctx, key, at)?,
         (Effect::Set, value) => {
             let value = state_text(value);
             key.write_string(value.as_bytes());
@@ -151,6 +144,19 @@ fn write_state(ctx: Ctx, key: &mut Key, write: StringWrite) -> Result<(), CmdErr
             ctx.replicate(c"SET", (key.name(), value.as_c_str(), &PXAT, at));
         }
     }
+    Ok(())
+}
+
+/// `SET key 0 PXAT <at>` through `SET` itself, so the value is the server's shared integer,
+/// as the twin's `SET` makes it (the key API would write a raw string, 8 B more).
+fn set_tat_at_expiry(ctx: Ctx, key: &mut Key, at: i64) -> Result<(), CmdError> {
+    let at_text = OwnedString::from_i64(ctx, at);
+    if !key.set_by_command(TAT_AT_EXPIRY_TEXT, &[PXAT.as_str(), at_text.as_str()]) {
+        // The old value went first: replicas drop theirs too.
+        ctx.replicate(c"DEL", (key.name(),));
+        return Err(CmdError::Internal);
+    }
+    ctx.replicate(c"SET", (key.name(), &TAT_AT_EXPIRY, &PXAT, at));
     Ok(())
 }
 
