@@ -62,6 +62,9 @@ CASES = {
                                {}),
     "cl.throttle": ("CL.THROTTLE p:cl:__rand_int__ 1000000 1 100", [], {}),
     "cl.throttle denied": ("CL.THROTTLE p:cld:__rand_int__ 0 1 100000", [], {}),
+    # The same on a new key each time (keys drawn from 2^31): every admission creates its key.
+    "cl.throttle new": ("CL.THROTTLE p:cln:__rand_int__ 1000000 1 100", [],
+                        {"keyspace": 2**31 - 1}),
     # Locks: a grant of a free lock (keys drawn from 2^31), then re-entry, extension, info and
     # release of 10,000 locks held with 10^9 holds (the layout both revisions use).
     "lock.acquire grant": ("LOCK.ACQUIRE p:lock:{g__rand_int__} worker 60000", [],

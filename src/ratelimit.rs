@@ -4,8 +4,9 @@
 
 use patterns_core::command::{CmdError, CommandDef};
 use patterns_core::ratelimit::{
-    self as rl, AdmissionLog, Limit, Limiter, LogRefund, LogWrite, Outcome, RateReply, Refund,
-    RefundWrite, SlidingWindow, StateValue, Stored, StringLimiter, StringWrite, TokenBucket,
+    self as rl, AdmissionLog, Effect, Limit, Limiter, LogRefund, LogWrite, Outcome, RateReply,
+    Reads, Refund, RefundWrite, SlidingWindow, StateValue, Stored, StringLimiter, StringWrite,
+    TokenBucket,
 };
 
 use crate::command;
@@ -76,15 +77,19 @@ fn throttle(call: &Call) -> Result<Reply, CmdError> {
     Ok(Reply::Ints(reply.to_cell_array().into()))
 }
 
-/// The replicated effects' option tokens, made once.
+/// The replicated effects' option tokens, and the token bucket's value, made once.
 static PXAT: Token = Token::new(c"PXAT");
 static MINUS_INF: Token = Token::new(c"-inf");
+/// `rl::TAT_AT_EXPIRY`: replicated as a token, passed to `SET` as a client's text.
+const TAT_AT_EXPIRY_TEXT: &std::ffi::CStr = c"0";
+static TAT_AT_EXPIRY: Token = Token::new(TAT_AT_EXPIRY_TEXT);
 
 const STRING_EVENTS: [(Notify, &std::ffi::CStr); 2] =
     [(Notify::STRING, c"set"), (Notify::GENERIC, c"expire")];
+const EXPIRE_EVENT: [(Notify, &std::ffi::CStr); 1] = [(Notify::GENERIC, c"expire")];
 
 /// Runs a limiter whose state is one string: read it, decide, and when something was
-/// admitted write the new value with its absolute expiry and replicate `SET ... PXAT`.
+/// admitted write the new state with its absolute expiry and replicate the effect.
 fn run_string<L: StringLimiter>(
     call: &Call,
     limiter: &L,
@@ -92,40 +97,72 @@ fn run_string<L: StringLimiter>(
 ) -> Result<RateReply, CmdError> {
     let now = now_ms();
     let mut key = Key::open(call);
-    let outcome = limiter.decide(stored(&key, L::READS_EXPIRY)?, now, cost)?;
+    let outcome = limiter.decide(stored(&key, L::READS)?, now, cost)?;
     if let Some(write) = outcome.write {
-        write_state(call.ctx(), &mut key, write);
+        write_state(call.ctx(), &mut key, write)?;
     }
     Ok(outcome.reply)
 }
 
-/// A string state as stored, with its expiry when the limiter reads it.
-fn stored<'k>(key: &'k Key, reads_expiry: bool) -> Result<Option<Stored<'k>>, CmdError> {
-    Ok(key.string()?.map(|value| Stored {
+/// A string state as stored, with what else the limiter reads. A one-byte value the limiter
+/// takes for the TAT-at-expiry marker is not read: reading it in place would turn the shared
+/// integer `SET` stored into a string of the key's own.
+fn stored<'k>(key: &'k Key, reads: Reads) -> Result<Option<Stored<'k>>, CmdError> {
+    let value = match key.string_len()? {
+        None => return Ok(None),
+        Some(1) if reads.tat_at_expiry => rl::TAT_AT_EXPIRY.as_bytes(),
+        Some(_) => key.string()?.ok_or(CmdError::Internal)?,
+    };
+    let expire_at_ms = if reads.expiry {
+        key.expire_at_ms()
+    } else {
+        None
+    };
+    Ok(Some(Stored {
         value,
-        expire_at_ms: if reads_expiry {
-            key.expire_at_ms()
-        } else {
-            None
-        },
+        expire_at_ms,
     }))
 }
 
-/// Writes a string state with its absolute expiry and replicates `SET ... PXAT`.
-fn write_state(ctx: Ctx, key: &mut Key, write: StringWrite) {
-    let value = state_text(write.value);
-    key.write_string(value.as_bytes());
-    key.set_expire_at(write.expire_at_ms);
-    key.modified(&STRING_EVENTS);
-    // The primary's time travels in the effect, never the caller's command.
-    let set = (key.name(), value.as_c_str(), &PXAT, write.expire_at_ms);
-    ctx.replicate(c"SET", set);
+/// Writes a string state with its absolute expiry and replicates the effect: `PEXPIREAT`
+/// when only the expiry moves, else `SET ... PXAT`. The primary's time travels in the effect,
+/// never the caller's command.
+fn write_state(ctx: Ctx, key: &mut Key, write: StringWrite) -> Result<(), CmdError> {
+    let at = write.expire_at_ms;
+    match (write.effect, write.value) {
+        (Effect::Expire, _) => {
+            key.set_expire_at(at);
+            key.modified(&EXPIRE_EVENT);
+            ctx.replicate(c"PEXPIREAT", (key.name(), at));
+        }
+        (Effect::Set, StateValue::TatAtExpiry) => set_tat_at_expiry(ctx, key, at)?,
+        (Effect::Set, value) => {
+            let value = state_text(value);
+            key.write_string(value.as_bytes());
+            key.set_expire_at(at);
+            key.modified(&STRING_EVENTS);
+            ctx.replicate(c"SET", (key.name(), value.as_c_str(), &PXAT, at));
+        }
+    }
+    Ok(())
 }
 
-/// A state's text: a whole-ms TAT or a count is one integer, formatted without `fmt`.
+/// `SET key 0 PXAT <at>` through `SET` itself, so the value is the server's shared integer,
+/// as the twin's `SET` makes it (the key API would write a raw string, 8 B more).
+fn set_tat_at_expiry(ctx: Ctx, key: &mut Key, at: i64) -> Result<(), CmdError> {
+    let at_text = OwnedString::from_i64(ctx, at);
+    if !key.set_by_command(TAT_AT_EXPIRY_TEXT, &[PXAT.as_str(), at_text.as_str()]) {
+        // The old value went first: replicas drop theirs too.
+        ctx.replicate(c"DEL", (key.name(),));
+        return Err(CmdError::Internal);
+    }
+    ctx.replicate(c"SET", (key.name(), &TAT_AT_EXPIRY, &PXAT, at));
+    Ok(())
+}
+
+/// A state's text: a count is one integer, formatted without `fmt`.
 fn state_text(value: StateValue) -> StackText {
     match value {
-        StateValue::Tat { ms, num: 0, .. } => StackText::int(ms),
         StateValue::Count(n) => StackText::int(n),
         other => StackText::of(other),
     }
@@ -218,7 +255,7 @@ fn all(call: &Call) -> Result<Reply, CmdError> {
     stats::admission(Stat::AllAllowed, Stat::AllDenied, allowed);
     if allowed {
         for (decision, key) in decisions.into_iter().zip(&mut keys) {
-            decision.apply(call.ctx(), key);
+            decision.apply(call.ctx(), key)?;
         }
     }
     let mut reply = vec![Value::Int(i64::from(allowed)), Value::Int(denied)];
@@ -231,7 +268,7 @@ fn refund(call: &Call) -> Result<Reply, CmdError> {
     let (refunds, mut keys) = step_each(call, &rl::REFUND, refund_one)?;
     let mut remaining = Vec::with_capacity(refunds.len());
     for (r, key) in refunds.into_iter().zip(&mut keys) {
-        remaining.push(r.apply(call.ctx(), key));
+        remaining.push(r.apply(call.ctx(), key)?);
     }
     stats::bump(Stat::Refunds);
     Ok(Reply::Value(ints(&remaining)))
@@ -293,7 +330,7 @@ fn on_state<S, L>(
             key.expect(KeyType::ZSet)?;
             Step::Log(exact(window, &mut ZsetLog { key })?)
         }
-        _ => Step::String(string(stored(key, limit.reads_expiry())?)?),
+        _ => Step::String(string(stored(key, limit.reads())?)?),
     })
 }
 
@@ -310,14 +347,15 @@ impl Decision {
         }
     }
 
-    fn apply(self, ctx: Ctx, key: &mut Key) {
+    fn apply(self, ctx: Ctx, key: &mut Key) -> Result<(), CmdError> {
         match self {
             Decision::String(Outcome {
                 write: Some(write), ..
-            }) => write_state(ctx, key, write),
+            }) => write_state(ctx, key, write)?,
             Decision::Log((_, Some(write))) => ZsetLog { key }.apply(ctx, &write),
             _ => {}
         }
+        Ok(())
     }
 }
 
@@ -331,11 +369,11 @@ fn refund_one(limit: &Limit, key: &mut Key, now: i64) -> Result<RefundOf, CmdErr
 
 impl RefundOf {
     /// Writes and replicates the refund; the limit's remaining.
-    fn apply(self, ctx: Ctx, key: &mut Key) -> i64 {
+    fn apply(self, ctx: Ctx, key: &mut Key) -> Result<i64, CmdError> {
         match self {
             RefundOf::String(Refund { remaining, write }) => {
                 match write {
-                    Some(RefundWrite::Set(write)) => write_state(ctx, key, write),
+                    Some(RefundWrite::Set(write)) => write_state(ctx, key, write)?,
                     Some(RefundWrite::Delete) => {
                         key.delete();
                         key.modified(&[(Notify::GENERIC, c"del")]);
@@ -343,13 +381,13 @@ impl RefundOf {
                     }
                     None => {}
                 }
-                remaining
+                Ok(remaining)
             }
             RefundOf::Log((remaining, write)) => {
                 if let Some(w) = write {
                     ZsetLog { key }.remove_newest(ctx, w);
                 }
-                remaining
+                Ok(remaining)
             }
         }
     }

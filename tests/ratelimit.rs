@@ -410,3 +410,115 @@ fn watch_sees_admissions_only() {
         );
     }
 }
+
+/// The keyspace events `argvs` fire on `c` (event and key, in order), read from `pubsub`,
+/// which listens to every key event.
+fn events_of(c: &mut Connection, pubsub: &mut redis::PubSub, argvs: &[Vec<&str>]) -> Vec<String> {
+    for argv in argvs {
+        let _: Value = redis::cmd(argv[0]).arg(&argv[1..]).query(c).unwrap();
+    }
+    let _: () = redis::cmd("SET").arg("done").arg("1").query(c).unwrap();
+    let mut events = Vec::new();
+    loop {
+        let message = pubsub.get_message().expect("a keyspace event");
+        let key: String = message.get_payload().unwrap();
+        if key == "done" {
+            return events;
+        }
+        let event = message.get_channel_name().rsplit(':').next().unwrap();
+        events.push(format!("{event} {key}"));
+    }
+}
+
+/// A whole-ms token bucket's state is its key's expiry, the value the marker `0`: created by
+/// `SET key 0 PXAT <tat>`, stored as `SET` stores it (an integer, the twin's size), then only
+/// the expiry moves (`PEXPIREAT`, event `expire` alone), on the module as on the twin; a
+/// replica and the AOF get those effects; a key of the earlier layout (the TAT in the value)
+/// is read and rewritten.
+#[test]
+fn whole_ms_token_bucket_state_is_the_key_expiry() {
+    for flavor in flavors() {
+        let extra = ["--appendonly", "yes", "--notify-keyspace-events", "KEA"];
+        let pair = Pair::start_with(flavor, &extra);
+        let mut c = pair.primary.conn();
+        load_twin(&mut c);
+        let mut sub = pair.primary.conn();
+        let mut pubsub = sub.as_pubsub();
+        pubsub.psubscribe("__keyevent@*__:*").unwrap();
+        pubsub
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        // 2 per second: each admission moves the TAT by 500 ms, a whole ms.
+        fn native(key: &str) -> Vec<&str> {
+            vec!["CL.THROTTLE", key, "9", "2", "1"]
+        }
+        fn twin(key: &str) -> Vec<&str> {
+            vec!["FCALL", "cl_throttle", "1", key, "9", "2", "1"]
+        }
+        type Argv = fn(&str) -> Vec<&str>;
+        let paths: [(&str, Argv); 2] = [("nat", native), ("twn", twin)];
+        for (key, call) in paths {
+            let before = server_ms(&mut c);
+            let events = events_of(&mut c, &mut pubsub, &[call(key)]);
+            assert_eq!(events, [format!("set {key}"), format!("expire {key}")]);
+            let value: String = redis::cmd("GET").arg(key).query(&mut c).unwrap();
+            assert_eq!(value, "0");
+            let tat = pexpiretime(&mut c, key);
+            assert!(
+                tat >= before + 500 && tat <= server_ms(&mut c) + 500,
+                "{tat}"
+            );
+            let events = events_of(&mut c, &mut pubsub, &[call(key), call(key)]);
+            assert_eq!(events, [format!("expire {key}"), format!("expire {key}")]);
+            let later = pexpiretime(&mut c, key);
+            assert!(
+                later >= tat + 1000 && later <= server_ms(&mut c) + 1500,
+                "{later}"
+            );
+            let encoding: String = redis::cmd("OBJECT")
+                .arg("ENCODING")
+                .arg(key)
+                .query(&mut c)
+                .unwrap();
+            assert_eq!(encoding, "int", "{key} on {}", flavor.name());
+        }
+        let usage = |c: &mut Connection, key: &str| -> i64 {
+            let args = ["USAGE", key, "SAMPLES", "0"];
+            redis::cmd("MEMORY").arg(&args).query(c).unwrap()
+        };
+        assert_eq!(
+            usage(&mut c, "nat"),
+            usage(&mut c, "twn"),
+            "no larger than the twin's"
+        );
+        // The earlier layout: the TAT in the value, read, then rewritten as the marker.
+        let tat = server_ms(&mut c) + 2000;
+        let _: () = redis::cmd("SET")
+            .arg("old")
+            .arg(tat)
+            .arg("PXAT")
+            .arg(tat)
+            .query(&mut c)
+            .unwrap();
+        let r = ints(&mut c, &native("old"));
+        assert_eq!((r[0], r[2]), (0, 5), "4 of 10 spent before, 1 now: {r:?}");
+        let value: String = redis::cmd("GET").arg("old").query(&mut c).unwrap();
+        assert_eq!(value, "0");
+        assert_eq!(pexpiretime(&mut c, "old"), tat + 500);
+        pair.sync();
+        let mut r = pair.replica.conn();
+        for key in ["nat", "twn", "old"] {
+            assert_eq!(key_state(&mut c, key), key_state(&mut r, key), "{key}");
+        }
+        let aof = pair.primary.aof_text();
+        assert!(
+            aof.contains("PEXPIREAT\r\n$3\r\nNAT"),
+            "expiry-only effects in the AOF"
+        );
+        // (The library's source, which FUNCTION LOAD put in the AOF, names it.)
+        assert!(
+            !aof.contains("$11\r\nCL.THROTTLE\r\n"),
+            "effects, not commands"
+        );
+    }
+}

@@ -201,6 +201,7 @@ local function parse(def, keys, argv)
 end
 
 local TWIN_RANGE = 'ERR the limiter\'s arguments exceed the Lua twin\'s exact integer range (2^52)'
+local TAT_AT_EXPIRY = '0'
 local SPAN_TOO_LONG = 'ERR the limiter\'s time span is too long (over 2^52 ms)'
 local NOT_LIMITER_STATE = 'ERR key does not hold rate limiter state'
 local function rl_reply(allowed, limit, remaining, retry, reset)
@@ -233,37 +234,48 @@ local function token_bucket_check(capacity, rate, period)
 end
 
 -- The bucket's debt (TAT - now) in units of 1/rate ms, within [0, τ]; nil for a bad state.
-local function tat_debt(v, now, rate, tau)
+-- A one-byte value is TAT_AT_EXPIRY: the TAT is the key's expiry (0 without one).
+local function tat_debt(key, v, now, rate, tau)
   if not v then return 0 end
-  local tat, num, den = parse_tat(v)
-  if tat == nil then return nil end
+  local tat, num, den = 0, 0, 1
+  if #v == 1 then
+    tat = math.max(redis.call('PEXPIRETIME', key), 0)
+  else
+    tat, num, den = parse_tat(v)
+    if tat == nil then return nil end
+  end
   if num ~= 0 and den ~= rate then tat, num = tat + 1, 0 end
   local debt = (tat - now) * rate + num
   if debt < 0 then debt = 0 elseif debt > tau then debt = tau end
   return debt
 end
 
--- `SET key <tat> PXAT <expiry>` for a debt above 0 (exact: at most τ <= 2^52).
-local function tat_write(key, now, debt, rate)
+-- The write for a debt above 0 (exact: at most τ <= 2^52): a whole-ms TAT is the key's expiry,
+-- `SET key TAT_AT_EXPIRY PXAT <tat>`, or only `PEXPIREAT key <tat>` when the key holds the
+-- marker already (`marked`); a fraction stays in the value, `SET key <tat>+<num>/<rate> PXAT`.
+local function tat_write(key, now, debt, rate, marked)
   local whole, num = divmod(debt, rate)
-  local value = int(now + whole)
-  if num > 0 then value = value .. '+' .. int(num) .. '/' .. int(rate) end
   local at = int(now + ceil_div(debt, rate))
+  if num == 0 and marked then
+    return function() redis.call('PEXPIREAT', key, at) end
+  end
+  local value = TAT_AT_EXPIRY
+  if num > 0 then value = int(now + whole) .. '+' .. int(num) .. '/' .. int(rate) end
   return function() redis.call('SET', key, value, 'PXAT', at) end
 end
 
--- The bucket's debt at now; or nil and an error.
+-- The bucket's debt at now, and whether its key holds the marker; or nil and an error.
 local function bucket_debt(key, capacity, rate, period, now)
   local v, e = get_string(key)
   if e then return nil, e end
-  local debt = tat_debt(v, now, rate, capacity * period)
+  local debt = tat_debt(key, v, now, rate, capacity * period)
   if debt == nil then return nil, err(NOT_LIMITER_STATE) end
-  return debt
+  return debt, nil, v ~= nil and #v == 1
 end
 
 -- GCRA in units of 1/rate ms: τ = capacity·period, one token = period. See ratelimit/mod.rs.
 local function token_bucket(key, capacity, rate, period, cost, now)
-  local debt, e = bucket_debt(key, capacity, rate, period, now)
+  local debt, e, marked = bucket_debt(key, capacity, rate, period, now)
   if e then return nil, e end
   local tau = capacity * period
   local fits = cost <= capacity
@@ -274,7 +286,7 @@ local function token_bucket(key, capacity, rate, period, cost, now)
   if fits and not allowed then retry = ceil_div(debt + needed - tau, rate) end
   local reset = ceil_div(new_debt, rate)
   local r = {allowed, capacity, divmod(tau - new_debt, period), retry, reset}
-  if allowed and cost > 0 then r.write = tat_write(key, now, new_debt, rate) end
+  if allowed and cost > 0 then r.write = tat_write(key, now, new_debt, rate, marked) end
   return r
 end
 

@@ -167,6 +167,34 @@ pub fn redis_call_strs(ctx: Ctx, command: &CStr, args: &[Str]) -> CallReply {
     CallReply(NonNull::new(reply))
 }
 
+/// Runs `command key value rest...` from the module, the value passed as a client's would be
+/// (a new string the command may encode: `SET` stores a small integer as the server's shared
+/// one), the key and the rest borrowed; replicates nothing.
+pub fn redis_call_value(
+    ctx: Ctx,
+    command: &CStr,
+    key: Str,
+    value: &CStr,
+    rest: &[Str],
+) -> CallReply {
+    let mut argv: Vec<*mut RedisModuleString> = rest.iter().map(|s| s.as_ptr()).collect();
+    // SAFETY: the context is live; "s" takes the key (borrowed by the caller until the call
+    // returns), "c" a C string the server copies into a string of its own (refcount 1, so the
+    // command can encode it), "v" a vector of `argv.len()` strings, borrowed as the key.
+    let reply = unsafe {
+        raw::RedisModule_Call.unwrap()(
+            ctx.as_ptr(),
+            command.as_ptr(),
+            c"scv".as_ptr(),
+            key.as_ptr(),
+            value.as_ptr(),
+            argv.as_mut_ptr(),
+            argv.len(),
+        )
+    };
+    CallReply(NonNull::new(reply))
+}
+
 /// Runs a Redis command from the module. With `replicate`, the command is a write whose exact
 /// arguments (absolute times, generated keys) replicate and reach the AOF as the effect, wrapped
 /// with the command's other effects in one MULTI/EXEC; a command that changes nothing replicates

@@ -10,6 +10,7 @@ use patterns_core::command::CmdError;
 use patterns_core::keys::Pairs;
 use redis_module::raw::{self, KeyType, RedisModuleKey};
 
+use super::call::redis_call_value;
 use super::command::{guard, Call};
 use super::ctx::{now_ms, Ctx};
 use super::string::{OwnedString, Str, Token};
@@ -129,6 +130,29 @@ impl<'a> Key<'a> {
         Ok(Some(unsafe {
             slice::from_raw_parts(ptr.cast::<u8>(), len)
         }))
+    }
+
+    /// The string value's length, without reading it (a read in place turns a value the server
+    /// encoded as an integer into a string of the key's own); None when absent, WRONGTYPE for
+    /// another type.
+    pub fn string_len(&self) -> Result<Option<usize>, CmdError> {
+        match self.kind() {
+            KeyType::Empty => Ok(None),
+            KeyType::String => Ok(Some(self.len() as usize)),
+            _ => Err(CmdError::WrongType),
+        }
+    }
+
+    /// Runs `SET <key> <value> <options>` through the server (`RedisModule_Call`), so the
+    /// value is stored as `SET` stores a client's (a small integer as the server's shared one,
+    /// where it shares them); the events and the modified-key signal are `SET`'s own, and
+    /// nothing is replicated. The old value is deleted first, so this key never points at a
+    /// value the call freed. False when the call failed (nothing written, the old value gone).
+    pub fn set_by_command(&mut self, value: &CStr, options: &[Str]) -> bool {
+        if self.kind() != KeyType::Empty {
+            self.delete();
+        }
+        !redis_call_value(self.ctx, c"SET", self.name, value, options).is_error()
     }
 
     /// Replaces the string value in place (no new object when the key already holds one).

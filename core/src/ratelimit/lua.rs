@@ -8,6 +8,7 @@
 
 use super::{
     COMMANDS, EXACT_COST_TOO_HIGH, MAX_EXACT_COST, NOT_LIMITER_STATE, PRUNE_BATCH, SPAN_TOO_LONG,
+    TAT_AT_EXPIRY,
 };
 use crate::lua::{lua_constants, twins, Family};
 
@@ -20,7 +21,7 @@ const SOURCE: &str = include_str!("../lua/ratelimit.lua");
 pub fn family() -> Family {
     Family {
         constants: lua_constants! {
-            values: [PRUNE_BATCH, MAX_EXACT_COST, TWIN_RANGE],
+            values: [PRUNE_BATCH, MAX_EXACT_COST, TWIN_RANGE, TAT_AT_EXPIRY],
             errors: [SPAN_TOO_LONG, NOT_LIMITER_STATE, EXACT_COST_TOO_HIGH],
         },
         source: SOURCE,

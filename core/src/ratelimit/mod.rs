@@ -46,8 +46,10 @@ pub static TOKENBUCKET: CommandDef = CommandDef {
         "Token bucket (GCRA): capacity tokens, refilled continuously at rate tokens per period_ms.",
     complexity: "O(1)",
     reply: RL_REPLY,
-    keys: "key: string `<tat_ms>` or `<tat_ms>+<num>/<rate>` (the theoretical arrival time, \
-           exact to a fraction of a ms); expires when the bucket is full again",
+    keys: "key: string `0` when the theoretical arrival time (TAT) is a whole ms, the TAT being \
+           the key's expiry (any one-byte value reads so), else `<tat_ms>+<num>/<rate>` (exact to \
+           a fraction of a ms; a whole `<tat_ms>`, the earlier layout, is still read); expires \
+           when the bucket is full again",
     flags: WRITE.and(Flags::FAST),
     positionals: &[
         positive("capacity"),
@@ -238,11 +240,33 @@ impl RateReply {
     }
 }
 
-/// A stored string value and its absolute expiry (None when the key has no TTL).
+/// A stored string value and its absolute expiry (None when the key has no TTL, or when the
+/// limiter does not read it: see [`Reads`]).
 #[derive(Clone, Copy, Debug)]
 pub struct Stored<'a> {
     pub value: &'a [u8],
     pub expire_at_ms: Option<i64>,
+}
+
+/// A token bucket's value when its TAT is a whole ms: the TAT is then the key's expiry.
+/// Written by `SET`, the server stores it as its shared integer 0 (the smallest string key).
+pub const TAT_AT_EXPIRY: &str = "0";
+
+/// Whether a token bucket's value is [`TAT_AT_EXPIRY`]: any one-byte value is, so the
+/// binding can tell by the value's length without reading it (a read in place would turn the
+/// shared integer into a string of the key's own, 8 B more).
+fn is_tat_at_expiry(value: &[u8]) -> bool {
+    value.len() == 1
+}
+
+/// What the binding reads of a string state besides its value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Reads {
+    /// The key's expiry ([`Stored::expire_at_ms`]).
+    pub expiry: bool,
+    /// Whether a one-byte value is [`TAT_AT_EXPIRY`], which the binding then passes without
+    /// reading the value.
+    pub tat_at_expiry: bool,
 }
 
 /// A string state value; formatted by the binding straight into the key, without allocating.
@@ -254,6 +278,8 @@ pub enum StateValue {
     Count(i64),
     /// Sliding window: `<window_start_ms>:<previous_count>:<current_count>`.
     Windows { start: i64, prev: i64, curr: i64 },
+    /// Token bucket, a whole-ms TAT: [`TAT_AT_EXPIRY`], the TAT being the key's expiry.
+    TatAtExpiry,
 }
 
 impl std::fmt::Display for StateValue {
@@ -263,8 +289,19 @@ impl std::fmt::Display for StateValue {
             StateValue::Tat { ms, num, den } => write!(f, "{ms}+{num}/{den}"),
             StateValue::Count(n) => write!(f, "{n}"),
             StateValue::Windows { start, prev, curr } => write!(f, "{start}:{prev}:{curr}"),
+            StateValue::TatAtExpiry => write!(f, "{TAT_AT_EXPIRY}"),
         }
     }
+}
+
+/// How a string state's write reaches the key, and what replicas and the AOF receive.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Effect {
+    /// The value and its expiry: `SET key <value> PXAT <expire_at_ms>`.
+    Set,
+    /// Only the expiry, the key holding [`TAT_AT_EXPIRY`] already: `PEXPIREAT key
+    /// <expire_at_ms>`.
+    Expire,
 }
 
 /// The new string value to store, with its absolute expiry.
@@ -272,6 +309,18 @@ impl std::fmt::Display for StateValue {
 pub struct StringWrite {
     pub value: StateValue,
     pub expire_at_ms: i64,
+    pub effect: Effect,
+}
+
+impl StringWrite {
+    /// A write of the value and its expiry.
+    pub fn set(value: StateValue, expire_at_ms: i64) -> Self {
+        Self {
+            value,
+            expire_at_ms,
+            effect: Effect::Set,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -283,8 +332,11 @@ pub struct Outcome {
 
 /// A limiter whose whole state is one string.
 pub trait StringLimiter {
-    /// Whether `decide` looks at the stored expiry (so the binding reads it only then).
-    const READS_EXPIRY: bool = false;
+    /// What `decide` looks at besides the value (so the binding reads only that).
+    const READS: Reads = Reads {
+        expiry: false,
+        tat_at_expiry: false,
+    };
 
     fn decide(
         &self,
@@ -371,7 +423,12 @@ impl TokenBucket {
     /// The debt (TAT − now) in units of 1/rate ms, within [0, τ].
     fn debt(&self, stored: Option<Stored<'_>>, now_ms: i64) -> Result<i128, CmdError> {
         let Some(stored) = stored else { return Ok(0) };
-        let (tat_ms, num, den) = parse_tat(stored.value)?;
+        let (tat_ms, num, den) = if is_tat_at_expiry(stored.value) {
+            // Without an expiry (PERSIST), TAT 0: an empty bucket, as the old layout's "0".
+            (stored.expire_at_ms.unwrap_or(0), 0, 1)
+        } else {
+            parse_tat(stored.value)?
+        };
         let rate = i128::from(self.rate);
         // A fraction kept for another rate is rounded up to the next whole ms (stricter).
         let (tat_ms, num) = if num == 0 || den == self.rate {
@@ -383,9 +440,40 @@ impl TokenBucket {
         // nanoseconds) counts as an empty bucket, never as a longer ban.
         Ok(((tat_ms - i128::from(now_ms)) * rate + num).clamp(0, self.tau()))
     }
+
+    /// The state at a debt above 0: a whole-ms TAT is the key's expiry (only the expiry moves
+    /// when the key holds [`TAT_AT_EXPIRY`] already); a fraction of a ms stays in the value.
+    fn write(&self, stored: Option<Stored<'_>>, now_ms: i64, new_debt: i128) -> StringWrite {
+        let rate = i128::from(self.rate);
+        let expire_at_ms = now_ms + ceil_div(new_debt, rate) as i64;
+        let num = (new_debt % rate) as i64;
+        if num != 0 {
+            let ms = (i128::from(now_ms) + new_debt / rate) as i64;
+            let value = StateValue::Tat {
+                ms,
+                num,
+                den: self.rate,
+            };
+            return StringWrite::set(value, expire_at_ms);
+        }
+        let effect = match stored {
+            Some(s) if is_tat_at_expiry(s.value) => Effect::Expire,
+            _ => Effect::Set,
+        };
+        StringWrite {
+            value: StateValue::TatAtExpiry,
+            expire_at_ms,
+            effect,
+        }
+    }
 }
 
 impl StringLimiter for TokenBucket {
+    const READS: Reads = Reads {
+        expiry: true,
+        tat_at_expiry: true,
+    };
+
     fn decide(
         &self,
         stored: Option<Stored<'_>>,
@@ -404,18 +492,7 @@ impl StringLimiter for TokenBucket {
             ceil_div(debt + needed - tau, rate) as i64
         };
         let reset_after_ms = ceil_div(new_debt, rate) as i64;
-        let write = (allowed && cost > 0).then(|| {
-            let tat_ms = i128::from(now_ms) + new_debt / rate;
-            let num = new_debt % rate;
-            StringWrite {
-                value: StateValue::Tat {
-                    ms: tat_ms as i64,
-                    num: num as i64,
-                    den: self.rate,
-                },
-                expire_at_ms: now_ms + reset_after_ms,
-            }
-        });
+        let write = (allowed && cost > 0).then(|| self.write(stored, now_ms, new_debt));
         Ok(Outcome {
             reply: RateReply {
                 allowed,
@@ -490,7 +567,10 @@ impl FixedWindow {
 }
 
 impl StringLimiter for FixedWindow {
-    const READS_EXPIRY: bool = true;
+    const READS: Reads = Reads {
+        expiry: true,
+        tat_at_expiry: false,
+    };
 
     fn decide(
         &self,
@@ -515,10 +595,8 @@ impl StringLimiter for FixedWindow {
                 },
                 reset_after_ms: if new_count > 0 { end - now_ms } else { 0 },
             },
-            write: (allowed && cost > 0).then_some(StringWrite {
-                value: StateValue::Count(new_count),
-                expire_at_ms: end,
-            }),
+            write: (allowed && cost > 0)
+                .then(|| StringWrite::set(StateValue::Count(new_count), end)),
         })
     }
 }
@@ -612,13 +690,13 @@ impl StringLimiter for SlidingWindow {
                 },
                 reset_after_ms,
             },
-            write: (allowed && cost > 0).then_some(StringWrite {
-                value: StateValue::Windows {
+            write: (allowed && cost > 0).then(|| {
+                let value = StateValue::Windows {
                     start,
                     prev,
                     curr: new_curr,
-                },
-                expire_at_ms: start + 2 * self.window_ms,
+                };
+                StringWrite::set(value, start + 2 * self.window_ms)
             }),
         })
     }
@@ -804,9 +882,13 @@ impl Limit {
         !matches!(self.limiter, Limiter::Exact(_))
     }
 
-    /// Whether `decide` reads the stored expiry.
-    pub fn reads_expiry(&self) -> bool {
-        matches!(self.limiter, Limiter::FixedWindow(_))
+    /// What the limit's decision reads besides the value (its limiter's [`StringLimiter::READS`]).
+    pub fn reads(&self) -> Reads {
+        match self.limiter {
+            Limiter::TokenBucket(_) => TokenBucket::READS,
+            Limiter::FixedWindow(_) => FixedWindow::READS,
+            Limiter::SlidingWindow(_) | Limiter::Exact(_) => SlidingWindow::READS,
+        }
     }
 
     /// The limit's own command's decision on a string state (not for [`Limiter::Exact`]).
@@ -877,12 +959,16 @@ pub struct Refund {
 }
 
 /// A refund's write: nothing when nothing moved, the key gone when the state is empty again,
-/// else `value`.
-fn refund_write(moved: bool, empty: bool, value: StringWrite) -> Option<RefundWrite> {
+/// else `value()`.
+fn refund_write(
+    moved: bool,
+    empty: bool,
+    value: impl FnOnce() -> StringWrite,
+) -> Option<RefundWrite> {
     match (moved, empty) {
         (false, _) => None,
         (true, true) => Some(RefundWrite::Delete),
-        (true, false) => Some(RefundWrite::Set(value)),
+        (true, false) => Some(RefundWrite::Set(value())),
     }
 }
 
@@ -895,18 +981,10 @@ impl TokenBucket {
         cost: i64,
     ) -> Result<Refund, CmdError> {
         let debt = self.debt(stored, now_ms)?;
-        let (rate, period) = (i128::from(self.rate), self.period_ms);
+        let period = self.period_ms;
         let back = i128::from(cost).checked_mul(period).unwrap_or(i128::MAX);
         let new_debt = (debt - back.min(debt)).max(0);
-        let reset_after_ms = ceil_div(new_debt, rate) as i64;
-        let value = StringWrite {
-            value: StateValue::Tat {
-                ms: (i128::from(now_ms) + new_debt / rate) as i64,
-                num: (new_debt % rate) as i64,
-                den: self.rate,
-            },
-            expire_at_ms: now_ms + reset_after_ms,
-        };
+        let value = || self.write(stored, now_ms, new_debt);
         Ok(Refund {
             remaining: ((self.tau() - new_debt) / period) as i64,
             write: refund_write(new_debt != debt, new_debt == 0, value),
@@ -925,10 +1003,7 @@ impl FixedWindow {
         let end = window_start(now_ms, self.window_ms) + self.window_ms;
         let count = self.count(stored, end)?;
         let new_count = count - cost.min(count);
-        let value = StringWrite {
-            value: StateValue::Count(new_count),
-            expire_at_ms: end,
-        };
+        let value = || StringWrite::set(StateValue::Count(new_count), end);
         Ok(Refund {
             remaining: (self.limit - new_count).max(0),
             write: refund_write(new_count != count, new_count == 0, value),
@@ -950,13 +1025,13 @@ impl SlidingWindow {
         let w = i128::from(self.window_ms);
         let weighted_prev = i128::from(prev) * (w - i128::from(now_ms - start));
         let left = i128::from(self.limit) * w - weighted_prev - i128::from(new_curr) * w;
-        let value = StringWrite {
-            value: StateValue::Windows {
+        let value = || {
+            let value = StateValue::Windows {
                 start,
                 prev,
                 curr: new_curr,
-            },
-            expire_at_ms: start + 2 * self.window_ms,
+            };
+            StringWrite::set(value, start + 2 * self.window_ms)
         };
         Ok(Refund {
             remaining: (left.max(0) / w) as i64,

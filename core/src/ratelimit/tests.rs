@@ -165,7 +165,8 @@ fn token_bucket_state_round_trips_and_rejects_garbage() {
         1000
     );
     for bad in [
-        "", "x", "-5", "12+", "12+1", "12+0/3", "12+3/3", "12+1/0", "1+2/3/4", "01",
+        // (A one-byte value is the marker of a TAT kept in the expiry: see below.)
+        "", "xy", "-5", "12+", "12+1", "12+0/3", "12+3/3", "12+1/0", "1+2/3/4", "01",
     ] {
         assert_eq!(
             read(bad).unwrap_err(),
@@ -177,6 +178,101 @@ fn token_bucket_state_round_trips_and_rejects_garbage() {
     let ns = (T0 + 5000) * 1_000_000;
     let r = read(&ns.to_string()).unwrap().reply;
     assert_eq!((r.remaining, r.reset_after_ms), (0, 3334));
+}
+
+#[test]
+fn token_bucket_whole_ms_state_is_the_key_expiry() {
+    // 1 token per 1000 ms, capacity 5: every TAT is a whole ms.
+    let b = TokenBucket::new(5, 1, 1000).unwrap();
+    let at = |value: &'static str, expire_at_ms| {
+        Some(Stored {
+            value: value.as_bytes(),
+            expire_at_ms,
+        })
+    };
+    let decide = |stored, now| b.decide(stored, now, 1).unwrap();
+    // A new key is created holding the marker, expiring at the TAT.
+    let first = decide(None, T0).write.unwrap();
+    assert_eq!(first, StringWrite::set(StateValue::TatAtExpiry, T0 + 1000));
+    assert_eq!(first.value.to_string(), "0");
+    // On the marker the state is the expiry, and only the expiry moves.
+    let next = decide(at("0", Some(T0 + 1000)), T0 + 200);
+    assert_eq!((next.reply.remaining, next.reply.reset_after_ms), (3, 1800));
+    let want = StringWrite {
+        value: StateValue::TatAtExpiry,
+        expire_at_ms: T0 + 2000,
+        effect: Effect::Expire,
+    };
+    assert_eq!(next.write, Some(want));
+    // Any one-byte value reads as the marker (the binding does not read the byte).
+    for one_byte in ["7", "x"] {
+        assert_eq!(decide(at(one_byte, Some(T0 + 1000)), T0 + 200), next);
+    }
+    // A marker without an expiry (PERSIST) is TAT 0: an empty bucket, as the old "0" was.
+    let persisted = decide(at("0", None), T0);
+    assert_eq!(persisted.reply.remaining, 4);
+    assert_eq!(persisted.write.unwrap().effect, Effect::Expire);
+    // The earlier layout, a whole TAT in the value, is read, and migrated on its next write.
+    let old = format!("{}", T0 + 1000);
+    let stored = Some(Stored {
+        value: old.as_bytes(),
+        expire_at_ms: Some(T0 + 1000),
+    });
+    let migrated = decide(stored, T0 + 200);
+    assert_eq!(migrated.reply, next.reply);
+    assert_eq!(
+        migrated.write,
+        Some(StringWrite::set(StateValue::TatAtExpiry, T0 + 2000))
+    );
+    // A peek or a denial writes nothing, on the marker as on any state.
+    assert_eq!(
+        b.decide(at("0", Some(T0 + 1000)), T0, 0).unwrap().write,
+        None
+    );
+    assert_eq!(
+        b.decide(at("0", Some(T0 + 5000)), T0, 1).unwrap().write,
+        None
+    );
+}
+
+#[test]
+fn token_bucket_fraction_stays_in_the_value() {
+    // 3 per 1000 ms: TATs fall on thirds of a ms.
+    let b = TokenBucket::new(3, 3, 1000).unwrap();
+    let marker = Stored {
+        value: b"0",
+        expire_at_ms: Some(T0 + 1000),
+    };
+    // From a whole TAT (the marker) to a fraction: the value is set again.
+    let out = b.decide(Some(marker), T0 + 500, 1).unwrap();
+    let want = StateValue::Tat {
+        ms: T0 + 1333,
+        num: 1,
+        den: 3,
+    };
+    assert_eq!(out.write, Some(StringWrite::set(want, T0 + 1334)));
+    // From a fraction back to a whole ms: the marker is set again (not only the expiry).
+    let text = want.to_string();
+    let stored = Stored {
+        value: text.as_bytes(),
+        expire_at_ms: Some(T0 + 1334),
+    };
+    let out = b.decide(Some(stored), T0 + 1000, 2).unwrap();
+    assert_eq!(
+        out.write,
+        Some(StringWrite::set(StateValue::TatAtExpiry, T0 + 2000))
+    );
+    // A refund to a fraction, from the marker, sets the value too.
+    let r = b.refund(Some(marker), T0 + 500, 1).unwrap();
+    let want = StateValue::Tat {
+        ms: T0 + 666,
+        num: 2,
+        den: 3,
+    };
+    assert_eq!(
+        r.write,
+        Some(RefundWrite::Set(StringWrite::set(want, T0 + 667)))
+    );
 }
 
 #[test]
@@ -716,15 +812,16 @@ fn refund_of(
 fn token_bucket_refund_moves_the_tat_back_never_past_now() {
     let b = TokenBucket::new(5, 1, 1000).unwrap();
     let taken = b.decide(None, T0, 3).unwrap().write.unwrap();
-    assert_eq!(taken.value.to_string(), format!("{}", T0 + 3000));
+    assert_eq!(
+        taken,
+        StringWrite::set(StateValue::TatAtExpiry, T0 + 3000),
+        "a whole-ms TAT is the new key's expiry"
+    );
     let r = refund_of(&|s| b.refund(s, T0 + 500, 2), Some(&taken));
     let want = StringWrite {
-        value: StateValue::Tat {
-            ms: T0 + 1000,
-            num: 0,
-            den: 1,
-        },
+        value: StateValue::TatAtExpiry,
         expire_at_ms: T0 + 1000,
+        effect: Effect::Expire,
     };
     assert_eq!(
         r,
@@ -771,10 +868,7 @@ fn token_bucket_refund_moves_the_tat_back_never_past_now() {
 #[test]
 fn window_refunds_take_off_the_current_count_only() {
     let f = FixedWindow::new(5, 1000).unwrap();
-    let four = StringWrite {
-        value: StateValue::Count(4),
-        expire_at_ms: T0 + 1000,
-    };
+    let four = StringWrite::set(StateValue::Count(4), T0 + 1000);
     let r = refund_of(&|s| f.refund(s, T0 + 10, 1), Some(&four));
     let three = StringWrite {
         value: StateValue::Count(3),
@@ -806,14 +900,12 @@ fn window_refunds_take_off_the_current_count_only() {
     );
 
     let w = SlidingWindow::new(5, 1000).unwrap();
-    let state = StringWrite {
-        value: StateValue::Windows {
-            start: T0,
-            prev: 2,
-            curr: 3,
-        },
-        expire_at_ms: T0 + 2000,
+    let windows = StateValue::Windows {
+        start: T0,
+        prev: 2,
+        curr: 3,
     };
+    let state = StringWrite::set(windows, T0 + 2000);
     let r = refund_of(&|s| w.refund(s, T0 + 500, 5), Some(&state));
     let kept = StringWrite {
         value: StateValue::Windows {
