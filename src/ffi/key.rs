@@ -776,10 +776,9 @@ impl<'a> OwnedKey<'a> {
         self.name.bytes()
     }
 
-    /// A derived key opened for reading only (as a read command's lookup sees it), None when
-    /// it does not exist.
-    pub fn open_read(ctx: Ctx<'a>, name: &[u8]) -> Option<Self> {
-        let name = OwnedString::new(ctx, name);
+    /// A derived key opened for reading only (as a read command's lookup sees it), by a name
+    /// the caller made (and may have checked the ACL of); None when it does not exist.
+    pub fn open_read(ctx: Ctx<'a>, name: OwnedString) -> Option<Self> {
         let mode = raw::REDISMODULE_READ as c_int;
         // SAFETY: the context and the name are live; the name is kept with the key, which is
         // closed on drop before the name is freed.
