@@ -431,6 +431,13 @@ fn score_text(score: f64) -> Option<Vec<u8>> {
     (whole && !(score == 0.0 && score.is_sign_negative())).then(|| text(score as i64))
 }
 
+/// ZRANK (ZREVRANK with `rev`) of `member` in the sorted set `key`.
+fn rank_in(ctx: Ctx, key: Str, member: Str, rev: bool) -> Option<i64> {
+    let cmd = if rev { c"ZREVRANK" } else { c"ZRANK" };
+    let reply = redis_call_strs(ctx, cmd, &[key, member]);
+    (!reply.is_null()).then(|| reply.integer())
+}
+
 /// Elements read through the key API, when every score's text is certain.
 fn walked(elements: Vec<(OwnedString, f64)>) -> Option<Vec<Scored>> {
     elements
@@ -583,15 +590,23 @@ impl Store for RedisStore<'_> {
         Some(before)
     }
 
+    fn placed_before_score(&mut self, near: &Scored, rev: bool) -> Option<i64> {
+        let first = self.reader.as_ref()?.zset_first_at(near.score, rev)?;
+        rank_in(self.ctx, self.board_str, first.as_str(), rev)
+    }
+
     fn rank(&mut self, key: Key, member: &[u8], rev: bool) -> Option<i64> {
-        let cmd = if rev { c"ZREVRANK" } else { c"ZRANK" };
-        let reply = if key == Key::Board {
+        if key == Key::Board {
             let member = named(self.member_arg, &mut self.member, self.ctx, member);
-            redis_call_strs(self.ctx, cmd, &[self.board_str, member])
-        } else {
-            self.read(cmd, &[self.must(key), member])
-        };
-        (!reply.is_null()).then(|| reply.integer())
+            return rank_in(self.ctx, self.board_str, member, rev);
+        }
+        let (name, member) = (self.must(key), OwnedString::new(self.ctx, member));
+        rank_in(
+            self.ctx,
+            OwnedString::new(self.ctx, name).as_str(),
+            member.as_str(),
+            rev,
+        )
     }
 
     fn last_at(&mut self, score: &[u8]) -> Option<Vec<u8>> {
@@ -742,13 +757,10 @@ fn ranked(
     member: &[u8],
     ranking: Ranking,
 ) -> Result<Option<[Value; 3]>, CmdError> {
-    let Some((scored, position)) = find(board, member)? else {
+    let Some(scored) = board.score(member) else {
         return Ok(None);
     };
-    if position >= board.total {
-        return Err(CmdError::BadState(lb::OUT_OF_STEP));
-    }
-    let rank = board.rank_of(&scored, position, ranking)?;
+    let rank = board.rank(&scored, ranking)?;
     Ok(Some([
         Value::Int(rank),
         Value::Score(scored.text),

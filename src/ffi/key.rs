@@ -491,8 +491,16 @@ impl Key<'_> {
 
     /// The last member (in ZRANGE's order) whose score is exactly `score`.
     pub fn zset_last_at(&self, score: f64) -> Option<OwnedString> {
-        let r = ScoreRange::new(score, score, false, false);
-        ZsetCursor::start(self, r, true).current().map(|(m, _)| m)
+        self.zset_first_at(score, true)
+    }
+
+    /// The first member whose score is exactly `score`, in ZRANGE's order (ZREVRANGE's with
+    /// `from_top`).
+    pub fn zset_first_at(&self, score: f64, from_top: bool) -> Option<OwnedString> {
+        let r = ScoreRange::at_f64(score);
+        ZsetCursor::start(self, r, from_top)
+            .current()
+            .map(|(m, _)| m)
     }
 
     /// Whether some member's score is exactly `score` (O(log N), whatever their number).
