@@ -83,6 +83,8 @@ CASES = {
     "lb.add": ("LB.ADD p:lbt __rand_int__ m:__rand_int__", [TIE_BOARD], {}),
     "lb.incr": ("LB.INCR p:lbt 1 m:__rand_int__", [TIE_BOARD], {}),
     "lb.rank plain": ("LB.RANK p:lbz m:__rand_int__", [PLAIN_BOARD], {}),
+    "lb.rank competition plain": ("LB.RANK p:lbz m:__rand_int__ RANKING COMPETITION",
+                                  [PLAIN_BOARD], {}),
     "lb.rank tie-break": ("LB.RANK p:lbt m:__rand_int__", [TIE_BOARD], {}),
     "lb.top plain": ("LB.TOP p:lbz 10", [PLAIN_BOARD], {}),
     "lb.top tie-break": ("LB.TOP p:lbt 10", [TIE_BOARD], {}),

@@ -68,6 +68,9 @@ struct RedisStore<'a> {
     board_str: Str<'a>,
     /// A read's last member named, as a server string (its score, then its rank).
     member: Option<OwnedString>,
+    /// The member a read names in its arguments, as the server's string: asked about, it
+    /// needs no string made.
+    member_arg: Option<Str<'a>>,
 }
 
 /// The tie-break keys' names as server strings (order, stamps, scores, names), made once for
@@ -94,6 +97,20 @@ fn held<'m>(memo: &'m mut Option<OwnedString>, ctx: Ctx, bytes: &[u8]) -> Str<'m
     }
     memo.get_or_insert_with(|| OwnedString::new(ctx, bytes))
         .as_str()
+}
+
+/// `bytes` as a server string: `arg` (a string of the command's) when it holds them, else
+/// made as [`held`] makes it.
+fn named<'m>(
+    arg: Option<Str<'m>>,
+    memo: &'m mut Option<OwnedString>,
+    ctx: Ctx,
+    bytes: &[u8],
+) -> Str<'m> {
+    match arg {
+        Some(arg) if arg.bytes() == bytes => arg,
+        _ => held(memo, ctx, bytes),
+    }
 }
 
 /// A score's value from its text: whole numbers (every score of a typical board) without the
@@ -247,8 +264,9 @@ impl<'a> RedisStore<'a> {
     fn open_read(call: &Call<'a>) -> Result<Self, CmdError> {
         let mut store = Self::new(call, Some([None; 5]));
         if let Some(order) = &store.order {
-            check_key_read(call.ctx(), order)?;
-            store.order_reader = OwnedKey::open_read(call.ctx(), order);
+            let name = OwnedString::new(call.ctx(), order);
+            check_key_read(call.ctx(), name.as_str())?;
+            store.order_reader = OwnedKey::open_read(call.ctx(), name);
         }
         if store.kind(Key::Order) != Kind::Empty {
             let others = store.others().into_iter().flatten();
@@ -271,6 +289,7 @@ impl<'a> RedisStore<'a> {
             writer: None,
             board_str: call.key(),
             member: None,
+            member_arg: None,
         }
     }
 
@@ -296,6 +315,7 @@ impl<'a> RedisStore<'a> {
             writer: None,
             board_str: call.key(),
             member: None,
+            member_arg: None,
         }
     }
 
@@ -411,6 +431,13 @@ fn score_text(score: f64) -> Option<Vec<u8>> {
     (whole && !(score == 0.0 && score.is_sign_negative())).then(|| text(score as i64))
 }
 
+/// ZRANK (ZREVRANK with `rev`) of `member` in the sorted set `key`.
+fn rank_in(ctx: Ctx, key: Str, member: Str, rev: bool) -> Option<i64> {
+    let cmd = if rev { c"ZREVRANK" } else { c"ZRANK" };
+    let reply = redis_call_strs(ctx, cmd, &[key, member]);
+    (!reply.is_null()).then(|| reply.integer())
+}
+
 /// Elements read through the key API, when every score's text is certain.
 fn walked(elements: Vec<(OwnedString, f64)>) -> Option<Vec<Scored>> {
     elements
@@ -463,7 +490,10 @@ impl Store for RedisStore<'_> {
 
     fn score(&mut self, member: &[u8]) -> Option<Scored> {
         let found = match (&self.reader, &mut self.writer) {
-            (Some(reader), _) => Some(reader.zset_score(held(&mut self.member, self.ctx, member))),
+            (Some(reader), _) => {
+                let member = named(self.member_arg, &mut self.member, self.ctx, member);
+                Some(reader.zset_score(member))
+            }
             (None, Some(w)) => {
                 let held = held(&mut w.member, self.ctx, member);
                 Some(w.keys[Key::Board as usize].zset_score(held))
@@ -560,15 +590,23 @@ impl Store for RedisStore<'_> {
         Some(before)
     }
 
+    fn placed_before_score(&mut self, near: &Scored, rev: bool) -> Option<i64> {
+        let first = self.reader.as_ref()?.zset_first_at(near.score, rev)?;
+        rank_in(self.ctx, self.board_str, first.as_str(), rev)
+    }
+
     fn rank(&mut self, key: Key, member: &[u8], rev: bool) -> Option<i64> {
-        let cmd = if rev { c"ZREVRANK" } else { c"ZRANK" };
-        let reply = if key == Key::Board {
-            let member = held(&mut self.member, self.ctx, member);
-            redis_call_strs(self.ctx, cmd, &[self.board_str, member])
-        } else {
-            self.read(cmd, &[self.must(key), member])
-        };
-        (!reply.is_null()).then(|| reply.integer())
+        if key == Key::Board {
+            let member = named(self.member_arg, &mut self.member, self.ctx, member);
+            return rank_in(self.ctx, self.board_str, member, rev);
+        }
+        let (name, member) = (self.must(key), OwnedString::new(self.ctx, member));
+        rank_in(
+            self.ctx,
+            OwnedString::new(self.ctx, name).as_str(),
+            member.as_str(),
+            rev,
+        )
     }
 
     fn last_at(&mut self, score: &[u8]) -> Option<Vec<u8>> {
@@ -690,13 +728,16 @@ fn order_and_ranking(order: i64, ranking: i64) -> (Order, Ranking) {
     (Order::from_slot(order), Ranking::from_slot(ranking))
 }
 
-/// Runs `f` on the call's board, opened for reading in `order`.
-fn with_board(
-    call: &Call,
+/// Runs `f` on the call's board, opened for reading in `order`; `member`: the argument naming
+/// the member the command asks about, if any.
+fn with_board<'a>(
+    call: &Call<'a>,
     order: Order,
+    member: Option<Str<'a>>,
     f: impl FnOnce(&mut Board<RedisStore>) -> Result<Reply, CmdError>,
 ) -> Result<Reply, CmdError> {
     let mut store = RedisStore::open_read(call)?;
+    store.member_arg = member;
     let mut board = Board::open(&mut store, order)?.with_dense_max(config::LB_DENSE_MAX.get());
     f(&mut board)
 }
@@ -715,19 +756,16 @@ fn ranked(
     board: &mut Board<RedisStore>,
     member: &[u8],
     ranking: Ranking,
-) -> Result<Option<Value>, CmdError> {
-    let Some((scored, position)) = find(board, member)? else {
+) -> Result<Option<[Value; 3]>, CmdError> {
+    let Some(scored) = board.score(member) else {
         return Ok(None);
     };
-    if position >= board.total {
-        return Err(CmdError::BadState(lb::OUT_OF_STEP));
-    }
-    let rank = board.rank_of(&scored, position, ranking)?;
-    Ok(Some(Value::Array(vec![
+    let rank = board.rank(&scored, ranking)?;
+    Ok(Some([
         Value::Int(rank),
         Value::Score(scored.text),
         Value::Int(board.total),
-    ])))
+    ]))
 }
 
 // LB.RANK key member [ASC|DESC] [RANKING ORDINAL|DENSE|COMPETITION|MODIFIED]
@@ -736,8 +774,8 @@ fn rank(call: &Call) -> Result<Reply, CmdError> {
     let p = lb::RANK.parse(args)?;
     let member = p.text("member");
     let (order, ranking) = order_and_ranking(p.choice("ASC|DESC"), p.choice("RANKING"));
-    with_board(call, order, |board| {
-        Ok(ranked(board, member, ranking)?.map_or(Reply::Null, Reply::Value))
+    with_board(call, order, call.arg(1), |board| {
+        Ok(ranked(board, member, ranking)?.map_or(Reply::Null, Reply::Three))
     })
 }
 
@@ -747,7 +785,7 @@ fn around(call: &Call) -> Result<Reply, CmdError> {
     let p = lb::AROUND.parse(args)?;
     let (member, count) = (p.text("member"), p.int("count"));
     let (order, ranking) = order_and_ranking(p.choice("ASC|DESC"), p.choice("RANKING"));
-    with_board(call, order, |board| {
+    with_board(call, order, call.arg(1), |board| {
         let Some((scored, position)) = find(board, member)? else {
             return Ok(Reply::Null);
         };
@@ -763,7 +801,7 @@ fn around(call: &Call) -> Result<Reply, CmdError> {
 fn top(call: &Call) -> Result<Reply, CmdError> {
     let p = lb::TOP.parse(call.rest())?;
     let (order, ranking) = order_and_ranking(p.choice("ASC|DESC"), p.choice("RANKING"));
-    with_board(call, order, |board| {
+    with_board(call, order, None, |board| {
         let window = Window::top(p.int("OFFSET"), p.int("count"), board.total);
         Ok(Reply::Value(entries_value(board.entries(window, ranking)?)))
     })
@@ -774,7 +812,7 @@ fn page(call: &Call) -> Result<Reply, CmdError> {
     let p = lb::PAGE.parse(call.rest())?;
     let (page, size) = (p.int("page"), p.int("page_size"));
     let (order, ranking) = order_and_ranking(p.choice("ASC|DESC"), p.choice("RANKING"));
-    with_board(call, order, |board| {
+    with_board(call, order, None, |board| {
         let (pages, window) = Window::page(page, size, board.total);
         let entries = entries_value(board.entries(window, ranking)?);
         Ok(Reply::Value(Value::Array(vec![Value::Int(pages), entries])))
@@ -787,6 +825,7 @@ fn percentile(call: &Call) -> Result<Reply, CmdError> {
     let p = lb::PERCENTILE.parse(args)?;
     let member = p.text("member");
     let mut store = RedisStore::board_only(call);
+    store.member_arg = call.arg(1);
     Ok(
         match percentile_of(&mut store, member, Order::from_slot(p.choice("ASC|DESC")))? {
             Some(share) => Reply::Value(Value::Double(share)),
@@ -861,7 +900,9 @@ fn ranks_after_write(
     let mut board = Board::open(&mut store, order)?.with_dense_max(i64::MAX);
     members
         .iter()
-        .map(|m| Ok(ranked(&mut board, m, ranking)?.unwrap_or(Value::Null)))
+        .map(
+            |m| Ok(ranked(&mut board, m, ranking)?.map_or(Value::Null, |r| Value::Array(r.into()))),
+        )
         .collect()
 }
 

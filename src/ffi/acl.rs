@@ -1,12 +1,13 @@
 //! ACL checks of keys a command derives (Redis checks only the keys it declares).
 
 use std::ffi::c_int;
+use std::ptr::NonNull;
 
 use patterns_core::command::CmdError;
-use redis_module::raw;
+use redis_module::raw::{self, RedisModuleUser};
 
 use super::ctx::Ctx;
-use super::string::OwnedString;
+use super::string::{OwnedString, Str};
 
 /// Fails with NOPERM unless the current user may read and write the key `name` (a key the
 /// command derives, so Redis did not check it). Without a current user (AOF loading,
@@ -23,9 +24,12 @@ pub fn check_keys_access<'k>(
     check_key_permissions(ctx, names, READ_WRITE)
 }
 
-/// Like [`check_key_access`], for a derived key the command only reads.
-pub fn check_key_read(ctx: Ctx, name: &[u8]) -> Result<(), CmdError> {
-    check_key_permissions(ctx, [name], raw::REDISMODULE_CMD_KEY_ACCESS)
+/// Like [`check_key_access`], for a derived key the command only reads, whose name it holds
+/// as a server string (to open the key after the check: no copy of the name made).
+pub fn check_key_read(ctx: Ctx, name: Str) -> Result<(), CmdError> {
+    user_may(ctx, |user| {
+        key_permitted(user, name, raw::REDISMODULE_CMD_KEY_ACCESS)
+    })
 }
 
 /// Like [`check_key_read`], for many keys: the user is looked up once.
@@ -46,6 +50,20 @@ fn check_key_permissions<'k>(
     names: impl IntoIterator<Item = &'k [u8]>,
     flags: u32,
 ) -> Result<(), CmdError> {
+    user_may(ctx, |user| {
+        names.into_iter().all(|name| {
+            let key = OwnedString::new(ctx, name);
+            key_permitted(user, key.as_str(), flags)
+        })
+    })
+}
+
+/// Fails with NOPERM unless `allowed` holds for the current user (looked up once); without a
+/// current user there is nothing to check.
+fn user_may(
+    ctx: Ctx,
+    allowed: impl FnOnce(NonNull<RedisModuleUser>) -> bool,
+) -> Result<(), CmdError> {
     // SAFETY: the context is live; the server hands over a new string (or null).
     let user_name = unsafe { raw::RedisModule_GetCurrentUserName.unwrap()(ctx.as_ptr()) };
     // SAFETY: `user_name` is null or ours to free.
@@ -55,26 +73,28 @@ fn check_key_permissions<'k>(
     // SAFETY: the name is live for the call; the server hands over a user (or null).
     let user =
         unsafe { raw::RedisModule_GetModuleUserFromUserName.unwrap()(user_name.as_str().as_ptr()) };
-    if user.is_null() {
+    let Some(user) = NonNull::new(user) else {
         return Ok(());
-    }
-    let allowed = names.into_iter().all(|name| {
-        let key = OwnedString::new(ctx, name);
-        // SAFETY: the user and the key's name are live.
-        let status = unsafe {
-            raw::RedisModule_ACLCheckKeyPermissions.unwrap()(
-                user,
-                key.as_str().as_ptr(),
-                flags as c_int,
-            )
-        };
-        status == raw::REDISMODULE_OK as c_int
-    });
+    };
+    let allowed = allowed(user);
     // SAFETY: the user was handed over above and is freed once, here.
-    unsafe { raw::RedisModule_FreeModuleUser.unwrap()(user) };
+    unsafe { raw::RedisModule_FreeModuleUser.unwrap()(user.as_ptr()) };
     if allowed {
         Ok(())
     } else {
         Err(CmdError::NoPerm)
     }
+}
+
+/// Whether `user` (live for the call) may access the key `key` as `flags` say.
+fn key_permitted(user: NonNull<RedisModuleUser>, key: Str, flags: u32) -> bool {
+    // SAFETY: the user and the key's name are live for the call.
+    let status = unsafe {
+        raw::RedisModule_ACLCheckKeyPermissions.unwrap()(
+            user.as_ptr(),
+            key.as_ptr(),
+            flags as c_int,
+        )
+    };
+    status == raw::REDISMODULE_OK as c_int
 }

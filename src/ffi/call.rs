@@ -152,19 +152,7 @@ impl Drop for CallReply {
 /// Runs a read-only Redis command from the module on server strings the caller holds (no
 /// copies made): replicates nothing.
 pub fn redis_call_strs(ctx: Ctx, command: &CStr, args: &[Str]) -> CallReply {
-    let mut argv: Vec<*mut RedisModuleString> = args.iter().map(|s| s.as_ptr()).collect();
-    // SAFETY: the context is live; "v" takes a vector of `argv.len()` strings, each borrowed
-    // by the caller until the call returns.
-    let reply = unsafe {
-        raw::RedisModule_Call.unwrap()(
-            ctx.as_ptr(),
-            command.as_ptr(),
-            c"v".as_ptr(),
-            argv.as_mut_ptr(),
-            argv.len(),
-        )
-    };
-    CallReply(NonNull::new(reply))
+    call_strs(ctx, command, args, false)
 }
 
 /// Runs `command key value rest...` from the module, the value passed as a client's would be
@@ -201,19 +189,53 @@ pub fn redis_call_value(
 /// nothing.
 pub fn redis_call(ctx: Ctx, command: &CStr, args: &[&[u8]], replicate: bool) -> CallReply {
     let strings: Vec<OwnedString> = args.iter().map(|a| OwnedString::new(ctx, a)).collect();
-    let mut argv: Vec<*mut RedisModuleString> =
-        strings.iter().map(|s| s.as_str().as_ptr()).collect();
-    let fmt = if replicate { c"!v" } else { c"v" };
-    // SAFETY: the context is live; "v" takes a vector of `argv.len()` strings, live (held in
-    // `strings`) until the call returns.
-    let reply = unsafe {
-        raw::RedisModule_Call.unwrap()(
-            ctx.as_ptr(),
-            command.as_ptr(),
-            fmt.as_ptr(),
-            argv.as_mut_ptr(),
-            argv.len(),
-        )
+    call_strs(ctx, command, &strings, replicate)
+}
+
+/// A server string an argument of `RedisModule_Call` can be: borrowed or owned.
+trait Arg {
+    fn ptr(&self) -> *mut RedisModuleString;
+}
+
+impl Arg for Str<'_> {
+    fn ptr(&self) -> *mut RedisModuleString {
+        self.as_ptr()
+    }
+}
+
+impl Arg for OwnedString {
+    fn ptr(&self) -> *mut RedisModuleString {
+        self.as_str().as_ptr()
+    }
+}
+
+/// `RedisModule_Call` on strings the caller holds until it returns. Up to three go one per
+/// `s` of the format: the server then sizes its argument vector once (a `v` vector makes it
+/// grow it), and no vector of pointers is collected here.
+fn call_strs(ctx: Ctx, command: &CStr, args: &[impl Arg], replicate: bool) -> CallReply {
+    // SAFETY: the field is a function pointer the module API filled in at load.
+    let call = unsafe { raw::RedisModule_Call.unwrap() };
+    let (c, name) = (ctx.as_ptr(), command.as_ptr());
+    let format = |plain: &'static CStr, replicated: &'static CStr| {
+        if replicate { replicated } else { plain }.as_ptr()
+    };
+    let reply = match args {
+        // SAFETY: the context is live; each `s` takes one string, which the caller holds
+        // until the call returns (so for the next two arms).
+        [a] => unsafe { call(c, name, format(c"s", c"!s"), a.ptr()) },
+        // SAFETY: as above.
+        [a, b] => unsafe { call(c, name, format(c"ss", c"!ss"), a.ptr(), b.ptr()) },
+        // SAFETY: as above.
+        [a, b, d] => unsafe {
+            let f = format(c"sss", c"!sss");
+            call(c, name, f, a.ptr(), b.ptr(), d.ptr())
+        },
+        _ => {
+            let mut argv: Vec<*mut RedisModuleString> = args.iter().map(Arg::ptr).collect();
+            // SAFETY: the context is live; "v" takes a vector of `argv.len()` strings, each
+            // held by the caller until the call returns.
+            unsafe { call(c, name, format(c"v", c"!v"), argv.as_mut_ptr(), argv.len()) }
+        }
     };
     CallReply(NonNull::new(reply))
 }

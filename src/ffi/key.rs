@@ -510,8 +510,16 @@ impl Key<'_> {
 
     /// The last member (in ZRANGE's order) whose score is exactly `score`.
     pub fn zset_last_at(&self, score: f64) -> Option<OwnedString> {
-        let r = ScoreRange::new(score, score, false, false);
-        ZsetCursor::start(self, r, true).current().map(|(m, _)| m)
+        self.zset_first_at(score, true)
+    }
+
+    /// The first member whose score is exactly `score`, in ZRANGE's order (ZREVRANGE's with
+    /// `from_top`).
+    pub fn zset_first_at(&self, score: f64, from_top: bool) -> Option<OwnedString> {
+        let r = ScoreRange::at_f64(score);
+        ZsetCursor::start(self, r, from_top)
+            .current()
+            .map(|(m, _)| m)
     }
 
     /// Whether some member's score is exactly `score` (O(log N), whatever their number).
@@ -762,10 +770,9 @@ impl<'a> OwnedKey<'a> {
         self.name.bytes()
     }
 
-    /// A derived key opened for reading only (as a read command's lookup sees it), None when
-    /// it does not exist.
-    pub fn open_read(ctx: Ctx<'a>, name: &[u8]) -> Option<Self> {
-        let name = OwnedString::new(ctx, name);
+    /// A derived key opened for reading only (as a read command's lookup sees it), by a name
+    /// the caller made (and may have checked the ACL of); None when it does not exist.
+    pub fn open_read(ctx: Ctx<'a>, name: OwnedString) -> Option<Self> {
         let mode = raw::REDISMODULE_READ as c_int;
         // SAFETY: the context and the name are live; the name is kept with the key, which is
         // closed on drop before the name is freed.

@@ -523,6 +523,12 @@ pub trait Store {
     ) -> Option<Vec<Scored>> {
         None
     }
+    /// The board's members placed before every member of `near`'s score in ZRANGE's order
+    /// (ZREVRANGE's with `rev`), i.e. scored strictly lower (higher), when the store finds them
+    /// as the place of that score's first member (one ZRANK); None to count by score (ZCOUNT).
+    fn placed_before_score(&mut self, _near: &Scored, _rev: bool) -> Option<i64> {
+        None
+    }
     /// ZRANK, or ZREVRANK with `rev`.
     fn rank(&mut self, key: Key, member: &[u8], rev: bool) -> Option<i64>;
     /// The last order-key member at a score: ZRANGE order s s BYSCORE REV LIMIT 0 1.
@@ -702,6 +708,21 @@ impl<'a, S: Store> Board<'a, S> {
             (Order::Asc, true) => (MINUS_INF.to_vec(), text.to_vec()),
         };
         self.store.count(key, &min, &max)
+    }
+
+    /// Members of the board scored strictly better than `near` (`or_equal`: better or equal)
+    /// in this order: where its score starts in the board's own order (or, `or_equal`, all
+    /// but those after where it ends), when the store finds that place; else by score.
+    fn count_better_than(&mut self, near: &Scored, or_equal: bool) -> i64 {
+        let rev = self.order == Order::Desc;
+        let placed = match or_equal {
+            false => self.store.placed_before_score(near, rev),
+            true => self
+                .store
+                .placed_before_score(near, !rev)
+                .map(|worse| self.total - worse),
+        };
+        placed.unwrap_or_else(|| self.count_better(Key::Board, &near.text, or_equal))
     }
 
     /// The member's 0-based place in this order.
@@ -943,27 +964,42 @@ impl<'a, S: Store> Board<'a, S> {
         Ok(distinct)
     }
 
-    /// The entries at places `window`, ranked.
-    /// What the window's ranks start from: members better than its first entry (distinct
+    /// What a window's ranks start from: members better than its first entry (distinct
     /// scores for DENSE), or, for MODIFIED, members at least as good as its last.
-    fn edge(&mut self, ranking: Ranking, first: &[u8], last: &[u8]) -> Result<i64, CmdError> {
+    fn edge(&mut self, ranking: Ranking, first: &Scored, last: &Scored) -> Result<i64, CmdError> {
         Ok(match ranking {
             Ranking::Ordinal => 0,
-            Ranking::Competition => self.count_better(Key::Board, first, false),
-            Ranking::Modified => self.count_better(Key::Board, last, true),
-            Ranking::Dense => self.distinct_better(first)?,
+            Ranking::Competition => self.count_better_than(first, false),
+            Ranking::Modified => self.count_better_than(last, true),
+            Ranking::Dense => self.distinct_better(&first.text)?,
         })
+    }
+
+    /// The rank of `scored`, a member of the board. Its place is found (and checked against
+    /// the board) where the rank depends on it: ORDINAL, and any rank on a board with a
+    /// tie-break, whose place finding checks its keys are in step; on a plain board the other
+    /// rankings depend on the member's score alone.
+    pub fn rank(&mut self, scored: &Scored, ranking: Ranking) -> Result<i64, CmdError> {
+        if ranking != Ranking::Ordinal && self.layout == Layout::Plain {
+            // A lone entry's rank other than ORDINAL ignores its place.
+            return self.rank_of(scored, 0, ranking);
+        }
+        let position = self.position(scored)?;
+        if position >= self.total {
+            return Err(CmdError::BadState(OUT_OF_STEP));
+        }
+        self.rank_of(scored, position, ranking)
     }
 
     /// The rank of a member found at `position`: the entry a one-member window there holds,
     /// without reading that window back.
-    pub fn rank_of(
+    fn rank_of(
         &mut self,
         scored: &Scored,
         position: i64,
         ranking: Ranking,
     ) -> Result<i64, CmdError> {
-        let edge = self.edge(ranking, &scored.text, &scored.text)?;
+        let edge = self.edge(ranking, scored, scored)?;
         Ok(ranks(ranking, position, &[scored.score], edge)[0])
     }
 
@@ -982,7 +1018,7 @@ impl<'a, S: Store> Board<'a, S> {
         let (Some(first), Some(last)) = (members.first(), members.last()) else {
             return Ok(Vec::new());
         };
-        let edge = self.edge(ranking, &first.text.clone(), &last.text.clone())?;
+        let edge = self.edge(ranking, first, last)?;
         let scores: Vec<f64> = members.iter().map(|e| e.score).collect();
         Ok(ranks(ranking, w.start, &scores, edge)
             .into_iter()

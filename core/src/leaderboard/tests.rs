@@ -234,6 +234,9 @@ fn bound(raw: &[u8]) -> (f64, bool) {
 struct Mem {
     sets: [ZSet; 4],
     stamps: HashMap<Vec<u8>, Vec<u8>>,
+    /// Calls of `placed_before_score`: every other one answers, the others leave the count
+    /// to ZCOUNT (as a store that cannot read the board directly does).
+    placed_asked: u32,
 }
 
 impl Mem {
@@ -319,6 +322,23 @@ impl Store for Mem {
             .take((stop - start + 1).max(0) as usize)
             .map(|(s, m)| scored(s.0, m))
             .collect()
+    }
+    fn placed_before_score(&mut self, near: &Scored, rev: bool) -> Option<i64> {
+        self.placed_asked += 1;
+        if self.placed_asked % 2 == 0 {
+            return None;
+        }
+        let mut at_score = self.sets[0]
+            .sorted
+            .iter()
+            .filter(|(s, _)| s.0 == near.score);
+        let first = if rev {
+            at_score.next_back()
+        } else {
+            at_score.next()
+        };
+        let first = first?.1.clone();
+        self.rank(Key::Board, &first, rev)
     }
     fn rank(&mut self, key: Key, member: &[u8], rev: bool) -> Option<i64> {
         let set = self.set(key);
@@ -495,6 +515,11 @@ fn check_against_model(mem: &mut Mem, model: &Model, rng: &mut XorShift) {
                     rank, want[p as usize].2,
                     "{order:?} {ranking:?} rank of {m:?}"
                 );
+                assert_eq!(
+                    board.rank(&s, ranking).unwrap(),
+                    rank,
+                    "{m:?} without its place"
+                );
             }
         }
         // The percentile: members with a strictly worse score.
@@ -594,6 +619,34 @@ fn reads_and_writes_match_a_brute_force_model() {
             let listed: Vec<Vec<u8>> = mem.sets[3].sorted.iter().map(|e| e.1.clone()).collect();
             assert_eq!(listed, names, "round {round}");
         }
+    }
+}
+
+/// A ZADD board ranks its ties by name, so a rank other than ORDINAL needs no member's place:
+/// it counts the members scored better, from where the score starts on the board (or, every
+/// other time here, by score).
+#[test]
+fn plain_boards_rank_by_score_without_places() {
+    let mut rng = XorShift(0x9E37_79B9_7F4A_7C15);
+    for _ in 0..4 {
+        let (mut mem, mut model) = (Mem::default(), Model::default());
+        for _ in 0..60 {
+            let m = format!("m{:02}", rng.below(80)).into_bytes();
+            mem.sets[0].add(rng.below(6) as f64 - 2.0, &m);
+        }
+        let mut members: Vec<(Vec<u8>, f64)> = mem.sets[0]
+            .sorted
+            .iter()
+            .map(|(s, m)| (m.clone(), s.0))
+            .collect();
+        members.sort_by(|a, b| a.0.cmp(&b.0));
+        for (m, s) in members {
+            model.set(&m, s);
+        }
+        model.legacy = model.arrivals;
+        check_against_model(&mut mem, &model, &mut rng);
+        assert!(mem.sets[1].scores.is_empty(), "still a plain board");
+        assert!(mem.placed_asked > 10);
     }
 }
 
