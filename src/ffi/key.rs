@@ -225,7 +225,8 @@ impl ScoreRange {
         Self::new(score as f64, score as f64, false, false)
     }
 
-    fn at_f64(score: f64) -> Self {
+    /// Exactly `score`.
+    pub fn at_f64(score: f64) -> Self {
         Self::new(score, score, false, false)
     }
 
@@ -354,9 +355,14 @@ impl Drop for ZsetCursor<'_, '_> {
 impl Key<'_> {
     /// Elements in the range.
     pub fn zset_count(&self, r: ScoreRange) -> i64 {
+        self.zset_count_upto(r, i64::MAX)
+    }
+
+    /// Elements in the range, counting at most `cap`: O(log N + min(count, cap)) steps.
+    pub fn zset_count_upto(&self, r: ScoreRange, cap: i64) -> i64 {
         let mut cursor = ZsetCursor::start(self, r, false);
         let mut n = i64::from(cursor.on);
-        while cursor.advance() {
+        while n < cap && cursor.advance() {
             n += 1;
         }
         n
