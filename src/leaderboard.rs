@@ -616,6 +616,21 @@ impl Store for RedisStore<'_> {
         self.read(c"ZRANGE", &args).strings()
     }
 
+    fn group_find(&mut self, score: &[u8], member: &[u8], n: i64) -> Option<(i64, Vec<u8>)> {
+        let find = |k: &KeyHandle, r| {
+            let (at, entry) = k.zset_find_first(r, n, |e| lb::is_entry_of(e, member))?;
+            Some((at, entry.bytes().to_vec()))
+        };
+        match (score_value(score).map(ScoreRange::at_f64), &mut self.writer) {
+            (Some(r), Some(w)) => find(w.key(Key::Order), r),
+            (Some(r), None) => match &self.order_reader {
+                Some(order) => order.read(|k| find(k, r)),
+                None => None,
+            },
+            (None, _) => lb::entry_in(self.group_head(score, n), member),
+        }
+    }
+
     fn group_len(&mut self, score: &[u8], cap: i64) -> i64 {
         match (&mut self.writer, score_value(score)) {
             (Some(w), Some(v)) => w

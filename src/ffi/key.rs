@@ -495,6 +495,25 @@ impl Key<'_> {
         (status == raw::REDISMODULE_OK as c_int).then(|| (Put::from_flags(flags), score))
     }
 
+    /// The first member among the range's first `n` (from its low end) that `wanted` picks,
+    /// and its index there; the walk stops at it.
+    pub fn zset_find_first(
+        &self,
+        r: ScoreRange,
+        n: i64,
+        wanted: impl Fn(&[u8]) -> bool,
+    ) -> Option<(i64, OwnedString)> {
+        let mut cursor = ZsetCursor::start(self, r, false);
+        for at in 0..n {
+            let (member, _) = cursor.current()?;
+            if wanted(member.bytes()) {
+                return Some((at, member));
+            }
+            cursor.advance();
+        }
+        None
+    }
+
     /// The last member (in ZRANGE's order) whose score is exactly `score`.
     pub fn zset_last_at(&self, score: f64) -> Option<OwnedString> {
         let r = ScoreRange::new(score, score, false, false);

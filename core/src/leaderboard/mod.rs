@@ -542,6 +542,11 @@ pub trait Store {
     fn last_at(&mut self, score: &[u8]) -> Option<Vec<u8>>;
     /// The first `n` order-key members at a score: ZRANGE order s s BYSCORE LIMIT 0 n.
     fn group_head(&mut self, score: &[u8], n: i64) -> Vec<Vec<u8>>;
+    /// `member`'s entry among the first `n` order-key members at a score, and its offset
+    /// there: a store may stop reading at it.
+    fn group_find(&mut self, score: &[u8], member: &[u8], n: i64) -> Option<(i64, Vec<u8>)> {
+        entry_in(self.group_head(score, n), member)
+    }
     /// The order-key members at a score, counting at most `cap` (min(ZCOUNT order s s, cap)).
     fn group_len(&mut self, score: &[u8], cap: i64) -> i64 {
         self.count(Key::Order, score, score).min(cap)
@@ -677,16 +682,21 @@ fn find_entry<S: Store>(s: &mut S, scored: &Scored) -> Option<Found> {
             offset: None,
         });
     }
-    let group = s.group_head(&scored.text, SMALL_GROUP);
-    let at = group.iter().position(|e| is_entry_of(e, &scored.member))?;
+    let (at, entry) = s.group_find(&scored.text, &scored.member, SMALL_GROUP)?;
     Some(Found {
-        offset: Some(at as i64),
-        entry: group.into_iter().nth(at)?,
+        offset: Some(at),
+        entry,
     })
 }
 
+/// `member`'s entry among order-key members, and its index there.
+pub fn entry_in(group: Vec<Vec<u8>>, member: &[u8]) -> Option<(i64, Vec<u8>)> {
+    let at = group.iter().position(|e| is_entry_of(e, member))?;
+    Some((at as i64, group.into_iter().nth(at)?))
+}
+
 /// Whether an order-key member is `<stamp><member>`.
-fn is_entry_of(entry: &[u8], member: &[u8]) -> bool {
+pub fn is_entry_of(entry: &[u8], member: &[u8]) -> bool {
     entry.len() == STAMP_DIGITS + member.len()
         && entry.ends_with(member)
         && stamp_of(entry).is_some()
