@@ -111,8 +111,9 @@ const READ_KEYS: &str = "key: the board (any sorted set); its tie-break keys `<k
      `:lb-names` when it held ZADD members before, and `:lb-scores` for DENSE";
 const WRITE_KEYS: &str = "key: the board; writes its tie-break keys in its slot: `:lb-order` \
      (sorted set, `<stamp><member>` scored like the board), `:lb-stamps` (hash member → \
-     stamp, for the members of scores shared by more than 32 members), and `:lb-scores` (sorted set of distinct scores), or, on a board that held ZADD \
-     members before, `:lb-names` (sorted set of `<score>:<member>`, all scored 0)";
+     stamp, for the members of scores shared by more than 32 members), and `:lb-scores` \
+     (sorted set of distinct scores), or, on a board that held ZADD members before, \
+     `:lb-names` (sorted set of `<score>:<member>`, all scored 0)";
 /// The extra cost of a window on a board with legacy members (see the module's doc).
 macro_rules! window_cost {
     ($plain:literal, $count:literal) => {
