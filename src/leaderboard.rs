@@ -22,7 +22,7 @@ use patterns_core::leaderboard::{
 use crate::ffi::{
     check_key_read, check_keys_access, check_keys_read, hash_field_of, key_len, key_type, now_ms,
     redis_call, redis_call_strs, Call, CallReply, Command, Ctx, Key as KeyHandle, KeyType, Notify,
-    OwnedKey, OwnedString, Put, Reply, Str, Value,
+    OwnedKey, OwnedString, Put, Reply, ScoreRange, Str, Value,
 };
 use crate::stats::{self, Stat};
 use crate::{command, config};
@@ -625,6 +625,57 @@ impl Store for RedisStore<'_> {
             b"1",
         ];
         self.read(c"ZRANGE", &args).strings().pop()
+    }
+
+    fn group_head(&mut self, score: &[u8], n: i64) -> Vec<Vec<u8>> {
+        let first = |k: &KeyHandle, r| {
+            let members = k.zset_first(r, n.max(0) as usize);
+            members.iter().map(|m| m.bytes().to_vec()).collect()
+        };
+        match (score_value(score).map(ScoreRange::at_f64), &mut self.writer) {
+            (Some(r), Some(w)) => return first(w.key(Key::Order), r),
+            (Some(r), None) => {
+                if let Some(order) = &self.order_reader {
+                    return order.read(|k| first(k, r));
+                }
+            }
+            (None, _) => {}
+        }
+        let n = text(n);
+        let args: [&[u8]; 7] = [
+            self.must(Key::Order),
+            score,
+            score,
+            b"BYSCORE",
+            b"LIMIT",
+            b"0",
+            &n,
+        ];
+        self.read(c"ZRANGE", &args).strings()
+    }
+
+    fn group_find(&mut self, score: &[u8], member: &[u8], n: i64) -> Option<(i64, Vec<u8>)> {
+        let find = |k: &KeyHandle, r| {
+            let (at, entry) = k.zset_find_first(r, n, |e| lb::is_entry_of(e, member))?;
+            Some((at, entry.bytes().to_vec()))
+        };
+        match (score_value(score).map(ScoreRange::at_f64), &mut self.writer) {
+            (Some(r), Some(w)) => find(w.key(Key::Order), r),
+            (Some(r), None) => match &self.order_reader {
+                Some(order) => order.read(|k| find(k, r)),
+                None => None,
+            },
+            (None, _) => lb::entry_in(self.group_head(score, n), member),
+        }
+    }
+
+    fn group_len(&mut self, score: &[u8], cap: i64) -> i64 {
+        match (&mut self.writer, score_value(score)) {
+            (Some(w), Some(v)) => w
+                .key(Key::Order)
+                .zset_count_upto(ScoreRange::at_f64(v), cap),
+            _ => self.count(Key::Order, score, score).min(cap),
+        }
     }
 
     fn stamp(&mut self, member: &[u8]) -> Option<Vec<u8>> {

@@ -28,6 +28,50 @@ fn entries(c: &mut Connection, args: &[String]) -> Vec<Entry> {
         .collect()
 }
 
+/// The stamps hash's invariant on a board's tie-break keys: every order entry of a score group
+/// of more than SMALL_GROUP entries is in the hash, and every hash entry is its member's entry.
+fn check_stamps(c: &mut Connection, board: &str) {
+    let order_key = lb::companion(board.as_bytes(), lb::ORDER_SUFFIX).unwrap();
+    let stamps_key = lb::companion(board.as_bytes(), lb::STAMPS_SUFFIX).unwrap();
+    let order: Vec<(Vec<u8>, String)> = redis::cmd("ZRANGE")
+        .arg(&order_key)
+        .arg(0)
+        .arg(-1)
+        .arg("WITHSCORES")
+        .query(c)
+        .unwrap();
+    let stamps: HashMap<Vec<u8>, Vec<u8>> =
+        redis::cmd("HGETALL").arg(&stamps_key).query(c).unwrap();
+    let mut groups: HashMap<&str, i64> = HashMap::new();
+    for (_, score) in &order {
+        *groups.entry(score.as_str()).or_default() += 1;
+    }
+    let entries: HashMap<&[u8], &str> = order
+        .iter()
+        .map(|(e, s)| (&e[lb::STAMP_DIGITS..], s.as_str()))
+        .collect();
+    for (entry, score) in &order {
+        let (stamp, member) = entry.split_at(lb::STAMP_DIGITS);
+        if groups[score.as_str()] > lb::SMALL_GROUP {
+            assert_eq!(
+                stamps.get(member).map(Vec::as_slice),
+                Some(stamp),
+                "{board}"
+            );
+        }
+    }
+    for (member, stamp) in &stamps {
+        let score = entries
+            .get(member.as_slice())
+            .expect("a stamp for an entry");
+        let entry = [stamp.as_slice(), member].concat();
+        assert!(
+            order.contains(&(entry, score.to_string())),
+            "{board}: stale stamp"
+        );
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // The brute-force model
 
@@ -301,6 +345,7 @@ fn reads_match_a_brute_force_model_up_to_100k_members() {
                 model.members.len() as i64
             );
             check_reads(&mut c, &board, &model, &mut rng, reads, reads);
+            check_stamps(&mut c, &board);
             // The scores key holds the distinct scores.
             let mut distinct: Vec<f64> = model.members.values().map(|e| e.0).collect();
             distinct.sort_by(|a, b| a.partial_cmp(b).unwrap());
@@ -360,7 +405,9 @@ fn plain_zadd_boards_rank_in_redis_member_order() {
         let desc = entries(&mut c, &args(&["LB.TOP", "adopt", "10"]));
         let names: Vec<&str> = desc.iter().map(|e| e.1.as_str()).collect();
         assert_eq!(names, ["d", "a", "b", "c", "e"]);
-        assert_eq!(query::<i64>(&mut c, &["HLEN", "{adopt}:lb-stamps"]), 1);
+        assert_eq!(query::<i64>(&mut c, &["ZCARD", "{adopt}:lb-order"]), 1);
+        // A score group this small is scanned: no stamps entry.
+        assert_eq!(query::<i64>(&mut c, &["EXISTS", "{adopt}:lb-stamps"]), 0);
         assert_eq!(query::<i64>(&mut c, &["ZCARD", "{adopt}:lb-names"]), 1);
         assert_eq!(query::<i64>(&mut c, &["EXISTS", "{adopt}:lb-scores"]), 0);
     });
@@ -634,13 +681,14 @@ fn the_first_write_to_a_big_zadd_board_converts_nothing() {
         for key in ["legacy:{1}:lb-order", "legacy:{1}:lb-names"] {
             assert_eq!(query::<i64>(&mut c, &["ZCARD", key]), 1, "{key}");
         }
-        assert_eq!(query::<i64>(&mut c, &["HLEN", "legacy:{1}:lb-stamps"]), 1);
+        assert_eq!(query::<i64>(&mut c, &["EXISTS", "legacy:{1}:lb-stamps"]), 0);
         assert_eq!(query::<i64>(&mut c, &["EXISTS", "legacy:{1}:lb-scores"]), 0);
         check_reads(&mut c, board, &model, &mut rng, 10, 2);
         // Many writes, old members and new, interleaved by name within each score.
         write_legacy_board(&mut c, board, 3_000, &mut rng, &mut model);
         check_reads(&mut c, board, &model, &mut rng, 25, 3);
-        let stamped: i64 = query(&mut c, &["HLEN", "legacy:{1}:lb-stamps"]);
+        check_stamps(&mut c, board);
+        let stamped: i64 = query(&mut c, &["ZCARD", "legacy:{1}:lb-order"]);
         assert_eq!(
             query::<i64>(&mut c, &["ZCARD", "legacy:{1}:lb-names"]),
             stamped
@@ -766,7 +814,7 @@ fn a_board_written_behind_the_familys_back_is_refused_until_its_tie_break_is_dro
         let _: i64 = query(&mut c, &["LB.ADD", "e", "1", "x"]);
         let _: i64 = query(&mut c, &["DEL", "e"]);
         let _: i64 = query(&mut c, &["LB.ADD", "e", "2", "y"]);
-        assert_eq!(query::<i64>(&mut c, &["HLEN", "{e}:lb-stamps"]), 1);
+        assert_eq!(query::<i64>(&mut c, &["ZCARD", "{e}:lb-order"]), 1);
     });
 }
 
@@ -906,14 +954,23 @@ fn writes_fire_the_keyspace_events_of_their_commands() {
         pubsub
             .set_read_timeout(Some(std::time::Duration::from_secs(10)))
             .unwrap();
+        // A score group grown past SMALL_GROUP lists its members in the stamps hash (hset); one
+        // leaving it, or removed, drops its entry (hdel).
+        let group: Vec<String> = (0..=lb::SMALL_GROUP).map(|i| format!("g{i}")).collect();
         let mut events_of = |c: &mut Connection, board: &str, native: bool| {
-            let writes: [&[&str]; 6] = [
+            let mut fill = vec!["LB.ADD", board];
+            fill.extend(group.iter().flat_map(|m| ["9", m.as_str()]));
+            let mut rem_all = vec!["LB.REM", board, "a", "b", "c"];
+            rem_all.extend(group.iter().map(String::as_str));
+            let writes: [&[&str]; 8] = [
                 &["LB.ADD", board, "1", "a", "2", "b"],
                 &["LB.ADD", board, "1", "a"],
                 &["LB.ADD", board, "3", "a"],
                 &["LB.INCR", board, "2", "b"],
                 &["LB.INCR", board, "0.5", "c"],
-                &["LB.REM", board, "a", "b", "c"],
+                &fill,
+                &["LB.ADD", board, "4", "g0"],
+                &rem_all,
             ];
             for write in writes {
                 let argv = if native {
@@ -1152,7 +1209,7 @@ fn scores_are_read_as_zadd_reads_them() {
         assert!(n >= 15, "{n}");
         // Nothing half-written: the tie-break keys hold exactly the board's members.
         assert_eq!(query::<i64>(&mut c, &["ZCARD", "lb:{x}:lb-order"]), n);
-        assert_eq!(query::<i64>(&mut c, &["HLEN", "lb:{x}:lb-stamps"]), n);
+        check_stamps(&mut c, "lb:{x}");
     });
 }
 

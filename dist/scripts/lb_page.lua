@@ -245,7 +245,7 @@ end
 local function lb_layout(k, total)
   if total == 0 or lb_type(k.order) == 'none' then return 'plain', 0 end
   local stamped = redis.call('ZCARD', k.order)
-  if redis.call('HLEN', k.stamps) ~= stamped or stamped > total then return nil, 0, err(OUT_OF_STEP) end
+  if redis.call('HLEN', k.stamps) > stamped or stamped > total then return nil, 0, err(OUT_OF_STEP) end
   if lb_type(k.names) == 'none' then
     if stamped ~= total then return nil, 0, err(OUT_OF_STEP) end
     return 'native', 0
@@ -279,8 +279,6 @@ local function lb_names_before(k, x, m)
   local prefix = lb_name_entry(x, '')
   return redis.call('ZLEXCOUNT', k.names, '[' .. prefix, '(' .. prefix .. m)
 end
-
--- Reads ---------------------------------------------------------------------------------------
 
 local function lb_open(board, order)
   local k, e = lb_keys(board, false)

@@ -182,6 +182,7 @@ local ORDER_SUFFIX = 'lb-order'
 local STAMPS_SUFFIX = 'lb-stamps'
 local SCORES_SUFFIX = 'lb-scores'
 local NAMES_SUFFIX = 'lb-names'
+local SMALL_GROUP = 32
 local OUT_OF_STEP = 'ERR the board\'s tie-break keys are out of step with it (written with ZADD or ZREM?)'
 local DENSE_TOO_MANY = 'ERR RANKING DENSE would scan more members than patterns.lb-dense-max allows (the board has no :lb-scores: it held ZADD members)'
 local function lb_type(key)
@@ -233,7 +234,7 @@ end
 local function lb_layout(k, total)
   if total == 0 or lb_type(k.order) == 'none' then return 'plain', 0 end
   local stamped = redis.call('ZCARD', k.order)
-  if redis.call('HLEN', k.stamps) ~= stamped or stamped > total then return nil, 0, err(OUT_OF_STEP) end
+  if redis.call('HLEN', k.stamps) > stamped or stamped > total then return nil, 0, err(OUT_OF_STEP) end
   if lb_type(k.names) == 'none' then
     if stamped ~= total then return nil, 0, err(OUT_OF_STEP) end
     return 'native', 0
@@ -259,6 +260,12 @@ local function lb_score(board, m)
   return {m = m, v = tonumber(t), t = t}
 end
 
+local function lb_stamp_of(s)
+  local digits = string.sub(s, 1, STAMP_DIGITS)
+  if #digits ~= STAMP_DIGITS or not string.find(digits, '^%d+$') then return nil end
+  return tonumber(digits)
+end
+
 local function lb_distinct(x)
   if x.v == 0 then return '0' end
   return x.t
@@ -272,6 +279,21 @@ end
 local function lb_names_before(k, x, m)
   local prefix = lb_name_entry(x, '')
   return redis.call('ZLEXCOUNT', k.names, '[' .. prefix, '(' .. prefix .. m)
+end
+
+-- x's entry in the order key (x: a board member and its score) from the stamps hash, else by
+-- scanning its score group (every member of a group past SMALL_GROUP is in the hash), with its
+-- offset in the group when scanned; nil for a member without a stamp.
+local function lb_find(k, x)
+  local stamp = redis.call('HGET', k.stamps, x.m)
+  if stamp then return stamp .. x.m, nil end
+  local group = redis.call('ZRANGE', k.order, x.t, x.t, 'BYSCORE', 'LIMIT', 0, SMALL_GROUP)
+  for i, e in ipairs(group) do
+    if #e == STAMP_DIGITS + #x.m and string.sub(e, STAMP_DIGITS + 1) == x.m and lb_stamp_of(e) then
+      return e, i - 1
+    end
+  end
+  return nil
 end
 
 -- Reads ---------------------------------------------------------------------------------------
@@ -301,12 +323,15 @@ end
 
 local function lb_group_offset(b, x)
   local k, t = b.k, x.t
-  local stamp = redis.call('HGET', k.stamps, x.m)
-  if stamp then
-    local at = redis.call('ZRANK', k.order, stamp .. x.m)
-    if not at then return nil, err(OUT_OF_STEP) end
+  local entry, offset = lb_find(k, x)
+  if entry then
+    if not offset then
+      local at = redis.call('ZRANK', k.order, entry)
+      if not at then return nil, err(OUT_OF_STEP) end
+      offset = at - redis.call('ZCOUNT', k.order, '-inf', '(' .. t)
+    end
     local legacy = redis.call('ZCOUNT', k.board, t, t) - redis.call('ZCOUNT', k.order, t, t)
-    return legacy + at - redis.call('ZCOUNT', k.order, '-inf', '(' .. t)
+    return legacy + offset
   end
   local at = redis.call('ZRANK', k.board, x.m)
   if not at then return nil, err(OUT_OF_STEP) end
@@ -327,9 +352,11 @@ local function lb_position(b, x)
     if not p then return nil, err(OUT_OF_STEP) end
     return p
   end
-  local stamp = redis.call('HGET', b.k.stamps, x.m)
-  if not stamp then return nil, err(OUT_OF_STEP) end
-  local asc = redis.call('ZRANK', b.k.order, stamp .. x.m)
+  local entry, offset = lb_find(b.k, x)
+  if not entry then return nil, err(OUT_OF_STEP) end
+  -- Equal scores sort by ascending stamp in both orders.
+  if offset then return lb_count_better(b, b.k.order, x.t, false) + offset end
+  local asc = redis.call('ZRANK', b.k.order, entry)
   if not asc then return nil, err(OUT_OF_STEP) end
   if not b.desc then return asc end
   local greater, less = lb_group_bounds(b, x.t)

@@ -175,10 +175,12 @@ local function parse(def, keys, argv)
   return a
 end
 
+local STAMP_DIGITS = 16
 local ORDER_SUFFIX = 'lb-order'
 local STAMPS_SUFFIX = 'lb-stamps'
 local SCORES_SUFFIX = 'lb-scores'
 local NAMES_SUFFIX = 'lb-names'
+local SMALL_GROUP = 32
 local OUT_OF_STEP = 'ERR the board\'s tie-break keys are out of step with it (written with ZADD or ZREM?)'
 local BAD_BOARD = 'ERR board name cannot carry its tie-break keys in its slot'
 local function lb_type(key)
@@ -220,7 +222,7 @@ end
 local function lb_layout(k, total)
   if total == 0 or lb_type(k.order) == 'none' then return 'plain', 0 end
   local stamped = redis.call('ZCARD', k.order)
-  if redis.call('HLEN', k.stamps) ~= stamped or stamped > total then return nil, 0, err(OUT_OF_STEP) end
+  if redis.call('HLEN', k.stamps) > stamped or stamped > total then return nil, 0, err(OUT_OF_STEP) end
   if lb_type(k.names) == 'none' then
     if stamped ~= total then return nil, 0, err(OUT_OF_STEP) end
     return 'native', 0
@@ -235,6 +237,12 @@ local function lb_score(board, m)
   return {m = m, v = tonumber(t), t = t}
 end
 
+local function lb_stamp_of(s)
+  local digits = string.sub(s, 1, STAMP_DIGITS)
+  if #digits ~= STAMP_DIGITS or not string.find(digits, '^%d+$') then return nil end
+  return tonumber(digits)
+end
+
 local function lb_distinct(x)
   if x.v == 0 then return '0' end
   return x.t
@@ -243,6 +251,23 @@ end
 local function lb_name_entry(x, m)
   return lb_distinct(x) .. ':' .. m
 end
+
+-- x's entry in the order key (x: a board member and its score) from the stamps hash, else by
+-- scanning its score group (every member of a group past SMALL_GROUP is in the hash), with its
+-- offset in the group when scanned; nil for a member without a stamp.
+local function lb_find(k, x)
+  local stamp = redis.call('HGET', k.stamps, x.m)
+  if stamp then return stamp .. x.m, nil end
+  local group = redis.call('ZRANGE', k.order, x.t, x.t, 'BYSCORE', 'LIMIT', 0, SMALL_GROUP)
+  for i, e in ipairs(group) do
+    if #e == STAMP_DIGITS + #x.m and string.sub(e, STAMP_DIGITS + 1) == x.m and lb_stamp_of(e) then
+      return e, i - 1
+    end
+  end
+  return nil
+end
+
+-- Reads ---------------------------------------------------------------------------------------
 
 local function lb_del_if_present(key)
   if lb_type(key) ~= 'none' then redis.call('DEL', key) end
@@ -284,10 +309,10 @@ local function lb_rem_run(board, members)
       redis.call('ZREM', board, m)
       removed = removed + 1
       if layout ~= 'plain' then
-        local stamp = redis.call('HGET', k.stamps, m)
-        if stamp then
-          redis.call('ZREM', k.order, stamp .. m)
-          redis.call('HDEL', k.stamps, m)
+        local entry, offset = lb_find(k, old)
+        if entry then
+          redis.call('ZREM', k.order, entry)
+          if not offset then redis.call('HDEL', k.stamps, m) end
           if names then redis.call('ZREM', k.names, lb_name_entry(old, m)) end
         end
         if not names then lb_forget_score_if_gone(k, old) end

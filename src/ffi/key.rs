@@ -249,7 +249,8 @@ impl ScoreRange {
         Self::new(score as f64, score as f64, false, false)
     }
 
-    fn at_f64(score: f64) -> Self {
+    /// Exactly `score`.
+    pub fn at_f64(score: f64) -> Self {
         Self::new(score, score, false, false)
     }
 
@@ -378,9 +379,14 @@ impl Drop for ZsetCursor<'_, '_> {
 impl Key<'_> {
     /// Elements in the range.
     pub fn zset_count(&self, r: ScoreRange) -> i64 {
+        self.zset_count_upto(r, i64::MAX)
+    }
+
+    /// Elements in the range, counting at most `cap`: O(log N + min(count, cap)) steps.
+    pub fn zset_count_upto(&self, r: ScoreRange, cap: i64) -> i64 {
         let mut cursor = ZsetCursor::start(self, r, false);
         let mut n = i64::from(cursor.on);
-        while cursor.advance() {
+        while n < cap && cursor.advance() {
             n += 1;
         }
         n
@@ -506,6 +512,25 @@ impl Key<'_> {
             )
         };
         (status == raw::REDISMODULE_OK as c_int).then(|| (Put::from_flags(flags), score))
+    }
+
+    /// The first member among the range's first `n` (from its low end) that `wanted` picks,
+    /// and its index there; the walk stops at it.
+    pub fn zset_find_first(
+        &self,
+        r: ScoreRange,
+        n: i64,
+        wanted: impl Fn(&[u8]) -> bool,
+    ) -> Option<(i64, OwnedString)> {
+        let mut cursor = ZsetCursor::start(self, r, false);
+        for at in 0..n {
+            let (member, _) = cursor.current()?;
+            if wanted(member.bytes()) {
+                return Some((at, member));
+            }
+            cursor.advance();
+        }
+        None
     }
 
     /// The last member (in ZRANGE's order) whose score is exactly `score`.

@@ -3,7 +3,7 @@
 
 use super::rows::{self, tie_break_keys};
 use crate::*;
-use patterns_core::leaderboard::COMMANDS;
+use patterns_core::leaderboard::{COMMANDS, SMALL_GROUP};
 use rand::seq::SliceRandom;
 use std::thread::sleep;
 use std::time::Duration;
@@ -58,6 +58,10 @@ fn workload(server: &Server, rng: &mut StdRng) {
         let board = *boards.choose(rng).unwrap();
         let m = format!("u{}", rng.gen_range(0..40));
         match rng.gen_range(0..10) {
+            0 if rng.gen_bool(0.1) => {
+                let args = group_write(board);
+                let _: Value = query(c, &args.iter().map(String::as_str).collect::<Vec<_>>());
+            }
             0..=3 => {
                 let s = rng.gen_range(-3..6).to_string();
                 let _: i64 = query(c, &["LB.ADD", board, &s, &m, "5", "u0"]);
@@ -87,6 +91,16 @@ fn workload(server: &Server, rng: &mut StdRng) {
     }
 }
 
+/// LB.ADD of SMALL_GROUP - 1 members `g<i>` at 2: with the `u` members that come and go at 2,
+/// that score's group crosses SMALL_GROUP both ways (its stamps hash entries written, dropped).
+fn group_write(board: &str) -> Vec<String> {
+    let mut v = strings(&["LB.ADD", board]);
+    for i in 0..SMALL_GROUP - 1 {
+        v.extend(["2".to_string(), format!("g{i}")]);
+    }
+    v
+}
+
 /// A random call, valid most of the time.
 fn random_call(rng: &mut StdRng, _: &[Value]) -> Vec<String> {
     let boards = ["lb:{a}", "weekly", "text", "a{b"];
@@ -110,7 +124,7 @@ fn random_call(rng: &mut StdRng, _: &[Value]) -> Vec<String> {
     let order = ["", "ASC", "DESC"][rng.gen_range(0..3)];
     let ranking = ["", "ORDINAL", "DENSE", "COMPETITION", "MODIFIED", "BOGUS"][rng.gen_range(0..6)];
     let count = ["1", "2", "3", "5", "0"][rng.gen_range(0..5)];
-    let mut v: Vec<String> = match rng.gen_range(0..16) {
+    let mut v: Vec<String> = match rng.gen_range(0..17) {
         0..=4 => strings(&["LB.ADD", board, score, &member]),
         5 => strings(&["LB.ADD", board, score, &member, "2", "u1"]),
         6 | 7 => strings(&[
@@ -130,7 +144,8 @@ fn random_call(rng: &mut StdRng, _: &[Value]) -> Vec<String> {
             &rng.gen_range(0..8).to_string(),
         ]),
         13 | 14 => strings(&["LB.PAGE", board, &rng.gen_range(1..5).to_string(), count]),
-        _ => strings(&["LB.PERCENTILE", board, &member]),
+        15 => strings(&["LB.PERCENTILE", board, &member]),
+        _ => group_write(board),
     };
     let name = v[0].clone();
     if name == "LB.ADD" && rng.gen_bool(0.5) {

@@ -1276,6 +1276,7 @@ local STAMPS_SUFFIX = 'lb-stamps'
 local SCORES_SUFFIX = 'lb-scores'
 local NAMES_SUFFIX = 'lb-names'
 local SCORE_ARG = 'ERR score must be a number'
+local SMALL_GROUP = 32
 local OUT_OF_STEP = 'ERR the board\'s tie-break keys are out of step with it (written with ZADD or ZREM?)'
 local BAD_BOARD = 'ERR board name cannot carry its tie-break keys in its slot'
 local NAN_SCORE = 'ERR resulting score is not a number (NaN)'
@@ -1329,7 +1330,7 @@ end
 local function lb_layout(k, total)
   if total == 0 or lb_type(k.order) == 'none' then return 'plain', 0 end
   local stamped = redis.call('ZCARD', k.order)
-  if redis.call('HLEN', k.stamps) ~= stamped or stamped > total then return nil, 0, err(OUT_OF_STEP) end
+  if redis.call('HLEN', k.stamps) > stamped or stamped > total then return nil, 0, err(OUT_OF_STEP) end
   if lb_type(k.names) == 'none' then
     if stamped ~= total then return nil, 0, err(OUT_OF_STEP) end
     return 'native', 0
@@ -1380,6 +1381,21 @@ local function lb_names_before(k, x, m)
   return redis.call('ZLEXCOUNT', k.names, '[' .. prefix, '(' .. prefix .. m)
 end
 
+-- x's entry in the order key (x: a board member and its score) from the stamps hash, else by
+-- scanning its score group (every member of a group past SMALL_GROUP is in the hash), with its
+-- offset in the group when scanned; nil for a member without a stamp.
+local function lb_find(k, x)
+  local stamp = redis.call('HGET', k.stamps, x.m)
+  if stamp then return stamp .. x.m, nil end
+  local group = redis.call('ZRANGE', k.order, x.t, x.t, 'BYSCORE', 'LIMIT', 0, SMALL_GROUP)
+  for i, e in ipairs(group) do
+    if #e == STAMP_DIGITS + #x.m and string.sub(e, STAMP_DIGITS + 1) == x.m and lb_stamp_of(e) then
+      return e, i - 1
+    end
+  end
+  return nil
+end
+
 -- Reads ---------------------------------------------------------------------------------------
 
 local function lb_open(board, order)
@@ -1407,12 +1423,15 @@ end
 
 local function lb_group_offset(b, x)
   local k, t = b.k, x.t
-  local stamp = redis.call('HGET', k.stamps, x.m)
-  if stamp then
-    local at = redis.call('ZRANK', k.order, stamp .. x.m)
-    if not at then return nil, err(OUT_OF_STEP) end
+  local entry, offset = lb_find(k, x)
+  if entry then
+    if not offset then
+      local at = redis.call('ZRANK', k.order, entry)
+      if not at then return nil, err(OUT_OF_STEP) end
+      offset = at - redis.call('ZCOUNT', k.order, '-inf', '(' .. t)
+    end
     local legacy = redis.call('ZCOUNT', k.board, t, t) - redis.call('ZCOUNT', k.order, t, t)
-    return legacy + at - redis.call('ZCOUNT', k.order, '-inf', '(' .. t)
+    return legacy + offset
   end
   local at = redis.call('ZRANK', k.board, x.m)
   if not at then return nil, err(OUT_OF_STEP) end
@@ -1433,9 +1452,11 @@ local function lb_position(b, x)
     if not p then return nil, err(OUT_OF_STEP) end
     return p
   end
-  local stamp = redis.call('HGET', b.k.stamps, x.m)
-  if not stamp then return nil, err(OUT_OF_STEP) end
-  local asc = redis.call('ZRANK', b.k.order, stamp .. x.m)
+  local entry, offset = lb_find(b.k, x)
+  if not entry then return nil, err(OUT_OF_STEP) end
+  -- Equal scores sort by ascending stamp in both orders.
+  if offset then return lb_count_better(b, b.k.order, x.t, false) + offset end
+  local asc = redis.call('ZRANK', b.k.order, entry)
   if not asc then return nil, err(OUT_OF_STEP) end
   if not b.desc then return asc end
   local greater, less = lb_group_bounds(b, x.t)
@@ -1671,6 +1692,16 @@ local function lb_prepare(k)
   return lb_type(k.names) ~= 'none'
 end
 
+-- Lists every member of the score group at t in the stamps hash: it has just grown past
+-- SMALL_GROUP.
+local function lb_hash_group(k, t)
+  for _, e in ipairs(redis.call('ZRANGE', k.order, t, t, 'BYSCORE', 'LIMIT', 0, SMALL_GROUP + 1)) do
+    if #e >= STAMP_DIGITS then
+      redis.call('HSET', k.stamps, string.sub(e, STAMP_DIGITS + 1), string.sub(e, 1, STAMP_DIGITS))
+    end
+  end
+end
+
 local function lb_forget_score_if_gone(k, old)
   if redis.call('ZCOUNT', k.board, old.t, old.t) == 0 then
     redis.call('ZREM', k.scores, lb_distinct(old))
@@ -1682,11 +1713,13 @@ local function lb_write_one(k, now, member, value, raw, by, names)
   local old = lb_score(k.board, member)
   local new_value = value
   if by then new_value = (old and old.v or 0) + by end
+  local hashed = false
   if old then
     if old.v == new_value then return false, old.t end
-    local stamp = redis.call('HGET', k.stamps, member)
-    if stamp then
-      redis.call('ZREM', k.order, stamp .. member)
+    local entry, offset = lb_find(k, old)
+    if entry then
+      redis.call('ZREM', k.order, entry)
+      hashed = offset == nil
       if names then redis.call('ZREM', k.names, lb_name_entry(old, member)) end
     end
   end
@@ -1703,8 +1736,15 @@ local function lb_write_one(k, now, member, value, raw, by, names)
   local n = now
   if last_stamp then n = math.max(now, last_stamp + 1) end
   local stamp = lb_stamp_text(n)
+  local joined = math.min(redis.call('ZCOUNT', k.order, t, t), SMALL_GROUP + 1)
   redis.call('ZADD', k.order, t, stamp .. member)
-  redis.call('HSET', k.stamps, member, stamp)
+  if joined == SMALL_GROUP then
+    lb_hash_group(k, t)
+  elseif joined > SMALL_GROUP then
+    redis.call('HSET', k.stamps, member, stamp)
+  elseif hashed then
+    redis.call('HDEL', k.stamps, member)
+  end
   if names then
     redis.call('ZADD', k.names, 0, lb_name_entry(new, member))
   else
@@ -1811,10 +1851,10 @@ local function lb_rem_run(board, members)
       redis.call('ZREM', board, m)
       removed = removed + 1
       if layout ~= 'plain' then
-        local stamp = redis.call('HGET', k.stamps, m)
-        if stamp then
-          redis.call('ZREM', k.order, stamp .. m)
-          redis.call('HDEL', k.stamps, m)
+        local entry, offset = lb_find(k, old)
+        if entry then
+          redis.call('ZREM', k.order, entry)
+          if not offset then redis.call('HDEL', k.stamps, m) end
           if names then redis.call('ZREM', k.names, lb_name_entry(old, m)) end
         end
         if not names then lb_forget_score_if_gone(k, old) end

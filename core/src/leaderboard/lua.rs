@@ -8,7 +8,7 @@
 
 use super::{
     BAD_BOARD, BATCH, COMMANDS, DENSE_MAX, DENSE_TOO_MANY, NAMES_SUFFIX, NAN_SCORE, ORDER_SUFFIX,
-    OUT_OF_STEP, SCORES_SUFFIX, SCORE_ARG, STAMPS_SUFFIX, STAMP_DIGITS,
+    OUT_OF_STEP, SCORES_SUFFIX, SCORE_ARG, SMALL_GROUP, STAMPS_SUFFIX, STAMP_DIGITS,
 };
 use crate::lua::{lua_constants, twins, Family};
 
@@ -19,7 +19,7 @@ pub fn family() -> Family {
         constants: lua_constants! {
             values: [
                 STAMP_DIGITS, BATCH, DENSE_MAX, ORDER_SUFFIX, STAMPS_SUFFIX, SCORES_SUFFIX, NAMES_SUFFIX,
-                SCORE_ARG,
+                SCORE_ARG, SMALL_GROUP,
             ],
             errors: [OUT_OF_STEP, BAD_BOARD, NAN_SCORE, DENSE_TOO_MANY],
         },

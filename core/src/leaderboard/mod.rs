@@ -13,7 +13,17 @@
 //!   its current score. Equal scores compare by member bytes, so among equal scores the order
 //!   key sorts by stamp, i.e. by arrival. A stamp is `max(now, last stamp at that score + 1)`,
 //!   so two arrivals at one score in the same millisecond still keep their order.
-//! - the **stamps** key, a hash member → its stamp, to find a member's entry in the order key;
+//! - the **stamps** key, a hash member → its stamp, to find a member's entry in the order key
+//!   when its score group is large: a member of a group of at most [`SMALL_GROUP`] order
+//!   entries is found by scanning the group (its entries at the member's score, read by score
+//!   from the order key) for `<stamp><member>`, so it needs no stamps entry. Invariant: every
+//!   order entry of a group of more than `SMALL_GROUP` has one, and every stamps entry is
+//!   accurate (dropped or rewritten whenever its member moves). A join that takes a group past
+//!   `SMALL_GROUP` writes the entries of all its members once; a group that shrinks keeps
+//!   them. A lookup tries the hash first: a miss means a small group (or no stamp at all), so
+//!   the scan is bounded, O(log N + min(G, SMALL_GROUP)) for a group of G. Boards written
+//!   before this (an entry for every member) already satisfy the invariant and shed entries
+//!   as their members move into small groups.
 //! - the **scores** key, a sorted set of the board's distinct scores, for dense ranks.
 //!
 //! A board written with plain ZADD before its first LB.ADD keeps those members as they are
@@ -53,6 +63,9 @@ pub const ORDER_SUFFIX: &str = "lb-order";
 pub const STAMPS_SUFFIX: &str = "lb-stamps";
 pub const SCORES_SUFFIX: &str = "lb-scores";
 pub const NAMES_SUFFIX: &str = "lb-names";
+/// The largest score group (order entries at one score) whose members keep no stamps-hash
+/// entry: they are found by scanning the group (see the module's doc).
+pub const SMALL_GROUP: i64 = 32;
 /// Members per command when a dense rank is counted by scanning.
 pub const BATCH: i64 = 1000;
 /// The most members a dense rank scans on a board without a scores key: the default of the
@@ -98,8 +111,9 @@ const READ_KEYS: &str = "key: the board (any sorted set); its tie-break keys `<k
      `:lb-names` when it held ZADD members before, and `:lb-scores` for DENSE";
 const WRITE_KEYS: &str = "key: the board; writes its tie-break keys in its slot: `:lb-order` \
      (sorted set, `<stamp><member>` scored like the board), `:lb-stamps` (hash member → \
-     stamp), and `:lb-scores` (sorted set of distinct scores), or, on a board that held ZADD \
-     members before, `:lb-names` (sorted set of `<score>:<member>`, all scored 0)";
+     stamp, for the members of scores shared by more than 32 members), and `:lb-scores` \
+     (sorted set of distinct scores), or, on a board that held ZADD members before, \
+     `:lb-names` (sorted set of `<score>:<member>`, all scored 0)";
 /// The extra cost of a window on a board with legacy members (see the module's doc).
 macro_rules! window_cost {
     ($plain:literal, $count:literal) => {
@@ -533,6 +547,17 @@ pub trait Store {
     fn rank(&mut self, key: Key, member: &[u8], rev: bool) -> Option<i64>;
     /// The last order-key member at a score: ZRANGE order s s BYSCORE REV LIMIT 0 1.
     fn last_at(&mut self, score: &[u8]) -> Option<Vec<u8>>;
+    /// The first `n` order-key members at a score: ZRANGE order s s BYSCORE LIMIT 0 n.
+    fn group_head(&mut self, score: &[u8], n: i64) -> Vec<Vec<u8>>;
+    /// `member`'s entry among the first `n` order-key members at a score, and its offset
+    /// there: a store may stop reading at it.
+    fn group_find(&mut self, score: &[u8], member: &[u8], n: i64) -> Option<(i64, Vec<u8>)> {
+        entry_in(self.group_head(score, n), member)
+    }
+    /// The order-key members at a score, counting at most `cap` (min(ZCOUNT order s s, cap)).
+    fn group_len(&mut self, score: &[u8], cap: i64) -> i64 {
+        self.count(Key::Order, score, score).min(cap)
+    }
     /// HGET on the stamps.
     fn stamp(&mut self, member: &[u8]) -> Option<Vec<u8>>;
     /// Whether some member of `key` has exactly the score `score` (ZCOUNT key s s > 0).
@@ -605,14 +630,15 @@ pub enum Layout {
     Legacy { legacy: i64 },
 }
 
-/// The board's layout, checked to be in step with it: as many stamps as order entries (and
-/// names, on a legacy board), and as many as members unless some are legacy.
+/// The board's layout, checked to be in step with it: no more stamps than order entries, as
+/// many names as order entries on a legacy board, and as many order entries as members unless
+/// some are legacy.
 fn layout<S: Store>(s: &mut S, total: i64) -> Result<Layout, CmdError> {
     if total == 0 || s.kind(Key::Order) == Kind::Empty {
         return Ok(Layout::Plain);
     }
     let stamped = s.card(Key::Order);
-    if s.card(Key::Stamps) != stamped || stamped > total {
+    if s.card(Key::Stamps) > stamped || stamped > total {
         return Err(CmdError::BadState(OUT_OF_STEP));
     }
     if s.kind(Key::Names) == Kind::Empty {
@@ -641,6 +667,46 @@ fn names_before(score: &Scored, member: &[u8]) -> (Vec<u8>, Vec<u8>) {
         [b"[", &prefix[..]].concat(),
         [b"(", &prefix[..], member].concat(),
     )
+}
+
+/// A stamped member's entry in the order key, as found by [`find_entry`].
+struct Found {
+    /// `<stamp><member>`.
+    entry: Vec<u8>,
+    /// Its offset in its score group's ascending order when the group was scanned; None when
+    /// the stamps hash gave it (the member has an entry there).
+    offset: Option<i64>,
+}
+
+/// Finds the order entry of `scored` (a board member and its score): through the stamps hash,
+/// else by scanning its score group, at most `SMALL_GROUP` entries (a larger group has every
+/// member in the hash). None when the member has no stamp: a legacy member, or keys out of step.
+fn find_entry<S: Store>(s: &mut S, scored: &Scored) -> Option<Found> {
+    if let Some(stamp) = s.stamp(&scored.member) {
+        let entry = order_member(&stamp, &scored.member);
+        return Some(Found {
+            entry,
+            offset: None,
+        });
+    }
+    let (at, entry) = s.group_find(&scored.text, &scored.member, SMALL_GROUP)?;
+    Some(Found {
+        offset: Some(at),
+        entry,
+    })
+}
+
+/// `member`'s entry among order-key members, and its index there.
+pub fn entry_in(group: Vec<Vec<u8>>, member: &[u8]) -> Option<(i64, Vec<u8>)> {
+    let at = group.iter().position(|e| is_entry_of(e, member))?;
+    Some((at as i64, group.into_iter().nth(at)?))
+}
+
+/// Whether an order-key member is `<stamp><member>`.
+pub fn is_entry_of(entry: &[u8], member: &[u8]) -> bool {
+    entry.len() == STAMP_DIGITS + member.len()
+        && entry.ends_with(member)
+        && stamp_of(entry).is_some()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -738,13 +804,14 @@ impl<'a, S: Store> Board<'a, S> {
             let better = self.count_better(Key::Board, &scored.text, false);
             return Ok(better + self.group_offset(scored)?);
         }
-        let stamp = self
-            .store
-            .stamp(&scored.member)
-            .ok_or(CmdError::BadState(OUT_OF_STEP))?;
+        let found = find_entry(self.store, scored).ok_or(CmdError::BadState(OUT_OF_STEP))?;
+        if let Some(offset) = found.offset {
+            // Equal scores sort by ascending stamp in both orders.
+            return Ok(self.count_better(Key::Order, &scored.text, false) + offset);
+        }
         let asc = self
             .store
-            .rank(Key::Order, &order_member(&stamp, &scored.member), false)
+            .rank(Key::Order, &found.entry, false)
             .ok_or(CmdError::BadState(OUT_OF_STEP))?;
         if !rev {
             return Ok(asc);
@@ -800,8 +867,7 @@ impl<'a, S: Store> Board<'a, S> {
     ) -> Option<Vec<Scored>> {
         match near {
             Some((near, at)) if (start..=stop).contains(&at) => {
-                let stamp = self.store.stamp(&near.member)?;
-                let entry = order_member(&stamp, &near.member);
+                let entry = find_entry(self.store, near)?.entry;
                 self.store
                     .order_desc_near((start, stop), &entry, near.score, at)
             }
@@ -842,12 +908,16 @@ impl<'a, S: Store> Board<'a, S> {
     fn group_offset(&mut self, scored: &Scored) -> Result<i64, CmdError> {
         let t = &scored.text;
         let missing = CmdError::BadState(OUT_OF_STEP);
-        if let Some(stamp) = self.store.stamp(&scored.member) {
-            let entry = order_member(&stamp, &scored.member);
-            let at = self.store.rank(Key::Order, &entry, false).ok_or(missing)?;
+        if let Some(found) = find_entry(self.store, scored) {
+            let offset = match found.offset {
+                Some(offset) => offset,
+                None => {
+                    let at = self.store.rank(Key::Order, &found.entry, false);
+                    at.ok_or(missing)? - self.store.count(Key::Order, MINUS_INF, &exclusive(t))
+                }
+            };
             let legacy = self.store.count(Key::Board, t, t) - self.store.count(Key::Order, t, t);
-            let stamped_below = self.store.count(Key::Order, MINUS_INF, &exclusive(t));
-            return Ok(legacy + at - stamped_below);
+            return Ok(legacy + offset);
         }
         let at = self
             .store
@@ -1163,12 +1233,14 @@ fn write_one<S: Store>(
         (Change::Add(by, _), Some(o)) => o.score + by,
         (Change::Add(by, _), None) => by,
     };
+    let mut hashed = false;
     if let Some(o) = &old {
         if o.score == new_score {
             return (false, o.text.clone());
         }
-        if let Some(stamp) = s.stamp(member) {
-            s.zrem(Key::Order, &order_member(&stamp, member));
+        if let Some(found) = find_entry(s, o) {
+            s.zrem(Key::Order, &found.entry);
+            hashed = found.offset.is_none();
             if names {
                 s.zrem(Key::Names, &name_entry(o, member));
             }
@@ -1183,8 +1255,15 @@ fn write_one<S: Store>(
     };
     let last = s.last_at(&new.text).and_then(|m| stamp_of(&m));
     let stamp = stamp_text(next_stamp(now_ms, last));
+    let joined = s.group_len(&new.text, SMALL_GROUP + 1);
     s.zadd(Key::Order, &[(&new.text, &order_member(&stamp, member))]);
-    s.hset(&[(member, &stamp)]);
+    if joined == SMALL_GROUP {
+        hash_group(s, &new.text);
+    } else if joined > SMALL_GROUP {
+        s.hset(&[(member, &stamp)]);
+    } else if hashed {
+        s.hdel(member);
+    }
     if names {
         s.zadd(Key::Names, &[(b"0", &name_entry(&new, member))]);
     } else {
@@ -1194,6 +1273,17 @@ fn write_one<S: Store>(
         }
     }
     (old.is_none(), new.text)
+}
+
+/// Lists every member of the score group at `score` in the stamps hash: the group has just
+/// grown past `SMALL_GROUP` (to `SMALL_GROUP + 1` entries).
+fn hash_group<S: Store>(s: &mut S, score: &[u8]) {
+    let group = s.group_head(score, SMALL_GROUP + 1);
+    let pairs: Vec<(&[u8], &[u8])> = group
+        .iter()
+        .filter_map(|e| Some((e.get(STAMP_DIGITS..)?, e.get(..STAMP_DIGITS)?)))
+        .collect();
+    s.hset(&pairs);
 }
 
 /// Drops a score from the scores key once no member has it.
@@ -1219,9 +1309,11 @@ pub fn remove<S: Store>(s: &mut S, members: &[&[u8]]) -> Result<i64, CmdError> {
         if layout == Layout::Plain {
             continue;
         }
-        if let Some(stamp) = s.stamp(member) {
-            s.zrem(Key::Order, &order_member(&stamp, member));
-            s.hdel(member);
+        if let Some(found) = find_entry(s, &old) {
+            s.zrem(Key::Order, &found.entry);
+            if found.offset.is_none() {
+                s.hdel(member);
+            }
             if names {
                 s.zrem(Key::Names, &name_entry(&old, member));
             }

@@ -357,6 +357,16 @@ impl Store for Mem {
             .find(|(s, _)| s.0 == v)
             .map(|(_, m)| m.clone())
     }
+    fn group_head(&mut self, score: &[u8], n: i64) -> Vec<Vec<u8>> {
+        let (v, _) = bound(score);
+        self.set(Key::Order)
+            .sorted
+            .iter()
+            .filter(|(s, _)| s.0 == v)
+            .take(n as usize)
+            .map(|(_, m)| m.clone())
+            .collect()
+    }
     fn stamp(&mut self, member: &[u8]) -> Option<Vec<u8>> {
         self.stamps.get(member).cloned()
     }
@@ -542,15 +552,51 @@ fn check_against_model(mem: &mut Mem, model: &Model, rng: &mut XorShift) {
     assert_eq!(percentile_of(mem, b"nobody", Order::Desc).unwrap(), None);
 }
 
+/// The stamps hash's invariant: every order entry of a score group of more than SMALL_GROUP
+/// entries has a stamps entry, and every stamps entry is its member's order entry.
+fn check_stamps(mem: &Mem) {
+    let order = &mem.sets[1].sorted;
+    for (score, entry) in order {
+        let group = order.iter().filter(|(s, _)| s == score).count() as i64;
+        let (stamp, member) = entry.split_at(STAMP_DIGITS);
+        if group > SMALL_GROUP {
+            assert_eq!(
+                mem.stamps.get(member).map(Vec::as_slice),
+                Some(stamp),
+                "{member:?} in a group of {group}"
+            );
+        }
+    }
+    for (member, stamp) in &mem.stamps {
+        let score = mem.sets[0].scores[member];
+        let entry = order_member(stamp, member);
+        assert!(
+            order.contains(&(Score(score), entry)),
+            "a stale stamp for {member:?}"
+        );
+    }
+}
+
+/// The members of the stamps hash, sorted.
+fn hashed(mem: &Mem) -> Vec<Vec<u8>> {
+    let mut members: Vec<Vec<u8>> = mem.stamps.keys().cloned().collect();
+    members.sort();
+    members
+}
+
 #[test]
 fn reads_and_writes_match_a_brute_force_model() {
     let mut rng = XorShift(0x2545_F491_4F6C_DD1D);
-    for round in 0..6 {
+    for round in 0..8 {
         let (mut mem, mut model) = (Mem::default(), Model::default());
         // A plain board first (ZADD), but for two rounds: its members keep no stamp and rank
         // as if they had arrived at time 0 in member order. Their names mix with those the
         // writes use, so legacy and stamped members interleave by name within a score.
         let plain = if round < 2 { 0 } else { 10 + rng.below(40) };
+        // Odd rounds write 2 scores and more members: groups of about 35 cross SMALL_GROUP
+        // both ways.
+        let few_scores = round % 2 == 1;
+        let names = if few_scores { 70 } else { 60 };
         for _ in 0..plain {
             let m = format!("m{:02}", rng.below(60)).into_bytes();
             let v = rng.below(5) as f64;
@@ -569,9 +615,10 @@ fn reads_and_writes_match_a_brute_force_model() {
         let mut now = 1_000;
         for step in 0..400 {
             now += rng.below(3); // several writes per millisecond
-            let m = format!("m{:02}", rng.below(60)).into_bytes();
-            let scores = [-2.5, 0.0, 1.0, 3.0, 9_007_199_254_740_992.0, f64::INFINITY];
-            let v = scores[rng.below(scores.len() as u64) as usize];
+            let m = format!("m{:02}", rng.below(names)).into_bytes();
+            let scores = [1.0, 3.0, -2.5, 0.0, 9_007_199_254_740_992.0, f64::INFINITY];
+            let choices = if few_scores { 2 } else { scores.len() as u64 };
+            let v = scores[rng.below(choices) as usize];
             match if step == 0 { 0 } else { rng.below(10) } {
                 0..=5 => {
                     let raw = text(v);
@@ -595,6 +642,7 @@ fn reads_and_writes_match_a_brute_force_model() {
                     assert_eq!(removed, i64::from(model.members.remove(&m).is_some()));
                 }
             }
+            check_stamps(&mem);
             if step % 50 == 0 {
                 check_against_model(&mut mem, &model, &mut rng);
             }
@@ -610,7 +658,11 @@ fn reads_and_writes_match_a_brute_force_model() {
             // Born from ZADD: the names key lists exactly the stamped members, no scores key.
             assert!(plain > 0, "round {round}");
             assert!(mem.sets[2].scores.is_empty(), "round {round}");
-            let stamped: Vec<Vec<u8>> = mem.stamps.keys().cloned().collect();
+            let stamped: Vec<Vec<u8>> = mem.sets[1]
+                .sorted
+                .iter()
+                .map(|(_, e)| e[STAMP_DIGITS..].to_vec())
+                .collect();
             let mut names: Vec<Vec<u8>> = stamped
                 .iter()
                 .map(|m| name_entry(&mem.score(m).unwrap(), m))
@@ -660,7 +712,7 @@ fn the_first_write_to_a_zadd_board_converts_nothing() {
     check_write(&mut mem, &change).unwrap();
     write(&mut mem, 7, &change);
     assert_eq!(mem.sets[1].scores.len(), 1, "one order entry");
-    assert_eq!(mem.stamps.len(), 1, "one stamp");
+    assert!(mem.stamps.is_empty(), "no stamps entry: its group is small");
     assert_eq!(mem.sets[3].scores.len(), 1, "one name");
     assert!(mem.sets[2].scores.is_empty(), "no scores key");
     // p00042 arrived last at 1: after the 1,666 members at 2 and the 1,667 legacy members
@@ -771,6 +823,135 @@ fn a_nan_increment_and_a_stale_tie_break_are_refused() {
     write(&mut mem, 1, &[(Change::Set(1.0, b"1"), &b"a"[..])]);
     mem.sets[0] = ZSet::default();
     write(&mut mem, 2, &[(Change::Set(2.0, b"2"), &b"b"[..])]);
-    assert_eq!(mem.stamps.len(), 1);
     assert_eq!(mem.sets[1].scores.len(), 1);
+    assert_eq!(mem.sets[2].scores.len(), 1);
+}
+
+/// The names of members `from..to`, `p00`, `p01`, ...
+fn players(from: usize, to: usize) -> Vec<Vec<u8>> {
+    (from..to)
+        .map(|i| format!("p{i:02}").into_bytes())
+        .collect()
+}
+
+/// Writes `members` at `score`, one per millisecond from `now`.
+fn write_each(mem: &mut Mem, members: &[Vec<u8>], score: f64, now: i64) {
+    let raw = text(score);
+    for (i, m) in members.iter().enumerate() {
+        let change = [(Change::Set(score, &raw), m.as_slice())];
+        check_write(mem, &change).unwrap();
+        write(mem, now + i as i64, &change);
+    }
+}
+
+/// The board's members, best first (DESC), and each one's place as `position` finds it.
+fn desc_names(mem: &mut Mem) -> Vec<Vec<u8>> {
+    let mut b = Board::open(mem, Order::Desc).unwrap();
+    let all = b.entries(Window::top(0, b.total, b.total), Ranking::Ordinal);
+    let names: Vec<Vec<u8>> = all.unwrap().into_iter().map(|e| e.member).collect();
+    for (place, m) in names.iter().enumerate() {
+        let s = b.score(m).unwrap();
+        assert_eq!(b.position(&s).unwrap(), place as i64, "{m:?}");
+    }
+    names
+}
+
+#[test]
+fn a_group_past_its_limit_lists_its_members_in_the_stamps_hash() {
+    let mut mem = Mem::default();
+    let small = SMALL_GROUP as usize;
+    let all = players(0, small + 3);
+    // Up to SMALL_GROUP members at one score: found by scanning, no stamps entry.
+    write_each(&mut mem, &all[..small], 5.0, 100);
+    assert!(mem.stamps.is_empty());
+    assert_eq!(desc_names(&mut mem), all[..small]);
+    // One more: the whole group is listed, with its stamps.
+    write_each(&mut mem, &all[small..small + 1], 5.0, 200);
+    assert_eq!(hashed(&mem), all[..=small]);
+    assert_eq!(mem.stamps[&all[0]], stamp_text(100));
+    // Later joiners are listed as they come.
+    write_each(&mut mem, &all[small + 1..], 5.0, 300);
+    assert_eq!(hashed(&mem), all);
+    check_stamps(&mem);
+    assert_eq!(desc_names(&mut mem), all);
+    // Leaving for a small group drops a member's entry; the large group keeps the others'.
+    write_each(&mut mem, &all[..1], 6.0, 400);
+    assert_eq!(hashed(&mem), all[1..]);
+    // Shrunk to SMALL_GROUP and below, the group keeps its entries (accurate: not moved).
+    write_each(&mut mem, &all[1..4], 6.0, 500);
+    assert_eq!(hashed(&mem), all[4..]);
+    check_stamps(&mem);
+    let want: Vec<Vec<u8>> = all[..4].iter().chain(&all[4..]).cloned().collect();
+    assert_eq!(desc_names(&mut mem), want);
+    // A member of the shrunk group found through its kept entry moves and is found again.
+    assert_eq!(remove(&mut mem, &[&all[4]]).unwrap(), 1);
+    assert!(!mem.stamps.contains_key(&all[4]));
+    write_each(&mut mem, &all[4..5], 5.0, 600);
+    check_stamps(&mem);
+    let want: Vec<Vec<u8>> = all[..4]
+        .iter()
+        .chain(&all[5..])
+        .chain(&all[4..5])
+        .cloned()
+        .collect();
+    assert_eq!(desc_names(&mut mem), want);
+    // Growing past the limit again rewrites the group's entries, new members' included.
+    write_each(&mut mem, &all[..4], 5.0, 700);
+    check_stamps(&mem);
+    assert_eq!(hashed(&mem).len(), all.len());
+}
+
+#[test]
+fn a_board_with_a_stamp_for_every_member_reads_and_migrates() {
+    // As written before SMALL_GROUP: every member in the stamps hash, groups of 3.
+    let mut mem = Mem::default();
+    let all = players(0, 9);
+    for (i, group) in all.chunks(3).enumerate() {
+        write_each(&mut mem, group, i as f64, 10 * i as i64);
+    }
+    let entries: Vec<Vec<u8>> = mem.sets[1].sorted.iter().map(|e| e.1.clone()).collect();
+    for e in &entries {
+        mem.hset(&[(&e[STAMP_DIGITS..], &e[..STAMP_DIGITS])]);
+    }
+    check_write(&mut mem, &[]).unwrap();
+    let before = desc_names(&mut mem);
+    assert_eq!(before.len(), 9);
+    // A member moving to a small group sheds its entry; one removed takes its entry along.
+    write_each(&mut mem, &all[0..1], 1.0, 100);
+    assert_eq!(remove(&mut mem, &[&all[8]]).unwrap(), 1);
+    assert_eq!(hashed(&mem), all[1..8]);
+    check_stamps(&mem);
+    let names = desc_names(&mut mem);
+    let want: Vec<Vec<u8>> = ["p06", "p07", "p03", "p04", "p05", "p00", "p01", "p02"]
+        .iter()
+        .map(|m| m.as_bytes().to_vec())
+        .collect();
+    assert_eq!(names, want);
+    // Nothing is out of step for a write either.
+    assert!(Board::open(&mut mem, Order::Asc).is_ok());
+}
+
+#[test]
+fn unstamped_members_of_a_large_group_rank_before_its_stamped_ones() {
+    // A ZADD board of 5 members at 1, then SMALL_GROUP + 2 stamped arrivals at 1.
+    let mut mem = Mem::default();
+    let legacy = players(90, 95);
+    for m in &legacy {
+        mem.sets[0].add(1.0, m);
+    }
+    let stamped = players(0, SMALL_GROUP as usize + 2);
+    write_each(&mut mem, &stamped, 1.0, 10);
+    assert_eq!(hashed(&mem), stamped);
+    check_stamps(&mem);
+    let want: Vec<Vec<u8>> = legacy.iter().chain(&stamped).cloned().collect();
+    assert_eq!(desc_names(&mut mem), want);
+    // A legacy member is found by neither the hash nor the scan: a legacy one, by name.
+    let mut b = Board::open(&mut mem, Order::Asc).unwrap();
+    let s = b.score(&legacy[3]).unwrap();
+    assert_eq!(b.position(&s).unwrap(), 3);
+}
+
+#[test]
+fn the_documented_limit_is_small_group() {
+    assert!(WRITE_KEYS.contains(&format!("more than {SMALL_GROUP} members")));
 }
