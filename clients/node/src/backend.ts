@@ -57,8 +57,13 @@ export function moduleArgs(call: Call): string[] {
   return [call.command, ...(call.moduleLine ?? [...call.keys, ...(call.args ?? []), ...tags])];
 }
 
+/** The keys the server sees, in both backends: the declared ones, then the cache's tags. */
+export function callKeys(call: Call): string[] {
+  return [...call.keys, ...(call.tags ?? [])];
+}
+
 export function twinArgs(call: Call): string[] {
-  const keys = [...call.keys, ...(call.tags ?? [])];
+  const keys = callKeys(call);
   const fn = call.command.toLowerCase().replace(".", "_");
   return ["FCALL", fn, String(keys.length), ...keys, ...(call.twinLead ?? []), ...(call.args ?? [])];
 }
@@ -95,7 +100,8 @@ export async function hasModule(conn: Connection): Promise<boolean> {
   } catch (err) {
     if (!(err instanceof PatternsError)) throw err;
   }
-  // A peek (COST 0) writes nothing. Any reply but "unknown command" means the command exists.
+  // A peek (COST 0) writes nothing. Any reply but "unknown command" means the command exists
+  // (a Cluster node answers MOVED for a slot it does not serve, after finding the command).
   try {
     await conn.send(["RL.TOKENBUCKET", "patterns:probe", "1", "1", "1", "COST", "0"]);
     return true;

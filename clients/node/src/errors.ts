@@ -1,4 +1,8 @@
-/** An error reply from the server (module or twin), with the server's message unchanged. */
+/**
+ * An error reply from the server (module or twin), with the server's message unchanged; or the
+ * refusal a Cluster client makes before sending a call whose keys are in several slots
+ * (`CROSSSLOT`, as the server would answer).
+ */
 export class PatternsError extends Error {
   /** The reply's error code: `ERR`, `WRONGTYPE`, `NOPERM`, ... */
   readonly code: string;

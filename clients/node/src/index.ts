@@ -1,5 +1,5 @@
 import { connectionFor, type Connection, type RedisClient } from "./adapter";
-import { argsFor, blocksCall, ensureTwin, hasModule, type Backend, type Call } from "./backend";
+import { blocksCall, ensureTwin, hasModule, type Backend, type Call } from "./backend";
 import { Cache, jsonSerializer, type Serializer } from "./cache";
 import { PatternsError } from "./errors";
 import { Leaderboard } from "./leaderboard";
@@ -20,7 +20,7 @@ import {
   type TokenBucketOptions,
 } from "./ratelimit";
 import { Queue } from "./queue";
-import type { Runner } from "./runner";
+import { send, type Runner } from "./runner";
 import { Sessions } from "./sessions";
 
 export { PatternsError, LockNotAcquiredError } from "./errors";
@@ -32,7 +32,7 @@ export type { Sessions, SessionData, CreateSessionOptions } from "./sessions";
 export type { Queue, Worker, Job, QueueStats, PushOptions, PopOptions, WorkerOptions } from "./queue";
 export type { AllLimitsResult, Limit, RateLimitResult, TokenBucketOptions, FixedWindowOptions, SlidingWindowOptions, ThrottleOptions } from "./ratelimit";
 export type { Backend } from "./backend";
-export type { RedisClient, IoredisLike, NodeRedisLike } from "./adapter";
+export type { RedisClient, IoredisLike, IoredisClusterLike, NodeRedisLike, NodeRedisClusterLike } from "./adapter";
 export { TWIN_PATH } from "./backend";
 
 export interface PatternsOptions {
@@ -66,7 +66,7 @@ export class Patterns implements Runner {
 
   /** @internal */
   run(call: Call): Promise<unknown> {
-    return this.conn.send(argsFor(this.backend, call));
+    return send(this.conn, this.backend, call);
   }
 
   /** @internal Dedicated connections are pooled: one per concurrent blocking call. */
@@ -207,19 +207,31 @@ export class Patterns implements Runner {
 }
 
 /**
- * Wraps an ioredis client or a connected node-redis client. With backend "auto" it uses the
- * module when the server has it, else loads the bundled Lua twin (FUNCTION LOAD, replaced
- * when the server's copy differs) and calls it with FCALL.
+ * Wraps an ioredis client or Cluster, or a connected node-redis client or cluster. With backend
+ * "auto" it uses the module when the server (on a Cluster: every primary) has it, else loads
+ * the bundled Lua twin (FUNCTION LOAD, on every primary whose copy is missing or differs) and
+ * calls it with FCALL.
  */
 export async function createPatterns(client: RedisClient, options: PatternsOptions = {}): Promise<Patterns> {
   const conn = connectionFor(client);
+  const primaries = await conn.primaries();
   const wanted = options.backend ?? "auto";
   let backend: Backend;
-  if (wanted === "auto") backend = (await hasModule(conn)) ? "module" : "twin";
+  if (wanted === "auto") backend = (await withoutModule(primaries)) === 0 ? "module" : "twin";
   else backend = wanted;
-  if (backend === "twin") await ensureTwin(conn);
-  else if (wanted === "module" && !(await hasModule(conn))) {
-    throw new Error("the redis-patterns module is not loaded on this server (backend: \"module\")");
+  if (backend === "twin") await Promise.all(primaries.map(ensureTwin));
+  else if (wanted === "module") {
+    const missing = await withoutModule(primaries);
+    if (missing > 0) {
+      const where = primaries.length > 1 ? `${missing} of the ${primaries.length} primaries` : "this server";
+      throw new Error(`the redis-patterns module is not loaded on ${where} (backend: "module")`);
+    }
   }
   return new Patterns(conn, backend, options);
+}
+
+/** How many of the servers lack the module (on a Cluster partly loaded, "auto" takes the twin). */
+async function withoutModule(servers: readonly Connection[]): Promise<number> {
+  const loaded = await Promise.all(servers.map(hasModule));
+  return loaded.filter((has) => !has).length;
 }

@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
 import type { Connection } from "./adapter";
-import { argsFor, type Backend, type Call } from "./backend";
+import { argsFor, callKeys, type Backend, type Call } from "./backend";
 
 /** What the families share: the backend, the caller's connection and dedicated ones. */
 export interface Runner {
@@ -16,7 +16,7 @@ export interface Runner {
 }
 
 export function send(conn: Connection, backend: Backend, call: Call): Promise<unknown> {
-  return conn.send(argsFor(backend, call));
+  return conn.send(argsFor(backend, call), callKeys(call));
 }
 
 /** 128 bits from the CSPRNG as 22 characters of base64url: session ids, owners, leases. */

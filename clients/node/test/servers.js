@@ -22,16 +22,34 @@ function modulePath() {
   return path.resolve(file);
 }
 
-function freePort() {
-  return new Promise((resolve, reject) => {
+/** Resolves to port once bound and released (0: any free port, chosen by the system), or null when taken. */
+function bindable(port) {
+  return new Promise((resolve) => {
     const srv = net.createServer();
     srv.unref();
-    srv.on("error", reject);
-    srv.listen(0, "127.0.0.1", () => {
-      const { port } = srv.address();
-      srv.close(() => resolve(port));
+    srv.on("error", () => resolve(null));
+    srv.listen(port, "127.0.0.1", () => {
+      const bound = srv.address().port;
+      srv.close(() => resolve(bound));
     });
   });
+}
+
+async function freePort() {
+  const port = await bindable(0);
+  if (port === null) throw new Error("no free port");
+  return port;
+}
+
+// A Cluster node's bus listens on its port + 10000: ports up to 55535, below the ephemeral range.
+const BUS_OFFSET = 10000;
+
+async function freeClusterPort() {
+  for (let tries = 0; tries < 1000; tries++) {
+    const port = 12000 + Math.floor(Math.random() * 10000);
+    if ((await bindable(port)) !== null && (await bindable(port + BUS_OFFSET)) !== null) return port;
+  }
+  throw new Error("no free port for a Cluster node");
 }
 
 async function waitForPing(port, child) {
@@ -56,12 +74,20 @@ async function waitForPing(port, child) {
  * the server still refuses a call whose keys hash to different slots).
  */
 async function startServer({ bin, withModule, cluster = false }) {
+  const server = await spawnServer({ bin, withModule, clusterEnabled: cluster });
+  if (cluster) await ownEverySlot(server.port);
+  return server;
+}
+
+/** Starts one server process; clusterEnabled starts it as a Cluster node holding no slot yet. */
+async function spawnServer({ bin, withModule, clusterEnabled }) {
   for (let attempt = 0; ; attempt++) {
-    const port = await freePort();
+    const port = clusterEnabled ? await freeClusterPort() : await freePort();
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "patterns-node-"));
     const args = ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir];
     if (withModule) args.push("--loadmodule", modulePath());
-    if (cluster) args.push("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf");
+    // A node announces its address (a lone one would learn it only from a peer's MEET).
+    if (clusterEnabled) args.push("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-announce-ip", "127.0.0.1");
     const child = spawn(bin, args, { stdio: ["ignore", "pipe", "pipe"] });
     let log = "";
     child.stdout.on("data", (d) => { log += d; });
@@ -74,7 +100,6 @@ async function startServer({ bin, withModule, cluster = false }) {
       if (attempt < 3 && /Address already in use/.test(log)) continue; // lost the port to someone else
       throw new Error(`${err.message}\n${log}`, { cause: err });
     }
-    if (cluster) await ownEverySlot(port);
     return {
       port,
       url: `redis://127.0.0.1:${port}`,
@@ -95,6 +120,36 @@ async function ownEverySlot(port) {
   } finally {
     admin.disconnect();
   }
+}
+
+/**
+ * Starts a Cluster of three primaries (Redis 7.0, no replicas), each holding a third of the
+ * slots, with the module on every node or on none. Resolves to its nodes and a stop().
+ */
+async function startCluster({ withModule }) {
+  const nodes = [];
+  const stop = () => nodes.forEach((node) => node.stop());
+  try {
+    for (let i = 0; i < 3; i++) nodes.push(await spawnServer({ bin: "redis-server", withModule, clusterEnabled: true }));
+    const admins = nodes.map((node) => new Redis(node.port, "127.0.0.1", { maxRetriesPerRequest: 1 }));
+    try {
+      const third = Math.ceil(16384 / 3);
+      await Promise.all(admins.map((admin, i) =>
+        admin.call("CLUSTER", "ADDSLOTSRANGE", String(i * third), String(Math.min(16383, (i + 1) * third - 1)))));
+      for (const node of nodes.slice(1)) await admins[0].call("CLUSTER", "MEET", "127.0.0.1", String(node.port));
+      const ready = async (admin) => {
+        const info = await admin.call("CLUSTER", "INFO");
+        return /cluster_state:ok/.test(info) && /cluster_known_nodes:3/.test(info);
+      };
+      await waitUntil(async () => (await Promise.all(admins.map(ready))).every(Boolean), "the 3-node Cluster to serve");
+    } finally {
+      admins.forEach((admin) => admin.disconnect());
+    }
+  } catch (err) {
+    stop();
+    throw err;
+  }
+  return { nodes, port: nodes[0].port, stop };
 }
 
 /** Every server the client is tested against: the module on Redis 7 and Valkey 8, and the twin on both. */
@@ -206,4 +261,4 @@ async function waitUntil(condition, what) {
   }
 }
 
-module.exports = { sleep, waitUntil, raw, cacheEntry, REPO, TARGETS, CLIENTS, OLDER_CLIENTS, startServer, startTargets, everyCombination, everyCombinationAtOnce, modulePath };
+module.exports = { sleep, waitUntil, raw, cacheEntry, REPO, TARGETS, CLIENTS, OLDER_CLIENTS, startServer, startCluster, startTargets, everyCombination, everyCombinationAtOnce, modulePath };

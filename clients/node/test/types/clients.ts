@@ -1,7 +1,7 @@
 // Type-checked by `npm run lint` (never run): both clients' own types are accepted by
 // createPatterns without casts, and the results carry the documented types.
-import Redis from "ioredis";
-import { createClient } from "redis";
+import Redis, { Cluster } from "ioredis";
+import { createClient, createCluster } from "redis";
 import { createPatterns, PatternsError, type AllLimitsResult, type Entry, type Limit, type Job, type QueueStats, type RankResult, type RateLimitResult, type RWLockInfo } from "redis-patterns";
 
 export async function typed(): Promise<void> {
@@ -10,6 +10,10 @@ export async function typed(): Promise<void> {
   await client.connect();
   const nr = await createPatterns(client, { backend: "auto" });
   const backend: "module" | "twin" = nr.backend;
+  const ioCluster = await createPatterns(new Cluster([{ host: "127.0.0.1", port: 7000 }]));
+  const cluster = createCluster({ rootNodes: [{ url: "redis://127.0.0.1:7000" }] });
+  await cluster.connect();
+  const nrCluster = await createPatterns(cluster);
   const r: RateLimitResult = await io.tokenBucket("k", { capacity: 1, rate: 1 });
   const limits: Limit[] = [{ key: "a", tokenBucket: { capacity: 1, rate: 1 } }, { key: "b", slidingWindow: { limit: 1, windowMs: 1, exact: true } }];
   const all: AllLimitsResult = await nr.limitAll(limits);
@@ -34,5 +38,6 @@ export async function typed(): Promise<void> {
   const stats: QueueStats = await nr.queue("q").stats("g");
   const worker = nr.queue("q").worker("g", "c", async (job: Job) => job.payload.length, { concurrency: 2 }).start();
   await worker.stop();
-  void [all.limits[0]?.headers(), denied, left, added, ranks, score, rank, granted, wtoken, rwInfo?.mode, sid, backend, r.headers(), top, token, value, data, n, e.code, jobs, stats.ready, worker.processed];
+  const clustered: RateLimitResult[] = await Promise.all([ioCluster, nrCluster].map((p) => p.fixedWindow("k", { limit: 1, windowMs: 1 })));
+  void [clustered, all.limits[0]?.headers(), denied, left, added, ranks, score, rank, granted, wtoken, rwInfo?.mode, sid, backend, r.headers(), top, token, value, data, n, e.code, jobs, stats.ready, worker.processed];
 }
