@@ -1,6 +1,7 @@
 // The READMEs' examples run as printed: every ```js and ```ts block of clients/node/README.md
 // and of the main README.md, each against a fresh server with the module (its URL in
-// REDIS_URL, the repository as working directory), must finish without error.
+// REDIS_URL; a one-node Cluster's in REDIS_CLUSTER_URL; the repository as working directory),
+// must finish without error.
 "use strict";
 const test = require("node:test");
 const assert = require("node:assert/strict");
@@ -32,15 +33,18 @@ function program({ lang, code }) {
 }
 
 let server;
-let admin;
+let cluster;
+let admins = [];
 test.before(async () => {
   server = await startServer({ bin: "redis-server", withModule: true });
-  admin = new Redis(server.url);
+  cluster = await startServer({ bin: "redis-server", withModule: true, cluster: true });
+  admins = [new Redis(server.url), new Redis(cluster.url)];
   fs.mkdirSync(TMP, { recursive: true });
 });
 test.after(() => {
-  admin?.disconnect();
+  admins.forEach((admin) => admin.disconnect());
   server?.stop();
+  cluster?.stop();
   fs.rmSync(TMP, { recursive: true, force: true });
 });
 
@@ -52,14 +56,16 @@ test("both READMEs have Node examples", () => {
 for (const readme of READMES) {
   for (const [i, block] of blocks(readme).entries()) {
     test(`${block.where} runs`, async () => {
-      await raw(admin, ["FLUSHALL"]);
-      await raw(admin, ["FUNCTION", "FLUSH"]);
+      for (const admin of admins) {
+        await raw(admin, ["FLUSHALL"]);
+        await raw(admin, ["FUNCTION", "FLUSH"]);
+      }
       // Inside the package, so `require("redis-patterns")` resolves to it (self-reference).
       const file = path.join(TMP, `readme-${path.basename(readme, ".md")}-${i}.cjs`);
       fs.writeFileSync(file, program(block));
       const run = spawnSync(process.execPath, [file], {
         cwd: REPO,
-        env: { ...process.env, REDIS_URL: server.url },
+        env: { ...process.env, REDIS_URL: server.url, REDIS_CLUSTER_URL: cluster.url },
         encoding: "utf8",
         timeout: 30000,
       });
