@@ -9,7 +9,7 @@ const assert = require("node:assert/strict");
 const fs = require("node:fs");
 const Redis = require("ioredis");
 const { createCluster } = require("redis");
-const { startCluster, waitUntil, sleep, raw } = require("./servers");
+const { startCluster, waitUntil, sleep, raw, modulePath } = require("./servers");
 const { createPatterns, PatternsError, TWIN_PATH } = require("..");
 const { keySlot } = require("../dist/slot");
 
@@ -171,6 +171,25 @@ test("backend \"module\" on a Cluster without it names how many primaries lack i
     const client = await factory.connect(clusters.twin.port);
     try {
       await assert.rejects(createPatterns(client, { backend: "module" }), /not loaded on 3 of the 3 primaries/);
+    } finally {
+      await factory.close(client);
+    }
+  }
+});
+
+// Last: it leaves the module on one node of the twin's Cluster.
+test("with the module on some primaries only, auto takes the twin (on every primary) and backend \"module\" is refused", async () => {
+  const nodes = admins.twin;
+  await raw(nodes[0], ["MODULE", "LOAD", modulePath()]);
+  const twin = fs.readFileSync(TWIN_PATH, "utf8");
+  for (const [clientName, factory] of Object.entries(CLUSTER_CLIENTS)) {
+    await Promise.all(nodes.map((admin) => raw(admin, ["FUNCTION", "FLUSH"])));
+    const client = await factory.connect(clusters.twin.port);
+    try {
+      const p = await createPatterns(client);
+      assert.equal(p.backend, "twin", clientName);
+      assert.deepEqual((await libraryCodes(nodes)).map((code) => code === twin), [true, true, true], clientName);
+      await assert.rejects(createPatterns(client, { backend: "module" }), /not loaded on 2 of the 3 primaries/);
     } finally {
       await factory.close(client);
     }

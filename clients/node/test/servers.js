@@ -79,8 +79,11 @@ async function startServer({ bin, withModule, cluster = false }) {
   return server;
 }
 
-/** Starts one server process; clusterEnabled starts it as a Cluster node holding no slot yet. */
-async function spawnServer({ bin, withModule, clusterEnabled }) {
+/**
+ * Starts one server process; clusterEnabled starts it as a Cluster node holding no slot yet,
+ * extraArgs are more of its command line.
+ */
+async function spawnServer({ bin, withModule, clusterEnabled, extraArgs = [] }) {
   for (let attempt = 0; ; attempt++) {
     const port = clusterEnabled ? await freeClusterPort() : await freePort();
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "patterns-node-"));
@@ -88,6 +91,7 @@ async function spawnServer({ bin, withModule, clusterEnabled }) {
     if (withModule) args.push("--loadmodule", modulePath());
     // A node announces its address (a lone one would learn it only from a peer's MEET).
     if (clusterEnabled) args.push("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-announce-ip", "127.0.0.1");
+    args.push(...extraArgs);
     const child = spawn(bin, args, { stdio: ["ignore", "pipe", "pipe"] });
     let log = "";
     child.stdout.on("data", (d) => { log += d; });
@@ -124,13 +128,15 @@ async function ownEverySlot(port) {
 
 /**
  * Starts a Cluster of three primaries (Redis 7.0, no replicas), each holding a third of the
- * slots, with the module on every node or on none. Resolves to its nodes and a stop().
+ * slots, with the module on every node or on none (MODULE LOAD allowed from loopback, to load
+ * it on some). Resolves to its nodes and a stop().
  */
 async function startCluster({ withModule }) {
   const nodes = [];
   const stop = () => nodes.forEach((node) => node.stop());
   try {
-    for (let i = 0; i < 3; i++) nodes.push(await spawnServer({ bin: "redis-server", withModule, clusterEnabled: true }));
+    const extraArgs = ["--enable-module-command", "local"];
+    for (let i = 0; i < 3; i++) nodes.push(await spawnServer({ bin: "redis-server", withModule, clusterEnabled: true, extraArgs }));
     const admins = nodes.map((node) => new Redis(node.port, "127.0.0.1", { maxRetriesPerRequest: 1 }));
     try {
       const third = Math.ceil(16384 / 3);
