@@ -1,8 +1,8 @@
 // A Redis Cluster of three primaries (Redis 7.0), with the module on every node and without it
 // (the twin, loaded on every primary), through ioredis's Cluster and node-redis's createCluster:
 // each call goes to its key's node (no MOVED answered), multi-key calls across slots are refused
-// naming the slots, and what needs a dedicated connection (lock and queue waits, invalidation
-// messages) works on a Cluster client's.
+// naming the slots, and what needs a dedicated connection (lock, semaphore and queue waits, a
+// worker's pops, invalidation messages) works on a Cluster client's.
 "use strict";
 const test = require("node:test");
 const assert = require("node:assert/strict");
@@ -158,12 +158,24 @@ async function scenario(p, client, nodes, prefix) {
   assert.equal(await writing, true);
   assert.equal((await p.rwlockInfo(`${prefix}doc:{c}`)).mode, "write");
   await writer.release();
+  const permit = p.semaphore(`${prefix}pool:{c}`, { limit: 1, ttlMs: 5000 });
+  assert.equal(await permit.acquire(), true);
+  const permitting = p.semaphore(`${prefix}pool:{c}`, { limit: 1, ttlMs: 5000, waitMs: 5000 }).acquire();
+  await sleep(100);
+  await permit.release();
+  assert.equal(await permitting, true);
   const queue = p.queue(`${prefix}jobs:{c}`);
   const popping = queue.pop("g", "c", { blockMs: 5000 });
   await sleep(100);
   const id = await queue.push("wake");
   assert.deepEqual((await popping).map((job) => [job.id, job.payload]), [[id, "wake"]]);
   assert.equal(await queue.ack("g", id), 1);
+  const handled = [];
+  const worker = queue.worker("w", "host", async (job) => { handled.push(job.payload); }, { concurrency: 2, pollMs: 100 }).start();
+  for (const n of [1, 2, 3]) await queue.push(`job ${n}`);
+  await waitUntil(() => handled.length === 3, "the worker's jobs");
+  await worker.stop();
+  assert.deepEqual(handled.sort(), ["job 1", "job 2", "job 3"]);
 }
 
 test("backend \"module\" on a Cluster without it names how many primaries lack it", async () => {
