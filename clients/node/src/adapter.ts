@@ -101,14 +101,16 @@ async function guarded(reply: Promise<unknown>): Promise<unknown> {
  */
 function callInSlot(cluster: IoredisClusterLike, slot: number, args: readonly string[]): Promise<unknown> {
   const [command, ...rest] = args;
-  // Auto-pipelines group commands by their first argument (every command's key but RL.ALL's
-  // and RL.REFUND's, which MOVED then redirects): they are left to ioredis.
-  if (cluster.options?.enableAutoPipelining) return cluster.call(command as string, ...rest);
-  const routed: IoredisClusterLike = Object.create(cluster);
-  routed.sendCommand = (built: unknown) => {
-    (built as { slot?: number }).slot = slot;
-    return cluster.sendCommand(built);
-  };
+  const routed: IoredisClusterLike = Object.create(cluster, {
+    // Outside auto-pipelines: they group commands by their first argument, not by this slot.
+    options: { value: { ...cluster.options, enableAutoPipelining: false } },
+    sendCommand: {
+      value: (built: unknown) => {
+        (built as { slot?: number }).slot = slot;
+        return cluster.sendCommand(built);
+      },
+    },
+  });
   return routed.call(command as string, ...rest);
 }
 

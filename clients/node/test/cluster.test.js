@@ -13,8 +13,8 @@ const { startCluster, waitUntil, sleep, raw, modulePath } = require("./servers")
 const { createPatterns, PatternsError, TWIN_PATH } = require("..");
 const { keySlot } = require("../dist/slot");
 
-const ioredisCluster = (Cluster) => ({
-  async connect(port) { return new Cluster([{ host: "127.0.0.1", port }], { redisOptions: { maxRetriesPerRequest: 1 } }); },
+const ioredisCluster = (Cluster, options = {}) => ({
+  async connect(port) { return new Cluster([{ host: "127.0.0.1", port }], { ...options, redisOptions: { maxRetriesPerRequest: 1 } }); },
   async close(client) { client.disconnect(); },
 });
 
@@ -35,6 +35,7 @@ const nodeRedisCluster = (create) => ({
 const CLUSTER_CLIENTS = {
   ioredis: ioredisCluster(Redis.Cluster),
   "node-redis": nodeRedisCluster(createCluster),
+  "ioredis (auto-pipelining)": ioredisCluster(Redis.Cluster, { enableAutoPipelining: true }),
   "ioredis@5": ioredisCluster(require("ioredis-v5").Cluster),
   "node-redis@4": nodeRedisCluster(require("redis-v4").createCluster),
 };
