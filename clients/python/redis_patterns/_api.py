@@ -870,10 +870,11 @@ class Patterns(Facade[D], Generic[D, CL, L, RW, S, LB, Q, C, SS]):
     """redis-patterns over a redis-py client (``redis_patterns``: ``Redis`` or
     ``RedisCluster``; ``redis_patterns.asyncio``: their ``redis.asyncio`` versions).
 
-    ``backend``: ``"module"`` (the module's commands), ``"twin"`` (the bundled Lua Functions
-    library, loaded on every primary when missing or different), or ``"auto"`` (the module when
-    loaded, else the twin), resolved on first use. Every method behaves the same on both, but
-    for waits: the twin cannot block, so a wait is polled with backoff (neither FIFO nor prompt).
+    ``backend``: ``"module"`` (the module's commands; ``BackendError`` where a primary lacks
+    it), ``"twin"`` (the bundled Lua Functions library, loaded on every primary when missing or
+    different), or ``"auto"`` (the module when every primary has it, else the twin), resolved
+    on first use. Every method behaves the same on both, but for waits: the twin cannot block,
+    so a wait is polled with backoff (neither FIFO nor prompt).
     """
 
     _driver_class: Type[D]

@@ -227,29 +227,40 @@ def library_code(reply: Any) -> Optional[str]:
 
 
 def detect(requested: str) -> Op[str]:
-    """Resolves ``auto``: the module when loaded, else the twin (loaded when needed).
-
-    ``MODULE LIST`` may be denied (ACL, managed services): then a harmless module command
-    (``SEM.COUNT`` on a probe key) tells, by being unknown or not."""
+    """Resolves the backend: ``auto`` takes the module when every primary has it, else the twin
+    (loaded where needed); ``module`` is refused, naming how many primaries lack it."""
     if requested not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, not {requested!r}")
-    if requested == "module":
-        return "module"
-    if requested == "auto":
+    if requested != "twin":
         nodes = yield Primaries()
-        try:
-            listed = yield Raw(("MODULE", "LIST"), nodes[0])
-            if module_loaded(listed):
-                return "module"
-        except CommandError:
-            try:
-                yield Raw(("SEM.COUNT", "{patterns}:probe"), nodes[0])
-                return "module"
-            except CommandError as error:
-                if "unknown command" not in error.message.lower():
-                    return "module"
+        missing = 0
+        for node in nodes:
+            if not (yield from has_module(node)):
+                missing += 1
+        if missing == 0:
+            return "module"
+        if requested == "module":
+            where = f"{missing} of the {len(nodes)} primaries" if len(nodes) > 1 else "this server"
+            raise BackendError(
+                f'the redis-patterns module is not loaded on {where} (backend: "module")'
+            )
     yield from load_twin()
     return "twin"
+
+
+def has_module(node: Any) -> Op[bool]:
+    """Whether a server runs the module: ``MODULE LIST``, or where that is denied (ACL, managed
+    services) a harmless module command (``SEM.COUNT`` on a probe key), by being unknown or not
+    (a Cluster node answers ``MOVED`` for a slot it does not serve, after finding the command)."""
+    try:
+        return module_loaded((yield Raw(("MODULE", "LIST"), node)))
+    except CommandError:
+        pass
+    try:
+        yield Raw(("SEM.COUNT", "{patterns}:probe"), node)
+    except CommandError as error:
+        return "unknown command" not in error.message.lower()
+    return True
 
 
 def load_twin() -> Op[None]:

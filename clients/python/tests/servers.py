@@ -1,6 +1,6 @@
 """Real servers for the tests: redis-server (7.0) and valkey-server (8.0) on free loopback
 ports, with the module (``$PATTERNS_MODULE``) or without it (the Lua twin), and a 3-master
-Cluster."""
+Cluster (the module on some of its nodes)."""
 
 from __future__ import annotations
 
@@ -102,14 +102,15 @@ class Server:
 
 
 class Cluster:
-    """Three masters, no replicas, every slot assigned; the module on each or on none."""
+    """Three masters, no replicas, every slot assigned; the module on the first ``modules``
+    nodes (the first serves slots from 0, so redis-py lists it first among the primaries)."""
 
-    def __init__(self, module: bool) -> None:
+    def __init__(self, modules: int) -> None:
         extra = ["--cluster-enabled", "yes", "--cluster-node-timeout", "5000"]
         self.nodes: List[Server] = []
         try:
-            for _ in range(3):
-                self.nodes.append(Server("redis-server", module, extra))
+            for i in range(3):
+                self.nodes.append(Server("redis-server", i < modules, extra))
             addrs = [f"127.0.0.1:{n.port}" for n in self.nodes]
             subprocess.run(
                 [

@@ -1,5 +1,6 @@
 """Smoke test on a 3-master Cluster, with the module on every node and without it (the twin,
-loaded on every primary), through RedisCluster and its asyncio version."""
+loaded on every primary), through RedisCluster and its asyncio version; and backend detection
+on a Cluster with the module on one node of three."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from redis.exceptions import RedisClusterException
 
 import redis_patterns
 import redis_patterns.asyncio
-from redis_patterns import FixedWindow, RateLimiter, SlidingWindow, TokenBucket
+from redis_patterns import BackendError, FixedWindow, RateLimiter, SlidingWindow, TokenBucket
 from redis_patterns._ops import library_code, twin_code
 
 from .conftest import hear_invalidation
@@ -23,7 +24,15 @@ from .servers import Cluster
 
 @pytest.fixture(scope="module", params=["module", "twin"])
 def cluster(request: pytest.FixtureRequest) -> Iterator[Cluster]:
-    c = Cluster(module=request.param == "module")
+    c = Cluster(modules=3 if request.param == "module" else 0)
+    yield c
+    c.stop()
+
+
+@pytest.fixture(scope="module")
+def partly_loaded() -> Iterator[Cluster]:
+    """The module on the first node only."""
+    c = Cluster(modules=1)
     yield c
     c.stop()
 
@@ -32,11 +41,30 @@ def expected(cluster: Cluster) -> str:
     return "module" if cluster.nodes[0].module else "twin"
 
 
-def assert_twin_on_every_primary(cluster: Cluster) -> None:
+def twin_loaded(cluster: Cluster) -> List[bool]:
+    """Whether each node holds the bundled twin."""
+    loaded = []
     for node in cluster.nodes:
         with node.client() as r:
             listed = r.execute_command("FUNCTION", "LIST", "LIBRARYNAME", "patterns", "WITHCODE")
-        assert (library_code(listed) == twin_code()) is (expected(cluster) == "twin")
+        loaded.append(library_code(listed) == twin_code())
+    return loaded
+
+
+def assert_twin_on_every_primary(cluster: Cluster) -> None:
+    assert twin_loaded(cluster) == [expected(cluster) == "twin"] * 3
+
+
+def flush(cluster: Cluster) -> None:
+    """Deletes every key and the twin, on each node."""
+    for node in cluster.nodes:
+        with node.client() as r:
+            r.flushall()
+            r.function_flush()
+
+
+# 20 keys, spread over the three nodes' slots.
+SPREAD = [f"api:{i}" for i in range(20)]
 
 
 def user_limits(user: str) -> List[RateLimiter]:
@@ -56,9 +84,15 @@ def test_sync_cluster(cluster: Cluster) -> None:
     p = redis_patterns.Patterns(rc)
     assert p.backend == expected(cluster)
     assert_twin_on_every_primary(cluster)
+    if expected(cluster) == "module":
+        assert redis_patterns.Patterns(rc, backend="module").backend == "module"
+    else:
+        with pytest.raises(BackendError, match="not loaded on 3 of the 3 primaries"):
+            _ = redis_patterns.Patterns(rc, backend="module").backend
     # Keys in many slots.
-    for i in range(20):
-        assert p.token_bucket(f"api:{i}", 10, 5, 1000).remaining == 9
+    assert {rc.get_node_from_key(key).port for key in SPREAD} == {n.port for n in cluster.nodes}
+    for key in SPREAD:
+        assert p.token_bucket(key, 10, 5, 1000).remaining == 9
     limits = user_limits("u7")
     assert [r.remaining for r in p.limit_all(limits).limits] == [6, 1, 4]
     assert p.refund(limits) == [10, 2, 5]
@@ -147,3 +181,61 @@ async def test_async_cluster(cluster: Cluster) -> None:
     assert [job.id for job in await popping] == [job_id]
     assert await q.ack("g", job_id) == 1
     await rc.aclose()
+
+
+async def detected_without_module_list(cluster: Cluster) -> List[str]:
+    """The backend the sync and the asyncio API detect for a user who may not run MODULE (as on
+    managed services): each primary is probed with a module command (some answer MOVED)."""
+    for node in cluster.nodes:
+        with node.client() as r:
+            r.execute_command(
+                "ACL", "SETUSER", "limited", "on", ">pw", "~*", "&*", "+@all", "-module"
+            )
+    login = {"username": "limited", "password": "pw"}
+    rc = RedisCluster(host="127.0.0.1", port=cluster.port, **login)
+    arc = redis.asyncio.cluster.RedisCluster(host="127.0.0.1", port=cluster.port, **login)
+    detected = [
+        redis_patterns.Patterns(rc).backend,
+        await redis_patterns.asyncio.Patterns(arc).detect_backend(),
+    ]
+    rc.close()
+    await arc.aclose()
+    return detected
+
+
+async def test_detection_without_module_list(cluster: Cluster) -> None:
+    assert await detected_without_module_list(cluster) == [expected(cluster)] * 2
+
+
+MODULE_REFUSED = r'not loaded on 2 of the 3 primaries \(backend: "module"\)'
+
+
+def test_sync_partly_loaded_cluster(partly_loaded: Cluster) -> None:
+    flush(partly_loaded)
+    rc = RedisCluster(host="127.0.0.1", port=partly_loaded.port)
+    # The primary redis-py lists first has the module: asking it alone would take the module.
+    assert rc.get_primaries()[0].port == partly_loaded.nodes[0].port
+    p = redis_patterns.Patterns(rc)
+    assert p.backend == "twin"
+    assert twin_loaded(partly_loaded) == [True, True, True]
+    for key in SPREAD:
+        assert p.token_bucket(key, 10, 5, 1000).remaining == 9
+    with pytest.raises(BackendError, match=MODULE_REFUSED):
+        _ = redis_patterns.Patterns(rc, backend="module").backend
+    rc.close()
+
+
+async def test_async_partly_loaded_cluster(partly_loaded: Cluster) -> None:
+    flush(partly_loaded)
+    rc = redis.asyncio.cluster.RedisCluster(host="127.0.0.1", port=partly_loaded.port)
+    await rc.initialize()
+    assert rc.get_primaries()[0].port == partly_loaded.nodes[0].port
+    p = redis_patterns.asyncio.Patterns(rc)
+    assert await p.detect_backend() == "twin"
+    assert twin_loaded(partly_loaded) == [True, True, True]
+    for key in SPREAD:
+        assert (await p.fixed_window(key, 5, 60000)).remaining == 4
+    with pytest.raises(BackendError, match=MODULE_REFUSED):
+        await redis_patterns.asyncio.Patterns(rc, backend="module").detect_backend()
+    await rc.aclose()
+    assert await detected_without_module_list(partly_loaded) == ["twin", "twin"]
