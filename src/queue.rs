@@ -23,8 +23,8 @@ use patterns_core::queue::{
 
 use crate::command;
 use crate::ffi::{
-    check_key_access, key_type, now_ms, redis_call, Call, CallValue, Command, Ctx, KeyType, Reply,
-    Value,
+    check_key_access, check_keys_access, key_type, now_ms, redis_call, Call, CallValue, Command,
+    Ctx, KeyType, Reply, Value,
 };
 use crate::stats::{self, Stat};
 use crate::text::StackText;
@@ -71,8 +71,7 @@ struct Keys {
 /// The queue's keys, after checking the current user may use the derived ones.
 fn keys(ctx: Ctx, queue: &[u8], group: &[u8]) -> Result<Keys, CmdError> {
     let keys = layout(ctx, queue, group)?;
-    check_key_access(ctx, &keys.leases)?;
-    check_key_access(ctx, &keys.dead)?;
+    check_keys_access(ctx, [&keys.leases[..], &keys.dead[..]])?;
     Ok(keys)
 }
 
@@ -164,10 +163,11 @@ fn push(call: &Call) -> Result<Reply, CmdError> {
 fn pop(call: &Call) -> Result<Reply, CmdError> {
     let args = parse_pop(call.rest())?;
     let (ctx, queue) = (call.ctx(), call.key_name());
-    keys(ctx, queue, &args.group)?;
-    // Waiters come first: serving them before this call's try keeps the group's FIFO.
+    let keys = keys(ctx, queue, &args.group)?;
+    // Waiters come first: serving them before this call's try keeps the group's FIFO. What
+    // they write leaves `keys` true: keys of the types checked, and the stream never deleted.
     wait::wake(ctx, queue, Some(&args.group));
-    let jobs = try_pop(ctx, queue, &args)?;
+    let jobs = deliver(ctx, queue, &keys, &args);
     if !jobs.is_empty() {
         return Ok(Reply::Value(Value::Array(jobs)));
     }
@@ -177,23 +177,27 @@ fn pop(call: &Call) -> Result<Reply, CmdError> {
     Ok(Reply::Null)
 }
 
-/// Delivers up to `args.count` jobs to the consumer now: first the jobs whose lease ended or
-/// that fell due (oldest first; one past its deliveries goes to the dead letters), then new
-/// ones. None (nothing written) when the queue does not exist.
+/// [`deliver`] to a waiter: the keys' types checked again (they may have changed meanwhile).
 fn try_pop(ctx: Ctx, queue: &[u8], args: &Pop) -> Result<Vec<Value>, CmdError> {
     let keys = layout(ctx, queue, &args.group)?;
+    Ok(deliver(ctx, queue, &keys, args))
+}
+
+/// Delivers up to `args.count` jobs to the consumer now: first the jobs whose lease ended or
+/// that fell due (oldest first; one past its deliveries goes to the dead letters), then new
+/// ones. None (nothing written) when the queue does not exist. The keys were checked by the
+/// caller.
+fn deliver(ctx: Ctx, queue: &[u8], keys: &Keys, args: &Pop) -> Vec<Value> {
     if !keys.exists {
-        return Ok(Vec::new());
+        return Vec::new();
     }
-    let now = now_ms();
-    // Created by the first POP, from the oldest job (BUSYGROUP when it exists: nothing done).
-    redis_call(ctx, c"XGROUP", &[b"CREATE", queue, &args.group, b"0"], true);
     let mut round = Round {
         ctx,
         queue,
         args,
-        keys: &keys,
-        now,
+        keys,
+        now: now_ms(),
+        group_made: false,
         jobs: Vec::new(),
     };
     let mut completed = round.redeliver_due();
@@ -208,21 +212,35 @@ fn try_pop(ctx: Ctx, queue: &[u8], args: &Pop) -> Result<Vec<Value>, CmdError> {
         trim(ctx, queue);
     }
     stats::add(Stat::QueueDelivered, round.jobs.len() as u64);
-    Ok(round.jobs)
+    round.jobs
 }
 
-/// One POP's delivery: what each step reads (the queue, the pop, the group's keys, the time)
-/// and the jobs given so far.
+/// One POP's delivery: what each step reads (the queue, the pop, the group's keys, the time),
+/// whether it made sure the group exists, and the jobs given so far.
 struct Round<'a> {
     ctx: Ctx<'a>,
     queue: &'a [u8],
     args: &'a Pop,
     keys: &'a Keys,
     now: i64,
+    group_made: bool,
     jobs: Vec<Value>,
 }
 
 impl Round<'_> {
+    /// Creates the group from the oldest job (as the group's first POP does), the first time
+    /// this round finds a sign it may be missing: then, and only then, it costs a command
+    /// (BUSYGROUP when the group exists: nothing done). Whether it tried now.
+    fn make_group(&mut self) -> bool {
+        if self.group_made {
+            return false;
+        }
+        self.group_made = true;
+        let create: [&[u8]; 4] = [b"CREATE", self.queue, &self.args.group, b"0"];
+        redis_call(self.ctx, c"XGROUP", &create, true);
+        true
+    }
+
     /// Redelivers (or dead-letters) the group's jobs whose lease ended or that fell due; whether
     /// any job was completed (dead-lettered).
     fn redeliver_due(&mut self) -> bool {
@@ -246,6 +264,9 @@ impl Round<'_> {
         for id in due.items().iter().filter_map(CallValue::bytes) {
             let Some((holder, deliveries)) = pending(self.ctx, self.queue, &self.args.group, id)
             else {
+                // Not pending, or no group (deleted by hand: its leases are stale). Made before
+                // the ZREM, the effects keep the order they had when every POP made the group.
+                self.make_group();
                 write(self.ctx, c"ZREM", &[&self.keys.leases, id]);
                 continue;
             };
@@ -312,20 +333,22 @@ impl Round<'_> {
     /// the ones redriven for another group. (whether any were read, whether any were completed)
     fn read_new(&mut self) -> (bool, bool) {
         let want = StackText::of(self.args.count - self.jobs.len() as i64);
-        let reply = write(
-            self.ctx,
-            c"XREADGROUP",
-            &[
-                b"GROUP",
-                &self.args.group,
-                &self.args.consumer,
-                b"COUNT",
-                want.as_bytes(),
-                b"STREAMS",
-                self.queue,
-                b">",
-            ],
-        );
+        let xreadgroup: [&[u8]; 8] = [
+            b"GROUP",
+            &self.args.group,
+            &self.args.consumer,
+            b"COUNT",
+            want.as_bytes(),
+            b"STREAMS",
+            self.queue,
+            b">",
+        ];
+        let mut read = redis_call(self.ctx, c"XREADGROUP", &xreadgroup, true);
+        // NOGROUP (nothing done) on the group's first POP: made, then read again.
+        if read.is_error() && self.make_group() {
+            read = redis_call(self.ctx, c"XREADGROUP", &xreadgroup, true);
+        }
+        let reply = read.value();
         let entries = reply
             .items()
             .first()
