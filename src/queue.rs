@@ -90,13 +90,17 @@ fn layout(ctx: Ctx, queue: &[u8], group: &[u8]) -> Result<Keys, CmdError> {
     })
 }
 
-/// A stream entry's field, from its flat field/value list.
-fn field<'v>(fields: &'v CallValue, name: &str) -> Option<&'v [u8]> {
-    fields
-        .items()
+/// The value named `name` in a flat name/value list (a stream entry's fields, a group's info).
+fn named<'v>(pairs: &'v [CallValue], name: &str) -> Option<&'v CallValue> {
+    pairs
         .chunks(2)
         .find(|kv| kv[0].bytes() == Some(name.as_bytes()))
-        .and_then(|kv| kv.get(1)?.bytes())
+        .and_then(|kv| kv.get(1))
+}
+
+/// A stream entry's field, from its flat field/value list.
+fn field<'v>(fields: &'v CallValue, name: &str) -> Option<&'v [u8]> {
+    named(fields.items(), name)?.bytes()
 }
 
 /// The (consumer, deliveries) of a job pending in the group, None when it is not.
@@ -408,12 +412,7 @@ fn groups(ctx: Ctx, queue: &[u8]) -> Vec<Group> {
         .items()
         .iter()
         .filter_map(|g| {
-            let info = g.items();
-            let get = |name: &str| {
-                info.chunks(2)
-                    .find(|kv| kv[0].bytes() == Some(name.as_bytes()))
-                    .and_then(|kv| kv.get(1))
-            };
+            let get = |name: &str| named(g.items(), name);
             Some(Group {
                 name: get("name")?.bytes()?.to_vec(),
                 pending: get("pending")?.int()?,
