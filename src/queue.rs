@@ -24,7 +24,7 @@ use patterns_core::queue::{
 use crate::command;
 use crate::ffi::{
     check_key_access, check_keys_access, key_type, now_ms, redis_call, Call, CallValue, Command,
-    Ctx, KeyType, Reply, Value,
+    Ctx, KeyType, OwnedKey, OwnedString, Reply, ScoreRange, Value,
 };
 use crate::stats::{self, Stat};
 use crate::text::StackText;
@@ -248,24 +248,10 @@ impl Round<'_> {
     /// Redelivers (or dead-letters) the group's jobs whose lease ended or that fell due; whether
     /// any job was completed (dead-lettered).
     fn redeliver_due(&mut self) -> bool {
-        let now_text = StackText::of(self.now);
-        let limit = StackText::of(self.args.count);
-        let due = read(
-            self.ctx,
-            c"ZRANGE",
-            &[
-                &self.keys.leases,
-                b"-inf",
-                now_text.as_bytes(),
-                b"BYSCORE",
-                b"LIMIT",
-                b"0",
-                limit.as_bytes(),
-            ],
-        );
+        let due = due_leases(self.ctx, &self.keys.leases, self.now, self.args.count);
         let lease_end = self.now + self.args.lease_ms;
         let mut completed = false;
-        for id in due.items().iter().filter_map(CallValue::bytes) {
+        for id in due.iter().map(OwnedString::bytes) {
             let Some((holder, deliveries)) = pending(self.ctx, self.queue, &self.args.group, id)
             else {
                 // Not pending, or no group (deleted by hand: its leases are stale). Made before
@@ -384,6 +370,16 @@ impl Round<'_> {
         }
         (!entries.is_empty(), completed)
     }
+}
+
+/// The first `count` jobs of the lease set `leases` due by `now` (`ZRANGE leases -inf now
+/// BYSCORE LIMIT 0 count`, read through the key API: no command run). The key is closed on
+/// return, before anything writes it.
+fn due_leases(ctx: Ctx, leases: &[u8], now: i64, count: i64) -> Vec<OwnedString> {
+    let Some(key) = OwnedKey::open_read(ctx, OwnedString::new(ctx, leases)) else {
+        return Vec::new();
+    };
+    key.read(|k| k.zset_first(ScoreRange::through(now), count as usize))
 }
 
 /// Hands a pending job to [`PARKED`] (no worker holds it until it falls due), its deliveries
