@@ -224,6 +224,16 @@ class QueueAcks:
             raise SystemExit(f"QUEUE.ACK did not ack every job: {set(map(repr, replies))}")
 
 
+class QueueExtends(QueueAcks):
+    """QUEUE.EXTEND of one held job each (a worker's heartbeat), jobs pushed and popped before
+    the count as QueueAcks has them, 16 per round trip."""
+
+    def run(self, port, ids):
+        extend = [["QUEUE.EXTEND", QUEUE, "g", "c", i, QUEUE_LEASE] for i in ids]
+        if request(port, extend, chunk=16) != [1] * len(ids):
+            raise SystemExit("QUEUE.EXTEND did not extend every job")
+
+
 class QueuePops:
     """QUEUE.POP of one job each (`COUNT 1`), 16 per round trip, from a queue whose jobs were
     pushed before the count (100 per round trip) and whose group exists (the warm-up made it):

@@ -114,6 +114,8 @@ CASES = {
                            {"driver": callgrind.QueueAcks()}),
     "queue.ack out of order": ("QUEUE.ACK p:queue:{cycle} g <id>", [],
                                {"driver": callgrind.QueueAcks(window=10)}),
+    "queue.extend": ("QUEUE.EXTEND p:queue:{cycle} g c <id>", [],
+                     {"driver": callgrind.QueueExtends()}),
     "queue.ack push+pop+ack": ("QUEUE.ACK p:queue:{cycle}", [],
                                {"driver": callgrind.QueueCycle()}),
 }

@@ -516,16 +516,18 @@ fn group_keys(
 }
 
 /// The group's keys and the consumer holding job `id` (`PARKED` when a delay holds it), None
-/// when the queue, the group or the job's pending entry does not exist.
+/// when the queue, the group or the job's pending entry does not exist (`XPENDING` answers
+/// NOGROUP without a group: no `XINFO GROUPS` needed to know).
 fn pending_job(
     ctx: Ctx,
     queue: &[u8],
     group: &[u8],
     id: &[u8],
 ) -> Result<Option<(Keys, Vec<u8>)>, CmdError> {
-    let Some((keys, _)) = group_keys(ctx, queue, group)? else {
+    let keys = keys(ctx, queue, group)?;
+    if !keys.exists {
         return Ok(None);
-    };
+    }
     Ok(pending(ctx, queue, group, id).map(|(holder, _)| (keys, holder)))
 }
 

@@ -313,6 +313,14 @@ fn a_group_deleted_by_hand_is_made_again_by_its_next_pop() {
             call(c, via_twin, &["QUEUE.PUSH", "hq", "d"]);
             let d = jobs_of(&call(c, via_twin, &["QUEUE.POP", "hq", "g", "w"]));
             let _: i64 = query(c, &["XGROUP", "DESTROY", "hq", "g"]);
+            // Without its group, nobody holds the job: no lease to extend, nothing to give back.
+            let extend = call(
+                c,
+                via_twin,
+                &["QUEUE.EXTEND", "hq", "g", "w", &d[0].0, "9000"],
+            );
+            let nack = call(c, via_twin, &["QUEUE.NACK", "hq", "g", &d[0].0]);
+            assert_eq!((extend, nack), (Value::Int(0), Value::Int(0)));
             let again = jobs_of(&call(
                 c,
                 via_twin,
