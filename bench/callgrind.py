@@ -224,6 +224,32 @@ class QueueAcks:
             raise SystemExit(f"QUEUE.ACK did not ack every job: {set(map(repr, replies))}")
 
 
+class QueueExtends(QueueAcks):
+    """QUEUE.EXTEND of one held job each (a worker's heartbeat), jobs pushed and popped before
+    the count as QueueAcks has them, 16 per round trip."""
+
+    def run(self, port, ids):
+        extend = [["QUEUE.EXTEND", QUEUE, "g", "c", i, QUEUE_LEASE] for i in ids]
+        if request(port, extend, chunk=16) != [1] * len(ids):
+            raise SystemExit("QUEUE.EXTEND did not extend every job")
+
+
+class QueuePops:
+    """QUEUE.POP of one job each (`COUNT 1`), 16 per round trip, from a queue whose jobs were
+    pushed before the count (100 per round trip) and whose group exists (the warm-up made it):
+    a worker's steady pop, without the ack."""
+
+    def prepare(self, port, n):
+        request(port, [["QUEUE.PUSH", QUEUE, QUEUE_PAYLOAD]] * n, chunk=100)
+        return n
+
+    def run(self, port, n):
+        pop = ["QUEUE.POP", QUEUE, "g", "c", "COUNT", "1", "LEASE", QUEUE_LEASE]
+        replies = request(port, [pop] * n, chunk=16)
+        if any(not jobs for jobs in replies):
+            raise SystemExit("QUEUE.POP found the queue empty")
+
+
 class QueueCycle:
     """The whole life of a job as bench/cases/queue.py's *per job* mode makes it: n jobs
     pushed (100 per round trip), then popped one per QUEUE.POP (100 pipelined) and acked one

@@ -105,12 +105,17 @@ CASES = {
     "session.create": (f"SESSION.CREATE p:sessions:{{c__rand_int__}} {TTL} 7200000 user 1", [],
                        {}),
     "queue.push": ("QUEUE.PUSH p:queue:{__rand_int__} job", [], {}),
-    # Queues: acks of popped jobs, in the order popped (each completes the oldest job) and
-    # shuffled within windows of 10; and a job's whole cycle (push, pop, ack: one "request").
+    # Queues: pops of one pushed job each (the group made by the warm-up); acks of popped jobs,
+    # in the order popped (each completes the oldest job) and shuffled within windows of 10; and
+    # a job's whole cycle (push, pop, ack: one "request").
+    "queue.pop": ("QUEUE.POP p:queue:{cycle} g c COUNT 1", [],
+                  {"driver": callgrind.QueuePops()}),
     "queue.ack in order": ("QUEUE.ACK p:queue:{cycle} g <id>", [],
                            {"driver": callgrind.QueueAcks()}),
     "queue.ack out of order": ("QUEUE.ACK p:queue:{cycle} g <id>", [],
                                {"driver": callgrind.QueueAcks(window=10)}),
+    "queue.extend": ("QUEUE.EXTEND p:queue:{cycle} g c <id>", [],
+                     {"driver": callgrind.QueueExtends()}),
     "queue.ack push+pop+ack": ("QUEUE.ACK p:queue:{cycle}", [],
                                {"driver": callgrind.QueueCycle()}),
 }

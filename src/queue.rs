@@ -23,8 +23,8 @@ use patterns_core::queue::{
 
 use crate::command;
 use crate::ffi::{
-    check_key_access, key_type, now_ms, redis_call, Call, CallValue, Command, Ctx, KeyType, Reply,
-    Value,
+    check_key_access, check_keys_access, key_type, now_ms, redis_call, Call, CallValue, Command,
+    Ctx, KeyType, OwnedKey, OwnedString, Reply, ScoreRange, Value,
 };
 use crate::stats::{self, Stat};
 use crate::text::StackText;
@@ -71,8 +71,7 @@ struct Keys {
 /// The queue's keys, after checking the current user may use the derived ones.
 fn keys(ctx: Ctx, queue: &[u8], group: &[u8]) -> Result<Keys, CmdError> {
     let keys = layout(ctx, queue, group)?;
-    check_key_access(ctx, &keys.leases)?;
-    check_key_access(ctx, &keys.dead)?;
+    check_keys_access(ctx, [&keys.leases[..], &keys.dead[..]])?;
     Ok(keys)
 }
 
@@ -91,13 +90,17 @@ fn layout(ctx: Ctx, queue: &[u8], group: &[u8]) -> Result<Keys, CmdError> {
     })
 }
 
-/// A stream entry's field, from its flat field/value list.
-fn field<'v>(fields: &'v CallValue, name: &str) -> Option<&'v [u8]> {
-    fields
-        .items()
+/// The value named `name` in a flat name/value list (a stream entry's fields, a group's info).
+fn named<'v>(pairs: &'v [CallValue], name: &str) -> Option<&'v CallValue> {
+    pairs
         .chunks(2)
         .find(|kv| kv[0].bytes() == Some(name.as_bytes()))
-        .and_then(|kv| kv.get(1)?.bytes())
+        .and_then(|kv| kv.get(1))
+}
+
+/// A stream entry's field, from its flat field/value list.
+fn field<'v>(fields: &'v CallValue, name: &str) -> Option<&'v [u8]> {
+    named(fields.items(), name)?.bytes()
 }
 
 /// The (consumer, deliveries) of a job pending in the group, None when it is not.
@@ -164,10 +167,11 @@ fn push(call: &Call) -> Result<Reply, CmdError> {
 fn pop(call: &Call) -> Result<Reply, CmdError> {
     let args = parse_pop(call.rest())?;
     let (ctx, queue) = (call.ctx(), call.key_name());
-    keys(ctx, queue, &args.group)?;
-    // Waiters come first: serving them before this call's try keeps the group's FIFO.
+    let keys = keys(ctx, queue, &args.group)?;
+    // Waiters come first: serving them before this call's try keeps the group's FIFO. What
+    // they write leaves `keys` true: keys of the types checked, and the stream never deleted.
     wait::wake(ctx, queue, Some(&args.group));
-    let jobs = try_pop(ctx, queue, &args)?;
+    let jobs = deliver(ctx, queue, &keys, &args);
     if !jobs.is_empty() {
         return Ok(Reply::Value(Value::Array(jobs)));
     }
@@ -177,23 +181,27 @@ fn pop(call: &Call) -> Result<Reply, CmdError> {
     Ok(Reply::Null)
 }
 
-/// Delivers up to `args.count` jobs to the consumer now: first the jobs whose lease ended or
-/// that fell due (oldest first; one past its deliveries goes to the dead letters), then new
-/// ones. None (nothing written) when the queue does not exist.
+/// [`deliver`] to a waiter: the keys' types checked again (they may have changed meanwhile).
 fn try_pop(ctx: Ctx, queue: &[u8], args: &Pop) -> Result<Vec<Value>, CmdError> {
     let keys = layout(ctx, queue, &args.group)?;
+    Ok(deliver(ctx, queue, &keys, args))
+}
+
+/// Delivers up to `args.count` jobs to the consumer now: first the jobs whose lease ended or
+/// that fell due (oldest first; one past its deliveries goes to the dead letters), then new
+/// ones. None (nothing written) when the queue does not exist. The keys were checked by the
+/// caller.
+fn deliver(ctx: Ctx, queue: &[u8], keys: &Keys, args: &Pop) -> Vec<Value> {
     if !keys.exists {
-        return Ok(Vec::new());
+        return Vec::new();
     }
-    let now = now_ms();
-    // Created by the first POP, from the oldest job (BUSYGROUP when it exists: nothing done).
-    redis_call(ctx, c"XGROUP", &[b"CREATE", queue, &args.group, b"0"], true);
     let mut round = Round {
         ctx,
         queue,
         args,
-        keys: &keys,
-        now,
+        keys,
+        now: now_ms(),
+        group_made: false,
         jobs: Vec::new(),
     };
     let mut completed = round.redeliver_due();
@@ -208,44 +216,47 @@ fn try_pop(ctx: Ctx, queue: &[u8], args: &Pop) -> Result<Vec<Value>, CmdError> {
         trim(ctx, queue);
     }
     stats::add(Stat::QueueDelivered, round.jobs.len() as u64);
-    Ok(round.jobs)
+    round.jobs
 }
 
-/// One POP's delivery: what each step reads (the queue, the pop, the group's keys, the time)
-/// and the jobs given so far.
+/// One POP's delivery: what each step reads (the queue, the pop, the group's keys, the time),
+/// whether it made sure the group exists, and the jobs given so far.
 struct Round<'a> {
     ctx: Ctx<'a>,
     queue: &'a [u8],
     args: &'a Pop,
     keys: &'a Keys,
     now: i64,
+    group_made: bool,
     jobs: Vec<Value>,
 }
 
 impl Round<'_> {
+    /// Creates the group from the oldest job (as the group's first POP does), the first time
+    /// this round finds a sign it may be missing: then, and only then, it costs a command
+    /// (BUSYGROUP when the group exists: nothing done). Whether it tried now.
+    fn make_group(&mut self) -> bool {
+        if self.group_made {
+            return false;
+        }
+        self.group_made = true;
+        let create: [&[u8]; 4] = [b"CREATE", self.queue, &self.args.group, b"0"];
+        redis_call(self.ctx, c"XGROUP", &create, true);
+        true
+    }
+
     /// Redelivers (or dead-letters) the group's jobs whose lease ended or that fell due; whether
     /// any job was completed (dead-lettered).
     fn redeliver_due(&mut self) -> bool {
-        let now_text = StackText::of(self.now);
-        let limit = StackText::of(self.args.count);
-        let due = read(
-            self.ctx,
-            c"ZRANGE",
-            &[
-                &self.keys.leases,
-                b"-inf",
-                now_text.as_bytes(),
-                b"BYSCORE",
-                b"LIMIT",
-                b"0",
-                limit.as_bytes(),
-            ],
-        );
+        let due = due_leases(self.ctx, &self.keys.leases, self.now, self.args.count);
         let lease_end = self.now + self.args.lease_ms;
         let mut completed = false;
-        for id in due.items().iter().filter_map(CallValue::bytes) {
+        for id in due.iter().map(OwnedString::bytes) {
             let Some((holder, deliveries)) = pending(self.ctx, self.queue, &self.args.group, id)
             else {
+                // Not pending, or no group (deleted by hand: its leases are stale). Made before
+                // the ZREM, the effects keep the order they had when every POP made the group.
+                self.make_group();
                 write(self.ctx, c"ZREM", &[&self.keys.leases, id]);
                 continue;
             };
@@ -312,20 +323,22 @@ impl Round<'_> {
     /// the ones redriven for another group. (whether any were read, whether any were completed)
     fn read_new(&mut self) -> (bool, bool) {
         let want = StackText::of(self.args.count - self.jobs.len() as i64);
-        let reply = write(
-            self.ctx,
-            c"XREADGROUP",
-            &[
-                b"GROUP",
-                &self.args.group,
-                &self.args.consumer,
-                b"COUNT",
-                want.as_bytes(),
-                b"STREAMS",
-                self.queue,
-                b">",
-            ],
-        );
+        let xreadgroup: [&[u8]; 8] = [
+            b"GROUP",
+            &self.args.group,
+            &self.args.consumer,
+            b"COUNT",
+            want.as_bytes(),
+            b"STREAMS",
+            self.queue,
+            b">",
+        ];
+        let mut read = redis_call(self.ctx, c"XREADGROUP", &xreadgroup, true);
+        // NOGROUP (nothing done) on the group's first POP: made, then read again.
+        if read.is_error() && self.make_group() {
+            read = redis_call(self.ctx, c"XREADGROUP", &xreadgroup, true);
+        }
+        let reply = read.value();
         let entries = reply
             .items()
             .first()
@@ -359,6 +372,16 @@ impl Round<'_> {
     }
 }
 
+/// The first `count` jobs of the lease set `leases` due by `now` (`ZRANGE leases -inf now
+/// BYSCORE LIMIT 0 count`, read through the key API: no command run). The key is closed on
+/// return, before anything writes it.
+fn due_leases(ctx: Ctx, leases: &[u8], now: i64, count: i64) -> Vec<OwnedString> {
+    let Some(key) = OwnedKey::open_read(ctx, OwnedString::new(ctx, leases)) else {
+        return Vec::new();
+    };
+    key.read(|k| k.zset_first(ScoreRange::through(now), count as usize))
+}
+
 /// Hands a pending job to [`PARKED`] (no worker holds it until it falls due), its deliveries
 /// set to `deliveries` or kept.
 fn park(ctx: Ctx, queue: &[u8], group: &[u8], id: &[u8], deliveries: Option<i64>) {
@@ -385,12 +408,7 @@ fn groups(ctx: Ctx, queue: &[u8]) -> Vec<Group> {
         .items()
         .iter()
         .filter_map(|g| {
-            let info = g.items();
-            let get = |name: &str| {
-                info.chunks(2)
-                    .find(|kv| kv[0].bytes() == Some(name.as_bytes()))
-                    .and_then(|kv| kv.get(1))
-            };
+            let get = |name: &str| named(g.items(), name);
             Some(Group {
                 name: get("name")?.bytes()?.to_vec(),
                 pending: get("pending")?.int()?,
@@ -498,16 +516,18 @@ fn group_keys(
 }
 
 /// The group's keys and the consumer holding job `id` (`PARKED` when a delay holds it), None
-/// when the queue, the group or the job's pending entry does not exist.
+/// when the queue, the group or the job's pending entry does not exist (`XPENDING` answers
+/// NOGROUP without a group: no `XINFO GROUPS` needed to know).
 fn pending_job(
     ctx: Ctx,
     queue: &[u8],
     group: &[u8],
     id: &[u8],
 ) -> Result<Option<(Keys, Vec<u8>)>, CmdError> {
-    let Some((keys, _)) = group_keys(ctx, queue, group)? else {
+    let keys = keys(ctx, queue, group)?;
+    if !keys.exists {
         return Ok(None);
-    };
+    }
     Ok(pending(ctx, queue, group, id).map(|(holder, _)| (keys, holder)))
 }
 

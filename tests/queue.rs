@@ -55,6 +55,13 @@ fn push(c: &mut Connection, q: &str, payload: &str) -> String {
     query(c, &["QUEUE.PUSH", q, payload])
 }
 
+/// Pushes jobs `j0`, `j1`, ... (`n` of them) to `q`, in stream nodes of `node` jobs; their ids.
+fn push_in_nodes(c: &mut Connection, q: &str, n: usize, node: usize) -> Vec<String> {
+    let node = node.to_string();
+    let _: () = query(c, &["CONFIG", "SET", "stream-node-max-entries", &node]);
+    (0..n).map(|i| push(c, q, &format!("j{i}"))).collect()
+}
+
 fn stats(c: &mut Connection, q: &str, g: &str) -> BTreeMap<String, i64> {
     let v: Vec<Value> = query(c, &["QUEUE.STATS", q, g]);
     v.chunks(2)
@@ -226,10 +233,7 @@ fn delays_dedupe_and_stats() {
 fn groups_read_independently_and_jobs_done_by_all_are_trimmed() {
     for_each_server(|_, mut c| {
         // A stream node per job: the trim (whole nodes) removes each job once all completed it.
-        let _: () = query(&mut c, &["CONFIG", "SET", "stream-node-max-entries", "1"]);
-        let ids: Vec<String> = (0..3)
-            .map(|i| push(&mut c, "{t}q", &format!("j{i}")))
-            .collect();
+        let ids = push_in_nodes(&mut c, "{t}q", 3, 1);
         let a = pop(&mut c, &["{t}q", "billing", "b1", "COUNT", "10"]);
         let b = pop(&mut c, &["{t}q", "email", "e1", "COUNT", "2"]);
         assert_eq!(a.len(), 3);
@@ -255,6 +259,89 @@ fn groups_read_independently_and_jobs_done_by_all_are_trimmed() {
     });
 }
 
+/// `argv` (a queue command) on the module, or through the twin (FCALL, one key).
+fn call(c: &mut Connection, via_twin: bool, argv: &[&str]) -> Value {
+    let mut cmd = redis::cmd(argv[0]);
+    if via_twin {
+        cmd = redis::cmd("FCALL");
+        cmd.arg(argv[0].to_ascii_lowercase().replace('.', "_"))
+            .arg(1);
+    }
+    cmd.arg(&argv[1..]);
+    pipeline(c, &[cmd]).remove(0)
+}
+
+/// A group deleted by hand (`XGROUP DESTROY`) is made again by its next POP, from the oldest
+/// job: whether a stale lease fell due (the POP notices the group is gone while redelivering)
+/// or not (it notices when it reads new jobs), every job still in the stream is delivered
+/// anew, as delivery 1, and can be completed. The twin answers the same.
+#[test]
+fn a_group_deleted_by_hand_is_made_again_by_its_next_pop() {
+    for_each_module_and_twin(|flavor, mut module, mut twin| {
+        let mut seen = Vec::new();
+        for (c, via_twin) in [(&mut module, false), (&mut twin, true)] {
+            let mut log = Vec::new();
+            for payload in ["a", "b", "c"] {
+                call(c, via_twin, &["QUEUE.PUSH", "hq", payload]);
+            }
+            // a's lease ends at once, b's holds: both are stale once the group is gone.
+            let a = jobs_of(&call(
+                c,
+                via_twin,
+                &["QUEUE.POP", "hq", "g", "w", "LEASE", "1"],
+            ));
+            let b = jobs_of(&call(c, via_twin, &["QUEUE.POP", "hq", "g", "w"]));
+            sleep(Duration::from_millis(5));
+            let destroyed: i64 = query(c, &["XGROUP", "DESTROY", "hq", "g"]);
+            assert_eq!(destroyed, 1);
+            let again = jobs_of(&call(
+                c,
+                via_twin,
+                &["QUEUE.POP", "hq", "g", "w2", "COUNT", "10"],
+            ));
+            let ids: Vec<&str> = again.iter().map(|j| j.0.as_str()).collect();
+            assert_eq!(ids[..2], [a[0].0.as_str(), b[0].0.as_str()]);
+            log.push(again.iter().map(|j| (j.1.clone(), j.2)).collect::<Vec<_>>());
+            let leases: BTreeSet<String> = query(c, &["ZRANGE", "{hq}:leases:g", "0", "-1"]);
+            assert_eq!(leases, ids.iter().map(|id| id.to_string()).collect());
+            let mut ack = vec!["QUEUE.ACK", "hq", "g"];
+            ack.extend(&ids);
+            log.push(vec![(shown(&call(c, via_twin, &ack)), 0)]);
+            // No lease due this time: the POP notices when it reads.
+            let d = jobs_of(&call(c, via_twin, &["QUEUE.POP", "hq", "g", "w"]));
+            assert!(d.is_empty());
+            call(c, via_twin, &["QUEUE.PUSH", "hq", "d"]);
+            let d = jobs_of(&call(c, via_twin, &["QUEUE.POP", "hq", "g", "w"]));
+            let _: i64 = query(c, &["XGROUP", "DESTROY", "hq", "g"]);
+            // Without its group, nobody holds the job: no lease to extend, nothing to give back.
+            let extend = call(
+                c,
+                via_twin,
+                &["QUEUE.EXTEND", "hq", "g", "w", &d[0].0, "9000"],
+            );
+            let nack = call(c, via_twin, &["QUEUE.NACK", "hq", "g", &d[0].0]);
+            assert_eq!((extend, nack), (Value::Int(0), Value::Int(0)));
+            let again = jobs_of(&call(
+                c,
+                via_twin,
+                &["QUEUE.POP", "hq", "g", "w2", "COUNT", "10"],
+            ));
+            assert_eq!(again, vec![(d[0].0.clone(), "d".into(), 1)]);
+            log.push(vec![("d".into(), again[0].2)]);
+            log.push(vec![(
+                shown(&call(c, via_twin, &["QUEUE.ACK", "hq", "g", &d[0].0])),
+                0,
+            )]);
+            seen.push(log);
+        }
+        assert_eq!(seen[0], seen[1], "on {}", flavor.name());
+        assert_eq!(
+            seen[0][0],
+            [("a".to_string(), 1), ("b".into(), 1), ("c".into(), 1)]
+        );
+    });
+}
+
 /// The jobs left in the queue's stream, by their order of push (`ids`).
 fn left(c: &mut Connection, q: &str, ids: &[String]) -> Vec<usize> {
     let entries: Vec<(String, Vec<String>)> = query(c, &["XRANGE", q, "-", "+"]);
@@ -268,10 +355,7 @@ fn left(c: &mut Connection, q: &str, ids: &[String]) -> Vec<usize> {
 fn completed_jobs_leave_a_whole_stream_node_at_a_time() {
     for_each_server(|_, mut c| {
         // Nodes of 10 jobs: 0-9, 10-19, 20-24.
-        let _: () = query(&mut c, &["CONFIG", "SET", "stream-node-max-entries", "10"]);
-        let ids: Vec<String> = (0..25)
-            .map(|i| push(&mut c, "n", &format!("j{i}")))
-            .collect();
+        let ids = push_in_nodes(&mut c, "n", 25, 10);
         assert_eq!(pop(&mut c, &["n", "g", "w", "COUNT", "25"]).len(), 25);
         let ack = |c: &mut Connection, range: std::ops::Range<usize>| {
             let mut args = vec!["QUEUE.ACK", "n", "g"];

@@ -154,7 +154,8 @@ fn random_call(rng: &mut StdRng, replies: &[Value]) -> Vec<String> {
 
 /// A randomized workload on two queues and two groups: pushes (some delayed, some deduped),
 /// pops by several consumers with short leases and few deliveries (so jobs are redelivered and
-/// die), acks, nacks, extends, redrives, and blocked consumers served by the server's timers.
+/// die), acks, nacks, extends, redrives, blocked consumers served by the server's timers,
+/// and groups deleted by hand.
 fn workload(server: &Server, rng: &mut StdRng) {
     let mut c = server.conn();
     let c = &mut c;
@@ -220,6 +221,10 @@ fn workload(server: &Server, rng: &mut StdRng) {
                 }));
             }
             _ => {}
+        }
+        if rng.gen_bool(0.01) {
+            // A group deleted by hand: its next POP makes it again (an error when it is not).
+            let _ = send(c, &strings(&["XGROUP", "DESTROY", q, g]));
         }
         if rng.gen_bool(0.05) {
             sleep(Duration::from_millis(rng.gen_range(1..40)));

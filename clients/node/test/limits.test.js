@@ -36,6 +36,20 @@ function stored(client, keys) {
   return Promise.all(keys.map((k) => raw(client, ["GET", k])));
 }
 
+/**
+ * limitAll and refund on the limits of `a` and `b` run; with `outside` in b's place, both are
+ * refused with the error `code` and write nothing.
+ */
+async function assertAllOrNothing(p, client, [a, b, outside], code) {
+  const all = await p.limitAll([bucket(a), window(b)]);
+  assert.deepEqual([all.allowed, all.limits.map((l) => l.remaining)], [true, [7, 4]]);
+  const before = await stored(client, [a, b]);
+  assert.equal(await refusal(p.limitAll([bucket(a), window(outside)])), code);
+  assert.equal(await refusal(p.refund([bucket(a), window(outside)])), code);
+  assert.deepEqual(await stored(client, [a, b, outside]), [...before, null]);
+  assert.deepEqual(await p.refund([bucket(a), window(b)]), [10, 5]);
+}
+
 test("Cluster: limitAll and refund run when their keys share a slot, and are refused across slots", async () => {
   await everyCombination(clusterEnv.targets, async ({ p, client, prefix, target }) => {
     assert.equal(p.backend, target.backend);
@@ -43,14 +57,7 @@ test("Cluster: limitAll and refund run when their keys share a slot, and are ref
     const slot = (k) => raw(client, ["CLUSTER", "KEYSLOT", k]).then(Number);
     assert.equal(await slot(a), await slot(b));
     assert.notEqual(await slot(a), await slot(elsewhere));
-
-    const all = await p.limitAll([bucket(a), window(b)]);
-    assert.deepEqual([all.allowed, all.limits.map((l) => l.remaining)], [true, [7, 4]]);
-    const before = await stored(client, [a, b]);
-    assert.equal(await refusal(p.limitAll([bucket(a), window(elsewhere)])), "CROSSSLOT");
-    assert.equal(await refusal(p.refund([bucket(a), window(elsewhere)])), "CROSSSLOT");
-    assert.deepEqual(await stored(client, [a, b, elsewhere]), [...before, null]);
-    assert.deepEqual(await p.refund([bucket(a), window(b)]), [10, 5]);
+    await assertAllOrNothing(p, client, [a, b, elsewhere], "CROSSSLOT");
   });
 });
 
@@ -66,13 +73,7 @@ test("ACL: limitAll and refund are refused with NOPERM when one limit's key is o
     try {
       const p = await createPatterns(limited);
       assert.equal(p.backend, target.backend);
-      const all = await p.limitAll([bucket(a), window(b)]);
-      assert.deepEqual([all.allowed, all.limits.map((l) => l.remaining)], [true, [7, 4]]);
-      const before = await stored(client, [a, b]);
-      assert.equal(await refusal(p.limitAll([bucket(a), window(other)])), "NOPERM");
-      assert.equal(await refusal(p.refund([bucket(a), window(other)])), "NOPERM");
-      assert.deepEqual(await stored(client, [a, b, other]), [...before, null]);
-      assert.deepEqual(await p.refund([bucket(a), window(b)]), [10, 5]);
+      await assertAllOrNothing(p, client, [a, b, other], "NOPERM");
       await p.close();
     } finally {
       await factory.close(limited);
