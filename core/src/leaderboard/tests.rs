@@ -323,12 +323,13 @@ impl Store for Mem {
             .map(|(s, m)| scored(s.0, m))
             .collect()
     }
-    fn placed_before_score(&mut self, near: &Scored, rev: bool) -> Option<i64> {
+    fn placed_before_score(&mut self, key: Key, near: &Scored, rev: bool) -> Option<i64> {
         self.placed_asked += 1;
         if self.placed_asked % 2 == 0 {
             return None;
         }
-        let mut at_score = self.sets[0]
+        let mut at_score = self
+            .set(key)
             .sorted
             .iter()
             .filter(|(s, _)| s.0 == near.score);
@@ -338,7 +339,7 @@ impl Store for Mem {
             at_score.next()
         };
         let first = first?.1.clone();
-        self.rank(Key::Board, &first, rev)
+        self.rank(key, &first, rev)
     }
     fn rank(&mut self, key: Key, member: &[u8], rev: bool) -> Option<i64> {
         let set = self.set(key);
