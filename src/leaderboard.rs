@@ -274,9 +274,15 @@ impl<'a> RedisStore<'a> {
             store.order_reader = OwnedKey::open_read(ctx, name);
             if store.order_reader.is_some() {
                 // The tie-break keys' names differ from the order key's in their suffix alone.
-                let prefix = &order[..order.len() - lb::ORDER_SUFFIX.len()];
-                let names = [lb::STAMPS_SUFFIX, lb::SCORES_SUFFIX, lb::NAMES_SUFFIX]
-                    .map(|suffix| OwnedString::new(ctx, &[prefix, suffix.as_bytes()].concat()));
+                let prefix = order.len() - lb::ORDER_SUFFIX.len();
+                let mut name = Vec::with_capacity(prefix + 16); // one buffer, room for any suffix
+                name.extend_from_slice(&order[..prefix]);
+                let names =
+                    [lb::STAMPS_SUFFIX, lb::SCORES_SUFFIX, lb::NAMES_SUFFIX].map(|suffix| {
+                        name.truncate(prefix);
+                        name.extend_from_slice(suffix.as_bytes());
+                        OwnedString::new(ctx, &name)
+                    });
                 for name in &names {
                     user.check_read(name.as_str())?;
                 }
