@@ -92,6 +92,8 @@ fn stamps_sort_as_numbers_and_break_same_millisecond_ties() {
     assert_eq!(stamp_of(b"0001764000000123alice"), Some(1_764_000_000_123));
     assert_eq!(stamp_of(b"000176400000012"), None);
     assert_eq!(stamp_of(b"00017640000001x3alice"), None);
+    assert_eq!(stamp_of(b"9999999999999999"), Some(9_999_999_999_999_999));
+    assert_eq!(stamp_of(b"-001764000000123alice"), None);
     assert!(stamp_text(99) < stamp_text(100));
     // (now, last stamp at the score, new stamp)
     let table = [
