@@ -47,6 +47,8 @@ HELD_LOCKS = each_key("p:lock:{%012d}", "redis.call('HSET', k, 'owner', 'worker'
 SEMAPHORES = each_key("p:sem:{%012d}", "redis.call('SEM.ACQUIRE', k, 'worker', '10', '3600000')")
 PLAIN_BOARD = each_key("m:%012d", "redis.call('ZADD', 'p:lbz', math.floor(i / 10), k)")
 TIE_BOARD = each_key("m:%012d", "redis.call('LB.ADD', 'p:lbt', math.floor(i / 10), k)")
+# 100 per score: every member is in a large group (more than SMALL_GROUP), found by its stamp.
+LARGE_GROUPS = each_key("m:%012d", "redis.call('LB.ADD', 'p:lbg', math.floor(i / 100), k)")
 CACHED = each_key("p:{%012d}", f"redis.call('CACHE.SET', k, '{VALUE}', {TTL})")
 SESSION = ["SESSION.CREATE", "p:sessions:{u}", TTL, "7200000", "user", "1", "role", "admin",
            "theme", "dark"]
@@ -86,6 +88,7 @@ CASES = {
     "lb.rank competition plain": ("LB.RANK p:lbz m:__rand_int__ RANKING COMPETITION",
                                   [PLAIN_BOARD], {}),
     "lb.rank tie-break": ("LB.RANK p:lbt m:__rand_int__", [TIE_BOARD], {}),
+    "lb.rank large groups": ("LB.RANK p:lbg m:__rand_int__", [LARGE_GROUPS], {}),
     "lb.top plain": ("LB.TOP p:lbz 10", [PLAIN_BOARD], {}),
     "lb.top tie-break": ("LB.TOP p:lbt 10", [TIE_BOARD], {}),
     "lb.around plain": ("LB.AROUND p:lbz m:__rand_int__ 10", [PLAIN_BOARD], {}),

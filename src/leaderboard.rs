@@ -20,9 +20,9 @@ use patterns_core::leaderboard::{
 };
 
 use crate::ffi::{
-    check_key_read, check_keys_access, check_keys_read, hash_field_of, key_len, key_type, now_ms,
-    redis_call, redis_call_strs, Call, CallReply, Command, Ctx, Key as KeyHandle, KeyType, Notify,
-    OwnedKey, OwnedString, Put, Reply, ScoreRange, Str, Value,
+    check_keys_access, now_ms, redis_call, redis_call_strs, Call, CallReply, Command, Ctx,
+    CurrentUser, Key as KeyHandle, KeyType, Notify, OwnedKey, OwnedString, Put, Reply, ScoreRange,
+    Str, Value,
 };
 use crate::stats::{self, Stat};
 use crate::{command, config};
@@ -59,6 +59,9 @@ struct RedisStore<'a> {
     /// A read's order key, opened for reading once its ACL is checked (None when it does
     /// not exist or the board cannot carry one).
     order_reader: Option<OwnedKey<'a>>,
+    /// A read's stamps, scores and names keys (each None when absent), opened once their ACL
+    /// is checked, when the order key exists (None: not opened).
+    others_reader: Option<[Option<OwnedKey<'a>>; 3]>,
     /// For a read (which changes no key), each key's type once asked (indexed by `Key`);
     /// None for a write, whose keys change under it.
     kinds: Option<[Option<Kind>; 5]>,
@@ -262,18 +265,38 @@ impl<'a> RedisStore<'a> {
     /// key, and, when that exists, its other tie-break keys: a board without an order key is
     /// read as a plain sorted set, so they are not looked at (nor are their types).
     fn open_read(call: &Call<'a>) -> Result<Self, CmdError> {
+        let ctx = call.ctx();
         let mut store = Self::new(call, Some([None; 5]));
         if let Some(order) = &store.order {
-            let name = OwnedString::new(call.ctx(), order);
-            check_key_read(call.ctx(), name.as_str())?;
-            store.order_reader = OwnedKey::open_read(call.ctx(), name);
-        }
-        if store.kind(Key::Order) != Kind::Empty {
-            let others = store.others().into_iter().flatten();
-            check_keys_read(call.ctx(), others.map(Vec::as_slice))?;
+            let user = CurrentUser::of(ctx);
+            let name = OwnedString::new(ctx, order);
+            user.check_read(name.as_str())?;
+            store.order_reader = OwnedKey::open_read(ctx, name);
+            if store.order_reader.is_some() {
+                // The tie-break keys' names differ from the order key's in their suffix alone.
+                let prefix = order.len() - lb::ORDER_SUFFIX.len();
+                let mut name = Vec::with_capacity(prefix + 16); // one buffer, room for any suffix
+                name.extend_from_slice(&order[..prefix]);
+                let names =
+                    [lb::STAMPS_SUFFIX, lb::SCORES_SUFFIX, lb::NAMES_SUFFIX].map(|suffix| {
+                        name.truncate(prefix);
+                        name.extend_from_slice(suffix.as_bytes());
+                        OwnedString::new(ctx, &name)
+                    });
+                for name in &names {
+                    user.check_read(name.as_str())?;
+                }
+                store.others_reader = Some(names.map(|n| OwnedKey::open_read(ctx, n)));
+            }
         }
         store.reader = KeyHandle::open_read(call);
         Ok(store)
+    }
+
+    /// A read's stamps, scores or names key, None when absent or not opened: a read opens
+    /// (and looks at) them only when the order key exists.
+    fn other_reader(&self, key: Key) -> Option<&OwnedKey<'a>> {
+        self.others_reader.as_ref()?[other_index(key)?].as_ref()
     }
 
     fn new(call: &Call<'a>, kinds: Option<[Option<Kind>; 5]>) -> Self {
@@ -285,6 +308,7 @@ impl<'a> RedisStore<'a> {
             others: OnceCell::new(),
             reader: None,
             order_reader: None,
+            others_reader: None,
             kinds,
             writer: None,
             board_str: call.key(),
@@ -311,6 +335,7 @@ impl<'a> RedisStore<'a> {
             others: OnceCell::new(),
             reader: KeyHandle::open_read(call),
             order_reader: None,
+            others_reader: None,
             kinds: Some([None; 5]),
             writer: None,
             board_str: call.key(),
@@ -378,6 +403,16 @@ impl<'a> RedisStore<'a> {
 
     fn write(&self, cmd: &std::ffi::CStr, args: &[&[u8]]) -> CallReply {
         redis_call(self.ctx, cmd, args, true)
+    }
+}
+
+/// Where the stamps, scores or names key sits among a read's `others_reader`.
+fn other_index(key: Key) -> Option<usize> {
+    match key {
+        Key::Stamps => Some(0),
+        Key::Scores => Some(1),
+        Key::Names => Some(2),
+        Key::Board | Key::Order => None,
     }
 }
 
@@ -465,7 +500,7 @@ impl Store for RedisStore<'_> {
             // A read opened the board (None: it does not exist).
             (Key::Board, Some(_), reader) => reader.as_ref().map(KeyHandle::kind),
             (Key::Order, Some(_), _) => self.order_reader.as_ref().map(|k| k.read(|k| k.kind())),
-            _ => self.name(key).map(|n| key_type(self.ctx, n)),
+            _ => self.other_reader(key).map(|k| k.read(|k| k.kind())),
         };
         let kind = kind_of(kind);
         if let Some(kinds) = &mut self.kinds {
@@ -484,7 +519,7 @@ impl Store for RedisStore<'_> {
                 .order_reader
                 .as_ref()
                 .map_or(0, |k| k.read(|k| k.len())),
-            _ => self.name(key).map_or(0, |name| key_len(self.ctx, name)),
+            _ => self.other_reader(key).map_or(0, |k| k.read(|k| k.len())),
         }
     }
 
@@ -590,9 +625,18 @@ impl Store for RedisStore<'_> {
         Some(before)
     }
 
-    fn placed_before_score(&mut self, near: &Scored, rev: bool) -> Option<i64> {
-        let first = self.reader.as_ref()?.zset_first_at(near.score, rev)?;
-        rank_in(self.ctx, self.board_str, first.as_str(), rev)
+    fn placed_before_score(&mut self, key: Key, near: &Scored, rev: bool) -> Option<i64> {
+        match key {
+            Key::Board => {
+                let first = self.reader.as_ref()?.zset_first_at(near.score, rev)?;
+                rank_in(self.ctx, self.board_str, first.as_str(), rev)
+            }
+            Key::Order => self.order_reader.as_ref()?.read(|order| {
+                let first = order.zset_first_at(near.score, rev)?;
+                rank_in(self.ctx, order.name(), first.as_str(), rev)
+            }),
+            _ => None,
+        }
     }
 
     fn rank(&mut self, key: Key, member: &[u8], rev: bool) -> Option<i64> {
@@ -684,8 +728,9 @@ impl Store for RedisStore<'_> {
             let value = w.keys[Key::Stamps as usize].hash_get(member)?;
             return Some(value.bytes().to_vec());
         }
-        let member = OwnedString::new(self.ctx, member);
-        let value = hash_field_of(self.ctx, self.must(Key::Stamps), member.as_str())?;
+        let stamps = self.others_reader.as_ref()?[other_index(Key::Stamps)?].as_ref()?;
+        let member = named(self.member_arg, &mut self.member, self.ctx, member);
+        let value = stamps.read(|k| k.hash_get(member))?;
         Some(value.bytes().to_vec())
     }
 

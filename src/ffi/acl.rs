@@ -24,22 +24,6 @@ pub fn check_keys_access<'k>(
     check_key_permissions(ctx, names, READ_WRITE)
 }
 
-/// Like [`check_key_access`], for a derived key the command only reads, whose name it holds
-/// as a server string (to open the key after the check: no copy of the name made).
-pub fn check_key_read(ctx: Ctx, name: Str) -> Result<(), CmdError> {
-    user_may(ctx, |user| {
-        key_permitted(user, name, raw::REDISMODULE_CMD_KEY_ACCESS)
-    })
-}
-
-/// Like [`check_key_read`], for many keys: the user is looked up once.
-pub fn check_keys_read<'k>(
-    ctx: Ctx,
-    names: impl IntoIterator<Item = &'k [u8]>,
-) -> Result<(), CmdError> {
-    check_key_permissions(ctx, names, raw::REDISMODULE_CMD_KEY_ACCESS)
-}
-
 const READ_WRITE: u32 = raw::REDISMODULE_CMD_KEY_ACCESS
     | raw::REDISMODULE_CMD_KEY_INSERT
     | raw::REDISMODULE_CMD_KEY_DELETE
@@ -58,32 +42,57 @@ fn check_key_permissions<'k>(
     })
 }
 
+/// The current user, looked up once for checks of derived keys made at different steps of a
+/// command (freed on drop); none (nothing to check) for a command without one.
+pub struct CurrentUser(Option<NonNull<RedisModuleUser>>);
+
+impl CurrentUser {
+    pub fn of(ctx: Ctx) -> Self {
+        // SAFETY: the context is live; the server hands over a new string (or null).
+        let user_name = unsafe { raw::RedisModule_GetCurrentUserName.unwrap()(ctx.as_ptr()) };
+        // SAFETY: `user_name` is null or ours to free.
+        let Some(user_name) = (unsafe { OwnedString::adopt(user_name) }) else {
+            return Self(None);
+        };
+        // SAFETY: the name is live for the call; the server hands over a user (or null).
+        let user = unsafe {
+            raw::RedisModule_GetModuleUserFromUserName.unwrap()(user_name.as_str().as_ptr())
+        };
+        Self(NonNull::new(user))
+    }
+
+    /// Fails with NOPERM unless the user may read the key `name` (a key the command derives).
+    pub fn check_read(&self, name: Str) -> Result<(), CmdError> {
+        self.check(|user| key_permitted(user, name, raw::REDISMODULE_CMD_KEY_ACCESS))
+    }
+
+    fn check(
+        &self,
+        allowed: impl FnOnce(NonNull<RedisModuleUser>) -> bool,
+    ) -> Result<(), CmdError> {
+        match self.0 {
+            Some(user) if !allowed(user) => Err(CmdError::NoPerm),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl Drop for CurrentUser {
+    fn drop(&mut self) {
+        if let Some(user) = self.0 {
+            // SAFETY: the user was handed over by the lookup and is freed once, here.
+            unsafe { raw::RedisModule_FreeModuleUser.unwrap()(user.as_ptr()) };
+        }
+    }
+}
+
 /// Fails with NOPERM unless `allowed` holds for the current user (looked up once); without a
 /// current user there is nothing to check.
 fn user_may(
     ctx: Ctx,
     allowed: impl FnOnce(NonNull<RedisModuleUser>) -> bool,
 ) -> Result<(), CmdError> {
-    // SAFETY: the context is live; the server hands over a new string (or null).
-    let user_name = unsafe { raw::RedisModule_GetCurrentUserName.unwrap()(ctx.as_ptr()) };
-    // SAFETY: `user_name` is null or ours to free.
-    let Some(user_name) = (unsafe { OwnedString::adopt(user_name) }) else {
-        return Ok(());
-    };
-    // SAFETY: the name is live for the call; the server hands over a user (or null).
-    let user =
-        unsafe { raw::RedisModule_GetModuleUserFromUserName.unwrap()(user_name.as_str().as_ptr()) };
-    let Some(user) = NonNull::new(user) else {
-        return Ok(());
-    };
-    let allowed = allowed(user);
-    // SAFETY: the user was handed over above and is freed once, here.
-    unsafe { raw::RedisModule_FreeModuleUser.unwrap()(user.as_ptr()) };
-    if allowed {
-        Ok(())
-    } else {
-        Err(CmdError::NoPerm)
-    }
+    CurrentUser::of(ctx).check(allowed)
 }
 
 /// Whether `user` (live for the call) may access the key `key` as `flags` say.

@@ -931,26 +931,9 @@ fn hash_get(key: NonNull<RedisModuleKey>, field: Str) -> Option<OwnedString> {
     unsafe { hash_value(key, SERVER_FIELDS, field.as_ptr().cast()) }
 }
 
-/// A field of the hash named `name`, read as a read command reads it (`HGET`, without a
-/// command); None when absent.
-pub fn hash_field_of(ctx: Ctx, name: &[u8], field: Str) -> Option<OwnedString> {
-    read_key(ctx, name, |key| key.and_then(|key| hash_get(key, field)))
-}
-
 /// The type of the key named `name` (Empty when absent or expired).
 pub fn key_type(ctx: Ctx, name: &[u8]) -> KeyType {
     read_key(ctx, name, |key| key.map_or(KeyType::Empty, type_of))
-}
-
-/// The length of the value at `name` (members of a sorted set, fields of a hash; 0 when absent).
-pub fn key_len(ctx: Ctx, name: &[u8]) -> i64 {
-    read_key(ctx, name, |key| {
-        // SAFETY: the key is open for the closure's run.
-        key.map_or(
-            0,
-            |key| unsafe { raw::RedisModule_ValueLength.unwrap()(key.as_ptr()) } as i64,
-        )
-    })
 }
 
 fn type_of(key: NonNull<RedisModuleKey>) -> KeyType {

@@ -24,7 +24,7 @@ mod reply;
 mod string;
 mod timer;
 
-pub use acl::{check_key_access, check_key_read, check_keys_access, check_keys_read};
+pub use acl::{check_key_access, check_keys_access, CurrentUser};
 pub use block::{block, BlockedClient, ClientId, Waits};
 pub use call::{redis_call, redis_call_strs, CallReply, CallValue};
 pub use command::{dispatch, Call, Command};
@@ -32,7 +32,7 @@ pub use config::{apply_module_args, register_configs, Config, Numeric, Text};
 pub use ctx::{now_ms, precise_now_us, Ctx};
 pub use event::{watch_keyspace, watch_server, KeyspaceWatch, ServerWatch};
 pub use info::{register_info, InfoSection};
-pub use key::{hash_field_of, key_len, key_type, Key, Notify, OwnedKey, Put, ScoreRange};
+pub use key::{key_type, Key, Notify, OwnedKey, Put, ScoreRange};
 pub use random::fill_random;
 pub use redis_module::raw::{KeyType, RedisModuleCtx as RawCtx, RedisModuleString as RawString};
 pub use reply::{Part, Reply, Value};

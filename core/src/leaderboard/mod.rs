@@ -339,11 +339,11 @@ pub fn stamp_text(stamp: i64) -> Vec<u8> {
 
 /// The stamp that starts an order-key member (or a stamps-hash value).
 pub fn stamp_of(text: &[u8]) -> Option<i64> {
+    // 16 digits always fit an i64: folded in place, no string parsed.
     let digits = text.get(..STAMP_DIGITS)?;
-    if !digits.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    std::str::from_utf8(digits).ok()?.parse().ok()
+    digits.iter().try_fold(0, |n: i64, d| {
+        d.is_ascii_digit().then(|| n * 10 + i64::from(d - b'0'))
+    })
 }
 
 /// The stamp of an arrival at a score at `now_ms`, after the last one there: the time, or
@@ -537,10 +537,11 @@ pub trait Store {
     ) -> Option<Vec<Scored>> {
         None
     }
-    /// The board's members placed before every member of `near`'s score in ZRANGE's order
-    /// (ZREVRANGE's with `rev`), i.e. scored strictly lower (higher), when the store finds them
-    /// as the place of that score's first member (one ZRANK); None to count by score (ZCOUNT).
-    fn placed_before_score(&mut self, _near: &Scored, _rev: bool) -> Option<i64> {
+    /// The members of `key` (the board or the order key) placed before every member of
+    /// `near`'s score in ZRANGE's order (ZREVRANGE's with `rev`), i.e. scored strictly lower
+    /// (higher), when the store finds them as the place of that score's first member (one
+    /// ZRANK); None to count by score (ZCOUNT).
+    fn placed_before_score(&mut self, _key: Key, _near: &Scored, _rev: bool) -> Option<i64> {
         None
     }
     /// ZRANK, or ZREVRANK with `rev`.
@@ -782,13 +783,26 @@ impl<'a, S: Store> Board<'a, S> {
     fn count_better_than(&mut self, near: &Scored, or_equal: bool) -> i64 {
         let rev = self.order == Order::Desc;
         let placed = match or_equal {
-            false => self.store.placed_before_score(near, rev),
+            false => self.store.placed_before_score(Key::Board, near, rev),
             true => self
                 .store
-                .placed_before_score(near, !rev)
+                .placed_before_score(Key::Board, near, !rev)
                 .map(|worse| self.total - worse),
         };
         placed.unwrap_or_else(|| self.count_better(Key::Board, &near.text, or_equal))
+    }
+
+    /// Order-key entries placed before every entry of `near`'s score in ascending order
+    /// (`rev`: descending): where that score starts (one ZRANK), else by score (ZCOUNT).
+    fn order_before(&mut self, near: &Scored, rev: bool) -> i64 {
+        let placed = self.store.placed_before_score(Key::Order, near, rev);
+        placed.unwrap_or_else(|| {
+            let (min, max) = match rev {
+                true => (exclusive(&near.text), PLUS_INF.to_vec()),
+                false => (MINUS_INF.to_vec(), exclusive(&near.text)),
+            };
+            self.store.count(Key::Order, &min, &max)
+        })
     }
 
     /// The member's 0-based place in this order.
@@ -807,7 +821,7 @@ impl<'a, S: Store> Board<'a, S> {
         let found = find_entry(self.store, scored).ok_or(CmdError::BadState(OUT_OF_STEP))?;
         if let Some(offset) = found.offset {
             // Equal scores sort by ascending stamp in both orders.
-            return Ok(self.count_better(Key::Order, &scored.text, false) + offset);
+            return Ok(self.order_before(scored, rev) + offset);
         }
         let asc = self
             .store
@@ -816,12 +830,10 @@ impl<'a, S: Store> Board<'a, S> {
         if !rev {
             return Ok(asc);
         }
-        let greater = self
-            .store
-            .count(Key::Order, &exclusive(&scored.text), PLUS_INF);
-        let less = self
-            .store
-            .count(Key::Order, MINUS_INF, &exclusive(&scored.text));
+        let (greater, less) = (
+            self.order_before(scored, true),
+            self.order_before(scored, false),
+        );
         Ok(greater + asc - less)
     }
 

@@ -92,6 +92,8 @@ fn stamps_sort_as_numbers_and_break_same_millisecond_ties() {
     assert_eq!(stamp_of(b"0001764000000123alice"), Some(1_764_000_000_123));
     assert_eq!(stamp_of(b"000176400000012"), None);
     assert_eq!(stamp_of(b"00017640000001x3alice"), None);
+    assert_eq!(stamp_of(b"9999999999999999"), Some(9_999_999_999_999_999));
+    assert_eq!(stamp_of(b"-001764000000123alice"), None);
     assert!(stamp_text(99) < stamp_text(100));
     // (now, last stamp at the score, new stamp)
     let table = [
@@ -323,12 +325,13 @@ impl Store for Mem {
             .map(|(s, m)| scored(s.0, m))
             .collect()
     }
-    fn placed_before_score(&mut self, near: &Scored, rev: bool) -> Option<i64> {
+    fn placed_before_score(&mut self, key: Key, near: &Scored, rev: bool) -> Option<i64> {
         self.placed_asked += 1;
         if self.placed_asked % 2 == 0 {
             return None;
         }
-        let mut at_score = self.sets[0]
+        let mut at_score = self
+            .set(key)
             .sorted
             .iter()
             .filter(|(s, _)| s.0 == near.score);
@@ -338,7 +341,7 @@ impl Store for Mem {
             at_score.next()
         };
         let first = first?.1.clone();
-        self.rank(Key::Board, &first, rev)
+        self.rank(key, &first, rev)
     }
     fn rank(&mut self, key: Key, member: &[u8], rev: bool) -> Option<i64> {
         let set = self.set(key);
