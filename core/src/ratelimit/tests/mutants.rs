@@ -126,6 +126,10 @@ fn exact_cost_equal_to_the_limit_waits_for_the_oldest_entry_to_leave() {
     let (reply, write) = w.decide_exact(&mut log, T0 + 200, 3).unwrap();
     assert_eq!((reply.allowed, reply.retry_after_ms), (false, 800));
     assert!(write.is_none());
+    // A peek writes nothing, and resets when the newest entry leaves.
+    let (reply, write) = w.decide_exact(&mut log, T0 + 200, 0).unwrap();
+    assert_eq!((reply.allowed, reply.reset_after_ms), (true, 800));
+    assert!(write.is_none());
 }
 
 #[test]
