@@ -352,3 +352,40 @@ fn a_stray_unreadable_field_spoils_an_old_entry() {
         assert!(Entry::parse(&pairs[..pairs.len() - 1]).is_ok(), "{pairs:?}");
     }
 }
+
+#[test]
+fn compact_times_stop_below_2_pow_53() {
+    // 7 bytes hold more, but the twin reads a time exactly only below 2^53.
+    let with_time = |t: i64| {
+        let mut bytes = vec![FORMAT | HAS_VALUE];
+        for n in [t, 0, 0] {
+            bytes.extend_from_slice(&n.to_be_bytes()[1..]);
+        }
+        bytes.push(b'v');
+        bytes
+    };
+    let below = with_time(LUA_EXACT_MAX - 1);
+    let at = Entry::decode(&below).unwrap().value.unwrap().1.fresh_until;
+    assert_eq!(at, LUA_EXACT_MAX - 1);
+    assert_eq!(Entry::decode(&with_time(LUA_EXACT_MAX)), None);
+}
+
+#[test]
+fn a_lease_tells_when_it_was_granted() {
+    assert_eq!(entry(false, Some(2_000)).leased_at(), 700);
+    assert_eq!(entry(true, Some(2_000)).leased_at(), 700);
+    assert_eq!(entry(true, None).leased_at(), 0);
+}
+
+#[test]
+fn outcomes_reply_with_their_words() {
+    let words = [
+        Outcome::Hit,
+        Outcome::Refresh,
+        Outcome::Miss,
+        Outcome::Stale,
+        Outcome::Wait { retry_ms: 50 },
+    ]
+    .map(Outcome::word);
+    assert_eq!(words, ["HIT", "REFRESH", "MISS", "STALE", "WAIT"]);
+}
