@@ -1,0 +1,191 @@
+//! Behaviours `make mutants` found no test observing (see ARCHITECTURE.md, Mutation testing).
+
+use super::*;
+
+fn raw(a: &[&'static str]) -> Vec<&'static [u8]> {
+    a.iter().map(|s| s.as_bytes()).collect()
+}
+
+#[test]
+fn every_ranking_word_reads_as_its_ranking() {
+    for (word, want) in [
+        ("ORDINAL", Ranking::Ordinal),
+        ("DENSE", Ranking::Dense),
+        ("COMPETITION", Ranking::Competition),
+        ("MODIFIED", Ranking::Modified),
+    ] {
+        let args = raw(&["m", "5", "RANKING", word]);
+        let p = AROUND.parse(&args).unwrap();
+        assert_eq!(Ranking::from_slot(p.choice("RANKING")), want, "{word}");
+    }
+    let args = raw(&["m", "5"]);
+    let p = AROUND.parse(&args).unwrap();
+    assert_eq!(Ranking::from_slot(p.choice("RANKING")), Ranking::Ordinal);
+}
+
+/// Every window around each member reads the same given that member (as LB.AROUND reads it)
+/// as by places alone.
+fn check_windows_near_each_member(mem: &mut Mem) {
+    for order in ORDERS {
+        for ranking in RANKINGS {
+            let mut b = Board::open(mem, order).unwrap();
+            let names: Vec<Vec<u8>> = b
+                .entries(Window::top(0, b.total, b.total), Ranking::Ordinal)
+                .unwrap()
+                .into_iter()
+                .map(|e| e.member)
+                .collect();
+            assert_eq!(names.len() as i64, b.total);
+            for m in &names {
+                let s = b.score(m).unwrap();
+                let at = b.position(&s).unwrap();
+                for count in [1, 3, 5] {
+                    let w = Window::around(at, count, b.total);
+                    let near = b.entries_near(w, ranking, Some((&s, at))).unwrap();
+                    let by_place = b.entries(w, ranking).unwrap();
+                    assert_eq!(near.len() as i64, w.end - w.start, "{order:?} {m:?}");
+                    assert_eq!(near, by_place, "{order:?} {ranking:?} {m:?} {count}");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn windows_near_a_member_read_as_windows_by_place() {
+    // A plain board (ZADD's), and one written by LB.ADD with ties in both directions.
+    let mut plain = Mem::default();
+    for (i, m) in players(0, 9).iter().enumerate() {
+        plain.sets[0].add((i % 3) as f64, m);
+    }
+    check_windows_near_each_member(&mut plain);
+    let mut native = Mem::default();
+    write_each(&mut native, &players(0, 4), 5.0, 10);
+    write_each(&mut native, &players(4, 8), 3.0, 20);
+    write_each(&mut native, &players(8, 9), 7.0, 30);
+    check_windows_near_each_member(&mut native);
+}
+
+/// A store whose key `other` holds another type (a string): everything else is `mem`'s.
+struct Retyped {
+    mem: Mem,
+    other: Key,
+}
+
+impl Store for Retyped {
+    fn kind(&mut self, key: Key) -> Kind {
+        match key == self.other {
+            true => Kind::Other,
+            false => self.mem.kind(key),
+        }
+    }
+    fn card(&mut self, key: Key) -> i64 {
+        self.mem.card(key)
+    }
+    fn score(&mut self, member: &[u8]) -> Option<Scored> {
+        self.mem.score(member)
+    }
+    fn count(&mut self, key: Key, min: &[u8], max: &[u8]) -> i64 {
+        self.mem.count(key, min, max)
+    }
+    fn lexcount(&mut self, min: &[u8], max: &[u8]) -> i64 {
+        self.mem.lexcount(min, max)
+    }
+    fn range(&mut self, key: Key, start: i64, stop: i64, rev: bool) -> Vec<Scored> {
+        self.mem.range(key, start, stop, rev)
+    }
+    fn rank(&mut self, key: Key, member: &[u8], rev: bool) -> Option<i64> {
+        self.mem.rank(key, member, rev)
+    }
+    fn last_at(&mut self, score: &[u8]) -> Option<Vec<u8>> {
+        self.mem.last_at(score)
+    }
+    fn group_head(&mut self, score: &[u8], n: i64) -> Vec<Vec<u8>> {
+        self.mem.group_head(score, n)
+    }
+    fn stamp(&mut self, member: &[u8]) -> Option<Vec<u8>> {
+        self.mem.stamp(member)
+    }
+    fn zadd(&mut self, key: Key, pairs: &[(&[u8], &[u8])]) -> i64 {
+        self.mem.zadd(key, pairs)
+    }
+    fn zincrby(&mut self, increment: &[u8], member: &[u8]) -> Scored {
+        self.mem.zincrby(increment, member)
+    }
+    fn zrem(&mut self, key: Key, member: &[u8]) -> bool {
+        self.mem.zrem(key, member)
+    }
+    fn hset(&mut self, pairs: &[(&[u8], &[u8])]) {
+        self.mem.hset(pairs)
+    }
+    fn hdel(&mut self, member: &[u8]) {
+        self.mem.hdel(member)
+    }
+    fn del(&mut self, key: Key) {
+        self.mem.del(key)
+    }
+}
+
+#[test]
+fn a_key_of_another_type_is_wrongtype_where_it_is_read() {
+    let native = || {
+        let mut mem = Mem::default();
+        write_each(&mut mem, &players(0, 3), 5.0, 10);
+        mem
+    };
+    let plain = || {
+        let mut mem = Mem::default();
+        mem.sets[0].add(1.0, b"a");
+        mem
+    };
+    let opens = |mem: Mem, other: Key| {
+        let mut s = Retyped { mem, other };
+        Board::open(&mut s, Order::Desc).map(|b| b.total)
+    };
+    // A read looks at the tie-break keys only when the order key exists.
+    for key in [Key::Board, Key::Order, Key::Stamps, Key::Scores, Key::Names] {
+        assert_eq!(opens(native(), key), Err(CmdError::WrongType), "{key:?}");
+    }
+    assert_eq!(opens(plain(), Key::Board), Err(CmdError::WrongType));
+    assert_eq!(opens(plain(), Key::Order), Err(CmdError::WrongType));
+    for key in [Key::Stamps, Key::Scores, Key::Names] {
+        assert_eq!(opens(plain(), key), Ok(1), "{key:?}");
+    }
+    // A write looks at every key, even on a plain board.
+    let raw = text(2.0);
+    for key in [Key::Board, Key::Order, Key::Stamps, Key::Scores, Key::Names] {
+        let mut s = Retyped {
+            mem: plain(),
+            other: key,
+        };
+        let change = [(Change::Set(2.0, &raw), &b"b"[..])];
+        assert_eq!(
+            check_write(&mut s, &change),
+            Err(CmdError::WrongType),
+            "{key:?}"
+        );
+    }
+}
+
+#[test]
+fn a_board_out_of_step_with_its_tie_break_is_refused() {
+    // More stamps than there are order entries.
+    let mut mem = Mem::default();
+    write_each(&mut mem, &players(0, 3), 5.0, 10);
+    for ghost in players(10, 14) {
+        mem.stamps.insert(ghost, b"1".to_vec());
+    }
+    let out_of_step = Err(CmdError::BadState(OUT_OF_STEP));
+    assert_eq!(
+        Board::open(&mut mem, Order::Asc).map(|b| b.total),
+        out_of_step
+    );
+    // An order entry more than there are members.
+    let mut mem = Mem::default();
+    write_each(&mut mem, &players(0, 3), 5.0, 10);
+    mem.sets[0].rem(b"p00");
+    assert_eq!(
+        Board::open(&mut mem, Order::Asc).map(|b| b.total),
+        out_of_step
+    );
+}
