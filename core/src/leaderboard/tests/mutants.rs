@@ -189,3 +189,39 @@ fn a_board_out_of_step_with_its_tie_break_is_refused() {
         out_of_step
     );
 }
+
+#[test]
+fn every_window_of_a_board_with_legacy_members_reads_in_group_order() {
+    // ZADD members (legacy) at 0.5, 1 and 2; LB.ADD arrivals at 1 and 3. In each score group
+    // the legacy members come first, by name, then the stamped ones, by arrival.
+    let mut mem = Mem::default();
+    let legacy = players(90, 98);
+    for (m, score) in legacy.iter().zip([1.0, 1.0, 1.0, 1.0, 1.0, 2.0, 2.0, 0.5]) {
+        mem.sets[0].add(score, m);
+    }
+    write_each(&mut mem, &players(0, 3), 1.0, 10);
+    write_each(&mut mem, &players(3, 5), 3.0, 20);
+    let p = |i: usize| format!("p{i:02}").into_bytes();
+    let group_1: Vec<Vec<u8>> = [90, 91, 92, 93, 94, 0, 1, 2].map(p).to_vec();
+    let (group_2, group_3, group_half) = ([95, 96].map(p), [3, 4].map(p), [97].map(p));
+    let asc: Vec<Vec<u8>> = [&group_half[..], &group_1, &group_2, &group_3].concat();
+    let desc: Vec<Vec<u8>> = [&group_3[..], &group_2, &group_1, &group_half].concat();
+    for (order, want) in [(Order::Asc, asc), (Order::Desc, desc)] {
+        let mut b = Board::open(&mut mem, order).unwrap();
+        let total = b.total;
+        assert_eq!(total as usize, want.len());
+        for offset in 0..total {
+            for count in 1..=total - offset {
+                let w = Window::top(offset, count, total);
+                let got: Vec<Vec<u8>> = b
+                    .entries(w, Ranking::Ordinal)
+                    .unwrap()
+                    .into_iter()
+                    .map(|e| e.member)
+                    .collect();
+                let end = (offset + count) as usize;
+                assert_eq!(got, want[offset as usize..end], "{order:?} {w:?}");
+            }
+        }
+    }
+}
