@@ -225,3 +225,76 @@ fn every_window_of_a_board_with_legacy_members_reads_in_group_order() {
         }
     }
 }
+
+#[test]
+fn a_write_whose_dense_rank_would_scan_past_the_limit_is_refused() {
+    // A ZADD board scored 1 to 5: DENSE counts the members above by scanning them.
+    let mut zadd = Mem::default();
+    for (i, m) in players(1, 6).iter().enumerate() {
+        zadd.sets[0].add(i as f64 + 1.0, m);
+    }
+    let too_many = Err(CmdError::BadState(DENSE_TOO_MANY));
+    let low = text(0.5);
+    let set = [(Change::Set(0.5, &low), &b"new"[..])];
+    // DESC: the 5 members above, plus the one written, against the limit.
+    assert_eq!(check_dense_rank(&mut zadd, &set, Order::Desc, 6), Ok(()));
+    assert_eq!(check_dense_rank(&mut zadd, &set, Order::Desc, 5), too_many);
+    assert_eq!(check_dense_rank(&mut zadd, &set, Order::Asc, 1), Ok(()));
+    // An increment is checked at the score it makes: p03 (3) + 1 = 4, below only p05.
+    let one = text(1.0);
+    let incr = [(Change::Add(1.0, &one), &b"p03"[..])];
+    assert_eq!(check_dense_rank(&mut zadd, &incr, Order::Desc, 2), Ok(()));
+    assert_eq!(check_dense_rank(&mut zadd, &incr, Order::Desc, 1), too_many);
+    // An empty board, and one that records its distinct scores, scan nothing.
+    assert_eq!(
+        check_dense_rank(&mut Mem::default(), &set, Order::Desc, 0),
+        Ok(())
+    );
+    let mut native = Mem::default();
+    write_each(&mut native, &players(0, 5), 5.0, 10);
+    assert!(!native.sets[2].scores.is_empty(), "the scores key is kept");
+    assert_eq!(check_dense_rank(&mut native, &set, Order::Desc, 0), Ok(()));
+}
+
+#[test]
+fn removing_the_last_member_drops_the_tie_break_and_only_then() {
+    let mut mem = Mem::default();
+    let all = players(0, 3);
+    write_each(&mut mem, &all, 5.0, 10);
+    let tie_break_keys = |mem: &mut Mem| {
+        [Key::Order, Key::Stamps, Key::Scores, Key::Names]
+            .into_iter()
+            .filter(|&k| mem.kind(k) != Kind::Empty)
+            .count()
+    };
+    let kept = tie_break_keys(&mut mem);
+    assert!(kept > 0);
+    assert_eq!(remove(&mut mem, &[&all[0], &all[1]]), Ok(2));
+    assert_eq!(
+        tie_break_keys(&mut mem),
+        kept,
+        "the board still has a member"
+    );
+    assert_eq!(remove(&mut mem, &[b"absent"]), Ok(0));
+    assert_eq!(tie_break_keys(&mut mem), kept);
+    assert_eq!(remove(&mut mem, &[&all[2]]), Ok(1));
+    assert_eq!(
+        tie_break_keys(&mut mem),
+        0,
+        "nothing left of an empty board"
+    );
+}
+
+#[test]
+fn dense_ranks_on_a_board_recording_its_scores_never_scan() {
+    // Ten distinct scores above the last member: past a limit of 1, read from the scores key.
+    let mut mem = Mem::default();
+    for (i, m) in players(0, 11).iter().enumerate() {
+        write_each(&mut mem, std::slice::from_ref(m), i as f64, 10 + i as i64);
+    }
+    let mut b = Board::open(&mut mem, Order::Desc)
+        .unwrap()
+        .with_dense_max(1);
+    let last = b.entries(Window::top(10, 1, 11), Ranking::Dense).unwrap();
+    assert_eq!(last[0].rank, 11);
+}
