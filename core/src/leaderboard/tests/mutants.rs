@@ -298,3 +298,18 @@ fn dense_ranks_on_a_board_recording_its_scores_never_scan() {
     let last = b.entries(Window::top(10, 1, 11), Ranking::Dense).unwrap();
     assert_eq!(last[0].rank, 11);
 }
+
+#[test]
+fn a_rank_on_a_board_out_of_step_with_its_order_key_is_refused() {
+    // p00's order entry moved to another score: the counts agree, its place cannot be found.
+    let mut mem = Mem::default();
+    write_each(&mut mem, &players(0, 3), 5.0, 10);
+    let (_, entry) = mem.sets[1].sorted.iter().next().unwrap().clone();
+    mem.sets[1].add(6.0, &entry);
+    let mut b = Board::open(&mut mem, Order::Desc).unwrap();
+    let s = b.score(b"p00").unwrap();
+    for ranking in RANKINGS {
+        let rank = b.rank(&s, ranking);
+        assert_eq!(rank, Err(CmdError::BadState(OUT_OF_STEP)), "{ranking:?}");
+    }
+}
