@@ -256,17 +256,22 @@ fn a_write_whose_dense_rank_would_scan_past_the_limit_is_refused() {
     assert_eq!(check_dense_rank(&mut native, &set, Order::Desc, 0), Ok(()));
 }
 
+/// How many of the board's tie-break keys exist.
+fn tie_break_keys(mem: &mut Mem) -> usize {
+    [Key::Order, Key::Stamps, Key::Scores, Key::Names]
+        .into_iter()
+        .filter(|&k| mem.kind(k) != Kind::Empty)
+        .count()
+}
+
 #[test]
 fn removing_the_last_member_drops_the_tie_break_and_only_then() {
+    // A stamp left over for no member: only the board's going takes it with it.
+    let ghost = |mem: &mut Mem| mem.stamps.insert(b"ghost".to_vec(), b"1".to_vec());
     let mut mem = Mem::default();
     let all = players(0, 3);
     write_each(&mut mem, &all, 5.0, 10);
-    let tie_break_keys = |mem: &mut Mem| {
-        [Key::Order, Key::Stamps, Key::Scores, Key::Names]
-            .into_iter()
-            .filter(|&k| mem.kind(k) != Kind::Empty)
-            .count()
-    };
+    ghost(&mut mem);
     let kept = tie_break_keys(&mut mem);
     assert!(kept > 0);
     assert_eq!(remove(&mut mem, &[&all[0], &all[1]]), Ok(2));
@@ -283,6 +288,17 @@ fn removing_the_last_member_drops_the_tie_break_and_only_then() {
         0,
         "nothing left of an empty board"
     );
+    // Removing nothing writes nothing, even beside leftovers of a board gone.
+    ghost(&mut mem);
+    assert_eq!(remove(&mut mem, &[b"absent"]), Ok(0));
+    assert_eq!(tie_break_keys(&mut mem), 1);
+    // A plain (ZADD) board that keeps a member keeps the rest too.
+    let mut plain = Mem::default();
+    plain.sets[0].add(1.0, b"a");
+    plain.sets[0].add(2.0, b"b");
+    ghost(&mut plain);
+    assert_eq!(remove(&mut plain, &[b"a"]), Ok(1));
+    assert_eq!(tie_break_keys(&mut plain), 1);
 }
 
 #[test]
