@@ -67,7 +67,7 @@ test: deps lint unit integration clients wasm
 fuzz: build lua
 	FUZZ_SECS=$${FUZZ_SECS:-600} cargo test --release -p redis-patterns --test fuzz -- --nocapture
 
-# Mutation testing of core/ with cargo-mutants (installed when missing): long (about an hour
+# Mutation testing of core/ with cargo-mutants (installed when missing): long (an hour or more
 # on 2 cores), so not part of `make test`. Settings and exclusions: .cargo/mutants.toml.
 # MUTANTS_ARGS adds options, e.g. MUTANTS_ARGS='-f core/src/lock/**' for one family.
 # Results in target/mutants.out/: missed.txt lists the changes no test noticed.
