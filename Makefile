@@ -3,7 +3,7 @@ SHELL := /bin/bash
 MODULE := $(CURDIR)/target/release/libredis_patterns.so
 export PATTERNS_MODULE := $(MODULE)
 
-.PHONY: all deps build lua run test unit integration clients clients-python clients-node lint wasm bench fuzz dist clean
+.PHONY: all deps build lua run test unit integration clients clients-python clients-node lint wasm bench fuzz mutants dist clean
 
 all: build
 
@@ -66,6 +66,16 @@ test: deps lint unit integration clients wasm
 # FUZZ_SEED=<seed> replays the same calls (FUZZ_ROUNDS=<n> stops at the same round).
 fuzz: build lua
 	FUZZ_SECS=$${FUZZ_SECS:-600} cargo test --release -p redis-patterns --test fuzz -- --nocapture
+
+# Mutation testing of core/ with cargo-mutants (installed when missing): long (an hour or more
+# on 2 cores), so not part of `make test`. Settings and exclusions: .cargo/mutants.toml.
+# MUTANTS_ARGS adds options, e.g. MUTANTS_ARGS='-f core/src/lock/**' for one family.
+# Results in target/mutants.out/: missed.txt lists the changes no test noticed.
+MUTANTS_VERSION := 27.1.0
+mutants:
+	@cargo mutants --version 2>/dev/null | grep -qF '$(MUTANTS_VERSION)' \
+	  || cargo install --locked cargo-mutants@$(MUTANTS_VERSION)
+	cargo mutants --package patterns-core --jobs 2 --output target $(MUTANTS_ARGS)
 
 # bench/run.py needs matplotlib: Debian's python3-matplotlib serves /usr/bin/python3, which
 # may not be the python3 first on PATH (pyenv, venvs), so both steps use the system interpreter.

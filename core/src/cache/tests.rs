@@ -316,3 +316,76 @@ fn the_draw_matters_only_for_a_fresh_unleased_value_with_a_delta() {
     assert!(!draw_matters(900, Some(&no_delta), 1.0));
     assert!(!draw_matters(0, None, 1.0));
 }
+
+#[test]
+fn stores_without_tags_list_none() {
+    let args: [&[u8]; 4] = [b"v", b"1000", b"DELTA", b"5"];
+    assert!(SET.parse(&args).unwrap().list("TAGS").is_empty());
+    let fill: [&[u8]; 3] = [b"lease-token", b"v", b"1000"];
+    assert!(FILL.parse(&fill).unwrap().list("TAGS").is_empty());
+    let tagged: [&[u8]; 5] = [b"v", b"1000", b"TAGS", b"t1", b"t2"];
+    assert_eq!(SET.parse(&tagged).unwrap().list("TAGS"), [b"t1", b"t2"]);
+}
+
+#[test]
+fn a_stray_unreadable_field_spoils_an_old_entry() {
+    // The other half is whole; a field of the missing half is present but no time.
+    let value: [(&[u8], &[u8]); 5] = [
+        (b"value", b"v"),
+        (b"fresh_until", b"1000"),
+        (b"stale_until", b"1500"),
+        (b"delta_ms", b"100"),
+        (b"leased_at", b"x"),
+    ];
+    let lease: [(&[u8], &[u8]); 4] = [
+        (b"lease", b"tok"),
+        (b"lease_until", b"2000"),
+        (b"leased_at", b"700"),
+        (b"stale_until", b"-1"),
+    ];
+    for pairs in [&value[..], &lease[..]] {
+        assert_eq!(
+            Entry::parse(pairs).unwrap_err().to_string(),
+            "ERR key does not hold a cache entry",
+            "{pairs:?}"
+        );
+        assert!(Entry::parse(&pairs[..pairs.len() - 1]).is_ok(), "{pairs:?}");
+    }
+}
+
+#[test]
+fn compact_times_stop_below_2_pow_53() {
+    // 7 bytes hold more, but the twin reads a time exactly only below 2^53.
+    let with_time = |t: i64| {
+        let mut bytes = vec![FORMAT | HAS_VALUE];
+        for n in [t, 0, 0] {
+            bytes.extend_from_slice(&n.to_be_bytes()[1..]);
+        }
+        bytes.push(b'v');
+        bytes
+    };
+    let below = with_time(LUA_EXACT_MAX - 1);
+    let at = Entry::decode(&below).unwrap().value.unwrap().1.fresh_until;
+    assert_eq!(at, LUA_EXACT_MAX - 1);
+    assert_eq!(Entry::decode(&with_time(LUA_EXACT_MAX)), None);
+}
+
+#[test]
+fn a_lease_tells_when_it_was_granted() {
+    assert_eq!(entry(false, Some(2_000)).leased_at(), 700);
+    assert_eq!(entry(true, Some(2_000)).leased_at(), 700);
+    assert_eq!(entry(true, None).leased_at(), 0);
+}
+
+#[test]
+fn outcomes_reply_with_their_words() {
+    let words = [
+        Outcome::Hit,
+        Outcome::Refresh,
+        Outcome::Miss,
+        Outcome::Stale,
+        Outcome::Wait { retry_ms: 50 },
+    ]
+    .map(Outcome::word);
+    assert_eq!(words, ["HIT", "REFRESH", "MISS", "STALE", "WAIT"]);
+}

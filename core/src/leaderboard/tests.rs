@@ -3,6 +3,8 @@ use crate::testing::XorShift;
 use std::cmp::Ordering;
 use std::collections::{BTreeSet, HashMap};
 
+mod mutants;
+
 // ---------------------------------------------------------------------------------------------
 // The pure parts
 

@@ -341,3 +341,33 @@ mod rw_locks {
         );
     }
 }
+
+#[test]
+fn wait_absent_is_told_from_every_timeout() {
+    // Absent, WAIT reads as NO_WAIT, which no accepted timeout (0 or more) equals.
+    let once: [&[u8]; 2] = [b"me", b"1000"];
+    assert_eq!(ACQUIRE.parse(&once).unwrap().int("WAIT"), NO_WAIT);
+    for timeout in ["0", "1"] {
+        let waits: [&[u8]; 4] = [b"me", b"1000", b"WAIT", timeout.as_bytes()];
+        let read = ACQUIRE.parse(&waits).unwrap().int("WAIT");
+        assert_ne!(read, NO_WAIT, "WAIT {timeout}");
+    }
+}
+
+#[test]
+fn a_queue_with_waiters_is_not_empty() {
+    let mut q = WaitQueue::default();
+    assert!(q.is_empty());
+    q.push("a");
+    assert!(!q.is_empty());
+}
+
+#[test]
+fn the_write_hold_is_fenced_by_its_own_counter_in_the_key_slot() {
+    use super::rw::rw_fence_key;
+    use crate::keys::slot;
+    assert_eq!(rw_fence_key(b"doc").unwrap(), b"{doc}:writer:fence");
+    assert_eq!(rw_fence_key(b"doc:{7}").unwrap(), b"doc:{7}:writer:fence");
+    assert_eq!(slot(&rw_fence_key(b"doc").unwrap()), slot(b"doc"));
+    assert!(rw_fence_key(b"a{b").is_err());
+}

@@ -180,3 +180,36 @@ fn derived_keys_share_the_slot() {
         CmdError::BadState(BAD_NAME)
     );
 }
+
+#[test]
+fn options_absent_read_as_absent() {
+    // No DEDUPE: the other options' words are not taken for its id and ttl.
+    let args = raw(&["job", "DELAY", "50"]);
+    let p = parse_push(&args).unwrap();
+    assert_eq!((p.delay_ms, p.dedupe), (50, None));
+    // No BLOCK is told from every timeout (0: no limit, 1 ms).
+    for timeout in ["0", "1"] {
+        let p = parse_pop(&raw(&["g", "c", "BLOCK", timeout])).unwrap();
+        assert_ne!(p.block_ms, NO_BLOCK, "BLOCK {timeout}");
+    }
+}
+
+#[test]
+fn spans_of_exactly_2_pow_52_ms_are_accepted() {
+    assert_eq!(check_ms(MAX_MS), Ok(MAX_MS));
+    let args = raw(&["job", "DELAY", "4503599627370496"]);
+    assert_eq!(parse_push(&args).unwrap().delay_ms, MAX_MS);
+    assert!(check_ms(MAX_MS + 1).is_err());
+}
+
+#[test]
+fn acking_the_job_a_group_needs_next_leaves_the_bound() {
+    // 9-1 is unread, so its ACK completed nothing: the group still needs it, as before.
+    let done = GroupView {
+        last_read: StreamId { ms: 9, seq: 0 },
+        oldest_pending: None,
+    };
+    let next = StreamId { ms: 9, seq: 1 };
+    assert_eq!(done.needs(), Some(next));
+    assert!(!ack_moves_bound(&[next], done));
+}

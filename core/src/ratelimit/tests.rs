@@ -3,6 +3,8 @@
 use super::*;
 use crate::command::Args;
 
+mod mutants;
+
 /// Runs a history against a string limiter, keeping the state as Redis would (expired keys
 /// vanish), and checks each step's reply.
 struct Harness<L: StringLimiter> {

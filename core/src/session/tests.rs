@@ -98,6 +98,8 @@ mod plans {
     use crate::keys::{Kind, Pairs, ID_LEN, RESERVED};
     use std::collections::{BTreeMap, BTreeSet};
 
+    mod mutants;
+
     /// A hash's field/value pairs, in insertion order.
     type Hash = Vec<(Vec<u8>, Vec<u8>)>;
 
