@@ -5,6 +5,7 @@ use std::ffi::{c_char, c_int, c_void, CStr, CString};
 use std::mem::ManuallyDrop;
 use std::ptr::{self, NonNull};
 use std::slice;
+use std::sync::Mutex;
 
 use patterns_core::command::CmdError;
 use patterns_core::keys::Pairs;
@@ -713,7 +714,7 @@ impl Key<'_> {
         // Room for short fields and values: a listpack's (the scan's one step) are short. In
         // the buffers a reply gave back, when there are some (`recycle_pairs`).
         let n = 2 * self.len().max(0) as usize;
-        let mut out = SPARE_PAIRS.take().unwrap_or_default();
+        let mut out = spare_pairs();
         out.clear_for(n, 16 * n);
         // SAFETY: the key is open and holds a hash; the cursor is made and destroyed here; the
         // callback gets `out` (alive and otherwise unborrowed until ScanKey returns).
@@ -778,10 +779,19 @@ impl Key<'_> {
     }
 }
 
-thread_local! {
-    /// A hash read's buffers, back from the reply that sent them: the next read fills them
-    /// instead of allocating (a session read is a hot path).
-    static SPARE_PAIRS: std::cell::Cell<Option<Pairs>> = const { std::cell::Cell::new(None) };
+/// A hash read's buffers, back from the reply that sent them: the next read fills them instead
+/// of allocating (a session read is a hot path). A static, not a thread-local: a thread-local
+/// with a destructor keeps the library mapped after `MODULE UNLOAD`, so a later `MODULE LOAD`
+/// would find the old statics. At unload its few kilobytes stay allocated, as tokens' do.
+static SPARE_PAIRS: Mutex<Option<Pairs>> = Mutex::new(None);
+
+/// The buffers `recycle_pairs` kept, or none.
+fn spare_pairs() -> Pairs {
+    SPARE_PAIRS
+        .lock()
+        .ok()
+        .and_then(|mut spare| spare.take())
+        .unwrap_or_default()
 }
 
 /// Keeps `pairs`' buffers for the next [`Key::hash_pairs`], unless they are large (a big hash
@@ -789,7 +799,9 @@ thread_local! {
 pub(super) fn recycle_pairs(pairs: Pairs) {
     const KEPT_BYTES: usize = 4096;
     if pairs.capacity() <= KEPT_BYTES {
-        SPARE_PAIRS.set(Some(pairs));
+        if let Ok(mut spare) = SPARE_PAIRS.lock() {
+            *spare = Some(pairs);
+        }
     }
 }
 
