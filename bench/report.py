@@ -33,6 +33,14 @@ from cases.lock import (  # noqa: E402
 from cases import queue as queue_bench  # noqa: E402
 
 
+# The Caching section's ratios: (row family, label, baseline, issue 19's goal or None).
+CACHE_RATIOS = [
+    ("c_get", "GET", "c_plainget", 0.7),
+    ("c_set_notag", "SET (no tag)", "c_plainset", 0.5),
+    ("c_set", "SET (1 tag: two writes)", "c_plainset", None),
+]
+
+
 def write_cache(ctx, add):
     """The Caching section: what the rows run, their throughput, native ÷ twin ratios."""
     s = ctx["summary"]
@@ -42,7 +50,9 @@ def write_cache(ctx, add):
     add(f"Same method as the rate-limiting rows. Before every GET row, {CACHE_ENTRIES:,} entries "
         f"`cache:{{<i>}}` ({len(CACHE_VALUE)}-byte values, TTL {CACHE_TTL_MS} ms) are set "
         "natively, outside the timing; `BETA 0` turns XFetch off so every reply is a HIT, and "
-        "the twin reads the same entries. SET rows write one tag per entry.")
+        "the twin reads the same entries. SET rows write one tag per entry (two writes: the "
+        "entry and the tag's set), except the native `CACHE.SET (no tag)` row (one write, as "
+        "`SET ... PX` makes).")
     add("")
     add("| Path | Command line | -r |")
     add("|---|---|---:|")
@@ -52,17 +62,21 @@ def write_cache(ctx, add):
     add_throughput_sections(add, "Caching", cases, s)
     add("Native ops/s ÷ the twin's and ÷ the plain-Redis baseline's (GET of a `SET ... PX` value "
         "for GET, SET ... PX for SET), against issue 19's goals (pipelined: the server's work per "
-        "request; the SET row's tag makes it two writes where the baseline makes one):")
+        "request). The SET goal is held by the row without a tag, one write like its baseline; "
+        "the tagged row makes two writes where the baseline makes one, so it is shown, not "
+        "held to the goal:")
     add("")
     add("| Command | -P | ÷ FCALL | ÷ EVALSHA | ÷ baseline | goal |")
     add("|---|---:|---:|---:|---:|---|")
-    for fam, baseline, goal in (("c_get", "c_plainget", 0.7), ("c_set", "c_plainset", 0.5)):
+    for fam, label, baseline, goal in CACHE_RATIOS:
         for p in PIPELINES:
             nat = s[(f"{fam}:native", p)]["rps"]
             vs = nat / s[(baseline, p)]["rps"]
-            verdict = (f"≥ {goal}x: " + ("met" if vs >= goal else "missed")) if p > 1 else ""
-            add(f"| {fam[2:].upper()} | {p} | {nat / s[(f'{fam}:fcall', p)]['rps']:.2f}x | "
-                f"{nat / s[(f'{fam}:evalsha', p)]['rps']:.2f}x | {vs:.2f}x | {verdict} |")
+            held = p > 1 and goal
+            verdict = (f"≥ {goal}x: " + ("met" if vs >= goal else "missed")) if held else ""
+            twins = [s.get((f"{fam}:{path}", p)) for path in ("fcall", "evalsha")]
+            fcall, evalsha = (f"{nat / t['rps']:.2f}x" if t else "—" for t in twins)
+            add(f"| {label} | {p} | {fcall} | {evalsha} | {vs:.2f}x | {verdict} |")
     add("")
     figures = ctx.get("cache_callgrind")
     if figures and "failed" in figures:

@@ -37,8 +37,8 @@ BENCH_QUICK below run a part of it, or all of it briefly):
    run, outside the timing.
 6. Caching (CACHE.*), same method (see build_cache_cases and the "Caching" section): CACHE.GET
    on a hit (10,000 entries set before each run, outside the timing; `BETA 0`, so every reply
-   is a HIT) and CACHE.SET with one tag, natively, via FCALL and via EVALSHA, plus HGET and
-   SET ... PX as baselines.
+   is a HIT) and CACHE.SET with one tag, natively, via FCALL and via EVALSHA, CACHE.SET without
+   a tag natively, plus GET and SET ... PX as baselines.
 7. Locks (LOCK.*), in the same run and with the same method (see build_lock_cases and the
    "Locks" section it writes): LOCK.ACQUIRE of a free lock (a grant with a new fencing token),
    LOCK.ACQUIRE re-entering a held lock, and LOCK.RELEASE of one hold, natively, via FCALL and

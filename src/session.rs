@@ -18,8 +18,9 @@ use patterns_core::session::{self as s, Timeouts};
 
 use crate::command;
 use crate::ffi::{
-    check_key_access, check_keys_access, fill_random, key_type, now_ms, redis_call, Call, Command,
-    Ctx, Key, KeyType, Notify, OwnedKey, OwnedString, Reply, ScoreRange, Str,
+    check_key_access, check_key_access_named, check_keys_access, fill_random, key_type, now_ms,
+    redis_call, Call, Command, Ctx, Key, KeyType, Notify, OwnedKey, OwnedString, Reply, ScoreRange,
+    Str,
 };
 use crate::index::{update_index, update_open_index};
 use crate::stats::{self, Stat};
@@ -48,6 +49,9 @@ struct Redis<'c, 'a> {
     keep_index: bool,
     /// The index while kept open; closed with the declared key.
     index: Option<OwnedKey<'a>>,
+    /// The name of the key whose access was just checked, kept (when the index is) to open it
+    /// next: one server string for the check and the open.
+    checked: Option<OwnedString>,
 }
 
 impl<'c, 'a> Redis<'c, 'a> {
@@ -57,6 +61,7 @@ impl<'c, 'a> Redis<'c, 'a> {
             declared: None,
             keep_index: false,
             index: None,
+            checked: None,
         }
     }
 
@@ -116,7 +121,11 @@ impl Store for Redis<'_, '_> {
         if !self.keep_index {
             return kind(key_type(self.ctx(), key));
         }
-        let mut index = OwnedKey::open(self.ctx(), key);
+        let name = match self.checked.take().filter(|name| name.bytes() == key) {
+            Some(name) => name,
+            None => OwnedString::new(self.ctx(), key),
+        };
+        let mut index = OwnedKey::open_named(self.ctx(), name);
         let t = index.with(|k| k.kind());
         self.index = Some(index);
         kind(t)
@@ -152,7 +161,13 @@ impl Store for Redis<'_, '_> {
     }
 
     fn may_access(&mut self, key: &[u8]) -> bool {
-        check_key_access(self.ctx(), key).is_ok()
+        if !self.keep_index {
+            return check_key_access(self.ctx(), key).is_ok();
+        }
+        let name = OwnedString::new(self.ctx(), key);
+        let allowed = check_key_access_named(self.ctx(), name.as_str()).is_ok();
+        self.checked = Some(name);
+        allowed
     }
 
     fn may_access_all(&mut self, keys: &[Vec<u8>]) -> bool {

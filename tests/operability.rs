@@ -387,11 +387,17 @@ fn info_shows_the_clients_waiting_now() {
 
 /// `MODULE UNLOAD` is refused while a client waits; then it removes the commands and leaves
 /// the keys; the module loads again (its `@patterns` category, which outlives the unload,
-/// found in place), with its counters back at zero.
+/// found in place), with its counters back at zero. A session read before the unload (its
+/// buffers kept for the next read) does not keep the old module in place.
 #[test]
 fn unload_and_load_again() {
     for_each_server(|server, mut c| {
         let flavor = server.flavor();
+        let session: String = query(
+            &mut c,
+            &["SESSION.CREATE", "ix", "60000", "600000", "a", "1"],
+        );
+        let _: Vec<String> = query(&mut c, &["SESSION.GET", &session]);
         let _: i64 = query(&mut c, &["LOCK.ACQUIRE", "l", "a", "60000"]);
         let mut w = server.conn();
         let waiter = std::thread::spawn(move || {

@@ -1,5 +1,6 @@
 """Cache rows (CACHE.*): CACHE.GET on a hit and CACHE.SET with one tag, natively and through the
-twin, GET and SET ... PX of the same values as baselines, and CACHE.INVALIDATE's worst case.
+twin, CACHE.SET without a tag natively (one write, as the baseline's), GET and SET ... PX of the
+same values as baselines, and CACHE.INVALIDATE's worst case.
 """
 
 import os
@@ -13,8 +14,9 @@ from cases.common import check_reply, row_adder
 # set natively with an hour's TTL, and as many plain strings plain:{<i>} with the same values and
 # TTL (SET ... PX, for the GET baseline); BETA 0 turns XFetch off, so every GET is a HIT. The twin
 # reads the very same entries (the twin's draw and lease arguments are then unused). SET rows write
-# 100-byte values with one tag each; redis-benchmark draws each __rand_int__ independently, so
-# keys and tags spread over 10,000 names each.
+# 100-byte values with one tag each (two writes: the entry and the tag's set), and one native row
+# without a tag (one write, as SET ... PX makes); redis-benchmark draws each __rand_int__
+# independently, so keys and tags spread over 10,000 names each.
 CACHE_SECONDS = float(os.environ.get("BENCH_CACHE_SECONDS", "1.5"))
 CACHE_ENTRIES = KEYSPACE
 CACHE_TTL_MS = "3600000"
@@ -47,6 +49,8 @@ def build_cache_cases(shas):
     tag = "tag:{__rand_int__}"
     add("c_plainset", "plain Redis", "SET ... PX", ["SET", key, CACHE_VALUE, "PX", CACHE_TTL_MS],
         "set", "ok")
+    add("c_set_notag:native", "native", "CACHE.SET (no tag)",
+        ["CACHE.SET", key, CACHE_VALUE, CACHE_TTL_MS, "DELTA", "100"], "cache.set", "ok")
     add("c_set:native", "native", "CACHE.SET (1 tag)",
         ["CACHE.SET", key, CACHE_VALUE, CACHE_TTL_MS, "DELTA", "100", "TAGS", tag],
         "cache.set", "ok")

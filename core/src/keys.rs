@@ -225,6 +225,19 @@ impl Pairs {
         }
     }
 
+    /// Empties it, keeping room for `n` strings of `bytes` bytes in all (a buffer reused).
+    pub fn clear_for(&mut self, n: usize, bytes: usize) {
+        self.bytes.clear();
+        self.ends.clear();
+        self.bytes.reserve(bytes);
+        self.ends.reserve(n);
+    }
+
+    /// The bytes it holds room for.
+    pub fn capacity(&self) -> usize {
+        self.bytes.capacity()
+    }
+
     /// Appends a field or a value (a field, then its value).
     pub fn push(&mut self, s: &[u8]) {
         self.bytes.extend_from_slice(s);

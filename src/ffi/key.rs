@@ -5,6 +5,7 @@ use std::ffi::{c_char, c_int, c_void, CStr, CString};
 use std::mem::ManuallyDrop;
 use std::ptr::{self, NonNull};
 use std::slice;
+use std::sync::Mutex;
 
 use patterns_core::command::CmdError;
 use patterns_core::keys::Pairs;
@@ -710,9 +711,11 @@ impl Key<'_> {
         if self.kind() != KeyType::Hash {
             return None;
         }
-        // Room for short fields and values: a listpack's (the scan's one step) are short.
+        // Room for short fields and values: a listpack's (the scan's one step) are short. In
+        // the buffers a reply gave back, when there are some (`recycle_pairs`).
         let n = 2 * self.len().max(0) as usize;
-        let mut out = Pairs::with_capacity(n, 16 * n);
+        let mut out = spare_pairs();
+        out.clear_for(n, 16 * n);
         // SAFETY: the key is open and holds a hash; the cursor is made and destroyed here; the
         // callback gets `out` (alive and otherwise unborrowed until ScanKey returns).
         let more = unsafe {
@@ -776,6 +779,32 @@ impl Key<'_> {
     }
 }
 
+/// A hash read's buffers, back from the reply that sent them: the next read fills them instead
+/// of allocating (a session read is a hot path). A static, not a thread-local: a thread-local
+/// with a destructor keeps the library mapped after `MODULE UNLOAD`, so a later `MODULE LOAD`
+/// would find the old statics. At unload its few kilobytes stay allocated, as tokens' do.
+static SPARE_PAIRS: Mutex<Option<Pairs>> = Mutex::new(None);
+
+/// The buffers `recycle_pairs` kept, or none.
+fn spare_pairs() -> Pairs {
+    SPARE_PAIRS
+        .lock()
+        .ok()
+        .and_then(|mut spare| spare.take())
+        .unwrap_or_default()
+}
+
+/// Keeps `pairs`' buffers for the next [`Key::hash_pairs`], unless they are large (a big hash
+/// read once must not hold its memory).
+pub(super) fn recycle_pairs(pairs: Pairs) {
+    const KEPT_BYTES: usize = 4096;
+    if pairs.capacity() <= KEPT_BYTES {
+        if let Ok(mut spare) = SPARE_PAIRS.lock() {
+            *spare = Some(pairs);
+        }
+    }
+}
+
 /// A key the command derives, opened by a name it owns and closed on drop: kept open from a
 /// check to the write that follows it (one lookup instead of two).
 pub struct OwnedKey<'a> {
@@ -785,8 +814,8 @@ pub struct OwnedKey<'a> {
 }
 
 impl<'a> OwnedKey<'a> {
-    pub fn open(ctx: Ctx<'a>, name: &[u8]) -> Self {
-        let name = OwnedString::new(ctx, name);
+    /// Opened by a name the caller made (and may have checked the ACL of).
+    pub fn open_named(ctx: Ctx<'a>, name: OwnedString) -> Self {
         let raw = ManuallyDrop::new(Key::open_str(ctx, name.as_str())).raw;
         Self { ctx, raw, name }
     }

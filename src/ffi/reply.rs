@@ -132,6 +132,7 @@ pub(super) fn send(ctx: Ctx, reply: Reply) {
             // server sends an array of twice the length.
             unsafe { raw::RedisModule_ReplyWithMap.unwrap()(ctx, (pairs.len() / 2) as _) };
             pairs.strings().for_each(|s| reply_bulk(ctx, s));
+            super::key::recycle_pairs(pairs);
         }
         Reply::Simple(text) => {
             // SAFETY: `ctx` is the live context of the call that replies.

@@ -264,29 +264,35 @@ impl<'a> Meta<'a> {
         Self::parse_iter(pairs.iter().copied())
     }
 
-    /// [`Meta::parse`] over any list of pairs (a session read flat, without a copy).
+    /// [`Meta::parse`] over any list of pairs (a session read flat, without a copy), in one
+    /// pass: a field seen twice counts as first seen (a hash has no such field).
     pub fn parse_iter<I>(pairs: I) -> Result<Self, CmdError>
     where
-        I: Iterator<Item = (&'a [u8], &'a [u8])> + Clone,
+        I: Iterator<Item = (&'a [u8], &'a [u8])>,
     {
-        let find = |name: &str| {
-            pairs
-                .clone()
-                .find(|(f, _)| *f == name.as_bytes())
-                .map(|(_, v)| v)
-                .ok_or(CmdError::BadState(NOT_SESSION))
-        };
-        let int = |name: &str| -> Result<i64, CmdError> {
-            crate::command::parse_i64(find(name)?)
+        let (mut idle, mut absolute, mut index) = (None, None, None);
+        for (field, value) in pairs {
+            let slot = match field {
+                f if f == IDLE_FIELD.as_bytes() => &mut idle,
+                f if f == ABSOLUTE_FIELD.as_bytes() => &mut absolute,
+                f if f == INDEX_FIELD.as_bytes() => &mut index,
+                _ => continue,
+            };
+            slot.get_or_insert(value);
+        }
+        let bad = || CmdError::BadState(NOT_SESSION);
+        let int = |value: Option<&[u8]>| {
+            value
+                .and_then(crate::command::parse_i64)
                 .filter(|v| *v >= 0)
-                .ok_or(CmdError::BadState(NOT_SESSION))
+                .ok_or_else(bad)
         };
         Ok(Self {
             deadlines: Deadlines {
-                idle_ms: int(IDLE_FIELD)?,
-                absolute_at: int(ABSOLUTE_FIELD)?,
+                idle_ms: int(idle)?,
+                absolute_at: int(absolute)?,
             },
-            index: find(INDEX_FIELD)?,
+            index: index.ok_or_else(bad)?,
         })
     }
 }

@@ -133,23 +133,25 @@ impl Loaded {
     }
 }
 
-/// The session at `key` as of `now_ms` and its index: None when absent (or expired by now);
-/// WRONGTYPE unless a hash, BadState unless it holds the reserved fields; checks the index's
-/// type and the user's access to it.
-fn load(
-    s: &mut impl Store,
+/// The session at `key` as of `now_ms`, then `then` run on it with its deadlines and its index
+/// (borrowed from the read: no copy); None when absent (or expired by now). WRONGTYPE unless
+/// a hash, BadState unless it holds the reserved fields; checks the index's type and the
+/// user's access to it before `then` runs.
+fn load<S: Store, R>(
+    s: &mut S,
     key: &[u8],
     now_ms: i64,
-) -> Result<Option<(Loaded, Deadlines, Vec<u8>)>, CmdError> {
+    then: impl FnOnce(&mut S, Deadlines, &[u8]) -> Result<R, CmdError>,
+) -> Result<Option<(Loaded, R)>, CmdError> {
     let Some(pairs) = s.live_hash(key, now_ms)? else {
         return Ok(None);
     };
     let loaded = Loaded { pairs };
     let meta = loaded.meta()?;
-    let (deadlines, index) = (meta.deadlines, meta.index.to_vec());
-    check_access(s, &index)?;
-    expect_index(s, &index)?;
-    Ok(Some((loaded, deadlines, index)))
+    check_access(s, meta.index)?;
+    expect_index(s, meta.index)?;
+    let out = then(s, meta.deadlines, meta.index)?;
+    Ok(Some((loaded, out)))
 }
 
 /// Slides the session's expiry after a use at `now_ms`; the index moves (re-scored a lead
@@ -245,11 +247,11 @@ pub fn create(
 
 /// SESSION.GET: the caller's fields; None when the session is gone.
 pub fn get(s: &mut impl Store, key: &[u8], now_ms: i64) -> Result<Option<Pairs>, CmdError> {
-    let Some((loaded, d, index)) = load(s, key, now_ms)? else {
-        return Ok(None);
-    };
-    touch(s, key, &index, d, now_ms);
-    Ok(Some(loaded.user_pairs()))
+    let loaded = load(s, key, now_ms, |s, d, index| {
+        touch(s, key, index, d, now_ms);
+        Ok(())
+    })?;
+    Ok(loaded.map(|(loaded, ())| loaded.user_pairs()))
 }
 
 /// SESSION.SET: how many fields are new; None when the session is gone.
@@ -260,35 +262,35 @@ pub fn set(
     now_ms: i64,
 ) -> Result<Option<i64>, CmdError> {
     check_fields(fields)?;
-    let Some((_, d, index)) = load(s, key, now_ms)? else {
-        return Ok(None);
-    };
-    let added = s.hset(key, fields);
-    touch(s, key, &index, d, now_ms);
-    Ok(Some(added))
+    let loaded = load(s, key, now_ms, |s, d, index| {
+        let added = s.hset(key, fields);
+        touch(s, key, index, d, now_ms);
+        Ok(added)
+    })?;
+    Ok(loaded.map(|(_, added)| added))
 }
 
 /// SESSION.ROTATE: the session's new key (same fields, same expiry); None when it is gone.
 pub fn rotate(s: &mut impl Store, old: &[u8], now_ms: i64) -> Result<Option<Vec<u8>>, CmdError> {
-    let Some((_, _, index)) = load(s, old, now_ms)? else {
-        return Ok(None);
-    };
-    let new = new_key(s, &index)?;
-    expect_free(s, &new)?;
-    let at = s.expire_time(old);
-    s.rename(old, &new);
-    s.update_index(&index, now_ms, IndexChange::Move(old, at, &new));
-    Ok(Some(new))
+    let loaded = load(s, old, now_ms, |s, _, index| {
+        let new = new_key(s, index)?;
+        expect_free(s, &new)?;
+        let at = s.expire_time(old);
+        s.rename(old, &new);
+        s.update_index(index, now_ms, IndexChange::Move(old, at, &new));
+        Ok(new)
+    })?;
+    Ok(loaded.map(|(_, new)| new))
 }
 
 /// SESSION.DESTROY: whether a live session went.
 pub fn destroy(s: &mut impl Store, key: &[u8], now_ms: i64) -> Result<bool, CmdError> {
-    let Some((_, _, index)) = load(s, key, now_ms)? else {
-        return Ok(false);
-    };
-    s.del(key);
-    s.update_index(&index, now_ms, IndexChange::Remove(key));
-    Ok(true)
+    let loaded = load(s, key, now_ms, |s, _, index| {
+        s.del(key);
+        s.update_index(index, now_ms, IndexChange::Remove(key));
+        Ok(())
+    })?;
+    Ok(loaded.is_some())
 }
 
 /// SESSION.LIST: the index's live session keys, soonest to expire first.

@@ -86,6 +86,16 @@ fn meta_reads_the_reserved_fields() {
         Meta::parse(&pairs[1..]).unwrap_err().to_string(),
         "ERR key does not hold a session"
     );
+    let (no_index, negative) = (
+        &pairs[..2],
+        [(&b"__idle_ms"[..], &b"-1"[..]), pairs[1], pairs[2]],
+    );
+    for bad in [no_index, &negative[..]] {
+        assert_eq!(
+            Meta::parse(bad).unwrap_err().to_string(),
+            "ERR key does not hold a session"
+        );
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
