@@ -284,14 +284,16 @@ fn a_group_deleted_by_hand_is_made_again_by_its_next_pop() {
             for payload in ["a", "b", "c"] {
                 call(c, via_twin, &["QUEUE.PUSH", "hq", payload]);
             }
-            // a's lease ends at once, b's holds: both are stale once the group is gone.
+            // a's lease ends soon (after b's POP: a 1 ms lease could end before it and hand a
+            // out again), b's holds: both are stale once the group is gone.
             let a = jobs_of(&call(
                 c,
                 via_twin,
-                &["QUEUE.POP", "hq", "g", "w", "LEASE", "1"],
+                &["QUEUE.POP", "hq", "g", "w", "LEASE", "200"],
             ));
             let b = jobs_of(&call(c, via_twin, &["QUEUE.POP", "hq", "g", "w"]));
-            sleep(Duration::from_millis(5));
+            assert_ne!(a[0].0, b[0].0, "b's POP came after a's lease ended");
+            sleep(Duration::from_millis(250));
             let destroyed: i64 = query(c, &["XGROUP", "DESTROY", "hq", "g"]);
             assert_eq!(destroyed, 1);
             let again = jobs_of(&call(
