@@ -10,7 +10,7 @@ use patterns_core::command::CmdError;
 use patterns_core::keys::Pairs;
 use redis_module::raw::{self, KeyType, RedisModuleKey};
 
-use super::call::redis_call_value;
+use super::call::{redis_call_args, CallArg};
 use super::command::{guard, Call};
 use super::ctx::{now_ms, Ctx};
 use super::string::{OwnedString, Str, Token};
@@ -152,7 +152,9 @@ impl<'a> Key<'a> {
         if self.kind() != KeyType::Empty {
             self.delete();
         }
-        !redis_call_value(self.ctx, c"SET", self.name, value, options).is_error()
+        let mut args = vec![CallArg::Str(self.name), CallArg::Text(value)];
+        args.extend(options.iter().map(|&o| CallArg::Str(o)));
+        !redis_call_args(self.ctx, c"SET", &args).is_error()
     }
 
     /// Replaces the string value in place (no new object when the key already holds one).
