@@ -57,6 +57,10 @@ CASES = {
     "rl.tokenbucket": ("RL.TOKENBUCKET p:tb:__rand_int__ 1000000 1 100000", [], {}),
     "rl.tokenbucket denied": ("RL.TOKENBUCKET p:tbd:__rand_int__ 1 1 100000000", [], {}),
     "rl.fixedwindow": ("RL.FIXEDWINDOW p:fw:__rand_int__ 1000000 100000", [], {}),
+    # A limit of 1: a key's first request is admitted, every later one denied.
+    "rl.fixedwindow denied": ("RL.FIXEDWINDOW p:fwd:__rand_int__ 1 100000000", [], {}),
+    "rl.fixedwindow new": ("RL.FIXEDWINDOW p:fwn:__rand_int__ 1000000 100000", [],
+                           {"keyspace": 2**31 - 1}),
     "rl.slidingwindow": ("RL.SLIDINGWINDOW p:sw:__rand_int__ 1000000 100000", [], {}),
     "rl.slidingwindow exact": ("RL.SLIDINGWINDOW p:swe:__rand_int__ 1000000 100000 EXACT", [],
                                {}),

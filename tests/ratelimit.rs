@@ -411,22 +411,59 @@ fn watch_sees_admissions_only() {
     }
 }
 
-/// The smallest `MEMORY USAGE` of keys `<prefix>-0` .. `<prefix>-15`, each made by one `call`:
-/// the layout's own size. One key's can be more: Valkey 8.1 as built for PyPI measures a key
-/// with glibc's `malloc_usable_size`, and glibc may hand a 64-byte chunk to a 38-byte request
-/// when splitting it would leave less than its smallest chunk (a client's own
+/// The smallest `MEMORY USAGE` of keys `<prefix>-0` .. `<prefix>-15`, each after `times` runs
+/// of `call`: the layout's own size. One key's can be more: Valkey 8.1 as built for PyPI
+/// measures a key with glibc's `malloc_usable_size`, and glibc may hand a 64-byte chunk to a
+/// 38-byte request when splitting it would leave less than its smallest chunk (a client's own
 /// `SET k 0 PXAT t` measured 56 B instead of 40 B for 2 keys of 200).
-fn smallest_usage(c: &mut Connection, prefix: &str, call: fn(&str) -> Vec<&str>) -> i64 {
+fn smallest_usage(
+    c: &mut Connection,
+    prefix: &str,
+    call: fn(&str) -> Vec<&str>,
+    times: usize,
+) -> i64 {
     (0..16)
         .map(|i| {
             let key = format!("{prefix}-{i}");
             let argv = call(&key);
-            let _: Value = redis::cmd(argv[0]).arg(&argv[1..]).query(c).unwrap();
+            for _ in 0..times {
+                let _: Value = redis::cmd(argv[0]).arg(&argv[1..]).query(c).unwrap();
+            }
             let args = ["USAGE", key.as_str(), "SAMPLES", "0"];
             redis::cmd("MEMORY").arg(&args).query(c).unwrap()
         })
         .min()
         .unwrap()
+}
+
+/// A fixed window's count is stored as the twin's `SET` stores it (an integer), after
+/// admissions and after a denial (which reads it), so its key is no larger than the twin's.
+#[test]
+fn fixed_window_count_is_an_integer_like_the_twins() {
+    for_each_server(|server, mut c| {
+        load_twin(&mut c);
+        fn native(key: &str) -> Vec<&str> {
+            vec!["RL.FIXEDWINDOW", key, "3", "3600000"]
+        }
+        fn twin(key: &str) -> Vec<&str> {
+            vec!["FCALL", "rl_fixedwindow", "1", key, "3", "3600000"]
+        }
+        // 1 and 2 admitted; 4: 3 admitted, then denied.
+        for times in [1, 2, 4] {
+            let (nat, twn) = (format!("nat{times}"), format!("twn{times}"));
+            let usage = (
+                smallest_usage(&mut c, &nat, native, times),
+                smallest_usage(&mut c, &twn, twin, times),
+            );
+            assert_eq!(usage.0, usage.1, "{times} on {}", server.flavor().name());
+            let encoding: String = redis::cmd("OBJECT")
+                .arg("ENCODING")
+                .arg(format!("{nat}-0"))
+                .query(&mut c)
+                .unwrap();
+            assert_eq!(encoding, "int", "{times} on {}", server.flavor().name());
+        }
+    });
 }
 
 /// The keyspace events `argvs` fire on `c` (event and key, in order), read from `pubsub`,
@@ -501,8 +538,8 @@ fn whole_ms_token_bucket_state_is_the_key_expiry() {
             assert_eq!(encoding, "int", "{key} on {}", flavor.name());
         }
         assert_eq!(
-            smallest_usage(&mut c, "nat", native),
-            smallest_usage(&mut c, "twn", twin),
+            smallest_usage(&mut c, "nat", native, 1),
+            smallest_usage(&mut c, "twn", twin, 1),
             "no larger than the twin's on {}",
             flavor.name()
         );
