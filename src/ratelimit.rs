@@ -100,7 +100,9 @@ fn run_string<L: StringLimiter>(
     let now = now_ms();
     let mut key = Key::open(call);
     let mut copy = Vec::new();
-    let outcome = limiter.decide(stored(&key, L::READS, &mut copy)?, now, cost)?;
+    let written_over = |len| limiter.writes_over_any(len, cost);
+    let state = stored(&key, L::READS, &mut copy, written_over)?;
+    let outcome = limiter.decide(state, now, cost)?;
     if let Some(write) = outcome.write {
         write_state(call.ctx(), &mut key, write)?;
     }
@@ -110,16 +112,18 @@ fn run_string<L: StringLimiter>(
 /// A string state as stored, with what else the limiter reads. A one-byte value the limiter
 /// takes for the TAT-at-expiry marker is not read: reading it in place would turn the shared
 /// integer `SET` stored into a string of the key's own; a count is read as `GET` replies it,
-/// into `copy`, for the same reason.
+/// into `copy`, for the same reason, unless a value of its length is sure to be `written_over`
+/// (reading in place is cheaper).
 fn stored<'k>(
     key: &'k Key,
     reads: Reads,
     copy: &'k mut Vec<u8>,
+    written_over: impl Fn(usize) -> bool,
 ) -> Result<Option<Stored<'k>>, CmdError> {
     let value = match key.string_len()? {
         None => return Ok(None),
         Some(1) if reads.tat_at_expiry => rl::TAT_AT_EXPIRY.as_bytes(),
-        Some(_) if reads.count => {
+        Some(len) if reads.count && !written_over(len) => {
             *copy = key.string_by_command();
             copy.as_slice()
         }
@@ -351,7 +355,13 @@ fn on_state<S, L>(
             key.expect(KeyType::ZSet)?;
             Step::Log(exact(window, &mut ZsetLog { key })?)
         }
-        _ => Step::String(string(stored(key, limit.reads(), &mut Vec::new())?)?),
+        // Written only if every limit admits: no value is sure to be written over.
+        _ => Step::String(string(stored(
+            key,
+            limit.reads(),
+            &mut Vec::new(),
+            |_| false,
+        )?)?),
     })
 }
 

@@ -463,6 +463,40 @@ fn fixed_window_count_is_an_integer_like_the_twins() {
                 .unwrap();
             assert_eq!(encoding, "int", "{times} on {}", server.flavor().name());
         }
+        // A limit far above the count: the module reads it in place, as its write replaces it;
+        // then peeks (COST 0), which write nothing, on the same keys.
+        fn native_wide(key: &str) -> Vec<&str> {
+            vec!["RL.FIXEDWINDOW", key, "1000", "3600000"]
+        }
+        fn twin_wide(key: &str) -> Vec<&str> {
+            vec!["FCALL", "rl_fixedwindow", "1", key, "1000", "3600000"]
+        }
+        fn native_peek(key: &str) -> Vec<&str> {
+            let mut argv = native_wide(key);
+            argv.extend(["COST", "0"]);
+            argv
+        }
+        fn twin_peek(key: &str) -> Vec<&str> {
+            let mut argv = twin_wide(key);
+            argv.extend(["COST", "0"]);
+            argv
+        }
+        type Argv = fn(&str) -> Vec<&str>;
+        let steps: [(Argv, Argv); 2] = [(native_wide, twin_wide), (native_peek, twin_peek)];
+        for (nat, twn) in steps {
+            assert_eq!(
+                smallest_usage(&mut c, "natw", nat, 2),
+                smallest_usage(&mut c, "twnw", twn, 2),
+                "on {}",
+                server.flavor().name()
+            );
+            let encoding: String = redis::cmd("OBJECT")
+                .arg("ENCODING")
+                .arg("natw-0")
+                .query(&mut c)
+                .unwrap();
+            assert_eq!(encoding, "int", "on {}", server.flavor().name());
+        }
     });
 }
 
