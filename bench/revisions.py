@@ -55,6 +55,8 @@ SESSION = ["SESSION.CREATE", "p:sessions:{u}", TTL, "7200000", "user", "1", "rol
 # touches lives through the run (limits, TTLs and refill periods far beyond it under valgrind).
 CASES = {
     "rl.tokenbucket": ("RL.TOKENBUCKET p:tb:__rand_int__ 1000000 1 100000", [], {}),
+    # A rate that does not divide the period: the TAT keeps a fraction in the value.
+    "rl.tokenbucket fractional": ("RL.TOKENBUCKET p:tbf:__rand_int__ 1000000 7 100000", [], {}),
     "rl.tokenbucket denied": ("RL.TOKENBUCKET p:tbd:__rand_int__ 1 1 100000000", [], {}),
     "rl.fixedwindow": ("RL.FIXEDWINDOW p:fw:__rand_int__ 1000000 100000", [], {}),
     # A limit of 1: a key's first request is admitted, every later one denied.

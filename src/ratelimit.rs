@@ -109,11 +109,11 @@ fn run_string<L: StringLimiter>(
     Ok(outcome.reply)
 }
 
-/// A string state as stored, with what else the limiter reads. A one-byte value the limiter
-/// takes for the TAT-at-expiry marker is not read: reading it in place would turn the shared
-/// integer `SET` stored into a string of the key's own; a count is read as `GET` replies it,
-/// into `copy`, for the same reason, unless a value of its length is sure to be `written_over`
-/// (reading in place is cheaper).
+/// A string state as stored, with what else the limiter reads. The value is read as `GET`
+/// replies it, into `copy`: a read in place would turn the integer or embedded string `SET`
+/// stores (the twin's sizes) into a raw string of the key's own, unless a value of its length
+/// is sure to be `written_over` (reading in place is cheaper). A one-byte value the limiter
+/// takes for the TAT-at-expiry marker is not read at all.
 fn stored<'k>(
     key: &'k Key,
     reads: Reads,
@@ -123,7 +123,7 @@ fn stored<'k>(
     let value = match key.string_len()? {
         None => return Ok(None),
         Some(1) if reads.tat_at_expiry => rl::TAT_AT_EXPIRY.as_bytes(),
-        Some(len) if reads.count && !written_over(len) => {
+        Some(len) if !written_over(len) => {
             *copy = key.string_by_command();
             copy.as_slice()
         }
@@ -155,7 +155,9 @@ fn write_state(ctx: Ctx, key: &mut Key, write: StringWrite) -> Result<(), CmdErr
         (Effect::Set, StateValue::Count(n)) => set_count(ctx, key, n, at)?,
         (Effect::Set, value) => {
             let value = StackText::of(value);
-            key.write_string(value.as_bytes());
+            // A new string, embedded as `SET` stores a client's (a value written in place
+            // stays a raw string: 8 B more on Valkey 8.1).
+            key.set_string(&OwnedString::new(ctx, value.as_bytes()));
             key.set_expire_at(at);
             key.modified(&STRING_EVENTS);
             ctx.replicate(c"SET", (key.name(), value.as_c_str(), &PXAT, at));

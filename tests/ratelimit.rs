@@ -500,6 +500,50 @@ fn fixed_window_count_is_an_integer_like_the_twins() {
     });
 }
 
+/// A sliding window's state and a token bucket's TAT with a fraction are stored as the twin's
+/// `SET` stores them (an embedded string), after admissions and after a denial (which reads
+/// them), so their keys are no larger than the twin's (8 B less than a raw string on Valkey 8.1).
+#[test]
+fn other_string_states_are_embedded_like_the_twins() {
+    for_each_server(|server, mut c| {
+        load_twin(&mut c);
+        fn native_sw(key: &str) -> Vec<&str> {
+            vec!["RL.SLIDINGWINDOW", key, "2", "3600000"]
+        }
+        fn twin_sw(key: &str) -> Vec<&str> {
+            vec!["FCALL", "rl_slidingwindow", "1", key, "2", "3600000"]
+        }
+        // 7 per hour: a TAT with a fraction of a ms.
+        fn native_tb(key: &str) -> Vec<&str> {
+            vec!["RL.TOKENBUCKET", key, "2", "7", "3600000"]
+        }
+        fn twin_tb(key: &str) -> Vec<&str> {
+            vec!["FCALL", "rl_tokenbucket", "1", key, "2", "7", "3600000"]
+        }
+        type Argv = fn(&str) -> Vec<&str>;
+        let limiters: [(&str, Argv, Argv); 2] =
+            [("sw", native_sw, twin_sw), ("tb", native_tb, twin_tb)];
+        for (name, native, twin) in limiters {
+            // 1 and 2 admitted; 3: the last denied.
+            for times in [1, 2, 3] {
+                let (nat, twn) = (format!("n{name}{times}"), format!("t{name}{times}"));
+                let on = format!("{name} after {times} on {}", server.flavor().name());
+                assert_eq!(
+                    smallest_usage(&mut c, &nat, native, times),
+                    smallest_usage(&mut c, &twn, twin, times),
+                    "{on}"
+                );
+                let encoding: String = redis::cmd("OBJECT")
+                    .arg("ENCODING")
+                    .arg(format!("{nat}-0"))
+                    .query(&mut c)
+                    .unwrap();
+                assert_eq!(encoding, "embstr", "{on}");
+            }
+        }
+    });
+}
+
 /// The keyspace events `argvs` fire on `c` (event and key, in order), read from `pubsub`,
 /// which listens to every key event.
 fn events_of(c: &mut Connection, pubsub: &mut redis::PubSub, argvs: &[Vec<&str>]) -> Vec<String> {

@@ -267,9 +267,6 @@ pub struct Reads {
     /// Whether a one-byte value is [`TAT_AT_EXPIRY`], which the binding then passes without
     /// reading the value.
     pub tat_at_expiry: bool,
-    /// Whether the value is a count, which the binding reads as `GET` replies it, so a value
-    /// the server stores as an integer stays one.
-    pub count: bool,
 }
 
 /// A string state value; formatted by the binding straight into the key, without allocating.
@@ -339,7 +336,6 @@ pub trait StringLimiter {
     const READS: Reads = Reads {
         expiry: false,
         tat_at_expiry: false,
-        count: false,
     };
 
     fn decide(
@@ -482,7 +478,6 @@ impl StringLimiter for TokenBucket {
     const READS: Reads = Reads {
         expiry: true,
         tat_at_expiry: true,
-        count: false,
     };
 
     fn decide(
@@ -581,7 +576,6 @@ impl StringLimiter for FixedWindow {
     const READS: Reads = Reads {
         expiry: true,
         tat_at_expiry: false,
-        count: true,
     };
 
     fn decide(
