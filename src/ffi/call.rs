@@ -215,7 +215,8 @@ pub fn redis_call_args(ctx: Ctx, command: &CStr, args: &[CallArg]) -> CallReply 
     call_strs(ctx, command, args, false)
 }
 
-/// The format of `RedisModule_Call` for `args`, one letter each (`!` first to replicate).
+/// The format of `RedisModule_Call` for up to four `args`, one letter each (`!` first to
+/// replicate), NUL-terminated.
 fn format_of(args: &[impl Arg], replicate: bool) -> [u8; 6] {
     let mut format = [0; 6];
     let letters = args
@@ -224,8 +225,9 @@ fn format_of(args: &[impl Arg], replicate: bool) -> [u8; 6] {
     if replicate {
         format[0] = b'!';
     }
-    for (at, letter) in (usize::from(replicate)..).zip(letters) {
-        format[at] = letter;
+    let slots = &mut format[usize::from(replicate)..5];
+    for (slot, letter) in slots.iter_mut().zip(letters) {
+        *slot = letter;
     }
     format
 }
@@ -237,9 +239,6 @@ fn call_strs<A: Arg>(ctx: Ctx, command: &CStr, args: &[A], replicate: bool) -> C
     // SAFETY: the field is a function pointer the module API filled in at load.
     let call = unsafe { raw::RedisModule_Call.unwrap() };
     let (c, name) = (ctx.as_ptr(), command.as_ptr());
-    if args.len() > 4 {
-        return call_vector(ctx, command, args, replicate);
-    }
     let format = format_of(args, replicate);
     let f = format.as_ptr().cast::<c_char>();
     let reply = match args {
@@ -253,13 +252,13 @@ fn call_strs<A: Arg>(ctx: Ctx, command: &CStr, args: &[A], replicate: bool) -> C
         [a, b, d] => unsafe { call(c, name, f, a.ptr(), b.ptr(), d.ptr()) },
         // SAFETY: as above.
         [a, b, d, e] => unsafe { call(c, name, f, a.ptr(), b.ptr(), d.ptr(), e.ptr()) },
-        _ => ptr::null_mut(),
+        _ => return call_vector(ctx, command, args, replicate),
     };
     CallReply(NonNull::new(reply))
 }
 
-/// `RedisModule_Call` with a vector (`v`) of more than four strings; a text among them goes as
-/// a string of the module's (so the command does not encode it).
+/// `RedisModule_Call` with a vector (`v`) of strings (none, or more than four); a text among
+/// them goes as a string of the module's (so the command does not encode it).
 fn call_vector<A: Arg>(ctx: Ctx, command: &CStr, args: &[A], replicate: bool) -> CallReply {
     let texts: Vec<OwnedString> = (args.iter().filter_map(Arg::text))
         .map(|t| OwnedString::new(ctx, t.to_bytes()))
