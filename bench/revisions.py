@@ -66,6 +66,10 @@ CASES = {
     "rl.slidingwindow": ("RL.SLIDINGWINDOW p:sw:__rand_int__ 1000000 100000", [], {}),
     "rl.slidingwindow exact": ("RL.SLIDINGWINDOW p:swe:__rand_int__ 1000000 100000 EXACT", [],
                                {}),
+    # The three string limiters at once (each __rand_int__ drawn on its own).
+    "rl.all": ("RL.ALL TOKENBUCKET p:at:__rand_int__ 1000000 1 100000 FIXEDWINDOW "
+               "p:af:__rand_int__ 1000000 100000 SLIDINGWINDOW p:as:__rand_int__ 1000000 100000",
+               [], {}),
     "cl.throttle": ("CL.THROTTLE p:cl:__rand_int__ 1000000 1 100", [], {}),
     "cl.throttle denied": ("CL.THROTTLE p:cld:__rand_int__ 0 1 100000", [], {}),
     # The same on a new key each time (keys drawn from 2^31): every admission creates its key.
