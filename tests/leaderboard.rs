@@ -1249,7 +1249,7 @@ fn lua_twin_reads_a_large_board_as_the_module_does() {
             "mix:{2}:lb-names",
         ];
         for key in keys {
-            copy_key(&mut a, &mut b, key);
+            assert_eq!(copy_key(&mut a, &mut b, key), None, "{key}");
         }
         let members: Vec<String> = model.members.keys().cloned().collect();
         let mixed: Vec<String> = mix.members.keys().cloned().collect();

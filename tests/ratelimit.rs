@@ -652,3 +652,37 @@ fn whole_ms_token_bucket_state_is_the_key_expiry() {
         );
     }
 }
+
+/// A fixed window's key expires at the window's end, and the server keeps it through that
+/// millisecond, the next window's first: what it counts is the previous window's, not this
+/// one's. Module and twin, tried (1 ms windows) until a call runs within the very
+/// millisecond its key expires in.
+#[test]
+fn a_fixed_windows_first_ms_ignores_the_previous_windows_count() {
+    for_each_module_and_twin(|flavor, mut module, mut twin| {
+        let mut native = redis::cmd("RL.FIXEDWINDOW");
+        native.arg(&["k", "5", "1"]);
+        let mut lua = redis::cmd("FCALL");
+        lua.arg(&["rl_fixedwindow", "1", "k", "5", "1"]);
+        for (c, call) in [(&mut module, native), (&mut twin, lua)] {
+            let deadline = std::time::Instant::now() + Duration::from_secs(20);
+            let reply = loop {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "{flavor:?}: never in one ms"
+                );
+                let at = server_ms(c) + 1;
+                let mut left = redis::cmd("SET");
+                left.arg("k").arg(3).arg("PXAT").arg(at);
+                let v = pipeline(
+                    c,
+                    &[redis::cmd("TIME"), left, call.clone(), redis::cmd("TIME")],
+                );
+                if ms_of(&v[0]) == at && ms_of(&v[3]) == at {
+                    break redis::from_redis_value::<Vec<i64>>(&v[2]).unwrap();
+                }
+            };
+            assert_eq!(reply, [1, 5, 4, -1, 1], "{flavor:?}");
+        }
+    });
+}

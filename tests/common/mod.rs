@@ -1341,18 +1341,26 @@ pub fn assert_same_key(
 }
 
 /// Copies a key's state from one server to another (after a step that was not compared).
-pub fn copy_key(from: &mut redis::Connection, to: &mut redis::Connection, key: &str) {
+/// Returns the key's expiry when the copy did not take: the server keeps a key through the ms
+/// it expires in, but RESTORE in that ms drops it, so `to` lacks what `from` still holds
+/// until that ms is over.
+pub fn copy_key(
+    from: &mut redis::Connection,
+    to: &mut redis::Connection,
+    key: &str,
+) -> Option<i64> {
     let (_, dump, at) = key_state(from, key);
     let _: () = redis::cmd("DEL").arg(key).query(to).unwrap();
-    if let Some(dump) = dump {
-        let mut restore = redis::cmd("RESTORE");
-        if at >= 0 {
-            restore.arg(key).arg(at).arg(dump).arg("ABSTTL");
-        } else {
-            restore.arg(key).arg(0).arg(dump);
-        }
-        let _: redis::Value = restore.query(to).unwrap();
+    let dump = dump?;
+    let mut restore = redis::cmd("RESTORE");
+    if at >= 0 {
+        restore.arg(key).arg(at).arg(dump).arg("ABSTTL");
+    } else {
+        restore.arg(key).arg(0).arg(dump);
     }
+    let _: redis::Value = restore.query(to).unwrap();
+    let copied: bool = redis::cmd("EXISTS").arg(key).query(to).unwrap();
+    (!copied).then_some(at)
 }
 
 /// COMMAND INFO and COMMAND DOCS of every command come from its definition: arity, summary,

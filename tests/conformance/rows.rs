@@ -9,22 +9,28 @@ use patterns_core::queue::PARKED;
 // ---------------------------------------------------------------------------------------------
 // Rate limiting
 
+/// A fixed window no scenario reaches the end of. Windows start at multiples of their length,
+/// so a 60 s window's end can fall between a row's call and its check (or the call its setup
+/// made), and its key is gone; this one (about 317 years) ends in 2286. The other limits'
+/// keys live 60 s from the call.
+const FAR_WINDOW_MS: &str = "10000000000000";
+
 pub fn ratelimit() -> Vec<Row> {
     use patterns_core::ratelimit::COMMANDS;
     vec![
         Row {
             def: COMMANDS[0],
-            call: |_, k| Call::new(&["RL.TOKENBUCKET", k, "5", "1", "1000"], &[k], &[]),
+            call: |_, k| Call::new(&["RL.TOKENBUCKET", k, "5", "1", "60000"], &[k], &[]),
             check: |c, call, v| admitted(c, call, v, &[1, 5, 4]),
         },
         Row {
             def: COMMANDS[1],
-            call: |_, k| Call::new(&["RL.FIXEDWINDOW", k, "5", "1000"], &[k], &[]),
+            call: |_, k| Call::new(&["RL.FIXEDWINDOW", k, "5", FAR_WINDOW_MS], &[k], &[]),
             check: |c, call, v| admitted(c, call, v, &[1, 5, 4]),
         },
         Row {
             def: COMMANDS[2],
-            call: |_, k| Call::new(&["RL.SLIDINGWINDOW", k, "3", "1000", "EXACT"], &[k], &[]),
+            call: |_, k| Call::new(&["RL.SLIDINGWINDOW", k, "3", "60000", "EXACT"], &[k], &[]),
             check: |c, call, v| admitted(c, call, v, &[1, 3, 2]),
         },
         Row {
@@ -44,13 +50,13 @@ pub fn ratelimit() -> Vec<Row> {
                         k,
                         "5",
                         "1",
-                        "1000",
+                        "60000",
                         "COST",
                         "2",
                         "FIXEDWINDOW",
                         &b,
                         "5",
-                        "60000",
+                        FAR_WINDOW_MS,
                         "SLIDINGWINDOW",
                         &c,
                         "3",
@@ -79,7 +85,8 @@ pub fn ratelimit() -> Vec<Row> {
             def: COMMANDS[5],
             call: |c, k| {
                 let b = derived(k, "fw");
-                let _: Vec<i64> = query(c, &["RL.FIXEDWINDOW", &b, "5", "60000", "COST", "3"]);
+                let _: Vec<i64> =
+                    query(c, &["RL.FIXEDWINDOW", &b, "5", FAR_WINDOW_MS, "COST", "3"]);
                 let _: Vec<i64> = query(c, &["RL.TOKENBUCKET", k, "5", "1", "60000", "COST", "4"]);
                 Call::new(
                     &[
@@ -87,7 +94,7 @@ pub fn ratelimit() -> Vec<Row> {
                         "FIXEDWINDOW",
                         &b,
                         "5",
-                        "60000",
+                        FAR_WINDOW_MS,
                         "COST",
                         "2",
                         "TOKENBUCKET",

@@ -446,14 +446,14 @@ local function window_start(now, window)
   return now - math.fmod(now, window)
 end
 
--- The count of the window ending at stop: a key expiring later counts as empty; nil for a
--- bad state.
+-- The count of the window ending at stop: a key expiring later, or now (the previous
+-- window's, kept through the ms it expires in), counts as empty; nil for a bad state.
 local function fixed_count(key, v, now, stop)
   if not v then return 0 end
   local count = state_int(v)
   if count == nil then return nil end
   local ttl = redis.call('PTTL', key)
-  if ttl < 0 or now + ttl > stop then return 0 end
+  if ttl <= 0 or now + ttl > stop then return 0 end
   return count
 end
 

@@ -56,15 +56,29 @@ async def test_dedupe_delay_and_nack(api: Api) -> None:
     assert sorted((j.id, j.deliveries) for j in popped) == sorted([(job, 2), (later, 1)])
 
 
+def server_ms(api: Api) -> int:
+    seconds, micros = api.raw.time()
+    return seconds * 1000 + micros // 1000
+
+
+async def until_lease_ends(api: Api, group: str, job: str) -> None:
+    """Waits until the server's clock has passed the end of ``job``'s lease in ``group``."""
+    end = api.raw.zscore(f"{Q}:leases:{group}", job)
+    assert end is not None
+    await wait_for(api, lambda: server_ms(api) > end)
+
+
 async def test_crashed_consumer_lease_extend_and_dead_letters(api: Api) -> None:
     q = api.p.queue(Q)
     job = await v(q.push("poison"))
     [held] = await v(q.pop("g", "crashes", lease_ms=200))
-    assert await v(q.extend("g", "crashes", job, 400)) is True
-    assert await v(q.extend("g", "other", job, 400)) is False
+    # Extended well past the first lease, so that the check below falls between the two ends
+    # however late it runs on a loaded machine.
+    assert await v(q.extend("g", "crashes", job, 1000)) is True
+    assert await v(q.extend("g", "other", job, 1000)) is False
     await sleep(api, 0.25)
     assert await v(q.pop("g", "other")) == []  # the extended lease still holds
-    await sleep(api, 0.25)
+    await until_lease_ends(api, "g", job)
     [again] = await v(q.pop("g", "other", lease_ms=100, max_deliveries=2))
     assert (again.id, again.deliveries) == (held.id, 2)
     await sleep(api, 0.15)

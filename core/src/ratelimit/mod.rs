@@ -561,12 +561,13 @@ impl FixedWindow {
     }
 
     /// The count of the window ending at `end`: a key expiring later was written with other
-    /// parameters and counts as empty.
-    fn count(&self, stored: Option<Stored<'_>>, end: i64) -> Result<i64, CmdError> {
+    /// parameters, and one expiring now is the previous window's (the server keeps a key
+    /// through the ms it expires in, the next window's first): both count as empty.
+    fn count(&self, stored: Option<Stored<'_>>, now_ms: i64, end: i64) -> Result<i64, CmdError> {
         let Some(s) = stored else { return Ok(0) };
         let count = state_int(s.value)?;
         Ok(match s.expire_at_ms {
-            Some(at) if at <= end => count,
+            Some(at) if now_ms < at && at <= end => count,
             _ => 0,
         })
     }
@@ -585,7 +586,7 @@ impl StringLimiter for FixedWindow {
         cost: i64,
     ) -> Result<Outcome, CmdError> {
         let end = window_start(now_ms, self.window_ms) + self.window_ms;
-        let count = self.count(stored, end)?;
+        let count = self.count(stored, now_ms, end)?;
         // Written as a difference: count + cost could overflow.
         let allowed = cost <= self.limit - count;
         let new_count = if allowed { count + cost } else { count };
@@ -1017,7 +1018,7 @@ impl FixedWindow {
         cost: i64,
     ) -> Result<Refund, CmdError> {
         let end = window_start(now_ms, self.window_ms) + self.window_ms;
-        let count = self.count(stored, end)?;
+        let count = self.count(stored, now_ms, end)?;
         let new_count = count - cost.min(count);
         let value = || StringWrite::set(StateValue::Count(new_count), end);
         Ok(Refund {

@@ -415,6 +415,10 @@ fn fixed_window_ignores_state_from_other_parameters() {
     assert_eq!(remaining(stored(Some(now + 500))), 1); // this window's counter
     assert_eq!(remaining(stored(Some(now + 501))), 5); // outlives this window: not ours
     assert_eq!(remaining(stored(None)), 5); // no TTL: not ours
+                                            // The previous window's counter, which the server keeps through the ms it expires in.
+    let start = now - 500;
+    let first_ms = w.decide(Some(stored(Some(start))), start, 0).unwrap();
+    assert_eq!(first_ms.reply.remaining, 5);
     assert!(w.decide(Some(stored(Some(now + 1))), now, i64::MAX).is_ok());
     let bad = Stored {
         value: b"-1",
