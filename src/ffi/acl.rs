@@ -24,6 +24,16 @@ pub fn check_keys_access<'k>(
     check_key_permissions(ctx, names, READ_WRITE)
 }
 
+/// Like [`check_keys_access`], for keys whose names the caller holds as server strings (to
+/// open the keys after the check: no copy of a name made).
+pub fn check_strs_access(ctx: Ctx, names: &[Str]) -> Result<(), CmdError> {
+    user_may(ctx, |user| {
+        names
+            .iter()
+            .all(|&name| key_permitted(user, name, READ_WRITE))
+    })
+}
+
 /// Like [`check_key_access`], for a derived key the command only reads, whose name it holds
 /// as a server string (to open the key after the check: no copy of the name made).
 pub fn check_key_read(ctx: Ctx, name: Str) -> Result<(), CmdError> {

@@ -24,7 +24,9 @@ mod reply;
 mod string;
 mod timer;
 
-pub use acl::{check_key_access, check_key_read, check_keys_access, check_keys_read};
+pub use acl::{
+    check_key_access, check_key_read, check_keys_access, check_keys_read, check_strs_access,
+};
 pub use block::{block, BlockedClient, ClientId, Waits};
 pub use call::{redis_call, redis_call_strs, CallReply, CallValue};
 pub use command::{dispatch, Call, Command};

@@ -334,16 +334,26 @@ pub fn companion(board: &[u8], suffix: &str) -> Option<Vec<u8>> {
 
 /// A stamp as stored: 16 zero-padded digits.
 pub fn stamp_text(stamp: i64) -> Vec<u8> {
-    format!("{stamp:0width$}", width = STAMP_DIGITS).into_bytes()
+    if !(0..10_i64.pow(STAMP_DIGITS as u32)).contains(&stamp) {
+        return format!("{stamp:0width$}", width = STAMP_DIGITS).into_bytes();
+    }
+    // Without the formatting machinery: a write makes one stamp.
+    let mut digits = vec![b'0'; STAMP_DIGITS];
+    let mut n = stamp;
+    for digit in digits.iter_mut().rev() {
+        *digit = b'0' + (n % 10) as u8;
+        n /= 10;
+    }
+    digits
 }
 
 /// The stamp that starts an order-key member (or a stamps-hash value).
 pub fn stamp_of(text: &[u8]) -> Option<i64> {
     let digits = text.get(..STAMP_DIGITS)?;
-    if !digits.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    std::str::from_utf8(digits).ok()?.parse().ok()
+    // 16 digits fit an i64.
+    digits.iter().try_fold(0_i64, |n, &d| {
+        d.is_ascii_digit().then(|| n * 10 + i64::from(d - b'0'))
+    })
 }
 
 /// The stamp of an arrival at a score at `now_ms`, after the last one there: the time, or
@@ -557,6 +567,12 @@ pub trait Store {
     /// The order-key members at a score, counting at most `cap` (min(ZCOUNT order s s, cap)).
     fn group_len(&mut self, score: &[u8], cap: i64) -> i64 {
         self.count(Key::Order, score, score).min(cap)
+    }
+    /// The stamp of [`Store::last_at`] and [`Store::group_len`] of one score: a store may
+    /// read both in one walk of the group.
+    fn group_tail(&mut self, score: &[u8], cap: i64) -> (Option<i64>, i64) {
+        let last = self.last_at(score).and_then(|m| stamp_of(&m));
+        (last, self.group_len(score, cap))
     }
     /// HGET on the stamps.
     fn stamp(&mut self, member: &[u8]) -> Option<Vec<u8>>;
@@ -1253,9 +1269,8 @@ fn write_one<S: Store>(
         }
         Change::Add(_, raw) => s.zincrby(raw, member),
     };
-    let last = s.last_at(&new.text).and_then(|m| stamp_of(&m));
+    let (last, joined) = s.group_tail(&new.text, SMALL_GROUP + 1);
     let stamp = stamp_text(next_stamp(now_ms, last));
-    let joined = s.group_len(&new.text, SMALL_GROUP + 1);
     s.zadd(Key::Order, &[(&new.text, &order_member(&stamp, member))]);
     if joined == SMALL_GROUP {
         hash_group(s, &new.text);
