@@ -92,6 +92,9 @@ struct Writer<'a> {
     /// The last other string named (a member, an order entry), made once while it is named
     /// in a row.
     member: Option<OwnedString>,
+    /// The last other score text named: the order and scores keys' ZADDs name the same one
+    /// (also as the scores key's member).
+    text: Option<OwnedString>,
     /// The board score of `args.member` once read or written (None: not known yet).
     member_score: Option<Option<f64>>,
 }
@@ -174,14 +177,18 @@ impl<'a> Writer<'a> {
         let Some(value) = score_value(score) else {
             return false; // the server's ZADD refuses what parse_f64 refuses
         };
-        let (mut made, args) = (None, self.args);
-        let member_str = named(args.member, &mut self.member, ctx, member);
+        let args = self.args;
+        let score_str = named(args.score, &mut self.text, ctx, score);
+        let member_str = if score_str.bytes() == member {
+            score_str // a scores-key entry
+        } else {
+            named(args.member, &mut self.member, ctx, member)
+        };
         let k = &mut self.keys[key as usize];
         let put = k.zset_put(value, member_str);
         if put != Put::Unchanged {
             k.modified(&[(Notify::ZSET, c"zadd")]);
-            let score = named(args.score, &mut made, ctx, score);
-            ctx.replicate(c"ZADD", (k.name(), score, member_str));
+            ctx.replicate(c"ZADD", (k.name(), score_str, member_str));
             if key == Key::Board {
                 self.learn_score(member, Some(value));
             }
@@ -307,6 +314,7 @@ impl<'a> RedisStore<'a> {
                 keys,
                 args,
                 member: None,
+                text: None,
                 member_score: None,
             }),
             ..Self::bare(call)
