@@ -25,7 +25,6 @@ use crate::ffi::{
     OwnedKey, OwnedString, Put, Reply, ScoreRange, Str, Value,
 };
 use crate::stats::{self, Stat};
-use crate::text::StackText;
 use crate::{command, config};
 
 /// The family's commands, as registered.
@@ -487,7 +486,7 @@ fn scored(member: Vec<u8>, text: Vec<u8>) -> Scored {
 }
 
 fn text(n: i64) -> Vec<u8> {
-    StackText::int(n).as_bytes().to_vec()
+    n.to_string().into_bytes()
 }
 
 /// A score as the server replies it, when that text is certain: whole numbers below 10^15
