@@ -372,11 +372,11 @@ pub fn order_member(stamp: &[u8], member: &[u8]) -> Vec<u8> {
 
 /// The member of a scores-key entry: the score as the server writes it, `0` for -0 (the two
 /// are one score).
-pub fn distinct_member(score: &Scored) -> Vec<u8> {
+pub fn distinct_member(score: &Scored) -> &[u8] {
     if score.score == 0.0 {
-        b"0".to_vec()
+        b"0"
     } else {
-        score.text.clone()
+        &score.text
     }
 }
 
@@ -673,7 +673,7 @@ fn layout<S: Store>(s: &mut S, total: i64) -> Result<Layout, CmdError> {
 
 /// A stamped member's entry in the names key: `<score>:<member>`.
 pub fn name_entry(score: &Scored, member: &[u8]) -> Vec<u8> {
-    [&distinct_member(score)[..], b":", member].concat()
+    [distinct_member(score), b":", member].concat()
 }
 
 /// ZLEXCOUNT bounds of the names of score `score` sorting before `member`.
@@ -1282,7 +1282,7 @@ fn write_one<S: Store>(
     if names {
         s.zadd(Key::Names, &[(b"0", &name_entry(&new, member))]);
     } else {
-        s.zadd(Key::Scores, &[(&new.text, &distinct_member(&new))]);
+        s.zadd(Key::Scores, &[(&new.text, distinct_member(&new))]);
         if let Some(o) = &old {
             forget_score_if_gone(s, o);
         }
@@ -1304,7 +1304,7 @@ fn hash_group<S: Store>(s: &mut S, score: &[u8]) {
 /// Drops a score from the scores key once no member has it.
 fn forget_score_if_gone<S: Store>(s: &mut S, old: &Scored) {
     if !s.any_at(Key::Board, &old.text) {
-        s.zrem(Key::Scores, &distinct_member(old));
+        s.zrem(Key::Scores, distinct_member(old));
     }
 }
 
