@@ -20,9 +20,8 @@ use patterns_core::leaderboard::{
 };
 
 use crate::ffi::{
-    check_keys_access, now_ms, redis_call, redis_call_strs, Call, CallReply, Command, Ctx,
-    CurrentUser, Key as KeyHandle, KeyType, Notify, OwnedKey, OwnedString, Put, Reply, ScoreRange,
-    Str, Value,
+    now_ms, redis_call, redis_call_strs, Call, CallReply, Command, Ctx, CurrentUser,
+    Key as KeyHandle, KeyType, Notify, OwnedKey, OwnedString, Put, Reply, ScoreRange, Str, Value,
 };
 use crate::stats::{self, Stat};
 use crate::{command, config};
@@ -88,9 +87,24 @@ type WriteNames = [OwnedString; 4];
 struct Writer<'a> {
     ctx: Ctx<'a>,
     keys: [KeyHandle<'a>; 5],
-    /// The last member named, as a server string: a write names its member to the board,
-    /// the stamps hash and the replicated commands several times.
+    /// Strings of the command's (the last member, its score or increment), used wherever
+    /// their bytes are named: no string made.
+    args: WriteArgs<'a>,
+    /// The last other string named (a member, an order entry), made once while it is named
+    /// in a row.
     member: Option<OwnedString>,
+    /// The last other score text named: the order and scores keys' ZADDs name the same one
+    /// (also as the scores key's member).
+    text: Option<OwnedString>,
+    /// The board score of `args.member` once read or written (None: not known yet).
+    member_score: Option<Option<f64>>,
+}
+
+/// The strings of a write's arguments a `Writer` names without making them again.
+#[derive(Clone, Copy)]
+struct WriteArgs<'a> {
+    member: Option<Str<'a>>,
+    score: Option<Str<'a>>,
 }
 
 /// `bytes` as a server string, made once while the same bytes are asked for in a row.
@@ -134,18 +148,51 @@ impl<'a> Writer<'a> {
         &mut self.keys[key as usize]
     }
 
+    /// The board score of `member` when this write already knows it.
+    fn known_score(&self, member: &[u8]) -> Option<Option<f64>> {
+        let arg = self.args.member?;
+        (arg.bytes() == member).then_some(self.member_score?)
+    }
+
+    /// Records the board score of `member` (None: absent), read or just written.
+    fn learn_score(&mut self, member: &[u8], score: Option<f64>) {
+        if self.args.member.is_some_and(|arg| arg.bytes() == member) {
+            self.member_score = Some(score);
+        }
+    }
+
+    /// The board score of `member` through the key API.
+    fn board_score(&mut self, member: &[u8]) -> Option<f64> {
+        if let Some(known) = self.known_score(member) {
+            return known;
+        }
+        let held = named(self.args.member, &mut self.member, self.ctx, member);
+        let score = self.keys[Key::Board as usize].zset_score(held);
+        self.learn_score(member, score);
+        score
+    }
+
     /// ZADD key score member: whether it was added.
     fn zadd(&mut self, key: Key, score: &[u8], member: &[u8]) -> bool {
         let ctx = self.ctx;
         let Some(value) = score_value(score) else {
             return false; // the server's ZADD refuses what parse_f64 refuses
         };
-        let member = held(&mut self.member, ctx, member);
+        let args = self.args;
+        let score_str = named(args.score, &mut self.text, ctx, score);
+        let member_str = if score_str.bytes() == member {
+            score_str // a scores-key entry
+        } else {
+            named(args.member, &mut self.member, ctx, member)
+        };
         let k = &mut self.keys[key as usize];
-        let put = k.zset_put(value, member);
+        let put = k.zset_put(value, member_str);
         if put != Put::Unchanged {
             k.modified(&[(Notify::ZSET, c"zadd")]);
-            ctx.replicate(c"ZADD", (k.name(), score, member));
+            ctx.replicate(c"ZADD", (k.name(), score_str, member_str));
+            if key == Key::Board {
+                self.learn_score(member, Some(value));
+            }
         }
         put == Put::Added
     }
@@ -154,27 +201,33 @@ impl<'a> Writer<'a> {
     fn zincrby(&mut self, increment: &[u8], member: &[u8]) -> f64 {
         let ctx = self.ctx;
         let by = score_value(increment).unwrap_or(f64::NAN);
-        let member = held(&mut self.member, ctx, member);
+        let (mut made, args) = (None, self.args);
+        let member_str = named(args.member, &mut self.member, ctx, member);
         let k = &mut self.keys[Key::Board as usize];
-        let Some((put, score)) = k.zset_incr(by, member) else {
+        let Some((put, score)) = k.zset_incr(by, member_str) else {
             return f64::NAN; // a NaN sum, refused before the write
         };
         if put != Put::Unchanged {
             k.modified(&[(Notify::ZSET, c"zincr")]);
-            ctx.replicate(c"ZINCRBY", (k.name(), increment, member));
+            let increment = named(args.score, &mut made, ctx, increment);
+            ctx.replicate(c"ZINCRBY", (k.name(), increment, member_str));
         }
+        self.learn_score(member, Some(score));
         score
     }
 
     /// ZREM key member: whether it was there.
     fn zrem(&mut self, key: Key, member: &[u8]) -> bool {
         let ctx = self.ctx;
-        let member = OwnedString::new(ctx, member);
-        let k = self.key(key);
-        let removed = k.zset_remove(std::slice::from_ref(&member)) > 0;
+        let member_str = named(self.args.member, &mut self.member, ctx, member);
+        let k = &mut self.keys[key as usize];
+        let removed = k.zset_remove_one(member_str);
         if removed {
             removed_from(k, c"zrem", Notify::ZSET);
-            ctx.replicate(c"ZREM", (k.name(), member.as_str()));
+            ctx.replicate(c"ZREM", (k.name(), member_str));
+            if key == Key::Board {
+                self.learn_score(member, None);
+            }
         }
         removed
     }
@@ -183,7 +236,7 @@ impl<'a> Writer<'a> {
     fn hset(&mut self, field: &[u8], value: &[u8]) {
         let ctx = self.ctx;
         let (field, value) = (
-            held(&mut self.member, ctx, field),
+            named(self.args.member, &mut self.member, ctx, field),
             OwnedString::new(ctx, value),
         );
         let k = &mut self.keys[Key::Stamps as usize];
@@ -195,11 +248,11 @@ impl<'a> Writer<'a> {
     /// HDEL stamps field.
     fn hdel(&mut self, field: &[u8]) {
         let ctx = self.ctx;
-        let field = OwnedString::new(ctx, field);
-        let k = self.key(Key::Stamps);
-        if k.hash_delete(field.as_str()) {
+        let field = named(self.args.member, &mut self.member, ctx, field);
+        let k = &mut self.keys[Key::Stamps as usize];
+        if k.hash_delete(field) {
             removed_from(k, c"hdel", Notify::HASH);
-            ctx.replicate(c"HDEL", (k.name(), field.as_str()));
+            ctx.replicate(c"HDEL", (k.name(), field));
         }
     }
 
@@ -225,28 +278,36 @@ fn removed_from(k: &KeyHandle, event: &std::ffi::CStr, class: Notify) {
 }
 
 /// The names of a write's tie-break keys, after checking the user may read and write them;
-/// refused when the board's name cannot carry them.
+/// refused when the board's name cannot carry them. Each name is made once, from one buffer.
 fn write_names(call: &Call) -> Result<WriteNames, CmdError> {
-    let board = call.key_name();
-    let suffixes = [
+    let ctx = call.ctx();
+    // The names share the prefix `<board>:` (`{<board>}:` without a hashtag); made with the
+    // longest suffix, the buffer holds every name without growing.
+    let longest = lb::STAMPS_SUFFIX;
+    let mut name = companion(call.key_name(), longest).ok_or(CmdError::BadState(lb::BAD_BOARD))?;
+    let prefix = name.len() - longest.len();
+    let names = [
         lb::ORDER_SUFFIX,
         lb::STAMPS_SUFFIX,
         lb::SCORES_SUFFIX,
         lb::NAMES_SUFFIX,
-    ];
-    let names = suffixes.map(|suffix| companion(board, suffix));
-    check_keys_access(call.ctx(), names.iter().flatten().map(Vec::as_slice))?;
-    match names {
-        [Some(order), Some(stamps), Some(scores), Some(names)] => {
-            Ok([order, stamps, scores, names].map(|n| OwnedString::new(call.ctx(), &n)))
-        }
-        _ => Err(CmdError::BadState(lb::BAD_BOARD)),
+    ]
+    .map(|suffix| {
+        name.truncate(prefix);
+        name.extend_from_slice(suffix.as_bytes());
+        OwnedString::new(ctx, &name)
+    });
+    let user = CurrentUser::of(ctx);
+    for name in &names {
+        user.check_access(name.as_str())?;
     }
+    Ok(names)
 }
 
 impl<'a> RedisStore<'a> {
-    /// The store of a write to the call's board, its keys open through the key API.
-    fn open_write(call: &Call<'a>, names: &'a WriteNames) -> Self {
+    /// The store of a write to the call's board, its keys open through the key API; `args`:
+    /// strings of the command's the write names.
+    fn open_write(call: &Call<'a>, names: &'a WriteNames, args: WriteArgs<'a>) -> Self {
         let ctx = call.ctx();
         let [order, stamps, scores, names] =
             names.each_ref().map(|n| KeyHandle::open_named(ctx, n));
@@ -255,9 +316,12 @@ impl<'a> RedisStore<'a> {
             writer: Some(Writer {
                 ctx,
                 keys,
+                args,
                 member: None,
+                text: None,
+                member_score: None,
             }),
-            ..Self::new(call, None)
+            ..Self::bare(call)
         }
     }
 
@@ -300,16 +364,25 @@ impl<'a> RedisStore<'a> {
     }
 
     fn new(call: &Call<'a>, kinds: Option<[Option<Kind>; 5]>) -> Self {
-        let board = call.key_name();
+        Self {
+            order: companion(call.key_name(), lb::ORDER_SUFFIX),
+            kinds,
+            ..Self::bare(call)
+        }
+    }
+
+    /// The store of the call's board, nothing open and no tie-break key named: a write names
+    /// its keys through its handles.
+    fn bare(call: &Call<'a>) -> Self {
         Self {
             ctx: call.ctx(),
-            board,
-            order: companion(board, lb::ORDER_SUFFIX),
+            board: call.key_name(),
+            order: None,
             others: OnceCell::new(),
             reader: None,
             order_reader: None,
             others_reader: None,
-            kinds,
+            kinds: None,
             writer: None,
             board_str: call.key(),
             member: None,
@@ -329,22 +402,16 @@ impl<'a> RedisStore<'a> {
     /// The store of the call's board alone (no tie-break keys: LB.PERCENTILE).
     fn board_only(call: &Call<'a>) -> Self {
         Self {
-            ctx: call.ctx(),
-            board: call.key_name(),
-            order: None,
-            others: OnceCell::new(),
             reader: KeyHandle::open_read(call),
-            order_reader: None,
-            others_reader: None,
             kinds: Some([None; 5]),
-            writer: None,
-            board_str: call.key(),
-            member: None,
-            member_arg: None,
+            ..Self::bare(call)
         }
     }
 
     fn name(&self, key: Key) -> Option<&[u8]> {
+        if let Some(w) = &self.writer {
+            return Some(w.keys[key as usize].name().bytes());
+        }
         let other = |i: usize| self.others().map(|o| o[i].as_slice());
         match key {
             Key::Board => Some(self.board),
@@ -529,10 +596,7 @@ impl Store for RedisStore<'_> {
                 let member = named(self.member_arg, &mut self.member, self.ctx, member);
                 Some(reader.zset_score(member))
             }
-            (None, Some(w)) => {
-                let held = held(&mut w.member, self.ctx, member);
-                Some(w.keys[Key::Board as usize].zset_score(held))
-            }
+            (None, Some(w)) => Some(w.board_score(member)),
             (None, None) => None,
         };
         if let Some(found) = found {
@@ -654,10 +718,6 @@ impl Store for RedisStore<'_> {
     }
 
     fn last_at(&mut self, score: &[u8]) -> Option<Vec<u8>> {
-        if let Some(w) = &mut self.writer {
-            let order = w.key(Key::Order);
-            return Some(order.zset_last_at(score_value(score)?)?.bytes().to_vec());
-        }
         let args: [&[u8]; 8] = [
             self.must(Key::Order),
             score,
@@ -698,33 +758,41 @@ impl Store for RedisStore<'_> {
         self.read(c"ZRANGE", &args).strings()
     }
 
+    fn group_tail(&mut self, score: &[u8], cap: i64) -> (Option<i64>, i64) {
+        match (&mut self.writer, score_value(score)) {
+            (Some(w), Some(v)) => {
+                let order = w.key(Key::Order);
+                let (last, len) = order.zset_last_and_count(ScoreRange::at_f64(v), cap);
+                (last.and_then(|m| lb::stamp_of(m.bytes())), len)
+            }
+            _ => {
+                let last = self.last_at(score).and_then(|m| lb::stamp_of(&m));
+                (last, self.group_len(score, cap))
+            }
+        }
+    }
+
     fn group_find(&mut self, score: &[u8], member: &[u8], n: i64) -> Option<(i64, Vec<u8>)> {
-        let find = |k: &KeyHandle, r| {
-            let (at, entry) = k.zset_find_first(r, n, |e| lb::is_entry_of(e, member))?;
-            Some((at, entry.bytes().to_vec()))
-        };
+        let find = |k: &KeyHandle, r| k.zset_find_first(r, n, |e| lb::is_entry_of(e, member));
+        let bytes = |(at, entry): (i64, OwnedString)| (at, entry.bytes().to_vec());
         match (score_value(score).map(ScoreRange::at_f64), &mut self.writer) {
-            (Some(r), Some(w)) => find(w.key(Key::Order), r),
+            (Some(r), Some(w)) => {
+                let (at, entry) = find(w.key(Key::Order), r)?;
+                let found = (at, entry.bytes().to_vec());
+                w.member = Some(entry); // the write removes this entry next: no string made
+                Some(found)
+            }
             (Some(r), None) => match &self.order_reader {
-                Some(order) => order.read(|k| find(k, r)),
+                Some(order) => order.read(|k| find(k, r)).map(bytes),
                 None => None,
             },
             (None, _) => lb::entry_in(self.group_head(score, n), member),
         }
     }
 
-    fn group_len(&mut self, score: &[u8], cap: i64) -> i64 {
-        match (&mut self.writer, score_value(score)) {
-            (Some(w), Some(v)) => w
-                .key(Key::Order)
-                .zset_count_upto(ScoreRange::at_f64(v), cap),
-            _ => self.count(Key::Order, score, score).min(cap),
-        }
-    }
-
     fn stamp(&mut self, member: &[u8]) -> Option<Vec<u8>> {
         if let Some(w) = &mut self.writer {
-            let member = held(&mut w.member, self.ctx, member);
+            let member = named(w.args.member, &mut w.member, self.ctx, member);
             let value = w.keys[Key::Stamps as usize].hash_get(member)?;
             return Some(value.bytes().to_vec());
         }
@@ -930,9 +998,10 @@ fn percentile(call: &Call) -> Result<Reply, CmdError> {
     )
 }
 
-/// The store of a write to the call's board, whose tie-break keys are named `names`.
-fn write_store<'a>(call: &Call<'a>, names: &'a WriteNames) -> RedisStore<'a> {
-    RedisStore::open_write(call, names)
+/// The store of a write to the call's board, whose tie-break keys are named `names`; `args`:
+/// strings of the command's it names.
+fn write_store<'a>(call: &Call<'a>, names: &'a WriteNames, args: WriteArgs<'a>) -> RedisStore<'a> {
+    RedisStore::open_write(call, names, args)
 }
 
 // LB.ADD key [WITHRANK] [ASC|DESC] [RANKING ORDINAL|DENSE|COMPETITION|MODIFIED] score member
@@ -946,11 +1015,16 @@ fn add(call: &Call) -> Result<Reply, CmdError> {
         .then(|| order_and_ranking(p.choice("ASC|DESC"), p.choice("RANKING")));
     let mut changes = Vec::with_capacity(pairs.len() / 2);
     for pair in pairs.chunks(2) {
-        let score = parse_f64(pair[0]).ok_or(CmdError::BadArg(lb::SCORE_ARG))?;
+        let score = score_value(pair[0]).ok_or(CmdError::BadArg(lb::SCORE_ARG))?;
         changes.push((Change::Set(score, pair[0]), pair[1]));
     }
     let names = write_names(call)?;
-    let mut store = write_store(call, &names);
+    // The last pair's strings (rest's last two: `call.arg` counts the key first).
+    let last = WriteArgs {
+        member: call.arg(args.len()),
+        score: call.arg(args.len() - 1),
+    };
+    let mut store = write_store(call, &names, last);
     check_write(&mut store, &changes)?;
     check_rank_with(&mut store, &changes, with)?;
     let written = write(&mut store, now_ms(), &changes);
@@ -1012,7 +1086,11 @@ fn incr(call: &Call) -> Result<Reply, CmdError> {
         .then(|| order_and_ranking(p.choice("ASC|DESC"), p.choice("RANKING")));
     let changes = [(Change::Add(by, p.raw("increment")), member)];
     let names = write_names(call)?;
-    let mut store = write_store(call, &names);
+    let strings = WriteArgs {
+        member: call.arg(2),
+        score: call.arg(1),
+    };
+    let mut store = write_store(call, &names, strings);
     check_write(&mut store, &changes)?;
     check_rank_with(&mut store, &changes, with)?;
     let (_, score) = write(&mut store, now_ms(), &changes).remove(0);
@@ -1031,7 +1109,11 @@ fn rem(call: &Call) -> Result<Reply, CmdError> {
     let args = call.rest();
     let p = lb::REM.parse(args)?;
     let names = write_names(call)?;
-    let mut store = write_store(call, &names);
+    let last = WriteArgs {
+        member: call.arg(args.len()),
+        score: None,
+    };
+    let mut store = write_store(call, &names, last);
     let removed = remove(&mut store, p.trailing())?;
     stats::add(Stat::LeaderboardWrites, removed as u64);
     Ok(Reply::Integer(removed))

@@ -72,6 +72,12 @@ impl CurrentUser {
         self.check(|user| key_permitted(user, name, raw::REDISMODULE_CMD_KEY_ACCESS))
     }
 
+    /// Fails with NOPERM unless the user may read and write the key `name` (a key the
+    /// command derives).
+    pub fn check_access(&self, name: Str) -> Result<(), CmdError> {
+        self.check(|user| key_permitted(user, name, READ_WRITE))
+    }
+
     fn check(
         &self,
         allowed: impl FnOnce(NonNull<RedisModuleUser>) -> bool,

@@ -334,7 +334,17 @@ pub fn companion(board: &[u8], suffix: &str) -> Option<Vec<u8>> {
 
 /// A stamp as stored: 16 zero-padded digits.
 pub fn stamp_text(stamp: i64) -> Vec<u8> {
-    format!("{stamp:0width$}", width = STAMP_DIGITS).into_bytes()
+    if !(0..10_i64.pow(STAMP_DIGITS as u32)).contains(&stamp) {
+        return format!("{stamp:0width$}", width = STAMP_DIGITS).into_bytes();
+    }
+    // Without the formatting machinery: a write makes one stamp.
+    let mut digits = vec![b'0'; STAMP_DIGITS];
+    let mut n = stamp;
+    for digit in digits.iter_mut().rev() {
+        *digit = b'0' + (n % 10) as u8;
+        n /= 10;
+    }
+    digits
 }
 
 /// The stamp that starts an order-key member (or a stamps-hash value).
@@ -362,11 +372,11 @@ pub fn order_member(stamp: &[u8], member: &[u8]) -> Vec<u8> {
 
 /// The member of a scores-key entry: the score as the server writes it, `0` for -0 (the two
 /// are one score).
-pub fn distinct_member(score: &Scored) -> Vec<u8> {
+pub fn distinct_member(score: &Scored) -> &[u8] {
     if score.score == 0.0 {
-        b"0".to_vec()
+        b"0"
     } else {
-        score.text.clone()
+        &score.text
     }
 }
 
@@ -559,6 +569,12 @@ pub trait Store {
     fn group_len(&mut self, score: &[u8], cap: i64) -> i64 {
         self.count(Key::Order, score, score).min(cap)
     }
+    /// The stamp of [`Store::last_at`] and [`Store::group_len`] of one score: a store may
+    /// read both in one walk of the group.
+    fn group_tail(&mut self, score: &[u8], cap: i64) -> (Option<i64>, i64) {
+        let last = self.last_at(score).and_then(|m| stamp_of(&m));
+        (last, self.group_len(score, cap))
+    }
     /// HGET on the stamps.
     fn stamp(&mut self, member: &[u8]) -> Option<Vec<u8>>;
     /// Whether some member of `key` has exactly the score `score` (ZCOUNT key s s > 0).
@@ -658,7 +674,7 @@ fn layout<S: Store>(s: &mut S, total: i64) -> Result<Layout, CmdError> {
 
 /// A stamped member's entry in the names key: `<score>:<member>`.
 pub fn name_entry(score: &Scored, member: &[u8]) -> Vec<u8> {
-    [&distinct_member(score)[..], b":", member].concat()
+    [distinct_member(score), b":", member].concat()
 }
 
 /// ZLEXCOUNT bounds of the names of score `score` sorting before `member`.
@@ -1265,9 +1281,8 @@ fn write_one<S: Store>(
         }
         Change::Add(_, raw) => s.zincrby(raw, member),
     };
-    let last = s.last_at(&new.text).and_then(|m| stamp_of(&m));
+    let (last, joined) = s.group_tail(&new.text, SMALL_GROUP + 1);
     let stamp = stamp_text(next_stamp(now_ms, last));
-    let joined = s.group_len(&new.text, SMALL_GROUP + 1);
     s.zadd(Key::Order, &[(&new.text, &order_member(&stamp, member))]);
     if joined == SMALL_GROUP {
         hash_group(s, &new.text);
@@ -1279,7 +1294,7 @@ fn write_one<S: Store>(
     if names {
         s.zadd(Key::Names, &[(b"0", &name_entry(&new, member))]);
     } else {
-        s.zadd(Key::Scores, &[(&new.text, &distinct_member(&new))]);
+        s.zadd(Key::Scores, &[(&new.text, distinct_member(&new))]);
         if let Some(o) = &old {
             forget_score_if_gone(s, o);
         }
@@ -1301,7 +1316,7 @@ fn hash_group<S: Store>(s: &mut S, score: &[u8]) {
 /// Drops a score from the scores key once no member has it.
 fn forget_score_if_gone<S: Store>(s: &mut S, old: &Scored) {
     if !s.any_at(Key::Board, &old.text) {
-        s.zrem(Key::Scores, &distinct_member(old));
+        s.zrem(Key::Scores, distinct_member(old));
     }
 }
 

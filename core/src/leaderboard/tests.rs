@@ -97,6 +97,12 @@ fn stamps_sort_as_numbers_and_break_same_millisecond_ties() {
     assert_eq!(stamp_of(b"9999999999999999"), Some(9_999_999_999_999_999));
     assert_eq!(stamp_of(b"-001764000000123alice"), None);
     assert!(stamp_text(99) < stamp_text(100));
+    // The widest stamp, and past it the formatter's text (as before the fast path).
+    let widest = 9_999_999_999_999_999;
+    assert_eq!(stamp_text(widest), b"9999999999999999");
+    assert_eq!(stamp_of(&stamp_text(widest)), Some(widest));
+    assert_eq!(stamp_text(widest + 1), b"10000000000000000");
+    assert_eq!(stamp_text(-5), b"-000000000000005");
     // (now, last stamp at the score, new stamp)
     let table = [
         (1000, None, 1000),
