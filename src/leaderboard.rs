@@ -11,12 +11,10 @@
 //! tie-break in step with the board, a NaN increment) before its first write.
 #![deny(unsafe_code)]
 
-use std::cell::OnceCell;
-
 use patterns_core::command::{parse_f64, CmdError};
 use patterns_core::leaderboard::{
-    self as lb, check_dense_rank, check_write, companion, percentile_of, remove, write, Board,
-    Change, Key, Kind, Order, Ranking, Scored, Store, Window,
+    self as lb, check_dense_rank, check_write, percentile_of, remove, write, Board, Change,
+    Companions, Key, Kind, Order, Ranking, Scored, Store, Window,
 };
 
 use crate::ffi::{
@@ -47,11 +45,9 @@ const WALK_LIMIT: i64 = 64;
 struct RedisStore<'a> {
     ctx: Ctx<'a>,
     board: &'a [u8],
-    /// The order key's name, None when the board's name cannot carry tie-break keys.
-    order: Option<Vec<u8>>,
-    /// The stamps, scores and names keys' names, derived when first needed (a read of a
-    /// plain board never needs them).
-    others: OnceCell<[Vec<u8>; 3]>,
+    /// A read's tie-break keys' names, None when the board's name cannot carry them (and
+    /// for a write, whose key handles hold them).
+    names: Option<Companions>,
     /// The board opened for reading through the key API (None when it does not exist, and
     /// for writes: a write run as a command could delete the value under an open handle).
     reader: Option<KeyHandle<'a>>,
@@ -278,25 +274,11 @@ fn removed_from(k: &KeyHandle, event: &std::ffi::CStr, class: Notify) {
 }
 
 /// The names of a write's tie-break keys, after checking the user may read and write them;
-/// refused when the board's name cannot carry them. Each name is made once, from one buffer.
+/// refused when the board's name cannot carry them.
 fn write_names(call: &Call) -> Result<WriteNames, CmdError> {
     let ctx = call.ctx();
-    // The names share the prefix `<board>:` (`{<board>}:` without a hashtag); made with the
-    // longest suffix, the buffer holds every name without growing.
-    let longest = lb::STAMPS_SUFFIX;
-    let mut name = companion(call.key_name(), longest).ok_or(CmdError::BadState(lb::BAD_BOARD))?;
-    let prefix = name.len() - longest.len();
-    let names = [
-        lb::ORDER_SUFFIX,
-        lb::STAMPS_SUFFIX,
-        lb::SCORES_SUFFIX,
-        lb::NAMES_SUFFIX,
-    ]
-    .map(|suffix| {
-        name.truncate(prefix);
-        name.extend_from_slice(suffix.as_bytes());
-        OwnedString::new(ctx, &name)
-    });
+    let names = Companions::of(call.key_name()).ok_or(CmdError::BadState(lb::BAD_BOARD))?;
+    let names = names.all().map(|name| OwnedString::new(ctx, name));
     let user = CurrentUser::of(ctx);
     for name in &names {
         user.check_access(name.as_str())?;
@@ -330,23 +312,18 @@ impl<'a> RedisStore<'a> {
     /// read as a plain sorted set, so they are not looked at (nor are their types).
     fn open_read(call: &Call<'a>) -> Result<Self, CmdError> {
         let ctx = call.ctx();
-        let mut store = Self::new(call, Some([None; 5]));
-        if let Some(order) = &store.order {
+        let mut store = Self {
+            names: Companions::of(call.key_name()),
+            kinds: Some([None; 5]),
+            ..Self::bare(call)
+        };
+        if let Some([order, others @ ..]) = store.names.as_ref().map(Companions::all) {
             let user = CurrentUser::of(ctx);
             let name = OwnedString::new(ctx, order);
             user.check_read(name.as_str())?;
             store.order_reader = OwnedKey::open_read(ctx, name);
             if store.order_reader.is_some() {
-                // The tie-break keys' names differ from the order key's in their suffix alone.
-                let prefix = order.len() - lb::ORDER_SUFFIX.len();
-                let mut name = Vec::with_capacity(prefix + 16); // one buffer, room for any suffix
-                name.extend_from_slice(&order[..prefix]);
-                let names =
-                    [lb::STAMPS_SUFFIX, lb::SCORES_SUFFIX, lb::NAMES_SUFFIX].map(|suffix| {
-                        name.truncate(prefix);
-                        name.extend_from_slice(suffix.as_bytes());
-                        OwnedString::new(ctx, &name)
-                    });
+                let names = others.map(|name| OwnedString::new(ctx, name));
                 for name in &names {
                     user.check_read(name.as_str())?;
                 }
@@ -363,22 +340,13 @@ impl<'a> RedisStore<'a> {
         self.others_reader.as_ref()?[other_index(key)?].as_ref()
     }
 
-    fn new(call: &Call<'a>, kinds: Option<[Option<Kind>; 5]>) -> Self {
-        Self {
-            order: companion(call.key_name(), lb::ORDER_SUFFIX),
-            kinds,
-            ..Self::bare(call)
-        }
-    }
-
     /// The store of the call's board, nothing open and no tie-break key named: a write names
     /// its keys through its handles.
     fn bare(call: &Call<'a>) -> Self {
         Self {
             ctx: call.ctx(),
             board: call.key_name(),
-            order: None,
-            others: OnceCell::new(),
+            names: None,
             reader: None,
             order_reader: None,
             others_reader: None,
@@ -388,15 +356,6 @@ impl<'a> RedisStore<'a> {
             member: None,
             member_arg: None,
         }
-    }
-
-    /// The stamps, scores and names keys' names (None when the board cannot carry them).
-    fn others(&self) -> Option<&[Vec<u8>; 3]> {
-        self.order.as_ref()?;
-        Some(self.others.get_or_init(|| {
-            [lb::STAMPS_SUFFIX, lb::SCORES_SUFFIX, lb::NAMES_SUFFIX]
-                .map(|suffix| companion(self.board, suffix).unwrap_or_default())
-        }))
     }
 
     /// The store of the call's board alone (no tie-break keys: LB.PERCENTILE).
@@ -412,13 +371,9 @@ impl<'a> RedisStore<'a> {
         if let Some(w) = &self.writer {
             return Some(w.keys[key as usize].name().bytes());
         }
-        let other = |i: usize| self.others().map(|o| o[i].as_slice());
         match key {
             Key::Board => Some(self.board),
-            Key::Order => self.order.as_deref(),
-            Key::Stamps => other(0),
-            Key::Scores => other(1),
-            Key::Names => other(2),
+            _ => self.names.as_ref()?.name(key),
         }
     }
 

@@ -322,11 +322,54 @@ impl Ranking {
 /// The Cluster hashtag of a key (the bytes between the first `{` and the next `}`, if any).
 pub use crate::keys::hashtag;
 
-/// The board's tie-break keys, in its slot (`derived_key`): `<board>:<suffix>` when the board's
-/// name has a hashtag, else `{<board>}:<suffix>`; None for a name with braces but no hashtag
-/// (or empty), which no key of its slot can be derived from.
-pub fn companion(board: &[u8], suffix: &str) -> Option<Vec<u8>> {
-    crate::keys::derived_key(board, suffix.as_bytes())
+/// The names of a board's four tie-break keys, in its slot (`derived_key`): `<board>:<suffix>`
+/// when the board's name has a hashtag, else `{<board>}:<suffix>`. The module's reads and
+/// writes name them through this alone (the twin with `derived_key` and the same suffixes),
+/// made at once in one buffer: they differ in their suffix alone.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Companions {
+    bytes: Vec<u8>,
+    /// Where the order, stamps, scores and names keys' names end in `bytes`.
+    ends: [usize; 4],
+}
+
+impl Companions {
+    /// The tie-break keys' suffixes, in `Key`'s order (after the board).
+    const SUFFIXES: [&'static str; 4] = [ORDER_SUFFIX, STAMPS_SUFFIX, SCORES_SUFFIX, NAMES_SUFFIX];
+
+    /// None for a name with braces but no hashtag (or empty), which no key of its slot can be
+    /// derived from.
+    pub fn of(board: &[u8]) -> Option<Self> {
+        let suffixes: usize = Self::SUFFIXES.iter().map(|s| s.len()).sum();
+        // Each name's prefix is the board's name and at most `{`, `}` and `:`.
+        let mut bytes = Vec::with_capacity(4 * (board.len() + 3) + suffixes);
+        crate::keys::push_derived_prefix(&mut bytes, board)?;
+        let prefix = bytes.len();
+        let mut ends = [0; 4];
+        for (i, suffix) in Self::SUFFIXES.iter().enumerate() {
+            if i > 0 {
+                bytes.extend_from_within(..prefix);
+            }
+            bytes.extend_from_slice(suffix.as_bytes());
+            ends[i] = bytes.len();
+        }
+        Some(Self { bytes, ends })
+    }
+
+    /// The name of the tie-break key `key`; None for the board (the command's key).
+    pub fn name(&self, key: Key) -> Option<&[u8]> {
+        Some(self.all()[(key as usize).checked_sub(1)?])
+    }
+
+    /// The order, stamps, scores and names keys' names.
+    pub fn all(&self) -> [&[u8]; 4] {
+        let mut start = 0;
+        self.ends.map(|end| {
+            let name = &self.bytes[start..end];
+            start = end;
+            name
+        })
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -118,19 +118,28 @@ fn stamps_sort_as_numbers_and_break_same_millisecond_ties() {
 
 #[test]
 fn companions_share_the_board_slot() {
-    use crate::keys::slot;
-    let cases: [(&[u8], Option<&[u8]>); 5] = [
-        (b"lb:{game1}", Some(b"lb:{game1}:lb-order")),
-        (b"weekly", Some(b"{weekly}:lb-order")),
+    use crate::keys::{derived_key, slot};
+    // (board, the prefix its tie-break keys' names share)
+    let cases: [(&[u8], Option<&str>); 5] = [
+        (b"lb:{game1}", Some("lb:{game1}:")),
+        (b"weekly", Some("{weekly}:")),
         (b"a{b", None),
         (b"a{}b", None),
         (b"", None),
     ];
-    for (board, want) in cases {
-        let key = companion(board, ORDER_SUFFIX);
-        assert_eq!(key.as_deref(), want, "{board:?}");
-        if let Some(key) = key {
-            assert_eq!(slot(&key), slot(board));
+    let suffixes = ["lb-order", "lb-stamps", "lb-scores", "lb-names"];
+    for (board, prefix) in cases {
+        let names = Companions::of(board);
+        let want = prefix.map(|p| suffixes.map(|s| format!("{p}{s}").into_bytes()));
+        let got = names.as_ref().map(|n| n.all().map(<[u8]>::to_vec));
+        assert_eq!(got, want, "{board:?}");
+        let Some(names) = names else { continue };
+        assert_eq!(names.name(Key::Board), None);
+        let keys = [Key::Order, Key::Stamps, Key::Scores, Key::Names];
+        for (key, suffix) in keys.into_iter().zip(suffixes) {
+            let name = names.name(key).unwrap();
+            assert_eq!(Some(name.to_vec()), derived_key(board, suffix.as_bytes()));
+            assert_eq!(slot(name), slot(board));
         }
     }
 }
