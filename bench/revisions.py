@@ -57,11 +57,21 @@ SESSION = ["SESSION.CREATE", "p:sessions:{u}", TTL, "7200000", "user", "1", "rol
 # touches lives through the run (limits, TTLs and refill periods far beyond it under valgrind).
 CASES = {
     "rl.tokenbucket": ("RL.TOKENBUCKET p:tb:__rand_int__ 1000000 1 100000", [], {}),
+    # A rate that does not divide the period: the TAT keeps a fraction in the value.
+    "rl.tokenbucket fractional": ("RL.TOKENBUCKET p:tbf:__rand_int__ 1000000 7 100000", [], {}),
     "rl.tokenbucket denied": ("RL.TOKENBUCKET p:tbd:__rand_int__ 1 1 100000000", [], {}),
     "rl.fixedwindow": ("RL.FIXEDWINDOW p:fw:__rand_int__ 1000000 100000", [], {}),
+    # A limit of 1: a key's first request is admitted, every later one denied.
+    "rl.fixedwindow denied": ("RL.FIXEDWINDOW p:fwd:__rand_int__ 1 100000000", [], {}),
+    "rl.fixedwindow new": ("RL.FIXEDWINDOW p:fwn:__rand_int__ 1000000 100000", [],
+                           {"keyspace": 2**31 - 1}),
     "rl.slidingwindow": ("RL.SLIDINGWINDOW p:sw:__rand_int__ 1000000 100000", [], {}),
     "rl.slidingwindow exact": ("RL.SLIDINGWINDOW p:swe:__rand_int__ 1000000 100000 EXACT", [],
                                {}),
+    # The three string limiters at once (each __rand_int__ drawn on its own).
+    "rl.all": ("RL.ALL TOKENBUCKET p:at:__rand_int__ 1000000 1 100000 FIXEDWINDOW "
+               "p:af:__rand_int__ 1000000 100000 SLIDINGWINDOW p:as:__rand_int__ 1000000 100000",
+               [], {}),
     "cl.throttle": ("CL.THROTTLE p:cl:__rand_int__ 1000000 1 100", [], {}),
     "cl.throttle denied": ("CL.THROTTLE p:cld:__rand_int__ 0 1 100000", [], {}),
     # The same on a new key each time (keys drawn from 2^31): every admission creates its key.

@@ -281,7 +281,7 @@ fn write_names(call: &Call) -> Result<WriteNames, CmdError> {
     let names = names.all().map(|name| OwnedString::new(ctx, name));
     let user = CurrentUser::of(ctx);
     for name in &names {
-        user.check_access(name.as_str())?;
+        user.check_read_write(name.as_str())?;
     }
     Ok(names)
 }

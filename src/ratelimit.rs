@@ -2,6 +2,8 @@
 //! parse → decide → write state → replicate the effect → reply.
 #![deny(unsafe_code)]
 
+use std::ffi::CStr;
+
 use patterns_core::command::{CmdError, CommandDef};
 use patterns_core::ratelimit::{
     self as rl, AdmissionLog, Effect, Limit, Limiter, LogRefund, LogWrite, Outcome, RateReply,
@@ -81,12 +83,12 @@ fn throttle(call: &Call) -> Result<Reply, CmdError> {
 static PXAT: Token = Token::new(c"PXAT");
 static MINUS_INF: Token = Token::new(c"-inf");
 /// `rl::TAT_AT_EXPIRY`: replicated as a token, passed to `SET` as a client's text.
-const TAT_AT_EXPIRY_TEXT: &std::ffi::CStr = c"0";
+const TAT_AT_EXPIRY_TEXT: &CStr = c"0";
 static TAT_AT_EXPIRY: Token = Token::new(TAT_AT_EXPIRY_TEXT);
 
-const STRING_EVENTS: [(Notify, &std::ffi::CStr); 2] =
+const STRING_EVENTS: [(Notify, &CStr); 2] =
     [(Notify::STRING, c"set"), (Notify::GENERIC, c"expire")];
-const EXPIRE_EVENT: [(Notify, &std::ffi::CStr); 1] = [(Notify::GENERIC, c"expire")];
+const EXPIRE_EVENT: [(Notify, &CStr); 1] = [(Notify::GENERIC, c"expire")];
 
 /// Runs a limiter whose state is one string: read it, decide, and when something was
 /// admitted write the new state with its absolute expiry and replicate the effect.
@@ -97,20 +99,34 @@ fn run_string<L: StringLimiter>(
 ) -> Result<RateReply, CmdError> {
     let now = now_ms();
     let mut key = Key::open(call);
-    let outcome = limiter.decide(stored(&key, L::READS)?, now, cost)?;
+    let mut copy = Vec::new();
+    let written_over = |len| limiter.writes_over_any(len, cost);
+    let state = stored(&key, L::READS, &mut copy, written_over)?;
+    let outcome = limiter.decide(state, now, cost)?;
     if let Some(write) = outcome.write {
         write_state(call.ctx(), &mut key, write)?;
     }
     Ok(outcome.reply)
 }
 
-/// A string state as stored, with what else the limiter reads. A one-byte value the limiter
-/// takes for the TAT-at-expiry marker is not read: reading it in place would turn the shared
-/// integer `SET` stored into a string of the key's own.
-fn stored<'k>(key: &'k Key, reads: Reads) -> Result<Option<Stored<'k>>, CmdError> {
+/// A string state as stored, with what else the limiter reads. The value is read as `GET`
+/// replies it, into `copy`: a read in place would turn the integer or embedded string `SET`
+/// stores (the twin's sizes) into a raw string of the key's own, unless a value of its length
+/// is sure to be `written_over` (reading in place is cheaper). A one-byte value the limiter
+/// takes for the TAT-at-expiry marker is not read at all.
+fn stored<'k>(
+    key: &'k Key,
+    reads: Reads,
+    copy: &'k mut Vec<u8>,
+    written_over: impl Fn(usize) -> bool,
+) -> Result<Option<Stored<'k>>, CmdError> {
     let value = match key.string_len()? {
         None => return Ok(None),
         Some(1) if reads.tat_at_expiry => rl::TAT_AT_EXPIRY.as_bytes(),
+        Some(len) if !written_over(len) => {
+            *copy = key.string_by_command();
+            copy.as_slice()
+        }
         Some(_) => key.string()?.ok_or(CmdError::Internal)?,
     };
     let expire_at_ms = if reads.expiry {
@@ -136,9 +152,12 @@ fn write_state(ctx: Ctx, key: &mut Key, write: StringWrite) -> Result<(), CmdErr
             ctx.replicate(c"PEXPIREAT", (key.name(), at));
         }
         (Effect::Set, StateValue::TatAtExpiry) => set_tat_at_expiry(ctx, key, at)?,
+        (Effect::Set, StateValue::Count(n)) => set_count(ctx, key, n, at)?,
         (Effect::Set, value) => {
-            let value = state_text(value);
-            key.write_string(value.as_bytes());
+            let value = StackText::of(value);
+            // A new string, embedded as `SET` stores a client's (a value written in place
+            // stays a raw string: 8 B more on Valkey 8.1).
+            key.set_string(&OwnedString::new(ctx, value.as_bytes()));
             key.set_expire_at(at);
             key.modified(&STRING_EVENTS);
             ctx.replicate(c"SET", (key.name(), value.as_c_str(), &PXAT, at));
@@ -147,25 +166,33 @@ fn write_state(ctx: Ctx, key: &mut Key, write: StringWrite) -> Result<(), CmdErr
     Ok(())
 }
 
-/// `SET key 0 PXAT <at>` through `SET` itself, so the value is the server's shared integer,
-/// as the twin's `SET` makes it (the key API would write a raw string, 8 B more).
+/// `SET key 0 PXAT <at>`: the marker is the server's shared integer, as the twin's `SET` makes
+/// it (the key API would write a raw string, 8 B more).
 fn set_tat_at_expiry(ctx: Ctx, key: &mut Key, at: i64) -> Result<(), CmdError> {
-    let at_text = OwnedString::from_i64(ctx, at);
-    if !key.set_by_command(TAT_AT_EXPIRY_TEXT, &[PXAT.as_str(), at_text.as_str()]) {
-        // The old value went first: replicas drop theirs too.
-        ctx.replicate(c"DEL", (key.name(),));
-        return Err(CmdError::Internal);
-    }
+    set_by_server(ctx, key, TAT_AT_EXPIRY_TEXT, at)?;
     ctx.replicate(c"SET", (key.name(), &TAT_AT_EXPIRY, &PXAT, at));
     Ok(())
 }
 
-/// A state's text: a count is one integer, formatted without `fmt`.
-fn state_text(value: StateValue) -> StackText {
-    match value {
-        StateValue::Count(n) => StackText::int(n),
-        other => StackText::of(other),
+/// `SET key <count> PXAT <at>`: the count is an integer (shared below 10,000 where the server
+/// shares them), as the twin's `SET` stores it.
+fn set_count(ctx: Ctx, key: &mut Key, count: i64, at: i64) -> Result<(), CmdError> {
+    let value = StackText::int(count);
+    set_by_server(ctx, key, value.as_c_str(), at)?;
+    ctx.replicate(c"SET", (key.name(), value.as_c_str(), &PXAT, at));
+    Ok(())
+}
+
+/// `SET key <value> PXAT <at>` through `SET` itself, which encodes the value as a client's;
+/// replicating it is the caller's.
+fn set_by_server(ctx: Ctx, key: &mut Key, value: &CStr, at: i64) -> Result<(), CmdError> {
+    let at_text = OwnedString::from_i64(ctx, at);
+    if key.set_by_command(value, &[PXAT.as_str(), at_text.as_str()]) {
+        return Ok(());
     }
+    // The old value went first: replicas drop theirs too.
+    ctx.replicate(c"DEL", (key.name(),));
+    Err(CmdError::Internal)
 }
 
 /// The exact sliding window, on the sorted set through the module's zset API.
@@ -330,7 +357,13 @@ fn on_state<S, L>(
             key.expect(KeyType::ZSet)?;
             Step::Log(exact(window, &mut ZsetLog { key })?)
         }
-        _ => Step::String(string(stored(key, limit.reads())?)?),
+        // Written only if every limit admits: no value is sure to be written over.
+        _ => Step::String(string(stored(
+            key,
+            limit.reads(),
+            &mut Vec::new(),
+            |_| false,
+        )?)?),
     })
 }
 

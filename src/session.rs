@@ -18,9 +18,8 @@ use patterns_core::session::{self as s, Timeouts};
 
 use crate::command;
 use crate::ffi::{
-    check_key_access, check_key_access_named, check_keys_access, fill_random, key_type, now_ms,
-    redis_call, Call, Command, Ctx, Key, KeyType, Notify, OwnedKey, OwnedString, Reply, ScoreRange,
-    Str,
+    check_key_access, check_keys_access, fill_random, key_type, now_ms, redis_call, Call, Command,
+    Ctx, CurrentUser, Key, KeyType, Notify, OwnedKey, OwnedString, Reply, ScoreRange, Str,
 };
 use crate::index::{update_index, update_open_index};
 use crate::stats::{self, Stat};
@@ -165,7 +164,9 @@ impl Store for Redis<'_, '_> {
             return check_key_access(self.ctx(), key).is_ok();
         }
         let name = OwnedString::new(self.ctx(), key);
-        let allowed = check_key_access_named(self.ctx(), name.as_str()).is_ok();
+        let allowed = CurrentUser::of(self.ctx())
+            .check_read_write(name.as_str())
+            .is_ok();
         self.checked = Some(name);
         allowed
     }

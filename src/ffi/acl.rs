@@ -16,12 +16,6 @@ pub fn check_key_access(ctx: Ctx, name: &[u8]) -> Result<(), CmdError> {
     check_key_permissions(ctx, [name], READ_WRITE)
 }
 
-/// Like [`check_key_access`], for a derived key whose name the caller holds as a server string
-/// (to open the key after the check: no second copy of the name made).
-pub fn check_key_access_named(ctx: Ctx, name: Str) -> Result<(), CmdError> {
-    user_may(ctx, |user| key_permitted(user, name, READ_WRITE))
-}
-
 /// Like [`check_key_access`], for many keys: the user is looked up once.
 pub fn check_keys_access<'k>(
     ctx: Ctx,
@@ -72,9 +66,9 @@ impl CurrentUser {
         self.check(|user| key_permitted(user, name, raw::REDISMODULE_CMD_KEY_ACCESS))
     }
 
-    /// Fails with NOPERM unless the user may read and write the key `name` (a key the
-    /// command derives).
-    pub fn check_access(&self, name: Str) -> Result<(), CmdError> {
+    /// Like [`check_key_access`], for a derived key whose name the caller holds as a server
+    /// string (to open the key after the check: no second copy of the name made).
+    pub fn check_read_write(&self, name: Str) -> Result<(), CmdError> {
         self.check(|user| key_permitted(user, name, READ_WRITE))
     }
 

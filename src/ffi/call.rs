@@ -1,7 +1,7 @@
 //! Running a Redis command from the module (`RedisModule_Call`), its reply freed on drop.
 
-use std::ffi::CStr;
-use std::ptr::NonNull;
+use std::ffi::{c_char, c_void, CStr};
+use std::ptr::{self, NonNull};
 use std::slice;
 
 use redis_module::raw::{self, RedisModuleCallReply, RedisModuleString};
@@ -155,34 +155,6 @@ pub fn redis_call_strs(ctx: Ctx, command: &CStr, args: &[Str]) -> CallReply {
     call_strs(ctx, command, args, false)
 }
 
-/// Runs `command key value rest...` from the module, the value passed as a client's would be
-/// (a new string the command may encode: `SET` stores a small integer as the server's shared
-/// one), the key and the rest borrowed; replicates nothing.
-pub fn redis_call_value(
-    ctx: Ctx,
-    command: &CStr,
-    key: Str,
-    value: &CStr,
-    rest: &[Str],
-) -> CallReply {
-    let mut argv: Vec<*mut RedisModuleString> = rest.iter().map(|s| s.as_ptr()).collect();
-    // SAFETY: the context is live; "s" takes the key (borrowed by the caller until the call
-    // returns), "c" a C string the server copies into a string of its own (refcount 1, so the
-    // command can encode it), "v" a vector of `argv.len()` strings, borrowed as the key.
-    let reply = unsafe {
-        raw::RedisModule_Call.unwrap()(
-            ctx.as_ptr(),
-            command.as_ptr(),
-            c"scv".as_ptr(),
-            key.as_ptr(),
-            value.as_ptr(),
-            argv.as_mut_ptr(),
-            argv.len(),
-        )
-    };
-    CallReply(NonNull::new(reply))
-}
-
 /// Runs a Redis command from the module. With `replicate`, the command is a write whose exact
 /// arguments (absolute times, generated keys) replicate and reach the AOF as the effect, wrapped
 /// with the command's other effects in one MULTI/EXEC; a command that changes nothing replicates
@@ -192,50 +164,126 @@ pub fn redis_call(ctx: Ctx, command: &CStr, args: &[&[u8]], replicate: bool) -> 
     call_strs(ctx, command, &strings, replicate)
 }
 
-/// A server string an argument of `RedisModule_Call` can be: borrowed or owned.
+/// An argument of `RedisModule_Call`: a server string (`s`), or a C string (`c`) the server
+/// copies into a new string of its own, which the command may then encode as a client's
+/// argument (`SET` stores a small integer as the server's shared one; a string the module
+/// passes is shared with it, so never encoded).
 trait Arg {
-    fn ptr(&self) -> *mut RedisModuleString;
+    fn ptr(&self) -> *mut c_void;
+    fn text(&self) -> Option<&CStr> {
+        None
+    }
 }
 
 impl Arg for Str<'_> {
-    fn ptr(&self) -> *mut RedisModuleString {
-        self.as_ptr()
+    fn ptr(&self) -> *mut c_void {
+        self.as_ptr().cast()
     }
 }
 
 impl Arg for OwnedString {
-    fn ptr(&self) -> *mut RedisModuleString {
-        self.as_str().as_ptr()
+    fn ptr(&self) -> *mut c_void {
+        self.as_str().as_ptr().cast()
     }
 }
 
-/// `RedisModule_Call` on strings the caller holds until it returns. Up to three go one per
-/// `s` of the format: the server then sizes its argument vector once (a `v` vector makes it
-/// grow it), and no vector of pointers is collected here.
-fn call_strs(ctx: Ctx, command: &CStr, args: &[impl Arg], replicate: bool) -> CallReply {
+/// A server string the caller holds, or a client's text (see [`Arg`]).
+pub enum CallArg<'a> {
+    Str(Str<'a>),
+    Text(&'a CStr),
+}
+
+impl Arg for CallArg<'_> {
+    fn ptr(&self) -> *mut c_void {
+        match self {
+            CallArg::Str(s) => s.ptr(),
+            CallArg::Text(t) => t.as_ptr().cast_mut().cast(),
+        }
+    }
+
+    fn text(&self) -> Option<&CStr> {
+        match self {
+            CallArg::Str(_) => None,
+            CallArg::Text(t) => Some(t),
+        }
+    }
+}
+
+/// Runs a Redis command from the module on `args` (strings borrowed until it returns, texts
+/// passed as a client's); replicates nothing.
+pub fn redis_call_args(ctx: Ctx, command: &CStr, args: &[CallArg]) -> CallReply {
+    call_strs(ctx, command, args, false)
+}
+
+/// The format of `RedisModule_Call` for up to four `args`, one letter each (`!` first to
+/// replicate), NUL-terminated.
+fn format_of(args: &[impl Arg], replicate: bool) -> [u8; 6] {
+    let mut format = [0; 6];
+    let letters = args
+        .iter()
+        .map(|a| if a.text().is_some() { b'c' } else { b's' });
+    if replicate {
+        format[0] = b'!';
+    }
+    let slots = &mut format[usize::from(replicate)..5];
+    for (slot, letter) in slots.iter_mut().zip(letters) {
+        *slot = letter;
+    }
+    format
+}
+
+/// `RedisModule_Call` on strings the caller holds until it returns. Up to four go one per
+/// letter of the format: the server then sizes its argument vector once (a `v` vector makes
+/// it grow it), and no vector of pointers is collected here.
+fn call_strs<A: Arg>(ctx: Ctx, command: &CStr, args: &[A], replicate: bool) -> CallReply {
     // SAFETY: the field is a function pointer the module API filled in at load.
     let call = unsafe { raw::RedisModule_Call.unwrap() };
     let (c, name) = (ctx.as_ptr(), command.as_ptr());
-    let format = |plain: &'static CStr, replicated: &'static CStr| {
-        if replicate { replicated } else { plain }.as_ptr()
-    };
+    let format = format_of(args, replicate);
+    let f = format.as_ptr().cast::<c_char>();
     let reply = match args {
-        // SAFETY: the context is live; each `s` takes one string, which the caller holds
-        // until the call returns (so for the next two arms).
-        [a] => unsafe { call(c, name, format(c"s", c"!s"), a.ptr()) },
+        // SAFETY: the context is live; the format has one letter per argument: `s` takes a
+        // string, `c` a C string, each held by the caller until the call returns (so for the
+        // next three arms).
+        [a] => unsafe { call(c, name, f, a.ptr()) },
         // SAFETY: as above.
-        [a, b] => unsafe { call(c, name, format(c"ss", c"!ss"), a.ptr(), b.ptr()) },
+        [a, b] => unsafe { call(c, name, f, a.ptr(), b.ptr()) },
         // SAFETY: as above.
-        [a, b, d] => unsafe {
-            let f = format(c"sss", c"!sss");
-            call(c, name, f, a.ptr(), b.ptr(), d.ptr())
-        },
-        _ => {
-            let mut argv: Vec<*mut RedisModuleString> = args.iter().map(Arg::ptr).collect();
-            // SAFETY: the context is live; "v" takes a vector of `argv.len()` strings, each
-            // held by the caller until the call returns.
-            unsafe { call(c, name, format(c"v", c"!v"), argv.as_mut_ptr(), argv.len()) }
-        }
+        [a, b, d] => unsafe { call(c, name, f, a.ptr(), b.ptr(), d.ptr()) },
+        // SAFETY: as above.
+        [a, b, d, e] => unsafe { call(c, name, f, a.ptr(), b.ptr(), d.ptr(), e.ptr()) },
+        _ => return call_vector(ctx, command, args, replicate),
+    };
+    CallReply(NonNull::new(reply))
+}
+
+/// `RedisModule_Call` with a vector (`v`) of strings (none, or more than four); a text among
+/// them goes as a string of the module's (so the command does not encode it).
+fn call_vector<A: Arg>(ctx: Ctx, command: &CStr, args: &[A], replicate: bool) -> CallReply {
+    let texts: Vec<OwnedString> = (args.iter().filter_map(Arg::text))
+        .map(|t| OwnedString::new(ctx, t.to_bytes()))
+        .collect();
+    let mut texts_left = texts.iter();
+    let mut argv: Vec<*mut RedisModuleString> = args
+        .iter()
+        .map(|a| match a.text() {
+            Some(_) => texts_left
+                .next()
+                .map_or(ptr::null_mut(), |t| t.ptr().cast()),
+            None => a.ptr().cast(),
+        })
+        .collect();
+    let format = if replicate { c"!v" } else { c"v" };
+    // SAFETY: the context is live; "v" takes a vector of `argv.len()` strings, each held by
+    // the caller (or in `texts`) until the call returns.
+    let reply = unsafe {
+        raw::RedisModule_Call.unwrap()(
+            ctx.as_ptr(),
+            command.as_ptr(),
+            format.as_ptr(),
+            argv.as_mut_ptr(),
+            argv.len(),
+        )
     };
     CallReply(NonNull::new(reply))
 }

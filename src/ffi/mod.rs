@@ -24,7 +24,7 @@ mod reply;
 mod string;
 mod timer;
 
-pub use acl::{check_key_access, check_key_access_named, check_keys_access, CurrentUser};
+pub use acl::{check_key_access, check_keys_access, CurrentUser};
 pub use block::{block, BlockedClient, ClientId, Waits};
 pub use call::{redis_call, redis_call_strs, CallReply, CallValue};
 pub use command::{dispatch, Call, Command};

@@ -344,6 +344,12 @@ pub trait StringLimiter {
         now_ms: i64,
         cost: i64,
     ) -> Result<Outcome, CmdError>;
+
+    /// Whether `decide` admits `cost` and writes a new value whatever state of `len` bytes is
+    /// stored (then reading it in place costs nothing to keep: the write replaces it).
+    fn writes_over_any(&self, _len: usize, _cost: i64) -> bool {
+        false
+    }
 }
 
 fn ceil_div(a: i128, b: i128) -> i128 {
@@ -598,6 +604,16 @@ impl StringLimiter for FixedWindow {
             write: (allowed && cost > 0)
                 .then(|| StringWrite::set(StateValue::Count(new_count), end)),
         })
+    }
+
+    /// Any count of `len` digits (at most 10^len - 1; one of another window counts as 0)
+    /// admits a `cost` above 0 when the largest does.
+    fn writes_over_any(&self, len: usize, cost: i64) -> bool {
+        let largest = u32::try_from(len)
+            .ok()
+            .and_then(|len| 10_i64.checked_pow(len))
+            .map(|p| p - 1);
+        cost > 0 && largest.is_some_and(|largest| cost <= self.limit - largest)
     }
 }
 

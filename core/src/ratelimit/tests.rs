@@ -377,6 +377,33 @@ fn fixed_window_counts_per_aligned_window() {
 }
 
 #[test]
+fn fixed_window_writes_over_any_count_it_surely_admits() {
+    let w = FixedWindow::new(100, 1000).unwrap();
+    assert!(w.writes_over_any(2, 1)); // 99 + 1 fits
+    assert!(!w.writes_over_any(2, 2)); // 99 + 2 does not
+    assert!(!w.writes_over_any(3, 1));
+    assert!(!w.writes_over_any(2, 0)); // a peek writes nothing
+    assert!(!w.writes_over_any(19, 1));
+    assert!(!w.writes_over_any(40, 1));
+    let wide = FixedWindow::new(i64::MAX, 1000).unwrap();
+    assert!(wide.writes_over_any(18, i64::MAX - (10_i64.pow(18) - 1)));
+    // Whenever it says so, decide agrees for every count of that length.
+    let now = 1_700_000_000_500;
+    for (len, cost) in [(1, 91), (2, 1), (1, 1)] {
+        assert!(w.writes_over_any(len, cost));
+        let top = 10_i64.pow(len as u32) - 1;
+        for count in [top / 10, top] {
+            let text = count.to_string();
+            let stored = Stored {
+                value: text.as_bytes(),
+                expire_at_ms: Some(now + 500),
+            };
+            assert!(w.decide(Some(stored), now, cost).unwrap().write.is_some());
+        }
+    }
+}
+
+#[test]
 fn fixed_window_ignores_state_from_other_parameters() {
     let w = FixedWindow::new(5, 1000).unwrap();
     let now = 1_700_000_000_500;
