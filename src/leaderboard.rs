@@ -45,8 +45,9 @@ const WALK_LIMIT: i64 = 64;
 struct RedisStore<'a> {
     ctx: Ctx<'a>,
     board: &'a [u8],
-    /// A read's tie-break keys' names, None when the board's name cannot carry them (and
-    /// for a write, whose key handles hold them).
+    /// A read's tie-break keys' names (the stamps, scores and names keys' made once the order
+    /// key exists), None when the board's name cannot carry them (and for a write, whose key
+    /// handles hold them).
     names: Option<Companions>,
     /// The board opened for reading through the key API (None when it does not exist, and
     /// for writes: a write run as a command could delete the value under an open handle).
@@ -313,16 +314,18 @@ impl<'a> RedisStore<'a> {
     fn open_read(call: &Call<'a>) -> Result<Self, CmdError> {
         let ctx = call.ctx();
         let mut store = Self {
-            names: Companions::of(call.key_name()),
+            names: Companions::order_first(call.key_name()),
             kinds: Some([None; 5]),
             ..Self::bare(call)
         };
-        if let Some([order, others @ ..]) = store.names.as_ref().map(Companions::all) {
+        if let Some(names) = &mut store.names {
             let user = CurrentUser::of(ctx);
-            let name = OwnedString::new(ctx, order);
+            let name = OwnedString::new(ctx, names.all()[0]);
             user.check_read(name.as_str())?;
             store.order_reader = OwnedKey::open_read(ctx, name);
             if store.order_reader.is_some() {
+                names.make_others();
+                let [_, others @ ..] = names.all();
                 let names = others.map(|name| OwnedString::new(ctx, name));
                 for name in &names {
                     user.check_read(name.as_str())?;

@@ -325,11 +325,14 @@ pub use crate::keys::hashtag;
 /// The names of a board's four tie-break keys, in its slot (`derived_key`): `<board>:<suffix>`
 /// when the board's name has a hashtag, else `{<board>}:<suffix>`. The module's reads and
 /// writes name them through this alone (the twin with `derived_key` and the same suffixes),
-/// made at once in one buffer: they differ in their suffix alone.
+/// in one buffer: they differ in their suffix alone.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Companions {
     bytes: Vec<u8>,
-    /// Where the order, stamps, scores and names keys' names end in `bytes`.
+    /// The length of the prefix every name starts with.
+    prefix: usize,
+    /// Where the order, stamps, scores and names keys' names end in `bytes` (the last three
+    /// empty until made).
     ends: [usize; 4],
 }
 
@@ -337,31 +340,51 @@ impl Companions {
     /// The tie-break keys' suffixes, in `Key`'s order (after the board).
     const SUFFIXES: [&'static str; 4] = [ORDER_SUFFIX, STAMPS_SUFFIX, SCORES_SUFFIX, NAMES_SUFFIX];
 
-    /// None for a name with braces but no hashtag (or empty), which no key of its slot can be
-    /// derived from.
+    /// The four names; None for a name with braces but no hashtag (or empty), which no key
+    /// of its slot can be derived from.
     pub fn of(board: &[u8]) -> Option<Self> {
+        let mut names = Self::order_first(board)?;
+        names.make_others();
+        Some(names)
+    }
+
+    /// The order key's name alone, with room for the others ([`Companions::make_others`]): a
+    /// read names them only once the order key exists.
+    pub fn order_first(board: &[u8]) -> Option<Self> {
         let suffixes: usize = Self::SUFFIXES.iter().map(|s| s.len()).sum();
         // Each name's prefix is the board's name and at most `{`, `}` and `:`.
         let mut bytes = Vec::with_capacity(4 * (board.len() + 3) + suffixes);
         crate::keys::push_derived_prefix(&mut bytes, board)?;
         let prefix = bytes.len();
-        let mut ends = [0; 4];
-        for (i, suffix) in Self::SUFFIXES.iter().enumerate() {
-            if i > 0 {
-                bytes.extend_from_within(..prefix);
-            }
-            bytes.extend_from_slice(suffix.as_bytes());
-            ends[i] = bytes.len();
+        bytes.extend_from_slice(ORDER_SUFFIX.as_bytes());
+        let ends = [bytes.len(); 4];
+        Some(Self {
+            bytes,
+            prefix,
+            ends,
+        })
+    }
+
+    /// Makes the stamps, scores and names keys' names, unless made.
+    pub fn make_others(&mut self) {
+        if self.ends[3] > self.ends[0] {
+            return;
         }
-        Some(Self { bytes, ends })
+        for (end, suffix) in self.ends[1..].iter_mut().zip(&Self::SUFFIXES[1..]) {
+            self.bytes.extend_from_within(..self.prefix);
+            self.bytes.extend_from_slice(suffix.as_bytes());
+            *end = self.bytes.len();
+        }
     }
 
-    /// The name of the tie-break key `key`; None for the board (the command's key).
+    /// The name of the tie-break key `key`; None for the board (the command's key) and for a
+    /// name not made yet.
     pub fn name(&self, key: Key) -> Option<&[u8]> {
-        Some(self.all()[(key as usize).checked_sub(1)?])
+        let name = self.all()[(key as usize).checked_sub(1)?];
+        (!name.is_empty()).then_some(name)
     }
 
-    /// The order, stamps, scores and names keys' names.
+    /// The order, stamps, scores and names keys' names (empty while not made).
     pub fn all(&self) -> [&[u8]; 4] {
         let mut start = 0;
         self.ends.map(|end| {

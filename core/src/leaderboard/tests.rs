@@ -135,6 +135,15 @@ fn companions_share_the_board_slot() {
         assert_eq!(got, want, "{board:?}");
         let Some(names) = names else { continue };
         assert_eq!(names.name(Key::Board), None);
+        // A read's: the order key's name first, the others once asked for.
+        let mut first = Companions::order_first(board).unwrap();
+        assert_eq!(first.name(Key::Order), names.name(Key::Order));
+        assert_eq!(first.name(Key::Stamps), None);
+        assert_eq!(first.all()[1..], [b"", b"", b""]);
+        first.make_others();
+        assert_eq!(first, names);
+        first.make_others();
+        assert_eq!(first, names, "made once");
         let keys = [Key::Order, Key::Stamps, Key::Scores, Key::Names];
         for (key, suffix) in keys.into_iter().zip(suffixes) {
             let name = names.name(key).unwrap();
