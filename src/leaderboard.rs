@@ -320,7 +320,7 @@ impl<'a> RedisStore<'a> {
         };
         if let Some(names) = &mut store.names {
             let user = CurrentUser::of(ctx);
-            let name = OwnedString::new(ctx, names.all()[0]);
+            let name = OwnedString::new(ctx, names.order());
             user.check_read(name.as_str())?;
             store.order_reader = OwnedKey::open_read(ctx, name);
             if store.order_reader.is_some() {

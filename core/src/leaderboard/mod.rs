@@ -377,6 +377,11 @@ impl Companions {
         }
     }
 
+    /// The order key's name.
+    pub fn order(&self) -> &[u8] {
+        &self.bytes[..self.ends[0]]
+    }
+
     /// The name of the tie-break key `key`; None for the board (the command's key) and for a
     /// name not made yet.
     pub fn name(&self, key: Key) -> Option<&[u8]> {
