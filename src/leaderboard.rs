@@ -11,18 +11,15 @@
 //! tie-break in step with the board, a NaN increment) before its first write.
 #![deny(unsafe_code)]
 
-use std::cell::OnceCell;
-
 use patterns_core::command::{parse_f64, CmdError};
 use patterns_core::leaderboard::{
-    self as lb, check_dense_rank, check_write, companion, percentile_of, remove, write, Board,
-    Change, Key, Kind, Order, Ranking, Scored, Store, Window,
+    self as lb, check_dense_rank, check_write, percentile_of, remove, write, Board, Change,
+    Companions, Key, Kind, Order, Ranking, Scored, Store, Window,
 };
 
 use crate::ffi::{
-    check_keys_access, now_ms, redis_call, redis_call_strs, Call, CallReply, Command, Ctx,
-    CurrentUser, Key as KeyHandle, KeyType, Notify, OwnedKey, OwnedString, Put, Reply, ScoreRange,
-    Str, Value,
+    now_ms, redis_call, redis_call_strs, Call, CallReply, Command, Ctx, CurrentUser,
+    Key as KeyHandle, KeyType, Notify, OwnedKey, OwnedString, Put, Reply, ScoreRange, Str, Value,
 };
 use crate::stats::{self, Stat};
 use crate::{command, config};
@@ -48,11 +45,10 @@ const WALK_LIMIT: i64 = 64;
 struct RedisStore<'a> {
     ctx: Ctx<'a>,
     board: &'a [u8],
-    /// The order key's name, None when the board's name cannot carry tie-break keys.
-    order: Option<Vec<u8>>,
-    /// The stamps, scores and names keys' names, derived when first needed (a read of a
-    /// plain board never needs them).
-    others: OnceCell<[Vec<u8>; 3]>,
+    /// A read's tie-break keys' names (the stamps, scores and names keys' made once the order
+    /// key exists), None when the board's name cannot carry them (and for a write, whose key
+    /// handles hold them).
+    names: Option<Companions>,
     /// The board opened for reading through the key API (None when it does not exist, and
     /// for writes: a write run as a command could delete the value under an open handle).
     reader: Option<KeyHandle<'a>>,
@@ -88,9 +84,24 @@ type WriteNames = [OwnedString; 4];
 struct Writer<'a> {
     ctx: Ctx<'a>,
     keys: [KeyHandle<'a>; 5],
-    /// The last member named, as a server string: a write names its member to the board,
-    /// the stamps hash and the replicated commands several times.
+    /// Strings of the command's (the last member, its score or increment), used wherever
+    /// their bytes are named: no string made.
+    args: WriteArgs<'a>,
+    /// The last other string named (a member, an order entry), made once while it is named
+    /// in a row.
     member: Option<OwnedString>,
+    /// The last other score text named: the order and scores keys' ZADDs name the same one
+    /// (also as the scores key's member).
+    text: Option<OwnedString>,
+    /// The board score of `args.member` once read or written (None: not known yet).
+    member_score: Option<Option<f64>>,
+}
+
+/// The strings of a write's arguments a `Writer` names without making them again.
+#[derive(Clone, Copy)]
+struct WriteArgs<'a> {
+    member: Option<Str<'a>>,
+    score: Option<Str<'a>>,
 }
 
 /// `bytes` as a server string, made once while the same bytes are asked for in a row.
@@ -134,18 +145,51 @@ impl<'a> Writer<'a> {
         &mut self.keys[key as usize]
     }
 
+    /// The board score of `member` when this write already knows it.
+    fn known_score(&self, member: &[u8]) -> Option<Option<f64>> {
+        let arg = self.args.member?;
+        (arg.bytes() == member).then_some(self.member_score?)
+    }
+
+    /// Records the board score of `member` (None: absent), read or just written.
+    fn learn_score(&mut self, member: &[u8], score: Option<f64>) {
+        if self.args.member.is_some_and(|arg| arg.bytes() == member) {
+            self.member_score = Some(score);
+        }
+    }
+
+    /// The board score of `member` through the key API.
+    fn board_score(&mut self, member: &[u8]) -> Option<f64> {
+        if let Some(known) = self.known_score(member) {
+            return known;
+        }
+        let held = named(self.args.member, &mut self.member, self.ctx, member);
+        let score = self.keys[Key::Board as usize].zset_score(held);
+        self.learn_score(member, score);
+        score
+    }
+
     /// ZADD key score member: whether it was added.
     fn zadd(&mut self, key: Key, score: &[u8], member: &[u8]) -> bool {
         let ctx = self.ctx;
         let Some(value) = score_value(score) else {
             return false; // the server's ZADD refuses what parse_f64 refuses
         };
-        let member = held(&mut self.member, ctx, member);
+        let args = self.args;
+        let score_str = named(args.score, &mut self.text, ctx, score);
+        let member_str = if score_str.bytes() == member {
+            score_str // a scores-key entry
+        } else {
+            named(args.member, &mut self.member, ctx, member)
+        };
         let k = &mut self.keys[key as usize];
-        let put = k.zset_put(value, member);
+        let put = k.zset_put(value, member_str);
         if put != Put::Unchanged {
             k.modified(&[(Notify::ZSET, c"zadd")]);
-            ctx.replicate(c"ZADD", (k.name(), score, member));
+            ctx.replicate(c"ZADD", (k.name(), score_str, member_str));
+            if key == Key::Board {
+                self.learn_score(member, Some(value));
+            }
         }
         put == Put::Added
     }
@@ -154,27 +198,33 @@ impl<'a> Writer<'a> {
     fn zincrby(&mut self, increment: &[u8], member: &[u8]) -> f64 {
         let ctx = self.ctx;
         let by = score_value(increment).unwrap_or(f64::NAN);
-        let member = held(&mut self.member, ctx, member);
+        let (mut made, args) = (None, self.args);
+        let member_str = named(args.member, &mut self.member, ctx, member);
         let k = &mut self.keys[Key::Board as usize];
-        let Some((put, score)) = k.zset_incr(by, member) else {
+        let Some((put, score)) = k.zset_incr(by, member_str) else {
             return f64::NAN; // a NaN sum, refused before the write
         };
         if put != Put::Unchanged {
             k.modified(&[(Notify::ZSET, c"zincr")]);
-            ctx.replicate(c"ZINCRBY", (k.name(), increment, member));
+            let increment = named(args.score, &mut made, ctx, increment);
+            ctx.replicate(c"ZINCRBY", (k.name(), increment, member_str));
         }
+        self.learn_score(member, Some(score));
         score
     }
 
     /// ZREM key member: whether it was there.
     fn zrem(&mut self, key: Key, member: &[u8]) -> bool {
         let ctx = self.ctx;
-        let member = OwnedString::new(ctx, member);
-        let k = self.key(key);
-        let removed = k.zset_remove(std::slice::from_ref(&member)) > 0;
+        let member_str = named(self.args.member, &mut self.member, ctx, member);
+        let k = &mut self.keys[key as usize];
+        let removed = k.zset_remove_one(member_str);
         if removed {
             removed_from(k, c"zrem", Notify::ZSET);
-            ctx.replicate(c"ZREM", (k.name(), member.as_str()));
+            ctx.replicate(c"ZREM", (k.name(), member_str));
+            if key == Key::Board {
+                self.learn_score(member, None);
+            }
         }
         removed
     }
@@ -183,7 +233,7 @@ impl<'a> Writer<'a> {
     fn hset(&mut self, field: &[u8], value: &[u8]) {
         let ctx = self.ctx;
         let (field, value) = (
-            held(&mut self.member, ctx, field),
+            named(self.args.member, &mut self.member, ctx, field),
             OwnedString::new(ctx, value),
         );
         let k = &mut self.keys[Key::Stamps as usize];
@@ -195,11 +245,11 @@ impl<'a> Writer<'a> {
     /// HDEL stamps field.
     fn hdel(&mut self, field: &[u8]) {
         let ctx = self.ctx;
-        let field = OwnedString::new(ctx, field);
-        let k = self.key(Key::Stamps);
-        if k.hash_delete(field.as_str()) {
+        let field = named(self.args.member, &mut self.member, ctx, field);
+        let k = &mut self.keys[Key::Stamps as usize];
+        if k.hash_delete(field) {
             removed_from(k, c"hdel", Notify::HASH);
-            ctx.replicate(c"HDEL", (k.name(), field.as_str()));
+            ctx.replicate(c"HDEL", (k.name(), field));
         }
     }
 
@@ -227,26 +277,20 @@ fn removed_from(k: &KeyHandle, event: &std::ffi::CStr, class: Notify) {
 /// The names of a write's tie-break keys, after checking the user may read and write them;
 /// refused when the board's name cannot carry them.
 fn write_names(call: &Call) -> Result<WriteNames, CmdError> {
-    let board = call.key_name();
-    let suffixes = [
-        lb::ORDER_SUFFIX,
-        lb::STAMPS_SUFFIX,
-        lb::SCORES_SUFFIX,
-        lb::NAMES_SUFFIX,
-    ];
-    let names = suffixes.map(|suffix| companion(board, suffix));
-    check_keys_access(call.ctx(), names.iter().flatten().map(Vec::as_slice))?;
-    match names {
-        [Some(order), Some(stamps), Some(scores), Some(names)] => {
-            Ok([order, stamps, scores, names].map(|n| OwnedString::new(call.ctx(), &n)))
-        }
-        _ => Err(CmdError::BadState(lb::BAD_BOARD)),
+    let ctx = call.ctx();
+    let names = Companions::of(call.key_name()).ok_or(CmdError::BadState(lb::BAD_BOARD))?;
+    let names = names.all().map(|name| OwnedString::new(ctx, name));
+    let user = CurrentUser::of(ctx);
+    for name in &names {
+        user.check_read_write(name.as_str())?;
     }
+    Ok(names)
 }
 
 impl<'a> RedisStore<'a> {
-    /// The store of a write to the call's board, its keys open through the key API.
-    fn open_write(call: &Call<'a>, names: &'a WriteNames) -> Self {
+    /// The store of a write to the call's board, its keys open through the key API; `args`:
+    /// strings of the command's the write names.
+    fn open_write(call: &Call<'a>, names: &'a WriteNames, args: WriteArgs<'a>) -> Self {
         let ctx = call.ctx();
         let [order, stamps, scores, names] =
             names.each_ref().map(|n| KeyHandle::open_named(ctx, n));
@@ -255,9 +299,12 @@ impl<'a> RedisStore<'a> {
             writer: Some(Writer {
                 ctx,
                 keys,
+                args,
                 member: None,
+                text: None,
+                member_score: None,
             }),
-            ..Self::new(call, None)
+            ..Self::bare(call)
         }
     }
 
@@ -266,23 +313,20 @@ impl<'a> RedisStore<'a> {
     /// read as a plain sorted set, so they are not looked at (nor are their types).
     fn open_read(call: &Call<'a>) -> Result<Self, CmdError> {
         let ctx = call.ctx();
-        let mut store = Self::new(call, Some([None; 5]));
-        if let Some(order) = &store.order {
+        let mut store = Self {
+            names: Companions::order_first(call.key_name()),
+            kinds: Some([None; 5]),
+            ..Self::bare(call)
+        };
+        if let Some(names) = &mut store.names {
             let user = CurrentUser::of(ctx);
-            let name = OwnedString::new(ctx, order);
+            let name = OwnedString::new(ctx, names.order());
             user.check_read(name.as_str())?;
             store.order_reader = OwnedKey::open_read(ctx, name);
             if store.order_reader.is_some() {
-                // The tie-break keys' names differ from the order key's in their suffix alone.
-                let prefix = order.len() - lb::ORDER_SUFFIX.len();
-                let mut name = Vec::with_capacity(prefix + 16); // one buffer, room for any suffix
-                name.extend_from_slice(&order[..prefix]);
-                let names =
-                    [lb::STAMPS_SUFFIX, lb::SCORES_SUFFIX, lb::NAMES_SUFFIX].map(|suffix| {
-                        name.truncate(prefix);
-                        name.extend_from_slice(suffix.as_bytes());
-                        OwnedString::new(ctx, &name)
-                    });
+                names.make_others();
+                let [_, others @ ..] = names.all();
+                let names = others.map(|name| OwnedString::new(ctx, name));
                 for name in &names {
                     user.check_read(name.as_str())?;
                 }
@@ -299,59 +343,40 @@ impl<'a> RedisStore<'a> {
         self.others_reader.as_ref()?[other_index(key)?].as_ref()
     }
 
-    fn new(call: &Call<'a>, kinds: Option<[Option<Kind>; 5]>) -> Self {
-        let board = call.key_name();
+    /// The store of the call's board, nothing open and no tie-break key named: a write names
+    /// its keys through its handles.
+    fn bare(call: &Call<'a>) -> Self {
         Self {
             ctx: call.ctx(),
-            board,
-            order: companion(board, lb::ORDER_SUFFIX),
-            others: OnceCell::new(),
+            board: call.key_name(),
+            names: None,
             reader: None,
             order_reader: None,
             others_reader: None,
-            kinds,
+            kinds: None,
             writer: None,
             board_str: call.key(),
             member: None,
             member_arg: None,
         }
-    }
-
-    /// The stamps, scores and names keys' names (None when the board cannot carry them).
-    fn others(&self) -> Option<&[Vec<u8>; 3]> {
-        self.order.as_ref()?;
-        Some(self.others.get_or_init(|| {
-            [lb::STAMPS_SUFFIX, lb::SCORES_SUFFIX, lb::NAMES_SUFFIX]
-                .map(|suffix| companion(self.board, suffix).unwrap_or_default())
-        }))
     }
 
     /// The store of the call's board alone (no tie-break keys: LB.PERCENTILE).
     fn board_only(call: &Call<'a>) -> Self {
         Self {
-            ctx: call.ctx(),
-            board: call.key_name(),
-            order: None,
-            others: OnceCell::new(),
             reader: KeyHandle::open_read(call),
-            order_reader: None,
-            others_reader: None,
             kinds: Some([None; 5]),
-            writer: None,
-            board_str: call.key(),
-            member: None,
-            member_arg: None,
+            ..Self::bare(call)
         }
     }
 
     fn name(&self, key: Key) -> Option<&[u8]> {
-        let other = |i: usize| self.others().map(|o| o[i].as_slice());
+        if let Some(w) = &self.writer {
+            return Some(w.keys[key as usize].name().bytes());
+        }
         match key {
             Key::Board => Some(self.board),
-            Key::Order => self.order.as_deref(),
-            Key::Stamps => other(0),
-            Key::Scores => other(1),
-            Key::Names => other(2),
+            _ => self.names.as_ref()?.name(key),
         }
     }
 
@@ -529,10 +554,7 @@ impl Store for RedisStore<'_> {
                 let member = named(self.member_arg, &mut self.member, self.ctx, member);
                 Some(reader.zset_score(member))
             }
-            (None, Some(w)) => {
-                let held = held(&mut w.member, self.ctx, member);
-                Some(w.keys[Key::Board as usize].zset_score(held))
-            }
+            (None, Some(w)) => Some(w.board_score(member)),
             (None, None) => None,
         };
         if let Some(found) = found {
@@ -654,10 +676,6 @@ impl Store for RedisStore<'_> {
     }
 
     fn last_at(&mut self, score: &[u8]) -> Option<Vec<u8>> {
-        if let Some(w) = &mut self.writer {
-            let order = w.key(Key::Order);
-            return Some(order.zset_last_at(score_value(score)?)?.bytes().to_vec());
-        }
         let args: [&[u8]; 8] = [
             self.must(Key::Order),
             score,
@@ -698,33 +716,41 @@ impl Store for RedisStore<'_> {
         self.read(c"ZRANGE", &args).strings()
     }
 
+    fn group_tail(&mut self, score: &[u8], cap: i64) -> (Option<i64>, i64) {
+        match (&mut self.writer, score_value(score)) {
+            (Some(w), Some(v)) => {
+                let order = w.key(Key::Order);
+                let (last, len) = order.zset_last_and_count(ScoreRange::at_f64(v), cap);
+                (last.and_then(|m| lb::stamp_of(m.bytes())), len)
+            }
+            _ => {
+                let last = self.last_at(score).and_then(|m| lb::stamp_of(&m));
+                (last, self.group_len(score, cap))
+            }
+        }
+    }
+
     fn group_find(&mut self, score: &[u8], member: &[u8], n: i64) -> Option<(i64, Vec<u8>)> {
-        let find = |k: &KeyHandle, r| {
-            let (at, entry) = k.zset_find_first(r, n, |e| lb::is_entry_of(e, member))?;
-            Some((at, entry.bytes().to_vec()))
-        };
+        let find = |k: &KeyHandle, r| k.zset_find_first(r, n, |e| lb::is_entry_of(e, member));
+        let bytes = |(at, entry): (i64, OwnedString)| (at, entry.bytes().to_vec());
         match (score_value(score).map(ScoreRange::at_f64), &mut self.writer) {
-            (Some(r), Some(w)) => find(w.key(Key::Order), r),
+            (Some(r), Some(w)) => {
+                let (at, entry) = find(w.key(Key::Order), r)?;
+                let found = (at, entry.bytes().to_vec());
+                w.member = Some(entry); // the write removes this entry next: no string made
+                Some(found)
+            }
             (Some(r), None) => match &self.order_reader {
-                Some(order) => order.read(|k| find(k, r)),
+                Some(order) => order.read(|k| find(k, r)).map(bytes),
                 None => None,
             },
             (None, _) => lb::entry_in(self.group_head(score, n), member),
         }
     }
 
-    fn group_len(&mut self, score: &[u8], cap: i64) -> i64 {
-        match (&mut self.writer, score_value(score)) {
-            (Some(w), Some(v)) => w
-                .key(Key::Order)
-                .zset_count_upto(ScoreRange::at_f64(v), cap),
-            _ => self.count(Key::Order, score, score).min(cap),
-        }
-    }
-
     fn stamp(&mut self, member: &[u8]) -> Option<Vec<u8>> {
         if let Some(w) = &mut self.writer {
-            let member = held(&mut w.member, self.ctx, member);
+            let member = named(w.args.member, &mut w.member, self.ctx, member);
             let value = w.keys[Key::Stamps as usize].hash_get(member)?;
             return Some(value.bytes().to_vec());
         }
@@ -930,9 +956,10 @@ fn percentile(call: &Call) -> Result<Reply, CmdError> {
     )
 }
 
-/// The store of a write to the call's board, whose tie-break keys are named `names`.
-fn write_store<'a>(call: &Call<'a>, names: &'a WriteNames) -> RedisStore<'a> {
-    RedisStore::open_write(call, names)
+/// The store of a write to the call's board, whose tie-break keys are named `names`; `args`:
+/// strings of the command's it names.
+fn write_store<'a>(call: &Call<'a>, names: &'a WriteNames, args: WriteArgs<'a>) -> RedisStore<'a> {
+    RedisStore::open_write(call, names, args)
 }
 
 // LB.ADD key [WITHRANK] [ASC|DESC] [RANKING ORDINAL|DENSE|COMPETITION|MODIFIED] score member
@@ -946,11 +973,16 @@ fn add(call: &Call) -> Result<Reply, CmdError> {
         .then(|| order_and_ranking(p.choice("ASC|DESC"), p.choice("RANKING")));
     let mut changes = Vec::with_capacity(pairs.len() / 2);
     for pair in pairs.chunks(2) {
-        let score = parse_f64(pair[0]).ok_or(CmdError::BadArg(lb::SCORE_ARG))?;
+        let score = score_value(pair[0]).ok_or(CmdError::BadArg(lb::SCORE_ARG))?;
         changes.push((Change::Set(score, pair[0]), pair[1]));
     }
     let names = write_names(call)?;
-    let mut store = write_store(call, &names);
+    // The last pair's strings (rest's last two: `call.arg` counts the key first).
+    let last = WriteArgs {
+        member: call.arg(args.len()),
+        score: call.arg(args.len() - 1),
+    };
+    let mut store = write_store(call, &names, last);
     check_write(&mut store, &changes)?;
     check_rank_with(&mut store, &changes, with)?;
     let written = write(&mut store, now_ms(), &changes);
@@ -1012,7 +1044,11 @@ fn incr(call: &Call) -> Result<Reply, CmdError> {
         .then(|| order_and_ranking(p.choice("ASC|DESC"), p.choice("RANKING")));
     let changes = [(Change::Add(by, p.raw("increment")), member)];
     let names = write_names(call)?;
-    let mut store = write_store(call, &names);
+    let strings = WriteArgs {
+        member: call.arg(2),
+        score: call.arg(1),
+    };
+    let mut store = write_store(call, &names, strings);
     check_write(&mut store, &changes)?;
     check_rank_with(&mut store, &changes, with)?;
     let (_, score) = write(&mut store, now_ms(), &changes).remove(0);
@@ -1031,7 +1067,11 @@ fn rem(call: &Call) -> Result<Reply, CmdError> {
     let args = call.rest();
     let p = lb::REM.parse(args)?;
     let names = write_names(call)?;
-    let mut store = write_store(call, &names);
+    let last = WriteArgs {
+        member: call.arg(args.len()),
+        score: None,
+    };
+    let mut store = write_store(call, &names, last);
     let removed = remove(&mut store, p.trailing())?;
     stats::add(Stat::LeaderboardWrites, removed as u64);
     Ok(Reply::Integer(removed))

@@ -31,17 +31,16 @@ fn entries(c: &mut Connection, args: &[String]) -> Vec<Entry> {
 /// The stamps hash's invariant on a board's tie-break keys: every order entry of a score group
 /// of more than SMALL_GROUP entries is in the hash, and every hash entry is its member's entry.
 fn check_stamps(c: &mut Connection, board: &str) {
-    let order_key = lb::companion(board.as_bytes(), lb::ORDER_SUFFIX).unwrap();
-    let stamps_key = lb::companion(board.as_bytes(), lb::STAMPS_SUFFIX).unwrap();
+    let names = lb::Companions::of(board.as_bytes()).unwrap();
+    let [order_key, stamps_key, ..] = names.all();
     let order: Vec<(Vec<u8>, String)> = redis::cmd("ZRANGE")
-        .arg(&order_key)
+        .arg(order_key)
         .arg(0)
         .arg(-1)
         .arg("WITHSCORES")
         .query(c)
         .unwrap();
-    let stamps: HashMap<Vec<u8>, Vec<u8>> =
-        redis::cmd("HGETALL").arg(&stamps_key).query(c).unwrap();
+    let stamps: HashMap<Vec<u8>, Vec<u8>> = redis::cmd("HGETALL").arg(stamps_key).query(c).unwrap();
     let mut groups: HashMap<&str, i64> = HashMap::new();
     for (_, score) in &order {
         *groups.entry(score.as_str()).or_default() += 1;

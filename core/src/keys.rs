@@ -54,18 +54,25 @@ pub fn slot(key: &[u8]) -> u16 {
 /// `{<name>}:<suffix>`. A name with braces but no hashtag (or the empty name) has none.
 pub fn derived_key(name: &[u8], suffix: &[u8]) -> Option<Vec<u8>> {
     let mut key = Vec::with_capacity(name.len() + suffix.len() + 3);
+    push_derived_prefix(&mut key, name)?;
+    key.extend_from_slice(suffix);
+    Some(key)
+}
+
+/// Appends what [`derived_key`] puts before the suffix (`<name>:` or `{<name>}:`) to `out`;
+/// None, nothing appended, for a name that has no derived keys.
+pub fn push_derived_prefix(out: &mut Vec<u8>, name: &[u8]) -> Option<()> {
     if hashtag(name).is_some() {
-        key.extend_from_slice(name);
+        out.extend_from_slice(name);
     } else if name.is_empty() || name.iter().any(|&b| b == b'{' || b == b'}') {
         return None;
     } else {
-        key.push(b'{');
-        key.extend_from_slice(name);
-        key.push(b'}');
+        out.push(b'{');
+        out.extend_from_slice(name);
+        out.push(b'}');
     }
-    key.push(b':');
-    key.extend_from_slice(suffix);
-    Some(key)
+    out.push(b':');
+    Some(())
 }
 
 // ---------------------------------------------------------------------------------------------

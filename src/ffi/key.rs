@@ -337,6 +337,15 @@ impl<'k, 'a> ZsetCursor<'k, 'a> {
         self.on
     }
 
+    /// The elements from the current one on, counting at most `cap`.
+    fn count_upto(&mut self, cap: i64) -> i64 {
+        let mut n = i64::from(self.on);
+        while n < cap && self.advance() {
+            n += 1;
+        }
+        n
+    }
+
     /// Up to `take` elements from the current one on, leaving the cursor past them.
     fn take(&mut self, take: i64) -> Vec<(OwnedString, f64)> {
         let mut out = Vec::new();
@@ -396,12 +405,15 @@ impl Key<'_> {
 
     /// Elements in the range, counting at most `cap`: O(log N + min(count, cap)) steps.
     pub fn zset_count_upto(&self, r: ScoreRange, cap: i64) -> i64 {
-        let mut cursor = ZsetCursor::start(self, r, false);
-        let mut n = i64::from(cursor.on);
-        while n < cap && cursor.advance() {
-            n += 1;
-        }
-        n
+        ZsetCursor::start(self, r, false).count_upto(cap)
+    }
+
+    /// The range's last member (in ZRANGE's order) and its elements counting at most `cap`,
+    /// in one walk down from the top.
+    pub fn zset_last_and_count(&self, r: ScoreRange, cap: i64) -> (Option<OwnedString>, i64) {
+        let mut cursor = ZsetCursor::start(self, r, true);
+        let last = cursor.current().map(|(m, _)| m);
+        (last, cursor.count_upto(cap))
     }
 
     /// The members in the range.
@@ -543,11 +555,6 @@ impl Key<'_> {
             cursor.advance();
         }
         None
-    }
-
-    /// The last member (in ZRANGE's order) whose score is exactly `score`.
-    pub fn zset_last_at(&self, score: f64) -> Option<OwnedString> {
-        self.zset_first_at(score, true)
     }
 
     /// The first member whose score is exactly `score`, in ZRANGE's order (ZREVRANGE's with

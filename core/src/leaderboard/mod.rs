@@ -322,11 +322,82 @@ impl Ranking {
 /// The Cluster hashtag of a key (the bytes between the first `{` and the next `}`, if any).
 pub use crate::keys::hashtag;
 
-/// The board's tie-break keys, in its slot (`derived_key`): `<board>:<suffix>` when the board's
-/// name has a hashtag, else `{<board>}:<suffix>`; None for a name with braces but no hashtag
-/// (or empty), which no key of its slot can be derived from.
-pub fn companion(board: &[u8], suffix: &str) -> Option<Vec<u8>> {
-    crate::keys::derived_key(board, suffix.as_bytes())
+/// The names of a board's four tie-break keys, in its slot (`derived_key`): `<board>:<suffix>`
+/// when the board's name has a hashtag, else `{<board>}:<suffix>`. The module's reads and
+/// writes name them through this alone (the twin with `derived_key` and the same suffixes),
+/// in one buffer: they differ in their suffix alone.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Companions {
+    bytes: Vec<u8>,
+    /// The length of the prefix every name starts with.
+    prefix: usize,
+    /// Where the order, stamps, scores and names keys' names end in `bytes` (the last three
+    /// empty until made).
+    ends: [usize; 4],
+}
+
+impl Companions {
+    /// The tie-break keys' suffixes, in `Key`'s order (after the board).
+    const SUFFIXES: [&'static str; 4] = [ORDER_SUFFIX, STAMPS_SUFFIX, SCORES_SUFFIX, NAMES_SUFFIX];
+
+    /// The four names; None for a name with braces but no hashtag (or empty), which no key
+    /// of its slot can be derived from.
+    pub fn of(board: &[u8]) -> Option<Self> {
+        let mut names = Self::order_first(board)?;
+        names.make_others();
+        Some(names)
+    }
+
+    /// The order key's name alone, with room for the others ([`Companions::make_others`]): a
+    /// read names them only once the order key exists.
+    pub fn order_first(board: &[u8]) -> Option<Self> {
+        let suffixes: usize = Self::SUFFIXES.iter().map(|s| s.len()).sum();
+        // Each name's prefix is the board's name and at most `{`, `}` and `:`.
+        let mut bytes = Vec::with_capacity(4 * (board.len() + 3) + suffixes);
+        crate::keys::push_derived_prefix(&mut bytes, board)?;
+        let prefix = bytes.len();
+        bytes.extend_from_slice(ORDER_SUFFIX.as_bytes());
+        let ends = [bytes.len(); 4];
+        Some(Self {
+            bytes,
+            prefix,
+            ends,
+        })
+    }
+
+    /// Makes the stamps, scores and names keys' names, unless made.
+    pub fn make_others(&mut self) {
+        if self.ends[3] > self.ends[0] {
+            return;
+        }
+        for (end, suffix) in self.ends[1..].iter_mut().zip(&Self::SUFFIXES[1..]) {
+            self.bytes.extend_from_within(..self.prefix);
+            self.bytes.extend_from_slice(suffix.as_bytes());
+            *end = self.bytes.len();
+        }
+    }
+
+    /// The order key's name.
+    pub fn order(&self) -> &[u8] {
+        &self.bytes[..self.ends[0]]
+    }
+
+    /// The name of the tie-break key `key`; None for the board (the command's key) and for a
+    /// name not made yet.
+    pub fn name(&self, key: Key) -> Option<&[u8]> {
+        let name = self.all()[(key as usize).checked_sub(1)?];
+        (!name.is_empty()).then_some(name)
+    }
+
+    /// The order, stamps, scores and names keys' names (empty while not made).
+    pub fn all(&self) -> [&[u8]; 4] {
+        let mut start = 0;
+        self.ends.map(|end| {
+            let name = &self.bytes[start..end];
+            start = end;
+            name
+        })
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -334,7 +405,17 @@ pub fn companion(board: &[u8], suffix: &str) -> Option<Vec<u8>> {
 
 /// A stamp as stored: 16 zero-padded digits.
 pub fn stamp_text(stamp: i64) -> Vec<u8> {
-    format!("{stamp:0width$}", width = STAMP_DIGITS).into_bytes()
+    if !(0..10_i64.pow(STAMP_DIGITS as u32)).contains(&stamp) {
+        return format!("{stamp:0width$}", width = STAMP_DIGITS).into_bytes();
+    }
+    // Without the formatting machinery: a write makes one stamp.
+    let mut digits = vec![b'0'; STAMP_DIGITS];
+    let mut n = stamp;
+    for digit in digits.iter_mut().rev() {
+        *digit = b'0' + (n % 10) as u8;
+        n /= 10;
+    }
+    digits
 }
 
 /// The stamp that starts an order-key member (or a stamps-hash value).
@@ -362,11 +443,11 @@ pub fn order_member(stamp: &[u8], member: &[u8]) -> Vec<u8> {
 
 /// The member of a scores-key entry: the score as the server writes it, `0` for -0 (the two
 /// are one score).
-pub fn distinct_member(score: &Scored) -> Vec<u8> {
+pub fn distinct_member(score: &Scored) -> &[u8] {
     if score.score == 0.0 {
-        b"0".to_vec()
+        b"0"
     } else {
-        score.text.clone()
+        &score.text
     }
 }
 
@@ -559,6 +640,12 @@ pub trait Store {
     fn group_len(&mut self, score: &[u8], cap: i64) -> i64 {
         self.count(Key::Order, score, score).min(cap)
     }
+    /// The stamp of [`Store::last_at`] and [`Store::group_len`] of one score: a store may
+    /// read both in one walk of the group.
+    fn group_tail(&mut self, score: &[u8], cap: i64) -> (Option<i64>, i64) {
+        let last = self.last_at(score).and_then(|m| stamp_of(&m));
+        (last, self.group_len(score, cap))
+    }
     /// HGET on the stamps.
     fn stamp(&mut self, member: &[u8]) -> Option<Vec<u8>>;
     /// Whether some member of `key` has exactly the score `score` (ZCOUNT key s s > 0).
@@ -658,7 +745,7 @@ fn layout<S: Store>(s: &mut S, total: i64) -> Result<Layout, CmdError> {
 
 /// A stamped member's entry in the names key: `<score>:<member>`.
 pub fn name_entry(score: &Scored, member: &[u8]) -> Vec<u8> {
-    [&distinct_member(score)[..], b":", member].concat()
+    [distinct_member(score), b":", member].concat()
 }
 
 /// ZLEXCOUNT bounds of the names of score `score` sorting before `member`.
@@ -1265,9 +1352,8 @@ fn write_one<S: Store>(
         }
         Change::Add(_, raw) => s.zincrby(raw, member),
     };
-    let last = s.last_at(&new.text).and_then(|m| stamp_of(&m));
+    let (last, joined) = s.group_tail(&new.text, SMALL_GROUP + 1);
     let stamp = stamp_text(next_stamp(now_ms, last));
-    let joined = s.group_len(&new.text, SMALL_GROUP + 1);
     s.zadd(Key::Order, &[(&new.text, &order_member(&stamp, member))]);
     if joined == SMALL_GROUP {
         hash_group(s, &new.text);
@@ -1279,7 +1365,7 @@ fn write_one<S: Store>(
     if names {
         s.zadd(Key::Names, &[(b"0", &name_entry(&new, member))]);
     } else {
-        s.zadd(Key::Scores, &[(&new.text, &distinct_member(&new))]);
+        s.zadd(Key::Scores, &[(&new.text, distinct_member(&new))]);
         if let Some(o) = &old {
             forget_score_if_gone(s, o);
         }
@@ -1301,7 +1387,7 @@ fn hash_group<S: Store>(s: &mut S, score: &[u8]) {
 /// Drops a score from the scores key once no member has it.
 fn forget_score_if_gone<S: Store>(s: &mut S, old: &Scored) {
     if !s.any_at(Key::Board, &old.text) {
-        s.zrem(Key::Scores, &distinct_member(old));
+        s.zrem(Key::Scores, distinct_member(old));
     }
 }
 

@@ -97,6 +97,12 @@ fn stamps_sort_as_numbers_and_break_same_millisecond_ties() {
     assert_eq!(stamp_of(b"9999999999999999"), Some(9_999_999_999_999_999));
     assert_eq!(stamp_of(b"-001764000000123alice"), None);
     assert!(stamp_text(99) < stamp_text(100));
+    // The widest stamp, and past it the formatter's text (as before the fast path).
+    let widest = 9_999_999_999_999_999;
+    assert_eq!(stamp_text(widest), b"9999999999999999");
+    assert_eq!(stamp_of(&stamp_text(widest)), Some(widest));
+    assert_eq!(stamp_text(widest + 1), b"10000000000000000");
+    assert_eq!(stamp_text(-5), b"-000000000000005");
     // (now, last stamp at the score, new stamp)
     let table = [
         (1000, None, 1000),
@@ -112,19 +118,37 @@ fn stamps_sort_as_numbers_and_break_same_millisecond_ties() {
 
 #[test]
 fn companions_share_the_board_slot() {
-    use crate::keys::slot;
-    let cases: [(&[u8], Option<&[u8]>); 5] = [
-        (b"lb:{game1}", Some(b"lb:{game1}:lb-order")),
-        (b"weekly", Some(b"{weekly}:lb-order")),
+    use crate::keys::{derived_key, slot};
+    // (board, the prefix its tie-break keys' names share)
+    let cases: [(&[u8], Option<&str>); 5] = [
+        (b"lb:{game1}", Some("lb:{game1}:")),
+        (b"weekly", Some("{weekly}:")),
         (b"a{b", None),
         (b"a{}b", None),
         (b"", None),
     ];
-    for (board, want) in cases {
-        let key = companion(board, ORDER_SUFFIX);
-        assert_eq!(key.as_deref(), want, "{board:?}");
-        if let Some(key) = key {
-            assert_eq!(slot(&key), slot(board));
+    let suffixes = ["lb-order", "lb-stamps", "lb-scores", "lb-names"];
+    for (board, prefix) in cases {
+        let names = Companions::of(board);
+        let want = prefix.map(|p| suffixes.map(|s| format!("{p}{s}").into_bytes()));
+        let got = names.as_ref().map(|n| n.all().map(<[u8]>::to_vec));
+        assert_eq!(got, want, "{board:?}");
+        let Some(names) = names else { continue };
+        assert_eq!(names.name(Key::Board), None);
+        // A read's: the order key's name first, the others once asked for.
+        let mut first = Companions::order_first(board).unwrap();
+        assert_eq!(Some(first.order()), names.name(Key::Order));
+        assert_eq!(first.name(Key::Stamps), None);
+        assert_eq!(first.all()[1..], [b"", b"", b""]);
+        first.make_others();
+        assert_eq!(first, names);
+        first.make_others();
+        assert_eq!(first, names, "made once");
+        let keys = [Key::Order, Key::Stamps, Key::Scores, Key::Names];
+        for (key, suffix) in keys.into_iter().zip(suffixes) {
+            let name = names.name(key).unwrap();
+            assert_eq!(Some(name.to_vec()), derived_key(board, suffix.as_bytes()));
+            assert_eq!(slot(name), slot(board));
         }
     }
 }
