@@ -630,7 +630,7 @@ impl<'a> Args<'a> {
             Slot::Option(i, OptValue::Arg(arg)) if arg.kind == ArgKind::Float => self.options[i],
             _ => self.wrong_kind(name, "a number"),
         };
-        f64::from_bits(bits as u64)
+        float(bits)
     }
 
     /// A required positional as given, whatever its kind (a number's own text). Positionals
@@ -827,6 +827,8 @@ mod tests {
         assert_eq!(Flags::READONLY.to_string(), "readonly");
         assert!(!write.contains(Flags::READONLY));
         assert!(write.contains(Flags::DENY_OOM));
+        // A flag already there stays (a union, not a toggle).
+        assert_eq!(write.and(Flags::WRITE), write);
     }
 
     #[test]
@@ -1180,5 +1182,175 @@ mod tests {
     fn arity_and_lua_name() {
         assert_eq!(DEF.arity(), -3);
         assert_eq!(DEF.lua_name(), "t_cmd");
+    }
+
+    /// An argument of each reader's kind.
+    const KINDS: CommandDef = CommandDef {
+        name: "T.KINDS",
+        syntax: "key owner score [limit] [BETA b] [COST n]",
+        positionals: &[
+            text("owner"),
+            required("score", ArgKind::Float),
+            Positional {
+                arg: COST,
+                default: Some(5),
+            },
+        ],
+        options: &[
+            arg_option("BETA", "b", ArgKind::Float, (-0.25f64).to_bits() as i64),
+            arg_option("COST", "n", ArgKind::NonNegative, 1),
+        ],
+        ..DEF
+    };
+
+    #[test]
+    fn readers_return_each_kinds_value() {
+        let args: [&[u8]; 5] = [b"me", b"-2.5e0", b"9", b"COST", b"3"];
+        let a = KINDS.parse(&args).unwrap();
+        assert_eq!(a.text("owner"), b"me");
+        assert_eq!(a.float("score"), -2.5);
+        // A number's own text, as the caller gave it.
+        assert_eq!(a.raw("score"), b"-2.5e0");
+        assert_eq!(a.raw("owner"), b"me");
+        assert_eq!((a.int("n"), a.int("COST")), (9, 3));
+        assert_eq!(a.float("BETA"), -0.25);
+    }
+
+    #[test]
+    fn readers_refuse_an_argument_of_another_kind() {
+        // A read as the wrong kind is the caller's bug: it panics, naming the argument.
+        let args: [&[u8]; 2] = [b"me", b"1"];
+        let a = KINDS.parse(&args).unwrap();
+        type Read = fn(&Args, &str);
+        let misreads: [(&str, &str, Read); 5] = [
+            ("owner", "an integer", |a, n| {
+                a.int(n);
+            }),
+            ("score", "an integer", |a, n| {
+                a.int(n);
+            }),
+            ("BETA", "an integer", |a, n| {
+                a.int(n);
+            }),
+            ("COST", "a number", |a, n| {
+                a.float(n);
+            }),
+            // An optional positional may be absent: it has no text of its own.
+            ("n", "a required positional", |a, n| {
+                a.raw(n);
+            }),
+        ];
+        for (name, wanted, read) in misreads {
+            let panic = std::panic::catch_unwind(|| read(&a, name)).unwrap_err();
+            assert_eq!(
+                panic.downcast_ref::<String>().map(String::as_str),
+                Some(&*format!("T.KINDS's argument {name:?} is not {wanted}"))
+            );
+        }
+    }
+
+    #[test]
+    fn a_block_is_counted_as_the_server_counts_its_command() {
+        // Too many arguments for a fixed arity is a wrong number of arguments, not a syntax
+        // error (what `parse` alone says of the extra word).
+        const FIXED: CommandDef = CommandDef {
+            name: "T.FIXED",
+            positionals: &[positive("capacity")],
+            options: &[],
+            ..DEF
+        };
+        let raw = |a: &[&'static str]| a.iter().map(|s| s.as_bytes()).collect::<Vec<_>>();
+        assert_eq!(FIXED.arity(), 3);
+        assert_eq!(FIXED.parse_block(&raw(&["1"])).unwrap().int("capacity"), 1);
+        for args in [&[][..], &["1", "2"]] {
+            assert_eq!(
+                FIXED.parse_block(&raw(args)).unwrap_err(),
+                CmdError::WrongArity("T.FIXED"),
+                "{args:?}"
+            );
+        }
+        assert_eq!(
+            FIXED.parse(&raw(&["1", "2"])).unwrap_err(),
+            CmdError::Syntax
+        );
+        // A minimum: the least is enough, fewer is not.
+        assert_eq!(DEF.parse_block(&raw(&["10"])).unwrap().int("n"), 7);
+        assert_eq!(
+            DEF.parse_block(&[]).unwrap_err(),
+            CmdError::WrongArity("T.CMD")
+        );
+    }
+
+    #[test]
+    fn a_list_option_runs_its_block_to_the_end() {
+        // A block's list option takes every word after its token, tokens of blocks included.
+        const TAGGED: CommandDef = CommandDef {
+            name: "T.TAGGED",
+            positionals: &[],
+            options: &[OptionDef {
+                token: "TAGS",
+                value: OptValue::Rest { min: 1 },
+                default: -1,
+            }],
+            ..DEF
+        };
+        static TAGGED_BLOCK: [Block; 1] = [Block {
+            token: "T",
+            def: &TAGGED,
+        }];
+        const BLOCKS: CommandDef = CommandDef {
+            name: "T.BLOCKS",
+            key_positions: Keys::Blocks {
+                name: "block",
+                kinds: &TAGGED_BLOCK,
+            },
+            ..DEF
+        };
+        let raw = |a: &[&'static str]| a.iter().map(|s| s.as_bytes()).collect::<Vec<_>>();
+        let args = raw(&["T", "k1", "TAGS", "a", "T", "k2"]);
+        let blocks = BLOCKS.blocks(&args).unwrap();
+        assert_eq!(blocks.len(), 1);
+        assert_eq!(blocks[0].args, &args[2..]);
+        assert_eq!(BLOCKS.block_keys(&args), [1]);
+    }
+
+    #[test]
+    fn blocks_are_equal_by_token_and_definition() {
+        use crate::ratelimit::{ALL, FIXEDWINDOW, LIMITS, REFUND, TOKENBUCKET};
+        assert_eq!(ALL.key_positions, REFUND.key_positions);
+        assert_ne!(LIMITS[0], LIMITS[1]);
+        let renamed = Block {
+            token: "BUCKET",
+            def: &TOKENBUCKET,
+        };
+        let redefined = Block {
+            token: "TOKENBUCKET",
+            def: &FIXEDWINDOW,
+        };
+        assert_ne!(renamed, LIMITS[0]);
+        assert_ne!(redefined, LIMITS[0]);
+    }
+
+    #[test]
+    fn readme_table_has_a_row_per_command_with_bars_escaped() {
+        let order = CommandDef {
+            syntax: "key [ASC|DESC]",
+            summary: "Orders.",
+            reply: "Array",
+            complexity: "O(1)",
+            keys: "reads key",
+            ..DEF
+        };
+        let table = markdown_table(&[&order, &DEF]);
+        let rows: Vec<&str> = table.lines().collect();
+        assert_eq!(
+            rows[..3],
+            [
+                "| Command | Reply | Complexity | Keys |",
+                "|---|---|---|---|",
+                "| `T.CMD key [ASC\\|DESC]`<br>Orders. | Array | O(1) | reads key |",
+            ]
+        );
+        assert_eq!(rows.len(), 4);
     }
 }

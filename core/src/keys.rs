@@ -142,6 +142,19 @@ mod tests {
         assert!(p.is_empty());
     }
 
+    #[test]
+    fn pairs_keep_the_room_asked_for() {
+        // A buffer reused from read to read: emptied, with room for the next one's bytes.
+        let mut p = super::Pairs::with_capacity(4, 64);
+        assert!(p.is_empty() && p.capacity() >= 64);
+        p.push(b"field");
+        p.push(b"value");
+        assert!(!p.is_empty());
+        p.clear_for(2, 256);
+        assert!(p.is_empty() && p.capacity() >= 256);
+        assert_eq!(p.strings().count(), 0);
+    }
+
     use super::*;
     use crate::testing::XorShift;
 

@@ -684,19 +684,26 @@ mod tests {
         assert!(lib.starts_with("#!lua name=patterns\n"));
         for family in families() {
             for TwinCommand { def, .. } in &family.commands {
-                assert!(lib.contains(&registration(def)));
                 assert!(lib.contains(&lua_error(&CmdError::WrongArity(def.name))));
             }
         }
         let commands = families().iter().map(|f| f.commands.len()).sum::<usize>();
         assert_eq!(scripts().len(), commands);
+        // A read-only command's function may be called by FCALL_RO, read-only users, replicas.
+        assert!(lib.contains("\nredis.register_function('rl_tokenbucket', rl_tokenbucket)\n"));
+        assert!(lib.contains(
+            "\nredis.register_function{function_name = 'lb_top', callback = lb_top, flags = {'no-writes'}}\n"
+        ));
+        let readonly = crate::all_commands().filter(|d| d.is_readonly()).count();
+        assert_eq!(lib.matches("\nredis.register_function").count(), commands);
+        assert_eq!(lib.matches("flags = {'no-writes'}}\n").count(), readonly);
     }
 
     #[test]
     fn glue_binds_run_parameters_by_name() {
         use crate::{cache, leaderboard as lb, ratelimit as rl};
         // (definition, twin-only arguments, the `_run` function's parameters, its call)
-        let cases: [(&'static CommandDef, &'static [&'static str], &str, &str); 6] = [
+        let cases: [(&'static CommandDef, &'static [&'static str], &str, &str); 7] = [
             (
                 &rl::TOKENBUCKET,
                 &[],
@@ -718,6 +725,7 @@ mod tests {
             (&lb::ADD, &[], "board, pairs", "keys[1], a.rest"),
             (&lb::REM, &[], "board, members", "keys[1], a.rest"),
             (&cache::TAG, &[], "keys", "keys"),
+            (&rl::ALL, &[], "limits", "a.blocks"),
         ];
         for (def, leading, params, call) in cases {
             let name = def.lua_name();
@@ -747,6 +755,10 @@ mod tests {
             used.into_iter().collect::<Vec<_>>(),
             ["a", "c", "h", "l", "return", "x"]
         );
+        // A minus is no comment, a name right after `..` no field; a last-line comment ends
+        // the source.
+        let used = names_used("y = m - n..o -- p");
+        assert_eq!(used.into_iter().collect::<Vec<_>>(), ["m", "n", "o", "y"]);
     }
 
     #[test]
@@ -814,6 +826,153 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// A generated definition's text, by its local's name.
+    fn piece(pieces: &[Piece], name: &str) -> String {
+        let found = pieces.iter().find(|p| p.name == name);
+        found.unwrap_or_else(|| panic!("no {name}")).text.clone()
+    }
+
+    #[test]
+    fn constants_are_the_rust_values_and_error_replies() {
+        let prelude = prelude_pieces();
+        let leaderboard = family_pieces(&crate::leaderboard::lua::family());
+        for (pieces, name, value) in [
+            (&prelude, "RESERVED_PREFIX", "'__'"),
+            (&prelude, "MAX_MS", "4503599627370496"),
+            (&prelude, "SYNTAX_ERROR", "'ERR syntax error'"),
+            (
+                &prelude,
+                "RESERVED",
+                "'ERR field names starting with __ are reserved'",
+            ),
+            // An argument: the error a bad value of it gets.
+            (&leaderboard, "SCORE_ARG", "'ERR score must be a number'"),
+        ] {
+            assert_eq!(piece(pieces, name), format!("local {name} = {value}\n"));
+        }
+    }
+
+    #[test]
+    fn the_prelude_carries_the_parsers_and_their_constants() {
+        // What a family's code may call (tests/lua_twin runs the float reader on its own).
+        let prelude = prelude();
+        for line in [
+            "local SYNTAX_ERROR = 'ERR syntax error'",
+            "local function parse(def, keys, argv)",
+            "local function parse_blocks(def, keys, argv)",
+            "local function parse_float(s)",
+        ] {
+            assert!(prelude.lines().any(|l| l == line), "{line}");
+        }
+    }
+
+    #[test]
+    fn definition_tables_carry_each_arguments_rules_and_errors() {
+        use crate::{cache, leaderboard as lb, ratelimit as rl};
+        let table = |def, leading| def_table(&twins(&[def], &[(def, leading)])[0]);
+        // (definition, twin-only arguments, lines of its table)
+        let cases: [(&'static CommandDef, &'static [&'static str], &[&str]); 4] = [
+            (
+                &rl::TOKENBUCKET,
+                &[],
+                &[
+                    "  arity_error = 'ERR wrong number of arguments for \\'rl.tokenbucket\\' command',",
+                    "    {kind = 'int', min = 1, error = 'ERR capacity must be a positive integer', beyond = 'ERR capacity exceeds the Lua twin\\'s exact integer range (below 2^53)'},",
+                    "    {kind = 'int', min = 0, error = 'ERR COST must be a non-negative integer', beyond = 'ERR COST exceeds the Lua twin\\'s exact integer range (below 2^53)', default = 1},",
+                    "  tokens = {['COST'] = 1},",
+                ],
+            ),
+            (
+                // A float's default as a number; the twin-only arguments counted.
+                &cache::GET,
+                &["draw", "lease"],
+                &[
+                    "  lead = 2,",
+                    "    {kind = 'float', error = 'ERR BETA must be a number', default = 1.0},",
+                ],
+            ),
+            (
+                // Each word of `ASC|DESC` a token of its own, numbered as the module numbers it.
+                &lb::RANK,
+                &[],
+                &[
+                    "    {kind = 'text'},",
+                    "    {word = {['ASC'] = 0, ['DESC'] = 1}, default = 1},",
+                    "    {choice = {['ORDINAL'] = 0, ['DENSE'] = 1, ['COMPETITION'] = 2, ['MODIFIED'] = 3}, default = 0},",
+                    "  tokens = {['ASC'] = 1, ['DESC'] = 1, ['RANKING'] = 2},",
+                ],
+            ),
+            (
+                // Each kind of block: its own command's table, and the names its arguments bind.
+                &rl::ALL,
+                &[],
+                &[
+                    "    ['TOKENBUCKET'] = {def = DEF_rl_tokenbucket, names = {'capacity', 'rate', 'period_ms'}, opts = {'cost'}},",
+                    "    ['SLIDINGWINDOW'] = {def = DEF_rl_slidingwindow, names = {'limit', 'window_ms'}, opts = {'cost', 'exact'}},",
+                ],
+            ),
+        ];
+        for (def, leading, lines) in cases {
+            let table = table(def, leading);
+            for line in lines {
+                assert!(table.lines().any(|l| l == *line), "{line}\n{table}");
+            }
+            assert_eq!(table.contains("  lead = "), !leading.is_empty(), "{table}");
+        }
+    }
+
+    #[test]
+    fn all_keys_tables_want_the_keys_the_arity_requires() {
+        // Every argument a key: the least number of KEYS is the arity's least count after the
+        // name, groups of any width included.
+        static PAIRS: CommandDef = CommandDef {
+            name: "T.PAIRS",
+            syntax: "key value [key value ...]",
+            summary: "",
+            complexity: "",
+            reply: "",
+            keys: "",
+            flags: crate::command::WRITE,
+            positionals: &[],
+            options: &[],
+            trailing: Some(crate::command::Trailing {
+                names: &["key", "value"],
+                min: 1,
+            }),
+            key_positions: Keys::All,
+        };
+        let all_keys = crate::all_commands().filter(|d| d.key_positions == Keys::All);
+        for def in all_keys.chain([&PAIRS]) {
+            let table = def_table(&twins(&[def], &[])[0]);
+            let least = def.arity().abs() - 1;
+            assert!(
+                table.contains(&format!("  min_keys = {least},\n")),
+                "{table}"
+            );
+        }
+    }
+
+    #[test]
+    fn glue_names_the_twin_only_arguments_and_parses_blocks_as_blocks() {
+        use crate::{cache, ratelimit as rl};
+        let glue = |def, leading, params| {
+            let source = format!("local function {}_run({params})", CommandDef::lua_name(def));
+            command_glue(&twins(&[def], &[(def, leading)])[0], &source)
+        };
+        let get = glue(&cache::GET, &["draw", "lease"], "key, draw");
+        assert!(
+            get.starts_with("-- CACHE.GET key draw lease [BETA "),
+            "{get}"
+        );
+        assert!(get.contains("parse(DEF_cache_get, keys, argv)"), "{get}");
+        let all = glue(&rl::ALL, &[], "limits");
+        assert!(all.starts_with("-- RL.ALL limit [limit ...]"), "{all}");
+        assert!(
+            all.contains("parse_blocks(DEF_rl_all, keys, argv)"),
+            "{all}"
+        );
     }
 
     #[test]

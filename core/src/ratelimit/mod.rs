@@ -894,11 +894,6 @@ impl Limit {
         Ok(Self { limiter, cost })
     }
 
-    /// Whether the limit's state is a string (else the EXACT log, a sorted set).
-    pub fn is_string(&self) -> bool {
-        !matches!(self.limiter, Limiter::Exact(_))
-    }
-
     /// What the limit's decision reads besides the value (its limiter's [`StringLimiter::READS`]).
     pub fn reads(&self) -> Reads {
         match self.limiter {

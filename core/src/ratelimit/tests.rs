@@ -58,19 +58,32 @@ impl<L: StringLimiter> Harness<L> {
 
     fn run(&mut self, limit: i64, cases: &[Case]) {
         for &(case, now, cost, allowed, remaining, retry, reset) in cases {
-            let want = RateReply {
-                allowed,
-                limit,
-                remaining,
-                retry_after_ms: retry,
-                reset_after_ms: reset,
-            };
+            let want = rate_reply(allowed, limit, remaining, retry, reset);
             assert_eq!(self.step(now, cost), want, "case {case}");
         }
     }
 }
 
+/// A reply, its fields in the order of the RL commands' reply array.
+fn rate_reply(
+    allowed: bool,
+    limit: i64,
+    remaining: i64,
+    retry_after_ms: i64,
+    reset_after_ms: i64,
+) -> RateReply {
+    RateReply {
+        allowed,
+        limit,
+        remaining,
+        retry_after_ms,
+        reset_after_ms,
+    }
+}
+
 const T0: i64 = 1_700_000_000_000;
+/// The start of a 10 s window (a multiple of 10_000).
+const W0: i64 = 1_700_000_040_000;
 
 #[test]
 fn token_bucket_matches_redis_cell_documented_cases() {
@@ -105,13 +118,7 @@ fn cell_reply_matches_redis_cell_readme() {
     let out = b.decide(None, T0, 1).unwrap();
     assert_eq!(out.reply.to_cell_array(), [0, 16, 15, -1, 2]);
     // Seconds round up: 3900 ms → 4 s; a denial's retry rounds up too.
-    let r = RateReply {
-        allowed: false,
-        limit: 5,
-        remaining: 0,
-        retry_after_ms: 1,
-        reset_after_ms: 3900,
-    };
+    let r = rate_reply(false, 5, 0, 1, 3900);
     assert_eq!(r.to_cell_array(), [1, 5, 0, 1, 4]);
 }
 
@@ -360,18 +367,16 @@ fn cl_throttle_periods_past_i64_in_ms_work() {
 
 #[test]
 fn fixed_window_counts_per_aligned_window() {
-    let start = 1_700_000_040_000; // a multiple of 10_000
-    let mut h = Harness::new(FixedWindow::new(3, 10_000).unwrap());
-    h.run(
+    Harness::new(FixedWindow::new(3, 10_000).unwrap()).run(
         3,
         &[
-            (0, start + 1000, 0, true, 3, -1, 0), // peek on an empty key
-            (1, start + 1000, 2, true, 1, -1, 9000),
-            (2, start + 2000, 2, false, 1, 8000, 8000), // denied consumes nothing
-            (3, start + 2000, 1, true, 0, -1, 8000),
-            (4, start + 9999, 1, false, 0, 1, 1),
-            (5, start + 10_000, 1, true, 2, -1, 10_000), // new window
-            (6, start + 10_000, 4, false, 2, -1, 10_000), // can never fit
+            (0, W0 + 1000, 0, true, 3, -1, 0), // peek on an empty key
+            (1, W0 + 1000, 2, true, 1, -1, 9000),
+            (2, W0 + 2000, 2, false, 1, 8000, 8000), // denied consumes nothing
+            (3, W0 + 2000, 1, true, 0, -1, 8000),
+            (4, W0 + 9999, 1, false, 0, 1, 1),
+            (5, W0 + 10_000, 1, true, 2, -1, 10_000), // new window
+            (6, W0 + 10_000, 4, false, 2, -1, 10_000), // can never fit
         ],
     );
 }
@@ -430,25 +435,24 @@ fn fixed_window_ignores_state_from_other_parameters() {
 
 #[test]
 fn sliding_window_weights_the_previous_window() {
-    let start = 1_700_000_040_000;
     let mut h = Harness::new(SlidingWindow::new(10, 10_000).unwrap());
     h.run(
         10,
         &[
-            (0, start, 6, true, 4, -1, 20_000),
-            (1, start + 5000, 4, true, 0, -1, 15_000),
-            (2, start + 5000, 1, false, 0, 6000, 15_000),
+            (0, W0, 6, true, 4, -1, 20_000),
+            (1, W0 + 5000, 4, true, 0, -1, 15_000),
+            (2, W0 + 5000, 1, false, 0, 6000, 15_000),
             // Next window, 25% in: previous 10 weigh 7.5, so 2 more fit.
-            (3, start + 12_500, 2, true, 0, -1, 17_500),
+            (3, W0 + 12_500, 2, true, 0, -1, 17_500),
             // 7.5 + 3 > 10: wait until prev·(W−e) <= 7·W, at e = 3000.
-            (4, start + 12_500, 1, false, 0, 500, 17_500),
+            (4, W0 + 12_500, 1, false, 0, 500, 17_500),
             // Two windows later everything is forgotten.
-            (5, start + 30_000, 10, true, 0, -1, 20_000),
+            (5, W0 + 30_000, 10, true, 0, -1, 20_000),
         ],
     );
     assert_eq!(
         h.state.as_ref().unwrap().value.to_string(),
-        format!("{}:0:10", start + 30_000)
+        format!("{}:0:10", W0 + 30_000)
     );
 }
 
@@ -548,13 +552,7 @@ fn sliding_exact_is_a_true_log() {
     ];
     for (i, &(now, cost, allowed, remaining, retry, reset)) in cases.iter().enumerate() {
         let (reply, write) = w.decide_exact(&mut log, now, cost).unwrap();
-        let want = RateReply {
-            allowed,
-            limit: 3,
-            remaining,
-            retry_after_ms: retry,
-            reset_after_ms: reset,
-        };
+        let want = rate_reply(allowed, 3, remaining, retry, reset);
         assert_eq!(reply, want, "case {i}");
         if let Some(write) = write {
             log.apply(&write);
@@ -811,13 +809,7 @@ fn limits_are_blocks_parsed_by_their_own_commands() {
 
 #[test]
 fn all_admits_only_when_every_limit_does() {
-    let reply = |allowed| RateReply {
-        allowed,
-        limit: 1,
-        remaining: 0,
-        retry_after_ms: -1,
-        reset_after_ms: 0,
-    };
+    let reply = |allowed| rate_reply(allowed, 1, 0, -1, 0);
     assert_eq!(all_admit(&[reply(true), reply(true)]), (true, 0));
     assert_eq!(
         all_admit(&[reply(true), reply(false), reply(false)]),

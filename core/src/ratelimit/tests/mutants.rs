@@ -4,21 +4,9 @@ use super::*;
 
 #[test]
 fn reply_array_is_allowed_limit_remaining_retry_reset() {
-    let allowed = RateReply {
-        allowed: true,
-        limit: 7,
-        remaining: 3,
-        retry_after_ms: -1,
-        reset_after_ms: 2500,
-    };
+    let allowed = rate_reply(true, 7, 3, -1, 2500);
     assert_eq!(allowed.to_array(), [1, 7, 3, -1, 2500]);
-    let denied = RateReply {
-        allowed: false,
-        limit: 7,
-        remaining: 0,
-        retry_after_ms: 40,
-        reset_after_ms: 9000,
-    };
+    let denied = rate_reply(false, 7, 0, 40, 9000);
     assert_eq!(denied.to_array(), [0, 7, 0, 40, 9000]);
 }
 
@@ -43,31 +31,27 @@ fn windows_of_exactly_2_pow_52_ms_are_accepted() {
 #[test]
 fn fixed_window_cost_equal_to_the_limit_waits_for_the_next_window() {
     // A cost of exactly the limit fits an empty window: a denial waits for it, not -1.
-    let start = 1_700_000_040_000;
-    let mut h = Harness::new(FixedWindow::new(3, 10_000).unwrap());
-    h.run(
+    Harness::new(FixedWindow::new(3, 10_000).unwrap()).run(
         3,
         &[
-            (0, start + 1000, 1, true, 2, -1, 9000),
-            (1, start + 4000, 3, false, 2, 6000, 6000),
-            (2, start + 10_000, 3, true, 0, -1, 10_000),
+            (0, W0 + 1000, 1, true, 2, -1, 9000),
+            (1, W0 + 4000, 3, false, 2, 6000, 6000),
+            (2, W0 + 10_000, 3, true, 0, -1, 10_000),
         ],
     );
 }
 
 #[test]
 fn sliding_window_resets_when_the_counts_it_still_sees_expire() {
-    let start = 1_700_000_040_000;
-    let mut h = Harness::new(SlidingWindow::new(10, 10_000).unwrap());
-    h.run(
+    Harness::new(SlidingWindow::new(10, 10_000).unwrap()).run(
         10,
         &[
             // Counted in this window: seen until the end of the next one.
-            (0, start + 1000, 3, true, 7, -1, 19_000),
+            (0, W0 + 1000, 3, true, 7, -1, 19_000),
             // Only the previous window counts (3 weigh 2.25): seen until this window's end.
-            (1, start + 12_500, 0, true, 7, -1, 7500),
+            (1, W0 + 12_500, 0, true, 7, -1, 7500),
             // Nothing counted: nothing to wait for.
-            (2, start + 25_000, 0, true, 10, -1, 0),
+            (2, W0 + 25_000, 0, true, 10, -1, 0),
         ],
     );
 }
@@ -75,23 +59,20 @@ fn sliding_window_resets_when_the_counts_it_still_sees_expire() {
 #[test]
 fn sliding_window_cost_equal_to_the_limit_waits_for_the_counts_to_leave() {
     // 1 counted 1000 ms in; a cost of 3 fits once it has fully left: at the next window's end.
-    let start = 1_700_000_040_000;
-    let mut h = Harness::new(SlidingWindow::new(3, 10_000).unwrap());
-    h.run(
+    Harness::new(SlidingWindow::new(3, 10_000).unwrap()).run(
         3,
         &[
-            (0, start + 1000, 1, true, 2, -1, 19_000),
-            (1, start + 1000, 3, false, 2, 19_000, 19_000),
+            (0, W0 + 1000, 1, true, 2, -1, 19_000),
+            (1, W0 + 1000, 3, false, 2, 19_000, 19_000),
         ],
     );
 }
 
 #[test]
 fn sliding_window_state_expires_two_windows_after_its_start() {
-    let start = 1_700_000_040_000;
     let w = SlidingWindow::new(3, 10_000).unwrap();
-    let write = w.decide(None, start + 1000, 1).unwrap().write.unwrap();
-    assert_eq!(write.expire_at_ms, start + 20_000);
+    let write = w.decide(None, W0 + 1000, 1).unwrap().write.unwrap();
+    assert_eq!(write.expire_at_ms, W0 + 20_000);
 }
 
 #[test]
