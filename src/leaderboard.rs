@@ -723,10 +723,7 @@ impl Store for RedisStore<'_> {
                 let (last, len) = order.zset_last_and_count(ScoreRange::at_f64(v), cap);
                 (last.and_then(|m| lb::stamp_of(m.bytes())), len)
             }
-            _ => {
-                let last = self.last_at(score).and_then(|m| lb::stamp_of(&m));
-                (last, self.group_len(score, cap))
-            }
+            _ => lb::group_tail_by_reads(self, score, cap),
         }
     }
 
@@ -956,12 +953,6 @@ fn percentile(call: &Call) -> Result<Reply, CmdError> {
     )
 }
 
-/// The store of a write to the call's board, whose tie-break keys are named `names`; `args`:
-/// strings of the command's it names.
-fn write_store<'a>(call: &Call<'a>, names: &'a WriteNames, args: WriteArgs<'a>) -> RedisStore<'a> {
-    RedisStore::open_write(call, names, args)
-}
-
 // LB.ADD key [WITHRANK] [ASC|DESC] [RANKING ORDINAL|DENSE|COMPETITION|MODIFIED] score member
 // [score member ...]
 fn add(call: &Call) -> Result<Reply, CmdError> {
@@ -982,7 +973,7 @@ fn add(call: &Call) -> Result<Reply, CmdError> {
         member: call.arg(args.len()),
         score: call.arg(args.len() - 1),
     };
-    let mut store = write_store(call, &names, last);
+    let mut store = RedisStore::open_write(call, &names, last);
     check_write(&mut store, &changes)?;
     check_rank_with(&mut store, &changes, with)?;
     let written = write(&mut store, now_ms(), &changes);
@@ -1048,7 +1039,7 @@ fn incr(call: &Call) -> Result<Reply, CmdError> {
         member: call.arg(2),
         score: call.arg(1),
     };
-    let mut store = write_store(call, &names, strings);
+    let mut store = RedisStore::open_write(call, &names, strings);
     check_write(&mut store, &changes)?;
     check_rank_with(&mut store, &changes, with)?;
     let (_, score) = write(&mut store, now_ms(), &changes).remove(0);
@@ -1071,7 +1062,7 @@ fn rem(call: &Call) -> Result<Reply, CmdError> {
         member: call.arg(args.len()),
         score: None,
     };
-    let mut store = write_store(call, &names, last);
+    let mut store = RedisStore::open_write(call, &names, last);
     let removed = remove(&mut store, p.trailing())?;
     stats::add(Stat::LeaderboardWrites, removed as u64);
     Ok(Reply::Integer(removed))

@@ -13,8 +13,8 @@ use patterns_core::ratelimit::{
 
 use crate::command;
 use crate::ffi::{
-    now_ms, Call, Command, Ctx, Key, KeyType, Notify, OwnedString, Reply, ScoreRange, Str, Token,
-    Value,
+    now_ms, Call, Command, Ctx, Key, KeyType, Notify, OwnedString, ReplArg, Reply, ScoreRange, Str,
+    Token, Value,
 };
 use crate::stats::{self, Stat};
 use crate::text::StackText;
@@ -151,8 +151,13 @@ fn write_state(ctx: Ctx, key: &mut Key, write: StringWrite) -> Result<(), CmdErr
             key.modified(&EXPIRE_EVENT);
             ctx.replicate(c"PEXPIREAT", (key.name(), at));
         }
-        (Effect::Set, StateValue::TatAtExpiry) => set_tat_at_expiry(ctx, key, at)?,
-        (Effect::Set, StateValue::Count(n)) => set_count(ctx, key, n, at)?,
+        (Effect::Set, StateValue::TatAtExpiry) => {
+            set_by_server(ctx, key, TAT_AT_EXPIRY_TEXT, &TAT_AT_EXPIRY, at)?;
+        }
+        (Effect::Set, StateValue::Count(n)) => {
+            let count = StackText::int(n);
+            set_by_server(ctx, key, count.as_c_str(), count.as_c_str(), at)?;
+        }
         (Effect::Set, value) => {
             let value = StackText::of(value);
             // A new string, embedded as `SET` stores a client's (a value written in place
@@ -166,33 +171,25 @@ fn write_state(ctx: Ctx, key: &mut Key, write: StringWrite) -> Result<(), CmdErr
     Ok(())
 }
 
-/// `SET key 0 PXAT <at>`: the marker is the server's shared integer, as the twin's `SET` makes
-/// it (the key API would write a raw string, 8 B more).
-fn set_tat_at_expiry(ctx: Ctx, key: &mut Key, at: i64) -> Result<(), CmdError> {
-    set_by_server(ctx, key, TAT_AT_EXPIRY_TEXT, at)?;
-    ctx.replicate(c"SET", (key.name(), &TAT_AT_EXPIRY, &PXAT, at));
-    Ok(())
-}
-
-/// `SET key <count> PXAT <at>`: the count is an integer (shared below 10,000 where the server
-/// shares them), as the twin's `SET` stores it.
-fn set_count(ctx: Ctx, key: &mut Key, count: i64, at: i64) -> Result<(), CmdError> {
-    let value = StackText::int(count);
-    set_by_server(ctx, key, value.as_c_str(), at)?;
-    ctx.replicate(c"SET", (key.name(), value.as_c_str(), &PXAT, at));
-    Ok(())
-}
-
-/// `SET key <value> PXAT <at>` through `SET` itself, which encodes the value as a client's;
-/// replicating it is the caller's.
-fn set_by_server(ctx: Ctx, key: &mut Key, value: &CStr, at: i64) -> Result<(), CmdError> {
+/// `SET key <value> PXAT <at>` through `SET` itself, which encodes the value as a client's:
+/// the TAT-at-expiry marker and a count stay integers (shared below 10,000 where the server
+/// shares them), as the twin's `SET` stores them (the key API would write a raw string, 8 B
+/// more); the effect replicates with the value as `replicated` (a retained token where one is).
+fn set_by_server(
+    ctx: Ctx,
+    key: &mut Key,
+    value: &CStr,
+    replicated: impl ReplArg,
+    at: i64,
+) -> Result<(), CmdError> {
     let at_text = OwnedString::from_i64(ctx, at);
-    if key.set_by_command(value, &[PXAT.as_str(), at_text.as_str()]) {
-        return Ok(());
+    if !key.set_by_command(value, &[PXAT.as_str(), at_text.as_str()]) {
+        // The old value went first: replicas drop theirs too.
+        ctx.replicate(c"DEL", (key.name(),));
+        return Err(CmdError::Internal);
     }
-    // The old value went first: replicas drop theirs too.
-    ctx.replicate(c"DEL", (key.name(),));
-    Err(CmdError::Internal)
+    ctx.replicate(c"SET", (key.name(), replicated, &PXAT, at));
+    Ok(())
 }
 
 /// The exact sliding window, on the sorted set through the module's zset API.

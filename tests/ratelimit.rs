@@ -11,10 +11,10 @@ use redis::{Connection, Value};
 use std::thread::sleep;
 use std::time::Duration;
 
-fn ints(conn: &mut Connection, args: &[&str]) -> Vec<i64> {
-    let mut cmd = redis::cmd(args[0]);
+fn ints<S: AsRef<str> + std::fmt::Debug>(conn: &mut Connection, args: &[S]) -> Vec<i64> {
+    let mut cmd = redis::cmd(args[0].as_ref());
     for a in &args[1..] {
-        cmd.arg(*a);
+        cmd.arg(a.as_ref());
     }
     cmd.query(conn)
         .unwrap_or_else(|e| panic!("{args:?} failed: {e}"))
@@ -411,23 +411,49 @@ fn watch_sees_admissions_only() {
     }
 }
 
+/// A limiter's call: the module's `command` with `args` after the key, or with `twin` the
+/// twin's FCALL of it.
+#[derive(Clone, Copy)]
+struct Limiter<'a> {
+    twin: bool,
+    command: &'a str,
+    args: &'a [&'a str],
+}
+
+impl Limiter<'_> {
+    fn argv(&self, key: &str) -> Vec<String> {
+        let head = if self.twin {
+            let function = self.command.to_ascii_lowercase().replace('.', "_");
+            vec!["FCALL".to_string(), function, "1".to_string()]
+        } else {
+            vec![self.command.to_string()]
+        };
+        let tail = std::iter::once(key).chain(self.args.iter().copied());
+        head.into_iter().chain(tail.map(str::to_string)).collect()
+    }
+
+    /// The module's call and the twin's.
+    fn both<'a>(command: &'a str, args: &'a [&'a str]) -> [Limiter<'a>; 2] {
+        [false, true].map(|twin| Limiter {
+            twin,
+            command,
+            args,
+        })
+    }
+}
+
 /// The smallest `MEMORY USAGE` of keys `<prefix>-0` .. `<prefix>-15`, each after `times` runs
 /// of `call`: the layout's own size. One key's can be more: Valkey 8.1 as built for PyPI
 /// measures a key with glibc's `malloc_usable_size`, and glibc may hand a 64-byte chunk to a
 /// 38-byte request when splitting it would leave less than its smallest chunk (a client's own
 /// `SET k 0 PXAT t` measured 56 B instead of 40 B for 2 keys of 200).
-fn smallest_usage(
-    c: &mut Connection,
-    prefix: &str,
-    call: fn(&str) -> Vec<&str>,
-    times: usize,
-) -> i64 {
+fn smallest_usage(c: &mut Connection, prefix: &str, call: Limiter, times: usize) -> i64 {
     (0..16)
         .map(|i| {
             let key = format!("{prefix}-{i}");
-            let argv = call(&key);
+            let argv = call.argv(&key);
             for _ in 0..times {
-                let _: Value = redis::cmd(argv[0]).arg(&argv[1..]).query(c).unwrap();
+                let _: Value = redis::cmd(&argv[0]).arg(&argv[1..]).query(c).unwrap();
             }
             let args = ["USAGE", key.as_str(), "SAMPLES", "0"];
             redis::cmd("MEMORY").arg(&args).query(c).unwrap()
@@ -442,13 +468,8 @@ fn smallest_usage(
 fn fixed_window_count_is_an_integer_like_the_twins() {
     for_each_server(|server, mut c| {
         load_twin(&mut c);
-        fn native(key: &str) -> Vec<&str> {
-            vec!["RL.FIXEDWINDOW", key, "3", "3600000"]
-        }
-        fn twin(key: &str) -> Vec<&str> {
-            vec!["FCALL", "rl_fixedwindow", "1", key, "3", "3600000"]
-        }
         // 1 and 2 admitted; 4: 3 admitted, then denied.
+        let [native, twin] = Limiter::both("RL.FIXEDWINDOW", &["3", "3600000"]);
         for times in [1, 2, 4] {
             let (nat, twn) = (format!("nat{times}"), format!("twn{times}"));
             let usage = (
@@ -465,25 +486,9 @@ fn fixed_window_count_is_an_integer_like_the_twins() {
         }
         // A limit far above the count: the module reads it in place, as its write replaces it;
         // then peeks (COST 0), which write nothing, on the same keys.
-        fn native_wide(key: &str) -> Vec<&str> {
-            vec!["RL.FIXEDWINDOW", key, "1000", "3600000"]
-        }
-        fn twin_wide(key: &str) -> Vec<&str> {
-            vec!["FCALL", "rl_fixedwindow", "1", key, "1000", "3600000"]
-        }
-        fn native_peek(key: &str) -> Vec<&str> {
-            let mut argv = native_wide(key);
-            argv.extend(["COST", "0"]);
-            argv
-        }
-        fn twin_peek(key: &str) -> Vec<&str> {
-            let mut argv = twin_wide(key);
-            argv.extend(["COST", "0"]);
-            argv
-        }
-        type Argv = fn(&str) -> Vec<&str>;
-        let steps: [(Argv, Argv); 2] = [(native_wide, twin_wide), (native_peek, twin_peek)];
-        for (nat, twn) in steps {
+        let steps: [&[&str]; 2] = [&["1000", "3600000"], &["1000", "3600000", "COST", "0"]];
+        for args in steps {
+            let [nat, twn] = Limiter::both("RL.FIXEDWINDOW", args);
             assert_eq!(
                 smallest_usage(&mut c, "natw", nat, 2),
                 smallest_usage(&mut c, "twnw", twn, 2),
@@ -507,23 +512,13 @@ fn fixed_window_count_is_an_integer_like_the_twins() {
 fn other_string_states_are_embedded_like_the_twins() {
     for_each_server(|server, mut c| {
         load_twin(&mut c);
-        fn native_sw(key: &str) -> Vec<&str> {
-            vec!["RL.SLIDINGWINDOW", key, "2", "3600000"]
-        }
-        fn twin_sw(key: &str) -> Vec<&str> {
-            vec!["FCALL", "rl_slidingwindow", "1", key, "2", "3600000"]
-        }
-        // 7 per hour: a TAT with a fraction of a ms.
-        fn native_tb(key: &str) -> Vec<&str> {
-            vec!["RL.TOKENBUCKET", key, "2", "7", "3600000"]
-        }
-        fn twin_tb(key: &str) -> Vec<&str> {
-            vec!["FCALL", "rl_tokenbucket", "1", key, "2", "7", "3600000"]
-        }
-        type Argv = fn(&str) -> Vec<&str>;
-        let limiters: [(&str, Argv, Argv); 2] =
-            [("sw", native_sw, twin_sw), ("tb", native_tb, twin_tb)];
-        for (name, native, twin) in limiters {
+        let limiters: [(&str, &str, &[&str]); 2] = [
+            ("sw", "RL.SLIDINGWINDOW", &["2", "3600000"]),
+            // 7 per hour: a TAT with a fraction of a ms.
+            ("tb", "RL.TOKENBUCKET", &["2", "7", "3600000"]),
+        ];
+        for (name, command, args) in limiters {
+            let [native, twin] = Limiter::both(command, args);
             // 1 and 2 admitted; 3: the last denied.
             for times in [1, 2, 3] {
                 let (nat, twn) = (format!("n{name}{times}"), format!("t{name}{times}"));
@@ -546,9 +541,9 @@ fn other_string_states_are_embedded_like_the_twins() {
 
 /// The keyspace events `argvs` fire on `c` (event and key, in order), read from `pubsub`,
 /// which listens to every key event.
-fn events_of(c: &mut Connection, pubsub: &mut redis::PubSub, argvs: &[Vec<&str>]) -> Vec<String> {
+fn events_of(c: &mut Connection, pubsub: &mut redis::PubSub, argvs: &[Vec<String>]) -> Vec<String> {
     for argv in argvs {
-        let _: Value = redis::cmd(argv[0]).arg(&argv[1..]).query(c).unwrap();
+        let _: Value = redis::cmd(&argv[0]).arg(&argv[1..]).query(c).unwrap();
     }
     let _: () = redis::cmd("SET").arg("done").arg("1").query(c).unwrap();
     let mut events = Vec::new();
@@ -582,17 +577,10 @@ fn whole_ms_token_bucket_state_is_the_key_expiry() {
             .set_read_timeout(Some(Duration::from_secs(10)))
             .unwrap();
         // 2 per second: each admission moves the TAT by 500 ms, a whole ms.
-        fn native(key: &str) -> Vec<&str> {
-            vec!["CL.THROTTLE", key, "9", "2", "1"]
-        }
-        fn twin(key: &str) -> Vec<&str> {
-            vec!["FCALL", "cl_throttle", "1", key, "9", "2", "1"]
-        }
-        type Argv = fn(&str) -> Vec<&str>;
-        let paths: [(&str, Argv); 2] = [("nat", native), ("twn", twin)];
-        for (key, call) in paths {
+        let [native, twin] = Limiter::both("CL.THROTTLE", &["9", "2", "1"]);
+        for (key, call) in [("nat", native), ("twn", twin)] {
             let before = server_ms(&mut c);
-            let events = events_of(&mut c, &mut pubsub, &[call(key)]);
+            let events = events_of(&mut c, &mut pubsub, &[call.argv(key)]);
             assert_eq!(events, [format!("set {key}"), format!("expire {key}")]);
             let value: String = redis::cmd("GET").arg(key).query(&mut c).unwrap();
             assert_eq!(value, "0");
@@ -601,7 +589,7 @@ fn whole_ms_token_bucket_state_is_the_key_expiry() {
                 tat >= before + 500 && tat <= server_ms(&mut c) + 500,
                 "{tat}"
             );
-            let events = events_of(&mut c, &mut pubsub, &[call(key), call(key)]);
+            let events = events_of(&mut c, &mut pubsub, &[call.argv(key), call.argv(key)]);
             assert_eq!(events, [format!("expire {key}"), format!("expire {key}")]);
             let later = pexpiretime(&mut c, key);
             assert!(
@@ -630,7 +618,7 @@ fn whole_ms_token_bucket_state_is_the_key_expiry() {
             .arg(tat)
             .query(&mut c)
             .unwrap();
-        let r = ints(&mut c, &native("old"));
+        let r = ints(&mut c, &native.argv("old"));
         assert_eq!((r[0], r[2]), (0, 5), "4 of 10 spent before, 1 now: {r:?}");
         let value: String = redis::cmd("GET").arg("old").query(&mut c).unwrap();
         assert_eq!(value, "0");

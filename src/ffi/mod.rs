@@ -35,6 +35,7 @@ pub use info::{register_info, InfoSection};
 pub use key::{key_type, Key, Notify, OwnedKey, Put, ScoreRange};
 pub use random::fill_random;
 pub use redis_module::raw::{KeyType, RedisModuleCtx as RawCtx, RedisModuleString as RawString};
+pub use replicate::ReplArg;
 pub use reply::{Part, Reply, Value};
 pub use string::{OwnedString, Str, Token};
 pub use timer::{Fires, Timer, TimerToken};

@@ -636,15 +636,10 @@ pub trait Store {
     fn group_find(&mut self, score: &[u8], member: &[u8], n: i64) -> Option<(i64, Vec<u8>)> {
         entry_in(self.group_head(score, n), member)
     }
-    /// The order-key members at a score, counting at most `cap` (min(ZCOUNT order s s, cap)).
-    fn group_len(&mut self, score: &[u8], cap: i64) -> i64 {
-        self.count(Key::Order, score, score).min(cap)
-    }
-    /// The stamp of [`Store::last_at`] and [`Store::group_len`] of one score: a store may
-    /// read both in one walk of the group.
+    /// The stamp of [`Store::last_at`] of one score, and its order-key members counting at
+    /// most `cap`: [`group_tail_by_reads`], or one walk of the group where a store can.
     fn group_tail(&mut self, score: &[u8], cap: i64) -> (Option<i64>, i64) {
-        let last = self.last_at(score).and_then(|m| stamp_of(&m));
-        (last, self.group_len(score, cap))
+        group_tail_by_reads(self, score, cap)
     }
     /// HGET on the stamps.
     fn stamp(&mut self, member: &[u8]) -> Option<Vec<u8>>;
@@ -741,6 +736,17 @@ fn layout<S: Store>(s: &mut S, total: i64) -> Result<Layout, CmdError> {
     Ok(Layout::Legacy {
         legacy: total - stamped,
     })
+}
+
+/// [`Store::group_tail`] by two reads: the last order-key member at `score` (its stamp) and
+/// min(ZCOUNT order s s, `cap`).
+pub fn group_tail_by_reads<S: Store + ?Sized>(
+    s: &mut S,
+    score: &[u8],
+    cap: i64,
+) -> (Option<i64>, i64) {
+    let last = s.last_at(score).and_then(|m| stamp_of(&m));
+    (last, s.count(Key::Order, score, score).min(cap))
 }
 
 /// A stamped member's entry in the names key: `<score>:<member>`.
