@@ -1,7 +1,7 @@
 //! Running a Redis command from the module (`RedisModule_Call`), its reply freed on drop.
 
 use std::ffi::{c_char, c_void, CStr};
-use std::ptr::{self, NonNull};
+use std::ptr::NonNull;
 use std::slice;
 
 use redis_module::raw::{self, RedisModuleCallReply, RedisModuleString};
@@ -210,7 +210,8 @@ impl Arg for CallArg<'_> {
 }
 
 /// Runs a Redis command from the module on `args` (strings borrowed until it returns, texts
-/// passed as a client's); replicates nothing.
+/// passed as a client's); replicates nothing. With a text, at most four arguments (see
+/// [`call_vector`]).
 pub fn redis_call_args(ctx: Ctx, command: &CStr, args: &[CallArg]) -> CallReply {
     call_strs(ctx, command, args, false)
 }
@@ -234,7 +235,7 @@ fn format_of(args: &[impl Arg], replicate: bool) -> [u8; 6] {
 
 /// `RedisModule_Call` on strings the caller holds until it returns. Up to four go one per
 /// letter of the format: the server then sizes its argument vector once (a `v` vector makes
-/// it grow it), and no vector of pointers is collected here.
+/// it grow it), and no vector of pointers is collected here. Texts go only this way.
 fn call_strs<A: Arg>(ctx: Ctx, command: &CStr, args: &[A], replicate: bool) -> CallReply {
     // SAFETY: the field is a function pointer the module API filled in at load.
     let call = unsafe { raw::RedisModule_Call.unwrap() };
@@ -257,25 +258,20 @@ fn call_strs<A: Arg>(ctx: Ctx, command: &CStr, args: &[A], replicate: bool) -> C
     CallReply(NonNull::new(reply))
 }
 
-/// `RedisModule_Call` with a vector (`v`) of strings (none, or more than four); a text among
-/// them goes as a string of the module's (so the command does not encode it).
+/// `RedisModule_Call` with a vector (`v`) of strings: none, or more than four. No text goes
+/// here: a vector holds only strings, and the command never encodes a string of the module's
+/// as it would a client's text (a `c` letter), so a text past four would be stored otherwise.
+/// The one caller with a text, `Key::set_by_command`, passes four (`SET key value PXAT at`;
+/// tests/ratelimit.rs checks the values are stored as integers).
 fn call_vector<A: Arg>(ctx: Ctx, command: &CStr, args: &[A], replicate: bool) -> CallReply {
-    let texts: Vec<OwnedString> = (args.iter().filter_map(Arg::text))
-        .map(|t| OwnedString::new(ctx, t.to_bytes()))
-        .collect();
-    let mut texts_left = texts.iter();
-    let mut argv: Vec<*mut RedisModuleString> = args
-        .iter()
-        .map(|a| match a.text() {
-            Some(_) => texts_left
-                .next()
-                .map_or(ptr::null_mut(), |t| t.ptr().cast()),
-            None => a.ptr().cast(),
-        })
-        .collect();
+    assert!(
+        args.iter().all(|a| a.text().is_none()),
+        "a client's text goes only by a format letter: at most four arguments"
+    );
+    let mut argv: Vec<*mut RedisModuleString> = args.iter().map(|a| a.ptr().cast()).collect();
     let format = if replicate { c"!v" } else { c"v" };
-    // SAFETY: the context is live; "v" takes a vector of `argv.len()` strings, each held by
-    // the caller (or in `texts`) until the call returns.
+    // SAFETY: the context is live; "v" takes a vector of `argv.len()` strings (no text: checked
+    // above), each held by the caller until the call returns.
     let reply = unsafe {
         raw::RedisModule_Call.unwrap()(
             ctx.as_ptr(),
