@@ -2,6 +2,7 @@
 //! parse → decide → write state → replicate the effect → reply.
 #![deny(unsafe_code)]
 
+use std::borrow::Cow;
 use std::ffi::CStr;
 
 use patterns_core::command::{CmdError, CommandDef};
@@ -99,45 +100,57 @@ fn run_string<L: StringLimiter>(
 ) -> Result<RateReply, CmdError> {
     let now = now_ms();
     let mut key = Key::open(call);
-    let mut copy = Vec::new();
     let written_over = |len| limiter.writes_over_any(len, cost);
-    let state = stored(&key, L::READS, &mut copy, written_over)?;
-    let outcome = limiter.decide(state, now, cost)?;
+    let state = StringState::read(&key, L::READS, written_over)?;
+    let outcome = limiter.decide(state.as_ref().map(StringState::stored), now, cost)?;
     if let Some(write) = outcome.write {
         write_state(call.ctx(), &mut key, write)?;
     }
     Ok(outcome.reply)
 }
 
-/// A string state as stored, with what else the limiter reads. The value is read as `GET`
-/// replies it, into `copy`: a read in place would turn the integer or embedded string `SET`
-/// stores (the twin's sizes) into a raw string of the key's own, unless a value of its length
-/// is sure to be `written_over` (reading in place is cheaper). A one-byte value the limiter
-/// takes for the TAT-at-expiry marker is not read at all.
-fn stored<'k>(
-    key: &'k Key,
-    reads: Reads,
-    copy: &'k mut Vec<u8>,
-    written_over: impl Fn(usize) -> bool,
-) -> Result<Option<Stored<'k>>, CmdError> {
-    let value = match key.string_len()? {
-        None => return Ok(None),
-        Some(1) if reads.tat_at_expiry => rl::TAT_AT_EXPIRY.as_bytes(),
-        Some(len) if !written_over(len) => {
-            *copy = key.string_by_command();
-            copy.as_slice()
+/// A string state as read, with what else the limiter reads: its value borrowed from the key
+/// (read in place, or the TAT-at-expiry marker) or a copy that `GET` replied.
+struct StringState<'k> {
+    value: Cow<'k, [u8]>,
+    expire_at_ms: Option<i64>,
+}
+
+impl<'k> StringState<'k> {
+    /// Reads the state; None for no key. The value is copied as `GET` replies it: a read in
+    /// place would turn the integer or embedded string `SET` stores (the twin's sizes) into a
+    /// raw string of the key's own, unless a value of its length is sure to be
+    /// `written_over` (reading in place is cheaper). A one-byte value the limiter takes for
+    /// the TAT-at-expiry marker is not read at all.
+    fn read(
+        key: &'k Key,
+        reads: Reads,
+        written_over: impl Fn(usize) -> bool,
+    ) -> Result<Option<Self>, CmdError> {
+        let value = match key.string_len()? {
+            None => return Ok(None),
+            Some(1) if reads.tat_at_expiry => Cow::Borrowed(rl::TAT_AT_EXPIRY.as_bytes()),
+            Some(len) if !written_over(len) => Cow::Owned(key.string_by_command()),
+            Some(_) => Cow::Borrowed(key.string()?.ok_or(CmdError::Internal)?),
+        };
+        let expire_at_ms = if reads.expiry {
+            key.expire_at_ms()
+        } else {
+            None
+        };
+        Ok(Some(Self {
+            value,
+            expire_at_ms,
+        }))
+    }
+
+    /// The state as core's limiters take it.
+    fn stored(&self) -> Stored<'_> {
+        Stored {
+            value: &self.value,
+            expire_at_ms: self.expire_at_ms,
         }
-        Some(_) => key.string()?.ok_or(CmdError::Internal)?,
-    };
-    let expire_at_ms = if reads.expiry {
-        key.expire_at_ms()
-    } else {
-        None
-    };
-    Ok(Some(Stored {
-        value,
-        expire_at_ms,
-    }))
+    }
 }
 
 /// Writes a string state with its absolute expiry and replicates the effect: `PEXPIREAT`
@@ -355,12 +368,10 @@ fn on_state<S, L>(
             Step::Log(exact(window, &mut ZsetLog { key })?)
         }
         // Written only if every limit admits: no value is sure to be written over.
-        _ => Step::String(string(stored(
-            key,
-            limit.reads(),
-            &mut Vec::new(),
-            |_| false,
-        )?)?),
+        _ => {
+            let state = StringState::read(key, limit.reads(), |_| false)?;
+            Step::String(string(state.as_ref().map(StringState::stored))?)
+        }
     })
 }
 
