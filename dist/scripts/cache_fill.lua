@@ -400,7 +400,7 @@ local DEF_cache_fill = {
   },
   tokens = {['DELTA'] = 1, ['GRACE'] = 2},
 }
--- CACHE.FILL key lease value ttl_ms [DELTA delta_ms] [GRACE grace_ms] [TAGS tag [tag ...]]
+-- CACHE.FILL key [tag [tag ...]] lease value ttl_ms [DELTA delta_ms] [GRACE grace_ms]
 local function cache_fill(keys, argv)
   local a, e = parse(DEF_cache_fill, keys, argv)
   if e then return e end

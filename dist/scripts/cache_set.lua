@@ -362,7 +362,7 @@ local DEF_cache_set = {
   },
   tokens = {['DELTA'] = 1, ['GRACE'] = 2},
 }
--- CACHE.SET key value ttl_ms [DELTA delta_ms] [GRACE grace_ms] [TAGS tag [tag ...]]
+-- CACHE.SET key [tag [tag ...]] value ttl_ms [DELTA delta_ms] [GRACE grace_ms]
 local function cache_set(keys, argv)
   local a, e = parse(DEF_cache_set, keys, argv)
   if e then return e end

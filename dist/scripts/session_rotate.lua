@@ -292,7 +292,7 @@ local DEF_session_rotate = {
   },
   tokens = {},
 }
--- SESSION.ROTATE session
+-- SESSION.ROTATE session id
 local function session_rotate(keys, argv)
   local a, e = parse(DEF_session_rotate, keys, argv)
   if e then return e end

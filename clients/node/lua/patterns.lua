@@ -1186,7 +1186,7 @@ local DEF_session_rotate = {
   },
   tokens = {},
 }
--- SESSION.ROTATE session
+-- SESSION.ROTATE session id
 local function session_rotate(keys, argv)
   local a, e = parse(DEF_session_rotate, keys, argv)
   if e then return e end
@@ -2359,7 +2359,7 @@ local DEF_cache_set = {
   },
   tokens = {['DELTA'] = 1, ['GRACE'] = 2},
 }
--- CACHE.SET key value ttl_ms [DELTA delta_ms] [GRACE grace_ms] [TAGS tag [tag ...]]
+-- CACHE.SET key [tag [tag ...]] value ttl_ms [DELTA delta_ms] [GRACE grace_ms]
 local function cache_set(keys, argv)
   local a, e = parse(DEF_cache_set, keys, argv)
   if e then return e end
@@ -2401,7 +2401,7 @@ local DEF_cache_fill = {
   },
   tokens = {['DELTA'] = 1, ['GRACE'] = 2},
 }
--- CACHE.FILL key lease value ttl_ms [DELTA delta_ms] [GRACE grace_ms] [TAGS tag [tag ...]]
+-- CACHE.FILL key [tag [tag ...]] lease value ttl_ms [DELTA delta_ms] [GRACE grace_ms]
 local function cache_fill(keys, argv)
   local a, e = parse(DEF_cache_fill, keys, argv)
   if e then return e end

@@ -384,11 +384,7 @@ fn command_glue(cmd: &TwinCommand, source: &str) -> String {
         .enumerate()
         .map(|(i, p)| bind(cmd, p, i == 0))
         .collect();
-    let leading: String = cmd.leading.iter().map(|a| format!(" {a}")).collect();
-    let syntax = match def.syntax.split_once(' ') {
-        Some((key, rest)) if !leading.is_empty() => format!("{key}{leading} {rest}"),
-        _ => def.syntax.to_string(),
-    };
+    let syntax = twin_syntax(cmd);
     let parser = match def.key_positions {
         Keys::Blocks { .. } => "parse_blocks",
         _ => "parse",
@@ -398,6 +394,40 @@ fn command_glue(cmd: &TwinCommand, source: &str) -> String {
         def.name,
         args.join(", ")
     )
+}
+
+/// The command's syntax as its twin takes it: the key, then the items of the option that
+/// names keys (`TAGS tag [tag ...]`: they come in KEYS, without the token), then the twin-only
+/// leading arguments, then the module's other arguments.
+fn twin_syntax(cmd: &TwinCommand) -> String {
+    let mut syntax = cmd.def.syntax.to_string();
+    let mut keys = String::new();
+    if let Keys::FirstAndAfter { token, .. } = cmd.def.key_positions {
+        let open = format!(" [{token} ");
+        let start = syntax.find(&open).expect("the key option in the syntax");
+        let end = start + 1 + closing_bracket(&syntax[start + 1..]);
+        keys = format!(" [{}]", &syntax[start + open.len()..end]);
+        syntax.replace_range(start..=end, "");
+    }
+    let leading: String = cmd.leading.iter().map(|a| format!(" {a}")).collect();
+    match syntax.split_once(' ') {
+        Some((key, rest)) => format!("{key}{keys}{leading} {rest}"),
+        None => format!("{syntax}{keys}{leading}"),
+    }
+}
+
+/// Where the bracket `text` opens with closes.
+fn closing_bracket(text: &str) -> usize {
+    let mut depth = 0;
+    for (i, c) in text.char_indices() {
+        match c {
+            '[' => depth += 1,
+            ']' if depth == 1 => return i,
+            ']' => depth -= 1,
+            _ => {}
+        }
+    }
+    panic!("an unclosed bracket in `{text}`")
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -955,8 +985,8 @@ mod tests {
     }
 
     #[test]
-    fn glue_names_the_twin_only_arguments_and_parses_blocks_as_blocks() {
-        use crate::{cache, ratelimit as rl};
+    fn glue_shows_the_twins_syntax_and_parses_blocks_as_blocks() {
+        use crate::{cache, ratelimit as rl, session};
         let glue = |def, leading, params| {
             let source = format!("local function {}_run({params})", CommandDef::lua_name(def));
             command_glue(&twins(&[def], &[(def, leading)])[0], &source)
@@ -967,6 +997,20 @@ mod tests {
             "{get}"
         );
         assert!(get.contains("parse(DEF_cache_get, keys, argv)"), "{get}");
+        // The tags come in KEYS after the key, without TAGS.
+        let set = glue(&cache::SET, &[], "key, value");
+        assert!(
+            set.starts_with(
+                "-- CACHE.SET key [tag [tag ...]] value ttl_ms [DELTA delta_ms] [GRACE grace_ms]\n"
+            ),
+            "{set}"
+        );
+        // A one-word syntax keeps its twin-only arguments too.
+        let rotate = glue(&session::ROTATE, &["id"], "key, id");
+        assert!(
+            rotate.starts_with("-- SESSION.ROTATE session id\n"),
+            "{rotate}"
+        );
         let all = glue(&rl::ALL, &[], "limits");
         assert!(all.starts_with("-- RL.ALL limit [limit ...]"), "{all}");
         assert!(
