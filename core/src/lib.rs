@@ -14,6 +14,7 @@ pub mod ratelimit;
 pub mod session;
 #[cfg(test)]
 mod testing;
+pub mod text;
 
 /// Every command of every family, in README order.
 pub fn all_commands() -> impl Iterator<Item = &'static command::CommandDef> {
