@@ -41,6 +41,14 @@ impl<L: StringLimiter> Harness<L> {
                 expire_at_ms: Some(s.expire_at_ms),
             });
         let outcome = self.limiter.decide(stored, now_ms, cost).unwrap();
+        if let Some(text) = &text {
+            // The binding reads a state in place only when this promise holds.
+            assert!(
+                !self.limiter.writes_over_any(text.len(), cost) || outcome.write.is_some(),
+                "a state {text} that writes_over_any({}, {cost}) promised to write over",
+                text.len()
+            );
+        }
         assert_eq!(
             outcome.write.is_some(),
             outcome.reply.allowed && cost > 0,

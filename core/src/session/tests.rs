@@ -71,6 +71,25 @@ fn bad_timeouts_and_fields_are_refused() {
 }
 
 #[test]
+fn meta_skips_the_application_fields_wherever_they_stand() {
+    // A hash lists its fields in any order: an application field is never taken for one of
+    // the reserved ones, before them or without them.
+    let pairs: Vec<(&[u8], &[u8])> = vec![
+        (b"user", b"42"),
+        (b"__idle_ms", b"300"),
+        (b"theme", b"dark"),
+        (b"__absolute_at", b"11000"),
+        (b"__index", b"sessions:{u}"),
+    ];
+    let m = Meta::parse(&pairs).unwrap();
+    assert_eq!(m.index, b"sessions:{u}");
+    assert_eq!(
+        Meta::parse(&pairs[..4]).unwrap_err().to_string(),
+        "ERR key does not hold a session"
+    );
+}
+
+#[test]
 fn meta_reads_the_reserved_fields() {
     let pairs: Vec<(&[u8], &[u8])> = vec![
         (b"__idle_ms", b"300"),
