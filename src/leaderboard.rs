@@ -575,6 +575,13 @@ impl Store for RedisStore<'_> {
         Some(scored(member.to_vec(), text))
     }
 
+    fn score_value(&mut self, member: &[u8]) -> Option<f64> {
+        match &mut self.writer {
+            Some(w) => w.board_score(member),
+            None => self.score(member).map(|s| s.score),
+        }
+    }
+
     fn count(&mut self, key: Key, min: &[u8], max: &[u8]) -> i64 {
         self.read(c"ZCOUNT", &[self.must(key), min, max]).integer()
     }

@@ -405,17 +405,24 @@ impl Companions {
 
 /// A stamp as stored: 16 zero-padded digits.
 pub fn stamp_text(stamp: i64) -> Vec<u8> {
+    let mut text = Vec::with_capacity(STAMP_DIGITS);
+    push_stamp(&mut text, stamp);
+    text
+}
+
+/// Appends a stamp's text to `out`.
+fn push_stamp(out: &mut Vec<u8>, stamp: i64) {
     if !(0..10_i64.pow(STAMP_DIGITS as u32)).contains(&stamp) {
-        return format!("{stamp:0width$}", width = STAMP_DIGITS).into_bytes();
+        return out.extend(format!("{stamp:0width$}", width = STAMP_DIGITS).bytes());
     }
     // Without the formatting machinery: a write makes one stamp.
-    let mut digits = vec![b'0'; STAMP_DIGITS];
+    let start = out.len();
+    out.resize(start + STAMP_DIGITS, b'0');
     let mut n = stamp;
-    for digit in digits.iter_mut().rev() {
+    for digit in out[start..].iter_mut().rev() {
         *digit = b'0' + (n % 10) as u8;
         n /= 10;
     }
-    digits
 }
 
 /// The stamp that starts an order-key member (or a stamps-hash value).
@@ -439,6 +446,15 @@ pub fn next_stamp(now_ms: i64, last_at_score: Option<i64>) -> i64 {
 /// The order key's member: stamp then member.
 pub fn order_member(stamp: &[u8], member: &[u8]) -> Vec<u8> {
     [stamp, member].concat()
+}
+
+/// The order key's member of `member` stamped `stamp`, made in one buffer; its stamp's text
+/// is the bytes before `member`.
+pub fn order_entry(stamp: i64, member: &[u8]) -> Vec<u8> {
+    let mut entry = Vec::with_capacity(STAMP_DIGITS + member.len());
+    push_stamp(&mut entry, stamp);
+    entry.extend_from_slice(member);
+    entry
 }
 
 /// The member of a scores-key entry: the score as the server writes it, `0` for -0 (the two
@@ -584,6 +600,10 @@ pub trait Store {
     fn card(&mut self, key: Key) -> i64;
     /// ZSCORE on the board.
     fn score(&mut self, member: &[u8]) -> Option<Scored>;
+    /// ZSCORE's value alone, for checks that need no text.
+    fn score_value(&mut self, member: &[u8]) -> Option<f64> {
+        self.score(member).map(|s| s.score)
+    }
     /// ZCOUNT key min max, bounds in Redis's syntax (`(1.5`, `-inf`).
     fn count(&mut self, key: Key, min: &[u8], max: &[u8]) -> i64;
     /// ZLEXCOUNT on the names key, bounds in Redis's syntax (`[a`, `(b`).
@@ -770,6 +790,19 @@ struct Found {
     /// Its offset in its score group's ascending order when the group was scanned; None when
     /// the stamps hash gave it (the member has an entry there).
     offset: Option<i64>,
+}
+
+impl Found {
+    /// Whether the stamps hash gave it: the member has an entry there.
+    fn hashed(&self) -> bool {
+        self.offset.is_none()
+    }
+
+    /// Whether the scan passed another entry of its score first: that entry's member has the
+    /// same score (the keys in step), so the score outlives this member's move.
+    fn shares_score(&self) -> bool {
+        self.offset.is_some_and(|at| at > 0)
+    }
 }
 
 /// Finds the order entry of `scored` (a board member and its score): through the stamps hash,
@@ -1247,7 +1280,7 @@ pub fn check_write<S: Store>(s: &mut S, changes: &[(Change, &[u8])]) -> Result<(
     layout(s, total)?;
     for (change, member) in changes {
         if let Change::Add(by, _) = change {
-            let old = s.score(member).map_or(0.0, |o| o.score);
+            let old = s.score_value(member).unwrap_or(0.0);
             if (old + by).is_nan() {
                 return Err(CmdError::BadState(NAN_SCORE));
             }
@@ -1278,7 +1311,7 @@ pub fn check_dense_rank<S: Store>(
     for (change, member) in changes {
         let new = match change {
             Change::Set(v, _) => *v,
-            Change::Add(by, _) => s.score(member).map_or(0.0, |o| o.score) + by,
+            Change::Add(by, _) => s.score_value(member).unwrap_or(0.0) + by,
         };
         let text = exclusive(format!("{new}").as_bytes());
         let above = match order {
@@ -1338,17 +1371,15 @@ fn write_one<S: Store>(
         (Change::Add(by, _), Some(o)) => o.score + by,
         (Change::Add(by, _), None) => by,
     };
-    let mut hashed = false;
-    if let Some(o) = &old {
-        if o.score == new_score {
-            return (false, o.text.clone());
-        }
-        if let Some(found) = find_entry(s, o) {
-            s.zrem(Key::Order, &found.entry);
-            hashed = found.offset.is_none();
-            if names {
-                s.zrem(Key::Names, &name_entry(o, member));
-            }
+    let found = match &old {
+        Some(o) if o.score == new_score => return (false, o.text.clone()),
+        Some(o) => find_entry(s, o),
+        None => None,
+    };
+    if let (Some(o), Some(found)) = (&old, &found) {
+        s.zrem(Key::Order, &found.entry);
+        if names {
+            s.zrem(Key::Names, &name_entry(o, member));
         }
     }
     let new = match change {
@@ -1359,21 +1390,24 @@ fn write_one<S: Store>(
         Change::Add(_, raw) => s.zincrby(raw, member),
     };
     let (last, joined) = s.group_tail(&new.text, SMALL_GROUP + 1);
-    let stamp = stamp_text(next_stamp(now_ms, last));
-    s.zadd(Key::Order, &[(&new.text, &order_member(&stamp, member))]);
+    let entry = order_entry(next_stamp(now_ms, last), member);
+    s.zadd(Key::Order, &[(&new.text, &entry)]);
     if joined == SMALL_GROUP {
         hash_group(s, &new.text);
     } else if joined > SMALL_GROUP {
-        s.hset(&[(member, &stamp)]);
-    } else if hashed {
+        s.hset(&[(member, &entry[..entry.len() - member.len()])]);
+    } else if found.as_ref().is_some_and(Found::hashed) {
         s.hdel(member);
     }
     if names {
         s.zadd(Key::Names, &[(b"0", &name_entry(&new, member))]);
     } else {
-        s.zadd(Key::Scores, &[(&new.text, distinct_member(&new))]);
+        // A score other members have is in the scores key already.
+        if joined == 0 {
+            s.zadd(Key::Scores, &[(&new.text, distinct_member(&new))]);
+        }
         if let Some(o) = &old {
-            forget_score_if_gone(s, o);
+            forget_score_if_gone(s, o, found.as_ref().is_some_and(Found::shares_score));
         }
     }
     (old.is_none(), new.text)
@@ -1390,9 +1424,10 @@ fn hash_group<S: Store>(s: &mut S, score: &[u8]) {
     s.hset(&pairs);
 }
 
-/// Drops a score from the scores key once no member has it.
-fn forget_score_if_gone<S: Store>(s: &mut S, old: &Scored) {
-    if !s.any_at(Key::Board, &old.text) {
+/// Drops a score from the scores key once no member has it; `shared`: another member is known
+/// to keep it (nothing read).
+fn forget_score_if_gone<S: Store>(s: &mut S, old: &Scored, shared: bool) {
+    if !shared && !s.any_at(Key::Board, &old.text) {
         s.zrem(Key::Scores, distinct_member(old));
     }
 }
@@ -1413,9 +1448,10 @@ pub fn remove<S: Store>(s: &mut S, members: &[&[u8]]) -> Result<i64, CmdError> {
         if layout == Layout::Plain {
             continue;
         }
-        if let Some(found) = find_entry(s, &old) {
+        let found = find_entry(s, &old);
+        if let Some(found) = &found {
             s.zrem(Key::Order, &found.entry);
-            if found.offset.is_none() {
+            if found.hashed() {
                 s.hdel(member);
             }
             if names {
@@ -1423,7 +1459,8 @@ pub fn remove<S: Store>(s: &mut S, members: &[&[u8]]) -> Result<i64, CmdError> {
             }
         }
         if !names {
-            forget_score_if_gone(s, &old);
+            let shared = found.as_ref().is_some_and(Found::shares_score);
+            forget_score_if_gone(s, &old, shared);
         }
     }
     if removed > 0 && s.card(Key::Board) == 0 {

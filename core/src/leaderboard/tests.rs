@@ -103,6 +103,10 @@ fn stamps_sort_as_numbers_and_break_same_millisecond_ties() {
     assert_eq!(stamp_of(&stamp_text(widest)), Some(widest));
     assert_eq!(stamp_text(widest + 1), b"10000000000000000");
     assert_eq!(stamp_text(-5), b"-000000000000005");
+    // An order entry is its stamp's text then the member, past the widest stamp too.
+    assert_eq!(order_entry(1_764_000_000_123, b"al"), b"0001764000000123al");
+    assert_eq!(order_entry(widest + 1, b"al"), b"10000000000000000al");
+    assert_eq!(order_entry(7, b""), stamp_text(7));
     // (now, last stamp at the score, new stamp)
     let table = [
         (1000, None, 1000),
