@@ -52,24 +52,19 @@ struct RedisStore<'a> {
     /// The board opened for reading through the key API (None when it does not exist, and
     /// for writes: a write run as a command could delete the value under an open handle).
     reader: Option<KeyHandle<'a>>,
-    /// A read's order key, opened for reading once its ACL is checked (None when it does
-    /// not exist or the board cannot carry one).
-    order_reader: Option<OwnedKey<'a>>,
-    /// A read's stamps, scores and names keys (each None when absent), opened once their ACL
-    /// is checked, when the order key exists (None: not opened).
-    others_reader: Option<[Option<OwnedKey<'a>>; 3]>,
-    /// For a read (which changes no key), each key's type once asked (indexed by `Key`);
-    /// None for a write, whose keys change under it.
-    kinds: Option<[Option<Kind>; 5]>,
+    /// A read's tie-break keys (order, stamps, scores, names: [`RedisStore::companion`]),
+    /// each opened for reading once its ACL is checked; None when absent or not opened (the
+    /// stamps, scores and names keys are opened only when the order key exists).
+    companions: [Option<OwnedKey<'a>>; 4],
+    /// For a read (which changes no key), each key's type once asked (indexed by `Key`); a
+    /// write asks its handles, whose keys change under it.
+    kinds: [Option<Kind>; 5],
     /// A write's keys, open through the key API.
     writer: Option<Writer<'a>>,
     /// The command's key as the server's string.
     board_str: Str<'a>,
-    /// A read's last member named, as a server string (its score, then its rank).
-    member: Option<OwnedString>,
-    /// The member a read names in its arguments, as the server's string: asked about, it
-    /// needs no string made.
-    member_arg: Option<Str<'a>>,
+    /// The member a read names (its score, then its rank), as a server string.
+    member: Named<'a>,
 }
 
 /// The tie-break keys' names as server strings (order, stamps, scores, names), made once for
@@ -84,46 +79,64 @@ type WriteNames = [OwnedString; 4];
 struct Writer<'a> {
     ctx: Ctx<'a>,
     keys: [KeyHandle<'a>; 5],
-    /// Strings of the command's (the last member, its score or increment), used wherever
-    /// their bytes are named: no string made.
-    args: WriteArgs<'a>,
-    /// The last other string named (a member, an order entry), made once while it is named
-    /// in a row.
-    member: Option<OwnedString>,
-    /// The last other score text named: the order and scores keys' ZADDs name the same one
-    /// (also as the scores key's member).
-    text: Option<OwnedString>,
-    /// The board score of `args.member` once read or written (None: not known yet).
-    member_score: Option<Option<f64>>,
+    /// Members and order entries named: the command's last member, or a string made.
+    member: Named<'a>,
+    /// Scores named: the command's last score or increment, or a score's text made (the
+    /// order and scores keys' ZADDs name the same one, also as the scores key's member).
+    score: Named<'a>,
+    /// What the write knows of the board score of the command's last member.
+    member_score: Known,
 }
 
-/// The strings of a write's arguments a `Writer` names without making them again.
+/// What a write knows of a member's board score, once read or written.
 #[derive(Clone, Copy)]
-struct WriteArgs<'a> {
-    member: Option<Str<'a>>,
-    score: Option<Str<'a>>,
+enum Known {
+    Unread,
+    Absent,
+    Score(f64),
 }
 
-/// `bytes` as a server string, made once while the same bytes are asked for in a row.
-fn held<'m>(memo: &'m mut Option<OwnedString>, ctx: Ctx, bytes: &[u8]) -> Str<'m> {
-    if memo.as_ref().is_none_or(|held| held.bytes() != bytes) {
-        *memo = Some(OwnedString::new(ctx, bytes));
+impl Known {
+    fn of(score: Option<f64>) -> Self {
+        score.map_or(Known::Absent, Known::Score)
     }
-    memo.get_or_insert_with(|| OwnedString::new(ctx, bytes))
-        .as_str()
 }
 
-/// `bytes` as a server string: `arg` (a string of the command's) when it holds them, else
-/// made as [`held`] makes it.
-fn named<'m>(
-    arg: Option<Str<'m>>,
-    memo: &'m mut Option<OwnedString>,
-    ctx: Ctx,
-    bytes: &[u8],
-) -> Str<'m> {
-    match arg {
-        Some(arg) if arg.bytes() == bytes => arg,
-        _ => held(memo, ctx, bytes),
+/// Server strings for bytes a store names: a string of the command's own (`arg`) when it
+/// holds them, else one made, kept while the same bytes are named in a row.
+struct Named<'a> {
+    arg: Option<Str<'a>>,
+    made: Option<OwnedString>,
+}
+
+impl<'a> Named<'a> {
+    fn new(arg: Option<Str<'a>>) -> Self {
+        Self { arg, made: None }
+    }
+
+    /// Whether `bytes` are the command's string's.
+    fn is_arg(&self, bytes: &[u8]) -> bool {
+        self.arg.is_some_and(|arg| arg.bytes() == bytes)
+    }
+
+    /// `bytes` as a server string.
+    fn get(&mut self, ctx: Ctx, bytes: &[u8]) -> Str<'_> {
+        match self.arg {
+            Some(arg) if arg.bytes() == bytes => arg,
+            _ => {
+                if self.made.as_ref().is_none_or(|made| made.bytes() != bytes) {
+                    self.made = Some(OwnedString::new(ctx, bytes));
+                }
+                self.made
+                    .get_or_insert_with(|| OwnedString::new(ctx, bytes))
+                    .as_str()
+            }
+        }
+    }
+
+    /// Keeps `made`, a string the server made, for its bytes named next.
+    fn keep(&mut self, made: OwnedString) {
+        self.made = Some(made);
     }
 }
 
@@ -145,25 +158,21 @@ impl<'a> Writer<'a> {
         &mut self.keys[key as usize]
     }
 
-    /// The board score of `member` when this write already knows it.
-    fn known_score(&self, member: &[u8]) -> Option<Option<f64>> {
-        let arg = self.args.member?;
-        (arg.bytes() == member).then_some(self.member_score?)
-    }
-
     /// Records the board score of `member` (None: absent), read or just written.
     fn learn_score(&mut self, member: &[u8], score: Option<f64>) {
-        if self.args.member.is_some_and(|arg| arg.bytes() == member) {
-            self.member_score = Some(score);
+        if self.member.is_arg(member) {
+            self.member_score = Known::of(score);
         }
     }
 
-    /// The board score of `member` through the key API.
+    /// The board score of `member`, through the key API unless known.
     fn board_score(&mut self, member: &[u8]) -> Option<f64> {
-        if let Some(known) = self.known_score(member) {
-            return known;
+        match self.member_score {
+            Known::Absent if self.member.is_arg(member) => return None,
+            Known::Score(score) if self.member.is_arg(member) => return Some(score),
+            _ => {}
         }
-        let held = named(self.args.member, &mut self.member, self.ctx, member);
+        let held = self.member.get(self.ctx, member);
         let score = self.keys[Key::Board as usize].zset_score(held);
         self.learn_score(member, score);
         score
@@ -175,12 +184,11 @@ impl<'a> Writer<'a> {
         let Some(value) = score_value(score) else {
             return false; // the server's ZADD refuses what parse_f64 refuses
         };
-        let args = self.args;
-        let score_str = named(args.score, &mut self.text, ctx, score);
+        let score_str = self.score.get(ctx, score);
         let member_str = if score_str.bytes() == member {
             score_str // a scores-key entry
         } else {
-            named(args.member, &mut self.member, ctx, member)
+            self.member.get(ctx, member)
         };
         let k = &mut self.keys[key as usize];
         let put = k.zset_put(value, member_str);
@@ -198,15 +206,14 @@ impl<'a> Writer<'a> {
     fn zincrby(&mut self, increment: &[u8], member: &[u8]) -> f64 {
         let ctx = self.ctx;
         let by = score_value(increment).unwrap_or(f64::NAN);
-        let (mut made, args) = (None, self.args);
-        let member_str = named(args.member, &mut self.member, ctx, member);
+        let member_str = self.member.get(ctx, member);
         let k = &mut self.keys[Key::Board as usize];
         let Some((put, score)) = k.zset_incr(by, member_str) else {
             return f64::NAN; // a NaN sum, refused before the write
         };
         if put != Put::Unchanged {
             k.modified(&[(Notify::ZSET, c"zincr")]);
-            let increment = named(args.score, &mut made, ctx, increment);
+            let increment = self.score.get(ctx, increment);
             ctx.replicate(c"ZINCRBY", (k.name(), increment, member_str));
         }
         self.learn_score(member, Some(score));
@@ -216,7 +223,7 @@ impl<'a> Writer<'a> {
     /// ZREM key member: whether it was there.
     fn zrem(&mut self, key: Key, member: &[u8]) -> bool {
         let ctx = self.ctx;
-        let member_str = named(self.args.member, &mut self.member, ctx, member);
+        let member_str = self.member.get(ctx, member);
         let k = &mut self.keys[key as usize];
         let removed = k.zset_remove_one(member_str);
         if removed {
@@ -232,10 +239,7 @@ impl<'a> Writer<'a> {
     /// HSET stamps field value.
     fn hset(&mut self, field: &[u8], value: &[u8]) {
         let ctx = self.ctx;
-        let (field, value) = (
-            named(self.args.member, &mut self.member, ctx, field),
-            OwnedString::new(ctx, value),
-        );
+        let (field, value) = (self.member.get(ctx, field), OwnedString::new(ctx, value));
         let k = &mut self.keys[Key::Stamps as usize];
         k.hash_put(field, value.as_str());
         k.modified(&[(Notify::HASH, c"hset")]);
@@ -245,7 +249,7 @@ impl<'a> Writer<'a> {
     /// HDEL stamps field.
     fn hdel(&mut self, field: &[u8]) {
         let ctx = self.ctx;
-        let field = named(self.args.member, &mut self.member, ctx, field);
+        let field = self.member.get(ctx, field);
         let k = &mut self.keys[Key::Stamps as usize];
         if k.hash_delete(field) {
             removed_from(k, c"hdel", Notify::HASH);
@@ -288,9 +292,15 @@ fn write_names(call: &Call) -> Result<WriteNames, CmdError> {
 }
 
 impl<'a> RedisStore<'a> {
-    /// The store of a write to the call's board, its keys open through the key API; `args`:
-    /// strings of the command's the write names.
-    fn open_write(call: &Call<'a>, names: &'a WriteNames, args: WriteArgs<'a>) -> Self {
+    /// The store of a write to the call's board, its keys open through the key API;
+    /// `member` and `score`: the command's strings of the last member it writes and of its
+    /// score or increment, named without making them again.
+    fn open_write(
+        call: &Call<'a>,
+        names: &'a WriteNames,
+        member: Option<Str<'a>>,
+        score: Option<Str<'a>>,
+    ) -> Self {
         let ctx = call.ctx();
         let [order, stamps, scores, names] =
             names.each_ref().map(|n| KeyHandle::open_named(ctx, n));
@@ -299,10 +309,9 @@ impl<'a> RedisStore<'a> {
             writer: Some(Writer {
                 ctx,
                 keys,
-                args,
-                member: None,
-                text: None,
-                member_score: None,
+                member: Named::new(member),
+                score: Named::new(score),
+                member_score: Known::Unread,
             }),
             ..Self::bare(call)
         }
@@ -315,32 +324,42 @@ impl<'a> RedisStore<'a> {
         let ctx = call.ctx();
         let mut store = Self {
             names: Companions::order_first(call.key_name()),
-            kinds: Some([None; 5]),
             ..Self::bare(call)
         };
         if let Some(names) = &mut store.names {
             let user = CurrentUser::of(ctx);
             let name = OwnedString::new(ctx, names.order());
             user.check_read(name.as_str())?;
-            store.order_reader = OwnedKey::open_read(ctx, name);
-            if store.order_reader.is_some() {
+            let [order, others @ ..] = &mut store.companions;
+            *order = OwnedKey::open_read(ctx, name);
+            if order.is_some() {
                 names.make_others();
-                let [_, others @ ..] = names.all();
-                let names = others.map(|name| OwnedString::new(ctx, name));
-                for name in &names {
+                let [_, other_names @ ..] = names.all();
+                let other_names = other_names.map(|name| OwnedString::new(ctx, name));
+                for name in &other_names {
                     user.check_read(name.as_str())?;
                 }
-                store.others_reader = Some(names.map(|n| OwnedKey::open_read(ctx, n)));
+                for (key, name) in others.iter_mut().zip(other_names) {
+                    *key = OwnedKey::open_read(ctx, name);
+                }
             }
         }
         store.reader = KeyHandle::open_read(call);
         Ok(store)
     }
 
-    /// A read's stamps, scores or names key, None when absent or not opened: a read opens
-    /// (and looks at) them only when the order key exists.
-    fn other_reader(&self, key: Key) -> Option<&OwnedKey<'a>> {
-        self.others_reader.as_ref()?[other_index(key)?].as_ref()
+    /// A read's tie-break key `key`, None when absent or not opened (and for the board).
+    fn companion(&self, key: Key) -> Option<&OwnedKey<'a>> {
+        self.companions[(key as usize).checked_sub(1)?].as_ref()
+    }
+
+    /// `f` of a read's key `key` (the board or a tie-break key), None when it is absent or
+    /// not opened.
+    fn read_key<R>(&self, key: Key, f: impl FnOnce(&KeyHandle) -> R) -> Option<R> {
+        match key {
+            Key::Board => self.reader.as_ref().map(f),
+            _ => self.companion(key).map(|k| k.read(f)),
+        }
     }
 
     /// The store of the call's board, nothing open and no tie-break key named: a write names
@@ -351,13 +370,11 @@ impl<'a> RedisStore<'a> {
             board: call.key_name(),
             names: None,
             reader: None,
-            order_reader: None,
-            others_reader: None,
-            kinds: None,
+            companions: [None, None, None, None],
+            kinds: [None; 5],
             writer: None,
             board_str: call.key(),
-            member: None,
-            member_arg: None,
+            member: Named::new(None),
         }
     }
 
@@ -365,7 +382,6 @@ impl<'a> RedisStore<'a> {
     fn board_only(call: &Call<'a>) -> Self {
         Self {
             reader: KeyHandle::open_read(call),
-            kinds: Some([None; 5]),
             ..Self::bare(call)
         }
     }
@@ -389,11 +405,9 @@ impl<'a> RedisStore<'a> {
     /// A window of the board near either end, through the key API; None to ask ZRANGE.
     fn walk(&self, key: Key, start: i64, stop: i64, rev: bool) -> Option<Vec<Scored>> {
         match key {
-            Key::Board => walk_window(self.reader.as_ref()?, (start, stop), rev),
-            Key::Order => self
-                .order_reader
-                .as_ref()?
-                .read(|order| walk_window(order, (start, stop), rev)),
+            Key::Board | Key::Order => {
+                self.read_key(key, |k| walk_window(k, (start, stop), rev))?
+            }
             _ => None,
         }
     }
@@ -428,16 +442,6 @@ impl<'a> RedisStore<'a> {
 
     fn write(&self, cmd: &std::ffi::CStr, args: &[&[u8]]) -> CallReply {
         redis_call(self.ctx, cmd, args, true)
-    }
-}
-
-/// Where the stamps, scores or names key sits among a read's `others_reader`.
-fn other_index(key: Key) -> Option<usize> {
-    match key {
-        Key::Stamps => Some(0),
-        Key::Scores => Some(1),
-        Key::Names => Some(2),
-        Key::Board | Key::Order => None,
     }
 }
 
@@ -517,20 +521,11 @@ impl Store for RedisStore<'_> {
         if let Some(w) = &mut self.writer {
             return kind_of(Some(w.key(key).kind()));
         }
-        let known = self.kinds.and_then(|kinds| kinds[key as usize]);
-        if let Some(kind) = known {
+        if let Some(kind) = self.kinds[key as usize] {
             return kind;
         }
-        let kind = match (key, &self.kinds, &self.reader) {
-            // A read opened the board (None: it does not exist).
-            (Key::Board, Some(_), reader) => reader.as_ref().map(KeyHandle::kind),
-            (Key::Order, Some(_), _) => self.order_reader.as_ref().map(|k| k.read(|k| k.kind())),
-            _ => self.other_reader(key).map(|k| k.read(|k| k.kind())),
-        };
-        let kind = kind_of(kind);
-        if let Some(kinds) = &mut self.kinds {
-            kinds[key as usize] = Some(kind);
-        }
+        let kind = kind_of(self.read_key(key, |k| k.kind()));
+        self.kinds[key as usize] = Some(kind);
         kind
     }
 
@@ -538,22 +533,12 @@ impl Store for RedisStore<'_> {
         if let Some(w) = &mut self.writer {
             return w.key(key).len();
         }
-        match (key, &self.kinds, &self.reader) {
-            (Key::Board, Some(_), reader) => reader.as_ref().map_or(0, KeyHandle::len),
-            (Key::Order, Some(_), _) => self
-                .order_reader
-                .as_ref()
-                .map_or(0, |k| k.read(|k| k.len())),
-            _ => self.other_reader(key).map_or(0, |k| k.read(|k| k.len())),
-        }
+        self.read_key(key, |k| k.len()).unwrap_or(0)
     }
 
     fn score(&mut self, member: &[u8]) -> Option<Scored> {
         let found = match (&self.reader, &mut self.writer) {
-            (Some(reader), _) => {
-                let member = named(self.member_arg, &mut self.member, self.ctx, member);
-                Some(reader.zset_score(member))
-            }
+            (Some(reader), _) => Some(reader.zset_score(self.member.get(self.ctx, member))),
             (None, Some(w)) => Some(w.board_score(member)),
             (None, None) => None,
         };
@@ -624,7 +609,7 @@ impl Store for RedisStore<'_> {
         if start > WALK_LIMIT || stop < start {
             return None;
         }
-        let order = self.order_reader.as_ref()?;
+        let order = self.companion(Key::Order)?;
         walked(order.read(|k| k.zset_walk_groups_down(start, stop - start + 1)))
     }
 
@@ -635,7 +620,7 @@ impl Store for RedisStore<'_> {
         score: f64,
         at: i64,
     ) -> Option<Vec<Scored>> {
-        let order = self.order_reader.as_ref()?;
+        let order = self.companion(Key::Order)?;
         let side = |down: bool, take: i64| {
             let walk =
                 order.read(|k| k.zset_walk_groups_from(entry, score, down, take, WALK_LIMIT));
@@ -660,7 +645,7 @@ impl Store for RedisStore<'_> {
                 let first = self.reader.as_ref()?.zset_first_at(near.score, rev)?;
                 rank_in(self.ctx, self.board_str, first.as_str(), rev)
             }
-            Key::Order => self.order_reader.as_ref()?.read(|order| {
+            Key::Order => self.companion(Key::Order)?.read(|order| {
                 let first = order.zset_first_at(near.score, rev)?;
                 rank_in(self.ctx, order.name(), first.as_str(), rev)
             }),
@@ -670,7 +655,7 @@ impl Store for RedisStore<'_> {
 
     fn rank(&mut self, key: Key, member: &[u8], rev: bool) -> Option<i64> {
         if key == Key::Board {
-            let member = named(self.member_arg, &mut self.member, self.ctx, member);
+            let member = self.member.get(self.ctx, member);
             return rank_in(self.ctx, self.board_str, member, rev);
         }
         let (name, member) = (self.must(key), OwnedString::new(self.ctx, member));
@@ -704,7 +689,7 @@ impl Store for RedisStore<'_> {
         match (score_value(score).map(ScoreRange::at_f64), &mut self.writer) {
             (Some(r), Some(w)) => return first(w.key(Key::Order), r),
             (Some(r), None) => {
-                if let Some(order) = &self.order_reader {
+                if let Some(order) = self.companion(Key::Order) {
                     return order.read(|k| first(k, r));
                 }
             }
@@ -741,10 +726,10 @@ impl Store for RedisStore<'_> {
             (Some(r), Some(w)) => {
                 let (at, entry) = find(w.key(Key::Order), r)?;
                 let found = (at, entry.bytes().to_vec());
-                w.member = Some(entry); // the write removes this entry next: no string made
+                w.member.keep(entry); // the write removes this entry next: no string made
                 Some(found)
             }
-            (Some(r), None) => match &self.order_reader {
+            (Some(r), None) => match self.companion(Key::Order) {
                 Some(order) => order.read(|k| find(k, r)).map(bytes),
                 None => None,
             },
@@ -754,13 +739,13 @@ impl Store for RedisStore<'_> {
 
     fn stamp(&mut self, member: &[u8]) -> Option<Vec<u8>> {
         if let Some(w) = &mut self.writer {
-            let member = named(w.args.member, &mut w.member, self.ctx, member);
+            let member = w.member.get(self.ctx, member);
             let value = w.keys[Key::Stamps as usize].hash_get(member)?;
             return Some(value.bytes().to_vec());
         }
-        let stamps = self.others_reader.as_ref()?[other_index(Key::Stamps)?].as_ref()?;
-        let member = named(self.member_arg, &mut self.member, self.ctx, member);
-        let value = stamps.read(|k| k.hash_get(member))?;
+        let [_, stamps, ..] = &self.companions;
+        let member = self.member.get(self.ctx, member);
+        let value = stamps.as_ref()?.read(|k| k.hash_get(member))?;
         Some(value.bytes().to_vec())
     }
 
@@ -863,7 +848,7 @@ fn with_board<'a>(
     f: impl FnOnce(&mut Board<RedisStore>) -> Result<Reply, CmdError>,
 ) -> Result<Reply, CmdError> {
     let mut store = RedisStore::open_read(call)?;
-    store.member_arg = member;
+    store.member = Named::new(member);
     let mut board = Board::open(&mut store, order)?.with_dense_max(config::LB_DENSE_MAX.get());
     f(&mut board)
 }
@@ -951,7 +936,7 @@ fn percentile(call: &Call) -> Result<Reply, CmdError> {
     let p = lb::PERCENTILE.parse(args)?;
     let member = p.text("member");
     let mut store = RedisStore::board_only(call);
-    store.member_arg = call.arg(1);
+    store.member = Named::new(call.arg(1));
     Ok(
         match percentile_of(&mut store, member, Order::from_slot(p.choice("ASC|DESC")))? {
             Some(share) => Reply::Value(Value::Double(share)),
@@ -976,11 +961,8 @@ fn add(call: &Call) -> Result<Reply, CmdError> {
     }
     let names = write_names(call)?;
     // The last pair's strings (rest's last two: `call.arg` counts the key first).
-    let last = WriteArgs {
-        member: call.arg(args.len()),
-        score: call.arg(args.len() - 1),
-    };
-    let mut store = RedisStore::open_write(call, &names, last);
+    let (member, score) = (call.arg(args.len()), call.arg(args.len() - 1));
+    let mut store = RedisStore::open_write(call, &names, member, score);
     check_write(&mut store, &changes)?;
     check_rank_with(&mut store, &changes, with)?;
     let written = write(&mut store, now_ms(), &changes);
@@ -1042,11 +1024,7 @@ fn incr(call: &Call) -> Result<Reply, CmdError> {
         .then(|| order_and_ranking(p.choice("ASC|DESC"), p.choice("RANKING")));
     let changes = [(Change::Add(by, p.raw("increment")), member)];
     let names = write_names(call)?;
-    let strings = WriteArgs {
-        member: call.arg(2),
-        score: call.arg(1),
-    };
-    let mut store = RedisStore::open_write(call, &names, strings);
+    let mut store = RedisStore::open_write(call, &names, call.arg(2), call.arg(1));
     check_write(&mut store, &changes)?;
     check_rank_with(&mut store, &changes, with)?;
     let (_, score) = write(&mut store, now_ms(), &changes).remove(0);
@@ -1065,11 +1043,7 @@ fn rem(call: &Call) -> Result<Reply, CmdError> {
     let args = call.rest();
     let p = lb::REM.parse(args)?;
     let names = write_names(call)?;
-    let last = WriteArgs {
-        member: call.arg(args.len()),
-        score: None,
-    };
-    let mut store = RedisStore::open_write(call, &names, last);
+    let mut store = RedisStore::open_write(call, &names, call.arg(args.len()), None);
     let removed = remove(&mut store, p.trailing())?;
     stats::add(Stat::LeaderboardWrites, removed as u64);
     Ok(Reply::Integer(removed))
