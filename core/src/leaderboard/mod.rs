@@ -403,14 +403,7 @@ impl Companions {
 // ---------------------------------------------------------------------------------------------
 // Stamps
 
-/// A stamp as stored: 16 zero-padded digits.
-pub fn stamp_text(stamp: i64) -> Vec<u8> {
-    let mut text = Vec::with_capacity(STAMP_DIGITS);
-    push_stamp(&mut text, stamp);
-    text
-}
-
-/// Appends a stamp's text to `out`.
+/// Appends a stamp's text to `out`: 16 zero-padded digits.
 fn push_stamp(out: &mut Vec<u8>, stamp: i64) {
     if !(0..10_i64.pow(STAMP_DIGITS as u32)).contains(&stamp) {
         return out.extend(format!("{stamp:0width$}", width = STAMP_DIGITS).bytes());
