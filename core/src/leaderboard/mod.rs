@@ -411,11 +411,7 @@ fn push_stamp(out: &mut Vec<u8>, stamp: i64) {
     // Without the formatting machinery: a write makes one stamp.
     let start = out.len();
     out.resize(start + STAMP_DIGITS, b'0');
-    let mut n = stamp;
-    for digit in out[start..].iter_mut().rev() {
-        *digit = b'0' + (n % 10) as u8;
-        n /= 10;
-    }
+    crate::text::write_digits(stamp as u64, &mut out[start..]);
 }
 
 /// The stamp that starts an order-key member (or a stamps-hash value).
