@@ -140,19 +140,6 @@ impl<'a> Named<'a> {
     }
 }
 
-/// A score's value from its text: whole numbers (every score of a typical board) without the
-/// float parser, others as the server parses them.
-fn score_value(text: &[u8]) -> Option<f64> {
-    let digits = text.strip_prefix(b"-").unwrap_or(text);
-    if (1..=15).contains(&digits.len()) && digits.iter().all(u8::is_ascii_digit) {
-        let n = digits
-            .iter()
-            .fold(0, |n: i64, d| n * 10 + i64::from(d - b'0')) as f64;
-        return Some(if digits.len() < text.len() { -n } else { n });
-    }
-    parse_f64(text)
-}
-
 impl<'a> Writer<'a> {
     fn key(&mut self, key: Key) -> &mut KeyHandle<'a> {
         &mut self.keys[key as usize]
@@ -181,7 +168,7 @@ impl<'a> Writer<'a> {
     /// ZADD key score member: whether it was added.
     fn zadd(&mut self, key: Key, score: &[u8], member: &[u8]) -> bool {
         let ctx = self.ctx;
-        let Some(value) = score_value(score) else {
+        let Some(value) = parse_f64(score) else {
             return false; // the server's ZADD refuses what parse_f64 refuses
         };
         let score_str = self.score.get(ctx, score);
@@ -205,7 +192,7 @@ impl<'a> Writer<'a> {
     /// ZINCRBY board increment member: the new score.
     fn zincrby(&mut self, increment: &[u8], member: &[u8]) -> f64 {
         let ctx = self.ctx;
-        let by = score_value(increment).unwrap_or(f64::NAN);
+        let by = parse_f64(increment).unwrap_or(f64::NAN);
         let member_str = self.member.get(ctx, member);
         let k = &mut self.keys[Key::Board as usize];
         let Some((put, score)) = k.zset_incr(by, member_str) else {
@@ -686,7 +673,7 @@ impl Store for RedisStore<'_> {
             let members = k.zset_first(r, n.max(0) as usize);
             members.iter().map(|m| m.bytes().to_vec()).collect()
         };
-        match (score_value(score).map(ScoreRange::at_f64), &mut self.writer) {
+        match (parse_f64(score).map(ScoreRange::at_f64), &mut self.writer) {
             (Some(r), Some(w)) => return first(w.key(Key::Order), r),
             (Some(r), None) => {
                 if let Some(order) = self.companion(Key::Order) {
@@ -709,7 +696,7 @@ impl Store for RedisStore<'_> {
     }
 
     fn group_tail(&mut self, score: &[u8], cap: i64) -> (Option<i64>, i64) {
-        match (&mut self.writer, score_value(score)) {
+        match (&mut self.writer, parse_f64(score)) {
             (Some(w), Some(v)) => {
                 let order = w.key(Key::Order);
                 let (last, len) = order.zset_last_and_count(ScoreRange::at_f64(v), cap);
@@ -722,7 +709,7 @@ impl Store for RedisStore<'_> {
     fn group_find(&mut self, score: &[u8], member: &[u8], n: i64) -> Option<(i64, Vec<u8>)> {
         let find = |k: &KeyHandle, r| k.zset_find_first(r, n, |e| lb::is_entry_of(e, member));
         let bytes = |(at, entry): (i64, OwnedString)| (at, entry.bytes().to_vec());
-        match (score_value(score).map(ScoreRange::at_f64), &mut self.writer) {
+        match (parse_f64(score).map(ScoreRange::at_f64), &mut self.writer) {
             (Some(r), Some(w)) => {
                 let (at, entry) = find(w.key(Key::Order), r)?;
                 let found = (at, entry.bytes().to_vec());
@@ -750,7 +737,7 @@ impl Store for RedisStore<'_> {
     }
 
     fn any_at(&mut self, key: Key, score: &[u8]) -> bool {
-        match (&mut self.writer, score_value(score)) {
+        match (&mut self.writer, parse_f64(score)) {
             (Some(w), Some(score)) => w.key(key).zset_any_at(score),
             _ => self.count(key, score, score) > 0,
         }
@@ -956,7 +943,7 @@ fn add(call: &Call) -> Result<Reply, CmdError> {
         .then(|| order_and_ranking(p.choice("ASC|DESC"), p.choice("RANKING")));
     let mut changes = Vec::with_capacity(pairs.len() / 2);
     for pair in pairs.chunks(2) {
-        let score = score_value(pair[0]).ok_or(CmdError::BadArg(lb::SCORE_ARG))?;
+        let score = parse_f64(pair[0]).ok_or(CmdError::BadArg(lb::SCORE_ARG))?;
         changes.push((Change::Set(score, pair[0]), pair[1]));
     }
     let names = write_names(call)?;

@@ -775,6 +775,9 @@ pub fn parse_i64(raw: &[u8]) -> Option<i64> {
 /// values that overflow to infinity or underflow to zero are refused. The Lua twin applies the
 /// same rules.
 pub fn parse_f64(raw: &[u8]) -> Option<f64> {
+    if let Some(value) = whole_f64(raw) {
+        return Some(value);
+    }
     let text = std::str::from_utf8(raw).ok()?;
     let unsigned = text.strip_prefix(['+', '-']).unwrap_or(text);
     if unsigned.eq_ignore_ascii_case("inf") || unsigned.eq_ignore_ascii_case("infinity") {
@@ -800,6 +803,19 @@ pub fn parse_f64(raw: &[u8]) -> Option<f64> {
     let value: f64 = text.parse().ok().filter(|_| exponent_ok)?;
     let underflow = value == 0.0 && mantissa.bytes().any(|b| (b'1'..=b'9').contains(&b));
     (value.is_finite() && !underflow).then_some(value)
+}
+
+/// A whole number of 1 to 15 digits, maybe negative, without the float parser (most scores and
+/// increments are such): each is exact in a double, so the value is the parser's.
+fn whole_f64(raw: &[u8]) -> Option<f64> {
+    let digits = raw.strip_prefix(b"-").unwrap_or(raw);
+    if !(1..=15).contains(&digits.len()) || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let n = digits
+        .iter()
+        .fold(0, |n: i64, d| n * 10 + i64::from(d - b'0')) as f64;
+    Some(if digits.len() < raw.len() { -n } else { n })
 }
 
 /// One argument's slot value, `at` being its index in the parsed arguments.
@@ -1055,6 +1071,33 @@ mod tests {
             err(&["CAP", "2"]),
             "ERR wrong number of arguments for 't.pairs' command"
         );
+    }
+
+    #[test]
+    fn whole_numbers_read_without_the_float_parser_as_with_it() {
+        let cases = [
+            "0",
+            "-0",
+            "7",
+            "-42",
+            "007",
+            "999999999999999",
+            "-999999999999999",
+            "1234567890123456",
+            "+5",
+        ];
+        for raw in cases {
+            let parsed: f64 = raw.parse().unwrap();
+            let got = parse_f64(raw.as_bytes());
+            assert_eq!(got.map(f64::to_bits), Some(parsed.to_bits()), "{raw}");
+            // Up to 15 digits, maybe after a minus: the fast path; longer or `+`: the parser.
+            let digits = raw.trim_start_matches('-').len();
+            let fast = digits <= 15 && !raw.starts_with('+');
+            assert_eq!(whole_f64(raw.as_bytes()).is_some(), fast, "{raw}");
+        }
+        for raw in ["", "-", "--1", "1.0", "1e3", "1 ", "12a"] {
+            assert_eq!(whole_f64(raw.as_bytes()), None, "{raw}");
+        }
     }
 
     #[test]
