@@ -273,6 +273,19 @@ struct Mem {
     /// Calls of `placed_before_score`: every other one answers, the others leave the count
     /// to ZCOUNT (as a store that cannot read the board directly does).
     placed_asked: u32,
+    /// What the writes asked of the store that a write may skip when it knows the answer.
+    calls: Calls,
+}
+
+/// Calls a write makes only when it needs them.
+#[derive(Default, Debug, PartialEq)]
+struct Calls {
+    /// `any_at`: whether a score is still held.
+    any_at: u32,
+    /// ZADDs to the scores key.
+    scores_zadd: u32,
+    /// HDELs, found or not.
+    hdel: u32,
 }
 
 impl Mem {
@@ -407,7 +420,12 @@ impl Store for Mem {
     fn stamp(&mut self, member: &[u8]) -> Option<Vec<u8>> {
         self.stamps.get(member).cloned()
     }
+    fn any_at(&mut self, key: Key, score: &[u8]) -> bool {
+        self.calls.any_at += 1;
+        self.count(key, score, score) > 0
+    }
     fn zadd(&mut self, key: Key, pairs: &[(&[u8], &[u8])]) -> i64 {
+        self.calls.scores_zadd += u32::from(key == Key::Scores);
         let set = self.set(key);
         pairs.iter().filter(|(s, m)| set.add(bound(s).0, m)).count() as i64
     }
@@ -426,6 +444,7 @@ impl Store for Mem {
         }
     }
     fn hdel(&mut self, member: &[u8]) {
+        self.calls.hdel += 1;
         self.stamps.remove(member);
     }
     fn del(&mut self, key: Key) {

@@ -329,3 +329,27 @@ fn a_rank_on_a_board_out_of_step_with_its_order_key_is_refused() {
         assert_eq!(rank, Err(CmdError::BadState(OUT_OF_STEP)), "{ranking:?}");
     }
 }
+
+/// A write skips what it knows: the old score is kept when the group scan passed another
+/// member of it, the new one is in the scores key when others hold it, and a member found by
+/// scanning has no stamps entry to drop.
+#[test]
+fn a_write_asks_only_what_it_does_not_know() {
+    let mut mem = Mem::default();
+    write_each(&mut mem, &players(0, 3), 5.0, 10);
+    write_each(&mut mem, &players(3, 4), 7.0, 20);
+    mem.calls = Calls::default();
+    // p01, behind p00 at 5, moves to 7, which p03 holds.
+    write_each(&mut mem, &players(1, 2), 7.0, 30);
+    assert_eq!(mem.calls, Calls::default());
+    // p00, first at 5 (p02 keeps it), moves to 9, a new score.
+    write_each(&mut mem, &players(0, 1), 9.0, 40);
+    let asked = Calls {
+        any_at: 1,
+        scores_zadd: 1,
+        hdel: 0,
+    };
+    assert_eq!(mem.calls, asked);
+    let scores = &mem.sets[2].scores;
+    assert_eq!(scores.len(), 3, "5, 7 and 9");
+}
