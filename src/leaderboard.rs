@@ -102,27 +102,31 @@ impl Known {
     }
 }
 
-/// Server strings for bytes a store names: a string of the command's own (`arg`) when it
-/// holds them, else one made, kept while the same bytes are named in a row.
+/// Server strings for bytes a store names: a string of the command's own (`arg`, with its
+/// bytes, read once) when it holds them, else one made, kept while the same bytes are named in
+/// a row.
 struct Named<'a> {
-    arg: Option<Str<'a>>,
+    arg: Option<(Str<'a>, &'a [u8])>,
     made: Option<OwnedString>,
 }
 
 impl<'a> Named<'a> {
     fn new(arg: Option<Str<'a>>) -> Self {
-        Self { arg, made: None }
+        Self {
+            arg: arg.map(|arg| (arg, arg.bytes())),
+            made: None,
+        }
     }
 
     /// Whether `bytes` are the command's string's.
     fn is_arg(&self, bytes: &[u8]) -> bool {
-        self.arg.is_some_and(|arg| arg.bytes() == bytes)
+        self.arg.is_some_and(|(_, arg)| arg == bytes)
     }
 
     /// `bytes` as a server string.
     fn get(&mut self, ctx: Ctx, bytes: &[u8]) -> Str<'_> {
         match self.arg {
-            Some(arg) if arg.bytes() == bytes => arg,
+            Some((arg, held)) if held == bytes => arg,
             _ => {
                 if self.made.as_ref().is_none_or(|made| made.bytes() != bytes) {
                     self.made = Some(OwnedString::new(ctx, bytes));
