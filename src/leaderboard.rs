@@ -128,12 +128,11 @@ impl<'a> Named<'a> {
         match self.arg {
             Some((arg, held)) if held == bytes => arg,
             _ => {
-                if self.made.as_ref().is_none_or(|made| made.bytes() != bytes) {
-                    self.made = Some(OwnedString::new(ctx, bytes));
-                }
-                self.made
-                    .get_or_insert_with(|| OwnedString::new(ctx, bytes))
-                    .as_str()
+                let made = match self.made.take() {
+                    Some(made) if made.bytes() == bytes => made,
+                    _ => OwnedString::new(ctx, bytes),
+                };
+                self.made.insert(made).as_str()
             }
         }
     }

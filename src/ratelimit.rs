@@ -196,7 +196,7 @@ fn set_by_server(
     at: i64,
 ) -> Result<(), CmdError> {
     let at_text = OwnedString::from_i64(ctx, at);
-    if !key.set_by_command(value, &[PXAT.as_str(), at_text.as_str()]) {
+    if !key.set_by_command(value, [PXAT.as_str(), at_text.as_str()]) {
         // The old value went first: replicas drop theirs too.
         ctx.replicate(c"DEL", (key.name(),));
         return Err(CmdError::Internal);

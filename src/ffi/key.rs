@@ -151,19 +151,24 @@ impl<'a> Key<'a> {
         }
     }
 
-    /// Runs `SET <key> <value> <options>` through the server (`RedisModule_Call`), so the
-    /// value is stored as `SET` stores a client's (a small integer as the server's shared one,
-    /// where it shares them); the events and the modified-key signal are `SET`'s own, and
-    /// nothing is replicated. The old value is deleted first, so this key never points at a
+    /// Runs `SET <key> <value> <option> <operand>` (e.g. `PXAT <ms>`) through the server
+    /// (`RedisModule_Call`), so the value is stored as `SET` stores a client's (a small
+    /// integer as the server's shared one, where it shares them); the events and the
+    /// modified-key signal are `SET`'s own, and nothing is replicated. The old value is deleted first, so this key never points at a
     /// value the call freed (closing the key around the call and opening it again instead
     /// cost about 1,000 instructions more). False when the call failed (nothing written, the
     /// old value gone).
-    pub fn set_by_command(&mut self, value: &CStr, options: &[Str]) -> bool {
+    pub fn set_by_command(&mut self, value: &CStr, [option, operand]: [Str; 2]) -> bool {
         if self.kind() != KeyType::Empty {
             self.delete();
         }
-        let mut args = vec![CallArg::Str(self.name), CallArg::Text(value)];
-        args.extend(options.iter().map(|&o| CallArg::Str(o)));
+        // Four arguments: each goes by a letter of the format, the value as a client's text.
+        let args = [
+            CallArg::Str(self.name),
+            CallArg::Text(value),
+            CallArg::Str(option),
+            CallArg::Str(operand),
+        ];
         !redis_call_args(self.ctx, c"SET", &args).is_error()
     }
 

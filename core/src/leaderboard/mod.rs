@@ -1396,7 +1396,7 @@ fn write_one<S: Store>(
             s.zadd(Key::Scores, &[(&new.text, distinct_member(&new))]);
         }
         if let Some(o) = &old {
-            forget_score_if_gone(s, o, found.as_ref().is_some_and(Found::shares_score));
+            forget_score_if_gone(s, o, found.as_ref());
         }
     }
     (old.is_none(), new.text)
@@ -1413,9 +1413,10 @@ fn hash_group<S: Store>(s: &mut S, score: &[u8]) {
     s.hset(&pairs);
 }
 
-/// Drops a score from the scores key once no member has it; `shared`: another member is known
-/// to keep it (nothing read).
-fn forget_score_if_gone<S: Store>(s: &mut S, old: &Scored, shared: bool) {
+/// Drops a score from the scores key once no member has it; nothing read when the scan that
+/// `found` the member's entry passed another member of that score, which keeps it.
+fn forget_score_if_gone<S: Store>(s: &mut S, old: &Scored, found: Option<&Found>) {
+    let shared = found.is_some_and(Found::shares_score);
     if !shared && !s.any_at(Key::Board, &old.text) {
         s.zrem(Key::Scores, distinct_member(old));
     }
@@ -1448,8 +1449,7 @@ pub fn remove<S: Store>(s: &mut S, members: &[&[u8]]) -> Result<i64, CmdError> {
             }
         }
         if !names {
-            let shared = found.as_ref().is_some_and(Found::shares_score);
-            forget_score_if_gone(s, &old, shared);
+            forget_score_if_gone(s, &old, found.as_ref());
         }
     }
     if removed > 0 && s.card(Key::Board) == 0 {
